@@ -1,0 +1,412 @@
+//! Chunking: where a file is cut into objects.
+//!
+//! [`Cutter`] is sans-IO: given the bytes from the start of the next chunk, it says where that chunk
+//! ends. [`ChunkReader`] drives a cutter over any `Read`, one *segment* at a time: a segment is a byte
+//! range cut independently of its neighbours (the whole file for plain files; the header and each
+//! tensor group of a safetensors file), so no chunk ever straddles a segment boundary.
+//!
+//! Cut points are part of the on-disk format: the parameters are recorded in every manifest, and
+//! golden tests pin the boundaries of seeded data so that a library upgrade cannot silently change
+//! them.
+
+use std::io::{self, Read};
+
+use fastcdc::v2020;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::DataHint;
+
+/// Default content-defined chunking: 1 MiB min, 4 MiB average, 16 MiB max (FastCDC 2020,
+/// normalization level 1). 4 MiB average is what the seed promised ("4 MB blocks") and the largest
+/// average FastCDC supports; the 1–16 MiB window keeps objects large enough for cheap transfers and
+/// small enough that a changed region re-stores little.
+pub const DEFAULT_MIN: u32 = 1024 * 1024;
+/// Default average chunk size.
+pub const DEFAULT_AVG: u32 = 4 * 1024 * 1024;
+/// Default maximum chunk size.
+pub const DEFAULT_MAX: u32 = 16 * 1024 * 1024;
+/// Default block size of fixed chunking.
+pub const DEFAULT_FIXED: u32 = 4 * 1024 * 1024;
+
+/// Chunking parameters, as stored in `config.toml` and in every manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ChunkParams {
+    /// FastCDC (2020 variant, gear table of the `fastcdc` crate, normalization level 1).
+    #[serde(rename = "fastcdc-2020")]
+    FastCdc {
+        /// Minimum chunk size in bytes.
+        min_size: u32,
+        /// Average chunk size in bytes (a power of two).
+        avg_size: u32,
+        /// Maximum chunk size in bytes.
+        max_size: u32,
+    },
+    /// Fixed-size blocks.
+    Fixed {
+        /// Block size in bytes.
+        size: u32,
+    },
+}
+
+impl Default for ChunkParams {
+    fn default() -> Self {
+        ChunkParams::FastCdc {
+            min_size: DEFAULT_MIN,
+            avg_size: DEFAULT_AVG,
+            max_size: DEFAULT_MAX,
+        }
+    }
+}
+
+impl ChunkParams {
+    /// Checks the parameters against what the chunker supports. Returns a description of the
+    /// problem.
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            ChunkParams::FastCdc {
+                min_size,
+                avg_size,
+                max_size,
+            } => {
+                if !(v2020::MINIMUM_MIN..=v2020::MINIMUM_MAX).contains(&min_size) {
+                    return Err(format!(
+                        "min_size {min_size} must be in {}..={}",
+                        v2020::MINIMUM_MIN,
+                        v2020::MINIMUM_MAX
+                    ));
+                }
+                if !(v2020::AVERAGE_MIN..=v2020::AVERAGE_MAX).contains(&avg_size)
+                    || !avg_size.is_power_of_two()
+                {
+                    return Err(format!(
+                        "avg_size {avg_size} must be a power of two in {}..={}",
+                        v2020::AVERAGE_MIN,
+                        v2020::AVERAGE_MAX
+                    ));
+                }
+                if !(v2020::MAXIMUM_MIN..=v2020::MAXIMUM_MAX).contains(&max_size) {
+                    return Err(format!(
+                        "max_size {max_size} must be in {}..={}",
+                        v2020::MAXIMUM_MIN,
+                        v2020::MAXIMUM_MAX
+                    ));
+                }
+                if !(min_size <= avg_size && avg_size <= max_size) {
+                    return Err("need min_size <= avg_size <= max_size".into());
+                }
+                Ok(())
+            }
+            ChunkParams::Fixed { size } => {
+                if (4096..=v2020::MAXIMUM_MAX).contains(&size) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "fixed size {size} must be in 4096..={}",
+                        v2020::MAXIMUM_MAX
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The largest chunk these parameters produce.
+    pub fn max_chunk(&self) -> u32 {
+        match *self {
+            ChunkParams::FastCdc { max_size, .. } => max_size,
+            ChunkParams::Fixed { size } => size,
+        }
+    }
+}
+
+/// The sans-IO cut-point finder for one set of parameters.
+#[derive(Clone, Debug)]
+pub struct Cutter {
+    params: ChunkParams,
+    masks: (u64, u64),
+}
+
+impl Cutter {
+    /// A cutter for `params`, which must have passed [`ChunkParams::validate`].
+    pub fn new(params: ChunkParams) -> Self {
+        let masks = match params {
+            ChunkParams::FastCdc { avg_size, .. } => {
+                let bits = v2020::logarithm2(avg_size);
+                // Normalization level 1, as `v2020::FastCDC::new` uses.
+                (
+                    v2020::MASKS[(bits + 1) as usize],
+                    v2020::MASKS[(bits - 1) as usize],
+                )
+            }
+            ChunkParams::Fixed { .. } => (0, 0),
+        };
+        Self { params, masks }
+    }
+
+    /// The largest chunk this cutter returns.
+    pub fn max_chunk(&self) -> usize {
+        self.params.max_chunk() as usize
+    }
+
+    /// Given `data` starting at a chunk boundary, returns the length of the next chunk, or `None`
+    /// when more data is needed to decide. `end` says that `data` runs to the end of its segment.
+    pub fn next_cut(&self, data: &[u8], end: bool) -> Option<usize> {
+        if data.is_empty() {
+            return None;
+        }
+        let max = self.max_chunk();
+        if data.len() < max && !end {
+            return None;
+        }
+        let window = &data[..data.len().min(max)];
+        Some(match self.params {
+            ChunkParams::FastCdc {
+                min_size, avg_size, ..
+            } => {
+                let (mask_s, mask_l) = self.masks;
+                let (_, n) = v2020::cut(
+                    window,
+                    min_size as usize,
+                    avg_size as usize,
+                    max,
+                    mask_s,
+                    mask_l,
+                    mask_s << 1,
+                    mask_l << 1,
+                );
+                n
+            }
+            ChunkParams::Fixed { .. } => window.len(),
+        })
+    }
+
+    /// Cuts a whole in-memory segment; returns chunk lengths.
+    pub fn cut_all(&self, mut data: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        while let Some(n) = self.next_cut(data, true) {
+            out.push(n);
+            data = &data[n..];
+        }
+        out
+    }
+}
+
+/// A byte range of a file that is chunked on its own, with what is known about its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Length in bytes.
+    pub len: u64,
+    /// What the codec should assume about the bytes.
+    pub hint: DataHint,
+}
+
+/// One chunk read from a file.
+#[derive(Debug)]
+pub struct RawChunk {
+    /// Offset of the chunk in the file.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+    /// Codec hint from the segment.
+    pub hint: DataHint,
+}
+
+const READ_BLOCK: usize = 8 * 1024 * 1024;
+
+/// Streams chunks out of a reader, segment by segment, with memory bounded by the read block plus
+/// the maximum chunk size.
+pub struct ChunkReader<R> {
+    reader: R,
+    cutter: Cutter,
+    segments: Vec<Segment>,
+    seg_idx: usize,
+    seg_pos: u64,
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    offset: u64,
+}
+
+impl<R: Read> ChunkReader<R> {
+    /// Chunks `reader`. `segments` partition the file; bytes past the last segment (or all bytes,
+    /// when `segments` is empty) form one final segment with no hint.
+    pub fn new(reader: R, cutter: Cutter, segments: Vec<Segment>) -> Self {
+        let mut segments: Vec<Segment> = segments.into_iter().filter(|s| s.len > 0).collect();
+        segments.push(Segment {
+            len: u64::MAX,
+            hint: DataHint::Unknown,
+        });
+        Self {
+            reader,
+            cutter,
+            segments,
+            seg_idx: 0,
+            seg_pos: 0,
+            buf: Vec::with_capacity(READ_BLOCK + DEFAULT_MAX as usize),
+            pos: 0,
+            eof: false,
+            offset: 0,
+        }
+    }
+
+    /// Total bytes returned so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next chunk, or `None` at the end of the input.
+    pub fn next_chunk(&mut self) -> io::Result<Option<RawChunk>> {
+        loop {
+            let avail = self.buf.len() - self.pos;
+            let seg = self.segments[self.seg_idx];
+            let seg_left = seg.len - self.seg_pos;
+            let seg_complete = seg_left <= avail as u64;
+            let window = if seg_complete {
+                seg_left as usize
+            } else {
+                avail
+            };
+            if let Some(n) = self.cutter.next_cut(
+                &self.buf[self.pos..self.pos + window],
+                seg_complete || self.eof,
+            ) {
+                let data = self.buf[self.pos..self.pos + n].to_vec();
+                let chunk = RawChunk {
+                    offset: self.offset,
+                    data,
+                    hint: seg.hint,
+                };
+                self.pos += n;
+                self.offset += n as u64;
+                self.seg_pos += n as u64;
+                if self.seg_pos == seg.len {
+                    self.seg_idx += 1;
+                    self.seg_pos = 0;
+                }
+                return Ok(Some(chunk));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            // Need more bytes: move the unconsumed tail to the front and read another block.
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+            let start = self.buf.len();
+            self.buf.resize(start + READ_BLOCK, 0);
+            let n = loop {
+                match self.reader.read(&mut self.buf[start..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.buf.truncate(start);
+                        return Err(e);
+                    }
+                }
+            };
+            self.buf.truncate(start + n);
+            if n == 0 {
+                self.eof = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random bytes (xorshift64*), the same on every platform.
+    pub(crate) fn seeded(len: usize, mut x: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn stream_lengths(data: &[u8], params: ChunkParams, segments: Vec<Segment>) -> Vec<usize> {
+        let mut r = ChunkReader::new(data, Cutter::new(params), segments);
+        let mut lens = Vec::new();
+        while let Some(c) = r.next_chunk().expect("read") {
+            lens.push(c.data.len());
+        }
+        lens
+    }
+
+    /// Golden cut points: these numbers are part of the on-disk format. If this test fails, the
+    /// chunker changed and old stores would stop deduplicating against new commits.
+    #[test]
+    fn golden_default_cdc_boundaries() {
+        let data = seeded(40 << 20, 0x4e53_4841_5244);
+        let lens = stream_lengths(&data, ChunkParams::default(), vec![]);
+        assert_eq!(lens.iter().sum::<usize>(), data.len());
+        // Same cut points as the crate's own iterator (FastCDC 2020, normalization level 1).
+        let reference: Vec<usize> =
+            v2020::FastCDC::new(&data, DEFAULT_MIN, DEFAULT_AVG, DEFAULT_MAX)
+                .map(|c| c.length)
+                .collect();
+        assert_eq!(lens, reference);
+        let small = ChunkParams::FastCdc {
+            min_size: 16 * 1024,
+            avg_size: 64 * 1024,
+            max_size: 256 * 1024,
+        };
+        let small_lens = stream_lengths(&data[..1 << 20], small, vec![]);
+        assert_eq!(
+            (lens.clone(), small_lens[..8].to_vec()),
+            (GOLDEN_DEFAULT.to_vec(), GOLDEN_SMALL.to_vec()),
+            "chunk boundaries changed"
+        );
+    }
+
+    const GOLDEN_DEFAULT: &[usize] = &[
+        1811123, 1298348, 4648150, 2083290, 5567686, 12675142, 3165597, 2812321, 5688530, 2192853,
+    ];
+    const GOLDEN_SMALL: &[usize] = &[70923, 74150, 94479, 125386, 87184, 112123, 142396, 24474];
+
+    #[test]
+    fn streaming_equals_in_memory_and_respects_segments() {
+        let data = seeded(9 << 20, 7);
+        let p = ChunkParams::FastCdc {
+            min_size: 64 * 1024,
+            avg_size: 256 * 1024,
+            max_size: 1 << 20,
+        };
+        assert_eq!(
+            stream_lengths(&data, p, vec![]),
+            Cutter::new(p).cut_all(&data)
+        );
+        let segs = vec![
+            Segment {
+                len: 1000,
+                hint: DataHint::Unknown,
+            },
+            Segment {
+                len: 3 << 20,
+                hint: DataHint::Float(2),
+            },
+        ];
+        let lens = stream_lengths(&data, p, segs);
+        assert_eq!(lens[0], 1000);
+        let mut acc = 0;
+        let mut boundary_hit = false;
+        for l in &lens {
+            acc += l;
+            boundary_hit |= acc == 1000 + (3 << 20);
+        }
+        assert!(boundary_hit, "no chunk ends at the segment boundary");
+        assert_eq!(acc, data.len());
+    }
+
+    #[test]
+    fn fixed_blocks() {
+        let data = seeded(10_000, 1);
+        let lens = stream_lengths(&data, ChunkParams::Fixed { size: 4096 }, vec![]);
+        assert_eq!(lens, vec![4096, 4096, 1808]);
+        assert!(stream_lengths(&[], ChunkParams::default(), vec![]).is_empty());
+    }
+}

@@ -1,0 +1,125 @@
+//! The library's error type. Every variant names its subject (a path, an object id, the expected
+//! and actual values) so that the binary can print a message a user can act on.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::id::ObjectId;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `nshard-core`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O operation on a named path failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("reading", "writing", …).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// No `.shard/` directory was found in the directory or any parent.
+    #[error("not a NeuroShard repository (or any parent up to /): {0}\nhint: run `nshard init` to create one here")]
+    NotARepo(PathBuf),
+    /// A string that should be a 64-hex object id is not one.
+    #[error("invalid object id {0:?}: expected 64 hex characters")]
+    InvalidId(String),
+    /// A version prefix matched nothing or several versions.
+    #[error("version {prefix:?} {problem}")]
+    VersionLookup {
+        /// The prefix the user typed.
+        prefix: String,
+        /// "matches no stored version of …" or "is ambiguous: …".
+        problem: String,
+    },
+    /// An object in a store failed decoding or its hash does not match its id.
+    #[error("object {id} is corrupt: {reason}")]
+    CorruptObject {
+        /// The object's id.
+        id: ObjectId,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An object is not in the store.
+    #[error("object {0} is missing from the store")]
+    ObjectMissing(ObjectId),
+    /// A manifest failed validation.
+    #[error("invalid manifest {path}: {reason}")]
+    InvalidManifest {
+        /// Where the manifest came from.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A path given by the user or found in a manifest is not acceptable.
+    #[error("refusing path {path:?}: {reason}")]
+    UnsafePath {
+        /// The offending path as given.
+        path: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// `.shard/config.toml` cannot be read or is invalid.
+    #[error("invalid config {path}: {reason}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file changed size, mtime or content while it was being read for a commit.
+    #[error("{0} changed while it was being read; it was not committed (run commit again once it is stable)")]
+    FileChangedDuringRead(PathBuf),
+    /// Checkout would overwrite local changes.
+    #[error("{0} has local changes that are not committed; use --force to overwrite them")]
+    WouldOverwrite(PathBuf),
+    /// The rebuilt file does not hash to what its manifest says.
+    #[error("{path}: rebuilt file hashes to {actual}, manifest says {expected}")]
+    FileHashMismatch {
+        /// The file being rebuilt.
+        path: PathBuf,
+        /// Hash from the manifest.
+        expected: ObjectId,
+        /// Hash of the rebuilt bytes.
+        actual: ObjectId,
+    },
+    /// A path the user named is not tracked / has no manifest.
+    #[error("{path}: {reason}")]
+    NotTracked {
+        /// The path.
+        path: PathBuf,
+        /// Explanation.
+        reason: &'static str,
+    },
+    /// The repository is not inside a git work tree (for `git-init`).
+    #[error("{0} is not inside a git repository; run `git init` first")]
+    NotAGitRepo(PathBuf),
+    /// Another process holds the repository lock.
+    #[error("repository is locked by another nshard process ({0}); try again when it finishes")]
+    Locked(PathBuf),
+    /// A remote operation failed.
+    #[error("remote {remote}: {reason}")]
+    Remote {
+        /// The remote's URL or name.
+        remote: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The one atomic-write primitive and the validated repository-relative path type.
+//!
+//! Every durable write in NeuroShard goes through [`AtomicFile`] (or [`write_atomic`]): bytes go to a
+//! temporary file in the destination's directory, are fsynced, renamed over the destination, and the
+//! directory is fsynced. A crash at any point leaves either the old file or the new one, never a mix.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tempfile::NamedTempFile;
+
+use crate::error::{Error, Result};
+
+/// A file being written atomically. Nothing is visible at the destination until [`AtomicFile::commit`];
+/// dropping it without committing removes the temporary file.
+pub struct AtomicFile {
+    tmp: NamedTempFile,
+    dest: PathBuf,
+}
+
+impl AtomicFile {
+    /// Starts writing a file that will replace `dest`. The temporary file lives in `tmp_dir`, which
+    /// must be on the same filesystem as `dest` (its parent directory, or the repo's `.shard/tmp`).
+    pub fn create_in(tmp_dir: &Path, dest: &Path) -> Result<Self> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".nshard-tmp-")
+            .tempfile_in(tmp_dir)
+            .map_err(Error::io("creating a temporary file in", tmp_dir))?;
+        Ok(Self {
+            tmp,
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    /// Starts writing `dest` with the temporary file beside it.
+    pub fn create(dest: &Path) -> Result<Self> {
+        let dir = parent_dir(dest);
+        Self::create_in(dir, dest)
+    }
+
+    /// The open temporary file.
+    pub fn file(&mut self) -> &mut File {
+        self.tmp.as_file_mut()
+    }
+
+    /// fsyncs the data, renames it over the destination and fsyncs the directory.
+    pub fn commit(self) -> Result<()> {
+        let dest = self.dest;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(Error::io("syncing", &dest))?;
+        self.tmp
+            .persist(&dest)
+            .map_err(|e| Error::io("renaming into place", &dest)(e.error))?;
+        sync_dir(parent_dir(&dest))
+    }
+
+    /// Like [`AtomicFile::commit`] but never replaces an existing destination (write-if-absent). Returns
+    /// `false` when the destination already existed (another writer won; content-addressed data is
+    /// identical, so that is a success).
+    pub fn commit_if_absent(self) -> Result<bool> {
+        let dest = self.dest;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(Error::io("syncing", &dest))?;
+        match self.tmp.persist_noclobber(&dest) {
+            Ok(_) => {
+                sync_dir(parent_dir(&dest))?;
+                Ok(true)
+            }
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io("renaming into place", &dest)(e.error)),
+        }
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tmp.as_file_mut().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.tmp.as_file_mut().write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.as_file_mut().flush()
+    }
+}
+
+fn parent_dir(p: &Path) -> &Path {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// fsyncs a directory so that a rename inside it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    // Opening a directory read-only and fsyncing it is how POSIX makes a rename durable.
+    match File::open(dir) {
+        Ok(f) => f
+            .sync_all()
+            .or_else(ignore_unsupported)
+            .map_err(Error::io("syncing directory", dir)),
+        Err(e) => Err(Error::io("opening directory", dir)(e)),
+    }
+}
+
+fn ignore_unsupported(e: io::Error) -> io::Result<()> {
+    // Some filesystems (and all of Windows) refuse fsync on directories; the rename is still atomic.
+    if matches!(
+        e.kind(),
+        io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+    ) {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// Writes `data` to `dest` atomically (temp file beside it, fsync, rename, fsync dir).
+pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create(dest)?;
+    f.write_all(data).map_err(Error::io("writing", dest))?;
+    f.commit()
+}
+
+/// Creates `dir` and its parents.
+pub fn create_dir_all(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(Error::io("creating directory", dir))
+}
+
+/// Longest repository-relative path accepted (bytes).
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// A validated, normalized repository-relative path with `/` separators: no empty, `.` or `..`
+/// components, not absolute, no backslash, no drive letter, no NUL, and no `.git` or `.shard`
+/// component in any case. A `RepoPath` is safe to join onto the repository root.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoPath(String);
+
+impl RepoPath {
+    /// Validates `s`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = |reason| {
+            Err(Error::UnsafePath {
+                path: s.chars().take(200).collect(),
+                reason,
+            })
+        };
+        if s.is_empty() {
+            return bad("empty path");
+        }
+        if s.len() > MAX_PATH_LEN {
+            return bad("path too long");
+        }
+        if s.contains('\0') {
+            return bad("contains a NUL byte");
+        }
+        if s.contains('\\') {
+            return bad("contains a backslash (paths use '/')");
+        }
+        if s.starts_with('/') {
+            return bad("absolute path");
+        }
+        let b = s.as_bytes();
+        if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
+            return bad("drive letter");
+        }
+        for comp in s.split('/') {
+            match comp {
+                "" => return bad("empty path component"),
+                "." => return bad("'.' component"),
+                ".." => return bad("'..' component"),
+                c if c.eq_ignore_ascii_case(".git") => return bad("'.git' component"),
+                c if c.eq_ignore_ascii_case(".shard") => return bad("'.shard' component"),
+                c if c.contains(':') && cfg!(windows) => return bad("':' in a component"),
+                _ => {}
+            }
+        }
+        Ok(Self(s.to_string()))
+    }
+
+    /// Builds a `RepoPath` from a path relative to the repository root.
+    pub fn from_relative(p: &Path) -> Result<Self> {
+        let mut parts = Vec::new();
+        for c in p.components() {
+            match c {
+                std::path::Component::Normal(os) => match os.to_str() {
+                    Some(s) => parts.push(s),
+                    None => {
+                        return Err(Error::UnsafePath {
+                            path: p.display().to_string(),
+                            reason: "not valid UTF-8",
+                        })
+                    }
+                },
+                std::path::Component::CurDir => {}
+                _ => {
+                    return Err(Error::UnsafePath {
+                        path: p.display().to_string(),
+                        reason: "not a plain relative path",
+                    })
+                }
+            }
+        }
+        Self::parse(&parts.join("/"))
+    }
+
+    /// The path as a `/`-separated string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Joins this path onto `root`.
+    pub fn to_path(&self, root: &Path) -> PathBuf {
+        let mut p = root.to_path_buf();
+        for c in self.0.split('/') {
+            p.push(c);
+        }
+        p
+    }
+
+    /// The manifest path for this data file: `<path>.shard.json`.
+    pub fn manifest_path(&self) -> RepoPath {
+        RepoPath(format!("{}{}", self.0, crate::manifest::MANIFEST_SUFFIX))
+    }
+
+    /// For a manifest path `x.shard.json`, the data file `x`.
+    pub fn data_path_of_manifest(&self) -> Option<RepoPath> {
+        self.0
+            .strip_suffix(crate::manifest::MANIFEST_SUFFIX)
+            .filter(|s| !s.is_empty() && !s.ends_with('/'))
+            .map(|s| RepoPath(s.to_string()))
+    }
+}
+
+impl fmt::Display for RepoPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RepoPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl Serialize for RepoPath {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RepoPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RepoPath::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Checks that every existing component of `rel` under `root`, except the last, is a real directory
+/// (not a symlink), and that the last, if it exists, is a regular file, not a symlink. Creates missing
+/// directories. Returns the absolute destination path. This is what keeps a checkout from writing
+/// outside the repository through a planted symlink.
+pub fn prepare_safe_destination(root: &Path, rel: &RepoPath) -> Result<PathBuf> {
+    let comps: Vec<&str> = rel.as_str().split('/').collect();
+    let mut cur = root.to_path_buf();
+    for (i, c) in comps.iter().enumerate() {
+        cur.push(c);
+        let last = i + 1 == comps.len();
+        match fs::symlink_metadata(&cur) {
+            Ok(md) if md.file_type().is_symlink() => {
+                return Err(Error::UnsafePath {
+                    path: cur.display().to_string(),
+                    reason: "is a symlink; nshard never writes through symlinks",
+                })
+            }
+            Ok(md) if !last && !md.is_dir() => {
+                return Err(Error::UnsafePath {
+                    path: cur.display().to_string(),
+                    reason: "is not a directory",
+                })
+            }
+            Ok(md) if last && !md.is_file() => {
+                return Err(Error::UnsafePath {
+                    path: cur.display().to_string(),
+                    reason: "exists and is not a regular file",
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !last {
+                    fs::create_dir(&cur).map_err(Error::io("creating directory", &cur))?;
+                }
+            }
+            Err(e) => return Err(Error::io("inspecting", &cur)(e)),
+        }
+    }
+    Ok(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_path_validation() {
+        for ok in [
+            "a",
+            "models/x.pth",
+            "a/b/c.safetensors",
+            ".gitignore",
+            "a..b",
+        ] {
+            RepoPath::parse(ok).expect(ok);
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a/./b",
+            "a\\b",
+            "C:/x",
+            "c:x",
+            ".git/config",
+            "a/.GIT/x",
+            ".Shard/objects",
+            "a/",
+            "x\0y",
+        ] {
+            assert!(RepoPath::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_cleans_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        write_atomic(&p, b"one").expect("write");
+        write_atomic(&p, b"two").expect("write");
+        assert_eq!(fs::read(&p).expect("read"), b"two");
+        {
+            let mut f = AtomicFile::create(&p).expect("create");
+            f.write_all(b"never").expect("write");
+            // dropped without commit
+        }
+        assert_eq!(fs::read(&p).expect("read"), b"two");
+        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    #[test]
+    fn write_if_absent_keeps_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("obj");
+        let mut a = AtomicFile::create(&p).expect("create");
+        a.write_all(b"x").expect("w");
+        assert!(a.commit_if_absent().expect("commit"));
+        let mut b = AtomicFile::create(&p).expect("create");
+        b.write_all(b"y").expect("w");
+        assert!(!b.commit_if_absent().expect("commit"));
+        assert_eq!(fs::read(&p).expect("read"), b"x");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_symlinked_parent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).expect("symlink");
+        let rel = RepoPath::parse("link/file").expect("path");
+        assert!(prepare_safe_destination(dir.path(), &rel).is_err());
+    }
+}

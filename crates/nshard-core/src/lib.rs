@@ -1,0 +1,38 @@
+//! NeuroShard core: content-addressed, deduplicated, compressed versioning of large model files.
+//!
+//! A data file is cut into chunks ([`chunk`]), each stored once as an encoded object ([`codec`],
+//! [`store`]) named by the SHA-256 of its bytes ([`id`]). A small JSON [`manifest`] lists the chunks
+//! and is committed to git. [`repo`] ties it together: track, commit, status, checkout.
+//!
+//! ```no_run
+//! use nshard_core::repo::{Repo, CommitOptions};
+//! use nshard_core::progress::NoProgress;
+//! # fn main() -> nshard_core::error::Result<()> {
+//! let dir = std::path::Path::new("my-models");
+//! let (mut repo, _created) = Repo::init(dir)?;
+//! repo.track(dir, &["model.safetensors"])?;
+//! let results = repo.commit(&CommitOptions {
+//!     message: "first checkpoint".into(),
+//!     paths: vec![],
+//!     progress: &NoProgress,
+//! })?;
+//! for r in results {
+//!     println!("{}: {:?}", r.path, r.result);
+//! }
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod chunk;
+pub mod codec;
+pub mod error;
+pub mod fsutil;
+pub mod id;
+pub mod manifest;
+pub mod progress;
+pub mod repo;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use id::ObjectId;

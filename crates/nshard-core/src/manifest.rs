@@ -1,0 +1,265 @@
+//! Manifests: the small JSON file `<file>.shard.json` that describes one version of a data file.
+//!
+//! A manifest is committed to git and also stored as an object (its version id is the SHA-256 of
+//! its bytes), so history can be walked through the store alone. Manifests come from other people:
+//! [`Manifest::parse`] validates everything before any of it is used.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::ChunkParams;
+use crate::error::{Error, Result};
+use crate::fsutil::RepoPath;
+use crate::id::ObjectId;
+
+/// The format tag of this manifest version.
+pub const FORMAT: &str = "neuroshard.manifest/1";
+/// File name suffix of manifests.
+pub const MANIFEST_SUFFIX: &str = ".shard.json";
+/// Largest manifest accepted, in bytes (about 500 000 chunks, i.e. a 2 TiB file at 4 MiB average).
+pub const MAX_MANIFEST_BYTES: u64 = 128 * 1024 * 1024;
+/// Largest data file a manifest may describe (16 TiB).
+pub const MAX_FILE_SIZE: u64 = 16 << 40;
+/// Most chunks one manifest may list.
+pub const MAX_CHUNKS: usize = 4_000_000;
+/// Longest commit message, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// One chunk of the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkRef {
+    /// SHA-256 of the chunk's raw bytes.
+    pub id: ObjectId,
+    /// Offset of the chunk in the file.
+    pub offset: u64,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+/// Who/when/why of a version, and its parent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionInfo {
+    /// The commit message.
+    pub message: String,
+    /// RFC 3339 UTC timestamp of the commit.
+    pub timestamp: String,
+    /// Version id (manifest object id) of the previous version of this file, if any.
+    pub parent: Option<ObjectId>,
+}
+
+/// A manifest: one version of one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The data file's repository-relative path.
+    pub path: RepoPath,
+    /// The data file's size in bytes.
+    pub size: u64,
+    /// SHA-256 of the whole data file.
+    pub sha256: ObjectId,
+    /// How the file was cut.
+    pub chunking: ChunkParams,
+    /// The chunks, in file order.
+    pub chunks: Vec<ChunkRef>,
+    /// Version metadata.
+    pub version: VersionInfo,
+}
+
+impl Manifest {
+    /// Parses and validates manifest bytes read from `source` (used in messages). When `expected`
+    /// is given, the manifest must describe exactly that data path.
+    pub fn parse(bytes: &[u8], source: &Path, expected: Option<&RepoPath>) -> Result<Manifest> {
+        let invalid = |reason: String| Error::InvalidManifest {
+            path: source.to_path_buf(),
+            reason,
+        };
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(invalid(format!(
+                "{} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+                bytes.len()
+            )));
+        }
+        // Check the format tag first so that a future format gets a helpful message rather than a
+        // complaint about some field.
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+        match value.get("format").and_then(|f| f.as_str()) {
+            Some(FORMAT) => {}
+            Some(other) => {
+                return Err(invalid(format!(
+                    "unknown format {other:?} (this nshard reads {FORMAT:?})"
+                )))
+            }
+            None => {
+                return Err(invalid(
+                    "no \"format\" tag: not a NeuroShard manifest".into(),
+                ))
+            }
+        }
+        let m: Manifest = serde_json::from_value(value).map_err(|e| invalid(format!("{e}")))?;
+        m.validate().map_err(invalid)?;
+        if let Some(exp) = expected {
+            if &m.path != exp {
+                return Err(invalid(format!(
+                    "describes {:?} but sits where {:?}'s manifest belongs",
+                    m.path.as_str(),
+                    exp.as_str()
+                )));
+            }
+        }
+        Ok(m)
+    }
+
+    /// Structural checks: sizes, limits, contiguous chunks.
+    fn validate(&self) -> std::result::Result<(), String> {
+        self.chunking
+            .validate()
+            .map_err(|e| format!("bad chunking parameters: {e}"))?;
+        if self.size > MAX_FILE_SIZE {
+            return Err(format!(
+                "size {} is over the {MAX_FILE_SIZE}-byte limit",
+                self.size
+            ));
+        }
+        if self.chunks.len() > MAX_CHUNKS {
+            return Err(format!(
+                "{} chunks, over the limit of {MAX_CHUNKS}",
+                self.chunks.len()
+            ));
+        }
+        let max_chunk = self.chunking.max_chunk() as u64;
+        let mut expect = 0u64;
+        for (i, c) in self.chunks.iter().enumerate() {
+            if c.offset != expect {
+                return Err(format!(
+                    "chunk {i} starts at offset {} but the previous chunks end at {expect}",
+                    c.offset
+                ));
+            }
+            if c.size == 0 || c.size > max_chunk {
+                return Err(format!(
+                    "chunk {i} has size {}, outside 1..={max_chunk}",
+                    c.size
+                ));
+            }
+            expect = expect
+                .checked_add(c.size)
+                .ok_or_else(|| "chunk sizes overflow".to_string())?;
+        }
+        if expect != self.size {
+            return Err(format!(
+                "chunk sizes add up to {expect} but the file size is {}",
+                self.size
+            ));
+        }
+        if self.version.message.len() > MAX_MESSAGE_BYTES {
+            return Err("commit message over 64 KiB".into());
+        }
+        time::OffsetDateTime::parse(
+            &self.version.timestamp,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| format!("bad timestamp {:?}: {e}", self.version.timestamp))?;
+        Ok(())
+    }
+
+    /// The canonical bytes: pretty-printed JSON with a trailing newline. The version id is the
+    /// SHA-256 of exactly these bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        v.push(b'\n');
+        v
+    }
+
+    /// The current time as an RFC 3339 UTC timestamp (second precision).
+    pub fn now_timestamp() -> String {
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .expect("0 is a valid nanosecond");
+        now.format(&time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339 formats")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        let a = ObjectId::of(b"a");
+        Manifest {
+            format: FORMAT.into(),
+            path: RepoPath::parse("models/m.bin").expect("path"),
+            size: 10,
+            sha256: a,
+            chunking: ChunkParams::default(),
+            chunks: vec![
+                ChunkRef {
+                    id: a,
+                    offset: 0,
+                    size: 4,
+                },
+                ChunkRef {
+                    id: a,
+                    offset: 4,
+                    size: 6,
+                },
+            ],
+            version: VersionInfo {
+                message: "m".into(),
+                timestamp: "2026-11-25T10:00:00Z".into(),
+                parent: None,
+            },
+        }
+    }
+
+    fn check(json: &str) -> Result<Manifest> {
+        Manifest::parse(json.as_bytes(), Path::new("t.shard.json"), None)
+    }
+
+    #[test]
+    fn roundtrip() {
+        let m = sample();
+        let back = Manifest::parse(&m.to_bytes(), Path::new("x"), Some(&m.path)).expect("valid");
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn hostile_manifests_are_refused() {
+        let good = String::from_utf8(sample().to_bytes()).expect("utf8");
+        let a = ObjectId::of(b"a").to_hex();
+        let cases = [
+            ("not json", "{".to_string()),
+            (
+                "unknown format",
+                good.replace(FORMAT, "neuroshard.manifest/9"),
+            ),
+            ("dotdot", good.replace("models/m.bin", "../m.bin")),
+            ("absolute", good.replace("models/m.bin", "/etc/m.bin")),
+            ("backslash", good.replace("models/m.bin", "models\\\\m.bin")),
+            ("drive", good.replace("models/m.bin", "C:/m.bin")),
+            (
+                "dot git",
+                good.replace("models/m.bin", "x/.Git/hooks/pre-commit"),
+            ),
+            ("bad id", good.replacen(&a, "abc", 1)),
+            ("offsets", good.replace("\"offset\": 4", "\"offset\": 5")),
+            ("size sum", good.replace("\"size\": 10", "\"size\": 11")),
+            (
+                "huge",
+                good.replace("\"size\": 10", "\"size\": 99999999999999999"),
+            ),
+        ];
+        for (what, json) in cases {
+            assert!(check(&json).is_err(), "{what} accepted");
+        }
+        let m = sample();
+        let other = RepoPath::parse("other.bin").expect("p");
+        assert!(Manifest::parse(&m.to_bytes(), Path::new("x"), Some(&other)).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! Progress reporting. The library reports; the binary decides how (indicatif bars on a terminal,
+//! nothing otherwise).
+
+/// Receives progress of long operations. All methods have empty defaults.
+pub trait Progress: Send + Sync {
+    /// A new phase starts: `label` (e.g. a file name) with `total` units (bytes) of work.
+    fn start(&self, _label: &str, _total: u64) {}
+    /// `n` more units are done.
+    fn advance(&self, _n: u64) {}
+    /// The phase is over.
+    fn finish(&self) {}
+}
+
+/// Reports nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}

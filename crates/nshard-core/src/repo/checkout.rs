@@ -1,0 +1,218 @@
+//! `checkout`: rebuild data files from the local store, atomically and verified.
+//!
+//! Chunks are read, decoded and verified by a pool of workers in batches, while the calling thread
+//! writes them in order to a temporary file beside the destination and hashes the whole file. Only
+//! when the whole-file SHA-256 matches the manifest is the temporary file renamed over the
+//! destination, so a corrupt or missing object leaves the old file untouched.
+
+use std::fs;
+use std::io::Write;
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+
+use super::statcache::{StatCache, StatEntry, StatKey};
+use super::status::hash_file;
+use super::Repo;
+use crate::error::{Error, Result};
+use crate::fsutil::{self, AtomicFile, RepoPath};
+use crate::id::{Hasher, ObjectId};
+use crate::manifest::Manifest;
+use crate::progress::Progress;
+
+/// Options of a checkout.
+pub struct CheckoutOptions<'a> {
+    /// Data files to rebuild (empty: every manifest in the work tree).
+    pub paths: Vec<RepoPath>,
+    /// A version id or unique prefix to restore instead of the work-tree manifest's version.
+    pub version: Option<String>,
+    /// Overwrite files with uncommitted changes.
+    pub force: bool,
+    /// Progress sink.
+    pub progress: &'a dyn Progress,
+}
+
+/// What happened to one file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum CheckoutOutcome {
+    /// The file was (re)written.
+    Written {
+        /// The version written.
+        version: ObjectId,
+        /// Bytes written.
+        size: u64,
+    },
+    /// The file already had that content.
+    UpToDate {
+        /// The version it matches.
+        version: ObjectId,
+    },
+}
+
+/// The result for one file.
+#[derive(Debug)]
+pub struct FileCheckout {
+    /// The data file.
+    pub path: RepoPath,
+    /// What happened, or why not.
+    pub result: Result<CheckoutOutcome>,
+}
+
+impl Repo {
+    /// Checks out the named files (or all manifests). Takes the repository lock.
+    pub fn checkout(&self, opts: &CheckoutOptions<'_>) -> Result<Vec<FileCheckout>> {
+        let _lock = self.lock(true)?;
+        let targets = if opts.paths.is_empty() {
+            self.scan_worktree()?.1
+        } else {
+            opts.paths.clone()
+        };
+        let mut cache = StatCache::load(&self.dot.join("cache").join("stat.json"));
+        let mut out = Vec::new();
+        for path in targets {
+            let result = self.checkout_file(&path, opts, &mut cache);
+            out.push(FileCheckout { path, result });
+            cache.save()?;
+        }
+        Ok(out)
+    }
+
+    fn checkout_file(
+        &self,
+        path: &RepoPath,
+        opts: &CheckoutOptions<'_>,
+        cache: &mut StatCache,
+    ) -> Result<CheckoutOutcome> {
+        let wt = self
+            .read_worktree_manifest(path)?
+            .ok_or(Error::NotTracked {
+                path: path.manifest_path().as_str().into(),
+                reason: "does not exist (nothing to check out)",
+            })?;
+        let (target, version) = match &opts.version {
+            None => (wt.manifest.clone(), wt.version),
+            Some(prefix) => {
+                let v = self.find_version(&wt, prefix)?;
+                let m = if v == wt.version {
+                    wt.manifest.clone()
+                } else {
+                    self.load_version(&v)?
+                };
+                if m.path != *path {
+                    return Err(Error::InvalidManifest {
+                        path: format!("object {v}").into(),
+                        reason: format!("describes {:?}, not {:?}", m.path.as_str(), path.as_str()),
+                    });
+                }
+                (m, v)
+            }
+        };
+        let dest = fsutil::prepare_safe_destination(&self.root, path)?;
+        if let Ok(md) = fs::symlink_metadata(&dest) {
+            let known = match cache.fresh(path.as_str(), &md) {
+                Some(e) => e.sha256,
+                None => hash_file(&dest).map_err(Error::io("reading", &dest))?,
+            };
+            if known == target.sha256 {
+                cache.set(
+                    path.as_str(),
+                    StatEntry {
+                        stat: StatKey::of(&md),
+                        sha256: known,
+                        version,
+                    },
+                );
+                return Ok(CheckoutOutcome::UpToDate { version });
+            }
+            let clean = known == wt.manifest.sha256
+                || cache.get(path.as_str()).is_some_and(|e| e.sha256 == known);
+            if !clean && !opts.force {
+                return Err(Error::WouldOverwrite(dest));
+            }
+        }
+        let missing = self.missing_chunks(&target);
+        if let Some(first) = missing.first() {
+            return Err(Error::Remote {
+                remote: "local store".into(),
+                reason: format!(
+                    "{} of {}'s chunks are not in the local store (first: {first}); run `nshard pull` first",
+                    missing.len(),
+                    path
+                ),
+            });
+        }
+        opts.progress.start(path.as_str(), target.size);
+        let written = self.rebuild(&target, &dest, opts.progress);
+        opts.progress.finish();
+        written?;
+        let md = fs::symlink_metadata(&dest).map_err(Error::io("reading", &dest))?;
+        cache.set(
+            path.as_str(),
+            StatEntry {
+                stat: StatKey::of(&md),
+                sha256: target.sha256,
+                version,
+            },
+        );
+        Ok(CheckoutOutcome::Written {
+            version,
+            size: target.size,
+        })
+    }
+
+    /// Writes `m`'s content to `dest` atomically, verifying every chunk and the whole file.
+    fn rebuild(&self, m: &Manifest, dest: &std::path::Path, progress: &dyn Progress) -> Result<()> {
+        let mut out = AtomicFile::create(dest)?;
+        let batch = 2 * rayon::current_num_threads().max(1);
+        let mut hasher = Hasher::new();
+        let written: Result<()> = std::thread::scope(|s| {
+            let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>>>(batch);
+            let producer = s.spawn(move || {
+                for group in m.chunks.chunks(batch) {
+                    let decoded: Vec<Result<Vec<u8>>> = group
+                        .par_iter()
+                        .map(|c| {
+                            let data = self.store.get(&c.id, c.size)?;
+                            if data.len() as u64 != c.size {
+                                return Err(Error::CorruptObject {
+                                    id: c.id,
+                                    reason: format!(
+                                        "holds {} bytes, the manifest says {}",
+                                        data.len(),
+                                        c.size
+                                    ),
+                                });
+                            }
+                            Ok(data)
+                        })
+                        .collect();
+                    for d in decoded {
+                        let stop = d.is_err();
+                        if tx.send(d).is_err() || stop {
+                            return;
+                        }
+                    }
+                }
+            });
+            for d in rx {
+                let data = d?;
+                hasher.update(&data);
+                out.write_all(&data).map_err(Error::io("writing", dest))?;
+                progress.advance(data.len() as u64);
+            }
+            producer.join().expect("checkout reader thread");
+            Ok(())
+        });
+        written?;
+        let actual = hasher.finish();
+        if actual != m.sha256 {
+            return Err(Error::FileHashMismatch {
+                path: dest.to_path_buf(),
+                expected: m.sha256,
+                actual,
+            });
+        }
+        out.commit()
+    }
+}

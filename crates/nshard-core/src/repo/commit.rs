@@ -1,0 +1,346 @@
+//! `commit`: chunk, hash, compress and store every changed tracked file, then write its manifest.
+//!
+//! One file is processed by a small pipeline: the calling thread reads and cuts chunks; one thread
+//! computes the whole-file SHA-256 over the chunks in order; a pool of workers hashes each chunk,
+//! and encodes and stores only the chunks the store does not have yet. Queues are bounded, so
+//! memory stays bounded by a few maximum-size chunks whatever the file size.
+
+use std::fs::{self, File};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use super::statcache::{StatCache, StatEntry, StatKey};
+use super::Repo;
+use crate::chunk::{ChunkParams, ChunkReader, Cutter, RawChunk};
+use crate::codec::{DataHint, Encoder};
+use crate::error::{Error, Result};
+use crate::fsutil::{self, RepoPath};
+use crate::id::{Hasher, ObjectId};
+use crate::manifest::{ChunkRef, Manifest, VersionInfo, FORMAT, MAX_MESSAGE_BYTES};
+use crate::progress::Progress;
+
+/// Options of a commit.
+pub struct CommitOptions<'a> {
+    /// The commit message (required, non-empty).
+    pub message: String,
+    /// Restrict the commit to these tracked files (empty: all tracked files).
+    pub paths: Vec<RepoPath>,
+    /// Progress sink.
+    pub progress: &'a dyn Progress,
+}
+
+/// What happened to one file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum CommitOutcome {
+    /// A new version was recorded.
+    Committed {
+        /// The new version id.
+        version: ObjectId,
+        /// The previous version, if any.
+        parent: Option<ObjectId>,
+        /// File size in bytes.
+        size: u64,
+        /// Number of chunks in the file.
+        chunks_total: usize,
+        /// Chunks that were not in the store before.
+        chunks_new: usize,
+        /// Chunks already in the store (earlier versions, other files, repeats in this file).
+        chunks_reused: usize,
+        /// Raw bytes of the new chunks.
+        new_bytes: u64,
+        /// Bytes written to the store for the new chunks (after compression).
+        stored_bytes: u64,
+    },
+    /// The file matches its committed version; nothing was written.
+    Unchanged {
+        /// The current version id.
+        version: ObjectId,
+    },
+}
+
+/// The result for one file.
+#[derive(Debug)]
+pub struct FileCommit {
+    /// The data file.
+    pub path: RepoPath,
+    /// What happened, or why it failed (other files are still committed).
+    pub result: Result<CommitOutcome>,
+}
+
+struct Stored {
+    chunks: Vec<ChunkRef>,
+    sha256: ObjectId,
+    size: u64,
+    chunks_new: usize,
+    new_bytes: u64,
+    stored_bytes: u64,
+}
+
+impl Repo {
+    /// Commits the tracked files (or `opts.paths`). Takes the repository lock.
+    pub fn commit(&self, opts: &CommitOptions<'_>) -> Result<Vec<FileCommit>> {
+        let message = opts.message.trim().to_string();
+        if message.is_empty() || message.len() > MAX_MESSAGE_BYTES {
+            return Err(Error::InvalidManifest {
+                path: "commit message".into(),
+                reason: "must be non-empty and at most 64 KiB".into(),
+            });
+        }
+        let _lock = self.lock(true)?;
+        let tracked = self.tracked_files()?;
+        let targets = if opts.paths.is_empty() {
+            tracked
+        } else {
+            for p in &opts.paths {
+                if !self.is_tracked(p) {
+                    return Err(Error::NotTracked {
+                        path: p.as_str().into(),
+                        reason: "is not tracked; run `nshard track` first",
+                    });
+                }
+            }
+            opts.paths.clone()
+        };
+        let mut cache = StatCache::load(&self.dot.join("cache").join("stat.json"));
+        let mut out = Vec::new();
+        for path in targets {
+            let result = self.commit_file(&path, &message, &mut cache, opts.progress);
+            out.push(FileCommit { path, result });
+            cache.save()?;
+        }
+        Ok(out)
+    }
+
+    fn commit_file(
+        &self,
+        path: &RepoPath,
+        message: &str,
+        cache: &mut StatCache,
+        progress: &dyn Progress,
+    ) -> Result<CommitOutcome> {
+        let abs = path.to_path(&self.root);
+        let md0 = fs::symlink_metadata(&abs).map_err(Error::io("reading", &abs))?;
+        if !md0.is_file() {
+            return Err(Error::UnsafePath {
+                path: path.to_string(),
+                reason: "is not a regular file (symlinks are not followed)",
+            });
+        }
+        let parent = self.read_worktree_manifest(path)?;
+        if let (Some(entry), Some(p)) = (cache.fresh(path.as_str(), &md0), &parent) {
+            if entry.sha256 == p.manifest.sha256 {
+                return Ok(CommitOutcome::Unchanged { version: p.version });
+            }
+        }
+        let file = File::open(&abs).map_err(Error::io("opening", &abs))?;
+        let md1 = file.metadata().map_err(Error::io("reading", &abs))?;
+        let params = self.config.chunking;
+        progress.start(path.as_str(), md1.len());
+        let stored = self.store_chunks(file, params, Vec::new(), progress);
+        progress.finish();
+        let stored = stored.map_err(|e| match e {
+            Error::Io { action, source, .. } => Error::Io {
+                action,
+                path: abs.clone(),
+                source,
+            },
+            e => e,
+        })?;
+        // The file must be the same before and after reading, and still be at its path.
+        let changed = Error::FileChangedDuringRead(abs.clone());
+        let md_after = fs::symlink_metadata(&abs).map_err(|_| changed)?;
+        if StatKey::of(&md1) != StatKey::of(&md_after) || stored.size != md1.len() {
+            return Err(Error::FileChangedDuringRead(abs));
+        }
+        if let Some(p) = &parent {
+            if p.manifest.sha256 == stored.sha256 && p.manifest.chunks == stored.chunks {
+                cache.set(
+                    path.as_str(),
+                    StatEntry {
+                        stat: StatKey::of(&md1),
+                        sha256: stored.sha256,
+                        version: p.version,
+                    },
+                );
+                return Ok(CommitOutcome::Unchanged { version: p.version });
+            }
+        }
+        let manifest = Manifest {
+            format: FORMAT.to_string(),
+            path: path.clone(),
+            size: stored.size,
+            sha256: stored.sha256,
+            chunking: params,
+            chunks: stored.chunks,
+            version: VersionInfo {
+                message: message.to_string(),
+                timestamp: Manifest::now_timestamp(),
+                parent: parent.as_ref().map(|p| p.version),
+            },
+        };
+        let bytes = manifest.to_bytes();
+        let version = ObjectId::of(&bytes);
+        // The manifest object is stored before the work-tree manifest names it: a crash in between
+        // leaves an unreferenced object, never a manifest pointing at nothing.
+        let enc = Encoder::new().encode(&bytes, DataHint::Unknown);
+        self.store.put_trusted(&version, &enc)?;
+        let mpath = path.manifest_path();
+        let mabs = fsutil::prepare_safe_destination(&self.root, &mpath)?;
+        fsutil::write_atomic(&mabs, &bytes)?;
+        cache.set(
+            path.as_str(),
+            StatEntry {
+                stat: StatKey::of(&md1),
+                sha256: stored.sha256,
+                version,
+            },
+        );
+        let total = manifest.chunks.len();
+        Ok(CommitOutcome::Committed {
+            version,
+            parent: manifest.version.parent,
+            size: stored.size,
+            chunks_total: total,
+            chunks_new: stored.chunks_new,
+            chunks_reused: total - stored.chunks_new,
+            new_bytes: stored.new_bytes,
+            stored_bytes: stored.stored_bytes,
+        })
+    }
+
+    /// The pipeline: cut on this thread, whole-file hash on one thread, chunk hash + encode + store
+    /// on the workers.
+    fn store_chunks(
+        &self,
+        file: File,
+        params: ChunkParams,
+        segments: Vec<crate::chunk::Segment>,
+        progress: &dyn Progress,
+    ) -> Result<Stored> {
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 8);
+        let abort = AtomicBool::new(false);
+        type Job = (usize, Arc<RawChunk>);
+        // (index, chunk ref, newly stored, encoded bytes written)
+        type Done = Result<(usize, ChunkRef, bool, u64)>;
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(workers);
+        let job_rx = Mutex::new(job_rx);
+        let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<RawChunk>>(2);
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        std::thread::scope(|s| {
+            let hasher = s.spawn(move || {
+                let mut h = Hasher::new();
+                for c in hash_rx {
+                    h.update(&c.data);
+                }
+                h.finish()
+            });
+            for _ in 0..workers {
+                let job_rx = &job_rx;
+                let done_tx = done_tx.clone();
+                let abort = &abort;
+                s.spawn(move || {
+                    let mut enc = Encoder::new();
+                    loop {
+                        let job = job_rx.lock().expect("job queue lock").recv();
+                        let Ok((idx, chunk)) = job else { break };
+                        if abort.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        let r = self.store_one(&mut enc, &chunk).map(|(id, new, bytes)| {
+                            let cref = ChunkRef {
+                                id,
+                                offset: chunk.offset,
+                                size: chunk.data.len() as u64,
+                            };
+                            (idx, cref, new, bytes)
+                        });
+                        if r.is_err() {
+                            abort.store(true, Ordering::Relaxed);
+                        }
+                        if done_tx.send(r).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let mut reader = ChunkReader::new(file, Cutter::new(params), segments);
+            let mut read_err = None;
+            let mut count = 0usize;
+            while !abort.load(Ordering::Relaxed) {
+                match reader.next_chunk() {
+                    Ok(Some(c)) => {
+                        let n = c.data.len() as u64;
+                        let c = Arc::new(c);
+                        if hash_tx.send(Arc::clone(&c)).is_err() || job_tx.send((count, c)).is_err()
+                        {
+                            break;
+                        }
+                        count += 1;
+                        progress.advance(n);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        read_err = Some(e);
+                        break;
+                    }
+                }
+            }
+            drop(job_tx);
+            drop(hash_tx);
+            let size = reader.bytes_read();
+            let sha256 = hasher.join().expect("hasher thread");
+            let mut slots: Vec<Option<ChunkRef>> = vec![None; count];
+            let mut first_err = None;
+            let (mut chunks_new, mut new_bytes, mut stored_bytes) = (0, 0, 0);
+            for d in done_rx {
+                match d {
+                    Ok((i, cref, new, bytes)) => {
+                        if new {
+                            chunks_new += 1;
+                            new_bytes += cref.size;
+                            stored_bytes += bytes;
+                        }
+                        slots[i] = Some(cref);
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = read_err {
+                return Err(Error::io("reading", "")(e));
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+            let chunks = slots
+                .into_iter()
+                .map(|c| c.expect("every chunk was processed"))
+                .collect();
+            Ok(Stored {
+                chunks,
+                sha256,
+                size,
+                chunks_new,
+                new_bytes,
+                stored_bytes,
+            })
+        })
+    }
+
+    /// Hashes one chunk and stores it if the store lacks it. Returns (id, newly stored, encoded size).
+    fn store_one(&self, enc: &mut Encoder, chunk: &RawChunk) -> Result<(ObjectId, bool, u64)> {
+        let id = ObjectId::of(&chunk.data);
+        if self.store.has(&id) {
+            return Ok((id, false, 0));
+        }
+        let bytes = enc.encode(&chunk.data, chunk.hint);
+        let new = self.store.put_trusted(&id, &bytes)?;
+        Ok((id, new, if new { bytes.len() as u64 } else { 0 }))
+    }
+}

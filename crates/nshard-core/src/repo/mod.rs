@@ -1,0 +1,337 @@
+//! A NeuroShard repository: the `.shard/` directory beside the user's files, its config, local
+//! object store, stat cache and lock; and the operations on it (track, commit, status, checkout).
+
+mod checkout;
+mod commit;
+pub mod config;
+mod gitignore;
+mod statcache;
+mod status;
+mod track;
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+pub use checkout::{CheckoutOptions, CheckoutOutcome, FileCheckout};
+pub use commit::{CommitOptions, CommitOutcome, FileCommit};
+pub use config::{Config, RemoteConfig};
+pub use status::{FileState, FileStatus};
+pub use track::TrackChange;
+
+use crate::error::{Error, Result};
+use crate::fsutil::{self, RepoPath};
+use crate::id::ObjectId;
+use crate::manifest::{Manifest, MANIFEST_SUFFIX};
+use crate::store::LocalStore;
+
+/// Name of the repository directory.
+pub const SHARD_DIR: &str = ".shard";
+
+/// An open repository.
+#[derive(Debug)]
+pub struct Repo {
+    root: PathBuf,
+    dot: PathBuf,
+    config: Config,
+    store: LocalStore,
+}
+
+/// A lock on the repository, released on drop.
+#[derive(Debug)]
+pub struct RepoLock {
+    _file: File,
+}
+
+/// A manifest as found in the work tree, with its version id.
+#[derive(Clone, Debug)]
+pub struct WorktreeManifest {
+    /// The parsed, validated manifest.
+    pub manifest: Manifest,
+    /// Its version id: the SHA-256 of its bytes.
+    pub version: ObjectId,
+    /// The exact bytes (what is stored as the manifest object).
+    pub bytes: Vec<u8>,
+}
+
+impl Repo {
+    /// Creates `.shard/` in `dir` (idempotent). Returns the repo and whether it was newly created.
+    pub fn init(dir: &Path) -> Result<(Repo, bool)> {
+        let root = dir.canonicalize().map_err(Error::io("resolving", dir))?;
+        let dot = root.join(SHARD_DIR);
+        let config_path = dot.join("config.toml");
+        let created = !config_path.exists();
+        for sub in ["objects", "cache", "tmp"] {
+            fsutil::create_dir_all(&dot.join(sub))?;
+        }
+        if created {
+            Config::default().save(&config_path)?;
+        }
+        let repo = Self::open(root)?;
+        if repo.is_git_repo() {
+            repo.sync_gitignore()?;
+        }
+        Ok((repo, created))
+    }
+
+    /// Finds the repository containing `start` (walking up like git).
+    pub fn discover(start: &Path) -> Result<Repo> {
+        let start = start
+            .canonicalize()
+            .map_err(Error::io("resolving", start))?;
+        let mut cur: &Path = &start;
+        loop {
+            let dot = cur.join(SHARD_DIR);
+            if dot.join("config.toml").is_file() {
+                return Self::open(cur.to_path_buf());
+            }
+            match cur.parent() {
+                Some(p) => cur = p,
+                None => return Err(Error::NotARepo(start)),
+            }
+        }
+    }
+
+    fn open(root: PathBuf) -> Result<Repo> {
+        let dot = root.join(SHARD_DIR);
+        let config = Config::load(&dot.join("config.toml"))?;
+        let store = LocalStore::open(dot.join("objects"), dot.join("tmp"))?;
+        fsutil::create_dir_all(&dot.join("cache"))?;
+        Ok(Repo {
+            root,
+            dot,
+            config,
+            store,
+        })
+    }
+
+    /// The work tree root (the directory holding `.shard/`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The `.shard/` directory.
+    pub fn shard_dir(&self) -> &Path {
+        &self.dot
+    }
+
+    /// The repository's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Replaces and saves the configuration.
+    pub fn save_config(&mut self, config: Config) -> Result<()> {
+        config.save(&self.dot.join("config.toml"))?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// The local object store.
+    pub fn store(&self) -> &LocalStore {
+        &self.store
+    }
+
+    /// `.shard/tmp`, for partial writes on the repository's filesystem.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dot.join("tmp")
+    }
+
+    /// Takes the repository lock: exclusive for commands that write manifests or delete objects
+    /// (commit, checkout, gc), shared for those that only add objects (pull). Blocks until free.
+    pub fn lock(&self, exclusive: bool) -> Result<RepoLock> {
+        use fs2::FileExt;
+        let p = self.dot.join("lock");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(Error::io("opening lock", &p))?;
+        let r = if exclusive {
+            f.lock_exclusive()
+        } else {
+            f.lock_shared()
+        };
+        r.map_err(Error::io("locking", &p))?;
+        Ok(RepoLock { _file: f })
+    }
+
+    /// Turns a path the user typed (relative to `cwd`, or absolute) into a repository path,
+    /// refusing anything outside the repository, under `.shard/` or `.git/`.
+    pub fn resolve_user_path(&self, cwd: &Path, arg: &Path) -> Result<RepoPath> {
+        let abs = normalize(&cwd.join(arg));
+        let rel = abs
+            .strip_prefix(&self.root)
+            .map_err(|_| Error::UnsafePath {
+                path: arg.display().to_string(),
+                reason: "outside the repository",
+            })?;
+        if rel.as_os_str().is_empty() {
+            return Err(Error::UnsafePath {
+                path: arg.display().to_string(),
+                reason: "is the repository root; name files or directories inside it",
+            });
+        }
+        RepoPath::from_relative(rel)
+    }
+
+    /// Reads and validates the work-tree manifest of `data` (`<data>.shard.json`), if it exists.
+    pub fn read_worktree_manifest(&self, data: &RepoPath) -> Result<Option<WorktreeManifest>> {
+        let mpath = data.manifest_path().to_path(&self.root);
+        let bytes = match read_limited(&mpath, crate::manifest::MAX_MANIFEST_BYTES) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("reading", mpath)(e)),
+        };
+        let manifest = Manifest::parse(&bytes, &mpath, Some(data))?;
+        Ok(Some(WorktreeManifest {
+            version: ObjectId::of(&bytes),
+            manifest,
+            bytes,
+        }))
+    }
+
+    /// Loads the manifest stored as object `version` (for history: `--version`, log, diff).
+    pub fn load_version(&self, version: &ObjectId) -> Result<Manifest> {
+        let bytes = self
+            .store
+            .get(version, crate::manifest::MAX_MANIFEST_BYTES)?;
+        Manifest::parse(&bytes, &PathBuf::from(format!("object {version}")), None)
+    }
+
+    /// Finds the version of `current`'s history whose id starts with `prefix` (at least 4 hex
+    /// characters), walking parents through the local store.
+    pub fn find_version(&self, current: &WorktreeManifest, prefix: &str) -> Result<ObjectId> {
+        let p = prefix.to_ascii_lowercase();
+        let lookup = |problem: String| Error::VersionLookup {
+            prefix: prefix.to_string(),
+            problem,
+        };
+        if p.len() < 4 || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(lookup(
+                "is not a version id (4 to 64 hex characters)".into(),
+            ));
+        }
+        let mut matches = Vec::new();
+        let mut next = Some(current.version);
+        let mut seen = 0usize;
+        let mut unreachable = None;
+        while let Some(v) = next {
+            if v.to_hex().starts_with(&p) {
+                matches.push(v);
+            }
+            seen += 1;
+            if seen > 1_000_000 {
+                break;
+            }
+            next = if v == current.version {
+                current.manifest.version.parent
+            } else {
+                match self.load_version(&v) {
+                    Ok(m) => m.version.parent,
+                    Err(Error::ObjectMissing(_)) => {
+                        unreachable = Some(v);
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+        }
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(lookup(format!(
+                "matches no version in the history of {}{}",
+                current.manifest.path,
+                match unreachable {
+                    Some(v) => format!(
+                        " that is in the local store (version {} is not; run `nshard pull --all-versions`)",
+                        v.short()
+                    ),
+                    None => String::new(),
+                }
+            ))),
+            many => Err(lookup(format!(
+                "is ambiguous: {}",
+                many.iter().map(|v| v.short()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// Walks the work tree (not following symlinks, skipping `.git` and `.shard`) and returns the
+    /// regular data files (manifests excluded) and the manifests' data paths, both sorted.
+    pub fn scan_worktree(&self) -> Result<(Vec<RepoPath>, Vec<RepoPath>)> {
+        let mut files = Vec::new();
+        let mut manifests = Vec::new();
+        let walker = walkdir::WalkDir::new(&self.root)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                !(e.depth() > 0
+                    && e.file_type().is_dir()
+                    && e.file_name().to_str().is_some_and(|n| {
+                        n.eq_ignore_ascii_case(".git") || n.eq_ignore_ascii_case(SHARD_DIR)
+                    }))
+            });
+        for ent in walker {
+            let ent = match ent {
+                Ok(e) => e,
+                Err(e) => {
+                    let path = e.path().map(Path::to_path_buf).unwrap_or_default();
+                    return Err(Error::io("scanning", path)(e.into()));
+                }
+            };
+            if !ent.file_type().is_file() {
+                continue;
+            }
+            let Ok(rel) = ent.path().strip_prefix(&self.root) else {
+                continue;
+            };
+            let Ok(rp) = RepoPath::from_relative(rel) else {
+                continue;
+            };
+            match rp.data_path_of_manifest() {
+                Some(data) => manifests.push(data),
+                None if rp.as_str().ends_with(MANIFEST_SUFFIX) => {}
+                None => files.push(rp),
+            }
+        }
+        Ok((files, manifests))
+    }
+
+    /// Whether the repository lies inside a git work tree.
+    pub fn is_git_repo(&self) -> bool {
+        self.root.ancestors().any(|a| a.join(".git").exists())
+    }
+}
+
+/// Lexically normalizes a path (`.` dropped, `..` pops) without touching the filesystem.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Reads a whole file, refusing files over `limit` bytes.
+pub(crate) fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = File::open(path)?;
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than the {limit}-byte limit"),
+        ));
+    }
+    Ok(buf)
+}

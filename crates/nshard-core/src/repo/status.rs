@@ -1,0 +1,163 @@
+//! `status`: the state of every tracked file and every manifest in the work tree.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use super::statcache::{StatCache, StatEntry, StatKey};
+use super::Repo;
+use crate::error::{Error, Result};
+use crate::fsutil::RepoPath;
+use crate::id::{Hasher, ObjectId};
+use crate::manifest::Manifest;
+
+/// The state of one file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum FileState {
+    /// Committed, and the work-tree file matches the manifest.
+    Unchanged,
+    /// The work-tree file differs from its committed version.
+    Modified,
+    /// Tracked but never committed.
+    New,
+    /// The manifest exists but the data file does not: `nshard checkout` needed (after `nshard pull`
+    /// when `data_present` is false).
+    Missing {
+        /// Whether every chunk is in the local store.
+        data_present: bool,
+    },
+    /// The file matches its manifest but the local store lacks some of its chunks.
+    DataMissing {
+        /// How many chunks are absent.
+        missing_chunks: usize,
+    },
+    /// The manifest cannot be used.
+    InvalidManifest {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Status of one file.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FileStatus {
+    /// The data file.
+    pub path: RepoPath,
+    /// Its state.
+    #[serde(flatten)]
+    pub state: FileState,
+    /// Its committed version, if any.
+    pub version: Option<ObjectId>,
+    /// Whether a tracked entry matches it (false for a manifest whose file is no longer tracked).
+    pub tracked: bool,
+}
+
+/// Streams a file through SHA-256.
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<ObjectId> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+impl Repo {
+    /// The chunks of `m` that the local store lacks.
+    pub fn missing_chunks(&self, m: &Manifest) -> Vec<ObjectId> {
+        let mut seen = std::collections::HashSet::new();
+        m.chunks
+            .iter()
+            .filter(|c| seen.insert(c.id) && !self.store.has(&c.id))
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Status of every tracked file and every manifest, sorted by path. Files whose stat changed
+    /// are re-hashed (like git), and the stat cache is refreshed.
+    pub fn status(&self) -> Result<Vec<FileStatus>> {
+        let (_, manifests) = self.scan_worktree()?;
+        let tracked = self.tracked_files()?;
+        let mut all: Vec<RepoPath> = tracked.iter().chain(manifests.iter()).cloned().collect();
+        all.sort();
+        all.dedup();
+        let mut cache = StatCache::load(&self.dot.join("cache").join("stat.json"));
+        let mut out = Vec::new();
+        for path in all {
+            let (state, version) = self.file_state(&path, &mut cache)?;
+            out.push(FileStatus {
+                tracked: self.is_tracked(&path),
+                path,
+                state,
+                version,
+            });
+        }
+        // The cache is an optimisation: failing to save it must not fail status.
+        let _ = cache.save();
+        Ok(out)
+    }
+
+    fn file_state(
+        &self,
+        path: &RepoPath,
+        cache: &mut StatCache,
+    ) -> Result<(FileState, Option<ObjectId>)> {
+        let wt = match self.read_worktree_manifest(path) {
+            Ok(Some(w)) => w,
+            Ok(None) => return Ok((FileState::New, None)),
+            Err(e @ Error::InvalidManifest { .. }) => {
+                return Ok((
+                    FileState::InvalidManifest {
+                        reason: e.to_string(),
+                    },
+                    None,
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        let v = Some(wt.version);
+        let abs = path.to_path(&self.root);
+        let md = match fs::symlink_metadata(&abs) {
+            Ok(md) if md.is_file() => md,
+            _ => {
+                let data_present = self.missing_chunks(&wt.manifest).is_empty();
+                return Ok((FileState::Missing { data_present }, v));
+            }
+        };
+        let same = match cache.fresh(path.as_str(), &md) {
+            Some(e) => e.sha256 == wt.manifest.sha256,
+            None => {
+                let sha = hash_file(&abs).map_err(Error::io("reading", &abs))?;
+                if sha == wt.manifest.sha256 {
+                    cache.set(
+                        path.as_str(),
+                        StatEntry {
+                            stat: StatKey::of(&md),
+                            sha256: sha,
+                            version: wt.version,
+                        },
+                    );
+                }
+                sha == wt.manifest.sha256
+            }
+        };
+        if !same {
+            return Ok((FileState::Modified, v));
+        }
+        let missing = self.missing_chunks(&wt.manifest).len();
+        if missing > 0 {
+            return Ok((
+                FileState::DataMissing {
+                    missing_chunks: missing,
+                },
+                v,
+            ));
+        }
+        Ok((FileState::Unchanged, v))
+    }
+}

@@ -1,0 +1,222 @@
+//! `track` / `untrack`: the tracked set lives in `config.toml` as repository-relative entries:
+//! a file (`models/a.bin`), a directory with a trailing slash (`models/`, recursive, so files added
+//! later are tracked too) or a glob (`models/*.safetensors`, `**` crosses directories).
+
+use std::fs;
+use std::path::Path;
+
+use globset::{GlobBuilder, GlobMatcher};
+
+use super::Repo;
+use crate::error::{Error, Result};
+use crate::fsutil::RepoPath;
+use crate::manifest::MANIFEST_SUFFIX;
+
+/// What `track`/`untrack` did with one argument.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum TrackChange {
+    /// The entry was added; `files` files currently match it.
+    Added {
+        /// The config entry.
+        entry: String,
+        /// Files it matches now.
+        files: usize,
+    },
+    /// The entry was already tracked.
+    AlreadyTracked {
+        /// The config entry.
+        entry: String,
+    },
+    /// The entry was removed.
+    Removed {
+        /// The config entry.
+        entry: String,
+    },
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+enum Entry {
+    File(String),
+    Dir(String),
+    Glob(GlobMatcher),
+}
+
+fn parse_entry(e: &str) -> Option<Entry> {
+    if is_glob(e) {
+        GlobBuilder::new(e)
+            .literal_separator(true)
+            .build()
+            .ok()
+            .map(|g| Entry::Glob(g.compile_matcher()))
+    } else if let Some(d) = e.strip_suffix('/') {
+        Some(Entry::Dir(format!("{d}/")))
+    } else {
+        Some(Entry::File(e.to_string()))
+    }
+}
+
+impl Entry {
+    fn matches(&self, p: &RepoPath) -> bool {
+        match self {
+            Entry::File(f) => p.as_str() == f,
+            Entry::Dir(d) => p.as_str().starts_with(d.as_str()),
+            Entry::Glob(g) => g.is_match(p.as_str()),
+        }
+    }
+}
+
+impl Repo {
+    /// The data files currently matched by the tracked entries (existing regular files only),
+    /// sorted.
+    pub fn tracked_files(&self) -> Result<Vec<RepoPath>> {
+        let entries: Vec<Entry> = self
+            .config
+            .track
+            .iter()
+            .filter_map(|e| parse_entry(e))
+            .collect();
+        let needs_walk = entries.iter().any(|e| !matches!(e, Entry::File(_)));
+        let mut out = Vec::new();
+        if needs_walk {
+            let (files, _) = self.scan_worktree()?;
+            out.extend(
+                files
+                    .into_iter()
+                    .filter(|f| entries.iter().any(|e| e.matches(f))),
+            );
+        } else {
+            for e in &entries {
+                if let Entry::File(f) = e {
+                    if let Ok(p) = RepoPath::parse(f) {
+                        let abs = p.to_path(&self.root);
+                        if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_file()) {
+                            out.push(p);
+                        }
+                    }
+                }
+            }
+            out.sort();
+            out.dedup();
+        }
+        Ok(out)
+    }
+
+    /// Whether `p` is matched by a tracked entry.
+    pub fn is_tracked(&self, p: &RepoPath) -> bool {
+        self.config
+            .track
+            .iter()
+            .filter_map(|e| parse_entry(e))
+            .any(|e| e.matches(p))
+    }
+
+    /// Turns one user argument into a config entry, checking it.
+    fn entry_for(&self, cwd: &Path, arg: &Path) -> Result<String> {
+        let s = arg.to_string_lossy();
+        let refuse = |reason| Error::UnsafePath {
+            path: s.to_string(),
+            reason,
+        };
+        let rel = self.resolve_user_path(cwd, arg)?;
+        if rel.as_str().ends_with(MANIFEST_SUFFIX) {
+            return Err(refuse(
+                "is a NeuroShard manifest; track the data file it describes",
+            ));
+        }
+        if is_glob(rel.as_str()) {
+            GlobBuilder::new(rel.as_str())
+                .literal_separator(true)
+                .build()
+                .map_err(|_| refuse("is not a valid glob pattern"))?;
+            return Ok(rel.as_str().to_string());
+        }
+        let abs = rel.to_path(&self.root);
+        let md = fs::symlink_metadata(&abs).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                refuse("no such file or directory")
+            } else {
+                Error::io("inspecting", &abs)(e)
+            }
+        })?;
+        if md.file_type().is_symlink() {
+            Err(refuse("is a symlink; track the file it points to"))
+        } else if md.is_dir() {
+            Ok(format!("{}/", rel.as_str()))
+        } else if md.is_file() {
+            Ok(rel.as_str().to_string())
+        } else {
+            Err(refuse("is not a regular file or directory"))
+        }
+    }
+
+    /// Adds tracked entries. Every argument is checked before anything is saved.
+    pub fn track(&mut self, cwd: &Path, args: &[impl AsRef<Path>]) -> Result<Vec<TrackChange>> {
+        let mut entries = Vec::new();
+        for a in args {
+            entries.push(self.entry_for(cwd, a.as_ref())?);
+        }
+        let mut cfg = self.config.clone();
+        let mut out = Vec::new();
+        for entry in entries {
+            if cfg.track.contains(&entry) {
+                out.push(TrackChange::AlreadyTracked { entry });
+            } else {
+                cfg.track.push(entry.clone());
+                out.push(TrackChange::Added { entry, files: 0 });
+            }
+        }
+        self.save_config(cfg)?;
+        let files = self.tracked_files()?;
+        for c in &mut out {
+            if let TrackChange::Added { entry, files: n } = c {
+                if let Some(m) = parse_entry(entry) {
+                    *n = files.iter().filter(|f| m.matches(f)).count();
+                }
+            }
+        }
+        if self.is_git_repo() {
+            self.sync_gitignore()?;
+        }
+        Ok(out)
+    }
+
+    /// Removes tracked entries. Manifests and data files stay where they are.
+    pub fn untrack(&mut self, cwd: &Path, args: &[impl AsRef<Path>]) -> Result<Vec<TrackChange>> {
+        let mut cfg = self.config.clone();
+        let mut out = Vec::new();
+        for a in args {
+            let a = a.as_ref();
+            let rel = self.resolve_user_path(cwd, a)?;
+            let candidates = [rel.as_str().to_string(), format!("{}/", rel.as_str())];
+            match cfg.track.iter().position(|e| candidates.contains(e)) {
+                Some(i) => {
+                    let entry = cfg.track.remove(i);
+                    out.push(TrackChange::Removed { entry });
+                }
+                None => {
+                    let via = cfg
+                        .track
+                        .iter()
+                        .find(|e| parse_entry(e).is_some_and(|m| m.matches(&rel)));
+                    return Err(Error::NotTracked {
+                        path: a.to_path_buf(),
+                        reason: if via.is_some() {
+                            "is tracked through a directory or glob entry; untrack that entry (see .shard/config.toml)"
+                        } else {
+                            "is not tracked"
+                        },
+                    });
+                }
+            }
+        }
+        self.save_config(cfg)?;
+        if self.is_git_repo() {
+            self.sync_gitignore()?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,169 @@
+//! The local object store: encoded objects under `objects/ab/cdef…`, written through a temporary
+//! directory on the same filesystem, write-once, verified on every read.
+//!
+//! The same layout serves the repository's own store (`.shard/objects`, `.shard/tmp`) and a
+//! directory remote (`DIR/objects`, `DIR/tmp`).
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::fsutil::{self, AtomicFile};
+use crate::id::ObjectId;
+
+/// A directory of encoded objects.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    objects: PathBuf,
+    tmp: PathBuf,
+}
+
+impl LocalStore {
+    /// A store whose objects live under `objects` and whose partial writes go to `tmp` (same
+    /// filesystem). Both directories are created when missing.
+    pub fn open(objects: impl Into<PathBuf>, tmp: impl Into<PathBuf>) -> Result<Self> {
+        let s = Self {
+            objects: objects.into(),
+            tmp: tmp.into(),
+        };
+        fsutil::create_dir_all(&s.objects)?;
+        fsutil::create_dir_all(&s.tmp)?;
+        Ok(s)
+    }
+
+    /// The directory holding the objects.
+    pub fn objects_dir(&self) -> &Path {
+        &self.objects
+    }
+
+    /// Where object `id` lives.
+    pub fn path_of(&self, id: &ObjectId) -> PathBuf {
+        self.objects.join(id.fanout_path())
+    }
+
+    /// Whether `id` is present (not verified).
+    pub fn has(&self, id: &ObjectId) -> bool {
+        self.path_of(id).is_file()
+    }
+
+    /// The encoded size of `id`, if present.
+    pub fn encoded_size(&self, id: &ObjectId) -> Option<u64> {
+        fs::metadata(self.path_of(id)).ok().map(|m| m.len())
+    }
+
+    /// Stores already-encoded bytes for `id` if absent. The caller vouches that `enc` decodes to
+    /// bytes hashing to `id` (it just encoded them); use [`LocalStore::put_verified`] for bytes from
+    /// elsewhere. Returns whether the object was new.
+    pub fn put_trusted(&self, id: &ObjectId, enc: &[u8]) -> Result<bool> {
+        let dest = self.path_of(id);
+        if dest.is_file() {
+            return Ok(false);
+        }
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir).map_err(Error::io("creating directory", dir))?;
+        }
+        let mut f = AtomicFile::create_in(&self.tmp, &dest)?;
+        f.write_all(enc).map_err(Error::io("writing", &dest))?;
+        f.commit_if_absent()
+    }
+
+    /// Verifies that `enc` decodes to bytes hashing to `id` (at most `max_raw_len` of them), then
+    /// stores it if absent. Nothing is written for a bad object.
+    pub fn put_verified(&self, id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<bool> {
+        codec::decode_verified(id, enc, max_raw_len)?;
+        self.put_trusted(id, enc)
+    }
+
+    /// Reads the encoded bytes of `id` without decoding.
+    pub fn get_encoded(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        let p = self.path_of(id);
+        fs::read(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::ObjectMissing(*id)
+            } else {
+                Error::io("reading object", p)(e)
+            }
+        })
+    }
+
+    /// Reads, decodes and verifies `id`, producing at most `max_raw_len` bytes.
+    pub fn get(&self, id: &ObjectId, max_raw_len: u64) -> Result<Vec<u8>> {
+        let enc = self.get_encoded(id)?;
+        codec::decode_verified(id, &enc, max_raw_len)
+    }
+
+    /// Removes `id` (missing is not an error).
+    pub fn delete(&self, id: &ObjectId) -> Result<()> {
+        let p = self.path_of(id);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("deleting object", p)(e)),
+        }
+    }
+
+    /// Every object id in the store, sorted. Files that are not objects (stray names) are skipped.
+    pub fn list(&self) -> Result<Vec<ObjectId>> {
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(&self.objects) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io("listing", &self.objects)(e)),
+        };
+        for fan in rd {
+            let fan = fan.map_err(Error::io("listing", &self.objects))?;
+            let name = fan.file_name();
+            let Some(prefix) = name.to_str().filter(|n| n.len() == 2) else {
+                continue;
+            };
+            let dir = fan.path();
+            let inner = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(_) => continue,
+            };
+            for ent in inner {
+                let ent = ent.map_err(Error::io("listing", &dir))?;
+                if let Some(rest) = ent.file_name().to_str() {
+                    if let Ok(id) = ObjectId::parse(&format!("{prefix}{rest}")) {
+                        if id.to_hex() == format!("{prefix}{rest}") {
+                            out.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{DataHint, Encoder};
+
+    #[test]
+    fn put_get_list_delete() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = LocalStore::open(d.path().join("objects"), d.path().join("tmp")).expect("open");
+        let raw = b"hello hello hello hello hello hello hello hello hello hello hello".to_vec();
+        let id = ObjectId::of(&raw);
+        let enc = Encoder::new().encode(&raw, DataHint::Unknown);
+        assert!(s.put_verified(&id, &enc, 1 << 20).expect("put"));
+        assert!(!s.put_verified(&id, &enc, 1 << 20).expect("put again"));
+        assert_eq!(s.get(&id, 1 << 20).expect("get"), raw);
+        assert_eq!(s.list().expect("list"), vec![id]);
+        // A wrong id is refused and nothing is stored.
+        let other = ObjectId::of(b"other");
+        assert!(s.put_verified(&other, &enc, 1 << 20).is_err());
+        assert!(!s.has(&other));
+        // Corruption on disk is detected on read.
+        fs::write(s.path_of(&id), b"NSOBgarbage").expect("corrupt");
+        let err = s.get(&id, 1 << 20).expect_err("corrupt");
+        assert!(err.to_string().contains(&id.to_hex()), "{err}");
+        s.delete(&id).expect("delete");
+        assert!(matches!(s.get(&id, 10), Err(Error::ObjectMissing(_))));
+    }
+}

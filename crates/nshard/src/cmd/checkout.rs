@@ -1,0 +1,97 @@
+//! `nshard checkout`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use nshard_core::repo::{CheckoutOptions, CheckoutOutcome};
+
+use crate::out;
+use crate::output::{bytes, file_error, print_json, Ctx};
+
+/// Rebuild data files from the local store, verifying every chunk and the whole-file SHA-256
+/// before atomically replacing the file. Refuses to overwrite uncommitted changes without --force.
+/// With --version, restores an older version of the file (the manifest stays at the latest version,
+/// so `nshard status` shows the file modified and a commit records the revert).
+#[derive(Args, Debug)]
+pub struct CheckoutArgs {
+    /// Manifests (`x.shard.json`) or data files; default: every manifest in the repository.
+    #[arg(value_name = "MANIFEST")]
+    pub paths: Vec<PathBuf>,
+    /// Restore this version (an id or a unique prefix of at least 4 characters, see `nshard log`).
+    #[arg(long, value_name = "ID")]
+    pub version: Option<String>,
+    /// Overwrite files that have uncommitted changes.
+    #[arg(long, short)]
+    pub force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct JsonFile<'a> {
+    path: &'a str,
+    #[serde(flatten)]
+    outcome: Option<&'a CheckoutOutcome>,
+    error: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, a: CheckoutArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let paths = a
+        .paths
+        .iter()
+        .map(|p| super::data_path(&repo, &ctx.cwd, p))
+        .collect::<Result<Vec<_>>>()?;
+    if a.version.is_some() && paths.len() != 1 {
+        anyhow::bail!(
+            "--version needs exactly one file (version ids belong to one file's history)"
+        );
+    }
+    let bar = ctx.progress(a.json);
+    let results = repo.checkout(&CheckoutOptions {
+        paths,
+        version: a.version,
+        force: a.force,
+        progress: &bar,
+    })?;
+    let failed = results.iter().filter(|r| r.result.is_err()).count();
+    if a.json {
+        let rows: Vec<JsonFile> = results
+            .iter()
+            .map(|r| JsonFile {
+                path: r.path.as_str(),
+                outcome: r.result.as_ref().ok(),
+                error: r.result.as_ref().err().map(|e| e.to_string()),
+            })
+            .collect();
+        print_json(&rows)?;
+    } else {
+        if results.is_empty() {
+            out!("no manifests to check out");
+        }
+        for r in &results {
+            match &r.result {
+                Ok(CheckoutOutcome::Written { version, size }) => {
+                    out!(
+                        "{}: checked out version {} ({})",
+                        r.path,
+                        version.short(),
+                        bytes(*size)
+                    )
+                }
+                Ok(CheckoutOutcome::UpToDate { version }) => {
+                    out!("{}: up to date (version {})", r.path, version.short())
+                }
+                Err(e) => file_error(&r.path, e),
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

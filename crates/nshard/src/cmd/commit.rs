@@ -1,0 +1,107 @@
+//! `nshard commit`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use nshard_core::repo::{CommitOptions, CommitOutcome};
+
+use crate::out;
+use crate::output::{bytes, file_error, pct, print_json, Ctx};
+
+/// Record a new version of every changed tracked file: cut it into chunks, store the chunks the
+/// store lacks (compressed), and write `<file>.shard.json`. Unchanged files are skipped without
+/// being reread. Then `git add` the manifests and `git commit`.
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// The version message.
+    #[arg(short, long)]
+    pub message: String,
+    /// Only these tracked files (default: all tracked files).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct JsonFile<'a> {
+    path: &'a str,
+    #[serde(flatten)]
+    outcome: Option<&'a CommitOutcome>,
+    error: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let paths = a
+        .paths
+        .iter()
+        .map(|p| super::data_path(&repo, &ctx.cwd, p))
+        .collect::<Result<Vec<_>>>()?;
+    let bar = ctx.progress(a.json);
+    let results = repo.commit(&CommitOptions {
+        message: a.message,
+        paths,
+        progress: &bar,
+    })?;
+    let failed = results.iter().filter(|r| r.result.is_err()).count();
+    if a.json {
+        let rows: Vec<JsonFile> = results
+            .iter()
+            .map(|r| JsonFile {
+                path: r.path.as_str(),
+                outcome: r.result.as_ref().ok(),
+                error: r.result.as_ref().err().map(|e| e.to_string()),
+            })
+            .collect();
+        print_json(&rows)?;
+    } else {
+        if results.is_empty() {
+            out!("nothing to commit: no tracked files (use `nshard track <path>`)");
+        }
+        let (mut committed, mut unchanged) = (0, 0);
+        for r in &results {
+            match &r.result {
+                Ok(CommitOutcome::Committed {
+                    version,
+                    size,
+                    chunks_total,
+                    chunks_new,
+                    chunks_reused,
+                    new_bytes,
+                    stored_bytes,
+                    ..
+                }) => {
+                    committed += 1;
+                    out!("{}: committed version {}", r.path, version.short());
+                    out!(
+                        "  {} in {chunks_total} chunks: {chunks_new} new, {chunks_reused} reused",
+                        bytes(*size)
+                    );
+                    out!(
+                        "  new data {} stored as {}; dedup {} of the file reused",
+                        bytes(*new_bytes),
+                        bytes(*stored_bytes),
+                        pct(size - new_bytes, *size)
+                    );
+                }
+                Ok(CommitOutcome::Unchanged { version }) => {
+                    unchanged += 1;
+                    out!("{}: unchanged (version {})", r.path, version.short());
+                }
+                Err(e) => file_error(&r.path, e),
+            }
+        }
+        if committed > 0 {
+            out!("{committed} committed, {unchanged} unchanged; now `git add` the .shard.json manifests");
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,20 @@
+//! One module per command.
+
+pub mod checkout;
+pub mod commit;
+pub mod init;
+pub mod status;
+pub mod track;
+
+use std::path::Path;
+
+use anyhow::Result;
+use nshard_core::fsutil::RepoPath;
+use nshard_core::repo::Repo;
+
+/// Resolves a user argument naming a tracked file either by its data path or by its manifest
+/// (`x.shard.json`) to the data path.
+pub fn data_path(repo: &Repo, cwd: &Path, arg: &Path) -> Result<RepoPath> {
+    let p = repo.resolve_user_path(cwd, arg)?;
+    Ok(p.data_path_of_manifest().unwrap_or(p))
+}

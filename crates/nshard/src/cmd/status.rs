@@ -1,0 +1,61 @@
+//! `nshard status`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use nshard_core::repo::FileState;
+
+use crate::out;
+use crate::output::{print_json, Ctx};
+
+/// Show each tracked file and manifest: unchanged, modified, new (never committed), missing from
+/// the work tree (checkout needed), data missing from the local store (pull needed).
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let st = repo.status()?;
+    if a.json {
+        print_json(&st)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if st.is_empty() {
+        out!("no tracked files (use `nshard track <path>`)");
+    }
+    for s in &st {
+        let v = s.version.map(|v| v.short()).unwrap_or_default();
+        let (label, hint) = match &s.state {
+            FileState::Unchanged => ("unchanged", String::new()),
+            FileState::Modified => ("modified", "  (run `nshard commit`)".to_string()),
+            FileState::New => ("new", "  (never committed)".to_string()),
+            FileState::Missing { data_present: true } => {
+                ("missing", "  (run `nshard checkout`)".to_string())
+            }
+            FileState::Missing {
+                data_present: false,
+            } => (
+                "missing",
+                "  (data not in the local store: run `nshard pull` then `nshard checkout`)"
+                    .to_string(),
+            ),
+            FileState::DataMissing { missing_chunks } => (
+                "data-missing",
+                format!("  ({missing_chunks} chunks not in the local store: run `nshard pull`)"),
+            ),
+            FileState::InvalidManifest { reason } => ("invalid", format!("  ({reason})")),
+        };
+        let untracked = if s.tracked {
+            ""
+        } else {
+            "  [manifest only, not tracked]"
+        };
+        out!("{label:<13} {:<40} {v}{hint}{untracked}", s.path.as_str());
+    }
+    Ok(ExitCode::SUCCESS)
+}

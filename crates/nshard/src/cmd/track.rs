@@ -1,0 +1,68 @@
+//! `nshard track` / `nshard untrack`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use nshard_core::repo::TrackChange;
+
+use crate::out;
+use crate::output::{print_json, Ctx};
+
+/// Start tracking files. A directory is tracked recursively (files added to it later are tracked
+/// too); a quoted glob such as 'models/*.safetensors' tracks whatever matches it at each commit
+/// (`**` crosses directories). Tracked files are added to .gitignore in a git repository.
+#[derive(Args, Debug)]
+pub struct TrackArgs {
+    /// Files, directories or glob patterns inside the repository.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Stop tracking paths. Their manifests and data files stay; `git rm` the manifests to drop them.
+#[derive(Args, Debug)]
+pub struct UntrackArgs {
+    /// Tracked entries (as given to `nshard track`).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn print(changes: &[TrackChange], json: bool) -> Result<()> {
+    if json {
+        return print_json(&changes);
+    }
+    for c in changes {
+        match c {
+            TrackChange::Added { entry, files } => {
+                out!(
+                    "tracking {entry} ({files} file{})",
+                    if *files == 1 { "" } else { "s" }
+                )
+            }
+            TrackChange::AlreadyTracked { entry } => out!("already tracked: {entry}"),
+            TrackChange::Removed { entry } => out!("untracked {entry}"),
+        }
+    }
+    Ok(())
+}
+
+pub fn run(ctx: &Ctx, a: TrackArgs) -> Result<ExitCode> {
+    let mut repo = ctx.repo()?;
+    let changes = repo.track(&ctx.cwd, &a.paths)?;
+    print(&changes, a.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_untrack(ctx: &Ctx, a: UntrackArgs) -> Result<ExitCode> {
+    let mut repo = ctx.repo()?;
+    let changes = repo.untrack(&ctx.cwd, &a.paths)?;
+    print(&changes, a.json)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,84 @@
+//! `nshard`: Git for AI models. The binary turns flags, environment and config into typed options,
+//! calls `nshard-core`, and prints. Data goes to stdout, progress and errors to stderr.
+
+mod cmd;
+mod output;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// NeuroShard: version large model files and datasets as deduplicated, compressed chunks.
+///
+/// Small JSON manifests (`<file>.shard.json`) go into git; the chunk data lives in the local store
+/// (`.shard/objects`) and in remotes.
+#[derive(Parser, Debug)]
+#[command(name = "nshard", version, max_term_width = 100)]
+pub struct Cli {
+    /// Run as if nshard was started in this directory.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// No progress bars (they are also off when stderr is not a terminal).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a NeuroShard repository (.shard/) in the current directory.
+    Init(cmd::init::InitArgs),
+    /// Add .gitignore entries so that chunk data and caches never reach git.
+    GitInit(cmd::init::GitInitArgs),
+    /// Start tracking files, directories (recursively) or glob patterns.
+    Track(cmd::track::TrackArgs),
+    /// Stop tracking paths (manifests and data files are left in place).
+    Untrack(cmd::track::UntrackArgs),
+    /// Chunk, hash, compress and store changed tracked files; write their manifests.
+    Commit(cmd::commit::CommitArgs),
+    /// Show the state of every tracked file.
+    Status(cmd::status::StatusArgs),
+    /// Rebuild data files from the local store.
+    Checkout(cmd::checkout::CheckoutArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = match output::Ctx::new(&cli) {
+        Ok(c) => c,
+        Err(e) => return report(e),
+    };
+    let r = match cli.command {
+        Command::Init(a) => cmd::init::run(&ctx, a),
+        Command::GitInit(a) => cmd::init::run_git(&ctx, a),
+        Command::Track(a) => cmd::track::run(&ctx, a),
+        Command::Untrack(a) => cmd::track::run_untrack(&ctx, a),
+        Command::Commit(a) => cmd::commit::run(&ctx, a),
+        Command::Status(a) => cmd::status::run(&ctx, a),
+        Command::Checkout(a) => cmd::checkout::run(&ctx, a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => report(e),
+    }
+}
+
+/// Prints an error with its whole chain; a broken pipe (e.g. `nshard status | head`) is not an error.
+fn report(e: anyhow::Error) -> ExitCode {
+    if e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        return ExitCode::SUCCESS;
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "error: {e}");
+    for cause in e.chain().skip(1) {
+        let _ = write!(err, "\n  caused by: {cause}");
+    }
+    let _ = writeln!(err);
+    ExitCode::FAILURE
+}
