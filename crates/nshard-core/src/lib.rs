@@ -27,10 +27,12 @@
 pub mod chunk;
 pub mod codec;
 pub mod error;
+pub mod formats;
 pub mod fsutil;
 pub mod id;
 pub mod manifest;
 pub mod progress;
+pub mod remote;
 pub mod repo;
 pub mod store;
 

@@ -1,0 +1,3 @@
+//! Parsers for model file formats NeuroShard understands.
+
+pub mod safetensors;

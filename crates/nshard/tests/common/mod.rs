@@ -1,0 +1,109 @@
+//! Shared helpers for the integration tests: they drive the real `nshard` binary in temp dirs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+/// A `nshard` command running in `dir`, with progress bars off.
+pub fn nshard(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("nshard").expect("nshard binary is built");
+    c.current_dir(dir).env("NO_COLOR", "1");
+    c
+}
+
+/// Runs `nshard args…` in `dir`, asserts success, returns stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = nshard(dir).args(args).output().expect("runs");
+    assert!(
+        out.status.success(),
+        "nshard {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).expect("utf8 stdout")
+}
+
+/// Runs `nshard args…` in `dir`, asserts failure, returns stderr.
+pub fn fails(dir: &Path, args: &[&str]) -> String {
+    let out: Output = nshard(dir).args(args).output().expect("runs");
+    assert!(
+        !out.status.success(),
+        "nshard {args:?} unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).expect("utf8 stderr")
+}
+
+/// Runs `nshard args… --json` and parses stdout.
+pub fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = nshard(dir).args(&a).output().expect("runs");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "nshard {a:?}: bad JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A fresh temp dir holding an initialised repository.
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRepo {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        ok(dir.path(), &["init"]);
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a file (creating parent directories).
+    pub fn write(&self, rel: &str, data: &[u8]) {
+        let p = self.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, data).expect("write");
+    }
+
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.join(rel)).expect("read")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        ok(self.path(), args)
+    }
+
+    pub fn fails(&self, args: &[&str]) -> String {
+        fails(self.path(), args)
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        json(self.path(), args)
+    }
+}
