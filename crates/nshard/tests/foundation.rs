@@ -1,0 +1,477 @@
+//! End-to-end tests of the foundation (issue 2): init, git-init, track, untrack, commit, status,
+//! checkout, and every bad input the issue lists. They drive the real `nshard` binary.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{random_bytes, TestRepo};
+use nshard_core::codec::{DataHint, Encoder};
+use nshard_core::ObjectId;
+
+const MIB: usize = 1024 * 1024;
+
+fn manifest(repo: &TestRepo, rel: &str) -> serde_json::Value {
+    serde_json::from_slice(&repo.read(&format!("{rel}.shard.json"))).expect("manifest json")
+}
+
+fn object_path(repo: &TestRepo, id: &str) -> std::path::PathBuf {
+    repo.join(&format!(".shard/objects/{}/{}", &id[..2], &id[2..]))
+}
+
+/// A repo with one committed file `m/model.bin` of `len` random bytes.
+fn committed(len: usize) -> (TestRepo, Vec<u8>) {
+    let repo = TestRepo::new();
+    let data = random_bytes(len, 42);
+    repo.write("m/model.bin", &data);
+    repo.ok(&["track", "m/model.bin"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    (repo, data)
+}
+
+#[test]
+fn init_is_idempotent_and_commands_need_a_repo() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let first = common::ok(dir.path(), &["init"]);
+    assert!(
+        first.contains("Initialized empty NeuroShard repository"),
+        "{first}"
+    );
+    let second = common::ok(dir.path(), &["init"]);
+    assert!(second.contains("already initialized"), "{second}");
+    let outside = tempfile::tempdir().expect("tmp");
+    for args in [
+        &["status"][..],
+        &["track", "x"],
+        &["commit", "-m", "x"],
+        &["checkout"],
+        &["git-init"],
+    ] {
+        let err = common::fails(outside.path(), args);
+        assert!(
+            err.contains("not a NeuroShard repository"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn works_from_a_subdirectory() {
+    let repo = TestRepo::new();
+    repo.write("a/b/w.bin", &random_bytes(100_000, 1));
+    let sub = repo.join("a/b");
+    common::ok(&sub, &["track", "w.bin"]);
+    let out = common::ok(&sub, &["commit", "-m", "from sub"]);
+    assert!(out.contains("a/b/w.bin: committed"), "{out}");
+    assert!(repo.join("a/b/w.bin.shard.json").is_file());
+    let st = common::json(&sub, &["status"]);
+    assert_eq!(st[0]["path"], "a/b/w.bin");
+    assert_eq!(st[0]["state"], "unchanged");
+}
+
+#[test]
+fn git_init_ignores_data_but_not_config_or_manifests() {
+    let repo = TestRepo::new();
+    let err = repo.fails(&["git-init"]);
+    assert!(err.contains("not inside a git repository"), "{err}");
+    let git = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(repo.path())
+        .status()
+        .expect("git runs");
+    assert!(git.success());
+    repo.ok(&["git-init"]);
+    repo.write("models/w.bin", &random_bytes(50_000, 2));
+    repo.ok(&["track", "models"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    let out = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(repo.path())
+        .output()
+        .expect("git status");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains(".shard/config.toml"), "{listed}");
+    assert!(listed.contains("models/w.bin.shard.json"), "{listed}");
+    assert!(listed.contains(".gitignore"), "{listed}");
+    assert!(!listed.contains(".shard/objects"), "{listed}");
+    assert!(!listed.contains(".shard/cache"), "{listed}");
+    assert!(!listed.contains("models/w.bin\n"), "{listed}");
+}
+
+#[test]
+fn track_globs_directories_and_refusals() {
+    let repo = TestRepo::new();
+    repo.write("d/one.bin", b"1");
+    repo.write("d/sub/two.bin", b"2");
+    repo.write("x.safetensors", b"3");
+    repo.write("y.txt", b"4");
+    let out = repo.ok(&["track", "d", "*.safetensors"]);
+    assert!(out.contains("tracking d/ (2 files)"), "{out}");
+    assert!(out.contains("tracking *.safetensors (1 file)"), "{out}");
+    assert!(repo.ok(&["track", "d"]).contains("already tracked"));
+    repo.ok(&["commit", "-m", "c"]);
+    let st = repo.json(&["status"]);
+    let paths: Vec<&str> = st
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(paths, ["d/one.bin", "d/sub/two.bin", "x.safetensors"]);
+    // Files added to a tracked directory later are picked up.
+    repo.write("d/three.bin", b"3");
+    assert!(repo.ok(&["status"]).contains("new"));
+    for (arg, why) in [
+        ("../outside", "outside the repository"),
+        ("/etc/passwd", "outside the repository"),
+        ("d/one.bin.shard.json", "manifest"),
+        (".shard/config.toml", ".shard"),
+        ("nope.bin", "no such file"),
+    ] {
+        let err = repo.fails(&["track", arg]);
+        assert!(err.contains(why), "{arg}: {err}");
+    }
+    repo.ok(&["untrack", "d"]);
+    let err = repo.fails(&["untrack", "y.txt"]);
+    assert!(err.contains("not tracked"), "{err}");
+}
+
+#[test]
+fn commit_skips_unchanged_and_dedups_a_changed_region() {
+    let (repo, mut data) = committed(40 * MIB);
+    let again = repo.json(&["commit", "-m", "again"]);
+    assert_eq!(again[0]["result"], "unchanged");
+    // Touching the file (same content, new mtime) is still no new version.
+    repo.write("m/model.bin", &data);
+    assert_eq!(
+        repo.json(&["commit", "-m", "touched"])[0]["result"],
+        "unchanged"
+    );
+    // v2: one 10 MiB region rewritten.
+    let patch = random_bytes(10 * MIB, 7);
+    data[15 * MIB..25 * MIB].copy_from_slice(&patch);
+    repo.write("m/model.bin", &data);
+    let v1 = manifest(&repo, "m/model.bin");
+    let r = repo.json(&["commit", "-m", "v2"]);
+    assert_eq!(r[0]["result"], "committed", "{r}");
+    let total = r[0]["chunks_total"].as_u64().expect("n");
+    let new = r[0]["chunks_new"].as_u64().expect("n");
+    assert!(new <= 5, "{new} of {total} chunks new for a 10 MiB change");
+    assert!(
+        r[0]["new_bytes"].as_u64().expect("n") < 24 * MIB as u64,
+        "{r}"
+    );
+    let v2 = manifest(&repo, "m/model.bin");
+    let v1_id = ObjectId::of(&fs::read(repo.join("m/model.bin.shard.json")).expect("r"));
+    assert_ne!(v1, v2);
+    assert!(v2["version"]["parent"].is_string());
+    assert_ne!(v2["version"]["parent"], v1_id.to_hex());
+}
+
+#[test]
+fn insertion_near_the_start_keeps_most_chunks_with_cdc() {
+    let repo = TestRepo::new();
+    let data = random_bytes(200 * MIB, 3);
+    repo.write("big.bin", &data);
+    repo.ok(&["track", "big.bin"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    let mut v2 = data[..5000].to_vec();
+    v2.extend_from_slice(&random_bytes(1000, 9));
+    v2.extend_from_slice(&data[5000..]);
+    repo.write("big.bin", &v2);
+    let r = repo.json(&["commit", "-m", "insert"]);
+    let total = r[0]["chunks_total"].as_f64().expect("n");
+    let reused = r[0]["chunks_reused"].as_f64().expect("n");
+    assert!(
+        reused / total >= 0.9,
+        "only {reused} of {total} chunks reused"
+    );
+}
+
+#[test]
+fn checkout_restores_versions_and_protects_local_changes() {
+    let (repo, v1) = committed(3 * MIB);
+    let id1 = ObjectId::of(&repo.read("m/model.bin.shard.json")).to_hex();
+    let mut v2 = v1.clone();
+    v2[100] ^= 0xff;
+    repo.write("m/model.bin", &v2);
+    repo.ok(&["commit", "-m", "v2"]);
+    fs::remove_file(repo.join("m/model.bin")).expect("rm");
+    assert_eq!(repo.json(&["status"])[0]["state"], "missing");
+    repo.ok(&["checkout"]);
+    assert_eq!(repo.read("m/model.bin"), v2);
+    // Restore v1 by a prefix of its version id.
+    let out = repo.ok(&["checkout", "m/model.bin.shard.json", "--version", &id1[..8]]);
+    assert!(out.contains(&id1[..12]), "{out}");
+    assert_eq!(repo.read("m/model.bin"), v1);
+    assert_eq!(repo.json(&["status"])[0]["state"], "modified");
+    let err = repo.fails(&["checkout", "m/model.bin", "--version", "ffffffff"]);
+    assert!(err.contains("matches no version"), "{err}");
+    // A local edit is not overwritten without --force.
+    repo.write("m/model.bin", b"my precious local edit");
+    let err = repo.fails(&["checkout"]);
+    assert!(err.contains("local changes"), "{err}");
+    assert_eq!(repo.read("m/model.bin"), b"my precious local edit");
+    repo.ok(&["checkout", "--force"]);
+    assert_eq!(repo.read("m/model.bin"), v2);
+    assert!(repo.ok(&["checkout"]).contains("up to date"));
+}
+
+#[test]
+fn status_reports_every_state() {
+    let (repo, _) = committed(MIB);
+    repo.write("n.bin", b"new file");
+    repo.ok(&["track", "n.bin"]);
+    let st = repo.json(&["status"]);
+    assert_eq!(st[0]["state"], "unchanged");
+    assert_eq!(st[1]["state"], "new");
+    repo.write("m/model.bin", b"changed");
+    assert_eq!(repo.json(&["status"])[0]["state"], "modified");
+    repo.ok(&["checkout", "--force"]);
+    // Data missing from the local store.
+    let m = manifest(&repo, "m/model.bin");
+    let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
+    fs::remove_file(object_path(&repo, &id)).expect("rm object");
+    let st = repo.json(&["status"]);
+    assert_eq!(st[0]["state"], "data-missing", "{st}");
+    fs::remove_file(repo.join("m/model.bin")).expect("rm");
+    let st = repo.json(&["status"]);
+    assert_eq!(st[0]["state"], "missing");
+    assert_eq!(st[0]["data_present"], false);
+    let err = repo.fails(&["checkout"]);
+    assert!(err.contains(&id), "{err}");
+}
+
+/// Checks that checkout of a hostile manifest fails with `why` and writes nothing.
+fn assert_refused(repo: &TestRepo, manifest_rel: &str, body: &[u8], why: &str) {
+    repo.write(manifest_rel, body);
+    let before: Vec<_> = walk(repo.path());
+    let err = repo.fails(&["checkout", manifest_rel]);
+    assert!(err.contains(why), "expected {why:?} in: {err}");
+    assert_eq!(walk(repo.path()), before, "checkout wrote something");
+    let st = repo.json(&["status"]);
+    assert!(st.to_string().contains("invalid"), "{st}");
+    fs::remove_file(repo.join(manifest_rel)).expect("rm");
+}
+
+fn walk(root: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("ls") {
+            let e = e.expect("entry");
+            let md = fs::symlink_metadata(e.path()).expect("md");
+            if md.is_dir() {
+                if e.file_name() != "cache" {
+                    stack.push(e.path());
+                }
+            } else {
+                out.push((e.path().display().to_string(), md.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn hostile_manifests_are_refused_and_nothing_is_written() {
+    let (repo, _) = committed(2 * MIB);
+    let good: serde_json::Value = manifest(&repo, "m/model.bin");
+    fs::remove_file(repo.join("m/model.bin")).expect("rm");
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut m = good.clone();
+        f(&mut m);
+        serde_json::to_vec_pretty(&m).expect("json")
+    };
+    let rel = "m/model.bin.shard.json";
+    assert_refused(&repo, rel, b"{not json", "not valid JSON");
+    assert_refused(
+        &repo,
+        rel,
+        &edit(&|m| m["format"] = "neuroshard.manifest/99".into()),
+        "unknown format",
+    );
+    for (path, why) in [
+        ("../evil.bin", "'..'"),
+        ("/tmp/evil.bin", "absolute"),
+        ("m\\model.bin", "backslash"),
+        ("C:/evil.bin", "drive letter"),
+        ("m/.git/hooks/pre-commit", ".git"),
+        ("m/.SHARD/objects/x", ".shard"),
+        ("m/other.bin", "describes"),
+    ] {
+        assert_refused(&repo, rel, &edit(&|m| m["path"] = path.into()), why);
+    }
+    assert_refused(
+        &repo,
+        rel,
+        &edit(&|m| m["chunks"][0]["id"] = "abc123".into()),
+        "64 hex",
+    );
+    assert_refused(
+        &repo,
+        rel,
+        &edit(&|m| m["sha256"] = "../../etc/passwd".into()),
+        "64 hex",
+    );
+    assert_refused(
+        &repo,
+        rel,
+        &edit(&|m| m["chunks"][0]["offset"] = 7.into()),
+        "starts at offset",
+    );
+    assert_refused(
+        &repo,
+        rel,
+        &edit(&|m| m["size"] = (1u64 << 60).into()),
+        "limit",
+    );
+    assert_refused(&repo, rel, &edit(&|m| m["size"] = 5.into()), "add up");
+    assert_refused(
+        &repo,
+        rel,
+        &edit(&|m| m["chunks"][0]["size"] = (1u64 << 40).into()),
+        "outside 1..=",
+    );
+    // A manifest sitting at a `.git` path is never even considered.
+    let err = repo.fails(&["checkout", ".git/x.shard.json"]);
+    assert!(err.contains(".git"), "{err}");
+}
+
+/// Overwrites the first chunk's object of `m/model.bin` with `bytes`.
+fn replace_first_object(repo: &TestRepo, bytes: &[u8]) -> String {
+    let m = manifest(repo, "m/model.bin");
+    let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
+    fs::write(object_path(repo, &id), bytes).expect("overwrite object");
+    id
+}
+
+#[test]
+fn corrupt_truncated_and_bomb_objects_fail_checkout_and_keep_the_old_file() {
+    let (repo, data) = committed(3 * MIB);
+    let m = manifest(&repo, "m/model.bin");
+    let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
+    let original = fs::read(object_path(&repo, &id)).expect("read object");
+    let old_file = b"old content the user still has".to_vec();
+    let check = |bytes: &[u8], why: &str| {
+        replace_first_object(&repo, bytes);
+        repo.write("m/model.bin", &old_file);
+        let err = repo.fails(&["checkout", "--force"]);
+        assert!(
+            err.contains(&id) && err.contains(why),
+            "expected {why:?} naming {id}: {err}"
+        );
+        assert_eq!(repo.read("m/model.bin"), old_file, "old file was touched");
+    };
+    // Flip a payload byte.
+    let mut corrupt = original.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x55;
+    check(&corrupt, "corrupt");
+    // Truncated.
+    check(&original[..original.len() / 2], "corrupt");
+    check(&original[..10], "truncated");
+    // Decompression bomb: a header declaring 4 GiB.
+    let mut bomb = original[..16].to_vec();
+    bomb[5] = 1; // zstd
+    bomb[8..16].copy_from_slice(&(4u64 << 30).to_le_bytes());
+    bomb.extend_from_slice(&zstd::bulk::compress(&vec![0u8; 8 * MIB], 1).expect("zstd"));
+    check(&bomb, "declares");
+    // A frame that inflates far past a small declared size stops at the declared size.
+    let chunk_size = m["chunks"][0]["size"].as_u64().expect("size");
+    let mut liar = original[..16].to_vec();
+    liar[5] = 1;
+    liar[6] = 0;
+    liar[8..16].copy_from_slice(&chunk_size.to_le_bytes());
+    liar.extend_from_slice(&zstd::bulk::compress(&vec![0u8; 100 * MIB], 1).expect("zstd"));
+    check(&liar, "does not decode");
+    // An object that decodes fine but to other bytes.
+    let other = random_bytes(chunk_size as usize, 99);
+    check(
+        &Encoder::new().encode(&other, DataHint::Unknown),
+        "hashes to",
+    );
+    // Restore: checkout works again.
+    replace_first_object(&repo, &original);
+    repo.ok(&["checkout", "--force"]);
+    assert_eq!(repo.read("m/model.bin"), data);
+}
+
+#[cfg(unix)]
+#[test]
+fn checkout_never_writes_through_symlinks() {
+    use std::os::unix::fs::symlink;
+    let (repo, _) = committed(MIB);
+    let outside = tempfile::tempdir().expect("tmp");
+    // Target file is a symlink to a file outside the repo.
+    fs::remove_file(repo.join("m/model.bin")).expect("rm");
+    let victim = outside.path().join("victim");
+    fs::write(&victim, b"victim").expect("w");
+    symlink(&victim, repo.join("m/model.bin")).expect("symlink");
+    let err = repo.fails(&["checkout", "--force"]);
+    assert!(err.contains("symlink"), "{err}");
+    assert_eq!(fs::read(&victim).expect("r"), b"victim");
+    fs::remove_file(repo.join("m/model.bin")).expect("rm link");
+    // Parent directory is a symlink pointing outside the repo.
+    let manifest_bytes = repo.read("m/model.bin.shard.json");
+    fs::remove_dir_all(repo.join("m")).expect("rm dir");
+    symlink(outside.path(), repo.join("m")).expect("symlink dir");
+    fs::write(outside.path().join("model.bin.shard.json"), &manifest_bytes).expect("w");
+    let err = repo.fails(&["checkout", "m/model.bin.shard.json"]);
+    assert!(err.contains("symlink"), "{err}");
+    assert!(
+        !outside.path().join("model.bin").exists(),
+        "wrote outside the repo"
+    );
+}
+
+#[test]
+fn commit_detects_a_file_changing_or_vanishing_while_read() {
+    for vanish in [false, true] {
+        let repo = TestRepo::new();
+        repo.write("w.bin", &random_bytes(600 * MIB, 6));
+        repo.ok(&["track", "w.bin"]);
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("nshard"));
+        let child = cmd
+            .args(["commit", "-m", "racy", "--json"])
+            .current_dir(repo.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Wait (bounded) until the first chunk object lands: the commit is reading the file.
+        let objects = repo.join(".shard/objects");
+        let start = Instant::now();
+        while fs::read_dir(&objects).expect("ls").count() == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "commit never started"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if vanish {
+            fs::remove_file(repo.join("w.bin")).expect("rm");
+        } else {
+            let f = fs::OpenOptions::new()
+                .append(true)
+                .open(repo.join("w.bin"))
+                .expect("open");
+            use std::io::Write;
+            (&f).write_all(b"appended while reading").expect("append");
+        }
+        let out = child.wait_with_output().expect("wait");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "commit succeeded: {stdout}");
+        assert!(
+            stdout.contains("changed while it was being read"),
+            "{stdout}"
+        );
+        assert!(
+            !repo.join("w.bin.shard.json").exists(),
+            "a manifest was written"
+        );
+    }
+}
