@@ -29,19 +29,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Create a NeuroShard repository (.shard/) in the current directory.
     Init(cmd::init::InitArgs),
-    /// Add .gitignore entries so that chunk data and caches never reach git.
     GitInit(cmd::init::GitInitArgs),
-    /// Start tracking files, directories (recursively) or glob patterns.
     Track(cmd::track::TrackArgs),
-    /// Stop tracking paths (manifests and data files are left in place).
     Untrack(cmd::track::UntrackArgs),
-    /// Chunk, hash, compress and store changed tracked files; write their manifests.
     Commit(cmd::commit::CommitArgs),
-    /// Show the state of every tracked file.
     Status(cmd::status::StatusArgs),
-    /// Rebuild data files from the local store.
     Checkout(cmd::checkout::CheckoutArgs),
 }
 

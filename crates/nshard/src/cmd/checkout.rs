@@ -10,7 +10,9 @@ use nshard_core::repo::{CheckoutOptions, CheckoutOutcome};
 use crate::out;
 use crate::output::{bytes, file_error, print_json, Ctx};
 
-/// Rebuild data files from the local store, verifying every chunk and the whole-file SHA-256
+/// Rebuild data files from the local store.
+///
+/// Verifies every chunk and the whole-file SHA-256
 /// before atomically replacing the file. Refuses to overwrite uncommitted changes without --force.
 /// With --version, restores an older version of the file (the manifest stays at the latest version,
 /// so `nshard status` shows the file modified and a commit records the revert).

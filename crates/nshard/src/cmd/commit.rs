@@ -10,8 +10,10 @@ use nshard_core::repo::{CommitOptions, CommitOutcome};
 use crate::out;
 use crate::output::{bytes, file_error, pct, print_json, Ctx};
 
-/// Record a new version of every changed tracked file: cut it into chunks, store the chunks the
-/// store lacks (compressed), and write `<file>.shard.json`. Unchanged files are skipped without
+/// Record a new version of every changed tracked file.
+///
+/// Cuts each changed file into chunks, stores the chunks the
+/// store lacks (compressed), and writes `<file>.shard.json`. Unchanged files are skipped without
 /// being reread. Then `git add` the manifests and `git commit`.
 #[derive(Args, Debug)]
 pub struct CommitArgs {

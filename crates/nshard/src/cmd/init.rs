@@ -9,12 +9,16 @@ use nshard_core::repo::Repo;
 use crate::out;
 use crate::output::Ctx;
 
-/// Create a NeuroShard repository here. Running it again is harmless.
+/// Create a NeuroShard repository (.shard/) in the current directory.
+///
+/// Running it again is harmless: an existing repository is left as it is.
 #[derive(Args, Debug)]
 pub struct InitArgs {}
 
-/// Add the `.gitignore` entries that keep `.shard/objects`, `.shard/cache` and `.shard/tmp` (and
-/// tracked data files) out of git, while `.shard/config.toml` and manifests are committed.
+/// Add .gitignore entries so that chunk data and caches never reach git.
+///
+/// Keeps `.shard/objects`, `.shard/cache`, `.shard/tmp` and every tracked data file out of git, while
+/// `.shard/config.toml` and the `*.shard.json` manifests are committed. Fails outside a git repository.
 #[derive(Args, Debug)]
 pub struct GitInitArgs {}
 

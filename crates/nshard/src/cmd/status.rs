@@ -9,7 +9,9 @@ use nshard_core::repo::FileState;
 use crate::out;
 use crate::output::{print_json, Ctx};
 
-/// Show each tracked file and manifest: unchanged, modified, new (never committed), missing from
+/// Show the state of every tracked file.
+///
+/// States: unchanged, modified, new (never committed), missing from
 /// the work tree (checkout needed), data missing from the local store (pull needed).
 #[derive(Args, Debug)]
 pub struct StatusArgs {

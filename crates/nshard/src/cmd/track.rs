@@ -10,7 +10,9 @@ use nshard_core::repo::TrackChange;
 use crate::out;
 use crate::output::{print_json, Ctx};
 
-/// Start tracking files. A directory is tracked recursively (files added to it later are tracked
+/// Start tracking files, directories (recursively) or glob patterns.
+///
+/// A directory is tracked recursively (files added to it later are tracked
 /// too); a quoted glob such as 'models/*.safetensors' tracks whatever matches it at each commit
 /// (`**` crosses directories). Tracked files are added to .gitignore in a git repository.
 #[derive(Args, Debug)]
@@ -23,7 +25,9 @@ pub struct TrackArgs {
     pub json: bool,
 }
 
-/// Stop tracking paths. Their manifests and data files stay; `git rm` the manifests to drop them.
+/// Stop tracking paths.
+///
+/// Their manifests and data files stay; `git rm` the manifests to drop them.
 #[derive(Args, Debug)]
 pub struct UntrackArgs {
     /// Tracked entries (as given to `nshard track`).
