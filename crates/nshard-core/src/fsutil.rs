@@ -63,16 +63,25 @@ impl AtomicFile {
     /// `false` when the destination already existed (another writer won; content-addressed data is
     /// identical, so that is a success).
     pub fn commit_if_absent(self) -> Result<bool> {
+        let dir = parent_dir(&self.dest).to_path_buf();
+        let new = self.persist_if_absent()?;
+        if new {
+            sync_dir(&dir)?;
+        }
+        Ok(new)
+    }
+
+    /// Like [`AtomicFile::commit_if_absent`] without the final directory fsync: for callers that
+    /// write many files into a few directories and fsync each directory once at the end (before
+    /// anything refers to the new files).
+    pub fn persist_if_absent(self) -> Result<bool> {
         let dest = self.dest;
         self.tmp
             .as_file()
             .sync_all()
             .map_err(Error::io("syncing", &dest))?;
         match self.tmp.persist_noclobber(&dest) {
-            Ok(_) => {
-                sync_dir(parent_dir(&dest))?;
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io("renaming into place", &dest)(e.error)),
         }

@@ -69,6 +69,24 @@ impl LocalStore {
         f.commit_if_absent()
     }
 
+    /// Writes `enc` for `id` to a temporary file without syncing it; nothing is visible until
+    /// [`StagedObject::persist`]. Returns `None` when the object is already present. Used by commit
+    /// to keep hashing and compressing while earlier objects are being synced to disk.
+    pub fn stage(&self, id: &ObjectId, enc: &[u8]) -> Result<Option<StagedObject>> {
+        let dest = self.path_of(id);
+        if dest.is_file() {
+            return Ok(None);
+        }
+        let dir = dest
+            .parent()
+            .expect("object paths have a fan-out directory")
+            .to_path_buf();
+        fs::create_dir_all(&dir).map_err(Error::io("creating directory", &dir))?;
+        let mut file = AtomicFile::create_in(&self.tmp, &dest)?;
+        file.write_all(enc).map_err(Error::io("writing", &dest))?;
+        Ok(Some(StagedObject { file, dir }))
+    }
+
     /// Verifies that `enc` decodes to bytes hashing to `id` (at most `max_raw_len` of them), then
     /// stores it if absent. Nothing is written for a bad object.
     pub fn put_verified(&self, id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<bool> {
@@ -136,6 +154,22 @@ impl LocalStore {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+/// An object written to the store's temporary directory, not yet visible.
+pub struct StagedObject {
+    file: AtomicFile,
+    dir: PathBuf,
+}
+
+impl StagedObject {
+    /// fsyncs the object and renames it into place (if no other writer got there first). Returns
+    /// whether it was new, and the fan-out directory, which the caller must fsync (once per
+    /// directory, see [`fsutil::sync_dir`]) before anything durable refers to the object.
+    pub fn persist(self) -> Result<(bool, PathBuf)> {
+        let new = self.file.persist_if_absent()?;
+        Ok((new, self.dir))
     }
 }
 

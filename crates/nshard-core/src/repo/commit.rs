@@ -5,6 +5,7 @@
 //! and encodes and stores only the chunks the store does not have yet. Queues are bounded, so
 //! memory stays bounded by a few maximum-size chunks whatever the file size.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -19,6 +20,7 @@ use crate::fsutil::{self, RepoPath};
 use crate::id::{Hasher, ObjectId};
 use crate::manifest::{ChunkRef, Manifest, VersionInfo, FORMAT, MAX_MESSAGE_BYTES};
 use crate::progress::Progress;
+use crate::store::StagedObject;
 
 /// Options of a commit.
 pub struct CommitOptions<'a> {
@@ -68,6 +70,11 @@ pub struct FileCommit {
     /// What happened, or why it failed (other files are still committed).
     pub result: Result<CommitOutcome>,
 }
+
+/// New objects waiting to be fsynced (bounds the unsynced data to a few chunks).
+const SYNC_QUEUE: usize = 8;
+/// Threads that fsync and rename new objects.
+const SYNCERS: usize = 2;
 
 struct Stored {
     chunks: Vec<ChunkRef>,
@@ -226,10 +233,17 @@ impl Repo {
         type Job = (usize, Arc<RawChunk>);
         // (index, chunk ref, newly stored, encoded bytes written)
         type Done = Result<(usize, ChunkRef, bool, u64)>;
+        type ToSync = (usize, ChunkRef, StagedObject, u64);
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(workers);
         let job_rx = Mutex::new(job_rx);
         let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<RawChunk>>(2);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
+        // New objects are written unsynced by the workers and fsynced + renamed into place by the
+        // syncers, so that hashing and compression go on while the disk catches up. Each fan-out
+        // directory is fsynced once at the end, before the manifest can refer to its objects.
+        let (sync_tx, sync_rx) = mpsc::sync_channel::<ToSync>(SYNC_QUEUE);
+        let sync_rx = Mutex::new(sync_rx);
+        let dirs = Mutex::new(BTreeSet::new());
         std::thread::scope(|s| {
             let hasher = s.spawn(move || {
                 let mut h = Hasher::new();
@@ -238,10 +252,27 @@ impl Repo {
                 }
                 h.finish()
             });
+            for _ in 0..SYNCERS {
+                let (sync_rx, done_tx, dirs) = (&sync_rx, done_tx.clone(), &dirs);
+                s.spawn(move || loop {
+                    let next = sync_rx.lock().expect("sync queue lock").recv();
+                    let Ok((idx, cref, staged, len)) = next else {
+                        break;
+                    };
+                    let r = staged.persist().map(|(new, dir)| {
+                        if new {
+                            dirs.lock().expect("dir set lock").insert(dir);
+                        }
+                        (idx, cref, new, if new { len } else { 0 })
+                    });
+                    if done_tx.send(r).is_err() {
+                        break;
+                    }
+                });
+            }
             for _ in 0..workers {
-                let job_rx = &job_rx;
-                let done_tx = done_tx.clone();
-                let abort = &abort;
+                let (job_rx, done_tx, sync_tx, abort) =
+                    (&job_rx, done_tx.clone(), sync_tx.clone(), &abort);
                 s.spawn(move || {
                     let mut enc = Encoder::new();
                     loop {
@@ -250,24 +281,36 @@ impl Repo {
                         if abort.load(Ordering::Relaxed) {
                             continue;
                         }
-                        let r = self.store_one(&mut enc, &chunk).map(|(id, new, bytes)| {
-                            let cref = ChunkRef {
-                                id,
-                                offset: chunk.offset,
-                                size: chunk.data.len() as u64,
-                            };
-                            (idx, cref, new, bytes)
-                        });
-                        if r.is_err() {
-                            abort.store(true, Ordering::Relaxed);
-                        }
-                        if done_tx.send(r).is_err() {
+                        let cref = ChunkRef {
+                            id: ObjectId::of(&chunk.data),
+                            offset: chunk.offset,
+                            size: chunk.data.len() as u64,
+                        };
+                        let staged = if self.store.has(&cref.id) {
+                            Ok(None)
+                        } else {
+                            let bytes = enc.encode(&chunk.data, chunk.hint);
+                            let len = bytes.len() as u64;
+                            self.store
+                                .stage(&cref.id, &bytes)
+                                .map(|s| s.map(|s| (s, len)))
+                        };
+                        let sent = match staged {
+                            Ok(Some((st, len))) => sync_tx.send((idx, cref, st, len)).is_ok(),
+                            Ok(None) => done_tx.send(Ok((idx, cref, false, 0))).is_ok(),
+                            Err(e) => {
+                                abort.store(true, Ordering::Relaxed);
+                                done_tx.send(Err(e)).is_ok()
+                            }
+                        };
+                        if !sent {
                             break;
                         }
                     }
                 });
             }
             drop(done_tx);
+            drop(sync_tx);
             let mut reader = ChunkReader::new(file, Cutter::new(params), segments);
             let mut read_err = None;
             let mut count = 0usize;
@@ -318,6 +361,9 @@ impl Repo {
             if let Some(e) = first_err {
                 return Err(e);
             }
+            for dir in std::mem::take(&mut *dirs.lock().expect("dir set lock")) {
+                fsutil::sync_dir(&dir)?;
+            }
             let chunks = slots
                 .into_iter()
                 .map(|c| c.expect("every chunk was processed"))
@@ -331,16 +377,5 @@ impl Repo {
                 stored_bytes,
             })
         })
-    }
-
-    /// Hashes one chunk and stores it if the store lacks it. Returns (id, newly stored, encoded size).
-    fn store_one(&self, enc: &mut Encoder, chunk: &RawChunk) -> Result<(ObjectId, bool, u64)> {
-        let id = ObjectId::of(&chunk.data);
-        if self.store.has(&id) {
-            return Ok((id, false, 0));
-        }
-        let bytes = enc.encode(&chunk.data, chunk.hint);
-        let new = self.store.put_trusted(&id, &bytes)?;
-        Ok((id, new, if new { bytes.len() as u64 } else { 0 }))
     }
 }
