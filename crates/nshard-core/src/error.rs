@@ -110,9 +110,95 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A remote request failed in a way that may succeed when retried (a dropped connection, a
+    /// timeout, a server that is busy or restarting). Transfers retry these with backoff.
+    #[error("remote {remote}: {reason}")]
+    RemoteTransient {
+        /// The remote's URL.
+        remote: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A remote name is not acceptable.
+    #[error("invalid remote name {name:?}: {reason}")]
+    InvalidRemoteName {
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A remote URL cannot be parsed or is not acceptable.
+    #[error("invalid remote URL {url:?}: {reason}")]
+    InvalidRemoteUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A remote URL names a backend this build cannot use.
+    #[error("remote {url}: {reason}")]
+    RemoteUnsupported {
+        /// The URL.
+        url: String,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
+    /// `--remote` was not given and no default remote is configured.
+    #[error("no remote given and no default remote configured\nhint: add one with `nshard remote add NAME URL` (e.g. a directory: `nshard remote add origin /srv/models`) or pass `--remote URL`")]
+    NoRemote,
+    /// A remote name is not configured.
+    #[error("no remote named {name:?} (configured: {known}); add it with `nshard remote add {name} URL`")]
+    UnknownRemote {
+        /// The name asked for.
+        name: String,
+        /// The configured names, comma-separated, or "none".
+        known: String,
+    },
+    /// `remote add` of a name that is already configured.
+    #[error("a remote named {0:?} already exists; remove it first with `nshard remote remove {0}`")]
+    RemoteExists(String),
+    /// The remote lacks objects a pull needs.
+    #[error("remote {remote} lacks {} object(s) needed for {subject}: {}{}", missing.len(), list_ids(missing), if missing.len() > MAX_LISTED { " …" } else { "" })]
+    RemoteLacks {
+        /// The remote's URL.
+        remote: String,
+        /// What needed them (a file, a version).
+        subject: String,
+        /// The absent objects.
+        missing: Vec<ObjectId>,
+    },
+}
+
+/// How many ids an error message lists before eliding the rest.
+const MAX_LISTED: usize = 5;
+
+fn list_ids(ids: &[ObjectId]) -> String {
+    ids.iter()
+        .take(MAX_LISTED)
+        .map(|i| i.to_hex())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Error {
+    /// Whether retrying the operation may succeed: a transient remote failure, or an I/O error of a
+    /// kind that networks and network filesystems produce and then recover from.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::RemoteTransient { .. } => true,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::Interrupted
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::WouldBlock
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+            ),
+            _ => false,
+        }
+    }
+
     /// Builds an [`Error::Io`] for `path`.
     pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();

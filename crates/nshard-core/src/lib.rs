@@ -35,6 +35,7 @@ pub mod progress;
 pub mod remote;
 pub mod repo;
 pub mod store;
+pub mod transfer;
 
 pub use error::{Error, Result};
 pub use id::ObjectId;

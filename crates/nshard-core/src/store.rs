@@ -33,6 +33,21 @@ impl LocalStore {
         Ok(s)
     }
 
+    /// A store at `objects`/`tmp` without creating anything (a remote directory that may be
+    /// read-only or not yet pushed to). Reads of a missing `objects` find nothing; writers create
+    /// the directories first.
+    pub fn at(objects: impl Into<PathBuf>, tmp: impl Into<PathBuf>) -> Self {
+        Self {
+            objects: objects.into(),
+            tmp: tmp.into(),
+        }
+    }
+
+    /// The directory for partial writes.
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
     /// The directory holding the objects.
     pub fn objects_dir(&self) -> &Path {
         &self.objects

@@ -4,13 +4,29 @@
 //!
 //! The trait is async because its real backends are network stores; the directory backend runs its
 //! filesystem work on tokio's blocking pool.
+//!
+//! A remote is named by a URL ([`RemoteUrl`]): a directory (`/srv/models`, `./store`,
+//! `file:///srv/models`), an HTTP server (`http://host:8000`, `https://…`) or an S3 bucket
+//! (`s3://bucket/prefix`). [`open`] turns a parsed URL into a store.
+
+pub mod dir;
+mod url;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
+pub use dir::DirStore;
+pub use url::RemoteUrl;
+
 /// An object store a repository can push to and pull from.
+///
+/// Errors that may go away when the operation is retried (a dropped connection, a timeout, a busy
+/// server) must be reported as [`Error::RemoteTransient`] (or an [`Error::Io`] of a transient kind,
+/// see [`Error::is_transient`]); transfers retry those with backoff and fail fast on the rest.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// The store's location for messages (never containing credentials).
@@ -24,7 +40,8 @@ pub trait Store: Send + Sync {
     /// bytes hashing to `id`) before it becomes visible; re-putting an existing object succeeds.
     async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<()>;
 
-    /// The encoded bytes of `id`. Callers verify them before use.
+    /// The encoded bytes of `id` ([`Error::ObjectMissing`] when absent). Callers verify them before
+    /// use.
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>>;
 
     /// Every object id in the store.
@@ -36,3 +53,43 @@ pub trait Store: Send + Sync {
 
 /// The largest batch of ids sent in one `missing` query.
 pub const MISSING_BATCH: usize = 1000;
+
+/// How to open a remote, beyond its URL. The binary fills this from flags, the environment and
+/// `.shard/config.toml`; the library never reads the environment itself.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Bearer token for HTTP remotes (never part of the URL, never printed).
+    pub token: Option<String>,
+}
+
+/// Opens the store behind `url`. A directory remote must exist (its `objects/` and `tmp/`
+/// subdirectories are created on the first push); an unreachable or unsupported remote is a clear
+/// error here, before any work starts.
+pub async fn open(url: &RemoteUrl, opts: &OpenOptions) -> Result<Arc<dyn Store>> {
+    match url {
+        RemoteUrl::Dir(path) => {
+            let path = path.clone();
+            let store = tokio::task::spawn_blocking(move || DirStore::open(&path))
+                .await
+                .map_err(|e| Error::RemoteTransient {
+                    remote: url.to_string(),
+                    reason: format!("opening was interrupted: {e}"),
+                })??;
+            Ok(Arc::new(store))
+        }
+        RemoteUrl::Http(base) => open_http(base, opts).await,
+        RemoteUrl::S3 { .. } => Err(Error::RemoteUnsupported {
+            url: url.to_string(),
+            reason: "S3 remotes are not supported yet; use a directory remote or `nshard serve`",
+        }),
+    }
+}
+
+/// The HTTP backend's constructor (`base` is a validated `http(s)://host[:port][/path]` without a
+/// trailing slash).
+async fn open_http(base: &str, _opts: &OpenOptions) -> Result<Arc<dyn Store>> {
+    Err(Error::RemoteUnsupported {
+        url: base.to_string(),
+        reason: "the HTTP remote is not available in this build yet; use a directory remote",
+    })
+}

@@ -5,6 +5,7 @@ mod checkout;
 mod commit;
 pub mod config;
 mod gitignore;
+mod remotes;
 mod statcache;
 mod status;
 mod track;
@@ -16,6 +17,7 @@ use std::path::{Component, Path, PathBuf};
 pub use checkout::{CheckoutOptions, CheckoutOutcome, FileCheckout};
 pub use commit::{CommitOptions, CommitOutcome, FileCommit};
 pub use config::{Config, RemoteConfig};
+pub use remotes::{RemoteEntry, RemoteName, ResolvedRemote};
 pub use status::{FileState, FileStatus};
 pub use track::TrackChange;
 

@@ -1,0 +1,195 @@
+//! The directory remote: a [`LocalStore`] layout (`DIR/objects/ab/cd…`, `DIR/tmp`) in a directory
+//! that may sit on a shared or network filesystem.
+//!
+//! Several clients may push to one directory at once: every upload is verified, written to its own
+//! temporary file in `DIR/tmp`, fsynced, then linked into place only if absent (write-if-absent).
+//! Content addressing makes a lost race harmless: the object that won is the same bytes. Nothing
+//! half-written is ever visible under `objects/`; a killed writer leaves at most a stray file in
+//! `tmp/`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use super::Store;
+use crate::codec::{self, MAX_OBJECT_SIZE};
+use crate::error::{Error, Result};
+use crate::fsutil::{self, AtomicFile};
+use crate::id::ObjectId;
+use crate::store::LocalStore;
+
+/// A directory of encoded objects used as a remote.
+#[derive(Clone, Debug)]
+pub struct DirStore {
+    root: PathBuf,
+    store: LocalStore,
+}
+
+impl DirStore {
+    /// Opens the store in `root`, which must be an existing directory (create it with `mkdir`: a
+    /// typo in a path must not silently create a new, empty remote). Nothing is created here.
+    pub fn open(root: &Path) -> Result<DirStore> {
+        let md = fs::metadata(root).map_err(|e| Error::Remote {
+            remote: root.display().to_string(),
+            reason: match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "the directory does not exist (create it first, e.g. `mkdir -p` it, to use it as a remote)"
+                        .to_string()
+                }
+                _ => format!("cannot reach the directory: {e}"),
+            },
+        })?;
+        if !md.is_dir() {
+            return Err(Error::Remote {
+                remote: root.display().to_string(),
+                reason: "is not a directory".into(),
+            });
+        }
+        Ok(DirStore {
+            root: root.to_path_buf(),
+            store: LocalStore::at(root.join("objects"), root.join("tmp")),
+        })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Verifies and stores one object (blocking). Returns whether it was new.
+    pub fn put_blocking(&self, id: &ObjectId, encoded: &[u8]) -> Result<bool> {
+        if self.store.has(id) {
+            return Ok(false);
+        }
+        codec::decode_verified(id, encoded, MAX_OBJECT_SIZE)?;
+        let dest = self.store.path_of(id);
+        let fan = dest.parent().expect("object paths have a fan-out directory");
+        fsutil::create_dir_all(fan)?;
+        fsutil::create_dir_all(self.store.tmp_dir())?;
+        let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
+        f.write_all(encoded).map_err(Error::io("writing", &dest))?;
+        // Objects are immutable and the directory may be shared between users: readable by all
+        // (the temporary file starts out private to its creator), writable by none.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.file()
+                .set_permissions(fs::Permissions::from_mode(0o444))
+                .map_err(Error::io("setting permissions of", &dest))?;
+        }
+        f.commit_if_absent()
+    }
+}
+
+/// Runs blocking filesystem work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    remote: &DirStore,
+    f: impl FnOnce(DirStore) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let me = remote.clone();
+    match tokio::task::spawn_blocking(move || f(me)).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::RemoteTransient {
+            remote: remote.display_url(),
+            reason: format!("the operation was cancelled: {e}"),
+        }),
+    }
+}
+
+#[async_trait]
+impl Store for DirStore {
+    fn display_url(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn missing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
+        let ids = ids.to_vec();
+        blocking(self, move |s| {
+            Ok(ids.into_iter().filter(|id| !s.store.has(id)).collect())
+        })
+        .await
+    }
+
+    async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<()> {
+        let id = *id;
+        blocking(self, move |s| s.put_blocking(&id, &encoded).map(|_| ())).await
+    }
+
+    async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        let id = *id;
+        blocking(self, move |s| s.store.get_encoded(&id)).await
+    }
+
+    async fn list(&self) -> Result<Vec<ObjectId>> {
+        blocking(self, |s| s.store.list()).await
+    }
+
+    async fn delete(&self, id: &ObjectId) -> Result<()> {
+        let id = *id;
+        blocking(self, move |s| s.store.delete(&id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{DataHint, Encoder};
+
+    fn object(seed: u8) -> (ObjectId, Vec<u8>) {
+        let raw: Vec<u8> = (0..10_000u32).map(|i| (i as u8).wrapping_mul(seed)).collect();
+        (
+            ObjectId::of(&raw),
+            Encoder::new().encode(&raw, DataHint::Unknown),
+        )
+    }
+
+    #[tokio::test]
+    async fn put_get_missing_list_delete() {
+        let d = tempfile::tempdir().expect("tmp");
+        let s = DirStore::open(d.path()).expect("open");
+        let (a, ea) = object(3);
+        let (b, _) = object(5);
+        assert_eq!(s.missing(&[a, b]).await.expect("missing"), vec![a, b]);
+        assert!(s.list().await.expect("list").is_empty());
+        s.put(&a, ea.clone()).await.expect("put");
+        s.put(&a, ea.clone()).await.expect("re-put is a success");
+        assert_eq!(s.missing(&[a, b]).await.expect("missing"), vec![b]);
+        assert_eq!(s.get(&a).await.expect("get"), ea);
+        assert!(matches!(s.get(&b).await, Err(Error::ObjectMissing(_))));
+        assert_eq!(s.list().await.expect("list"), vec![a]);
+        s.delete(&a).await.expect("delete");
+        s.delete(&a).await.expect("delete absent");
+        assert!(s.list().await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn bad_objects_never_become_visible() {
+        let d = tempfile::tempdir().expect("tmp");
+        let s = DirStore::open(d.path()).expect("open");
+        let (a, ea) = object(3);
+        let (b, _) = object(5);
+        // Right bytes, wrong id.
+        let err = s.put(&b, ea.clone()).await.expect_err("wrong id");
+        assert!(err.to_string().contains(&b.to_hex()), "{err}");
+        // Truncated upload.
+        assert!(s.put(&a, ea[..ea.len() / 2].to_vec()).await.is_err());
+        assert!(s.list().await.expect("list").is_empty());
+        let tmp = d.path().join("tmp");
+        assert!(
+            !tmp.exists() || fs::read_dir(&tmp).expect("tmp").count() == 0,
+            "no temporary file is left behind"
+        );
+    }
+
+    #[test]
+    fn refuses_missing_or_non_directory() {
+        let d = tempfile::tempdir().expect("tmp");
+        let err = DirStore::open(&d.path().join("nope")).expect_err("missing");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        fs::write(d.path().join("f"), b"x").expect("w");
+        assert!(DirStore::open(&d.path().join("f")).is_err());
+    }
+}

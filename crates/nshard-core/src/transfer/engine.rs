@@ -1,0 +1,393 @@
+//! Moving objects: the missing set in batches, bounded concurrency, retries with backoff.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::{TransferOptions, TransferStats};
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::remote::{Store, MISSING_BATCH};
+use crate::store::LocalStore;
+
+/// When and how often a failed request is retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all (1 = no retry).
+    pub attempts: u32,
+    /// Delay before the first retry; doubled after each further failure.
+    pub first_delay: Duration,
+    /// Longest delay between two attempts.
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            first_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Retry {
+    /// The delay before retry number `n` (1-based): exponential, capped, with jitter in
+    /// `[delay/2, delay]` so that clients that failed together do not retry together.
+    fn delay(&self, n: u32) -> Duration {
+        let exp = self
+            .first_delay
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16));
+        let d = exp.min(self.max_delay);
+        let jitter = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let half = d / 2;
+        half + Duration::from_nanos(jitter % (half.as_nanos() as u64).max(1))
+    }
+
+    /// Runs `op` until it succeeds, fails permanently, or attempts run out. Returns the result and
+    /// how many retries were made.
+    pub async fn run<T, F, Fut>(&self, mut op: F) -> (Result<T>, u64)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut retries = 0u64;
+        let mut attempt = 1u32;
+        loop {
+            match op().await {
+                Err(e) if e.is_transient() && attempt < self.attempts => {
+                    tokio::time::sleep(self.delay(attempt)).await;
+                    attempt += 1;
+                    retries += 1;
+                }
+                r => return (r, retries),
+            }
+        }
+    }
+}
+
+/// Of `ids`, those `remote` lacks, asked in batches of [`MISSING_BATCH`].
+pub(super) async fn remote_missing(
+    remote: &Arc<dyn Store>,
+    ids: &[ObjectId],
+    retry: &Retry,
+    stats: &mut TransferStats,
+) -> Result<HashSet<ObjectId>> {
+    let mut out = HashSet::new();
+    for batch in ids.chunks(MISSING_BATCH) {
+        let (r, n) = retry.run(|| remote.missing(batch)).await;
+        stats.retries += n;
+        let asked: HashSet<&ObjectId> = batch.iter().collect();
+        for id in r? {
+            // A store answering with ids that were not asked about is broken; ignore them.
+            if asked.contains(&id) {
+                out.insert(id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `work` for every id with at most `jobs` at once. `work` returns the bytes moved; `done` is
+/// called as each finishes. On the first permanent error no new work starts; work in flight is
+/// awaited, then the error is returned.
+async fn bounded<F, Fut>(
+    ids: Vec<ObjectId>,
+    jobs: usize,
+    work: F,
+    mut done: impl FnMut(ObjectId, u64, u64),
+) -> Result<()>
+where
+    F: Fn(ObjectId) -> Fut,
+    Fut: Future<Output = (Result<u64>, u64)> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    let mut queue = ids.into_iter();
+    let mut first_err: Option<Error> = None;
+    loop {
+        while first_err.is_none() && set.len() < jobs.max(1) {
+            let Some(id) = queue.next() else { break };
+            let fut = work(id);
+            set.spawn(async move {
+                let (r, retries) = fut.await;
+                (id, r, retries)
+            });
+        }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        match joined {
+            Ok((id, Ok(bytes), retries)) => done(id, bytes, retries),
+            Ok((_, Err(e), _)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => {
+                first_err.get_or_insert(Error::RemoteTransient {
+                    remote: "transfer".into(),
+                    reason: format!("a transfer task was cancelled: {e}"),
+                });
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Runs blocking local-store work off the async threads.
+async fn local_io<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::RemoteTransient {
+            remote: "local store".into(),
+            reason: format!("the operation was cancelled: {e}"),
+        }),
+    }
+}
+
+/// Uploads the objects of each group that `remote` lacks, groups in order (a later group starts
+/// only when the earlier ones are complete: chunks before the manifests that name them).
+pub(super) async fn push_groups(
+    local: &LocalStore,
+    remote: &Arc<dyn Store>,
+    groups: &[Vec<ObjectId>],
+    opts: &TransferOptions<'_>,
+) -> Result<TransferStats> {
+    let mut stats = TransferStats::default();
+    let mut all = Vec::new();
+    let mut seen = HashSet::new();
+    for g in groups {
+        all.extend(g.iter().copied().filter(|id| seen.insert(*id)));
+    }
+    let missing = remote_missing(remote, &all, &opts.retry, &mut stats).await?;
+    let mut total = 0u64;
+    for id in &all {
+        let size = local.encoded_size(id).unwrap_or(0);
+        if missing.contains(id) {
+            total += size;
+        } else {
+            stats.skipped += 1;
+            stats.skipped_bytes += size;
+        }
+    }
+    opts.progress
+        .start(&format!("push to {}", remote.display_url()), total);
+    let mut sent = HashSet::new();
+    let mut result = Ok(());
+    for g in groups {
+        let todo: Vec<ObjectId> = g
+            .iter()
+            .copied()
+            .filter(|id| missing.contains(id) && sent.insert(*id))
+            .collect();
+        let retry = opts.retry;
+        let r = bounded(
+            todo,
+            opts.jobs,
+            |id| {
+                let local = local.clone();
+                let remote = Arc::clone(remote);
+                async move {
+                    retry
+                        .run(|| {
+                            let local = local.clone();
+                            let remote = Arc::clone(&remote);
+                            async move {
+                                let enc = local_io(move || local.get_encoded(&id)).await?;
+                                let n = enc.len() as u64;
+                                remote.put(&id, enc).await?;
+                                Ok(n)
+                            }
+                        })
+                        .await
+                }
+            },
+            |_, n, retries| {
+                stats.objects += 1;
+                stats.bytes += n;
+                stats.retries += retries;
+                opts.progress.advance(n);
+            },
+        )
+        .await;
+        if r.is_err() {
+            result = r;
+            break;
+        }
+    }
+    opts.progress.finish();
+    result.map(|()| stats)
+}
+
+/// Downloads `wanted` (id → the most raw bytes it may decode to), verifying each object before it
+/// is stored locally. Everything in `wanted` must be absent locally and present on the remote.
+pub(super) async fn pull_objects(
+    local: &LocalStore,
+    remote: &Arc<dyn Store>,
+    wanted: &HashMap<ObjectId, u64>,
+    opts: &TransferOptions<'_>,
+    stats: &mut TransferStats,
+) -> Result<()> {
+    let total: u64 = wanted.values().sum();
+    let url = remote.display_url();
+    opts.progress.start(&format!("pull from {url}"), total);
+    let mut ids: Vec<ObjectId> = wanted.keys().copied().collect();
+    ids.sort();
+    let retry = opts.retry;
+    let r = bounded(
+        ids,
+        opts.jobs,
+        |id| {
+            let local = local.clone();
+            let remote = Arc::clone(remote);
+            let max_raw = wanted[&id];
+            let url = url.clone();
+            async move {
+                let (enc, retries) = retry.run(|| remote.get(&id)).await;
+                let enc = match enc {
+                    Ok(e) => e,
+                    Err(Error::ObjectMissing(_)) => {
+                        return (
+                            Err(Error::RemoteLacks {
+                                remote: url,
+                                subject: "the pull (it disappeared while pulling)".into(),
+                                missing: vec![id],
+                            }),
+                            retries,
+                        )
+                    }
+                    Err(e) => return (Err(e), retries),
+                };
+                let n = enc.len() as u64;
+                let stored = local_io(move || local.put_verified(&id, &enc, max_raw)).await;
+                let r = match stored {
+                    Ok(_) => Ok(n),
+                    Err(Error::CorruptObject { id, reason }) => Err(Error::CorruptObject {
+                        id,
+                        reason: format!("{reason} (as received from {url}; nothing was stored)"),
+                    }),
+                    Err(e) => Err(e),
+                };
+                (r, retries)
+            }
+        },
+        |id, n, retries| {
+            stats.objects += 1;
+            stats.bytes += n;
+            stats.retries += retries;
+            opts.progress.advance(wanted[&id]);
+        },
+    )
+    .await;
+    opts.progress.finish();
+    r
+}
+
+/// Fetches one object (a manifest) from `remote`, verifies it, stores it locally and returns its
+/// raw bytes. `Ok(None)` when the remote does not have it.
+pub(super) async fn fetch_one(
+    local: &LocalStore,
+    remote: &Arc<dyn Store>,
+    id: ObjectId,
+    max_raw: u64,
+    opts: &TransferOptions<'_>,
+    stats: &mut TransferStats,
+) -> Result<Option<Vec<u8>>> {
+    let (enc, retries) = opts.retry.run(|| remote.get(&id)).await;
+    stats.retries += retries;
+    let enc = match enc {
+        Ok(e) => e,
+        Err(Error::ObjectMissing(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let n = enc.len() as u64;
+    let url = remote.display_url();
+    let local = local.clone();
+    let raw = local_io(move || {
+        let raw = crate::codec::decode_verified(&id, &enc, max_raw).map_err(|e| match e {
+            Error::CorruptObject { id, reason } => Error::CorruptObject {
+                id,
+                reason: format!("{reason} (as received from {url}; nothing was stored)"),
+            },
+            e => e,
+        })?;
+        local.put_trusted(&id, &enc)?;
+        Ok(raw)
+    })
+    .await?;
+    stats.objects += 1;
+    stats.bytes += n;
+    Ok(Some(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn retries_transient_errors_only() {
+        let r = Retry {
+            attempts: 4,
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(4),
+        };
+        let calls = AtomicU32::new(0);
+        let (out, retries) = r
+            .run(|| async {
+                if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Err(Error::RemoteTransient {
+                        remote: "x".into(),
+                        reason: "flaky".into(),
+                    })
+                } else {
+                    Ok(7)
+                }
+            })
+            .await;
+        assert_eq!(out.expect("third attempt succeeds"), 7);
+        assert_eq!(retries, 2);
+
+        let calls = AtomicU32::new(0);
+        let (out, retries) = r
+            .run(|| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(Error::ObjectMissing(ObjectId::of(b"x")))
+            })
+            .await;
+        assert!(out.is_err());
+        assert_eq!((retries, calls.load(Ordering::SeqCst)), (0, 1));
+
+        let calls = AtomicU32::new(0);
+        let (out, retries) = r
+            .run(|| async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<(), _>(Error::RemoteTransient {
+                    remote: "x".into(),
+                    reason: "down".into(),
+                })
+            })
+            .await;
+        assert!(out.is_err());
+        assert_eq!((retries, calls.load(Ordering::SeqCst)), (3, 4));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let r = Retry::default();
+        for n in 1..10 {
+            let d = r.delay(n);
+            assert!(d <= r.max_delay, "{n}: {d:?}");
+            assert!(d >= (r.first_delay * (1 << (n - 1))).min(r.max_delay) / 2);
+        }
+    }
+}
