@@ -155,7 +155,9 @@ pub enum Error {
         known: String,
     },
     /// `remote add` of a name that is already configured.
-    #[error("a remote named {0:?} already exists; remove it first with `nshard remote remove {0}`")]
+    #[error(
+        "a remote named {0:?} already exists; remove it first with `nshard remote remove {0}`"
+    )]
     RemoteExists(String),
     /// The remote lacks objects a pull needs.
     #[error("remote {remote} lacks {} object(s) needed for {subject}: {}{}", missing.len(), list_ids(missing), if missing.len() > MAX_LISTED { " …" } else { "" })]

@@ -36,6 +36,12 @@ pub enum Command {
     Commit(cmd::commit::CommitArgs),
     Status(cmd::status::StatusArgs),
     Checkout(cmd::checkout::CheckoutArgs),
+    /// Manage remotes (add, list, remove).
+    Remote(cmd::remote::RemoteArgs),
+    /// Upload committed versions to a remote (only what it lacks).
+    Push(cmd::push::PushArgs),
+    /// Download what the manifests need from a remote (only what the local store lacks).
+    Pull(cmd::pull::PullArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,9 @@ fn main() -> ExitCode {
         Command::Commit(a) => cmd::commit::run(&ctx, a),
         Command::Status(a) => cmd::status::run(&ctx, a),
         Command::Checkout(a) => cmd::checkout::run(&ctx, a),
+        Command::Remote(a) => cmd::remote::run(&ctx, a),
+        Command::Push(a) => cmd::push::run(&ctx, a),
+        Command::Pull(a) => cmd::pull::run(&ctx, a),
     };
     match r {
         Ok(code) => code,

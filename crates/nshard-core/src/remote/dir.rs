@@ -65,7 +65,9 @@ impl DirStore {
         }
         codec::decode_verified(id, encoded, MAX_OBJECT_SIZE)?;
         let dest = self.store.path_of(id);
-        let fan = dest.parent().expect("object paths have a fan-out directory");
+        let fan = dest
+            .parent()
+            .expect("object paths have a fan-out directory");
         fsutil::create_dir_all(fan)?;
         fsutil::create_dir_all(self.store.tmp_dir())?;
         let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
@@ -139,7 +141,9 @@ mod tests {
     use crate::codec::{DataHint, Encoder};
 
     fn object(seed: u8) -> (ObjectId, Vec<u8>) {
-        let raw: Vec<u8> = (0..10_000u32).map(|i| (i as u8).wrapping_mul(seed)).collect();
+        let raw: Vec<u8> = (0..10_000u32)
+            .map(|i| (i as u8).wrapping_mul(seed))
+            .collect();
         (
             ObjectId::of(&raw),
             Encoder::new().encode(&raw, DataHint::Unknown),

@@ -126,7 +126,11 @@ fn parse_http(scheme: &str, rest: &str) -> std::result::Result<RemoteUrl, &'stat
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or("unclosed '[' in the host")?;
-        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if h.is_empty()
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return Err("bad IPv6 address");
         }
         let port = match after {

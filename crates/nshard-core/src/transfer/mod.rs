@@ -35,7 +35,7 @@ pub struct TransferOptions<'a> {
 }
 
 /// Default number of objects moved at once.
-pub const DEFAULT_JOBS: usize = 8;
+pub const DEFAULT_JOBS: u16 = 8;
 
 /// What moved.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -252,7 +252,7 @@ pub async fn pull(
     }
     let mut stats = TransferStats::default();
     // Per file: the plan and the chunks it needs (id → size).
-    let mut planned: Vec<(RepoPath, Result<(FilePlan, HashMap<ObjectId, u64>)>)> = Vec::new();
+    let mut planned: Vec<(RepoPath, Result<PullPlan>)> = Vec::new();
     for path in paths {
         let r = plan_pull(repo, remote, &path, opts, &mut stats).await;
         planned.push((path, r));
@@ -304,6 +304,9 @@ pub async fn pull(
     Ok(TransferReport { files, stats })
 }
 
+/// A file's pull plan and the chunks it needs (id → size).
+type PullPlan = (FilePlan, HashMap<ObjectId, u64>);
+
 /// For one file: which versions to pull (fetching manifest objects from the remote as the history
 /// walk needs them) and the chunks they use.
 async fn plan_pull(
@@ -312,7 +315,7 @@ async fn plan_pull(
     path: &RepoPath,
     opts: &PullOptions<'_>,
     stats: &mut TransferStats,
-) -> Result<(FilePlan, HashMap<ObjectId, u64>)> {
+) -> Result<PullPlan> {
     let wt = worktree_manifest(repo, path)?;
     let walk = opts.all_versions || opts.version.is_some();
     // (version, manifest) of the chain, newest first, as far as the local store or the remote have it.
@@ -326,9 +329,15 @@ async fn plan_pull(
         let m = match repo.load_version(&v) {
             Ok(m) => m,
             Err(Error::ObjectMissing(_)) => {
-                let fetched =
-                    engine::fetch_one(repo.store(), remote, v, MAX_MANIFEST_BYTES, &opts.transfer, stats)
-                        .await?;
+                let fetched = engine::fetch_one(
+                    repo.store(),
+                    remote,
+                    v,
+                    MAX_MANIFEST_BYTES,
+                    &opts.transfer,
+                    stats,
+                )
+                .await?;
                 match fetched {
                     Some(_) => repo.load_version(&v)?,
                     None => {
@@ -342,27 +351,27 @@ async fn plan_pull(
         next = m.version.parent;
         chain.push((v, m));
     }
-    let selected: Vec<(ObjectId, Manifest)> = match &opts.version {
-        Some(prefix) => {
-            let v = repo.find_version(&wt, prefix)?;
-            let (_, m) = chain
-                .into_iter()
-                .find(|(c, _)| *c == v)
-                .ok_or_else(|| Error::VersionLookup {
-                    prefix: prefix.clone(),
-                    problem: format!("is too deep in the history of {path} to pull"),
+    let selected: Vec<(ObjectId, Manifest)> =
+        match &opts.version {
+            Some(prefix) => {
+                let v = repo.find_version(&wt, prefix)?;
+                let (_, m) = chain.into_iter().find(|(c, _)| *c == v).ok_or_else(|| {
+                    Error::VersionLookup {
+                        prefix: prefix.clone(),
+                        problem: format!("is too deep in the history of {path} to pull"),
+                    }
                 })?;
-            if m.path != *path {
-                return Err(Error::InvalidManifest {
-                    path: format!("object {v}").into(),
-                    reason: format!("describes {:?}, not {:?}", m.path.as_str(), path.as_str()),
-                });
+                if m.path != *path {
+                    return Err(Error::InvalidManifest {
+                        path: format!("object {v}").into(),
+                        reason: format!("describes {:?}, not {:?}", m.path.as_str(), path.as_str()),
+                    });
+                }
+                vec![(v, m)]
             }
-            vec![(v, m)]
-        }
-        None if opts.all_versions => chain,
-        None => chain.into_iter().take(1).collect(),
-    };
+            None if opts.all_versions => chain,
+            None => chain.into_iter().take(1).collect(),
+        };
     let mut chunks = HashMap::new();
     for (_, m) in &selected {
         chunk_sizes(m, &mut chunks);

@@ -3,6 +3,9 @@
 pub mod checkout;
 pub mod commit;
 pub mod init;
+pub mod pull;
+pub mod push;
+pub mod remote;
 pub mod status;
 pub mod track;
 

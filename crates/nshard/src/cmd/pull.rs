@@ -1,0 +1,154 @@
+//! `nshard pull`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+use nshard_core::repo::{CheckoutOptions, CheckoutOutcome};
+use nshard_core::transfer::{self, PullOptions, Retry, TransferOptions, DEFAULT_JOBS};
+
+use super::remote::{label, objects, print_files, runtime, secs, JsonReport};
+use crate::out;
+use crate::output::{bytes, file_error, print_json, Ctx};
+
+/// Download from a remote the chunks that the manifests in the work tree need and the local store
+/// lacks. Every object is verified (decoded and re-hashed) as it arrives; nothing bad is kept.
+/// Then `nshard checkout` rebuilds the files (or pass --checkout). An interrupted pull resumes by
+/// running it again.
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Manifests (`x.shard.json`) or data files; default: every manifest in the repository.
+    #[arg(value_name = "MANIFEST")]
+    pub paths: Vec<PathBuf>,
+    /// A remote name or URL (directory, file://, http(s)://); default: the default remote.
+    #[arg(long, short, value_name = "REMOTE")]
+    pub remote: Option<String>,
+    /// Pull this version of one file (an id or a unique prefix of at least 4 characters) instead
+    /// of the manifest's current one.
+    #[arg(long, value_name = "ID", conflicts_with = "all_versions")]
+    pub version: Option<String>,
+    /// Also pull every earlier version in the files' histories.
+    #[arg(long)]
+    pub all_versions: bool,
+    /// Check the files out after pulling (refuses to overwrite uncommitted changes).
+    #[arg(long)]
+    pub checkout: bool,
+    /// Objects downloaded at once.
+    #[arg(long, short, default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let paths = a
+        .paths
+        .iter()
+        .map(|p| super::data_path(&repo, &ctx.cwd, p))
+        .collect::<Result<Vec<_>>>()?;
+    let bar = ctx.progress(a.json);
+    let started = Instant::now();
+    let (resolved, report) = runtime()?.block_on(async {
+        let (resolved, store) = super::remote::open(&repo, ctx, a.remote.as_deref()).await?;
+        let report = transfer::pull(
+            &repo,
+            &store,
+            &PullOptions {
+                paths,
+                version: a.version.clone(),
+                all_versions: a.all_versions,
+                transfer: TransferOptions {
+                    jobs: a.jobs.into(),
+                    retry: Retry::default(),
+                    progress: &bar,
+                },
+            },
+        )
+        .await?;
+        anyhow::Ok((resolved, report))
+    })?;
+    let elapsed = started.elapsed();
+    let s = &report.stats;
+    let mut failed = report.files.iter().filter(|f| f.result.is_err()).count();
+    let source = format!("{}", resolved.url);
+    if a.json && !a.checkout {
+        print_json(&JsonReport::new(&resolved, s, &report.files, elapsed))?;
+    } else if !a.json {
+        out!("pull from {}", label(&resolved));
+        print_files(&report.files, &source)?;
+        if report.files.is_empty() {
+            out!("no manifests to pull for (get them with `git pull` first)");
+        }
+        out!(
+            "received {}; {} already present locally; {}",
+            objects(s.objects, s.bytes),
+            objects(s.skipped, s.skipped_bytes),
+            secs(elapsed)
+        );
+        if s.retries > 0 {
+            out!("{} transient failures were retried", s.retries);
+        }
+    }
+    if a.checkout {
+        let ready: Vec<_> = report
+            .files
+            .iter()
+            .filter(|f| f.result.is_ok())
+            .map(|f| f.path.clone())
+            .collect();
+        let results = if ready.is_empty() {
+            Vec::new()
+        } else {
+            repo.checkout(&CheckoutOptions {
+                paths: ready,
+                version: a.version.clone(),
+                force: false,
+                progress: &bar,
+            })?
+        };
+        failed += results.iter().filter(|r| r.result.is_err()).count();
+        if a.json {
+            #[derive(serde::Serialize)]
+            struct Both<'a> {
+                #[serde(flatten)]
+                pull: JsonReport<'a>,
+                checkout: Vec<serde_json::Value>,
+            }
+            let checkout = results
+                .iter()
+                .map(|r| match &r.result {
+                    Ok(o) => serde_json::json!({"path": r.path.as_str(), "outcome": o}),
+                    Err(e) => serde_json::json!({"path": r.path.as_str(), "error": e.to_string()}),
+                })
+                .collect();
+            print_json(&Both {
+                pull: JsonReport::new(&resolved, s, &report.files, elapsed),
+                checkout,
+            })?;
+        } else {
+            for r in &results {
+                match &r.result {
+                    Ok(CheckoutOutcome::Written { version, size }) => out!(
+                        "{}: checked out version {} ({})",
+                        r.path,
+                        version.short(),
+                        bytes(*size)
+                    ),
+                    Ok(CheckoutOutcome::UpToDate { version }) => {
+                        out!("{}: up to date (version {})", r.path, version.short())
+                    }
+                    Err(e) => file_error(&r.path, e),
+                }
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

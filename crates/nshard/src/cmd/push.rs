@@ -1,0 +1,94 @@
+//! `nshard push`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+use nshard_core::transfer::{self, PushOptions, Retry, TransferOptions, DEFAULT_JOBS};
+
+use super::remote::{label, objects, print_files, runtime, secs, JsonReport};
+use crate::out;
+use crate::output::{print_json, Ctx};
+
+/// Upload the chunks and manifests of the committed versions to a remote, sending only the objects
+/// the remote does not have yet.
+///
+/// The remote is asked which objects it lacks (in batches); those are uploaded several at a time,
+/// chunks before the manifests that name them, and transient failures are retried with backoff.
+/// The remote verifies every object before it becomes visible. An interrupted push resumes by
+/// running it again.
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Manifests (`x.shard.json`) or data files; default: every manifest in the repository.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// A remote name or URL (directory, file://, http(s)://); default: the default remote.
+    #[arg(long, short, value_name = "REMOTE")]
+    pub remote: Option<String>,
+    /// Also push every earlier version in the files' histories (that the local store holds).
+    #[arg(long)]
+    pub all_versions: bool,
+    /// Objects uploaded at once.
+    #[arg(long, short, default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let paths = a
+        .paths
+        .iter()
+        .map(|p| super::data_path(&repo, &ctx.cwd, p))
+        .collect::<Result<Vec<_>>>()?;
+    let bar = ctx.progress(a.json);
+    let started = Instant::now();
+    runtime()?.block_on(async {
+        let (resolved, store) = super::remote::open(&repo, ctx, a.remote.as_deref()).await?;
+        let report = transfer::push(
+            &repo,
+            &store,
+            &PushOptions {
+                paths,
+                all_versions: a.all_versions,
+                transfer: TransferOptions {
+                    jobs: a.jobs.into(),
+                    retry: Retry::default(),
+                    progress: &bar,
+                },
+            },
+        )
+        .await?;
+        let elapsed = started.elapsed();
+        let s = &report.stats;
+        let failed;
+        if a.json {
+            failed = report.files.iter().filter(|f| f.result.is_err()).count();
+            print_json(&JsonReport::new(&resolved, s, &report.files, elapsed))?;
+        } else {
+            out!("push to {}", label(&resolved));
+            failed = print_files(&report.files, "the local store")?;
+            if report.files.is_empty() {
+                out!("no manifests to push (commit a tracked file first)");
+            }
+            out!(
+                "sent {}; {} already on the remote; {}",
+                objects(s.objects, s.bytes),
+                objects(s.skipped, s.skipped_bytes),
+                secs(elapsed)
+            );
+            if s.retries > 0 {
+                out!("{} transient failures were retried", s.retries);
+            }
+        }
+        Ok(if failed > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
