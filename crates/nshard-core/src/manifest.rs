@@ -25,6 +25,12 @@ pub const MAX_FILE_SIZE: u64 = 16 << 40;
 pub const MAX_CHUNKS: usize = 4_000_000;
 /// Longest commit message, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Most tensors one manifest may list.
+pub const MAX_TENSORS: usize = 1_000_000;
+/// Longest tensor name, in bytes.
+pub const MAX_TENSOR_NAME_BYTES: usize = 1024;
+/// Longest dtype name, in bytes.
+pub const MAX_DTYPE_BYTES: usize = 16;
 
 /// One chunk of the file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +56,25 @@ pub struct VersionInfo {
     pub parent: Option<ObjectId>,
 }
 
+/// One tensor of a safetensors file, recorded at commit so that `nshard diff` can compare tensors
+/// between any two versions from their manifests alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorEntry {
+    /// The tensor's name in the safetensors header.
+    pub name: String,
+    /// Its dtype as written in the file (`BF16`, `F32`, …).
+    pub dtype: String,
+    /// Its shape.
+    pub shape: Vec<u64>,
+    /// Absolute offset of its first byte in the file.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub size: u64,
+    /// SHA-256 of its bytes.
+    pub sha256: ObjectId,
+}
+
 /// A manifest: one version of one file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +93,9 @@ pub struct Manifest {
     pub chunks: Vec<ChunkRef>,
     /// Version metadata.
     pub version: VersionInfo,
+    /// The tensors, in file order, when the file parsed as safetensors at commit time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors: Option<Vec<TensorEntry>>,
 }
 
 impl Manifest {
@@ -165,6 +193,9 @@ impl Manifest {
             &time::format_description::well_known::Rfc3339,
         )
         .map_err(|e| format!("bad timestamp {:?}: {e}", self.version.timestamp))?;
+        if let Some(t) = &self.tensors {
+            validate_tensors(t, self.size).map_err(|e| format!("tensors: {e}"))?;
+        }
         Ok(())
     }
 
@@ -184,6 +215,92 @@ impl Manifest {
         now.format(&time::format_description::well_known::Rfc3339)
             .expect("RFC 3339 formats")
     }
+}
+
+/// Checks a tensor table against the file it describes: at most [`MAX_TENSORS`] entries, names
+/// unique, at most [`MAX_TENSOR_NAME_BYTES`] bytes and free of control characters, short
+/// alphanumeric dtypes, bounded rank, byte ranges inside the file, sorted by offset and not
+/// overlapping, and (for known dtypes) sizes that match the shape. Commit applies the same check
+/// before recording a table, so it never writes a manifest it would refuse to read.
+pub fn validate_tensors(tensors: &[TensorEntry], file_size: u64) -> std::result::Result<(), String> {
+    validate_tensors_limit(tensors, file_size, MAX_TENSORS)
+}
+
+fn validate_tensors_limit(
+    tensors: &[TensorEntry],
+    file_size: u64,
+    max_tensors: usize,
+) -> std::result::Result<(), String> {
+    use crate::formats::safetensors::{dtype_size, MAX_RANK};
+    if tensors.len() > max_tensors {
+        return Err(format!(
+            "{} tensors, over the limit of {max_tensors}",
+            tensors.len()
+        ));
+    }
+    let mut names = std::collections::HashSet::with_capacity(tensors.len());
+    let mut prev_end = 0u64;
+    for (i, t) in tensors.iter().enumerate() {
+        let shown: String = t.name.chars().take(80).collect();
+        if t.name.len() > MAX_TENSOR_NAME_BYTES {
+            return Err(format!(
+                "tensor {i} has a name of {} bytes, over {MAX_TENSOR_NAME_BYTES}",
+                t.name.len()
+            ));
+        }
+        if t.name.chars().any(char::is_control) {
+            return Err(format!(
+                "tensor {i} ({shown:?}) has control characters in its name"
+            ));
+        }
+        if !names.insert(t.name.as_str()) {
+            return Err(format!("tensor name {shown:?} appears twice"));
+        }
+        if t.dtype.is_empty()
+            || t.dtype.len() > MAX_DTYPE_BYTES
+            || !t.dtype.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            let d: String = t.dtype.chars().take(20).collect();
+            return Err(format!("tensor {shown:?} has a bad dtype {d:?}"));
+        }
+        if t.shape.len() > MAX_RANK {
+            return Err(format!("tensor {shown:?} has rank over {MAX_RANK}"));
+        }
+        let end = t
+            .offset
+            .checked_add(t.size)
+            .filter(|&e| e <= file_size)
+            .ok_or_else(|| {
+                format!(
+                    "tensor {shown:?} spans {}+{} bytes, outside the {file_size}-byte file",
+                    t.offset, t.size
+                )
+            })?;
+        if t.offset < prev_end {
+            return Err(format!(
+                "tensor {shown:?} starts at {} before the previous tensor ends at {prev_end} \
+                 (tensors must be sorted by offset and must not overlap)",
+                t.offset
+            ));
+        }
+        prev_end = end;
+        if let Some(elem) = dtype_size(&t.dtype) {
+            let need = t
+                .shape
+                .iter()
+                .try_fold(elem, |acc, &d| acc.checked_mul(d));
+            if need != Some(t.size) {
+                return Err(format!(
+                    "tensor {shown:?} has {} bytes but shape {:?} of {} needs {}",
+                    t.size,
+                    t.shape,
+                    t.dtype,
+                    need.map_or("more than 2^64".to_string(), |n| n.to_string())
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -215,6 +332,18 @@ mod tests {
                 timestamp: "2026-11-25T10:00:00Z".into(),
                 parent: None,
             },
+            tensors: None,
+        }
+    }
+
+    fn tensor(name: &str, offset: u64, size: u64) -> TensorEntry {
+        TensorEntry {
+            name: name.into(),
+            dtype: "U8".into(),
+            shape: vec![size],
+            offset,
+            size,
+            sha256: ObjectId::of(name.as_bytes()),
         }
     }
 
@@ -261,5 +390,52 @@ mod tests {
         let m = sample();
         let other = RepoPath::parse("other.bin").expect("p");
         assert!(Manifest::parse(&m.to_bytes(), Path::new("x"), Some(&other)).is_err());
+    }
+
+    #[test]
+    fn tensor_table_roundtrips_and_is_absent_when_none() {
+        let mut m = sample();
+        let plain = String::from_utf8(m.to_bytes()).expect("utf8");
+        assert!(!plain.contains("tensors"), "no tensors key when None");
+        m.tensors = Some(vec![tensor("a", 0, 4), tensor("b", 4, 0), tensor("c", 6, 4)]);
+        let back = Manifest::parse(&m.to_bytes(), Path::new("x"), None).expect("valid");
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn hostile_tensor_tables_are_refused() {
+        let long = "x".repeat(MAX_TENSOR_NAME_BYTES + 1);
+        let mut shape = tensor("s", 0, 4);
+        shape.shape = vec![5];
+        let mut dtype = tensor("d", 0, 4);
+        dtype.dtype = "F32\u{1b}[31m".into();
+        let mut rank = tensor("r", 0, 1);
+        rank.dtype = "Q9".into();
+        rank.shape = vec![1; 40];
+        let mut overflow = tensor("o", 0, 4);
+        overflow.dtype = "F64".into();
+        overflow.shape = vec![u64::MAX, 4];
+        let cases: Vec<(&str, Vec<TensorEntry>)> = vec![
+            ("past the end", vec![tensor("a", 8, 4)]),
+            ("offset overflow", vec![tensor("a", u64::MAX, 2)]),
+            ("overlap", vec![tensor("a", 0, 6), tensor("b", 4, 4)]),
+            ("unsorted", vec![tensor("a", 5, 1), tensor("b", 0, 4)]),
+            ("duplicate", vec![tensor("a", 0, 2), tensor("a", 2, 2)]),
+            ("long name", vec![tensor(&long, 0, 2)]),
+            ("control char", vec![tensor("a\u{1b}[2J", 0, 2)]),
+            ("shape mismatch", vec![shape]),
+            ("bad dtype", vec![dtype]),
+            ("rank", vec![rank]),
+            ("shape overflow", vec![overflow]),
+        ];
+        for (what, t) in cases {
+            let mut m = sample();
+            m.tensors = Some(t);
+            let err = Manifest::parse(&m.to_bytes(), Path::new("x"), None);
+            assert!(err.is_err(), "{what} accepted");
+        }
+        let many: Vec<TensorEntry> = (0..5).map(|i| tensor(&format!("t{i}"), i, 1)).collect();
+        assert!(validate_tensors_limit(&many, 10, 5).is_ok());
+        assert!(validate_tensors_limit(&many, 10, 4).is_err(), "count limit");
     }
 }

@@ -18,7 +18,10 @@ use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, RepoPath};
 use crate::id::{Hasher, ObjectId};
-use crate::manifest::{ChunkRef, Manifest, VersionInfo, FORMAT, MAX_MESSAGE_BYTES};
+use crate::formats::safetensors::Layout;
+use crate::manifest::{
+    ChunkRef, Manifest, TensorEntry, VersionInfo, FORMAT, MAX_MANIFEST_BYTES, MAX_MESSAGE_BYTES,
+};
 use crate::progress::Progress;
 use crate::store::StagedObject;
 
@@ -83,6 +86,8 @@ struct Stored {
     chunks_new: usize,
     new_bytes: u64,
     stored_bytes: u64,
+    /// Per-tensor hashes, for a file that parsed as safetensors.
+    tensors: Option<Vec<TensorEntry>>,
 }
 
 impl Repo {
@@ -144,8 +149,12 @@ impl Repo {
         let file = File::open(&abs).map_err(Error::io("opening", &abs))?;
         let md1 = file.metadata().map_err(Error::io("reading", &abs))?;
         let params = self.config.chunking;
+        // Header only: the tensors themselves are hashed from the chunks as they stream past.
+        let layout = super::tensors::read_layout(&file, md1.len())
+            .map_err(Error::io("reading", &abs))?
+            .ok();
         progress.start(path.as_str(), md1.len());
-        let stored = self.store_chunks(file, params, Vec::new(), progress);
+        let stored = self.store_chunks(file, params, Vec::new(), layout, progress);
         progress.finish();
         let stored = stored.map_err(|e| match e {
             Error::Io { action, source, .. } => Error::Io {
@@ -174,7 +183,10 @@ impl Repo {
                 return Ok(CommitOutcome::Unchanged { version: p.version });
             }
         }
-        let manifest = Manifest {
+        let tensors = stored
+            .tensors
+            .and_then(|t| super::tensors::checked(t, stored.size).ok());
+        let mut manifest = Manifest {
             format: FORMAT.to_string(),
             path: path.clone(),
             size: stored.size,
@@ -186,8 +198,13 @@ impl Repo {
                 timestamp: Manifest::now_timestamp(),
                 parent: parent.as_ref().map(|p| p.version),
             },
+            tensors,
         };
-        let bytes = manifest.to_bytes();
+        let mut bytes = manifest.to_bytes();
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES && manifest.tensors.take().is_some() {
+            // A tensor table too large for a manifest is left out rather than making it unreadable.
+            bytes = manifest.to_bytes();
+        }
         let version = ObjectId::of(&bytes);
         // The manifest object is stored before the work-tree manifest names it: a crash in between
         // leaves an unreferenced object, never a manifest pointing at nothing.
@@ -224,6 +241,7 @@ impl Repo {
         file: File,
         params: ChunkParams,
         segments: Vec<crate::chunk::Segment>,
+        layout: Option<Layout>,
         progress: &dyn Progress,
     ) -> Result<Stored> {
         let workers = std::thread::available_parallelism()
@@ -270,6 +288,19 @@ impl Repo {
                     }
                 });
             }
+            // Tensor hashes on their own thread, from the same chunks: no second read of the file.
+            let mut tensor_tx = None;
+            let tensor_job = layout.map(|l| {
+                let (tx, rx) = mpsc::sync_channel::<Arc<RawChunk>>(2);
+                tensor_tx = Some(tx);
+                s.spawn(move || {
+                    let mut t = super::tensors::TensorHasher::new(l);
+                    for c in rx {
+                        t.update(c.offset, &c.data);
+                    }
+                    t.finish()
+                })
+            });
             for _ in 0..workers {
                 let (job_rx, done_tx, sync_tx, abort) =
                     (&job_rx, done_tx.clone(), sync_tx.clone(), &abort);
@@ -319,7 +350,11 @@ impl Repo {
                     Ok(Some(c)) => {
                         let n = c.data.len() as u64;
                         let c = Arc::new(c);
-                        if hash_tx.send(Arc::clone(&c)).is_err() || job_tx.send((count, c)).is_err()
+                        if hash_tx.send(Arc::clone(&c)).is_err()
+                            || tensor_tx
+                                .as_ref()
+                                .is_some_and(|tx| tx.send(Arc::clone(&c)).is_err())
+                            || job_tx.send((count, c)).is_err()
                         {
                             break;
                         }
@@ -335,8 +370,10 @@ impl Repo {
             }
             drop(job_tx);
             drop(hash_tx);
+            drop(tensor_tx);
             let size = reader.bytes_read();
             let sha256 = hasher.join().expect("hasher thread");
+            let tensors = tensor_job.and_then(|j| j.join().expect("tensor hasher thread"));
             let mut slots: Vec<Option<ChunkRef>> = vec![None; count];
             let mut first_err = None;
             let (mut chunks_new, mut new_bytes, mut stored_bytes) = (0, 0, 0);
@@ -375,6 +412,7 @@ impl Repo {
                 chunks_new,
                 new_bytes,
                 stored_bytes,
+                tensors,
             })
         })
     }

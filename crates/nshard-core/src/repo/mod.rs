@@ -9,6 +9,7 @@ mod remotes;
 mod statcache;
 mod status;
 mod track;
+mod tensors;
 
 use std::fs::{self, File};
 use std::io;
