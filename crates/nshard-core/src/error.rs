@@ -102,6 +102,16 @@ pub enum Error {
     /// Another process holds the repository lock.
     #[error("repository is locked by another nshard process ({0}); try again when it finishes")]
     Locked(PathBuf),
+    /// A version in a file's history cannot be read, so gc cannot tell what it references.
+    #[error("{path}: version {version} cannot be read ({reason}); gc cannot tell which objects it needs, so nothing was deleted. Run `nshard verify`, or `nshard gc --only-current` to keep only the current versions")]
+    HistoryUnreadable {
+        /// The data file whose history it is.
+        path: PathBuf,
+        /// The unreadable version.
+        version: ObjectId,
+        /// Why it cannot be read.
+        reason: String,
+    },
     /// A remote operation failed.
     #[error("remote {remote}: {reason}")]
     Remote {

@@ -222,7 +222,10 @@ impl Manifest {
 /// alphanumeric dtypes, bounded rank, byte ranges inside the file, sorted by offset and not
 /// overlapping, and (for known dtypes) sizes that match the shape. Commit applies the same check
 /// before recording a table, so it never writes a manifest it would refuse to read.
-pub fn validate_tensors(tensors: &[TensorEntry], file_size: u64) -> std::result::Result<(), String> {
+pub fn validate_tensors(
+    tensors: &[TensorEntry],
+    file_size: u64,
+) -> std::result::Result<(), String> {
     validate_tensors_limit(tensors, file_size, MAX_TENSORS)
 }
 
@@ -258,7 +261,10 @@ fn validate_tensors_limit(
         }
         if t.dtype.is_empty()
             || t.dtype.len() > MAX_DTYPE_BYTES
-            || !t.dtype.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || !t
+                .dtype
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
             let d: String = t.dtype.chars().take(20).collect();
             return Err(format!("tensor {shown:?} has a bad dtype {d:?}"));
@@ -285,10 +291,7 @@ fn validate_tensors_limit(
         }
         prev_end = end;
         if let Some(elem) = dtype_size(&t.dtype) {
-            let need = t
-                .shape
-                .iter()
-                .try_fold(elem, |acc, &d| acc.checked_mul(d));
+            let need = t.shape.iter().try_fold(elem, |acc, &d| acc.checked_mul(d));
             if need != Some(t.size) {
                 return Err(format!(
                     "tensor {shown:?} has {} bytes but shape {:?} of {} needs {}",
@@ -397,7 +400,11 @@ mod tests {
         let mut m = sample();
         let plain = String::from_utf8(m.to_bytes()).expect("utf8");
         assert!(!plain.contains("tensors"), "no tensors key when None");
-        m.tensors = Some(vec![tensor("a", 0, 4), tensor("b", 4, 0), tensor("c", 6, 4)]);
+        m.tensors = Some(vec![
+            tensor("a", 0, 4),
+            tensor("b", 4, 0),
+            tensor("c", 6, 4),
+        ]);
         let back = Manifest::parse(&m.to_bytes(), Path::new("x"), None).expect("valid");
         assert_eq!(back, m);
     }

@@ -16,9 +16,9 @@ use super::Repo;
 use crate::chunk::{ChunkParams, ChunkReader, Cutter, RawChunk};
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
+use crate::formats::safetensors::Layout;
 use crate::fsutil::{self, RepoPath};
 use crate::id::{Hasher, ObjectId};
-use crate::formats::safetensors::Layout;
 use crate::manifest::{
     ChunkRef, Manifest, TensorEntry, VersionInfo, FORMAT, MAX_MANIFEST_BYTES, MAX_MESSAGE_BYTES,
 };

@@ -4,12 +4,16 @@
 mod checkout;
 mod commit;
 pub mod config;
+mod diff;
+mod gc;
 mod gitignore;
+mod history;
 mod remotes;
 mod statcache;
 mod status;
-mod track;
 mod tensors;
+mod track;
+mod verify;
 
 use std::fs::{self, File};
 use std::io;
@@ -18,9 +22,16 @@ use std::path::{Component, Path, PathBuf};
 pub use checkout::{CheckoutOptions, CheckoutOutcome, FileCheckout};
 pub use commit::{CommitOptions, CommitOutcome, FileCommit};
 pub use config::{Config, RemoteConfig};
+pub use diff::{
+    BlockDiff, DiffOptions, DiffSide, FileDiff, SideKind, TensorChange, TensorChangeKind,
+    TensorDiff,
+};
+pub use gc::{GcMode, GcOptions, GcReport};
+pub use history::{HistoryNode, LogEntry, LogState, MAX_HISTORY};
 pub use remotes::{RemoteEntry, RemoteName, ResolvedRemote};
 pub use status::{FileState, FileStatus};
 pub use track::TrackChange;
+pub use verify::{HistoryNote, Problem, ProblemKind, VerifyOptions, VerifyReport};
 
 use crate::error::{Error, Result};
 use crate::fsutil::{self, RepoPath};

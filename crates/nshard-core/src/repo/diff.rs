@@ -1,0 +1,626 @@
+//! `diff`: what changed between two versions of a file, or between its committed version and the
+//! working file. Block level (chunks reused, new and dropped) always; tensor level (added, removed,
+//! changed, re-typed tensors) when both sides carry a tensor table. Two stored versions are
+//! compared from their manifests alone; the working file is chunked with the committed manifest's
+//! own parameters and nothing is stored.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::statcache::StatKey;
+use super::tensors::{self, StoredReader, TensorHasher};
+use super::{Repo, WorktreeManifest};
+use crate::chunk::{ChunkParams, ChunkReader, Cutter, RawChunk};
+use crate::error::{Error, Result};
+use crate::formats::safetensors::{self, Layout, ParseError};
+use crate::fsutil::RepoPath;
+use crate::id::{Hasher, ObjectId};
+use crate::manifest::{ChunkRef, Manifest, TensorEntry};
+use crate::progress::Progress;
+
+/// What to compare.
+pub struct DiffOptions<'a> {
+    /// The old side: a version id or unique prefix. Default: the parent of `to` when `to` is given,
+    /// else the committed version (the work-tree manifest).
+    pub from: Option<String>,
+    /// The new side: a version id or unique prefix. Default: the working file.
+    pub to: Option<String>,
+    /// Progress of reading the working file.
+    pub progress: &'a dyn Progress,
+}
+
+/// What one side of a diff is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SideKind {
+    /// A stored version.
+    Version,
+    /// The file in the work tree, as it is now.
+    WorkingFile,
+    /// Nothing: the old side of a first version.
+    None,
+}
+
+/// One side of a diff.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DiffSide {
+    /// What it is.
+    pub kind: SideKind,
+    /// The version id (stored versions only).
+    pub version: Option<ObjectId>,
+    /// Commit time (stored versions only).
+    pub timestamp: Option<String>,
+    /// Commit message (stored versions only).
+    pub message: Option<String>,
+    /// File size in bytes.
+    pub size: u64,
+    /// Number of chunks.
+    pub chunks: usize,
+    /// Whole-file SHA-256 (absent for the empty side).
+    pub sha256: Option<ObjectId>,
+}
+
+/// Block-level changes, counted over chunk positions.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct BlockDiff {
+    /// Whether both sides have the same content.
+    pub identical: bool,
+    /// Chunks of the new side whose content the old side also has.
+    pub chunks_reused: usize,
+    /// Chunks of the new side the old side does not have.
+    pub chunks_new: usize,
+    /// Chunks of the old side the new side no longer has.
+    pub chunks_dropped: usize,
+    /// Bytes of the reused chunks.
+    pub bytes_reused: u64,
+    /// Bytes of the new chunks.
+    pub bytes_new: u64,
+    /// Bytes of the dropped chunks.
+    pub bytes_dropped: u64,
+    /// `bytes_new` over the new side's size (0 for an empty file).
+    pub changed_share: f64,
+}
+
+/// How one tensor changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TensorChangeKind {
+    /// Same name, dtype and shape; different bytes.
+    Changed,
+    /// Same name; different dtype or shape.
+    Retyped,
+    /// Only in the new side.
+    Added,
+    /// Only in the old side.
+    Removed,
+}
+
+/// One tensor that is not unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TensorChange {
+    /// The tensor's name.
+    pub name: String,
+    /// How it changed.
+    pub change: TensorChangeKind,
+    /// dtype on the old side.
+    pub from_dtype: Option<String>,
+    /// Shape on the old side.
+    pub from_shape: Option<Vec<u64>>,
+    /// Byte size on the old side.
+    pub from_size: Option<u64>,
+    /// dtype on the new side.
+    pub dtype: Option<String>,
+    /// Shape on the new side.
+    pub shape: Option<Vec<u64>>,
+    /// Byte size on the new side.
+    pub size: Option<u64>,
+}
+
+/// Tensor-level changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TensorDiff {
+    /// Tensors in the new side.
+    pub total: usize,
+    /// Tensors with the same name, dtype, shape and bytes on both sides.
+    pub unchanged: usize,
+    /// Tensors whose bytes changed.
+    pub changed: usize,
+    /// Tensors whose dtype or shape changed.
+    pub retyped: usize,
+    /// Tensors only in the new side.
+    pub added: usize,
+    /// Tensors only in the old side.
+    pub removed: usize,
+    /// New-side bytes of the changed and re-typed tensors.
+    pub changed_bytes: u64,
+    /// Bytes of the added tensors.
+    pub added_bytes: u64,
+    /// Old-side bytes of the removed tensors.
+    pub removed_bytes: u64,
+    /// Every tensor that is not unchanged: changed, re-typed, added (new-side file order), then
+    /// removed (old-side file order).
+    pub entries: Vec<TensorChange>,
+}
+
+/// The diff of one file.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FileDiff {
+    /// The data file.
+    pub path: RepoPath,
+    /// The old side.
+    pub from: DiffSide,
+    /// The new side.
+    pub to: DiffSide,
+    /// Block-level changes.
+    pub blocks: BlockDiff,
+    /// Tensor-level changes, when both sides have a tensor table.
+    pub tensors: Option<TensorDiff>,
+    /// Why there is no tensor-level diff.
+    pub tensors_unavailable: Option<String>,
+}
+
+/// One side, as loaded.
+struct Loaded {
+    side: DiffSide,
+    chunks: Vec<ChunkRef>,
+    tensors: std::result::Result<Vec<TensorEntry>, String>,
+}
+
+/// The working file, chunked and hashed without storing anything.
+struct Scan {
+    chunks: Vec<ChunkRef>,
+    size: u64,
+    sha256: ObjectId,
+    tensors: std::result::Result<Vec<TensorEntry>, String>,
+}
+
+impl Repo {
+    /// Compares two versions of `path`, or a version with the working file.
+    pub fn diff(&self, path: &RepoPath, opts: &DiffOptions<'_>) -> Result<FileDiff> {
+        let wt = self.require_manifest(path)?;
+        let to = match &opts.to {
+            Some(p) => Some(self.resolve_version(&wt, path, p)?),
+            None => None,
+        };
+        let from = match (&opts.from, &to) {
+            (Some(p), _) => Some(self.resolve_version(&wt, path, p)?),
+            (None, None) => Some((wt.version, wt.manifest.clone())),
+            (None, Some((v, m))) => match m.version.parent {
+                None => None,
+                Some(parent) => match self.load_version(&parent) {
+                    Ok(pm) => Some((parent, pm)),
+                    Err(Error::ObjectMissing(_)) => {
+                        return Err(Error::VersionLookup {
+                            prefix: v.short(),
+                            problem: format!(
+                                "has a parent ({}) that is not in the local store; \
+                                 pass --from to choose what to compare it with",
+                                parent.short()
+                            ),
+                        })
+                    }
+                    Err(e) => return Err(e),
+                },
+            },
+        };
+        let old = match &from {
+            Some((v, m)) => self.loaded_version(*v, m),
+            None => Loaded {
+                side: DiffSide {
+                    kind: SideKind::None,
+                    version: None,
+                    timestamp: None,
+                    message: None,
+                    size: 0,
+                    chunks: 0,
+                    sha256: None,
+                },
+                chunks: Vec::new(),
+                tensors: Ok(Vec::new()),
+            },
+        };
+        let new = match &to {
+            Some((v, m)) => self.loaded_version(*v, m),
+            None => {
+                let params = from.as_ref().map_or(wt.manifest.chunking, |f| f.1.chunking);
+                let scan = self.scan_working_file(path, params, opts.progress)?;
+                Loaded {
+                    side: DiffSide {
+                        kind: SideKind::WorkingFile,
+                        version: None,
+                        timestamp: None,
+                        message: None,
+                        size: scan.size,
+                        chunks: scan.chunks.len(),
+                        sha256: Some(scan.sha256),
+                    },
+                    chunks: scan.chunks,
+                    tensors: scan.tensors,
+                }
+            }
+        };
+        let blocks = block_diff(&old, &new);
+        let (tensors, tensors_unavailable) = match (&old.tensors, &new.tensors) {
+            (Ok(a), Ok(b)) => (Some(tensor_diff(a, b)), None),
+            (_, Err(e)) | (Err(e), _) => (None, Some(e.clone())),
+        };
+        Ok(FileDiff {
+            path: path.clone(),
+            from: old.side,
+            to: new.side,
+            blocks,
+            tensors,
+            tensors_unavailable,
+        })
+    }
+
+    /// A version of `path` by full id (even outside the work tree's history, if stored) or by a
+    /// unique prefix within its history.
+    fn resolve_version(
+        &self,
+        wt: &WorktreeManifest,
+        path: &RepoPath,
+        prefix: &str,
+    ) -> Result<(ObjectId, Manifest)> {
+        let full = ObjectId::parse(prefix)
+            .ok()
+            .filter(|id| *id == wt.version || self.store.has(id));
+        let v = match full {
+            Some(id) => id,
+            None => self.find_version(wt, prefix)?,
+        };
+        let m = if v == wt.version {
+            wt.manifest.clone()
+        } else {
+            self.load_version(&v)?
+        };
+        if m.path != *path {
+            return Err(Error::InvalidManifest {
+                path: format!("object {v}").into(),
+                reason: format!("describes {:?}, not {:?}", m.path.as_str(), path.as_str()),
+            });
+        }
+        Ok((v, m))
+    }
+
+    fn loaded_version(&self, v: ObjectId, m: &Manifest) -> Loaded {
+        Loaded {
+            side: DiffSide {
+                kind: SideKind::Version,
+                version: Some(v),
+                timestamp: Some(m.version.timestamp.clone()),
+                message: Some(m.version.message.clone()),
+                size: m.size,
+                chunks: m.chunks.len(),
+                sha256: Some(m.sha256),
+            },
+            chunks: m.chunks.clone(),
+            tensors: match &m.tensors {
+                Some(t) => Ok(t.clone()),
+                None => Err(self.why_no_tensors(v, m)),
+            },
+        }
+    }
+
+    /// Explains a version without a tensor table, from its header if its first chunks are local.
+    fn why_no_tensors(&self, v: ObjectId, m: &Manifest) -> String {
+        let name = format!("version {}", v.short());
+        match safetensors::parse(StoredReader::new(&self.store, m), m.size) {
+            Err(ParseError::Invalid(why)) => format!("{name} is not a valid safetensors file: {why}"),
+            Err(ParseError::Io(e)) => format!(
+                "{name} has no tensor table (it was not recognised as safetensors when committed; \
+                 its header cannot be read to say why: {e})"
+            ),
+            Ok(layout) => match table_limits(&layout, m.size) {
+                Err(why) => format!("{name}'s tensor table breaks the manifest limits: {why}"),
+                Ok(()) => format!(
+                    "{name} has no tensor table (committed by an nshard that did not record tensors)"
+                ),
+            },
+        }
+    }
+
+    /// Chunks and hashes the working file of `path` with `params`, storing nothing. One read: the
+    /// chunk ids are computed in parallel batches while the whole-file and tensor hashes run on
+    /// their own threads over the same chunks.
+    fn scan_working_file(
+        &self,
+        path: &RepoPath,
+        params: ChunkParams,
+        progress: &dyn Progress,
+    ) -> Result<Scan> {
+        let abs = path.to_path(&self.root);
+        let md0 = match fs::symlink_metadata(&abs) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotTracked {
+                    path: abs,
+                    reason: "is not in the work tree: compare stored versions with --from and \
+                             --to, or run `nshard checkout` first",
+                })
+            }
+            Err(e) => return Err(Error::io("reading", &abs)(e)),
+        };
+        if !md0.is_file() {
+            return Err(Error::UnsafePath {
+                path: path.to_string(),
+                reason: "is not a regular file (symlinks are not followed)",
+            });
+        }
+        let file = File::open(&abs).map_err(Error::io("opening", &abs))?;
+        let md1 = file.metadata().map_err(Error::io("reading", &abs))?;
+        let layout = tensors::read_layout(&file, md1.len()).map_err(Error::io("reading", &abs))?;
+        let mut limits = Ok(());
+        if let Ok(l) = &layout {
+            limits = table_limits(l, md1.len());
+        }
+        progress.start(path.as_str(), md1.len());
+        let scanned = scan(file, params, layout.as_ref().ok().cloned(), progress);
+        progress.finish();
+        let (chunks, size, sha256, table) = scanned.map_err(Error::io("reading", &abs))?;
+        let md2 =
+            fs::symlink_metadata(&abs).map_err(|_| Error::FileChangedDuringRead(abs.clone()))?;
+        if StatKey::of(&md1) != StatKey::of(&md2) || size != md1.len() {
+            return Err(Error::FileChangedDuringRead(abs));
+        }
+        let tensors = match (layout, limits, table) {
+            (Err(why), _, _) => Err(format!(
+                "the working file is not a valid safetensors file: {why}"
+            )),
+            (Ok(_), Err(why), _) => Err(format!(
+                "the working file's tensor table breaks the manifest limits: {why}"
+            )),
+            (Ok(_), Ok(()), Some(t)) => Ok(t),
+            (Ok(_), Ok(()), None) => Err("the working file's tensors could not be hashed".into()),
+        };
+        Ok(Scan {
+            chunks,
+            size,
+            sha256,
+            tensors,
+        })
+    }
+}
+
+type Scanned = (Vec<ChunkRef>, u64, ObjectId, Option<Vec<TensorEntry>>);
+
+fn scan(
+    file: File,
+    params: ChunkParams,
+    layout: Option<Layout>,
+    progress: &dyn Progress,
+) -> std::io::Result<Scanned> {
+    const BATCH: usize = 8;
+    // Segments: none, as commit uses today. Chunking must match commit's exactly, or unchanged
+    // data would show as new.
+    let mut reader = ChunkReader::new(file, Cutter::new(params), Vec::new());
+    std::thread::scope(|s| {
+        let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<RawChunk>>(BATCH);
+        let whole = s.spawn(move || {
+            let mut h = Hasher::new();
+            for c in hash_rx {
+                h.update(&c.data);
+            }
+            h.finish()
+        });
+        let mut tensor_tx = None;
+        let tensor_job = layout.map(|l| {
+            let (tx, rx) = mpsc::sync_channel::<Arc<RawChunk>>(BATCH);
+            tensor_tx = Some(tx);
+            s.spawn(move || {
+                let mut t = TensorHasher::new(l);
+                for c in rx {
+                    t.update(c.offset, &c.data);
+                }
+                t.finish()
+            })
+        });
+        let mut chunks = Vec::new();
+        let mut batch: Vec<Arc<RawChunk>> = Vec::with_capacity(BATCH);
+        let mut result = Ok(());
+        loop {
+            let next = reader.next_chunk();
+            let done = !matches!(next, Ok(Some(_)));
+            match next {
+                Ok(Some(c)) => {
+                    let c = Arc::new(c);
+                    // The receivers live until the senders are dropped below.
+                    let _ = hash_tx.send(Arc::clone(&c));
+                    if let Some(tx) = &tensor_tx {
+                        let _ = tx.send(Arc::clone(&c));
+                    }
+                    progress.advance(c.data.len() as u64);
+                    batch.push(c);
+                }
+                Ok(None) => {}
+                Err(e) => result = Err(e),
+            }
+            if batch.len() == BATCH || (done && !batch.is_empty()) {
+                let ids: Vec<ObjectId> = batch.par_iter().map(|c| ObjectId::of(&c.data)).collect();
+                chunks.extend(batch.drain(..).zip(ids).map(|(c, id)| ChunkRef {
+                    id,
+                    offset: c.offset,
+                    size: c.data.len() as u64,
+                }));
+            }
+            if done {
+                break;
+            }
+        }
+        drop(hash_tx);
+        drop(tensor_tx);
+        let sha = whole.join().expect("whole-file hasher thread");
+        let table = tensor_job.and_then(|j| j.join().expect("tensor hasher thread"));
+        result.map(|()| (chunks, reader.bytes_read(), sha, table))
+    })
+}
+
+/// Checks a layout's table against the manifest limits (names, counts, …) without hashing it.
+fn table_limits(layout: &Layout, size: u64) -> std::result::Result<(), String> {
+    let zero = ObjectId::from_digest([0; 32]);
+    let table: Vec<TensorEntry> = layout
+        .tensors
+        .iter()
+        .map(|t| TensorEntry {
+            name: t.name.clone(),
+            dtype: t.dtype.clone(),
+            shape: t.shape.clone(),
+            offset: t.start,
+            size: t.end - t.start,
+            sha256: zero,
+        })
+        .collect();
+    tensors::checked(table, size).map(|_| ())
+}
+
+fn block_diff(old: &Loaded, new: &Loaded) -> BlockDiff {
+    let old_ids: HashSet<ObjectId> = old.chunks.iter().map(|c| c.id).collect();
+    let new_ids: HashSet<ObjectId> = new.chunks.iter().map(|c| c.id).collect();
+    let mut d = BlockDiff {
+        identical: old.side.sha256.is_some() && old.side.sha256 == new.side.sha256,
+        ..BlockDiff::default()
+    };
+    for c in &new.chunks {
+        if old_ids.contains(&c.id) {
+            d.chunks_reused += 1;
+            d.bytes_reused += c.size;
+        } else {
+            d.chunks_new += 1;
+            d.bytes_new += c.size;
+        }
+    }
+    for c in old.chunks.iter().filter(|c| !new_ids.contains(&c.id)) {
+        d.chunks_dropped += 1;
+        d.bytes_dropped += c.size;
+    }
+    if new.side.size > 0 {
+        d.changed_share = d.bytes_new as f64 / new.side.size as f64;
+    }
+    d
+}
+
+fn tensor_diff(old: &[TensorEntry], new: &[TensorEntry]) -> TensorDiff {
+    let by_name: HashMap<&str, &TensorEntry> = old.iter().map(|t| (t.name.as_str(), t)).collect();
+    let new_names: HashSet<&str> = new.iter().map(|t| t.name.as_str()).collect();
+    let mut d = TensorDiff {
+        total: new.len(),
+        ..TensorDiff::default()
+    };
+    let (mut changed, mut retyped, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    for t in new {
+        let entry = |change, o: Option<&TensorEntry>| TensorChange {
+            name: t.name.clone(),
+            change,
+            from_dtype: o.map(|o| o.dtype.clone()),
+            from_shape: o.map(|o| o.shape.clone()),
+            from_size: o.map(|o| o.size),
+            dtype: Some(t.dtype.clone()),
+            shape: Some(t.shape.clone()),
+            size: Some(t.size),
+        };
+        match by_name.get(t.name.as_str()) {
+            None => {
+                d.added += 1;
+                d.added_bytes += t.size;
+                added.push(entry(TensorChangeKind::Added, None));
+            }
+            Some(o) if o.dtype != t.dtype || o.shape != t.shape => {
+                d.retyped += 1;
+                d.changed_bytes += t.size;
+                retyped.push(entry(TensorChangeKind::Retyped, Some(o)));
+            }
+            Some(o) if o.sha256 != t.sha256 => {
+                d.changed += 1;
+                d.changed_bytes += t.size;
+                changed.push(entry(TensorChangeKind::Changed, Some(o)));
+            }
+            Some(_) => d.unchanged += 1,
+        }
+    }
+    let removed = old
+        .iter()
+        .filter(|o| !new_names.contains(o.name.as_str()))
+        .map(|o| {
+            d.removed += 1;
+            d.removed_bytes += o.size;
+            TensorChange {
+                name: o.name.clone(),
+                change: TensorChangeKind::Removed,
+                from_dtype: Some(o.dtype.clone()),
+                from_shape: Some(o.shape.clone()),
+                from_size: Some(o.size),
+                dtype: None,
+                shape: None,
+                size: None,
+            }
+        })
+        .collect::<Vec<_>>();
+    d.entries = [changed, retyped, added, removed].concat();
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str, dtype: &str, shape: &[u64], offset: u64, content: &[u8]) -> TensorEntry {
+        TensorEntry {
+            name: name.into(),
+            dtype: dtype.into(),
+            shape: shape.to_vec(),
+            offset,
+            size: shape.iter().product::<u64>(),
+            sha256: ObjectId::of(content),
+        }
+    }
+
+    #[test]
+    fn tensor_diff_classifies_every_kind() {
+        let old = vec![
+            t("a", "U8", &[4], 0, b"a"),
+            t("b", "U8", &[4], 4, b"b"),
+            t("c", "U8", &[4], 8, b"c"),
+            t("gone", "U8", &[2], 12, b"g"),
+        ];
+        let new = vec![
+            t("a", "U8", &[4], 0, b"a"),
+            t("b", "U8", &[4], 4, b"B"),
+            t("c", "U8", &[2, 3], 8, b"c"),
+            t("fresh", "U8", &[5], 14, b"f"),
+        ];
+        let d = tensor_diff(&old, &new);
+        assert_eq!(
+            (
+                d.total,
+                d.unchanged,
+                d.changed,
+                d.retyped,
+                d.added,
+                d.removed
+            ),
+            (4, 1, 1, 1, 1, 1)
+        );
+        assert_eq!(
+            (d.changed_bytes, d.added_bytes, d.removed_bytes),
+            (10, 5, 2)
+        );
+        let kinds: Vec<_> = d
+            .entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.change))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("b", TensorChangeKind::Changed),
+                ("c", TensorChangeKind::Retyped),
+                ("fresh", TensorChangeKind::Added),
+                ("gone", TensorChangeKind::Removed)
+            ]
+        );
+    }
+}

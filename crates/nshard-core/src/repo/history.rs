@@ -1,0 +1,191 @@
+//! Walking a file's history: from its work-tree manifest through the `parent` ids of the manifest
+//! objects in the local store. `nshard log`, `diff`, `gc` and `verify` all walk it this way.
+//!
+//! History may be incomplete (older versions not pulled, or removed by `gc --only-current`): the
+//! walk stops at the first version that is not in the store and says so; that is not an error.
+
+use std::collections::HashSet;
+
+use super::{Repo, WorktreeManifest};
+use crate::error::{Error, Result};
+use crate::fsutil::RepoPath;
+use crate::id::ObjectId;
+use crate::manifest::Manifest;
+
+/// Most versions one walk visits (a bound against absurd stores; version ids are content hashes,
+/// so a real cycle cannot exist).
+pub const MAX_HISTORY: usize = 1_000_000;
+
+/// One step of a history walk.
+#[derive(Clone, Debug)]
+pub enum HistoryNode {
+    /// The version's manifest was read (from the work tree for the first node, else the store).
+    Present {
+        /// Its version id.
+        version: ObjectId,
+        /// The manifest.
+        manifest: Box<Manifest>,
+    },
+    /// The version's manifest object is not in the local store; the walk stops here.
+    Missing {
+        /// Its version id.
+        version: ObjectId,
+    },
+    /// The version's manifest object is in the store but cannot be used; the walk stops here.
+    Unreadable {
+        /// Its version id.
+        version: ObjectId,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl HistoryNode {
+    /// The version id of this node.
+    pub fn version(&self) -> ObjectId {
+        match self {
+            HistoryNode::Present { version, .. }
+            | HistoryNode::Missing { version }
+            | HistoryNode::Unreadable { version, .. } => *version,
+        }
+    }
+}
+
+/// One line of `nshard log`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LogEntry {
+    /// The version id.
+    pub version: ObjectId,
+    /// Whether this is the version the work-tree manifest names.
+    pub current: bool,
+    /// What is known about it.
+    #[serde(flatten)]
+    pub state: LogState,
+}
+
+/// What `nshard log` knows about one version.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum LogState {
+    /// The manifest is available.
+    Present {
+        /// RFC 3339 commit time.
+        timestamp: String,
+        /// The commit message.
+        message: String,
+        /// File size in bytes.
+        size: u64,
+        /// Number of chunks.
+        chunks: usize,
+        /// Number of tensors recorded (safetensors files).
+        tensors: Option<usize>,
+        /// The parent version, if any.
+        parent: Option<ObjectId>,
+        /// Bytes of the chunks the parent does not have (`None` when the parent is not local).
+        new_bytes: Option<u64>,
+    },
+    /// The version's manifest is not in the local store (not pulled, or removed by gc).
+    Missing,
+    /// The version's manifest object is corrupt or invalid.
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Repo {
+    /// The history of `wt`, newest first: the work-tree version, then its ancestors, ending at the
+    /// root or at the first version that is missing or unreadable. Fails only on I/O errors.
+    pub fn history(&self, wt: &WorktreeManifest) -> Result<Vec<HistoryNode>> {
+        let mut out = vec![HistoryNode::Present {
+            version: wt.version,
+            manifest: Box::new(wt.manifest.clone()),
+        }];
+        let mut seen = HashSet::from([wt.version]);
+        let mut next = wt.manifest.version.parent;
+        while let Some(v) = next {
+            if !seen.insert(v) || out.len() >= MAX_HISTORY {
+                break;
+            }
+            next = None;
+            match self.load_version(&v) {
+                Ok(m) => {
+                    next = m.version.parent;
+                    out.push(HistoryNode::Present {
+                        version: v,
+                        manifest: Box::new(m),
+                    });
+                }
+                Err(Error::ObjectMissing(_)) => out.push(HistoryNode::Missing { version: v }),
+                Err(e @ (Error::CorruptObject { .. } | Error::InvalidManifest { .. })) => {
+                    out.push(HistoryNode::Unreadable {
+                        version: v,
+                        reason: e.to_string(),
+                    })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the work-tree manifest of `path`, failing with a clear message when there is none.
+    pub fn require_manifest(&self, path: &RepoPath) -> Result<WorktreeManifest> {
+        self.read_worktree_manifest(path)?
+            .ok_or_else(|| Error::NotTracked {
+                path: path.manifest_path().as_str().into(),
+                reason: "does not exist: the file was never committed (run `nshard commit`)",
+            })
+    }
+
+    /// `nshard log`: the versions of `path`, newest first, with the bytes each added.
+    pub fn log(&self, path: &RepoPath) -> Result<Vec<LogEntry>> {
+        let wt = self.require_manifest(path)?;
+        let nodes = self.history(&wt)?;
+        let mut out = Vec::with_capacity(nodes.len());
+        for (i, node) in nodes.iter().enumerate() {
+            let state = match node {
+                HistoryNode::Present { manifest: m, .. } => {
+                    let new_bytes = match (m.version.parent, nodes.get(i + 1)) {
+                        (None, _) => Some(new_bytes(None, m)),
+                        (Some(_), Some(HistoryNode::Present { manifest: p, .. })) => {
+                            Some(new_bytes(Some(p), m))
+                        }
+                        _ => None,
+                    };
+                    LogState::Present {
+                        timestamp: m.version.timestamp.clone(),
+                        message: m.version.message.clone(),
+                        size: m.size,
+                        chunks: m.chunks.len(),
+                        tensors: m.tensors.as_ref().map(Vec::len),
+                        parent: m.version.parent,
+                        new_bytes,
+                    }
+                }
+                HistoryNode::Missing { .. } => LogState::Missing,
+                HistoryNode::Unreadable { reason, .. } => LogState::Unreadable {
+                    reason: reason.clone(),
+                },
+            };
+            out.push(LogEntry {
+                version: node.version(),
+                current: i == 0,
+                state,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Bytes of `m`'s distinct chunks that `parent` does not have: what the version added to the store.
+pub(crate) fn new_bytes(parent: Option<&Manifest>, m: &Manifest) -> u64 {
+    let mut seen: HashSet<ObjectId> = parent
+        .map(|p| p.chunks.iter().map(|c| c.id).collect())
+        .unwrap_or_default();
+    m.chunks
+        .iter()
+        .filter(|c| seen.insert(c.id))
+        .map(|c| c.size)
+        .sum()
+}

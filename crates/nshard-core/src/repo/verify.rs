@@ -1,0 +1,347 @@
+//! `verify`: re-hash every local object and check that every manifest can be rebuilt.
+//!
+//! 1. Each work-tree manifest is rebuilt in memory, chunk by chunk in file order: every chunk must
+//!    be present, decode, hash to its id and have the manifest's size, and the whole file must
+//!    hash to the manifest's SHA-256.
+//! 2. Older versions reachable through the store are parsed and their chunks looked up; chunks of
+//!    old versions that are not local (never pulled, or removed by `gc --only-current`) are noted,
+//!    not errors. With `all_versions` they are rebuilt and hashed like current ones.
+//! 3. Every other object in the store is decoded and re-hashed.
+//!
+//! Each problem names the file, the version and the object. The repository lock is held shared so
+//! that a gc cannot delete objects while they are being checked.
+
+use std::collections::{HashMap, HashSet};
+
+use rayon::prelude::*;
+
+use super::history::HistoryNode;
+use super::Repo;
+use crate::codec::MAX_OBJECT_SIZE;
+use crate::error::{Error, Result};
+use crate::fsutil::RepoPath;
+use crate::id::{Hasher, ObjectId};
+use crate::manifest::Manifest;
+use crate::progress::Progress;
+
+/// Options of a verify.
+pub struct VerifyOptions<'a> {
+    /// Also rebuild and hash every older version whose data is local (reads each one in full).
+    pub all_versions: bool,
+    /// Progress, in encoded bytes of objects checked.
+    pub progress: &'a dyn Progress,
+}
+
+/// What kind of problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// An object does not decode, or its bytes do not hash to its id.
+    CorruptObject,
+    /// An object a current version needs is not in the store.
+    MissingObject,
+    /// A chunk decodes to a different length than the manifest says.
+    SizeMismatch,
+    /// All chunks are fine but together they do not hash to the manifest's whole-file SHA-256.
+    FileHashMismatch,
+    /// A work-tree manifest fails validation.
+    InvalidManifest,
+    /// A stored older version's manifest cannot be used.
+    UnreadableVersion,
+}
+
+/// One problem found.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// What is wrong.
+    pub kind: ProblemKind,
+    /// The data file concerned (none for an unreferenced object).
+    pub file: Option<RepoPath>,
+    /// The version concerned.
+    pub version: Option<ObjectId>,
+    /// The object concerned.
+    pub object: Option<ObjectId>,
+    /// Details.
+    pub detail: String,
+}
+
+/// An older version that is present as a manifest but lacks chunks locally (not an error).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HistoryNote {
+    /// The data file.
+    pub file: RepoPath,
+    /// The version.
+    pub version: ObjectId,
+    /// `None`: the version's manifest itself is not local (history stops here); otherwise how
+    /// many of its chunks are not local.
+    pub chunks_missing: Option<usize>,
+}
+
+/// The outcome of a verify.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    /// No problems.
+    pub ok: bool,
+    /// Distinct objects decoded and re-hashed.
+    pub objects_checked: usize,
+    /// Their encoded size.
+    pub bytes_checked: u64,
+    /// Work-tree manifests rebuilt and hashed.
+    pub files_checked: usize,
+    /// Older versions whose manifests were read.
+    pub versions_checked: usize,
+    /// Older versions rebuilt and hashed (with `all_versions`).
+    pub versions_rebuilt: usize,
+    /// Objects no current or older version references (`nshard gc` removes them).
+    pub unreferenced_objects: usize,
+    /// Their size on disk.
+    pub unreferenced_bytes: u64,
+    /// Gaps in local history (not errors).
+    pub history_notes: Vec<HistoryNote>,
+    /// Everything wrong.
+    pub problems: Vec<Problem>,
+}
+
+/// Verification state shared by the passes.
+struct Checker<'a> {
+    repo: &'a Repo,
+    progress: &'a dyn Progress,
+    /// Objects already checked: `None` when good, else why not.
+    seen: HashMap<ObjectId, Option<(ProblemKind, String)>>,
+    report: VerifyReport,
+}
+
+impl Checker<'_> {
+    fn record(&mut self, id: &ObjectId, size: Option<u64>, r: &Result<Vec<u8>>) {
+        if self.seen.contains_key(id) {
+            return;
+        }
+        let verdict = match r {
+            Ok(_) => None,
+            Err(Error::ObjectMissing(_)) => Some((
+                ProblemKind::MissingObject,
+                "not in the local store".to_string(),
+            )),
+            Err(e) => Some((ProblemKind::CorruptObject, e.to_string())),
+        };
+        if !matches!(r, Err(Error::ObjectMissing(_))) {
+            self.report.objects_checked += 1;
+            self.report.bytes_checked += size.unwrap_or(0);
+            self.progress.advance(size.unwrap_or(0));
+        }
+        self.seen.insert(*id, verdict);
+    }
+
+    fn problem(
+        &mut self,
+        kind: ProblemKind,
+        file: &RepoPath,
+        v: ObjectId,
+        obj: Option<ObjectId>,
+        detail: String,
+    ) {
+        self.report.problems.push(Problem {
+            kind,
+            file: Some(file.clone()),
+            version: Some(v),
+            object: obj,
+            detail,
+        });
+    }
+
+    /// Rebuilds `m` in memory in file order and checks every chunk and the whole-file hash.
+    /// Chunks are decoded in parallel batches; each problem is reported once per file.
+    fn rebuild(&mut self, file: &RepoPath, v: ObjectId, m: &Manifest) {
+        let batch = 2 * rayon::current_num_threads().max(1);
+        let mut hasher = Hasher::new();
+        let mut whole = true;
+        let mut reported: HashSet<ObjectId> = HashSet::new();
+        for group in m.chunks.chunks(batch) {
+            let store = &self.repo.store;
+            let seen = &self.seen;
+            let decoded: Vec<(Option<u64>, Option<Result<Vec<u8>>>)> = group
+                .par_iter()
+                .map(|c| match seen.get(&c.id) {
+                    Some(Some(_)) => (None, None),
+                    _ => (store.encoded_size(&c.id), Some(store.get(&c.id, c.size))),
+                })
+                .collect();
+            for (c, (size, r)) in group.iter().zip(decoded) {
+                let data = match r {
+                    Some(r) => {
+                        self.record(&c.id, size, &r);
+                        r.ok()
+                    }
+                    None => None,
+                };
+                match data {
+                    Some(d) if d.len() as u64 == c.size => hasher.update(&d),
+                    Some(d) => {
+                        whole = false;
+                        if reported.insert(c.id) {
+                            let detail = format!(
+                                "chunk at offset {} holds {} bytes, the manifest says {}",
+                                c.offset,
+                                d.len(),
+                                c.size
+                            );
+                            self.problem(ProblemKind::SizeMismatch, file, v, Some(c.id), detail);
+                        }
+                    }
+                    None => {
+                        whole = false;
+                        if reported.insert(c.id) {
+                            let (kind, why) = self.seen.get(&c.id).cloned().flatten().unwrap_or((
+                                ProblemKind::CorruptObject,
+                                "could not be read".to_string(),
+                            ));
+                            self.problem(kind, file, v, Some(c.id), why);
+                        }
+                    }
+                }
+            }
+        }
+        if whole {
+            let actual = hasher.finish();
+            if actual != m.sha256 {
+                let detail = format!(
+                    "the chunks rebuild to content hashing to {actual}, the manifest says {}",
+                    m.sha256
+                );
+                self.problem(ProblemKind::FileHashMismatch, file, v, None, detail);
+            }
+        }
+    }
+}
+
+impl Repo {
+    /// Verifies the local store and every manifest. Takes the repository lock (shared).
+    pub fn verify(&self, opts: &VerifyOptions<'_>) -> Result<VerifyReport> {
+        let _lock = self.lock(false)?;
+        let all = self.store.list()?;
+        let total: u64 = all
+            .iter()
+            .filter_map(|id| self.store.encoded_size(id))
+            .sum();
+        opts.progress.start("verifying objects", total);
+        let mut ck = Checker {
+            repo: self,
+            progress: opts.progress,
+            seen: HashMap::new(),
+            report: VerifyReport::default(),
+        };
+        let mut referenced: HashSet<ObjectId> = HashSet::new();
+        // (file, version, manifest) of every readable version, newest first per file.
+        let mut versions: Vec<(RepoPath, ObjectId, Box<Manifest>)> = Vec::new();
+        for path in self.scan_worktree()?.1 {
+            let wt = match self.read_worktree_manifest(&path) {
+                Ok(Some(wt)) => wt,
+                Ok(None) => continue,
+                Err(e @ Error::InvalidManifest { .. }) => {
+                    ck.report.problems.push(Problem {
+                        kind: ProblemKind::InvalidManifest,
+                        file: Some(path.clone()),
+                        version: None,
+                        object: None,
+                        detail: e.to_string(),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            ck.report.files_checked += 1;
+            ck.rebuild(&path, wt.version, &wt.manifest);
+            for node in self.history(&wt)? {
+                let v = node.version();
+                referenced.insert(v);
+                match node {
+                    HistoryNode::Present { manifest, .. } => {
+                        referenced.extend(manifest.chunks.iter().map(|c| c.id));
+                        if v != wt.version {
+                            // Loading it verified the manifest object.
+                            ck.record(&v, self.store.encoded_size(&v), &Ok(Vec::new()));
+                        }
+                        versions.push((path.clone(), v, manifest));
+                    }
+                    HistoryNode::Missing { .. } => ck.report.history_notes.push(HistoryNote {
+                        file: path.clone(),
+                        version: v,
+                        chunks_missing: None,
+                    }),
+                    HistoryNode::Unreadable { reason, .. } => {
+                        // Reported here with its file; the object pass skips it.
+                        ck.seen
+                            .insert(v, Some((ProblemKind::UnreadableVersion, reason.clone())));
+                        ck.problem(ProblemKind::UnreadableVersion, &path, v, Some(v), reason);
+                    }
+                }
+            }
+        }
+        // Older versions: chunk presence, or a full rebuild with `all_versions`.
+        for (path, v, m) in &versions {
+            let current = versions
+                .iter()
+                .find(|(p, _, _)| p == path)
+                .is_some_and(|(_, cv, _)| cv == v);
+            if current {
+                continue;
+            }
+            ck.report.versions_checked += 1;
+            let missing = self.missing_chunks(m).len();
+            if missing > 0 {
+                ck.report.history_notes.push(HistoryNote {
+                    file: path.clone(),
+                    version: *v,
+                    chunks_missing: Some(missing),
+                });
+            } else if opts.all_versions {
+                ck.report.versions_rebuilt += 1;
+                ck.rebuild(path, *v, m);
+            }
+        }
+        // Every other object.
+        let rest: Vec<ObjectId> = all
+            .iter()
+            .filter(|id| !ck.seen.contains_key(id))
+            .copied()
+            .collect();
+        let batch = 4 * rayon::current_num_threads().max(1);
+        for group in rest.chunks(batch) {
+            let results: Vec<(Option<u64>, Result<Vec<u8>>)> = group
+                .par_iter()
+                .map(|id| {
+                    let size = self.store.encoded_size(id);
+                    // Only the verdict is kept, not the bytes.
+                    let r = self.store.get(id, MAX_OBJECT_SIZE).map(|_| Vec::new());
+                    (size, r)
+                })
+                .collect();
+            for (id, (size, r)) in group.iter().zip(results) {
+                ck.record(id, size, &r);
+                let Some(Some((kind, why))) = ck.seen.get(id).cloned() else {
+                    continue;
+                };
+                // Name the newest version referencing it, if any.
+                let owner = versions
+                    .iter()
+                    .find(|(_, v, m)| v == id || m.chunks.iter().any(|c| c.id == *id));
+                ck.report.problems.push(Problem {
+                    kind,
+                    file: owner.map(|o| o.0.clone()),
+                    version: owner.map(|o| o.1),
+                    object: Some(*id),
+                    detail: why,
+                });
+            }
+        }
+        for id in &all {
+            if !referenced.contains(id) {
+                ck.report.unreferenced_objects += 1;
+                ck.report.unreferenced_bytes += self.store.encoded_size(id).unwrap_or(0);
+            }
+        }
+        opts.progress.finish();
+        ck.report.ok = ck.report.problems.is_empty();
+        Ok(ck.report)
+    }
+}
