@@ -42,6 +42,10 @@ pub enum Command {
     Push(cmd::push::PushArgs),
     /// Download what the manifests need from a remote (only what the local store lacks).
     Pull(cmd::pull::PullArgs),
+    Diff(cmd::diff::DiffArgs),
+    Log(cmd::log::LogArgs),
+    Gc(cmd::gc::GcArgs),
+    Verify(cmd::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,10 @@ fn main() -> ExitCode {
         Command::Remote(a) => cmd::remote::run(&ctx, a),
         Command::Push(a) => cmd::push::run(&ctx, a),
         Command::Pull(a) => cmd::pull::run(&ctx, a),
+        Command::Diff(a) => cmd::diff::run(&ctx, a),
+        Command::Log(a) => cmd::log::run(&ctx, a),
+        Command::Gc(a) => cmd::gc::run(&ctx, a),
+        Command::Verify(a) => cmd::verify::run(&ctx, a),
     };
     match r {
         Ok(code) => code,

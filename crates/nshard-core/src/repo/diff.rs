@@ -62,6 +62,8 @@ pub struct DiffSide {
     pub chunks: usize,
     /// Whole-file SHA-256 (absent for the empty side).
     pub sha256: Option<ObjectId>,
+    /// Number of tensors, when this side has a tensor table.
+    pub tensors: Option<usize>,
 }
 
 /// Block-level changes, counted over chunk positions.
@@ -218,6 +220,7 @@ impl Repo {
                     size: 0,
                     chunks: 0,
                     sha256: None,
+                    tensors: None,
                 },
                 chunks: Vec::new(),
                 tensors: Ok(Vec::new()),
@@ -237,6 +240,7 @@ impl Repo {
                         size: scan.size,
                         chunks: scan.chunks.len(),
                         sha256: Some(scan.sha256),
+                        tensors: scan.tensors.as_ref().ok().map(Vec::len),
                     },
                     chunks: scan.chunks,
                     tensors: scan.tensors,
@@ -297,6 +301,7 @@ impl Repo {
                 size: m.size,
                 chunks: m.chunks.len(),
                 sha256: Some(m.sha256),
+                tensors: m.tensors.as_ref().map(Vec::len),
             },
             chunks: m.chunks.clone(),
             tensors: match &m.tensors {

@@ -2,12 +2,16 @@
 
 pub mod checkout;
 pub mod commit;
+pub mod diff;
+pub mod gc;
 pub mod init;
+pub mod log;
 pub mod pull;
 pub mod push;
 pub mod remote;
 pub mod status;
 pub mod track;
+pub mod verify;
 
 use std::path::Path;
 

@@ -1,0 +1,190 @@
+//! `nshard diff`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use nshard_core::repo::{DiffOptions, DiffSide, FileDiff, SideKind, TensorChangeKind};
+
+use super::log::{date, first_line};
+use crate::out;
+use crate::output::{bytes, pct, print_json, Ctx};
+
+/// Show what changed in a file: block level (chunks reused, new and dropped, and the share of the
+/// file that changed) and, for safetensors files, tensor level (tensors changed, re-typed or
+/// reshaped, added and removed, with their sizes).
+///
+/// Without versions: the working file against its committed version (the file is read and cut
+/// exactly as commit would, but nothing is stored). With --from and/or --to: stored versions, by
+/// id or unique prefix (see `nshard log`); comparing two stored versions needs only their
+/// manifests, not their data. --to alone compares that version with its parent.
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The data file (or its .shard.json manifest).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Old side: a version id or prefix [default: the parent of --to if given, else the
+    /// committed version].
+    #[arg(long, value_name = "VERSION")]
+    pub from: Option<String>,
+    /// New side: a version id or prefix [default: the working file].
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn side(s: &DiffSide) -> String {
+    match s.kind {
+        SideKind::Version => format!(
+            "{}  {}  {}",
+            s.version.map(|v| v.short()).unwrap_or_default(),
+            s.timestamp.as_deref().map(date).unwrap_or_default(),
+            s.message.as_deref().map(first_line).unwrap_or_default()
+        ),
+        SideKind::WorkingFile => "working file".to_string(),
+        SideKind::None => "(nothing: first version)".to_string(),
+    }
+}
+
+fn shape(dtype: &Option<String>, shape: &Option<Vec<u64>>) -> String {
+    let dims = shape
+        .as_ref()
+        .map(|s| s.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
+    format!("{} [{dims}]", dtype.as_deref().unwrap_or("?"))
+}
+
+/// The one-line tensor summary, e.g. "6 of 291 tensors changed (52.0 MiB, 4.9 %)".
+pub fn tensor_summary(d: &FileDiff) -> Option<String> {
+    let t = d.tensors.as_ref()?;
+    let n = t.changed + t.retyped;
+    let mut s = format!(
+        "{n} of {} tensors changed ({}, {})",
+        t.total,
+        bytes(t.changed_bytes),
+        pct(t.changed_bytes, d.to.size)
+    );
+    if t.retyped > 0 {
+        s += &format!(", {} of them in dtype or shape", t.retyped);
+    }
+    if t.added > 0 {
+        s += &format!("; {} added ({})", t.added, bytes(t.added_bytes));
+    }
+    if t.removed > 0 {
+        s += &format!("; {} removed ({})", t.removed, bytes(t.removed_bytes));
+    }
+    Some(s)
+}
+
+pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let path = super::data_path(&repo, &ctx.cwd, &a.file)?;
+    let bar = ctx.progress(a.json);
+    let d = repo.diff(
+        &path,
+        &DiffOptions {
+            from: a.from,
+            to: a.to,
+            progress: &bar,
+        },
+    )?;
+    if a.json {
+        print_json(&d)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    out!("{}", d.path);
+    out!(
+        "  from  {}  ({}, {} chunks)",
+        side(&d.from),
+        bytes(d.from.size),
+        d.from.chunks
+    );
+    out!(
+        "  to    {}  ({}, {} chunks)",
+        side(&d.to),
+        bytes(d.to.size),
+        d.to.chunks
+    );
+    let b = &d.blocks;
+    if b.identical {
+        out!("blocks: identical content ({} chunks)", d.to.chunks);
+    } else {
+        out!(
+            "blocks: {} of {} chunks reused ({}), {} new ({}), {} dropped ({}): {} of the file changed",
+            b.chunks_reused,
+            d.to.chunks,
+            bytes(b.bytes_reused),
+            b.chunks_new,
+            bytes(b.bytes_new),
+            b.chunks_dropped,
+            bytes(b.bytes_dropped),
+            pct(b.bytes_new, d.to.size)
+        );
+    }
+    match (&d.tensors, tensor_summary(&d)) {
+        (Some(t), Some(summary)) => {
+            out!("tensors: {summary}");
+            let width = t
+                .entries
+                .iter()
+                .map(|e| e.name.chars().count())
+                .max()
+                .unwrap_or(0)
+                .min(60);
+            for e in &t.entries {
+                let (label, detail) = match e.change {
+                    TensorChangeKind::Changed => (
+                        "changed",
+                        format!(
+                            "{}  {}",
+                            shape(&e.dtype, &e.shape),
+                            bytes(e.size.unwrap_or(0))
+                        ),
+                    ),
+                    TensorChangeKind::Retyped => (
+                        "retyped",
+                        format!(
+                            "{} -> {}  {}",
+                            shape(&e.from_dtype, &e.from_shape),
+                            shape(&e.dtype, &e.shape),
+                            bytes(e.size.unwrap_or(0))
+                        ),
+                    ),
+                    TensorChangeKind::Added => (
+                        "added",
+                        format!(
+                            "{}  {}",
+                            shape(&e.dtype, &e.shape),
+                            bytes(e.size.unwrap_or(0))
+                        ),
+                    ),
+                    TensorChangeKind::Removed => (
+                        "removed",
+                        format!(
+                            "{}  {}",
+                            shape(&e.from_dtype, &e.from_shape),
+                            bytes(e.from_size.unwrap_or(0))
+                        ),
+                    ),
+                };
+                out!("  {label:<8} {:<width$}  {detail}", e.name);
+            }
+        }
+        _ => {
+            let looks_like = d
+                .path
+                .as_str()
+                .to_ascii_lowercase()
+                .ends_with(".safetensors")
+                || d.from.tensors.is_some()
+                || d.to.tensors.is_some();
+            if let (true, Some(why)) = (looks_like, &d.tensors_unavailable) {
+                out!("tensors: no tensor-level diff: {why}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,102 @@
+//! `nshard gc`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use nshard_core::repo::{GcMode, GcOptions};
+
+use crate::out;
+use crate::output::{bytes, print_json, Ctx};
+
+/// Delete objects from the local store that no kept version references, and print what was
+/// freed.
+///
+/// Never deletes an object referenced by a manifest in the work tree. By default it also keeps
+/// every older version reachable from those manifests (their history); --only-current keeps only
+/// the current versions, so older ones must be pulled again before they can be checked out.
+/// Objects referenced only by manifests that are not in the work tree (for example on another git
+/// branch) are deleted: push them first if no remote has them.
+///
+/// Safe to run while other nshard commands run: it waits for the repository lock, and never
+/// deletes objects younger than the grace period. A gc that is interrupted leaves a consistent
+/// store; run it again to finish.
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Show what would be deleted; delete nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Keep the history reachable from the work-tree manifests (the default).
+    #[arg(long, conflicts_with = "only_current")]
+    pub keep_history: bool,
+    /// Keep only the objects of the versions the work-tree manifests name.
+    #[arg(long)]
+    pub only_current: bool,
+    /// Never delete objects or temporary files modified less than this many minutes ago.
+    #[arg(long, value_name = "MINUTES", default_value_t = 60)]
+    pub grace: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let mode = if a.only_current {
+        GcMode::OnlyCurrent
+    } else {
+        GcMode::KeepHistory
+    };
+    let r = repo.gc(&GcOptions {
+        mode,
+        dry_run: a.dry_run,
+        grace: Duration::from_secs(a.grace.saturating_mul(60)),
+    })?;
+    if a.json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let what = match mode {
+        GcMode::KeepHistory => "current and older",
+        GcMode::OnlyCurrent => "current",
+    };
+    out!(
+        "kept {} {what} versions of {} files: {} of {} objects referenced",
+        r.versions_kept,
+        r.files,
+        r.objects_referenced,
+        r.objects_total
+    );
+    if a.dry_run {
+        out!(
+            "would delete {} unreferenced objects, freeing {} (dry run: nothing deleted)",
+            r.objects_deleted,
+            bytes(r.bytes_deleted)
+        );
+    } else {
+        out!(
+            "deleted {} unreferenced objects, freed {}",
+            r.objects_deleted,
+            bytes(r.bytes_deleted)
+        );
+    }
+    if r.objects_recent > 0 {
+        out!(
+            "kept {} unreferenced objects ({}) younger than the {}-minute grace period \
+             (`--grace 0` deletes them)",
+            r.objects_recent,
+            bytes(r.bytes_recent),
+            a.grace
+        );
+    }
+    if r.temp_files_deleted > 0 {
+        out!(
+            "{} {} stale temporary files ({}) left by interrupted commands",
+            if a.dry_run { "would remove" } else { "removed" },
+            r.temp_files_deleted,
+            bytes(r.temp_bytes_deleted)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,90 @@
+//! `nshard log`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use nshard_core::repo::LogState;
+
+use crate::out;
+use crate::output::{bytes, print_json, Ctx};
+
+/// Show the versions of a file, newest first: version id, date, size, the bytes each version
+/// added to the store (chunks its parent did not have), and its message. History is walked
+/// through the manifests in the local store; where an older version is not there (not pulled, or
+/// removed by `nshard gc --only-current`) the log says so and stops.
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// The data file (or its .shard.json manifest).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print the result as JSON (full ids and messages).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `2026-05-01T10:00:00Z` → `2026-05-01 10:00:00 UTC`; other forms are shown as they are.
+pub fn date(ts: &str) -> String {
+    match ts.strip_suffix('Z') {
+        Some(t) if t.len() == 19 && t.as_bytes()[10] == b'T' => {
+            format!("{} {} UTC", &t[..10], &t[11..])
+        }
+        _ => ts.to_string(),
+    }
+}
+
+/// The first line of a message, for one-line displays.
+pub fn first_line(msg: &str) -> &str {
+    msg.lines().next().unwrap_or("")
+}
+
+pub fn run(ctx: &Ctx, a: LogArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let path = super::data_path(&repo, &ctx.cwd, &a.file)?;
+    let entries = repo.log(&path)?;
+    let unreadable = entries
+        .iter()
+        .any(|e| matches!(e.state, LogState::Unreadable { .. }));
+    if a.json {
+        print_json(&entries)?;
+    } else {
+        for e in &entries {
+            let mark = if e.current { "*" } else { " " };
+            let v = e.version.short();
+            match &e.state {
+                LogState::Present {
+                    timestamp,
+                    message,
+                    size,
+                    new_bytes,
+                    ..
+                } => {
+                    let added = match new_bytes {
+                        Some(n) => format!("+{}", bytes(*n)),
+                        None => "+?".to_string(),
+                    };
+                    out!(
+                        "{mark} {v}  {}  {:>10}  {:>11}  {}",
+                        date(timestamp),
+                        bytes(*size),
+                        added,
+                        first_line(message)
+                    );
+                }
+                LogState::Missing => out!(
+                    "{mark} {v}  (not in the local store: older history was not pulled, or was \
+                     removed by `nshard gc --only-current`)"
+                ),
+                LogState::Unreadable { reason } => {
+                    out!("{mark} {v}  (unreadable: {reason}; run `nshard verify`)")
+                }
+            }
+        }
+    }
+    Ok(if unreadable {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
