@@ -102,6 +102,9 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
 }
 
+/// A chunk's encoded size and, unless it was already known bad, its decoded bytes.
+type Decoded = (Option<u64>, Option<Result<Vec<u8>>>);
+
 /// Verification state shared by the passes.
 struct Checker<'a> {
     repo: &'a Repo,
@@ -159,7 +162,7 @@ impl Checker<'_> {
         for group in m.chunks.chunks(batch) {
             let store = &self.repo.store;
             let seen = &self.seen;
-            let decoded: Vec<(Option<u64>, Option<Result<Vec<u8>>>)> = group
+            let decoded: Vec<Decoded> = group
                 .par_iter()
                 .map(|c| match seen.get(&c.id) {
                     Some(Some(_)) => (None, None),

@@ -1,0 +1,367 @@
+//! Upkeep: `nshard verify` and `nshard gc`, including their faults (corrupt, truncated and missing
+//! objects, gc killed with SIGKILL, gc while a commit runs), on the real binary.
+
+mod common;
+mod history_support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{random_bytes, TestRepo};
+use history_support::*;
+
+/// 4 KiB fixed blocks: many objects from little data.
+const FIXED_4K: &str = "[chunking]\nalgorithm = \"fixed\"\nsize = 4096\n";
+
+fn manifest_chunks(r: &TestRepo, file: &str) -> Vec<String> {
+    let m: serde_json::Value =
+        serde_json::from_slice(&r.read(&format!("{file}.shard.json"))).expect("manifest");
+    m["chunks"]
+        .as_array()
+        .expect("chunks")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+/// Two versions of `a.bin` (the second shares half its chunks with the first).
+fn two_versions(chunking: &str, size: usize) -> (TestRepo, String, String) {
+    let r = repo_with(chunking);
+    let mut data = random_bytes(size, 1);
+    r.write("a.bin", &data);
+    r.ok(&["track", "a.bin"]);
+    let v1 = commit(&r, "one");
+    data[size / 2..].copy_from_slice(&random_bytes(size - size / 2, 2));
+    r.write("a.bin", &data);
+    let v2 = commit(&r, "two");
+    (r, v1, v2)
+}
+
+#[test]
+fn verify_passes_on_a_healthy_repository() {
+    let (r, _, _) = two_versions(SMALL_CDC, 300_000);
+    let v = r.json(&["verify"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["files_checked"], 1);
+    assert_eq!(v["versions_checked"], 1);
+    assert_eq!(
+        v["objects_checked"].as_u64(),
+        Some(count_objects(&r) as u64)
+    );
+    let out = r.ok(&["verify", "--all-versions"]);
+    assert!(
+        out.contains("(1 rebuilt)") && out.contains("ok: no problems found"),
+        "{out}"
+    );
+}
+
+#[test]
+fn verify_reports_a_corrupted_object() {
+    let (r, _, v2) = two_versions(SMALL_CDC, 300_000);
+    let id = manifest_chunks(&r, "a.bin")[1].clone();
+    let p = object_path(&r, &id);
+    let mut bytes = std::fs::read(&p).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&p, bytes).expect("write");
+    let out = common::nshard(r.path())
+        .arg("verify")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "error: corrupt object: a.bin version {} object {id}",
+            &v2[..12]
+        )),
+        "{text}"
+    );
+    let v = r.json(&["verify"]);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["problems"][0]["kind"], "corrupt-object");
+    assert_eq!(v["problems"][0]["file"], "a.bin");
+    assert_eq!(v["problems"][0]["object"], id.as_str());
+}
+
+#[test]
+fn verify_reports_a_truncated_object() {
+    let (r, _, _) = two_versions(SMALL_CDC, 300_000);
+    let id = manifest_chunks(&r, "a.bin").last().expect("chunk").clone();
+    let p = object_path(&r, &id);
+    let len = std::fs::metadata(&p).expect("md").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .expect("open");
+    f.set_len(len / 2).expect("truncate");
+    drop(f);
+    let v = r.json(&["verify"]);
+    assert_eq!(v["ok"], false, "{v}");
+    let problems = v["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 1, "{v}");
+    assert_eq!(problems[0]["kind"], "corrupt-object");
+    assert_eq!(problems[0]["file"], "a.bin");
+    assert_eq!(problems[0]["object"], id.as_str());
+    r.fails(&["verify"]);
+}
+
+#[test]
+fn verify_reports_a_missing_object() {
+    let (r, _, v2) = two_versions(SMALL_CDC, 300_000);
+    let id = manifest_chunks(&r, "a.bin")[0].clone();
+    std::fs::remove_file(object_path(&r, &id)).expect("rm");
+    let v = r.json(&["verify"]);
+    assert_eq!(v["ok"], false, "{v}");
+    let p = &v["problems"][0];
+    assert_eq!(
+        (
+            p["kind"].as_str(),
+            p["file"].as_str(),
+            p["object"].as_str(),
+            p["version"].as_str()
+        ),
+        (
+            Some("missing-object"),
+            Some("a.bin"),
+            Some(id.as_str()),
+            Some(v2.as_str())
+        )
+    );
+    let out = common::nshard(r.path())
+        .arg("verify")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("error: missing object: a.bin"));
+}
+
+#[test]
+fn verify_reports_chunks_that_do_not_rebuild_the_file() {
+    let (r, _, v2) = two_versions(SMALL_CDC, 300_000);
+    // A manifest whose chunks are all intact but whose whole-file hash is not theirs.
+    let text = String::from_utf8(r.read("a.bin.shard.json")).expect("utf8");
+    let m: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let sha = m["sha256"].as_str().expect("sha");
+    let wrong = "0".repeat(64);
+    r.write("a.bin.shard.json", text.replace(sha, &wrong).as_bytes());
+    let v = r.json(&["verify"]);
+    assert_eq!(v["ok"], false);
+    let p = &v["problems"][0];
+    assert_eq!(p["kind"], "file-hash-mismatch", "{v}");
+    assert_eq!(p["file"], "a.bin");
+    assert_ne!(
+        p["version"],
+        v2.as_str(),
+        "the edited manifest is a different version"
+    );
+    assert!(p["detail"].as_str().expect("detail").contains(sha), "{p}");
+}
+
+#[test]
+fn gc_deletes_unreferenced_objects_and_keeps_history_by_default() {
+    let (r, v1, v2) = two_versions(SMALL_CDC, 300_000);
+    // b.bin's objects become unreferenced when its manifest goes away.
+    r.write("b.bin", &random_bytes(200_000, 7));
+    r.ok(&["track", "b.bin"]);
+    commit(&r, "b");
+    let b_chunks = manifest_chunks(&r, "b.bin");
+    r.ok(&["untrack", "b.bin"]);
+    std::fs::remove_file(r.join("b.bin.shard.json")).expect("rm manifest");
+    let before = count_objects(&r);
+    let dry = r.json(&["gc", "--dry-run", "--grace", "0"]);
+    assert_eq!(dry["dry_run"], true);
+    let n = dry["objects_deleted"].as_u64().expect("n") as usize;
+    assert_eq!(
+        n,
+        b_chunks.len() + 1,
+        "b's chunks and manifest object: {dry}"
+    );
+    assert_eq!(count_objects(&r), before, "dry run deletes nothing");
+    let out = r.ok(&["gc", "--dry-run", "--grace", "0"]);
+    assert!(
+        out.contains(&format!("would delete {n} unreferenced objects")),
+        "{out}"
+    );
+    let out = r.ok(&["gc", "--grace", "0"]);
+    assert!(
+        out.contains(&format!("deleted {n} unreferenced objects, freed ")),
+        "{out}"
+    );
+    assert_eq!(count_objects(&r), before - n);
+    assert!(b_chunks.iter().all(|id| !object_path(&r, id).exists()));
+    assert_eq!(r.json(&["verify"])["ok"], true);
+    // History is intact: the old version can still be checked out.
+    let log = r.json(&["log", "a.bin"]);
+    assert_eq!(log.as_array().map(Vec::len), Some(2));
+    r.ok(&["checkout", "a.bin", "--version", &v1[..8]]);
+    assert_eq!(r.read("a.bin"), random_bytes(300_000, 1));
+    r.ok(&["checkout", "a.bin", "--version", &v2[..8]]);
+    // --only-current drops the old version's manifest and its own chunks, nothing else.
+    let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+    assert!(g["objects_deleted"].as_u64().expect("n") >= 2, "{g}");
+    let log = r.json(&["log", "a.bin"]);
+    assert_eq!(log[1]["state"], "missing", "{log}");
+    assert_eq!(r.json(&["verify"])["ok"], true);
+    std::fs::remove_file(r.join("a.bin")).expect("rm");
+    r.ok(&["checkout", "a.bin"]);
+    assert_eq!(r.json(&["status"])[0]["state"], "unchanged");
+}
+
+#[test]
+fn gc_keeps_unreferenced_objects_younger_than_the_grace_period() {
+    let r = repo_with(SMALL_CDC);
+    r.write("b.bin", &random_bytes(200_000, 7));
+    r.ok(&["track", "b.bin"]);
+    commit(&r, "b");
+    std::fs::remove_file(r.join("b.bin.shard.json")).expect("rm manifest");
+    let before = count_objects(&r);
+    let g = r.json(&["gc"]);
+    assert_eq!(g["objects_deleted"], 0, "{g}");
+    assert_eq!(g["objects_recent"].as_u64(), Some(before as u64));
+    assert_eq!(count_objects(&r), before);
+    let out = r.ok(&["gc"]);
+    assert!(
+        out.contains("younger than the 60-minute grace period"),
+        "{out}"
+    );
+}
+
+#[test]
+fn gc_refuses_to_run_with_an_invalid_or_unreadable_manifest() {
+    let (r, v1, _) = two_versions(SMALL_CDC, 300_000);
+    r.write("b.bin", &random_bytes(100_000, 3));
+    r.ok(&["track", "b.bin"]);
+    commit(&r, "b");
+    std::fs::remove_file(r.join("b.bin.shard.json")).expect("rm");
+    let before = count_objects(&r);
+    // An invalid work-tree manifest: gc cannot know what it references.
+    let good = r.read("a.bin.shard.json");
+    r.write(
+        "a.bin.shard.json",
+        b"{\"format\": \"neuroshard.manifest/1\"}",
+    );
+    let err = r.fails(&["gc", "--grace", "0"]);
+    assert!(err.contains("invalid manifest"), "{err}");
+    assert_eq!(count_objects(&r), before);
+    r.write("a.bin.shard.json", &good);
+    // A corrupt older version: the default (keep history) refuses, verify names it.
+    let p = object_path(&r, &v1);
+    let mut bytes = std::fs::read(&p).expect("read");
+    bytes[20] ^= 1;
+    std::fs::write(&p, bytes).expect("write");
+    let err = r.fails(&["gc", "--grace", "0"]);
+    assert!(
+        err.contains(&v1) && err.contains("nothing was deleted"),
+        "{err}"
+    );
+    assert_eq!(count_objects(&r), before);
+    let v = r.json(&["verify"]);
+    assert_eq!(v["problems"][0]["kind"], "unreadable-version", "{v}");
+    assert_eq!(v["problems"][0]["object"], v1.as_str());
+}
+
+/// Whether `strace` can run here (it needs ptrace).
+fn strace_works() -> bool {
+    Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn gc_killed_mid_way_leaves_a_consistent_store() {
+    // 1 MiB in 4 KiB blocks, rewritten: 256 objects only the old version references.
+    let (r, _, v2) = two_versions(FIXED_4K, 2 << 20);
+    let before = count_objects(&r);
+    let bin = assert_cmd::cargo::cargo_bin("nshard");
+    let gc_args = ["gc", "--only-current", "--grace", "0"];
+    if strace_works() {
+        // SIGKILL on the 40th file deletion, deterministically mid-way.
+        let st = Command::new("strace")
+            .args(["-f", "-o", "/dev/null", "-e", "trace=unlink,unlinkat"])
+            .args(["-e", "inject=unlink,unlinkat:signal=KILL:when=40"])
+            .arg(&bin)
+            .args(gc_args)
+            .current_dir(r.path())
+            .status()
+            .expect("strace runs");
+        assert!(!st.success(), "gc was killed");
+        let after = count_objects(&r);
+        assert_eq!(after, before - 39, "killed exactly at the 40th deletion");
+    } else {
+        // No ptrace: kill as soon as deletions have started.
+        let mut child = Command::new(&bin)
+            .args(gc_args)
+            .current_dir(r.path())
+            .spawn()
+            .expect("gc starts");
+        let t0 = Instant::now();
+        while count_objects(&r) == before && t0.elapsed() < Duration::from_secs(30) {
+            if child.try_wait().expect("wait").is_some() {
+                break;
+            }
+        }
+        child.kill().ok();
+        child.wait().expect("reaped");
+    }
+    // Nothing referenced was lost; the store verifies; the file can be rebuilt.
+    let v = r.json(&["verify"]);
+    assert_eq!(v["ok"], true, "first problem: {}", v["problems"][0]);
+    assert!(manifest_chunks(&r, "a.bin")
+        .iter()
+        .all(|id| object_path(&r, id).exists()));
+    // The old version's manifest went first, so history simply ends (no half-deleted version).
+    let log = r.json(&["log", "a.bin"]);
+    assert_eq!(log[0]["version"], v2.as_str());
+    assert_eq!(log[1]["state"], "missing", "{log}");
+    std::fs::remove_file(r.join("a.bin")).expect("rm");
+    r.ok(&["checkout", "a.bin"]);
+    assert_eq!(r.json(&["status"])[0]["state"], "unchanged");
+    // Running gc again finishes the job.
+    r.ok(&gc_args);
+    assert_eq!(r.json(&["verify"])["unreferenced_objects"], 0);
+}
+
+#[test]
+fn gc_during_a_commit_keeps_what_the_commit_stores() {
+    let r = repo_with(FIXED_4K);
+    r.write("a.bin", &random_bytes(1 << 20, 1));
+    r.ok(&["track", "a.bin"]);
+    commit(&r, "small");
+    // A big new version: its commit writes thousands of objects before its manifest.
+    let big = random_bytes(16 << 20, 2);
+    r.write("a.bin", &big);
+    let before = count_objects(&r);
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("nshard"))
+        .args(["commit", "-m", "big"])
+        .current_dir(r.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("commit starts");
+    let t0 = Instant::now();
+    while count_objects(&r) < before + 100 && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let commit_running = c.try_wait().expect("wait").is_none();
+    // No grace period: only the lock protects the commit's new objects.
+    let gc = common::nshard(r.path())
+        .args(["gc", "--only-current", "--grace", "0", "--json"])
+        .output()
+        .expect("gc runs");
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    assert!(c.wait().expect("commit ends").success());
+    assert!(commit_running, "the commit had finished before gc started");
+    let v = r.json(&["verify"]);
+    let n = v["problems"].as_array().map_or(0, Vec::len);
+    assert_eq!(v["ok"], true, "{n} problems, first: {}", v["problems"][0]);
+    std::fs::remove_file(r.join("a.bin")).expect("rm");
+    r.ok(&["checkout", "a.bin"]);
+    assert!(r.read("a.bin") == big, "checked-out content differs");
+}
