@@ -11,9 +11,10 @@ use super::log::{date, first_line};
 use crate::out;
 use crate::output::{bytes, pct, print_json, Ctx};
 
-/// Show what changed in a file: block level (chunks reused, new and dropped, and the share of the
-/// file that changed) and, for safetensors files, tensor level (tensors changed, re-typed or
-/// reshaped, added and removed, with their sizes).
+/// Show what changed in a file: its chunks, and its tensors for safetensors files.
+///
+/// Block level: chunks reused, new and dropped, and the share of the file that changed. Tensor
+/// level (safetensors): tensors changed, re-typed or reshaped, added and removed, with sizes.
 ///
 /// Without versions: the working file against its committed version (the file is read and cut
 /// exactly as commit would, but nothing is stored). With --from and/or --to: stored versions, by

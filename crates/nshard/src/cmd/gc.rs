@@ -10,10 +10,9 @@ use nshard_core::repo::{GcMode, GcOptions};
 use crate::out;
 use crate::output::{bytes, print_json, Ctx};
 
-/// Delete objects from the local store that no kept version references, and print what was
-/// freed.
+/// Delete local objects that no kept version references.
 ///
-/// Never deletes an object referenced by a manifest in the work tree. By default it also keeps
+/// Prints what was (or, with --dry-run, would be) freed. Never deletes an object referenced by a manifest in the work tree. By default it also keeps
 /// every older version reachable from those manifests (their history); --only-current keeps only
 /// the current versions, so older ones must be pulled again before they can be checked out.
 /// Objects referenced only by manifests that are not in the work tree (for example on another git

@@ -10,8 +10,10 @@ use nshard_core::repo::LogState;
 use crate::out;
 use crate::output::{bytes, print_json, Ctx};
 
-/// Show the versions of a file, newest first: version id, date, size, the bytes each version
-/// added to the store (chunks its parent did not have), and its message. History is walked
+/// Show the versions of a file, newest first.
+///
+/// Each line: version id, date, size, the bytes the version added to the store (chunks its
+/// parent did not have), and the message's first line. History is walked
 /// through the manifests in the local store; where an older version is not there (not pulled, or
 /// removed by `nshard gc --only-current`) the log says so and stops.
 #[derive(Args, Debug)]
@@ -73,8 +75,8 @@ pub fn run(ctx: &Ctx, a: LogArgs) -> Result<ExitCode> {
                     );
                 }
                 LogState::Missing => out!(
-                    "{mark} {v}  (not in the local store: older history was not pulled, or was \
-                     removed by `nshard gc --only-current`)"
+                    "{mark} {v}  (not in the local store: `nshard pull --all-versions` fetches older \
+                     history from a remote that has it)"
                 ),
                 LogState::Unreadable { reason } => {
                     out!("{mark} {v}  (unreadable: {reason}; run `nshard verify`)")

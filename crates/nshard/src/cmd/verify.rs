@@ -9,9 +9,11 @@ use nshard_core::repo::{ProblemKind, VerifyOptions};
 use crate::out;
 use crate::output::{bytes, print_json, Ctx};
 
-/// Check that everything stored is intact: re-hash every object in the local store, rebuild every
+/// Check that everything stored is intact.
+///
+/// Re-hashes every object in the local store, rebuilds every
 /// work-tree manifest's file in memory (every chunk present, whole-file SHA-256 as recorded), and
-/// read the older versions reachable from them. Each problem is reported with its file, version
+/// reads the older versions reachable from them. Each problem is reported with its file, version
 /// and object id; the exit status is non-zero if there is any.
 ///
 /// Older versions whose data is not local (not pulled, or removed by `nshard gc --only-current`)
