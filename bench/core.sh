@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Issue 2 benchmark: speed and memory of `nshard commit` / `nshard checkout` on a 1 GiB bf16
+# safetensors-like checkpoint (normal(0, 0.02) weights), against `openssl dgst -sha256` (uses the
+# CPU's SHA instructions) and `cp` of the same file, measured in the same run.
+#
+#   bench/core.sh                # 1 GiB
+#   SIZE=256MiB bench/core.sh    # smaller, quicker
+#
+# Every timed step starts after `sync`, so dirty pages of the previous step are not billed to it.
+# The reference commands are timed 3 times and the best run is kept.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SIZE=${SIZE:-1GiB}
+cd "$ROOT"
+cargo build --release -q -p nshard -p nshard-bench
+NSHARD="$ROOT/target/release/nshard"
+GEN="$ROOT/target/release/nshard-gen"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/nshard-bench-core.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+echo "generating $SIZE bf16 checkpoint and a v2 with 5 % of tensors changed in $WORK" >&2
+"$GEN" model --size "$SIZE" --dtype bf16 --seed 1 --out "$WORK/v1.safetensors" >/dev/null
+"$GEN" mutate --kind tensors:5% --from "$WORK/v1.safetensors" --seed 2 --out "$WORK/v2.safetensors" >/dev/null
+BYTES=$(stat -c %s "$WORK/v1.safetensors")
+
+# measure NAME CMD... : wall seconds and peak RSS (KiB) of one run, into T_NAME / M_NAME.
+measure() {
+  local name=$1; shift
+  sync
+  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/stderr" || {
+    cat "$WORK/stderr" >&2; echo "failed: $*" >&2; exit 1; }
+  read -r secs kib < <(tail -n 1 "$WORK/time")
+  printf -v "T_$name" '%s' "$secs"
+  printf -v "M_$name" '%s' "$kib"
+}
+best_of_3() {
+  local name=$1; shift
+  local best=""
+  for _ in 1 2 3; do
+    measure tmp "$@"
+    if [ -z "$best" ] || awk "BEGIN{exit !($T_tmp < $best)}"; then best=$T_tmp; fi
+    rm -f "$WORK/copy"
+  done
+  printf -v "T_$name" '%s' "$best"
+}
+
+cat "$WORK/v1.safetensors" >/dev/null   # warm the page cache, as for every command below
+best_of_3 sha openssl dgst -sha256 "$WORK/v1.safetensors"
+best_of_3 cp cp "$WORK/v1.safetensors" "$WORK/copy"
+
+REPO="$WORK/repo"
+mkdir "$REPO" && cd "$REPO"
+"$NSHARD" init -q >/dev/null
+cp "$WORK/v1.safetensors" model.safetensors
+"$NSHARD" track model.safetensors >/dev/null
+measure commit1 "$NSHARD" commit -q -m v1
+STORED1=$(du -sb .shard/objects | cut -f1)
+measure recommit "$NSHARD" commit -q -m unchanged
+cp "$WORK/v2.safetensors" model.safetensors
+measure commit2 "$NSHARD" commit -q -m v2
+STORED2=$(du -sb .shard/objects | cut -f1)
+rm model.safetensors
+measure checkout "$NSHARD" checkout -q
+cmp model.safetensors "$WORK/v2.safetensors"
+
+ratio() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
+mib() { awk "BEGIN{printf \"%.1f MiB\", $1 / 1048576}"; }
+cat <<TABLE
+file: $(mib "$BYTES") bf16 safetensors-like, v2 = 5 % of tensors re-randomised
+
+| step | wall s | ratio | target | peak RSS |
+| --- | ---: | ---: | --- | ---: |
+| openssl dgst -sha256 (best of 3) | $T_sha | 1.00 | reference | |
+| cp (best of 3) | $T_cp | 1.00 | reference | |
+| nshard commit v1 | $T_commit1 | $(ratio "$T_commit1" "$T_sha") × sha256 | ≤ 1.5 × sha256 | $((M_commit1 / 1024)) MiB |
+| nshard commit v2 (5 % of tensors changed) | $T_commit2 | $(ratio "$T_commit2" "$T_sha") × sha256 | ≤ 1.0 × sha256 | $((M_commit2 / 1024)) MiB |
+| nshard commit, file unchanged | $T_recommit | | ≤ 0.1 s | $((M_recommit / 1024)) MiB |
+| nshard checkout v2 | $T_checkout | $(ratio "$T_checkout" "$T_cp") × cp | ≤ 2 × cp | $((M_checkout / 1024)) MiB |
+
+stored after v1: $(mib "$STORED1") ($(ratio "$STORED1*100" "$BYTES") % of the file); after v2: $(mib "$STORED2") (v2 added $(mib $((STORED2 - STORED1))))
+TABLE
