@@ -112,6 +112,16 @@ pub enum Error {
         /// Why it cannot be read.
         reason: String,
     },
+    /// Chunks a file needs are not in the local store.
+    #[error("{path}: {count} of its chunks are not in the local store (first: {first}); run `nshard pull` first")]
+    ChunksMissing {
+        /// The data file.
+        path: String,
+        /// How many distinct chunks are missing.
+        count: usize,
+        /// The first missing chunk.
+        first: ObjectId,
+    },
     /// A remote operation failed.
     #[error("remote {remote}: {reason}")]
     Remote {

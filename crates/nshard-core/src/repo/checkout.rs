@@ -133,10 +133,11 @@ impl Repo {
         }
         let missing = self.missing_chunks(&target);
         if let Some(first) = missing.first() {
-            return Err(Error::Remote {
-                remote: "local store".into(),
-                reason: format!(
-                    "{} of {}'s chunks are not in the local store (first: {first}); run `nshard pull` first",
+            return Err(Error::ChunksMissing {
+                path: path.to_string(),
+                count: missing.len(),
+                first: *first,
+            }); run `nshard pull` first",
                     missing.len(),
                     path
                 ),
