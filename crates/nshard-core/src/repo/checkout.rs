@@ -137,10 +137,6 @@ impl Repo {
                 path: path.to_string(),
                 count: missing.len(),
                 first: *first,
-            }); run `nshard pull` first",
-                    missing.len(),
-                    path
-                ),
             });
         }
         opts.progress.start(path.as_str(), target.size);
