@@ -59,6 +59,9 @@ pub struct FileCheckout {
     pub result: Result<CheckoutOutcome>,
 }
 
+/// Bytes written between background writeback requests during a checkout.
+const FLUSH_EVERY: u64 = 64 * 1024 * 1024;
+
 impl Repo {
     /// Checks out the named files (or all manifests). Takes the repository lock.
     pub fn checkout(&self, opts: &CheckoutOptions<'_>) -> Result<Vec<FileCheckout>> {
@@ -192,12 +195,30 @@ impl Repo {
                     }
                 }
             });
+            // Start writeback early: a background thread syncs what has been written every
+            // FLUSH_EVERY bytes, so the disk works while chunks are still being decoded and the
+            // final fsync has little left to do. Its errors surface in that final fsync.
+            let flush_file = out.file().try_clone().map_err(Error::io("writing", dest))?;
+            let (flush_tx, flush_rx) = mpsc::sync_channel::<()>(1);
+            s.spawn(move || {
+                for () in flush_rx {
+                    let _ = flush_file.sync_data();
+                }
+            });
+            let mut unflushed = 0u64;
             for d in rx {
                 let data = d?;
                 hasher.update(&data);
                 out.write_all(&data).map_err(Error::io("writing", dest))?;
                 progress.advance(data.len() as u64);
+                unflushed += data.len() as u64;
+                if unflushed >= FLUSH_EVERY {
+                    // Skipped when the previous flush is still running.
+                    let _ = flush_tx.try_send(());
+                    unflushed = 0;
+                }
             }
+            drop(flush_tx);
             producer.join().expect("checkout reader thread");
             Ok(())
         });
