@@ -20,6 +20,7 @@ mkdir -p "$WORK/alice" && cd "$WORK/alice"
 "${GIT[@]}" init -q
 step nshard init
 step nshard git-init
+mkdir -p models
 step nshard-gen model --size 64MiB --dtype bf16 --seed 1 --out models/model.safetensors
 step nshard track models/model.safetensors
 step nshard commit -m "Initial checkpoint"
@@ -33,6 +34,7 @@ step nshard commit -m "Fine-tune the last two layers"
 "${GIT[@]}" commit -qam "Fine-tune"
 
 echo; echo "# publish the chunks to a directory remote (a shared or network directory works the same)"
+step mkdir -p "$WORK/store"
 step nshard remote add origin "$WORK/store"
 "${GIT[@]}" commit -qam "Add remote"
 step nshard push
