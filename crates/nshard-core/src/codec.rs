@@ -61,11 +61,66 @@ pub enum DataHint {
     Float(u8),
 }
 
-/// Reusable encoder state (a zstd context and scratch buffers); one per thread.
+/// Reusable encoder state (zstd contexts and scratch buffers); one per thread.
 pub struct Encoder {
+    /// Level-1 zstd for bytes we know nothing about (text, ints, headers): LZ matches pay there.
     zstd: zstd::bulk::Compressor<'static>,
+    /// zstd tuned for byte planes of floats: the exponent plane is a stream of a few dozen symbol
+    /// values with no long repeats, so match finding is all but switched off (fast strategy,
+    /// 7-byte minimum match, maximal skipping) while Huffman coding of the literals stays on.
+    /// Measured on bf16 weights: 0.34 of the plane (level 1: 0.37) at about 3× the speed.
+    planes: zstd::bulk::Compressor<'static>,
     scratch: Vec<u8>,
     plane: Vec<u8>,
+}
+
+/// Planes whose sampled order-0 entropy is above this many bits per byte are stored without even
+/// trying zstd: entropy coding cannot save the [`MIN_SAVING_DIVISOR`] share there (mantissa
+/// planes of floats are ~8.0).
+const RAW_ENTROPY_BITS: f64 = 7.7;
+/// Bytes sampled for the entropy estimate (in four windows spread over the plane).
+const ENTROPY_SAMPLE: usize = 64 * 1024;
+
+fn plane_compressor() -> zstd::bulk::Compressor<'static> {
+    use zstd::zstd_safe::{CParameter, ParamSwitch, Strategy};
+    let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd level 1 is valid");
+    for p in [
+        CParameter::Strategy(Strategy::ZSTD_fast),
+        CParameter::MinMatch(7),
+        CParameter::HashLog(16),
+        CParameter::TargetLength(100_000),
+        CParameter::LiteralCompressionMode(ParamSwitch::Enable),
+    ] {
+        c.set_parameter(p).expect("valid zstd parameter");
+    }
+    c
+}
+
+/// Order-0 entropy (bits per byte) of a sample of `data`.
+fn sampled_entropy(data: &[u8]) -> f64 {
+    let mut hist = [0u32; 256];
+    let mut count = 0usize;
+    let window = ENTROPY_SAMPLE / 4;
+    if data.len() <= ENTROPY_SAMPLE {
+        data.iter().for_each(|&b| hist[b as usize] += 1);
+        count = data.len();
+    } else {
+        let step = (data.len() - window) / 3;
+        for i in 0..4 {
+            data[i * step..i * step + window]
+                .iter()
+                .for_each(|&b| hist[b as usize] += 1);
+            count += window;
+        }
+    }
+    let n = count as f64;
+    hist.iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 impl Encoder {
@@ -73,56 +128,58 @@ impl Encoder {
     pub fn new() -> Self {
         Self {
             zstd: zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd level 1 is valid"),
+            planes: plane_compressor(),
             scratch: Vec::new(),
             plane: Vec::new(),
         }
     }
 
-    /// Encodes `raw` into a fresh buffer (header + payload), choosing the codec from `hint`.
+    /// Encodes `raw` into a fresh buffer (header + payload), choosing the codec from `hint`:
+    /// 2- and 4-byte floats are split into byte planes (only the planes that pay are compressed),
+    /// 1-byte floats are entropy-coded as one plane, anything else gets level-1 zstd. Whatever
+    /// does not pay is stored raw.
     pub fn encode(&mut self, raw: &[u8], hint: DataHint) -> Vec<u8> {
         match hint {
             DataHint::Float(w @ (2 | 4)) if raw.len() >= 4096 => self.encode_grouped(raw, w),
+            DataHint::Float(1) => self.encode_single_plane(raw),
             _ => self.encode_plain(raw),
         }
     }
 
     fn encode_plain(&mut self, raw: &[u8]) -> Vec<u8> {
-        if self.compress(raw) {
+        if compress(&mut self.zstd, &mut self.scratch, raw) {
             let mut out = header(Codec::Zstd, raw.len());
             out.extend_from_slice(&self.scratch);
             out
         } else {
-            let mut out = header(Codec::Raw, raw.len());
-            out.extend_from_slice(raw);
-            out
+            raw_object(raw)
         }
     }
 
-    /// Compresses into `self.scratch`; returns whether that pays.
-    fn compress(&mut self, data: &[u8]) -> bool {
-        if data.len() < 64 {
-            return false;
-        }
-        self.scratch.clear();
-        self.scratch
-            .reserve(zstd::zstd_safe::compress_bound(data.len()));
-        match self.zstd.compress_to_buffer(data, &mut self.scratch) {
-            Ok(n) => n < data.len() - data.len() / MIN_SAVING_DIVISOR,
-            Err(_) => false,
+    fn encode_single_plane(&mut self, raw: &[u8]) -> Vec<u8> {
+        if sampled_entropy(raw) < RAW_ENTROPY_BITS
+            && compress(&mut self.planes, &mut self.scratch, raw)
+        {
+            let mut out = header(Codec::Zstd, raw.len());
+            out.extend_from_slice(&self.scratch);
+            out
+        } else {
+            raw_object(raw)
         }
     }
 
     fn encode_grouped(&mut self, raw: &[u8], w: u8) -> Vec<u8> {
         let width = w as usize;
         let n = raw.len() / width;
+        let mut planes = std::mem::take(&mut self.plane);
+        split_planes(&raw[..n * width], width, &mut planes);
         let mut out = header(Codec::ByteGrouped(w), raw.len());
-        out.reserve(raw.len() / 2);
+        out.reserve(raw.len());
         let mut any_compressed = false;
-        let mut plane = std::mem::take(&mut self.plane);
-        for k in 0..width {
-            plane.clear();
-            plane.extend(raw[..n * width].chunks_exact(width).map(|e| e[k]));
-            if self.compress(&plane) {
+        for plane in planes.chunks_exact(n.max(1)).take(width) {
+            if sampled_entropy(plane) < RAW_ENTROPY_BITS
+                && compress(&mut self.planes, &mut self.scratch, plane)
+            {
                 any_compressed = true;
                 out.push(1);
                 out.extend_from_slice(&(self.scratch.len() as u64).to_le_bytes());
@@ -130,20 +187,71 @@ impl Encoder {
             } else {
                 out.push(0);
                 out.extend_from_slice(&(plane.len() as u64).to_le_bytes());
-                out.extend_from_slice(&plane);
+                out.extend_from_slice(plane);
             }
         }
-        self.plane = plane;
+        self.plane = planes;
         out.extend_from_slice(&raw[n * width..]);
         if any_compressed {
             out
         } else {
             // Nothing paid: do not make readers un-group for nothing.
-            let mut out = header(Codec::Raw, raw.len());
-            out.extend_from_slice(raw);
-            out
+            raw_object(raw)
         }
     }
+}
+
+/// Compresses `data` into `scratch`; returns whether that saves at least 1/[`MIN_SAVING_DIVISOR`].
+fn compress(c: &mut zstd::bulk::Compressor<'static>, scratch: &mut Vec<u8>, data: &[u8]) -> bool {
+    if data.len() < 64 {
+        return false;
+    }
+    scratch.clear();
+    scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    match c.compress_to_buffer(data, scratch) {
+        Ok(n) => n < data.len() - data.len() / MIN_SAVING_DIVISOR,
+        Err(_) => false,
+    }
+}
+
+/// Writes the `w` byte planes of `data` (a multiple of `w` bytes) back to back into `out`.
+fn split_planes(data: &[u8], w: usize, out: &mut Vec<u8>) {
+    let n = data.len() / w;
+    out.clear();
+    out.resize(n * w, 0);
+    match w {
+        2 => {
+            let (p0, p1) = out.split_at_mut(n);
+            for ((e, a), b) in data.chunks_exact(2).zip(p0).zip(p1) {
+                *a = e[0];
+                *b = e[1];
+            }
+        }
+        4 => {
+            let (p01, p23) = out.split_at_mut(2 * n);
+            let (p0, p1) = p01.split_at_mut(n);
+            let (p2, p3) = p23.split_at_mut(n);
+            for ((((e, a), b), c), d) in data.chunks_exact(4).zip(p0).zip(p1).zip(p2).zip(p3) {
+                *a = e[0];
+                *b = e[1];
+                *c = e[2];
+                *d = e[3];
+            }
+        }
+        _ => {
+            for k in 0..w {
+                for (i, e) in data.chunks_exact(w).enumerate() {
+                    out[k * n + i] = e[k];
+                }
+            }
+        }
+    }
+}
+
+fn raw_object(raw: &[u8]) -> Vec<u8> {
+    let mut out = header(Codec::Raw, raw.len());
+    out.extend_from_slice(raw);
+    out
 }
 
 impl Default for Encoder {
@@ -382,10 +490,107 @@ mod tests {
         assert!(decode(&id, &bad, 1 << 20).is_err());
     }
 
+    /// bf16-like values: normal(0, 0.02) via a sum of uniforms, rounded to bf16.
+    fn bf16_weights(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut out = Vec::with_capacity(2 * n);
+        for _ in 0..n {
+            let z: f64 = (0..12).map(|_| next()).sum::<f64>() - 6.0;
+            let bits = ((0.02 * z) as f32).to_bits();
+            out.extend_from_slice(
+                &((bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16).to_le_bytes(),
+            );
+        }
+        out
+    }
+
+    /// Plane codecs of a byte-grouped object.
+    fn plane_codecs(enc: &[u8]) -> Vec<u8> {
+        let w = enc[6] as usize;
+        let mut pos = HEADER_LEN;
+        let mut out = Vec::new();
+        for _ in 0..w {
+            out.push(enc[pos]);
+            let len = u64::from_le_bytes(enc[pos + 1..pos + 9].try_into().expect("8")) as usize;
+            pos += 9 + len;
+        }
+        out
+    }
+
+    /// Golden codec choices: float weights are byte-grouped, the exponent plane compressed and the
+    /// mantissa plane stored raw without a zstd attempt; the result beats plain zstd.
+    #[test]
+    fn golden_codec_choice_for_bf16_weights() {
+        let raw = bf16_weights(1 << 20, 42);
+        let enc = Encoder::new().encode(&raw, DataHint::Float(2));
+        let h = parse_header(&ObjectId::of(&raw), &enc).expect("hdr");
+        assert_eq!(h.codec, Codec::ByteGrouped(2));
+        assert_eq!(plane_codecs(&enc), vec![0, 1]);
+        let plain = Encoder::new().encode(&raw, DataHint::Unknown);
+        assert!(enc.len() < plain.len(), "{} vs {}", enc.len(), plain.len());
+        assert!(
+            (enc.len() as f64) < 0.70 * raw.len() as f64,
+            "{}",
+            enc.len()
+        );
+        assert_eq!(roundtrip(&raw, DataHint::Float(2)), raw);
+        // The mantissa plane is judged incompressible from a sample.
+        let (lo, hi): (Vec<u8>, Vec<u8>) = raw.chunks_exact(2).map(|e| (e[0], e[1])).unzip();
+        assert!(sampled_entropy(&lo) > RAW_ENTROPY_BITS);
+        assert!(sampled_entropy(&hi) < 4.0);
+    }
+
+    #[test]
+    fn fp8_is_one_plane_and_exact() {
+        let raw: Vec<u8> = bf16_weights(50_000, 3)
+            .chunks_exact(2)
+            .map(|e| e[1])
+            .collect();
+        let enc = Encoder::new().encode(&raw, DataHint::Float(1));
+        let id = ObjectId::of(&raw);
+        assert_eq!(parse_header(&id, &enc).expect("hdr").codec, Codec::Zstd);
+        assert_eq!(decode_verified(&id, &enc, 1 << 20).expect("decodes"), raw);
+    }
+
+    /// Objects written by earlier encoders (any zstd level, any plane choice) keep decoding:
+    /// the format fixes the layout, not how the encoder chose.
+    #[test]
+    fn hand_built_grouped_objects_decode() {
+        let raw = bf16_weights(4096, 9);
+        let n = raw.len() / 2;
+        let (lo, hi): (Vec<u8>, Vec<u8>) = raw.chunks_exact(2).map(|e| (e[0], e[1])).unzip();
+        for (c0, c1) in [(0u8, 0u8), (0, 1), (1, 1), (1, 0)] {
+            let mut enc = header(Codec::ByteGrouped(2), raw.len());
+            for (c, p) in [(c0, &lo), (c1, &hi)] {
+                let body = if c == 1 {
+                    zstd::bulk::compress(p, 19).expect("zstd")
+                } else {
+                    p.to_vec()
+                };
+                enc.push(c);
+                enc.extend_from_slice(&(body.len() as u64).to_le_bytes());
+                enc.extend_from_slice(&body);
+            }
+            let id = ObjectId::of(&raw);
+            assert_eq!(
+                decode_verified(&id, &enc, 1 << 20).expect("decodes"),
+                raw,
+                "{c0}{c1}"
+            );
+            assert_eq!(n, lo.len());
+        }
+    }
+
     proptest! {
         #[test]
         fn codec_roundtrips_any_bytes(raw in proptest::collection::vec(any::<u8>(), 0..20_000), w in 0u8..5) {
-            let hint = if w == 2 || w == 4 { DataHint::Float(w) } else { DataHint::Unknown };
+            let hint = if w == 0 { DataHint::Unknown } else { DataHint::Float(w) };
             prop_assert_eq!(roundtrip(&raw, hint), raw);
         }
 
