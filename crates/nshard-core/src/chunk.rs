@@ -28,6 +28,31 @@ pub const DEFAULT_MAX: u32 = 16 * 1024 * 1024;
 /// Default block size of fixed chunking.
 pub const DEFAULT_FIXED: u32 = 4 * 1024 * 1024;
 
+/// Where segment boundaries go before the chunker runs (see [`crate::layout`]).
+///
+/// In `config.toml` this says what to do for new commits; in a manifest it says what was done to
+/// that file (`tensor-aligned` only when the file really was cut tensor-aligned). Manifests list every
+/// chunk's offset, so reading never re-derives cuts: the field is a description, absent (`none`)
+/// in manifests and configs written before it existed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayoutMode {
+    /// The whole file is one segment.
+    #[default]
+    None,
+    /// Safetensors files: the header is its own segment and each tensor's bytes (small neighbours
+    /// grouped) another, with the tensor's dtype as the codec hint. Other files: as `none`.
+    TensorAligned,
+}
+
+impl LayoutMode {
+    /// Whether this is [`LayoutMode::None`] (kept out of serialized manifests and configs, so
+    /// that they stay byte-identical to those written before layouts existed).
+    pub fn is_none(&self) -> bool {
+        *self == LayoutMode::None
+    }
+}
+
 /// Chunking parameters, as stored in `config.toml` and in every manifest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "algorithm", rename_all = "kebab-case", deny_unknown_fields)]
@@ -41,20 +66,28 @@ pub enum ChunkParams {
         avg_size: u32,
         /// Maximum chunk size in bytes.
         max_size: u32,
+        /// Segment layout (absent: `none`).
+        #[serde(default, skip_serializing_if = "LayoutMode::is_none")]
+        layout: LayoutMode,
     },
     /// Fixed-size blocks.
     Fixed {
         /// Block size in bytes.
         size: u32,
+        /// Segment layout (absent: `none`).
+        #[serde(default, skip_serializing_if = "LayoutMode::is_none")]
+        layout: LayoutMode,
     },
 }
 
 impl Default for ChunkParams {
+    /// The defaults for new repositories: FastCDC 1/4/16 MiB, tensor-aligned.
     fn default() -> Self {
         ChunkParams::FastCdc {
             min_size: DEFAULT_MIN,
             avg_size: DEFAULT_AVG,
             max_size: DEFAULT_MAX,
+            layout: LayoutMode::TensorAligned,
         }
     }
 }
@@ -68,6 +101,7 @@ impl ChunkParams {
                 min_size,
                 avg_size,
                 max_size,
+                ..
             } => {
                 if !(v2020::MINIMUM_MIN..=v2020::MINIMUM_MAX).contains(&min_size) {
                     return Err(format!(
@@ -97,7 +131,7 @@ impl ChunkParams {
                 }
                 Ok(())
             }
-            ChunkParams::Fixed { size } => {
+            ChunkParams::Fixed { size, .. } => {
                 if (4096..=v2020::MAXIMUM_MAX).contains(&size) {
                     Ok(())
                 } else {
@@ -114,8 +148,34 @@ impl ChunkParams {
     pub fn max_chunk(&self) -> u32 {
         match *self {
             ChunkParams::FastCdc { max_size, .. } => max_size,
-            ChunkParams::Fixed { size } => size,
+            ChunkParams::Fixed { size, .. } => size,
         }
+    }
+
+    /// The smallest object worth making on its own: CDC's minimum chunk, a quarter of a fixed
+    /// block. Tensor-aligned layouts group small tensors up to this size.
+    pub fn min_object(&self) -> u32 {
+        match *self {
+            ChunkParams::FastCdc { min_size, .. } => min_size,
+            ChunkParams::Fixed { size, .. } => size / 4,
+        }
+    }
+
+    /// The segment layout.
+    pub fn layout(&self) -> LayoutMode {
+        match *self {
+            ChunkParams::FastCdc { layout, .. } | ChunkParams::Fixed { layout, .. } => layout,
+        }
+    }
+
+    /// The same parameters with another layout.
+    pub fn with_layout(mut self, mode: LayoutMode) -> Self {
+        match &mut self {
+            ChunkParams::FastCdc { layout, .. } | ChunkParams::Fixed { layout, .. } => {
+                *layout = mode
+            }
+        }
+        self
     }
 }
 
@@ -312,7 +372,7 @@ impl<R: Read> ChunkReader<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Deterministic pseudo-random bytes (xorshift64*), the same on every platform.
@@ -354,6 +414,7 @@ mod tests {
             min_size: 16 * 1024,
             avg_size: 64 * 1024,
             max_size: 256 * 1024,
+            layout: LayoutMode::None,
         };
         let small_lens = stream_lengths(&data[..1 << 20], small, vec![]);
         assert_eq!(
@@ -375,6 +436,7 @@ mod tests {
             min_size: 64 * 1024,
             avg_size: 256 * 1024,
             max_size: 1 << 20,
+            layout: LayoutMode::None,
         };
         assert_eq!(
             stream_lengths(&data, p, vec![]),
@@ -402,10 +464,43 @@ mod tests {
         assert_eq!(acc, data.len());
     }
 
+    /// Parameters written before layouts existed read as `none` and serialize back byte for byte,
+    /// so old manifests keep their ids and meaning.
+    #[test]
+    fn params_without_layout_read_as_none() {
+        let old = r#"{"algorithm":"fastcdc-2020","min_size":1048576,"avg_size":4194304,"max_size":16777216}"#;
+        let p: ChunkParams = serde_json::from_str(old).expect("old params");
+        assert_eq!(p.layout(), LayoutMode::None);
+        assert_eq!(p, ChunkParams::default().with_layout(LayoutMode::None));
+        assert_eq!(serde_json::to_string(&p).expect("json"), old);
+        let fixed: ChunkParams =
+            serde_json::from_str(r#"{"algorithm":"fixed","size":4194304}"#).expect("fixed");
+        assert_eq!(fixed.layout(), LayoutMode::None);
+        let new = serde_json::to_string(&ChunkParams::default()).expect("json");
+        assert!(new.ends_with(r#","layout":"tensor-aligned"}"#), "{new}");
+        assert_eq!(
+            serde_json::from_str::<ChunkParams>(&new).expect("new"),
+            ChunkParams::default()
+        );
+        for bad in [
+            r#"{"algorithm":"fixed","size":4194304,"layout":"diagonal"}"#,
+            r#"{"algorithm":"fixed","size":4194304,"layuot":"tensor-aligned"}"#,
+        ] {
+            assert!(serde_json::from_str::<ChunkParams>(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn fixed_blocks() {
         let data = seeded(10_000, 1);
-        let lens = stream_lengths(&data, ChunkParams::Fixed { size: 4096 }, vec![]);
+        let lens = stream_lengths(
+            &data,
+            ChunkParams::Fixed {
+                size: 4096,
+                layout: LayoutMode::None,
+            },
+            vec![],
+        );
         assert_eq!(lens, vec![4096, 4096, 1808]);
         assert!(stream_lengths(&[], ChunkParams::default(), vec![]).is_empty());
     }

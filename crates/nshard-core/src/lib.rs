@@ -30,6 +30,7 @@ pub mod error;
 pub mod formats;
 pub mod fsutil;
 pub mod id;
+pub mod layout;
 pub mod manifest;
 pub mod progress;
 pub mod remote;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use super::statcache::{StatCache, StatEntry, StatKey};
 use super::Repo;
-use crate::chunk::{ChunkParams, ChunkReader, Cutter, RawChunk};
+use crate::chunk::{ChunkParams, ChunkReader, Cutter, LayoutMode, RawChunk};
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
 use crate::formats::safetensors::Layout;
@@ -149,12 +149,21 @@ impl Repo {
         let file = File::open(&abs).map_err(Error::io("opening", &abs))?;
         let md1 = file.metadata().map_err(Error::io("reading", &abs))?;
         let params = self.config.chunking;
+        // Tensor-aligned segments for safetensors files (reads the header only); plain otherwise.
+        let mut plan =
+            crate::layout::plan(&file, md1.len(), params).map_err(Error::io("reading", &abs))?;
         // Header only: the tensors themselves are hashed from the chunks as they stream past.
-        let layout = super::tensors::read_layout(&file, md1.len())
-            .map_err(Error::io("reading", &abs))?
-            .ok();
+        let layout = match plan.safetensors.take() {
+            Some(l) => Some(l),
+            None if params.layout() == LayoutMode::None => {
+                super::tensors::read_layout(&file, md1.len())
+                    .map_err(Error::io("reading", &abs))?
+                    .ok()
+            }
+            None => None,
+        };
         progress.start(path.as_str(), md1.len());
-        let stored = self.store_chunks(file, params, Vec::new(), layout, progress);
+        let stored = self.store_chunks(file, params, plan.segments, layout, progress);
         progress.finish();
         let stored = stored.map_err(|e| match e {
             Error::Io { action, source, .. } => Error::Io {
@@ -191,7 +200,7 @@ impl Repo {
             path: path.clone(),
             size: stored.size,
             sha256: stored.sha256,
-            chunking: params,
+            chunking: plan.chunking,
             chunks: stored.chunks,
             version: VersionInfo {
                 message: message.to_string(),

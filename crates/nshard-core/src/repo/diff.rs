@@ -364,7 +364,15 @@ impl Repo {
             limits = table_limits(l, md1.len());
         }
         progress.start(path.as_str(), md1.len());
-        let scanned = scan(file, params, layout.as_ref().ok().cloned(), progress);
+        // Cut exactly as commit does, or unchanged data would show as new.
+        let (segments, _) = crate::layout::segments_for(params, layout.as_ref().ok(), md1.len());
+        let scanned = scan(
+            file,
+            params,
+            segments,
+            layout.as_ref().ok().cloned(),
+            progress,
+        );
         progress.finish();
         let (chunks, size, sha256, table) = scanned.map_err(Error::io("reading", &abs))?;
         let md2 =
@@ -396,13 +404,12 @@ type Scanned = (Vec<ChunkRef>, u64, ObjectId, Option<Vec<TensorEntry>>);
 fn scan(
     file: File,
     params: ChunkParams,
+    segments: Vec<crate::chunk::Segment>,
     layout: Option<Layout>,
     progress: &dyn Progress,
 ) -> std::io::Result<Scanned> {
     const BATCH: usize = 8;
-    // Segments: none, as commit uses today. Chunking must match commit's exactly, or unchanged
-    // data would show as new.
-    let mut reader = ChunkReader::new(file, Cutter::new(params), Vec::new());
+    let mut reader = ChunkReader::new(file, Cutter::new(params), segments);
     std::thread::scope(|s| {
         let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<RawChunk>>(BATCH);
         let whole = s.spawn(move || {

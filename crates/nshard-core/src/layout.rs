@@ -1,0 +1,300 @@
+//! Tensor-aligned chunking: where segment boundaries go for files whose format NeuroShard
+//! understands, before the chunker cuts inside each segment.
+//!
+//! A safetensors file is split into the header (its own segment) and one segment per tensor;
+//! tensors smaller than the minimum object size are grouped with their neighbours (in file order)
+//! until the group reaches it, so objects stay large enough for cheap transfers. Because no chunk
+//! straddles a tensor boundary, a tensor that did not change always deduplicates, whatever moved
+//! around it (a grown header shifts every offset; CDC alone re-synchronises only a chunk later, and
+//! chunks that straddle a changed and an unchanged tensor store both). The dtype of the tensor that
+//! owns most of a segment tells the codec how to group bytes.
+//!
+//! Files that are not safetensors, or whose header fails the bounded parser, are one plain segment.
+//! The cut points this produces are part of the on-disk format (golden tests pin them), but
+//! reading never depends on them: manifests list every chunk's offset.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+
+use crate::chunk::{ChunkParams, LayoutMode, Segment};
+use crate::codec::DataHint;
+use crate::formats::safetensors;
+
+/// How one file is to be cut.
+#[derive(Debug)]
+pub struct Plan {
+    /// Segments covering the whole file (empty: one plain segment).
+    pub segments: Vec<Segment>,
+    /// The parameters to record in the manifest: the configured ones, with the layout that was
+    /// really applied (`none` when the file fell back to plain chunking).
+    pub chunking: ChunkParams,
+    /// The parsed safetensors header, when the file is one.
+    pub safetensors: Option<safetensors::Layout>,
+}
+
+/// The codec hint for a safetensors dtype: floats are split into byte planes by width (fp8 is
+/// one plane); everything else is left to plain zstd.
+pub fn hint_for_dtype(dtype: &str) -> DataHint {
+    match dtype {
+        "BF16" | "F16" => DataHint::Float(2),
+        "F32" => DataHint::Float(4),
+        "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => DataHint::Float(1),
+        _ => DataHint::Unknown,
+    }
+}
+
+/// Plans the cutting of `file` (`size` bytes) under `params`. Reads only the header (when the
+/// layout asks for one) and leaves the file positioned at its start.
+pub fn plan(file: &File, size: u64, params: ChunkParams) -> io::Result<Plan> {
+    let plain = Plan {
+        segments: Vec::new(),
+        chunking: params.with_layout(LayoutMode::None),
+        safetensors: None,
+    };
+    if params.layout() == LayoutMode::None {
+        return Ok(plain);
+    }
+    let mut f = file;
+    f.seek(SeekFrom::Start(0))?;
+    let parsed = safetensors::parse(&mut f, size);
+    f.seek(SeekFrom::Start(0))?;
+    match parsed {
+        Ok(layout) => {
+            let (segments, chunking) = segments_for(params, Some(&layout), size);
+            Ok(Plan {
+                segments,
+                chunking,
+                safetensors: Some(layout),
+            })
+        }
+        // Not safetensors (or not within the parser's limits): plain chunking. Read errors are
+        // real errors.
+        Err(safetensors::ParseError::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => Err(e),
+        Err(_) => Ok(plain),
+    }
+}
+
+/// The segments for a file of `size` bytes under `params`, given its parsed safetensors header
+/// (`None`: not safetensors), and the parameters to record. For anyone who re-cuts a file the way
+/// commit does (diff, for instance).
+pub fn segments_for(
+    params: ChunkParams,
+    parsed: Option<&safetensors::Layout>,
+    size: u64,
+) -> (Vec<Segment>, ChunkParams) {
+    match (params.layout(), parsed) {
+        (LayoutMode::TensorAligned, Some(l)) => {
+            (tensor_segments(l, size, params.min_object() as u64), params)
+        }
+        _ => (Vec::new(), params.with_layout(LayoutMode::None)),
+    }
+}
+
+/// The segments of a safetensors file of `file_size` bytes: the header alone, then tensors in
+/// file order grouped until each group holds at least `min_group` bytes (a trailing group that
+/// stays smaller joins the previous one). Bytes no tensor claims (gaps, a tail) travel with the
+/// tensors around them. The segments cover the file exactly.
+pub fn tensor_segments(
+    layout: &safetensors::Layout,
+    file_size: u64,
+    min_group: u64,
+) -> Vec<Segment> {
+    let mut segments = vec![Segment {
+        len: layout.header_len,
+        hint: DataHint::Unknown,
+    }];
+    // Each piece: (length, hint); gaps are pieces with no hint.
+    let mut pieces: Vec<(u64, DataHint)> = Vec::with_capacity(layout.tensors.len() + 1);
+    let mut pos = layout.header_len;
+    for t in &layout.tensors {
+        if t.start > pos {
+            pieces.push((t.start - pos, DataHint::Unknown));
+        }
+        if t.end > t.start {
+            pieces.push((t.end - t.start, hint_for_dtype(&t.dtype)));
+        }
+        pos = pos.max(t.end);
+    }
+    if file_size > pos {
+        pieces.push((file_size - pos, DataHint::Unknown));
+    }
+    // Group: (length, hint of the largest piece, its length).
+    let mut groups: Vec<(u64, DataHint, u64)> = Vec::new();
+    let mut cur: Option<(u64, DataHint, u64)> = None;
+    for (len, hint) in pieces {
+        let g = cur.get_or_insert((0, hint, 0));
+        g.0 += len;
+        if len > g.2 {
+            g.1 = hint;
+            g.2 = len;
+        }
+        if g.0 >= min_group {
+            groups.extend(cur.take());
+        }
+    }
+    if let Some(rest) = cur {
+        match groups.last_mut() {
+            Some(last) => {
+                last.0 += rest.0;
+                if rest.2 > last.2 {
+                    last.1 = rest.1;
+                    last.2 = rest.2;
+                }
+            }
+            None => groups.push(rest),
+        }
+    }
+    segments.extend(
+        groups
+            .into_iter()
+            .map(|(len, hint, _)| Segment { len, hint }),
+    );
+    segments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::{ChunkReader, Cutter};
+    use crate::formats::safetensors::Tensor;
+
+    fn tensor(name: &str, dtype: &str, start: u64, end: u64) -> Tensor {
+        Tensor {
+            name: name.into(),
+            dtype: dtype.into(),
+            shape: vec![],
+            start,
+            end,
+        }
+    }
+
+    #[test]
+    fn groups_small_tensors_and_covers_the_file() {
+        let l = safetensors::Layout {
+            header_len: 100,
+            tensors: vec![
+                tensor("norm", "F32", 100, 140),
+                tensor("big", "BF16", 140, 1140),
+                tensor("a", "F32", 1140, 1200),
+                tensor("b", "F32", 1210, 1300),
+                tensor("c", "F8_E4M3", 1300, 1500),
+                tensor("tail", "F32", 1500, 1520),
+            ],
+        };
+        let s = tensor_segments(&l, 1530, 200);
+        let lens: Vec<u64> = s.iter().map(|s| s.len).collect();
+        // header | norm+big | a+gap+b+c | (tail + trailing bytes joined to the previous group)
+        assert_eq!(lens, vec![100, 1040, 360 + 30]);
+        assert_eq!(s[1].hint, DataHint::Float(2));
+        assert_eq!(s[2].hint, DataHint::Float(1));
+        assert_eq!(lens.iter().sum::<u64>(), 1530);
+        // Only the header: one segment, then plain.
+        let empty = safetensors::Layout {
+            header_len: 50,
+            tensors: vec![],
+        };
+        assert_eq!(tensor_segments(&empty, 50, 200).len(), 1);
+    }
+
+    /// A seeded safetensors-like file: header, then tensors of the given (dtype, bytes).
+    pub(crate) fn seeded_safetensors(tensors: &[(&str, u64)], seed: u64) -> Vec<u8> {
+        let mut json = String::from("{\"__metadata__\":{\"format\":\"pt\"}");
+        let mut off = 0;
+        for (i, (dtype, len)) in tensors.iter().enumerate() {
+            let el = safetensors::dtype_size(dtype).expect("dtype");
+            json.push_str(&format!(
+                ",\"t{i:03}\":{{\"dtype\":\"{dtype}\",\"shape\":[{}],\"data_offsets\":[{off},{}]}}",
+                len / el,
+                off + len
+            ));
+            off += len;
+        }
+        json.push('}');
+        let mut f = (json.len() as u64).to_le_bytes().to_vec();
+        f.extend_from_slice(json.as_bytes());
+        f.extend_from_slice(&crate::chunk::tests::seeded(off as usize, seed));
+        f
+    }
+
+    fn cut(file: &[u8], params: ChunkParams) -> (Vec<(u64, usize, DataHint)>, ChunkParams) {
+        let tmp = tempfile::NamedTempFile::new().expect("tmp");
+        std::fs::write(tmp.path(), file).expect("write");
+        let f = File::open(tmp.path()).expect("open");
+        let p = plan(&f, file.len() as u64, params).expect("plan");
+        let mut r = ChunkReader::new(&f, Cutter::new(params), p.segments);
+        let mut out = Vec::new();
+        while let Some(c) = r.next_chunk().expect("read") {
+            out.push((c.offset, c.data.len(), c.hint));
+        }
+        (out, p.chunking)
+    }
+
+    /// Golden cut points and codec hints of the default tensor-aligned layout on a seeded file:
+    /// part of the on-disk format (new commits of old files deduplicate against old objects only
+    /// if these stay put).
+    #[test]
+    fn golden_tensor_aligned_cuts() {
+        let mib = 1 << 20;
+        let file = seeded_safetensors(
+            &[
+                ("BF16", 9 * mib),
+                ("F32", 4096),
+                ("BF16", 3 * mib),
+                ("F32", 4096),
+                ("F32", 4096),
+                ("BF16", 20 * mib + 6),
+                ("F8_E4M3", 300_000),
+                ("I64", 64),
+            ],
+            0x7e45,
+        );
+        let (chunks, recorded) = cut(&file, ChunkParams::default());
+        assert_eq!(recorded, ChunkParams::default());
+        let got: Vec<(usize, DataHint)> = chunks.iter().map(|c| (c.1, c.2)).collect();
+        let f2 = DataHint::Float(2);
+        assert_eq!(
+            got,
+            vec![
+                // The header alone.
+                (629, DataHint::Unknown),
+                // Tensor 0 (9 MiB), cut by CDC inside.
+                (8_830_373, f2),
+                (606_811, f2),
+                // A 4 KiB fp32 norm grouped with the 3 MiB tensor after it.
+                (4096 + 3 * (1 << 20), f2),
+                // Two norms + the 20 MiB tensor, plus the small fp8 and i64 tail joined to it.
+                (8_273_844, f2),
+                (9_286_226, f2),
+                (3_719_712, f2),
+            ],
+            "tensor-aligned cut points changed"
+        );
+        let total: usize = chunks.iter().map(|c| c.1).sum();
+        assert_eq!(total, file.len());
+    }
+
+    #[test]
+    fn not_safetensors_falls_back_to_plain() {
+        let data = crate::chunk::tests::seeded(3 << 20, 5);
+        let (chunks, recorded) = cut(&data, ChunkParams::default());
+        assert_eq!(recorded.layout(), LayoutMode::None);
+        let plain = Cutter::new(ChunkParams::default()).cut_all(&data);
+        assert_eq!(chunks.iter().map(|c| c.1).collect::<Vec<_>>(), plain);
+        // A header that lies about its length is refused by the parser: plain as well.
+        let mut lying = seeded_safetensors(&[("BF16", 1 << 20)], 1);
+        lying[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert_eq!(
+            cut(&lying, ChunkParams::default()).1.layout(),
+            LayoutMode::None
+        );
+        // Layout `none` never looks at the file.
+        let file = seeded_safetensors(&[("BF16", 2 << 20)], 1);
+        let none = ChunkParams::default().with_layout(LayoutMode::None);
+        let (chunks, recorded) = cut(&file, none);
+        assert_eq!(recorded, none);
+        assert_eq!(
+            chunks.iter().map(|c| c.1).collect::<Vec<_>>(),
+            Cutter::new(none).cut_all(&file)
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Format-aware storage through the real binary: tensor-aligned chunking of safetensors files,
+//! plain fallback, the `layout` setting, and manifests written before layouts existed.
+
+mod common;
+
+use common::{random_bytes, TestRepo};
+
+const KIB: u64 = 1024;
+
+/// A safetensors file: header (with `meta`), then tensors of (name, dtype, bytes) with seeded data.
+fn safetensors(meta: &str, tensors: &[(&str, &str, u64)], seed: u64) -> (Vec<u8>, Vec<(u64, u64)>) {
+    let mut json = format!("{{\"__metadata__\":{{\"note\":\"{meta}\"}}");
+    let mut off = 0;
+    let mut ranges = Vec::new();
+    for (name, dtype, len) in tensors {
+        let el = if *dtype == "F32" { 4 } else { 2 };
+        json.push_str(&format!(
+            ",\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":[{}],\"data_offsets\":[{off},{}]}}",
+            len / el,
+            off + len
+        ));
+        ranges.push((off, off + len));
+        off += len;
+    }
+    json.push('}');
+    let mut f = (json.len() as u64).to_le_bytes().to_vec();
+    f.extend_from_slice(json.as_bytes());
+    let base = f.len() as u64;
+    f.extend_from_slice(&random_bytes(off as usize, seed));
+    (
+        f,
+        ranges
+            .into_iter()
+            .map(|(a, b)| (a + base, b + base))
+            .collect(),
+    )
+}
+
+fn small_chunks(repo: &TestRepo, layout: Option<&str>) {
+    let mut cfg = String::from(
+        "track = []\n[chunking]\nalgorithm = \"fastcdc-2020\"\nmin_size = 65536\navg_size = 262144\nmax_size = 1048576\n",
+    );
+    if let Some(l) = layout {
+        cfg.push_str(&format!("layout = \"{l}\"\n"));
+    }
+    repo.write(".shard/config.toml", cfg.as_bytes());
+}
+
+fn manifest(repo: &TestRepo, rel: &str) -> serde_json::Value {
+    serde_json::from_slice(&repo.read(&format!("{rel}.shard.json"))).expect("manifest json")
+}
+
+fn offsets(m: &serde_json::Value) -> Vec<u64> {
+    m["chunks"]
+        .as_array()
+        .expect("chunks")
+        .iter()
+        .map(|c| c["offset"].as_u64().expect("offset"))
+        .collect()
+}
+
+fn commit(repo: &TestRepo, msg: &str) -> serde_json::Value {
+    let out = repo.json(&["commit", "-m", msg]);
+    out[0].clone()
+}
+
+const TENSORS: &[(&str, &str, u64)] = &[
+    ("embed", "BF16", 700 * KIB),
+    ("norm0", "F32", 4 * KIB),
+    ("q0", "BF16", 512 * KIB),
+    ("k0", "BF16", 512 * KIB),
+    ("norm1", "F32", 4 * KIB),
+    ("q1", "BF16", 512 * KIB),
+    ("head", "F32", 900 * KIB),
+];
+
+#[test]
+fn tensors_are_cut_on_their_own_and_an_edited_tensor_stores_only_itself() {
+    let repo = TestRepo::new();
+    small_chunks(&repo, Some("tensor-aligned"));
+    let (v1, ranges) = safetensors("v1", TENSORS, 1);
+    repo.write("m.safetensors", &v1);
+    repo.ok(&["track", "m.safetensors"]);
+    commit(&repo, "v1");
+    let m1 = manifest(&repo, "m.safetensors");
+    assert_eq!(m1["chunking"]["layout"], "tensor-aligned");
+    let offs = offsets(&m1);
+    // The header is its own chunk; every tensor starts a chunk, except that a small norm is
+    // grouped with the tensor after it (objects stay at least the minimum size).
+    assert_eq!(offs[1], ranges[0].0);
+    for (i, r) in ranges.iter().enumerate() {
+        let grouped = i == 2 || i == 5;
+        assert_eq!(
+            offs.contains(&r.0),
+            !grouped,
+            "tensor {i} at {}: {offs:?}",
+            r.0
+        );
+    }
+
+    // Rewrite k0 in place: only k0's bytes are new.
+    let mut v2 = v1.clone();
+    let (a, b) = ranges[3];
+    v2[a as usize..b as usize].copy_from_slice(&random_bytes((b - a) as usize, 99));
+    repo.write("m.safetensors", &v2);
+    let c = commit(&repo, "v2");
+    assert_eq!(c["result"], "committed");
+    assert_eq!(c["new_bytes"], b - a, "{c}");
+
+    // Grow the header: every offset shifts, every tensor is reused.
+    let (v3, _) = safetensors(
+        "v3 with a much longer note that shifts every offset",
+        TENSORS,
+        1,
+    );
+    repo.write("m.safetensors", &v3);
+    let c = commit(&repo, "v3");
+    let header = v3.len() as u64 - v1.len() as u64 + ranges[0].0;
+    assert_eq!(c["new_bytes"], header, "{c}");
+
+    std::fs::remove_file(repo.join("m.safetensors")).expect("rm");
+    repo.ok(&["checkout", "m.safetensors.shard.json"]);
+    assert_eq!(repo.read("m.safetensors"), v3);
+}
+
+#[test]
+fn other_files_and_layout_none_are_cut_plain() {
+    let repo = TestRepo::new();
+    small_chunks(&repo, Some("tensor-aligned"));
+    let data = random_bytes(3 << 20, 4);
+    repo.write("data.bin", &data);
+    // Claims a header longer than the file: not usable as safetensors.
+    let mut lying = safetensors("x", TENSORS, 2).0;
+    lying[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    repo.write("lying.safetensors", &lying);
+    repo.ok(&["track", "data.bin", "lying.safetensors"]);
+    commit(&repo, "plain");
+    for f in ["data.bin", "lying.safetensors"] {
+        let m = manifest(&repo, f);
+        assert!(
+            m["chunking"].get("layout").is_none(),
+            "{f}: {}",
+            m["chunking"]
+        );
+    }
+
+    // layout = "none": a safetensors file is cut like any other file (header not separate).
+    let repo = TestRepo::new();
+    small_chunks(&repo, Some("none"));
+    let (v1, ranges) = safetensors("v1", TENSORS, 1);
+    repo.write("m.safetensors", &v1);
+    repo.ok(&["track", "m.safetensors"]);
+    commit(&repo, "v1");
+    let m = manifest(&repo, "m.safetensors");
+    assert!(m["chunking"].get("layout").is_none());
+    assert_ne!(offsets(&m)[1], ranges[0].0);
+
+    // A config without the key (written before layouts existed) behaves the same.
+    let repo = TestRepo::new();
+    small_chunks(&repo, None);
+    repo.write("m.safetensors", &v1);
+    repo.ok(&["track", "m.safetensors"]);
+    commit(&repo, "v1");
+    assert_eq!(offsets(&manifest(&repo, "m.safetensors")), offsets(&m));
+
+    // An unknown layout is refused with the config file named.
+    small_chunks(&repo, Some("diagonal"));
+    let err = repo.fails(&["commit", "-m", "x"]);
+    assert!(err.contains("config.toml"), "{err}");
+}
