@@ -167,7 +167,7 @@ pub enum Error {
     #[error("no remote given and no default remote configured\nhint: add one with `nshard remote add NAME URL` (e.g. a directory: `nshard remote add origin /srv/models`) or pass `--remote URL`")]
     NoRemote,
     /// A remote name is not configured.
-    #[error("no remote named {name:?} (configured: {known}); add it with `nshard remote add {name} URL`")]
+    #[error("no remote named {name:?} (configured: {known}); add it with `nshard remote add {name} URL`, or write a directory as ./{name}")]
     UnknownRemote {
         /// The name asked for.
         name: String,

@@ -5,11 +5,15 @@
 //! temporary file in `DIR/tmp`, fsynced, then linked into place only if absent (write-if-absent).
 //! Content addressing makes a lost race harmless: the object that won is the same bytes. Nothing
 //! half-written is ever visible under `objects/`; a killed writer leaves at most a stray file in
-//! `tmp/`.
+//! `tmp/`, which the first upload of a later push removes once it is a day old (old enough that no
+//! live writer on any machine can still own it).
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
@@ -20,11 +24,15 @@ use crate::fsutil::{self, AtomicFile};
 use crate::id::ObjectId;
 use crate::store::LocalStore;
 
+/// Temporary files older than this are left over from a killed writer.
+pub const STALE_TMP_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// A directory of encoded objects used as a remote.
 #[derive(Clone, Debug)]
 pub struct DirStore {
     root: PathBuf,
     store: LocalStore,
+    swept: Arc<AtomicBool>,
 }
 
 impl DirStore {
@@ -50,6 +58,7 @@ impl DirStore {
         Ok(DirStore {
             root: root.to_path_buf(),
             store: LocalStore::at(root.join("objects"), root.join("tmp")),
+            swept: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -64,6 +73,9 @@ impl DirStore {
             return Ok(false);
         }
         codec::decode_verified(id, encoded, MAX_OBJECT_SIZE)?;
+        if !self.swept.swap(true, Ordering::Relaxed) {
+            self.sweep_stale_tmp(STALE_TMP_AGE);
+        }
         let dest = self.store.path_of(id);
         let fan = dest
             .parent()
@@ -82,6 +94,32 @@ impl DirStore {
                 .map_err(Error::io("setting permissions of", &dest))?;
         }
         f.commit_if_absent()
+    }
+}
+
+impl DirStore {
+    /// Removes temporary files older than `age` from `tmp/` (best effort: a file another writer is
+    /// still using is never that old, and a failure here must not fail an upload).
+    fn sweep_stale_tmp(&self, age: Duration) {
+        let Ok(rd) = fs::read_dir(self.store.tmp_dir()) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for ent in rd.flatten() {
+            let stale = ent
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".nshard-tmp-")
+                && ent
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|d| d > age);
+            if stale {
+                let _ = fs::remove_file(ent.path());
+            }
+        }
     }
 }
 
@@ -186,6 +224,33 @@ mod tests {
             !tmp.exists() || fs::read_dir(&tmp).expect("tmp").count() == 0,
             "no temporary file is left behind"
         );
+    }
+
+    #[tokio::test]
+    async fn first_upload_sweeps_stale_temporary_files() {
+        let d = tempfile::tempdir().expect("tmp");
+        let tmp = d.path().join("tmp");
+        fs::create_dir_all(&tmp).expect("mkdir");
+        let old = tmp.join(".nshard-tmp-old");
+        let fresh = tmp.join(".nshard-tmp-fresh");
+        let other = tmp.join("not-ours");
+        for p in [&old, &fresh, &other] {
+            fs::write(p, b"partial").expect("w");
+        }
+        let two_days = SystemTime::now() - Duration::from_secs(48 * 3600);
+        for p in [&old, &other] {
+            fs::File::options()
+                .write(true)
+                .open(p)
+                .and_then(|f| f.set_modified(two_days))
+                .expect("age");
+        }
+        let s = DirStore::open(d.path()).expect("open");
+        let (a, ea) = object(7);
+        s.put(&a, ea).await.expect("put");
+        assert!(!old.exists(), "a day-old temporary file is removed");
+        assert!(fresh.exists(), "a recent one may belong to a live writer");
+        assert!(other.exists(), "files that are not ours are left alone");
     }
 
     #[test]
