@@ -1,1 +1,256 @@
+//! The NeuroShard HTTP server (`nshard serve`): protocol v1 over a directory object store.
+//!
+//! | method | path | what |
+//! | --- | --- | --- |
+//! | `GET` | `/v1/health` | liveness, protocol version, limits (no token needed) |
+//! | `POST` | `/v1/objects/missing` | `{"ids":[…]}` → `{"missing":[…]}` (bounded batch) |
+//! | `HEAD` | `/v1/objects/{id}` | 200 with the encoded length, or 404 |
+//! | `GET` | `/v1/objects/{id}` | the encoded object (verified before it is sent) |
+//! | `PUT` | `/v1/objects/{id}` | body: the encoded object; decoded and hashed before it becomes visible |
+//! | `GET` | `/metrics` | Prometheus text |
+//!
+//! Errors are JSON: `{"error": "<message>", "code": "<code>"}` with a 4xx/5xx status.
+//!
+//! The store directory has the same layout as a directory remote (`objects/ab/cd…`, `tmp/`), so a
+//! server can be started over an existing directory remote and vice versa.
+//!
+//! ```no_run
+//! use nshard_server::{ServerConfig, Server};
+//! # async fn run() -> Result<(), nshard_server::ServeError> {
+//! let config = ServerConfig::new("/srv/nshard".into());
+//! let server = Server::bind(config, "127.0.0.1:8000".parse().expect("addr")).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
 
+#![deny(missing_docs)]
+
+pub mod auth;
+mod error;
+pub mod metrics;
+pub mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use nshard_core::codec::MAX_OBJECT_SIZE;
+use nshard_core::store::LocalStore;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use auth::{AccessPolicy, Scope, TokenError, Tokens};
+pub use error::{AppError, ServeError};
+use metrics::Metrics;
+
+/// The protocol version this server speaks (`/v1/…`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Request limits. Each refusal is a 4xx with a JSON error body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted upload body (an encoded object), in bytes.
+    pub max_object_bytes: u64,
+    /// Most ids in one `missing` query.
+    pub max_batch: usize,
+    /// Uploads received at the same time; more get 429 with `Retry-After`.
+    pub max_concurrent_uploads: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            // The largest raw object plus the header and the byte-grouping plane headers.
+            max_object_bytes: MAX_OBJECT_SIZE + 4096,
+            max_batch: nshard_core::remote::MISSING_BATCH,
+            max_concurrent_uploads: 64,
+        }
+    }
+}
+
+/// Everything `nshard serve` needs, as typed options (the binary reads flags and environment).
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The store directory (`objects/` and `tmp/` inside it are created when missing).
+    pub store_dir: PathBuf,
+    /// Bearer tokens.
+    pub tokens: Tokens,
+    /// Requests without a token may read.
+    pub allow_anonymous_read: bool,
+    /// Requests without a token may read and write (needed to serve without tokens on a
+    /// non-loopback address; never a good idea outside a trusted network).
+    pub insecure_allow_anonymous_write: bool,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl ServerConfig {
+    /// Defaults for a store directory: no tokens, default limits.
+    pub fn new(store_dir: PathBuf) -> Self {
+        Self {
+            store_dir,
+            tokens: Tokens::new(),
+            allow_anonymous_read: false,
+            insecure_allow_anonymous_write: false,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The access policy for a server listening on `addr`:
+    /// - explicit anonymous flags are obeyed;
+    /// - without tokens and flags on a loopback address, anyone on this machine may read and write
+    ///   (the development setup the quickstart uses);
+    /// - without tokens and flags on any other address the server refuses to start.
+    pub fn policy(&self, addr: SocketAddr) -> Result<AccessPolicy, ServeError> {
+        let anonymous = if self.insecure_allow_anonymous_write {
+            Some(Scope::Write)
+        } else if self.allow_anonymous_read {
+            Some(Scope::Read)
+        } else if self.tokens.is_empty() {
+            if !addr.ip().is_loopback() {
+                return Err(ServeError::NoTokens { addr });
+            }
+            Some(Scope::Write)
+        } else {
+            None
+        };
+        Ok(AccessPolicy {
+            tokens: self.tokens.clone(),
+            anonymous,
+        })
+    }
+}
+
+/// Shared state of the request handlers.
+#[derive(Debug)]
+pub struct AppState {
+    /// The object store.
+    pub store: LocalStore,
+    /// Who may do what.
+    pub policy: AccessPolicy,
+    /// Request limits.
+    pub limits: Limits,
+    /// One permit per concurrent upload.
+    pub uploads: Arc<Semaphore>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// Opens the store directory and builds the state.
+    pub fn new(store_dir: PathBuf, policy: AccessPolicy, limits: Limits) -> Result<Self, ServeError> {
+        let store = LocalStore::open(store_dir.join("objects"), store_dir.join("tmp")).map_err(
+            |source| ServeError::Store {
+                path: store_dir.clone(),
+                source,
+            },
+        )?;
+        Ok(Self {
+            store,
+            policy,
+            limits,
+            uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
+            metrics: Metrics::default(),
+        })
+    }
+}
+
+/// The protocol v1 router over `state`.
+pub fn app(state: Arc<AppState>) -> Router {
+    use routes::*;
+    let objects = get(get_object)
+        .head(head_object)
+        .put(put_object)
+        .fallback(method_not_allowed);
+    Router::new()
+        .route("/v1/health", get(health).fallback(method_not_allowed))
+        .route("/v1/objects/missing", post(missing).fallback(method_not_allowed))
+        .route("/v1/objects/{id}", objects)
+        .route("/metrics", get(metrics).fallback(method_not_allowed))
+        .route_layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .fallback(not_found)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        // Authorization values are redacted wherever headers are formatted.
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .with_state(state)
+}
+
+async fn count_request(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .request(&route, method.as_str(), resp.status().as_u16());
+    resp
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Checks the access policy for `addr`, opens the store and binds the socket (port 0 picks a
+    /// free port; see [`Server::local_addr`]).
+    pub async fn bind(config: ServerConfig, addr: SocketAddr) -> Result<Server, ServeError> {
+        let policy = config.policy(addr)?;
+        let state = AppState::new(config.store_dir, policy, config.limits)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        Ok(Server {
+            listener,
+            addr,
+            state: Arc::new(state),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The access policy in force.
+    pub fn policy(&self) -> &AccessPolicy {
+        &self.state.policy
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections and finishes the
+    /// requests in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        use axum::serve::ListenerExt;
+        let listener = self.listener.tap_io(|tcp| {
+            // Small JSON answers should not wait for Nagle.
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServeError::Io)
+    }
+}

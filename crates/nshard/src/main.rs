@@ -46,6 +46,7 @@ pub enum Command {
     Log(cmd::log::LogArgs),
     Gc(cmd::gc::GcArgs),
     Verify(cmd::verify::VerifyArgs),
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
         Command::Log(a) => cmd::log::run(&ctx, a),
         Command::Gc(a) => cmd::gc::run(&ctx, a),
         Command::Verify(a) => cmd::verify::run(&ctx, a),
+        Command::Serve(a) => cmd::serve::run(&ctx, a),
     };
     match r {
         Ok(code) => code,

@@ -9,6 +9,7 @@ pub mod log;
 pub mod pull;
 pub mod push;
 pub mod remote;
+pub mod serve;
 pub mod status;
 pub mod track;
 pub mod verify;

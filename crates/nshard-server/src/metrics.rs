@@ -1,0 +1,116 @@
+//! Counters for `GET /metrics`, rendered in the Prometheus text exposition format (version 0.0.4).
+//! A handful of counters does not need a metrics framework: atomics and one small map.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (route, method, status) → count.
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// Object bytes received in accepted upload bodies.
+    pub bytes_in: AtomicU64,
+    /// Object bytes sent in download bodies.
+    pub bytes_out: AtomicU64,
+    /// Objects written to the store (new ones only).
+    pub objects_stored: AtomicU64,
+    /// Uploads refused because the body did not decode or hash to its id.
+    pub objects_rejected: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one request.
+    pub fn request(&self, route: &str, method: &str, status: u16) {
+        let mut m = self.requests.lock().expect("metrics lock poisoned");
+        *m.entry((route.to_string(), method.to_string(), status))
+            .or_insert(0) += 1;
+    }
+
+    /// Adds to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text rendering. `uploads_in_flight` is sampled by the caller.
+    pub fn render(&self, uploads_in_flight: usize) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# HELP nshard_http_requests_total HTTP requests by route, method and status.\n\
+             # TYPE nshard_http_requests_total counter"
+        );
+        for ((route, method, status), n) in self.requests.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                s,
+                "nshard_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+                escape(route),
+                escape(method)
+            );
+        }
+        let counters = [
+            (
+                "nshard_received_bytes_total",
+                "Object bytes received in upload bodies.",
+                &self.bytes_in,
+            ),
+            (
+                "nshard_sent_bytes_total",
+                "Object bytes sent in download bodies.",
+                &self.bytes_out,
+            ),
+            (
+                "nshard_objects_stored_total",
+                "New objects written to the store.",
+                &self.objects_stored,
+            ),
+            (
+                "nshard_objects_rejected_total",
+                "Uploads refused because the body did not decode or hash to its id.",
+                &self.objects_rejected,
+            ),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP nshard_uploads_in_flight Uploads being received or verified.\n\
+             # TYPE nshard_uploads_in_flight gauge\nnshard_uploads_in_flight {uploads_in_flight}"
+        );
+        s
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.request("/v1/objects/{id}", "PUT", 201);
+        m.request("/v1/objects/{id}", "PUT", 201);
+        m.request("we\"ird", "GET", 404);
+        Metrics::add(&m.bytes_in, 10);
+        let t = m.render(3);
+        assert!(t.contains(
+            "nshard_http_requests_total{route=\"/v1/objects/{id}\",method=\"PUT\",status=\"201\"} 2"
+        ));
+        assert!(t.contains("route=\"we\\\"ird\""));
+        assert!(t.contains("nshard_received_bytes_total 10"));
+        assert!(t.contains("nshard_uploads_in_flight 3"));
+    }
+}

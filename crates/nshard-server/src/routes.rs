@@ -1,0 +1,333 @@
+//! Protocol v1 handlers.
+//!
+//! Every request path or body is validated before it touches the store: ids must be 64 lowercase hex
+//! characters (so `../` and friends never reach the filesystem), bodies are read up to a limit, JSON
+//! is parsed strictly. Uploads are held in memory (bounded by the body limit times the number of
+//! concurrent uploads), decoded and hashed, and only then written through the store's atomic
+//! write-if-absent; a body that does not hash to its id leaves nothing behind.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http_body_util::BodyExt;
+use nshard_core::codec::{self, MAX_OBJECT_SIZE};
+use nshard_core::{Error as CoreError, ObjectId};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Denied, Scope};
+use crate::error::AppError;
+use crate::metrics::Metrics;
+use crate::{AppState, PROTOCOL_VERSION};
+
+/// Body of `POST /v1/objects/missing`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingRequest {
+    /// Object ids (64 lowercase hex characters each).
+    pub ids: Vec<String>,
+}
+
+/// Answer of `POST /v1/objects/missing`: the requested ids the server does not have, in request order.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MissingResponse {
+    /// Ids not present.
+    pub missing: Vec<ObjectId>,
+}
+
+/// Answer of a successful `PUT`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PutResponse {
+    /// The object id.
+    pub id: ObjectId,
+    /// `true` when this upload wrote the object, `false` when it was already there.
+    pub stored: bool,
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap, need: Scope) -> Result<(), AppError> {
+    let value = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    state.policy.check(value, need).map_err(|d| match d {
+        Denied::Unauthenticated(why) => AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", why),
+        Denied::Forbidden => AppError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token has read scope; uploading needs a write token",
+        ),
+    })
+}
+
+/// Parses a path or body id: exactly 64 lowercase hex characters.
+fn parse_id(s: &str) -> Result<ObjectId, AppError> {
+    let shown: String = s.chars().take(80).collect();
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(AppError::bad_request(
+            "invalid_id",
+            format!("invalid object id {shown:?}: ids are lowercase hex"),
+        ));
+    }
+    ObjectId::parse(s).map_err(|_| {
+        AppError::bad_request(
+            "invalid_id",
+            format!("invalid object id {shown:?}: expected 64 lowercase hex characters"),
+        )
+    })
+}
+
+fn path_id(p: Result<Path<String>, PathRejection>) -> Result<ObjectId, AppError> {
+    let Path(s) = p.map_err(|e| AppError::bad_request("invalid_id", e.body_text()))?;
+    parse_id(&s)
+}
+
+/// Reads a body of at most `limit` bytes. An over-limit `Content-Length` is refused before any byte
+/// is read; a body that ends early or breaks off is a 400.
+async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8>, AppError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = |n: &dyn std::fmt::Display| {
+        AppError::too_large(
+            "body_too_large",
+            format!("request body of {n} bytes is over the server's limit of {limit} bytes"),
+        )
+    };
+    if let Some(n) = declared.filter(|&n| n > limit) {
+        return Err(too_large(&n));
+    }
+    let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            AppError::bad_request(
+                "incomplete_body",
+                format!("the request body broke off after {} bytes: {e}", out.len()),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if (out.len() + data.len()) as u64 > limit {
+                return Err(too_large(&format!("more than {limit}")));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    if let Some(n) = declared.filter(|&n| n != out.len() as u64) {
+        return Err(AppError::bad_request(
+            "incomplete_body",
+            format!("Content-Length says {n} bytes but the body has {}", out.len()),
+        ));
+    }
+    Ok(out)
+}
+
+/// `GET /v1/health`: liveness, protocol version and limits (no token needed).
+pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    Json(serde_json::json!({
+        "status": "ok",
+        "protocol": PROTOCOL_VERSION,
+        "server": concat!("nshard/", env!("CARGO_PKG_VERSION")),
+        "limits": {
+            "max_object_bytes": state.limits.max_object_bytes,
+            "max_batch": state.limits.max_batch,
+            "max_concurrent_uploads": state.limits.max_concurrent_uploads,
+        },
+        "anonymous": state.policy.anonymous,
+    }))
+}
+
+/// `POST /v1/objects/missing`.
+pub async fn missing(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<MissingResponse>, AppError> {
+    authorize(&state, &headers, Scope::Read)?;
+    // 64 hex characters, quotes and a comma per id, plus room for whitespace.
+    let limit = state.limits.max_batch as u64 * 80 + 4096;
+    let bytes = read_body(&headers, body, limit).await?;
+    let req: MissingRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        AppError::bad_request(
+            "malformed_json",
+            format!("body is not {{\"ids\": [\"<64 hex>\", …]}}: {e}"),
+        )
+    })?;
+    if req.ids.len() > state.limits.max_batch {
+        return Err(AppError::too_large(
+            "batch_too_large",
+            format!(
+                "batch of {} ids is over the server's limit of {}; split it",
+                req.ids.len(),
+                state.limits.max_batch
+            ),
+        ));
+    }
+    let ids = req
+        .ids
+        .iter()
+        .map(|s| parse_id(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = state.store.clone();
+    let missing = tokio::task::spawn_blocking(move || {
+        ids.into_iter()
+            .filter(|id| !store.has(id))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| AppError::internal("missing query", &e))?;
+    Ok(Json(MissingResponse { missing }))
+}
+
+/// `HEAD /v1/objects/{id}`: 200 with the encoded length, or 404.
+pub async fn head_object(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let id = path_id(id)?;
+    match tokio::fs::metadata(state.store.path_of(&id)).await {
+        Ok(m) if m.is_file() => Ok((
+            StatusCode::OK,
+            [
+                (header::CONTENT_LENGTH, HeaderValue::from(m.len())),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                ),
+            ],
+        )
+            .into_response()),
+        _ => Ok(StatusCode::NOT_FOUND.into_response()),
+    }
+}
+
+/// `GET /v1/objects/{id}`: the encoded object, verified before it is sent.
+pub async fn get_object(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let id = path_id(id)?;
+    let store = state.store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let enc = store.get_encoded(&id)?;
+        codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE)?;
+        Ok::<_, CoreError>(enc)
+    })
+    .await
+    .map_err(|e| AppError::internal("reading an object", &e))?;
+    let enc = match read {
+        Ok(enc) => enc,
+        Err(CoreError::ObjectMissing(_)) => {
+            return Err(AppError::not_found(format!("object {id} is not on this server")))
+        }
+        Err(e) => return Err(AppError::internal(&format!("reading object {id}"), &e)),
+    };
+    Metrics::add(&state.metrics.bytes_out, enc.len() as u64);
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )],
+        enc,
+    )
+        .into_response())
+}
+
+/// `PUT /v1/objects/{id}`: verify, then store if absent. 201 when written, 200 when already there.
+pub async fn put_object(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    authorize(&state, &headers, Scope::Write)?;
+    let id = path_id(id)?;
+    let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
+        let mut e = AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            format!(
+                "the server is already receiving {} uploads; retry shortly",
+                state.limits.max_concurrent_uploads
+            ),
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    };
+    let enc = read_body(&headers, body, state.limits.max_object_bytes).await?;
+    let len = enc.len() as u64;
+    let store = state.store.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        if store.has(&id) {
+            return Ok(false);
+        }
+        store.put_verified(&id, &enc, MAX_OBJECT_SIZE)
+    })
+    .await
+    .map_err(|e| AppError::internal("storing an object", &e))?;
+    match stored {
+        Ok(stored) => {
+            Metrics::add(&state.metrics.bytes_in, len);
+            if stored {
+                Metrics::add(&state.metrics.objects_stored, 1);
+            }
+            let status = if stored {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((status, Json(PutResponse { id, stored })).into_response())
+        }
+        Err(CoreError::CorruptObject { reason, .. }) => {
+            Metrics::add(&state.metrics.objects_rejected, 1);
+            Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "object_rejected",
+                format!("object {id} refused, nothing was stored: {reason}"),
+            ))
+        }
+        Err(e) => Err(AppError::internal(&format!("storing object {id}"), &e)),
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let in_flight = state.limits.max_concurrent_uploads - state.uploads.available_permits();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(in_flight),
+    )
+        .into_response())
+}
+
+/// Any path that is not part of the protocol.
+pub async fn not_found(State(state): State<Arc<AppState>>, method: Method, uri: Uri) -> AppError {
+    state.metrics.request("unmatched", method.as_str(), 404);
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such endpoint: {method} {}", uri.path()),
+    )
+}
+
+/// A known path with a method it does not support.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not supported on {}", uri.path()),
+    )
+}

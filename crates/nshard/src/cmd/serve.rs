@@ -1,0 +1,210 @@
+//! `nshard serve`: the NeuroShard HTTP server (protocol v1) over a directory store.
+
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use nshard_server::{Limits, Scope, Server, ServerConfig, Tokens};
+
+use crate::output::Ctx;
+
+/// The environment variable holding server tokens (`SCOPE:TOKEN` entries, comma or newline
+/// separated).
+pub const TOKENS_ENV: &str = "NSHARD_SERVE_TOKENS";
+
+/// How long in-flight requests get to finish after SIGINT/SIGTERM before the server exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serve a store over HTTP so that others can push to and pull from it
+/// (`--remote http://HOST:PORT`).
+///
+/// Without tokens the server only listens on loopback, where anyone on this machine may read and
+/// write. To serve other machines give tokens: a file with one `read:TOKEN` or `write:TOKEN` per line
+/// (`--tokens`), and/or the same entries in NSHARD_SERVE_TOKENS. Clients send them with
+/// NSHARD_TOKEN. For TLS, put the server behind a reverse proxy (see the README).
+///
+/// Logs go to stderr (RUST_LOG=debug for more); SIGINT/SIGTERM stop accepting connections and let
+/// requests in flight finish.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0 picks a free one; the address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    pub listen: String,
+    /// Store directory (created when missing; the same layout as a directory remote).
+    #[arg(long, value_name = "DIR", default_value = "nshard-store")]
+    pub store: PathBuf,
+    /// Token file: one `read:TOKEN` or `write:TOKEN` per line, `#` comments.
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Let requests without a token read (for a public, read-only mirror).
+    #[arg(long)]
+    pub allow_anonymous_read: bool,
+    /// Let requests without a token write. Anyone who can reach the server can then fill its disk.
+    #[arg(long)]
+    pub insecure_allow_anonymous_write: bool,
+    /// Largest accepted upload (one encoded object), in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_object_bytes)]
+    pub max_object_size: u64,
+    /// Most ids in one `missing` query.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_batch as u64,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_batch: u64,
+    /// Uploads received at the same time; more are answered 429 (clients retry).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_concurrent_uploads as u64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_uploads: u64,
+}
+
+pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
+    init_logging(ctx.quiet);
+    let addr = resolve(&a.listen)?;
+    let mut tokens = Tokens::new();
+    if let Some(path) = &a.tokens {
+        let path = ctx.cwd.join(path);
+        warn_if_readable_by_others(&path);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        let t = Tokens::parse(&text, &path.display().to_string())?;
+        if t.is_empty() {
+            bail!("the token file {} holds no tokens", path.display());
+        }
+        tokens.extend(t);
+    }
+    if let Ok(text) = std::env::var(TOKENS_ENV) {
+        tokens.extend(Tokens::parse(&text, TOKENS_ENV)?);
+    }
+    let config = ServerConfig {
+        store_dir: ctx.cwd.join(&a.store),
+        tokens,
+        allow_anonymous_read: a.allow_anonymous_read,
+        insecure_allow_anonymous_write: a.insecure_allow_anonymous_write,
+        limits: Limits {
+            max_object_bytes: a.max_object_size,
+            max_batch: a.max_batch as usize,
+            max_concurrent_uploads: a.max_uploads as usize,
+        },
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("nshard-serve")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(config, addr))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: ServerConfig, addr: SocketAddr) -> Result<()> {
+    let store = config.store_dir.clone();
+    let server = Server::bind(config, addr).await?;
+    let p = server.policy();
+    let auth = match (p.tokens.is_empty(), p.anonymous) {
+        (true, Some(Scope::Write)) => {
+            "no tokens: anyone who can connect may read and write".to_string()
+        }
+        (_, anon) => format!(
+            "{} write token(s), {} read token(s); without a token: {}",
+            p.tokens.count(Scope::Write),
+            p.tokens.count(Scope::Read),
+            match anon {
+                None => "nothing",
+                Some(Scope::Read) => "read",
+                Some(Scope::Write) => "read and write",
+            }
+        ),
+    };
+    tracing::info!("store {}; {auth}", store.display());
+    if p.anonymous == Some(Scope::Write) && !server.local_addr().ip().is_loopback() {
+        tracing::warn!("anonymous writes are allowed on a non-loopback address");
+    }
+    // The one line scripts wait for: where the server listens.
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{}", server.local_addr())?;
+        out.flush()?;
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut task = tokio::spawn(server.run(async move {
+        let _ = stop_rx.await;
+    }));
+    tokio::select! {
+        r = &mut task => return Ok(r.context("server task failed")??),
+        _ = shutdown_signal() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight (a second signal stops at once)");
+    let _ = stop_tx.send(());
+    tokio::select! {
+        r = &mut task => { r.context("server task failed")??; }
+        _ = shutdown_signal() => bail!("stopped by a second signal before requests finished"),
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            bail!("requests still running {}s after the shutdown signal; stopped", SHUTDOWN_GRACE.as_secs())
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn resolve(listen: &str) -> Result<SocketAddr> {
+    if let Ok(a) = listen.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    listen
+        .to_socket_addrs()
+        .with_context(|| format!("--listen {listen:?}: expected ADDRESS:PORT, e.g. 127.0.0.1:8000"))?
+        .next()
+        .with_context(|| format!("--listen {listen:?} resolves to no address"))
+}
+
+fn init_logging(quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_target(false)
+        .try_init();
+}
+
+/// Tokens are secrets: say so when the file is readable by other users.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    "token file {} is readable by other users; consider `chmod 600`",
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
