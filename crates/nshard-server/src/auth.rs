@@ -91,8 +91,8 @@ impl Tokens {
             let (scope, token) = entry
                 .split_once(':')
                 .ok_or_else(|| err("expected SCOPE:TOKEN (e.g. write:<token>)"))?;
-            let scope = Scope::parse(scope.trim())
-                .ok_or_else(|| err("scope must be `read` or `write`"))?;
+            let scope =
+                Scope::parse(scope.trim()).ok_or_else(|| err("scope must be `read` or `write`"))?;
             let token = token.trim();
             if token.len() < MIN_TOKEN_LEN {
                 return Err(err("token is shorter than 16 characters"));
@@ -102,7 +102,8 @@ impl Tokens {
                     "token may only contain A-Z a-z 0-9 - . _ ~ + / and trailing =",
                 ));
             }
-            out.entries.push((*ObjectId::of(token.as_bytes()).as_bytes(), scope));
+            out.entries
+                .push((*ObjectId::of(token.as_bytes()).as_bytes(), scope));
         }
         Ok(out)
     }
@@ -200,8 +201,11 @@ mod tests {
     const R: &str = "read-token-0123456789";
 
     fn tokens() -> Tokens {
-        Tokens::parse(&format!("# comment\nwrite:{W}\n\nread:{R}, read:another-token-xyz0123\n"), "t")
-            .expect("valid")
+        Tokens::parse(
+            &format!("# comment\nwrite:{W}\n\nread:{R}, read:another-token-xyz0123\n"),
+            "t",
+        )
+        .expect("valid")
     }
 
     #[test]
@@ -246,7 +250,10 @@ mod tests {
         ));
         assert_eq!(p.check(Some(&bearer(W)), Scope::Write), Ok(()));
         assert_eq!(p.check(Some(&bearer(R)), Scope::Read), Ok(()));
-        assert_eq!(p.check(Some(&bearer(R)), Scope::Write), Err(Denied::Forbidden));
+        assert_eq!(
+            p.check(Some(&bearer(R)), Scope::Write),
+            Err(Denied::Forbidden)
+        );
         // A wrong token is refused even where anonymous access would be allowed.
         assert!(matches!(
             p.check(Some(&bearer("nope-nope-nope-nope")), Scope::Read),

@@ -149,7 +149,11 @@ pub struct AppState {
 
 impl AppState {
     /// Opens the store directory and builds the state.
-    pub fn new(store_dir: PathBuf, policy: AccessPolicy, limits: Limits) -> Result<Self, ServeError> {
+    pub fn new(
+        store_dir: PathBuf,
+        policy: AccessPolicy,
+        limits: Limits,
+    ) -> Result<Self, ServeError> {
         let store = LocalStore::open(store_dir.join("objects"), store_dir.join("tmp")).map_err(
             |source| ServeError::Store {
                 path: store_dir.clone(),
@@ -175,7 +179,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(method_not_allowed);
     Router::new()
         .route("/v1/health", get(health).fallback(method_not_allowed))
-        .route("/v1/objects/missing", post(missing).fallback(method_not_allowed))
+        .route(
+            "/v1/objects/missing",
+            post(missing).fallback(method_not_allowed),
+        )
         .route("/v1/objects/{id}", objects)
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .route_layer(middleware::from_fn_with_state(state.clone(), count_request))
@@ -186,7 +193,9 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         // Authorization values are redacted wherever headers are formatted.
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
         .with_state(state)
 }
 
@@ -242,7 +251,10 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting connections and finishes the
     /// requests in flight.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         use axum::serve::ListenerExt;
         let listener = self.listener.tap_io(|tcp| {
             // Small JSON answers should not wait for Nagle.

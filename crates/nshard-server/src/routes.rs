@@ -49,9 +49,13 @@ pub struct PutResponse {
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap, need: Scope) -> Result<(), AppError> {
-    let value = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
     state.policy.check(value, need).map_err(|d| match d {
-        Denied::Unauthenticated(why) => AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", why),
+        Denied::Unauthenticated(why) => {
+            AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", why)
+        }
         Denied::Forbidden => AppError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -117,7 +121,10 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8
     if let Some(n) = declared.filter(|&n| n != out.len() as u64) {
         return Err(AppError::bad_request(
             "incomplete_body",
-            format!("Content-Length says {n} bytes but the body has {}", out.len()),
+            format!(
+                "Content-Length says {n} bytes but the body has {}",
+                out.len()
+            ),
         ));
     }
     Ok(out)
@@ -223,7 +230,9 @@ pub async fn get_object(
     let enc = match read {
         Ok(enc) => enc,
         Err(CoreError::ObjectMissing(_)) => {
-            return Err(AppError::not_found(format!("object {id} is not on this server")))
+            return Err(AppError::not_found(format!(
+                "object {id} is not on this server"
+            )))
         }
         Err(e) => return Err(AppError::internal(&format!("reading object {id}"), &e)),
     };

@@ -174,7 +174,9 @@ fn resolve(listen: &str) -> Result<SocketAddr> {
     }
     listen
         .to_socket_addrs()
-        .with_context(|| format!("--listen {listen:?}: expected ADDRESS:PORT, e.g. 127.0.0.1:8000"))?
+        .with_context(|| {
+            format!("--listen {listen:?}: expected ADDRESS:PORT, e.g. 127.0.0.1:8000")
+        })?
         .next()
         .with_context(|| format!("--listen {listen:?} resolves to no address"))
 }

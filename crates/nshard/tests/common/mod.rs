@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: they drive the real `nshard` binary in temp dirs.
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

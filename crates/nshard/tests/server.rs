@@ -1,0 +1,729 @@
+//! Protocol v1 against a real `nshard serve` process on a 127.0.0.1 port: the happy path, and every
+//! bad-input and fault case of the server issue, each its own test.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::serve::{metric_value, raw_connect, raw_request, Served};
+use common::{fails, random_bytes};
+use nshard_core::codec::{DataHint, Encoder};
+use nshard_core::ObjectId;
+use reqwest::blocking::{Client, Response};
+use reqwest::StatusCode;
+
+const WRITE: &str = "write-token-for-tests-0123456789";
+const READ: &str = "read-token-for-tests-0123456789";
+
+fn object(len: usize, seed: u64) -> (ObjectId, Vec<u8>, Vec<u8>) {
+    let raw = random_bytes(len, seed);
+    let enc = Encoder::new().encode(&raw, DataHint::Unknown);
+    (ObjectId::of(&raw), raw, enc)
+}
+
+/// A compressible object (its encoded form is zstd, not raw).
+fn zstd_object(len: usize, seed: u64) -> (ObjectId, Vec<u8>) {
+    let raw: Vec<u8> = random_bytes(len / 8, seed).repeat(8);
+    let enc = Encoder::new().encode(&raw, DataHint::Unknown);
+    (ObjectId::of(&raw), enc)
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// Asserts a JSON error response with `status` and `code`; returns the message.
+fn expect_error(r: Response, status: StatusCode, code: &str) -> String {
+    assert_eq!(r.status(), status, "wrong status");
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().expect("ascii").to_string());
+    assert_eq!(ct.as_deref(), Some("application/json"));
+    let v: serde_json::Value = r.json().expect("JSON error body");
+    assert_eq!(v["code"], code, "{v}");
+    let msg = v["error"].as_str().expect("error message").to_string();
+    assert!(!msg.is_empty());
+    msg
+}
+
+fn put(s: &Served, id: &ObjectId, body: Vec<u8>) -> Response {
+    client()
+        .put(s.at(&format!("/v1/objects/{id}")))
+        .body(body)
+        .send()
+        .expect("PUT")
+}
+
+fn get(s: &Served, id: &ObjectId) -> Response {
+    client()
+        .get(s.at(&format!("/v1/objects/{id}")))
+        .send()
+        .expect("GET")
+}
+
+fn head_status(s: &Served, id: &ObjectId) -> StatusCode {
+    client()
+        .head(s.at(&format!("/v1/objects/{id}")))
+        .send()
+        .expect("HEAD")
+        .status()
+}
+
+fn missing(s: &Served, ids: &[String]) -> Response {
+    client()
+        .post(s.at("/v1/objects/missing"))
+        .json(&serde_json::json!({ "ids": ids }))
+        .send()
+        .expect("POST missing")
+}
+
+fn dev_server() -> (tempfile::TempDir, Served) {
+    let d = tempfile::tempdir().expect("tmp");
+    let s = Served::start(&d.path().join("store"), &[], &[]);
+    (d, s)
+}
+
+#[test]
+fn protocol_round_trip() {
+    let (_d, s) = dev_server();
+    let h: serde_json::Value = client()
+        .get(s.at("/v1/health"))
+        .send()
+        .expect("health")
+        .json()
+        .expect("json");
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["protocol"], 1);
+    assert_eq!(h["limits"]["max_batch"], 1000);
+
+    let (id, raw, enc) = object(300_000, 1);
+    let (zid, zenc) = zstd_object(1 << 20, 2);
+    let absent = ObjectId::of(b"never stored");
+    let m: serde_json::Value = missing(&s, &[id.to_hex(), zid.to_hex(), absent.to_hex()])
+        .json()
+        .expect("json");
+    assert_eq!(
+        m["missing"],
+        serde_json::json!([id.to_hex(), zid.to_hex(), absent.to_hex()])
+    );
+    assert_eq!(head_status(&s, &id), StatusCode::NOT_FOUND);
+    expect_error(get(&s, &id), StatusCode::NOT_FOUND, "not_found");
+
+    let r = put(&s, &id, enc.clone());
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: serde_json::Value = r.json().expect("json");
+    assert_eq!(v["stored"], true);
+    assert_eq!(put(&s, &zid, zenc.clone()).status(), StatusCode::CREATED);
+    // Re-uploading is a cheap success.
+    let r = put(&s, &id, enc.clone());
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<serde_json::Value>().expect("json")["stored"],
+        false
+    );
+
+    let m: serde_json::Value = missing(&s, &[id.to_hex(), zid.to_hex(), absent.to_hex()])
+        .json()
+        .expect("json");
+    assert_eq!(m["missing"], serde_json::json!([absent.to_hex()]));
+    let r = client()
+        .head(s.at(&format!("/v1/objects/{id}")))
+        .send()
+        .expect("HEAD");
+    assert_eq!(r.status(), StatusCode::OK);
+    let len = r.headers().get("content-length").expect("content-length");
+    assert_eq!(len.to_str().expect("ascii"), enc.len().to_string());
+    let got = get(&s, &id).bytes().expect("body");
+    assert_eq!(&got[..], &enc[..]);
+    let decoded = nshard_core::codec::decode_verified(&id, &got, 1 << 30).expect("verifies");
+    assert_eq!(decoded, raw);
+    assert_eq!(&get(&s, &zid).bytes().expect("body")[..], &zenc[..]);
+    // The store has the directory-remote layout.
+    assert!(s.store.join("objects").join(id.fanout_path()).is_file());
+
+    let metrics = s.metrics();
+    assert_eq!(
+        metric_value(&metrics, "nshard_objects_stored_total"),
+        Some(2)
+    );
+    assert_eq!(
+        metric_value(&metrics, "nshard_received_bytes_total"),
+        Some((2 * enc.len() + zenc.len()) as u64)
+    );
+    assert_eq!(
+        metric_value(&metrics, "nshard_sent_bytes_total"),
+        Some((enc.len() + zenc.len()) as u64)
+    );
+    assert!(
+        metrics.contains(
+            "nshard_http_requests_total{route=\"/v1/objects/{id}\",method=\"PUT\",status=\"201\"} 2"
+        ),
+        "{metrics}"
+    );
+    // Unknown endpoints and methods are JSON errors too.
+    let r = client().get(s.at("/v2/whatever")).send().expect("GET");
+    expect_error(r, StatusCode::NOT_FOUND, "not_found");
+    let r = client()
+        .delete(s.at(&format!("/v1/objects/{id}")))
+        .send()
+        .expect("DELETE");
+    expect_error(r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+#[test]
+fn put_whose_body_does_not_hash_to_its_id_is_rejected() {
+    let (_d, s) = dev_server();
+    let (_, _, enc) = object(100_000, 3);
+    let other = ObjectId::of(b"some other content");
+    let msg = expect_error(
+        put(&s, &other, enc),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "object_rejected",
+    );
+    assert!(msg.contains("nothing was stored"), "{msg}");
+    assert!(msg.contains(&other.to_hex()), "{msg}");
+    // Garbage that is not an encoded object at all.
+    let junk = b"definitely not an encoded object".to_vec();
+    let jid = ObjectId::of(&junk);
+    expect_error(
+        put(&s, &jid, junk),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "object_rejected",
+    );
+    assert_eq!(head_status(&s, &other), StatusCode::NOT_FOUND);
+    assert_eq!(head_status(&s, &jid), StatusCode::NOT_FOUND);
+    assert!(s.object_files().is_empty(), "{:?}", s.object_files());
+    assert_eq!(
+        metric_value(&s.metrics(), "nshard_objects_rejected_total"),
+        Some(2)
+    );
+}
+
+#[test]
+fn truncated_object_is_rejected() {
+    let (_d, s) = dev_server();
+    let (id, enc) = zstd_object(1 << 20, 4);
+    let (rid, _, renc) = object(200_000, 5);
+    // A complete request whose body is a cut-off object (zstd and raw codecs).
+    for (id, enc) in [(id, &enc), (rid, &renc)] {
+        expect_error(
+            put(&s, &id, enc[..enc.len() - 100].to_vec()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "object_rejected",
+        );
+        assert_eq!(head_status(&s, &id), StatusCode::NOT_FOUND);
+    }
+    assert!(s.object_files().is_empty());
+}
+
+#[test]
+fn body_that_ends_before_its_content_length_is_refused() {
+    let (_d, s) = dev_server();
+    let (id, _, enc) = object(500_000, 6);
+    let head = format!(
+        "PUT /v1/objects/{id} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        s.addr,
+        enc.len()
+    );
+    let mut c = raw_connect(&s.addr);
+    c.write_all(head.as_bytes()).expect("head");
+    c.write_all(&enc[..enc.len() / 2]).expect("half the body");
+    c.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let mut resp = Vec::new();
+    let _ = c.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp);
+    // The client went away mid-body; if it can still read an answer, that answer is a 400.
+    if !resp.is_empty() {
+        assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+        assert!(resp.contains("incomplete_body"), "{resp}");
+    }
+    assert_eq!(head_status(&s, &id), StatusCode::NOT_FOUND);
+    assert!(s.object_files().is_empty());
+    // The server is fine, and the full upload then works.
+    assert_eq!(put(&s, &id, enc).status(), StatusCode::CREATED);
+}
+
+#[test]
+fn body_over_the_limit_is_refused() {
+    let d = tempfile::tempdir().expect("tmp");
+    let s = Served::start(
+        &d.path().join("store"),
+        &["--max-object-size", "50000"],
+        &[],
+    );
+    let (id, _, enc) = object(60_000, 7);
+    let msg = expect_error(
+        put(&s, &id, enc.clone()),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    );
+    assert!(msg.contains("50000"), "{msg}");
+    // Without a Content-Length (chunked), the limit holds while reading.
+    let body = reqwest::blocking::Body::new(std::io::Cursor::new(enc.clone()));
+    let r = client()
+        .put(s.at(&format!("/v1/objects/{id}")))
+        .body(body)
+        .send()
+        .expect("PUT chunked");
+    expect_error(r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    assert!(s.object_files().is_empty());
+    // An object under the limit goes through.
+    let (small, _, senc) = object(40_000, 8);
+    assert_eq!(put(&s, &small, senc).status(), StatusCode::CREATED);
+}
+
+#[test]
+fn bad_ids_are_refused_before_touching_the_store() {
+    let (d, s) = dev_server();
+    std::fs::write(d.path().join("secret"), b"outside the store").expect("write");
+    let (_, _, enc) = object(1000, 9);
+    let bad = [
+        "abc".to_string(),
+        "A".repeat(64),
+        "g".repeat(64),
+        "a".repeat(65),
+        "..%2F..%2Fsecret".to_string(),
+        "..%2f..%2f..%2f..%2fetc%2fpasswd".to_string(),
+        format!("{}%00", "a".repeat(62)),
+    ];
+    for b in &bad {
+        for method in ["GET", "PUT", "HEAD"] {
+            let req = client().request(
+                method.parse().expect("method"),
+                s.at(&format!("/v1/objects/{b}")),
+            );
+            let r = req.body(enc.clone()).send().expect("send");
+            if method == "HEAD" {
+                assert_eq!(r.status(), StatusCode::BAD_REQUEST, "HEAD {b}");
+            } else {
+                expect_error(r, StatusCode::BAD_REQUEST, "invalid_id");
+            }
+        }
+    }
+    // Literal `..` segments (a client that does not normalize them) match no route.
+    let resp = raw_request(
+        &s.addr,
+        &format!(
+            "GET /v1/objects/../../secret HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            s.addr
+        ),
+        b"",
+    );
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(resp.contains("\"not_found\""), "{resp}");
+    assert!(!resp.contains("outside the store"), "{resp}");
+    // Ids inside a missing query are checked the same way.
+    let r = missing(&s, &["../../secret".to_string()]);
+    let msg = expect_error(r, StatusCode::BAD_REQUEST, "invalid_id");
+    assert!(msg.contains("../../secret"), "{msg}");
+    assert!(s.object_files().is_empty());
+    assert_eq!(
+        std::fs::read(d.path().join("secret")).expect("read"),
+        b"outside the store"
+    );
+}
+
+#[test]
+fn batch_over_the_limit_is_refused() {
+    let d = tempfile::tempdir().expect("tmp");
+    let s = Served::start(&d.path().join("store"), &["--max-batch", "10"], &[]);
+    let ids: Vec<String> = (0..11u8).map(|i| ObjectId::of(&[i]).to_hex()).collect();
+    let msg = expect_error(
+        missing(&s, &ids),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "batch_too_large",
+    );
+    assert!(msg.contains("11") && msg.contains("10"), "{msg}");
+    let r = missing(&s, &ids[..10]);
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = r.json().expect("json");
+    assert_eq!(v["missing"].as_array().expect("array").len(), 10);
+    // A body far bigger than any allowed batch is cut off while reading.
+    let huge = format!("{{\"ids\":[\"{}\"]}}", "a".repeat(2_000_000));
+    let r = client()
+        .post(s.at("/v1/objects/missing"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .expect("POST");
+    expect_error(r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+}
+
+#[test]
+fn malformed_json_is_refused() {
+    let (_d, s) = dev_server();
+    for body in [
+        "",
+        "{",
+        "not json at all",
+        "{\"ids\": \"abc\"}",
+        "{\"idz\": []}",
+        "{\"ids\": [1, 2, 3]}",
+        "[\"ids\"]",
+        "{\"ids\": [], \"extra\": true}",
+    ] {
+        let r = client()
+            .post(s.at("/v1/objects/missing"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .expect("POST");
+        let msg = expect_error(r, StatusCode::BAD_REQUEST, "malformed_json");
+        assert!(msg.contains("ids"), "{body}: {msg}");
+    }
+}
+
+fn token_server(extra: &[&str]) -> (tempfile::TempDir, Served) {
+    let d = tempfile::tempdir().expect("tmp");
+    let tokens = d.path().join("tokens");
+    std::fs::write(&tokens, format!("# test tokens\nwrite:{WRITE}\n")).expect("tokens");
+    let mut args = vec!["--tokens", tokens.to_str().expect("utf8")];
+    args.extend_from_slice(extra);
+    let s = Served::start(
+        &d.path().join("store"),
+        &args,
+        &[("NSHARD_SERVE_TOKENS", &format!("read:{READ}"))],
+    );
+    (d, s)
+}
+
+#[test]
+fn wrong_or_missing_token_is_401() {
+    let (_d, s) = token_server(&[]);
+    let (id, _, enc) = object(10_000, 10);
+    let url = s.at(&format!("/v1/objects/{id}"));
+    let c = client();
+    for auth in [
+        None,
+        Some("Bearer not-the-right-token-at-all"),
+        Some("Basic dXNlcjpwYXNz"),
+        Some("Bearer"),
+    ] {
+        let mut put = c.put(&url).body(enc.clone());
+        let mut get = c.get(&url);
+        let mut miss = c
+            .post(s.at("/v1/objects/missing"))
+            .json(&serde_json::json!({"ids": []}));
+        if let Some(a) = auth {
+            put = put.header("authorization", a);
+            get = get.header("authorization", a);
+            miss = miss.header("authorization", a);
+        }
+        for req in [put, get, miss] {
+            let r = req.send().expect("send");
+            assert_eq!(
+                r.headers().get("www-authenticate").map(|v| v.as_bytes()),
+                Some(&b"Bearer realm=\"nshard\""[..])
+            );
+            expect_error(r, StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+    }
+    expect_error(
+        c.get(s.at("/metrics")).send().expect("metrics"),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    // Health needs no token; the right token works.
+    assert_eq!(
+        c.get(s.at("/v1/health")).send().expect("health").status(),
+        StatusCode::OK
+    );
+    let r = c
+        .put(&url)
+        .bearer_auth(WRITE)
+        .body(enc)
+        .send()
+        .expect("PUT");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(s.object_files().len() == 1);
+    // Tokens never reach the log.
+    let log = s.log();
+    assert!(log.contains("1 write token(s), 1 read token(s)"), "{log}");
+    for t in [WRITE, READ, "not-the-right-token-at-all"] {
+        assert!(!log.contains(t), "token in log:\n{log}");
+    }
+}
+
+#[test]
+fn read_token_that_writes_is_403() {
+    let (_d, s) = token_server(&[]);
+    let (id, _, enc) = object(10_000, 11);
+    let url = s.at(&format!("/v1/objects/{id}"));
+    let c = client();
+    let msg = expect_error(
+        c.put(&url)
+            .bearer_auth(READ)
+            .body(enc.clone())
+            .send()
+            .expect("PUT"),
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert!(msg.contains("write token"), "{msg}");
+    assert!(s.object_files().is_empty());
+    // Reading with the read token works.
+    let r = c
+        .post(s.at("/v1/objects/missing"))
+        .bearer_auth(READ)
+        .json(&serde_json::json!({"ids": [id.to_hex()]}))
+        .send()
+        .expect("missing");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        c.put(&url)
+            .bearer_auth(WRITE)
+            .body(enc.clone())
+            .send()
+            .expect("PUT")
+            .status(),
+        StatusCode::CREATED
+    );
+    let got = c.get(&url).bearer_auth(READ).send().expect("GET");
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(&got.bytes().expect("body")[..], &enc[..]);
+    assert_eq!(
+        c.get(s.at("/metrics"))
+            .bearer_auth(READ)
+            .send()
+            .expect("m")
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn anonymous_read_with_tokens() {
+    let (_d, s) = token_server(&["--allow-anonymous-read"]);
+    let (id, _, enc) = object(10_000, 12);
+    let c = client();
+    let url = s.at(&format!("/v1/objects/{id}"));
+    expect_error(
+        c.put(&url).body(enc.clone()).send().expect("PUT"),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_eq!(
+        c.put(&url)
+            .bearer_auth(WRITE)
+            .body(enc)
+            .send()
+            .expect("PUT")
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(c.get(&url).send().expect("GET").status(), StatusCode::OK);
+}
+
+#[test]
+fn refuses_to_start_without_tokens_on_a_public_address() {
+    let d = tempfile::tempdir().expect("tmp");
+    let store = d.path().join("store");
+    let store = store.to_str().expect("utf8");
+    let err = fails(
+        d.path(),
+        &["serve", "--listen", "0.0.0.0:0", "--store", store],
+    );
+    assert!(
+        err.contains("refusing to serve on 0.0.0.0:0 without tokens"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-anonymous-read"), "{err}");
+    // A bad token file is refused without echoing the token.
+    let tokens = d.path().join("tokens");
+    std::fs::write(&tokens, "write:tooshort\n").expect("w");
+    let err = fails(
+        d.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            store,
+            "--tokens",
+            tokens.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        err.contains("entry 1") && err.contains("shorter than 16"),
+        "{err}"
+    );
+    assert!(!err.contains("tooshort"), "{err}");
+    // With an explicit anonymous-read flag it starts, read-only.
+    let s = Served::start_on(
+        d.path().join("store2").as_path(),
+        "0.0.0.0:0",
+        &["--allow-anonymous-read"],
+        &[],
+    );
+    let port = s.addr.rsplit(':').next().expect("port");
+    let url = format!("http://127.0.0.1:{port}");
+    let (id, _, enc) = object(1000, 13);
+    let r = client()
+        .put(format!("{url}/v1/objects/{id}"))
+        .body(enc)
+        .send()
+        .expect("PUT");
+    expect_error(r, StatusCode::UNAUTHORIZED, "unauthorized");
+    let r = client()
+        .get(format!("{url}/v1/objects/{id}"))
+        .send()
+        .expect("GET");
+    expect_error(r, StatusCode::NOT_FOUND, "not_found");
+}
+
+/// Starts a raw PUT of `enc`, sends `sent` bytes of the body, and waits until the server counts
+/// the upload as in flight.
+fn partial_upload(s: &Served, id: &ObjectId, enc: &[u8], sent: usize) -> std::net::TcpStream {
+    let head = format!(
+        "PUT /v1/objects/{id} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        s.addr,
+        enc.len()
+    );
+    let mut c = raw_connect(&s.addr);
+    c.write_all(head.as_bytes()).expect("head");
+    c.write_all(&enc[..sent]).expect("part of the body");
+    s.wait_metric("nshard_uploads_in_flight", 1);
+    c
+}
+
+#[test]
+fn kill_9_mid_upload_leaves_no_partial_object() {
+    let d = tempfile::tempdir().expect("tmp");
+    let store = d.path().join("store");
+    let mut s = Served::start(&store, &[], &[]);
+    let (id, raw, enc) = object(8 << 20, 14);
+    let _c = partial_upload(&s, &id, &enc, enc.len() / 2);
+    s.kill9();
+    let s = Served::start(&store, &[], &[]);
+    assert_eq!(head_status(&s, &id), StatusCode::NOT_FOUND);
+    assert!(s.object_files().is_empty(), "{:?}", s.object_files());
+    let m: serde_json::Value = missing(&s, &[id.to_hex()]).json().expect("json");
+    assert_eq!(m["missing"], serde_json::json!([id.to_hex()]));
+    // Uploading again completes.
+    assert_eq!(put(&s, &id, enc).status(), StatusCode::CREATED);
+    let got = get(&s, &id).bytes().expect("body");
+    assert_eq!(
+        nshard_core::codec::decode_verified(&id, &got, 1 << 30).expect("ok"),
+        raw
+    );
+}
+
+#[test]
+fn client_disconnecting_mid_download_does_not_hurt_the_server() {
+    let (_d, s) = dev_server();
+    let (id, _, enc) = object(8 << 20, 15);
+    assert_eq!(put(&s, &id, enc.clone()).status(), StatusCode::CREATED);
+    for _ in 0..5 {
+        let mut c = raw_connect(&s.addr);
+        let head = format!("GET /v1/objects/{id} HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr);
+        c.write_all(head.as_bytes()).expect("head");
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = c.read(&mut buf).expect("some bytes");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        drop(c);
+    }
+    // Still serving the whole object, intact.
+    assert_eq!(&get(&s, &id).bytes().expect("body")[..], &enc[..]);
+    assert_eq!(
+        metric_value(&s.metrics(), "nshard_uploads_in_flight"),
+        Some(0)
+    );
+}
+
+#[test]
+fn two_clients_uploading_the_same_object_store_one_copy() {
+    let (_d, s) = dev_server();
+    let (id, _, enc) = object(8 << 20, 16);
+    let barrier = Arc::new(Barrier::new(2));
+    let url = s.at(&format!("/v1/objects/{id}"));
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let (b, url, enc) = (barrier.clone(), url.clone(), enc.clone());
+            std::thread::spawn(move || {
+                b.wait();
+                client().put(url).body(enc).send().expect("PUT").status()
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread").as_u16())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 201]);
+    assert_eq!(s.object_files().len(), 1);
+    assert_eq!(
+        metric_value(&s.metrics(), "nshard_objects_stored_total"),
+        Some(1)
+    );
+    assert_eq!(&get(&s, &id).bytes().expect("body")[..], &enc[..]);
+}
+
+#[test]
+fn concurrent_upload_limit_answers_429() {
+    let d = tempfile::tempdir().expect("tmp");
+    let s = Served::start(&d.path().join("store"), &["--max-uploads", "1"], &[]);
+    let (id, _, enc) = object(1 << 20, 17);
+    let mut c = partial_upload(&s, &id, &enc, 1000);
+    let (id2, _, enc2) = object(1000, 18);
+    let r = put(&s, &id2, enc2.clone());
+    assert_eq!(
+        r.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    expect_error(r, StatusCode::TOO_MANY_REQUESTS, "too_many_uploads");
+    // Finishing the first upload frees the slot.
+    c.write_all(&enc[1000..]).expect("rest");
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    assert_eq!(put(&s, &id2, enc2).status(), StatusCode::CREATED);
+}
+
+#[test]
+fn sigterm_finishes_requests_in_flight() {
+    let d = tempfile::tempdir().expect("tmp");
+    let mut s = Served::start(&d.path().join("store"), &[], &[]);
+    let (id, _, enc) = object(4 << 20, 19);
+    let mut c = partial_upload(&s, &id, &enc, 1 << 20);
+    s.terminate();
+    // New connections are soon no longer accepted…
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while client().get(s.at("/v1/health")).send().is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // …but the upload in flight completes.
+    c.write_all(&enc[1 << 20..]).expect("rest of the body");
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    let st = s.wait_exit(Duration::from_secs(20));
+    assert!(st.success(), "{st:?}\n{}", s.log());
+    assert_eq!(s.object_files().len(), 1);
+    assert!(s.log().contains("shutting down"), "{}", s.log());
+}
+
+#[test]
+fn object_corrupted_on_the_server_disk_is_not_served() {
+    let (_d, s) = dev_server();
+    let (id, _, enc) = object(100_000, 20);
+    assert_eq!(put(&s, &id, enc.clone()).status(), StatusCode::CREATED);
+    let path = s.store.join("objects").join(id.fanout_path());
+    let mut bad = enc;
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(&path, bad).expect("corrupt");
+    let msg = expect_error(get(&s, &id), StatusCode::INTERNAL_SERVER_ERROR, "internal");
+    assert!(msg.contains(&id.to_hex()), "{msg}");
+    assert!(s.log().contains("is corrupt"), "{}", s.log());
+}
