@@ -10,6 +10,7 @@
 //! (`s3://bucket/prefix`). [`open`] turns a parsed URL into a store.
 
 pub mod dir;
+pub mod http;
 mod url;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
 pub use dir::DirStore;
+pub use http::HttpStore;
 pub use url::RemoteUrl;
 
 /// An object store a repository can push to and pull from.
@@ -56,10 +58,18 @@ pub const MISSING_BATCH: usize = 1000;
 
 /// How to open a remote, beyond its URL. The binary fills this from flags, the environment and
 /// `.shard/config.toml`; the library never reads the environment itself.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct OpenOptions {
     /// Bearer token for HTTP remotes (never part of the URL, never printed).
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Opens the store behind `url`. A directory remote must exist (its `objects/` and `tmp/`
@@ -87,9 +97,6 @@ pub async fn open(url: &RemoteUrl, opts: &OpenOptions) -> Result<Arc<dyn Store>>
 
 /// The HTTP backend's constructor (`base` is a validated `http(s)://host[:port][/path]` without a
 /// trailing slash).
-async fn open_http(base: &str, _opts: &OpenOptions) -> Result<Arc<dyn Store>> {
-    Err(Error::RemoteUnsupported {
-        url: base.to_string(),
-        reason: "the HTTP remote is not available in this build yet; use a directory remote",
-    })
+async fn open_http(base: &str, opts: &OpenOptions) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(HttpStore::connect(base, opts).await?))
 }

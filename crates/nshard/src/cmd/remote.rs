@@ -107,8 +107,32 @@ pub async fn open(
     arg: Option<&str>,
 ) -> Result<(ResolvedRemote, Arc<dyn Store>)> {
     let r = repo.resolve_remote(arg, &ctx.cwd)?;
-    let store = remote::open(&r.url, &OpenOptions::default()).await?;
+    let opts = OpenOptions {
+        token: token_for(&r),
+    };
+    let store = remote::open(&r.url, &opts).await?;
     Ok((r, store))
+}
+
+/// The bearer token for a remote, from the environment (never from the URL or config.toml, which
+/// is committed): `NSHARD_TOKEN_<NAME>` for a configured remote (name upper-cased, other characters
+/// than letters and digits as `_`), else `NSHARD_TOKEN`.
+pub fn token_for(r: &ResolvedRemote) -> Option<String> {
+    let named = r.name.as_ref().map(|n| {
+        let suffix: String = n
+            .as_str()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .collect();
+        format!("NSHARD_TOKEN_{suffix}")
+    });
+    let token = named
+        .iter()
+        .map(String::as_str)
+        .chain(["NSHARD_TOKEN"])
+        .find_map(|var| std::env::var(var).ok().filter(|t| !t.trim().is_empty()))
+        .map(|t| t.trim().to_string());
+    token
 }
 
 /// `URL (name)` or `URL`.

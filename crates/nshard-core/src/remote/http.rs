@@ -1,0 +1,326 @@
+//! The HTTP remote: a client of `nshard serve` (protocol v1) over `http://` or `https://` (rustls).
+//!
+//! - `missing` queries go in batches of at most the server's `max_batch` (learned from
+//!   `GET /v1/health` when the remote is opened, which also checks that the URL is an nshard server
+//!   speaking protocol 1).
+//! - Objects travel in their encoded form; `PUT` bodies are verified by the server before they become
+//!   visible, `GET` bodies are bounded by the server's object limit and verified by the caller.
+//! - Failures that may pass (connection refused or reset, timeouts, 5xx, 429) are
+//!   [`Error::RemoteTransient`], which the transfer engine retries with backoff; the rest (a refused
+//!   token, an object the server rejects, a bad request) fail at once with the server's message.
+//! - The bearer token is sent in the `Authorization` header only; it is never part of a URL, an
+//!   error message or a `Debug` output.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{header, Client, Response, StatusCode};
+use serde::Deserialize;
+
+use super::{OpenOptions, Store, MISSING_BATCH};
+use crate::codec::MAX_OBJECT_SIZE;
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+
+/// The protocol version this client speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the server may stay silent in the middle of a response.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A bearer token, redacted in `Debug`.
+#[derive(Clone)]
+struct Token(String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// A NeuroShard server used as a remote.
+#[derive(Clone, Debug)]
+pub struct HttpStore {
+    base: String,
+    client: Client,
+    token: Option<Token>,
+    max_batch: usize,
+    max_object_bytes: u64,
+}
+
+#[derive(Deserialize)]
+struct Health {
+    protocol: u64,
+    #[serde(default)]
+    limits: Option<HealthLimits>,
+}
+
+#[derive(Deserialize)]
+struct HealthLimits {
+    max_batch: Option<usize>,
+    max_object_bytes: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct MissingResponse {
+    missing: Vec<ObjectId>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl HttpStore {
+    /// Connects to the server at `base` (`http(s)://host[:port][/path]`, no trailing slash) and
+    /// checks that it speaks protocol v1.
+    pub async fn connect(base: &str, opts: &OpenOptions) -> Result<HttpStore> {
+        let client = Client::builder()
+            .user_agent(concat!("nshard/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::Remote {
+                remote: base.to_string(),
+                reason: format!("cannot set up the HTTP client: {}", chain(&e)),
+            })?;
+        let mut store = HttpStore {
+            base: base.to_string(),
+            client,
+            token: opts.token.clone().map(Token),
+            max_batch: MISSING_BATCH,
+            max_object_bytes: MAX_OBJECT_SIZE + 4096,
+        };
+        let resp = store.send(store.client.get(store.url("/v1/health"))).await?;
+        let resp = store.check(resp, "health check").await?;
+        let health: Health = resp.json().await.map_err(|e| Error::Remote {
+            remote: store.base.clone(),
+            reason: format!(
+                "does not look like a NeuroShard server (GET /v1/health: {})",
+                chain(&e)
+            ),
+        })?;
+        if health.protocol != PROTOCOL_VERSION {
+            return Err(Error::Remote {
+                remote: store.base.clone(),
+                reason: format!(
+                    "the server speaks protocol {}, this nshard speaks {PROTOCOL_VERSION}; upgrade the older side",
+                    health.protocol
+                ),
+            });
+        }
+        if let Some(l) = health.limits {
+            if let Some(b) = l.max_batch.filter(|&b| b > 0) {
+                store.max_batch = b.min(MISSING_BATCH);
+            }
+            if let Some(m) = l.max_object_bytes {
+                store.max_object_bytes = m.min(MAX_OBJECT_SIZE + 4096);
+            }
+        }
+        Ok(store)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn object_url(&self, id: &ObjectId) -> String {
+        self.url(&format!("/v1/objects/{id}"))
+    }
+
+    /// Sends a request with the token; connection-level failures are transient.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Response> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(&t.0),
+            None => req,
+        };
+        req.send().await.map_err(|e| self.transport(e))
+    }
+
+    fn transport(&self, e: reqwest::Error) -> Error {
+        let e = e.without_url();
+        if e.is_builder() {
+            Error::Remote {
+                remote: self.base.clone(),
+                reason: chain(&e),
+            }
+        } else {
+            Error::RemoteTransient {
+                remote: self.base.clone(),
+                reason: chain(&e),
+            }
+        }
+    }
+
+    /// Turns a non-success status into an error carrying the server's message.
+    async fn check(&self, resp: Response, what: &str) -> Result<Response> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| text.chars().take(300).collect::<String>().trim().to_string());
+        let reason = match status {
+            StatusCode::UNAUTHORIZED if self.token.is_none() => format!(
+                "{what}: the server needs a token (401: {message})\nhint: set NSHARD_TOKEN (or NSHARD_TOKEN_<REMOTE NAME>) to a token the server accepts"
+            ),
+            StatusCode::UNAUTHORIZED => format!(
+                "{what}: the server refused the token (401: {message})\nhint: check NSHARD_TOKEN (or NSHARD_TOKEN_<REMOTE NAME>)"
+            ),
+            StatusCode::FORBIDDEN => format!(
+                "{what}: the token is not allowed to do this (403: {message}); uploading needs a write token"
+            ),
+            _ => format!("{what}: {status}: {message}"),
+        };
+        let transient = status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT;
+        Err(if transient {
+            Error::RemoteTransient {
+                remote: self.base.clone(),
+                reason,
+            }
+        } else {
+            Error::Remote {
+                remote: self.base.clone(),
+                reason,
+            }
+        })
+    }
+
+    async fn missing_batch(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
+        let body = serde_json::json!({ "ids": ids });
+        let resp = self
+            .send(self.client.post(self.url("/v1/objects/missing")).json(&body))
+            .await?;
+        let resp = self.check(resp, "missing query").await?;
+        let m: MissingResponse = resp.json().await.map_err(|e| Error::RemoteTransient {
+            remote: self.base.clone(),
+            reason: format!("missing query: bad answer: {}", chain(&e.without_url())),
+        })?;
+        Ok(m.missing)
+    }
+}
+
+/// An error and its sources on one line (reqwest's own message alone is terse).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_str = c.to_string();
+        if !s.contains(&c_str) {
+            s.push_str(": ");
+            s.push_str(&c_str);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[async_trait]
+impl Store for HttpStore {
+    fn display_url(&self) -> String {
+        self.base.clone()
+    }
+
+    async fn missing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
+        let mut out = Vec::new();
+        for batch in ids.chunks(self.max_batch) {
+            out.extend(self.missing_batch(batch).await?);
+        }
+        Ok(out)
+    }
+
+    async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<()> {
+        if encoded.len() as u64 > self.max_object_bytes {
+            return Err(Error::Remote {
+                remote: self.base.clone(),
+                reason: format!(
+                    "object {id} is {} bytes, over the server's limit of {} bytes",
+                    encoded.len(),
+                    self.max_object_bytes
+                ),
+            });
+        }
+        let req = self
+            .client
+            .put(self.object_url(id))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(encoded);
+        let resp = self.send(req).await?;
+        self.check(resp, &format!("uploading {id}")).await?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        let resp = self.send(self.client.get(self.object_url(id))).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(Error::ObjectMissing(*id));
+        }
+        let mut resp = self.check(resp, &format!("downloading {id}")).await?;
+        let limit = self.max_object_bytes;
+        let too_big = || Error::Remote {
+            remote: self.base.clone(),
+            reason: format!("object {id} is larger than the {limit}-byte limit"),
+        };
+        let declared = resp.content_length();
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_big());
+        }
+        let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e))? {
+            if (out.len() + chunk.len()) as u64 > limit {
+                return Err(too_big());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        if declared.is_some_and(|n| n != out.len() as u64) {
+            return Err(Error::RemoteTransient {
+                remote: self.base.clone(),
+                reason: format!("download of {id} ended early"),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn list(&self) -> Result<Vec<ObjectId>> {
+        Err(Error::RemoteUnsupported {
+            url: self.base.clone(),
+            reason: "the NeuroShard server protocol v1 has no object listing",
+        })
+    }
+
+    async fn delete(&self, _id: &ObjectId) -> Result<()> {
+        Err(Error::RemoteUnsupported {
+            url: self.base.clone(),
+            reason: "the NeuroShard server protocol v1 does not delete objects",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_redacted() {
+        let t = Token("super-secret-token-value".into());
+        assert!(!format!("{t:?}").contains("super-secret"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_a_transient_error_naming_the_url() {
+        // Port 9 (discard) on loopback is closed on any sane test machine.
+        let err = HttpStore::connect("http://127.0.0.1:9", &OpenOptions::default())
+            .await
+            .expect_err("nothing listens there");
+        assert!(err.is_transient(), "{err}");
+        assert!(err.to_string().contains("http://127.0.0.1:9"), "{err}");
+    }
+}
