@@ -95,7 +95,9 @@ impl HttpStore {
             max_batch: MISSING_BATCH,
             max_object_bytes: MAX_OBJECT_SIZE + 4096,
         };
-        let resp = store.send(store.client.get(store.url("/v1/health"))).await?;
+        let resp = store
+            .send(store.client.get(store.url("/v1/health")))
+            .await?;
         let resp = store.check(resp, "health check").await?;
         let health: Health = resp.json().await.map_err(|e| Error::Remote {
             remote: store.base.clone(),
@@ -165,7 +167,13 @@ impl HttpStore {
         let text = resp.text().await.unwrap_or_default();
         let message = serde_json::from_str::<ErrorBody>(&text)
             .map(|b| b.error)
-            .unwrap_or_else(|_| text.chars().take(300).collect::<String>().trim().to_string());
+            .unwrap_or_else(|_| {
+                text.chars()
+                    .take(300)
+                    .collect::<String>()
+                    .trim()
+                    .to_string()
+            });
         let reason = match status {
             StatusCode::UNAUTHORIZED if self.token.is_none() => format!(
                 "{what}: the server needs a token (401: {message})\nhint: set NSHARD_TOKEN (or NSHARD_TOKEN_<REMOTE NAME>) to a token the server accepts"
@@ -197,7 +205,11 @@ impl HttpStore {
     async fn missing_batch(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
         let body = serde_json::json!({ "ids": ids });
         let resp = self
-            .send(self.client.post(self.url("/v1/objects/missing")).json(&body))
+            .send(
+                self.client
+                    .post(self.url("/v1/objects/missing"))
+                    .json(&body),
+            )
             .await?;
         let resp = self.check(resp, "missing query").await?;
         let m: MissingResponse = resp.json().await.map_err(|e| Error::RemoteTransient {

@@ -122,7 +122,13 @@ pub fn token_for(r: &ResolvedRemote) -> Option<String> {
         let suffix: String = n
             .as_str()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("NSHARD_TOKEN_{suffix}")
     });
