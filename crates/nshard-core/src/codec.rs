@@ -51,6 +51,12 @@ pub enum Codec {
     ByteGrouped(u8),
 }
 
+/// The largest encoded size accepted for an object of `raw_len` raw bytes: the raw bytes plus the
+/// header, per-plane headers and zstd's worst-case expansion of incompressible input, with margin.
+pub fn max_encoded_len(raw_len: u64) -> u64 {
+    HEADER_LEN as u64 + raw_len + raw_len / 128 + 4096
+}
+
 /// What the encoder knows about a chunk's bytes (from the tensor under it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DataHint {

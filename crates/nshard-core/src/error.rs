@@ -75,6 +75,17 @@ pub enum Error {
     /// A file changed size, mtime or content while it was being read for a commit.
     #[error("{0} changed while it was being read; it was not committed (run commit again once it is stable)")]
     FileChangedDuringRead(PathBuf),
+    /// A file holds an older committed version than its manifest; committing it would undo the
+    /// newer version.
+    #[error("{path} holds version {} but its manifest is at {}: run `nshard checkout` to update the file, or `nshard commit --force` to record the older content as the newest version", file_version.short(), manifest_version.short())]
+    Outdated {
+        /// The data file.
+        path: String,
+        /// The version the file holds.
+        file_version: ObjectId,
+        /// The version its manifest names.
+        manifest_version: ObjectId,
+    },
     /// Checkout would overwrite local changes.
     #[error("{0} has local changes that are not committed; use --force to overwrite them")]
     WouldOverwrite(PathBuf),

@@ -14,6 +14,10 @@ use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
 
+/// File name prefix of temporary files; work-tree scans ignore such files and checkout removes
+/// stale ones left by an interrupted run.
+pub const TMP_PREFIX: &str = ".nshard-tmp-";
+
 /// A file being written atomically. Nothing is visible at the destination until [`AtomicFile::commit`];
 /// dropping it without committing removes the temporary file.
 pub struct AtomicFile {
@@ -25,8 +29,17 @@ impl AtomicFile {
     /// Starts writing a file that will replace `dest`. The temporary file lives in `tmp_dir`, which
     /// must be on the same filesystem as `dest` (its parent directory, or the repo's `.shard/tmp`).
     pub fn create_in(tmp_dir: &Path, dest: &Path) -> Result<Self> {
-        let tmp = tempfile::Builder::new()
-            .prefix(".nshard-tmp-")
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(TMP_PREFIX);
+        // Not tempfile's private 0600: keep the mode of the file being replaced, or create a new
+        // file like any program would (0666 minus the umask).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dest).map_or(0o666, |m| m.permissions().mode() & 0o7777);
+            builder.permissions(fs::Permissions::from_mode(mode));
+        }
+        let tmp = builder
             .tempfile_in(tmp_dir)
             .map_err(Error::io("creating a temporary file in", tmp_dir))?;
         Ok(Self {
@@ -273,6 +286,36 @@ impl<'de> Deserialize<'de> for RepoPath {
     }
 }
 
+/// The absolute path of the existing regular file `rel` under `root`, refusing it when any
+/// component on the way is a symlink, so that commit and status never read a file outside the
+/// repository through a planted symlinked directory.
+pub fn existing_file_in(root: &Path, rel: &RepoPath) -> Result<PathBuf> {
+    let mut cur = root.to_path_buf();
+    let comps: Vec<&str> = rel.as_str().split('/').collect();
+    for (i, c) in comps.iter().enumerate() {
+        cur.push(c);
+        let md = fs::symlink_metadata(&cur).map_err(Error::io("reading", &cur))?;
+        let last = i + 1 == comps.len();
+        if md.file_type().is_symlink() {
+            return Err(Error::UnsafePath {
+                path: cur.display().to_string(),
+                reason: "is a symlink; nshard does not follow symlinks inside the repository",
+            });
+        }
+        if (last && !md.is_file()) || (!last && !md.is_dir()) {
+            return Err(Error::UnsafePath {
+                path: cur.display().to_string(),
+                reason: if last {
+                    "is not a regular file"
+                } else {
+                    "is not a directory"
+                },
+            });
+        }
+    }
+    Ok(cur)
+}
+
 /// Checks that every existing component of `rel` under `root`, except the last, is a real directory
 /// (not a symlink), and that the last, if it exists, is a regular file, not a symlink. Creates missing
 /// directories. Returns the absolute destination path. This is what keeps a checkout from writing
@@ -363,6 +406,23 @@ mod tests {
         }
         assert_eq!(fs::read(&p).expect("read"), b"two");
         assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_write_keeps_the_existing_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        write_atomic(&p, b"one").expect("write");
+        // A new file gets the same mode as one made by plain `fs::write` (0666 minus the umask).
+        let plain = dir.path().join("plain");
+        fs::write(&plain, b"x").expect("write");
+        let mode = |p: &Path| fs::metadata(p).expect("md").permissions().mode() & 0o777;
+        assert_eq!(mode(&p), mode(&plain));
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).expect("chmod");
+        write_atomic(&p, b"two").expect("write");
+        assert_eq!(mode(&p), 0o640);
     }
 
     #[test]

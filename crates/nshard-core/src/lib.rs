@@ -14,6 +14,7 @@
 //! let results = repo.commit(&CommitOptions {
 //!     message: "first checkpoint".into(),
 //!     paths: vec![],
+//!     force: false,
 //!     progress: &NoProgress,
 //! })?;
 //! for r in results {

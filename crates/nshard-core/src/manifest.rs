@@ -113,14 +113,20 @@ impl Manifest {
             )));
         }
         // Check the format tag first so that a future format gets a helpful message rather than a
-        // complaint about some field.
-        let value: serde_json::Value =
+        // complaint about some field. `Tag` skips every other value without building it, so a
+        // hostile manifest cannot make this step allocate more than its own size.
+        #[derive(Deserialize)]
+        struct Tag {
+            format: Option<String>,
+        }
+        let tag: Tag =
             serde_json::from_slice(bytes).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
-        match value.get("format").and_then(|f| f.as_str()) {
+        match tag.format.as_deref() {
             Some(FORMAT) => {}
             Some(other) => {
                 return Err(invalid(format!(
-                    "unknown format {other:?} (this nshard reads {FORMAT:?})"
+                    "unknown format {:?} (this nshard reads {FORMAT:?})",
+                    other.chars().take(100).collect::<String>()
                 )))
             }
             None => {
@@ -129,7 +135,7 @@ impl Manifest {
                 ))
             }
         }
-        let m: Manifest = serde_json::from_value(value).map_err(|e| invalid(format!("{e}")))?;
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| invalid(format!("{e}")))?;
         m.validate().map_err(invalid)?;
         if let Some(exp) = expected {
             if &m.path != exp {

@@ -99,7 +99,7 @@ impl LocalStore {
         fs::create_dir_all(&dir).map_err(Error::io("creating directory", &dir))?;
         let mut file = AtomicFile::create_in(&self.tmp, &dest)?;
         file.write_all(enc).map_err(Error::io("writing", &dest))?;
-        Ok(Some(StagedObject { file, dir }))
+        Ok(Some(StagedObject { file }))
     }
 
     /// Verifies that `enc` decodes to bytes hashing to `id` (at most `max_raw_len` of them), then
@@ -111,19 +111,53 @@ impl LocalStore {
 
     /// Reads the encoded bytes of `id` without decoding.
     pub fn get_encoded(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        self.read_bounded(id, codec::MAX_OBJECT_SIZE)
+    }
+
+    /// Reads the encoded bytes of `id`, refusing a symlink or anything but a regular file (a
+    /// shared directory remote may hold planted files) and refusing files larger than any valid
+    /// encoding of `max_raw_len` raw bytes, so a hostile store cannot exhaust memory.
+    fn read_bounded(&self, id: &ObjectId, max_raw_len: u64) -> Result<Vec<u8>> {
         let p = self.path_of(id);
-        fs::read(&p).map_err(|e| {
+        let not_found = |e: io::Error| {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::ObjectMissing(*id)
             } else {
-                Error::io("reading object", p)(e)
+                Error::io("reading object", &p)(e)
+            }
+        };
+        let md = fs::symlink_metadata(&p).map_err(not_found)?;
+        if !md.is_file() {
+            return Err(Error::CorruptObject {
+                id: *id,
+                reason: format!("{} is not a regular file", p.display()),
+            });
+        }
+        let limit = codec::max_encoded_len(max_raw_len.min(codec::MAX_OBJECT_SIZE));
+        if md.len() > limit {
+            return Err(Error::CorruptObject {
+                id: *id,
+                reason: format!(
+                    "{} bytes on disk, more than any encoding of it can take",
+                    md.len()
+                ),
+            });
+        }
+        super::repo::read_limited(&p, limit).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData {
+                Error::CorruptObject {
+                    id: *id,
+                    reason: "grew past its size limit while being read".into(),
+                }
+            } else {
+                not_found(e)
             }
         })
     }
 
     /// Reads, decodes and verifies `id`, producing at most `max_raw_len` bytes.
     pub fn get(&self, id: &ObjectId, max_raw_len: u64) -> Result<Vec<u8>> {
-        let enc = self.get_encoded(id)?;
+        let enc = self.read_bounded(id, max_raw_len)?;
         codec::decode_verified(id, &enc, max_raw_len)
     }
 
@@ -175,16 +209,14 @@ impl LocalStore {
 /// An object written to the store's temporary directory, not yet visible.
 pub struct StagedObject {
     file: AtomicFile,
-    dir: PathBuf,
 }
 
 impl StagedObject {
     /// fsyncs the object and renames it into place (if no other writer got there first). Returns
-    /// whether it was new, and the fan-out directory, which the caller must fsync (once per
-    /// directory, see [`fsutil::sync_dir`]) before anything durable refers to the object.
-    pub fn persist(self) -> Result<(bool, PathBuf)> {
-        let new = self.file.persist_if_absent()?;
-        Ok((new, self.dir))
+    /// whether it was new. The caller must fsync the object's fan-out directory (see
+    /// [`fsutil::sync_dir`]) before anything durable refers to the object.
+    pub fn persist(self) -> Result<bool> {
+        self.file.persist_if_absent()
     }
 }
 

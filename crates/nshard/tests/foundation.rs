@@ -95,6 +95,17 @@ fn git_init_ignores_data_but_not_config_or_manifests() {
     assert!(listed.contains(".shard/config.toml"), "{listed}");
     assert!(listed.contains("models/w.bin.shard.json"), "{listed}");
     assert!(listed.contains(".gitignore"), "{listed}");
+    // A file that appears later under the tracked directory is ignored once committed.
+    repo.write("models/later.bin", &random_bytes(50_000, 3));
+    repo.ok(&["commit", "-m", "v2"]);
+    let out = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(repo.path())
+        .output()
+        .expect("git status");
+    let listed2 = String::from_utf8_lossy(&out.stdout);
+    assert!(listed2.contains("models/later.bin.shard.json"), "{listed2}");
+    assert!(!listed2.contains("models/later.bin\n"), "{listed2}");
     assert!(!listed.contains(".shard/objects"), "{listed}");
     assert!(!listed.contains(".shard/cache"), "{listed}");
     assert!(!listed.contains("models/w.bin\n"), "{listed}");
@@ -206,7 +217,12 @@ fn checkout_restores_versions_and_protects_local_changes() {
     let out = repo.ok(&["checkout", "m/model.bin.shard.json", "--version", &id1[..8]]);
     assert!(out.contains(&id1[..12]), "{out}");
     assert_eq!(repo.read("m/model.bin"), v1);
-    assert_eq!(repo.json(&["status"])[0]["state"], "modified");
+    let st = repo.json(&["status"]);
+    assert_eq!(st[0]["state"], "outdated", "{st}");
+    assert_eq!(st[0]["file_version"], id1);
+    // Committing the older content needs --force (it would undo v2).
+    let err = repo.fails(&["commit", "-m", "revert?"]);
+    assert!(err.contains("--force"), "{err}");
     let err = repo.fails(&["checkout", "m/model.bin", "--version", "ffffffff"]);
     assert!(err.contains("matches no version"), "{err}");
     // A local edit is not overwritten without --force.
@@ -474,4 +490,77 @@ fn commit_detects_a_file_changing_or_vanishing_while_read() {
             "a manifest was written"
         );
     }
+}
+
+#[test]
+fn a_file_behind_a_pulled_manifest_is_outdated_not_modified() {
+    // Alice commits v1 and v2; Bob has v1 checked out and then "git pull"s v2's manifest.
+    let (repo, v1) = committed(2 * MIB);
+    let v1_manifest = repo.read("m/model.bin.shard.json");
+    let mut v2 = v1.clone();
+    v2[7] ^= 1;
+    repo.write("m/model.bin", &v2);
+    repo.ok(&["commit", "-m", "v2"]);
+    let v2_manifest = repo.read("m/model.bin.shard.json");
+    repo.write("m/model.bin.shard.json", &v1_manifest);
+    repo.ok(&["checkout", "--force"]);
+    assert_eq!(repo.read("m/model.bin"), v1);
+    repo.write("m/model.bin.shard.json", &v2_manifest);
+    assert_eq!(repo.json(&["status"])[0]["state"], "outdated");
+    let err = repo.fails(&["commit", "-m", "would undo v2"]);
+    assert!(err.contains("nshard checkout"), "{err}");
+    assert_eq!(repo.read("m/model.bin.shard.json"), v2_manifest);
+    repo.ok(&["checkout"]);
+    assert_eq!(repo.read("m/model.bin"), v2);
+    // `--force` records the older content on purpose (a revert).
+    repo.write("m/model.bin.shard.json", &v1_manifest);
+    repo.ok(&["checkout"]);
+    repo.write("m/model.bin.shard.json", &v2_manifest);
+    let r = repo.json(&["commit", "-m", "revert to v1", "--force"]);
+    assert_eq!(r[0]["result"], "committed", "{r}");
+}
+
+#[test]
+fn interrupted_checkout_leftovers_are_ignored_and_cleaned() {
+    let (repo, data) = committed(MIB);
+    repo.ok(&["untrack", "m/model.bin"]);
+    repo.ok(&["track", "m"]);
+    // What a killed checkout leaves beside its target.
+    repo.write("m/.nshard-tmp-AbC123", &random_bytes(4096, 1));
+    let st = repo.json(&["status"]);
+    assert_eq!(st.as_array().expect("array").len(), 1, "{st}");
+    let r = repo.json(&["commit", "-m", "nothing new"]);
+    assert_eq!(r.as_array().expect("array").len(), 1, "{r}");
+    fs::remove_file(repo.join("m/model.bin")).expect("rm");
+    repo.ok(&["checkout"]);
+    assert_eq!(repo.read("m/model.bin"), data);
+    assert!(
+        !repo.join("m/.nshard-tmp-AbC123").exists(),
+        "stale temporary kept"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn commit_never_reads_through_a_symlinked_directory() {
+    let repo = TestRepo::new();
+    let outside = tempfile::tempdir().expect("tmp");
+    fs::write(outside.path().join("secret.bin"), b"outside the repository").expect("w");
+    repo.write("models/keep.bin", b"inside");
+    repo.ok(&["track", "models/keep.bin"]);
+    // A clone whose tracked path now runs through a symlinked directory.
+    fs::remove_dir_all(repo.join("models")).expect("rm");
+    std::os::unix::fs::symlink(outside.path(), repo.join("models")).expect("symlink");
+    fs::write(outside.path().join("keep.bin"), b"secret").expect("w");
+    let out = common::nshard(repo.path())
+        .args(["commit", "-m", "x"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("symlink"), "{err}");
+    let objects = walk(&repo.join(".shard/objects"));
+    assert!(
+        objects.is_empty(),
+        "read data through the symlink: {objects:?}"
+    );
 }

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 
-use super::statcache::{StatCache, StatEntry, StatKey};
+use super::statcache::{now_ns, StatCache, StatEntry};
 use super::status::hash_file;
 use super::Repo;
 use crate::error::{Error, Result};
@@ -113,19 +113,16 @@ impl Repo {
         };
         let dest = fsutil::prepare_safe_destination(&self.root, path)?;
         if let Ok(md) = fs::symlink_metadata(&dest) {
-            let known = match cache.fresh(path.as_str(), &md) {
-                Some(e) => e.sha256,
-                None => hash_file(&dest).map_err(Error::io("reading", &dest))?,
+            let (known, observed) = match cache.fresh(path.as_str(), &md) {
+                Some(e) => (e.sha256, e.observed_ns),
+                None => {
+                    let observed = now_ns();
+                    let sha = hash_file(&dest).map_err(Error::io("reading", &dest))?;
+                    (sha, observed)
+                }
             };
             if known == target.sha256 {
-                cache.set(
-                    path.as_str(),
-                    StatEntry {
-                        stat: StatKey::of(&md),
-                        sha256: known,
-                        version,
-                    },
-                );
+                cache.set(path.as_str(), StatEntry::new(&md, known, version, observed));
                 return Ok(CheckoutOutcome::UpToDate { version });
             }
             let clean = known == wt.manifest.sha256
@@ -149,11 +146,10 @@ impl Repo {
         let md = fs::symlink_metadata(&dest).map_err(Error::io("reading", &dest))?;
         cache.set(
             path.as_str(),
-            StatEntry {
-                stat: StatKey::of(&md),
-                sha256: target.sha256,
-                version,
-            },
+            // Observed after the rename: nobody else can have written the file before (it had a
+            // random temporary name), so only later writes matter, and those change the mtime
+            // unless they land within the racy window, which `StatCache::fresh` accounts for.
+            StatEntry::new(&md, target.sha256, version, now_ns()),
         );
         Ok(CheckoutOutcome::Written {
             version,
@@ -163,6 +159,7 @@ impl Repo {
 
     /// Writes `m`'s content to `dest` atomically, verifying every chunk and the whole file.
     fn rebuild(&self, m: &Manifest, dest: &std::path::Path, progress: &dyn Progress) -> Result<()> {
+        remove_stale_temporaries(dest);
         let mut out = AtomicFile::create(dest)?;
         let batch = 2 * rayon::current_num_threads().max(1);
         let mut hasher = Hasher::new();
@@ -200,10 +197,13 @@ impl Repo {
             // final fsync has little left to do. Its errors surface in that final fsync.
             let flush_file = out.file().try_clone().map_err(Error::io("writing", dest))?;
             let (flush_tx, flush_rx) = mpsc::sync_channel::<()>(1);
-            s.spawn(move || {
+            // The descriptor is shared with `out`: the kernel reports a writeback error to only one
+            // fsync caller, so the flusher's first error is returned and fails the checkout.
+            let flusher = s.spawn(move || -> std::io::Result<()> {
                 for () in flush_rx {
-                    let _ = flush_file.sync_data();
+                    flush_file.sync_data()?;
                 }
+                Ok(())
             });
             let mut unflushed = 0u64;
             for d in rx {
@@ -220,6 +220,10 @@ impl Repo {
             }
             drop(flush_tx);
             producer.join().expect("checkout reader thread");
+            flusher
+                .join()
+                .expect("checkout flush thread")
+                .map_err(Error::io("syncing", dest))?;
             Ok(())
         });
         written?;
@@ -232,5 +236,24 @@ impl Repo {
             });
         }
         out.commit()
+    }
+}
+
+/// Removes temporary files an interrupted checkout (Ctrl-C, kill -9, power loss) left beside
+/// `dest`. Safe because checkout and commit, the only writers of such files in the work tree, hold
+/// the exclusive repository lock. Best effort: a file that cannot be removed is left alone.
+fn remove_stale_temporaries(dest: &std::path::Path) {
+    let Some(dir) = dest.parent() else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let is_tmp = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(fsutil::TMP_PREFIX));
+        if is_tmp && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(e.path());
+        }
     }
 }

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use super::statcache::{StatCache, StatEntry, StatKey};
+use super::statcache::{now_ns, StatCache, StatEntry, StatKey};
 use super::Repo;
 use crate::chunk::{ChunkParams, ChunkReader, Cutter, LayoutMode, RawChunk};
 use crate::codec::{DataHint, Encoder};
@@ -31,6 +32,9 @@ pub struct CommitOptions<'a> {
     pub message: String,
     /// Restrict the commit to these tracked files (empty: all tracked files).
     pub paths: Vec<RepoPath>,
+    /// Commit files that hold an older committed version than their manifest (a revert); without
+    /// it they are refused, so a stale file after `git pull` never silently undoes a newer version.
+    pub force: bool,
     /// Progress sink.
     pub progress: &'a dyn Progress,
 }
@@ -118,9 +122,14 @@ impl Repo {
         let mut cache = StatCache::load(&self.dot.join("cache").join("stat.json"));
         let mut out = Vec::new();
         for path in targets {
-            let result = self.commit_file(&path, &message, &mut cache, opts.progress);
+            let result = self.commit_file(&path, &message, &mut cache, opts);
             out.push(FileCommit { path, result });
             cache.save()?;
+        }
+        // Files that appeared under a tracked directory or glob since `track` ran must not reach
+        // git either.
+        if self.is_git_repo() {
+            self.sync_gitignore()?;
         }
         Ok(out)
     }
@@ -130,22 +139,31 @@ impl Repo {
         path: &RepoPath,
         message: &str,
         cache: &mut StatCache,
-        progress: &dyn Progress,
+        opts: &CommitOptions<'_>,
     ) -> Result<CommitOutcome> {
-        let abs = path.to_path(&self.root);
+        let progress = opts.progress;
+        let abs = fsutil::existing_file_in(&self.root, path)?;
         let md0 = fs::symlink_metadata(&abs).map_err(Error::io("reading", &abs))?;
-        if !md0.is_file() {
-            return Err(Error::UnsafePath {
-                path: path.to_string(),
-                reason: "is not a regular file (symlinks are not followed)",
-            });
-        }
         let parent = self.read_worktree_manifest(path)?;
+        let outdated = |sha: &ObjectId, cache: &StatCache| -> Result<()> {
+            match (cache.get(path.as_str()), &parent) {
+                (Some(e), Some(p)) if !opts.force && e.sha256 == *sha && e.version != p.version => {
+                    Err(Error::Outdated {
+                        path: path.to_string(),
+                        file_version: e.version,
+                        manifest_version: p.version,
+                    })
+                }
+                _ => Ok(()),
+            }
+        };
         if let (Some(entry), Some(p)) = (cache.fresh(path.as_str(), &md0), &parent) {
             if entry.sha256 == p.manifest.sha256 {
                 return Ok(CommitOutcome::Unchanged { version: p.version });
             }
+            outdated(&entry.sha256, cache)?;
         }
+        let observed = now_ns();
         let file = File::open(&abs).map_err(Error::io("opening", &abs))?;
         let md1 = file.metadata().map_err(Error::io("reading", &abs))?;
         let params = self.config.chunking;
@@ -179,15 +197,12 @@ impl Repo {
         if StatKey::of(&md1) != StatKey::of(&md_after) || stored.size != md1.len() {
             return Err(Error::FileChangedDuringRead(abs));
         }
+        outdated(&stored.sha256, cache)?;
         if let Some(p) = &parent {
             if p.manifest.sha256 == stored.sha256 && p.manifest.chunks == stored.chunks {
                 cache.set(
                     path.as_str(),
-                    StatEntry {
-                        stat: StatKey::of(&md1),
-                        sha256: stored.sha256,
-                        version: p.version,
-                    },
+                    StatEntry::new(&md1, stored.sha256, p.version, observed),
                 );
                 return Ok(CommitOutcome::Unchanged { version: p.version });
             }
@@ -224,11 +239,7 @@ impl Repo {
         fsutil::write_atomic(&mabs, &bytes)?;
         cache.set(
             path.as_str(),
-            StatEntry {
-                stat: StatKey::of(&md1),
-                sha256: stored.sha256,
-                version,
-            },
+            StatEntry::new(&md1, stored.sha256, version, observed),
         );
         let total = manifest.chunks.len();
         Ok(CommitOutcome::Committed {
@@ -270,7 +281,6 @@ impl Repo {
         // directory is fsynced once at the end, before the manifest can refer to its objects.
         let (sync_tx, sync_rx) = mpsc::sync_channel::<ToSync>(SYNC_QUEUE);
         let sync_rx = Mutex::new(sync_rx);
-        let dirs = Mutex::new(BTreeSet::new());
         std::thread::scope(|s| {
             let hasher = s.spawn(move || {
                 let mut h = Hasher::new();
@@ -280,18 +290,15 @@ impl Repo {
                 h.finish()
             });
             for _ in 0..SYNCERS {
-                let (sync_rx, done_tx, dirs) = (&sync_rx, done_tx.clone(), &dirs);
+                let (sync_rx, done_tx) = (&sync_rx, done_tx.clone());
                 s.spawn(move || loop {
                     let next = sync_rx.lock().expect("sync queue lock").recv();
                     let Ok((idx, cref, staged, len)) = next else {
                         break;
                     };
-                    let r = staged.persist().map(|(new, dir)| {
-                        if new {
-                            dirs.lock().expect("dir set lock").insert(dir);
-                        }
-                        (idx, cref, new, if new { len } else { 0 })
-                    });
+                    let r = staged
+                        .persist()
+                        .map(|new| (idx, cref, new, if new { len } else { 0 }));
                     if done_tx.send(r).is_err() {
                         break;
                     }
@@ -407,13 +414,22 @@ impl Repo {
             if let Some(e) = first_err {
                 return Err(e);
             }
-            for dir in std::mem::take(&mut *dirs.lock().expect("dir set lock")) {
-                fsutil::sync_dir(&dir)?;
-            }
-            let chunks = slots
+            let chunks: Vec<ChunkRef> = slots
                 .into_iter()
                 .map(|c| c.expect("every chunk was processed"))
                 .collect();
+            // Make every object the manifest will name durable, including ones an earlier,
+            // interrupted commit renamed into place without reaching its directory fsync: fsync
+            // each fan-out directory involved (at most 256, cheap when clean) and `objects/`
+            // itself, which may have gained fan-out directories.
+            let dirs: BTreeSet<PathBuf> = chunks
+                .iter()
+                .filter_map(|c| self.store.path_of(&c.id).parent().map(PathBuf::from))
+                .collect();
+            for dir in &dirs {
+                fsutil::sync_dir(dir)?;
+            }
+            fsutil::sync_dir(self.store.objects_dir())?;
             Ok(Stored {
                 chunks,
                 sha256,

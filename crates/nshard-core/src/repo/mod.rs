@@ -296,7 +296,12 @@ impl Repo {
                     return Err(Error::io("scanning", path)(e.into()));
                 }
             };
-            if !ent.file_type().is_file() {
+            if !ent.file_type().is_file()
+                || ent
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(fsutil::TMP_PREFIX))
+            {
                 continue;
             }
             let Ok(rel) = ent.path().strip_prefix(&self.root) else {

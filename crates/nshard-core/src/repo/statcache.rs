@@ -53,6 +53,32 @@ pub struct StatEntry {
     pub sha256: ObjectId,
     /// The version (manifest id) whose content it is.
     pub version: ObjectId,
+    /// When the content was observed: taken *before* the file was read or hashed (nanoseconds
+    /// since the epoch). An entry whose mtime is too close to this moment is not trusted, see
+    /// [`racy`]. Caches written before this field existed load as 0: never trusted, rehashed once.
+    #[serde(default)]
+    pub observed_ns: i128,
+}
+
+impl StatEntry {
+    /// An entry for a file with metadata `md` whose content (hashing to `sha256`, the content of
+    /// `version`) was observed starting at `observed_ns` (see [`now_ns`]).
+    pub fn new(md: &Metadata, sha256: ObjectId, version: ObjectId, observed_ns: i128) -> Self {
+        Self {
+            stat: StatKey::of(md),
+            sha256,
+            version,
+            observed_ns,
+        }
+    }
+}
+
+/// The current time in nanoseconds since the epoch.
+pub fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
 /// The cache, keyed by repository path.
@@ -80,7 +106,7 @@ impl StatCache {
     pub fn fresh(&self, path: &str, md: &Metadata) -> Option<&StatEntry> {
         self.entries
             .get(path)
-            .filter(|e| e.stat == StatKey::of(md) && !racy(&e.stat))
+            .filter(|e| e.stat == StatKey::of(md) && !racy(e))
     }
 
     /// The entry for `path`, stale or not.
@@ -106,13 +132,49 @@ impl StatCache {
     }
 }
 
-/// A file modified within the same second as its cache entry was written could change again
-/// without its mtime moving on coarse-timestamp filesystems ("racy git"); such entries are not
-/// trusted. With nanosecond mtimes this only bites files modified in the last two seconds.
-fn racy(stat: &StatKey) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0);
-    stat.mtime_ns % 1_000_000_000 == 0 && now - stat.mtime_ns < 2_000_000_000
+/// "Racy git": a file rewritten within the same filesystem timestamp tick as the moment its content
+/// was observed keeps its mtime (and, with the same length, its whole stat), so the cache could
+/// not see the change. Entries whose mtime is not clearly older than the observation are therefore
+/// not trusted (the file is re-hashed once and the entry renewed). Whole-second mtimes come from
+/// coarse filesystems and get a 2-second window; otherwise the kernel's timestamps are at worst a
+/// scheduler tick (≤ 10 ms) coarse, and 50 ms is kept as margin.
+fn racy(e: &StatEntry) -> bool {
+    let window = if e.stat.mtime_ns % 1_000_000_000 == 0 {
+        2_000_000_000
+    } else {
+        50_000_000
+    };
+    e.stat.mtime_ns + window > e.observed_ns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(mtime_ns: i128, observed_ns: i128) -> StatEntry {
+        let id = ObjectId::of(b"x");
+        StatEntry {
+            stat: StatKey {
+                size: 1,
+                mtime_ns,
+                ino: 1,
+            },
+            sha256: id,
+            version: id,
+            observed_ns,
+        }
+    }
+
+    #[test]
+    fn racy_entries_are_not_trusted() {
+        let s = 1_000_000_000i128;
+        // Coarse (whole-second) mtime observed 0.3 s later: the file could still change unseen.
+        assert!(racy(&entry(100 * s, 100 * s + 300_000_000)));
+        assert!(!racy(&entry(100 * s, 103 * s)));
+        // Fine-grained mtimes: a short window.
+        assert!(racy(&entry(100 * s + 1, 100 * s + 1_000_000)));
+        assert!(!racy(&entry(100 * s + 1, 101 * s)));
+        // Entries from caches without the field.
+        assert!(racy(&entry(100 * s + 1, 0)));
+    }
 }

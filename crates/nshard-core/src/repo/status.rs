@@ -4,7 +4,7 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-use super::statcache::{StatCache, StatEntry, StatKey};
+use super::statcache::{now_ns, StatCache, StatEntry};
 use super::Repo;
 use crate::error::{Error, Result};
 use crate::fsutil::RepoPath;
@@ -19,6 +19,13 @@ pub enum FileState {
     Unchanged,
     /// The work-tree file differs from its committed version.
     Modified,
+    /// The file holds an older committed version than its manifest names (after `git pull`
+    /// brought a newer manifest, or `checkout --version`): `nshard checkout` brings it up to date;
+    /// `nshard commit --force` records it as the newest version instead (a revert).
+    Outdated {
+        /// The version the file holds.
+        file_version: ObjectId,
+    },
     /// Tracked but never committed.
     New,
     /// The manifest exists but the data file does not: `nshard checkout` needed (after `nshard pull`
@@ -37,6 +44,12 @@ pub enum FileState {
         /// Why.
         reason: String,
     },
+}
+
+impl FileState {
+    fn with_version(self, v: Option<ObjectId>) -> (FileState, Option<ObjectId>) {
+        (self, v)
+    }
 }
 
 /// Status of one file.
@@ -123,31 +136,40 @@ impl Repo {
         let v = Some(wt.version);
         let abs = path.to_path(&self.root);
         let md = match fs::symlink_metadata(&abs) {
-            Ok(md) if md.is_file() => md,
+            Ok(md) if md.is_file() => {
+                // Never hash a file reached through a symlinked directory.
+                crate::fsutil::existing_file_in(&self.root, path)?;
+                md
+            }
             _ => {
                 let data_present = self.missing_chunks(&wt.manifest).is_empty();
                 return Ok((FileState::Missing { data_present }, v));
             }
         };
-        let same = match cache.fresh(path.as_str(), &md) {
-            Some(e) => e.sha256 == wt.manifest.sha256,
+        let sha = match cache.fresh(path.as_str(), &md) {
+            Some(e) => e.sha256,
             None => {
+                let observed = now_ns();
                 let sha = hash_file(&abs).map_err(Error::io("reading", &abs))?;
                 if sha == wt.manifest.sha256 {
                     cache.set(
                         path.as_str(),
-                        StatEntry {
-                            stat: StatKey::of(&md),
-                            sha256: sha,
-                            version: wt.version,
-                        },
+                        StatEntry::new(&md, sha, wt.version, observed),
                     );
                 }
-                sha == wt.manifest.sha256
+                sha
             }
         };
-        if !same {
-            return Ok((FileState::Modified, v));
+        if sha != wt.manifest.sha256 {
+            // Content nshard itself committed or checked out earlier, while the manifest moved on
+            // (a `git pull` brought a newer version, or `checkout --version` restored an old one).
+            return Ok(match cache.get(path.as_str()) {
+                Some(e) if e.sha256 == sha && e.version != wt.version => FileState::Outdated {
+                    file_version: e.version,
+                },
+                _ => FileState::Modified,
+            }
+            .with_version(v));
         }
         let missing = self.missing_chunks(&wt.manifest).len();
         if missing > 0 {

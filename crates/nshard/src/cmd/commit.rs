@@ -23,6 +23,11 @@ pub struct CommitArgs {
     /// Only these tracked files (default: all tracked files).
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Also commit files that hold an older committed version than their manifest (after
+    /// `git pull` or `checkout --version`), recording that content as the newest version (a
+    /// revert). Without it such files are refused.
+    #[arg(long, short)]
+    pub force: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -47,6 +52,7 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
     let results = repo.commit(&CommitOptions {
         message: a.message,
         paths,
+        force: a.force,
         progress: &bar,
     })?;
     let failed = results.iter().filter(|r| r.result.is_err()).count();

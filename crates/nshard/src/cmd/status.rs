@@ -35,6 +35,13 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         let (label, hint) = match &s.state {
             FileState::Unchanged => ("unchanged", String::new()),
             FileState::Modified => ("modified", "  (run `nshard commit`)".to_string()),
+            FileState::Outdated { file_version } => (
+                "outdated",
+                format!(
+                    "  (holds older version {}: `nshard checkout` updates it, `nshard commit --force` records it as newest)",
+                    file_version.short()
+                ),
+            ),
             FileState::New => ("new", "  (never committed)".to_string()),
             FileState::Missing { data_present: true } => {
                 ("missing", "  (run `nshard checkout`)".to_string())
