@@ -7,6 +7,7 @@ mod dataset;
 mod model;
 mod mutate;
 mod rng;
+mod sim;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -82,6 +83,31 @@ enum Cmd {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Simulate committing FILES in order to an empty store (nothing is written): one JSON line
+    /// per file with the raw and encoded bytes of its new chunks. For chunking/codec choices that
+    /// `.shard/config.toml` cannot select.
+    StoreSim {
+        /// Chunker.
+        #[arg(long, value_enum, default_value = "cdc")]
+        chunking: ChunkingArg,
+        /// Cut safetensors files tensor-aligned.
+        #[arg(long)]
+        tensor_aligned: bool,
+        /// Codec hints.
+        #[arg(long, value_enum, default_value = "auto")]
+        codec: sim::SimCodec,
+        /// The versions, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ChunkingArg {
+    /// FastCDC 1/4/16 MiB.
+    Cdc,
+    /// Fixed 4 MiB blocks.
+    Fixed,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -135,6 +161,27 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let t0 = Instant::now();
     let summary = match cli.cmd {
+        Cmd::StoreSim {
+            chunking,
+            tensor_aligned,
+            codec,
+            files,
+        } => {
+            use nshard_core::chunk::{ChunkParams, LayoutMode};
+            let base = match chunking {
+                ChunkingArg::Cdc => ChunkParams::default(),
+                ChunkingArg::Fixed => ChunkParams::Fixed {
+                    size: nshard_core::chunk::DEFAULT_FIXED,
+                    layout: LayoutMode::None,
+                },
+            };
+            let mode = if tensor_aligned {
+                LayoutMode::TensorAligned
+            } else {
+                LayoutMode::None
+            };
+            return sim::run(base.with_layout(mode), codec, &files);
+        }
         Cmd::Model {
             size,
             dtype,

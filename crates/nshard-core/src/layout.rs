@@ -90,10 +90,11 @@ pub fn segments_for(
     }
 }
 
-/// The segments of a safetensors file of `file_size` bytes: the header alone, then tensors in
-/// file order grouped until each group holds at least `min_group` bytes (a trailing group that
-/// stays smaller joins the previous one). Bytes no tensor claims (gaps, a tail) travel with the
-/// tensors around them. The segments cover the file exactly.
+/// The segments of a safetensors file of `file_size` bytes: the header alone, then each tensor of
+/// at least `min_group` bytes alone, and runs of smaller neighbouring tensors grouped until a group
+/// holds `min_group` bytes (a run cut short by a large tensor stays a smaller group). Bytes no
+/// tensor claims (gaps, a tail) count as small pieces of their own. The segments cover the file
+/// exactly.
 pub fn tensor_segments(
     layout: &safetensors::Layout,
     file_size: u64,
@@ -118,32 +119,30 @@ pub fn tensor_segments(
     if file_size > pos {
         pieces.push((file_size - pos, DataHint::Unknown));
     }
-    // Group: (length, hint of the largest piece, its length).
+    // Group: (length, hint of the largest piece, its length). A piece of at least `min_group`
+    // bytes is a group of its own; smaller pieces in a row are grouped until the group reaches
+    // `min_group`. A run of small pieces between two large ones stays a (small) group of its own
+    // rather than joining a large tensor: otherwise a changed norm, or a small tensor added in
+    // front, would re-store the first chunk of the large tensor next to it.
     let mut groups: Vec<(u64, DataHint, u64)> = Vec::new();
-    let mut cur: Option<(u64, DataHint, u64)> = None;
+    let mut run: Option<(u64, DataHint, u64)> = None;
     for (len, hint) in pieces {
-        let g = cur.get_or_insert((0, hint, 0));
+        if len >= min_group {
+            groups.extend(run.take());
+            groups.push((len, hint, len));
+            continue;
+        }
+        let g = run.get_or_insert((0, hint, 0));
         g.0 += len;
         if len > g.2 {
             g.1 = hint;
             g.2 = len;
         }
         if g.0 >= min_group {
-            groups.extend(cur.take());
+            groups.extend(run.take());
         }
     }
-    if let Some(rest) = cur {
-        match groups.last_mut() {
-            Some(last) => {
-                last.0 += rest.0;
-                if rest.2 > last.2 {
-                    last.1 = rest.1;
-                    last.2 = rest.2;
-                }
-            }
-            None => groups.push(rest),
-        }
-    }
+    groups.extend(run);
     segments.extend(
         groups
             .into_iter()
@@ -183,10 +182,13 @@ mod tests {
         };
         let s = tensor_segments(&l, 1530, 200);
         let lens: Vec<u64> = s.iter().map(|s| s.len).collect();
-        // header | norm+big | a+gap+b+c | (tail + trailing bytes joined to the previous group)
-        assert_eq!(lens, vec![100, 1040, 360 + 30]);
-        assert_eq!(s[1].hint, DataHint::Float(2));
-        assert_eq!(s[2].hint, DataHint::Float(1));
+        // header | norm (alone: the tensor after it is large) | big | a+gap+b (reaches 200) |
+        // c (large) | tail + trailing bytes
+        assert_eq!(lens, vec![100, 40, 1000, 160, 200, 30]);
+        assert_eq!(s[1].hint, DataHint::Float(4));
+        assert_eq!(s[2].hint, DataHint::Float(2));
+        assert_eq!(s[3].hint, DataHint::Float(4));
+        assert_eq!(s[4].hint, DataHint::Float(1));
         assert_eq!(lens.iter().sum::<u64>(), 1530);
         // Only the header: one segment, then plain.
         let empty = safetensors::Layout {
@@ -260,12 +262,16 @@ mod tests {
                 // Tensor 0 (9 MiB), cut by CDC inside.
                 (8_830_373, f2),
                 (606_811, f2),
-                // A 4 KiB fp32 norm grouped with the 3 MiB tensor after it.
-                (4096 + 3 * (1 << 20), f2),
-                // Two norms + the 20 MiB tensor, plus the small fp8 and i64 tail joined to it.
-                (8_273_844, f2),
+                // A 4 KiB fp32 norm alone (the tensors around it are large), the 3 MiB tensor.
+                (4096, DataHint::Float(4)),
+                (3 * (1 << 20), f2),
+                // Two norms grouped, then the 20 MiB tensor cut by CDC.
+                (8192, DataHint::Float(4)),
+                (8_265_652, f2),
                 (9_286_226, f2),
-                (3_719_712, f2),
+                (3_419_648, f2),
+                // The fp8 and i64 tail: small, grouped, hinted by the larger (one fp8 plane).
+                (300_064, DataHint::Float(1)),
             ],
             "tensor-aligned cut points changed"
         );

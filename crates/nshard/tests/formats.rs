@@ -71,6 +71,9 @@ const TENSORS: &[(&str, &str, u64)] = &[
     ("k0", "BF16", 512 * KIB),
     ("norm1", "F32", 4 * KIB),
     ("q1", "BF16", 512 * KIB),
+    ("bias0", "F32", 30 * KIB),
+    ("bias1", "F32", 30 * KIB),
+    ("bias2", "F32", 30 * KIB),
     ("head", "F32", 900 * KIB),
 ];
 
@@ -85,11 +88,12 @@ fn tensors_are_cut_on_their_own_and_an_edited_tensor_stores_only_itself() {
     let m1 = manifest(&repo, "m.safetensors");
     assert_eq!(m1["chunking"]["layout"], "tensor-aligned");
     let offs = offsets(&m1);
-    // The header is its own chunk; every tensor starts a chunk, except that a small norm is
-    // grouped with the tensor after it (objects stay at least the minimum size).
+    // The header is its own chunk; every tensor starts a chunk, except that small neighbours
+    // (the three 30 KiB biases, under the 64 KiB minimum) are grouped into one; a small tensor
+    // between large ones (a norm) stays on its own.
     assert_eq!(offs[1], ranges[0].0);
     for (i, r) in ranges.iter().enumerate() {
-        let grouped = i == 2 || i == 5;
+        let grouped = i == 7 || i == 8;
         assert_eq!(
             offs.contains(&r.0),
             !grouped,
@@ -105,6 +109,14 @@ fn tensors_are_cut_on_their_own_and_an_edited_tensor_stores_only_itself() {
     repo.write("m.safetensors", &v2);
     let c = commit(&repo, "v2");
     assert_eq!(c["result"], "committed");
+    assert_eq!(c["new_bytes"], b - a, "{c}");
+
+    // Rewrite a norm: only the norm, not the first chunk of the tensor after it.
+    let mut v2b = v2.clone();
+    let (a, b) = ranges[4];
+    v2b[a as usize..b as usize].copy_from_slice(&random_bytes((b - a) as usize, 98));
+    repo.write("m.safetensors", &v2b);
+    let c = commit(&repo, "v2b");
     assert_eq!(c["new_bytes"], b - a, "{c}");
 
     // Grow the header: every offset shifts, every tensor is reused.
