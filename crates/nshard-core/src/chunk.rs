@@ -281,8 +281,10 @@ pub struct ChunkReader<R> {
     segments: Vec<Segment>,
     seg_idx: usize,
     seg_pos: u64,
+    /// Read buffer, allocated (and zeroed) once: `buf[pos..filled]` holds unconsumed bytes.
     buf: Vec<u8>,
     pos: usize,
+    filled: usize,
     eof: bool,
     offset: u64,
 }
@@ -302,8 +304,9 @@ impl<R: Read> ChunkReader<R> {
             segments,
             seg_idx: 0,
             seg_pos: 0,
-            buf: Vec::with_capacity(READ_BLOCK + DEFAULT_MAX as usize),
+            buf: Vec::new(),
             pos: 0,
+            filled: 0,
             eof: false,
             offset: 0,
         }
@@ -317,7 +320,7 @@ impl<R: Read> ChunkReader<R> {
     /// The next chunk, or `None` at the end of the input.
     pub fn next_chunk(&mut self) -> io::Result<Option<RawChunk>> {
         loop {
-            let avail = self.buf.len() - self.pos;
+            let avail = self.filled - self.pos;
             let seg = self.segments[self.seg_idx];
             let seg_left = seg.len - self.seg_pos;
             let seg_complete = seg_left <= avail as u64;
@@ -348,22 +351,22 @@ impl<R: Read> ChunkReader<R> {
             if self.eof {
                 return Ok(None);
             }
-            // Need more bytes: move the unconsumed tail to the front and read another block.
-            self.buf.drain(..self.pos);
+            // Need more bytes: move the unconsumed tail (shorter than a maximum chunk, or the cutter
+            // would have cut) to the front and read another block behind it.
+            if self.buf.is_empty() {
+                self.buf = vec![0; READ_BLOCK + self.cutter.max_chunk()];
+            }
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
             self.pos = 0;
-            let start = self.buf.len();
-            self.buf.resize(start + READ_BLOCK, 0);
             let n = loop {
-                match self.reader.read(&mut self.buf[start..]) {
+                match self.reader.read(&mut self.buf[self.filled..]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        self.buf.truncate(start);
-                        return Err(e);
-                    }
+                    Err(e) => return Err(e),
                 }
             };
-            self.buf.truncate(start + n);
+            self.filled += n;
             if n == 0 {
                 self.eof = true;
             }
@@ -487,6 +490,39 @@ pub(crate) mod tests {
             r#"{"algorithm":"fixed","size":4194304,"layuot":"tensor-aligned"}"#,
         ] {
             assert!(serde_json::from_str::<ChunkParams>(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A reader that hands out at most `step` bytes per call (pipes, slow disks).
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(out.len()).min(self.1);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn short_reads_cut_the_same() {
+        let data = seeded(5 << 20, 11);
+        let p = ChunkParams::FastCdc {
+            min_size: 64 * 1024,
+            avg_size: 256 * 1024,
+            max_size: 1 << 20,
+            layout: LayoutMode::None,
+        };
+        for step in [1000, 65_537, 3 << 20] {
+            let mut r = ChunkReader::new(Trickle(&data, step), Cutter::new(p), vec![]);
+            let mut got = Vec::new();
+            let mut joined = Vec::new();
+            while let Some(c) = r.next_chunk().expect("read") {
+                got.push(c.data.len());
+                joined.extend_from_slice(&c.data);
+            }
+            assert_eq!(got, Cutter::new(p).cut_all(&data), "step {step}");
+            assert_eq!(joined, data);
         }
     }
 

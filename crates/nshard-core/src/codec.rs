@@ -154,7 +154,7 @@ impl Encoder {
 
     fn encode_plain(&mut self, raw: &[u8]) -> Vec<u8> {
         if compress(&mut self.zstd, &mut self.scratch, raw) {
-            let mut out = header(Codec::Zstd, raw.len());
+            let mut out = header(Codec::Zstd, raw.len(), self.scratch.len());
             out.extend_from_slice(&self.scratch);
             out
         } else {
@@ -166,7 +166,7 @@ impl Encoder {
         if sampled_entropy(raw) < RAW_ENTROPY_BITS
             && compress(&mut self.planes, &mut self.scratch, raw)
         {
-            let mut out = header(Codec::Zstd, raw.len());
+            let mut out = header(Codec::Zstd, raw.len(), self.scratch.len());
             out.extend_from_slice(&self.scratch);
             out
         } else {
@@ -179,8 +179,7 @@ impl Encoder {
         let n = raw.len() / width;
         let mut planes = std::mem::take(&mut self.plane);
         split_planes(&raw[..n * width], width, &mut planes);
-        let mut out = header(Codec::ByteGrouped(w), raw.len());
-        out.reserve(raw.len());
+        let mut out = header(Codec::ByteGrouped(w), raw.len(), raw.len() + 9 * width);
         let mut any_compressed = false;
         for plane in planes.chunks_exact(n.max(1)).take(width) {
             if sampled_entropy(plane) < RAW_ENTROPY_BITS
@@ -223,7 +222,7 @@ fn compress(c: &mut zstd::bulk::Compressor<'static>, scratch: &mut Vec<u8>, data
 /// Writes the `w` byte planes of `data` (a multiple of `w` bytes) back to back into `out`.
 fn split_planes(data: &[u8], w: usize, out: &mut Vec<u8>) {
     let n = data.len() / w;
-    out.clear();
+    // Every byte is overwritten below: resizing (not clearing) avoids zeroing the buffer again.
     out.resize(n * w, 0);
     match w {
         2 => {
@@ -255,7 +254,7 @@ fn split_planes(data: &[u8], w: usize, out: &mut Vec<u8>) {
 }
 
 fn raw_object(raw: &[u8]) -> Vec<u8> {
-    let mut out = header(Codec::Raw, raw.len());
+    let mut out = header(Codec::Raw, raw.len(), raw.len());
     out.extend_from_slice(raw);
     out
 }
@@ -266,13 +265,14 @@ impl Default for Encoder {
     }
 }
 
-fn header(codec: Codec, raw_len: usize) -> Vec<u8> {
+/// A buffer holding the object header, with room for `payload` more bytes.
+fn header(codec: Codec, raw_len: usize, payload: usize) -> Vec<u8> {
     let (c, p) = match codec {
         Codec::Raw => (0u8, 0u8),
         Codec::Zstd => (1, 0),
         Codec::ByteGrouped(w) => (2, w),
     };
-    let mut h = Vec::with_capacity(HEADER_LEN + raw_len / 2);
+    let mut h = Vec::with_capacity(HEADER_LEN + payload);
     h.extend_from_slice(MAGIC);
     h.extend_from_slice(&[FORMAT_VERSION, c, p, 0]);
     h.extend_from_slice(&(raw_len as u64).to_le_bytes());
@@ -572,7 +572,7 @@ mod tests {
         let n = raw.len() / 2;
         let (lo, hi): (Vec<u8>, Vec<u8>) = raw.chunks_exact(2).map(|e| (e[0], e[1])).unzip();
         for (c0, c1) in [(0u8, 0u8), (0, 1), (1, 1), (1, 0)] {
-            let mut enc = header(Codec::ByteGrouped(2), raw.len());
+            let mut enc = header(Codec::ByteGrouped(2), raw.len(), 0);
             for (c, p) in [(c0, &lo), (c1, &hi)] {
                 let body = if c == 1 {
                     zstd::bulk::compress(p, 19).expect("zstd")
