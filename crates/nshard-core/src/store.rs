@@ -161,6 +161,29 @@ impl LocalStore {
         codec::decode_verified(id, &enc, max_raw_len)
     }
 
+    /// Moves a corrupt object out of the way (to `corrupt/` beside `objects/`, kept for
+    /// inspection) so that the store no longer claims to have it: `pull` then fetches a good copy
+    /// and `commit` of the file re-stores it. Only for objects that fail verification on their
+    /// own, never because of a caller's bound. Returns whether it was moved.
+    pub fn quarantine(&self, id: &ObjectId) -> bool {
+        let Some(parent) = self.objects.parent() else {
+            return false;
+        };
+        let dir = parent.join("corrupt");
+        fs::create_dir_all(&dir).is_ok()
+            && fs::rename(self.path_of(id), dir.join(id.to_hex())).is_ok()
+    }
+
+    /// Whether the stored object `id` fails verification by itself (whatever bound a manifest
+    /// sets): unreadable header, payload that does not decode, or content with another hash.
+    pub fn is_corrupt(&self, id: &ObjectId) -> bool {
+        match self.read_bounded(id, codec::MAX_OBJECT_SIZE) {
+            Ok(enc) => codec::decode_verified(id, &enc, codec::MAX_OBJECT_SIZE).is_err(),
+            Err(Error::CorruptObject { .. }) => true,
+            Err(_) => false,
+        }
+    }
+
     /// Removes `id` (missing is not an error).
     pub fn delete(&self, id: &ObjectId) -> Result<()> {
         let p = self.path_of(id);

@@ -564,3 +564,31 @@ fn commit_never_reads_through_a_symlinked_directory() {
         "read data through the symlink: {objects:?}"
     );
 }
+
+#[test]
+fn a_corrupt_object_is_quarantined_and_restored_by_commit() {
+    let (repo, data) = committed(3 * MIB);
+    let m = manifest(&repo, "m/model.bin");
+    let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
+    let mut bad = fs::read(object_path(&repo, &id)).expect("read");
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    fs::write(object_path(&repo, &id), &bad).expect("corrupt");
+    fs::remove_file(repo.join("m/model.bin")).expect("rm");
+    let err = repo.fails(&["checkout"]);
+    assert!(err.contains(&id) && err.contains(".shard/corrupt"), "{err}");
+    assert!(
+        !object_path(&repo, &id).exists(),
+        "corrupt object still claimed"
+    );
+    assert!(repo.join(&format!(".shard/corrupt/{id}")).is_file());
+    let st = repo.json(&["status"]);
+    assert_eq!(st[0]["data_present"], false, "{st}");
+    // The user still has the file somewhere: committing it again re-stores the lost chunk.
+    repo.write("m/model.bin", &data);
+    repo.ok(&["commit", "-m", "same content"]);
+    assert!(object_path(&repo, &id).is_file(), "chunk not re-stored");
+    fs::remove_file(repo.join("m/model.bin")).expect("rm");
+    repo.ok(&["checkout"]);
+    assert_eq!(repo.read("m/model.bin"), data);
+}

@@ -170,7 +170,20 @@ impl Repo {
                     let decoded: Vec<Result<Vec<u8>>> = group
                         .par_iter()
                         .map(|c| {
-                            let data = self.store.get(&c.id, c.size)?;
+                            let data = self.store.get(&c.id, c.size).map_err(|e| match e {
+                                Error::CorruptObject { id, reason } if self.store.is_corrupt(&id) => {
+                                    let moved = self.store.quarantine(&id);
+                                    Error::CorruptObject {
+                                        id,
+                                        reason: if moved {
+                                            format!("{reason} (moved to .shard/corrupt/; `nshard pull` fetches a good copy, or `nshard commit` re-stores it from an intact file)")
+                                        } else {
+                                            reason
+                                        },
+                                    }
+                                }
+                                e => e,
+                            })?;
                             if data.len() as u64 != c.size {
                                 return Err(Error::CorruptObject {
                                     id: c.id,

@@ -158,7 +158,9 @@ impl Repo {
             }
         };
         if let (Some(entry), Some(p)) = (cache.fresh(path.as_str(), &md0), &parent) {
-            if entry.sha256 == p.manifest.sha256 {
+            // Unchanged, unless the store lost some of its chunks (gc'd, or quarantined as
+            // corrupt): then the file is read again, which re-stores them.
+            if entry.sha256 == p.manifest.sha256 && self.missing_chunks(&p.manifest).is_empty() {
                 return Ok(CommitOutcome::Unchanged { version: p.version });
             }
             outdated(&entry.sha256, cache)?;
