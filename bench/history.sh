@@ -5,8 +5,9 @@
 #   bench/history.sh [SIZE] [RUNS]        (defaults: 1GiB, 3)
 #
 # The "no tensors" baseline is the same file with its header length overwritten (0xff…), so it no
-# longer parses as safetensors: the same bytes go through chunking, hashing and compression, only
-# the per-tensor hashing is absent. Each commit runs in a fresh repository (cold store). Medians
+# longer parses as safetensors. Both are committed with `layout = none` chunking (plain FastCDC,
+# plain zstd), so the same bytes go through the same chunking, hashing and compression and only the
+# per-tensor hashing differs. The default (tensor-aligned) commit is shown for reference. Each commit runs in a fresh repository (cold store). Medians
 # of RUNS are reported, wall-clock and CPU (user + system) seconds: on a shared machine the CPU
 # figures are the steadier ones.
 set -euo pipefail
@@ -32,22 +33,31 @@ timed() { # timed CMD… → "wall cpu" seconds
     echo "$t" | awk '{printf "%s %.3f\n", $1, $2 + $3}'
 }
 
-commit_once() { # FILE → seconds of a cold commit
+PLAIN_CONFIG='[chunking]
+algorithm = "fastcdc-2020"
+min_size = 1048576
+avg_size = 4194304
+max_size = 16777216'
+commit_once() { # FILE [plain] → seconds of a cold commit
     local r="$W/repo"
     rm -rf "$r"; mkdir -p "$r"; cp "$1" "$r/m"
-    (cd "$r" && "$NSHARD" -q init >/dev/null && "$NSHARD" -q track m >/dev/null)
+    (cd "$r" && "$NSHARD" -q init >/dev/null)
+    if [ "${2:-}" = plain ]; then echo "$PLAIN_CONFIG" >"$r/.shard/config.toml"; fi
+    (cd "$r" && "$NSHARD" -q track m >/dev/null)
     sync
     timed "$NSHARD" -q -C "$r" commit -m bench
 }
 
-declare -a sha cpt with without difft verifyt
+declare -a sha cpt with without aligned difft verifyt
 for i in $(seq "$RUNS"); do
     sha+=("$(timed openssl dgst -sha256 "$W/model.safetensors")")
     cpt+=("$(timed cp "$W/model.safetensors" "$W/copy")"); rm -f "$W/copy"
-    without+=("$(commit_once "$W/plain.bin")")
-    with+=("$(commit_once "$W/model.safetensors")")
+    without+=("$(commit_once "$W/plain.bin" plain)")
+    with+=("$(commit_once "$W/model.safetensors" plain)")
+    aligned+=("$(commit_once "$W/model.safetensors")")
 done
-# diff (working file vs committed, one read) and verify (every object) on the last repository.
+# diff (working file vs committed, one read) and verify (every object) on the last repository
+# (default, tensor-aligned chunking).
 cp "$W/model2.safetensors" "$W/repo/m"
 for i in $(seq "$RUNS"); do
     difft+=("$(timed "$NSHARD" -q -C "$W/repo" diff m)")
@@ -70,6 +80,7 @@ row "openssl sha256" "${sha[@]}"
 row "cp" "${cpt[@]}"
 row "commit, no table" "${without[@]}"
 row "commit, tensors" "${with[@]}"
+row "commit, default" "${aligned[@]}"
 row "diff (worktree)" "${difft[@]}"
 row "verify" "${verifyt[@]}"
 A=$(cpu "${with[@]}"); B=$(cpu "${without[@]}")

@@ -83,6 +83,12 @@ pub fn bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
+/// `1 chunk`, `3 chunks`: a count with its noun (plural by adding "s").
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// A percentage with one decimal.
 pub fn pct(part: u64, whole: u64) -> String {
     if whole == 0 {

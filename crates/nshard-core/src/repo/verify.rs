@@ -125,6 +125,10 @@ impl Checker<'_> {
                 ProblemKind::MissingObject,
                 "not in the local store".to_string(),
             )),
+            // The problem names the object already; keep only why it is bad.
+            Err(Error::CorruptObject { reason, .. }) => {
+                Some((ProblemKind::CorruptObject, reason.clone()))
+            }
             Err(e) => Some((ProblemKind::CorruptObject, e.to_string())),
         };
         if !matches!(r, Err(Error::ObjectMissing(_))) {

@@ -9,7 +9,7 @@ use nshard_core::repo::{DiffOptions, DiffSide, FileDiff, SideKind, TensorChangeK
 
 use super::log::{date, first_line};
 use crate::out;
-use crate::output::{bytes, pct, print_json, Ctx};
+use crate::output::{bytes, count, pct, print_json, Ctx};
 
 /// Show what changed in a file: its chunks, and its tensors for safetensors files.
 ///
@@ -63,8 +63,8 @@ pub fn tensor_summary(d: &FileDiff) -> Option<String> {
     let t = d.tensors.as_ref()?;
     let n = t.changed + t.retyped;
     let mut s = format!(
-        "{n} of {} tensors changed ({}, {})",
-        t.total,
+        "{n} of {} changed ({}, {})",
+        count(t.total as u64, "tensor"),
         bytes(t.changed_bytes),
         pct(t.changed_bytes, d.to.size)
     );
@@ -98,20 +98,23 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
     }
     out!("{}", d.path);
     out!(
-        "  from  {}  ({}, {} chunks)",
+        "  from  {}  ({}, {})",
         side(&d.from),
         bytes(d.from.size),
-        d.from.chunks
+        count(d.from.chunks as u64, "chunk")
     );
     out!(
-        "  to    {}  ({}, {} chunks)",
+        "  to    {}  ({}, {})",
         side(&d.to),
         bytes(d.to.size),
-        d.to.chunks
+        count(d.to.chunks as u64, "chunk")
     );
     let b = &d.blocks;
     if b.identical {
-        out!("blocks: identical content ({} chunks)", d.to.chunks);
+        out!(
+            "blocks: identical content ({})",
+            count(d.to.chunks as u64, "chunk")
+        );
     } else {
         out!(
             "blocks: {} of {} chunks reused ({}), {} new ({}), {} dropped ({}): {} of the file changed",

@@ -8,7 +8,7 @@ use clap::Args;
 use nshard_core::repo::{GcMode, GcOptions};
 
 use crate::out;
-use crate::output::{bytes, print_json, Ctx};
+use crate::output::{bytes, count, print_json, Ctx};
 
 /// Delete local objects that no kept version references.
 ///
@@ -58,42 +58,42 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
     }
     let what = match mode {
         GcMode::KeepHistory => "current and older",
-        GcMode::OnlyCurrent => "current",
+        GcMode::OnlyCurrent => "current only",
     };
     out!(
-        "kept {} {what} versions of {} files: {} of {} objects referenced",
-        r.versions_kept,
-        r.files,
+        "kept {} ({what}) of {}: {} of {} referenced",
+        count(r.versions_kept as u64, "version"),
+        count(r.files as u64, "file"),
         r.objects_referenced,
-        r.objects_total
+        count(r.objects_total as u64, "object")
     );
     if a.dry_run {
         out!(
-            "would delete {} unreferenced objects, freeing {} (dry run: nothing deleted)",
-            r.objects_deleted,
+            "would delete {}, freeing {} (dry run: nothing deleted)",
+            count(r.objects_deleted as u64, "unreferenced object"),
             bytes(r.bytes_deleted)
         );
     } else {
         out!(
-            "deleted {} unreferenced objects, freed {}",
-            r.objects_deleted,
+            "deleted {}, freed {}",
+            count(r.objects_deleted as u64, "unreferenced object"),
             bytes(r.bytes_deleted)
         );
     }
     if r.objects_recent > 0 {
         out!(
-            "kept {} unreferenced objects ({}) younger than the {}-minute grace period \
+            "kept {} ({}) younger than the {}-minute grace period \
              (`--grace 0` deletes them)",
-            r.objects_recent,
+            count(r.objects_recent as u64, "unreferenced object"),
             bytes(r.bytes_recent),
             a.grace
         );
     }
     if r.temp_files_deleted > 0 {
         out!(
-            "{} {} stale temporary files ({}) left by interrupted commands",
+            "{} {} ({}) left by interrupted commands",
             if a.dry_run { "would remove" } else { "removed" },
-            r.temp_files_deleted,
+            count(r.temp_files_deleted as u64, "stale temporary file"),
             bytes(r.temp_bytes_deleted)
         );
     }

@@ -7,7 +7,7 @@ use clap::Args;
 use nshard_core::repo::{ProblemKind, VerifyOptions};
 
 use crate::out;
-use crate::output::{bytes, print_json, Ctx};
+use crate::output::{bytes, count, print_json, Ctx};
 
 /// Check that everything stored is intact.
 ///
@@ -45,11 +45,11 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<ExitCode> {
         return Ok(code);
     }
     out!(
-        "checked {} objects ({}), {} files, {} older versions{}",
-        r.objects_checked,
+        "checked {} ({}), {}, {}{}",
+        count(r.objects_checked as u64, "object"),
         bytes(r.bytes_checked),
-        r.files_checked,
-        r.versions_checked,
+        count(r.files_checked as u64, "file"),
+        count(r.versions_checked as u64, "older version"),
         if a.all_versions {
             format!(" ({} rebuilt)", r.versions_rebuilt)
         } else {
@@ -64,16 +64,17 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<ExitCode> {
                 n.version.short()
             ),
             Some(k) => out!(
-                "note: {}: older version {} has {k} chunks not in the local store",
+                "note: {}: older version {} has {} not in the local store",
                 n.file,
-                n.version.short()
+                n.version.short(),
+                count(k as u64, "chunk")
             ),
         }
     }
     if r.unreferenced_objects > 0 {
         out!(
-            "note: {} unreferenced objects ({}); `nshard gc` removes them",
-            r.unreferenced_objects,
+            "note: {} ({}); `nshard gc` removes them",
+            count(r.unreferenced_objects as u64, "unreferenced object"),
             bytes(r.unreferenced_bytes)
         );
     }
@@ -100,7 +101,7 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<ExitCode> {
     if r.ok {
         out!("ok: no problems found");
     } else {
-        out!("{} problems found", r.problems.len());
+        out!("{} found", count(r.problems.len() as u64, "problem"));
     }
     Ok(code)
 }
