@@ -259,6 +259,17 @@ fn gc_refuses_to_run_with_an_invalid_or_unreadable_manifest() {
     let v = r.json(&["verify"]);
     assert_eq!(v["problems"][0]["kind"], "unreadable-version", "{v}");
     assert_eq!(v["problems"][0]["object"], v1.as_str());
+    // log shows it as unreadable and fails.
+    let out = common::nshard(r.path())
+        .args(["log", "a.bin"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{}  (unreadable: ", &v1[..12])),
+        "{text}"
+    );
 }
 
 /// Whether `strace` can run here (it needs ptrace).
