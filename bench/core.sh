@@ -27,21 +27,23 @@ BYTES=$(stat -c %s "$WORK/v1.safetensors")
 measure() {
   local name=$1; shift
   sync
-  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/stderr" || {
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/time" "$@" >/dev/null 2>"$WORK/stderr" || {
     cat "$WORK/stderr" >&2; echo "failed: $*" >&2; exit 1; }
-  read -r secs kib < <(tail -n 1 "$WORK/time")
+  read -r secs kib usr sys < <(tail -n 1 "$WORK/time")
   printf -v "T_$name" '%s' "$secs"
   printf -v "M_$name" '%s' "$kib"
+  printf -v "C_$name" '%s' "$(awk "BEGIN{print $usr + $sys}")"
 }
 best_of_3() {
   local name=$1; shift
-  local best=""
+  local best="" cpu=""
   for _ in 1 2 3; do
     measure tmp "$@"
-    if [ -z "$best" ] || awk "BEGIN{exit !($T_tmp < $best)}"; then best=$T_tmp; fi
+    if [ -z "$best" ] || awk "BEGIN{exit !($T_tmp < $best)}"; then best=$T_tmp; cpu=$C_tmp; fi
     rm -f "$WORK/copy"
   done
   printf -v "T_$name" '%s' "$best"
+  printf -v "C_$name" '%s' "$cpu"
 }
 
 cat "$WORK/v1.safetensors" >/dev/null   # warm the page cache, as for every command below
@@ -71,15 +73,18 @@ mib() { awk "BEGIN{printf \"%.1f MiB\", $1 / 1048576}"; }
 cat <<TABLE
 file: $(mib "$BYTES") bf16 safetensors-like, v2 = 5 % of tensors re-randomised
 
-| step | wall s | ratio | target | peak RSS |
-| --- | ---: | ---: | --- | ---: |
-| openssl dgst -sha256 (best of 3) | $T_sha | 1.00 | reference | |
-| cp (best of 3) | $T_cp | 1.00 | reference | |
-| cp + sync (best of 3) | $T_cpsync | $(ratio "$T_cpsync" "$T_cp") × cp | durable reference | |
-| nshard commit v1 | $T_commit1 | $(ratio "$T_commit1" "$T_sha") × sha256 | ≤ 1.5 × sha256 | $((M_commit1 / 1024)) MiB |
-| nshard commit v2 (5 % of tensors changed) | $T_commit2 | $(ratio "$T_commit2" "$T_sha") × sha256 | ≤ 1.0 × sha256 | $((M_commit2 / 1024)) MiB |
-| nshard commit, file unchanged | $T_recommit | | ≤ 0.1 s | $((M_recommit / 1024)) MiB |
-| nshard checkout v2 | $T_checkout | $(ratio "$T_checkout" "$T_cp") × cp, $(ratio "$T_checkout" "$T_cpsync") × cp+sync | ≤ 2 × cp | $((M_checkout / 1024)) MiB |
+CPU s = user + system time of the process (all threads); load from other processes inflates wall
+time far more than CPU time.
+
+| step | wall s | ratio (wall) | CPU s | target | peak RSS |
+| --- | ---: | ---: | ---: | --- | ---: |
+| openssl dgst -sha256 (best of 3) | $T_sha | 1.00 | $C_sha | reference | |
+| cp (best of 3) | $T_cp | 1.00 | $C_cp | reference | |
+| cp + sync (best of 3) | $T_cpsync | $(ratio "$T_cpsync" "$T_cp") × cp | $C_cpsync | durable reference | |
+| nshard commit v1 | $T_commit1 | $(ratio "$T_commit1" "$T_sha") × sha256 | $C_commit1 | ≤ 1.5 × sha256 | $((M_commit1 / 1024)) MiB |
+| nshard commit v2 (5 % of tensors changed) | $T_commit2 | $(ratio "$T_commit2" "$T_sha") × sha256 | $C_commit2 | ≤ 1.0 × sha256 | $((M_commit2 / 1024)) MiB |
+| nshard commit, file unchanged | $T_recommit | | $C_recommit | ≤ 0.1 s | $((M_recommit / 1024)) MiB |
+| nshard checkout v2 | $T_checkout | $(ratio "$T_checkout" "$T_cp") × cp, $(ratio "$T_checkout" "$T_cpsync") × cp+sync | $C_checkout | ≤ 2 × cp | $((M_checkout / 1024)) MiB |
 
 stored after v1: $(mib "$STORED1") ($(ratio "$STORED1*100" "$BYTES") % of the file); after v2: $(mib "$STORED2") (v2 added $(mib $((STORED2 - STORED1))))
 TABLE
