@@ -43,7 +43,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use nshard_core::codec::MAX_OBJECT_SIZE;
-use nshard_core::store::LocalStore;
+use nshard_core::remote::DirStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -135,8 +135,9 @@ impl ServerConfig {
 /// Shared state of the request handlers.
 #[derive(Debug)]
 pub struct AppState {
-    /// The object store.
-    pub store: LocalStore,
+    /// The object store: a directory remote (uploads go through its verified, write-if-absent
+    /// path; reads use its local store).
+    pub store: DirStore,
     /// Who may do what.
     pub policy: AccessPolicy,
     /// Request limits.
@@ -154,12 +155,14 @@ impl AppState {
         policy: AccessPolicy,
         limits: Limits,
     ) -> Result<Self, ServeError> {
-        let store = LocalStore::open(store_dir.join("objects"), store_dir.join("tmp")).map_err(
-            |source| ServeError::Store {
-                path: store_dir.clone(),
-                source,
-            },
-        )?;
+        let bad = |source| ServeError::Store {
+            path: store_dir.clone(),
+            source,
+        };
+        for sub in ["objects", "tmp"] {
+            nshard_core::fsutil::create_dir_all(&store_dir.join(sub)).map_err(bad)?;
+        }
+        let store = DirStore::open(&store_dir).map_err(bad)?;
         Ok(Self {
             store,
             policy,

@@ -179,7 +179,7 @@ pub async fn missing(
     let store = state.store.clone();
     let missing = tokio::task::spawn_blocking(move || {
         ids.into_iter()
-            .filter(|id| !store.has(id))
+            .filter(|id| !store.local().has(id))
             .collect::<Vec<_>>()
     })
     .await
@@ -195,7 +195,7 @@ pub async fn head_object(
 ) -> Result<Response, AppError> {
     authorize(&state, &headers, Scope::Read)?;
     let id = path_id(id)?;
-    match tokio::fs::metadata(state.store.path_of(&id)).await {
+    match tokio::fs::metadata(state.store.local().path_of(&id)).await {
         Ok(m) if m.is_file() => Ok((
             StatusCode::OK,
             [
@@ -221,7 +221,7 @@ pub async fn get_object(
     let id = path_id(id)?;
     let store = state.store.clone();
     let read = tokio::task::spawn_blocking(move || {
-        let enc = store.get_encoded(&id)?;
+        let enc = store.local().get_encoded(&id)?;
         codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE)?;
         Ok::<_, CoreError>(enc)
     })
@@ -272,14 +272,9 @@ pub async fn put_object(
     let enc = read_body(&headers, body, state.limits.max_object_bytes).await?;
     let len = enc.len() as u64;
     let store = state.store.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        if store.has(&id) {
-            return Ok(false);
-        }
-        store.put_verified(&id, &enc, MAX_OBJECT_SIZE)
-    })
-    .await
-    .map_err(|e| AppError::internal("storing an object", &e))?;
+    let stored = tokio::task::spawn_blocking(move || store.put_blocking(&id, &enc))
+        .await
+        .map_err(|e| AppError::internal("storing an object", &e))?;
     match stored {
         Ok(stored) => {
             Metrics::add(&state.metrics.bytes_in, len);

@@ -67,6 +67,11 @@ impl DirStore {
         &self.root
     }
 
+    /// The object store inside (for readers that need paths or sizes, like `nshard serve`).
+    pub fn local(&self) -> &LocalStore {
+        &self.store
+    }
+
     /// Verifies and stores one object (blocking). Returns whether it was new.
     pub fn put_blocking(&self, id: &ObjectId, encoded: &[u8]) -> Result<bool> {
         if self.store.has(id) {
