@@ -94,27 +94,25 @@ pub enum ServeError {
         addr: SocketAddr,
     },
     /// The listening socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// The error.
-        #[source]
-        source: io::Error,
+        /// The error (part of the message, so not also a `source`).
+        error: io::Error,
     },
     /// The store directory cannot be opened.
-    #[error("cannot open the store {path}: {source}")]
+    #[error("cannot open the store {path}: {error}")]
     Store {
         /// The directory.
         path: PathBuf,
-        /// The error.
-        #[source]
-        source: nshard_core::Error,
+        /// The error (part of the message).
+        error: nshard_core::Error,
     },
     /// A token file or variable is invalid.
     #[error(transparent)]
     Tokens(#[from] TokenError),
     /// The server loop failed.
     #[error("server failed: {0}")]
-    Io(#[source] io::Error),
+    Io(io::Error),
 }

@@ -155,9 +155,9 @@ impl AppState {
         policy: AccessPolicy,
         limits: Limits,
     ) -> Result<Self, ServeError> {
-        let bad = |source| ServeError::Store {
+        let bad = |error| ServeError::Store {
             path: store_dir.clone(),
-            source,
+            error,
         };
         for sub in ["objects", "tmp"] {
             nshard_core::fsutil::create_dir_all(&store_dir.join(sub)).map_err(bad)?;
@@ -231,10 +231,10 @@ impl Server {
         let state = AppState::new(config.store_dir, policy, config.limits)?;
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
+            .map_err(|error| ServeError::Bind { addr, error })?;
         let addr = listener
             .local_addr()
-            .map_err(|source| ServeError::Bind { addr, source })?;
+            .map_err(|error| ServeError::Bind { addr, error })?;
         Ok(Server {
             listener,
             addr,

@@ -182,7 +182,7 @@ impl HttpStore {
                 "{what}: the server refused the token (401: {message})\nhint: check NSHARD_TOKEN (or NSHARD_TOKEN_<REMOTE NAME>)"
             ),
             StatusCode::FORBIDDEN => format!(
-                "{what}: the token is not allowed to do this (403: {message}); uploading needs a write token"
+                "{what}: the token is not allowed to do this (403: {message})"
             ),
             _ => format!("{what}: {status}: {message}"),
         };
