@@ -19,8 +19,9 @@ pub const TOKENS_ENV: &str = "NSHARD_SERVE_TOKENS";
 /// How long in-flight requests get to finish after SIGINT/SIGTERM before the server exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Serve a store over HTTP so that others can push to and pull from it
-/// (`--remote http://HOST:PORT`).
+/// Serve a store over HTTP for push and pull (protocol v1).
+///
+/// Clients push to and pull from it with `--remote http://HOST:PORT`.
 ///
 /// Without tokens the server only listens on loopback, where anyone on this machine may read and
 /// write. To serve other machines give tokens: a file with one `read:TOKEN` or `write:TOKEN` per line
