@@ -74,100 +74,88 @@ best_sha() {
 }
 objects() { du -sb .shard/objects | cut -f1; }
 
-# commit_history DTYPE CONFIG FILE V1 V2... : commits V1 then each V2 (history name = V2's
-# basename) in a fresh repo with CONFIG, recording sizes and times.
-commit_history() {
-  local dtype=$1 cfg=$2 name=$3 v1=$4; shift 4
-  local repo="$WORK/repo"
-  rm -rf "$repo"; mkdir "$repo"; cd "$repo"
+# Disk stays small: v1 is committed once per choice into a template repository; each history is
+# committed into a hard-link clone of it (nshard only ever replaces files by rename, so the
+# template is never modified), measured, and deleted; each v2 is generated when needed.
+
+# gen_v2 DTYPE HISTORY SEED V1 OUT : writes v2, records its reference sizes.
+gen_v2() {
+  "$GEN" mutate --kind "$2" --from "$4" --seed "$3" --out "$5" >"$WORK/g"
+  rec "$1" "$2" - ref "$(jq .changed_zstd_bytes "$WORK/g")"
+  rec "$1" "$2" - changed "$(jq .changed_bytes "$WORK/g")"
+}
+
+# sim_one DTYPE NAME V1 V2 ARGS... : a store-sim row (the push excludes the small manifest object).
+sim_one() {
+  local dtype=$1 cfg=$2 v1=$3 v2=$4 h=$5; shift 5
+  "$GEN" store-sim "$@" "$v1" "$v2" >"$WORK/sim"
+  rec "$dtype" v1 "$cfg" stored "$(head -n 1 "$WORK/sim" | jq .stored_added)"
+  local line; line=$(tail -n 1 "$WORK/sim")
+  rec "$dtype" "$h" "$cfg" push "$(jq .stored_added <<<"$line")"
+  rec "$dtype" "$h" "$cfg" new_raw "$(jq .new_raw <<<"$line")"
+  rec "$dtype" "$h" "$cfg" size "$(jq .size <<<"$line")"
+}
+
+# run_choice DTYPE CONFIG NAME V1 SIMS HISTORIES... : commits V1 with CONFIG, then each history
+# on top of it. SIMS=1 also runs the simulated choices on each (v1, v2) pair.
+run_choice() {
+  local dtype=$1 cfg=$2 name=$3 v1=$4 sims=$5; shift 5
+  local tpl="$WORK/template" repo="$WORK/repo" v2="$WORK/v2" seed=2 h
+  rm -rf "$tpl"; mkdir "$tpl"; cd "$tpl"
   "$NSHARD" init -q >/dev/null
   config_toml "$cfg" >.shard/config.toml
   ln -f "$v1" "$name"
   "$NSHARD" track "$name" >/dev/null
   timed "$NSHARD" commit -q -m v1
-  local s1; s1=$(objects)
-  rec "$dtype" v1 "$cfg" stored "$s1"
+  rec "$dtype" v1 "$cfg" stored "$(objects)"
   rec "$dtype" v1 "$cfg" secs "$T"
   rec "$dtype" v1 "$cfg" rss "$M"
-  local prev=$s1 v2
-  for v2 in "$@"; do
+  for h in "$@"; do
+    gen_v2 "$dtype" "$h" $seed "$v1" "$v2"
+    seed=$((seed + 1))
+    rm -rf "$repo"; cp -al "$tpl" "$repo"; cd "$repo"
+    local before; before=$(objects)
     ln -f "$v2" "$name"
-    timed "$NSHARD" commit --json -m "$(basename "$v2")"
-    local now; now=$(objects)
-    local h; h=$(basename "$v2")
-    rec "$dtype" "$h" "$cfg" push $((now - prev))
+    timed "$NSHARD" commit --json -m "$h"
+    rec "$dtype" "$h" "$cfg" push $(($(objects) - before))
     rec "$dtype" "$h" "$cfg" new_raw "$(jq '.[0].new_bytes' "$WORK/out")"
     rec "$dtype" "$h" "$cfg" size "$(jq '.[0].size' "$WORK/out")"
     rec "$dtype" "$h" "$cfg" secs "$T"
-    # Back to v1, so that every history starts from v1's store (nothing new is stored).
-    ln -f "$v1" "$name"
-    "$NSHARD" commit -q -m back >/dev/null
-    prev=$(objects)
-  done
-  cd "$ROOT"
-  rm -rf "$repo"
-}
-
-# simulate DTYPE NAME ARGS... V1 V2... : store-sim rows (push excludes the small manifest object).
-simulate() {
-  local dtype=$1 cfg=$2; shift 2
-  local args=() files=()
-  while [ "$1" != -- ]; do args+=("$1"); shift; done; shift
-  "$GEN" store-sim "${args[@]}" "$@" >"$WORK/sim"
-  local first=1 line h
-  while read -r line; do
-    h=$(basename "$(jq -r .file <<<"$line")")
-    if [ $first = 1 ]; then
-      rec "$dtype" v1 "$cfg" stored "$(jq .stored_added <<<"$line")"; first=0
-    else
-      rec "$dtype" "$h" "$cfg" push "$(jq .stored_added <<<"$line")"
-      rec "$dtype" "$h" "$cfg" new_raw "$(jq .new_raw <<<"$line")"
-      rec "$dtype" "$h" "$cfg" size "$(jq .size <<<"$line")"
+    cd "$WORK"; rm -rf "$repo"
+    if [ "$sims" = 1 ]; then
+      sim_one "$dtype" cdc+bg "$v1" "$v2" "$h" --codec file-dtype
+      sim_one "$dtype" tensor+zstd "$v1" "$v2" "$h" --tensor-aligned --codec zstd
     fi
-  done <"$WORK/sim"
+    rm -f "$v2"
+  done
+  cd "$WORK"; rm -rf "$tpl"
 }
 
 for dtype in $DTYPES; do
-  D="$WORK/$dtype"; mkdir -p "$D"
-  echo "[$dtype] generating $SIZE v1 and its histories" >&2
-  "$GEN" model --size "$SIZE" --dtype "$dtype" --seed 1 --out "$D/v1" >"$WORK/g"
+  echo "[$dtype] generating $SIZE v1" >&2
+  "$GEN" model --size "$SIZE" --dtype "$dtype" --seed 1 --out "$WORK/v1" >"$WORK/g"
   rec "$dtype" v1 - bytes "$(jq .bytes "$WORK/g")"
-  V2S=(); seed=2
-  for kind in $KINDS; do
-    "$GEN" mutate --kind "$kind" --from "$D/v1" --seed $seed --out "$D/$kind" >"$WORK/g"
-    rec "$dtype" "$kind" - ref "$(jq .changed_zstd_bytes "$WORK/g")"
-    rec "$dtype" "$kind" - changed "$(jq .changed_bytes "$WORK/g")"
-    V2S+=("$D/$kind"); seed=$((seed + 1))
-  done
-  best_sha "$D/v1"; rec "$dtype" v1 - sha "$SHA"
+  best_sha "$WORK/v1"; rec "$dtype" v1 - sha "$SHA"
+  sims=1
   for cfg in $CONFIGS; do
-    echo "[$dtype] committing with $cfg" >&2
-    commit_history "$dtype" "$cfg" model.safetensors "$D/v1" "${V2S[@]}"
+    echo "[$dtype] $cfg: committing v1 and its histories" >&2
+    # shellcheck disable=SC2086
+    run_choice "$dtype" "$cfg" model.safetensors "$WORK/v1" $sims $KINDS
+    sims=0
   done
-  echo "[$dtype] simulating cdc+bg and tensor+zstd" >&2
-  simulate "$dtype" cdc+bg --codec file-dtype -- "$D/v1" "${V2S[@]}"
-  simulate "$dtype" tensor+zstd --tensor-aligned --codec zstd -- "$D/v1" "${V2S[@]}"
-  rm -rf "$D"
+  rm -f "$WORK/v1"
 done
 
 for fmt in csv jsonl; do
-  D="$WORK/$fmt"; mkdir -p "$D"
-  echo "[$fmt] generating $DSIZE dataset and its histories" >&2
-  "$GEN" dataset --size "$DSIZE" --format "$fmt" --seed 1 --out "$D/v1" >"$WORK/g"
+  echo "[$fmt] generating $DSIZE dataset" >&2
+  "$GEN" dataset --size "$DSIZE" --format "$fmt" --seed 1 --out "$WORK/v1" >"$WORK/g"
   rec "$fmt" v1 - bytes "$(jq .bytes "$WORK/g")"
-  V2S=(); seed=2
-  for kind in append:10% insert:1%; do
-    "$GEN" mutate --kind "$kind" --from "$D/v1" --seed $seed --out "$D/$kind" >"$WORK/g"
-    rec "$fmt" "$kind" - ref "$(jq .changed_zstd_bytes "$WORK/g")"
-    rec "$fmt" "$kind" - changed "$(jq .changed_bytes "$WORK/g")"
-    V2S+=("$D/$kind"); seed=$((seed + 1))
-  done
-  best_sha "$D/v1"; rec "$fmt" v1 - sha "$SHA"
+  best_sha "$WORK/v1"; rec "$fmt" v1 - sha "$SHA"
   for cfg in cdc fixed; do
-    echo "[$fmt] committing with $cfg" >&2
-    commit_history "$fmt" "$cfg" "data.$fmt" "$D/v1" "${V2S[@]}"
+    echo "[$fmt] $cfg: committing v1 and its histories" >&2
+    run_choice "$fmt" "$cfg" "data.$fmt" "$WORK/v1" 0 append:10% insert:1%
   done
-  rm -rf "$D"
+  rm -f "$WORK/v1"
 done
 
 cp "$RES" "${RESULTS:-/dev/null}" 2>/dev/null || true
