@@ -19,8 +19,9 @@
 # For each history v1 → v2: "push" is what v2 adds to a store that holds v1 (new chunk objects and
 # the manifest object: exactly what `nshard push` sends to a remote holding v1); "×ref" divides it
 # by the changed tensors' (or rows') bytes compressed with zstd -1 (nshard-gen's changed_zstd_bytes);
-# "reuse" is the share of v2's bytes found in existing chunks. Commit times are wall seconds of one
-# run divided by the best of 3 `openssl dgst -sha256` runs on the same file.
+# "reuse" is the share of v2's bytes found in existing chunks. Commit times are wall seconds (v1:
+# best of 3 commits into a fresh repository; v2: one run) divided by the best of 3
+# `openssl dgst -sha256` runs on the same file; peak RSS is the largest of the v1 commits.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${SIZE:-1GiB}
@@ -100,16 +101,21 @@ sim_one() {
 # on top of it. SIMS=1 also runs the simulated choices on each (v1, v2) pair.
 run_choice() {
   local dtype=$1 cfg=$2 name=$3 v1=$4 sims=$5; shift 5
-  local tpl="$WORK/template" repo="$WORK/repo" v2="$WORK/v2" seed=2 h
-  rm -rf "$tpl"; mkdir "$tpl"; cd "$tpl"
-  "$NSHARD" init -q >/dev/null
-  config_toml "$cfg" >.shard/config.toml
-  ln -f "$v1" "$name"
-  "$NSHARD" track "$name" >/dev/null
-  timed "$NSHARD" commit -q -m v1
+  local tpl="$WORK/template" repo="$WORK/repo" v2="$WORK/v2" seed=2 h best="" rss=0
+  # v1 into a fresh repository, 3 times (the machine is shared): the best time, the largest RSS.
+  for _ in 1 2 3; do
+    cd "$WORK"; rm -rf "$tpl"; mkdir "$tpl"; cd "$tpl"
+    "$NSHARD" init -q >/dev/null
+    config_toml "$cfg" >.shard/config.toml
+    ln -f "$v1" "$name"
+    "$NSHARD" track "$name" >/dev/null
+    timed "$NSHARD" commit -q -m v1
+    if [ -z "$best" ] || awk "BEGIN{exit !($T < $best)}"; then best=$T; fi
+    if [ "$M" -gt "$rss" ]; then rss=$M; fi
+  done
   rec "$dtype" v1 "$cfg" stored "$(objects)"
-  rec "$dtype" v1 "$cfg" secs "$T"
-  rec "$dtype" v1 "$cfg" rss "$M"
+  rec "$dtype" v1 "$cfg" secs "$best"
+  rec "$dtype" v1 "$cfg" rss "$rss"
   for h in "$@"; do
     gen_v2 "$dtype" "$h" $seed "$v1" "$v2"
     seed=$((seed + 1))
