@@ -151,6 +151,21 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
     f.commit()
 }
 
+/// Lexically normalizes a path (`.` dropped, `..` pops) without touching the filesystem.
+pub fn normalize_lexically(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 /// Creates `dir` and its parents.
 pub fn create_dir_all(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(Error::io("creating directory", dir))

@@ -1,7 +1,7 @@
 //! Remote URLs: what `--remote` and `nshard remote add` accept, validated before anything uses them.
 
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -172,22 +172,8 @@ fn parse_http(scheme: &str, rest: &str) -> std::result::Result<RemoteUrl, &'stat
 
 /// Joins a relative path onto `base` and removes `.` and `..` lexically.
 fn absolute(p: &Path, base: &Path) -> PathBuf {
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    };
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
+    // `join` keeps `p` when it is absolute.
+    crate::fsutil::normalize_lexically(&base.join(p))
 }
 
 fn percent_decode(s: &str) -> Option<String> {

@@ -99,18 +99,7 @@ impl Repo {
             None => (wt.manifest.clone(), wt.version),
             Some(prefix) => {
                 let v = self.find_version(&wt, prefix)?;
-                let m = if v == wt.version {
-                    wt.manifest.clone()
-                } else {
-                    self.load_version(&v)?
-                };
-                if m.path != *path {
-                    return Err(Error::InvalidManifest {
-                        path: format!("object {v}").into(),
-                        reason: format!("describes {:?}, not {:?}", m.path.as_str(), path.as_str()),
-                    });
-                }
-                (m, v)
+                (self.version_manifest(&wt, path, &v)?, v)
             }
         };
         let dest = fsutil::prepare_safe_destination(&self.root, path)?;

@@ -277,18 +277,7 @@ impl Repo {
             Some(id) => id,
             None => self.find_version(wt, prefix)?,
         };
-        let m = if v == wt.version {
-            wt.manifest.clone()
-        } else {
-            self.load_version(&v)?
-        };
-        if m.path != *path {
-            return Err(Error::InvalidManifest {
-                path: format!("object {v}").into(),
-                reason: format!("describes {:?}, not {:?}", m.path.as_str(), path.as_str()),
-            });
-        }
-        Ok((v, m))
+        Ok((v, self.version_manifest(wt, path, &v)?))
     }
 
     fn loaded_version(&self, v: ObjectId, m: &Manifest) -> Loaded {

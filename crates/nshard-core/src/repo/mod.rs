@@ -17,7 +17,7 @@ mod verify;
 
 use std::fs::{self, File};
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 pub use checkout::{CheckoutOptions, CheckoutOutcome, FileCheckout};
 pub use commit::{CommitOptions, CommitOutcome, FileCommit};
@@ -174,7 +174,7 @@ impl Repo {
     /// Turns a path the user typed (relative to `cwd`, or absolute) into a repository path,
     /// refusing anything outside the repository, under `.shard/` or `.git/`.
     pub fn resolve_user_path(&self, cwd: &Path, arg: &Path) -> Result<RepoPath> {
-        let abs = normalize(&cwd.join(arg));
+        let abs = fsutil::normalize_lexically(&cwd.join(arg));
         let rel = abs
             .strip_prefix(&self.root)
             .map_err(|_| Error::UnsafePath {
@@ -212,6 +212,28 @@ impl Repo {
             .store
             .get(version, crate::manifest::MAX_MANIFEST_BYTES)?;
         Manifest::parse(&bytes, &PathBuf::from(format!("object {version}")), None)
+    }
+
+    /// The manifest of version `v` of `path` (the work-tree one when `v` is current), refusing a
+    /// stored manifest that describes another file.
+    pub fn version_manifest(
+        &self,
+        wt: &WorktreeManifest,
+        path: &RepoPath,
+        v: &ObjectId,
+    ) -> Result<Manifest> {
+        let m = if *v == wt.version {
+            wt.manifest.clone()
+        } else {
+            self.load_version(v)?
+        };
+        if m.path != *path {
+            return Err(Error::InvalidManifest {
+                path: format!("object {v}").into(),
+                reason: format!("describes {:?}, not {:?}", m.path.as_str(), path.as_str()),
+            });
+        }
+        Ok(m)
     }
 
     /// Finds the version of `current`'s history whose id starts with `prefix` (at least 4 hex
@@ -323,21 +345,6 @@ impl Repo {
     pub fn is_git_repo(&self) -> bool {
         self.root.ancestors().any(|a| a.join(".git").exists())
     }
-}
-
-/// Lexically normalizes a path (`.` dropped, `..` pops) without touching the filesystem.
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
 }
 
 /// Reads a whole file, refusing files over `limit` bytes.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{CheckoutOptions, CheckoutOutcome};
+use nshard_core::repo::{CheckoutOptions, CheckoutOutcome, FileCheckout};
 
 use crate::out;
 use crate::output::{bytes, file_error, print_json, Ctx};
@@ -42,11 +42,7 @@ struct JsonFile<'a> {
 
 pub fn run(ctx: &Ctx, a: CheckoutArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let paths = a
-        .paths
-        .iter()
-        .map(|p| super::data_path(&repo, &ctx.cwd, p))
-        .collect::<Result<Vec<_>>>()?;
+    let paths = super::data_paths(&repo, &ctx.cwd, &a.paths)?;
     if a.version.is_some() && paths.len() != 1 {
         anyhow::bail!(
             "--version needs exactly one file (version ids belong to one file's history)"
@@ -74,26 +70,32 @@ pub fn run(ctx: &Ctx, a: CheckoutArgs) -> Result<ExitCode> {
         if results.is_empty() {
             out!("no manifests to check out");
         }
-        for r in &results {
-            match &r.result {
-                Ok(CheckoutOutcome::Written { version, size }) => {
-                    out!(
-                        "{}: checked out version {} ({})",
-                        r.path,
-                        version.short(),
-                        bytes(*size)
-                    )
-                }
-                Ok(CheckoutOutcome::UpToDate { version }) => {
-                    out!("{}: up to date (version {})", r.path, version.short())
-                }
-                Err(e) => file_error(&r.path, e),
-            }
-        }
+        print_human(&results)?;
     }
     Ok(if failed > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One line per file on stdout (errors on stderr); shared with `pull --checkout`.
+pub fn print_human(results: &[FileCheckout]) -> Result<()> {
+    for r in results {
+        match &r.result {
+            Ok(CheckoutOutcome::Written { version, size }) => {
+                out!(
+                    "{}: checked out version {} ({})",
+                    r.path,
+                    version.short(),
+                    bytes(*size)
+                )
+            }
+            Ok(CheckoutOutcome::UpToDate { version }) => {
+                out!("{}: up to date (version {})", r.path, version.short())
+            }
+            Err(e) => file_error(&r.path, e),
+        }
+    }
+    Ok(())
 }

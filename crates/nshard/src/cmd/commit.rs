@@ -43,11 +43,7 @@ struct JsonFile<'a> {
 
 pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let paths = a
-        .paths
-        .iter()
-        .map(|p| super::data_path(&repo, &ctx.cwd, p))
-        .collect::<Result<Vec<_>>>()?;
+    let paths = super::data_paths(&repo, &ctx.cwd, &a.paths)?;
     let bar = ctx.progress(a.json);
     let results = repo.commit(&CommitOptions {
         message: a.message,

@@ -26,3 +26,10 @@ pub fn data_path(repo: &Repo, cwd: &Path, arg: &Path) -> Result<RepoPath> {
     let p = repo.resolve_user_path(cwd, arg)?;
     Ok(p.data_path_of_manifest().unwrap_or(p))
 }
+
+/// [`data_path`] for every argument.
+pub fn data_paths(repo: &Repo, cwd: &Path, args: &[impl AsRef<Path>]) -> Result<Vec<RepoPath>> {
+    args.iter()
+        .map(|a| data_path(repo, cwd, a.as_ref()))
+        .collect()
+}

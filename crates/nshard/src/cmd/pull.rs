@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{CheckoutOptions, CheckoutOutcome};
+use nshard_core::repo::CheckoutOptions;
 use nshard_core::transfer::{self, PullOptions, Retry, TransferOptions, DEFAULT_JOBS};
 
 use super::remote::{label, objects, print_files, runtime, secs, JsonReport};
 use crate::out;
-use crate::output::{bytes, file_error, print_json, Ctx};
+use crate::output::{print_json, Ctx};
 
 /// Download from a remote the chunks that the manifests in the work tree need and the local store
 /// lacks. Every object is verified (decoded and re-hashed) as it arrives; nothing bad is kept.
@@ -45,11 +45,7 @@ pub struct PullArgs {
 
 pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let paths = a
-        .paths
-        .iter()
-        .map(|p| super::data_path(&repo, &ctx.cwd, p))
-        .collect::<Result<Vec<_>>>()?;
+    let paths = super::data_paths(&repo, &ctx.cwd, &a.paths)?;
     let bar = ctx.progress(a.json);
     let started = Instant::now();
     let (resolved, report) = runtime()?.block_on(async {
@@ -130,20 +126,7 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
                 checkout,
             })?;
         } else {
-            for r in &results {
-                match &r.result {
-                    Ok(CheckoutOutcome::Written { version, size }) => out!(
-                        "{}: checked out version {} ({})",
-                        r.path,
-                        version.short(),
-                        bytes(*size)
-                    ),
-                    Ok(CheckoutOutcome::UpToDate { version }) => {
-                        out!("{}: up to date (version {})", r.path, version.short())
-                    }
-                    Err(e) => file_error(&r.path, e),
-                }
-            }
+            super::checkout::print_human(&results)?;
         }
     }
     Ok(if failed > 0 {

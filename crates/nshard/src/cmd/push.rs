@@ -40,11 +40,7 @@ pub struct PushArgs {
 
 pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let paths = a
-        .paths
-        .iter()
-        .map(|p| super::data_path(&repo, &ctx.cwd, p))
-        .collect::<Result<Vec<_>>>()?;
+    let paths = super::data_paths(&repo, &ctx.cwd, &a.paths)?;
     let bar = ctx.progress(a.json);
     let started = Instant::now();
     runtime()?.block_on(async {
