@@ -86,8 +86,34 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> Result<ObjectId, AppError>
     parse_id(&s)
 }
 
-/// Reads a body of at most `limit` bytes. An over-limit `Content-Length` is refused before any byte
-/// is read; a body that ends early or breaks off is a 400.
+/// How much of an over-limit body is read and discarded before the refusal is sent, and for how long.
+///
+/// If the server answered while the client was still sending, it would close a socket with unread
+/// data; the kernel then resets the connection and the client sees "broken pipe" instead of the 413
+/// that explains what went wrong (the "lingering close" of nginx and Apache). Draining a bounded
+/// amount lets ordinary clients read the refusal; anything bigger or slower is cut off.
+const DRAIN_MAX_BYTES: u64 = 16 << 20;
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and discards up to `budget` bytes of `body`, for at most [`DRAIN_MAX_TIME`].
+async fn drain(mut body: Body, mut budget: u64) {
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async move {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                let n = data.len() as u64;
+                if n > budget {
+                    return;
+                }
+                budget -= n;
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads a body of at most `limit` bytes. An over-limit `Content-Length` is refused without keeping
+/// any byte (the body is drained, within bounds, so the client can read the refusal); a body that
+/// ends early or breaks off is a 400.
 async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8>, AppError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -100,6 +126,9 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8
         )
     };
     if let Some(n) = declared.filter(|&n| n > limit) {
+        if n <= DRAIN_MAX_BYTES {
+            drain(body, n).await;
+        }
         return Err(too_large(&n));
     }
     let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
@@ -113,6 +142,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8
         })?;
         if let Ok(data) = frame.into_data() {
             if (out.len() + data.len()) as u64 > limit {
+                drain(body, DRAIN_MAX_BYTES).await;
                 return Err(too_large(&format!("more than {limit}")));
             }
             out.extend_from_slice(&data);
