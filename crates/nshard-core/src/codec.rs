@@ -377,9 +377,35 @@ fn unzstd(payload: &[u8], raw_len: usize) -> std::result::Result<Vec<u8>, String
     Ok(out)
 }
 
+/// Writes element `i`'s byte `k` from `planes[k][i]`: the inverse of splitting into byte planes.
+/// One pass over the output for the common widths (the compiler vectorises these loops).
+fn interleave(out: &mut [u8], planes: &[std::borrow::Cow<'_, [u8]>]) {
+    match planes {
+        [a, b] => {
+            for ((d, &x), &y) in out.chunks_exact_mut(2).zip(a.iter()).zip(b.iter()) {
+                d.copy_from_slice(&[x, y]);
+            }
+        }
+        [a, b, c, e] => {
+            let planes = a.iter().zip(b.iter()).zip(c.iter()).zip(e.iter());
+            for (d, (((&x, &y), &z), &v)) in out.chunks_exact_mut(4).zip(planes) {
+                d.copy_from_slice(&[x, y, z, v]);
+            }
+        }
+        _ => {
+            let w = planes.len();
+            for (k, plane) in planes.iter().enumerate() {
+                for (d, &b) in out.chunks_exact_mut(w).zip(plane.iter()) {
+                    d[k] = b;
+                }
+            }
+        }
+    }
+}
+
 fn ungroup(payload: &[u8], raw_len: usize, w: usize) -> std::result::Result<Vec<u8>, String> {
     let n = raw_len / w;
-    let mut out = vec![0u8; raw_len];
+    let mut planes: Vec<std::borrow::Cow<'_, [u8]>> = Vec::with_capacity(w);
     let mut pos = 0usize;
     for k in 0..w {
         if payload.len() < pos + 9 {
@@ -395,13 +421,11 @@ fn ungroup(payload: &[u8], raw_len: usize, w: usize) -> std::result::Result<Vec<
             .ok_or_else(|| format!("plane {k} runs past the end of the object"))?;
         let data = &payload[pos..end];
         pos = end;
-        let plane_buf;
-        let plane: &[u8] = match pc {
-            0 => data,
-            1 => {
-                plane_buf = unzstd(data, n).map_err(|e| format!("plane {k}: {e}"))?;
-                &plane_buf
-            }
+        let plane: std::borrow::Cow<'_, [u8]> = match pc {
+            0 => data.into(),
+            1 => unzstd(data, n)
+                .map_err(|e| format!("plane {k}: {e}"))?
+                .into(),
             c => return Err(format!("plane {k} has unknown codec {c}")),
         };
         if plane.len() != n {
@@ -410,10 +434,10 @@ fn ungroup(payload: &[u8], raw_len: usize, w: usize) -> std::result::Result<Vec<
                 plane.len()
             ));
         }
-        for (dst, &b) in out[..n * w].chunks_exact_mut(w).zip(plane) {
-            dst[k] = b;
-        }
+        planes.push(plane);
     }
+    let mut out = vec![0u8; raw_len];
+    interleave(&mut out[..n * w], &planes);
     let tail = &payload[pos..];
     if tail.len() != raw_len - n * w {
         return Err(format!(

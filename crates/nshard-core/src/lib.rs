@@ -27,6 +27,7 @@
 
 pub mod chunk;
 pub mod codec;
+pub mod direct;
 pub mod error;
 pub mod formats;
 pub mod fsutil;

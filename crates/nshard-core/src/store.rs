@@ -9,6 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::codec;
+use crate::direct::{self, DirectBuf};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, AtomicFile};
 use crate::id::ObjectId;
@@ -87,7 +88,15 @@ impl LocalStore {
     /// Writes `enc` for `id` to a temporary file without syncing it; nothing is visible until
     /// [`StagedObject::persist`]. Returns `None` when the object is already present. Used by commit
     /// to keep hashing and compressing while earlier objects are being synced to disk.
-    pub fn stage(&self, id: &ObjectId, enc: &[u8]) -> Result<Option<StagedObject>> {
+    ///
+    /// The bytes bypass the page cache where the filesystem allows it (see [`crate::direct`]);
+    /// `buf` is the caller's reusable aligned buffer.
+    pub fn stage(
+        &self,
+        id: &ObjectId,
+        enc: &[u8],
+        buf: &mut DirectBuf,
+    ) -> Result<Option<StagedObject>> {
         let dest = self.path_of(id);
         if dest.is_file() {
             return Ok(None);
@@ -98,7 +107,7 @@ impl LocalStore {
             .to_path_buf();
         fs::create_dir_all(&dir).map_err(Error::io("creating directory", &dir))?;
         let mut file = AtomicFile::create_in(&self.tmp, &dest)?;
-        file.write_all(enc).map_err(Error::io("writing", &dest))?;
+        direct::write_file(file.file(), enc, buf).map_err(Error::io("writing", &dest))?;
         Ok(Some(StagedObject { file }))
     }
 

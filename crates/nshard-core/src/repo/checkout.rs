@@ -8,14 +8,14 @@
 //! a mismatch every chunk is then verified against its id to name the bad object.
 
 use std::fs;
-use std::io::Write;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use rayon::prelude::*;
 
 use super::statcache::{now_ns, StatCache, StatEntry};
 use super::status::hash_file;
 use super::Repo;
+use crate::direct::{DirectBuf, DirectWriter};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, AtomicFile, RepoPath};
 use crate::id::{Hasher, ObjectId};
@@ -61,8 +61,12 @@ pub struct FileCheckout {
     pub result: Result<CheckoutOutcome>,
 }
 
-/// Bytes written between background writeback requests during a checkout.
+/// Bytes written between background writeback requests during a checkout (page-cache writes).
 const FLUSH_EVERY: u64 = 64 * 1024 * 1024;
+/// Bytes gathered before each direct write of the rebuilt file.
+const WRITE_WINDOW: usize = 8 * 1024 * 1024;
+/// Decoded chunks queued for the whole-file hash thread.
+const HASH_QUEUE: usize = 4;
 
 impl Repo {
     /// Checks out the named files (or all manifests). Takes the repository lock.
@@ -153,8 +157,7 @@ impl Repo {
         remove_stale_temporaries(dest);
         let mut out = AtomicFile::create(dest)?;
         let batch = 2 * rayon::current_num_threads().max(1);
-        let mut hasher = Hasher::new();
-        let written: Result<()> = std::thread::scope(|s| {
+        let written: Result<ObjectId> = std::thread::scope(|s| {
             let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>>>(batch);
             let producer = s.spawn(move || {
                 for group in m.chunks.chunks(batch) {
@@ -187,10 +190,18 @@ impl Repo {
                     }
                 }
             });
-            // Start writeback early: a background thread syncs what has been written every
-            // FLUSH_EVERY bytes, so the disk works while chunks are still being decoded and the
-            // final fsync has little left to do. Its errors surface in that final fsync.
-            let flush_file = out.file().try_clone().map_err(Error::io("writing", dest))?;
+            let file: &fs::File = out.file();
+            let mut dbuf = DirectBuf::with_window(WRITE_WINDOW);
+            let mut writer = DirectWriter::new(file, &mut dbuf, WRITE_WINDOW, m.size);
+            // Without O_DIRECT, start writeback early: a background thread syncs what has been
+            // written every FLUSH_EVERY bytes, so the disk works while chunks are still being
+            // decoded and the final fsync has little left to do.
+            let flush_every = if writer.is_direct() {
+                u64::MAX
+            } else {
+                FLUSH_EVERY
+            };
+            let flush_file = file.try_clone().map_err(Error::io("writing", dest))?;
             let (flush_tx, flush_rx) = mpsc::sync_channel::<()>(1);
             // The descriptor is shared with `out`: the kernel reports a writeback error to only one
             // fsync caller, so the flusher's first error is returned and fails the checkout.
@@ -200,29 +211,44 @@ impl Repo {
                 }
                 Ok(())
             });
+            // The whole-file hash runs on its own thread, beside this one's copying and writing.
+            let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
+            let hasher = s.spawn(move || {
+                let mut h = Hasher::new();
+                for data in hash_rx {
+                    h.update(&data);
+                }
+                h.finish()
+            });
             let mut unflushed = 0u64;
             for d in rx {
-                let data = d?;
-                hasher.update(&data);
-                out.write_all(&data).map_err(Error::io("writing", dest))?;
+                let data = Arc::new(d?);
+                if hash_tx.send(Arc::clone(&data)).is_err() {
+                    break;
+                }
+                writer
+                    .write_all(&data)
+                    .map_err(Error::io("writing", dest))?;
                 progress.advance(data.len() as u64);
                 unflushed += data.len() as u64;
-                if unflushed >= FLUSH_EVERY {
+                if unflushed >= flush_every {
                     // Skipped when the previous flush is still running.
                     let _ = flush_tx.try_send(());
                     unflushed = 0;
                 }
             }
+            writer.finish().map_err(Error::io("writing", dest))?;
+            drop(hash_tx);
+            let actual = hasher.join().expect("checkout hash thread");
             drop(flush_tx);
             producer.join().expect("checkout reader thread");
             flusher
                 .join()
                 .expect("checkout flush thread")
                 .map_err(Error::io("syncing", dest))?;
-            Ok(())
+            Ok(actual)
         });
-        written?;
-        let actual = hasher.finish();
+        let actual = written?;
         if actual != m.sha256 {
             // Name the culprit: re-read every chunk, this time verifying each against its id.
             let mut seen = std::collections::HashSet::new();

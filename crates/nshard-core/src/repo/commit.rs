@@ -16,6 +16,7 @@ use super::statcache::{now_ns, StatCache, StatEntry, StatKey};
 use super::Repo;
 use crate::chunk::{ChunkParams, ChunkReader, Cutter, LayoutMode, RawChunk};
 use crate::codec::{DataHint, Encoder};
+use crate::direct::DirectBuf;
 use crate::error::{Error, Result};
 use crate::formats::safetensors::Layout;
 use crate::fsutil::{self, RepoPath};
@@ -324,6 +325,7 @@ impl Repo {
                     (&job_rx, done_tx.clone(), sync_tx.clone(), &abort);
                 s.spawn(move || {
                     let mut enc = Encoder::new();
+                    let mut dbuf = DirectBuf::default();
                     loop {
                         let job = job_rx.lock().expect("job queue lock").recv();
                         let Ok((idx, chunk)) = job else { break };
@@ -341,7 +343,7 @@ impl Repo {
                             let bytes = enc.encode(&chunk.data, chunk.hint);
                             let len = bytes.len() as u64;
                             self.store
-                                .stage(&cref.id, &bytes)
+                                .stage(&cref.id, &bytes, &mut dbuf)
                                 .map(|s| s.map(|s| (s, len)))
                         };
                         let sent = match staged {

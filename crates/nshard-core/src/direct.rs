@@ -1,0 +1,269 @@
+//! Sequential writes that bypass the page cache (`O_DIRECT`) where the filesystem allows it.
+//!
+//! Commit writes every new object and checkout writes every rebuilt file, and both fsync what they
+//! write. Through the page cache each byte is first copied into freshly allocated cache pages; on
+//! the virtual machines we measured, that allocation and copy cost more CPU than hashing the same
+//! bytes (≈ 2.4 s of system time per GiB, against ≈ 0.1 s with `O_DIRECT`), and the pages are then
+//! written out by the fsync anyway. With `O_DIRECT` the disk reads the bytes straight from an
+//! aligned buffer of ours.
+//!
+//! `O_DIRECT` needs the memory address, the file offset and the length of each write to be
+//! multiples of the device's block size; [`ALIGN`] (4096) covers every common device. Bytes are
+//! gathered in an aligned window and written a window at a time; the last, partial block is
+//! zero-padded and the file is then truncated to its real length. Where `O_DIRECT` cannot be set
+//! (tmpfs, some network filesystems, non-Linux systems) or a direct write is refused, the writer
+//! falls back to ordinary buffered writes for the rest of the file: slower, never wrong.
+
+use std::fs::File;
+use std::io;
+#[cfg(unix)]
+use std::os::unix::fs::FileExt;
+
+/// Alignment of buffers, offsets and lengths of direct writes.
+pub const ALIGN: usize = 4096;
+
+/// Writes shorter than this go through the page cache: setting up a direct write costs more than
+/// it saves.
+const MIN_DIRECT: usize = 64 * 1024;
+
+/// A reusable buffer for [`DirectWriter`]: keep one per thread so windows are allocated once.
+#[derive(Default)]
+pub struct DirectBuf {
+    mem: Vec<u8>,
+}
+
+impl DirectBuf {
+    /// A buffer whose window will hold `window` bytes (rounded up to [`ALIGN`]).
+    pub fn with_window(window: usize) -> Self {
+        let mut b = Self::default();
+        b.ensure(window);
+        b
+    }
+
+    /// Makes room for an aligned window of at least `window` bytes; returns (start, capacity).
+    fn ensure(&mut self, window: usize) -> (usize, usize) {
+        let cap = window.div_ceil(ALIGN).max(1) * ALIGN;
+        if self.mem.len() < cap + ALIGN {
+            self.mem = vec![0; cap + ALIGN];
+        }
+        (self.mem.as_ptr().align_offset(ALIGN), cap)
+    }
+}
+
+/// Writes a file from offset 0, in order, without the page cache where possible. Call
+/// [`DirectWriter::finish`] to write the tail and set the file's length; dropping the writer
+/// without it leaves the file incomplete (callers write temporary files, so that is harmless).
+pub struct DirectWriter<'a> {
+    file: &'a File,
+    buf: &'a mut DirectBuf,
+    start: usize,
+    cap: usize,
+    len: usize,
+    /// Bytes already written to the file (a multiple of `ALIGN` while `direct`).
+    pos: u64,
+    direct: bool,
+}
+
+impl<'a> DirectWriter<'a> {
+    /// Starts writing `file` (empty, opened for writing) through `buf`'s window of at least
+    /// `window` bytes. `expected_len` is a hint: small files are written through the page cache.
+    pub fn new(file: &'a File, buf: &'a mut DirectBuf, window: usize, expected_len: u64) -> Self {
+        let (start, cap) = buf.ensure(window);
+        let direct = expected_len >= MIN_DIRECT as u64 && set_direct(file, true);
+        Self {
+            file,
+            buf,
+            start,
+            cap,
+            len: 0,
+            pos: 0,
+            direct,
+        }
+    }
+
+    /// Whether writes currently bypass the page cache.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Appends `data`.
+    pub fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if !self.direct {
+            return self.write_buffered(data);
+        }
+        while !data.is_empty() {
+            let n = data.len().min(self.cap - self.len);
+            let at = self.start + self.len;
+            self.buf.mem[at..at + n].copy_from_slice(&data[..n]);
+            self.len += n;
+            data = &data[n..];
+            if self.len == self.cap {
+                self.flush_window(self.cap)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and sets the file's length. Returns the number of bytes written.
+    pub fn finish(mut self) -> io::Result<u64> {
+        if self.len > 0 {
+            let real = self.pos + self.len as u64;
+            let padded = self.len.div_ceil(ALIGN) * ALIGN;
+            let at = self.start + self.len;
+            self.buf.mem[at..self.start + padded].fill(0);
+            self.flush_window(padded)?;
+            if self.pos != real {
+                self.file.set_len(real)?;
+                self.pos = real;
+            }
+        }
+        if self.direct {
+            // Leave the descriptor as it was opened: later readers or writers of it (fsync,
+            // rename, a caller's own writes) expect ordinary semantics.
+            set_direct(self.file, false);
+        }
+        Ok(self.pos)
+    }
+
+    /// Writes the first `n` bytes of the window (n a multiple of ALIGN) at `pos`. Only called
+    /// while `direct`.
+    fn flush_window(&mut self, n: usize) -> io::Result<()> {
+        let window = &self.buf.mem[self.start..self.start + n];
+        match write_all_at(self.file, window, self.pos) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                // The filesystem took O_DIRECT at open but refuses this write (alignment rules
+                // stricter than ALIGN): write the window again through the page cache.
+                self.direct = false;
+                set_direct(self.file, false);
+                let keep = self.len.min(n);
+                let data = &self.buf.mem[self.start..self.start + keep];
+                write_all_at(self.file, data, self.pos)?;
+                self.pos += keep as u64;
+                self.len = 0;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        self.pos += n as u64;
+        self.len = 0;
+        Ok(())
+    }
+
+    fn write_buffered(&mut self, data: &[u8]) -> io::Result<()> {
+        write_all_at(self.file, data, self.pos)?;
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+}
+
+/// Writes all of `data` at `offset`.
+fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        file.write_all_at(data, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.write_all(data)
+    }
+}
+
+/// Turns `O_DIRECT` on or off for `file`; returns whether it is now in the requested state.
+#[cfg(target_os = "linux")]
+fn set_direct(file: &File, on: bool) -> bool {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    let Ok(flags) = fcntl_getfl(file) else {
+        return !on;
+    };
+    let wanted = if on {
+        flags | OFlags::DIRECT
+    } else {
+        flags - OFlags::DIRECT
+    };
+    wanted == flags || fcntl_setfl(file, wanted).is_ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_direct(_file: &File, on: bool) -> bool {
+    !on
+}
+
+/// Writes `data` as the whole content of the empty `file`, bypassing the page cache for large
+/// data where possible.
+pub fn write_file(file: &File, data: &[u8], buf: &mut DirectBuf) -> io::Result<()> {
+    let mut w = DirectWriter::new(file, buf, data.len(), data.len() as u64);
+    w.write_all(data)?;
+    w.finish().map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 31 + i / 4099) as u8).collect()
+    }
+
+    fn roundtrip(dir: &std::path::Path, sizes: &[usize], window: usize) {
+        let mut buf = DirectBuf::default();
+        for &n in sizes {
+            let path = dir.join(format!("f{n}-{window}"));
+            let file = File::create(&path).expect("create");
+            let data = pattern(n);
+            let mut w = DirectWriter::new(&file, &mut buf, window, n as u64);
+            // Uneven pieces, so windows fill across calls.
+            for piece in data.chunks(7919) {
+                w.write_all(piece).expect("write");
+            }
+            assert_eq!(w.finish().expect("finish"), n as u64);
+            drop(file);
+            assert_eq!(std::fs::read(&path).expect("read"), data, "size {n}");
+        }
+    }
+
+    #[test]
+    fn writes_exact_contents_whatever_the_size() {
+        let d = tempfile::tempdir().expect("tmp");
+        let sizes = [
+            0,
+            1,
+            4095,
+            4096,
+            4097,
+            65_535,
+            65_536,
+            300_001,
+            1 << 20,
+            3 << 20 | 5,
+        ];
+        roundtrip(d.path(), &sizes, 1 << 20);
+        roundtrip(d.path(), &sizes, ALIGN);
+    }
+
+    #[test]
+    fn falls_back_where_direct_io_is_refused() {
+        // /dev/shm is tmpfs on Linux, which refuses O_DIRECT.
+        let shm = std::path::Path::new("/dev/shm");
+        if shm.is_dir() {
+            if let Ok(d) = tempfile::tempdir_in(shm) {
+                roundtrip(d.path(), &[100_000, 1 << 20], 1 << 16);
+            }
+        }
+    }
+
+    #[test]
+    fn write_file_replaces_nothing_but_its_own_file() {
+        let d = tempfile::tempdir().expect("tmp");
+        let mut buf = DirectBuf::with_window(1 << 16);
+        let data = pattern(200_000);
+        let p = d.path().join("obj");
+        let f = File::create(&p).expect("create");
+        write_file(&f, &data, &mut buf).expect("write");
+        drop(f);
+        assert_eq!(std::fs::read(&p).expect("read"), data);
+    }
+}
