@@ -120,6 +120,21 @@ fn parent_dir(p: &Path) -> &Path {
     }
 }
 
+/// Reads exactly `buf.len()` bytes at `offset` without moving the file's position (which a reader
+/// on a clone of the descriptor may be using).
+pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, buf, offset);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
 /// fsyncs a directory so that a rename inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     // Opening a directory read-only and fsyncing it is how POSIX makes a rename durable.

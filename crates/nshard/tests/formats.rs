@@ -180,3 +180,59 @@ fn other_files_and_layout_none_are_cut_plain() {
     let err = repo.fails(&["commit", "-m", "x"]);
     assert!(err.contains("config.toml"), "{err}");
 }
+
+/// Each recorded tensor hash is the SHA-256 of the tensor's bytes in the committed file.
+fn assert_tensor_hashes(repo: &TestRepo, data: &[u8]) {
+    let m = manifest(repo, "m.safetensors");
+    let table = m["tensors"].as_array().expect("tensor table");
+    assert_eq!(table.len(), TENSORS.len());
+    for t in table {
+        let (off, size) = (
+            t["offset"].as_u64().expect("offset") as usize,
+            t["size"].as_u64().expect("size") as usize,
+        );
+        let want = nshard_core::ObjectId::of(&data[off..off + size]).to_hex();
+        assert_eq!(t["sha256"], want.as_str(), "tensor {}", t["name"]);
+    }
+}
+
+/// A new version takes unchanged tensors' hashes from the chunk ids and the previous version
+/// instead of hashing them again; whatever changed, and however, the table stays exact.
+#[test]
+fn tensor_table_stays_exact_across_versions() {
+    let repo = TestRepo::new();
+    small_chunks(&repo, Some("tensor-aligned"));
+    let (v1, ranges) = safetensors("v1", TENSORS, 1);
+    repo.write("m.safetensors", &v1);
+    repo.ok(&["track", "m.safetensors"]);
+    commit(&repo, "v1");
+    assert_tensor_hashes(&repo, &v1);
+    let mut cur = v1;
+    // (tensor, byte range inside it to rewrite): a whole tensor; the last bytes of a tensor cut
+    // into several chunks (its first chunks are unchanged); the first byte; a grouped bias.
+    let (head_a, head_b) = ranges[9];
+    let edits = [
+        (3, 0, (ranges[3].1 - ranges[3].0) as usize),
+        (
+            9,
+            (head_b - head_a) as usize - 10,
+            (head_b - head_a) as usize,
+        ),
+        (0, 0, 1),
+        (7, 5, 6),
+    ];
+    for (n, &(t, a, b)) in edits.iter().enumerate() {
+        let start = ranges[t].0 as usize;
+        let fresh = random_bytes(b - a, 500 + n as u64);
+        cur[start + a..start + b].copy_from_slice(&fresh);
+        repo.write("m.safetensors", &cur);
+        let c = commit(&repo, &format!("edit {n}"));
+        assert_eq!(c["result"], "committed", "{c}");
+        assert_tensor_hashes(&repo, &cur);
+    }
+    // A grown header shifts every tensor: all reused, table still exact.
+    let (v3, _) = safetensors("a longer note that shifts every offset", TENSORS, 1);
+    repo.write("m.safetensors", &v3);
+    commit(&repo, "shifted");
+    assert_tensor_hashes(&repo, &v3);
+}

@@ -184,7 +184,14 @@ impl Repo {
             None => None,
         };
         progress.start(path.as_str(), md1.len());
-        let stored = self.store_chunks(file, params, plan.segments, layout, progress);
+        let stored = self.store_chunks(
+            file,
+            params,
+            plan.segments,
+            layout,
+            parent.as_ref().map(|p| &p.manifest),
+            progress,
+        );
         progress.finish();
         let stored = stored.map_err(|e| match e {
             Error::Io { action, source, .. } => Error::Io {
@@ -265,13 +272,16 @@ impl Repo {
         params: ChunkParams,
         segments: Vec<crate::chunk::Segment>,
         layout: Option<Layout>,
+        parent: Option<&Manifest>,
         progress: &dyn Progress,
     ) -> Result<Stored> {
         let workers = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(1, 8);
         let abort = AtomicBool::new(false);
-        type Job = (usize, Arc<RawChunk>);
+        // Each job carries a one-shot channel on which its worker reports the chunk's id to the
+        // tensor thread, which needs the ids in file order.
+        type Job = (usize, Arc<RawChunk>, Option<mpsc::SyncSender<ObjectId>>);
         // (index, chunk ref, newly stored, encoded bytes written)
         type Done = Result<(usize, ChunkRef, bool, u64)>;
         type ToSync = (usize, ChunkRef, StagedObject, u64);
@@ -308,14 +318,31 @@ impl Repo {
                 });
             }
             // Tensor hashes on their own thread, from the same chunks: no second read of the file.
+            // Unchanged tensors take their hash from the chunk ids (see `TensorHasher`), so a
+            // new version hashes only the tensors that changed; re-reading is for the rare tensor
+            // whose first chunks match the previous version and a later one does not.
             let mut tensor_tx = None;
+            let reread_file = match &layout {
+                Some(_) => Some(file.try_clone().map_err(Error::io("reading", ""))?),
+                None => None,
+            };
             let tensor_job = layout.map(|l| {
-                let (tx, rx) = mpsc::sync_channel::<Arc<RawChunk>>(2);
+                let (tx, rx) = mpsc::sync_channel::<(Arc<RawChunk>, mpsc::Receiver<ObjectId>)>(2);
                 tensor_tx = Some(tx);
                 s.spawn(move || {
                     let mut t = super::tensors::TensorHasher::new(l);
-                    for c in rx {
-                        t.update(c.offset, &c.data);
+                    if let (Some(p), Some(f)) = (parent, reread_file) {
+                        t = t.with_parent(
+                            p,
+                            Box::new(move |start, end, h| reread(&f, start, end, h)),
+                        );
+                    }
+                    for (c, id_rx) in rx {
+                        match id_rx.recv() {
+                            Ok(id) => t.update_chunk(c.offset, &c.data, id),
+                            // The commit was aborted: no table.
+                            Err(_) => return None,
+                        }
                     }
                     t.finish()
                 })
@@ -328,7 +355,7 @@ impl Repo {
                     let mut dbuf = DirectBuf::default();
                     loop {
                         let job = job_rx.lock().expect("job queue lock").recv();
-                        let Ok((idx, chunk)) = job else { break };
+                        let Ok((idx, chunk, id_tx)) = job else { break };
                         if abort.load(Ordering::Relaxed) {
                             continue;
                         }
@@ -337,6 +364,10 @@ impl Repo {
                             offset: chunk.offset,
                             size: chunk.data.len() as u64,
                         };
+                        if let Some(tx) = id_tx {
+                            // Capacity 1 and sent once: never blocks.
+                            let _ = tx.try_send(cref.id);
+                        }
                         let staged = if self.store.has(&cref.id) {
                             Ok(None)
                         } else {
@@ -370,11 +401,15 @@ impl Repo {
                     Ok(Some(c)) => {
                         let n = c.data.len() as u64;
                         let c = Arc::new(c);
+                        let mut id_tx = None;
+                        let tensor_sent = tensor_tx.as_ref().is_none_or(|tx| {
+                            let (itx, irx) = mpsc::sync_channel(1);
+                            id_tx = Some(itx);
+                            tx.send((Arc::clone(&c), irx)).is_ok()
+                        });
                         if hash_tx.send(Arc::clone(&c)).is_err()
-                            || tensor_tx
-                                .as_ref()
-                                .is_some_and(|tx| tx.send(Arc::clone(&c)).is_err())
-                            || job_tx.send((count, c)).is_err()
+                            || !tensor_sent
+                            || job_tx.send((count, c, id_tx)).is_err()
                         {
                             break;
                         }
@@ -445,4 +480,18 @@ impl Repo {
             })
         })
     }
+}
+
+/// Hashes bytes `start..end` of `file` into `h`, reading them again (positioned reads: the
+/// commit's reader owns the file position).
+fn reread(file: &File, start: u64, end: u64, h: &mut Hasher) -> std::io::Result<()> {
+    let mut buf = vec![0u8; (end - start).min(1 << 20) as usize];
+    let mut at = start;
+    while at < end {
+        let n = buf.len().min((end - at) as usize);
+        fsutil::read_exact_at(file, &mut buf[..n], at)?;
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
 }
