@@ -1,6 +1,6 @@
 //! `checkout`: rebuild data files from the local store, atomically and verified.
 //!
-//! Chunks are read and decoded by a pool of workers in batches, while the calling thread writes
+//! Chunks are read and decoded by a few decoder threads, while the calling thread writes
 //! them in order to a temporary file beside the destination and hashes the whole file. Only when
 //! the whole-file SHA-256 matches the manifest is the temporary file renamed over the destination,
 //! so a corrupt or missing object leaves the old file untouched. Chunks are not hashed one by one
@@ -9,8 +9,6 @@
 
 use std::fs;
 use std::sync::{mpsc, Arc};
-
-use rayon::prelude::*;
 
 use super::statcache::{now_ns, StatCache, StatEntry};
 use super::status::hash_file;
@@ -65,7 +63,9 @@ pub struct FileCheckout {
 const FLUSH_EVERY: u64 = 64 * 1024 * 1024;
 /// Bytes gathered before each direct write of the rebuilt file.
 const WRITE_WINDOW: usize = 8 * 1024 * 1024;
-/// Decoded chunks queued for the whole-file hash thread.
+/// Decoded chunks queued per decoder thread.
+const DECODE_QUEUE: usize = 2;
+/// Decoded chunks queued for the whole-file hash thread and for the write thread.
 const HASH_QUEUE: usize = 4;
 
 impl Repo {
@@ -156,62 +156,34 @@ impl Repo {
     fn rebuild(&self, m: &Manifest, dest: &std::path::Path, progress: &dyn Progress) -> Result<()> {
         remove_stale_temporaries(dest);
         let mut out = AtomicFile::create(dest)?;
-        let batch = 2 * rayon::current_num_threads().max(1);
+        // Decoders take chunks round-robin (decoder k: chunks k, k + n, k + 2n, …), each into its
+        // own short queue, and the writer below takes them from the queues in the same order: file
+        // order without a reordering buffer, memory bounded by the queues, no batch barrier.
+        let decoders = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
         let written: Result<ObjectId> = std::thread::scope(|s| {
-            let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>>>(batch);
-            let producer = s.spawn(move || {
-                for group in m.chunks.chunks(batch) {
-                    let decoded: Vec<Result<Vec<u8>>> = group
-                        .par_iter()
-                        .map(|c| {
-                            // Chunks are hashed once, as part of the whole file; see below.
-                            let data = self
-                                .store
-                                .get_unverified(&c.id, c.size)
-                                .map_err(|e| self.quarantine_if_corrupt(e))?;
-                            if data.len() as u64 != c.size {
-                                return Err(Error::CorruptObject {
-                                    id: c.id,
-                                    reason: format!(
-                                        "holds {} bytes, the manifest says {}",
-                                        data.len(),
-                                        c.size
-                                    ),
-                                });
-                            }
-                            Ok(data)
-                        })
-                        .collect();
-                    for d in decoded {
+            let mut queues = Vec::with_capacity(decoders);
+            for k in 0..decoders {
+                let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>>>(DECODE_QUEUE);
+                queues.push(rx);
+                s.spawn(move || {
+                    for c in m.chunks.iter().skip(k).step_by(decoders) {
+                        let d = self.load_chunk(c);
                         let stop = d.is_err();
                         if tx.send(d).is_err() || stop {
                             return;
                         }
                     }
-                }
+                });
+            }
+            let rx = (0..m.chunks.len()).map(|i| {
+                queues[i % decoders].recv().unwrap_or_else(|_| {
+                    let stopped = std::io::Error::other("a decoder thread stopped");
+                    Err(Error::io("rebuilding", dest)(stopped))
+                })
             });
             let file: &fs::File = out.file();
-            let mut dbuf = DirectBuf::with_window(WRITE_WINDOW);
-            let mut writer = DirectWriter::new(file, &mut dbuf, WRITE_WINDOW, m.size);
-            // Without O_DIRECT, start writeback early: a background thread syncs what has been
-            // written every FLUSH_EVERY bytes, so the disk works while chunks are still being
-            // decoded and the final fsync has little left to do.
-            let flush_every = if writer.is_direct() {
-                u64::MAX
-            } else {
-                FLUSH_EVERY
-            };
-            let flush_file = file.try_clone().map_err(Error::io("writing", dest))?;
-            let (flush_tx, flush_rx) = mpsc::sync_channel::<()>(1);
-            // The descriptor is shared with `out`: the kernel reports a writeback error to only one
-            // fsync caller, so the flusher's first error is returned and fails the checkout.
-            let flusher = s.spawn(move || -> std::io::Result<()> {
-                for () in flush_rx {
-                    flush_file.sync_data()?;
-                }
-                Ok(())
-            });
-            // The whole-file hash runs on its own thread, beside this one's copying and writing.
+            // The whole-file hash and the writing each run on their own thread; this one hands
+            // them the decoded chunks in order.
             let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
             let hasher = s.spawn(move || {
                 let mut h = Hasher::new();
@@ -220,32 +192,32 @@ impl Repo {
                 }
                 h.finish()
             });
-            let mut unflushed = 0u64;
+            let (write_tx, write_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
+            let writer = s.spawn(move || write_sequentially(file, m.size, write_rx));
+            let mut failed = None;
             for d in rx {
-                let data = Arc::new(d?);
-                if hash_tx.send(Arc::clone(&data)).is_err() {
+                let data = match d {
+                    Ok(d) => Arc::new(d),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                let n = data.len() as u64;
+                if hash_tx.send(Arc::clone(&data)).is_err() || write_tx.send(data).is_err() {
                     break;
                 }
-                writer
-                    .write_all(&data)
-                    .map_err(Error::io("writing", dest))?;
-                progress.advance(data.len() as u64);
-                unflushed += data.len() as u64;
-                if unflushed >= flush_every {
-                    // Skipped when the previous flush is still running.
-                    let _ = flush_tx.try_send(());
-                    unflushed = 0;
-                }
+                progress.advance(n);
             }
-            writer.finish().map_err(Error::io("writing", dest))?;
+            drop(queues);
             drop(hash_tx);
+            drop(write_tx);
             let actual = hasher.join().expect("checkout hash thread");
-            drop(flush_tx);
-            producer.join().expect("checkout reader thread");
-            flusher
-                .join()
-                .expect("checkout flush thread")
-                .map_err(Error::io("syncing", dest))?;
+            let wrote = writer.join().expect("checkout write thread");
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            wrote.map_err(|(action, e)| Error::io(action, dest)(e))?;
             Ok(actual)
         });
         let actual = written?;
@@ -267,7 +239,74 @@ impl Repo {
     }
 }
 
+/// Writes the chunks received on `rx` to `file` (empty) in order, bypassing the page cache where
+/// possible, and returns once they are on disk up to the final fsync. An error names the action.
+fn write_sequentially(
+    file: &fs::File,
+    size: u64,
+    rx: mpsc::Receiver<Arc<Vec<u8>>>,
+) -> std::result::Result<(), (&'static str, std::io::Error)> {
+    let mut dbuf = DirectBuf::with_window(WRITE_WINDOW);
+    let mut writer = DirectWriter::new(file, &mut dbuf, WRITE_WINDOW, size);
+    if writer.is_direct() {
+        for data in rx {
+            writer.write_all(&data).map_err(|e| ("writing", e))?;
+        }
+        return writer.finish().map(|_| ()).map_err(|e| ("writing", e));
+    }
+    // Through the page cache: start writeback early. A background thread syncs what has been
+    // written every FLUSH_EVERY bytes, so the disk works while chunks are still being decoded and
+    // the final fsync has little left to do. The descriptor is shared with the caller's: the
+    // kernel reports a writeback error to only one fsync caller, so the flusher's first error is
+    // returned and fails the checkout.
+    let flush_file = file.try_clone().map_err(|e| ("writing", e))?;
+    std::thread::scope(|s| {
+        let (flush_tx, flush_rx) = mpsc::sync_channel::<()>(1);
+        let flusher = s.spawn(move || -> std::io::Result<()> {
+            for () in flush_rx {
+                flush_file.sync_data()?;
+            }
+            Ok(())
+        });
+        let mut unflushed = 0u64;
+        let mut wrote = Ok(());
+        for data in rx {
+            if let Err(e) = writer.write_all(&data) {
+                wrote = Err(("writing", e));
+                break;
+            }
+            unflushed += data.len() as u64;
+            if unflushed >= FLUSH_EVERY {
+                // Skipped when the previous flush is still running.
+                let _ = flush_tx.try_send(());
+                unflushed = 0;
+            }
+        }
+        drop(flush_tx);
+        let flushed = flusher.join().expect("checkout flush thread");
+        wrote?;
+        writer.finish().map_err(|e| ("writing", e))?;
+        flushed.map_err(|e| ("syncing", e))
+    })
+}
+
 impl Repo {
+    /// Reads and decodes one chunk for checkout, without hashing it: chunks are hashed once, as
+    /// part of the whole file (see `rebuild`).
+    fn load_chunk(&self, c: &crate::manifest::ChunkRef) -> Result<Vec<u8>> {
+        let data = self
+            .store
+            .get_unverified(&c.id, c.size)
+            .map_err(|e| self.quarantine_if_corrupt(e))?;
+        if data.len() as u64 != c.size {
+            return Err(Error::CorruptObject {
+                id: c.id,
+                reason: format!("holds {} bytes, the manifest says {}", data.len(), c.size),
+            });
+        }
+        Ok(data)
+    }
+
     /// Moves an object that is corrupt by itself out of the store (see `LocalStore::quarantine`)
     /// and says so in the error; other errors pass through.
     fn quarantine_if_corrupt(&self, e: Error) -> Error {
