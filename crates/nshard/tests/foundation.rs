@@ -235,6 +235,34 @@ fn checkout_restores_versions_and_protects_local_changes() {
     assert!(repo.ok(&["checkout"]).contains("up to date"));
 }
 
+/// Checkout dates the file it writes slightly in the past, so that its stat is trusted later
+/// without re-hashing; an edit right after the checkout, in place and of the same size, must still
+/// be seen (it sets a newer mtime).
+#[test]
+fn an_edit_right_after_checkout_is_seen() {
+    let (repo, v1) = committed(2 * MIB);
+    for round in 0..5u8 {
+        fs::remove_file(repo.join("m/model.bin")).expect("rm");
+        repo.ok(&["checkout"]);
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(repo.join("m/model.bin"))
+            .expect("open");
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&[v1[1000] ^ (round + 1)], 1000)
+            .expect("edit");
+        drop(f);
+        assert_eq!(
+            fs::metadata(repo.join("m/model.bin")).expect("md").len(),
+            v1.len() as u64
+        );
+        let st = repo.json(&["status"]);
+        assert_eq!(st[0]["state"], "modified", "round {round}: {st}");
+        let err = repo.fails(&["checkout"]);
+        assert!(err.contains("local changes"), "{err}");
+    }
+}
+
 #[test]
 fn status_reports_every_state() {
     let (repo, _) = committed(MIB);

@@ -61,6 +61,8 @@ pub struct FileCheckout {
 
 /// Bytes written between background writeback requests during a checkout (page-cache writes).
 const FLUSH_EVERY: u64 = 64 * 1024 * 1024;
+/// How far in the past a rebuilt file's mtime is set (more than the stat cache's racy window).
+const BACKDATE: std::time::Duration = std::time::Duration::from_millis(200);
 /// Bytes gathered before each direct write of the rebuilt file.
 const WRITE_WINDOW: usize = 8 * 1024 * 1024;
 /// Decoded chunks queued per decoder thread.
@@ -235,6 +237,14 @@ impl Repo {
                 actual,
             });
         }
+        // Date the finished file slightly in the past. Its stat is recorded right after the
+        // rename; with an mtime of "now" that record would fall in the racy window (see
+        // `statcache`) and the next status or checkout would hash the whole file again. Nobody
+        // else can have written the temporary file, and any later write sets a newer mtime.
+        let written_at = std::time::SystemTime::now() - BACKDATE;
+        let _ = out
+            .file()
+            .set_times(fs::FileTimes::new().set_modified(written_at));
         out.commit()
     }
 }
