@@ -110,6 +110,10 @@ pub enum Error {
     /// The repository is not inside a git work tree (for `git-init`).
     #[error("{0} is not inside a git repository; run `git init` first")]
     NotAGitRepo(PathBuf),
+    /// gc could not list the manifests recorded in git (so it cannot know what other branches
+    /// reference, and deletes nothing).
+    #[error("cannot read the manifests recorded in git, so gc deleted nothing: {0}")]
+    Git(String),
     /// Another process holds the repository lock.
     #[error("repository is locked by another nshard process ({0}); try again when it finishes")]
     Locked(PathBuf),

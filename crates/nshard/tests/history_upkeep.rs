@@ -7,7 +7,7 @@ mod history_support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, TestRepo};
+use common::{git, random_bytes, TestRepo};
 use history_support::*;
 
 /// 4 KiB fixed blocks: many objects from little data.
@@ -206,6 +206,74 @@ fn gc_deletes_unreferenced_objects_and_keeps_history_by_default() {
     std::fs::remove_file(r.join("a.bin")).expect("rm");
     r.ok(&["checkout", "a.bin"]);
     assert_eq!(r.json(&["status"])[0]["state"], "unchanged");
+}
+
+/// gc keeps what another git branch, or only the git index, references; once the branch is gone
+/// its objects go too. A broken manifest on any branch stops gc from deleting anything.
+#[test]
+fn gc_keeps_what_other_git_branches_and_the_index_reference() {
+    let r = repo_with(SMALL_CDC);
+    git(r.path(), &["init", "-q", "-b", "main"]);
+    r.ok(&["git-init"]);
+    let v1 = random_bytes(300_000, 11);
+    r.write("a.bin", &v1);
+    r.ok(&["track", "a.bin"]);
+    commit(&r, "v1");
+    git(r.path(), &["add", "-A"]);
+    git(r.path(), &["commit", "-q", "-m", "v1"]);
+    // A branch with a version of its own (no chunk in common with v1).
+    git(r.path(), &["checkout", "-q", "-b", "exp"]);
+    let v2 = random_bytes(300_000, 12);
+    r.write("a.bin", &v2);
+    commit(&r, "v2");
+    git(r.path(), &["commit", "-q", "-am", "v2"]);
+    let exp_chunks = manifest_chunks(&r, "a.bin");
+    git(r.path(), &["checkout", "-q", "main"]);
+    r.ok(&["checkout"]);
+    assert_eq!(r.read("a.bin"), v1);
+
+    let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+    assert_eq!(g["git_versions"], 1, "{g}");
+    assert!(exp_chunks.iter().all(|id| object_path(&r, id).exists()));
+    let out = r.ok(&["gc", "--dry-run", "--grace", "0"]);
+    assert!(out.contains("1 more version found only in git"), "{out}");
+    git(r.path(), &["checkout", "-q", "exp"]);
+    r.ok(&["checkout"]);
+    assert_eq!(r.read("a.bin"), v2);
+
+    // A version only staged in the index is kept too.
+    git(r.path(), &["checkout", "-q", "main"]);
+    r.ok(&["checkout"]);
+    let v3 = random_bytes(300_000, 13);
+    r.write("a.bin", &v3);
+    commit(&r, "v3");
+    let staged_chunks = manifest_chunks(&r, "a.bin");
+    git(r.path(), &["add", "a.bin.shard.json"]);
+    let head_manifest = git(r.path(), &["show", "HEAD:a.bin.shard.json"]);
+    r.write("a.bin.shard.json", head_manifest.as_bytes());
+    r.ok(&["checkout", "--force"]);
+    let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+    assert_eq!(g["git_versions"], 2, "{g}");
+    assert!(staged_chunks.iter().all(|id| object_path(&r, id).exists()));
+    git(r.path(), &["reset", "-q"]);
+
+    // A broken manifest on some branch: gc cannot know what it references, so it deletes nothing.
+    git(r.path(), &["checkout", "-q", "-b", "broken"]);
+    r.write("a.bin.shard.json", b"{\"format\": \"not a manifest\"}");
+    git(r.path(), &["commit", "-q", "-am", "broken"]);
+    git(r.path(), &["checkout", "-q", "main"]);
+    let before = count_objects(&r);
+    let err = r.fails(&["gc", "--only-current", "--grace", "0"]);
+    assert!(err.contains("refs/heads/broken:a.bin.shard.json"), "{err}");
+    assert_eq!(count_objects(&r), before);
+    git(r.path(), &["branch", "-q", "-D", "broken"]);
+
+    // Once the branch is deleted, its version's objects are garbage.
+    git(r.path(), &["branch", "-q", "-D", "exp"]);
+    let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+    assert_eq!(g["git_versions"], 0, "{g}");
+    assert!(exp_chunks.iter().all(|id| !object_path(&r, id).exists()));
+    assert_eq!(r.json(&["verify"])["ok"], true);
 }
 
 #[test]

@@ -9,28 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::serve::{metric_value, nshard_bin, Served};
-use common::{nshard, random_bytes, TestRepo};
+use common::{git, nshard, random_bytes, TestRepo};
 use nshard_core::codec::MAX_OBJECT_SIZE;
 use nshard_core::store::LocalStore;
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=NeuroShard Test",
-            "-c",
-            "user.email=test@example.com",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Decodes and re-hashes every object in the server's store; returns how many there are.
 fn verify_store(s: &Served) -> usize {

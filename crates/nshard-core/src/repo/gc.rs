@@ -1,13 +1,15 @@
 //! `gc`: delete local objects that no kept manifest references.
 //!
 //! Kept: every object a work-tree manifest references (its chunks and its own manifest object),
-//! and by default the whole history reachable from those manifests through the store. Safety:
+//! the same for every manifest recorded in git (at the tip of any branch, tag, remote-tracking ref
+//! or the stash, and in the index: see `gitrefs`), and by default the whole history reachable from
+//! those manifests through the store. Safety:
 //! - gc holds the repository lock exclusively, so no commit, checkout or pull runs meanwhile
 //!   (commit stores chunks and writes its manifest under the same lock);
 //! - objects (and temporary files) younger than a grace period are never deleted, in case some
 //!   writer does not take the lock (another tool, a network filesystem without working locks);
-//! - if any work-tree manifest is invalid, or a kept history version cannot be read, nothing is
-//!   deleted: gc cannot know what it references;
+//! - if any work-tree or git manifest is invalid, git cannot be read, or a kept history version
+//!   cannot be read, nothing is deleted: gc cannot know what it references;
 //! - deleting an object is one `unlink`, and only unreferenced objects are deleted, so a gc killed
 //!   at any point leaves every referenced object in place. Dropped history manifests are deleted
 //!   first (newest first), their chunks after, so an interrupted `--only-current` never leaves a
@@ -16,12 +18,14 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::history::HistoryNode;
-use super::Repo;
+use super::{gitrefs, Repo, WorktreeManifest};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::manifest::Manifest;
 
 /// Which manifests' objects gc keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -51,6 +55,9 @@ pub struct GcReport {
     pub dry_run: bool,
     /// Work-tree manifests found.
     pub files: usize,
+    /// Other versions found in git (other branches, tags, remote-tracking refs, the stash, the
+    /// index), kept like the work tree's.
+    pub git_versions: usize,
     /// Versions whose objects were kept (current and, by default, older ones).
     pub versions_kept: usize,
     /// Objects in the store before gc.
@@ -82,13 +89,39 @@ impl Repo {
         let mut keep: HashSet<ObjectId> = HashSet::new();
         // History manifests that are not kept, newest first: deleted before anything else.
         let mut dropped_versions: Vec<ObjectId> = Vec::new();
+        // (data path for messages, manifest) of every version to start from.
+        let mut roots: Vec<(String, WorktreeManifest)> = Vec::new();
         for path in self.scan_worktree()?.1 {
             // An invalid manifest is an error here: gc cannot tell what it references.
             let Some(wt) = self.read_worktree_manifest(&path)? else {
                 continue;
             };
             report.files += 1;
-            for node in self.history(&wt)? {
+            roots.push((path.as_str().to_string(), wt));
+        }
+        if self.is_git_repo() {
+            // Manifests on other branches, tags, remote-tracking refs, the stash and the index.
+            let mut known: HashSet<ObjectId> = roots.iter().map(|(_, wt)| wt.version).collect();
+            for g in gitrefs::manifests_in_git(&self.root)? {
+                let version = ObjectId::of(&g.bytes);
+                if !known.insert(version) {
+                    continue;
+                }
+                let expected = g.path.data_path_of_manifest();
+                let manifest = Manifest::parse(&g.bytes, Path::new(&g.origin), expected.as_ref())?;
+                report.git_versions += 1;
+                roots.push((
+                    g.origin,
+                    WorktreeManifest {
+                        manifest,
+                        version,
+                        bytes: g.bytes,
+                    },
+                ));
+            }
+        }
+        for (path, wt) in &roots {
+            for node in self.history(wt)? {
                 let current = node.version() == wt.version;
                 match (&node, current || opts.mode == GcMode::KeepHistory) {
                     (HistoryNode::Present { version, manifest }, true) => {
@@ -98,7 +131,7 @@ impl Repo {
                     }
                     (HistoryNode::Unreadable { version, reason }, true) => {
                         return Err(Error::HistoryUnreadable {
-                            path: path.as_str().into(),
+                            path: path.into(),
                             version: *version,
                             reason: reason.clone(),
                         })

@@ -7,6 +7,7 @@ pub mod config;
 mod diff;
 mod gc;
 mod gitignore;
+mod gitrefs;
 mod history;
 mod remotes;
 mod statcache;

@@ -12,11 +12,16 @@ use crate::output::{bytes, count, print_json, Ctx};
 
 /// Delete local objects that no kept version references.
 ///
-/// Prints what was (or, with --dry-run, would be) freed. Never deletes an object referenced by a manifest in the work tree. By default it also keeps
-/// every older version reachable from those manifests (their history); --only-current keeps only
-/// the current versions, so older ones must be pulled again before they can be checked out.
-/// Objects referenced only by manifests that are not in the work tree (for example on another git
-/// branch) are deleted: push them first if no remote has them.
+/// Prints what was (or, with --dry-run, would be) freed. Never deletes an object referenced by a
+/// manifest in the work tree or, inside a git repository, by a manifest at the tip of any branch,
+/// tag, remote-tracking branch or the stash, or staged in the index. By default it also keeps every
+/// older version reachable from those manifests (their history); --only-current keeps only the
+/// versions they name, so older ones must be pulled again before they can be checked out.
+/// Versions that only older git commits name (not a ref's tip) are kept through the history of
+/// later versions, or not at all with --only-current.
+///
+/// If a manifest is invalid, git cannot be read, or a kept version cannot be read, it deletes
+/// nothing and says why.
 ///
 /// Safe to run while other nshard commands run: it waits for the repository lock, and never
 /// deletes objects younger than the grace period. A gc that is interrupted leaves a consistent
@@ -26,10 +31,10 @@ pub struct GcArgs {
     /// Show what would be deleted; delete nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
-    /// Keep the history reachable from the work-tree manifests (the default).
+    /// Keep the history reachable from the kept manifests (the default).
     #[arg(long, conflicts_with = "only_current")]
     pub keep_history: bool,
-    /// Keep only the objects of the versions the work-tree manifests name.
+    /// Keep only the objects of the versions the work-tree and git manifests name.
     #[arg(long)]
     pub only_current: bool,
     /// Never delete objects or temporary files modified less than this many minutes ago.
@@ -60,8 +65,16 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
         GcMode::KeepHistory => "current and older",
         GcMode::OnlyCurrent => "current only",
     };
+    let from_git = if r.git_versions > 0 {
+        format!(
+            " and {} found only in git (other branches, tags, the index)",
+            count(r.git_versions as u64, "more version")
+        )
+    } else {
+        String::new()
+    };
     out!(
-        "kept {} ({what}) of {}: {} of {} referenced",
+        "kept {} ({what}) of {}{from_git}: {} of {} referenced",
         count(r.versions_kept as u64, "version"),
         count(r.files as u64, "file"),
         r.objects_referenced,

@@ -1,0 +1,221 @@
+//! Manifests recorded in git outside the work tree: at the tip of every ref (branches, tags,
+//! remote-tracking branches, the stash) and in the index. `gc` keeps what they reference, so
+//! switching branches and collecting garbage never deletes another branch's data.
+//!
+//! Read with the `git` command (plumbing only: `rev-parse`, `for-each-ref`, `ls-tree`, `ls-files`,
+//! `cat-file --batch`), never by parsing `.git` ourselves.
+
+use std::collections::{BTreeSet, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+use crate::fsutil::RepoPath;
+use crate::manifest::MAX_MANIFEST_BYTES;
+
+/// A manifest blob found in git.
+pub(crate) struct GitManifest {
+    /// Where it was found, for messages: `refs/heads/main:models/m.safetensors.shard.json`.
+    pub origin: String,
+    /// The manifest's path relative to the NeuroShard repository root.
+    pub path: RepoPath,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+fn git_error(what: &str, detail: impl std::fmt::Display) -> Error {
+    Error::Git(format!("{what}: {detail}"))
+}
+
+/// Runs `git -C dir args…` and returns its standard output; a failure is an error naming the
+/// command and what git said.
+fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| git_error("could not run `git` (is it installed?)", e))?;
+    if !out.status.success() {
+        return Err(git_error(
+            &format!("`git {}` failed", args.join(" ")),
+            String::from_utf8_lossy(&out.stderr).trim(),
+        ));
+    }
+    Ok(out.stdout)
+}
+
+/// Every `*.shard.json` blob at the tip of a git ref or in the index of the git repository that
+/// contains `root`, with its path relative to `root`. Blobs are read once each, however many refs
+/// hold them.
+pub(crate) fn manifests_in_git(root: &Path) -> Result<Vec<GitManifest>> {
+    let top = PathBuf::from(
+        String::from_utf8_lossy(&git(root, &["rev-parse", "--show-toplevel"])?)
+            .trim_end_matches('\n')
+            .to_string(),
+    );
+    // Where the NeuroShard repository sits inside the git work tree ("" or "models/").
+    let prefix = String::from_utf8_lossy(&git(root, &["rev-parse", "--show-prefix"])?)
+        .trim_end_matches('\n')
+        .to_string();
+
+    // (blob id, origin, path inside the git tree)
+    let mut found: Vec<(String, String, String)> = Vec::new();
+    let refs = git(
+        &top,
+        &[
+            "for-each-ref",
+            "--format=%(objectname) %(*objectname) %(refname)",
+        ],
+    )?;
+    let mut commits: BTreeSet<(String, String)> = BTreeSet::new();
+    for line in String::from_utf8_lossy(&refs).lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (obj, peeled, name) = (
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let target = if peeled.is_empty() { obj } else { peeled };
+        if !target.is_empty() {
+            commits.insert((target.to_string(), name.to_string()));
+        }
+    }
+    // A detached HEAD is no ref; an unborn branch has no commit.
+    if let Ok(head) = git(&top, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]) {
+        let head = String::from_utf8_lossy(&head).trim().to_string();
+        if !head.is_empty() {
+            commits.insert((head, "HEAD".into()));
+        }
+    }
+    let mut seen_trees = HashSet::new();
+    for (commit, name) in &commits {
+        let tree = git(&top, &["rev-parse", &format!("{commit}^{{tree}}")]);
+        // Refs to non-commits (a tag on a blob) have no tree: nothing to look at.
+        let Ok(tree) = tree else { continue };
+        if !seen_trees.insert(tree) {
+            continue;
+        }
+        let mut args = vec!["ls-tree", "-r", "-z", "--full-tree", commit.as_str()];
+        if !prefix.is_empty() {
+            args.extend(["--", prefix.as_str()]);
+        }
+        for entry in git(&top, &args)?.split(|&b| b == 0) {
+            // "<mode> SP <type> SP <object> TAB <path>"
+            let entry = String::from_utf8_lossy(entry);
+            let Some((meta, path)) = entry.split_once('\t') else {
+                continue;
+            };
+            let mut m = meta.split(' ');
+            let (_mode, kind, oid) = (m.next(), m.next(), m.next());
+            if kind == Some("blob") && path.ends_with(".shard.json") {
+                if let Some(oid) = oid {
+                    found.push((oid.to_string(), format!("{name}:{path}"), path.to_string()));
+                }
+            }
+        }
+    }
+    // The index: manifests `git add`ed but not committed yet.
+    for entry in git(&top, &["ls-files", "-s", "-z"])?.split(|&b| b == 0) {
+        // "<mode> SP <object> SP <stage> TAB <path>"
+        let entry = String::from_utf8_lossy(entry);
+        let Some((meta, path)) = entry.split_once('\t') else {
+            continue;
+        };
+        if path.ends_with(".shard.json") && path.starts_with(prefix.as_str()) {
+            if let Some(oid) = meta.split(' ').nth(1) {
+                found.push((oid.to_string(), format!("index:{path}"), path.to_string()));
+            }
+        }
+    }
+
+    // Read each distinct (blob, path) once.
+    let mut unique: Vec<(String, String, String)> = Vec::new();
+    let mut seen = HashSet::new();
+    for f in found {
+        if seen.insert((f.0.clone(), f.2.clone())) {
+            unique.push(f);
+        }
+    }
+    let blobs = read_blobs(&top, unique.iter().map(|f| f.0.as_str()))?;
+    let mut out = Vec::with_capacity(unique.len());
+    for ((_, origin, path), bytes) in unique.into_iter().zip(blobs) {
+        let rel = path.strip_prefix(prefix.as_str()).unwrap_or(&path);
+        let path = RepoPath::parse(rel)
+            .map_err(|e| git_error(&format!("manifest path in git is not usable ({origin})"), e))?;
+        out.push(GitManifest {
+            origin,
+            path,
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads blobs with one `git cat-file --batch`, in order. A blob over the manifest size limit is
+/// an error (it cannot be a valid manifest, and gc must not guess what it references).
+fn read_blobs<'a>(top: &Path, ids: impl Iterator<Item = &'a str>) -> Result<Vec<Vec<u8>>> {
+    let ids: Vec<&str> = ids.collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(top)
+        .args(["cat-file", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| git_error("could not run `git cat-file`", e))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let request: String = ids.iter().map(|id| format!("{id}\n")).collect();
+    // Written from a thread: git answers while it reads, and both pipes have limited buffers.
+    let writer = std::thread::spawn(move || {
+        let r = stdin.write_all(request.as_bytes());
+        drop(stdin);
+        r
+    });
+    let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut out = Vec::with_capacity(ids.len());
+    let mut failure = None;
+    for id in &ids {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            failure = Some(format!("no answer for blob {id}"));
+            break;
+        }
+        let fields: Vec<&str> = header.trim_end().split(' ').collect();
+        let size = match fields.as_slice() {
+            [_, "blob", size] => size.parse::<u64>().ok(),
+            _ => None,
+        };
+        let Some(size) = size else {
+            failure = Some(format!("blob {id}: git answered `{}`", header.trim_end()));
+            break;
+        };
+        if size > MAX_MANIFEST_BYTES {
+            failure = Some(format!(
+                "blob {id} is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte manifest limit"
+            ));
+            break;
+        }
+        let mut bytes = vec![0; size as usize + 1];
+        if let Err(e) = reader.read_exact(&mut bytes) {
+            failure = Some(format!("reading blob {id}: {e}"));
+            break;
+        }
+        bytes.pop(); // the newline after each object
+        out.push(bytes);
+    }
+    drop(reader);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = writer.join();
+    match failure {
+        Some(f) => Err(git_error("`git cat-file --batch`", f)),
+        None => Ok(out),
+    }
+}
