@@ -591,6 +591,24 @@ fn commit_never_reads_through_a_symlinked_directory() {
         objects.is_empty(),
         "read data through the symlink: {objects:?}"
     );
+    // status flags that file and still reports the others.
+    repo.write("other.bin", b"other");
+    repo.ok(&["track", "other.bin"]);
+    let st = repo.json(&["status"]);
+    let state = |p: &str| {
+        st.as_array()
+            .expect("list")
+            .iter()
+            .find(|s| s["path"] == p)
+            .map(|s| s["state"].clone())
+    };
+    assert_eq!(state("models/keep.bin"), Some("unreadable".into()), "{st}");
+    assert_eq!(state("other.bin"), Some("new".into()), "{st}");
+    let out = repo.ok(&["status"]);
+    assert!(
+        out.contains("unreadable") && out.contains("symlink"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -44,6 +44,12 @@ pub enum FileState {
         /// Why.
         reason: String,
     },
+    /// The file or its manifest cannot be read safely (for example it is reached through a
+    /// symlinked directory, or reading fails); the other files are still reported.
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl FileState {
@@ -102,7 +108,14 @@ impl Repo {
         let mut cache = StatCache::load(&self.dot.join("cache").join("stat.json"));
         let mut out = Vec::new();
         for path in all {
-            let (state, version) = self.file_state(&path, &mut cache)?;
+            let (state, version) = self.file_state(&path, &mut cache).unwrap_or_else(|e| {
+                (
+                    FileState::Unreadable {
+                        reason: e.to_string(),
+                    },
+                    None,
+                )
+            });
             out.push(FileStatus {
                 tracked: self.is_tracked(&path),
                 path,
@@ -122,7 +135,16 @@ impl Repo {
     ) -> Result<(FileState, Option<ObjectId>)> {
         let wt = match self.read_worktree_manifest(path) {
             Ok(Some(w)) => w,
-            Ok(None) => return Ok((FileState::New, None)),
+            Ok(None) => {
+                // Only a file nshard could commit is `new`: not one behind a symlinked directory.
+                match crate::fsutil::existing_file_in(&self.root, path) {
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                    Ok(_) => {}
+                }
+                return Ok((FileState::New, None));
+            }
             Err(e @ Error::InvalidManifest { .. }) => {
                 return Ok((
                     FileState::InvalidManifest {

@@ -58,6 +58,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
                 format!("  ({missing_chunks} chunks not in the local store: run `nshard pull`)"),
             ),
             FileState::InvalidManifest { reason } => ("invalid", format!("  ({reason})")),
+            FileState::Unreadable { reason } => ("unreadable", format!("  ({reason})")),
         };
         let untracked = if s.tracked {
             ""
