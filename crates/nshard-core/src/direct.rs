@@ -195,9 +195,17 @@ fn set_direct(_file: &File, on: bool) -> bool {
 /// Writes `data` as the whole content of the empty `file`, bypassing the page cache for large
 /// data where possible.
 pub fn write_file(file: &File, data: &[u8], buf: &mut DirectBuf) -> io::Result<()> {
+    if data.len() < MIN_DIRECT {
+        return write_all_at(file, data, 0);
+    }
     let mut w = DirectWriter::new(file, buf, data.len(), data.len() as u64);
     w.write_all(data)?;
     w.finish().map(|_| ())
+}
+
+/// [`write_file`] with a buffer of its own, for callers that write one file now and then.
+pub fn write_file_once(file: &File, data: &[u8]) -> io::Result<()> {
+    write_file(file, data, &mut DirectBuf::default())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! directory remote (`DIR/objects`, `DIR/tmp`).
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::codec;
@@ -81,7 +81,7 @@ impl LocalStore {
             fs::create_dir_all(dir).map_err(Error::io("creating directory", dir))?;
         }
         let mut f = AtomicFile::create_in(&self.tmp, &dest)?;
-        f.write_all(enc).map_err(Error::io("writing", &dest))?;
+        direct::write_file_once(f.file(), enc).map_err(Error::io("writing", &dest))?;
         f.commit_if_absent()
     }
 

@@ -9,7 +9,6 @@
 //! live writer on any machine can still own it).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -88,7 +87,7 @@ impl DirStore {
         fsutil::create_dir_all(fan)?;
         fsutil::create_dir_all(self.store.tmp_dir())?;
         let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
-        f.write_all(encoded).map_err(Error::io("writing", &dest))?;
+        crate::direct::write_file_once(f.file(), encoded).map_err(Error::io("writing", &dest))?;
         // Objects are immutable and the directory may be shared between users: readable by all
         // (the temporary file starts out private to its creator), writable by none.
         #[cfg(unix)]
