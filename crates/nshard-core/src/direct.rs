@@ -88,10 +88,12 @@ impl<'a> DirectWriter<'a> {
 
     /// Appends `data`.
     pub fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
-        if !self.direct {
-            return self.write_buffered(data);
-        }
         while !data.is_empty() {
+            if !self.direct {
+                // From the start, or since a direct write was refused (the window was written
+                // out then): the rest goes straight to the file, in order.
+                return self.write_buffered(data);
+            }
             let n = data.len().min(self.cap - self.len);
             let at = self.start + self.len;
             self.buf.mem[at..at + n].copy_from_slice(&data[..n]);
@@ -129,7 +131,12 @@ impl<'a> DirectWriter<'a> {
     /// while `direct`.
     fn flush_window(&mut self, n: usize) -> io::Result<()> {
         let window = &self.buf.mem[self.start..self.start + n];
-        match write_all_at(self.file, window, self.pos) {
+        #[cfg(test)]
+        let written =
+            tests::inject_einval().map_or_else(|| write_all_at(self.file, window, self.pos), Err);
+        #[cfg(not(test))]
+        let written = write_all_at(self.file, window, self.pos);
+        match written {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
                 // The filesystem took O_DIRECT at open but refuses this write (alignment rules
@@ -151,6 +158,10 @@ impl<'a> DirectWriter<'a> {
     }
 
     fn write_buffered(&mut self, data: &[u8]) -> io::Result<()> {
+        debug_assert_eq!(
+            self.len, 0,
+            "nothing may wait in the window in buffered mode"
+        );
         write_all_at(self.file, data, self.pos)?;
         self.pos += data.len() as u64;
         Ok(())
@@ -211,6 +222,54 @@ pub fn write_file_once(file: &File, data: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Direct writes left before the next one fails with EINVAL (None: never).
+        static EINVAL_AFTER: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    /// Fault injection for [`DirectWriter::flush_window`]: a filesystem that takes O_DIRECT at
+    /// open but refuses a later write (alignment stricter than ALIGN).
+    pub(super) fn inject_einval() -> Option<io::Error> {
+        EINVAL_AFTER.with(|c| match c.get() {
+            Some(0) => Some(io::ErrorKind::InvalidInput.into()),
+            Some(n) => {
+                c.set(Some(n - 1));
+                None
+            }
+            None => None,
+        })
+    }
+
+    /// A direct write refused mid-file: the rest goes through the page cache, bytes in order,
+    /// whatever the piece sizes and wherever the refusal happens (first window, later window, the
+    /// padded tail).
+    #[test]
+    fn a_direct_write_refused_mid_file_keeps_every_byte_in_order() {
+        let d = tempfile::tempdir().expect("tmp");
+        let data = pattern((5 << 16) + 777);
+        for fail_after in 0..7 {
+            for piece in [1000usize, 65_536, 100_003, data.len()] {
+                EINVAL_AFTER.with(|c| c.set(Some(fail_after)));
+                let path = d.path().join(format!("f{fail_after}-{piece}"));
+                let file = File::create(&path).expect("create");
+                let mut buf = DirectBuf::default();
+                let mut w = DirectWriter::new(&file, &mut buf, 1 << 16, data.len() as u64);
+                for p in data.chunks(piece) {
+                    w.write_all(p).expect("write");
+                }
+                assert_eq!(w.finish().expect("finish"), data.len() as u64);
+                EINVAL_AFTER.with(|c| c.set(None));
+                drop(file);
+                let got = std::fs::read(&path).expect("read");
+                assert!(
+                    got == data,
+                    "refused after {fail_after} writes, pieces of {piece}: content differs"
+                );
+            }
+        }
+    }
 
     fn pattern(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 31 + i / 4099) as u8).collect()
