@@ -257,6 +257,21 @@ fn gc_keeps_what_other_git_branches_and_the_index_reference() {
     assert!(staged_chunks.iter().all(|id| object_path(&r, id).exists()));
     git(r.path(), &["reset", "-q"]);
 
+    // Versions only in the stash, older entries included (not only `refs/stash`).
+    let mut stashed = Vec::new();
+    for seed in [14, 15] {
+        r.write("a.bin", &random_bytes(300_000, seed));
+        commit(&r, "to be stashed");
+        stashed.extend(manifest_chunks(&r, "a.bin"));
+        git(r.path(), &["stash", "-q"]);
+    }
+    r.ok(&["checkout", "--force"]);
+    let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+    // The two stashed versions and the exp branch's.
+    assert_eq!(g["git_versions"], 3, "{g}");
+    assert!(stashed.iter().all(|id| object_path(&r, id).exists()), "{g}");
+    git(r.path(), &["stash", "clear"]);
+
     // A broken manifest on some branch: gc cannot know what it references, so it deletes nothing.
     git(r.path(), &["checkout", "-q", "-b", "broken"]);
     r.write("a.bin.shard.json", b"{\"format\": \"not a manifest\"}");

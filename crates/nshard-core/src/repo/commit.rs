@@ -327,7 +327,9 @@ impl Repo {
                 None => None,
             };
             let tensor_job = layout.map(|l| {
-                let (tx, rx) = mpsc::sync_channel::<(Arc<RawChunk>, mpsc::Receiver<ObjectId>)>(2);
+                // Deep enough that every worker can hash a chunk while the tensor thread waits.
+                let (tx, rx) =
+                    mpsc::sync_channel::<(Arc<RawChunk>, mpsc::Receiver<ObjectId>)>(2 * workers);
                 tensor_tx = Some(tx);
                 s.spawn(move || {
                     let mut t = super::tensors::TensorHasher::new(l);

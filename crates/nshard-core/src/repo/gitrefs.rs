@@ -1,11 +1,12 @@
 //! Manifests recorded in git outside the work tree: at the tip of every ref (branches, tags,
-//! remote-tracking branches, the stash) and in the index. `gc` keeps what they reference, so
+//! remote-tracking branches), at HEAD of every linked worktree, in every stash entry (with its
+//! index and untracked-files commits) and in the index. `gc` keeps what they reference, so
 //! switching branches and collecting garbage never deletes another branch's data.
 //!
 //! Read with the `git` command (plumbing only: `rev-parse`, `for-each-ref`, `ls-tree`, `ls-files`,
 //! `cat-file --batch`), never by parsing `.git` ourselves.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -63,41 +64,64 @@ pub(crate) fn manifests_in_git(root: &Path) -> Result<Vec<GitManifest>> {
 
     // (blob id, origin, path inside the git tree)
     let mut found: Vec<(String, String, String)> = Vec::new();
+    let mut commits: Vec<(String, String)> = Vec::new();
+    let mut seen_commits = HashSet::new();
+    let mut add = |id: &str, name: String| {
+        if !id.is_empty() && seen_commits.insert(id.to_string()) {
+            commits.push((id.to_string(), name));
+        }
+    };
+    // Every ref, annotated tags peeled; refs to blobs (no tree) have nothing to look at.
     let refs = git(
         &top,
         &[
             "for-each-ref",
-            "--format=%(objectname) %(*objectname) %(refname)",
+            "--format=%(objectname) %(objecttype) %(*objectname) %(*objecttype) %(refname)",
         ],
     )?;
-    let mut commits: BTreeSet<(String, String)> = BTreeSet::new();
     for line in String::from_utf8_lossy(&refs).lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (obj, peeled, name) = (
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or(""),
-        );
-        let target = if peeled.is_empty() { obj } else { peeled };
-        if !target.is_empty() {
-            commits.insert((target.to_string(), name.to_string()));
+        let f: Vec<&str> = line.splitn(5, ' ').collect();
+        let [obj, kind, peeled, peeled_kind, name] = f[..] else {
+            return Err(git_error("unexpected `git for-each-ref` output", line));
+        };
+        let (id, kind) = if peeled.is_empty() {
+            (obj, kind)
+        } else {
+            (peeled, peeled_kind)
+        };
+        if kind == "commit" || kind == "tree" {
+            add(id, name.to_string());
         }
     }
-    // A detached HEAD is no ref; an unborn branch has no commit.
+    // HEAD (detached HEAD is no ref; an unborn branch has no commit), and the HEADs of linked
+    // worktrees.
     if let Ok(head) = git(&top, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]) {
-        let head = String::from_utf8_lossy(&head).trim().to_string();
-        if !head.is_empty() {
-            commits.insert((head, "HEAD".into()));
+        add(String::from_utf8_lossy(&head).trim(), "HEAD".into());
+    }
+    let worktrees = git(&top, &["worktree", "list", "--porcelain"])?;
+    let mut wt_path = String::new();
+    for line in String::from_utf8_lossy(&worktrees).lines() {
+        if let Some(p) = line.strip_prefix("worktree ") {
+            wt_path = p.to_string();
+        } else if let Some(h) = line.strip_prefix("HEAD ") {
+            add(h, format!("HEAD of worktree {wt_path}"));
         }
     }
-    let mut seen_trees = HashSet::new();
-    for (commit, name) in &commits {
-        let tree = git(&top, &["rev-parse", &format!("{commit}^{{tree}}")]);
-        // Refs to non-commits (a tag on a blob) have no tree: nothing to look at.
-        let Ok(tree) = tree else { continue };
-        if !seen_trees.insert(tree) {
-            continue;
+    // Every stash entry, not only the newest (`refs/stash`), with the index and untracked-files
+    // commits it records as its second and third parents.
+    if git(&top, &["rev-parse", "--verify", "--quiet", "refs/stash"]).is_ok() {
+        let log = git(&top, &["log", "-g", "--format=%H %P", "refs/stash", "--"])?;
+        for (i, line) in String::from_utf8_lossy(&log).lines().enumerate() {
+            let mut ids = line.split(' ');
+            if let Some(c) = ids.next() {
+                add(c, format!("stash@{{{i}}}"));
+            }
+            for (k, parent) in ids.enumerate().skip(1) {
+                add(parent, format!("stash@{{{i}}}^{}", k + 1));
+            }
         }
+    }
+    for (commit, name) in &commits {
         let mut args = vec!["ls-tree", "-r", "-z", "--full-tree", commit.as_str()];
         if !prefix.is_empty() {
             args.extend(["--", prefix.as_str()]);
@@ -167,7 +191,7 @@ fn read_blobs<'a>(top: &Path, ids: impl Iterator<Item = &'a str>) -> Result<Vec<
         .args(["cat-file", "--batch"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| git_error("could not run `git cat-file`", e))?;
     let mut stdin = child.stdin.take().expect("piped stdin");

@@ -90,7 +90,7 @@ impl<'a> TensorHasher<'a> {
             let mut chunks = Vec::new();
             let mut at = t.offset;
             for c in &parent.chunks[first..] {
-                if at == t.offset + t.size || c.offset != at {
+                if at >= t.offset + t.size || c.offset != at {
                     break;
                 }
                 chunks.push((c.offset - t.offset, c.size, c.id));
