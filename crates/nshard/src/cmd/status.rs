@@ -11,8 +11,10 @@ use crate::output::{print_json, Ctx};
 
 /// Show the state of every tracked file.
 ///
-/// States: unchanged, modified, new (never committed), missing from
-/// the work tree (checkout needed), data missing from the local store (pull needed).
+/// States: unchanged, modified, outdated (holds an older committed version), new (never
+/// committed), missing from the work tree (checkout needed), data missing from the local store
+/// (pull needed), invalid (the manifest fails validation), unreadable (the file or its manifest
+/// cannot be read safely). Exits with status 1 when some file is invalid or unreadable.
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// Print the result as JSON.
@@ -23,9 +25,21 @@ pub struct StatusArgs {
 pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
     let st = repo.status()?;
+    // Exit 1 when the state of some file could not be determined, so scripts notice.
+    let undetermined = st.iter().any(|s| {
+        matches!(
+            s.state,
+            FileState::InvalidManifest { .. } | FileState::Unreadable { .. }
+        )
+    });
+    let code = if undetermined {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    };
     if a.json {
         print_json(&st)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     if st.is_empty() {
         out!("no tracked files (use `nshard track <path>`)");
@@ -67,5 +81,5 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         };
         out!("{label:<13} {:<40} {v}{hint}{untracked}", s.path.as_str());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
