@@ -158,6 +158,37 @@ fn verify_reports_chunks_that_do_not_rebuild_the_file() {
     assert!(p["detail"].as_str().expect("detail").contains(sha), "{p}");
 }
 
+/// verify checks the tensor table too: commit carries unchanged tensors' hashes forward from the
+/// previous version, so a wrong entry must not go unnoticed.
+#[test]
+fn verify_reports_a_wrong_tensor_hash() {
+    let r = repo_with(SMALL_CDC);
+    r.write("m.safetensors", &checkpoint(&[1; 16]));
+    r.ok(&["track", "m.safetensors"]);
+    commit(&r, "v1");
+    let mut versions = [1; 16];
+    versions[3] = 2;
+    r.write("m.safetensors", &checkpoint(&versions));
+    commit(&r, "v2");
+    assert_eq!(r.json(&["verify"])["ok"], true);
+    let text = String::from_utf8(r.read("m.safetensors.shard.json")).expect("utf8");
+    let m: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let t = &m["tensors"][5];
+    let (name, sha) = (
+        t["name"].as_str().expect("name"),
+        t["sha256"].as_str().expect("sha"),
+    );
+    r.write(
+        "m.safetensors.shard.json",
+        text.replace(sha, &"1".repeat(64)).as_bytes(),
+    );
+    let v = r.json(&["verify"]);
+    assert_eq!(v["ok"], false, "{v}");
+    let p = &v["problems"][0];
+    assert_eq!(p["kind"], "tensor-hash-mismatch", "{v}");
+    assert!(p["detail"].as_str().expect("detail").contains(name), "{p}");
+}
+
 #[test]
 fn gc_deletes_unreferenced_objects_and_keeps_history_by_default() {
     let (r, v1, v2) = two_versions(SMALL_CDC, 300_000);

@@ -16,12 +16,14 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::history::HistoryNode;
+use super::tensors::TensorHasher;
 use super::Repo;
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
+use crate::formats::safetensors::{Layout, Tensor};
 use crate::fsutil::RepoPath;
 use crate::id::{Hasher, ObjectId};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, TensorEntry};
 use crate::progress::Progress;
 
 /// Options of a verify.
@@ -44,6 +46,8 @@ pub enum ProblemKind {
     SizeMismatch,
     /// All chunks are fine but together they do not hash to the manifest's whole-file SHA-256.
     FileHashMismatch,
+    /// The file rebuilds correctly but a tensor's bytes do not hash to the tensor table's SHA-256.
+    TensorHashMismatch,
     /// A work-tree manifest fails validation.
     InvalidManifest,
     /// A stored older version's manifest cannot be used.
@@ -161,6 +165,12 @@ impl Checker<'_> {
     fn rebuild(&mut self, file: &RepoPath, v: ObjectId, m: &Manifest) {
         let batch = 2 * rayon::current_num_threads().max(1);
         let mut hasher = Hasher::new();
+        // The tensor table is checked too: commit copies unchanged tensors' hashes forward from
+        // the previous version, so a wrong entry would otherwise live on unnoticed.
+        let mut tensors = m
+            .tensors
+            .as_ref()
+            .map(|t| TensorHasher::new(table_layout(t)));
         let mut whole = true;
         let mut reported: HashSet<ObjectId> = HashSet::new();
         for group in m.chunks.chunks(batch) {
@@ -182,7 +192,12 @@ impl Checker<'_> {
                     None => None,
                 };
                 match data {
-                    Some(d) if d.len() as u64 == c.size => hasher.update(&d),
+                    Some(d) if d.len() as u64 == c.size => {
+                        hasher.update(&d);
+                        if let Some(t) = tensors.as_mut() {
+                            t.update(c.offset, &d);
+                        }
+                    }
                     Some(d) => {
                         whole = false;
                         if reported.insert(c.id) {
@@ -216,8 +231,36 @@ impl Checker<'_> {
                     m.sha256
                 );
                 self.problem(ProblemKind::FileHashMismatch, file, v, None, detail);
+            } else if let (Some(t), Some(table)) = (tensors, &m.tensors) {
+                let actual = t.finish().unwrap_or_default();
+                for (want, got) in table.iter().zip(actual.iter()) {
+                    if want.sha256 != got.sha256 {
+                        let detail = format!(
+                            "tensor {:?} hashes to {}, the tensor table says {}",
+                            want.name, got.sha256, want.sha256
+                        );
+                        self.problem(ProblemKind::TensorHashMismatch, file, v, None, detail);
+                    }
+                }
             }
         }
+    }
+}
+
+/// The layout a manifest's tensor table describes (validated on read: sorted, not overlapping).
+fn table_layout(table: &[TensorEntry]) -> Layout {
+    Layout {
+        header_len: table.first().map_or(0, |t| t.offset),
+        tensors: table
+            .iter()
+            .map(|t| Tensor {
+                name: t.name.clone(),
+                dtype: t.dtype.clone(),
+                shape: t.shape.clone(),
+                start: t.offset,
+                end: t.offset + t.size,
+            })
+            .collect(),
     }
 }
 

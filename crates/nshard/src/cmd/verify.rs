@@ -84,6 +84,7 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<ExitCode> {
             ProblemKind::MissingObject => "missing object",
             ProblemKind::SizeMismatch => "wrong chunk size",
             ProblemKind::FileHashMismatch => "file hash mismatch",
+            ProblemKind::TensorHashMismatch => "tensor hash mismatch",
             ProblemKind::InvalidManifest => "invalid manifest",
             ProblemKind::UnreadableVersion => "unreadable version",
         };
