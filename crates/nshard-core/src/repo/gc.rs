@@ -103,6 +103,10 @@ impl Repo {
             // Manifests on other branches, tags, remote-tracking refs, the stash and the index.
             let mut known: HashSet<ObjectId> = roots.iter().map(|(_, wt)| wt.version).collect();
             for g in gitrefs::manifests_in_git(&self.root)? {
+                if g.bytes.is_empty() {
+                    // References nothing (e.g. a `git add -N` placeholder in the index).
+                    continue;
+                }
                 let version = ObjectId::of(&g.bytes);
                 if !known.insert(version) {
                     continue;
