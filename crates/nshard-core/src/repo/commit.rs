@@ -2,8 +2,11 @@
 //!
 //! One file is processed by a small pipeline: the calling thread reads and cuts chunks; one thread
 //! computes the whole-file SHA-256 over the chunks in order; a pool of workers hashes each chunk,
-//! and encodes and stores only the chunks the store does not have yet. Queues are bounded, so
-//! memory stays bounded by a few maximum-size chunks whatever the file size.
+//! and encodes and stages (with `O_DIRECT` where possible) only the chunks the store does not have
+//! yet; syncer threads fsync and rename staged objects into place. For a safetensors file a tensor
+//! thread builds the tensor table from the chunks in order, taking each chunk's id from its worker
+//! so that unchanged tensors are not hashed again (see `tensors::TensorHasher`). Queues are
+//! bounded, so memory stays bounded by a few maximum-size chunks whatever the file size.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
