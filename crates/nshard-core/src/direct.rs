@@ -110,11 +110,14 @@ impl<'a> DirectWriter<'a> {
     pub fn finish(mut self) -> io::Result<u64> {
         if self.len > 0 {
             let real = self.pos + self.len as u64;
-            let padded = self.len.div_ceil(ALIGN) * ALIGN;
-            let at = self.start + self.len;
+            let tail = self.len;
+            let padded = tail.div_ceil(ALIGN) * ALIGN;
+            let at = self.start + tail;
             self.buf.mem[at..self.start + padded].fill(0);
             self.flush_window(padded)?;
-            if self.pos != real {
+            // Always cut the padding off, even after a fallback (a refused padded write may have
+            // partly landed past the real end).
+            if padded != tail || self.pos != real {
                 self.file.set_len(real)?;
                 self.pos = real;
             }

@@ -322,6 +322,28 @@ fn gc_keeps_what_other_git_branches_and_the_index_reference() {
     assert_eq!(r.json(&["verify"])["ok"], true);
 }
 
+/// A git repository without any commit yet (the usual first steps; `git worktree list` shows its
+/// unborn HEAD as zeros): gc works, keeping the work tree's and the index's versions.
+#[test]
+fn gc_works_in_a_git_repository_without_commits() {
+    let r = repo_with(SMALL_CDC);
+    git(r.path(), &["init", "-q", "-b", "main"]);
+    r.ok(&["git-init"]);
+    r.write("a.bin", &random_bytes(200_000, 21));
+    r.ok(&["track", "a.bin"]);
+    commit(&r, "v1");
+    let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+    assert_eq!(g["files"], 1, "{g}");
+    // Staged, then replaced in the work tree by a newer version: the staged one is kept.
+    git(r.path(), &["add", "a.bin.shard.json"]);
+    let staged = manifest_chunks(&r, "a.bin");
+    r.write("a.bin", &random_bytes(200_000, 22));
+    commit(&r, "v2");
+    let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+    assert_eq!(g["git_versions"], 1, "{g}");
+    assert!(staged.iter().all(|id| object_path(&r, id).exists()));
+}
+
 #[test]
 fn gc_keeps_unreferenced_objects_younger_than_the_grace_period() {
     let r = repo_with(SMALL_CDC);

@@ -29,10 +29,25 @@ fn git_error(what: &str, detail: impl std::fmt::Display) -> Error {
     Error::Git(format!("{what}: {detail}"))
 }
 
+/// `git`, without the repository overrides a git hook or wrapper may have set: the repository is
+/// always the one containing the directory given with `-C`.
+fn git_command() -> Command {
+    let mut c = Command::new("git");
+    for var in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_COMMON_DIR",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
 /// Runs `git -C dir args…` and returns its standard output; a failure is an error naming the
 /// command and what git said.
 fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>> {
-    let out = Command::new("git")
+    let out = git_command()
         .arg("-C")
         .arg(dir)
         .args(args)
@@ -84,13 +99,21 @@ pub(crate) fn manifests_in_git(root: &Path) -> Result<Vec<GitManifest>> {
         let [obj, kind, peeled, peeled_kind, name] = f[..] else {
             return Err(git_error("unexpected `git for-each-ref` output", line));
         };
-        let (id, kind) = if peeled.is_empty() {
-            (obj, kind)
+        let (mut id, mut kind) = if peeled.is_empty() {
+            (obj.to_string(), kind.to_string())
         } else {
-            (peeled, peeled_kind)
+            (peeled.to_string(), peeled_kind.to_string())
         };
+        if kind == "tag" {
+            // A tag of a tag that this git peeled only one level: peel it all the way.
+            id = text(git(
+                &top,
+                &["rev-parse", "--verify", &format!("{id}^{{}}")],
+            )?);
+            kind = text(git(&top, &["cat-file", "-t", &id])?);
+        }
         if kind == "commit" || kind == "tree" {
-            add(id, name.to_string());
+            add(&id, name.to_string());
         }
     }
     // HEAD (detached HEAD is no ref; an unborn branch has no commit), and the HEADs of linked
@@ -104,7 +127,10 @@ pub(crate) fn manifests_in_git(root: &Path) -> Result<Vec<GitManifest>> {
         if let Some(p) = line.strip_prefix("worktree ") {
             wt_path = p.to_string();
         } else if let Some(h) = line.strip_prefix("HEAD ") {
-            add(h, format!("HEAD of worktree {wt_path}"));
+            // An unborn branch (no commit yet) shows as all zeros.
+            if !h.bytes().all(|b| b == b'0') {
+                add(h, format!("HEAD of worktree {wt_path}"));
+            }
         }
     }
     // Every stash entry, not only the newest (`refs/stash`), with the index and untracked-files
@@ -185,7 +211,7 @@ fn read_blobs<'a>(top: &Path, ids: impl Iterator<Item = &'a str>) -> Result<Vec<
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut child = Command::new("git")
+    let mut child = git_command()
         .arg("-C")
         .arg(top)
         .args(["cat-file", "--batch"])
@@ -242,4 +268,9 @@ fn read_blobs<'a>(top: &Path, ids: impl Iterator<Item = &'a str>) -> Result<Vec<
         Some(f) => Err(git_error("`git cat-file --batch`", f)),
         None => Ok(out),
     }
+}
+
+/// Git's one-line answer, trimmed.
+fn text(out: Vec<u8>) -> String {
+    String::from_utf8_lossy(&out).trim().to_string()
 }

@@ -232,7 +232,11 @@ impl Checker<'_> {
                 );
                 self.problem(ProblemKind::FileHashMismatch, file, v, None, detail);
             } else if let (Some(t), Some(table)) = (tensors, &m.tensors) {
-                let actual = t.finish().unwrap_or_default();
+                let Some(actual) = t.finish() else {
+                    let detail = "the tensor table does not match the file's layout".to_string();
+                    self.problem(ProblemKind::TensorHashMismatch, file, v, None, detail);
+                    return;
+                };
                 for (want, got) in table.iter().zip(actual.iter()) {
                     if want.sha256 != got.sha256 {
                         let detail = format!(
