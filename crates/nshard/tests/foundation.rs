@@ -134,13 +134,20 @@ fn track_globs_directories_and_refusals() {
     // Files added to a tracked directory later are picked up.
     repo.write("d/three.bin", b"3");
     assert!(repo.ok(&["status"]).contains("new"));
+    let outside = tempfile::tempdir().expect("tmp");
     for (arg, why) in [
         ("../outside", "outside the repository"),
         ("/etc/passwd", "outside the repository"),
         ("d/one.bin.shard.json", "manifest"),
         (".shard/config.toml", ".shard"),
         ("nope.bin", "no such file"),
+        ("linked/a.bin", "symlinked directory"),
+        ("linked", "is a symlink"),
     ] {
+        if arg.starts_with("linked") && !repo.join("linked").exists() {
+            fs::write(outside.path().join("a.bin"), b"outside").expect("w");
+            std::os::unix::fs::symlink(outside.path(), repo.join("linked")).expect("symlink");
+        }
         let err = repo.fails(&["track", arg]);
         assert!(err.contains(why), "{arg}: {err}");
     }

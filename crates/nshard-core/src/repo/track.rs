@@ -134,6 +134,17 @@ impl Repo {
                 .map_err(|_| refuse("is not a valid glob pattern"))?;
             return Ok(rel.as_str().to_string());
         }
+        // No directory on the way may be a symlink: commit and status would refuse the file.
+        let mut dir = self.root.clone();
+        let parts: Vec<&str> = rel.as_str().split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            dir.push(part);
+            if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(refuse(
+                    "runs through a symlinked directory; nshard does not follow symlinks inside the repository",
+                ));
+            }
+        }
         let abs = rel.to_path(&self.root);
         let md = fs::symlink_metadata(&abs).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
