@@ -335,7 +335,7 @@ impl Repo {
                     mpsc::sync_channel::<(Arc<RawChunk>, mpsc::Receiver<ObjectId>)>(2 * workers);
                 tensor_tx = Some(tx);
                 s.spawn(move || {
-                    let mut t = super::tensors::TensorHasher::new(l);
+                    let mut t = super::tensors::TensorHasher::new(l.tensors);
                     if let (Some(p), Some(f)) = (parent, reread_file) {
                         t = t.with_parent(
                             p,

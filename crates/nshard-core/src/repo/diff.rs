@@ -413,7 +413,7 @@ fn scan(
             let (tx, rx) = mpsc::sync_channel::<Arc<RawChunk>>(BATCH);
             tensor_tx = Some(tx);
             s.spawn(move || {
-                let mut t = TensorHasher::new(l);
+                let mut t = TensorHasher::new(l.tensors);
                 for c in rx {
                     t.update(c.offset, &c.data);
                 }

@@ -61,11 +61,12 @@ pub(crate) struct TensorHasher<'a> {
 }
 
 impl<'a> TensorHasher<'a> {
-    /// A hasher for `layout`'s tensors (sorted by offset, not overlapping: the parser ensures it).
-    pub(crate) fn new(layout: Layout) -> Self {
+    /// A hasher for `tensors` (sorted by offset, not overlapping: the safetensors parser and
+    /// manifest validation ensure it).
+    pub(crate) fn new(tensors: Vec<Tensor>) -> Self {
         Self {
-            out: Vec::with_capacity(layout.tensors.len()),
-            tensors: layout.tensors,
+            out: Vec::with_capacity(tensors.len()),
+            tensors,
             idx: 0,
             cur: Hasher::new(),
             filled: 0,
@@ -302,21 +303,27 @@ impl Read for StoredReader<'_> {
 mod tests {
     use super::*;
 
-    fn layout(ranges: &[(u64, u64)]) -> Layout {
-        Layout {
-            header_len: 0,
-            tensors: ranges
-                .iter()
-                .enumerate()
-                .map(|(i, &(start, end))| Tensor {
-                    name: format!("t{i}"),
-                    dtype: "U8".into(),
-                    shape: vec![end - start],
-                    start,
-                    end,
-                })
-                .collect(),
-        }
+    fn tensors_at(ranges: &[(u64, u64)]) -> Vec<Tensor> {
+        ranges
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, end))| Tensor {
+                name: format!("t{i}"),
+                dtype: "U8".into(),
+                shape: vec![end - start],
+                start,
+                end,
+            })
+            .collect()
+    }
+
+    /// The hashes of a finished table (which must be complete).
+    fn hashes(h: TensorHasher<'_>) -> Vec<ObjectId> {
+        h.finish()
+            .expect("complete")
+            .iter()
+            .map(|t| t.sha256)
+            .collect()
     }
 
     /// Every way of cutting the data into pieces gives the same hashes as hashing each range.
@@ -337,19 +344,13 @@ mod tests {
             .map(|&(s, e)| ObjectId::of(&data[s as usize..e as usize]))
             .collect();
         for piece in [1usize, 2, 3, 7, 10, 60, 64, 199, 200] {
-            let mut h = TensorHasher::new(layout(&ranges));
+            let mut h = TensorHasher::new(tensors_at(&ranges));
             let mut off = 0;
             for p in data.chunks(piece) {
                 h.update(off, p);
                 off += p.len() as u64;
             }
-            let got: Vec<ObjectId> = h
-                .finish()
-                .expect("complete")
-                .iter()
-                .map(|t| t.sha256)
-                .collect();
-            assert_eq!(got, expect, "piece size {piece}");
+            assert_eq!(hashes(h), expect, "piece size {piece}");
         }
         assert_eq!(expect[0], ObjectId::of(b""));
     }
@@ -410,7 +411,7 @@ mod tests {
             .map(|&(a, b)| ObjectId::of(&new[a as usize..b as usize]))
             .collect();
         let old_table = {
-            let mut h = TensorHasher::new(layout(&ranges));
+            let mut h = TensorHasher::new(tensors_at(&ranges));
             h.update(0, &old);
             h.finish().expect("old table")
         };
@@ -428,7 +429,7 @@ mod tests {
                 let rereads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
                 let log = std::sync::Arc::clone(&rereads);
                 let src = new.clone();
-                let mut h = TensorHasher::new(layout(&ranges)).with_parent(
+                let mut h = TensorHasher::new(tensors_at(&ranges)).with_parent(
                     &parent,
                     Box::new(move |a, b, h: &mut Hasher| {
                         log.lock().expect("log").push((a, b));
@@ -440,12 +441,7 @@ mod tests {
                     let (a, b) = (c.offset as usize, (c.offset + c.size) as usize);
                     h.update_chunk(c.offset, &new[a..b], c.id);
                 }
-                let got: Vec<ObjectId> = h
-                    .finish()
-                    .expect("complete")
-                    .iter()
-                    .map(|t| t.sha256)
-                    .collect();
+                let got = hashes(h);
                 assert_eq!(got, expect, "old cuts {old_cuts:?}, new cuts {new_cuts:?}");
                 if old_cuts == new_cuts && new_cuts.first() == Some(&5) {
                     // Only changed tensors are re-read, and only up to the changed chunk.
@@ -469,10 +465,10 @@ mod tests {
 
     #[test]
     fn short_or_gappy_input_gives_no_table() {
-        let mut h = TensorHasher::new(layout(&[(0, 10)]));
+        let mut h = TensorHasher::new(tensors_at(&[(0, 10)]));
         h.update(0, &[0; 5]);
         assert!(h.finish().is_none());
-        let mut h = TensorHasher::new(layout(&[(0, 10)]));
+        let mut h = TensorHasher::new(tensors_at(&[(0, 10)]));
         h.update(0, &[0; 5]);
         h.update(6, &[0; 5]);
         assert!(h.finish().is_none());

@@ -20,7 +20,7 @@ use super::tensors::TensorHasher;
 use super::Repo;
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
-use crate::formats::safetensors::{Layout, Tensor};
+use crate::formats::safetensors::Tensor;
 use crate::fsutil::RepoPath;
 use crate::id::{Hasher, ObjectId};
 use crate::manifest::{Manifest, TensorEntry};
@@ -170,7 +170,7 @@ impl Checker<'_> {
         let mut tensors = m
             .tensors
             .as_ref()
-            .map(|t| TensorHasher::new(table_layout(t)));
+            .map(|t| TensorHasher::new(table_tensors(t)));
         let mut whole = true;
         let mut reported: HashSet<ObjectId> = HashSet::new();
         for group in m.chunks.chunks(batch) {
@@ -251,21 +251,18 @@ impl Checker<'_> {
     }
 }
 
-/// The layout a manifest's tensor table describes (validated on read: sorted, not overlapping).
-fn table_layout(table: &[TensorEntry]) -> Layout {
-    Layout {
-        header_len: table.first().map_or(0, |t| t.offset),
-        tensors: table
-            .iter()
-            .map(|t| Tensor {
-                name: t.name.clone(),
-                dtype: t.dtype.clone(),
-                shape: t.shape.clone(),
-                start: t.offset,
-                end: t.offset + t.size,
-            })
-            .collect(),
-    }
+/// The tensors a manifest's tensor table describes (validated on read: sorted, not overlapping).
+fn table_tensors(table: &[TensorEntry]) -> Vec<Tensor> {
+    table
+        .iter()
+        .map(|t| Tensor {
+            name: t.name.clone(),
+            dtype: t.dtype.clone(),
+            shape: t.shape.clone(),
+            start: t.offset,
+            end: t.offset + t.size,
+        })
+        .collect()
 }
 
 impl Repo {
