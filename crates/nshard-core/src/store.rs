@@ -73,16 +73,11 @@ impl LocalStore {
     /// bytes hashing to `id` (it just encoded them); use [`LocalStore::put_verified`] for bytes from
     /// elsewhere. Returns whether the object was new.
     pub fn put_trusted(&self, id: &ObjectId, enc: &[u8]) -> Result<bool> {
-        let dest = self.path_of(id);
-        if dest.is_file() {
-            return Ok(false);
+        match self.stage(id, enc, &mut DirectBuf::default())? {
+            // fsync, rename and fsync the fan-out directory.
+            Some(staged) => staged.file.commit_if_absent(),
+            None => Ok(false),
         }
-        if let Some(dir) = dest.parent() {
-            fs::create_dir_all(dir).map_err(Error::io("creating directory", dir))?;
-        }
-        let mut f = AtomicFile::create_in(&self.tmp, &dest)?;
-        direct::write_file_once(f.file(), enc).map_err(Error::io("writing", &dest))?;
-        f.commit_if_absent()
     }
 
     /// Writes `enc` for `id` to a temporary file without syncing it; nothing is visible until
