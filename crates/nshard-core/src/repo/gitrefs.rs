@@ -119,7 +119,7 @@ pub(crate) fn manifests_in_git(root: &Path) -> Result<Vec<GitManifest>> {
     // HEAD (detached HEAD is no ref; an unborn branch has no commit), and the HEADs of linked
     // worktrees.
     if let Ok(head) = git(&top, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]) {
-        add(String::from_utf8_lossy(&head).trim(), "HEAD".into());
+        add(&text(head), "HEAD".into());
     }
     let worktrees = git(&top, &["worktree", "list", "--porcelain"])?;
     let mut wt_path = String::new();
