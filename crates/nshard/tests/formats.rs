@@ -64,6 +64,18 @@ fn commit(repo: &TestRepo, msg: &str) -> serde_json::Value {
     out[0].clone()
 }
 
+/// A repository with small chunks and the given layout, and `TENSORS` committed as v1 of
+/// `m.safetensors`: (repo, v1's bytes, each tensor's byte range).
+fn committed_v1(layout: &str) -> (TestRepo, Vec<u8>, Vec<(u64, u64)>) {
+    let repo = TestRepo::new();
+    small_chunks(&repo, Some(layout));
+    let (v1, ranges) = safetensors("v1", TENSORS, 1);
+    repo.write("m.safetensors", &v1);
+    repo.ok(&["track", "m.safetensors"]);
+    commit(&repo, "v1");
+    (repo, v1, ranges)
+}
+
 const TENSORS: &[(&str, &str, u64)] = &[
     ("embed", "BF16", 700 * KIB),
     ("norm0", "F32", 4 * KIB),
@@ -79,12 +91,7 @@ const TENSORS: &[(&str, &str, u64)] = &[
 
 #[test]
 fn tensors_are_cut_on_their_own_and_an_edited_tensor_stores_only_itself() {
-    let repo = TestRepo::new();
-    small_chunks(&repo, Some("tensor-aligned"));
-    let (v1, ranges) = safetensors("v1", TENSORS, 1);
-    repo.write("m.safetensors", &v1);
-    repo.ok(&["track", "m.safetensors"]);
-    commit(&repo, "v1");
+    let (repo, v1, ranges) = committed_v1("tensor-aligned");
     let m1 = manifest(&repo, "m.safetensors");
     assert_eq!(m1["chunking"]["layout"], "tensor-aligned");
     let offs = offsets(&m1);
@@ -157,12 +164,7 @@ fn other_files_and_layout_none_are_cut_plain() {
     }
 
     // layout = "none": a safetensors file is cut like any other file (header not separate).
-    let repo = TestRepo::new();
-    small_chunks(&repo, Some("none"));
-    let (v1, ranges) = safetensors("v1", TENSORS, 1);
-    repo.write("m.safetensors", &v1);
-    repo.ok(&["track", "m.safetensors"]);
-    commit(&repo, "v1");
+    let (repo, v1, ranges) = committed_v1("none");
     let m = manifest(&repo, "m.safetensors");
     assert!(m["chunking"].get("layout").is_none());
     assert_ne!(offsets(&m)[1], ranges[0].0);
@@ -200,12 +202,7 @@ fn assert_tensor_hashes(repo: &TestRepo, data: &[u8]) {
 /// instead of hashing them again; whatever changed, and however, the table stays exact.
 #[test]
 fn tensor_table_stays_exact_across_versions() {
-    let repo = TestRepo::new();
-    small_chunks(&repo, Some("tensor-aligned"));
-    let (v1, ranges) = safetensors("v1", TENSORS, 1);
-    repo.write("m.safetensors", &v1);
-    repo.ok(&["track", "m.safetensors"]);
-    commit(&repo, "v1");
+    let (repo, v1, ranges) = committed_v1("tensor-aligned");
     assert_tensor_hashes(&repo, &v1);
     let mut cur = v1;
     // (tensor, byte range inside it to rewrite): a whole tensor; the last bytes of a tensor cut
