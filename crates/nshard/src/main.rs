@@ -47,6 +47,8 @@ pub enum Command {
     Gc(cmd::gc::GcArgs),
     Verify(cmd::verify::VerifyArgs),
     Serve(cmd::serve::ServeArgs),
+    #[command(hide = true)]
+    Hook(cmd::hook::HookArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Gc(a) => cmd::gc::run(&ctx, a),
         Command::Verify(a) => cmd::verify::run(&ctx, a),
         Command::Serve(a) => cmd::serve::run(&ctx, a),
+        Command::Hook(a) => cmd::hook::run(&ctx, a),
     };
     match r {
         Ok(code) => code,

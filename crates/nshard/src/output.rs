@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use nshard_core::git::GitTree;
 use nshard_core::progress::Progress;
 use nshard_core::repo::Repo;
 
@@ -35,6 +36,29 @@ impl Ctx {
     /// Opens the repository containing the working directory.
     pub fn repo(&self) -> Result<Repo> {
         Ok(Repo::discover(&self.cwd)?)
+    }
+
+    /// Opens the repository; in a git work tree that has manifests but no `.shard/` (a clone whose
+    /// owner committed only manifests), creates the local store at the work tree's top first and
+    /// says so in one line on stderr.
+    pub fn repo_or_init(&self) -> Result<Repo> {
+        match Repo::discover(&self.cwd) {
+            Err(e @ nshard_core::Error::NotARepo(_)) => {
+                let Some(tree) = GitTree::find(&self.cwd) else {
+                    return Err(e.into());
+                };
+                if !tree.has_manifests().unwrap_or(false) {
+                    return Err(e.into());
+                }
+                let repo = Repo::init_for_clone(&tree.top)?;
+                eprintln!(
+                    "nshard: no NeuroShard repository here yet; created the local store in {}",
+                    repo.shard_dir().display()
+                );
+                Ok(repo)
+            }
+            r => Ok(r?),
+        }
     }
 
     /// A progress sink: a bar on a terminal, nothing with `-q`, `--json` or when stderr is not a TTY.
