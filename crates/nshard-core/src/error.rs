@@ -194,6 +194,23 @@ pub enum Error {
         "a remote named {0:?} already exists; remove it first with `nshard remote remove {0}`"
     )]
     RemoteExists(String),
+    /// A remote name is not configured at the config level asked for.
+    #[error("no remote named {name:?} in the {level} config")]
+    RemoteNotAtLevel {
+        /// The name.
+        name: String,
+        /// The level (`user`, `shared`, `local`).
+        level: &'static str,
+    },
+    /// The user's config file is needed but its location is unknown.
+    #[error("cannot locate your user config file: set XDG_CONFIG_HOME or HOME")]
+    NoUserConfig,
+    /// A token given to `nshard login` is not acceptable.
+    #[error("invalid token: {reason}")]
+    InvalidToken {
+        /// Why it was refused.
+        reason: &'static str,
+    },
     /// The remote lacks objects a pull needs.
     #[error("remote {remote} lacks {} object(s) needed for {subject}: {}{}", missing.len(), list_ids(missing), if missing.len() > MAX_LISTED { " …" } else { "" })]
     RemoteLacks {

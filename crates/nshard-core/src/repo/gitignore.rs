@@ -10,7 +10,8 @@ use crate::fsutil::{self, RepoPath};
 
 const BEGIN: &str = "# >>> nshard: managed block (nshard track/untrack/git-init rewrite it)";
 const END: &str = "# <<< nshard";
-const INTERNALS: [&str; 4] = [
+const INTERNALS: [&str; 5] = [
+    "/.shard/config.local.toml",
     "/.shard/objects/",
     "/.shard/cache/",
     "/.shard/tmp/",

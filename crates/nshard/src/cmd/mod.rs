@@ -6,6 +6,7 @@ pub mod diff;
 pub mod gc;
 pub mod init;
 pub mod log;
+pub mod login;
 pub mod pull;
 pub mod push;
 pub mod remote;
