@@ -32,7 +32,7 @@ pub use diff::{
 pub use gc::{GcMode, GcOptions, GcReport};
 pub use history::{HistoryNode, LogEntry, LogState, MAX_HISTORY};
 pub use remotes::{RemoteEntry, RemoteName, RemoteSource, RemovedRemote, ResolvedRemote};
-pub use status::{FileState, FileStatus};
+pub use status::{FileState, FileStatus, RemoteCheck, VersionOrder};
 pub use track::TrackChange;
 pub use verify::{HistoryNote, Problem, ProblemKind, VerifyOptions, VerifyReport};
 
