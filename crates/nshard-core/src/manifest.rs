@@ -119,8 +119,16 @@ impl Manifest {
         struct Tag {
             format: Option<String>,
         }
-        let tag: Tag =
-            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+        let tag: Tag = serde_json::from_slice(bytes).map_err(|e| {
+            if has_conflict_markers(bytes) {
+                let f = source.display();
+                invalid(format!(
+                    "it holds git conflict markers (an unfinished merge): keep one side with `git checkout --theirs {f}` (or `--ours`) and `git add {f}`, then run `nshard checkout`"
+                ))
+            } else {
+                invalid(format!("not valid JSON: {e}"))
+            }
+        })?;
         match tag.format.as_deref() {
             Some(FORMAT) => {}
             Some(other) => {
@@ -310,6 +318,13 @@ fn validate_tensors_limit(
         }
     }
     Ok(())
+}
+
+/// Whether `bytes` has a line opening a git conflict (`<<<<<<<`).
+fn has_conflict_markers(bytes: &[u8]) -> bool {
+    bytes
+        .split(|&b| b == b'\n')
+        .any(|l| l.starts_with(b"<<<<<<<") && matches!(l.get(7), None | Some(b' ' | b'\r')))
 }
 
 #[cfg(test)]

@@ -36,10 +36,14 @@ pub enum Command {
     Commit(cmd::commit::CommitArgs),
     Status(cmd::status::StatusArgs),
     Checkout(cmd::checkout::CheckoutArgs),
-    /// Manage remotes (add, list, remove).
+    /// Manage remotes (add, list, set-url, default, remove) at the user, shared or local level.
     Remote(cmd::remote::RemoteArgs),
     /// Upload committed versions to a remote (only what it lacks).
     Push(cmd::push::PushArgs),
+    /// Store a token for a server (bound to its scheme, host and port).
+    Login(cmd::login::LoginArgs),
+    /// Remove the token stored for a server.
+    Logout(cmd::login::LogoutArgs),
     /// Download what the manifests need from a remote (only what the local store lacks).
     Pull(cmd::pull::PullArgs),
     Diff(cmd::diff::DiffArgs),
@@ -68,6 +72,8 @@ fn main() -> ExitCode {
         Command::Remote(a) => cmd::remote::run(&ctx, a),
         Command::Push(a) => cmd::push::run(&ctx, a),
         Command::Pull(a) => cmd::pull::run(&ctx, a),
+        Command::Login(a) => cmd::login::run_login(&ctx, a),
+        Command::Logout(a) => cmd::login::run_logout(&ctx, a),
         Command::Diff(a) => cmd::diff::run(&ctx, a),
         Command::Log(a) => cmd::log::run(&ctx, a),
         Command::Gc(a) => cmd::gc::run(&ctx, a),

@@ -18,6 +18,9 @@ pub struct Ctx {
     pub cwd: PathBuf,
     /// `-q`.
     pub quiet: bool,
+    /// The user's config file (`$XDG_CONFIG_HOME/nshard/config.toml`, else
+    /// `~/.config/nshard/config.toml`); `None` when neither variable is usable.
+    pub user_config: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -30,12 +33,13 @@ impl Ctx {
         Ok(Self {
             cwd,
             quiet: cli.quiet,
+            user_config: user_config_path(),
         })
     }
 
-    /// Opens the repository containing the working directory.
+    /// Opens the repository containing the working directory, with the user's config file.
     pub fn repo(&self) -> Result<Repo> {
-        Ok(Repo::discover(&self.cwd)?)
+        Ok(Repo::discover(&self.cwd)?.with_user_config(self.user_config.clone())?)
     }
 
     /// Opens the repository; in a git work tree that has manifests but no `.shard/` (a clone whose
@@ -68,6 +72,19 @@ impl Ctx {
             bar: Mutex::new(None),
         }
     }
+}
+
+/// The user's config file, as the XDG base directory spec places it: `$XDG_CONFIG_HOME` when it
+/// is an absolute path, else `$HOME/.config`.
+fn user_config_path() -> Option<PathBuf> {
+    let abs = |v: &str| {
+        std::env::var_os(v)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    abs("XDG_CONFIG_HOME")
+        .or_else(|| abs("HOME").map(|h| h.join(".config")))
+        .map(|d| d.join("nshard").join("config.toml"))
 }
 
 /// Writes a line to stdout; returns the I/O error (a broken pipe ends the command quietly).

@@ -8,11 +8,13 @@
 //! objects that name them, so a manifest on a remote always has its chunks. An interrupted
 //! transfer is resumed by running it again: what arrived is skipped, nothing half-written exists.
 
+mod check;
 mod engine;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+pub use check::check_remote;
 pub use engine::Retry;
 
 use crate::codec::{DataHint, Encoder};

@@ -72,12 +72,13 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
     let name = resolved.as_ref().map(super::remote::label);
     let check =
         |ids: &[nshard_core::ObjectId]| -> nshard_core::Result<HashSet<nshard_core::ObjectId>> {
-            let r = resolved.as_ref().expect("only called with a remote");
             rt.block_on(async {
-                let opts = nshard_core::remote::OpenOptions {
-                    token: super::remote::token_for(r),
-                };
-                let store = nshard_core::remote::open(&r.url, &opts).await?;
+                let (_, store) = super::remote::open(&repo, ctx, a.remote.as_deref())
+                    .await
+                    .map_err(|e| nshard_core::Error::RemoteTransient {
+                        remote: name.clone().unwrap_or_default(),
+                        reason: format!("{e:#}"),
+                    })?;
                 transfer::remote_lacks(&store, ids, &Retry::default()).await
             })
         };

@@ -7,6 +7,7 @@ pub mod gc;
 pub mod hook;
 pub mod init;
 pub mod log;
+pub mod login;
 pub mod pull;
 pub mod push;
 pub mod remote;
