@@ -152,14 +152,21 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 /// call this and return early when it is false; in CI (the `CI` variable is set, and `.ci/run`
 /// installs strace) a missing strace fails the test instead of skipping it silently.
 pub fn strace_works(test: &str) -> bool {
-    let works = std::process::Command::new("strace")
-        .args(["-f", "-o", "/dev/null", "true"])
+    tool_works(test, "strace", &["-f", "-o", "/dev/null", "true"])
+}
+
+/// Whether `tool args…` runs successfully here; when it does not, fails the test in CI and
+/// reports a skip loudly elsewhere (see [`strace_works`]).
+pub fn tool_works(test: &str, tool: &str, args: &[&str]) -> bool {
+    let works = std::process::Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !works {
-        let msg = format!("{test}: SKIPPED: strace is missing or cannot trace (ptrace) here");
+        let msg = format!("{test}: SKIPPED: `{tool}` is missing or does not work here");
         assert!(
             std::env::var_os("CI").is_none(),
             "{msg}; CI must provide it"
