@@ -15,7 +15,7 @@ use crate::output::{bytes, file_error, print_json, Ctx};
 /// Verifies every chunk and the whole-file SHA-256
 /// before atomically replacing the file. Refuses to overwrite uncommitted changes without --force.
 /// With --version, restores an older version of the file (the manifest stays at the latest version,
-/// so `nshard status` shows the file modified and a commit records the revert).
+/// so `nshard status` shows the file outdated; `nshard commit --force` records the revert).
 #[derive(Args, Debug)]
 pub struct CheckoutArgs {
     /// Data files, manifests (`x.shard.json`), directories or quoted globs; default: every file.

@@ -8,7 +8,7 @@ use clap::Args;
 use nshard_core::repo::{CommitOptions, CommitOutcome};
 
 use crate::out;
-use crate::output::{bytes, file_error, pct, print_json, Ctx};
+use crate::output::{bytes, count, file_error, pct, print_json, Ctx};
 
 /// Record a new version of every changed tracked file.
 ///
@@ -82,8 +82,9 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                     committed += 1;
                     out!("{}: committed version {}", r.path, version.short());
                     out!(
-                        "  {} in {chunks_total} chunks: {chunks_new} new, {chunks_reused} reused",
-                        bytes(*size)
+                        "  {} in {}: {chunks_new} new, {chunks_reused} reused",
+                        bytes(*size),
+                        count(*chunks_total as u64, "chunk")
                     );
                     out!(
                         "  new data {} stored as {}; dedup {} of the file reused",

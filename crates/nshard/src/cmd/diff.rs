@@ -151,9 +151,9 @@ fn print_diff(d: &FileDiff) -> Result<()> {
         );
     } else {
         out!(
-            "blocks: {} of {} chunks reused ({}), {} new ({}), {} dropped ({}): {} of the file changed",
+            "blocks: {} of {} reused ({}), {} new ({}), {} dropped ({}): {} of the file changed",
             b.chunks_reused,
-            d.to.chunks,
+            count(d.to.chunks as u64, "chunk"),
             bytes(b.bytes_reused),
             b.chunks_new,
             bytes(b.bytes_new),

@@ -12,7 +12,7 @@ use nshard_core::repo::{ConfigLevel, EnvTokens, RemoteName, Repo, ResolvedRemote
 use nshard_core::transfer::{FileTransfer, TransferStats};
 
 use crate::out;
-use crate::output::{bytes, file_error, print_json, Ctx};
+use crate::output::{bytes, count, file_error, print_json, Ctx};
 
 /// Manage remotes: where `push` and `pull` send and fetch data.
 ///
@@ -313,17 +313,17 @@ pub fn print_files(files: &[FileTransfer], source: &str) -> Result<usize> {
     for f in files {
         match &f.result {
             Ok(p) if p.versions == 1 => out!(
-                "{}: version {} ({} chunks)",
+                "{}: version {} ({})",
                 f.path,
                 p.version.short(),
-                p.chunks
+                count(p.chunks as u64, "chunk")
             ),
             Ok(p) => out!(
-                "{}: {} versions up to {} ({} distinct chunks)",
+                "{}: {} versions up to {} ({})",
                 f.path,
                 p.versions,
                 p.version.short(),
-                p.chunks
+                count(p.chunks as u64, "distinct chunk")
             ),
             Err(e) => {
                 failed += 1;

@@ -108,7 +108,10 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             ),
             FileState::DataMissing { missing_chunks } => (
                 "data-missing",
-                format!("  ({missing_chunks} chunks not in the local store: run `nshard pull`)"),
+                format!(
+                    "  ({} not in the local store: run `nshard pull`)",
+                    count(*missing_chunks as u64, "chunk")
+                ),
             ),
             FileState::InvalidManifest { reason } => ("invalid", format!("  ({reason})")),
             FileState::Unreadable { reason } => ("unreadable", format!("  ({reason})")),
