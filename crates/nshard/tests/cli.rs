@@ -169,3 +169,35 @@ fn unreachable_server_error_says_what_to_check() {
         );
     }
 }
+
+/// `neuroshard` (the Python package's name, for `pipx run neuroshard`) is the same program: same
+/// output, same exit status, for any arguments.
+#[test]
+fn neuroshard_runs_nshard() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let run = |bin: &str, args: &[&str]| {
+        let out = assert_cmd::Command::cargo_bin(bin)
+            .expect("built")
+            .args(args)
+            .current_dir(d.path())
+            .output()
+            .expect("runs");
+        (out.status.code(), out.stdout, out.stderr)
+    };
+    for args in [
+        &["--version"][..],
+        &["help"],
+        &["status"],
+        &["no-such-command"],
+        &["-C", ".", "init"],
+    ] {
+        let want = run("nshard", args);
+        if args.contains(&"init") {
+            // Both initialise the same way; the second run finds the repository already there.
+            std::fs::remove_dir_all(d.path().join(".shard")).expect("rm .shard");
+        }
+        let got = run("neuroshard", args);
+        assert_eq!(got, want, "{args:?}");
+    }
+    assert!(d.path().join(".shard/config.toml").is_file());
+}
