@@ -89,11 +89,29 @@ class Server:
     the server."""
 
     def __init__(self, workdir: Path, env: dict, options: "list | None" = None):
-        args = [sys.executable, "-m", "shard.server.app"]
+        base = [sys.executable, "-m", "shard.server.app"]
         if options is not None:
-            args += options
-        elif not port_is_free(SEED_PORT):
-            args += ["--listen", "127.0.0.1:0"]
+            line = self._start(base + options, workdir, env)
+        elif port_is_free(SEED_PORT):
+            line = self._start(base, workdir, env)
+            if not line and self.proc.poll() is not None:
+                # Port 8000 was taken between the check and the start: any free port will do.
+                self.stop()
+                line = self._start(base + ["--listen", "127.0.0.1:0"], workdir, env)
+        else:
+            line = self._start(base + ["--listen", "127.0.0.1:0"], workdir, env)
+        if not line.startswith("listening on http://"):
+            self.stop()
+            raise AssertionError(
+                f"the server did not start (first stdout line {line!r}); stderr:\n"
+                + "".join(self.stderr_lines)
+            )
+        self.port = int(line.strip().rsplit(":", 1)[1])
+        # As the seed writes it: the server is reached as localhost.
+        self.url = f"http://localhost:{self.port}"
+
+    def _start(self, args: list, workdir: Path, env: dict) -> str:
+        """Starts the server; returns its first stdout line ("" if it printed none in time)."""
         self.proc = subprocess.Popen(
             args,
             cwd=workdir,
@@ -111,16 +129,7 @@ class Server:
         reader.daemon = True
         reader.start()
         reader.join(SERVER_START_TIMEOUT)
-        line = first_line[0] if first_line else ""
-        if not line.startswith("listening on http://"):
-            self.stop()
-            raise AssertionError(
-                f"the server did not start (first stdout line {line!r}); stderr:\n"
-                + "".join(self.stderr_lines)
-            )
-        self.port = int(line.strip().rsplit(":", 1)[1])
-        # As the seed writes it: the server is reached as localhost.
-        self.url = f"http://localhost:{self.port}"
+        return first_line[0] if first_line else ""
 
     def _read_stderr(self) -> None:
         for line in self.proc.stderr:
