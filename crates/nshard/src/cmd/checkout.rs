@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::Args;
 use nshard_core::repo::{CheckoutOptions, CheckoutOutcome, FileCheckout};
 
-use crate::out;
 use crate::output::{bytes, file_error, print_json, Ctx};
+use crate::{out, per_file};
 
 /// Rebuild data files from the local store.
 ///
@@ -84,7 +84,7 @@ pub fn print_human(results: &[FileCheckout]) -> Result<()> {
     for r in results {
         match &r.result {
             Ok(CheckoutOutcome::Written { version, size }) => {
-                out!(
+                per_file!(
                     "{}: checked out version {} ({})",
                     r.path,
                     version.short(),
@@ -92,7 +92,7 @@ pub fn print_human(results: &[FileCheckout]) -> Result<()> {
                 )
             }
             Ok(CheckoutOutcome::UpToDate { version }) => {
-                out!("{}: up to date (version {})", r.path, version.short())
+                per_file!("{}: up to date (version {})", r.path, version.short())
             }
             Err(e) => file_error(&r.path, e),
         }

@@ -2,6 +2,7 @@
 
 pub mod checkout;
 pub mod commit;
+pub mod completions;
 pub mod diff;
 pub mod gc;
 pub mod hook;
