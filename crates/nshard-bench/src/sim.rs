@@ -10,8 +10,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use nshard_core::chunk::{ChunkParams, ChunkReader, Cutter, LayoutMode, Segment};
 use nshard_core::codec::{DataHint, Encoder};
+use nshard_core::formats::plan as layout;
 use nshard_core::formats::safetensors;
-use nshard_core::layout;
 use nshard_core::ObjectId;
 
 /// How chunks are hinted to the encoder.

@@ -32,7 +32,8 @@ pub mod error;
 pub mod formats;
 pub mod fsutil;
 pub mod id;
-pub mod layout;
+pub(crate) mod ingest;
+
 pub mod manifest;
 pub mod progress;
 pub mod remote;

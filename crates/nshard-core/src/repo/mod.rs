@@ -10,9 +10,9 @@ mod gitignore;
 mod gitrefs;
 mod history;
 mod remotes;
-mod statcache;
+pub(crate) mod statcache;
 mod status;
-mod tensors;
+mod stored;
 mod track;
 mod verify;
 

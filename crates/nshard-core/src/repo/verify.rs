@@ -16,14 +16,13 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::history::HistoryNode;
-use super::tensors::TensorHasher;
 use super::Repo;
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
-use crate::formats::safetensors::Tensor;
 use crate::fsutil::RepoPath;
 use crate::id::{Hasher, ObjectId};
-use crate::manifest::{Manifest, TensorEntry};
+use crate::ingest::{table_tensors, TensorHasher};
+use crate::manifest::Manifest;
 use crate::progress::Progress;
 
 /// Options of a verify.
@@ -251,20 +250,6 @@ impl Checker<'_> {
             }
         }
     }
-}
-
-/// The tensors a manifest's tensor table describes (validated on read: sorted, not overlapping).
-fn table_tensors(table: &[TensorEntry]) -> Vec<Tensor> {
-    table
-        .iter()
-        .map(|t| Tensor {
-            name: t.name.clone(),
-            dtype: t.dtype.clone(),
-            shape: t.shape.clone(),
-            start: t.offset,
-            end: t.offset + t.size,
-        })
-        .collect()
 }
 
 impl Repo {

@@ -1,24 +1,10 @@
-//! The tensor table of a safetensors file: read the header (only the header), then hash every
-//! tensor's bytes from the chunks that already flow through commit's (or diff's) pipeline, so that
-//! recording tensors never costs a second read of the file.
+//! The tensor table: hash every tensor's bytes from the chunks that already flow through the
+//! ingest pipeline (or verify's rebuild), so that recording tensors never costs a second read of
+//! the file, and take hashes from chunk ids wherever they already say what the hash is.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-
-use crate::formats::safetensors::{self, Layout, Tensor};
+use crate::formats::Tensor;
 use crate::id::{Hasher, ObjectId};
-use crate::manifest::{validate_tensors, ChunkRef, Manifest, TensorEntry};
-use crate::store::LocalStore;
-
-/// Parses the safetensors header of an open file of `size` bytes, then rewinds it to the start.
-/// `Err` says why the file is not (usable as) safetensors; an I/O error while rewinding is the
-/// only hard error.
-pub(crate) fn read_layout(file: &File, size: u64) -> std::io::Result<Result<Layout, String>> {
-    let mut f = file;
-    let parsed = safetensors::parse(&mut f, size).map_err(|e| e.to_string());
-    f.seek(SeekFrom::Start(0))?;
-    Ok(parsed)
-}
+use crate::manifest::{validate_tensors, Manifest, TensorEntry};
 
 /// A tensor of the previous version whose bytes are exactly a run of whole chunks: if the new
 /// version has a tensor of the same name, dtype and shape made of the same chunks (same ids, same
@@ -61,7 +47,7 @@ pub(crate) struct TensorHasher<'a> {
 }
 
 impl<'a> TensorHasher<'a> {
-    /// A hasher for `tensors` (sorted by offset, not overlapping: the safetensors parser and
+    /// A hasher for `tensors` (sorted by offset, not overlapping: the format parsers and
     /// manifest validation ensure it).
     pub(crate) fn new(tensors: Vec<Tensor>) -> Self {
         Self {
@@ -140,6 +126,7 @@ impl<'a> TensorHasher<'a> {
     }
 
     /// Feeds the bytes at `offset..offset + data.len()`; pieces must be contiguous and in order.
+    #[cfg(test)]
     pub(crate) fn update(&mut self, offset: u64, data: &[u8]) {
         self.feed(offset, data, None);
     }
@@ -257,51 +244,10 @@ pub(crate) fn checked(table: Vec<TensorEntry>, size: u64) -> Result<Vec<TensorEn
     validate_tensors(&table, size).map(|()| table)
 }
 
-/// Reads a stored version's bytes from the local store, chunk after chunk, for callers that need
-/// only the beginning of a file (the safetensors header). Each chunk is verified as it is loaded.
-pub(crate) struct StoredReader<'a> {
-    store: &'a LocalStore,
-    chunks: &'a [ChunkRef],
-    next: usize,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl<'a> StoredReader<'a> {
-    pub(crate) fn new(store: &'a LocalStore, m: &'a Manifest) -> Self {
-        Self {
-            store,
-            chunks: &m.chunks,
-            next: 0,
-            buf: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl Read for StoredReader<'_> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.buf.len() {
-            let Some(c) = self.chunks.get(self.next) else {
-                return Ok(0);
-            };
-            self.buf = self
-                .store
-                .get(&c.id, c.size)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            self.pos = 0;
-            self.next += 1;
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::ChunkRef;
 
     fn tensors_at(ranges: &[(u64, u64)]) -> Vec<Tensor> {
         ranges

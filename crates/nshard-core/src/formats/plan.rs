@@ -1,24 +1,24 @@
 //! Tensor-aligned chunking: where segment boundaries go for files whose format NeuroShard
 //! understands, before the chunker cuts inside each segment.
 //!
-//! A safetensors file is split into the header (its own segment) and one segment per tensor;
-//! tensors smaller than the minimum object size are grouped with their neighbours (in file order)
-//! until the group reaches it, so objects stay large enough for cheap transfers. Because no chunk
+//! A model file is split into the header (its own segment) and one segment per tensor; tensors
+//! smaller than the minimum object size are grouped with their neighbours (in file order) until
+//! the group reaches it, so objects stay large enough for cheap transfers. Because no chunk
 //! straddles a tensor boundary, a tensor that did not change always deduplicates, whatever moved
 //! around it (a grown header shifts every offset; CDC alone re-synchronises only a chunk later, and
 //! chunks that straddle a changed and an unchanged tensor store both). The dtype of the tensor that
 //! owns most of a segment tells the codec how to group bytes.
 //!
-//! Files that are not safetensors, or whose header fails the bounded parser, are one plain segment.
+//! Files in no known format, or whose header fails its bounded parser, are one plain segment.
 //! The cut points this produces are part of the on-disk format (golden tests pin them), but
 //! reading never depends on them: manifests list every chunk's offset.
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 
+use super::{FileSource, Layout, Parsed};
 use crate::chunk::{ChunkParams, LayoutMode, Segment};
 use crate::codec::DataHint;
-use crate::formats::safetensors;
 
 /// How one file is to be cut.
 #[derive(Debug)]
@@ -28,8 +28,18 @@ pub struct Plan {
     /// The parameters to record in the manifest: the configured ones, with the layout that was
     /// really applied (`none` when the file fell back to plain chunking).
     pub chunking: ChunkParams,
-    /// The parsed safetensors header, when the file is one.
-    pub safetensors: Option<safetensors::Layout>,
+    /// What the header parsed as (read whatever the layout, for the tensor table).
+    pub parsed: Parsed,
+}
+
+impl Plan {
+    /// The parsed layout, when the file is in a known format with a valid header.
+    pub fn layout(&self) -> Option<&Layout> {
+        match &self.parsed {
+            Parsed::Layout(l) => Some(l),
+            _ => None,
+        }
+    }
 }
 
 /// The codec hint for a safetensors dtype: floats are split into byte planes by width (fp8 is
@@ -43,43 +53,27 @@ pub fn hint_for_dtype(dtype: &str) -> DataHint {
     }
 }
 
-/// Plans the cutting of `file` (`size` bytes) under `params`. Reads only the header (when the
-/// layout asks for one) and leaves the file positioned at its start.
+/// Plans the cutting of `file` (`size` bytes) under `params`. Reads only the header, with
+/// positioned reads (the file position is left alone). A read error is the only error.
 pub fn plan(file: &File, size: u64, params: ChunkParams) -> io::Result<Plan> {
-    let plain = Plan {
-        segments: Vec::new(),
-        chunking: params.with_layout(LayoutMode::None),
-        safetensors: None,
+    let parsed = super::parse_any(&mut FileSource::new(file, size))?;
+    let layout = match &parsed {
+        Parsed::Layout(l) => Some(l),
+        _ => None,
     };
-    if params.layout() == LayoutMode::None {
-        return Ok(plain);
-    }
-    let mut f = file;
-    f.seek(SeekFrom::Start(0))?;
-    let parsed = safetensors::parse(&mut f, size);
-    f.seek(SeekFrom::Start(0))?;
-    match parsed {
-        Ok(layout) => {
-            let (segments, chunking) = segments_for(params, Some(&layout), size);
-            Ok(Plan {
-                segments,
-                chunking,
-                safetensors: Some(layout),
-            })
-        }
-        // Not safetensors (or not within the parser's limits): plain chunking. Read errors are
-        // real errors.
-        Err(safetensors::ParseError::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => Err(e),
-        Err(_) => Ok(plain),
-    }
+    let (segments, chunking) = segments_for(params, layout, size);
+    Ok(Plan {
+        segments,
+        chunking,
+        parsed,
+    })
 }
 
-/// The segments for a file of `size` bytes under `params`, given its parsed safetensors header
-/// (`None`: not safetensors), and the parameters to record. For anyone who re-cuts a file the way
-/// commit does (diff, for instance).
+/// The segments for a file of `size` bytes under `params`, given its parsed header (`None`: no
+/// known format), and the parameters to record.
 pub fn segments_for(
     params: ChunkParams,
-    parsed: Option<&safetensors::Layout>,
+    parsed: Option<&Layout>,
     size: u64,
 ) -> (Vec<Segment>, ChunkParams) {
     match (params.layout(), parsed) {
@@ -90,16 +84,12 @@ pub fn segments_for(
     }
 }
 
-/// The segments of a safetensors file of `file_size` bytes: the header alone, then each tensor of
+/// The segments of a model file of `file_size` bytes: the header alone, then each tensor of
 /// at least `min_group` bytes alone, and runs of smaller neighbouring tensors grouped until a group
 /// holds `min_group` bytes (a run cut short by a large tensor stays a smaller group). Bytes no
 /// tensor claims (gaps, a tail) count as small pieces of their own. The segments cover the file
 /// exactly.
-pub fn tensor_segments(
-    layout: &safetensors::Layout,
-    file_size: u64,
-    min_group: u64,
-) -> Vec<Segment> {
+pub fn tensor_segments(layout: &Layout, file_size: u64, min_group: u64) -> Vec<Segment> {
     let mut segments = vec![Segment {
         len: layout.header_len,
         hint: DataHint::Unknown,
@@ -155,7 +145,7 @@ pub fn tensor_segments(
 mod tests {
     use super::*;
     use crate::chunk::{ChunkReader, Cutter};
-    use crate::formats::safetensors::Tensor;
+    use crate::formats::{safetensors, FormatKind, Tensor};
 
     fn tensor(name: &str, dtype: &str, start: u64, end: u64) -> Tensor {
         Tensor {
@@ -169,7 +159,8 @@ mod tests {
 
     #[test]
     fn groups_small_tensors_and_covers_the_file() {
-        let l = safetensors::Layout {
+        let l = Layout {
+            kind: FormatKind::Safetensors,
             header_len: 100,
             tensors: vec![
                 tensor("norm", "F32", 100, 140),
@@ -191,7 +182,8 @@ mod tests {
         assert_eq!(s[4].hint, DataHint::Float(1));
         assert_eq!(lens.iter().sum::<u64>(), 1530);
         // Only the header: one segment, then plain.
-        let empty = safetensors::Layout {
+        let empty = Layout {
+            kind: FormatKind::Safetensors,
             header_len: 50,
             tensors: vec![],
         };
