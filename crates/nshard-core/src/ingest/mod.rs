@@ -5,8 +5,8 @@
 //! calling thread reads and cuts) → chunk ids (a pool of workers; with a store, they also encode
 //! and stage the chunks the store lacks, and syncer threads fsync and rename them into place) →
 //! whole-file SHA-256 (one thread, over the chunks in order) → tensor table (one thread, taking
-//! each chunk's id from its worker so that a tensor that is exactly one chunk, or unchanged since
-//! the parent version, is not hashed again). Queues are bounded, so memory stays bounded by a few
+//! each chunk's id from its worker, so that a tensor cut into chunks of its own is identified by
+//! their ids and its bytes are hashed twice in all, not three times). Queues are bounded, so memory stays bounded by a few
 //! maximum-size chunks whatever the file size; the file must not change while it is read.
 //!
 //! Because commit and diff both cut through [`ingest_file`], "diff cuts exactly as commit does"
@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex};
 
 mod tensors;
 
-pub(crate) use tensors::{checked as checked_table, TensorHasher};
+pub(crate) use tensors::{checked as checked_table, How, TensorHasher};
 
-use crate::chunk::{ChunkParams, ChunkReader, Cutter, RawChunk, Segment};
+use crate::chunk::{ChunkParams, ChunkReader, Cutter, LayoutMode, RawChunk, Segment};
 use crate::codec::Encoder;
 use crate::direct::DirectBuf;
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ use crate::formats::plan::{self, Plan};
 use crate::formats::{FormatKind, Layout, Parsed, Tensor};
 use crate::fsutil;
 use crate::id::{Hasher, ObjectId};
-use crate::manifest::{ChunkRef, Manifest, TensorEntry};
+use crate::manifest::{ChunkRef, TensorEntry};
 use crate::progress::Progress;
 use crate::repo::statcache::StatKey;
 use crate::store::{LocalStore, StagedObject};
@@ -40,8 +40,6 @@ use crate::store::{LocalStore, StagedObject};
 pub(crate) struct Options<'a> {
     /// The chunking parameters (the layout actually applied is in [`Ingested::chunking`]).
     pub params: ChunkParams,
-    /// The previous version: unchanged tensors take their hashes from it.
-    pub parent: Option<&'a Manifest>,
     /// Store new chunks here; `None` only hashes (diff).
     pub store: Option<&'a LocalStore>,
     /// Progress, in bytes read, under this label.
@@ -230,15 +228,13 @@ fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
                 });
             }
         }
-        // Tensor hashes on their own thread, from the same chunks: no second read of the file.
-        // Unchanged tensors take their hash from the chunk ids (see `TensorHasher`); re-reading
-        // is for the rare tensor whose first chunks match the parent and a later one does not.
+        // The tensor table on its own thread, from the same chunks: no second read of the file.
+        // Tensors cut into whole chunks of their own take their identity from the chunk ids
+        // (see `TensorHasher`): their bytes are hashed only twice, for the chunk ids and the
+        // whole file.
         let mut tensor_tx = None;
-        let reread_file = match layout {
-            Some(_) => Some(file.try_clone().map_err(Error::io("reading", ""))?),
-            None => None,
-        };
-        let parent = opts.parent;
+        let aligned = plan.chunking.layout() == LayoutMode::TensorAligned;
+        let min_object = u64::from(opts.params.min_object());
         let tensor_job = layout.map(|l| {
             // Deep enough that every worker can hash a chunk while the tensor thread waits.
             let (tx, rx) =
@@ -246,10 +242,15 @@ fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
             tensor_tx = Some(tx);
             let tensors = l.tensors.clone();
             s.spawn(move || {
-                let mut t = TensorHasher::new(tensors);
-                if let (Some(p), Some(f)) = (parent, reread_file) {
-                    t = t.with_parent(p, Box::new(move |start, end, h| reread(&f, start, end, h)));
-                }
+                // Tensor-aligned segments give every tensor of at least the minimum object size
+                // a segment of its own (see `formats::plan::tensor_segments`).
+                let mut t = TensorHasher::new(tensors, |t| {
+                    if aligned && t.end - t.start >= min_object {
+                        How::ChunksOrOne
+                    } else {
+                        How::Bytes
+                    }
+                });
                 for (c, id_rx) in rx {
                     match id_rx.recv() {
                         Ok(id) => t.update_chunk(c.offset, &c.data, id),
@@ -399,18 +400,4 @@ fn sync_dirs(store: &LocalStore, chunks: &[ChunkRef]) -> Result<()> {
         fsutil::sync_dir(dir)?;
     }
     fsutil::sync_dir(store.objects_dir())
-}
-
-/// Hashes bytes `start..end` of `file` into `h`, reading them again (positioned reads: the
-/// pipeline's reader owns the file position).
-fn reread(file: &File, start: u64, end: u64, h: &mut Hasher) -> std::io::Result<()> {
-    let mut buf = vec![0u8; (end - start).min(1 << 20) as usize];
-    let mut at = start;
-    while at < end {
-        let n = buf.len().min((end - at) as usize);
-        fsutil::read_exact_at(file, &mut buf[..n], at)?;
-        h.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(())
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::{self, RepoPath};
 use crate::id::ObjectId;
 use crate::ingest;
-use crate::manifest::{Manifest, VersionInfo, FORMAT, MAX_MANIFEST_BYTES, MAX_MESSAGE_BYTES};
+use crate::manifest::{Manifest, VersionInfo, MAX_MANIFEST_BYTES, MAX_MESSAGE_BYTES};
 use crate::progress::Progress;
 
 /// Options of a commit.
@@ -144,7 +144,6 @@ impl Repo {
             &abs,
             &ingest::Options {
                 params: self.config.chunking,
-                parent: parent.as_ref().map(|p| &p.manifest),
                 store: Some(&self.store),
                 progress,
                 label: path.as_str(),
@@ -162,7 +161,7 @@ impl Repo {
             }
         }
         let mut manifest = Manifest {
-            format: FORMAT.to_string(),
+            format: String::new(),
             path: path.clone(),
             size: stored.size,
             sha256: stored.sha256,
@@ -175,9 +174,11 @@ impl Repo {
             },
             tensors: stored.tensors.ok(),
         };
+        manifest.format = manifest.needed_format().to_string();
         let mut bytes = manifest.to_bytes();
         if bytes.len() as u64 > MAX_MANIFEST_BYTES && manifest.tensors.take().is_some() {
             // A tensor table too large for a manifest is left out rather than making it unreadable.
+            manifest.format = manifest.needed_format().to_string();
             bytes = manifest.to_bytes();
         }
         let version = ObjectId::of(&bytes);

@@ -15,7 +15,7 @@ use crate::formats::{self, Layout, Parsed};
 use crate::fsutil::RepoPath;
 use crate::id::ObjectId;
 use crate::ingest::{self, NoTable};
-use crate::manifest::{ChunkRef, Manifest, TensorEntry};
+use crate::manifest::{chunk_run_digest, ChunkRef, Manifest, TensorEntry};
 use crate::progress::Progress;
 
 /// What to compare.
@@ -219,7 +219,7 @@ impl Repo {
             None => {
                 let base = from.as_ref().map(|f| &f.1);
                 let params = base.map_or(wt.manifest.chunking, |m| m.chunking);
-                let scan = self.scan_working_file(path, params, base, opts.progress)?;
+                let scan = self.scan_working_file(path, params, opts.progress)?;
                 let tensors = scan.tensors.map_err(|why| why.describe("the working file"));
                 Loaded {
                     side: DiffSide {
@@ -239,7 +239,7 @@ impl Repo {
         };
         let blocks = block_diff(&old, &new);
         let (tensors, tensors_unavailable) = match (&old.tensors, &new.tensors) {
-            (Ok(a), Ok(b)) => (Some(tensor_diff(a, b)), None),
+            (Ok(a), Ok(b)) => (Some(tensor_diff((a, &old.chunks), (b, &new.chunks))), None),
             (_, Err(e)) | (Err(e), _) => (None, Some(e.clone())),
         };
         Ok(FileDiff {
@@ -317,12 +317,11 @@ impl Repo {
     }
 
     /// Chunks and hashes the working file of `path` with `params` through the ingest pipeline,
-    /// storing nothing. `base` (the old side) lets unchanged tensors keep their hashes.
+    /// storing nothing.
     fn scan_working_file(
         &self,
         path: &RepoPath,
         params: ChunkParams,
-        base: Option<&Manifest>,
         progress: &dyn Progress,
     ) -> Result<ingest::Ingested> {
         let abs = path.to_path(&self.root);
@@ -347,7 +346,6 @@ impl Repo {
             &abs,
             &ingest::Options {
                 params,
-                parent: base,
                 store: None,
                 progress,
                 label: path.as_str(),
@@ -369,6 +367,7 @@ fn table_limits(layout: &Layout, size: u64) -> std::result::Result<(), String> {
             offset: t.start,
             size: t.end - t.start,
             sha256: zero,
+            digest: Default::default(),
         })
         .collect();
     ingest::checked_table(table, size).map(|_| ())
@@ -400,7 +399,23 @@ fn block_diff(old: &Loaded, new: &Loaded) -> BlockDiff {
     d
 }
 
-fn tensor_diff(old: &[TensorEntry], new: &[TensorEntry]) -> TensorDiff {
+/// Whether tensor `o` of the old side and `t` of the new side (same name, dtype and shape) hold
+/// the same bytes. Entries identified the same way compare directly; otherwise (a format 1
+/// table against a chunk-digest one) both are compared by the ids of the chunks that cover them,
+/// from each side's chunk list: equal when both are whole runs of the same chunks.
+fn same_bytes(o: &TensorEntry, oc: &[ChunkRef], t: &TensorEntry, tc: &[ChunkRef]) -> bool {
+    if o.digest == t.digest {
+        return o.sha256 == t.sha256;
+    }
+    let a = chunk_run_digest(oc, o.offset, o.size);
+    a.is_some() && a == chunk_run_digest(tc, t.offset, t.size)
+}
+
+/// Tensor-level changes between two (table, chunk list) sides.
+fn tensor_diff(
+    (old, old_chunks): (&[TensorEntry], &[ChunkRef]),
+    (new, new_chunks): (&[TensorEntry], &[ChunkRef]),
+) -> TensorDiff {
     let by_name: HashMap<&str, &TensorEntry> = old.iter().map(|t| (t.name.as_str(), t)).collect();
     let new_names: HashSet<&str> = new.iter().map(|t| t.name.as_str()).collect();
     let mut d = TensorDiff {
@@ -430,7 +445,7 @@ fn tensor_diff(old: &[TensorEntry], new: &[TensorEntry]) -> TensorDiff {
                 d.changed_bytes += t.size;
                 retyped.push(entry(TensorChangeKind::Retyped, Some(o)));
             }
-            Some(o) if o.sha256 != t.sha256 => {
+            Some(o) if !same_bytes(o, old_chunks, t, new_chunks) => {
                 d.changed += 1;
                 d.changed_bytes += t.size;
                 changed.push(entry(TensorChangeKind::Changed, Some(o)));
@@ -472,6 +487,7 @@ mod tests {
             offset,
             size: shape.iter().product::<u64>(),
             sha256: ObjectId::of(content),
+            digest: Default::default(),
         }
     }
 
@@ -489,7 +505,7 @@ mod tests {
             t("c", "U8", &[2, 3], 8, b"c"),
             t("fresh", "U8", &[5], 14, b"f"),
         ];
-        let d = tensor_diff(&old, &new);
+        let d = tensor_diff((&old, &[]), (&new, &[]));
         assert_eq!(
             (
                 d.total,

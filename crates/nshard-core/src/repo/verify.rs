@@ -21,7 +21,7 @@ use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
 use crate::fsutil::RepoPath;
 use crate::id::{Hasher, ObjectId};
-use crate::ingest::{table_tensors, TensorHasher};
+use crate::ingest::{table_tensors, How, TensorHasher};
 use crate::manifest::Manifest;
 use crate::progress::Progress;
 
@@ -164,12 +164,12 @@ impl Checker<'_> {
     fn rebuild(&mut self, file: &RepoPath, v: ObjectId, m: &Manifest) {
         let batch = 2 * rayon::current_num_threads().max(1);
         let mut hasher = Hasher::new();
-        // The tensor table is checked too: commit copies unchanged tensors' hashes forward from
-        // the previous version, so a wrong entry would otherwise live on unnoticed.
+        // The tensor table is checked too, each entry the way it says it was made (bytes, or
+        // chunk ids: those need no hashing, the chunks are verified against their ids).
         let mut tensors = m
             .tensors
             .as_ref()
-            .map(|t| TensorHasher::new(table_tensors(t)));
+            .map(|t| TensorHasher::with_how(table_tensors(t), t.iter().map(How::of).collect()));
         let mut whole = true;
         let mut reported: HashSet<ObjectId> = HashSet::new();
         for group in m.chunks.chunks(batch) {
