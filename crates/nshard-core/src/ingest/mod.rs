@@ -27,7 +27,7 @@ use crate::chunk::{ChunkParams, ChunkReader, Cutter, LayoutMode, RawChunk, Segme
 use crate::codec::Encoder;
 use crate::direct::DirectBuf;
 use crate::error::{Error, Result};
-use crate::formats::plan::{self, Plan};
+use crate::formats::plan::{self, Params, Plan};
 use crate::formats::{FormatKind, Layout, Parsed, Tensor};
 use crate::fsutil;
 use crate::id::{Hasher, ObjectId};
@@ -38,8 +38,8 @@ use crate::store::{LocalStore, StagedObject};
 
 /// What to do with one file.
 pub(crate) struct Options<'a> {
-    /// The chunking parameters (the layout actually applied is in [`Ingested::chunking`]).
-    pub params: ChunkParams,
+    /// How to choose the chunking parameters (those applied are in [`Ingested::chunking`]).
+    pub params: Params,
     /// Store new chunks here; `None` only hashes (diff).
     pub store: Option<&'a LocalStore>,
     /// Progress, in bytes read, under this label.
@@ -234,7 +234,7 @@ fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
         // whole file.
         let mut tensor_tx = None;
         let aligned = plan.chunking.layout() == LayoutMode::TensorAligned;
-        let min_object = u64::from(opts.params.min_object());
+        let min_object = u64::from(plan.chunking.min_object());
         let tensor_job = layout.map(|l| {
             // Deep enough that every worker can hash a chunk while the tensor thread waits.
             let (tx, rx) =
@@ -308,7 +308,7 @@ fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
         drop(done_tx);
         drop(sync_tx);
         let segments: Vec<Segment> = plan.segments.clone();
-        let mut reader = ChunkReader::new(file, Cutter::new(opts.params), segments);
+        let mut reader = ChunkReader::new(file, Cutter::new(plan.chunking), segments);
         let mut read_err = None;
         let mut count = 0usize;
         while !abort.load(Ordering::Relaxed) {

@@ -10,6 +10,7 @@ use super::statcache::{now_ns, StatCache, StatEntry};
 use super::Repo;
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
+use crate::formats::plan::Params;
 use crate::fsutil::{self, RepoPath};
 use crate::id::ObjectId;
 use crate::ingest;
@@ -143,7 +144,7 @@ impl Repo {
         let stored = ingest::ingest_file(
             &abs,
             &ingest::Options {
-                params: self.config.chunking,
+                params: Params::ByKind(self.config.chunking),
                 store: Some(&self.store),
                 progress,
                 label: path.as_str(),

@@ -11,6 +11,7 @@ use super::stored::StoredSource;
 use super::{Repo, WorktreeManifest};
 use crate::chunk::ChunkParams;
 use crate::error::{Error, Result};
+use crate::formats::plan::Params;
 use crate::formats::{self, Layout, Parsed};
 use crate::fsutil::RepoPath;
 use crate::id::ObjectId;
@@ -345,7 +346,7 @@ impl Repo {
         ingest::ingest_file(
             &abs,
             &ingest::Options {
-                params,
+                params: Params::Exact(params),
                 store: None,
                 progress,
                 label: path.as_str(),
