@@ -53,16 +53,22 @@ pub fn hint_for_dtype(dtype: &str) -> DataHint {
     }
 }
 
-/// Chunk parameters for text and tabular data (CSV, JSON Lines, logs, source): FastCDC with a
-/// 64 KiB average (16 KiB minimum, 256 KiB maximum). An edit to a dataset (rows inserted,
-/// changed or deleted anywhere) re-stores the rows and the two small chunks around them instead
-/// of two 4 MiB chunks; the cost is a larger manifest (about 16 000 chunks per GiB).
+/// Chunk parameters for text and tabular data (CSV, JSON Lines, logs, source) up to
+/// [`TEXT_MAX_FILE`]: FastCDC with a 64 KiB average (16 KiB minimum, 256 KiB maximum). An edit
+/// to a dataset (rows inserted, changed or deleted anywhere) re-stores the rows and the two small
+/// chunks around them instead of two 4 MiB chunks; the cost is a larger manifest (about 16 000
+/// chunks per GiB).
 pub const TEXT_PARAMS: ChunkParams = ChunkParams::FastCdc {
     min_size: 16 * 1024,
     avg_size: 64 * 1024,
     max_size: 256 * 1024,
     layout: LayoutMode::None,
 };
+
+/// Largest file cut with [`TEXT_PARAMS`]: about 260 000 chunks, a manifest of about 35 MB.
+/// Larger text files get the configured parameters, so that their manifests stay well inside
+/// the manifest limits.
+pub const TEXT_MAX_FILE: u64 = 16 << 30;
 
 /// Bytes [`looks_like_text`] looks at.
 pub const TEXT_SNIFF: usize = 64 * 1024;
@@ -101,7 +107,9 @@ pub fn plan(file: &File, size: u64, params: Params) -> io::Result<Plan> {
     };
     let params = match params {
         Params::Exact(p) => p,
-        Params::ByKind(p @ ChunkParams::FastCdc { .. }) if layout.is_none() => {
+        Params::ByKind(p @ ChunkParams::FastCdc { .. })
+            if layout.is_none() && size <= TEXT_MAX_FILE =>
+        {
             let mut head = vec![0u8; size.min(TEXT_SNIFF as u64) as usize];
             src.read_at(0, &mut head)?;
             if looks_like_text(&head) {
