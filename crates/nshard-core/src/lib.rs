@@ -34,6 +34,7 @@ pub mod fsutil;
 pub mod id;
 pub mod layout;
 pub mod manifest;
+pub mod portable;
 pub mod progress;
 pub mod remote;
 pub mod repo;

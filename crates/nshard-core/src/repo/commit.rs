@@ -170,7 +170,7 @@ impl Repo {
             outdated(&entry.sha256, cache)?;
         }
         let observed = now_ns();
-        let file = File::open(&abs).map_err(Error::io("opening", &abs))?;
+        let file = fsutil::open_regular(&abs).map_err(Error::io("opening", &abs))?;
         let md1 = file.metadata().map_err(Error::io("reading", &abs))?;
         let params = self.config.chunking;
         // Tensor-aligned segments for safetensors files (reads the header only); plain otherwise.

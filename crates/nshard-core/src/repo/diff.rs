@@ -345,7 +345,7 @@ impl Repo {
                 reason: "is not a regular file (symlinks are not followed)",
             });
         }
-        let file = File::open(&abs).map_err(Error::io("opening", &abs))?;
+        let file = crate::fsutil::open_regular(&abs).map_err(Error::io("opening", &abs))?;
         let md1 = file.metadata().map_err(Error::io("reading", &abs))?;
         let layout = tensors::read_layout(&file, md1.len()).map_err(Error::io("reading", &abs))?;
         let mut limits = Ok(());

@@ -71,7 +71,7 @@ pub fn run(ctx: &Ctx, a: LogArgs) -> Result<ExitCode> {
                         date(timestamp),
                         bytes(*size),
                         added,
-                        first_line(message)
+                        nshard_core::portable::escape(first_line(message))
                     );
                 }
                 LogState::Missing => out!(

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use nshard_core::portable::escape;
 use nshard_core::repo::FileState;
 
 use crate::out;
@@ -71,15 +72,16 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
                 "data-missing",
                 format!("  ({missing_chunks} chunks not in the local store: run `nshard pull`)"),
             ),
-            FileState::InvalidManifest { reason } => ("invalid", format!("  ({reason})")),
-            FileState::Unreadable { reason } => ("unreadable", format!("  ({reason})")),
+            FileState::InvalidManifest { reason } => ("invalid", format!("  ({})", escape(reason))),
+            FileState::Unreadable { reason } => ("unreadable", format!("  ({})", escape(reason))),
         };
         let untracked = if s.tracked {
             ""
         } else {
             "  [manifest only, not tracked]"
         };
-        out!("{label:<13} {:<40} {v}{hint}{untracked}", s.path.as_str());
+        // Display escapes control and invisible characters: names come from manifests.
+        out!("{label:<13} {:<40} {v}{hint}{untracked}", s.path);
     }
     Ok(code)
 }
