@@ -235,6 +235,36 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
     f.commit()
 }
 
+/// Removes the temporary files (named [`TMP_PREFIX`]…) in `dir` last modified more than `age`
+/// ago: what a writer killed mid-write left behind. Younger ones may belong to a writer still
+/// running and are kept. Best effort: a file that cannot be removed is left for the next run.
+/// Returns how many were removed.
+pub fn sweep_stale_temporaries(dir: &Path, age: std::time::Duration) -> usize {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for ent in rd.flatten() {
+        let stale = ent
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(TMP_PREFIX))
+            && ent.metadata().is_ok_and(|md| {
+                md.is_file()
+                    && md
+                        .modified()
+                        .ok()
+                        .and_then(|t| now.duration_since(t).ok())
+                        .is_some_and(|a| a > age)
+            });
+        if stale && fs::remove_file(ent.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Lexically normalizes a path (`.` dropped, `..` pops) without touching the filesystem.
 pub fn normalize_lexically(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();

@@ -266,3 +266,34 @@ fn a_committed_file_replaced_by_a_fifo_is_unreadable() {
 fn a_committed_file_replaced_by_a_symlink_is_unreadable() {
     special_data_file(|repo, saved| symlink(saved, &repo.join("m/model.bin")));
 }
+
+/// Sets `p`'s modification time `hours` into the past.
+fn age(p: &Path, hours: u64) {
+    let st = std::process::Command::new("touch")
+        .arg("-d")
+        .arg(format!("{hours} hours ago"))
+        .arg(p)
+        .status()
+        .expect("touch");
+    assert!(st.success());
+}
+
+#[test]
+fn stale_temporary_files_are_removed_by_the_next_run() {
+    let repo = TestRepo::new();
+    let old = repo.join(".shard/tmp/.nshard-tmp-killedcommit");
+    let young = repo.join(".shard/tmp/.nshard-tmp-running");
+    let other = repo.join(".shard/tmp/not-ours");
+    for p in [&old, &young, &other] {
+        fs::write(p, b"partial").expect("write");
+    }
+    age(&old, 2);
+    age(&other, 2);
+    bounded(repo.path(), &["status"]);
+    assert!(
+        !old.exists(),
+        "a stale temporary file survived the next run"
+    );
+    assert!(young.exists(), "a young temporary file was removed");
+    assert!(other.exists(), "a file nshard did not name was removed");
+}

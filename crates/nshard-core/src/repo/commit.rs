@@ -196,8 +196,14 @@ impl Repo {
             progress,
         );
         progress.finish();
+        // Read errors come back without a path (the reader threads do not know it): they are
+        // about the data file. Write errors name the object being written; keep that.
         let stored = stored.map_err(|e| match e {
-            Error::Io { action, source, .. } => Error::Io {
+            Error::Io {
+                action,
+                source,
+                path,
+            } if path.as_os_str().is_empty() => Error::Io {
                 action,
                 path: abs.clone(),
                 source,

@@ -43,6 +43,10 @@ use crate::store::LocalStore;
 /// Name of the repository directory.
 pub const SHARD_DIR: &str = ".shard";
 
+/// Temporary files in `.shard/tmp` older than this are left by a killed writer; any command
+/// removes them (the same age as gc's default grace period).
+pub const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// An open repository.
 #[derive(Debug)]
 pub struct Repo {
@@ -111,6 +115,9 @@ impl Repo {
         let dot = root.join(SHARD_DIR);
         let config = Config::load(&dot.join("config.toml"))?;
         let store = LocalStore::open(dot.join("objects"), dot.join("tmp"))?;
+        // Partial writes of a commit, checkout or pull that was killed: every run clears those
+        // older than gc's default grace period, so they never pile up between gcs.
+        fsutil::sweep_stale_temporaries(&dot.join("tmp"), STALE_TMP_AGE);
         fsutil::create_dir_all(&dot.join("cache"))?;
         Ok(Repo {
             root,
