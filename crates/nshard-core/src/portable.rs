@@ -58,7 +58,8 @@ fn is_hfs_ignorable(ch: char) -> bool {
 /// Whether component `c` refers to the directory `.{name}` on HFS+ or NTFS:
 /// - HFS+: `.{name}` in any ASCII case with ignorable code points anywhere;
 /// - NTFS: `.{name}` or the short name `{name}~1`, in any case, followed only by dots and spaces,
-///   or by `:` and anything (an alternate data stream).
+///   or by `:` and anything (an alternate data stream); checked with the HFS+-ignorable code
+///   points removed too.
 fn is_protected_dir(c: &str, name: &str) -> bool {
     // HFS+: drop the ignorable code points, then compare case-insensitively.
     let folded: String = c.chars().filter(|&ch| !is_hfs_ignorable(ch)).collect();
@@ -68,8 +69,9 @@ fn is_protected_dir(c: &str, name: &str) -> bool {
     {
         return true;
     }
-    // NTFS.
-    let b = c.as_bytes();
+    // NTFS, on the HFS+-folded name: a superset of git's rules, so that a name is refused also
+    // when both filesystems' rules combine (`.git.` followed by an ignorable code point).
+    let b = folded.as_bytes();
     let rest = if b.first() == Some(&b'.')
         && b.len() > name.len()
         && b[1..=name.len()].eq_ignore_ascii_case(name.as_bytes())
@@ -173,6 +175,8 @@ mod tests {
             ".git. . ",
             ".git::$INDEX_ALLOCATION",
             ".git:stream",
+            ".git..\u{200e}",
+            "g\u{200c}it~1",
             ".shard",
             ".sha\u{200d}rd",
             "SHARD~1",
