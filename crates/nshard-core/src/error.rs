@@ -112,10 +112,22 @@ pub enum Error {
     /// The repository is not inside a git work tree (for `git-init`).
     #[error("{0} is not inside a git repository; run `git init` first")]
     NotAGitRepo(PathBuf),
-    /// gc could not list the manifests recorded in git (so it cannot know what other branches
-    /// reference, and deletes nothing).
-    #[error("cannot read the manifests recorded in git, so gc deleted nothing: {0}")]
+    /// Reading git failed (gc then deletes nothing: it cannot know what git references).
+    #[error("reading git failed: {0}")]
     Git(String),
+    /// The directories or globs given select no manifest.
+    #[error(
+        "the given directories and patterns match no manifest (`nshard status` lists the files)"
+    )]
+    NothingSelected,
+    /// A git hook file could not be installed or removed as asked.
+    #[error("git hook {path}: {reason}")]
+    Hook {
+        /// The hook file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Another process holds the repository lock.
     #[error("repository is locked by another nshard process ({0}); try again when it finishes")]
     Locked(PathBuf),

@@ -20,7 +20,7 @@ pub struct Cli {
     /// Run as if nshard was started in this directory.
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// No progress bars (they are also off when stderr is not a terminal).
+    /// Quiet: no progress bars and no per-file lines (summaries and errors still print).
     #[arg(short, long, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
@@ -31,6 +31,7 @@ pub struct Cli {
 pub enum Command {
     Init(cmd::init::InitArgs),
     GitInit(cmd::init::GitInitArgs),
+    #[command(visible_alias = "add")]
     Track(cmd::track::TrackArgs),
     Untrack(cmd::track::UntrackArgs),
     Commit(cmd::commit::CommitArgs),
@@ -51,6 +52,10 @@ pub enum Command {
     Gc(cmd::gc::GcArgs),
     Verify(cmd::verify::VerifyArgs),
     Serve(cmd::serve::ServeArgs),
+    #[command(hide = true)]
+    Hook(cmd::hook::HookArgs),
+    Completions(cmd::completions::CompletionsArgs),
+    Man(cmd::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +82,9 @@ fn main() -> ExitCode {
         Command::Gc(a) => cmd::gc::run(&ctx, a),
         Command::Verify(a) => cmd::verify::run(&ctx, a),
         Command::Serve(a) => cmd::serve::run(&ctx, a),
+        Command::Hook(a) => cmd::hook::run(&ctx, a),
+        Command::Completions(a) => cmd::completions::run_completions(&ctx, a),
+        Command::Man(a) => cmd::completions::run_man(&ctx, a),
     };
     match r {
         Ok(code) => code,

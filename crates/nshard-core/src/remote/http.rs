@@ -145,7 +145,16 @@ impl HttpStore {
 
     fn transport(&self, e: reqwest::Error) -> Error {
         let e = e.without_url();
-        if e.is_builder() {
+        if e.is_connect() {
+            Error::RemoteTransient {
+                remote: self.base.clone(),
+                reason: format!(
+                    "{}\nhint: nothing answered at {}: is the server running (`nshard serve`) and are the host and port right?",
+                    chain(&e),
+                    self.base
+                ),
+            }
+        } else if e.is_builder() {
             Error::Remote {
                 remote: self.base.clone(),
                 reason: chain(&e),

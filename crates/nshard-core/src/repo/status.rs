@@ -51,7 +51,8 @@ pub enum FileState {
         /// How many chunks are absent.
         missing_chunks: usize,
     },
-    /// The manifest cannot be used.
+    /// The manifest cannot be used (`"state": "invalid"`, as `nshard status` prints it).
+    #[serde(rename = "invalid")]
     InvalidManifest {
         /// Why.
         reason: String,

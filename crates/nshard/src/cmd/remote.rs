@@ -11,8 +11,8 @@ use nshard_core::remote::{self, OpenOptions, Store};
 use nshard_core::repo::{ConfigLevel, EnvTokens, RemoteName, Repo, ResolvedRemote};
 use nshard_core::transfer::{FileTransfer, TransferStats};
 
-use crate::out;
-use crate::output::{bytes, file_error, print_json, Ctx};
+use crate::output::{bytes, count, file_error, print_json, Ctx};
+use crate::{out, per_file};
 
 /// Manage remotes: where `push` and `pull` send and fetch data.
 ///
@@ -312,18 +312,18 @@ pub fn print_files(files: &[FileTransfer], source: &str) -> Result<usize> {
     let mut failed = 0;
     for f in files {
         match &f.result {
-            Ok(p) if p.versions == 1 => out!(
-                "{}: version {} ({} chunks)",
+            Ok(p) if p.versions == 1 => per_file!(
+                "{}: version {} ({})",
                 f.path,
                 p.version.short(),
-                p.chunks
+                count(p.chunks as u64, "chunk")
             ),
-            Ok(p) => out!(
-                "{}: {} versions up to {} ({} distinct chunks)",
+            Ok(p) => per_file!(
+                "{}: {} versions up to {} ({})",
                 f.path,
                 p.versions,
                 p.version.short(),
-                p.chunks
+                count(p.chunks as u64, "distinct chunk")
             ),
             Err(e) => {
                 failed += 1;
@@ -332,7 +332,7 @@ pub fn print_files(files: &[FileTransfer], source: &str) -> Result<usize> {
         }
         if let Ok(p) = &f.result {
             if let Some(v) = p.history_stops_at {
-                out!(
+                per_file!(
                     "  history from version {} back is not in {source}; not included",
                     v.short()
                 );

@@ -11,7 +11,7 @@ use super::remote::{label, runtime};
 use crate::out;
 use crate::output::{count, print_json, Ctx};
 
-/// Show the state of every tracked file.
+/// Show the state of every tracked file (or of the files, directories and quoted globs given).
 ///
 /// States: unchanged, modified, outdated (holds another committed version than its manifest
 /// names: older, or newer after `git checkout` of an older commit), new (never committed),
@@ -24,6 +24,9 @@ use crate::output::{count, print_json, Ctx};
 /// manifest's version it lacks, with the same batched queries a push uses; nothing is sent.
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    /// Data files, manifests, directories or quoted globs; default: every file.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<std::path::PathBuf>,
     /// Also report which committed versions this remote (name or URL; default: the default
     /// remote) lacks.
     #[arg(long, value_name = "REMOTE", num_args = 0..=1, default_missing_value = "")]
@@ -35,7 +38,9 @@ pub struct StatusArgs {
 
 pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
+    let filter = repo.path_filter(&ctx.cwd, &a.paths)?;
     let mut st = repo.status()?;
+    st.retain(|s| filter.matches(&s.path));
     let remote = match &a.remote {
         None => None,
         Some(arg) => {
@@ -103,7 +108,10 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             ),
             FileState::DataMissing { missing_chunks } => (
                 "data-missing",
-                format!("  ({missing_chunks} chunks not in the local store: run `nshard pull`)"),
+                format!(
+                    "  ({} not in the local store: run `nshard pull`)",
+                    count(*missing_chunks as u64, "chunk")
+                ),
             ),
             FileState::InvalidManifest { reason } => ("invalid", format!("  ({reason})")),
             FileState::Unreadable { reason } => ("unreadable", format!("  ({reason})")),
