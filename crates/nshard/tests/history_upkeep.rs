@@ -516,7 +516,14 @@ fn gc_during_a_commit_keeps_what_the_commit_stores() {
     assert!(count_objects(&r) > before, "the commit stored nothing yet");
     // No grace period: only the lock protects the commit's new objects.
     let mut gc = Command::new(assert_cmd::cargo::cargo_bin("nshard"))
-        .args(["gc", "--only-current", "--include-unpushed", "--grace", "0", "--json"])
+        .args([
+            "gc",
+            "--only-current",
+            "--include-unpushed",
+            "--grace",
+            "0",
+            "--json",
+        ])
         .current_dir(r.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

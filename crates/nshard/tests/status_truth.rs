@@ -12,12 +12,13 @@ use common::serve::Served;
 use common::{git, nshard, random_bytes};
 use nshard_core::id::ObjectId;
 
-/// A git work tree with nshard initialised and `m.bin` tracked.
+/// A git work tree with nshard initialised, without the git hooks (which would check files out
+/// after every `git checkout`): these tests look at what status says when nothing did.
 fn git_repo(dir: &Path) {
     fs::create_dir_all(dir).expect("mkdir");
     git(dir, &["init", "-q", "-b", "main"]);
     common::ok(dir, &["init"]);
-    common::ok(dir, &["git-init"]);
+    common::ok(dir, &["git-init", "--no-hooks"]);
 }
 
 /// Writes `m.bin`, commits it with nshard and git; returns (data, version id).
@@ -196,6 +197,12 @@ fn status_remote_reports_versions_the_remote_lacks() {
     );
     let human = common::ok(&r, &["status", "--remote"]);
     assert!(human.contains("1 of 2 committed versions"), "{human}");
+
+    // Paths restrict what is checked; written after --remote, a path is not taken for a remote.
+    let st = common::json(&r, &["status", "other.bin", "--remote"]);
+    assert_eq!(st.as_array().expect("array").len(), 1, "{st}");
+    let err = common::fails(&r, &["status", "--remote", "other.bin"]);
+    assert!(err.contains("nshard status other.bin --remote"), "{err}");
 
     common::ok(&r, &["push"]);
     let human = common::ok(&r, &["status", "--remote"]);
