@@ -12,8 +12,8 @@ use common::serve::Served;
 use common::{git, nshard, random_bytes};
 use nshard_core::id::ObjectId;
 
-/// A git work tree with nshard initialised, without the git hooks (which would check files out
-/// after every `git checkout`): these tests look at what status says when nothing did.
+/// A git work tree with nshard initialised and `m.bin` tracked. No hooks: these tests look at
+/// what status says when git moved a manifest and nothing checked the file out.
 fn git_repo(dir: &Path) {
     fs::create_dir_all(dir).expect("mkdir");
     git(dir, &["init", "-q", "-b", "main"]);
