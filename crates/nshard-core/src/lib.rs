@@ -43,7 +43,8 @@ pub mod formats;
 pub mod fsutil;
 pub mod git;
 pub mod id;
-pub mod layout;
+pub(crate) mod ingest;
+
 pub mod manifest;
 pub mod portable;
 pub mod progress;
