@@ -514,3 +514,47 @@ fn write_hook(path: &Path, text: &str) {
         fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
     }
 }
+
+/// The same flow through a real `nshard serve`: the pre-push hook uploads to the server, a second
+/// clone's `git pull` fetches from it, and with the server gone the git push is refused.
+#[test]
+fn hooks_move_data_through_a_real_server() {
+    let w = World::new();
+    let served_store = w.p("served");
+    let mut server = common::serve::Served::start(&served_store, &[], &[]);
+    let a = w.clone("a");
+    ok(&a, &["init"]);
+    fs::write(a.join(".shard/config.toml"), CONFIG).expect("config");
+    ok(&a, &["git-init"]);
+    ok(&a, &["remote", "add", "origin", &server.url]);
+    fs::create_dir_all(a.join("models")).expect("models");
+    ok(&a, &["track", "models/"]);
+    let v1 = model(80);
+    commit(&a, "models/m.bin", &v1, "v1");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    assert_eq!(count_objects(&served_store.join("objects")), 17, "{out}");
+
+    let b = w.clone("b");
+    ok(&b, &["git-init"]);
+    ok(&b, &["pull", "--checkout"]);
+    assert_eq!(fs::read(b.join("models/m.bin")).expect("b v1"), v1);
+    let v2 = fine_tune(&v1, 2, 81);
+    commit(&a, "models/m.bin", &v2, "v2");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    assert_eq!(count_objects(&served_store.join("objects")), 20, "{out}");
+    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert!(pulled, "{out}");
+    assert_eq!(fs::read(b.join("models/m.bin")).expect("b v2"), v2, "{out}");
+
+    // The server is gone: the next git push is refused and names it.
+    server.kill9();
+    commit(&a, "models/m.bin", &fine_tune(&v2, 1, 82), "v3");
+    let tip_before = git(&w.p("origin.git"), &["rev-parse", "main"]);
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(!pushed, "{out}");
+    assert!(out.contains("refusing the git push"), "{out}");
+    assert!(out.contains(&server.url), "{out}");
+    assert_eq!(git(&w.p("origin.git"), &["rev-parse", "main"]), tip_before);
+}
