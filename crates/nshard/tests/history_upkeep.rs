@@ -228,8 +228,12 @@ fn gc_deletes_unreferenced_objects_and_keeps_history_by_default() {
     r.ok(&["checkout", "a.bin", "--version", &v1[..8]]);
     assert_eq!(r.read("a.bin"), random_bytes(300_000, 1));
     r.ok(&["checkout", "a.bin", "--version", &v2[..8]]);
-    // --only-current drops the old version's manifest and its own chunks, nothing else.
+    // --only-current keeps the old version while no remote has it (it is the only copy)...
     let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+    assert_eq!(g["objects_deleted"], 0, "{g}");
+    assert!(g["objects_unpushed"].as_u64().expect("n") >= 2, "{g}");
+    // ...and with --include-unpushed drops its manifest and its own chunks, nothing else.
+    let g = r.json(&["gc", "--only-current", "--include-unpushed", "--grace", "0"]);
     assert!(g["objects_deleted"].as_u64().expect("n") >= 2, "{g}");
     let log = r.json(&["log", "a.bin"]);
     assert_eq!(log[1]["state"], "missing", "{log}");
@@ -313,9 +317,20 @@ fn gc_keeps_what_other_git_branches_and_the_index_reference() {
     assert!(err.contains("refs/heads/broken:a.bin.shard.json"), "{err}");
     assert_eq!(count_objects(&r), before);
     git(r.path(), &["branch", "-q", "-D", "broken"]);
+    // Still reachable through HEAD's reflog: still refused.
+    let err = r.fails(&["gc", "--only-current", "--grace", "0"]);
+    assert!(err.contains("a.bin.shard.json"), "{err}");
+    git(r.path(), &["reflog", "expire", "--expire=now", "--all"]);
 
-    // Once the branch is deleted, its version's objects are garbage.
+    // A deleted branch's version is still kept while a reflog entry reaches it...
+    git(r.path(), &["checkout", "-q", "exp"]);
+    git(r.path(), &["checkout", "-q", "main"]);
     git(r.path(), &["branch", "-q", "-D", "exp"]);
+    let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+    assert_eq!(g["git_versions"], 1, "{g}");
+    assert!(exp_chunks.iter().all(|id| object_path(&r, id).exists()));
+    // ...and once git has expired the reflog, its objects are garbage.
+    git(r.path(), &["reflog", "expire", "--expire=now", "--all"]);
     let g = r.json(&["gc", "--only-current", "--grace", "0"]);
     assert_eq!(g["git_versions"], 0, "{g}");
     assert!(exp_chunks.iter().all(|id| !object_path(&r, id).exists()));
@@ -417,7 +432,7 @@ fn gc_killed_mid_way_leaves_a_consistent_store() {
     let (r, _, v2) = two_versions(FIXED_4K, 2 << 20);
     let before = count_objects(&r);
     let bin = assert_cmd::cargo::cargo_bin("nshard");
-    let gc_args = ["gc", "--only-current", "--grace", "0"];
+    let gc_args = ["gc", "--only-current", "--include-unpushed", "--grace", "0"];
     // SIGKILL on the 40th file deletion, deterministically mid-way.
     let st = Command::new("strace")
         .args(["-f", "-o", "/dev/null", "-e", "trace=unlink,unlinkat"])
@@ -501,7 +516,14 @@ fn gc_during_a_commit_keeps_what_the_commit_stores() {
     assert!(count_objects(&r) > before, "the commit stored nothing yet");
     // No grace period: only the lock protects the commit's new objects.
     let mut gc = Command::new(assert_cmd::cargo::cargo_bin("nshard"))
-        .args(["gc", "--only-current", "--grace", "0", "--json"])
+        .args([
+            "gc",
+            "--only-current",
+            "--include-unpushed",
+            "--grace",
+            "0",
+            "--json",
+        ])
         .current_dir(r.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -12,7 +12,11 @@ use assert_cmd::Command;
 /// A `nshard` command running in `dir`, with progress bars off.
 pub fn nshard(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("nshard").expect("nshard binary is built");
-    c.current_dir(dir).env("NO_COLOR", "1");
+    // Never the developer's own user config (remotes, tokens): a path that does not exist.
+    c.current_dir(dir).env("NO_COLOR", "1").env(
+        "XDG_CONFIG_HOME",
+        std::env::temp_dir().join("nshard-tests-no-user-config"),
+    );
     c
 }
 
