@@ -16,8 +16,10 @@
 #   cdc+bg        plain CDC, every chunk byte-grouped by the file's main dtype
 #   tensor+zstd   tensor-aligned CDC, plain zstd (no byte grouping)
 #
-# For each history v1 → v2: "push" is what v2 adds to a store that holds v1 (new chunk objects and
-# the manifest object: exactly what `nshard push` sends to a remote holding v1); "×ref" divides it
+# For each history v1 → v2: "push" is what v2 adds to a store that holds v1: the bytes of its new
+# chunk objects (object file sizes, as `nshard push` sends them to a remote holding v1, without the
+# small manifest object and without directory entries, counted the same way for the real and the
+# simulated rows); "×ref" divides it
 # by the changed tensors' (or rows') bytes compressed with zstd -1 (nshard-gen's changed_zstd_bytes);
 # "reuse" is the share of v2's bytes found in existing chunks. Commit times are wall seconds (v1:
 # best of 3 commits into a fresh repository; v2: one run) divided by the best of 3
@@ -73,7 +75,15 @@ best_sha() {
   done
   SHA=$best
 }
-objects() { du -sb .shard/objects | cut -f1; }
+# objects: bytes of the chunk objects in the store, counted as the simulated rows count them (file
+# sizes only: no directory entries, no manifest objects). chunk_objects FILE subtracts the
+# manifest object of FILE's current manifest from the total.
+object_files() { find .shard/objects -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
+manifest_object() {
+  local id; id=$(sha256sum "$1.shard.json" | cut -c1-64)
+  stat -c %s ".shard/objects/${id:0:2}/${id:2}"
+}
+chunk_objects() { echo $(($(object_files) - $(manifest_object "$1"))); }
 
 # Disk stays small: v1 is committed once per choice into a template repository; each history is
 # committed into a hard-link clone of it (nshard only ever replaces files by rename, so the
@@ -113,17 +123,18 @@ run_choice() {
     if [ -z "$best" ] || awk "BEGIN{exit !($T < $best)}"; then best=$T; fi
     if [ "$M" -gt "$rss" ]; then rss=$M; fi
   done
-  rec "$dtype" v1 "$cfg" stored "$(objects)"
+  rec "$dtype" v1 "$cfg" stored "$(chunk_objects "$name")"
   rec "$dtype" v1 "$cfg" secs "$best"
   rec "$dtype" v1 "$cfg" rss "$rss"
   for h in "$@"; do
     gen_v2 "$dtype" "$h" $seed "$v1" "$v2"
     seed=$((seed + 1))
     rm -rf "$repo"; cp -al "$tpl" "$repo"; cd "$repo"
-    local before; before=$(objects)
+    local before; before=$(object_files)
     ln -f "$v2" "$name"
     timed "$NSHARD" commit --json -m "$h"
-    rec "$dtype" "$h" "$cfg" push $(($(objects) - before))
+    # v2's manifest object is left out, as in the simulated rows.
+    rec "$dtype" "$h" "$cfg" push $(($(object_files) - $(manifest_object "$name") - before))
     rec "$dtype" "$h" "$cfg" new_raw "$(jq '.[0].new_bytes' "$WORK/out")"
     rec "$dtype" "$h" "$cfg" size "$(jq '.[0].size' "$WORK/out")"
     rec "$dtype" "$h" "$cfg" secs "$T"

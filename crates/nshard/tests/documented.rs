@@ -343,3 +343,33 @@ fn checkout_json_reports_each_file() {
         "{c}"
     );
 }
+
+/// A manifest over 128 MiB is refused before it is parsed: status says invalid (exit 1),
+/// checkout writes nothing.
+#[test]
+fn a_manifest_over_128_mib_is_refused() {
+    let repo = TestRepo::new();
+    repo.write("a.bin", &random_bytes(10_000, 17));
+    repo.ok(&["track", "a.bin"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    fs::remove_file(repo.join("a.bin")).expect("rm");
+    // The real manifest, padded with whitespace (still valid JSON) to one byte over the limit.
+    let mut m = repo.read("a.bin.shard.json");
+    m.resize((128 << 20) + 1, b' ');
+    repo.write("a.bin.shard.json", &m);
+    let st = repo.json_exit(&["status"], 1);
+    assert_eq!(st[0]["state"], "invalid", "{st}");
+    let reason = st[0]["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("larger than the 134217728-byte limit"),
+        "{reason}"
+    );
+    let err = repo.fails(&["checkout"]);
+    assert!(err.contains("134217728-byte limit"), "{err}");
+    assert!(!repo.join("a.bin").exists());
+    // One byte less is within the limit: the same manifest checks out.
+    m.pop();
+    repo.write("a.bin.shard.json", &m);
+    repo.ok(&["checkout"]);
+    assert!(repo.join("a.bin").is_file());
+}

@@ -173,8 +173,16 @@ impl Repo {
             report.files += 1;
             roots.push((path.as_str().to_string(), wt));
         }
-        let Some(tree) = GitTree::find(&self.root).filter(|_| self.is_git_repo()) else {
+        if !self.is_git_repo() {
             return Ok(roots);
+        }
+        // Inside a git repository, git must run: without it gc cannot know what other branches,
+        // tags or the index reference, so it deletes nothing.
+        let Some(tree) = GitTree::find(&self.root) else {
+            return Err(Error::Git(
+                "could not run `git` (is it installed?) to find the git work tree; gc deleted nothing"
+                    .into(),
+            ));
         };
         report.git = true;
         let mut known: HashSet<ObjectId> = roots.iter().map(|(_, wt)| wt.version).collect();

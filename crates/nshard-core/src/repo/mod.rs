@@ -258,6 +258,13 @@ impl Repo {
         let bytes = match read_limited(&mpath, crate::manifest::MAX_MANIFEST_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // Over the size limit: a manifest that fails validation, like any other.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Error::InvalidManifest {
+                    path: mpath,
+                    reason: e.to_string(),
+                })
+            }
             Err(e) => return Err(Error::io("reading", mpath)(e)),
         };
         let manifest = Manifest::parse(&bytes, &mpath, Some(data))?;
