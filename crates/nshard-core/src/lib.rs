@@ -31,6 +31,7 @@ pub mod direct;
 pub mod error;
 pub mod formats;
 pub mod fsutil;
+pub mod git;
 pub mod id;
 pub mod layout;
 pub mod manifest;

@@ -119,8 +119,16 @@ impl Manifest {
         struct Tag {
             format: Option<String>,
         }
-        let tag: Tag =
-            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+        let tag: Tag = serde_json::from_slice(bytes).map_err(|e| {
+            if has_conflict_markers(bytes) {
+                let f = source.display();
+                invalid(format!(
+                    "it holds git conflict markers (an unfinished merge): keep one side with `git checkout --theirs {f}` (or `--ours`) and `git add {f}`, then run `nshard checkout`"
+                ))
+            } else {
+                invalid(format!("not valid JSON: {e}"))
+            }
+        })?;
         match tag.format.as_deref() {
             Some(FORMAT) => {}
             Some(other) => {
@@ -312,6 +320,13 @@ fn validate_tensors_limit(
     Ok(())
 }
 
+/// Whether `bytes` has a line opening a git conflict (`<<<<<<<`).
+fn has_conflict_markers(bytes: &[u8]) -> bool {
+    bytes
+        .split(|&b| b == b'\n')
+        .any(|l| l.starts_with(b"<<<<<<<") && matches!(l.get(7), None | Some(b' ' | b'\r')))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,34 +386,128 @@ mod tests {
     fn hostile_manifests_are_refused() {
         let good = String::from_utf8(sample().to_bytes()).expect("utf8");
         let a = ObjectId::of(b"a").to_hex();
+        // (what, manifest, words the refusal must contain: the rule that fired)
         let cases = [
-            ("not json", "{".to_string()),
+            ("not json", "{".to_string(), "not valid JSON"),
             (
                 "unknown format",
                 good.replace(FORMAT, "neuroshard.manifest/9"),
+                "unknown format",
             ),
-            ("dotdot", good.replace("models/m.bin", "../m.bin")),
-            ("absolute", good.replace("models/m.bin", "/etc/m.bin")),
-            ("backslash", good.replace("models/m.bin", "models\\\\m.bin")),
-            ("drive", good.replace("models/m.bin", "C:/m.bin")),
+            ("dotdot", good.replace("models/m.bin", "../m.bin"), "'..'"),
+            (
+                "absolute",
+                good.replace("models/m.bin", "/etc/m.bin"),
+                "absolute",
+            ),
+            (
+                "backslash",
+                good.replace("models/m.bin", "models\\\\m.bin"),
+                "backslash",
+            ),
+            (
+                "drive",
+                good.replace("models/m.bin", "C:/m.bin"),
+                "drive letter",
+            ),
             (
                 "dot git",
                 good.replace("models/m.bin", "x/.Git/hooks/pre-commit"),
+                ".git",
             ),
-            ("bad id", good.replacen(&a, "abc", 1)),
-            ("offsets", good.replace("\"offset\": 4", "\"offset\": 5")),
-            ("size sum", good.replace("\"size\": 10", "\"size\": 11")),
+            ("bad id", good.replacen(&a, "abc", 1), "64 hex"),
             (
-                "huge",
-                good.replace("\"size\": 10", "\"size\": 99999999999999999"),
+                "offsets",
+                good.replace("\"offset\": 4", "\"offset\": 5"),
+                "chunk 1 starts at offset 5 but the previous chunks end at 4",
+            ),
+            (
+                "size sum",
+                good.replace("\"size\": 10", "\"size\": 11"),
+                "chunk sizes add up to 10 but the file size is 11",
             ),
         ];
-        for (what, json) in cases {
-            assert!(check(&json).is_err(), "{what} accepted");
+        for (what, json, why) in cases {
+            let err = check(&json).expect_err(what).to_string();
+            assert!(err.contains(why), "{what}: expected {why:?} in: {err}");
         }
         let m = sample();
         let other = RepoPath::parse("other.bin").expect("p");
-        assert!(Manifest::parse(&m.to_bytes(), Path::new("x"), Some(&other)).is_err());
+        let err = Manifest::parse(&m.to_bytes(), Path::new("x"), Some(&other))
+            .expect_err("other path")
+            .to_string();
+        assert!(err.contains("describes \"models/m.bin\""), "{err}");
+    }
+
+    /// A manifest of `n` chunks of `chunk` bytes (the last one `last` bytes), valid in every
+    /// other respect.
+    fn with_chunks(n: usize, chunk: u64, last: u64) -> Manifest {
+        let id = ObjectId::of(b"a");
+        let mut m = sample();
+        m.chunking = ChunkParams::default();
+        m.chunks = (0..n as u64)
+            .map(|i| ChunkRef {
+                id,
+                offset: i * chunk,
+                size: if i + 1 == n as u64 { last } else { chunk },
+            })
+            .collect();
+        m.size = (n as u64 - 1) * chunk + last;
+        m
+    }
+
+    #[test]
+    fn the_file_size_limit_holds_on_its_own() {
+        let max = u64::from(ChunkParams::default().max_chunk());
+        // Exactly 16 TiB in chunks of the largest size: accepted.
+        let n = (MAX_FILE_SIZE / max) as usize;
+        let m = with_chunks(n, max, max);
+        assert_eq!(m.size, MAX_FILE_SIZE);
+        m.validate().expect("16 TiB is within the limit");
+        // One byte more, in a chunk of its own: only the size rule is broken.
+        let m = with_chunks(n + 1, max, 1);
+        assert_eq!(m.size, MAX_FILE_SIZE + 1);
+        let err = m.validate().expect_err("over 16 TiB");
+        assert!(
+            err.contains(&format!("size {} is over the", MAX_FILE_SIZE + 1)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_chunk_count_limit_holds_on_its_own() {
+        let mut m = with_chunks(MAX_CHUNKS, 1, 1);
+        m.validate().expect("4 M chunks are within the limit");
+        m.chunks.push(ChunkRef {
+            id: ObjectId::of(b"a"),
+            offset: m.size,
+            size: 1,
+        });
+        m.size += 1;
+        let err = m.validate().expect_err("one chunk too many");
+        assert!(
+            err.contains(&format!("{} chunks, over the limit", MAX_CHUNKS + 1)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_manifest_size_limit_holds_on_its_own() {
+        // A valid manifest padded with whitespace (still valid JSON) to exactly the limit.
+        let mut bytes = sample().to_bytes();
+        bytes.resize(MAX_MANIFEST_BYTES as usize, b' ');
+        check(std::str::from_utf8(&bytes).expect("utf8")).expect("128 MiB is within the limit");
+        bytes.push(b' ');
+        let err = Manifest::parse(&bytes, Path::new("t.shard.json"), None)
+            .expect_err("over 128 MiB")
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "{} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+                MAX_MANIFEST_BYTES + 1
+            )),
+            "{err}"
+        );
     }
 
     #[test]
@@ -428,27 +537,58 @@ mod tests {
         let mut overflow = tensor("o", 0, 4);
         overflow.dtype = "F64".into();
         overflow.shape = vec![u64::MAX, 4];
-        let cases: Vec<(&str, Vec<TensorEntry>)> = vec![
-            ("past the end", vec![tensor("a", 8, 4)]),
-            ("offset overflow", vec![tensor("a", u64::MAX, 2)]),
-            ("overlap", vec![tensor("a", 0, 6), tensor("b", 4, 4)]),
-            ("unsorted", vec![tensor("a", 5, 1), tensor("b", 0, 4)]),
-            ("duplicate", vec![tensor("a", 0, 2), tensor("a", 2, 2)]),
-            ("long name", vec![tensor(&long, 0, 2)]),
-            ("control char", vec![tensor("a\u{1b}[2J", 0, 2)]),
-            ("shape mismatch", vec![shape]),
-            ("bad dtype", vec![dtype]),
-            ("rank", vec![rank]),
-            ("shape overflow", vec![overflow]),
+        let cases: Vec<(&str, Vec<TensorEntry>, &str)> = vec![
+            (
+                "past the end",
+                vec![tensor("a", 8, 4)],
+                "spans 8+4 bytes, outside the 10-byte file",
+            ),
+            (
+                "offset overflow",
+                vec![tensor("a", u64::MAX, 2)],
+                "outside the 10-byte file",
+            ),
+            (
+                "overlap",
+                vec![tensor("a", 0, 6), tensor("b", 4, 4)],
+                "starts at 4 before the previous tensor ends at 6",
+            ),
+            (
+                "unsorted",
+                vec![tensor("a", 5, 1), tensor("b", 0, 4)],
+                "starts at 0 before the previous tensor ends at 6",
+            ),
+            (
+                "duplicate",
+                vec![tensor("a", 0, 2), tensor("a", 2, 2)],
+                "appears twice",
+            ),
+            (
+                "long name",
+                vec![tensor(&long, 0, 2)],
+                "a name of 1025 bytes",
+            ),
+            (
+                "control char",
+                vec![tensor("a\u{1b}[2J", 0, 2)],
+                "control characters",
+            ),
+            ("shape mismatch", vec![shape], "shape [5] of U8 needs 5"),
+            ("bad dtype", vec![dtype], "bad dtype"),
+            ("rank", vec![rank], "rank over"),
+            ("shape overflow", vec![overflow], "more than 2^64"),
         ];
-        for (what, t) in cases {
+        for (what, t, why) in cases {
             let mut m = sample();
             m.tensors = Some(t);
-            let err = Manifest::parse(&m.to_bytes(), Path::new("x"), None);
-            assert!(err.is_err(), "{what} accepted");
+            let err = Manifest::parse(&m.to_bytes(), Path::new("x"), None)
+                .expect_err(what)
+                .to_string();
+            assert!(err.contains(why), "{what}: expected {why:?} in: {err}");
         }
         let many: Vec<TensorEntry> = (0..5).map(|i| tensor(&format!("t{i}"), i, 1)).collect();
         assert!(validate_tensors_limit(&many, 10, 5).is_ok());
-        assert!(validate_tensors_limit(&many, 10, 4).is_err(), "count limit");
+        let err = validate_tensors_limit(&many, 10, 4).expect_err("count limit");
+        assert!(err.contains("5 tensors, over the limit of 4"), "{err}");
     }
 }

@@ -37,10 +37,14 @@ pub enum Command {
     Commit(cmd::commit::CommitArgs),
     Status(cmd::status::StatusArgs),
     Checkout(cmd::checkout::CheckoutArgs),
-    /// Manage remotes (add, list, remove).
+    /// Manage remotes (add, list, set-url, default, remove) at the user, shared or local level.
     Remote(cmd::remote::RemoteArgs),
     /// Upload committed versions to a remote (only what it lacks).
     Push(cmd::push::PushArgs),
+    /// Store a token for a server (bound to its scheme, host and port).
+    Login(cmd::login::LoginArgs),
+    /// Remove the token stored for a server.
+    Logout(cmd::login::LogoutArgs),
     /// Download what the manifests need from a remote (only what the local store lacks).
     Pull(cmd::pull::PullArgs),
     Diff(cmd::diff::DiffArgs),
@@ -50,6 +54,8 @@ pub enum Command {
     Serve(cmd::serve::ServeArgs),
     Completions(cmd::completions::CompletionsArgs),
     Man(cmd::completions::ManArgs),
+    #[command(hide = true)]
+    Hook(cmd::hook::HookArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +75,8 @@ fn main() -> ExitCode {
         Command::Remote(a) => cmd::remote::run(&ctx, a),
         Command::Push(a) => cmd::push::run(&ctx, a),
         Command::Pull(a) => cmd::pull::run(&ctx, a),
+        Command::Login(a) => cmd::login::run_login(&ctx, a),
+        Command::Logout(a) => cmd::login::run_logout(&ctx, a),
         Command::Diff(a) => cmd::diff::run(&ctx, a),
         Command::Log(a) => cmd::log::run(&ctx, a),
         Command::Gc(a) => cmd::gc::run(&ctx, a),
@@ -76,6 +84,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::run(&ctx, a),
         Command::Completions(a) => cmd::completions::run_completions(&ctx, a),
         Command::Man(a) => cmd::completions::run_man(&ctx, a),
+        Command::Hook(a) => cmd::hook::run(&ctx, a),
     };
     match r {
         Ok(code) => code,

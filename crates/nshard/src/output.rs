@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use nshard_core::git::GitTree;
 use nshard_core::progress::Progress;
 use nshard_core::repo::Repo;
 use unit_prefix::NumberPrefix;
@@ -19,6 +20,9 @@ pub struct Ctx {
     pub cwd: PathBuf,
     /// `-q`.
     pub quiet: bool,
+    /// The user's config file (`$XDG_CONFIG_HOME/nshard/config.toml`, else
+    /// `~/.config/nshard/config.toml`); `None` when neither variable is usable.
+    pub user_config: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -32,12 +36,36 @@ impl Ctx {
         Ok(Self {
             cwd,
             quiet: cli.quiet,
+            user_config: user_config_path(),
         })
     }
 
-    /// Opens the repository containing the working directory.
+    /// Opens the repository containing the working directory, with the user's config file.
     pub fn repo(&self) -> Result<Repo> {
-        Ok(Repo::discover(&self.cwd)?)
+        Ok(Repo::discover(&self.cwd)?.with_user_config(self.user_config.clone())?)
+    }
+
+    /// Opens the repository; in a git work tree that has manifests but no `.shard/` (a clone whose
+    /// owner committed only manifests), creates the local store at the work tree's top first and
+    /// says so in one line on stderr.
+    pub fn repo_or_init(&self) -> Result<Repo> {
+        match Repo::discover(&self.cwd) {
+            Err(e @ nshard_core::Error::NotARepo(_)) => {
+                let Some(tree) = GitTree::find(&self.cwd) else {
+                    return Err(e.into());
+                };
+                if !tree.has_manifests().unwrap_or(false) {
+                    return Err(e.into());
+                }
+                let repo = Repo::init_for_clone(&tree.top)?;
+                eprintln!(
+                    "nshard: no NeuroShard repository here yet; created the local store in {}",
+                    repo.shard_dir().display()
+                );
+                Ok(repo)
+            }
+            r => Ok(r?),
+        }
     }
 
     /// A progress sink: a bar on a terminal, nothing with `-q`, `--json` or when stderr is not a TTY.
@@ -47,6 +75,19 @@ impl Ctx {
             bar: Mutex::new(None),
         }
     }
+}
+
+/// The user's config file, as the XDG base directory spec places it: `$XDG_CONFIG_HOME` when it
+/// is an absolute path, else `$HOME/.config`.
+fn user_config_path() -> Option<PathBuf> {
+    let abs = |v: &str| {
+        std::env::var_os(v)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    abs("XDG_CONFIG_HOME")
+        .or_else(|| abs("HOME").map(|h| h.join(".config")))
+        .map(|d| d.join("nshard").join("config.toml"))
 }
 
 /// Writes a line to stdout; returns the I/O error (a broken pipe ends the command quietly).

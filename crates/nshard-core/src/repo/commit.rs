@@ -156,6 +156,7 @@ impl Repo {
                         path: path.to_string(),
                         file_version: e.version,
                         manifest_version: p.version,
+                        file_is: self.version_order(p, &e.version)?,
                     })
                 }
                 _ => Ok(()),

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use nshard_core::repo::{CommitOptions, CommitOutcome};
 
-use crate::output::{bytes, file_error, pct, print_json, Ctx};
+use crate::output::{bytes, count, file_error, pct, print_json, Ctx};
 use crate::{out, per_file};
 
 /// Record a new version of every changed tracked file.
@@ -82,8 +82,9 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                     committed += 1;
                     per_file!("{}: committed version {}", r.path, version.short());
                     per_file!(
-                        "  {} in {chunks_total} chunks: {chunks_new} new, {chunks_reused} reused",
-                        bytes(*size)
+                        "  {} in {}: {chunks_new} new, {chunks_reused} reused",
+                        bytes(*size),
+                        count(*chunks_total as u64, "chunk")
                     );
                     per_file!(
                         "  new data {} stored as {}; dedup {} of the file reused",
