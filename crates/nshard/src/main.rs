@@ -52,10 +52,10 @@ pub enum Command {
     Gc(cmd::gc::GcArgs),
     Verify(cmd::verify::VerifyArgs),
     Serve(cmd::serve::ServeArgs),
-    Completions(cmd::completions::CompletionsArgs),
-    Man(cmd::completions::ManArgs),
     #[command(hide = true)]
     Hook(cmd::hook::HookArgs),
+    Completions(cmd::completions::CompletionsArgs),
+    Man(cmd::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,9 +82,9 @@ fn main() -> ExitCode {
         Command::Gc(a) => cmd::gc::run(&ctx, a),
         Command::Verify(a) => cmd::verify::run(&ctx, a),
         Command::Serve(a) => cmd::serve::run(&ctx, a),
+        Command::Hook(a) => cmd::hook::run(&ctx, a),
         Command::Completions(a) => cmd::completions::run_completions(&ctx, a),
         Command::Man(a) => cmd::completions::run_man(&ctx, a),
-        Command::Hook(a) => cmd::hook::run(&ctx, a),
     };
     match r {
         Ok(code) => code,
