@@ -260,11 +260,6 @@ fn server_killed_mid_push_then_push_again_completes() {
 
     let b = TestRepo::new();
     fs::copy(a.join(".shard/config.toml"), b.join(".shard/config.toml")).expect("config");
-    fs::copy(
-        a.join(".shard/config.local.toml"),
-        b.join(".shard/config.local.toml"),
-    )
-    .expect("local config");
     fs::copy(a.join("big.bin.shard.json"), b.join("big.bin.shard.json")).expect("manifest");
     b.ok(&["pull", "--checkout"]);
     assert!(b.read("big.bin") == a.read("big.bin"), "byte-for-byte");
