@@ -33,7 +33,8 @@ pub mod formats;
 pub mod fsutil;
 pub mod git;
 pub mod id;
-pub mod layout;
+pub(crate) mod ingest;
+
 pub mod manifest;
 pub mod progress;
 pub mod remote;

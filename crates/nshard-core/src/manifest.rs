@@ -13,8 +13,12 @@ use crate::error::{Error, Result};
 use crate::fsutil::RepoPath;
 use crate::id::ObjectId;
 
-/// The format tag of this manifest version.
+/// The format tag of manifests that need nothing newer (readable by every nshard).
 pub const FORMAT: &str = "neuroshard.manifest/1";
+/// The format tag of manifests whose tensor table identifies some tensors by their chunks
+/// ([`TensorDigest::Chunks`]). Written only when a table uses it, so other manifests stay
+/// readable by nshard versions that know only [`FORMAT`].
+pub const FORMAT_V2: &str = "neuroshard.manifest/2";
 /// File name suffix of manifests.
 pub const MANIFEST_SUFFIX: &str = ".shard.json";
 /// Largest manifest accepted, in bytes (about 500 000 chunks, i.e. a 2 TiB file at 4 MiB average).
@@ -56,12 +60,57 @@ pub struct VersionInfo {
     pub parent: Option<ObjectId>,
 }
 
-/// One tensor of a safetensors file, recorded at commit so that `nshard diff` can compare tensors
-/// between any two versions from their manifests alone.
+/// What a tensor entry's `sha256` is the SHA-256 of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TensorDigest {
+    /// The tensor's bytes.
+    #[default]
+    Bytes,
+    /// The 32-byte ids of the tensor's chunks, concatenated in file order: the tensor is cut into
+    /// whole chunks of its own, so this names its bytes exactly (chunk ids are their SHA-256)
+    /// without hashing them a third time. Only in [`FORMAT_V2`] manifests.
+    Chunks,
+}
+
+impl TensorDigest {
+    /// Whether this is the default (kept out of serialized entries).
+    pub fn is_bytes(&self) -> bool {
+        *self == TensorDigest::Bytes
+    }
+}
+
+/// The chunk digest of a run of chunks (see [`TensorDigest::Chunks`]).
+pub fn chunks_digest<'a>(ids: impl IntoIterator<Item = &'a ObjectId>) -> ObjectId {
+    let mut h = crate::id::Hasher::new();
+    for id in ids {
+        h.update(id.as_bytes());
+    }
+    h.finish()
+}
+
+/// The chunk digest of bytes `offset..offset + size` of a file cut into `chunks` (in order),
+/// when those bytes are exactly a run of whole chunks (see [`TensorDigest::Chunks`]).
+pub fn chunk_run_digest(chunks: &[ChunkRef], offset: u64, size: u64) -> Option<ObjectId> {
+    let first = chunks.partition_point(|c| c.offset < offset);
+    let mut at = offset;
+    let mut ids = Vec::new();
+    for c in &chunks[first..] {
+        if at == offset + size || c.offset != at {
+            break;
+        }
+        ids.push(&c.id);
+        at += c.size;
+    }
+    (at == offset + size && !ids.is_empty()).then(|| chunks_digest(ids))
+}
+
+/// One tensor of a model file (safetensors, PyTorch zip, GGUF), recorded at commit so that
+/// `nshard diff` can compare tensors between any two versions from their manifests alone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TensorEntry {
-    /// The tensor's name in the safetensors header.
+    /// The tensor's name in the file's header.
     pub name: String,
     /// Its dtype as written in the file (`BF16`, `F32`, …).
     pub dtype: String,
@@ -71,8 +120,11 @@ pub struct TensorEntry {
     pub offset: u64,
     /// Its length in bytes.
     pub size: u64,
-    /// SHA-256 of its bytes.
+    /// SHA-256 of its bytes, or of its chunks' ids (see `digest`).
     pub sha256: ObjectId,
+    /// What `sha256` covers (absent: the bytes).
+    #[serde(default, skip_serializing_if = "TensorDigest::is_bytes")]
+    pub digest: TensorDigest,
 }
 
 /// A manifest: one version of one file.
@@ -93,7 +145,7 @@ pub struct Manifest {
     pub chunks: Vec<ChunkRef>,
     /// Version metadata.
     pub version: VersionInfo,
-    /// The tensors, in file order, when the file parsed as safetensors at commit time.
+    /// The tensors, in file order, when the file parsed as a model format at commit time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tensors: Option<Vec<TensorEntry>>,
 }
@@ -130,10 +182,10 @@ impl Manifest {
             }
         })?;
         match tag.format.as_deref() {
-            Some(FORMAT) => {}
+            Some(FORMAT | FORMAT_V2) => {}
             Some(other) => {
                 return Err(invalid(format!(
-                    "unknown format {:?} (this nshard reads {FORMAT:?})",
+                    "unknown format {:?} (this nshard reads {FORMAT:?} and {FORMAT_V2:?})",
                     other.chars().take(100).collect::<String>()
                 )))
             }
@@ -209,8 +261,28 @@ impl Manifest {
         .map_err(|e| format!("bad timestamp {:?}: {e}", self.version.timestamp))?;
         if let Some(t) = &self.tensors {
             validate_tensors(t, self.size).map_err(|e| format!("tensors: {e}"))?;
+            if self.format == FORMAT && t.iter().any(|t| !t.digest.is_bytes()) {
+                return Err(format!(
+                    "tensor digests by chunks need format {FORMAT_V2:?}, not {FORMAT:?}"
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The format tag this manifest needs: [`FORMAT_V2`] when its tensor table uses chunk
+    /// digests, else [`FORMAT`].
+    pub fn needed_format(&self) -> &'static str {
+        let chunks = self
+            .tensors
+            .iter()
+            .flatten()
+            .any(|t| t.digest == TensorDigest::Chunks);
+        if chunks {
+            FORMAT_V2
+        } else {
+            FORMAT
+        }
     }
 
     /// The canonical bytes: pretty-printed JSON with a trailing newline. The version id is the
@@ -368,6 +440,7 @@ mod tests {
             offset,
             size,
             sha256: ObjectId::of(name.as_bytes()),
+            digest: TensorDigest::Bytes,
         }
     }
 
@@ -522,6 +595,68 @@ mod tests {
         ]);
         let back = Manifest::parse(&m.to_bytes(), Path::new("x"), None).expect("valid");
         assert_eq!(back, m);
+    }
+
+    /// A manifest as nshard wrote it before chunk digests existed (format 1, a tensor table of
+    /// byte digests): it still reads, and serializes back byte for byte, so its version id (the
+    /// SHA-256 of those bytes) and everything naming it stay valid.
+    const GOLDEN_V1: &str = r#"{
+  "format": "neuroshard.manifest/1",
+  "path": "m.safetensors",
+  "size": 20,
+  "sha256": "8a39d2abd3999ab73c34db2476849cddf303ce389b35826850f9a700589b4a90",
+  "chunking": {
+    "algorithm": "fastcdc-2020",
+    "min_size": 1048576,
+    "avg_size": 4194304,
+    "max_size": 16777216,
+    "layout": "tensor-aligned"
+  },
+  "chunks": [
+    {
+      "id": "8a39d2abd3999ab73c34db2476849cddf303ce389b35826850f9a700589b4a90",
+      "offset": 0,
+      "size": 20
+    }
+  ],
+  "version": {
+    "message": "v1",
+    "timestamp": "2026-11-25T10:00:00Z",
+    "parent": null
+  },
+  "tensors": [
+    {
+      "name": "w",
+      "dtype": "F32",
+      "shape": [
+        3
+      ],
+      "offset": 8,
+      "size": 12,
+      "sha256": "a3b4f9ef8d1f4c6d5d2e9b1a7c0f3e2d1c4b5a6978877665544332211000ffee"
+    }
+  ]
+}
+"#;
+
+    #[test]
+    fn format_1_manifests_still_read_byte_for_byte() {
+        let m = check(GOLDEN_V1).expect("format 1 reads");
+        assert_eq!(m.format, FORMAT);
+        assert_eq!(m.to_bytes(), GOLDEN_V1.as_bytes());
+        assert_eq!(m.needed_format(), FORMAT);
+        let t = &m.tensors.as_ref().expect("table")[0];
+        assert_eq!(t.digest, TensorDigest::Bytes);
+        // Chunk digests need format 2; format 2 reads; an unknown format is refused by name.
+        let chunks = GOLDEN_V1.replace("ffee\"\n", "ffee\",\n      \"digest\": \"chunks\"\n");
+        let err = check(&chunks).expect_err("chunk digests in format 1");
+        assert!(err.to_string().contains(FORMAT_V2), "{err}");
+        let v2 = chunks.replace(FORMAT, FORMAT_V2);
+        let m2 = check(&v2).expect("format 2 reads");
+        assert_eq!(m2.needed_format(), FORMAT_V2);
+        assert_eq!(m2.to_bytes(), v2.as_bytes());
+        let err = check(&v2.replace(FORMAT_V2, "neuroshard.manifest/3")).expect_err("v3");
+        assert!(err.to_string().contains("unknown format"), "{err}");
     }
 
     #[test]

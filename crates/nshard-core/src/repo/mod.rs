@@ -10,9 +10,9 @@ mod gc;
 mod history;
 mod remotes;
 mod select;
-mod statcache;
+pub(crate) mod statcache;
 mod status;
-mod tensors;
+mod stored;
 mod track;
 mod verify;
 

@@ -11,13 +11,14 @@ use super::log::{date, first_line};
 use crate::out;
 use crate::output::{bytes, count, pct, print_json, Ctx};
 
-/// Show what changed in files: their chunks, and their tensors for safetensors files.
+/// Show what changed in files: their chunks, and their tensors for model files.
 ///
 /// FILE may be a data file, its manifest, a directory or a quoted glob; each selected file is
 /// compared in turn. --json prints one object for a single named file, else an array.
 ///
 /// Block level: chunks reused, new and dropped, and the share of the file that changed. Tensor
-/// level (safetensors): tensors changed, re-typed or reshaped, added and removed, with sizes.
+/// level (safetensors, PyTorch zip checkpoints, GGUF): tensors changed, re-typed or reshaped,
+/// added and removed, with sizes.
 ///
 /// Without versions: the working file against its committed version (the file is read and cut
 /// exactly as commit would, but nothing is stored). With --from and/or --to: stored versions, by
@@ -212,11 +213,10 @@ fn print_diff(d: &FileDiff) -> Result<()> {
             }
         }
         _ => {
-            let looks_like = d
-                .path
-                .as_str()
-                .to_ascii_lowercase()
-                .ends_with(".safetensors")
+            let name = d.path.as_str().to_ascii_lowercase();
+            let looks_like = [".safetensors", ".pth", ".pt", ".ckpt", ".gguf"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
                 || d.from.tensors.is_some()
                 || d.to.tensors.is_some();
             if let (true, Some(why)) = (looks_like, &d.tensors_unavailable) {
