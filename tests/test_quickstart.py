@@ -89,6 +89,7 @@ class Server:
     the server."""
 
     def __init__(self, workdir: Path, env: dict, options: "list | None" = None):
+        self.workdir = workdir
         base = [sys.executable, "-m", "shard.server.app"]
         if options is not None:
             line = self._start(base + options, workdir, env)
@@ -207,6 +208,8 @@ class SeedQuickstart(Session):
         push = self.run_cmd(alice, "nshard", "push", "--remote", server.url)
         self.assertIn(f"push to {server.url}", push.stdout)
         self.assertRegex(push.stdout, r"sent [1-9][0-9]* objects")
+        # The server keeps them in its default store, ./nshard-store where it was started.
+        self.assertTrue((server.workdir / "nshard-store" / "objects").is_dir())
         return alice, data, server
 
     def test_push_then_pull_into_a_clone_with_nshard_init(self) -> None:
