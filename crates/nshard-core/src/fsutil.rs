@@ -76,6 +76,7 @@ impl AtomicFile {
             .as_file()
             .sync_all()
             .map_err(Error::io("syncing", &dest))?;
+        crate::crash_point!("atomic-before-rename");
         self.tmp
             .persist(&dest)
             .map_err(|e| Error::io("renaming into place", &dest)(e.error))?;
@@ -103,6 +104,7 @@ impl AtomicFile {
             .as_file()
             .sync_all()
             .map_err(Error::io("syncing", &dest))?;
+        crate::crash_point!("atomic-before-rename");
         match self.tmp.persist_noclobber(&dest) {
             Ok(_) => Ok(true),
             Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(false),

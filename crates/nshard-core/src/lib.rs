@@ -25,6 +25,16 @@
 
 #![deny(missing_docs)]
 
+/// A point where a crash matters: with the `failpoints` feature, a `fail` point of that name (the
+/// crash-test suite makes the process stop there and kills it); without it, nothing at all.
+macro_rules! crash_point {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($name);
+    };
+}
+pub(crate) use crash_point;
+
 pub mod chunk;
 pub mod codec;
 pub mod direct;

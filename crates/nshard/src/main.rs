@@ -2,6 +2,8 @@
 //! calls `nshard-core`, and prints. Data goes to stdout, progress and errors to stderr.
 
 mod cmd;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod output;
 
 use std::io::Write;
@@ -59,6 +61,8 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "failpoints")]
+    failpoints::setup();
     let cli = Cli::parse();
     let ctx = match output::Ctx::new(&cli) {
         Ok(c) => c,

@@ -62,9 +62,9 @@ impl Ctx {
                     "nshard: no NeuroShard repository here yet; created the local store in {}",
                     repo.shard_dir().display()
                 );
-                Ok(repo)
+                Ok(repo.with_user_config(self.user_config.clone())?)
             }
-            r => Ok(r?),
+            r => Ok(r?.with_user_config(self.user_config.clone())?),
         }
     }
 

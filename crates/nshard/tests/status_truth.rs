@@ -198,6 +198,12 @@ fn status_remote_reports_versions_the_remote_lacks() {
     let human = common::ok(&r, &["status", "--remote"]);
     assert!(human.contains("1 of 2 committed versions"), "{human}");
 
+    // Paths restrict what is checked; written after --remote, a path is not taken for a remote.
+    let st = common::json(&r, &["status", "other.bin", "--remote"]);
+    assert_eq!(st.as_array().expect("array").len(), 1, "{st}");
+    let err = common::fails(&r, &["status", "--remote", "other.bin"]);
+    assert!(err.contains("nshard status other.bin --remote"), "{err}");
+
     common::ok(&r, &["push"]);
     let human = common::ok(&r, &["status", "--remote"]);
     assert!(human.contains("has every committed version"), "{human}");

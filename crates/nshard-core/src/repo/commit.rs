@@ -188,6 +188,7 @@ impl Repo {
         // leaves an unreferenced object, never a manifest pointing at nothing.
         let enc = Encoder::new().encode(&bytes, DataHint::Unknown);
         self.store.put_trusted(&version, &enc)?;
+        crate::crash_point!("commit-before-manifest");
         let mpath = path.manifest_path();
         let mabs = fsutil::prepare_safe_destination(&self.root, &mpath)?;
         fsutil::write_atomic(&mabs, &bytes)?;

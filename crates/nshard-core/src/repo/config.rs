@@ -236,6 +236,11 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(&p).expect("md").permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
+            // A file made readable by others by hand is private again after the next write.
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).expect("chmod");
+            c.save(&p, ConfigLevel::User).expect("save again");
+            let mode = fs::metadata(&p).expect("md").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
         }
         let e = PersonalConfig::load(&p, ConfigLevel::Local).expect_err("tokens refused");
         assert!(e.to_string().contains("nshard login"), "{e}");

@@ -76,6 +76,14 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// Whether a token sent there crosses the network in clear text: plain `http://` to a host
+    /// other than the loopback names `localhost`, `127.0.0.1` and `[::1]`.
+    pub fn is_cleartext(&self) -> bool {
+        self.scheme == "http" && !matches!(self.host.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}:{}", self.scheme, self.host, self.port)

@@ -331,6 +331,7 @@ impl Repo {
                 continue;
             }
             if !opts.dry_run {
+                crate::crash_point!("gc-before-delete");
                 self.store.delete(&id)?;
             }
             report.objects_deleted += 1;

@@ -86,6 +86,11 @@ pub fn run_login(ctx: &Ctx, a: LoginArgs) -> Result<ExitCode> {
     let mut user = user_config(ctx)?;
     let token = read_token(&origin, a.token_stdin)?;
     let replaced = user.login(&origin, &token)?;
+    if origin.is_cleartext() {
+        eprintln!(
+            "warning: {origin} is plain http: the token crosses the network unencrypted; prefer https:// (e.g. nshard serve behind a TLS reverse proxy)"
+        );
+    }
     let verb = if replaced { "replaced" } else { "stored" };
     out!("{verb} the token for {origin} in {}", user.path().display());
     Ok(ExitCode::SUCCESS)

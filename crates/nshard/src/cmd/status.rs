@@ -46,6 +46,19 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         None => None,
         Some(arg) => {
             let arg = Some(arg.as_str()).filter(|s| !s.is_empty());
+            if let Some(v) = arg {
+                // `status --remote models/x.bin` most likely meant a path, not a remote.
+                let p = ctx.cwd.join(v);
+                if !repo.remotes().iter().any(|e| e.name == v)
+                    && !v.contains("://")
+                    && p.starts_with(repo.root())
+                    && p.exists()
+                {
+                    anyhow::bail!(
+                        "{v} is a path in the repository, not a remote: --remote takes an optional remote name or URL; to check paths against the default remote, put them first: `nshard status {v} --remote`"
+                    );
+                }
+            }
             let resolved = runtime()?.block_on(async {
                 let (resolved, store) = super::remote::open(&repo, ctx, arg).await?;
                 transfer::check_remote(&repo, &mut st, &store, &Retry::default()).await?;

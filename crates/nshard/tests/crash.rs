@@ -1,0 +1,283 @@
+//! Crashes at the moments that matter (issue 11, permanent suite): a `nshard` built with the
+//! `failpoints` feature stops at a named crash point, and the test kills it with SIGKILL. After
+//! each crash `nshard verify` passes and the data comes back byte for byte: a kill -9 in commit,
+//! checkout, push, pull, gc or a server PUT never leaves a partial file or object visible.
+//!
+//! The failpoint binary, `nshard-failpoints`, is built on first use (`cargo build --features
+//! failpoints --bin nshard-failpoints`); the normal `nshard` never carries crash points.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use common::serve::Served;
+use common::{random_bytes, TestRepo};
+use nshard_core::codec::MAX_OBJECT_SIZE;
+use nshard_core::store::LocalStore;
+
+/// How long a command gets to reach its crash point (it takes a second or two).
+const REACH: Duration = Duration::from_secs(120);
+
+/// The `nshard-failpoints` binary (`nshard` with crash points), built once per test run into
+/// the same target directory (only that binary: the `nshard` the other tests run is untouched).
+fn failpoint_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let nshard = common::serve::nshard_bin();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "nshard",
+                "--features",
+                "failpoints",
+            ])
+            .args(["--bin", "nshard-failpoints"])
+            .current_dir(manifest_dir)
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "building the failpoint binary failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        nshard.with_file_name("nshard-failpoints")
+    })
+}
+
+/// Starts the failpoint binary with `args` in `dir`, stopping at the `nth` hit of `point`.
+fn spawn_at(dir: &Path, args: &[&str], point: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(failpoint_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("NSHARD_FAILPOINTS", point)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn failpoint nshard");
+    // Both streams, line by line, into one channel.
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().expect("stdout");
+    let err = child.stderr.take().expect("stderr");
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx2.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for `child` to reach its crash point, then kills it with SIGKILL.
+fn kill_at_point(mut child: Child, lines: &mpsc::Receiver<String>, what: &str) {
+    let deadline = std::time::Instant::now() + REACH;
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) if l.starts_with("nshard-failpoint:") && l.ends_with("reached") => break,
+            Ok(l) => seen.push(l),
+            Err(_) => {}
+        }
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            panic!(
+                "{what} finished ({st}) without reaching its crash point:\n{}",
+                seen.join("\n")
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: crash point not reached"
+        );
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+}
+
+/// Runs `nshard args` (failpoint build) in `dir` and kills it at `point`.
+fn crash(dir: &Path, args: &[&str], point: &str) {
+    let (child, lines) = spawn_at(dir, args, point);
+    kill_at_point(child, &lines, &format!("nshard {args:?} at {point}"));
+}
+
+/// Decodes and re-hashes every object in a store directory; returns how many there are.
+fn verify_dir_store(root: &Path) -> usize {
+    let st = LocalStore::at(root.join("objects"), root.join("tmp"));
+    let ids = st.list().expect("list");
+    for id in &ids {
+        st.get(id, MAX_OBJECT_SIZE)
+            .unwrap_or_else(|e| panic!("object {id} is bad: {e}"));
+    }
+    ids.len()
+}
+
+const SIZE: usize = 12 << 20;
+
+/// A repo with `m/model.bin` committed (v1).
+fn committed(seed: u64) -> (TestRepo, Vec<u8>) {
+    let repo = TestRepo::new();
+    let data = random_bytes(SIZE, seed);
+    repo.write("m/model.bin", &data);
+    repo.ok(&["track", "m/model.bin"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    (repo, data)
+}
+
+/// A second repo holding only `from`'s manifest.
+fn clone_manifest(from: &TestRepo) -> TestRepo {
+    let other = TestRepo::new();
+    std::fs::create_dir_all(other.join("m")).expect("mkdir");
+    std::fs::copy(
+        from.join("m/model.bin.shard.json"),
+        other.join("m/model.bin.shard.json"),
+    )
+    .expect("copy manifest");
+    other
+}
+
+#[test]
+fn kill_9_in_commit_keeps_the_old_version() {
+    for point in ["atomic-before-rename@2", "commit-before-manifest"] {
+        let (repo, v1) = committed(1);
+        let manifest_v1 = repo.read("m/model.bin.shard.json");
+        let mut v2 = v1.clone();
+        v2[SIZE / 2..SIZE / 2 + 4096].fill(7);
+        repo.write("m/model.bin", &v2);
+        crash(repo.path(), &["commit", "-m", "v2"], point);
+        repo.ok(&["verify"]);
+        assert_eq!(repo.read("m/model.bin.shard.json"), manifest_v1, "{point}");
+        assert_eq!(repo.read("m/model.bin"), v2);
+        // The same commit runs again and its result checks out byte for byte.
+        repo.ok(&["commit", "-m", "v2"]);
+        repo.ok(&["verify"]);
+        std::fs::remove_file(repo.join("m/model.bin")).expect("rm");
+        repo.ok(&["checkout"]);
+        assert_eq!(repo.read("m/model.bin"), v2, "{point}");
+    }
+}
+
+#[test]
+fn kill_9_in_checkout_installs_no_partial_file() {
+    let (repo, v1) = committed(2);
+    std::fs::remove_file(repo.join("m/model.bin")).expect("rm");
+    crash(repo.path(), &["checkout"], "atomic-before-rename");
+    assert!(
+        !repo.join("m/model.bin").exists(),
+        "a partial file was installed"
+    );
+    repo.ok(&["verify"]);
+    repo.ok(&["checkout"]);
+    assert_eq!(repo.read("m/model.bin"), v1);
+}
+
+#[test]
+fn kill_9_in_push_and_pull_leaves_whole_objects_and_resumes() {
+    let (repo, v1) = committed(3);
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8").to_string();
+    crash(
+        repo.path(),
+        &["push", "--remote", &url],
+        "atomic-before-rename@2",
+    );
+    verify_dir_store(remote.path());
+    repo.ok(&["push", "--remote", &url]);
+    let other = clone_manifest(&repo);
+    crash(
+        other.path(),
+        &["pull", "--remote", &url],
+        "atomic-before-rename@2",
+    );
+    verify_dir_store(&other.join(".shard"));
+    other.ok(&["pull", "--remote", &url]);
+    other.ok(&["checkout"]);
+    other.ok(&["verify"]);
+    assert_eq!(other.read("m/model.bin"), v1);
+}
+
+#[test]
+fn kill_9_in_gc_keeps_every_referenced_object() {
+    let (repo, _v1) = committed(4);
+    let mut v2 = random_bytes(SIZE, 5);
+    v2.truncate(SIZE / 2);
+    repo.write("m/model.bin", &v2);
+    repo.ok(&["commit", "-m", "v2"]);
+    crash(
+        repo.path(),
+        &["gc", "--only-current", "--include-unpushed", "--grace", "0"],
+        "gc-before-delete@2",
+    );
+    repo.ok(&["verify"]);
+    std::fs::remove_file(repo.join("m/model.bin")).expect("rm");
+    repo.ok(&["checkout"]);
+    assert_eq!(repo.read("m/model.bin"), v2);
+    let after = repo.json(&["gc", "--only-current", "--include-unpushed", "--grace", "0"]);
+    assert!(after["objects_deleted"].as_u64() > Some(0), "{after}");
+    repo.ok(&["verify"]);
+    assert_eq!(repo.read("m/model.bin"), v2);
+}
+
+#[test]
+fn kill_9_of_the_server_in_a_put_leaves_no_partial_object() {
+    let d = tempfile::tempdir().expect("tmp");
+    let store = d.path().join("store");
+    let (repo, v1) = committed(6);
+    let (server, lines) = spawn_at(
+        d.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            store.to_str().expect("utf8"),
+        ],
+        "atomic-before-rename@2",
+    );
+    let addr = loop {
+        let l = lines
+            .recv_timeout(REACH)
+            .expect("the server's address line");
+        if let Some(a) = l.strip_prefix("listening on http://") {
+            break a.trim().to_string();
+        }
+    };
+    let url = format!("http://{addr}");
+    let mut push = Command::new(common::serve::nshard_bin())
+        .args(["push", "--remote", &url])
+        .current_dir(repo.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("push");
+    kill_at_point(server, &lines, "nshard serve during a PUT");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while push.try_wait().expect("wait").is_none() {
+        assert!(std::time::Instant::now() < deadline, "push never gave up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    verify_dir_store(&store);
+    let s = Served::start(&store, &[], &[]);
+    repo.ok(&["push", "--remote", &s.url]);
+    verify_dir_store(&store);
+    let other = clone_manifest(&repo);
+    other.ok(&["pull", "--remote", &s.url]);
+    other.ok(&["checkout"]);
+    assert_eq!(other.read("m/model.bin"), v1);
+}
