@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::Store;
+use super::{Store, StoreAdmin};
 use crate::codec::{self, MAX_OBJECT_SIZE};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, AtomicFile};
@@ -149,6 +149,10 @@ impl Store for DirStore {
         self.root.display().to_string()
     }
 
+    async fn health(&self) -> Result<()> {
+        blocking(self, |s| DirStore::open(&s.root).map(|_| ())).await
+    }
+
     async fn missing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
         let ids = ids.to_vec();
         blocking(self, move |s| {
@@ -157,9 +161,21 @@ impl Store for DirStore {
         .await
     }
 
-    async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<()> {
+    async fn size(&self, id: &ObjectId) -> Result<Option<u64>> {
         let id = *id;
-        blocking(self, move |s| s.put_blocking(&id, &encoded).map(|_| ())).await
+        // The object file itself, never what a planted symlink points to.
+        blocking(self, move |s| {
+            Ok(fs::symlink_metadata(s.store.path_of(&id))
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()))
+        })
+        .await
+    }
+
+    async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<bool> {
+        let id = *id;
+        blocking(self, move |s| s.put_blocking(&id, &encoded)).await
     }
 
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
@@ -167,6 +183,13 @@ impl Store for DirStore {
         blocking(self, move |s| s.store.get_encoded(&id)).await
     }
 
+    fn admin(&self) -> Option<&dyn StoreAdmin> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl StoreAdmin for DirStore {
     async fn list(&self) -> Result<Vec<ObjectId>> {
         blocking(self, |s| s.store.list()).await
     }
@@ -200,8 +223,8 @@ mod tests {
         let (b, _) = object(5);
         assert_eq!(s.missing(&[a, b]).await.expect("missing"), vec![a, b]);
         assert!(s.list().await.expect("list").is_empty());
-        s.put(&a, ea.clone()).await.expect("put");
-        s.put(&a, ea.clone()).await.expect("re-put is a success");
+        assert!(s.put(&a, ea.clone()).await.expect("put"));
+        assert!(!s.put(&a, ea.clone()).await.expect("re-put is a success"));
         assert_eq!(s.missing(&[a, b]).await.expect("missing"), vec![b]);
         assert_eq!(s.get(&a).await.expect("get"), ea);
         assert!(matches!(s.get(&b).await, Err(Error::ObjectMissing(_))));

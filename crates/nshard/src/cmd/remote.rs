@@ -17,7 +17,7 @@ use crate::output::{bytes, file_error, print_json, Ctx};
 /// Manage the remotes stored in `.shard/config.toml` (committed to git, so clones share them).
 ///
 /// A remote is a directory (`/srv/models`, `./store`, `file:///srv/models`), a NeuroShard server
-/// (`http://host:8000`) or, later, an S3 bucket (`s3://bucket/prefix`). The first remote added is
+/// (`http://host:8000`) or an S3 bucket (`s3://bucket/prefix`, credentials from the AWS_* variables). The first remote added is
 /// the default one, used by push and pull when `--remote` is not given.
 #[derive(Args, Debug)]
 pub struct RemoteArgs {
@@ -92,6 +92,8 @@ pub fn run(ctx: &Ctx, a: RemoteArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub use super::awsenv::s3_options;
+
 /// A multi-threaded tokio runtime for one command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -109,6 +111,7 @@ pub async fn open(
     let r = repo.resolve_remote(arg, &ctx.cwd)?;
     let opts = OpenOptions {
         token: token_for(&r),
+        s3: s3_options(),
     };
     let store = remote::open(&r.url, &opts).await?;
     Ok((r, store))
