@@ -152,14 +152,29 @@ impl S3Store {
     fn error(&self, what: &str, e: object_store::Error) -> Error {
         use object_store::Error as E;
         let text = chain(&e);
+        // Listing errors come as `Generic` whatever the status: look at the answer too.
+        let refused = [
+            "403 Forbidden",
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "AccessDenied",
+        ]
+        .iter()
+        .any(|m| text.contains(m));
         match &e {
+            _ if text.contains("NoSuchBucket") => self.no_bucket(what),
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => Error::Remote {
                 remote: self.url.clone(),
                 reason: format!(
                     "{what}: access denied ({text})\nhint: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
                 ),
             },
-            E::NotFound { .. } if text.contains("NoSuchBucket") => self.no_bucket(what),
+            _ if refused => Error::Remote {
+                remote: self.url.clone(),
+                reason: format!(
+                    "{what}: access denied ({text})\nhint: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
+                ),
+            },
             _ if is_transient(&e, &text) => Error::RemoteTransient {
                 remote: self.url.clone(),
                 reason: format!("{what}: {text}"),

@@ -198,9 +198,19 @@ impl OwnSeaweed {
         }
     }
 
-    /// Kills the process (SIGKILL) and waits for it.
+    /// Stops the process (SIGTERM, SIGKILL after 20 s) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
