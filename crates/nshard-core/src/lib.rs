@@ -37,6 +37,7 @@ pub mod manifest;
 pub mod progress;
 pub mod remote;
 pub mod repo;
+pub mod staged;
 pub mod store;
 pub mod transfer;
 

@@ -35,9 +35,11 @@ pub mod auth;
 mod error;
 pub mod metrics;
 pub mod routes;
+pub mod upload;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -70,6 +72,8 @@ pub struct Limits {
     pub max_batch: usize,
     /// Uploads received at the same time; more get 429 with `Retry-After`.
     pub max_concurrent_uploads: usize,
+    /// Received uploads verified and stored at the same time (each holds a few MiB while it is).
+    pub max_concurrent_commits: usize,
 }
 
 impl Default for Limits {
@@ -79,6 +83,7 @@ impl Default for Limits {
             max_object_bytes: MAX_OBJECT_SIZE + 4096,
             max_batch: nshard_core::remote::MISSING_BATCH,
             max_concurrent_uploads: 64,
+            max_concurrent_commits: 4,
         }
     }
 }
@@ -91,6 +96,9 @@ pub struct ServerConfig {
     pub store: RemoteUrl,
     /// How to open the store (S3 credentials, region, endpoint).
     pub store_options: OpenOptions,
+    /// Where uploads are staged while they arrive and are verified. Default for a directory
+    /// store: its `tmp/`; an S3 store needs one given (any local directory).
+    pub staging_dir: Option<PathBuf>,
     /// Bearer tokens.
     pub tokens: Tokens,
     /// Requests without a token may read.
@@ -108,6 +116,7 @@ impl ServerConfig {
         Self {
             store,
             store_options: OpenOptions::default(),
+            staging_dir: None,
             tokens: Tokens::new(),
             allow_anonymous_read: false,
             insecure_allow_anonymous_write: false,
@@ -151,6 +160,10 @@ pub struct AppState {
     pub limits: Limits,
     /// One permit per concurrent upload.
     pub uploads: Arc<Semaphore>,
+    /// One permit per upload being verified and stored.
+    pub commits: Semaphore,
+    /// Where uploads are staged.
+    pub staging: PathBuf,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
 }
@@ -171,12 +184,23 @@ impl AppState {
     pub async fn open(
         store: &RemoteUrl,
         options: &OpenOptions,
+        staging_dir: Option<PathBuf>,
         policy: AccessPolicy,
         limits: Limits,
     ) -> Result<Self, ServeError> {
         let bad = |error| ServeError::Store {
             store: store.to_string(),
             error,
+        };
+        let staging = match (store, staging_dir) {
+            (_, Some(d)) => d,
+            (RemoteUrl::Dir(dir), None) => dir.join("tmp"),
+            (_, None) => {
+                return Err(bad(nshard_core::Error::Remote {
+                    remote: store.to_string(),
+                    reason: "needs a local directory to stage uploads in".into(),
+                }))
+            }
         };
         match store {
             RemoteUrl::Dir(dir) => {
@@ -192,12 +216,15 @@ impl AppState {
                 }))
             }
         }
+        nshard_core::fsutil::create_dir_all(&staging).map_err(bad)?;
         let store = remote::open(store, options).await.map_err(bad)?;
         Ok(Self {
             store,
             policy,
             limits,
             uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
+            commits: Semaphore::new(limits.max_concurrent_commits.max(1)),
+            staging,
             metrics: Metrics::default(),
         })
     }
@@ -258,8 +285,14 @@ impl Server {
     /// free port; see [`Server::local_addr`]).
     pub async fn bind(config: ServerConfig, addr: SocketAddr) -> Result<Server, ServeError> {
         let policy = config.policy(addr)?;
-        let state =
-            AppState::open(&config.store, &config.store_options, policy, config.limits).await?;
+        let state = AppState::open(
+            &config.store,
+            &config.store_options,
+            config.staging_dir,
+            policy,
+            config.limits,
+        )
+        .await?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|error| ServeError::Bind { addr, error })?;

@@ -2,9 +2,9 @@
 //!
 //! Every request path or body is validated before it touches the store: ids must be 64 lowercase hex
 //! characters (so `../` and friends never reach the filesystem), bodies are read up to a limit, JSON
-//! is parsed strictly. Uploads are held in memory (bounded by the body limit times the number of
-//! concurrent uploads) and handed to the store's verified put-if-absent; a body that does not hash
-//! to its id leaves nothing behind.
+//! is parsed strictly. Uploads stream to a staging file (see [`crate::upload`]), are verified from
+//! it with bounded memory, and only then go into the store's put-if-absent; a body that does not
+//! hash to its id leaves nothing behind.
 
 use std::sync::Arc;
 
@@ -92,11 +92,11 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> Result<ObjectId, AppError>
 /// data; the kernel then resets the connection and the client sees "broken pipe" instead of the 413
 /// that explains what went wrong (the "lingering close" of nginx and Apache). Draining a bounded
 /// amount lets ordinary clients read the refusal; anything bigger or slower is cut off.
-const DRAIN_MAX_BYTES: u64 = 16 << 20;
+pub(crate) const DRAIN_MAX_BYTES: u64 = 16 << 20;
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads and discards up to `budget` bytes of `body`, for at most [`DRAIN_MAX_TIME`].
-async fn drain(mut body: Body, mut budget: u64) {
+pub(crate) async fn drain(mut body: Body, mut budget: u64) {
     let _ = tokio::time::timeout(DRAIN_MAX_TIME, async move {
         while let Some(Ok(frame)) = body.frame().await {
             if let Ok(data) = frame.into_data() {
@@ -295,9 +295,41 @@ pub async fn put_object(
         e.retry_after = Some(1);
         return Err(e);
     };
-    let enc = read_body(&headers, body, state.limits.max_object_bytes).await?;
-    let len = enc.len() as u64;
-    match state.store.put(&id, enc).await {
+    let staged = crate::upload::receive(
+        &headers,
+        body,
+        state.limits.max_object_bytes,
+        state.staging.clone(),
+    )
+    .await?;
+    let len = staged.len();
+    // Verifying and storing hold memory and CPU: a few at a time, whatever the number of uploads.
+    let _commit = state
+        .commits
+        .acquire()
+        .await
+        .map_err(|e| AppError::internal("storing an object", &e))?;
+    // A re-upload of an object the store has is a cheap success.
+    let present = state
+        .store
+        .size(&id)
+        .await
+        .map_err(|e| store_error(&format!("looking up object {id}"), &e))?;
+    let result = match present {
+        Some(_) => Ok(false),
+        None => {
+            let verified = tokio::task::spawn_blocking(move || {
+                staged.verify(&id, MAX_OBJECT_SIZE).map(|()| staged)
+            })
+            .await
+            .map_err(|e| AppError::internal("verifying an object", &e))?;
+            match verified {
+                Ok(staged) => state.store.put_staged(&id, staged).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
         Ok(stored) => {
             Metrics::add(&state.metrics.bytes_in, len);
             if stored {

@@ -21,6 +21,7 @@ use crate::codec::{self, MAX_OBJECT_SIZE};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, AtomicFile};
 use crate::id::ObjectId;
+use crate::staged::StagedUpload;
 use crate::store::LocalStore;
 
 /// Temporary files older than this are left over from a killed writer.
@@ -102,6 +103,38 @@ impl DirStore {
 }
 
 impl DirStore {
+    /// Stores a verified staged upload if absent (blocking): renamed into place when it was staged
+    /// in this store's `tmp/`, copied through a temporary file there otherwise.
+    pub fn put_staged_blocking(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
+        if self.store.has(id) {
+            return Ok(false);
+        }
+        let dest = self.store.path_of(id);
+        let fan = dest
+            .parent()
+            .expect("object paths have a fan-out directory");
+        fsutil::create_dir_all(fan)?;
+        fsutil::create_dir_all(self.store.tmp_dir())?;
+        let same_dir = staged.path().parent() == Some(self.store.tmp_dir());
+        let mut f = if same_dir {
+            AtomicFile::from_temp(staged.into_temp(), &dest)
+        } else {
+            let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
+            let mut src =
+                fs::File::open(staged.path()).map_err(Error::io("reading", staged.path()))?;
+            std::io::copy(&mut src, f.file()).map_err(Error::io("writing", &dest))?;
+            f
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.file()
+                .set_permissions(fs::Permissions::from_mode(0o444))
+                .map_err(Error::io("setting permissions of", &dest))?;
+        }
+        f.commit_if_absent()
+    }
+
     /// Removes temporary files older than `age` from `tmp/` (best effort: a file another writer is
     /// still using is never that old, and a failure here must not fail an upload).
     fn sweep_stale_tmp(&self, age: Duration) {
@@ -176,6 +209,11 @@ impl Store for DirStore {
     async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<bool> {
         let id = *id;
         blocking(self, move |s| s.put_blocking(&id, &encoded)).await
+    }
+
+    async fn put_staged(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
+        let id = *id;
+        blocking(self, move |s| s.put_staged_blocking(&id, staged)).await
     }
 
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {

@@ -26,6 +26,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::staged::StagedUpload;
 
 pub use dir::DirStore;
 pub use http::HttpStore;
@@ -57,6 +58,16 @@ pub trait Store: Send + Sync {
     /// verifies `encoded` (it must decode to bytes hashing to `id`) before it becomes visible;
     /// re-putting an existing object is a cheap success (`false`).
     async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<bool>;
+
+    /// Stores an upload staged on disk if absent, like [`Store::put`], for callers that verified
+    /// it already ([`StagedUpload::verify`]) and must not hold it in memory (the server). The
+    /// default reads it and calls [`Store::put`]; backends override it to move or stream the file.
+    async fn put_staged(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
+        let mut data = vec![0u8; staged.len() as usize];
+        crate::fsutil::read_exact_at(staged.file(), &mut data, 0)
+            .map_err(Error::io("reading", staged.path()))?;
+        self.put(id, data).await
+    }
 
     /// The encoded bytes of `id` ([`Error::ObjectMissing`] when absent). Callers verify them before
     /// use.

@@ -43,13 +43,14 @@ use super::{Store, StoreAdmin};
 use crate::codec::{self, MAX_OBJECT_SIZE};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::staged::StagedUpload;
 
 /// Objects larger than this are uploaded in parts.
-pub const MULTIPART_THRESHOLD: usize = 32 << 20;
+pub const MULTIPART_THRESHOLD: usize = 16 << 20;
 /// Size of one part of a multipart upload (S3's minimum is 5 MiB).
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts of one object uploaded at once.
-pub const PART_CONCURRENCY: usize = 4;
+pub const PART_CONCURRENCY: usize = 2;
 /// HEAD requests in flight at once during a `missing` query.
 pub const HEAD_CONCURRENCY: usize = 32;
 
@@ -228,6 +229,41 @@ impl S3Store {
         Ok(true)
     }
 
+    /// Uploads a staged file in parts, reading one part at a time (after checking that it is
+    /// absent).
+    async fn put_multipart_staged(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
+        if self.head(id).await?.is_some() {
+            return Ok(false);
+        }
+        let what = format!("uploading {id}");
+        let upload = self
+            .store
+            .put_multipart(&self.key(id))
+            .await
+            .map_err(|e| self.error(&what, e))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let staged = Arc::new(staged);
+        let mut offset = 0u64;
+        while offset < staged.len() {
+            let n = (staged.len() - offset).min(PART_SIZE as u64) as usize;
+            if let Err(e) = w.wait_for_capacity(PART_CONCURRENCY).await {
+                let _ = w.abort().await;
+                return Err(self.error(&what, e));
+            }
+            let part = match read_at(&staged, offset, n).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(e);
+                }
+            };
+            w.put(part);
+            offset += n as u64;
+        }
+        w.finish().await.map_err(|e| self.error(&what, e))?;
+        Ok(true)
+    }
+
     /// Uploads `data` for `id` unless present; returns whether this call wrote it.
     async fn put_if_absent(&self, id: &ObjectId, data: Bytes) -> Result<bool> {
         if data.len() > MULTIPART_THRESHOLD {
@@ -262,6 +298,25 @@ impl S3Store {
             .await
             .map_err(|e| self.error(&what, e))?;
         Ok(true)
+    }
+}
+
+/// `n` bytes of a staged file at `offset`, read off the async threads.
+async fn read_at(staged: &Arc<StagedUpload>, offset: u64, n: usize) -> Result<Bytes> {
+    let s = Arc::clone(staged);
+    let r = tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; n];
+        crate::fsutil::read_exact_at(s.file(), &mut buf, offset)
+            .map(|()| Bytes::from(buf))
+            .map_err(Error::io("reading", s.path()))
+    })
+    .await;
+    match r {
+        Ok(r) => r,
+        Err(e) => Err(Error::RemoteTransient {
+            remote: "local staging file".into(),
+            reason: format!("reading was interrupted: {e}"),
+        }),
     }
 }
 
@@ -345,6 +400,15 @@ impl Store for S3Store {
             remote: self.url.clone(),
             reason: format!("verifying {id} was interrupted: {e}"),
         })??;
+        self.put_if_absent(id, data).await
+    }
+
+    async fn put_staged(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
+        if staged.len() as usize > MULTIPART_THRESHOLD {
+            return self.put_multipart_staged(id, staged).await;
+        }
+        let n = staged.len() as usize;
+        let data = read_at(&Arc::new(staged), 0, n).await?;
         self.put_if_absent(id, data).await
     }
 

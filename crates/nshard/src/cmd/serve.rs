@@ -87,7 +87,10 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
     }
     let store =
         RemoteUrl::parse(&a.store, &ctx.cwd).with_context(|| format!("--store {:?}", a.store))?;
+    // S3 stores stage uploads in the system's temporary directory (TMPDIR).
+    let staging_dir = matches!(store, RemoteUrl::S3 { .. }).then(std::env::temp_dir);
     let config = ServerConfig {
+        staging_dir,
         store,
         store_options: OpenOptions {
             token: None,
@@ -100,6 +103,7 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
             max_object_bytes: a.max_object_size,
             max_batch: a.max_batch as usize,
             max_concurrent_uploads: a.max_uploads as usize,
+            ..Limits::default()
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
