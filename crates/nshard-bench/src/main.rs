@@ -90,9 +90,13 @@ enum Cmd {
         /// Chunker.
         #[arg(long, value_enum, default_value = "cdc")]
         chunking: ChunkingArg,
-        /// Cut safetensors files tensor-aligned.
+        /// Cut model files tensor-aligned.
         #[arg(long)]
         tensor_aligned: bool,
+        /// FastCDC with this average chunk size (a power of two; minimum a quarter, maximum four
+        /// times) for every file, instead of choosing parameters by kind of file as commit does.
+        #[arg(long, value_parser = parse_size)]
+        cdc_avg: Option<u64>,
         /// Codec hints.
         #[arg(long, value_enum, default_value = "auto")]
         codec: sim::SimCodec,
@@ -164,10 +168,12 @@ fn main() -> Result<()> {
         Cmd::StoreSim {
             chunking,
             tensor_aligned,
+            cdc_avg,
             codec,
             files,
         } => {
             use nshard_core::chunk::{ChunkParams, LayoutMode};
+            use nshard_core::formats::plan::Params;
             let base = match chunking {
                 ChunkingArg::Cdc => ChunkParams::default(),
                 ChunkingArg::Fixed => ChunkParams::Fixed {
@@ -180,7 +186,21 @@ fn main() -> Result<()> {
             } else {
                 LayoutMode::None
             };
-            return sim::run(base.with_layout(mode), codec, &files);
+            let params = match cdc_avg {
+                Some(avg) => {
+                    let avg = u32::try_from(avg).context("--cdc-avg too large")?;
+                    let p = ChunkParams::FastCdc {
+                        min_size: avg / 4,
+                        avg_size: avg,
+                        max_size: avg.saturating_mul(4),
+                        layout: mode,
+                    };
+                    p.validate().map_err(anyhow::Error::msg)?;
+                    Params::Exact(p)
+                }
+                None => Params::ByKind(base.with_layout(mode)),
+            };
+            return sim::run(params, codec, &files);
         }
         Cmd::Model {
             size,

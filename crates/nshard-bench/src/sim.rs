@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use nshard_core::chunk::{ChunkParams, ChunkReader, Cutter, LayoutMode, Segment};
+use nshard_core::chunk::{ChunkReader, Cutter, Segment};
 use nshard_core::codec::{DataHint, Encoder};
+use nshard_core::formats::plan as layout;
 use nshard_core::formats::safetensors;
-use nshard_core::layout;
 use nshard_core::ObjectId;
 
 /// How chunks are hinted to the encoder.
@@ -27,7 +27,7 @@ pub enum SimCodec {
 }
 
 /// Prints one JSON line per file: raw bytes of new chunks and their encoded size.
-pub fn run(params: ChunkParams, codec: SimCodec, files: &[PathBuf]) -> Result<()> {
+pub fn run(params: layout::Params, codec: SimCodec, files: &[PathBuf]) -> Result<()> {
     let mut seen: HashSet<ObjectId> = HashSet::new();
     let mut enc = Encoder::new();
     let mut stored_total = 0u64;
@@ -36,6 +36,7 @@ pub fn run(params: ChunkParams, codec: SimCodec, files: &[PathBuf]) -> Result<()
         let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let size = f.metadata()?.len();
         let plan = layout::plan(&f, size, params)?;
+        let cut = plan.chunking;
         let segments = match codec {
             SimCodec::Auto => plan.segments,
             SimCodec::Zstd => plan
@@ -66,7 +67,6 @@ pub fn run(params: ChunkParams, codec: SimCodec, files: &[PathBuf]) -> Result<()
                 vec![Segment { len: size, hint }]
             }
         };
-        let cut = params.with_layout(LayoutMode::None);
         let mut reader = ChunkReader::new(&f, Cutter::new(cut), segments);
         let (mut chunks, mut new_chunks, mut new_raw, mut stored) = (0u64, 0u64, 0u64, 0u64);
         while let Some(c) = reader.next_chunk()? {

@@ -593,7 +593,7 @@ mod tests {
     #[test]
     fn hand_built_grouped_objects_decode() {
         let raw = bf16_weights(4096, 9);
-        let n = raw.len() / 2;
+        let current = Encoder::new().encode(&raw, DataHint::Float(2));
         let (lo, hi): (Vec<u8>, Vec<u8>) = raw.chunks_exact(2).map(|e| (e[0], e[1])).unzip();
         for (c0, c1) in [(0u8, 0u8), (0, 1), (1, 1), (1, 0)] {
             let mut enc = header(Codec::ByteGrouped(2), raw.len(), 0);
@@ -613,7 +613,8 @@ mod tests {
                 raw,
                 "{c0}{c1}"
             );
-            assert_eq!(n, lo.len());
+            // These are layouts today's encoder does not write (level 19, other plane choices).
+            assert_ne!(enc, current, "{c0}{c1}");
         }
     }
 

@@ -190,6 +190,10 @@ fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
 #[cfg(target_os = "linux")]
 fn set_direct(file: &File, on: bool) -> bool {
     use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    #[cfg(test)]
+    if on && tests::refuse_direct() {
+        return false;
+    }
     let Ok(flags) = fcntl_getfl(file) else {
         return !on;
     };
@@ -230,13 +234,20 @@ mod tests {
     thread_local! {
         /// Direct writes left before the next one fails with EINVAL (None: never).
         static EINVAL_AFTER: Cell<Option<usize>> = const { Cell::new(None) };
+        /// Direct writes refused so far by [`inject_einval`].
+        static EINVAL_COUNT: Cell<usize> = const { Cell::new(0) };
+        /// Whether setting O_DIRECT is refused, as on a filesystem without direct I/O.
+        static REFUSE_DIRECT: Cell<bool> = const { Cell::new(false) };
     }
 
     /// Fault injection for [`DirectWriter::flush_window`]: a filesystem that takes O_DIRECT at
     /// open but refuses a later write (alignment stricter than ALIGN).
     pub(super) fn inject_einval() -> Option<io::Error> {
         EINVAL_AFTER.with(|c| match c.get() {
-            Some(0) => Some(io::ErrorKind::InvalidInput.into()),
+            Some(0) => {
+                EINVAL_COUNT.with(|n| n.set(n.get() + 1));
+                Some(io::ErrorKind::InvalidInput.into())
+            }
             Some(n) => {
                 c.set(Some(n - 1));
                 None
@@ -245,25 +256,72 @@ mod tests {
         })
     }
 
+    /// Fault injection for [`set_direct`]: a filesystem that refuses O_DIRECT altogether.
+    pub(super) fn refuse_direct() -> bool {
+        REFUSE_DIRECT.with(Cell::get)
+    }
+
+    /// Whether files in `dir` open with O_DIRECT, probed with `open(2)` itself rather than with
+    /// the code under test.
+    fn direct_io_works_in(dir: &std::path::Path) -> bool {
+        use rustix::fs::{open, Mode, OFlags};
+        let probe = dir.join("o_direct_probe");
+        let opened = open(
+            &probe,
+            OFlags::CREATE | OFlags::WRONLY | OFlags::DIRECT,
+            Mode::from_raw_mode(0o600),
+        );
+        let _ = std::fs::remove_file(&probe);
+        opened.is_ok()
+    }
+
+    /// A temporary directory on a filesystem that takes O_DIRECT, which `test` needs to check what
+    /// it names. Without one the test cannot fail: it fails in CI (the `CI` variable is set) and
+    /// reports a skip loudly elsewhere.
+    fn direct_dir(test: &str) -> Option<tempfile::TempDir> {
+        let d = tempfile::tempdir().expect("tmp");
+        if direct_io_works_in(d.path()) {
+            return Some(d);
+        }
+        let msg = format!("{test}: SKIPPED: {} refuses O_DIRECT", d.path().display());
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{msg}; CI must run it on a filesystem that takes O_DIRECT"
+        );
+        eprintln!("*** {msg} ***");
+        None
+    }
+
     /// A direct write refused mid-file: the rest goes through the page cache, bytes in order,
     /// whatever the piece sizes and wherever the refusal happens (first window, later window, the
     /// padded tail).
     #[test]
     fn a_direct_write_refused_mid_file_keeps_every_byte_in_order() {
-        let d = tempfile::tempdir().expect("tmp");
+        let Some(d) = direct_dir("a_direct_write_refused_mid_file_keeps_every_byte_in_order")
+        else {
+            return;
+        };
+        // Five full 64 KiB windows and a padded tail: six direct writes.
         let data = pattern((5 << 16) + 777);
         for fail_after in 0..7 {
             for piece in [1000usize, 65_536, 100_003, data.len()] {
                 EINVAL_AFTER.with(|c| c.set(Some(fail_after)));
+                EINVAL_COUNT.with(|c| c.set(0));
                 let path = d.path().join(format!("f{fail_after}-{piece}"));
                 let file = File::create(&path).expect("create");
                 let mut buf = DirectBuf::default();
                 let mut w = DirectWriter::new(&file, &mut buf, 1 << 16, data.len() as u64);
+                assert!(w.is_direct(), "O_DIRECT was not in use to begin with");
                 for p in data.chunks(piece) {
                     w.write_all(p).expect("write");
                 }
                 assert_eq!(w.finish().expect("finish"), data.len() as u64);
                 EINVAL_AFTER.with(|c| c.set(None));
+                assert_eq!(
+                    EINVAL_COUNT.with(Cell::get),
+                    usize::from(fail_after < 6),
+                    "refused after {fail_after} writes: one refusal, then buffered writes"
+                );
                 drop(file);
                 let got = std::fs::read(&path).expect("read");
                 assert!(
@@ -278,13 +336,16 @@ mod tests {
         (0..n).map(|i| (i * 31 + i / 4099) as u8).collect()
     }
 
-    fn roundtrip(dir: &std::path::Path, sizes: &[usize], window: usize) {
+    /// Writes files of `sizes` through windows of `window` bytes and reads them back; `direct`:
+    /// whether writers of at least [`MIN_DIRECT`] bytes must be bypassing the page cache.
+    fn roundtrip(dir: &std::path::Path, sizes: &[usize], window: usize, direct: bool) {
         let mut buf = DirectBuf::default();
         for &n in sizes {
             let path = dir.join(format!("f{n}-{window}"));
             let file = File::create(&path).expect("create");
             let data = pattern(n);
             let mut w = DirectWriter::new(&file, &mut buf, window, n as u64);
+            assert_eq!(w.is_direct(), direct && n >= MIN_DIRECT, "size {n}");
             // Uneven pieces, so windows fill across calls.
             for piece in data.chunks(7919) {
                 w.write_all(piece).expect("write");
@@ -297,7 +358,9 @@ mod tests {
 
     #[test]
     fn writes_exact_contents_whatever_the_size() {
-        let d = tempfile::tempdir().expect("tmp");
+        let Some(d) = direct_dir("writes_exact_contents_whatever_the_size") else {
+            return;
+        };
         let sizes = [
             0,
             1,
@@ -310,30 +373,43 @@ mod tests {
             1 << 20,
             3 << 20 | 5,
         ];
-        roundtrip(d.path(), &sizes, 1 << 20);
-        roundtrip(d.path(), &sizes, ALIGN);
+        roundtrip(d.path(), &sizes, 1 << 20, true);
+        roundtrip(d.path(), &sizes, ALIGN, true);
     }
 
+    /// A filesystem that refuses O_DIRECT (injected: tmpfs takes it on recent kernels): every
+    /// size is written through the page cache, exactly.
     #[test]
     fn falls_back_where_direct_io_is_refused() {
-        // /dev/shm is tmpfs on Linux, which refuses O_DIRECT.
-        let shm = std::path::Path::new("/dev/shm");
-        if shm.is_dir() {
-            if let Ok(d) = tempfile::tempdir_in(shm) {
-                roundtrip(d.path(), &[100_000, 1 << 20], 1 << 16);
-            }
-        }
+        let d = tempfile::tempdir().expect("tmp");
+        REFUSE_DIRECT.with(|c| c.set(true));
+        roundtrip(
+            d.path(),
+            &[0, 4097, 100_000, 1 << 20, 3 << 20 | 5],
+            1 << 16,
+            false,
+        );
+        REFUSE_DIRECT.with(|c| c.set(false));
     }
 
+    /// `write_file` writes exactly its data (no padding left past the end) and touches no other
+    /// file of the directory.
     #[test]
-    fn write_file_replaces_nothing_but_its_own_file() {
+    fn write_file_writes_exactly_its_data_and_nothing_else() {
         let d = tempfile::tempdir().expect("tmp");
+        let other = d.path().join("other");
+        std::fs::write(&other, b"a neighbour").expect("write other");
         let mut buf = DirectBuf::with_window(1 << 16);
-        let data = pattern(200_000);
-        let p = d.path().join("obj");
-        let f = File::create(&p).expect("create");
-        write_file(&f, &data, &mut buf).expect("write");
-        drop(f);
-        assert_eq!(std::fs::read(&p).expect("read"), data);
+        for n in [10, MIN_DIRECT - 1, MIN_DIRECT, 200_001] {
+            let data = pattern(n);
+            let p = d.path().join(format!("obj{n}"));
+            let f = File::create(&p).expect("create");
+            write_file(&f, &data, &mut buf).expect("write");
+            drop(f);
+            assert_eq!(std::fs::metadata(&p).expect("md").len(), n as u64);
+            assert!(std::fs::read(&p).expect("read") == data, "size {n}");
+        }
+        assert_eq!(std::fs::read(&other).expect("read other"), b"a neighbour");
+        assert_eq!(std::fs::read_dir(d.path()).expect("ls").count(), 5);
     }
 }

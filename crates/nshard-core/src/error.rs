@@ -75,9 +75,9 @@ pub enum Error {
     /// A file changed size, mtime or content while it was being read for a commit.
     #[error("{0} changed while it was being read; it was not committed (run commit again once it is stable)")]
     FileChangedDuringRead(PathBuf),
-    /// A file holds an older committed version than its manifest; committing it would undo the
-    /// newer version.
-    #[error("{path} holds version {} but its manifest is at {}: run `nshard checkout` to update the file, or `nshard commit --force` to record the older content as the newest version", file_version.short(), manifest_version.short())]
+    /// A file holds another committed version than its manifest names; committing it would
+    /// record that version's data again as the newest one.
+    #[error("{path} holds version {}, {}", file_version.short(), outdated_advice(*file_is, manifest_version))]
     Outdated {
         /// The data file.
         path: String,
@@ -85,6 +85,8 @@ pub enum Error {
         file_version: ObjectId,
         /// The version its manifest names.
         manifest_version: ObjectId,
+        /// How the file's version relates to the manifest's.
+        file_is: crate::repo::VersionOrder,
     },
     /// Checkout would overwrite local changes.
     #[error("{0} has local changes that are not committed; use --force to overwrite them")]
@@ -110,10 +112,22 @@ pub enum Error {
     /// The repository is not inside a git work tree (for `git-init`).
     #[error("{0} is not inside a git repository; run `git init` first")]
     NotAGitRepo(PathBuf),
-    /// gc could not list the manifests recorded in git (so it cannot know what other branches
-    /// reference, and deletes nothing).
-    #[error("cannot read the manifests recorded in git, so gc deleted nothing: {0}")]
+    /// Reading git failed (gc then deletes nothing: it cannot know what git references).
+    #[error("reading git failed: {0}")]
     Git(String),
+    /// The directories or globs given select no manifest.
+    #[error(
+        "the given directories and patterns match no manifest (`nshard status` lists the files)"
+    )]
+    NothingSelected,
+    /// A git hook file could not be installed or removed as asked.
+    #[error("git hook {path}: {reason}")]
+    Hook {
+        /// The hook file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Another process holds the repository lock.
     #[error("repository is locked by another nshard process ({0}); try again when it finishes")]
     Locked(PathBuf),
@@ -194,6 +208,23 @@ pub enum Error {
         "a remote named {0:?} already exists; remove it first with `nshard remote remove {0}`"
     )]
     RemoteExists(String),
+    /// A remote name is not configured at the config level asked for.
+    #[error("no remote named {name:?} in the {level} config")]
+    RemoteNotAtLevel {
+        /// The name.
+        name: String,
+        /// The level (`user`, `shared`, `local`).
+        level: &'static str,
+    },
+    /// The user's config file is needed but its location is unknown.
+    #[error("cannot locate your user config file: set XDG_CONFIG_HOME or HOME")]
+    NoUserConfig,
+    /// A token given to `nshard login` is not acceptable.
+    #[error("invalid token: {reason}")]
+    InvalidToken {
+        /// Why it was refused.
+        reason: &'static str,
+    },
     /// The remote lacks objects a pull needs.
     #[error("remote {remote} lacks {} object(s) needed for {subject}: {}{}", missing.len(), list_ids(missing), if missing.len() > MAX_LISTED { " …" } else { "" })]
     RemoteLacks {
@@ -204,6 +235,22 @@ pub enum Error {
         /// The absent objects.
         missing: Vec<ObjectId>,
     },
+}
+
+fn outdated_advice(order: crate::repo::VersionOrder, manifest: &ObjectId) -> String {
+    use crate::repo::VersionOrder;
+    let m = manifest.short();
+    match order {
+        VersionOrder::Older => format!(
+            "older than the version its manifest names ({m}): run `nshard checkout` to update the file, or `nshard commit --force` to record the older content as the newest version (a revert)"
+        ),
+        VersionOrder::Newer => format!(
+            "newer than the version its manifest names ({m}, e.g. after `git checkout` of an older commit): run `nshard checkout` to make the file match the manifest; `nshard commit --force` would record this data again as a new version on top of {m}"
+        ),
+        VersionOrder::Unrelated => format!(
+            "which is not in the history of the version its manifest names ({m}): run `nshard checkout` to make the file match the manifest, or `nshard commit --force` to record its content as a new version on top of {m}"
+        ),
+    }
 }
 
 /// How many ids an error message lists before eliding the rest.

@@ -29,6 +29,12 @@ impl AtomicFile {
     /// Starts writing a file that will replace `dest`. The temporary file lives in `tmp_dir`, which
     /// must be on the same filesystem as `dest` (its parent directory, or the repo's `.shard/tmp`).
     pub fn create_in(tmp_dir: &Path, dest: &Path) -> Result<Self> {
+        Self::create_with(tmp_dir, dest, false)
+    }
+
+    /// `private`: the file is created with mode 0600 whatever the mode of the file it replaces
+    /// (for files holding secrets); else the replaced file's mode is kept.
+    fn create_with(tmp_dir: &Path, dest: &Path, private: bool) -> Result<Self> {
         let mut builder = tempfile::Builder::new();
         builder.prefix(TMP_PREFIX);
         // Not tempfile's private 0600: keep the mode of the file being replaced, or create a new
@@ -36,7 +42,11 @@ impl AtomicFile {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dest).map_or(0o666, |m| m.permissions().mode() & 0o7777);
+            let mode = if private {
+                0o600
+            } else {
+                fs::metadata(dest).map_or(0o666, |m| m.permissions().mode() & 0o7777)
+            };
             builder.permissions(fs::Permissions::from_mode(mode));
         }
         let tmp = builder
@@ -171,6 +181,14 @@ fn ignore_unsupported(e: io::Error) -> io::Result<()> {
 /// Writes `data` to `dest` atomically (temp file beside it, fsync, rename, fsync dir).
 pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
     let mut f = AtomicFile::create(dest)?;
+    f.write_all(data).map_err(Error::io("writing", dest))?;
+    f.commit()
+}
+
+/// [`write_atomic`] for a file holding secrets: created with mode 0600 from the start (never
+/// readable by others, not even briefly), replacing whatever mode the old file had.
+pub fn write_atomic_private(dest: &Path, data: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create_with(parent_dir(dest), dest, true)?;
     f.write_all(data).map_err(Error::io("writing", dest))?;
     f.commit()
 }

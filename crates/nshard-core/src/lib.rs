@@ -31,8 +31,10 @@ pub mod direct;
 pub mod error;
 pub mod formats;
 pub mod fsutil;
+pub mod git;
 pub mod id;
-pub mod layout;
+pub(crate) mod ingest;
+
 pub mod manifest;
 pub mod progress;
 pub mod remote;

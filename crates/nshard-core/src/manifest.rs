@@ -13,8 +13,12 @@ use crate::error::{Error, Result};
 use crate::fsutil::RepoPath;
 use crate::id::ObjectId;
 
-/// The format tag of this manifest version.
+/// The format tag of manifests that need nothing newer (readable by every nshard).
 pub const FORMAT: &str = "neuroshard.manifest/1";
+/// The format tag of manifests whose tensor table identifies some tensors by their chunks
+/// ([`TensorDigest::Chunks`]). Written only when a table uses it, so other manifests stay
+/// readable by nshard versions that know only [`FORMAT`].
+pub const FORMAT_V2: &str = "neuroshard.manifest/2";
 /// File name suffix of manifests.
 pub const MANIFEST_SUFFIX: &str = ".shard.json";
 /// Largest manifest accepted, in bytes (about 500 000 chunks, i.e. a 2 TiB file at 4 MiB average).
@@ -56,12 +60,57 @@ pub struct VersionInfo {
     pub parent: Option<ObjectId>,
 }
 
-/// One tensor of a safetensors file, recorded at commit so that `nshard diff` can compare tensors
-/// between any two versions from their manifests alone.
+/// What a tensor entry's `sha256` is the SHA-256 of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TensorDigest {
+    /// The tensor's bytes.
+    #[default]
+    Bytes,
+    /// The 32-byte ids of the tensor's chunks, concatenated in file order: the tensor is cut into
+    /// whole chunks of its own, so this names its bytes exactly (chunk ids are their SHA-256)
+    /// without hashing them a third time. Only in [`FORMAT_V2`] manifests.
+    Chunks,
+}
+
+impl TensorDigest {
+    /// Whether this is the default (kept out of serialized entries).
+    pub fn is_bytes(&self) -> bool {
+        *self == TensorDigest::Bytes
+    }
+}
+
+/// The chunk digest of a run of chunks (see [`TensorDigest::Chunks`]).
+pub fn chunks_digest<'a>(ids: impl IntoIterator<Item = &'a ObjectId>) -> ObjectId {
+    let mut h = crate::id::Hasher::new();
+    for id in ids {
+        h.update(id.as_bytes());
+    }
+    h.finish()
+}
+
+/// The chunk digest of bytes `offset..offset + size` of a file cut into `chunks` (in order),
+/// when those bytes are exactly a run of whole chunks (see [`TensorDigest::Chunks`]).
+pub fn chunk_run_digest(chunks: &[ChunkRef], offset: u64, size: u64) -> Option<ObjectId> {
+    let first = chunks.partition_point(|c| c.offset < offset);
+    let mut at = offset;
+    let mut ids = Vec::new();
+    for c in &chunks[first..] {
+        if at == offset + size || c.offset != at {
+            break;
+        }
+        ids.push(&c.id);
+        at += c.size;
+    }
+    (at == offset + size && !ids.is_empty()).then(|| chunks_digest(ids))
+}
+
+/// One tensor of a model file (safetensors, PyTorch zip, GGUF), recorded at commit so that
+/// `nshard diff` can compare tensors between any two versions from their manifests alone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TensorEntry {
-    /// The tensor's name in the safetensors header.
+    /// The tensor's name in the file's header.
     pub name: String,
     /// Its dtype as written in the file (`BF16`, `F32`, …).
     pub dtype: String,
@@ -71,8 +120,11 @@ pub struct TensorEntry {
     pub offset: u64,
     /// Its length in bytes.
     pub size: u64,
-    /// SHA-256 of its bytes.
+    /// SHA-256 of its bytes, or of its chunks' ids (see `digest`).
     pub sha256: ObjectId,
+    /// What `sha256` covers (absent: the bytes).
+    #[serde(default, skip_serializing_if = "TensorDigest::is_bytes")]
+    pub digest: TensorDigest,
 }
 
 /// A manifest: one version of one file.
@@ -93,7 +145,7 @@ pub struct Manifest {
     pub chunks: Vec<ChunkRef>,
     /// Version metadata.
     pub version: VersionInfo,
-    /// The tensors, in file order, when the file parsed as safetensors at commit time.
+    /// The tensors, in file order, when the file parsed as a model format at commit time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tensors: Option<Vec<TensorEntry>>,
 }
@@ -119,13 +171,21 @@ impl Manifest {
         struct Tag {
             format: Option<String>,
         }
-        let tag: Tag =
-            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+        let tag: Tag = serde_json::from_slice(bytes).map_err(|e| {
+            if has_conflict_markers(bytes) {
+                let f = source.display();
+                invalid(format!(
+                    "it holds git conflict markers (an unfinished merge): keep one side with `git checkout --theirs {f}` (or `--ours`) and `git add {f}`, then run `nshard checkout`"
+                ))
+            } else {
+                invalid(format!("not valid JSON: {e}"))
+            }
+        })?;
         match tag.format.as_deref() {
-            Some(FORMAT) => {}
+            Some(FORMAT | FORMAT_V2) => {}
             Some(other) => {
                 return Err(invalid(format!(
-                    "unknown format {:?} (this nshard reads {FORMAT:?})",
+                    "unknown format {:?} (this nshard reads {FORMAT:?} and {FORMAT_V2:?})",
                     other.chars().take(100).collect::<String>()
                 )))
             }
@@ -201,8 +261,28 @@ impl Manifest {
         .map_err(|e| format!("bad timestamp {:?}: {e}", self.version.timestamp))?;
         if let Some(t) = &self.tensors {
             validate_tensors(t, self.size).map_err(|e| format!("tensors: {e}"))?;
+            if self.format == FORMAT && t.iter().any(|t| !t.digest.is_bytes()) {
+                return Err(format!(
+                    "tensor digests by chunks need format {FORMAT_V2:?}, not {FORMAT:?}"
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The format tag this manifest needs: [`FORMAT_V2`] when its tensor table uses chunk
+    /// digests, else [`FORMAT`].
+    pub fn needed_format(&self) -> &'static str {
+        let chunks = self
+            .tensors
+            .iter()
+            .flatten()
+            .any(|t| t.digest == TensorDigest::Chunks);
+        if chunks {
+            FORMAT_V2
+        } else {
+            FORMAT
+        }
     }
 
     /// The canonical bytes: pretty-printed JSON with a trailing newline. The version id is the
@@ -312,6 +392,13 @@ fn validate_tensors_limit(
     Ok(())
 }
 
+/// Whether `bytes` has a line opening a git conflict (`<<<<<<<`).
+fn has_conflict_markers(bytes: &[u8]) -> bool {
+    bytes
+        .split(|&b| b == b'\n')
+        .any(|l| l.starts_with(b"<<<<<<<") && matches!(l.get(7), None | Some(b' ' | b'\r')))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +440,7 @@ mod tests {
             offset,
             size,
             sha256: ObjectId::of(name.as_bytes()),
+            digest: TensorDigest::Bytes,
         }
     }
 
@@ -371,34 +459,128 @@ mod tests {
     fn hostile_manifests_are_refused() {
         let good = String::from_utf8(sample().to_bytes()).expect("utf8");
         let a = ObjectId::of(b"a").to_hex();
+        // (what, manifest, words the refusal must contain: the rule that fired)
         let cases = [
-            ("not json", "{".to_string()),
+            ("not json", "{".to_string(), "not valid JSON"),
             (
                 "unknown format",
                 good.replace(FORMAT, "neuroshard.manifest/9"),
+                "unknown format",
             ),
-            ("dotdot", good.replace("models/m.bin", "../m.bin")),
-            ("absolute", good.replace("models/m.bin", "/etc/m.bin")),
-            ("backslash", good.replace("models/m.bin", "models\\\\m.bin")),
-            ("drive", good.replace("models/m.bin", "C:/m.bin")),
+            ("dotdot", good.replace("models/m.bin", "../m.bin"), "'..'"),
+            (
+                "absolute",
+                good.replace("models/m.bin", "/etc/m.bin"),
+                "absolute",
+            ),
+            (
+                "backslash",
+                good.replace("models/m.bin", "models\\\\m.bin"),
+                "backslash",
+            ),
+            (
+                "drive",
+                good.replace("models/m.bin", "C:/m.bin"),
+                "drive letter",
+            ),
             (
                 "dot git",
                 good.replace("models/m.bin", "x/.Git/hooks/pre-commit"),
+                ".git",
             ),
-            ("bad id", good.replacen(&a, "abc", 1)),
-            ("offsets", good.replace("\"offset\": 4", "\"offset\": 5")),
-            ("size sum", good.replace("\"size\": 10", "\"size\": 11")),
+            ("bad id", good.replacen(&a, "abc", 1), "64 hex"),
             (
-                "huge",
-                good.replace("\"size\": 10", "\"size\": 99999999999999999"),
+                "offsets",
+                good.replace("\"offset\": 4", "\"offset\": 5"),
+                "chunk 1 starts at offset 5 but the previous chunks end at 4",
+            ),
+            (
+                "size sum",
+                good.replace("\"size\": 10", "\"size\": 11"),
+                "chunk sizes add up to 10 but the file size is 11",
             ),
         ];
-        for (what, json) in cases {
-            assert!(check(&json).is_err(), "{what} accepted");
+        for (what, json, why) in cases {
+            let err = check(&json).expect_err(what).to_string();
+            assert!(err.contains(why), "{what}: expected {why:?} in: {err}");
         }
         let m = sample();
         let other = RepoPath::parse("other.bin").expect("p");
-        assert!(Manifest::parse(&m.to_bytes(), Path::new("x"), Some(&other)).is_err());
+        let err = Manifest::parse(&m.to_bytes(), Path::new("x"), Some(&other))
+            .expect_err("other path")
+            .to_string();
+        assert!(err.contains("describes \"models/m.bin\""), "{err}");
+    }
+
+    /// A manifest of `n` chunks of `chunk` bytes (the last one `last` bytes), valid in every
+    /// other respect.
+    fn with_chunks(n: usize, chunk: u64, last: u64) -> Manifest {
+        let id = ObjectId::of(b"a");
+        let mut m = sample();
+        m.chunking = ChunkParams::default();
+        m.chunks = (0..n as u64)
+            .map(|i| ChunkRef {
+                id,
+                offset: i * chunk,
+                size: if i + 1 == n as u64 { last } else { chunk },
+            })
+            .collect();
+        m.size = (n as u64 - 1) * chunk + last;
+        m
+    }
+
+    #[test]
+    fn the_file_size_limit_holds_on_its_own() {
+        let max = u64::from(ChunkParams::default().max_chunk());
+        // Exactly 16 TiB in chunks of the largest size: accepted.
+        let n = (MAX_FILE_SIZE / max) as usize;
+        let m = with_chunks(n, max, max);
+        assert_eq!(m.size, MAX_FILE_SIZE);
+        m.validate().expect("16 TiB is within the limit");
+        // One byte more, in a chunk of its own: only the size rule is broken.
+        let m = with_chunks(n + 1, max, 1);
+        assert_eq!(m.size, MAX_FILE_SIZE + 1);
+        let err = m.validate().expect_err("over 16 TiB");
+        assert!(
+            err.contains(&format!("size {} is over the", MAX_FILE_SIZE + 1)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_chunk_count_limit_holds_on_its_own() {
+        let mut m = with_chunks(MAX_CHUNKS, 1, 1);
+        m.validate().expect("4 M chunks are within the limit");
+        m.chunks.push(ChunkRef {
+            id: ObjectId::of(b"a"),
+            offset: m.size,
+            size: 1,
+        });
+        m.size += 1;
+        let err = m.validate().expect_err("one chunk too many");
+        assert!(
+            err.contains(&format!("{} chunks, over the limit", MAX_CHUNKS + 1)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_manifest_size_limit_holds_on_its_own() {
+        // A valid manifest padded with whitespace (still valid JSON) to exactly the limit.
+        let mut bytes = sample().to_bytes();
+        bytes.resize(MAX_MANIFEST_BYTES as usize, b' ');
+        check(std::str::from_utf8(&bytes).expect("utf8")).expect("128 MiB is within the limit");
+        bytes.push(b' ');
+        let err = Manifest::parse(&bytes, Path::new("t.shard.json"), None)
+            .expect_err("over 128 MiB")
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "{} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+                MAX_MANIFEST_BYTES + 1
+            )),
+            "{err}"
+        );
     }
 
     #[test]
@@ -415,6 +597,68 @@ mod tests {
         assert_eq!(back, m);
     }
 
+    /// A manifest as nshard wrote it before chunk digests existed (format 1, a tensor table of
+    /// byte digests): it still reads, and serializes back byte for byte, so its version id (the
+    /// SHA-256 of those bytes) and everything naming it stay valid.
+    const GOLDEN_V1: &str = r#"{
+  "format": "neuroshard.manifest/1",
+  "path": "m.safetensors",
+  "size": 20,
+  "sha256": "8a39d2abd3999ab73c34db2476849cddf303ce389b35826850f9a700589b4a90",
+  "chunking": {
+    "algorithm": "fastcdc-2020",
+    "min_size": 1048576,
+    "avg_size": 4194304,
+    "max_size": 16777216,
+    "layout": "tensor-aligned"
+  },
+  "chunks": [
+    {
+      "id": "8a39d2abd3999ab73c34db2476849cddf303ce389b35826850f9a700589b4a90",
+      "offset": 0,
+      "size": 20
+    }
+  ],
+  "version": {
+    "message": "v1",
+    "timestamp": "2026-11-25T10:00:00Z",
+    "parent": null
+  },
+  "tensors": [
+    {
+      "name": "w",
+      "dtype": "F32",
+      "shape": [
+        3
+      ],
+      "offset": 8,
+      "size": 12,
+      "sha256": "a3b4f9ef8d1f4c6d5d2e9b1a7c0f3e2d1c4b5a6978877665544332211000ffee"
+    }
+  ]
+}
+"#;
+
+    #[test]
+    fn format_1_manifests_still_read_byte_for_byte() {
+        let m = check(GOLDEN_V1).expect("format 1 reads");
+        assert_eq!(m.format, FORMAT);
+        assert_eq!(m.to_bytes(), GOLDEN_V1.as_bytes());
+        assert_eq!(m.needed_format(), FORMAT);
+        let t = &m.tensors.as_ref().expect("table")[0];
+        assert_eq!(t.digest, TensorDigest::Bytes);
+        // Chunk digests need format 2; format 2 reads; an unknown format is refused by name.
+        let chunks = GOLDEN_V1.replace("ffee\"\n", "ffee\",\n      \"digest\": \"chunks\"\n");
+        let err = check(&chunks).expect_err("chunk digests in format 1");
+        assert!(err.to_string().contains(FORMAT_V2), "{err}");
+        let v2 = chunks.replace(FORMAT, FORMAT_V2);
+        let m2 = check(&v2).expect("format 2 reads");
+        assert_eq!(m2.needed_format(), FORMAT_V2);
+        assert_eq!(m2.to_bytes(), v2.as_bytes());
+        let err = check(&v2.replace(FORMAT_V2, "neuroshard.manifest/3")).expect_err("v3");
+        assert!(err.to_string().contains("unknown format"), "{err}");
+    }
+
     #[test]
     fn hostile_tensor_tables_are_refused() {
         let long = "x".repeat(MAX_TENSOR_NAME_BYTES + 1);
@@ -428,27 +672,58 @@ mod tests {
         let mut overflow = tensor("o", 0, 4);
         overflow.dtype = "F64".into();
         overflow.shape = vec![u64::MAX, 4];
-        let cases: Vec<(&str, Vec<TensorEntry>)> = vec![
-            ("past the end", vec![tensor("a", 8, 4)]),
-            ("offset overflow", vec![tensor("a", u64::MAX, 2)]),
-            ("overlap", vec![tensor("a", 0, 6), tensor("b", 4, 4)]),
-            ("unsorted", vec![tensor("a", 5, 1), tensor("b", 0, 4)]),
-            ("duplicate", vec![tensor("a", 0, 2), tensor("a", 2, 2)]),
-            ("long name", vec![tensor(&long, 0, 2)]),
-            ("control char", vec![tensor("a\u{1b}[2J", 0, 2)]),
-            ("shape mismatch", vec![shape]),
-            ("bad dtype", vec![dtype]),
-            ("rank", vec![rank]),
-            ("shape overflow", vec![overflow]),
+        let cases: Vec<(&str, Vec<TensorEntry>, &str)> = vec![
+            (
+                "past the end",
+                vec![tensor("a", 8, 4)],
+                "spans 8+4 bytes, outside the 10-byte file",
+            ),
+            (
+                "offset overflow",
+                vec![tensor("a", u64::MAX, 2)],
+                "outside the 10-byte file",
+            ),
+            (
+                "overlap",
+                vec![tensor("a", 0, 6), tensor("b", 4, 4)],
+                "starts at 4 before the previous tensor ends at 6",
+            ),
+            (
+                "unsorted",
+                vec![tensor("a", 5, 1), tensor("b", 0, 4)],
+                "starts at 0 before the previous tensor ends at 6",
+            ),
+            (
+                "duplicate",
+                vec![tensor("a", 0, 2), tensor("a", 2, 2)],
+                "appears twice",
+            ),
+            (
+                "long name",
+                vec![tensor(&long, 0, 2)],
+                "a name of 1025 bytes",
+            ),
+            (
+                "control char",
+                vec![tensor("a\u{1b}[2J", 0, 2)],
+                "control characters",
+            ),
+            ("shape mismatch", vec![shape], "shape [5] of U8 needs 5"),
+            ("bad dtype", vec![dtype], "bad dtype"),
+            ("rank", vec![rank], "rank over"),
+            ("shape overflow", vec![overflow], "more than 2^64"),
         ];
-        for (what, t) in cases {
+        for (what, t, why) in cases {
             let mut m = sample();
             m.tensors = Some(t);
-            let err = Manifest::parse(&m.to_bytes(), Path::new("x"), None);
-            assert!(err.is_err(), "{what} accepted");
+            let err = Manifest::parse(&m.to_bytes(), Path::new("x"), None)
+                .expect_err(what)
+                .to_string();
+            assert!(err.contains(why), "{what}: expected {why:?} in: {err}");
         }
         let many: Vec<TensorEntry> = (0..5).map(|i| tensor(&format!("t{i}"), i, 1)).collect();
         assert!(validate_tensors_limit(&many, 10, 5).is_ok());
-        assert!(validate_tensors_limit(&many, 10, 4).is_err(), "count limit");
+        let err = validate_tensors_limit(&many, 10, 4).expect_err("count limit");
+        assert!(err.contains("5 tensors, over the limit of 4"), "{err}");
     }
 }

@@ -20,7 +20,7 @@ pub struct Cli {
     /// Run as if nshard was started in this directory.
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// No progress bars (they are also off when stderr is not a terminal).
+    /// Quiet: no progress bars and no per-file lines (summaries and errors still print).
     #[arg(short, long, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
@@ -31,15 +31,20 @@ pub struct Cli {
 pub enum Command {
     Init(cmd::init::InitArgs),
     GitInit(cmd::init::GitInitArgs),
+    #[command(visible_alias = "add")]
     Track(cmd::track::TrackArgs),
     Untrack(cmd::track::UntrackArgs),
     Commit(cmd::commit::CommitArgs),
     Status(cmd::status::StatusArgs),
     Checkout(cmd::checkout::CheckoutArgs),
-    /// Manage remotes (add, list, remove).
+    /// Manage remotes (add, list, set-url, default, remove) at the user, shared or local level.
     Remote(cmd::remote::RemoteArgs),
     /// Upload committed versions to a remote (only what it lacks).
     Push(cmd::push::PushArgs),
+    /// Store a token for a server (bound to its scheme, host and port).
+    Login(cmd::login::LoginArgs),
+    /// Remove the token stored for a server.
+    Logout(cmd::login::LogoutArgs),
     /// Download what the manifests need from a remote (only what the local store lacks).
     Pull(cmd::pull::PullArgs),
     Diff(cmd::diff::DiffArgs),
@@ -47,6 +52,10 @@ pub enum Command {
     Gc(cmd::gc::GcArgs),
     Verify(cmd::verify::VerifyArgs),
     Serve(cmd::serve::ServeArgs),
+    #[command(hide = true)]
+    Hook(cmd::hook::HookArgs),
+    Completions(cmd::completions::CompletionsArgs),
+    Man(cmd::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,11 +75,16 @@ fn main() -> ExitCode {
         Command::Remote(a) => cmd::remote::run(&ctx, a),
         Command::Push(a) => cmd::push::run(&ctx, a),
         Command::Pull(a) => cmd::pull::run(&ctx, a),
+        Command::Login(a) => cmd::login::run_login(&ctx, a),
+        Command::Logout(a) => cmd::login::run_logout(&ctx, a),
         Command::Diff(a) => cmd::diff::run(&ctx, a),
         Command::Log(a) => cmd::log::run(&ctx, a),
         Command::Gc(a) => cmd::gc::run(&ctx, a),
         Command::Verify(a) => cmd::verify::run(&ctx, a),
         Command::Serve(a) => cmd::serve::run(&ctx, a),
+        Command::Hook(a) => cmd::hook::run(&ctx, a),
+        Command::Completions(a) => cmd::completions::run_completions(&ctx, a),
+        Command::Man(a) => cmd::completions::run_man(&ctx, a),
     };
     match r {
         Ok(code) => code,

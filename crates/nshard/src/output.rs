@@ -2,12 +2,15 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use nshard_core::git::GitTree;
 use nshard_core::progress::Progress;
 use nshard_core::repo::Repo;
+use unit_prefix::NumberPrefix;
 
 use crate::Cli;
 
@@ -17,6 +20,9 @@ pub struct Ctx {
     pub cwd: PathBuf,
     /// `-q`.
     pub quiet: bool,
+    /// The user's config file (`$XDG_CONFIG_HOME/nshard/config.toml`, else
+    /// `~/.config/nshard/config.toml`); `None` when neither variable is usable.
+    pub user_config: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -26,15 +32,40 @@ impl Ctx {
             Some(d) => here.join(d),
             None => here,
         };
+        QUIET.store(cli.quiet, Ordering::Relaxed);
         Ok(Self {
             cwd,
             quiet: cli.quiet,
+            user_config: user_config_path(),
         })
     }
 
-    /// Opens the repository containing the working directory.
+    /// Opens the repository containing the working directory, with the user's config file.
     pub fn repo(&self) -> Result<Repo> {
-        Ok(Repo::discover(&self.cwd)?)
+        Ok(Repo::discover(&self.cwd)?.with_user_config(self.user_config.clone())?)
+    }
+
+    /// Opens the repository; in a git work tree that has manifests but no `.shard/` (a clone whose
+    /// owner committed only manifests), creates the local store at the work tree's top first and
+    /// says so in one line on stderr.
+    pub fn repo_or_init(&self) -> Result<Repo> {
+        match Repo::discover(&self.cwd) {
+            Err(e @ nshard_core::Error::NotARepo(_)) => {
+                let Some(tree) = GitTree::find(&self.cwd) else {
+                    return Err(e.into());
+                };
+                if !tree.has_manifests().unwrap_or(false) {
+                    return Err(e.into());
+                }
+                let repo = Repo::init_for_clone(&tree.top)?;
+                eprintln!(
+                    "nshard: no NeuroShard repository here yet; created the local store in {}",
+                    repo.shard_dir().display()
+                );
+                Ok(repo)
+            }
+            r => Ok(r?),
+        }
     }
 
     /// A progress sink: a bar on a terminal, nothing with `-q`, `--json` or when stderr is not a TTY.
@@ -46,12 +77,44 @@ impl Ctx {
     }
 }
 
+/// The user's config file, as the XDG base directory spec places it: `$XDG_CONFIG_HOME` when it
+/// is an absolute path, else `$HOME/.config`.
+fn user_config_path() -> Option<PathBuf> {
+    let abs = |v: &str| {
+        std::env::var_os(v)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    abs("XDG_CONFIG_HOME")
+        .or_else(|| abs("HOME").map(|h| h.join(".config")))
+        .map(|d| d.join("nshard").join("config.toml"))
+}
+
 /// Writes a line to stdout; returns the I/O error (a broken pipe ends the command quietly).
 #[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// `-q` for the whole process (set once by [`Ctx::new`]), read by [`per_file!`].
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Whether `-q` was given.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Like [`out!`], for a line about one file (`a.bin: committed version …`): `-q` silences it.
+/// Summaries use `out!`, and errors go to stderr whatever `-q` says.
+#[macro_export]
+macro_rules! per_file {
+    ($($arg:tt)*) => {{
+        if !$crate::output::quiet() {
+            $crate::out!($($arg)*)
+        }
     }};
 }
 
@@ -68,19 +131,12 @@ pub fn file_error(path: &impl std::fmt::Display, e: &nshard_core::Error) {
     eprintln!("error: {path}: {e}");
 }
 
-/// `1.5 GiB`, `12.0 MiB`, `512 B`.
+/// `1.5 GiB`, `12.0 MiB`, `512 B` (binary units, one decimal).
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
+    match NumberPrefix::binary(n as f64) {
+        NumberPrefix::Standalone(_) => format!("{n} B"),
+        NumberPrefix::Prefixed(prefix, v) => format!("{v:.1} {prefix}B"),
     }
-    let mut v = n as f64 / 1024.0;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
 }
 
 /// `1 chunk`, `3 chunks`: a count with its noun (plural by adding "s").
@@ -128,5 +184,22 @@ impl Progress for Bar {
         if let Some(pb) = self.bar.lock().expect("progress lock").take() {
             pb.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bytes;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1024), "1.0 KiB");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(50 << 20), "50.0 MiB");
+        assert_eq!(bytes((1 << 30) + (1 << 29)), "1.5 GiB");
+        assert_eq!(bytes(3 << 40), "3.0 TiB");
+        assert_eq!(bytes(u64::MAX), "16.0 EiB");
     }
 }

@@ -183,19 +183,122 @@ fn other_files_and_layout_none_are_cut_plain() {
     assert!(err.contains("config.toml"), "{err}");
 }
 
-/// Each recorded tensor hash is the SHA-256 of the tensor's bytes in the committed file.
+/// The ids of the chunks that cover exactly `off..off + size`, if they do.
+fn chunk_ids(m: &serde_json::Value, off: u64, size: u64) -> Option<Vec<String>> {
+    let mut ids = Vec::new();
+    for c in m["chunks"].as_array().expect("chunks") {
+        let (o, s) = (
+            c["offset"].as_u64().expect("o"),
+            c["size"].as_u64().expect("s"),
+        );
+        if o >= off && o + s <= off + size {
+            ids.push(c["id"].as_str().expect("id").to_string());
+        } else if o < off + size && o + s > off {
+            return None;
+        }
+    }
+    Some(ids)
+}
+
+/// SHA-256 of the chunk ids' bytes, concatenated.
+fn ids_digest(ids: &[String]) -> String {
+    let raw: Vec<u8> = ids
+        .iter()
+        .flat_map(|h| {
+            (0..32).map(move |i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex"))
+        })
+        .collect();
+    nshard_core::ObjectId::of(&raw).to_hex()
+}
+
+/// Each recorded tensor hash is the SHA-256 of the tensor's bytes in the committed file, or,
+/// for a tensor marked `"digest": "chunks"`, of its chunks' ids (which are their bytes' SHA-256).
 fn assert_tensor_hashes(repo: &TestRepo, data: &[u8]) {
     let m = manifest(repo, "m.safetensors");
     let table = m["tensors"].as_array().expect("tensor table");
     assert_eq!(table.len(), TENSORS.len());
     for t in table {
         let (off, size) = (
-            t["offset"].as_u64().expect("offset") as usize,
-            t["size"].as_u64().expect("size") as usize,
+            t["offset"].as_u64().expect("offset"),
+            t["size"].as_u64().expect("size"),
         );
-        let want = nshard_core::ObjectId::of(&data[off..off + size]).to_hex();
+        let want = match t.get("digest").and_then(|d| d.as_str()) {
+            None => nshard_core::ObjectId::of(&data[off as usize..(off + size) as usize]).to_hex(),
+            Some("chunks") => ids_digest(&chunk_ids(&m, off, size).expect("whole chunks")),
+            Some(other) => panic!("unknown digest {other}"),
+        };
         assert_eq!(t["sha256"], want.as_str(), "tensor {}", t["name"]);
     }
+}
+
+/// A tensor cut into several chunks is identified by its chunks' ids, so a first commit hashes
+/// its bytes only twice (chunk ids, whole file): the manifest says so (format 2, `"digest":
+/// "chunks"`). A tensor that is one chunk keeps the SHA-256 of its bytes (its chunk's id).
+#[test]
+fn multi_chunk_tensors_are_identified_by_their_chunks() {
+    let (repo, v1, ranges) = committed_v1("tensor-aligned");
+    let m = manifest(&repo, "m.safetensors");
+    assert_eq!(m["format"], "neuroshard.manifest/2");
+    let mut by_chunks = 0;
+    for (t, &(a, b)) in m["tensors"].as_array().expect("table").iter().zip(&ranges) {
+        let ids = chunk_ids(&m, a, b - a);
+        match ids {
+            Some(ids) if ids.len() > 1 => {
+                by_chunks += 1;
+                assert_eq!(t["digest"], "chunks", "{t}");
+                assert_eq!(t["sha256"], ids_digest(&ids).as_str(), "{t}");
+            }
+            _ => {
+                assert!(t.get("digest").is_none(), "{t}");
+                let want = nshard_core::ObjectId::of(&v1[a as usize..b as usize]).to_hex();
+                assert_eq!(t["sha256"], want.as_str(), "{t}");
+            }
+        }
+    }
+    assert!(by_chunks >= 2, "{m}");
+    // Layout none: tensors straddle chunks, so they are hashed as bytes: format 1.
+    let (repo, _, _) = committed_v1("none");
+    let m = manifest(&repo, "m.safetensors");
+    assert_eq!(m["format"], "neuroshard.manifest/1");
+    assert!(!String::from_utf8(repo.read("m.safetensors.shard.json"))
+        .expect("utf8")
+        .contains("digest"));
+}
+
+/// A manifest written before chunk digests (format 1, every tensor hashed as bytes) still reads,
+/// and diff compares its tensors with a new version's chunk digests: only the edited tensor
+/// shows as changed.
+#[test]
+fn format_1_tables_compare_with_chunk_digests() {
+    let (repo, v1, ranges) = committed_v1("tensor-aligned");
+    let mut m = manifest(&repo, "m.safetensors");
+    m["format"] = "neuroshard.manifest/1".into();
+    for (t, &(a, b)) in m["tensors"]
+        .as_array_mut()
+        .expect("table")
+        .iter_mut()
+        .zip(&ranges)
+    {
+        let o = t.as_object_mut().expect("entry");
+        o.remove("digest");
+        o.insert(
+            "sha256".into(),
+            nshard_core::ObjectId::of(&v1[a as usize..b as usize])
+                .to_hex()
+                .into(),
+        );
+    }
+    let mut text = serde_json::to_vec_pretty(&m).expect("json");
+    text.push(b'\n');
+    repo.write("m.safetensors.shard.json", &text);
+    let mut v2 = v1.clone();
+    let (a, b) = ranges[0];
+    v2[a as usize..b as usize].copy_from_slice(&random_bytes((b - a) as usize, 77));
+    repo.write("m.safetensors", &v2);
+    let d = repo.json(&["diff", "m.safetensors"]);
+    assert_eq!(d["tensors"]["changed"], 1, "{d}");
+    assert_eq!(d["tensors"]["unchanged"], TENSORS.len() - 1, "{d}");
+    assert_eq!(d["tensors"]["entries"][0]["name"], "embed", "{d}");
 }
 
 /// A new version takes unchanged tensors' hashes from the chunk ids and the previous version

@@ -77,7 +77,7 @@ fn verify_reports_a_corrupted_object() {
         )),
         "{text}"
     );
-    let v = r.json(&["verify"]);
+    let v = r.json_exit(&["verify"], 1);
     assert_eq!(v["ok"], false);
     assert_eq!(v["problems"][0]["kind"], "corrupt-object");
     assert_eq!(v["problems"][0]["file"], "a.bin");
@@ -96,7 +96,7 @@ fn verify_reports_a_truncated_object() {
         .expect("open");
     f.set_len(len / 2).expect("truncate");
     drop(f);
-    let v = r.json(&["verify"]);
+    let v = r.json_exit(&["verify"], 1);
     assert_eq!(v["ok"], false, "{v}");
     let problems = v["problems"].as_array().expect("problems");
     assert_eq!(problems.len(), 1, "{v}");
@@ -111,7 +111,7 @@ fn verify_reports_a_missing_object() {
     let (r, _, v2) = two_versions(SMALL_CDC, 300_000);
     let id = manifest_chunks(&r, "a.bin")[0].clone();
     std::fs::remove_file(object_path(&r, &id)).expect("rm");
-    let v = r.json(&["verify"]);
+    let v = r.json_exit(&["verify"], 1);
     assert_eq!(v["ok"], false, "{v}");
     let p = &v["problems"][0];
     assert_eq!(
@@ -145,7 +145,7 @@ fn verify_reports_chunks_that_do_not_rebuild_the_file() {
     let sha = m["sha256"].as_str().expect("sha");
     let wrong = "0".repeat(64);
     r.write("a.bin.shard.json", text.replace(sha, &wrong).as_bytes());
-    let v = r.json(&["verify"]);
+    let v = r.json_exit(&["verify"], 1);
     assert_eq!(v["ok"], false);
     let p = &v["problems"][0];
     assert_eq!(p["kind"], "file-hash-mismatch", "{v}");
@@ -182,7 +182,7 @@ fn verify_reports_a_wrong_tensor_hash() {
         "m.safetensors.shard.json",
         text.replace(sha, &"1".repeat(64)).as_bytes(),
     );
-    let v = r.json(&["verify"]);
+    let v = r.json_exit(&["verify"], 1);
     assert_eq!(v["ok"], false, "{v}");
     let p = &v["problems"][0];
     assert_eq!(p["kind"], "tensor-hash-mismatch", "{v}");
@@ -228,8 +228,12 @@ fn gc_deletes_unreferenced_objects_and_keeps_history_by_default() {
     r.ok(&["checkout", "a.bin", "--version", &v1[..8]]);
     assert_eq!(r.read("a.bin"), random_bytes(300_000, 1));
     r.ok(&["checkout", "a.bin", "--version", &v2[..8]]);
-    // --only-current drops the old version's manifest and its own chunks, nothing else.
+    // --only-current keeps the old version while no remote has it (it is the only copy)...
     let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+    assert_eq!(g["objects_deleted"], 0, "{g}");
+    assert!(g["objects_unpushed"].as_u64().expect("n") >= 2, "{g}");
+    // ...and with --include-unpushed drops its manifest and its own chunks, nothing else.
+    let g = r.json(&["gc", "--only-current", "--include-unpushed", "--grace", "0"]);
     assert!(g["objects_deleted"].as_u64().expect("n") >= 2, "{g}");
     let log = r.json(&["log", "a.bin"]);
     assert_eq!(log[1]["state"], "missing", "{log}");
@@ -313,9 +317,20 @@ fn gc_keeps_what_other_git_branches_and_the_index_reference() {
     assert!(err.contains("refs/heads/broken:a.bin.shard.json"), "{err}");
     assert_eq!(count_objects(&r), before);
     git(r.path(), &["branch", "-q", "-D", "broken"]);
+    // Still reachable through HEAD's reflog: still refused.
+    let err = r.fails(&["gc", "--only-current", "--grace", "0"]);
+    assert!(err.contains("a.bin.shard.json"), "{err}");
+    git(r.path(), &["reflog", "expire", "--expire=now", "--all"]);
 
-    // Once the branch is deleted, its version's objects are garbage.
+    // A deleted branch's version is still kept while a reflog entry reaches it...
+    git(r.path(), &["checkout", "-q", "exp"]);
+    git(r.path(), &["checkout", "-q", "main"]);
     git(r.path(), &["branch", "-q", "-D", "exp"]);
+    let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+    assert_eq!(g["git_versions"], 1, "{g}");
+    assert!(exp_chunks.iter().all(|id| object_path(&r, id).exists()));
+    // ...and once git has expired the reflog, its objects are garbage.
+    git(r.path(), &["reflog", "expire", "--expire=now", "--all"]);
     let g = r.json(&["gc", "--only-current", "--grace", "0"]);
     assert_eq!(g["git_versions"], 0, "{g}");
     assert!(exp_chunks.iter().all(|id| !object_path(&r, id).exists()));
@@ -392,7 +407,7 @@ fn gc_refuses_to_run_with_an_invalid_or_unreadable_manifest() {
         "{err}"
     );
     assert_eq!(count_objects(&r), before);
-    let v = r.json(&["verify"]);
+    let v = r.json_exit(&["verify"], 1);
     assert_eq!(v["problems"][0]["kind"], "unreadable-version", "{v}");
     assert_eq!(v["problems"][0]["object"], v1.as_str());
     // log shows it as unreadable and fails.
@@ -408,52 +423,28 @@ fn gc_refuses_to_run_with_an_invalid_or_unreadable_manifest() {
     );
 }
 
-/// Whether `strace` can run here (it needs ptrace).
-fn strace_works() -> bool {
-    Command::new("strace")
-        .args(["-f", "-o", "/dev/null", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn gc_killed_mid_way_leaves_a_consistent_store() {
+    if !common::strace_works("gc_killed_mid_way_leaves_a_consistent_store") {
+        return;
+    }
     // 1 MiB in 4 KiB blocks, rewritten: 256 objects only the old version references.
     let (r, _, v2) = two_versions(FIXED_4K, 2 << 20);
     let before = count_objects(&r);
     let bin = assert_cmd::cargo::cargo_bin("nshard");
-    let gc_args = ["gc", "--only-current", "--grace", "0"];
-    if strace_works() {
-        // SIGKILL on the 40th file deletion, deterministically mid-way.
-        let st = Command::new("strace")
-            .args(["-f", "-o", "/dev/null", "-e", "trace=unlink,unlinkat"])
-            .args(["-e", "inject=unlink,unlinkat:signal=KILL:when=40"])
-            .arg(&bin)
-            .args(gc_args)
-            .current_dir(r.path())
-            .status()
-            .expect("strace runs");
-        assert!(!st.success(), "gc was killed");
-        let after = count_objects(&r);
-        assert_eq!(after, before - 39, "killed exactly at the 40th deletion");
-    } else {
-        // No ptrace: kill as soon as deletions have started.
-        let mut child = Command::new(&bin)
-            .args(gc_args)
-            .current_dir(r.path())
-            .spawn()
-            .expect("gc starts");
-        let t0 = Instant::now();
-        while count_objects(&r) == before && t0.elapsed() < Duration::from_secs(30) {
-            if child.try_wait().expect("wait").is_some() {
-                break;
-            }
-        }
-        child.kill().ok();
-        child.wait().expect("reaped");
-    }
+    let gc_args = ["gc", "--only-current", "--include-unpushed", "--grace", "0"];
+    // SIGKILL on the 40th file deletion, deterministically mid-way.
+    let st = Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "-e", "trace=unlink,unlinkat"])
+        .args(["-e", "inject=unlink,unlinkat:signal=KILL:when=40"])
+        .arg(&bin)
+        .args(gc_args)
+        .current_dir(r.path())
+        .status()
+        .expect("strace runs");
+    assert!(!st.success(), "gc was killed");
+    let after = count_objects(&r);
+    assert_eq!(after, before - 39, "killed exactly at the 40th deletion");
     // Nothing referenced was lost; the store verifies; the file can be rebuilt.
     let v = r.json(&["verify"]);
     assert_eq!(v["ok"], true, "first problem: {}", v["problems"][0]);
@@ -472,6 +463,21 @@ fn gc_killed_mid_way_leaves_a_consistent_store() {
     assert_eq!(r.json(&["verify"])["unreferenced_objects"], 0);
 }
 
+/// A child process that is resumed and killed if the test fails while it is stopped.
+struct Resumed(std::process::Child);
+
+impl Drop for Resumed {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn gc_during_a_commit_keeps_what_the_commit_stores() {
     let r = repo_with(FIXED_4K);
@@ -482,29 +488,74 @@ fn gc_during_a_commit_keeps_what_the_commit_stores() {
     let big = random_bytes(16 << 20, 2);
     r.write("a.bin", &big);
     let before = count_objects(&r);
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("nshard"))
-        .args(["commit", "-m", "big"])
-        .current_dir(r.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("commit starts");
-    let t0 = Instant::now();
-    while count_objects(&r) < before + 100 && t0.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let commit_running = c.try_wait().expect("wait").is_none();
-    // No grace period: only the lock protects the commit's new objects.
-    let gc = common::nshard(r.path())
-        .args(["gc", "--only-current", "--grace", "0", "--json"])
-        .output()
-        .expect("gc runs");
-    assert!(
-        gc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gc.stderr)
+    let v1_manifest = r.read("a.bin.shard.json");
+    let mut c = Resumed(
+        Command::new(assert_cmd::cargo::cargo_bin("nshard"))
+            .args(["commit", "-m", "big"])
+            .current_dir(r.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("commit starts"),
     );
-    assert!(c.wait().expect("commit ends").success());
-    assert!(commit_running, "the commit had finished before gc started");
+    // Freeze the commit as soon as it has stored new objects: it holds the lock, and none of those
+    // objects is referenced yet (its manifest is written last).
+    let t0 = Instant::now();
+    while count_objects(&r) < before + 10 && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    common::signal(c.0.id(), "STOP");
+    assert!(
+        c.0.try_wait().expect("wait").is_none(),
+        "the commit had finished before it could be stopped"
+    );
+    assert_eq!(
+        r.read("a.bin.shard.json"),
+        v1_manifest,
+        "manifest already written"
+    );
+    assert!(count_objects(&r) > before, "the commit stored nothing yet");
+    // No grace period: only the lock protects the commit's new objects.
+    let mut gc = Command::new(assert_cmd::cargo::cargo_bin("nshard"))
+        .args([
+            "gc",
+            "--only-current",
+            "--include-unpushed",
+            "--grace",
+            "0",
+            "--json",
+        ])
+        .current_dir(r.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gc runs");
+    // gc waits for the lock (a blocked request shows in /proc/locks as `->` with its pid).
+    let waiting = |pid: u32| {
+        std::fs::read_to_string("/proc/locks")
+            .expect("/proc/locks")
+            .lines()
+            .any(|l| l.contains("->") && l.split_whitespace().any(|f| f == pid.to_string()))
+    };
+    let t0 = Instant::now();
+    while !waiting(gc.id()) {
+        assert!(
+            gc.try_wait().expect("wait").is_none(),
+            "gc ran while the commit held the lock"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "gc never blocked on the repository lock"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    common::signal(c.0.id(), "CONT");
+    assert!(c.0.wait().expect("commit ends").success());
+    let out = gc.wait_with_output().expect("gc ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = r.json(&["verify"]);
     let n = v["problems"].as_array().map_or(0, Vec::len);
     assert_eq!(v["ok"], true, "{n} problems, first: {}", v["problems"][0]);

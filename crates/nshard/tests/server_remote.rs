@@ -117,7 +117,10 @@ fn tokens_over_http() {
     a.write("m.bin", &data);
     a.ok(&["track", "m.bin"]);
     a.ok(&["commit", "-m", "v1"]);
-    a.ok(&["remote", "add", "origin", &server.url]);
+    // The user's own remote (config.local.toml): tokens from the environment may go there. (A
+    // remote from the committed config.toml receives only a token stored with `nshard login`;
+    // tests/credentials.rs covers that.)
+    a.ok(&["remote", "add", "--local", "origin", &server.url]);
 
     let (ok, _, err) = run_env(a.path(), &["push"], &[]);
     assert!(!ok);
@@ -154,6 +157,11 @@ fn tokens_over_http() {
     // A read token is enough to pull.
     let b = TestRepo::new();
     fs::copy(a.join(".shard/config.toml"), b.join(".shard/config.toml")).expect("config");
+    fs::copy(
+        a.join(".shard/config.local.toml"),
+        b.join(".shard/config.local.toml"),
+    )
+    .expect("local config");
     fs::copy(a.join("m.bin.shard.json"), b.join("m.bin.shard.json")).expect("manifest");
     let (ok, _, err) = run_env(b.path(), &["pull", "--checkout"], &[("NSHARD_TOKEN", READ)]);
     assert!(ok, "{err}");

@@ -18,39 +18,41 @@ pub const MAX_TENSORS: usize = 1_000_000;
 /// Most dimensions of one tensor.
 pub const MAX_RANK: usize = 32;
 
-/// One tensor of a safetensors file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tensor {
-    /// Its name.
-    pub name: String,
-    /// Its dtype as written in the file (`BF16`, `F32`, …).
-    pub dtype: String,
-    /// Its shape.
-    pub shape: Vec<u64>,
-    /// Absolute offset of its first byte in the file.
-    pub start: u64,
-    /// Absolute offset one past its last byte.
-    pub end: u64,
+use super::{Format, FormatKind, Source};
+pub use super::{Layout, ParseError, Tensor};
+
+/// The safetensors format.
+pub struct Safetensors;
+
+impl Format for Safetensors {
+    fn kind(&self) -> FormatKind {
+        FormatKind::Safetensors
+    }
+
+    /// No magic number: an 8-byte length, then a JSON object.
+    fn detect(&self, head: &[u8]) -> bool {
+        head.get(8) == Some(&b'{')
+    }
+
+    fn parse(&self, src: &mut dyn Source) -> Result<Layout, ParseError> {
+        let size = src.size();
+        parse(SourceReader { src, pos: 0 }, size)
+    }
 }
 
-/// The parsed layout of a safetensors file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Layout {
-    /// Bytes taken by the length prefix and the JSON header (where tensor data begins).
-    pub header_len: u64,
-    /// Tensors sorted by `start`.
-    pub tensors: Vec<Tensor>,
+/// Sequential reads over a [`Source`].
+struct SourceReader<'a> {
+    src: &'a mut dyn Source,
+    pos: u64,
 }
 
-/// Why a file is not (usable as) safetensors.
-#[derive(Debug, thiserror::Error)]
-pub enum ParseError {
-    /// Reading failed.
-    #[error("reading the header: {0}")]
-    Io(#[from] std::io::Error),
-    /// The header is not valid.
-    #[error("{0}")]
-    Invalid(String),
+impl Read for SourceReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = (out.len() as u64).min(self.src.size().saturating_sub(self.pos)) as usize;
+        self.src.read_at(self.pos, &mut out[..n])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 /// Bytes per element of a dtype, if known.
@@ -146,19 +148,12 @@ pub fn parse<R: Read>(mut r: R, file_size: u64) -> Result<Layout, ParseError> {
             end: header_len + e,
         });
     }
-    tensors.sort_by_key(|t| (t.start, t.end));
-    for w in tensors.windows(2) {
-        if w[1].start < w[0].end {
-            return Err(bad(format!(
-                "tensors {:?} and {:?} overlap",
-                w[0].name, w[1].name
-            )));
-        }
-    }
-    Ok(Layout {
+    Layout {
+        kind: FormatKind::Safetensors,
         header_len,
         tensors,
-    })
+    }
+    .checked(file_size)
 }
 
 #[cfg(test)]

@@ -146,7 +146,16 @@ impl HttpStore {
 
     fn transport(&self, e: reqwest::Error) -> Error {
         let e = e.without_url();
-        if e.is_builder() {
+        if e.is_connect() {
+            Error::RemoteTransient {
+                remote: self.base.clone(),
+                reason: format!(
+                    "{}\nhint: nothing answered at {}: is the server running (`nshard serve`) and are the host and port right?",
+                    chain(&e),
+                    self.base
+                ),
+            }
+        } else if e.is_builder() {
             Error::Remote {
                 remote: self.base.clone(),
                 reason: chain(&e),
@@ -177,10 +186,10 @@ impl HttpStore {
             });
         let reason = match status {
             StatusCode::UNAUTHORIZED if self.token.is_none() => format!(
-                "{what}: the server needs a token (401: {message})\nhint: set NSHARD_TOKEN (or NSHARD_TOKEN_<REMOTE NAME>) to a token the server accepts"
+                "{what}: the server needs a token (401: {message})\nhint: store one with `nshard login {}`, or set NSHARD_TOKEN (or NSHARD_TOKEN_<REMOTE NAME>), which is sent only to a remote named on the command line or in your own config (not the committed .shard/config.toml)", self.base
             ),
             StatusCode::UNAUTHORIZED => format!(
-                "{what}: the server refused the token (401: {message})\nhint: check NSHARD_TOKEN (or NSHARD_TOKEN_<REMOTE NAME>)"
+                "{what}: the server refused the token (401: {message})\nhint: check the token stored with `nshard login {}`, or NSHARD_TOKEN (or NSHARD_TOKEN_<REMOTE NAME>)", self.base
             ),
             StatusCode::FORBIDDEN => format!(
                 "{what}: the token is not allowed to do this (403: {message})"

@@ -1,5 +1,12 @@
-//! `.shard/config.toml`: tracked paths, chunking settings and remotes. Committed to git so that a
-//! clone knows what is tracked and where the data lives.
+//! The configuration files, lowest precedence first:
+//!
+//! - the user's own file (`~/.config/nshard/config.toml`; the binary finds it, the library is handed
+//!   its path): personal remotes, the default remote, and tokens stored by `nshard login`;
+//! - `.shard/config.toml`, committed to git: tracked paths, chunking, shared remotes;
+//! - `.shard/config.local.toml`, git-ignored: this user's remotes and default for this repository.
+//!
+//! Remotes and the default remote are merged (a higher level wins for the same name); tracked
+//! paths and chunking exist only in the shared file, and tokens only in the user's file.
 
 use std::fs;
 use std::io;
@@ -39,6 +46,137 @@ pub struct Config {
     pub remotes: Vec<RemoteConfig>,
 }
 
+/// Where a setting comes from, lowest precedence first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigLevel {
+    /// The user's own file, for every repository.
+    User,
+    /// `.shard/config.toml`, committed to git.
+    Shared,
+    /// `.shard/config.local.toml`, this user's, git-ignored.
+    Local,
+}
+
+impl ConfigLevel {
+    /// `user`, `shared` or `local`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigLevel::User => "user",
+            ConfigLevel::Shared => "shared",
+            ConfigLevel::Local => "local",
+        }
+    }
+
+    /// Whether settings from this level are the user's own (not from a committed file): such
+    /// remotes may receive the user's general token.
+    pub fn is_personal(self) -> bool {
+        self != ConfigLevel::Shared
+    }
+}
+
+impl std::fmt::Display for ConfigLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A token stored by `nshard login` for one origin.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredCredential {
+    /// The origin, `scheme://host:port`.
+    pub origin: String,
+    /// The bearer token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for StoredCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredential")
+            .field("origin", &self.origin)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A personal configuration file: the user's file or `.shard/config.local.toml`. Tracked paths and
+/// chunking are shared settings and are refused here; tokens are accepted only in the user's file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalConfig {
+    /// Name of the remote used when `--remote` is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_remote: Option<String>,
+    /// Configured remotes.
+    #[serde(default, rename = "remote", skip_serializing_if = "Vec::is_empty")]
+    pub remotes: Vec<RemoteConfig>,
+    /// Tokens stored by `nshard login` (user file only).
+    #[serde(default, rename = "credential", skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<StoredCredential>,
+}
+
+const USER_HEADER: &str =
+    "# NeuroShard user configuration: personal remotes and tokens (`nshard login`).\n\
+# Keep this file private (mode 0600); nshard writes it that way.\n\n";
+
+const LOCAL_HEADER: &str =
+    "# NeuroShard personal settings for this repository (git-ignored, never commit it).\n\n";
+
+impl PersonalConfig {
+    /// Reads and validates the personal config at `path` (absent = empty). `level` is
+    /// [`ConfigLevel::User`] or [`ConfigLevel::Local`]; only the user's file may hold tokens.
+    pub fn load(path: &Path, level: ConfigLevel) -> Result<PersonalConfig> {
+        let text = match fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PersonalConfig::default()),
+            Err(e) => return Err(Error::io("reading", path)(e)),
+        };
+        let bad = |reason: String| Error::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let cfg: PersonalConfig = toml::from_str(&text).map_err(|e| {
+            let shared_only = ["`track`", "`chunking`"]
+                .iter()
+                .any(|k| e.message().contains(&format!("unknown field {k}")));
+            let mut reason = e.to_string();
+            if shared_only {
+                reason.push_str("\ntracked paths and chunking are shared settings: they belong in .shard/config.toml");
+            }
+            bad(reason)
+        })?;
+        if level != ConfigLevel::User && !cfg.credentials.is_empty() {
+            return Err(bad(
+                "tokens belong in your user config file (use `nshard login URL`), not in the repository".into(),
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// Writes the file atomically. The user's file is created with mode 0600 (it may hold tokens)
+    /// and its directory is created if needed.
+    pub fn save(&self, path: &Path, level: ConfigLevel) -> Result<()> {
+        let body = toml::to_string_pretty(self).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let header = if level == ConfigLevel::User {
+            USER_HEADER
+        } else {
+            LOCAL_HEADER
+        };
+        let text = format!("{header}{body}");
+        if level != ConfigLevel::User {
+            return fsutil::write_atomic(path, text.as_bytes());
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fsutil::create_dir_all(dir)?;
+        }
+        fsutil::write_atomic_private(path, text.as_bytes())
+    }
+}
+
 const HEADER: &str = "# NeuroShard repository configuration (commit this file to git).\n\
 # Chunking applies to new commits; every manifest records the parameters it was cut with.\n\n";
 
@@ -74,6 +212,41 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn personal_files() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("sub/config.toml");
+        let mut c = PersonalConfig::default();
+        c.remotes.push(RemoteConfig {
+            name: "mine".into(),
+            url: "/srv/mine".into(),
+        });
+        c.credentials.push(StoredCredential {
+            origin: "http://127.0.0.1:8000".into(),
+            token: "secret-token".into(),
+        });
+        c.save(&p, ConfigLevel::User).expect("save");
+        assert_eq!(
+            PersonalConfig::load(&p, ConfigLevel::User).expect("load"),
+            c
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&p).expect("md").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let e = PersonalConfig::load(&p, ConfigLevel::Local).expect_err("tokens refused");
+        assert!(e.to_string().contains("nshard login"), "{e}");
+        fs::write(&p, "track = [\"a\"]\n").expect("w");
+        let e = PersonalConfig::load(&p, ConfigLevel::Local).expect_err("track refused");
+        assert!(e.to_string().contains("shared settings"), "{e}");
+        assert_eq!(
+            PersonalConfig::load(&d.path().join("none.toml"), ConfigLevel::Local).expect("absent"),
+            PersonalConfig::default()
+        );
+    }
 
     #[test]
     fn roundtrip_and_defaults() {

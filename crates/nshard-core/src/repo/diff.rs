@@ -1,25 +1,22 @@
 //! `diff`: what changed between two versions of a file, or between its committed version and the
 //! working file. Block level (chunks reused, new and dropped) always; tensor level (added, removed,
 //! changed, re-typed tensors) when both sides carry a tensor table. Two stored versions are
-//! compared from their manifests alone; the working file is chunked with the committed manifest's
-//! own parameters and nothing is stored.
+//! compared from their manifests alone; the working file goes through the same ingest pipeline as
+//! a commit, with the old side's own parameters, and nothing is stored.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::fs;
 
-use rayon::prelude::*;
-
-use super::statcache::StatKey;
-use super::tensors::{self, StoredReader, TensorHasher};
+use super::stored::StoredSource;
 use super::{Repo, WorktreeManifest};
-use crate::chunk::{ChunkParams, ChunkReader, Cutter, RawChunk};
+use crate::chunk::ChunkParams;
 use crate::error::{Error, Result};
-use crate::formats::safetensors::{self, Layout, ParseError};
+use crate::formats::plan::Params;
+use crate::formats::{self, Layout, Parsed};
 use crate::fsutil::RepoPath;
-use crate::id::{Hasher, ObjectId};
-use crate::manifest::{ChunkRef, Manifest, TensorEntry};
+use crate::id::ObjectId;
+use crate::ingest::{self, NoTable};
+use crate::manifest::{chunk_run_digest, ChunkRef, Manifest, TensorEntry};
 use crate::progress::Progress;
 
 /// What to compare.
@@ -172,14 +169,6 @@ struct Loaded {
     tensors: std::result::Result<Vec<TensorEntry>, String>,
 }
 
-/// The working file, chunked and hashed without storing anything.
-struct Scan {
-    chunks: Vec<ChunkRef>,
-    size: u64,
-    sha256: ObjectId,
-    tensors: std::result::Result<Vec<TensorEntry>, String>,
-}
-
 impl Repo {
     /// Compares two versions of `path`, or a version with the working file.
     pub fn diff(&self, path: &RepoPath, opts: &DiffOptions<'_>) -> Result<FileDiff> {
@@ -229,8 +218,10 @@ impl Repo {
         let new = match &to {
             Some((v, m)) => self.loaded_version(*v, m),
             None => {
-                let params = from.as_ref().map_or(wt.manifest.chunking, |f| f.1.chunking);
+                let base = from.as_ref().map(|f| &f.1);
+                let params = base.map_or(wt.manifest.chunking, |m| m.chunking);
                 let scan = self.scan_working_file(path, params, opts.progress)?;
+                let tensors = scan.tensors.map_err(|why| why.describe("the working file"));
                 Loaded {
                     side: DiffSide {
                         kind: SideKind::WorkingFile,
@@ -240,16 +231,16 @@ impl Repo {
                         size: scan.size,
                         chunks: scan.chunks.len(),
                         sha256: Some(scan.sha256),
-                        tensors: scan.tensors.as_ref().ok().map(Vec::len),
+                        tensors: tensors.as_ref().ok().map(Vec::len),
                     },
                     chunks: scan.chunks,
-                    tensors: scan.tensors,
+                    tensors,
                 }
             }
         };
         let blocks = block_diff(&old, &new);
         let (tensors, tensors_unavailable) = match (&old.tensors, &new.tensors) {
-            (Ok(a), Ok(b)) => (Some(tensor_diff(a, b)), None),
+            (Ok(a), Ok(b)) => (Some(tensor_diff((a, &old.chunks), (b, &new.chunks))), None),
             (_, Err(e)) | (Err(e), _) => (None, Some(e.clone())),
         };
         Ok(FileDiff {
@@ -300,33 +291,40 @@ impl Repo {
         }
     }
 
-    /// Explains a version without a tensor table, from its header if its first chunks are local.
+    /// Explains a version without a tensor table, from its header if its chunks are local.
     fn why_no_tensors(&self, v: ObjectId, m: &Manifest) -> String {
         let name = format!("version {}", v.short());
-        match safetensors::parse(StoredReader::new(&self.store, m), m.size) {
-            Err(ParseError::Invalid(why)) => format!("{name} is not a valid safetensors file: {why}"),
-            Err(ParseError::Io(e)) => format!(
-                "{name} has no tensor table (it was not recognised as safetensors when committed; \
-                 its header cannot be read to say why: {e})"
-            ),
-            Ok(layout) => match table_limits(&layout, m.size) {
-                Err(why) => format!("{name}'s tensor table breaks the manifest limits: {why}"),
-                Ok(()) => format!(
-                    "{name} has no tensor table (committed by an nshard that did not record tensors)"
-                ),
+        let parsed = formats::parse_any(&mut StoredSource::new(&self.store, m));
+        let why = match parsed {
+            Err(e) => {
+                return format!(
+                    "{name} has no tensor table (it was not recognised as a model file when \
+                     committed; its header cannot be read to say why: {e})"
+                )
+            }
+            Ok(Parsed::Unrecognized) => NoTable::Unrecognized,
+            Ok(Parsed::Invalid(kind, why)) => NoTable::Invalid(kind, why),
+            Ok(Parsed::Layout(layout)) => match table_limits(&layout, m.size) {
+                Err(why) => NoTable::Limits(why),
+                Ok(()) => {
+                    return format!(
+                        "{name} has no tensor table (committed by an nshard that did not \
+                         record tensors for this format)"
+                    )
+                }
             },
-        }
+        };
+        why.describe(&name)
     }
 
-    /// Chunks and hashes the working file of `path` with `params`, storing nothing. One read: the
-    /// chunk ids are computed in parallel batches while the whole-file and tensor hashes run on
-    /// their own threads over the same chunks.
+    /// Chunks and hashes the working file of `path` with `params` through the ingest pipeline,
+    /// storing nothing.
     fn scan_working_file(
         &self,
         path: &RepoPath,
         params: ChunkParams,
         progress: &dyn Progress,
-    ) -> Result<Scan> {
+    ) -> Result<ingest::Ingested> {
         let abs = path.to_path(&self.root);
         let md0 = match fs::symlink_metadata(&abs) {
             Ok(md) => md,
@@ -345,119 +343,16 @@ impl Repo {
                 reason: "is not a regular file (symlinks are not followed)",
             });
         }
-        let file = File::open(&abs).map_err(Error::io("opening", &abs))?;
-        let md1 = file.metadata().map_err(Error::io("reading", &abs))?;
-        let layout = tensors::read_layout(&file, md1.len()).map_err(Error::io("reading", &abs))?;
-        let mut limits = Ok(());
-        if let Ok(l) = &layout {
-            limits = table_limits(l, md1.len());
-        }
-        progress.start(path.as_str(), md1.len());
-        // Cut exactly as commit does, or unchanged data would show as new.
-        let (segments, _) = crate::layout::segments_for(params, layout.as_ref().ok(), md1.len());
-        let scanned = scan(
-            file,
-            params,
-            segments,
-            layout.as_ref().ok().cloned(),
-            progress,
-        );
-        progress.finish();
-        let (chunks, size, sha256, table) = scanned.map_err(Error::io("reading", &abs))?;
-        let md2 =
-            fs::symlink_metadata(&abs).map_err(|_| Error::FileChangedDuringRead(abs.clone()))?;
-        if StatKey::of(&md1) != StatKey::of(&md2) || size != md1.len() {
-            return Err(Error::FileChangedDuringRead(abs));
-        }
-        let tensors = match (layout, limits, table) {
-            (Err(why), _, _) => Err(format!(
-                "the working file is not a valid safetensors file: {why}"
-            )),
-            (Ok(_), Err(why), _) => Err(format!(
-                "the working file's tensor table breaks the manifest limits: {why}"
-            )),
-            (Ok(_), Ok(()), Some(t)) => Ok(t),
-            (Ok(_), Ok(()), None) => Err("the working file's tensors could not be hashed".into()),
-        };
-        Ok(Scan {
-            chunks,
-            size,
-            sha256,
-            tensors,
-        })
+        ingest::ingest_file(
+            &abs,
+            &ingest::Options {
+                params: Params::Exact(params),
+                store: None,
+                progress,
+                label: path.as_str(),
+            },
+        )
     }
-}
-
-type Scanned = (Vec<ChunkRef>, u64, ObjectId, Option<Vec<TensorEntry>>);
-
-fn scan(
-    file: File,
-    params: ChunkParams,
-    segments: Vec<crate::chunk::Segment>,
-    layout: Option<Layout>,
-    progress: &dyn Progress,
-) -> std::io::Result<Scanned> {
-    const BATCH: usize = 8;
-    let mut reader = ChunkReader::new(file, Cutter::new(params), segments);
-    std::thread::scope(|s| {
-        let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<RawChunk>>(BATCH);
-        let whole = s.spawn(move || {
-            let mut h = Hasher::new();
-            for c in hash_rx {
-                h.update(&c.data);
-            }
-            h.finish()
-        });
-        let mut tensor_tx = None;
-        let tensor_job = layout.map(|l| {
-            let (tx, rx) = mpsc::sync_channel::<Arc<RawChunk>>(BATCH);
-            tensor_tx = Some(tx);
-            s.spawn(move || {
-                let mut t = TensorHasher::new(l.tensors);
-                for c in rx {
-                    t.update(c.offset, &c.data);
-                }
-                t.finish()
-            })
-        });
-        let mut chunks = Vec::new();
-        let mut batch: Vec<Arc<RawChunk>> = Vec::with_capacity(BATCH);
-        let mut result = Ok(());
-        loop {
-            let next = reader.next_chunk();
-            let done = !matches!(next, Ok(Some(_)));
-            match next {
-                Ok(Some(c)) => {
-                    let c = Arc::new(c);
-                    // The receivers live until the senders are dropped below.
-                    let _ = hash_tx.send(Arc::clone(&c));
-                    if let Some(tx) = &tensor_tx {
-                        let _ = tx.send(Arc::clone(&c));
-                    }
-                    progress.advance(c.data.len() as u64);
-                    batch.push(c);
-                }
-                Ok(None) => {}
-                Err(e) => result = Err(e),
-            }
-            if batch.len() == BATCH || (done && !batch.is_empty()) {
-                let ids: Vec<ObjectId> = batch.par_iter().map(|c| ObjectId::of(&c.data)).collect();
-                chunks.extend(batch.drain(..).zip(ids).map(|(c, id)| ChunkRef {
-                    id,
-                    offset: c.offset,
-                    size: c.data.len() as u64,
-                }));
-            }
-            if done {
-                break;
-            }
-        }
-        drop(hash_tx);
-        drop(tensor_tx);
-        let sha = whole.join().expect("whole-file hasher thread");
-        let table = tensor_job.and_then(|j| j.join().expect("tensor hasher thread"));
-        result.map(|()| (chunks, reader.bytes_read(), sha, table))
-    })
 }
 
 /// Checks a layout's table against the manifest limits (names, counts, …) without hashing it.
@@ -473,9 +368,10 @@ fn table_limits(layout: &Layout, size: u64) -> std::result::Result<(), String> {
             offset: t.start,
             size: t.end - t.start,
             sha256: zero,
+            digest: Default::default(),
         })
         .collect();
-    tensors::checked(table, size).map(|_| ())
+    ingest::checked_table(table, size).map(|_| ())
 }
 
 fn block_diff(old: &Loaded, new: &Loaded) -> BlockDiff {
@@ -504,7 +400,23 @@ fn block_diff(old: &Loaded, new: &Loaded) -> BlockDiff {
     d
 }
 
-fn tensor_diff(old: &[TensorEntry], new: &[TensorEntry]) -> TensorDiff {
+/// Whether tensor `o` of the old side and `t` of the new side (same name, dtype and shape) hold
+/// the same bytes. Entries identified the same way compare directly; otherwise (a format 1
+/// table against a chunk-digest one) both are compared by the ids of the chunks that cover them,
+/// from each side's chunk list: equal when both are whole runs of the same chunks.
+fn same_bytes(o: &TensorEntry, oc: &[ChunkRef], t: &TensorEntry, tc: &[ChunkRef]) -> bool {
+    if o.digest == t.digest {
+        return o.sha256 == t.sha256;
+    }
+    let a = chunk_run_digest(oc, o.offset, o.size);
+    a.is_some() && a == chunk_run_digest(tc, t.offset, t.size)
+}
+
+/// Tensor-level changes between two (table, chunk list) sides.
+fn tensor_diff(
+    (old, old_chunks): (&[TensorEntry], &[ChunkRef]),
+    (new, new_chunks): (&[TensorEntry], &[ChunkRef]),
+) -> TensorDiff {
     let by_name: HashMap<&str, &TensorEntry> = old.iter().map(|t| (t.name.as_str(), t)).collect();
     let new_names: HashSet<&str> = new.iter().map(|t| t.name.as_str()).collect();
     let mut d = TensorDiff {
@@ -534,7 +446,7 @@ fn tensor_diff(old: &[TensorEntry], new: &[TensorEntry]) -> TensorDiff {
                 d.changed_bytes += t.size;
                 retyped.push(entry(TensorChangeKind::Retyped, Some(o)));
             }
-            Some(o) if o.sha256 != t.sha256 => {
+            Some(o) if !same_bytes(o, old_chunks, t, new_chunks) => {
                 d.changed += 1;
                 d.changed_bytes += t.size;
                 changed.push(entry(TensorChangeKind::Changed, Some(o)));
@@ -576,6 +488,7 @@ mod tests {
             offset,
             size: shape.iter().product::<u64>(),
             sha256: ObjectId::of(content),
+            digest: Default::default(),
         }
     }
 
@@ -593,7 +506,7 @@ mod tests {
             t("c", "U8", &[2, 3], 8, b"c"),
             t("fresh", "U8", &[5], 14, b"f"),
         ];
-        let d = tensor_diff(&old, &new);
+        let d = tensor_diff((&old, &[]), (&new, &[]));
         assert_eq!(
             (
                 d.total,

@@ -1,9 +1,12 @@
-//! `gc`: delete local objects that no kept manifest references.
+//! `gc`: delete local objects that nothing needs any more.
 //!
 //! Kept: every object a work-tree manifest references (its chunks and its own manifest object),
-//! the same for every manifest recorded in git (at the tip of any branch, tag, remote-tracking ref
-//! or the stash, and in the index: see `gitrefs`), and by default the whole history reachable from
-//! those manifests through the store. Safety:
+//! the same for every manifest version git can still reach (any commit reachable from any ref,
+//! reflog entry, `ORIG_HEAD`/`FETCH_HEAD`, stash entry, index or worktree: see `git::refs`), and
+//! by default the whole history reachable from those manifests through the store. With
+//! `--only-current` the older versions are dropped, but an object the default remote does not have
+//! is never deleted (it may be the only copy) unless `--include-unpushed` is given; with no remote
+//! configured such objects are all kept. Safety:
 //! - gc holds the repository lock exclusively, so no commit, checkout or pull runs meanwhile
 //!   (commit stores chunks and writes its manifest under the same lock);
 //! - objects (and temporary files) younger than a grace period are never deleted, in case some
@@ -15,15 +18,16 @@
 //!   first (newest first), their chunks after, so an interrupted `--only-current` never leaves a
 //!   reachable manifest whose chunks are half gone behind a complete one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::history::HistoryNode;
-use super::{gitrefs, Repo, WorktreeManifest};
+use super::{Repo, WorktreeManifest};
 use crate::error::{Error, Result};
+use crate::git::{GitTree, Reach};
 use crate::id::ObjectId;
 use crate::manifest::Manifest;
 
@@ -31,21 +35,85 @@ use crate::manifest::Manifest;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GcMode {
-    /// The work-tree manifests and every older version reachable from them (default).
+    /// Every version git can reach, the work tree's, and every older version reachable from them
+    /// through the store (default).
     KeepHistory,
-    /// Only the work-tree manifests: older versions must be pulled again to be used.
+    /// Only the versions git can reach and the work tree's: older versions must be pulled again to
+    /// be used. Objects the remote lacks are still kept (see [`Unpushed`]).
     OnlyCurrent,
+}
+
+/// Asks a remote which of the given objects it lacks.
+pub type MissingCheck<'a> = &'a dyn Fn(&[ObjectId]) -> Result<HashSet<ObjectId>>;
+
+/// What gc does with objects of dropped versions that may exist nowhere else.
+#[derive(Clone, Copy)]
+pub enum Unpushed<'a> {
+    /// No remote is configured: every object a known version references is kept.
+    NoRemote,
+    /// Ask this remote (named for messages): objects it lacks are kept. When it cannot be asked,
+    /// all of them are kept.
+    Remote {
+        /// The remote's name or URL, for the report.
+        name: &'a str,
+        /// The question.
+        missing: MissingCheck<'a>,
+    },
+    /// Delete them too (`--include-unpushed`).
+    Delete,
+}
+
+impl std::fmt::Debug for Unpushed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unpushed::NoRemote => f.write_str("NoRemote"),
+            Unpushed::Remote { name, .. } => write!(f, "Remote({name})"),
+            Unpushed::Delete => f.write_str("Delete"),
+        }
+    }
 }
 
 /// Options of a gc.
 #[derive(Clone, Copy, Debug)]
-pub struct GcOptions {
+pub struct GcOptions<'a> {
     /// What to keep.
     pub mode: GcMode,
     /// Report only; delete nothing.
     pub dry_run: bool,
     /// Never delete objects or temporary files modified less than this long ago.
     pub grace: Duration,
+    /// Objects of dropped versions that the remote may not have.
+    pub unpushed: Unpushed<'a>,
+}
+
+/// Why gc deletes (or would delete) an object.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum GcReason {
+    /// No version gc knows of references it (left by an interrupted commit, a version git no
+    /// longer reaches, …).
+    Unreferenced,
+    /// Only older versions of a file reference it, and those are dropped (`--only-current`).
+    DroppedVersion {
+        /// The file.
+        path: String,
+        /// The newest dropped version that references it.
+        version: ObjectId,
+        /// Whether the remote was checked to have it (false with `--include-unpushed`).
+        on_remote: bool,
+    },
+}
+
+/// One object gc deletes (or would).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GcItem {
+    /// The object.
+    pub id: ObjectId,
+    /// Its size on disk.
+    pub bytes: u64,
+    /// Why it goes.
+    #[serde(flatten)]
+    pub reason: GcReason,
 }
 
 /// What gc did (or would do, with `dry_run`).
@@ -55,8 +123,8 @@ pub struct GcReport {
     pub dry_run: bool,
     /// Work-tree manifests found.
     pub files: usize,
-    /// Other versions found in git (other branches, tags, remote-tracking refs, the stash, the
-    /// index), kept like the work tree's.
+    /// Other versions found in git (any commit reachable from a ref, a reflog entry, the stash, an
+    /// index or a worktree), kept like the work tree's.
     pub git_versions: usize,
     /// Versions whose objects were kept (current and, by default, older ones).
     pub versions_kept: usize,
@@ -72,24 +140,30 @@ pub struct GcReport {
     pub objects_recent: usize,
     /// Their size on disk.
     pub bytes_recent: u64,
+    /// Objects of dropped versions kept because the remote lacks them (or has not been asked).
+    pub objects_unpushed: usize,
+    /// Their size on disk.
+    pub bytes_unpushed: u64,
+    /// The remote asked about unpushed objects, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// Why the remote could not be asked (every possibly unpushed object was kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_error: Option<String>,
+    /// Whether the repository is in a git work tree (so git's history was kept).
+    pub git: bool,
     /// Stale temporary files removed from `.shard/tmp` (left by interrupted writers).
     pub temp_files_deleted: usize,
     /// Their size.
     pub temp_bytes_deleted: u64,
+    /// Every object deleted (or that would be), with the reason.
+    pub deleted: Vec<GcItem>,
 }
 
 impl Repo {
-    /// Deletes unreferenced local objects. Takes the repository lock exclusively.
-    pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
-        let _lock = self.lock(true)?;
-        let mut report = GcReport {
-            dry_run: opts.dry_run,
-            ..GcReport::default()
-        };
-        let mut keep: HashSet<ObjectId> = HashSet::new();
-        // History manifests that are not kept, newest first: deleted before anything else.
-        let mut dropped_versions: Vec<ObjectId> = Vec::new();
-        // (data path for messages, manifest) of every version to start from.
+    /// The versions gc starts from: the work tree's manifests and every manifest git can reach,
+    /// each with a name for messages. Counts them into `report`.
+    fn gc_roots(&self, report: &mut GcReport) -> Result<Vec<(String, WorktreeManifest)>> {
         let mut roots: Vec<(String, WorktreeManifest)> = Vec::new();
         for path in self.scan_worktree()?.1 {
             // An invalid manifest is an error here: gc cannot tell what it references.
@@ -99,63 +173,139 @@ impl Repo {
             report.files += 1;
             roots.push((path.as_str().to_string(), wt));
         }
-        if self.is_git_repo() {
-            // Manifests on other branches, tags, remote-tracking refs, the stash and the index.
-            let mut known: HashSet<ObjectId> = roots.iter().map(|(_, wt)| wt.version).collect();
-            for g in gitrefs::manifests_in_git(&self.root)? {
-                if g.bytes.is_empty() {
-                    // References nothing (e.g. a `git add -N` placeholder in the index).
-                    continue;
-                }
-                let version = ObjectId::of(&g.bytes);
-                if !known.insert(version) {
-                    continue;
-                }
-                let expected = g.path.data_path_of_manifest();
-                let manifest = Manifest::parse(&g.bytes, Path::new(&g.origin), expected.as_ref())?;
-                report.git_versions += 1;
-                roots.push((
-                    g.origin,
-                    WorktreeManifest {
-                        manifest,
-                        version,
-                        bytes: g.bytes,
-                    },
-                ));
+        let Some(tree) = GitTree::find(&self.root).filter(|_| self.is_git_repo()) else {
+            return Ok(roots);
+        };
+        report.git = true;
+        let mut known: HashSet<ObjectId> = roots.iter().map(|(_, wt)| wt.version).collect();
+        let found = tree
+            .manifests(&Reach::Everything)
+            .map_err(|e| Error::Git(format!("{e}; gc deleted nothing")))?;
+        for g in found {
+            if g.bytes.is_empty() {
+                // References nothing (e.g. a `git add -N` placeholder in the index).
+                continue;
             }
+            let version = ObjectId::of(&g.bytes);
+            if !known.insert(version) {
+                continue;
+            }
+            let expected = g.path.data_path_of_manifest();
+            let manifest = match Manifest::parse(&g.bytes, Path::new(&g.origin), expected.as_ref())
+            {
+                Ok(m) => m,
+                // Say which ref holds it, so the user can fix or delete that branch.
+                Err(_) => {
+                    let origin = tree.describe(&g);
+                    Manifest::parse(&g.bytes, Path::new(&origin), expected.as_ref())?
+                }
+            };
+            report.git_versions += 1;
+            roots.push((
+                g.origin,
+                WorktreeManifest {
+                    manifest,
+                    version,
+                    bytes: g.bytes,
+                },
+            ));
         }
+        Ok(roots)
+    }
+
+    /// Deletes objects nothing needs. Takes the repository lock exclusively.
+    pub fn gc(&self, opts: &GcOptions<'_>) -> Result<GcReport> {
+        let _lock = self.lock(true)?;
+        let mut report = GcReport {
+            dry_run: opts.dry_run,
+            ..GcReport::default()
+        };
+        let roots = self.gc_roots(&mut report)?;
+        let mut keep: HashSet<ObjectId> = HashSet::new();
+        for (_, wt) in &roots {
+            // Every root is kept whatever the mode: git (or the work tree) names it.
+            keep.insert(wt.version);
+            keep.extend(wt.manifest.chunks.iter().map(|c| c.id));
+        }
+        // History manifests that are not kept, newest first: deleted before anything else.
+        let mut dropped_versions: Vec<ObjectId> = Vec::new();
+        // Objects of dropped versions → (file, newest dropped version naming them).
+        let mut dropped: HashMap<ObjectId, (String, ObjectId)> = HashMap::new();
+        let mut walked: HashSet<ObjectId> = HashSet::new();
+        let root_versions: HashSet<ObjectId> = roots.iter().map(|(_, wt)| wt.version).collect();
+        let mut kept_versions: HashSet<ObjectId> = HashSet::new();
         for (path, wt) in &roots {
             for node in self.history(wt)? {
-                let current = node.version() == wt.version;
-                match (&node, current || opts.mode == GcMode::KeepHistory) {
-                    (HistoryNode::Present { version, manifest }, true) => {
-                        report.versions_kept += 1;
+                let v = node.version();
+                if v != wt.version && !walked.insert(v) {
+                    break; // the rest of this history was walked from another root
+                }
+                let kept = root_versions.contains(&v) || opts.mode == GcMode::KeepHistory;
+                match &node {
+                    HistoryNode::Present { version, manifest } if kept => {
+                        kept_versions.insert(*version);
                         keep.insert(*version);
                         keep.extend(manifest.chunks.iter().map(|c| c.id));
                     }
-                    (HistoryNode::Unreadable { version, reason }, true) => {
+                    HistoryNode::Unreadable { version, reason } if kept => {
                         return Err(Error::HistoryUnreadable {
                             path: path.into(),
                             version: *version,
                             reason: reason.clone(),
                         })
                     }
-                    (HistoryNode::Missing { .. }, _) => {}
-                    (n, false) => dropped_versions.push(n.version()),
+                    HistoryNode::Present { version, manifest } => {
+                        dropped_versions.push(*version);
+                        let file = manifest.path.as_str().to_string();
+                        for id in
+                            std::iter::once(*version).chain(manifest.chunks.iter().map(|c| c.id))
+                        {
+                            dropped
+                                .entry(id)
+                                .or_insert_with(|| (file.clone(), *version));
+                        }
+                    }
+                    HistoryNode::Unreadable { version, .. } => dropped_versions.push(*version),
+                    HistoryNode::Missing { .. } => {}
                 }
             }
         }
+        report.versions_kept = kept_versions.len();
         let all = self.store.list()?;
         report.objects_total = all.len();
         report.objects_referenced = all.iter().filter(|id| keep.contains(id)).count();
+        let present: HashSet<&ObjectId> = all.iter().collect();
         let mut order: Vec<ObjectId> = Vec::new();
         let mut queued: HashSet<ObjectId> = HashSet::new();
-        let present: HashSet<&ObjectId> = all.iter().collect();
         for v in dropped_versions.iter().chain(all.iter()) {
             if !keep.contains(v) && present.contains(v) && queued.insert(*v) {
                 order.push(*v);
             }
         }
+        // Of the dropped versions' objects, those that may exist nowhere else.
+        let at_risk: Vec<ObjectId> = order
+            .iter()
+            .filter(|id| dropped.contains_key(id))
+            .copied()
+            .collect();
+        let (unpushed, on_remote): (HashSet<ObjectId>, bool) = match opts.unpushed {
+            Unpushed::Delete => (HashSet::new(), false),
+            Unpushed::NoRemote => (at_risk.iter().copied().collect(), false),
+            Unpushed::Remote { name, missing } => {
+                report.remote = Some(name.to_string());
+                if at_risk.is_empty() {
+                    (HashSet::new(), true)
+                } else {
+                    match missing(&at_risk) {
+                        Ok(m) => (m, true),
+                        Err(e) => {
+                            report.remote_error = Some(e.to_string());
+                            (at_risk.iter().copied().collect(), false)
+                        }
+                    }
+                }
+            }
+        };
         let now = SystemTime::now();
         let young = |md: &fs::Metadata| {
             md.modified()
@@ -170,6 +320,11 @@ impl Repo {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io("reading", p)(e)),
             };
+            if unpushed.contains(&id) {
+                report.objects_unpushed += 1;
+                report.bytes_unpushed += md.len();
+                continue;
+            }
             if young(&md) {
                 report.objects_recent += 1;
                 report.bytes_recent += md.len();
@@ -180,9 +335,31 @@ impl Repo {
             }
             report.objects_deleted += 1;
             report.bytes_deleted += md.len();
+            report.deleted.push(GcItem {
+                id,
+                bytes: md.len(),
+                reason: match dropped.get(&id) {
+                    Some((path, version)) => GcReason::DroppedVersion {
+                        path: path.clone(),
+                        version: *version,
+                        on_remote,
+                    },
+                    None => GcReason::Unreferenced,
+                },
+            });
         }
-        // Temporary files of writers killed mid-write. Under the exclusive lock no writer of this
-        // repository is running; the grace period covers writers that do not lock.
+        self.remove_stale_temp_files(opts, &young, &mut report)?;
+        Ok(report)
+    }
+
+    /// Temporary files of writers killed mid-write. Under the exclusive lock no writer of this
+    /// repository is running; the grace period covers writers that do not lock.
+    fn remove_stale_temp_files(
+        &self,
+        opts: &GcOptions<'_>,
+        young: &dyn Fn(&fs::Metadata) -> bool,
+        report: &mut GcReport,
+    ) -> Result<()> {
         let tmp = self.tmp_dir();
         let entries = match fs::read_dir(&tmp) {
             Ok(rd) => rd.collect::<io::Result<Vec<_>>>(),
@@ -205,6 +382,6 @@ impl Repo {
             report.temp_files_deleted += 1;
             report.temp_bytes_deleted += md.len();
         }
-        Ok(report)
+        Ok(())
     }
 }

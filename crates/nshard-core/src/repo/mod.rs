@@ -4,15 +4,15 @@
 mod checkout;
 mod commit;
 pub mod config;
+mod credentials;
 mod diff;
 mod gc;
-mod gitignore;
-mod gitrefs;
 mod history;
 mod remotes;
-mod statcache;
+mod select;
+pub(crate) mod statcache;
 mod status;
-mod tensors;
+mod stored;
 mod track;
 mod verify;
 
@@ -22,15 +22,18 @@ use std::path::{Path, PathBuf};
 
 pub use checkout::{CheckoutOptions, CheckoutOutcome, FileCheckout};
 pub use commit::{CommitOptions, CommitOutcome, FileCommit};
-pub use config::{Config, RemoteConfig};
+pub use config::{Config, ConfigLevel, PersonalConfig, RemoteConfig, StoredCredential};
+pub use credentials::{choose_token, validate_token, EnvTokens, Origin, UserConfig};
 pub use diff::{
     BlockDiff, DiffOptions, DiffSide, FileDiff, SideKind, TensorChange, TensorChangeKind,
     TensorDiff,
 };
-pub use gc::{GcMode, GcOptions, GcReport};
+pub use gc::{GcItem, GcMode, GcOptions, GcReason, GcReport, MissingCheck, Unpushed};
 pub use history::{HistoryNode, LogEntry, LogState, MAX_HISTORY};
-pub use remotes::{RemoteEntry, RemoteName, ResolvedRemote};
-pub use status::{FileState, FileStatus};
+pub use remotes::{RemoteEntry, RemoteName, RemoteSource, RemovedRemote, ResolvedRemote};
+pub use select::PathFilter;
+pub use status::{FileState, FileStatus, RemoteCheck, VersionOrder};
+pub(crate) use track::is_glob;
 pub use track::TrackChange;
 pub use verify::{HistoryNote, Problem, ProblemKind, VerifyOptions, VerifyReport};
 
@@ -43,12 +46,23 @@ use crate::store::LocalStore;
 /// Name of the repository directory.
 pub const SHARD_DIR: &str = ".shard";
 
+/// `.shard/.gitignore`: what never leaves this machine, whatever the root `.gitignore` says.
+const LOCAL_IGNORE: &str = "# Local to this machine, never committed (written by nshard init).\n\
+/objects/\n/cache/\n/tmp/\n/corrupt/\n/lock\n/config.local.toml\n";
+
+/// File name of the personal, git-ignored config inside `.shard/`.
+pub const LOCAL_CONFIG: &str = "config.local.toml";
+
 /// An open repository.
 #[derive(Debug)]
 pub struct Repo {
     root: PathBuf,
     dot: PathBuf,
     config: Config,
+    /// `.shard/config.local.toml`.
+    local: PersonalConfig,
+    /// The user's own config file, when the caller named one ([`Repo::with_user_config`]).
+    user: Option<UserConfig>,
     store: LocalStore,
 }
 
@@ -82,11 +96,35 @@ impl Repo {
         if created {
             Config::default().save(&config_path)?;
         }
+        let ignore = dot.join(".gitignore");
+        if !ignore.exists() {
+            fsutil::write_atomic(&ignore, LOCAL_IGNORE.as_bytes())?;
+        }
         let repo = Self::open(root)?;
         if repo.is_git_repo() {
             repo.sync_gitignore()?;
         }
         Ok((repo, created))
+    }
+
+    /// Creates the local store for a git clone that has manifests but no `.shard/` (the owner
+    /// committed only manifests): like [`Repo::init`] at `dir`, but the user's `.gitignore` is left
+    /// alone (`.shard/.gitignore` keeps the store out of git).
+    pub fn init_for_clone(dir: &Path) -> Result<Repo> {
+        let root = dir.canonicalize().map_err(Error::io("resolving", dir))?;
+        let dot = root.join(SHARD_DIR);
+        for sub in ["objects", "cache", "tmp"] {
+            fsutil::create_dir_all(&dot.join(sub))?;
+        }
+        let config_path = dot.join("config.toml");
+        if !config_path.exists() {
+            Config::default().save(&config_path)?;
+        }
+        let ignore = dot.join(".gitignore");
+        if !ignore.exists() {
+            fsutil::write_atomic(&ignore, LOCAL_IGNORE.as_bytes())?;
+        }
+        Self::open(root)
     }
 
     /// Finds the repository containing `start` (walking up like git).
@@ -110,14 +148,30 @@ impl Repo {
     fn open(root: PathBuf) -> Result<Repo> {
         let dot = root.join(SHARD_DIR);
         let config = Config::load(&dot.join("config.toml"))?;
+        let local = PersonalConfig::load(&dot.join(LOCAL_CONFIG), ConfigLevel::Local)?;
         let store = LocalStore::open(dot.join("objects"), dot.join("tmp"))?;
         fsutil::create_dir_all(&dot.join("cache"))?;
         Ok(Repo {
             root,
             dot,
             config,
+            local,
+            user: None,
             store,
         })
+    }
+
+    /// Adds the user's own config file (`path`, which need not exist yet) as the lowest config
+    /// level: its remotes, default remote and stored tokens. The library never looks for it
+    /// itself; without this call only the repository's two files are used.
+    pub fn with_user_config(mut self, path: Option<PathBuf>) -> Result<Repo> {
+        self.user = path.map(|p| UserConfig::load(&p)).transpose()?;
+        Ok(self)
+    }
+
+    /// The user's config file, when one was given.
+    pub fn user_config(&self) -> Option<&UserConfig> {
+        self.user.as_ref()
     }
 
     /// The work tree root (the directory holding `.shard/`).

@@ -4,12 +4,14 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
+use std::collections::HashSet;
+
 use super::statcache::{now_ns, StatCache, StatEntry};
-use super::Repo;
+use super::{HistoryNode, Repo, WorktreeManifest, MAX_HISTORY};
 use crate::error::{Error, Result};
 use crate::fsutil::RepoPath;
 use crate::id::{Hasher, ObjectId};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
 
 /// The state of one file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -19,12 +21,22 @@ pub enum FileState {
     Unchanged,
     /// The work-tree file differs from its committed version.
     Modified,
-    /// The file holds an older committed version than its manifest names (after `git pull`
-    /// brought a newer manifest, or `checkout --version`): `nshard checkout` brings it up to date;
-    /// `nshard commit --force` records it as the newest version instead (a revert).
+    /// The file holds another committed version than its manifest names: an older one after `git
+    /// pull` brought a newer manifest (or `checkout --version`), a newer one after `git checkout`
+    /// of an older commit. `nshard checkout` makes the file match the manifest.
     Outdated {
         /// The version the file holds.
         file_version: ObjectId,
+        /// How it relates to the manifest's version, by the chain of parents.
+        file_is: VersionOrder,
+    },
+    /// The manifest holds git conflict markers (a merge of two versions): take one side with `git
+    /// checkout --theirs/--ours FILE.shard.json`, then `nshard checkout`.
+    Conflicted {
+        /// The version on our side of the conflict, when that side is a valid manifest.
+        ours: Option<ObjectId>,
+        /// The version on their side of the conflict, when that side is a valid manifest.
+        theirs: Option<ObjectId>,
     },
     /// Tracked but never committed.
     New,
@@ -39,7 +51,8 @@ pub enum FileState {
         /// How many chunks are absent.
         missing_chunks: usize,
     },
-    /// The manifest cannot be used.
+    /// The manifest cannot be used (`"state": "invalid"`, as `nshard status` prints it).
+    #[serde(rename = "invalid")]
     InvalidManifest {
         /// Why.
         reason: String,
@@ -50,6 +63,18 @@ pub enum FileState {
         /// Why.
         reason: String,
     },
+}
+
+/// How the version a file holds relates to the version its manifest names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VersionOrder {
+    /// An ancestor of the manifest's version.
+    Older,
+    /// A descendant of the manifest's version.
+    Newer,
+    /// Neither, as far as the local store shows (another branch, or history not pulled).
+    Unrelated,
 }
 
 impl FileState {
@@ -70,6 +95,18 @@ pub struct FileStatus {
     pub version: Option<ObjectId>,
     /// Whether a tracked entry matches it (false for a manifest whose file is no longer tracked).
     pub tracked: bool,
+    /// What a remote has of its committed version (`nshard status --remote`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteCheck>,
+}
+
+/// What a remote has of one committed version: its manifest object and its distinct chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteCheck {
+    /// Objects the version needs (manifest + distinct chunks).
+    pub objects: usize,
+    /// How many of them the remote lacks.
+    pub missing_objects: usize,
 }
 
 /// Streams a file through SHA-256.
@@ -121,6 +158,7 @@ impl Repo {
                 path,
                 state,
                 version,
+                remote: None,
             });
         }
         // The cache is an optimisation: failing to save it must not fail status.
@@ -146,12 +184,15 @@ impl Repo {
                 return Ok((FileState::New, None));
             }
             Err(e @ Error::InvalidManifest { .. }) => {
+                if let Some(state) = self.conflict_state(path) {
+                    return Ok((state, None));
+                }
                 return Ok((
                     FileState::InvalidManifest {
                         reason: e.to_string(),
                     },
                     None,
-                ))
+                ));
             }
             Err(e) => return Err(e),
         };
@@ -168,10 +209,12 @@ impl Repo {
                 return Ok((FileState::Missing { data_present }, v));
             }
         };
+        let mut hashed_at = None;
         let sha = match cache.fresh(path.as_str(), &md) {
             Some(e) => e.sha256,
             None => {
                 let observed = now_ns();
+                hashed_at = Some(observed);
                 let sha = hash_file(&abs).map_err(Error::io("reading", &abs))?;
                 if sha == wt.manifest.sha256 {
                     cache.set(
@@ -185,11 +228,25 @@ impl Repo {
         if sha != wt.manifest.sha256 {
             // Content nshard itself committed or checked out earlier, while the manifest moved on
             // (a `git pull` brought a newer version, or `checkout --version` restored an old one).
-            return Ok(match cache.get(path.as_str()) {
-                Some(e) if e.sha256 == sha && e.version != wt.version => FileState::Outdated {
-                    file_version: e.version,
+            let known = match cache.get(path.as_str()) {
+                Some(e) if e.sha256 == sha && e.version != wt.version => Some(e.version),
+                // No record of nshard writing it: it may still be an earlier version. Recording
+                // that in the cache lets `nshard checkout` replace it (its content is safe in the
+                // store) instead of refusing to overwrite "local changes".
+                _ => {
+                    let found = self.ancestor_with_content(&wt, &sha)?;
+                    if let (Some(version), Some(observed)) = (found, hashed_at) {
+                        cache.set(path.as_str(), StatEntry::new(&md, sha, version, observed));
+                    }
+                    found
+                }
+            };
+            return Ok(match known {
+                Some(file_version) => FileState::Outdated {
+                    file_version,
+                    file_is: self.version_order(&wt, &file_version)?,
                 },
-                _ => FileState::Modified,
+                None => FileState::Modified,
             }
             .with_version(v));
         }
@@ -203,5 +260,148 @@ impl Repo {
             ));
         }
         Ok((FileState::Unchanged, v))
+    }
+}
+
+impl Repo {
+    /// How `file_version` relates to `wt`'s version: older when it is in `wt`'s chain of parents,
+    /// newer when `wt`'s version is in its chain. Walks manifests in the local store.
+    pub fn version_order(
+        &self,
+        wt: &WorktreeManifest,
+        file_version: &ObjectId,
+    ) -> Result<VersionOrder> {
+        if self
+            .history(wt)?
+            .iter()
+            .any(|n| n.version() == *file_version)
+        {
+            return Ok(VersionOrder::Older);
+        }
+        let mut next = Some(*file_version);
+        let mut seen = HashSet::new();
+        while let Some(id) = next {
+            if id == wt.version {
+                return Ok(VersionOrder::Newer);
+            }
+            if !seen.insert(id) || seen.len() > MAX_HISTORY {
+                break;
+            }
+            next = match self.load_version(&id) {
+                Ok(m) => m.version.parent,
+                Err(
+                    Error::ObjectMissing(_)
+                    | Error::CorruptObject { .. }
+                    | Error::InvalidManifest { .. },
+                ) => None,
+                Err(e) => return Err(e),
+            };
+        }
+        Ok(VersionOrder::Unrelated)
+    }
+
+    /// The earlier version of `wt` (in its chain of parents) whose content hash is `sha` and whose
+    /// chunks are all in the local store, if any.
+    fn ancestor_with_content(
+        &self,
+        wt: &WorktreeManifest,
+        sha: &ObjectId,
+    ) -> Result<Option<ObjectId>> {
+        Ok(self.history(wt)?.iter().skip(1).find_map(|n| match n {
+            HistoryNode::Present { version, manifest }
+                if manifest.sha256 == *sha && self.missing_chunks(manifest).is_empty() =>
+            {
+                Some(*version)
+            }
+            _ => None,
+        }))
+    }
+
+    /// `Conflicted` when the manifest of `path` holds git conflict markers; the two sides' version
+    /// ids when each side is a valid manifest of `path`.
+    fn conflict_state(&self, path: &RepoPath) -> Option<FileState> {
+        let mpath = path.manifest_path().to_path(&self.root);
+        let bytes = super::read_limited(&mpath, 2 * MAX_MANIFEST_BYTES + 4096).ok()?;
+        let (ours, theirs) = conflict_sides(&bytes)?;
+        let version = |side: Vec<u8>| {
+            Manifest::parse(&side, &mpath, Some(path))
+                .ok()
+                .map(|_| ObjectId::of(&side))
+        };
+        Some(FileState::Conflicted {
+            ours: version(ours),
+            theirs: version(theirs),
+        })
+    }
+}
+
+/// Splits a file with git conflict markers into our side and their side (lines outside the
+/// conflicts go to both; a diff3 base section to neither). `None` when there are no markers.
+pub(crate) fn conflict_sides(bytes: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    #[derive(PartialEq)]
+    enum Part {
+        Both,
+        Ours,
+        Base,
+        Theirs,
+    }
+    let marker = |line: &[u8], m: &[u8]| {
+        line.starts_with(m) && matches!(line.get(m.len()), None | Some(b' ' | b'\n' | b'\r'))
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let mut part = Part::Both;
+    let mut conflicts = 0;
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        match part {
+            Part::Both if marker(line, b"<<<<<<<") => {
+                part = Part::Ours;
+                conflicts += 1;
+                continue;
+            }
+            Part::Ours if marker(line, b"|||||||") => {
+                part = Part::Base;
+                continue;
+            }
+            Part::Ours | Part::Base if marker(line, b"=======") => {
+                part = Part::Theirs;
+                continue;
+            }
+            Part::Theirs if marker(line, b">>>>>>>") => {
+                part = Part::Both;
+                continue;
+            }
+            _ => {}
+        }
+        match part {
+            Part::Both => {
+                ours.extend_from_slice(line);
+                theirs.extend_from_slice(line);
+            }
+            Part::Ours => ours.extend_from_slice(line),
+            Part::Theirs => theirs.extend_from_slice(line),
+            Part::Base => {}
+        }
+    }
+    (conflicts > 0 && part == Part::Both).then_some((ours, theirs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conflict_sides;
+
+    #[test]
+    fn conflict_sides_split() {
+        let text = b"{\n<<<<<<< HEAD\n  \"a\": 1\n=======\n  \"a\": 2\n>>>>>>> b\n}\n";
+        let (o, t) = conflict_sides(text).expect("conflict");
+        assert_eq!(o, b"{\n  \"a\": 1\n}\n");
+        assert_eq!(t, b"{\n  \"a\": 2\n}\n");
+        let diff3 = b"x\n<<<<<<< ours\no\n||||||| base\nb\n=======\nt\n>>>>>>> theirs\ny\n";
+        let (o, t) = conflict_sides(diff3).expect("conflict");
+        assert_eq!(
+            (o.as_slice(), t.as_slice()),
+            (&b"x\no\ny\n"[..], &b"x\nt\ny\n"[..])
+        );
+        assert!(conflict_sides(b"{\"a\": \"<<<<<<< not at line start\"}\n").is_none());
+        assert!(conflict_sides(b"<<<<<<< HEAD\nunterminated\n").is_none());
     }
 }

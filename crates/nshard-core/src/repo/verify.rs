@@ -16,14 +16,13 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::history::HistoryNode;
-use super::tensors::TensorHasher;
 use super::Repo;
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
-use crate::formats::safetensors::Tensor;
 use crate::fsutil::RepoPath;
 use crate::id::{Hasher, ObjectId};
-use crate::manifest::{Manifest, TensorEntry};
+use crate::ingest::{table_tensors, How, TensorHasher};
+use crate::manifest::Manifest;
 use crate::progress::Progress;
 
 /// Options of a verify.
@@ -165,12 +164,12 @@ impl Checker<'_> {
     fn rebuild(&mut self, file: &RepoPath, v: ObjectId, m: &Manifest) {
         let batch = 2 * rayon::current_num_threads().max(1);
         let mut hasher = Hasher::new();
-        // The tensor table is checked too: commit copies unchanged tensors' hashes forward from
-        // the previous version, so a wrong entry would otherwise live on unnoticed.
+        // The tensor table is checked too, each entry the way it says it was made (bytes, or
+        // chunk ids: those need no hashing, the chunks are verified against their ids).
         let mut tensors = m
             .tensors
             .as_ref()
-            .map(|t| TensorHasher::new(table_tensors(t)));
+            .map(|t| TensorHasher::with_how(table_tensors(t), t.iter().map(How::of).collect()));
         let mut whole = true;
         let mut reported: HashSet<ObjectId> = HashSet::new();
         for group in m.chunks.chunks(batch) {
@@ -251,20 +250,6 @@ impl Checker<'_> {
             }
         }
     }
-}
-
-/// The tensors a manifest's tensor table describes (validated on read: sorted, not overlapping).
-fn table_tensors(table: &[TensorEntry]) -> Vec<Tensor> {
-    table
-        .iter()
-        .map(|t| Tensor {
-            name: t.name.clone(),
-            dtype: t.dtype.clone(),
-            shape: t.shape.clone(),
-            start: t.offset,
-            end: t.offset + t.size,
-        })
-        .collect()
 }
 
 impl Repo {

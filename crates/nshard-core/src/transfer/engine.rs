@@ -154,21 +154,22 @@ async fn local_io<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     }
 }
 
-/// Uploads the objects of each group that `remote` lacks, groups in order (a later group starts
+/// Uploads the objects of each group that `remote` lacks (`missing`, asked beforehand with
+/// [`remote_missing`]), groups in order (a later group starts
 /// only when the earlier ones are complete: chunks before the manifests that name them).
 pub(super) async fn push_groups(
     local: &LocalStore,
     remote: &Arc<dyn Store>,
     groups: &[Vec<ObjectId>],
+    missing: &HashSet<ObjectId>,
+    mut stats: TransferStats,
     opts: &TransferOptions<'_>,
 ) -> Result<TransferStats> {
-    let mut stats = TransferStats::default();
     let mut all = Vec::new();
     let mut seen = HashSet::new();
     for g in groups {
         all.extend(g.iter().copied().filter(|id| seen.insert(*id)));
     }
-    let missing = remote_missing(remote, &all, &opts.retry, &mut stats).await?;
     let mut total = 0u64;
     for id in &all {
         let size = local.encoded_size(id).unwrap_or(0);

@@ -8,21 +8,24 @@
 //! objects that name them, so a manifest on a remote always has its chunks. An interrupted
 //! transfer is resumed by running it again: what arrived is skipped, nothing half-written exists.
 
+mod check;
 mod engine;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+pub use check::check_remote;
 pub use engine::Retry;
 
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
 use crate::fsutil::RepoPath;
+use crate::git::{GitTree, Reach, RefUpdate};
 use crate::id::ObjectId;
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::progress::Progress;
 use crate::remote::Store;
-use crate::repo::{Repo, WorktreeManifest};
+use crate::repo::{PathFilter, Repo, WorktreeManifest};
 
 /// How a transfer runs.
 pub struct TransferOptions<'a> {
@@ -77,10 +80,29 @@ pub struct FileTransfer {
     pub result: Result<FilePlan>,
 }
 
+/// Which versions a push sends.
+#[derive(Clone, Debug)]
+pub enum PushScope {
+    /// The work tree's versions only (`--current`).
+    Current,
+    /// The work tree's versions and every version named by a manifest in any commit reachable
+    /// from local branches, tags or HEAD (the default).
+    History,
+    /// The versions named by manifests in the commits a `git push` sends (the `pre-push` hook).
+    GitPush {
+        /// The ref updates git announced.
+        updates: Vec<RefUpdate>,
+        /// The git remote's name (or URL).
+        remote: String,
+    },
+}
+
 /// Options of a push.
 pub struct PushOptions<'a> {
-    /// Data files (empty: every manifest in the work tree).
-    pub paths: Vec<RepoPath>,
+    /// Which files (every file when it matches all).
+    pub filter: PathFilter,
+    /// Which of their versions.
+    pub scope: PushScope,
     /// Also push every earlier version reachable through the manifests' parents.
     pub all_versions: bool,
     /// How to move objects.
@@ -106,6 +128,16 @@ pub struct TransferReport {
     pub files: Vec<FileTransfer>,
     /// Totals.
     pub stats: TransferStats,
+}
+
+/// Of `ids`, those `remote` lacks: the batched `missing` question, with retries.
+pub async fn remote_lacks(
+    remote: &Arc<dyn Store>,
+    ids: &[ObjectId],
+    retry: &Retry,
+) -> Result<HashSet<ObjectId>> {
+    let mut stats = TransferStats::default();
+    engine::remote_missing(remote, ids, retry, &mut stats).await
 }
 
 /// Distinct chunk ids of `m` with their sizes.
@@ -141,7 +173,76 @@ fn worktree_manifest(repo: &Repo, path: &RepoPath) -> Result<WorktreeManifest> {
     Ok(wt)
 }
 
-/// Pushes the manifests' objects (and with `all_versions` their histories) to `remote`.
+/// The versions a push starts from, grouped by file: the work tree's manifest first, then the
+/// ones found in git. A file whose manifest cannot be used gets an error instead.
+fn push_roots(
+    repo: &Repo,
+    opts: &PushOptions<'_>,
+) -> Result<Vec<(RepoPath, Result<Vec<WorktreeManifest>>)>> {
+    let mut roots: Vec<(RepoPath, Result<Vec<WorktreeManifest>>)> = Vec::new();
+    let mut index: HashMap<RepoPath, usize> = HashMap::new();
+    if !matches!(opts.scope, PushScope::GitPush { .. }) {
+        for path in repo.select_manifests(&opts.filter)? {
+            let r = worktree_manifest(repo, &path).map(|wt| vec![wt]);
+            index.insert(path.clone(), roots.len());
+            roots.push((path, r));
+        }
+    }
+    let reach = match &opts.scope {
+        PushScope::Current => return Ok(roots),
+        PushScope::History => Reach::BranchesAndTags,
+        PushScope::GitPush { updates, remote } => Reach::Pushing {
+            updates: updates.clone(),
+            remote: remote.clone(),
+        },
+    };
+    let Some(tree) = GitTree::find(repo.root()).filter(|_| repo.is_git_repo()) else {
+        return Ok(roots);
+    };
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    for g in tree.manifests(&reach)? {
+        let Some(path) = g.path.data_path_of_manifest() else {
+            continue;
+        };
+        if g.bytes.is_empty() || !opts.filter.matches(&path) {
+            continue;
+        }
+        let version = ObjectId::of(&g.bytes);
+        if !seen.insert(version) {
+            continue;
+        }
+        let parsed = Manifest::parse(&g.bytes, std::path::Path::new(&g.origin), Some(&path))
+            .and_then(|manifest| {
+                if !repo.store().has(&version) {
+                    let enc = Encoder::new().encode(&g.bytes, DataHint::Unknown);
+                    repo.store().put_trusted(&version, &enc)?;
+                }
+                Ok(WorktreeManifest {
+                    manifest,
+                    version,
+                    bytes: g.bytes,
+                })
+            });
+        let i = *index.entry(path.clone()).or_insert_with(|| {
+            roots.push((path.clone(), Ok(Vec::new())));
+            roots.len() - 1
+        });
+        match (&mut roots[i].1, parsed) {
+            (Ok(list), Ok(wt)) => {
+                if !list.iter().any(|w| w.version == wt.version) {
+                    list.push(wt);
+                }
+            }
+            (slot @ Ok(_), Err(e)) => *slot = Err(e),
+            (Err(_), _) => {}
+        }
+    }
+    Ok(roots)
+}
+
+/// Pushes the selected versions' objects (and with `all_versions` their histories) to `remote`.
+/// One round of `missing` questions covers every object; a version whose chunks neither the
+/// remote nor the local store has fails (its manifest object is not sent), the others go.
 pub async fn push(
     repo: &Repo,
     remote: &Arc<dyn Store>,
@@ -149,84 +250,127 @@ pub async fn push(
 ) -> Result<TransferReport> {
     let _lock = repo.lock(false)?;
     let local = repo.store();
-    let mut files = Vec::new();
+    // Per file: its plan and its versions (oldest first), each with its chunk ids.
+    let mut planned: Vec<(RepoPath, Result<PushPlan>)> = Vec::new();
+    for (path, roots) in push_roots(repo, opts)? {
+        let r = roots.and_then(|roots| plan_push(repo, &roots, opts.all_versions));
+        planned.push((path, r));
+    }
+    let mut all: Vec<ObjectId> = Vec::new();
+    let mut seen = HashSet::new();
+    for (_, r) in &planned {
+        if let Ok((_, versions)) = r {
+            for (v, chunks) in versions {
+                all.extend(
+                    chunks
+                        .iter()
+                        .chain([v])
+                        .copied()
+                        .filter(|id| seen.insert(*id)),
+                );
+            }
+        }
+    }
+    let mut stats = TransferStats::default();
+    let missing = engine::remote_missing(remote, &all, &opts.transfer.retry, &mut stats).await?;
     let mut data: Vec<ObjectId> = Vec::new();
     let mut manifests: Vec<ObjectId> = Vec::new();
-    let mut seen = HashSet::new();
-    for path in targets(repo, &opts.paths)? {
-        let result = plan_push(repo, &path, opts.all_versions).map(|(plan, chunks, versions)| {
-            data.extend(chunks.into_iter().filter(|id| seen.insert(*id)));
-            manifests.extend(versions);
-            plan
+    let mut files = Vec::new();
+    for (path, r) in planned {
+        let result = r.and_then(|(plan, versions)| {
+            let mut lacking: Vec<ObjectId> = Vec::new();
+            for (v, chunks) in &versions {
+                let absent: Vec<ObjectId> = chunks
+                    .iter()
+                    .filter(|id| missing.contains(id) && !local.has(id))
+                    .copied()
+                    .collect();
+                if absent.is_empty() {
+                    data.extend(chunks.iter().copied());
+                    manifests.push(*v);
+                } else {
+                    lacking.extend(absent);
+                }
+            }
+            if lacking.is_empty() {
+                Ok(plan)
+            } else {
+                Err(Error::RemoteLacks {
+                    remote: "the local store".into(),
+                    subject: format!(
+                        "{path} (the remote lacks them too: pull them first from where they were pushed, or commit the file again)"
+                    ),
+                    missing: dedup(lacking),
+                })
+            }
         });
         files.push(FileTransfer { path, result });
     }
-    let stats = engine::push_groups(local, remote, &[data, manifests], &opts.transfer).await?;
+    let stats = engine::push_groups(
+        local,
+        remote,
+        &[data, manifests],
+        &missing,
+        stats,
+        &opts.transfer,
+    )
+    .await?;
     Ok(TransferReport { files, stats })
 }
 
-/// For one file: its plan, the chunk ids and the manifest ids to push.
-fn plan_push(
-    repo: &Repo,
-    path: &RepoPath,
-    all_versions: bool,
-) -> Result<(FilePlan, Vec<ObjectId>, Vec<ObjectId>)> {
+/// A file's push plan and its versions to send (oldest first), each with its distinct chunks.
+type PushPlan = (FilePlan, Vec<(ObjectId, Vec<ObjectId>)>);
+
+/// For one file: the plan and, per version (its roots and, with `all_versions`, their ancestors
+/// that the local store holds), the chunk ids.
+fn plan_push(repo: &Repo, roots: &[WorktreeManifest], all_versions: bool) -> Result<PushPlan> {
     let local = repo.store();
-    let wt = worktree_manifest(repo, path)?;
-    let lacking: Vec<ObjectId> = wt
-        .manifest
-        .chunks
-        .iter()
-        .map(|c| c.id)
-        .filter(|id| !local.has(id))
-        .collect();
-    if !lacking.is_empty() {
-        return Err(Error::RemoteLacks {
-            remote: "the local store".into(),
-            subject: format!("{path} (pull them first, or commit the file again)"),
-            missing: dedup(lacking),
-        });
-    }
-    let mut chunks = HashMap::new();
-    chunk_sizes(&wt.manifest, &mut chunks);
-    let mut versions = vec![wt.version];
+    let mut versions: Vec<(ObjectId, Vec<ObjectId>)> = Vec::new();
+    let mut chunks: HashSet<ObjectId> = HashSet::new();
+    let mut listed: HashSet<ObjectId> = HashSet::new();
     let mut stops = None;
-    let mut next = wt.manifest.version.parent;
-    while let Some(v) = next {
-        if !all_versions {
-            break;
+    let ids_of = |m: &Manifest| dedup(m.chunks.iter().map(|c| c.id).collect());
+    for wt in roots {
+        let mut chain: Vec<(ObjectId, Vec<ObjectId>)> = Vec::new();
+        if listed.insert(wt.version) {
+            chain.push((wt.version, ids_of(&wt.manifest)));
         }
-        if versions.contains(&v) || versions.len() > 1_000_000 {
-            break;
-        }
-        let m = match repo.load_version(&v) {
-            Ok(m) => m,
-            Err(Error::ObjectMissing(_)) => {
-                stops = Some(v);
+        let mut next = wt.manifest.version.parent.filter(|_| all_versions);
+        while let Some(v) = next {
+            if !listed.insert(v) || listed.len() > 1_000_000 {
                 break;
             }
-            Err(e) => return Err(e),
-        };
-        if m.chunks.iter().any(|c| !local.has(&c.id)) {
-            stops = Some(v);
-            break;
+            let m = match repo.load_version(&v) {
+                Ok(m) => m,
+                Err(Error::ObjectMissing(_)) => {
+                    stops.get_or_insert(v);
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            if m.chunks.iter().any(|c| !local.has(&c.id)) {
+                stops.get_or_insert(v);
+                break;
+            }
+            chain.push((v, ids_of(&m)));
+            next = m.version.parent;
         }
-        chunk_sizes(&m, &mut chunks);
-        versions.push(v);
-        next = m.version.parent;
+        // Oldest first, so that a remote never holds a manifest whose parent could have been
+        // sent but was not.
+        chain.reverse();
+        versions.extend(chain);
     }
-    // Oldest first, so that a remote never holds a manifest whose parent could have been sent but
-    // was not.
-    versions.reverse();
-    let mut ids: Vec<ObjectId> = chunks.into_keys().collect();
-    ids.sort();
+    for (_, c) in &versions {
+        chunks.extend(c.iter().copied());
+    }
+    let first = roots.first().ok_or(Error::NothingSelected)?;
     let plan = FilePlan {
-        version: wt.version,
+        version: first.version,
         versions: versions.len(),
-        chunks: ids.len(),
+        chunks: chunks.len(),
         history_stops_at: stops,
     };
-    Ok((plan, ids, versions))
+    Ok((plan, versions))
 }
 
 fn dedup(mut ids: Vec<ObjectId>) -> Vec<ObjectId> {

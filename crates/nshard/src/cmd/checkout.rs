@@ -7,18 +7,18 @@ use anyhow::Result;
 use clap::Args;
 use nshard_core::repo::{CheckoutOptions, CheckoutOutcome, FileCheckout};
 
-use crate::out;
 use crate::output::{bytes, file_error, print_json, Ctx};
+use crate::{out, per_file};
 
 /// Rebuild data files from the local store.
 ///
 /// Verifies every chunk and the whole-file SHA-256
 /// before atomically replacing the file. Refuses to overwrite uncommitted changes without --force.
 /// With --version, restores an older version of the file (the manifest stays at the latest version,
-/// so `nshard status` shows the file modified and a commit records the revert).
+/// so `nshard status` shows the file outdated; `nshard commit --force` records the revert).
 #[derive(Args, Debug)]
 pub struct CheckoutArgs {
-    /// Manifests (`x.shard.json`) or data files; default: every manifest in the repository.
+    /// Data files, manifests (`x.shard.json`), directories or quoted globs; default: every file.
     #[arg(value_name = "MANIFEST")]
     pub paths: Vec<PathBuf>,
     /// Restore this version (an id or a unique prefix of at least 4 characters, see `nshard log`).
@@ -41,8 +41,8 @@ struct JsonFile<'a> {
 }
 
 pub fn run(ctx: &Ctx, a: CheckoutArgs) -> Result<ExitCode> {
-    let repo = ctx.repo()?;
-    let paths = super::data_paths(&repo, &ctx.cwd, &a.paths)?;
+    let repo = ctx.repo_or_init()?;
+    let paths = super::select(&repo, &ctx.cwd, &a.paths)?;
     if a.version.is_some() && paths.len() != 1 {
         anyhow::bail!(
             "--version needs exactly one file (version ids belong to one file's history)"
@@ -84,7 +84,7 @@ pub fn print_human(results: &[FileCheckout]) -> Result<()> {
     for r in results {
         match &r.result {
             Ok(CheckoutOutcome::Written { version, size }) => {
-                out!(
+                per_file!(
                     "{}: checked out version {} ({})",
                     r.path,
                     version.short(),
@@ -92,7 +92,7 @@ pub fn print_human(results: &[FileCheckout]) -> Result<()> {
                 )
             }
             Ok(CheckoutOutcome::UpToDate { version }) => {
-                out!("{}: up to date (version {})", r.path, version.short())
+                per_file!("{}: up to date (version {})", r.path, version.short())
             }
             Err(e) => file_error(&r.path, e),
         }

@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::Args;
 use nshard_core::repo::{CommitOptions, CommitOutcome};
 
-use crate::out;
-use crate::output::{bytes, file_error, pct, print_json, Ctx};
+use crate::output::{bytes, count, file_error, pct, print_json, Ctx};
+use crate::{out, per_file};
 
 /// Record a new version of every changed tracked file.
 ///
@@ -80,12 +80,13 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                     ..
                 }) => {
                     committed += 1;
-                    out!("{}: committed version {}", r.path, version.short());
-                    out!(
-                        "  {} in {chunks_total} chunks: {chunks_new} new, {chunks_reused} reused",
-                        bytes(*size)
+                    per_file!("{}: committed version {}", r.path, version.short());
+                    per_file!(
+                        "  {} in {}: {chunks_new} new, {chunks_reused} reused",
+                        bytes(*size),
+                        count(*chunks_total as u64, "chunk")
                     );
-                    out!(
+                    per_file!(
                         "  new data {} stored as {}; dedup {} of the file reused",
                         bytes(*new_bytes),
                         bytes(*stored_bytes),
@@ -94,7 +95,7 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                 }
                 Ok(CommitOutcome::Unchanged { version }) => {
                     unchanged += 1;
-                    out!("{}: unchanged (version {})", r.path, version.short());
+                    per_file!("{}: unchanged (version {})", r.path, version.short());
                 }
                 Err(e) => file_error(&r.path, e),
             }

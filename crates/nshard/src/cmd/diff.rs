@@ -11,10 +11,14 @@ use super::log::{date, first_line};
 use crate::out;
 use crate::output::{bytes, count, pct, print_json, Ctx};
 
-/// Show what changed in a file: its chunks, and its tensors for safetensors files.
+/// Show what changed in files: their chunks, and their tensors for model files.
+///
+/// FILE may be a data file, its manifest, a directory or a quoted glob; each selected file is
+/// compared in turn. --json prints one object for a single named file, else an array.
 ///
 /// Block level: chunks reused, new and dropped, and the share of the file that changed. Tensor
-/// level (safetensors): tensors changed, re-typed or reshaped, added and removed, with sizes.
+/// level (safetensors, PyTorch zip checkpoints, GGUF): tensors changed, re-typed or reshaped,
+/// added and removed, with sizes.
 ///
 /// Without versions: the working file against its committed version (the file is read and cut
 /// exactly as commit would, but nothing is stored). With --from and/or --to: stored versions, by
@@ -22,9 +26,9 @@ use crate::output::{bytes, count, pct, print_json, Ctx};
 /// manifests, not their data. --to alone compares that version with its parent.
 #[derive(Args, Debug)]
 pub struct DiffArgs {
-    /// The data file (or its .shard.json manifest).
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    /// Data files, manifests, directories or quoted globs.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
     /// Old side: a version id or prefix [default: the parent of --to if given, else the
     /// committed version].
     #[arg(long, value_name = "VERSION")]
@@ -82,20 +86,51 @@ pub fn tensor_summary(d: &FileDiff) -> Option<String> {
 
 pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let path = super::data_path(&repo, &ctx.cwd, &a.file)?;
-    let bar = ctx.progress(a.json);
-    let d = repo.diff(
-        &path,
-        &DiffOptions {
-            from: a.from,
-            to: a.to,
-            progress: &bar,
-        },
-    )?;
-    if a.json {
-        print_json(&d)?;
-        return Ok(ExitCode::SUCCESS);
+    let filter = repo.path_filter(&ctx.cwd, &a.files)?;
+    let single = a.files.len() == 1 && filter.exact_files().count() == 1;
+    let paths = repo.select_manifests(&filter)?;
+    if (a.from.is_some() || a.to.is_some()) && paths.len() != 1 {
+        anyhow::bail!(
+            "--from and --to need exactly one file (version ids belong to one file's history)"
+        );
     }
+    let bar = ctx.progress(a.json);
+    let mut diffs = Vec::new();
+    let mut failed = false;
+    for path in &paths {
+        let d = repo.diff(
+            path,
+            &DiffOptions {
+                from: a.from.clone(),
+                to: a.to.clone(),
+                progress: &bar,
+            },
+        );
+        match d {
+            Ok(d) if a.json => diffs.push(d),
+            Ok(d) => print_diff(&d)?,
+            Err(e) if single => return Err(e.into()),
+            Err(e) => {
+                failed = true;
+                crate::output::file_error(path, &e);
+            }
+        }
+    }
+    if a.json {
+        if single {
+            print_json(&diffs[0])?;
+        } else {
+            print_json(&diffs)?;
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_diff(d: &FileDiff) -> Result<()> {
     out!("{}", d.path);
     out!(
         "  from  {}  ({}, {})",
@@ -117,9 +152,9 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
         );
     } else {
         out!(
-            "blocks: {} of {} chunks reused ({}), {} new ({}), {} dropped ({}): {} of the file changed",
+            "blocks: {} of {} reused ({}), {} new ({}), {} dropped ({}): {} of the file changed",
             b.chunks_reused,
-            d.to.chunks,
+            count(d.to.chunks as u64, "chunk"),
             bytes(b.bytes_reused),
             b.chunks_new,
             bytes(b.bytes_new),
@@ -128,7 +163,7 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
             pct(b.bytes_new, d.to.size)
         );
     }
-    match (&d.tensors, tensor_summary(&d)) {
+    match (&d.tensors, tensor_summary(d)) {
         (Some(t), Some(summary)) => {
             out!("tensors: {summary}");
             let width = t
@@ -178,11 +213,10 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
             }
         }
         _ => {
-            let looks_like = d
-                .path
-                .as_str()
-                .to_ascii_lowercase()
-                .ends_with(".safetensors")
+            let name = d.path.as_str().to_ascii_lowercase();
+            let looks_like = [".safetensors", ".pth", ".pt", ".ckpt", ".gguf"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
                 || d.from.tensors.is_some()
                 || d.to.tensors.is_some();
             if let (true, Some(why)) = (looks_like, &d.tensors_unavailable) {
@@ -190,5 +224,5 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -5,38 +5,47 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{GcMode, GcOptions};
+use std::collections::HashSet;
+
+use nshard_core::repo::{GcMode, GcOptions, GcReason, Unpushed};
+use nshard_core::transfer::{self, Retry};
 
 use crate::out;
 use crate::output::{bytes, count, print_json, Ctx};
 
-/// Delete local objects that no kept version references.
+/// Delete local objects that nothing needs any more.
 ///
-/// Prints what was (or, with --dry-run, would be) freed. Never deletes an object referenced by a
-/// manifest in the work tree or, inside a git repository, by a manifest at the tip of any branch,
-/// tag, remote-tracking branch or the stash, or staged in the index. By default it also keeps every
-/// older version reachable from those manifests (their history); --only-current keeps only the
-/// versions they name, so older ones must be pulled again before they can be checked out.
-/// Versions that only older git commits name (not a ref's tip) are kept through the history of
-/// later versions, or not at all with --only-current.
+/// Never deletes an object referenced by a manifest in the work tree or, inside a git repository,
+/// by a manifest in any commit git can still reach: from any branch, tag or remote-tracking ref,
+/// any reflog entry (so `git reset --hard HEAD~1` loses nothing), ORIG_HEAD and FETCH_HEAD, every
+/// stash entry, the index and every worktree. By default it also keeps every older version
+/// reachable from those manifests through the store (their history). --only-current drops those
+/// older versions, but still keeps every object the default remote does not have (it may be the
+/// only copy) unless --include-unpushed is given; with no remote configured it keeps them all.
 ///
 /// If a manifest is invalid, git cannot be read, or a kept version cannot be read, it deletes
-/// nothing and says why.
+/// nothing and says why. --dry-run lists each object that would go and why.
 ///
 /// Safe to run while other nshard commands run: it waits for the repository lock, and never
 /// deletes objects younger than the grace period. A gc that is interrupted leaves a consistent
 /// store; run it again to finish.
 #[derive(Args, Debug)]
 pub struct GcArgs {
-    /// Show what would be deleted; delete nothing.
+    /// Show what would be deleted and why; delete nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// Keep the history reachable from the kept manifests (the default).
     #[arg(long, conflicts_with = "only_current")]
     pub keep_history: bool,
-    /// Keep only the objects of the versions the work-tree and git manifests name.
+    /// Keep only the versions the work tree and git name (older versions the remote has go).
     #[arg(long)]
     pub only_current: bool,
+    /// Also delete dropped versions' objects that the remote does not have (they may be lost).
+    #[arg(long)]
+    pub include_unpushed: bool,
+    /// The remote asked which objects are pushed (a name or URL); default: the default remote.
+    #[arg(long, short, value_name = "REMOTE")]
+    pub remote: Option<String>,
     /// Never delete objects or temporary files modified less than this many minutes ago.
     #[arg(long, value_name = "MINUTES", default_value_t = 60)]
     pub grace: u64,
@@ -52,10 +61,40 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
     } else {
         GcMode::KeepHistory
     };
+    let grace = Duration::from_secs(a.grace.saturating_mul(60));
+    // The remote that says which objects are safe elsewhere; only asked when versions are dropped.
+    let resolved = match repo.resolve_remote(a.remote.as_deref(), &ctx.cwd) {
+        Ok(r) => Some(r),
+        Err(nshard_core::Error::NoRemote) if a.remote.is_none() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let rt = super::remote::runtime()?;
+    let name = resolved.as_ref().map(super::remote::label);
+    let check =
+        |ids: &[nshard_core::ObjectId]| -> nshard_core::Result<HashSet<nshard_core::ObjectId>> {
+            rt.block_on(async {
+                let (_, store) = super::remote::open(&repo, ctx, a.remote.as_deref())
+                    .await
+                    .map_err(|e| nshard_core::Error::RemoteTransient {
+                        remote: name.clone().unwrap_or_default(),
+                        reason: format!("{e:#}"),
+                    })?;
+                transfer::remote_lacks(&store, ids, &Retry::default()).await
+            })
+        };
+    let unpushed = match (&name, a.include_unpushed) {
+        (_, true) => Unpushed::Delete,
+        (None, false) => Unpushed::NoRemote,
+        (Some(n), false) => Unpushed::Remote {
+            name: n,
+            missing: &check,
+        },
+    };
     let r = repo.gc(&GcOptions {
         mode,
         dry_run: a.dry_run,
-        grace: Duration::from_secs(a.grace.saturating_mul(60)),
+        grace,
+        unpushed,
     })?;
     if a.json {
         print_json(&r)?;
@@ -67,7 +106,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
     };
     let from_git = if r.git_versions > 0 {
         format!(
-            " and {} found only in git (other branches, tags, the index)",
+            " and {} found only in git (history, other branches, tags, reflogs, the stash, the index)",
             count(r.git_versions as u64, "more version")
         )
     } else {
@@ -91,6 +130,43 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             "deleted {}, freed {}",
             count(r.objects_deleted as u64, "unreferenced object"),
             bytes(r.bytes_deleted)
+        );
+    }
+    if a.dry_run {
+        for item in &r.deleted {
+            let why = match &item.reason {
+                GcReason::Unreferenced => "referenced by no version".to_string(),
+                GcReason::DroppedVersion {
+                    path,
+                    version,
+                    on_remote,
+                } => format!(
+                    "only in older version {} of {}{}",
+                    version.short(),
+                    path,
+                    if *on_remote {
+                        " (the remote has it)"
+                    } else {
+                        " (--include-unpushed)"
+                    }
+                ),
+            };
+            out!("  {} {:>10}  {why}", item.id.short(), bytes(item.bytes));
+        }
+    }
+    if !r.git {
+        out!("not in a git repository: only the work tree's manifests and their history were kept");
+    }
+    if r.objects_unpushed > 0 {
+        let why = match (&r.remote, &r.remote_error) {
+            (None, _) => "no remote is configured, so they may be the only copy".to_string(),
+            (Some(n), Some(e)) => format!("remote {n} could not be asked ({e})"),
+            (Some(n), None) => format!("remote {n} does not have them"),
+        };
+        out!(
+            "kept {} ({}) of older versions: {why}; push them, or pass --include-unpushed",
+            count(r.objects_unpushed as u64, "object"),
+            bytes(r.bytes_unpushed)
         );
     }
     if r.objects_recent > 0 {

@@ -10,7 +10,11 @@ use nshard_core::repo::LogState;
 use crate::out;
 use crate::output::{bytes, print_json, Ctx};
 
-/// Show the versions of a file, newest first.
+/// Show the versions of files, newest first.
+///
+/// Without arguments: every file's history, one after the other. FILE may be a data file, its
+/// manifest, a directory or a quoted glob. --json prints an array of entries for a single named
+/// file, else an object mapping each file to its entries.
 ///
 /// Each line: version id, date, size, the bytes the version added to the store (chunks its
 /// parent did not have), and the message's first line. History is walked
@@ -18,9 +22,9 @@ use crate::output::{bytes, print_json, Ctx};
 /// removed by `nshard gc --only-current`) the log says so and stops.
 #[derive(Args, Debug)]
 pub struct LogArgs {
-    /// The data file (or its .shard.json manifest).
+    /// Data files, manifests, directories or quoted globs; default: every file.
     #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    pub files: Vec<PathBuf>,
     /// Print the result as JSON (full ids and messages).
     #[arg(long)]
     pub json: bool,
@@ -43,50 +47,85 @@ pub fn first_line(msg: &str) -> &str {
 
 pub fn run(ctx: &Ctx, a: LogArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let path = super::data_path(&repo, &ctx.cwd, &a.file)?;
-    let entries = repo.log(&path)?;
-    let unreadable = entries
-        .iter()
-        .any(|e| matches!(e.state, LogState::Unreadable { .. }));
-    if a.json {
-        print_json(&entries)?;
-    } else {
-        for e in &entries {
-            let mark = if e.current { "*" } else { " " };
-            let v = e.version.short();
-            match &e.state {
-                LogState::Present {
-                    timestamp,
-                    message,
-                    size,
-                    new_bytes,
-                    ..
-                } => {
-                    let added = match new_bytes {
-                        Some(n) => format!("+{}", bytes(*n)),
-                        None => "+?".to_string(),
-                    };
-                    out!(
-                        "{mark} {v}  {}  {:>10}  {:>11}  {}",
-                        date(timestamp),
-                        bytes(*size),
-                        added,
-                        first_line(message)
-                    );
-                }
-                LogState::Missing => out!(
-                    "{mark} {v}  (not in the local store: `nshard pull --all-versions` fetches older \
-                     history from a remote that has it)"
-                ),
-                LogState::Unreadable { reason } => {
-                    out!("{mark} {v}  (unreadable: {reason}; run `nshard verify`)")
-                }
+    let filter = repo.path_filter(&ctx.cwd, &a.files)?;
+    let single = a.files.len() == 1 && filter.exact_files().count() == 1;
+    let paths = repo.select_manifests(&filter)?;
+    let mut all = std::collections::BTreeMap::new();
+    let mut unreadable = false;
+    for (i, path) in paths.iter().enumerate() {
+        let entries = match repo.log(path) {
+            Ok(e) => e,
+            Err(e) if single => return Err(e.into()),
+            Err(e) => {
+                unreadable = true;
+                crate::output::file_error(path, &e);
+                continue;
             }
+        };
+        unreadable |= entries
+            .iter()
+            .any(|e| matches!(e.state, LogState::Unreadable { .. }));
+        if a.json {
+            all.insert(path.as_str().to_string(), entries);
+            continue;
         }
+        if !single {
+            if i > 0 {
+                out!("");
+            }
+            out!("{path}");
+        }
+        print_entries(&entries)?;
+    }
+    if a.json {
+        if single {
+            let entries = all.into_values().next().unwrap_or_default();
+            print_json(&entries)?;
+        } else {
+            print_json(&all)?;
+        }
+    } else if paths.is_empty() {
+        out!("no committed files (commit one with `nshard commit -m MESSAGE`)");
     }
     Ok(if unreadable {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn print_entries(entries: &[nshard_core::repo::LogEntry]) -> Result<()> {
+    for e in entries {
+        let mark = if e.current { "*" } else { " " };
+        let v = e.version.short();
+        match &e.state {
+            LogState::Present {
+                timestamp,
+                message,
+                size,
+                new_bytes,
+                ..
+            } => {
+                let added = match new_bytes {
+                    Some(n) => format!("+{}", bytes(*n)),
+                    None => "+?".to_string(),
+                };
+                out!(
+                    "{mark} {v}  {}  {:>10}  {:>11}  {}",
+                    date(timestamp),
+                    bytes(*size),
+                    added,
+                    first_line(message)
+                );
+            }
+            LogState::Missing => out!(
+                "{mark} {v}  (not in the local store: `nshard pull --all-versions` fetches older \
+                 history from a remote that has it)"
+            ),
+            LogState::Unreadable { reason } => {
+                out!("{mark} {v}  (unreadable: {reason}; run `nshard verify`)")
+            }
+        }
+    }
+    Ok(())
 }

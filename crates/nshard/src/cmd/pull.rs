@@ -19,7 +19,7 @@ use crate::output::{print_json, Ctx};
 /// running it again.
 #[derive(Args, Debug)]
 pub struct PullArgs {
-    /// Manifests (`x.shard.json`) or data files; default: every manifest in the repository.
+    /// Data files, manifests (`x.shard.json`), directories or quoted globs; default: every file.
     #[arg(value_name = "MANIFEST")]
     pub paths: Vec<PathBuf>,
     /// A remote name or URL (directory, file://, http(s)://); default: the default remote.
@@ -44,8 +44,8 @@ pub struct PullArgs {
 }
 
 pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
-    let repo = ctx.repo()?;
-    let paths = super::data_paths(&repo, &ctx.cwd, &a.paths)?;
+    let repo = ctx.repo_or_init()?;
+    let paths = super::select(&repo, &ctx.cwd, &a.paths)?;
     let bar = ctx.progress(a.json);
     let started = Instant::now();
     let (resolved, report) = runtime()?.block_on(async {

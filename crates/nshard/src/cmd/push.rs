@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::transfer::{self, PushOptions, Retry, TransferOptions, DEFAULT_JOBS};
+use nshard_core::transfer::{self, PushOptions, PushScope, Retry, TransferOptions, DEFAULT_JOBS};
 
 use super::remote::{label, objects, print_files, runtime, secs, JsonReport};
 use crate::out;
@@ -15,15 +15,23 @@ use crate::output::{print_json, Ctx};
 /// Upload the chunks and manifests of the committed versions to a remote, sending only the objects
 /// the remote does not have yet.
 ///
+/// By default it sends the work tree's versions and, in a git repository, every version named by a
+/// manifest in any commit reachable from local branches, tags or HEAD, so a clone can check out
+/// any commit. --current sends only the work tree's versions. Paths, directories and quoted globs
+/// restrict which files are pushed.
+///
 /// The remote is asked which objects it lacks (in batches); those are uploaded several at a time,
 /// chunks before the manifests that name them, and transient failures are retried with backoff.
 /// The remote verifies every object before it becomes visible. An interrupted push resumes by
 /// running it again.
 #[derive(Args, Debug)]
 pub struct PushArgs {
-    /// Manifests (`x.shard.json`) or data files; default: every manifest in the repository.
+    /// Data files, manifests (`x.shard.json`), directories or quoted globs; default: every file.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Only the versions the work tree's manifests name (not those in git history).
+    #[arg(long)]
+    pub current: bool,
     /// A remote name or URL (directory, file://, http(s)://); default: the default remote.
     #[arg(long, short, value_name = "REMOTE")]
     pub remote: Option<String>,
@@ -40,7 +48,12 @@ pub struct PushArgs {
 
 pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let paths = super::data_paths(&repo, &ctx.cwd, &a.paths)?;
+    let filter = repo.path_filter(&ctx.cwd, &a.paths)?;
+    let scope = if a.current {
+        PushScope::Current
+    } else {
+        PushScope::History
+    };
     let bar = ctx.progress(a.json);
     let started = Instant::now();
     runtime()?.block_on(async {
@@ -49,7 +62,8 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
             &repo,
             &store,
             &PushOptions {
-                paths,
+                filter,
+                scope,
                 all_versions: a.all_versions,
                 transfer: TransferOptions {
                     jobs: a.jobs.into(),

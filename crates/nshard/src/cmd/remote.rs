@@ -8,17 +8,21 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use nshard_core::remote::{self, OpenOptions, Store};
-use nshard_core::repo::{RemoteName, Repo, ResolvedRemote};
+use nshard_core::repo::{ConfigLevel, EnvTokens, RemoteName, Repo, ResolvedRemote};
 use nshard_core::transfer::{FileTransfer, TransferStats};
 
-use crate::out;
-use crate::output::{bytes, file_error, print_json, Ctx};
+use crate::output::{bytes, count, file_error, print_json, Ctx};
+use crate::{out, per_file};
 
-/// Manage the remotes stored in `.shard/config.toml` (committed to git, so clones share them).
+/// Manage remotes: where `push` and `pull` send and fetch data.
 ///
-/// A remote is a directory (`/srv/models`, `./store`, `file:///srv/models`), a NeuroShard server
-/// (`http://host:8000`) or an S3 bucket (`s3://bucket/prefix`, credentials from the AWS_* variables). The first remote added is
-/// the default one, used by push and pull when `--remote` is not given.
+/// Remotes live in three config files, lowest precedence first: your user file
+/// (`~/.config/nshard/config.toml`, `--user`), the repository's shared `.shard/config.toml`
+/// (committed to git, so clones share it; the default for `add`) and your personal
+/// `.shard/config.local.toml` (git-ignored, `--local`). A name defined at several levels is taken
+/// from the highest one. A remote is a directory (`/srv/models`, `./store`, `file:///srv/models`),
+/// a NeuroShard server (`http://host:8000`) or an S3 bucket (`s3://bucket/prefix`; credentials,
+/// region and endpoint from the AWS_* environment variables or ~/.aws files).
 #[derive(Args, Debug)]
 pub struct RemoteArgs {
     #[command(subcommand)]
@@ -27,12 +31,47 @@ pub struct RemoteArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum RemoteCommand {
-    /// Add a remote. A relative directory is stored as an absolute path.
+    /// Add a remote (to the shared config unless --local or --user). A relative directory is
+    /// stored as an absolute path.
     Add(AddArgs),
-    /// List the remotes (the default one is marked with `*`).
+    /// List the remotes with the config file each comes from (the default one is marked `*`).
     List(ListArgs),
-    /// Remove a remote from the config (its data is left alone).
+    /// Change a remote's URL (in the file it comes from, unless a level is given).
+    SetUrl(SetUrlArgs),
+    /// Show, set or unset the default remote (set in the shared config unless --local or --user).
+    Default(DefaultArgs),
+    /// Remove a remote from its config file (its data is left alone).
     Remove(RemoveArgs),
+}
+
+/// Which config file to write.
+#[derive(Args, Debug, Default)]
+#[group(multiple = false)]
+pub struct LevelArgs {
+    /// Your personal file for this repository, `.shard/config.local.toml` (git-ignored).
+    #[arg(long)]
+    pub local: bool,
+    /// Your user file, `~/.config/nshard/config.toml` (every repository; `--global` also works).
+    #[arg(long, visible_alias = "global")]
+    pub user: bool,
+    /// The repository's shared `.shard/config.toml` (committed to git).
+    #[arg(long)]
+    pub shared: bool,
+}
+
+impl LevelArgs {
+    /// The level asked for, if any.
+    pub fn level(&self) -> Option<ConfigLevel> {
+        if self.local {
+            Some(ConfigLevel::Local)
+        } else if self.user {
+            Some(ConfigLevel::User)
+        } else if self.shared {
+            Some(ConfigLevel::Shared)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -41,9 +80,12 @@ pub struct AddArgs {
     pub name: String,
     /// Where it is: a directory, file:///dir, http(s)://host:port or s3://bucket/prefix.
     pub url: String,
-    /// Make it the default remote (the first remote added is the default anyway).
+    /// Make it the default remote, in the same config file. Without it, the shared config's first
+    /// remote becomes its default, and a --local or --user remote only when no default exists.
     #[arg(long)]
     pub default: bool,
+    #[command(flatten)]
+    pub level: LevelArgs,
 }
 
 #[derive(Args, Debug)]
@@ -54,9 +96,32 @@ pub struct ListArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct SetUrlArgs {
+    /// The remote's name.
+    pub name: String,
+    /// Its new URL.
+    pub url: String,
+    #[command(flatten)]
+    pub level: LevelArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DefaultArgs {
+    /// The remote to make the default; without it, the current default is shown.
+    pub name: Option<String>,
+    /// Remove the default setting from the chosen config file.
+    #[arg(long, conflicts_with = "name")]
+    pub unset: bool,
+    #[command(flatten)]
+    pub level: LevelArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct RemoveArgs {
     /// The remote's name.
     pub name: String,
+    #[command(flatten)]
+    pub level: LevelArgs,
 }
 
 pub fn run(ctx: &Ctx, a: RemoteArgs) -> Result<ExitCode> {
@@ -64,9 +129,20 @@ pub fn run(ctx: &Ctx, a: RemoteArgs) -> Result<ExitCode> {
     match a.command {
         RemoteCommand::Add(a) => {
             let name = RemoteName::parse(&a.name)?;
-            let e = repo.add_remote(&name, &a.url, &ctx.cwd, a.default)?;
+            let level = a.level.level().unwrap_or(ConfigLevel::Shared);
+            let e = repo.add_remote(&name, &a.url, &ctx.cwd, a.default, level)?;
             let def = if e.default { " (default)" } else { "" };
-            out!("added remote {} → {}{def}", e.name, e.url);
+            out!(
+                "added remote {} → {} to the {level} config{def}",
+                e.name,
+                e.url
+            );
+            if let Some(h) = e.overridden_by {
+                out!(
+                    "note: the {h} config also defines {}, and that one is used",
+                    e.name
+                );
+            }
         }
         RemoteCommand::List(a) => {
             let list = repo.remotes();
@@ -77,15 +153,57 @@ pub fn run(ctx: &Ctx, a: RemoteArgs) -> Result<ExitCode> {
             } else {
                 for r in list {
                     let mark = if r.default { "*" } else { " " };
-                    out!("{mark} {:<16} {}", r.name, r.url);
+                    let hidden = match r.overridden_by {
+                        Some(h) => format!("  (overridden by the {h} one)"),
+                        None => String::new(),
+                    };
+                    out!(
+                        "{mark} {:<16} {:<7} {}{hidden}",
+                        r.name,
+                        r.level.as_str(),
+                        r.url
+                    );
                 }
             }
         }
+        RemoteCommand::SetUrl(a) => {
+            let e = repo.set_remote_url(&a.name, &a.url, &ctx.cwd, a.level.level())?;
+            out!("remote {} ({} config) → {}", e.name, e.level, e.url);
+        }
+        RemoteCommand::Default(a) => {
+            if a.name.is_none() && !a.unset {
+                match repo.default_remote() {
+                    Some((d, level)) => out!("{d}  (set in the {level} config)"),
+                    None => out!("no default remote"),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let level = a.level.level().unwrap_or(ConfigLevel::Shared);
+            repo.set_default_remote(a.name.as_deref(), level)?;
+            match (a.name, repo.default_remote()) {
+                (Some(n), Some((d, l))) if d == n => {
+                    out!("default remote is now {n} (set in the {level} config)");
+                    debug_assert_eq!(l, level);
+                }
+                (Some(n), Some((d, l))) => out!(
+                    "set {n} as the default in the {level} config; {d} from the {l} config still takes precedence"
+                ),
+                (_, Some((d, l))) => out!(
+                    "unset the default in the {level} config; the default remote is now {d} (from the {l} config)"
+                ),
+                (_, None) => out!("unset the default in the {level} config; there is no default remote now"),
+            }
+        }
         RemoteCommand::Remove(a) => {
-            let new_default = repo.remove_remote(&a.name)?;
-            out!("removed remote {}", a.name);
-            if let Some(d) = new_default {
-                out!("default remote is now {d}");
+            let r = repo.remove_remote(&a.name, a.level.level())?;
+            out!("removed remote {} from the {} config", a.name, r.level);
+            if let Some(l) = r.uncovered {
+                out!("the {l} config's remote {} is used from now on", a.name);
+            }
+            match r.new_default {
+                Some(Some(d)) => out!("default remote is now {d}"),
+                Some(None) => out!("there is no default remote now"),
+                None => {}
             }
         }
     }
@@ -110,18 +228,20 @@ pub async fn open(
 ) -> Result<(ResolvedRemote, Arc<dyn Store>)> {
     let r = repo.resolve_remote(arg, &ctx.cwd)?;
     let opts = OpenOptions {
-        token: token_for(&r),
+        token: repo.token_for(&r, &env_tokens(&r)),
         s3: s3_options(),
     };
     let store = remote::open(&r.url, &opts).await?;
     Ok((r, store))
 }
 
-/// The bearer token for a remote, from the environment (never from the URL or config.toml, which
-/// is committed): `NSHARD_TOKEN_<NAME>` for a configured remote (name upper-cased, other characters
-/// than letters and digits as `_`), else `NSHARD_TOKEN`.
-pub fn token_for(r: &ResolvedRemote) -> Option<String> {
-    let named = r.name.as_ref().map(|n| {
+/// The tokens the environment offers for a remote: `NSHARD_TOKEN_<NAME>` for a configured remote
+/// (name upper-cased, other characters than letters and digits as `_`) and `NSHARD_TOKEN`. Which
+/// of them (or of the token stored by `nshard login`) the remote receives is decided by
+/// [`Repo::token_for`]: a URL from the committed config never receives these.
+pub fn env_tokens(r: &ResolvedRemote) -> EnvTokens {
+    let var = |name: &str| std::env::var(name).ok().filter(|t| !t.trim().is_empty());
+    let for_name = r.name.as_ref().and_then(|n| {
         let suffix: String = n
             .as_str()
             .chars()
@@ -133,15 +253,12 @@ pub fn token_for(r: &ResolvedRemote) -> Option<String> {
                 }
             })
             .collect();
-        format!("NSHARD_TOKEN_{suffix}")
+        var(&format!("NSHARD_TOKEN_{suffix}"))
     });
-    let token = named
-        .iter()
-        .map(String::as_str)
-        .chain(["NSHARD_TOKEN"])
-        .find_map(|var| std::env::var(var).ok().filter(|t| !t.trim().is_empty()))
-        .map(|t| t.trim().to_string());
-    token
+    EnvTokens {
+        for_name,
+        general: var("NSHARD_TOKEN"),
+    }
 }
 
 /// `URL (name)` or `URL`.
@@ -199,18 +316,18 @@ pub fn print_files(files: &[FileTransfer], source: &str) -> Result<usize> {
     let mut failed = 0;
     for f in files {
         match &f.result {
-            Ok(p) if p.versions == 1 => out!(
-                "{}: version {} ({} chunks)",
+            Ok(p) if p.versions == 1 => per_file!(
+                "{}: version {} ({})",
                 f.path,
                 p.version.short(),
-                p.chunks
+                count(p.chunks as u64, "chunk")
             ),
-            Ok(p) => out!(
-                "{}: {} versions up to {} ({} distinct chunks)",
+            Ok(p) => per_file!(
+                "{}: {} versions up to {} ({})",
                 f.path,
                 p.versions,
                 p.version.short(),
-                p.chunks
+                count(p.chunks as u64, "distinct chunk")
             ),
             Err(e) => {
                 failed += 1;
@@ -219,7 +336,7 @@ pub fn print_files(files: &[FileTransfer], source: &str) -> Result<usize> {
         }
         if let Ok(p) = &f.result {
             if let Some(v) = p.history_stops_at {
-                out!(
+                per_file!(
                     "  history from version {} back is not in {source}; not included",
                     v.short()
                 );

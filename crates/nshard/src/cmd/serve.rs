@@ -27,7 +27,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Without tokens the server only listens on loopback, where anyone on this machine may read and
 /// write. To serve other machines give tokens: a file with one `read:TOKEN` or `write:TOKEN` per line
 /// (`--tokens`), and/or the same entries in NSHARD_SERVE_TOKENS. Clients send them with
-/// NSHARD_TOKEN. For TLS, put the server behind a reverse proxy (see the README).
+/// NSHARD_TOKEN. For TLS, put the server behind a reverse proxy (see docs/server.md).
 ///
 /// Logs go to stderr (RUST_LOG=debug for more); SIGINT/SIGTERM stop accepting connections and let
 /// requests in flight finish.

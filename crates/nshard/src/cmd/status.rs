@@ -4,19 +4,33 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::FileState;
+use nshard_core::repo::{FileState, VersionOrder};
+use nshard_core::transfer::{self, Retry};
 
+use super::remote::{label, runtime};
 use crate::out;
-use crate::output::{print_json, Ctx};
+use crate::output::{count, print_json, Ctx};
 
-/// Show the state of every tracked file.
+/// Show the state of every tracked file (or of the files, directories and quoted globs given).
 ///
-/// States: unchanged, modified, outdated (holds an older committed version), new (never
-/// committed), missing from the work tree (checkout needed), data missing from the local store
-/// (pull needed), invalid (the manifest fails validation), unreadable (the file or its manifest
-/// cannot be read safely). Exits with status 1 when some file is invalid or unreadable.
+/// States: unchanged, modified, outdated (holds another committed version than its manifest
+/// names: older, or newer after `git checkout` of an older commit), new (never committed),
+/// conflicted (the manifest has git conflict markers), missing from the work tree (checkout
+/// needed), data missing from the local store (pull needed), invalid (the manifest fails
+/// validation), unreadable (the file or its manifest cannot be read safely). Exits with status 1
+/// when some file is invalid or unreadable.
+///
+/// With `--remote`, also asks the remote (default: the default remote) which objects of each
+/// manifest's version it lacks, with the same batched queries a push uses; nothing is sent.
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    /// Data files, manifests, directories or quoted globs; default: every file.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Also report which committed versions this remote (name or URL; default: the default
+    /// remote) lacks.
+    #[arg(long, value_name = "REMOTE", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -24,7 +38,21 @@ pub struct StatusArgs {
 
 pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let st = repo.status()?;
+    let filter = repo.path_filter(&ctx.cwd, &a.paths)?;
+    let mut st = repo.status()?;
+    st.retain(|s| filter.matches(&s.path));
+    let remote = match &a.remote {
+        None => None,
+        Some(arg) => {
+            let arg = Some(arg.as_str()).filter(|s| !s.is_empty());
+            let resolved = runtime()?.block_on(async {
+                let (resolved, store) = super::remote::open(&repo, ctx, arg).await?;
+                transfer::check_remote(&repo, &mut st, &store, &Retry::default()).await?;
+                anyhow::Ok(resolved)
+            })?;
+            Some(resolved)
+        }
+    };
     // Exit 1 when the state of some file could not be determined, so scripts notice.
     let undetermined = st.iter().any(|s| {
         matches!(
@@ -49,13 +77,24 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         let (label, hint) = match &s.state {
             FileState::Unchanged => ("unchanged", String::new()),
             FileState::Modified => ("modified", "  (run `nshard commit`)".to_string()),
-            FileState::Outdated { file_version } => (
-                "outdated",
-                format!(
-                    "  (holds older version {}: `nshard checkout` updates it, `nshard commit --force` records it as newest)",
-                    file_version.short()
-                ),
-            ),
+            FileState::Outdated {
+                file_version,
+                file_is,
+            } => ("outdated", outdated_hint(file_version, *file_is, &v)),
+            FileState::Conflicted { ours, theirs } => {
+                let m = s.path.manifest_path();
+                let side = |v: &Option<nshard_core::id::ObjectId>| {
+                    v.map_or("not a valid manifest".to_string(), |v| v.short())
+                };
+                (
+                    "conflicted",
+                    format!(
+                        "  (manifest has git conflict markers: ours {}, theirs {}; keep one with `git checkout --theirs {m}` or `git checkout --ours {m}`, `git add {m}`, then `nshard checkout`)",
+                        side(ours),
+                        side(theirs)
+                    ),
+                )
+            }
             FileState::New => ("new", "  (never committed)".to_string()),
             FileState::Missing { data_present: true } => {
                 ("missing", "  (run `nshard checkout`)".to_string())
@@ -69,7 +108,10 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             ),
             FileState::DataMissing { missing_chunks } => (
                 "data-missing",
-                format!("  ({missing_chunks} chunks not in the local store: run `nshard pull`)"),
+                format!(
+                    "  ({} not in the local store: run `nshard pull`)",
+                    count(*missing_chunks as u64, "chunk")
+                ),
             ),
             FileState::InvalidManifest { reason } => ("invalid", format!("  ({reason})")),
             FileState::Unreadable { reason } => ("unreadable", format!("  ({reason})")),
@@ -79,7 +121,51 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         } else {
             "  [manifest only, not tracked]"
         };
-        out!("{label:<13} {:<40} {v}{hint}{untracked}", s.path.as_str());
+        let on_remote = match &s.remote {
+            Some(c) if c.missing_objects == 0 => "  [on the remote]".to_string(),
+            Some(c) => format!(
+                "  [remote lacks {} of {} objects]",
+                c.missing_objects, c.objects
+            ),
+            None => String::new(),
+        };
+        out!(
+            "{label:<13} {:<40} {v}{hint}{untracked}{on_remote}",
+            s.path.as_str()
+        );
+    }
+    if let Some(r) = remote {
+        let checked: Vec<_> = st.iter().filter_map(|s| s.remote).collect();
+        let lacking = checked.iter().filter(|c| c.missing_objects > 0).count();
+        if lacking == 0 {
+            out!(
+                "remote {} has every committed version ({})",
+                label(&r),
+                count(checked.len() as u64, "file")
+            );
+        } else {
+            out!(
+                "remote {} lacks {lacking} of {} committed versions: run `nshard push`",
+                label(&r),
+                checked.len()
+            );
+        }
     }
     Ok(code)
+}
+
+/// The advice for a file holding another version than its manifest names.
+fn outdated_hint(file: &nshard_core::id::ObjectId, order: VersionOrder, manifest: &str) -> String {
+    let f = file.short();
+    match order {
+        VersionOrder::Older => format!(
+            "  (holds older version {f}: `nshard checkout` updates it to {manifest})"
+        ),
+        VersionOrder::Newer => format!(
+            "  (holds newer version {f}, e.g. after `git checkout` of an older commit: `nshard checkout` makes it match the manifest's {manifest}; {f} stays in the store)"
+        ),
+        VersionOrder::Unrelated => format!(
+            "  (holds version {f}, not in this manifest's history: `nshard checkout` makes it match {manifest})"
+        ),
+    }
 }

@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::Args;
 use nshard_core::repo::TrackChange;
 
-use crate::out;
 use crate::output::{print_json, Ctx};
+use crate::per_file;
 
 /// Start tracking files, directories (recursively) or glob patterns.
 ///
@@ -45,13 +45,13 @@ fn print(changes: &[TrackChange], json: bool) -> Result<()> {
     for c in changes {
         match c {
             TrackChange::Added { entry, files } => {
-                out!(
+                per_file!(
                     "tracking {entry} ({files} file{})",
                     if *files == 1 { "" } else { "s" }
                 )
             }
-            TrackChange::AlreadyTracked { entry } => out!("already tracked: {entry}"),
-            TrackChange::Removed { entry } => out!("untracked {entry}"),
+            TrackChange::AlreadyTracked { entry } => per_file!("already tracked: {entry}"),
+            TrackChange::Removed { entry } => per_file!("untracked {entry}"),
         }
     }
     Ok(())

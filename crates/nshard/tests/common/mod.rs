@@ -12,7 +12,11 @@ use assert_cmd::Command;
 /// A `nshard` command running in `dir`, with progress bars off.
 pub fn nshard(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("nshard").expect("nshard binary is built");
-    c.current_dir(dir).env("NO_COLOR", "1");
+    // Never the developer's own user config (remotes, tokens): a path that does not exist.
+    c.current_dir(dir).env("NO_COLOR", "1").env(
+        "XDG_CONFIG_HOME",
+        std::env::temp_dir().join("nshard-tests-no-user-config"),
+    );
     c
 }
 
@@ -39,18 +43,31 @@ pub fn fails(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stderr).expect("utf8 stderr")
 }
 
-/// Runs `nshard args… --json` and parses stdout.
+/// Runs `nshard args… --json`, asserts it exits 0, and parses stdout.
 pub fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    json_exit(dir, args, 0)
+}
+
+/// Runs `nshard args… --json`, asserts it exits with `code` (documented exit statuses, e.g. 1
+/// when `status` finds an invalid manifest or `verify` a problem), and parses stdout.
+pub fn json_exit(dir: &Path, args: &[&str], code: i32) -> serde_json::Value {
     let mut a = args.to_vec();
     a.push("--json");
     let out = nshard(dir).args(&a).output().expect("runs");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "nshard {a:?}: bad JSON ({e}): {}\nstderr: {}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
-    })
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "nshard {a:?}: exit status\nstdout: {v}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    v
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*).
@@ -109,6 +126,10 @@ impl TestRepo {
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         json(self.path(), args)
     }
+
+    pub fn json_exit(&self, args: &[&str], code: i32) -> serde_json::Value {
+        json_exit(self.path(), args, code)
+    }
 }
 
 /// Runs `git args…` in `dir` with a fixed identity; panics with git's message if it fails.
@@ -130,4 +151,41 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether `strace` can trace a process here (it needs the tool and ptrace). Tests that need it
+/// call this and return early when it is false; in CI (the `CI` variable is set, and `.ci/run`
+/// installs strace) a missing strace fails the test instead of skipping it silently.
+pub fn strace_works(test: &str) -> bool {
+    tool_works(test, "strace", &["-f", "-o", "/dev/null", "true"])
+}
+
+/// Whether `tool args…` runs successfully here; when it does not, fails the test in CI and
+/// reports a skip loudly elsewhere (see [`strace_works`]).
+pub fn tool_works(test: &str, tool: &str, args: &[&str]) -> bool {
+    let works = std::process::Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        let msg = format!("{test}: SKIPPED: `{tool}` is missing or does not work here");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{msg}; CI must provide it"
+        );
+        eprintln!("*** {msg} ***");
+    }
+    works
+}
+
+/// Sends `signal` (e.g. "STOP", "CONT", "KILL") to process `pid` with `kill(1)`.
+pub fn signal(pid: u32, signal: &str) {
+    let st = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill -{signal} {pid}");
 }

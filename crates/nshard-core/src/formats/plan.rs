@@ -1,24 +1,24 @@
 //! Tensor-aligned chunking: where segment boundaries go for files whose format NeuroShard
 //! understands, before the chunker cuts inside each segment.
 //!
-//! A safetensors file is split into the header (its own segment) and one segment per tensor;
-//! tensors smaller than the minimum object size are grouped with their neighbours (in file order)
-//! until the group reaches it, so objects stay large enough for cheap transfers. Because no chunk
+//! A model file is split into the header (its own segment) and one segment per tensor; tensors
+//! smaller than the minimum object size are grouped with their neighbours (in file order) until
+//! the group reaches it, so objects stay large enough for cheap transfers. Because no chunk
 //! straddles a tensor boundary, a tensor that did not change always deduplicates, whatever moved
 //! around it (a grown header shifts every offset; CDC alone re-synchronises only a chunk later, and
 //! chunks that straddle a changed and an unchanged tensor store both). The dtype of the tensor that
 //! owns most of a segment tells the codec how to group bytes.
 //!
-//! Files that are not safetensors, or whose header fails the bounded parser, are one plain segment.
+//! Files in no known format, or whose header fails its bounded parser, are one plain segment.
 //! The cut points this produces are part of the on-disk format (golden tests pin them), but
 //! reading never depends on them: manifests list every chunk's offset.
 
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom};
+use std::io;
 
+use super::{FileSource, Layout, Parsed, Source};
 use crate::chunk::{ChunkParams, LayoutMode, Segment};
 use crate::codec::DataHint;
-use crate::formats::safetensors;
 
 /// How one file is to be cut.
 #[derive(Debug)]
@@ -28,8 +28,18 @@ pub struct Plan {
     /// The parameters to record in the manifest: the configured ones, with the layout that was
     /// really applied (`none` when the file fell back to plain chunking).
     pub chunking: ChunkParams,
-    /// The parsed safetensors header, when the file is one.
-    pub safetensors: Option<safetensors::Layout>,
+    /// What the header parsed as (read whatever the layout, for the tensor table).
+    pub parsed: Parsed,
+}
+
+impl Plan {
+    /// The parsed layout, when the file is in a known format with a valid header.
+    pub fn layout(&self) -> Option<&Layout> {
+        match &self.parsed {
+            Parsed::Layout(l) => Some(l),
+            _ => None,
+        }
+    }
 }
 
 /// The codec hint for a safetensors dtype: floats are split into byte planes by width (fp8 is
@@ -43,43 +53,86 @@ pub fn hint_for_dtype(dtype: &str) -> DataHint {
     }
 }
 
-/// Plans the cutting of `file` (`size` bytes) under `params`. Reads only the header (when the
-/// layout asks for one) and leaves the file positioned at its start.
-pub fn plan(file: &File, size: u64, params: ChunkParams) -> io::Result<Plan> {
-    let plain = Plan {
-        segments: Vec::new(),
-        chunking: params.with_layout(LayoutMode::None),
-        safetensors: None,
-    };
-    if params.layout() == LayoutMode::None {
-        return Ok(plain);
+/// Chunk parameters for text and tabular data (CSV, JSON Lines, logs, source) up to
+/// [`TEXT_MAX_FILE`]: FastCDC with a 64 KiB average (16 KiB minimum, 256 KiB maximum). An edit
+/// to a dataset (rows inserted, changed or deleted anywhere) re-stores the rows and the two small
+/// chunks around them instead of two 4 MiB chunks; the cost is a larger manifest (about 16 000
+/// chunks per GiB).
+pub const TEXT_PARAMS: ChunkParams = ChunkParams::FastCdc {
+    min_size: 16 * 1024,
+    avg_size: 64 * 1024,
+    max_size: 256 * 1024,
+    layout: LayoutMode::None,
+};
+
+/// Largest file cut with [`TEXT_PARAMS`]: about 260 000 chunks, a manifest of about 35 MB.
+/// Larger text files get the configured parameters, so that their manifests stay well inside
+/// the manifest limits.
+pub const TEXT_MAX_FILE: u64 = 16 << 30;
+
+/// Bytes [`looks_like_text`] looks at.
+pub const TEXT_SNIFF: usize = 64 * 1024;
+
+/// Whether a file starting with `head` (its first [`TEXT_SNIFF`] bytes) is text: UTF-8 (a
+/// character cut at the end of the sample is fine), no NUL bytes, and at least one line break.
+pub fn looks_like_text(head: &[u8]) -> bool {
+    if head.is_empty() || head.contains(&0) || !head.contains(&b'\n') {
+        return false;
     }
-    let mut f = file;
-    f.seek(SeekFrom::Start(0))?;
-    let parsed = safetensors::parse(&mut f, size);
-    f.seek(SeekFrom::Start(0))?;
-    match parsed {
-        Ok(layout) => {
-            let (segments, chunking) = segments_for(params, Some(&layout), size);
-            Ok(Plan {
-                segments,
-                chunking,
-                safetensors: Some(layout),
-            })
-        }
-        // Not safetensors (or not within the parser's limits): plain chunking. Read errors are
-        // real errors.
-        Err(safetensors::ParseError::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => Err(e),
-        Err(_) => Ok(plain),
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && head.len() - e.valid_up_to() < 4,
     }
 }
 
-/// The segments for a file of `size` bytes under `params`, given its parsed safetensors header
-/// (`None`: not safetensors), and the parameters to record. For anyone who re-cuts a file the way
-/// commit does (diff, for instance).
+/// How a file's chunk parameters are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Params {
+    /// The configured parameters for model and binary files; [`TEXT_PARAMS`] for text files when
+    /// the configured algorithm is content-defined (a configured `fixed` applies to every file).
+    ByKind(ChunkParams),
+    /// Exactly these (re-cutting a file as a manifest records, as diff does).
+    Exact(ChunkParams),
+}
+
+/// Plans the cutting of `file` (`size` bytes). Reads only the header (and, for a file in no
+/// model format, its first [`TEXT_SNIFF`] bytes), with positioned reads (the file position is
+/// left alone). A read error is the only error.
+pub fn plan(file: &File, size: u64, params: Params) -> io::Result<Plan> {
+    let mut src = FileSource::new(file, size);
+    let parsed = super::parse_any(&mut src)?;
+    let layout = match &parsed {
+        Parsed::Layout(l) => Some(l),
+        _ => None,
+    };
+    let params = match params {
+        Params::Exact(p) => p,
+        Params::ByKind(p @ ChunkParams::FastCdc { .. })
+            if layout.is_none() && size <= TEXT_MAX_FILE =>
+        {
+            let mut head = vec![0u8; size.min(TEXT_SNIFF as u64) as usize];
+            src.read_at(0, &mut head)?;
+            if looks_like_text(&head) {
+                TEXT_PARAMS
+            } else {
+                p
+            }
+        }
+        Params::ByKind(p) => p,
+    };
+    let (segments, chunking) = segments_for(params, layout, size);
+    Ok(Plan {
+        segments,
+        chunking,
+        parsed,
+    })
+}
+
+/// The segments for a file of `size` bytes under `params`, given its parsed header (`None`: no
+/// known format), and the parameters to record.
 pub fn segments_for(
     params: ChunkParams,
-    parsed: Option<&safetensors::Layout>,
+    parsed: Option<&Layout>,
     size: u64,
 ) -> (Vec<Segment>, ChunkParams) {
     match (params.layout(), parsed) {
@@ -90,16 +143,12 @@ pub fn segments_for(
     }
 }
 
-/// The segments of a safetensors file of `file_size` bytes: the header alone, then each tensor of
+/// The segments of a model file of `file_size` bytes: the header alone, then each tensor of
 /// at least `min_group` bytes alone, and runs of smaller neighbouring tensors grouped until a group
 /// holds `min_group` bytes (a run cut short by a large tensor stays a smaller group). Bytes no
 /// tensor claims (gaps, a tail) count as small pieces of their own. The segments cover the file
 /// exactly.
-pub fn tensor_segments(
-    layout: &safetensors::Layout,
-    file_size: u64,
-    min_group: u64,
-) -> Vec<Segment> {
+pub fn tensor_segments(layout: &Layout, file_size: u64, min_group: u64) -> Vec<Segment> {
     let mut segments = vec![Segment {
         len: layout.header_len,
         hint: DataHint::Unknown,
@@ -155,7 +204,7 @@ pub fn tensor_segments(
 mod tests {
     use super::*;
     use crate::chunk::{ChunkReader, Cutter};
-    use crate::formats::safetensors::Tensor;
+    use crate::formats::{safetensors, FormatKind, Tensor};
 
     fn tensor(name: &str, dtype: &str, start: u64, end: u64) -> Tensor {
         Tensor {
@@ -169,7 +218,8 @@ mod tests {
 
     #[test]
     fn groups_small_tensors_and_covers_the_file() {
-        let l = safetensors::Layout {
+        let l = Layout {
+            kind: FormatKind::Safetensors,
             header_len: 100,
             tensors: vec![
                 tensor("norm", "F32", 100, 140),
@@ -191,7 +241,8 @@ mod tests {
         assert_eq!(s[4].hint, DataHint::Float(1));
         assert_eq!(lens.iter().sum::<u64>(), 1530);
         // Only the header: one segment, then plain.
-        let empty = safetensors::Layout {
+        let empty = Layout {
+            kind: FormatKind::Safetensors,
             header_len: 50,
             tensors: vec![],
         };
@@ -222,8 +273,8 @@ mod tests {
         let tmp = tempfile::NamedTempFile::new().expect("tmp");
         std::fs::write(tmp.path(), file).expect("write");
         let f = File::open(tmp.path()).expect("open");
-        let p = plan(&f, file.len() as u64, params).expect("plan");
-        let mut r = ChunkReader::new(&f, Cutter::new(params), p.segments);
+        let p = plan(&f, file.len() as u64, Params::ByKind(params)).expect("plan");
+        let mut r = ChunkReader::new(&f, Cutter::new(p.chunking), p.segments);
         let mut out = Vec::new();
         while let Some(c) = r.next_chunk().expect("read") {
             out.push((c.offset, c.data.len(), c.hint));
@@ -277,6 +328,37 @@ mod tests {
         );
         let total: usize = chunks.iter().map(|c| c.1).sum();
         assert_eq!(total, file.len());
+    }
+
+    #[test]
+    fn text_files_get_the_text_parameters() {
+        let csv: Vec<u8> = (0..40_000)
+            .flat_map(|i| format!("{i},ü{},{}\n", i * 7, i % 13).into_bytes())
+            .collect();
+        let (chunks, recorded) = cut(&csv, ChunkParams::default());
+        assert_eq!(recorded, TEXT_PARAMS);
+        assert_eq!(
+            chunks.iter().map(|c| c.1).collect::<Vec<_>>(),
+            Cutter::new(TEXT_PARAMS).cut_all(&csv)
+        );
+        // Fixed blocks apply to every file; binary data keeps the configured parameters.
+        let fixed = ChunkParams::Fixed {
+            size: 1 << 20,
+            layout: LayoutMode::None,
+        };
+        assert_eq!(cut(&csv, fixed).1, fixed);
+        let bin = crate::chunk::tests::seeded(1 << 20, 3);
+        assert_eq!(
+            cut(&bin, ChunkParams::default()).1,
+            ChunkParams::default().with_layout(LayoutMode::None)
+        );
+        assert!(
+            looks_like_text(b"a,b\nc,\xc3"),
+            "a character cut by the sample"
+        );
+        assert!(!looks_like_text(b"a,b\nc\xff,d"), "not UTF-8");
+        assert!(!looks_like_text(b"a\0b\n"), "NUL");
+        assert!(!looks_like_text(b"no line break"));
     }
 
     #[test]

@@ -1,0 +1,217 @@
+//! Everything NeuroShard knows about git: which manifest versions git can still reach (for `gc`
+//! and history-aware `push`), the managed `.gitignore` block, and the hooks that make data follow
+//! git (`pre-push`, `post-checkout`, `post-merge`, `post-rewrite`).
+//!
+//! Git is read through the `git` command (plumbing only: `rev-parse`, `rev-list`, `for-each-ref`,
+//! `ls-files`, `cat-file --batch`, `diff --name-only`), never by parsing `.git` ourselves, so every
+//! layout git supports (worktrees, `core.hooksPath`, packed refs, alternates) works.
+
+pub mod hooks;
+pub(crate) mod ignore;
+pub(crate) mod refs;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+use crate::manifest::MAX_MANIFEST_BYTES;
+
+pub use refs::{Reach, RefUpdate};
+
+fn git_error(what: &str, detail: impl std::fmt::Display) -> Error {
+    Error::Git(format!("{what}: {detail}"))
+}
+
+/// `git`, without the repository overrides a git hook or wrapper may have set: the repository is
+/// always the one containing the directory given with `-C`.
+pub(crate) fn git_command() -> Command {
+    let mut c = Command::new("git");
+    for var in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_COMMON_DIR",
+        "GIT_PREFIX",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Runs `git -C dir args…` and returns its standard output; a failure is an error naming the
+/// command and what git said.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>> {
+    let out = git_command()
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| git_error("could not run `git` (is it installed?)", e))?;
+    if !out.status.success() {
+        return Err(git_error(
+            &format!("`git {}` failed", args.join(" ")),
+            String::from_utf8_lossy(&out.stderr).trim(),
+        ));
+    }
+    Ok(out.stdout)
+}
+
+/// Git's one-line answer, trimmed.
+pub(crate) fn text(out: Vec<u8>) -> String {
+    String::from_utf8_lossy(&out).trim().to_string()
+}
+
+/// The git work tree that holds a NeuroShard repository.
+#[derive(Clone, Debug)]
+pub struct GitTree {
+    /// The git work tree's top directory.
+    pub top: PathBuf,
+    /// Where the NeuroShard repository sits inside it: `""` or `"models/"` (with `/`).
+    pub prefix: String,
+}
+
+impl GitTree {
+    /// The git work tree containing `dir`, or `None` when `dir` is not inside one (or git is not
+    /// installed).
+    pub fn find(dir: &Path) -> Option<GitTree> {
+        let top = git(dir, &["rev-parse", "--show-toplevel"]).ok()?;
+        let top = PathBuf::from(String::from_utf8_lossy(&top).trim_end_matches('\n'));
+        let prefix = git(dir, &["rev-parse", "--show-prefix"]).ok()?;
+        let prefix = String::from_utf8_lossy(&prefix)
+            .trim_end_matches('\n')
+            .to_string();
+        Some(GitTree { top, prefix })
+    }
+
+    /// Runs git in the work tree's top directory.
+    pub(crate) fn run(&self, args: &[&str]) -> Result<Vec<u8>> {
+        git(&self.top, args)
+    }
+
+    /// The directory git runs hooks from (honours `core.hooksPath`).
+    pub fn hooks_dir(&self) -> Result<PathBuf> {
+        let p = text(self.run(&["rev-parse", "--git-path", "hooks"])?);
+        let p = PathBuf::from(p);
+        Ok(if p.is_absolute() { p } else { self.top.join(p) })
+    }
+
+    /// Resolves `rev` to a commit id, `None` when it does not name a commit.
+    pub fn commit_id(&self, rev: &str) -> Option<String> {
+        let spec = format!("{rev}^{{commit}}");
+        self.run(&["rev-parse", "--verify", "--quiet", &spec])
+            .ok()
+            .map(text)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Whether the index holds any manifest (`*.shard.json`) under the NeuroShard root.
+    pub fn has_manifests(&self) -> Result<bool> {
+        let spec = format!(":(top){}*.shard.json", self.prefix);
+        Ok(!self.run(&["ls-files", "-z", "--", &spec])?.is_empty())
+    }
+
+    /// The manifests (`*.shard.json`, paths relative to the NeuroShard root) that differ between
+    /// two commits. Cheap: git compares trees, no file is read.
+    pub fn changed_manifests(&self, from: &str, to: &str) -> Result<Vec<String>> {
+        let mut args = vec!["diff", "--name-only", "--no-renames", "-z", from, to, "--"];
+        let spec = format!("{}*.shard.json", self.prefix);
+        args.push(&spec);
+        let out = self.run(&args)?;
+        Ok(out
+            .split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| {
+                let p = String::from_utf8_lossy(p);
+                p.strip_prefix(self.prefix.as_str()).map(str::to_string)
+            })
+            .collect())
+    }
+}
+
+/// Reads blobs with one `git cat-file --batch`, in order. An id that turns out not to be a blob
+/// (a tree or commit named like a manifest) yields `None`. A blob over the manifest size limit is
+/// an error: it cannot be a valid manifest, and gc must not guess what it references.
+pub(crate) fn read_blobs(top: &Path, ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut child = git_command()
+        .arg("-C")
+        .arg(top)
+        .args(["cat-file", "--batch"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| git_error("could not run `git cat-file`", e))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let request: String = ids.iter().map(|id| format!("{id}\n")).collect();
+    // Written from a thread: git answers while it reads, and both pipes have limited buffers.
+    let writer = std::thread::spawn(move || {
+        let r = stdin.write_all(request.as_bytes());
+        drop(stdin);
+        r
+    });
+    let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut out = Vec::with_capacity(ids.len());
+    let mut failure = None;
+    for id in ids {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            failure = Some(format!("no answer for blob {id}"));
+            break;
+        }
+        let fields: Vec<&str> = header.trim_end().split(' ').collect();
+        let (kind, size) = match fields.as_slice() {
+            [_, kind, size] => (*kind, size.parse::<u64>().ok()),
+            _ => ("", None),
+        };
+        let Some(size) = size else {
+            failure = Some(format!("blob {id}: git answered `{}`", header.trim_end()));
+            break;
+        };
+        if kind == "blob" && size > MAX_MANIFEST_BYTES {
+            failure = Some(format!(
+                "blob {id} is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte manifest limit"
+            ));
+            break;
+        }
+        if kind != "blob" {
+            // Skip the object's bytes (trees and commits are small).
+            let mut sink = vec![0; size as usize + 1];
+            if let Err(e) = reader.read_exact(&mut sink) {
+                failure = Some(format!("reading object {id}: {e}"));
+                break;
+            }
+            out.push(None);
+            continue;
+        }
+        let mut bytes = vec![0; size as usize + 1];
+        if let Err(e) = reader.read_exact(&mut bytes) {
+            failure = Some(format!("reading blob {id}: {e}"));
+            break;
+        }
+        bytes.pop(); // the newline after each object
+        out.push(Some(bytes));
+    }
+    drop(reader);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = writer.join();
+    match failure {
+        Some(f) => Err(git_error("`git cat-file --batch`", f)),
+        None => Ok(out),
+    }
+}
+
+impl crate::repo::Repo {
+    /// The git work tree holding this repository ([`Error::NotAGitRepo`] when there is none).
+    pub fn git_tree(&self) -> Result<GitTree> {
+        if !self.is_git_repo() {
+            return Err(Error::NotAGitRepo(self.root().to_path_buf()));
+        }
+        GitTree::find(self.root()).ok_or_else(|| Error::NotAGitRepo(self.root().to_path_buf()))
+    }
+}

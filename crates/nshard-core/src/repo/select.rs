@@ -1,0 +1,120 @@
+//! Which files a command works on: the paths, manifests, directories and quoted globs the user
+//! named, as one filter over repository paths. `push`, `pull`, `checkout`, `status`, `diff` and
+//! `log` all select files this way.
+
+use std::path::Path;
+
+use globset::{GlobBuilder, GlobMatcher};
+
+use super::{is_glob, Repo};
+use crate::error::{Error, Result};
+use crate::fsutil::{self, RepoPath};
+
+/// One thing the user named.
+#[derive(Clone, Debug)]
+enum Part {
+    /// A data file (a manifest named by the user is turned into its data file).
+    File(RepoPath),
+    /// Everything under a directory (`"models/"`, with the slash).
+    Dir(String),
+    /// A glob over data paths (`*` stays in one directory, `**` crosses them).
+    Glob(GlobMatcher),
+}
+
+/// A set of data files named by the user; empty means every file.
+#[derive(Clone, Debug, Default)]
+pub struct PathFilter {
+    parts: Vec<Part>,
+}
+
+impl PathFilter {
+    /// The filter that matches every file.
+    pub fn all() -> PathFilter {
+        PathFilter::default()
+    }
+
+    /// Whether it matches every file.
+    pub fn is_all(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Whether data file `p` is selected.
+    pub fn matches(&self, p: &RepoPath) -> bool {
+        self.is_all()
+            || self.parts.iter().any(|part| match part {
+                Part::File(f) => f == p,
+                Part::Dir(d) => p.as_str().starts_with(d.as_str()),
+                Part::Glob(g) => g.is_match(p.as_str()),
+            })
+    }
+
+    /// The files named one by one (not through a directory or glob).
+    pub fn exact_files(&self) -> impl Iterator<Item = &RepoPath> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::File(f) => Some(f),
+            _ => None,
+        })
+    }
+}
+
+impl Repo {
+    /// Turns command-line arguments (relative to `cwd`) into a filter: a data file or its manifest,
+    /// a directory (everything under it), a quoted glob, or the repository root (everything).
+    pub fn path_filter(&self, cwd: &Path, args: &[impl AsRef<Path>]) -> Result<PathFilter> {
+        let mut parts = Vec::new();
+        for a in args {
+            let a = a.as_ref();
+            let abs = fsutil::normalize_lexically(&cwd.join(a));
+            if abs == self.root() {
+                return Ok(PathFilter::all());
+            }
+            let p = self.resolve_user_path(cwd, a)?;
+            if is_glob(p.as_str()) {
+                let pattern = p
+                    .as_str()
+                    .strip_suffix(crate::manifest::MANIFEST_SUFFIX)
+                    .unwrap_or(p.as_str());
+                let g = GlobBuilder::new(pattern)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|_| Error::UnsafePath {
+                        path: a.display().to_string(),
+                        reason: "is not a valid glob pattern",
+                    })?;
+                parts.push(Part::Glob(g.compile_matcher()));
+            } else if let Some(data) = p.data_path_of_manifest() {
+                parts.push(Part::File(data));
+            } else if std::fs::symlink_metadata(p.to_path(self.root())).is_ok_and(|m| m.is_dir()) {
+                parts.push(Part::Dir(format!("{}/", p.as_str())));
+            } else {
+                parts.push(Part::File(p));
+            }
+        }
+        Ok(PathFilter { parts })
+    }
+
+    /// The work tree's manifests (as data paths) that `filter` selects, plus every file it names
+    /// one by one even without a manifest (so commands can say what is wrong with it). A directory
+    /// or glob that selects no manifest is an error naming it.
+    pub fn select_manifests(&self, filter: &PathFilter) -> Result<Vec<RepoPath>> {
+        let manifests = self.scan_worktree()?.1;
+        if filter.is_all() {
+            return Ok(manifests);
+        }
+        let mut out: Vec<RepoPath> = manifests
+            .into_iter()
+            .filter(|m| filter.matches(m))
+            .collect();
+        for f in filter.exact_files() {
+            if !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::NothingSelected);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}

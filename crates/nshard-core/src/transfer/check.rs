@@ -1,0 +1,50 @@
+//! `nshard status --remote`: which committed versions a remote lacks, asked with the same batched
+//! `missing` queries a push uses (one round for the whole repository), without moving anything.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::engine::remote_missing;
+use super::{Retry, TransferStats};
+use crate::error::Result;
+use crate::id::ObjectId;
+use crate::remote::Store;
+use crate::repo::{FileStatus, RemoteCheck, Repo};
+
+/// Fills in [`FileStatus::remote`] for every file with a readable committed version: how many of
+/// the objects it needs (its manifest object and its distinct chunks) `remote` lacks.
+pub async fn check_remote(
+    repo: &Repo,
+    statuses: &mut [FileStatus],
+    remote: &Arc<dyn Store>,
+    retry: &Retry,
+) -> Result<()> {
+    let mut needs: Vec<Option<Vec<ObjectId>>> = Vec::with_capacity(statuses.len());
+    let mut all = Vec::new();
+    let mut seen = HashSet::new();
+    for s in statuses.iter() {
+        let wt = match s.version {
+            Some(_) => repo.read_worktree_manifest(&s.path).ok().flatten(),
+            None => None,
+        };
+        let ids = wt.map(|wt| {
+            let mut mine = HashSet::new();
+            std::iter::once(wt.version)
+                .chain(wt.manifest.chunks.iter().map(|c| c.id))
+                .filter(|id| mine.insert(*id))
+                .collect::<Vec<_>>()
+        });
+        if let Some(ids) = &ids {
+            all.extend(ids.iter().filter(|id| seen.insert(**id)).copied());
+        }
+        needs.push(ids);
+    }
+    let missing = remote_missing(remote, &all, retry, &mut TransferStats::default()).await?;
+    for (s, ids) in statuses.iter_mut().zip(needs) {
+        s.remote = ids.map(|ids| RemoteCheck {
+            objects: ids.len(),
+            missing_objects: ids.iter().filter(|id| missing.contains(id)).count(),
+        });
+    }
+    Ok(())
+}

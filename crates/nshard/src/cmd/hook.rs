@@ -1,0 +1,322 @@
+//! `nshard hook NAME`: what the git hooks installed by `nshard git-init` run.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use nshard_core::fsutil::RepoPath;
+use nshard_core::git::RefUpdate;
+use nshard_core::repo::{CheckoutOptions, CheckoutOutcome, PathFilter, Repo};
+use nshard_core::transfer::{self, PullOptions, PushOptions, PushScope, Retry, TransferOptions};
+use nshard_core::Error;
+
+use super::remote::{label, objects, runtime};
+use crate::output::Ctx;
+
+/// Run by the git hooks that `nshard git-init` installs (not meant to be typed).
+///
+/// pre-push sends the data of every manifest version in the commits being pushed to the default
+/// remote and fails (so git refuses the push) when that fails. post-checkout, post-merge and
+/// post-rewrite pull the data of manifests that changed and check those files out, never
+/// overwriting uncommitted changes. All messages go to stderr; a hook never asks for input.
+#[derive(Args, Debug)]
+pub struct HookArgs {
+    #[command(subcommand)]
+    pub hook: Hook,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Hook {
+    /// git's pre-push: `<remote name> <remote url>`, ref lines on stdin.
+    PrePush {
+        remote: String,
+        #[arg(default_value = "")]
+        url: String,
+    },
+    /// git's post-checkout: `<previous HEAD> <new HEAD> <1 for a branch checkout>`.
+    PostCheckout {
+        previous: String,
+        new: String,
+        flag: String,
+    },
+    /// git's post-merge: `<1 for a squash merge>`.
+    PostMerge {
+        #[arg(default_value = "0")]
+        squash: String,
+    },
+    /// git's post-rewrite: `amend|rebase`, `<old> <new>` lines on stdin.
+    PostRewrite {
+        #[arg(default_value = "")]
+        kind: String,
+    },
+}
+
+/// git's id of the empty tree: the "previous HEAD" of a fresh clone's checkout.
+const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
+pub fn run(ctx: &Ctx, a: HookArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let Ok(tree) = repo.git_tree() else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    match a.hook {
+        Hook::PrePush { remote, .. } => pre_push(ctx, &repo, remote),
+        Hook::PostCheckout {
+            previous,
+            new,
+            flag,
+        } => {
+            if flag != "1" || previous == new {
+                return Ok(ExitCode::SUCCESS); // a file checkout, or no move: nothing to sync
+            }
+            let from = if previous.bytes().all(|b| b == b'0') {
+                EMPTY_TREE.to_string()
+            } else {
+                previous
+            };
+            let changed = tree.changed_manifests(&from, &new)?;
+            sync(ctx, &repo, changed)
+        }
+        Hook::PostMerge { .. } => {
+            let changed = match tree.commit_id("ORIG_HEAD") {
+                Some(orig) => tree.changed_manifests(&orig, "HEAD")?,
+                None => all_manifests(&repo)?,
+            };
+            sync(ctx, &repo, changed)
+        }
+        Hook::PostRewrite { .. } => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .context("reading the rewritten commits from git")?;
+            let mut changed = BTreeSet::new();
+            for line in input.lines() {
+                let mut f = line.split(' ');
+                if let (Some(old), Some(new)) = (f.next(), f.next()) {
+                    changed.extend(tree.changed_manifests(old, new)?);
+                }
+            }
+            if let Some(orig) = tree.commit_id("ORIG_HEAD") {
+                changed.extend(tree.changed_manifests(&orig, "HEAD")?);
+            }
+            sync(ctx, &repo, changed.into_iter().collect())
+        }
+    }
+}
+
+fn all_manifests(repo: &Repo) -> Result<Vec<String>> {
+    Ok(repo
+        .scan_worktree()?
+        .1
+        .iter()
+        .map(|p| p.manifest_path().as_str().to_string())
+        .collect())
+}
+
+fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the pushed refs from git")?;
+    let updates = RefUpdate::parse_lines(&input)?;
+    let resolved = match repo.resolve_remote(None, &ctx.cwd) {
+        Ok(r) => r,
+        Err(Error::NoRemote) => {
+            eprintln!(
+                "nshard: no default data remote is configured, so the data of the manifests in this \
+                 push was not sent; add one with `nshard remote add NAME URL` (or push by hand with \
+                 `nshard push --remote URL`)"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let bar = ctx.progress(false);
+    let result = runtime()?.block_on(async {
+        let (resolved, store) = super::remote::open(repo, ctx, None).await?;
+        let report = transfer::push(
+            repo,
+            &store,
+            &PushOptions {
+                filter: PathFilter::all(),
+                scope: PushScope::GitPush {
+                    updates,
+                    remote: git_remote,
+                },
+                all_versions: false,
+                transfer: TransferOptions {
+                    jobs: transfer::DEFAULT_JOBS.into(),
+                    retry: Retry::default(),
+                    progress: &bar,
+                },
+            },
+        )
+        .await?;
+        anyhow::Ok((resolved, report))
+    });
+    let (resolved, report) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "nshard: refusing the git push: the data could not be sent to {}: {e:#}",
+                label(&resolved)
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let failed: Vec<_> = report.files.iter().filter(|f| f.result.is_err()).collect();
+    for f in &failed {
+        if let Err(e) = &f.result {
+            eprintln!("nshard: {}: {e}", f.path);
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!(
+            "nshard: refusing the git push: the data of {} file(s) could not be sent to {}",
+            failed.len(),
+            label(&resolved)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let s = &report.stats;
+    if !report.files.is_empty() && !ctx.quiet {
+        eprintln!(
+            "nshard: data of {} file(s) is on {}: sent {}, {} already there",
+            report.files.len(),
+            label(&resolved),
+            objects(s.objects, s.bytes),
+            objects(s.skipped, s.skipped_bytes)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls the data the changed manifests need and checks their files out, keeping uncommitted
+/// changes. `manifests` are manifest paths relative to the repository root.
+fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
+    let mut paths: Vec<RepoPath> = Vec::new();
+    for m in manifests {
+        let Some(data) = RepoPath::parse(&m)
+            .ok()
+            .and_then(|p| p.data_path_of_manifest())
+        else {
+            continue;
+        };
+        // A manifest the checkout deleted leaves its data file alone.
+        if data.manifest_path().to_path(repo.root()).is_file() {
+            paths.push(data);
+        }
+    }
+    if paths.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = false;
+    // Pull what the local store lacks.
+    let mut need_data = Vec::new();
+    for p in &paths {
+        match repo.read_worktree_manifest(p) {
+            Ok(Some(wt)) if !repo.missing_chunks(&wt.manifest).is_empty() => {
+                need_data.push(p.clone())
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failed = true;
+                eprintln!("nshard: {p}: {e}");
+            }
+        }
+    }
+    let bar = ctx.progress(false);
+    let mut unavailable: BTreeSet<RepoPath> = BTreeSet::new();
+    if !need_data.is_empty() {
+        match repo.resolve_remote(None, &ctx.cwd) {
+            Err(Error::NoRemote) => {
+                eprintln!(
+                    "nshard: {} file(s) need data the local store lacks and no default remote is \
+                     configured; run `nshard pull --checkout --remote URL`",
+                    need_data.len()
+                );
+                unavailable.extend(need_data.iter().cloned());
+                failed = true;
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {
+                let r = runtime()?.block_on(async {
+                    let (resolved, store) = super::remote::open(repo, ctx, None).await?;
+                    let report = transfer::pull(
+                        repo,
+                        &store,
+                        &PullOptions {
+                            paths: need_data.clone(),
+                            version: None,
+                            all_versions: false,
+                            transfer: TransferOptions {
+                                jobs: transfer::DEFAULT_JOBS.into(),
+                                retry: Retry::default(),
+                                progress: &bar,
+                            },
+                        },
+                    )
+                    .await?;
+                    anyhow::Ok((resolved, report))
+                });
+                match r {
+                    Ok((_, report)) => {
+                        for f in &report.files {
+                            if let Err(e) = &f.result {
+                                eprintln!("nshard: {}: {e}", f.path);
+                                unavailable.insert(f.path.clone());
+                                failed = true;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("nshard: could not pull the changed files' data: {e:#}");
+                        unavailable.extend(need_data.iter().cloned());
+                        failed = true;
+                    }
+                }
+            }
+        }
+    }
+    let ready: Vec<RepoPath> = paths
+        .into_iter()
+        .filter(|p| !unavailable.contains(p))
+        .collect();
+    if !ready.is_empty() {
+        let results = repo.checkout(&CheckoutOptions {
+            paths: ready,
+            version: None,
+            force: false,
+            progress: &bar,
+        })?;
+        for r in results {
+            match r.result {
+                Ok(CheckoutOutcome::Written { version, .. }) if !ctx.quiet => {
+                    eprintln!(
+                        "nshard: {}: checked out version {}",
+                        r.path,
+                        version.short()
+                    )
+                }
+                Ok(_) => {}
+                Err(Error::WouldOverwrite(_)) => eprintln!(
+                    "nshard: {}: has uncommitted changes, left as it is; `nshard commit` keeps \
+                     them, `nshard checkout --force {}` replaces them with the manifest's version",
+                    r.path,
+                    r.path.manifest_path()
+                ),
+                Err(e) => {
+                    failed = true;
+                    eprintln!("nshard: {}: {e}", r.path);
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

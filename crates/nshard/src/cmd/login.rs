@@ -1,0 +1,103 @@
+//! `nshard login URL` and `nshard logout URL`: tokens bound to a server's origin, kept in the
+//! user's own config file (mode 0600).
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use nshard_core::remote::RemoteUrl;
+use nshard_core::repo::{Origin, Repo, UserConfig};
+
+use crate::out;
+use crate::output::Ctx;
+
+/// Store a token for a NeuroShard server in your user config file.
+///
+/// The token is bound to the server's origin (scheme, host and port) and is sent only there,
+/// including to a remote named in a repository's committed config. It is read from a prompt that
+/// does not echo (on a terminal) or from standard input with `--token-stdin`; never from the
+/// command line, where it would land in the shell history. The user file
+/// (`~/.config/nshard/config.toml`, or under `$XDG_CONFIG_HOME`) is written with mode 0600.
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The server: `http(s)://host[:port]`, or the name of a configured remote.
+    pub url: String,
+    /// Read the token from standard input (e.g. `echo "$TOKEN" | nshard login URL --token-stdin`).
+    #[arg(long)]
+    pub token_stdin: bool,
+}
+
+/// Remove the token stored for a server.
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The server: `http(s)://host[:port]`, or the name of a configured remote.
+    pub url: String,
+}
+
+/// The origin of a URL, or of the configured remote named `arg`.
+fn origin(ctx: &Ctx, arg: &str) -> Result<Origin> {
+    if RemoteUrl::looks_like_location(arg) {
+        return Ok(Origin::parse(arg)?);
+    }
+    let repo = Repo::discover(&ctx.cwd)
+        .and_then(|r| r.with_user_config(ctx.user_config.clone()))
+        .with_context(|| {
+            format!(
+                "{arg:?} is not a URL, and there is no repository to look up a remote of that name"
+            )
+        })?;
+    let r = repo.resolve_remote(Some(arg), &ctx.cwd)?;
+    Origin::of(&r.url).with_context(|| {
+        format!(
+            "remote {arg} is {}: tokens are for http:// and https:// remotes",
+            r.url
+        )
+    })
+}
+
+fn user_config(ctx: &Ctx) -> Result<UserConfig> {
+    let path = ctx
+        .user_config
+        .as_deref()
+        .ok_or(nshard_core::Error::NoUserConfig)?;
+    Ok(UserConfig::load(path)?)
+}
+
+fn read_token(origin: &Origin, from_stdin: bool) -> Result<String> {
+    if from_stdin {
+        let mut buf = String::new();
+        std::io::stdin()
+            .lock()
+            .take(64 * 1024)
+            .read_to_string(&mut buf)
+            .context("reading the token from standard input")?;
+        return Ok(buf);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to ask for the token on; pipe it in with `--token-stdin`");
+    }
+    rpassword::prompt_password(format!("Token for {origin}: "))
+        .context("reading the token from the terminal")
+}
+
+pub fn run_login(ctx: &Ctx, a: LoginArgs) -> Result<ExitCode> {
+    let origin = origin(ctx, &a.url)?;
+    let mut user = user_config(ctx)?;
+    let token = read_token(&origin, a.token_stdin)?;
+    let replaced = user.login(&origin, &token)?;
+    let verb = if replaced { "replaced" } else { "stored" };
+    out!("{verb} the token for {origin} in {}", user.path().display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_logout(ctx: &Ctx, a: LogoutArgs) -> Result<ExitCode> {
+    let origin = origin(ctx, &a.url)?;
+    let mut user = user_config(ctx)?;
+    if user.logout(&origin)? {
+        out!("removed the token for {origin}");
+    } else {
+        out!("no token was stored for {origin}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,203 @@
+//! What users of git-like tools expect from the command line: `add` as an alias of `track`, shell
+//! completions, man pages, `-q` silencing per-file lines (never errors), and network errors that
+//! say what to check.
+
+mod common;
+
+use common::{fails, git, nshard, ok, random_bytes, TestRepo};
+
+#[test]
+fn add_is_an_alias_of_track() {
+    let r = TestRepo::new();
+    r.write("models/a.bin", &random_bytes(1000, 1));
+    let out = r.ok(&["add", "models/a.bin"]);
+    assert_eq!(out, "tracking models/a.bin (1 file)\n");
+    let status = r.json(&["status"]);
+    assert_eq!(status[0]["path"], "models/a.bin", "{status}");
+    assert_eq!(status[0]["tracked"], true, "{status}");
+    let help = r.ok(&["help"]);
+    assert!(help.contains("[alias: add]"), "{help}");
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let bash = ok(d.path(), &["completions", "bash"]);
+    assert!(
+        bash.contains("_nshard()") && bash.contains("complete -F _nshard"),
+        "{bash}"
+    );
+    let zsh = ok(d.path(), &["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef nshard"), "{zsh}");
+    let fish = ok(d.path(), &["completions", "fish"]);
+    assert!(fish.contains("complete -c nshard"), "{fish}");
+    for script in [&bash, &zsh, &fish] {
+        for sub in ["track", "commit", "push", "pull", "checkout", "completions"] {
+            assert!(script.contains(sub), "{sub} missing from {script}");
+        }
+    }
+    let err = fails(d.path(), &["completions", "tcsh"]);
+    assert!(err.contains("invalid value 'tcsh'"), "{err}");
+}
+
+/// bash really loads the script and completes a subcommand.
+#[test]
+fn bash_completion_completes_subcommands() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let script = d.path().join("nshard.bash");
+    std::fs::write(&script, ok(d.path(), &["completions", "bash"])).expect("write");
+    let probe = format!(
+        "source '{}'; COMP_WORDS=(nshard comm); COMP_CWORD=1; COMP_LINE='nshard comm'; \
+         COMP_POINT=${{#COMP_LINE}}; _nshard nshard comm nshard; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &probe])
+        .output()
+        .expect("bash runs");
+    let words = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        words.lines().any(|w| w == "commit"),
+        "{words}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn man_pages_to_stdout_and_to_a_directory() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let page = ok(d.path(), &["man"]);
+    assert!(page.contains(".TH nshard 1"), "{page}");
+    assert!(page.contains("nshard\\-commit(1)"), "{page}");
+    let dir = d.path().join("man1");
+    let out = ok(d.path(), &["man", "--dir", "man1"]);
+    assert!(out.contains("nshard-commit.1"), "{out}");
+    for name in [
+        "nshard.1",
+        "nshard-commit.1",
+        "nshard-remote.1",
+        "nshard-remote-add.1",
+    ] {
+        let text =
+            std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.starts_with(".ie \\n(.g .ds Aq"), "{name}: {text}");
+    }
+    let commit = std::fs::read_to_string(dir.join("nshard-commit.1")).expect("read");
+    assert!(commit.contains(".TH nshard-commit 1"), "{commit}");
+    assert!(commit.contains("\\-\\-message"), "{commit}");
+    // Nothing but the pages was left in the directory (each is written atomically).
+    for e in std::fs::read_dir(&dir).expect("read_dir") {
+        let name = e.expect("entry").file_name().into_string().expect("utf8");
+        assert!(name.starts_with("nshard") && name.ends_with(".1"), "{name}");
+    }
+}
+
+/// `-q` drops the per-file lines of commit, push, pull, checkout and track, keeps the one-line
+/// summaries, and never hides an error.
+#[test]
+fn quiet_silences_per_file_lines_but_not_errors() {
+    let a = TestRepo::new();
+    git(a.path(), &["init", "-q"]);
+    a.write("a.bin", &random_bytes(300_000, 2));
+    a.write("b.bin", &random_bytes(300_000, 3));
+    assert_eq!(a.ok(&["-q", "track", "a.bin", "b.bin"]), "");
+    let out = a.ok(&["-q", "commit", "-m", "one"]);
+    assert_eq!(
+        out,
+        "2 committed, 0 unchanged; now `git add` the .shard.json manifests\n"
+    );
+    let store = tempfile::tempdir().expect("tempdir");
+    let store = store.path().to_str().expect("utf8");
+    let out = a.ok(&["-q", "push", "--remote", store]);
+    assert!(!out.contains("a.bin") && !out.contains("b.bin"), "{out}");
+    assert!(
+        out.contains("push to") && out.contains("sent 4 objects"),
+        "{out}"
+    );
+    // Without -q the same commands name the files.
+    a.write("a.bin", &random_bytes(300_000, 4));
+    let out = a.ok(&["commit", "-m", "two"]);
+    assert!(out.contains("a.bin: committed version"), "{out}");
+    let out = a.ok(&["push", "--remote", store]);
+    assert!(out.contains("a.bin: version"), "{out}");
+
+    let b = TestRepo::new();
+    for f in ["a.bin.shard.json", "b.bin.shard.json"] {
+        std::fs::copy(a.join(f), b.join(f)).expect("copy manifest");
+    }
+    // checkout before pull: an error per file, printed even with -q.
+    let out = nshard(b.path())
+        .args(["-q", "checkout"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: a.bin:") && err.contains("error: b.bin:"),
+        "{err}"
+    );
+    let out = b.ok(&["-q", "pull", "--remote", store]);
+    assert!(!out.contains("a.bin") && out.contains("received"), "{out}");
+    assert_eq!(b.ok(&["-q", "checkout"]), "");
+    assert_eq!(b.read("a.bin"), a.read("a.bin"));
+    assert_eq!(b.read("b.bin"), a.read("b.bin"));
+}
+
+/// A server that does not answer: the error names the remote and says to check that the server
+/// is running.
+#[test]
+fn unreachable_server_error_says_what_to_check() {
+    let r = TestRepo::new();
+    r.write("m.bin", &random_bytes(10_000, 5));
+    r.ok(&["track", "m.bin"]);
+    r.ok(&["commit", "-m", "one"]);
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    for cmd in ["push", "pull"] {
+        let err = r.fails(&[cmd, "--remote", &url]);
+        assert!(err.contains(&format!("remote {url}")), "{err}");
+        assert!(
+            err.contains(&format!(
+                "hint: nothing answered at {url}: is the server running (`nshard serve`) and are the host and port right?"
+            )),
+            "{err}"
+        );
+    }
+}
+
+/// `neuroshard` (the Python package's name, for `pipx run neuroshard`) is the same program: same
+/// output, same exit status, for any arguments.
+#[test]
+fn neuroshard_runs_nshard() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let run = |bin: &str, args: &[&str]| {
+        let out = assert_cmd::Command::cargo_bin(bin)
+            .expect("built")
+            .args(args)
+            .current_dir(d.path())
+            .output()
+            .expect("runs");
+        (out.status.code(), out.stdout, out.stderr)
+    };
+    for args in [
+        &["--version"][..],
+        &["help"],
+        &["status"],
+        &["no-such-command"],
+        &["-C", ".", "init"],
+    ] {
+        let want = run("nshard", args);
+        if args.contains(&"init") {
+            // Both initialise the same way; the second run finds the repository already there.
+            std::fs::remove_dir_all(d.path().join(".shard")).expect("rm .shard");
+        }
+        let got = run("neuroshard", args);
+        assert_eq!(got, want, "{args:?}");
+    }
+    assert!(d.path().join(".shard/config.toml").is_file());
+}

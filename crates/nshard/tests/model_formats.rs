@@ -1,0 +1,259 @@
+//! Model files written by their formats' own writers (gguf-py, safetensors) and a PyTorch zip
+//! checkpoint laid out as `torch.save` writes it, committed through the real binary: the tensor
+//! table matches what the writers say, tensors are cut on their own, an edited tensor re-stores
+//! only itself, and truncated files fall back to plain chunking with a clear reason.
+//!
+//! The writers run in a Python virtual environment with `gguf safetensors numpy`: the one named
+//! by `NSHARD_TEST_PYTHON` (`.ci/run` creates it), else one created under the target directory
+//! on first use. A missing Python or package fails the test; it never skips.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::TestRepo;
+use serde_json::Value;
+
+const FILES: [&str; 3] = ["model.gguf", "model.safetensors", "model.pth"];
+
+/// A Python interpreter that imports gguf, safetensors and numpy.
+fn python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let check = |py: &Path| {
+            Command::new(py)
+                .args(["-c", "import gguf, safetensors, numpy"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if let Some(py) = std::env::var_os("NSHARD_TEST_PYTHON") {
+            let py = PathBuf::from(py);
+            assert!(
+                check(&py),
+                "NSHARD_TEST_PYTHON={} cannot import gguf, safetensors and numpy",
+                py.display()
+            );
+            return py;
+        }
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("model-formats-venv");
+        let py = venv.join("bin").join("python");
+        if !check(&py) {
+            let run = |cmd: &mut Command| {
+                let out = cmd.output().expect("running python3");
+                assert!(
+                    out.status.success(),
+                    "{cmd:?} failed (the model format tests need python3 with venv and pip, and \
+                     network access to install gguf, safetensors and numpy, or \
+                     NSHARD_TEST_PYTHON set): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+            run(Command::new(&py).args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "gguf",
+                "safetensors",
+                "numpy",
+            ]));
+            assert!(check(&py), "the new venv cannot import the writers");
+        }
+        py
+    })
+}
+
+/// Writes the three model files (VARIANT 1 or 2) into `dir`; returns each writer's tensor list.
+fn write_models(dir: &Path, variant: u32) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/model_formats/write_models.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(dir)
+        .arg(variant.to_string())
+        .output()
+        .expect("running the writers");
+    assert!(
+        out.status.success(),
+        "write_models.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("writer JSON")
+}
+
+fn small_chunks(repo: &TestRepo) {
+    repo.write(
+        ".shard/config.toml",
+        b"track = []\n[chunking]\nalgorithm = \"fastcdc-2020\"\nmin_size = 65536\n\
+          avg_size = 262144\nmax_size = 1048576\nlayout = \"tensor-aligned\"\n",
+    );
+}
+
+fn manifest(repo: &TestRepo, rel: &str) -> Value {
+    serde_json::from_slice(&repo.read(&format!("{rel}.shard.json"))).expect("manifest json")
+}
+
+/// (name, dtype, shape, offset, size) sorted by offset.
+fn rows(tensors: &Value) -> Vec<(String, String, Value, u64, u64)> {
+    let mut v: Vec<_> = tensors
+        .as_array()
+        .expect("tensor list")
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().expect("name").to_string(),
+                t["dtype"].as_str().expect("dtype").to_string(),
+                t["shape"].clone(),
+                t["offset"].as_u64().expect("offset"),
+                t["size"].as_u64().expect("size"),
+            )
+        })
+        .collect();
+    v.sort_by_key(|r| r.3);
+    v
+}
+
+#[test]
+fn writers_files_get_exact_tensor_tables_and_aligned_chunks() {
+    let repo = TestRepo::new();
+    small_chunks(&repo);
+    let expect = write_models(repo.path(), 1);
+    let mut args = vec!["track"];
+    args.extend(FILES);
+    repo.ok(&args);
+    repo.ok(&["commit", "-m", "v1"]);
+    for f in FILES {
+        let m = manifest(&repo, f);
+        let data = repo.read(f);
+        assert_eq!(m["chunking"]["layout"], "tensor-aligned", "{f}");
+        let table = rows(&m["tensors"]);
+        assert_eq!(table, rows(&expect[f]), "{f}: tensor table");
+        let offsets: Vec<u64> = m["chunks"]
+            .as_array()
+            .expect("chunks")
+            .iter()
+            .map(|c| c["offset"].as_u64().expect("offset"))
+            .collect();
+        for (name, _, _, off, size) in &table {
+            let bytes = &data[*off as usize..(*off + *size) as usize];
+            let t = m["tensors"]
+                .as_array()
+                .expect("tensors")
+                .iter()
+                .find(|t| t["name"] == name.as_str())
+                .expect("entry");
+            // The SHA-256 of the bytes, or for a tensor cut into several chunks of its own, of
+            // their ids.
+            let want = if t["digest"] == "chunks" {
+                let ids: Vec<u8> = m["chunks"]
+                    .as_array()
+                    .expect("chunks")
+                    .iter()
+                    .filter(|c| {
+                        let o = c["offset"].as_u64().expect("o");
+                        o >= *off && o < off + size
+                    })
+                    .flat_map(|c| {
+                        let h = c["id"].as_str().expect("id").to_string();
+                        (0..32).map(move |i| {
+                            u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex")
+                        })
+                    })
+                    .collect();
+                nshard_core::ObjectId::of(&ids)
+            } else {
+                nshard_core::ObjectId::of(bytes)
+            };
+            assert_eq!(t["sha256"], want.to_hex().as_str(), "{f}: {name}");
+            // Tensors of at least the minimum object size start a chunk of their own.
+            if *size >= 65536 {
+                assert!(offsets.contains(off), "{f}: {name} at {off}: {offsets:?}");
+            }
+        }
+    }
+
+    // v2 re-randomises one 512 KiB fp32 tensor: each file re-stores exactly that tensor.
+    let expect2 = write_models(repo.path(), 2);
+    let out = repo.json(&["commit", "-m", "v2"]);
+    for (f, name) in [
+        ("model.gguf", "blk.1.ffn"),
+        ("model.safetensors", "ffn"),
+        ("model.pth", "model.layer1.weight"),
+    ] {
+        let c = out
+            .as_array()
+            .expect("results")
+            .iter()
+            .find(|c| c["path"] == f)
+            .expect("file result");
+        let t = expect2[f]
+            .as_array()
+            .expect("tensors")
+            .iter()
+            .find(|t| t["name"] == name)
+            .expect("changed tensor");
+        assert_eq!(c["result"], "committed", "{f}: {c}");
+        let (new, size) = (
+            c["new_bytes"].as_u64().expect("n"),
+            t["size"].as_u64().expect("s"),
+        );
+        if f == "model.pth" {
+            // A zip records each entry's CRC-32 in its local header and in the central directory
+            // at the end: those small records (and the small tensors grouped with them) change too.
+            assert!(size <= new && new <= size + 8192, "{f}: {c}");
+        } else {
+            assert_eq!(new, size, "{f}: {c}");
+        }
+        let d = repo.json(&["diff", f, "--from", c["parent"].as_str().expect("p")]);
+        let changed: Vec<&str> = d["tensors"]["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| e["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(changed, vec![name], "{f}: {d}");
+    }
+    let v = repo.json(&["verify"]);
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+#[test]
+fn truncated_files_are_chunked_plain_with_a_reason() {
+    let repo = TestRepo::new();
+    small_chunks(&repo);
+    write_models(repo.path(), 1);
+    let mut args = vec!["track"];
+    for f in FILES {
+        // Cut the file in the middle of its data: the header still parses but the tensors run
+        // past the end (and for the zip, the central directory is gone).
+        let data = repo.read(f);
+        repo.write(f, &data[..data.len() / 2]);
+        args.push(f);
+    }
+    repo.ok(&args);
+    repo.ok(&["commit", "-m", "truncated"]);
+    for f in FILES {
+        let m = manifest(&repo, f);
+        assert!(m.get("tensors").is_none(), "{f}: {m}");
+        assert!(m["chunking"].get("layout").is_none(), "{f}: {m}");
+        let data = repo.read(f);
+        let mut v2 = data.clone();
+        v2.extend_from_slice(b"more");
+        repo.write(f, &v2);
+        let d = repo.json(&["diff", f]);
+        let why = d["tensors_unavailable"].as_str().expect("reason");
+        let kind = match f {
+            "model.gguf" => "GGUF",
+            "model.pth" => "PyTorch zip",
+            _ => "safetensors",
+        };
+        assert!(
+            why.contains(&format!("not a valid {kind} file")),
+            "{f}: {why}"
+        );
+        // Restore so that the files stay tracked and consistent.
+        repo.write(f, &data);
+    }
+}

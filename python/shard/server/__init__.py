@@ -1,0 +1,1 @@
+"""Compatibility package for ``python -m shard.server.app`` (see ``shard.server.app``)."""
