@@ -5,7 +5,7 @@
 #
 #   .ci/seaweedfs.sh start   install if needed, start, wait until the bucket answers
 #   .ci/seaweedfs.sh env     print the variables the tests read (eval "$(.ci/seaweedfs.sh env)")
-#   .ci/seaweedfs.sh stop    stop the instance this script started
+#   .ci/seaweedfs.sh stop    stop the instance this script started and remove its data
 #
 # Listens on loopback only. Besides the S3 port it opens SeaweedFS's fixed ports (9333, 8888,
 # 9340, 23646 and each +10000 for gRPC); tests that need an instance of their own move them.
@@ -90,6 +90,7 @@ stop)
         kill -9 "$pid" 2>/dev/null || true
         rm -f "$STATE/pid"
     fi
+    rm -rf "$STATE/data"
     ;;
 *)
     echo "usage: $0 install|start|env|stop" >&2
