@@ -58,6 +58,15 @@ impl AtomicFile {
         })
     }
 
+    /// Adopts an already written temporary file (same filesystem as `dest`) as the pending
+    /// content of `dest`.
+    pub fn from_temp(tmp: NamedTempFile, dest: &Path) -> Self {
+        Self {
+            tmp,
+            dest: dest.to_path_buf(),
+        }
+    }
+
     /// Starts writing `dest` with the temporary file beside it.
     pub fn create(dest: &Path) -> Result<Self> {
         let dir = parent_dir(dest);

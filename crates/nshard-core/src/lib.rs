@@ -50,6 +50,7 @@ pub mod portable;
 pub mod progress;
 pub mod remote;
 pub mod repo;
+pub mod staged;
 pub mod store;
 pub mod transfer;
 

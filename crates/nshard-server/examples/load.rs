@@ -161,6 +161,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    nshard_core::remote::install_tls_provider();
     let client = Client::builder()
         .pool_max_idle_per_host(o.clients)
         .tcp_nodelay(true)

@@ -3,7 +3,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -101,11 +100,11 @@ pub enum ServeError {
         /// The error (part of the message, so not also a `source`).
         error: io::Error,
     },
-    /// The store directory cannot be opened.
-    #[error("cannot open the store {path}: {error}")]
+    /// The store cannot be opened.
+    #[error("cannot open the store {store}: {error}")]
     Store {
-        /// The directory.
-        path: PathBuf,
+        /// The store's directory or URL.
+        store: String,
         /// The error (part of the message).
         error: nshard_core::Error,
     },

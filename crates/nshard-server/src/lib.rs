@@ -1,4 +1,5 @@
-//! The NeuroShard HTTP server (`nshard serve`): protocol v1 over a directory object store.
+//! The NeuroShard HTTP server (`nshard serve`): protocol v1 over an object store: a directory or an
+//! S3 bucket (any [`Store`](nshard_core::remote::Store); the server never reaches around the trait).
 //!
 //! | method | path | what |
 //! | --- | --- | --- |
@@ -11,17 +12,21 @@
 //!
 //! Errors are JSON: `{"error": "<message>", "code": "<code>"}` with a 4xx/5xx status.
 //!
-//! The store directory has the same layout as a directory remote (`objects/ab/cd…`, `tmp/`), so a
-//! server can be started over an existing directory remote and vice versa.
+//! A store directory has the same layout as a directory remote (`objects/ab/cd…`, `tmp/`), so a
+//! server can be started over an existing directory remote and vice versa; an S3 store likewise
+//! uses the bucket layout of an `s3://` remote. With S3 the server keeps no state of its own: any
+//! number of replicas can serve one bucket.
 //!
 //! ```no_run
 //! use nshard_server::{ServerConfig, Server};
-//! # async fn run() -> Result<(), nshard_server::ServeError> {
-//! let config = ServerConfig::new("/srv/nshard".into());
+//! use nshard_core::remote::RemoteUrl;
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RemoteUrl::parse("/srv/nshard", std::path::Path::new("/"))?;
+//! let config = ServerConfig::new(store);
 //! let server = Server::bind(config, "127.0.0.1:8000".parse().expect("addr")).await?;
 //! println!("listening on {}", server.local_addr());
-//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
-//! # }
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
 //! ```
 
 #![deny(missing_docs)]
@@ -32,6 +37,7 @@ mod error;
 pub mod host;
 pub mod metrics;
 pub mod routes;
+pub mod upload;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,7 +53,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use nshard_core::codec::MAX_OBJECT_SIZE;
-use nshard_core::remote::DirStore;
+use nshard_core::remote::{self, OpenOptions, RemoteUrl, Store};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -82,6 +88,8 @@ pub struct Limits {
     /// Connections open at once; beyond this the server stops accepting until one closes. The
     /// binary keeps it below the file-descriptor limit.
     pub max_connections: usize,
+    /// Received uploads verified and stored at the same time (each holds a few MiB while it is).
+    pub max_concurrent_commits: usize,
 }
 
 impl Default for Limits {
@@ -95,6 +103,7 @@ impl Default for Limits {
             body_idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(15 * 60),
             max_connections: 1024,
+            max_concurrent_commits: 4,
         }
     }
 }
@@ -102,8 +111,14 @@ impl Default for Limits {
 /// Everything `nshard serve` needs, as typed options (the binary reads flags and environment).
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The store directory (`objects/` and `tmp/` inside it are created when missing).
-    pub store_dir: PathBuf,
+    /// The store: a directory (created when missing, with `objects/` and `tmp/` inside) or an
+    /// `s3://bucket/prefix` (the bucket must exist).
+    pub store: RemoteUrl,
+    /// How to open the store (S3 credentials, region, endpoint).
+    pub store_options: OpenOptions,
+    /// Where uploads are staged while they arrive and are verified. Default for a directory
+    /// store: its `tmp/`; an S3 store needs one given (any local directory).
+    pub staging_dir: Option<PathBuf>,
     /// Bearer tokens.
     pub tokens: Tokens,
     /// Requests without a token may read.
@@ -116,10 +131,12 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults for a store directory: no tokens, default limits.
-    pub fn new(store_dir: PathBuf) -> Self {
+    /// Defaults for a store: no tokens, default limits.
+    pub fn new(store: RemoteUrl) -> Self {
         Self {
-            store_dir,
+            store,
+            store_options: OpenOptions::default(),
+            staging_dir: None,
             tokens: Tokens::new(),
             allow_anonymous_read: false,
             insecure_allow_anonymous_write: false,
@@ -153,41 +170,81 @@ impl ServerConfig {
 }
 
 /// Shared state of the request handlers.
-#[derive(Debug)]
 pub struct AppState {
-    /// The object store: a directory remote (uploads go through its verified, write-if-absent
-    /// path; reads use its local store).
-    pub store: DirStore,
+    /// The object store. Uploads go through its verified put-if-absent; reads are verified here
+    /// before they are sent.
+    pub store: Arc<dyn Store>,
     /// Who may do what.
     pub policy: AccessPolicy,
     /// Request limits.
     pub limits: Limits,
     /// One permit per concurrent upload.
     pub uploads: Arc<Semaphore>,
+    /// One permit per upload being verified and stored.
+    pub commits: Semaphore,
+    /// Where uploads are staged.
+    pub staging: PathBuf,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store.display_url())
+            .field("policy", &self.policy)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppState {
-    /// Opens the store directory and builds the state.
-    pub fn new(
-        store_dir: PathBuf,
+    /// Opens the store and builds the state. A store directory is created when missing (it is
+    /// the server's own); an S3 bucket must exist and accept the credentials.
+    pub async fn open(
+        store: &RemoteUrl,
+        options: &OpenOptions,
+        staging_dir: Option<PathBuf>,
         policy: AccessPolicy,
         limits: Limits,
     ) -> Result<Self, ServeError> {
         let bad = |error| ServeError::Store {
-            path: store_dir.clone(),
+            store: store.to_string(),
             error,
         };
-        for sub in ["objects", "tmp"] {
-            nshard_core::fsutil::create_dir_all(&store_dir.join(sub)).map_err(bad)?;
+        let staging = match (store, staging_dir) {
+            (_, Some(d)) => d,
+            (RemoteUrl::Dir(dir), None) => dir.join("tmp"),
+            (_, None) => {
+                return Err(bad(nshard_core::Error::Remote {
+                    remote: store.to_string(),
+                    reason: "needs a local directory to stage uploads in".into(),
+                }))
+            }
+        };
+        match store {
+            RemoteUrl::Dir(dir) => {
+                for sub in ["objects", "tmp"] {
+                    nshard_core::fsutil::create_dir_all(&dir.join(sub)).map_err(bad)?;
+                }
+            }
+            RemoteUrl::S3 { .. } => {}
+            RemoteUrl::Http(_) => {
+                return Err(bad(nshard_core::Error::RemoteUnsupported {
+                    url: store.to_string(),
+                    reason: "a server stores into a directory or an S3 bucket, not another server",
+                }))
+            }
         }
-        let store = DirStore::open(&store_dir).map_err(bad)?;
+        nshard_core::fsutil::create_dir_all(&staging).map_err(bad)?;
+        let store = remote::open(store, options).await.map_err(bad)?;
         Ok(Self {
             store,
             policy,
             limits,
             uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
+            commits: Semaphore::new(limits.max_concurrent_commits.max(1)),
+            staging,
             metrics: Metrics::default(),
         })
     }
@@ -267,7 +324,14 @@ impl Server {
         let policy = config.policy(addr)?;
         // A loopback server without tokens trusts whoever reaches it: refuse other Host names.
         let loopback_hosts_only = policy.tokens.is_empty() && addr.ip().is_loopback();
-        let state = AppState::new(config.store_dir, policy, config.limits)?;
+        let state = AppState::open(
+            &config.store,
+            &config.store_options,
+            config.staging_dir,
+            policy,
+            config.limits,
+        )
+        .await?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|error| ServeError::Bind { addr, error })?;

@@ -2,9 +2,9 @@
 //!
 //! Every request path or body is validated before it touches the store: ids must be 64 lowercase hex
 //! characters (so `../` and friends never reach the filesystem), bodies are read up to a limit, JSON
-//! is parsed strictly. Uploads are held in memory (bounded by the body limit times the number of
-//! concurrent uploads), decoded and hashed, and only then written through the store's atomic
-//! write-if-absent; a body that does not hash to its id leaves nothing behind.
+//! is parsed strictly. Uploads stream to a staging file (see [`crate::upload`]), are verified from
+//! it with bounded memory, and only then go into the store's put-if-absent; a body that does not
+//! hash to its id leaves nothing behind.
 
 use std::sync::Arc;
 
@@ -92,11 +92,11 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> Result<ObjectId, AppError>
 /// data; the kernel then resets the connection and the client sees "broken pipe" instead of the 413
 /// that explains what went wrong (the "lingering close" of nginx and Apache). Draining a bounded
 /// amount lets ordinary clients read the refusal; anything bigger or slower is cut off.
-const DRAIN_MAX_BYTES: u64 = 16 << 20;
+pub(crate) const DRAIN_MAX_BYTES: u64 = 16 << 20;
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads and discards up to `budget` bytes of `body`, for at most [`DRAIN_MAX_TIME`].
-async fn drain(mut body: Body, mut budget: u64) {
+pub(crate) async fn drain(mut body: Body, mut budget: u64) {
     let _ = tokio::time::timeout(DRAIN_MAX_TIME, async move {
         while let Some(Ok(frame)) = body.frame().await {
             if let Ok(data) = frame.into_data() {
@@ -206,14 +206,11 @@ pub async fn missing(
         .iter()
         .map(|s| parse_id(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let store = state.store.clone();
-    let missing = tokio::task::spawn_blocking(move || {
-        ids.into_iter()
-            .filter(|id| !store.local().has(id))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| AppError::internal("missing query", &e))?;
+    let missing = state
+        .store
+        .missing(&ids)
+        .await
+        .map_err(|e| store_error("missing query", &e))?;
     Ok(Json(MissingResponse { missing }))
 }
 
@@ -225,11 +222,11 @@ pub async fn head_object(
 ) -> Result<Response, AppError> {
     authorize(&state, &headers, Scope::Read)?;
     let id = path_id(id)?;
-    match tokio::fs::metadata(state.store.local().path_of(&id)).await {
-        Ok(m) if m.is_file() => Ok((
+    match state.store.size(&id).await {
+        Ok(Some(len)) => Ok((
             StatusCode::OK,
             [
-                (header::CONTENT_LENGTH, HeaderValue::from(m.len())),
+                (header::CONTENT_LENGTH, HeaderValue::from(len)),
                 (
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/octet-stream"),
@@ -237,7 +234,8 @@ pub async fn head_object(
             ],
         )
             .into_response()),
-        _ => Ok(StatusCode::NOT_FOUND.into_response()),
+        Ok(None) => Ok(StatusCode::NOT_FOUND.into_response()),
+        Err(e) => Err(store_error(&format!("looking up object {id}"), &e)),
     }
 }
 
@@ -249,23 +247,21 @@ pub async fn get_object(
 ) -> Result<Response, AppError> {
     authorize(&state, &headers, Scope::Read)?;
     let id = path_id(id)?;
-    let store = state.store.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let enc = store.local().get_encoded(&id)?;
-        codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE)?;
-        Ok::<_, CoreError>(enc)
-    })
-    .await
-    .map_err(|e| AppError::internal("reading an object", &e))?;
-    let enc = match read {
+    let enc = match state.store.get(&id).await {
         Ok(enc) => enc,
         Err(CoreError::ObjectMissing(_)) => {
             return Err(AppError::not_found(format!(
                 "object {id} is not on this server"
             )))
         }
-        Err(e) => return Err(AppError::internal(&format!("reading object {id}"), &e)),
+        Err(e) => return Err(store_error(&format!("reading object {id}"), &e)),
     };
+    let enc = tokio::task::spawn_blocking(move || {
+        codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE).map(|_| enc)
+    })
+    .await
+    .map_err(|e| AppError::internal("verifying an object", &e))?
+    .map_err(|e| AppError::internal(&format!("reading object {id}"), &e))?;
     Metrics::add(&state.metrics.bytes_out, enc.len() as u64);
     Ok((
         StatusCode::OK,
@@ -299,13 +295,41 @@ pub async fn put_object(
         e.retry_after = Some(1);
         return Err(e);
     };
-    let enc = read_body(&headers, body, state.limits.max_object_bytes).await?;
-    let len = enc.len() as u64;
-    let store = state.store.clone();
-    let stored = tokio::task::spawn_blocking(move || store.put_blocking(&id, &enc))
+    let staged = crate::upload::receive(
+        &headers,
+        body,
+        state.limits.max_object_bytes,
+        state.staging.clone(),
+    )
+    .await?;
+    let len = staged.len();
+    // Verifying and storing hold memory and CPU: a few at a time, whatever the number of uploads.
+    let _commit = state
+        .commits
+        .acquire()
         .await
         .map_err(|e| AppError::internal("storing an object", &e))?;
-    match stored {
+    // A re-upload of an object the store has is a cheap success.
+    let present = state
+        .store
+        .size(&id)
+        .await
+        .map_err(|e| store_error(&format!("looking up object {id}"), &e))?;
+    let result = match present {
+        Some(_) => Ok(false),
+        None => {
+            let verified = tokio::task::spawn_blocking(move || {
+                staged.verify(&id, MAX_OBJECT_SIZE).map(|()| staged)
+            })
+            .await
+            .map_err(|e| AppError::internal("verifying an object", &e))?;
+            match verified {
+                Ok(staged) => state.store.put_staged(&id, staged).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
         Ok(stored) => {
             Metrics::add(&state.metrics.bytes_in, len);
             if stored {
@@ -326,7 +350,24 @@ pub async fn put_object(
                 format!("object {id} refused, nothing was stored: {reason}"),
             ))
         }
-        Err(e) => Err(AppError::internal(&format!("storing object {id}"), &e)),
+        Err(e) => Err(store_error(&format!("storing object {id}"), &e)),
+    }
+}
+
+/// A failure of the store behind the server: 503 with `Retry-After` when it may pass (the bucket
+/// is unreachable or busy), else 500. The details go to the log only.
+fn store_error(what: &str, e: &CoreError) -> AppError {
+    if e.is_transient() {
+        tracing::warn!("{what}: {e}");
+        let mut err = AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("{what}: the server's store is unavailable; retry shortly"),
+        );
+        err.retry_after = Some(1);
+        err
+    } else {
+        AppError::internal(what, e)
     }
 }
 

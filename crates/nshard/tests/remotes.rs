@@ -281,9 +281,19 @@ fn unreachable_remote_is_a_clear_error() {
         base.path().join("file").to_str().expect("u"),
     ]);
     assert!(err.contains("is not a directory"), "{err}");
-    // S3 is recognised but not supported yet.
-    let err = r.fails(&["push", "--remote", "s3://bucket/prefix"]);
-    assert!(err.contains("not supported yet"), "{err}");
+    // An S3 endpoint where nothing listens: a clear error naming the remote.
+    let out = common::nshard(r.path())
+        .args(["push", "--remote", "s3://bucket/prefix"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("s3://bucket/prefix"), "{err}");
 }
 
 #[test]

@@ -31,6 +31,7 @@ fn zstd_object(len: usize, seed: u64) -> (ObjectId, Vec<u8>) {
 }
 
 fn client() -> Client {
+    nshard_core::remote::install_tls_provider();
     Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

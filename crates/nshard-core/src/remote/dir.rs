@@ -16,11 +16,12 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::Store;
+use super::{Store, StoreAdmin};
 use crate::codec::{self, MAX_OBJECT_SIZE};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, AtomicFile};
 use crate::id::ObjectId;
+use crate::staged::StagedUpload;
 use crate::store::LocalStore;
 
 /// Temporary files older than this are left over from a killed writer.
@@ -102,6 +103,38 @@ impl DirStore {
 }
 
 impl DirStore {
+    /// Stores a verified staged upload if absent (blocking): renamed into place when it was staged
+    /// in this store's `tmp/`, copied through a temporary file there otherwise.
+    pub fn put_staged_blocking(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
+        if self.store.has(id) {
+            return Ok(false);
+        }
+        let dest = self.store.path_of(id);
+        let fan = dest
+            .parent()
+            .expect("object paths have a fan-out directory");
+        fsutil::create_dir_all(fan)?;
+        fsutil::create_dir_all(self.store.tmp_dir())?;
+        let same_dir = staged.path().parent() == Some(self.store.tmp_dir());
+        let mut f = if same_dir {
+            AtomicFile::from_temp(staged.into_temp(), &dest)
+        } else {
+            let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
+            let mut src =
+                fs::File::open(staged.path()).map_err(Error::io("reading", staged.path()))?;
+            std::io::copy(&mut src, f.file()).map_err(Error::io("writing", &dest))?;
+            f
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.file()
+                .set_permissions(fs::Permissions::from_mode(0o444))
+                .map_err(Error::io("setting permissions of", &dest))?;
+        }
+        f.commit_if_absent()
+    }
+
     /// Removes temporary files older than `age` from `tmp/` (best effort: a file another writer is
     /// still using is never that old, and a failure here must not fail an upload).
     fn sweep_stale_tmp(&self, age: Duration) {
@@ -149,6 +182,10 @@ impl Store for DirStore {
         self.root.display().to_string()
     }
 
+    async fn health(&self) -> Result<()> {
+        blocking(self, |s| DirStore::open(&s.root).map(|_| ())).await
+    }
+
     async fn missing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
         let ids = ids.to_vec();
         blocking(self, move |s| {
@@ -157,9 +194,26 @@ impl Store for DirStore {
         .await
     }
 
-    async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<()> {
+    async fn size(&self, id: &ObjectId) -> Result<Option<u64>> {
         let id = *id;
-        blocking(self, move |s| s.put_blocking(&id, &encoded).map(|_| ())).await
+        // The object file itself, never what a planted symlink points to.
+        blocking(self, move |s| {
+            Ok(fs::symlink_metadata(s.store.path_of(&id))
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()))
+        })
+        .await
+    }
+
+    async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<bool> {
+        let id = *id;
+        blocking(self, move |s| s.put_blocking(&id, &encoded)).await
+    }
+
+    async fn put_staged(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
+        let id = *id;
+        blocking(self, move |s| s.put_staged_blocking(&id, staged)).await
     }
 
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
@@ -167,6 +221,13 @@ impl Store for DirStore {
         blocking(self, move |s| s.store.get_encoded(&id)).await
     }
 
+    fn admin(&self) -> Option<&dyn StoreAdmin> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl StoreAdmin for DirStore {
     async fn list(&self) -> Result<Vec<ObjectId>> {
         blocking(self, |s| s.store.list()).await
     }
@@ -200,8 +261,8 @@ mod tests {
         let (b, _) = object(5);
         assert_eq!(s.missing(&[a, b]).await.expect("missing"), vec![a, b]);
         assert!(s.list().await.expect("list").is_empty());
-        s.put(&a, ea.clone()).await.expect("put");
-        s.put(&a, ea.clone()).await.expect("re-put is a success");
+        assert!(s.put(&a, ea.clone()).await.expect("put"));
+        assert!(!s.put(&a, ea.clone()).await.expect("re-put is a success"));
         assert_eq!(s.missing(&[a, b]).await.expect("missing"), vec![b]);
         assert_eq!(s.get(&a).await.expect("get"), ea);
         assert!(matches!(s.get(&b).await, Err(Error::ObjectMissing(_))));

@@ -78,6 +78,7 @@ impl HttpStore {
     /// Connects to the server at `base` (`http(s)://host[:port][/path]`, no trailing slash) and
     /// checks that it speaks protocol v1.
     pub async fn connect(base: &str, opts: &OpenOptions) -> Result<HttpStore> {
+        super::install_tls_provider();
         let client = Client::builder()
             .user_agent(concat!("nshard/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
@@ -250,6 +251,30 @@ impl Store for HttpStore {
         self.base.clone()
     }
 
+    async fn health(&self) -> Result<()> {
+        let resp = self.send(self.client.get(self.url("/v1/health"))).await?;
+        self.check(resp, "health check").await?;
+        Ok(())
+    }
+
+    async fn size(&self, id: &ObjectId) -> Result<Option<u64>> {
+        let resp = self.send(self.client.head(self.object_url(id))).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = self.check(resp, &format!("asking for {id}")).await?;
+        // The header itself: reqwest's `content_length()` is the (empty) body's for a HEAD.
+        let len = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        len.map(Some).ok_or_else(|| Error::Remote {
+            remote: self.base.clone(),
+            reason: format!("HEAD of {id} answered without a length"),
+        })
+    }
+
     async fn missing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
         let mut out = Vec::new();
         for batch in ids.chunks(self.max_batch) {
@@ -258,7 +283,7 @@ impl Store for HttpStore {
         Ok(out)
     }
 
-    async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<()> {
+    async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<bool> {
         if encoded.len() as u64 > self.max_object_bytes {
             return Err(Error::Remote {
                 remote: self.base.clone(),
@@ -275,8 +300,9 @@ impl Store for HttpStore {
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(encoded);
         let resp = self.send(req).await?;
-        self.check(resp, &format!("uploading {id}")).await?;
-        Ok(())
+        let resp = self.check(resp, &format!("uploading {id}")).await?;
+        // 201: this upload wrote it; 200: the server already had it.
+        Ok(resp.status() == StatusCode::CREATED)
     }
 
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
@@ -308,20 +334,6 @@ impl Store for HttpStore {
             });
         }
         Ok(out)
-    }
-
-    async fn list(&self) -> Result<Vec<ObjectId>> {
-        Err(Error::RemoteUnsupported {
-            url: self.base.clone(),
-            reason: "the NeuroShard server protocol v1 has no object listing",
-        })
-    }
-
-    async fn delete(&self, _id: &ObjectId) -> Result<()> {
-        Err(Error::RemoteUnsupported {
-            url: self.base.clone(),
-            reason: "the NeuroShard server protocol v1 does not delete objects",
-        })
     }
 }
 

@@ -1,6 +1,10 @@
 //! Remote object stores: one [`Store`] trait, several backends (a directory, the NeuroShard HTTP
-//! server). Objects travel in their encoded form; every receiver verifies them (decode + SHA-256)
-//! before they become visible.
+//! server, an S3 bucket). Objects travel in their encoded form; every receiver verifies them
+//! (decode + SHA-256) before they become visible.
+//!
+//! [`Store`] is the contract every backend honours: health, missing, size, get, put-if-absent.
+//! Listing and deleting are a separate capability ([`StoreAdmin`], reached through
+//! [`Store::admin`]) that only backends able to do them offer: the HTTP protocol has neither.
 //!
 //! The trait is async because its real backends are network stores; the directory backend runs its
 //! filesystem work on tokio's blocking pool.
@@ -11,6 +15,9 @@
 
 pub mod dir;
 pub mod http;
+pub mod s3;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod url;
 
 use std::sync::Arc;
@@ -19,12 +26,14 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::staged::StagedUpload;
 
 pub use dir::DirStore;
 pub use http::HttpStore;
+pub use s3::{S3Options, S3Store};
 pub use url::RemoteUrl;
 
-/// An object store a repository can push to and pull from.
+/// An object store a repository can push to and pull from: what every backend does.
 ///
 /// Errors that may go away when the operation is retried (a dropped connection, a timeout, a busy
 /// server) must be reported as [`Error::RemoteTransient`] (or an [`Error::Io`] of a transient kind,
@@ -34,18 +43,45 @@ pub trait Store: Send + Sync {
     /// The store's location for messages (never containing credentials).
     fn display_url(&self) -> String;
 
-    /// Of `ids`, the ones the store does not have ("has many", inverted). Backends may cap the batch
-    /// size; callers send batches of at most [`MISSING_BATCH`].
+    /// Checks that the store is reachable and usable with the credentials given (a missing bucket
+    /// or directory, a refused key or token is a permanent error naming the store).
+    async fn health(&self) -> Result<()>;
+
+    /// Of `ids`, the ones the store does not have ("has many", inverted), in request order.
+    /// Backends may cap the batch size; callers send batches of at most [`MISSING_BATCH`].
     async fn missing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>>;
 
-    /// Stores the encoded object `id` if absent. The store verifies `encoded` (it must decode to
-    /// bytes hashing to `id`) before it becomes visible; re-putting an existing object succeeds.
-    async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<()>;
+    /// The encoded size of `id`, or `None` when the store does not have it.
+    async fn size(&self, id: &ObjectId) -> Result<Option<u64>>;
+
+    /// Stores the encoded object `id` if absent and returns whether this call wrote it. The store
+    /// verifies `encoded` (it must decode to bytes hashing to `id`) before it becomes visible;
+    /// re-putting an existing object is a cheap success (`false`).
+    async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<bool>;
+
+    /// Stores an upload staged on disk if absent, like [`Store::put`], for callers that verified
+    /// it already ([`StagedUpload::verify`]) and must not hold it in memory (the server). The
+    /// default reads it and calls [`Store::put`]; backends override it to move or stream the file.
+    async fn put_staged(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
+        let mut data = vec![0u8; staged.len() as usize];
+        crate::fsutil::read_exact_at(staged.file(), &mut data, 0)
+            .map_err(Error::io("reading", staged.path()))?;
+        self.put(id, data).await
+    }
 
     /// The encoded bytes of `id` ([`Error::ObjectMissing`] when absent). Callers verify them before
     /// use.
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>>;
 
+    /// Listing and deleting, for the backends that can (`None` for the others).
+    fn admin(&self) -> Option<&dyn StoreAdmin> {
+        None
+    }
+}
+
+/// What only some stores can do: enumerate and remove objects.
+#[async_trait]
+pub trait StoreAdmin: Send + Sync {
     /// Every object id in the store.
     async fn list(&self) -> Result<Vec<ObjectId>>;
 
@@ -62,12 +98,15 @@ pub const MISSING_BATCH: usize = 1000;
 pub struct OpenOptions {
     /// Bearer token for HTTP remotes (never part of the URL, never printed).
     pub token: Option<String>,
+    /// Credentials, region and endpoint for S3 remotes.
+    pub s3: S3Options,
 }
 
 impl std::fmt::Debug for OpenOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenOptions")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("s3", &self.s3)
             .finish()
     }
 }
@@ -88,11 +127,20 @@ pub async fn open(url: &RemoteUrl, opts: &OpenOptions) -> Result<Arc<dyn Store>>
             Ok(Arc::new(store))
         }
         RemoteUrl::Http(base) => open_http(base, opts).await,
-        RemoteUrl::S3 { .. } => Err(Error::RemoteUnsupported {
-            url: url.to_string(),
-            reason: "S3 remotes are not supported yet; use a directory remote or `nshard serve`",
-        }),
+        RemoteUrl::S3 { bucket, prefix } => {
+            let store = S3Store::open(bucket, prefix, &opts.s3)?;
+            store.health().await?;
+            Ok(Arc::new(store))
+        }
     }
+}
+
+/// Makes ring rustls' process-wide crypto provider (the tree builds only this one; reqwest is
+/// built without a provider of its own). Idempotent; every HTTP client in this crate calls it
+/// before it is built, and so must other code that builds a reqwest client in the same process.
+pub fn install_tls_provider() {
+    // An error means a provider is already installed, which is all that is needed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The HTTP backend's constructor (`base` is a validated `http(s)://host[:port][/path]` without a

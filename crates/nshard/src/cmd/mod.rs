@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod awsenv;
 pub mod checkout;
 pub mod commit;
 pub mod completions;

@@ -21,7 +21,8 @@ use crate::{out, per_file};
 /// (committed to git, so clones share it; the default for `add`) and your personal
 /// `.shard/config.local.toml` (git-ignored, `--local`). A name defined at several levels is taken
 /// from the highest one. A remote is a directory (`/srv/models`, `./store`, `file:///srv/models`),
-/// a NeuroShard server (`http://host:8000`) or an S3 bucket (`s3://bucket/prefix`).
+/// a NeuroShard server (`http://host:8000`) or an S3 bucket (`s3://bucket/prefix`; credentials,
+/// region and endpoint from the AWS_* environment variables or ~/.aws files).
 #[derive(Args, Debug)]
 pub struct RemoteArgs {
     #[command(subcommand)]
@@ -209,6 +210,8 @@ pub fn run(ctx: &Ctx, a: RemoteArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub use super::awsenv::s3_options;
+
 /// A multi-threaded tokio runtime for one command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -226,6 +229,7 @@ pub async fn open(
     let r = repo.resolve_remote(arg, &ctx.cwd)?;
     let opts = OpenOptions {
         token: repo.token_for(&r, &env_tokens(&r)),
+        s3: s3_options(),
     };
     let store = remote::open(&r.url, &opts).await?;
     Ok((r, store))

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use nshard_core::remote::{OpenOptions, RemoteUrl};
 use nshard_server::{Limits, Scope, Server, ServerConfig, Tokens};
 
 use crate::output::Ctx;
@@ -35,9 +36,15 @@ pub struct ServeArgs {
     /// Address and port to listen on (port 0 picks a free one; the address is printed).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     pub listen: String,
-    /// Store directory (created when missing; the same layout as a directory remote).
-    #[arg(long, value_name = "DIR", default_value = "nshard-store")]
-    pub store: PathBuf,
+    /// Store: a directory (created when missing; the same layout as a directory remote) or
+    /// s3://BUCKET/PREFIX (the bucket must exist; credentials, region and endpoint from the AWS_*
+    /// environment variables, as for s3:// remotes).
+    #[arg(
+        long,
+        value_name = "DIR|s3://BUCKET/PREFIX",
+        default_value = "nshard-store"
+    )]
+    pub store: String,
     /// Token file: one `read:TOKEN` or `write:TOKEN` per line, `#` comments.
     #[arg(long, value_name = "FILE")]
     pub tokens: Option<PathBuf>,
@@ -131,8 +138,17 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
     if let Ok(text) = std::env::var(TOKENS_ENV) {
         tokens.extend(Tokens::parse(&text, TOKENS_ENV)?);
     }
+    let store =
+        RemoteUrl::parse(&a.store, &ctx.cwd).with_context(|| format!("--store {:?}", a.store))?;
+    // S3 stores stage uploads in the system's temporary directory (TMPDIR).
+    let staging_dir = matches!(store, RemoteUrl::S3 { .. }).then(std::env::temp_dir);
     let config = ServerConfig {
-        store_dir: ctx.cwd.join(&a.store),
+        staging_dir,
+        store,
+        store_options: OpenOptions {
+            token: None,
+            s3: super::remote::s3_options(),
+        },
         tokens,
         allow_anonymous_read: a.allow_anonymous_read,
         insecure_allow_anonymous_write: a.insecure_allow_anonymous_write,
@@ -144,6 +160,7 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
             body_idle_timeout: Duration::from_secs(a.body_idle_timeout),
             request_timeout: Duration::from_secs(a.request_timeout),
             max_connections: connection_cap(a.max_connections) as usize,
+            ..Limits::default()
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -156,7 +173,7 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
 }
 
 async fn serve(config: ServerConfig, addr: SocketAddr) -> Result<()> {
-    let store = config.store_dir.clone();
+    let store = config.store.to_string();
     let server = Server::bind(config, addr).await?;
     let p = server.policy();
     let auth = match (p.tokens.is_empty(), p.anonymous) {
@@ -174,7 +191,7 @@ async fn serve(config: ServerConfig, addr: SocketAddr) -> Result<()> {
             }
         ),
     };
-    tracing::info!("store {}; {auth}", store.display());
+    tracing::info!("store {store}; {auth}");
     if server.loopback_hosts_only() {
         tracing::info!("no tokens: answering only requests addressed to localhost or 127.0.0.1");
     }

@@ -37,6 +37,27 @@ impl Served {
 
     /// Like [`Served::start`] on a given listen address.
     pub fn start_on(store: &Path, listen: &str, extra: &[&str], envs: &[(&str, &str)]) -> Served {
+        Self::spawn(store.as_os_str(), store, listen, extra, envs)
+    }
+
+    /// `nshard serve --store STORE` for a store that is not a directory (`s3://…`); logs go to
+    /// `LOG_BASE.log`.
+    pub fn start_store(
+        log_base: &Path,
+        store: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Served {
+        Self::spawn(store.as_ref(), log_base, "127.0.0.1:0", extra, envs)
+    }
+
+    fn spawn(
+        store_arg: &std::ffi::OsStr,
+        store: &Path,
+        listen: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Served {
         let stderr_path = store.with_extension("log");
         let log = File::options()
             .create(true)
@@ -48,7 +69,7 @@ impl Served {
             .arg("--listen")
             .arg(listen)
             .arg("--store")
-            .arg(store)
+            .arg(store_arg)
             .args(extra)
             .env_remove("NSHARD_SERVE_TOKENS")
             .env("NO_COLOR", "1")
@@ -149,6 +170,7 @@ impl Served {
 
     /// `GET /metrics` (anonymous).
     pub fn metrics(&self) -> String {
+        nshard_core::remote::install_tls_provider();
         reqwest::blocking::get(self.at("/metrics"))
             .and_then(|r| r.text())
             .expect("GET /metrics")

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Benchmark: push then pull a 1 GiB checkpoint, and a v2 with 5 % of its tensors changed, through
+# three remotes in the same run: a directory remote (the reference), an s3:// remote on a local
+# SeaweedFS, and `nshard serve --store s3://…` on that SeaweedFS. Times are reported as ratios
+# against the directory remote; bytes moved for v2 are compared with the encoded size of the chunks
+# v2 changed.
+#
+# Usage: bench/s3.sh [SIZE]     (SIZE defaults to 1GiB; e.g. 256MiB for a quick run)
+# Starts SeaweedFS with .ci/seaweedfs.sh when nothing answers on 127.0.0.1:9013 (and stops it at
+# the end). Environment: BENCH_DIR (work directory, default: a fresh temp dir, removed at the end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+SIZE="${1:-1GiB}"
+
+cargo build --release -q -p nshard -p nshard-bench
+NSHARD="${CARGO_TARGET_DIR:-$PWD/target}/release/nshard"
+GEN="${CARGO_TARGET_DIR:-$PWD/target}/release/nshard-gen"
+
+cleanup=()
+on_exit() { for c in "${cleanup[@]}"; do eval "$c" || true; done; }
+trap on_exit EXIT
+if [[ -n "${BENCH_DIR:-}" ]]; then
+  W="$BENCH_DIR"; mkdir -p "$W"
+else
+  W="$(mktemp -d "${TMPDIR:-/tmp}/nshard-bench-s3.XXXXXX")"
+  cleanup+=("rm -rf '$W'")
+fi
+if ! python3 -c 'import socket; socket.create_connection(("127.0.0.1", 9013), 1)' 2>/dev/null; then
+  bash "$ROOT/.ci/seaweedfs.sh" start
+  cleanup+=("bash '$ROOT/.ci/seaweedfs.sh' stop")
+fi
+eval "$(bash "$ROOT/.ci/seaweedfs.sh" env)"
+cd "$W"
+rm -rf a b-* dirremote v1.safetensors v2.safetensors
+PREFIX="bench-$$-$(date +%s)"
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# timed VAR cmd…: syncs, then runs cmd, stores its wall time (s) in VAR; stdout goes to "$VAR.out".
+timed() {
+  local var="$1"; shift
+  local t0 t1
+  sync; t0=$(now); "$@" >"$W/$var.out"; t1=$(now)
+  printf -v "$var" '%s' "$(secs "$t0" "$t1")"
+}
+
+echo "== generating a $SIZE bf16 checkpoint and a v2 with 5 % of its tensors changed"
+"$GEN" model --size "$SIZE" --dtype bf16 --seed 1 -o v1.safetensors >gen1.json
+"$GEN" mutate --kind tensors:5% --seed 2 --from v1.safetensors -o v2.safetensors >gen2.json
+BYTES=$(stat -c %s v1.safetensors)
+
+mkdir -p a dirremote
+(cd a && "$NSHARD" -q init >/dev/null && cp ../v1.safetensors model.safetensors \
+  && "$NSHARD" -q track model.safetensors >/dev/null \
+  && "$NSHARD" -q commit -m v1 --json >../commit1.json)
+
+SERVER_STORE="s3://$NSHARD_TEST_S3_BUCKET/$PREFIX-served"
+"$NSHARD" -q serve --listen 127.0.0.1:0 --store "$SERVER_STORE" >serve.out 2>serve.log </dev/null &
+SERVER_PID=$!
+cleanup+=("kill $SERVER_PID")
+for _ in $(seq 300); do grep -q "listening on" serve.out && break; sleep 0.1; done
+SERVER_URL=$(sed -n 's/^listening on //p' serve.out)
+[[ -n "$SERVER_URL" ]] || { cat serve.log; exit 1; }
+
+declare -A URL=(
+  [dir]="$W/dirremote"
+  [s3]="s3://$NSHARD_TEST_S3_BUCKET/$PREFIX-direct"
+  [served]="$SERVER_URL"
+)
+NAMES=(dir s3 served)
+
+for n in "${NAMES[@]}"; do
+  timed "PUSH1_$n" "$NSHARD" -C a push --json --remote "${URL[$n]}"
+  mkdir -p "b-$n/.shard" && cp a/.shard/config.toml "b-$n/.shard/" && cp a/model.safetensors.shard.json "b-$n/"
+  timed "PULL1_$n" "$NSHARD" -C "b-$n" pull --json --remote "${URL[$n]}"
+done
+
+cp v2.safetensors a/model.safetensors
+(cd a && "$NSHARD" -q commit -m v2 --json >../commit2.json)
+for n in "${NAMES[@]}"; do
+  timed "PUSH2_$n" "$NSHARD" -C a push --json --remote "${URL[$n]}"
+  cp a/model.safetensors.shard.json "b-$n/"
+  timed "PULL2_$n" "$NSHARD" -C "b-$n" pull --json --remote "${URL[$n]}"
+  "$NSHARD" -C "b-$n" -q checkout >/dev/null
+  cmp "b-$n/model.safetensors" v2.safetensors
+done
+
+STORED2=$(jq '.[0].stored_bytes' commit2.json)
+v() { printf '%s' "${!1}"; }
+row() { # label var-prefix
+  local dir s3 served
+  dir=$(v "${2}_dir"); s3=$(v "${2}_s3"); served=$(v "${2}_served")
+  printf '%-8s %8s %8s %6s %8s %6s\n' "$1" "$dir" "$s3" "$(ratio "$s3" "$dir")" "$served" "$(ratio "$served" "$dir")"
+}
+cat <<EOF
+
+== results ($SIZE checkpoint = $BYTES bytes), seconds, and ratios against the directory remote
+step         dir       s3   x dir   served  x dir
+$(row "push v1" PUSH1)
+$(row "pull v1" PULL1)
+$(row "push v2" PUSH2)
+$(row "pull v2" PULL2)
+
+v2 changed chunks' encoded size (commit's stored_bytes): $STORED2 bytes
+EOF
+for n in "${NAMES[@]}"; do
+  P=$(jq '.bytes' "PUSH2_$n.out"); L=$(jq '.bytes' "PULL2_$n.out")
+  echo "$n: v2 pushed $P bytes ($(ratio "$P" "$STORED2") x changed), pulled $L bytes ($(ratio "$L" "$STORED2") x changed)"
+done

@@ -1,0 +1,522 @@
+//! The S3 remote: `s3://bucket/prefix` on AWS S3 or any S3-compatible store (MinIO, Ceph RGW,
+//! Cloudflare R2, SeaweedFS, …) through the `object_store` crate.
+//!
+//! Objects live under `PREFIX/objects/ab/cdef…`, the same fan-out as a directory remote, so a
+//! bucket synced from a directory remote (or the reverse) is a valid store.
+//!
+//! - **Put-if-absent.** Every upload is verified first (decode + SHA-256 against its id), then
+//!   written with a conditional create (`If-None-Match: *`): of two writers racing on one object,
+//!   one writes it and the other learns it is there. A store that does not implement conditional
+//!   writes (answers 501) is remembered and gets a HEAD then a plain PUT instead; since an object's
+//!   key is the hash of its content, the worst a lost race can do there is write the same bytes
+//!   twice. Objects over [`MULTIPART_THRESHOLD`] go up in parts, several at once, after a HEAD;
+//!   S3 makes a multipart object visible only when it is complete.
+//! - **Missing** runs HEAD requests concurrently ([`HEAD_CONCURRENCY`] at once), answers in
+//!   request order.
+//! - **Reads** are bounded by the largest valid object and verified by the caller, as for every
+//!   remote.
+//! - **Errors.** A refused key or a missing bucket is permanent and says what to check; dropped
+//!   connections, timeouts, 5xx and throttling are [`Error::RemoteTransient`] for the transfer
+//!   engine to retry. `object_store`'s own retries are kept short so the two do not multiply into
+//!   a storm.
+//!
+//! The library never reads the environment: the binary passes the `AWS_*` settings in
+//! [`S3Options`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as KeyPath;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig, WriteMultipart,
+};
+
+use super::{Store, StoreAdmin};
+use crate::codec::{self, MAX_OBJECT_SIZE};
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::staged::StagedUpload;
+
+/// Objects larger than this are uploaded in parts.
+pub const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// Size of one part of a multipart upload (S3's minimum is 5 MiB).
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts of one object uploaded at once.
+pub const PART_CONCURRENCY: usize = 2;
+/// HEAD requests in flight at once during a `missing` query.
+pub const HEAD_CONCURRENCY: usize = 32;
+
+/// Settings for S3 remotes: the standard `AWS_*` variables (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
+/// `AWS_ALLOW_HTTP`, …) as name/value pairs. Names are case-insensitive; names `object_store` does
+/// not know are ignored. Values are never printed.
+#[derive(Clone, Default)]
+pub struct S3Options {
+    /// `(name, value)` pairs, e.g. `("AWS_REGION", "eu-west-1")`.
+    pub settings: Vec<(String, String)>,
+}
+
+impl fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.settings.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+/// An S3 bucket (and key prefix) used as a remote.
+#[derive(Debug)]
+pub struct S3Store {
+    store: Arc<AmazonS3>,
+    url: String,
+    bucket: String,
+    /// `PREFIX/objects` (or `objects`).
+    objects: String,
+    /// Cleared when the store answers a conditional create with 501.
+    conditional: AtomicBool,
+}
+
+impl S3Store {
+    /// Sets up a client for `s3://bucket/prefix` (`prefix` validated, no leading or trailing `/`).
+    /// Nothing is sent until the first request; see [`Store::health`].
+    pub fn open(bucket: &str, prefix: &str, opts: &S3Options) -> Result<S3Store> {
+        super::install_tls_provider();
+        let url = if prefix.is_empty() {
+            format!("s3://{bucket}")
+        } else {
+            format!("s3://{bucket}/{prefix}")
+        };
+        let mut b = AmazonS3Builder::new();
+        for (k, v) in &opts.settings {
+            if let Ok(key) = AmazonS3ConfigKey::from_str(&k.to_ascii_lowercase()) {
+                b = b.with_config(key, v);
+            }
+        }
+        let client = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(15))
+            .with_timeout(Duration::from_secs(300));
+        let client = match opts
+            .settings
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("AWS_ALLOW_HTTP"))
+        {
+            Some((_, v)) => client.with_allow_http(v.eq_ignore_ascii_case("true") || v == "1"),
+            None => client,
+        };
+        let store = b
+            .with_bucket_name(bucket)
+            .with_client_options(client)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(2),
+                    base: 2.0,
+                },
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(30),
+            })
+            .build()
+            .map_err(|e| Error::Remote {
+                remote: url.clone(),
+                reason: format!("cannot set up the S3 client: {e}"),
+            })?;
+        let objects = if prefix.is_empty() {
+            "objects".to_string()
+        } else {
+            format!("{prefix}/objects")
+        };
+        Ok(S3Store {
+            store: Arc::new(store),
+            url,
+            bucket: bucket.to_string(),
+            objects,
+            conditional: AtomicBool::new(true),
+        })
+    }
+
+    /// The key of object `id`.
+    fn key(&self, id: &ObjectId) -> KeyPath {
+        let h = id.to_hex();
+        KeyPath::from(format!("{}/{}/{}", self.objects, &h[..2], &h[2..]))
+    }
+
+    /// Turns an `object_store` error into ours: permanent with a hint for refused credentials and
+    /// missing buckets, transient for what may pass.
+    fn error(&self, what: &str, e: object_store::Error) -> Error {
+        use object_store::Error as E;
+        let text = chain(&e);
+        // Listing errors come as `Generic` whatever the status: look at the answer too.
+        let refused = [
+            "403 Forbidden",
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "AccessDenied",
+        ]
+        .iter()
+        .any(|m| text.contains(m));
+        match &e {
+            _ if text.contains("NoSuchBucket") => self.no_bucket(what),
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => Error::Remote {
+                remote: self.url.clone(),
+                reason: format!(
+                    "{what}: access denied ({text})\nhint: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
+                ),
+            },
+            _ if refused => Error::Remote {
+                remote: self.url.clone(),
+                reason: format!(
+                    "{what}: access denied ({text})\nhint: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
+                ),
+            },
+            _ if is_transient(&e, &text) => Error::RemoteTransient {
+                remote: self.url.clone(),
+                reason: format!("{what}: {text}"),
+            },
+            _ => Error::Remote {
+                remote: self.url.clone(),
+                reason: format!("{what}: {text}"),
+            },
+        }
+    }
+
+    fn no_bucket(&self, what: &str) -> Error {
+        Error::Remote {
+            remote: self.url.clone(),
+            reason: format!(
+                "{what}: the bucket {:?} does not exist (create it first; nshard never creates buckets), or AWS_ENDPOINT_URL / AWS_REGION point elsewhere",
+                self.bucket
+            ),
+        }
+    }
+
+    /// HEAD of `id`: its size, or `None`.
+    async fn head(&self, id: &ObjectId) -> Result<Option<u64>> {
+        match self.store.head(&self.key(id)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(&format!("looking up {id}"), e)),
+        }
+    }
+
+    /// Uploads `data` for `id` in parts (after checking that it is absent).
+    async fn put_multipart(&self, id: &ObjectId, data: Bytes) -> Result<bool> {
+        if self.head(id).await?.is_some() {
+            return Ok(false);
+        }
+        let what = format!("uploading {id}");
+        let upload = self
+            .store
+            .put_multipart(&self.key(id))
+            .await
+            .map_err(|e| self.error(&what, e))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        for part in data.chunks(PART_SIZE) {
+            if let Err(e) = w.wait_for_capacity(PART_CONCURRENCY).await {
+                let _ = w.abort().await;
+                return Err(self.error(&what, e));
+            }
+            w.put(data.slice_ref(part));
+        }
+        w.finish().await.map_err(|e| self.error(&what, e))?;
+        Ok(true)
+    }
+
+    /// Uploads a staged file in parts, reading one part at a time (after checking that it is
+    /// absent).
+    async fn put_multipart_staged(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
+        if self.head(id).await?.is_some() {
+            return Ok(false);
+        }
+        let what = format!("uploading {id}");
+        let upload = self
+            .store
+            .put_multipart(&self.key(id))
+            .await
+            .map_err(|e| self.error(&what, e))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let staged = Arc::new(staged);
+        let mut offset = 0u64;
+        while offset < staged.len() {
+            let n = (staged.len() - offset).min(PART_SIZE as u64) as usize;
+            if let Err(e) = w.wait_for_capacity(PART_CONCURRENCY).await {
+                let _ = w.abort().await;
+                return Err(self.error(&what, e));
+            }
+            let part = match read_at(&staged, offset, n).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(e);
+                }
+            };
+            w.put(part);
+            offset += n as u64;
+        }
+        w.finish().await.map_err(|e| self.error(&what, e))?;
+        Ok(true)
+    }
+
+    /// Uploads `data` for `id` unless present; returns whether this call wrote it.
+    async fn put_if_absent(&self, id: &ObjectId, data: Bytes) -> Result<bool> {
+        if data.len() > MULTIPART_THRESHOLD {
+            return self.put_multipart(id, data).await;
+        }
+        let what = format!("uploading {id}");
+        let key = self.key(id);
+        if self.conditional.load(Ordering::Relaxed) {
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(&key, PutPayload::from_bytes(data.clone()), opts)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+                Err(e) if chain(&e).contains("501") => {
+                    // No conditional writes here: fall back to HEAD + PUT from now on.
+                    self.conditional.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(self.error(&what, e)),
+            }
+        }
+        if self.head(id).await?.is_some() {
+            return Ok(false);
+        }
+        self.store
+            .put(&key, PutPayload::from_bytes(data))
+            .await
+            .map_err(|e| self.error(&what, e))?;
+        Ok(true)
+    }
+}
+
+/// `n` bytes of a staged file at `offset`, read off the async threads.
+async fn read_at(staged: &Arc<StagedUpload>, offset: u64, n: usize) -> Result<Bytes> {
+    let s = Arc::clone(staged);
+    let r = tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; n];
+        crate::fsutil::read_exact_at(s.file(), &mut buf, offset)
+            .map(|()| Bytes::from(buf))
+            .map_err(Error::io("reading", s.path()))
+    })
+    .await;
+    match r {
+        Ok(r) => r,
+        Err(e) => Err(Error::RemoteTransient {
+            remote: "local staging file".into(),
+            reason: format!("reading was interrupted: {e}"),
+        }),
+    }
+}
+
+/// An error and its sources on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_str = c.to_string();
+        if !s.contains(&c_str) {
+            s.push_str(": ");
+            s.push_str(&c_str);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Whether an `object_store` error may pass on retry: a transport failure (connection refused or
+/// reset, timeout) or a 5xx / 429 / throttling answer.
+fn is_transient(e: &object_store::Error, text: &str) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<object_store::client::HttpError>()
+            .is_some()
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    [
+        "status code: 5",
+        "429",
+        "SlowDown",
+        "InternalError",
+        "ServiceUnavailable",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn display_url(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn health(&self) -> Result<()> {
+        // A listing (not a HEAD: its answer has no body to tell "no such bucket" from "no such
+        // key") of at most the fan-out directories.
+        let prefix = KeyPath::from(self.objects.as_str());
+        match self.store.list_with_delimiter(Some(&prefix)).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Err(self.no_bucket("health check")),
+            Err(e) => Err(self.error("health check", e)),
+        }
+    }
+
+    async fn missing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
+        let found: Vec<Option<ObjectId>> = futures::stream::iter(ids.iter().copied())
+            .map(|id| async move { Ok::<_, Error>(self.head(&id).await?.is_none().then_some(id)) })
+            .buffered(HEAD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn size(&self, id: &ObjectId) -> Result<Option<u64>> {
+        self.head(id).await
+    }
+
+    async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<bool> {
+        let data = Bytes::from(encoded);
+        let check = data.clone();
+        let id_ = *id;
+        tokio::task::spawn_blocking(move || {
+            codec::decode_verified(&id_, &check, MAX_OBJECT_SIZE).map(|_| ())
+        })
+        .await
+        .map_err(|e| Error::RemoteTransient {
+            remote: self.url.clone(),
+            reason: format!("verifying {id} was interrupted: {e}"),
+        })??;
+        self.put_if_absent(id, data).await
+    }
+
+    async fn put_staged(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
+        if staged.len() as usize > MULTIPART_THRESHOLD {
+            return self.put_multipart_staged(id, staged).await;
+        }
+        let n = staged.len() as usize;
+        let data = read_at(&Arc::new(staged), 0, n).await?;
+        self.put_if_absent(id, data).await
+    }
+
+    async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        let what = format!("downloading {id}");
+        let r = match self.store.get(&self.key(id)).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Err(Error::ObjectMissing(*id)),
+            Err(e) => return Err(self.error(&what, e)),
+        };
+        let limit = codec::max_encoded_len(MAX_OBJECT_SIZE);
+        if r.meta.size > limit {
+            return Err(Error::CorruptObject {
+                id: *id,
+                reason: format!(
+                    "{} bytes in {}, more than any encoding of it can take",
+                    r.meta.size, self.url
+                ),
+            });
+        }
+        let mut out = Vec::with_capacity(r.meta.size as usize);
+        let mut stream = r.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.error(&what, e))?;
+            if (out.len() + chunk.len()) as u64 > limit {
+                return Err(Error::CorruptObject {
+                    id: *id,
+                    reason: format!(
+                        "grew past its size limit while being read from {}",
+                        self.url
+                    ),
+                });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    fn admin(&self) -> Option<&dyn StoreAdmin> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl StoreAdmin for S3Store {
+    async fn list(&self) -> Result<Vec<ObjectId>> {
+        let prefix = KeyPath::from(self.objects.as_str());
+        let mut keys = self.store.list(Some(&prefix));
+        let mut out = Vec::new();
+        while let Some(meta) = keys.next().await {
+            let meta = meta.map_err(|e| self.error("listing objects", e))?;
+            let key = meta.location.as_ref();
+            let Some(rest) = key.strip_prefix(self.objects.as_str()) else {
+                continue;
+            };
+            // `/ab/cdef…` → `abcdef…`; anything else in the prefix is not an object.
+            let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+            if let [fan, tail] = parts[..] {
+                let hex = format!("{fan}{tail}");
+                if let Ok(id) = ObjectId::parse(&hex) {
+                    if id.to_hex() == hex && fan.len() == 2 {
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn delete(&self, id: &ObjectId) -> Result<()> {
+        match self.store.delete(&self.key(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(&format!("deleting {id}"), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_use_the_directory_fan_out() {
+        let s = S3Store::open("bucket", "team/models", &S3Options::default()).expect("open");
+        let id = ObjectId::of(b"x");
+        let h = id.to_hex();
+        assert_eq!(
+            s.key(&id).as_ref(),
+            format!("team/models/objects/{}/{}", &h[..2], &h[2..])
+        );
+        assert_eq!(s.display_url(), "s3://bucket/team/models");
+        let s = S3Store::open("bucket", "", &S3Options::default()).expect("open");
+        assert_eq!(
+            s.key(&id).as_ref(),
+            format!("objects/{}/{}", &h[..2], &h[2..])
+        );
+    }
+
+    #[test]
+    fn settings_are_redacted() {
+        let o = S3Options {
+            settings: vec![("AWS_SECRET_ACCESS_KEY".into(), "very-secret-value".into())],
+        };
+        let d = format!("{o:?}");
+        assert!(
+            d.contains("AWS_SECRET_ACCESS_KEY") && !d.contains("very-secret"),
+            "{d}"
+        );
+    }
+}
