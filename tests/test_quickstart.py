@@ -222,9 +222,7 @@ class SeedQuickstart(Session):
         self.assertEqual((bob / "models" / "resnet50.pth").read_bytes(), data)
 
     # The seed's colleague flow: the clone has only the committed manifest, no `.shard/` (the
-    # seed never commits .shard/config.toml). Pulling there is issue 9; remove this marker when
-    # issue 9's fix is merged.
-    @unittest.expectedFailure
+    # seed never commits .shard/config.toml); pull and checkout create the local store.
     def test_seed_quickstart_word_for_word(self) -> None:
         alice, data, server = self.alice_commits_and_pushes()
         # "on another machine, after git pull": a second clone of alice's repository.

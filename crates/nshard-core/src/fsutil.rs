@@ -154,6 +154,75 @@ pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()>
     }
 }
 
+/// Opens the existing file `path` for reading only if it is a regular file: never through a
+/// symlink at its last component, never blocking on a FIFO, never a device or socket. Checked
+/// three times, because the name can be swapped between checks: `lstat` first, then the open
+/// itself refuses symlinks and does not wait for a FIFO's writer (`O_NOFOLLOW | O_NONBLOCK`), then
+/// `fstat` on the open descriptor must show a regular file, the same one `lstat` saw.
+/// A refusal is an [`io::ErrorKind::InvalidInput`] error naming what was found.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let md = fs::symlink_metadata(path)?;
+    if !md.is_file() {
+        return Err(not_regular(&md));
+    }
+    let mut oo = fs::OpenOptions::new();
+    oo.read(true);
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        oo.custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32);
+    }
+    let f = oo.open(path)?;
+    let md2 = f.metadata()?;
+    #[cfg(unix)]
+    let same = {
+        use std::os::unix::fs::MetadataExt;
+        md.dev() == md2.dev() && md.ino() == md2.ino()
+    };
+    #[cfg(not(unix))]
+    let same = true;
+    if !md2.is_file() || !same {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "was replaced while it was being opened; not reading it",
+        ));
+    }
+    Ok(f)
+}
+
+/// What a non-regular file is, as an error.
+pub(crate) fn not_regular(md: &fs::Metadata) -> io::Error {
+    let ft = md.file_type();
+    let kind = if ft.is_symlink() {
+        "a symlink"
+    } else if ft.is_dir() {
+        "a directory"
+    } else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if ft.is_fifo() {
+                "a FIFO (named pipe)"
+            } else if ft.is_socket() {
+                "a socket"
+            } else if ft.is_block_device() || ft.is_char_device() {
+                "a device"
+            } else {
+                "not a regular file"
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            "not a regular file"
+        }
+    };
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("is {kind}, not a regular file; nshard reads only regular files here"),
+    )
+}
+
 /// fsyncs a directory so that a rename inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     // Opening a directory read-only and fsyncing it is how POSIX makes a rename durable.
@@ -183,6 +252,36 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
     let mut f = AtomicFile::create(dest)?;
     f.write_all(data).map_err(Error::io("writing", dest))?;
     f.commit()
+}
+
+/// Removes the temporary files (named [`TMP_PREFIX`]…) in `dir` last modified more than `age`
+/// ago: what a writer killed mid-write left behind. Younger ones may belong to a writer still
+/// running and are kept. Best effort: a file that cannot be removed is left for the next run.
+/// Returns how many were removed.
+pub fn sweep_stale_temporaries(dir: &Path, age: std::time::Duration) -> usize {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for ent in rd.flatten() {
+        let stale = ent
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(TMP_PREFIX))
+            && ent.metadata().is_ok_and(|md| {
+                md.is_file()
+                    && md
+                        .modified()
+                        .ok()
+                        .and_then(|t| now.duration_since(t).ok())
+                        .is_some_and(|a| a > age)
+            });
+        if stale && fs::remove_file(ent.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// [`write_atomic`] for a file holding secrets: created with mode 0600 from the start (never
@@ -217,8 +316,10 @@ pub fn create_dir_all(dir: &Path) -> Result<()> {
 pub const MAX_PATH_LEN: usize = 4096;
 
 /// A validated, normalized repository-relative path with `/` separators: no empty, `.` or `..`
-/// components, not absolute, no backslash, no drive letter, no NUL, and no `.git` or `.shard`
-/// component in any case. A `RepoPath` is safe to join onto the repository root.
+/// components, not absolute, no backslash, no drive letter, no control character, and no component
+/// that any common filesystem would take for `.git` or `.shard` or that Windows cannot hold (see
+/// [`crate::portable`]). A `RepoPath` is safe to join onto the repository root on every OS.
+/// Its `Display` escapes invisible and control characters; [`RepoPath::as_str`] is the raw name.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoPath(String);
 
@@ -251,14 +352,11 @@ impl RepoPath {
             return bad("drive letter");
         }
         for comp in s.split('/') {
-            match comp {
-                "" => return bad("empty path component"),
-                "." => return bad("'.' component"),
-                ".." => return bad("'..' component"),
-                c if c.eq_ignore_ascii_case(".git") => return bad("'.git' component"),
-                c if c.eq_ignore_ascii_case(".shard") => return bad("'.shard' component"),
-                c if c.contains(':') && cfg!(windows) => return bad("':' in a component"),
-                _ => {}
+            if comp.is_empty() {
+                return bad("empty path component");
+            }
+            if let Some(reason) = crate::portable::check_component(comp) {
+                return bad(reason);
             }
         }
         Ok(Self(s.to_string()))
@@ -320,7 +418,7 @@ impl RepoPath {
 
 impl fmt::Display for RepoPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&crate::portable::escape(&self.0))
     }
 }
 
@@ -444,6 +542,14 @@ mod tests {
             ".Shard/objects",
             "a/",
             "x\0y",
+            "x/.g\u{200c}it/hooks/post-checkout",
+            "GIT~1/config",
+            ".git./config",
+            ".git /config",
+            ".git::$INDEX_ALLOCATION/config",
+            "CON",
+            "models/nul.txt",
+            "a\x1b[2Jb",
         ] {
             assert!(RepoPath::parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -36,6 +36,7 @@ pub mod id;
 pub(crate) mod ingest;
 
 pub mod manifest;
+pub mod portable;
 pub mod progress;
 pub mod remote;
 pub mod repo;

@@ -102,7 +102,7 @@ impl LocalStore {
             .to_path_buf();
         fs::create_dir_all(&dir).map_err(Error::io("creating directory", &dir))?;
         let mut file = AtomicFile::create_in(&self.tmp, &dest)?;
-        direct::write_file(file.file(), enc, buf).map_err(Error::io("writing", &dest))?;
+        direct::write_file(file.file(), enc, buf).map_err(Error::io("writing object", &dest))?;
         Ok(Some(StagedObject { file }))
     }
 

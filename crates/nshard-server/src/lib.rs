@@ -32,7 +32,9 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+mod conn;
 mod error;
+pub mod host;
 pub mod metrics;
 pub mod routes;
 pub mod upload;
@@ -41,9 +43,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -53,6 +57,7 @@ use nshard_core::remote::{self, OpenOptions, RemoteUrl, Store};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::{TimeoutBody, TimeoutLayer};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -74,6 +79,17 @@ pub struct Limits {
     pub max_concurrent_uploads: usize,
     /// Received uploads verified and stored at the same time (each holds a few MiB while it is).
     pub max_concurrent_commits: usize,
+    /// A connection that has not sent a complete request head this long after the server started
+    /// waiting for one (a new connection, or an idle keep-alive one) is closed.
+    pub header_timeout: Duration,
+    /// A request body that sends nothing for this long fails (400), releasing its upload slot.
+    pub body_idle_timeout: Duration,
+    /// A request not answered within this long, whatever the client does, gets 408 and its
+    /// resources (an upload slot) back. Bounds a body trickled byte by byte.
+    pub request_timeout: Duration,
+    /// Connections open at once; beyond this the server stops accepting until one closes. The
+    /// binary keeps it below the file-descriptor limit.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -84,6 +100,10 @@ impl Default for Limits {
             max_batch: nshard_core::remote::MISSING_BATCH,
             max_concurrent_uploads: 64,
             max_concurrent_commits: 4,
+            header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(15 * 60),
+            max_connections: 1024,
         }
     }
 }
@@ -230,8 +250,10 @@ impl AppState {
     }
 }
 
-/// The protocol v1 router over `state`.
+/// The protocol v1 router over `state`, with the body-idle and total request timeouts of
+/// `state.limits` (the header timeout and the connection cap belong to the accept loop).
 pub fn app(state: Arc<AppState>) -> Router {
+    let limits = state.limits;
     use routes::*;
     let objects = get(get_object)
         .head(head_object)
@@ -256,7 +278,21 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
         ]))
+        .layer(middleware::from_fn_with_state(
+            limits.body_idle_timeout,
+            body_idle_timeout,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
         .with_state(state)
+}
+
+/// Fails a request body that sends nothing for `idle` (the handler sees a broken body).
+async fn body_idle_timeout(State(idle): State<Duration>, req: Request, next: Next) -> Response {
+    next.run(req.map(|b| Body::new(TimeoutBody::new(idle, b))))
+        .await
 }
 
 async fn count_request(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -278,6 +314,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
+    loopback_hosts_only: bool,
 }
 
 impl Server {
@@ -285,6 +322,8 @@ impl Server {
     /// free port; see [`Server::local_addr`]).
     pub async fn bind(config: ServerConfig, addr: SocketAddr) -> Result<Server, ServeError> {
         let policy = config.policy(addr)?;
+        // A loopback server without tokens trusts whoever reaches it: refuse other Host names.
+        let loopback_hosts_only = policy.tokens.is_empty() && addr.ip().is_loopback();
         let state = AppState::open(
             &config.store,
             &config.store_options,
@@ -303,6 +342,7 @@ impl Server {
             listener,
             addr,
             state: Arc::new(state),
+            loopback_hosts_only,
         })
     }
 
@@ -316,19 +356,23 @@ impl Server {
         &self.state.policy
     }
 
+    /// Whether requests must name a loopback host (no tokens on a loopback address; see [`host`]).
+    pub fn loopback_hosts_only(&self) -> bool {
+        self.loopback_hosts_only
+    }
+
     /// Serves until `shutdown` completes, then stops accepting connections and finishes the
     /// requests in flight.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        use axum::serve::ListenerExt;
-        let listener = self.listener.tap_io(|tcp| {
-            // Small JSON answers should not wait for Nagle.
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, app(self.state))
-            .with_graceful_shutdown(shutdown)
+        let mut router = app(self.state.clone());
+        if self.loopback_hosts_only {
+            router = router.layer(middleware::from_fn(host::loopback_hosts_only));
+        }
+        let limits = self.state.limits;
+        conn::serve(self.listener, router, limits, self.state, shutdown)
             .await
             .map_err(ServeError::Io)
     }

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub objects_stored: AtomicU64,
     /// Uploads refused because the body did not decode or hash to its id.
     pub objects_rejected: AtomicU64,
+    /// Client connections open now (a gauge).
+    pub connections: AtomicU64,
 }
 
 impl Metrics {
@@ -83,6 +85,12 @@ impl Metrics {
             s,
             "# HELP nshard_uploads_in_flight Uploads being received or verified.\n\
              # TYPE nshard_uploads_in_flight gauge\nnshard_uploads_in_flight {uploads_in_flight}"
+        );
+        let _ = writeln!(
+            s,
+            "# HELP nshard_connections_open Client connections open now.\n\
+             # TYPE nshard_connections_open gauge\nnshard_connections_open {}",
+            self.connections.load(Ordering::Relaxed)
         );
         s
     }

@@ -101,9 +101,9 @@ fn report(e: anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "error: {e}");
+    let _ = write!(err, "error: {}", output::inert(&e.to_string()));
     for cause in e.chain().skip(1) {
-        let _ = write!(err, "\n  caused by: {cause}");
+        let _ = write!(err, "\n  caused by: {}", output::inert(&cause.to_string()));
     }
     let _ = writeln!(err);
     ExitCode::FAILURE

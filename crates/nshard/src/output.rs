@@ -128,7 +128,16 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
 
 /// Prints a per-file error to stderr.
 pub fn file_error(path: &impl std::fmt::Display, e: &nshard_core::Error) {
-    eprintln!("error: {path}: {e}");
+    eprintln!("error: {}", inert(&format!("{path}: {e}")));
+}
+
+/// A message with control and invisible characters escaped (line breaks kept), so that a name
+/// from someone else's manifest can never rewrite the terminal it is printed on.
+pub fn inert(msg: &str) -> String {
+    msg.split('\n')
+        .map(nshard_core::portable::neutralize)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `1.5 GiB`, `12.0 MiB`, `512 B` (binary units, one decimal).

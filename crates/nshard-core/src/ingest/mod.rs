@@ -112,14 +112,21 @@ pub(crate) struct Ingested {
 /// Reads `abs` once: plans, cuts, hashes, builds the tensor table and (with a store) stores the
 /// chunks. Fails with [`Error::FileChangedDuringRead`] if the file changed while it was read.
 pub(crate) fn ingest_file(abs: &Path, opts: &Options<'_>) -> Result<Ingested> {
-    let file = File::open(abs).map_err(Error::io("opening", abs))?;
+    // Never a FIFO (which would block), a device or a symlink: only a regular file is read.
+    let file = crate::fsutil::open_regular(abs).map_err(Error::io("opening", abs))?;
     let md = file.metadata().map_err(Error::io("reading", abs))?;
     let plan = plan::plan(&file, md.len(), opts.params).map_err(Error::io("reading", abs))?;
     opts.progress.start(opts.label, md.len());
     let run = run(file, &plan, opts);
     opts.progress.finish();
+    // Read errors come back without a path (the reader threads do not know it): they are about
+    // the data file. Write errors name the object being written (disk full); keep that.
     let out = run.map_err(|e| match e {
-        Error::Io { action, source, .. } => Error::Io {
+        Error::Io {
+            action,
+            source,
+            path,
+        } if path.as_os_str().is_empty() => Error::Io {
             action,
             path: abs.to_path_buf(),
             source,

@@ -46,6 +46,10 @@ use crate::store::LocalStore;
 /// Name of the repository directory.
 pub const SHARD_DIR: &str = ".shard";
 
+/// Temporary files in `.shard/tmp` older than this are left by a killed writer; any command
+/// removes them (the same age as gc's default grace period).
+pub const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// `.shard/.gitignore`: what never leaves this machine, whatever the root `.gitignore` says.
 const LOCAL_IGNORE: &str = "# Local to this machine, never committed (written by nshard init).\n\
 /objects/\n/cache/\n/tmp/\n/corrupt/\n/lock\n/config.local.toml\n";
@@ -150,6 +154,9 @@ impl Repo {
         let config = Config::load(&dot.join("config.toml"))?;
         let local = PersonalConfig::load(&dot.join(LOCAL_CONFIG), ConfigLevel::Local)?;
         let store = LocalStore::open(dot.join("objects"), dot.join("tmp"))?;
+        // Partial writes of a commit, checkout or pull that was killed: every run clears those
+        // older than gc's default grace period, so they never pile up between gcs.
+        fsutil::sweep_stale_temporaries(&dot.join("tmp"), STALE_TMP_AGE);
         fsutil::create_dir_all(&dot.join("cache"))?;
         Ok(Repo {
             root,
@@ -350,7 +357,9 @@ impl Repo {
     }
 
     /// Walks the work tree (not following symlinks, skipping `.git` and `.shard`) and returns the
-    /// regular data files (manifests excluded) and the manifests' data paths, both sorted.
+    /// regular data files (manifests excluded) and the manifests' data paths, both sorted. Every
+    /// `*.shard.json` that is not a directory counts as a manifest, even a symlink or a FIFO: reading
+    /// it then fails, which every command reports instead of skipping it.
     pub fn scan_worktree(&self) -> Result<(Vec<RepoPath>, Vec<RepoPath>)> {
         let mut files = Vec::new();
         let mut manifests = Vec::new();
@@ -373,7 +382,9 @@ impl Repo {
                     return Err(Error::io("scanning", path)(e.into()));
                 }
             };
-            if !ent.file_type().is_file()
+            // Manifests are listed whatever their type (a symlink or FIFO where a manifest belongs
+            // must be reported, and must stop gc), data files only when regular.
+            if ent.file_type().is_dir()
                 || ent
                     .file_name()
                     .to_str()
@@ -390,7 +401,8 @@ impl Repo {
             match rp.data_path_of_manifest() {
                 Some(data) => manifests.push(data),
                 None if rp.as_str().ends_with(MANIFEST_SUFFIX) => {}
-                None => files.push(rp),
+                None if ent.file_type().is_file() => files.push(rp),
+                None => {}
             }
         }
         Ok((files, manifests))
@@ -402,10 +414,11 @@ impl Repo {
     }
 }
 
-/// Reads a whole file, refusing files over `limit` bytes.
+/// Reads a whole regular file (see [`fsutil::open_regular`]: never a symlink, FIFO or device),
+/// refusing files over `limit` bytes.
 pub(crate) fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
-    let f = File::open(path)?;
+    let f = fsutil::open_regular(path)?;
     let mut buf = Vec::new();
     f.take(limit + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > limit {

@@ -111,7 +111,7 @@ pub struct RemoteCheck {
 
 /// Streams a file through SHA-256.
 pub(crate) fn hash_file(path: &Path) -> std::io::Result<ObjectId> {
-    let mut f = fs::File::open(path)?;
+    let mut f = crate::fsutil::open_regular(path)?;
     let mut h = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -204,7 +204,9 @@ impl Repo {
                 crate::fsutil::existing_file_in(&self.root, path)?;
                 md
             }
-            _ => {
+            // Replaced by a symlink, a FIFO, a directory…: not "missing", and never read.
+            Ok(md) => return Err(Error::io("reading", &abs)(crate::fsutil::not_regular(&md))),
+            Err(_) => {
                 let data_present = self.missing_chunks(&wt.manifest).is_empty();
                 return Ok((FileState::Missing { data_present }, v));
             }

@@ -70,8 +70,9 @@ impl Entry {
 }
 
 impl Repo {
-    /// The data files currently matched by the tracked entries (existing regular files only),
-    /// sorted.
+    /// The data files currently matched by the tracked entries: existing regular files, and
+    /// committed files that were replaced by a symlink or special file (reading those fails, which
+    /// callers report). Sorted.
     pub fn tracked_files(&self) -> Result<Vec<RepoPath>> {
         let entries: Vec<Entry> = self
             .config
@@ -81,11 +82,18 @@ impl Repo {
             .collect();
         let needs_walk = entries.iter().any(|e| !matches!(e, Entry::File(_)));
         let mut out = Vec::new();
+        // A committed file (one with a manifest) that is now a symlink, FIFO or other special file
+        // stays in the list, so that commit and status report it instead of skipping it.
+        let replaced = |p: &RepoPath| {
+            fs::symlink_metadata(p.to_path(&self.root)).is_ok_and(|m| !m.is_file() && !m.is_dir())
+                && fs::symlink_metadata(p.manifest_path().to_path(&self.root)).is_ok()
+        };
         if needs_walk {
-            let (files, _) = self.scan_worktree()?;
+            let (files, manifests) = self.scan_worktree()?;
             out.extend(
                 files
                     .into_iter()
+                    .chain(manifests.into_iter().filter(|p| replaced(p)))
                     .filter(|f| entries.iter().any(|e| e.matches(f))),
             );
         } else {
@@ -93,15 +101,15 @@ impl Repo {
                 if let Entry::File(f) = e {
                     if let Ok(p) = RepoPath::parse(f) {
                         let abs = p.to_path(&self.root);
-                        if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_file()) {
+                        if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_file()) || replaced(&p) {
                             out.push(p);
                         }
                     }
                 }
             }
-            out.sort();
-            out.dedup();
         }
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 

@@ -115,7 +115,7 @@ fn print_entries(entries: &[nshard_core::repo::LogEntry]) -> Result<()> {
                     date(timestamp),
                     bytes(*size),
                     added,
-                    first_line(message)
+                    nshard_core::portable::escape(first_line(message))
                 );
             }
             LogState::Missing => out!(

@@ -65,6 +65,59 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_concurrent_uploads as u64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_uploads: u64,
+    /// Seconds a connection may take to send a request head (also how long an idle keep-alive
+    /// connection stays open).
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().header_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub header_timeout: u64,
+    /// Seconds a request body may send nothing before the request fails (its upload slot is
+    /// released).
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().body_idle_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub body_idle_timeout: u64,
+    /// Seconds a whole request may take, however the client sends it (answered 408 after that).
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().request_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub request_timeout: u64,
+    /// Connections open at once (more wait until one closes). Lowered automatically to stay well
+    /// below the process's file-descriptor limit, which the server raises to its maximum.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+}
+
+/// File descriptors kept free of connections: the listener, logs, store files being read or
+/// written outside any connection's share.
+const RESERVED_FDS: u64 = 64;
+
+/// Raises the soft open-files limit to the hard one and returns the connection cap that fits
+/// under it: each connection may hold its socket and one store file at a time.
+fn connection_cap(wanted: u64) -> u64 {
+    #[cfg(unix)]
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource};
+        let mut lim = getrlimit(Resource::Nofile);
+        if lim.current < lim.maximum {
+            let raised = rustix::process::Rlimit {
+                current: lim.maximum,
+                maximum: lim.maximum,
+            };
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                lim = getrlimit(Resource::Nofile);
+            }
+        }
+        if let Some(soft) = lim.current {
+            let fit = soft.saturating_sub(RESERVED_FDS) / 2;
+            if fit < wanted {
+                tracing::warn!(
+                    "open-files limit is {soft}: serving at most {} connections at once, not {wanted}",
+                    fit.max(1)
+                );
+                return fit.max(1);
+            }
+        }
+    }
+    wanted
 }
 
 pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
@@ -103,6 +156,10 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
             max_object_bytes: a.max_object_size,
             max_batch: a.max_batch as usize,
             max_concurrent_uploads: a.max_uploads as usize,
+            header_timeout: Duration::from_secs(a.header_timeout),
+            body_idle_timeout: Duration::from_secs(a.body_idle_timeout),
+            request_timeout: Duration::from_secs(a.request_timeout),
+            max_connections: connection_cap(a.max_connections) as usize,
             ..Limits::default()
         },
     };
@@ -135,6 +192,9 @@ async fn serve(config: ServerConfig, addr: SocketAddr) -> Result<()> {
         ),
     };
     tracing::info!("store {store}; {auth}");
+    if server.loopback_hosts_only() {
+        tracing::info!("no tokens: answering only requests addressed to localhost or 127.0.0.1");
+    }
     if p.anonymous == Some(Scope::Write) && !server.local_addr().ip().is_loopback() {
         tracing::warn!("anonymous writes are allowed on a non-loopback address");
     }

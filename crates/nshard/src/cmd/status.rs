@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
+use nshard_core::portable::escape;
 use nshard_core::repo::{FileState, VersionOrder};
 use nshard_core::transfer::{self, Retry};
 
@@ -113,8 +114,8 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
                     count(*missing_chunks as u64, "chunk")
                 ),
             ),
-            FileState::InvalidManifest { reason } => ("invalid", format!("  ({reason})")),
-            FileState::Unreadable { reason } => ("unreadable", format!("  ({reason})")),
+            FileState::InvalidManifest { reason } => ("invalid", format!("  ({})", escape(reason))),
+            FileState::Unreadable { reason } => ("unreadable", format!("  ({})", escape(reason))),
         };
         let untracked = if s.tracked {
             ""
@@ -131,7 +132,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         };
         out!(
             "{label:<13} {:<40} {v}{hint}{untracked}{on_remote}",
-            s.path.as_str()
+            s.path // Display escapes control and invisible characters.
         );
     }
     if let Some(r) = remote {

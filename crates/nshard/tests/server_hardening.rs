@@ -1,0 +1,307 @@
+//! A server that holds under slow, stalled and numerous clients, and refuses foreign Host names
+//! when it has no tokens (issue 11, items 3 and 6). Real `nshard serve` processes, real sockets on
+//! 127.0.0.1. Timeouts are set short by flags; every wait is "eventually, within a generous bound".
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::random_bytes;
+use common::serve::{metric_value, raw_connect, raw_request, Served};
+use nshard_core::codec::{DataHint, Encoder};
+use nshard_core::ObjectId;
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+
+/// The bound for anything that must happen "eventually" (a busy 2-core machine is slow).
+const EVENTUALLY: Duration = Duration::from_secs(90);
+
+fn object(len: usize, seed: u64) -> (ObjectId, Vec<u8>) {
+    let raw = random_bytes(len, seed);
+    (
+        ObjectId::of(&raw),
+        Encoder::new().encode(&raw, DataHint::Unknown),
+    )
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// Retries `f` every 100 ms until it returns `Some`, failing the test after [`EVENTUALLY`].
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {EVENTUALLY:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether the server has closed `c` (reads EOF or a reset; a pending read times out quickly).
+fn wait_closed(c: &mut TcpStream, what: &str) -> Vec<u8> {
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    eventually(what, || {
+        let mut buf = [0u8; 4096];
+        match c.read(&mut buf) {
+            Ok(0) => Some(()),
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                None
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(_) => Some(()),
+        }
+    });
+    got
+}
+
+/// Sends a PUT head announcing `enc.len()` bytes and `sent` of them, then stalls.
+fn stalled_upload(addr: &str, id: &ObjectId, enc: &[u8], sent: usize) -> TcpStream {
+    let mut c = raw_connect(addr);
+    let head = format!(
+        "PUT /v1/objects/{id} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+        enc.len()
+    );
+    c.write_all(head.as_bytes()).expect("head");
+    c.write_all(&enc[..sent]).expect("part of the body");
+    c
+}
+
+#[test]
+fn stalled_uploads_release_their_slots_and_a_legit_put_gets_through() {
+    let d = tempfile::tempdir().expect("tmp");
+    let s = Served::start(
+        &d.path().join("store"),
+        &["--max-uploads", "4", "--body-idle-timeout", "2"],
+        &[],
+    );
+    let (big, enc_big) = object(1 << 20, 1);
+    let mut stalled: Vec<TcpStream> = (0..8)
+        .map(|_| stalled_upload(&s.addr, &big, &enc_big, 1000))
+        .collect();
+    s.wait_metric("nshard_uploads_in_flight", 4);
+    let (id, enc) = object(50_000, 2);
+    let url = s.at(&format!("/v1/objects/{id}"));
+    let status = eventually("a PUT beside stalled uploads", || {
+        let r = client().put(&url).body(enc.clone()).send().ok()?;
+        (r.status() != StatusCode::TOO_MANY_REQUESTS).then(|| r.status())
+    });
+    assert_eq!(status, StatusCode::CREATED);
+    for c in &mut stalled {
+        let answer = wait_closed(c, "a stalled upload is cut off");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 4"),
+            "stalled upload got: {text}"
+        );
+    }
+    s.wait_metric("nshard_uploads_in_flight", 0);
+    // Nothing of the stalled uploads became visible.
+    assert_eq!(s.object_files().len(), 1);
+}
+
+#[test]
+fn a_trickled_body_is_cut_off_by_the_request_timeout() {
+    let d = tempfile::tempdir().expect("tmp");
+    let s = Served::start(
+        &d.path().join("store"),
+        &["--max-uploads", "1", "--request-timeout", "3"],
+        &[],
+    );
+    let (id, enc) = object(100_000, 3);
+    let mut c = stalled_upload(&s.addr, &id, &enc, 10);
+    s.wait_metric("nshard_uploads_in_flight", 1);
+    // One byte every 200 ms never trips the (default, 60 s) body-idle timeout.
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let deadline = Instant::now() + EVENTUALLY;
+    let mut sent = 10;
+    let mut answer = Vec::new();
+    loop {
+        assert!(Instant::now() < deadline, "trickled upload never cut off");
+        if c.write_all(&enc[sent..sent + 1]).is_err() {
+            break;
+        }
+        sent += 1;
+        let mut buf = [0u8; 1024];
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        assert!(sent < enc.len(), "the whole body went through");
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "trickled upload got: {text}"
+    );
+    s.wait_metric("nshard_uploads_in_flight", 0);
+    let (id2, enc2) = object(1000, 4);
+    let r = client()
+        .put(s.at(&format!("/v1/objects/{id2}")))
+        .body(enc2)
+        .send()
+        .expect("PUT");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(s.object_files().len(), 1);
+}
+
+#[test]
+fn idle_and_half_sent_connections_are_closed() {
+    let d = tempfile::tempdir().expect("tmp");
+    let s = Served::start(&d.path().join("store"), &["--header-timeout", "2"], &[]);
+    let mut idle = raw_connect(&s.addr);
+    let mut half = raw_connect(&s.addr);
+    half.write_all(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .expect("half a head");
+    // A keep-alive connection after one answered request.
+    let mut kept = raw_connect(&s.addr);
+    kept.write_all(format!("GET /v1/health HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes())
+        .expect("request");
+    wait_closed(&mut idle, "an idle connection is closed");
+    wait_closed(&mut half, "a half-sent head is cut off");
+    let got = wait_closed(&mut kept, "an idle keep-alive connection is closed");
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    eventually("the connection gauge drops to zero", || {
+        (metric_value(&s.metrics(), "nshard_connections_open") == Some(1)).then_some(())
+    });
+}
+
+/// `nshard serve` under a low open-files limit (set by the shell before exec; the server raises
+/// its soft limit to this hard one) with many idle connections: health checks still answer.
+#[test]
+fn many_idle_connections_do_not_exhaust_descriptors_or_break_health() {
+    let d = tempfile::tempdir().expect("tmp");
+    let store = d.path().join("store");
+    let script = format!(
+        "ulimit -n 200 && exec {} serve --listen 127.0.0.1:0 --store {} --header-timeout 3",
+        common::serve::nshard_bin().display(),
+        store.display()
+    );
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(d.path().join("log")).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    std::io::BufRead::read_line(&mut out, &mut line).expect("address line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("no address: {line:?}"))
+        .to_string();
+    // More idle connections than the server has descriptors.
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    for _ in 0..3 {
+        let answer = eventually("health beside 300 idle connections", || {
+            let r = raw_request(
+                &addr,
+                &format!("GET /v1/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+                b"",
+            );
+            r.starts_with("HTTP/1.1 200").then_some(r)
+        });
+        assert!(answer.contains("\"protocol\""), "{answer}");
+    }
+    drop(idle);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(d.path().join("log")).expect("log");
+    assert!(!log.contains("Too many open files"), "{log}");
+}
+
+#[test]
+fn without_tokens_only_loopback_host_names_are_answered() {
+    let d = tempfile::tempdir().expect("tmp");
+    let s = Served::start(&d.path().join("store"), &[], &[]);
+    let port = s.addr.rsplit(':').next().expect("port");
+    let ask = |host: &str| {
+        raw_request(
+            &s.addr,
+            &format!("GET /v1/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+            b"",
+        )
+    };
+    for good in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".to_string(),
+    ] {
+        assert!(ask(&good).starts_with("HTTP/1.1 200"), "{good}");
+    }
+    for evil in [
+        format!("evil.example:{port}"),
+        "rebind.attacker.test".to_string(),
+        format!("127.0.0.1.nip.io:{port}"),
+    ] {
+        let r = ask(&evil);
+        assert!(r.starts_with("HTTP/1.1 403"), "{evil}: {r}");
+        assert!(r.contains("host_not_allowed"), "{r}");
+    }
+    // A write through a rebound name is refused too, and stores nothing.
+    let (id, enc) = object(1000, 5);
+    let r = raw_request(
+        &s.addr,
+        &format!(
+            "PUT /v1/objects/{id} HTTP/1.1\r\nHost: evil.example\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            enc.len()
+        ),
+        &enc,
+    );
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    assert!(s.object_files().is_empty());
+}
+
+#[test]
+fn with_tokens_any_host_name_may_be_used() {
+    let d = tempfile::tempdir().expect("tmp");
+    let token = "read-token-for-hardening-tests-0123";
+    let s = Served::start(
+        &d.path().join("store"),
+        &[],
+        &[("NSHARD_SERVE_TOKENS", &format!("read:{token}"))],
+    );
+    let r = raw_request(
+        &s.addr,
+        &format!(
+            "POST /v1/objects/missing HTTP/1.1\r\nHost: models.example.org\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"
+        ),
+        b"{\"ids\":[]}",
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
