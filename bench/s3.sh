@@ -52,7 +52,8 @@ echo "== generating a $SIZE bf16 checkpoint and a v2 with 5 % of its tensors cha
 BYTES=$(stat -c %s v1.safetensors)
 
 mkdir -p a dirremote
-(cd a && "$NSHARD" -q init >/dev/null && cp ../v1.safetensors model.safetensors \
+# The working copy takes v1's place, and each clone is removed once checked, to save disk.
+(cd a && "$NSHARD" -q init >/dev/null && mv ../v1.safetensors model.safetensors \
   && "$NSHARD" -q track model.safetensors >/dev/null \
   && "$NSHARD" -q commit -m v1 --json >../commit1.json)
 
@@ -77,14 +78,15 @@ for n in "${NAMES[@]}"; do
   timed "PULL1_$n" "$NSHARD" -C "b-$n" pull --json --remote "${URL[$n]}"
 done
 
-cp v2.safetensors a/model.safetensors
+mv v2.safetensors a/model.safetensors
 (cd a && "$NSHARD" -q commit -m v2 --json >../commit2.json)
 for n in "${NAMES[@]}"; do
   timed "PUSH2_$n" "$NSHARD" -C a push --json --remote "${URL[$n]}"
   cp a/model.safetensors.shard.json "b-$n/"
   timed "PULL2_$n" "$NSHARD" -C "b-$n" pull --json --remote "${URL[$n]}"
   "$NSHARD" -C "b-$n" -q checkout >/dev/null
-  cmp "b-$n/model.safetensors" v2.safetensors
+  cmp "b-$n/model.safetensors" a/model.safetensors
+  rm -rf "b-$n"
 done
 
 STORED2=$(jq '.[0].stored_bytes' commit2.json)

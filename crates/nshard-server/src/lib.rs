@@ -77,6 +77,8 @@ pub struct Limits {
     pub max_batch: usize,
     /// Uploads received at the same time; more get 429 with `Retry-After`.
     pub max_concurrent_uploads: usize,
+    /// Received uploads verified and stored at the same time (each holds a few MiB while it is).
+    pub max_concurrent_commits: usize,
     /// A connection that has not sent a complete request head this long after the server started
     /// waiting for one (a new connection, or an idle keep-alive one) is closed.
     pub header_timeout: Duration,
@@ -88,8 +90,6 @@ pub struct Limits {
     /// Connections open at once; beyond this the server stops accepting until one closes. The
     /// binary keeps it below the file-descriptor limit.
     pub max_connections: usize,
-    /// Received uploads verified and stored at the same time (each holds a few MiB while it is).
-    pub max_concurrent_commits: usize,
 }
 
 impl Default for Limits {
@@ -99,11 +99,11 @@ impl Default for Limits {
             max_object_bytes: MAX_OBJECT_SIZE + 4096,
             max_batch: nshard_core::remote::MISSING_BATCH,
             max_concurrent_uploads: 64,
+            max_concurrent_commits: 4,
             header_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(15 * 60),
             max_connections: 1024,
-            max_concurrent_commits: 4,
         }
     }
 }
