@@ -111,26 +111,38 @@ pub(crate) async fn drain(mut body: Body, mut budget: u64) {
     .await;
 }
 
-/// Reads a body of at most `limit` bytes. An over-limit `Content-Length` is refused without keeping
-/// any byte (the body is drained, within bounds, so the client can read the refusal); a body that
-/// ends early or breaks off is a 400.
-async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8>, AppError> {
+/// The error for a request body over `limit` bytes (`n`: its size, or what is known of it).
+pub(crate) fn body_too_large(n: &dyn std::fmt::Display, limit: u64) -> AppError {
+    AppError::too_large(
+        "body_too_large",
+        format!("request body of {n} bytes is over the server's limit of {limit} bytes"),
+    )
+}
+
+/// The body's declared `Content-Length`. One over `limit` is refused without keeping any byte
+/// (the body is drained, within bounds, so the client can read the refusal).
+pub(crate) async fn declared_length(
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+) -> Result<(Option<u64>, Body), AppError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let too_large = |n: &dyn std::fmt::Display| {
-        AppError::too_large(
-            "body_too_large",
-            format!("request body of {n} bytes is over the server's limit of {limit} bytes"),
-        )
-    };
     if let Some(n) = declared.filter(|&n| n > limit) {
         if n <= DRAIN_MAX_BYTES {
             drain(body, n).await;
         }
-        return Err(too_large(&n));
+        return Err(body_too_large(&n, limit));
     }
+    Ok((declared, body))
+}
+
+/// Reads a body of at most `limit` bytes (see [`declared_length`]); a body that ends early or
+/// breaks off is a 400.
+async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8>, AppError> {
+    let (declared, body) = declared_length(headers, body, limit).await?;
     let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
     let mut body = body;
     while let Some(frame) = body.frame().await {
@@ -143,7 +155,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8
         if let Ok(data) = frame.into_data() {
             if (out.len() + data.len()) as u64 > limit {
                 drain(body, DRAIN_MAX_BYTES).await;
-                return Err(too_large(&format!("more than {limit}")));
+                return Err(body_too_large(&format!("more than {limit}"), limit));
             }
             out.extend_from_slice(&data);
         }

@@ -9,12 +9,12 @@
 use std::path::PathBuf;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use http_body_util::BodyExt;
 use nshard_core::staged::StagedUpload;
 
 use crate::error::AppError;
-use crate::routes::{drain, DRAIN_MAX_BYTES};
+use crate::routes::{body_too_large, declared_length, drain, DRAIN_MAX_BYTES};
 
 /// Bytes gathered from the body before they are written to the staging file.
 pub const STAGE_BLOCK: usize = 256 << 10;
@@ -52,22 +52,7 @@ pub async fn receive(
     limit: u64,
     dir: PathBuf,
 ) -> Result<StagedUpload, AppError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_large = |n: &dyn std::fmt::Display| {
-        AppError::too_large(
-            "body_too_large",
-            format!("request body of {n} bytes is over the server's limit of {limit} bytes"),
-        )
-    };
-    if let Some(n) = declared.filter(|&n| n > limit) {
-        if n <= DRAIN_MAX_BYTES {
-            drain(body, n).await;
-        }
-        return Err(too_large(&n));
-    }
+    let (declared, body) = declared_length(headers, body, limit).await?;
     let mut staged = blocking(move || StagedUpload::create_in(&dir))
         .await?
         .map_err(|e| AppError::internal("staging an upload", &e))?;
@@ -85,7 +70,7 @@ pub async fn receive(
             total += data.len() as u64;
             if total > limit {
                 drain(body, DRAIN_MAX_BYTES).await;
-                return Err(too_large(&format!("more than {limit}")));
+                return Err(body_too_large(&format!("more than {limit}"), limit));
             }
             buf.extend_from_slice(&data);
             if buf.len() >= STAGE_BLOCK {
