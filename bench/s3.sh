@@ -6,50 +6,30 @@
 # v2 changed.
 #
 # Usage: bench/s3.sh [SIZE]     (SIZE defaults to 1GiB; e.g. 256MiB for a quick run)
-# Starts SeaweedFS with .ci/seaweedfs.sh when nothing answers on 127.0.0.1:9013 (and stops it at
-# the end). Environment: BENCH_DIR (work directory, default: a fresh temp dir, removed at the end).
+# Starts SeaweedFS with .ci/seaweedfs.sh when nothing answers on its S3 port (127.0.0.1:9013, or
+# NSHARD_SEAWEEDFS_PORT) and stops it at the end. Environment: BENCH_DIR (work directory, default: a
+# fresh temp dir, removed at the end), the NSHARD_SEAWEEDFS_* variables of .ci/seaweedfs.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 SIZE="${1:-1GiB}"
 
-cargo build --release -q -p nshard -p nshard-bench
-NSHARD="${CARGO_TARGET_DIR:-$PWD/target}/release/nshard"
-GEN="${CARGO_TARGET_DIR:-$PWD/target}/release/nshard-gen"
+source bench/lib.sh
 
-cleanup=()
-on_exit() { for c in "${cleanup[@]}"; do eval "$c" || true; done; }
-trap on_exit EXIT
-if [[ -n "${BENCH_DIR:-}" ]]; then
-  W="$BENCH_DIR"; mkdir -p "$W"
-else
-  W="$(mktemp -d "${TMPDIR:-/tmp}/nshard-bench-s3.XXXXXX")"
-  cleanup+=("rm -rf '$W'")
-fi
-if ! python3 -c 'import socket; socket.create_connection(("127.0.0.1", 9013), 1)' 2>/dev/null; then
-  bash "$ROOT/.ci/seaweedfs.sh" start
-  cleanup+=("bash '$ROOT/.ci/seaweedfs.sh' stop")
-fi
+bench_build
+bench_workdir s3
 eval "$(bash "$ROOT/.ci/seaweedfs.sh" env)"
+if ! python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+    "${AWS_ENDPOINT_URL##*:}" 2>/dev/null; then
+  bash "$ROOT/.ci/seaweedfs.sh" start
+  at_exit "bash '$ROOT/.ci/seaweedfs.sh' stop"
+fi
 cd "$W"
 rm -rf a b-* dirremote v1.safetensors v2.safetensors
 PREFIX="bench-$$-$(date +%s)"
 
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-# timed VAR cmd…: syncs, then runs cmd, stores its wall time (s) in VAR; stdout goes to "$VAR.out".
-timed() {
-  local var="$1"; shift
-  local t0 t1
-  sync; t0=$(now); "$@" >"$W/$var.out"; t1=$(now)
-  printf -v "$var" '%s' "$(secs "$t0" "$t1")"
-}
-
 echo "== generating a $SIZE bf16 checkpoint and a v2 with 5 % of its tensors changed"
-"$GEN" model --size "$SIZE" --dtype bf16 --seed 1 -o v1.safetensors >gen1.json
-"$GEN" mutate --kind tensors:5% --seed 2 --from v1.safetensors -o v2.safetensors >gen2.json
-BYTES=$(stat -c %s v1.safetensors)
+gen_checkpoint "$SIZE"
 
 mkdir -p a dirremote
 # The working copy takes v1's place, and each clone is removed once checked, to save disk.
@@ -60,7 +40,7 @@ mkdir -p a dirremote
 SERVER_STORE="s3://$NSHARD_TEST_S3_BUCKET/$PREFIX-served"
 "$NSHARD" -q serve --listen 127.0.0.1:0 --store "$SERVER_STORE" >serve.out 2>serve.log </dev/null &
 SERVER_PID=$!
-cleanup+=("kill $SERVER_PID")
+at_exit "kill $SERVER_PID"
 for _ in $(seq 300); do grep -q "listening on" serve.out && break; sleep 0.1; done
 SERVER_URL=$(sed -n 's/^listening on //p' serve.out)
 [[ -n "$SERVER_URL" ]] || { cat serve.log; exit 1; }
