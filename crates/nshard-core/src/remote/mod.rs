@@ -48,8 +48,16 @@ pub trait Store: Send + Sync {
     async fn health(&self) -> Result<()>;
 
     /// Of `ids`, the ones the store does not have ("has many", inverted), in request order.
-    /// Backends may cap the batch size; callers send batches of at most [`MISSING_BATCH`].
+    /// Backends may cap the batch size; callers send batches of at most
+    /// [`Store::missing_batch_size`].
     async fn missing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>>;
+
+    /// How many ids a caller should ask about in one [`Store::missing`] call: [`MISSING_BATCH`],
+    /// unless the backend answers larger batches more cheaply as a whole (S3 lists fan-out
+    /// directories when a batch is large enough).
+    fn missing_batch_size(&self) -> usize {
+        MISSING_BATCH
+    }
 
     /// The encoded size of `id`, or `None` when the store does not have it.
     async fn size(&self, id: &ObjectId) -> Result<Option<u64>>;
@@ -89,7 +97,8 @@ pub trait StoreAdmin: Send + Sync {
     async fn delete(&self, id: &ObjectId) -> Result<()>;
 }
 
-/// The largest batch of ids sent in one `missing` query.
+/// The largest batch of ids sent in one `missing` query, unless the store says otherwise
+/// ([`Store::missing_batch_size`]).
 pub const MISSING_BATCH: usize = 1000;
 
 /// How to open a remote, beyond its URL. The binary fills this from flags, the environment and
