@@ -52,18 +52,39 @@ declare -A URL=(
 )
 NAMES=(dir s3 served)
 
+# CPU seconds of each step, to see where the time goes on a shared machine: the nshard client,
+# the nshard server (served only) and SeaweedFS (its pid from .ci/seaweedfs.sh, when it is there).
+WEED_PID=$(cat "${NSHARD_SEAWEEDFS_STATE:-$ROOT/.ci/seaweedfs-state}/pid" 2>/dev/null || true)
+proc_cpu() { # PID -> user+system seconds so far (0 when unknown)
+  if [[ -n "$1" && -r "/proc/$1/stat" ]]; then
+    awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"
+  else
+    echo 0
+  fi
+}
+# step VAR cmd…: `timed`, and VAR_client / VAR_server / VAR_weed: CPU seconds spent by each.
+step() {
+  local var="$1"; shift
+  local s0 w0
+  s0=$(proc_cpu "$SERVER_PID"); w0=$(proc_cpu "$WEED_PID")
+  timed "$var" /usr/bin/time -f "%U %S" -o "$W/$var.cpu" "$@"
+  printf -v "${var}_client" '%s' "$(awk '{ printf "%.2f", $1 + $2 }' "$W/$var.cpu")"
+  printf -v "${var}_server" '%s' "$(awk -v a="$s0" -v b="$(proc_cpu "$SERVER_PID")" 'BEGIN { printf "%.2f", b - a }')"
+  printf -v "${var}_weed" '%s' "$(awk -v a="$w0" -v b="$(proc_cpu "$WEED_PID")" 'BEGIN { printf "%.2f", b - a }')"
+}
+
 for n in "${NAMES[@]}"; do
-  timed "PUSH1_$n" "$NSHARD" -C a push --json --remote "${URL[$n]}"
+  step "PUSH1_$n" "$NSHARD" -C a push --json --remote "${URL[$n]}"
   mkdir -p "b-$n/.shard" && cp a/.shard/config.toml "b-$n/.shard/" && cp a/model.safetensors.shard.json "b-$n/"
-  timed "PULL1_$n" "$NSHARD" -C "b-$n" pull --json --remote "${URL[$n]}"
+  step "PULL1_$n" "$NSHARD" -C "b-$n" pull --json --remote "${URL[$n]}"
 done
 
 mv v2.safetensors a/model.safetensors
 (cd a && "$NSHARD" -q commit -m v2 --json >../commit2.json)
 for n in "${NAMES[@]}"; do
-  timed "PUSH2_$n" "$NSHARD" -C a push --json --remote "${URL[$n]}"
+  step "PUSH2_$n" "$NSHARD" -C a push --json --remote "${URL[$n]}"
   cp a/model.safetensors.shard.json "b-$n/"
-  timed "PULL2_$n" "$NSHARD" -C "b-$n" pull --json --remote "${URL[$n]}"
+  step "PULL2_$n" "$NSHARD" -C "b-$n" pull --json --remote "${URL[$n]}"
   "$NSHARD" -C "b-$n" -q checkout >/dev/null
   cmp "b-$n/model.safetensors" a/model.safetensors
   rm -rf "b-$n"
@@ -76,6 +97,11 @@ row() { # label var-prefix
   dir=$(v "${2}_dir"); s3=$(v "${2}_s3"); served=$(v "${2}_served")
   printf '%-8s %8s %8s %6s %8s %6s\n' "$1" "$dir" "$s3" "$(ratio "$s3" "$dir")" "$served" "$(ratio "$served" "$dir")"
 }
+cpu_row() { # label var-prefix
+  printf '%-8s %8s %18s %24s\n' "$1" "$(v "${2}_dir_client")" \
+    "$(v "${2}_s3_client") + $(v "${2}_s3_weed")" \
+    "$(v "${2}_served_client") + $(v "${2}_served_server") + $(v "${2}_served_weed")"
+}
 cat <<EOF
 
 == results ($SIZE checkpoint = $BYTES bytes), seconds, and ratios against the directory remote
@@ -86,6 +112,14 @@ $(row "push v2" PUSH2)
 $(row "pull v2" PULL2)
 
 v2 changed chunks' encoded size (commit's stored_bytes): $STORED2 bytes
+load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores
+
+== CPU seconds per step: client (+ server) (+ SeaweedFS)
+step            dir               s3                 served
+$(cpu_row "push v1" PUSH1)
+$(cpu_row "pull v1" PULL1)
+$(cpu_row "push v2" PUSH2)
+$(cpu_row "pull v2" PULL2)
 EOF
 for n in "${NAMES[@]}"; do
   P=$(jq '.bytes' "PUSH2_$n.out"); L=$(jq '.bytes' "PULL2_$n.out")
