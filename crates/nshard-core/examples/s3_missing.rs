@@ -17,9 +17,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
-use nshard_core::remote::s3::{MissingStrategy, KEYS_PER_PAGE, LIST_CONCURRENCY};
-use nshard_core::remote::testing::objects_in_fan;
-use nshard_core::remote::{S3Options, S3Store, Store};
+use nshard_core::testing::{objects_in_fan, KEYS_PER_PAGE, LIST_CONCURRENCY};
+use nshard_core::{MissingStrategy, S3Options, S3Store, Store};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -13,9 +13,9 @@
 //! `file:///srv/models`), an HTTP server (`http://host:8000`, `https://…`) or an S3 bucket
 //! (`s3://bucket/prefix`). [`open`] turns a parsed URL into a store.
 
-pub mod dir;
-pub mod http;
-pub mod s3;
+mod dir;
+mod http;
+mod s3;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod url;
@@ -30,7 +30,7 @@ use crate::staged::StagedUpload;
 
 pub use dir::DirStore;
 pub use http::HttpStore;
-pub use s3::{S3Options, S3Store};
+pub use s3::{MissingStrategy, RequestCounts, S3Options, S3Store};
 pub use url::RemoteUrl;
 
 /// An object store a repository can push to and pull from: what every backend does.

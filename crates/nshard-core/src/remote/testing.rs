@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::s3::{MissingStrategy, RequestCounts, S3Store, KEYS_PER_PAGE, LIST_PAGE_IN_HEADS};
+use super::s3::{MissingStrategy, RequestCounts, S3Store};
+pub use super::s3::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 use super::{Store, StoreAdmin};
 use crate::codec::{decode_verified, DataHint, Encoder, MAX_OBJECT_SIZE};
 use crate::error::Error;

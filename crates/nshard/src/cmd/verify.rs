@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{ProblemKind, VerifyOptions};
+use nshard_core::{ProblemKind, VerifyOptions};
 
 use crate::out;
 use crate::output::{bytes, count, print_json, Ctx};

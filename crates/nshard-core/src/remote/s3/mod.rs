@@ -42,9 +42,9 @@ use object_store::{
 
 mod missing;
 
+use missing::S3_MISSING_BATCH;
 pub use missing::{
-    MissingStrategy, RequestCounts, HEAD_CONCURRENCY, KEYS_PER_PAGE, LIST_CONCURRENCY,
-    LIST_PAGE_IN_HEADS, S3_MISSING_BATCH,
+    MissingStrategy, RequestCounts, KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS,
 };
 
 use super::{Store, StoreAdmin};
