@@ -36,6 +36,7 @@ pub const DEFAULT_FIXED: u32 = 4 * 1024 * 1024;
 /// in manifests and configs written before it existed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum LayoutMode {
     /// The whole file is one segment.
     #[default]
@@ -56,6 +57,7 @@ impl LayoutMode {
 /// Chunking parameters, as stored in `config.toml` and in every manifest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "algorithm", rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum ChunkParams {
     /// FastCDC (2020 variant, gear table of the `fastcdc` crate, normalization level 1).
     #[serde(rename = "fastcdc-2020")]
