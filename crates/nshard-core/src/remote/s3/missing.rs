@@ -54,6 +54,7 @@ pub const S3_MISSING_BATCH: usize = 50_000;
 
 /// How [`S3Store::missing_with`] finds out which objects exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MissingStrategy {
     /// HEADs or listings, whichever takes fewer requests for the batch (the module's rule).
     Auto,

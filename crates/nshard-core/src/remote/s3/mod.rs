@@ -49,7 +49,7 @@ pub use missing::{
 
 use super::{Store, StoreAdmin};
 use crate::codec::{self, MAX_OBJECT_SIZE};
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, RemoteFailure, Result};
 use crate::id::ObjectId;
 use crate::staged::StagedUpload;
 
@@ -136,6 +136,7 @@ impl S3Store {
             .build()
             .map_err(|e| Error::Remote {
                 remote: url.clone(),
+                kind: RemoteFailure::Other,
                 reason: format!("cannot set up the S3 client: {e}"),
             })?;
         let objects = if prefix.is_empty() {
@@ -191,6 +192,7 @@ impl S3Store {
         } else if denied {
             Error::Remote {
                 remote: self.url.clone(),
+                kind: RemoteFailure::Unauthorized,
                 reason: format!(
                     "{what}: access denied ({text})\nhint: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
                 ),
@@ -203,6 +205,7 @@ impl S3Store {
         } else {
             Error::Remote {
                 remote: self.url.clone(),
+                kind: RemoteFailure::Other,
                 reason: format!("{what}: {text}"),
             }
         }
@@ -211,6 +214,7 @@ impl S3Store {
     fn no_bucket(&self, what: &str) -> Error {
         Error::Remote {
             remote: self.url.clone(),
+            kind: RemoteFailure::NotFound,
             reason: format!(
                 "{what}: the bucket {:?} does not exist (create it first; nshard never creates buckets), or AWS_ENDPOINT_URL / AWS_REGION point elsewhere",
                 self.bucket
@@ -433,6 +437,7 @@ impl Store for S3Store {
         if r.meta.size > limit {
             return Err(Error::CorruptObject {
                 id: *id,
+                kind: Corruption::TooLarge,
                 reason: format!(
                     "{} bytes in {}, more than any encoding of it can take",
                     r.meta.size, self.url
@@ -446,6 +451,7 @@ impl Store for S3Store {
             if (out.len() + chunk.len()) as u64 > limit {
                 return Err(Error::CorruptObject {
                     id: *id,
+                    kind: Corruption::TooLarge,
                     reason: format!(
                         "grew past its size limit while being read from {}",
                         self.url
