@@ -9,6 +9,7 @@
 # Starts SeaweedFS with .ci/seaweedfs.sh when nothing answers on its S3 port (127.0.0.1:9013, or
 # NSHARD_SEAWEEDFS_PORT) and stops it at the end. Environment: BENCH_DIR (work directory, default: a
 # fresh temp dir, removed at the end), the NSHARD_SEAWEEDFS_* variables of .ci/seaweedfs.sh.
+# Needs jq and GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
