@@ -87,6 +87,9 @@ pub struct Limits {
     /// A request not answered within this long, whatever the client does, gets 408 and its
     /// resources (an upload slot) back. Bounds a body trickled byte by byte.
     pub request_timeout: Duration,
+    /// A response the client accepts no byte of for this long (it stopped reading, or reads too
+    /// slowly for anything to be sent) has its connection closed, freeing the connection slot.
+    pub send_idle_timeout: Duration,
     /// Connections open at once; beyond this the server stops accepting until one closes. The
     /// binary keeps it below the file-descriptor limit.
     pub max_connections: usize,
@@ -103,6 +106,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(15 * 60),
+            send_idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
         }
     }
