@@ -266,14 +266,19 @@ pub async fn get_object(
                 "object {id} is not on this server"
             )))
         }
+        Err(e @ CoreError::CorruptObject { .. }) => return Err(corrupt(&state, &id, &e).await),
         Err(e) => return Err(store_error(&format!("reading object {id}"), &e)),
     };
-    let enc = tokio::task::spawn_blocking(move || {
+    let verified = tokio::task::spawn_blocking(move || {
         codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE).map(|_| enc)
     })
     .await
-    .map_err(|e| AppError::internal("verifying an object", &e))?
-    .map_err(|e| AppError::internal(&format!("reading object {id}"), &e))?;
+    .map_err(|e| AppError::internal("verifying an object", &e))?;
+    let enc = match verified {
+        Ok(enc) => enc,
+        Err(e @ CoreError::CorruptObject { .. }) => return Err(corrupt(&state, &id, &e).await),
+        Err(e) => return Err(AppError::internal(&format!("reading object {id}"), &e)),
+    };
     Metrics::add(&state.metrics.bytes_out, enc.len() as u64);
     Ok((
         StatusCode::OK,
@@ -364,6 +369,36 @@ pub async fn put_object(
         }
         Err(e) => Err(store_error(&format!("storing object {id}"), &e)),
     }
+}
+
+/// An object found corrupt in the store (`e` says how): moved aside where the store can (to its
+/// `corrupt/`), so that it reads as missing and the next push of a good copy restores it. The
+/// answer is a 500 with code `corrupt_object`, which clients report at once instead of retrying.
+async fn corrupt(state: &AppState, id: &ObjectId, e: &CoreError) -> AppError {
+    let moved = match state.store.admin() {
+        Some(admin) => admin.quarantine_corrupt(id).await,
+        None => Ok(false),
+    };
+    let what = match moved {
+        Ok(true) => {
+            tracing::error!("{e}; moved aside to corrupt/ (a push of a good copy restores it)");
+            "it was moved aside and reads as missing until a push of a good copy restores it"
+        }
+        Ok(false) => {
+            tracing::error!("{e}");
+            "push a good copy once it has been removed"
+        }
+        Err(q) => {
+            tracing::error!("{e}; moving it aside failed: {q}");
+            "moving it aside failed (see the server log)"
+        }
+    };
+    Metrics::add(&state.metrics.objects_corrupt, 1);
+    AppError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "corrupt_object",
+        format!("object {id} is corrupt in the server's store: {what}"),
+    )
 }
 
 /// A failure of the store behind the server: 503 with `Retry-After` when it may pass (the bucket

@@ -72,7 +72,12 @@ struct MissingResponse {
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,
+    #[serde(default)]
+    code: Option<String>,
 }
+
+/// The server's error code for an object it found corrupt in its store (and moved aside).
+const CORRUPT_OBJECT: &str = "corrupt_object";
 
 impl HttpStore {
     /// Connects to the server at `base` (`http(s)://host[:port][/path]`, no trailing slash) and
@@ -175,7 +180,12 @@ impl HttpStore {
             return Ok(resp);
         }
         let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorBody>(&text)
+        Err(self.status_error(status, &text, what))
+    }
+
+    /// The error for a non-success `status` with body `text`.
+    fn status_error(&self, status: StatusCode, text: &str, what: &str) -> Error {
+        let message = serde_json::from_str::<ErrorBody>(text)
             .map(|b| b.error)
             .unwrap_or_else(|_| {
                 text.chars()
@@ -199,7 +209,7 @@ impl HttpStore {
         let transient = status.is_server_error()
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT;
-        Err(if transient {
+        if transient {
             Error::RemoteTransient {
                 remote: self.base.clone(),
                 reason,
@@ -209,7 +219,7 @@ impl HttpStore {
                 remote: self.base.clone(),
                 reason,
             }
-        })
+        }
     }
 
     async fn missing_batch(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
@@ -310,7 +320,20 @@ impl Store for HttpStore {
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(Error::ObjectMissing(*id));
         }
-        let mut resp = self.check(resp, &format!("downloading {id}")).await?;
+        let what = format!("downloading {id}");
+        if resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
+            // Not worth a retry when the server found its copy corrupt (it moved it aside).
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(b) if b.code.as_deref() == Some(CORRUPT_OBJECT) => Error::CorruptObject {
+                    id: *id,
+                    reason: format!("the server says: {}", b.error),
+                },
+                _ => self.status_error(status, &text, &what),
+            });
+        }
+        let mut resp = self.check(resp, &what).await?;
         let limit = self.max_object_bytes;
         let too_big = || Error::Remote {
             remote: self.base.clone(),

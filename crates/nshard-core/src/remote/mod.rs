@@ -3,8 +3,9 @@
 //! (decode + SHA-256) before they become visible.
 //!
 //! [`Store`] is the contract every backend honours: health, missing, size, get, put-if-absent.
-//! Listing and deleting are a separate capability ([`StoreAdmin`], reached through
-//! [`Store::admin`]) that only backends able to do them offer: the HTTP protocol has neither.
+//! Listing, deleting and moving a corrupt object aside are a separate capability ([`StoreAdmin`],
+//! reached through [`Store::admin`]) that only backends able to do them offer: the HTTP protocol
+//! has none of them (the server moves corrupt objects aside itself when it reads them).
 //!
 //! The trait is async because its real backends are network stores; the directory backend runs its
 //! filesystem work on tokio's blocking pool.
@@ -87,6 +88,12 @@ pub trait StoreAdmin: Send + Sync {
 
     /// Removes `id` (absent is not an error).
     async fn delete(&self, id: &ObjectId) -> Result<()>;
+
+    /// Moves the stored copy of `id` aside (to the store's `corrupt/`, kept for inspection) if it
+    /// fails verification by itself, so that the store reads it as missing and the next push
+    /// restores it. A good copy, or none, stays as it is: the store checks for itself, whatever
+    /// the caller saw. Returns whether a copy was moved.
+    async fn quarantine_corrupt(&self, id: &ObjectId) -> Result<bool>;
 }
 
 /// The largest batch of ids sent in one `missing` query.
