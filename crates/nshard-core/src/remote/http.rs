@@ -101,11 +101,16 @@ impl HttpStore {
             max_batch: MISSING_BATCH,
             max_object_bytes: MAX_OBJECT_SIZE + 4096,
         };
-        let resp = store
-            .send(store.client.get(store.url("/v1/health")))
-            .await?;
-        let resp = store.check(resp, "health check").await?;
-        let health: Health = resp.json().await.map_err(|e| Error::Remote {
+        // A busy or restarting server at connect time is retried like any other request.
+        let (resp, _) = crate::transfer::Retry::default()
+            .run(|| async {
+                let resp = store
+                    .send(store.client.get(store.url("/v1/health")))
+                    .await?;
+                store.check(resp, "health check").await
+            })
+            .await;
+        let health: Health = resp?.json().await.map_err(|e| Error::Remote {
             remote: store.base.clone(),
             reason: format!(
                 "does not look like a NeuroShard server (GET /v1/health: {})",
