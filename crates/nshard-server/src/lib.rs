@@ -8,6 +8,7 @@
 //! | `HEAD` | `/v1/objects/{id}` | 200 with the encoded length, or 404 |
 //! | `GET` | `/v1/objects/{id}` | the encoded object (verified before it is sent) |
 //! | `PUT` | `/v1/objects/{id}` | body: the encoded object; decoded and hashed before it becomes visible |
+//! | `POST` | `/v1/objects/{id}/verify` | the server hashes its copy: `{"state": "intact" \| "corrupt" \| "missing", …}` |
 //! | `GET` | `/metrics` | Prometheus text |
 //!
 //! Errors are JSON: `{"error": "<message>", "code": "<code>"}` with a 4xx/5xx status.
@@ -270,6 +271,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(missing).fallback(method_not_allowed),
         )
         .route("/v1/objects/{id}", objects)
+        .route(
+            "/v1/objects/{id}/verify",
+            post(verify_object).fallback(method_not_allowed),
+        )
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .route_layer(middleware::from_fn_with_state(state.clone(), count_request))
         .fallback(not_found)

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
 use nshard_core::codec::{self, MAX_OBJECT_SIZE};
+use nshard_core::remote::ObjectCheck;
 use nshard_core::{Error as CoreError, ObjectId};
 use serde::{Deserialize, Serialize};
 
@@ -184,6 +185,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             "max_concurrent_uploads": state.limits.max_concurrent_uploads,
         },
         "anonymous": state.policy.anonymous,
+        "features": ["verify"],
     }))
 }
 
@@ -375,30 +377,77 @@ pub async fn put_object(
 /// `corrupt/`), so that it reads as missing and the next push of a good copy restores it. The
 /// answer is a 500 with code `corrupt_object`, which clients report at once instead of retrying.
 async fn corrupt(state: &AppState, id: &ObjectId, e: &CoreError) -> AppError {
-    let moved = match state.store.admin() {
-        Some(admin) => admin.quarantine_corrupt(id).await,
-        None => Ok(false),
+    let what = if move_aside(state, id, e).await {
+        "it was moved aside and reads as missing until a push of a good copy restores it"
+    } else {
+        "push a good copy once it has been removed (see the server log)"
     };
-    let what = match moved {
-        Ok(true) => {
-            tracing::error!("{e}; moved aside to corrupt/ (a push of a good copy restores it)");
-            "it was moved aside and reads as missing until a push of a good copy restores it"
-        }
-        Ok(false) => {
-            tracing::error!("{e}");
-            "push a good copy once it has been removed"
-        }
-        Err(q) => {
-            tracing::error!("{e}; moving it aside failed: {q}");
-            "moving it aside failed (see the server log)"
-        }
-    };
-    Metrics::add(&state.metrics.objects_corrupt, 1);
     AppError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "corrupt_object",
         format!("object {id} is corrupt in the server's store: {what}"),
     )
+}
+
+/// Moves a corrupt object aside where the store can (it checks its copy itself first), logs and
+/// counts it. Returns whether it was moved.
+async fn move_aside(state: &AppState, id: &ObjectId, e: &CoreError) -> bool {
+    Metrics::add(&state.metrics.objects_corrupt, 1);
+    let moved = match state.store.admin() {
+        Some(admin) => admin.quarantine_corrupt(id).await,
+        None => Ok(false),
+    };
+    match moved {
+        Ok(true) => {
+            tracing::error!("{e}; moved aside to corrupt/ (a push of a good copy restores it)");
+            true
+        }
+        Ok(false) => {
+            tracing::error!("{e}");
+            false
+        }
+        Err(q) => {
+            tracing::error!("{e}; moving it aside failed: {q}");
+            false
+        }
+    }
+}
+
+/// `POST /v1/objects/{id}/verify`: the server decodes and hashes its own copy (no object bytes
+/// travel) and answers `{"state": "intact", "size": N}`, `{"state": "missing"}` or
+/// `{"state": "corrupt", "reason": "…", "moved_aside": true}`; a corrupt copy is moved aside as
+/// a GET would. Read scope, like a GET; at most `max_concurrent_commits` at once.
+pub async fn verify_object(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<ObjectCheck>, AppError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let id = path_id(id)?;
+    let _permit = state
+        .commits
+        .acquire()
+        .await
+        .map_err(|e| AppError::internal("verifying an object", &e))?;
+    let check = state
+        .store
+        .check_object(&id)
+        .await
+        .map_err(|e| store_error(&format!("verifying object {id}"), &e))?;
+    Ok(Json(match check {
+        ObjectCheck::Corrupt { reason, .. } => {
+            let e = CoreError::CorruptObject {
+                id,
+                reason: reason.clone(),
+            };
+            let moved_aside = move_aside(&state, &id, &e).await;
+            ObjectCheck::Corrupt {
+                reason,
+                moved_aside,
+            }
+        }
+        c => c,
+    }))
 }
 
 /// A failure of the store behind the server: 503 with `Retry-After` when it may pass (the bucket

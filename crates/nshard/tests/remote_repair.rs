@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::serve::Served;
+use common::serve::{metric_value, Served};
 use common::{random_bytes, TestRepo};
 use nshard_core::codec::MAX_OBJECT_SIZE;
 use nshard_core::id::ObjectId;
@@ -157,9 +157,17 @@ fn server_pull_moves_a_corrupt_object_aside_and_push_restores_it() {
     pull_finds_moves_aside_and_push_restores(Kind::Server);
 }
 
+/// Object bytes the server has sent so far (0 for a directory remote).
+fn sent_bytes(s: &Setup) -> u64 {
+    s.server.as_ref().map_or(0, |srv| {
+        metric_value(&srv.metrics(), "nshard_sent_bytes_total").expect("metric")
+    })
+}
+
 fn verify_remote_finds_and_repairs(kind: Kind) {
     let s = Setup::new(kind, 52);
     let (bad, version) = s.ids();
+    let sent = sent_bytes(&s);
     let v = s.a.json(&["verify", "--remote", "origin"]);
     assert_eq!(v["checked"], 2, "{kind:?}: one chunk and the manifest: {v}");
     assert_eq!(v["corrupt"], serde_json::json!([]), "{kind:?}: {v}");
@@ -180,6 +188,9 @@ fn verify_remote_finds_and_repairs(kind: Kind) {
         out.contains("checked 2 objects") && out.contains("0 corrupt"),
         "{kind:?}: {out}"
     );
+
+    // The server hashed its own copies: no object was downloaded to check it.
+    assert_eq!(sent_bytes(&s), sent, "{kind:?}: verify downloaded objects");
 
     // An object the remote lacks is reported (a push sends it) and the exit status says so.
     fs::remove_file(s.remote().path_of(&version)).expect("remove");
@@ -230,4 +241,66 @@ fn server_get_of_a_corrupt_object_moves_it_aside_and_a_put_restores_it() {
     let put = client.put(&url).body(good).send().expect("PUT");
     assert_eq!(put.status().as_u16(), 201, "the good copy is stored");
     s.assert_good(&bad);
+}
+
+#[test]
+fn server_verify_endpoint_hashes_its_copy_and_needs_a_read_token() {
+    let d = tempfile::tempdir().expect("tmp");
+    let store = d.path().join("store");
+    let read = "read-token-0123456789abcdef";
+    let write = "write-token-0123456789abcdef";
+    let tokens = format!("read:{read},write:{write}");
+    let server = Served::start(&store, &[], &[("NSHARD_SERVE_TOKENS", &tokens)]);
+    nshard_core::remote::install_tls_provider();
+    let client = reqwest::blocking::Client::new();
+    let health: serde_json::Value = client
+        .get(server.at("/v1/health"))
+        .send()
+        .expect("health")
+        .json()
+        .expect("json");
+    assert_eq!(
+        health["features"],
+        serde_json::json!(["verify"]),
+        "{health}"
+    );
+    let (id, enc) = nshard_core::remote::testing::object(100_000, 31);
+    let verify = |token: Option<&str>| {
+        let mut r = client.post(server.at(&format!("/v1/objects/{id}/verify")));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().expect("verify")
+    };
+    assert_eq!(verify(None).status().as_u16(), 401, "needs a token");
+    let missing: serde_json::Value = verify(Some(read)).json().expect("json");
+    assert_eq!(missing["state"], "missing", "{missing}");
+    let put = client
+        .put(server.at(&format!("/v1/objects/{id}")))
+        .bearer_auth(write)
+        .body(enc.clone())
+        .send()
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 201);
+    let intact: serde_json::Value = verify(Some(read)).json().expect("json");
+    assert_eq!(intact["state"], "intact", "{intact}");
+    assert_eq!(intact["size"], enc.len() as u64, "{intact}");
+    let objects = LocalStore::at(store.join("objects"), store.join("tmp"));
+    let path = objects.path_of(&id);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    fs::write(&path, &enc[..enc.len() - 1]).expect("truncate");
+    let corrupt: serde_json::Value = verify(Some(read)).json().expect("json");
+    assert_eq!(corrupt["state"], "corrupt", "{corrupt}");
+    assert_eq!(corrupt["moved_aside"], true, "{corrupt}");
+    assert!(!path.exists() && set_aside(&store, &id).len() == 1);
+    let bad = client
+        .post(server.at("/v1/objects/..%2F..%2Fetc/verify"))
+        .bearer_auth(read)
+        .send()
+        .expect("bad id");
+    assert_eq!(bad.status().as_u16(), 400);
 }

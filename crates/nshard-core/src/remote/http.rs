@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use reqwest::{header, Client, Response, StatusCode};
 use serde::Deserialize;
 
-use super::{OpenOptions, Store, MISSING_BATCH};
+use super::{ObjectCheck, OpenOptions, Store, MISSING_BATCH};
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -49,6 +49,8 @@ pub struct HttpStore {
     token: Option<Token>,
     max_batch: usize,
     max_object_bytes: u64,
+    /// The server hashes its own copies on request (`POST /v1/objects/{id}/verify`).
+    verifies: bool,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +58,9 @@ struct Health {
     protocol: u64,
     #[serde(default)]
     limits: Option<HealthLimits>,
+    /// Optional endpoints the server offers (`verify`: `POST /v1/objects/{id}/verify`).
+    #[serde(default)]
+    features: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +105,7 @@ impl HttpStore {
             token: opts.token.clone().map(Token),
             max_batch: MISSING_BATCH,
             max_object_bytes: MAX_OBJECT_SIZE + 4096,
+            verifies: false,
         };
         // A busy or restarting server at connect time is retried like any other request.
         let (resp, _) = crate::transfer::Retry::default()
@@ -126,6 +132,7 @@ impl HttpStore {
                 ),
             });
         }
+        store.verifies = health.features.iter().any(|f| f == "verify");
         if let Some(l) = health.limits {
             if let Some(b) = l.max_batch.filter(|&b| b > 0) {
                 store.max_batch = b.min(MISSING_BATCH);
@@ -318,6 +325,19 @@ impl Store for HttpStore {
         let resp = self.check(resp, &format!("uploading {id}")).await?;
         // 201: this upload wrote it; 200: the server already had it.
         Ok(resp.status() == StatusCode::CREATED)
+    }
+
+    async fn check_object(&self, id: &ObjectId) -> Result<ObjectCheck> {
+        if !self.verifies {
+            return super::check_by_download(self, id).await;
+        }
+        let url = self.url(&format!("/v1/objects/{id}/verify"));
+        let resp = self.send(self.client.post(url)).await?;
+        let resp = self.check(resp, &format!("verifying {id}")).await?;
+        resp.json().await.map_err(|e| Error::RemoteTransient {
+            remote: self.base.clone(),
+            reason: format!("verifying {id}: bad answer: {}", chain(&e.without_url())),
+        })
     }
 
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {

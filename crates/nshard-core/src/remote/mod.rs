@@ -74,9 +74,74 @@ pub trait Store: Send + Sync {
     /// use.
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>>;
 
+    /// Whether the store's copy of `id` is intact (decodes to bytes hashing to `id`). The default
+    /// downloads and verifies it ([`check_by_download`]); a server that can hash its own copy is
+    /// asked to instead, and moves a corrupt one aside itself.
+    async fn check_object(&self, id: &ObjectId) -> Result<ObjectCheck> {
+        check_by_download(self, id).await
+    }
+
     /// Listing and deleting, for the backends that can (`None` for the others).
     fn admin(&self) -> Option<&dyn StoreAdmin> {
         None
+    }
+}
+
+/// What a store found when it checked its copy of an object ([`Store::check_object`]). Also the
+/// body of the server's answer to `POST /v1/objects/{id}/verify`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum ObjectCheck {
+    /// Present, and decodes to bytes hashing to its id.
+    Intact {
+        /// The encoded size.
+        size: u64,
+    },
+    /// Present but corrupt.
+    Corrupt {
+        /// What is wrong with it.
+        reason: String,
+        /// Whether the store already moved the copy aside (a server does, when it finds one).
+        moved_aside: bool,
+    },
+    /// Not in the store.
+    Missing,
+}
+
+/// [`Store::check_object`] by downloading the object and verifying it here.
+pub async fn check_by_download<S: Store + ?Sized>(store: &S, id: &ObjectId) -> Result<ObjectCheck> {
+    let corrupt = |reason| {
+        Ok(ObjectCheck::Corrupt {
+            reason,
+            moved_aside: false,
+        })
+    };
+    let enc = match store.get(id).await {
+        Ok(enc) => enc,
+        Err(Error::ObjectMissing(_)) => return Ok(ObjectCheck::Missing),
+        Err(Error::CorruptObject { reason, .. }) => return corrupt(reason),
+        Err(e) => return Err(e),
+    };
+    let size = enc.len() as u64;
+    let id = *id;
+    let verified = match tokio::task::spawn_blocking(move || {
+        crate::codec::decode_verified(&id, &enc, crate::codec::MAX_OBJECT_SIZE).map(|_| ())
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => {
+            return Err(Error::RemoteTransient {
+                remote: store.display_url(),
+                reason: format!("verifying {id} was interrupted: {e}"),
+            })
+        }
+    };
+    match verified {
+        Ok(()) => Ok(ObjectCheck::Intact { size }),
+        Err(Error::CorruptObject { reason, .. }) => corrupt(reason),
+        Err(e) => Err(e),
     }
 }
 

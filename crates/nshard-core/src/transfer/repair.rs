@@ -2,11 +2,12 @@
 //! (every work-tree manifest's object and its chunks) and repair the corrupt ones from the local
 //! store.
 //!
-//! Each object the remote has is downloaded and verified (decoded and re-hashed against its id;
-//! an `nshard serve` verifies it too before sending it). A corrupt copy is moved aside on the
-//! remote (the server does that itself when it reads one; a directory or S3 remote is asked to,
-//! and checks for itself first), so the remote reads it as missing; then the local copy, verified
-//! first, is uploaded in its place. Objects the remote lacks are reported: `nshard push` sends
+//! Each object the remote has is verified (decoded and re-hashed against its id): by the server
+//! itself when it offers `POST /v1/objects/{id}/verify`, else by downloading it
+//! ([`Store::check_object`]). A corrupt copy is moved aside on the remote (a server does that
+//! itself when it finds one; a directory or S3 remote is asked to, and checks for itself first),
+//! so the remote reads it as missing; then the local copy, verified first, is uploaded in its
+//! place. Objects the remote lacks are reported: `nshard push` sends
 //! them.
 
 use std::collections::HashSet;
@@ -19,7 +20,7 @@ use super::{TransferOptions, TransferStats};
 use crate::codec::{self, MAX_OBJECT_SIZE};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::remote::Store;
+use crate::remote::{ObjectCheck, Store};
 use crate::repo::Repo;
 use crate::store::LocalStore;
 
@@ -39,7 +40,7 @@ pub struct RemoteVerifyReport {
     pub ok: bool,
     /// Objects the current versions need, downloaded and verified (the ones the remote has).
     pub checked: usize,
-    /// Their encoded bytes as received.
+    /// Their encoded size (a corrupt copy counts with its local copy's size).
     pub bytes_checked: u64,
     /// Objects whose remote copy was corrupt.
     pub corrupt: Vec<ObjectId>,
@@ -172,24 +173,13 @@ async fn check_one(
     retry: &super::Retry,
     retries: &mut u64,
 ) -> Result<Outcome> {
-    let (got, n) = retry.run(|| remote.get(&id)).await;
+    let (checked, n) = retry.run(|| remote.check_object(&id)).await;
     *retries += n;
-    let reason = match got {
-        Ok(enc) => {
-            let len = enc.len() as u64;
-            let checked =
-                blocking(move || codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE)).await?;
-            match checked {
-                Ok(_) => return Ok(Outcome::Good(len)),
-                Err(Error::CorruptObject { reason, .. }) => (len, reason),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::ObjectMissing(_)) => return Ok(Outcome::Missing),
-        Err(Error::CorruptObject { reason, .. }) => (0, reason),
-        Err(e) => return Err(e),
+    let (len, reason) = match checked? {
+        ObjectCheck::Intact { size } => return Ok(Outcome::Good(size)),
+        ObjectCheck::Missing => return Ok(Outcome::Missing),
+        ObjectCheck::Corrupt { reason, .. } => (local.encoded_size(&id).unwrap_or(0), reason),
     };
-    let (len, reason) = reason;
     // Moved aside where the remote can (the server did so already when it answered).
     let found = corrupt_on_remote(remote, id, reason).await;
     let local_ = local.clone();
