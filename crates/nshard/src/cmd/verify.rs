@@ -22,8 +22,10 @@ use crate::output::{bytes, count, print_json, Ctx};
 /// are noted, not errors.
 ///
 /// With --remote, checks the remote's copies instead: every object the current versions need is
-/// downloaded and verified; a corrupt one is moved aside on the remote and replaced by the local
-/// copy (verified first). Objects the remote lacks are reported (`nshard push` sends them).
+/// verified (by an `nshard serve` itself, else by downloading it); a corrupt one is moved aside on
+/// the remote and replaced by the local copy (verified first). Objects the remote lacks are
+/// reported (`nshard push` sends them); the exit status is non-zero while any is missing or
+/// still corrupt.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// Also rebuild and hash every older version whose data is local (reads each in full).
