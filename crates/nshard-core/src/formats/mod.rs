@@ -12,11 +12,11 @@
 use std::fs::File;
 use std::io;
 
-pub mod gguf;
+pub(crate) mod gguf;
 mod pickle;
-pub mod plan;
-pub mod pytorch;
-pub mod safetensors;
+pub(crate) mod plan;
+pub(crate) mod pytorch;
+pub(crate) mod safetensors;
 mod zip;
 
 /// Which format a file was parsed as.

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use super::{read_blobs, text, GitTree};
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
+use crate::path::RepoPath;
 
 /// A manifest blob found in git.
 #[derive(Clone, Debug)]

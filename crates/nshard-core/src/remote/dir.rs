@@ -88,7 +88,7 @@ impl DirStore {
         fsutil::create_dir_all(fan)?;
         fsutil::create_dir_all(self.store.tmp_dir())?;
         let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
-        crate::direct::write_file_once(f.file(), encoded).map_err(Error::io("writing", &dest))?;
+        crate::store::write_file_once(f.file(), encoded).map_err(Error::io("writing", &dest))?;
         // Objects are immutable and the directory may be shared between users: readable by all
         // (the temporary file starts out private to its creator), writable by none.
         #[cfg(unix)]

@@ -16,15 +16,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{header, Client, Response, StatusCode};
-use serde::Deserialize;
 
 use super::{ObjectCheck, OpenOptions, Store, MISSING_BATCH};
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-
-/// The protocol version this client speaks.
-pub const PROTOCOL_VERSION: u64 = 1;
+use crate::protocol::{
+    self, ErrorBody, Health, MissingRequest, MissingResponse, CORRUPT_OBJECT, PROTOCOL_VERSION,
+};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -53,37 +52,6 @@ pub struct HttpStore {
     verifies: bool,
 }
 
-#[derive(Deserialize)]
-struct Health {
-    protocol: u64,
-    #[serde(default)]
-    limits: Option<HealthLimits>,
-    /// Optional endpoints the server offers (`verify`: `POST /v1/objects/{id}/verify`).
-    #[serde(default)]
-    features: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct HealthLimits {
-    max_batch: Option<usize>,
-    max_object_bytes: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct MissingResponse {
-    missing: Vec<ObjectId>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    #[serde(default)]
-    code: Option<String>,
-}
-
-/// The server's error code for an object it found corrupt in its store (and moved aside).
-const CORRUPT_OBJECT: &str = "corrupt_object";
-
 impl HttpStore {
     /// Connects to the server at `base` (`http(s)://host[:port][/path]`, no trailing slash) and
     /// checks that it speaks protocol v1.
@@ -111,7 +79,7 @@ impl HttpStore {
         let (resp, _) = crate::transfer::Retry::default()
             .run(|| async {
                 let resp = store
-                    .send(store.client.get(store.url("/v1/health")))
+                    .send(store.client.get(store.url(protocol::HEALTH)))
                     .await?;
                 store.check(resp, "health check").await
             })
@@ -119,7 +87,8 @@ impl HttpStore {
         let health: Health = resp?.json().await.map_err(|e| Error::Remote {
             remote: store.base.clone(),
             reason: format!(
-                "does not look like a NeuroShard server (GET /v1/health: {})",
+                "does not look like a NeuroShard server (GET {}: {})",
+                protocol::HEALTH,
                 chain(&e)
             ),
         })?;
@@ -132,7 +101,10 @@ impl HttpStore {
                 ),
             });
         }
-        store.verifies = health.features.iter().any(|f| f == "verify");
+        store.verifies = health
+            .features
+            .iter()
+            .any(|f| f == protocol::FEATURE_VERIFY);
         if let Some(l) = health.limits {
             if let Some(b) = l.max_batch.filter(|&b| b > 0) {
                 store.max_batch = b.min(MISSING_BATCH);
@@ -149,7 +121,7 @@ impl HttpStore {
     }
 
     fn object_url(&self, id: &ObjectId) -> String {
-        self.url(&format!("/v1/objects/{id}"))
+        self.url(&protocol::object_path(id))
     }
 
     /// Sends a request with the token; connection-level failures are transient.
@@ -235,13 +207,11 @@ impl HttpStore {
     }
 
     async fn missing_batch(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
-        let body = serde_json::json!({ "ids": ids });
+        let body = MissingRequest {
+            ids: ids.iter().map(ObjectId::to_hex).collect(),
+        };
         let resp = self
-            .send(
-                self.client
-                    .post(self.url("/v1/objects/missing"))
-                    .json(&body),
-            )
+            .send(self.client.post(self.url(protocol::MISSING)).json(&body))
             .await?;
         let resp = self.check(resp, "missing query").await?;
         let m: MissingResponse = resp.json().await.map_err(|e| Error::RemoteTransient {
@@ -274,7 +244,9 @@ impl Store for HttpStore {
     }
 
     async fn health(&self) -> Result<()> {
-        let resp = self.send(self.client.get(self.url("/v1/health"))).await?;
+        let resp = self
+            .send(self.client.get(self.url(protocol::HEALTH)))
+            .await?;
         self.check(resp, "health check").await?;
         Ok(())
     }
@@ -331,7 +303,7 @@ impl Store for HttpStore {
         if !self.verifies {
             return super::check_by_download(self, id).await;
         }
-        let url = self.url(&format!("/v1/objects/{id}/verify"));
+        let url = self.url(&protocol::verify_path(id));
         let resp = self.send(self.client.post(url)).await?;
         let resp = self.check(resp, &format!("verifying {id}")).await?;
         resp.json().await.map_err(|e| Error::RemoteTransient {
@@ -351,7 +323,7 @@ impl Store for HttpStore {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
             return Err(match serde_json::from_str::<ErrorBody>(&text) {
-                Ok(b) if b.code.as_deref() == Some(CORRUPT_OBJECT) => Error::CorruptObject {
+                Ok(b) if b.code == CORRUPT_OBJECT => Error::CorruptObject {
                     id: *id,
                     reason: format!("the server says: {}", b.error),
                 },

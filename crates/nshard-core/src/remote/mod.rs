@@ -14,9 +14,9 @@
 //! `file:///srv/models`), an HTTP server (`http://host:8000`, `https://…`) or an S3 bucket
 //! (`s3://bucket/prefix`). [`open`] turns a parsed URL into a store.
 
-pub mod dir;
-pub mod http;
-pub mod s3;
+mod dir;
+mod http;
+mod s3;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod url;
@@ -27,6 +27,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+pub use crate::protocol::ObjectCheck;
 use crate::staged::StagedUpload;
 
 pub use dir::DirStore;
@@ -85,27 +86,6 @@ pub trait Store: Send + Sync {
     fn admin(&self) -> Option<&dyn StoreAdmin> {
         None
     }
-}
-
-/// What a store found when it checked its copy of an object ([`Store::check_object`]). Also the
-/// body of the server's answer to `POST /v1/objects/{id}/verify`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "state", rename_all = "kebab-case")]
-pub enum ObjectCheck {
-    /// Present, and decodes to bytes hashing to its id.
-    Intact {
-        /// The encoded size.
-        size: u64,
-    },
-    /// Present but corrupt.
-    Corrupt {
-        /// What is wrong with it.
-        reason: String,
-        /// Whether the store already moved the copy aside (a server does, when it finds one).
-        moved_aside: bool,
-    },
-    /// Not in the store.
-    Missing,
 }
 
 /// [`Store::check_object`] by downloading the object and verifying it here.

@@ -13,12 +13,13 @@ use std::sync::{mpsc, Arc};
 use super::statcache::{now_ns, StatCache, StatEntry};
 use super::status::hash_file;
 use super::Repo;
-use crate::direct::{DirectBuf, DirectWriter};
 use crate::error::{Error, Result};
-use crate::fsutil::{self, AtomicFile, RepoPath};
+use crate::fsutil::{self, AtomicFile};
 use crate::id::{Hasher, ObjectId};
 use crate::manifest::Manifest;
+use crate::path::RepoPath;
 use crate::progress::Progress;
+use crate::store::{DirectBuf, DirectWriter};
 
 /// Options of a checkout.
 pub struct CheckoutOptions<'a> {

@@ -13,10 +13,10 @@ use crate::chunk::ChunkParams;
 use crate::error::{Error, Result};
 use crate::formats::plan::Params;
 use crate::formats::{self, Layout, Parsed};
-use crate::fsutil::RepoPath;
 use crate::id::ObjectId;
 use crate::ingest::{self, NoTable};
 use crate::manifest::{chunk_run_digest, ChunkRef, Manifest, TensorEntry};
+use crate::path::RepoPath;
 use crate::progress::Progress;
 
 /// What to compare.

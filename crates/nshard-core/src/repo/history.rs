@@ -8,9 +8,9 @@ use std::collections::HashSet;
 
 use super::{Repo, WorktreeManifest};
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::id::ObjectId;
 use crate::manifest::Manifest;
+use crate::path::RepoPath;
 
 /// Most versions one walk visits (a bound against absurd stores; version ids are content hashes,
 /// so a real cycle cannot exist).

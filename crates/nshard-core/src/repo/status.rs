@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use super::statcache::{now_ns, StatCache, StatEntry};
 use super::{HistoryNode, Repo, WorktreeManifest, MAX_HISTORY};
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::id::{Hasher, ObjectId};
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::path::RepoPath;
 
 /// The state of one file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -323,7 +323,7 @@ impl Repo {
     /// ids when each side is a valid manifest of `path`.
     fn conflict_state(&self, path: &RepoPath) -> Option<FileState> {
         let mpath = path.manifest_path().to_path(&self.root);
-        let bytes = super::read_limited(&mpath, 2 * MAX_MANIFEST_BYTES + 4096).ok()?;
+        let bytes = crate::fsutil::read_limited(&mpath, 2 * MAX_MANIFEST_BYTES + 4096).ok()?;
         let (ours, theirs) = conflict_sides(&bytes)?;
         let version = |side: Vec<u8>| {
             Manifest::parse(&side, &mpath, Some(path))

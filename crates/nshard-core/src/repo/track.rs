@@ -9,8 +9,8 @@ use globset::{GlobBuilder, GlobMatcher};
 
 use super::Repo;
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::manifest::MANIFEST_SUFFIX;
+use crate::path::RepoPath;
 
 /// What `track`/`untrack` did with one argument.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

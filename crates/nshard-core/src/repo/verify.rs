@@ -19,10 +19,10 @@ use super::history::HistoryNode;
 use super::Repo;
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::id::{Hasher, ObjectId};
 use crate::ingest::{table_tensors, How, TensorHasher};
 use crate::manifest::Manifest;
+use crate::path::RepoPath;
 use crate::progress::Progress;
 
 /// Options of a verify.

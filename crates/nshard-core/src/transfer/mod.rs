@@ -21,10 +21,10 @@ pub use repair::{verify_remote, RemoteVerifyReport, Unrepaired};
 
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::git::{GitTree, Reach, RefUpdate};
 use crate::id::ObjectId;
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::path::RepoPath;
 use crate::progress::Progress;
 use crate::remote::Store;
 use crate::repo::{PathFilter, Repo, WorktreeManifest};

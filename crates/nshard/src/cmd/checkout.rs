@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{CheckoutOptions, CheckoutOutcome, FileCheckout};
+use nshard_core::{CheckoutOptions, CheckoutOutcome, FileCheckout};
 
 use crate::output::{bytes, file_error, print_json, Ctx};
 use crate::{out, per_file};

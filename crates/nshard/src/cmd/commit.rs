@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{CommitOptions, CommitOutcome};
+use nshard_core::{CommitOptions, CommitOutcome};
 
 use crate::output::{bytes, count, file_error, pct, print_json, Ctx};
 use crate::{out, per_file};

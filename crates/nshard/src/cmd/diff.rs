@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{DiffOptions, DiffSide, FileDiff, SideKind, TensorChangeKind};
+use nshard_core::{DiffOptions, DiffSide, FileDiff, SideKind, TensorChangeKind};
 
 use super::log::{date, first_line};
 use crate::out;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::TrackChange;
+use nshard_core::TrackChange;
 
 use crate::output::{print_json, Ctx};
 use crate::per_file;

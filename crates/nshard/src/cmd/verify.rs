@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{ProblemKind, VerifyOptions};
-use nshard_core::transfer::{self, RemoteVerifyReport, Retry, TransferOptions, DEFAULT_JOBS};
+use nshard_core::{
+    verify_remote, ProblemKind, RemoteVerifyReport, Retry, TransferOptions, VerifyOptions,
+    DEFAULT_JOBS,
+};
 
 use super::remote::{label, runtime};
 use crate::out;
@@ -143,7 +145,7 @@ fn run_remote(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitCode> {
             retry: Retry::default(),
             progress: &bar,
         };
-        let r = transfer::verify_remote(&repo, &store, &opts).await?;
+        let r = verify_remote(&repo, &store, &opts).await?;
         anyhow::Ok((resolved, r))
     })?;
     let code = if r.ok {

@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::codec;
-use crate::direct::{self, DirectBuf};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, AtomicFile};
 use crate::id::ObjectId;
+
+mod direct;
+
+pub(crate) use direct::{write_file_once, DirectBuf, DirectWriter};
 
 /// A directory of encoded objects.
 #[derive(Clone, Debug)]
@@ -85,7 +88,7 @@ impl LocalStore {
     /// [`StagedObject::persist`]. Returns `None` when the object is already present. Used by commit
     /// to keep hashing and compressing while earlier objects are being synced to disk.
     ///
-    /// The bytes bypass the page cache where the filesystem allows it (see [`crate::direct`]);
+    /// The bytes bypass the page cache where the filesystem allows it (see the private `direct` module);
     /// `buf` is the caller's reusable aligned buffer.
     pub fn stage(
         &self,
@@ -148,7 +151,7 @@ impl LocalStore {
                 ),
             });
         }
-        super::repo::read_limited(&p, limit).map_err(|e| {
+        crate::fsutil::read_limited(&p, limit).map_err(|e| {
             if e.kind() == io::ErrorKind::InvalidData {
                 Error::CorruptObject {
                     id: *id,
