@@ -152,5 +152,5 @@ pub use transfer::{
 };
 
 // Progress and errors.
-pub use error::{Error, Result};
+pub use error::{Corruption, Error, RemoteFailure, Result};
 pub use progress::{NoProgress, Progress};

@@ -223,6 +223,7 @@ impl AppState {
             (_, None) => {
                 return Err(bad(nshard_core::Error::Remote {
                     remote: store.to_string(),
+                    kind: nshard_core::RemoteFailure::Other,
                     reason: "needs a local directory to stage uploads in".into(),
                 }))
             }
@@ -234,7 +235,8 @@ impl AppState {
                 }
             }
             RemoteUrl::S3 { .. } => {}
-            RemoteUrl::Http(_) => {
+            // HTTP, and any kind of remote added later that is not a storage backend.
+            _ => {
                 return Err(bad(nshard_core::Error::RemoteUnsupported {
                     url: store.to_string(),
                     reason: "a server stores into a directory or an S3 bucket, not another server",

@@ -351,7 +351,7 @@ pub async fn put_object(
 /// `corrupt/`), so that it reads as missing and the next push of a good copy restores it. The
 /// answer is a 500 with code `corrupt_object`, which clients report at once instead of retrying.
 async fn corrupt(state: &AppState, id: &ObjectId, e: &CoreError) -> AppError {
-    let what = if move_aside(state, id, e).await {
+    let what = if move_aside(state, id, &e.to_string()).await {
         "it was moved aside and reads as missing until a push of a good copy restores it"
     } else {
         "push a good copy once it has been removed (see the server log)"
@@ -365,7 +365,7 @@ async fn corrupt(state: &AppState, id: &ObjectId, e: &CoreError) -> AppError {
 
 /// Moves a corrupt object aside where the store can (it checks its copy itself first), logs and
 /// counts it. Returns whether it was moved.
-async fn move_aside(state: &AppState, id: &ObjectId, e: &CoreError) -> bool {
+async fn move_aside(state: &AppState, id: &ObjectId, e: &str) -> bool {
     Metrics::add(&state.metrics.objects_corrupt, 1);
     let moved = match state.store.admin() {
         Some(admin) => admin.quarantine_corrupt(id).await,
@@ -410,10 +410,7 @@ pub async fn verify_object(
         .map_err(|e| store_error(&format!("verifying object {id}"), &e))?;
     Ok(Json(match check {
         ObjectCheck::Corrupt { reason, .. } => {
-            let e = CoreError::CorruptObject {
-                id,
-                reason: reason.clone(),
-            };
+            let e = format!("object {id} is corrupt: {reason}");
             let moved_aside = move_aside(&state, &id, &e).await;
             ObjectCheck::Corrupt {
                 reason,

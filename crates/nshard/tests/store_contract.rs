@@ -59,6 +59,39 @@ async fn http_remote_passes_the_contract() {
     let err = anon.missing(&[ObjectId::of(b"x")]).await.expect_err("401");
     assert!(!err.is_transient(), "{err}");
     assert!(err.to_string().contains("NSHARD_TOKEN"), "{err}");
+    // A caller can branch on what went wrong without reading the message.
+    assert!(
+        matches!(
+            err,
+            nshard_core::Error::Remote {
+                kind: nshard_core::RemoteFailure::Unauthorized,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_directory_remote_is_a_typed_not_found() {
+    let d = tempfile::tempdir().expect("tmp");
+    let gone = d.path().join("no-such-remote");
+    let url = RemoteUrl::parse(gone.to_str().expect("utf8"), d.path()).expect("url");
+    let err = match nshard_core::open_remote(&url, &OpenOptions::default()).await {
+        Ok(_) => panic!("a missing directory opened as a remote"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(
+            err,
+            nshard_core::Error::Remote {
+                kind: nshard_core::RemoteFailure::NotFound,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!gone.exists(), "opening a remote must not create it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

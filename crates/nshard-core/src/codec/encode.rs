@@ -4,6 +4,7 @@ use super::{header, Codec, MIN_SAVING_DIVISOR, ZSTD_LEVEL};
 
 /// What the encoder knows about a chunk's bytes (from the tensor under it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum DataHint {
     /// Nothing known: plain zstd, raw if it does not pay.
     #[default]

@@ -22,7 +22,7 @@
 //! a decoder refuses unknown values instead of guessing. Decoding is bounded: it never produces more
 //! than the declared raw length, and the caller bounds the declared length (decompression bombs).
 
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::id::ObjectId;
 
 mod encode;
@@ -46,6 +46,7 @@ const MIN_SAVING_DIVISOR: usize = 32;
 /// How an object's payload is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Codec {
     /// Stored as is.
     Raw,
@@ -86,7 +87,7 @@ pub struct Header {
 
 /// Parses and checks an object header. `id` names the object in errors.
 pub fn parse_header(id: &ObjectId, enc: &[u8]) -> Result<Header> {
-    let corrupt = |reason: String| Error::CorruptObject { id: *id, reason };
+    let corrupt = |reason: String| Error::corrupt(*id, Corruption::BadHeader, reason);
     if enc.len() < HEADER_LEN {
         return Err(corrupt(format!(
             "truncated: {} bytes, shorter than the {HEADER_LEN}-byte header",
@@ -116,13 +117,17 @@ pub fn parse_header(id: &ObjectId, enc: &[u8]) -> Result<Header> {
 /// [`MAX_OBJECT_SIZE`]). Does not check the hash: see [`decode_verified`].
 pub fn decode(id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<Vec<u8>> {
     let h = parse_header(id, enc)?;
-    let corrupt = |reason: String| Error::CorruptObject { id: *id, reason };
+    let corrupt = |reason: String| Error::corrupt(*id, Corruption::Undecodable, reason);
     let limit = max_raw_len.min(MAX_OBJECT_SIZE);
     if h.raw_len > limit {
-        return Err(corrupt(format!(
-            "declares {} raw bytes, more than the {limit} allowed here",
-            h.raw_len
-        )));
+        return Err(Error::corrupt(
+            *id,
+            Corruption::TooLarge,
+            format!(
+                "declares {} raw bytes, more than the {limit} allowed here",
+                h.raw_len
+            ),
+        ));
     }
     let raw_len = h.raw_len as usize;
     let payload = &enc[HEADER_LEN..];
@@ -147,10 +152,11 @@ pub fn decode_verified(id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<Ve
     let raw = decode(id, enc, max_raw_len)?;
     let actual = ObjectId::of(&raw);
     if actual != *id {
-        return Err(Error::CorruptObject {
-            id: *id,
-            reason: format!("content hashes to {actual}"),
-        });
+        return Err(Error::corrupt(
+            *id,
+            Corruption::HashMismatch,
+            format!("content hashes to {actual}"),
+        ));
     }
     Ok(raw)
 }

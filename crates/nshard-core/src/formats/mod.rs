@@ -78,6 +78,7 @@ pub struct Layout {
 
 /// What a byte of a model file holds, for messages such as diff's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Region<'a> {
     /// The header (metadata, tensor descriptions).
     Header,
@@ -140,6 +141,7 @@ fn shown(name: &str) -> String {
 
 /// Why a file is not (usable as) a given format.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ParseError {
     /// Reading failed.
     #[error("reading the header: {0}")]
@@ -247,6 +249,7 @@ pub fn detect(head: &[u8]) -> Option<&'static dyn Format> {
 
 /// What [`parse_any`] made of a file.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Parsed {
     /// A format recognised the file and its header is valid.
     Layout(Layout),

@@ -79,6 +79,7 @@ fn is_zero(s: &str) -> bool {
 
 /// Which commits to look in.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Reach {
     /// Everything git can still reach (what `gc` keeps).
     Everything,

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 use super::{Store, StoreAdmin};
 use crate::codec::{self, MAX_OBJECT_SIZE};
-use crate::error::{Error, Result};
+use crate::error::{Error, RemoteFailure, Result};
 use crate::fsutil::{self, AtomicFile};
 use crate::id::ObjectId;
 use crate::staged::StagedUpload;
@@ -41,6 +41,11 @@ impl DirStore {
     pub fn open(root: &Path) -> Result<DirStore> {
         let md = fs::metadata(root).map_err(|e| Error::Remote {
             remote: root.display().to_string(),
+            kind: if e.kind() == std::io::ErrorKind::NotFound {
+                RemoteFailure::NotFound
+            } else {
+                RemoteFailure::Other
+            },
             reason: match e.kind() {
                 std::io::ErrorKind::NotFound => {
                     "the directory does not exist (create it first, e.g. `mkdir -p` it, to use it as a remote)"
@@ -52,6 +57,7 @@ impl DirStore {
         if !md.is_dir() {
             return Err(Error::Remote {
                 remote: root.display().to_string(),
+                kind: RemoteFailure::NotFound,
                 reason: "is not a directory".into(),
             });
         }

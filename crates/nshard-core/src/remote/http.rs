@@ -19,7 +19,7 @@ use reqwest::{header, Client, Response, StatusCode};
 
 use super::{ObjectCheck, OpenOptions, Store, MISSING_BATCH};
 use crate::codec::MAX_OBJECT_SIZE;
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, RemoteFailure, Result};
 use crate::id::ObjectId;
 use crate::protocol::{
     self, ErrorBody, Health, MissingRequest, MissingResponse, CORRUPT_OBJECT, PROTOCOL_VERSION,
@@ -65,6 +65,7 @@ impl HttpStore {
             .build()
             .map_err(|e| Error::Remote {
                 remote: base.to_string(),
+                kind: RemoteFailure::Other,
                 reason: format!("cannot set up the HTTP client: {}", chain(&e)),
             })?;
         let mut store = HttpStore {
@@ -86,6 +87,7 @@ impl HttpStore {
             .await;
         let health: Health = resp?.json().await.map_err(|e| Error::Remote {
             remote: store.base.clone(),
+            kind: RemoteFailure::Incompatible,
             reason: format!(
                 "does not look like a NeuroShard server (GET {}: {})",
                 protocol::HEALTH,
@@ -95,6 +97,7 @@ impl HttpStore {
         if health.protocol != PROTOCOL_VERSION {
             return Err(Error::Remote {
                 remote: store.base.clone(),
+                kind: RemoteFailure::Incompatible,
                 reason: format!(
                     "the server speaks protocol {}, this nshard speaks {PROTOCOL_VERSION}; upgrade the older side",
                     health.protocol
@@ -147,6 +150,7 @@ impl HttpStore {
         } else if e.is_builder() {
             Error::Remote {
                 remote: self.base.clone(),
+                kind: RemoteFailure::Other,
                 reason: chain(&e),
             }
         } else {
@@ -190,6 +194,12 @@ impl HttpStore {
             ),
             _ => format!("{what}: {status}: {message}"),
         };
+        let kind = match status {
+            StatusCode::UNAUTHORIZED => RemoteFailure::Unauthorized,
+            StatusCode::FORBIDDEN => RemoteFailure::Forbidden,
+            s if s.is_client_error() => RemoteFailure::Refused,
+            _ => RemoteFailure::Other,
+        };
         let transient = status.is_server_error()
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT;
@@ -201,6 +211,7 @@ impl HttpStore {
         } else {
             Error::Remote {
                 remote: self.base.clone(),
+                kind,
                 reason,
             }
         }
@@ -265,6 +276,7 @@ impl Store for HttpStore {
             .and_then(|v| v.parse().ok());
         len.map(Some).ok_or_else(|| Error::Remote {
             remote: self.base.clone(),
+            kind: RemoteFailure::Incompatible,
             reason: format!("HEAD of {id} answered without a length"),
         })
     }
@@ -281,6 +293,7 @@ impl Store for HttpStore {
         if encoded.len() as u64 > self.max_object_bytes {
             return Err(Error::Remote {
                 remote: self.base.clone(),
+                kind: RemoteFailure::Refused,
                 reason: format!(
                     "object {id} is {} bytes, over the server's limit of {} bytes",
                     encoded.len(),
@@ -323,10 +336,11 @@ impl Store for HttpStore {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
             return Err(match serde_json::from_str::<ErrorBody>(&text) {
-                Ok(b) if b.code == CORRUPT_OBJECT => Error::CorruptObject {
-                    id: *id,
-                    reason: format!("the server says: {}", b.error),
-                },
+                Ok(b) if b.code == CORRUPT_OBJECT => Error::corrupt(
+                    *id,
+                    Corruption::RemoteCopy,
+                    format!("the server says: {}", b.error),
+                ),
                 _ => self.status_error(status, &text, &what),
             });
         }
@@ -334,6 +348,7 @@ impl Store for HttpStore {
         let limit = self.max_object_bytes;
         let too_big = || Error::Remote {
             remote: self.base.clone(),
+            kind: RemoteFailure::Refused,
             reason: format!("object {id} is larger than the {limit}-byte limit"),
         };
         let declared = resp.content_length();

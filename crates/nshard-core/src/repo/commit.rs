@@ -34,6 +34,7 @@ pub struct CommitOptions<'a> {
 /// What happened to one file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum CommitOutcome {
     /// A new version was recorded.
     Committed {

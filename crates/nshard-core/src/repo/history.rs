@@ -18,6 +18,7 @@ pub const MAX_HISTORY: usize = 1_000_000;
 
 /// One step of a history walk.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum HistoryNode {
     /// The version's manifest was read (from the work tree for the first node, else the store).
     Present {
@@ -66,6 +67,7 @@ pub struct LogEntry {
 /// What `nshard log` knows about one version.
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum LogState {
     /// The manifest is available.
     Present {

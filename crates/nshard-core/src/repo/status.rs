@@ -16,6 +16,7 @@ use crate::path::RepoPath;
 /// The state of one file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum FileState {
     /// Committed, and the work-tree file matches the manifest.
     Unchanged,
@@ -68,6 +69,7 @@ pub enum FileState {
 /// How the version a file holds relates to the version its manifest names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum VersionOrder {
     /// An ancestor of the manifest's version.
     Older,

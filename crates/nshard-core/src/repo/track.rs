@@ -15,6 +15,7 @@ use crate::path::RepoPath;
 /// What `track`/`untrack` did with one argument.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum TrackChange {
     /// The entry was added; `files` files currently match it.
     Added {

@@ -36,6 +36,7 @@ pub struct VerifyOptions<'a> {
 /// What kind of problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ProblemKind {
     /// An object does not decode, or its bytes do not hash to its id.
     CorruptObject,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::codec;
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::fsutil::{self, AtomicFile};
 use crate::id::ObjectId;
 
@@ -136,27 +136,30 @@ impl LocalStore {
         };
         let md = fs::symlink_metadata(&p).map_err(not_found)?;
         if !md.is_file() {
-            return Err(Error::CorruptObject {
-                id: *id,
-                reason: format!("{} is not a regular file", p.display()),
-            });
+            return Err(Error::corrupt(
+                *id,
+                Corruption::NotRegularFile,
+                format!("{} is not a regular file", p.display()),
+            ));
         }
         let limit = codec::max_encoded_len(max_raw_len.min(codec::MAX_OBJECT_SIZE));
         if md.len() > limit {
-            return Err(Error::CorruptObject {
-                id: *id,
-                reason: format!(
+            return Err(Error::corrupt(
+                *id,
+                Corruption::TooLarge,
+                format!(
                     "{} bytes on disk, more than any encoding of it can take",
                     md.len()
                 ),
-            });
+            ));
         }
         crate::fsutil::read_limited(&p, limit).map_err(|e| {
             if e.kind() == io::ErrorKind::InvalidData {
-                Error::CorruptObject {
-                    id: *id,
-                    reason: "grew past its size limit while being read".into(),
-                }
+                Error::corrupt(
+                    *id,
+                    Corruption::TooLarge,
+                    "grew past its size limit while being read",
+                )
             } else {
                 not_found(e)
             }

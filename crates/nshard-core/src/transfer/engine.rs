@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::{TransferOptions, TransferStats};
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::id::ObjectId;
 use crate::remote::{Store, MISSING_BATCH};
 use crate::store::LocalStore;
@@ -256,8 +256,11 @@ pub(super) async fn pull_objects(
                 let (enc, retries) = retry.run(|| remote.get(&id)).await;
                 let enc = match enc {
                     Ok(e) => e,
-                    Err(Error::CorruptObject { id, reason }) => {
-                        return (Err(corrupt_on_remote(&remote, id, reason).await), retries)
+                    Err(Error::CorruptObject { id, kind, reason }) => {
+                        return (
+                            Err(corrupt_on_remote(&remote, id, kind, reason).await),
+                            retries,
+                        )
                     }
                     Err(Error::ObjectMissing(_)) => {
                         return (
@@ -275,8 +278,8 @@ pub(super) async fn pull_objects(
                 let stored = local_io(move || local.put_verified(&id, &enc, max_raw)).await;
                 let r = match stored {
                     Ok(_) => Ok(n),
-                    Err(Error::CorruptObject { id, reason }) => {
-                        Err(corrupt_on_remote(&remote, id, reason).await)
+                    Err(Error::CorruptObject { id, kind, reason }) => {
+                        Err(corrupt_on_remote(&remote, id, kind, reason).await)
                     }
                     Err(e) => Err(e),
                 };
@@ -302,6 +305,7 @@ pub(super) async fn pull_objects(
 pub(super) async fn corrupt_on_remote(
     remote: &Arc<dyn Store>,
     id: ObjectId,
+    kind: Corruption,
     reason: String,
 ) -> Error {
     let url = remote.display_url();
@@ -315,6 +319,7 @@ pub(super) async fn corrupt_on_remote(
     };
     Error::CorruptObject {
         id,
+        kind,
         reason: format!("{reason} (as received from {url}; nothing was stored{note})"),
     }
 }
@@ -334,8 +339,8 @@ pub(super) async fn fetch_one(
     let enc = match enc {
         Ok(e) => e,
         Err(Error::ObjectMissing(_)) => return Ok(None),
-        Err(Error::CorruptObject { id, reason }) => {
-            return Err(corrupt_on_remote(remote, id, reason).await)
+        Err(Error::CorruptObject { id, kind, reason }) => {
+            return Err(corrupt_on_remote(remote, id, kind, reason).await)
         }
         Err(e) => return Err(e),
     };
@@ -348,8 +353,8 @@ pub(super) async fn fetch_one(
     })
     .await;
     let raw = match raw {
-        Err(Error::CorruptObject { id, reason }) => {
-            return Err(corrupt_on_remote(remote, id, reason).await)
+        Err(Error::CorruptObject { id, kind, reason }) => {
+            return Err(corrupt_on_remote(remote, id, kind, reason).await)
         }
         r => r?,
     };

@@ -84,6 +84,7 @@ pub struct FileTransfer {
 
 /// Which versions a push sends.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum PushScope {
     /// The work tree's versions only (`--current`).
     Current,

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use super::engine::{corrupt_on_remote, remote_missing};
 use super::{TransferOptions, TransferStats};
 use crate::codec::{self, MAX_OBJECT_SIZE};
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::id::ObjectId;
 use crate::remote::{ObjectCheck, Store};
 use crate::repo::Repo;
@@ -181,7 +181,7 @@ async fn check_one(
         ObjectCheck::Corrupt { reason, .. } => (local.encoded_size(&id).unwrap_or(0), reason),
     };
     // Moved aside where the remote can (the server did so already when it answered).
-    let found = corrupt_on_remote(remote, id, reason).await;
+    let found = corrupt_on_remote(remote, id, Corruption::RemoteCopy, reason).await;
     let local_ = local.clone();
     let good = blocking(move || {
         let enc = local_.get_encoded(&id)?;

@@ -94,6 +94,7 @@ pub fn print_human(results: &[FileCheckout]) -> Result<()> {
             Ok(CheckoutOutcome::UpToDate { version }) => {
                 per_file!("{}: up to date (version {})", r.path, version.short())
             }
+            Ok(other) => per_file!("{}: {other:?}", r.path),
             Err(e) => file_error(&r.path, e),
         }
     }

@@ -97,6 +97,7 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                     unchanged += 1;
                     per_file!("{}: unchanged (version {})", r.path, version.short());
                 }
+                Ok(other) => per_file!("{}: {other:?}", r.path),
                 Err(e) => file_error(&r.path, e),
             }
         }

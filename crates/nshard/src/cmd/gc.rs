@@ -103,6 +103,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
     let what = match mode {
         GcMode::KeepHistory => "current and older",
         GcMode::OnlyCurrent => "current only",
+        _ => "as configured",
     };
     let from_git = if r.git_versions > 0 {
         format!(
@@ -150,6 +151,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
                         " (--include-unpushed)"
                     }
                 ),
+                other => format!("{other:?}"),
             };
             out!("  {} {:>10}  {why}", item.id.short(), bytes(item.bytes));
         }

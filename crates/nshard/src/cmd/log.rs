@@ -125,6 +125,7 @@ fn print_entries(entries: &[nshard_core::LogEntry]) -> Result<()> {
             LogState::Unreadable { reason } => {
                 out!("{mark} {v}  (unreadable: {reason}; run `nshard verify`)")
             }
+            other => out!("{mark} {v}  ({other:?})"),
         }
     }
     Ok(())

@@ -154,6 +154,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             FileState::Unreadable { reason } => {
                 ("unreadable", format!("  ({})", escape_path(reason)))
             }
+            other => ("other", format!("  ({other:?})")),
         };
         let untracked = if s.tracked {
             ""
@@ -210,5 +211,6 @@ fn outdated_hint(file: &nshard_core::ObjectId, order: VersionOrder, manifest: &s
         VersionOrder::Unrelated => format!(
             "  (holds version {f}, not in this manifest's history: `nshard checkout` makes it match {manifest})"
         ),
+        _ => format!("  (holds version {f}; `nshard checkout` makes it match {manifest})"),
     }
 }

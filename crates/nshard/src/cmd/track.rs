@@ -52,6 +52,7 @@ fn print(changes: &[TrackChange], json: bool) -> Result<()> {
             }
             TrackChange::AlreadyTracked { entry } => per_file!("already tracked: {entry}"),
             TrackChange::Removed { entry } => per_file!("untracked {entry}"),
+            other => per_file!("{other:?}"),
         }
     }
     Ok(())

@@ -106,6 +106,7 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<ExitCode> {
             ProblemKind::TensorHashMismatch => "tensor hash mismatch",
             ProblemKind::InvalidManifest => "invalid manifest",
             ProblemKind::UnreadableVersion => "unreadable version",
+            _ => "problem",
         };
         let file = p
             .file
