@@ -174,7 +174,9 @@ for set in "${SETS[@]}"; do
       name=$tool; [ "$tool" = nshard ] && name="nshard ($NS_MODE)"
       echo "| $name | ${T1[$tool]} | $(ratio "${T1[$tool]}" "${REFT1:-0}") | $(mb "${S1[$tool]}") | $(ratio "${S1[$tool]}" "$REF1") | ${T2[$tool]} | $(ratio "${T2[$tool]}" "${REFT2:-0}") | $(mb "$add") | $(ratio "$add" "$REF2") | $rss | ${G[$tool]} |"
     done
-  } >>"$WORK/report"
+  } >"$WORK/table"
+  cat "$WORK/table" >>"$WORK/report"
+  cat "$WORK/table" >&2   # each set's table as soon as it is measured
   unset T1 T2 M1 M2 S1 S2 G
   rm -rf "$WORK/src"
 done

@@ -94,6 +94,7 @@ NPATHS=$(wc -l <paths)
 t0=$(now); xargs -a paths stat -c '' >/dev/null 2>&1 || true; t1=$(now)
 STAT_PS=$(awk -v n="$NPATHS" -v s="$(secs "$t0" "$t1")" 'BEGIN { printf "%.0f", n / s }')
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; SERVER_PID=""
+grep -v ' INFO ' serve.log | sed -E 's/^[^ ]+ +//' | cut -c1-120 | sort | uniq -c | sort -rn | head -n 5 >serve-warnings || true
 
 ph() { jq -r --arg p "$1" --arg f "$2" '.phases[] | select(.phase == $p) | .[$f]' load.json; }
 mx() { jq -r "$1" load.json; }
@@ -103,6 +104,7 @@ row() { # NAME JSONPATH-PREFIX NOTE
     "$(mx "$2.server_errors_5xx") / $(mx "$2.failures") / $(mx "$2.throttled_429")" "$3"
 }
 P='.phases[] | select(.phase == "'
+IDS_PS=$(awk -v r="$(ph missing requests_per_s)" -v b="$BATCH" 'BEGIN { printf "%.0f", r * b }')
 cat <<EOF
 
 load: $CLIENTS clients; $OBJECTS objects of 4 MiB; missing batches of $BATCH ids; mix: $MIX_CLIENTS connections, 80 % GET / 20 % PUT, ${MIX_SECONDS} s, then with $HOLD held connections
@@ -114,7 +116,7 @@ references: openssl dgst -sha256 $SHA_MBS MB/s, cp + sync $CP_MBS MB/s (1 GiB, m
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |
 $(row "put 4 MiB" "$P""put\")" "$(ratio "$(ph put mb_per_s)" "$SHA_MBS") × sha256, $(ratio "$(ph put mb_per_s)" "$CP_MBS") × cp+sync")
 $(row "get 4 MiB" "$P""get\")" "$(ratio "$(ph get mb_per_s)" "$SHA_MBS") × sha256, $(ratio "$(ph get mb_per_s)" "$CP_MBS") × cp+sync")
-$(row "missing" "$P""missing\")" "$(awk -v r="$(ph missing requests_per_s)" -v b="$BATCH" 'BEGIN { printf "%.0f", r * b }') ids/s = $(ratio "$(ph missing requests_per_s)*$BATCH" "$STAT_PS") × stat")
+$(row "missing" "$P""missing\")" "$IDS_PS ids/s = $(ratio "$IDS_PS" "$STAT_PS") × stat")
 $(row "mix GET" .mix.without_held.get "")
 $(row "mix PUT" .mix.without_held.put "")
 $(row "mix all" .mix.without_held.all "")
@@ -127,6 +129,7 @@ server during the mix without / with held connections:
   open fds before $(mx .mix.without_held.fds_before) / $(mx .mix.with_held.fds_before), max $(mx .mix.without_held.server.fd_max) / $(mx .mix.with_held.server.fd_max), after the clients closed $(mx .mix.without_held.fds_after_close) / $(mx .mix.with_held.fds_after_close)
   held connections: open at start $(mx .mix.with_held.held.open_at_start), at end $(mx .mix.with_held.held.open_at_end), opened $(mx .mix.with_held.held.opened), closed by the server $(mx .mix.with_held.held.closed_by_server)
 EOF
+if [ -s serve-warnings ]; then echo "server log, most frequent non-INFO lines:"; cat serve-warnings; fi
 awk -v h="$HWM" 'BEGIN { if (h > 256) print "TARGET MISSED: server peak RSS " h " MiB > 256 MiB" }'
 awk -v r="$(mx .mix.p99_ratio.all)" 'BEGIN { if (r > 2) print "TARGET MISSED: p99 with held connections " r "x > 2x" }'
 if [[ "$LOAD_RC" -ne 0 ]]; then echo "load client reported failures (exit $LOAD_RC)"; exit 1; fi

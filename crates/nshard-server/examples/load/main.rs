@@ -297,7 +297,7 @@ async fn main() {
                             t.failures.push(format!("PUT {id}: 429"));
                         }
                     }
-                    Err(e) => t.failures.push(format!("PUT {id}: {e}")),
+                    Err(e) => t.failures.push(format!("PUT {id}: {}", chain(&e))),
                 }
                 t.latencies.push(start.elapsed());
             }
@@ -331,10 +331,10 @@ async fn main() {
                         Ok(r) if r.status() == StatusCode::OK => match r.bytes().await {
                             Ok(b) if b == *enc => t.bytes += b.len() as u64,
                             Ok(_) => t.failures.push(format!("GET {id}: wrong bytes")),
-                            Err(e) => t.failures.push(format!("GET {id}: {e}")),
+                            Err(e) => t.failures.push(format!("GET {id}: {}", chain(&e))),
                         },
                         Ok(r) => t.status(&format!("GET {id}"), r.status()),
-                        Err(e) => t.failures.push(format!("GET {id}: {e}")),
+                        Err(e) => t.failures.push(format!("GET {id}: {}", chain(&e))),
                     }
                     t.latencies.push(start.elapsed());
                 }
@@ -396,11 +396,11 @@ async fn main() {
                                         ));
                                     }
                                 }
-                                Err(e) => t.failures.push(format!("missing: {e}")),
+                                Err(e) => t.failures.push(format!("missing: {}", chain(&e))),
                             }
                         }
                         Ok(r) => t.status("missing", r.status()),
-                        Err(e) => t.failures.push(format!("missing: {e}")),
+                        Err(e) => t.failures.push(format!("missing: {}", chain(&e))),
                     }
                     t.latencies.push(start.elapsed());
                 }
@@ -459,4 +459,16 @@ where
         }
     }
     all
+}
+
+/// An error with its sources ("error sending request: connection closed before …").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

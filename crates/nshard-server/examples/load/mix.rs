@@ -12,7 +12,7 @@ use nshard_core::codec::{DataHint, Encoder};
 use nshard_core::ObjectId;
 use reqwest::{Client, StatusCode};
 
-use crate::{authed, hold, take, Tally};
+use crate::{authed, chain, hold, take, Tally};
 
 /// Bounds and shape of one mixed run.
 pub struct Mix {
@@ -89,7 +89,7 @@ pub async fn run(
                                 put.bytes += len;
                             }
                             Ok(r) => put.status(&format!("PUT {id}"), r.status()),
-                            Err(e) => put.failures.push(format!("PUT {id}: {e}")),
+                            Err(e) => put.failures.push(format!("PUT {id}: {}", chain(&e))),
                         }
                         put.latencies.push(start.elapsed());
                     } else {
@@ -100,10 +100,10 @@ pub async fn run(
                             Ok(r) if r.status() == StatusCode::OK => match r.bytes().await {
                                 Ok(b) if b == *enc => get.bytes += b.len() as u64,
                                 Ok(_) => get.failures.push(format!("GET {id}: wrong bytes")),
-                                Err(e) => get.failures.push(format!("GET {id}: {e}")),
+                                Err(e) => get.failures.push(format!("GET {id}: {}", chain(&e))),
                             },
                             Ok(r) => get.status(&format!("GET {id}"), r.status()),
-                            Err(e) => get.failures.push(format!("GET {id}: {e}")),
+                            Err(e) => get.failures.push(format!("GET {id}: {}", chain(&e))),
                         }
                         get.latencies.push(start.elapsed());
                     }
