@@ -87,7 +87,8 @@ HWM=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")
 
 # The `missing` reference: stat(1) of store paths, half present, half absent, as many as one
 # batch per 1 000 ids.
-find store -type f -name '[0-9a-f]*' | head -n 500 >present
+find store -type f -name '[0-9a-f]*' >all-objects
+head -n 500 all-objects >present
 N=$(wc -l <present)
 { for _ in $(seq 1 40); do cat present; sed 's/.$/x/' present; done; } >paths
 NPATHS=$(wc -l <paths)
