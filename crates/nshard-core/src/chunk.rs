@@ -28,7 +28,7 @@ pub const DEFAULT_MAX: u32 = 16 * 1024 * 1024;
 /// Default block size of fixed chunking.
 pub const DEFAULT_FIXED: u32 = 4 * 1024 * 1024;
 
-/// Where segment boundaries go before the chunker runs (see [`crate::layout`]).
+/// Where segment boundaries go before the chunker runs (see [`crate::plan_cuts`]).
 ///
 /// In `config.toml` this says what to do for new commits; in a manifest it says what was done to
 /// that file (`tensor-aligned` only when the file really was cut tensor-aligned). Manifests list every
@@ -36,6 +36,7 @@ pub const DEFAULT_FIXED: u32 = 4 * 1024 * 1024;
 /// in manifests and configs written before it existed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum LayoutMode {
     /// The whole file is one segment.
     #[default]
@@ -56,6 +57,7 @@ impl LayoutMode {
 /// Chunking parameters, as stored in `config.toml` and in every manifest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "algorithm", rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum ChunkParams {
     /// FastCDC (2020 variant, gear table of the `fastcdc` crate, normalization level 1).
     #[serde(rename = "fastcdc-2020")]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nshard_core::codec::{DataHint, Encoder};
-use nshard_core::ObjectId;
+
+use nshard_core::{DataHint, Encoder, ObjectId};
 use reqwest::{Client, StatusCode};
 
 use crate::{authed, chain, hold, take, Tally};

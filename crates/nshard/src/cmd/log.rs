@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::LogState;
+use nshard_core::LogState;
 
 use crate::out;
 use crate::output::{bytes, print_json, Ctx};
@@ -94,7 +94,7 @@ pub fn run(ctx: &Ctx, a: LogArgs) -> Result<ExitCode> {
     })
 }
 
-fn print_entries(entries: &[nshard_core::repo::LogEntry]) -> Result<()> {
+fn print_entries(entries: &[nshard_core::LogEntry]) -> Result<()> {
     for e in entries {
         let mark = if e.current { "*" } else { " " };
         let v = e.version.short();
@@ -115,7 +115,7 @@ fn print_entries(entries: &[nshard_core::repo::LogEntry]) -> Result<()> {
                     date(timestamp),
                     bytes(*size),
                     added,
-                    nshard_core::portable::escape(first_line(message))
+                    nshard_core::escape_path(first_line(message))
                 );
             }
             LogState::Missing => out!(
@@ -125,6 +125,7 @@ fn print_entries(entries: &[nshard_core::repo::LogEntry]) -> Result<()> {
             LogState::Unreadable { reason } => {
                 out!("{mark} {v}  (unreadable: {reason}; run `nshard verify`)")
             }
+            other => out!("{mark} {v}  ({other:?})"),
         }
     }
     Ok(())
