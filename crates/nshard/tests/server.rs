@@ -727,7 +727,13 @@ fn object_corrupted_on_the_server_disk_is_not_served() {
     let last = bad.len() - 1;
     bad[last] ^= 1;
     std::fs::write(&path, bad).expect("corrupt");
-    let msg = expect_error(get(&s, &id), StatusCode::INTERNAL_SERVER_ERROR, "internal");
+    let msg = expect_error(
+        get(&s, &id),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "corrupt_object",
+    );
     assert!(msg.contains(&id.to_hex()), "{msg}");
     assert!(s.log().contains("is corrupt"), "{}", s.log());
+    // Moved aside, so the store reads it as missing (see remote_repair.rs for the repair).
+    assert_eq!(head_status(&s, &id), StatusCode::NOT_FOUND);
 }

@@ -168,6 +168,8 @@ impl Repo {
     /// each with a name for messages. Counts them into `report`.
     fn gc_roots(&self, report: &mut GcReport) -> Result<Vec<(String, WorktreeManifest)>> {
         let mut roots: Vec<(String, WorktreeManifest)> = Vec::new();
+        // A manifest whose own name is refused is never read, so what it references is unknown.
+        self.refuse_if_refused_manifests("gc deleted nothing")?;
         for path in self.scan_worktree()?.1 {
             // An invalid manifest is an error here: gc cannot tell what it references.
             let Some(wt) = self.read_worktree_manifest(&path)? else {

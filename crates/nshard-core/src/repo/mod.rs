@@ -367,10 +367,34 @@ impl Repo {
     /// Walks the work tree (not following symlinks, skipping `.git` and `.shard`) and returns the
     /// regular data files (manifests excluded) and the manifests' data paths, both sorted. Every
     /// `*.shard.json` that is not a directory counts as a manifest, even a symlink or a FIFO: reading
-    /// it then fails, which every command reports instead of skipping it.
+    /// it then fails, which every command reports instead of skipping it. A `*.shard.json` whose
+    /// own path is refused (see [`Repo::refused_manifests`]) is not listed.
     pub fn scan_worktree(&self) -> Result<(Vec<RepoPath>, Vec<RepoPath>)> {
-        let mut files = Vec::new();
-        let mut manifests = Vec::new();
+        let scan = self.walk_worktree()?;
+        Ok((scan.files, scan.manifests))
+    }
+
+    /// The `*.shard.json` files in the work tree whose own path nshard refuses (a name git
+    /// refuses, a control character, not UTF-8, no data file name): never read, but reported by
+    /// `status`, and gc deletes nothing while one exists (it cannot tell what it references).
+    pub fn refused_manifests(&self) -> Result<Vec<RefusedManifest>> {
+        Ok(self.walk_worktree()?.refused)
+    }
+
+    /// Fails, naming the first refused manifest, when the work tree has any (see
+    /// [`Repo::refused_manifests`]); `what` says what was not done.
+    pub(crate) fn refuse_if_refused_manifests(&self, what: &str) -> Result<()> {
+        match self.refused_manifests()?.into_iter().next() {
+            None => Ok(()),
+            Some(r) => Err(Error::InvalidManifest {
+                path: r.path.into(),
+                reason: format!("{}; {what} (rename or remove that file first)", r.reason),
+            }),
+        }
+    }
+
+    fn walk_worktree(&self) -> Result<WorktreeScan> {
+        let mut scan = WorktreeScan::default();
         let walker = walkdir::WalkDir::new(&self.root)
             .follow_links(false)
             .sort_by_file_name()
@@ -403,21 +427,62 @@ impl Repo {
             let Ok(rel) = ent.path().strip_prefix(&self.root) else {
                 continue;
             };
-            let Ok(rp) = RepoPath::from_relative(rel) else {
-                continue;
+            let rp = match RepoPath::from_relative(rel) {
+                Ok(rp) => rp,
+                Err(e) => {
+                    let lossy = rel.to_string_lossy();
+                    if lossy.ends_with(MANIFEST_SUFFIX) {
+                        scan.refused
+                            .push(RefusedManifest::new(&lossy, &e.to_string()));
+                    }
+                    continue;
+                }
             };
             match rp.data_path_of_manifest() {
-                Some(data) => manifests.push(data),
-                None if rp.as_str().ends_with(MANIFEST_SUFFIX) => {}
-                None if ent.file_type().is_file() => files.push(rp),
+                Some(data) => scan.manifests.push(data),
+                None if rp.as_str().ends_with(MANIFEST_SUFFIX) => {
+                    scan.refused.push(RefusedManifest::new(
+                        rp.as_str(),
+                        "its name leaves no valid data file name before `.shard.json`",
+                    ));
+                }
+                None if ent.file_type().is_file() => scan.files.push(rp),
                 None => {}
             }
         }
-        Ok((files, manifests))
+        Ok(scan)
     }
 
     /// Whether the repository lies inside a git work tree.
     pub fn is_git_repo(&self) -> bool {
         self.root.ancestors().any(|a| a.join(".git").exists())
     }
+}
+
+/// A `*.shard.json` in the work tree whose own path is refused (see
+/// [`Repo::refused_manifests`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedManifest {
+    /// Its repository-relative path, escaped for printing (control and invisible characters as
+    /// `\u{…}`; bytes that are not UTF-8 as U+FFFD).
+    pub path: String,
+    /// Why the path is refused, escaped likewise.
+    pub reason: String,
+}
+
+impl RefusedManifest {
+    fn new(path: &str, reason: &str) -> Self {
+        Self {
+            path: crate::portable::escape(path).into_owned(),
+            reason: crate::portable::neutralize(reason).into_owned(),
+        }
+    }
+}
+
+/// What a walk of the work tree found.
+#[derive(Default)]
+struct WorktreeScan {
+    files: Vec<RepoPath>,
+    manifests: Vec<RepoPath>,
+    refused: Vec<RefusedManifest>,
 }

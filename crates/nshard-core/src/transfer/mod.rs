@@ -10,12 +10,14 @@
 
 mod check;
 mod engine;
+mod repair;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use check::check_remote;
 pub use engine::Retry;
+pub use repair::{verify_remote, RemoteVerifyReport, Unrepaired};
 
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};

@@ -42,6 +42,12 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
     let filter = repo.path_filter(&ctx.cwd, &a.paths)?;
     let mut st = repo.status()?;
     st.retain(|s| filter.matches(&s.path));
+    // Manifests whose own name is refused are never read; reported when no path narrows the view.
+    let refused = if a.paths.is_empty() {
+        repo.refused_manifests()?
+    } else {
+        Vec::new()
+    };
     let remote = match &a.remote {
         None => None,
         Some(arg) => {
@@ -68,22 +74,37 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         }
     };
     // Exit 1 when the state of some file could not be determined, so scripts notice.
-    let undetermined = st.iter().any(|s| {
-        matches!(
-            s.state,
-            FileState::InvalidManifest { .. } | FileState::Unreadable { .. }
-        )
-    });
+    let undetermined = !refused.is_empty()
+        || st.iter().any(|s| {
+            matches!(
+                s.state,
+                FileState::InvalidManifest { .. } | FileState::Unreadable { .. }
+            )
+        });
     let code = if undetermined {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     };
     if a.json {
-        print_json(&st)?;
+        if refused.is_empty() {
+            print_json(&st)?;
+        } else {
+            // The same list, with each refused manifest as an `invalid` entry under its own name.
+            let mut all = serde_json::to_value(&st)?;
+            if let Some(list) = all.as_array_mut() {
+                list.extend(refused.iter().map(|r| {
+                    serde_json::json!({
+                        "path": r.path, "state": "invalid", "reason": r.reason,
+                        "version": null, "tracked": false, "manifest": r.path,
+                    })
+                }));
+            }
+            print_json(&all)?;
+        }
         return Ok(code);
     }
-    if st.is_empty() {
+    if st.is_empty() && refused.is_empty() {
         out!("no tracked files (use `nshard track <path>`)");
     }
     for s in &st {
@@ -152,6 +173,10 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             "{label:<13} {:<40} {v}{hint}{untracked}{on_remote}",
             s.path // Display escapes control and invisible characters.
         );
+    }
+    for r in &refused {
+        // Both fields are escaped already.
+        out!("{:<13} {:<40} ({})", "invalid", r.path, r.reason);
     }
     if let Some(r) = remote {
         let checked: Vec<_> = st.iter().filter_map(|s| s.remote).collect();
