@@ -43,9 +43,9 @@ use object_store::{
 mod missing;
 
 use missing::S3_MISSING_BATCH;
-pub use missing::{
-    MissingStrategy, RequestCounts, KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS,
-};
+pub use missing::{MissingStrategy, RequestCounts};
+#[cfg(feature = "testing")]
+pub use missing::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 
 use super::{Store, StoreAdmin};
 use crate::codec::{self, MAX_OBJECT_SIZE};
