@@ -80,6 +80,10 @@ pub struct Limits {
     pub max_concurrent_uploads: usize,
     /// Received uploads verified and stored at the same time (each holds a few MiB while it is).
     pub max_concurrent_commits: usize,
+    /// Downloads held in memory at the same time (each holds its object, and while it is verified
+    /// the decoded bytes too, until it is sent); more wait for a turn. Bounds the server's memory
+    /// whatever the number of readers.
+    pub max_concurrent_downloads: usize,
     /// A connection that has not sent a complete request head this long after the server started
     /// waiting for one (a new connection, or an idle keep-alive one) is closed.
     pub header_timeout: Duration,
@@ -104,6 +108,7 @@ impl Default for Limits {
             max_batch: nshard_core::MISSING_BATCH,
             max_concurrent_uploads: 64,
             max_concurrent_commits: 4,
+            max_concurrent_downloads: 16,
             header_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(15 * 60),
@@ -187,6 +192,8 @@ pub struct AppState {
     pub uploads: Arc<Semaphore>,
     /// One permit per upload being verified and stored.
     pub commits: Semaphore,
+    /// One permit per download held in memory, kept until its body is sent.
+    pub downloads: Arc<Semaphore>,
     /// Where uploads are staged.
     pub staging: PathBuf,
     /// Counters for `/metrics`.
@@ -253,6 +260,7 @@ impl AppState {
             limits,
             uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
             commits: Semaphore::new(limits.max_concurrent_commits.max(1)),
+            downloads: Arc::new(Semaphore::new(limits.max_concurrent_downloads.max(1))),
             staging,
             metrics: Metrics::default(),
         })

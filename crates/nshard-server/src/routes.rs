@@ -235,6 +235,13 @@ pub async fn get_object(
 ) -> Result<Response, AppError> {
     authorize(&state, &headers, Scope::Read)?;
     let id = path_id(id)?;
+    // Wait for a turn: the object is held in memory from here until its body is sent.
+    let permit = state
+        .downloads
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| AppError::internal("waiting for a download slot", &e))?;
     let enc = match state.store.get(&id).await {
         Ok(enc) => enc,
         Err(CoreError::ObjectMissing(_)) => {
@@ -258,13 +265,27 @@ pub async fn get_object(
     Metrics::add(&state.metrics.bytes_out, enc.len() as u64);
     Ok((
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        )],
-        enc,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(enc.len())),
+        ],
+        body_holding(enc, permit),
     )
         .into_response())
+}
+
+/// A body of `data` that keeps `permit` until the server has taken the data to send and asked
+/// for more, or the connection is gone: the download slot is held as long as the bytes are.
+fn body_holding(data: Vec<u8>, permit: tokio::sync::OwnedSemaphorePermit) -> Body {
+    Body::from_stream(futures::stream::unfold(
+        (Some(axum::body::Bytes::from(data)), permit),
+        |(data, permit)| async move {
+            data.map(|d| (Ok::<_, std::convert::Infallible>(d), (None, permit)))
+        },
+    ))
 }
 
 /// `PUT /v1/objects/{id}`: verify, then store if absent. 201 when written, 200 when already there.

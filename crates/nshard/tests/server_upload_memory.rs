@@ -167,3 +167,70 @@ fn s3_backed_server_streams_large_uploads_too() {
         RSS_LIMIT >> 20
     );
 }
+
+/// Many readers that stop reading: only `--max-downloads` objects are held in memory at once,
+/// the others wait for a turn, and the server's peak RSS stays within [`RSS_LIMIT`].
+#[cfg(target_os = "linux")]
+#[test]
+fn stalled_downloads_hold_at_most_max_downloads_objects_in_memory() {
+    use std::io::Write;
+    const N: u64 = 32;
+    const LEN: u64 = 12 << 20;
+    let d = tempfile::tempdir().expect("tmp");
+    let server = Served::start(&d.path().join("store"), &["--max-downloads", "4"], &[]);
+    upload_concurrently(&server, N, LEN);
+    // Forget the uploads' peak (writing 5 to clear_refs resets VmHWM).
+    std::fs::write(format!("/proc/{}/clear_refs", server.pid()), "5").expect("clear_refs");
+    let readers: Vec<_> = (0..N)
+        .map(|seed| {
+            let mut c = common::serve::raw_connect(&server.addr);
+            let head = format!(
+                "GET /v1/objects/{} HTTP/1.1\r\nHost: {}\r\n\r\n",
+                object_id(LEN, seed),
+                server.addr
+            );
+            c.write_all(head.as_bytes()).expect("GET head");
+            c // never read: the response stalls in the socket
+        })
+        .collect();
+    // Four objects are served (and stall); the others wait for a slot. Give the server time to
+    // load more than four if it would (bounded wait on the counter, then a pause).
+    let four = 4 * (LEN + HEADER_LEN as u64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while common::serve::metric_value(&server.metrics(), "nshard_sent_bytes_total").unwrap_or(0)
+        < four
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "four GETs never served"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let peak = peak_rss(server.pid());
+    eprintln!(
+        "server peak RSS with {N} stalled readers: {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak <= RSS_LIMIT,
+        "server peak RSS {} MiB > {} MiB",
+        peak >> 20,
+        RSS_LIMIT >> 20
+    );
+    drop(readers);
+    // The slots come back: an ordinary GET is answered.
+    let id = object_id(LEN, 0);
+    let got = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+        .get(format!("{}/v1/objects/{id}", server.url))
+        .send()
+        .expect("GET after the stalled readers left");
+    assert_eq!(got.status().as_u16(), 200);
+    assert_eq!(
+        got.bytes().expect("body").len() as u64,
+        LEN + HEADER_LEN as u64
+    );
+}

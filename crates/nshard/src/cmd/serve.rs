@@ -65,6 +65,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_concurrent_uploads as u64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_uploads: u64,
+    /// Downloads held in memory at the same time; more wait for a turn. Peak memory for
+    /// downloads is about N × 2 × the largest object served (4 MiB chunks by default).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_concurrent_downloads as u64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_downloads: u64,
     /// Seconds a connection may take to send a request head (also how long an idle keep-alive
     /// connection stays open).
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().header_timeout.as_secs(),
@@ -161,6 +166,7 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
             max_object_bytes: a.max_object_size,
             max_batch: a.max_batch as usize,
             max_concurrent_uploads: a.max_uploads as usize,
+            max_concurrent_downloads: a.max_downloads as usize,
             header_timeout: Duration::from_secs(a.header_timeout),
             body_idle_timeout: Duration::from_secs(a.body_idle_timeout),
             request_timeout: Duration::from_secs(a.request_timeout),
