@@ -38,6 +38,7 @@ pub(crate) use crash_point;
 pub mod chunk;
 pub mod codec;
 pub mod direct;
+pub mod dirunit;
 pub mod error;
 pub mod formats;
 pub mod fsutil;

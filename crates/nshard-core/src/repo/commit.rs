@@ -53,6 +53,8 @@ pub enum CommitOutcome {
         /// Bytes written to the store for the new chunks (after compression).
         stored_bytes: u64,
     },
+    /// A new version of a directory unit was recorded.
+    DirCommitted(crate::dirunit::DirCommit),
     /// The file matches its committed version; nothing was written.
     Unchanged {
         /// The current version id.
@@ -80,11 +82,27 @@ impl Repo {
             });
         }
         let _lock = self.lock(true)?;
+        let units = self.dir_units()?;
         let tracked = self.tracked_files()?;
-        let targets = if opts.paths.is_empty() {
-            tracked
+        let (unit_targets, targets) = if opts.paths.is_empty() {
+            (units.clone(), tracked)
         } else {
+            let mut named_units = Vec::new();
+            let mut files = Vec::new();
             for p in &opts.paths {
+                match self.unit_of(&units, p) {
+                    Some((u, _)) => named_units.push(u),
+                    None => files.push(p.clone()),
+                }
+            }
+            named_units.sort();
+            named_units.dedup();
+            (named_units, files)
+        };
+        let targets = if targets.is_empty() {
+            targets
+        } else {
+            for p in &targets {
                 if !self.is_tracked(p) {
                     return Err(Error::NotTracked {
                         path: p.as_str().into(),
@@ -92,10 +110,15 @@ impl Repo {
                     });
                 }
             }
-            opts.paths.clone()
+            targets
         };
         let mut cache = StatCache::load(&self.dot.join("cache").join("stat.json"));
         let mut out = Vec::new();
+        for unit in unit_targets {
+            let result = self.commit_dir(&unit, &message, &mut cache, opts.progress);
+            out.push(FileCommit { path: unit, result });
+            cache.save()?;
+        }
         for path in targets {
             let result = self.commit_file(&path, &message, &mut cache, opts);
             out.push(FileCommit { path, result });

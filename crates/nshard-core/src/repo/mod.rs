@@ -34,7 +34,7 @@ pub use remotes::{RemoteEntry, RemoteName, RemoteSource, RemovedRemote, Resolved
 pub use select::PathFilter;
 pub use status::{FileState, FileStatus, RemoteCheck, VersionOrder};
 pub(crate) use track::is_glob;
-pub use track::TrackChange;
+pub use track::{TrackChange, TrackMode};
 pub use verify::{HistoryNote, Problem, ProblemKind, VerifyOptions, VerifyReport};
 
 use crate::error::{Error, Result};
@@ -366,10 +366,37 @@ impl Repo {
     /// Walks the work tree (not following symlinks, skipping `.git` and `.shard`) and returns the
     /// regular data files (manifests excluded) and the manifests' data paths, both sorted. Every
     /// `*.shard.json` that is not a directory counts as a manifest, even a symlink or a FIFO: reading
-    /// it then fails, which every command reports instead of skipping it.
+    /// it then fails, which every command reports instead of skipping it. Directory units (see
+    /// [`crate::dirunit`]) are left out, with everything inside them: see [`Repo::dir_units`].
     pub fn scan_worktree(&self) -> Result<(Vec<RepoPath>, Vec<RepoPath>)> {
+        let s = self.scan_all()?;
+        Ok((s.0, s.1))
+    }
+
+    /// The directory units found by a work-tree walk: directories named in the config and
+    /// directory manifests.
+    pub(crate) fn scan_units(&self) -> Result<Vec<RepoPath>> {
+        Ok(self.scan_all()?.2)
+    }
+
+    fn scan_all(&self) -> Result<(Vec<RepoPath>, Vec<RepoPath>, Vec<RepoPath>)> {
         let mut files = Vec::new();
         let mut manifests = Vec::new();
+        let mut units = Vec::new();
+        let configured: std::collections::HashSet<&str> =
+            self.config.dirs.iter().map(String::as_str).collect();
+        let root = self.root.clone();
+        // A directory is a unit when the config names it or a directory manifest sits beside it.
+        let is_unit = |p: &Path| -> bool {
+            let Ok(rel) = p.strip_prefix(&root) else {
+                return false;
+            };
+            let Ok(rp) = RepoPath::from_relative(rel) else {
+                return false;
+            };
+            configured.contains(rp.as_str())
+                || crate::dirunit::peek_is_dir_manifest(&rp.manifest_path().to_path(&root))
+        };
         let walker = walkdir::WalkDir::new(&self.root)
             .follow_links(false)
             .sort_by_file_name()
@@ -377,9 +404,9 @@ impl Repo {
             .filter_entry(|e| {
                 !(e.depth() > 0
                     && e.file_type().is_dir()
-                    && e.file_name().to_str().is_some_and(|n| {
+                    && (e.file_name().to_str().is_some_and(|n| {
                         n.eq_ignore_ascii_case(".git") || n.eq_ignore_ascii_case(SHARD_DIR)
-                    }))
+                    }) || is_unit(e.path())))
             });
         for ent in walker {
             let ent = match ent {
@@ -406,13 +433,27 @@ impl Repo {
                 continue;
             };
             match rp.data_path_of_manifest() {
+                Some(data)
+                    if ent.file_type().is_file()
+                        && crate::dirunit::peek_is_dir_manifest(ent.path()) =>
+                {
+                    units.push(data)
+                }
+                Some(data) if configured.contains(data.as_str()) => {}
                 Some(data) => manifests.push(data),
                 None if rp.as_str().ends_with(MANIFEST_SUFFIX) => {}
                 None if ent.file_type().is_file() => files.push(rp),
                 None => {}
             }
         }
-        Ok((files, manifests))
+        for d in &self.config.dirs {
+            if let Ok(p) = RepoPath::parse(d) {
+                units.push(p);
+            }
+        }
+        units.sort();
+        units.dedup();
+        Ok((files, manifests, units))
     }
 
     /// Whether the repository lies inside a git work tree.

@@ -39,9 +39,19 @@ pub struct StatusArgs {
 
 pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let filter = repo.path_filter(&ctx.cwd, &a.paths)?;
-    let mut st = repo.status()?;
-    st.retain(|s| filter.matches(&s.path));
+    let (units, rest) = super::dirs::split_with_filter(&repo, &ctx.cwd, &a.paths)?;
+    let mut st = if a.paths.is_empty() || !rest.is_empty() {
+        let filter = repo.path_filter(&ctx.cwd, &rest)?;
+        let mut st = repo.status()?;
+        st.retain(|s| filter.matches(&s.path));
+        st
+    } else {
+        Vec::new()
+    };
+    let mut dir_st = Vec::new();
+    for (u, sub) in &units {
+        dir_st.push(repo.dir_status(u, sub.as_deref())?);
+    }
     let remote = match &a.remote {
         None => None,
         Some(arg) => {
@@ -80,11 +90,24 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     };
     if a.json {
-        print_json(&st)?;
+        // Directory units follow the files, with their own fields (files, changes).
+        let mut rows: Vec<serde_json::Value> = st
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
+        for d in &dir_st {
+            let mut v = serde_json::to_value(d)?;
+            v["kind"] = "dir".into();
+            rows.push(v);
+        }
+        print_json(&rows)?;
         return Ok(code);
     }
-    if st.is_empty() {
+    if st.is_empty() && dir_st.is_empty() {
         out!("no tracked files (use `nshard track <path>`)");
+    }
+    for d in &dir_st {
+        super::dirs::print_status(d, 20)?;
     }
     for s in &st {
         let v = s.version.map(|v| v.short()).unwrap_or_default();
