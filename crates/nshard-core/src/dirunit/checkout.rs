@@ -112,7 +112,10 @@ impl Repo {
                             cache.set(&full, StatEntry::new(&f.md, sha, d.version, observed));
                             out.up_to_date += 1;
                         } else {
-                            conflicts.push(full);
+                            // Content nshard committed or wrote at this path is safe to replace.
+                            if cache.get(&full).is_none_or(|c| c.sha256 != sha) {
+                                conflicts.push(full);
+                            }
                             todo.push(e);
                         }
                     }
@@ -124,7 +127,14 @@ impl Repo {
         for f in &found {
             if !listed.contains(f.rel.as_str()) {
                 let full = format!("{}/{}", unit.as_str(), f.rel);
-                if cache.fresh(&full, &f.md).is_some() || opts.force {
+                let committed = match cache.fresh(&full, &f.md) {
+                    Some(_) => true,
+                    None => match cache.get(&full) {
+                        Some(c) => super::status::hash_found(f)? == c.sha256,
+                        None => false,
+                    },
+                };
+                if committed || opts.force {
                     extra.push(f);
                 } else {
                     out.kept += 1;
