@@ -346,4 +346,10 @@ fn kill_9_in_a_directory_checkout_leaves_whole_files() {
     for (p, d) in &files {
         assert_eq!(&repo.read(p), d, "{p}");
     }
+    // The killed checkout's temporary files are gone too.
+    let left: Vec<_> = common::serve::walkdir(&repo.join("data"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(left.len(), files.len(), "{left:?}");
 }

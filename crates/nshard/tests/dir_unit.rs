@@ -383,3 +383,23 @@ fn conversion_both_ways_and_the_threshold() {
     assert!(!repo.join("few.shard.json").exists());
     assert!(repo.join("few/part0/f00000.json.shard.json").exists());
 }
+
+#[test]
+fn an_untracked_unit_is_no_longer_committed() {
+    let repo = TestRepo::new();
+    write_dataset(repo.path(), "data", 20, 100, 8);
+    repo.ok(&["track", "--dir", "data"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    let v1 = repo.read("data.shard.json");
+    let out = repo.ok(&["untrack", "data"]);
+    assert!(out.contains("untracked data/"), "{out}");
+    repo.write("data/part0/f00000.json", b"changed");
+    let c = repo.json(&["commit", "-m", "v2"]);
+    assert_eq!(c.as_array().map(Vec::len), Some(0), "{c}");
+    assert_eq!(repo.read("data.shard.json"), v1);
+    let err = repo.fails(&["commit", "-m", "v2", "data"]);
+    assert!(err.contains("run `nshard track --dir` first"), "{err}");
+    // Its manifest is still there: status shows it, and its files stay out of per-file tracking.
+    let st = repo.json(&["status", "data"]);
+    assert_eq!(st[0]["state"], "modified", "{st}");
+}

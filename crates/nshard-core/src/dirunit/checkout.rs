@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::pack::read_pack;
-use super::{walk_unit, FileEntry, Found, Location};
+use super::{remove_temps, walk_unit_with, FileEntry, Found, Location};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, RepoPath};
 use crate::id::{Hasher, ObjectId};
@@ -80,10 +80,12 @@ impl Repo {
             None => true,
             Some(s) => rel.starts_with(s) && rel.as_bytes().get(s.len()) == Some(&b'/'),
         };
-        let found: Vec<Found> = walk_unit(self.root(), unit)?
+        let mut temps = Vec::new();
+        let found: Vec<Found> = walk_unit_with(self.root(), unit, &mut temps)?
             .into_iter()
             .filter(|f| in_sub(&f.rel))
             .collect();
+        remove_temps(&temps);
         let on_disk: HashMap<&str, &Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
         let cache_path = self.shard_dir().join("cache").join("stat.json");
         let mut cache = StatCache::load(&cache_path);

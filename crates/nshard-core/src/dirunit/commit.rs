@@ -8,7 +8,8 @@ use std::io::Read;
 
 use super::pack::PackWriter;
 use super::{
-    is_exec, walk_unit, DirManifest, FileEntry, Listing, PackRef, LISTING_FORMAT, PACK_FILE_MAX,
+    is_exec, remove_temps, walk_unit_with, DirManifest, FileEntry, Listing, PackRef,
+    LISTING_FORMAT, PACK_FILE_MAX,
 };
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
@@ -81,7 +82,9 @@ impl Repo {
             },
             None => None,
         };
-        let found = walk_unit(self.root(), unit)?;
+        let mut temps = Vec::new();
+        let found = walk_unit_with(self.root(), unit, &mut temps)?;
+        remove_temps(&temps);
         if found.is_empty() && parent.is_none() {
             return Err(Error::NotTracked {
                 path: unit.as_str().into(),

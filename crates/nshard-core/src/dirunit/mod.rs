@@ -270,6 +270,23 @@ pub(crate) struct Found {
 /// only); temporary files of interrupted writers and `*.shard.json` manifests are skipped. A
 /// missing directory holds no files.
 pub(crate) fn walk_unit(root: &Path, unit: &RepoPath) -> Result<Vec<Found>> {
+    walk_unit_with(root, unit, &mut Vec::new())
+}
+
+/// Removes the temporary files an interrupted checkout left inside the unit's directory. Only
+/// under the exclusive repository lock (no other writer can be running), after [`walk_unit_with`].
+pub(crate) fn remove_temps(temps: &[std::path::PathBuf]) {
+    for t in temps {
+        let _ = std::fs::remove_file(t);
+    }
+}
+
+/// [`walk_unit`], also collecting the temporary files it skipped into `temps`.
+pub(crate) fn walk_unit_with(
+    root: &Path,
+    unit: &RepoPath,
+    temps: &mut Vec<std::path::PathBuf>,
+) -> Result<Vec<Found>> {
     let dir = unit.to_path(root);
     // No component of the unit's own path may be a symlink either.
     let mut cur = root.to_path_buf();
@@ -297,10 +314,11 @@ pub(crate) fn walk_unit(root: &Path, unit: &RepoPath) -> Result<Vec<Found>> {
             Error::io("scanning", p)(e.into())
         })?;
         let name = ent.file_name().to_string_lossy();
-        if ent.file_type().is_dir()
-            || name.starts_with(fsutil::TMP_PREFIX)
-            || name.ends_with(crate::manifest::MANIFEST_SUFFIX)
-        {
+        if name.starts_with(fsutil::TMP_PREFIX) && ent.file_type().is_file() {
+            temps.push(ent.path().to_path_buf());
+            continue;
+        }
+        if ent.file_type().is_dir() || name.ends_with(crate::manifest::MANIFEST_SUFFIX) {
             continue;
         }
         if !ent.file_type().is_file() {

@@ -84,14 +84,27 @@ impl Repo {
         let _lock = self.lock(true)?;
         let units = self.dir_units()?;
         let tracked = self.tracked_files()?;
+        // Units are committed when the config tracks them (`untrack` stops that; a manifest
+        // alone is not enough, as for files).
+        let configured: Vec<RepoPath> = units
+            .iter()
+            .filter(|u| self.config.dirs.iter().any(|d| d == u.as_str()))
+            .cloned()
+            .collect();
         let (unit_targets, targets) = if opts.paths.is_empty() {
-            (units.clone(), tracked)
+            (configured, tracked)
         } else {
             let mut named_units = Vec::new();
             let mut files = Vec::new();
             for p in &opts.paths {
                 match self.unit_of(&units, p) {
-                    Some((u, _)) => named_units.push(u),
+                    Some((u, _)) if configured.contains(&u) => named_units.push(u),
+                    Some((u, _)) => {
+                        return Err(Error::NotTracked {
+                            path: u.as_str().into(),
+                            reason: "is not tracked; run `nshard track --dir` first",
+                        })
+                    }
                     None => files.push(p.clone()),
                 }
             }
