@@ -172,12 +172,12 @@ fn main() -> Result<()> {
             codec,
             files,
         } => {
-            use nshard_core::chunk::{ChunkParams, LayoutMode};
-            use nshard_core::formats::plan::Params;
+            use nshard_core::PlanParams as Params;
+            use nshard_core::{ChunkParams, LayoutMode};
             let base = match chunking {
                 ChunkingArg::Cdc => ChunkParams::default(),
                 ChunkingArg::Fixed => ChunkParams::Fixed {
-                    size: nshard_core::chunk::DEFAULT_FIXED,
+                    size: nshard_core::DEFAULT_FIXED_CHUNK,
                     layout: LayoutMode::None,
                 },
             };

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use nshard_core::chunk::{ChunkReader, Cutter, Segment};
-use nshard_core::codec::{DataHint, Encoder};
-use nshard_core::formats::plan as layout;
-use nshard_core::formats::safetensors;
-use nshard_core::ObjectId;
+use nshard_core::{
+    hint_for_dtype, parse_safetensors, plan_cuts, ChunkReader, Cutter, DataHint, Encoder, ObjectId,
+    PlanParams, Segment,
+};
 
 /// How chunks are hinted to the encoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -27,7 +26,7 @@ pub enum SimCodec {
 }
 
 /// Prints one JSON line per file: raw bytes of new chunks and their encoded size.
-pub fn run(params: layout::Params, codec: SimCodec, files: &[PathBuf]) -> Result<()> {
+pub fn run(params: PlanParams, codec: SimCodec, files: &[PathBuf]) -> Result<()> {
     let mut seen: HashSet<ObjectId> = HashSet::new();
     let mut enc = Encoder::new();
     let mut stored_total = 0u64;
@@ -35,7 +34,7 @@ pub fn run(params: layout::Params, codec: SimCodec, files: &[PathBuf]) -> Result
         let t0 = Instant::now();
         let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let size = f.metadata()?.len();
-        let plan = layout::plan(&f, size, params)?;
+        let plan = plan_cuts(&f, size, params)?;
         let cut = plan.chunking;
         let segments = match codec {
             SimCodec::Auto => plan.segments,
@@ -49,12 +48,12 @@ pub fn run(params: layout::Params, codec: SimCodec, files: &[PathBuf]) -> Result
                 .collect(),
             SimCodec::FileDtype => {
                 let mut r = &f;
-                let hint = safetensors::parse(&mut r, size)
+                let hint = parse_safetensors(&mut r, size)
                     .ok()
                     .and_then(|l| {
                         let mut by: Vec<(u64, DataHint)> = Vec::new();
                         for t in &l.tensors {
-                            let h = layout::hint_for_dtype(&t.dtype);
+                            let h = hint_for_dtype(&t.dtype);
                             match by.iter_mut().find(|x| x.1 == h) {
                                 Some(x) => x.0 += t.end - t.start,
                                 None => by.push((t.end - t.start, h)),

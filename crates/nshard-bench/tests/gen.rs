@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use nshard_core::formats::safetensors;
+use nshard_core::{parse_safetensors, Layout};
 
 fn gen(dir: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::cargo_bin("nshard-gen")
@@ -21,9 +21,9 @@ fn gen(dir: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("json summary")
 }
 
-fn layout(p: &Path) -> safetensors::Layout {
+fn layout(p: &Path) -> Layout {
     let b = std::fs::read(p).expect("read");
-    safetensors::parse(&b[..], b.len() as u64).expect("valid safetensors")
+    parse_safetensors(&b[..], b.len() as u64).expect("valid safetensors")
 }
 
 #[test]

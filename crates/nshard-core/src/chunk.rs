@@ -11,6 +11,7 @@
 
 use std::io::{self, Read};
 
+use bytes::Bytes;
 use fastcdc::v2020;
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +29,7 @@ pub const DEFAULT_MAX: u32 = 16 * 1024 * 1024;
 /// Default block size of fixed chunking.
 pub const DEFAULT_FIXED: u32 = 4 * 1024 * 1024;
 
-/// Where segment boundaries go before the chunker runs (see [`crate::layout`]).
+/// Where segment boundaries go before the chunker runs (see [`crate::plan_cuts`]).
 ///
 /// In `config.toml` this says what to do for new commits; in a manifest it says what was done to
 /// that file (`tensor-aligned` only when the file really was cut tensor-aligned). Manifests list every
@@ -36,6 +37,7 @@ pub const DEFAULT_FIXED: u32 = 4 * 1024 * 1024;
 /// in manifests and configs written before it existed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum LayoutMode {
     /// The whole file is one segment.
     #[default]
@@ -56,6 +58,7 @@ impl LayoutMode {
 /// Chunking parameters, as stored in `config.toml` and in every manifest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "algorithm", rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum ChunkParams {
     /// FastCDC (2020 variant, gear table of the `fastcdc` crate, normalization level 1).
     #[serde(rename = "fastcdc-2020")]
@@ -265,13 +268,15 @@ pub struct Segment {
 pub struct RawChunk {
     /// Offset of the chunk in the file.
     pub offset: u64,
-    /// The bytes.
-    pub data: Vec<u8>,
+    /// The bytes: a slice of the block they were read in, shared, never copied.
+    pub data: Bytes,
     /// Codec hint from the segment.
     pub hint: DataHint,
 }
 
-const READ_BLOCK: usize = 8 * 1024 * 1024;
+/// Bytes read per block. Chunks are handed out as slices of their block, so only the tail a block
+/// ends with (shorter than a maximum chunk) is copied, into the next block.
+const READ_BLOCK: usize = 16 * 1024 * 1024;
 
 /// Streams chunks out of a reader, segment by segment, with memory bounded by the read block plus
 /// the maximum chunk size.
@@ -281,10 +286,8 @@ pub struct ChunkReader<R> {
     segments: Vec<Segment>,
     seg_idx: usize,
     seg_pos: u64,
-    /// Read buffer, allocated (and zeroed) once: `buf[pos..filled]` holds unconsumed bytes.
-    buf: Vec<u8>,
-    pos: usize,
-    filled: usize,
+    /// The unconsumed bytes of the current block.
+    buf: Bytes,
     eof: bool,
     offset: u64,
 }
@@ -304,9 +307,7 @@ impl<R: Read> ChunkReader<R> {
             segments,
             seg_idx: 0,
             seg_pos: 0,
-            buf: Vec::new(),
-            pos: 0,
-            filled: 0,
+            buf: Bytes::new(),
             eof: false,
             offset: 0,
         }
@@ -320,7 +321,7 @@ impl<R: Read> ChunkReader<R> {
     /// The next chunk, or `None` at the end of the input.
     pub fn next_chunk(&mut self) -> io::Result<Option<RawChunk>> {
         loop {
-            let avail = self.filled - self.pos;
+            let avail = self.buf.len();
             let seg = self.segments[self.seg_idx];
             let seg_left = seg.len - self.seg_pos;
             let seg_complete = seg_left <= avail as u64;
@@ -329,17 +330,15 @@ impl<R: Read> ChunkReader<R> {
             } else {
                 avail
             };
-            if let Some(n) = self.cutter.next_cut(
-                &self.buf[self.pos..self.pos + window],
-                seg_complete || self.eof,
-            ) {
-                let data = self.buf[self.pos..self.pos + n].to_vec();
+            if let Some(n) = self
+                .cutter
+                .next_cut(&self.buf[..window], seg_complete || self.eof)
+            {
                 let chunk = RawChunk {
                     offset: self.offset,
-                    data,
+                    data: self.buf.split_to(n),
                     hint: seg.hint,
                 };
-                self.pos += n;
                 self.offset += n as u64;
                 self.seg_pos += n as u64;
                 if self.seg_pos == seg.len {
@@ -351,25 +350,18 @@ impl<R: Read> ChunkReader<R> {
             if self.eof {
                 return Ok(None);
             }
-            // Need more bytes: move the unconsumed tail (shorter than a maximum chunk, or the cutter
-            // would have cut) to the front and read another block behind it.
-            if self.buf.is_empty() {
-                self.buf = vec![0; READ_BLOCK + self.cutter.max_chunk()];
-            }
-            self.buf.copy_within(self.pos..self.filled, 0);
-            self.filled -= self.pos;
-            self.pos = 0;
-            let n = loop {
-                match self.reader.read(&mut self.buf[self.filled..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            self.filled += n;
-            if n == 0 {
+            // Need more bytes: a new block starts with the unconsumed tail (shorter than a maximum
+            // chunk, or the cutter would have cut) and is filled behind it. `read_to_end` reads
+            // into the spare capacity without zeroing it first.
+            let mut block = Vec::with_capacity(self.buf.len() + READ_BLOCK);
+            block.extend_from_slice(&self.buf);
+            let want = READ_BLOCK as u64;
+            // (`read_to_end` retries interrupted reads itself.)
+            let n = (&mut self.reader).take(want).read_to_end(&mut block)?;
+            if (n as u64) < want {
                 self.eof = true;
             }
+            self.buf = Bytes::from(block);
         }
     }
 }

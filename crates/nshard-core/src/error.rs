@@ -9,8 +9,47 @@ use crate::id::ObjectId;
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What is wrong with a corrupt object, for callers that act on it (quarantine, re-fetch, refuse).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Corruption {
+    /// The header is truncated or names an unknown format version or codec.
+    BadHeader,
+    /// The object is larger, or declares more raw bytes, than any object may.
+    TooLarge,
+    /// The payload does not decode to the declared length.
+    Undecodable,
+    /// The decoded bytes hash to another id.
+    HashMismatch,
+    /// The decoded bytes are not as long as the manifest says the chunk is.
+    WrongSize,
+    /// Where the object should be there is no regular file (a symlink, a directory, a FIFO).
+    NotRegularFile,
+}
+
+/// What kind of failure a remote reported, for callers that act on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RemoteFailure {
+    /// Credentials are missing or were refused (HTTP 401, S3 access denied).
+    Unauthorized,
+    /// Credentials were accepted but do not allow this (HTTP 403).
+    Forbidden,
+    /// The remote itself (a directory, a bucket) does not exist.
+    NotFound,
+    /// Not a NeuroShard remote, or one speaking another protocol version.
+    Incompatible,
+    /// The remote refused the request as given (another 4xx, an object over its limit).
+    Refused,
+    /// The client could not be set up, or the remote answered something unexpected.
+    Other,
+}
+
 /// Everything that can go wrong in `nshard-core`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An I/O operation on a named path failed.
     #[error("{action} {path}: {source}")]
@@ -42,7 +81,9 @@ pub enum Error {
     CorruptObject {
         /// The object's id.
         id: ObjectId,
-        /// What is wrong with it.
+        /// What kind of damage.
+        kind: Corruption,
+        /// What is wrong with it, for a person.
         reason: String,
     },
     /// An object is not in the store.
@@ -156,7 +197,9 @@ pub enum Error {
     Remote {
         /// The remote's URL or name.
         remote: String,
-        /// What went wrong.
+        /// What kind of failure.
+        kind: RemoteFailure,
+        /// What went wrong, for a person.
         reason: String,
     },
     /// A remote request failed in a way that may succeed when retried (a dropped connection, a
@@ -280,6 +323,28 @@ impl Error {
                     | io::ErrorKind::BrokenPipe
             ),
             _ => false,
+        }
+    }
+
+    /// An [`Error::CorruptObject`].
+    pub fn corrupt(id: ObjectId, kind: Corruption, reason: impl Into<String>) -> Error {
+        Error::CorruptObject {
+            id,
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Remote`].
+    pub fn remote(
+        remote: impl Into<String>,
+        kind: RemoteFailure,
+        reason: impl Into<String>,
+    ) -> Error {
+        Error::Remote {
+            remote: remote.into(),
+            kind,
+            reason: reason.into(),
         }
     }
 

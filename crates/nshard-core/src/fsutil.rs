@@ -1,18 +1,17 @@
-//! The one atomic-write primitive and the validated repository-relative path type.
+//! The one atomic-write primitive, safe opening of files, and bounded reads.
 //!
 //! Every durable write in NeuroShard goes through [`AtomicFile`] (or [`write_atomic`]): bytes go to a
 //! temporary file in the destination's directory, are fsynced, renamed over the destination, and the
 //! directory is fsynced. A crash at any point leaves either the old file or the new one, never a mix.
 
-use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
+use crate::path::RepoPath;
 
 /// File name prefix of temporary files; work-tree scans ignore such files and checkout removes
 /// stale ones left by an interrupted run.
@@ -193,6 +192,22 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// Reads a whole regular file (see [`open_regular`]: never a symlink, FIFO or device),
+/// refusing files over `limit` bytes.
+pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = open_regular(path)?;
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than the {limit}-byte limit"),
+        ));
+    }
+    Ok(buf)
+}
+
 /// What a non-regular file is, as an error.
 pub(crate) fn not_regular(md: &fs::Metadata) -> io::Error {
     let ft = md.file_type();
@@ -314,135 +329,6 @@ pub fn create_dir_all(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(Error::io("creating directory", dir))
 }
 
-/// Longest repository-relative path accepted (bytes).
-pub const MAX_PATH_LEN: usize = 4096;
-
-/// A validated, normalized repository-relative path with `/` separators: no empty, `.` or `..`
-/// components, not absolute, no backslash, no drive letter, no control character, and no component
-/// that any common filesystem would take for `.git` or `.shard` or that Windows cannot hold (see
-/// [`crate::portable`]). A `RepoPath` is safe to join onto the repository root on every OS.
-/// Its `Display` escapes invisible and control characters; [`RepoPath::as_str`] is the raw name.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RepoPath(String);
-
-impl RepoPath {
-    /// Validates `s`.
-    pub fn parse(s: &str) -> Result<Self> {
-        let bad = |reason| {
-            Err(Error::UnsafePath {
-                path: s.chars().take(200).collect(),
-                reason,
-            })
-        };
-        if s.is_empty() {
-            return bad("empty path");
-        }
-        if s.len() > MAX_PATH_LEN {
-            return bad("path too long");
-        }
-        if s.contains('\0') {
-            return bad("contains a NUL byte");
-        }
-        if s.contains('\\') {
-            return bad("contains a backslash (paths use '/')");
-        }
-        if s.starts_with('/') {
-            return bad("absolute path");
-        }
-        let b = s.as_bytes();
-        if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
-            return bad("drive letter");
-        }
-        for comp in s.split('/') {
-            if comp.is_empty() {
-                return bad("empty path component");
-            }
-            if let Some(reason) = crate::portable::check_component(comp) {
-                return bad(reason);
-            }
-        }
-        Ok(Self(s.to_string()))
-    }
-
-    /// Builds a `RepoPath` from a path relative to the repository root.
-    pub fn from_relative(p: &Path) -> Result<Self> {
-        let mut parts = Vec::new();
-        for c in p.components() {
-            match c {
-                std::path::Component::Normal(os) => match os.to_str() {
-                    Some(s) => parts.push(s),
-                    None => {
-                        return Err(Error::UnsafePath {
-                            path: p.display().to_string(),
-                            reason: "not valid UTF-8",
-                        })
-                    }
-                },
-                std::path::Component::CurDir => {}
-                _ => {
-                    return Err(Error::UnsafePath {
-                        path: p.display().to_string(),
-                        reason: "not a plain relative path",
-                    })
-                }
-            }
-        }
-        Self::parse(&parts.join("/"))
-    }
-
-    /// The path as a `/`-separated string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Joins this path onto `root`.
-    pub fn to_path(&self, root: &Path) -> PathBuf {
-        let mut p = root.to_path_buf();
-        for c in self.0.split('/') {
-            p.push(c);
-        }
-        p
-    }
-
-    /// The manifest path for this data file: `<path>.shard.json`.
-    pub fn manifest_path(&self) -> RepoPath {
-        RepoPath(format!("{}{}", self.0, crate::manifest::MANIFEST_SUFFIX))
-    }
-
-    /// For a manifest path `x.shard.json`, the data file `x`.
-    pub fn data_path_of_manifest(&self) -> Option<RepoPath> {
-        self.0
-            .strip_suffix(crate::manifest::MANIFEST_SUFFIX)
-            .filter(|s| !s.is_empty() && !s.ends_with('/'))
-            .map(|s| RepoPath(s.to_string()))
-    }
-}
-
-impl fmt::Display for RepoPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&crate::portable::escape(&self.0))
-    }
-}
-
-impl fmt::Debug for RepoPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
-    }
-}
-
-impl Serialize for RepoPath {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for RepoPath {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        RepoPath::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 /// The absolute path of the existing regular file `rel` under `root`, refusing it when any
 /// component on the way is a symlink, so that commit and status never read a file outside the
 /// repository through a planted symlinked directory.
@@ -517,45 +403,6 @@ pub fn prepare_safe_destination(root: &Path, rel: &RepoPath) -> Result<PathBuf> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn repo_path_validation() {
-        for ok in [
-            "a",
-            "models/x.pth",
-            "a/b/c.safetensors",
-            ".gitignore",
-            "a..b",
-        ] {
-            RepoPath::parse(ok).expect(ok);
-        }
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../b",
-            "a//b",
-            "a/./b",
-            "a\\b",
-            "C:/x",
-            "c:x",
-            ".git/config",
-            "a/.GIT/x",
-            ".Shard/objects",
-            "a/",
-            "x\0y",
-            "x/.g\u{200c}it/hooks/post-checkout",
-            "GIT~1/config",
-            ".git./config",
-            ".git /config",
-            ".git::$INDEX_ALLOCATION/config",
-            "CON",
-            "models/nul.txt",
-            "a\x1b[2Jb",
-        ] {
-            assert!(RepoPath::parse(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 
     #[test]
     fn atomic_write_replaces_and_cleans_up() {

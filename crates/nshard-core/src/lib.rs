@@ -1,13 +1,35 @@
-//! NeuroShard core: content-addressed, deduplicated, compressed versioning of large model files.
+//! NeuroShard core: content-addressed, deduplicated, compressed versioning of large model files
+//! and datasets.
 //!
-//! A data file is cut into chunks ([`chunk`]), each stored once as an encoded object ([`codec`],
-//! [`store`]) named by the SHA-256 of its bytes ([`id`]). A small JSON [`manifest`] lists the chunks
-//! and is committed to git. [`repo`] ties it together: track, commit, status, checkout.
+//! A data file is cut into chunks, each stored once as an encoded object named by the SHA-256 of
+//! its bytes ([`ObjectId`], [`Encoder`], [`LocalStore`]). A small JSON [`Manifest`] lists the
+//! chunks and is committed to git. [`Repo`] ties it together: track, commit, status, checkout,
+//! history; [`push`] and [`pull`] move objects to and from a [`Store`] (a directory, an
+//! `nshard serve` server, S3).
+//!
+//! Everything is re-exported flat from here; the modules are private. Where the code lives, for a
+//! reader of the source:
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | `id`, `codec` | object ids (SHA-256) and the encoded object format (raw, zstd, byte-grouped floats) |
+//! | `chunk` | content-defined and fixed cutting |
+//! | `formats` | file formats (safetensors, PyTorch zip, GGUF): parse once, plan tensor-aligned cuts |
+//! | `ingest` | the one read → cut → hash (→ store) pipeline used by commit, diff and verify |
+//! | `manifest` | the manifest format, its validation and tensor digests |
+//! | `path`, `portable` | [`RepoPath`] and the rules that keep a path safe on every OS |
+//! | `fsutil` | atomic writes, safe opening of files, bounded reads |
+//! | `store` | the local object store (with its page-cache-bypassing writer) |
+//! | `staged` | uploads staged to a file and verified before they become visible |
+//! | `repo` | the repository and every command's logic |
+//! | `git` | reading git (what history reaches), `.gitignore` blocks, hooks |
+//! | `remote` | the [`Store`] contract and its backends: directory, HTTP, S3 |
+//! | [`protocol`] | protocol v1's routes and JSON bodies, shared by server and client |
+//! | `transfer` | push and pull: batched existence checks, parallel transfers, retries |
 //!
 //! ```no_run
-//! use nshard_core::repo::{Repo, CommitOptions};
-//! use nshard_core::progress::NoProgress;
-//! # fn main() -> nshard_core::error::Result<()> {
+//! use nshard_core::{CommitOptions, NoProgress, Repo};
+//! # fn main() -> nshard_core::Result<()> {
 //! let dir = std::path::Path::new("my-models");
 //! let (mut repo, _created) = Repo::init(dir)?;
 //! repo.track(dir, &["model.safetensors"])?;
@@ -35,25 +57,108 @@ macro_rules! crash_point {
 }
 pub(crate) use crash_point;
 
-pub mod chunk;
-pub mod codec;
-pub mod direct;
-pub mod dirunit;
-pub mod error;
-pub mod formats;
-pub mod fsutil;
-pub mod git;
-pub mod id;
-pub(crate) mod ingest;
+mod chunk;
+mod codec;
+mod dirunit;
+mod error;
+mod formats;
+mod fsutil;
+mod git;
+mod id;
+mod ingest;
+mod manifest;
+mod path;
+mod portable;
+mod progress;
+pub mod protocol;
+mod remote;
+mod repo;
+mod staged;
+mod store;
+mod transfer;
 
-pub mod manifest;
-pub mod portable;
-pub mod progress;
-pub mod remote;
-pub mod repo;
-pub mod staged;
-pub mod store;
-pub mod transfer;
+/// The contract every [`Store`] backend must pass, for the backends' own tests (feature
+/// `testing`).
+#[cfg(feature = "testing")]
+pub use remote::testing;
 
-pub use error::{Error, Result};
-pub use id::ObjectId;
+// Objects: ids, encoding, the local store.
+pub use codec::{
+    decode, decode_verified, max_encoded_len, parse_header, Codec, DataHint, Encoder,
+    Header as ObjectHeader, FORMAT_VERSION as OBJECT_FORMAT_VERSION,
+    HEADER_LEN as OBJECT_HEADER_LEN, MAGIC as OBJECT_MAGIC, MAX_OBJECT_SIZE, ZSTD_LEVEL,
+};
+pub use id::{Hasher, ObjectId};
+pub use staged::{verify_file as verify_staged_file, StagedUpload};
+pub use store::{LocalStore, StagedObject};
+
+// Chunking and file formats.
+pub use chunk::{
+    ChunkParams, ChunkReader, Cutter, LayoutMode, RawChunk, Segment,
+    DEFAULT_AVG as DEFAULT_AVG_CHUNK, DEFAULT_FIXED as DEFAULT_FIXED_CHUNK,
+    DEFAULT_MAX as DEFAULT_MAX_CHUNK, DEFAULT_MIN as DEFAULT_MIN_CHUNK,
+};
+pub use formats::plan::{
+    hint_for_dtype, looks_like_text, plan as plan_cuts, Params as PlanParams, Plan as CutPlan,
+    TEXT_MAX_FILE, TEXT_PARAMS, TEXT_SNIFF,
+};
+pub use formats::safetensors::parse as parse_safetensors;
+pub use formats::{
+    detect as detect_format, parse_any as parse_format, FileSource, Format, FormatKind, Layout,
+    ParseError, Parsed, Region, Source, Tensor, FORMATS, HEAD_LEN as FORMAT_HEAD_LEN,
+};
+
+// Manifests and paths.
+pub use manifest::{
+    ChunkRef, Manifest, TensorDigest, TensorEntry, VersionInfo, FORMAT as MANIFEST_FORMAT,
+    FORMAT_V2 as MANIFEST_FORMAT_V2, MANIFEST_SUFFIX, MAX_MANIFEST_BYTES,
+};
+pub use path::{RepoPath, MAX_PATH_LEN};
+pub use portable::{
+    check_component as check_path_component, escape as escape_path, neutralize as neutralize_path,
+};
+
+// Directory units: a directory versioned as one unit.
+pub use dirunit::{
+    is_dir_manifest, DirChange, DirChangeKind, DirCheckout, DirCheckoutOptions, DirCommit,
+    DirManifest, DirStatus, DirVersion, DirVersionBytes, FileEntry as ListingEntry, Listing,
+    Location as ListingLocation, PackRef, DEFAULT_DIR_THRESHOLD, DIR_FORMAT, LISTING_FORMAT,
+    MAX_DIR_FILES, PACK_FILE_MAX, PACK_TARGET,
+};
+
+// Files on disk.
+pub use fsutil::{
+    create_dir_all, open_regular, read_limited, sync_dir, write_atomic, write_atomic_private,
+    AtomicFile,
+};
+
+// The repository and its commands.
+pub use repo::{
+    choose_token, validate_token, BlockDiff, CheckoutOptions, CheckoutOutcome, CommitOptions,
+    CommitOutcome, Config, ConfigLevel, DiffOptions, DiffSide, EnvTokens, FileCheckout, FileCommit,
+    FileDiff, FileState, FileStatus, GcItem, GcMode, GcOptions, GcReason, GcReport, HistoryNode,
+    HistoryNote, LogEntry, LogState, MissingCheck, Origin, PathFilter, PersonalConfig, Problem,
+    ProblemKind, RemoteCheck, RemoteConfig, RemoteEntry, RemoteName, RemoteSource, RemovedRemote,
+    Repo, RepoLock, ResolvedRemote, SideKind, StoredCredential, TensorChange, TensorChangeKind,
+    TensorDiff, TrackChange, TrackMode, Unpushed, UserConfig, VerifyOptions, VerifyReport,
+    VersionOrder, WorktreeManifest, LOCAL_CONFIG, MAX_HISTORY, SHARD_DIR,
+};
+
+// Git integration.
+pub use git::{
+    hooks_dir_of, GitTree, HookAction, HookResult, Reach, RefUpdate, HOOKS as GIT_HOOKS,
+};
+
+// Remotes and transfers.
+pub use remote::{
+    install_tls_provider, open as open_remote, DirStore, HttpStore, OpenOptions, RemoteUrl,
+    S3Options, S3Store, Store, StoreAdmin, MISSING_BATCH,
+};
+pub use transfer::{
+    check_remote, pull, push, remote_lacks, FilePlan, FileTransfer, PullOptions, PushOptions,
+    PushScope, Retry, TransferOptions, TransferReport, TransferStats, DEFAULT_JOBS,
+};
+
+// Progress and errors.
+pub use error::{Corruption, Error, RemoteFailure, Result};
+pub use progress::{NoProgress, Progress};

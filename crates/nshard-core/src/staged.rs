@@ -15,7 +15,7 @@ use std::path::Path;
 use tempfile::NamedTempFile;
 
 use crate::codec::{self, Codec, HEADER_LEN, MAX_OBJECT_SIZE};
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::fsutil::TMP_PREFIX;
 use crate::id::{Hasher, ObjectId};
 
@@ -113,22 +113,28 @@ pub fn verify_file(
     max_raw_len: u64,
     path: &Path,
 ) -> Result<()> {
-    let corrupt = |reason: String| Error::CorruptObject { id: *id, reason };
+    let corrupt = |reason: String| Error::corrupt(*id, Corruption::Undecodable, reason);
     let io_err = |e: io::Error| Error::io("reading", path)(e);
     let mut head = [0u8; HEADER_LEN];
     if len < HEADER_LEN as u64 {
-        return Err(corrupt(format!(
-            "truncated: {len} bytes, shorter than the {HEADER_LEN}-byte header"
-        )));
+        return Err(Error::corrupt(
+            *id,
+            Corruption::BadHeader,
+            format!("truncated: {len} bytes, shorter than the {HEADER_LEN}-byte header"),
+        ));
     }
     crate::fsutil::read_exact_at(file, &mut head, 0).map_err(io_err)?;
     let h = codec::parse_header(id, &head)?;
     let limit = max_raw_len.min(MAX_OBJECT_SIZE);
     if h.raw_len > limit {
-        return Err(corrupt(format!(
-            "declares {} raw bytes, more than the {limit} allowed here",
-            h.raw_len
-        )));
+        return Err(Error::corrupt(
+            *id,
+            Corruption::TooLarge,
+            format!(
+                "declares {} raw bytes, more than the {limit} allowed here",
+                h.raw_len
+            ),
+        ));
     }
     let payload = Section {
         file,
@@ -157,7 +163,11 @@ pub fn verify_file(
     }
     let actual = hasher.finish();
     if actual != *id {
-        return Err(corrupt(format!("content hashes to {actual}")));
+        return Err(Error::corrupt(
+            *id,
+            Corruption::HashMismatch,
+            format!("content hashes to {actual}"),
+        ));
     }
     Ok(())
 }

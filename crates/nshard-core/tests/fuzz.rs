@@ -6,9 +6,7 @@
 
 use std::path::{Component, Path};
 
-use nshard_core::fsutil::RepoPath;
-use nshard_core::manifest::Manifest;
-use nshard_core::portable::check_component;
+use nshard_core::{check_path_component as check_component, Manifest, RepoPath};
 use proptest::prelude::*;
 
 /// Fragments that make names dangerous somewhere: git's and Windows' special names, HFS+
@@ -119,8 +117,7 @@ const SAMPLE: &str = r#"{
 /// [`SAMPLE`] with the default chunking parameters filled in.
 fn sample() -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_str(SAMPLE).expect("sample");
-    v["chunking"] =
-        serde_json::to_value(nshard_core::chunk::ChunkParams::default()).expect("params");
+    v["chunking"] = serde_json::to_value(nshard_core::ChunkParams::default()).expect("params");
     v
 }
 

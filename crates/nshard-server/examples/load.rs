@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nshard_core::codec::{DataHint, Encoder};
 use nshard_core::ObjectId;
+use nshard_core::{DataHint, Encoder};
 use reqwest::{Client, StatusCode};
 
 struct Opts {
@@ -161,7 +161,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    nshard_core::remote::install_tls_provider();
+    nshard_core::install_tls_provider();
     let client = Client::builder()
         .pool_max_idle_per_host(o.clients)
         .tcp_nodelay(true)

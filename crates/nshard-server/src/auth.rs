@@ -22,6 +22,14 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The scope's name in token files and in the health answer.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+        }
+    }
+
     fn parse(s: &str) -> Option<Scope> {
         match s {
             "read" => Some(Scope::Read),

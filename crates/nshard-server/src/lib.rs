@@ -1,5 +1,5 @@
 //! The NeuroShard HTTP server (`nshard serve`): protocol v1 over an object store: a directory or an
-//! S3 bucket (any [`Store`](nshard_core::remote::Store); the server never reaches around the trait).
+//! S3 bucket (any [`Store`](nshard_core::Store); the server never reaches around the trait).
 //!
 //! | method | path | what |
 //! | --- | --- | --- |
@@ -19,7 +19,7 @@
 //!
 //! ```no_run
 //! use nshard_server::{ServerConfig, Server};
-//! use nshard_core::remote::RemoteUrl;
+//! use nshard_core::RemoteUrl;
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = RemoteUrl::parse("/srv/nshard", std::path::Path::new("/"))?;
 //! let config = ServerConfig::new(store);
@@ -52,8 +52,9 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use nshard_core::codec::MAX_OBJECT_SIZE;
-use nshard_core::remote::{self, OpenOptions, RemoteUrl, Store};
+use nshard_core::protocol;
+use nshard_core::MAX_OBJECT_SIZE;
+use nshard_core::{OpenOptions, RemoteUrl, Store};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -65,8 +66,7 @@ pub use auth::{AccessPolicy, Scope, TokenError, Tokens};
 pub use error::{AppError, ServeError};
 use metrics::Metrics;
 
-/// The protocol version this server speaks (`/v1/…`).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub use nshard_core::protocol::PROTOCOL_VERSION;
 
 /// Request limits. Each refusal is a 4xx with a JSON error body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl Default for Limits {
         Self {
             // The largest raw object plus the header and the byte-grouping plane headers.
             max_object_bytes: MAX_OBJECT_SIZE + 4096,
-            max_batch: nshard_core::remote::MISSING_BATCH,
+            max_batch: nshard_core::MISSING_BATCH,
             max_concurrent_uploads: 64,
             max_concurrent_commits: 4,
             header_timeout: Duration::from_secs(30),
@@ -218,6 +218,7 @@ impl AppState {
             (_, None) => {
                 return Err(bad(nshard_core::Error::Remote {
                     remote: store.to_string(),
+                    kind: nshard_core::RemoteFailure::Other,
                     reason: "needs a local directory to stage uploads in".into(),
                 }))
             }
@@ -225,19 +226,22 @@ impl AppState {
         match store {
             RemoteUrl::Dir(dir) => {
                 for sub in ["objects", "tmp"] {
-                    nshard_core::fsutil::create_dir_all(&dir.join(sub)).map_err(bad)?;
+                    nshard_core::create_dir_all(&dir.join(sub)).map_err(bad)?;
                 }
             }
             RemoteUrl::S3 { .. } => {}
-            RemoteUrl::Http(_) => {
+            // HTTP, and any kind of remote added later that is not a storage backend.
+            _ => {
                 return Err(bad(nshard_core::Error::RemoteUnsupported {
                     url: store.to_string(),
                     reason: "a server stores into a directory or an S3 bucket, not another server",
                 }))
             }
         }
-        nshard_core::fsutil::create_dir_all(&staging).map_err(bad)?;
-        let store = remote::open(store, options).await.map_err(bad)?;
+        nshard_core::create_dir_all(&staging).map_err(bad)?;
+        let store = nshard_core::open_remote(store, options)
+            .await
+            .map_err(bad)?;
         Ok(Self {
             store,
             policy,
@@ -260,12 +264,12 @@ pub fn app(state: Arc<AppState>) -> Router {
         .put(put_object)
         .fallback(method_not_allowed);
     Router::new()
-        .route("/v1/health", get(health).fallback(method_not_allowed))
+        .route(protocol::HEALTH, get(health).fallback(method_not_allowed))
         .route(
-            "/v1/objects/missing",
+            protocol::MISSING,
             post(missing).fallback(method_not_allowed),
         )
-        .route("/v1/objects/{id}", objects)
+        .route(protocol::OBJECT_ROUTE, objects)
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .route_layer(middleware::from_fn_with_state(state.clone(), count_request))
         .fallback(not_found)

@@ -15,38 +15,14 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
-use nshard_core::codec::{self, MAX_OBJECT_SIZE};
+use nshard_core::MAX_OBJECT_SIZE;
 use nshard_core::{Error as CoreError, ObjectId};
-use serde::{Deserialize, Serialize};
 
 use crate::auth::{Denied, Scope};
 use crate::error::AppError;
 use crate::metrics::Metrics;
-use crate::{AppState, PROTOCOL_VERSION};
-
-/// Body of `POST /v1/objects/missing`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MissingRequest {
-    /// Object ids (64 lowercase hex characters each).
-    pub ids: Vec<String>,
-}
-
-/// Answer of `POST /v1/objects/missing`: the requested ids the server does not have, in request order.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct MissingResponse {
-    /// Ids not present.
-    pub missing: Vec<ObjectId>,
-}
-
-/// Answer of a successful `PUT`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PutResponse {
-    /// The object id.
-    pub id: ObjectId,
-    /// `true` when this upload wrote the object, `false` when it was already there.
-    pub stored: bool,
-}
+use crate::AppState;
+use nshard_core::protocol::{Health, HealthLimits, MissingRequest, MissingResponse, PutResponse};
 
 fn authorize(state: &AppState, headers: &HeaderMap, need: Scope) -> Result<(), AppError> {
     let value = headers
@@ -174,17 +150,15 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8
 
 /// `GET /v1/health`: liveness, protocol version and limits (no token needed).
 pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    Json(serde_json::json!({
-        "status": "ok",
-        "protocol": PROTOCOL_VERSION,
-        "server": concat!("nshard/", env!("CARGO_PKG_VERSION")),
-        "limits": {
-            "max_object_bytes": state.limits.max_object_bytes,
-            "max_batch": state.limits.max_batch,
-            "max_concurrent_uploads": state.limits.max_concurrent_uploads,
-        },
-        "anonymous": state.policy.anonymous,
-    }))
+    Json(Health::new(
+        concat!("nshard/", env!("CARGO_PKG_VERSION")).to_string(),
+        HealthLimits::new(
+            state.limits.max_object_bytes,
+            state.limits.max_batch,
+            state.limits.max_concurrent_uploads,
+        ),
+        state.policy.anonymous.map(|s| s.name().to_string()),
+    ))
 }
 
 /// `POST /v1/objects/missing`.
@@ -269,7 +243,7 @@ pub async fn get_object(
         Err(e) => return Err(store_error(&format!("reading object {id}"), &e)),
     };
     let enc = tokio::task::spawn_blocking(move || {
-        codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE).map(|_| enc)
+        nshard_core::decode_verified(&id, &enc, MAX_OBJECT_SIZE).map(|_| enc)
     })
     .await
     .map_err(|e| AppError::internal("verifying an object", &e))?

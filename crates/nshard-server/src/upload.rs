@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use axum::body::Body;
 use axum::http::HeaderMap;
 use http_body_util::BodyExt;
-use nshard_core::staged::StagedUpload;
+use nshard_core::StagedUpload;
 
 use crate::error::AppError;
 use crate::routes::{body_too_large, declared_length, drain, DRAIN_MAX_BYTES};

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use nshard_core::git::GitTree;
-use nshard_core::progress::Progress;
-use nshard_core::repo::Repo;
+use nshard_core::GitTree;
+use nshard_core::Progress;
+use nshard_core::Repo;
 use unit_prefix::NumberPrefix;
 
 use crate::Cli;
@@ -135,7 +135,7 @@ pub fn file_error(path: &impl std::fmt::Display, e: &nshard_core::Error) {
 /// from someone else's manifest can never rewrite the terminal it is printed on.
 pub fn inert(msg: &str) -> String {
     msg.split('\n')
-        .map(nshard_core::portable::neutralize)
+        .map(nshard_core::neutralize_path)
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -9,9 +9,7 @@ use std::path::Path;
 
 use common::serve::{metric_value, Served};
 use common::{git, ok, random_bytes, TestRepo};
-use nshard_core::codec::{DataHint, Encoder};
-use nshard_core::id::ObjectId;
-use nshard_core::store::LocalStore;
+use nshard_core::{DataHint, Encoder, LocalStore, ObjectId};
 
 /// Compressible, distinct content for file `i` (text-like, as datasets of JSON or CSV are).
 fn content(i: usize, seed: u64, len: usize) -> Vec<u8> {

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{random_bytes, TestRepo};
-use nshard_core::codec::{DataHint, Encoder};
 use nshard_core::ObjectId;
+use nshard_core::{DataHint, Encoder};
 
 const MIB: usize = 1024 * 1024;
 

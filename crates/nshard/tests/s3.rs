@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use common::s3::{OwnSeaweed, S3Env};
 use common::serve::{metric_value, Served};
 use common::{git, nshard, random_bytes};
-use nshard_core::remote::{self, OpenOptions, RemoteUrl, S3Options, Store};
 use nshard_core::ObjectId;
+use nshard_core::{OpenOptions, RemoteUrl, S3Options, Store};
 
 /// Runs `nshard args…` in `dir` with the S3 variables of `env` (and `extra`); returns (success,
 /// stdout, stderr).
@@ -62,7 +62,7 @@ async fn bucket(env: &S3Env, url: &str) -> Arc<dyn Store> {
             settings: env.vars(),
         },
     };
-    remote::open(&RemoteUrl::parse(url, Path::new("/")).expect("url"), &opts)
+    nshard_core::open_remote(&RemoteUrl::parse(url, Path::new("/")).expect("url"), &opts)
         .await
         .expect("open bucket")
 }
@@ -231,7 +231,7 @@ fn wrong_credentials_fail_once_with_a_clear_error() {
             token: None,
             s3: S3Options { settings: vars },
         };
-        remote::open(&RemoteUrl::parse(&url, Path::new("/")).expect("url"), &opts)
+        nshard_core::open_remote(&RemoteUrl::parse(&url, Path::new("/")).expect("url"), &opts)
             .await
             .err()
             .expect("refused")
@@ -277,7 +277,7 @@ fn a_corrupted_object_in_the_bucket_fails_the_pull_naming_it() {
     let bad = ObjectId::parse(m["chunks"][0]["id"].as_str().expect("id")).expect("id");
     // Flip a byte of the object in the bucket, behind nshard's back.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    nshard_core::remote::install_tls_provider();
+    nshard_core::install_tls_provider();
     rt.block_on(async {
         use object_store::{ObjectStoreExt, PutPayload};
         let raw = object_store::aws::AmazonS3Builder::new()

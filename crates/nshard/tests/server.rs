@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::serve::{metric_value, raw_connect, raw_request, Served};
 use common::{fails, random_bytes};
-use nshard_core::codec::{DataHint, Encoder};
 use nshard_core::ObjectId;
+use nshard_core::{DataHint, Encoder};
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 
@@ -31,7 +31,7 @@ fn zstd_object(len: usize, seed: u64) -> (ObjectId, Vec<u8>) {
 }
 
 fn client() -> Client {
-    nshard_core::remote::install_tls_provider();
+    nshard_core::install_tls_provider();
     Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -142,7 +142,7 @@ fn protocol_round_trip() {
     assert_eq!(len.to_str().expect("ascii"), enc.len().to_string());
     let got = get(&s, &id).bytes().expect("body");
     assert_eq!(&got[..], &enc[..]);
-    let decoded = nshard_core::codec::decode_verified(&id, &got, 1 << 30).expect("verifies");
+    let decoded = nshard_core::decode_verified(&id, &got, 1 << 30).expect("verifies");
     assert_eq!(decoded, raw);
     assert_eq!(&get(&s, &zid).bytes().expect("body")[..], &zenc[..]);
     // The store has the directory-remote layout.
@@ -608,7 +608,7 @@ fn kill_9_mid_upload_leaves_no_partial_object() {
     assert_eq!(put(&s, &id, enc).status(), StatusCode::CREATED);
     let got = get(&s, &id).bytes().expect("body");
     assert_eq!(
-        nshard_core::codec::decode_verified(&id, &got, 1 << 30).expect("ok"),
+        nshard_core::decode_verified(&id, &got, 1 << 30).expect("ok"),
         raw
     );
 }

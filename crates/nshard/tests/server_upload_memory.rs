@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use common::s3::S3Env;
 use common::serve::Served;
-use nshard_core::codec::{FORMAT_VERSION, HEADER_LEN, MAGIC};
 use nshard_core::ObjectId;
+use nshard_core::{
+    OBJECT_FORMAT_VERSION as FORMAT_VERSION, OBJECT_HEADER_LEN as HEADER_LEN, OBJECT_MAGIC as MAGIC,
+};
 
 /// The bound the server must hold.
 const RSS_LIMIT: u64 = 256 << 20;
@@ -69,7 +71,7 @@ impl Read for Gen {
 
 fn object_id(len: u64, seed: u64) -> ObjectId {
     let mut g = Gen::new(len, seed);
-    let mut h = nshard_core::id::Hasher::new();
+    let mut h = nshard_core::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = g.read(&mut buf).expect("gen");
@@ -93,7 +95,7 @@ fn peak_rss(pid: u32) -> u64 {
 
 /// `n` concurrent PUTs of `len`-byte objects; all must be stored.
 fn upload_concurrently(server: &Served, n: u64, len: u64) {
-    nshard_core::remote::install_tls_provider();
+    nshard_core::install_tls_provider();
     let threads: Vec<_> = (0..n)
         .map(|seed| {
             let url = server.url.clone();

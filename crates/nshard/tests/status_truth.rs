@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::serve::Served;
 use common::{git, nshard, random_bytes};
-use nshard_core::id::ObjectId;
+use nshard_core::ObjectId;
 
 /// A git work tree with nshard initialised and `m.bin` tracked. No hooks: these tests look at
 /// what status says when git moved a manifest and nothing checked the file out.

@@ -14,10 +14,11 @@ use super::{
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
 use crate::formats::plan::Params;
-use crate::fsutil::{self, RepoPath};
+use crate::fsutil;
 use crate::id::ObjectId;
 use crate::ingest;
 use crate::manifest::{Manifest, VersionInfo};
+use crate::path::RepoPath;
 use crate::progress::Progress;
 use crate::repo::statcache::{now_ns, StatCache, StatEntry, StatKey};
 use crate::repo::{CommitOutcome, Repo};

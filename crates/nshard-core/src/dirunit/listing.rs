@@ -13,9 +13,9 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::id::ObjectId;
 use crate::manifest::{MAX_CHUNKS, MAX_FILE_SIZE};
+use crate::path::RepoPath;
 
 /// The format tag of listings.
 pub const LISTING_FORMAT: &str = "neuroshard.listing/1";

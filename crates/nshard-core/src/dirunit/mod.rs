@@ -11,9 +11,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{self, RepoPath};
+use crate::fsutil;
 use crate::id::ObjectId;
 use crate::manifest::{VersionInfo, MAX_FILE_SIZE, MAX_MESSAGE_BYTES};
+use crate::path::RepoPath;
 use crate::repo::Repo;
 
 mod checkout;
@@ -205,7 +206,7 @@ impl Repo {
     /// Reads the work tree's directory manifest of `unit`, if it exists.
     pub fn read_dir_manifest(&self, unit: &RepoPath) -> Result<Option<DirVersionBytes>> {
         let mpath = unit.manifest_path().to_path(self.root());
-        let bytes = match crate::repo::read_limited(&mpath, MAX_DIR_MANIFEST_BYTES) {
+        let bytes = match crate::fsutil::read_limited(&mpath, MAX_DIR_MANIFEST_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {

@@ -75,6 +75,7 @@ pub(crate) fn read_pack(store: &LocalStore, p: &PackRef) -> Result<Vec<u8>> {
     if raw.len() as u64 != p.size {
         return Err(Error::CorruptObject {
             id: p.id,
+            kind: crate::error::Corruption::WrongSize,
             reason: format!(
                 "pack holds {} bytes, the listing says {}",
                 raw.len(),

@@ -6,8 +6,9 @@ use std::io::Read;
 
 use super::{walk_unit, Found, Listing};
 use crate::error::{Error, Result};
-use crate::fsutil::{self, RepoPath};
+use crate::fsutil;
 use crate::id::{Hasher, ObjectId};
+use crate::path::RepoPath;
 use crate::repo::statcache::{now_ns, StatCache, StatEntry};
 use crate::repo::Repo;
 

@@ -12,11 +12,11 @@
 use std::fs::File;
 use std::io;
 
-pub mod gguf;
+pub(crate) mod gguf;
 mod pickle;
-pub mod plan;
-pub mod pytorch;
-pub mod safetensors;
+pub(crate) mod plan;
+pub(crate) mod pytorch;
+pub(crate) mod safetensors;
 mod zip;
 
 /// Which format a file was parsed as.
@@ -78,6 +78,7 @@ pub struct Layout {
 
 /// What a byte of a model file holds, for messages such as diff's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Region<'a> {
     /// The header (metadata, tensor descriptions).
     Header,
@@ -140,6 +141,7 @@ fn shown(name: &str) -> String {
 
 /// Why a file is not (usable as) a given format.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ParseError {
     /// Reading failed.
     #[error("reading the header: {0}")]
@@ -247,6 +249,7 @@ pub fn detect(head: &[u8]) -> Option<&'static dyn Format> {
 
 /// What [`parse_any`] made of a file.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Parsed {
     /// A format recognised the file and its header is valid.
     Layout(Layout),

@@ -87,6 +87,7 @@ pub fn looks_like_text(head: &[u8]) -> bool {
 
 /// How a file's chunk parameters are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Params {
     /// The configured parameters for model and binary files; [`TEXT_PARAMS`] for text files when
     /// the configured algorithm is content-defined (a configured `fixed` applies to every file).

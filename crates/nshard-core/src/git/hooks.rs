@@ -27,6 +27,7 @@ pub const CHAINED_SUFFIX: &str = ".nshard-chained";
 /// What happened to one hook.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "action")]
+#[non_exhaustive]
 pub enum HookAction {
     /// Written (there was none).
     Installed,

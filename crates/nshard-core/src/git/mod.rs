@@ -6,7 +6,7 @@
 //! `ls-files`, `cat-file --batch`, `diff --name-only`), never by parsing `.git` ourselves, so every
 //! layout git supports (worktrees, `core.hooksPath`, packed refs, alternates) works.
 
-pub mod hooks;
+pub(crate) mod hooks;
 pub(crate) mod ignore;
 pub(crate) mod refs;
 
@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use crate::error::{Error, Result};
 use crate::manifest::MAX_MANIFEST_BYTES;
 
+pub use hooks::{hooks_dir_of, HookAction, HookResult, HOOKS};
 pub use refs::{Reach, RefUpdate};
 
 fn git_error(what: &str, detail: impl std::fmt::Display) -> Error {

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use super::{read_blobs, text, GitTree};
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
+use crate::path::RepoPath;
 
 /// A manifest blob found in git.
 #[derive(Clone, Debug)]
@@ -79,6 +79,7 @@ fn is_zero(s: &str) -> bool {
 
 /// Which commits to look in.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Reach {
     /// Everything git can still reach (what `gc` keeps).
     Everything,

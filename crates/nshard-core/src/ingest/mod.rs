@@ -25,7 +25,6 @@ pub(crate) use tensors::{checked as checked_table, How, TensorHasher};
 
 use crate::chunk::{ChunkParams, ChunkReader, Cutter, LayoutMode, RawChunk, Segment};
 use crate::codec::Encoder;
-use crate::direct::DirectBuf;
 use crate::error::{Error, Result};
 use crate::formats::plan::{self, Params, Plan};
 use crate::formats::{FormatKind, Layout, Parsed, Tensor};
@@ -34,6 +33,7 @@ use crate::id::{Hasher, ObjectId};
 use crate::manifest::{ChunkRef, TensorEntry};
 use crate::progress::Progress;
 use crate::repo::statcache::StatKey;
+use crate::store::DirectBuf;
 use crate::store::{LocalStore, StagedObject};
 
 /// What to do with one file.

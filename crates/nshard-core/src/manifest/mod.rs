@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk::ChunkParams;
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::id::ObjectId;
+use crate::path::RepoPath;
 
 mod tensors;
 

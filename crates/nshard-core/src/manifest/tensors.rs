@@ -9,6 +9,7 @@ use crate::id::ObjectId;
 /// What a tensor entry's `sha256` is the SHA-256 of.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum TensorDigest {
     /// The tensor's bytes.
     #[default]

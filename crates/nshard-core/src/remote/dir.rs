@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 use super::{Store, StoreAdmin};
 use crate::codec::{self, MAX_OBJECT_SIZE};
-use crate::error::{Error, Result};
+use crate::error::{Error, RemoteFailure, Result};
 use crate::fsutil::{self, AtomicFile};
 use crate::id::ObjectId;
 use crate::staged::StagedUpload;
@@ -41,6 +41,11 @@ impl DirStore {
     pub fn open(root: &Path) -> Result<DirStore> {
         let md = fs::metadata(root).map_err(|e| Error::Remote {
             remote: root.display().to_string(),
+            kind: if e.kind() == std::io::ErrorKind::NotFound {
+                RemoteFailure::NotFound
+            } else {
+                RemoteFailure::Other
+            },
             reason: match e.kind() {
                 std::io::ErrorKind::NotFound => {
                     "the directory does not exist (create it first, e.g. `mkdir -p` it, to use it as a remote)"
@@ -52,6 +57,7 @@ impl DirStore {
         if !md.is_dir() {
             return Err(Error::Remote {
                 remote: root.display().to_string(),
+                kind: RemoteFailure::NotFound,
                 reason: "is not a directory".into(),
             });
         }
@@ -88,7 +94,7 @@ impl DirStore {
         fsutil::create_dir_all(fan)?;
         fsutil::create_dir_all(self.store.tmp_dir())?;
         let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
-        crate::direct::write_file_once(f.file(), encoded).map_err(Error::io("writing", &dest))?;
+        crate::store::write_file_once(f.file(), encoded).map_err(Error::io("writing", &dest))?;
         // Objects are immutable and the directory may be shared between users: readable by all
         // (the temporary file starts out private to its creator), writable by none.
         #[cfg(unix)]

@@ -16,15 +16,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{header, Client, Response, StatusCode};
-use serde::Deserialize;
 
 use super::{OpenOptions, Store, MISSING_BATCH};
 use crate::codec::MAX_OBJECT_SIZE;
-use crate::error::{Error, Result};
+use crate::error::{Error, RemoteFailure, Result};
 use crate::id::ObjectId;
-
-/// The protocol version this client speaks.
-pub const PROTOCOL_VERSION: u64 = 1;
+use crate::protocol::{self, ErrorBody, Health, MissingRequest, MissingResponse, PROTOCOL_VERSION};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -51,29 +48,6 @@ pub struct HttpStore {
     max_object_bytes: u64,
 }
 
-#[derive(Deserialize)]
-struct Health {
-    protocol: u64,
-    #[serde(default)]
-    limits: Option<HealthLimits>,
-}
-
-#[derive(Deserialize)]
-struct HealthLimits {
-    max_batch: Option<usize>,
-    max_object_bytes: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct MissingResponse {
-    missing: Vec<ObjectId>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-}
-
 impl HttpStore {
     /// Connects to the server at `base` (`http(s)://host[:port][/path]`, no trailing slash) and
     /// checks that it speaks protocol v1.
@@ -87,6 +61,7 @@ impl HttpStore {
             .build()
             .map_err(|e| Error::Remote {
                 remote: base.to_string(),
+                kind: RemoteFailure::Other,
                 reason: format!("cannot set up the HTTP client: {}", chain(&e)),
             })?;
         let mut store = HttpStore {
@@ -97,19 +72,22 @@ impl HttpStore {
             max_object_bytes: MAX_OBJECT_SIZE + 4096,
         };
         let resp = store
-            .send(store.client.get(store.url("/v1/health")))
+            .send(store.client.get(store.url(protocol::HEALTH)))
             .await?;
         let resp = store.check(resp, "health check").await?;
         let health: Health = resp.json().await.map_err(|e| Error::Remote {
             remote: store.base.clone(),
+            kind: RemoteFailure::Incompatible,
             reason: format!(
-                "does not look like a NeuroShard server (GET /v1/health: {})",
+                "does not look like a NeuroShard server (GET {}: {})",
+                protocol::HEALTH,
                 chain(&e)
             ),
         })?;
         if health.protocol != PROTOCOL_VERSION {
             return Err(Error::Remote {
                 remote: store.base.clone(),
+                kind: RemoteFailure::Incompatible,
                 reason: format!(
                     "the server speaks protocol {}, this nshard speaks {PROTOCOL_VERSION}; upgrade the older side",
                     health.protocol
@@ -132,7 +110,7 @@ impl HttpStore {
     }
 
     fn object_url(&self, id: &ObjectId) -> String {
-        self.url(&format!("/v1/objects/{id}"))
+        self.url(&protocol::object_path(id))
     }
 
     /// Sends a request with the token; connection-level failures are transient.
@@ -158,6 +136,7 @@ impl HttpStore {
         } else if e.is_builder() {
             Error::Remote {
                 remote: self.base.clone(),
+                kind: RemoteFailure::Other,
                 reason: chain(&e),
             }
         } else {
@@ -196,6 +175,12 @@ impl HttpStore {
             ),
             _ => format!("{what}: {status}: {message}"),
         };
+        let kind = match status {
+            StatusCode::UNAUTHORIZED => RemoteFailure::Unauthorized,
+            StatusCode::FORBIDDEN => RemoteFailure::Forbidden,
+            s if s.is_client_error() => RemoteFailure::Refused,
+            _ => RemoteFailure::Other,
+        };
         let transient = status.is_server_error()
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT;
@@ -207,19 +192,18 @@ impl HttpStore {
         } else {
             Error::Remote {
                 remote: self.base.clone(),
+                kind,
                 reason,
             }
         })
     }
 
     async fn missing_batch(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
-        let body = serde_json::json!({ "ids": ids });
+        let body = MissingRequest {
+            ids: ids.iter().map(ObjectId::to_hex).collect(),
+        };
         let resp = self
-            .send(
-                self.client
-                    .post(self.url("/v1/objects/missing"))
-                    .json(&body),
-            )
+            .send(self.client.post(self.url(protocol::MISSING)).json(&body))
             .await?;
         let resp = self.check(resp, "missing query").await?;
         let m: MissingResponse = resp.json().await.map_err(|e| Error::RemoteTransient {
@@ -252,7 +236,9 @@ impl Store for HttpStore {
     }
 
     async fn health(&self) -> Result<()> {
-        let resp = self.send(self.client.get(self.url("/v1/health"))).await?;
+        let resp = self
+            .send(self.client.get(self.url(protocol::HEALTH)))
+            .await?;
         self.check(resp, "health check").await?;
         Ok(())
     }
@@ -271,6 +257,7 @@ impl Store for HttpStore {
             .and_then(|v| v.parse().ok());
         len.map(Some).ok_or_else(|| Error::Remote {
             remote: self.base.clone(),
+            kind: RemoteFailure::Incompatible,
             reason: format!("HEAD of {id} answered without a length"),
         })
     }
@@ -287,6 +274,7 @@ impl Store for HttpStore {
         if encoded.len() as u64 > self.max_object_bytes {
             return Err(Error::Remote {
                 remote: self.base.clone(),
+                kind: RemoteFailure::Refused,
                 reason: format!(
                     "object {id} is {} bytes, over the server's limit of {} bytes",
                     encoded.len(),
@@ -314,6 +302,7 @@ impl Store for HttpStore {
         let limit = self.max_object_bytes;
         let too_big = || Error::Remote {
             remote: self.base.clone(),
+            kind: RemoteFailure::Refused,
             reason: format!("object {id} is larger than the {limit}-byte limit"),
         };
         let declared = resp.content_length();

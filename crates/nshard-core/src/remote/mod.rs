@@ -13,9 +13,9 @@
 //! `file:///srv/models`), an HTTP server (`http://host:8000`, `https://…`) or an S3 bucket
 //! (`s3://bucket/prefix`). [`open`] turns a parsed URL into a store.
 
-pub mod dir;
-pub mod http;
-pub mod s3;
+mod dir;
+mod http;
+mod s3;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod url;

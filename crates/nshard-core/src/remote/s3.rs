@@ -41,7 +41,7 @@ use object_store::{
 
 use super::{Store, StoreAdmin};
 use crate::codec::{self, MAX_OBJECT_SIZE};
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, RemoteFailure, Result};
 use crate::id::ObjectId;
 use crate::staged::StagedUpload;
 
@@ -126,6 +126,7 @@ impl S3Store {
             .build()
             .map_err(|e| Error::Remote {
                 remote: url.clone(),
+                kind: RemoteFailure::Other,
                 reason: format!("cannot set up the S3 client: {e}"),
             })?;
         let objects = if prefix.is_empty() {
@@ -166,12 +167,14 @@ impl S3Store {
             _ if text.contains("NoSuchBucket") => self.no_bucket(what),
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => Error::Remote {
                 remote: self.url.clone(),
+                kind: RemoteFailure::Unauthorized,
                 reason: format!(
                     "{what}: access denied ({text})\nhint: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
                 ),
             },
             _ if refused => Error::Remote {
                 remote: self.url.clone(),
+                kind: RemoteFailure::Unauthorized,
                 reason: format!(
                     "{what}: access denied ({text})\nhint: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
                 ),
@@ -182,6 +185,7 @@ impl S3Store {
             },
             _ => Error::Remote {
                 remote: self.url.clone(),
+                kind: RemoteFailure::Other,
                 reason: format!("{what}: {text}"),
             },
         }
@@ -190,6 +194,7 @@ impl S3Store {
     fn no_bucket(&self, what: &str) -> Error {
         Error::Remote {
             remote: self.url.clone(),
+            kind: RemoteFailure::NotFound,
             reason: format!(
                 "{what}: the bucket {:?} does not exist (create it first; nshard never creates buckets), or AWS_ENDPOINT_URL / AWS_REGION point elsewhere",
                 self.bucket
@@ -423,6 +428,7 @@ impl Store for S3Store {
         if r.meta.size > limit {
             return Err(Error::CorruptObject {
                 id: *id,
+                kind: Corruption::TooLarge,
                 reason: format!(
                     "{} bytes in {}, more than any encoding of it can take",
                     r.meta.size, self.url
@@ -436,6 +442,7 @@ impl Store for S3Store {
             if (out.len() + chunk.len()) as u64 > limit {
                 return Err(Error::CorruptObject {
                     id: *id,
+                    kind: Corruption::TooLarge,
                     reason: format!(
                         "grew past its size limit while being read from {}",
                         self.url

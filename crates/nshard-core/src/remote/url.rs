@@ -10,6 +10,7 @@ const MAX_URL_LEN: usize = 4096;
 
 /// A parsed, validated remote location.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RemoteUrl {
     /// A directory store at this absolute, lexically normalized path.
     Dir(PathBuf),

@@ -13,12 +13,13 @@ use std::sync::{mpsc, Arc};
 use super::statcache::{now_ns, StatCache, StatEntry};
 use super::status::hash_file;
 use super::Repo;
-use crate::direct::{DirectBuf, DirectWriter};
-use crate::error::{Error, Result};
-use crate::fsutil::{self, AtomicFile, RepoPath};
+use crate::error::{Corruption, Error, Result};
+use crate::fsutil::{self, AtomicFile};
 use crate::id::{Hasher, ObjectId};
 use crate::manifest::Manifest;
+use crate::path::RepoPath;
 use crate::progress::Progress;
+use crate::store::{DirectBuf, DirectWriter};
 
 /// Options of a checkout.
 pub struct CheckoutOptions<'a> {
@@ -35,6 +36,7 @@ pub struct CheckoutOptions<'a> {
 /// What happened to one file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum CheckoutOutcome {
     /// The file was (re)written.
     Written {
@@ -309,10 +311,11 @@ impl Repo {
             .get_unverified(&c.id, c.size)
             .map_err(|e| self.quarantine_if_corrupt(e))?;
         if data.len() as u64 != c.size {
-            return Err(Error::CorruptObject {
-                id: c.id,
-                reason: format!("holds {} bytes, the manifest says {}", data.len(), c.size),
-            });
+            return Err(Error::corrupt(
+                c.id,
+                Corruption::WrongSize,
+                format!("holds {} bytes, the manifest says {}", data.len(), c.size),
+            ));
         }
         Ok(data)
     }
@@ -321,13 +324,13 @@ impl Repo {
     /// and says so in the error; other errors pass through.
     fn quarantine_if_corrupt(&self, e: Error) -> Error {
         match e {
-            Error::CorruptObject { id, reason } if self.store.is_corrupt(&id) => {
+            Error::CorruptObject { id, kind, reason } if self.store.is_corrupt(&id) => {
                 let reason = if self.store.quarantine(&id) {
                     format!("{reason} (moved to .shard/corrupt/; `nshard pull` fetches a good copy, or `nshard commit` re-stores it from an intact file)")
                 } else {
                     reason
                 };
-                Error::CorruptObject { id, reason }
+                Error::CorruptObject { id, kind, reason }
             }
             e => e,
         }

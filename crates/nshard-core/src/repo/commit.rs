@@ -11,10 +11,11 @@ use super::Repo;
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
 use crate::formats::plan::Params;
-use crate::fsutil::{self, RepoPath};
+use crate::fsutil;
 use crate::id::ObjectId;
 use crate::ingest;
 use crate::manifest::{Manifest, VersionInfo, MAX_MANIFEST_BYTES, MAX_MESSAGE_BYTES};
+use crate::path::RepoPath;
 use crate::progress::Progress;
 
 /// Options of a commit.
@@ -33,6 +34,7 @@ pub struct CommitOptions<'a> {
 /// What happened to one file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum CommitOutcome {
     /// A new version was recorded.
     Committed {

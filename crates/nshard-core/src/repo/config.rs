@@ -57,6 +57,7 @@ pub struct Config {
 /// Where a setting comes from, lowest precedence first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ConfigLevel {
     /// The user's own file, for every repository.
     User,

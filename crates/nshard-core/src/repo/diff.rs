@@ -13,10 +13,10 @@ use crate::chunk::ChunkParams;
 use crate::error::{Error, Result};
 use crate::formats::plan::Params;
 use crate::formats::{self, Layout, Parsed};
-use crate::fsutil::RepoPath;
 use crate::id::ObjectId;
 use crate::ingest::{self, NoTable};
 use crate::manifest::{chunk_run_digest, ChunkRef, Manifest, TensorEntry};
+use crate::path::RepoPath;
 use crate::progress::Progress;
 
 /// What to compare.
@@ -33,6 +33,7 @@ pub struct DiffOptions<'a> {
 /// What one side of a diff is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum SideKind {
     /// A stored version.
     Version,
@@ -87,6 +88,7 @@ pub struct BlockDiff {
 /// How one tensor changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum TensorChangeKind {
     /// Same name, dtype and shape; different bytes.
     Changed,

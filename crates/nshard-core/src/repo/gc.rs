@@ -35,6 +35,7 @@ use crate::manifest::Manifest;
 /// Which manifests' objects gc keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum GcMode {
     /// Every version git can reach, the work tree's, and every older version reachable from them
     /// through the store (default).
@@ -49,6 +50,7 @@ pub type MissingCheck<'a> = &'a dyn Fn(&[ObjectId]) -> Result<HashSet<ObjectId>>
 
 /// What gc does with objects of dropped versions that may exist nowhere else.
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub enum Unpushed<'a> {
     /// No remote is configured: every object a known version references is kept.
     NoRemote,
@@ -90,6 +92,7 @@ pub struct GcOptions<'a> {
 /// Why gc deletes (or would delete) an object.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "reason", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum GcReason {
     /// No version gc knows of references it (left by an interrupted commit, a version git no
     /// longer reaches, …).

@@ -8,9 +8,9 @@ use std::collections::HashSet;
 
 use super::{Repo, WorktreeManifest};
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::id::ObjectId;
 use crate::manifest::Manifest;
+use crate::path::RepoPath;
 
 /// Most versions one walk visits (a bound against absurd stores; version ids are content hashes,
 /// so a real cycle cannot exist).
@@ -18,6 +18,7 @@ pub const MAX_HISTORY: usize = 1_000_000;
 
 /// One step of a history walk.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum HistoryNode {
     /// The version's manifest was read (from the work tree for the first node, else the store).
     Present {
@@ -66,6 +67,7 @@ pub struct LogEntry {
 /// What `nshard log` knows about one version.
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum LogState {
     /// The manifest is available.
     Present {

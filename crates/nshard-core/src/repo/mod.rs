@@ -3,7 +3,7 @@
 
 mod checkout;
 mod commit;
-pub mod config;
+mod config;
 mod credentials;
 mod diff;
 mod gc;
@@ -38,9 +38,10 @@ pub use track::{TrackChange, TrackMode};
 pub use verify::{HistoryNote, Problem, ProblemKind, VerifyOptions, VerifyReport};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{self, RepoPath};
+use crate::fsutil;
 use crate::id::ObjectId;
 use crate::manifest::{Manifest, MANIFEST_SUFFIX};
+use crate::path::RepoPath;
 use crate::store::LocalStore;
 
 /// Name of the repository directory.
@@ -255,7 +256,7 @@ impl Repo {
     /// Reads and validates the work-tree manifest of `data` (`<data>.shard.json`), if it exists.
     pub fn read_worktree_manifest(&self, data: &RepoPath) -> Result<Option<WorktreeManifest>> {
         let mpath = data.manifest_path().to_path(&self.root);
-        let bytes = match read_limited(&mpath, crate::manifest::MAX_MANIFEST_BYTES) {
+        let bytes = match fsutil::read_limited(&mpath, crate::manifest::MAX_MANIFEST_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             // Over the size limit: a manifest that fails validation, like any other.
@@ -460,20 +461,4 @@ impl Repo {
     pub fn is_git_repo(&self) -> bool {
         self.root.ancestors().any(|a| a.join(".git").exists())
     }
-}
-
-/// Reads a whole regular file (see [`fsutil::open_regular`]: never a symlink, FIFO or device),
-/// refusing files over `limit` bytes.
-pub(crate) fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let f = fsutil::open_regular(path)?;
-    let mut buf = Vec::new();
-    f.take(limit + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than the {limit}-byte limit"),
-        ));
-    }
-    Ok(buf)
 }

@@ -73,6 +73,7 @@ pub struct RemoteEntry {
 /// Where a remote's URL came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum RemoteSource {
     /// The user typed the URL (`--remote URL`).
     CommandLine,

@@ -8,7 +8,8 @@ use globset::{GlobBuilder, GlobMatcher};
 
 use super::{is_glob, Repo};
 use crate::error::{Error, Result};
-use crate::fsutil::{self, RepoPath};
+use crate::fsutil;
+use crate::path::RepoPath;
 
 /// One thing the user named.
 #[derive(Clone, Debug)]

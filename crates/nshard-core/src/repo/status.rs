@@ -9,13 +9,14 @@ use std::collections::HashSet;
 use super::statcache::{now_ns, StatCache, StatEntry};
 use super::{HistoryNode, Repo, WorktreeManifest, MAX_HISTORY};
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::id::{Hasher, ObjectId};
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::path::RepoPath;
 
 /// The state of one file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum FileState {
     /// Committed, and the work-tree file matches the manifest.
     Unchanged,
@@ -68,6 +69,7 @@ pub enum FileState {
 /// How the version a file holds relates to the version its manifest names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum VersionOrder {
     /// An ancestor of the manifest's version.
     Older,
@@ -323,7 +325,7 @@ impl Repo {
     /// ids when each side is a valid manifest of `path`.
     fn conflict_state(&self, path: &RepoPath) -> Option<FileState> {
         let mpath = path.manifest_path().to_path(&self.root);
-        let bytes = super::read_limited(&mpath, 2 * MAX_MANIFEST_BYTES + 4096).ok()?;
+        let bytes = crate::fsutil::read_limited(&mpath, 2 * MAX_MANIFEST_BYTES + 4096).ok()?;
         let (ours, theirs) = conflict_sides(&bytes)?;
         let version = |side: Vec<u8>| {
             Manifest::parse(&side, &mpath, Some(path))

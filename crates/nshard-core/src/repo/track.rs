@@ -9,12 +9,13 @@ use globset::{GlobBuilder, GlobMatcher};
 
 use super::Repo;
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::manifest::MANIFEST_SUFFIX;
+use crate::path::RepoPath;
 
 /// What `track`/`untrack` did with one argument.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum TrackChange {
     /// The entry was added; `files` files currently match it.
     Added {

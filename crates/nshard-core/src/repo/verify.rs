@@ -19,10 +19,10 @@ use super::history::HistoryNode;
 use super::Repo;
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::id::{Hasher, ObjectId};
 use crate::ingest::{table_tensors, How, TensorHasher};
 use crate::manifest::Manifest;
+use crate::path::RepoPath;
 use crate::progress::Progress;
 
 /// Options of a verify.
@@ -36,6 +36,7 @@ pub struct VerifyOptions<'a> {
 /// What kind of problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ProblemKind {
     /// An object does not decode, or its bytes do not hash to its id.
     CorruptObject,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::{engine, FilePlan, PullOptions, PushPlan, TransferStats};
 use crate::dirunit::{DirManifest, DirVersionBytes, MAX_DIR_MANIFEST, MAX_LISTING};
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::id::ObjectId;
+use crate::path::RepoPath;
 use crate::remote::Store;
 use crate::repo::Repo;
 

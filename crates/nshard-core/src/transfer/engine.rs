@@ -272,8 +272,9 @@ pub(super) async fn pull_objects(
                 let stored = local_io(move || local.put_verified(&id, &enc, max_raw)).await;
                 let r = match stored {
                     Ok(_) => Ok(n),
-                    Err(Error::CorruptObject { id, reason }) => Err(Error::CorruptObject {
+                    Err(Error::CorruptObject { id, kind, reason }) => Err(Error::CorruptObject {
                         id,
+                        kind,
                         reason: format!("{reason} (as received from {url}; nothing was stored)"),
                     }),
                     Err(e) => Err(e),
@@ -315,8 +316,9 @@ pub(super) async fn fetch_one(
     let local = local.clone();
     let raw = local_io(move || {
         let raw = crate::codec::decode_verified(&id, &enc, max_raw).map_err(|e| match e {
-            Error::CorruptObject { id, reason } => Error::CorruptObject {
+            Error::CorruptObject { id, kind, reason } => Error::CorruptObject {
                 id,
+                kind,
                 reason: format!("{reason} (as received from {url}; nothing was stored)"),
             },
             e => e,

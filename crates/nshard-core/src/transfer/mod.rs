@@ -21,10 +21,10 @@ pub use engine::Retry;
 use crate::codec::{DataHint, Encoder};
 use crate::dirunit::{DirManifest, DirVersionBytes};
 use crate::error::{Error, Result};
-use crate::fsutil::RepoPath;
 use crate::git::{GitTree, Reach, RefUpdate};
 use crate::id::ObjectId;
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::path::RepoPath;
 use crate::progress::Progress;
 use crate::remote::Store;
 use crate::repo::{PathFilter, Repo, WorktreeManifest};
@@ -84,6 +84,7 @@ pub struct FileTransfer {
 
 /// Which versions a push sends.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum PushScope {
     /// The work tree's versions only (`--current`).
     Current,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{CheckoutOptions, CheckoutOutcome, FileCheckout};
+use nshard_core::{CheckoutOptions, CheckoutOutcome, FileCheckout};
 
 use crate::output::{bytes, file_error, print_json, Ctx};
 use crate::{out, per_file};
@@ -116,6 +116,7 @@ pub fn print_human(results: &[FileCheckout]) -> Result<()> {
             Ok(CheckoutOutcome::UpToDate { version }) => {
                 per_file!("{}: up to date (version {})", r.path, version.short())
             }
+            Ok(other) => per_file!("{}: {other:?}", r.path),
             Err(e) => file_error(&r.path, e),
         }
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{CommitOptions, CommitOutcome};
+use nshard_core::{CommitOptions, CommitOutcome};
 
 use crate::output::{bytes, count, file_error, pct, print_json, Ctx};
 use crate::{out, per_file};
@@ -122,6 +122,7 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                     unchanged += 1;
                     per_file!("{}: unchanged (version {})", r.path, version.short());
                 }
+                Ok(other) => per_file!("{}: {other:?}", r.path),
                 Err(e) => file_error(&r.path, e),
             }
         }

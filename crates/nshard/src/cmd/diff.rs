@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{DiffOptions, DiffSide, FileDiff, SideKind, TensorChangeKind};
+use nshard_core::{DiffOptions, DiffSide, FileDiff, SideKind, TensorChangeKind};
 
 use super::log::{date, first_line};
 use crate::out;
@@ -51,6 +51,7 @@ fn side(s: &DiffSide) -> String {
         ),
         SideKind::WorkingFile => "working file".to_string(),
         SideKind::None => "(nothing: first version)".to_string(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -230,6 +231,7 @@ fn print_diff(d: &FileDiff) -> Result<()> {
                             bytes(e.from_size.unwrap_or(0))
                         ),
                     ),
+                    other => ("other", format!("{other:?}")),
                 };
                 out!("  {label:<8} {:<width$}  {detail}", e.name);
             }

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use nshard_core::dirunit::{DirChangeKind, DirCheckout, DirCheckoutOptions, DirStatus};
-use nshard_core::fsutil::RepoPath;
-use nshard_core::repo::Repo;
+use nshard_core::Repo;
+use nshard_core::RepoPath;
+use nshard_core::{DirChangeKind, DirCheckout, DirCheckoutOptions, DirStatus};
 
 use crate::output::{bytes, count, Ctx};
 use crate::{out, per_file};
@@ -102,7 +102,7 @@ pub fn print_status(s: &DirStatus, limit: usize) -> Result<()> {
         };
         per_file!(
             "    {what:<9} {}  ({size})",
-            nshard_core::portable::escape(&format!("{}/{}", s.path.as_str(), c.path))
+            nshard_core::escape_path(&format!("{}/{}", s.path.as_str(), c.path))
         );
     }
     if s.changes.len() > limit {

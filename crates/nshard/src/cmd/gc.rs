@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::Args;
 use std::collections::HashSet;
 
-use nshard_core::repo::{GcMode, GcOptions, GcReason, Unpushed};
-use nshard_core::transfer::{self, Retry};
+use nshard_core::Retry;
+use nshard_core::{GcMode, GcOptions, GcReason, Unpushed};
 
 use crate::out;
 use crate::output::{bytes, count, print_json, Ctx};
@@ -79,7 +79,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
                         remote: name.clone().unwrap_or_default(),
                         reason: format!("{e:#}"),
                     })?;
-                transfer::remote_lacks(&store, ids, &Retry::default()).await
+                nshard_core::remote_lacks(&store, ids, &Retry::default()).await
             })
         };
     let unpushed = match (&name, a.include_unpushed) {
@@ -103,6 +103,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
     let what = match mode {
         GcMode::KeepHistory => "current and older",
         GcMode::OnlyCurrent => "current only",
+        _ => "as configured",
     };
     let from_git = if r.git_versions > 0 {
         format!(
@@ -150,6 +151,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
                         " (--include-unpushed)"
                     }
                 ),
+                other => format!("{other:?}"),
             };
             out!("  {} {:>10}  {why}", item.id.short(), bytes(item.bytes));
         }

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use nshard_core::fsutil::RepoPath;
-use nshard_core::git::RefUpdate;
-use nshard_core::repo::{CheckoutOptions, CheckoutOutcome, PathFilter, Repo};
-use nshard_core::transfer::{self, PullOptions, PushOptions, PushScope, Retry, TransferOptions};
 use nshard_core::Error;
+use nshard_core::RefUpdate;
+use nshard_core::RepoPath;
+use nshard_core::{CheckoutOptions, CheckoutOutcome, PathFilter, Repo};
+use nshard_core::{PullOptions, PushOptions, PushScope, Retry, TransferOptions};
 
 use super::remote::{label, objects, runtime};
 use crate::output::Ctx;
@@ -136,7 +136,7 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
     let bar = ctx.progress(false);
     let result = runtime()?.block_on(async {
         let (resolved, store) = super::remote::open(repo, ctx, None).await?;
-        let report = transfer::push(
+        let report = nshard_core::push(
             repo,
             &store,
             &PushOptions {
@@ -147,7 +147,7 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
                 },
                 all_versions: false,
                 transfer: TransferOptions {
-                    jobs: transfer::DEFAULT_JOBS.into(),
+                    jobs: nshard_core::DEFAULT_JOBS.into(),
                     retry: Retry::default(),
                     progress: &bar,
                 },
@@ -244,7 +244,7 @@ fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
             Ok(_) => {
                 let r = runtime()?.block_on(async {
                     let (resolved, store) = super::remote::open(repo, ctx, None).await?;
-                    let report = transfer::pull(
+                    let report = nshard_core::pull(
                         repo,
                         &store,
                         &PullOptions {
@@ -253,7 +253,7 @@ fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
                             version: None,
                             all_versions: false,
                             transfer: TransferOptions {
-                                jobs: transfer::DEFAULT_JOBS.into(),
+                                jobs: nshard_core::DEFAULT_JOBS.into(),
                                 retry: Retry::default(),
                                 progress: &bar,
                             },

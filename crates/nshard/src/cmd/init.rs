@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::git::hooks::HookAction;
-use nshard_core::repo::Repo;
+use nshard_core::HookAction;
+use nshard_core::Repo;
 
 use crate::out;
 use crate::output::Ctx;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::LogState;
+use nshard_core::LogState;
 
 use crate::out;
 use crate::output::{bytes, print_json, Ctx};
@@ -108,7 +108,7 @@ pub fn run(ctx: &Ctx, a: LogArgs) -> Result<ExitCode> {
     })
 }
 
-fn print_entries(entries: &[nshard_core::repo::LogEntry]) -> Result<()> {
+fn print_entries(entries: &[nshard_core::LogEntry]) -> Result<()> {
     for e in entries {
         let mark = if e.current { "*" } else { " " };
         let v = e.version.short();
@@ -129,7 +129,7 @@ fn print_entries(entries: &[nshard_core::repo::LogEntry]) -> Result<()> {
                     date(timestamp),
                     bytes(*size),
                     added,
-                    nshard_core::portable::escape(first_line(message))
+                    nshard_core::escape_path(first_line(message))
                 );
             }
             LogState::Missing => out!(
@@ -139,6 +139,7 @@ fn print_entries(entries: &[nshard_core::repo::LogEntry]) -> Result<()> {
             LogState::Unreadable { reason } => {
                 out!("{mark} {v}  (unreadable: {reason}; run `nshard verify`)")
             }
+            other => out!("{mark} {v}  ({other:?})"),
         }
     }
     Ok(())
@@ -146,7 +147,7 @@ fn print_entries(entries: &[nshard_core::repo::LogEntry]) -> Result<()> {
 
 /// The history of each directory unit: version, date, files, size, message.
 fn log_units(
-    repo: &nshard_core::repo::Repo,
+    repo: &nshard_core::Repo,
     units: &[super::dirs::UnitSel],
     json: bool,
 ) -> Result<ExitCode> {
@@ -170,7 +171,7 @@ fn log_units(
                     date(&m.version.timestamp),
                     bytes(m.size),
                     crate::output::count(m.files, "file"),
-                    nshard_core::portable::escape(first_line(&m.version.message))
+                    nshard_core::escape_path(first_line(&m.version.message))
                 ),
                 None => out!(
                     "{mark} {}  (not in the local store: `nshard pull --all-versions` fetches older history)",

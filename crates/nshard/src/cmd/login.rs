@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use nshard_core::remote::RemoteUrl;
-use nshard_core::repo::{Origin, Repo, UserConfig};
+use nshard_core::RemoteUrl;
+use nshard_core::{Origin, Repo, UserConfig};
 
 use crate::out;
 use crate::output::Ctx;

@@ -22,8 +22,8 @@ pub mod verify;
 use std::path::Path;
 
 use anyhow::Result;
-use nshard_core::fsutil::RepoPath;
-use nshard_core::repo::Repo;
+use nshard_core::Repo;
+use nshard_core::RepoPath;
 
 /// Resolves a user argument naming a tracked file either by its data path or by its manifest
 /// (`x.shard.json`) to the data path.

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use nshard_core::remote::{self, OpenOptions, Store};
-use nshard_core::repo::{ConfigLevel, EnvTokens, RemoteName, Repo, ResolvedRemote};
-use nshard_core::transfer::{FileTransfer, TransferStats};
+use nshard_core::{ConfigLevel, EnvTokens, RemoteName, Repo, ResolvedRemote};
+use nshard_core::{FileTransfer, TransferStats};
+use nshard_core::{OpenOptions, Store};
 
 use crate::output::{bytes, count, file_error, print_json, Ctx};
 use crate::{out, per_file};
@@ -231,7 +231,7 @@ pub async fn open(
         token: repo.token_for(&r, &env_tokens(&r)),
         s3: s3_options(),
     };
-    let store = remote::open(&r.url, &opts).await?;
+    let store = nshard_core::open_remote(&r.url, &opts).await?;
     Ok((r, store))
 }
 
@@ -273,7 +273,7 @@ pub fn label(r: &ResolvedRemote) -> String {
 pub struct JsonFile<'a> {
     pub path: &'a str,
     #[serde(flatten)]
-    pub plan: Option<&'a nshard_core::transfer::FilePlan>,
+    pub plan: Option<&'a nshard_core::FilePlan>,
     pub error: Option<String>,
 }
 

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::portable::escape;
-use nshard_core::repo::{FileState, VersionOrder};
-use nshard_core::transfer::{self, Retry};
+use nshard_core::escape_path;
+use nshard_core::Retry;
+use nshard_core::{FileState, VersionOrder};
 
 use super::remote::{label, runtime};
 use crate::out;
@@ -71,7 +71,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             }
             let resolved = runtime()?.block_on(async {
                 let (resolved, store) = super::remote::open(&repo, ctx, arg).await?;
-                transfer::check_remote(&repo, &mut st, &store, &Retry::default()).await?;
+                nshard_core::check_remote(&repo, &mut st, &store, &Retry::default()).await?;
                 anyhow::Ok(resolved)
             })?;
             Some(resolved)
@@ -120,7 +120,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             } => ("outdated", outdated_hint(file_version, *file_is, &v)),
             FileState::Conflicted { ours, theirs } => {
                 let m = s.path.manifest_path();
-                let side = |v: &Option<nshard_core::id::ObjectId>| {
+                let side = |v: &Option<nshard_core::ObjectId>| {
                     v.map_or("not a valid manifest".to_string(), |v| v.short())
                 };
                 (
@@ -150,8 +150,13 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
                     count(*missing_chunks as u64, "chunk")
                 ),
             ),
-            FileState::InvalidManifest { reason } => ("invalid", format!("  ({})", escape(reason))),
-            FileState::Unreadable { reason } => ("unreadable", format!("  ({})", escape(reason))),
+            FileState::InvalidManifest { reason } => {
+                ("invalid", format!("  ({})", escape_path(reason)))
+            }
+            FileState::Unreadable { reason } => {
+                ("unreadable", format!("  ({})", escape_path(reason)))
+            }
+            other => ("other", format!("  ({other:?})")),
         };
         let untracked = if s.tracked {
             ""
@@ -192,7 +197,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
 }
 
 /// The advice for a file holding another version than its manifest names.
-fn outdated_hint(file: &nshard_core::id::ObjectId, order: VersionOrder, manifest: &str) -> String {
+fn outdated_hint(file: &nshard_core::ObjectId, order: VersionOrder, manifest: &str) -> String {
     let f = file.short();
     match order {
         VersionOrder::Older => format!(
@@ -204,5 +209,6 @@ fn outdated_hint(file: &nshard_core::id::ObjectId, order: VersionOrder, manifest
         VersionOrder::Unrelated => format!(
             "  (holds version {f}, not in this manifest's history: `nshard checkout` makes it match {manifest})"
         ),
+        _ => format!("  (holds version {f}; `nshard checkout` makes it match {manifest})"),
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{TrackChange, TrackMode};
+use nshard_core::{TrackChange, TrackMode};
 
 use crate::output::{print_json, Ctx};
 use crate::per_file;
@@ -68,6 +68,7 @@ fn print(changes: &[TrackChange], json: bool) -> Result<()> {
             }
             TrackChange::AlreadyTracked { entry } => per_file!("already tracked: {entry}"),
             TrackChange::Removed { entry } => per_file!("untracked {entry}"),
+            other => per_file!("{other:?}"),
         }
     }
     Ok(())

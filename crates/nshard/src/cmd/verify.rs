@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::repo::{ProblemKind, VerifyOptions};
+use nshard_core::{ProblemKind, VerifyOptions};
 
 use crate::out;
 use crate::output::{bytes, count, print_json, Ctx};
@@ -87,6 +87,7 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<ExitCode> {
             ProblemKind::TensorHashMismatch => "tensor hash mismatch",
             ProblemKind::InvalidManifest => "invalid manifest",
             ProblemKind::UnreadableVersion => "unreadable version",
+            _ => "problem",
         };
         let file = p
             .file

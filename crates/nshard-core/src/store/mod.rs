@@ -9,10 +9,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::codec;
-use crate::direct::{self, DirectBuf};
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::fsutil::{self, AtomicFile};
 use crate::id::ObjectId;
+
+mod direct;
+
+pub(crate) use direct::{write_file_once, DirectBuf, DirectWriter};
 
 /// A directory of encoded objects.
 #[derive(Clone, Debug)]
@@ -84,7 +87,7 @@ impl LocalStore {
     /// [`StagedObject::persist`]. Returns `None` when the object is already present. Used by commit
     /// to keep hashing and compressing while earlier objects are being synced to disk.
     ///
-    /// The bytes bypass the page cache where the filesystem allows it (see [`crate::direct`]);
+    /// The bytes bypass the page cache where the filesystem allows it (see the private `direct` module);
     /// `buf` is the caller's reusable aligned buffer.
     pub fn stage(
         &self,
@@ -132,27 +135,30 @@ impl LocalStore {
         };
         let md = fs::symlink_metadata(&p).map_err(not_found)?;
         if !md.is_file() {
-            return Err(Error::CorruptObject {
-                id: *id,
-                reason: format!("{} is not a regular file", p.display()),
-            });
+            return Err(Error::corrupt(
+                *id,
+                Corruption::NotRegularFile,
+                format!("{} is not a regular file", p.display()),
+            ));
         }
         let limit = codec::max_encoded_len(max_raw_len.min(codec::MAX_OBJECT_SIZE));
         if md.len() > limit {
-            return Err(Error::CorruptObject {
-                id: *id,
-                reason: format!(
+            return Err(Error::corrupt(
+                *id,
+                Corruption::TooLarge,
+                format!(
                     "{} bytes on disk, more than any encoding of it can take",
                     md.len()
                 ),
-            });
+            ));
         }
-        super::repo::read_limited(&p, limit).map_err(|e| {
+        crate::fsutil::read_limited(&p, limit).map_err(|e| {
             if e.kind() == io::ErrorKind::InvalidData {
-                Error::CorruptObject {
-                    id: *id,
-                    reason: "grew past its size limit while being read".into(),
-                }
+                Error::corrupt(
+                    *id,
+                    Corruption::TooLarge,
+                    "grew past its size limit while being read",
+                )
             } else {
                 not_found(e)
             }

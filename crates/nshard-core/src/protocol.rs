@@ -1,0 +1,151 @@
+//! Protocol v1 between `nshard` and `nshard serve`: the routes and the JSON bodies, defined once
+//! and used by both the server and the HTTP client, so the two cannot drift apart.
+//!
+//! | method | path | body → answer |
+//! | --- | --- | --- |
+//! | `GET` | [`HEALTH`] | → [`Health`] (no token needed) |
+//! | `POST` | [`MISSING`] | [`MissingRequest`] → [`MissingResponse`] |
+//! | `HEAD` | [`object_path`] | → 200 with the encoded length, or 404 |
+//! | `GET` | [`object_path`] | → the encoded object |
+//! | `PUT` | [`object_path`] | the encoded object → [`PutResponse`] |
+//!
+//! Every error answer has an [`ErrorBody`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::ObjectId;
+
+/// The protocol version (`/v1/…`).
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// Path of the health check.
+pub const HEALTH: &str = "/v1/health";
+
+/// Path of the batched existence check.
+pub const MISSING: &str = "/v1/objects/missing";
+
+/// Route pattern of one object (axum's syntax).
+pub const OBJECT_ROUTE: &str = "/v1/objects/{id}";
+
+/// Path of the object `id`.
+pub fn object_path(id: &ObjectId) -> String {
+    format!("/v1/objects/{id}")
+}
+
+/// Answer of [`HEALTH`]. Fields a client does not need to connect are optional, so that a client
+/// can talk to an older or a newer server of the same protocol.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// `"ok"`.
+    #[serde(default)]
+    pub status: String,
+    /// The protocol version the server speaks.
+    pub protocol: u64,
+    /// `nshard/<version>`.
+    #[serde(default)]
+    pub server: String,
+    /// The server's limits.
+    #[serde(default)]
+    pub limits: Option<HealthLimits>,
+    /// What a client without a token may do (`"read"`, `"write"`), or null: nothing.
+    #[serde(default)]
+    pub anonymous: Option<String>,
+}
+
+impl Health {
+    /// The answer of a server speaking this protocol.
+    pub fn new(server: String, limits: HealthLimits, anonymous: Option<String>) -> Health {
+        Health {
+            status: "ok".into(),
+            protocol: PROTOCOL_VERSION,
+            server,
+            limits: Some(limits),
+            anonymous,
+        }
+    }
+}
+
+/// The limits a server announces in [`Health`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HealthLimits {
+    /// Largest encoded object a `PUT` may carry.
+    pub max_object_bytes: Option<u64>,
+    /// Most ids in one [`MissingRequest`].
+    pub max_batch: Option<usize>,
+    /// Uploads the server accepts at once before answering 429.
+    pub max_concurrent_uploads: Option<usize>,
+}
+
+impl HealthLimits {
+    /// All three limits.
+    pub fn new(max_object_bytes: u64, max_batch: usize, max_concurrent_uploads: usize) -> Self {
+        HealthLimits {
+            max_object_bytes: Some(max_object_bytes),
+            max_batch: Some(max_batch),
+            max_concurrent_uploads: Some(max_concurrent_uploads),
+        }
+    }
+}
+
+/// Body of [`MISSING`]. The server checks each id itself, so that a bad one gets an error
+/// naming it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingRequest {
+    /// Object ids (64 lowercase hex characters each).
+    pub ids: Vec<String>,
+}
+
+/// Answer of [`MISSING`]: the requested ids the server does not have, in request order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MissingResponse {
+    /// Ids not present.
+    pub missing: Vec<ObjectId>,
+}
+
+/// Answer of a successful `PUT`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PutResponse {
+    /// The object id.
+    pub id: ObjectId,
+    /// `true` when this upload wrote the object, `false` when it was already there.
+    pub stored: bool,
+}
+
+/// Body of every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A message for a person.
+    pub error: String,
+    /// A stable machine-readable code (`unauthorized`, `not_found`, `corrupt`, …).
+    #[serde(default)]
+    pub code: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_round_trips_and_tolerates_missing_fields() {
+        let h = Health::new(
+            "nshard/x".into(),
+            HealthLimits::new(1, 2, 3),
+            Some("read".into()),
+        );
+        let text = serde_json::to_string(&h).expect("serialize");
+        let back: Health = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back.protocol, PROTOCOL_VERSION);
+        assert_eq!(back.limits.expect("limits").max_batch, Some(2));
+        let minimal: Health = serde_json::from_str(r#"{"protocol":1}"#).expect("minimal");
+        assert!(minimal.limits.is_none());
+    }
+
+    #[test]
+    fn object_path_matches_the_route() {
+        let id = ObjectId::of(b"x");
+        assert_eq!(object_path(&id), OBJECT_ROUTE.replace("{id}", &id.to_hex()));
+    }
+}
