@@ -26,6 +26,8 @@ pub enum Corruption {
     WrongSize,
     /// Where the object should be there is no regular file (a symlink, a directory, a FIFO).
     NotRegularFile,
+    /// A server checked its own copy and reported it corrupt (protocol v1 does not say how).
+    RemoteCopy,
 }
 
 /// What kind of failure a remote reported, for callers that act on it.

@@ -138,10 +138,10 @@ pub use repo::{
     CommitOutcome, Config, ConfigLevel, DiffOptions, DiffSide, EnvTokens, FileCheckout, FileCommit,
     FileDiff, FileState, FileStatus, GcItem, GcMode, GcOptions, GcReason, GcReport, HistoryNode,
     HistoryNote, LogEntry, LogState, MissingCheck, Origin, PathFilter, PersonalConfig, Problem,
-    ProblemKind, RemoteCheck, RemoteConfig, RemoteEntry, RemoteName, RemoteSource, RemovedRemote,
-    Repo, RepoLock, ResolvedRemote, SideKind, StoredCredential, TensorChange, TensorChangeKind,
-    TensorDiff, TrackChange, TrackMode, Unpushed, UserConfig, VerifyOptions, VerifyReport,
-    VersionOrder, WorktreeManifest, LOCAL_CONFIG, MAX_HISTORY, SHARD_DIR,
+    ProblemKind, RefusedManifest, RemoteCheck, RemoteConfig, RemoteEntry, RemoteName, RemoteSource,
+    RemovedRemote, Repo, RepoLock, ResolvedRemote, SideKind, StoredCredential, TensorChange,
+    TensorChangeKind, TensorDiff, TrackChange, TrackMode, Unpushed, UserConfig, VerifyOptions,
+    VerifyReport, VersionOrder, WorktreeManifest, LOCAL_CONFIG, MAX_HISTORY, SHARD_DIR,
 };
 
 // Git integration.
@@ -151,12 +151,13 @@ pub use git::{
 
 // Remotes and transfers.
 pub use remote::{
-    install_tls_provider, open as open_remote, DirStore, HttpStore, OpenOptions, RemoteUrl,
-    S3Options, S3Store, Store, StoreAdmin, MISSING_BATCH,
+    check_by_download, install_tls_provider, open as open_remote, DirStore, HttpStore, ObjectCheck,
+    OpenOptions, RemoteUrl, S3Options, S3Store, Store, StoreAdmin, MISSING_BATCH,
 };
 pub use transfer::{
-    check_remote, pull, push, remote_lacks, FilePlan, FileTransfer, PullOptions, PushOptions,
-    PushScope, Retry, TransferOptions, TransferReport, TransferStats, DEFAULT_JOBS,
+    check_remote, pull, push, remote_lacks, verify_remote, FilePlan, FileTransfer, PullOptions,
+    PushOptions, PushScope, RemoteVerifyReport, Retry, TransferOptions, TransferReport,
+    TransferStats, Unrepaired, DEFAULT_JOBS,
 };
 
 // Progress and errors.

@@ -8,8 +8,10 @@
 //! | `HEAD` | [`object_path`] | → 200 with the encoded length, or 404 |
 //! | `GET` | [`object_path`] | → the encoded object |
 //! | `PUT` | [`object_path`] | the encoded object → [`PutResponse`] |
+//! | `POST` | [`verify_path`] | → [`ObjectCheck`]: the server hashes its own copy (offered when [`Health::features`] lists [`FEATURE_VERIFY`]) |
 //!
-//! Every error answer has an [`ErrorBody`].
+//! Every error answer has an [`ErrorBody`]. A `GET` of an object the server finds corrupt in its
+//! store is answered 500 with code [`CORRUPT_OBJECT`] (the server moves the copy aside).
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +34,20 @@ pub fn object_path(id: &ObjectId) -> String {
     format!("/v1/objects/{id}")
 }
 
+/// Route pattern of the server-side check of one object (axum's syntax).
+pub const VERIFY_ROUTE: &str = "/v1/objects/{id}/verify";
+
+/// Path of the server-side check of object `id`.
+pub fn verify_path(id: &ObjectId) -> String {
+    format!("/v1/objects/{id}/verify")
+}
+
+/// The [`Health::features`] entry of a server that answers [`verify_path`].
+pub const FEATURE_VERIFY: &str = "verify";
+
+/// The error code of a `GET` answer for an object the server found corrupt in its store.
+pub const CORRUPT_OBJECT: &str = "corrupt_object";
+
 /// Answer of [`HEALTH`]. Fields a client does not need to connect are optional, so that a client
 /// can talk to an older or a newer server of the same protocol.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +67,9 @@ pub struct Health {
     /// What a client without a token may do (`"read"`, `"write"`), or null: nothing.
     #[serde(default)]
     pub anonymous: Option<String>,
+    /// Optional endpoints the server offers ([`FEATURE_VERIFY`]); older servers send none.
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 impl Health {
@@ -62,6 +81,7 @@ impl Health {
             server,
             limits: Some(limits),
             anonymous,
+            features: vec![FEATURE_VERIFY.into()],
         }
     }
 }
@@ -114,12 +134,33 @@ pub struct PutResponse {
     pub stored: bool,
 }
 
+/// What a store found when it checked its copy of an object: the answer of [`verify_path`], and
+/// what [`Store::check_object`](crate::Store::check_object) returns for every backend.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum ObjectCheck {
+    /// Present, and decodes to bytes hashing to its id.
+    Intact {
+        /// The encoded size.
+        size: u64,
+    },
+    /// Present but corrupt.
+    Corrupt {
+        /// What is wrong with it.
+        reason: String,
+        /// Whether the store already moved the copy aside (a server does, when it finds one).
+        moved_aside: bool,
+    },
+    /// Not in the store.
+    Missing,
+}
+
 /// Body of every error answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// A message for a person.
     pub error: String,
-    /// A stable machine-readable code (`unauthorized`, `not_found`, `corrupt`, …).
+    /// A stable machine-readable code (`unauthorized`, `not_found`, [`CORRUPT_OBJECT`], …).
     #[serde(default)]
     pub code: String,
 }
@@ -141,11 +182,17 @@ mod tests {
         assert_eq!(back.limits.expect("limits").max_batch, Some(2));
         let minimal: Health = serde_json::from_str(r#"{"protocol":1}"#).expect("minimal");
         assert!(minimal.limits.is_none());
+        assert!(
+            minimal.features.is_empty(),
+            "an older server offers nothing optional"
+        );
+        assert_eq!(back.features, vec![FEATURE_VERIFY.to_string()]);
     }
 
     #[test]
     fn object_path_matches_the_route() {
         let id = ObjectId::of(b"x");
         assert_eq!(object_path(&id), OBJECT_ROUTE.replace("{id}", &id.to_hex()));
+        assert_eq!(verify_path(&id), VERIFY_ROUTE.replace("{id}", &id.to_hex()));
     }
 }

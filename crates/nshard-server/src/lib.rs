@@ -8,6 +8,7 @@
 //! | `HEAD` | `/v1/objects/{id}` | 200 with the encoded length, or 404 |
 //! | `GET` | `/v1/objects/{id}` | the encoded object (verified before it is sent) |
 //! | `PUT` | `/v1/objects/{id}` | body: the encoded object; decoded and hashed before it becomes visible |
+//! | `POST` | `/v1/objects/{id}/verify` | the server hashes its copy: `{"state": "intact" \| "corrupt" \| "missing", …}` |
 //! | `GET` | `/metrics` | Prometheus text |
 //!
 //! Errors are JSON: `{"error": "<message>", "code": "<code>"}` with a 4xx/5xx status.
@@ -87,6 +88,9 @@ pub struct Limits {
     /// A request not answered within this long, whatever the client does, gets 408 and its
     /// resources (an upload slot) back. Bounds a body trickled byte by byte.
     pub request_timeout: Duration,
+    /// A response the client accepts no byte of for this long (it stopped reading, or reads too
+    /// slowly for anything to be sent) has its connection closed, freeing the connection slot.
+    pub send_idle_timeout: Duration,
     /// Connections open at once; beyond this the server stops accepting until one closes. The
     /// binary keeps it below the file-descriptor limit.
     pub max_connections: usize,
@@ -103,6 +107,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(15 * 60),
+            send_idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
         }
     }
@@ -270,6 +275,10 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(missing).fallback(method_not_allowed),
         )
         .route(protocol::OBJECT_ROUTE, objects)
+        .route(
+            protocol::VERIFY_ROUTE,
+            post(verify_object).fallback(method_not_allowed),
+        )
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .route_layer(middleware::from_fn_with_state(state.clone(), count_request))
         .fallback(not_found)

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub objects_stored: AtomicU64,
     /// Uploads refused because the body did not decode or hash to its id.
     pub objects_rejected: AtomicU64,
+    /// Stored objects found corrupt when read (each moved aside where the store can).
+    pub objects_corrupt: AtomicU64,
     /// Client connections open now (a gauge).
     pub connections: AtomicU64,
 }
@@ -72,6 +74,11 @@ impl Metrics {
                 "nshard_objects_rejected_total",
                 "Uploads refused because the body did not decode or hash to its id.",
                 &self.objects_rejected,
+            ),
+            (
+                "nshard_objects_corrupt_total",
+                "Stored objects found corrupt when read (moved aside to corrupt/ where the store can).",
+                &self.objects_corrupt,
             ),
         ];
         for (name, help, c) in counters {

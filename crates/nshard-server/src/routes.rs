@@ -22,7 +22,9 @@ use crate::auth::{Denied, Scope};
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::AppState;
-use nshard_core::protocol::{Health, HealthLimits, MissingRequest, MissingResponse, PutResponse};
+use nshard_core::protocol::{
+    self, Health, HealthLimits, MissingRequest, MissingResponse, ObjectCheck, PutResponse,
+};
 
 fn authorize(state: &AppState, headers: &HeaderMap, need: Scope) -> Result<(), AppError> {
     let value = headers
@@ -240,14 +242,19 @@ pub async fn get_object(
                 "object {id} is not on this server"
             )))
         }
+        Err(e @ CoreError::CorruptObject { .. }) => return Err(corrupt(&state, &id, &e).await),
         Err(e) => return Err(store_error(&format!("reading object {id}"), &e)),
     };
-    let enc = tokio::task::spawn_blocking(move || {
+    let verified = tokio::task::spawn_blocking(move || {
         nshard_core::decode_verified(&id, &enc, MAX_OBJECT_SIZE).map(|_| enc)
     })
     .await
-    .map_err(|e| AppError::internal("verifying an object", &e))?
-    .map_err(|e| AppError::internal(&format!("reading object {id}"), &e))?;
+    .map_err(|e| AppError::internal("verifying an object", &e))?;
+    let enc = match verified {
+        Ok(enc) => enc,
+        Err(e @ CoreError::CorruptObject { .. }) => return Err(corrupt(&state, &id, &e).await),
+        Err(e) => return Err(AppError::internal(&format!("reading object {id}"), &e)),
+    };
     Metrics::add(&state.metrics.bytes_out, enc.len() as u64);
     Ok((
         StatusCode::OK,
@@ -338,6 +345,80 @@ pub async fn put_object(
         }
         Err(e) => Err(store_error(&format!("storing object {id}"), &e)),
     }
+}
+
+/// An object found corrupt in the store (`e` says how): moved aside where the store can (to its
+/// `corrupt/`), so that it reads as missing and the next push of a good copy restores it. The
+/// answer is a 500 with code `corrupt_object`, which clients report at once instead of retrying.
+async fn corrupt(state: &AppState, id: &ObjectId, e: &CoreError) -> AppError {
+    let what = if move_aside(state, id, &e.to_string()).await {
+        "it was moved aside and reads as missing until a push of a good copy restores it"
+    } else {
+        "push a good copy once it has been removed (see the server log)"
+    };
+    AppError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        protocol::CORRUPT_OBJECT,
+        format!("object {id} is corrupt in the server's store: {what}"),
+    )
+}
+
+/// Moves a corrupt object aside where the store can (it checks its copy itself first), logs and
+/// counts it. Returns whether it was moved.
+async fn move_aside(state: &AppState, id: &ObjectId, e: &str) -> bool {
+    Metrics::add(&state.metrics.objects_corrupt, 1);
+    let moved = match state.store.admin() {
+        Some(admin) => admin.quarantine_corrupt(id).await,
+        None => Ok(false),
+    };
+    match moved {
+        Ok(true) => {
+            tracing::error!("{e}; moved aside to corrupt/ (a push of a good copy restores it)");
+            true
+        }
+        Ok(false) => {
+            tracing::error!("{e}");
+            false
+        }
+        Err(q) => {
+            tracing::error!("{e}; moving it aside failed: {q}");
+            false
+        }
+    }
+}
+
+/// `POST /v1/objects/{id}/verify`: the server decodes and hashes its own copy (no object bytes
+/// travel) and answers `{"state": "intact", "size": N}`, `{"state": "missing"}` or
+/// `{"state": "corrupt", "reason": "…", "moved_aside": true}`; a corrupt copy is moved aside as
+/// a GET would. Read scope, like a GET; at most `max_concurrent_commits` at once.
+pub async fn verify_object(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Json<ObjectCheck>, AppError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let id = path_id(id)?;
+    let _permit = state
+        .commits
+        .acquire()
+        .await
+        .map_err(|e| AppError::internal("verifying an object", &e))?;
+    let check = state
+        .store
+        .check_object(&id)
+        .await
+        .map_err(|e| store_error(&format!("verifying object {id}"), &e))?;
+    Ok(Json(match check {
+        ObjectCheck::Corrupt { reason, .. } => {
+            let e = format!("object {id} is corrupt: {reason}");
+            let moved_aside = move_aside(&state, &id, &e).await;
+            ObjectCheck::Corrupt {
+                reason,
+                moved_aside,
+            }
+        }
+        c => c,
+    }))
 }
 
 /// A failure of the store behind the server: 503 with `Retry-After` when it may pass (the bucket

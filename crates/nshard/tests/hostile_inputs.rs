@@ -152,6 +152,77 @@ fn names_git_refuses_are_refused_and_never_written() {
     repo.ok(&["status"]);
 }
 
+/// A committed manifest renamed to `name.shard.json`: `status` reports it `invalid` under its
+/// escaped name (exit 1) instead of skipping it, and gc deletes nothing while it is there (the
+/// objects it names are referenced by nothing else).
+fn hostile_named_manifest_is_reported(name: &std::ffi::OsStr, shown: &str) {
+    let (repo, _) = committed();
+    let mut rel = name.to_os_string();
+    rel.push(".shard.json");
+    let dest = repo.path().join(&rel);
+    fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+    fs::rename(repo.join("m/model.bin.shard.json"), &dest).expect("mv");
+    let objects = count_objects(&repo);
+    let st = bounded(repo.path(), &["status"]);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert_eq!(
+        st.status.code(),
+        Some(1),
+        "status skipped {shown:?}: {text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("invalid") && l.contains(shown)),
+        "{shown:?}: {text}"
+    );
+    assert!(!has_raw_control(&st.stdout) && !has_raw_control(&st.stderr));
+    let json = bounded(repo.path(), &["status", "--json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let entry = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|e| e["state"] == "invalid")
+        .unwrap_or_else(|| panic!("{shown:?} not in {v}"));
+    assert!(
+        entry["path"].as_str().expect("path").contains(shown),
+        "{entry}"
+    );
+    for args in [
+        &["gc", "--grace", "0"][..],
+        &["gc", "--grace", "0", "--only-current"],
+    ] {
+        let out = bounded(repo.path(), args);
+        assert!(!out.status.success(), "nshard {args:?} ignored {shown:?}");
+        assert!(!has_raw_control(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(shown),
+            "names it: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(count_objects(&repo), objects, "gc deleted objects");
+}
+
+#[test]
+fn hostile_named_manifests_are_reported_not_skipped() {
+    for (name, shown) in [
+        ("CON", "CON.shard.json"),
+        ("x/.git./hooks/post-checkout", "x/.git./hooks/post-checkout"),
+        ("x/.g\u{200c}it/y", "x/.g\\u{200c}it/y"),
+        ("a\u{1b}[2Jb", "a\\u{1b}[2Jb"),
+        ("", ".shard.json"),
+    ] {
+        hostile_named_manifest_is_reported(std::ffi::OsStr::new(name), shown);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        hostile_named_manifest_is_reported(std::ffi::OsStr::from_bytes(b"m/\xffx"), "m/\u{fffd}x");
+    }
+}
+
 #[test]
 fn hostile_names_cannot_be_tracked_either() {
     let repo = TestRepo::new();

@@ -275,40 +275,7 @@ fn a_corrupted_object_in_the_bucket_fails_the_pull_naming_it() {
         serde_json::from_slice(&fs::read(a.join("models/m.bin.shard.json")).expect("m"))
             .expect("manifest");
     let bad = ObjectId::parse(m["chunks"][0]["id"].as_str().expect("id")).expect("id");
-    // Flip a byte of the object in the bucket, behind nshard's back.
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    nshard_core::install_tls_provider();
-    rt.block_on(async {
-        use object_store::{ObjectStoreExt, PutPayload};
-        let raw = object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name(&env.bucket)
-            .with_endpoint(&env.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id(&env.key_id)
-            .with_secret_access_key(&env.secret)
-            .build()
-            .expect("client");
-        let prefix = url
-            .trim_start_matches("s3://")
-            .split_once('/')
-            .expect("p")
-            .1;
-        let h = bad.to_hex();
-        let key =
-            object_store::path::Path::from(format!("{prefix}/objects/{}/{}", &h[..2], &h[2..]));
-        let mut bytes = raw
-            .get(&key)
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("bytes")
-            .to_vec();
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x55;
-        raw.put(&key, PutPayload::from(bytes)).await.expect("put");
-    });
+    flip_in_bucket(&env, &url, &bad);
     let b = d.path().join("b");
     git(d.path(), &["clone", "-q", a.to_str().expect("utf8"), "b"]);
     let (success, _, err) = run(
@@ -330,6 +297,102 @@ fn a_corrupted_object_in_the_bucket_fails_the_pull_naming_it() {
         "checkout cannot build the file without the object"
     );
     assert!(!b.join("models/m.bin").exists());
+}
+
+/// A client of the test bucket that bypasses nshard, and the key of `id` under `url`'s prefix.
+fn raw_bucket(env: &S3Env, url: &str, id: &ObjectId) -> (object_store::aws::AmazonS3, String) {
+    let raw = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(&env.bucket)
+        .with_endpoint(&env.endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(&env.key_id)
+        .with_secret_access_key(&env.secret)
+        .build()
+        .expect("client");
+    let prefix = url
+        .trim_start_matches("s3://")
+        .split_once('/')
+        .expect("p")
+        .1
+        .to_string();
+    let h = id.to_hex();
+    (raw, format!("{prefix}/objects/{}/{}", &h[..2], &h[2..]))
+}
+
+/// Flips a byte of object `id` in the bucket, behind nshard's back.
+fn flip_in_bucket(env: &S3Env, url: &str, id: &ObjectId) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    nshard_core::install_tls_provider();
+    rt.block_on(async {
+        use object_store::{ObjectStoreExt, PutPayload};
+        let (raw, key) = raw_bucket(env, url, id);
+        let key = object_store::path::Path::from(key);
+        let mut bytes = raw
+            .get(&key)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes")
+            .to_vec();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        raw.put(&key, PutPayload::from(bytes)).await.expect("put");
+    });
+}
+
+/// The keys under `PREFIX/corrupt/` of `url` that hold a copy of `id` set aside.
+fn set_aside_in_bucket(env: &S3Env, url: &str, id: &ObjectId) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    nshard_core::install_tls_provider();
+    rt.block_on(async {
+        use object_store::ObjectStore;
+        let (raw, key) = raw_bucket(env, url, id);
+        let prefix = key.split("/objects/").next().expect("prefix").to_string();
+        let dir = object_store::path::Path::from(format!("{prefix}/corrupt"));
+        let listed = raw.list_with_delimiter(Some(&dir)).await.expect("list");
+        listed
+            .objects
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .filter(|k| k.contains(&format!("/corrupt/{}", id.to_hex())))
+            .collect()
+    })
+}
+
+#[test]
+fn a_corrupted_object_in_the_bucket_is_moved_aside_and_repaired() {
+    let Some(env) = S3Env::get() else { return };
+    let url = env.fresh_url("repair");
+    let d = tempfile::tempdir().expect("tmp");
+    let a = d.path().join("a");
+    let data = committed_repo(&a, 3 << 20, 37);
+    ok(&a, &env, &["push", "--remote", &url]);
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(a.join("models/m.bin.shard.json")).expect("m"))
+            .expect("manifest");
+    let bad = ObjectId::parse(m["chunks"][0]["id"].as_str().expect("id")).expect("id");
+    flip_in_bucket(&env, &url, &bad);
+    let b = d.path().join("b");
+    git(d.path(), &["clone", "-q", a.to_str().expect("utf8"), "b"]);
+    let (success, _, err) = run(&b, &env, &["pull", "--remote", &url], &[]);
+    assert!(!success && err.contains(&bad.to_hex()), "{err}");
+    // The pull moved the bad copy aside: the bucket lacks it, and a push restores it.
+    assert_eq!(set_aside_in_bucket(&env, &url, &bad).len(), 1);
+    assert!(!bucket_objects(&env, &url).contains(&bad));
+    let v = json(&a, &env, &["push", "--remote", &url]);
+    assert_eq!(num(&v, "objects"), 1, "{v}");
+    ok(&b, &env, &["pull", "--remote", &url, "--checkout"]);
+    assert_eq!(fs::read(b.join("models/m.bin")).expect("data"), data);
+    // verify --remote finds a corrupt copy and repairs it from the local one.
+    flip_in_bucket(&env, &url, &bad);
+    let v = json(&a, &env, &["verify", "--remote", &url]);
+    let hex = serde_json::json!([bad.to_hex()]);
+    assert_eq!((&v["corrupt"], &v["repaired"]), (&hex, &hex), "{v}");
+    assert_eq!(set_aside_in_bucket(&env, &url, &bad).len(), 2);
+    let v = json(&a, &env, &["verify", "--remote", &url]);
+    assert_eq!(v["corrupt"], serde_json::json!([]), "{v}");
 }
 
 #[test]

@@ -8,87 +8,10 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::serve::{metric_value, raw_connect, raw_request, Served};
-use common::{fails, random_bytes};
+use common::wire::*;
+
 use nshard_core::ObjectId;
-use nshard_core::{DataHint, Encoder};
-use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
-
-const WRITE: &str = "write-token-for-tests-0123456789";
-const READ: &str = "read-token-for-tests-0123456789";
-
-fn object(len: usize, seed: u64) -> (ObjectId, Vec<u8>, Vec<u8>) {
-    let raw = random_bytes(len, seed);
-    let enc = Encoder::new().encode(&raw, DataHint::Unknown);
-    (ObjectId::of(&raw), raw, enc)
-}
-
-/// A compressible object (its encoded form is zstd, not raw).
-fn zstd_object(len: usize, seed: u64) -> (ObjectId, Vec<u8>) {
-    let raw: Vec<u8> = random_bytes(len / 8, seed).repeat(8);
-    let enc = Encoder::new().encode(&raw, DataHint::Unknown);
-    (ObjectId::of(&raw), enc)
-}
-
-fn client() -> Client {
-    nshard_core::install_tls_provider();
-    Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
-}
-
-/// Asserts a JSON error response with `status` and `code`; returns the message.
-fn expect_error(r: Response, status: StatusCode, code: &str) -> String {
-    assert_eq!(r.status(), status, "wrong status");
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().expect("ascii").to_string());
-    assert_eq!(ct.as_deref(), Some("application/json"));
-    let v: serde_json::Value = r.json().expect("JSON error body");
-    assert_eq!(v["code"], code, "{v}");
-    let msg = v["error"].as_str().expect("error message").to_string();
-    assert!(!msg.is_empty());
-    msg
-}
-
-fn put(s: &Served, id: &ObjectId, body: Vec<u8>) -> Response {
-    client()
-        .put(s.at(&format!("/v1/objects/{id}")))
-        .body(body)
-        .send()
-        .expect("PUT")
-}
-
-fn get(s: &Served, id: &ObjectId) -> Response {
-    client()
-        .get(s.at(&format!("/v1/objects/{id}")))
-        .send()
-        .expect("GET")
-}
-
-fn head_status(s: &Served, id: &ObjectId) -> StatusCode {
-    client()
-        .head(s.at(&format!("/v1/objects/{id}")))
-        .send()
-        .expect("HEAD")
-        .status()
-}
-
-fn missing(s: &Served, ids: &[String]) -> Response {
-    client()
-        .post(s.at("/v1/objects/missing"))
-        .json(&serde_json::json!({ "ids": ids }))
-        .send()
-        .expect("POST missing")
-}
-
-fn dev_server() -> (tempfile::TempDir, Served) {
-    let d = tempfile::tempdir().expect("tmp");
-    let s = Served::start(&d.path().join("store"), &[], &[]);
-    (d, s)
-}
 
 #[test]
 fn protocol_round_trip() {
@@ -378,204 +301,6 @@ fn malformed_json_is_refused() {
     }
 }
 
-fn token_server(extra: &[&str]) -> (tempfile::TempDir, Served) {
-    let d = tempfile::tempdir().expect("tmp");
-    let tokens = d.path().join("tokens");
-    std::fs::write(&tokens, format!("# test tokens\nwrite:{WRITE}\n")).expect("tokens");
-    let mut args = vec!["--tokens", tokens.to_str().expect("utf8")];
-    args.extend_from_slice(extra);
-    let s = Served::start(
-        &d.path().join("store"),
-        &args,
-        &[("NSHARD_SERVE_TOKENS", &format!("read:{READ}"))],
-    );
-    (d, s)
-}
-
-#[test]
-fn wrong_or_missing_token_is_401() {
-    let (_d, s) = token_server(&[]);
-    let (id, _, enc) = object(10_000, 10);
-    let url = s.at(&format!("/v1/objects/{id}"));
-    let c = client();
-    for auth in [
-        None,
-        Some("Bearer not-the-right-token-at-all"),
-        Some("Basic dXNlcjpwYXNz"),
-        Some("Bearer"),
-    ] {
-        let mut put = c.put(&url).body(enc.clone());
-        let mut get = c.get(&url);
-        let mut miss = c
-            .post(s.at("/v1/objects/missing"))
-            .json(&serde_json::json!({"ids": []}));
-        if let Some(a) = auth {
-            put = put.header("authorization", a);
-            get = get.header("authorization", a);
-            miss = miss.header("authorization", a);
-        }
-        for req in [put, get, miss] {
-            let r = req.send().expect("send");
-            assert_eq!(
-                r.headers().get("www-authenticate").map(|v| v.as_bytes()),
-                Some(&b"Bearer realm=\"nshard\""[..])
-            );
-            expect_error(r, StatusCode::UNAUTHORIZED, "unauthorized");
-        }
-    }
-    expect_error(
-        c.get(s.at("/metrics")).send().expect("metrics"),
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    );
-    // Health needs no token; the right token works.
-    assert_eq!(
-        c.get(s.at("/v1/health")).send().expect("health").status(),
-        StatusCode::OK
-    );
-    let r = c
-        .put(&url)
-        .bearer_auth(WRITE)
-        .body(enc)
-        .send()
-        .expect("PUT");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    assert!(s.object_files().len() == 1);
-    // Tokens never reach the log.
-    let log = s.log();
-    assert!(log.contains("1 write token(s), 1 read token(s)"), "{log}");
-    for t in [WRITE, READ, "not-the-right-token-at-all"] {
-        assert!(!log.contains(t), "token in log:\n{log}");
-    }
-}
-
-#[test]
-fn read_token_that_writes_is_403() {
-    let (_d, s) = token_server(&[]);
-    let (id, _, enc) = object(10_000, 11);
-    let url = s.at(&format!("/v1/objects/{id}"));
-    let c = client();
-    let msg = expect_error(
-        c.put(&url)
-            .bearer_auth(READ)
-            .body(enc.clone())
-            .send()
-            .expect("PUT"),
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    );
-    assert!(msg.contains("write token"), "{msg}");
-    assert!(s.object_files().is_empty());
-    // Reading with the read token works.
-    let r = c
-        .post(s.at("/v1/objects/missing"))
-        .bearer_auth(READ)
-        .json(&serde_json::json!({"ids": [id.to_hex()]}))
-        .send()
-        .expect("missing");
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(
-        c.put(&url)
-            .bearer_auth(WRITE)
-            .body(enc.clone())
-            .send()
-            .expect("PUT")
-            .status(),
-        StatusCode::CREATED
-    );
-    let got = c.get(&url).bearer_auth(READ).send().expect("GET");
-    assert_eq!(got.status(), StatusCode::OK);
-    assert_eq!(&got.bytes().expect("body")[..], &enc[..]);
-    assert_eq!(
-        c.get(s.at("/metrics"))
-            .bearer_auth(READ)
-            .send()
-            .expect("m")
-            .status(),
-        StatusCode::OK
-    );
-}
-
-#[test]
-fn anonymous_read_with_tokens() {
-    let (_d, s) = token_server(&["--allow-anonymous-read"]);
-    let (id, _, enc) = object(10_000, 12);
-    let c = client();
-    let url = s.at(&format!("/v1/objects/{id}"));
-    expect_error(
-        c.put(&url).body(enc.clone()).send().expect("PUT"),
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-    );
-    assert_eq!(
-        c.put(&url)
-            .bearer_auth(WRITE)
-            .body(enc)
-            .send()
-            .expect("PUT")
-            .status(),
-        StatusCode::CREATED
-    );
-    assert_eq!(c.get(&url).send().expect("GET").status(), StatusCode::OK);
-}
-
-#[test]
-fn refuses_to_start_without_tokens_on_a_public_address() {
-    let d = tempfile::tempdir().expect("tmp");
-    let store = d.path().join("store");
-    let store = store.to_str().expect("utf8");
-    let err = fails(
-        d.path(),
-        &["serve", "--listen", "0.0.0.0:0", "--store", store],
-    );
-    assert!(
-        err.contains("refusing to serve on 0.0.0.0:0 without tokens"),
-        "{err}"
-    );
-    assert!(err.contains("--allow-anonymous-read"), "{err}");
-    // A bad token file is refused without echoing the token.
-    let tokens = d.path().join("tokens");
-    std::fs::write(&tokens, "write:tooshort\n").expect("w");
-    let err = fails(
-        d.path(),
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            store,
-            "--tokens",
-            tokens.to_str().expect("utf8"),
-        ],
-    );
-    assert!(
-        err.contains("entry 1") && err.contains("shorter than 16"),
-        "{err}"
-    );
-    assert!(!err.contains("tooshort"), "{err}");
-    // With an explicit anonymous-read flag it starts, read-only.
-    let s = Served::start_on(
-        d.path().join("store2").as_path(),
-        "0.0.0.0:0",
-        &["--allow-anonymous-read"],
-        &[],
-    );
-    let port = s.addr.rsplit(':').next().expect("port");
-    let url = format!("http://127.0.0.1:{port}");
-    let (id, _, enc) = object(1000, 13);
-    let r = client()
-        .put(format!("{url}/v1/objects/{id}"))
-        .body(enc)
-        .send()
-        .expect("PUT");
-    expect_error(r, StatusCode::UNAUTHORIZED, "unauthorized");
-    let r = client()
-        .get(format!("{url}/v1/objects/{id}"))
-        .send()
-        .expect("GET");
-    expect_error(r, StatusCode::NOT_FOUND, "not_found");
-}
-
 /// Starts a raw PUT of `enc`, sends `sent` bytes of the body, and waits until the server counts
 /// the upload as in flight.
 fn partial_upload(s: &Served, id: &ObjectId, enc: &[u8], sent: usize) -> std::net::TcpStream {
@@ -727,7 +452,13 @@ fn object_corrupted_on_the_server_disk_is_not_served() {
     let last = bad.len() - 1;
     bad[last] ^= 1;
     std::fs::write(&path, bad).expect("corrupt");
-    let msg = expect_error(get(&s, &id), StatusCode::INTERNAL_SERVER_ERROR, "internal");
+    let msg = expect_error(
+        get(&s, &id),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "corrupt_object",
+    );
     assert!(msg.contains(&id.to_hex()), "{msg}");
     assert!(s.log().contains("is corrupt"), "{}", s.log());
+    // Moved aside, so the store reads it as missing (see remote_repair.rs for the repair).
+    assert_eq!(head_status(&s, &id), StatusCode::NOT_FOUND);
 }

@@ -305,3 +305,57 @@ fn with_tokens_any_host_name_may_be_used() {
     );
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 }
+
+#[test]
+fn a_client_that_stops_reading_a_get_is_cut_off_and_frees_its_slot() {
+    nshard_core::install_tls_provider();
+    let d = tempfile::tempdir().expect("tmp");
+    // One connection slot: while the stalled reader holds it, nobody else is served.
+    let s = Served::start(
+        &d.path().join("store"),
+        &["--send-timeout", "2", "--max-connections", "1"],
+        &[],
+    );
+    // Far more than loopback socket buffers hold, so the server must wait for the reader.
+    let (id, enc) = object(24 << 20, 9);
+    let r = client()
+        .put(s.at(&format!("/v1/objects/{id}")))
+        .body(enc.clone())
+        .send()
+        .expect("put");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    drop(r);
+    let mut c = raw_connect(&s.addr);
+    let head = format!("GET /v1/objects/{id} HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr);
+    c.write_all(head.as_bytes()).expect("request");
+    let mut first = [0u8; 1000];
+    c.read_exact(&mut first).expect("start of the response");
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    // Stop reading. Another client is served once the server gives up on this one.
+    let status = eventually("a health check beside a stalled reader", || {
+        client()
+            .get(s.at("/v1/health"))
+            .send()
+            .ok()
+            .map(|r| r.status())
+    });
+    assert_eq!(status, StatusCode::OK);
+    // The stalled response was cut short: what it still delivers ends (EOF or reset) before the
+    // object does. A server that kept the connection would block this read until the timeout.
+    c.set_read_timeout(Some(EVENTUALLY)).expect("timeout");
+    let mut rest = Vec::new();
+    if let Err(e) = c.read_to_end(&mut rest) {
+        assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the stalled reader's connection is still open after {EVENTUALLY:?}"
+        );
+    }
+    assert!(
+        first.len() + rest.len() < enc.len(),
+        "the whole object was delivered to a reader that stopped: {} bytes",
+        first.len() + rest.len()
+    );
+}

@@ -90,6 +90,27 @@ fn transient_answers_and_dropped_connections_are_retried_and_counted() {
 }
 
 #[test]
+fn a_busy_server_at_connect_time_is_retried() {
+    let (_d, s) = server();
+    let (a, _) = committed(1 << 20);
+    // The health check made when connecting meets a busy server twice, then gets through.
+    let plan = [Fault::Status(503), Fault::CutResponseAfter(20)];
+    let proxy = FaultProxy::start(&s.addr, &plan);
+    let p = a.json(&["push", "--remote", &proxy.url]);
+    assert_eq!(proxy.faults_served(), plan.len(), "every fault was hit");
+    assert_eq!(num(&p, "objects"), 65, "{p}");
+    // A permanent refusal is not retried.
+    let proxy = FaultProxy::start(&s.addr, &[Fault::Status(404), Fault::Status(404)]);
+    let err = a.fails(&["push", "--remote", &proxy.url]);
+    assert!(err.contains("404"), "{err}");
+    assert_eq!(
+        proxy.faults_served(),
+        1,
+        "a 404 at connect time is retried: {err}"
+    );
+}
+
+#[test]
 fn a_pull_cut_off_by_the_network_resumes_with_what_is_missing() {
     let (_d, s) = server();
     let (a, data) = committed(1 << 20);

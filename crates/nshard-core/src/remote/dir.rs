@@ -242,6 +242,11 @@ impl StoreAdmin for DirStore {
         let id = *id;
         blocking(self, move |s| s.store.delete(&id)).await
     }
+
+    async fn quarantine_corrupt(&self, id: &ObjectId) -> Result<bool> {
+        let id = *id;
+        blocking(self, move |s| s.store.quarantine_if_corrupt(&id)).await
+    }
 }
 
 #[cfg(test)]
@@ -322,6 +327,35 @@ mod tests {
         assert!(!old.exists(), "a day-old temporary file is removed");
         assert!(fresh.exists(), "a recent one may belong to a live writer");
         assert!(other.exists(), "files that are not ours are left alone");
+    }
+
+    #[tokio::test]
+    async fn only_a_corrupt_copy_is_moved_aside() {
+        let d = tempfile::tempdir().expect("tmp");
+        let s = DirStore::open(d.path()).expect("open");
+        let (a, ea) = object(3);
+        assert!(!s.quarantine_corrupt(&a).await.expect("absent"));
+        s.put(&a, ea.clone()).await.expect("put");
+        assert!(
+            !s.quarantine_corrupt(&a).await.expect("good"),
+            "a good copy stays"
+        );
+        assert!(s.missing(&[a]).await.expect("missing").is_empty());
+        let p = s.local().path_of(&a);
+        fs::remove_file(&p).expect("rm");
+        fs::write(&p, &ea[..ea.len() - 1]).expect("truncated copy");
+        assert!(s.quarantine_corrupt(&a).await.expect("corrupt"));
+        assert_eq!(s.missing(&[a]).await.expect("missing"), vec![a]);
+        assert!(d.path().join("corrupt").join(a.to_hex()).is_file());
+        // A second bad copy is kept beside the first, not over it.
+        assert!(s.put(&a, ea.clone()).await.expect("restored"));
+        fs::remove_file(&p).expect("rm");
+        fs::write(&p, b"junk").expect("junk");
+        assert!(s.quarantine_corrupt(&a).await.expect("corrupt again"));
+        assert_eq!(
+            fs::read_dir(d.path().join("corrupt")).expect("ls").count(),
+            2
+        );
     }
 
     #[test]

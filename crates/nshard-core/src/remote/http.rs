@@ -17,11 +17,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::{header, Client, Response, StatusCode};
 
-use super::{OpenOptions, Store, MISSING_BATCH};
+use super::{ObjectCheck, OpenOptions, Store, MISSING_BATCH};
 use crate::codec::MAX_OBJECT_SIZE;
-use crate::error::{Error, RemoteFailure, Result};
+use crate::error::{Corruption, Error, RemoteFailure, Result};
 use crate::id::ObjectId;
-use crate::protocol::{self, ErrorBody, Health, MissingRequest, MissingResponse, PROTOCOL_VERSION};
+use crate::protocol::{
+    self, ErrorBody, Health, MissingRequest, MissingResponse, CORRUPT_OBJECT, PROTOCOL_VERSION,
+};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -46,6 +48,8 @@ pub struct HttpStore {
     token: Option<Token>,
     max_batch: usize,
     max_object_bytes: u64,
+    /// The server hashes its own copies on request (`POST /v1/objects/{id}/verify`).
+    verifies: bool,
 }
 
 impl HttpStore {
@@ -70,12 +74,18 @@ impl HttpStore {
             token: opts.token.clone().map(Token),
             max_batch: MISSING_BATCH,
             max_object_bytes: MAX_OBJECT_SIZE + 4096,
+            verifies: false,
         };
-        let resp = store
-            .send(store.client.get(store.url(protocol::HEALTH)))
-            .await?;
-        let resp = store.check(resp, "health check").await?;
-        let health: Health = resp.json().await.map_err(|e| Error::Remote {
+        // A busy or restarting server at connect time is retried like any other request.
+        let (resp, _) = crate::transfer::Retry::default()
+            .run(|| async {
+                let resp = store
+                    .send(store.client.get(store.url(protocol::HEALTH)))
+                    .await?;
+                store.check(resp, "health check").await
+            })
+            .await;
+        let health: Health = resp?.json().await.map_err(|e| Error::Remote {
             remote: store.base.clone(),
             kind: RemoteFailure::Incompatible,
             reason: format!(
@@ -94,6 +104,10 @@ impl HttpStore {
                 ),
             });
         }
+        store.verifies = health
+            .features
+            .iter()
+            .any(|f| f == protocol::FEATURE_VERIFY);
         if let Some(l) = health.limits {
             if let Some(b) = l.max_batch.filter(|&b| b > 0) {
                 store.max_batch = b.min(MISSING_BATCH);
@@ -154,7 +168,12 @@ impl HttpStore {
             return Ok(resp);
         }
         let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorBody>(&text)
+        Err(self.status_error(status, &text, what))
+    }
+
+    /// The error for a non-success `status` with body `text`.
+    fn status_error(&self, status: StatusCode, text: &str, what: &str) -> Error {
+        let message = serde_json::from_str::<ErrorBody>(text)
             .map(|b| b.error)
             .unwrap_or_else(|_| {
                 text.chars()
@@ -184,7 +203,7 @@ impl HttpStore {
         let transient = status.is_server_error()
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT;
-        Err(if transient {
+        if transient {
             Error::RemoteTransient {
                 remote: self.base.clone(),
                 reason,
@@ -195,7 +214,7 @@ impl HttpStore {
                 kind,
                 reason,
             }
-        })
+        }
     }
 
     async fn missing_batch(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
@@ -293,12 +312,39 @@ impl Store for HttpStore {
         Ok(resp.status() == StatusCode::CREATED)
     }
 
+    async fn check_object(&self, id: &ObjectId) -> Result<ObjectCheck> {
+        if !self.verifies {
+            return super::check_by_download(self, id).await;
+        }
+        let url = self.url(&protocol::verify_path(id));
+        let resp = self.send(self.client.post(url)).await?;
+        let resp = self.check(resp, &format!("verifying {id}")).await?;
+        resp.json().await.map_err(|e| Error::RemoteTransient {
+            remote: self.base.clone(),
+            reason: format!("verifying {id}: bad answer: {}", chain(&e.without_url())),
+        })
+    }
+
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
         let resp = self.send(self.client.get(self.object_url(id))).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(Error::ObjectMissing(*id));
         }
-        let mut resp = self.check(resp, &format!("downloading {id}")).await?;
+        let what = format!("downloading {id}");
+        if resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
+            // Not worth a retry when the server found its copy corrupt (it moved it aside).
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(b) if b.code == CORRUPT_OBJECT => Error::corrupt(
+                    *id,
+                    Corruption::RemoteCopy,
+                    format!("the server says: {}", b.error),
+                ),
+                _ => self.status_error(status, &text, &what),
+            });
+        }
+        let mut resp = self.check(resp, &what).await?;
         let limit = self.max_object_bytes;
         let too_big = || Error::Remote {
             remote: self.base.clone(),

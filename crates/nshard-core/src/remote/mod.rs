@@ -3,8 +3,9 @@
 //! (decode + SHA-256) before they become visible.
 //!
 //! [`Store`] is the contract every backend honours: health, missing, size, get, put-if-absent.
-//! Listing and deleting are a separate capability ([`StoreAdmin`], reached through
-//! [`Store::admin`]) that only backends able to do them offer: the HTTP protocol has neither.
+//! Listing, deleting and moving a corrupt object aside are a separate capability ([`StoreAdmin`],
+//! reached through [`Store::admin`]) that only backends able to do them offer: the HTTP protocol
+//! has none of them (the server moves corrupt objects aside itself when it reads them).
 //!
 //! The trait is async because its real backends are network stores; the directory backend runs its
 //! filesystem work on tokio's blocking pool.
@@ -26,6 +27,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+pub use crate::protocol::ObjectCheck;
 use crate::staged::StagedUpload;
 
 pub use dir::DirStore;
@@ -73,9 +75,53 @@ pub trait Store: Send + Sync {
     /// use.
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>>;
 
+    /// Whether the store's copy of `id` is intact (decodes to bytes hashing to `id`). The default
+    /// downloads and verifies it ([`check_by_download`]); a server that can hash its own copy is
+    /// asked to instead, and moves a corrupt one aside itself.
+    async fn check_object(&self, id: &ObjectId) -> Result<ObjectCheck> {
+        check_by_download(self, id).await
+    }
+
     /// Listing and deleting, for the backends that can (`None` for the others).
     fn admin(&self) -> Option<&dyn StoreAdmin> {
         None
+    }
+}
+
+/// [`Store::check_object`] by downloading the object and verifying it here.
+pub async fn check_by_download<S: Store + ?Sized>(store: &S, id: &ObjectId) -> Result<ObjectCheck> {
+    let corrupt = |reason| {
+        Ok(ObjectCheck::Corrupt {
+            reason,
+            moved_aside: false,
+        })
+    };
+    let enc = match store.get(id).await {
+        Ok(enc) => enc,
+        Err(Error::ObjectMissing(_)) => return Ok(ObjectCheck::Missing),
+        Err(Error::CorruptObject { reason, .. }) => return corrupt(reason),
+        Err(e) => return Err(e),
+    };
+    let size = enc.len() as u64;
+    let id = *id;
+    let verified = match tokio::task::spawn_blocking(move || {
+        crate::codec::decode_verified(&id, &enc, crate::codec::MAX_OBJECT_SIZE).map(|_| ())
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => {
+            return Err(Error::RemoteTransient {
+                remote: store.display_url(),
+                reason: format!("verifying {id} was interrupted: {e}"),
+            })
+        }
+    };
+    match verified {
+        Ok(()) => Ok(ObjectCheck::Intact { size }),
+        Err(Error::CorruptObject { reason, .. }) => corrupt(reason),
+        Err(e) => Err(e),
     }
 }
 
@@ -87,6 +133,12 @@ pub trait StoreAdmin: Send + Sync {
 
     /// Removes `id` (absent is not an error).
     async fn delete(&self, id: &ObjectId) -> Result<()>;
+
+    /// Moves the stored copy of `id` aside (to the store's `corrupt/`, kept for inspection) if it
+    /// fails verification by itself, so that the store reads it as missing and the next push
+    /// restores it. A good copy, or none, stays as it is: the store checks for itself, whatever
+    /// the caller saw. Returns whether a copy was moved.
+    async fn quarantine_corrupt(&self, id: &ObjectId) -> Result<bool>;
 }
 
 /// The largest batch of ids sent in one `missing` query.

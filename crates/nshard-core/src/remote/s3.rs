@@ -492,6 +492,43 @@ impl StoreAdmin for S3Store {
             Err(e) => Err(self.error(&format!("deleting {id}"), e)),
         }
     }
+
+    /// Checks the stored copy, then copies it to `PREFIX/corrupt/<id>.<unix nanoseconds>` and
+    /// deletes it (S3 has no rename). The copy comes first, so a failure in between leaves the
+    /// object where it was, to be moved by the next reader that finds it.
+    async fn quarantine_corrupt(&self, id: &ObjectId) -> Result<bool> {
+        let corrupt = match Store::get(self, id).await {
+            Ok(enc) => {
+                let id_ = *id;
+                tokio::task::spawn_blocking(move || {
+                    codec::decode_verified(&id_, &enc, MAX_OBJECT_SIZE).is_err()
+                })
+                .await
+                .map_err(|e| Error::RemoteTransient {
+                    remote: self.url.clone(),
+                    reason: format!("verifying {id} was interrupted: {e}"),
+                })?
+            }
+            Err(Error::ObjectMissing(_)) => false,
+            Err(Error::CorruptObject { .. }) => true,
+            Err(e) => return Err(e),
+        };
+        if !corrupt {
+            return Ok(false);
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let root = self.objects.strip_suffix("objects").unwrap_or_default();
+        let aside = KeyPath::from(format!("{root}corrupt/{}.{nanos}", id.to_hex()));
+        let what = format!("moving corrupt object {id} aside");
+        self.store
+            .copy(&self.key(id), &aside)
+            .await
+            .map_err(|e| self.error(&what, e))?;
+        StoreAdmin::delete(self, id).await?;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

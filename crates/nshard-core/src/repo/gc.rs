@@ -173,6 +173,8 @@ impl Repo {
         dirs: &mut Vec<DirVersionBytes>,
     ) -> Result<Vec<(String, WorktreeManifest)>> {
         let mut roots: Vec<(String, WorktreeManifest)> = Vec::new();
+        // A manifest whose own name is refused is never read, so what it references is unknown.
+        self.refuse_if_refused_manifests("gc deleted nothing")?;
         for unit in self.dir_units()? {
             if let Some(d) = self.read_dir_manifest(&unit)? {
                 report.files += 1;

@@ -367,23 +367,42 @@ impl Repo {
     /// Walks the work tree (not following symlinks, skipping `.git` and `.shard`) and returns the
     /// regular data files (manifests excluded) and the manifests' data paths, both sorted. Every
     /// `*.shard.json` that is not a directory counts as a manifest, even a symlink or a FIFO: reading
-    /// it then fails, which every command reports instead of skipping it. Directory units (see
-    /// [`crate::dirunit`]) are left out, with everything inside them: see [`Repo::dir_units`].
+    /// it then fails, which every command reports instead of skipping it. A `*.shard.json` whose
+    /// own path is refused (see [`Repo::refused_manifests`]) is not listed.
+    /// Directory units (see [`crate::dirunit`]) are left out, with everything inside them: see
+    /// [`Repo::dir_units`].
     pub fn scan_worktree(&self) -> Result<(Vec<RepoPath>, Vec<RepoPath>)> {
-        let s = self.scan_all()?;
-        Ok((s.0, s.1))
+        let scan = self.walk_worktree()?;
+        Ok((scan.files, scan.manifests))
     }
 
     /// The directory units found by a work-tree walk: directories named in the config and
     /// directory manifests.
     pub(crate) fn scan_units(&self) -> Result<Vec<RepoPath>> {
-        Ok(self.scan_all()?.2)
+        Ok(self.walk_worktree()?.units)
     }
 
-    fn scan_all(&self) -> Result<(Vec<RepoPath>, Vec<RepoPath>, Vec<RepoPath>)> {
-        let mut files = Vec::new();
-        let mut manifests = Vec::new();
-        let mut units = Vec::new();
+    /// The `*.shard.json` files in the work tree whose own path nshard refuses (a name git
+    /// refuses, a control character, not UTF-8, no data file name): never read, but reported by
+    /// `status`, and gc deletes nothing while one exists (it cannot tell what it references).
+    pub fn refused_manifests(&self) -> Result<Vec<RefusedManifest>> {
+        Ok(self.walk_worktree()?.refused)
+    }
+
+    /// Fails, naming the first refused manifest, when the work tree has any (see
+    /// [`Repo::refused_manifests`]); `what` says what was not done.
+    pub(crate) fn refuse_if_refused_manifests(&self, what: &str) -> Result<()> {
+        match self.refused_manifests()?.into_iter().next() {
+            None => Ok(()),
+            Some(r) => Err(Error::InvalidManifest {
+                path: r.path.into(),
+                reason: format!("{}; {what} (rename or remove that file first)", r.reason),
+            }),
+        }
+    }
+
+    fn walk_worktree(&self) -> Result<WorktreeScan> {
+        let mut scan = WorktreeScan::default();
         let configured: std::collections::HashSet<&str> =
             self.config.dirs.iter().map(String::as_str).collect();
         let root = self.root.clone();
@@ -430,35 +449,77 @@ impl Repo {
             let Ok(rel) = ent.path().strip_prefix(&self.root) else {
                 continue;
             };
-            let Ok(rp) = RepoPath::from_relative(rel) else {
-                continue;
+            let rp = match RepoPath::from_relative(rel) {
+                Ok(rp) => rp,
+                Err(e) => {
+                    let lossy = rel.to_string_lossy();
+                    if lossy.ends_with(MANIFEST_SUFFIX) {
+                        scan.refused
+                            .push(RefusedManifest::new(&lossy, &e.to_string()));
+                    }
+                    continue;
+                }
             };
             match rp.data_path_of_manifest() {
                 Some(data)
                     if ent.file_type().is_file()
                         && crate::dirunit::peek_is_dir_manifest(ent.path()) =>
                 {
-                    units.push(data)
+                    scan.units.push(data)
                 }
                 Some(data) if configured.contains(data.as_str()) => {}
-                Some(data) => manifests.push(data),
-                None if rp.as_str().ends_with(MANIFEST_SUFFIX) => {}
-                None if ent.file_type().is_file() => files.push(rp),
+                Some(data) => scan.manifests.push(data),
+                None if rp.as_str().ends_with(MANIFEST_SUFFIX) => {
+                    scan.refused.push(RefusedManifest::new(
+                        rp.as_str(),
+                        "its name leaves no valid data file name before `.shard.json`",
+                    ));
+                }
+                None if ent.file_type().is_file() => scan.files.push(rp),
                 None => {}
             }
         }
         for d in &self.config.dirs {
             if let Ok(p) = RepoPath::parse(d) {
-                units.push(p);
+                scan.units.push(p);
             }
         }
-        units.sort();
-        units.dedup();
-        Ok((files, manifests, units))
+        scan.units.sort();
+        scan.units.dedup();
+        Ok(scan)
     }
 
     /// Whether the repository lies inside a git work tree.
     pub fn is_git_repo(&self) -> bool {
         self.root.ancestors().any(|a| a.join(".git").exists())
     }
+}
+
+/// A `*.shard.json` in the work tree whose own path is refused (see
+/// [`Repo::refused_manifests`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedManifest {
+    /// Its repository-relative path, escaped for printing (control and invisible characters as
+    /// `\u{…}`; bytes that are not UTF-8 as U+FFFD).
+    pub path: String,
+    /// Why the path is refused, escaped likewise.
+    pub reason: String,
+}
+
+impl RefusedManifest {
+    fn new(path: &str, reason: &str) -> Self {
+        Self {
+            path: crate::portable::escape(path).into_owned(),
+            reason: crate::portable::neutralize(reason).into_owned(),
+        }
+    }
+}
+
+/// What a walk of the work tree found.
+#[derive(Default)]
+struct WorktreeScan {
+    files: Vec<RepoPath>,
+    manifests: Vec<RepoPath>,
+    refused: Vec<RefusedManifest>,
+    units: Vec<RepoPath>,
 }

@@ -7,6 +7,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::codec;
 use crate::error::{Corruption, Error, Result};
@@ -184,12 +185,44 @@ impl LocalStore {
     /// and `commit` of the file re-stores it. Only for objects that fail verification on their
     /// own, never because of a caller's bound. Returns whether it was moved.
     pub fn quarantine(&self, id: &ObjectId) -> bool {
+        self.set_aside(id).is_ok_and(|p| p.is_some())
+    }
+
+    /// Moves `id` to `corrupt/<id>` beside `objects/` (`corrupt/<id>.<unix nanoseconds>` when an
+    /// earlier copy is already kept there, so no copy is ever overwritten) and returns where it
+    /// went; `None` when the store does not hold `id`. Whoever finds an object corrupt calls this
+    /// (see [`LocalStore::quarantine`]) so that the store reads it as missing and a good copy can
+    /// be written in its place.
+    pub fn set_aside(&self, id: &ObjectId) -> Result<Option<PathBuf>> {
+        let src = self.path_of(id);
         let Some(parent) = self.objects.parent() else {
-            return false;
+            return Err(Error::io("moving aside", &src)(io::Error::other(
+                "the object directory has no parent to hold corrupt/",
+            )));
         };
         let dir = parent.join("corrupt");
-        fs::create_dir_all(&dir).is_ok()
-            && fs::rename(self.path_of(id), dir.join(id.to_hex())).is_ok()
+        fsutil::create_dir_all(&dir)?;
+        let mut dest = dir.join(id.to_hex());
+        if fs::symlink_metadata(&dest).is_ok() {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            dest = dir.join(format!("{}.{nanos}", id.to_hex()));
+        }
+        match fs::rename(&src, &dest) {
+            Ok(()) => Ok(Some(dest)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("moving aside", &src)(e)),
+        }
+    }
+
+    /// Moves `id` aside (see [`LocalStore::set_aside`]) if the stored copy fails verification by
+    /// itself; a good copy, or none, stays as it is. Returns whether it was moved.
+    pub fn quarantine_if_corrupt(&self, id: &ObjectId) -> Result<bool> {
+        if !self.is_corrupt(id) {
+            return Ok(false);
+        }
+        Ok(self.set_aside(id)?.is_some())
     }
 
     /// Whether the stored object `id` fails verification by itself (whatever bound a manifest

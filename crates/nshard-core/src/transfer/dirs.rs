@@ -12,6 +12,42 @@ use crate::path::RepoPath;
 use crate::remote::Store;
 use crate::repo::Repo;
 
+/// Per unit, the versions a push starts from (or why its manifest cannot be used).
+pub(super) type DirRoots = Vec<(RepoPath, Result<Vec<DirVersionBytes>>)>;
+
+/// Adds a directory manifest found in git (`bytes`, version `version`, found at `origin`) to the
+/// roots of unit `path`.
+pub(super) fn add_git_root(
+    roots: &mut DirRoots,
+    index: &mut HashMap<RepoPath, usize>,
+    path: RepoPath,
+    version: ObjectId,
+    bytes: Vec<u8>,
+    origin: &str,
+) {
+    let parsed =
+        DirManifest::parse(&bytes, std::path::Path::new(origin), Some(&path)).map(|manifest| {
+            DirVersionBytes {
+                manifest,
+                version,
+                bytes,
+            }
+        });
+    let i = *index.entry(path.clone()).or_insert_with(|| {
+        roots.push((path, Ok(Vec::new())));
+        roots.len() - 1
+    });
+    match (&mut roots[i].1, parsed) {
+        (Ok(list), Ok(d)) => {
+            if !list.iter().any(|w| w.version == d.version) {
+                list.push(d);
+            }
+        }
+        (slot @ Ok(_), Err(e)) => *slot = Err(e),
+        (Err(_), _) => {}
+    }
+}
+
 /// The objects of one version besides its manifest: the listing and, when the listing is local,
 /// its packs and chunks (when it is not, only the listing id: the remote has the rest if it has
 /// the listing, which push checks).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::{TransferOptions, TransferStats};
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::id::ObjectId;
 use crate::remote::{Store, MISSING_BATCH};
 use crate::store::LocalStore;
@@ -256,6 +256,12 @@ pub(super) async fn pull_objects(
                 let (enc, retries) = retry.run(|| remote.get(&id)).await;
                 let enc = match enc {
                     Ok(e) => e,
+                    Err(Error::CorruptObject { id, kind, reason }) => {
+                        return (
+                            Err(corrupt_on_remote(&remote, id, kind, reason).await),
+                            retries,
+                        )
+                    }
                     Err(Error::ObjectMissing(_)) => {
                         return (
                             Err(Error::RemoteLacks {
@@ -272,11 +278,9 @@ pub(super) async fn pull_objects(
                 let stored = local_io(move || local.put_verified(&id, &enc, max_raw)).await;
                 let r = match stored {
                     Ok(_) => Ok(n),
-                    Err(Error::CorruptObject { id, kind, reason }) => Err(Error::CorruptObject {
-                        id,
-                        kind,
-                        reason: format!("{reason} (as received from {url}; nothing was stored)"),
-                    }),
+                    Err(Error::CorruptObject { id, kind, reason }) => {
+                        Err(corrupt_on_remote(&remote, id, kind, reason).await)
+                    }
                     Err(e) => Err(e),
                 };
                 (r, retries)
@@ -294,6 +298,32 @@ pub(super) async fn pull_objects(
     r
 }
 
+/// The error for object `id` found corrupt as received from `remote` (nothing of it was stored
+/// locally). Where the remote can, the bad copy is moved aside there (the remote checks it for
+/// itself first), so that it reads as missing and the next push restores it; an HTTP server
+/// does that itself when it reads one.
+pub(super) async fn corrupt_on_remote(
+    remote: &Arc<dyn Store>,
+    id: ObjectId,
+    kind: Corruption,
+    reason: String,
+) -> Error {
+    let url = remote.display_url();
+    let note = match remote.admin() {
+        Some(admin) => match admin.quarantine_corrupt(&id).await {
+            Ok(true) => "; moved aside to corrupt/ on the remote: `nshard push` from a repository with a good copy restores it".to_string(),
+            Ok(false) => String::new(),
+            Err(e) => format!("; moving it aside on the remote failed: {e}"),
+        },
+        None => String::new(),
+    };
+    Error::CorruptObject {
+        id,
+        kind,
+        reason: format!("{reason} (as received from {url}; nothing was stored{note})"),
+    }
+}
+
 /// Fetches one object (a manifest) from `remote`, verifies it, stores it locally and returns its
 /// raw bytes. `Ok(None)` when the remote does not have it.
 pub(super) async fn fetch_one(
@@ -309,24 +339,25 @@ pub(super) async fn fetch_one(
     let enc = match enc {
         Ok(e) => e,
         Err(Error::ObjectMissing(_)) => return Ok(None),
+        Err(Error::CorruptObject { id, kind, reason }) => {
+            return Err(corrupt_on_remote(remote, id, kind, reason).await)
+        }
         Err(e) => return Err(e),
     };
     let n = enc.len() as u64;
-    let url = remote.display_url();
     let local = local.clone();
     let raw = local_io(move || {
-        let raw = crate::codec::decode_verified(&id, &enc, max_raw).map_err(|e| match e {
-            Error::CorruptObject { id, kind, reason } => Error::CorruptObject {
-                id,
-                kind,
-                reason: format!("{reason} (as received from {url}; nothing was stored)"),
-            },
-            e => e,
-        })?;
+        let raw = crate::codec::decode_verified(&id, &enc, max_raw)?;
         local.put_trusted(&id, &enc)?;
         Ok(raw)
     })
-    .await?;
+    .await;
+    let raw = match raw {
+        Err(Error::CorruptObject { id, kind, reason }) => {
+            return Err(corrupt_on_remote(remote, id, kind, reason).await)
+        }
+        r => r?,
+    };
     stats.objects += 1;
     stats.bytes += n;
     Ok(Some(raw))

@@ -11,15 +11,16 @@
 mod check;
 mod dirs;
 mod engine;
+mod repair;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use check::check_remote;
 pub use engine::Retry;
+pub use repair::{verify_remote, RemoteVerifyReport, Unrepaired};
 
 use crate::codec::{DataHint, Encoder};
-use crate::dirunit::{DirManifest, DirVersionBytes};
 use crate::error::{Error, Result};
 use crate::git::{GitTree, Reach, RefUpdate};
 use crate::id::ObjectId;
@@ -181,12 +182,10 @@ fn worktree_manifest(repo: &Repo, path: &RepoPath) -> Result<WorktreeManifest> {
 
 /// The versions a push starts from, grouped by file: the work tree's manifest first, then the
 /// ones found in git. A file whose manifest cannot be used gets an error instead.
-type DirRoots = Vec<(RepoPath, Result<Vec<DirVersionBytes>>)>;
-
 fn push_roots(
     repo: &Repo,
     opts: &PushOptions<'_>,
-    dir_roots: &mut DirRoots,
+    dir_roots: &mut dirs::DirRoots,
 ) -> Result<Vec<(RepoPath, Result<Vec<WorktreeManifest>>)>> {
     let mut roots: Vec<(RepoPath, Result<Vec<WorktreeManifest>>)> = Vec::new();
     let mut index: HashMap<RepoPath, usize> = HashMap::new();
@@ -238,25 +237,7 @@ fn push_roots(
             continue;
         }
         if crate::dirunit::is_dir_manifest(&g.bytes) {
-            let parsed = DirManifest::parse(&g.bytes, std::path::Path::new(&g.origin), Some(&path))
-                .map(|manifest| DirVersionBytes {
-                    manifest,
-                    version,
-                    bytes: g.bytes,
-                });
-            let i = *dir_index.entry(path.clone()).or_insert_with(|| {
-                dir_roots.push((path.clone(), Ok(Vec::new())));
-                dir_roots.len() - 1
-            });
-            match (&mut dir_roots[i].1, parsed) {
-                (Ok(list), Ok(d)) => {
-                    if !list.iter().any(|w| w.version == d.version) {
-                        list.push(d);
-                    }
-                }
-                (slot @ Ok(_), Err(e)) => *slot = Err(e),
-                (Err(_), _) => {}
-            }
+            dirs::add_git_root(dir_roots, &mut dir_index, path, version, g.bytes, &g.origin);
             continue;
         }
         let parsed = Manifest::parse(&g.bytes, std::path::Path::new(&g.origin), Some(&path))

@@ -79,6 +79,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().request_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub request_timeout: u64,
+    /// Seconds a response may wait for the client to accept more of it; a client that stops
+    /// reading (or reads too slowly for anything to be sent) is disconnected after that.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().send_idle_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub send_timeout: u64,
     /// Connections open at once (more wait until one closes). Lowered automatically to stay well
     /// below the process's file-descriptor limit, which the server raises to its maximum.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections as u64,
@@ -159,6 +164,7 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
             header_timeout: Duration::from_secs(a.header_timeout),
             body_idle_timeout: Duration::from_secs(a.body_idle_timeout),
             request_timeout: Duration::from_secs(a.request_timeout),
+            send_idle_timeout: Duration::from_secs(a.send_timeout),
             max_connections: connection_cap(a.max_connections) as usize,
             ..Limits::default()
         },

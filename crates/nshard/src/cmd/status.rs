@@ -52,6 +52,12 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
     for (u, sub) in &units {
         dir_st.push(repo.dir_status(u, sub.as_deref())?);
     }
+    // Manifests whose own name is refused are never read; reported when no path narrows the view.
+    let refused = if a.paths.is_empty() {
+        repo.refused_manifests()?
+    } else {
+        Vec::new()
+    };
     let remote = match &a.remote {
         None => None,
         Some(arg) => {
@@ -78,23 +84,31 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         }
     };
     // Exit 1 when the state of some file could not be determined, so scripts notice.
-    let undetermined = st.iter().any(|s| {
-        matches!(
-            s.state,
-            FileState::InvalidManifest { .. } | FileState::Unreadable { .. }
-        )
-    });
+    let undetermined = !refused.is_empty()
+        || st.iter().any(|s| {
+            matches!(
+                s.state,
+                FileState::InvalidManifest { .. } | FileState::Unreadable { .. }
+            )
+        });
     let code = if undetermined {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     };
     if a.json {
-        // Directory units follow the files, with their own fields (files, changes).
+        // Directory units follow the files, with their own fields (files, changes); refused
+        // manifests are `invalid` entries under their own name.
         let mut rows: Vec<serde_json::Value> = st
             .iter()
             .map(serde_json::to_value)
             .collect::<Result<_, _>>()?;
+        rows.extend(refused.iter().map(|r| {
+            serde_json::json!({
+                "path": r.path, "state": "invalid", "reason": r.reason,
+                "version": null, "tracked": false, "manifest": r.path,
+            })
+        }));
         for d in &dir_st {
             let mut v = serde_json::to_value(d)?;
             v["kind"] = "dir".into();
@@ -103,7 +117,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         print_json(&rows)?;
         return Ok(code);
     }
-    if st.is_empty() && dir_st.is_empty() {
+    if st.is_empty() && refused.is_empty() && dir_st.is_empty() {
         out!("no tracked files (use `nshard track <path>`)");
     }
     for d in &dir_st {
@@ -175,6 +189,10 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             "{label:<13} {:<40} {v}{hint}{untracked}{on_remote}",
             s.path // Display escapes control and invisible characters.
         );
+    }
+    for r in &refused {
+        // Both fields are escaped already.
+        out!("{:<13} {:<40} ({})", "invalid", r.path, r.reason);
     }
     if let Some(r) = remote {
         let checked: Vec<_> = st.iter().filter_map(|s| s.remote).collect();

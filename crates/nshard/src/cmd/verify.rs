@@ -4,8 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::{ProblemKind, VerifyOptions};
+use nshard_core::{
+    verify_remote, ProblemKind, RemoteVerifyReport, Retry, TransferOptions, VerifyOptions,
+    DEFAULT_JOBS,
+};
 
+use super::remote::{label, runtime};
 use crate::out;
 use crate::output::{bytes, count, print_json, Ctx};
 
@@ -18,17 +22,32 @@ use crate::output::{bytes, count, print_json, Ctx};
 ///
 /// Older versions whose data is not local (not pulled, or removed by `nshard gc --only-current`)
 /// are noted, not errors.
+///
+/// With --remote, checks the remote's copies instead: every object the current versions need is
+/// verified (by an `nshard serve` itself, else by downloading it); a corrupt one is moved aside on
+/// the remote and replaced by the local copy (verified first). Objects the remote lacks are
+/// reported (`nshard push` sends them); the exit status is non-zero while any is missing or
+/// still corrupt.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// Also rebuild and hash every older version whose data is local (reads each in full).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "remote")]
     pub all_versions: bool,
+    /// Check and repair this remote's copies of the current versions (a remote name or URL).
+    #[arg(long, short, value_name = "REMOTE")]
+    pub remote: Option<String>,
+    /// Objects checked at once (with --remote).
+    #[arg(long, short, default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<ExitCode> {
+    if a.remote.is_some() {
+        return run_remote(ctx, &a);
+    }
     let repo = ctx.repo()?;
     let bar = ctx.progress(a.json);
     let r = repo.verify(&VerifyOptions {
@@ -104,6 +123,74 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<ExitCode> {
         out!("ok: no problems found");
     } else {
         out!("{} found", count(r.problems.len() as u64, "problem"));
+    }
+    Ok(code)
+}
+
+/// `verify --remote` as JSON: the remote and the report.
+#[derive(serde::Serialize)]
+struct JsonRemoteReport<'a> {
+    remote: String,
+    remote_name: Option<&'a str>,
+    #[serde(flatten)]
+    report: &'a RemoteVerifyReport,
+}
+
+fn run_remote(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let bar = ctx.progress(a.json);
+    let (resolved, r) = runtime()?.block_on(async {
+        let (resolved, store) = super::remote::open(&repo, ctx, a.remote.as_deref()).await?;
+        let opts = TransferOptions {
+            jobs: a.jobs.into(),
+            retry: Retry::default(),
+            progress: &bar,
+        };
+        let r = verify_remote(&repo, &store, &opts).await?;
+        anyhow::Ok((resolved, r))
+    })?;
+    let code = if r.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if a.json {
+        print_json(&JsonRemoteReport {
+            remote: resolved.url.to_string(),
+            remote_name: resolved.name.as_ref().map(|n| n.as_str()),
+            report: &r,
+        })?;
+        return Ok(code);
+    }
+    out!("verify {}", label(&resolved));
+    out!(
+        "checked {} ({}): {} corrupt, {} repaired, {} missing",
+        count(r.checked as u64, "object"),
+        bytes(r.bytes_checked),
+        r.corrupt.len(),
+        r.repaired.len(),
+        r.missing.len()
+    );
+    for id in &r.repaired {
+        out!("repaired: object {id} (the corrupt copy was moved aside and replaced by the local one)");
+    }
+    for u in &r.unrepaired {
+        out!("error: corrupt object {}: {}", u.id, u.reason);
+    }
+    for id in &r.missing {
+        out!("missing: object {id}");
+    }
+    if !r.missing.is_empty() {
+        out!(
+            "hint: `nshard push` sends the {} the remote lacks",
+            count(r.missing.len() as u64, "object")
+        );
+    }
+    if r.retries > 0 {
+        out!("{} transient failures were retried", r.retries);
+    }
+    if r.ok {
+        out!("ok: the remote's copies of the current versions are intact");
     }
     Ok(code)
 }

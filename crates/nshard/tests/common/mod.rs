@@ -4,6 +4,7 @@
 pub mod proxy;
 pub mod s3;
 pub mod serve;
+pub mod wire;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

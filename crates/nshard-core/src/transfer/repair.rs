@@ -1,0 +1,225 @@
+//! `nshard verify --remote`: check a remote's copies of the objects the current versions need
+//! (every work-tree manifest's object and its chunks) and repair the corrupt ones from the local
+//! store.
+//!
+//! Each object the remote has is verified (decoded and re-hashed against its id): by the server
+//! itself when it offers `POST /v1/objects/{id}/verify`, else by downloading it
+//! ([`Store::check_object`]). A corrupt copy is moved aside on the remote (a server does that
+//! itself when it finds one; a directory or S3 remote is asked to, and checks for itself first),
+//! so the remote reads it as missing; then the local copy, verified first, is uploaded in its
+//! place. Objects the remote lacks are reported: `nshard push` sends
+//! them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use super::engine::{corrupt_on_remote, remote_missing};
+use super::{TransferOptions, TransferStats};
+use crate::codec::{self, MAX_OBJECT_SIZE};
+use crate::error::{Corruption, Error, Result};
+use crate::id::ObjectId;
+use crate::remote::{ObjectCheck, Store};
+use crate::repo::Repo;
+use crate::store::LocalStore;
+
+/// A corrupt object that could not be repaired, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Unrepaired {
+    /// The object.
+    pub id: ObjectId,
+    /// Why it is still corrupt on the remote.
+    pub reason: String,
+}
+
+/// The outcome of a remote verify.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RemoteVerifyReport {
+    /// The remote has every object checked, intact or repaired.
+    pub ok: bool,
+    /// Objects the current versions need, downloaded and verified (the ones the remote has).
+    pub checked: usize,
+    /// Their encoded size (a corrupt copy counts with its local copy's size).
+    pub bytes_checked: u64,
+    /// Objects whose remote copy was corrupt.
+    pub corrupt: Vec<ObjectId>,
+    /// Of those, the ones replaced by a good copy from the local store.
+    pub repaired: Vec<ObjectId>,
+    /// Of those, the ones still corrupt or absent on the remote, with the reason.
+    pub unrepaired: Vec<Unrepaired>,
+    /// Objects the current versions need that the remote does not have (`nshard push` sends them).
+    pub missing: Vec<ObjectId>,
+    /// Requests that failed transiently and were retried.
+    pub retries: u64,
+}
+
+/// What became of one object.
+enum Outcome {
+    Good(u64),
+    Missing,
+    Repaired(u64),
+    Unrepaired(u64, String),
+}
+
+/// Checks `remote`'s copies of every object the work tree's current versions need, repairing
+/// corrupt ones from the local store. Files whose manifest cannot be read are skipped (`nshard
+/// status` and `nshard verify` report them).
+pub async fn verify_remote(
+    repo: &Repo,
+    remote: &Arc<dyn Store>,
+    opts: &TransferOptions<'_>,
+) -> Result<RemoteVerifyReport> {
+    let _lock = repo.lock(false)?;
+    let local = repo.store().clone();
+    let mut ids = Vec::new();
+    let mut seen = HashSet::new();
+    for path in repo.scan_worktree()?.1 {
+        let Ok(Some(wt)) = repo.read_worktree_manifest(&path) else {
+            continue;
+        };
+        let chunks = wt.manifest.chunks.iter().map(|c| c.id);
+        ids.extend(chunks.chain([wt.version]).filter(|id| seen.insert(*id)));
+    }
+    let mut stats = TransferStats::default();
+    let absent = remote_missing(remote, &ids, &opts.retry, &mut stats).await?;
+    let mut report = RemoteVerifyReport {
+        retries: stats.retries,
+        ..RemoteVerifyReport::default()
+    };
+    let todo: Vec<ObjectId> = ids
+        .iter()
+        .filter(|id| !absent.contains(id))
+        .copied()
+        .collect();
+    let total = todo.iter().filter_map(|id| local.encoded_size(id)).sum();
+    opts.progress
+        .start(&format!("verify {}", remote.display_url()), total);
+    let mut queue = todo.into_iter();
+    let mut set = JoinSet::new();
+    let mut first_err = None;
+    loop {
+        while first_err.is_none() && set.len() < opts.jobs.max(1) {
+            let Some(id) = queue.next() else { break };
+            let (remote, local, retry) = (Arc::clone(remote), local.clone(), opts.retry);
+            set.spawn(async move {
+                let mut retries = 0;
+                let r = check_one(&remote, &local, id, &retry, &mut retries).await;
+                (id, r, retries)
+            });
+        }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        let (id, r, retries) = match joined {
+            Ok(x) => x,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => {
+                first_err.get_or_insert(Error::RemoteTransient {
+                    remote: remote.display_url(),
+                    reason: format!("a verify task was cancelled: {e}"),
+                });
+                continue;
+            }
+        };
+        report.retries += retries;
+        match r {
+            Ok(Outcome::Good(n)) => {
+                report.checked += 1;
+                report.bytes_checked += n;
+                opts.progress.advance(n);
+            }
+            Ok(Outcome::Missing) => report.missing.push(id),
+            Ok(Outcome::Repaired(n)) => {
+                report.checked += 1;
+                report.bytes_checked += n;
+                report.corrupt.push(id);
+                report.repaired.push(id);
+                opts.progress.advance(n);
+            }
+            Ok(Outcome::Unrepaired(n, reason)) => {
+                report.checked += 1;
+                report.bytes_checked += n;
+                report.corrupt.push(id);
+                report.unrepaired.push(Unrepaired { id, reason });
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    opts.progress.finish();
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    report.missing.extend(absent);
+    for list in [
+        &mut report.corrupt,
+        &mut report.repaired,
+        &mut report.missing,
+    ] {
+        list.sort();
+    }
+    report.unrepaired.sort_by_key(|u| u.id);
+    report.ok = report.unrepaired.is_empty() && report.missing.is_empty();
+    Ok(report)
+}
+
+/// Downloads and verifies one object; repairs it when it is corrupt.
+async fn check_one(
+    remote: &Arc<dyn Store>,
+    local: &LocalStore,
+    id: ObjectId,
+    retry: &super::Retry,
+    retries: &mut u64,
+) -> Result<Outcome> {
+    let (checked, n) = retry.run(|| remote.check_object(&id)).await;
+    *retries += n;
+    let (len, reason) = match checked? {
+        ObjectCheck::Intact { size } => return Ok(Outcome::Good(size)),
+        ObjectCheck::Missing => return Ok(Outcome::Missing),
+        ObjectCheck::Corrupt { reason, .. } => (local.encoded_size(&id).unwrap_or(0), reason),
+    };
+    // Moved aside where the remote can (the server did so already when it answered).
+    let found = corrupt_on_remote(remote, id, Corruption::RemoteCopy, reason).await;
+    let local_ = local.clone();
+    let good = blocking(move || {
+        let enc = local_.get_encoded(&id)?;
+        codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE)?;
+        Ok(enc)
+    })
+    .await?;
+    let enc = match good {
+        Ok(enc) => enc,
+        Err(e) => {
+            return Ok(Outcome::Unrepaired(
+                len,
+                format!("{found}; no good local copy to repair it from: {e}"),
+            ))
+        }
+    };
+    let (put, n) = retry.run(|| remote.put(&id, enc.clone())).await;
+    *retries += n;
+    match put {
+        Ok(true) => Ok(Outcome::Repaired(len)),
+        Ok(false) => Ok(Outcome::Unrepaired(
+            len,
+            format!("{found}; the remote still holds its copy, so the good one was not written (move the bad copy out of the remote's objects/ by hand, then push)"),
+        )),
+        Err(e) => Ok(Outcome::Unrepaired(len, format!("{found}; uploading the good copy failed: {e}"))),
+    }
+}
+
+/// Runs CPU or disk work off the async threads; the outer error is the task's, the inner the work's.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<Result<T>> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => Ok(r),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::RemoteTransient {
+            remote: "local store".into(),
+            reason: format!("the operation was cancelled: {e}"),
+        }),
+    }
+}
