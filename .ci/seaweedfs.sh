@@ -7,15 +7,21 @@
 #   .ci/seaweedfs.sh env     print the variables the tests read (eval "$(.ci/seaweedfs.sh env)")
 #   .ci/seaweedfs.sh stop    stop the instance this script started and remove its data
 #
-# Listens on loopback only. Besides the S3 port it opens SeaweedFS's fixed ports (9333, 8888,
-# 9340, 23646 and each +10000 for gRPC); tests that need an instance of their own move them.
+# Listens on loopback only. Besides the S3 port it opens SeaweedFS's other ports (master 9333,
+# volume 9340, filer 8888, admin 23646, and each +10000 for gRPC). A second instance on one machine
+# moves them all and keeps its own state directory:
+#   NSHARD_SEAWEEDFS_PORT (S3), NSHARD_SEAWEEDFS_MASTER_PORT, NSHARD_SEAWEEDFS_VOLUME_PORT,
+#   NSHARD_SEAWEEDFS_FILER_PORT, NSHARD_SEAWEEDFS_ADMIN_PORT, NSHARD_SEAWEEDFS_STATE (directory).
 set -euo pipefail
 CI_DIR=$(cd "$(dirname "$0")" && pwd)
 VENV="$CI_DIR/venv-seaweedfs"
 STATE="${NSHARD_SEAWEEDFS_STATE:-$CI_DIR/seaweedfs-state}"
 WEED="$VENV/bin/weed"
-PORT=9013
-FILER_PORT=8888
+PORT="${NSHARD_SEAWEEDFS_PORT:-9013}"
+MASTER_PORT="${NSHARD_SEAWEEDFS_MASTER_PORT:-9333}"
+VOLUME_PORT="${NSHARD_SEAWEEDFS_VOLUME_PORT:-9340}"
+FILER_PORT="${NSHARD_SEAWEEDFS_FILER_PORT:-8888}"
+ADMIN_PORT="${NSHARD_SEAWEEDFS_ADMIN_PORT:-23646}"
 BUCKET=nshard-test
 KEY=nshardkey
 SECRET=nshardsecret
@@ -49,7 +55,8 @@ start)
     mkdir -p "$STATE/data"
     AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET \
         "$WEED" mini -dir="$STATE/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port=$PORT \
-        -bucket=$BUCKET -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
+        -master.port="$MASTER_PORT" -volume.port="$VOLUME_PORT" -filer.port="$FILER_PORT" \
+        -admin.port="$ADMIN_PORT" -bucket=$BUCKET -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
         >"$STATE/weed.log" 2>&1 </dev/null &
     echo $! >"$STATE/pid"
     for _ in $(seq 600); do

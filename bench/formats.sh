@@ -5,6 +5,16 @@
 #   bench/formats.sh                          # 1 GiB checkpoints in bf16 and fp32, 256 MiB datasets
 #   SIZE=256MiB DSIZE=64MiB bench/formats.sh  # quicker
 #   DTYPES=bf16 bench/formats.sh              # one dtype
+#   FORMATS="pth gguf" DATASET_FORMATS= bench/formats.sh   # only the PyTorch and GGUF rows
+#
+# FORMATS (default "safetensors pth gguf"): the model files. safetensors comes from nshard-gen;
+# pth (a PyTorch zip checkpoint laid out as torch.save writes it) and gguf (written by gguf-py) are
+# the same checkpoint and each of its versions rewritten by bench/convert_model.py with exactly the
+# same tensor bytes, so the changed tensors' zstd size is the same reference. They are committed
+# with FORMAT_CONFIGS (default "tensor cdc": format-aware, and plain CDC for contrast) and the
+# histories FORMAT_KINDS (default last-layers:2 low-rank:q,v metadata; `metadata` edits the
+# header: safetensors __metadata__, the pickle's metadata dict, GGUF key/values). The Python
+# writers run in a virtual environment under the target directory (gguf, numpy from PyPI).
 #
 # Choices committed for real, selected through the temp repo's `.shard/config.toml` `[chunking]`:
 #   cdc           FastCDC 1/4/16 MiB, layout none: plain CDC + zstd
@@ -30,11 +40,26 @@ SIZE=${SIZE:-1GiB}
 DSIZE=${DSIZE:-256MiB}
 DTYPES=${DTYPES:-bf16 fp32}
 KINDS=${KINDS:-tensors:5% last-layers:2 low-rank:q,v metadata add-tensor all-slight}
-CONFIGS="cdc fixed tensor tensor-fixed"
+CONFIGS=${CONFIGS:-cdc fixed tensor tensor-fixed}
+FORMATS=${FORMATS:-safetensors pth gguf}
+FORMAT_CONFIGS=${FORMAT_CONFIGS:-tensor cdc}
+FORMAT_KINDS=${FORMAT_KINDS:-last-layers:2 low-rank:q,v metadata}
+DATASET_FORMATS=${DATASET_FORMATS-csv jsonl}
 cd "$ROOT"
 cargo build --release -q -p nshard -p nshard-bench
-NSHARD="$ROOT/target/release/nshard"
-GEN="$ROOT/target/release/nshard-gen"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+NSHARD="$TARGET/release/nshard"
+GEN="$TARGET/release/nshard-gen"
+PY=python3
+if [[ " $FORMATS " == *" gguf "* ]]; then
+  PY="$TARGET/bench-venv/bin/python"
+  if ! "$PY" -c "import gguf, numpy" 2>/dev/null; then
+    [ -x "$PY" ] || python3 -m venv "$TARGET/bench-venv"
+    "$PY" -m pip install -q gguf numpy
+  fi
+fi
+CONVERT=""   # pth or gguf while those rows run: v2 is mutated from SRC_V1 and converted
+SRC_V1=""
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nshard-bench-formats.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 RES="$WORK/results.tsv"   # dtype  history  config  field  value
@@ -91,7 +116,13 @@ chunk_objects() { echo $(($(object_files) - $(manifest_object "$1"))); }
 
 # gen_v2 DTYPE HISTORY SEED V1 OUT : writes v2, records its reference sizes.
 gen_v2() {
-  "$GEN" mutate --kind "$2" --from "$4" --seed "$3" --out "$5" >"$WORK/g"
+  if [ -n "$CONVERT" ]; then
+    "$GEN" mutate --kind "$2" --from "$SRC_V1" --seed "$3" --out "$5.st" >"$WORK/g"
+    "$PY" "$ROOT/bench/convert_model.py" "$CONVERT" "$5.st" "$5"
+    rm -f "$5.st"
+  else
+    "$GEN" mutate --kind "$2" --from "$4" --seed "$3" --out "$5" >"$WORK/g"
+  fi
   rec "$1" "$2" - ref "$(jq .changed_zstd_bytes "$WORK/g")"
   rec "$1" "$2" - changed "$(jq .changed_bytes "$WORK/g")"
 }
@@ -151,19 +182,36 @@ run_choice() {
 for dtype in $DTYPES; do
   echo "[$dtype] generating $SIZE v1" >&2
   "$GEN" model --size "$SIZE" --dtype "$dtype" --seed 1 --out "$WORK/v1" >"$WORK/g"
-  rec "$dtype" v1 - bytes "$(jq .bytes "$WORK/g")"
-  best_sha "$WORK/v1"; rec "$dtype" v1 - sha "$SHA"
-  sims=1
-  for cfg in $CONFIGS; do
-    echo "[$dtype] $cfg: committing v1 and its histories" >&2
-    # shellcheck disable=SC2086
-    run_choice "$dtype" "$cfg" model.safetensors "$WORK/v1" $sims $KINDS
-    sims=0
+  if [[ " $FORMATS " == *" safetensors "* ]]; then
+    rec "$dtype" v1 - bytes "$(jq .bytes "$WORK/g")"
+    best_sha "$WORK/v1"; rec "$dtype" v1 - sha "$SHA"
+    sims=1
+    for cfg in $CONFIGS; do
+      echo "[$dtype] $cfg: committing v1 and its histories" >&2
+      # shellcheck disable=SC2086
+      run_choice "$dtype" "$cfg" model.safetensors "$WORK/v1" $sims $KINDS
+      sims=0
+    done
+  fi
+  for fmt in pth gguf; do
+    [[ " $FORMATS " == *" $fmt "* ]] || continue
+    echo "[$dtype.$fmt] converting v1" >&2
+    "$PY" "$ROOT/bench/convert_model.py" "$fmt" "$WORK/v1" "$WORK/v1.$fmt"
+    rec "$dtype.$fmt" v1 - bytes "$(stat -c %s "$WORK/v1.$fmt")"
+    best_sha "$WORK/v1.$fmt"; rec "$dtype.$fmt" v1 - sha "$SHA"
+    CONVERT=$fmt SRC_V1="$WORK/v1"
+    for cfg in $FORMAT_CONFIGS; do
+      echo "[$dtype.$fmt] $cfg: committing v1 and its histories" >&2
+      # shellcheck disable=SC2086
+      run_choice "$dtype.$fmt" "$cfg" "model.$fmt" "$WORK/v1.$fmt" 0 $FORMAT_KINDS
+    done
+    CONVERT="" SRC_V1=""
+    rm -f "$WORK/v1.$fmt"
   done
   rm -f "$WORK/v1"
 done
 
-for fmt in csv jsonl; do
+for fmt in $DATASET_FORMATS; do
   echo "[$fmt] generating $DSIZE dataset" >&2
   "$GEN" dataset --size "$DSIZE" --format "$fmt" --seed 1 --out "$WORK/v1" >"$WORK/g"
   rec "$fmt" v1 - bytes "$(jq .bytes "$WORK/g")"
@@ -176,7 +224,9 @@ for fmt in csv jsonl; do
 done
 
 cp "$RES" "${RESULTS:-/dev/null}" 2>/dev/null || true
-awk -F'\t' -v sims="cdc+bg tensor+zstd" -v configs="$CONFIGS" '
+# shellcheck disable=SC2086
+ALL_CONFIGS=$(printf "%s\n" $CONFIGS $FORMAT_CONFIGS | awk '!seen[$0]++' | xargs)
+awk -F'\t' -v sims="cdc+bg tensor+zstd" -v configs="$ALL_CONFIGS" '
   { v[$1 SUBSEP $2 SUBSEP $3 SUBSEP $4] = $5
     if (!($1 in seen_d)) { seen_d[$1] = 1; ds[++nd] = $1 }
     if ($2 != "v1" && !(($1, $2) in seen_h)) { seen_h[$1, $2] = 1; hs[$1, ++nh[$1]] = $2 } }
@@ -203,7 +253,7 @@ awk -F'\t' -v sims="cdc+bg tensor+zstd" -v configs="$CONFIGS" '
       print line
     }
     print ""
-    print "v2 pushed on top of v1: MiB (× the changed bytes after zstd -1; share of v2 reused; commit time / sha256)"
+    print "v2 pushed on top of v1: MiB (× the changed bytes after zstd -1; share of v2 reused; pushed bytes as a share of the file; commit time / sha256)"
     print ""
     hdr = "| file | history | changed MiB (zstd) |"; sep = "| --- | --- | ---: |"
     for (i = 1; i <= n; i++) { hdr = hdr " " cs[i] " |"; sep = sep " ---: |" }
@@ -217,7 +267,7 @@ awk -F'\t' -v sims="cdc+bg tensor+zstd" -v configs="$CONFIGS" '
           p = val(d, h, cs[i], "push")
           if (p == "") { line = line " — |"; continue }
           size = val(d, h, cs[i], "size"); nr = val(d, h, cs[i], "new_raw")
-          cell = sprintf("%s (%.2f×, %.1f %%", mib(p), p / ref, 100 * (size - nr) / size)
+          cell = sprintf("%s (%.2f×, %.1f %%, %.2f %% of file", mib(p), p / ref, 100 * (size - nr) / size, 100 * p / size)
           t = val(d, h, cs[i], "secs")
           if (t != "") cell = cell sprintf(", %.2f×", t / sha)
           line = line " " cell ") |"

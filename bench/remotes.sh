@@ -10,22 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE="${1:-1GiB}"
 
-cargo build --release -q -p nshard -p nshard-bench
-NSHARD="$PWD/target/release/nshard"
-GEN="$PWD/target/release/nshard-gen"
+source bench/lib.sh
 
-if [[ -n "${BENCH_DIR:-}" ]]; then
-  W="$BENCH_DIR"; mkdir -p "$W"
-else
-  W="$(mktemp -d "${TMPDIR:-/tmp}/nshard-bench-remotes.XXXXXX")"
-  trap 'rm -rf "$W"' EXIT
-fi
+bench_build
+bench_workdir remotes
 cd "$W"
 rm -rf a b remote ref v1.safetensors v2.safetensors
 
-now() { date +%s.%N; }
-# secs START END
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 # cp_ref VAR FILE: median wall time of three `cp FILE` runs, each started with a clean page cache
 # state (`sync` first), the copy deleted after. VAR_SYNC gets the same for `cp` followed by an fsync of
 # the copy (`sync FILE`), since push and pull fsync every object they write.
@@ -38,19 +29,9 @@ cp_ref() {
   printf -v "$var" '%s' "$(printf '%s\n' "${a[@]}" | sort -n | sed -n 2p)"
   printf -v "${var}_SYNC" '%s' "$(printf '%s\n' "${b[@]}" | sort -n | sed -n 2p)"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-# timed VAR cmd…: syncs, then runs cmd, stores its wall time (s) in VAR; stdout goes to "$VAR.out".
-timed() {
-  local var="$1"; shift
-  local t0 t1
-  sync; t0=$(now); "$@" >"$W/$var.out"; t1=$(now)
-  printf -v "$var" '%s' "$(secs "$t0" "$t1")"
-}
 
 echo "== generating a $SIZE bf16 checkpoint and a v2 with 5 % of its tensors changed"
-"$GEN" model --size "$SIZE" --dtype bf16 --seed 1 -o v1.safetensors >gen1.json
-"$GEN" mutate --kind tensors:5% --seed 2 --from v1.safetensors -o v2.safetensors >gen2.json
-BYTES=$(stat -c %s v1.safetensors)
+gen_checkpoint "$SIZE"
 echo "   $(cat gen1.json)"
 echo "   $(cat gen2.json)"
 

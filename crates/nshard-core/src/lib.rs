@@ -151,8 +151,9 @@ pub use git::{
 
 // Remotes and transfers.
 pub use remote::{
-    check_by_download, install_tls_provider, open as open_remote, DirStore, HttpStore, ObjectCheck,
-    OpenOptions, RemoteUrl, S3Options, S3Store, Store, StoreAdmin, MISSING_BATCH,
+    check_by_download, install_tls_provider, open as open_remote, DirStore, HttpStore,
+    MissingStrategy, ObjectCheck, OpenOptions, RemoteUrl, RequestCounts, S3Options, S3Store, Store,
+    StoreAdmin, MISSING_BATCH,
 };
 pub use transfer::{
     check_remote, pull, push, remote_lacks, verify_remote, FilePlan, FileTransfer, PullOptions,

@@ -277,6 +277,10 @@ pub async fn put_object(
     authorize(&state, &headers, Scope::Write)?;
     let id = path_id(id)?;
     let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
+        // Read (and discard, within bounds) the body first, as for a 413: a refusal sent while
+        // the client is still sending reaches it as "broken pipe" or a closed connection, not
+        // as the 429 that tells it to retry.
+        drain(body, DRAIN_MAX_BYTES).await;
         let mut e = AppError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_uploads",

@@ -411,6 +411,26 @@ fn concurrent_upload_limit_answers_429() {
 }
 
 #[test]
+fn a_large_upload_refused_with_429_reads_the_429_not_a_broken_pipe() {
+    let d = tempfile::tempdir().expect("tmp");
+    let s = Served::start(&d.path().join("store"), &["--max-uploads", "1"], &[]);
+    let (id, _, enc) = object(1 << 20, 19);
+    let _held = partial_upload(&s, &id, &enc, 1000);
+    // One client, one pooled connection: every refusal must arrive as a 429 the client can read
+    // while it is still sending 8 MiB, and the connection must stay usable for the next request.
+    let c = client();
+    for seed in 0..4 {
+        let (id2, _, enc2) = object(8 << 20, 20 + seed);
+        let r = c
+            .put(s.at(&format!("/v1/objects/{id2}")))
+            .body(enc2)
+            .send()
+            .unwrap_or_else(|e| panic!("attempt {seed}: no answer to a refused upload: {e:?}"));
+        expect_error(r, StatusCode::TOO_MANY_REQUESTS, "too_many_uploads");
+    }
+}
+
+#[test]
 fn sigterm_finishes_requests_in_flight() {
     let d = tempfile::tempdir().expect("tmp");
     let mut s = Served::start(&d.path().join("store"), &[], &[]);

@@ -6,9 +6,9 @@ mod common;
 
 use common::s3::S3Env;
 use common::serve::Served;
-use nshard_core::testing::{admin_contract, contract};
+use nshard_core::testing::{admin_contract, contract, s3_missing_paths};
 use nshard_core::ObjectId;
-use nshard_core::{OpenOptions, RemoteUrl, S3Options};
+use nshard_core::{OpenOptions, RemoteUrl, S3Options, S3Store};
 
 fn s3_options(env: &S3Env) -> OpenOptions {
     OpenOptions {
@@ -107,6 +107,14 @@ async fn s3_remote_passes_the_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_missing_heads_or_lists_by_the_batch() {
+    let Some(env) = S3Env::get() else { return };
+    let prefix = common::s3::unique("missing-paths");
+    let store = S3Store::open(&env.bucket, &prefix, &s3_options(&env).s3).expect("open");
+    s3_missing_paths(std::sync::Arc::new(store), 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_backed_by_s3_passes_the_contract() {
     let Some(env) = S3Env::get() else { return };
     let d = tempfile::tempdir().expect("tmp");
@@ -132,5 +140,5 @@ async fn server_backed_by_s3_passes_the_contract() {
         .list()
         .await
         .expect("list");
-    assert_eq!(listed.len(), 3, "the contract's three objects: {listed:?}");
+    assert_eq!(listed.len(), 4, "the contract's four objects: {listed:?}");
 }

@@ -32,7 +32,7 @@ use crate::staged::StagedUpload;
 
 pub use dir::DirStore;
 pub use http::HttpStore;
-pub use s3::{S3Options, S3Store};
+pub use s3::{MissingStrategy, RequestCounts, S3Options, S3Store};
 pub use url::RemoteUrl;
 
 /// An object store a repository can push to and pull from: what every backend does.
@@ -50,8 +50,16 @@ pub trait Store: Send + Sync {
     async fn health(&self) -> Result<()>;
 
     /// Of `ids`, the ones the store does not have ("has many", inverted), in request order.
-    /// Backends may cap the batch size; callers send batches of at most [`MISSING_BATCH`].
+    /// Backends may cap the batch size; callers send batches of at most
+    /// [`Store::missing_batch_size`].
     async fn missing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>>;
+
+    /// How many ids a caller should ask about in one [`Store::missing`] call: [`MISSING_BATCH`],
+    /// unless the backend answers larger batches more cheaply as a whole (S3 lists fan-out
+    /// directories when a batch is large enough).
+    fn missing_batch_size(&self) -> usize {
+        MISSING_BATCH
+    }
 
     /// The encoded size of `id`, or `None` when the store does not have it.
     async fn size(&self, id: &ObjectId) -> Result<Option<u64>>;
@@ -141,7 +149,8 @@ pub trait StoreAdmin: Send + Sync {
     async fn quarantine_corrupt(&self, id: &ObjectId) -> Result<bool>;
 }
 
-/// The largest batch of ids sent in one `missing` query.
+/// The largest batch of ids sent in one `missing` query, unless the store says otherwise
+/// ([`Store::missing_batch_size`]).
 pub const MISSING_BATCH: usize = 1000;
 
 /// How to open a remote, beyond its URL. The binary fills this from flags, the environment and

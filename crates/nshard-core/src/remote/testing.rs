@@ -7,6 +7,10 @@
 
 use std::sync::Arc;
 
+use futures::{StreamExt, TryStreamExt};
+
+use super::s3::{MissingStrategy, RequestCounts, S3Store};
+pub use super::s3::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 use super::{Store, StoreAdmin};
 use crate::codec::{decode_verified, DataHint, Encoder, MAX_OBJECT_SIZE};
 use crate::error::Error;
@@ -79,6 +83,18 @@ pub async fn contract(store: Arc<dyn Store>, seed: u64) {
     assert!(got == eb, "{name}: the encoded bytes come back unchanged");
     decode_verified(&b, &got, MAX_OBJECT_SIZE).expect("verifies");
 
+    // An object over S3's multipart threshold (uploaded in parts there), put twice.
+    let (big, ebig) = object(17 << 20, seed.wrapping_mul(7).wrapping_add(4));
+    assert!(
+        store.put(&big, ebig.clone()).await.expect("put big"),
+        "{name}"
+    );
+    assert!(
+        !store.put(&big, ebig.clone()).await.expect("re-put big"),
+        "{name}"
+    );
+    assert!(store.get(&big).await.expect("get big") == ebig, "{name}");
+
     // A body that does not hash to its id: a permanent error naming the id; nothing visible.
     let wrong = ObjectId::of(format!("some other content {seed}").as_bytes());
     let err = store.put(&wrong, ea.clone()).await.expect_err("wrong id");
@@ -110,6 +126,25 @@ pub async fn contract(store: Arc<dyn Store>, seed: u64) {
     assert!(!m.contains(&a), "{name}");
     assert_eq!(m[0], many[0], "{name}");
     assert_eq!(m[2498], many[2499], "{name}");
+
+    // A batch as large as the store takes in one call (S3 may list instead of HEAD there).
+    let n = store.missing_batch_size().max(3);
+    let big: Vec<ObjectId> = (0..n)
+        .map(|i| match i {
+            7 => a,
+            i if i == n / 2 => b,
+            i => ObjectId::of(format!("{seed} big {i}").as_bytes()),
+        })
+        .collect();
+    let want: Vec<ObjectId> = big
+        .iter()
+        .copied()
+        .filter(|id| *id != a && *id != b)
+        .collect();
+    assert!(
+        store.missing(&big).await.expect("missing big") == want,
+        "{name}: a batch of {n} ids"
+    );
 
     // Racing writers of one object: all succeed, exactly one wrote it.
     let (c, ec) = object(1 << 20, seed.wrapping_mul(7).wrapping_add(3));
@@ -158,4 +193,168 @@ pub async fn admin_contract(store: Arc<dyn Store>, seed: u64) {
         "{name}"
     );
     assert!(!admin.list().await.expect("list").contains(&a), "{name}");
+}
+
+/// `count` objects whose ids all start with byte `fan` (found by hashing candidates: about
+/// 256 × `count` SHA-256 of a few bytes).
+pub fn objects_in_fan(fan: u8, count: usize, seed: u64) -> Vec<(ObjectId, Vec<u8>)> {
+    let mut enc = Encoder::new();
+    let mut out = Vec::with_capacity(count);
+    let mut i = 0u64;
+    while out.len() < count {
+        let raw = format!("fan {fan} seed {seed} object {i}");
+        i += 1;
+        let id = ObjectId::of(raw.as_bytes());
+        if id.as_bytes()[0] == fan {
+            out.push((id, enc.encode(raw.as_bytes(), DataHint::Unknown)));
+        }
+    }
+    out
+}
+
+/// `count` ids in fan-out directory `fan` that no store holds.
+fn absent_in_fan(fan: u8, count: usize, seed: u64) -> Vec<ObjectId> {
+    let mut out = Vec::with_capacity(count);
+    let mut i = 0u64;
+    while out.len() < count {
+        let id = ObjectId::of(format!("absent {seed} {i}").as_bytes());
+        i += 1;
+        if id.as_bytes()[0] == fan {
+            out.push(id);
+        }
+    }
+    out
+}
+
+fn delta(before: RequestCounts, after: RequestCounts) -> (u64, u64) {
+    (
+        after.heads - before.heads,
+        after.list_pages - before.list_pages,
+    )
+}
+
+/// S3's two ways of answering `missing`, HEADs and fan-out directory listings: both give the same
+/// answers, listings page past [`KEYS_PER_PAGE`] keys, and [`MissingStrategy::Auto`] lists where
+/// a batch has enough ids per directory, HEADs a small batch, and falls back to HEADs when a
+/// directory is fuller than the ids asked about in it can pay for. `store` must be a fresh prefix.
+pub async fn s3_missing_paths(store: Arc<S3Store>, seed: u64) {
+    let name = store.display_url();
+    let full = (seed.wrapping_mul(37) % 256) as u8;
+    let other = full.wrapping_add(128);
+    // One directory holding more than a page of keys.
+    let stored = objects_in_fan(full, KEYS_PER_PAGE + 10, seed);
+    let puts: Vec<bool> = futures::stream::iter(stored.iter().cloned())
+        .map(|(id, enc)| {
+            let s = Arc::clone(&store);
+            async move { s.put(&id, enc).await }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await
+        .expect("put a full directory");
+    assert!(puts.iter().all(|w| *w), "{name}: a fresh prefix");
+    let held: Vec<ObjectId> = stored.iter().map(|(id, _)| *id).collect();
+
+    // A large batch: every stored id, absent ids in the full directory and in two others.
+    let mut batch = Vec::new();
+    let absent_full = absent_in_fan(full, 300, seed);
+    let absent_other = absent_in_fan(other, 3 * LIST_PAGE_IN_HEADS, seed);
+    let absent_next = absent_in_fan(other.wrapping_add(1), 3 * LIST_PAGE_IN_HEADS, seed);
+    for (i, id) in held.iter().enumerate() {
+        batch.push(*id);
+        if let Some(a) = absent_full.get(i) {
+            batch.push(*a);
+        }
+        if let Some(a) = absent_other.get(i) {
+            batch.push(*a);
+        }
+        if let Some(a) = absent_next.get(i) {
+            batch.push(*a);
+        }
+    }
+    let held_set: std::collections::HashSet<ObjectId> = held.iter().copied().collect();
+    let want: Vec<ObjectId> = batch
+        .iter()
+        .copied()
+        .filter(|id| !held_set.contains(id))
+        .collect();
+
+    let c0 = store.request_counts();
+    let by_head = store
+        .missing_with(&batch, MissingStrategy::Head)
+        .await
+        .expect("HEADs");
+    let c1 = store.request_counts();
+    assert!(by_head == want, "{name}: HEADs answer right");
+    assert_eq!(
+        delta(c0, c1),
+        (batch.len() as u64, 0),
+        "{name}: one HEAD per id"
+    );
+
+    let by_list = store
+        .missing_with(&batch, MissingStrategy::List)
+        .await
+        .expect("listings");
+    let c2 = store.request_counts();
+    assert!(by_list == want, "{name}: listings answer right");
+    assert_eq!(
+        delta(c1, c2),
+        (0, 2 + 1 + 1),
+        "{name}: two pages for the full directory, one for each other"
+    );
+
+    let auto = store
+        .missing_with(&batch, MissingStrategy::Auto)
+        .await
+        .expect("auto");
+    let c3 = store.request_counts();
+    assert!(auto == want, "{name}: the rule answers right");
+    assert_eq!(
+        delta(c2, c3),
+        (0, 4),
+        "{name}: a large batch is answered by listing the directories it touches"
+    );
+    assert!(
+        store.missing(&batch).await.expect("missing") == want,
+        "{name}: Store::missing is the rule"
+    );
+
+    // A small batch: HEADs only.
+    let c3 = store.request_counts();
+    let small: Vec<ObjectId> = held[..5]
+        .iter()
+        .chain(&absent_other[..5])
+        .copied()
+        .collect();
+    let auto = store
+        .missing_with(&small, MissingStrategy::Auto)
+        .await
+        .expect("auto small");
+    let c4 = store.request_counts();
+    assert_eq!(auto, absent_other[..5].to_vec(), "{name}");
+    assert_eq!(delta(c3, c4), (10, 0), "{name}: a small batch takes HEADs");
+
+    // Enough ids in the full directory to try a listing, too few to pay for its two pages: the
+    // listing is abandoned after its one-page budget and those ids are HEADed.
+    let few: Vec<ObjectId> = held[..LIST_PAGE_IN_HEADS]
+        .iter()
+        .chain(&absent_full[..LIST_PAGE_IN_HEADS / 2])
+        .copied()
+        .collect();
+    let auto = store
+        .missing_with(&few, MissingStrategy::Auto)
+        .await
+        .expect("auto few");
+    let c5 = store.request_counts();
+    assert_eq!(
+        auto,
+        absent_full[..LIST_PAGE_IN_HEADS / 2].to_vec(),
+        "{name}"
+    );
+    assert_eq!(
+        delta(c4, c5),
+        (few.len() as u64, 2),
+        "{name}: an over-full directory falls back to HEADs after a bounded listing"
+    );
 }

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use super::{TransferOptions, TransferStats};
 use crate::error::{Corruption, Error, Result};
 use crate::id::ObjectId;
-use crate::remote::{Store, MISSING_BATCH};
+use crate::remote::Store;
 use crate::store::LocalStore;
 
 /// When and how often a failed request is retried.
@@ -72,7 +72,8 @@ impl Retry {
     }
 }
 
-/// Of `ids`, those `remote` lacks, asked in batches of [`MISSING_BATCH`].
+/// Of `ids`, those `remote` lacks, asked in batches of the store's
+/// [`missing_batch_size`](Store::missing_batch_size).
 pub(super) async fn remote_missing(
     remote: &Arc<dyn Store>,
     ids: &[ObjectId],
@@ -80,7 +81,7 @@ pub(super) async fn remote_missing(
     stats: &mut TransferStats,
 ) -> Result<HashSet<ObjectId>> {
     let mut out = HashSet::new();
-    for batch in ids.chunks(MISSING_BATCH) {
+    for batch in ids.chunks(remote.missing_batch_size().max(1)) {
         let (r, n) = retry.run(|| remote.missing(batch)).await;
         stats.retries += n;
         let asked: HashSet<&ObjectId> = batch.iter().collect();

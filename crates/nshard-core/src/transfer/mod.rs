@@ -2,11 +2,12 @@
 //! remote [`Store`].
 //!
 //! Only what the other side lacks travels: push asks the remote which ids it is missing (in
-//! batches of [`MISSING_BATCH`](crate::remote::MISSING_BATCH)), pull checks the local store. A few
-//! objects move at once, transient failures are retried with backoff, and every object is verified
-//! by whoever receives it before it becomes visible. Push uploads chunks before the manifest
-//! objects that name them, so a manifest on a remote always has its chunks. An interrupted
-//! transfer is resumed by running it again: what arrived is skipped, nothing half-written exists.
+//! batches of the store's [`missing_batch_size`](crate::remote::Store::missing_batch_size)), pull
+//! checks the local store. A few objects move at once, transient failures are retried with
+//! backoff, and every object is verified by whoever receives it before it becomes visible. Push
+//! uploads chunks before the manifest objects that name them, so a manifest on a remote always has
+//! its chunks. An interrupted transfer is resumed by running it again: what arrived is skipped,
+//! nothing half-written exists.
 
 mod check;
 mod dirs;

@@ -11,8 +11,8 @@
 //!   key is the hash of its content, the worst a lost race can do there is write the same bytes
 //!   twice. Objects over [`MULTIPART_THRESHOLD`] go up in parts, several at once, after a HEAD;
 //!   S3 makes a multipart object visible only when it is complete.
-//! - **Missing** runs HEAD requests concurrently ([`HEAD_CONCURRENCY`] at once), answers in
-//!   request order.
+//! - **Missing** runs HEAD requests concurrently, or lists the fan-out directories a large batch
+//!   touches when that takes fewer requests (see [`MissingStrategy`]); answers in request order.
 //! - **Reads** are bounded by the largest valid object and verified by the caller, as for every
 //!   remote.
 //! - **Errors.** A refused key or a missing bucket is permanent and says what to check; dropped
@@ -24,20 +24,28 @@
 //! [`S3Options`].
 
 use std::fmt;
+use std::future::Future;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as KeyPath;
 use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
     RetryConfig, WriteMultipart,
 };
+
+mod missing;
+
+use missing::S3_MISSING_BATCH;
+pub use missing::{MissingStrategy, RequestCounts};
+#[cfg(feature = "testing")]
+pub use missing::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 
 use super::{Store, StoreAdmin};
 use crate::codec::{self, MAX_OBJECT_SIZE};
@@ -51,8 +59,6 @@ pub const MULTIPART_THRESHOLD: usize = 16 << 20;
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts of one object uploaded at once.
 pub const PART_CONCURRENCY: usize = 2;
-/// HEAD requests in flight at once during a `missing` query.
-pub const HEAD_CONCURRENCY: usize = 32;
 
 /// Settings for S3 remotes: the standard `AWS_*` variables (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
@@ -82,6 +88,10 @@ pub struct S3Store {
     objects: String,
     /// Cleared when the store answers a conditional create with 501.
     conditional: AtomicBool,
+    /// HEAD requests made (see [`RequestCounts`]).
+    heads: AtomicU64,
+    /// Listing pages made by `missing` queries.
+    list_pages: AtomicU64,
 }
 
 impl S3Store {
@@ -140,6 +150,8 @@ impl S3Store {
             bucket: bucket.to_string(),
             objects,
             conditional: AtomicBool::new(true),
+            heads: AtomicU64::new(0),
+            list_pages: AtomicU64::new(0),
         })
     }
 
@@ -147,6 +159,17 @@ impl S3Store {
     fn key(&self, id: &ObjectId) -> KeyPath {
         let h = id.to_hex();
         KeyPath::from(format!("{}/{}/{}", self.objects, &h[..2], &h[2..]))
+    }
+
+    /// The object a key names (`PREFIX/objects/ab/cdef…`), or `None` for any other key.
+    fn id_of_key(&self, key: &str) -> Option<ObjectId> {
+        let rest = key.strip_prefix(self.objects.as_str())?.strip_prefix('/')?;
+        let (fan, tail) = rest.split_once('/')?;
+        if fan.len() != 2 || tail.contains('/') {
+            return None;
+        }
+        let hex = format!("{fan}{tail}");
+        ObjectId::parse(&hex).ok().filter(|id| id.to_hex() == hex)
     }
 
     /// Turns an `object_store` error into ours: permanent with a hint for refused credentials and
@@ -163,31 +186,28 @@ impl S3Store {
         ]
         .iter()
         .any(|m| text.contains(m));
-        match &e {
-            _ if text.contains("NoSuchBucket") => self.no_bucket(what),
-            E::PermissionDenied { .. } | E::Unauthenticated { .. } => Error::Remote {
+        let denied = refused || matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. });
+        if text.contains("NoSuchBucket") {
+            self.no_bucket(what)
+        } else if denied {
+            Error::Remote {
                 remote: self.url.clone(),
                 kind: RemoteFailure::Unauthorized,
                 reason: format!(
                     "{what}: access denied ({text})\nhint: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
                 ),
-            },
-            _ if refused => Error::Remote {
-                remote: self.url.clone(),
-                kind: RemoteFailure::Unauthorized,
-                reason: format!(
-                    "{what}: access denied ({text})\nhint: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
-                ),
-            },
-            _ if is_transient(&e, &text) => Error::RemoteTransient {
+            }
+        } else if is_transient(&e, &text) {
+            Error::RemoteTransient {
                 remote: self.url.clone(),
                 reason: format!("{what}: {text}"),
-            },
-            _ => Error::Remote {
+            }
+        } else {
+            Error::Remote {
                 remote: self.url.clone(),
                 kind: RemoteFailure::Other,
                 reason: format!("{what}: {text}"),
-            },
+            }
         }
     }
 
@@ -204,6 +224,7 @@ impl S3Store {
 
     /// HEAD of `id`: its size, or `None`.
     async fn head(&self, id: &ObjectId) -> Result<Option<u64>> {
+        self.heads.fetch_add(1, Ordering::Relaxed);
         match self.store.head(&self.key(id)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -211,8 +232,14 @@ impl S3Store {
         }
     }
 
-    /// Uploads `data` for `id` in parts (after checking that it is absent).
-    async fn put_multipart(&self, id: &ObjectId, data: Bytes) -> Result<bool> {
+    /// Uploads the `len` bytes of `id` in parts (after checking that it is absent), taking part
+    /// `n` bytes at `offset` from `part(offset, n)`, [`PART_CONCURRENCY`] parts in flight. On any
+    /// error the upload is aborted: S3 shows a multipart object only once it is complete.
+    async fn put_multipart<F, Fut>(&self, id: &ObjectId, len: u64, mut part: F) -> Result<bool>
+    where
+        F: FnMut(u64, usize) -> Fut,
+        Fut: Future<Output = Result<Bytes>>,
+    {
         if self.head(id).await?.is_some() {
             return Ok(false);
         }
@@ -223,46 +250,20 @@ impl S3Store {
             .await
             .map_err(|e| self.error(&what, e))?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        for part in data.chunks(PART_SIZE) {
-            if let Err(e) = w.wait_for_capacity(PART_CONCURRENCY).await {
-                let _ = w.abort().await;
-                return Err(self.error(&what, e));
-            }
-            w.put(data.slice_ref(part));
-        }
-        w.finish().await.map_err(|e| self.error(&what, e))?;
-        Ok(true)
-    }
-
-    /// Uploads a staged file in parts, reading one part at a time (after checking that it is
-    /// absent).
-    async fn put_multipart_staged(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
-        if self.head(id).await?.is_some() {
-            return Ok(false);
-        }
-        let what = format!("uploading {id}");
-        let upload = self
-            .store
-            .put_multipart(&self.key(id))
-            .await
-            .map_err(|e| self.error(&what, e))?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let staged = Arc::new(staged);
         let mut offset = 0u64;
-        while offset < staged.len() {
-            let n = (staged.len() - offset).min(PART_SIZE as u64) as usize;
-            if let Err(e) = w.wait_for_capacity(PART_CONCURRENCY).await {
-                let _ = w.abort().await;
-                return Err(self.error(&what, e));
-            }
-            let part = match read_at(&staged, offset, n).await {
-                Ok(p) => p,
+        while offset < len {
+            let n = (len - offset).min(PART_SIZE as u64) as usize;
+            let next = match w.wait_for_capacity(PART_CONCURRENCY).await {
+                Ok(()) => part(offset, n).await,
+                Err(e) => Err(self.error(&what, e)),
+            };
+            match next {
+                Ok(bytes) => w.put(bytes),
                 Err(e) => {
                     let _ = w.abort().await;
                     return Err(e);
                 }
-            };
-            w.put(part);
+            }
             offset += n as u64;
         }
         w.finish().await.map_err(|e| self.error(&what, e))?;
@@ -272,7 +273,13 @@ impl S3Store {
     /// Uploads `data` for `id` unless present; returns whether this call wrote it.
     async fn put_if_absent(&self, id: &ObjectId, data: Bytes) -> Result<bool> {
         if data.len() > MULTIPART_THRESHOLD {
-            return self.put_multipart(id, data).await;
+            let whole = data.clone();
+            return self
+                .put_multipart(id, data.len() as u64, |offset, n| {
+                    let o = offset as usize;
+                    futures::future::ready(Ok(whole.slice(o..o + n)))
+                })
+                .await;
         }
         let what = format!("uploading {id}");
         let key = self.key(id);
@@ -381,12 +388,11 @@ impl Store for S3Store {
     }
 
     async fn missing(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
-        let found: Vec<Option<ObjectId>> = futures::stream::iter(ids.iter().copied())
-            .map(|id| async move { Ok::<_, Error>(self.head(&id).await?.is_none().then_some(id)) })
-            .buffered(HEAD_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
+        self.missing_with(ids, MissingStrategy::Auto).await
+    }
+
+    fn missing_batch_size(&self) -> usize {
+        S3_MISSING_BATCH
     }
 
     async fn size(&self, id: &ObjectId) -> Result<Option<u64>> {
@@ -409,11 +415,14 @@ impl Store for S3Store {
     }
 
     async fn put_staged(&self, id: &ObjectId, staged: StagedUpload) -> Result<bool> {
-        if staged.len() as usize > MULTIPART_THRESHOLD {
-            return self.put_multipart_staged(id, staged).await;
+        let staged = Arc::new(staged);
+        let len = staged.len();
+        if len as usize > MULTIPART_THRESHOLD {
+            return self
+                .put_multipart(id, len, |offset, n| read_at(&staged, offset, n))
+                .await;
         }
-        let n = staged.len() as usize;
-        let data = read_at(&Arc::new(staged), 0, n).await?;
+        let data = read_at(&staged, 0, len as usize).await?;
         self.put_if_absent(id, data).await
     }
 
@@ -467,20 +476,7 @@ impl StoreAdmin for S3Store {
         let mut out = Vec::new();
         while let Some(meta) = keys.next().await {
             let meta = meta.map_err(|e| self.error("listing objects", e))?;
-            let key = meta.location.as_ref();
-            let Some(rest) = key.strip_prefix(self.objects.as_str()) else {
-                continue;
-            };
-            // `/ab/cdef…` → `abcdef…`; anything else in the prefix is not an object.
-            let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-            if let [fan, tail] = parts[..] {
-                let hex = format!("{fan}{tail}");
-                if let Ok(id) = ObjectId::parse(&hex) {
-                    if id.to_hex() == hex && fan.len() == 2 {
-                        out.push(id);
-                    }
-                }
-            }
+            out.extend(self.id_of_key(meta.location.as_ref()));
         }
         out.sort();
         Ok(out)
