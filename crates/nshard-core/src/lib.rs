@@ -59,6 +59,7 @@ pub(crate) use crash_point;
 
 mod chunk;
 mod codec;
+mod dirunit;
 mod error;
 mod formats;
 mod fsutil;
@@ -117,6 +118,14 @@ pub use portable::{
     check_component as check_path_component, escape as escape_path, neutralize as neutralize_path,
 };
 
+// Directory units: a directory versioned as one unit.
+pub use dirunit::{
+    is_dir_manifest, DirChange, DirChangeKind, DirCheckout, DirCheckoutOptions, DirCommit,
+    DirManifest, DirStatus, DirVersion, DirVersionBytes, FileEntry as ListingEntry, Listing,
+    Location as ListingLocation, PackRef, DEFAULT_DIR_THRESHOLD, DIR_FORMAT, LISTING_FORMAT,
+    MAX_DIR_FILES, PACK_FILE_MAX, PACK_TARGET,
+};
+
 // Files on disk.
 pub use fsutil::{
     create_dir_all, open_regular, read_limited, sync_dir, write_atomic, write_atomic_private,
@@ -131,8 +140,8 @@ pub use repo::{
     HistoryNote, LogEntry, LogState, MissingCheck, Origin, PathFilter, PersonalConfig, Problem,
     ProblemKind, RefusedManifest, RemoteCheck, RemoteConfig, RemoteEntry, RemoteName, RemoteSource,
     RemovedRemote, Repo, RepoLock, ResolvedRemote, SideKind, StoredCredential, TensorChange,
-    TensorChangeKind, TensorDiff, TrackChange, Unpushed, UserConfig, VerifyOptions, VerifyReport,
-    VersionOrder, WorktreeManifest, LOCAL_CONFIG, MAX_HISTORY, SHARD_DIR,
+    TensorChangeKind, TensorDiff, TrackChange, TrackMode, Unpushed, UserConfig, VerifyOptions,
+    VerifyReport, VersionOrder, WorktreeManifest, LOCAL_CONFIG, MAX_HISTORY, SHARD_DIR,
 };
 
 // Git integration.

@@ -281,3 +281,83 @@ fn kill_9_of_the_server_in_a_put_leaves_no_partial_object() {
     other.ok(&["checkout"]);
     assert_eq!(other.read("m/model.bin"), v1);
 }
+
+/// A directory unit of `n` small files under `data/` committed as v1; returns the files.
+fn committed_dir(n: usize, seed: u64) -> (TestRepo, Vec<(String, Vec<u8>)>) {
+    let repo = TestRepo::new();
+    let files: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let mut d = format!("file {i} of the dataset\n")
+                .repeat(200)
+                .into_bytes();
+            d.extend(random_bytes(2000, seed * 10_000 + i as u64));
+            (format!("data/d{}/f{i:04}.txt", i % 7), d)
+        })
+        .collect();
+    for (p, d) in &files {
+        repo.write(p, d);
+    }
+    repo.ok(&["track", "--dir", "data"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    (repo, files)
+}
+
+#[test]
+fn kill_9_in_a_directory_commit_leaves_the_old_or_the_new_version() {
+    // After the first of several packs, and after everything but the manifest.
+    for point in ["dir-commit-after-pack", "dir-commit-before-manifest"] {
+        let (repo, mut files) = committed_dir(3000, 5);
+        let manifest_v1 = repo.read("data.shard.json");
+        for (i, (p, d)) in files.iter_mut().enumerate().filter(|(i, _)| i % 3 == 0) {
+            d.extend_from_slice(format!("changed {i}\n").as_bytes());
+            repo.write(p, d);
+        }
+        crash(repo.path(), &["commit", "-m", "v2"], point);
+        assert_eq!(repo.read("data.shard.json"), manifest_v1, "{point}");
+        repo.ok(&["verify"]);
+        let st = repo.json(&["status", "data"]);
+        assert_eq!(st[0]["state"], "modified", "{point}: {st}");
+        // The commit runs again; its result checks out byte for byte.
+        repo.ok(&["commit", "-m", "v2"]);
+        repo.ok(&["verify"]);
+        std::fs::remove_dir_all(repo.join("data")).expect("rm");
+        repo.ok(&["checkout", "data"]);
+        for (p, d) in &files {
+            assert_eq!(&repo.read(p), d, "{point}: {p}");
+        }
+    }
+}
+
+#[test]
+fn kill_9_in_a_directory_checkout_leaves_whole_files() {
+    let (repo, files) = committed_dir(500, 6);
+    std::fs::remove_dir_all(repo.join("data")).expect("rm");
+    crash(
+        repo.path(),
+        &["checkout", "data"],
+        "dir-checkout-before-rename",
+    );
+    // Nothing was renamed into place: no file, whole or partial.
+    for (p, _) in &files {
+        assert!(!repo.join(p).exists(), "{p} was installed");
+    }
+    repo.ok(&["verify"]);
+    repo.ok(&["checkout", "data"]);
+    for (p, d) in &files {
+        assert_eq!(&repo.read(p), d, "{p}");
+    }
+    // The killed checkout's temporary files are gone too.
+    let left: Vec<_> = common::serve::walkdir(&repo.join("data"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    let temps = left
+        .iter()
+        .filter(|p| p.to_string_lossy().contains(".nshard-tmp-"))
+        .count();
+    assert_eq!(
+        (left.len(), temps),
+        (files.len(), 0),
+        "files in data/, temporaries"
+    );
+}

@@ -65,7 +65,7 @@ impl Repo {
             Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(Error::io("reading", path)(e)),
         };
-        let new = rewrite_block(&old, &self.config().track);
+        let new = rewrite_block(&old, &self.config().track, &self.config().dirs);
         if new != old {
             fsutil::write_atomic(&path, new.as_bytes())?;
         }
@@ -74,7 +74,7 @@ impl Repo {
 }
 
 /// `old` with its managed block replaced by the one for `entries` (appended when absent).
-fn rewrite_block(old: &str, entries: &[String]) -> String {
+fn rewrite_block(old: &str, entries: &[String], units: &[String]) -> String {
     let mut kept = Vec::new();
     let mut inside = false;
     for line in old.lines() {
@@ -97,6 +97,10 @@ fn rewrite_block(old: &str, entries: &[String]) -> String {
     lines.extend(INTERNALS.map(String::from));
     for e in entries {
         lines.extend(patterns(e));
+    }
+    // A directory unit is ignored whole (one pattern); its manifest sits beside it.
+    for u in units {
+        lines.push(format!("{}/", escape(u, false)));
     }
     // Manifests are always committed, whatever a pattern above matched.
     lines.push("!*.shard.json".into());
@@ -122,12 +126,12 @@ mod tests {
 
     #[test]
     fn block_is_replaced_and_user_lines_kept() {
-        let once = rewrite_block("*.log\n", &["models/".into()]);
+        let once = rewrite_block("*.log\n", &["models/".into()], &["data/x".into()]);
         assert!(once.starts_with("*.log\n\n# >>> nshard"));
-        assert!(once.contains("/models/**\n!/models/**/\n!*.shard.json\n# <<< nshard\n"));
-        let twice = rewrite_block(&once, &[]);
+        assert!(once.contains("/models/**\n!/models/**/\n/data/x/\n!*.shard.json\n# <<< nshard\n"));
+        let twice = rewrite_block(&once, &[], &[]);
         assert!(!twice.contains("/models/"), "{twice}");
         assert!(twice.starts_with("*.log\n\n# >>> nshard"));
-        assert_eq!(rewrite_block(&twice, &[]), twice);
+        assert_eq!(rewrite_block(&twice, &[], &[]), twice);
     }
 }

@@ -55,6 +55,8 @@ pub enum CommitOutcome {
         /// Bytes written to the store for the new chunks (after compression).
         stored_bytes: u64,
     },
+    /// A new version of a directory unit was recorded.
+    DirCommitted(crate::dirunit::DirCommit),
     /// The file matches its committed version; nothing was written.
     Unchanged {
         /// The current version id.
@@ -82,11 +84,40 @@ impl Repo {
             });
         }
         let _lock = self.lock(true)?;
+        let units = self.dir_units()?;
         let tracked = self.tracked_files()?;
-        let targets = if opts.paths.is_empty() {
-            tracked
+        // Units are committed when the config tracks them (`untrack` stops that; a manifest
+        // alone is not enough, as for files).
+        let configured: Vec<RepoPath> = units
+            .iter()
+            .filter(|u| self.config.dirs.iter().any(|d| d == u.as_str()))
+            .cloned()
+            .collect();
+        let (unit_targets, targets) = if opts.paths.is_empty() {
+            (configured, tracked)
         } else {
+            let mut named_units = Vec::new();
+            let mut files = Vec::new();
             for p in &opts.paths {
+                match self.unit_of(&units, p) {
+                    Some((u, _)) if configured.contains(&u) => named_units.push(u),
+                    Some((u, _)) => {
+                        return Err(Error::NotTracked {
+                            path: u.as_str().into(),
+                            reason: "is not tracked; run `nshard track --dir` first",
+                        })
+                    }
+                    None => files.push(p.clone()),
+                }
+            }
+            named_units.sort();
+            named_units.dedup();
+            (named_units, files)
+        };
+        let targets = if targets.is_empty() {
+            targets
+        } else {
+            for p in &targets {
                 if !self.is_tracked(p) {
                     return Err(Error::NotTracked {
                         path: p.as_str().into(),
@@ -94,10 +125,15 @@ impl Repo {
                     });
                 }
             }
-            opts.paths.clone()
+            targets
         };
         let mut cache = StatCache::load(&self.dot.join("cache").join("stat.json"));
         let mut out = Vec::new();
+        for unit in unit_targets {
+            let result = self.commit_dir(&unit, &message, &mut cache, opts.progress);
+            out.push(FileCommit { path: unit, result });
+            cache.save()?;
+        }
         for path in targets {
             let result = self.commit_file(&path, &message, &mut cache, opts);
             out.push(FileCommit { path, result });

@@ -38,6 +38,14 @@ pub struct Config {
     /// Tracked paths: repository-relative files, directories (recursive) or glob patterns.
     #[serde(default)]
     pub track: Vec<String>,
+    /// Directories versioned as one unit (`nshard track --dir`), repository-relative, without a
+    /// trailing slash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<String>,
+    /// `nshard track DIR` makes a directory one unit when it holds at least this many files
+    /// (default [`crate::dirunit::DEFAULT_DIR_THRESHOLD`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir_threshold: Option<usize>,
     /// Chunking for new commits (old manifests keep their own parameters).
     #[serde(default)]
     pub chunking: ChunkParams,

@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use super::history::HistoryNode;
 use super::{Repo, WorktreeManifest};
+use crate::dirunit::{DirManifest, DirVersionBytes};
 use crate::error::{Error, Result};
 use crate::git::{GitTree, Reach};
 use crate::id::ObjectId;
@@ -166,10 +167,20 @@ pub struct GcReport {
 impl Repo {
     /// The versions gc starts from: the work tree's manifests and every manifest git can reach,
     /// each with a name for messages. Counts them into `report`.
-    fn gc_roots(&self, report: &mut GcReport) -> Result<Vec<(String, WorktreeManifest)>> {
+    fn gc_roots(
+        &self,
+        report: &mut GcReport,
+        dirs: &mut Vec<DirVersionBytes>,
+    ) -> Result<Vec<(String, WorktreeManifest)>> {
         let mut roots: Vec<(String, WorktreeManifest)> = Vec::new();
         // A manifest whose own name is refused is never read, so what it references is unknown.
         self.refuse_if_refused_manifests("gc deleted nothing")?;
+        for unit in self.dir_units()? {
+            if let Some(d) = self.read_dir_manifest(&unit)? {
+                report.files += 1;
+                dirs.push(d);
+            }
+        }
         for path in self.scan_worktree()?.1 {
             // An invalid manifest is an error here: gc cannot tell what it references.
             let Some(wt) = self.read_worktree_manifest(&path)? else {
@@ -204,6 +215,22 @@ impl Repo {
                 continue;
             }
             let expected = g.path.data_path_of_manifest();
+            if crate::dirunit::is_dir_manifest(&g.bytes) {
+                let manifest =
+                    DirManifest::parse(&g.bytes, Path::new(&g.origin), expected.as_ref()).or_else(
+                        |_| {
+                            let origin = tree.describe(&g);
+                            DirManifest::parse(&g.bytes, Path::new(&origin), expected.as_ref())
+                        },
+                    )?;
+                report.git_versions += 1;
+                dirs.push(DirVersionBytes {
+                    manifest,
+                    version,
+                    bytes: g.bytes,
+                });
+                continue;
+            }
             let manifest = match Manifest::parse(&g.bytes, Path::new(&g.origin), expected.as_ref())
             {
                 Ok(m) => m,
@@ -233,8 +260,25 @@ impl Repo {
             dry_run: opts.dry_run,
             ..GcReport::default()
         };
-        let roots = self.gc_roots(&mut report)?;
+        let mut dir_roots = Vec::new();
+        let roots = self.gc_roots(&mut report, &mut dir_roots)?;
         let mut keep: HashSet<ObjectId> = HashSet::new();
+        // Directory units keep their whole history: every version the local store has, with
+        // its listing, packs and chunks. A listing that cannot be read stops gc.
+        let mut dir_versions: HashSet<ObjectId> = HashSet::new();
+        for d in &dir_roots {
+            keep.insert(d.version);
+            for v in self.dir_history(d)? {
+                keep.insert(v.version);
+                let Some(m) = v.manifest else { continue };
+                if !dir_versions.insert(v.version) {
+                    continue;
+                }
+                if let Some(objs) = self.dir_objects(&m, None)? {
+                    keep.extend(objs.into_iter().map(|(id, _)| id));
+                }
+            }
+        }
         for (_, wt) in &roots {
             // Every root is kept whatever the mode: git (or the work tree) names it.
             keep.insert(wt.version);
@@ -283,7 +327,7 @@ impl Repo {
                 }
             }
         }
-        report.versions_kept = kept_versions.len();
+        report.versions_kept = kept_versions.len() + dir_versions.len();
         let all = self.store.list()?;
         report.objects_total = all.len();
         report.objects_referenced = all.iter().filter(|id| keep.contains(id)).count();

@@ -34,7 +34,7 @@ pub use remotes::{RemoteEntry, RemoteName, RemoteSource, RemovedRemote, Resolved
 pub use select::PathFilter;
 pub use status::{FileState, FileStatus, RemoteCheck, VersionOrder};
 pub(crate) use track::is_glob;
-pub use track::TrackChange;
+pub use track::{TrackChange, TrackMode};
 pub use verify::{HistoryNote, Problem, ProblemKind, VerifyOptions, VerifyReport};
 
 use crate::error::{Error, Result};
@@ -369,9 +369,17 @@ impl Repo {
     /// `*.shard.json` that is not a directory counts as a manifest, even a symlink or a FIFO: reading
     /// it then fails, which every command reports instead of skipping it. A `*.shard.json` whose
     /// own path is refused (see [`Repo::refused_manifests`]) is not listed.
+    /// Directory units (see [`crate::dirunit`]) are left out, with everything inside them: see
+    /// [`Repo::dir_units`].
     pub fn scan_worktree(&self) -> Result<(Vec<RepoPath>, Vec<RepoPath>)> {
         let scan = self.walk_worktree()?;
         Ok((scan.files, scan.manifests))
+    }
+
+    /// The directory units found by a work-tree walk: directories named in the config and
+    /// directory manifests.
+    pub(crate) fn scan_units(&self) -> Result<Vec<RepoPath>> {
+        Ok(self.walk_worktree()?.units)
     }
 
     /// The `*.shard.json` files in the work tree whose own path nshard refuses (a name git
@@ -395,6 +403,20 @@ impl Repo {
 
     fn walk_worktree(&self) -> Result<WorktreeScan> {
         let mut scan = WorktreeScan::default();
+        let configured: std::collections::HashSet<&str> =
+            self.config.dirs.iter().map(String::as_str).collect();
+        let root = self.root.clone();
+        // A directory is a unit when the config names it or a directory manifest sits beside it.
+        let is_unit = |p: &Path| -> bool {
+            let Ok(rel) = p.strip_prefix(&root) else {
+                return false;
+            };
+            let Ok(rp) = RepoPath::from_relative(rel) else {
+                return false;
+            };
+            configured.contains(rp.as_str())
+                || crate::dirunit::peek_is_dir_manifest(&rp.manifest_path().to_path(&root))
+        };
         let walker = walkdir::WalkDir::new(&self.root)
             .follow_links(false)
             .sort_by_file_name()
@@ -402,9 +424,9 @@ impl Repo {
             .filter_entry(|e| {
                 !(e.depth() > 0
                     && e.file_type().is_dir()
-                    && e.file_name().to_str().is_some_and(|n| {
+                    && (e.file_name().to_str().is_some_and(|n| {
                         n.eq_ignore_ascii_case(".git") || n.eq_ignore_ascii_case(SHARD_DIR)
-                    }))
+                    }) || is_unit(e.path())))
             });
         for ent in walker {
             let ent = match ent {
@@ -439,6 +461,13 @@ impl Repo {
                 }
             };
             match rp.data_path_of_manifest() {
+                Some(data)
+                    if ent.file_type().is_file()
+                        && crate::dirunit::peek_is_dir_manifest(ent.path()) =>
+                {
+                    scan.units.push(data)
+                }
+                Some(data) if configured.contains(data.as_str()) => {}
                 Some(data) => scan.manifests.push(data),
                 None if rp.as_str().ends_with(MANIFEST_SUFFIX) => {
                     scan.refused.push(RefusedManifest::new(
@@ -450,6 +479,13 @@ impl Repo {
                 None => {}
             }
         }
+        for d in &self.config.dirs {
+            if let Ok(p) = RepoPath::parse(d) {
+                scan.units.push(p);
+            }
+        }
+        scan.units.sort();
+        scan.units.dedup();
         Ok(scan)
     }
 
@@ -485,4 +521,5 @@ struct WorktreeScan {
     files: Vec<RepoPath>,
     manifests: Vec<RepoPath>,
     refused: Vec<RefusedManifest>,
+    units: Vec<RepoPath>,
 }

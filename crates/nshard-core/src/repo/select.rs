@@ -49,6 +49,18 @@ impl PathFilter {
             })
     }
 
+    /// Whether directory unit `u` is selected: named itself (or by its manifest), by a directory
+    /// it is in, by a path inside it, or by a glob matching it.
+    pub fn matches_unit(&self, u: &RepoPath) -> bool {
+        let with_slash = format!("{}/", u.as_str());
+        self.is_all()
+            || self.parts.iter().any(|part| match part {
+                Part::File(f) => f == u || f.as_str().starts_with(&with_slash),
+                Part::Dir(d) => with_slash.starts_with(d.as_str()) || d.starts_with(&with_slash),
+                Part::Glob(g) => g.is_match(u.as_str()),
+            })
+    }
+
     /// The files named one by one (not through a directory or glob).
     pub fn exact_files(&self) -> impl Iterator<Item = &RepoPath> {
         self.parts.iter().filter_map(|p| match p {

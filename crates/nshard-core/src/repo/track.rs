@@ -29,11 +29,42 @@ pub enum TrackChange {
         /// The config entry.
         entry: String,
     },
+    /// The directory became a unit (`entry` ends with `/`); `files` files are in it now.
+    AddedDir {
+        /// The directory, with a trailing slash.
+        entry: String,
+        /// Files in it now.
+        files: usize,
+    },
     /// The entry was removed.
     Removed {
         /// The config entry.
         entry: String,
     },
+}
+
+/// How `track` treats a directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TrackMode {
+    /// A directory with at least `dir_threshold` files becomes a unit, a smaller one gets one
+    /// manifest per file.
+    #[default]
+    Auto,
+    /// Directories become units (`--dir`).
+    Dir,
+    /// One manifest per file (`--files`); a unit is converted back.
+    Files,
+}
+
+/// Regular files under `dir` (not following symlinks), counting no further than `limit`.
+fn count_files(dir: &Path, limit: usize) -> usize {
+    walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .take(limit)
+        .count()
 }
 
 pub(crate) fn is_glob(s: &str) -> bool {
@@ -173,15 +204,76 @@ impl Repo {
         }
     }
 
-    /// Adds tracked entries. Every argument is checked before anything is saved.
+    /// Adds tracked entries. Every argument is checked before anything is saved. A directory
+    /// holding at least `dir_threshold` files becomes a unit (see [`TrackMode`]).
     pub fn track(&mut self, cwd: &Path, args: &[impl AsRef<Path>]) -> Result<Vec<TrackChange>> {
+        self.track_with(cwd, args, TrackMode::Auto)
+    }
+
+    /// [`Repo::track`] with an explicit choice between directory units and per-file manifests.
+    pub fn track_with(
+        &mut self,
+        cwd: &Path,
+        args: &[impl AsRef<Path>],
+        mode: TrackMode,
+    ) -> Result<Vec<TrackChange>> {
         let mut entries = Vec::new();
         for a in args {
-            entries.push(self.entry_for(cwd, a.as_ref())?);
+            let entry = self.entry_for(cwd, a.as_ref())?;
+            if mode == TrackMode::Dir && !entry.ends_with('/') {
+                return Err(Error::NotTracked {
+                    path: a.as_ref().to_path_buf(),
+                    reason: "is not a directory (--dir versions a directory as one unit)",
+                });
+            }
+            entries.push(entry);
         }
+        let threshold = self
+            .config
+            .dir_threshold
+            .unwrap_or(crate::dirunit::DEFAULT_DIR_THRESHOLD);
         let mut cfg = self.config.clone();
         let mut out = Vec::new();
+        let mut units_added = Vec::new();
         for entry in entries {
+            if let Some(d) = entry.strip_suffix('/') {
+                let is_unit = cfg.dirs.iter().any(|u| u == d);
+                let files = if is_unit || mode == TrackMode::Files {
+                    0
+                } else {
+                    count_files(&self.root.join(d), threshold.max(1))
+                };
+                let unit = match mode {
+                    TrackMode::Dir => true,
+                    TrackMode::Files => false,
+                    TrackMode::Auto => {
+                        is_unit || (!cfg.track.contains(&entry) && files >= threshold)
+                    }
+                };
+                if unit {
+                    if is_unit {
+                        out.push(TrackChange::AlreadyTracked { entry });
+                    } else {
+                        // Per-file entries inside the directory give way to the unit.
+                        cfg.track
+                            .retain(|e| !(e == &entry || e.starts_with(entry.as_str())));
+                        cfg.dirs.push(d.to_string());
+                        cfg.dirs.sort();
+                        units_added.push(out.len());
+                        out.push(TrackChange::AddedDir { entry, files: 0 });
+                    }
+                    continue;
+                }
+                if is_unit {
+                    // Back to one manifest per file: the directory manifest goes (git and the
+                    // store keep its versions); `nshard commit` writes the per-file manifests.
+                    cfg.dirs.retain(|u| u != d);
+                    let m = RepoPath::parse(d)?.manifest_path().to_path(&self.root);
+                    if crate::dirunit::peek_is_dir_manifest(&m) {
+                        fs::remove_file(&m).map_err(Error::io("removing", &m))?;
+                    }
+                }
+            }
             if cfg.track.contains(&entry) {
                 out.push(TrackChange::AlreadyTracked { entry });
             } else {
@@ -191,6 +283,11 @@ impl Repo {
         }
         self.save_config(cfg)?;
         let files = self.tracked_files()?;
+        for i in units_added {
+            if let TrackChange::AddedDir { entry, files } = &mut out[i] {
+                *files = count_files(&self.root.join(entry.as_str()), usize::MAX);
+            }
+        }
         for c in &mut out {
             if let TrackChange::Added { entry, files: n } = c {
                 if let Some(m) = parse_entry(entry) {
@@ -212,6 +309,13 @@ impl Repo {
             let a = a.as_ref();
             let rel = self.resolve_user_path(cwd, a)?;
             let candidates = [rel.as_str().to_string(), format!("{}/", rel.as_str())];
+            if let Some(i) = cfg.dirs.iter().position(|u| u == rel.as_str()) {
+                cfg.dirs.remove(i);
+                out.push(TrackChange::Removed {
+                    entry: format!("{}/", rel.as_str()),
+                });
+                continue;
+            }
             match cfg.track.iter().position(|e| candidates.contains(e)) {
                 Some(i) => {
                     let entry = cfg.track.remove(i);

@@ -254,6 +254,110 @@ impl Checker<'_> {
 }
 
 impl Repo {
+    /// Directory units: each current version's listing must read and validate and every pack and
+    /// chunk it names must be in the store (the object pass re-hashes them); older versions'
+    /// objects count as referenced.
+    fn verify_units(&self, ck: &mut Checker<'_>, referenced: &mut HashSet<ObjectId>) -> Result<()> {
+        for unit in self.dir_units()? {
+            let d = match self.read_dir_manifest(&unit) {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(e @ Error::InvalidManifest { .. }) => {
+                    ck.report.problems.push(Problem {
+                        kind: ProblemKind::InvalidManifest,
+                        file: Some(unit.clone()),
+                        version: None,
+                        object: None,
+                        detail: e.to_string(),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            ck.report.files_checked += 1;
+            let history = match self.dir_history(&d) {
+                Ok(h) => h,
+                Err(e) => {
+                    ck.problem(
+                        ProblemKind::UnreadableVersion,
+                        &unit,
+                        d.version,
+                        None,
+                        e.to_string(),
+                    );
+                    vec![crate::dirunit::DirVersion {
+                        version: d.version,
+                        manifest: Some(d.manifest.clone()),
+                    }]
+                }
+            };
+            for v in history {
+                referenced.insert(v.version);
+                let current = v.version == d.version;
+                let Some(m) = v.manifest else {
+                    ck.report.history_notes.push(HistoryNote {
+                        file: unit.clone(),
+                        version: v.version,
+                        chunks_missing: None,
+                    });
+                    continue;
+                };
+                if !current {
+                    ck.report.versions_checked += 1;
+                }
+                match self.dir_objects(&m, None) {
+                    Ok(Some(objs)) => {
+                        let missing: Vec<ObjectId> = objs
+                            .iter()
+                            .map(|(id, _)| *id)
+                            .filter(|id| !self.store.has(id))
+                            .collect();
+                        referenced.extend(objs.into_iter().map(|(id, _)| id));
+                        if missing.is_empty() {
+                            continue;
+                        }
+                        if current {
+                            ck.problem(
+                                ProblemKind::MissingObject,
+                                &unit,
+                                v.version,
+                                missing.first().copied(),
+                                format!("{} pack(s) or chunk(s) of the directory are not in the local store", missing.len()),
+                            );
+                        } else {
+                            ck.report.history_notes.push(HistoryNote {
+                                file: unit.clone(),
+                                version: v.version,
+                                chunks_missing: Some(missing.len()),
+                            });
+                        }
+                    }
+                    Ok(None) if current => ck.problem(
+                        ProblemKind::MissingObject,
+                        &unit,
+                        v.version,
+                        Some(m.listing),
+                        "the directory's listing is not in the local store".into(),
+                    ),
+                    Ok(None) => ck.report.history_notes.push(HistoryNote {
+                        file: unit.clone(),
+                        version: v.version,
+                        chunks_missing: None,
+                    }),
+                    Err(e) => {
+                        let kind = match e {
+                            Error::CorruptObject { .. } => ProblemKind::CorruptObject,
+                            _ => ProblemKind::InvalidManifest,
+                        };
+                        ck.seen.insert(m.listing, Some((kind, e.to_string())));
+                        ck.problem(kind, &unit, v.version, Some(m.listing), e.to_string());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Verifies the local store and every manifest. Takes the repository lock (shared).
     pub fn verify(&self, opts: &VerifyOptions<'_>) -> Result<VerifyReport> {
         let _lock = self.lock(false)?;
@@ -316,6 +420,7 @@ impl Repo {
                 }
             }
         }
+        self.verify_units(&mut ck, &mut referenced)?;
         // Older versions: chunk presence, or a full rebuild with `all_versions`.
         for (path, v, m) in &versions {
             let current = versions

@@ -10,6 +10,7 @@
 //! nothing half-written exists.
 
 mod check;
+mod dirs;
 mod engine;
 mod repair;
 
@@ -119,6 +120,9 @@ pub struct PullOptions<'a> {
     pub paths: Vec<RepoPath>,
     /// Pull this version (id or unique prefix) instead of the work-tree manifest's. Needs one path.
     pub version: Option<String>,
+    /// Directory units (or subtrees of them: unit, path inside it) to pull. When both this and
+    /// `paths` are empty, every file and every unit is pulled.
+    pub dirs: Vec<(RepoPath, Option<String>)>,
     /// Also pull every earlier version.
     pub all_versions: bool,
     /// How to move objects.
@@ -182,11 +186,29 @@ fn worktree_manifest(repo: &Repo, path: &RepoPath) -> Result<WorktreeManifest> {
 fn push_roots(
     repo: &Repo,
     opts: &PushOptions<'_>,
+    dir_roots: &mut dirs::DirRoots,
 ) -> Result<Vec<(RepoPath, Result<Vec<WorktreeManifest>>)>> {
     let mut roots: Vec<(RepoPath, Result<Vec<WorktreeManifest>>)> = Vec::new();
     let mut index: HashMap<RepoPath, usize> = HashMap::new();
+    let mut dir_index: HashMap<RepoPath, usize> = HashMap::new();
     if !matches!(opts.scope, PushScope::GitPush { .. }) {
-        for path in repo.select_manifests(&opts.filter)? {
+        let units = repo.dir_units()?;
+        for u in units.iter().filter(|u| opts.filter.matches_unit(u)) {
+            let r = repo.read_dir_manifest(u);
+            if let Ok(None) = r {
+                continue;
+            }
+            dir_index.insert(u.clone(), dir_roots.len());
+            dir_roots.push((u.clone(), r.map(|d| d.into_iter().collect())));
+        }
+        let files = match repo.select_manifests(&opts.filter) {
+            Err(Error::NothingSelected) if !dir_roots.is_empty() => Vec::new(),
+            r => r?,
+        };
+        for path in files {
+            if repo.unit_of(&units, &path).is_some() {
+                continue;
+            }
             let r = worktree_manifest(repo, &path).map(|wt| vec![wt]);
             index.insert(path.clone(), roots.len());
             roots.push((path, r));
@@ -213,6 +235,10 @@ fn push_roots(
         }
         let version = ObjectId::of(&g.bytes);
         if !seen.insert(version) {
+            continue;
+        }
+        if crate::dirunit::is_dir_manifest(&g.bytes) {
+            dirs::add_git_root(dir_roots, &mut dir_index, path, version, g.bytes, &g.origin);
             continue;
         }
         let parsed = Manifest::parse(&g.bytes, std::path::Path::new(&g.origin), Some(&path))
@@ -256,8 +282,13 @@ pub async fn push(
     let local = repo.store();
     // Per file: its plan and its versions (oldest first), each with its chunk ids.
     let mut planned: Vec<(RepoPath, Result<PushPlan>)> = Vec::new();
-    for (path, roots) in push_roots(repo, opts)? {
+    let mut dir_roots = Vec::new();
+    for (path, roots) in push_roots(repo, opts, &mut dir_roots)? {
         let r = roots.and_then(|roots| plan_push(repo, &roots, opts.all_versions));
+        planned.push((path, r));
+    }
+    for (path, roots) in dir_roots {
+        let r = roots.and_then(|roots| dirs::plan_push(repo, &roots, opts.all_versions));
         planned.push((path, r));
     }
     let mut all: Vec<ObjectId> = Vec::new();
@@ -391,7 +422,27 @@ pub async fn pull(
 ) -> Result<TransferReport> {
     let _lock = repo.lock(false)?;
     let local = repo.store();
-    let paths = targets(repo, &opts.paths)?;
+    let everything = opts.paths.is_empty() && opts.dirs.is_empty();
+    let paths = if everything || !opts.paths.is_empty() {
+        targets(repo, &opts.paths)?
+    } else {
+        Vec::new()
+    };
+    let dir_targets: Vec<(RepoPath, Option<String>)> = if everything && opts.version.is_none() {
+        repo.dir_units()?
+            .into_iter()
+            .filter(|u| repo.read_dir_manifest(u).is_ok_and(|d| d.is_some()))
+            .map(|u| (u, None))
+            .collect()
+    } else {
+        opts.dirs.clone()
+    };
+    if opts.version.is_some() && !dir_targets.is_empty() {
+        return Err(Error::VersionLookup {
+            prefix: opts.version.clone().unwrap_or_default(),
+            problem: "cannot be pulled for a directory unit (pull its current version, or check out an older git commit)".into(),
+        });
+    }
     if opts.version.is_some() && paths.len() != 1 {
         return Err(Error::VersionLookup {
             prefix: opts.version.clone().unwrap_or_default(),
@@ -404,6 +455,14 @@ pub async fn pull(
     for path in paths {
         let r = plan_pull(repo, remote, &path, opts, &mut stats).await;
         planned.push((path, r));
+    }
+    for (unit, sub) in dir_targets {
+        let r = dirs::plan_pull(repo, remote, &unit, sub.as_deref(), opts, &mut stats).await;
+        let shown = match &sub {
+            Some(s) => RepoPath::parse(&format!("{}/{s}", unit.as_str()))?,
+            None => unit,
+        };
+        planned.push((shown, r));
     }
     // What the local store lacks, and of that what the remote lacks.
     let mut wanted: HashMap<ObjectId, u64> = HashMap::new();

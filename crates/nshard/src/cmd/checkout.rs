@@ -42,7 +42,26 @@ struct JsonFile<'a> {
 
 pub fn run(ctx: &Ctx, a: CheckoutArgs) -> Result<ExitCode> {
     let repo = ctx.repo_or_init()?;
-    let paths = super::select(&repo, &ctx.cwd, &a.paths)?;
+    let (units, rest) = super::dirs::split(&repo, &ctx.cwd, &a.paths)?;
+    if a.version.is_some() && !a.paths.is_empty() && !units.is_empty() {
+        anyhow::bail!("--version is not available for directory units (check out an older git commit, then `nshard checkout DIR`)");
+    }
+    let (dir_failed, dir_rows) = if a.version.is_none() {
+        super::dirs::checkout(ctx, &repo, &units, a.force, a.json)?
+    } else {
+        (0, Vec::new())
+    };
+    if !a.paths.is_empty() && rest.is_empty() {
+        if a.json {
+            print_json(&dir_rows)?;
+        }
+        return Ok(if dir_failed > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let paths = super::select(&repo, &ctx.cwd, &rest)?;
     if a.version.is_some() && paths.len() != 1 {
         anyhow::bail!(
             "--version needs exactly one file (version ids belong to one file's history)"
@@ -55,19 +74,22 @@ pub fn run(ctx: &Ctx, a: CheckoutArgs) -> Result<ExitCode> {
         force: a.force,
         progress: &bar,
     })?;
-    let failed = results.iter().filter(|r| r.result.is_err()).count();
+    let failed = results.iter().filter(|r| r.result.is_err()).count() + dir_failed;
     if a.json {
-        let rows: Vec<JsonFile> = results
+        let mut rows: Vec<serde_json::Value> = results
             .iter()
-            .map(|r| JsonFile {
-                path: r.path.as_str(),
-                outcome: r.result.as_ref().ok(),
-                error: r.result.as_ref().err().map(|e| e.to_string()),
+            .map(|r| {
+                serde_json::to_value(JsonFile {
+                    path: r.path.as_str(),
+                    outcome: r.result.as_ref().ok(),
+                    error: r.result.as_ref().err().map(|e| e.to_string()),
+                })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
+        rows.extend(dir_rows);
         print_json(&rows)?;
     } else {
-        if results.is_empty() {
+        if results.is_empty() && units.is_empty() {
             out!("no manifests to check out");
         }
         print_human(&results)?;

@@ -93,6 +93,31 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                         pct(size - new_bytes, *size)
                     );
                 }
+                Ok(CommitOutcome::DirCommitted(d)) => {
+                    committed += 1;
+                    per_file!("{}/: committed version {}", r.path, d.version.short());
+                    per_file!(
+                        "  {} in {}: {} added, {} removed, {} modified, {} read",
+                        bytes(d.size),
+                        count(d.files as u64, "file"),
+                        d.added,
+                        d.removed,
+                        d.modified,
+                        d.read
+                    );
+                    per_file!(
+                        "  new data {} stored as {} in {}",
+                        bytes(d.new_bytes),
+                        bytes(d.stored_bytes),
+                        count(d.new_objects as u64, "new object")
+                    );
+                    if d.converted > 0 {
+                        per_file!(
+                            "  {} inside it removed (the directory manifest versions those files now; `git rm` them)",
+                            count(d.converted as u64, "per-file manifest")
+                        );
+                    }
+                }
                 Ok(CommitOutcome::Unchanged { version }) => {
                     unchanged += 1;
                     per_file!("{}: unchanged (version {})", r.path, version.short());

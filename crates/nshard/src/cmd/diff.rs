@@ -87,6 +87,28 @@ pub fn tensor_summary(d: &FileDiff) -> Option<String> {
 
 pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
+    let (units, rest) = super::dirs::split(&repo, &ctx.cwd, &a.files)?;
+    if !units.is_empty() {
+        if a.from.is_some() || a.to.is_some() {
+            anyhow::bail!("--from and --to are not available for directory units; `nshard diff DIR` compares the work tree with the committed listing");
+        }
+        let mut rows = Vec::new();
+        for (u, sub) in &units {
+            let st = repo.dir_status(u, sub.as_deref())?;
+            if a.json {
+                rows.push(serde_json::to_value(&st)?);
+            } else {
+                super::dirs::print_status(&st, usize::MAX)?;
+            }
+        }
+        if a.json && rest.is_empty() {
+            print_json(&rows)?;
+        }
+        if rest.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let a = DiffArgs { files: rest, ..a };
     let filter = repo.path_filter(&ctx.cwd, &a.files)?;
     let single = a.files.len() == 1 && filter.exact_files().count() == 1;
     let paths = repo.select_manifests(&filter)?;

@@ -249,6 +249,7 @@ fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
                         &store,
                         &PullOptions {
                             paths: need_data.clone(),
+                            dirs: Vec::new(),
                             version: None,
                             all_versions: false,
                             transfer: TransferOptions {

@@ -47,9 +47,23 @@ pub fn first_line(msg: &str) -> &str {
 
 pub fn run(ctx: &Ctx, a: LogArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let filter = repo.path_filter(&ctx.cwd, &a.files)?;
+    let (units, rest) = super::dirs::split_with_filter(&repo, &ctx.cwd, &a.files)?;
+    if !a.files.is_empty() && rest.is_empty() {
+        return log_units(&repo, &units, a.json);
+    }
+    if a.files.is_empty() && !units.is_empty() && !a.json {
+        log_units(&repo, &units, false)?;
+        out!("");
+    }
+    let filter = repo.path_filter(&ctx.cwd, &rest)?;
     let single = a.files.len() == 1 && filter.exact_files().count() == 1;
-    let paths = repo.select_manifests(&filter)?;
+    let paths = match repo.select_manifests(&filter) {
+        Err(nshard_core::Error::NothingSelected) if !units.is_empty() => {
+            log_units(&repo, &units, a.json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        r => r?,
+    };
     let mut all = std::collections::BTreeMap::new();
     let mut unreadable = false;
     for (i, path) in paths.iter().enumerate() {
@@ -129,4 +143,45 @@ fn print_entries(entries: &[nshard_core::LogEntry]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The history of each directory unit: version, date, files, size, message.
+fn log_units(
+    repo: &nshard_core::Repo,
+    units: &[super::dirs::UnitSel],
+    json: bool,
+) -> Result<ExitCode> {
+    let mut all = std::collections::BTreeMap::new();
+    for (u, _) in units {
+        let Some(d) = repo.read_dir_manifest(u)? else {
+            continue;
+        };
+        let history = repo.dir_history(&d)?;
+        if json {
+            all.insert(u.as_str().to_string(), history);
+            continue;
+        }
+        out!("{u}/");
+        for v in &history {
+            let mark = if v.version == d.version { "*" } else { " " };
+            match &v.manifest {
+                Some(m) => out!(
+                    "{mark} {}  {}  {:>10}  {:>12}  {}",
+                    v.version.short(),
+                    date(&m.version.timestamp),
+                    bytes(m.size),
+                    crate::output::count(m.files, "file"),
+                    nshard_core::escape_path(first_line(&m.version.message))
+                ),
+                None => out!(
+                    "{mark} {}  (not in the local store: `nshard pull --all-versions` fetches older history)",
+                    v.version.short()
+                ),
+            }
+        }
+    }
+    if json {
+        print_json(&all)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

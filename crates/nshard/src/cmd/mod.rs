@@ -5,6 +5,7 @@ pub mod checkout;
 pub mod commit;
 pub mod completions;
 pub mod diff;
+pub mod dirs;
 pub mod gc;
 pub mod hook;
 pub mod init;

@@ -45,7 +45,18 @@ pub struct PullArgs {
 
 pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
     let repo = ctx.repo_or_init()?;
-    let paths = super::select(&repo, &ctx.cwd, &a.paths)?;
+    let (units, rest) = super::dirs::split(&repo, &ctx.cwd, &a.paths)?;
+    let paths = if rest.is_empty() {
+        Vec::new()
+    } else {
+        super::select(&repo, &ctx.cwd, &rest)?
+    };
+    // No argument: every file and unit (empty lists); else what was named.
+    let dirs = if a.paths.is_empty() {
+        Vec::new()
+    } else {
+        units.clone()
+    };
     let bar = ctx.progress(a.json);
     let started = Instant::now();
     let (resolved, report) = runtime()?.block_on(async {
@@ -55,6 +66,7 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
             &store,
             &PullOptions {
                 paths,
+                dirs,
                 version: a.version.clone(),
                 all_versions: a.all_versions,
                 transfer: TransferOptions {
@@ -95,7 +107,22 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
             .iter()
             .filter(|f| f.result.is_ok())
             .map(|f| f.path.clone())
+            .filter(|p| {
+                repo.unit_of(&repo.dir_units().unwrap_or_default(), p)
+                    .is_none()
+            })
             .collect();
+        let unit_ok: Vec<_> = units
+            .iter()
+            .filter(|s| {
+                report.files.iter().any(|f| {
+                    f.result.is_ok() && repo.unit_of(std::slice::from_ref(&s.0), &f.path).is_some()
+                })
+            })
+            .cloned()
+            .collect();
+        let (dir_failed, dir_rows) = super::dirs::checkout(ctx, &repo, &unit_ok, false, a.json)?;
+        failed += dir_failed;
         let results = if ready.is_empty() {
             Vec::new()
         } else {
@@ -120,6 +147,7 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
                     Ok(o) => serde_json::json!({"path": r.path.as_str(), "outcome": o}),
                     Err(e) => serde_json::json!({"path": r.path.as_str(), "error": e.to_string()}),
                 })
+                .chain(dir_rows)
                 .collect();
             print_json(&Both {
                 pull: JsonReport::new(&resolved, s, &report.files, elapsed),

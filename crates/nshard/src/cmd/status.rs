@@ -39,9 +39,19 @@ pub struct StatusArgs {
 
 pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let filter = repo.path_filter(&ctx.cwd, &a.paths)?;
-    let mut st = repo.status()?;
-    st.retain(|s| filter.matches(&s.path));
+    let (units, rest) = super::dirs::split_with_filter(&repo, &ctx.cwd, &a.paths)?;
+    let mut st = if a.paths.is_empty() || !rest.is_empty() {
+        let filter = repo.path_filter(&ctx.cwd, &rest)?;
+        let mut st = repo.status()?;
+        st.retain(|s| filter.matches(&s.path));
+        st
+    } else {
+        Vec::new()
+    };
+    let mut dir_st = Vec::new();
+    for (u, sub) in &units {
+        dir_st.push(repo.dir_status(u, sub.as_deref())?);
+    }
     // Manifests whose own name is refused are never read; reported when no path narrows the view.
     let refused = if a.paths.is_empty() {
         repo.refused_manifests()?
@@ -87,25 +97,31 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     };
     if a.json {
-        if refused.is_empty() {
-            print_json(&st)?;
-        } else {
-            // The same list, with each refused manifest as an `invalid` entry under its own name.
-            let mut all = serde_json::to_value(&st)?;
-            if let Some(list) = all.as_array_mut() {
-                list.extend(refused.iter().map(|r| {
-                    serde_json::json!({
-                        "path": r.path, "state": "invalid", "reason": r.reason,
-                        "version": null, "tracked": false, "manifest": r.path,
-                    })
-                }));
-            }
-            print_json(&all)?;
+        // Directory units follow the files, with their own fields (files, changes); refused
+        // manifests are `invalid` entries under their own name.
+        let mut rows: Vec<serde_json::Value> = st
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
+        rows.extend(refused.iter().map(|r| {
+            serde_json::json!({
+                "path": r.path, "state": "invalid", "reason": r.reason,
+                "version": null, "tracked": false, "manifest": r.path,
+            })
+        }));
+        for d in &dir_st {
+            let mut v = serde_json::to_value(d)?;
+            v["kind"] = "dir".into();
+            rows.push(v);
         }
+        print_json(&rows)?;
         return Ok(code);
     }
-    if st.is_empty() && refused.is_empty() {
+    if st.is_empty() && refused.is_empty() && dir_st.is_empty() {
         out!("no tracked files (use `nshard track <path>`)");
+    }
+    for d in &dir_st {
+        super::dirs::print_status(d, 20)?;
     }
     for s in &st {
         let v = s.version.map(|v| v.short()).unwrap_or_default();

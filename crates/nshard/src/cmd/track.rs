@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::TrackChange;
+use nshard_core::{TrackChange, TrackMode};
 
 use crate::output::{print_json, Ctx};
 use crate::per_file;
@@ -13,13 +13,22 @@ use crate::per_file;
 /// Start tracking files, directories (recursively) or glob patterns.
 ///
 /// A directory is tracked recursively (files added to it later are tracked
-/// too); a quoted glob such as 'models/*.safetensors' tracks whatever matches it at each commit
+/// too). A directory holding many files (at least `dir_threshold` in .shard/config.toml, default
+/// 1000), or any directory with --dir, is versioned as one unit: one manifest `DIR.shard.json`
+/// for the whole directory, small files packed together; --files keeps one manifest per file
+/// (and converts a unit back). A quoted glob such as 'models/*.safetensors' tracks whatever matches it at each commit
 /// (`**` crosses directories). Tracked files are added to .gitignore in a git repository.
 #[derive(Args, Debug)]
 pub struct TrackArgs {
     /// Files, directories or glob patterns inside the repository.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Version each directory as one unit (one manifest for the whole directory).
+    #[arg(long = "dir", id = "as_unit", conflicts_with = "files")]
+    pub as_unit: bool,
+    /// One manifest per file, whatever the number of files (converts a directory unit back).
+    #[arg(long)]
+    pub files: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -50,6 +59,13 @@ fn print(changes: &[TrackChange], json: bool) -> Result<()> {
                     if *files == 1 { "" } else { "s" }
                 )
             }
+            TrackChange::AddedDir { entry, files } => {
+                per_file!(
+                    "tracking {entry} as one unit ({files} file{}; manifest {}.shard.json)",
+                    if *files == 1 { "" } else { "s" },
+                    entry.trim_end_matches('/')
+                )
+            }
             TrackChange::AlreadyTracked { entry } => per_file!("already tracked: {entry}"),
             TrackChange::Removed { entry } => per_file!("untracked {entry}"),
             other => per_file!("{other:?}"),
@@ -60,7 +76,14 @@ fn print(changes: &[TrackChange], json: bool) -> Result<()> {
 
 pub fn run(ctx: &Ctx, a: TrackArgs) -> Result<ExitCode> {
     let mut repo = ctx.repo()?;
-    let changes = repo.track(&ctx.cwd, &a.paths)?;
+    let mode = if a.as_unit {
+        TrackMode::Dir
+    } else if a.files {
+        TrackMode::Files
+    } else {
+        TrackMode::Auto
+    };
+    let changes = repo.track_with(&ctx.cwd, &a.paths, mode)?;
     print(&changes, a.json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,334 @@
+//! Checking out a directory unit (or a subtree of it): every file is written to a temporary file
+//! beside its destination, verified by its SHA-256, the filesystem is synced once, then each is
+//! renamed into place and the directories are synced. Nothing is written outside the unit's
+//! directory or through a symlink; files with uncommitted changes are never overwritten without
+//! `force`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::pack::read_pack;
+use super::{remove_temps, walk_unit_with, FileEntry, Found, Location};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::id::{Hasher, ObjectId};
+use crate::path::RepoPath;
+use crate::progress::Progress;
+use crate::repo::statcache::{now_ns, StatCache, StatEntry};
+use crate::repo::Repo;
+
+/// Options of a directory checkout.
+pub struct DirCheckoutOptions<'a> {
+    /// Only this subtree (relative to the unit).
+    pub sub: Option<String>,
+    /// Overwrite (and remove) files with uncommitted changes.
+    pub force: bool,
+    /// Progress (bytes written).
+    pub progress: &'a dyn Progress,
+}
+
+/// What a directory checkout did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DirCheckout {
+    /// The version checked out.
+    pub version: ObjectId,
+    /// Files written.
+    pub written: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Files that already held the right content.
+    pub up_to_date: usize,
+    /// Files removed (not in this version, and holding committed content).
+    pub removed: usize,
+    /// Files not in this version left in place (never committed: they may be new work).
+    pub kept: usize,
+}
+
+/// A file written to a temporary path, waiting for its rename.
+struct Pending {
+    tmp: tempfile::TempPath,
+    dest: PathBuf,
+    full: String,
+    sha: ObjectId,
+}
+
+impl Repo {
+    /// Checks out the work tree's version of directory unit `unit`. Takes the repository lock.
+    pub fn checkout_dir(
+        &self,
+        unit: &RepoPath,
+        opts: &DirCheckoutOptions<'_>,
+    ) -> Result<DirCheckout> {
+        let _lock = self.lock(true)?;
+        let d = self.read_dir_manifest(unit)?.ok_or(Error::NotTracked {
+            path: unit.manifest_path().as_str().into(),
+            reason: "does not exist (commit the directory, or get its manifest with git)",
+        })?;
+        self.store_dir_manifest_object(&d)?;
+        let listing = match self.load_listing(&d.manifest) {
+            Err(Error::ObjectMissing(id)) => {
+                return Err(Error::ChunksMissing {
+                    path: unit.as_str().into(),
+                    count: 1,
+                    first: id,
+                })
+            }
+            r => r?,
+        };
+        let sub = opts.sub.as_deref();
+        let in_sub = |rel: &str| match sub {
+            None => true,
+            Some(s) => rel.starts_with(s) && rel.as_bytes().get(s.len()) == Some(&b'/'),
+        };
+        let mut temps = Vec::new();
+        let found: Vec<Found> = walk_unit_with(self.root(), unit, &mut temps)?
+            .into_iter()
+            .filter(|f| in_sub(&f.rel))
+            .collect();
+        remove_temps(&temps);
+        let on_disk: HashMap<&str, &Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
+        let cache_path = self.shard_dir().join("cache").join("stat.json");
+        let mut cache = StatCache::load(&cache_path);
+        let mut out = DirCheckout {
+            version: d.version,
+            written: 0,
+            bytes: 0,
+            up_to_date: 0,
+            removed: 0,
+            kept: 0,
+        };
+        let mut todo: Vec<&FileEntry> = Vec::new();
+        let mut conflicts: Vec<String> = Vec::new();
+        for e in listing.select(sub) {
+            let full = format!("{}/{}", unit.as_str(), e.path);
+            match on_disk.get(e.path.as_str()) {
+                None => todo.push(e),
+                Some(f) => match cache.fresh(&full, &f.md) {
+                    Some(c) if c.sha256 == e.sha256 => out.up_to_date += 1,
+                    // Holds content nshard wrote or committed: safe to replace.
+                    Some(_) => todo.push(e),
+                    None => {
+                        let observed = now_ns();
+                        let sha = super::status::hash_found(f)?;
+                        if sha == e.sha256 {
+                            cache.set(&full, StatEntry::new(&f.md, sha, d.version, observed));
+                            out.up_to_date += 1;
+                        } else {
+                            // Content nshard committed or wrote at this path is safe to replace.
+                            if cache.get(&full).is_none_or(|c| c.sha256 != sha) {
+                                conflicts.push(full);
+                            }
+                            todo.push(e);
+                        }
+                    }
+                },
+            }
+        }
+        let listed: BTreeSet<&str> = listing.select(sub).map(|e| e.path.as_str()).collect();
+        let mut extra: Vec<&Found> = Vec::new();
+        for f in &found {
+            if !listed.contains(f.rel.as_str()) {
+                let full = format!("{}/{}", unit.as_str(), f.rel);
+                let committed = match cache.fresh(&full, &f.md) {
+                    Some(_) => true,
+                    None => match cache.get(&full) {
+                        Some(c) => super::status::hash_found(f)? == c.sha256,
+                        None => false,
+                    },
+                };
+                if committed || opts.force {
+                    extra.push(f);
+                } else {
+                    out.kept += 1;
+                }
+            }
+        }
+        if !conflicts.is_empty() && !opts.force {
+            let more = if conflicts.len() > 1 {
+                format!(" (and {} more)", conflicts.len() - 1)
+            } else {
+                String::new()
+            };
+            return Err(Error::WouldOverwrite(
+                format!("{}{more}", conflicts[0]).into(),
+            ));
+        }
+        // Every object needed must be here before anything is written.
+        let mut missing: Vec<ObjectId> = Vec::new();
+        for e in &todo {
+            match listing.location(e) {
+                Location::Empty => {}
+                Location::Pack { pack, .. } => {
+                    missing.extend(Some(pack.id).filter(|id| !self.store().has(id)))
+                }
+                Location::Chunks(c) => missing.extend(
+                    c.iter()
+                        .map(|(id, _)| *id)
+                        .filter(|id| !self.store().has(id)),
+                ),
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        if let Some(first) = missing.first() {
+            return Err(Error::ChunksMissing {
+                path: unit.as_str().into(),
+                count: missing.len(),
+                first: *first,
+            });
+        }
+        let observed = now_ns();
+        let total: u64 = todo.iter().map(|e| e.size).sum();
+        opts.progress.start(unit.as_str(), total);
+        // Pack by pack, so that each pack is read once.
+        let mut by_pack: BTreeMap<u32, Vec<&FileEntry>> = BTreeMap::new();
+        let mut pending: Vec<Pending> = Vec::with_capacity(todo.len());
+        for e in &todo {
+            match e.pack {
+                Some((i, _)) => by_pack.entry(i).or_default().push(e),
+                None => {
+                    pending.push(self.stage_chunked(unit, &listing, e)?);
+                    opts.progress.advance(e.size);
+                }
+            }
+        }
+        for (i, files) in by_pack {
+            let pack = read_pack(self.store(), &listing.packs[i as usize])?;
+            for e in files {
+                let off = e.pack.expect("packed").1 as usize;
+                let bytes = &pack[off..off + e.size as usize];
+                pending.push(self.stage_file(unit, e, bytes)?);
+                opts.progress.advance(e.size);
+            }
+        }
+        opts.progress.finish();
+        // One sync for every file written, then the renames.
+        sync_filesystem(&unit.to_path(self.root()), &pending)?;
+        crate::crash_point!("dir-checkout-before-rename");
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        for p in pending {
+            p.tmp
+                .persist(&p.dest)
+                .map_err(|e| Error::io("renaming into place", &p.dest)(e.error))?;
+            let md =
+                std::fs::symlink_metadata(&p.dest).map_err(Error::io("inspecting", &p.dest))?;
+            out.written += 1;
+            out.bytes += md.len();
+            cache.set(&p.full, StatEntry::new(&md, p.sha, d.version, observed));
+            dirs.extend(p.dest.parent().map(PathBuf::from));
+        }
+        for f in extra {
+            std::fs::remove_file(&f.abs).map_err(Error::io("removing", &f.abs))?;
+            out.removed += 1;
+            dirs.extend(f.abs.parent().map(PathBuf::from));
+        }
+        for dir in dirs {
+            fsutil::sync_dir(&dir)?;
+        }
+        cache.save()?;
+        Ok(out)
+    }
+
+    /// Writes a chunked file to a temporary file chunk by chunk (each verified on read), so
+    /// memory holds one chunk at a time.
+    fn stage_chunked(&self, unit: &RepoPath, l: &super::Listing, e: &FileEntry) -> Result<Pending> {
+        let (mut tmp, dest, full) = self.temp_for(unit, e)?;
+        let mut h = Hasher::new();
+        let mut n = 0u64;
+        if let Location::Chunks(c) = l.location(e) {
+            for (id, size) in c {
+                let raw = self.store().get(id, *size)?;
+                h.update(&raw);
+                n += raw.len() as u64;
+                tmp.write_all(&raw).map_err(Error::io("writing", &dest))?;
+            }
+        }
+        let sha = h.finish();
+        check(&dest, e, sha, n)?;
+        Ok(Pending {
+            tmp: tmp.into_temp_path(),
+            dest,
+            full,
+            sha,
+        })
+    }
+
+    /// Writes `bytes` (checked against the entry's SHA-256) to a temporary file beside the
+    /// entry's destination, with the entry's mode. Not synced yet.
+    fn stage_file(&self, unit: &RepoPath, e: &FileEntry, bytes: &[u8]) -> Result<Pending> {
+        let (mut tmp, dest, full) = self.temp_for(unit, e)?;
+        let sha = ObjectId::of(bytes);
+        check(&dest, e, sha, bytes.len() as u64)?;
+        tmp.write_all(bytes).map_err(Error::io("writing", &dest))?;
+        Ok(Pending {
+            tmp: tmp.into_temp_path(),
+            dest,
+            full,
+            sha,
+        })
+    }
+
+    /// A temporary file beside the entry's destination (whose directories are created, never
+    /// through a symlink), with the entry's mode.
+    fn temp_for(
+        &self,
+        unit: &RepoPath,
+        e: &FileEntry,
+    ) -> Result<(tempfile::NamedTempFile, PathBuf, String)> {
+        let full = format!("{}/{}", unit.as_str(), e.path);
+        let rp = RepoPath::parse(&full)?;
+        let dest = fsutil::prepare_safe_destination(self.root(), &rp)?;
+        let dir = dest.parent().expect("inside the repository");
+        let mut b = tempfile::Builder::new();
+        b.prefix(fsutil::TMP_PREFIX);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            b.permissions(std::fs::Permissions::from_mode(if e.exec {
+                0o755
+            } else {
+                0o644
+            }));
+        }
+        let tmp = b
+            .tempfile_in(dir)
+            .map_err(Error::io("creating a temporary file in", dir))?;
+        Ok((tmp, dest, full))
+    }
+}
+
+/// The rebuilt bytes must be the listed file's.
+fn check(dest: &std::path::Path, e: &FileEntry, sha: ObjectId, len: u64) -> Result<()> {
+    if sha != e.sha256 || len != e.size {
+        return Err(Error::FileHashMismatch {
+            path: dest.to_path_buf(),
+            expected: e.sha256,
+            actual: sha,
+        });
+    }
+    Ok(())
+}
+
+/// Makes every pending file durable: one `syncfs` of the filesystem holding `dir` on Linux, an
+/// fsync per file elsewhere.
+fn sync_filesystem(dir: &std::path::Path, pending: &[Pending]) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let _ = pending;
+        let f = std::fs::File::open(dir).map_err(Error::io("opening directory", dir))?;
+        rustix::fs::syncfs(&f).map_err(|e| Error::io("syncing the filesystem of", dir)(e.into()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        for p in pending {
+            let f = std::fs::File::open(&p.tmp).map_err(Error::io("opening", &p.dest))?;
+            f.sync_all().map_err(Error::io("syncing", &p.dest))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,320 @@
+//! Committing a directory unit: only files whose stat changed are read; small ones go into new
+//! packs (unchanged files keep pointing into the packs they are already in), large ones through
+//! the `ingest` pipeline; the listing, then the manifest object, then the work-tree manifest are
+//! written last, so a crash leaves the old version or the new one.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use super::pack::PackWriter;
+use super::{
+    is_exec, remove_temps, walk_unit_with, DirManifest, FileEntry, Listing, PackRef,
+    LISTING_FORMAT, PACK_FILE_MAX,
+};
+use crate::codec::{DataHint, Encoder};
+use crate::error::{Error, Result};
+use crate::formats::plan::Params;
+use crate::fsutil;
+use crate::id::ObjectId;
+use crate::ingest;
+use crate::manifest::{Manifest, VersionInfo};
+use crate::path::RepoPath;
+use crate::progress::Progress;
+use crate::repo::statcache::{now_ns, StatCache, StatEntry, StatKey};
+use crate::repo::{CommitOutcome, Repo};
+
+/// What a directory commit recorded.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DirCommit {
+    /// The new version id.
+    pub version: ObjectId,
+    /// The previous version, if any.
+    pub parent: Option<ObjectId>,
+    /// The listing object.
+    pub listing: ObjectId,
+    /// Files in the directory.
+    pub files: usize,
+    /// Their total size.
+    pub size: u64,
+    /// Files not in the previous version.
+    pub added: usize,
+    /// Files of the previous version that are gone.
+    pub removed: usize,
+    /// Files whose content changed.
+    pub modified: usize,
+    /// Files read (the others were known unchanged from their stat).
+    pub read: usize,
+    /// Objects written that the store did not have (packs, chunks, the listing, the manifest).
+    pub new_objects: usize,
+    /// Raw bytes of the new packs and chunks.
+    pub new_bytes: u64,
+    /// Bytes written to the store for all new objects (after compression).
+    pub stored_bytes: u64,
+    /// Per-file manifests inside the directory that were removed (the unit now versions them).
+    pub converted: usize,
+}
+
+/// Where one file's bytes go while the listing is built.
+enum Loc {
+    Empty,
+    /// An existing pack.
+    Pack(PackRef, u64),
+    /// A pack being written: (sequence number, offset).
+    NewPack(usize, u64),
+    Chunks(Vec<(ObjectId, u64)>),
+}
+
+impl Repo {
+    /// Commits the directory unit `unit`. The caller holds the repository lock and saves `cache`.
+    pub(crate) fn commit_dir(
+        &self,
+        unit: &RepoPath,
+        message: &str,
+        cache: &mut StatCache,
+        progress: &dyn Progress,
+    ) -> Result<CommitOutcome> {
+        let parent = self.read_dir_manifest(unit)?;
+        let prev: Option<Listing> = match &parent {
+            Some(p) => match self.load_listing(&p.manifest) {
+                Ok(l) => Some(l),
+                // Not pulled: every file is read again.
+                Err(Error::ObjectMissing(_)) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let mut temps = Vec::new();
+        let found = walk_unit_with(self.root(), unit, &mut temps)?;
+        remove_temps(&temps);
+        if found.is_empty() && parent.is_none() {
+            return Err(Error::NotTracked {
+                path: unit.as_str().into(),
+                reason: "is an empty or missing directory; nothing to commit",
+            });
+        }
+        let prev_by_path: HashMap<&str, &FileEntry> = prev
+            .iter()
+            .flat_map(|l| l.files.iter().map(|f| (f.path.as_str(), f)))
+            .collect();
+        // Content already stored under some path (earlier version or this one): stored once.
+        let mut by_sha: HashMap<ObjectId, Loc> = HashMap::new();
+        let prev_loc = |f: &FileEntry| -> Loc {
+            let l = prev
+                .as_ref()
+                .expect("entries come from the previous listing");
+            match l.location(f) {
+                super::Location::Empty => Loc::Empty,
+                super::Location::Pack { pack, offset } => Loc::Pack(*pack, offset),
+                super::Location::Chunks(c) => Loc::Chunks(c.to_vec()),
+            }
+        };
+        let store = self.store();
+        let mut packer = PackWriter::new(store);
+        let mut entries: Vec<(FileEntry, Loc)> = Vec::with_capacity(found.len());
+        let mut stat_updates: Vec<(String, StatEntry)> = Vec::new();
+        let (mut added, mut modified, mut read) = (0usize, 0usize, 0usize);
+        let (mut chunk_objects, mut chunk_new, mut chunk_stored) = (0usize, 0u64, 0u64);
+        let total: u64 = found.iter().map(|f| f.md.len()).sum();
+        progress.start(unit.as_str(), total);
+        for f in &found {
+            let full = format!("{}/{}", unit.as_str(), f.rel);
+            let old = prev_by_path.get(f.rel.as_str()).copied();
+            let exec = is_exec(&f.md);
+            if let (Some(c), Some(o)) = (cache.fresh(&full, &f.md), old) {
+                if c.sha256 == o.sha256 && o.size == f.md.len() {
+                    let mut e = o.clone();
+                    e.exec = exec;
+                    let loc = prev_loc(o);
+                    entries.push((e, loc));
+                    progress.advance(f.md.len());
+                    continue;
+                }
+            }
+            read += 1;
+            let observed = now_ns();
+            let (sha, size, loc, md_after) = if f.md.len() < PACK_FILE_MAX {
+                let file = fsutil::open_regular(&f.abs).map_err(Error::io("opening", &f.abs))?;
+                let mut data = Vec::with_capacity(f.md.len() as usize);
+                file.take(PACK_FILE_MAX)
+                    .read_to_end(&mut data)
+                    .map_err(Error::io("reading", &f.abs))?;
+                let after = std::fs::symlink_metadata(&f.abs)
+                    .map_err(|_| Error::FileChangedDuringRead(f.abs.clone()))?;
+                if StatKey::of(&after) != StatKey::of(&f.md) || data.len() as u64 != f.md.len() {
+                    return Err(Error::FileChangedDuringRead(f.abs.clone()));
+                }
+                let sha = ObjectId::of(&data);
+                let loc = match (old.filter(|o| o.sha256 == sha), by_sha.get(&sha)) {
+                    (Some(o), _) => prev_loc(o),
+                    (None, Some(Loc::Pack(p, off))) => Loc::Pack(*p, *off),
+                    (None, Some(Loc::NewPack(s, off))) => Loc::NewPack(*s, *off),
+                    _ if data.is_empty() => Loc::Empty,
+                    _ => {
+                        let (s, off) = packer.add(&data)?;
+                        Loc::NewPack(s, off)
+                    }
+                };
+                (sha, data.len() as u64, loc, after)
+            } else {
+                let got = ingest::ingest_file(
+                    &f.abs,
+                    &ingest::Options {
+                        params: Params::ByKind(self.config().chunking),
+                        store: Some(store),
+                        progress: &crate::progress::NoProgress,
+                        label: &full,
+                    },
+                )?;
+                chunk_objects += got.chunks_new;
+                chunk_new += got.new_bytes;
+                chunk_stored += got.stored_bytes;
+                let chunks = got.chunks.iter().map(|c| (c.id, c.size)).collect();
+                (got.sha256, got.size, Loc::Chunks(chunks), got.metadata)
+            };
+            progress.advance(size);
+            match old {
+                None => added += 1,
+                Some(o) if o.sha256 != sha => modified += 1,
+                Some(_) => {}
+            }
+            if let Loc::Pack(p, off) = &loc {
+                by_sha.entry(sha).or_insert(Loc::Pack(*p, *off));
+            } else if let Loc::NewPack(s, off) = &loc {
+                by_sha.entry(sha).or_insert(Loc::NewPack(*s, *off));
+            }
+            stat_updates.push((full, StatEntry::new(&md_after, sha, sha, observed)));
+            entries.push((
+                FileEntry {
+                    path: f.rel.clone(),
+                    size,
+                    exec,
+                    sha256: sha,
+                    pack: None,
+                    chunks: None,
+                },
+                loc,
+            ));
+        }
+        packer.flush()?;
+        progress.finish();
+        let removed = prev_by_path.len() + added - entries.len();
+        // The packs table, in order of first use.
+        let mut packs: Vec<PackRef> = Vec::new();
+        let mut index: HashMap<ObjectId, u32> = HashMap::new();
+        let mut files = Vec::with_capacity(entries.len());
+        for (mut e, loc) in entries {
+            let mut slot = |p: PackRef| -> u32 {
+                *index.entry(p.id).or_insert_with(|| {
+                    packs.push(p);
+                    (packs.len() - 1) as u32
+                })
+            };
+            match loc {
+                Loc::Empty => {}
+                Loc::Pack(p, off) => e.pack = Some((slot(p), off)),
+                Loc::NewPack(s, off) => e.pack = Some((slot(packer.done[s]), off)),
+                Loc::Chunks(c) => e.chunks = Some(c),
+            }
+            files.push(e);
+        }
+        let listing = Listing {
+            format: LISTING_FORMAT.into(),
+            packs,
+            files,
+        };
+        let lbytes = listing.to_bytes();
+        let listing_id = ObjectId::of(&lbytes);
+        if let Some(p) = parent.as_ref().filter(|p| p.manifest.listing == listing_id) {
+            for (path, mut e) in stat_updates {
+                e.version = p.version;
+                cache.set(&path, e);
+            }
+            if !store.has(&listing_id) {
+                store.put_trusted(
+                    &listing_id,
+                    &Encoder::new().encode(&lbytes, DataHint::Unknown),
+                )?;
+            }
+            self.store_dir_manifest_object(p)?;
+            return Ok(CommitOutcome::Unchanged { version: p.version });
+        }
+        let mut enc = Encoder::new();
+        let mut new_objects = packer.new_objects + chunk_objects;
+        let mut stored_bytes = packer.stored_bytes + chunk_stored;
+        let lenc = enc.encode(&lbytes, DataHint::Unknown);
+        if store.put_trusted(&listing_id, &lenc)? {
+            new_objects += 1;
+            stored_bytes += lenc.len() as u64;
+        }
+        let manifest = DirManifest {
+            format: super::DIR_FORMAT.into(),
+            path: unit.clone(),
+            files: listing.files.len() as u64,
+            size: listing.total_size(),
+            listing: listing_id,
+            version: VersionInfo {
+                message: message.to_string(),
+                timestamp: Manifest::now_timestamp(),
+                parent: parent.as_ref().map(|p| p.version),
+            },
+        };
+        let bytes = manifest.to_bytes();
+        let version = ObjectId::of(&bytes);
+        let menc = enc.encode(&bytes, DataHint::Unknown);
+        if store.put_trusted(&version, &menc)? {
+            new_objects += 1;
+            stored_bytes += menc.len() as u64;
+        }
+        crate::crash_point!("dir-commit-before-manifest");
+        let mabs = fsutil::prepare_safe_destination(self.root(), &unit.manifest_path())?;
+        fsutil::write_atomic(&mabs, &bytes)?;
+        for (path, mut e) in stat_updates {
+            e.version = version;
+            cache.set(&path, e);
+        }
+        let converted = self.remove_file_manifests_in(unit)?;
+        Ok(CommitOutcome::DirCommitted(DirCommit {
+            version,
+            parent: manifest.version.parent,
+            listing: listing_id,
+            files: listing.files.len(),
+            size: manifest.size,
+            added,
+            removed,
+            modified,
+            read,
+            new_objects,
+            new_bytes: packer.new_bytes + chunk_new,
+            stored_bytes,
+            converted,
+        }))
+    }
+
+    /// Removes the per-file manifests inside `unit` (left from before the directory became a
+    /// unit): the unit's listing now versions those files. Only valid file manifests are
+    /// removed; git and the store still hold them.
+    fn remove_file_manifests_in(&self, unit: &RepoPath) -> Result<usize> {
+        let dir = unit.to_path(self.root());
+        let mut n = 0;
+        for ent in walkdir::WalkDir::new(&dir).follow_links(false).min_depth(1) {
+            let Ok(ent) = ent else { continue };
+            if !ent.file_type().is_file() {
+                continue;
+            }
+            let Ok(rel) = ent.path().strip_prefix(self.root()) else {
+                continue;
+            };
+            let Some(data) = RepoPath::from_relative(rel)
+                .ok()
+                .and_then(|p| p.data_path_of_manifest())
+            else {
+                continue;
+            };
+            if let Ok(Some(_)) = self.read_worktree_manifest(&data) {
+                std::fs::remove_file(ent.path()).map_err(Error::io("removing", ent.path()))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}

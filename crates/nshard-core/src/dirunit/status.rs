@@ -1,0 +1,176 @@
+//! Status and diff of a directory unit: which files were added, removed or modified since the
+//! committed listing. A file whose stat matches the stat cache is not read.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use super::{walk_unit, Found, Listing};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::id::{Hasher, ObjectId};
+use crate::path::RepoPath;
+use crate::repo::statcache::{now_ns, StatCache, StatEntry};
+use crate::repo::Repo;
+
+/// How a file differs from the committed listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirChangeKind {
+    /// On disk, not in the listing.
+    Added,
+    /// In the listing, not on disk.
+    Removed,
+    /// Both, with different content.
+    Modified,
+}
+
+/// One changed file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DirChange {
+    /// Path relative to the unit.
+    pub path: String,
+    /// What changed.
+    pub kind: DirChangeKind,
+    /// Size on disk (added, modified) or in the listing (removed).
+    pub size: u64,
+    /// Size in the listing, for a modified file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_size: Option<u64>,
+}
+
+/// The state of a directory unit (or of a subtree of it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DirStatus {
+    /// The unit's directory.
+    pub path: RepoPath,
+    /// The subtree looked at, relative to the unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The committed version, if any.
+    pub version: Option<ObjectId>,
+    /// `clean`, `modified`, `new` (never committed), `not-checked-out` (the directory is absent
+    /// or empty), or `not-pulled` (the listing is not in the local store).
+    pub state: &'static str,
+    /// Files in the committed listing (under `sub`).
+    pub files: usize,
+    /// The differences, in path order.
+    pub changes: Vec<DirChange>,
+}
+
+/// SHA-256 of a file's content.
+pub(super) fn hash_found(f: &Found) -> Result<ObjectId> {
+    let mut file = fsutil::open_regular(&f.abs).map_err(Error::io("opening", &f.abs))?;
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(Error::io("reading", &f.abs))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish())
+}
+
+impl Repo {
+    /// Compares the unit's files (under `sub`) with its committed listing. Files whose stat
+    /// changed are hashed; the stat cache is refreshed for those that turn out unchanged.
+    pub fn dir_status(&self, unit: &RepoPath, sub: Option<&str>) -> Result<DirStatus> {
+        let d = self.read_dir_manifest(unit)?;
+        let mut st = DirStatus {
+            path: unit.clone(),
+            sub: sub.map(String::from),
+            version: d.as_ref().map(|d| d.version),
+            state: "clean",
+            files: 0,
+            changes: Vec::new(),
+        };
+        let listing = match &d {
+            None => None,
+            Some(d) => match self.load_listing(&d.manifest) {
+                Ok(l) => Some(l),
+                Err(Error::ObjectMissing(_)) => {
+                    st.state = "not-pulled";
+                    return Ok(st);
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let in_sub = |rel: &str| match sub {
+            None => true,
+            Some(s) => rel.starts_with(s) && rel.as_bytes().get(s.len()) == Some(&b'/'),
+        };
+        let found: Vec<Found> = walk_unit(self.root(), unit)?
+            .into_iter()
+            .filter(|f| in_sub(&f.rel))
+            .collect();
+        let empty = Listing {
+            format: String::new(),
+            packs: Vec::new(),
+            files: Vec::new(),
+        };
+        let l = listing.as_ref().unwrap_or(&empty);
+        let committed: Vec<_> = l.select(sub).collect();
+        st.files = committed.len();
+        if found.is_empty() && !committed.is_empty() {
+            st.state = "not-checked-out";
+            return Ok(st);
+        }
+        let mut cache = StatCache::load(&self.shard_dir().join("cache").join("stat.json"));
+        let on_disk: HashMap<&str, &Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
+        for e in &committed {
+            let Some(f) = on_disk.get(e.path.as_str()) else {
+                st.changes.push(DirChange {
+                    path: e.path.clone(),
+                    kind: DirChangeKind::Removed,
+                    size: e.size,
+                    old_size: None,
+                });
+                continue;
+            };
+            let full = format!("{}/{}", unit.as_str(), e.path);
+            let same = match cache.fresh(&full, &f.md) {
+                Some(c) => c.sha256 == e.sha256,
+                None if f.md.len() != e.size => false,
+                None => {
+                    let observed = now_ns();
+                    let sha = hash_found(f)?;
+                    if let (Some(v), true) = (st.version, sha == e.sha256) {
+                        cache.set(&full, StatEntry::new(&f.md, sha, v, observed));
+                    }
+                    sha == e.sha256
+                }
+            };
+            if !same {
+                st.changes.push(DirChange {
+                    path: e.path.clone(),
+                    kind: DirChangeKind::Modified,
+                    size: f.md.len(),
+                    old_size: Some(e.size),
+                });
+            }
+        }
+        let listed: std::collections::HashSet<&str> =
+            committed.iter().map(|e| e.path.as_str()).collect();
+        for f in &found {
+            if !listed.contains(f.rel.as_str()) {
+                st.changes.push(DirChange {
+                    path: f.rel.clone(),
+                    kind: DirChangeKind::Added,
+                    size: f.md.len(),
+                    old_size: None,
+                });
+            }
+        }
+        st.changes
+            .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        if d.is_none() {
+            st.state = "new";
+        } else if !st.changes.is_empty() {
+            st.state = "modified";
+        }
+        // The cache is an optimisation: failing to save it must not fail status.
+        let _ = cache.save();
+        Ok(st)
+    }
+}

@@ -1,0 +1,403 @@
+//! Directories of many small files versioned as one unit (issue 14): one manifest in git, small
+//! files packed, commands that list added/removed/modified files, subtree checkout and pull,
+//! gc that keeps old versions' packs, and hostile listings refused.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::serve::{metric_value, Served};
+use common::{git, ok, random_bytes, TestRepo};
+use nshard_core::{DataHint, Encoder, LocalStore, ObjectId};
+
+/// Compressible, distinct content for file `i` (text-like, as datasets of JSON or CSV are).
+fn content(i: usize, seed: u64, len: usize) -> Vec<u8> {
+    let noise = random_bytes(len / 4, seed.wrapping_mul(100_003) + i as u64);
+    let mut out = Vec::with_capacity(len);
+    let mut k = 0;
+    while out.len() < len {
+        let line = format!(
+            "{{\"id\": {i}, \"k\": {k}, \"v\": {}}}\n",
+            noise[k % noise.len()]
+        );
+        out.extend_from_slice(line.as_bytes());
+        k += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `n` files of `len` bytes under `dir`, in ten subdirectories; returns path → bytes.
+fn write_dataset(
+    root: &Path,
+    dir: &str,
+    n: usize,
+    len: usize,
+    seed: u64,
+) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for i in 0..n {
+        let rel = format!("{dir}/part{}/f{i:05}.json", i % 10);
+        let data = content(i, seed, len);
+        let p = root.join(&rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, &data).expect("write");
+        files.insert(rel, data);
+    }
+    files
+}
+
+/// Every regular file under `root/dir` (relative to `root`) with its bytes.
+fn read_tree(root: &Path, dir: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for p in common::serve::walkdir(&root.join(dir)) {
+        if p.is_file() {
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .into_owned();
+            out.insert(rel, std::fs::read(&p).expect("read"));
+        }
+    }
+    out
+}
+
+fn count_objects(store: &Path) -> usize {
+    common::serve::walkdir(&store.join("objects"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .count()
+}
+
+/// A git repository with NeuroShard (no hooks) and a dataset of `n` files tracked as one unit.
+fn dataset_repo(n: usize, len: usize) -> (TestRepo, BTreeMap<String, Vec<u8>>) {
+    let repo = TestRepo::new();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    repo.ok(&["git-init", "--no-hooks"]);
+    let files = write_dataset(repo.path(), "data", n, len, 1);
+    repo.ok(&["track", "--dir", "data"]);
+    (repo, files)
+}
+
+#[test]
+fn five_thousand_files_are_one_manifest_one_pattern_and_few_packs() {
+    let (repo, files) = dataset_repo(5000, 4096);
+    let c = &repo.json(&["commit", "-m", "v1"])[0];
+    assert_eq!(c["result"], "dir-committed", "{c}");
+    assert_eq!(c["files"], 5000, "{c}");
+    assert_eq!(c["read"], 5000, "{c}");
+    // 20 MB of small files: a handful of packs, the listing and the manifest.
+    let objects = count_objects(&repo.join(".shard"));
+    assert!((3..=12).contains(&objects), "{objects} objects");
+
+    git(repo.path(), &["add", "-A"]);
+    let staged = git(repo.path(), &["status", "--porcelain"]);
+    let manifests: Vec<&str> = staged
+        .lines()
+        .filter(|l| l.ends_with(".shard.json"))
+        .collect();
+    assert_eq!(manifests, vec!["A  data.shard.json"], "{staged}");
+    assert!(!staged.contains("data/"), "{staged}");
+    let ignore = std::fs::read_to_string(repo.join(".gitignore")).expect("gitignore");
+    let data_lines: Vec<&str> = ignore.lines().filter(|l| l.contains("data")).collect();
+    assert_eq!(data_lines, vec!["/data/"], "{ignore}");
+
+    // Nothing changed: clean, and a second commit reads nothing.
+    let st = repo.json(&["status", "data"]);
+    assert_eq!(st[0]["state"], "clean", "{st}");
+    assert_eq!(st[0]["files"], 5000, "{st}");
+    let c = &repo.json(&["commit", "-m", "again"])[0];
+    assert_eq!(c["result"], "unchanged", "{c}");
+
+    // Push to a directory remote; a git clone pulls and checks out the same bytes.
+    let remote = tempfile::tempdir().expect("remote");
+    let url = remote.path().to_str().expect("utf8");
+    repo.ok(&["push", "--remote", url]);
+    assert_eq!(count_objects(remote.path()), objects);
+    git(repo.path(), &["commit", "-q", "-m", "data v1"]);
+    let clone = tempfile::tempdir().expect("clone");
+    git(
+        clone.path(),
+        &["clone", "-q", repo.path().to_str().expect("utf8"), "b"],
+    );
+    let b = clone.path().join("b");
+    ok(&b, &["pull", "--remote", url, "--checkout"]);
+    assert_eq!(read_tree(&b, "data"), files);
+    let st = common::json(&b, &["status"]);
+    assert_eq!(st[0]["state"], "clean", "{st}");
+    ok(&b, &["verify"]);
+}
+
+#[test]
+fn status_diff_and_a_small_second_version() {
+    let (repo, mut files) = dataset_repo(600, 3000);
+    repo.ok(&["commit", "-m", "v1"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "v1"]);
+    let v1 = files.clone();
+    let objects_v1 = count_objects(&repo.join(".shard"));
+
+    // 6 modified, 6 added, 6 removed.
+    for i in 0..6 {
+        let m = format!("data/part0/f{:05}.json", i * 10);
+        let data = content(i, 99, 3000);
+        repo.write(&m, &data);
+        files.insert(m, data);
+        let a = format!("data/new/n{i}.json");
+        let data = content(i, 7, 2000);
+        repo.write(&a, &data);
+        files.insert(a, data);
+        let r = format!("data/part{}/f{:05}.json", (i * 10 + 5) % 10, i * 10 + 5);
+        std::fs::remove_file(repo.join(&r)).expect("rm");
+        files.remove(&r);
+    }
+    let out = repo.ok(&["status", "data"]);
+    assert!(
+        out.contains("modified") && out.contains("6 added, 6 removed, 6 modified"),
+        "{out}"
+    );
+    let d = repo.json(&["diff", "data/"]);
+    let changes = d[0]["changes"].as_array().expect("changes");
+    let kinds = |k: &str| changes.iter().filter(|c| c["kind"] == k).count();
+    assert_eq!(
+        (kinds("added"), kinds("removed"), kinds("modified")),
+        (6, 6, 6),
+        "{d}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["path"] == "new/n0.json" && c["kind"] == "added"),
+        "{d}"
+    );
+    // A subtree.
+    let d = repo.json(&["diff", "data/new"]);
+    assert_eq!(d[0]["changes"].as_array().expect("changes").len(), 6, "{d}");
+
+    let c = &repo.json(&["commit", "-m", "v2"])[0];
+    assert_eq!(c["result"], "dir-committed", "{c}");
+    assert_eq!(
+        (
+            c["added"].as_u64(),
+            c["removed"].as_u64(),
+            c["modified"].as_u64()
+        ),
+        (Some(6), Some(6), Some(6)),
+        "{c}"
+    );
+    // Only the 12 new contents were read; they went into one new pack (+ listing + manifest).
+    assert_eq!(c["read"], 12, "{c}");
+    assert_eq!(c["new_objects"], 3, "{c}");
+    assert_eq!(count_objects(&repo.join(".shard")), objects_v1 + 3);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "v2"]);
+    let log = repo.ok(&["log", "data"]);
+    assert!(
+        log.contains("v1") && log.contains("v2") && log.contains("600 files"),
+        "{log}"
+    );
+
+    // gc keeps v1's packs (git still reaches v1): going back restores v1 exactly.
+    repo.ok(&["gc"]);
+    repo.ok(&["verify"]);
+    git(
+        repo.path(),
+        &["checkout", "-q", "HEAD~1", "--", "data.shard.json"],
+    );
+    repo.ok(&["checkout", "data"]);
+    assert_eq!(read_tree(repo.path(), "data"), v1);
+    git(
+        repo.path(),
+        &["checkout", "-q", "HEAD", "--", "data.shard.json"],
+    );
+    repo.ok(&["checkout", "data"]);
+    assert_eq!(read_tree(repo.path(), "data"), files);
+}
+
+#[test]
+fn a_server_sees_packs_and_a_subtree_pull_fetches_only_its_packs() {
+    let (repo, files) = dataset_repo(5000, 4096);
+    repo.ok(&["commit", "-m", "v1"]);
+    let objects = count_objects(&repo.join(".shard"));
+    let store = tempfile::tempdir().expect("store");
+    let server = Served::start(&store.path().join("s"), &[], &[]);
+    repo.ok(&["push", "--remote", &server.url]);
+    let puts: u64 = server
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("nshard_http_requests_total") && l.contains("method=\"PUT\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(puts, objects as u64, "{}", server.metrics());
+    assert_eq!(
+        metric_value(&server.metrics(), "nshard_objects_stored_total"),
+        Some(objects as u64)
+    );
+
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "data"]);
+    let clone = tempfile::tempdir().expect("clone");
+    git(
+        clone.path(),
+        &["clone", "-q", repo.path().to_str().expect("utf8"), "b"],
+    );
+    let b = clone.path().join("b");
+    ok(&b, &["pull", "data/part3", "--remote", &server.url]);
+    let fetched = count_objects(&b.join(".shard"));
+    // The manifest, the listing and the packs holding part3 (a tenth of the data): not all.
+    assert!(fetched < objects, "{fetched} of {objects}");
+    ok(&b, &["checkout", "data/part3/"]);
+    let want: BTreeMap<String, Vec<u8>> = files
+        .iter()
+        .filter(|(k, _)| k.starts_with("data/part3/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(read_tree(&b, "data"), want);
+    let st = common::json(&b, &["status", "data/part3"]);
+    assert_eq!(st[0]["state"], "clean", "{st}");
+    // Another subtree needs its packs first.
+    let err = common::fails(&b, &["checkout", "data/part7"]);
+    assert!(err.contains("not in the local store"), "{err}");
+    ok(&b, &["pull", "--remote", &server.url, "--checkout"]);
+    assert_eq!(read_tree(&b, "data"), files);
+}
+
+/// Stores `raw` as an object in the store at `dir`; returns its id.
+fn put(dir: &Path, raw: &[u8]) -> ObjectId {
+    let s = LocalStore::open(dir.join("objects"), dir.join("tmp")).expect("store");
+    let id = ObjectId::of(raw);
+    s.put_trusted(&id, &Encoder::new().encode(raw, DataHint::Unknown))
+        .expect("put");
+    id
+}
+
+#[test]
+fn hostile_listings_are_refused_with_nothing_written() {
+    let pack = b"hello world".to_vec();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("escape", r#"[{"path":"../escape","size":5,"sha256":"S","pack":[0,0]}]"#.into(), "'..'"),
+        (
+            "duplicate",
+            r#"[{"path":"a","size":5,"sha256":"S","pack":[0,0]},{"path":"a","size":5,"sha256":"S","pack":[0,0]}]"#.into(),
+            "appears twice",
+        ),
+        (
+            "case twins",
+            r#"[{"path":"A","size":5,"sha256":"S","pack":[0,0]},{"path":"a","size":5,"sha256":"S","pack":[0,0]}]"#.into(),
+            "only by case",
+        ),
+        ("git dir", r#"[{"path":".git/hooks/x","size":5,"sha256":"S","pack":[0,0]}]"#.into(), ".git"),
+        ("outside pack", r#"[{"path":"a","size":50,"sha256":"S","pack":[0,0]}]"#.into(), "outside its"),
+    ];
+    for (what, files, why) in cases {
+        let repo = TestRepo::new();
+        let remote = tempfile::tempdir().expect("remote");
+        let pack_id = put(remote.path(), &pack);
+        let sha = ObjectId::of(&pack[..5]).to_hex();
+        let listing = format!(
+            r#"{{"format":"neuroshard.listing/1","packs":[{{"id":"{}","size":{}}}],"files":{}}}"#,
+            pack_id.to_hex(),
+            pack.len(),
+            files.replace("\"S\"", &format!("\"{sha}\""))
+        );
+        let n = files.matches("\"path\"").count();
+        let size: u64 = if what == "outside pack" {
+            50
+        } else {
+            5 * n as u64
+        };
+        let listing_id = put(remote.path(), listing.as_bytes());
+        let manifest = format!(
+            "{{\n  \"format\": \"neuroshard.dir/1\",\n  \"path\": \"data\",\n  \"files\": {n},\n  \"size\": {size},\n  \"listing\": \"{}\",\n  \"version\": {{\n    \"message\": \"m\",\n    \"timestamp\": \"2026-11-29T10:00:00Z\",\n    \"parent\": null\n  }}\n}}\n",
+            listing_id.to_hex()
+        );
+        repo.write("data.shard.json", manifest.as_bytes());
+        let url = remote.path().to_str().expect("utf8");
+        let err = repo.fails(&["pull", "--remote", url, "--checkout"]);
+        assert!(err.contains(why), "{what}: expected {why:?} in {err}");
+        assert!(
+            !repo.path().join("data").exists(),
+            "{what}: data/ was created"
+        );
+        assert!(!repo
+            .path()
+            .parent()
+            .expect("parent")
+            .join("escape")
+            .exists());
+        let err = repo.fails(&["checkout", "data"]);
+        assert!(err.contains(why), "{what}: expected {why:?} in {err}");
+        assert!(
+            !repo.path().join("data").exists(),
+            "{what}: data/ was created"
+        );
+        // The store keeps no pack it was never sure it needed.
+        assert!(
+            !LocalStore::at(repo.join(".shard/objects"), repo.join(".shard/tmp")).has(&pack_id),
+            "{what}"
+        );
+    }
+    // A manifest claiming more files than a unit may hold is refused before any listing is read.
+    let repo = TestRepo::new();
+    let manifest = "{\n  \"format\": \"neuroshard.dir/1\",\n  \"path\": \"data\",\n  \"files\": 50000000,\n  \"size\": 1,\n  \"listing\": \"0000000000000000000000000000000000000000000000000000000000000000\",\n  \"version\": {\n    \"message\": \"m\",\n    \"timestamp\": \"2026-11-29T10:00:00Z\",\n    \"parent\": null\n  }\n}\n";
+    repo.write("data.shard.json", manifest.as_bytes());
+    let err = repo.fails(&["checkout", "data"]);
+    assert!(err.contains("over the limit of 1000000"), "{err}");
+}
+
+#[test]
+fn conversion_both_ways_and_the_threshold() {
+    let repo = TestRepo::new();
+    let files = write_dataset(repo.path(), "small", 12, 100, 3);
+    repo.ok(&["track", "small"]);
+    repo.ok(&["commit", "-m", "per file"]);
+    assert!(repo.join("small/part0/f00000.json.shard.json").exists());
+    // Into one unit: the per-file manifests inside go.
+    let out = repo.ok(&["track", "--dir", "small"]);
+    assert!(out.contains("as one unit"), "{out}");
+    let c = &repo.json(&["commit", "-m", "unit"])[0];
+    assert_eq!(c["result"], "dir-committed", "{c}");
+    assert_eq!(c["converted"], 12, "{c}");
+    assert!(!repo.join("small/part0/f00000.json.shard.json").exists());
+    assert_eq!(read_tree(repo.path(), "small"), files);
+    // And back: one manifest per file again.
+    repo.ok(&["track", "--files", "small"]);
+    assert!(!repo.join("small.shard.json").exists());
+    repo.ok(&["commit", "-m", "per file again"]);
+    assert!(repo.join("small/part0/f00000.json.shard.json").exists());
+    assert_eq!(read_tree(repo.path(), "small").len(), 24);
+
+    // `track DIR` makes a unit once the directory holds dir_threshold files.
+    let cfg = repo.join(".shard/config.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(&cfg, format!("dir_threshold = 10\n{text}")).expect("config");
+    write_dataset(repo.path(), "many", 10, 50, 4);
+    write_dataset(repo.path(), "few", 9, 50, 5);
+    repo.ok(&["track", "many", "few"]);
+    repo.ok(&["commit", "-m", "t"]);
+    assert!(repo.join("many.shard.json").exists());
+    assert!(!repo.join("few.shard.json").exists());
+    assert!(repo.join("few/part0/f00000.json.shard.json").exists());
+}
+
+#[test]
+fn an_untracked_unit_is_no_longer_committed() {
+    let repo = TestRepo::new();
+    write_dataset(repo.path(), "data", 20, 100, 8);
+    repo.ok(&["track", "--dir", "data"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    let v1 = repo.read("data.shard.json");
+    let out = repo.ok(&["untrack", "data"]);
+    assert!(out.contains("untracked data/"), "{out}");
+    repo.write("data/part0/f00000.json", b"changed");
+    let c = repo.json(&["commit", "-m", "v2"]);
+    assert_eq!(c.as_array().map(Vec::len), Some(0), "{c}");
+    assert_eq!(repo.read("data.shard.json"), v1);
+    let err = repo.fails(&["commit", "-m", "v2", "data"]);
+    assert!(err.contains("run `nshard track --dir` first"), "{err}");
+    // Its manifest is still there: status shows it, and its files stay out of per-file tracking.
+    let st = repo.json(&["status", "data"]);
+    assert_eq!(st[0]["state"], "modified", "{st}");
+}
