@@ -11,7 +11,6 @@
 
 use std::io::{self, Read};
 
-use bytes::Bytes;
 use fastcdc::v2020;
 use serde::{Deserialize, Serialize};
 
@@ -268,15 +267,13 @@ pub struct Segment {
 pub struct RawChunk {
     /// Offset of the chunk in the file.
     pub offset: u64,
-    /// The bytes: a slice of the block they were read in, shared, never copied.
-    pub data: Bytes,
+    /// The bytes.
+    pub data: Vec<u8>,
     /// Codec hint from the segment.
     pub hint: DataHint,
 }
 
-/// Bytes read per block. Chunks are handed out as slices of their block, so only the tail a block
-/// ends with (shorter than a maximum chunk) is copied, into the next block.
-const READ_BLOCK: usize = 16 * 1024 * 1024;
+const READ_BLOCK: usize = 8 * 1024 * 1024;
 
 /// Streams chunks out of a reader, segment by segment, with memory bounded by the read block plus
 /// the maximum chunk size.
@@ -286,8 +283,10 @@ pub struct ChunkReader<R> {
     segments: Vec<Segment>,
     seg_idx: usize,
     seg_pos: u64,
-    /// The unconsumed bytes of the current block.
-    buf: Bytes,
+    /// Read buffer, allocated (and zeroed) once: `buf[pos..filled]` holds unconsumed bytes.
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
     eof: bool,
     offset: u64,
 }
@@ -307,7 +306,9 @@ impl<R: Read> ChunkReader<R> {
             segments,
             seg_idx: 0,
             seg_pos: 0,
-            buf: Bytes::new(),
+            buf: Vec::new(),
+            pos: 0,
+            filled: 0,
             eof: false,
             offset: 0,
         }
@@ -321,7 +322,7 @@ impl<R: Read> ChunkReader<R> {
     /// The next chunk, or `None` at the end of the input.
     pub fn next_chunk(&mut self) -> io::Result<Option<RawChunk>> {
         loop {
-            let avail = self.buf.len();
+            let avail = self.filled - self.pos;
             let seg = self.segments[self.seg_idx];
             let seg_left = seg.len - self.seg_pos;
             let seg_complete = seg_left <= avail as u64;
@@ -330,15 +331,17 @@ impl<R: Read> ChunkReader<R> {
             } else {
                 avail
             };
-            if let Some(n) = self
-                .cutter
-                .next_cut(&self.buf[..window], seg_complete || self.eof)
-            {
+            if let Some(n) = self.cutter.next_cut(
+                &self.buf[self.pos..self.pos + window],
+                seg_complete || self.eof,
+            ) {
+                let data = self.buf[self.pos..self.pos + n].to_vec();
                 let chunk = RawChunk {
                     offset: self.offset,
-                    data: self.buf.split_to(n),
+                    data,
                     hint: seg.hint,
                 };
+                self.pos += n;
                 self.offset += n as u64;
                 self.seg_pos += n as u64;
                 if self.seg_pos == seg.len {
@@ -350,18 +353,25 @@ impl<R: Read> ChunkReader<R> {
             if self.eof {
                 return Ok(None);
             }
-            // Need more bytes: a new block starts with the unconsumed tail (shorter than a maximum
-            // chunk, or the cutter would have cut) and is filled behind it. `read_to_end` reads
-            // into the spare capacity without zeroing it first.
-            let mut block = Vec::with_capacity(self.buf.len() + READ_BLOCK);
-            block.extend_from_slice(&self.buf);
-            let want = READ_BLOCK as u64;
-            // (`read_to_end` retries interrupted reads itself.)
-            let n = (&mut self.reader).take(want).read_to_end(&mut block)?;
-            if (n as u64) < want {
+            // Need more bytes: move the unconsumed tail (shorter than a maximum chunk, or the cutter
+            // would have cut) to the front and read another block behind it.
+            if self.buf.is_empty() {
+                self.buf = vec![0; READ_BLOCK + self.cutter.max_chunk()];
+            }
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
+            self.pos = 0;
+            let n = loop {
+                match self.reader.read(&mut self.buf[self.filled..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            self.filled += n;
+            if n == 0 {
                 self.eof = true;
             }
-            self.buf = Bytes::from(block);
         }
     }
 }
