@@ -277,13 +277,26 @@ pub async fn get_object(
         .into_response())
 }
 
-/// A body of `data` that keeps `permit` until the server has taken the data to send and asked
-/// for more, or the connection is gone: the download slot is held as long as the bytes are.
+/// Bytes per frame of a download's body.
+const SEND_FRAME: usize = 64 << 10;
+
+/// A body of `data` sent in frames of [`SEND_FRAME`] bytes, each a copy: the connection's write
+/// buffer then holds a few small frames, never the whole object, and `data` and `permit` are
+/// dropped together once the last frame is taken (or the connection is gone), so the download
+/// slot is held exactly as long as the object is.
 fn body_holding(data: Vec<u8>, permit: tokio::sync::OwnedSemaphorePermit) -> Body {
     Body::from_stream(futures::stream::unfold(
-        (Some(axum::body::Bytes::from(data)), permit),
-        |(data, permit)| async move {
-            data.map(|d| (Ok::<_, std::convert::Infallible>(d), (None, permit)))
+        (data, 0usize, permit),
+        |(data, at, permit)| async move {
+            if at >= data.len() {
+                return None;
+            }
+            let end = (at + SEND_FRAME).min(data.len());
+            let frame = axum::body::Bytes::copy_from_slice(&data[at..end]);
+            Some((
+                Ok::<_, std::convert::Infallible>(frame),
+                (data, end, permit),
+            ))
         },
     ))
 }
