@@ -14,7 +14,7 @@ use std::path::Path;
 
 use tempfile::NamedTempFile;
 
-use crate::codec::{self, Codec, HEADER_LEN, MAX_OBJECT_SIZE};
+use crate::codec::{self, Codec, HEADER_LEN};
 use crate::error::{Corruption, Error, Result};
 use crate::fsutil::TMP_PREFIX;
 use crate::id::{Hasher, ObjectId};
@@ -125,17 +125,7 @@ pub fn verify_file(
     }
     crate::fsutil::read_exact_at(file, &mut head, 0).map_err(io_err)?;
     let h = codec::parse_header(id, &head)?;
-    let limit = max_raw_len.min(MAX_OBJECT_SIZE);
-    if h.raw_len > limit {
-        return Err(Error::corrupt(
-            *id,
-            Corruption::TooLarge,
-            format!(
-                "declares {} raw bytes, more than the {limit} allowed here",
-                h.raw_len
-            ),
-        ));
-    }
+    codec::check_raw_len(id, &h, max_raw_len)?;
     let payload = Section {
         file,
         pos: HEADER_LEN as u64,
@@ -303,6 +293,7 @@ fn verify_grouped(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::MAX_OBJECT_SIZE;
     use crate::codec::{DataHint, Encoder};
     use proptest::prelude::*;
 

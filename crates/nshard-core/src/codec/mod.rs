@@ -113,11 +113,9 @@ pub fn parse_header(id: &ObjectId, enc: &[u8]) -> Result<Header> {
     Ok(Header { codec, raw_len })
 }
 
-/// Decodes an encoded object, producing at most `max_raw_len` bytes (and never more than
-/// [`MAX_OBJECT_SIZE`]). Does not check the hash: see [`decode_verified`].
-pub fn decode(id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<Vec<u8>> {
-    let h = parse_header(id, enc)?;
-    let corrupt = |reason: String| Error::corrupt(*id, Corruption::Undecodable, reason);
+/// Refuses a header declaring more than `max_raw_len` (and than [`MAX_OBJECT_SIZE`]) raw bytes,
+/// before anything is decoded (decompression bombs).
+pub(crate) fn check_raw_len(id: &ObjectId, h: &Header, max_raw_len: u64) -> Result<()> {
     let limit = max_raw_len.min(MAX_OBJECT_SIZE);
     if h.raw_len > limit {
         return Err(Error::corrupt(
@@ -129,6 +127,15 @@ pub fn decode(id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<Vec<u8>> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Decodes an encoded object, producing at most `max_raw_len` bytes (and never more than
+/// [`MAX_OBJECT_SIZE`]). Does not check the hash: see [`decode_verified`].
+pub fn decode(id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<Vec<u8>> {
+    let h = parse_header(id, enc)?;
+    let corrupt = |reason: String| Error::corrupt(*id, Corruption::Undecodable, reason);
+    check_raw_len(id, &h, max_raw_len)?;
     let raw_len = h.raw_len as usize;
     let payload = &enc[HEADER_LEN..];
     let out = match h.codec {

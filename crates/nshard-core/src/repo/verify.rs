@@ -160,6 +160,17 @@ impl Checker<'_> {
         });
     }
 
+    /// A work-tree manifest that fails validation (it names no version).
+    fn invalid_manifest(&mut self, file: &RepoPath, e: &Error) {
+        self.report.problems.push(Problem {
+            kind: ProblemKind::InvalidManifest,
+            file: Some(file.clone()),
+            version: None,
+            object: None,
+            detail: e.to_string(),
+        });
+    }
+
     /// Rebuilds `m` in memory in file order and checks every chunk and the whole-file hash.
     /// Chunks are decoded in parallel batches; each problem is reported once per file.
     fn rebuild(&mut self, file: &RepoPath, v: ObjectId, m: &Manifest) {
@@ -263,13 +274,7 @@ impl Repo {
                 Ok(Some(d)) => d,
                 Ok(None) => continue,
                 Err(e @ Error::InvalidManifest { .. }) => {
-                    ck.report.problems.push(Problem {
-                        kind: ProblemKind::InvalidManifest,
-                        file: Some(unit.clone()),
-                        version: None,
-                        object: None,
-                        detail: e.to_string(),
-                    });
+                    ck.invalid_manifest(&unit, &e);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -381,13 +386,7 @@ impl Repo {
                 Ok(Some(wt)) => wt,
                 Ok(None) => continue,
                 Err(e @ Error::InvalidManifest { .. }) => {
-                    ck.report.problems.push(Problem {
-                        kind: ProblemKind::InvalidManifest,
-                        file: Some(path.clone()),
-                        version: None,
-                        object: None,
-                        detail: e.to_string(),
-                    });
+                    ck.invalid_manifest(&path, &e);
                     continue;
                 }
                 Err(e) => return Err(e),
