@@ -101,10 +101,6 @@ fn manifest_chunks(repo: &TestRepo, file: &str) -> Vec<String> {
         .collect()
 }
 
-fn object_path(repo: &TestRepo, id: &str) -> std::path::PathBuf {
-    repo.join(&format!(".shard/objects/{}/{}", &id[..2], &id[2..]))
-}
-
 /// `**` in a quoted glob crosses directories; `.git/` is refused like `.shard/`; `--json`.
 #[test]
 fn track_double_star_and_refusals() {
@@ -154,7 +150,7 @@ fn untrack_leaves_data_manifests_and_objects() {
     );
     assert_eq!(repo.read("a.bin"), data);
     assert_eq!(repo.read("a.bin.shard.json"), manifest);
-    assert!(chunks.iter().all(|id| object_path(&repo, id).is_file()));
+    assert!(chunks.iter().all(|id| repo.object_path(id).is_file()));
     let st = repo.json(&["status"]);
     assert_eq!(st[0]["tracked"], false, "{st}");
     assert_eq!(st[0]["state"], "unchanged", "{st}");
@@ -251,7 +247,7 @@ fn verify_all_versions_catches_a_corrupt_old_version() {
     let bad_v1 = v1.replace(&field, &format!("\"sha256\": \"{}\"", "0".repeat(64)));
     let bad_id = ObjectId::of(bad_v1.as_bytes());
     let enc = Encoder::new().encode(bad_v1.as_bytes(), DataHint::Unknown);
-    let p = object_path(&repo, &bad_id.to_hex());
+    let p = repo.object_path(&bad_id.to_hex());
     fs::create_dir_all(p.parent().expect("fan-out dir")).expect("mkdir");
     fs::write(&p, enc).expect("store the old version");
     data[0] ^= 1;

@@ -46,10 +46,6 @@ fn small_chunks(repo: &TestRepo, layout: Option<&str>) {
     repo.write(".shard/config.toml", cfg.as_bytes());
 }
 
-fn manifest(repo: &TestRepo, rel: &str) -> serde_json::Value {
-    serde_json::from_slice(&repo.read(&format!("{rel}.shard.json"))).expect("manifest json")
-}
-
 fn offsets(m: &serde_json::Value) -> Vec<u64> {
     m["chunks"]
         .as_array()
@@ -92,7 +88,7 @@ const TENSORS: &[(&str, &str, u64)] = &[
 #[test]
 fn tensors_are_cut_on_their_own_and_an_edited_tensor_stores_only_itself() {
     let (repo, v1, ranges) = committed_v1("tensor-aligned");
-    let m1 = manifest(&repo, "m.safetensors");
+    let m1 = repo.manifest("m.safetensors");
     assert_eq!(m1["chunking"]["layout"], "tensor-aligned");
     let offs = offsets(&m1);
     // The header is its own chunk; every tensor starts a chunk, except that small neighbours
@@ -155,7 +151,7 @@ fn other_files_and_layout_none_are_cut_plain() {
     repo.ok(&["track", "data.bin", "lying.safetensors"]);
     commit(&repo, "plain");
     for f in ["data.bin", "lying.safetensors"] {
-        let m = manifest(&repo, f);
+        let m = repo.manifest(f);
         assert!(
             m["chunking"].get("layout").is_none(),
             "{f}: {}",
@@ -165,7 +161,7 @@ fn other_files_and_layout_none_are_cut_plain() {
 
     // layout = "none": a safetensors file is cut like any other file (header not separate).
     let (repo, v1, ranges) = committed_v1("none");
-    let m = manifest(&repo, "m.safetensors");
+    let m = repo.manifest("m.safetensors");
     assert!(m["chunking"].get("layout").is_none());
     assert_ne!(offsets(&m)[1], ranges[0].0);
 
@@ -175,7 +171,7 @@ fn other_files_and_layout_none_are_cut_plain() {
     repo.write("m.safetensors", &v1);
     repo.ok(&["track", "m.safetensors"]);
     commit(&repo, "v1");
-    assert_eq!(offsets(&manifest(&repo, "m.safetensors")), offsets(&m));
+    assert_eq!(offsets(&repo.manifest("m.safetensors")), offsets(&m));
 
     // An unknown layout is refused with the config file named.
     small_chunks(&repo, Some("diagonal"));
@@ -214,7 +210,7 @@ fn ids_digest(ids: &[String]) -> String {
 /// Each recorded tensor hash is the SHA-256 of the tensor's bytes in the committed file, or,
 /// for a tensor marked `"digest": "chunks"`, of its chunks' ids (which are their bytes' SHA-256).
 fn assert_tensor_hashes(repo: &TestRepo, data: &[u8]) {
-    let m = manifest(repo, "m.safetensors");
+    let m = repo.manifest("m.safetensors");
     let table = m["tensors"].as_array().expect("tensor table");
     assert_eq!(table.len(), TENSORS.len());
     for t in table {
@@ -237,7 +233,7 @@ fn assert_tensor_hashes(repo: &TestRepo, data: &[u8]) {
 #[test]
 fn multi_chunk_tensors_are_identified_by_their_chunks() {
     let (repo, v1, ranges) = committed_v1("tensor-aligned");
-    let m = manifest(&repo, "m.safetensors");
+    let m = repo.manifest("m.safetensors");
     assert_eq!(m["format"], "neuroshard.manifest/2");
     let mut by_chunks = 0;
     for (t, &(a, b)) in m["tensors"].as_array().expect("table").iter().zip(&ranges) {
@@ -258,7 +254,7 @@ fn multi_chunk_tensors_are_identified_by_their_chunks() {
     assert!(by_chunks >= 2, "{m}");
     // Layout none: tensors straddle chunks, so they are hashed as bytes: format 1.
     let (repo, _, _) = committed_v1("none");
-    let m = manifest(&repo, "m.safetensors");
+    let m = repo.manifest("m.safetensors");
     assert_eq!(m["format"], "neuroshard.manifest/1");
     assert!(!String::from_utf8(repo.read("m.safetensors.shard.json"))
         .expect("utf8")
@@ -271,7 +267,7 @@ fn multi_chunk_tensors_are_identified_by_their_chunks() {
 #[test]
 fn format_1_tables_compare_with_chunk_digests() {
     let (repo, v1, ranges) = committed_v1("tensor-aligned");
-    let mut m = manifest(&repo, "m.safetensors");
+    let mut m = repo.manifest("m.safetensors");
     m["format"] = "neuroshard.manifest/1".into();
     for (t, &(a, b)) in m["tensors"]
         .as_array_mut()

@@ -10,24 +10,6 @@ use nshard_core::ObjectId;
 
 const MIB: usize = 1024 * 1024;
 
-fn manifest(repo: &TestRepo, rel: &str) -> serde_json::Value {
-    serde_json::from_slice(&repo.read(&format!("{rel}.shard.json"))).expect("manifest json")
-}
-
-fn object_path(repo: &TestRepo, id: &str) -> std::path::PathBuf {
-    repo.join(&format!(".shard/objects/{}/{}", &id[..2], &id[2..]))
-}
-
-/// A repo with one committed file `m/model.bin` of `len` random bytes.
-fn committed(len: usize) -> (TestRepo, Vec<u8>) {
-    let repo = TestRepo::new();
-    let data = random_bytes(len, 42);
-    repo.write("m/model.bin", &data);
-    repo.ok(&["track", "m/model.bin"]);
-    repo.ok(&["commit", "-m", "v1"]);
-    (repo, data)
-}
-
 #[test]
 fn init_is_idempotent_and_commands_need_a_repo() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -155,7 +137,7 @@ fn track_globs_directories_and_refusals() {
 
 #[test]
 fn commit_skips_unchanged_and_dedups_a_changed_region() {
-    let (repo, mut data) = committed(40 * MIB);
+    let (repo, mut data) = TestRepo::committed(40 * MIB);
     let again = repo.json(&["commit", "-m", "again"]);
     assert_eq!(again[0]["result"], "unchanged");
     // Touching the file (same content, new mtime) is still no new version.
@@ -168,7 +150,7 @@ fn commit_skips_unchanged_and_dedups_a_changed_region() {
     let patch = random_bytes(10 * MIB, 7);
     data[15 * MIB..25 * MIB].copy_from_slice(&patch);
     repo.write("m/model.bin", &data);
-    let v1 = manifest(&repo, "m/model.bin");
+    let v1 = repo.manifest("m/model.bin");
     let v1_id = ObjectId::of(&repo.read("m/model.bin.shard.json"));
     let r = repo.json(&["commit", "-m", "v2"]);
     assert_eq!(r[0]["result"], "committed", "{r}");
@@ -179,7 +161,7 @@ fn commit_skips_unchanged_and_dedups_a_changed_region() {
         r[0]["new_bytes"].as_u64().expect("n") < 24 * MIB as u64,
         "{r}"
     );
-    let v2 = manifest(&repo, "m/model.bin");
+    let v2 = repo.manifest("m/model.bin");
     assert_ne!(v1, v2);
     assert_eq!(v2["version"]["parent"], v1_id.to_hex(), "v2's parent is v1");
 }
@@ -206,7 +188,7 @@ fn insertion_near_the_start_keeps_most_chunks_with_cdc() {
 
 #[test]
 fn checkout_restores_versions_and_protects_local_changes() {
-    let (repo, v1) = committed(3 * MIB);
+    let (repo, v1) = TestRepo::committed(3 * MIB);
     let id1 = ObjectId::of(&repo.read("m/model.bin.shard.json")).to_hex();
     let mut v2 = v1.clone();
     v2[100] ^= 0xff;
@@ -243,7 +225,7 @@ fn checkout_restores_versions_and_protects_local_changes() {
 /// be seen (it sets a newer mtime).
 #[test]
 fn an_edit_right_after_checkout_is_seen() {
-    let (repo, v1) = committed(2 * MIB);
+    let (repo, v1) = TestRepo::committed(2 * MIB);
     for round in 0..5u8 {
         fs::remove_file(repo.join("m/model.bin")).expect("rm");
         repo.ok(&["checkout"]);
@@ -268,7 +250,7 @@ fn an_edit_right_after_checkout_is_seen() {
 
 #[test]
 fn status_reports_every_state() {
-    let (repo, _) = committed(MIB);
+    let (repo, _) = TestRepo::committed(MIB);
     repo.write("n.bin", b"new file");
     repo.ok(&["track", "n.bin"]);
     let st = repo.json(&["status"]);
@@ -278,9 +260,9 @@ fn status_reports_every_state() {
     assert_eq!(repo.json(&["status"])[0]["state"], "modified");
     repo.ok(&["checkout", "--force"]);
     // Data missing from the local store.
-    let m = manifest(&repo, "m/model.bin");
+    let m = repo.manifest("m/model.bin");
     let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
-    fs::remove_file(object_path(&repo, &id)).expect("rm object");
+    fs::remove_file(repo.object_path(&id)).expect("rm object");
     let st = repo.json(&["status"]);
     assert_eq!(st[0]["state"], "data-missing", "{st}");
     fs::remove_file(repo.join("m/model.bin")).expect("rm");

@@ -13,24 +13,6 @@ use nshard_core::{DataHint, Encoder};
 
 const MIB: usize = 1024 * 1024;
 
-fn manifest(repo: &TestRepo, rel: &str) -> serde_json::Value {
-    serde_json::from_slice(&repo.read(&format!("{rel}.shard.json"))).expect("manifest json")
-}
-
-fn object_path(repo: &TestRepo, id: &str) -> std::path::PathBuf {
-    repo.join(&format!(".shard/objects/{}/{}", &id[..2], &id[2..]))
-}
-
-/// A repo with one committed file `m/model.bin` of `len` random bytes.
-fn committed(len: usize) -> (TestRepo, Vec<u8>) {
-    let repo = TestRepo::new();
-    let data = random_bytes(len, 42);
-    repo.write("m/model.bin", &data);
-    repo.ok(&["track", "m/model.bin"]);
-    repo.ok(&["commit", "-m", "v1"]);
-    (repo, data)
-}
-
 /// Checks that checkout of a hostile manifest fails with `why` and writes nothing.
 fn assert_refused(repo: &TestRepo, manifest_rel: &str, body: &[u8], why: &str) {
     repo.write(manifest_rel, body);
@@ -65,8 +47,8 @@ fn walk(root: &Path) -> Vec<(String, u64)> {
 
 #[test]
 fn hostile_manifests_are_refused_and_nothing_is_written() {
-    let (repo, _) = committed(2 * MIB);
-    let good: serde_json::Value = manifest(&repo, "m/model.bin");
+    let (repo, _) = TestRepo::committed(2 * MIB);
+    let good: serde_json::Value = repo.manifest("m/model.bin");
     fs::remove_file(repo.join("m/model.bin")).expect("rm");
     let edit = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut m = good.clone();
@@ -130,18 +112,18 @@ fn hostile_manifests_are_refused_and_nothing_is_written() {
 
 /// Overwrites the first chunk's object of `m/model.bin` with `bytes`.
 fn replace_first_object(repo: &TestRepo, bytes: &[u8]) -> String {
-    let m = manifest(repo, "m/model.bin");
+    let m = repo.manifest("m/model.bin");
     let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
-    fs::write(object_path(repo, &id), bytes).expect("overwrite object");
+    fs::write(repo.object_path(&id), bytes).expect("overwrite object");
     id
 }
 
 #[test]
 fn corrupt_truncated_and_bomb_objects_fail_checkout_and_keep_the_old_file() {
-    let (repo, data) = committed(3 * MIB);
-    let m = manifest(&repo, "m/model.bin");
+    let (repo, data) = TestRepo::committed(3 * MIB);
+    let m = repo.manifest("m/model.bin");
     let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
-    let original = fs::read(object_path(&repo, &id)).expect("read object");
+    let original = fs::read(repo.object_path(&id)).expect("read object");
     let old_file = b"old content the user still has".to_vec();
     let check = |bytes: &[u8], why: &str| {
         replace_first_object(&repo, bytes);
@@ -191,7 +173,7 @@ fn corrupt_truncated_and_bomb_objects_fail_checkout_and_keep_the_old_file() {
 #[test]
 fn checkout_never_writes_through_symlinks() {
     use std::os::unix::fs::symlink;
-    let (repo, _) = committed(MIB);
+    let (repo, _) = TestRepo::committed(MIB);
     let outside = tempfile::tempdir().expect("tmp");
     // Target file is a symlink to a file outside the repo.
     fs::remove_file(repo.join("m/model.bin")).expect("rm");
@@ -266,7 +248,7 @@ fn commit_detects_a_file_changing_or_vanishing_while_read() {
 #[test]
 fn a_file_behind_a_pulled_manifest_is_outdated_not_modified() {
     // Alice commits v1 and v2; Bob has v1 checked out and then "git pull"s v2's manifest.
-    let (repo, v1) = committed(2 * MIB);
+    let (repo, v1) = TestRepo::committed(2 * MIB);
     let v1_manifest = repo.read("m/model.bin.shard.json");
     let mut v2 = v1.clone();
     v2[7] ^= 1;
@@ -342,18 +324,18 @@ fn commit_never_reads_through_a_symlinked_directory() {
 
 #[test]
 fn a_corrupt_object_is_quarantined_and_restored_by_commit() {
-    let (repo, data) = committed(3 * MIB);
-    let m = manifest(&repo, "m/model.bin");
+    let (repo, data) = TestRepo::committed(3 * MIB);
+    let m = repo.manifest("m/model.bin");
     let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
-    let mut bad = fs::read(object_path(&repo, &id)).expect("read");
+    let mut bad = fs::read(repo.object_path(&id)).expect("read");
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    fs::write(object_path(&repo, &id), &bad).expect("corrupt");
+    fs::write(repo.object_path(&id), &bad).expect("corrupt");
     fs::remove_file(repo.join("m/model.bin")).expect("rm");
     let err = repo.fails(&["checkout"]);
     assert!(err.contains(&id) && err.contains(".shard/corrupt"), "{err}");
     assert!(
-        !object_path(&repo, &id).exists(),
+        !repo.object_path(&id).exists(),
         "corrupt object still claimed"
     );
     assert!(repo.join(&format!(".shard/corrupt/{id}")).is_file());
@@ -362,7 +344,7 @@ fn a_corrupt_object_is_quarantined_and_restored_by_commit() {
     // The user still has the file somewhere: committing it again re-stores the lost chunk.
     repo.write("m/model.bin", &data);
     repo.ok(&["commit", "-m", "same content"]);
-    assert!(object_path(&repo, &id).is_file(), "chunk not re-stored");
+    assert!(repo.object_path(&id).is_file(), "chunk not re-stored");
     fs::remove_file(repo.join("m/model.bin")).expect("rm");
     repo.ok(&["checkout"]);
     assert_eq!(repo.read("m/model.bin"), data);

@@ -92,6 +92,26 @@ pub struct TestRepo {
 }
 
 impl TestRepo {
+    /// The work tree's manifest of the data file `rel`, as JSON.
+    pub fn manifest(&self, rel: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.read(&format!("{rel}.shard.json"))).expect("manifest json")
+    }
+
+    /// Where the local store keeps the object `id` (64 hex characters).
+    pub fn object_path(&self, id: &str) -> PathBuf {
+        self.join(&format!(".shard/objects/{}/{}", &id[..2], &id[2..]))
+    }
+
+    /// A repo with one committed file `m/model.bin` of `len` random bytes.
+    pub fn committed(len: usize) -> (TestRepo, Vec<u8>) {
+        let repo = TestRepo::new();
+        let data = random_bytes(len, 42);
+        repo.write("m/model.bin", &data);
+        repo.ok(&["track", "m/model.bin"]);
+        repo.ok(&["commit", "-m", "v1"]);
+        (repo, data)
+    }
+
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         ok(dir.path(), &["init"]);
