@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::{header, Client, Response, StatusCode};
 
-use super::{ObjectCheck, OpenOptions, Store, MISSING_BATCH};
+use super::{error_chain as chain, ObjectCheck, OpenOptions, Store, MISSING_BATCH};
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Corruption, Error, RemoteFailure, Result};
 use crate::id::ObjectId;
@@ -231,21 +231,6 @@ impl HttpStore {
         })?;
         Ok(m.missing)
     }
-}
-
-/// An error and its sources on one line (reqwest's own message alone is terse).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let c_str = c.to_string();
-        if !s.contains(&c_str) {
-            s.push_str(": ");
-            s.push_str(&c_str);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[async_trait]

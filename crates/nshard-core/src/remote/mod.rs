@@ -209,3 +209,18 @@ pub fn install_tls_provider() {
 async fn open_http(base: &str, opts: &OpenOptions) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(HttpStore::connect(base, opts).await?))
 }
+
+/// An error and its sources on one line (the clients' own messages alone are terse).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_str = c.to_string();
+        if !s.contains(&c_str) {
+            s.push_str(": ");
+            s.push_str(&c_str);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -47,7 +47,7 @@ pub use missing::{MissingStrategy, RequestCounts};
 #[cfg(feature = "testing")]
 pub use missing::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 
-use super::{Store, StoreAdmin};
+use super::{error_chain as chain, Store, StoreAdmin};
 use crate::codec::{self, MAX_OBJECT_SIZE};
 use crate::error::{Corruption, Error, RemoteFailure, Result};
 use crate::id::ObjectId;
@@ -330,21 +330,6 @@ async fn read_at(staged: &Arc<StagedUpload>, offset: u64, n: usize) -> Result<By
             reason: format!("reading was interrupted: {e}"),
         }),
     }
-}
-
-/// An error and its sources on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let c_str = c.to_string();
-        if !s.contains(&c_str) {
-            s.push_str(": ");
-            s.push_str(&c_str);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// Whether an `object_store` error may pass on retry: a transport failure (connection refused or
