@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::ObjectId;
-use crate::manifest::{VersionInfo, MAX_FILE_SIZE, MAX_MESSAGE_BYTES};
+use crate::manifest::{check_placement, VersionInfo, MAX_FILE_SIZE, MAX_MESSAGE_BYTES};
 use crate::path::RepoPath;
 use crate::repo::Repo;
 
@@ -138,15 +138,7 @@ impl DirManifest {
             &time::format_description::well_known::Rfc3339,
         )
         .map_err(|e| invalid(format!("bad timestamp {:?}: {e}", m.version.timestamp)))?;
-        if let Some(exp) = expected {
-            if &m.path != exp {
-                return Err(invalid(format!(
-                    "describes {:?} but sits where {:?}'s manifest belongs",
-                    m.path.as_str(),
-                    exp.as_str()
-                )));
-            }
-        }
+        check_placement(&m.path, expected).map_err(invalid)?;
         Ok(m)
     }
 

@@ -87,6 +87,22 @@ pub struct Manifest {
     pub tensors: Option<Vec<TensorEntry>>,
 }
 
+/// A manifest found where `expected`'s manifest belongs must describe `expected` (a manifest
+/// copied or renamed to another path would otherwise rebuild its data there).
+pub(crate) fn check_placement(
+    path: &RepoPath,
+    expected: Option<&RepoPath>,
+) -> std::result::Result<(), String> {
+    match expected {
+        Some(exp) if path != exp => Err(format!(
+            "describes {:?} but sits where {:?}'s manifest belongs",
+            path.as_str(),
+            exp.as_str()
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Manifest {
     /// Parses and validates manifest bytes read from `source` (used in messages). When `expected`
     /// is given, the manifest must describe exactly that data path.
@@ -134,15 +150,7 @@ impl Manifest {
         }
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| invalid(format!("{e}")))?;
         m.validate().map_err(invalid)?;
-        if let Some(exp) = expected {
-            if &m.path != exp {
-                return Err(invalid(format!(
-                    "describes {:?} but sits where {:?}'s manifest belongs",
-                    m.path.as_str(),
-                    exp.as_str()
-                )));
-            }
-        }
+        check_placement(&m.path, expected).map_err(invalid)?;
         Ok(m)
     }
 
