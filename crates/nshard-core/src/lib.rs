@@ -120,10 +120,10 @@ pub use portable::{
 
 // Directory units: a directory versioned as one unit.
 pub use dirunit::{
-    is_dir_manifest, DirChange, DirChangeKind, DirCheckout, DirCheckoutOptions, DirCommit,
-    DirManifest, DirStatus, DirVersion, DirVersionBytes, FileEntry as ListingEntry, Listing,
-    Location as ListingLocation, PackRef, DEFAULT_DIR_THRESHOLD, DIR_FORMAT, LISTING_FORMAT,
-    MAX_DIR_FILES, PACK_FILE_MAX, PACK_TARGET,
+    is_delta, is_dir_manifest, DirChange, DirChangeKind, DirCheckout, DirCheckoutOptions,
+    DirCommit, DirManifest, DirStatus, DirVersion, DirVersionBytes, FileEntry as ListingEntry,
+    Listing, ListingDelta, Location as ListingLocation, PackRef, DEFAULT_DIR_THRESHOLD,
+    DELTA_FORMAT, DIR_FORMAT, LISTING_FORMAT, MAX_CHAIN, MAX_DIR_FILES, PACK_FILE_MAX, PACK_TARGET,
 };
 
 // Files on disk.

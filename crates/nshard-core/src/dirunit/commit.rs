@@ -8,8 +8,8 @@ use std::io::Read;
 
 use super::pack::PackWriter;
 use super::{
-    is_exec, remove_temps, walk_unit_with, DirManifest, FileEntry, Listing, PackRef,
-    LISTING_FORMAT, PACK_FILE_MAX,
+    is_exec, remove_temps, walk_unit_with, DirManifest, FileEntry, Listing, ListingDelta, PackRef,
+    Resolved, LISTING_FORMAT, MAX_CHAIN, PACK_FILE_MAX,
 };
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
@@ -64,6 +64,27 @@ enum Loc {
     Chunks(Vec<(ObjectId, u64)>),
 }
 
+/// The delta listing to store for `new` instead of its full listing (`full_len` bytes), with its
+/// id: when the parent's listing was read (`prev`), its chain leaves room for one more delta, and
+/// the delta is at most half the size of the full listing (otherwise reading it would cost more
+/// than it saves).
+fn listing_object(
+    parent: Option<&super::DirVersionBytes>,
+    prev: Option<&Resolved>,
+    new: &Listing,
+    full_len: usize,
+) -> Option<(Vec<u8>, ObjectId)> {
+    let (p, r) = (parent?, prev?);
+    if r.chain.len() > MAX_CHAIN {
+        return None;
+    }
+    let delta = ListingDelta::between(p.manifest.listing, &r.listing, new).to_bytes();
+    (delta.len() * 2 <= full_len).then(|| {
+        let id = ObjectId::of(&delta);
+        (delta, id)
+    })
+}
+
 impl Repo {
     /// Commits the directory unit `unit`. The caller holds the repository lock and saves `cache`.
     pub(crate) fn commit_dir(
@@ -74,15 +95,16 @@ impl Repo {
         progress: &dyn Progress,
     ) -> Result<CommitOutcome> {
         let parent = self.read_dir_manifest(unit)?;
-        let prev: Option<Listing> = match &parent {
-            Some(p) => match self.load_listing(&p.manifest) {
-                Ok(l) => Some(l),
+        let prev_chain: Option<Resolved> = match &parent {
+            Some(p) => match self.load_listing_chain(&p.manifest) {
+                Ok(r) => Some(r),
                 // Not pulled: every file is read again.
                 Err(Error::ObjectMissing(_)) => None,
                 Err(e) => return Err(e),
             },
             None => None,
         };
+        let prev: Option<&Listing> = prev_chain.as_ref().map(|r| &r.listing);
         let mut temps = Vec::new();
         let found = walk_unit_with(self.root(), unit, &mut temps)?;
         remove_temps(&temps);
@@ -222,22 +244,32 @@ impl Repo {
             packs,
             files,
         };
-        let lbytes = listing.to_bytes();
-        let listing_id = ObjectId::of(&lbytes);
-        if let Some(p) = parent.as_ref().filter(|p| p.manifest.listing == listing_id) {
+        let full_bytes = listing.to_bytes();
+        let full_id = ObjectId::of(&full_bytes);
+        let unchanged = |p: &&super::DirVersionBytes| {
+            p.manifest.listing == full_id || prev.is_some_and(|l| *l == listing)
+        };
+        if let Some(p) = parent.as_ref().filter(unchanged) {
             for (path, mut e) in stat_updates {
                 e.version = p.version;
                 cache.set(&path, e);
             }
-            if !store.has(&listing_id) {
+            if p.manifest.listing == full_id && !store.has(&full_id) {
                 store.put_trusted(
-                    &listing_id,
-                    &Encoder::new().encode(&lbytes, DataHint::Unknown),
+                    &full_id,
+                    &Encoder::new().encode(&full_bytes, DataHint::Unknown),
                 )?;
             }
             self.store_dir_manifest_object(p)?;
             return Ok(CommitOutcome::Unchanged { version: p.version });
         }
+        let (lbytes, listing_id) = listing_object(
+            parent.as_ref(),
+            prev_chain.as_ref(),
+            &listing,
+            full_bytes.len(),
+        )
+        .unwrap_or((full_bytes, full_id));
         let mut enc = Encoder::new();
         let mut new_objects = packer.new_objects + chunk_objects;
         let mut stored_bytes = packer.stored_bytes + chunk_stored;

@@ -50,21 +50,23 @@ impl Repo {
         Ok(out)
     }
 
-    /// Every object version `m` needs besides its manifest object: its listing, then the packs and
-    /// chunks of the files under `sub` (all files when `None`), with their raw sizes. `None` when
-    /// the listing is not in the local store.
+    /// Every object version `m` needs besides its manifest object: its listing objects (a delta
+    /// listing and each base down to the full listing), then the packs and chunks of the files
+    /// under `sub` (all files when `None`), with their raw sizes. `None` when a listing object is
+    /// not in the local store.
     pub fn dir_objects(
         &self,
         m: &DirManifest,
         sub: Option<&str>,
     ) -> Result<Option<Vec<(ObjectId, u64)>>> {
-        let l = match self.load_listing(m) {
-            Ok(l) => l,
+        let r = match self.load_listing_chain(m) {
+            Ok(r) => r,
             Err(Error::ObjectMissing(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut out = vec![(m.listing, super::MAX_LISTING)];
-        out.extend(l.objects(sub));
+        let mut out: Vec<(ObjectId, u64)> =
+            r.chain.iter().map(|id| (*id, super::MAX_LISTING)).collect();
+        out.extend(r.listing.objects(sub));
         Ok(Some(out))
     }
 }

@@ -120,6 +120,17 @@ impl Listing {
         Ok(l)
     }
 
+    /// Validates a listing built in memory (a delta applied to its base) exactly as
+    /// [`Listing::parse`] validates one read from bytes.
+    pub(crate) fn parse_value(self, unit: &RepoPath, what: &str) -> Result<Listing> {
+        self.validate(unit, MAX_DIR_FILES)
+            .map_err(|reason| Error::InvalidManifest {
+                path: what.into(),
+                reason,
+            })?;
+        Ok(self)
+    }
+
     fn validate(&self, unit: &RepoPath, max_files: usize) -> std::result::Result<(), String> {
         if self.format != LISTING_FORMAT {
             return Err(format!(

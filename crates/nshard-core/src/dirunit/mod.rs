@@ -19,6 +19,7 @@ use crate::repo::Repo;
 
 mod checkout;
 mod commit;
+mod delta;
 mod history;
 mod listing;
 mod pack;
@@ -26,6 +27,7 @@ mod status;
 
 pub use checkout::{DirCheckout, DirCheckoutOptions};
 pub use commit::DirCommit;
+pub use delta::{is_delta, ListingDelta, Resolved, DELTA_FORMAT, MAX_CHAIN};
 pub use history::DirVersion;
 pub use listing::{FileEntry, Listing, Location, PackRef, LISTING_FORMAT, MAX_DIR_FILES};
 pub use status::{DirChange, DirChangeKind, DirStatus};
@@ -223,12 +225,20 @@ impl Repo {
         DirManifest::parse(&bytes, Path::new(&format!("object {v}")), None)
     }
 
-    /// Loads and validates the listing `m` names from the local store.
+    /// Loads and validates the listing `m` names from the local store (following a delta
+    /// listing's bases).
     pub fn load_listing(&self, m: &DirManifest) -> Result<Listing> {
-        let bytes = self.store().get(&m.listing, listing::MAX_LISTING_BYTES)?;
-        let l = Listing::parse(&bytes, &m.path, &format!("listing {}", m.listing))?;
-        m.check_listing(&l)?;
-        Ok(l)
+        Ok(self.load_listing_chain(m)?.listing)
+    }
+
+    /// Like [`Repo::load_listing`], also returning the ids of every listing object read.
+    pub fn load_listing_chain(&self, m: &DirManifest) -> Result<Resolved> {
+        let store = self.store();
+        let r = delta::resolve(m.listing, &m.path, &mut |id| {
+            store.get(id, listing::MAX_LISTING_BYTES)
+        })?;
+        m.check_listing(&r.listing)?;
+        Ok(r)
     }
 
     /// Stores the manifest object of a work-tree directory manifest if the store lacks it (a

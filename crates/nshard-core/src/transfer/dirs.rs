@@ -1,11 +1,13 @@
-//! Push and pull of directory units: a version needs its manifest object, its listing, and the
-//! packs and chunks the listing names (for a pull of a subtree, only those of its files).
+//! Push and pull of directory units: a version needs its manifest object, its listing (a delta
+//! listing with every base down to a full one), and the packs and chunks the listing names (for a pull of a subtree, only those of its files).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{engine, FilePlan, PullOptions, PushPlan, TransferStats};
-use crate::dirunit::{DirManifest, DirVersionBytes, MAX_DIR_MANIFEST, MAX_LISTING};
+use crate::dirunit::{
+    is_delta, DirManifest, DirVersionBytes, ListingDelta, MAX_CHAIN, MAX_DIR_MANIFEST, MAX_LISTING,
+};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::path::RepoPath;
@@ -153,16 +155,29 @@ pub(super) async fn plan_pull(
     }
     let mut wanted: HashMap<ObjectId, u64> = HashMap::new();
     for (v, m) in &chain {
-        if !ensure_local(repo, remote, m.listing, MAX_LISTING, opts, stats).await? {
-            return Err(Error::RemoteLacks {
-                remote: remote.display_url(),
-                subject: format!("{unit} (listing of version {})", v.short()),
-                missing: vec![m.listing],
-            });
+        // The listing, and each base of a delta listing down to the full one (one more than the
+        // bound, so that an over-long chain is refused by name when it is read).
+        let mut at = m.listing;
+        let mut listings = Vec::new();
+        for _ in 0..=MAX_CHAIN {
+            listings.push(at);
+            if !ensure_local(repo, remote, at, MAX_LISTING, opts, stats).await? {
+                return Err(Error::RemoteLacks {
+                    remote: remote.display_url(),
+                    subject: format!("{unit} (listing of version {})", v.short()),
+                    missing: vec![at],
+                });
+            }
+            let bytes = repo.store().get(&at, MAX_LISTING)?;
+            if !is_delta(&bytes) {
+                break;
+            }
+            at = ListingDelta::parse(&bytes, &format!("listing {at}"))?.base;
         }
         let sub = if *v == d.version { sub } else { None };
-        for (id, size) in repo.dir_objects(m, sub)?.unwrap_or_default() {
-            if id != m.listing {
+        let objects = repo.dir_objects(m, sub)?.unwrap_or_default();
+        for (id, size) in objects {
+            if !listings.contains(&id) {
                 let e = wanted.entry(id).or_insert(0);
                 *e = (*e).max(size);
             }
