@@ -27,12 +27,28 @@ impl ObjectId {
     /// Parses 64 lowercase or uppercase hex characters. Anything else is refused, so a string that
     /// passed this constructor is safe to use as a file name.
     pub fn parse(s: &str) -> Result<Self> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::InvalidId(s.chars().take(80).collect()));
+        Self::decode(s.as_bytes()).ok_or_else(|| Error::InvalidId(s.chars().take(80).collect()))
+    }
+
+    /// 64 hex digits (either case) → digest, in one pass (listings and the stat cache hold
+    /// hundreds of thousands of ids, so this is on the path of every `status`).
+    fn decode(s: &[u8]) -> Option<Self> {
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            }
+        }
+        if s.len() != 64 {
+            return None;
         }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| Error::InvalidId(s.to_string()))?;
-        Ok(Self(out))
+        for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+            *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(Self(out))
     }
 
     /// The raw 32 digest bytes.
@@ -87,13 +103,25 @@ impl Serialize for ObjectId {
 
 impl<'de> Deserialize<'de> for ObjectId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        d.deserialize_str(IdVisitor)
+    }
+}
+
+/// Reads an id from a borrowed or transient string without allocating one.
+struct IdVisitor;
+
+impl serde::de::Visitor<'_> for IdVisitor {
+    type Value = ObjectId;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object id (64 lowercase hex digits)")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<ObjectId, E> {
         if s.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(serde::de::Error::custom(format!(
-                "object id {s:?} must be lowercase hex"
-            )));
+            return Err(E::custom(format!("object id {s:?} must be lowercase hex")));
         }
-        ObjectId::parse(&s).map_err(serde::de::Error::custom)
+        ObjectId::parse(s).map_err(E::custom)
     }
 }
 

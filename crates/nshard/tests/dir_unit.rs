@@ -401,3 +401,45 @@ fn an_untracked_unit_is_no_longer_committed() {
     let st = repo.json(&["status", "data"]);
     assert_eq!(st[0]["state"], "modified", "{st}");
 }
+
+#[test]
+fn the_walk_of_a_unit_refuses_links_and_unsafe_names_and_skips_temporaries() {
+    let (repo, files) = dataset_repo(30, 100);
+    repo.ok(&["commit", "-m", "v1"]);
+    // An interrupted writer's temporary file and a stray manifest are not files of the unit.
+    repo.write("data/part1/.nshard-tmp-123", b"partial");
+    repo.write("data/part1/x.bin.shard.json", b"{}");
+    let st = repo.json(&["status", "data"]);
+    assert_eq!(st[0]["state"], "clean", "{st}");
+    assert_eq!(st[0]["files"], files.len(), "{st}");
+    std::fs::remove_file(repo.join("data/part1/x.bin.shard.json")).expect("rm");
+    let unsafe_names = [
+        ("data/part2/a:b", "contains ':'"),
+        ("data/part2/CON", "reserved device name"),
+        ("data/sub/dir./f", "ends with '.'"),
+        ("data/back\\slash", "backslash"),
+    ];
+    for (name, why) in unsafe_names {
+        repo.write(name, b"x");
+        for cmd in [&["status", "data"][..], &["commit", "-m", "bad"][..]] {
+            let err = repo.fails(cmd);
+            assert!(
+                err.contains(why),
+                "{name} {cmd:?}: expected {why:?} in {err}"
+            );
+        }
+        let top = name.split('/').take(3).collect::<Vec<_>>().join("/");
+        let p = repo.join(&top);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).expect("rm");
+        } else {
+            std::fs::remove_file(&p).expect("rm");
+        }
+    }
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/etc", repo.join("data/part3/link")).expect("symlink");
+        let err = repo.fails(&["status", "data"]);
+        assert!(err.contains("regular files only"), "{err}");
+    }
+}

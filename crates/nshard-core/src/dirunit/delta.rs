@@ -286,7 +286,16 @@ pub fn resolve(
             format!("listing {cur} (base of listing {head})")
         };
         if !is_delta(&bytes) {
-            break Listing::parse(&bytes, unit, &what)?;
+            if deltas.is_empty() {
+                // A full listing read directly: validated once, as it is (compacted, so a
+                // delta written on it numbers packs as its reader will).
+                let mut listing = Listing::parse(&bytes, unit, &what)?;
+                compact(&mut listing);
+                return Ok(Resolved { listing, chain });
+            }
+            // A base: its entries are checked in the resolved listing; only what applying
+            // the deltas relies on (pack numbers in range) is checked now.
+            break Listing::parse_base(&bytes, &what)?;
         }
         let d = ListingDelta::parse(&bytes, &what)?;
         if deltas.len() >= MAX_CHAIN {

@@ -71,6 +71,16 @@ pub struct Listing {
     pub files: Vec<FileEntry>,
 }
 
+/// A file's path in messages, cut at 200 characters; formatted only when a message is built.
+struct Name<'a>(&'a str);
+
+impl std::fmt::Debug for Name<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cut: String = self.0.chars().take(200).collect();
+        write!(f, "{cut:?}")
+    }
+}
+
 /// Where a file's bytes are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Location<'a> {
@@ -120,6 +130,41 @@ impl Listing {
         Ok(l)
     }
 
+    /// Parses listing bytes that are the base of a delta: the format, limits and the pack
+    /// numbers of its files are checked; everything else is checked in the listing the deltas
+    /// resolve to (with [`Listing::parse_value`]).
+    pub(crate) fn parse_base(bytes: &[u8], what: &str) -> Result<Listing> {
+        let invalid = |reason: String| Error::InvalidManifest {
+            path: what.into(),
+            reason,
+        };
+        if bytes.len() as u64 > MAX_LISTING_BYTES {
+            return Err(invalid(format!(
+                "{} bytes, over the {MAX_LISTING_BYTES}-byte limit",
+                bytes.len()
+            )));
+        }
+        let l: Listing =
+            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a listing: {e}")))?;
+        if l.format != LISTING_FORMAT {
+            return Err(invalid(format!("unknown listing format {:?}", l.format)));
+        }
+        if l.files.len() > MAX_DIR_FILES {
+            return Err(invalid(format!("{} files, over the limit", l.files.len())));
+        }
+        if let Some(f) = l
+            .files
+            .iter()
+            .find(|f| f.pack.is_some_and(|(i, _)| i as usize >= l.packs.len()))
+        {
+            return Err(invalid(format!(
+                "file {:?} names a pack that is not listed",
+                Name(&f.path)
+            )));
+        }
+        Ok(l)
+    }
+
     /// Validates a listing built in memory (a delta applied to its base) exactly as
     /// [`Listing::parse`] validates one read from bytes.
     pub(crate) fn parse_value(self, unit: &RepoPath, what: &str) -> Result<Listing> {
@@ -163,7 +208,7 @@ impl Listing {
         let mut prev: Option<&str> = None;
         let mut total: u64 = 0;
         for f in &self.files {
-            let name = f.path.chars().take(200).collect::<String>();
+            let name = Name(&f.path);
             RepoPath::parse(&format!("{}/{}", unit.as_str(), f.path))
                 .map_err(|e| format!("file {name:?}: {e}"))?;
             if let Some(p) = prev {

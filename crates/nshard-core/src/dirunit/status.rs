@@ -1,7 +1,6 @@
 //! Status and diff of a directory unit: which files were added, removed or modified since the
 //! committed listing. A file whose stat matches the stat cache is not read.
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use super::{walk_unit, Found, Listing};
@@ -117,53 +116,65 @@ impl Repo {
             return Ok(st);
         }
         let mut cache = StatCache::load(&self.shard_dir().join("cache").join("stat.json"));
-        let on_disk: HashMap<&str, &Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
-        for e in &committed {
-            let Some(f) = on_disk.get(e.path.as_str()) else {
-                st.changes.push(DirChange {
-                    path: e.path.clone(),
-                    kind: DirChangeKind::Removed,
-                    size: e.size,
-                    old_size: None,
-                });
-                continue;
+        // Both lists are in bytewise path order: one merge finds what was added, removed or
+        // may have changed, without a map of either.
+        let mut key = String::new();
+        let (mut c, mut f) = (committed.iter().peekable(), found.iter().peekable());
+        loop {
+            let order = match (c.peek(), f.peek()) {
+                (None, None) => break,
+                (Some(e), Some(g)) => e.path.as_bytes().cmp(g.rel.as_bytes()),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
             };
-            let full = format!("{}/{}", unit.as_str(), e.path);
-            let same = match cache.fresh(&full, &f.md) {
-                Some(c) => c.sha256 == e.sha256,
-                None if f.md.len() != e.size => false,
-                None => {
-                    let observed = now_ns();
-                    let sha = hash_found(f)?;
-                    if let (Some(v), true) = (st.version, sha == e.sha256) {
-                        cache.set(&full, StatEntry::new(&f.md, sha, v, observed));
-                    }
-                    sha == e.sha256
+            match order {
+                std::cmp::Ordering::Less => {
+                    let e = c.next().expect("peeked");
+                    st.changes.push(DirChange {
+                        path: e.path.clone(),
+                        kind: DirChangeKind::Removed,
+                        size: e.size,
+                        old_size: None,
+                    });
                 }
-            };
-            if !same {
-                st.changes.push(DirChange {
-                    path: e.path.clone(),
-                    kind: DirChangeKind::Modified,
-                    size: f.md.len(),
-                    old_size: Some(e.size),
-                });
+                std::cmp::Ordering::Greater => {
+                    let g = f.next().expect("peeked");
+                    st.changes.push(DirChange {
+                        path: g.rel.clone(),
+                        kind: DirChangeKind::Added,
+                        size: g.md.len(),
+                        old_size: None,
+                    });
+                }
+                std::cmp::Ordering::Equal => {
+                    let (e, g) = (c.next().expect("peeked"), f.next().expect("peeked"));
+                    key.clear();
+                    key.push_str(unit.as_str());
+                    key.push('/');
+                    key.push_str(&e.path);
+                    let same = match cache.fresh(&key, &g.md) {
+                        Some(c) => c.sha256 == e.sha256,
+                        None if g.md.len() != e.size => false,
+                        None => {
+                            let observed = now_ns();
+                            let sha = hash_found(g)?;
+                            if let (Some(v), true) = (st.version, sha == e.sha256) {
+                                cache.set(&key, StatEntry::new(&g.md, sha, v, observed));
+                            }
+                            sha == e.sha256
+                        }
+                    };
+                    if !same {
+                        st.changes.push(DirChange {
+                            path: e.path.clone(),
+                            kind: DirChangeKind::Modified,
+                            size: g.md.len(),
+                            old_size: Some(e.size),
+                        });
+                    }
+                }
             }
         }
-        let listed: std::collections::HashSet<&str> =
-            committed.iter().map(|e| e.path.as_str()).collect();
-        for f in &found {
-            if !listed.contains(f.rel.as_str()) {
-                st.changes.push(DirChange {
-                    path: f.rel.clone(),
-                    kind: DirChangeKind::Added,
-                    size: f.md.len(),
-                    old_size: None,
-                });
-            }
-        }
-        st.changes
-            .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
         if d.is_none() {
             st.state = "new";
         } else if !st.changes.is_empty() {

@@ -144,6 +144,10 @@ impl Repo {
         let mut all: Vec<RepoPath> = tracked.iter().chain(manifests.iter()).cloned().collect();
         all.sort();
         all.dedup();
+        if all.is_empty() {
+            // Nothing to look at: the stat cache (large with directory units) is not loaded.
+            return Ok(Vec::new());
+        }
         let mut cache = StatCache::load(&self.dot.join("cache").join("stat.json"));
         let mut out = Vec::new();
         for path in all {
