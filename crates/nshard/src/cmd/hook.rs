@@ -195,8 +195,18 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
 
 /// Pulls the data the changed manifests need and checks their files out, keeping uncommitted
 /// changes. `manifests` are manifest paths relative to the repository root.
+/// Whether the manifest file at `path` is a directory unit's (its first bytes say so).
+fn is_unit_manifest(path: &std::path::Path) -> bool {
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(512).read_to_end(&mut head))
+        .is_ok()
+        && nshard_core::is_dir_manifest(&head)
+}
+
 fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
     let mut paths: Vec<RepoPath> = Vec::new();
+    let mut units: Vec<RepoPath> = Vec::new();
     for m in manifests {
         let Some(data) = RepoPath::parse(&m)
             .ok()
@@ -205,14 +215,21 @@ fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
             continue;
         };
         // A manifest the checkout deleted leaves its data file alone.
-        if data.manifest_path().to_path(repo.root()).is_file() {
+        let mpath = data.manifest_path().to_path(repo.root());
+        if is_unit_manifest(&mpath) {
+            units.push(data);
+        } else if mpath.is_file() {
             paths.push(data);
         }
     }
+    let mut failed = !units.is_empty() && super::hook_units::sync_units(ctx, repo, &units)?;
     if paths.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
     }
-    let mut failed = false;
     // Pull what the local store lacks.
     let mut need_data = Vec::new();
     for p in &paths {

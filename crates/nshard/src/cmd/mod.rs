@@ -8,6 +8,7 @@ pub mod diff;
 pub mod dirs;
 pub mod gc;
 pub mod hook;
+mod hook_units;
 pub mod init;
 pub mod log;
 pub mod login;

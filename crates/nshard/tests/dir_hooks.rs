@@ -1,0 +1,118 @@
+//! Directory units follow git like single files: the post-checkout hook pulls and checks out the
+//! unit's version of the commit git moved to, and never overwrites uncommitted changes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use common::serve::walkdir;
+use common::{git, ok, random_bytes};
+
+fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    walkdir(&root.join("data"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let rel = p.strip_prefix(root).expect("under root");
+            (
+                rel.to_string_lossy().into_owned(),
+                fs::read(&p).expect("read"),
+            )
+        })
+        .collect()
+}
+
+fn write(root: &Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    fs::write(p, data).expect("write");
+}
+
+/// Runs git, returning whether it succeeded and its output (hooks print to stderr).
+fn git_try(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn clone(root: &Path, name: &str) -> std::path::PathBuf {
+    git(root, &["clone", "-q", "origin.git", name]);
+    let d = root.join(name);
+    git(&d, &["config", "user.name", "NeuroShard Test"]);
+    git(&d, &["config", "user.email", "test@example.com"]);
+    d
+}
+
+#[test]
+fn the_post_checkout_hook_moves_a_unit_with_git() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    git(root, &["init", "-q", "--bare", "-b", "main", "origin.git"]);
+    fs::create_dir(root.join("store")).expect("store");
+    let store = root.join("store").display().to_string();
+
+    let a = clone(root, "a");
+    ok(&a, &["init"]);
+    ok(&a, &["git-init"]);
+    ok(&a, &["remote", "add", "origin", &store]);
+    for i in 0..60 {
+        write(
+            &a,
+            &format!("data/p{}/f{i:03}.bin", i % 3),
+            &random_bytes(3000, i),
+        );
+    }
+    ok(&a, &["track", "--dir", "data"]);
+    ok(&a, &["commit", "-m", "v1"]);
+    git(&a, &["add", "-A"]);
+    git(&a, &["commit", "-q", "-m", "v1"]);
+    let v1 = tree(&a);
+    for i in [3u64, 17, 42] {
+        write(
+            &a,
+            &format!("data/p{}/f{i:03}.bin", i % 3),
+            &random_bytes(3000, 1000 + i),
+        );
+    }
+    write(&a, "data/new/added.bin", &random_bytes(500, 7));
+    fs::remove_file(a.join("data/p1/f001.bin")).expect("rm");
+    ok(&a, &["commit", "-m", "v2"]);
+    git(&a, &["commit", "-q", "-am", "v2"]);
+    let v2 = tree(&a);
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+
+    // A colleague's clone pulls v2, then installs the hooks.
+    let b = clone(root, "b");
+    ok(&b, &["pull", "--checkout"]);
+    assert_eq!(tree(&b), v2);
+    ok(&b, &["git-init"]);
+
+    // One commit back: the hook pulls v1's packs and checks v1 out; forward again: v2.
+    let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
+    assert!(moved, "{out}");
+    assert_eq!(tree(&b), v1, "{out}");
+    assert!(!out.contains("error") && !out.contains("invalid"), "{out}");
+    let (moved, out) = git_try(&b, &["checkout", "-q", "main"]);
+    assert!(moved, "{out}");
+    assert_eq!(tree(&b), v2, "{out}");
+
+    // An uncommitted change is never overwritten: the unit is left as it is, with a message.
+    write(&b, "data/p0/f000.bin", b"my own work");
+    let mine = tree(&b);
+    let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
+    assert!(moved, "{out}");
+    assert_eq!(tree(&b), mine, "{out}");
+    assert!(out.contains("uncommitted changes"), "{out}");
+}
