@@ -41,9 +41,17 @@ pub enum LayoutMode {
     /// The whole file is one segment.
     #[default]
     None,
-    /// Safetensors files: the header is its own segment and each tensor's bytes (small neighbours
-    /// grouped) another, with the tensor's dtype as the codec hint. Other files: as `none`.
+    /// Model files (safetensors, PyTorch zip, GGUF): the header is its own segment and each
+    /// tensor's bytes (small neighbours grouped) another, with the tensor's dtype as the codec
+    /// hint; every segment is cut by the algorithm. Other files: as `none`.
     TensorAligned,
+    /// As `tensor-aligned`, but tensor segments are cut into fixed blocks (the average size, or
+    /// the fixed size; a tail shorter than the minimum object joins the block before it) instead
+    /// of by content. A tensor's bytes never shift inside it when a model is fine-tuned, so
+    /// content-defined cuts buy nothing there, and fixed blocks spare the rolling hash over every
+    /// byte and let the reader fill each chunk straight from the file. The header and bytes no
+    /// tensor claims are still cut by the algorithm. The default for new repositories.
+    TensorBlocks,
 }
 
 impl LayoutMode {
@@ -51,6 +59,11 @@ impl LayoutMode {
     /// that they stay byte-identical to those written before layouts existed).
     pub fn is_none(&self) -> bool {
         *self == LayoutMode::None
+    }
+
+    /// Whether model files get a segment per tensor (`tensor-aligned` or `tensor-blocks`).
+    pub fn is_tensor_layout(&self) -> bool {
+        matches!(self, LayoutMode::TensorAligned | LayoutMode::TensorBlocks)
     }
 }
 
@@ -83,13 +96,13 @@ pub enum ChunkParams {
 }
 
 impl Default for ChunkParams {
-    /// The defaults for new repositories: FastCDC 1/4/16 MiB, tensor-aligned.
+    /// The defaults for new repositories: FastCDC 1/4/16 MiB, tensor blocks of 4 MiB.
     fn default() -> Self {
         ChunkParams::FastCdc {
             min_size: DEFAULT_MIN,
             avg_size: DEFAULT_AVG,
             max_size: DEFAULT_MAX,
-            layout: LayoutMode::TensorAligned,
+            layout: LayoutMode::TensorBlocks,
         }
     }
 }
@@ -150,6 +163,14 @@ impl ChunkParams {
     pub fn max_chunk(&self) -> u32 {
         match *self {
             ChunkParams::FastCdc { max_size, .. } => max_size,
+            ChunkParams::Fixed { size, .. } => size,
+        }
+    }
+
+    /// The block size of segments cut into fixed blocks: the average size, or the fixed size.
+    pub fn block_size(&self) -> u32 {
+        match *self {
+            ChunkParams::FastCdc { avg_size, .. } => avg_size,
             ChunkParams::Fixed { size, .. } => size,
         }
     }
@@ -242,6 +263,22 @@ impl Cutter {
         })
     }
 
+    /// The length of the next chunk of a segment cut into fixed blocks (see
+    /// [`LayoutMode::TensorBlocks`]) with `left` bytes left: a block, or all that is left when it
+    /// is at most a block, or when what a block would leave is shorter than the minimum object
+    /// and the whole fits in a maximum-size chunk.
+    pub fn block_cut(&self, left: u64) -> usize {
+        let block = u64::from(self.params.block_size());
+        let min = u64::from(self.params.min_object());
+        let max = u64::from(self.params.max_chunk());
+        let n = if left <= block || (left - block < min && left <= max) {
+            left
+        } else {
+            block
+        };
+        n as usize
+    }
+
     /// Cuts a whole in-memory segment; returns chunk lengths.
     pub fn cut_all(&self, mut data: &[u8]) -> Vec<usize> {
         let mut out = Vec::new();
@@ -260,6 +297,28 @@ pub struct Segment {
     pub len: u64,
     /// What the codec should assume about the bytes.
     pub hint: DataHint,
+    /// Cut into fixed blocks ([`Cutter::block_cut`]) instead of by the algorithm.
+    pub blocks: bool,
+}
+
+impl Segment {
+    /// A segment cut by the algorithm.
+    pub fn new(len: u64, hint: DataHint) -> Self {
+        Self {
+            len,
+            hint,
+            blocks: false,
+        }
+    }
+
+    /// A segment cut into fixed blocks.
+    pub fn blocks(len: u64, hint: DataHint) -> Self {
+        Self {
+            len,
+            hint,
+            blocks: true,
+        }
+    }
 }
 
 /// One chunk read from a file.
@@ -296,10 +355,7 @@ impl<R: Read> ChunkReader<R> {
     /// when `segments` is empty) form one final segment with no hint.
     pub fn new(reader: R, cutter: Cutter, segments: Vec<Segment>) -> Self {
         let mut segments: Vec<Segment> = segments.into_iter().filter(|s| s.len > 0).collect();
-        segments.push(Segment {
-            len: u64::MAX,
-            hint: DataHint::Unknown,
-        });
+        segments.push(Segment::new(u64::MAX, DataHint::Unknown));
         Self {
             reader,
             cutter,
@@ -325,6 +381,9 @@ impl<R: Read> ChunkReader<R> {
             let avail = self.filled - self.pos;
             let seg = self.segments[self.seg_idx];
             let seg_left = seg.len - self.seg_pos;
+            if seg.blocks {
+                return self.next_block(seg);
+            }
             let seg_complete = seg_left <= avail as u64;
             let window = if seg_complete {
                 seg_left as usize
@@ -373,6 +432,42 @@ impl<R: Read> ChunkReader<R> {
                 self.eof = true;
             }
         }
+    }
+
+    /// The next fixed block of `seg` (the current segment): the bytes already buffered, the rest
+    /// read straight into the chunk's own buffer (no copy through the read buffer). A file that
+    /// ends early gives a short chunk, then the end.
+    fn next_block(&mut self, seg: Segment) -> io::Result<Option<RawChunk>> {
+        let n = self.cutter.block_cut(seg.len - self.seg_pos);
+        let mut data = vec![0u8; n];
+        let have = (self.filled - self.pos).min(n);
+        data[..have].copy_from_slice(&self.buf[self.pos..self.pos + have]);
+        self.pos += have;
+        let mut got = have;
+        while got < n && !self.eof {
+            match self.reader.read(&mut data[got..]) {
+                Ok(0) => self.eof = true,
+                Ok(k) => got += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if got == 0 {
+            return Ok(None);
+        }
+        data.truncate(got);
+        let chunk = RawChunk {
+            offset: self.offset,
+            data,
+            hint: seg.hint,
+        };
+        self.offset += got as u64;
+        self.seg_pos += got as u64;
+        if self.seg_pos == seg.len {
+            self.seg_idx += 1;
+            self.seg_pos = 0;
+        }
+        Ok(Some(chunk))
     }
 }
 
@@ -448,14 +543,8 @@ pub(crate) mod tests {
             Cutter::new(p).cut_all(&data)
         );
         let segs = vec![
-            Segment {
-                len: 1000,
-                hint: DataHint::Unknown,
-            },
-            Segment {
-                len: 3 << 20,
-                hint: DataHint::Float(2),
-            },
+            Segment::new(1000, DataHint::Unknown),
+            Segment::new(3 << 20, DataHint::Float(2)),
         ];
         let lens = stream_lengths(&data, p, segs);
         assert_eq!(lens[0], 1000);
@@ -482,7 +571,7 @@ pub(crate) mod tests {
             serde_json::from_str(r#"{"algorithm":"fixed","size":4194304}"#).expect("fixed");
         assert_eq!(fixed.layout(), LayoutMode::None);
         let new = serde_json::to_string(&ChunkParams::default()).expect("json");
-        assert!(new.ends_with(r#","layout":"tensor-aligned"}"#), "{new}");
+        assert!(new.ends_with(r#","layout":"tensor-blocks"}"#), "{new}");
         assert_eq!(
             serde_json::from_str::<ChunkParams>(&new).expect("new"),
             ChunkParams::default()
@@ -496,7 +585,7 @@ pub(crate) mod tests {
     }
 
     /// A reader that hands out at most `step` bytes per call (pipes, slow disks).
-    struct Trickle<'a>(&'a [u8], usize);
+    pub(crate) struct Trickle<'a>(pub &'a [u8], pub usize);
     impl Read for Trickle<'_> {
         fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
             let n = self.0.len().min(out.len()).min(self.1);
