@@ -7,9 +7,10 @@
 #   .ci/seaweedfs.sh env     print the variables the tests read (eval "$(.ci/seaweedfs.sh env)")
 #   .ci/seaweedfs.sh stop    stop the instance this script started and remove its data
 #
-# Listens on loopback only. Besides the S3 port it opens SeaweedFS's other ports (master 9333,
-# volume 9340, filer 8888, admin 23646, and each +10000 for gRPC). A second instance on one machine
-# moves them all and keeps its own state directory:
+# Listens on loopback only, and does not report to SeaweedFS's telemetry service (on by default in
+# `weed mini`; -master.telemetry=false turns it off). Besides the S3 port it opens SeaweedFS's other
+# ports (master 9333, volume 9340, filer 8888, admin 23646, and each +10000 for gRPC). A second
+# instance on one machine moves them all and keeps its own state directory:
 #   NSHARD_SEAWEEDFS_PORT (S3), NSHARD_SEAWEEDFS_MASTER_PORT, NSHARD_SEAWEEDFS_VOLUME_PORT,
 #   NSHARD_SEAWEEDFS_FILER_PORT, NSHARD_SEAWEEDFS_ADMIN_PORT, NSHARD_SEAWEEDFS_STATE (directory).
 set -euo pipefail
@@ -57,6 +58,7 @@ start)
         "$WEED" mini -dir="$STATE/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port=$PORT \
         -master.port="$MASTER_PORT" -volume.port="$VOLUME_PORT" -filer.port="$FILER_PORT" \
         -admin.port="$ADMIN_PORT" -bucket=$BUCKET -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
+        -master.telemetry=false \
         >"$STATE/weed.log" 2>&1 </dev/null &
     echo $! >"$STATE/pid"
     for _ in $(seq 600); do

@@ -11,7 +11,7 @@
 # pth (a PyTorch zip checkpoint laid out as torch.save writes it) and gguf (written by gguf-py) are
 # the same checkpoint and each of its versions rewritten by bench/convert_model.py with exactly the
 # same tensor bytes, so the changed tensors' zstd size is the same reference. They are committed
-# with FORMAT_CONFIGS (default "tensor cdc": format-aware, and plain CDC for contrast) and the
+# with FORMAT_CONFIGS (default "blocks cdc": format-aware, and plain CDC for contrast) and the
 # histories FORMAT_KINDS (default last-layers:2 low-rank:q,v metadata; `metadata` edits the
 # header: safetensors __metadata__, the pickle's metadata dict, GGUF key/values). The Python
 # writers run in a virtual environment under the target directory (gguf, numpy from PyPI).
@@ -19,8 +19,12 @@
 # Choices committed for real, selected through the temp repo's `.shard/config.toml` `[chunking]`:
 #   cdc           FastCDC 1/4/16 MiB, layout none: plain CDC + zstd
 #   fixed         fixed 4 MiB blocks, layout none: + zstd
-#   tensor        FastCDC 1/4/16 MiB, layout tensor-aligned: + byte grouping (the default)
-#   tensor-fixed  fixed 4 MiB inside tensors, tensor-aligned: + byte grouping
+#   tensor        FastCDC 1/4/16 MiB, layout tensor-aligned: + byte grouping (the default before
+#                 tensor blocks)
+#   blocks        FastCDC 1/4/16 MiB, layout tensor-blocks: 4 MiB blocks inside tensors, CDC for
+#                 everything else, + byte grouping (the default)
+#   tensor-fixed  fixed 4 MiB inside tensors and in every other file, tensor-aligned (not run by
+#                 default: blocks stores the same on models and keeps CDC for other files)
 # and two that config.toml cannot express, simulated with `nshard-gen store-sim` (same planner,
 # chunker and encoder, nothing written, no timing):
 #   cdc+bg        plain CDC, every chunk byte-grouped by the file's main dtype
@@ -40,9 +44,9 @@ SIZE=${SIZE:-1GiB}
 DSIZE=${DSIZE:-256MiB}
 DTYPES=${DTYPES:-bf16 fp32}
 KINDS=${KINDS:-tensors:5% last-layers:2 low-rank:q,v metadata add-tensor all-slight}
-CONFIGS=${CONFIGS:-cdc fixed tensor tensor-fixed}
+CONFIGS=${CONFIGS:-cdc fixed tensor blocks}
 FORMATS=${FORMATS:-safetensors pth gguf}
-FORMAT_CONFIGS=${FORMAT_CONFIGS:-tensor cdc}
+FORMAT_CONFIGS=${FORMAT_CONFIGS:-blocks cdc}
 FORMAT_KINDS=${FORMAT_KINDS:-last-layers:2 low-rank:q,v metadata}
 DATASET_FORMATS=${DATASET_FORMATS-csv jsonl}
 cd "$ROOT"
@@ -72,6 +76,7 @@ config_toml() {
     cdc) algo=cdc layout=none ;;
     fixed) algo=fixed layout=none ;;
     tensor) algo=cdc layout=tensor-aligned ;;
+    blocks) algo=cdc layout=tensor-blocks ;;
     tensor-fixed) algo=fixed layout=tensor-aligned ;;
   esac
   echo 'track = []'

@@ -8,7 +8,9 @@
 # Usage: bench/s3.sh [SIZE]     (SIZE defaults to 1GiB; e.g. 256MiB for a quick run)
 # Starts SeaweedFS with .ci/seaweedfs.sh when nothing answers on its S3 port (127.0.0.1:9013, or
 # NSHARD_SEAWEEDFS_PORT) and stops it at the end. Environment: BENCH_DIR (work directory, default: a
-# fresh temp dir, removed at the end), the NSHARD_SEAWEEDFS_* variables of .ci/seaweedfs.sh.
+# fresh temp dir, removed at the end), the NSHARD_SEAWEEDFS_* variables of .ci/seaweedfs.sh,
+# NSHARD and GEN (paths to release builds of nshard and nshard-gen: when both are set they are used
+# and nothing is built).
 # Needs jq and GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,9 @@ SIZE="${1:-1GiB}"
 
 source bench/lib.sh
 
-bench_build
+if [[ -z "${NSHARD:-}" || -z "${GEN:-}" ]]; then
+  bench_build
+fi
 bench_workdir s3
 eval "$(bash "$ROOT/.ci/seaweedfs.sh" env)"
 if ! python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \

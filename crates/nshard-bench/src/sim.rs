@@ -42,8 +42,8 @@ pub fn run(params: PlanParams, codec: SimCodec, files: &[PathBuf]) -> Result<()>
                 .segments
                 .into_iter()
                 .map(|s| Segment {
-                    len: s.len,
                     hint: DataHint::Unknown,
+                    ..s
                 })
                 .collect(),
             SimCodec::FileDtype => {
@@ -63,7 +63,7 @@ pub fn run(params: PlanParams, codec: SimCodec, files: &[PathBuf]) -> Result<()>
                     })
                     .unwrap_or_default();
                 std::io::Seek::seek(&mut r, std::io::SeekFrom::Start(0))?;
-                vec![Segment { len: size, hint }]
+                vec![Segment::new(size, hint)]
             }
         };
         let mut reader = ChunkReader::new(&f, Cutter::new(cut), segments);

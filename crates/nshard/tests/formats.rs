@@ -87,9 +87,38 @@ const TENSORS: &[(&str, &str, u64)] = &[
 
 #[test]
 fn tensors_are_cut_on_their_own_and_an_edited_tensor_stores_only_itself() {
-    let (repo, v1, ranges) = committed_v1("tensor-aligned");
+    tensors_on_their_own("tensor-aligned");
+}
+
+/// The default layout: the same promises, and fixed blocks inside each tensor.
+#[test]
+fn tensor_blocks_cut_fixed_blocks_inside_tensors() {
+    let repo = TestRepo::new();
+    repo.write("m.safetensors", &safetensors("v1", TENSORS, 1).0);
+    repo.ok(&["track", "m.safetensors"]);
+    commit(&repo, "v1");
+    let m = repo.manifest("m.safetensors");
+    assert_eq!(m["chunking"]["layout"], "tensor-blocks", "the default");
+    let offs = tensors_on_their_own("tensor-blocks");
+    // The 700 KiB embedding in 256 KiB blocks (the configured average); its 188 KiB tail is not
+    // under the 64 KiB minimum, so it is a block of its own.
+    let (_, ranges) = safetensors("v1", TENSORS, 1);
+    let e = ranges[0].0;
+    assert_eq!(
+        offs.iter()
+            .filter(|&&o| o >= e && o < ranges[0].1)
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![e, e + 256 * KIB, e + 512 * KIB]
+    );
+}
+
+/// Commits v1 under `layout` with small chunks, checks every tensor starts a chunk, then edits
+/// tensors and the header and checks what is re-stored. Returns v1's chunk offsets.
+fn tensors_on_their_own(layout: &str) -> Vec<u64> {
+    let (repo, v1, ranges) = committed_v1(layout);
     let m1 = repo.manifest("m.safetensors");
-    assert_eq!(m1["chunking"]["layout"], "tensor-aligned");
+    assert_eq!(m1["chunking"]["layout"], layout);
     let offs = offsets(&m1);
     // The header is its own chunk; every tensor starts a chunk, except that small neighbours
     // (the three 30 KiB biases, under the 64 KiB minimum) are grouped into one; a small tensor
@@ -136,6 +165,7 @@ fn tensors_are_cut_on_their_own_and_an_edited_tensor_stores_only_itself() {
     std::fs::remove_file(repo.join("m.safetensors")).expect("rm");
     repo.ok(&["checkout", "m.safetensors.shard.json"]);
     assert_eq!(repo.read("m.safetensors"), v3);
+    offs
 }
 
 #[test]

@@ -137,8 +137,12 @@ pub fn segments_for(
     size: u64,
 ) -> (Vec<Segment>, ChunkParams) {
     match (params.layout(), parsed) {
-        (LayoutMode::TensorAligned, Some(l)) => {
-            (tensor_segments(l, size, params.min_object() as u64), params)
+        (mode, Some(l)) if mode.is_tensor_layout() => {
+            let blocks = mode == LayoutMode::TensorBlocks;
+            (
+                tensor_segments(l, size, params.min_object() as u64, blocks),
+                params,
+            )
         }
         _ => (Vec::new(), params.with_layout(LayoutMode::None)),
     }
@@ -148,12 +152,15 @@ pub fn segments_for(
 /// at least `min_group` bytes alone, and runs of smaller neighbouring tensors grouped until a group
 /// holds `min_group` bytes (a run cut short by a large tensor stays a smaller group). Bytes no
 /// tensor claims (gaps, a tail) count as small pieces of their own. The segments cover the file
-/// exactly.
-pub fn tensor_segments(layout: &Layout, file_size: u64, min_group: u64) -> Vec<Segment> {
-    let mut segments = vec![Segment {
-        len: layout.header_len,
-        hint: DataHint::Unknown,
-    }];
+/// exactly. With `blocks`, every segment but the header is cut into fixed blocks
+/// ([`LayoutMode::TensorBlocks`]).
+pub fn tensor_segments(
+    layout: &Layout,
+    file_size: u64,
+    min_group: u64,
+    blocks: bool,
+) -> Vec<Segment> {
+    let mut segments = vec![Segment::new(layout.header_len, DataHint::Unknown)];
     // Each piece: (length, hint); gaps are pieces with no hint.
     let mut pieces: Vec<(u64, DataHint)> = Vec::with_capacity(layout.tensors.len() + 1);
     let mut pos = layout.header_len;
@@ -196,7 +203,7 @@ pub fn tensor_segments(layout: &Layout, file_size: u64, min_group: u64) -> Vec<S
     segments.extend(
         groups
             .into_iter()
-            .map(|(len, hint, _)| Segment { len, hint }),
+            .map(|(len, hint, _)| Segment { len, hint, blocks }),
     );
     segments
 }
@@ -231,7 +238,7 @@ mod tests {
                 tensor("tail", "F32", 1500, 1520),
             ],
         };
-        let s = tensor_segments(&l, 1530, 200);
+        let s = tensor_segments(&l, 1530, 200, false);
         let lens: Vec<u64> = s.iter().map(|s| s.len).collect();
         // header | norm (alone: the tensor after it is large) | big | a+gap+b (reaches 200) |
         // c (large) | tail + trailing bytes
@@ -247,7 +254,14 @@ mod tests {
             header_len: 50,
             tensors: vec![],
         };
-        assert_eq!(tensor_segments(&empty, 50, 200).len(), 1);
+        assert_eq!(tensor_segments(&empty, 50, 200, false).len(), 1);
+        // Tensor blocks: the same segments, every one but the header cut into blocks.
+        let b = tensor_segments(&l, 1530, 200, true);
+        assert_eq!(b.iter().map(|s| s.len).collect::<Vec<_>>(), lens);
+        assert_eq!(
+            b.iter().map(|s| s.blocks).collect::<Vec<_>>(),
+            vec![false, true, true, true, true, true]
+        );
     }
 
     /// A seeded safetensors-like file: header, then tensors of the given (dtype, bytes).
@@ -283,13 +297,10 @@ mod tests {
         (out, p.chunking)
     }
 
-    /// Golden cut points and codec hints of the default tensor-aligned layout on a seeded file:
-    /// part of the on-disk format (new commits of old files deduplicate against old objects only
-    /// if these stay put).
-    #[test]
-    fn golden_tensor_aligned_cuts() {
+    /// The seeded model file of the golden cut tests.
+    fn golden_file() -> Vec<u8> {
         let mib = 1 << 20;
-        let file = seeded_safetensors(
+        seeded_safetensors(
             &[
                 ("BF16", 9 * mib),
                 ("F32", 4096),
@@ -301,9 +312,18 @@ mod tests {
                 ("I64", 64),
             ],
             0x7e45,
-        );
-        let (chunks, recorded) = cut(&file, ChunkParams::default());
-        assert_eq!(recorded, ChunkParams::default());
+        )
+    }
+
+    /// Golden cut points and codec hints of the tensor-aligned layout (the default of
+    /// repositories made before tensor blocks) on a seeded file: part of the on-disk format (new
+    /// commits of old files deduplicate against old objects only if these stay put).
+    #[test]
+    fn golden_tensor_aligned_cuts() {
+        let file = golden_file();
+        let aligned = ChunkParams::default().with_layout(LayoutMode::TensorAligned);
+        let (chunks, recorded) = cut(&file, aligned);
+        assert_eq!(recorded, aligned);
         let got: Vec<(usize, DataHint)> = chunks.iter().map(|c| (c.1, c.2)).collect();
         let f2 = DataHint::Float(2);
         assert_eq!(
@@ -329,6 +349,80 @@ mod tests {
         );
         let total: usize = chunks.iter().map(|c| c.1).sum();
         assert_eq!(total, file.len());
+    }
+
+    /// Golden cut points of the default layout, tensor blocks, on the same file: the header by
+    /// CDC, each tensor segment in 4 MiB blocks, a tail under 1 MiB joined to the block before it.
+    #[test]
+    fn golden_tensor_block_cuts() {
+        let file = golden_file();
+        let (chunks, recorded) = cut(&file, ChunkParams::default());
+        assert_eq!(recorded, ChunkParams::default());
+        assert_eq!(recorded.layout(), LayoutMode::TensorBlocks);
+        let got: Vec<(usize, DataHint)> = chunks.iter().map(|c| (c.1, c.2)).collect();
+        let (f2, mib) = (DataHint::Float(2), 1 << 20);
+        assert_eq!(
+            got,
+            vec![
+                (629, DataHint::Unknown),
+                // Tensor 0 (9 MiB): 4 MiB, then 5 MiB (a 1 MiB tail is not under the minimum).
+                (4 * mib, f2),
+                (4 * mib, f2),
+                (mib, f2),
+                (4096, DataHint::Float(4)),
+                (3 * mib, f2),
+                (8192, DataHint::Float(4)),
+                // 20 MiB + 6: four blocks, then the 4 MiB + 6 tail in one.
+                (4 * mib, f2),
+                (4 * mib, f2),
+                (4 * mib, f2),
+                (4 * mib, f2),
+                (4 * mib + 6, f2),
+                (300_064, DataHint::Float(1)),
+            ],
+            "tensor-block cut points changed"
+        );
+        let total: usize = chunks.iter().map(|c| c.1).sum();
+        assert_eq!(total, file.len());
+        // Read through the generic chunker and in short reads: the same cuts.
+        let p = plan(
+            &{
+                let tmp = tempfile::NamedTempFile::new().expect("tmp");
+                std::fs::write(tmp.path(), &file).expect("write");
+                File::open(tmp.path()).expect("open")
+            },
+            file.len() as u64,
+            Params::ByKind(ChunkParams::default()),
+        )
+        .expect("plan");
+        for step in [1000, 65_537, 3 << 20] {
+            let mut r = ChunkReader::new(
+                crate::chunk::tests::Trickle(&file, step),
+                Cutter::new(p.chunking),
+                p.segments.clone(),
+            );
+            let mut joined = Vec::new();
+            let mut lens = Vec::new();
+            while let Some(c) = r.next_chunk().expect("read") {
+                assert_eq!(c.offset as usize, joined.len());
+                lens.push(c.data.len());
+                joined.extend_from_slice(&c.data);
+            }
+            assert_eq!(
+                lens,
+                got.iter().map(|g| g.0).collect::<Vec<_>>(),
+                "step {step}"
+            );
+            assert!(joined == file, "step {step}: bytes differ");
+        }
+        // A file that ends early (truncated while read) gives a short last chunk, then the end.
+        let short = &file[..6 * mib + 100];
+        let mut r = ChunkReader::new(short, Cutter::new(p.chunking), p.segments.clone());
+        let mut lens = Vec::new();
+        while let Some(c) = r.next_chunk().expect("read") {
+            lens.push(c.data.len());
+        }
+        assert_eq!(lens, vec![629, 4 * mib, 2 * mib + 100 - 629]);
     }
 
     #[test]

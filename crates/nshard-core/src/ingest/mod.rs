@@ -23,7 +23,7 @@ mod tensors;
 
 pub(crate) use tensors::{checked as checked_table, How, TensorHasher};
 
-use crate::chunk::{ChunkParams, ChunkReader, Cutter, LayoutMode, RawChunk, Segment};
+use crate::chunk::{ChunkParams, ChunkReader, Cutter, RawChunk, Segment};
 use crate::codec::Encoder;
 use crate::error::{Error, Result};
 use crate::formats::plan::{self, Params, Plan};
@@ -240,7 +240,7 @@ fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
         // (see `TensorHasher`): their bytes are hashed only twice, for the chunk ids and the
         // whole file.
         let mut tensor_tx = None;
-        let aligned = plan.chunking.layout() == LayoutMode::TensorAligned;
+        let aligned = plan.chunking.layout().is_tensor_layout();
         let min_object = u64::from(plan.chunking.min_object());
         let tensor_job = layout.map(|l| {
             // Deep enough that every worker can hash a chunk while the tensor thread waits.

@@ -172,6 +172,8 @@ impl OwnSeaweed {
                 "-admin.ui=false",
                 "-s3.port.iceberg=0",
                 "-s3.port.lance=0",
+                // Tests talk to 127.0.0.1 only: no reports to SeaweedFS's telemetry service.
+                "-master.telemetry=false",
             ])
             .env("AWS_ACCESS_KEY_ID", &self.env.key_id)
             .env("AWS_SECRET_ACCESS_KEY", &self.env.secret)

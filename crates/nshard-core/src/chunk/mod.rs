@@ -41,9 +41,17 @@ pub enum LayoutMode {
     /// The whole file is one segment.
     #[default]
     None,
-    /// Safetensors files: the header is its own segment and each tensor's bytes (small neighbours
-    /// grouped) another, with the tensor's dtype as the codec hint. Other files: as `none`.
+    /// Model files (safetensors, PyTorch zip, GGUF): the header is its own segment and each
+    /// tensor's bytes (small neighbours grouped) another, with the tensor's dtype as the codec
+    /// hint; every segment is cut by the algorithm. Other files: as `none`.
     TensorAligned,
+    /// As `tensor-aligned`, but tensor segments are cut into fixed blocks (the average size, or
+    /// the fixed size; a tail shorter than the minimum object joins the block before it) instead
+    /// of by content. A tensor's bytes never shift inside it when a model is fine-tuned, so
+    /// content-defined cuts buy nothing there, and fixed blocks spare the rolling hash over every
+    /// byte and let the reader fill each chunk straight from the file. The header and bytes no
+    /// tensor claims are still cut by the algorithm. The default for new repositories.
+    TensorBlocks,
 }
 
 impl LayoutMode {
@@ -51,6 +59,11 @@ impl LayoutMode {
     /// that they stay byte-identical to those written before layouts existed).
     pub fn is_none(&self) -> bool {
         *self == LayoutMode::None
+    }
+
+    /// Whether model files get a segment per tensor (`tensor-aligned` or `tensor-blocks`).
+    pub fn is_tensor_layout(&self) -> bool {
+        matches!(self, LayoutMode::TensorAligned | LayoutMode::TensorBlocks)
     }
 }
 
@@ -83,13 +96,13 @@ pub enum ChunkParams {
 }
 
 impl Default for ChunkParams {
-    /// The defaults for new repositories: FastCDC 1/4/16 MiB, tensor-aligned.
+    /// The defaults for new repositories: FastCDC 1/4/16 MiB, tensor blocks of 4 MiB.
     fn default() -> Self {
         ChunkParams::FastCdc {
             min_size: DEFAULT_MIN,
             avg_size: DEFAULT_AVG,
             max_size: DEFAULT_MAX,
-            layout: LayoutMode::TensorAligned,
+            layout: LayoutMode::TensorBlocks,
         }
     }
 }
@@ -150,6 +163,14 @@ impl ChunkParams {
     pub fn max_chunk(&self) -> u32 {
         match *self {
             ChunkParams::FastCdc { max_size, .. } => max_size,
+            ChunkParams::Fixed { size, .. } => size,
+        }
+    }
+
+    /// The block size of segments cut into fixed blocks: the average size, or the fixed size.
+    pub fn block_size(&self) -> u32 {
+        match *self {
+            ChunkParams::FastCdc { avg_size, .. } => avg_size,
             ChunkParams::Fixed { size, .. } => size,
         }
     }
@@ -242,6 +263,22 @@ impl Cutter {
         })
     }
 
+    /// The length of the next chunk of a segment cut into fixed blocks (see
+    /// [`LayoutMode::TensorBlocks`]) with `left` bytes left: a block, or all that is left when it
+    /// is at most a block, or when what a block would leave is shorter than the minimum object
+    /// and the whole fits in a maximum-size chunk.
+    pub fn block_cut(&self, left: u64) -> usize {
+        let block = u64::from(self.params.block_size());
+        let min = u64::from(self.params.min_object());
+        let max = u64::from(self.params.max_chunk());
+        let n = if left <= block || (left - block < min && left <= max) {
+            left
+        } else {
+            block
+        };
+        n as usize
+    }
+
     /// Cuts a whole in-memory segment; returns chunk lengths.
     pub fn cut_all(&self, mut data: &[u8]) -> Vec<usize> {
         let mut out = Vec::new();
@@ -260,6 +297,28 @@ pub struct Segment {
     pub len: u64,
     /// What the codec should assume about the bytes.
     pub hint: DataHint,
+    /// Cut into fixed blocks ([`Cutter::block_cut`]) instead of by the algorithm.
+    pub blocks: bool,
+}
+
+impl Segment {
+    /// A segment cut by the algorithm.
+    pub fn new(len: u64, hint: DataHint) -> Self {
+        Self {
+            len,
+            hint,
+            blocks: false,
+        }
+    }
+
+    /// A segment cut into fixed blocks.
+    pub fn blocks(len: u64, hint: DataHint) -> Self {
+        Self {
+            len,
+            hint,
+            blocks: true,
+        }
+    }
 }
 
 /// One chunk read from a file.
@@ -296,10 +355,7 @@ impl<R: Read> ChunkReader<R> {
     /// when `segments` is empty) form one final segment with no hint.
     pub fn new(reader: R, cutter: Cutter, segments: Vec<Segment>) -> Self {
         let mut segments: Vec<Segment> = segments.into_iter().filter(|s| s.len > 0).collect();
-        segments.push(Segment {
-            len: u64::MAX,
-            hint: DataHint::Unknown,
-        });
+        segments.push(Segment::new(u64::MAX, DataHint::Unknown));
         Self {
             reader,
             cutter,
@@ -325,6 +381,9 @@ impl<R: Read> ChunkReader<R> {
             let avail = self.filled - self.pos;
             let seg = self.segments[self.seg_idx];
             let seg_left = seg.len - self.seg_pos;
+            if seg.blocks {
+                return self.next_block(seg);
+            }
             let seg_complete = seg_left <= avail as u64;
             let window = if seg_complete {
                 seg_left as usize
@@ -374,172 +433,43 @@ impl<R: Read> ChunkReader<R> {
             }
         }
     }
+
+    /// The next fixed block of `seg` (the current segment): the bytes already buffered, the rest
+    /// read straight into the chunk's own buffer (no copy through the read buffer). A file that
+    /// ends early gives a short chunk, then the end.
+    fn next_block(&mut self, seg: Segment) -> io::Result<Option<RawChunk>> {
+        let n = self.cutter.block_cut(seg.len - self.seg_pos);
+        let mut data = vec![0u8; n];
+        let have = (self.filled - self.pos).min(n);
+        data[..have].copy_from_slice(&self.buf[self.pos..self.pos + have]);
+        self.pos += have;
+        let mut got = have;
+        while got < n && !self.eof {
+            match self.reader.read(&mut data[got..]) {
+                Ok(0) => self.eof = true,
+                Ok(k) => got += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if got == 0 {
+            return Ok(None);
+        }
+        data.truncate(got);
+        let chunk = RawChunk {
+            offset: self.offset,
+            data,
+            hint: seg.hint,
+        };
+        self.offset += got as u64;
+        self.seg_pos += got as u64;
+        if self.seg_pos == seg.len {
+            self.seg_idx += 1;
+            self.seg_pos = 0;
+        }
+        Ok(Some(chunk))
+    }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// Deterministic pseudo-random bytes (xorshift64*), the same on every platform.
-    pub(crate) fn seeded(len: usize, mut x: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
-
-    fn stream_lengths(data: &[u8], params: ChunkParams, segments: Vec<Segment>) -> Vec<usize> {
-        let mut r = ChunkReader::new(data, Cutter::new(params), segments);
-        let mut lens = Vec::new();
-        while let Some(c) = r.next_chunk().expect("read") {
-            lens.push(c.data.len());
-        }
-        lens
-    }
-
-    /// Golden cut points: these numbers are part of the on-disk format. If this test fails, the
-    /// chunker changed and old stores would stop deduplicating against new commits.
-    #[test]
-    fn golden_default_cdc_boundaries() {
-        let data = seeded(40 << 20, 0x4e53_4841_5244);
-        let lens = stream_lengths(&data, ChunkParams::default(), vec![]);
-        assert_eq!(lens.iter().sum::<usize>(), data.len());
-        // Same cut points as the crate's own iterator (FastCDC 2020, normalization level 1).
-        let reference: Vec<usize> =
-            v2020::FastCDC::new(&data, DEFAULT_MIN, DEFAULT_AVG, DEFAULT_MAX)
-                .map(|c| c.length)
-                .collect();
-        assert_eq!(lens, reference);
-        let small = ChunkParams::FastCdc {
-            min_size: 16 * 1024,
-            avg_size: 64 * 1024,
-            max_size: 256 * 1024,
-            layout: LayoutMode::None,
-        };
-        let small_lens = stream_lengths(&data[..1 << 20], small, vec![]);
-        assert_eq!(
-            (lens.clone(), small_lens[..8].to_vec()),
-            (GOLDEN_DEFAULT.to_vec(), GOLDEN_SMALL.to_vec()),
-            "chunk boundaries changed"
-        );
-    }
-
-    const GOLDEN_DEFAULT: &[usize] = &[
-        1811123, 1298348, 4648150, 2083290, 5567686, 12675142, 3165597, 2812321, 5688530, 2192853,
-    ];
-    const GOLDEN_SMALL: &[usize] = &[70923, 74150, 94479, 125386, 87184, 112123, 142396, 24474];
-
-    #[test]
-    fn streaming_equals_in_memory_and_respects_segments() {
-        let data = seeded(9 << 20, 7);
-        let p = ChunkParams::FastCdc {
-            min_size: 64 * 1024,
-            avg_size: 256 * 1024,
-            max_size: 1 << 20,
-            layout: LayoutMode::None,
-        };
-        assert_eq!(
-            stream_lengths(&data, p, vec![]),
-            Cutter::new(p).cut_all(&data)
-        );
-        let segs = vec![
-            Segment {
-                len: 1000,
-                hint: DataHint::Unknown,
-            },
-            Segment {
-                len: 3 << 20,
-                hint: DataHint::Float(2),
-            },
-        ];
-        let lens = stream_lengths(&data, p, segs);
-        assert_eq!(lens[0], 1000);
-        let mut acc = 0;
-        let mut boundary_hit = false;
-        for l in &lens {
-            acc += l;
-            boundary_hit |= acc == 1000 + (3 << 20);
-        }
-        assert!(boundary_hit, "no chunk ends at the segment boundary");
-        assert_eq!(acc, data.len());
-    }
-
-    /// Parameters written before layouts existed read as `none` and serialize back byte for byte,
-    /// so old manifests keep their ids and meaning.
-    #[test]
-    fn params_without_layout_read_as_none() {
-        let old = r#"{"algorithm":"fastcdc-2020","min_size":1048576,"avg_size":4194304,"max_size":16777216}"#;
-        let p: ChunkParams = serde_json::from_str(old).expect("old params");
-        assert_eq!(p.layout(), LayoutMode::None);
-        assert_eq!(p, ChunkParams::default().with_layout(LayoutMode::None));
-        assert_eq!(serde_json::to_string(&p).expect("json"), old);
-        let fixed: ChunkParams =
-            serde_json::from_str(r#"{"algorithm":"fixed","size":4194304}"#).expect("fixed");
-        assert_eq!(fixed.layout(), LayoutMode::None);
-        let new = serde_json::to_string(&ChunkParams::default()).expect("json");
-        assert!(new.ends_with(r#","layout":"tensor-aligned"}"#), "{new}");
-        assert_eq!(
-            serde_json::from_str::<ChunkParams>(&new).expect("new"),
-            ChunkParams::default()
-        );
-        for bad in [
-            r#"{"algorithm":"fixed","size":4194304,"layout":"diagonal"}"#,
-            r#"{"algorithm":"fixed","size":4194304,"layuot":"tensor-aligned"}"#,
-        ] {
-            assert!(serde_json::from_str::<ChunkParams>(bad).is_err(), "{bad}");
-        }
-    }
-
-    /// A reader that hands out at most `step` bytes per call (pipes, slow disks).
-    struct Trickle<'a>(&'a [u8], usize);
-    impl Read for Trickle<'_> {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            let n = self.0.len().min(out.len()).min(self.1);
-            out[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
-
-    #[test]
-    fn short_reads_cut_the_same() {
-        let data = seeded(5 << 20, 11);
-        let p = ChunkParams::FastCdc {
-            min_size: 64 * 1024,
-            avg_size: 256 * 1024,
-            max_size: 1 << 20,
-            layout: LayoutMode::None,
-        };
-        for step in [1000, 65_537, 3 << 20] {
-            let mut r = ChunkReader::new(Trickle(&data, step), Cutter::new(p), vec![]);
-            let mut got = Vec::new();
-            let mut joined = Vec::new();
-            while let Some(c) = r.next_chunk().expect("read") {
-                got.push(c.data.len());
-                joined.extend_from_slice(&c.data);
-            }
-            assert_eq!(got, Cutter::new(p).cut_all(&data), "step {step}");
-            assert_eq!(joined, data);
-        }
-    }
-
-    #[test]
-    fn fixed_blocks() {
-        let data = seeded(10_000, 1);
-        let lens = stream_lengths(
-            &data,
-            ChunkParams::Fixed {
-                size: 4096,
-                layout: LayoutMode::None,
-            },
-            vec![],
-        );
-        assert_eq!(lens, vec![4096, 4096, 1808]);
-        assert!(stream_lengths(&[], ChunkParams::default(), vec![]).is_empty());
-    }
-}
+pub(crate) mod tests;
