@@ -245,3 +245,48 @@ fn hostile_delta_listings_are_refused_with_nothing_written() {
         assert!(!repo.join("data").exists(), "{what}: data/ was created");
     }
 }
+
+#[test]
+fn diff_of_a_unit_shows_block_stats_for_large_modified_files() {
+    let repo = TestRepo::new();
+    std::fs::write(
+        repo.join(".shard/config.toml"),
+        "[chunking]\nalgorithm = \"fixed\"\nsize = 65536\n",
+    )
+    .expect("config");
+    let big = random_bytes(2 << 20, 1);
+    repo.write("data/big.bin", &big);
+    for i in 0..5 {
+        repo.write(&format!("data/s{i}.json"), &content(i, 1));
+    }
+    repo.ok(&["track", "--dir", "data"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    // One 64 KiB block of the large file changes; one small file too.
+    let mut changed = big.clone();
+    changed[100_000] ^= 0xff;
+    repo.write("data/big.bin", &changed);
+    repo.write("data/s1.json", &content(1, 2));
+    let d = repo.json(&["diff", "data"]);
+    let changes = d[0]["changes"].as_array().expect("changes");
+    let big_change = changes
+        .iter()
+        .find(|c| c["path"] == "big.bin")
+        .expect("big.bin listed");
+    let b = &big_change["blocks"];
+    assert_eq!(b["chunks_new"], 1, "{d}");
+    assert_eq!(b["chunks_reused"], 31, "{d}");
+    assert_eq!(b["bytes_new"], 65536, "{d}");
+    let small = changes
+        .iter()
+        .find(|c| c["path"] == "s1.json")
+        .expect("s1.json listed");
+    assert!(small.get("blocks").is_none(), "{d}");
+    let text = repo.ok(&["diff", "data"]);
+    assert!(
+        text.contains("31 of 32 blocks reused, 64.0 KiB new"),
+        "{text}"
+    );
+    // status stays cheap: it reads no block.
+    let st = repo.json(&["status", "data"]);
+    assert!(st[0]["changes"][0].get("blocks").is_none(), "{st}");
+}

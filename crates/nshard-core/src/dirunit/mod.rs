@@ -20,6 +20,7 @@ use crate::repo::Repo;
 mod checkout;
 mod commit;
 mod delta;
+mod diff;
 mod history;
 mod listing;
 mod pack;

@@ -24,7 +24,7 @@ pub enum DirChangeKind {
 }
 
 /// One changed file.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct DirChange {
     /// Path relative to the unit.
     pub path: String,
@@ -35,10 +35,14 @@ pub struct DirChange {
     /// Size in the listing, for a modified file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_size: Option<u64>,
+    /// For a large modified file (one stored as chunks on either side), its blocks compared
+    /// with the committed ones; only `diff` computes them (it reads the file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<crate::repo::BlockDiff>,
 }
 
 /// The state of a directory unit (or of a subtree of it).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct DirStatus {
     /// The unit's directory.
     pub path: RepoPath,
@@ -135,6 +139,7 @@ impl Repo {
                         kind: DirChangeKind::Removed,
                         size: e.size,
                         old_size: None,
+                        blocks: None,
                     });
                 }
                 std::cmp::Ordering::Greater => {
@@ -144,6 +149,7 @@ impl Repo {
                         kind: DirChangeKind::Added,
                         size: g.md.len(),
                         old_size: None,
+                        blocks: None,
                     });
                 }
                 std::cmp::Ordering::Equal => {
@@ -170,6 +176,7 @@ impl Repo {
                             kind: DirChangeKind::Modified,
                             size: g.md.len(),
                             old_size: Some(e.size),
+                            blocks: None,
                         });
                     }
                 }

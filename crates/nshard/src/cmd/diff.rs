@@ -94,7 +94,7 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
         }
         let mut rows = Vec::new();
         for (u, sub) in &units {
-            let st = repo.dir_status(u, sub.as_deref())?;
+            let st = repo.dir_diff(u, sub.as_deref())?;
             if a.json {
                 rows.push(serde_json::to_value(&st)?);
             } else {

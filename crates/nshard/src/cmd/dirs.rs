@@ -96,10 +96,18 @@ pub fn print_status(s: &DirStatus, limit: usize) -> Result<()> {
             DirChangeKind::Removed => "removed",
             DirChangeKind::Modified => "modified",
         };
-        let size = match c.old_size {
+        let mut size = match c.old_size {
             Some(old) if old != c.size => format!("{} -> {}", bytes(old), bytes(c.size)),
             _ => bytes(c.size),
         };
+        if let Some(b) = &c.blocks {
+            size += &format!(
+                "; {} of {} blocks reused, {} new",
+                b.chunks_reused,
+                b.chunks_reused + b.chunks_new,
+                bytes(b.bytes_new)
+            );
+        }
         per_file!(
             "    {what:<9} {}  ({size})",
             nshard_core::escape_path(&format!("{}/{}", s.path.as_str(), c.path))
