@@ -86,6 +86,15 @@ impl Encoder {
         }
     }
 
+    /// A new encoder whose plain zstd (for bytes with no float hint) uses `level` instead of
+    /// [`ZSTD_LEVEL`]; float planes are encoded as by [`Encoder::new`]. Readers decode any level.
+    pub fn with_level(level: i32) -> Self {
+        Self {
+            zstd: zstd::bulk::Compressor::new(level).expect("a valid zstd level"),
+            ..Self::new()
+        }
+    }
+
     /// Encodes `raw` into a fresh buffer (header + payload), choosing the codec from `hint`:
     /// 2- and 4-byte floats are split into byte planes (only the planes that pay are compressed),
     /// 1-byte floats are entropy-coded as one plane, anything else gets level-1 zstd. Whatever

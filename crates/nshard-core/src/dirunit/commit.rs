@@ -257,7 +257,8 @@ impl Repo {
             if p.manifest.listing == full_id && !store.has(&full_id) {
                 store.put_trusted(
                     &full_id,
-                    &Encoder::new().encode(&full_bytes, DataHint::Unknown),
+                    &Encoder::with_level(super::PACK_ZSTD_LEVEL)
+                        .encode(&full_bytes, DataHint::Unknown),
                 )?;
             }
             self.store_dir_manifest_object(p)?;
@@ -270,7 +271,7 @@ impl Repo {
             full_bytes.len(),
         )
         .unwrap_or((full_bytes, full_id));
-        let mut enc = Encoder::new();
+        let mut enc = Encoder::with_level(super::PACK_ZSTD_LEVEL);
         let mut new_objects = packer.new_objects + chunk_objects;
         let mut stored_bytes = packer.stored_bytes + chunk_stored;
         let lenc = enc.encode(&lbytes, DataHint::Unknown);

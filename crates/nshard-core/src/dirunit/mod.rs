@@ -41,6 +41,11 @@ pub const DIR_FORMAT: &str = "neuroshard.dir/1";
 pub const PACK_FILE_MAX: u64 = 1 << 20;
 /// A pack is closed once it holds this many bytes.
 pub const PACK_TARGET: u64 = 4 << 20;
+/// zstd level of packs. Level 1 (the default of chunks) suits float weights, where higher levels
+/// gain nothing; packs hold small files of every kind (text, CSV, JSON, small binaries), where
+/// level 3 is measured 8 % smaller than level 1 on bench/gen_dataset.py's 1 KB files in 4 MiB
+/// packs (11.18 MB against 12.15 MB for 20 MB), for about 30 % more compression time.
+const PACK_ZSTD_LEVEL: i32 = 3;
 /// Default of `dir_threshold`: `nshard track DIR` makes a directory one unit when it holds at
 /// least this many files.
 pub const DEFAULT_DIR_THRESHOLD: usize = 1000;

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::store::LocalStore;
 
-use super::{PackRef, PACK_TARGET};
+use super::{PackRef, PACK_TARGET, PACK_ZSTD_LEVEL};
 
 /// Collects small files into packs and stores each pack when it is full.
 pub(crate) struct PackWriter<'a> {
@@ -28,7 +28,7 @@ impl<'a> PackWriter<'a> {
         Self {
             store,
             buf: Vec::new(),
-            enc: Encoder::new(),
+            enc: Encoder::with_level(PACK_ZSTD_LEVEL),
             done: Vec::new(),
             new_objects: 0,
             new_bytes: 0,
