@@ -25,7 +25,7 @@
 # The server is started as a deployment expecting this many clients would: the open-files limit
 # raised to the hard limit (`ulimit -n`; the server raises it too) and `--max-connections
 # MAX_CONNECTIONS` (4096) so 256 + 500 connections fit; other limits at their defaults
-# (SERVE_ARGS adds flags).
+# (SERVE_ARGS adds flags; SERVE_ENV="NAME=VALUE …" sets environment variables of the server only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-64}
@@ -69,7 +69,7 @@ rm ref.bin
 ulimit -n "$(ulimit -Hn)"
 mkdir store
 # shellcheck disable=SC2086
-"$NSHARD" serve --listen 127.0.0.1:0 --store "$W/store" --max-connections "$MAX_CONNECTIONS" \
+${SERVE_ENV:+env $SERVE_ENV} "$NSHARD" serve --listen 127.0.0.1:0 --store "$W/store" --max-connections "$MAX_CONNECTIONS" \
   ${SERVE_ARGS:-} >serve.out 2>serve.log &
 SERVER_PID=$!
 for _ in $(seq 1 300); do grep -q '^listening on ' serve.out && break; sleep 0.1; done

@@ -13,7 +13,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | `id`, `codec` | object ids (SHA-256) and the encoded object format (raw, zstd, byte-grouped floats) |
-//! | `chunk` | content-defined and fixed cutting |
+//! | `chunk` | content-defined and fixed cutting, the streaming chunk reader |
 //! | `formats` | file formats (safetensors, PyTorch zip, GGUF): parse once, plan tensor-aligned cuts |
 //! | `ingest` | the one read → cut → hash (→ store) pipeline used by commit, diff and verify |
 //! | `manifest` | the manifest format, its validation and tensor digests |
@@ -22,6 +22,7 @@
 //! | `store` | the local object store (with its page-cache-bypassing writer) |
 //! | `staged` | uploads staged to a file and verified before they become visible |
 //! | `repo` | the repository and every command's logic |
+//! | `dirunit` | directories versioned as one unit: listings, packs of small files, their commit, checkout, status and history |
 //! | `git` | reading git (what history reaches), `.gitignore` blocks, hooks |
 //! | `remote` | the [`Store`] contract and its backends: directory, HTTP, S3 |
 //! | [`protocol`] | protocol v1's routes and JSON bodies, shared by server and client |

@@ -22,6 +22,9 @@ pub struct AppError {
     pub message: String,
     /// Seconds after which a retry may succeed (429/503).
     pub retry_after: Option<u32>,
+    /// The request body was not read to its end: the response says `Connection: close` (and the
+    /// connection is closed), so the client does not send its next request on it.
+    pub close: bool,
 }
 
 impl AppError {
@@ -32,7 +35,14 @@ impl AppError {
             code,
             message: message.into(),
             retry_after: None,
+            close: false,
         }
+    }
+
+    /// The same error, closing the connection unless `drained` (the body was read to its end).
+    pub fn closing_unless(mut self, drained: bool) -> Self {
+        self.close = !drained;
+        self
     }
 
     /// 400.
@@ -74,6 +84,10 @@ impl IntoResponse for AppError {
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

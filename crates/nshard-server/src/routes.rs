@@ -73,20 +73,29 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> Result<ObjectId, AppError>
 pub(crate) const DRAIN_MAX_BYTES: u64 = 16 << 20;
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Reads and discards up to `budget` bytes of `body`, for at most [`DRAIN_MAX_TIME`].
-pub(crate) async fn drain(mut body: Body, mut budget: u64) {
-    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async move {
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Ok(data) = frame.into_data() {
-                let n = data.len() as u64;
-                if n > budget {
-                    return;
+/// Reads and discards up to `budget` bytes of `body`, for at most [`DRAIN_MAX_TIME`]. Returns
+/// whether the body was read to its end (if not, the refusal must close the connection:
+/// [`AppError::closing_unless`]).
+pub(crate) async fn drain(mut body: Body, mut budget: u64) -> bool {
+    tokio::time::timeout(DRAIN_MAX_TIME, async move {
+        loop {
+            match body.frame().await {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        let n = data.len() as u64;
+                        if n > budget {
+                            return false;
+                        }
+                        budget -= n;
+                    }
                 }
-                budget -= n;
             }
         }
     })
-    .await;
+    .await
+    .unwrap_or(false)
 }
 
 /// The error for a request body over `limit` bytes (`n`: its size, or what is known of it).
@@ -109,10 +118,8 @@ pub(crate) async fn declared_length(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(n) = declared.filter(|&n| n > limit) {
-        if n <= DRAIN_MAX_BYTES {
-            drain(body, n).await;
-        }
-        return Err(body_too_large(&n, limit));
+        let drained = n <= DRAIN_MAX_BYTES && drain(body, n).await;
+        return Err(body_too_large(&n, limit).closing_unless(drained));
     }
     Ok((declared, body))
 }
@@ -132,8 +139,10 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8
         })?;
         if let Ok(data) = frame.into_data() {
             if (out.len() + data.len()) as u64 > limit {
-                drain(body, DRAIN_MAX_BYTES).await;
-                return Err(body_too_large(&format!("more than {limit}"), limit));
+                let drained = drain(body, DRAIN_MAX_BYTES).await;
+                return Err(
+                    body_too_large(&format!("more than {limit}"), limit).closing_unless(drained)
+                );
             }
             out.extend_from_slice(&data);
         }
@@ -314,7 +323,7 @@ pub async fn put_object(
         // Read (and discard, within bounds) the body first, as for a 413: a refusal sent while
         // the client is still sending reaches it as "broken pipe" or a closed connection, not
         // as the 429 that tells it to retry.
-        drain(body, DRAIN_MAX_BYTES).await;
+        let drained = drain(body, DRAIN_MAX_BYTES).await;
         let mut e = AppError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_uploads",
@@ -324,7 +333,7 @@ pub async fn put_object(
             ),
         );
         e.retry_after = Some(1);
-        return Err(e);
+        return Err(e.closing_unless(drained));
     };
     let staged = crate::upload::receive(
         &headers,

@@ -69,8 +69,10 @@ pub async fn receive(
         if let Ok(data) = frame.into_data() {
             total += data.len() as u64;
             if total > limit {
-                drain(body, DRAIN_MAX_BYTES).await;
-                return Err(body_too_large(&format!("more than {limit}"), limit));
+                let drained = drain(body, DRAIN_MAX_BYTES).await;
+                return Err(
+                    body_too_large(&format!("more than {limit}"), limit).closing_unless(drained)
+                );
             }
             buf.extend_from_slice(&data);
             if buf.len() >= STAGE_BLOCK {

@@ -359,3 +359,39 @@ fn a_client_that_stops_reading_a_get_is_cut_off_and_frees_its_slot() {
         first.len() + rest.len()
     );
 }
+
+/// A refusal sent before the body was read to its end says `Connection: close` and closes: a
+/// client that had pushed its body into socket buffers would otherwise take the connection for
+/// reusable, and its next request on it (a GET, in the load benchmark's mix) would fail with
+/// "connection closed before message completed".
+#[test]
+fn a_refusal_that_leaves_the_body_unread_closes_the_connection() {
+    let d = tempfile::tempdir().expect("tmp");
+    let s = Served::start(
+        &d.path().join("store"),
+        &["--max-object-size", "50000"],
+        &[],
+    );
+    let (id, _) = object(1000, 3);
+    // Declares more than the server drains (16 MiB) and sends none of it, keep-alive.
+    let mut c = raw_connect(&s.addr);
+    let head = format!(
+        "PUT /v1/objects/{id} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+        s.addr,
+        40u64 << 20
+    );
+    c.write_all(head.as_bytes()).expect("head");
+    let resp = String::from_utf8_lossy(&wait_closed(&mut c, "the refused upload's connection"))
+        .to_lowercase();
+    assert!(resp.starts_with("http/1.1 413"), "{resp}");
+    assert!(resp.contains("\r\nconnection: close\r\n"), "{resp}");
+    // A refusal whose body was read in full keeps the connection usable (no close).
+    let (big, enc) = object(60_000, 4);
+    let r = client()
+        .put(s.at(&format!("/v1/objects/{big}")))
+        .body(enc)
+        .send()
+        .expect("PUT");
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.headers().get("connection").is_none(), "{:?}", r.headers());
+}

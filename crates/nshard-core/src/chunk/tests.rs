@@ -157,3 +157,29 @@ fn fixed_blocks() {
     assert_eq!(lens, vec![4096, 4096, 1808]);
     assert!(stream_lengths(&[], ChunkParams::default(), vec![]).is_empty());
 }
+
+/// A dropped chunk's buffer is filled again by the next one (no fresh allocation per chunk), with
+/// no stale bytes, and chunks still alive keep their own buffers.
+#[test]
+fn buffers_of_dropped_chunks_are_reused() {
+    let data = seeded(3 << 20, 21);
+    let p = ChunkParams::Fixed {
+        size: 64 * 1024,
+        layout: LayoutMode::None,
+    };
+    let mut r = ChunkReader::new(&data[..], Cutter::new(p), vec![]);
+    let first = r.next_chunk().expect("read").expect("chunk");
+    let first_ptr = first.data.as_ptr();
+    let kept = r.next_chunk().expect("read").expect("chunk");
+    assert_ne!(kept.data.as_ptr(), first_ptr);
+    drop(first);
+    let mut joined = Vec::new();
+    let mut reused = 0;
+    while let Some(c) = r.next_chunk().expect("read") {
+        reused += usize::from(c.data.as_ptr() == first_ptr);
+        joined.extend_from_slice(&c.data);
+    }
+    assert!(reused > 0, "no buffer was reused");
+    assert_eq!(kept.data, data[64 * 1024..128 * 1024]);
+    assert!(joined == data[128 * 1024..], "bytes differ");
+}
