@@ -34,7 +34,7 @@ use crate::manifest::{ChunkRef, TensorEntry};
 use crate::progress::Progress;
 use crate::repo::statcache::StatKey;
 use crate::store::DirectBuf;
-use crate::store::{LocalStore, StagedObject};
+use crate::store::LocalStore;
 
 /// What to do with one file.
 pub(crate) struct Options<'a> {
@@ -199,14 +199,16 @@ fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
     type Job = (usize, Arc<RawChunk>, Option<mpsc::SyncSender<ObjectId>>);
     // (index, chunk ref, newly stored, encoded bytes written)
     type Done = Result<(usize, ChunkRef, bool, u64)>;
-    type ToSync = (usize, ChunkRef, StagedObject, u64);
+    // (index, chunk ref, encoded bytes): written, fsynced and renamed by a syncer.
+    type ToSync = (usize, ChunkRef, Vec<u8>);
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(workers);
     let job_rx = Mutex::new(job_rx);
     let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<RawChunk>>(2);
     let (done_tx, done_rx) = mpsc::channel::<Done>();
-    // New objects are written unsynced by the workers and fsynced + renamed into place by the
-    // syncers, so that hashing and compression go on while the disk catches up. Each fan-out
-    // directory is fsynced once at the end, before a manifest can refer to its objects.
+    // New objects are encoded by the workers and written (bypassing the page cache, so each
+    // write waits for the disk), fsynced and renamed into place by the syncers, so that hashing
+    // and compression go on while the disk catches up. Each fan-out directory is fsynced once at
+    // the end, before a manifest can refer to its objects.
     let (sync_tx, sync_rx) = mpsc::sync_channel::<ToSync>(SYNC_QUEUE);
     let sync_rx = Mutex::new(sync_rx);
     let layout: Option<&Layout> = plan.layout();
@@ -218,19 +220,31 @@ fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
             }
             h.finish()
         });
-        if store.is_some() {
+        if let Some(st) = store {
             for _ in 0..SYNCERS {
-                let (sync_rx, done_tx) = (&sync_rx, done_tx.clone());
-                s.spawn(move || loop {
-                    let next = sync_rx.lock().expect("sync queue lock").recv();
-                    let Ok((idx, cref, staged, len)) = next else {
-                        break;
-                    };
-                    let r = staged
-                        .persist()
-                        .map(|new| (idx, cref, new, if new { len } else { 0 }));
-                    if done_tx.send(r).is_err() {
-                        break;
+                let (sync_rx, done_tx, abort) = (&sync_rx, done_tx.clone(), &abort);
+                s.spawn(move || {
+                    let mut dbuf = DirectBuf::default();
+                    loop {
+                        let next = sync_rx.lock().expect("sync queue lock").recv();
+                        let Ok((idx, cref, bytes)) = next else {
+                            break;
+                        };
+                        let len = bytes.len() as u64;
+                        let r = match st.stage(&cref.id, &bytes, &mut dbuf) {
+                            Ok(Some(staged)) => staged
+                                .persist()
+                                .map(|new| (idx, cref, new, if new { len } else { 0 })),
+                            // Another writer stored it meanwhile.
+                            Ok(None) => Ok((idx, cref, false, 0)),
+                            Err(e) => Err(e),
+                        };
+                        if r.is_err() {
+                            abort.store(true, Ordering::Relaxed);
+                        }
+                        if done_tx.send(r).is_err() {
+                            break;
+                        }
                     }
                 });
             }
@@ -273,7 +287,6 @@ fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
                 (&job_rx, done_tx.clone(), sync_tx.clone(), &abort);
             s.spawn(move || {
                 let mut enc = Encoder::new();
-                let mut dbuf = DirectBuf::default();
                 loop {
                     let job = job_rx.lock().expect("job queue lock").recv();
                     let Ok((idx, chunk, id_tx)) = job else { break };
@@ -289,22 +302,12 @@ fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
                         // Capacity 1 and sent once: never blocks.
                         let _ = tx.try_send(cref.id);
                     }
-                    let staged = match store {
+                    let sent = match store {
                         Some(st) if !st.has(&cref.id) => {
                             let bytes = enc.encode(&chunk.data, chunk.hint);
-                            let len = bytes.len() as u64;
-                            st.stage(&cref.id, &bytes, &mut dbuf)
-                                .map(|s| s.map(|s| (s, len)))
+                            sync_tx.send((idx, cref, bytes)).is_ok()
                         }
-                        _ => Ok(None),
-                    };
-                    let sent = match staged {
-                        Ok(Some((st, len))) => sync_tx.send((idx, cref, st, len)).is_ok(),
-                        Ok(None) => done_tx.send(Ok((idx, cref, false, 0))).is_ok(),
-                        Err(e) => {
-                            abort.store(true, Ordering::Relaxed);
-                            done_tx.send(Err(e)).is_ok()
-                        }
+                        _ => done_tx.send(Ok((idx, cref, false, 0))).is_ok(),
                     };
                     if !sent {
                         break;
