@@ -3,7 +3,7 @@
 //!
 //! One file goes: plan (the format's header, parsed once: tensor-aligned segments) → cut (the
 //! calling thread reads and cuts) → chunk ids (a pool of workers; with a store, they also encode
-//! and stage the chunks the store lacks, and syncer threads fsync and rename them into place) →
+//! the chunks the store lacks, and syncer threads write, fsync and rename them into place) →
 //! whole-file SHA-256 (one thread, over the chunks in order) → tensor table (one thread, taking
 //! each chunk's id from its worker, so that a tensor cut into chunks of its own is identified by
 //! their ids and its bytes are hashed twice in all, not three times). Queues are bounded, so memory stays bounded by a few
@@ -187,7 +187,7 @@ struct Run {
 }
 
 /// The pipeline: cut on this thread, whole-file hash on one thread, tensor table on another,
-/// chunk ids (+ encode and stage) on the workers, fsync + rename on the syncers.
+/// chunk ids (+ encode) on the workers, write + fsync + rename on the syncers.
 fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
     let store = opts.store;
     let workers = std::thread::available_parallelism()
