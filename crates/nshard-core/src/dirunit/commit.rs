@@ -138,6 +138,7 @@ impl Repo {
         let (mut chunk_objects, mut chunk_new, mut chunk_stored) = (0usize, 0u64, 0u64);
         let total: u64 = found.iter().map(|f| f.md.len()).sum();
         progress.start(unit.as_str(), total);
+        let mut chunk_ids: Vec<ObjectId> = Vec::new();
         for f in &found {
             let full = format!("{}/{}", unit.as_str(), f.rel);
             let old = prev_by_path.get(f.rel.as_str()).copied();
@@ -185,8 +186,11 @@ impl Repo {
                         store: Some(store),
                         progress: &crate::progress::NoProgress,
                         label: &full,
+                        // Once for the whole unit, below.
+                        sync_dirs: false,
                     },
                 )?;
+                chunk_ids.extend(got.chunks.iter().map(|c| c.id));
                 chunk_objects += got.chunks_new;
                 chunk_new += got.new_bytes;
                 chunk_stored += got.stored_bytes;
@@ -218,6 +222,9 @@ impl Repo {
             ));
         }
         packer.flush()?;
+        // The fan-out directories of the large files' chunks, each once, before the listing can
+        // name them.
+        crate::ingest::sync_dirs(store, &chunk_ids)?;
         progress.finish();
         let removed = prev_by_path.len() + added - entries.len();
         // The packs table, in order of first use.

@@ -73,6 +73,7 @@ impl Repo {
                     store: None,
                     progress: &crate::progress::NoProgress,
                     label: &full,
+                    sync_dirs: true,
                 },
             )?;
             let new: Vec<(ObjectId, u64)> = got.chunks.iter().map(|k| (k.id, k.size)).collect();

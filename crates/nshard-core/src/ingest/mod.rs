@@ -46,6 +46,12 @@ pub(crate) struct Options<'a> {
     pub progress: &'a dyn Progress,
     /// The label (the file's repository path).
     pub label: &'a str,
+    /// Fsync the fan-out directories of the file's new objects before returning. A caller that
+    /// ingests many files passes `false` and calls [`sync_dirs`] once for all their chunks before
+    /// anything durable names them (each object is fsynced before it is renamed into place either
+    /// way; an entry lost in a crash before the directory fsync is a missing object, re-stored by
+    /// the next commit, never a partial one).
+    pub sync_dirs: bool,
 }
 
 /// Why a file has no tensor table.
@@ -382,8 +388,8 @@ fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
             .into_iter()
             .map(|c| c.expect("every chunk was processed"))
             .collect();
-        if let Some(store) = store {
-            sync_dirs(store, &chunks)?;
+        if let Some(store) = store.filter(|_| opts.sync_dirs) {
+            sync_dirs(store, chunks.iter().map(|c| &c.id))?;
         }
         Ok(Run {
             chunks,
@@ -401,10 +407,13 @@ fn run(file: File, plan: &Plan, opts: &Options<'_>) -> Result<Run> {
 /// commit renamed into place without reaching its directory fsync: fsyncs each fan-out directory
 /// involved (at most 256, cheap when clean) and `objects/` itself, which may have gained fan-out
 /// directories.
-fn sync_dirs(store: &LocalStore, chunks: &[ChunkRef]) -> Result<()> {
-    let dirs: BTreeSet<PathBuf> = chunks
-        .iter()
-        .filter_map(|c| store.path_of(&c.id).parent().map(PathBuf::from))
+pub(crate) fn sync_dirs<'a>(
+    store: &LocalStore,
+    ids: impl IntoIterator<Item = &'a ObjectId>,
+) -> Result<()> {
+    let dirs: BTreeSet<PathBuf> = ids
+        .into_iter()
+        .filter_map(|id| store.path_of(id).parent().map(PathBuf::from))
         .collect();
     for dir in &dirs {
         fsutil::sync_dir(dir)?;

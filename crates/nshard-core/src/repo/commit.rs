@@ -187,6 +187,7 @@ impl Repo {
                 store: Some(&self.store),
                 progress,
                 label: path.as_str(),
+                sync_dirs: true,
             },
         )?;
         let md1 = &stored.metadata;

@@ -352,6 +352,7 @@ impl Repo {
                 store: None,
                 progress,
                 label: path.as_str(),
+                sync_dirs: true,
             },
         )
     }
