@@ -10,7 +10,7 @@ use nshard_core::Error;
 use nshard_core::RefUpdate;
 use nshard_core::RepoPath;
 use nshard_core::{CheckoutOptions, CheckoutOutcome, PathFilter, Repo};
-use nshard_core::{PullOptions, PushOptions, PushScope, Retry, TransferOptions};
+use nshard_core::{PushOptions, PushScope, Retry, TransferOptions};
 
 use super::remote::{label, objects, runtime};
 use crate::output::Ctx;
@@ -245,58 +245,18 @@ fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
         }
     }
     let bar = ctx.progress(false);
-    let mut unavailable: BTreeSet<RepoPath> = BTreeSet::new();
+    let mut unavailable = BTreeSet::new();
     if !need_data.is_empty() {
-        match repo.resolve_remote(None, &ctx.cwd) {
-            Err(Error::NoRemote) => {
-                eprintln!(
-                    "nshard: {} file(s) need data the local store lacks and no default remote is \
-                     configured; run `nshard pull --checkout --remote URL`",
-                    need_data.len()
-                );
-                unavailable.extend(need_data.iter().cloned());
-                failed = true;
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {
-                let r = runtime()?.block_on(async {
-                    let (resolved, store) = super::remote::open(repo, ctx, None).await?;
-                    let report = nshard_core::pull(
-                        repo,
-                        &store,
-                        &PullOptions {
-                            paths: need_data.clone(),
-                            dirs: Vec::new(),
-                            version: None,
-                            all_versions: false,
-                            transfer: TransferOptions {
-                                jobs: nshard_core::DEFAULT_JOBS.into(),
-                                retry: Retry::default(),
-                                progress: &bar,
-                            },
-                        },
-                    )
-                    .await?;
-                    anyhow::Ok((resolved, report))
-                });
-                match r {
-                    Ok((_, report)) => {
-                        for f in &report.files {
-                            if let Err(e) = &f.result {
-                                eprintln!("nshard: {}: {e}", f.path);
-                                unavailable.insert(f.path.clone());
-                                failed = true;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("nshard: could not pull the changed files' data: {e:#}");
-                        unavailable.extend(need_data.iter().cloned());
-                        failed = true;
-                    }
-                }
-            }
-        }
+        let (lacking, pull_failed) = super::hook_units::pull_missing(
+            ctx,
+            repo,
+            &bar,
+            need_data,
+            Vec::new(),
+            ("file(s)", "files'", ""),
+        )?;
+        unavailable = lacking;
+        failed |= pull_failed;
     }
     let ready: Vec<RepoPath> = paths
         .into_iter()
