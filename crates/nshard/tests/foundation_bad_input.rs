@@ -5,10 +5,9 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, TestRepo};
+use common::{random_bytes, walk, TestRepo};
 use nshard_core::{DataHint, Encoder};
 
 const MIB: usize = 1024 * 1024;
@@ -23,26 +22,6 @@ fn assert_refused(repo: &TestRepo, manifest_rel: &str, body: &[u8], why: &str) {
     let st = repo.json_exit(&["status"], 1);
     assert_eq!(st[0]["state"], "invalid", "{st}");
     fs::remove_file(repo.join(manifest_rel)).expect("rm");
-}
-
-fn walk(root: &Path) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).expect("ls") {
-            let e = e.expect("entry");
-            let md = fs::symlink_metadata(e.path()).expect("md");
-            if md.is_dir() {
-                if e.file_name() != "cache" {
-                    stack.push(e.path());
-                }
-            } else {
-                out.push((e.path().display().to_string(), md.len()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

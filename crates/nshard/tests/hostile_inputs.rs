@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, TestRepo};
+use common::{random_bytes, walk, TestRepo};
 
 /// Every command must finish well within this (they take well under a second); a command still
 /// running after it is hanging (on a FIFO) and fails the test.
@@ -42,27 +42,6 @@ fn bounded(dir: &Path, args: &[&str]) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Every file under `root` (but `.shard/cache`) with its size.
-fn walk(root: &Path) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).expect("ls") {
-            let e = e.expect("entry");
-            let md = fs::symlink_metadata(e.path()).expect("md");
-            if md.is_dir() {
-                if e.file_name() != "cache" {
-                    stack.push(e.path());
-                }
-            } else {
-                out.push((e.path().display().to_string(), md.len()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn count_objects(repo: &TestRepo) -> usize {

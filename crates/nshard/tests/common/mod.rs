@@ -154,6 +154,28 @@ impl TestRepo {
     }
 }
 
+/// Every file under `root` (directories named `cache`, such as `.shard/cache`, skipped) with its
+/// size, sorted: compare two calls to see that a command wrote nothing.
+pub fn walk(root: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("ls") {
+            let e = e.expect("entry");
+            let md = std::fs::symlink_metadata(e.path()).expect("md");
+            if md.is_dir() {
+                if e.file_name() != "cache" {
+                    stack.push(e.path());
+                }
+            } else {
+                out.push((e.path().display().to_string(), md.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Runs `git args…` in `dir` with a fixed identity; panics with git's message if it fails.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
