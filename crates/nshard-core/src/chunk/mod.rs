@@ -311,15 +311,6 @@ impl Segment {
             blocks: false,
         }
     }
-
-    /// A segment cut into fixed blocks.
-    pub fn blocks(len: u64, hint: DataHint) -> Self {
-        Self {
-            len,
-            hint,
-            blocks: true,
-        }
-    }
 }
 
 /// One chunk read from a file. Its buffer goes back to the reader that made it when it is
@@ -421,12 +412,12 @@ impl<R: Read> ChunkReader<R> {
     /// The next chunk, or `None` at the end of the input.
     pub fn next_chunk(&mut self) -> io::Result<Option<RawChunk>> {
         loop {
-            let avail = self.filled - self.pos;
             let seg = self.segments[self.seg_idx];
-            let seg_left = seg.len - self.seg_pos;
             if seg.blocks {
                 return self.next_block(seg);
             }
+            let avail = self.filled - self.pos;
+            let seg_left = seg.len - self.seg_pos;
             let seg_complete = seg_left <= avail as u64;
             let window = if seg_complete {
                 seg_left as usize
@@ -439,20 +430,8 @@ impl<R: Read> ChunkReader<R> {
             ) {
                 let mut data = self.recycler.take(n);
                 data.copy_from_slice(&self.buf[self.pos..self.pos + n]);
-                let chunk = RawChunk {
-                    offset: self.offset,
-                    data,
-                    hint: seg.hint,
-                    recycler: self.recycler.clone(),
-                };
                 self.pos += n;
-                self.offset += n as u64;
-                self.seg_pos += n as u64;
-                if self.seg_pos == seg.len {
-                    self.seg_idx += 1;
-                    self.seg_pos = 0;
-                }
-                return Ok(Some(chunk));
+                return Ok(Some(self.emit(data, seg.hint)));
             }
             if self.eof {
                 return Ok(None);
@@ -501,19 +480,25 @@ impl<R: Read> ChunkReader<R> {
             return Ok(None);
         }
         data.truncate(got);
+        Ok(Some(self.emit(data, seg.hint)))
+    }
+
+    /// Hands out `data` as the next chunk of the current segment and moves past it.
+    fn emit(&mut self, data: Vec<u8>, hint: DataHint) -> RawChunk {
+        let n = data.len() as u64;
         let chunk = RawChunk {
             offset: self.offset,
             data,
-            hint: seg.hint,
+            hint,
             recycler: self.recycler.clone(),
         };
-        self.offset += got as u64;
-        self.seg_pos += got as u64;
-        if self.seg_pos == seg.len {
+        self.offset += n;
+        self.seg_pos += n;
+        if self.seg_pos == self.segments[self.seg_idx].len {
             self.seg_idx += 1;
             self.seg_pos = 0;
         }
-        Ok(Some(chunk))
+        chunk
     }
 }
 
