@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::listing::{FileEntry, Listing, PackRef, MAX_DIR_FILES, MAX_LISTING_BYTES};
+use super::listing::{FileEntry, Listing, PackRef, MAX_DIR_FILES};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::path::RepoPath;
@@ -64,14 +64,8 @@ impl ListingDelta {
             path: what.into(),
             reason,
         };
-        if bytes.len() as u64 > MAX_LISTING_BYTES {
-            return Err(invalid(format!(
-                "{} bytes, over the {MAX_LISTING_BYTES}-byte limit",
-                bytes.len()
-            )));
-        }
-        let d: ListingDelta = serde_json::from_slice(bytes)
-            .map_err(|e| invalid(format!("not a delta listing: {e}")))?;
+        let d: ListingDelta =
+            super::listing::parse_bounded(bytes, "a delta listing").map_err(invalid)?;
         if d.format != DELTA_FORMAT {
             return Err(invalid(format!("unknown delta format {:?}", d.format)));
         }

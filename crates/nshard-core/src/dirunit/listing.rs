@@ -118,14 +118,7 @@ impl Listing {
             path: what.into(),
             reason,
         };
-        if bytes.len() as u64 > MAX_LISTING_BYTES {
-            return Err(invalid(format!(
-                "{} bytes, over the {MAX_LISTING_BYTES}-byte limit",
-                bytes.len()
-            )));
-        }
-        let l: Listing =
-            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a listing: {e}")))?;
+        let l: Listing = parse_bounded(bytes, "a listing").map_err(invalid)?;
         l.validate(unit, max_files).map_err(invalid)?;
         Ok(l)
     }
@@ -340,6 +333,22 @@ impl Listing {
         }
         out
     }
+}
+
+/// Parses `bytes` as JSON of a listing object (`noun` in the message: "a listing", "a delta
+/// listing"), refusing more than [`MAX_LISTING_BYTES`] first. Errors are reasons, for the
+/// caller's `InvalidManifest`.
+pub(super) fn parse_bounded<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    noun: &str,
+) -> std::result::Result<T, String> {
+    if bytes.len() as u64 > MAX_LISTING_BYTES {
+        return Err(format!(
+            "{} bytes, over the {MAX_LISTING_BYTES}-byte limit",
+            bytes.len()
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| format!("not {noun}: {e}"))
 }
 
 #[cfg(test)]
