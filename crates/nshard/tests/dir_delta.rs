@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::serve::{walkdir, Served};
-use common::{git, ok, random_bytes, TestRepo};
-use nshard_core::{is_delta, DataHint, Encoder, ListingDelta, LocalStore, ObjectId};
+use common::{git, ok, put_object, random_bytes, read_tree, TestRepo};
+use nshard_core::{is_delta, ListingDelta, LocalStore, ObjectId};
 
 /// Text-like content for file `i` of generation `gen`.
 fn content(i: usize, gen: u64) -> Vec<u8> {
@@ -27,20 +27,6 @@ fn objects_bytes(store: &Path) -> u64 {
         .filter(|p| p.is_file())
         .map(|p| std::fs::metadata(p).expect("stat").len())
         .sum()
-}
-
-fn read_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    walkdir(&root.join("data"))
-        .into_iter()
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let rel = p.strip_prefix(root).expect("under root");
-            (
-                rel.to_string_lossy().into_owned(),
-                std::fs::read(&p).expect("read"),
-            )
-        })
-        .collect()
 }
 
 fn store_of(repo: &Path) -> LocalStore {
@@ -81,7 +67,7 @@ fn three_versions() -> Versions {
         .expect("v1 listing size");
     git(repo.path(), &["add", "-A"]);
     git(repo.path(), &["commit", "-q", "-m", "data v1"]);
-    let mut trees = vec![read_tree(repo.path())];
+    let mut trees = vec![read_tree(repo.path(), "data")];
 
     for i in (0..N).step_by(100) {
         repo.write(&format!("data/p{}/f{i:04}.json", i % 8), &content(i, 2));
@@ -90,14 +76,14 @@ fn three_versions() -> Versions {
     repo.ok(&["commit", "-m", "v2"]);
     let v2_bytes = objects_bytes(&repo.join(".shard")) - before;
     git(repo.path(), &["commit", "-q", "-am", "data v2"]);
-    trees.push(read_tree(repo.path()));
+    trees.push(read_tree(repo.path(), "data"));
 
     repo.write("data/new/added.json", &content(9999, 3));
     std::fs::remove_file(repo.join("data/p1/f0001.json")).expect("rm");
     repo.write("data/p2/f0002.json", &content(2, 3));
     repo.ok(&["commit", "-m", "v3"]);
     git(repo.path(), &["commit", "-q", "-am", "data v3"]);
-    trees.push(read_tree(repo.path()));
+    trees.push(read_tree(repo.path(), "data"));
     (repo, trees, [full_listing, v1_bytes, v2_bytes])
 }
 
@@ -146,7 +132,7 @@ fn a_one_percent_change_stores_a_small_delta_and_the_chain_travels() {
         );
         let b = clone.path().join("b");
         ok(&b, &["pull", "--remote", url, "--checkout"]);
-        assert_eq!(read_tree(&b), trees[2], "{url}");
+        assert_eq!(read_tree(&b, "data"), trees[2], "{url}");
         for id in [v3_id, v3.base, v2.base] {
             assert!(store_of(&b).has(&id), "{url}: listing {id} not pulled");
         }
@@ -158,23 +144,14 @@ fn a_one_percent_change_stores_a_small_delta_and_the_chain_travels() {
         ok(&b, &["verify"]);
         std::fs::remove_dir_all(b.join("data")).expect("rm");
         ok(&b, &["checkout", "data"]);
-        assert_eq!(read_tree(&b), trees[2], "{url}");
+        assert_eq!(read_tree(&b, "data"), trees[2], "{url}");
         let st = common::json(&b, &["status"]);
         assert_eq!(st[0]["state"], "clean", "{url}: {st}");
         // An older commit of git: its version (v2, a delta) pulls and checks out.
         git(&b, &["checkout", "-q", "HEAD~1"]);
         ok(&b, &["pull", "--remote", url, "--checkout"]);
-        assert_eq!(read_tree(&b), trees[1], "{url}");
+        assert_eq!(read_tree(&b, "data"), trees[1], "{url}");
     }
-}
-
-/// Stores `raw` as an object in the store at `dir`; returns its id.
-fn put(dir: &Path, raw: &[u8]) -> ObjectId {
-    let s = LocalStore::open(dir.join("objects"), dir.join("tmp")).expect("store");
-    let id = ObjectId::of(raw);
-    s.put_trusted(&id, &Encoder::new().encode(raw, DataHint::Unknown))
-        .expect("put");
-    id
 }
 
 #[test]
@@ -213,18 +190,18 @@ fn hostile_delta_listings_are_refused_with_nothing_written() {
     for (what, fields, why) in cases {
         let repo = TestRepo::new();
         let remote = tempfile::tempdir().expect("remote");
-        let pack_id = put(remote.path(), &pack);
+        let pack_id = put_object(remote.path(), &pack);
         let base = format!(
             r#"{{"format":"neuroshard.listing/1","packs":[{{"id":"{}","size":{}}}],"files":[{{"path":"a","size":5,"sha256":"{sha}","pack":[0,0]}}]}}"#,
             pack_id.to_hex(),
             pack.len()
         );
-        let base_id = put(remote.path(), base.as_bytes());
+        let base_id = put_object(remote.path(), base.as_bytes());
         let delta = format!(
             r#"{{"format":"neuroshard.listing-delta/1","base":"{}",{fields}}}"#,
             base_id.to_hex()
         );
-        let delta_id = put(remote.path(), delta.as_bytes());
+        let delta_id = put_object(remote.path(), delta.as_bytes());
         let (n, size) = if what == "removes an absent path" {
             (1, 5)
         } else {

@@ -3,26 +3,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use common::serve::walkdir;
-use common::{git, ok, random_bytes};
-
-fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    walkdir(&root.join("data"))
-        .into_iter()
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let rel = p.strip_prefix(root).expect("under root");
-            (
-                rel.to_string_lossy().into_owned(),
-                fs::read(&p).expect("read"),
-            )
-        })
-        .collect()
-}
+use common::{git, ok, random_bytes, read_tree};
 
 fn write(root: &Path, rel: &str, data: &[u8]) {
     let p = root.join(rel);
@@ -77,7 +61,7 @@ fn the_post_checkout_hook_moves_a_unit_with_git() {
     ok(&a, &["commit", "-m", "v1"]);
     git(&a, &["add", "-A"]);
     git(&a, &["commit", "-q", "-m", "v1"]);
-    let v1 = tree(&a);
+    let v1 = read_tree(&a, "data");
     for i in [3u64, 17, 42] {
         write(
             &a,
@@ -89,30 +73,30 @@ fn the_post_checkout_hook_moves_a_unit_with_git() {
     fs::remove_file(a.join("data/p1/f001.bin")).expect("rm");
     ok(&a, &["commit", "-m", "v2"]);
     git(&a, &["commit", "-q", "-am", "v2"]);
-    let v2 = tree(&a);
+    let v2 = read_tree(&a, "data");
     let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
     assert!(pushed, "{out}");
 
     // A colleague's clone pulls v2, then installs the hooks.
     let b = clone(root, "b");
     ok(&b, &["pull", "--checkout"]);
-    assert_eq!(tree(&b), v2);
+    assert_eq!(read_tree(&b, "data"), v2);
     ok(&b, &["git-init"]);
 
     // One commit back: the hook pulls v1's packs and checks v1 out; forward again: v2.
     let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
     assert!(moved, "{out}");
-    assert_eq!(tree(&b), v1, "{out}");
+    assert_eq!(read_tree(&b, "data"), v1, "{out}");
     assert!(!out.contains("error") && !out.contains("invalid"), "{out}");
     let (moved, out) = git_try(&b, &["checkout", "-q", "main"]);
     assert!(moved, "{out}");
-    assert_eq!(tree(&b), v2, "{out}");
+    assert_eq!(read_tree(&b, "data"), v2, "{out}");
 
     // An uncommitted change is never overwritten: the unit is left as it is, with a message.
     write(&b, "data/p0/f000.bin", b"my own work");
-    let mine = tree(&b);
+    let mine = read_tree(&b, "data");
     let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
     assert!(moved, "{out}");
-    assert_eq!(tree(&b), mine, "{out}");
+    assert_eq!(read_tree(&b, "data"), mine, "{out}");
     assert!(out.contains("uncommitted changes"), "{out}");
 }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::serve::{metric_value, Served};
-use common::{git, ok, random_bytes, TestRepo};
-use nshard_core::{DataHint, Encoder, LocalStore, ObjectId};
+use common::{git, ok, put_object, random_bytes, read_tree, TestRepo};
+use nshard_core::{LocalStore, ObjectId};
 
 /// Compressible, distinct content for file `i` (text-like, as datasets of JSON or CSV are).
 fn content(i: usize, seed: u64, len: usize) -> Vec<u8> {
@@ -49,21 +49,6 @@ fn write_dataset(
 }
 
 /// Every regular file under `root/dir` (relative to `root`) with its bytes.
-fn read_tree(root: &Path, dir: &str) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for p in common::serve::walkdir(&root.join(dir)) {
-        if p.is_file() {
-            let rel = p
-                .strip_prefix(root)
-                .expect("under root")
-                .to_string_lossy()
-                .into_owned();
-            out.insert(rel, std::fs::read(&p).expect("read"));
-        }
-    }
-    out
-}
-
 fn count_objects(store: &Path) -> usize {
     common::serve::walkdir(&store.join("objects"))
         .into_iter()
@@ -264,15 +249,6 @@ fn a_server_sees_packs_and_a_subtree_pull_fetches_only_its_packs() {
     assert_eq!(read_tree(&b, "data"), files);
 }
 
-/// Stores `raw` as an object in the store at `dir`; returns its id.
-fn put(dir: &Path, raw: &[u8]) -> ObjectId {
-    let s = LocalStore::open(dir.join("objects"), dir.join("tmp")).expect("store");
-    let id = ObjectId::of(raw);
-    s.put_trusted(&id, &Encoder::new().encode(raw, DataHint::Unknown))
-        .expect("put");
-    id
-}
-
 #[test]
 fn hostile_listings_are_refused_with_nothing_written() {
     let pack = b"hello world".to_vec();
@@ -294,7 +270,7 @@ fn hostile_listings_are_refused_with_nothing_written() {
     for (what, files, why) in cases {
         let repo = TestRepo::new();
         let remote = tempfile::tempdir().expect("remote");
-        let pack_id = put(remote.path(), &pack);
+        let pack_id = put_object(remote.path(), &pack);
         let sha = ObjectId::of(&pack[..5]).to_hex();
         let listing = format!(
             r#"{{"format":"neuroshard.listing/1","packs":[{{"id":"{}","size":{}}}],"files":{}}}"#,
@@ -308,7 +284,7 @@ fn hostile_listings_are_refused_with_nothing_written() {
         } else {
             5 * n as u64
         };
-        let listing_id = put(remote.path(), listing.as_bytes());
+        let listing_id = put_object(remote.path(), listing.as_bytes());
         let manifest = format!(
             "{{\n  \"format\": \"neuroshard.dir/1\",\n  \"path\": \"data\",\n  \"files\": {n},\n  \"size\": {size},\n  \"listing\": \"{}\",\n  \"version\": {{\n    \"message\": \"m\",\n    \"timestamp\": \"2026-11-29T10:00:00Z\",\n    \"parent\": null\n  }}\n}}\n",
             listing_id.to_hex()

@@ -176,6 +176,34 @@ pub fn walk(root: &Path) -> Vec<(String, u64)> {
     out
 }
 
+/// The regular files under `root/dir`, each by its path relative to `root`, with its bytes.
+pub fn read_tree(root: &Path, dir: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    serve::walkdir(&root.join(dir))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let rel = p.strip_prefix(root).expect("under root");
+            (
+                rel.to_string_lossy().into_owned(),
+                std::fs::read(&p).expect("read"),
+            )
+        })
+        .collect()
+}
+
+/// Stores `raw` as an object (zstd-encoded) in the object store at `dir` (its `objects/` and
+/// `tmp/`, as a directory remote lays them out); returns its id.
+pub fn put_object(dir: &Path, raw: &[u8]) -> nshard_core::ObjectId {
+    let s = nshard_core::LocalStore::open(dir.join("objects"), dir.join("tmp")).expect("store");
+    let id = nshard_core::ObjectId::of(raw);
+    s.put_trusted(
+        &id,
+        &nshard_core::Encoder::new().encode(raw, nshard_core::DataHint::Unknown),
+    )
+    .expect("put");
+    id
+}
+
 /// Runs `git args…` in `dir` with a fixed identity; panics with git's message if it fails.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
