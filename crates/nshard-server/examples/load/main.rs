@@ -147,19 +147,8 @@ fn num(s: &str) -> Result<usize, String> {
     s.parse().map_err(|e| format!("{s:?}: {e}"))
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*), distinct per seed.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+// Deterministic pseudo-random bytes (xorshift64*), distinct per seed.
+use nshard_core::testing::random_bytes;
 
 #[derive(Default, Clone)]
 struct Tally {

@@ -72,19 +72,8 @@ pub fn json_exit(dir: &Path, args: &[&str], code: i32) -> serde_json::Value {
     v
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*).
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+/// Deterministic pseudo-random bytes (xorshift64*): the contract suite's generator.
+pub use nshard_core::testing::random_bytes;
 
 /// A fresh temp dir holding an initialised repository.
 pub struct TestRepo {
