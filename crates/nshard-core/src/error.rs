@@ -49,6 +49,19 @@ pub enum RemoteFailure {
     Other,
 }
 
+/// How the version a file holds relates to the version its manifest names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum VersionOrder {
+    /// An ancestor of the manifest's version.
+    Older,
+    /// A descendant of the manifest's version.
+    Newer,
+    /// Neither, as far as the local store shows (another branch, or history not pulled).
+    Unrelated,
+}
+
 /// Everything that can go wrong in `nshard-core`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -68,8 +81,8 @@ pub enum Error {
     #[error("not a NeuroShard repository (or any parent up to /): {0}\nhint: run `nshard init` to create one here")]
     NotARepo(PathBuf),
     /// A string that should be a 64-hex object id is not one.
-    #[error("invalid object id {0:?}: expected 64 hex characters")]
-    InvalidId(String),
+    #[error(transparent)]
+    InvalidId(#[from] crate::id::InvalidId),
     /// A version prefix matched nothing or several versions.
     #[error("version {prefix:?} {problem}")]
     VersionLookup {
@@ -129,8 +142,11 @@ pub enum Error {
         /// The version its manifest names.
         manifest_version: ObjectId,
         /// How the file's version relates to the manifest's.
-        file_is: crate::repo::VersionOrder,
+        file_is: VersionOrder,
     },
+    /// `--version`, `--from` or `--to` was given for several files or units at once.
+    #[error("a version belongs to one file's or one directory's history: name exactly one file or directory")]
+    VersionNeedsOneTarget,
     /// Checkout would overwrite local changes.
     #[error("{0} has local changes that are not committed; use --force to overwrite them")]
     WouldOverwrite(PathBuf),
@@ -282,8 +298,7 @@ pub enum Error {
     },
 }
 
-fn outdated_advice(order: crate::repo::VersionOrder, manifest: &ObjectId) -> String {
-    use crate::repo::VersionOrder;
+fn outdated_advice(order: VersionOrder, manifest: &ObjectId) -> String {
     let m = manifest.short();
     match order {
         VersionOrder::Older => format!(

@@ -13,6 +13,38 @@ use tempfile::NamedTempFile;
 use crate::error::{Error, Result};
 use crate::path::RepoPath;
 
+/// What the file system said about a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatKey {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Inode number (0 where unavailable).
+    pub ino: u64,
+}
+
+impl StatKey {
+    /// Extracts the key from metadata.
+    pub fn of(md: &std::fs::Metadata) -> Self {
+        let mtime_ns = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        #[cfg(unix)]
+        let ino = std::os::unix::fs::MetadataExt::ino(md);
+        #[cfg(not(unix))]
+        let ino = 0;
+        Self {
+            size: md.len(),
+            mtime_ns,
+            ino,
+        }
+    }
+}
+
 /// File name prefix of temporary files; work-tree scans ignore such files and checkout removes
 /// stale ones left by an interrupted run.
 pub const TMP_PREFIX: &str = ".nshard-tmp-";
@@ -398,6 +430,22 @@ pub fn prepare_safe_destination(root: &Path, rel: &RepoPath) -> Result<PathBuf> 
         }
     }
     Ok(cur)
+}
+
+/// Streams a regular file (never through a symlink or into a FIFO, see [`open_regular`]) through
+/// SHA-256.
+pub fn hash_file(path: &Path) -> io::Result<crate::id::ObjectId> {
+    use std::io::Read;
+    let mut f = open_regular(path)?;
+    let mut h = crate::id::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
 }
 
 #[cfg(test)]

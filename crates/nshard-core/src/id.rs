@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+/// A string that should be a 64-hex object id is not one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid object id {0:?}: expected 64 hex characters")]
+pub struct InvalidId(pub String);
 
 /// The SHA-256 of an object's raw (decoded) bytes. Displayed as 64 lowercase hex characters.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,8 +29,8 @@ impl ObjectId {
 
     /// Parses 64 lowercase or uppercase hex characters. Anything else is refused, so a string that
     /// passed this constructor is safe to use as a file name.
-    pub fn parse(s: &str) -> Result<Self> {
-        Self::decode(s.as_bytes()).ok_or_else(|| Error::InvalidId(s.chars().take(80).collect()))
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        Self::decode(s.as_bytes()).ok_or_else(|| InvalidId(s.chars().take(80).collect()))
     }
 
     /// 64 hex digits (either case) → digest, in one pass (listings and the stat cache hold
@@ -89,8 +92,8 @@ impl fmt::Debug for ObjectId {
 }
 
 impl std::str::FromStr for ObjectId {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
+    type Err = InvalidId;
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
         Self::parse(s)
     }
 }

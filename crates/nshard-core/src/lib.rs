@@ -68,6 +68,8 @@ mod git;
 mod id;
 mod ingest;
 mod manifest;
+mod ops;
+mod outcome;
 mod path;
 mod portable;
 mod progress;
@@ -111,8 +113,9 @@ pub use formats::{
 
 // Manifests and paths.
 pub use manifest::{
-    ChunkRef, Manifest, TensorDigest, TensorEntry, VersionInfo, FORMAT as MANIFEST_FORMAT,
-    FORMAT_V2 as MANIFEST_FORMAT_V2, MANIFEST_SUFFIX, MAX_MANIFEST_BYTES,
+    BlockDiff, ChunkRef, Manifest, TensorDigest, TensorEntry, VersionInfo,
+    FORMAT as MANIFEST_FORMAT, FORMAT_V2 as MANIFEST_FORMAT_V2, MANIFEST_SUFFIX,
+    MAX_MANIFEST_BYTES,
 };
 pub use path::{RepoPath, MAX_PATH_LEN};
 pub use portable::{
@@ -122,9 +125,10 @@ pub use portable::{
 // Directory units: a directory versioned as one unit.
 pub use dirunit::{
     is_delta, is_dir_manifest, DirChange, DirChangeKind, DirCheckout, DirCheckoutOptions,
-    DirCommit, DirManifest, DirStatus, DirVersion, DirVersionBytes, FileEntry as ListingEntry,
-    Listing, ListingDelta, Location as ListingLocation, PackRef, DEFAULT_DIR_THRESHOLD,
-    DELTA_FORMAT, DIR_FORMAT, LISTING_FORMAT, MAX_CHAIN, MAX_DIR_FILES, PACK_FILE_MAX, PACK_TARGET,
+    DirCommit, DirManifest, DirState, DirStatus, DirVersion, DirVersionBytes,
+    FileEntry as ListingEntry, Listing, ListingDelta, Location as ListingLocation, PackRef,
+    DEFAULT_DIR_THRESHOLD, DELTA_FORMAT, DIR_FORMAT, LISTING_FORMAT, MAX_CHAIN, MAX_DIR_FILES,
+    PACK_FILE_MAX, PACK_TARGET,
 };
 
 // Files on disk.
@@ -134,15 +138,19 @@ pub use fsutil::{
 };
 
 // The repository and its commands.
+pub use ops::{
+    Checked, CheckoutOptions, CheckoutOutcome, CommitOptions, CommitOutcome, Diff, DiffOptions,
+    DiffSide, FileCommit, FileDiff, FileState, FileStatus, GcItem, GcMode, GcOptions, GcReason,
+    GcReport, History, HistoryNode, HistoryNote, LogEntry, LogState, MissingCheck, Problem,
+    ProblemKind, RemoteCheck, Selection, SideKind, Status, Target, TensorChange, TensorChangeKind,
+    TensorDiff, TrackChange, TrackMode, Unpushed, VerifyOptions, VerifyReport, VersionOrder,
+    MAX_HISTORY,
+};
 pub use repo::{
-    choose_token, validate_token, BlockDiff, CheckoutOptions, CheckoutOutcome, CommitOptions,
-    CommitOutcome, Config, ConfigLevel, DiffOptions, DiffSide, EnvTokens, FileCheckout, FileCommit,
-    FileDiff, FileState, FileStatus, GcItem, GcMode, GcOptions, GcReason, GcReport, HistoryNode,
-    HistoryNote, LogEntry, LogState, MissingCheck, Origin, PathFilter, PersonalConfig, Problem,
-    ProblemKind, RefusedManifest, RemoteCheck, RemoteConfig, RemoteEntry, RemoteName, RemoteSource,
-    RemovedRemote, Repo, RepoLock, ResolvedRemote, SideKind, StoredCredential, TensorChange,
-    TensorChangeKind, TensorDiff, TrackChange, TrackMode, Unpushed, UserConfig, VerifyOptions,
-    VerifyReport, VersionOrder, WorktreeManifest, LOCAL_CONFIG, MAX_HISTORY, SHARD_DIR,
+    choose_token, validate_token, Config, ConfigLevel, EnvTokens, Origin, PathFilter,
+    PersonalConfig, RefusedManifest, RemoteConfig, RemoteEntry, RemoteName, RemoteSource,
+    RemovedRemote, Repo, RepoLock, ResolvedRemote, StoredCredential, UserConfig, WorktreeManifest,
+    LOCAL_CONFIG, SHARD_DIR,
 };
 
 // Git integration.

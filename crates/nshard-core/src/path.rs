@@ -8,6 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
+/// File name suffix of manifests.
+pub const MANIFEST_SUFFIX: &str = ".shard.json";
+
 /// Longest repository-relative path accepted (bytes).
 pub const MAX_PATH_LEN: usize = 4096;
 
@@ -100,13 +103,13 @@ impl RepoPath {
 
     /// The manifest path for this data file: `<path>.shard.json`.
     pub fn manifest_path(&self) -> RepoPath {
-        RepoPath(format!("{}{}", self.0, crate::manifest::MANIFEST_SUFFIX))
+        RepoPath(format!("{}{}", self.0, MANIFEST_SUFFIX))
     }
 
     /// For a manifest path `x.shard.json`, the data file `x`.
     pub fn data_path_of_manifest(&self) -> Option<RepoPath> {
         self.0
-            .strip_suffix(crate::manifest::MANIFEST_SUFFIX)
+            .strip_suffix(MANIFEST_SUFFIX)
             .filter(|s| !s.is_empty() && !s.ends_with('/'))
             .map(|s| RepoPath(s.to_string()))
     }

@@ -109,7 +109,7 @@ fn a_one_percent_change_stores_a_small_delta_and_the_chain_travels() {
     let v1_raw = store_of(repo.path()).get(&v2.base, 64 << 20).expect("v1");
     assert!(!is_delta(&v1_raw));
     let st = repo.json(&["status", "data"]);
-    assert_eq!(st[0]["state"], "clean", "{st}");
+    assert_eq!(st[0]["state"], "unchanged", "{st}");
     assert_eq!(st[0]["files"], N, "{st}");
     repo.ok(&["verify"]);
     let log = repo.ok(&["log", "data/"]);
@@ -146,7 +146,7 @@ fn a_one_percent_change_stores_a_small_delta_and_the_chain_travels() {
         ok(&b, &["checkout", "data"]);
         assert_eq!(read_tree(&b, "data"), trees[2], "{url}");
         let st = common::json(&b, &["status"]);
-        assert_eq!(st[0]["state"], "clean", "{url}: {st}");
+        assert_eq!(st[0]["state"], "unchanged", "{url}: {st}");
         // An older commit of git: its version (v2, a delta) pulls and checks out.
         git(&b, &["checkout", "-q", "HEAD~1"]);
         ok(&b, &["pull", "--remote", url, "--checkout"]);

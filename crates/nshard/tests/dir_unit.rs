@@ -91,7 +91,7 @@ fn five_thousand_files_are_one_manifest_one_pattern_and_few_packs() {
 
     // Nothing changed: clean, and a second commit reads nothing.
     let st = repo.json(&["status", "data"]);
-    assert_eq!(st[0]["state"], "clean", "{st}");
+    assert_eq!(st[0]["state"], "unchanged", "{st}");
     assert_eq!(st[0]["files"], 5000, "{st}");
     let c = &repo.json(&["commit", "-m", "again"])[0];
     assert_eq!(c["result"], "unchanged", "{c}");
@@ -111,7 +111,7 @@ fn five_thousand_files_are_one_manifest_one_pattern_and_few_packs() {
     ok(&b, &["pull", "--remote", url, "--checkout"]);
     assert_eq!(read_tree(&b, "data"), files);
     let st = common::json(&b, &["status"]);
-    assert_eq!(st[0]["state"], "clean", "{st}");
+    assert_eq!(st[0]["state"], "unchanged", "{st}");
     ok(&b, &["verify"]);
 }
 
@@ -241,7 +241,7 @@ fn a_server_sees_packs_and_a_subtree_pull_fetches_only_its_packs() {
         .collect();
     assert_eq!(read_tree(&b, "data"), want);
     let st = common::json(&b, &["status", "data/part3"]);
-    assert_eq!(st[0]["state"], "clean", "{st}");
+    assert_eq!(st[0]["state"], "unchanged", "{st}");
     // Another subtree needs its packs first.
     let err = common::fails(&b, &["checkout", "data/part7"]);
     assert!(err.contains("not in the local store"), "{err}");
@@ -386,7 +386,7 @@ fn the_walk_of_a_unit_refuses_links_and_unsafe_names_and_skips_temporaries() {
     repo.write("data/part1/.nshard-tmp-123", b"partial");
     repo.write("data/part1/x.bin.shard.json", b"{}");
     let st = repo.json(&["status", "data"]);
-    assert_eq!(st[0]["state"], "clean", "{st}");
+    assert_eq!(st[0]["state"], "unchanged", "{st}");
     assert_eq!(st[0]["files"], files.len(), "{st}");
     std::fs::remove_file(repo.join("data/part1/x.bin.shard.json")).expect("rm");
     let unsafe_names = [

@@ -22,6 +22,9 @@ use crate::repo::Repo;
 pub struct DirCheckoutOptions<'a> {
     /// Only this subtree (relative to the unit).
     pub sub: Option<String>,
+    /// A version id or unique prefix in the unit's history to restore instead of the work-tree
+    /// manifest's version (the manifest stays; `status` then shows the unit modified).
+    pub version: Option<String>,
     /// Overwrite (and remove) files with uncommitted changes.
     pub force: bool,
     /// Progress (bytes written).
@@ -66,7 +69,24 @@ impl Repo {
             reason: "does not exist (commit the directory, or get its manifest with git)",
         })?;
         self.store_dir_manifest_object(&d)?;
-        let listing = match self.load_listing(&d.manifest) {
+        let (version, manifest) = match &opts.version {
+            None => (d.version, d.manifest.clone()),
+            Some(prefix) => {
+                let v = crate::repo::find_in_history(
+                    prefix,
+                    (d.version, d.manifest.version.parent),
+                    &format!("{unit}/"),
+                    |v| self.load_dir_version(v).map(|m| m.version.parent),
+                )?;
+                let m = if v == d.version {
+                    d.manifest.clone()
+                } else {
+                    self.load_dir_version(&v)?
+                };
+                (v, m)
+            }
+        };
+        let listing = match self.load_listing(&manifest) {
             Err(Error::ObjectMissing(id)) => {
                 return Err(Error::ChunksMissing {
                     path: unit.as_str().into(),
@@ -91,7 +111,7 @@ impl Repo {
         let cache_path = self.shard_dir().join("cache").join("stat.json");
         let mut cache = StatCache::load(&cache_path);
         let mut out = DirCheckout {
-            version: d.version,
+            version,
             written: 0,
             bytes: 0,
             up_to_date: 0,
@@ -112,7 +132,7 @@ impl Repo {
                         let observed = now_ns();
                         let sha = super::status::hash_found(f)?;
                         if sha == e.sha256 {
-                            cache.set(&full, StatEntry::new(&f.md, sha, d.version, observed));
+                            cache.set(&full, StatEntry::new(&f.md, sha, version, observed));
                             out.up_to_date += 1;
                         } else {
                             // Content nshard committed or wrote at this path is safe to replace.
@@ -215,7 +235,7 @@ impl Repo {
                 std::fs::symlink_metadata(&p.dest).map_err(Error::io("inspecting", &p.dest))?;
             out.written += 1;
             out.bytes += md.len();
-            cache.set(&p.full, StatEntry::new(&md, p.sha, d.version, observed));
+            cache.set(&p.full, StatEntry::new(&md, p.sha, version, observed));
             dirs.extend(p.dest.parent().map(PathBuf::from));
         }
         for f in extra {

@@ -18,41 +18,11 @@ use crate::fsutil;
 use crate::id::ObjectId;
 use crate::ingest;
 use crate::manifest::{Manifest, VersionInfo};
+use crate::outcome::{CommitOutcome, DirCommit};
 use crate::path::RepoPath;
 use crate::progress::Progress;
 use crate::repo::statcache::{now_ns, StatCache, StatEntry, StatKey};
-use crate::repo::{CommitOutcome, Repo};
-
-/// What a directory commit recorded.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct DirCommit {
-    /// The new version id.
-    pub version: ObjectId,
-    /// The previous version, if any.
-    pub parent: Option<ObjectId>,
-    /// The listing object.
-    pub listing: ObjectId,
-    /// Files in the directory.
-    pub files: usize,
-    /// Their total size.
-    pub size: u64,
-    /// Files not in the previous version.
-    pub added: usize,
-    /// Files of the previous version that are gone.
-    pub removed: usize,
-    /// Files whose content changed.
-    pub modified: usize,
-    /// Files read (the others were known unchanged from their stat).
-    pub read: usize,
-    /// Objects written that the store did not have (packs, chunks, the listing, the manifest).
-    pub new_objects: usize,
-    /// Raw bytes of the new packs and chunks.
-    pub new_bytes: u64,
-    /// Bytes written to the store for all new objects (after compression).
-    pub stored_bytes: u64,
-    /// Per-file manifests inside the directory that were removed (the unit now versions them).
-    pub converted: usize,
-}
+use crate::repo::Repo;
 
 /// Where one file's bytes go while the listing is built.
 enum Loc {

@@ -26,15 +26,14 @@ mod listing;
 mod pack;
 mod status;
 
+pub use crate::outcome::DirCommit;
 pub use checkout::{DirCheckout, DirCheckoutOptions};
-pub use commit::DirCommit;
 pub use delta::{is_delta, ListingDelta, Resolved, DELTA_FORMAT, MAX_CHAIN};
 pub use history::DirVersion;
 pub use listing::{FileEntry, Listing, Location, PackRef, LISTING_FORMAT, MAX_DIR_FILES};
-pub use status::{DirChange, DirChangeKind, DirStatus};
+pub use status::{DirChange, DirChangeKind, DirState, DirStatus};
 
-/// The format tag of directory manifests.
-pub const DIR_FORMAT: &str = "neuroshard.dir/1";
+pub use crate::manifest::{is_dir_manifest, DIR_FORMAT};
 /// Files smaller than this go into packs (the smallest chunk a large file is cut into is 1 MiB,
 /// so a file below it is one object either way; packing it costs no deduplication between
 /// versions and saves one object, one request and one fsync per file).
@@ -79,26 +78,6 @@ pub struct DirVersionBytes {
     pub version: ObjectId,
     /// Its exact bytes.
     pub bytes: Vec<u8>,
-}
-
-/// Whether `bytes` (a manifest file's start is enough) is a directory manifest.
-pub fn is_dir_manifest(bytes: &[u8]) -> bool {
-    let head = &bytes[..bytes.len().min(512)];
-    let needle = format!("\"format\": \"{DIR_FORMAT}\"");
-    let compact = format!("\"format\":\"{DIR_FORMAT}\"");
-    let s = String::from_utf8_lossy(head);
-    s.contains(&needle) || s.contains(&compact)
-}
-
-/// Whether the manifest file at `path` is a directory manifest (reads its first bytes; anything
-/// unreadable is not).
-pub(crate) fn peek_is_dir_manifest(path: &Path) -> bool {
-    use std::io::Read;
-    let Ok(f) = fsutil::open_regular(path) else {
-        return false;
-    };
-    let mut buf = Vec::with_capacity(512);
-    f.take(512).read_to_end(&mut buf).is_ok() && is_dir_manifest(&buf)
 }
 
 impl DirManifest {

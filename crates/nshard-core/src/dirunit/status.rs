@@ -1,12 +1,10 @@
 //! Status and diff of a directory unit: which files were added, removed or modified since the
 //! committed listing. A file whose stat matches the stat cache is not read.
 
-use std::io::Read;
-
 use super::{walk_unit, Found, Listing};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::id::{Hasher, ObjectId};
+use crate::id::ObjectId;
 use crate::path::RepoPath;
 use crate::repo::statcache::{now_ns, StatCache, StatEntry};
 use crate::repo::Repo;
@@ -38,7 +36,24 @@ pub struct DirChange {
     /// For a large modified file (one stored as chunks on either side), its blocks compared
     /// with the committed ones; only `diff` computes them (it reads the file).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub blocks: Option<crate::repo::BlockDiff>,
+    pub blocks: Option<crate::manifest::BlockDiff>,
+}
+
+/// The state of a directory unit, named like a file's state where they mean the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum DirState {
+    /// Every file matches the committed listing.
+    Unchanged,
+    /// Files were added, removed or modified since the committed listing.
+    Modified,
+    /// Never committed.
+    New,
+    /// The directory is absent or empty while the listing has files.
+    NotCheckedOut,
+    /// The listing is not in the local store.
+    NotPulled,
 }
 
 /// The state of a directory unit (or of a subtree of it).
@@ -49,30 +64,22 @@ pub struct DirStatus {
     /// The subtree looked at, relative to the unit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
-    /// The committed version, if any.
+    /// The version compared against (the committed one for `status`), if any.
     pub version: Option<ObjectId>,
-    /// `clean`, `modified`, `new` (never committed), `not-checked-out` (the directory is absent
-    /// or empty), or `not-pulled` (the listing is not in the local store).
-    pub state: &'static str,
+    /// The other side when it is a stored version too (`diff --to`); `None`: the work tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<ObjectId>,
+    /// How the files compare with the committed listing.
+    pub state: DirState,
     /// Files in the committed listing (under `sub`).
     pub files: usize,
     /// The differences, in path order.
     pub changes: Vec<DirChange>,
 }
 
-/// SHA-256 of a file's content.
+/// SHA-256 of a found file's content.
 pub(super) fn hash_found(f: &Found) -> Result<ObjectId> {
-    let mut file = fsutil::open_regular(&f.abs).map_err(Error::io("opening", &f.abs))?;
-    let mut h = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(Error::io("reading", &f.abs))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finish())
+    fsutil::hash_file(&f.abs).map_err(Error::io("reading", &f.abs))
 }
 
 impl Repo {
@@ -80,20 +87,33 @@ impl Repo {
     /// changed are hashed; the stat cache is refreshed for those that turn out unchanged.
     pub fn dir_status(&self, unit: &RepoPath, sub: Option<&str>) -> Result<DirStatus> {
         let d = self.read_dir_manifest(unit)?;
+        self.dir_status_against(unit, sub, d.map(|d| (d.version, d.manifest)))
+    }
+
+    /// Compares the unit's files (under `sub`) with the listing of `base` (a version and its
+    /// manifest; `None`: never committed).
+    pub(super) fn dir_status_against(
+        &self,
+        unit: &RepoPath,
+        sub: Option<&str>,
+        base: Option<(ObjectId, super::DirManifest)>,
+    ) -> Result<DirStatus> {
+        let d = base;
         let mut st = DirStatus {
             path: unit.clone(),
             sub: sub.map(String::from),
-            version: d.as_ref().map(|d| d.version),
-            state: "clean",
+            version: d.as_ref().map(|d| d.0),
+            to: None,
+            state: DirState::Unchanged,
             files: 0,
             changes: Vec::new(),
         };
         let listing = match &d {
             None => None,
-            Some(d) => match self.load_listing(&d.manifest) {
+            Some(d) => match self.load_listing(&d.1) {
                 Ok(l) => Some(l),
                 Err(Error::ObjectMissing(_)) => {
-                    st.state = "not-pulled";
+                    st.state = DirState::NotPulled;
                     return Ok(st);
                 }
                 Err(e) => return Err(e),
@@ -116,7 +136,7 @@ impl Repo {
         let committed: Vec<_> = l.select(sub).collect();
         st.files = committed.len();
         if found.is_empty() && !committed.is_empty() {
-            st.state = "not-checked-out";
+            st.state = DirState::NotCheckedOut;
             return Ok(st);
         }
         let mut cache = StatCache::load(&self.shard_dir().join("cache").join("stat.json"));
@@ -183,9 +203,9 @@ impl Repo {
             }
         }
         if d.is_none() {
-            st.state = "new";
+            st.state = DirState::New;
         } else if !st.changes.is_empty() {
-            st.state = "modified";
+            st.state = DirState::Modified;
         }
         // The cache is an optimisation: failing to save it must not fail status.
         let _ = cache.save();

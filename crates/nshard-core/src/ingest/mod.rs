@@ -29,10 +29,10 @@ use crate::error::{Error, Result};
 use crate::formats::plan::{self, Params, Plan};
 use crate::formats::{FormatKind, Layout, Parsed, Tensor};
 use crate::fsutil;
+use crate::fsutil::StatKey;
 use crate::id::{Hasher, ObjectId};
 use crate::manifest::{ChunkRef, TensorEntry};
 use crate::progress::Progress;
-use crate::repo::statcache::StatKey;
 use crate::store::DirectBuf;
 use crate::store::LocalStore;
 

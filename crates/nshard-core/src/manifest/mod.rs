@@ -13,8 +13,13 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::path::RepoPath;
 
+mod blocks;
+mod kind;
 mod tensors;
 
+pub use blocks::BlockDiff;
+pub(crate) use kind::peek_is_dir_manifest;
+pub use kind::{is_dir_manifest, DIR_FORMAT};
 pub use tensors::{chunk_run_digest, chunks_digest, validate_tensors, TensorDigest, TensorEntry};
 
 /// The format tag of manifests that need nothing newer (readable by every nshard).
@@ -23,8 +28,8 @@ pub const FORMAT: &str = "neuroshard.manifest/1";
 /// ([`TensorDigest::Chunks`]). Written only when a table uses it, so other manifests stay
 /// readable by nshard versions that know only [`FORMAT`].
 pub const FORMAT_V2: &str = "neuroshard.manifest/2";
-/// File name suffix of manifests.
-pub const MANIFEST_SUFFIX: &str = ".shard.json";
+pub use crate::path::MANIFEST_SUFFIX;
+
 /// Largest manifest accepted, in bytes (about 500 000 chunks, i.e. a 2 TiB file at 4 MiB average).
 pub const MAX_MANIFEST_BYTES: u64 = 128 * 1024 * 1024;
 /// Largest data file a manifest may describe (16 TiB).

@@ -1,41 +1,20 @@
 //! A NeuroShard repository: the `.shard/` directory beside the user's files, its config, local
 //! object store, stat cache and lock; and the operations on it (track, commit, status, checkout).
 
-mod checkout;
-mod commit;
 mod config;
 mod credentials;
-mod diff;
-mod gc;
-mod history;
 mod remotes;
 mod select;
 pub(crate) mod statcache;
-mod status;
-mod stored;
-mod track;
-mod verify;
 
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use checkout::{CheckoutOptions, CheckoutOutcome, FileCheckout};
-pub use commit::{CommitOptions, CommitOutcome, FileCommit};
 pub use config::{Config, ConfigLevel, PersonalConfig, RemoteConfig, StoredCredential};
 pub use credentials::{choose_token, validate_token, EnvTokens, Origin, UserConfig};
-pub use diff::{
-    BlockDiff, DiffOptions, DiffSide, FileDiff, SideKind, TensorChange, TensorChangeKind,
-    TensorDiff,
-};
-pub use gc::{GcItem, GcMode, GcOptions, GcReason, GcReport, MissingCheck, Unpushed};
-pub use history::{HistoryNode, LogEntry, LogState, MAX_HISTORY};
 pub use remotes::{RemoteEntry, RemoteName, RemoteSource, RemovedRemote, ResolvedRemote};
-pub use select::PathFilter;
-pub use status::{FileState, FileStatus, RemoteCheck, VersionOrder};
-pub(crate) use track::is_glob;
-pub use track::{TrackChange, TrackMode};
-pub use verify::{HistoryNote, Problem, ProblemKind, VerifyOptions, VerifyReport};
+pub use select::{is_glob, PathFilter};
 
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -61,14 +40,15 @@ pub const LOCAL_CONFIG: &str = "config.local.toml";
 /// An open repository.
 #[derive(Debug)]
 pub struct Repo {
-    root: PathBuf,
-    dot: PathBuf,
-    config: Config,
+    pub(crate) root: PathBuf,
+    /// `.shard/`.
+    pub(crate) dot: PathBuf,
+    pub(crate) config: Config,
     /// `.shard/config.local.toml`.
-    local: PersonalConfig,
+    pub(crate) local: PersonalConfig,
     /// The user's own config file, when the caller named one ([`Repo::with_user_config`]).
-    user: Option<UserConfig>,
-    store: LocalStore,
+    pub(crate) user: Option<UserConfig>,
+    pub(crate) store: LocalStore,
 }
 
 /// A lock on the repository, released on drop.
@@ -309,59 +289,12 @@ impl Repo {
     /// Finds the version of `current`'s history whose id starts with `prefix` (at least 4 hex
     /// characters), walking parents through the local store.
     pub fn find_version(&self, current: &WorktreeManifest, prefix: &str) -> Result<ObjectId> {
-        let p = prefix.to_ascii_lowercase();
-        let lookup = |problem: String| Error::VersionLookup {
-            prefix: prefix.to_string(),
-            problem,
-        };
-        if p.len() < 4 || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(lookup(
-                "is not a version id (4 to 64 hex characters)".into(),
-            ));
-        }
-        let mut matches = Vec::new();
-        let mut next = Some(current.version);
-        let mut seen = 0usize;
-        let mut unreachable = None;
-        while let Some(v) = next {
-            if v.to_hex().starts_with(&p) {
-                matches.push(v);
-            }
-            seen += 1;
-            if seen > 1_000_000 {
-                break;
-            }
-            next = if v == current.version {
-                current.manifest.version.parent
-            } else {
-                match self.load_version(&v) {
-                    Ok(m) => m.version.parent,
-                    Err(Error::ObjectMissing(_)) => {
-                        unreachable = Some(v);
-                        None
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-        }
-        match matches.as_slice() {
-            [one] => Ok(*one),
-            [] => Err(lookup(format!(
-                "matches no version in the history of {}{}",
-                current.manifest.path,
-                match unreachable {
-                    Some(v) => format!(
-                        " that is in the local store (version {} is not; run `nshard pull --all-versions`)",
-                        v.short()
-                    ),
-                    None => String::new(),
-                }
-            ))),
-            many => Err(lookup(format!(
-                "is ambiguous: {}",
-                many.iter().map(|v| v.short()).collect::<Vec<_>>().join(", ")
-            ))),
-        }
+        find_in_history(
+            prefix,
+            (current.version, current.manifest.version.parent),
+            &current.manifest.path.to_string(),
+            |v| self.load_version(v).map(|m| m.version.parent),
+        )
     }
 
     /// Walks the work tree (not following symlinks, skipping `.git` and `.shard`) and returns the
@@ -415,7 +348,7 @@ impl Repo {
                 return false;
             };
             configured.contains(rp.as_str())
-                || crate::dirunit::peek_is_dir_manifest(&rp.manifest_path().to_path(&root))
+                || crate::manifest::peek_is_dir_manifest(&rp.manifest_path().to_path(&root))
         };
         let walker = walkdir::WalkDir::new(&self.root)
             .follow_links(false)
@@ -463,7 +396,7 @@ impl Repo {
             match rp.data_path_of_manifest() {
                 Some(data)
                     if ent.file_type().is_file()
-                        && crate::dirunit::peek_is_dir_manifest(ent.path()) =>
+                        && crate::manifest::peek_is_dir_manifest(ent.path()) =>
                 {
                     scan.units.push(data)
                 }
@@ -522,4 +455,67 @@ struct WorktreeScan {
     manifests: Vec<RepoPath>,
     refused: Vec<RefusedManifest>,
     units: Vec<RepoPath>,
+}
+
+/// The one version whose id starts with `prefix` in the history that starts at `start` (a
+/// version and its parent), walking parents with `parent_of` as far as the local store has them.
+/// `subject` names the file or unit in messages.
+pub(crate) fn find_in_history(
+    prefix: &str,
+    start: (ObjectId, Option<ObjectId>),
+    subject: &str,
+    parent_of: impl Fn(&ObjectId) -> Result<Option<ObjectId>>,
+) -> Result<ObjectId> {
+    let p = prefix.to_ascii_lowercase();
+    let lookup = |problem: String| Error::VersionLookup {
+        prefix: prefix.to_string(),
+        problem,
+    };
+    if p.len() < 4 || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(lookup(
+            "is not a version id (4 to 64 hex characters)".into(),
+        ));
+    }
+    let mut matches = Vec::new();
+    let mut next = Some(start.0);
+    let mut seen = 0usize;
+    let mut unreachable = None;
+    while let Some(v) = next {
+        if v.to_hex().starts_with(&p) {
+            matches.push(v);
+        }
+        seen += 1;
+        if seen > 1_000_000 {
+            break;
+        }
+        next = if v == start.0 {
+            start.1
+        } else {
+            match parent_of(&v) {
+                Ok(parent) => parent,
+                Err(Error::ObjectMissing(_)) => {
+                    unreachable = Some(v);
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        };
+    }
+    match matches.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(lookup(format!(
+            "matches no version in the history of {subject}{}",
+            match unreachable {
+                Some(v) => format!(
+                    " that is in the local store (version {} is not; run `nshard pull --all-versions`)",
+                    v.short()
+                ),
+                None => String::new(),
+            }
+        ))),
+        many => Err(lookup(format!(
+            "is ambiguous: {}",
+            many.iter().map(|v| v.short()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }

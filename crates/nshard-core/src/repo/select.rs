@@ -6,7 +6,7 @@ use std::path::Path;
 
 use globset::{GlobBuilder, GlobMatcher};
 
-use super::{is_glob, Repo};
+use super::Repo;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::path::RepoPath;
@@ -130,4 +130,9 @@ impl Repo {
         out.dedup();
         Ok(out)
     }
+}
+
+/// Whether a tracked entry is a glob pattern rather than a path.
+pub fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
 }

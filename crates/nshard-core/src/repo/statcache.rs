@@ -12,37 +12,7 @@ use crate::error::Result;
 use crate::fsutil;
 use crate::id::ObjectId;
 
-/// What the file system said about a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatKey {
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i128,
-    /// Inode number (0 where unavailable).
-    pub ino: u64,
-}
-
-impl StatKey {
-    /// Extracts the key from metadata.
-    pub fn of(md: &Metadata) -> Self {
-        let mtime_ns = md
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
-        #[cfg(unix)]
-        let ino = std::os::unix::fs::MetadataExt::ino(md);
-        #[cfg(not(unix))]
-        let ino = 0;
-        Self {
-            size: md.len(),
-            mtime_ns,
-            ino,
-        }
-    }
-}
+pub use crate::fsutil::StatKey;
 
 /// One cache entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,17 +8,25 @@ use super::engine::remote_missing;
 use super::{Retry, TransferStats};
 use crate::error::Result;
 use crate::id::ObjectId;
+use crate::ops::{FileStatus, RemoteCheck, Status};
 use crate::remote::Store;
-use crate::repo::{FileStatus, RemoteCheck, Repo};
+use crate::repo::Repo;
 
 /// Fills in [`FileStatus::remote`] for every file with a readable committed version: how many of
 /// the objects it needs (its manifest object and its distinct chunks) `remote` lacks.
 pub async fn check_remote(
     repo: &Repo,
-    statuses: &mut [FileStatus],
+    statuses: &mut [Status],
     remote: &Arc<dyn Store>,
     retry: &Retry,
 ) -> Result<()> {
+    let mut statuses: Vec<&mut FileStatus> = statuses
+        .iter_mut()
+        .filter_map(|s| match s {
+            Status::File(f) => Some(f),
+            _ => None,
+        })
+        .collect();
     let mut needs: Vec<Option<Vec<ObjectId>>> = Vec::with_capacity(statuses.len());
     let mut all = Vec::new();
     let mut seen = HashSet::new();

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::{CheckoutOptions, CheckoutOutcome, FileCheckout};
+use nshard_core::{Checked, CheckoutOptions, CheckoutOutcome, Target};
 
 use crate::output::{bytes, file_error, print_json, Ctx};
 use crate::{out, per_file};
@@ -32,64 +32,24 @@ pub struct CheckoutArgs {
     pub json: bool,
 }
 
-#[derive(serde::Serialize)]
-struct JsonFile<'a> {
-    path: &'a str,
-    #[serde(flatten)]
-    outcome: Option<&'a CheckoutOutcome>,
-    error: Option<String>,
-}
-
 pub fn run(ctx: &Ctx, a: CheckoutArgs) -> Result<ExitCode> {
     let repo = ctx.repo_or_init()?;
-    let (units, rest) = super::dirs::split(&repo, &ctx.cwd, &a.paths)?;
-    if a.version.is_some() && !a.paths.is_empty() && !units.is_empty() {
-        anyhow::bail!("--version is not available for directory units (check out an older git commit, then `nshard checkout DIR`)");
-    }
-    let (dir_failed, dir_rows) = if a.version.is_none() {
-        super::dirs::checkout(ctx, &repo, &units, a.force, a.json)?
-    } else {
-        (0, Vec::new())
-    };
-    if !a.paths.is_empty() && rest.is_empty() {
-        if a.json {
-            print_json(&dir_rows)?;
-        }
-        return Ok(if dir_failed > 0 {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        });
-    }
-    let paths = super::select(&repo, &ctx.cwd, &rest)?;
-    if a.version.is_some() && paths.len() != 1 {
-        anyhow::bail!(
-            "--version needs exactly one file (version ids belong to one file's history)"
-        );
-    }
+    let sel = repo.select(&ctx.cwd, &a.paths)?;
+    let targets = repo.targets(&sel)?;
     let bar = ctx.progress(a.json);
-    let results = repo.checkout(&CheckoutOptions {
-        paths,
-        version: a.version,
-        force: a.force,
-        progress: &bar,
-    })?;
-    let failed = results.iter().filter(|r| r.result.is_err()).count() + dir_failed;
+    let results = repo.checkout(
+        &targets,
+        &CheckoutOptions {
+            version: a.version,
+            force: a.force,
+            progress: &bar,
+        },
+    )?;
+    let failed = results.iter().filter(|r| r.result.is_err()).count();
     if a.json {
-        let mut rows: Vec<serde_json::Value> = results
-            .iter()
-            .map(|r| {
-                serde_json::to_value(JsonFile {
-                    path: r.path.as_str(),
-                    outcome: r.result.as_ref().ok(),
-                    error: r.result.as_ref().err().map(|e| e.to_string()),
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        rows.extend(dir_rows);
-        print_json(&rows)?;
+        print_json(&json_rows(&results))?;
     } else {
-        if results.is_empty() && units.is_empty() {
+        if results.is_empty() {
             out!("no manifests to check out");
         }
         print_human(&results)?;
@@ -101,23 +61,51 @@ pub fn run(ctx: &Ctx, a: CheckoutArgs) -> Result<ExitCode> {
     })
 }
 
-/// One line per file on stdout (errors on stderr); shared with `pull --checkout`.
-pub fn print_human(results: &[FileCheckout]) -> Result<()> {
+/// The `--json` rows: a file's outcome inline, a unit's under `outcome`; shared with `pull
+/// --checkout`.
+pub fn json_rows(results: &[Checked]) -> Vec<serde_json::Value> {
+    results
+        .iter()
+        .map(|r| {
+            let path = match &r.target {
+                Target::File(p) => p.as_str().to_string(),
+                unit => unit.label(),
+            };
+            match &r.result {
+                Ok(CheckoutOutcome::Unit(c)) => serde_json::json!({"path": path, "outcome": c}),
+                Ok(o) => {
+                    let mut v = serde_json::json!({"path": path, "error": null});
+                    if let (Some(row), Ok(serde_json::Value::Object(o))) =
+                        (v.as_object_mut(), serde_json::to_value(o))
+                    {
+                        row.extend(o);
+                    }
+                    v
+                }
+                Err(e) => serde_json::json!({"path": path, "error": e.to_string()}),
+            }
+        })
+        .collect()
+}
+
+/// One line per file or unit on stdout (errors on stderr); shared with `pull --checkout`.
+pub fn print_human(results: &[Checked]) -> Result<()> {
     for r in results {
+        let label = r.target.label();
         match &r.result {
             Ok(CheckoutOutcome::Written { version, size }) => {
                 per_file!(
-                    "{}: checked out version {} ({})",
-                    r.path,
+                    "{label}: checked out version {} ({})",
                     version.short(),
                     bytes(*size)
                 )
             }
             Ok(CheckoutOutcome::UpToDate { version }) => {
-                per_file!("{}: up to date (version {})", r.path, version.short())
+                per_file!("{label}: up to date (version {})", version.short())
             }
-            Ok(other) => per_file!("{}: {other:?}", r.path),
-            Err(e) => file_error(&r.path, e),
+            Ok(CheckoutOutcome::Unit(c)) => super::dirs::print_checkout(&label, c)?,
+            Ok(other) => per_file!("{label}: {other:?}"),
+            Err(e) => file_error(&label, e),
         }
     }
     Ok(())

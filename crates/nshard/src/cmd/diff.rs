@@ -5,16 +5,17 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::{DiffOptions, DiffSide, FileDiff, SideKind, TensorChangeKind};
+use nshard_core::{Diff, DiffOptions, DiffSide, FileDiff, SideKind, TensorChangeKind};
 
 use super::log::{date, first_line};
 use crate::out;
 use crate::output::{bytes, count, pct, print_json, Ctx};
 
-/// Show what changed in files: their chunks, and their tensors for model files.
+/// Show what changed in files: their chunks, and their tensors for model files; in directory
+/// units, the files added, removed and modified.
 ///
-/// FILE may be a data file, its manifest, a directory or a quoted glob; each selected file is
-/// compared in turn. --json prints one object for a single named file, else an array.
+/// FILE may be a data file, its manifest, a directory or a quoted glob; each selected file or unit
+/// is compared in turn. --json prints one object for a single named file, else an array.
 ///
 /// Block level: chunks reused, new and dropped, and the share of the file that changed. Tensor
 /// level (safetensors, PyTorch zip checkpoints, GGUF): tensors changed, re-typed or reshaped,
@@ -22,8 +23,9 @@ use crate::output::{bytes, count, pct, print_json, Ctx};
 ///
 /// Without versions: the working file against its committed version (the file is read and cut
 /// exactly as commit would, but nothing is stored). With --from and/or --to: stored versions, by
-/// id or unique prefix (see `nshard log`); comparing two stored versions needs only their
-/// manifests, not their data. --to alone compares that version with its parent.
+/// id or unique prefix (see `nshard log`), for a file or a directory unit alike; comparing two
+/// stored versions needs only their manifests (a unit's listings), not their data. --to alone
+/// compares that version with its parent.
 #[derive(Args, Debug)]
 pub struct DiffArgs {
     /// Data files, manifests, directories or quoted globs.
@@ -87,42 +89,18 @@ pub fn tensor_summary(d: &FileDiff) -> Option<String> {
 
 pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let (units, rest) = super::dirs::split(&repo, &ctx.cwd, &a.files)?;
-    if !units.is_empty() {
-        if a.from.is_some() || a.to.is_some() {
-            anyhow::bail!("--from and --to are not available for directory units; `nshard diff DIR` compares the work tree with the committed listing");
-        }
-        let mut rows = Vec::new();
-        for (u, sub) in &units {
-            let st = repo.dir_diff(u, sub.as_deref())?;
-            if a.json {
-                rows.push(serde_json::to_value(&st)?);
-            } else {
-                super::dirs::print_status(&st, usize::MAX)?;
-            }
-        }
-        if a.json && rest.is_empty() {
-            print_json(&rows)?;
-        }
-        if rest.is_empty() {
-            return Ok(ExitCode::SUCCESS);
-        }
-    }
-    let a = DiffArgs { files: rest, ..a };
-    let filter = repo.path_filter(&ctx.cwd, &a.files)?;
-    let single = a.files.len() == 1 && filter.exact_files().count() == 1;
-    let paths = repo.select_manifests(&filter)?;
-    if (a.from.is_some() || a.to.is_some()) && paths.len() != 1 {
-        anyhow::bail!(
-            "--from and --to need exactly one file (version ids belong to one file's history)"
-        );
+    let sel = repo.select(&ctx.cwd, &a.files)?;
+    let single = sel.is_single_file();
+    let targets = repo.targets(&sel)?;
+    if (a.from.is_some() || a.to.is_some()) && targets.len() != 1 {
+        return Err(nshard_core::Error::VersionNeedsOneTarget.into());
     }
     let bar = ctx.progress(a.json);
     let mut diffs = Vec::new();
     let mut failed = false;
-    for path in &paths {
-        let d = repo.diff(
-            path,
+    for t in &targets {
+        let d = repo.diff_target(
+            t,
             &DiffOptions {
                 from: a.from.clone(),
                 to: a.to.clone(),
@@ -131,11 +109,12 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
         );
         match d {
             Ok(d) if a.json => diffs.push(d),
-            Ok(d) => print_diff(&d)?,
+            Ok(Diff::File(d)) => print_diff(&d)?,
+            Ok(Diff::Unit(st)) => super::dirs::print_status(&st, usize::MAX)?,
             Err(e) if single => return Err(e.into()),
             Err(e) => {
                 failed = true;
-                crate::output::file_error(path, &e);
+                crate::output::file_error(&t.label(), &e);
             }
         }
     }

@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 use nshard_core::Error;
 use nshard_core::RefUpdate;
 use nshard_core::RepoPath;
-use nshard_core::{CheckoutOptions, CheckoutOutcome, PathFilter, Repo};
-use nshard_core::{PushOptions, PushScope, Retry, TransferOptions};
+use nshard_core::{CheckoutOptions, CheckoutOutcome, PathFilter, Repo, Target};
+use nshard_core::{Progress, PullOptions, PushOptions, PushScope, Retry, TransferOptions};
 
 use super::remote::{label, objects, runtime};
 use crate::output::Ctx;
@@ -193,102 +193,69 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Pulls the data the changed manifests need and checks their files out, keeping uncommitted
-/// changes. `manifests` are manifest paths relative to the repository root.
-/// Whether the manifest file at `path` is a directory unit's (its first bytes say so).
-fn is_unit_manifest(path: &std::path::Path) -> bool {
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(512).read_to_end(&mut head))
-        .is_ok()
-        && nshard_core::is_dir_manifest(&head)
-}
-
+/// Pulls the data the changed manifests need and checks their files and directory units out,
+/// keeping uncommitted changes. `manifests` are manifest paths relative to the repository root;
+/// a manifest the checkout deleted leaves its data alone.
 fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
-    let mut paths: Vec<RepoPath> = Vec::new();
-    let mut units: Vec<RepoPath> = Vec::new();
-    for m in manifests {
-        let Some(data) = RepoPath::parse(&m)
-            .ok()
-            .and_then(|p| p.data_path_of_manifest())
-        else {
-            continue;
-        };
-        // A manifest the checkout deleted leaves its data file alone.
-        let mpath = data.manifest_path().to_path(repo.root());
-        if is_unit_manifest(&mpath) {
-            units.push(data);
-        } else if mpath.is_file() {
-            paths.push(data);
-        }
-    }
-    let mut failed = !units.is_empty() && super::hook_units::sync_units(ctx, repo, &units)?;
-    if paths.is_empty() {
-        return Ok(if failed {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        });
-    }
-    // Pull what the local store lacks.
-    let mut need_data = Vec::new();
-    for p in &paths {
-        match repo.read_worktree_manifest(p) {
-            Ok(Some(wt)) if !repo.missing_chunks(&wt.manifest).is_empty() => {
-                need_data.push(p.clone())
-            }
-            Ok(_) => {}
-            Err(e) => {
-                failed = true;
-                eprintln!("nshard: {p}: {e}");
-            }
-        }
-    }
+    let targets: Vec<Target> = manifests
+        .iter()
+        .filter_map(|m| RepoPath::parse(m).ok())
+        .filter_map(|m| repo.target_of_manifest(&m))
+        .collect();
+    let mut failed = false;
     let bar = ctx.progress(false);
+    let need: Vec<Target> = targets
+        .iter()
+        .filter(|t| repo.has_data(t) == Some(false))
+        .cloned()
+        .collect();
     let mut unavailable = BTreeSet::new();
-    if !need_data.is_empty() {
-        let (lacking, pull_failed) = super::hook_units::pull_missing(
-            ctx,
-            repo,
-            &bar,
-            need_data,
-            Vec::new(),
-            ("file(s)", "files'", ""),
-        )?;
+    if !need.is_empty() {
+        let (lacking, pull_failed) = pull_missing(ctx, repo, &bar, &need)?;
         unavailable = lacking;
         failed |= pull_failed;
     }
-    let ready: Vec<RepoPath> = paths
+    let ready: Vec<Target> = targets
         .into_iter()
-        .filter(|p| !unavailable.contains(p))
+        .filter(|t| !unavailable.contains(t.path()))
         .collect();
-    if !ready.is_empty() {
-        let results = repo.checkout(&CheckoutOptions {
-            paths: ready,
+    let results = repo.checkout(
+        &ready,
+        &CheckoutOptions {
             version: None,
             force: false,
             progress: &bar,
-        })?;
-        for r in results {
-            match r.result {
-                Ok(CheckoutOutcome::Written { version, .. }) if !ctx.quiet => {
-                    eprintln!(
-                        "nshard: {}: checked out version {}",
-                        r.path,
-                        version.short()
-                    )
-                }
-                Ok(_) => {}
-                Err(Error::WouldOverwrite(_)) => eprintln!(
-                    "nshard: {}: has uncommitted changes, left as it is; `nshard commit` keeps \
-                     them, `nshard checkout --force {}` replaces them with the manifest's version",
-                    r.path,
-                    r.path.manifest_path()
-                ),
-                Err(e) => {
-                    failed = true;
-                    eprintln!("nshard: {}: {e}", r.path);
-                }
+        },
+    )?;
+    for r in results {
+        let label = r.target.label();
+        match r.result {
+            Ok(CheckoutOutcome::Written { version, .. }) if !ctx.quiet => {
+                eprintln!("nshard: {label}: checked out version {}", version.short())
+            }
+            Ok(CheckoutOutcome::Unit(c)) if !ctx.quiet && (c.written > 0 || c.removed > 0) => {
+                eprintln!(
+                    "nshard: {label}: checked out version {} ({} written, {} removed)",
+                    c.version.short(),
+                    c.written,
+                    c.removed
+                )
+            }
+            Ok(_) => {}
+            Err(Error::WouldOverwrite(what)) => {
+                let (which, arg) = match &r.target {
+                    Target::File(p) => (String::new(), p.manifest_path().to_string()),
+                    Target::Unit { .. } => (format!(" ({})", what.display()), label.clone()),
+                };
+                eprintln!(
+                    "nshard: {label}: has uncommitted changes{which}, left as it is; `nshard \
+                     commit` keeps them, `nshard checkout --force {arg}` replaces them with the \
+                     manifest's version"
+                )
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("nshard: {label}: {e}");
             }
         }
     }
@@ -297,4 +264,77 @@ fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Pulls from the default remote what the local store lacks for `targets`, for a hook. Returns
+/// the paths whose data could not be had and whether anything failed; a missing default remote
+/// is a failure that names `nshard pull --remote`.
+fn pull_missing(
+    ctx: &Ctx,
+    repo: &Repo,
+    progress: &dyn Progress,
+    targets: &[Target],
+) -> Result<(BTreeSet<RepoPath>, bool)> {
+    let all: BTreeSet<RepoPath> = targets.iter().map(|t| t.path().clone()).collect();
+    let (mut paths, mut dirs) = (Vec::new(), Vec::new());
+    for t in targets {
+        match t {
+            Target::File(p) => paths.push(p.clone()),
+            Target::Unit { unit, sub } => dirs.push((unit.clone(), sub.clone())),
+        }
+    }
+    match repo.resolve_remote(None, &ctx.cwd) {
+        Err(Error::NoRemote) => {
+            eprintln!(
+                "nshard: {} changed file(s) or director(y/ies) need data the local store lacks \
+                 and no default remote is configured; run `nshard pull --checkout --remote URL`",
+                all.len()
+            );
+            Ok((all, true))
+        }
+        Err(e) => Err(e.into()),
+        Ok(_) => {
+            let r = runtime()?.block_on(async {
+                let (_, store) = super::remote::open(repo, ctx, None).await?;
+                let report = nshard_core::pull(
+                    repo,
+                    &store,
+                    &PullOptions {
+                        paths,
+                        dirs,
+                        version: None,
+                        all_versions: false,
+                        transfer: TransferOptions {
+                            jobs: nshard_core::DEFAULT_JOBS.into(),
+                            retry: Retry::default(),
+                            progress,
+                        },
+                    },
+                )
+                .await?;
+                anyhow::Ok(report)
+            });
+            match r {
+                Ok(report) => {
+                    let mut lacking = BTreeSet::new();
+                    for f in &report.files {
+                        if let Err(e) = &f.result {
+                            let label = targets
+                                .iter()
+                                .find(|t| t.path() == &f.path)
+                                .map_or_else(|| f.path.to_string(), Target::label);
+                            eprintln!("nshard: {label}: {e}");
+                            lacking.insert(f.path.clone());
+                        }
+                    }
+                    let failed = !lacking.is_empty();
+                    Ok((lacking, failed))
+                }
+                Err(e) => {
+                    eprintln!("nshard: could not pull the changed files' data: {e:#}");
+                    Ok((all, true))
+                }
+            }
+        }
+    }
 }

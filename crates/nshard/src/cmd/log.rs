@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::LogState;
+use nshard_core::{History, LogState};
 
 use crate::out;
 use crate::output::{bytes, print_json, Ctx};
@@ -47,58 +47,58 @@ pub fn first_line(msg: &str) -> &str {
 
 pub fn run(ctx: &Ctx, a: LogArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let (units, rest) = super::dirs::split_with_filter(&repo, &ctx.cwd, &a.files)?;
-    if !a.files.is_empty() && rest.is_empty() {
-        return log_units(&repo, &units, a.json);
-    }
-    if a.files.is_empty() && !units.is_empty() && !a.json {
-        log_units(&repo, &units, false)?;
-        out!("");
-    }
-    let filter = repo.path_filter(&ctx.cwd, &rest)?;
-    let single = a.files.len() == 1 && filter.exact_files().count() == 1;
-    let paths = match repo.select_manifests(&filter) {
-        Err(nshard_core::Error::NothingSelected) if !units.is_empty() => {
-            log_units(&repo, &units, a.json)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        r => r?,
-    };
+    let sel = repo.select(&ctx.cwd, &a.files)?;
+    let single = sel.is_single_file();
+    let targets = repo.targets(&sel)?;
     let mut all = std::collections::BTreeMap::new();
     let mut unreadable = false;
-    for (i, path) in paths.iter().enumerate() {
-        let entries = match repo.log(path) {
-            Ok(e) => e,
+    let mut shown = 0;
+    for t in &targets {
+        let history = match repo.log_target(t) {
+            Ok(h) => h,
             Err(e) if single => return Err(e.into()),
             Err(e) => {
                 unreadable = true;
-                crate::output::file_error(path, &e);
+                crate::output::file_error(&t.label(), &e);
                 continue;
             }
         };
-        unreadable |= entries
-            .iter()
-            .any(|e| matches!(e.state, LogState::Unreadable { .. }));
+        if let History::Unit(v) = &history {
+            if v.is_empty() {
+                continue; // a unit in the config, never committed
+            }
+        }
+        if let History::File(entries) = &history {
+            unreadable |= entries
+                .iter()
+                .any(|e| matches!(e.state, LogState::Unreadable { .. }));
+        }
         if a.json {
-            all.insert(path.as_str().to_string(), entries);
+            all.insert(t.path().as_str().to_string(), history);
             continue;
         }
         if !single {
-            if i > 0 {
+            if shown > 0 {
                 out!("");
             }
-            out!("{path}");
+            out!("{}", t.label());
         }
-        print_entries(&entries)?;
+        shown += 1;
+        match &history {
+            History::File(entries) => print_entries(entries)?,
+            History::Unit(versions) => print_unit(versions)?,
+        }
     }
     if a.json {
         if single {
-            let entries = all.into_values().next().unwrap_or_default();
-            print_json(&entries)?;
+            match all.into_values().next() {
+                Some(h) => print_json(&h)?,
+                None => print_json(&Vec::<()>::new())?,
+            }
         } else {
             print_json(&all)?;
         }
-    } else if paths.is_empty() {
+    } else if targets.is_empty() {
         out!("no committed files (commit one with `nshard commit -m MESSAGE`)");
     }
     Ok(if unreadable {
@@ -145,43 +145,24 @@ fn print_entries(entries: &[nshard_core::LogEntry]) -> Result<()> {
     Ok(())
 }
 
-/// The history of each directory unit: version, date, files, size, message.
-fn log_units(
-    repo: &nshard_core::Repo,
-    units: &[super::dirs::UnitSel],
-    json: bool,
-) -> Result<ExitCode> {
-    let mut all = std::collections::BTreeMap::new();
-    for (u, _) in units {
-        let Some(d) = repo.read_dir_manifest(u)? else {
-            continue;
-        };
-        let history = repo.dir_history(&d)?;
-        if json {
-            all.insert(u.as_str().to_string(), history);
-            continue;
-        }
-        out!("{u}/");
-        for v in &history {
-            let mark = if v.version == d.version { "*" } else { " " };
-            match &v.manifest {
-                Some(m) => out!(
-                    "{mark} {}  {}  {:>10}  {:>12}  {}",
-                    v.version.short(),
-                    date(&m.version.timestamp),
-                    bytes(m.size),
-                    crate::output::count(m.files, "file"),
-                    nshard_core::escape_path(first_line(&m.version.message))
-                ),
-                None => out!(
-                    "{mark} {}  (not in the local store: `nshard pull --all-versions` fetches older history)",
-                    v.version.short()
-                ),
-            }
+/// A directory unit's history: version, date, size, files, message.
+fn print_unit(versions: &[nshard_core::DirVersion]) -> Result<()> {
+    for (i, v) in versions.iter().enumerate() {
+        let mark = if i == 0 { "*" } else { " " };
+        match &v.manifest {
+            Some(m) => out!(
+                "{mark} {}  {}  {:>10}  {:>12}  {}",
+                v.version.short(),
+                date(&m.version.timestamp),
+                bytes(m.size),
+                crate::output::count(m.files, "file"),
+                nshard_core::escape_path(first_line(&m.version.message))
+            ),
+            None => out!(
+                "{mark} {}  (not in the local store: `nshard pull --all-versions` fetches older history)",
+                v.version.short()
+            ),
         }
     }
-    if json {
-        print_json(&all)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -8,7 +8,6 @@ pub mod diff;
 pub mod dirs;
 pub mod gc;
 pub mod hook;
-mod hook_units;
 pub mod init;
 pub mod log;
 pub mod login;
@@ -31,17 +30,6 @@ use nshard_core::RepoPath;
 pub fn data_path(repo: &Repo, cwd: &Path, arg: &Path) -> Result<RepoPath> {
     let p = repo.resolve_user_path(cwd, arg)?;
     Ok(p.data_path_of_manifest().unwrap_or(p))
-}
-
-/// The files named by `args` (data files, manifests, directories, quoted globs) that have a
-/// manifest in the work tree, plus files named one by one; empty when `args` is empty (meaning
-/// every file).
-pub fn select(repo: &Repo, cwd: &Path, args: &[impl AsRef<Path>]) -> Result<Vec<RepoPath>> {
-    if args.is_empty() {
-        return Ok(Vec::new());
-    }
-    let filter = repo.path_filter(cwd, args)?;
-    Ok(repo.select_manifests(&filter)?)
 }
 
 /// [`data_path`] for every argument.

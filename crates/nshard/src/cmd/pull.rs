@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::CheckoutOptions;
+use nshard_core::{CheckoutOptions, Target};
 use nshard_core::{PullOptions, Retry, TransferOptions, DEFAULT_JOBS};
 
 use super::remote::{label, objects, print_files, runtime, secs, JsonReport};
@@ -45,18 +45,18 @@ pub struct PullArgs {
 
 pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
     let repo = ctx.repo_or_init()?;
-    let (units, rest) = super::dirs::split(&repo, &ctx.cwd, &a.paths)?;
-    let paths = if rest.is_empty() {
-        Vec::new()
-    } else {
-        super::select(&repo, &ctx.cwd, &rest)?
-    };
+    let sel = repo.select(&ctx.cwd, &a.paths)?;
+    let targets = repo.targets(&sel)?;
     // No argument: every file and unit (empty lists); else what was named.
-    let dirs = if a.paths.is_empty() {
-        Vec::new()
-    } else {
-        units.clone()
-    };
+    let (mut paths, mut dirs) = (Vec::new(), Vec::new());
+    if !sel.is_everything() {
+        for t in &targets {
+            match t {
+                Target::File(p) => paths.push(p.clone()),
+                Target::Unit { unit, sub } => dirs.push((unit.clone(), sub.clone())),
+            }
+        }
+    }
     let bar = ctx.progress(a.json);
     let started = Instant::now();
     let (resolved, report) = runtime()?.block_on(async {
@@ -102,36 +102,30 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
         }
     }
     if a.checkout {
-        let ready: Vec<_> = report
-            .files
-            .iter()
-            .filter(|f| f.result.is_ok())
-            .map(|f| f.path.clone())
-            .filter(|p| {
-                repo.unit_of(&repo.dir_units().unwrap_or_default(), p)
-                    .is_none()
+        // What was pulled completely: a file by its own entry, a unit by any of its entries.
+        let pulled = |t: &Target| {
+            report.files.iter().any(|f| {
+                f.result.is_ok()
+                    && match t {
+                        Target::File(p) => f.path == *p,
+                        Target::Unit { unit, .. } => {
+                            repo.unit_of(std::slice::from_ref(unit), &f.path).is_some()
+                        }
+                    }
             })
-            .collect();
-        let unit_ok: Vec<_> = units
-            .iter()
-            .filter(|s| {
-                report.files.iter().any(|f| {
-                    f.result.is_ok() && repo.unit_of(std::slice::from_ref(&s.0), &f.path).is_some()
-                })
-            })
-            .cloned()
-            .collect();
-        let (dir_failed, dir_rows) = super::dirs::checkout(ctx, &repo, &unit_ok, false, a.json)?;
-        failed += dir_failed;
+        };
+        let ready: Vec<Target> = targets.iter().filter(|t| pulled(t)).cloned().collect();
         let results = if ready.is_empty() {
             Vec::new()
         } else {
-            repo.checkout(&CheckoutOptions {
-                paths: ready,
-                version: a.version.clone(),
-                force: false,
-                progress: &bar,
-            })?
+            repo.checkout(
+                &ready,
+                &CheckoutOptions {
+                    version: a.version.clone(),
+                    force: false,
+                    progress: &bar,
+                },
+            )?
         };
         failed += results.iter().filter(|r| r.result.is_err()).count();
         if a.json {
@@ -143,11 +137,16 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
             }
             let checkout = results
                 .iter()
-                .map(|r| match &r.result {
-                    Ok(o) => serde_json::json!({"path": r.path.as_str(), "outcome": o}),
-                    Err(e) => serde_json::json!({"path": r.path.as_str(), "error": e.to_string()}),
+                .map(|r| {
+                    let path = match &r.target {
+                        Target::File(p) => p.as_str().to_string(),
+                        unit => unit.label(),
+                    };
+                    match &r.result {
+                        Ok(o) => serde_json::json!({"path": path, "outcome": o}),
+                        Err(e) => serde_json::json!({"path": path, "error": e.to_string()}),
+                    }
                 })
-                .chain(dir_rows)
                 .collect();
             print_json(&Both {
                 pull: JsonReport::new(&resolved, s, &report.files, elapsed),

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use nshard_core::escape_path;
 use nshard_core::Retry;
-use nshard_core::{FileState, VersionOrder};
+use nshard_core::{FileState, FileStatus, Status, VersionOrder};
 
 use super::remote::{label, runtime};
 use crate::out;
@@ -39,19 +39,8 @@ pub struct StatusArgs {
 
 pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let (units, rest) = super::dirs::split_with_filter(&repo, &ctx.cwd, &a.paths)?;
-    let mut st = if a.paths.is_empty() || !rest.is_empty() {
-        let filter = repo.path_filter(&ctx.cwd, &rest)?;
-        let mut st = repo.status()?;
-        st.retain(|s| filter.matches(&s.path));
-        st
-    } else {
-        Vec::new()
-    };
-    let mut dir_st = Vec::new();
-    for (u, sub) in &units {
-        dir_st.push(repo.dir_status(u, sub.as_deref())?);
-    }
+    let sel = repo.select(&ctx.cwd, &a.paths)?;
+    let mut st = repo.status_of(&sel)?;
     // Manifests whose own name is refused are never read; reported when no path narrows the view.
     let refused = if a.paths.is_empty() {
         repo.refused_manifests()?
@@ -87,8 +76,11 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
     let undetermined = !refused.is_empty()
         || st.iter().any(|s| {
             matches!(
-                s.state,
-                FileState::InvalidManifest { .. } | FileState::Unreadable { .. }
+                s,
+                Status::File(FileStatus {
+                    state: FileState::InvalidManifest { .. } | FileState::Unreadable { .. },
+                    ..
+                })
             )
         });
     let code = if undetermined {
@@ -98,32 +90,39 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
     };
     if a.json {
         // Directory units follow the files, with their own fields (files, changes); refused
-        // manifests are `invalid` entries under their own name.
-        let mut rows: Vec<serde_json::Value> = st
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<_, _>>()?;
+        // manifests are `invalid` entries under their own name, after the files.
+        let mut rows = Vec::new();
+        for s in &st {
+            if let Status::File(_) = s {
+                rows.push(serde_json::to_value(s)?);
+            }
+        }
         rows.extend(refused.iter().map(|r| {
             serde_json::json!({
                 "path": r.path, "state": "invalid", "reason": r.reason,
                 "version": null, "tracked": false, "manifest": r.path,
             })
         }));
-        for d in &dir_st {
-            let mut v = serde_json::to_value(d)?;
-            v["kind"] = "dir".into();
-            rows.push(v);
+        for s in &st {
+            if let Status::Unit(_) = s {
+                rows.push(serde_json::to_value(s)?);
+            }
         }
         print_json(&rows)?;
         return Ok(code);
     }
-    if st.is_empty() && refused.is_empty() && dir_st.is_empty() {
+    if st.is_empty() && refused.is_empty() {
         out!("no tracked files (use `nshard track <path>`)");
     }
-    for d in &dir_st {
-        super::dirs::print_status(d, 20)?;
-    }
     for s in &st {
+        if let Status::Unit(d) = s {
+            super::dirs::print_status(d, 20)?;
+        }
+    }
+    for s in st.iter().filter_map(|s| match s {
+        Status::File(f) => Some(f),
+        _ => None,
+    }) {
         let v = s.version.map(|v| v.short()).unwrap_or_default();
         let (label, hint) = match &s.state {
             FileState::Unchanged => ("unchanged", String::new()),
@@ -195,7 +194,13 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         out!("{:<13} {:<40} ({})", "invalid", r.path, r.reason);
     }
     if let Some(r) = remote {
-        let checked: Vec<_> = st.iter().filter_map(|s| s.remote).collect();
+        let checked: Vec<_> = st
+            .iter()
+            .filter_map(|s| match s {
+                Status::File(f) => f.remote,
+                _ => None,
+            })
+            .collect();
         let lacking = checked.iter().filter(|c| c.missing_objects > 0).count();
         if lacking == 0 {
             out!(

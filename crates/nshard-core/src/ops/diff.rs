@@ -8,16 +8,19 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 
 use super::stored::StoredSource;
-use super::{Repo, WorktreeManifest};
+use super::target::Target;
 use crate::chunk::ChunkParams;
+use crate::dirunit::DirStatus;
 use crate::error::{Error, Result};
 use crate::formats::plan::Params;
 use crate::formats::{self, Layout, Parsed};
 use crate::id::ObjectId;
 use crate::ingest::{self, NoTable};
+use crate::manifest::BlockDiff;
 use crate::manifest::{chunk_run_digest, ChunkRef, Manifest, TensorEntry};
 use crate::path::RepoPath;
 use crate::progress::Progress;
+use crate::repo::{Repo, WorktreeManifest};
 
 /// What to compare.
 pub struct DiffOptions<'a> {
@@ -62,27 +65,6 @@ pub struct DiffSide {
     pub sha256: Option<ObjectId>,
     /// Number of tensors, when this side has a tensor table.
     pub tensors: Option<usize>,
-}
-
-/// Block-level changes, counted over chunk positions.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct BlockDiff {
-    /// Whether both sides have the same content.
-    pub identical: bool,
-    /// Chunks of the new side whose content the old side also has.
-    pub chunks_reused: usize,
-    /// Chunks of the new side the old side does not have.
-    pub chunks_new: usize,
-    /// Chunks of the old side the new side no longer has.
-    pub chunks_dropped: usize,
-    /// Bytes of the reused chunks.
-    pub bytes_reused: u64,
-    /// Bytes of the new chunks.
-    pub bytes_new: u64,
-    /// Bytes of the dropped chunks.
-    pub bytes_dropped: u64,
-    /// `bytes_new` over the new side's size (0 for an empty file).
-    pub changed_share: f64,
 }
 
 /// How one tensor changed.
@@ -265,7 +247,7 @@ impl Repo {
     ) -> Result<(ObjectId, Manifest)> {
         let full = ObjectId::parse(prefix)
             .ok()
-            .filter(|id| *id == wt.version || self.store.has(id));
+            .filter(|id| *id == wt.version || self.store().has(id));
         let v = match full {
             Some(id) => id,
             None => self.find_version(wt, prefix)?,
@@ -296,7 +278,7 @@ impl Repo {
     /// Explains a version without a tensor table, from its header if its chunks are local.
     fn why_no_tensors(&self, v: ObjectId, m: &Manifest) -> String {
         let name = format!("version {}", v.short());
-        let parsed = formats::parse_any(&mut StoredSource::new(&self.store, m));
+        let parsed = formats::parse_any(&mut StoredSource::new(self.store(), m));
         let why = match parsed {
             Err(e) => {
                 return format!(
@@ -327,7 +309,7 @@ impl Repo {
         params: ChunkParams,
         progress: &dyn Progress,
     ) -> Result<ingest::Ingested> {
-        let abs = path.to_path(&self.root);
+        let abs = path.to_path(self.root());
         let md0 = match fs::symlink_metadata(&abs) {
             Ok(md) => md,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -378,28 +360,9 @@ fn table_limits(layout: &Layout, size: u64) -> std::result::Result<(), String> {
 }
 
 fn block_diff(old: &Loaded, new: &Loaded) -> BlockDiff {
-    let old_ids: HashSet<ObjectId> = old.chunks.iter().map(|c| c.id).collect();
-    let new_ids: HashSet<ObjectId> = new.chunks.iter().map(|c| c.id).collect();
-    let mut d = BlockDiff {
-        identical: old.side.sha256.is_some() && old.side.sha256 == new.side.sha256,
-        ..BlockDiff::default()
-    };
-    for c in &new.chunks {
-        if old_ids.contains(&c.id) {
-            d.chunks_reused += 1;
-            d.bytes_reused += c.size;
-        } else {
-            d.chunks_new += 1;
-            d.bytes_new += c.size;
-        }
-    }
-    for c in old.chunks.iter().filter(|c| !new_ids.contains(&c.id)) {
-        d.chunks_dropped += 1;
-        d.bytes_dropped += c.size;
-    }
-    if new.side.size > 0 {
-        d.changed_share = d.bytes_new as f64 / new.side.size as f64;
-    }
+    let pairs = |l: &Loaded| l.chunks.iter().map(|c| (c.id, c.size)).collect::<Vec<_>>();
+    let mut d = BlockDiff::between(&pairs(old), &pairs(new), new.side.size);
+    d.identical = old.side.sha256.is_some() && old.side.sha256 == new.side.sha256;
     d
 }
 
@@ -539,5 +502,32 @@ mod tests {
                 ("gone", TensorChangeKind::Removed)
             ]
         );
+    }
+}
+
+/// What changed in one target.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Diff {
+    /// A data file: blocks and tensors.
+    File(Box<FileDiff>),
+    /// A directory unit: files added, removed and modified.
+    Unit(DirStatus),
+}
+
+impl Repo {
+    /// `diff` of one target, with the same version options for files and units.
+    pub fn diff_target(&self, target: &Target, opts: &DiffOptions<'_>) -> Result<Diff> {
+        match target {
+            Target::File(p) => self.diff(p, opts).map(|d| Diff::File(Box::new(d))),
+            Target::Unit { unit, sub } => self
+                .dir_diff_versions(
+                    unit,
+                    sub.as_deref(),
+                    opts.from.as_deref(),
+                    opts.to.as_deref(),
+                )
+                .map(Diff::Unit),
+        }
     }
 }

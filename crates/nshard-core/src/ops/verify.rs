@@ -15,8 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use rayon::prelude::*;
 
-use super::history::HistoryNode;
-use super::Repo;
+use super::HistoryNode;
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
 use crate::id::{Hasher, ObjectId};
@@ -24,6 +23,7 @@ use crate::ingest::{table_tensors, How, TensorHasher};
 use crate::manifest::Manifest;
 use crate::path::RepoPath;
 use crate::progress::Progress;
+use crate::repo::Repo;
 
 /// Options of a verify.
 pub struct VerifyOptions<'a> {
@@ -315,7 +315,7 @@ impl Repo {
                         let missing: Vec<ObjectId> = objs
                             .iter()
                             .map(|(id, _)| *id)
-                            .filter(|id| !self.store.has(id))
+                            .filter(|id| !self.store().has(id))
                             .collect();
                         referenced.extend(objs.into_iter().map(|(id, _)| id));
                         if missing.is_empty() {
@@ -366,10 +366,10 @@ impl Repo {
     /// Verifies the local store and every manifest. Takes the repository lock (shared).
     pub fn verify(&self, opts: &VerifyOptions<'_>) -> Result<VerifyReport> {
         let _lock = self.lock(false)?;
-        let all = self.store.list()?;
+        let all = self.store().list()?;
         let total: u64 = all
             .iter()
-            .filter_map(|id| self.store.encoded_size(id))
+            .filter_map(|id| self.store().encoded_size(id))
             .sum();
         opts.progress.start("verifying objects", total);
         let mut ck = Checker {
@@ -401,7 +401,7 @@ impl Repo {
                         referenced.extend(manifest.chunks.iter().map(|c| c.id));
                         if v != wt.version {
                             // Loading it verified the manifest object.
-                            ck.record(&v, self.store.encoded_size(&v), &Ok(Vec::new()));
+                            ck.record(&v, self.store().encoded_size(&v), &Ok(Vec::new()));
                         }
                         versions.push((path.clone(), v, manifest));
                     }
@@ -453,9 +453,9 @@ impl Repo {
             let results: Vec<(Option<u64>, Result<Vec<u8>>)> = group
                 .par_iter()
                 .map(|id| {
-                    let size = self.store.encoded_size(id);
+                    let size = self.store().encoded_size(id);
                     // Only the verdict is kept, not the bytes.
-                    let r = self.store.get(id, MAX_OBJECT_SIZE).map(|_| Vec::new());
+                    let r = self.store().get(id, MAX_OBJECT_SIZE).map(|_| Vec::new());
                     (size, r)
                 })
                 .collect();
@@ -480,7 +480,7 @@ impl Repo {
         for id in &all {
             if !referenced.contains(id) {
                 ck.report.unreferenced_objects += 1;
-                ck.report.unreferenced_bytes += self.store.encoded_size(id).unwrap_or(0);
+                ck.report.unreferenced_bytes += self.store().encoded_size(id).unwrap_or(0);
             }
         }
         opts.progress.finish();

@@ -24,13 +24,13 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::history::HistoryNode;
-use super::{Repo, WorktreeManifest};
+use super::HistoryNode;
 use crate::dirunit::{DirManifest, DirVersionBytes};
 use crate::error::{Error, Result};
 use crate::git::{GitTree, Reach};
 use crate::id::ObjectId;
 use crate::manifest::Manifest;
+use crate::repo::{Repo, WorktreeManifest};
 
 /// Which manifests' objects gc keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -194,7 +194,7 @@ impl Repo {
         }
         // Inside a git repository, git must run: without it gc cannot know what other branches,
         // tags or the index reference, so it deletes nothing.
-        let Some(tree) = GitTree::find(&self.root) else {
+        let Some(tree) = GitTree::find(self.root()) else {
             return Err(Error::Git(
                 "could not run `git` (is it installed?) to find the git work tree; gc deleted nothing"
                     .into(),
@@ -328,7 +328,7 @@ impl Repo {
             }
         }
         report.versions_kept = kept_versions.len() + dir_versions.len();
-        let all = self.store.list()?;
+        let all = self.store().list()?;
         report.objects_total = all.len();
         report.objects_referenced = all.iter().filter(|id| keep.contains(id)).count();
         let present: HashSet<&ObjectId> = all.iter().collect();
@@ -371,7 +371,7 @@ impl Repo {
                 .is_none_or(|age| age < opts.grace)
         };
         for id in order {
-            let p = self.store.path_of(&id);
+            let p = self.store().path_of(&id);
             let md = match fs::symlink_metadata(&p) {
                 Ok(md) => md,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -389,7 +389,7 @@ impl Repo {
             }
             if !opts.dry_run {
                 crate::crash_point!("gc-before-delete");
-                self.store.delete(&id)?;
+                self.store().delete(&id)?;
             }
             report.objects_deleted += 1;
             report.bytes_deleted += md.len();

@@ -6,8 +6,6 @@
 
 use std::fs;
 
-use super::statcache::{now_ns, StatCache, StatEntry};
-use super::Repo;
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
 use crate::formats::plan::Params;
@@ -15,8 +13,11 @@ use crate::fsutil;
 use crate::id::ObjectId;
 use crate::ingest;
 use crate::manifest::{Manifest, VersionInfo, MAX_MANIFEST_BYTES, MAX_MESSAGE_BYTES};
+use crate::outcome::CommitOutcome;
 use crate::path::RepoPath;
 use crate::progress::Progress;
+use crate::repo::statcache::{now_ns, StatCache, StatEntry};
+use crate::repo::Repo;
 
 /// Options of a commit.
 pub struct CommitOptions<'a> {
@@ -29,39 +30,6 @@ pub struct CommitOptions<'a> {
     pub force: bool,
     /// Progress sink.
     pub progress: &'a dyn Progress,
-}
-
-/// What happened to one file.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "result", rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum CommitOutcome {
-    /// A new version was recorded.
-    Committed {
-        /// The new version id.
-        version: ObjectId,
-        /// The previous version, if any.
-        parent: Option<ObjectId>,
-        /// File size in bytes.
-        size: u64,
-        /// Number of chunks in the file.
-        chunks_total: usize,
-        /// Chunks that were not in the store before.
-        chunks_new: usize,
-        /// Chunks already in the store (earlier versions, other files, repeats in this file).
-        chunks_reused: usize,
-        /// Raw bytes of the new chunks.
-        new_bytes: u64,
-        /// Bytes written to the store for the new chunks (after compression).
-        stored_bytes: u64,
-    },
-    /// A new version of a directory unit was recorded.
-    DirCommitted(crate::dirunit::DirCommit),
-    /// The file matches its committed version; nothing was written.
-    Unchanged {
-        /// The current version id.
-        version: ObjectId,
-    },
 }
 
 /// The result for one file.
@@ -90,7 +58,7 @@ impl Repo {
         // alone is not enough, as for files).
         let configured: Vec<RepoPath> = units
             .iter()
-            .filter(|u| self.config.dirs.iter().any(|d| d == u.as_str()))
+            .filter(|u| self.config().dirs.iter().any(|d| d == u.as_str()))
             .cloned()
             .collect();
         let (unit_targets, targets) = if opts.paths.is_empty() {
@@ -127,7 +95,7 @@ impl Repo {
             }
             targets
         };
-        let mut cache = StatCache::load(&self.dot.join("cache").join("stat.json"));
+        let mut cache = StatCache::load(&self.shard_dir().join("cache").join("stat.json"));
         let mut out = Vec::new();
         for unit in unit_targets {
             let result = self.commit_dir(&unit, &message, &mut cache, opts.progress);
@@ -155,7 +123,7 @@ impl Repo {
         opts: &CommitOptions<'_>,
     ) -> Result<CommitOutcome> {
         let progress = opts.progress;
-        let abs = fsutil::existing_file_in(&self.root, path)?;
+        let abs = fsutil::existing_file_in(self.root(), path)?;
         let md0 = fs::symlink_metadata(&abs).map_err(Error::io("reading", &abs))?;
         let parent = self.read_worktree_manifest(path)?;
         let outdated = |sha: &ObjectId, cache: &StatCache| -> Result<()> {
@@ -183,8 +151,8 @@ impl Repo {
         let stored = ingest::ingest_file(
             &abs,
             &ingest::Options {
-                params: Params::ByKind(self.config.chunking),
-                store: Some(&self.store),
+                params: Params::ByKind(self.config().chunking),
+                store: Some(self.store()),
                 progress,
                 label: path.as_str(),
                 sync_dirs: true,
@@ -226,10 +194,10 @@ impl Repo {
         // The manifest object is stored before the work-tree manifest names it: a crash in between
         // leaves an unreferenced object, never a manifest pointing at nothing.
         let enc = Encoder::new().encode(&bytes, DataHint::Unknown);
-        self.store.put_trusted(&version, &enc)?;
+        self.store().put_trusted(&version, &enc)?;
         crate::crash_point!("commit-before-manifest");
         let mpath = path.manifest_path();
-        let mabs = fsutil::prepare_safe_destination(&self.root, &mpath)?;
+        let mabs = fsutil::prepare_safe_destination(self.root(), &mpath)?;
         fsutil::write_atomic(&mabs, &bytes)?;
         cache.set(
             path.as_str(),

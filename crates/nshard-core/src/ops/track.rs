@@ -7,10 +7,10 @@ use std::path::Path;
 
 use globset::{GlobBuilder, GlobMatcher};
 
-use super::Repo;
 use crate::error::{Error, Result};
 use crate::manifest::MANIFEST_SUFFIX;
 use crate::path::RepoPath;
+use crate::repo::{is_glob, Repo};
 
 /// What `track`/`untrack` did with one argument.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -65,10 +65,6 @@ fn count_files(dir: &Path, limit: usize) -> usize {
         .filter(|e| e.file_type().is_file())
         .take(limit)
         .count()
-}
-
-pub(crate) fn is_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
 }
 
 enum Entry {
@@ -269,7 +265,7 @@ impl Repo {
                     // store keep its versions); `nshard commit` writes the per-file manifests.
                     cfg.dirs.retain(|u| u != d);
                     let m = RepoPath::parse(d)?.manifest_path().to_path(&self.root);
-                    if crate::dirunit::peek_is_dir_manifest(&m) {
+                    if crate::manifest::peek_is_dir_manifest(&m) {
                         fs::remove_file(&m).map_err(Error::io("removing", &m))?;
                     }
                 }

@@ -1,17 +1,18 @@
 //! `status`: the state of every tracked file and every manifest in the work tree.
 
 use std::fs;
-use std::io::Read;
-use std::path::Path;
 
 use std::collections::HashSet;
 
-use super::statcache::{now_ns, StatCache, StatEntry};
-use super::{HistoryNode, Repo, WorktreeManifest, MAX_HISTORY};
+use super::target::{Selection, Target};
+use super::{HistoryNode, MAX_HISTORY};
+use crate::dirunit::DirStatus;
 use crate::error::{Error, Result};
-use crate::id::{Hasher, ObjectId};
+use crate::id::ObjectId;
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::path::RepoPath;
+use crate::repo::statcache::{now_ns, StatCache, StatEntry};
+use crate::repo::{Repo, WorktreeManifest};
 
 /// The state of one file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -66,18 +67,7 @@ pub enum FileState {
     },
 }
 
-/// How the version a file holds relates to the version its manifest names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum VersionOrder {
-    /// An ancestor of the manifest's version.
-    Older,
-    /// A descendant of the manifest's version.
-    Newer,
-    /// Neither, as far as the local store shows (another branch, or history not pulled).
-    Unrelated,
-}
+pub use crate::error::VersionOrder;
 
 impl FileState {
     fn with_version(self, v: Option<ObjectId>) -> (FileState, Option<ObjectId>) {
@@ -111,27 +101,13 @@ pub struct RemoteCheck {
     pub missing_objects: usize,
 }
 
-/// Streams a file through SHA-256.
-pub(crate) fn hash_file(path: &Path) -> std::io::Result<ObjectId> {
-    let mut f = crate::fsutil::open_regular(path)?;
-    let mut h = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(h.finish());
-        }
-        h.update(&buf[..n]);
-    }
-}
-
 impl Repo {
     /// The chunks of `m` that the local store lacks.
     pub fn missing_chunks(&self, m: &Manifest) -> Vec<ObjectId> {
         let mut seen = std::collections::HashSet::new();
         m.chunks
             .iter()
-            .filter(|c| seen.insert(c.id) && !self.store.has(&c.id))
+            .filter(|c| seen.insert(c.id) && !self.store().has(&c.id))
             .map(|c| c.id)
             .collect()
     }
@@ -148,7 +124,7 @@ impl Repo {
             // Nothing to look at: the stat cache (large with directory units) is not loaded.
             return Ok(Vec::new());
         }
-        let mut cache = StatCache::load(&self.dot.join("cache").join("stat.json"));
+        let mut cache = StatCache::load(&self.shard_dir().join("cache").join("stat.json"));
         let mut out = Vec::new();
         for path in all {
             let (state, version) = self.file_state(&path, &mut cache).unwrap_or_else(|e| {
@@ -181,7 +157,7 @@ impl Repo {
             Ok(Some(w)) => w,
             Ok(None) => {
                 // Only a file nshard could commit is `new`: not one behind a symlinked directory.
-                match crate::fsutil::existing_file_in(&self.root, path) {
+                match crate::fsutil::existing_file_in(self.root(), path) {
                     Err(Error::Io { source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
@@ -203,11 +179,11 @@ impl Repo {
             Err(e) => return Err(e),
         };
         let v = Some(wt.version);
-        let abs = path.to_path(&self.root);
+        let abs = path.to_path(self.root());
         let md = match fs::symlink_metadata(&abs) {
             Ok(md) if md.is_file() => {
                 // Never hash a file reached through a symlinked directory.
-                crate::fsutil::existing_file_in(&self.root, path)?;
+                crate::fsutil::existing_file_in(self.root(), path)?;
                 md
             }
             // Replaced by a symlink, a FIFO, a directory…: not "missing", and never read.
@@ -223,7 +199,7 @@ impl Repo {
             None => {
                 let observed = now_ns();
                 hashed_at = Some(observed);
-                let sha = hash_file(&abs).map_err(Error::io("reading", &abs))?;
+                let sha = crate::fsutil::hash_file(&abs).map_err(Error::io("reading", &abs))?;
                 if sha == wt.manifest.sha256 {
                     cache.set(
                         path.as_str(),
@@ -328,7 +304,7 @@ impl Repo {
     /// `Conflicted` when the manifest of `path` holds git conflict markers; the two sides' version
     /// ids when each side is a valid manifest of `path`.
     fn conflict_state(&self, path: &RepoPath) -> Option<FileState> {
-        let mpath = path.manifest_path().to_path(&self.root);
+        let mpath = path.manifest_path().to_path(self.root());
         let bytes = crate::fsutil::read_limited(&mpath, 2 * MAX_MANIFEST_BYTES + 4096).ok()?;
         let (ours, theirs) = conflict_sides(&bytes)?;
         let version = |side: Vec<u8>| {
@@ -411,5 +387,51 @@ mod tests {
         );
         assert!(conflict_sides(b"{\"a\": \"<<<<<<< not at line start\"}\n").is_none());
         assert!(conflict_sides(b"<<<<<<< HEAD\nunterminated\n").is_none());
+    }
+}
+
+/// The state of one target: a file's, or a directory unit's.
+#[derive(Clone, Debug)]
+pub enum Status {
+    /// A data file.
+    File(FileStatus),
+    /// A directory unit (or a subtree of it).
+    Unit(DirStatus),
+}
+
+impl serde::Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Unit<'a> {
+            #[serde(flatten)]
+            status: &'a DirStatus,
+            kind: &'static str,
+        }
+        match self {
+            Status::File(f) => f.serialize(s),
+            Status::Unit(status) => Unit {
+                status,
+                kind: "dir",
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl Repo {
+    /// `status` of what `sel` selects: the files (sorted by path), then the units.
+    pub fn status_of(&self, sel: &Selection) -> Result<Vec<Status>> {
+        let mut out = Vec::new();
+        if sel.has_files() {
+            let mut files = self.status()?;
+            files.retain(|s| sel.matches_file(&s.path));
+            out.extend(files.into_iter().map(Status::File));
+        }
+        for t in sel.units() {
+            if let Target::Unit { unit, sub } = t {
+                out.push(Status::Unit(self.dir_status(unit, sub.as_deref())?));
+            }
+        }
+        Ok(out)
     }
 }

@@ -10,22 +10,23 @@
 use std::fs;
 use std::sync::{mpsc, Arc};
 
-use super::statcache::{now_ns, StatCache, StatEntry};
-use super::status::hash_file;
-use super::Repo;
+use super::target::Target;
+use crate::dirunit::{DirCheckout, DirCheckoutOptions};
 use crate::error::{Corruption, Error, Result};
+use crate::fsutil::hash_file;
 use crate::fsutil::{self, AtomicFile};
 use crate::id::{Hasher, ObjectId};
 use crate::manifest::Manifest;
 use crate::path::RepoPath;
 use crate::progress::Progress;
+use crate::repo::statcache::{now_ns, StatCache, StatEntry};
+use crate::repo::Repo;
 use crate::store::{DirectBuf, DirectWriter};
 
 /// Options of a checkout.
 pub struct CheckoutOptions<'a> {
-    /// Data files to rebuild (empty: every manifest in the work tree).
-    pub paths: Vec<RepoPath>,
-    /// A version id or unique prefix to restore instead of the work-tree manifest's version.
+    /// A version id or unique prefix to restore instead of the work-tree manifest's version (of
+    /// one target only: version ids belong to one file's or unit's history).
     pub version: Option<String>,
     /// Overwrite files with uncommitted changes.
     pub force: bool,
@@ -50,14 +51,16 @@ pub enum CheckoutOutcome {
         /// The version it matches.
         version: ObjectId,
     },
+    /// A directory unit was checked out.
+    Unit(DirCheckout),
 }
 
-/// The result for one file.
+/// The result for one target.
 #[derive(Debug)]
-pub struct FileCheckout {
-    /// The data file.
-    pub path: RepoPath,
-    /// What happened, or why not.
+pub struct Checked {
+    /// The file or unit.
+    pub target: Target,
+    /// What happened, or why not (the other targets are still checked out).
     pub result: Result<CheckoutOutcome>,
 }
 
@@ -73,19 +76,47 @@ const DECODE_QUEUE: usize = 2;
 const HASH_QUEUE: usize = 4;
 
 impl Repo {
-    /// Checks out the named files (or all manifests). Takes the repository lock.
-    pub fn checkout(&self, opts: &CheckoutOptions<'_>) -> Result<Vec<FileCheckout>> {
-        let _lock = self.lock(true)?;
-        let targets = if opts.paths.is_empty() {
-            self.scan_worktree()?.1
-        } else {
-            opts.paths.clone()
-        };
-        let mut cache = StatCache::load(&self.dot.join("cache").join("stat.json"));
+    /// Checks out `targets`: the units, then the files. Takes the repository lock.
+    pub fn checkout(&self, targets: &[Target], opts: &CheckoutOptions<'_>) -> Result<Vec<Checked>> {
+        if opts.version.is_some() && targets.len() != 1 {
+            return Err(Error::VersionNeedsOneTarget);
+        }
         let mut out = Vec::new();
-        for path in targets {
-            let result = self.checkout_file(&path, opts, &mut cache);
-            out.push(FileCheckout { path, result });
+        for t in targets {
+            if let Target::Unit { unit, sub } = t {
+                let result = self.checkout_dir(
+                    unit,
+                    &DirCheckoutOptions {
+                        sub: sub.clone(),
+                        version: opts.version.clone(),
+                        force: opts.force,
+                        progress: opts.progress,
+                    },
+                );
+                out.push(Checked {
+                    target: t.clone(),
+                    result: result.map(CheckoutOutcome::Unit),
+                });
+            }
+        }
+        let files: Vec<&RepoPath> = targets
+            .iter()
+            .filter_map(|t| match t {
+                Target::File(p) => Some(p),
+                Target::Unit { .. } => None,
+            })
+            .collect();
+        if files.is_empty() {
+            return Ok(out);
+        }
+        let _lock = self.lock(true)?;
+        let mut cache = StatCache::load(&self.shard_dir().join("cache").join("stat.json"));
+        for path in files {
+            let result = self.checkout_file(path, opts, &mut cache);
+            out.push(Checked {
+                target: Target::File(path.clone()),
+                result,
+            });
             cache.save()?;
         }
         Ok(out)
@@ -110,7 +141,7 @@ impl Repo {
                 (self.version_manifest(&wt, path, &v)?, v)
             }
         };
-        let dest = fsutil::prepare_safe_destination(&self.root, path)?;
+        let dest = fsutil::prepare_safe_destination(self.root(), path)?;
         if let Ok(md) = fs::symlink_metadata(&dest) {
             let (known, observed) = match cache.fresh(path.as_str(), &md) {
                 Some(e) => (e.sha256, e.observed_ns),
@@ -229,7 +260,7 @@ impl Repo {
             // Name the culprit: re-read every chunk, this time verifying each against its id.
             let mut seen = std::collections::HashSet::new();
             for c in m.chunks.iter().filter(|c| seen.insert(c.id)) {
-                self.store
+                self.store()
                     .get(&c.id, c.size)
                     .map_err(|e| self.quarantine_if_corrupt(e))?;
             }
@@ -307,7 +338,7 @@ impl Repo {
     /// part of the whole file (see `rebuild`).
     fn load_chunk(&self, c: &crate::manifest::ChunkRef) -> Result<Vec<u8>> {
         let data = self
-            .store
+            .store()
             .get_unverified(&c.id, c.size)
             .map_err(|e| self.quarantine_if_corrupt(e))?;
         if data.len() as u64 != c.size {
@@ -324,8 +355,8 @@ impl Repo {
     /// and says so in the error; other errors pass through.
     fn quarantine_if_corrupt(&self, e: Error) -> Error {
         match e {
-            Error::CorruptObject { id, kind, reason } if self.store.is_corrupt(&id) => {
-                let reason = if self.store.quarantine(&id) {
+            Error::CorruptObject { id, kind, reason } if self.store().is_corrupt(&id) => {
+                let reason = if self.store().quarantine(&id) {
                     format!("{reason} (moved to .shard/corrupt/; `nshard pull` fetches a good copy, or `nshard commit` re-stores it from an intact file)")
                 } else {
                     reason

@@ -6,11 +6,13 @@
 
 use std::collections::HashSet;
 
-use super::{Repo, WorktreeManifest};
+use super::target::Target;
+use crate::dirunit::DirVersion;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::manifest::Manifest;
 use crate::path::RepoPath;
+use crate::repo::{Repo, WorktreeManifest};
 
 /// Most versions one walk visits (a bound against absurd stores; version ids are content hashes,
 /// so a real cycle cannot exist).
@@ -190,4 +192,27 @@ pub(crate) fn new_bytes(parent: Option<&Manifest>, m: &Manifest) -> u64 {
         .filter(|c| seen.insert(c.id))
         .map(|c| c.size)
         .sum()
+}
+
+/// The versions of one target, newest first.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum History {
+    /// A data file's versions.
+    File(Vec<LogEntry>),
+    /// A directory unit's versions (empty when it was never committed).
+    Unit(Vec<DirVersion>),
+}
+
+impl Repo {
+    /// `log` of one target.
+    pub fn log_target(&self, target: &Target) -> Result<History> {
+        match target {
+            Target::File(p) => self.log(p).map(History::File),
+            Target::Unit { unit, .. } => match self.read_dir_manifest(unit)? {
+                Some(d) => self.dir_history(&d).map(History::Unit),
+                None => Ok(History::Unit(Vec::new())),
+            },
+        }
+    }
 }

@@ -1,0 +1,26 @@
+//! The commands: commit, checkout, status, diff, log, track, gc and verify, one file each, over
+//! the repository handle ([`crate::repo`]) and the directory-unit engine ([`crate::dirunit`]).
+
+mod checkout;
+mod commit;
+mod diff;
+mod gc;
+mod history;
+mod status;
+mod stored;
+mod target;
+mod track;
+mod verify;
+
+pub use crate::outcome::CommitOutcome;
+pub use checkout::{Checked, CheckoutOptions, CheckoutOutcome};
+pub use commit::{CommitOptions, FileCommit};
+pub use diff::{
+    Diff, DiffOptions, DiffSide, FileDiff, SideKind, TensorChange, TensorChangeKind, TensorDiff,
+};
+pub use gc::{GcItem, GcMode, GcOptions, GcReason, GcReport, MissingCheck, Unpushed};
+pub use history::{History, HistoryNode, LogEntry, LogState, MAX_HISTORY};
+pub use status::{FileState, FileStatus, RemoteCheck, Status, VersionOrder};
+pub use target::{Selection, Target};
+pub use track::{TrackChange, TrackMode};
+pub use verify::{HistoryNote, Problem, ProblemKind, VerifyOptions, VerifyReport};
