@@ -58,6 +58,7 @@ macro_rules! crash_point {
 }
 pub(crate) use crash_point;
 
+mod blocking;
 mod chunk;
 mod codec;
 mod dirunit;
@@ -74,6 +75,7 @@ mod progress;
 pub mod protocol;
 mod remote;
 mod repo;
+mod retry;
 mod staged;
 mod store;
 mod transfer;
@@ -151,15 +153,17 @@ pub use git::{
 };
 
 // Remotes and transfers.
+pub use blocking::blocking;
 pub use remote::{
     check_by_download, install_tls_provider, open as open_remote, DirStore, HttpStore,
     MissingStrategy, ObjectCheck, OpenOptions, RemoteUrl, RequestCounts, S3Options, S3Store, Store,
     StoreAdmin, MISSING_BATCH,
 };
+pub use retry::Retry;
 pub use transfer::{
     check_remote, pull, push, remote_lacks, verify_remote, FilePlan, FileTransfer, PullOptions,
-    PushOptions, PushScope, RemoteVerifyReport, Retry, TransferOptions, TransferReport,
-    TransferStats, Unrepaired, DEFAULT_JOBS,
+    PushOptions, PushScope, RemoteVerifyReport, TransferOptions, TransferReport, TransferStats,
+    Unrepaired, DEFAULT_JOBS,
 };
 
 // Progress and errors.

@@ -166,20 +166,13 @@ impl DirStore {
     }
 }
 
-/// Runs blocking filesystem work on tokio's blocking pool.
+/// Runs blocking filesystem work on a clone of `remote` on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(
     remote: &DirStore,
     f: impl FnOnce(DirStore) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let me = remote.clone();
-    match tokio::task::spawn_blocking(move || f(me)).await {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::RemoteTransient {
-            remote: remote.display_url(),
-            reason: format!("the operation was cancelled: {e}"),
-        }),
-    }
+    crate::blocking::blocking(remote.root.display(), move || f(me)).await?
 }
 
 #[async_trait]

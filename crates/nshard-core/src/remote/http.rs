@@ -77,7 +77,7 @@ impl HttpStore {
             verifies: false,
         };
         // A busy or restarting server at connect time is retried like any other request.
-        let (resp, _) = crate::transfer::Retry::default()
+        let (resp, _) = crate::retry::Retry::default()
             .run(|| async {
                 let resp = store
                     .send(store.client.get(store.url(protocol::HEALTH)))

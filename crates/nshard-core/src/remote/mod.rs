@@ -112,20 +112,10 @@ pub async fn check_by_download<S: Store + ?Sized>(store: &S, id: &ObjectId) -> R
     };
     let size = enc.len() as u64;
     let id = *id;
-    let verified = match tokio::task::spawn_blocking(move || {
+    let verified = crate::blocking::blocking(store.display_url(), move || {
         crate::codec::decode_verified(&id, &enc, crate::codec::MAX_OBJECT_SIZE).map(|_| ())
     })
-    .await
-    {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => {
-            return Err(Error::RemoteTransient {
-                remote: store.display_url(),
-                reason: format!("verifying {id} was interrupted: {e}"),
-            })
-        }
-    };
+    .await?;
     match verified {
         Ok(()) => Ok(ObjectCheck::Intact { size }),
         Err(Error::CorruptObject { reason, .. }) => corrupt(reason),
@@ -179,12 +169,7 @@ pub async fn open(url: &RemoteUrl, opts: &OpenOptions) -> Result<Arc<dyn Store>>
     match url {
         RemoteUrl::Dir(path) => {
             let path = path.clone();
-            let store = tokio::task::spawn_blocking(move || DirStore::open(&path))
-                .await
-                .map_err(|e| Error::RemoteTransient {
-                    remote: url.to_string(),
-                    reason: format!("opening was interrupted: {e}"),
-                })??;
+            let store = crate::blocking::blocking(url, move || DirStore::open(&path)).await??;
             Ok(Arc::new(store))
         }
         RemoteUrl::Http(base) => open_http(base, opts).await,

@@ -5,11 +5,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::engine::remote_missing;
-use super::{Retry, TransferStats};
+use super::TransferStats;
 use crate::error::Result;
 use crate::id::ObjectId;
 use crate::remote::Store;
 use crate::repo::{FileStatus, RemoteCheck, Repo};
+use crate::retry::Retry;
 
 /// Fills in [`FileStatus::remote`] for every file with a readable committed version: how many of
 /// the objects it needs (its manifest object and its distinct chunks) `remote` lacks.

@@ -316,20 +316,13 @@ impl S3Store {
 /// `n` bytes of a staged file at `offset`, read off the async threads.
 async fn read_at(staged: &Arc<StagedUpload>, offset: u64, n: usize) -> Result<Bytes> {
     let s = Arc::clone(staged);
-    let r = tokio::task::spawn_blocking(move || {
+    crate::blocking::blocking("local staging file", move || {
         let mut buf = vec![0u8; n];
         crate::fsutil::read_exact_at(s.file(), &mut buf, offset)
             .map(|()| Bytes::from(buf))
             .map_err(Error::io("reading", s.path()))
     })
-    .await;
-    match r {
-        Ok(r) => r,
-        Err(e) => Err(Error::RemoteTransient {
-            remote: "local staging file".into(),
-            reason: format!("reading was interrupted: {e}"),
-        }),
-    }
+    .await?
 }
 
 /// Whether an `object_store` error may pass on retry: a transport failure (connection refused or
@@ -388,14 +381,10 @@ impl Store for S3Store {
         let data = Bytes::from(encoded);
         let check = data.clone();
         let id_ = *id;
-        tokio::task::spawn_blocking(move || {
+        crate::blocking::blocking(&self.url, move || {
             codec::decode_verified(&id_, &check, MAX_OBJECT_SIZE).map(|_| ())
         })
-        .await
-        .map_err(|e| Error::RemoteTransient {
-            remote: self.url.clone(),
-            reason: format!("verifying {id} was interrupted: {e}"),
-        })??;
+        .await??;
         self.put_if_absent(id, data).await
     }
 
@@ -481,14 +470,10 @@ impl StoreAdmin for S3Store {
         let corrupt = match Store::get(self, id).await {
             Ok(enc) => {
                 let id_ = *id;
-                tokio::task::spawn_blocking(move || {
+                crate::blocking::blocking(&self.url, move || {
                     codec::decode_verified(&id_, &enc, MAX_OBJECT_SIZE).is_err()
                 })
-                .await
-                .map_err(|e| Error::RemoteTransient {
-                    remote: self.url.clone(),
-                    reason: format!("verifying {id} was interrupted: {e}"),
-                })?
+                .await?
             }
             Err(Error::ObjectMissing(_)) => false,
             Err(Error::CorruptObject { .. }) => true,
