@@ -47,11 +47,12 @@ pub use missing::{MissingStrategy, RequestCounts};
 #[cfg(feature = "testing")]
 pub use missing::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 
-use super::{error_chain as chain, Store, StoreAdmin};
-use crate::codec::{self, MAX_OBJECT_SIZE};
-use crate::error::{Corruption, Error, RemoteFailure, Result};
-use crate::id::ObjectId;
-use crate::staged::StagedUpload;
+use nshard_core::{
+    blocking, decode_verified, max_encoded_len, read_exact_at, Corruption, Error, ObjectId,
+    RemoteFailure, Result, StagedUpload, Store, StoreAdmin, MAX_OBJECT_SIZE,
+};
+
+use crate::error_chain as chain;
 
 /// Objects larger than this are uploaded in parts.
 pub const MULTIPART_THRESHOLD: usize = 16 << 20;
@@ -98,7 +99,7 @@ impl S3Store {
     /// Sets up a client for `s3://bucket/prefix` (`prefix` validated, no leading or trailing `/`).
     /// Nothing is sent until the first request; see [`Store::health`].
     pub fn open(bucket: &str, prefix: &str, opts: &S3Options) -> Result<S3Store> {
-        super::install_tls_provider();
+        crate::install_tls_provider();
         let url = if prefix.is_empty() {
             format!("s3://{bucket}")
         } else {
@@ -316,9 +317,9 @@ impl S3Store {
 /// `n` bytes of a staged file at `offset`, read off the async threads.
 async fn read_at(staged: &Arc<StagedUpload>, offset: u64, n: usize) -> Result<Bytes> {
     let s = Arc::clone(staged);
-    crate::blocking::blocking("local staging file", move || {
+    blocking("local staging file", move || {
         let mut buf = vec![0u8; n];
-        crate::fsutil::read_exact_at(s.file(), &mut buf, offset)
+        read_exact_at(s.file(), &mut buf, offset)
             .map(|()| Bytes::from(buf))
             .map_err(Error::io("reading", s.path()))
     })
@@ -381,8 +382,8 @@ impl Store for S3Store {
         let data = Bytes::from(encoded);
         let check = data.clone();
         let id_ = *id;
-        crate::blocking::blocking(&self.url, move || {
-            codec::decode_verified(&id_, &check, MAX_OBJECT_SIZE).map(|_| ())
+        blocking(&self.url, move || {
+            decode_verified(&id_, &check, MAX_OBJECT_SIZE).map(|_| ())
         })
         .await??;
         self.put_if_absent(id, data).await
@@ -407,7 +408,7 @@ impl Store for S3Store {
             Err(object_store::Error::NotFound { .. }) => return Err(Error::ObjectMissing(*id)),
             Err(e) => return Err(self.error(&what, e)),
         };
-        let limit = codec::max_encoded_len(MAX_OBJECT_SIZE);
+        let limit = max_encoded_len(MAX_OBJECT_SIZE);
         if r.meta.size > limit {
             return Err(Error::CorruptObject {
                 id: *id,
@@ -470,8 +471,8 @@ impl StoreAdmin for S3Store {
         let corrupt = match Store::get(self, id).await {
             Ok(enc) => {
                 let id_ = *id;
-                crate::blocking::blocking(&self.url, move || {
-                    codec::decode_verified(&id_, &enc, MAX_OBJECT_SIZE).is_err()
+                blocking(&self.url, move || {
+                    decode_verified(&id_, &enc, MAX_OBJECT_SIZE).is_err()
                 })
                 .await?
             }
