@@ -10,7 +10,8 @@
 //! which works on `Arc<dyn Store>` only; this crate holds the clients (reqwest, object_store,
 //! rustls), so that a user of the core library does not build them. [`open`] turns a parsed URL
 //! into a store. Every backend reports what may pass on retry as
-//! [`Error::RemoteTransient`](nshard_core::Error::RemoteTransient) for the caller to retry.
+//! [`Error::RemoteTransient`](nshard_core::Error::RemoteTransient) and makes no retries of its
+//! own: the caller retries with one policy ([`nshard_core::Retry`]).
 //!
 //! ```no_run
 //! use nshard_remote::{open, OpenOptions};
@@ -31,7 +32,7 @@ pub mod testing;
 
 use std::sync::Arc;
 
-use nshard_core::{blocking, RemoteUrl, Result, Store};
+use nshard_core::{blocking, RemoteUrl, Result, Retry, Store};
 
 pub use dir::DirStore;
 pub use http::HttpStore;
@@ -69,7 +70,9 @@ pub async fn open(url: &RemoteUrl, opts: &OpenOptions) -> Result<Arc<dyn Store>>
         RemoteUrl::Http(base) => Ok(Arc::new(HttpStore::connect(base, opts).await?)),
         RemoteUrl::S3 { bucket, prefix } => {
             let store = S3Store::open(bucket, prefix, &opts.s3)?;
-            store.health().await?;
+            // A busy store at open time is retried like any other request (the S3 client makes
+            // no retries of its own).
+            Retry::default().run(|| store.health()).await.0?;
             Ok(Arc::new(store))
         }
         other => Err(nshard_core::Error::RemoteUnsupported {

@@ -17,8 +17,8 @@
 //!   remote.
 //! - **Errors.** A refused key or a missing bucket is permanent and says what to check; dropped
 //!   connections, timeouts, 5xx and throttling are [`Error::RemoteTransient`] for the transfer
-//!   engine to retry. `object_store`'s own retries are kept short so the two do not multiply into
-//!   a storm.
+//!   engine to retry. `object_store` makes no retries of its own, so that one policy
+//!   ([`nshard_core::Retry`]) decides and the attempts never multiply.
 //!
 //! The library never reads the environment: the binary passes the `AWS_*` settings in
 //! [`S3Options`].
@@ -36,8 +36,8 @@ use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as KeyPath;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig, WriteMultipart,
+    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    WriteMultipart,
 };
 
 mod missing;
@@ -125,14 +125,12 @@ impl S3Store {
         let store = b
             .with_bucket_name(bucket)
             .with_client_options(client)
+            // One retry policy: the caller's (`nshard_core::Retry`, around every request, with
+            // the retries counted in its report). object_store's own would run inside it and
+            // multiply the attempts.
             .with_retry(RetryConfig {
-                backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: Duration::from_secs(2),
-                    base: 2.0,
-                },
-                max_retries: 2,
-                retry_timeout: Duration::from_secs(30),
+                max_retries: 0,
+                ..RetryConfig::default()
             })
             .build()
             .map_err(|e| Error::Remote {
