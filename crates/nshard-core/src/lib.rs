@@ -24,7 +24,7 @@
 //! | `repo` | the repository and every command's logic |
 //! | `dirunit` | directories versioned as one unit: listings, packs of small files, their commit, checkout, status and history |
 //! | `git` | reading git (what history reaches), `.gitignore` blocks, hooks |
-//! | `remote` | the [`Store`] contract and its backends: directory, HTTP, S3 |
+//! | `remote`, `retry`, `blocking` | the [`Store`] contract and remote URLs (the backends are the `nshard-remote` crate); the one retry policy ([`Retry`]); the one way to run blocking work from async code ([`blocking()`]) |
 //! | [`protocol`] | protocol v1's routes and JSON bodies, shared by server and client |
 //! | `transfer` | push and pull: batched existence checks, parallel transfers, retries |
 //!
@@ -58,6 +58,7 @@ macro_rules! crash_point {
 }
 pub(crate) use crash_point;
 
+mod blocking;
 mod chunk;
 mod codec;
 mod dirunit;
@@ -76,14 +77,10 @@ mod progress;
 pub mod protocol;
 mod remote;
 mod repo;
+mod retry;
 mod staged;
 mod store;
 mod transfer;
-
-/// The contract every [`Store`] backend must pass, for the backends' own tests (feature
-/// `testing`).
-#[cfg(feature = "testing")]
-pub use remote::testing;
 
 // Objects: ids, encoding, the local store.
 pub use codec::{
@@ -159,15 +156,17 @@ pub use git::{
 };
 
 // Remotes and transfers.
-pub use remote::{
-    check_by_download, install_tls_provider, open as open_remote, DirStore, HttpStore,
-    MissingStrategy, ObjectCheck, OpenOptions, RemoteUrl, RequestCounts, S3Options, S3Store, Store,
-    StoreAdmin, MISSING_BATCH,
-};
+pub use remote::{check_by_download, ObjectCheck, RemoteUrl, Store, StoreAdmin, MISSING_BATCH};
+// What the backends (crate nshard-remote) build on: positioned reads of a staged upload, and the
+// local store's one-shot object write (page cache bypassed where the filesystem allows).
+pub use blocking::blocking;
+pub use fsutil::read_exact_at;
+pub use retry::Retry;
+pub use store::write_file_once;
 pub use transfer::{
     check_remote, pull, push, remote_lacks, verify_remote, FilePlan, FileTransfer, PullOptions,
-    PushOptions, PushScope, RemoteVerifyReport, Retry, TransferOptions, TransferReport,
-    TransferStats, Unrepaired, DEFAULT_JOBS,
+    PushOptions, PushScope, RemoteVerifyReport, TransferOptions, TransferReport, TransferStats,
+    Unrepaired, DEFAULT_JOBS,
 };
 
 // Progress and errors.

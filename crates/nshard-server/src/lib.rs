@@ -55,7 +55,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use nshard_core::protocol;
 use nshard_core::MAX_OBJECT_SIZE;
-use nshard_core::{OpenOptions, RemoteUrl, Store};
+use nshard_core::{RemoteUrl, Store};
+use nshard_remote::OpenOptions;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -251,9 +252,7 @@ impl AppState {
             }
         }
         nshard_core::create_dir_all(&staging).map_err(bad)?;
-        let store = nshard_core::open_remote(store, options)
-            .await
-            .map_err(bad)?;
+        let store = nshard_remote::open(store, options).await.map_err(bad)?;
         Ok(Self {
             store,
             policy,

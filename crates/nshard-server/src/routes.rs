@@ -261,7 +261,7 @@ pub async fn get_object(
         Err(e @ CoreError::CorruptObject { .. }) => return Err(corrupt(&state, &id, &e).await),
         Err(e) => return Err(store_error(&format!("reading object {id}"), &e)),
     };
-    let verified = tokio::task::spawn_blocking(move || {
+    let verified = nshard_core::blocking("verifying an object", move || {
         nshard_core::decode_verified(&id, &enc, MAX_OBJECT_SIZE).map(|_| enc)
     })
     .await
@@ -358,7 +358,7 @@ pub async fn put_object(
     let result = match present {
         Some(_) => Ok(false),
         None => {
-            let verified = tokio::task::spawn_blocking(move || {
+            let verified = nshard_core::blocking("verifying an object", move || {
                 staged.verify(&id, MAX_OBJECT_SIZE).map(|()| staged)
             })
             .await

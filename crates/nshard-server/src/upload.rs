@@ -23,7 +23,7 @@ pub const STAGE_BLOCK: usize = 256 << 10;
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AppError> {
-    tokio::task::spawn_blocking(f)
+    nshard_core::blocking("staging an upload", f)
         .await
         .map_err(|e| AppError::internal("staging an upload", &e))
 }

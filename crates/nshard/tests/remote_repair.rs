@@ -226,7 +226,7 @@ fn server_get_of_a_corrupt_object_moves_it_aside_and_a_put_restores_it() {
     let (bad, _) = s.ids();
     let good = fs::read(s.remote().path_of(&bad)).expect("good copy");
     s.corrupt(&bad);
-    nshard_core::install_tls_provider();
+    nshard_remote::install_tls_provider();
     let client = reqwest::blocking::Client::new();
     let url = server.at(&format!("/v1/objects/{bad}"));
     let r = client.get(&url).send().expect("GET");
@@ -251,7 +251,7 @@ fn server_verify_endpoint_hashes_its_copy_and_needs_a_read_token() {
     let write = "write-token-0123456789abcdef";
     let tokens = format!("read:{read},write:{write}");
     let server = Served::start(&store, &[], &[("NSHARD_SERVE_TOKENS", &tokens)]);
-    nshard_core::install_tls_provider();
+    nshard_remote::install_tls_provider();
     let client = reqwest::blocking::Client::new();
     let health: serde_json::Value = client
         .get(server.at("/v1/health"))
@@ -264,7 +264,7 @@ fn server_verify_endpoint_hashes_its_copy_and_needs_a_read_token() {
         serde_json::json!(["verify"]),
         "{health}"
     );
-    let (id, enc) = nshard_core::testing::object(100_000, 31);
+    let (id, enc) = nshard_remote::testing::object(100_000, 31);
     let verify = |token: Option<&str>| {
         let mut r = client.post(server.at(&format!("/v1/objects/{id}/verify")));
         if let Some(t) = token {

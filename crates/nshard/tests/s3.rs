@@ -14,7 +14,8 @@ use common::s3::{OwnSeaweed, S3Env};
 use common::serve::{metric_value, Served};
 use common::{git, nshard, random_bytes};
 use nshard_core::ObjectId;
-use nshard_core::{OpenOptions, RemoteUrl, S3Options, Store};
+use nshard_core::{RemoteUrl, Store};
+use nshard_remote::{OpenOptions, S3Options};
 
 /// Runs `nshard args…` in `dir` with the S3 variables of `env` (and `extra`); returns (success,
 /// stdout, stderr).
@@ -62,7 +63,7 @@ async fn bucket(env: &S3Env, url: &str) -> Arc<dyn Store> {
             settings: env.vars(),
         },
     };
-    nshard_core::open_remote(&RemoteUrl::parse(url, Path::new("/")).expect("url"), &opts)
+    nshard_remote::open(&RemoteUrl::parse(url, Path::new("/")).expect("url"), &opts)
         .await
         .expect("open bucket")
 }
@@ -231,7 +232,7 @@ fn wrong_credentials_fail_once_with_a_clear_error() {
             token: None,
             s3: S3Options { settings: vars },
         };
-        nshard_core::open_remote(&RemoteUrl::parse(&url, Path::new("/")).expect("url"), &opts)
+        nshard_remote::open(&RemoteUrl::parse(&url, Path::new("/")).expect("url"), &opts)
             .await
             .err()
             .expect("refused")
@@ -323,7 +324,7 @@ fn raw_bucket(env: &S3Env, url: &str, id: &ObjectId) -> (object_store::aws::Amaz
 /// Flips a byte of object `id` in the bucket, behind nshard's back.
 fn flip_in_bucket(env: &S3Env, url: &str, id: &ObjectId) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    nshard_core::install_tls_provider();
+    nshard_remote::install_tls_provider();
     rt.block_on(async {
         use object_store::{ObjectStoreExt, PutPayload};
         let (raw, key) = raw_bucket(env, url, id);
@@ -345,7 +346,7 @@ fn flip_in_bucket(env: &S3Env, url: &str, id: &ObjectId) {
 /// The keys under `PREFIX/corrupt/` of `url` that hold a copy of `id` set aside.
 fn set_aside_in_bucket(env: &S3Env, url: &str, id: &ObjectId) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    nshard_core::install_tls_provider();
+    nshard_remote::install_tls_provider();
     rt.block_on(async {
         use object_store::ObjectStore;
         let (raw, key) = raw_bucket(env, url, id);

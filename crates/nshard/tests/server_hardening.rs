@@ -308,7 +308,7 @@ fn with_tokens_any_host_name_may_be_used() {
 
 #[test]
 fn a_client_that_stops_reading_a_get_is_cut_off_and_frees_its_slot() {
-    nshard_core::install_tls_provider();
+    nshard_remote::install_tls_provider();
     let d = tempfile::tempdir().expect("tmp");
     // One connection slot: while the stalled reader holds it, nobody else is served.
     let s = Served::start(

@@ -4,8 +4,8 @@
 mod common;
 
 use common::serve::Served;
-use nshard_core::testing::object;
 use nshard_core::LocalStore;
+use nshard_remote::testing::object;
 
 #[cfg(unix)]
 #[test]
@@ -19,7 +19,7 @@ fn head_on_a_symlinked_object_does_not_report_the_target_length() {
     let target = d.path().join("big");
     std::fs::write(&target, vec![7u8; 123_457]).expect("target");
     std::os::unix::fs::symlink(&target, &path).expect("symlink");
-    nshard_core::install_tls_provider();
+    nshard_remote::install_tls_provider();
     let client = reqwest::blocking::Client::new();
     let head = client
         .head(server.at(&format!("/v1/objects/{id}")))

@@ -95,7 +95,7 @@ fn peak_rss(pid: u32) -> u64 {
 
 /// `n` concurrent PUTs of `len`-byte objects; all must be stored.
 fn upload_concurrently(server: &Served, n: u64, len: u64) {
-    nshard_core::install_tls_provider();
+    nshard_remote::install_tls_provider();
     let threads: Vec<_> = (0..n)
         .map(|seed| {
             let url = server.url.clone();

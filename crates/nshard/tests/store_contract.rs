@@ -1,4 +1,4 @@
-//! One contract every remote `Store` backend passes (`nshard_core::testing`): the directory
+//! One contract every remote `Store` backend passes (`nshard_remote::testing`): the directory
 //! remote, the HTTP remote against a real `nshard serve` process (with a small batch limit, so that
 //! the client has to split), S3 against a real SeaweedFS, and `nshard serve` backed by that S3.
 
@@ -6,9 +6,10 @@ mod common;
 
 use common::s3::S3Env;
 use common::serve::Served;
-use nshard_core::testing::{admin_contract, contract, s3_missing_paths};
 use nshard_core::ObjectId;
-use nshard_core::{OpenOptions, RemoteUrl, S3Options, S3Store};
+use nshard_core::RemoteUrl;
+use nshard_remote::testing::{admin_contract, contract, s3_missing_paths};
+use nshard_remote::{OpenOptions, S3Options, S3Store};
 
 fn s3_options(env: &S3Env) -> OpenOptions {
     OpenOptions {
@@ -23,7 +24,7 @@ fn s3_options(env: &S3Env) -> OpenOptions {
 async fn directory_remote_passes_the_contract() {
     let d = tempfile::tempdir().expect("tmp");
     let url = RemoteUrl::parse(d.path().to_str().expect("utf8"), d.path()).expect("url");
-    let store = nshard_core::open_remote(&url, &OpenOptions::default())
+    let store = nshard_remote::open(&url, &OpenOptions::default())
         .await
         .expect("open");
     contract(store.clone(), 1).await;
@@ -44,7 +45,7 @@ async fn http_remote_passes_the_contract() {
         token: Some(TOKEN.into()),
         ..Default::default()
     };
-    let store = nshard_core::open_remote(&url, &opts).await.expect("open");
+    let store = nshard_remote::open(&url, &opts).await.expect("open");
     assert_eq!(store.display_url(), server.url);
     assert!(!format!("{opts:?}").contains(TOKEN));
     contract(store.clone(), 2).await;
@@ -53,7 +54,7 @@ async fn http_remote_passes_the_contract() {
         "the HTTP protocol has no listing or deleting"
     );
     // Without the token the same store refuses, permanently, saying what to do.
-    let anon = nshard_core::open_remote(&url, &OpenOptions::default())
+    let anon = nshard_remote::open(&url, &OpenOptions::default())
         .await
         .expect("open");
     let err = anon.missing(&[ObjectId::of(b"x")]).await.expect_err("401");
@@ -77,7 +78,7 @@ async fn a_missing_directory_remote_is_a_typed_not_found() {
     let d = tempfile::tempdir().expect("tmp");
     let gone = d.path().join("no-such-remote");
     let url = RemoteUrl::parse(gone.to_str().expect("utf8"), d.path()).expect("url");
-    let err = match nshard_core::open_remote(&url, &OpenOptions::default()).await {
+    let err = match nshard_remote::open(&url, &OpenOptions::default()).await {
         Ok(_) => panic!("a missing directory opened as a remote"),
         Err(e) => e,
     };
@@ -98,7 +99,7 @@ async fn a_missing_directory_remote_is_a_typed_not_found() {
 async fn s3_remote_passes_the_contract() {
     let Some(env) = S3Env::get() else { return };
     let url = RemoteUrl::parse(&env.fresh_url("contract"), std::path::Path::new("/")).expect("url");
-    let store = nshard_core::open_remote(&url, &s3_options(&env))
+    let store = nshard_remote::open(&url, &s3_options(&env))
         .await
         .expect("open");
     assert_eq!(store.display_url(), url.to_string());
@@ -123,12 +124,12 @@ async fn server_backed_by_s3_passes_the_contract() {
     let envs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = Served::start_store(&d.path().join("server"), &bucket_url, &[], &envs);
     let url = RemoteUrl::parse(&server.url, d.path()).expect("url");
-    let store = nshard_core::open_remote(&url, &OpenOptions::default())
+    let store = nshard_remote::open(&url, &OpenOptions::default())
         .await
         .expect("open");
     contract(store, 4).await;
     // What the server stored is in the bucket, under the same layout an s3:// remote uses.
-    let direct = nshard_core::open_remote(
+    let direct = nshard_remote::open(
         &RemoteUrl::parse(&bucket_url, d.path()).expect("url"),
         &s3_options(&env),
     )

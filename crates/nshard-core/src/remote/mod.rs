@@ -1,6 +1,7 @@
-//! Remote object stores: one [`Store`] trait, several backends (a directory, the NeuroShard HTTP
-//! server, an S3 bucket). Objects travel in their encoded form; every receiver verifies them
-//! (decode + SHA-256) before they become visible.
+//! Remote object stores: the one [`Store`] trait its backends implement (a directory, the
+//! NeuroShard HTTP server, an S3 bucket: they live in the `nshard-remote` crate, with the network
+//! clients). Objects travel in their encoded form; every receiver verifies them (decode + SHA-256)
+//! before they become visible.
 //!
 //! [`Store`] is the contract every backend honours: health, missing, size, get, put-if-absent.
 //! Listing, deleting and moving a corrupt object aside are a separate capability ([`StoreAdmin`],
@@ -12,16 +13,9 @@
 //!
 //! A remote is named by a URL ([`RemoteUrl`]): a directory (`/srv/models`, `./store`,
 //! `file:///srv/models`), an HTTP server (`http://host:8000`, `https://…`) or an S3 bucket
-//! (`s3://bucket/prefix`). [`open`] turns a parsed URL into a store.
+//! (`s3://bucket/prefix`); `nshard_remote::open` turns a parsed URL into a store.
 
-mod dir;
-mod http;
-mod s3;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod url;
-
-use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -30,9 +24,6 @@ use crate::id::ObjectId;
 pub use crate::protocol::ObjectCheck;
 use crate::staged::StagedUpload;
 
-pub use dir::DirStore;
-pub use http::HttpStore;
-pub use s3::{MissingStrategy, RequestCounts, S3Options, S3Store};
 pub use url::RemoteUrl;
 
 /// An object store a repository can push to and pull from: what every backend does.
@@ -112,20 +103,10 @@ pub async fn check_by_download<S: Store + ?Sized>(store: &S, id: &ObjectId) -> R
     };
     let size = enc.len() as u64;
     let id = *id;
-    let verified = match tokio::task::spawn_blocking(move || {
+    let verified = crate::blocking::blocking(store.display_url(), move || {
         crate::codec::decode_verified(&id, &enc, crate::codec::MAX_OBJECT_SIZE).map(|_| ())
     })
-    .await
-    {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => {
-            return Err(Error::RemoteTransient {
-                remote: store.display_url(),
-                reason: format!("verifying {id} was interrupted: {e}"),
-            })
-        }
-    };
+    .await?;
     match verified {
         Ok(()) => Ok(ObjectCheck::Intact { size }),
         Err(Error::CorruptObject { reason, .. }) => corrupt(reason),
@@ -152,75 +133,3 @@ pub trait StoreAdmin: Send + Sync {
 /// The largest batch of ids sent in one `missing` query, unless the store says otherwise
 /// ([`Store::missing_batch_size`]).
 pub const MISSING_BATCH: usize = 1000;
-
-/// How to open a remote, beyond its URL. The binary fills this from flags, the environment and
-/// `.shard/config.toml`; the library never reads the environment itself.
-#[derive(Clone, Default)]
-pub struct OpenOptions {
-    /// Bearer token for HTTP remotes (never part of the URL, never printed).
-    pub token: Option<String>,
-    /// Credentials, region and endpoint for S3 remotes.
-    pub s3: S3Options,
-}
-
-impl std::fmt::Debug for OpenOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenOptions")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("s3", &self.s3)
-            .finish()
-    }
-}
-
-/// Opens the store behind `url`. A directory remote must exist (its `objects/` and `tmp/`
-/// subdirectories are created on the first push); an unreachable or unsupported remote is a clear
-/// error here, before any work starts.
-pub async fn open(url: &RemoteUrl, opts: &OpenOptions) -> Result<Arc<dyn Store>> {
-    match url {
-        RemoteUrl::Dir(path) => {
-            let path = path.clone();
-            let store = tokio::task::spawn_blocking(move || DirStore::open(&path))
-                .await
-                .map_err(|e| Error::RemoteTransient {
-                    remote: url.to_string(),
-                    reason: format!("opening was interrupted: {e}"),
-                })??;
-            Ok(Arc::new(store))
-        }
-        RemoteUrl::Http(base) => open_http(base, opts).await,
-        RemoteUrl::S3 { bucket, prefix } => {
-            let store = S3Store::open(bucket, prefix, &opts.s3)?;
-            store.health().await?;
-            Ok(Arc::new(store))
-        }
-    }
-}
-
-/// Makes ring rustls' process-wide crypto provider (the tree builds only this one; reqwest is
-/// built without a provider of its own). Idempotent; every HTTP client in this crate calls it
-/// before it is built, and so must other code that builds a reqwest client in the same process.
-pub fn install_tls_provider() {
-    // An error means a provider is already installed, which is all that is needed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The HTTP backend's constructor (`base` is a validated `http(s)://host[:port][/path]` without a
-/// trailing slash).
-async fn open_http(base: &str, opts: &OpenOptions) -> Result<Arc<dyn Store>> {
-    Ok(Arc::new(HttpStore::connect(base, opts).await?))
-}
-
-/// An error and its sources on one line (the clients' own messages alone are terse).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let c_str = c.to_string();
-        if !s.contains(&c_str) {
-            s.push_str(": ");
-            s.push_str(&c_str);
-        }
-        cur = c.source();
-    }
-    s
-}

@@ -3,6 +3,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use percent_encoding::percent_decode_str;
+use url::{Host, Url};
+
 use crate::error::{Error, Result};
 
 /// Longest remote URL accepted, in bytes.
@@ -29,6 +32,10 @@ pub enum RemoteUrl {
 impl RemoteUrl {
     /// Parses `s`: `/abs/dir`, `./rel/dir` or `rel/dir` (relative to `base`), `file:///abs/dir`,
     /// `http://…`, `https://…` or `s3://bucket/prefix`.
+    ///
+    /// URLs are parsed by [`url::Url`]. It normalizes some things silently (drops `..` segments,
+    /// an empty port, an empty user, turns `\` into `/`); a remote URL that does not mean what it
+    /// says is refused instead, so those few are checked on the text as given.
     pub fn parse(s: &str, base: &Path) -> Result<RemoteUrl> {
         let bad = |reason: &str| Error::InvalidRemoteUrl {
             url: s.chars().take(200).collect(),
@@ -46,26 +53,39 @@ impl RemoteUrl {
         let Some((scheme, rest)) = s.split_once("://") else {
             return Ok(RemoteUrl::Dir(absolute(Path::new(s), base)));
         };
-        match scheme.to_ascii_lowercase().as_str() {
+        let scheme = scheme.to_ascii_lowercase();
+        if !matches!(scheme.as_str(), "file" | "http" | "https" | "s3") {
+            return Err(bad(
+                "unknown scheme (use a directory path, file://, http://, https:// or s3://)",
+            ));
+        }
+        let url = Url::parse(s).map_err(|e| bad(parse_error(e)))?;
+        // The authority and path as written, before `Url` normalized them.
+        let end = rest.find(['/', '\\', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+        let query = url.query().is_some() || url.fragment().is_some();
+        match scheme.as_str() {
             "file" => {
-                // file:///path or file://localhost/path; no other hosts.
-                let path = rest
-                    .strip_prefix("localhost")
-                    .filter(|p| p.starts_with('/'))
-                    .unwrap_or(rest);
-                if !path.starts_with('/') {
-                    return Err(bad(
-                        "a file URL names an absolute path: file:///path/to/dir",
-                    ));
+                if query {
+                    return Err(bad(QUERY));
                 }
-                let decoded = percent_decode(path).ok_or_else(|| bad("bad %-escape"))?;
-                Ok(RemoteUrl::Dir(absolute(Path::new(&decoded), base)))
+                if !escapes_ok(rest) {
+                    return Err(bad("bad %-escape"));
+                }
+                // file:///path or file://localhost/path; no other hosts.
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| bad("a file URL names an absolute path: file:///path/to/dir"))?;
+                if path.to_str().is_none() {
+                    return Err(bad("bad %-escape"));
+                }
+                Ok(RemoteUrl::Dir(absolute(&path, base)))
             }
-            sch @ ("http" | "https") => parse_http(sch, rest).map_err(bad),
             "s3" => {
-                let rest = rest.trim_end_matches('/');
-                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                let bucket_ok = (3..=63).contains(&bucket.len())
+                let bucket = url.host_str().unwrap_or_default();
+                let bucket_ok = authority == bucket
+                    && (3..=63).contains(&bucket.len())
                     && bucket.bytes().all(|b| {
                         b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
                     });
@@ -74,21 +94,25 @@ impl RemoteUrl {
                         "S3 bucket names are 3 to 63 lowercase letters, digits, '-' or '.'",
                     ));
                 }
-                if prefix.split('/').any(|c| c == ".." || c == ".")
+                let encoded = url.path();
+                let encoded = encoded.strip_prefix('/').unwrap_or(encoded);
+                let prefix = percent_decode_str(encoded.trim_end_matches('/'))
+                    .decode_utf8()
+                    .map_err(|_| bad("bad key prefix"))?;
+                if query
+                    || has_dot_segment(path, true)
+                    || prefix.split('/').any(|c| c == ".." || c == ".")
                     || prefix.contains("//")
-                    || prefix.contains('?')
-                    || prefix.contains('#')
+                    || prefix.contains(['?', '#'])
                 {
                     return Err(bad("bad key prefix"));
                 }
                 Ok(RemoteUrl::S3 {
                     bucket: bucket.to_string(),
-                    prefix: prefix.to_string(),
+                    prefix: prefix.into_owned(),
                 })
             }
-            _ => Err(bad(
-                "unknown scheme (use a directory path, file://, http://, https:// or s3://)",
-            )),
+            _ => check_http(&url, authority, path).map_err(bad),
         }
     }
 
@@ -114,84 +138,82 @@ impl fmt::Display for RemoteUrl {
     }
 }
 
-fn parse_http(scheme: &str, rest: &str) -> std::result::Result<RemoteUrl, &'static str> {
-    if rest.contains('?') || rest.contains('#') {
-        return Err("query strings and fragments are not allowed in a remote URL");
+const QUERY: &str = "query strings and fragments are not allowed in a remote URL";
+
+/// An `http(s)` URL `Url` accepted, checked further: `authority` and `path` are the parts as
+/// written.
+fn check_http(
+    url: &Url,
+    authority: &str,
+    path: &str,
+) -> std::result::Result<RemoteUrl, &'static str> {
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(QUERY);
     }
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    if authority.contains('@') {
+    if authority.contains('@') || !url.username().is_empty() || url.password().is_some() {
         return Err("credentials do not belong in the URL (they would end up in logs and in config.toml); give the token separately");
     }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or("unclosed '[' in the host")?;
-        if h.is_empty()
-            || !h
+    match url.host() {
+        Some(Host::Domain(host))
+            if !host
                 .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') =>
         {
-            return Err("bad IPv6 address");
+            return Err("bad host name")
         }
-        let port = match after {
-            "" => None,
-            a => Some(
-                a.strip_prefix(':')
-                    .ok_or("unexpected characters after the IPv6 address")?,
-            ),
-        };
-        (h, port)
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err("no host");
+        Some(_) => {}
+        None => return Err("no host"),
     }
-    if !host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_' || b == b':')
-    {
-        return Err("bad host name");
+    if authority.ends_with(':') {
+        return Err("bad port");
     }
-    if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("bad port");
-        }
-        if !(1..=65535).contains(&p.parse::<u32>().map_err(|_| "bad port")?) {
-            return Err("port out of range");
-        }
+    if url.port() == Some(0) {
+        return Err("port out of range");
     }
-    if path.bytes().any(|b| b == b' ' || b == b'\\') || path.split('/').any(|c| c == "..") {
+    if path.contains([' ', '\\']) || has_dot_segment(path, false) {
         return Err("bad path");
     }
-    Ok(RemoteUrl::Http(format!("{scheme}://{authority}{path}")))
+    Ok(RemoteUrl::Http(
+        url.as_str().trim_end_matches('/').to_string(),
+    ))
+}
+
+/// A reason for what `Url` refused.
+fn parse_error(e: url::ParseError) -> &'static str {
+    use url::ParseError as P;
+    match e {
+        P::EmptyHost => "no host",
+        P::InvalidPort => "bad port",
+        P::InvalidIpv6Address => "bad IPv6 address",
+        P::InvalidIpv4Address => "bad IPv4 address",
+        P::IdnaError | P::InvalidDomainCharacter => "bad host name",
+        _ => "not a URL",
+    }
+}
+
+/// Whether a path as written has a `..` segment (or, with `single`, a `.` one), `%2e` counting
+/// as a dot as it does for `Url`.
+fn has_dot_segment(path: &str, single: bool) -> bool {
+    path.split(['/', '\\']).any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == ".." || (single && seg == ".")
+    })
+}
+
+/// Whether every `%` in `s` starts a two-digit hex escape (`Url` keeps a bad one as it is).
+fn escapes_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| {
+        c != b'%'
+            || b.get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 /// Joins a relative path onto `base` and removes `.` and `..` lexically.
 fn absolute(p: &Path, base: &Path) -> PathBuf {
     // `join` keeps `p` when it is absolute.
     crate::fsutil::normalize_lexically(&base.join(p))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -267,6 +289,41 @@ mod tests {
         for bad in ["s3://", "s3://UPPER", "s3://b/../x", "s3://bk/a//b"] {
             assert!(p(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// What `Url` would normalize silently is refused, not rewritten.
+    #[test]
+    fn no_silent_rewrites() {
+        for bad in [
+            "http://@host",
+            "http://a!b",
+            "http://h\\x",
+            "http://h/a\\b",
+            "http://h/a b",
+            "http://h/%2e%2e/x",
+            "http://host:0",
+            "http://host/a?",
+            "s3://bkt:9000/x",
+            "s3://u@bkt/x",
+            "s3://bkt/./x",
+            "s3://bkt/a/%2E%2E/x",
+            "s3://bkt/a?b",
+            "file:///srv/a?b",
+            "file:///srv/%ff",
+        ] {
+            assert!(p(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            p("s3://bkt/my%20models/").expect("escaped prefix"),
+            RemoteUrl::S3 {
+                bucket: "bkt".into(),
+                prefix: "my models".into()
+            }
+        );
+        assert_eq!(
+            p("http://Host.example:8000/a/./b").expect("dot"),
+            RemoteUrl::Http("http://host.example:8000/a/b".into())
+        );
     }
 
     #[test]

@@ -47,30 +47,15 @@ impl Origin {
             RemoteUrl::Http(u) => u,
             _ => return Err(bad("tokens are for http:// and https:// remotes")),
         };
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
-        let scheme = scheme.to_ascii_lowercase();
-        let authority = rest.split('/').next().unwrap_or_default();
-        let (host, port) = match authority.strip_prefix('[') {
-            Some(v6) => {
-                let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-                (format!("[{h}]"), after.strip_prefix(':'))
-            }
-            None => match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (authority.to_string(), None),
-            },
-        };
-        if host.is_empty() || host == "[]" {
+        // `RemoteUrl` checked it with `Url` already: scheme and host come lowercased, an IPv6
+        // host in brackets.
+        let url = url::Url::parse(&url).map_err(|e| bad(&e.to_string()))?;
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
             return Err(bad("no host"));
-        }
-        let port = match port {
-            Some(p) => p.parse::<u16>().map_err(|_| bad("bad port"))?,
-            None if scheme == "https" => 443,
-            None => 80,
         };
         Ok(Origin {
-            scheme,
-            host: host.to_ascii_lowercase(),
+            scheme: url.scheme().to_string(),
+            host: host.to_string(),
             port,
         })
     }

@@ -16,7 +16,8 @@ use crate::id::ObjectId;
 
 mod direct;
 
-pub(crate) use direct::{write_file_once, DirectBuf, DirectWriter};
+pub use direct::write_file_once;
+pub(crate) use direct::{DirectBuf, DirectWriter};
 
 /// A directory of encoded objects.
 #[derive(Clone, Debug)]

@@ -5,12 +5,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::engine::remote_missing;
-use super::{Retry, TransferStats};
+use super::TransferStats;
 use crate::error::Result;
 use crate::id::ObjectId;
 use crate::ops::{FileStatus, RemoteCheck, Status};
 use crate::remote::Store;
 use crate::repo::Repo;
+use crate::retry::Retry;
 
 /// Fills in [`FileStatus::remote`] for every file with a readable committed version: how many of
 /// the objects it needs (its manifest object and its distinct chunks) `remote` lacks.

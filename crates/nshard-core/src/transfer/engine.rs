@@ -2,75 +2,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher as _};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::task::JoinSet;
 
 use super::{TransferOptions, TransferStats};
+use crate::blocking::blocking;
 use crate::error::{Corruption, Error, Result};
 use crate::id::ObjectId;
 use crate::remote::Store;
+use crate::retry::Retry;
 use crate::store::LocalStore;
-
-/// When and how often a failed request is retried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Retry {
-    /// Attempts in all (1 = no retry).
-    pub attempts: u32,
-    /// Delay before the first retry; doubled after each further failure.
-    pub first_delay: Duration,
-    /// Longest delay between two attempts.
-    pub max_delay: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Self {
-            attempts: 5,
-            first_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Retry {
-    /// The delay before retry number `n` (1-based): exponential, capped, with jitter in
-    /// `[delay/2, delay]` so that clients that failed together do not retry together.
-    fn delay(&self, n: u32) -> Duration {
-        let exp = self
-            .first_delay
-            .saturating_mul(1u32 << n.saturating_sub(1).min(16));
-        let d = exp.min(self.max_delay);
-        let jitter = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        let half = d / 2;
-        half + Duration::from_nanos(jitter % (half.as_nanos() as u64).max(1))
-    }
-
-    /// Runs `op` until it succeeds, fails permanently, or attempts run out. Returns the result and
-    /// how many retries were made.
-    pub async fn run<T, F, Fut>(&self, mut op: F) -> (Result<T>, u64)
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let mut retries = 0u64;
-        let mut attempt = 1u32;
-        loop {
-            match op().await {
-                Err(e) if e.is_transient() && attempt < self.attempts => {
-                    tokio::time::sleep(self.delay(attempt)).await;
-                    attempt += 1;
-                    retries += 1;
-                }
-                r => return (r, retries),
-            }
-        }
-    }
-}
 
 /// Of `ids`, those `remote` lacks, asked in batches of the store's
 /// [`missing_batch_size`](Store::missing_batch_size).
@@ -145,14 +87,7 @@ where
 
 /// Runs blocking local-store work off the async threads.
 async fn local_io<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::RemoteTransient {
-            remote: "local store".into(),
-            reason: format!("the operation was cancelled: {e}"),
-        }),
-    }
+    blocking("local store", f).await?
 }
 
 /// Uploads the objects of each group that `remote` lacks (`missing`, asked beforehand with
@@ -362,67 +297,4 @@ pub(super) async fn fetch_one(
     stats.objects += 1;
     stats.bytes += n;
     Ok(Some(raw))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    #[tokio::test]
-    async fn retries_transient_errors_only() {
-        let r = Retry {
-            attempts: 4,
-            first_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(4),
-        };
-        let calls = AtomicU32::new(0);
-        let (out, retries) = r
-            .run(|| async {
-                if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                    Err(Error::RemoteTransient {
-                        remote: "x".into(),
-                        reason: "flaky".into(),
-                    })
-                } else {
-                    Ok(7)
-                }
-            })
-            .await;
-        assert_eq!(out.expect("third attempt succeeds"), 7);
-        assert_eq!(retries, 2);
-
-        let calls = AtomicU32::new(0);
-        let (out, retries) = r
-            .run(|| async {
-                calls.fetch_add(1, Ordering::SeqCst);
-                Err::<(), _>(Error::ObjectMissing(ObjectId::of(b"x")))
-            })
-            .await;
-        assert!(out.is_err());
-        assert_eq!((retries, calls.load(Ordering::SeqCst)), (0, 1));
-
-        let calls = AtomicU32::new(0);
-        let (out, retries) = r
-            .run(|| async {
-                calls.fetch_add(1, Ordering::SeqCst);
-                Err::<(), _>(Error::RemoteTransient {
-                    remote: "x".into(),
-                    reason: "down".into(),
-                })
-            })
-            .await;
-        assert!(out.is_err());
-        assert_eq!((retries, calls.load(Ordering::SeqCst)), (3, 4));
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let r = Retry::default();
-        for n in 1..10 {
-            let d = r.delay(n);
-            assert!(d <= r.max_delay, "{n}: {d:?}");
-            assert!(d >= (r.first_delay * (1 << (n - 1))).min(r.max_delay) / 2);
-        }
-    }
 }

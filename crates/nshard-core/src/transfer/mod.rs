@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use check::check_remote;
-pub use engine::Retry;
+
 pub use repair::{verify_remote, RemoteVerifyReport, Unrepaired};
 
 use crate::codec::{DataHint, Encoder};
@@ -30,6 +30,7 @@ use crate::path::RepoPath;
 use crate::progress::Progress;
 use crate::remote::Store;
 use crate::repo::{PathFilter, Repo, WorktreeManifest};
+use crate::retry::Retry;
 
 /// How a transfer runs.
 pub struct TransferOptions<'a> {

@@ -17,11 +17,13 @@ use tokio::task::JoinSet;
 
 use super::engine::{corrupt_on_remote, remote_missing};
 use super::{TransferOptions, TransferStats};
+use crate::blocking::blocking;
 use crate::codec::{self, MAX_OBJECT_SIZE};
 use crate::error::{Corruption, Error, Result};
 use crate::id::ObjectId;
 use crate::remote::{ObjectCheck, Store};
 use crate::repo::Repo;
+use crate::retry::Retry;
 use crate::store::LocalStore;
 
 /// A corrupt object that could not be repaired, and why.
@@ -170,7 +172,7 @@ async fn check_one(
     remote: &Arc<dyn Store>,
     local: &LocalStore,
     id: ObjectId,
-    retry: &super::Retry,
+    retry: &Retry,
     retries: &mut u64,
 ) -> Result<Outcome> {
     let (checked, n) = retry.run(|| remote.check_object(&id)).await;
@@ -183,10 +185,10 @@ async fn check_one(
     // Moved aside where the remote can (the server did so already when it answered).
     let found = corrupt_on_remote(remote, id, Corruption::RemoteCopy, reason).await;
     let local_ = local.clone();
-    let good = blocking(move || {
+    let good = blocking("local store", move || {
         let enc = local_.get_encoded(&id)?;
         codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE)?;
-        Ok(enc)
+        Ok::<_, Error>(enc)
     })
     .await?;
     let enc = match good {
@@ -207,19 +209,5 @@ async fn check_one(
             format!("{found}; the remote still holds its copy, so the good one was not written (move the bad copy out of the remote's objects/ by hand, then push)"),
         )),
         Err(e) => Ok(Outcome::Unrepaired(len, format!("{found}; uploading the good copy failed: {e}"))),
-    }
-}
-
-/// Runs CPU or disk work off the async threads; the outer error is the task's, the inner the work's.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<Result<T>> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => Ok(r),
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::RemoteTransient {
-            remote: "local store".into(),
-            reason: format!("the operation was cancelled: {e}"),
-        }),
     }
 }

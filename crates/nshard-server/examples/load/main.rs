@@ -148,7 +148,7 @@ fn num(s: &str) -> Result<usize, String> {
 }
 
 // Deterministic pseudo-random bytes (xorshift64*), distinct per seed.
-use nshard_core::testing::random_bytes;
+use nshard_remote::testing::random_bytes;
 
 #[derive(Default, Clone)]
 struct Tally {
@@ -234,7 +234,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    nshard_core::install_tls_provider();
+    nshard_remote::install_tls_provider();
     let client = Client::builder()
         .pool_max_idle_per_host(o.clients)
         .tcp_nodelay(true)

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use nshard_core::S3Options;
+use nshard_remote::S3Options;
 
 /// The S3 options for this process.
 pub fn s3_options() -> S3Options {

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use nshard_core::Store;
 use nshard_core::{ConfigLevel, EnvTokens, RemoteName, Repo, ResolvedRemote};
 use nshard_core::{FileTransfer, TransferStats};
-use nshard_core::{OpenOptions, Store};
+use nshard_remote::OpenOptions;
 
 use crate::output::{bytes, count, file_error, print_json, Ctx};
 use crate::{out, per_file};
@@ -231,7 +232,7 @@ pub async fn open(
         token: repo.token_for(&r, &env_tokens(&r)),
         s3: s3_options(),
     };
-    let store = nshard_core::open_remote(&r.url, &opts).await?;
+    let store = nshard_remote::open(&r.url, &opts).await?;
     Ok((r, store))
 }
 

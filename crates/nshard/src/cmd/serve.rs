@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use nshard_core::{OpenOptions, RemoteUrl};
+use nshard_core::RemoteUrl;
+use nshard_remote::OpenOptions;
 use nshard_server::{Limits, Scope, Server, ServerConfig, Tokens};
 
 use crate::output::Ctx;

@@ -73,7 +73,7 @@ pub fn json_exit(dir: &Path, args: &[&str], code: i32) -> serde_json::Value {
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*): the contract suite's generator.
-pub use nshard_core::testing::random_bytes;
+pub use nshard_remote::testing::random_bytes;
 
 /// A fresh temp dir holding an initialised repository.
 pub struct TestRepo {

@@ -185,7 +185,7 @@ impl OwnSeaweed {
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         let url = format!("{}/", self.endpoint);
-        nshard_core::install_tls_provider();
+        nshard_remote::install_tls_provider();
         loop {
             // Any HTTP answer (403 without a signature) means the S3 gateway is up.
             if reqwest::blocking::get(&url).is_ok() {

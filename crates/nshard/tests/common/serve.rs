@@ -170,7 +170,7 @@ impl Served {
 
     /// `GET /metrics` (anonymous).
     pub fn metrics(&self) -> String {
-        nshard_core::install_tls_provider();
+        nshard_remote::install_tls_provider();
         reqwest::blocking::get(self.at("/metrics"))
             .and_then(|r| r.text())
             .expect("GET /metrics")

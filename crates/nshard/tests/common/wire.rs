@@ -26,7 +26,7 @@ pub fn zstd_object(len: usize, seed: u64) -> (ObjectId, Vec<u8>) {
 }
 
 pub fn client() -> Client {
-    nshard_core::install_tls_provider();
+    nshard_remote::install_tls_provider();
     Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

@@ -30,8 +30,7 @@ use object_store::path::Path as KeyPath;
 use object_store::ObjectStore;
 
 use super::S3Store;
-use crate::error::{Error, Result};
-use crate::id::ObjectId;
+use nshard_core::{Error, ObjectId, Result};
 
 /// HEAD requests in flight at once during a `missing` query.
 pub const HEAD_CONCURRENCY: usize = 32;
@@ -49,7 +48,7 @@ pub const LIST_PAGE_IN_HEADS: usize = 64;
 /// 600,000 objects), small enough that a retried batch of HEADs repeats a bounded amount (about
 /// 15 s on the local SeaweedFS).
 ///
-/// [`Store::missing_batch_size`]: crate::remote::Store::missing_batch_size
+/// [`Store::missing_batch_size`]: nshard_core::Store::missing_batch_size
 pub const S3_MISSING_BATCH: usize = 50_000;
 
 /// How [`S3Store::missing_with`] finds out which objects exist.

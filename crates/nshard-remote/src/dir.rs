@@ -16,13 +16,10 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{Store, StoreAdmin};
-use crate::codec::{self, MAX_OBJECT_SIZE};
-use crate::error::{Error, RemoteFailure, Result};
-use crate::fsutil::{self, AtomicFile};
-use crate::id::ObjectId;
-use crate::staged::StagedUpload;
-use crate::store::LocalStore;
+use nshard_core::{
+    create_dir_all, decode_verified, write_file_once, AtomicFile, Error, LocalStore, ObjectId,
+    RemoteFailure, Result, StagedUpload, Store, StoreAdmin, MAX_OBJECT_SIZE,
+};
 
 /// Temporary files older than this are left over from a killed writer.
 pub const STALE_TMP_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -83,7 +80,7 @@ impl DirStore {
         if self.store.has(id) {
             return Ok(false);
         }
-        codec::decode_verified(id, encoded, MAX_OBJECT_SIZE)?;
+        decode_verified(id, encoded, MAX_OBJECT_SIZE)?;
         if !self.swept.swap(true, Ordering::Relaxed) {
             self.sweep_stale_tmp(STALE_TMP_AGE);
         }
@@ -91,10 +88,10 @@ impl DirStore {
         let fan = dest
             .parent()
             .expect("object paths have a fan-out directory");
-        fsutil::create_dir_all(fan)?;
-        fsutil::create_dir_all(self.store.tmp_dir())?;
+        create_dir_all(fan)?;
+        create_dir_all(self.store.tmp_dir())?;
         let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
-        crate::store::write_file_once(f.file(), encoded).map_err(Error::io("writing", &dest))?;
+        write_file_once(f.file(), encoded).map_err(Error::io("writing", &dest))?;
         // Objects are immutable and the directory may be shared between users: readable by all
         // (the temporary file starts out private to its creator), writable by none.
         #[cfg(unix)]
@@ -119,8 +116,8 @@ impl DirStore {
         let fan = dest
             .parent()
             .expect("object paths have a fan-out directory");
-        fsutil::create_dir_all(fan)?;
-        fsutil::create_dir_all(self.store.tmp_dir())?;
+        create_dir_all(fan)?;
+        create_dir_all(self.store.tmp_dir())?;
         let same_dir = staged.path().parent() == Some(self.store.tmp_dir());
         let mut f = if same_dir {
             AtomicFile::from_temp(staged.into_temp(), &dest)
@@ -166,20 +163,13 @@ impl DirStore {
     }
 }
 
-/// Runs blocking filesystem work on tokio's blocking pool.
+/// Runs blocking filesystem work on a clone of `remote` on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(
     remote: &DirStore,
     f: impl FnOnce(DirStore) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let me = remote.clone();
-    match tokio::task::spawn_blocking(move || f(me)).await {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::RemoteTransient {
-            remote: remote.display_url(),
-            reason: format!("the operation was cancelled: {e}"),
-        }),
-    }
+    nshard_core::blocking(remote.root.display(), move || f(me)).await?
 }
 
 #[async_trait]
@@ -252,7 +242,7 @@ impl StoreAdmin for DirStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{DataHint, Encoder};
+    use nshard_core::{DataHint, Encoder};
 
     fn object(seed: u8) -> (ObjectId, Vec<u8>) {
         let raw: Vec<u8> = (0..10_000u32)

@@ -9,12 +9,11 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::s3::{MissingStrategy, RequestCounts, S3Store};
-pub use super::s3::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
-use super::{Store, StoreAdmin};
-use crate::codec::{decode_verified, DataHint, Encoder, MAX_OBJECT_SIZE};
-use crate::error::Error;
-use crate::id::ObjectId;
+use crate::s3::{MissingStrategy, RequestCounts, S3Store};
+pub use crate::s3::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
+use nshard_core::{
+    decode_verified, DataHint, Encoder, Error, ObjectId, Store, StoreAdmin, MAX_OBJECT_SIZE,
+};
 
 /// Deterministic incompressible bytes (xorshift64*), so that objects of a given size stay that size.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {

@@ -17,13 +17,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::{header, Client, Response, StatusCode};
 
-use super::{error_chain as chain, ObjectCheck, OpenOptions, Store, MISSING_BATCH};
-use crate::codec::MAX_OBJECT_SIZE;
-use crate::error::{Corruption, Error, RemoteFailure, Result};
-use crate::id::ObjectId;
-use crate::protocol::{
+use nshard_core::protocol::{
     self, ErrorBody, Health, MissingRequest, MissingResponse, CORRUPT_OBJECT, PROTOCOL_VERSION,
 };
+use nshard_core::{
+    Corruption, Error, ObjectCheck, ObjectId, RemoteFailure, Result, Retry, Store, MAX_OBJECT_SIZE,
+    MISSING_BATCH,
+};
+
+use crate::{error_chain as chain, OpenOptions};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -56,7 +58,7 @@ impl HttpStore {
     /// Connects to the server at `base` (`http(s)://host[:port][/path]`, no trailing slash) and
     /// checks that it speaks protocol v1.
     pub async fn connect(base: &str, opts: &OpenOptions) -> Result<HttpStore> {
-        super::install_tls_provider();
+        crate::install_tls_provider();
         let client = Client::builder()
             .user_agent(concat!("nshard/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
@@ -77,7 +79,7 @@ impl HttpStore {
             verifies: false,
         };
         // A busy or restarting server at connect time is retried like any other request.
-        let (resp, _) = crate::transfer::Retry::default()
+        let (resp, _) = Retry::default()
             .run(|| async {
                 let resp = store
                     .send(store.client.get(store.url(protocol::HEALTH)))
@@ -299,7 +301,7 @@ impl Store for HttpStore {
 
     async fn check_object(&self, id: &ObjectId) -> Result<ObjectCheck> {
         if !self.verifies {
-            return super::check_by_download(self, id).await;
+            return nshard_core::check_by_download(self, id).await;
         }
         let url = self.url(&protocol::verify_path(id));
         let resp = self.send(self.client.post(url)).await?;

@@ -1,5 +1,5 @@
 //! Measures what one LIST page costs in HEAD requests' time on an S3-compatible store, the figure
-//! behind `LIST_PAGE_IN_HEADS` (`remote/s3/missing.rs`).
+//! behind `LIST_PAGE_IN_HEADS` (`nshard-remote/src/s3/missing.rs`).
 //!
 //! It puts 1,000 small objects into one fan-out directory of a fresh prefix, then answers
 //! `missing` for those 1,000 ids both ways, alternating, ROUNDS times: HEADs (32 at a time), one
@@ -8,7 +8,7 @@
 //!
 //! ```sh
 //! eval "$(bash .ci/seaweedfs.sh env)"
-//! cargo run --release -p nshard-core --features testing --example s3_missing [ROUNDS]
+//! cargo run --release -p nshard-remote --features testing --example s3_missing [ROUNDS]
 //! ```
 //! Reads the `AWS_*` variables (endpoint, keys, region, `AWS_ALLOW_HTTP`) and
 //! `NSHARD_TEST_S3_BUCKET` (default `nshard-test`).
@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
-use nshard_core::testing::{objects_in_fan, KEYS_PER_PAGE, LIST_CONCURRENCY};
-use nshard_core::{MissingStrategy, S3Options, S3Store, Store};
+use nshard_core::Store;
+use nshard_remote::testing::{objects_in_fan, KEYS_PER_PAGE, LIST_CONCURRENCY};
+use nshard_remote::{MissingStrategy, S3Options, S3Store};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -17,8 +17,8 @@
 //!   remote.
 //! - **Errors.** A refused key or a missing bucket is permanent and says what to check; dropped
 //!   connections, timeouts, 5xx and throttling are [`Error::RemoteTransient`] for the transfer
-//!   engine to retry. `object_store`'s own retries are kept short so the two do not multiply into
-//!   a storm.
+//!   engine to retry. `object_store` makes no retries of its own, so that one policy
+//!   ([`nshard_core::Retry`]) decides and the attempts never multiply.
 //!
 //! The library never reads the environment: the binary passes the `AWS_*` settings in
 //! [`S3Options`].
@@ -36,8 +36,8 @@ use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as KeyPath;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig, WriteMultipart,
+    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    WriteMultipart,
 };
 
 mod missing;
@@ -47,11 +47,12 @@ pub use missing::{MissingStrategy, RequestCounts};
 #[cfg(feature = "testing")]
 pub use missing::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 
-use super::{error_chain as chain, Store, StoreAdmin};
-use crate::codec::{self, MAX_OBJECT_SIZE};
-use crate::error::{Corruption, Error, RemoteFailure, Result};
-use crate::id::ObjectId;
-use crate::staged::StagedUpload;
+use nshard_core::{
+    blocking, decode_verified, max_encoded_len, read_exact_at, Corruption, Error, ObjectId,
+    RemoteFailure, Result, StagedUpload, Store, StoreAdmin, MAX_OBJECT_SIZE,
+};
+
+use crate::error_chain as chain;
 
 /// Objects larger than this are uploaded in parts.
 pub const MULTIPART_THRESHOLD: usize = 16 << 20;
@@ -98,7 +99,7 @@ impl S3Store {
     /// Sets up a client for `s3://bucket/prefix` (`prefix` validated, no leading or trailing `/`).
     /// Nothing is sent until the first request; see [`Store::health`].
     pub fn open(bucket: &str, prefix: &str, opts: &S3Options) -> Result<S3Store> {
-        super::install_tls_provider();
+        crate::install_tls_provider();
         let url = if prefix.is_empty() {
             format!("s3://{bucket}")
         } else {
@@ -124,14 +125,12 @@ impl S3Store {
         let store = b
             .with_bucket_name(bucket)
             .with_client_options(client)
+            // One retry policy: the caller's (`nshard_core::Retry`, around every request, with
+            // the retries counted in its report). object_store's own would run inside it and
+            // multiply the attempts.
             .with_retry(RetryConfig {
-                backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: Duration::from_secs(2),
-                    base: 2.0,
-                },
-                max_retries: 2,
-                retry_timeout: Duration::from_secs(30),
+                max_retries: 0,
+                ..RetryConfig::default()
             })
             .build()
             .map_err(|e| Error::Remote {
@@ -316,20 +315,13 @@ impl S3Store {
 /// `n` bytes of a staged file at `offset`, read off the async threads.
 async fn read_at(staged: &Arc<StagedUpload>, offset: u64, n: usize) -> Result<Bytes> {
     let s = Arc::clone(staged);
-    let r = tokio::task::spawn_blocking(move || {
+    blocking("local staging file", move || {
         let mut buf = vec![0u8; n];
-        crate::fsutil::read_exact_at(s.file(), &mut buf, offset)
+        read_exact_at(s.file(), &mut buf, offset)
             .map(|()| Bytes::from(buf))
             .map_err(Error::io("reading", s.path()))
     })
-    .await;
-    match r {
-        Ok(r) => r,
-        Err(e) => Err(Error::RemoteTransient {
-            remote: "local staging file".into(),
-            reason: format!("reading was interrupted: {e}"),
-        }),
-    }
+    .await?
 }
 
 /// Whether an `object_store` error may pass on retry: a transport failure (connection refused or
@@ -388,14 +380,10 @@ impl Store for S3Store {
         let data = Bytes::from(encoded);
         let check = data.clone();
         let id_ = *id;
-        tokio::task::spawn_blocking(move || {
-            codec::decode_verified(&id_, &check, MAX_OBJECT_SIZE).map(|_| ())
+        blocking(&self.url, move || {
+            decode_verified(&id_, &check, MAX_OBJECT_SIZE).map(|_| ())
         })
-        .await
-        .map_err(|e| Error::RemoteTransient {
-            remote: self.url.clone(),
-            reason: format!("verifying {id} was interrupted: {e}"),
-        })??;
+        .await??;
         self.put_if_absent(id, data).await
     }
 
@@ -418,7 +406,7 @@ impl Store for S3Store {
             Err(object_store::Error::NotFound { .. }) => return Err(Error::ObjectMissing(*id)),
             Err(e) => return Err(self.error(&what, e)),
         };
-        let limit = codec::max_encoded_len(MAX_OBJECT_SIZE);
+        let limit = max_encoded_len(MAX_OBJECT_SIZE);
         if r.meta.size > limit {
             return Err(Error::CorruptObject {
                 id: *id,
@@ -481,14 +469,10 @@ impl StoreAdmin for S3Store {
         let corrupt = match Store::get(self, id).await {
             Ok(enc) => {
                 let id_ = *id;
-                tokio::task::spawn_blocking(move || {
-                    codec::decode_verified(&id_, &enc, MAX_OBJECT_SIZE).is_err()
+                blocking(&self.url, move || {
+                    decode_verified(&id_, &enc, MAX_OBJECT_SIZE).is_err()
                 })
-                .await
-                .map_err(|e| Error::RemoteTransient {
-                    remote: self.url.clone(),
-                    reason: format!("verifying {id} was interrupted: {e}"),
-                })?
+                .await?
             }
             Err(Error::ObjectMissing(_)) => false,
             Err(Error::CorruptObject { .. }) => true,
