@@ -1,7 +1,7 @@
 //! Measures the object encoder on a safetensors file's data cut into 4 MiB pieces.
 use std::time::Instant;
 
-use nshard_core::{DataHint, Encoder};
+use nshard_core::format::{DataHint, Encoder};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -172,12 +172,12 @@ fn main() -> Result<()> {
             codec,
             files,
         } => {
-            use nshard_core::PlanParams as Params;
-            use nshard_core::{ChunkParams, LayoutMode};
+            use nshard_core::format::PlanParams as Params;
+            use nshard_core::format::{ChunkParams, LayoutMode};
             let base = match chunking {
                 ChunkingArg::Cdc => ChunkParams::default(),
                 ChunkingArg::Fixed => ChunkParams::Fixed {
-                    size: nshard_core::DEFAULT_FIXED_CHUNK,
+                    size: nshard_core::format::DEFAULT_FIXED_CHUNK,
                     layout: LayoutMode::None,
                 },
             };

@@ -5,7 +5,7 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use nshard_core::Tensor;
+use nshard_core::format::Tensor;
 
 use crate::model::{header_bytes, write_random, TensorSpec, WEIGHT_STD};
 use crate::rng::{Dtype, NormalTable, Rng};
@@ -58,7 +58,7 @@ fn layer_of(name: &str) -> Option<u64> {
 pub fn mutate_model(from: &Path, to: &Path, kind: &ModelKind, seed: u64) -> Result<Changed> {
     let mut f = File::open(from).with_context(|| format!("opening {}", from.display()))?;
     let size = f.metadata()?.len();
-    let layout = nshard_core::parse_safetensors(&mut f, size)
+    let layout = nshard_core::format::parse_safetensors(&mut f, size)
         .with_context(|| format!("{} is not a safetensors file", from.display()))?;
     f.seek(SeekFrom::Start(0))?;
     let mut header = vec![0u8; layout.header_len as usize];

@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use nshard_core::{
-    hint_for_dtype, parse_safetensors, plan_cuts, ChunkReader, Cutter, DataHint, Encoder, ObjectId,
+use nshard_core::format::{
+    hint_for_dtype, parse_safetensors, plan_cuts, ChunkReader, Cutter, DataHint, Encoder,
     PlanParams, Segment,
 };
+use nshard_core::ObjectId;
 
 /// How chunks are hinted to the encoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use nshard_core::{parse_safetensors, Layout};
+use nshard_core::format::{parse_safetensors, Layout};
 
 fn gen(dir: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::cargo_bin("nshard-gen")

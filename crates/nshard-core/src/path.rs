@@ -17,7 +17,7 @@ pub const MAX_PATH_LEN: usize = 4096;
 /// A validated, normalized repository-relative path with `/` separators: no empty, `.` or `..`
 /// components, not absolute, no backslash, no drive letter, no control character, and no component
 /// that any common filesystem would take for `.git` or `.shard` or that Windows cannot hold (see
-/// [`crate::check_path_component`]). A `RepoPath` is safe to join onto the repository root on every OS.
+/// [`crate::format::check_path_component`]). A `RepoPath` is safe to join onto the repository root on every OS.
 /// Its `Display` escapes invisible and control characters; [`RepoPath::as_str`] is the raw name.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoPath(String);

@@ -6,7 +6,8 @@
 
 use std::path::{Component, Path};
 
-use nshard_core::{check_path_component as check_component, Manifest, RepoPath};
+use nshard_core::format::{check_path_component as check_component, Manifest};
+use nshard_core::RepoPath;
 use proptest::prelude::*;
 
 /// Fragments that make names dangerous somewhere: git's and Windows' special names, HFS+
@@ -117,7 +118,8 @@ const SAMPLE: &str = r#"{
 /// [`SAMPLE`] with the default chunking parameters filled in.
 fn sample() -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_str(SAMPLE).expect("sample");
-    v["chunking"] = serde_json::to_value(nshard_core::ChunkParams::default()).expect("params");
+    v["chunking"] =
+        serde_json::to_value(nshard_core::format::ChunkParams::default()).expect("params");
     v
 }
 

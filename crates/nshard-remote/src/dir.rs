@@ -16,10 +16,11 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use nshard_core::{
-    create_dir_all, decode_verified, write_file_once, AtomicFile, Error, LocalStore, ObjectId,
-    RemoteFailure, Result, StagedUpload, Store, StoreAdmin, MAX_OBJECT_SIZE,
+use nshard_core::backend::{
+    create_dir_all, write_file_once, AtomicFile, LocalStore, StagedUpload, StoreAdmin,
 };
+use nshard_core::format::{decode_verified, MAX_OBJECT_SIZE};
+use nshard_core::{Error, ObjectId, RemoteFailure, Result, Store};
 
 /// Temporary files older than this are left over from a killed writer.
 pub const STALE_TMP_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -169,7 +170,7 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(DirStore) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let me = remote.clone();
-    nshard_core::blocking(remote.root.display(), move || f(me)).await?
+    nshard_core::backend::blocking(remote.root.display(), move || f(me)).await?
 }
 
 #[async_trait]
@@ -242,7 +243,7 @@ impl StoreAdmin for DirStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nshard_core::{DataHint, Encoder};
+    use nshard_core::format::{DataHint, Encoder};
 
     fn object(seed: u8) -> (ObjectId, Vec<u8>) {
         let raw: Vec<u8> = (0..10_000u32)

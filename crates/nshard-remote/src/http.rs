@@ -17,13 +17,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::{header, Client, Response, StatusCode};
 
+use nshard_core::backend::{ObjectCheck, MISSING_BATCH};
+use nshard_core::format::MAX_OBJECT_SIZE;
 use nshard_core::protocol::{
     self, ErrorBody, Health, MissingRequest, MissingResponse, CORRUPT_OBJECT, PROTOCOL_VERSION,
 };
-use nshard_core::{
-    Corruption, Error, ObjectCheck, ObjectId, RemoteFailure, Result, Retry, Store, MAX_OBJECT_SIZE,
-    MISSING_BATCH,
-};
+use nshard_core::{Corruption, Error, ObjectId, RemoteFailure, Result, Retry, Store};
 
 use crate::{error_chain as chain, OpenOptions};
 
@@ -301,7 +300,7 @@ impl Store for HttpStore {
 
     async fn check_object(&self, id: &ObjectId) -> Result<ObjectCheck> {
         if !self.verifies {
-            return nshard_core::check_by_download(self, id).await;
+            return nshard_core::backend::check_by_download(self, id).await;
         }
         let url = self.url(&protocol::verify_path(id));
         let resp = self.send(self.client.post(url)).await?;

@@ -32,7 +32,8 @@ pub mod testing;
 
 use std::sync::Arc;
 
-use nshard_core::{blocking, RemoteUrl, Result, Retry, Store};
+use nshard_core::backend::blocking;
+use nshard_core::{RemoteUrl, Result, Retry, Store};
 
 pub use dir::DirStore;
 pub use http::HttpStore;
@@ -104,3 +105,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// docs/library.md ("using the library"), compiled and run as a doc test so that it cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/library.md")]
+struct LibraryGuide;

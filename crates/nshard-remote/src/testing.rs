@@ -11,9 +11,9 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::s3::{MissingStrategy, RequestCounts, S3Store};
 pub use crate::s3::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
-use nshard_core::{
-    decode_verified, DataHint, Encoder, Error, ObjectId, Store, StoreAdmin, MAX_OBJECT_SIZE,
-};
+use nshard_core::backend::StoreAdmin;
+use nshard_core::format::{decode_verified, DataHint, Encoder, MAX_OBJECT_SIZE};
+use nshard_core::{Error, ObjectId, Store};
 
 /// Deterministic incompressible bytes (xorshift64*), so that objects of a given size stay that size.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {

@@ -53,8 +53,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use nshard_core::format::MAX_OBJECT_SIZE;
 use nshard_core::protocol;
-use nshard_core::MAX_OBJECT_SIZE;
 use nshard_core::{RemoteUrl, Store};
 use nshard_remote::OpenOptions;
 use tokio::net::TcpListener;
@@ -106,7 +106,7 @@ impl Default for Limits {
         Self {
             // The largest raw object plus the header and the byte-grouping plane headers.
             max_object_bytes: MAX_OBJECT_SIZE + 4096,
-            max_batch: nshard_core::MISSING_BATCH,
+            max_batch: nshard_core::backend::MISSING_BATCH,
             max_concurrent_uploads: 64,
             max_concurrent_commits: 4,
             max_concurrent_downloads: 16,
@@ -239,7 +239,7 @@ impl AppState {
         match store {
             RemoteUrl::Dir(dir) => {
                 for sub in ["objects", "tmp"] {
-                    nshard_core::create_dir_all(&dir.join(sub)).map_err(bad)?;
+                    nshard_core::backend::create_dir_all(&dir.join(sub)).map_err(bad)?;
                 }
             }
             RemoteUrl::S3 { .. } => {}
@@ -251,7 +251,7 @@ impl AppState {
                 }))
             }
         }
-        nshard_core::create_dir_all(&staging).map_err(bad)?;
+        nshard_core::backend::create_dir_all(&staging).map_err(bad)?;
         let store = nshard_remote::open(store, options).await.map_err(bad)?;
         Ok(Self {
             store,

@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
-use nshard_core::MAX_OBJECT_SIZE;
+use nshard_core::format::MAX_OBJECT_SIZE;
 use nshard_core::{Error as CoreError, ObjectId};
 
 use crate::auth::{Denied, Scope};
@@ -261,8 +261,8 @@ pub async fn get_object(
         Err(e @ CoreError::CorruptObject { .. }) => return Err(corrupt(&state, &id, &e).await),
         Err(e) => return Err(store_error(&format!("reading object {id}"), &e)),
     };
-    let verified = nshard_core::blocking("verifying an object", move || {
-        nshard_core::decode_verified(&id, &enc, MAX_OBJECT_SIZE).map(|_| enc)
+    let verified = nshard_core::backend::blocking("verifying an object", move || {
+        nshard_core::format::decode_verified(&id, &enc, MAX_OBJECT_SIZE).map(|_| enc)
     })
     .await
     .map_err(|e| AppError::internal("verifying an object", &e))?;
@@ -358,7 +358,7 @@ pub async fn put_object(
     let result = match present {
         Some(_) => Ok(false),
         None => {
-            let verified = nshard_core::blocking("verifying an object", move || {
+            let verified = nshard_core::backend::blocking("verifying an object", move || {
                 staged.verify(&id, MAX_OBJECT_SIZE).map(|()| staged)
             })
             .await

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use axum::body::Body;
 use axum::http::HeaderMap;
 use http_body_util::BodyExt;
-use nshard_core::StagedUpload;
+use nshard_core::backend::StagedUpload;
 
 use crate::error::AppError;
 use crate::routes::{body_too_large, declared_length, drain, DRAIN_MAX_BYTES};
@@ -23,7 +23,7 @@ pub const STAGE_BLOCK: usize = 256 << 10;
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AppError> {
-    nshard_core::blocking("staging an upload", f)
+    nshard_core::backend::blocking("staging an upload", f)
         .await
         .map_err(|e| AppError::internal("staging an upload", &e))
 }

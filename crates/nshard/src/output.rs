@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use nshard_core::GitTree;
+use nshard_core::git::GitTree;
 use nshard_core::Progress;
 use nshard_core::Repo;
 use unit_prefix::NumberPrefix;

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use common::serve::Served;
 use common::{random_bytes, TestRepo};
-use nshard_core::LocalStore;
-use nshard_core::MAX_OBJECT_SIZE;
+use nshard_core::backend::LocalStore;
+use nshard_core::format::MAX_OBJECT_SIZE;
 
 /// How long a command gets to reach its crash point (it takes a second or two).
 const REACH: Duration = Duration::from_secs(120);

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::serve::Served;
 use common::{nshard, random_bytes, TestRepo};
-use nshard_core::LocalStore;
-use nshard_core::MAX_OBJECT_SIZE;
+use nshard_core::backend::LocalStore;
+use nshard_core::format::MAX_OBJECT_SIZE;
 
 /// Which way the proxy counts bytes before cutting.
 #[derive(Clone, Copy)]

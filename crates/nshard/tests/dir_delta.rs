@@ -10,7 +10,9 @@ use std::path::Path;
 
 use common::serve::{walkdir, Served};
 use common::{git, ok, put_object, random_bytes, read_tree, TestRepo};
-use nshard_core::{is_delta, ListingDelta, LocalStore, ObjectId};
+use nshard_core::backend::LocalStore;
+use nshard_core::format::{is_delta, ListingDelta};
+use nshard_core::ObjectId;
 
 /// Text-like content for file `i` of generation `gen`.
 fn content(i: usize, gen: u64) -> Vec<u8> {

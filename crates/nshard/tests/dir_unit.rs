@@ -9,7 +9,8 @@ use std::path::Path;
 
 use common::serve::{metric_value, Served};
 use common::{git, ok, put_object, random_bytes, read_tree, TestRepo};
-use nshard_core::{LocalStore, ObjectId};
+use nshard_core::backend::LocalStore;
+use nshard_core::ObjectId;
 
 /// Compressible, distinct content for file `i` (text-like, as datasets of JSON or CSV are).
 fn content(i: usize, seed: u64, len: usize) -> Vec<u8> {

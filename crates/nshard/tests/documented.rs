@@ -6,8 +6,8 @@ mod common;
 use std::fs;
 
 use common::{random_bytes, TestRepo};
+use nshard_core::format::{DataHint, Encoder};
 use nshard_core::ObjectId;
-use nshard_core::{DataHint, Encoder};
 
 /// `status --help`, the README and `status --json` use the same name for an invalid manifest, and
 /// status exits 1 as documented.

@@ -8,7 +8,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use common::{random_bytes, walk, TestRepo};
-use nshard_core::{DataHint, Encoder};
+use nshard_core::format::{DataHint, Encoder};
 
 const MIB: usize = 1024 * 1024;
 

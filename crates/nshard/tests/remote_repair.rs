@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use common::serve::{metric_value, Served};
 use common::{random_bytes, TestRepo};
-use nshard_core::LocalStore;
+use nshard_core::backend::LocalStore;
+use nshard_core::format::MAX_OBJECT_SIZE;
 use nshard_core::ObjectId;
-use nshard_core::MAX_OBJECT_SIZE;
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {

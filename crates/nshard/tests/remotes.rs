@@ -8,9 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{random_bytes, TestRepo};
-use nshard_core::LocalStore;
+use nshard_core::backend::LocalStore;
+use nshard_core::format::MAX_OBJECT_SIZE;
 use nshard_core::ObjectId;
-use nshard_core::MAX_OBJECT_SIZE;
 
 /// Rewrites the repository's chunking to fixed blocks of `size` bytes (many small objects make a
 /// transfer long enough to interrupt and cheap to reason about).

@@ -65,7 +65,7 @@ fn protocol_round_trip() {
     assert_eq!(len.to_str().expect("ascii"), enc.len().to_string());
     let got = get(&s, &id).bytes().expect("body");
     assert_eq!(&got[..], &enc[..]);
-    let decoded = nshard_core::decode_verified(&id, &got, 1 << 30).expect("verifies");
+    let decoded = nshard_core::format::decode_verified(&id, &got, 1 << 30).expect("verifies");
     assert_eq!(decoded, raw);
     assert_eq!(&get(&s, &zid).bytes().expect("body")[..], &zenc[..]);
     // The store has the directory-remote layout.
@@ -333,7 +333,7 @@ fn kill_9_mid_upload_leaves_no_partial_object() {
     assert_eq!(put(&s, &id, enc).status(), StatusCode::CREATED);
     let got = get(&s, &id).bytes().expect("body");
     assert_eq!(
-        nshard_core::decode_verified(&id, &got, 1 << 30).expect("ok"),
+        nshard_core::format::decode_verified(&id, &got, 1 << 30).expect("ok"),
         raw
     );
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::random_bytes;
 use common::serve::{metric_value, raw_connect, raw_request, Served};
+use nshard_core::format::{DataHint, Encoder};
 use nshard_core::ObjectId;
-use nshard_core::{DataHint, Encoder};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 

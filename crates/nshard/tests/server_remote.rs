@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::serve::{metric_value, nshard_bin, Served};
 use common::{git, nshard, random_bytes, TestRepo};
-use nshard_core::LocalStore;
-use nshard_core::MAX_OBJECT_SIZE;
+use nshard_core::backend::LocalStore;
+use nshard_core::format::MAX_OBJECT_SIZE;
 
 /// Decodes and re-hashes every object in the server's store; returns how many there are.
 fn verify_store(s: &Served) -> usize {

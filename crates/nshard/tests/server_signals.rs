@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::random_bytes;
 use common::serve::{raw_connect, Served};
+use nshard_core::format::{DataHint, Encoder};
 use nshard_core::ObjectId;
-use nshard_core::{DataHint, Encoder};
 
 /// An upload of a 4 MiB object of which only the first `sent` bytes are sent; returns the
 /// connection once the server counts it in flight.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::serve::Served;
-use nshard_core::LocalStore;
+use nshard_core::backend::LocalStore;
 use nshard_remote::testing::object;
 
 #[cfg(unix)]

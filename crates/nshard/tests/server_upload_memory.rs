@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use common::s3::S3Env;
 use common::serve::Served;
-use nshard_core::ObjectId;
-use nshard_core::{
+use nshard_core::format::{
     OBJECT_FORMAT_VERSION as FORMAT_VERSION, OBJECT_HEADER_LEN as HEADER_LEN, OBJECT_MAGIC as MAGIC,
 };
+use nshard_core::ObjectId;
 
 /// The bound the server must hold.
 const RSS_LIMIT: u64 = 256 << 20;
@@ -71,7 +71,7 @@ impl Read for Gen {
 
 fn object_id(len: u64, seed: u64) -> ObjectId {
     let mut g = Gen::new(len, seed);
-    let mut h = nshard_core::Hasher::new();
+    let mut h = nshard_core::format::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = g.read(&mut buf).expect("gen");

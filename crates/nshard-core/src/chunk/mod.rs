@@ -29,7 +29,7 @@ pub const DEFAULT_MAX: u32 = 16 * 1024 * 1024;
 /// Default block size of fixed chunking.
 pub const DEFAULT_FIXED: u32 = 4 * 1024 * 1024;
 
-/// Where segment boundaries go before the chunker runs (see [`crate::plan_cuts`]).
+/// Where segment boundaries go before the chunker runs (see [`crate::format::plan_cuts`]).
 ///
 /// In `config.toml` this says what to do for new commits; in a manifest it says what was done to
 /// that file (`tensor-aligned` only when the file really was cut tensor-aligned). Manifests list every

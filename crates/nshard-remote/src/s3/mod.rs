@@ -47,10 +47,9 @@ pub use missing::{MissingStrategy, RequestCounts};
 #[cfg(feature = "testing")]
 pub use missing::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 
-use nshard_core::{
-    blocking, decode_verified, max_encoded_len, read_exact_at, Corruption, Error, ObjectId,
-    RemoteFailure, Result, StagedUpload, Store, StoreAdmin, MAX_OBJECT_SIZE,
-};
+use nshard_core::backend::{blocking, read_exact_at, StagedUpload, StoreAdmin};
+use nshard_core::format::{decode_verified, max_encoded_len, MAX_OBJECT_SIZE};
+use nshard_core::{Corruption, Error, ObjectId, RemoteFailure, Result, Store};
 
 use crate::error_chain as chain;
 

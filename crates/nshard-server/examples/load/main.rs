@@ -33,7 +33,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nshard_core::{DataHint, Encoder, ObjectId};
+use nshard_core::format::{DataHint, Encoder};
+use nshard_core::ObjectId;
 use reqwest::{Client, StatusCode};
 
 struct Opts {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use nshard_core::{DataHint, Encoder, ObjectId};
+use nshard_core::format::{DataHint, Encoder};
+use nshard_core::ObjectId;
 use reqwest::{Client, StatusCode};
 
 use crate::{authed, chain, hold, take, Tally};

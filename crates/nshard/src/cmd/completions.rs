@@ -57,7 +57,7 @@ pub fn run_man(ctx: &Ctx, a: ManArgs) -> Result<ExitCode> {
     collect(&cmd, &mut pages)?;
     for (name, page) in &pages {
         let path = dir.join(format!("{name}.1"));
-        nshard_core::write_atomic(&path, page)?;
+        nshard_core::backend::write_atomic(&path, page)?;
         per_file!("wrote {}", path.display());
     }
     crate::out!("{} man pages in {}", pages.len(), dir.display());

@@ -79,7 +79,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
                         remote: name.clone().unwrap_or_default(),
                         reason: format!("{e:#}"),
                     })?;
-                nshard_core::remote_lacks(&store, ids, &Retry::default()).await
+                nshard_core::transfer::remote_lacks(&store, ids, &Retry::default()).await
             })
         };
     let unpushed = match (&name, a.include_unpushed) {

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use nshard_core::git::RefUpdate;
+use nshard_core::transfer::{PullOptions, PushOptions, PushScope, TransferOptions};
 use nshard_core::Error;
-use nshard_core::RefUpdate;
 use nshard_core::RepoPath;
 use nshard_core::{CheckoutOptions, CheckoutOutcome, PathFilter, Repo, Target};
-use nshard_core::{Progress, PullOptions, PushOptions, PushScope, Retry, TransferOptions};
+use nshard_core::{Progress, Retry};
 
 use super::remote::{label, objects, runtime};
 use crate::output::Ctx;
@@ -136,7 +137,7 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
     let bar = ctx.progress(false);
     let result = runtime()?.block_on(async {
         let (resolved, store) = super::remote::open(repo, ctx, None).await?;
-        let report = nshard_core::push(
+        let report = nshard_core::transfer::push(
             repo,
             &store,
             &PushOptions {
@@ -147,7 +148,7 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
                 },
                 all_versions: false,
                 transfer: TransferOptions {
-                    jobs: nshard_core::DEFAULT_JOBS.into(),
+                    jobs: nshard_core::transfer::DEFAULT_JOBS.into(),
                     retry: Retry::default(),
                     progress: &bar,
                 },
@@ -296,7 +297,7 @@ fn pull_missing(
         Ok(_) => {
             let r = runtime()?.block_on(async {
                 let (_, store) = super::remote::open(repo, ctx, None).await?;
-                let report = nshard_core::pull(
+                let report = nshard_core::transfer::pull(
                     repo,
                     &store,
                     &PullOptions {
@@ -305,7 +306,7 @@ fn pull_missing(
                         version: None,
                         all_versions: false,
                         transfer: TransferOptions {
-                            jobs: nshard_core::DEFAULT_JOBS.into(),
+                            jobs: nshard_core::transfer::DEFAULT_JOBS.into(),
                             retry: Retry::default(),
                             progress,
                         },

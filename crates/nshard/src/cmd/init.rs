@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::HookAction;
+use nshard_core::git::HookAction;
 use nshard_core::Repo;
 
 use crate::out;

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use nshard_core::config::{Origin, UserConfig};
 use nshard_core::RemoteUrl;
-use nshard_core::{Origin, Repo, UserConfig};
+use nshard_core::Repo;
 
 use crate::out;
 use crate::output::Ctx;

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
+use nshard_core::transfer::{PullOptions, TransferOptions, DEFAULT_JOBS};
+use nshard_core::Retry;
 use nshard_core::{CheckoutOptions, Target};
-use nshard_core::{PullOptions, Retry, TransferOptions, DEFAULT_JOBS};
 
 use super::remote::{label, objects, print_files, runtime, secs, JsonReport};
 use crate::out;
@@ -61,7 +62,7 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let (resolved, report) = runtime()?.block_on(async {
         let (resolved, store) = super::remote::open(&repo, ctx, a.remote.as_deref()).await?;
-        let report = nshard_core::pull(
+        let report = nshard_core::transfer::pull(
             &repo,
             &store,
             &PullOptions {

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::{PushOptions, PushScope, Retry, TransferOptions, DEFAULT_JOBS};
+use nshard_core::transfer::{PushOptions, PushScope, TransferOptions, DEFAULT_JOBS};
+use nshard_core::Retry;
 
 use super::remote::{label, objects, print_files, runtime, secs, JsonReport};
 use crate::out;
@@ -58,7 +59,7 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
     let started = Instant::now();
     runtime()?.block_on(async {
         let (resolved, store) = super::remote::open(&repo, ctx, a.remote.as_deref()).await?;
-        let report = nshard_core::push(
+        let report = nshard_core::transfer::push(
             &repo,
             &store,
             &PushOptions {

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use nshard_core::config::{ConfigLevel, EnvTokens, RemoteName, ResolvedRemote};
+use nshard_core::transfer::{FileTransfer, TransferStats};
+use nshard_core::Repo;
 use nshard_core::Store;
-use nshard_core::{ConfigLevel, EnvTokens, RemoteName, Repo, ResolvedRemote};
-use nshard_core::{FileTransfer, TransferStats};
 use nshard_remote::OpenOptions;
 
 use crate::output::{bytes, count, file_error, print_json, Ctx};
@@ -274,7 +275,7 @@ pub fn label(r: &ResolvedRemote) -> String {
 pub struct JsonFile<'a> {
     pub path: &'a str,
     #[serde(flatten)]
-    pub plan: Option<&'a nshard_core::FilePlan>,
+    pub plan: Option<&'a nshard_core::transfer::FilePlan>,
     pub error: Option<String>,
 }
 

@@ -66,7 +66,8 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             }
             let resolved = runtime()?.block_on(async {
                 let (resolved, store) = super::remote::open(&repo, ctx, arg).await?;
-                nshard_core::check_remote(&repo, &mut st, &store, &Retry::default()).await?;
+                nshard_core::transfer::check_remote(&repo, &mut st, &store, &Retry::default())
+                    .await?;
                 anyhow::Ok(resolved)
             })?;
             Some(resolved)

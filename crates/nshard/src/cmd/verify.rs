@@ -4,10 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::{
-    verify_remote, ProblemKind, RemoteVerifyReport, Retry, TransferOptions, VerifyOptions,
-    DEFAULT_JOBS,
-};
+use nshard_core::transfer::{verify_remote, RemoteVerifyReport, TransferOptions, DEFAULT_JOBS};
+use nshard_core::{ProblemKind, Retry, VerifyOptions};
 
 use super::remote::{label, runtime};
 use crate::out;

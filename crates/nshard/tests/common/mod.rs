@@ -183,11 +183,12 @@ pub fn read_tree(root: &Path, dir: &str) -> std::collections::BTreeMap<String, V
 /// Stores `raw` as an object (zstd-encoded) in the object store at `dir` (its `objects/` and
 /// `tmp/`, as a directory remote lays them out); returns its id.
 pub fn put_object(dir: &Path, raw: &[u8]) -> nshard_core::ObjectId {
-    let s = nshard_core::LocalStore::open(dir.join("objects"), dir.join("tmp")).expect("store");
+    let s = nshard_core::backend::LocalStore::open(dir.join("objects"), dir.join("tmp"))
+        .expect("store");
     let id = nshard_core::ObjectId::of(raw);
     s.put_trusted(
         &id,
-        &nshard_core::Encoder::new().encode(raw, nshard_core::DataHint::Unknown),
+        &nshard_core::format::Encoder::new().encode(raw, nshard_core::format::DataHint::Unknown),
     )
     .expect("put");
     id

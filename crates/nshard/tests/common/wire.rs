@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use nshard_core::{DataHint, Encoder, ObjectId};
+use nshard_core::format::{DataHint, Encoder};
+use nshard_core::ObjectId;
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 
