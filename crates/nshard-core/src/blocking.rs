@@ -2,12 +2,13 @@
 
 use std::fmt;
 
+use crate::error::RemoteError;
 use crate::error::{Error, Result};
 
 /// Runs `f` on tokio's blocking pool and returns what it returns.
 ///
 /// A panic in `f` is resumed in the caller (it is a bug, not something to retry). A task that
-/// never ran to the end because the runtime is shutting down is an [`Error::RemoteTransient`]
+/// never ran to the end because the runtime is shutting down is an [`RemoteError::Transient`](crate::error::RemoteError::Transient)
 /// naming `subject`, what the work was for (a store's URL, `"local store"`). When `f` itself
 /// returns a [`Result`], the caller gets a nested one: `blocking(..).await??`.
 pub async fn blocking<T: Send + 'static>(
@@ -17,10 +18,10 @@ pub async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => Ok(r),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::RemoteTransient {
+        Err(e) => Err(Error::Remote(RemoteError::Transient {
             remote: subject.to_string(),
             reason: format!("the operation was cancelled: {e}"),
-        }),
+        })),
     }
 }
 

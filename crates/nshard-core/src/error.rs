@@ -1,5 +1,7 @@
-//! The library's error type. Every variant names its subject (a path, an object id, the expected
-//! and actual values) so that the binary can print a message a user can act on.
+//! The library's errors, one enum per area (the store, manifests, the repository and its work
+//! tree, remotes, git), wrapped by [`Error`]. Every variant names its subject (a path, an object
+//! id, the expected and actual values) and says what is wrong; what to do about it (which command
+//! to run) is the binary's to say, since only it knows its commands and flags.
 
 use std::io;
 use std::path::PathBuf;
@@ -62,7 +64,8 @@ pub enum VersionOrder {
     Unrelated,
 }
 
-/// Everything that can go wrong in `nshard-core`.
+/// Everything that can go wrong in `nshard-core`: an I/O failure on a named path, or an error of
+/// one area.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -77,21 +80,34 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// No `.shard/` directory was found in the directory or any parent.
-    #[error("not a NeuroShard repository (or any parent up to /): {0}\nhint: run `nshard init` to create one here")]
-    NotARepo(PathBuf),
-    /// A string that should be a 64-hex object id is not one.
+    /// Objects: missing or corrupt.
     #[error(transparent)]
-    InvalidId(#[from] crate::id::InvalidId),
-    /// A version prefix matched nothing or several versions.
-    #[error("version {prefix:?} {problem}")]
-    VersionLookup {
-        /// The prefix the user typed.
-        prefix: String,
-        /// "matches no stored version of …" or "is ambiguous: …".
-        problem: String,
-    },
-    /// An object in a store failed decoding or its hash does not match its id.
+    Store(#[from] StoreError),
+    /// Manifests, paths and ids that come from outside.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The repository, its work tree, config and version history.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// Remotes: naming, reaching, and what they answered.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// Reading git and installing hooks.
+    #[error(transparent)]
+    Git(#[from] GitError),
+}
+
+impl From<crate::id::InvalidId> for Error {
+    fn from(e: crate::id::InvalidId) -> Error {
+        Error::Manifest(ManifestError::InvalidId(e))
+    }
+}
+
+/// Objects in a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An object failed decoding or its hash does not match its id.
     #[error("object {id} is corrupt: {reason}")]
     CorruptObject {
         /// The object's id.
@@ -104,12 +120,18 @@ pub enum Error {
     /// An object is not in the store.
     #[error("object {0} is missing from the store")]
     ObjectMissing(ObjectId),
+}
+
+/// Manifests, paths and ids that come from outside (other people's commits, the command line).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
     /// A manifest failed validation.
     #[error("invalid manifest {path}: {reason}")]
     InvalidManifest {
         /// Where the manifest came from.
         path: PathBuf,
-        /// Why it was refused.
+        /// Which rule it breaks.
         reason: String,
     },
     /// A path given by the user or found in a manifest is not acceptable.
@@ -120,7 +142,60 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
-    /// `.shard/config.toml` cannot be read or is invalid.
+    /// A string that should be a 64-hex object id is not one.
+    #[error(transparent)]
+    InvalidId(crate::id::InvalidId),
+}
+
+/// Why a version id or prefix names no single version.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupProblem {
+    /// Not 4 to 64 hex characters.
+    #[error("is not a version id (4 to 64 hex characters)")]
+    NotAnId,
+    /// No version of `subject`'s history (as far as the local store has it) starts with it.
+    #[error("matches no version in the history of {subject}{}", match unreachable {
+        Some(v) => format!(" that is in the local store (version {} is not)", v.short()),
+        None => String::new(),
+    })]
+    NoMatch {
+        /// The file or unit.
+        subject: String,
+        /// The first version of the history that is not in the local store, if the walk
+        /// stopped there.
+        unreachable: Option<ObjectId>,
+    },
+    /// Several versions start with it.
+    #[error("is ambiguous: {}", .0.iter().map(|v| v.short()).collect::<Vec<_>>().join(", "))]
+    Ambiguous(Vec<ObjectId>),
+    /// The version's parent, needed as the other side of a diff, is not in the local store.
+    #[error("has a parent ({}) that is not in the local store", .0.short())]
+    ParentNotLocal(ObjectId),
+    /// Versions of directory units are pulled with their unit, not one by one.
+    #[error("cannot be pulled for a directory unit")]
+    UnitVersion,
+    /// The version is deeper in `subject`'s history than a pull follows.
+    #[error("is too deep in the history of {0} to pull")]
+    TooDeep(String),
+}
+
+/// The repository, its work tree, config and version history.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepoError {
+    /// No `.shard/` directory was found in the directory or any parent.
+    #[error("not a NeuroShard repository (or any parent up to /): {0}")]
+    NotARepo(PathBuf),
+    /// A version id or prefix names no single version.
+    #[error("version {prefix:?} {problem}")]
+    VersionLookup {
+        /// The id or prefix given.
+        prefix: String,
+        /// What is wrong with it.
+        problem: LookupProblem,
+    },
+    /// A config file cannot be read or is invalid.
     #[error("invalid config {path}: {reason}")]
     Config {
         /// The config file.
@@ -129,11 +204,15 @@ pub enum Error {
         reason: String,
     },
     /// A file changed size, mtime or content while it was being read for a commit.
-    #[error("{0} changed while it was being read; it was not committed (run commit again once it is stable)")]
+    #[error("{0} changed while it was being read; it was not committed")]
     FileChangedDuringRead(PathBuf),
     /// A file holds another committed version than its manifest names; committing it would
     /// record that version's data again as the newest one.
-    #[error("{path} holds version {}, {}", file_version.short(), outdated_advice(*file_is, manifest_version))]
+    #[error("{path} holds version {}, {} the version its manifest names ({})", file_version.short(), match file_is {
+        VersionOrder::Older => "older than",
+        VersionOrder::Newer => "newer than",
+        VersionOrder::Unrelated => "which is not in the history of",
+    }, manifest_version.short())]
     Outdated {
         /// The data file.
         path: String,
@@ -148,7 +227,7 @@ pub enum Error {
     #[error("a version belongs to one file's or one directory's history: name exactly one file or directory")]
     VersionNeedsOneTarget,
     /// Checkout would overwrite local changes.
-    #[error("{0} has local changes that are not committed; use --force to overwrite them")]
+    #[error("{0} has local changes that are not committed")]
     WouldOverwrite(PathBuf),
     /// The rebuilt file does not hash to what its manifest says.
     #[error("{path}: rebuilt file hashes to {actual}, manifest says {expected}")]
@@ -168,30 +247,14 @@ pub enum Error {
         /// Explanation.
         reason: &'static str,
     },
-    /// The repository is not inside a git work tree (for `git-init`).
-    #[error("{0} is not inside a git repository; run `git init` first")]
-    NotAGitRepo(PathBuf),
-    /// Reading git failed (gc then deletes nothing: it cannot know what git references).
-    #[error("reading git failed: {0}")]
-    Git(String),
     /// The directories or globs given select no manifest.
-    #[error(
-        "the given directories and patterns match no manifest (`nshard status` lists the files)"
-    )]
+    #[error("the given directories and patterns match no manifest")]
     NothingSelected,
-    /// A git hook file could not be installed or removed as asked.
-    #[error("git hook {path}: {reason}")]
-    Hook {
-        /// The hook file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
     /// Another process holds the repository lock.
     #[error("repository is locked by another nshard process ({0}); try again when it finishes")]
     Locked(PathBuf),
     /// A version in a file's history cannot be read, so gc cannot tell what it references.
-    #[error("{path}: version {version} cannot be read ({reason}); gc cannot tell which objects it needs, so nothing was deleted. Run `nshard verify`, or `nshard gc --only-current` to keep only the current versions")]
+    #[error("{path}: version {version} cannot be read ({reason}); gc cannot tell which objects it needs, so nothing was deleted")]
     HistoryUnreadable {
         /// The data file whose history it is.
         path: PathBuf,
@@ -201,7 +264,7 @@ pub enum Error {
         reason: String,
     },
     /// Chunks a file needs are not in the local store.
-    #[error("{path}: {count} of its chunks are not in the local store (first: {first}); run `nshard pull` first")]
+    #[error("{path}: {count} of its chunks are not in the local store (first: {first})")]
     ChunksMissing {
         /// The data file.
         path: String,
@@ -210,20 +273,26 @@ pub enum Error {
         /// The first missing chunk.
         first: ObjectId,
     },
+}
+
+/// Remotes: naming them, reaching them, and what they answered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
     /// A remote operation failed.
     #[error("remote {remote}: {reason}")]
-    Remote {
+    Failed {
         /// The remote's URL or name.
         remote: String,
         /// What kind of failure.
         kind: RemoteFailure,
-        /// What went wrong, for a person.
+        /// What went wrong, for a person (often the remote's own words).
         reason: String,
     },
     /// A remote request failed in a way that may succeed when retried (a dropped connection, a
     /// timeout, a server that is busy or restarting). Transfers retry these with backoff.
     #[error("remote {remote}: {reason}")]
-    RemoteTransient {
+    Transient {
         /// The remote's URL.
         remote: String,
         /// What went wrong.
@@ -231,7 +300,7 @@ pub enum Error {
     },
     /// A remote name is not acceptable.
     #[error("invalid remote name {name:?}: {reason}")]
-    InvalidRemoteName {
+    InvalidName {
         /// The name as given.
         name: String,
         /// Why it was refused.
@@ -239,39 +308,37 @@ pub enum Error {
     },
     /// A remote URL cannot be parsed or is not acceptable.
     #[error("invalid remote URL {url:?}: {reason}")]
-    InvalidRemoteUrl {
-        /// The URL as given.
+    InvalidUrl {
+        /// The URL as given (credentials removed).
         url: String,
         /// Why it was refused.
         reason: String,
     },
     /// A remote URL names a backend this build cannot use.
     #[error("remote {url}: {reason}")]
-    RemoteUnsupported {
+    Unsupported {
         /// The URL.
         url: String,
         /// Why, and what to do instead.
         reason: &'static str,
     },
-    /// `--remote` was not given and no default remote is configured.
-    #[error("no remote given and no default remote configured\nhint: add one with `nshard remote add NAME URL` (e.g. a directory: `nshard remote add origin /srv/models`) or pass `--remote URL`")]
+    /// No remote was named and no default remote is configured.
+    #[error("no remote given and no default remote configured")]
     NoRemote,
     /// A remote name is not configured.
-    #[error("no remote named {name:?} (configured: {known}); add it with `nshard remote add {name} URL`, or write a directory as ./{name}")]
-    UnknownRemote {
+    #[error("no remote named {name:?} (configured: {known})")]
+    Unknown {
         /// The name asked for.
         name: String,
         /// The configured names, comma-separated, or "none".
         known: String,
     },
-    /// `remote add` of a name that is already configured.
-    #[error(
-        "a remote named {0:?} already exists; remove it first with `nshard remote remove {0}`"
-    )]
-    RemoteExists(String),
+    /// Adding a remote whose name is already configured.
+    #[error("a remote named {0:?} already exists")]
+    Exists(String),
     /// A remote name is not configured at the config level asked for.
     #[error("no remote named {name:?} in the {level} config")]
-    RemoteNotAtLevel {
+    NotAtLevel {
         /// The name.
         name: String,
         /// The level (`user`, `shared`, `local`).
@@ -280,7 +347,7 @@ pub enum Error {
     /// The user's config file is needed but its location is unknown.
     #[error("cannot locate your user config file: set XDG_CONFIG_HOME or HOME")]
     NoUserConfig,
-    /// A token given to `nshard login` is not acceptable.
+    /// A token is not acceptable.
     #[error("invalid token: {reason}")]
     InvalidToken {
         /// Why it was refused.
@@ -288,7 +355,7 @@ pub enum Error {
     },
     /// The remote lacks objects a pull needs.
     #[error("remote {remote} lacks {} object(s) needed for {subject}: {}{}", missing.len(), list_ids(missing), if missing.len() > MAX_LISTED { " …" } else { "" })]
-    RemoteLacks {
+    Lacks {
         /// The remote's URL.
         remote: String,
         /// What needed them (a file, a version).
@@ -298,19 +365,25 @@ pub enum Error {
     },
 }
 
-fn outdated_advice(order: VersionOrder, manifest: &ObjectId) -> String {
-    let m = manifest.short();
-    match order {
-        VersionOrder::Older => format!(
-            "older than the version its manifest names ({m}): run `nshard checkout` to update the file, or `nshard commit --force` to record the older content as the newest version (a revert)"
-        ),
-        VersionOrder::Newer => format!(
-            "newer than the version its manifest names ({m}, e.g. after `git checkout` of an older commit): run `nshard checkout` to make the file match the manifest; `nshard commit --force` would record this data again as a new version on top of {m}"
-        ),
-        VersionOrder::Unrelated => format!(
-            "which is not in the history of the version its manifest names ({m}): run `nshard checkout` to make the file match the manifest, or `nshard commit --force` to record its content as a new version on top of {m}"
-        ),
-    }
+/// Reading git, and installing hooks.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GitError {
+    /// The repository is not inside a git work tree.
+    #[error("{0} is not inside a git repository")]
+    NotAGitRepo(PathBuf),
+    /// Running or reading git failed (gc then deletes nothing: it cannot know what git
+    /// references).
+    #[error("reading git failed: {0}")]
+    Command(String),
+    /// A git hook file could not be installed or removed as asked.
+    #[error("git hook {path}: {reason}")]
+    Hook {
+        /// The hook file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// How many ids an error message lists before eliding the rest.
@@ -329,7 +402,7 @@ impl Error {
     /// kind that networks and network filesystems produce and then recover from.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::RemoteTransient { .. } => true,
+            Error::Remote(RemoteError::Transient { .. }) => true,
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 io::ErrorKind::Interrupted
@@ -343,25 +416,41 @@ impl Error {
         }
     }
 
-    /// An [`Error::CorruptObject`].
+    /// A [`StoreError::CorruptObject`].
     pub fn corrupt(id: ObjectId, kind: Corruption, reason: impl Into<String>) -> Error {
-        Error::CorruptObject {
+        Error::Store(StoreError::CorruptObject {
             id,
             kind,
             reason: reason.into(),
-        }
+        })
     }
 
-    /// An [`Error::Remote`].
+    /// A [`RemoteError::Failed`].
     pub fn remote(
         remote: impl Into<String>,
         kind: RemoteFailure,
         reason: impl Into<String>,
     ) -> Error {
-        Error::Remote {
+        Error::Remote(RemoteError::Failed {
             remote: remote.into(),
             kind,
             reason: reason.into(),
+        })
+    }
+
+    /// A [`RemoteError::Transient`].
+    pub fn transient(remote: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::Remote(RemoteError::Transient {
+            remote: remote.into(),
+            reason: reason.into(),
+        })
+    }
+
+    /// The id of the missing object, for a [`StoreError::ObjectMissing`].
+    pub fn missing_object(&self) -> Option<ObjectId> {
+        match self {
+            Error::Store(StoreError::ObjectMissing(id)) => Some(*id),
+            _ => None,
         }
     }
 

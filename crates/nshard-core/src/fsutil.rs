@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+use crate::error::ManifestError;
 use crate::error::{Error, Result};
 use crate::path::RepoPath;
 
@@ -372,20 +373,20 @@ pub fn existing_file_in(root: &Path, rel: &RepoPath) -> Result<PathBuf> {
         let md = fs::symlink_metadata(&cur).map_err(Error::io("reading", &cur))?;
         let last = i + 1 == comps.len();
         if md.file_type().is_symlink() {
-            return Err(Error::UnsafePath {
+            return Err(Error::Manifest(ManifestError::UnsafePath {
                 path: cur.display().to_string(),
                 reason: "is a symlink; nshard does not follow symlinks inside the repository",
-            });
+            }));
         }
         if (last && !md.is_file()) || (!last && !md.is_dir()) {
-            return Err(Error::UnsafePath {
+            return Err(Error::Manifest(ManifestError::UnsafePath {
                 path: cur.display().to_string(),
                 reason: if last {
                     "is not a regular file"
                 } else {
                     "is not a directory"
                 },
-            });
+            }));
         }
     }
     Ok(cur)
@@ -403,22 +404,22 @@ pub fn prepare_safe_destination(root: &Path, rel: &RepoPath) -> Result<PathBuf> 
         let last = i + 1 == comps.len();
         match fs::symlink_metadata(&cur) {
             Ok(md) if md.file_type().is_symlink() => {
-                return Err(Error::UnsafePath {
+                return Err(Error::Manifest(ManifestError::UnsafePath {
                     path: cur.display().to_string(),
                     reason: "is a symlink; nshard never writes through symlinks",
-                })
+                }))
             }
             Ok(md) if !last && !md.is_dir() => {
-                return Err(Error::UnsafePath {
+                return Err(Error::Manifest(ManifestError::UnsafePath {
                     path: cur.display().to_string(),
                     reason: "is not a directory",
-                })
+                }))
             }
             Ok(md) if last && !md.is_file() => {
-                return Err(Error::UnsafePath {
+                return Err(Error::Manifest(ManifestError::UnsafePath {
                     path: cur.display().to_string(),
                     reason: "exists and is not a regular file",
-                })
+                }))
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -90,7 +90,10 @@ pub use remote::{RemoteUrl, Store};
 pub use retry::Retry;
 
 // Progress and errors.
-pub use error::{Corruption, Error, RemoteFailure, Result};
+pub use error::{
+    Corruption, Error, GitError, LookupProblem, ManifestError, RemoteError, RemoteFailure,
+    RepoError, Result, StoreError,
+};
 pub use progress::{NoProgress, Progress};
 
 /// The on-disk formats: encoded objects, chunking, model file formats, manifests and directory

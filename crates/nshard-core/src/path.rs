@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::error::ManifestError;
 use crate::error::{Error, Result};
 
 /// File name suffix of manifests.
@@ -26,10 +27,10 @@ impl RepoPath {
     /// Validates `s`.
     pub fn parse(s: &str) -> Result<Self> {
         let bad = |reason| {
-            Err(Error::UnsafePath {
+            Err(Error::Manifest(ManifestError::UnsafePath {
                 path: s.chars().take(200).collect(),
                 reason,
-            })
+            }))
         };
         if s.is_empty() {
             return bad("empty path");
@@ -69,18 +70,18 @@ impl RepoPath {
                 std::path::Component::Normal(os) => match os.to_str() {
                     Some(s) => parts.push(s),
                     None => {
-                        return Err(Error::UnsafePath {
+                        return Err(Error::Manifest(ManifestError::UnsafePath {
                             path: p.display().to_string(),
                             reason: "not valid UTF-8",
-                        })
+                        }))
                     }
                 },
                 std::path::Component::CurDir => {}
                 _ => {
-                    return Err(Error::UnsafePath {
+                    return Err(Error::Manifest(ManifestError::UnsafePath {
                         path: p.display().to_string(),
                         reason: "not a plain relative path",
-                    })
+                    }))
                 }
             }
         }

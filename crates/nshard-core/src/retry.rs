@@ -69,6 +69,7 @@ impl Retry {
 mod tests {
     use super::*;
     use crate::error::Error;
+    use crate::error::{RemoteError, StoreError};
     use crate::id::ObjectId;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -83,10 +84,10 @@ mod tests {
         let (out, retries) = r
             .run(|| async {
                 if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                    Err(Error::RemoteTransient {
+                    Err(Error::Remote(RemoteError::Transient {
                         remote: "x".into(),
                         reason: "flaky".into(),
-                    })
+                    }))
                 } else {
                     Ok(7)
                 }
@@ -99,7 +100,7 @@ mod tests {
         let (out, retries) = r
             .run(|| async {
                 calls.fetch_add(1, Ordering::SeqCst);
-                Err::<(), _>(Error::ObjectMissing(ObjectId::of(b"x")))
+                Err::<(), _>(Error::Store(StoreError::ObjectMissing(ObjectId::of(b"x"))))
             })
             .await;
         assert!(out.is_err());
@@ -109,10 +110,10 @@ mod tests {
         let (out, retries) = r
             .run(|| async {
                 calls.fetch_add(1, Ordering::SeqCst);
-                Err::<(), _>(Error::RemoteTransient {
+                Err::<(), _>(Error::Remote(RemoteError::Transient {
                     remote: "x".into(),
                     reason: "down".into(),
-                })
+                }))
             })
             .await;
         assert!(out.is_err());

@@ -78,7 +78,7 @@ impl StagedUpload {
     }
 
     /// Checks that the staged bytes are an encoded object that decodes to at most `max_raw_len`
-    /// bytes hashing to `id`; see the module doc. Errors are [`Error::CorruptObject`] for a bad
+    /// bytes hashing to `id`; see the module doc. Errors are [`StoreError::CorruptObject`](crate::error::StoreError::CorruptObject) for a bad
     /// object, [`Error::Io`] when the file cannot be read.
     pub fn verify(&self, id: &ObjectId, max_raw_len: u64) -> Result<()> {
         verify_file(id, self.file(), self.len, max_raw_len, self.path())
@@ -295,6 +295,7 @@ mod tests {
     use super::*;
     use crate::codec::MAX_OBJECT_SIZE;
     use crate::codec::{DataHint, Encoder};
+    use crate::error::StoreError;
     use proptest::prelude::*;
 
     fn staged(enc: &[u8]) -> (tempfile::TempDir, StagedUpload) {
@@ -323,7 +324,10 @@ mod tests {
             in_memory.err().map(|e| e.to_string())
         );
         if let Err(e) = streamed {
-            assert!(matches!(e, Error::CorruptObject { .. }), "{e}");
+            assert!(
+                matches!(e, Error::Store(StoreError::CorruptObject { .. })),
+                "{e}"
+            );
         }
     }
 

@@ -20,6 +20,7 @@ use nshard_core::backend::{
     create_dir_all, write_file_once, AtomicFile, LocalStore, StagedUpload, StoreAdmin,
 };
 use nshard_core::format::{decode_verified, MAX_OBJECT_SIZE};
+use nshard_core::RemoteError;
 use nshard_core::{Error, ObjectId, RemoteFailure, Result, Store};
 
 /// Temporary files older than this are left over from a killed writer.
@@ -37,7 +38,7 @@ impl DirStore {
     /// Opens the store in `root`, which must be an existing directory (create it with `mkdir`: a
     /// typo in a path must not silently create a new, empty remote). Nothing is created here.
     pub fn open(root: &Path) -> Result<DirStore> {
-        let md = fs::metadata(root).map_err(|e| Error::Remote {
+        let md = fs::metadata(root).map_err(|e| Error::Remote(RemoteError::Failed {
             remote: root.display().to_string(),
             kind: if e.kind() == std::io::ErrorKind::NotFound {
                 RemoteFailure::NotFound
@@ -51,13 +52,13 @@ impl DirStore {
                 }
                 _ => format!("cannot reach the directory: {e}"),
             },
-        })?;
+        }))?;
         if !md.is_dir() {
-            return Err(Error::Remote {
+            return Err(Error::Remote(RemoteError::Failed {
                 remote: root.display().to_string(),
                 kind: RemoteFailure::NotFound,
                 reason: "is not a directory".into(),
-            });
+            }));
         }
         Ok(DirStore {
             root: root.to_path_buf(),
@@ -267,7 +268,10 @@ mod tests {
         assert!(!s.put(&a, ea.clone()).await.expect("re-put is a success"));
         assert_eq!(s.missing(&[a, b]).await.expect("missing"), vec![b]);
         assert_eq!(s.get(&a).await.expect("get"), ea);
-        assert!(matches!(s.get(&b).await, Err(Error::ObjectMissing(_))));
+        assert!(matches!(
+            s.get(&b).await,
+            Err(Error::Store(nshard_core::StoreError::ObjectMissing(_)))
+        ));
         assert_eq!(s.list().await.expect("list"), vec![a]);
         s.delete(&a).await.expect("delete");
         s.delete(&a).await.expect("delete absent");

@@ -6,7 +6,7 @@
 //! - Objects travel in their encoded form; `PUT` bodies are verified by the server before they become
 //!   visible, `GET` bodies are bounded by the server's object limit and verified by the caller.
 //! - Failures that may pass (connection refused or reset, timeouts, 5xx, 429) are
-//!   [`Error::RemoteTransient`], which the transfer engine retries with backoff; the rest (a refused
+//!   [`RemoteError::Transient`](nshard_core::RemoteError::Transient), which the transfer engine retries with backoff; the rest (a refused
 //!   token, an object the server rejects, a bad request) fail at once with the server's message.
 //! - The bearer token is sent in the `Authorization` header only; it is never part of a URL, an
 //!   error message or a `Debug` output.
@@ -25,6 +25,7 @@ use nshard_core::protocol::{
 use nshard_core::{Corruption, Error, ObjectId, RemoteFailure, Result, Retry, Store};
 
 use crate::{error_chain as chain, OpenOptions};
+use nshard_core::{RemoteError, StoreError};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -64,10 +65,12 @@ impl HttpStore {
             .read_timeout(READ_TIMEOUT)
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| Error::Remote {
-                remote: base.to_string(),
-                kind: RemoteFailure::Other,
-                reason: format!("cannot set up the HTTP client: {}", chain(&e)),
+            .map_err(|e| {
+                Error::Remote(RemoteError::Failed {
+                    remote: base.to_string(),
+                    kind: RemoteFailure::Other,
+                    reason: format!("cannot set up the HTTP client: {}", chain(&e)),
+                })
             })?;
         let mut store = HttpStore {
             base: base.to_string(),
@@ -86,24 +89,26 @@ impl HttpStore {
                 store.check(resp, "health check").await
             })
             .await;
-        let health: Health = resp?.json().await.map_err(|e| Error::Remote {
-            remote: store.base.clone(),
-            kind: RemoteFailure::Incompatible,
-            reason: format!(
-                "does not look like a NeuroShard server (GET {}: {})",
-                protocol::HEALTH,
-                chain(&e)
-            ),
+        let health: Health = resp?.json().await.map_err(|e| {
+            Error::Remote(RemoteError::Failed {
+                remote: store.base.clone(),
+                kind: RemoteFailure::Incompatible,
+                reason: format!(
+                    "does not look like a NeuroShard server (GET {}: {})",
+                    protocol::HEALTH,
+                    chain(&e)
+                ),
+            })
         })?;
         if health.protocol != PROTOCOL_VERSION {
-            return Err(Error::Remote {
+            return Err(Error::Remote(RemoteError::Failed {
                 remote: store.base.clone(),
                 kind: RemoteFailure::Incompatible,
                 reason: format!(
                     "the server speaks protocol {}, this nshard speaks {PROTOCOL_VERSION}; upgrade the older side",
                     health.protocol
                 ),
-            });
+            }));
         }
         store.verifies = health
             .features
@@ -140,25 +145,25 @@ impl HttpStore {
     fn transport(&self, e: reqwest::Error) -> Error {
         let e = e.without_url();
         if e.is_connect() {
-            Error::RemoteTransient {
+            Error::Remote(RemoteError::Transient {
                 remote: self.base.clone(),
                 reason: format!(
                     "{}\nhint: nothing answered at {}: is the server running (`nshard serve`) and are the host and port right?",
                     chain(&e),
                     self.base
                 ),
-            }
+            })
         } else if e.is_builder() {
-            Error::Remote {
+            Error::Remote(RemoteError::Failed {
                 remote: self.base.clone(),
                 kind: RemoteFailure::Other,
                 reason: chain(&e),
-            }
+            })
         } else {
-            Error::RemoteTransient {
+            Error::Remote(RemoteError::Transient {
                 remote: self.base.clone(),
                 reason: chain(&e),
-            }
+            })
         }
     }
 
@@ -205,16 +210,16 @@ impl HttpStore {
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT;
         if transient {
-            Error::RemoteTransient {
+            Error::Remote(RemoteError::Transient {
                 remote: self.base.clone(),
                 reason,
-            }
+            })
         } else {
-            Error::Remote {
+            Error::Remote(RemoteError::Failed {
                 remote: self.base.clone(),
                 kind,
                 reason,
-            }
+            })
         }
     }
 
@@ -226,9 +231,11 @@ impl HttpStore {
             .send(self.client.post(self.url(protocol::MISSING)).json(&body))
             .await?;
         let resp = self.check(resp, "missing query").await?;
-        let m: MissingResponse = resp.json().await.map_err(|e| Error::RemoteTransient {
-            remote: self.base.clone(),
-            reason: format!("missing query: bad answer: {}", chain(&e.without_url())),
+        let m: MissingResponse = resp.json().await.map_err(|e| {
+            Error::Remote(RemoteError::Transient {
+                remote: self.base.clone(),
+                reason: format!("missing query: bad answer: {}", chain(&e.without_url())),
+            })
         })?;
         Ok(m.missing)
     }
@@ -260,10 +267,12 @@ impl Store for HttpStore {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        len.map(Some).ok_or_else(|| Error::Remote {
-            remote: self.base.clone(),
-            kind: RemoteFailure::Incompatible,
-            reason: format!("HEAD of {id} answered without a length"),
+        len.map(Some).ok_or_else(|| {
+            Error::Remote(RemoteError::Failed {
+                remote: self.base.clone(),
+                kind: RemoteFailure::Incompatible,
+                reason: format!("HEAD of {id} answered without a length"),
+            })
         })
     }
 
@@ -277,7 +286,7 @@ impl Store for HttpStore {
 
     async fn put(&self, id: &ObjectId, encoded: Vec<u8>) -> Result<bool> {
         if encoded.len() as u64 > self.max_object_bytes {
-            return Err(Error::Remote {
+            return Err(Error::Remote(RemoteError::Failed {
                 remote: self.base.clone(),
                 kind: RemoteFailure::Refused,
                 reason: format!(
@@ -285,7 +294,7 @@ impl Store for HttpStore {
                     encoded.len(),
                     self.max_object_bytes
                 ),
-            });
+            }));
         }
         let req = self
             .client
@@ -305,16 +314,18 @@ impl Store for HttpStore {
         let url = self.url(&protocol::verify_path(id));
         let resp = self.send(self.client.post(url)).await?;
         let resp = self.check(resp, &format!("verifying {id}")).await?;
-        resp.json().await.map_err(|e| Error::RemoteTransient {
-            remote: self.base.clone(),
-            reason: format!("verifying {id}: bad answer: {}", chain(&e.without_url())),
+        resp.json().await.map_err(|e| {
+            Error::Remote(RemoteError::Transient {
+                remote: self.base.clone(),
+                reason: format!("verifying {id}: bad answer: {}", chain(&e.without_url())),
+            })
         })
     }
 
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
         let resp = self.send(self.client.get(self.object_url(id))).await?;
         if resp.status() == StatusCode::NOT_FOUND {
-            return Err(Error::ObjectMissing(*id));
+            return Err(Error::Store(StoreError::ObjectMissing(*id)));
         }
         let what = format!("downloading {id}");
         if resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
@@ -332,10 +343,12 @@ impl Store for HttpStore {
         }
         let mut resp = self.check(resp, &what).await?;
         let limit = self.max_object_bytes;
-        let too_big = || Error::Remote {
-            remote: self.base.clone(),
-            kind: RemoteFailure::Refused,
-            reason: format!("object {id} is larger than the {limit}-byte limit"),
+        let too_big = || {
+            Error::Remote(RemoteError::Failed {
+                remote: self.base.clone(),
+                kind: RemoteFailure::Refused,
+                reason: format!("object {id} is larger than the {limit}-byte limit"),
+            })
         };
         let declared = resp.content_length();
         if declared.is_some_and(|n| n > limit) {
@@ -349,10 +362,10 @@ impl Store for HttpStore {
             out.extend_from_slice(&chunk);
         }
         if declared.is_some_and(|n| n != out.len() as u64) {
-            return Err(Error::RemoteTransient {
+            return Err(Error::Remote(RemoteError::Transient {
                 remote: self.base.clone(),
                 reason: format!("download of {id} ended early"),
-            });
+            }));
         }
         Ok(out)
     }

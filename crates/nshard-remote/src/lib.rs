@@ -10,7 +10,7 @@
 //! which works on `Arc<dyn Store>` only; this crate holds the clients (reqwest, object_store,
 //! rustls), so that a user of the core library does not build them. [`open`] turns a parsed URL
 //! into a store. Every backend reports what may pass on retry as
-//! [`Error::RemoteTransient`](nshard_core::Error::RemoteTransient) and makes no retries of its
+//! [`RemoteError::Transient`](nshard_core::RemoteError::Transient)) and makes no retries of its
 //! own: the caller retries with one policy ([`nshard_core::Retry`]).
 //!
 //! ```no_run
@@ -76,10 +76,12 @@ pub async fn open(url: &RemoteUrl, opts: &OpenOptions) -> Result<Arc<dyn Store>>
             Retry::default().run(|| store.health()).await.0?;
             Ok(Arc::new(store))
         }
-        other => Err(nshard_core::Error::RemoteUnsupported {
-            url: other.to_string(),
-            reason: "this build has no backend for it",
-        }),
+        other => Err(nshard_core::Error::Remote(
+            nshard_core::RemoteError::Unsupported {
+                url: other.to_string(),
+                reason: "this build has no backend for it",
+            },
+        )),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::s3::{MissingStrategy, RequestCounts, S3Store};
 pub use crate::s3::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 use nshard_core::backend::StoreAdmin;
 use nshard_core::format::{decode_verified, DataHint, Encoder, MAX_OBJECT_SIZE};
+use nshard_core::StoreError;
 use nshard_core::{Error, ObjectId, Store};
 
 /// Deterministic incompressible bytes (xorshift64*), so that objects of a given size stay that size.
@@ -53,7 +54,7 @@ pub async fn contract(store: Arc<dyn Store>, seed: u64) {
         "{name}"
     );
     assert!(
-        matches!(store.get(&a).await, Err(Error::ObjectMissing(id)) if id == a),
+        matches!(store.get(&a).await, Err(Error::Store(StoreError::ObjectMissing(id))) if id == a),
         "{name}: get of an absent object"
     );
     assert_eq!(store.size(&a).await.expect("size"), None, "{name}");

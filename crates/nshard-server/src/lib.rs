@@ -229,11 +229,13 @@ impl AppState {
             (_, Some(d)) => d,
             (RemoteUrl::Dir(dir), None) => dir.join("tmp"),
             (_, None) => {
-                return Err(bad(nshard_core::Error::Remote {
-                    remote: store.to_string(),
-                    kind: nshard_core::RemoteFailure::Other,
-                    reason: "needs a local directory to stage uploads in".into(),
-                }))
+                return Err(bad(nshard_core::Error::Remote(
+                    nshard_core::RemoteError::Failed {
+                        remote: store.to_string(),
+                        kind: nshard_core::RemoteFailure::Other,
+                        reason: "needs a local directory to stage uploads in".into(),
+                    },
+                )))
             }
         };
         match store {
@@ -245,10 +247,13 @@ impl AppState {
             RemoteUrl::S3 { .. } => {}
             // HTTP, and any kind of remote added later that is not a storage backend.
             _ => {
-                return Err(bad(nshard_core::Error::RemoteUnsupported {
-                    url: store.to_string(),
-                    reason: "a server stores into a directory or an S3 bucket, not another server",
-                }))
+                return Err(bad(nshard_core::Error::Remote(
+                    nshard_core::RemoteError::Unsupported {
+                        url: store.to_string(),
+                        reason:
+                            "a server stores into a directory or an S3 bucket, not another server",
+                    },
+                )))
             }
         }
         nshard_core::backend::create_dir_all(&staging).map_err(bad)?;

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
 use nshard_core::format::MAX_OBJECT_SIZE;
-use nshard_core::{Error as CoreError, ObjectId};
+use nshard_core::{Error as CoreError, ObjectId, StoreError};
 
 use crate::auth::{Denied, Scope};
 use crate::error::AppError;
@@ -253,12 +253,14 @@ pub async fn get_object(
         .map_err(|e| AppError::internal("waiting for a download slot", &e))?;
     let enc = match state.store.get(&id).await {
         Ok(enc) => enc,
-        Err(CoreError::ObjectMissing(_)) => {
+        Err(CoreError::Store(StoreError::ObjectMissing(_))) => {
             return Err(AppError::not_found(format!(
                 "object {id} is not on this server"
             )))
         }
-        Err(e @ CoreError::CorruptObject { .. }) => return Err(corrupt(&state, &id, &e).await),
+        Err(e @ CoreError::Store(StoreError::CorruptObject { .. })) => {
+            return Err(corrupt(&state, &id, &e).await)
+        }
         Err(e) => return Err(store_error(&format!("reading object {id}"), &e)),
     };
     let verified = nshard_core::backend::blocking("verifying an object", move || {
@@ -268,7 +270,9 @@ pub async fn get_object(
     .map_err(|e| AppError::internal("verifying an object", &e))?;
     let enc = match verified {
         Ok(enc) => enc,
-        Err(e @ CoreError::CorruptObject { .. }) => return Err(corrupt(&state, &id, &e).await),
+        Err(e @ CoreError::Store(StoreError::CorruptObject { .. })) => {
+            return Err(corrupt(&state, &id, &e).await)
+        }
         Err(e) => return Err(AppError::internal(&format!("reading object {id}"), &e)),
     };
     Metrics::add(&state.metrics.bytes_out, enc.len() as u64);
@@ -382,7 +386,7 @@ pub async fn put_object(
             };
             Ok((status, Json(PutResponse { id, stored })).into_response())
         }
-        Err(CoreError::CorruptObject { reason, .. }) => {
+        Err(CoreError::Store(StoreError::CorruptObject { reason, .. })) => {
             Metrics::add(&state.metrics.objects_rejected, 1);
             Err(AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -4,6 +4,7 @@
 mod cmd;
 #[cfg(feature = "failpoints")]
 mod failpoints;
+mod hints;
 mod output;
 
 use std::io::Write;
@@ -110,5 +111,12 @@ fn report(e: anyhow::Error) -> ExitCode {
         let _ = write!(err, "\n  caused by: {}", output::inert(&cause.to_string()));
     }
     let _ = writeln!(err);
+    if let Some(h) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<nshard_core::Error>())
+        .and_then(hints::hint)
+    {
+        let _ = writeln!(err, "hint: {h}");
+    }
     ExitCode::FAILURE
 }

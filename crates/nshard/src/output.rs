@@ -13,6 +13,7 @@ use nshard_core::Repo;
 use unit_prefix::NumberPrefix;
 
 use crate::Cli;
+use nshard_core::RepoError;
 
 /// What every command gets: where it runs and how it should talk.
 pub struct Ctx {
@@ -50,7 +51,7 @@ impl Ctx {
     /// says so in one line on stderr.
     pub fn repo_or_init(&self) -> Result<Repo> {
         match Repo::discover(&self.cwd) {
-            Err(e @ nshard_core::Error::NotARepo(_)) => {
+            Err(e @ nshard_core::Error::Repo(RepoError::NotARepo(_))) => {
                 let Some(tree) = GitTree::find(&self.cwd) else {
                     return Err(e.into());
                 };
@@ -126,9 +127,12 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
-/// Prints a per-file error to stderr.
+/// Prints a per-file error to stderr, and what to do about it.
 pub fn file_error(path: &impl std::fmt::Display, e: &nshard_core::Error) {
     eprintln!("error: {}", inert(&format!("{path}: {e}")));
+    if let Some(h) = crate::hints::hint(e) {
+        eprintln!("hint: {h}");
+    }
 }
 
 /// A message with control and invisible characters escaped (line breaks kept), so that a name

@@ -7,6 +7,7 @@ mod common;
 use common::s3::S3Env;
 use common::serve::Served;
 use nshard_core::ObjectId;
+use nshard_core::RemoteError;
 use nshard_core::RemoteUrl;
 use nshard_remote::testing::{admin_contract, contract, s3_missing_paths};
 use nshard_remote::{OpenOptions, S3Options, S3Store};
@@ -64,10 +65,10 @@ async fn http_remote_passes_the_contract() {
     assert!(
         matches!(
             err,
-            nshard_core::Error::Remote {
+            nshard_core::Error::Remote(RemoteError::Failed {
                 kind: nshard_core::RemoteFailure::Unauthorized,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -85,10 +86,10 @@ async fn a_missing_directory_remote_is_a_typed_not_found() {
     assert!(
         matches!(
             err,
-            nshard_core::Error::Remote {
+            nshard_core::Error::Remote(RemoteError::Failed {
                 kind: nshard_core::RemoteFailure::NotFound,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );

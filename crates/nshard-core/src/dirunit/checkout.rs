@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use super::pack::read_pack;
 use super::{remove_temps, walk_unit_with, FileEntry, Found, Location};
 use crate::error::{Error, Result};
+use crate::error::{RepoError, StoreError};
 use crate::fsutil;
 use crate::id::{Hasher, ObjectId};
 use crate::path::RepoPath;
@@ -64,10 +65,12 @@ impl Repo {
         opts: &DirCheckoutOptions<'_>,
     ) -> Result<DirCheckout> {
         let _lock = self.lock(true)?;
-        let d = self.read_dir_manifest(unit)?.ok_or(Error::NotTracked {
-            path: unit.manifest_path().as_str().into(),
-            reason: "does not exist (commit the directory, or get its manifest with git)",
-        })?;
+        let d = self
+            .read_dir_manifest(unit)?
+            .ok_or(Error::Repo(RepoError::NotTracked {
+                path: unit.manifest_path().as_str().into(),
+                reason: "does not exist (commit the directory, or get its manifest with git)",
+            }))?;
         self.store_dir_manifest_object(&d)?;
         let (version, manifest) = match &opts.version {
             None => (d.version, d.manifest.clone()),
@@ -87,12 +90,12 @@ impl Repo {
             }
         };
         let listing = match self.load_listing(&manifest) {
-            Err(Error::ObjectMissing(id)) => {
-                return Err(Error::ChunksMissing {
+            Err(Error::Store(StoreError::ObjectMissing(id))) => {
+                return Err(Error::Repo(RepoError::ChunksMissing {
                     path: unit.as_str().into(),
                     count: 1,
                     first: id,
-                })
+                }))
             }
             r => r?,
         };
@@ -170,9 +173,9 @@ impl Repo {
             } else {
                 String::new()
             };
-            return Err(Error::WouldOverwrite(
+            return Err(Error::Repo(RepoError::WouldOverwrite(
                 format!("{}{more}", conflicts[0]).into(),
-            ));
+            )));
         }
         // Every object needed must be here before anything is written.
         let mut missing: Vec<ObjectId> = Vec::new();
@@ -192,11 +195,11 @@ impl Repo {
         missing.sort();
         missing.dedup();
         if let Some(first) = missing.first() {
-            return Err(Error::ChunksMissing {
+            return Err(Error::Repo(RepoError::ChunksMissing {
                 path: unit.as_str().into(),
                 count: missing.len(),
                 first: *first,
-            });
+            }));
         }
         let observed = now_ns();
         let total: u64 = todo.iter().map(|e| e.size).sum();
@@ -321,11 +324,11 @@ impl Repo {
 /// The rebuilt bytes must be the listed file's.
 fn check(dest: &std::path::Path, e: &FileEntry, sha: ObjectId, len: u64) -> Result<()> {
     if sha != e.sha256 || len != e.size {
-        return Err(Error::FileHashMismatch {
+        return Err(Error::Repo(RepoError::FileHashMismatch {
             path: dest.to_path_buf(),
             expected: e.sha256,
             actual: sha,
-        });
+        }));
     }
     Ok(())
 }

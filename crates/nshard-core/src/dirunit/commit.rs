@@ -13,6 +13,7 @@ use super::{
 };
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
+use crate::error::{RepoError, StoreError};
 use crate::formats::plan::Params;
 use crate::fsutil;
 use crate::id::ObjectId;
@@ -69,7 +70,7 @@ impl Repo {
             Some(p) => match self.load_listing_chain(&p.manifest) {
                 Ok(r) => Some(r),
                 // Not pulled: every file is read again.
-                Err(Error::ObjectMissing(_)) => None,
+                Err(Error::Store(StoreError::ObjectMissing(_))) => None,
                 Err(e) => return Err(e),
             },
             None => None,
@@ -79,10 +80,10 @@ impl Repo {
         let found = walk_unit_with(self.root(), unit, &mut temps)?;
         remove_temps(&temps);
         if found.is_empty() && parent.is_none() {
-            return Err(Error::NotTracked {
+            return Err(Error::Repo(RepoError::NotTracked {
                 path: unit.as_str().into(),
                 reason: "is an empty or missing directory; nothing to commit",
-            });
+            }));
         }
         let prev_by_path: HashMap<&str, &FileEntry> = prev
             .iter()
@@ -132,9 +133,9 @@ impl Repo {
                     .read_to_end(&mut data)
                     .map_err(Error::io("reading", &f.abs))?;
                 let after = std::fs::symlink_metadata(&f.abs)
-                    .map_err(|_| Error::FileChangedDuringRead(f.abs.clone()))?;
+                    .map_err(|_| Error::Repo(RepoError::FileChangedDuringRead(f.abs.clone())))?;
                 if StatKey::of(&after) != StatKey::of(&f.md) || data.len() as u64 != f.md.len() {
-                    return Err(Error::FileChangedDuringRead(f.abs.clone()));
+                    return Err(Error::Repo(RepoError::FileChangedDuringRead(f.abs.clone())));
                 }
                 let sha = ObjectId::of(&data);
                 let loc = match (old.filter(|o| o.sha256 == sha), by_sha.get(&sha)) {

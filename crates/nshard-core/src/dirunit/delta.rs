@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::listing::{FileEntry, Listing, PackRef, MAX_DIR_FILES};
+use crate::error::ManifestError;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::path::RepoPath;
@@ -60,9 +61,11 @@ impl ListingDelta {
     /// Parses a delta and checks what it can alone: format, order, counts. Its paths and packs
     /// are checked in the listing it resolves to.
     pub fn parse(bytes: &[u8], what: &str) -> Result<ListingDelta> {
-        let invalid = |reason: String| Error::InvalidManifest {
-            path: what.into(),
-            reason,
+        let invalid = |reason: String| {
+            Error::Manifest(ManifestError::InvalidManifest {
+                path: what.into(),
+                reason,
+            })
         };
         let d: ListingDelta =
             super::listing::parse_bounded(bytes, "a delta listing").map_err(invalid)?;
@@ -160,9 +163,11 @@ impl ListingDelta {
     /// Applies this delta to `base` (a resolved listing); the result is compact but not yet
     /// validated as a whole.
     fn apply(self, base: Listing, what: &str) -> Result<Listing> {
-        let invalid = |reason: String| Error::InvalidManifest {
-            path: what.into(),
-            reason,
+        let invalid = |reason: String| {
+            Error::Manifest(ManifestError::InvalidManifest {
+                path: what.into(),
+                reason,
+            })
         };
         let name = |p: &str| p.chars().take(200).collect::<String>();
         let mut packs = base.packs;
@@ -293,16 +298,16 @@ pub fn resolve(
         }
         let d = ListingDelta::parse(&bytes, &what)?;
         if deltas.len() >= MAX_CHAIN {
-            return Err(Error::InvalidManifest {
+            return Err(Error::Manifest(ManifestError::InvalidManifest {
                 path: format!("listing {head}").into(),
                 reason: format!("its chain of delta listings is longer than {MAX_CHAIN}"),
-            });
+            }));
         }
         if chain.contains(&d.base) {
-            return Err(Error::InvalidManifest {
+            return Err(Error::Manifest(ManifestError::InvalidManifest {
                 path: what.into(),
                 reason: format!("its base {} is already in its own chain", d.base),
-            });
+            }));
         }
         let base = d.base;
         deltas.push((cur, d));

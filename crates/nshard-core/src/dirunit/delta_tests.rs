@@ -2,6 +2,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::dirunit::listing::LISTING_FORMAT;
+use crate::error::StoreError;
 
 fn entry(path: &str, size: u64, pack: Option<(u32, u64)>) -> FileEntry {
     FileEntry {
@@ -38,7 +39,10 @@ impl Objects {
 
     fn resolve(&self, head: ObjectId) -> Result<Resolved> {
         resolve(head, &unit(), &mut |id| {
-            self.0.get(id).cloned().ok_or(Error::ObjectMissing(*id))
+            self.0
+                .get(id)
+                .cloned()
+                .ok_or(Error::Store(StoreError::ObjectMissing(*id)))
         })
     }
 }
@@ -185,7 +189,10 @@ fn hostile_deltas_are_refused() {
     let h = objs.put(delta_on(not_listing).to_bytes());
     refused(&objs, h, "not a listing");
     let h = objs.put(delta_on(ObjectId::of(b"absent")).to_bytes());
-    assert!(matches!(objs.resolve(h), Err(Error::ObjectMissing(_))));
+    assert!(matches!(
+        objs.resolve(h),
+        Err(Error::Store(StoreError::ObjectMissing(_)))
+    ));
 
     // A cycle (only possible with forged ids, but never followed forever).
     let (x, y) = (ObjectId::of(b"x"), ObjectId::of(b"y"));

@@ -4,6 +4,7 @@
 use super::{
     DirChange, DirChangeKind, DirManifest, DirState, DirStatus, Listing, Location, PACK_FILE_MAX,
 };
+use crate::error::RepoError;
 use crate::error::{Error, Result};
 use crate::formats::plan::Params;
 use crate::id::ObjectId;
@@ -34,10 +35,12 @@ impl Repo {
         if from.is_none() && to.is_none() {
             return self.work_tree_diff(unit, sub, None);
         }
-        let d = self.read_dir_manifest(unit)?.ok_or(Error::NotTracked {
-            path: unit.manifest_path().as_str().into(),
-            reason: "has no committed version to compare with",
-        })?;
+        let d = self
+            .read_dir_manifest(unit)?
+            .ok_or(Error::Repo(RepoError::NotTracked {
+                path: unit.manifest_path().as_str().into(),
+                reason: "has no committed version to compare with",
+            }))?;
         let find = |prefix: &str| {
             crate::repo::find_in_history(
                 prefix,

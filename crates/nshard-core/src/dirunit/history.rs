@@ -2,6 +2,7 @@
 //! objects each version needs.
 
 use super::{DirManifest, DirVersionBytes};
+use crate::error::StoreError;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::repo::Repo;
@@ -37,7 +38,7 @@ impl Repo {
                         manifest: Some(m),
                     });
                 }
-                Err(Error::ObjectMissing(_)) => {
+                Err(Error::Store(StoreError::ObjectMissing(_))) => {
                     out.push(DirVersion {
                         version: v,
                         manifest: None,
@@ -61,7 +62,7 @@ impl Repo {
     ) -> Result<Option<Vec<(ObjectId, u64)>>> {
         let r = match self.load_listing_chain(m) {
             Ok(r) => r,
-            Err(Error::ObjectMissing(_)) => return Ok(None),
+            Err(Error::Store(StoreError::ObjectMissing(_))) => return Ok(None),
             Err(e) => return Err(e),
         };
         let mut out: Vec<(ObjectId, u64)> =

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ManifestError;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::manifest::{MAX_CHUNKS, MAX_FILE_SIZE};
@@ -114,9 +115,11 @@ impl Listing {
         what: &str,
         max_files: usize,
     ) -> Result<Listing> {
-        let invalid = |reason: String| Error::InvalidManifest {
-            path: what.into(),
-            reason,
+        let invalid = |reason: String| {
+            Error::Manifest(ManifestError::InvalidManifest {
+                path: what.into(),
+                reason,
+            })
         };
         let l: Listing = parse_bounded(bytes, "a listing").map_err(invalid)?;
         l.validate(unit, max_files).map_err(invalid)?;
@@ -127,9 +130,11 @@ impl Listing {
     /// numbers of its files are checked; everything else is checked in the listing the deltas
     /// resolve to (with [`Listing::parse_value`]).
     pub(crate) fn parse_base(bytes: &[u8], what: &str) -> Result<Listing> {
-        let invalid = |reason: String| Error::InvalidManifest {
-            path: what.into(),
-            reason,
+        let invalid = |reason: String| {
+            Error::Manifest(ManifestError::InvalidManifest {
+                path: what.into(),
+                reason,
+            })
         };
         if bytes.len() as u64 > MAX_LISTING_BYTES {
             return Err(invalid(format!(
@@ -161,11 +166,12 @@ impl Listing {
     /// Validates a listing built in memory (a delta applied to its base) exactly as
     /// [`Listing::parse`] validates one read from bytes.
     pub(crate) fn parse_value(self, unit: &RepoPath, what: &str) -> Result<Listing> {
-        self.validate(unit, MAX_DIR_FILES)
-            .map_err(|reason| Error::InvalidManifest {
+        self.validate(unit, MAX_DIR_FILES).map_err(|reason| {
+            Error::Manifest(ManifestError::InvalidManifest {
                 path: what.into(),
                 reason,
-            })?;
+            })
+        })?;
         Ok(self)
     }
 

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ManifestError;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::ObjectId;
@@ -90,9 +91,11 @@ impl DirManifest {
 
     /// Parses and validates; with `expected`, it must describe that directory.
     pub fn parse(bytes: &[u8], source: &Path, expected: Option<&RepoPath>) -> Result<DirManifest> {
-        let invalid = |reason: String| Error::InvalidManifest {
-            path: source.to_path_buf(),
-            reason,
+        let invalid = |reason: String| {
+            Error::Manifest(ManifestError::InvalidManifest {
+                path: source.to_path_buf(),
+                reason,
+            })
         };
         if bytes.len() as u64 > MAX_DIR_MANIFEST_BYTES {
             return Err(invalid(format!(
@@ -132,7 +135,7 @@ impl DirManifest {
     /// Checks that `listing` is the one this manifest names and agrees with its counts.
     fn check_listing(&self, l: &Listing) -> Result<()> {
         if l.files.len() as u64 != self.files || l.total_size() != self.size {
-            return Err(Error::InvalidManifest {
+            return Err(Error::Manifest(ManifestError::InvalidManifest {
                 path: format!("listing {}", self.listing).into(),
                 reason: format!(
                     "holds {} files of {} bytes, the manifest of {} says {} files of {} bytes",
@@ -142,7 +145,7 @@ impl DirManifest {
                     self.files,
                     self.size
                 ),
-            });
+            }));
         }
         Ok(())
     }
@@ -189,10 +192,10 @@ impl Repo {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(Error::InvalidManifest {
+                return Err(Error::Manifest(ManifestError::InvalidManifest {
                     path: mpath,
                     reason: e.to_string(),
-                })
+                }))
             }
             Err(e) => return Err(Error::io("reading", mpath)(e)),
         };
@@ -282,10 +285,10 @@ pub(crate) fn walk_unit_with(
         cur.push(c);
         match std::fs::symlink_metadata(&cur) {
             Ok(md) if md.file_type().is_symlink() || !md.is_dir() => {
-                return Err(Error::UnsafePath {
+                return Err(Error::Manifest(ManifestError::UnsafePath {
                     path: cur.display().to_string(),
                     reason: "is not a directory (a directory unit never follows symlinks)",
-                })
+                }))
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -352,10 +355,10 @@ fn walk_dir(
             continue;
         }
         if !ft.is_file() {
-            return Err(Error::UnsafePath {
+            return Err(Error::Manifest(ManifestError::UnsafePath {
                 path: abs.display().to_string(),
                 reason: "is a symlink or special file; a directory unit holds regular files only",
-            });
+            }));
         }
         let md = ent.metadata().map_err(Error::io("inspecting", &abs))?;
         out.push(Found {
@@ -364,10 +367,10 @@ fn walk_dir(
             md,
         });
         if out.len() > MAX_DIR_FILES {
-            return Err(Error::UnsafePath {
+            return Err(Error::Manifest(ManifestError::UnsafePath {
                 path: dir.display().to_string(),
                 reason: "holds more files than a directory unit may (1 000 000)",
-            });
+            }));
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use crate::id::ObjectId;
 use crate::store::LocalStore;
 
 use super::{PackRef, PACK_TARGET, PACK_ZSTD_LEVEL};
+use crate::error::StoreError;
 
 /// Collects small files into packs and stores each pack when it is full.
 pub(crate) struct PackWriter<'a> {
@@ -73,7 +74,7 @@ impl<'a> PackWriter<'a> {
 pub(crate) fn read_pack(store: &LocalStore, p: &PackRef) -> Result<Vec<u8>> {
     let raw = store.get(&p.id, p.size)?;
     if raw.len() as u64 != p.size {
-        return Err(Error::CorruptObject {
+        return Err(Error::Store(StoreError::CorruptObject {
             id: p.id,
             kind: crate::error::Corruption::WrongSize,
             reason: format!(
@@ -81,7 +82,7 @@ pub(crate) fn read_pack(store: &LocalStore, p: &PackRef) -> Result<Vec<u8>> {
                 raw.len(),
                 p.size
             ),
-        });
+        }));
     }
     Ok(raw)
 }

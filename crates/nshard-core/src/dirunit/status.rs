@@ -2,6 +2,7 @@
 //! committed listing. A file whose stat matches the stat cache is not read.
 
 use super::{walk_unit, Found, Listing};
+use crate::error::StoreError;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::ObjectId;
@@ -112,7 +113,7 @@ impl Repo {
             None => None,
             Some(d) => match self.load_listing(&d.1) {
                 Ok(l) => Some(l),
-                Err(Error::ObjectMissing(_)) => {
+                Err(Error::Store(StoreError::ObjectMissing(_))) => {
                     st.state = DirState::NotPulled;
                     return Ok(st);
                 }

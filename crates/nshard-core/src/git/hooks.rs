@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::GitTree;
+use crate::error::GitError;
 use crate::error::{Error, Result};
 use crate::fsutil::AtomicFile;
 
@@ -174,19 +175,19 @@ impl GitTree {
                 Ok(md) => {
                     let kept = dir.join(format!("{name}{CHAINED_SUFFIX}"));
                     if fs::symlink_metadata(&kept).is_ok() {
-                        return Err(Error::Hook {
+                        return Err(Error::Git(GitError::Hook {
                             path,
                             reason: format!(
                                 "is not NeuroShard's, and {} already exists; merge them by hand",
                                 kept.display()
                             ),
-                        });
+                        }));
                     }
                     if md.is_dir() {
-                        return Err(Error::Hook {
+                        return Err(Error::Git(GitError::Hook {
                             path,
                             reason: "is a directory".into(),
-                        });
+                        }));
                     }
                     fs::rename(&path, &kept).map_err(Error::io("renaming", &path))?;
                     HookAction::Chained { kept_as: kept }

@@ -17,11 +17,12 @@ use std::process::{Command, Stdio};
 use crate::error::{Error, Result};
 use crate::manifest::MAX_MANIFEST_BYTES;
 
+use crate::error::GitError;
 pub use hooks::{hooks_dir_of, HookAction, HookResult, HOOKS};
 pub use refs::{Reach, RefUpdate};
 
 fn git_error(what: &str, detail: impl std::fmt::Display) -> Error {
-    Error::Git(format!("{what}: {detail}"))
+    Error::Git(GitError::Command(format!("{what}: {detail}")))
 }
 
 /// `git`, without the repository overrides a git hook or wrapper may have set: the repository is
@@ -208,11 +209,12 @@ pub(crate) fn read_blobs(top: &Path, ids: &[&str]) -> Result<Vec<Option<Vec<u8>>
 }
 
 impl crate::repo::Repo {
-    /// The git work tree holding this repository ([`Error::NotAGitRepo`] when there is none).
+    /// The git work tree holding this repository ([`GitError::NotAGitRepo`](crate::error::GitError::NotAGitRepo) when there is none).
     pub fn git_tree(&self) -> Result<GitTree> {
         if !self.is_git_repo() {
-            return Err(Error::NotAGitRepo(self.root().to_path_buf()));
+            return Err(Error::Git(GitError::NotAGitRepo(self.root().to_path_buf())));
         }
-        GitTree::find(self.root()).ok_or_else(|| Error::NotAGitRepo(self.root().to_path_buf()))
+        GitTree::find(self.root())
+            .ok_or_else(|| Error::Git(GitError::NotAGitRepo(self.root().to_path_buf())))
     }
 }

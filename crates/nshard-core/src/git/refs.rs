@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 
 use super::{read_blobs, text, GitTree};
+use crate::error::GitError;
 use crate::error::{Error, Result};
 use crate::path::RepoPath;
 
@@ -47,16 +48,16 @@ impl RefUpdate {
         for line in input.lines().filter(|l| !l.trim().is_empty()) {
             let f: Vec<&str> = line.split(' ').collect();
             let [local_ref, local_id, remote_ref, remote_id] = f[..] else {
-                return Err(Error::Git(format!(
+                return Err(Error::Git(GitError::Command(format!(
                     "unexpected pre-push input line `{}`",
                     line.escape_debug()
-                )));
+                ))));
             };
             if !is_hex_id(local_id) || !is_hex_id(remote_id) {
-                return Err(Error::Git(format!(
+                return Err(Error::Git(GitError::Command(format!(
                     "unexpected pre-push input line `{}`",
                     line.escape_debug()
-                )));
+                ))));
             }
             out.push(RefUpdate {
                 local_ref: local_ref.into(),
@@ -213,9 +214,9 @@ impl GitTree {
                 &oid[..oid.len().min(12)]
             );
             let path = RepoPath::parse(&rel).map_err(|e| {
-                Error::Git(format!(
+                Error::Git(GitError::Command(format!(
                     "manifest path in git is not usable ({origin}): {e}"
-                ))
+                )))
             })?;
             out.push(GitManifest {
                 oid,

@@ -12,6 +12,7 @@
 //! Because commit and diff both cut through [`ingest_file`], "diff cuts exactly as commit does"
 //! holds by construction.
 
+use crate::error::RepoError;
 use std::collections::BTreeSet;
 use std::fs::{self, File, Metadata};
 use std::path::{Path, PathBuf};
@@ -116,7 +117,7 @@ pub(crate) struct Ingested {
 }
 
 /// Reads `abs` once: plans, cuts, hashes, builds the tensor table and (with a store) stores the
-/// chunks. Fails with [`Error::FileChangedDuringRead`] if the file changed while it was read.
+/// chunks. Fails with [`RepoError::FileChangedDuringRead`](crate::error::RepoError::FileChangedDuringRead) if the file changed while it was read.
 pub(crate) fn ingest_file(abs: &Path, opts: &Options<'_>) -> Result<Ingested> {
     // Never a FIFO (which would block), a device or a symlink: only a regular file is read.
     let file = crate::fsutil::open_regular(abs).map_err(Error::io("opening", abs))?;
@@ -140,7 +141,7 @@ pub(crate) fn ingest_file(abs: &Path, opts: &Options<'_>) -> Result<Ingested> {
         e => e,
     })?;
     // The file must be the same before and after reading, and still be at its path.
-    let changed = || Error::FileChangedDuringRead(abs.to_path_buf());
+    let changed = || Error::Repo(RepoError::FileChangedDuringRead(abs.to_path_buf()));
     let md_after = fs::symlink_metadata(abs).map_err(|_| changed())?;
     if StatKey::of(&md) != StatKey::of(&md_after) || out.size != md.len() {
         return Err(changed());

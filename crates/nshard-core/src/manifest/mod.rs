@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::ChunkParams;
+use crate::error::ManifestError;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::path::RepoPath;
@@ -112,9 +113,11 @@ impl Manifest {
     /// Parses and validates manifest bytes read from `source` (used in messages). When `expected`
     /// is given, the manifest must describe exactly that data path.
     pub fn parse(bytes: &[u8], source: &Path, expected: Option<&RepoPath>) -> Result<Manifest> {
-        let invalid = |reason: String| Error::InvalidManifest {
-            path: source.to_path_buf(),
-            reason,
+        let invalid = |reason: String| {
+            Error::Manifest(ManifestError::InvalidManifest {
+                path: source.to_path_buf(),
+                reason,
+            })
         };
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
             return Err(invalid(format!(

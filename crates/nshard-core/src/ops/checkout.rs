@@ -13,6 +13,7 @@ use std::sync::{mpsc, Arc};
 use super::target::Target;
 use crate::dirunit::{DirCheckout, DirCheckoutOptions};
 use crate::error::{Corruption, Error, Result};
+use crate::error::{RepoError, StoreError};
 use crate::fsutil::hash_file;
 use crate::fsutil::{self, AtomicFile};
 use crate::id::{Hasher, ObjectId};
@@ -79,7 +80,7 @@ impl Repo {
     /// Checks out `targets`: the units, then the files. Takes the repository lock.
     pub fn checkout(&self, targets: &[Target], opts: &CheckoutOptions<'_>) -> Result<Vec<Checked>> {
         if opts.version.is_some() && targets.len() != 1 {
-            return Err(Error::VersionNeedsOneTarget);
+            return Err(Error::Repo(RepoError::VersionNeedsOneTarget));
         }
         let mut out = Vec::new();
         for t in targets {
@@ -130,10 +131,10 @@ impl Repo {
     ) -> Result<CheckoutOutcome> {
         let wt = self
             .read_worktree_manifest(path)?
-            .ok_or(Error::NotTracked {
+            .ok_or(Error::Repo(RepoError::NotTracked {
                 path: path.manifest_path().as_str().into(),
                 reason: "does not exist (nothing to check out)",
-            })?;
+            }))?;
         let (target, version) = match &opts.version {
             None => (wt.manifest.clone(), wt.version),
             Some(prefix) => {
@@ -158,16 +159,16 @@ impl Repo {
             let clean = known == wt.manifest.sha256
                 || cache.get(path.as_str()).is_some_and(|e| e.sha256 == known);
             if !clean && !opts.force {
-                return Err(Error::WouldOverwrite(dest));
+                return Err(Error::Repo(RepoError::WouldOverwrite(dest)));
             }
         }
         let missing = self.missing_chunks(&target);
         if let Some(first) = missing.first() {
-            return Err(Error::ChunksMissing {
+            return Err(Error::Repo(RepoError::ChunksMissing {
                 path: path.to_string(),
                 count: missing.len(),
                 first: *first,
-            });
+            }));
         }
         opts.progress.start(path.as_str(), target.size);
         let written = self.rebuild(&target, &dest, opts.progress);
@@ -264,11 +265,11 @@ impl Repo {
                     .get(&c.id, c.size)
                     .map_err(|e| self.quarantine_if_corrupt(e))?;
             }
-            return Err(Error::FileHashMismatch {
+            return Err(Error::Repo(RepoError::FileHashMismatch {
                 path: dest.to_path_buf(),
                 expected: m.sha256,
                 actual,
-            });
+            }));
         }
         // Date the finished file slightly in the past. Its stat is recorded right after the
         // rename; with an mtime of "now" that record would fall in the racy window (see
@@ -355,13 +356,15 @@ impl Repo {
     /// and says so in the error; other errors pass through.
     fn quarantine_if_corrupt(&self, e: Error) -> Error {
         match e {
-            Error::CorruptObject { id, kind, reason } if self.store().is_corrupt(&id) => {
+            Error::Store(StoreError::CorruptObject { id, kind, reason })
+                if self.store().is_corrupt(&id) =>
+            {
                 let reason = if self.store().quarantine(&id) {
                     format!("{reason} (moved to .shard/corrupt/; `nshard pull` fetches a good copy, or `nshard commit` re-stores it from an intact file)")
                 } else {
                     reason
                 };
-                Error::CorruptObject { id, kind, reason }
+                Error::Store(StoreError::CorruptObject { id, kind, reason })
             }
             e => e,
         }

@@ -8,6 +8,7 @@ use std::fs;
 
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
+use crate::error::{ManifestError, RepoError};
 use crate::formats::plan::Params;
 use crate::fsutil;
 use crate::id::ObjectId;
@@ -46,10 +47,10 @@ impl Repo {
     pub fn commit(&self, opts: &CommitOptions<'_>) -> Result<Vec<FileCommit>> {
         let message = opts.message.trim().to_string();
         if message.is_empty() || message.len() > MAX_MESSAGE_BYTES {
-            return Err(Error::InvalidManifest {
+            return Err(Error::Manifest(ManifestError::InvalidManifest {
                 path: "commit message".into(),
                 reason: "must be non-empty and at most 64 KiB".into(),
-            });
+            }));
         }
         let _lock = self.lock(true)?;
         let units = self.dir_units()?;
@@ -70,10 +71,10 @@ impl Repo {
                 match self.unit_of(&units, p) {
                     Some((u, _)) if configured.contains(&u) => named_units.push(u),
                     Some((u, _)) => {
-                        return Err(Error::NotTracked {
+                        return Err(Error::Repo(RepoError::NotTracked {
                             path: u.as_str().into(),
                             reason: "is not tracked; run `nshard track --dir` first",
-                        })
+                        }))
                     }
                     None => files.push(p.clone()),
                 }
@@ -87,10 +88,10 @@ impl Repo {
         } else {
             for p in &targets {
                 if !self.is_tracked(p) {
-                    return Err(Error::NotTracked {
+                    return Err(Error::Repo(RepoError::NotTracked {
                         path: p.as_str().into(),
                         reason: "is not tracked; run `nshard track` first",
-                    });
+                    }));
                 }
             }
             targets
@@ -129,12 +130,12 @@ impl Repo {
         let outdated = |sha: &ObjectId, cache: &StatCache| -> Result<()> {
             match (cache.get(path.as_str()), &parent) {
                 (Some(e), Some(p)) if !opts.force && e.sha256 == *sha && e.version != p.version => {
-                    Err(Error::Outdated {
+                    Err(Error::Repo(RepoError::Outdated {
                         path: path.to_string(),
                         file_version: e.version,
                         manifest_version: p.version,
                         file_is: self.version_order(p, &e.version)?,
-                    })
+                    }))
                 }
                 _ => Ok(()),
             }

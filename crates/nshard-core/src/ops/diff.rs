@@ -12,6 +12,7 @@ use super::target::Target;
 use crate::chunk::ChunkParams;
 use crate::dirunit::DirStatus;
 use crate::error::{Error, Result};
+use crate::error::{LookupProblem, ManifestError, RepoError, StoreError};
 use crate::formats::plan::Params;
 use crate::formats::{self, Layout, Parsed};
 use crate::id::ObjectId;
@@ -168,15 +169,11 @@ impl Repo {
                 None => None,
                 Some(parent) => match self.load_version(&parent) {
                     Ok(pm) => Some((parent, pm)),
-                    Err(Error::ObjectMissing(_)) => {
-                        return Err(Error::VersionLookup {
+                    Err(Error::Store(StoreError::ObjectMissing(_))) => {
+                        return Err(Error::Repo(RepoError::VersionLookup {
                             prefix: v.short(),
-                            problem: format!(
-                                "has a parent ({}) that is not in the local store; \
-                                 pass --from to choose what to compare it with",
-                                parent.short()
-                            ),
-                        })
+                            problem: LookupProblem::ParentNotLocal(parent),
+                        }))
                     }
                     Err(e) => return Err(e),
                 },
@@ -313,19 +310,19 @@ impl Repo {
         let md0 = match fs::symlink_metadata(&abs) {
             Ok(md) => md,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotTracked {
+                return Err(Error::Repo(RepoError::NotTracked {
                     path: abs,
                     reason: "is not in the work tree: compare stored versions with --from and \
                              --to, or run `nshard checkout` first",
-                })
+                }))
             }
             Err(e) => return Err(Error::io("reading", &abs)(e)),
         };
         if !md0.is_file() {
-            return Err(Error::UnsafePath {
+            return Err(Error::Manifest(ManifestError::UnsafePath {
                 path: path.to_string(),
                 reason: "is not a regular file (symlinks are not followed)",
-            });
+            }));
         }
         ingest::ingest_file(
             &abs,

@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime};
 use super::HistoryNode;
 use crate::dirunit::{DirManifest, DirVersionBytes};
 use crate::error::{Error, Result};
+use crate::error::{GitError, RepoError};
 use crate::git::{GitTree, Reach};
 use crate::id::ObjectId;
 use crate::manifest::Manifest;
@@ -195,16 +196,16 @@ impl Repo {
         // Inside a git repository, git must run: without it gc cannot know what other branches,
         // tags or the index reference, so it deletes nothing.
         let Some(tree) = GitTree::find(self.root()) else {
-            return Err(Error::Git(
+            return Err(Error::Git(GitError::Command(
                 "could not run `git` (is it installed?) to find the git work tree; gc deleted nothing"
                     .into(),
-            ));
+            )));
         };
         report.git = true;
         let mut known: HashSet<ObjectId> = roots.iter().map(|(_, wt)| wt.version).collect();
         let found = tree
             .manifests(&Reach::Everything)
-            .map_err(|e| Error::Git(format!("{e}; gc deleted nothing")))?;
+            .map_err(|e| Error::Git(GitError::Command(format!("{e}; gc deleted nothing"))))?;
         for g in found {
             if g.bytes.is_empty() {
                 // References nothing (e.g. a `git add -N` placeholder in the index).
@@ -305,11 +306,11 @@ impl Repo {
                         keep.extend(manifest.chunks.iter().map(|c| c.id));
                     }
                     HistoryNode::Unreadable { version, reason } if kept => {
-                        return Err(Error::HistoryUnreadable {
+                        return Err(Error::Repo(RepoError::HistoryUnreadable {
                             path: path.into(),
                             version: *version,
                             reason: reason.clone(),
-                        })
+                        }))
                     }
                     HistoryNode::Present { version, manifest } => {
                         dropped_versions.push(*version);

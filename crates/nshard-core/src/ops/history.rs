@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use super::target::Target;
 use crate::dirunit::DirVersion;
 use crate::error::{Error, Result};
+use crate::error::{ManifestError, RepoError, StoreError};
 use crate::id::ObjectId;
 use crate::manifest::Manifest;
 use crate::path::RepoPath;
@@ -120,13 +121,16 @@ impl Repo {
                         manifest: Box::new(m),
                     });
                 }
-                Err(Error::ObjectMissing(_)) => out.push(HistoryNode::Missing { version: v }),
-                Err(e @ (Error::CorruptObject { .. } | Error::InvalidManifest { .. })) => {
-                    out.push(HistoryNode::Unreadable {
-                        version: v,
-                        reason: e.to_string(),
-                    })
+                Err(Error::Store(StoreError::ObjectMissing(_))) => {
+                    out.push(HistoryNode::Missing { version: v })
                 }
+                Err(
+                    e @ (Error::Store(StoreError::CorruptObject { .. })
+                    | Error::Manifest(ManifestError::InvalidManifest { .. })),
+                ) => out.push(HistoryNode::Unreadable {
+                    version: v,
+                    reason: e.to_string(),
+                }),
                 Err(e) => return Err(e),
             }
         }
@@ -135,11 +139,12 @@ impl Repo {
 
     /// Reads the work-tree manifest of `path`, failing with a clear message when there is none.
     pub fn require_manifest(&self, path: &RepoPath) -> Result<WorktreeManifest> {
-        self.read_worktree_manifest(path)?
-            .ok_or_else(|| Error::NotTracked {
+        self.read_worktree_manifest(path)?.ok_or_else(|| {
+            Error::Repo(RepoError::NotTracked {
                 path: path.manifest_path().as_str().into(),
                 reason: "does not exist: the file was never committed (run `nshard commit`)",
             })
+        })
     }
 
     /// `nshard log`: the versions of `path`, newest first, with the bytes each added.

@@ -8,6 +8,7 @@ use super::target::{Selection, Target};
 use super::{HistoryNode, MAX_HISTORY};
 use crate::dirunit::DirStatus;
 use crate::error::{Error, Result};
+use crate::error::{ManifestError, StoreError};
 use crate::id::ObjectId;
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::path::RepoPath;
@@ -165,7 +166,7 @@ impl Repo {
                 }
                 return Ok((FileState::New, None));
             }
-            Err(e @ Error::InvalidManifest { .. }) => {
+            Err(e @ Error::Manifest(ManifestError::InvalidManifest { .. })) => {
                 if let Some(state) = self.conflict_state(path) {
                     return Ok((state, None));
                 }
@@ -274,9 +275,9 @@ impl Repo {
             next = match self.load_version(&id) {
                 Ok(m) => m.version.parent,
                 Err(
-                    Error::ObjectMissing(_)
-                    | Error::CorruptObject { .. }
-                    | Error::InvalidManifest { .. },
+                    Error::Store(StoreError::ObjectMissing(_))
+                    | Error::Store(StoreError::CorruptObject { .. })
+                    | Error::Manifest(ManifestError::InvalidManifest { .. }),
                 ) => None,
                 Err(e) => return Err(e),
             };

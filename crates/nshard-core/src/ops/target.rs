@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::error::RepoError;
 use crate::error::{Error, Result};
 use crate::path::RepoPath;
 use crate::repo::{PathFilter, Repo};
@@ -141,13 +142,13 @@ impl Repo {
     /// The targets of `sel` that have something committed to work on: its units, then every file
     /// with a manifest it selects (and each file named one by one, so the command can say what is
     /// wrong with it). A selection that names something holding neither is
-    /// [`Error::NothingSelected`].
+    /// [`RepoError::NothingSelected`](crate::error::RepoError::NothingSelected).
     pub fn targets(&self, sel: &Selection) -> Result<Vec<Target>> {
         let mut out = sel.units.clone();
         if let Some(filter) = &sel.files {
             match self.select_manifests(filter) {
                 Ok(files) => out.extend(files.into_iter().map(Target::File)),
-                Err(Error::NothingSelected) if !out.is_empty() => {}
+                Err(Error::Repo(RepoError::NothingSelected)) if !out.is_empty() => {}
                 Err(e) => return Err(e),
             }
         }

@@ -8,6 +8,7 @@ use std::path::Path;
 use globset::{GlobBuilder, GlobMatcher};
 
 use crate::error::{Error, Result};
+use crate::error::{ManifestError, RepoError};
 use crate::manifest::MANIFEST_SUFFIX;
 use crate::path::RepoPath;
 use crate::repo::{is_glob, Repo};
@@ -153,9 +154,11 @@ impl Repo {
     /// Turns one user argument into a config entry, checking it.
     fn entry_for(&self, cwd: &Path, arg: &Path) -> Result<String> {
         let s = arg.to_string_lossy();
-        let refuse = |reason| Error::UnsafePath {
-            path: s.to_string(),
-            reason,
+        let refuse = |reason| {
+            Error::Manifest(ManifestError::UnsafePath {
+                path: s.to_string(),
+                reason,
+            })
         };
         let rel = self.resolve_user_path(cwd, arg)?;
         if rel.as_str().ends_with(MANIFEST_SUFFIX) {
@@ -217,10 +220,10 @@ impl Repo {
         for a in args {
             let entry = self.entry_for(cwd, a.as_ref())?;
             if mode == TrackMode::Dir && !entry.ends_with('/') {
-                return Err(Error::NotTracked {
+                return Err(Error::Repo(RepoError::NotTracked {
                     path: a.as_ref().to_path_buf(),
                     reason: "is not a directory (--dir versions a directory as one unit)",
-                });
+                }));
             }
             entries.push(entry);
         }
@@ -322,14 +325,14 @@ impl Repo {
                         .track
                         .iter()
                         .find(|e| parse_entry(e).is_some_and(|m| m.matches(&rel)));
-                    return Err(Error::NotTracked {
+                    return Err(Error::Repo(RepoError::NotTracked {
                         path: a.to_path_buf(),
                         reason: if via.is_some() {
                             "is tracked through a directory or glob entry; untrack that entry (see .shard/config.toml)"
                         } else {
                             "is not tracked"
                         },
-                    });
+                    }));
                 }
             }
         }

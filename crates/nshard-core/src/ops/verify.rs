@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use super::HistoryNode;
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
+use crate::error::{ManifestError, StoreError};
 use crate::id::{Hasher, ObjectId};
 use crate::ingest::{table_tensors, How, TensorHasher};
 use crate::manifest::Manifest;
@@ -125,17 +126,17 @@ impl Checker<'_> {
         }
         let verdict = match r {
             Ok(_) => None,
-            Err(Error::ObjectMissing(_)) => Some((
+            Err(Error::Store(StoreError::ObjectMissing(_))) => Some((
                 ProblemKind::MissingObject,
                 "not in the local store".to_string(),
             )),
             // The problem names the object already; keep only why it is bad.
-            Err(Error::CorruptObject { reason, .. }) => {
+            Err(Error::Store(StoreError::CorruptObject { reason, .. })) => {
                 Some((ProblemKind::CorruptObject, reason.clone()))
             }
             Err(e) => Some((ProblemKind::CorruptObject, e.to_string())),
         };
-        if !matches!(r, Err(Error::ObjectMissing(_))) {
+        if !matches!(r, Err(Error::Store(StoreError::ObjectMissing(_)))) {
             self.report.objects_checked += 1;
             self.report.bytes_checked += size.unwrap_or(0);
             self.progress.advance(size.unwrap_or(0));
@@ -273,7 +274,7 @@ impl Repo {
             let d = match self.read_dir_manifest(&unit) {
                 Ok(Some(d)) => d,
                 Ok(None) => continue,
-                Err(e @ Error::InvalidManifest { .. }) => {
+                Err(e @ Error::Manifest(ManifestError::InvalidManifest { .. })) => {
                     ck.invalid_manifest(&unit, &e);
                     continue;
                 }
@@ -351,7 +352,9 @@ impl Repo {
                     }),
                     Err(e) => {
                         let kind = match e {
-                            Error::CorruptObject { .. } => ProblemKind::CorruptObject,
+                            Error::Store(StoreError::CorruptObject { .. }) => {
+                                ProblemKind::CorruptObject
+                            }
                             _ => ProblemKind::InvalidManifest,
                         };
                         ck.seen.insert(m.listing, Some((kind, e.to_string())));
@@ -385,7 +388,7 @@ impl Repo {
             let wt = match self.read_worktree_manifest(&path) {
                 Ok(Some(wt)) => wt,
                 Ok(None) => continue,
-                Err(e @ Error::InvalidManifest { .. }) => {
+                Err(e @ Error::Manifest(ManifestError::InvalidManifest { .. })) => {
                     ck.invalid_manifest(&path, &e);
                     continue;
                 }

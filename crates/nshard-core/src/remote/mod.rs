@@ -19,7 +19,7 @@ mod url;
 
 use async_trait::async_trait;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::id::ObjectId;
 pub use crate::protocol::ObjectCheck;
 use crate::staged::StagedUpload;
@@ -29,7 +29,7 @@ pub use url::RemoteUrl;
 /// An object store a repository can push to and pull from: what every backend does.
 ///
 /// Errors that may go away when the operation is retried (a dropped connection, a timeout, a busy
-/// server) must be reported as [`Error::RemoteTransient`] (or an [`Error::Io`] of a transient kind,
+/// server) must be reported as [`RemoteError::Transient`](crate::error::RemoteError::Transient) (or an [`Error::Io`] of a transient kind,
 /// see [`Error::is_transient`]); transfers retry those with backoff and fail fast on the rest.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -70,7 +70,7 @@ pub trait Store: Send + Sync {
         self.put(id, data).await
     }
 
-    /// The encoded bytes of `id` ([`Error::ObjectMissing`] when absent). Callers verify them before
+    /// The encoded bytes of `id` ([`StoreError::ObjectMissing`](crate::error::StoreError::ObjectMissing) when absent). Callers verify them before
     /// use.
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>>;
 
@@ -97,8 +97,8 @@ pub async fn check_by_download<S: Store + ?Sized>(store: &S, id: &ObjectId) -> R
     };
     let enc = match store.get(id).await {
         Ok(enc) => enc,
-        Err(Error::ObjectMissing(_)) => return Ok(ObjectCheck::Missing),
-        Err(Error::CorruptObject { reason, .. }) => return corrupt(reason),
+        Err(Error::Store(StoreError::ObjectMissing(_))) => return Ok(ObjectCheck::Missing),
+        Err(Error::Store(StoreError::CorruptObject { reason, .. })) => return corrupt(reason),
         Err(e) => return Err(e),
     };
     let size = enc.len() as u64;
@@ -109,7 +109,7 @@ pub async fn check_by_download<S: Store + ?Sized>(store: &S, id: &ObjectId) -> R
     .await?;
     match verified {
         Ok(()) => Ok(ObjectCheck::Intact { size }),
-        Err(Error::CorruptObject { reason, .. }) => corrupt(reason),
+        Err(Error::Store(StoreError::CorruptObject { reason, .. })) => corrupt(reason),
         Err(e) => Err(e),
     }
 }

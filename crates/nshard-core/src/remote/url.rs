@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use percent_encoding::percent_decode_str;
 use url::{Host, Url};
 
+use crate::error::RemoteError;
 use crate::error::{Error, Result};
 
 /// Longest remote URL accepted, in bytes.
@@ -37,9 +38,11 @@ impl RemoteUrl {
     /// an empty port, an empty user, turns `\` into `/`); a remote URL that does not mean what it
     /// says is refused instead, so those few are checked on the text as given.
     pub fn parse(s: &str, base: &Path) -> Result<RemoteUrl> {
-        let bad = |reason: &str| Error::InvalidRemoteUrl {
-            url: s.chars().take(200).collect(),
-            reason: reason.to_string(),
+        let bad = |reason: &str| {
+            Error::Remote(RemoteError::InvalidUrl {
+                url: s.chars().take(200).collect(),
+                reason: reason.to_string(),
+            })
         };
         if s.is_empty() {
             return Err(bad("empty"));

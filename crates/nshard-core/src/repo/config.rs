@@ -15,6 +15,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::ChunkParams;
+use crate::error::RepoError;
 use crate::error::{Error, Result};
 use crate::fsutil;
 
@@ -141,9 +142,11 @@ impl PersonalConfig {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PersonalConfig::default()),
             Err(e) => return Err(Error::io("reading", path)(e)),
         };
-        let bad = |reason: String| Error::Config {
-            path: path.to_path_buf(),
-            reason,
+        let bad = |reason: String| {
+            Error::Repo(RepoError::Config {
+                path: path.to_path_buf(),
+                reason,
+            })
         };
         let cfg: PersonalConfig = toml::from_str(&text).map_err(|e| {
             let shared_only = ["`track`", "`chunking`"]
@@ -166,9 +169,11 @@ impl PersonalConfig {
     /// Writes the file atomically. The user's file is created with mode 0600 (it may hold tokens)
     /// and its directory is created if needed.
     pub fn save(&self, path: &Path, level: ConfigLevel) -> Result<()> {
-        let body = toml::to_string_pretty(self).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+        let body = toml::to_string_pretty(self).map_err(|e| {
+            Error::Repo(RepoError::Config {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
         })?;
         let header = if level == ConfigLevel::User {
             USER_HEADER
@@ -197,9 +202,11 @@ impl Config {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => return Err(Error::io("reading", path)(e)),
         };
-        let bad = |reason: String| Error::Config {
-            path: path.to_path_buf(),
-            reason,
+        let bad = |reason: String| {
+            Error::Repo(RepoError::Config {
+                path: path.to_path_buf(),
+                reason,
+            })
         };
         let cfg: Config = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
         cfg.chunking
@@ -210,9 +217,11 @@ impl Config {
 
     /// Writes the config atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let body = toml::to_string_pretty(self).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+        let body = toml::to_string_pretty(self).map_err(|e| {
+            Error::Repo(RepoError::Config {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
         })?;
         fsutil::write_atomic(path, format!("{HEADER}{body}").as_bytes())
     }

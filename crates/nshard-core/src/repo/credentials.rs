@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::config::{ConfigLevel, PersonalConfig, StoredCredential};
 use super::remotes::{RemoteSource, ResolvedRemote};
 use super::Repo;
+use crate::error::RemoteError;
 use crate::error::{Error, Result};
 use crate::remote::RemoteUrl;
 
@@ -39,9 +40,11 @@ impl Origin {
 
     /// Parses the origin of an `http(s)://` URL (any path is ignored).
     pub fn parse(s: &str) -> Result<Origin> {
-        let bad = |reason: &str| Error::InvalidRemoteUrl {
-            url: s.chars().take(200).collect(),
-            reason: reason.to_string(),
+        let bad = |reason: &str| {
+            Error::Remote(RemoteError::InvalidUrl {
+                url: s.chars().take(200).collect(),
+                reason: reason.to_string(),
+            })
         };
         let url = match RemoteUrl::parse(s, Path::new("/"))? {
             RemoteUrl::Http(u) => u,
@@ -79,7 +82,7 @@ impl fmt::Display for Origin {
 /// be 1 to 4096 visible ASCII characters.
 pub fn validate_token(raw: &str) -> Result<String> {
     let t = raw.trim();
-    let bad = |reason| Error::InvalidToken { reason };
+    let bad = |reason| Error::Remote(RemoteError::InvalidToken { reason });
     if t.is_empty() {
         return Err(bad("it is empty"));
     }

@@ -17,6 +17,7 @@ pub use remotes::{RemoteEntry, RemoteName, RemoteSource, RemovedRemote, Resolved
 pub use select::{is_glob, PathFilter};
 
 use crate::error::{Error, Result};
+use crate::error::{LookupProblem, ManifestError, RepoError};
 use crate::fsutil;
 use crate::id::ObjectId;
 use crate::manifest::{Manifest, MANIFEST_SUFFIX};
@@ -125,7 +126,7 @@ impl Repo {
             }
             match cur.parent() {
                 Some(p) => cur = p,
-                None => return Err(Error::NotARepo(start)),
+                None => return Err(Error::Repo(RepoError::NotARepo(start))),
             }
         }
     }
@@ -218,17 +219,17 @@ impl Repo {
     /// refusing anything outside the repository, under `.shard/` or `.git/`.
     pub fn resolve_user_path(&self, cwd: &Path, arg: &Path) -> Result<RepoPath> {
         let abs = fsutil::normalize_lexically(&cwd.join(arg));
-        let rel = abs
-            .strip_prefix(&self.root)
-            .map_err(|_| Error::UnsafePath {
+        let rel = abs.strip_prefix(&self.root).map_err(|_| {
+            Error::Manifest(ManifestError::UnsafePath {
                 path: arg.display().to_string(),
                 reason: "outside the repository",
-            })?;
+            })
+        })?;
         if rel.as_os_str().is_empty() {
-            return Err(Error::UnsafePath {
+            return Err(Error::Manifest(ManifestError::UnsafePath {
                 path: arg.display().to_string(),
                 reason: "is the repository root; name files or directories inside it",
-            });
+            }));
         }
         RepoPath::from_relative(rel)
     }
@@ -241,10 +242,10 @@ impl Repo {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             // Over the size limit: a manifest that fails validation, like any other.
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(Error::InvalidManifest {
+                return Err(Error::Manifest(ManifestError::InvalidManifest {
                     path: mpath,
                     reason: e.to_string(),
-                })
+                }))
             }
             Err(e) => return Err(Error::io("reading", mpath)(e)),
         };
@@ -278,10 +279,10 @@ impl Repo {
             self.load_version(v)?
         };
         if m.path != *path {
-            return Err(Error::InvalidManifest {
+            return Err(Error::Manifest(ManifestError::InvalidManifest {
                 path: format!("object {v}").into(),
                 reason: format!("describes {:?}, not {:?}", m.path.as_str(), path.as_str()),
-            });
+            }));
         }
         Ok(m)
     }
@@ -327,10 +328,10 @@ impl Repo {
     pub(crate) fn refuse_if_refused_manifests(&self, what: &str) -> Result<()> {
         match self.refused_manifests()?.into_iter().next() {
             None => Ok(()),
-            Some(r) => Err(Error::InvalidManifest {
+            Some(r) => Err(Error::Manifest(ManifestError::InvalidManifest {
                 path: r.path.into(),
                 reason: format!("{}; {what} (rename or remove that file first)", r.reason),
-            }),
+            })),
         }
     }
 
@@ -467,14 +468,14 @@ pub(crate) fn find_in_history(
     parent_of: impl Fn(&ObjectId) -> Result<Option<ObjectId>>,
 ) -> Result<ObjectId> {
     let p = prefix.to_ascii_lowercase();
-    let lookup = |problem: String| Error::VersionLookup {
-        prefix: prefix.to_string(),
-        problem,
+    let lookup = |problem: LookupProblem| {
+        Error::Repo(RepoError::VersionLookup {
+            prefix: prefix.to_string(),
+            problem,
+        })
     };
     if p.len() < 4 || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(lookup(
-            "is not a version id (4 to 64 hex characters)".into(),
-        ));
+        return Err(lookup(LookupProblem::NotAnId));
     }
     let mut matches = Vec::new();
     let mut next = Some(start.0);
@@ -493,7 +494,7 @@ pub(crate) fn find_in_history(
         } else {
             match parent_of(&v) {
                 Ok(parent) => parent,
-                Err(Error::ObjectMissing(_)) => {
+                Err(e) if e.missing_object().is_some() => {
                     unreachable = Some(v);
                     None
                 }
@@ -503,19 +504,10 @@ pub(crate) fn find_in_history(
     }
     match matches.as_slice() {
         [one] => Ok(*one),
-        [] => Err(lookup(format!(
-            "matches no version in the history of {subject}{}",
-            match unreachable {
-                Some(v) => format!(
-                    " that is in the local store (version {} is not; run `nshard pull --all-versions`)",
-                    v.short()
-                ),
-                None => String::new(),
-            }
-        ))),
-        many => Err(lookup(format!(
-            "is ambiguous: {}",
-            many.iter().map(|v| v.short()).collect::<Vec<_>>().join(", ")
-        ))),
+        [] => Err(lookup(LookupProblem::NoMatch {
+            subject: subject.to_string(),
+            unreachable,
+        })),
+        many => Err(lookup(LookupProblem::Ambiguous(many.to_vec()))),
     }
 }

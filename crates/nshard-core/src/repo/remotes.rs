@@ -13,6 +13,7 @@ use std::path::Path;
 use super::config::ConfigLevel;
 use super::{Config, PersonalConfig, RemoteConfig, Repo, LOCAL_CONFIG};
 use crate::error::{Error, Result};
+use crate::error::{RemoteError, RepoError};
 use crate::remote::RemoteUrl;
 
 /// A validated remote name: 1 to 64 ASCII letters, digits, `-`, `_` or `.`, starting with a letter
@@ -23,9 +24,11 @@ pub struct RemoteName(String);
 impl RemoteName {
     /// Validates `s`.
     pub fn parse(s: &str) -> Result<RemoteName> {
-        let bad = |reason| Error::InvalidRemoteName {
-            name: s.chars().take(80).collect(),
-            reason,
+        let bad = |reason| {
+            Error::Remote(RemoteError::InvalidName {
+                name: s.chars().take(80).collect(),
+                reason,
+            })
         };
         if s.is_empty() || s.len() > 64 {
             return Err(bad("must be 1 to 64 characters"));
@@ -211,7 +214,10 @@ impl Repo {
                 Ok(t)
             }
             ConfigLevel::User => {
-                let user = self.user.as_mut().ok_or(Error::NoUserConfig)?;
+                let user = self
+                    .user
+                    .as_mut()
+                    .ok_or(Error::Remote(RemoteError::NoUserConfig))?;
                 let mut cfg = PersonalConfig::load(user.path(), level)?;
                 let t = edit(&mut cfg.remotes, &mut cfg.default_remote)?;
                 user.replace(cfg)?;
@@ -248,7 +254,7 @@ impl Repo {
             .is_some_and(|(d, _)| self.find_remote(&d).is_some());
         self.edit_level(level, |remotes, default| {
             if remotes.iter().any(|r| r.name == name.as_str()) {
-                return Err(Error::RemoteExists(name.to_string()));
+                return Err(Error::Remote(RemoteError::Exists(name.to_string())));
             }
             remotes.push(RemoteConfig {
                 name: name.to_string(),
@@ -274,9 +280,11 @@ impl Repo {
         self.remotes()
             .into_iter()
             .find(|e| e.name == name && e.level == level)
-            .ok_or_else(|| Error::RemoteNotAtLevel {
-                name: name.to_string(),
-                level: level.as_str(),
+            .ok_or_else(|| {
+                Error::Remote(RemoteError::NotAtLevel {
+                    name: name.to_string(),
+                    level: level.as_str(),
+                })
             })
     }
 
@@ -292,11 +300,13 @@ impl Repo {
             {
                 Ok(l)
             }
-            Some(l) if l == ConfigLevel::User && self.user.is_none() => Err(Error::NoUserConfig),
-            Some(l) => Err(Error::RemoteNotAtLevel {
+            Some(l) if l == ConfigLevel::User && self.user.is_none() => {
+                Err(Error::Remote(RemoteError::NoUserConfig))
+            }
+            Some(l) => Err(Error::Remote(RemoteError::NotAtLevel {
                 name: name.chars().take(80).collect(),
                 level: l.as_str(),
-            }),
+            })),
             None => self
                 .find_remote(name)
                 .map(|(l, _)| l)
@@ -317,10 +327,10 @@ impl Repo {
         let stored = Self::stored_url(url, cwd)?;
         self.edit_level(level, |remotes, _| {
             let r = remotes.iter_mut().find(|r| r.name == name).ok_or_else(|| {
-                Error::RemoteNotAtLevel {
+                Error::Remote(RemoteError::NotAtLevel {
                     name: name.to_string(),
                     level: level.as_str(),
-                }
+                })
             })?;
             r.url = stored;
             Ok(())
@@ -386,9 +396,11 @@ impl Repo {
             Ok(ResolvedRemote {
                 name: Some(RemoteName::parse(&r.name)?),
                 // Relative directories in a hand-written config are relative to the repository.
-                url: RemoteUrl::parse(&r.url, &self.root).map_err(|e| Error::Config {
-                    path: file,
-                    reason: format!("remote {:?}: {e}", r.name),
+                url: RemoteUrl::parse(&r.url, &self.root).map_err(|e| {
+                    Error::Repo(RepoError::Config {
+                        path: file,
+                        reason: format!("remote {:?}: {e}", r.name),
+                    })
                 })?,
                 source: RemoteSource::Config(level),
             })
@@ -403,21 +415,21 @@ impl Repo {
             }),
             None => match self.default_remote() {
                 Some((d, _)) => by_name(&d),
-                None => Err(Error::NoRemote),
+                None => Err(Error::Remote(RemoteError::NoRemote)),
             },
         }
     }
 }
 
 fn unknown(name: &str, known: &[String]) -> Error {
-    Error::UnknownRemote {
+    Error::Remote(RemoteError::Unknown {
         name: name.chars().take(80).collect(),
         known: if known.is_empty() {
             "none".into()
         } else {
             known.join(", ")
         },
-    }
+    })
 }
 
 #[cfg(test)]
@@ -443,7 +455,7 @@ mod tests {
         let root = repo.root().to_path_buf();
         assert!(matches!(
             repo.resolve_remote(None, &root),
-            Err(Error::NoRemote)
+            Err(Error::Remote(RemoteError::NoRemote))
         ));
         let origin = RemoteName::parse("origin").expect("name");
         let backup = RemoteName::parse("backup").expect("name");
@@ -454,7 +466,7 @@ mod tests {
         assert_eq!(e.url, root.join("store").display().to_string());
         assert!(matches!(
             repo.add_remote(&origin, "/x", &root, false, SHARED),
-            Err(Error::RemoteExists(_))
+            Err(Error::Remote(RemoteError::Exists(_)))
         ));
         let e = repo
             .add_remote(&backup, "http://127.0.0.1:8000/", &root, false, SHARED)
@@ -470,7 +482,7 @@ mod tests {
         assert_eq!((r.name, r.url), (None, RemoteUrl::Dir(root.join("other"))));
         assert!(matches!(
             repo.resolve_remote(Some("nope"), &root),
-            Err(Error::UnknownRemote { .. })
+            Err(Error::Remote(RemoteError::Unknown { .. }))
         ));
         // The config survives a reload.
         let again = Repo::discover(&root).expect("reopen");
@@ -534,7 +546,7 @@ mod tests {
         let mut bare = Repo::discover(&root).expect("reopen");
         assert!(matches!(
             bare.add_remote(&n("c"), "/c", &root, false, ConfigLevel::User),
-            Err(Error::NoUserConfig)
+            Err(Error::Remote(RemoteError::NoUserConfig))
         ));
     }
 }

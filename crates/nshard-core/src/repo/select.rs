@@ -8,6 +8,7 @@ use globset::{GlobBuilder, GlobMatcher};
 
 use super::Repo;
 use crate::error::{Error, Result};
+use crate::error::{ManifestError, RepoError};
 use crate::fsutil;
 use crate::path::RepoPath;
 
@@ -90,9 +91,11 @@ impl Repo {
                 let g = GlobBuilder::new(pattern)
                     .literal_separator(true)
                     .build()
-                    .map_err(|_| Error::UnsafePath {
-                        path: a.display().to_string(),
-                        reason: "is not a valid glob pattern",
+                    .map_err(|_| {
+                        Error::Manifest(ManifestError::UnsafePath {
+                            path: a.display().to_string(),
+                            reason: "is not a valid glob pattern",
+                        })
                     })?;
                 parts.push(Part::Glob(g.compile_matcher()));
             } else if let Some(data) = p.data_path_of_manifest() {
@@ -124,7 +127,7 @@ impl Repo {
             }
         }
         if out.is_empty() {
-            return Err(Error::NothingSelected);
+            return Err(Error::Repo(RepoError::NothingSelected));
         }
         out.sort();
         out.dedup();

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::codec;
+use crate::error::StoreError;
 use crate::error::{Corruption, Error, Result};
 use crate::fsutil::{self, AtomicFile};
 use crate::id::ObjectId;
@@ -130,7 +131,7 @@ impl LocalStore {
         let p = self.path_of(id);
         let not_found = |e: io::Error| {
             if e.kind() == io::ErrorKind::NotFound {
-                Error::ObjectMissing(*id)
+                Error::Store(StoreError::ObjectMissing(*id))
             } else {
                 Error::io("reading object", &p)(e)
             }
@@ -231,7 +232,7 @@ impl LocalStore {
     pub fn is_corrupt(&self, id: &ObjectId) -> bool {
         match self.read_bounded(id, codec::MAX_OBJECT_SIZE) {
             Ok(enc) => codec::decode_verified(id, &enc, codec::MAX_OBJECT_SIZE).is_err(),
-            Err(Error::CorruptObject { .. }) => true,
+            Err(Error::Store(StoreError::CorruptObject { .. })) => true,
             Err(_) => false,
         }
     }
@@ -320,6 +321,9 @@ mod tests {
         let err = s.get(&id, 1 << 20).expect_err("corrupt");
         assert!(err.to_string().contains(&id.to_hex()), "{err}");
         s.delete(&id).expect("delete");
-        assert!(matches!(s.get(&id, 10), Err(Error::ObjectMissing(_))));
+        assert!(matches!(
+            s.get(&id, 10),
+            Err(Error::Store(StoreError::ObjectMissing(_)))
+        ));
     }
 }

@@ -9,6 +9,7 @@ use crate::dirunit::{
     is_delta, DirManifest, DirVersionBytes, ListingDelta, MAX_CHAIN, MAX_DIR_MANIFEST, MAX_LISTING,
 };
 use crate::error::{Error, Result};
+use crate::error::{RemoteError, RepoError};
 use crate::id::ObjectId;
 use crate::path::RepoPath;
 use crate::remote::Store;
@@ -94,7 +95,9 @@ pub(super) fn plan_push(
         chain.reverse();
         versions.extend(chain);
     }
-    let first = roots.first().ok_or(Error::NothingSelected)?;
+    let first = roots
+        .first()
+        .ok_or(Error::Repo(RepoError::NothingSelected))?;
     let objects: HashSet<&ObjectId> = versions.iter().flat_map(|(_, o)| o).collect();
     Ok((
         FilePlan {
@@ -133,10 +136,12 @@ pub(super) async fn plan_pull(
     opts: &PullOptions<'_>,
     stats: &mut TransferStats,
 ) -> Result<super::PullPlan> {
-    let d = repo.read_dir_manifest(unit)?.ok_or(Error::NotTracked {
-        path: unit.manifest_path().as_str().into(),
-        reason: "does not exist (commit the directory, or get its manifest with git)",
-    })?;
+    let d = repo
+        .read_dir_manifest(unit)?
+        .ok_or(Error::Repo(RepoError::NotTracked {
+            path: unit.manifest_path().as_str().into(),
+            reason: "does not exist (commit the directory, or get its manifest with git)",
+        }))?;
     repo.store_dir_manifest_object(&d)?;
     let mut chain: Vec<(ObjectId, DirManifest)> = vec![(d.version, d.manifest.clone())];
     let mut stops = None;
@@ -162,11 +167,11 @@ pub(super) async fn plan_pull(
         for _ in 0..=MAX_CHAIN {
             listings.push(at);
             if !ensure_local(repo, remote, at, MAX_LISTING, opts, stats).await? {
-                return Err(Error::RemoteLacks {
+                return Err(Error::Remote(RemoteError::Lacks {
                     remote: remote.display_url(),
                     subject: format!("{unit} (listing of version {})", v.short()),
                     missing: vec![at],
-                });
+                }));
             }
             let bytes = repo.store().get(&at, MAX_LISTING)?;
             if !is_delta(&bytes) {

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use super::{TransferOptions, TransferStats};
 use crate::blocking::blocking;
 use crate::error::{Corruption, Error, Result};
+use crate::error::{RemoteError, StoreError};
 use crate::id::ObjectId;
 use crate::remote::Store;
 use crate::retry::Retry;
@@ -72,10 +73,10 @@ where
             }
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => {
-                first_err.get_or_insert(Error::RemoteTransient {
+                first_err.get_or_insert(Error::Remote(RemoteError::Transient {
                     remote: "transfer".into(),
                     reason: format!("a transfer task was cancelled: {e}"),
-                });
+                }));
             }
         }
     }
@@ -192,19 +193,19 @@ pub(super) async fn pull_objects(
                 let (enc, retries) = retry.run(|| remote.get(&id)).await;
                 let enc = match enc {
                     Ok(e) => e,
-                    Err(Error::CorruptObject { id, kind, reason }) => {
+                    Err(Error::Store(StoreError::CorruptObject { id, kind, reason })) => {
                         return (
                             Err(corrupt_on_remote(&remote, id, kind, reason).await),
                             retries,
                         )
                     }
-                    Err(Error::ObjectMissing(_)) => {
+                    Err(Error::Store(StoreError::ObjectMissing(_))) => {
                         return (
-                            Err(Error::RemoteLacks {
+                            Err(Error::Remote(RemoteError::Lacks {
                                 remote: url,
                                 subject: "the pull (it disappeared while pulling)".into(),
                                 missing: vec![id],
-                            }),
+                            })),
                             retries,
                         )
                     }
@@ -214,7 +215,7 @@ pub(super) async fn pull_objects(
                 let stored = local_io(move || local.put_verified(&id, &enc, max_raw)).await;
                 let r = match stored {
                     Ok(_) => Ok(n),
-                    Err(Error::CorruptObject { id, kind, reason }) => {
+                    Err(Error::Store(StoreError::CorruptObject { id, kind, reason })) => {
                         Err(corrupt_on_remote(&remote, id, kind, reason).await)
                     }
                     Err(e) => Err(e),
@@ -253,11 +254,11 @@ pub(super) async fn corrupt_on_remote(
         },
         None => String::new(),
     };
-    Error::CorruptObject {
+    Error::Store(StoreError::CorruptObject {
         id,
         kind,
         reason: format!("{reason} (as received from {url}; nothing was stored{note})"),
-    }
+    })
 }
 
 /// Fetches one object (a manifest) from `remote`, verifies it, stores it locally and returns its
@@ -274,8 +275,8 @@ pub(super) async fn fetch_one(
     stats.retries += retries;
     let enc = match enc {
         Ok(e) => e,
-        Err(Error::ObjectMissing(_)) => return Ok(None),
-        Err(Error::CorruptObject { id, kind, reason }) => {
+        Err(Error::Store(StoreError::ObjectMissing(_))) => return Ok(None),
+        Err(Error::Store(StoreError::CorruptObject { id, kind, reason })) => {
             return Err(corrupt_on_remote(remote, id, kind, reason).await)
         }
         Err(e) => return Err(e),
@@ -289,7 +290,7 @@ pub(super) async fn fetch_one(
     })
     .await;
     let raw = match raw {
-        Err(Error::CorruptObject { id, kind, reason }) => {
+        Err(Error::Store(StoreError::CorruptObject { id, kind, reason })) => {
             return Err(corrupt_on_remote(remote, id, kind, reason).await)
         }
         r => r?,

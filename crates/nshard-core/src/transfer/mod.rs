@@ -23,6 +23,7 @@ pub use repair::{verify_remote, RemoteVerifyReport, Unrepaired};
 
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
+use crate::error::{LookupProblem, ManifestError, RemoteError, RepoError, StoreError};
 use crate::git::{GitTree, Reach, RefUpdate};
 use crate::id::ObjectId;
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
@@ -171,10 +172,10 @@ fn targets(repo: &Repo, paths: &[RepoPath]) -> Result<Vec<RepoPath>> {
 fn worktree_manifest(repo: &Repo, path: &RepoPath) -> Result<WorktreeManifest> {
     let wt = repo
         .read_worktree_manifest(path)?
-        .ok_or(Error::NotTracked {
+        .ok_or(Error::Repo(RepoError::NotTracked {
             path: path.manifest_path().as_str().into(),
             reason: "does not exist (commit the file, or get its manifest with git)",
-        })?;
+        }))?;
     if !repo.store().has(&wt.version) {
         let enc = Encoder::new().encode(&wt.bytes, DataHint::Unknown);
         repo.store().put_trusted(&wt.version, &enc)?;
@@ -203,7 +204,7 @@ fn push_roots(
             dir_roots.push((u.clone(), r.map(|d| d.into_iter().collect())));
         }
         let files = match repo.select_manifests(&opts.filter) {
-            Err(Error::NothingSelected) if !dir_roots.is_empty() => Vec::new(),
+            Err(Error::Repo(RepoError::NothingSelected)) if !dir_roots.is_empty() => Vec::new(),
             r => r?,
         };
         for path in files {
@@ -331,13 +332,13 @@ pub async fn push(
             if lacking.is_empty() {
                 Ok(plan)
             } else {
-                Err(Error::RemoteLacks {
+                Err(Error::Remote(RemoteError::Lacks {
                     remote: "the local store".into(),
                     subject: format!(
                         "{path} (the remote lacks them too: pull them first from where they were pushed, or commit the file again)"
                     ),
                     missing: dedup(lacking),
-                })
+                }))
             }
         });
         files.push(FileTransfer { path, result });
@@ -378,7 +379,7 @@ fn plan_push(repo: &Repo, roots: &[WorktreeManifest], all_versions: bool) -> Res
             }
             let m = match repo.load_version(&v) {
                 Ok(m) => m,
-                Err(Error::ObjectMissing(_)) => {
+                Err(Error::Store(StoreError::ObjectMissing(_))) => {
                     stops.get_or_insert(v);
                     break;
                 }
@@ -399,7 +400,9 @@ fn plan_push(repo: &Repo, roots: &[WorktreeManifest], all_versions: bool) -> Res
     for (_, c) in &versions {
         chunks.extend(c.iter().copied());
     }
-    let first = roots.first().ok_or(Error::NothingSelected)?;
+    let first = roots
+        .first()
+        .ok_or(Error::Repo(RepoError::NothingSelected))?;
     let plan = FilePlan {
         version: first.version,
         versions: versions.len(),
@@ -439,16 +442,13 @@ pub async fn pull(
         opts.dirs.clone()
     };
     if opts.version.is_some() && !dir_targets.is_empty() {
-        return Err(Error::VersionLookup {
+        return Err(Error::Repo(RepoError::VersionLookup {
             prefix: opts.version.clone().unwrap_or_default(),
-            problem: "cannot be pulled for a directory unit (pull its current version, or check out an older git commit)".into(),
-        });
+            problem: LookupProblem::UnitVersion,
+        }));
     }
     if opts.version.is_some() && paths.len() != 1 {
-        return Err(Error::VersionLookup {
-            prefix: opts.version.clone().unwrap_or_default(),
-            problem: "needs exactly one file (version ids belong to one file's history)".into(),
-        });
+        return Err(Error::Repo(RepoError::VersionNeedsOneTarget));
     }
     let mut stats = TransferStats::default();
     // Per file: the plan and the chunks it needs (id → size).
@@ -500,11 +500,11 @@ pub async fn pull(
                     return Ok(plan);
                 }
                 lacking.sort();
-                Err(Error::RemoteLacks {
+                Err(Error::Remote(RemoteError::Lacks {
                     remote: remote.display_url(),
                     subject: format!("{path} (version {})", plan.version.short()),
                     missing: lacking,
-                })
+                }))
             });
             FileTransfer { path, result }
         })
@@ -536,7 +536,7 @@ async fn plan_pull(
         }
         let m = match repo.load_version(&v) {
             Ok(m) => m,
-            Err(Error::ObjectMissing(_)) => {
+            Err(Error::Store(StoreError::ObjectMissing(_))) => {
                 let fetched = engine::fetch_one(
                     repo.store(),
                     remote,
@@ -559,27 +559,26 @@ async fn plan_pull(
         next = m.version.parent;
         chain.push((v, m));
     }
-    let selected: Vec<(ObjectId, Manifest)> =
-        match &opts.version {
-            Some(prefix) => {
-                let v = repo.find_version(&wt, prefix)?;
-                let (_, m) = chain.into_iter().find(|(c, _)| *c == v).ok_or_else(|| {
-                    Error::VersionLookup {
-                        prefix: prefix.clone(),
-                        problem: format!("is too deep in the history of {path} to pull"),
-                    }
-                })?;
-                if m.path != *path {
-                    return Err(Error::InvalidManifest {
-                        path: format!("object {v}").into(),
-                        reason: format!("describes {:?}, not {:?}", m.path.as_str(), path.as_str()),
-                    });
-                }
-                vec![(v, m)]
+    let selected: Vec<(ObjectId, Manifest)> = match &opts.version {
+        Some(prefix) => {
+            let v = repo.find_version(&wt, prefix)?;
+            let (_, m) = chain.into_iter().find(|(c, _)| *c == v).ok_or_else(|| {
+                Error::Repo(RepoError::VersionLookup {
+                    prefix: prefix.clone(),
+                    problem: LookupProblem::TooDeep(path.to_string()),
+                })
+            })?;
+            if m.path != *path {
+                return Err(Error::Manifest(ManifestError::InvalidManifest {
+                    path: format!("object {v}").into(),
+                    reason: format!("describes {:?}, not {:?}", m.path.as_str(), path.as_str()),
+                }));
             }
-            None if opts.all_versions => chain,
-            None => chain.into_iter().take(1).collect(),
-        };
+            vec![(v, m)]
+        }
+        None if opts.all_versions => chain,
+        None => chain.into_iter().take(1).collect(),
+    };
     let mut chunks = HashMap::new();
     for (_, m) in &selected {
         chunk_sizes(m, &mut chunks);

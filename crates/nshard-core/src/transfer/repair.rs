@@ -19,6 +19,7 @@ use super::engine::{corrupt_on_remote, remote_missing};
 use super::{TransferOptions, TransferStats};
 use crate::blocking::blocking;
 use crate::codec::{self, MAX_OBJECT_SIZE};
+use crate::error::RemoteError;
 use crate::error::{Corruption, Error, Result};
 use crate::id::ObjectId;
 use crate::remote::{ObjectCheck, Store};
@@ -117,10 +118,10 @@ pub async fn verify_remote(
             Ok(x) => x,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => {
-                first_err.get_or_insert(Error::RemoteTransient {
+                first_err.get_or_insert(Error::Remote(RemoteError::Transient {
                     remote: remote.display_url(),
                     reason: format!("a verify task was cancelled: {e}"),
-                });
+                }));
                 continue;
             }
         };

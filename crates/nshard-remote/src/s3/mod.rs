@@ -16,7 +16,7 @@
 //! - **Reads** are bounded by the largest valid object and verified by the caller, as for every
 //!   remote.
 //! - **Errors.** A refused key or a missing bucket is permanent and says what to check; dropped
-//!   connections, timeouts, 5xx and throttling are [`Error::RemoteTransient`] for the transfer
+//!   connections, timeouts, 5xx and throttling are [`RemoteError::Transient`](nshard_core::RemoteError::Transient) for the transfer
 //!   engine to retry. `object_store` makes no retries of its own, so that one policy
 //!   ([`nshard_core::Retry`]) decides and the attempts never multiply.
 //!
@@ -33,6 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
+use nshard_core::{RemoteError, StoreError};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as KeyPath;
 use object_store::{
@@ -132,10 +133,12 @@ impl S3Store {
                 ..RetryConfig::default()
             })
             .build()
-            .map_err(|e| Error::Remote {
-                remote: url.clone(),
-                kind: RemoteFailure::Other,
-                reason: format!("cannot set up the S3 client: {e}"),
+            .map_err(|e| {
+                Error::Remote(RemoteError::Failed {
+                    remote: url.clone(),
+                    kind: RemoteFailure::Other,
+                    reason: format!("cannot set up the S3 client: {e}"),
+                })
             })?;
         let objects = if prefix.is_empty() {
             "objects".to_string()
@@ -188,36 +191,36 @@ impl S3Store {
         if text.contains("NoSuchBucket") {
             self.no_bucket(what)
         } else if denied {
-            Error::Remote {
+            Error::Remote(RemoteError::Failed {
                 remote: self.url.clone(),
                 kind: RemoteFailure::Unauthorized,
                 reason: format!(
                     "{what}: access denied ({text})\nhint: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and the bucket's permissions"
                 ),
-            }
+            })
         } else if is_transient(&e, &text) {
-            Error::RemoteTransient {
+            Error::Remote(RemoteError::Transient {
                 remote: self.url.clone(),
                 reason: format!("{what}: {text}"),
-            }
+            })
         } else {
-            Error::Remote {
+            Error::Remote(RemoteError::Failed {
                 remote: self.url.clone(),
                 kind: RemoteFailure::Other,
                 reason: format!("{what}: {text}"),
-            }
+            })
         }
     }
 
     fn no_bucket(&self, what: &str) -> Error {
-        Error::Remote {
+        Error::Remote(RemoteError::Failed {
             remote: self.url.clone(),
             kind: RemoteFailure::NotFound,
             reason: format!(
                 "{what}: the bucket {:?} does not exist (create it first; nshard never creates buckets), or AWS_ENDPOINT_URL / AWS_REGION point elsewhere",
                 self.bucket
             ),
-        }
+        })
     }
 
     /// HEAD of `id`: its size, or `None`.
@@ -402,33 +405,35 @@ impl Store for S3Store {
         let what = format!("downloading {id}");
         let r = match self.store.get(&self.key(id)).await {
             Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => return Err(Error::ObjectMissing(*id)),
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::Store(StoreError::ObjectMissing(*id)))
+            }
             Err(e) => return Err(self.error(&what, e)),
         };
         let limit = max_encoded_len(MAX_OBJECT_SIZE);
         if r.meta.size > limit {
-            return Err(Error::CorruptObject {
+            return Err(Error::Store(StoreError::CorruptObject {
                 id: *id,
                 kind: Corruption::TooLarge,
                 reason: format!(
                     "{} bytes in {}, more than any encoding of it can take",
                     r.meta.size, self.url
                 ),
-            });
+            }));
         }
         let mut out = Vec::with_capacity(r.meta.size as usize);
         let mut stream = r.into_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.error(&what, e))?;
             if (out.len() + chunk.len()) as u64 > limit {
-                return Err(Error::CorruptObject {
+                return Err(Error::Store(StoreError::CorruptObject {
                     id: *id,
                     kind: Corruption::TooLarge,
                     reason: format!(
                         "grew past its size limit while being read from {}",
                         self.url
                     ),
-                });
+                }));
             }
             out.extend_from_slice(&chunk);
         }
@@ -473,8 +478,8 @@ impl StoreAdmin for S3Store {
                 })
                 .await?
             }
-            Err(Error::ObjectMissing(_)) => false,
-            Err(Error::CorruptObject { .. }) => true,
+            Err(Error::Store(StoreError::ObjectMissing(_))) => false,
+            Err(Error::Store(StoreError::CorruptObject { .. })) => true,
             Err(e) => return Err(e),
         };
         if !corrupt {

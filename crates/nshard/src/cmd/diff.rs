@@ -10,6 +10,7 @@ use nshard_core::{Diff, DiffOptions, DiffSide, FileDiff, SideKind, TensorChangeK
 use super::log::{date, first_line};
 use crate::out;
 use crate::output::{bytes, count, pct, print_json, Ctx};
+use nshard_core::RepoError;
 
 /// Show what changed in files: their chunks, and their tensors for model files; in directory
 /// units, the files added, removed and modified.
@@ -93,7 +94,7 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
     let single = sel.is_single_file();
     let targets = repo.targets(&sel)?;
     if (a.from.is_some() || a.to.is_some()) && targets.len() != 1 {
-        return Err(nshard_core::Error::VersionNeedsOneTarget.into());
+        return Err(nshard_core::Error::Repo(RepoError::VersionNeedsOneTarget).into());
     }
     let bar = ctx.progress(a.json);
     let mut diffs = Vec::new();

@@ -12,6 +12,7 @@ use nshard_core::{GcMode, GcOptions, GcReason, Unpushed};
 
 use crate::out;
 use crate::output::{bytes, count, print_json, Ctx};
+use nshard_core::RemoteError;
 
 /// Delete local objects that nothing needs any more.
 ///
@@ -65,7 +66,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
     // The remote that says which objects are safe elsewhere; only asked when versions are dropped.
     let resolved = match repo.resolve_remote(a.remote.as_deref(), &ctx.cwd) {
         Ok(r) => Some(r),
-        Err(nshard_core::Error::NoRemote) if a.remote.is_none() => None,
+        Err(nshard_core::Error::Remote(RemoteError::NoRemote)) if a.remote.is_none() => None,
         Err(e) => return Err(e.into()),
     };
     let rt = super::remote::runtime()?;
@@ -75,9 +76,11 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             rt.block_on(async {
                 let (_, store) = super::remote::open(&repo, ctx, a.remote.as_deref())
                     .await
-                    .map_err(|e| nshard_core::Error::RemoteTransient {
-                        remote: name.clone().unwrap_or_default(),
-                        reason: format!("{e:#}"),
+                    .map_err(|e| {
+                        nshard_core::Error::Remote(RemoteError::Transient {
+                            remote: name.clone().unwrap_or_default(),
+                            reason: format!("{e:#}"),
+                        })
                     })?;
                 nshard_core::transfer::remote_lacks(&store, ids, &Retry::default()).await
             })

@@ -15,6 +15,7 @@ use nshard_core::{Progress, Retry};
 
 use super::remote::{label, objects, runtime};
 use crate::output::Ctx;
+use nshard_core::{RemoteError, RepoError};
 
 /// Run by the git hooks that `nshard git-init` installs (not meant to be typed).
 ///
@@ -124,7 +125,7 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
     let updates = RefUpdate::parse_lines(&input)?;
     let resolved = match repo.resolve_remote(None, &ctx.cwd) {
         Ok(r) => r,
-        Err(Error::NoRemote) => {
+        Err(Error::Remote(RemoteError::NoRemote)) => {
             eprintln!(
                 "nshard: no default data remote is configured, so the data of the manifests in this \
                  push was not sent; add one with `nshard remote add NAME URL` (or push by hand with \
@@ -243,7 +244,7 @@ fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
                 )
             }
             Ok(_) => {}
-            Err(Error::WouldOverwrite(what)) => {
+            Err(Error::Repo(RepoError::WouldOverwrite(what))) => {
                 let (which, arg) = match &r.target {
                     Target::File(p) => (String::new(), p.manifest_path().to_string()),
                     Target::Unit { .. } => (format!(" ({})", what.display()), label.clone()),
@@ -285,7 +286,7 @@ fn pull_missing(
         }
     }
     match repo.resolve_remote(None, &ctx.cwd) {
-        Err(Error::NoRemote) => {
+        Err(Error::Remote(RemoteError::NoRemote)) => {
             eprintln!(
                 "nshard: {} changed file(s) or director(y/ies) need data the local store lacks \
                  and no default remote is configured; run `nshard pull --checkout --remote URL`",

@@ -12,6 +12,7 @@ use nshard_core::Repo;
 
 use crate::out;
 use crate::output::Ctx;
+use nshard_core::RemoteError;
 
 /// Store a token for a NeuroShard server in your user config file.
 ///
@@ -61,7 +62,7 @@ fn user_config(ctx: &Ctx) -> Result<UserConfig> {
     let path = ctx
         .user_config
         .as_deref()
-        .ok_or(nshard_core::Error::NoUserConfig)?;
+        .ok_or(nshard_core::Error::Remote(RemoteError::NoUserConfig))?;
     Ok(UserConfig::load(path)?)
 }
 
