@@ -23,6 +23,9 @@ pub struct Metrics {
     pub objects_corrupt: AtomicU64,
     /// Client connections open now (a gauge).
     pub connections: AtomicU64,
+    /// Downloads waiting for a download slot now (a gauge; see
+    /// [`Limits::max_concurrent_downloads`](crate::Limits::max_concurrent_downloads)).
+    pub downloads_waiting: AtomicU64,
 }
 
 impl Metrics {
@@ -38,8 +41,9 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The Prometheus text rendering. `uploads_in_flight` is sampled by the caller.
-    pub fn render(&self, uploads_in_flight: usize) -> String {
+    /// The Prometheus text rendering. `uploads_in_flight` and `downloads_in_flight` (downloads
+    /// holding a slot) are sampled by the caller.
+    pub fn render(&self, uploads_in_flight: usize, downloads_in_flight: usize) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -95,6 +99,17 @@ impl Metrics {
         );
         let _ = writeln!(
             s,
+            "# HELP nshard_downloads_in_flight Downloads holding a download slot (their object in memory).\n\
+             # TYPE nshard_downloads_in_flight gauge\nnshard_downloads_in_flight {downloads_in_flight}"
+        );
+        let _ = writeln!(
+            s,
+            "# HELP nshard_downloads_waiting Downloads waiting for a download slot.\n\
+             # TYPE nshard_downloads_waiting gauge\nnshard_downloads_waiting {}",
+            self.downloads_waiting.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
             "# HELP nshard_connections_open Client connections open now.\n\
              # TYPE nshard_connections_open gauge\nnshard_connections_open {}",
             self.connections.load(Ordering::Relaxed)
@@ -120,12 +135,15 @@ mod tests {
         m.request("/v1/objects/{id}", "PUT", 201);
         m.request("we\"ird", "GET", 404);
         Metrics::add(&m.bytes_in, 10);
-        let t = m.render(3);
+        m.downloads_waiting.fetch_add(5, Ordering::Relaxed);
+        let t = m.render(3, 2);
         assert!(t.contains(
             "nshard_http_requests_total{route=\"/v1/objects/{id}\",method=\"PUT\",status=\"201\"} 2"
         ));
         assert!(t.contains("route=\"we\\\"ird\""));
         assert!(t.contains("nshard_received_bytes_total 10"));
         assert!(t.contains("nshard_uploads_in_flight 3"));
+        assert!(t.contains("nshard_downloads_in_flight 2"));
+        assert!(t.contains("nshard_downloads_waiting 5"));
     }
 }

@@ -245,12 +245,15 @@ pub async fn get_object(
     authorize(&state, &headers, Scope::Read)?;
     let id = path_id(id)?;
     // Wait for a turn: the object is held in memory from here until its body is sent.
-    let permit = state
-        .downloads
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| AppError::internal("waiting for a download slot", &e))?;
+    let permit = {
+        let _waiting = Waiting::on(&state.metrics.downloads_waiting);
+        state
+            .downloads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| AppError::internal("waiting for a download slot", &e))?
+    };
     let enc = match state.store.get(&id).await {
         Ok(enc) => enc,
         Err(CoreError::Store(StoreError::ObjectMissing(_))) => {
@@ -288,6 +291,23 @@ pub async fn get_object(
         body_holding(enc, permit),
     )
         .into_response())
+}
+
+/// Counts one request in a gauge for as long as it lives (also when the request is dropped while
+/// it waits: its client went away).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn on(gauge: &'a std::sync::atomic::AtomicU64) -> Self {
+        gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Bytes per frame of a download's body.
@@ -496,12 +516,14 @@ pub async fn metrics(
 ) -> Result<Response, AppError> {
     authorize(&state, &headers, Scope::Read)?;
     let in_flight = state.limits.max_concurrent_uploads - state.uploads.available_permits();
+    let downloads =
+        state.limits.max_concurrent_downloads.max(1) - state.downloads.available_permits();
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.metrics.render(in_flight),
+        state.metrics.render(in_flight, downloads),
     )
         .into_response())
 }

@@ -193,8 +193,9 @@ fn stalled_downloads_hold_at_most_max_downloads_objects_in_memory() {
             c // never read: the response stalls in the socket
         })
         .collect();
-    // Four objects are served (and stall); the others wait for a slot. Give the server time to
-    // load more than four if it would (bounded wait on the counter, then a pause).
+    // Four objects are served (and stall); the others wait for a slot. Wait (bounded) until four
+    // are loaded, then until every GET has reached the server: four holding a slot and the rest
+    // waiting for one, so that a server that would load more than four has done so.
     let four = 4 * (LEN + HEADER_LEN as u64);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while common::serve::metric_value(&server.metrics(), "nshard_sent_bytes_total").unwrap_or(0)
@@ -206,7 +207,22 @@ fn stalled_downloads_hold_at_most_max_downloads_objects_in_memory() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_secs(3));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = server.metrics();
+        let gauge = |name| common::serve::metric_value(&m, name);
+        if gauge("nshard_downloads_in_flight") == Some(4)
+            && gauge("nshard_downloads_waiting") == Some(N - 4)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the GETs never settled to 4 served and {} waiting:\n{m}",
+            N - 4
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let peak = peak_rss(server.pid());
     eprintln!(
         "server peak RSS with {N} stalled readers: {} MiB",

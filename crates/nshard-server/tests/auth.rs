@@ -1,30 +1,26 @@
-//! Tokens against a real `nshard serve` process on a 127.0.0.1 port: missing, wrong and read-only
-//! tokens, anonymous reads, and refusing to start without tokens where that would be unsafe.
+//! Tokens against the real server on a 127.0.0.1 port: missing, wrong and read-only tokens,
+//! anonymous reads, and refusing to start without tokens where that would be unsafe. (Where
+//! `nshard serve` reads tokens from — a file, the environment — is tested in the nshard crate's
+//! tests/server_startup.rs.)
 
 mod common;
 
-use common::fails;
-use common::serve::Served;
-use common::wire::*;
+use common::*;
 use reqwest::StatusCode;
 
-fn token_server(extra: &[&str]) -> (tempfile::TempDir, Served) {
+/// A server with one write token and one read token; `anonymous_read` as `--allow-anonymous-read`.
+fn token_server(anonymous_read: bool) -> (tempfile::TempDir, TestServer) {
     let d = tempfile::tempdir().expect("tmp");
-    let tokens = d.path().join("tokens");
-    std::fs::write(&tokens, format!("# test tokens\nwrite:{WRITE}\n")).expect("tokens");
-    let mut args = vec!["--tokens", tokens.to_str().expect("utf8")];
-    args.extend_from_slice(extra);
-    let s = Served::start(
-        &d.path().join("store"),
-        &args,
-        &[("NSHARD_SERVE_TOKENS", &format!("read:{READ}"))],
-    );
+    let mut c = config(&d.path().join("store"));
+    c.tokens = tokens(&format!("# test tokens\nwrite:{WRITE}\nread:{READ}\n"));
+    c.allow_anonymous_read = anonymous_read;
+    let s = TestServer::start_with(c);
     (d, s)
 }
 
 #[test]
 fn wrong_or_missing_token_is_401() {
-    let (_d, s) = token_server(&[]);
+    let (_d, s) = token_server(false);
     let (id, _, enc) = object(10_000, 10);
     let url = s.at(&format!("/v1/objects/{id}"));
     let c = client();
@@ -71,9 +67,13 @@ fn wrong_or_missing_token_is_401() {
         .expect("PUT");
     assert_eq!(r.status(), StatusCode::CREATED);
     assert!(s.object_files().len() == 1);
-    // Tokens never reach the log.
+    // Tokens never reach the log (that `nshard serve` counts them at start is in the nshard crate's
+    // server_startup.rs).
     let log = s.log();
-    assert!(log.contains("1 write token(s), 1 read token(s)"), "{log}");
+    assert!(
+        log.contains("/v1/objects/missing"),
+        "requests are logged:\n{log}"
+    );
     for t in [WRITE, READ, "not-the-right-token-at-all"] {
         assert!(!log.contains(t), "token in log:\n{log}");
     }
@@ -81,7 +81,7 @@ fn wrong_or_missing_token_is_401() {
 
 #[test]
 fn read_token_that_writes_is_403() {
-    let (_d, s) = token_server(&[]);
+    let (_d, s) = token_server(false);
     let (id, _, enc) = object(10_000, 11);
     let url = s.at(&format!("/v1/objects/{id}"));
     let c = client();
@@ -128,7 +128,7 @@ fn read_token_that_writes_is_403() {
 
 #[test]
 fn anonymous_read_with_tokens() {
-    let (_d, s) = token_server(&["--allow-anonymous-read"]);
+    let (_d, s) = token_server(true);
     let (id, _, enc) = object(10_000, 12);
     let c = client();
     let url = s.at(&format!("/v1/objects/{id}"));
@@ -149,59 +149,47 @@ fn anonymous_read_with_tokens() {
     assert_eq!(c.get(&url).send().expect("GET").status(), StatusCode::OK);
 }
 
+/// The policy `nshard serve` applies at start (its refusal as the process prints it is in the
+/// nshard crate's tests/server_startup.rs): no tokens and no anonymous flag on an address other
+/// machines reach is refused before anything is bound; with anonymous reads it serves read-only.
 #[test]
-fn refuses_to_start_without_tokens_on_a_public_address() {
+fn a_public_address_needs_tokens_or_anonymous_read() {
     let d = tempfile::tempdir().expect("tmp");
-    let store = d.path().join("store");
-    let store = store.to_str().expect("utf8");
-    let err = fails(
-        d.path(),
-        &["serve", "--listen", "0.0.0.0:0", "--store", store],
-    );
+    let public: std::net::SocketAddr = "0.0.0.0:0".parse().expect("addr");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let err = rt
+        .block_on(nshard_server::Server::bind(
+            config(&d.path().join("store")),
+            public,
+        ))
+        .err()
+        .expect("refused");
     assert!(
-        err.contains("refusing to serve on 0.0.0.0:0 without tokens"),
+        matches!(err, nshard_server::ServeError::NoTokens { .. }),
         "{err}"
     );
-    assert!(err.contains("--allow-anonymous-read"), "{err}");
-    // A bad token file is refused without echoing the token.
-    let tokens = d.path().join("tokens");
-    std::fs::write(&tokens, "write:tooshort\n").expect("w");
-    let err = fails(
-        d.path(),
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            store,
-            "--tokens",
-            tokens.to_str().expect("utf8"),
-        ],
-    );
     assert!(
-        err.contains("entry 1") && err.contains("shorter than 16"),
+        err.to_string()
+            .contains("refusing to serve on 0.0.0.0:0 without tokens"),
         "{err}"
     );
-    assert!(!err.contains("tooshort"), "{err}");
-    // With an explicit anonymous-read flag it starts, read-only.
-    let s = Served::start_on(
-        d.path().join("store2").as_path(),
-        "0.0.0.0:0",
-        &["--allow-anonymous-read"],
-        &[],
+    assert!(!d.path().join("store").exists(), "the store was created");
+    // A bad token is refused without echoing it.
+    let bad = nshard_server::Tokens::parse("write:tooshort\n", "tokens").expect_err("too short");
+    let msg = bad.to_string();
+    assert!(
+        msg.contains("entry 1") && msg.contains("shorter than 16"),
+        "{msg}"
     );
-    let port = s.addr.rsplit(':').next().expect("port");
-    let url = format!("http://127.0.0.1:{port}");
+    assert!(!msg.contains("tooshort"), "{msg}");
+    // With anonymous reads it starts, read-only.
+    let mut c = config(&d.path().join("store2"));
+    c.allow_anonymous_read = true;
+    let s = TestServer::start_on(c, public);
     let (id, _, enc) = object(1000, 13);
-    let r = client()
-        .put(format!("{url}/v1/objects/{id}"))
-        .body(enc)
-        .send()
-        .expect("PUT");
-    expect_error(r, StatusCode::UNAUTHORIZED, "unauthorized");
-    let r = client()
-        .get(format!("{url}/v1/objects/{id}"))
-        .send()
-        .expect("GET");
-    expect_error(r, StatusCode::NOT_FOUND, "not_found");
+    expect_error(put(&s, &id, enc), StatusCode::UNAUTHORIZED, "unauthorized");
+    expect_error(get(&s, &id), StatusCode::NOT_FOUND, "not_found");
 }

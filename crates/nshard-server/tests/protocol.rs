@@ -1,14 +1,13 @@
-//! Protocol v1 against a real `nshard serve` process on a 127.0.0.1 port: the happy path, and every
-//! bad-input and fault case of the server issue, each its own test.
+//! Protocol v1 against the real server on a 127.0.0.1 port: the happy path, and every bad-input and
+//! fault case of the server issue, each its own test. (What needs the `nshard serve` process — a
+//! kill -9, signals — is in the nshard crate's tests/server_signals.rs.)
 
 mod common;
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
 
-use common::serve::{metric_value, raw_connect, raw_request, Served};
-use common::wire::*;
+use common::*;
 
 use nshard_core::ObjectId;
 use reqwest::StatusCode;
@@ -174,11 +173,9 @@ fn body_that_ends_before_its_content_length_is_refused() {
 #[test]
 fn body_over_the_limit_is_refused() {
     let d = tempfile::tempdir().expect("tmp");
-    let s = Served::start(
-        &d.path().join("store"),
-        &["--max-object-size", "50000"],
-        &[],
-    );
+    let mut c = config(&d.path().join("store"));
+    c.limits.max_object_bytes = 50000;
+    let s = TestServer::start_with(c);
     let (id, _, enc) = object(60_000, 7);
     let msg = expect_error(
         put(&s, &id, enc.clone()),
@@ -254,7 +251,9 @@ fn bad_ids_are_refused_before_touching_the_store() {
 #[test]
 fn batch_over_the_limit_is_refused() {
     let d = tempfile::tempdir().expect("tmp");
-    let s = Served::start(&d.path().join("store"), &["--max-batch", "10"], &[]);
+    let mut c = config(&d.path().join("store"));
+    c.limits.max_batch = 10;
+    let s = TestServer::start_with(c);
     let ids: Vec<String> = (0..11u8).map(|i| ObjectId::of(&[i]).to_hex()).collect();
     let msg = expect_error(
         missing(&s, &ids),
@@ -303,7 +302,7 @@ fn malformed_json_is_refused() {
 
 /// Starts a raw PUT of `enc`, sends `sent` bytes of the body, and waits until the server counts
 /// the upload as in flight.
-fn partial_upload(s: &Served, id: &ObjectId, enc: &[u8], sent: usize) -> std::net::TcpStream {
+fn partial_upload(s: &TestServer, id: &ObjectId, enc: &[u8], sent: usize) -> std::net::TcpStream {
     let head = format!(
         "PUT /v1/objects/{id} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         s.addr,
@@ -314,28 +313,6 @@ fn partial_upload(s: &Served, id: &ObjectId, enc: &[u8], sent: usize) -> std::ne
     c.write_all(&enc[..sent]).expect("part of the body");
     s.wait_metric("nshard_uploads_in_flight", 1);
     c
-}
-
-#[test]
-fn kill_9_mid_upload_leaves_no_partial_object() {
-    let d = tempfile::tempdir().expect("tmp");
-    let store = d.path().join("store");
-    let mut s = Served::start(&store, &[], &[]);
-    let (id, raw, enc) = object(8 << 20, 14);
-    let _c = partial_upload(&s, &id, &enc, enc.len() / 2);
-    s.kill9();
-    let s = Served::start(&store, &[], &[]);
-    assert_eq!(head_status(&s, &id), StatusCode::NOT_FOUND);
-    assert!(s.object_files().is_empty(), "{:?}", s.object_files());
-    let m: serde_json::Value = missing(&s, &[id.to_hex()]).json().expect("json");
-    assert_eq!(m["missing"], serde_json::json!([id.to_hex()]));
-    // Uploading again completes.
-    assert_eq!(put(&s, &id, enc).status(), StatusCode::CREATED);
-    let got = get(&s, &id).bytes().expect("body");
-    assert_eq!(
-        nshard_core::format::decode_verified(&id, &got, 1 << 30).expect("ok"),
-        raw
-    );
 }
 
 #[test]
@@ -392,7 +369,9 @@ fn two_clients_uploading_the_same_object_store_one_copy() {
 #[test]
 fn concurrent_upload_limit_answers_429() {
     let d = tempfile::tempdir().expect("tmp");
-    let s = Served::start(&d.path().join("store"), &["--max-uploads", "1"], &[]);
+    let mut c = config(&d.path().join("store"));
+    c.limits.max_concurrent_uploads = 1;
+    let s = TestServer::start_with(c);
     let (id, _, enc) = object(1 << 20, 17);
     let mut c = partial_upload(&s, &id, &enc, 1000);
     let (id2, _, enc2) = object(1000, 18);
@@ -413,7 +392,9 @@ fn concurrent_upload_limit_answers_429() {
 #[test]
 fn a_large_upload_refused_with_429_reads_the_429_not_a_broken_pipe() {
     let d = tempfile::tempdir().expect("tmp");
-    let s = Served::start(&d.path().join("store"), &["--max-uploads", "1"], &[]);
+    let mut c = config(&d.path().join("store"));
+    c.limits.max_concurrent_uploads = 1;
+    let s = TestServer::start_with(c);
     let (id, _, enc) = object(1 << 20, 19);
     let _held = partial_upload(&s, &id, &enc, 1000);
     // One client, one pooled connection: every refusal must arrive as a 429 the client can read
@@ -428,33 +409,6 @@ fn a_large_upload_refused_with_429_reads_the_429_not_a_broken_pipe() {
             .unwrap_or_else(|e| panic!("attempt {seed}: no answer to a refused upload: {e:?}"));
         expect_error(r, StatusCode::TOO_MANY_REQUESTS, "too_many_uploads");
     }
-}
-
-#[test]
-fn sigterm_finishes_requests_in_flight() {
-    let d = tempfile::tempdir().expect("tmp");
-    let mut s = Served::start(&d.path().join("store"), &[], &[]);
-    let (id, _, enc) = object(4 << 20, 19);
-    let mut c = partial_upload(&s, &id, &enc, 1 << 20);
-    s.terminate();
-    // New connections are soon no longer accepted…
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while client().get(s.at("/v1/health")).send().is_ok() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still accepting after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // …but the upload in flight completes.
-    c.write_all(&enc[1 << 20..]).expect("rest of the body");
-    let mut resp = String::new();
-    let _ = c.read_to_string(&mut resp);
-    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
-    let st = s.wait_exit(Duration::from_secs(20));
-    assert!(st.success(), "{st:?}\n{}", s.log());
-    assert_eq!(s.object_files().len(), 1);
-    assert!(s.log().contains("shutting down"), "{}", s.log());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::serve::Served;
+use common::TestServer;
 use nshard_core::backend::LocalStore;
 use nshard_remote::testing::object;
 
@@ -12,7 +12,7 @@ use nshard_remote::testing::object;
 fn head_on_a_symlinked_object_does_not_report_the_target_length() {
     let d = tempfile::tempdir().expect("tmp");
     let store = d.path().join("store");
-    let server = Served::start(&store, &[], &[]);
+    let server = TestServer::start(&store);
     let (id, enc) = object(10_000, 5);
     let path = LocalStore::at(store.join("objects"), store.join("tmp")).path_of(&id);
     std::fs::create_dir_all(path.parent().expect("fan-out")).expect("mkdir");
