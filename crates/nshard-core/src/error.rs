@@ -126,6 +126,9 @@ pub enum StoreError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManifestError {
+    /// A manifest holds git conflict markers (an unfinished merge).
+    #[error("invalid manifest {0}: it holds git conflict markers (an unfinished merge)")]
+    ConflictMarkers(PathBuf),
     /// A manifest failed validation.
     #[error("invalid manifest {path}: {reason}")]
     InvalidManifest {
@@ -239,13 +242,13 @@ pub enum RepoError {
         /// Hash of the rebuilt bytes.
         actual: ObjectId,
     },
-    /// A path the user named is not tracked / has no manifest.
+    /// A path the user named is not tracked, has no manifest, or is not what the command needs.
     #[error("{path}: {reason}")]
     NotTracked {
         /// The path.
         path: PathBuf,
-        /// Explanation.
-        reason: &'static str,
+        /// What is missing.
+        reason: Untracked,
     },
     /// The directories or globs given select no manifest.
     #[error("the given directories and patterns match no manifest")]
@@ -273,6 +276,36 @@ pub enum RepoError {
         /// The first missing chunk.
         first: ObjectId,
     },
+}
+
+/// Why a path cannot be worked on as asked ([`RepoError::NotTracked`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Untracked {
+    /// No tracked entry matches the file.
+    #[error("is not tracked")]
+    File,
+    /// The directory is not tracked as a unit.
+    #[error("is not tracked as a directory unit")]
+    Unit,
+    /// Tracked through a directory or glob entry, which is what must be untracked.
+    #[error("is tracked through a directory or glob entry of .shard/config.toml")]
+    ThroughEntry,
+    /// There is no manifest (never committed, or not pulled with git).
+    #[error("has no manifest: it was never committed here")]
+    NoManifest,
+    /// A directory unit with no committed version.
+    #[error("has no committed version to compare with")]
+    NoVersion,
+    /// The data file is not in the work tree.
+    #[error("is not in the work tree")]
+    NotInWorkTree,
+    /// An empty or missing directory: nothing to commit.
+    #[error("is an empty or missing directory; nothing to commit")]
+    EmptyDirectory,
+    /// `--dir` names something that is not a directory.
+    #[error("is not a directory")]
+    NotADirectory,
 }
 
 /// Remotes: naming them, reaching them, and what they answered.
@@ -434,6 +467,14 @@ impl Error {
         Error::Remote(RemoteError::Failed {
             remote: remote.into(),
             kind,
+            reason: reason.into(),
+        })
+    }
+
+    /// A [`ManifestError::InvalidManifest`] for the manifest (or listing) at `path`.
+    pub fn invalid_manifest(path: impl Into<PathBuf>, reason: impl Into<String>) -> Error {
+        Error::Manifest(ManifestError::InvalidManifest {
+            path: path.into(),
             reason: reason.into(),
         })
     }

@@ -20,9 +20,9 @@
 //! let dir = std::path::Path::new("my-models");
 //! let (mut repo, _created) = Repo::init(dir)?;
 //! repo.track(dir, &["model.safetensors"])?;
-//! let results = repo.commit(&CommitOptions {
+//! let everything = repo.select(dir, &[] as &[&str])?;
+//! let results = repo.commit(&everything, &CommitOptions {
 //!     message: "first checkpoint".into(),
-//!     paths: vec![],
 //!     force: false,
 //!     progress: &NoProgress,
 //! })?;
@@ -92,7 +92,7 @@ pub use retry::Retry;
 // Progress and errors.
 pub use error::{
     Corruption, Error, GitError, LookupProblem, ManifestError, RemoteError, RemoteFailure,
-    RepoError, Result, StoreError,
+    RepoError, Result, StoreError, Untracked,
 };
 pub use progress::{NoProgress, Progress};
 

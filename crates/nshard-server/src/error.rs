@@ -98,9 +98,7 @@ impl IntoResponse for AppError {
 pub enum ServeError {
     /// No tokens on an address other machines can reach, and no explicit anonymous flag.
     #[error(
-        "refusing to serve on {addr} without tokens: anyone who can reach it could read and write.\n\
-         hint: give tokens (--tokens FILE or NSHARD_SERVE_TOKENS), or --allow-anonymous-read for a \
-         public read-only server, or listen on 127.0.0.1"
+        "refusing to serve on {addr} without tokens: anyone who can reach it could read and write"
     )]
     NoTokens {
         /// The non-loopback address.

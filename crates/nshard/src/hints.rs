@@ -1,7 +1,10 @@
 //! What to do about a library error: the library says what is wrong, the binary (which knows its
 //! commands and flags) says which command helps. Printed as `hint: …` after the error.
 
-use nshard_core::{Error, GitError, LookupProblem, RemoteError, RepoError, VersionOrder};
+use nshard_core::{
+    Error, GitError, LookupProblem, ManifestError, RemoteError, RepoError, StoreError, Untracked,
+    VersionOrder,
+};
 
 /// The advice for `e`, if there is a command or flag that helps.
 pub fn hint(e: &Error) -> Option<String> {
@@ -31,6 +34,22 @@ pub fn hint(e: &Error) -> Option<String> {
                 "run `nshard verify`, or `nshard gc --only-current` to keep only the current versions".into()
             }
             RepoError::ChunksMissing { .. } => "run `nshard pull` first".into(),
+            RepoError::NotTracked { path, reason } => {
+                let p = path.display();
+                match reason {
+                    Untracked::File => format!("run `nshard track {p}` first"),
+                    Untracked::Unit => format!("run `nshard track --dir {p}` first"),
+                    Untracked::ThroughEntry => {
+                        "untrack that entry (`nshard untrack` with the entry as written in .shard/config.toml)".into()
+                    }
+                    Untracked::NoManifest => {
+                        "commit it with `nshard commit`, or get its manifest with git".into()
+                    }
+                    Untracked::NotInWorkTree => "compare stored versions with --from and --to, or run `nshard checkout` first".into(),
+                    Untracked::NotADirectory => "--dir versions a directory as one unit; track a file without it".into(),
+                    _ => return None,
+                }
+            }
             RepoError::VersionLookup { problem, .. } => match problem {
                 LookupProblem::NoMatch {
                     unreachable: Some(_),
@@ -57,6 +76,29 @@ pub fn hint(e: &Error) -> Option<String> {
             _ => return None,
         },
         Error::Git(GitError::NotAGitRepo(_)) => "run `git init` first".into(),
+        Error::Manifest(ManifestError::ConflictMarkers(path)) => {
+            let f = path.display();
+            format!("keep one side with `git checkout --theirs {f}` (or `--ours`) and `git add {f}`, then run `nshard checkout`")
+        }
+        Error::Store(StoreError::CorruptObject { .. }) => {
+            "`nshard pull` fetches a good copy, or `nshard commit` re-stores it from an intact file".into()
+        }
         _ => return None,
+    })
+}
+
+/// The advice for the first error in `e`'s chain that has one (a library error, or the server's
+/// refusal to start).
+pub fn hint_chain(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|c| {
+        if let Some(e) = c.downcast_ref::<Error>() {
+            return hint(e);
+        }
+        match c.downcast_ref::<nshard_server::ServeError>() {
+            Some(nshard_server::ServeError::NoTokens { .. }) => Some(
+                "give tokens (--tokens FILE or NSHARD_SERVE_TOKENS), or --allow-anonymous-read for a public read-only server, or listen on 127.0.0.1".into(),
+            ),
+            _ => None,
+        }
     })
 }

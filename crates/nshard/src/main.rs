@@ -111,11 +111,7 @@ fn report(e: anyhow::Error) -> ExitCode {
         let _ = write!(err, "\n  caused by: {}", output::inert(&cause.to_string()));
     }
     let _ = writeln!(err);
-    if let Some(h) = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<nshard_core::Error>())
-        .and_then(hints::hint)
-    {
+    if let Some(h) = hints::hint_chain(&e) {
         let _ = writeln!(err, "hint: {h}");
     }
     ExitCode::FAILURE

@@ -373,7 +373,14 @@ fn an_untracked_unit_is_no_longer_committed() {
     assert_eq!(c.as_array().map(Vec::len), Some(0), "{c}");
     assert_eq!(repo.read("data.shard.json"), v1);
     let err = repo.fails(&["commit", "-m", "v2", "data"]);
-    assert!(err.contains("run `nshard track --dir` first"), "{err}");
+    assert!(
+        err.contains("data: is not tracked as a directory unit"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: run `nshard track --dir data` first"),
+        "{err}"
+    );
     // Its manifest is still there: status shows it, and its files stay out of per-file tracking.
     let st = repo.json(&["status", "data"]);
     assert_eq!(st[0]["state"], "modified", "{st}");

@@ -141,3 +141,30 @@ fn a_version_names_one_target() {
     let err = repo.fails(&["checkout", "model.bin", "--version", &v1[..8]]);
     assert!(err.contains("matches no version"), "{err}");
 }
+
+/// Issue 26, case 3: `checkout --force` of a unit overwrites uncommitted changes, but never
+/// deletes a file nshard neither committed nor wrote.
+#[test]
+fn checkout_force_of_a_unit_keeps_files_nshard_never_wrote() {
+    let (repo, v1, _) = two_versions();
+    repo.write("data/mine.txt", b"my own notes, never committed\n");
+    repo.write("data/a.txt", b"an uncommitted edit\n");
+    let out = repo.ok(&["checkout", "--force", "data", "--version", &v1[..8]]);
+    assert!(
+        out.contains("1 file not in this version left in place"),
+        "{out}"
+    );
+    assert_eq!(
+        repo.read("data/mine.txt"),
+        b"my own notes, never committed\n"
+    );
+    assert_eq!(repo.read("data/a.txt"), b"alpha v1\n");
+    // A file nshard wrote (new.txt, from v2) and not in v1 is removed.
+    assert!(!repo.join("data/new.txt").exists());
+    let out = repo.ok(&["checkout", "--force", "data"]);
+    assert!(out.contains("left in place"), "{out}");
+    assert_eq!(
+        repo.read("data/mine.txt"),
+        b"my own notes, never committed\n"
+    );
+}

@@ -69,7 +69,7 @@ impl Repo {
             .read_dir_manifest(unit)?
             .ok_or(Error::Repo(RepoError::NotTracked {
                 path: unit.manifest_path().as_str().into(),
-                reason: "does not exist (commit the directory, or get its manifest with git)",
+                reason: crate::error::Untracked::NoManifest,
             }))?;
         self.store_dir_manifest_object(&d)?;
         let (version, manifest) = match &opts.version {
@@ -153,6 +153,9 @@ impl Repo {
         for f in &found {
             if !listed.contains(f.rel.as_str()) {
                 let full = format!("{}/{}", unit.as_str(), f.rel);
+                // Content nshard committed or wrote here may be replaced; with --force also a
+                // later edit of such a file. A file nshard never wrote is never deleted.
+                let known = cache.get(&full).is_some();
                 let committed = match cache.fresh(&full, &f.md) {
                     Some(_) => true,
                     None => match cache.get(&full) {
@@ -160,7 +163,7 @@ impl Repo {
                         None => false,
                     },
                 };
-                if committed || opts.force {
+                if committed || (opts.force && known) {
                     extra.push(f);
                 } else {
                     out.kept += 1;

@@ -82,7 +82,7 @@ impl Repo {
         if found.is_empty() && parent.is_none() {
             return Err(Error::Repo(RepoError::NotTracked {
                 path: unit.as_str().into(),
-                reason: "is an empty or missing directory; nothing to commit",
+                reason: crate::error::Untracked::EmptyDirectory,
             }));
         }
         let prev_by_path: HashMap<&str, &FileEntry> = prev

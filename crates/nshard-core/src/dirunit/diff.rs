@@ -39,7 +39,7 @@ impl Repo {
             .read_dir_manifest(unit)?
             .ok_or(Error::Repo(RepoError::NotTracked {
                 path: unit.manifest_path().as_str().into(),
-                reason: "has no committed version to compare with",
+                reason: crate::error::Untracked::NoVersion,
             }))?;
         let find = |prefix: &str| {
             crate::repo::find_in_history(

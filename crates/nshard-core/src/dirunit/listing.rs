@@ -130,12 +130,7 @@ impl Listing {
     /// numbers of its files are checked; everything else is checked in the listing the deltas
     /// resolve to (with [`Listing::parse_value`]).
     pub(crate) fn parse_base(bytes: &[u8], what: &str) -> Result<Listing> {
-        let invalid = |reason: String| {
-            Error::Manifest(ManifestError::InvalidManifest {
-                path: what.into(),
-                reason,
-            })
-        };
+        let invalid = |reason: String| Error::invalid_manifest(what, reason);
         if bytes.len() as u64 > MAX_LISTING_BYTES {
             return Err(invalid(format!(
                 "{} bytes, over the {MAX_LISTING_BYTES}-byte limit",

@@ -91,12 +91,7 @@ impl DirManifest {
 
     /// Parses and validates; with `expected`, it must describe that directory.
     pub fn parse(bytes: &[u8], source: &Path, expected: Option<&RepoPath>) -> Result<DirManifest> {
-        let invalid = |reason: String| {
-            Error::Manifest(ManifestError::InvalidManifest {
-                path: source.to_path_buf(),
-                reason,
-            })
-        };
+        let invalid = |reason: String| Error::invalid_manifest(source, reason);
         if bytes.len() as u64 > MAX_DIR_MANIFEST_BYTES {
             return Err(invalid(format!(
                 "{} bytes, over the {MAX_DIR_MANIFEST_BYTES}-byte limit of directory manifests",

@@ -134,9 +134,8 @@ impl Manifest {
         }
         let tag: Tag = serde_json::from_slice(bytes).map_err(|e| {
             if has_conflict_markers(bytes) {
-                let f = source.display();
-                invalid(format!(
-                    "it holds git conflict markers (an unfinished merge): keep one side with `git checkout --theirs {f}` (or `--ours`) and `git add {f}`, then run `nshard checkout`"
+                Error::Manifest(crate::error::ManifestError::ConflictMarkers(
+                    source.to_path_buf(),
                 ))
             } else {
                 invalid(format!("not valid JSON: {e}"))

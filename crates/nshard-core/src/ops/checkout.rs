@@ -133,7 +133,7 @@ impl Repo {
             .read_worktree_manifest(path)?
             .ok_or(Error::Repo(RepoError::NotTracked {
                 path: path.manifest_path().as_str().into(),
-                reason: "does not exist (nothing to check out)",
+                reason: crate::error::Untracked::NoManifest,
             }))?;
         let (target, version) = match &opts.version {
             None => (wt.manifest.clone(), wt.version),
@@ -360,7 +360,7 @@ impl Repo {
                 if self.store().is_corrupt(&id) =>
             {
                 let reason = if self.store().quarantine(&id) {
-                    format!("{reason} (moved to .shard/corrupt/; `nshard pull` fetches a good copy, or `nshard commit` re-stores it from an intact file)")
+                    format!("{reason} (moved to .shard/corrupt/)")
                 } else {
                     reason
                 };

@@ -6,9 +6,11 @@
 
 use std::fs;
 
+use super::target::{Selection, Target};
 use crate::codec::{DataHint, Encoder};
+use crate::error::RepoError;
+use crate::error::Untracked;
 use crate::error::{Error, Result};
-use crate::error::{ManifestError, RepoError};
 use crate::formats::plan::Params;
 use crate::fsutil;
 use crate::id::ObjectId;
@@ -24,8 +26,6 @@ use crate::repo::Repo;
 pub struct CommitOptions<'a> {
     /// The commit message (required, non-empty).
     pub message: String,
-    /// Restrict the commit to these tracked files (empty: all tracked files).
-    pub paths: Vec<RepoPath>,
     /// Commit files that hold an older committed version than their manifest (a revert); without
     /// it they are refused, so a stale file after `git pull` never silently undoes a newer version.
     pub force: bool,
@@ -43,59 +43,52 @@ pub struct FileCommit {
 }
 
 impl Repo {
-    /// Commits the tracked files (or `opts.paths`). Takes the repository lock.
-    pub fn commit(&self, opts: &CommitOptions<'_>) -> Result<Vec<FileCommit>> {
+    /// Commits what `sel` selects: every tracked file and unit when it is everything, else the
+    /// units and tracked files it names (a named file or unit that is not tracked is an error).
+    /// Takes the repository lock.
+    pub fn commit(&self, sel: &Selection, opts: &CommitOptions<'_>) -> Result<Vec<FileCommit>> {
         let message = opts.message.trim().to_string();
         if message.is_empty() || message.len() > MAX_MESSAGE_BYTES {
-            return Err(Error::Manifest(ManifestError::InvalidManifest {
-                path: "commit message".into(),
-                reason: "must be non-empty and at most 64 KiB".into(),
-            }));
+            return Err(Error::invalid_manifest(
+                "commit message",
+                "must be non-empty and at most 64 KiB",
+            ));
         }
         let _lock = self.lock(true)?;
-        let units = self.dir_units()?;
-        let tracked = self.tracked_files()?;
         // Units are committed when the config tracks them (`untrack` stops that; a manifest
         // alone is not enough, as for files).
-        let configured: Vec<RepoPath> = units
-            .iter()
-            .filter(|u| self.config().dirs.iter().any(|d| d == u.as_str()))
-            .cloned()
-            .collect();
-        let (unit_targets, targets) = if opts.paths.is_empty() {
-            (configured, tracked)
-        } else {
-            let mut named_units = Vec::new();
-            let mut files = Vec::new();
-            for p in &opts.paths {
-                match self.unit_of(&units, p) {
-                    Some((u, _)) if configured.contains(&u) => named_units.push(u),
-                    Some((u, _)) => {
-                        return Err(Error::Repo(RepoError::NotTracked {
-                            path: u.as_str().into(),
-                            reason: "is not tracked; run `nshard track --dir` first",
-                        }))
-                    }
-                    None => files.push(p.clone()),
-                }
-            }
-            named_units.sort();
-            named_units.dedup();
-            (named_units, files)
-        };
-        let targets = if targets.is_empty() {
-            targets
-        } else {
-            for p in &targets {
-                if !self.is_tracked(p) {
+        let configured = |u: &RepoPath| self.config().dirs.iter().any(|d| d == u.as_str());
+        let mut unit_targets = Vec::new();
+        for t in sel.units() {
+            match t {
+                Target::Unit { unit, .. } if configured(unit) => unit_targets.push(unit.clone()),
+                Target::Unit { unit, .. } if !sel.is_everything() => {
                     return Err(Error::Repo(RepoError::NotTracked {
-                        path: p.as_str().into(),
-                        reason: "is not tracked; run `nshard track` first",
-                    }));
+                        path: unit.as_str().into(),
+                        reason: Untracked::Unit,
+                    }))
                 }
+                _ => {}
             }
-            targets
-        };
+        }
+        unit_targets.sort();
+        unit_targets.dedup();
+        let mut targets: Vec<RepoPath> = self
+            .tracked_files()?
+            .into_iter()
+            .filter(|p| sel.matches_file(p))
+            .collect();
+        for p in sel.named_files() {
+            if !self.is_tracked(p) {
+                return Err(Error::Repo(RepoError::NotTracked {
+                    path: p.as_str().into(),
+                    reason: Untracked::File,
+                }));
+            }
+            if !targets.contains(p) {
+                targets.push(p.clone());
+            }
+        }
         let mut cache = StatCache::load(&self.shard_dir().join("cache").join("stat.json"));
         let mut out = Vec::new();
         for unit in unit_targets {

@@ -312,8 +312,7 @@ impl Repo {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::Repo(RepoError::NotTracked {
                     path: abs,
-                    reason: "is not in the work tree: compare stored versions with --from and \
-                             --to, or run `nshard checkout` first",
+                    reason: crate::error::Untracked::NotInWorkTree,
                 }))
             }
             Err(e) => return Err(Error::io("reading", &abs)(e)),

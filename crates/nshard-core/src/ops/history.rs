@@ -126,7 +126,9 @@ impl Repo {
                 }
                 Err(
                     e @ (Error::Store(StoreError::CorruptObject { .. })
-                    | Error::Manifest(ManifestError::InvalidManifest { .. })),
+                    | Error::Manifest(
+                        ManifestError::InvalidManifest { .. } | ManifestError::ConflictMarkers(_),
+                    )),
                 ) => out.push(HistoryNode::Unreadable {
                     version: v,
                     reason: e.to_string(),
@@ -142,7 +144,7 @@ impl Repo {
         self.read_worktree_manifest(path)?.ok_or_else(|| {
             Error::Repo(RepoError::NotTracked {
                 path: path.manifest_path().as_str().into(),
-                reason: "does not exist: the file was never committed (run `nshard commit`)",
+                reason: crate::error::Untracked::NoManifest,
             })
         })
     }

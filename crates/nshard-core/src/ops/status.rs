@@ -166,7 +166,11 @@ impl Repo {
                 }
                 return Ok((FileState::New, None));
             }
-            Err(e @ Error::Manifest(ManifestError::InvalidManifest { .. })) => {
+            Err(
+                e @ Error::Manifest(
+                    ManifestError::InvalidManifest { .. } | ManifestError::ConflictMarkers(_),
+                ),
+            ) => {
                 if let Some(state) = self.conflict_state(path) {
                     return Ok((state, None));
                 }
@@ -277,7 +281,9 @@ impl Repo {
                 Err(
                     Error::Store(StoreError::ObjectMissing(_))
                     | Error::Store(StoreError::CorruptObject { .. })
-                    | Error::Manifest(ManifestError::InvalidManifest { .. }),
+                    | Error::Manifest(
+                        ManifestError::InvalidManifest { .. } | ManifestError::ConflictMarkers(_),
+                    ),
                 ) => None,
                 Err(e) => return Err(e),
             };

@@ -77,6 +77,11 @@ impl Selection {
         self.files.as_ref().is_some_and(|f| f.matches(p))
     }
 
+    /// The files named one by one (not through a directory or glob).
+    pub fn named_files(&self) -> impl Iterator<Item = &RepoPath> {
+        self.files.iter().flat_map(|f| f.exact_files())
+    }
+
     /// Whether the arguments name files (or everything) besides units.
     pub fn has_files(&self) -> bool {
         self.files.is_some()

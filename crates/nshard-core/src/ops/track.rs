@@ -222,7 +222,7 @@ impl Repo {
             if mode == TrackMode::Dir && !entry.ends_with('/') {
                 return Err(Error::Repo(RepoError::NotTracked {
                     path: a.as_ref().to_path_buf(),
-                    reason: "is not a directory (--dir versions a directory as one unit)",
+                    reason: crate::error::Untracked::NotADirectory,
                 }));
             }
             entries.push(entry);
@@ -328,9 +328,9 @@ impl Repo {
                     return Err(Error::Repo(RepoError::NotTracked {
                         path: a.to_path_buf(),
                         reason: if via.is_some() {
-                            "is tracked through a directory or glob entry; untrack that entry (see .shard/config.toml)"
+                            crate::error::Untracked::ThroughEntry
                         } else {
-                            "is not tracked"
+                            crate::error::Untracked::File
                         },
                     }));
                 }

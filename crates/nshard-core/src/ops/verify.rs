@@ -274,7 +274,11 @@ impl Repo {
             let d = match self.read_dir_manifest(&unit) {
                 Ok(Some(d)) => d,
                 Ok(None) => continue,
-                Err(e @ Error::Manifest(ManifestError::InvalidManifest { .. })) => {
+                Err(
+                    e @ Error::Manifest(
+                        ManifestError::InvalidManifest { .. } | ManifestError::ConflictMarkers(_),
+                    ),
+                ) => {
                     ck.invalid_manifest(&unit, &e);
                     continue;
                 }
@@ -388,7 +392,11 @@ impl Repo {
             let wt = match self.read_worktree_manifest(&path) {
                 Ok(Some(wt)) => wt,
                 Ok(None) => continue,
-                Err(e @ Error::Manifest(ManifestError::InvalidManifest { .. })) => {
+                Err(
+                    e @ Error::Manifest(
+                        ManifestError::InvalidManifest { .. } | ManifestError::ConflictMarkers(_),
+                    ),
+                ) => {
                     ck.invalid_manifest(&path, &e);
                     continue;
                 }

@@ -140,7 +140,7 @@ pub(super) async fn plan_pull(
         .read_dir_manifest(unit)?
         .ok_or(Error::Repo(RepoError::NotTracked {
             path: unit.manifest_path().as_str().into(),
-            reason: "does not exist (commit the directory, or get its manifest with git)",
+            reason: crate::error::Untracked::NoManifest,
         }))?;
     repo.store_dir_manifest_object(&d)?;
     let mut chain: Vec<(ObjectId, DirManifest)> = vec![(d.version, d.manifest.clone())];

@@ -174,7 +174,7 @@ fn worktree_manifest(repo: &Repo, path: &RepoPath) -> Result<WorktreeManifest> {
         .read_worktree_manifest(path)?
         .ok_or(Error::Repo(RepoError::NotTracked {
             path: path.manifest_path().as_str().into(),
-            reason: "does not exist (commit the file, or get its manifest with git)",
+            reason: crate::error::Untracked::NoManifest,
         }))?;
     if !repo.store().has(&wt.version) {
         let enc = Encoder::new().encode(&wt.bytes, DataHint::Unknown);

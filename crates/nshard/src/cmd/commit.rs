@@ -43,14 +43,16 @@ struct JsonFile<'a> {
 
 pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
-    let paths = super::data_paths(&repo, &ctx.cwd, &a.paths)?;
+    let sel = repo.select(&ctx.cwd, &a.paths)?;
     let bar = ctx.progress(a.json);
-    let results = repo.commit(&CommitOptions {
-        message: a.message,
-        paths,
-        force: a.force,
-        progress: &bar,
-    })?;
+    let results = repo.commit(
+        &sel,
+        &CommitOptions {
+            message: a.message,
+            force: a.force,
+            progress: &bar,
+        },
+    )?;
     let failed = results.iter().filter(|r| r.result.is_err()).count();
     if a.json {
         let rows: Vec<JsonFile> = results

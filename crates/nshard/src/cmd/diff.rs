@@ -177,31 +177,19 @@ fn print_diff(d: &FileDiff) -> Result<()> {
                 .unwrap_or(0)
                 .min(60);
             for e in &t.entries {
+                let new_side = || {
+                    format!(
+                        "{}  {}",
+                        shape(&e.dtype, &e.shape),
+                        bytes(e.size.unwrap_or(0))
+                    )
+                };
                 let (label, detail) = match e.change {
-                    TensorChangeKind::Changed => (
-                        "changed",
-                        format!(
-                            "{}  {}",
-                            shape(&e.dtype, &e.shape),
-                            bytes(e.size.unwrap_or(0))
-                        ),
-                    ),
+                    TensorChangeKind::Changed => ("changed", new_side()),
+                    TensorChangeKind::Added => ("added", new_side()),
                     TensorChangeKind::Retyped => (
                         "retyped",
-                        format!(
-                            "{} -> {}  {}",
-                            shape(&e.from_dtype, &e.from_shape),
-                            shape(&e.dtype, &e.shape),
-                            bytes(e.size.unwrap_or(0))
-                        ),
-                    ),
-                    TensorChangeKind::Added => (
-                        "added",
-                        format!(
-                            "{}  {}",
-                            shape(&e.dtype, &e.shape),
-                            bytes(e.size.unwrap_or(0))
-                        ),
+                        format!("{} -> {}", shape(&e.from_dtype, &e.from_shape), new_side()),
                     ),
                     TensorChangeKind::Removed => (
                         "removed",
