@@ -487,6 +487,17 @@ impl Error {
         })
     }
 
+    /// Whether this is a manifest that fails validation (including one with git conflict
+    /// markers): commands report it for that file and go on with the others.
+    pub fn is_invalid_manifest(&self) -> bool {
+        matches!(
+            self,
+            Error::Manifest(
+                ManifestError::InvalidManifest { .. } | ManifestError::ConflictMarkers(_)
+            )
+        )
+    }
+
     /// The id of the missing object, for a [`StoreError::ObjectMissing`].
     pub fn missing_object(&self) -> Option<ObjectId> {
         match self {

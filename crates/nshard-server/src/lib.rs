@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+mod body;
 mod conn;
 mod error;
 pub mod host;

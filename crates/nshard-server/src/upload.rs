@@ -13,8 +13,8 @@ use axum::http::HeaderMap;
 use http_body_util::BodyExt;
 use nshard_core::backend::StagedUpload;
 
+use crate::body::{body_too_large, declared_length, drain, DRAIN_MAX_BYTES};
 use crate::error::AppError;
-use crate::routes::{body_too_large, declared_length, drain, DRAIN_MAX_BYTES};
 
 /// Bytes gathered from the body before they are written to the staging file.
 pub const STAGE_BLOCK: usize = 256 << 10;

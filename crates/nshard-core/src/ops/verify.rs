@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use super::HistoryNode;
 use crate::codec::MAX_OBJECT_SIZE;
 use crate::error::{Error, Result};
-use crate::error::{ManifestError, StoreError};
+use crate::error::StoreError;
 use crate::id::{Hasher, ObjectId};
 use crate::ingest::{table_tensors, How, TensorHasher};
 use crate::manifest::Manifest;
@@ -274,11 +274,7 @@ impl Repo {
             let d = match self.read_dir_manifest(&unit) {
                 Ok(Some(d)) => d,
                 Ok(None) => continue,
-                Err(
-                    e @ Error::Manifest(
-                        ManifestError::InvalidManifest { .. } | ManifestError::ConflictMarkers(_),
-                    ),
-                ) => {
+                Err(e) if e.is_invalid_manifest() => {
                     ck.invalid_manifest(&unit, &e);
                     continue;
                 }
@@ -392,11 +388,7 @@ impl Repo {
             let wt = match self.read_worktree_manifest(&path) {
                 Ok(Some(wt)) => wt,
                 Ok(None) => continue,
-                Err(
-                    e @ Error::Manifest(
-                        ManifestError::InvalidManifest { .. } | ManifestError::ConflictMarkers(_),
-                    ),
-                ) => {
+                Err(e) if e.is_invalid_manifest() => {
                     ck.invalid_manifest(&path, &e);
                     continue;
                 }
