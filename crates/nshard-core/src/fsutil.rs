@@ -154,6 +154,83 @@ impl AtomicFile {
     }
 }
 
+/// Many files written atomically together: each goes to a temporary file beside its
+/// destination, then one filesystem sync makes them all durable, then each is renamed into place
+/// and each directory is synced once. For writing thousands of files at once (a directory unit's
+/// checkout), where an fsync per file would dominate. The temporaries are closed while they wait
+/// (only their paths are kept), so a batch never holds a descriptor per file; dropping a batch
+/// before [`AtomicBatch::commit`] removes them.
+#[derive(Default)]
+pub struct AtomicBatch {
+    pending: Vec<(tempfile::TempPath, PathBuf)>,
+}
+
+impl AtomicBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A temporary file beside `dest` (whose directory must exist), created with `mode` on Unix.
+    /// Write it, then hand it back with [`AtomicBatch::add`].
+    pub fn temp_for(dest: &Path, mode: u32) -> Result<NamedTempFile> {
+        let dir = parent_dir(dest);
+        let mut b = tempfile::Builder::new();
+        b.prefix(TMP_PREFIX);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            b.permissions(fs::Permissions::from_mode(mode));
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        b.tempfile_in(dir)
+            .map_err(Error::io("creating a temporary file in", dir))
+    }
+
+    /// Adds a written temporary file as the pending content of `dest`.
+    pub fn add(&mut self, tmp: NamedTempFile, dest: PathBuf) {
+        self.pending.push((tmp.into_temp_path(), dest));
+    }
+
+    /// Makes every file durable (one `syncfs` of the filesystem holding `fs_dir` on Linux, an
+    /// fsync per file elsewhere), renames each into place in the order added, calling
+    /// `renamed(i, dest)` after the `i`th, and returns the directories to fsync once the caller
+    /// is done changing them (see [`sync_dir`]).
+    pub fn commit(
+        self,
+        fs_dir: &Path,
+        mut renamed: impl FnMut(usize, &Path) -> Result<()>,
+    ) -> Result<std::collections::BTreeSet<PathBuf>> {
+        let mut dirs = std::collections::BTreeSet::new();
+        if self.pending.is_empty() {
+            return Ok(dirs);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let f = File::open(fs_dir).map_err(Error::io("opening directory", fs_dir))?;
+            rustix::fs::syncfs(&f)
+                .map_err(|e| Error::io("syncing the filesystem of", fs_dir)(e.into()))?;
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = fs_dir;
+            for (tmp, dest) in &self.pending {
+                let f = File::open(tmp).map_err(Error::io("opening", dest))?;
+                f.sync_all().map_err(Error::io("syncing", dest))?;
+            }
+        }
+        crate::crash_point!("batch-before-rename");
+        for (i, (tmp, dest)) in self.pending.into_iter().enumerate() {
+            tmp.persist(&dest)
+                .map_err(|e| Error::io("renaming into place", &dest)(e.error))?;
+            renamed(i, &dest)?;
+            dirs.insert(parent_dir(&dest).to_path_buf());
+        }
+        Ok(dirs)
+    }
+}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.tmp.as_file_mut().write(buf)

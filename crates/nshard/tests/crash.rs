@@ -332,11 +332,7 @@ fn kill_9_in_a_directory_commit_leaves_the_old_or_the_new_version() {
 fn kill_9_in_a_directory_checkout_leaves_whole_files() {
     let (repo, files) = committed_dir(500, 6);
     std::fs::remove_dir_all(repo.join("data")).expect("rm");
-    crash(
-        repo.path(),
-        &["checkout", "data"],
-        "dir-checkout-before-rename",
-    );
+    crash(repo.path(), &["checkout", "data"], "batch-before-rename");
     // Nothing was renamed into place: no file, whole or partial.
     for (p, _) in &files {
         assert!(!repo.join(p).exists(), "{p} was installed");

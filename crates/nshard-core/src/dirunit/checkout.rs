@@ -49,10 +49,8 @@ pub struct DirCheckout {
     pub kept: usize,
 }
 
-/// A file written to a temporary path, waiting for its rename.
-struct Pending {
-    tmp: tempfile::TempPath,
-    dest: PathBuf,
+/// A file staged in the batch: where it goes in the unit and its content's hash.
+struct Staged {
     full: String,
     sha: ObjectId,
 }
@@ -209,12 +207,13 @@ impl Repo {
         opts.progress.start(unit.as_str(), total);
         // Pack by pack, so that each pack is read once.
         let mut by_pack: BTreeMap<u32, Vec<&FileEntry>> = BTreeMap::new();
-        let mut pending: Vec<Pending> = Vec::with_capacity(todo.len());
+        let mut batch = fsutil::AtomicBatch::new();
+        let mut staged: Vec<Staged> = Vec::with_capacity(todo.len());
         for e in &todo {
             match e.pack {
                 Some((i, _)) => by_pack.entry(i).or_default().push(e),
                 None => {
-                    pending.push(self.stage_chunked(unit, &listing, e)?);
+                    staged.push(self.stage_chunked(unit, &listing, e, &mut batch)?);
                     opts.progress.advance(e.size);
                 }
             }
@@ -224,26 +223,20 @@ impl Repo {
             for e in files {
                 let off = e.pack.expect("packed").1 as usize;
                 let bytes = &pack[off..off + e.size as usize];
-                pending.push(self.stage_file(unit, e, bytes)?);
+                staged.push(self.stage_file(unit, e, bytes, &mut batch)?);
                 opts.progress.advance(e.size);
             }
         }
         opts.progress.finish();
         // One sync for every file written, then the renames.
-        sync_filesystem(&unit.to_path(self.root()), &pending)?;
-        crate::crash_point!("dir-checkout-before-rename");
-        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
-        for p in pending {
-            p.tmp
-                .persist(&p.dest)
-                .map_err(|e| Error::io("renaming into place", &p.dest)(e.error))?;
-            let md =
-                std::fs::symlink_metadata(&p.dest).map_err(Error::io("inspecting", &p.dest))?;
+        let mut dirs = batch.commit(&unit.to_path(self.root()), |i, dest| {
+            let md = std::fs::symlink_metadata(dest).map_err(Error::io("inspecting", dest))?;
             out.written += 1;
             out.bytes += md.len();
+            let p = &staged[i];
             cache.set(&p.full, StatEntry::new(&md, p.sha, version, observed));
-            dirs.extend(p.dest.parent().map(PathBuf::from));
-        }
+            Ok(())
+        })?;
         for f in extra {
             std::fs::remove_file(&f.abs).map_err(Error::io("removing", &f.abs))?;
             out.removed += 1;
@@ -258,7 +251,13 @@ impl Repo {
 
     /// Writes a chunked file to a temporary file chunk by chunk (each verified on read), so
     /// memory holds one chunk at a time.
-    fn stage_chunked(&self, unit: &RepoPath, l: &super::Listing, e: &FileEntry) -> Result<Pending> {
+    fn stage_chunked(
+        &self,
+        unit: &RepoPath,
+        l: &super::Listing,
+        e: &FileEntry,
+        batch: &mut fsutil::AtomicBatch,
+    ) -> Result<Staged> {
         let (mut tmp, dest, full) = self.temp_for(unit, e)?;
         let mut h = Hasher::new();
         let mut n = 0u64;
@@ -272,27 +271,25 @@ impl Repo {
         }
         let sha = h.finish();
         check(&dest, e, sha, n)?;
-        Ok(Pending {
-            tmp: tmp.into_temp_path(),
-            dest,
-            full,
-            sha,
-        })
+        batch.add(tmp, dest);
+        Ok(Staged { full, sha })
     }
 
     /// Writes `bytes` (checked against the entry's SHA-256) to a temporary file beside the
     /// entry's destination, with the entry's mode. Not synced yet.
-    fn stage_file(&self, unit: &RepoPath, e: &FileEntry, bytes: &[u8]) -> Result<Pending> {
+    fn stage_file(
+        &self,
+        unit: &RepoPath,
+        e: &FileEntry,
+        bytes: &[u8],
+        batch: &mut fsutil::AtomicBatch,
+    ) -> Result<Staged> {
         let (mut tmp, dest, full) = self.temp_for(unit, e)?;
         let sha = ObjectId::of(bytes);
         check(&dest, e, sha, bytes.len() as u64)?;
         tmp.write_all(bytes).map_err(Error::io("writing", &dest))?;
-        Ok(Pending {
-            tmp: tmp.into_temp_path(),
-            dest,
-            full,
-            sha,
-        })
+        batch.add(tmp, dest);
+        Ok(Staged { full, sha })
     }
 
     /// A temporary file beside the entry's destination (whose directories are created, never
@@ -305,21 +302,7 @@ impl Repo {
         let full = format!("{}/{}", unit.as_str(), e.path);
         let rp = RepoPath::parse(&full)?;
         let dest = fsutil::prepare_safe_destination(self.root(), &rp)?;
-        let dir = dest.parent().expect("inside the repository");
-        let mut b = tempfile::Builder::new();
-        b.prefix(fsutil::TMP_PREFIX);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            b.permissions(std::fs::Permissions::from_mode(if e.exec {
-                0o755
-            } else {
-                0o644
-            }));
-        }
-        let tmp = b
-            .tempfile_in(dir)
-            .map_err(Error::io("creating a temporary file in", dir))?;
+        let tmp = fsutil::AtomicBatch::temp_for(&dest, if e.exec { 0o755 } else { 0o644 })?;
         Ok((tmp, dest, full))
     }
 }
@@ -334,27 +317,4 @@ fn check(dest: &std::path::Path, e: &FileEntry, sha: ObjectId, len: u64) -> Resu
         }));
     }
     Ok(())
-}
-
-/// Makes every pending file durable: one `syncfs` of the filesystem holding `dir` on Linux, an
-/// fsync per file elsewhere.
-fn sync_filesystem(dir: &std::path::Path, pending: &[Pending]) -> Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    #[cfg(target_os = "linux")]
-    {
-        let _ = pending;
-        let f = std::fs::File::open(dir).map_err(Error::io("opening directory", dir))?;
-        rustix::fs::syncfs(&f).map_err(|e| Error::io("syncing the filesystem of", dir)(e.into()))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = dir;
-        for p in pending {
-            let f = std::fs::File::open(&p.tmp).map_err(Error::io("opening", &p.dest))?;
-            f.sync_all().map_err(Error::io("syncing", &p.dest))?;
-        }
-        Ok(())
-    }
 }

@@ -17,8 +17,8 @@ use rayon::prelude::*;
 
 use super::HistoryNode;
 use crate::codec::MAX_OBJECT_SIZE;
-use crate::error::{Error, Result};
 use crate::error::StoreError;
+use crate::error::{Error, Result};
 use crate::id::{Hasher, ObjectId};
 use crate::ingest::{table_tensors, How, TensorHasher};
 use crate::manifest::Manifest;
