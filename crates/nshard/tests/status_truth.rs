@@ -91,7 +91,7 @@ fn an_old_version_copied_in_by_hand_is_recognised_as_older() {
     version(&r, 2, "v2");
     // No record of nshard writing it: the content matches v1 in the manifest's history.
     fs::remove_file(r.join("m.bin")).expect("rm");
-    fs::remove_file(r.join(".shard/cache/stat.json")).ok();
+    fs::remove_file(r.join(".shard/cache/stat.json")).expect("the stat cache of two commits");
     fs::write(r.join("m.bin"), &v1).expect("write");
     let (st, human) = status(&r);
     assert_eq!(st[0]["state"], "outdated", "{st}");
