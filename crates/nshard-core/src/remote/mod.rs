@@ -24,6 +24,7 @@ use crate::id::ObjectId;
 pub use crate::protocol::ObjectCheck;
 use crate::staged::StagedUpload;
 
+pub(crate) use url::redacted;
 pub use url::RemoteUrl;
 
 /// An object store a repository can push to and pull from: what every backend does.

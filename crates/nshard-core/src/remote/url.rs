@@ -30,6 +30,19 @@ pub enum RemoteUrl {
     },
 }
 
+/// `s` as it may be shown: without the user and password of a URL (`http://alice:pw@host` →
+/// `http://***@host`), which must never be printed.
+pub(crate) fn redacted(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => s.to_string(),
+    }
+}
+
 impl RemoteUrl {
     /// Parses `s`: `/abs/dir`, `./rel/dir` or `rel/dir` (relative to `base`), `file:///abs/dir`,
     /// `http://…`, `https://…` or `s3://bucket/prefix`.
@@ -40,7 +53,7 @@ impl RemoteUrl {
     pub fn parse(s: &str, base: &Path) -> Result<RemoteUrl> {
         let bad = |reason: &str| {
             Error::Remote(RemoteError::InvalidUrl {
-                url: s.chars().take(200).collect(),
+                url: redacted(s).chars().take(200).collect(),
                 reason: reason.to_string(),
             })
         };
@@ -292,6 +305,23 @@ mod tests {
         for bad in ["s3://", "s3://UPPER", "s3://b/../x", "s3://bk/a//b"] {
             assert!(p(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// Issue 26, case 10: a URL's user and password never reach a message.
+    #[test]
+    fn credentials_in_a_refused_url_are_never_shown() {
+        for url in [
+            "http://alice:s3cr3t@host:8000/x",
+            "https://alice:s3cr3t@host",
+            "s3://alice:s3cr3t@bucket/x",
+            "http://alice:s3cr3t@host?q#f@g",
+        ] {
+            let e = p(url).expect_err("refused").to_string();
+            assert!(!e.contains("s3cr3t") && !e.contains("alice"), "{e}");
+            assert!(e.contains("***@"), "{e}");
+        }
+        assert_eq!(redacted("/srv/a@b"), "/srv/a@b");
+        assert_eq!(redacted("http://host/a@b"), "http://host/a@b");
     }
 
     /// What `Url` would normalize silently is refused, not rewritten.

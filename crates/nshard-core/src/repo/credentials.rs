@@ -42,7 +42,7 @@ impl Origin {
     pub fn parse(s: &str) -> Result<Origin> {
         let bad = |reason: &str| {
             Error::Remote(RemoteError::InvalidUrl {
-                url: s.chars().take(200).collect(),
+                url: crate::remote::redacted(s).chars().take(200).collect(),
                 reason: reason.to_string(),
             })
         };

@@ -62,7 +62,7 @@ impl fmt::Display for RemoteName {
 pub struct RemoteEntry {
     /// Its name.
     pub name: String,
-    /// Its URL as stored.
+    /// Its URL as stored, without any user or password a URL carries (never printed).
     pub url: String,
     /// The config file it is defined in.
     pub level: ConfigLevel,
@@ -180,7 +180,7 @@ impl Repo {
                     .map(|h| h.level);
                 out.push(RemoteEntry {
                     name: r.name.clone(),
-                    url: r.url.clone(),
+                    url: crate::remote::redacted(&r.url),
                     level: l.level,
                     default: overridden_by.is_none() && default.as_deref() == Some(&r.name),
                     overridden_by,
