@@ -62,7 +62,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::{TimeoutBody, TimeoutLayer};
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use auth::{AccessPolicy, Scope, TokenError, Tokens};
@@ -297,7 +297,16 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                // The path only: a query string may carry what a client should not have put
+                // there (a token), and the log must never hold it.
+                .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        version = ?req.version(),
+                    )
+                })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         // Authorization values are redacted wherever headers are formatted.

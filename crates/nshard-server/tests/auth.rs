@@ -193,3 +193,32 @@ fn a_public_address_needs_tokens_or_anonymous_read() {
     expect_error(put(&s, &id, enc), StatusCode::UNAUTHORIZED, "unauthorized");
     expect_error(get(&s, &id), StatusCode::NOT_FOUND, "not_found");
 }
+
+/// Issue 26, case 11: a token a client puts in the query string never reaches the log (only the
+/// request's path is logged), and it authorizes nothing.
+#[test]
+fn a_token_in_the_query_string_is_not_logged() {
+    let (_d, s) = token_server(false);
+    let c = client();
+    for path in [
+        format!("/v1/health?token={WRITE}"),
+        format!("/metrics?access_token={WRITE}"),
+        format!("/v1/objects/missing?auth=Bearer%20{READ}"),
+    ] {
+        let _ = c.get(s.at(&path)).send().expect("send");
+    }
+    let r = c
+        .get(s.at(&format!("/metrics?token={WRITE}")))
+        .send()
+        .expect("metrics");
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "a query token is no token"
+    );
+    let log = s.log();
+    assert!(log.contains("/v1/health"), "requests are logged:\n{log}");
+    for t in [WRITE, READ] {
+        assert!(!log.contains(t), "token in log:\n{log}");
+    }
+}
