@@ -65,7 +65,9 @@ impl AtomicFile {
     }
 
     /// `private`: the file is created with mode 0600 whatever the mode of the file it replaces
-    /// (for files holding secrets); else the replaced file's mode is kept.
+    /// (for files holding secrets); else the replaced file's permission bits are kept, but never
+    /// its setuid, setgid or sticky bit: whoever owned the old file, the new one is this
+    /// process's, and a setuid file holding new content must never appear.
     fn create_with(tmp_dir: &Path, dest: &Path, private: bool) -> Result<Self> {
         let mut builder = tempfile::Builder::new();
         builder.prefix(TMP_PREFIX);
@@ -77,7 +79,7 @@ impl AtomicFile {
             let mode = if private {
                 0o600
             } else {
-                fs::metadata(dest).map_or(0o666, |m| m.permissions().mode() & 0o7777)
+                fs::metadata(dest).map_or(0o666, |m| m.permissions().mode() & 0o777)
             };
             builder.permissions(fs::Permissions::from_mode(mode));
         }

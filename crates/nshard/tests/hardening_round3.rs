@@ -94,3 +94,26 @@ fn a_hook_never_opens_a_fifo_manifest() {
         .file_type()
         .is_symlink());
 }
+
+/// Case 4: checkout never creates a setuid or setgid file, whatever the mode of the file it
+/// replaces (it used to copy a 4777 file's mode, setuid bit included).
+#[cfg(unix)]
+#[test]
+fn checkout_never_creates_a_setuid_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let (repo, data) = TestRepo::committed(300_000);
+    let path = repo.join("m/model.bin");
+    std::fs::write(&path, b"someone else's content").expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o6777)).expect("chmod");
+    assert_eq!(
+        std::fs::metadata(&path).expect("md").permissions().mode() & 0o7000,
+        0o6000,
+        "the test file is setuid and setgid"
+    );
+    repo.ok(&["checkout", "--force"]);
+    assert_eq!(repo.read("m/model.bin"), data);
+    let mode = std::fs::metadata(&path).expect("md").permissions().mode();
+    assert_eq!(mode & 0o7000, 0, "checkout created mode {mode:o}");
+    // The permission bits of the replaced file are kept (less the umask, as for any new file).
+    assert_eq!(mode & 0o700, 0o700, "the owner's bits are kept: {mode:o}");
+}
