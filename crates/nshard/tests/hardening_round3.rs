@@ -117,3 +117,53 @@ fn checkout_never_creates_a_setuid_file() {
     // The permission bits of the replaced file are kept (less the umask, as for any new file).
     assert_eq!(mode & 0o700, 0o700, "the owner's bits are kept: {mode:o}");
 }
+
+/// Case 9: a NeuroShard repository under a directory whose name holds a line break: git cannot
+/// list its manifests, so pre-push refuses the git push instead of letting the manifests through
+/// without their data.
+#[test]
+fn pre_push_refuses_what_it_cannot_read_instead_of_sending_nothing() {
+    let top = tempfile::tempdir().expect("tmp");
+    git(top.path(), &["init", "-q", "-b", "main"]);
+    let dir = top.path().join("sub\ndir");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let remote = tempfile::tempdir().expect("remote");
+    let bare = tempfile::tempdir().expect("bare");
+    git(bare.path(), &["init", "-q", "--bare"]);
+    common::ok(&dir, &["init"]);
+    common::ok(&dir, &["git-init"]);
+    common::ok(
+        &dir,
+        &[
+            "remote",
+            "add",
+            "data",
+            remote.path().to_str().expect("utf8"),
+        ],
+    );
+    std::fs::write(dir.join("m.bin"), common::random_bytes(100_000, 9)).expect("write");
+    common::ok(&dir, &["track", "m.bin"]);
+    common::ok(&dir, &["commit", "-m", "v1"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "v1"]);
+    git(
+        &dir,
+        &[
+            "remote",
+            "add",
+            "origin",
+            bare.path().to_str().expect("utf8"),
+        ],
+    );
+    let out = std::process::Command::new("git")
+        .args(["push", "-q", "origin", "main"])
+        .current_dir(&dir)
+        .output()
+        .expect("git push");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "git push went through: {err}");
+    assert!(err.contains("line break"), "{err}");
+    // Nothing reached the git remote.
+    let refs = git(bare.path(), &["for-each-ref"]);
+    assert!(refs.trim().is_empty(), "{refs}");
+}

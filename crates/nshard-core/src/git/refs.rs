@@ -179,6 +179,16 @@ impl GitTree {
     /// Every manifest blob in the commits `reach` names (and, for [`Reach::Everything`], in the
     /// indexes), with its path relative to the NeuroShard root.
     pub(crate) fn manifests(&self, reach: &Reach) -> Result<Vec<GitManifest>> {
+        // `git rev-list --objects` cuts a path at a line break (and has no `-z` before git 2.48):
+        // under such a directory it would report no manifest at all, and a push would send no
+        // data while git pushed the manifests. Refuse instead of reading nothing.
+        if self.prefix.contains('\n') {
+            return Err(Error::Git(GitError::Command(format!(
+                "the NeuroShard repository sits at {:?} inside the git work tree; git cannot list \
+                 the files under a directory whose name holds a line break",
+                self.prefix
+            ))));
+        }
         let Some(revs) = self.revs(reach)? else {
             return Ok(Vec::new());
         };
