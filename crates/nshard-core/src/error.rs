@@ -266,6 +266,15 @@ pub enum RepoError {
         /// Why it cannot be read.
         reason: String,
     },
+    /// A directory unit holds names that would make an unreadable or ambiguous version (case
+    /// twins, a file where a directory must be, names equal once Unicode-normalised).
+    #[error("cannot commit {unit}/: {reason}")]
+    UnitNames {
+        /// The unit's directory.
+        unit: String,
+        /// Which names, and why.
+        reason: String,
+    },
     /// Chunks a file needs are not in the local store.
     #[error("{path}: {count} of its chunks are not in the local store (first: {first})")]
     ChunksMissing {

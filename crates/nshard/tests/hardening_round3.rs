@@ -167,3 +167,34 @@ fn pre_push_refuses_what_it_cannot_read_instead_of_sending_nothing() {
     let refs = git(bare.path(), &["for-each-ref"]);
     assert!(refs.trim().is_empty(), "{refs}");
 }
+
+/// Case 5: names every reader refuses (case twins, a file where a directory is) and names that
+/// are one file on macOS (NFC and NFD forms) are refused when a unit is committed, with nothing
+/// written, instead of making a version nobody can read.
+#[test]
+fn a_unit_with_names_readers_refuse_is_not_committed() {
+    for (a, b) in [
+        ("A.txt", "a.txt"),
+        ("x", "X/y.txt"),
+        ("caf\u{e9}.txt", "cafe\u{301}.txt"),
+    ] {
+        let repo = TestRepo::new();
+        repo.write("data/ok.txt", b"fine\n");
+        repo.write(&format!("data/{a}"), b"one\n");
+        repo.write(&format!("data/{b}"), b"two\n");
+        repo.ok(&["track", "--dir", "data"]);
+        let err = repo.fails(&["commit", "-m", "v1"]);
+        assert!(err.contains("cannot commit data/"), "{a} / {b}: {err}");
+        assert!(
+            !repo.join("data.shard.json").exists(),
+            "{a} / {b}: a manifest was written"
+        );
+        // Once one of the pair is gone, the unit commits and reads back.
+        std::fs::remove_file(repo.join(&format!("data/{b}"))).expect("rm");
+        if b.contains('/') {
+            std::fs::remove_dir(repo.join("data/X")).expect("rmdir");
+        }
+        repo.ok(&["commit", "-m", "v1"]);
+        assert_eq!(repo.json(&["status", "data"])[0]["state"], "unchanged");
+    }
+}

@@ -79,6 +79,13 @@ impl Repo {
         let mut temps = Vec::new();
         let found = walk_unit_with(self.root(), unit, &mut temps)?;
         remove_temps(&temps);
+        // Refuse what readers would refuse (or macOS would merge) before anything is written.
+        super::listing::check_names(found.iter().map(|f| f.rel.as_str())).map_err(|reason| {
+            Error::Repo(RepoError::UnitNames {
+                unit: unit.to_string(),
+                reason,
+            })
+        })?;
         if found.is_empty() && parent.is_none() {
             return Err(Error::Repo(RepoError::NotTracked {
                 path: unit.as_str().into(),

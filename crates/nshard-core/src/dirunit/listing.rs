@@ -8,7 +8,7 @@
 //! path through the same rules as every repository path, refuses duplicates, case-only twins and a
 //! file standing where another file's directory must be, and bounds counts and sizes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -350,6 +350,49 @@ pub(super) fn parse_bounded<T: serde::de::DeserializeOwned>(
         ));
     }
     serde_json::from_slice(bytes).map_err(|e| format!("not {noun}: {e}"))
+}
+
+/// Whether the file names of a unit (relative paths, any order) can be committed: no two the
+/// same but for case, no file where another file's directory is (in any case), and no two the
+/// same once NFC-normalised (one file on macOS, whose filesystem normalises names). Readers
+/// refuse the first two; the third reads today, so it is refused only when committing.
+pub(crate) fn check_names<'a>(
+    paths: impl Iterator<Item = &'a str>,
+) -> std::result::Result<(), String> {
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
+    let mut by_lower: HashMap<String, &str> = HashMap::new();
+    let mut by_nfc: HashMap<String, &str> = HashMap::new();
+    for p in paths {
+        if let Some(other) = by_lower.insert(p.to_lowercase(), p) {
+            return Err(format!(
+                "{:?} and {:?} differ only by case (one file on macOS and Windows)",
+                Name(other),
+                Name(p)
+            ));
+        }
+        let n = nfc.normalize(p).into_owned();
+        if let Some(other) = by_nfc.insert(n, p) {
+            return Err(format!(
+                "{:?} and {:?} are the same name once Unicode-normalised (one file on macOS)",
+                Name(other),
+                Name(p)
+            ));
+        }
+    }
+    for p in by_lower.keys() {
+        let mut at = 0;
+        while let Some(i) = p[at..].find('/') {
+            if let Some(file) = by_lower.get(&p[..at + i]) {
+                return Err(format!(
+                    "{:?} is a file and also a directory of {:?}",
+                    Name(file),
+                    Name(by_lower[p])
+                ));
+            }
+            at += i + 1;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
