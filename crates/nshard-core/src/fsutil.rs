@@ -23,6 +23,11 @@ pub struct StatKey {
     pub mtime_ns: i128,
     /// Inode number (0 where unavailable).
     pub ino: u64,
+    /// Status-change time, nanoseconds since the epoch (0 where unavailable, and in caches
+    /// written before it was recorded). Every write and every `utimes` moves it, so an in-place
+    /// edit whose writer restored the mtime is still seen (git's racy-index rules).
+    #[serde(default)]
+    pub ctime_ns: i128,
 }
 
 impl StatKey {
@@ -35,14 +40,31 @@ impl StatKey {
             .map(|d| d.as_nanos() as i128)
             .unwrap_or(0);
         #[cfg(unix)]
-        let ino = std::os::unix::fs::MetadataExt::ino(md);
+        let (ino, ctime_ns) = {
+            use std::os::unix::fs::MetadataExt;
+            (
+                md.ino(),
+                md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128,
+            )
+        };
         #[cfg(not(unix))]
-        let ino = 0;
+        let (ino, ctime_ns) = (0, 0);
         Self {
             size: md.len(),
             mtime_ns,
             ino,
+            ctime_ns,
         }
+    }
+
+    /// Whether two stats say the file is unchanged: same size, mtime and inode, and (when
+    /// `trust_ctime`) the same status-change time. Filesystems where ctime moves on its own
+    /// (some network and FUSE filesystems) turn that part off, as git's `core.trustctime` does.
+    pub fn same(&self, other: &StatKey, trust_ctime: bool) -> bool {
+        self.size == other.size
+            && self.mtime_ns == other.mtime_ns
+            && self.ino == other.ino
+            && (!trust_ctime || self.ctime_ns == other.ctime_ns)
     }
 }
 

@@ -198,3 +198,80 @@ fn a_unit_with_names_readers_refuse_is_not_committed() {
         assert_eq!(repo.json(&["status", "data"])[0]["state"], "unchanged");
     }
 }
+
+/// Case 2: an in-place edit whose writer restored the mtime (same size, same inode) is seen: the
+/// ctime moved. `status` says modified and `checkout` keeps the edit instead of replacing it.
+#[cfg(unix)]
+#[test]
+fn an_in_place_edit_with_a_restored_mtime_is_seen() {
+    use std::io::{Seek, SeekFrom, Write};
+    let (repo, _v1) = TestRepo::committed(300_000);
+    let path = repo.join("m/model.bin");
+    let v1_id = repo.json(&["log", "m/model.bin"])[0]["version"]
+        .as_str()
+        .expect("v1")
+        .to_string();
+    std::fs::write(&path, common::random_bytes(300_000, 77)).expect("v2");
+    repo.ok(&["commit", "-m", "v2"]);
+    // Let the stat cache settle past its racy window, then record the file as unchanged.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(repo.json(&["status"])[0]["state"], "unchanged");
+    let mtime = std::fs::metadata(&path)
+        .expect("md")
+        .modified()
+        .expect("mtime");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Overwrite 4 bytes in place, then put the mtime back.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    f.seek(SeekFrom::Start(1000)).expect("seek");
+    f.write_all(b"EDIT").expect("edit");
+    f.set_modified(mtime).expect("restore mtime");
+    drop(f);
+    let edited = std::fs::read(&path).expect("read");
+    assert_eq!(repo.json(&["status"])[0]["state"], "modified");
+    let err = repo.fails(&["checkout", "m/model.bin", "--version", &v1_id[..8]]);
+    assert!(err.contains("local changes"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        edited,
+        "the edit was overwritten"
+    );
+}
+
+/// Case 2's opt-out: `trust_ctime = false` in `.shard/config.local.toml` judges files by size,
+/// mtime and inode only (for filesystems that move ctime on their own), as git's
+/// `core.trustctime = false` does: the same restored-mtime edit then goes unseen, which is the
+/// price of that setting.
+#[cfg(unix)]
+#[test]
+fn trust_ctime_false_judges_by_size_mtime_and_inode() {
+    use std::io::{Seek, SeekFrom, Write};
+    let (repo, _) = TestRepo::committed(100_000);
+    let path = repo.join("m/model.bin");
+    std::fs::write(
+        repo.join(".shard/config.local.toml"),
+        "trust_ctime = false\n",
+    )
+    .expect("cfg");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(repo.json(&["status"])[0]["state"], "unchanged");
+    let mtime = std::fs::metadata(&path)
+        .expect("md")
+        .modified()
+        .expect("mtime");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    f.seek(SeekFrom::Start(10)).expect("seek");
+    f.write_all(b"EDIT").expect("edit");
+    f.set_modified(mtime).expect("restore mtime");
+    drop(f);
+    assert_eq!(repo.json(&["status"])[0]["state"], "unchanged");
+    // With the default, the same file is seen as modified.
+    std::fs::remove_file(repo.join(".shard/config.local.toml")).expect("rm cfg");
+    assert_eq!(repo.json(&["status"])[0]["state"], "modified");
+}

@@ -110,7 +110,7 @@ impl Repo {
         remove_temps(&temps);
         let on_disk: HashMap<&str, &Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
         let cache_path = self.shard_dir().join("cache").join("stat.json");
-        let mut cache = StatCache::load(&cache_path);
+        let mut cache = StatCache::load(&cache_path, self.trust_ctime());
         let mut out = DirCheckout {
             version,
             written: 0,

@@ -141,7 +141,9 @@ impl Repo {
                     .map_err(Error::io("reading", &f.abs))?;
                 let after = std::fs::symlink_metadata(&f.abs)
                     .map_err(|_| Error::Repo(RepoError::FileChangedDuringRead(f.abs.clone())))?;
-                if StatKey::of(&after) != StatKey::of(&f.md) || data.len() as u64 != f.md.len() {
+                if !StatKey::of(&after).same(&StatKey::of(&f.md), self.trust_ctime())
+                    || data.len() as u64 != f.md.len()
+                {
                     return Err(Error::Repo(RepoError::FileChangedDuringRead(f.abs.clone())));
                 }
                 let sha = ObjectId::of(&data);
@@ -165,6 +167,7 @@ impl Repo {
                         progress: &crate::progress::NoProgress,
                         label: &full,
                         // Once for the whole unit, below.
+                        trust_ctime: self.trust_ctime(),
                         sync_dirs: false,
                     },
                 )?;

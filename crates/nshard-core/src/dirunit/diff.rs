@@ -139,6 +139,7 @@ impl Repo {
                     store: None,
                     progress: &crate::progress::NoProgress,
                     label: &full,
+                    trust_ctime: self.trust_ctime(),
                     sync_dirs: true,
                 },
             )?;

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::id::ObjectId;
 use crate::path::RepoPath;
-use crate::repo::statcache::{now_ns, StatCache, StatEntry};
+use crate::repo::statcache::{now_ns, StatEntry};
 use crate::repo::Repo;
 
 /// How a file differs from the committed listing.
@@ -140,7 +140,7 @@ impl Repo {
             st.state = DirState::NotCheckedOut;
             return Ok(st);
         }
-        let mut cache = StatCache::load(&self.shard_dir().join("cache").join("stat.json"));
+        let mut cache = self.stat_cache();
         // Both lists are in bytewise path order: one merge finds what was added, removed or
         // may have changed, without a map of either.
         let mut key = String::new();

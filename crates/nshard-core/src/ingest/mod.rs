@@ -53,6 +53,9 @@ pub(crate) struct Options<'a> {
     /// way; an entry lost in a crash before the directory fsync is a missing object, re-stored by
     /// the next commit, never a partial one).
     pub sync_dirs: bool,
+    /// Whether a changed ctime between opening and the end of reading means the file changed
+    /// (see [`StatKey::same`]).
+    pub trust_ctime: bool,
 }
 
 /// Why a file has no tensor table.
@@ -143,7 +146,7 @@ pub(crate) fn ingest_file(abs: &Path, opts: &Options<'_>) -> Result<Ingested> {
     // The file must be the same before and after reading, and still be at its path.
     let changed = || Error::Repo(RepoError::FileChangedDuringRead(abs.to_path_buf()));
     let md_after = fs::symlink_metadata(abs).map_err(|_| changed())?;
-    if StatKey::of(&md) != StatKey::of(&md_after) || out.size != md.len() {
+    if !StatKey::of(&md).same(&StatKey::of(&md_after), opts.trust_ctime) || out.size != md.len() {
         return Err(changed());
     }
     let tensors = match (NoTable::of(&plan.parsed), out.table) {

@@ -111,7 +111,7 @@ impl Repo {
             return Ok(out);
         }
         let _lock = self.lock(true)?;
-        let mut cache = StatCache::load(&self.shard_dir().join("cache").join("stat.json"));
+        let mut cache = self.stat_cache();
         for path in files {
             let result = self.checkout_file(path, opts, &mut cache);
             out.push(Checked {

@@ -89,7 +89,7 @@ impl Repo {
                 targets.push(p.clone());
             }
         }
-        let mut cache = StatCache::load(&self.shard_dir().join("cache").join("stat.json"));
+        let mut cache = self.stat_cache();
         let mut out = Vec::new();
         for unit in unit_targets {
             let result = self.commit_dir(&unit, &message, &mut cache, opts.progress);
@@ -149,6 +149,7 @@ impl Repo {
                 store: Some(self.store()),
                 progress,
                 label: path.as_str(),
+                trust_ctime: self.trust_ctime(),
                 sync_dirs: true,
             },
         )?;

@@ -330,6 +330,7 @@ impl Repo {
                 store: None,
                 progress,
                 label: path.as_str(),
+                trust_ctime: self.trust_ctime(),
                 sync_dirs: true,
             },
         )

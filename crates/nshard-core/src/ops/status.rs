@@ -125,7 +125,7 @@ impl Repo {
             // Nothing to look at: the stat cache (large with directory units) is not loaded.
             return Ok(Vec::new());
         }
-        let mut cache = StatCache::load(&self.shard_dir().join("cache").join("stat.json"));
+        let mut cache = self.stat_cache();
         let mut out = Vec::new();
         for path in all {
             let (state, version) = self.file_state(&path, &mut cache).unwrap_or_else(|e| {

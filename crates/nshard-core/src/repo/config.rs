@@ -124,6 +124,12 @@ pub struct PersonalConfig {
     /// Tokens stored by `nshard login` (user file only).
     #[serde(default, rename = "credential", skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<StoredCredential>,
+    /// `false` where the filesystem moves files' ctime on its own (some network and FUSE
+    /// filesystems): a file is then judged unchanged by size, mtime and inode alone, as git's
+    /// `core.trustctime = false` does. Default: true. A per-machine setting
+    /// (`.shard/config.local.toml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_ctime: Option<bool>,
 }
 
 const USER_HEADER: &str =

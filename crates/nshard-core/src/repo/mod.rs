@@ -223,6 +223,20 @@ impl Repo {
         RepoPath::from_relative(rel)
     }
 
+    /// Whether a changed ctime means a changed file (`trust_ctime` in `.shard/config.local.toml`,
+    /// default true).
+    pub fn trust_ctime(&self) -> bool {
+        self.local.trust_ctime.unwrap_or(true)
+    }
+
+    /// The stat cache of the work tree, judging changes as the config says.
+    pub(crate) fn stat_cache(&self) -> statcache::StatCache {
+        statcache::StatCache::load(
+            &self.shard_dir().join("cache").join("stat.json"),
+            self.trust_ctime(),
+        )
+    }
+
     /// Whether the repository lies inside a git work tree.
     pub fn is_git_repo(&self) -> bool {
         self.root.ancestors().any(|a| a.join(".git").exists())

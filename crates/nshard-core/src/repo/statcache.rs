@@ -59,16 +59,21 @@ pub struct StatCache {
     path: PathBuf,
     #[serde(skip)]
     dirty: bool,
+    /// Whether a changed ctime means a changed file (see [`StatKey::same`]).
+    #[serde(skip)]
+    trust_ctime: bool,
 }
 
 impl StatCache {
     /// Loads the cache; a missing or unreadable cache is simply empty (it is only an optimisation).
-    pub fn load(path: &Path) -> Self {
+    /// `trust_ctime`: see [`StatKey::same`].
+    pub fn load(path: &Path, trust_ctime: bool) -> Self {
         let mut c: StatCache = std::fs::read(path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         c.path = path.to_path_buf();
+        c.trust_ctime = trust_ctime;
         c
     }
 
@@ -76,7 +81,7 @@ impl StatCache {
     pub fn fresh(&self, path: &str, md: &Metadata) -> Option<&StatEntry> {
         self.entries
             .get(path)
-            .filter(|e| e.stat == StatKey::of(md) && !racy(e))
+            .filter(|e| e.stat.same(&StatKey::of(md), self.trust_ctime) && !racy(e))
     }
 
     /// The entry for `path`, stale or not.
@@ -128,6 +133,7 @@ mod tests {
                 size: 1,
                 mtime_ns,
                 ino: 1,
+                ctime_ns: mtime_ns,
             },
             sha256: id,
             version: id,
