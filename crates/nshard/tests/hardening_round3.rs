@@ -275,3 +275,68 @@ fn trust_ctime_false_judges_by_size_mtime_and_inode() {
     std::fs::remove_file(repo.join(".shard/config.local.toml")).expect("rm cfg");
     assert_eq!(repo.json(&["status"])[0]["state"], "modified");
 }
+
+/// Case 8: `git push` with a data server that accepts connections but never answers: the
+/// pre-push hook gives up once nothing has moved for its stall limit (30 s by default; 2 s here
+/// through NSHARD_HOOK_STALL_SECS) and refuses the push, instead of blocking for minutes.
+#[test]
+fn pre_push_gives_up_on_a_remote_that_never_answers() {
+    use std::time::{Duration, Instant};
+    // Accepts every connection and never answers; dropped (closed) when the test ends.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&held);
+    silent.set_nonblocking(true).expect("nonblocking");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = std::sync::Arc::clone(&stop);
+    let acceptor = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            match silent.accept() {
+                Ok((s, _)) => keep.lock().expect("lock").push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+
+    let repo = TestRepo::new();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    repo.ok(&["git-init"]);
+    repo.ok(&["remote", "add", "data", &format!("http://{addr}")]);
+    repo.write("m.bin", &common::random_bytes(50_000, 5));
+    repo.ok(&["track", "m.bin"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "v1"]);
+    let bare = tempfile::tempdir().expect("bare");
+    git(bare.path(), &["init", "-q", "--bare"]);
+    git(
+        repo.path(),
+        &[
+            "remote",
+            "add",
+            "origin",
+            bare.path().to_str().expect("utf8"),
+        ],
+    );
+    let started = Instant::now();
+    let out = std::process::Command::new("git")
+        .args(["push", "-q", "origin", "main"])
+        .current_dir(repo.path())
+        .env("NSHARD_HOOK_STALL_SECS", "2")
+        .output()
+        .expect("git push");
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    acceptor.join().expect("acceptor");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "git push went through: {err}");
+    assert!(err.contains("refusing the git push"), "{err}");
+    assert!(err.contains("no progress for 2 s"), "{err}");
+    assert!(took < Duration::from_secs(60), "the hook took {took:?}");
+    assert!(
+        !held.lock().expect("lock").is_empty(),
+        "the hook reached the server"
+    );
+}

@@ -48,7 +48,14 @@ pub async fn check_remote(
         }
         needs.push(ids);
     }
-    let missing = remote_missing(remote, &all, retry, &mut TransferStats::default()).await?;
+    let missing = remote_missing(
+        remote,
+        &all,
+        retry,
+        &mut TransferStats::default(),
+        &crate::progress::NoProgress,
+    )
+    .await?;
     for (s, ids) in statuses.iter_mut().zip(needs) {
         s.remote = ids.map(|ids| RemoteCheck {
             objects: ids.len(),

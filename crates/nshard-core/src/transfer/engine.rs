@@ -11,6 +11,7 @@ use crate::blocking::blocking;
 use crate::error::{Corruption, Error, Result};
 use crate::error::{RemoteError, StoreError};
 use crate::id::ObjectId;
+use crate::progress::Progress;
 use crate::remote::Store;
 use crate::retry::Retry;
 use crate::store::LocalStore;
@@ -22,10 +23,13 @@ pub(super) async fn remote_missing(
     ids: &[ObjectId],
     retry: &Retry,
     stats: &mut TransferStats,
+    progress: &dyn Progress,
 ) -> Result<HashSet<ObjectId>> {
     let mut out = HashSet::new();
     for batch in ids.chunks(remote.missing_batch_size().max(1)) {
         let (r, n) = retry.run(|| remote.missing(batch)).await;
+        // A batch answered is progress too (no bytes moved): a watchdog sees the remote answer.
+        progress.advance(0);
         stats.retries += n;
         let asked: HashSet<&ObjectId> = batch.iter().collect();
         for id in r? {

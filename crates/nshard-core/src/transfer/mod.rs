@@ -147,7 +147,7 @@ pub async fn remote_lacks(
     retry: &Retry,
 ) -> Result<HashSet<ObjectId>> {
     let mut stats = TransferStats::default();
-    engine::remote_missing(remote, ids, retry, &mut stats).await
+    engine::remote_missing(remote, ids, retry, &mut stats, &crate::progress::NoProgress).await
 }
 
 /// Distinct chunk ids of `m` with their sizes.
@@ -309,7 +309,14 @@ pub async fn push(
         }
     }
     let mut stats = TransferStats::default();
-    let missing = engine::remote_missing(remote, &all, &opts.transfer.retry, &mut stats).await?;
+    let missing = engine::remote_missing(
+        remote,
+        &all,
+        &opts.transfer.retry,
+        &mut stats,
+        opts.transfer.progress,
+    )
+    .await?;
     let mut data: Vec<ObjectId> = Vec::new();
     let mut manifests: Vec<ObjectId> = Vec::new();
     let mut files = Vec::new();
@@ -484,7 +491,14 @@ pub async fn pull(
     stats.skipped_bytes = present.iter().filter_map(|id| local.encoded_size(id)).sum();
     let mut ids: Vec<ObjectId> = wanted.keys().copied().collect();
     ids.sort();
-    let absent = engine::remote_missing(remote, &ids, &opts.transfer.retry, &mut stats).await?;
+    let absent = engine::remote_missing(
+        remote,
+        &ids,
+        &opts.transfer.retry,
+        &mut stats,
+        opts.transfer.progress,
+    )
+    .await?;
     wanted.retain(|id, _| !absent.contains(id));
     engine::pull_objects(local, remote, &wanted, &opts.transfer, &mut stats).await?;
     let files = planned

@@ -85,7 +85,7 @@ pub async fn verify_remote(
         ids.extend(chunks.chain([wt.version]).filter(|id| seen.insert(*id)));
     }
     let mut stats = TransferStats::default();
-    let absent = remote_missing(remote, &ids, &opts.retry, &mut stats).await?;
+    let absent = remote_missing(remote, &ids, &opts.retry, &mut stats, opts.progress).await?;
     let mut report = RemoteVerifyReport {
         retries: stats.retries,
         ..RemoteVerifyReport::default()

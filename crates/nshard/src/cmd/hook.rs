@@ -136,7 +136,8 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let bar = ctx.progress(false);
-    let result = runtime()?.block_on(async {
+    let watched = Watched::new(&bar);
+    let result = runtime()?.block_on(watched.or_give_up(async {
         let (resolved, store) = super::remote::open(repo, ctx, None).await?;
         let report = nshard_core::transfer::push(
             repo,
@@ -151,13 +152,13 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
                 transfer: TransferOptions {
                     jobs: nshard_core::transfer::DEFAULT_JOBS.into(),
                     retry: Retry::default(),
-                    progress: &bar,
+                    progress: &watched,
                 },
             },
         )
         .await?;
         anyhow::Ok((resolved, report))
-    });
+    }));
     let (resolved, report) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -296,7 +297,8 @@ fn pull_missing(
         }
         Err(e) => Err(e.into()),
         Ok(_) => {
-            let r = runtime()?.block_on(async {
+            let watched = Watched::new(progress);
+            let r = runtime()?.block_on(watched.or_give_up(async {
                 let (_, store) = super::remote::open(repo, ctx, None).await?;
                 let report = nshard_core::transfer::pull(
                     repo,
@@ -309,13 +311,13 @@ fn pull_missing(
                         transfer: TransferOptions {
                             jobs: nshard_core::transfer::DEFAULT_JOBS.into(),
                             retry: Retry::default(),
-                            progress,
+                            progress: &watched,
                         },
                     },
                 )
                 .await?;
                 anyhow::Ok(report)
-            });
+            }));
             match r {
                 Ok(report) => {
                     let mut lacking = BTreeSet::new();
@@ -338,5 +340,77 @@ fn pull_missing(
                 }
             }
         }
+    }
+}
+
+/// How long a hook waits for any sign of progress (a byte moved, a request answered) before it
+/// gives up: `NSHARD_HOOK_STALL_SECS`, default 30. A large transfer that keeps moving goes on.
+fn stall_limit() -> std::time::Duration {
+    let secs = std::env::var("NSHARD_HOOK_STALL_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(30);
+    std::time::Duration::from_secs(secs)
+}
+
+/// A progress sink that passes events on and remembers when the last one came, so that a hook
+/// can give up on a remote that accepts connections but never answers.
+struct Watched<'a> {
+    inner: &'a dyn Progress,
+    started: std::time::Instant,
+    /// Milliseconds after `started` of the last event.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl<'a> Watched<'a> {
+    fn new(inner: &'a dyn Progress) -> Self {
+        Watched {
+            inner,
+            started: std::time::Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Runs `work`, or fails once nothing has happened for [`stall_limit`].
+    async fn or_give_up<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let limit = stall_limit();
+        let stalled = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
+                let idle = (self.started.elapsed().as_millis() as u64).saturating_sub(last);
+                if idle >= limit.as_millis() as u64 {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = work => r,
+            () = stalled => Err(anyhow::anyhow!(
+                "no progress for {} s: the data remote accepts connections but does not answer",
+                limit.as_secs()
+            )),
+        }
+    }
+}
+
+impl Progress for Watched<'_> {
+    fn start(&self, label: &str, total: u64) {
+        self.touch();
+        self.inner.start(label, total);
+    }
+    fn advance(&self, n: u64) {
+        self.touch();
+        self.inner.advance(n);
+    }
+    fn finish(&self) {
+        self.touch();
+        self.inner.finish();
     }
 }
