@@ -16,7 +16,7 @@ use crate::fsutil;
 use crate::id::{Hasher, ObjectId};
 use crate::path::RepoPath;
 use crate::progress::Progress;
-use crate::repo::statcache::{now_ns, StatCache, StatEntry};
+use crate::repo::statcache::{now_ns, StatEntry};
 use crate::repo::Repo;
 
 /// Options of a directory checkout.
@@ -73,18 +73,8 @@ impl Repo {
         let (version, manifest) = match &opts.version {
             None => (d.version, d.manifest.clone()),
             Some(prefix) => {
-                let v = crate::repo::find_in_history(
-                    prefix,
-                    (d.version, d.manifest.version.parent),
-                    &format!("{unit}/"),
-                    |v| self.load_dir_version(v).map(|m| m.version.parent),
-                )?;
-                let m = if v == d.version {
-                    d.manifest.clone()
-                } else {
-                    self.load_dir_version(&v)?
-                };
-                (v, m)
+                let v = self.find_dir_version(unit, &d, prefix)?;
+                (v, self.dir_manifest_at(&d, v)?)
             }
         };
         let listing = match self.load_listing(&manifest) {
@@ -109,8 +99,7 @@ impl Repo {
             .collect();
         remove_temps(&temps);
         let on_disk: HashMap<&str, &Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
-        let cache_path = self.shard_dir().join("cache").join("stat.json");
-        let mut cache = StatCache::load(&cache_path, self.trust_ctime());
+        let mut cache = self.stat_cache();
         let mut out = DirCheckout {
             version,
             written: 0,

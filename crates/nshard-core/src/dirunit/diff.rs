@@ -41,21 +41,8 @@ impl Repo {
                 path: unit.manifest_path().as_str().into(),
                 reason: crate::error::Untracked::NoVersion,
             }))?;
-        let find = |prefix: &str| {
-            crate::repo::find_in_history(
-                prefix,
-                (d.version, d.manifest.version.parent),
-                &format!("{unit}/"),
-                |v| self.load_dir_version(v).map(|m| m.version.parent),
-            )
-        };
-        let load = |v: ObjectId| -> Result<DirManifest> {
-            if v == d.version {
-                Ok(d.manifest.clone())
-            } else {
-                self.load_dir_version(&v)
-            }
-        };
+        let find = |prefix: &str| self.find_dir_version(unit, &d, prefix);
+        let load = |v: ObjectId| self.dir_manifest_at(&d, v);
         let from_v = from.map(find).transpose()?;
         let Some(to) = to else {
             let v = from_v.expect("from is given when to is not");

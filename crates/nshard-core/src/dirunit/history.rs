@@ -5,6 +5,7 @@ use super::{DirManifest, DirVersionBytes};
 use crate::error::StoreError;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::path::RepoPath;
 use crate::repo::Repo;
 
 /// One version in a directory's history.
@@ -69,5 +70,31 @@ impl Repo {
             r.chain.iter().map(|id| (*id, super::MAX_LISTING)).collect();
         out.extend(r.listing.objects(sub));
         Ok(Some(out))
+    }
+
+    /// The version of unit `unit` (whose work-tree manifest is `d`) named by `prefix`: an id or
+    /// unique prefix in its history, as far as the local store has it.
+    pub(crate) fn find_dir_version(
+        &self,
+        unit: &RepoPath,
+        d: &DirVersionBytes,
+        prefix: &str,
+    ) -> Result<ObjectId> {
+        crate::repo::find_in_history(
+            prefix,
+            (d.version, d.manifest.version.parent),
+            &format!("{unit}/"),
+            |v| self.load_dir_version(v).map(|m| m.version.parent),
+        )
+    }
+
+    /// The manifest of version `v` of the unit whose work-tree manifest is `d` (that one without
+    /// reading the store).
+    pub(crate) fn dir_manifest_at(&self, d: &DirVersionBytes, v: ObjectId) -> Result<DirManifest> {
+        if v == d.version {
+            Ok(d.manifest.clone())
+        } else {
+            self.load_dir_version(&v)
+        }
     }
 }
