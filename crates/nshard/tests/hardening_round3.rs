@@ -199,12 +199,29 @@ fn a_unit_with_names_readers_refuse_is_not_committed() {
     }
 }
 
+/// Overwrites 4 bytes of `path` at `offset` in place (same size, same inode), then puts its
+/// modification time back, as some tools do.
+#[cfg(unix)]
+fn edit_in_place_keeping_mtime(path: &std::path::Path, offset: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mtime = std::fs::metadata(path)
+        .expect("md")
+        .modified()
+        .expect("mtime");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    f.write_all(b"EDIT").expect("edit");
+    f.set_modified(mtime).expect("restore mtime");
+}
+
 /// Case 2: an in-place edit whose writer restored the mtime (same size, same inode) is seen: the
 /// ctime moved. `status` says modified and `checkout` keeps the edit instead of replacing it.
 #[cfg(unix)]
 #[test]
 fn an_in_place_edit_with_a_restored_mtime_is_seen() {
-    use std::io::{Seek, SeekFrom, Write};
     let (repo, _v1) = TestRepo::committed(300_000);
     let path = repo.join("m/model.bin");
     let v1_id = repo.json(&["log", "m/model.bin"])[0]["version"]
@@ -216,20 +233,8 @@ fn an_in_place_edit_with_a_restored_mtime_is_seen() {
     // Let the stat cache settle past its racy window, then record the file as unchanged.
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(repo.json(&["status"])[0]["state"], "unchanged");
-    let mtime = std::fs::metadata(&path)
-        .expect("md")
-        .modified()
-        .expect("mtime");
     std::thread::sleep(std::time::Duration::from_millis(20));
-    // Overwrite 4 bytes in place, then put the mtime back.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open");
-    f.seek(SeekFrom::Start(1000)).expect("seek");
-    f.write_all(b"EDIT").expect("edit");
-    f.set_modified(mtime).expect("restore mtime");
-    drop(f);
+    edit_in_place_keeping_mtime(&path, 1000);
     let edited = std::fs::read(&path).expect("read");
     assert_eq!(repo.json(&["status"])[0]["state"], "modified");
     let err = repo.fails(&["checkout", "m/model.bin", "--version", &v1_id[..8]]);
@@ -248,7 +253,6 @@ fn an_in_place_edit_with_a_restored_mtime_is_seen() {
 #[cfg(unix)]
 #[test]
 fn trust_ctime_false_judges_by_size_mtime_and_inode() {
-    use std::io::{Seek, SeekFrom, Write};
     let (repo, _) = TestRepo::committed(100_000);
     let path = repo.join("m/model.bin");
     std::fs::write(
@@ -258,18 +262,7 @@ fn trust_ctime_false_judges_by_size_mtime_and_inode() {
     .expect("cfg");
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(repo.json(&["status"])[0]["state"], "unchanged");
-    let mtime = std::fs::metadata(&path)
-        .expect("md")
-        .modified()
-        .expect("mtime");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open");
-    f.seek(SeekFrom::Start(10)).expect("seek");
-    f.write_all(b"EDIT").expect("edit");
-    f.set_modified(mtime).expect("restore mtime");
-    drop(f);
+    edit_in_place_keeping_mtime(&path, 10);
     assert_eq!(repo.json(&["status"])[0]["state"], "unchanged");
     // With the default, the same file is seen as modified.
     std::fs::remove_file(repo.join(".shard/config.local.toml")).expect("rm cfg");
