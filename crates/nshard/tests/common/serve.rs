@@ -1,8 +1,7 @@
 //! A real `nshard serve` process on a free 127.0.0.1 port, for tests.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -189,48 +188,10 @@ impl Drop for Served {
     }
 }
 
-/// Every file under `dir`, recursively.
-pub fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The value of an unlabelled metric in Prometheus text.
-pub fn metric_value(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// A raw HTTP/1.1 connection for requests no well-behaved client would send.
-pub fn raw_connect(addr: &str) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    s
-}
-
-/// Sends `head` then `body` on a fresh connection and returns the whole response as text (the
-/// request asks the server to close the connection).
-pub fn raw_request(addr: &str, head: &str, body: &[u8]) -> String {
-    let mut s = raw_connect(addr);
-    s.write_all(head.as_bytes()).expect("send head");
-    s.write_all(body).expect("send body");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
+#[path = "../../../nshard-server/tests/common/raw.rs"]
+mod raw;
+// Each test binary uses a different part of these.
+#[allow(unused_imports)]
+pub use raw::{
+    client, expect_error, metric_value, object, raw_connect, raw_request, walkdir, zstd_object,
+};
