@@ -28,6 +28,9 @@ pub enum Corruption {
     WrongSize,
     /// Where the object should be there is no regular file (a symlink, a directory, a FIFO).
     NotRegularFile,
+    /// A delta object's chain is malformed: the object is its own base, the chain runs in a
+    /// cycle or past [`crate::codec::MAX_CHAIN`] deltas, or the base has another size.
+    BadChain,
     /// A server checked its own copy and reported it corrupt (protocol v1 does not say how).
     RemoteCopy,
 }
@@ -120,6 +123,34 @@ pub enum StoreError {
     /// An object is not in the store.
     #[error("object {0} is missing from the store")]
     ObjectMissing(ObjectId),
+    /// An object written by a newer nshard, in a format or codec this one does not know. Not
+    /// damage: nothing quarantines it.
+    #[error("object {id} uses an unsupported object format (version {version}, codec {codec}): upgrade nshard")]
+    UnsupportedFormat {
+        /// The object's id.
+        id: ObjectId,
+        /// The format version byte.
+        version: u8,
+        /// The codec byte.
+        codec: u8,
+    },
+    /// A delta object whose base is not in the store.
+    #[error("object {id} is stored as a delta against {base}, which is missing from the store")]
+    BaseMissing {
+        /// The delta object.
+        id: ObjectId,
+        /// Its missing base.
+        base: ObjectId,
+    },
+    /// A delta object met where it cannot be decoded: without a store to read its base from
+    /// (remotes accept standalone objects only).
+    #[error("object {id} is a delta against {base}; only standalone objects are accepted here")]
+    DeltaNeedsBase {
+        /// The delta object.
+        id: ObjectId,
+        /// Its base.
+        base: ObjectId,
+    },
 }
 
 /// Manifests, paths and ids that come from outside (other people's commits, the command line).

@@ -105,9 +105,10 @@ pub mod format {
         DEFAULT_MAX as DEFAULT_MAX_CHUNK, DEFAULT_MIN as DEFAULT_MIN_CHUNK,
     };
     pub use crate::codec::{
-        decode, decode_verified, max_encoded_len, parse_header, Codec, DataHint, Encoder,
-        Header as ObjectHeader, FORMAT_VERSION as OBJECT_FORMAT_VERSION,
-        HEADER_LEN as OBJECT_HEADER_LEN, MAGIC as OBJECT_MAGIC, MAX_OBJECT_SIZE, ZSTD_LEVEL,
+        decode, decode_against, decode_verified, encode_delta, max_encoded_len, parse_header,
+        Codec, DataHint, Encoder, Header as ObjectHeader, DELTA_FORMAT_VERSION, DELTA_HEADER_LEN,
+        FORMAT_VERSION as OBJECT_FORMAT_VERSION, HEADER_LEN as OBJECT_HEADER_LEN,
+        MAGIC as OBJECT_MAGIC, MAX_CHAIN as MAX_DELTA_CHAIN, MAX_OBJECT_SIZE, ZSTD_LEVEL,
     };
     pub use crate::dirunit::{
         is_delta, is_dir_manifest, DirManifest, DirVersionBytes, FileEntry as ListingEntry,

@@ -15,7 +15,7 @@ use std::path::Path;
 use tempfile::NamedTempFile;
 
 use crate::codec::{self, Codec, HEADER_LEN};
-use crate::error::{Corruption, Error, Result};
+use crate::error::{Corruption, Error, Result, StoreError};
 use crate::fsutil::TMP_PREFIX;
 use crate::id::{Hasher, ObjectId};
 
@@ -115,7 +115,7 @@ pub fn verify_file(
 ) -> Result<()> {
     let corrupt = |reason: String| Error::corrupt(*id, Corruption::Undecodable, reason);
     let io_err = |e: io::Error| Error::io("reading", path)(e);
-    let mut head = [0u8; HEADER_LEN];
+    let mut head = [0u8; codec::DELTA_HEADER_LEN];
     if len < HEADER_LEN as u64 {
         return Err(Error::corrupt(
             *id,
@@ -123,8 +123,9 @@ pub fn verify_file(
             format!("truncated: {len} bytes, shorter than the {HEADER_LEN}-byte header"),
         ));
     }
-    crate::fsutil::read_exact_at(file, &mut head, 0).map_err(io_err)?;
-    let h = codec::parse_header(id, &head)?;
+    let head = &mut head[..(len as usize).min(codec::DELTA_HEADER_LEN)];
+    crate::fsutil::read_exact_at(file, head, 0).map_err(io_err)?;
+    let h = codec::parse_header(id, head)?;
     codec::check_raw_len(id, &h, max_raw_len)?;
     let payload = Section {
         file,
@@ -149,6 +150,9 @@ pub fn verify_file(
         }
         Codec::ByteGrouped(w) => {
             verify_grouped(file, len, h.raw_len, w as usize, &mut hasher, &corrupt)?;
+        }
+        Codec::Delta { base, .. } => {
+            return Err(Error::Store(StoreError::DeltaNeedsBase { id: *id, base }));
         }
     }
     let actual = hasher.finish();

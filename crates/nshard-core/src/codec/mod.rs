@@ -11,6 +11,10 @@
 //! 16      ..    payload
 //! ```
 //!
+//! Delta objects (format version 2, codec 3) add the base's object id after those 16 bytes and
+//! decode only together with the base's raw bytes: see the `delta` module. Plain objects stay at
+//! version 1, so stores without deltas remain readable by every nshard.
+//!
 //! Byte-grouped payload: for an element width `w`, the first `raw_len / w * w` bytes are split into
 //! `w` planes (plane `k` holds byte `k` of every element), then the `raw_len % w` tail bytes. Each
 //! plane is preceded by a 9-byte plane header: 1 byte plane codec (0 raw, 1 zstd) and 8 bytes encoded
@@ -22,11 +26,14 @@
 //! a decoder refuses unknown values instead of guessing. Decoding is bounded: it never produces more
 //! than the declared raw length, and the caller bounds the declared length (decompression bombs).
 
-use crate::error::{Corruption, Error, Result};
+use crate::error::{Corruption, Error, Result, StoreError};
 use crate::id::ObjectId;
 
+mod delta;
 mod encode;
 
+pub(crate) use delta::decode_delta;
+pub use delta::{encode_delta, DELTA_FORMAT_VERSION, DELTA_HEADER_LEN, MAX_CHAIN};
 pub use encode::{DataHint, Encoder};
 
 /// Magic bytes at the start of every encoded object.
@@ -54,6 +61,16 @@ pub enum Codec {
     Zstd,
     /// Split into byte planes of this element width, each plane raw or zstd.
     ByteGrouped(u8),
+    /// A delta of floats of this element width against the object `base` (see the `delta`
+    /// module). `rank` is the chain length its writer recorded.
+    Delta {
+        /// Element width in bytes (2 or 4).
+        width: u8,
+        /// Deltas in the chain ending here when it was written (this one included).
+        rank: u8,
+        /// The object the delta applies to.
+        base: ObjectId,
+    },
 }
 
 /// The largest encoded size accepted for an object of `raw_len` raw bytes: the raw bytes plus the
@@ -68,6 +85,7 @@ pub(crate) fn header(codec: Codec, raw_len: usize, payload: usize) -> Vec<u8> {
         Codec::Raw => (0u8, 0u8),
         Codec::Zstd => (1, 0),
         Codec::ByteGrouped(w) => (2, w),
+        Codec::Delta { .. } => unreachable!("delta headers are written by encode_delta"),
     };
     let mut h = Vec::with_capacity(HEADER_LEN + payload);
     h.extend_from_slice(MAGIC);
@@ -97,17 +115,48 @@ pub fn parse_header(id: &ObjectId, enc: &[u8]) -> Result<Header> {
     if &enc[..4] != MAGIC {
         return Err(corrupt("bad magic (not a NeuroShard object)".into()));
     }
-    if enc[4] != FORMAT_VERSION {
-        return Err(corrupt(format!(
-            "unsupported object format version {} (this nshard reads version {FORMAT_VERSION}; upgrade nshard)",
-            enc[4]
-        )));
-    }
-    let codec = match (enc[5], enc[6]) {
-        (0, 0) => Codec::Raw,
-        (1, 0) => Codec::Zstd,
-        (2, w @ (2 | 4)) => Codec::ByteGrouped(w),
-        (c, p) => return Err(corrupt(format!("unknown codec {c} (parameter {p})"))),
+    let unsupported = || {
+        Error::Store(StoreError::UnsupportedFormat {
+            id: *id,
+            version: enc[4],
+            codec: enc[5],
+        })
+    };
+    let codec = match (enc[4], enc[5], enc[6]) {
+        (FORMAT_VERSION, 0, 0) => Codec::Raw,
+        (FORMAT_VERSION, 1, 0) => Codec::Zstd,
+        (FORMAT_VERSION, 2, w @ (2 | 4)) => Codec::ByteGrouped(w),
+        (FORMAT_VERSION, c, p) => {
+            return Err(corrupt(format!("unknown codec {c} (parameter {p})")))
+        }
+        (DELTA_FORMAT_VERSION, delta::DELTA_CODEC, w @ (2 | 4)) => {
+            if enc.len() < DELTA_HEADER_LEN {
+                return Err(corrupt(format!(
+                    "truncated: {} bytes, shorter than the {DELTA_HEADER_LEN}-byte delta header",
+                    enc.len()
+                )));
+            }
+            let base = ObjectId::from_digest(enc[16..48].try_into().expect("32 bytes"));
+            if base == *id {
+                return Err(Error::corrupt(
+                    *id,
+                    Corruption::BadChain,
+                    "is a delta against itself",
+                ));
+            }
+            Codec::Delta {
+                width: w,
+                rank: enc[7],
+                base,
+            }
+        }
+        (DELTA_FORMAT_VERSION, delta::DELTA_CODEC, w) => {
+            return Err(corrupt(format!(
+                "delta of element width {w} (only 2 and 4)"
+            )))
+        }
+        // A version or codec from a newer nshard: not damage, and never quarantined.
+        _ => return Err(unsupported()),
     };
     let raw_len = u64::from_le_bytes(enc[8..16].try_into().expect("8 bytes"));
     Ok(Header { codec, raw_len })
@@ -150,8 +199,39 @@ pub fn decode(id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<Vec<u8>> {
         }
         Codec::Zstd => unzstd(payload, raw_len).map_err(corrupt)?,
         Codec::ByteGrouped(w) => ungroup(payload, raw_len, w as usize).map_err(corrupt)?,
+        Codec::Delta { base, .. } => {
+            return Err(Error::Store(StoreError::DeltaNeedsBase { id: *id, base }))
+        }
     };
     Ok(out)
+}
+
+/// Decodes a delta object against its base's raw bytes (see [`Codec::Delta`]); does not check the
+/// hash of the result. A base of another length than the delta declares is refused.
+pub fn decode_against(
+    id: &ObjectId,
+    enc: &[u8],
+    base_raw: &[u8],
+    max_raw_len: u64,
+) -> Result<Vec<u8>> {
+    let h = parse_header(id, enc)?;
+    check_raw_len(id, &h, max_raw_len)?;
+    let Codec::Delta { width, base, .. } = h.codec else {
+        return decode(id, enc, max_raw_len);
+    };
+    if base_raw.len() as u64 != h.raw_len {
+        return Err(Error::corrupt(
+            *id,
+            Corruption::BadChain,
+            format!(
+                "is a delta of {} bytes against {base}, which holds {} bytes",
+                h.raw_len,
+                base_raw.len()
+            ),
+        ));
+    }
+    decode_delta(&enc[DELTA_HEADER_LEN..], width, base_raw)
+        .map_err(|reason| Error::corrupt(*id, Corruption::Undecodable, reason))
 }
 
 /// Decodes and checks that the bytes hash to `id`.

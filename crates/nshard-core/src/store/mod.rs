@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::codec;
+use crate::codec::{self, Codec, DataHint, Encoder};
 use crate::error::StoreError;
 use crate::error::{Corruption, Error, Result};
 use crate::fsutil::{self, AtomicFile};
@@ -170,16 +170,133 @@ impl LocalStore {
 
     /// Reads and decodes `id` (at most `max_raw_len` bytes) without hashing the result: only for
     /// callers that verify the bytes another way before using them (checkout hashes the whole
-    /// file against its manifest and re-verifies chunk by chunk when that fails).
+    /// file against its manifest and re-verifies chunk by chunk when that fails). A delta object
+    /// is decoded through its chain of bases.
     pub fn get_unverified(&self, id: &ObjectId, max_raw_len: u64) -> Result<Vec<u8>> {
-        let enc = self.read_bounded(id, max_raw_len)?;
-        codec::decode(id, &enc, max_raw_len)
+        self.resolve(id, max_raw_len, Verify::No)
     }
 
-    /// Reads, decodes and verifies `id`, producing at most `max_raw_len` bytes.
+    /// Reads, decodes and verifies `id`, producing at most `max_raw_len` bytes. A delta object is
+    /// decoded through its chain of bases and the result verified.
     pub fn get(&self, id: &ObjectId, max_raw_len: u64) -> Result<Vec<u8>> {
+        self.resolve(id, max_raw_len, Verify::Result)
+    }
+
+    /// The encoded bytes of `id` as a standalone object: the stored bytes when `id` is stored on
+    /// its own, else its raw bytes (decoded through its chain and verified) encoded anew with
+    /// `encoder`. Remotes hold standalone objects only; push sends these.
+    pub fn get_standalone(&self, id: &ObjectId, encoder: &mut Encoder) -> Result<Vec<u8>> {
+        let enc = self.get_encoded(id)?;
+        match codec::parse_header(id, &enc)?.codec {
+            Codec::Delta { width, .. } => {
+                let raw = self.get(id, codec::MAX_OBJECT_SIZE)?;
+                Ok(encoder.encode(&raw, DataHint::Float(width)))
+            }
+            _ => Ok(enc),
+        }
+    }
+
+    /// How `id` is stored: `Some((base, rank))` for a delta object, `None` for a standalone one.
+    /// Reads only the header.
+    pub fn delta_base(&self, id: &ObjectId) -> Result<Option<(ObjectId, u8)>> {
+        let p = self.path_of(id);
+        let mut head = [0u8; codec::DELTA_HEADER_LEN];
+        let f = fsutil::open_regular(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::Store(StoreError::ObjectMissing(*id))
+            } else {
+                Error::io("reading object", &p)(e)
+            }
+        })?;
+        let n = read_prefix(&f, &mut head).map_err(Error::io("reading object", &p))?;
+        match codec::parse_header(id, &head[..n])?.codec {
+            Codec::Delta { base, rank, .. } => Ok(Some((base, rank))),
+            _ => Ok(None),
+        }
+    }
+
+    /// How many deltas lie between `id` and its standalone ancestor (0 for a standalone object),
+    /// following headers only. Errors on a chain that is broken, cyclic or longer than
+    /// [`codec::MAX_CHAIN`].
+    pub fn chain_depth(&self, id: &ObjectId) -> Result<usize> {
+        let mut seen = vec![*id];
+        let mut cur = *id;
+        while let Some((base, _)) = self.delta_base(&cur)? {
+            if seen.contains(&base) || seen.len() > codec::MAX_CHAIN {
+                return Err(bad_chain(id, &base, seen.len()));
+            }
+            seen.push(base);
+            cur = base;
+        }
+        Ok(seen.len() - 1)
+    }
+
+    /// Replaces the standalone encoding of `id` with `delta` (an encoding of the same bytes
+    /// against another object, which the caller checked decodes to `id`). Atomic: a reader sees
+    /// either encoding, both decode to the same bytes. Returns whether it was replaced (`false`
+    /// when `id` is gone or no longer standalone).
+    pub fn replace_with_delta(&self, id: &ObjectId, delta: &[u8]) -> Result<bool> {
+        let dest = self.path_of(id);
+        if !matches!(self.delta_base(id), Ok(None)) {
+            return Ok(false);
+        }
+        let mut file = AtomicFile::create_in(&self.tmp, &dest)?;
+        io::Write::write_all(file.file(), delta).map_err(Error::io("writing object", &dest))?;
+        crate::crash_point!("delta-before-replace");
+        file.commit()?;
+        Ok(true)
+    }
+
+    /// Reads `id`, following delta objects down to the standalone object they build on (at most
+    /// [`codec::MAX_CHAIN`] deltas), then applies the deltas upward. Memory: the encoded chain
+    /// plus two raw chunks.
+    fn resolve(&self, id: &ObjectId, max_raw_len: u64, verify: Verify) -> Result<Vec<u8>> {
         let enc = self.read_bounded(id, max_raw_len)?;
-        codec::decode_verified(id, &enc, max_raw_len)
+        let h = codec::parse_header(id, &enc)?;
+        let Codec::Delta { base, .. } = h.codec else {
+            return match verify {
+                Verify::No => codec::decode(id, &enc, max_raw_len),
+                _ => codec::decode_verified(id, &enc, max_raw_len),
+            };
+        };
+        codec::check_raw_len(id, &h, max_raw_len)?;
+        let raw_len = h.raw_len;
+        let mut chain = vec![(*id, enc)];
+        let mut base = base;
+        let bottom = loop {
+            let top = chain.last().map(|(c, _)| *c).expect("chain starts with id");
+            if chain.iter().any(|(c, _)| *c == base) || chain.len() >= codec::MAX_CHAIN {
+                return Err(bad_chain(id, &base, chain.len()));
+            }
+            let enc = match self.read_bounded(&base, raw_len) {
+                Err(Error::Store(StoreError::ObjectMissing(_))) => {
+                    return Err(Error::Store(StoreError::BaseMissing { id: top, base }))
+                }
+                r => r?,
+            };
+            match codec::parse_header(&base, &enc)?.codec {
+                Codec::Delta { base: next, .. } => {
+                    chain.push((base, enc));
+                    base = next;
+                }
+                _ if verify == Verify::EachLevel => {
+                    break codec::decode_verified(&base, &enc, raw_len)?
+                }
+                _ => break codec::decode(&base, &enc, raw_len)?,
+            }
+        };
+        let mut raw = bottom;
+        for (cid, cenc) in chain.iter().rev() {
+            raw = codec::decode_against(cid, cenc, &raw, max_raw_len)?;
+            if verify == Verify::EachLevel {
+                check_hash(cid, &raw)?;
+            }
+        }
+        if verify == Verify::Result && ObjectId::of(&raw) != *id {
+            // Name the object that is damaged, not every delta built on it.
+            return self.resolve(id, max_raw_len, Verify::EachLevel);
+        }
+        Ok(raw)
     }
 
     /// Moves a corrupt object out of the way (to `corrupt/` beside `objects/`, kept for
@@ -228,13 +345,27 @@ impl LocalStore {
     }
 
     /// Whether the stored object `id` fails verification by itself (whatever bound a manifest
-    /// sets): unreadable header, payload that does not decode, or content with another hash.
+    /// sets): unreadable header, payload that does not decode, or content with another hash. An
+    /// object in a format this nshard does not know is not corrupt, and a delta object is judged
+    /// only against a base that reads correctly (a damaged or missing base is the base's fault).
     pub fn is_corrupt(&self, id: &ObjectId) -> bool {
-        match self.read_bounded(id, codec::MAX_OBJECT_SIZE) {
-            Ok(enc) => codec::decode_verified(id, &enc, codec::MAX_OBJECT_SIZE).is_err(),
-            Err(Error::Store(StoreError::CorruptObject { .. })) => true,
-            Err(_) => false,
-        }
+        let max = codec::MAX_OBJECT_SIZE;
+        let judged = match self.read_bounded(id, max) {
+            Ok(enc) => match codec::parse_header(id, &enc) {
+                Ok(codec::Header {
+                    codec: Codec::Delta { base, .. },
+                    ..
+                }) => match self.get(&base, max) {
+                    Ok(b) => codec::decode_against(id, &enc, &b, max)
+                        .and_then(|raw| check_hash(id, &raw)),
+                    Err(_) => return false,
+                },
+                Ok(_) => codec::decode_verified(id, &enc, max).map(|_| ()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        matches!(judged, Err(Error::Store(StoreError::CorruptObject { .. })))
     }
 
     /// Removes `id` (missing is not an error).
@@ -282,6 +413,55 @@ impl LocalStore {
     }
 }
 
+/// How much of a chain [`LocalStore::resolve`] hashes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verify {
+    /// Nothing (the caller verifies).
+    No,
+    /// The final bytes.
+    Result,
+    /// Every object of the chain (to name the damaged one).
+    EachLevel,
+}
+
+fn check_hash(id: &ObjectId, raw: &[u8]) -> Result<()> {
+    let actual = ObjectId::of(raw);
+    if actual != *id {
+        return Err(Error::corrupt(
+            *id,
+            Corruption::HashMismatch,
+            format!("content hashes to {actual}"),
+        ));
+    }
+    Ok(())
+}
+
+fn bad_chain(id: &ObjectId, base: &ObjectId, len: usize) -> Error {
+    let reason = if len >= codec::MAX_CHAIN {
+        format!(
+            "its chain of deltas is longer than {} objects",
+            codec::MAX_CHAIN
+        )
+    } else {
+        format!("its chain of deltas runs in a cycle through {base}")
+    };
+    Error::corrupt(*id, Corruption::BadChain, reason)
+}
+
+/// Reads up to `buf.len()` bytes from the start of `f`; returns how many (fewer at end of file).
+fn read_prefix(mut f: &fs::File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match io::Read::read(&mut f, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// An object written to the store's temporary directory, not yet visible.
 pub struct StagedObject {
     file: AtomicFile,
@@ -325,5 +505,176 @@ mod tests {
             s.get(&id, 10),
             Err(Error::Store(StoreError::ObjectMissing(_)))
         ));
+    }
+
+    /// A series of bf16-like versions: each a few values away from the previous one.
+    fn versions(count: usize) -> Vec<Vec<u8>> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut v: Vec<u8> = (0..16384).map(|_| next() as u8).collect();
+        (0..count)
+            .map(|_| {
+                for _ in 0..300 {
+                    let i = (next() % v.len() as u64) as usize;
+                    v[i] = v[i].wrapping_add(1);
+                }
+                v.clone()
+            })
+            .collect()
+    }
+
+    fn store() -> (tempfile::TempDir, LocalStore) {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = LocalStore::open(d.path().join("objects"), d.path().join("tmp")).expect("open");
+        (d, s)
+    }
+
+    fn put(s: &LocalStore, raw: &[u8]) -> ObjectId {
+        let id = ObjectId::of(raw);
+        let enc = Encoder::new().encode(raw, DataHint::Float(2));
+        s.put_trusted(&id, &enc).expect("put");
+        id
+    }
+
+    /// Stores `vs` as a reverse chain: the last standalone, each earlier one a delta of the next.
+    fn chain(s: &LocalStore, vs: &[Vec<u8>]) -> Vec<ObjectId> {
+        let ids: Vec<ObjectId> = vs.iter().map(|v| put(s, v)).collect();
+        for k in (0..vs.len() - 1).rev() {
+            let enc = codec::encode_delta(&vs[k], &vs[k + 1], &ids[k + 1], 2, 1).expect("delta");
+            assert!(s.replace_with_delta(&ids[k], &enc).expect("replace"));
+        }
+        ids
+    }
+
+    #[test]
+    fn chains_decode_and_report_depth() {
+        let (_d, s) = store();
+        let vs = versions(5);
+        let ids = chain(&s, &vs);
+        for (k, id) in ids.iter().enumerate() {
+            assert_eq!(s.get(id, 1 << 20).expect("get"), vs[k]);
+            assert_eq!(s.get_unverified(id, 1 << 20).expect("get"), vs[k]);
+            assert_eq!(s.chain_depth(id).expect("depth"), vs.len() - 1 - k);
+            assert!(!s.is_corrupt(id));
+        }
+        // Replacing is for standalone objects only.
+        let enc = codec::encode_delta(&vs[0], &vs[2], &ids[2], 2, 1).expect("delta");
+        assert!(!s.replace_with_delta(&ids[0], &enc).expect("replace"));
+        // The standalone form for a remote decodes on its own.
+        let alone = s
+            .get_standalone(&ids[0], &mut Encoder::new())
+            .expect("standalone");
+        assert_eq!(
+            codec::decode_verified(&ids[0], &alone, 1 << 20).expect("decodes"),
+            vs[0]
+        );
+        // A delta is refused where no base can be read (remotes).
+        let enc = s.get_encoded(&ids[0]).expect("enc");
+        let err = codec::decode_verified(&ids[0], &enc, 1 << 20).expect_err("needs base");
+        assert!(
+            matches!(err, Error::Store(StoreError::DeltaNeedsBase { .. })),
+            "{err}"
+        );
+        assert!(s.put_verified(&ObjectId::of(b"x"), &enc, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn a_corrupt_base_is_named_and_quarantined_alone() {
+        let (_d, s) = store();
+        let vs = versions(3);
+        let ids = chain(&s, &vs);
+        // Damage the standalone object at the end of the chain (keep its header valid).
+        let p = s.path_of(&ids[2]);
+        let mut enc = fs::read(&p).expect("read");
+        let last = enc.len() - 1;
+        enc[last] ^= 0x55;
+        fs::write(&p, &enc).expect("write");
+        let err = s.get(&ids[0], 1 << 20).expect_err("corrupt");
+        match &err {
+            Error::Store(StoreError::CorruptObject { id, .. }) => assert_eq!(*id, ids[2], "{err}"),
+            _ => panic!("{err}"),
+        }
+        assert!(!s.is_corrupt(&ids[0]) && !s.is_corrupt(&ids[1]));
+        assert!(s.is_corrupt(&ids[2]));
+        assert!(s.quarantine_if_corrupt(&ids[2]).expect("q"));
+        assert!(!s.quarantine_if_corrupt(&ids[0]).expect("q"));
+        // Now the base is missing: the error names it.
+        let err = s.get(&ids[0], 1 << 20).expect_err("missing base");
+        assert!(
+            matches!(err, Error::Store(StoreError::BaseMissing { id, base }) if id == ids[1] && base == ids[2])
+        );
+    }
+
+    #[test]
+    fn hostile_chains_are_refused() {
+        let (_d, s) = store();
+        let vs = versions(3);
+        let ids: Vec<ObjectId> = vs.iter().map(|v| put(&s, v)).collect();
+        // A cycle: 0 -> 1 -> 0.
+        let d01 = codec::encode_delta(&vs[0], &vs[1], &ids[1], 2, 1).expect("d");
+        let d10 = codec::encode_delta(&vs[1], &vs[0], &ids[0], 2, 1).expect("d");
+        assert!(s.replace_with_delta(&ids[0], &d01).expect("r"));
+        fs::write(s.path_of(&ids[1]), &d10).expect("plant");
+        let err = s.get(&ids[0], 1 << 20).expect_err("cycle");
+        assert!(err.to_string().contains("cycle"), "{err}");
+        assert!(s.chain_depth(&ids[0]).is_err());
+        // An object that is its own base.
+        let mut own = d01.clone();
+        own[16..48].copy_from_slice(ids[0].as_bytes());
+        fs::write(s.path_of(&ids[0]), &own).expect("plant");
+        assert!(s
+            .get(&ids[0], 1 << 20)
+            .expect_err("self")
+            .to_string()
+            .contains("itself"));
+        assert!(s.is_corrupt(&ids[0]));
+        // A delta whose result does not hash to its id: named as the delta's fault.
+        let d21 = codec::encode_delta(&vs[2], &vs[1], &ids[1], 2, 1).expect("d");
+        fs::write(
+            s.path_of(&ids[1]),
+            Encoder::new().encode(&vs[1], DataHint::Unknown),
+        )
+        .expect("restore");
+        fs::write(s.path_of(&ids[0]), &d21).expect("plant");
+        let err = s.get(&ids[0], 1 << 20).expect_err("wrong result");
+        assert!(
+            matches!(&err, Error::Store(StoreError::CorruptObject { id, kind: Corruption::HashMismatch, .. }) if *id == ids[0]),
+            "{err}"
+        );
+        assert!(s.is_corrupt(&ids[0]));
+        // A chain longer than any reader follows.
+        let (_d2, s) = store();
+        let vs = versions(codec::MAX_CHAIN + 2);
+        let ids = chain(&s, &vs);
+        assert!(s
+            .get(&ids[0], 1 << 20)
+            .expect_err("long")
+            .to_string()
+            .contains("longer"));
+        assert_eq!(s.get(&ids[2], 1 << 20).expect("within bound"), vs[2]);
+    }
+
+    #[test]
+    fn unknown_formats_are_not_corrupt() {
+        let (_d, s) = store();
+        let vs = versions(1);
+        let id = put(&s, &vs[0]);
+        let mut enc = fs::read(s.path_of(&id)).expect("read");
+        enc[4] = 9;
+        fs::write(s.path_of(&id), &enc).expect("write");
+        let err = s.get(&id, 1 << 20).expect_err("unsupported");
+        assert!(matches!(
+            err,
+            Error::Store(StoreError::UnsupportedFormat { version: 9, .. })
+        ));
+        assert!(err.to_string().contains("upgrade nshard"), "{err}");
+        assert!(!s.is_corrupt(&id));
+        assert!(!s.quarantine_if_corrupt(&id).expect("q"));
+        assert!(s.has(&id));
     }
 }
