@@ -26,6 +26,12 @@ pub enum CommitOutcome {
         new_bytes: u64,
         /// Bytes written to the store for the new chunks (after compression).
         stored_bytes: u64,
+        /// Chunks of the previous version re-stored as deltas of this version's chunks.
+        delta_chunks: usize,
+        /// Their stored size before that (standalone).
+        delta_bytes_before: u64,
+        /// Their stored size as deltas.
+        delta_bytes_after: u64,
     },
     /// A new version of a directory unit was recorded.
     DirCommitted(DirCommit),

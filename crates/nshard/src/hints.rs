@@ -83,6 +83,12 @@ pub fn hint(e: &Error) -> Option<String> {
         Error::Store(StoreError::CorruptObject { .. }) => {
             "`nshard pull` fetches a good copy, or `nshard commit` re-stores it from an intact file".into()
         }
+        Error::Store(StoreError::BaseMissing { .. }) => {
+            "the base is a chunk of a newer version: `nshard pull --all-versions` fetches it".into()
+        }
+        Error::Store(StoreError::UnsupportedFormat { .. }) => {
+            "this store was written by a newer nshard; install the newer version (nothing was changed)".into()
+        }
         _ => return None,
     })
 }

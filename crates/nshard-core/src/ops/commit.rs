@@ -198,6 +198,12 @@ impl Repo {
             path.as_str(),
             StatEntry::new(md1, stored.sha256, version, observed),
         );
+        // The previous version becomes deltas of this one (this one stays whole). Only an
+        // encoding changes, never an id: a crash anywhere here loses nothing.
+        let deltas = match &parent {
+            Some(p) => self.encode_parent_as_deltas(&manifest, &p.manifest, progress),
+            None => Default::default(),
+        };
         let total = manifest.chunks.len();
         Ok(CommitOutcome::Committed {
             version,
@@ -208,6 +214,9 @@ impl Repo {
             chunks_reused: total - stored.chunks_new,
             new_bytes: stored.new_bytes,
             stored_bytes: stored.stored_bytes,
+            delta_chunks: deltas.chunks,
+            delta_bytes_before: deltas.bytes_before,
+            delta_bytes_after: deltas.bytes_after,
         })
     }
 }

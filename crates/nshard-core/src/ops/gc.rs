@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use super::HistoryNode;
 use crate::dirunit::{DirManifest, DirVersionBytes};
 use crate::error::{Error, Result};
-use crate::error::{GitError, RepoError};
+use crate::error::{GitError, RepoError, StoreError};
 use crate::git::{GitTree, Reach};
 use crate::id::ObjectId;
 use crate::manifest::Manifest;
@@ -371,6 +371,9 @@ impl Repo {
                 .and_then(|t| now.duration_since(t).ok())
                 .is_none_or(|age| age < opts.grace)
         };
+        // Sort the candidates first: an object that stays (unpushed, recent) keeps its delta base.
+        let mut doomed: Vec<(ObjectId, u64)> = Vec::new();
+        let mut protected: Vec<ObjectId> = keep.iter().copied().collect();
         for id in order {
             let p = self.store().path_of(&id);
             let md = match fs::symlink_metadata(&p) {
@@ -381,11 +384,21 @@ impl Repo {
             if unpushed.contains(&id) {
                 report.objects_unpushed += 1;
                 report.bytes_unpushed += md.len();
+                protected.push(id);
                 continue;
             }
             if young(&md) {
                 report.objects_recent += 1;
                 report.bytes_recent += md.len();
+                protected.push(id);
+                continue;
+            }
+            doomed.push((id, md.len()));
+        }
+        let bases = self.delta_bases_of(&protected)?;
+        for (id, len) in doomed {
+            if bases.contains(&id) {
+                report.objects_referenced += 1;
                 continue;
             }
             if !opts.dry_run {
@@ -393,10 +406,10 @@ impl Repo {
                 self.store().delete(&id)?;
             }
             report.objects_deleted += 1;
-            report.bytes_deleted += md.len();
+            report.bytes_deleted += len;
             report.deleted.push(GcItem {
                 id,
-                bytes: md.len(),
+                bytes: len,
                 reason: match dropped.get(&id) {
                     Some((path, version)) => GcReason::DroppedVersion {
                         path: path.clone(),
@@ -413,6 +426,24 @@ impl Repo {
 
     /// Temporary files of writers killed mid-write. Under the exclusive lock no writer of this
     /// repository is running; the grace period covers writers that do not lock.
+    /// Every object the delta objects among `ids` are built on, through their whole chains: gc
+    /// deletes none of them. An object whose format this nshard does not read may be a delta
+    /// too, so it stops gc rather than risk its base.
+    fn delta_bases_of(&self, ids: &[ObjectId]) -> Result<HashSet<ObjectId>> {
+        let mut bases = HashSet::new();
+        for id in ids {
+            let mut cur = *id;
+            for _ in 0..crate::codec::MAX_CHAIN {
+                match self.store().delta_base(&cur) {
+                    Ok(Some((base, _))) if bases.insert(base) => cur = base,
+                    Err(e @ Error::Store(StoreError::UnsupportedFormat { .. })) => return Err(e),
+                    _ => break,
+                }
+            }
+        }
+        Ok(bases)
+    }
+
     fn remove_stale_temp_files(
         &self,
         opts: &GcOptions<'_>,

@@ -88,6 +88,10 @@ pub enum LogState {
         parent: Option<ObjectId>,
         /// Bytes of the chunks the parent does not have (`None` when the parent is not local).
         new_bytes: Option<u64>,
+        /// What those chunks take in the local store as stored now (compressed, and as deltas
+        /// where they are): what the version costs. `None` when the parent or some of the chunks
+        /// are not local.
+        stored_bytes: Option<u64>,
     },
     /// The version's manifest is not in the local store (not pulled, or removed by gc).
     Missing,
@@ -157,13 +161,19 @@ impl Repo {
         for (i, node) in nodes.iter().enumerate() {
             let state = match node {
                 HistoryNode::Present { manifest: m, .. } => {
-                    let new_bytes = match (m.version.parent, nodes.get(i + 1)) {
-                        (None, _) => Some(new_bytes(None, m)),
+                    let parent = match (m.version.parent, nodes.get(i + 1)) {
+                        (None, _) => Some(None),
                         (Some(_), Some(HistoryNode::Present { manifest: p, .. })) => {
-                            Some(new_bytes(Some(p), m))
+                            Some(Some(&**p))
                         }
                         _ => None,
                     };
+                    let new_bytes = parent.map(|p| new_bytes(p, m));
+                    let stored_bytes = parent.and_then(|p| {
+                        new_chunks(p, m)
+                            .map(|c| self.store().encoded_size(&c.id))
+                            .sum::<Option<u64>>()
+                    });
                     LogState::Present {
                         timestamp: m.version.timestamp.clone(),
                         message: m.version.message.clone(),
@@ -172,6 +182,7 @@ impl Repo {
                         tensors: m.tensors.as_ref().map(Vec::len),
                         parent: m.version.parent,
                         new_bytes,
+                        stored_bytes,
                     }
                 }
                 HistoryNode::Missing { .. } => LogState::Missing,
@@ -191,14 +202,18 @@ impl Repo {
 
 /// Bytes of `m`'s distinct chunks that `parent` does not have: what the version added to the store.
 pub(crate) fn new_bytes(parent: Option<&Manifest>, m: &Manifest) -> u64 {
+    new_chunks(parent, m).map(|c| c.size).sum()
+}
+
+/// `m`'s distinct chunks that `parent` does not have.
+fn new_chunks<'a>(
+    parent: Option<&Manifest>,
+    m: &'a Manifest,
+) -> impl Iterator<Item = &'a crate::manifest::ChunkRef> {
     let mut seen: HashSet<ObjectId> = parent
         .map(|p| p.chunks.iter().map(|c| c.id).collect())
         .unwrap_or_default();
-    m.chunks
-        .iter()
-        .filter(|c| seen.insert(c.id))
-        .map(|c| c.size)
-        .sum()
+    m.chunks.iter().filter(move |c| seen.insert(c.id))
 }
 
 /// The versions of one target, newest first.

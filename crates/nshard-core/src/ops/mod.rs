@@ -3,6 +3,7 @@
 
 mod checkout;
 mod commit;
+mod deltas;
 mod diff;
 mod gc;
 mod history;

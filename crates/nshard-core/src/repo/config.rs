@@ -50,10 +50,24 @@ pub struct Config {
     /// Chunking for new commits (old manifests keep their own parameters).
     #[serde(default)]
     pub chunking: ChunkParams,
+    /// `false` stores every version of a model whole; by default (`true`) the version before a
+    /// new one is re-encoded as deltas of it (docs/storage.md, "Deltas").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<bool>,
+    /// The most deltas between any chunk and a chunk stored whole (default
+    /// [`DEFAULT_DELTA_DEPTH`], at most 32): checking out an old version reads at most this many
+    /// deltas per chunk; deeper chains store old versions smaller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_depth: Option<u8>,
     /// Configured remotes.
     #[serde(default, rename = "remote", skip_serializing_if = "Vec::is_empty")]
     pub remotes: Vec<RemoteConfig>,
 }
+
+/// Default for `delta_depth` (chosen by measurement: docs/storage.md, "Deltas").
+pub const DEFAULT_DELTA_DEPTH: u8 = 8;
+/// Largest accepted `delta_depth`.
+pub const MAX_DELTA_DEPTH: u8 = 32;
 
 /// Where a setting comes from, lowest precedence first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -201,6 +215,15 @@ const HEADER: &str = "# NeuroShard repository configuration (commit this file to
 # Chunking applies to new commits; every manifest records the parameters it was cut with.\n\n";
 
 impl Config {
+    /// The longest chain of deltas commit may make; 0 when deltas are off.
+    pub fn delta_depth(&self) -> u8 {
+        if self.delta == Some(false) {
+            0
+        } else {
+            self.delta_depth.unwrap_or(DEFAULT_DELTA_DEPTH)
+        }
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config> {
         let text = match fs::read_to_string(path) {
@@ -218,6 +241,14 @@ impl Config {
         cfg.chunking
             .validate()
             .map_err(|e| bad(format!("[chunking]: {e}")))?;
+        if cfg
+            .delta_depth
+            .is_some_and(|d| d == 0 || d > MAX_DELTA_DEPTH)
+        {
+            return Err(bad(format!(
+                "delta_depth must be 1 to {MAX_DELTA_DEPTH} (to store every version whole, set delta = false)"
+            )));
+        }
         Ok(cfg)
     }
 

@@ -144,7 +144,10 @@ pub(super) async fn push_groups(
                             let local = local.clone();
                             let remote = Arc::clone(&remote);
                             async move {
-                                let enc = local_io(move || local.get_encoded(&id)).await?;
+                                let enc = local_io(move || {
+                                    local.get_standalone(&id, &mut crate::codec::Encoder::new())
+                                })
+                                .await?;
                                 let n = enc.len() as u64;
                                 remote.put(&id, enc).await?;
                                 Ok(n)

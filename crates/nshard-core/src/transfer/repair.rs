@@ -187,7 +187,7 @@ async fn check_one(
     let found = corrupt_on_remote(remote, id, Corruption::RemoteCopy, reason).await;
     let local_ = local.clone();
     let good = blocking("local store", move || {
-        let enc = local_.get_encoded(&id)?;
+        let enc = local_.get_standalone(&id, &mut codec::Encoder::new())?;
         codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE)?;
         Ok::<_, Error>(enc)
     })

@@ -79,6 +79,9 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                     chunks_reused,
                     new_bytes,
                     stored_bytes,
+                    delta_chunks,
+                    delta_bytes_before,
+                    delta_bytes_after,
                     ..
                 }) => {
                     committed += 1;
@@ -94,6 +97,21 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                         bytes(*stored_bytes),
                         pct(size - new_bytes, *size)
                     );
+                    if *delta_chunks > 0 {
+                        per_file!(
+                            "  previous version re-stored as deltas of this one: {} from {} to {}",
+                            count(*delta_chunks as u64, "chunk"),
+                            bytes(*delta_bytes_before),
+                            bytes(*delta_bytes_after)
+                        );
+                        per_file!(
+                            "  the store grew by {}",
+                            bytes(
+                                (stored_bytes + delta_bytes_after)
+                                    .saturating_sub(*delta_bytes_before)
+                            )
+                        );
+                    }
                 }
                 Ok(CommitOutcome::DirCommitted(d)) => {
                     committed += 1;

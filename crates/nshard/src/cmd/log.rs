@@ -118,11 +118,14 @@ fn print_entries(entries: &[nshard_core::LogEntry]) -> Result<()> {
                 message,
                 size,
                 new_bytes,
+                stored_bytes,
                 ..
             } => {
-                let added = match new_bytes {
-                    Some(n) => format!("+{}", bytes(*n)),
-                    None => "+?".to_string(),
+                // What the version costs in the store; raw bytes when its chunks are not local.
+                let added = match (stored_bytes, new_bytes) {
+                    (Some(n), _) => format!("+{}", bytes(*n)),
+                    (None, Some(n)) => format!("+{} raw", bytes(*n)),
+                    (None, None) => "+?".to_string(),
                 };
                 out!(
                     "{mark} {v}  {}  {:>10}  {:>11}  {}",

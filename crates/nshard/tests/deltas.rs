@@ -1,0 +1,417 @@
+//! Checkpoint series stored as deltas (issue 20), end to end with the real binary: a run of
+//! versions where every weight may move a little, committed one after another. The newest version
+//! stays whole and older ones become deltas of the next; chains stay within `delta_depth`; every
+//! version checks out byte for byte in any order; remotes receive standalone objects, so pulling
+//! the newest version alone costs what it costs on its own; gc keeps the bases that kept versions
+//! need; a kill -9 while deltas are written loses nothing; hostile deltas are refused.
+
+mod common;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use common::s3::S3Env;
+use common::serve::Served;
+use common::{git, TestRepo};
+
+/// A deterministic generator (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    fn normal(&mut self) -> f32 {
+        (0..6).map(|_| self.unit()).sum::<f32>() - 3.0
+    }
+}
+
+const TENSORS: [(&str, usize); 2] = [("layers.0.weight", 700_000), ("layers.1.weight", 500_000)];
+
+fn bf16(x: f32) -> [u8; 2] {
+    let b = x.to_bits();
+    ((b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16).to_le_bytes()
+}
+
+/// `count` checkpoints of one "training run" as bf16 safetensors files: weights ~ N(0, 0.02), and
+/// every step moves each weight by a small relative amount (most bf16 values stay the same).
+fn series(count: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let mut w: Vec<Vec<f32>> = TENSORS
+        .iter()
+        .map(|(_, n)| (0..*n).map(|_| 0.02 * rng.normal()).collect())
+        .collect();
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let mut header = String::from("{");
+        let mut off = 0;
+        for (k, (name, n)) in TENSORS.iter().enumerate() {
+            if k > 0 {
+                header.push(',');
+            }
+            header.push_str(&format!(
+                "\"{name}\":{{\"dtype\":\"BF16\",\"shape\":[{n}],\"data_offsets\":[{off},{}]}}",
+                off + 2 * n
+            ));
+            off += 2 * n;
+        }
+        header.push('}');
+        while header.len() % 8 != 0 {
+            header.push(' ');
+        }
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(header.as_bytes());
+        for t in &w {
+            for &x in t {
+                file.extend_from_slice(&bf16(x));
+            }
+        }
+        out.push(file);
+        for t in &mut w {
+            for x in t.iter_mut() {
+                *x *= 1.0 + 0.004 * rng.normal();
+            }
+        }
+    }
+    out
+}
+
+/// The stored encoding of every object in a store: `Some(base)` for a delta.
+fn encodings(objects: &Path) -> HashMap<String, Option<String>> {
+    let mut out = HashMap::new();
+    for (path, _) in common::walk(objects) {
+        let bytes = fs::read(&path).expect("read object");
+        let p = Path::new(&path);
+        let name = |q: &Path| q.file_name().expect("name").to_string_lossy().into_owned();
+        let id = format!("{}{}", name(p.parent().expect("fan-out")), name(p));
+        let base =
+            (bytes.len() >= 48 && bytes[4] == 2 && bytes[5] == 3).then(|| hex(&bytes[16..48]));
+        out.insert(id, base);
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Deltas between `id` and a standalone object.
+fn depth(enc: &HashMap<String, Option<String>>, id: &str) -> usize {
+    let mut d = 0;
+    let mut cur = id.to_string();
+    while let Some(Some(base)) = enc.get(&cur) {
+        d += 1;
+        assert!(d <= 64, "chain too long at {id}");
+        cur = base.clone();
+    }
+    d
+}
+
+/// The chunk ids of a manifest.
+fn chunks(manifest: &serde_json::Value) -> Vec<String> {
+    manifest["chunks"]
+        .as_array()
+        .expect("chunks")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+/// Commits every version of `files` to `repo` (tracked as `model.safetensors`); returns the
+/// version ids and each commit's JSON.
+fn commit_all(repo: &TestRepo, files: &[Vec<u8>]) -> (Vec<String>, Vec<serde_json::Value>) {
+    let (mut versions, mut outs) = (Vec::new(), Vec::new());
+    for (k, f) in files.iter().enumerate() {
+        repo.write("model.safetensors", f);
+        if k == 0 {
+            repo.ok(&["track", "model.safetensors"]);
+        }
+        let v = repo.json(&["commit", "-m", &format!("step {k}")]);
+        versions.push(v[0]["version"].as_str().expect("version").to_string());
+        outs.push(v[0].clone());
+    }
+    (versions, outs)
+}
+
+#[test]
+fn twenty_versions_are_deltas_within_the_bound_and_check_out_in_any_order() {
+    let files = series(20);
+    let repo = TestRepo::new();
+    let (versions, outs) = commit_all(&repo, &files);
+    // From the second commit on, the previous version went in as deltas, and the store grew by
+    // far less than a version stored whole; except where the chain reached the bound (8): that
+    // version stays whole (a keyframe), and the next chain starts after it.
+    let keyframes: Vec<usize> = (1..outs.len())
+        .filter(|&k| outs[k]["delta_chunks"] == 0)
+        .collect();
+    assert_eq!(keyframes, vec![9, 18]);
+    for (k, o) in outs.iter().enumerate().skip(1) {
+        if keyframes.contains(&k) {
+            continue;
+        }
+        assert!(
+            o["delta_chunks"].as_u64().expect("delta_chunks") >= 2,
+            "{o}"
+        );
+        let before = o["delta_bytes_before"].as_u64().expect("before");
+        let after = o["delta_bytes_after"].as_u64().expect("after");
+        assert!(after * 3 < before, "{o}");
+    }
+    // The newest version is stored whole; no chain is longer than the default bound (8), and
+    // the bound is reached: some versions stay whole as keyframes.
+    let enc = encodings(&repo.join(".shard/objects"));
+    let newest = repo.manifest("model.safetensors");
+    let tensor_chunks: Vec<String> = chunks(&newest)
+        .into_iter()
+        .filter(|c| fs::metadata(repo.object_path(c)).expect("object").len() > 100_000)
+        .collect();
+    assert_eq!(tensor_chunks.len(), 2, "{newest}");
+    for c in &tensor_chunks {
+        assert_eq!(depth(&enc, c), 0);
+    }
+    let depths: Vec<usize> = enc.keys().map(|id| depth(&enc, id)).collect();
+    assert_eq!(depths.iter().max(), Some(&8), "{depths:?}");
+    // log shows what each version costs in the store, not raw bytes.
+    let log = repo.json(&["log", "model.safetensors"]);
+    let entries = log.as_array().expect("log");
+    let cost = |e: &serde_json::Value| e["stored_bytes"].as_u64().expect("stored_bytes");
+    assert!(cost(&entries[1]) * 3 < cost(&entries[0]), "{log}");
+    // Every version, in an order that jumps around the chains.
+    let order = [
+        3usize, 19, 0, 11, 8, 17, 1, 9, 12, 5, 18, 2, 10, 4, 16, 6, 15, 7, 14, 13,
+    ];
+    for k in order {
+        repo.ok(&[
+            "checkout",
+            "model.safetensors",
+            "--version",
+            &versions[k],
+            "--force",
+        ]);
+        assert!(repo.read("model.safetensors") == files[k], "version {k}");
+    }
+    repo.ok(&["verify", "--all-versions"]);
+}
+
+#[test]
+fn delta_false_stores_every_version_whole() {
+    let files = series(3);
+    let repo = TestRepo::new();
+    repo.ok(&["init"]);
+    let cfg = repo.join(".shard/config.toml");
+    let text = fs::read_to_string(&cfg).expect("config");
+    fs::write(&cfg, format!("delta = false\n{text}")).expect("write config");
+    let (_, outs) = commit_all(&repo, &files);
+    assert_eq!(outs[2]["delta_chunks"], 0, "{}", outs[2]);
+    assert!(encodings(&repo.join(".shard/objects"))
+        .values()
+        .all(Option::is_none));
+    // A depth out of range is refused with the setting named.
+    fs::write(&cfg, format!("delta_depth = 0\n{text}")).expect("write config");
+    let err = repo.fails(&["status"]);
+    assert!(err.contains("delta_depth"), "{err}");
+}
+
+/// Pushes a series to `url`, then pulls into fresh clones: the newest version alone (costing
+/// what it costs stored on its own), then every version.
+fn remote_round_trip(url: &str, envs: &[(String, String)]) {
+    let run = |repo: &TestRepo, args: &[&str]| -> serde_json::Value {
+        let mut c = common::nshard(repo.path());
+        c.args(args).arg("--json");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let out = c.output().expect("runs");
+        assert!(
+            out.status.success(),
+            "nshard {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let files = series(6);
+    let origin = TestRepo::new();
+    let (versions, _) = commit_all(&origin, &files);
+    run(&origin, &["push", "--remote", url, "--all-versions"]);
+    let newest = origin.manifest("model.safetensors");
+    // What the newest version takes stored on its own (it is standalone in the origin).
+    let alone: u64 = chunks(&newest)
+        .iter()
+        .map(|c| fs::metadata(origin.object_path(c)).expect("object").len())
+        .sum();
+    let clone = || {
+        let c = TestRepo::new();
+        c.ok(&["init"]);
+        fs::copy(
+            origin.join("model.safetensors.shard.json"),
+            c.join("model.safetensors.shard.json"),
+        )
+        .expect("copy manifest");
+        c
+    };
+    let fresh = clone();
+    let pulled = run(&fresh, &["pull", "--remote", url]);
+    let bytes = pulled["bytes"].as_u64().expect("bytes");
+    assert!(
+        bytes as f64 <= 1.3 * alone as f64,
+        "pulling the newest version took {bytes} bytes, alone it takes {alone}: {pulled}"
+    );
+    fresh.ok(&["checkout"]);
+    assert!(fresh.read("model.safetensors") == files[5]);
+    let all = clone();
+    run(&all, &["pull", "--remote", url, "--all-versions"]);
+    for k in [0usize, 4, 2, 5, 1, 3] {
+        all.ok(&[
+            "checkout",
+            "model.safetensors",
+            "--version",
+            &versions[k],
+            "--force",
+        ]);
+        assert!(all.read("model.safetensors") == files[k], "version {k}");
+    }
+    all.ok(&["verify", "--all-versions"]);
+}
+
+#[test]
+fn directory_remote_gets_standalone_objects_and_fresh_clones_pay_for_one_version() {
+    let remote = tempfile::tempdir().expect("tmp");
+    remote_round_trip(remote.path().to_str().expect("utf8"), &[]);
+    assert!(encodings(&remote.path().join("objects"))
+        .values()
+        .all(Option::is_none));
+}
+
+#[test]
+fn nshard_serve_round_trip() {
+    let d = tempfile::tempdir().expect("tmp");
+    let server = Served::start(&d.path().join("store"), &[], &[]);
+    remote_round_trip(&server.url, &[]);
+}
+
+#[test]
+fn s3_round_trip() {
+    let Some(env) = S3Env::get() else { return };
+    remote_round_trip(&env.fresh_url("deltas"), &env.vars());
+}
+
+#[test]
+fn gc_keeps_the_bases_that_kept_versions_need() {
+    let files = series(6);
+    let repo = TestRepo::new();
+    git(repo.path(), &["init", "-q"]);
+    for (k, f) in files.iter().enumerate() {
+        repo.write("model.safetensors", f);
+        if k == 0 {
+            repo.ok(&["track", "model.safetensors"]);
+        }
+        repo.ok(&["commit", "-m", &format!("v{k}")]);
+        git(repo.path(), &["add", "-A"]);
+        git(repo.path(), &["commit", "-qm", &format!("v{k}")]);
+    }
+    // Keep v2 on a branch, make the main line hold only v5: v3 and v4 leave git's history, but
+    // v2's chunks are deltas of v3's, which are deltas of v4's.
+    git(repo.path(), &["branch", "old", "HEAD~3"]);
+    git(repo.path(), &["checkout", "-q", "--orphan", "fresh"]);
+    git(repo.path(), &["commit", "-qm", "only v5"]);
+    for b in ["master", "main"] {
+        let _ = std::process::Command::new("git")
+            .args(["branch", "-D", b])
+            .current_dir(repo.path())
+            .output();
+    }
+    git(repo.path(), &["reflog", "expire", "--expire=now", "--all"]);
+    let report = repo.json(&["gc", "--only-current", "--include-unpushed", "--grace", "0"]);
+    assert!(
+        report["objects_deleted"].as_u64().expect("deleted") > 0,
+        "{report}"
+    );
+    repo.ok(&["verify"]);
+    git(repo.path(), &["checkout", "-q", "old"]);
+    repo.ok(&["checkout", "model.safetensors", "--force"]);
+    assert!(repo.read("model.safetensors") == files[2]);
+}
+
+#[test]
+fn a_missing_or_corrupt_base_is_named_and_the_old_file_stays() {
+    let files = series(3);
+    let repo = TestRepo::new();
+    let (versions, _) = commit_all(&repo, &files);
+    let enc = encodings(&repo.join(".shard/objects"));
+    let (delta, base) = enc
+        .iter()
+        .find_map(|(id, b)| b.as_ref().map(|b| (id.clone(), b.clone())))
+        .expect("a delta object");
+    let base_path = repo.object_path(&base);
+    let saved = fs::read(&base_path).expect("base");
+    // Corrupt base: checkout of the old version names the base, not the delta, and the work tree
+    // keeps the newest version.
+    let mut bad = saved.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x5A;
+    fs::write(&base_path, &bad).expect("corrupt");
+    let v0 = &versions[0];
+    let err = repo.fails(&["checkout", "model.safetensors", "--version", v0, "--force"]);
+    assert!(err.contains(&base[..12]) || err.contains(&base), "{err}");
+    assert!(repo.read("model.safetensors") == files[2]);
+    // The delta itself was not quarantined.
+    assert!(repo.object_path(&delta).exists());
+    // Missing base: the error names it and says how to get it back.
+    let _ = fs::remove_file(&base_path);
+    let err = repo.fails(&["checkout", "model.safetensors", "--version", v0, "--force"]);
+    assert!(err.contains(&base[..12]) || err.contains(&base), "{err}");
+    assert!(err.contains("nshard pull"), "{err}");
+    assert!(repo.read("model.safetensors") == files[2]);
+    fs::write(&base_path, &saved).expect("restore");
+    repo.ok(&["checkout", "model.safetensors", "--version", v0, "--force"]);
+    assert!(repo.read("model.safetensors") == files[0]);
+}
+
+#[test]
+fn hostile_delta_objects_are_refused() {
+    let files = series(2);
+    let repo = TestRepo::new();
+    let (versions, _) = commit_all(&repo, &files);
+    let enc = encodings(&repo.join(".shard/objects"));
+    let (delta, _) = enc
+        .iter()
+        .find_map(|(id, b)| b.as_ref().map(|b| (id.clone(), b.clone())))
+        .expect("a delta object");
+    let p = repo.object_path(&delta);
+    let good = fs::read(&p).expect("delta");
+    let v0 = &versions[0];
+    // Its own base.
+    let mut own = good.clone();
+    own[16..48].copy_from_slice(&nshard_core::ObjectId::parse(&delta).expect("id").as_bytes()[..]);
+    fs::write(&p, &own).expect("plant");
+    let err = repo.fails(&["checkout", "model.safetensors", "--version", v0, "--force"]);
+    assert!(err.contains("against itself"), "{err}");
+    assert!(repo.read("model.safetensors") == files[1]);
+    // A format from a newer nshard: "upgrade", never "corrupt", and never moved aside.
+    let mut newer = good.clone();
+    newer[4] = 7;
+    fs::write(&p, &newer).expect("plant");
+    let err = repo.fails(&["checkout", "model.safetensors", "--version", v0, "--force"]);
+    assert!(
+        err.contains("unsupported object format") && err.contains("upgrade nshard"),
+        "{err}"
+    );
+    assert!(!err.contains("corrupt"), "{err}");
+    assert!(p.exists());
+    // A payload that decodes to other bytes: refused by the hash check.
+    let mut wrong = good.clone();
+    let mid = 48 + (wrong.len() - 48) / 2;
+    wrong[mid] ^= 0xFF;
+    fs::write(&p, &wrong).expect("plant");
+    repo.fails(&["checkout", "model.safetensors", "--version", v0, "--force"]);
+    assert!(repo.read("model.safetensors") == files[1]);
+    fs::write(&p, &good).expect("restore");
+    repo.ok(&["checkout", "model.safetensors", "--version", v0, "--force"]);
+    assert!(repo.read("model.safetensors") == files[0]);
+}
