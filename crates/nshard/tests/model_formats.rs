@@ -257,3 +257,75 @@ fn truncated_files_are_chunked_plain_with_a_reason() {
         repo.write(f, &data);
     }
 }
+
+/// Writes the Transformer-like checkpoint of `write_torch_run.py` to `path` with the zip root
+/// folder `root`; returns the size of the tensor VARIANT 2 changes.
+fn write_torch_run(path: &Path, root: &str, variant: u32) -> u64 {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/model_formats/write_torch_run.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(path)
+        .arg(root)
+        .arg(variant.to_string())
+        .output()
+        .expect("running the writer");
+    assert!(
+        out.status.success(),
+        "write_torch_run.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("size")
+}
+
+/// What a commit added to the store: the new chunks, plus the previous version's change of
+/// encoding (deltas).
+fn growth(c: &Value) -> u64 {
+    let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("{k} in {c}"));
+    (n("stored_bytes") + n("delta_bytes_after")).saturating_sub(n("delta_bytes_before"))
+}
+
+/// torch names the zip's root folder after the file: a per-step checkpoint copied over the
+/// tracked one differs from it in every entry's local header. Those headers are chunks of their
+/// own, so the new version adds about what changed whether it was saved under the same name or
+/// another one, with the default chunking.
+#[test]
+fn a_torch_checkpoint_saved_under_another_name_adds_only_what_changed() {
+    let repo = TestRepo::new();
+    let file = repo.join("model.pth");
+    write_torch_run(&file, "model", 1);
+    repo.ok(&["track", "model.pth"]);
+    repo.ok(&["commit", "-m", "step 1000"]);
+    let v1 = repo.read("model.pth");
+    // Saved as ckpt1.pth (same name length) and copied over model.pth.
+    let changed = write_torch_run(&file, "ckpt1", 2);
+    let other_name = repo.read("model.pth");
+    let c = repo.json(&["commit", "-m", "step 2000, saved under another name"]);
+    let added = growth(&c[0]);
+    assert!(
+        added as f64 <= 1.5 * changed as f64,
+        "added {added} bytes for a {changed}-byte tensor: {}",
+        c[0]
+    );
+    // The next checkpoint saved under the same name as the last one: the same bound.
+    write_torch_run(&file, "ckpt1", 3);
+    let same_name = repo.read("model.pth");
+    let c = repo.json(&["commit", "-m", "step 3000"]);
+    let added = growth(&c[0]);
+    assert!(added as f64 <= 1.5 * changed as f64, "{}", c[0]);
+    // Every version checks out byte for byte.
+    let log = repo.json(&["log", "model.pth"]);
+    let ids: Vec<&str> = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .map(|e| e["version"].as_str().expect("version"))
+        .collect();
+    for (id, want) in ids.iter().zip([&same_name, &other_name, &v1]) {
+        repo.ok(&["checkout", "model.pth", "--version", id, "--force"]);
+        assert!(&repo.read("model.pth") == want, "version {id}");
+    }
+}

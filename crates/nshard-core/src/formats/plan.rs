@@ -151,8 +151,11 @@ pub fn segments_for(
 /// The segments of a model file of `file_size` bytes: the header alone, then each tensor of
 /// at least `min_group` bytes alone, and runs of smaller neighbouring tensors grouped until a group
 /// holds `min_group` bytes (a run cut short by a large tensor stays a smaller group). Bytes no
-/// tensor claims (gaps, a tail) count as small pieces of their own. The segments cover the file
-/// exactly. With `blocks`, every segment but the header is cut into fixed blocks
+/// tensor claims (gaps, a tail) count as small pieces of their own. In a PyTorch zip the gaps are
+/// the zip entries' local headers, which name the archive's root folder (torch names it after the
+/// file): there every gap is a segment of its own and no group spans one, so a checkpoint saved
+/// under another name re-stores only those headers, not the tensors beside them. The segments
+/// cover the file exactly. With `blocks`, every segment but the header is cut into fixed blocks
 /// ([`LayoutMode::TensorBlocks`]).
 pub fn tensor_segments(
     layout: &Layout,
@@ -161,21 +164,22 @@ pub fn tensor_segments(
     blocks: bool,
 ) -> Vec<Segment> {
     let mut segments = vec![Segment::new(layout.header_len, DataHint::Unknown)];
-    // Each piece: (length, hint); gaps are pieces with no hint.
-    let mut pieces: Vec<(u64, DataHint)> = Vec::with_capacity(layout.tensors.len() + 1);
+    // Each piece: (length, hint, whether it is a gap between tensors).
+    let mut pieces: Vec<(u64, DataHint, bool)> = Vec::with_capacity(layout.tensors.len() + 1);
     let mut pos = layout.header_len;
     for t in &layout.tensors {
         if t.start > pos {
-            pieces.push((t.start - pos, DataHint::Unknown));
+            pieces.push((t.start - pos, DataHint::Unknown, true));
         }
         if t.end > t.start {
-            pieces.push((t.end - t.start, hint_for_dtype(&t.dtype)));
+            pieces.push((t.end - t.start, hint_for_dtype(&t.dtype), false));
         }
         pos = pos.max(t.end);
     }
     if file_size > pos {
-        pieces.push((file_size - pos, DataHint::Unknown));
+        pieces.push((file_size - pos, DataHint::Unknown, true));
     }
+    let gaps_apart = layout.kind == super::FormatKind::PytorchZip;
     // Group: (length, hint of the largest piece, its length). A piece of at least `min_group`
     // bytes is a group of its own; smaller pieces in a row are grouped until the group reaches
     // `min_group`. A run of small pieces between two large ones stays a (small) group of its own
@@ -183,8 +187,8 @@ pub fn tensor_segments(
     // front, would re-store the first chunk of the large tensor next to it.
     let mut groups: Vec<(u64, DataHint, u64)> = Vec::new();
     let mut run: Option<(u64, DataHint, u64)> = None;
-    for (len, hint) in pieces {
-        if len >= min_group {
+    for (len, hint, gap) in pieces {
+        if len >= min_group || (gap && gaps_apart) {
             groups.extend(run.take());
             groups.push((len, hint, len));
             continue;

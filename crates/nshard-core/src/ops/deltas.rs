@@ -178,7 +178,9 @@ fn encode_one(store: &LocalStore, p: &Pair, below: u8, depth: u8) -> Result<Opti
     let Some(before) = store.encoded_size(&p.old) else {
         return Ok(None);
     };
-    let old = store.get(&p.old, p.size)?;
+    // The base is verified (future reads of the old chunk depend on it); the old chunk need not
+    // be: the delta is kept only if it decodes back to bytes that hash to the old id.
+    let old = store.get_unverified(&p.old, p.size)?;
     let new = store.get(&p.new, p.size)?;
     let Some(enc) = codec::encode_delta(&old, &new, &p.new, p.width, rank as u8) else {
         return Ok(None);

@@ -7,12 +7,14 @@ VARIANT 1 is the first version; VARIANT 2 re-randomises one tensor ("blk.1.ffn" 
 dtype, shape, absolute offset and size, read back independently of nshard (gguf.GGUFReader,
 the safetensors header, zipfile).
 """
-import io, json, os, pickle, struct, sys, types, zipfile
+import json, os, struct, sys, zipfile
 from collections import OrderedDict
 
 import numpy as np
 import gguf
 from safetensors.numpy import save_file
+
+import torch_layout
 
 out, variant = sys.argv[1], int(sys.argv[2])
 
@@ -66,80 +68,20 @@ result["model.safetensors"] = [
     for k, v in header.items() if k != "__metadata__"
 ]
 
-# A PyTorch zip checkpoint laid out as torch.save (>= 1.6) writes it: archive/data.pkl (pickle
-# protocol 2; tensors are torch._utils._rebuild_tensor_v2 calls on persistent ids
-# ('storage', torch.<T>Storage, key, 'cpu', numel)), archive/byteorder, archive/data/<key>
-# (raw storage bytes, each aligned to 64 bytes by an extra field), archive/version.
-torch = types.ModuleType("torch")
-utils = types.ModuleType("torch._utils")
-sys.modules["torch"] = torch
-sys.modules["torch._utils"] = utils
-torch._utils = utils
-
-
-def _rebuild_tensor_v2(*a):
-    raise RuntimeError("never called")
-
-
-utils._rebuild_tensor_v2 = _rebuild_tensor_v2
-_rebuild_tensor_v2.__module__ = "torch._utils"
-storage_types = {}
-for cls in ["FloatStorage", "HalfStorage"]:
-    t = type(cls, (), {"__module__": "torch"})
-    setattr(torch, cls, t)
-    storage_types[cls] = t
-
-
-class Storage:
-    def __init__(self, key, cls, numel):
-        self.key, self.cls, self.numel = key, cls, numel
-
-
-class Tensor:
-    def __init__(self, storage, shape):
-        self.storage, self.shape = storage, shape
-
-    def __reduce__(self):
-        stride = tuple(int(np.prod(self.shape[i + 1:])) for i in range(len(self.shape)))
-        return (_rebuild_tensor_v2, (self.storage, 0, tuple(self.shape), stride, False, OrderedDict()))
-
-
-class Pickler(pickle.Pickler):
-    def persistent_id(self, obj):
-        if isinstance(obj, Storage):
-            return ("storage", storage_types[obj.cls], obj.key, "cpu", obj.numel)
-        return None
-
-
-state = OrderedDict()
-blobs = []
+# A PyTorch zip checkpoint laid out as torch.save writes it (see torch_layout.py).
 pt_names = {"embed": "embed.weight", "norm": "norm.weight", "ffn": "layer1.weight", "head": "head.weight"}
-for i, (k, arr) in enumerate(arrays(variant, 2).items()):
-    cls = "HalfStorage" if arr.dtype == np.float16 else "FloatStorage"
-    state[pt_names[k]] = Tensor(Storage(str(i), cls, arr.size), list(arr.shape))
-    blobs.append((str(i), arr.tobytes(), "F16" if arr.dtype == np.float16 else "F32", list(arr.shape), pt_names[k]))
-buf = io.BytesIO()
-Pickler(buf, protocol=2).dump({"model": state, "epoch": 3})
 path = os.path.join(out, "model.pth")
-with open(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
-    def add(name, data):
-        zi = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
-        at = f.tell() + 30 + len(name) + 4
-        pad = (64 - at % 64) % 64
-        zi.extra = struct.pack("<HH", 0x4246, pad) + b"Z" * pad
-        z.writestr(zi, data)
-    add("archive/data.pkl", buf.getvalue())
-    add("archive/byteorder", b"little")
-    for key, data, _, _, _ in blobs:
-        add(f"archive/data/{key}", data)
-    add("archive/version", b"3\n")
+blobs = torch_layout.save(
+    path, "archive", OrderedDict((pt_names[k], arr) for k, arr in arrays(variant, 2).items()))
 with zipfile.ZipFile(path) as z:
     infos = {i.filename: i for i in z.infolist()}
 tensors = []
-for key, data, dtype, shape, name in blobs:
+for key, name, arr in blobs:
     i = infos[f"archive/data/{key}"]
     start = i.header_offset + 30 + len(i.filename) + len(i.extra)
-    tensors.append({"name": "model." + name, "dtype": dtype, "shape": shape, "offset": start, "size": len(data)})
+    dtype = "F16" if arr.dtype == np.float16 else "F32"
+    tensors.append({"name": "model." + name, "dtype": dtype, "shape": list(arr.shape), "offset": start,
+                    "size": arr.nbytes})
 result["model.pth"] = tensors
 
 print(json.dumps(result))
