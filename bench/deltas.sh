@@ -1,0 +1,347 @@
+#!/usr/bin/env bash
+# Issue 20 benchmark: reverse deltas. Store size, commit time and checkout time of a real
+# checkpoint series (bench/delta/train.py: AdamW MLP, bf16 and fp32, steps 0, 10, …, 200 and 400,
+# each written as a safetensors file), against references measured in the same run: z4ai 0.2.0
+# `compress` / `compress_delta`, `zstd -3`, `openssl dgst -sha256`, `cp FILE x && sync`.
+#
+#   bench/deltas.sh                                     # everything, ~15 min on 2 cores
+#   NSHARD=/path/to/nshard bench/deltas.sh              # use that binary (default: cargo build --release)
+#   PY=/path/to/python bench/deltas.sh                  # a Python with numpy, zstandard, z4ai
+#   DATA=/tmp/delta-data bench/deltas.sh                # reuse a train.py output (else trained here, ~3 min)
+#   DTYPES=bf16 DEPTHS="2 8" BIG=0 bench/deltas.sh      # quicker
+#   BENCH_DIR=/tmp/keep bench/deltas.sh                 # keep the work directory
+#
+# Measured (RESULTS.md explains every row):
+#   1. sizes: the 21 versions committed in order into a fresh repository (default config); after
+#      each commit the growth of `.shard/objects` (sum of file sizes) and the wall time; the first
+#      version vs z4ai `compress` (sum over tensors), each later version vs z4ai
+#      `compress_delta(new, parent)` and `zstd -3` of the file, the store after 21 versions vs
+#      Σ z4ai `compress`; steps 200 → 400 ("far apart") in another fresh repository.
+#   2. commit time: step 100 committed on top of steps 0 … 90 (REPS copies of one repository,
+#      best), with deltas and with `delta = false`, vs `openssl dgst -sha256` of the file (best of
+#      REPS).
+#   3. checkout time: the newest version (stored whole) and the deepest one (longest chain of
+#      deltas, read from the object headers), work file removed, `--force`, then `sync`; vs
+#      `cp FILE x && sync` (best of REPS each).
+#   4. DEPTHS sweep (default "off 1 2 4 8 16"): store after 21 versions, deepest/newest checkout.
+#   5. BIG=1 (default): peak RSS (/usr/bin/time -v) of commit and checkout on a 1 GiB fp32
+#      safetensors (16 tensors × 16 M floats; v2, v3: every weight × (1 + 0.004·normal)).
+# Writes the report to stdout and to bench/deltas/RESULTS.md (RESULTS=path to change, RESULTS=
+# to skip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+trap 'exit 130' INT TERM   # exit through lib.sh's EXIT trap (removes the work directory)
+
+CMDLINE="${DELTAS_CMDLINE:-bench/deltas.sh}"
+DTYPES=${DTYPES:-bf16 fp32}
+DEPTHS=${DEPTHS:-off 1 2 4 8 16}
+REPS=${REPS:-3}
+SWEEP_REPS=${SWEEP_REPS:-3}
+BIG=${BIG:-1}
+BIG_TENSORS=${BIG_TENSORS:-16}
+BIG_ELEMS=${BIG_ELEMS:-16777216}
+RESULTS=${RESULTS-$ROOT/bench/deltas/RESULTS.md}
+STEPS=$(seq 0 10 200 | xargs)
+FAR_FROM=200
+FAR_TO=400
+TIME_AT=10   # the version index whose commit is timed (step 100), on top of versions 0 … 9
+START=$(now)
+
+if [ -z "${NSHARD:-}" ]; then
+  bench_build
+fi
+NSHARD=$(realpath "$NSHARD")
+[ -x "$NSHARD" ] || { echo "no nshard binary at $NSHARD" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "/usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
+for tool in openssl jq; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
+done
+if [ -z "${PY:-}" ]; then
+  PY="$BENCH_TARGET/deltas-venv/bin/python"
+  if ! "$PY" -c "import numpy, zstandard, z4ai" 2>/dev/null; then
+    [ -x "$PY" ] || python3 -m venv "$BENCH_TARGET/deltas-venv"
+    "$PY" -m pip install -q numpy zstandard z4ai==0.2.0
+  fi
+fi
+"$PY" -c "import numpy, zstandard, z4ai" || { echo "$PY lacks numpy/zstandard/z4ai" >&2; exit 1; }
+HELPER="$ROOT/bench/deltas/deltas.py"
+
+bench_workdir deltas
+export XDG_CONFIG_HOME="$W/xdg"   # no user config (remotes, settings) leaks into the run
+mkdir -p "$XDG_CONFIG_HOME"
+RES="$W/results.tsv"
+: >"$RES"
+rec() { printf '%s\t%s\n' "$1" "$2" >>"$RES"; }
+log() { echo "[$(date +%T)] $*" >&2; }
+
+rec dtypes "$DTYPES"
+rec steps "$STEPS"
+rec depths "$DEPTHS"
+rec reps "$REPS"
+rec sweep_reps "$SWEEP_REPS"
+rec far_from "$FAR_FROM"
+rec far_to "$FAR_TO"
+rec nshard_version "$("$NSHARD" --version 2>/dev/null || echo unknown)"
+rec git "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+rec z4ai "$("$PY" -c 'import z4ai; print(z4ai.__version__)')"
+rec machine "$(uname -m), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo), $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+F=model.safetensors
+objects() { find .shard/objects -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+# new_repo DIR CONFIG_LINE… : a fresh repository in DIR (cwd), top-level config keys prepended.
+new_repo() {
+  local dir=$1; shift
+  cd "$W"; rm -rf "$dir"; mkdir -p "$dir"; cd "$dir"
+  "$NSHARD" init -q >/dev/null
+  local line
+  for line in "$@"; do
+    { echo "$line"; cat .shard/config.toml; } >.shard/config.toml.new
+    mv .shard/config.toml.new .shard/config.toml
+  done
+}
+# commit_file SRC MSG : copies SRC over the work file and commits it; sets T (wall s), G (growth
+# of .shard/objects), J (the file's `commit --json` row). The file is tracked on first use.
+commit_file() {
+  cp "$1" "$F"
+  [ -e "$F.tracked" ] || { "$NSHARD" track "$F" >/dev/null; : >"$F.tracked"; }
+  local before t0 t1
+  before=$(objects)
+  sync
+  t0=$(now)
+  "$NSHARD" commit --json -m "$2" >"$W/commit.json"
+  t1=$(now)
+  T=$(secs "$t0" "$t1")
+  G=$(($(objects) - before))
+  J=$(jq -c '.[0]' "$W/commit.json")
+}
+version_id() { sha256sum "$F.shard.json" | cut -c1-64; }
+# time_checkout ID N : best of N (work file removed, checkout --force, sync) into T; the result
+# must be the expected bytes ($EXPECT).
+time_checkout() {
+  local best="" t0 t1 i
+  for ((i = 0; i < $2; i++)); do
+    rm -f "$F"
+    sync
+    t0=$(now)
+    "$NSHARD" checkout "$F" --version "$1" --force >/dev/null
+    sync
+    t1=$(now)
+    local t; t=$(secs "$t0" "$t1")
+    if [ -z "$best" ] || lt "$t" "$best"; then best=$t; fi
+  done
+  cmp -s "$F" "$EXPECT" || { echo "checkout of $1 does not match $EXPECT" >&2; exit 1; }
+  T=$best
+}
+best_sha() {
+  local best="" t0 t1 i
+  cat "$1" >/dev/null
+  for ((i = 0; i < REPS; i++)); do
+    t0=$(now); openssl dgst -sha256 "$1" >/dev/null; t1=$(now)
+    local t; t=$(secs "$t0" "$t1")
+    if [ -z "$best" ] || lt "$t" "$best"; then best=$t; fi
+  done
+  T=$best
+}
+best_cp() {
+  local best="" t0 t1 i
+  cat "$1" >/dev/null
+  for ((i = 0; i < REPS; i++)); do
+    rm -f "$W/cp.x"; sync
+    t0=$(now); cp "$1" "$W/cp.x" && sync; t1=$(now)
+    local t; t=$(secs "$t0" "$t1")
+    if [ -z "$best" ] || lt "$t" "$best"; then best=$t; fi
+  done
+  rm -f "$W/cp.x"
+  T=$best
+}
+# chains DIR… : chain depth of every version whose manifest copy is in $W/man (v00 … v20);
+# prints JSON lines {manifest, chunks, delta_chunks, depth}.
+chain_depths() {
+  "$PY" "$HELPER" chains --objects .shard/objects --manifests "$@"
+}
+# run_series DTYPE TAG CONFIG_LINE… : the 21 versions into a fresh repository; records under
+# DTYPE.TAG.*; keeps manifest copies, version ids, and (TAG = s) a snapshot before TIME_AT.
+run_series() {
+  local dt=$1 tag=$2; shift 2
+  local i=0 s mans=() ids=()
+  new_repo "repo-$dt-$tag" "$@"
+  for s in $STEPS; do
+    if [ "$tag" = s ] && [ "$i" = "$TIME_AT" ]; then
+      rm -rf "$W/tpl-$dt"; cp -a . "$W/tpl-$dt"
+    fi
+    commit_file "$W/st-$dt/step_$(printf %04d "$s").safetensors" "step $s"
+    cp "$F.shard.json" "$W/man-$dt-$tag-$i.json"
+    mans+=("$W/man-$dt-$tag-$i.json")
+    ids+=("$(version_id)")
+    if [ "$tag" = s ]; then
+      rec "$dt.s.$i.growth" "$G"
+      rec "$dt.s.$i.secs" "$T"
+      rec "$dt.s.$i.json_net" "$(jq '.stored_bytes + .delta_bytes_after - .delta_bytes_before' <<<"$J")"
+      rec "$dt.s.$i.json" "$J"
+    fi
+    i=$((i + 1))
+  done
+  rec "$dt.$tag.total" "$(objects)"
+  chain_depths "${mans[@]}" >"$W/chains-$dt-$tag.json"
+  # the deepest version: longest chain, the newest of those on a tie
+  local deep
+  deep=$(jq 'to_entries | max_by([.value.depth, .key]) | .key' "$W/chains-$dt-$tag.json")
+  rec "$dt.$tag.deep.step" "$(echo "$STEPS" | tr ' ' '\n' | sed -n "$((deep + 1))p")"
+  rec "$dt.$tag.deep.depth" "$(jq ".[$deep].depth" "$W/chains-$dt-$tag.json")"
+  DEEP_ID=${ids[$deep]}
+  DEEP_SRC="$W/st-$dt/step_$(echo "$STEPS" | tr ' ' '\n' | sed -n "$((deep + 1))p" | xargs printf %04d).safetensors"
+  NEW_ID=${ids[$((i - 1))]}
+  NEW_SRC="$W/st-$dt/step_0200.safetensors"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 0. the series and the references
+# ---------------------------------------------------------------------------------------------
+if [ -z "${DATA:-}" ]; then
+  DATA="$W/data"
+  log "training the checkpoint series (bench/delta/train.py, AdamW, ~3 min)"
+  "$PY" "$ROOT/bench/delta/train.py" --out "$DATA" >"$W/train.log"
+fi
+[ -f "$DATA/tensors.json" ] && [ -d "$DATA/step_0400" ] || { echo "no series in $DATA" >&2; exit 1; }
+PAIRS=$(echo "$STEPS" | awk '{ for (i = 2; i <= NF; i++) printf "%s:%s ", $(i - 1), $i }')
+for dt in $DTYPES; do
+  log "[$dt] writing safetensors files; z4ai and zstd references"
+  "$PY" "$HELPER" safetensors --data "$DATA" --dtype "$dt" --steps "$STEPS $FAR_TO" --out "$W/st-$dt"
+  "$PY" "$HELPER" refs --data "$DATA" --dtype "$dt" --dir "$W/st-$dt" --steps "$STEPS $FAR_TO" \
+    --pairs "$PAIRS $FAR_FROM:$FAR_TO" --out "$W/refs-$dt.json"
+  rec "$dt.size" "$(stat -c %s "$W/st-$dt/step_0000.safetensors")"
+done
+
+for dt in $DTYPES; do
+  # -------------------------------------------------------------------------------------------
+  # 1. sizes, default config
+  # -------------------------------------------------------------------------------------------
+  log "[$dt] committing the 21 versions (default config)"
+  run_series "$dt" s
+  "$NSHARD" log "$F" --json >"$W/log-$dt.json"
+  # log is newest first; map each version id to its stored_bytes
+  i=0
+  for s in $STEPS; do
+    id=$(sha256sum "$W/man-$dt-s-$i.json" | cut -c1-64)
+    rec "$dt.s.$i.log" "$(jq --arg id "$id" '[.[] | select(.version == $id)][0].stored_bytes // "nan"' "$W/log-$dt.json")"
+    rec "$dt.s.$i.depth" "$(jq ".[$i].depth" "$W/chains-$dt-s.json")"
+    i=$((i + 1))
+  done
+  rec "$dt.depths" "$(jq -r '[.[].depth | tostring] | join(" ")' "$W/chains-$dt-s.json")"
+
+  # 3. checkout: newest vs deepest vs cp
+  log "[$dt] checkout timings"
+  EXPECT=$NEW_SRC; time_checkout "$NEW_ID" "$REPS"; rec "$dt.co.new" "$T"
+  EXPECT=$DEEP_SRC; time_checkout "$DEEP_ID" "$REPS"; rec "$dt.co.deep" "$T"
+  rec "$dt.deep.step" "$(grep -P "^$dt\\.s\\.deep\\.step\t" "$RES" | cut -f2)"
+  rec "$dt.deep.depth" "$(grep -P "^$dt\\.s\\.deep\\.depth\t" "$RES" | cut -f2)"
+  best_cp "$NEW_SRC"; rec "$dt.cp" "$T"
+  cd "$W"; rm -rf "repo-$dt-s"
+
+  # far apart
+  log "[$dt] far apart: $FAR_FROM -> $FAR_TO"
+  new_repo "repo-$dt-far"
+  commit_file "$W/st-$dt/step_$(printf %04d $FAR_FROM).safetensors" "step $FAR_FROM"
+  commit_file "$W/st-$dt/step_$(printf %04d $FAR_TO).safetensors" "step $FAR_TO"
+  rec "$dt.far.growth" "$G"
+  rec "$dt.far.json" "$J"
+  cd "$W"; rm -rf "repo-$dt-far"
+
+  # -------------------------------------------------------------------------------------------
+  # 2. commit time of a new version vs sha256, deltas on and off
+  # -------------------------------------------------------------------------------------------
+  log "[$dt] commit timings"
+  SRC="$W/st-$dt/step_$(printf %04d $((TIME_AT * 10))).safetensors"
+  best_sha "$SRC"; rec "$dt.sha" "$T"
+  for mode in on off; do
+    best=""
+    for ((r = 0; r < REPS; r++)); do
+      cd "$W"; rm -rf timed; cp -a "tpl-$dt" timed; cd timed
+      if [ $mode = off ]; then
+        { echo 'delta = false'; cat .shard/config.toml; } >.shard/config.toml.new
+        mv .shard/config.toml.new .shard/config.toml
+      fi
+      commit_file "$SRC" "timed"
+      if [ -z "$best" ] || lt "$T" "$best"; then best=$T; fi
+    done
+    rec "$dt.commit$([ $mode = off ] && echo _off || true)" "$best"
+    rec "$dt.commit_$mode.json" "$J"
+  done
+  cd "$W"; rm -rf timed "tpl-$dt"
+
+  # -------------------------------------------------------------------------------------------
+  # 4. delta_depth sweep
+  # -------------------------------------------------------------------------------------------
+  for d in $DEPTHS; do
+    log "[$dt] delta_depth $d"
+    if [ "$d" = off ]; then
+      run_series "$dt" "d.$d" 'delta = false'
+    else
+      run_series "$dt" "d.$d" "delta_depth = $d"
+    fi
+    EXPECT=$NEW_SRC; time_checkout "$NEW_ID" "$SWEEP_REPS"; rec "$dt.d.$d.co.new" "$T"
+    EXPECT=$DEEP_SRC; time_checkout "$DEEP_ID" "$SWEEP_REPS"; rec "$dt.d.$d.co.deep" "$T"
+    cd "$W"; rm -rf "repo-$dt-d.$d"
+  done
+  rm -f "$W"/man-"$dt"-*.json
+done
+
+# ---------------------------------------------------------------------------------------------
+# 5. peak RSS on a 1 GiB fp32 safetensors
+# ---------------------------------------------------------------------------------------------
+# rss_run KEY CMD… : runs CMD under /usr/bin/time -v; records KEY.rss (KiB) and KEY.secs.
+rss_run() {
+  local key=$1; shift
+  local t0 t1
+  sync
+  t0=$(now)
+  /usr/bin/time -v -o "$W/time.txt" "$@" >"$W/rss.out"
+  t1=$(now)
+  rec "$key.rss" "$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$W/time.txt")"
+  rec "$key.secs" "$(secs "$t0" "$t1")"
+}
+if [ "$BIG" = 1 ]; then
+  log "[big] generating 3 versions of a $((BIG_TENSORS * BIG_ELEMS * 4 / 1048576)) MiB fp32 safetensors"
+  "$PY" "$HELPER" synth --out "$W/big" --tensors "$BIG_TENSORS" --elems "$BIG_ELEMS" --versions 3
+  rec big.size "$(stat -c %s "$W/big/v1.safetensors")"
+  rec big.desc "$BIG_TENSORS fp32 tensors of $BIG_ELEMS elements, random normal × 0.02; v2 and v3: every weight of the version before × (1 + 0.004 · normal)"
+  best_sha "$W/big/v3.safetensors"; rec big.sha "$T"
+  best_cp "$W/big/v3.safetensors"; rec big.cp "$T"
+  new_repo big-repo
+  cp "$W/big/v1.safetensors" "$F"
+  "$NSHARD" track "$F" >/dev/null
+  bigids=()
+  for v in 1 2 3; do
+    log "[big] commit v$v"
+    cp "$W/big/v$v.safetensors" "$F"
+    rss_run "big.c$v" "$NSHARD" commit --json -m "v$v"
+    rec "big.c$v.deltas" "$(jq -r '.[0] | "\(.delta_chunks) chunks: \(.delta_bytes_before) → \(.delta_bytes_after) B"' "$W/rss.out")"
+    cp "$F.shard.json" "$W/big-man-$v.json"
+    bigids+=("$(version_id)")
+  done
+  chain_depths "$W/big-man-1.json" "$W/big-man-2.json" "$W/big-man-3.json" >"$W/big-chains.json"
+  rec big.deep.depth "$(jq '.[0].depth' "$W/big-chains.json")"
+  log "[big] checkouts"
+  for which in new deep; do
+    if [ $which = new ]; then id=${bigids[2]} src="$W/big/v3.safetensors"; else id=${bigids[0]} src="$W/big/v1.safetensors"; fi
+    rm -f "$F"
+    rss_run "big.co_$which" "$NSHARD" checkout "$F" --version "$id" --force
+    cmp -s "$F" "$src" || { echo "big checkout of $which does not match" >&2; exit 1; }
+  done
+  cd "$W"; rm -rf big-repo big
+fi
+
+# ---------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------
+rec runtime "$(secs "$START" "$(now)")"
+cp "$RES" "${RESULTS_TSV:-/dev/null}" 2>/dev/null || true
+"$PY" "$HELPER" report --res "$RES" --work "$W" --cmd "$CMDLINE" --nproc "$(nproc)" \
+  ${RESULTS:+--out "$RESULTS"}
