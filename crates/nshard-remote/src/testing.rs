@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::s3::{MissingStrategy, RequestCounts, S3Store};
 pub use crate::s3::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 use nshard_core::backend::StoreAdmin;
-use nshard_core::format::{decode_verified, DataHint, Encoder, MAX_OBJECT_SIZE};
+use nshard_core::format::{decode_verified, encode_delta, DataHint, Encoder, MAX_OBJECT_SIZE};
 use nshard_core::StoreError;
 use nshard_core::{Error, ObjectId, Store};
 
@@ -109,6 +109,28 @@ pub async fn contract(store: Arc<dyn Store>, seed: u64) {
         store.missing(&[wrong, absent]).await.expect("missing"),
         vec![wrong, absent],
         "{name}: refused uploads leave nothing visible"
+    );
+
+    // A delta object (its base is on the store): remotes hold standalone objects only, so it is
+    // refused for good, naming the object, and nothing becomes visible.
+    let mut raw_x = random_bytes(200_000, seed.wrapping_mul(7).wrapping_add(1));
+    raw_x[1000] ^= 1;
+    let x = ObjectId::of(&raw_x);
+    let delta = encode_delta(
+        &raw_x,
+        &random_bytes(200_000, seed.wrapping_mul(7).wrapping_add(1)),
+        &a,
+        2,
+        1,
+    )
+    .expect("a delta");
+    let err = store.put(&x, delta).await.expect_err("delta");
+    assert!(!err.is_transient(), "{name}: {err}");
+    assert!(err.to_string().contains(&x.to_hex()), "{name}: {err}");
+    assert_eq!(
+        store.missing(&[x]).await.expect("missing"),
+        vec![x],
+        "{name}"
     );
 
     // More ids than one batch: answers keep the request order.

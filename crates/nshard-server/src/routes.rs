@@ -355,6 +355,19 @@ pub async fn put_object(
                 format!("object {id} refused, nothing was stored: {reason}"),
             ))
         }
+        Err(
+            e @ CoreError::Store(
+                StoreError::DeltaNeedsBase { .. } | StoreError::UnsupportedFormat { .. },
+            ),
+        ) => {
+            // Not damage: an encoding this server does not store (a delta) or read (a newer format).
+            Metrics::add(&state.metrics.objects_rejected, 1);
+            Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "object_rejected",
+                format!("object {id} refused, nothing was stored: {e}"),
+            ))
+        }
         Err(e) => Err(store_error(&format!("storing object {id}"), &e)),
     }
 }

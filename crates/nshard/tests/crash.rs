@@ -357,3 +357,37 @@ fn kill_9_in_a_directory_checkout_leaves_whole_files() {
         "files in data/, temporaries"
     );
 }
+
+/// A kill -9 while commit re-stores the previous version as deltas (issue 20): the new version is
+/// recorded, every version still checks out byte for byte, and the next commit carries on.
+#[test]
+fn kill_9_while_deltas_are_written_loses_nothing() {
+    let files = common::checkpoints::series(3);
+    let repo = TestRepo::new();
+    repo.write("model.safetensors", &files[0]);
+    repo.ok(&["track", "model.safetensors"]);
+    repo.ok(&["commit", "-m", "step 0"]);
+    repo.write("model.safetensors", &files[1]);
+    // The second re-encoded chunk: the first one is already a delta.
+    crash(
+        repo.path(),
+        &["commit", "-m", "step 1"],
+        "delta-before-replace@2",
+    );
+    repo.ok(&["verify", "--all-versions"]);
+    repo.write("model.safetensors", &files[2]);
+    repo.ok(&["commit", "-m", "step 2"]);
+    repo.ok(&["verify", "--all-versions"]);
+    let log = repo.json(&["log", "model.safetensors"]);
+    let versions: Vec<String> = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .map(|e| e["version"].as_str().expect("version").to_string())
+        .collect();
+    assert_eq!(versions.len(), 3, "{log}");
+    for (v, want) in versions.iter().zip(files.iter().rev()) {
+        repo.ok(&["checkout", "model.safetensors", "--version", v, "--force"]);
+        assert!(&repo.read("model.safetensors") == want, "version {v}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: they drive the real `nshard` binary in temp dirs.
 #![allow(dead_code)]
 
+pub mod checkpoints;
 pub mod proxy;
 pub mod s3;
 pub mod serve;
