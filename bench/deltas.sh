@@ -35,7 +35,12 @@ ROOT=$(pwd)
 source bench/lib.sh
 trap 'exit 130' INT TERM   # exit through lib.sh's EXIT trap (removes the work directory)
 
-CMDLINE="${DELTAS_CMDLINE:-bench/deltas.sh}"
+# The command line as run, for the report: the settings given in the environment, then the script.
+CMDLINE=""
+for v in NSHARD PY DATA DTYPES DEPTHS REPS SWEEP_REPS BIG BIG_TENSORS BIG_ELEMS BENCH_DIR CARGO_TARGET_DIR; do
+  if [ -n "${!v+x}" ]; then CMDLINE+="$v=$(printf %q "${!v}") "; fi
+done
+CMDLINE+="bench/deltas.sh"
 DTYPES=${DTYPES:-bf16 fp32}
 DEPTHS=${DEPTHS:-off 1 2 4 8 16}
 REPS=${REPS:-3}

@@ -99,9 +99,15 @@ def cmd_refs(a):
         out["compress"][step] = sum(z4(t) for t in ts)
         print(f"  refs {a.dtype} step {step}: z4ai {100 * out['compress'][step] / len(raw):.2f} %, "
               f"zstd-3 {100 * out['zstd3'][step] / len(raw):.2f} %", file=sys.stderr, flush=True)
+    names = json.load(open(os.path.join(a.data, "tensors.json")))["order"]
+    out["delta_t"], out["rdelta_t"] = {}, {}
     for p, c in a.pairs:
         P, C = tensors(p), tensors(c)
-        out["delta"][f"{p}:{c}"] = sum(z4d(x, y) for x, y in zip(C, P))
+        fwd = [z4d(x, y) for x, y in zip(C, P)]   # the new version against its parent
+        rev = [z4d(y, x) for x, y in zip(C, P)]   # the parent against the new one (nshard's way)
+        out["delta"][f"{p}:{c}"] = sum(fwd)
+        out["delta_t"][f"{p}:{c}"] = dict(zip(names, fwd))
+        out["rdelta_t"][f"{p}:{c}"] = dict(zip(names, rev))
     json.dump(out, open(a.out, "w"), indent=1)
 
 
@@ -167,12 +173,29 @@ def cmd_chains(a):
             memo[o] = d
         return memo[oid]
 
+    def stored(oid):
+        return os.path.getsize(os.path.join(a.objects, oid[:2], oid[2:]))
+
     out = []
     for m in a.manifests:
         man = json.load(open(m))
-        ds = [depth(c["id"]) for c in man["chunks"]]
-        out.append({"manifest": m, "chunks": len(ds), "delta_chunks": sum(1 for d in ds if d),
-                    "depth": max(ds) if ds else 0})
+        cs = [(c["offset"], c["size"], depth(c["id"]), stored(c["id"])) for c in man["chunks"]]
+        # per tensor: is every chunk touching it inside it (only such chunks can be deltas), are
+        # they all deltas now, and what they cost in the store
+        tens = {}
+        for t in man.get("tensors") or []:
+            lo, hi = t["offset"], t["offset"] + t["size"]
+            touch = [c for c in cs if c[0] < hi and c[0] + c[1] > lo]
+            tens[t["name"]] = {"size": t["size"],
+                               "own_chunks": all(lo <= c[0] and c[0] + c[1] <= hi for c in touch),
+                               "all_delta": bool(touch) and all(c[2] > 0 for c in touch),
+                               "stored": sum(c[3] for c in touch)}
+        out.append({"manifest": m, "chunks": len(cs),
+                    "delta_chunks": sum(1 for c in cs if c[2]),
+                    "delta_raw": sum(c[1] for c in cs if c[2]),
+                    "delta_stored": sum(c[3] for c in cs if c[2]),
+                    "stored": sum(c[3] for c in cs),
+                    "depth": max((c[2] for c in cs), default=0), "tensors": tens})
     json.dump(out, sys.stdout)
 
 
@@ -228,9 +251,9 @@ def cmd_report(a):
     p("")
     p("| | " + " | ".join(dtypes) + " |")
     p("| --- |" + " ---: |" * len(dtypes))
-    rows = {k: [] for k in ("size", "first", "first_ref", "grow_mean", "grow_med", "d_mean",
+    rows = {k: [] for k in ("size", "first", "grow_mean", "grow_med", "d_mean",
                             "d_med", "z3", "total", "total_ref", "total_off", "far", "far_z4",
-                            "far_z3", "check")}
+                            "far_z3", "cover", "codec", "never", "check")}
     for dt in dtypes:
         ref = json.load(open(os.path.join(a.work, f"refs-{dt}.json")))
         size = f(f"{dt}.size")
@@ -266,6 +289,30 @@ def cmd_report(a):
         rows["far"].append(f"{pct(fg, size)}")
         rows["far_z4"].append(f"{pct(fg, size)} vs {pct(fz, size)}: **{x(fg, fz)}**")
         rows["far_z3"].append(f"{pct(fg, size)} vs {pct(fz3, size)}: **{x(fg, fz3)}**")
+        far_pair = f"{R['far_from']}:{R['far_to']}"
+        far_rev = sum(ref["rdelta_t"][far_pair].values())
+        rows["far_z4"][-1] += (f" (reverse, `compress_delta({R['far_from']}, {R['far_to']})`:"
+                               f" {pct(far_rev, size)})")
+        ch = json.load(open(os.path.join(a.work, f"chains-{dt}-s.json")))
+        olds = [i for i in range(n) if ch[i]["depth"] > 0]
+        cover = [ch[i]["delta_raw"] / size for i in olds]
+        rows["cover"].append(f"{100 * statistics.median(cover):.2f} % ({100 * min(cover):.2f} … "
+                             f"{100 * max(cover):.2f} %, {len(olds)} versions)" if olds else "—")
+        ns = nz = nr = 0
+        for i in olds:
+            if i + 1 >= n:
+                continue
+            rt = ref["rdelta_t"][f"{steps[i]}:{steps[i + 1]}"]
+            for name, t in ch[i]["tensors"].items():
+                if t["own_chunks"] and t["all_delta"]:
+                    ns += t["stored"]
+                    nz += rt[name]
+                    nr += t["size"]
+        rows["codec"].append(f"{pct(ns, nr)} vs {pct(nz, nr)}: **{x(ns, nz)}**" if nr else "—")
+        never = [(k, t["size"]) for k, t in ch[-1]["tensors"].items() if not t["own_chunks"]]
+        nb = sum(v for _, v in never)
+        rows["never"].append(f"{len(never)} of {len(ch[-1]['tensors'])} tensors, "
+                             f"{pct(nb, size)} of the file ({', '.join(k for k, _ in never)})")
         diffs = [f(f"{dt}.s.{i}.growth") - f(f"{dt}.s.{i}.json_net") for i in range(1, n)]
         rows["check"].append(f"{int(min(diffs))} … {int(max(diffs))} B")
     label = {
@@ -282,6 +329,11 @@ def cmd_report(a):
         "far": f"far apart: growth of {R['far_to']} on top of {R['far_from']} (% of file)",
         "far_z4": f"far apart vs z4ai `compress_delta({R['far_to']}, {R['far_from']})`",
         "far_z3": f"far apart vs `zstd -3` of step {R['far_to']}",
+        "cover": "share of an older version's bytes stored as deltas (median; the rest: keyframe-free"
+                 " chunks that span several tensors, header)",
+        "codec": "its delta objects vs z4ai `compress_delta(older, newer)` of the same tensors (tensors"
+                 " whose chunks are all deltas, Σ over the older versions, % of their raw bytes)",
+        "never": "tensors sharing a chunk with another tensor (never delta-encoded)",
         "check": "growth − (stored_bytes + delta_bytes_after − delta_bytes_before) from `commit --json` (manifest object etc.)",
     }
     for k, v in rows.items():
@@ -430,7 +482,7 @@ def cmd_report(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="sub", required=True)
     s = sub.add_parser("safetensors")
     s.add_argument("--data", required=True)
     s.add_argument("--dtype", required=True)
@@ -464,7 +516,7 @@ def main():
     if hasattr(a, "pairs") and isinstance(a.pairs, str):
         a.pairs = [tuple(int(v) for v in q.split(":")) for q in a.pairs.replace(",", " ").split()]
     {"safetensors": cmd_safetensors, "refs": cmd_refs, "synth": cmd_synth, "chains": cmd_chains,
-     "report": cmd_report}[a.cmd](a)
+     "report": cmd_report}[a.sub](a)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@
 //! connection open is disconnected after [`Limits::header_timeout`] (hyper's header-read timer runs
 //! from the moment the server waits for a request head, including between keep-alive requests).
 //! Bodies and whole requests have their own limits, applied as layers in [`crate::app`]. At most
-//! [`Limits::max_connections`] connections are open at once: beyond that the server stops
-//! accepting (new connections wait in the kernel's backlog) until one closes, so a flood of
-//! connections can neither exhaust file descriptors nor starve requests already being served.
+//! [`Limits::max_connections`] connections are open at once, so a flood of connections cannot
+//! exhaust file descriptors. A new connection at the cap takes the slot of the connection that has
+//! waited longest for a request head (a slowloris client, or an idle keep-alive connection), so
+//! half-open connections cannot lock real clients out; connections with a request in progress are
+//! never shed, and when every connection has one, new connections wait until one closes.
 //!
 //! Writes have their own bound: a client that stops reading a response (or reads it so slowly
 //! that the server cannot send anything for [`Limits::send_idle_timeout`]) has its connection
@@ -15,19 +17,20 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::sync::atomic::Ordering;
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Sleep;
 
 use crate::{AppState, Limits};
@@ -52,11 +55,8 @@ pub(crate) async fn serve(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     tokio::pin!(shutdown);
+    let conns = Arc::new(Conns::default());
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
         let (tcp, _peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -68,17 +68,61 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // At the cap: shed the connection that has waited longest for a request head.
+                if conns.shed_longest_waiting() {
+                    state
+                        .metrics
+                        .connections_shed
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         // Small JSON answers should not wait for Nagle.
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let info = conns.add();
+        let service = {
+            let app = app.clone();
+            let info = info.clone();
+            tower::ServiceExt::map_response(
+                tower::ServiceExt::map_request(app, {
+                    let info = info.clone();
+                    move |req| {
+                        info.begin();
+                        req
+                    }
+                }),
+                move |resp: axum::response::Response| {
+                    let guard = RequestGuard(info.clone());
+                    resp.map(|b| {
+                        Body::new(Tracked {
+                            inner: b,
+                            _guard: guard,
+                        })
+                    })
+                },
+            )
+        };
+        let service = TowerToHyperService::new(service);
         let io = TokioIo::new(WriteIdle::new(tcp, limits.send_idle_timeout));
         let conn = graceful.watch(http.serve_connection(io, service));
         let state = state.clone();
+        let conns = conns.clone();
         state.metrics.connections.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection closed: {e}");
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!("connection closed: {e}");
+                },
+                () = info.shed.notified() => tracing::debug!("connection shed at the cap while it waited for a request head"),
             }
+            conns.remove(&info);
             state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
@@ -86,6 +130,115 @@ pub(crate) async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The open connections, for shedding at the cap.
+#[derive(Default)]
+struct Conns {
+    open: Mutex<Vec<Arc<ConnInfo>>>,
+}
+
+/// One connection: since when it has waited for a request head (`None` while a request is in
+/// progress: from its head until its response body is finished or dropped).
+struct ConnInfo {
+    waiting_since: Mutex<Option<Instant>>,
+    in_progress: Mutex<usize>,
+    shed: Notify,
+}
+
+impl ConnInfo {
+    fn begin(&self) {
+        let mut n = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        *n += 1;
+        *self.waiting_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn end(&self) {
+        let mut n = self.in_progress.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            *self.waiting_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+    }
+}
+
+impl Conns {
+    fn add(&self) -> Arc<ConnInfo> {
+        let info = Arc::new(ConnInfo {
+            waiting_since: Mutex::new(Some(Instant::now())),
+            in_progress: Mutex::new(0),
+            shed: Notify::new(),
+        });
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(info.clone());
+        info
+    }
+
+    fn remove(&self, info: &Arc<ConnInfo>) {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|c| !Arc::ptr_eq(c, info));
+    }
+
+    /// Tells the connection that has waited longest for a request head to close (it is taken
+    /// off the list at once, so it is shed only once). Returns whether there was one.
+    fn shed_longest_waiting(&self) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let victim = open
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let w = *c.waiting_since.lock().unwrap_or_else(|e| e.into_inner());
+                w.map(|t| (t, i))
+            })
+            .min();
+        match victim {
+            Some((_, i)) => {
+                let c = open.swap_remove(i);
+                c.shed.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Marks the end of a request when dropped (with the response body it travels in).
+struct RequestGuard(Arc<ConnInfo>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// A response body that keeps its connection marked busy until it is finished or dropped.
+struct Tracked {
+    inner: Body,
+    _guard: RequestGuard,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A connection whose writes fail with [`io::ErrorKind::TimedOut`] once the peer has accepted no

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub objects_corrupt: AtomicU64,
     /// Client connections open now (a gauge).
     pub connections: AtomicU64,
+    /// Connections closed at the connection cap to make room for a new one (each had waited
+    /// longest for a request head).
+    pub connections_shed: AtomicU64,
     /// Downloads waiting for a download slot now (a gauge; see
     /// [`Limits::max_concurrent_downloads`](crate::Limits::max_concurrent_downloads)).
     pub downloads_waiting: AtomicU64,
@@ -113,6 +116,12 @@ impl Metrics {
             "# HELP nshard_connections_open Client connections open now.\n\
              # TYPE nshard_connections_open gauge\nnshard_connections_open {}",
             self.connections.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP nshard_connections_shed_total Connections closed at the connection cap while they waited for a request head.\n\
+             # TYPE nshard_connections_shed_total counter\nnshard_connections_shed_total {}",
+            self.connections_shed.load(Ordering::Relaxed)
         );
         s
     }

@@ -362,3 +362,55 @@ fn a_refusal_that_leaves_the_body_unread_closes_the_connection() {
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(r.headers().get("connection").is_none(), "{:?}", r.headers());
 }
+
+/// With the connection cap taken by half-sent heads (slowloris), a new client still gets in: the
+/// connection that has waited longest for its head is shed. A connection whose request is in
+/// progress (a slow upload) is never shed. Nothing here times out on its own: the header and
+/// body timeouts are an hour.
+#[test]
+fn at_the_connection_cap_half_open_connections_make_room_and_requests_in_progress_stay() {
+    let d = tempfile::tempdir().expect("tmp");
+    let mut c = config(&d.path().join("store"));
+    c.limits.max_connections = 4;
+    c.limits.header_timeout = Duration::from_secs(3600);
+    c.limits.body_idle_timeout = Duration::from_secs(3600);
+    let s = TestServer::start_with(c);
+    let (id, enc) = object(100_000, 3);
+    let mut upload = stalled_upload(&s.addr, &id, &enc, 1000);
+    s.wait_metric("nshard_uploads_in_flight", 1);
+    // More half-sent heads than the cap holds.
+    let _half: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut h = raw_connect(&s.addr);
+            h.write_all(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                .expect("half a head");
+            h
+        })
+        .collect();
+    let status = eventually("a health check at the connection cap", || {
+        client()
+            .get(s.at("/v1/health"))
+            .send()
+            .ok()
+            .map(|r| r.status())
+    });
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metric_value(&s.metrics(), "nshard_connections_shed_total").is_some_and(|n| n >= 1),
+        "{}",
+        s.metrics()
+    );
+    // The upload in progress kept its connection: it completes.
+    upload.write_all(&enc[1000..]).expect("rest of the body");
+    upload.set_read_timeout(Some(EVENTUALLY)).expect("timeout");
+    let mut answer = [0u8; 12];
+    upload
+        .read_exact(&mut answer)
+        .expect("the upload is answered");
+    assert_eq!(
+        &answer,
+        b"HTTP/1.1 201",
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
