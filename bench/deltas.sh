@@ -6,6 +6,7 @@
 #
 #   bench/deltas.sh                                     # everything, ~15 min on 2 cores
 #   NSHARD=/path/to/nshard bench/deltas.sh              # use that binary (default: cargo build --release)
+#   NSHARD_REV=e9533b8 NSHARD=… bench/deltas.sh         # what the report says that binary was built from
 #   PY=/path/to/python bench/deltas.sh                  # a Python with numpy, zstandard, z4ai
 #   DATA=/tmp/delta-data bench/deltas.sh                # reuse a train.py output (else trained here, ~3 min)
 #   DTYPES=bf16 DEPTHS="2 8" BIG=0 bench/deltas.sh      # quicker
@@ -37,7 +38,7 @@ trap 'exit 130' INT TERM   # exit through lib.sh's EXIT trap (removes the work d
 
 # The command line as run, for the report: the settings given in the environment, then the script.
 CMDLINE=""
-for v in NSHARD PY DATA DTYPES DEPTHS REPS SWEEP_REPS BIG BIG_TENSORS BIG_ELEMS BENCH_DIR CARGO_TARGET_DIR; do
+for v in NSHARD NSHARD_REV PY DATA DTYPES DEPTHS REPS SWEEP_REPS BIG BIG_TENSORS BIG_ELEMS BENCH_DIR CARGO_TARGET_DIR; do
   if [ -n "${!v+x}" ]; then CMDLINE+="$v=$(printf %q "${!v}") "; fi
 done
 CMDLINE+="bench/deltas.sh"
@@ -55,8 +56,10 @@ FAR_TO=400
 TIME_AT=10   # the version index whose commit is timed (step 100), on top of versions 0 … 9
 START=$(now)
 
+BUILT=0
 if [ -z "${NSHARD:-}" ]; then
   bench_build
+  BUILT=1
 fi
 NSHARD=$(realpath "$NSHARD")
 [ -x "$NSHARD" ] || { echo "no nshard binary at $NSHARD" >&2; exit 1; }
@@ -89,8 +92,15 @@ rec reps "$REPS"
 rec sweep_reps "$SWEEP_REPS"
 rec far_from "$FAR_FROM"
 rec far_to "$FAR_TO"
+rec time_at "$TIME_AT"
 rec nshard_version "$("$NSHARD" --version 2>/dev/null || echo unknown)"
-rec git "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+if [ -n "${NSHARD_REV:-}" ]; then
+  rec git "$NSHARD_REV"
+elif [ "$BUILT" = 1 ]; then
+  rec git "built from $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+else
+  rec git "binary given by NSHARD"
+fi
 rec z4ai "$("$PY" -c 'import z4ai; print(z4ai.__version__)')"
 rec machine "$(uname -m), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo), $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 
@@ -347,6 +357,5 @@ fi
 # report
 # ---------------------------------------------------------------------------------------------
 rec runtime "$(secs "$START" "$(now)")"
-cp "$RES" "${RESULTS_TSV:-/dev/null}" 2>/dev/null || true
 "$PY" "$HELPER" report --res "$RES" --work "$W" --cmd "$CMDLINE" --nproc "$(nproc)" \
   ${RESULTS:+--out "$RESULTS"}

@@ -329,8 +329,8 @@ def cmd_report(a):
         "far": f"far apart: growth of {R['far_to']} on top of {R['far_from']} (% of file)",
         "far_z4": f"far apart vs z4ai `compress_delta({R['far_to']}, {R['far_from']})`",
         "far_z3": f"far apart vs `zstd -3` of step {R['far_to']}",
-        "cover": "share of an older version's bytes stored as deltas (median; the rest: keyframe-free"
-                 " chunks that span several tensors, header)",
+        "cover": "share of an older version's bytes stored as deltas (median over the versions"
+                 " that have deltas; the rest: chunks spanning several tensors, the header)",
         "codec": "its delta objects vs z4ai `compress_delta(older, newer)` of the same tensors (tensors"
                  " whose chunks are all deltas, Σ over the older versions, % of their raw bytes)",
         "never": "tensors sharing a chunk with another tensor (never delta-encoded)",
@@ -341,22 +341,28 @@ def cmd_report(a):
     p("")
 
     # --- commit time
+    ta = int(R["time_at"])
     p("## Commit time")
     p("")
-    p("A new version (step 100) committed on top of steps 0 … 90 (copies of one repository), vs"
+    p(f"A new version (step {steps[ta]}) committed on top of steps {steps[0]} … {steps[ta - 1]}"
+      " (copies of one repository), vs"
       " `openssl dgst -sha256` of the same file; and the same with `delta = false` (the new version"
       " stored whole, nothing re-encoded). Series: every commit of the 21-version run, one run each.")
     p("")
     p("| | " + " | ".join(dtypes) + " |")
     p("| --- |" + " ---: |" * len(dtypes))
-    r1, r2, r3, r4, r5 = [], [], [], [], []
+    r1, r2, r3, r4, r5, r6 = [], [], [], [], [], []
     for dt in dtypes:
         sha = f(f"{dt}.sha")
         c, c0 = f(f"{dt}.commit"), f(f"{dt}.commit_off")
-        r1.append(f"{sha:.3f} s")
+        r1.append(f"{sha:.3f} s ({f(f'{dt}.size') / sha / 1e6:.0f} MB/s)")
         r2.append(f"{c:.3f} s: **{x(c, sha)}**")
         r3.append(f"{c0:.3f} s: **{x(c0, sha)}**")
         r4.append(f"**{x(c, c0)}**")
+        ch = json.load(open(os.path.join(a.work, f"chains-{dt}-s.json")))
+        raw = ch[ta - 1]["delta_raw"]
+        r6.append(f"{raw / 2**20:.1f} MiB in {c - c0:.3f} s: {raw / max(c - c0, 1e-9) / 1e6:.0f} MB/s"
+                  if c > c0 else "—")
         ts = [f(f"{dt}.s.{i}.secs") for i in range(1, len(steps))]
         r5.append(f"{statistics.median(ts):.3f} s ({min(ts):.3f} … {max(ts):.3f}): "
                   f"**{x(statistics.median(ts), sha)}**")
@@ -364,6 +370,8 @@ def cmd_report(a):
     p("| commit (deltas on) vs sha256 | " + " | ".join(r2) + " |")
     p("| commit with `delta = false` vs sha256 | " + " | ".join(r3) + " |")
     p("| commit deltas on vs off | " + " | ".join(r4) + " |")
+    p("| re-encoding the previous version: its delta chunks' raw bytes / (commit on − off) | "
+      + " | ".join(r6) + " |")
     p("| series: median commit of versions 2…21 vs sha256 | " + " | ".join(r5) + " |")
     p("")
 
@@ -376,7 +384,7 @@ def cmd_report(a):
     p("")
     p("| | " + " | ".join(dtypes) + " |")
     p("| --- |" + " ---: |" * len(dtypes))
-    r = {k: [] for k in ("cp", "new", "deep", "ratio", "deepcp", "map")}
+    r = {k: [] for k in ("cp", "new", "deep", "ratio", "level", "map")}
     for dt in dtypes:
         cp_, nw, dp = f(f"{dt}.cp"), f(f"{dt}.co.new"), f(f"{dt}.co.deep")
         r["cp"].append(f"{cp_:.3f} s")
@@ -384,11 +392,16 @@ def cmd_report(a):
         r["deep"].append(f"step {R[f'{dt}.deep.step']} (depth {R[f'{dt}.deep.depth']}): "
                          f"{dp:.3f} s: **{x(dp, cp_)}** cp")
         r["ratio"].append(f"**{x(dp, nw)}**")
+        dep = int(R[f"{dt}.deep.depth"])
+        lvl = (dp - nw) / dep if dep else float("nan")
+        r["level"].append(f"{1000 * lvl:.0f} ms = {x(lvl, nw)} newest, "
+                          f"{f(f'{dt}.size') / lvl / 1e6:.0f} MB/s" if dep and lvl > 0 else "—")
         r["map"].append(R[f"{dt}.depths"])
     p("| `cp FILE x && sync` | " + " | ".join(r["cp"]) + " |")
     p("| newest version (stored whole) | " + " | ".join(r["new"]) + " |")
     p("| deepest version | " + " | ".join(r["deep"]) + " |")
     p("| deepest / newest | " + " | ".join(r["ratio"]) + " |")
+    p("| each delta level: (deepest − newest) / depth | " + " | ".join(r["level"]) + " |")
     p("| chain depth of versions 1…21 (oldest first) | " + " | ".join(r["map"]) + " |")
     p("")
 

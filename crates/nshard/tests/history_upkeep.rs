@@ -63,7 +63,7 @@ fn verify_reports_a_corrupted_object() {
     let mut bytes = std::fs::read(&p).expect("read");
     let last = bytes.len() - 1;
     bytes[last] ^= 0x55;
-    std::fs::write(&p, bytes).expect("write");
+    std::fs::write(&p, &bytes).expect("write");
     let out = common::nshard(r.path())
         .arg("verify")
         .output()
@@ -77,6 +77,10 @@ fn verify_reports_a_corrupted_object() {
         )),
         "{text}"
     );
+    // It was moved aside (so that pull fetches a good copy); put the damaged copy back for the
+    // JSON run.
+    assert!(!p.exists() && text.contains("moved aside"), "{text}");
+    std::fs::write(&p, &bytes).expect("write");
     let v = r.json_exit(&["verify"], 1);
     assert_eq!(v["ok"], false);
     assert_eq!(v["problems"][0]["kind"], "corrupt-object");

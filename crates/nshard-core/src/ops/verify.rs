@@ -8,8 +8,9 @@
 //!    not errors. With `all_versions` they are rebuilt and hashed like current ones.
 //! 3. Every other object in the store is decoded and re-hashed.
 //!
-//! Each problem names the file, the version and the object. The repository lock is held shared so
-//! that a gc cannot delete objects while they are being checked.
+//! Each problem names the file, the version and the object. A corrupt object is moved aside to
+//! `.shard/corrupt/` (as checkout does), so that `pull` fetches a good copy. The repository lock is
+//! held shared so that a gc cannot delete objects while they are being checked.
 
 use std::collections::{HashMap, HashSet};
 
@@ -130,9 +131,24 @@ impl Checker<'_> {
                 ProblemKind::MissingObject,
                 "not in the local store".to_string(),
             )),
-            // The problem names the object already; keep only why it is bad.
-            Err(Error::Store(StoreError::CorruptObject { reason, .. })) => {
-                Some((ProblemKind::CorruptObject, reason.clone()))
+            // The problem names the object already; keep only why it is bad. The damaged object
+            // (for a delta, possibly its base) is moved aside, as checkout does, so that it reads
+            // as missing and `pull` or `commit` can put a good copy in its place.
+            Err(Error::Store(StoreError::CorruptObject {
+                id: bad, reason, ..
+            })) => {
+                let moved = matches!(self.repo.store().quarantine_if_corrupt(bad), Ok(true));
+                let at = if bad == id {
+                    String::new()
+                } else {
+                    format!(" (in object {bad}, which it is built on)")
+                };
+                let detail = if moved {
+                    format!("{reason}{at}; moved aside to .shard/corrupt/: `nshard pull` fetches a good copy, or `nshard commit` re-stores it from an intact file")
+                } else {
+                    format!("{reason}{at}")
+                };
+                Some((ProblemKind::CorruptObject, detail))
             }
             Err(e) => Some((ProblemKind::CorruptObject, e.to_string())),
         };
