@@ -82,3 +82,13 @@ fn a_units_new_not_checked_out_and_not_pulled_states() {
     let text = repo.ok(&["status"]);
     assert!(text.contains("nshard pull"), "{text}");
 }
+
+/// Outside a git repository, commit does not tell the user to `git add` (issue 23, case 9).
+#[test]
+fn commit_outside_git_does_not_mention_git_add() {
+    let (repo, _) = common::TestRepo::committed(100_000);
+    repo.write("m/model.bin", &common::random_bytes(100_000, 9));
+    let out = repo.ok(&["commit", "-m", "v2"]);
+    assert!(out.contains("1 committed, 0 unchanged"), "{out}");
+    assert!(!out.contains("git add"), "{out}");
+}

@@ -146,8 +146,10 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                 Err(e) => file_error(&r.path, e),
             }
         }
-        if committed > 0 {
+        if committed > 0 && repo.is_git_repo() {
             out!("{committed} committed, {unchanged} unchanged; now `git add` the .shard.json manifests");
+        } else if committed > 0 {
+            out!("{committed} committed, {unchanged} unchanged");
         }
     }
     Ok(if failed > 0 {
