@@ -92,3 +92,31 @@ fn commit_outside_git_does_not_mention_git_add() {
     assert!(out.contains("1 committed, 0 unchanged"), "{out}");
     assert!(!out.contains("git add"), "{out}");
 }
+
+/// `nshard diff` without a path shows, like `git diff`, every tracked file that differs from its
+/// committed version, and only those (issue 23, case 9: it was a usage error).
+#[test]
+fn diff_without_a_path_shows_what_changed() {
+    let repo = TestRepo::new();
+    repo.write("a.bin", &common::random_bytes(200_000, 1));
+    repo.write("b.bin", &common::random_bytes(200_000, 2));
+    repo.ok(&["track", "a.bin", "b.bin"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    let out = repo.ok(&["diff"]);
+    assert!(out.contains("no changes"), "{out}");
+    assert_eq!(repo.json(&["diff"]), serde_json::json!([]));
+    repo.write("b.bin", &common::random_bytes(200_000, 3));
+    let d = repo.json(&["diff"]);
+    let paths: Vec<&str> = d
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(paths, vec!["b.bin"], "{d}");
+    let out = repo.ok(&["diff"]);
+    assert!(out.contains("b.bin") && !out.contains("a.bin"), "{out}");
+    // Versions need one named target.
+    let err = repo.fails(&["diff", "--from", "abcd"]);
+    assert!(!err.is_empty());
+}

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::{Diff, DiffOptions, DiffSide, FileDiff, SideKind, TensorChangeKind};
+use nshard_core::{
+    Diff, DiffOptions, DiffSide, DirState, FileDiff, FileState, SideKind, Status, TensorChangeKind,
+};
 
 use super::log::{date, first_line};
 use crate::out;
@@ -16,7 +18,8 @@ use nshard_core::RepoError;
 /// units, the files added, removed and modified.
 ///
 /// FILE may be a data file, its manifest, a directory or a quoted glob; each selected file or unit
-/// is compared in turn. --json prints one object for a single named file, else an array.
+/// is compared in turn. Without FILE, like `git diff`: every tracked file and unit that differs
+/// from its committed version. --json prints one object for a single named file, else an array.
 ///
 /// Block level: chunks reused, new and dropped, and the share of the file that changed. Tensor
 /// level (safetensors, PyTorch zip checkpoints, GGUF): tensors changed, re-typed or reshaped,
@@ -29,8 +32,9 @@ use nshard_core::RepoError;
 /// compares that version with its parent.
 #[derive(Args, Debug)]
 pub struct DiffArgs {
-    /// Data files, manifests, directories or quoted globs.
-    #[arg(value_name = "FILE", required = true)]
+    /// Data files, manifests, directories or quoted globs [default: every tracked file and unit
+    /// that differs from its committed version].
+    #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Old side: a version id or prefix [default: the parent of --to if given, else the
     /// committed version].
@@ -92,7 +96,27 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
     let sel = repo.select(&ctx.cwd, &a.files)?;
     let single = sel.is_single_file();
-    let targets = repo.targets(&sel)?;
+    let mut targets = repo.targets(&sel)?;
+    if a.files.is_empty() {
+        // Like `git diff`: every tracked file and unit whose work tree differs from what was
+        // committed, known from the stat cache without reading unchanged files.
+        if a.from.is_some() || a.to.is_some() {
+            return Err(nshard_core::Error::Repo(RepoError::VersionNeedsOneTarget).into());
+        }
+        let changed: Vec<String> = repo
+            .status_of(&sel)?
+            .into_iter()
+            .filter_map(|s| match s {
+                Status::File(f) if f.state == FileState::Modified => Some(f.path.to_string()),
+                Status::Unit(u) if u.state == DirState::Modified => Some(format!("{}/", u.path)),
+                _ => None,
+            })
+            .collect();
+        targets.retain(|t| changed.contains(&t.label()));
+        if targets.is_empty() && !a.json {
+            out!("no changes: every tracked file matches its committed version");
+        }
+    }
     if (a.from.is_some() || a.to.is_some()) && targets.len() != 1 {
         return Err(nshard_core::Error::Repo(RepoError::VersionNeedsOneTarget).into());
     }
