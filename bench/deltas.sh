@@ -4,7 +4,7 @@
 # each written as a safetensors file), against references measured in the same run: z4ai 0.2.0
 # `compress` / `compress_delta`, `zstd -3`, `openssl dgst -sha256`, `cp FILE x && sync`.
 #
-#   bench/deltas.sh                                     # everything, ~15 min on 2 cores
+#   bench/deltas.sh                                     # everything, ~8 min on 2 cores (+ build)
 #   NSHARD=/path/to/nshard bench/deltas.sh              # use that binary (default: cargo build --release)
 #   NSHARD_REV=e9533b8 NSHARD=… bench/deltas.sh         # what the report says that binary was built from
 #   PY=/path/to/python bench/deltas.sh                  # a Python with numpy, zstandard, z4ai
@@ -176,8 +176,8 @@ best_cp() {
   rm -f "$W/cp.x"
   T=$best
 }
-# chains DIR… : chain depth of every version whose manifest copy is in $W/man (v00 … v20);
-# prints JSON lines {manifest, chunks, delta_chunks, depth}.
+# chain_depths MANIFEST… : for each manifest copy (one version), read from the object headers:
+# a JSON array of {chunks, delta_chunks, delta_raw, delta_stored, stored, depth, tensors}.
 chain_depths() {
   "$PY" "$HELPER" chains --objects .shard/objects --manifests "$@"
 }

@@ -139,22 +139,32 @@ fn storage_dtype(class: &str) -> Option<&'static str> {
 fn storages_of(p: &Pickle) -> HashMap<String, StorageInfo> {
     let mut out = HashMap::new();
     let mut seen = HashSet::new();
-    walk(p, p.top, String::new(), 0, &mut seen, &mut out);
+    walk(p, p.top, Some(String::new()), 0, &mut seen, &mut out);
     out
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
+/// Longest tensor name built from the pickle (the manifest's limit on tensor names).
+const MAX_NAME: usize = 1024;
+
+/// The dotted name of `key` under `path`; `None` once it would be longer than any tensor name a
+/// manifest accepts (a hostile pickle can nest a long memoised key many levels deep: building
+/// every level's name took gigabytes). Such a tensor is named after its storage key instead.
+fn join(path: Option<&str>, key: &str) -> Option<String> {
+    let path = path?;
+    if path.len() + 1 + key.len() > MAX_NAME {
+        return None;
+    }
+    Some(if path.is_empty() {
         key.to_string()
     } else {
         format!("{path}.{key}")
-    }
+    })
 }
 
 fn walk(
     p: &Pickle,
     i: Idx,
-    path: String,
+    path: Option<String>,
     depth: usize,
     seen: &mut HashSet<Idx>,
     out: &mut HashMap<String, StorageInfo>,
@@ -163,10 +173,17 @@ fn walk(
         return;
     }
     match p.get(i) {
-        Value::Dict(items) => walk_items(p, items, &path, depth, seen, out),
+        Value::Dict(items) => walk_items(p, items, path.as_deref(), depth, seen, out),
         Value::List(v) | Value::Tuple(v) => {
             for (n, &c) in v.iter().enumerate() {
-                walk(p, c, join(&path, &n.to_string()), depth + 1, seen, out);
+                walk(
+                    p,
+                    c,
+                    join(path.as_deref(), &n.to_string()),
+                    depth + 1,
+                    seen,
+                    out,
+                );
             }
         }
         Value::Call {
@@ -175,12 +192,12 @@ fn walk(
             items,
             state,
         } => {
-            if let Some(info) = tensor_of(p, *callable, *args, &path) {
+            if let Some(info) = tensor_of(p, *callable, *args, path.as_deref()) {
                 out.entry(info.0).or_insert(info.1);
                 return;
             }
             walk(p, *args, path.clone(), depth + 1, seen, out);
-            walk_items(p, items, &path, depth, seen, out);
+            walk_items(p, items, path.as_deref(), depth, seen, out);
             if let Some(s) = state {
                 walk(p, *s, path, depth + 1, seen, out);
             }
@@ -192,24 +209,29 @@ fn walk(
 fn walk_items(
     p: &Pickle,
     items: &[(Idx, Idx)],
-    path: &str,
+    path: Option<&str>,
     depth: usize,
     seen: &mut HashSet<Idx>,
     out: &mut HashMap<String, StorageInfo>,
 ) {
     for &(k, v) in items {
-        let key = match p.get(k) {
-            Value::Str(s) => s.clone(),
-            Value::Int(n) => n.to_string(),
+        let child = match p.get(k) {
+            Value::Str(s) => join(path, s),
+            Value::Int(n) => join(path, &n.to_string()),
             _ => continue,
         };
-        walk(p, v, join(path, &key), depth + 1, seen, out);
+        walk(p, v, child, depth + 1, seen, out);
     }
 }
 
 /// `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, …)` whose storage is a
 /// persistent id `('storage', class, key, location, numel)`: (key, what it says).
-fn tensor_of(p: &Pickle, callable: Idx, args: Idx, path: &str) -> Option<(String, StorageInfo)> {
+fn tensor_of(
+    p: &Pickle,
+    callable: Idx,
+    args: Idx,
+    path: Option<&str>,
+) -> Option<(String, StorageInfo)> {
     let Value::Global(module, name) = p.get(callable) else {
         return None;
     };
@@ -254,10 +276,9 @@ fn tensor_of(p: &Pickle, callable: Idx, args: Idx, path: &str) -> Option<(String
     let whole = shape.filter(|s| {
         offset == 0 && s.iter().try_fold(1u64, |x, &d| x.checked_mul(d)) == Some(numel)
     });
-    let name = if path.is_empty() {
-        format!("data/{key}")
-    } else {
-        path.to_string()
+    let name = match path {
+        Some(p) if !p.is_empty() => p.to_string(),
+        _ => format!("data/{key}"),
     };
     Some((
         key,

@@ -6,9 +6,10 @@
 //! [`MAX_HEADER_LEN`] bytes, hold at most [`MAX_TENSORS`] tensors, and every tensor's byte range must
 //! lie inside the file, match its dtype and shape, and not overlap another.
 
-use std::collections::BTreeMap;
+use std::fmt;
 use std::io::Read;
 
+use serde::de::{self, Deserializer, Error as _, MapAccess, Visitor};
 use serde::Deserialize;
 
 /// Largest header accepted (the reference implementation uses the same 100 MB cap).
@@ -74,6 +75,126 @@ struct RawTensor {
     data_offsets: [u64; 2],
 }
 
+/// The header's top level, visited entry by entry: each tensor checked and kept as it comes (at
+/// most [`MAX_TENSORS`]); `__metadata__` checked to map strings to strings, and dropped.
+struct TopLevel {
+    data_len: u64,
+    header_len: u64,
+}
+
+impl<'de> Visitor<'de> for TopLevel {
+    type Value = Vec<Tensor>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object mapping tensor names to tensors")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Vec<Tensor>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(name) = m.next_key::<String>()? {
+            if name == "__metadata__" {
+                m.next_value::<Metadata>()?;
+                continue;
+            }
+            if out.len() >= MAX_TENSORS {
+                return Err(A::Error::custom(format!("more than {MAX_TENSORS} tensors")));
+            }
+            let t: RawTensor = m
+                .next_value()
+                .map_err(|e| A::Error::custom(format!("tensor {name:?}: {e}")))?;
+            out.push(self.tensor(name, t).map_err(A::Error::custom)?);
+        }
+        Ok(out)
+    }
+}
+
+impl TopLevel {
+    /// Checks one tensor's offsets, rank, dtype and size against each other and the file.
+    fn tensor(&self, name: String, t: RawTensor) -> Result<Tensor, String> {
+        let [b, e] = t.data_offsets;
+        if b > e || e > self.data_len {
+            return Err(format!(
+                "tensor {name:?}: offsets {b}..{e} outside the {} data bytes",
+                self.data_len
+            ));
+        }
+        if t.shape.len() > MAX_RANK {
+            return Err(format!("tensor {name:?}: rank over {MAX_RANK}"));
+        }
+        let size = dtype_size(&t.dtype)
+            .ok_or_else(|| format!("tensor {name:?}: unknown dtype {:?}", t.dtype))?;
+        let elems = t
+            .shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .and_then(|n| n.checked_mul(size))
+            .ok_or_else(|| format!("tensor {name:?}: shape overflows"))?;
+        if elems != e - b {
+            return Err(format!(
+                "tensor {name:?}: {} bytes by offsets but shape {:?} of {} needs {elems}",
+                e - b,
+                t.shape,
+                t.dtype
+            ));
+        }
+        Ok(Tensor {
+            name,
+            dtype: t.dtype,
+            shape: t.shape,
+            start: self.header_len + b,
+            end: self.header_len + e,
+        })
+    }
+}
+
+/// `__metadata__`: a map of strings to strings, checked and not kept.
+struct Metadata;
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Metadata, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Metadata;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("__metadata__ mapping strings to strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Metadata, A::Error> {
+                while m.next_entry::<StrOnly, StrOnly>()?.is_some() {}
+                Ok(Metadata)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A JSON string, checked and dropped.
+struct StrOnly;
+
+impl<'de> Deserialize<'de> for StrOnly {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StrOnly, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = StrOnly;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("__metadata__ must map strings to strings")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<StrOnly, E> {
+                Ok(StrOnly)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A serde_json data error's message without its " at line L column C" suffix.
+fn strip_position(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
 /// Parses the header of a file of `file_size` bytes read from `r` (positioned at the start).
 /// Reads only the header.
 pub fn parse<R: Read>(mut r: R, file_size: u64) -> Result<Layout, ParseError> {
@@ -99,54 +220,27 @@ pub fn parse<R: Read>(mut r: R, file_size: u64) -> Result<Layout, ParseError> {
     if header.first() != Some(&b'{') {
         return Err(bad("header is not a JSON object".into()));
     }
-    let map: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
-        .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
-    if map.len() > MAX_TENSORS + 1 {
-        return Err(bad(format!("more than {MAX_TENSORS} tensors")));
-    }
     let data_len = file_size - 8 - n;
     let header_len = 8 + n;
-    let mut tensors = Vec::with_capacity(map.len());
-    for (name, v) in map {
-        if name == "__metadata__" {
-            serde_json::from_value::<BTreeMap<String, String>>(v)
-                .map_err(|e| bad(format!("__metadata__ must map strings to strings: {e}")))?;
-            continue;
-        }
-        let t: RawTensor =
-            serde_json::from_value(v).map_err(|e| bad(format!("tensor {name:?}: {e}")))?;
-        let [b, e] = t.data_offsets;
-        if b > e || e > data_len {
-            return Err(bad(format!(
-                "tensor {name:?}: offsets {b}..{e} outside the {data_len} data bytes"
-            )));
-        }
-        if t.shape.len() > MAX_RANK {
-            return Err(bad(format!("tensor {name:?}: rank over {MAX_RANK}")));
-        }
-        let size = dtype_size(&t.dtype)
-            .ok_or_else(|| bad(format!("tensor {name:?}: unknown dtype {:?}", t.dtype)))?;
-        let elems = t
-            .shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .and_then(|n| n.checked_mul(size))
-            .ok_or_else(|| bad(format!("tensor {name:?}: shape overflows")))?;
-        if elems != e - b {
-            return Err(bad(format!(
-                "tensor {name:?}: {} bytes by offsets but shape {:?} of {} needs {elems}",
-                e - b,
-                t.shape,
-                t.dtype
-            )));
-        }
-        tensors.push(Tensor {
-            name,
-            dtype: t.dtype,
-            shape: t.shape,
-            start: header_len + b,
-            end: header_len + e,
-        });
+    // Read straight into tensors, without a JSON tree (a tree of a 100 MB header of tiny values
+    // took 16 times its size): memory is the header plus the tensor list.
+    let mut de = serde_json::Deserializer::from_slice(&header);
+    let mut tensors = de
+        .deserialize_map(TopLevel {
+            data_len,
+            header_len,
+        })
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => bad(strip_position(&e)),
+            _ => bad(format!("header is not valid JSON: {e}")),
+        })?;
+    de.end()
+        .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+    drop(header);
+    // The order a map into a sorted tree gave before: by name.
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(w) = tensors.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(bad(format!("tensor {:?} is named twice", w[0].name)));
     }
     Layout {
         kind: FormatKind::Safetensors,
