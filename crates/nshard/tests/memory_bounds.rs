@@ -68,7 +68,7 @@ fn safetensors_tiny_values() -> Vec<u8> {
         i += 1;
     }
     h.push_str("},\"w\":{\"dtype\":\"U8\",\"shape\":[16],\"data_offsets\":[0,16]}}");
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(' ');
     }
     let mut f = (h.len() as u64).to_le_bytes().to_vec();
