@@ -42,8 +42,9 @@ struct Pair {
 }
 
 /// The chunks of `old` at the same place as chunks of `new`: same tensor name and dtype (a float
-/// type deltas are defined for), same byte range within the tensor, different content. Keyed by
-/// the new chunk's index.
+/// type deltas are defined for), same byte range within the tensor, different content. A chunk
+/// holding several whole small tensors of one float width pairs with the parent's chunk holding
+/// the same tensors, of the same sizes, laid out alike.
 fn pairs(new: &Manifest, old: &Manifest) -> Vec<Pair> {
     let (Some(nt), Some(ot)) = (&new.tensors, &old.tensors) else {
         return Vec::new();
@@ -61,20 +62,57 @@ fn pairs(new: &Manifest, old: &Manifest) -> Vec<Pair> {
             ti += 1;
         }
         let Some(t) = nt.get(ti) else { break };
-        if c.offset < t.offset || c.offset + c.size > t.offset + t.size {
+        let end = c.offset + c.size;
+        if c.offset < t.offset {
             continue;
         }
-        let DataHint::Float(width @ (2 | 4)) = hint_for_dtype(&t.dtype) else {
+        // The tensors the chunk holds: part of one, or several whole ones in a row (small
+        // tensors grouped into one chunk), all of one float width.
+        let members: Vec<&crate::manifest::TensorEntry> = if end <= t.offset + t.size {
+            vec![t]
+        } else if c.offset == t.offset {
+            let mut m = Vec::new();
+            let mut at = t.offset;
+            for u in &nt[ti..] {
+                if u.offset != at || u.offset + u.size > end {
+                    break;
+                }
+                m.push(u);
+                at = u.offset + u.size;
+            }
+            if at != end {
+                continue;
+            }
+            m
+        } else {
             continue;
         };
-        let Some(&(dtype, o_off, o_size)) = old_tensors.get(t.name.as_str()) else {
+        let widths: Vec<DataHint> = members.iter().map(|u| hint_for_dtype(&u.dtype)).collect();
+        let DataHint::Float(width @ (2 | 4)) = widths[0] else {
             continue;
         };
-        let rel = c.offset - t.offset;
-        if dtype != t.dtype || rel + c.size > o_size {
+        if widths.iter().any(|w| *w != DataHint::Float(width)) {
             continue;
         }
-        match old_at.get(&(o_off + rel)) {
+        // The same tensors in the parent, with the same dtypes and sizes, laid out alike.
+        let Some(&(_, o_first, _)) = old_tensors.get(members[0].name.as_str()) else {
+            continue;
+        };
+        let rel = c.offset - members[0].offset;
+        let alike = members.iter().all(|u| {
+            old_tensors
+                .get(u.name.as_str())
+                .is_some_and(|&(dtype, off, size)| {
+                    dtype == u.dtype
+                        && (members.len() == 1 || size == u.size)
+                        && off == o_first + (u.offset - members[0].offset)
+                        && (members.len() > 1 || rel + c.size <= size)
+                })
+        });
+        if !alike {
+            continue;
+        }
+        match old_at.get(&(o_first + rel)) {
             Some(o) if o.size == c.size && o.id != c.id => out.push(Pair {
                 old: o.id,
                 new: c.id,

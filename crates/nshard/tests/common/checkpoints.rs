@@ -19,8 +19,14 @@ impl Rng {
     }
 }
 
-pub const TENSORS: [(&str, usize); 2] =
-    [("layers.0.weight", 700_000), ("layers.1.weight", 500_000)];
+/// Two weights and two small biases; the second weight (under 1 MiB) and the biases are grouped
+/// into one chunk.
+pub const TENSORS: [(&str, usize); 4] = [
+    ("layers.0.weight", 700_000),
+    ("layers.1.weight", 500_000),
+    ("layers.0.bias", 30_000),
+    ("layers.1.bias", 30_000),
+];
 
 fn bf16(x: f32) -> [u8; 2] {
     let b = x.to_bits();
