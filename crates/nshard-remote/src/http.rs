@@ -27,6 +27,11 @@ use nshard_core::{Corruption, Error, ObjectId, RemoteFailure, Result, Retry, Sto
 use crate::{error_chain as chain, OpenOptions};
 use nshard_core::{RemoteError, StoreError};
 
+/// Largest answer read from a health check or an object check (they are a few hundred bytes).
+const SMALL_ANSWER_CAP: usize = 64 * 1024;
+/// Most bytes of an error answer kept for the message.
+const ERROR_BODY_CAP: usize = 64 * 1024;
+
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the server may stay silent in the middle of a response.
@@ -89,14 +94,16 @@ impl HttpStore {
                 store.check(resp, "health check").await
             })
             .await;
-        let health: Health = resp?.json().await.map_err(|e| {
+        let body = store
+            .body_capped(resp?, SMALL_ANSWER_CAP, "health check")
+            .await?;
+        let health: Health = serde_json::from_slice(&body).map_err(|e| {
             Error::Remote(RemoteError::Failed {
                 remote: store.base.clone(),
                 kind: RemoteFailure::Incompatible,
                 reason: format!(
-                    "does not look like a NeuroShard server (GET {}: {})",
+                    "does not look like a NeuroShard server (GET {}: {e})",
                     protocol::HEALTH,
-                    chain(&e)
                 ),
             })
         })?;
@@ -167,13 +174,50 @@ impl HttpStore {
         }
     }
 
+    /// The body of `resp`, at most `cap` bytes: a server answering with more (a hostile or
+    /// misconfigured one sending gigabytes) gets an error instead of all of it buffered.
+    async fn body_capped(&self, mut resp: Response, cap: usize, what: &str) -> Result<Vec<u8>> {
+        let too_big = || {
+            Error::Remote(RemoteError::Failed {
+                remote: self.base.clone(),
+                kind: RemoteFailure::Incompatible,
+                reason: format!("{what}: the answer is larger than {cap} bytes"),
+            })
+        };
+        if resp.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(too_big());
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e))? {
+            if out.len() + chunk.len() > cap {
+                return Err(too_big());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// The text of an error answer (at most [`ERROR_BODY_CAP`] bytes of it).
+    async fn error_text(&self, resp: Response) -> String {
+        let mut resp = resp;
+        let mut out = Vec::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            let room = ERROR_BODY_CAP.saturating_sub(out.len());
+            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if out.len() >= ERROR_BODY_CAP {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// Turns a non-success status into an error carrying the server's message.
     async fn check(&self, resp: Response, what: &str) -> Result<Response> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
-        let text = resp.text().await.unwrap_or_default();
+        let text = self.error_text(resp).await;
         Err(self.status_error(status, &text, what))
     }
 
@@ -231,10 +275,13 @@ impl HttpStore {
             .send(self.client.post(self.url(protocol::MISSING)).json(&body))
             .await?;
         let resp = self.check(resp, "missing query").await?;
-        let m: MissingResponse = resp.json().await.map_err(|e| {
+        // The answer lists at most the ids asked about.
+        let cap = SMALL_ANSWER_CAP + 80 * ids.len();
+        let body = self.body_capped(resp, cap, "missing query").await?;
+        let m: MissingResponse = serde_json::from_slice(&body).map_err(|e| {
             Error::Remote(RemoteError::Transient {
                 remote: self.base.clone(),
-                reason: format!("missing query: bad answer: {}", chain(&e.without_url())),
+                reason: format!("missing query: bad answer: {e}"),
             })
         })?;
         Ok(m.missing)
@@ -314,10 +361,13 @@ impl Store for HttpStore {
         let url = self.url(&protocol::verify_path(id));
         let resp = self.send(self.client.post(url)).await?;
         let resp = self.check(resp, &format!("verifying {id}")).await?;
-        resp.json().await.map_err(|e| {
+        let body = self
+            .body_capped(resp, SMALL_ANSWER_CAP, &format!("verifying {id}"))
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| {
             Error::Remote(RemoteError::Transient {
                 remote: self.base.clone(),
-                reason: format!("verifying {id}: bad answer: {}", chain(&e.without_url())),
+                reason: format!("verifying {id}: bad answer: {e}"),
             })
         })
     }
@@ -331,7 +381,7 @@ impl Store for HttpStore {
         if resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
             // Not worth a retry when the server found its copy corrupt (it moved it aside).
             let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
+            let text = self.error_text(resp).await;
             return Err(match serde_json::from_str::<ErrorBody>(&text) {
                 Ok(b) if b.code == CORRUPT_OBJECT => Error::corrupt(
                     *id,

@@ -333,3 +333,31 @@ fn pre_push_gives_up_on_a_remote_that_never_answers() {
         "the hook reached the server"
     );
 }
+
+/// A server that answers the health check with an endless JSON body (issue 26, case 6): the
+/// client stops reading at its cap and says so, instead of buffering gigabytes.
+#[test]
+fn a_huge_answer_from_a_server_is_refused_not_buffered() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = std::thread::spawn(move || {
+        // One connection (the client retries only transient failures); at most 256 MiB sent.
+        let (mut c, _) = listener.accept().expect("accept");
+        let mut head = [0u8; 4096];
+        let _ = c.read(&mut head);
+        let _ = c.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"service\":\"",
+        );
+        let block = vec![b'a'; 1 << 20];
+        for _ in 0..256 {
+            if c.write_all(&block).is_err() {
+                break;
+            }
+        }
+    });
+    let (repo, _) = TestRepo::committed(10_000);
+    let err = repo.fails(&["push", "--remote", &url]);
+    assert!(err.contains("larger than"), "{err}");
+    server.join().expect("server thread");
+}
