@@ -271,4 +271,44 @@ fn status_reports_every_state() {
     assert_eq!(st[0]["data_present"], false);
     let err = repo.fails(&["checkout"]);
     assert!(err.contains(&id), "{err}");
+
+    // The other four, each on a file of its own.
+    let state_of = |st: &serde_json::Value, path: &str| -> String {
+        st.as_array()
+            .expect("status list")
+            .iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not in {st}"))["state"]
+            .as_str()
+            .expect("state")
+            .to_string()
+    };
+    for f in ["o.bin", "c.bin", "i.bin", "u.bin"] {
+        repo.write(f, f.as_bytes());
+    }
+    repo.ok(&["track", "o.bin", "c.bin", "i.bin", "u.bin"]);
+    repo.ok(&["commit", "-m", "four more"]);
+    // outdated: the file holds an older committed version than its manifest names.
+    repo.write("o.bin", b"o.bin, second version");
+    repo.ok(&["commit", "-m", "o v2", "o.bin"]);
+    let log = repo.json(&["log", "o.bin"]);
+    let v1_id = log[1]["version"].as_str().expect("v1").to_string();
+    repo.ok(&["checkout", "o.bin", "--version", &v1_id, "--force"]);
+    // conflicted: git conflict markers in the manifest.
+    let m = String::from_utf8(repo.read("c.bin.shard.json")).expect("utf8");
+    repo.write(
+        "c.bin.shard.json",
+        format!("<<<<<<< HEAD\n{m}=======\n{m}>>>>>>> theirs\n").as_bytes(),
+    );
+    // invalid: a manifest that is not one.
+    repo.write("i.bin.shard.json", b"{\"format\": \"not a manifest\"}");
+    // unreadable: the data file replaced by a symlink.
+    let outside = tempfile::tempdir().expect("tmp");
+    fs::rename(repo.join("u.bin"), outside.path().join("u.bin")).expect("mv");
+    std::os::unix::fs::symlink(outside.path().join("u.bin"), repo.join("u.bin")).expect("ln");
+    let st = repo.json_exit(&["status"], 1);
+    assert_eq!(state_of(&st, "o.bin"), "outdated", "{st}");
+    assert_eq!(state_of(&st, "c.bin"), "conflicted", "{st}");
+    assert_eq!(state_of(&st, "i.bin"), "invalid", "{st}");
+    assert_eq!(state_of(&st, "u.bin"), "unreadable", "{st}");
 }
