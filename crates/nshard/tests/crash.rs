@@ -104,16 +104,35 @@ fn kill_9_in_push_and_pull_leaves_whole_objects_and_resumes() {
         &["push", "--remote", &url],
         "atomic-before-rename@2",
     );
-    verify_dir_store(remote.path());
-    repo.ok(&["push", "--remote", &url]);
+    // The rerun sends only what the killed push did not store.
+    let there = verify_dir_store(remote.path());
+    assert!(there >= 1, "the first object was stored before the kill");
+    let again = repo.json(&["push", "--remote", &url]);
+    let total = verify_dir_store(remote.path());
+    assert_eq!(again["skipped"].as_u64(), Some(there as u64), "{again}");
+    assert_eq!(
+        again["objects"].as_u64().map(|n| n + there as u64),
+        Some(total as u64),
+        "{again}"
+    );
     let other = clone_manifest(&repo);
+    // (The first object a pull stores is the version's manifest; the third rename is a chunk's.)
     crash(
         other.path(),
         &["pull", "--remote", &url],
-        "atomic-before-rename@2",
+        "atomic-before-rename@3",
     );
-    verify_dir_store(&other.join(".shard"));
-    other.ok(&["pull", "--remote", &url]);
+    // Likewise the pull: it fetches exactly the objects the store still lacks.
+    let here = verify_dir_store(&other.join(".shard"));
+    assert!(here >= 1, "an object was stored before the kill");
+    let again = other.json(&["pull", "--remote", &url]);
+    let after = verify_dir_store(&other.join(".shard"));
+    assert_eq!(
+        again["objects"].as_u64(),
+        Some((after - here) as u64),
+        "{again}"
+    );
+    assert!(again["skipped"].as_u64() >= Some(1), "{again}");
     other.ok(&["checkout"]);
     other.ok(&["verify"]);
     assert_eq!(other.read("m/model.bin"), v1);
