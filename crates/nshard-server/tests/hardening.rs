@@ -49,6 +49,18 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Retries a health check until it is answered (any status), then asserts it is 200.
+fn health_eventually(s: &TestServer, what: &str) {
+    let status = eventually(what, || {
+        client()
+            .get(s.at("/v1/health"))
+            .send()
+            .ok()
+            .map(|r| r.status())
+    });
+    assert_eq!(status, StatusCode::OK, "{what}");
+}
+
 /// Whether the server has closed `c` (reads EOF or a reset; a pending read times out quickly).
 fn wait_closed(c: &mut TcpStream, what: &str) -> Vec<u8> {
     c.set_read_timeout(Some(Duration::from_millis(200)))
@@ -301,14 +313,7 @@ fn a_client_that_stops_reading_a_get_is_cut_off_and_frees_its_slot() {
     c.read_exact(&mut first).expect("start of the response");
     assert!(first.starts_with(b"HTTP/1.1 200"));
     // Stop reading. Another client is served once the server gives up on this one.
-    let status = eventually("a health check beside a stalled reader", || {
-        client()
-            .get(s.at("/v1/health"))
-            .send()
-            .ok()
-            .map(|r| r.status())
-    });
-    assert_eq!(status, StatusCode::OK);
+    health_eventually(&s, "a health check beside a stalled reader");
     // The stalled response was cut short: what it still delivers ends (EOF or reset) before the
     // object does. A server that kept the connection would block this read until the timeout.
     c.set_read_timeout(Some(EVENTUALLY)).expect("timeout");
@@ -387,14 +392,7 @@ fn at_the_connection_cap_half_open_connections_make_room_and_requests_in_progres
             h
         })
         .collect();
-    let status = eventually("a health check at the connection cap", || {
-        client()
-            .get(s.at("/v1/health"))
-            .send()
-            .ok()
-            .map(|r| r.status())
-    });
-    assert_eq!(status, StatusCode::OK);
+    health_eventually(&s, "a health check at the connection cap");
     assert!(
         metric_value(&s.metrics(), "nshard_connections_shed_total").is_some_and(|n| n >= 1),
         "{}",

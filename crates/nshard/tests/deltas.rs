@@ -35,6 +35,13 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// One delta object of a store and its base.
+fn some_delta(enc: &HashMap<String, Option<String>>) -> (String, String) {
+    enc.iter()
+        .find_map(|(id, b)| b.as_ref().map(|b| (id.clone(), b.clone())))
+        .expect("a delta object")
+}
+
 /// Deltas between `id` and a standalone object.
 fn depth(enc: &HashMap<String, Option<String>>, id: &str) -> usize {
     let mut d = 0;
@@ -277,10 +284,7 @@ fn a_missing_or_corrupt_base_is_named_and_the_old_file_stays() {
     let repo = TestRepo::new();
     let (versions, _) = commit_all(&repo, &files);
     let enc = encodings(&repo.join(".shard/objects"));
-    let (delta, base) = enc
-        .iter()
-        .find_map(|(id, b)| b.as_ref().map(|b| (id.clone(), b.clone())))
-        .expect("a delta object");
+    let (delta, base) = some_delta(&enc);
     let base_path = repo.object_path(&base);
     let saved = fs::read(&base_path).expect("base");
     // Corrupt base: checkout of the old version names the base, not the delta, and the work tree
@@ -312,10 +316,7 @@ fn hostile_delta_objects_are_refused() {
     let repo = TestRepo::new();
     let (versions, _) = commit_all(&repo, &files);
     let enc = encodings(&repo.join(".shard/objects"));
-    let (delta, _) = enc
-        .iter()
-        .find_map(|(id, b)| b.as_ref().map(|b| (id.clone(), b.clone())))
-        .expect("a delta object");
+    let (delta, _) = some_delta(&enc);
     let p = repo.object_path(&delta);
     let good = fs::read(&p).expect("delta");
     let v0 = &versions[0];
