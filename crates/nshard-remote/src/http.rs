@@ -27,6 +27,35 @@ use nshard_core::{Corruption, Error, ObjectId, RemoteFailure, Result, Retry, Sto
 use crate::{error_chain as chain, OpenOptions};
 use nshard_core::{RemoteError, StoreError};
 
+/// What a server that is not a NeuroShard server said, for a person: an HTML page's title (or
+/// "an HTML page"), else the start of its text, never cut in the middle of a word.
+fn foreign_message(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    if lower.trim_start().starts_with('<') {
+        let title = lower
+            .find("<title>")
+            .and_then(|a| lower[a + 7..].find("</title>").map(|b| (a + 7, a + 7 + b)))
+            .map(|(a, b)| text[a..b].split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|t| !t.is_empty());
+        return match title {
+            Some(t) => format!(
+                "an HTML page titled {:?} (not a NeuroShard server?)",
+                t.chars().take(120).collect::<String>()
+            ),
+            None => "an HTML page (not a NeuroShard server?)".to_string(),
+        };
+    }
+    let t = text.trim();
+    if t.chars().count() <= 300 {
+        return t.to_string();
+    }
+    let cut: String = t.chars().take(300).collect();
+    match cut.rfind(char::is_whitespace) {
+        Some(i) => format!("{}…", &cut[..i]),
+        None => format!("{cut}…"),
+    }
+}
+
 /// Largest answer read from a health check or an object check (they are a few hundred bytes).
 const SMALL_ANSWER_CAP: usize = 64 * 1024;
 /// Most bytes of an error answer kept for the message.
@@ -151,6 +180,21 @@ impl HttpStore {
 
     fn transport(&self, e: reqwest::Error) -> Error {
         let e = e.without_url();
+        let text = chain(&e);
+        // https:// to a server that answers in plain HTTP: the TLS handshake reads an HTTP
+        // answer as a corrupt record. Retrying cannot help, and "nothing answered" would mislead.
+        if self.base.starts_with("https://")
+            && (text.contains("InvalidContentType") || text.contains("corrupt message"))
+        {
+            return Error::Remote(RemoteError::Failed {
+                remote: self.base.clone(),
+                kind: RemoteFailure::Incompatible,
+                reason: format!(
+                    "{text}\nhint: the server at {} answers without TLS: use http:// for a plain `nshard serve`, or put it behind a TLS proxy",
+                    self.base
+                ),
+            });
+        }
         if e.is_connect() {
             Error::Remote(RemoteError::Transient {
                 remote: self.base.clone(),
@@ -225,16 +269,10 @@ impl HttpStore {
     fn status_error(&self, status: StatusCode, text: &str, what: &str) -> Error {
         let message = serde_json::from_str::<ErrorBody>(text)
             .map(|b| b.error)
-            .unwrap_or_else(|_| {
-                text.chars()
-                    .take(300)
-                    .collect::<String>()
-                    .trim()
-                    .to_string()
-            });
+            .unwrap_or_else(|_| foreign_message(text));
         let reason = match status {
             StatusCode::UNAUTHORIZED if self.token.is_none() => format!(
-                "{what}: the server needs a token (401: {message})\nhint: store one with `nshard login {}`, or set NSHARD_TOKEN (or NSHARD_TOKEN_<REMOTE NAME>), which is sent only to a remote named on the command line or in your own config (not the committed .shard/config.toml)", self.base
+                "{what}: the server needs a token (401: {message})\nhint: store one with `nshard login {}` (sent to this server whatever config names it); NSHARD_TOKEN and NSHARD_TOKEN_<REMOTE NAME> go only to a URL given with --remote or a remote defined in your own config (`nshard remote add --local`), never to one whose URL comes from the committed .shard/config.toml", self.base
             ),
             StatusCode::UNAUTHORIZED => format!(
                 "{what}: the server refused the token (401: {message})\nhint: check the token stored with `nshard login {}`, or NSHARD_TOKEN (or NSHARD_TOKEN_<REMOTE NAME>)", self.base
@@ -274,14 +312,16 @@ impl HttpStore {
         let resp = self
             .send(self.client.post(self.url(protocol::MISSING)).json(&body))
             .await?;
-        let resp = self.check(resp, "missing query").await?;
+        let resp = self.check(resp, "asking which objects it lacks").await?;
         // The answer lists at most the ids asked about.
         let cap = SMALL_ANSWER_CAP + 80 * ids.len();
-        let body = self.body_capped(resp, cap, "missing query").await?;
+        let body = self
+            .body_capped(resp, cap, "asking which objects it lacks")
+            .await?;
         let m: MissingResponse = serde_json::from_slice(&body).map_err(|e| {
             Error::Remote(RemoteError::Transient {
                 remote: self.base.clone(),
-                reason: format!("missing query: bad answer: {e}"),
+                reason: format!("asking which objects it lacks: bad answer: {e}"),
             })
         })?;
         Ok(m.missing)

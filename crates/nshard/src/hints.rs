@@ -67,6 +67,10 @@ pub fn hint(e: &Error) -> Option<String> {
         },
         Error::Remote(r) => match r {
             RemoteError::NoRemote => "add one with `nshard remote add NAME URL` (e.g. a directory: `nshard remote add origin /srv/models`) or pass `--remote URL`".into(),
+            // `--remote localhost:8000`: a server's address without its scheme.
+            RemoteError::Unknown { name, .. } if looks_like_host(name) => {
+                format!("to reach a NeuroShard server, give its URL: `--remote http://{name}`")
+            }
             RemoteError::Unknown { name, .. } => format!(
                 "add it with `nshard remote add {name} URL`, or write a directory as ./{name}"
             ),
@@ -91,6 +95,14 @@ pub fn hint(e: &Error) -> Option<String> {
         }
         _ => return None,
     })
+}
+
+/// Whether a remote name is really a host, `HOST:PORT` or `localhost`.
+fn looks_like_host(name: &str) -> bool {
+    name == "localhost"
+        || name
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// The advice for the first error in `e`'s chain that has one (a library error, or the server's

@@ -407,7 +407,12 @@ fn config_levels_list_set_url_default_remove() {
     };
     r(&["init"]);
     r(&["git-init"]);
-    let store = |n: &str| d.path().join(n).display().to_string();
+    // Directory remotes must exist when they are added.
+    let store = |n: &str| {
+        let p = d.path().join(n);
+        std::fs::create_dir_all(&p).expect("mkdir");
+        p.display().to_string()
+    };
     let out = r(&["remote", "add", "team", &store("team")]);
     assert!(
         out.contains("shared config") && out.contains("(default)"),

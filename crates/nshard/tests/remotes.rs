@@ -91,7 +91,20 @@ fn committed(remote: &Path, size: usize, seed: u64) -> TestRepo {
     r.write("models/m.bin", &random_bytes(size, seed));
     r.ok(&["track", "models/m.bin"]);
     r.ok(&["commit", "-m", "v1"]);
-    r.ok(&["remote", "add", "origin", remote.to_str().expect("utf8")]);
+    if remote.is_dir() {
+        r.ok(&["remote", "add", "origin", remote.to_str().expect("utf8")]);
+    } else {
+        // A remote that is gone, or was mistyped in a config nshard did not write (remote add
+        // refuses a directory that does not exist).
+        let cfg = r.join(".shard/config.toml");
+        let text = fs::read_to_string(&cfg).expect("config");
+        let url = remote.to_str().expect("utf8");
+        fs::write(
+            &cfg,
+            format!("default_remote = \"origin\"\n{text}\n[[remote]]\nname = \"origin\"\nurl = {url:?}\n"),
+        )
+        .expect("config");
+    }
     r
 }
 

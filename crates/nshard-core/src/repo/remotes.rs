@@ -13,7 +13,7 @@ use std::path::Path;
 use super::config::ConfigLevel;
 use super::{Config, PersonalConfig, RemoteConfig, Repo, LOCAL_CONFIG};
 use crate::error::{Error, Result};
-use crate::error::{RemoteError, RepoError};
+use crate::error::{RemoteError, RemoteFailure, RepoError};
 use crate::remote::RemoteUrl;
 
 /// A validated remote name: 1 to 64 ASCII letters, digits, `-`, `_` or `.`, starting with a letter
@@ -249,12 +249,28 @@ impl Repo {
         level: ConfigLevel,
     ) -> Result<RemoteEntry> {
         let stored = Self::stored_url(url, cwd)?;
+        // A typo in a path is caught now, not at the first push.
+        let missing_dir = match RemoteUrl::parse(&stored, cwd)? {
+            RemoteUrl::Dir(dir) if !dir.is_dir() => Some(Error::Remote(RemoteError::Failed {
+                remote: dir.display().to_string(),
+                kind: RemoteFailure::NotFound,
+                reason: if dir.exists() {
+                    "is not a directory".into()
+                } else {
+                    "the directory does not exist (create it first, e.g. `mkdir -p` it, to use it as a remote)".into()
+                },
+            })),
+            _ => None,
+        };
         let has_default = self
             .default_remote()
             .is_some_and(|(d, _)| self.find_remote(&d).is_some());
         self.edit_level(level, |remotes, default| {
             if remotes.iter().any(|r| r.name == name.as_str()) {
                 return Err(Error::Remote(RemoteError::Exists(name.to_string())));
+            }
+            if let Some(e) = missing_dir {
+                return Err(e);
             }
             remotes.push(RemoteConfig {
                 name: name.to_string(),
