@@ -65,7 +65,33 @@ impl Repo {
             Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(Error::io("reading", path)(e)),
         };
-        let new = rewrite_block(&old, &self.config().track, &self.config().dirs);
+        // Files and units whose manifests git versions stay ignored whatever the config says (a
+        // clone whose owner committed only the manifests, an entry untracked later): a line that
+        // keeps their data out of git is never dropped.
+        let mut units = self.config().dirs.clone();
+        let mut files = Vec::new();
+        let in_git = if self.is_git_repo() {
+            self.git_tree()?.manifests_in_index()?
+        } else {
+            Vec::new()
+        };
+        for m in in_git {
+            let Some(data) = m.strip_suffix(crate::path::MANIFEST_SUFFIX) else {
+                continue;
+            };
+            let Ok(p) = crate::path::RepoPath::parse(data) else {
+                continue;
+            };
+            if self.is_tracked(&p) || units.iter().any(|u| u == data) {
+                continue;
+            }
+            if p.to_path(self.root()).is_dir() {
+                units.push(data.to_string());
+            } else {
+                files.push(data.to_string());
+            }
+        }
+        let new = rewrite_block(&old, &self.config().track, &units, &files);
         if new != old {
             fsutil::write_atomic(&path, new.as_bytes())?;
         }
@@ -73,8 +99,9 @@ impl Repo {
     }
 }
 
-/// `old` with its managed block replaced by the one for `entries` (appended when absent).
-fn rewrite_block(old: &str, entries: &[String], units: &[String]) -> String {
+/// `old` with its managed block replaced by the one for `entries`, directory `units` and literal
+/// `files` (appended when absent).
+fn rewrite_block(old: &str, entries: &[String], units: &[String], files: &[String]) -> String {
     let mut kept = Vec::new();
     let mut inside = false;
     for line in old.lines() {
@@ -98,6 +125,7 @@ fn rewrite_block(old: &str, entries: &[String], units: &[String]) -> String {
     for e in entries {
         lines.extend(patterns(e));
     }
+    lines.extend(files.iter().map(|f| escape(f, false)));
     // A directory unit is ignored whole (one pattern); its manifest sits beside it.
     for u in units {
         lines.push(format!("{}/", escape(u, false)));
@@ -126,12 +154,12 @@ mod tests {
 
     #[test]
     fn block_is_replaced_and_user_lines_kept() {
-        let once = rewrite_block("*.log\n", &["models/".into()], &["data/x".into()]);
+        let once = rewrite_block("*.log\n", &["models/".into()], &["data/x".into()], &[]);
         assert!(once.starts_with("*.log\n\n# >>> nshard"));
         assert!(once.contains("/models/**\n!/models/**/\n/data/x/\n!*.shard.json\n# <<< nshard\n"));
-        let twice = rewrite_block(&once, &[], &[]);
+        let twice = rewrite_block(&once, &[], &[], &[]);
         assert!(!twice.contains("/models/"), "{twice}");
         assert!(twice.starts_with("*.log\n\n# >>> nshard"));
-        assert_eq!(rewrite_block(&twice, &[], &[]), twice);
+        assert_eq!(rewrite_block(&twice, &[], &[], &[]), twice);
     }
 }

@@ -114,6 +114,21 @@ impl GitTree {
         Ok(!self.run(&["ls-files", "-z", "--", &spec])?.is_empty())
     }
 
+    /// The manifests (`*.shard.json`) in the index, relative to the NeuroShard root: the files git
+    /// versions with NeuroShard, whatever the config tracks.
+    pub fn manifests_in_index(&self) -> Result<Vec<String>> {
+        let spec = format!(":(top){}*.shard.json", self.prefix);
+        let out = self.run(&["ls-files", "-z", "--", &spec])?;
+        Ok(out
+            .split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| {
+                let p = String::from_utf8_lossy(p);
+                p.strip_prefix(self.prefix.as_str()).map(str::to_string)
+            })
+            .collect())
+    }
+
     /// The manifests (`*.shard.json`, paths relative to the NeuroShard root) that differ between
     /// two commits. Cheap: git compares trees, no file is read.
     pub fn changed_manifests(&self, from: &str, to: &str) -> Result<Vec<String>> {

@@ -66,7 +66,25 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
         print_json(&rows)?;
     } else {
         if results.is_empty() {
-            out!("nothing to commit: no tracked files (use `nshard track <path>`)");
+            // Files with a manifest that no tracked entry matches (a clone whose owner committed
+            // only the manifests): say how to commit them.
+            let untracked: Vec<String> = repo
+                .status()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| !f.tracked)
+                .map(|f| f.path.to_string())
+                .collect();
+            if untracked.is_empty() {
+                out!("nothing to commit: no tracked files (use `nshard track <path>`)");
+            } else {
+                out!(
+                    "nothing to commit: no tracked files; {} a manifest but no tracked entry here: `nshard track {}` to commit {}",
+                    if untracked.len() == 1 { format!("{} has", untracked[0]) } else { format!("{} files have", untracked.len()) },
+                    untracked.join(" "),
+                    if untracked.len() == 1 { "it" } else { "them" }
+                );
+            }
         }
         let (mut committed, mut unchanged) = (0, 0);
         for r in &results {

@@ -1,0 +1,103 @@
+//! The seed's colleague flow, then what a colleague does next (issue 23, case 1): the owner commits
+//! only the manifest and `.gitignore`; the colleague pulls and checks out in a clone, edits the
+//! model and commits. Whatever nshard rewrites, the model's data never reaches git: `git add -A`
+//! stages no data file, and `commit` says how to commit the file instead of "no tracked files".
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{git, random_bytes};
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    common::ok(dir, args)
+}
+
+/// What `git add -A` stages in `dir`.
+fn staged_after_add_all(dir: &Path) -> Vec<String> {
+    git(dir, &["add", "-A"]);
+    git(dir, &["diff", "--cached", "--name-only"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_colleagues_next_commit_never_exposes_the_model_to_git() {
+    let d = tempfile::tempdir().expect("tmp");
+    let owner = d.path().join("owner");
+    fs::create_dir_all(owner.join("models")).expect("mkdir");
+    git(&owner, &["init", "-q"]);
+    ok(&owner, &["init"]);
+    ok(&owner, &["git-init"]);
+    fs::write(owner.join("models/model.pth"), random_bytes(2_000_000, 1)).expect("write");
+    ok(&owner, &["track", "models/model.pth"]);
+    ok(&owner, &["commit", "-m", "v1"]);
+    // As the original quickstart did: only the manifest and .gitignore go to git.
+    git(
+        &owner,
+        &["add", "models/model.pth.shard.json", ".gitignore"],
+    );
+    git(&owner, &["commit", "-qm", "model v1"]);
+    let store = d.path().join("store");
+    fs::create_dir_all(&store).expect("mkdir");
+    let url = store.to_str().expect("utf8");
+    ok(&owner, &["push", "--remote", url]);
+
+    let clone = d.path().join("clone");
+    git(
+        d.path(),
+        &["clone", "-q", owner.to_str().expect("utf8"), "clone"],
+    );
+    ok(
+        &clone,
+        &["pull", "models/model.pth.shard.json", "--remote", url],
+    );
+    ok(&clone, &["checkout", "models/model.pth.shard.json"]);
+    let staged = staged_after_add_all(&clone);
+    assert!(
+        !staged.iter().any(|p| p == "models/model.pth"),
+        "{staged:?}"
+    );
+    git(&clone, &["reset", "-q"]);
+
+    // The colleague edits the model and commits: told how, and the data stays out of git.
+    fs::write(clone.join("models/model.pth"), random_bytes(2_000_000, 2)).expect("edit");
+    let out = ok(&clone, &["commit", "-m", "edit"]);
+    assert!(
+        out.contains("nshard track models/model.pth"),
+        "commit says how to commit it: {out}"
+    );
+    let ignore = fs::read_to_string(clone.join(".gitignore")).expect(".gitignore");
+    assert!(ignore.contains("/models/model.pth\n"), "{ignore}");
+    let staged = staged_after_add_all(&clone);
+    assert!(
+        !staged.iter().any(|p| p == "models/model.pth"),
+        "{staged:?}"
+    );
+    git(&clone, &["reset", "-q"]);
+
+    // git-init in the clone (the docs' colleague step) keeps the line too.
+    ok(&clone, &["git-init"]);
+    let ignore = fs::read_to_string(clone.join(".gitignore")).expect(".gitignore");
+    assert!(ignore.contains("/models/model.pth\n"), "{ignore}");
+
+    // Tracking it there commits the edit as the next version.
+    ok(&clone, &["track", "models/model.pth"]);
+    let c = common::json(&clone, &["commit", "-m", "edit"]);
+    assert_eq!(c[0]["result"], "committed", "{c}");
+    let staged = staged_after_add_all(&clone);
+    assert!(
+        !staged.iter().any(|p| p == "models/model.pth"),
+        "{staged:?}"
+    );
+    assert!(
+        staged.iter().any(|p| p == "models/model.pth.shard.json"),
+        "{staged:?}"
+    );
+    // Untracking does not expose it while its manifest is in git.
+    ok(&clone, &["untrack", "models/model.pth"]);
+    let ignore = fs::read_to_string(clone.join(".gitignore")).expect(".gitignore");
+    assert!(ignore.contains("/models/model.pth\n"), "{ignore}");
+}
