@@ -59,6 +59,7 @@ impl Ctx {
                     return Err(e.into());
                 }
                 let repo = Repo::init_for_clone(&tree.top)?;
+                repo.exclude_local_store()?;
                 eprintln!(
                     "nshard: no NeuroShard repository here yet; created the local store in {}",
                     repo.shard_dir().display()

@@ -101,3 +101,51 @@ fn a_colleagues_next_commit_never_exposes_the_model_to_git() {
     let ignore = fs::read_to_string(clone.join(".gitignore")).expect(".gitignore");
     assert!(ignore.contains("/models/model.pth\n"), "{ignore}");
 }
+
+/// Files nshard creates in such a clone never block a `git pull` (issue 23, case 2): pull and
+/// checkout create only the local store, kept out of git by `.git/info/exclude`, not
+/// `.shard/config.toml` or `.shard/.gitignore`, which the owner commits later.
+#[test]
+fn the_owners_later_config_commit_pulls_cleanly() {
+    let d = tempfile::tempdir().expect("tmp");
+    let owner = d.path().join("owner");
+    fs::create_dir_all(&owner).expect("mkdir");
+    git(&owner, &["init", "-q"]);
+    ok(&owner, &["init"]);
+    ok(&owner, &["git-init"]);
+    fs::write(owner.join("model.bin"), random_bytes(500_000, 3)).expect("write");
+    ok(&owner, &["track", "model.bin"]);
+    ok(&owner, &["commit", "-m", "v1"]);
+    git(&owner, &["add", "model.bin.shard.json", ".gitignore"]);
+    git(&owner, &["commit", "-qm", "model v1"]);
+    let store = d.path().join("store");
+    fs::create_dir_all(&store).expect("mkdir");
+    let url = store.to_str().expect("utf8");
+    ok(&owner, &["push", "--remote", url]);
+
+    git(
+        d.path(),
+        &["clone", "-q", owner.to_str().expect("utf8"), "clone"],
+    );
+    let clone = d.path().join("clone");
+    ok(&clone, &["pull", "model.bin.shard.json", "--remote", url]);
+    ok(&clone, &["checkout", "model.bin.shard.json"]);
+    assert!(!clone.join(".shard/config.toml").exists());
+    assert!(!clone.join(".shard/.gitignore").exists());
+    let status = git(&clone, &["status", "--porcelain", "--untracked-files=all"]);
+    assert!(
+        !status.contains(".shard") && !status.contains("model.bin\n"),
+        "{status}"
+    );
+    ok(&clone, &["status"]);
+
+    // The owner commits the config as docs/git.md says; the colleague's pull goes through.
+    ok(&owner, &["remote", "add", "origin", url]);
+    git(&owner, &["add", ".shard/config.toml", ".shard/.gitignore"]);
+    git(&owner, &["commit", "-qm", "config"]);
+    git(&clone, &["pull", "-q", "--no-rebase", "origin", "HEAD"]);
+    assert!(clone.join(".shard/config.toml").exists());
+    let st = common::json(&clone, &["status"]);
+    assert_eq!(st[0]["tracked"], true, "{st}");
+    assert_eq!(st[0]["state"], "unchanged", "{st}");
+}

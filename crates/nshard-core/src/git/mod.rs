@@ -223,7 +223,64 @@ pub(crate) fn read_blobs(top: &Path, ids: &[&str]) -> Result<Vec<Option<Vec<u8>>
     }
 }
 
+/// The lines [`exclude_local_store`] adds to `.git/info/exclude`.
+const EXCLUDE_BEGIN: &str = "# >>> nshard: this clone's local store (never shared)";
+const EXCLUDE_END: &str = "# <<< nshard";
+
+/// Keeps the local store of the NeuroShard repository at `root` out of git through the clone's own
+/// `.git/info/exclude` (once; idempotent). Does nothing outside a git work tree.
+fn exclude_local_store(root: &Path) -> Result<()> {
+    let Some(tree) = GitTree::find(root) else {
+        return Ok(());
+    };
+    let path = text(tree.run(&[
+        "rev-parse",
+        "--path-format=absolute",
+        "--git-path",
+        "info/exclude",
+    ])?);
+    let path = std::path::PathBuf::from(path.trim());
+    let old = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io("reading", &path)(e)),
+    };
+    if old.contains(EXCLUDE_BEGIN) {
+        return Ok(());
+    }
+    let base = format!("/{}.shard", tree.prefix);
+    let mut new = old.clone();
+    if !new.is_empty() && !new.ends_with('\n') {
+        new.push('\n');
+    }
+    new.push_str(EXCLUDE_BEGIN);
+    new.push('\n');
+    for sub in [
+        "objects/",
+        "cache/",
+        "tmp/",
+        "corrupt/",
+        "lock",
+        "config.local.toml",
+    ] {
+        new.push_str(&format!("{base}/{sub}\n"));
+    }
+    new.push_str(EXCLUDE_END);
+    new.push('\n');
+    if let Some(dir) = path.parent() {
+        crate::fsutil::create_dir_all(dir)?;
+    }
+    crate::fsutil::write_atomic(&path, new.as_bytes())
+}
+
 impl crate::repo::Repo {
+    /// Keeps this repository's local store out of git through the clone's own
+    /// `.git/info/exclude` (for a store made by [`Repo::init_for_clone`](crate::repo::Repo::init_for_clone), which writes no
+    /// `.gitignore`). Idempotent; nothing outside a git work tree.
+    pub fn exclude_local_store(&self) -> Result<()> {
+        exclude_local_store(self.root())
+    }
+
     /// The git work tree holding this repository ([`GitError::NotAGitRepo`](crate::error::GitError::NotAGitRepo) when there is none).
     pub fn git_tree(&self) -> Result<GitTree> {
         if !self.is_git_repo() {

@@ -83,21 +83,16 @@ impl Repo {
     }
 
     /// Creates the local store for a git clone that has manifests but no `.shard/` (the owner
-    /// committed only manifests): like [`Repo::init`] at `dir`, but the user's `.gitignore` is left
-    /// alone (`.shard/.gitignore` keeps the store out of git).
+    /// committed only manifests): `.shard/objects`, `cache` and `tmp`, and nothing meant to be
+    /// committed. No `.shard/config.toml` or `.shard/.gitignore` is written (the defaults apply
+    /// until the owner's config arrives with `git pull`, which those files would block); keep the
+    /// store out of git with `Repo::exclude_local_store` (lines in `.git/info/exclude`, which git
+    /// never shares).
     pub fn init_for_clone(dir: &Path) -> Result<Repo> {
         let root = dir.canonicalize().map_err(Error::io("resolving", dir))?;
         let dot = root.join(SHARD_DIR);
         for sub in ["objects", "cache", "tmp"] {
             fsutil::create_dir_all(&dot.join(sub))?;
-        }
-        let config_path = dot.join("config.toml");
-        if !config_path.exists() {
-            Config::default().save(&config_path)?;
-        }
-        let ignore = dot.join(".gitignore");
-        if !ignore.exists() {
-            fsutil::write_atomic(&ignore, LOCAL_IGNORE.as_bytes())?;
         }
         Self::open(root)
     }
@@ -110,7 +105,8 @@ impl Repo {
         let mut cur: &Path = &start;
         loop {
             let dot = cur.join(SHARD_DIR);
-            if dot.join("config.toml").is_file() {
+            // A config, or a local store alone (a clone whose owner committed only manifests).
+            if dot.join("config.toml").is_file() || dot.join("objects").is_dir() {
                 return Self::open(cur.to_path_buf());
             }
             match cur.parent() {
