@@ -149,3 +149,33 @@ fn the_owners_later_config_commit_pulls_cleanly() {
     assert_eq!(st[0]["tracked"], true, "{st}");
     assert_eq!(st[0]["state"], "unchanged", "{st}");
 }
+
+/// `git checkout` of a commit from before `.shard/config.toml` was committed (issue 23, case 3):
+/// the hook finds the repository by its local store, checks out that commit's version, and git
+/// succeeds.
+#[test]
+fn a_hook_on_a_commit_from_before_the_config_checks_out_its_version() {
+    let d = tempfile::tempdir().expect("tmp");
+    let r = d.path().join("r");
+    fs::create_dir_all(&r).expect("mkdir");
+    git(&r, &["init", "-q"]);
+    ok(&r, &["init"]);
+    ok(&r, &["git-init"]);
+    let v1 = random_bytes(300_000, 4);
+    fs::write(r.join("model.bin"), &v1).expect("write");
+    ok(&r, &["track", "model.bin"]);
+    ok(&r, &["commit", "-m", "v1"]);
+    git(&r, &["add", "model.bin.shard.json", ".gitignore"]);
+    git(&r, &["commit", "-qm", "v1, manifest only"]);
+    let v2 = random_bytes(300_000, 5);
+    fs::write(r.join("model.bin"), &v2).expect("write");
+    ok(&r, &["commit", "-m", "v2"]);
+    git(&r, &["add", "-A"]);
+    git(&r, &["commit", "-qm", "v2 and the config"]);
+    // Back to the first commit: git removes .shard/config.toml; the hook still works.
+    git(&r, &["checkout", "-q", "HEAD~1"]);
+    assert!(!r.join(".shard/config.toml").exists());
+    assert!(fs::read(r.join("model.bin")).expect("model") == v1);
+    git(&r, &["checkout", "-q", "-"]);
+    assert!(fs::read(r.join("model.bin")).expect("model") == v2);
+}
