@@ -130,7 +130,14 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
 
 /// Prints a per-file error to stderr, and what to do about it.
 pub fn file_error(path: &impl std::fmt::Display, e: &nshard_core::Error) {
-    eprintln!("error: {}", inert(&format!("{path}: {e}")));
+    // Errors that name the file already are not prefixed with it a second time.
+    let (p, m) = (path.to_string(), e.to_string());
+    let line = if m.starts_with(&format!("{p}: ")) {
+        m
+    } else {
+        format!("{p}: {m}")
+    };
+    eprintln!("error: {}", inert(&line));
     if let Some(h) = crate::hints::hint(e) {
         eprintln!("hint: {h}");
     }

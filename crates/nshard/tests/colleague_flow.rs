@@ -179,3 +179,52 @@ fn a_hook_on_a_commit_from_before_the_config_checks_out_its_version() {
     git(&r, &["checkout", "-q", "-"]);
     assert!(fs::read(r.join("model.bin")).expect("model") == v2);
 }
+
+/// After a `git pull` without hooks, a file holding the old version whose new data is not local is
+/// `outdated` with the advice that works, `nshard pull --checkout` (issue 23, case 4: it said
+/// `nshard checkout`, which then failed, naming the path twice).
+#[test]
+fn outdated_without_its_data_says_pull_and_checkout_names_the_file_once() {
+    let d = tempfile::tempdir().expect("tmp");
+    let owner = d.path().join("owner");
+    fs::create_dir_all(&owner).expect("mkdir");
+    git(&owner, &["init", "-q"]);
+    ok(&owner, &["init"]);
+    ok(&owner, &["git-init", "--no-hooks"]);
+    let store = d.path().join("store");
+    fs::create_dir_all(&store).expect("mkdir");
+    ok(
+        &owner,
+        &["remote", "add", "origin", store.to_str().expect("utf8")],
+    );
+    fs::write(owner.join("model.bin"), random_bytes(300_000, 6)).expect("write");
+    ok(&owner, &["track", "model.bin"]);
+    ok(&owner, &["commit", "-m", "v1"]);
+    ok(&owner, &["push"]);
+    git(&owner, &["add", "-A"]);
+    git(&owner, &["commit", "-qm", "v1"]);
+    git(
+        d.path(),
+        &["clone", "-q", owner.to_str().expect("utf8"), "clone"],
+    );
+    let clone = d.path().join("clone");
+    ok(&clone, &["pull", "--checkout"]);
+
+    let v2 = random_bytes(300_000, 7);
+    fs::write(owner.join("model.bin"), &v2).expect("write");
+    ok(&owner, &["commit", "-m", "v2"]);
+    ok(&owner, &["push"]);
+    git(&owner, &["commit", "-qam", "v2"]);
+    git(&clone, &["pull", "-q", "--no-rebase", "origin", "HEAD"]);
+
+    let st = common::json_exit(&clone, &["status"], 0);
+    assert_eq!(st[0]["state"], "outdated", "{st}");
+    assert_eq!(st[0]["data_present"], false, "{st}");
+    let text = ok(&clone, &["status"]);
+    assert!(text.contains("nshard pull --checkout"), "{text}");
+    let err = common::fails(&clone, &["checkout"]);
+    assert_eq!(err.matches("model.bin:").count(), 1, "{err}");
+    assert!(err.contains("nshard pull"), "{err}");
+    ok(&clone, &["pull", "--checkout"]);
+    assert!(fs::read(clone.join("model.bin")).expect("model") == v2);
+}

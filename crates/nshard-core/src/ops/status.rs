@@ -32,6 +32,9 @@ pub enum FileState {
         file_version: ObjectId,
         /// How it relates to the manifest's version, by the chain of parents.
         file_is: VersionOrder,
+        /// Whether every chunk of the manifest's version is in the local store (else `nshard pull`
+        /// first: checkout alone cannot update the file).
+        data_present: bool,
     },
     /// The manifest holds git conflict markers (a merge of two versions): take one side with `git
     /// checkout --theirs/--ours FILE.shard.json`, then `nshard checkout`.
@@ -234,6 +237,7 @@ impl Repo {
                 Some(file_version) => FileState::Outdated {
                     file_version,
                     file_is: self.version_order(&wt, &file_version)?,
+                    data_present: self.missing_chunks(&wt.manifest).is_empty(),
                 },
                 None => FileState::Modified,
             }

@@ -130,7 +130,19 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             FileState::Modified => ("modified", "  (run `nshard commit`)".to_string()),
             FileState::Outdated {
                 file_version,
+                file_is: _,
+                data_present: false,
+            } => (
+                "outdated",
+                format!(
+                    "  (holds version {}; the data of {v} is not in the local store: `nshard pull --checkout` fetches and checks it out)",
+                    file_version.short()
+                ),
+            ),
+            FileState::Outdated {
+                file_version,
                 file_is,
+                ..
             } => ("outdated", outdated_hint(file_version, *file_is, &v)),
             FileState::Conflicted { ours, theirs } => {
                 let m = s.path.manifest_path();
