@@ -173,3 +173,33 @@ fn many_idle_connections_do_not_exhaust_descriptors_or_break_health() {
     let log = std::fs::read_to_string(d.path().join("log")).expect("log");
     assert!(!log.contains("Too many open files"), "{log}");
 }
+
+/// `nshard serve` started in a project with its default store (issue 23, case 6): the store
+/// directory it creates keeps itself out of git, so `git status` and `git add -A` never see it.
+#[test]
+fn a_default_store_created_in_a_project_stays_out_of_git() {
+    use std::io::{BufRead, BufReader};
+    let d = tempfile::tempdir().expect("tmp");
+    common::git(d.path(), &["init", "-q"]);
+    let mut child = std::process::Command::new(common::serve::nshard_bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(d.path())
+        .env_remove("NSHARD_SERVE_TOKENS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("address line");
+    assert!(line.starts_with("listening on http://127.0.0.1:"), "{line}");
+    assert!(d.path().join("nshard-store/objects").is_dir());
+    let status = common::git(
+        d.path(),
+        &["status", "--porcelain", "--untracked-files=all"],
+    );
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    assert!(!status.contains("nshard-store"), "{status}");
+}

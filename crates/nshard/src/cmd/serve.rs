@@ -187,7 +187,20 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
 
 async fn serve(config: ServerConfig, addr: SocketAddr) -> Result<()> {
     let store = config.store.to_string();
+    // A store directory the server creates keeps itself out of git (like a virtualenv): started
+    // in a project, `./nshard-store` must not show up in `git status` or `git add -A`.
+    let created = match &config.store {
+        RemoteUrl::Dir(d) if !d.exists() => Some(d.clone()),
+        _ => None,
+    };
     let server = Server::bind(config, addr).await?;
+    if let Some(d) = created {
+        nshard_core::backend::write_atomic(
+            &d.join(".gitignore"),
+            b"# The store of `nshard serve`: never committed.\n*\n",
+        )?;
+        tracing::info!("created the store directory {}", d.display());
+    }
     let p = server.policy();
     let auth = match (p.tokens.is_empty(), p.anonymous) {
         (true, Some(Scope::Write)) => {
