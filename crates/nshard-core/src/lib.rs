@@ -77,7 +77,7 @@ pub use manifest::BlockDiff;
 pub use ops::{
     Checked, CheckoutOptions, CheckoutOutcome, CommitOptions, CommitOutcome, Diff, DiffOptions,
     DiffSide, FileCommit, FileDiff, FileState, FileStatus, GcItem, GcMode, GcOptions, GcReason,
-    GcReport, History, HistoryNote, LogEntry, LogState, MissingCheck, Problem, ProblemKind,
+    GcReport, History, HistoryNote, LogEntry, LogState, MissingCheck, Moved, Problem, ProblemKind,
     RemoteCheck, Selection, SideKind, Status, Target, TensorChange, TensorChangeKind, TensorDiff,
     TrackChange, TrackMode, Unpushed, VerifyOptions, VerifyReport, VersionOrder,
 };

@@ -37,6 +37,7 @@ pub enum Command {
     #[command(visible_alias = "add")]
     Track(cmd::track::TrackArgs),
     Untrack(cmd::track::UntrackArgs),
+    Mv(cmd::track::MvArgs),
     Commit(cmd::commit::CommitArgs),
     Status(cmd::status::StatusArgs),
     Checkout(cmd::checkout::CheckoutArgs),
@@ -74,6 +75,7 @@ fn main() -> ExitCode {
         Command::GitInit(a) => cmd::init::run_git(&ctx, a),
         Command::Track(a) => cmd::track::run(&ctx, a),
         Command::Untrack(a) => cmd::track::run_untrack(&ctx, a),
+        Command::Mv(a) => cmd::track::run_mv(&ctx, a),
         Command::Commit(a) => cmd::commit::run(&ctx, a),
         Command::Status(a) => cmd::status::run(&ctx, a),
         Command::Checkout(a) => cmd::checkout::run(&ctx, a),

@@ -228,3 +228,67 @@ fn outdated_without_its_data_says_pull_and_checkout_names_the_file_once() {
     ok(&clone, &["pull", "--checkout"]);
     assert!(fs::read(clone.join("model.bin")).expect("model") == v2);
 }
+
+/// A rename has a way through (issue 23, case 5): `nshard mv` moves the file and its manifest,
+/// records a version at the new path whose parent is the old one, and keeps the data out of git.
+#[test]
+fn mv_renames_a_file_and_keeps_its_history() {
+    let d = tempfile::tempdir().expect("tmp");
+    let r = d.path().join("r");
+    fs::create_dir_all(&r).expect("mkdir");
+    git(&r, &["init", "-q"]);
+    ok(&r, &["init"]);
+    ok(&r, &["git-init"]);
+    let v1 = random_bytes(200_000, 8);
+    fs::write(r.join("a.bin"), &v1).expect("write");
+    ok(&r, &["track", "a.bin"]);
+    ok(&r, &["commit", "-m", "v1"]);
+    let v2 = random_bytes(200_000, 9);
+    fs::write(r.join("a.bin"), &v2).expect("write");
+    ok(&r, &["commit", "-m", "v2"]);
+    git(&r, &["add", "-A"]);
+    git(&r, &["commit", "-qm", "a"]);
+
+    let m = common::json(&r, &["mv", "a.bin", "models/b.bin"]);
+    assert_eq!(m["to"], "models/b.bin", "{m}");
+    assert!(!r.join("a.bin").exists() && !r.join("a.bin.shard.json").exists());
+    assert!(fs::read(r.join("models/b.bin")).expect("moved") == v2);
+    let st = common::json(&r, &["status"]);
+    assert_eq!(st[0]["path"], "models/b.bin", "{st}");
+    assert_eq!(st[0]["state"], "unchanged", "{st}");
+    assert_eq!(st[0]["tracked"], true, "{st}");
+    let log = common::json(&r, &["log", "models/b.bin"]);
+    let versions: Vec<&str> = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .map(|e| e["version"].as_str().expect("version"))
+        .collect();
+    assert_eq!(versions.len(), 3, "{log}");
+    assert_eq!(versions[1], m["parent"].as_str().expect("parent"));
+    // The first version, from before the rename, checks out at the new path.
+    ok(
+        &r,
+        &[
+            "checkout",
+            "models/b.bin",
+            "--version",
+            versions[2],
+            "--force",
+        ],
+    );
+    assert!(fs::read(r.join("models/b.bin")).expect("v1") == v1);
+    ok(&r, &["checkout", "models/b.bin", "--force"]);
+    let staged = staged_after_add_all(&r);
+    assert!(
+        staged.iter().any(|p| p == "models/b.bin.shard.json"),
+        "{staged:?}"
+    );
+    assert!(!staged.iter().any(|p| p.ends_with(".bin")), "{staged:?}");
+    // Refused: a destination that exists, and a file that was never committed.
+    fs::write(r.join("c.bin"), b"x").expect("write");
+    let err = common::fails(&r, &["mv", "models/b.bin", "c.bin"]);
+    assert!(err.contains("exists"), "{err}");
+    let err = common::fails(&r, &["mv", "c.bin", "d.bin"]);
+    assert!(err.contains("no manifest"), "{err}");
+}

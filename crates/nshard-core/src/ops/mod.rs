@@ -7,6 +7,7 @@ mod deltas;
 mod diff;
 mod gc;
 mod history;
+mod mv;
 mod status;
 mod stored;
 mod target;
@@ -21,6 +22,7 @@ pub use diff::{
 };
 pub use gc::{GcItem, GcMode, GcOptions, GcReason, GcReport, MissingCheck, Unpushed};
 pub use history::{History, HistoryNode, LogEntry, LogState, MAX_HISTORY};
+pub use mv::Moved;
 pub use status::{FileState, FileStatus, RemoteCheck, Status, VersionOrder};
 pub use target::{Selection, Target};
 pub use track::{TrackChange, TrackMode};

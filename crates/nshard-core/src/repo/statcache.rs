@@ -95,6 +95,16 @@ impl StatCache {
         self.dirty = true;
     }
 
+    /// Moves `from`'s entry to `to` (a renamed file keeps its stat), recording `version` as what
+    /// it holds.
+    pub fn rename(&mut self, from: &str, to: &str, version: crate::id::ObjectId) {
+        if let Some(mut e) = self.entries.remove(from) {
+            e.version = version;
+            self.entries.insert(to.to_string(), e);
+            self.dirty = true;
+        }
+    }
+
     /// Saves atomically when changed.
     pub fn save(&mut self) -> Result<()> {
         if !self.dirty {

@@ -69,13 +69,38 @@ impl Repo {
         } else {
             self.load_version(v)?
         };
-        if m.path != *path {
+        // A version of this file's own history may carry an older path (`nshard mv`); any
+        // other manifest describing another file is refused.
+        if m.path != *path && !self.in_history(wt, v) {
             return Err(Error::Manifest(ManifestError::InvalidManifest {
                 path: format!("object {v}").into(),
                 reason: format!("describes {:?}, not {:?}", m.path.as_str(), path.as_str()),
             }));
         }
         Ok(m)
+    }
+
+    /// Whether `v` is `wt`'s version or one of its ancestors in the local store.
+    fn in_history(&self, wt: &WorktreeManifest, v: &ObjectId) -> bool {
+        let mut next = Some(wt.version);
+        let mut parent_of_current = wt.manifest.version.parent;
+        // The same bound as every history walk (ops::MAX_HISTORY).
+        for _ in 0..1_000_000 {
+            match next {
+                Some(x) if x == *v => return true,
+                Some(_) => {}
+                None => return false,
+            }
+            next = parent_of_current;
+            parent_of_current = match next {
+                Some(x) => match self.load_version(&x) {
+                    Ok(m) => m.version.parent,
+                    Err(_) => None,
+                },
+                None => None,
+            };
+        }
+        false
     }
 
     /// Finds the version of `current`'s history whose id starts with `prefix` (at least 4 hex

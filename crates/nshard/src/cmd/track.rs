@@ -8,7 +8,7 @@ use clap::Args;
 use nshard_core::{TrackChange, TrackMode};
 
 use crate::output::{print_json, Ctx};
-use crate::per_file;
+use crate::{out, per_file};
 
 /// Start tracking files, directories (recursively) or glob patterns.
 ///
@@ -93,4 +93,63 @@ pub fn run_untrack(ctx: &Ctx, a: UntrackArgs) -> Result<ExitCode> {
     let changes = repo.untrack(&ctx.cwd, &a.paths)?;
     print(&changes, a.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rename a committed file with its manifest, keeping its history.
+///
+/// Moves FILE to DEST and its manifest to DEST.shard.json, and records a version at DEST (the
+/// same chunks; its parent is the version FILE had), so `nshard log DEST` and `diff --from` reach
+/// across the rename. A tracked entry naming FILE exactly is renamed; otherwise DEST is tracked
+/// when no entry matches it. Uncommitted changes move with the file and stay uncommitted. In git,
+/// then `git add -A` (or `git rm --cached FILE.shard.json` and `git add DEST.shard.json`).
+#[derive(Args, Debug)]
+pub struct MvArgs {
+    /// The committed data file (or its manifest).
+    #[arg(value_name = "FILE")]
+    pub from: PathBuf,
+    /// Where it goes.
+    #[arg(value_name = "DEST")]
+    pub to: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_mv(ctx: &Ctx, a: MvArgs) -> Result<ExitCode> {
+    let mut repo = ctx.repo()?;
+    let from = strip_manifest_suffix(&a.from);
+    let m = repo.move_file(&ctx.cwd, &from, &a.to)?;
+    if a.json {
+        print_json(&m)?;
+    } else {
+        out!(
+            "renamed {} to {} (version {}, parent {}{})",
+            m.from,
+            m.to,
+            m.version.short(),
+            m.parent.short(),
+            if m.data_moved {
+                ""
+            } else {
+                "; the file was not checked out: its manifest moved"
+            }
+        );
+        if repo.is_git_repo() {
+            out!(
+                "now `git add -A` (or `git rm --cached {}.shard.json` and `git add {}.shard.json`)",
+                m.from,
+                m.to
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `x.shard.json` names the data file `x`.
+fn strip_manifest_suffix(p: &std::path::Path) -> PathBuf {
+    let s = p.to_string_lossy();
+    match s.strip_suffix(".shard.json") {
+        Some(d) => PathBuf::from(d),
+        None => p.to_path_buf(),
+    }
 }

@@ -1,0 +1,121 @@
+//! `mv`: renames a committed file together with its manifest, keeping its history. The manifest
+//! records the file's path, so the moved file gets a new version (same chunks, the new path) whose
+//! parent is the version it had: `log` and `diff --from` reach across the rename.
+
+use std::fs;
+
+use crate::codec::{DataHint, Encoder};
+use crate::error::{Error, ManifestError, RepoError, Result, Untracked};
+use crate::fsutil;
+use crate::id::ObjectId;
+use crate::manifest::{Manifest, VersionInfo};
+use crate::path::RepoPath;
+use crate::repo::Repo;
+
+/// What `mv` did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Moved {
+    /// The old path.
+    pub from: RepoPath,
+    /// The new path.
+    pub to: RepoPath,
+    /// The version recorded at the new path.
+    pub version: ObjectId,
+    /// The version the file had at the old path (the new version's parent).
+    pub parent: ObjectId,
+    /// Whether the data file was there to move (a file not checked out moves its manifest only).
+    pub data_moved: bool,
+}
+
+impl Repo {
+    /// Moves the committed file `src` and its manifest to `dst` (both given relative to `cwd`),
+    /// recording a version at `dst` whose parent is `src`'s version, and updates the tracked
+    /// entries (an exact entry is renamed; a `dst` no entry matches gets one) and `.gitignore`.
+    /// Refuses a `dst` that exists (file or manifest), a directory unit, and a file with
+    /// uncommitted changes is moved as it is (its changes stay uncommitted). Takes the lock.
+    pub fn move_file(
+        &mut self,
+        cwd: &std::path::Path,
+        src: &std::path::Path,
+        dst: &std::path::Path,
+    ) -> Result<Moved> {
+        let from = self.resolve_user_path(cwd, src)?;
+        let to = self.resolve_user_path(cwd, dst)?;
+        let _lock = self.lock(true)?;
+        let wt = self.read_worktree_manifest(&from)?.ok_or_else(|| {
+            Error::Repo(RepoError::NotTracked {
+                path: src.to_path_buf(),
+                reason: Untracked::NoManifest,
+            })
+        })?;
+        let refuse = |reason: &'static str| {
+            Error::Manifest(ManifestError::UnsafePath {
+                path: to.as_str().into(),
+                reason,
+            })
+        };
+        if to == from {
+            return Err(refuse("is where the file already is"));
+        }
+        let dst_abs = to.to_path(self.root());
+        let dst_manifest = to.manifest_path().to_path(self.root());
+        if fs::symlink_metadata(&dst_abs).is_ok() || fs::symlink_metadata(&dst_manifest).is_ok() {
+            return Err(refuse("exists already (move it away first)"));
+        }
+        let mut manifest = Manifest {
+            path: to.clone(),
+            version: VersionInfo {
+                message: format!("rename {from} to {to}"),
+                timestamp: Manifest::now_timestamp(),
+                parent: Some(wt.version),
+            },
+            ..wt.manifest.clone()
+        };
+        manifest.format = manifest.needed_format().to_string();
+        let bytes = manifest.to_bytes();
+        let version = ObjectId::of(&bytes);
+        // The manifest object first, then the new manifest, the data, and last the old manifest:
+        // a crash in between leaves both manifests (the old one reads as missing data), never a
+        // file without one.
+        let enc = Encoder::new().encode(&bytes, DataHint::Unknown);
+        self.store().put_trusted(&version, &enc)?;
+        let mabs = fsutil::prepare_safe_destination(self.root(), &to.manifest_path())?;
+        fsutil::write_atomic(&mabs, &bytes)?;
+        let src_abs = fsutil::existing_file_in(self.root(), &from).ok();
+        let data_moved = match src_abs {
+            Some(s) => {
+                let d = fsutil::prepare_safe_destination(self.root(), &to)?;
+                fs::rename(&s, &d).map_err(Error::io("moving", &s))?;
+                true
+            }
+            None => false,
+        };
+        let old_manifest = from.manifest_path().to_path(self.root());
+        fs::remove_file(&old_manifest).map_err(Error::io("removing", &old_manifest))?;
+        // Tracked entries: an exact entry follows the file; otherwise the new path gets one when
+        // nothing matches it.
+        let mut cfg = self.config().clone();
+        if let Some(e) = cfg.track.iter_mut().find(|e| e.as_str() == from.as_str()) {
+            *e = to.as_str().to_string();
+        }
+        self.save_config(cfg.clone())?;
+        if !self.is_tracked(&to) {
+            cfg.track.push(to.as_str().to_string());
+            self.save_config(cfg)?;
+        }
+        // The stat cache entry moves with the file (same inode after a rename).
+        let mut cache = self.stat_cache();
+        cache.rename(from.as_str(), to.as_str(), version);
+        cache.save()?;
+        if self.is_git_repo() {
+            self.sync_gitignore()?;
+        }
+        Ok(Moved {
+            from,
+            to,
+            version,
+            parent: wt.version,
+            data_moved,
+        })
+    }
+}
