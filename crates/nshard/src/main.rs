@@ -50,7 +50,9 @@ pub enum Command {
     /// Remove the token stored for a server.
     Logout(cmd::login::LogoutArgs),
     /// Download what the manifests need from a remote (only what the local store lacks).
+    #[command(visible_alias = "fetch")]
     Pull(cmd::pull::PullArgs),
+    LsFiles(cmd::status::LsFilesArgs),
     Diff(cmd::diff::DiffArgs),
     Log(cmd::log::LogArgs),
     Gc(cmd::gc::GcArgs),
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         Command::Mv(a) => cmd::track::run_mv(&ctx, a),
         Command::Commit(a) => cmd::commit::run(&ctx, a),
         Command::Status(a) => cmd::status::run(&ctx, a),
+        Command::LsFiles(a) => cmd::status::run_ls_files(&ctx, a),
         Command::Checkout(a) => cmd::checkout::run(&ctx, a),
         Command::Remote(a) => cmd::remote::run(&ctx, a),
         Command::Push(a) => cmd::push::run(&ctx, a),

@@ -28,6 +28,9 @@ pub struct LogArgs {
     /// Print the result as JSON (full ids and messages).
     #[arg(long)]
     pub json: bool,
+    /// One line per version: its short id and the first line of its message.
+    #[arg(long, conflicts_with = "json")]
+    pub oneline: bool,
 }
 
 /// `2026-05-01T10:00:00Z` → `2026-05-01 10:00:00 UTC`; other forms are shown as they are.
@@ -85,6 +88,29 @@ pub fn run(ctx: &Ctx, a: LogArgs) -> Result<ExitCode> {
         }
         shown += 1;
         match &history {
+            History::File(entries) if a.oneline => {
+                for e in entries {
+                    let msg = match &e.state {
+                        LogState::Present { message, .. } => {
+                            nshard_core::escape_path(first_line(message)).to_string()
+                        }
+                        _ => "(not in the local store)".to_string(),
+                    };
+                    out!("{} {msg}", e.version.short());
+                }
+            }
+            History::Unit(versions) if a.oneline => {
+                for v in versions {
+                    let msg = v
+                        .manifest
+                        .as_ref()
+                        .map(|m| {
+                            nshard_core::escape_path(first_line(&m.version.message)).to_string()
+                        })
+                        .unwrap_or_else(|| "(not in the local store)".to_string());
+                    out!("{} {msg}", v.version.short());
+                }
+            }
             History::File(entries) => print_entries(entries)?,
             History::Unit(versions) => print_unit(versions)?,
         }

@@ -29,8 +29,14 @@ pub struct StatusArgs {
     #[arg(value_name = "PATH")]
     pub paths: Vec<std::path::PathBuf>,
     /// Also report which committed versions this remote (name or URL; default: the default
-    /// remote) lacks.
-    #[arg(long, value_name = "REMOTE", num_args = 0..=1, default_missing_value = "")]
+    /// remote) lacks (`-c`, as `dvc status -c`).
+    #[arg(
+        short = 'c',
+        long,
+        value_name = "REMOTE",
+        num_args = 0..=1,
+        default_missing_value = ""
+    )]
     pub remote: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
@@ -247,4 +253,82 @@ fn outdated_hint(file: &nshard_core::ObjectId, order: VersionOrder, manifest: &s
         ),
         _ => format!("  (holds version {f}; `nshard checkout` makes it match {manifest})"),
     }
+}
+
+/// List the files NeuroShard versions: version, whether the work tree holds it, size, path.
+///
+/// Like `git lfs ls-files`: one line per tracked file with a manifest, `*` when the file in the
+/// work tree is that version, `-` when it is not (modified, outdated, missing). Directory units
+/// are listed with their version and a trailing `/`.
+#[derive(Args, Debug)]
+pub struct LsFilesArgs {
+    /// Data files, manifests, directories or quoted globs; default: every file.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Print the result as JSON: path, version, size, state, checked_out.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Listed {
+    path: String,
+    version: String,
+    size: Option<u64>,
+    state: String,
+    checked_out: bool,
+}
+
+pub fn run_ls_files(ctx: &Ctx, a: LsFilesArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let sel = repo.select(&ctx.cwd, &a.paths)?;
+    let mut rows = Vec::new();
+    for s in repo.status_of(&sel)? {
+        let (path, version, state, size) = match &s {
+            Status::File(f) => {
+                let Some(v) = f.version else { continue };
+                let size = repo
+                    .read_worktree_manifest(&f.path)
+                    .ok()
+                    .flatten()
+                    .map(|w| w.manifest.size);
+                let state = serde_json::to_value(&f.state)
+                    .ok()
+                    .and_then(|j| j["state"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                (f.path.to_string(), v, state, size)
+            }
+            Status::Unit(u) => {
+                let Some(v) = u.version else { continue };
+                let state = serde_json::to_value(u.state)
+                    .ok()
+                    .and_then(|j| j.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                (format!("{}/", u.path), v, state, None)
+            }
+        };
+        rows.push(Listed {
+            checked_out: state == "unchanged",
+            path,
+            version: version.to_hex(),
+            size,
+            state,
+        });
+    }
+    if a.json {
+        print_json(&rows)?;
+    } else {
+        for r in &rows {
+            out!(
+                "{} {} {}{}",
+                &r.version[..12],
+                if r.checked_out { '*' } else { '-' },
+                nshard_core::escape_path(&r.path),
+                r.size
+                    .map(|n| format!(" ({})", crate::output::bytes(n)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

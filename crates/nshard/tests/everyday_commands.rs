@@ -1,0 +1,81 @@
+//! The everyday commands git-lfs and DVC users reach for (issue 23): `ls-files`, `fetch`,
+//! `log --oneline`, `status -c`.
+
+mod common;
+
+use std::fs;
+
+use common::{random_bytes, TestRepo};
+
+#[test]
+fn ls_files_lists_tracked_files_with_version_and_whether_checked_out() {
+    let (repo, _) = TestRepo::committed(100_000);
+    repo.write("b.bin", &random_bytes(50_000, 2));
+    repo.ok(&["track", "b.bin"]);
+    repo.ok(&["commit", "-m", "b"]);
+    repo.write("b.bin", &random_bytes(50_000, 3));
+    // A tracked file never committed is not listed.
+    repo.write("new.bin", b"new");
+    repo.ok(&["track", "new.bin"]);
+    let rows = repo.json(&["ls-files"]);
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let by = |p: &str| rows.iter().find(|r| r["path"] == p).expect(p).clone();
+    let m = by("m/model.bin");
+    assert_eq!(m["checked_out"], true);
+    assert_eq!(m["size"], 100_000);
+    assert_eq!(
+        m["version"],
+        common::json(repo.path(), &["status", "m/model.bin"])[0]["version"]
+    );
+    assert_eq!(by("b.bin")["checked_out"], false);
+    assert_eq!(by("b.bin")["state"], "modified");
+    let text = repo.ok(&["ls-files"]);
+    let line = text
+        .lines()
+        .find(|l| l.contains("m/model.bin"))
+        .expect("listed");
+    assert!(line.contains(" * m/model.bin (97.7 KiB)"), "{line}");
+    assert!(text.lines().any(|l| l.contains(" - b.bin")), "{text}");
+}
+
+#[test]
+fn fetch_is_pull_without_checkout_and_log_oneline_and_status_c() {
+    let (repo, _) = TestRepo::committed(200_000);
+    repo.write("m/model.bin", &random_bytes(200_000, 5));
+    repo.ok(&["commit", "-m", "second\n\nwith a body"]);
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8");
+    // status -c: what the remote lacks, as `dvc status -c`.
+    let st = repo.json(&["status", "-c", url]);
+    assert!(
+        st[0]["remote"]["missing_objects"].as_u64() > Some(0),
+        "{st}"
+    );
+    repo.ok(&["push", "--remote", url, "--all-versions"]);
+    let st = repo.json(&["status", "-c", url]);
+    assert_eq!(st[0]["remote"]["missing_objects"], 0, "{st}");
+
+    let other = TestRepo::new();
+    other.ok(&["init"]);
+    fs::create_dir_all(other.join("m")).expect("mkdir");
+    fs::copy(
+        repo.join("m/model.bin.shard.json"),
+        other.join("m/model.bin.shard.json"),
+    )
+    .expect("copy");
+    let f = other.json(&["fetch", "--remote", url]);
+    assert!(f["objects"].as_u64() > Some(0), "{f}");
+    assert!(
+        !other.join("m/model.bin").exists(),
+        "fetch does not check out"
+    );
+    other.ok(&["checkout"]);
+
+    let log = repo.ok(&["log", "--oneline", "m/model.bin"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].ends_with(" second"), "{log}");
+    assert!(lines[1].ends_with(" v1"), "{log}");
+    assert_eq!(lines[0].split(' ').next().map(str::len), Some(12), "{log}");
+}
