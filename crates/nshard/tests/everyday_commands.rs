@@ -79,3 +79,36 @@ fn fetch_is_pull_without_checkout_and_log_oneline_and_status_c() {
     assert!(lines[1].ends_with(" v1"), "{log}");
     assert_eq!(lines[0].split(' ').next().map(str::len), Some(12), "{log}");
 }
+
+/// `push --dry-run` and `pull --dry-run` say what would move, and move nothing.
+#[test]
+fn push_and_pull_dry_run_move_nothing() {
+    let (repo, _) = TestRepo::committed(300_000);
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8");
+    let dry = repo.json(&["push", "--dry-run", "--remote", url]);
+    assert!(
+        common::walk(remote.path()).is_empty(),
+        "a dry run sent something"
+    );
+    let text = repo.ok(&["push", "-n", "--remote", url]);
+    assert!(text.contains("dry run: would send"), "{text}");
+    let real = repo.json(&["push", "--remote", url]);
+    assert_eq!(dry["objects"], real["objects"], "{dry} vs {real}");
+    assert_eq!(dry["bytes"], real["bytes"], "{dry} vs {real}");
+
+    let other = TestRepo::new();
+    other.ok(&["init"]);
+    fs::create_dir_all(other.join("m")).expect("mkdir");
+    fs::copy(
+        repo.join("m/model.bin.shard.json"),
+        other.join("m/model.bin.shard.json"),
+    )
+    .expect("copy");
+    let before = common::walk(&other.join(".shard/objects")).len();
+    let dry = other.json(&["pull", "--dry-run", "--remote", url]);
+    assert_eq!(common::walk(&other.join(".shard/objects")).len(), before);
+    let real = other.json(&["pull", "--remote", url]);
+    assert_eq!(dry["objects"], real["objects"], "{dry} vs {real}");
+    assert!(real["objects"].as_u64() > Some(0));
+}

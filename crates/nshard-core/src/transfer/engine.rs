@@ -121,6 +121,12 @@ pub(super) async fn push_groups(
             stats.skipped_bytes += size;
         }
     }
+    if opts.dry_run {
+        let would: HashSet<&ObjectId> = all.iter().filter(|id| missing.contains(id)).collect();
+        stats.objects = would.len();
+        stats.bytes = total;
+        return Ok(stats);
+    }
     opts.progress
         .start(&format!("push to {}", remote.display_url()), total);
     let mut sent = HashSet::new();

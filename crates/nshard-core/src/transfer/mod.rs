@@ -41,6 +41,10 @@ pub struct TransferOptions<'a> {
     pub retry: Retry,
     /// Progress sink (bytes).
     pub progress: &'a dyn Progress,
+    /// Work out what would move (asking the remote what it has) and move nothing: `objects` and
+    /// `bytes` then count what would be sent or received (`bytes`: encoded size as stored
+    /// locally for a push, raw size for a pull).
+    pub dry_run: bool,
 }
 
 /// Default number of objects moved at once.
@@ -167,16 +171,16 @@ fn targets(repo: &Repo, paths: &[RepoPath]) -> Result<Vec<RepoPath>> {
     }
 }
 
-/// The work-tree manifest of `path`, with its object stored locally (a clone has the manifest from
-/// git but not necessarily the object).
-fn worktree_manifest(repo: &Repo, path: &RepoPath) -> Result<WorktreeManifest> {
+/// The work-tree manifest of `path`, with its object stored locally unless `dry_run` (a clone has
+/// the manifest from git but not necessarily the object).
+fn worktree_manifest(repo: &Repo, path: &RepoPath, dry_run: bool) -> Result<WorktreeManifest> {
     let wt = repo
         .read_worktree_manifest(path)?
         .ok_or(Error::Repo(RepoError::NotTracked {
             path: path.manifest_path().as_str().into(),
             reason: crate::error::Untracked::NoManifest,
         }))?;
-    if !repo.store().has(&wt.version) {
+    if !dry_run && !repo.store().has(&wt.version) {
         let enc = Encoder::new().encode(&wt.bytes, DataHint::Unknown);
         repo.store().put_trusted(&wt.version, &enc)?;
     }
@@ -211,7 +215,7 @@ fn push_roots(
             if repo.unit_of(&units, &path).is_some() {
                 continue;
             }
-            let r = worktree_manifest(repo, &path).map(|wt| vec![wt]);
+            let r = worktree_manifest(repo, &path, false).map(|wt| vec![wt]);
             index.insert(path.clone(), roots.len());
             roots.push((path, r));
         }
@@ -500,7 +504,12 @@ pub async fn pull(
     )
     .await?;
     wanted.retain(|id, _| !absent.contains(id));
-    engine::pull_objects(local, remote, &wanted, &opts.transfer, &mut stats).await?;
+    if opts.transfer.dry_run {
+        stats.objects = wanted.len();
+        stats.bytes = wanted.values().sum();
+    } else {
+        engine::pull_objects(local, remote, &wanted, &opts.transfer, &mut stats).await?;
+    }
     let files = planned
         .into_iter()
         .map(|(path, r)| {
@@ -538,7 +547,7 @@ async fn plan_pull(
     opts: &PullOptions<'_>,
     stats: &mut TransferStats,
 ) -> Result<PullPlan> {
-    let wt = worktree_manifest(repo, path)?;
+    let wt = worktree_manifest(repo, path, opts.transfer.dry_run)?;
     let walk = opts.all_versions || opts.version.is_some();
     // (version, manifest) of the chain, newest first, as far as the local store or the remote have it.
     let mut chain = vec![(wt.version, wt.manifest.clone())];

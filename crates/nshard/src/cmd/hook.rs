@@ -153,6 +153,7 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
                     jobs: nshard_core::transfer::DEFAULT_JOBS.into(),
                     retry: Retry::default(),
                     progress: &watched,
+                    dry_run: false,
                 },
             },
         )
@@ -312,6 +313,7 @@ fn pull_missing(
                             jobs: nshard_core::transfer::DEFAULT_JOBS.into(),
                             retry: Retry::default(),
                             progress: &watched,
+                            dry_run: false,
                         },
                     },
                 )

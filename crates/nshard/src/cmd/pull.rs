@@ -39,6 +39,11 @@ pub struct PullArgs {
     /// Objects downloaded at once.
     #[arg(long, short, default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: u16,
+    /// Show what would be received (objects, and their raw bytes), after asking the remote what
+    /// it has; receive no data (with --all-versions, the small manifests of older versions are
+    /// fetched to plan).
+    #[arg(long, short = 'n', conflicts_with = "checkout")]
+    pub dry_run: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -74,6 +79,7 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
                     jobs: a.jobs.into(),
                     retry: Retry::default(),
                     progress: &bar,
+                    dry_run: a.dry_run,
                 },
             },
         )
@@ -93,7 +99,12 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
             out!("no manifests to pull for (get them with `git pull` first)");
         }
         out!(
-            "received {}; {} already present locally; {}",
+            "{} {}; {} already present locally; {}",
+            if a.dry_run {
+                "dry run: would receive"
+            } else {
+                "received"
+            },
             objects(s.objects, s.bytes),
             objects(s.skipped, s.skipped_bytes),
             secs(elapsed)

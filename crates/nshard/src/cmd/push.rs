@@ -42,6 +42,10 @@ pub struct PushArgs {
     /// Objects uploaded at once.
     #[arg(long, short, default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: u16,
+    /// Show what would be sent (objects and bytes, after asking the remote what it has); send
+    /// nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -70,6 +74,7 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
                     jobs: a.jobs.into(),
                     retry: Retry::default(),
                     progress: &bar,
+                    dry_run: a.dry_run,
                 },
             },
         )
@@ -87,7 +92,12 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
                 out!("no manifests to push (commit a tracked file first)");
             }
             out!(
-                "sent {}; {} already on the remote; {}",
+                "{} {}; {} already on the remote; {}",
+                if a.dry_run {
+                    "dry run: would send"
+                } else {
+                    "sent"
+                },
                 objects(s.objects, s.bytes),
                 objects(s.skipped, s.skipped_bytes),
                 secs(elapsed)

@@ -143,6 +143,7 @@ fn run_remote(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitCode> {
             jobs: a.jobs.into(),
             retry: Retry::default(),
             progress: &bar,
+            dry_run: false,
         };
         let r = verify_remote(&repo, &store, &opts).await?;
         anyhow::Ok((resolved, r))
