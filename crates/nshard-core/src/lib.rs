@@ -78,8 +78,8 @@ pub use ops::{
     Checked, CheckoutOptions, CheckoutOutcome, CommitOptions, CommitOutcome, Diff, DiffOptions,
     DiffSide, FileCommit, FileDiff, FileState, FileStatus, GcItem, GcMode, GcOptions, GcReason,
     GcReport, History, HistoryNote, LogEntry, LogState, MissingCheck, Moved, Problem, ProblemKind,
-    RemoteCheck, Selection, SideKind, Status, Target, TensorChange, TensorChangeKind, TensorDiff,
-    TrackChange, TrackMode, Unpushed, VerifyOptions, VerifyReport, VersionOrder,
+    RemoteCheck, Removed, Selection, SideKind, Status, Target, TensorChange, TensorChangeKind,
+    TensorDiff, TrackChange, TrackMode, Unpushed, VerifyOptions, VerifyReport, VersionOrder,
 };
 pub use path::RepoPath;
 pub use portable::{escape as escape_path, neutralize as neutralize_path};

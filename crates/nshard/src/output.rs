@@ -187,8 +187,10 @@ impl Progress for Bar {
         }
         let pb = ProgressBar::new(total);
         pb.set_style(
+            // Sized to the terminal: the label takes what the figures leave (and is cut only at
+            // the terminal's edge), so the line never wraps on an 80-column terminal.
             ProgressStyle::with_template(
-                "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                "[{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}",
             )
             .expect("valid template")
             .progress_chars("=> "),

@@ -112,3 +112,100 @@ fn push_and_pull_dry_run_move_nothing() {
     assert_eq!(dry["objects"], real["objects"], "{dry} vs {real}");
     assert!(real["objects"].as_u64() > Some(0));
 }
+
+/// `nshard rm` stops versioning a file: manifest and file go, uncommitted changes are refused
+/// without --force, --cached keeps the file, and the versions stay in the store.
+#[test]
+fn rm_removes_a_file_and_its_manifest_keeping_its_versions() {
+    let (repo, _) = TestRepo::committed(100_000);
+    let m = repo.manifest("m/model.bin");
+    let chunk = m["chunks"][0]["id"].as_str().expect("id").to_string();
+    repo.write("m/model.bin", &random_bytes(100_000, 9));
+    let err = repo.fails(&["rm", "m/model.bin"]);
+    assert!(err.contains("local changes"), "{err}");
+    assert!(repo.join("m/model.bin.shard.json").exists());
+    let out = repo.json(&["rm", "--force", "m/model.bin"]);
+    assert_eq!(out[0]["file_deleted"], true, "{out}");
+    assert_eq!(out[0]["untracked"], true, "{out}");
+    assert!(!repo.join("m/model.bin").exists() && !repo.join("m/model.bin.shard.json").exists());
+    assert!(
+        repo.object_path(&chunk).exists(),
+        "its versions stay in the store"
+    );
+    let config = String::from_utf8(repo.read(".shard/config.toml")).expect("utf8");
+    assert!(!config.contains("m/model.bin"), "{config}");
+
+    repo.write("b.bin", &random_bytes(50_000, 4));
+    repo.ok(&["track", "b.bin"]);
+    repo.ok(&["commit", "-m", "b"]);
+    repo.ok(&["rm", "--cached", "b.bin.shard.json"]);
+    assert!(repo.join("b.bin").exists() && !repo.join("b.bin.shard.json").exists());
+    let err = repo.fails(&["rm", "b.bin"]);
+    assert!(err.contains("no manifest"), "{err}");
+}
+
+/// On an 80-column terminal the progress bar fits its line (issue 23, case 9: it was 160
+/// columns wide and wrapped). Run under `script`, which gives the command a terminal.
+#[test]
+fn progress_bars_fit_an_80_column_terminal() {
+    if !common::tool_works(
+        "progress_bars_fit_an_80_column_terminal",
+        "script",
+        &["--version"],
+    ) {
+        return;
+    }
+    let repo = TestRepo::new();
+    repo.write("big.bin", &random_bytes(64 << 20, 11));
+    repo.ok(&["track", "big.bin"]);
+    let bin = common::serve::nshard_bin();
+    let cmd = format!(
+        "stty cols 80 rows 24; {} commit -m 'a long message for a big file'",
+        bin.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(repo.path())
+        .env("NO_COLOR", "1")
+        .env(
+            "XDG_CONFIG_HOME",
+            std::env::temp_dir().join("nshard-tests-no-user-config"),
+        )
+        .output()
+        .expect("script");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Strip escape sequences; every piece between carriage returns and newlines is one drawn line.
+    let mut plain = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    let drawn: Vec<&str> = plain
+        .split(['\r', '\n'])
+        .filter(|l| l.contains(" eta "))
+        .collect();
+    assert!(!drawn.is_empty(), "no progress bar was drawn: {plain:?}");
+    for l in drawn {
+        assert!(
+            l.chars().count() <= 80,
+            "{} columns: {l:?}",
+            l.chars().count()
+        );
+    }
+}

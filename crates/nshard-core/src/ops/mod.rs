@@ -22,7 +22,7 @@ pub use diff::{
 };
 pub use gc::{GcItem, GcMode, GcOptions, GcReason, GcReport, MissingCheck, Unpushed};
 pub use history::{History, HistoryNode, LogEntry, LogState, MAX_HISTORY};
-pub use mv::Moved;
+pub use mv::{Moved, Removed};
 pub use status::{FileState, FileStatus, RemoteCheck, Status, VersionOrder};
 pub use target::{Selection, Target};
 pub use track::{TrackChange, TrackMode};

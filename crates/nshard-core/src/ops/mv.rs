@@ -119,3 +119,71 @@ impl Repo {
         })
     }
 }
+
+/// What `rm` did to one file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Removed {
+    /// The data file.
+    pub path: RepoPath,
+    /// The version its manifest named (its history stays in the store until gc).
+    pub version: ObjectId,
+    /// Whether the data file was deleted (not with `keep_file`, or when it was not there).
+    pub file_deleted: bool,
+    /// Whether an exact tracked entry was removed.
+    pub untracked: bool,
+}
+
+impl Repo {
+    /// `rm`: stops versioning the committed file `path` (given relative to `cwd`): removes its
+    /// manifest, an exact tracked entry naming it, and the data file unless `keep_file`. Refuses a
+    /// file whose content is not its committed version (uncommitted changes would be lost)
+    /// unless `force`. Its versions stay in the store (and on remotes) until gc. Takes the lock.
+    pub fn remove_file(
+        &mut self,
+        cwd: &std::path::Path,
+        path: &std::path::Path,
+        keep_file: bool,
+        force: bool,
+    ) -> Result<Removed> {
+        let p = self.resolve_user_path(cwd, path)?;
+        let wt = self.read_worktree_manifest(&p)?.ok_or_else(|| {
+            Error::Repo(RepoError::NotTracked {
+                path: path.to_path_buf(),
+                reason: Untracked::NoManifest,
+            })
+        })?;
+        let _lock = self.lock(true)?;
+        let abs = fsutil::existing_file_in(self.root(), &p).ok();
+        if let (Some(a), false, false) = (&abs, keep_file, force) {
+            let same = fsutil::hash_file(a).map_err(Error::io("reading", a))? == wt.manifest.sha256;
+            if !same {
+                return Err(Error::Repo(RepoError::WouldOverwrite(p.as_str().into())));
+            }
+        }
+        let mpath = p.manifest_path().to_path(self.root());
+        fs::remove_file(&mpath).map_err(Error::io("removing", &mpath))?;
+        let file_deleted = match abs {
+            Some(a) if !keep_file => {
+                fs::remove_file(&a).map_err(Error::io("removing", &a))?;
+                true
+            }
+            _ => false,
+        };
+        let mut cfg = self.config().clone();
+        let before = cfg.track.len();
+        cfg.track.retain(|e| e.as_str() != p.as_str());
+        let untracked = cfg.track.len() != before;
+        if untracked {
+            self.save_config(cfg)?;
+        }
+        if self.is_git_repo() {
+            self.sync_gitignore()?;
+        }
+        Ok(Removed {
+            path: p,
+            version: wt.version,
+            file_deleted,
+            untracked,
+        })
+    }
+}

@@ -153,3 +153,54 @@ fn strip_manifest_suffix(p: &std::path::Path) -> PathBuf {
         None => p.to_path_buf(),
     }
 }
+
+/// Stop versioning committed files: remove their manifests and the files themselves.
+///
+/// Like `git rm`: refuses a file with uncommitted changes (they would be lost) unless --force, and
+/// --cached keeps the data file (only the manifest goes). An exact tracked entry naming the file
+/// is removed; a directory or glob entry stays (untrack it to stop it matching). The file's
+/// versions stay in the local store, and on remotes, until gc. In git, then `git add -A` (or `git
+/// rm --cached FILE.shard.json`).
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Committed data files (or their manifests).
+    #[arg(value_name = "FILE", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Keep the data files; remove only the manifests.
+    #[arg(long)]
+    pub cached: bool,
+    /// Remove a file even when it holds uncommitted changes.
+    #[arg(long, short)]
+    pub force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_rm(ctx: &Ctx, a: RmArgs) -> Result<ExitCode> {
+    let mut repo = ctx.repo()?;
+    let mut done = Vec::new();
+    for p in &a.paths {
+        done.push(repo.remove_file(&ctx.cwd, &strip_manifest_suffix(p), a.cached, a.force)?);
+    }
+    if a.json {
+        print_json(&done)?;
+    } else {
+        for r in &done {
+            per_file!(
+                "removed {} (version {}{})",
+                r.path,
+                r.version.short(),
+                if r.file_deleted {
+                    ""
+                } else {
+                    "; the data file stays"
+                }
+            );
+        }
+        if repo.is_git_repo() && !done.is_empty() {
+            out!("now `git add -A` (or `git rm --cached` the manifests)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
