@@ -475,6 +475,8 @@ mod tests {
         ));
         let origin = RemoteName::parse("origin").expect("name");
         let backup = RemoteName::parse("backup").expect("name");
+        // Directory remotes must exist when added.
+        std::fs::create_dir(root.join("store")).expect("mkdir");
         let e = repo
             .add_remote(&origin, "../store", &root.join("sub"), false, SHARED)
             .expect("add");
@@ -525,19 +527,26 @@ mod tests {
             .expect("user");
         let root = repo.root().to_path_buf();
         let n = |s: &str| RemoteName::parse(s).expect(s);
-        repo.add_remote(&n("a"), "/u/a", &root, false, ConfigLevel::User)
+        // Directory remotes must exist when added.
+        let dir = |rel: &str| {
+            let p = d.path().join(rel);
+            std::fs::create_dir_all(&p).expect("mkdir");
+            p.display().to_string()
+        };
+        let (ua, sa, lb) = (dir("u/a"), dir("s/a"), dir("l/b"));
+        repo.add_remote(&n("a"), &ua, &root, false, ConfigLevel::User)
             .expect("user a");
         // The user's remote is the only one: it is the default.
         assert_eq!(repo.default_remote(), Some(("a".into(), ConfigLevel::User)));
-        repo.add_remote(&n("a"), "/s/a", &root, false, SHARED)
+        repo.add_remote(&n("a"), &sa, &root, false, SHARED)
             .expect("shared a");
-        repo.add_remote(&n("b"), "/l/b", &root, false, ConfigLevel::Local)
+        repo.add_remote(&n("b"), &lb, &root, false, ConfigLevel::Local)
             .expect("local b");
         // The shared file's first remote is its default and beats the user's.
         assert_eq!(repo.default_remote(), Some(("a".into(), SHARED)));
         let r = repo.resolve_remote(None, &root).expect("default");
         assert_eq!(r.source, RemoteSource::Config(SHARED));
-        assert_eq!(r.url, RemoteUrl::Dir("/s/a".into()));
+        assert_eq!(r.url, RemoteUrl::Dir(sa.clone().into()));
         let r = repo.resolve_remote(Some("b"), &root).expect("b");
         assert_eq!(r.source, RemoteSource::Config(ConfigLevel::Local));
         let r = repo.resolve_remote(Some("/x"), &root).expect("url");
