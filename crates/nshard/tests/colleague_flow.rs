@@ -14,6 +14,23 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     common::ok(dir, args)
 }
 
+/// A new git repository at `dir` with nshard set up (`git-init` with `extra` arguments).
+fn git_repo(dir: &Path, extra: &[&str]) {
+    fs::create_dir_all(dir).expect("mkdir");
+    git(dir, &["init", "-q"]);
+    ok(dir, &["init"]);
+    let mut args = vec!["git-init"];
+    args.extend_from_slice(extra);
+    ok(dir, &args);
+}
+
+/// Writes `data` to `name` in `dir`, tracks it and commits it with nshard.
+fn track_and_commit(dir: &Path, name: &str, data: &[u8], message: &str) {
+    fs::write(dir.join(name), data).expect("write");
+    ok(dir, &["track", name]);
+    ok(dir, &["commit", "-m", message]);
+}
+
 /// What `git add -A` stages in `dir`.
 fn staged_after_add_all(dir: &Path) -> Vec<String> {
     git(dir, &["add", "-A"]);
@@ -27,13 +44,14 @@ fn staged_after_add_all(dir: &Path) -> Vec<String> {
 fn a_colleagues_next_commit_never_exposes_the_model_to_git() {
     let d = tempfile::tempdir().expect("tmp");
     let owner = d.path().join("owner");
+    git_repo(&owner, &[]);
     fs::create_dir_all(owner.join("models")).expect("mkdir");
-    git(&owner, &["init", "-q"]);
-    ok(&owner, &["init"]);
-    ok(&owner, &["git-init"]);
-    fs::write(owner.join("models/model.pth"), random_bytes(2_000_000, 1)).expect("write");
-    ok(&owner, &["track", "models/model.pth"]);
-    ok(&owner, &["commit", "-m", "v1"]);
+    track_and_commit(
+        &owner,
+        "models/model.pth",
+        &random_bytes(2_000_000, 1),
+        "v1",
+    );
     // As the original quickstart did: only the manifest and .gitignore go to git.
     git(
         &owner,
@@ -109,13 +127,8 @@ fn a_colleagues_next_commit_never_exposes_the_model_to_git() {
 fn the_owners_later_config_commit_pulls_cleanly() {
     let d = tempfile::tempdir().expect("tmp");
     let owner = d.path().join("owner");
-    fs::create_dir_all(&owner).expect("mkdir");
-    git(&owner, &["init", "-q"]);
-    ok(&owner, &["init"]);
-    ok(&owner, &["git-init"]);
-    fs::write(owner.join("model.bin"), random_bytes(500_000, 3)).expect("write");
-    ok(&owner, &["track", "model.bin"]);
-    ok(&owner, &["commit", "-m", "v1"]);
+    git_repo(&owner, &[]);
+    track_and_commit(&owner, "model.bin", &random_bytes(500_000, 3), "v1");
     git(&owner, &["add", "model.bin.shard.json", ".gitignore"]);
     git(&owner, &["commit", "-qm", "model v1"]);
     let store = d.path().join("store");
@@ -157,14 +170,9 @@ fn the_owners_later_config_commit_pulls_cleanly() {
 fn a_hook_on_a_commit_from_before_the_config_checks_out_its_version() {
     let d = tempfile::tempdir().expect("tmp");
     let r = d.path().join("r");
-    fs::create_dir_all(&r).expect("mkdir");
-    git(&r, &["init", "-q"]);
-    ok(&r, &["init"]);
-    ok(&r, &["git-init"]);
+    git_repo(&r, &[]);
     let v1 = random_bytes(300_000, 4);
-    fs::write(r.join("model.bin"), &v1).expect("write");
-    ok(&r, &["track", "model.bin"]);
-    ok(&r, &["commit", "-m", "v1"]);
+    track_and_commit(&r, "model.bin", &v1, "v1");
     git(&r, &["add", "model.bin.shard.json", ".gitignore"]);
     git(&r, &["commit", "-qm", "v1, manifest only"]);
     let v2 = random_bytes(300_000, 5);
@@ -187,19 +195,14 @@ fn a_hook_on_a_commit_from_before_the_config_checks_out_its_version() {
 fn outdated_without_its_data_says_pull_and_checkout_names_the_file_once() {
     let d = tempfile::tempdir().expect("tmp");
     let owner = d.path().join("owner");
-    fs::create_dir_all(&owner).expect("mkdir");
-    git(&owner, &["init", "-q"]);
-    ok(&owner, &["init"]);
-    ok(&owner, &["git-init", "--no-hooks"]);
+    git_repo(&owner, &["--no-hooks"]);
     let store = d.path().join("store");
     fs::create_dir_all(&store).expect("mkdir");
     ok(
         &owner,
         &["remote", "add", "origin", store.to_str().expect("utf8")],
     );
-    fs::write(owner.join("model.bin"), random_bytes(300_000, 6)).expect("write");
-    ok(&owner, &["track", "model.bin"]);
-    ok(&owner, &["commit", "-m", "v1"]);
+    track_and_commit(&owner, "model.bin", &random_bytes(300_000, 6), "v1");
     ok(&owner, &["push"]);
     git(&owner, &["add", "-A"]);
     git(&owner, &["commit", "-qm", "v1"]);
@@ -235,14 +238,9 @@ fn outdated_without_its_data_says_pull_and_checkout_names_the_file_once() {
 fn mv_renames_a_file_and_keeps_its_history() {
     let d = tempfile::tempdir().expect("tmp");
     let r = d.path().join("r");
-    fs::create_dir_all(&r).expect("mkdir");
-    git(&r, &["init", "-q"]);
-    ok(&r, &["init"]);
-    ok(&r, &["git-init"]);
+    git_repo(&r, &[]);
     let v1 = random_bytes(200_000, 8);
-    fs::write(r.join("a.bin"), &v1).expect("write");
-    ok(&r, &["track", "a.bin"]);
-    ok(&r, &["commit", "-m", "v1"]);
+    track_and_commit(&r, "a.bin", &v1, "v1");
     let v2 = random_bytes(200_000, 9);
     fs::write(r.join("a.bin"), &v2).expect("write");
     ok(&r, &["commit", "-m", "v2"]);

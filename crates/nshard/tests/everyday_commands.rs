@@ -7,6 +7,19 @@ use std::fs;
 
 use common::{random_bytes, TestRepo};
 
+/// A new repository holding only `from`'s `m/model.bin` manifest (a colleague's clone).
+fn with_manifest_of(from: &TestRepo) -> TestRepo {
+    let other = TestRepo::new();
+    other.ok(&["init"]);
+    fs::create_dir_all(other.join("m")).expect("mkdir");
+    fs::copy(
+        from.join("m/model.bin.shard.json"),
+        other.join("m/model.bin.shard.json"),
+    )
+    .expect("copy");
+    other
+}
+
 #[test]
 fn ls_files_lists_tracked_files_with_version_and_whether_checked_out() {
     let (repo, _) = TestRepo::committed(100_000);
@@ -56,14 +69,7 @@ fn fetch_is_pull_without_checkout_and_log_oneline_and_status_c() {
     let st = repo.json(&["status", "-c", url]);
     assert_eq!(st[0]["remote"]["missing_objects"], 0, "{st}");
 
-    let other = TestRepo::new();
-    other.ok(&["init"]);
-    fs::create_dir_all(other.join("m")).expect("mkdir");
-    fs::copy(
-        repo.join("m/model.bin.shard.json"),
-        other.join("m/model.bin.shard.json"),
-    )
-    .expect("copy");
+    let other = with_manifest_of(&repo);
     let f = other.json(&["fetch", "--remote", url]);
     assert!(f["objects"].as_u64() > Some(0), "{f}");
     assert!(
@@ -97,14 +103,7 @@ fn push_and_pull_dry_run_move_nothing() {
     assert_eq!(dry["objects"], real["objects"], "{dry} vs {real}");
     assert_eq!(dry["bytes"], real["bytes"], "{dry} vs {real}");
 
-    let other = TestRepo::new();
-    other.ok(&["init"]);
-    fs::create_dir_all(other.join("m")).expect("mkdir");
-    fs::copy(
-        repo.join("m/model.bin.shard.json"),
-        other.join("m/model.bin.shard.json"),
-    )
-    .expect("copy");
+    let other = with_manifest_of(&repo);
     let before = common::walk(&other.join(".shard/objects")).len();
     let dry = other.json(&["pull", "--dry-run", "--remote", url]);
     assert_eq!(common::walk(&other.join(".shard/objects")).len(), before);

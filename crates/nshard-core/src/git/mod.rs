@@ -119,14 +119,19 @@ impl GitTree {
     pub fn manifests_in_index(&self) -> Result<Vec<String>> {
         let spec = format!(":(top){}*.shard.json", self.prefix);
         let out = self.run(&["ls-files", "-z", "--", &spec])?;
-        Ok(out
-            .split(|&b| b == 0)
+        Ok(self.under_root(&out))
+    }
+
+    /// The NUL-separated paths git printed (relative to the top of the work tree), relative to the
+    /// NeuroShard root; paths outside it are left out.
+    fn under_root(&self, out: &[u8]) -> Vec<String> {
+        out.split(|&b| b == 0)
             .filter(|p| !p.is_empty())
             .filter_map(|p| {
                 let p = String::from_utf8_lossy(p);
                 p.strip_prefix(self.prefix.as_str()).map(str::to_string)
             })
-            .collect())
+            .collect()
     }
 
     /// The manifests (`*.shard.json`, paths relative to the NeuroShard root) that differ between
@@ -136,14 +141,7 @@ impl GitTree {
         let spec = format!("{}*.shard.json", self.prefix);
         args.push(&spec);
         let out = self.run(&args)?;
-        Ok(out
-            .split(|&b| b == 0)
-            .filter(|p| !p.is_empty())
-            .filter_map(|p| {
-                let p = String::from_utf8_lossy(p);
-                p.strip_prefix(self.prefix.as_str()).map(str::to_string)
-            })
-            .collect())
+        Ok(self.under_root(&out))
     }
 }
 
