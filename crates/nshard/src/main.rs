@@ -58,6 +58,7 @@ pub enum Command {
     Log(cmd::log::LogArgs),
     Gc(cmd::gc::GcArgs),
     Verify(cmd::verify::VerifyArgs),
+    Doctor(cmd::doctor::DoctorArgs),
     Serve(cmd::serve::ServeArgs),
     #[command(hide = true)]
     Hook(cmd::hook::HookArgs),
@@ -93,6 +94,7 @@ fn main() -> ExitCode {
         Command::Log(a) => cmd::log::run(&ctx, a),
         Command::Gc(a) => cmd::gc::run(&ctx, a),
         Command::Verify(a) => cmd::verify::run(&ctx, a),
+        Command::Doctor(a) => cmd::doctor::run(&ctx, a),
         Command::Serve(a) => cmd::serve::run(&ctx, a),
         Command::Hook(a) => cmd::hook::run(&ctx, a),
         Command::Completions(a) => cmd::completions::run_completions(&ctx, a),

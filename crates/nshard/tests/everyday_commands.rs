@@ -1,5 +1,5 @@
 //! The everyday commands git-lfs and DVC users reach for (issue 23): `ls-files`, `fetch`,
-//! `log --oneline`, `status -c`.
+//! `log --oneline`, `status -c`, `push/pull --dry-run`, `rm`, `doctor`.
 
 mod common;
 
@@ -207,4 +207,63 @@ fn progress_bars_fit_an_80_column_terminal() {
             l.chars().count()
         );
     }
+}
+
+/// `nshard doctor` reports the setup and fails on what is wrong: a remote that does not answer,
+/// hooks missing in a git repository, objects moved aside as corrupt.
+#[test]
+fn doctor_reports_the_setup_and_what_is_wrong() {
+    let (repo, _) = TestRepo::committed(50_000);
+    let store = tempfile::tempdir().expect("tmp");
+    repo.ok(&[
+        "remote",
+        "add",
+        "origin",
+        store.path().to_str().expect("utf8"),
+    ]);
+    let checks = repo.json(&["doctor"]);
+    let find = |v: &serde_json::Value, what: &str| {
+        v.as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["what"].as_str().is_some_and(|w| w.starts_with(what)))
+            .unwrap_or_else(|| panic!("{what} not in {v}"))
+            .clone()
+    };
+    assert_eq!(find(&checks, "remote origin")["ok"], true, "{checks}");
+    assert_eq!(find(&checks, "local store")["ok"], true, "{checks}");
+    assert!(
+        checks
+            .as_array()
+            .expect("checks")
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{checks}"
+    );
+
+    // An unreachable remote, missing hooks and a corrupt object each fail the check.
+    repo.ok(&["remote", "add", "--local", "gone", "http://127.0.0.1:9"]);
+    common::git(repo.path(), &["init", "-q"]);
+    let m = repo.manifest("m/model.bin");
+    let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
+    let p = repo.object_path(&id);
+    let mut bytes = fs::read(&p).expect("object");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&p, &bytes).expect("corrupt");
+    repo.json_exit(&["verify"], 1);
+    let checks = repo.json_exit(&["doctor"], 1);
+    assert_eq!(find(&checks, "remote gone")["ok"], false, "{checks}");
+    assert_eq!(find(&checks, "git hooks")["ok"], false, "{checks}");
+    assert_eq!(find(&checks, "corrupt objects")["ok"], false, "{checks}");
+    let out = common::nshard(repo.path())
+        .arg("doctor")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL git hooks") && text.contains("nshard git-init"),
+        "{text}"
+    );
 }

@@ -159,6 +159,12 @@ fn write_executable(path: &Path, text: &str) -> Result<()> {
 }
 
 impl GitTree {
+    /// Which of [`HOOKS`] are installed by nshard in this clone (`nshard doctor`).
+    pub fn installed_hooks(&self) -> Result<Vec<(&'static str, bool)>> {
+        let dir = self.hooks_dir()?;
+        Ok(HOOKS.iter().map(|h| (*h, is_ours(&dir.join(h)))).collect())
+    }
+
     /// Installs (or updates) NeuroShard's hooks, chaining any hook already there.
     /// `fallback` is the nshard binary the hooks use when none is on `PATH`.
     pub fn install_hooks(&self, fallback: Option<&Path>) -> Result<Vec<HookResult>> {

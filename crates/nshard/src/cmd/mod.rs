@@ -6,6 +6,7 @@ pub mod commit;
 pub mod completions;
 pub mod diff;
 pub mod dirs;
+pub mod doctor;
 pub mod gc;
 pub mod hook;
 pub mod init;
