@@ -200,17 +200,12 @@ fn encode_one(store: &LocalStore, p: &Pair, below: u8, depth: u8) -> Result<Opti
     }
     // The chain above the new chunk (usually none: it was just stored whole) must not pass
     // through the old one (a cycle), and the whole chain must fit the bound.
-    let mut above = 0usize;
-    let mut cur = p.new;
-    while let Some((base, _)) = store.delta_base(&cur)? {
-        if base == p.old || above >= codec::MAX_CHAIN {
-            return Ok(None);
-        }
-        above += 1;
-        cur = base;
+    let above = store.bases(&p.new)?;
+    if above.contains(&p.old) {
+        return Ok(None);
     }
     let rank = usize::from(below) + 1;
-    if rank + above > usize::from(depth) {
+    if rank + above.len() > usize::from(depth) {
         return Ok(None);
     }
     let Some(before) = store.encoded_size(&p.old) else {

@@ -208,17 +208,19 @@ impl LocalStore {
                 Error::io("reading object", &p)(e)
             }
         })?;
-        let n = read_prefix(&f, &mut head).map_err(Error::io("reading object", &p))?;
-        match codec::parse_header(id, &head[..n])?.codec {
+        let len = f.metadata().map_err(Error::io("reading object", &p))?.len();
+        let head = &mut head[..(len as usize).min(codec::DELTA_HEADER_LEN)];
+        fsutil::read_exact_at(&f, head, 0).map_err(Error::io("reading object", &p))?;
+        match codec::parse_header(id, head)?.codec {
             Codec::Delta { base, rank, .. } => Ok(Some((base, rank))),
             _ => Ok(None),
         }
     }
 
-    /// How many deltas lie between `id` and its standalone ancestor (0 for a standalone object),
-    /// following headers only. Errors on a chain that is broken, cyclic or longer than
-    /// [`codec::MAX_CHAIN`].
-    pub fn chain_depth(&self, id: &ObjectId) -> Result<usize> {
+    /// The objects `id` is built on, nearest first, down to the standalone one (empty for a
+    /// standalone object), following headers only. Errors on a chain that is broken, cyclic or
+    /// longer than [`codec::MAX_CHAIN`].
+    pub fn bases(&self, id: &ObjectId) -> Result<Vec<ObjectId>> {
         let mut seen = vec![*id];
         let mut cur = *id;
         while let Some((base, _)) = self.delta_base(&cur)? {
@@ -228,7 +230,14 @@ impl LocalStore {
             seen.push(base);
             cur = base;
         }
-        Ok(seen.len() - 1)
+        seen.remove(0);
+        Ok(seen)
+    }
+
+    /// How many deltas lie between `id` and its standalone ancestor (0 for a standalone object):
+    /// see [`LocalStore::bases`].
+    pub fn chain_depth(&self, id: &ObjectId) -> Result<usize> {
+        Ok(self.bases(id)?.len())
     }
 
     /// Replaces the standalone encoding of `id` with `delta` (an encoding of the same bytes
@@ -454,20 +463,6 @@ fn bad_chain(id: &ObjectId, base: &ObjectId, len: usize) -> Error {
         format!("its chain of deltas runs in a cycle through {base}")
     };
     Error::corrupt(*id, Corruption::BadChain, reason)
-}
-
-/// Reads up to `buf.len()` bytes from the start of `f`; returns how many (fewer at end of file).
-fn read_prefix(mut f: &fs::File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match io::Read::read(&mut f, &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// An object written to the store's temporary directory, not yet visible.
