@@ -74,6 +74,7 @@ pub use dirunit::{
 };
 pub use id::ObjectId;
 pub use manifest::BlockDiff;
+pub use ops::{BlockStats, FloatStats, MostChanged, TensorGlob, TensorStats, VersionChange};
 pub use ops::{
     Checked, CheckoutOptions, CheckoutOutcome, CommitOptions, CommitOutcome, Diff, DiffOptions,
     DiffSide, FileCommit, FileDiff, FileState, FileStatus, GcItem, GcMode, GcOptions, GcReason,

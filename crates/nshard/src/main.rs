@@ -6,6 +6,7 @@ mod cmd;
 mod failpoints;
 mod hints;
 mod output;
+mod report;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -180,6 +180,15 @@ pub fn ggml_type(ty: u32) -> Option<(&'static str, u64, u64)> {
     })
 }
 
+/// A ggml type's block size in elements and bytes per block, by its name in [`ggml_type`].
+pub fn ggml_type_by_name(name: &str) -> Option<(u64, u64)> {
+    (0..64).find_map(|ty| {
+        ggml_type(ty)
+            .filter(|(n, _, _)| *n == name)
+            .map(|(_, e, b)| (e, b))
+    })
+}
+
 /// Sequential little-endian reads over a source through a small window.
 struct Cursor<'a> {
     src: &'a mut dyn Source,

@@ -9,12 +9,13 @@ use std::fs;
 
 use super::stored::StoredSource;
 use super::target::Target;
+use super::tensor_stats::{self, TensorStats};
 use crate::chunk::ChunkParams;
 use crate::dirunit::DirStatus;
 use crate::error::{Error, Result};
 use crate::error::{LookupProblem, ManifestError, RepoError, StoreError};
 use crate::formats::plan::Params;
-use crate::formats::{self, Layout, Parsed};
+use crate::formats::{self, FileSource, Layout, Parsed, Source};
 use crate::id::ObjectId;
 use crate::ingest::{self, NoTable};
 use crate::manifest::BlockDiff;
@@ -22,6 +23,7 @@ use crate::manifest::{chunk_run_digest, ChunkRef, Manifest, TensorEntry};
 use crate::path::RepoPath;
 use crate::progress::Progress;
 use crate::repo::{Repo, WorktreeManifest};
+use crate::store::LocalStore;
 
 /// What to compare.
 pub struct DiffOptions<'a> {
@@ -32,6 +34,31 @@ pub struct DiffOptions<'a> {
     pub to: Option<String>,
     /// Progress of reading the working file.
     pub progress: &'a dyn Progress,
+    /// Compute how much each changed tensor changed ([`TensorChange::stats`]): reads both
+    /// versions' bytes of the changed tensors from the local store (and the working file).
+    pub stats: bool,
+    /// Only tensors whose names match.
+    pub tensors: Option<&'a TensorGlob>,
+}
+
+/// A glob over tensor names (`*` matches across dots): `--tensor 'model.layers.*.q_proj*'`.
+#[derive(Clone, Debug)]
+pub struct TensorGlob(globset::GlobMatcher);
+
+impl TensorGlob {
+    /// Parses `pattern`.
+    pub fn new(pattern: &str) -> std::result::Result<Self, String> {
+        globset::GlobBuilder::new(pattern)
+            .literal_separator(false)
+            .build()
+            .map(|g| TensorGlob(g.compile_matcher()))
+            .map_err(|e| format!("invalid tensor pattern {pattern:?}: {e}"))
+    }
+
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        self.0.is_match(name)
+    }
 }
 
 /// What one side of a diff is.
@@ -81,10 +108,12 @@ pub enum TensorChangeKind {
     Added,
     /// Only in the old side.
     Removed,
+    /// Same name, dtype, shape and bytes (only in [`TensorDiff::unchanged_tensors`]).
+    Unchanged,
 }
 
 /// One tensor that is not unchanged.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TensorChange {
     /// The tensor's name.
     pub name: String,
@@ -102,10 +131,16 @@ pub struct TensorChange {
     pub shape: Option<Vec<u64>>,
     /// Byte size on the new side.
     pub size: Option<u64>,
+    /// How much it changed (changed tensors of a float or quantized dtype, with `stats`).
+    #[serde(flatten)]
+    pub stats: Option<TensorStats>,
+    /// Why a changed tensor has no figures (with `stats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats_note: Option<String>,
 }
 
 /// Tensor-level changes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct TensorDiff {
     /// Tensors in the new side.
     pub total: usize,
@@ -128,6 +163,9 @@ pub struct TensorDiff {
     /// Every tensor that is not unchanged: changed, re-typed, added (new-side file order), then
     /// removed (old-side file order).
     pub entries: Vec<TensorChange>,
+    /// The unchanged tensors, in new-side file order (for reports that draw every tensor).
+    #[serde(skip)]
+    pub unchanged_tensors: Vec<TensorChange>,
 }
 
 /// The diff of one file.
@@ -220,10 +258,27 @@ impl Repo {
             }
         };
         let blocks = block_diff(&old, &new);
-        let (tensors, tensors_unavailable) = match (&old.tensors, &new.tensors) {
+        let (mut tensors, tensors_unavailable) = match (&old.tensors, &new.tensors) {
             (Ok(a), Ok(b)) => (Some(tensor_diff((a, &old.chunks), (b, &new.chunks))), None),
             (_, Err(e)) | (Err(e), _) => (None, Some(e.clone())),
         };
+        if let (Some(td), Some(glob)) = (&mut tensors, opts.tensors) {
+            td.entries.retain(|e| glob.matches(&e.name));
+            td.unchanged_tensors.retain(|e| glob.matches(&e.name));
+        }
+        if let (true, Some(td), Some((fv, fm)), Ok(ot), Ok(nt)) =
+            (opts.stats, &mut tensors, &from, &old.tensors, &new.tensors)
+        {
+            let new_bytes = match &to {
+                Some((tv, tm)) => Bytes::Stored(*tv, tm),
+                None => {
+                    let abs = path.to_path(self.root());
+                    let file = fs::File::open(&abs).map_err(Error::io("opening", &abs))?;
+                    Bytes::File(file, new.side.size, abs)
+                }
+            };
+            self.fill_stats(path, td, (ot, Bytes::Stored(*fv, fm)), (nt, new_bytes))?;
+        }
         Ok(FileDiff {
             path: path.clone(),
             from: old.side,
@@ -337,6 +392,118 @@ impl Repo {
     }
 }
 
+/// Where one side's bytes are read from, for figures.
+pub(super) enum Bytes<'a> {
+    /// A stored version.
+    Stored(ObjectId, &'a Manifest),
+    /// The working file (open), its size at the scan, and its path.
+    File(fs::File, u64, std::path::PathBuf),
+}
+
+impl Bytes<'_> {
+    fn source<'s>(&'s self, store: &'s LocalStore) -> Box<dyn Source + Send + 's> {
+        match self {
+            Bytes::Stored(_, m) => Box::new(StoredSource::new(store, m)),
+            Bytes::File(f, size, _) => Box::new(FileSource::new(f, *size)),
+        }
+    }
+
+    /// The chunks of a stored side that cover `ranges` and are not in the local store.
+    fn missing<'r>(
+        &self,
+        store: &LocalStore,
+        ranges: impl Iterator<Item = (u64, u64)> + 'r,
+    ) -> Vec<ObjectId> {
+        let Bytes::Stored(_, m) = self else {
+            return Vec::new();
+        };
+        let mut out: Vec<ObjectId> = Vec::new();
+        for (offset, size) in ranges {
+            let first = m.chunks.partition_point(|c| c.offset + c.size <= offset);
+            for c in m.chunks[first..]
+                .iter()
+                .take_while(|c| c.offset < offset + size)
+            {
+                if !out.contains(&c.id) && !store.has(&c.id) {
+                    out.push(c.id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Names this side in errors.
+    fn describe(&self, path: &RepoPath) -> std::path::PathBuf {
+        match self {
+            Bytes::Stored(v, _) => format!("{path} (version {})", v.short()).into(),
+            Bytes::File(_, _, abs) => abs.clone(),
+        }
+    }
+}
+
+impl Repo {
+    /// Fills [`TensorChange::stats`] for the changed tensors of `d`, reading both sides' bytes
+    /// (several tensors at once). Fails, before reading anything, when a chunk they need is not
+    /// in the local store.
+    pub(super) fn fill_stats(
+        &self,
+        path: &RepoPath,
+        d: &mut TensorDiff,
+        (old_table, old): (&[TensorEntry], Bytes<'_>),
+        (new_table, new): (&[TensorEntry], Bytes<'_>),
+    ) -> Result<()> {
+        use rayon::prelude::*;
+        let old_by: HashMap<&str, &TensorEntry> =
+            old_table.iter().map(|t| (t.name.as_str(), t)).collect();
+        let new_by: HashMap<&str, &TensorEntry> =
+            new_table.iter().map(|t| (t.name.as_str(), t)).collect();
+        let mut todo = Vec::new();
+        for (i, e) in d.entries.iter_mut().enumerate() {
+            if e.change != TensorChangeKind::Changed {
+                continue;
+            }
+            match (old_by.get(e.name.as_str()), new_by.get(e.name.as_str())) {
+                (Some(o), Some(n)) if tensor_stats::has_stats(&n.dtype) => todo.push((i, *o, *n)),
+                _ => {
+                    e.stats_note = Some(format!(
+                        "{}: no figures for this dtype (its bytes changed)",
+                        e.dtype.as_deref().unwrap_or("?")
+                    ))
+                }
+            }
+        }
+        let store = self.store();
+        for (side, pick) in [(&old, 1), (&new, 2)] {
+            let missing = side.missing(
+                store,
+                todo.iter().map(|(_, o, n)| {
+                    let t = if pick == 1 { o } else { n };
+                    (t.offset, t.size)
+                }),
+            );
+            if let Some(first) = missing.first() {
+                return Err(Error::Repo(RepoError::ChunksMissing {
+                    path: side.describe(path).display().to_string(),
+                    count: missing.len(),
+                    first: *first,
+                }));
+            }
+        }
+        let figures: Vec<Result<Option<TensorStats>>> = todo
+            .par_iter()
+            .map(|(_, o, n)| {
+                let (mut a, mut b) = (old.source(store), new.source(store));
+                tensor_stats::compare(&mut *a, o, &mut *b, n)
+                    .map_err(|e| Error::io("reading", new.describe(path).join(&n.name))(e))
+            })
+            .collect();
+        for ((i, _, _), f) in todo.iter().zip(figures) {
+            d.entries[*i].stats = f?;
+        }
+        Ok(())
+    }
+}
+
 /// Checks a layout's table against the manifest limits (names, counts, …) without hashing it.
 fn table_limits(layout: &Layout, size: u64) -> std::result::Result<(), String> {
     let zero = ObjectId::from_digest([0; 32]);
@@ -376,7 +543,7 @@ fn same_bytes(o: &TensorEntry, oc: &[ChunkRef], t: &TensorEntry, tc: &[ChunkRef]
 }
 
 /// Tensor-level changes between two (table, chunk list) sides.
-fn tensor_diff(
+pub(super) fn tensor_diff(
     (old, old_chunks): (&[TensorEntry], &[ChunkRef]),
     (new, new_chunks): (&[TensorEntry], &[ChunkRef]),
 ) -> TensorDiff {
@@ -397,6 +564,8 @@ fn tensor_diff(
             dtype: Some(t.dtype.clone()),
             shape: Some(t.shape.clone()),
             size: Some(t.size),
+            stats: None,
+            stats_note: None,
         };
         match by_name.get(t.name.as_str()) {
             None => {
@@ -414,7 +583,13 @@ fn tensor_diff(
                 d.changed_bytes += t.size;
                 changed.push(entry(TensorChangeKind::Changed, Some(o)));
             }
-            Some(_) => d.unchanged += 1,
+            Some(_) => {
+                d.unchanged += 1;
+                d.unchanged_tensors.push(entry(
+                    TensorChangeKind::Unchanged,
+                    by_name.get(t.name.as_str()).copied(),
+                ));
+            }
         }
     }
     let removed = old
@@ -432,6 +607,8 @@ fn tensor_diff(
                 dtype: None,
                 shape: None,
                 size: None,
+                stats: None,
+                stats_note: None,
             }
         })
         .collect::<Vec<_>>();

@@ -7,10 +7,12 @@ mod deltas;
 mod diff;
 mod gc;
 mod history;
+mod history_stats;
 mod mv;
 mod status;
 mod stored;
 mod target;
+mod tensor_stats;
 mod track;
 mod verify;
 
@@ -19,11 +21,14 @@ pub use checkout::{Checked, CheckoutOptions, CheckoutOutcome};
 pub use commit::{CommitOptions, FileCommit};
 pub use diff::{
     Diff, DiffOptions, DiffSide, FileDiff, SideKind, TensorChange, TensorChangeKind, TensorDiff,
+    TensorGlob,
 };
 pub use gc::{GcItem, GcMode, GcOptions, GcReason, GcReport, MissingCheck, Unpushed};
 pub use history::{History, HistoryNode, LogEntry, LogState, MAX_HISTORY};
+pub use history_stats::{MostChanged, VersionChange};
 pub use mv::{Moved, Removed};
 pub use status::{FileState, FileStatus, RemoteCheck, Status, VersionOrder};
 pub use target::{Selection, Target};
+pub use tensor_stats::{BlockStats, FloatStats, TensorStats};
 pub use track::{TrackChange, TrackMode};
 pub use verify::{HistoryNote, Problem, ProblemKind, VerifyOptions, VerifyReport};

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use nshard_core::{
-    Diff, DiffOptions, DiffSide, DirState, FileDiff, FileState, SideKind, Status, TensorChangeKind,
+    Diff, DiffOptions, DiffSide, DirState, FileDiff, FileState, SideKind, Status, TensorChange,
+    TensorChangeKind, TensorGlob, TensorStats,
 };
 
 use super::log::{date, first_line};
@@ -30,6 +31,13 @@ use nshard_core::RepoError;
 /// id or unique prefix (see `nshard log`), for a file or a directory unit alike; comparing two
 /// stored versions needs only their manifests (a unit's listings), not their data. --to alone
 /// compares that version with its parent.
+///
+/// --stats: how much each changed tensor changed, computed from both versions' bytes in the local
+/// store (and the working file): changed elements (bits differ), the relative L2 change ‖new −
+/// old‖ / ‖old‖, the largest absolute change, and NaN/Inf values in the new version, most changed
+/// first. Float tensors (bf16, fp16, fp32, fp64, fp8); quantized GGUF tensors give changed blocks
+/// only. --html FILE writes the same as a self-contained page with a heat map (layers down, tensor
+/// kinds across). Both need the changed tensors' data locally (`nshard pull --all-versions`).
 #[derive(Args, Debug)]
 pub struct DiffArgs {
     /// Data files, manifests, directories or quoted globs [default: every tracked file and unit
@@ -46,6 +54,16 @@ pub struct DiffArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// How much each changed tensor changed: changed elements, relative L2 change, largest
+    /// absolute change, NaN/Inf count.
+    #[arg(long)]
+    pub stats: bool,
+    /// Write an HTML report (heat map and sortable table; implies --stats) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Only tensors whose names match GLOB (`*` matches across dots), e.g. '*.q_proj.*'.
+    #[arg(long, value_name = "GLOB")]
+    pub tensor: Option<String>,
 }
 
 fn side(s: &DiffSide) -> String {
@@ -120,6 +138,16 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
     if (a.from.is_some() || a.to.is_some()) && targets.len() != 1 {
         return Err(nshard_core::Error::Repo(RepoError::VersionNeedsOneTarget).into());
     }
+    if a.html.is_some() && targets.len() != 1 {
+        anyhow::bail!("--html writes the report of one file: name exactly one model file");
+    }
+    let glob = a
+        .tensor
+        .as_deref()
+        .map(TensorGlob::new)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let stats = a.stats || a.html.is_some();
     let bar = ctx.progress(a.json);
     let mut diffs = Vec::new();
     let mut failed = false;
@@ -130,8 +158,13 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
                 from: a.from.clone(),
                 to: a.to.clone(),
                 progress: &bar,
+                stats,
+                tensors: glob.as_ref(),
             },
         );
+        if let (Some(file), Ok(d)) = (&a.html, &d) {
+            write_report(file, d)?;
+        }
         match d {
             Ok(d) if a.json => diffs.push(d),
             Ok(Diff::File(d)) => print_diff(&d)?,
@@ -191,6 +224,10 @@ fn print_diff(d: &FileDiff) -> Result<()> {
         );
     }
     match (&d.tensors, tensor_summary(d)) {
+        (Some(t), Some(summary)) if t.entries.iter().any(|e| e.stats.is_some()) => {
+            out!("tensors: {summary}");
+            print_figures(&t.entries)?;
+        }
         (Some(t), Some(summary)) => {
             out!("tensors: {summary}");
             let width = t
@@ -240,5 +277,122 @@ fn print_diff(d: &FileDiff) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// The changed tensors with their figures, most changed first; then the tensors without figures.
+fn print_figures(entries: &[TensorChange]) -> Result<()> {
+    let mut with: Vec<&TensorChange> = entries.iter().filter(|e| e.stats.is_some()).collect();
+    with.sort_by(|a, b| {
+        let r = |e: &TensorChange| e.stats.as_ref().map_or(0.0, TensorStats::rank);
+        r(b).total_cmp(&r(a))
+    });
+    let width = entries
+        .iter()
+        .map(|e| e.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(60);
+    let bad: u64 = with
+        .iter()
+        .filter_map(|e| match &e.stats {
+            Some(TensorStats::Float(f)) => Some(f.non_finite),
+            _ => None,
+        })
+        .sum();
+    if bad > 0 {
+        out!("warning: {bad} NaN/Inf values in the new version (marked !!)");
+    }
+    out!(
+        "  {:>10}  {:>10}  {:>8}  {:<width$}  dtype [shape]",
+        "rel_l2",
+        "max_abs",
+        "changed",
+        "tensor"
+    );
+    for e in &with {
+        let (rel, max, changed, flag) = match &e.stats {
+            Some(TensorStats::Float(f)) => (
+                f.rel_l2
+                    .map(|r| format!("{r:.3e}"))
+                    .unwrap_or_else(|| format!("l2 {:.2e}", f.l2)),
+                format!("{:.3e}", f.max_abs),
+                format!(
+                    "{:.1} %",
+                    f.changed_elements as f64 * 100.0 / f.elements.max(1) as f64
+                ),
+                if f.non_finite > 0 {
+                    format!("  !! {} NaN/Inf", f.non_finite)
+                } else {
+                    String::new()
+                },
+            ),
+            Some(TensorStats::Blocks(b)) => (
+                "-".into(),
+                "-".into(),
+                format!(
+                    "{:.1} %",
+                    b.changed_blocks as f64 * 100.0 / b.blocks.max(1) as f64
+                ),
+                format!(
+                    "  quantized: {} of {} blocks changed",
+                    b.changed_blocks, b.blocks
+                ),
+            ),
+            _ => continue,
+        };
+        out!(
+            "  {rel:>10}  {max:>10}  {changed:>8}  {:<width$}  {}{flag}",
+            e.name,
+            shape(&e.dtype, &e.shape)
+        );
+    }
+    for e in entries.iter().filter(|e| e.stats.is_none()) {
+        let what = match (&e.change, &e.stats_note) {
+            (_, Some(note)) => format!("changed ({note})"),
+            (TensorChangeKind::Retyped, _) => format!(
+                "retyped {} -> {}",
+                shape(&e.from_dtype, &e.from_shape),
+                shape(&e.dtype, &e.shape)
+            ),
+            (TensorChangeKind::Added, _) => format!("added {}", shape(&e.dtype, &e.shape)),
+            (TensorChangeKind::Removed, _) => {
+                format!("removed {}", shape(&e.from_dtype, &e.from_shape))
+            }
+            (other, _) => format!("{other:?}").to_lowercase(),
+        };
+        out!(
+            "  {:>10}  {:>10}  {:>8}  {:<width$}  {what}",
+            "",
+            "",
+            "",
+            e.name
+        );
+    }
+    Ok(())
+}
+
+/// Writes the HTML report of `d` to `file` (atomically: a temp file renamed over it).
+fn write_report(file: &std::path::Path, d: &Diff) -> Result<()> {
+    let Diff::File(d) = d else {
+        anyhow::bail!("--html draws a model file's tensors; for a directory unit use --json");
+    };
+    if d.tensors.is_none() {
+        anyhow::bail!(
+            "{}: no tensor-level diff, so no report: {}",
+            d.path,
+            d.tensors_unavailable
+                .as_deref()
+                .unwrap_or("no tensor table")
+        );
+    }
+    let html = crate::report::diff_report(
+        d,
+        &side(&d.from),
+        &side(&d.to),
+        &tensor_summary(d).unwrap_or_default(),
+    );
+    nshard_core::backend::write_atomic(file, html.as_bytes())?;
+    eprintln!("wrote {}", file.display());
     Ok(())
 }

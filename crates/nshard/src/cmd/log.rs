@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::{History, LogState};
+use nshard_core::{History, LogState, Repo, Target, TensorGlob, VersionChange};
 
 use crate::out;
 use crate::output::{bytes, print_json, Ctx};
@@ -20,6 +20,12 @@ use crate::output::{bytes, print_json, Ctx};
 /// parent did not have), and the message's first line. History is walked
 /// through the manifests in the local store; where an older version is not there (not pulled, or
 /// removed by `nshard gc --only-current`) the log says so and stops.
+///
+/// --stats PATH: for each version of one model file, how much it changed from its parent: the
+/// relative L2 change of the whole model (‖Δ‖ / ‖old‖ over its float tensors), how many tensors
+/// changed, the most changed tensor, NaN/Inf values. --html FILE draws the same as one row per
+/// version (a small heat map each: tensor kinds down, layers across). Both read the versions'
+/// data from the local store.
 #[derive(Args, Debug)]
 pub struct LogArgs {
     /// Data files, manifests, directories or quoted globs; default: every file.
@@ -31,6 +37,15 @@ pub struct LogArgs {
     /// One line per version: its short id and the first line of its message.
     #[arg(long, conflicts_with = "json")]
     pub oneline: bool,
+    /// For one model file: how much each version changed from its parent.
+    #[arg(long, conflicts_with = "oneline")]
+    pub stats: bool,
+    /// Write an HTML report of the file's history (implies --stats) to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "oneline")]
+    pub html: Option<PathBuf>,
+    /// With --stats: only tensors whose names match GLOB (`*` matches across dots).
+    #[arg(long, value_name = "GLOB")]
+    pub tensor: Option<String>,
 }
 
 /// `2026-05-01T10:00:00Z` → `2026-05-01 10:00:00 UTC`; other forms are shown as they are.
@@ -53,6 +68,12 @@ pub fn run(ctx: &Ctx, a: LogArgs) -> Result<ExitCode> {
     let sel = repo.select(&ctx.cwd, &a.files)?;
     let single = sel.is_single_file();
     let targets = repo.targets(&sel)?;
+    if a.stats || a.html.is_some() {
+        return run_stats(&repo, &targets, &a);
+    }
+    if a.tensor.is_some() {
+        anyhow::bail!("--tensor goes with --stats or --html");
+    }
     let mut all = std::collections::BTreeMap::new();
     let mut unreadable = false;
     let mut shown = 0;
@@ -192,6 +213,78 @@ fn print_unit(versions: &[nshard_core::DirVersion]) -> Result<()> {
                 v.version.short()
             ),
         }
+    }
+    Ok(())
+}
+
+/// `log --stats` / `--html` of one model file.
+fn run_stats(repo: &Repo, targets: &[Target], a: &LogArgs) -> Result<ExitCode> {
+    let [Target::File(path)] = targets else {
+        anyhow::bail!("--stats and --html follow one model file's history: name exactly one file");
+    };
+    let glob = a
+        .tensor
+        .as_deref()
+        .map(TensorGlob::new)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let versions = repo.log_stats(path, glob.as_ref())?;
+    if let Some(file) = &a.html {
+        let html = crate::report::log_report(path.as_str(), &versions);
+        nshard_core::backend::write_atomic(file, html.as_bytes())?;
+        eprintln!("wrote {}", file.display());
+    }
+    if a.json {
+        print_json(&versions)?;
+    } else if a.stats || a.html.is_none() {
+        print_version_stats(&versions)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_version_stats(versions: &[VersionChange]) -> Result<()> {
+    out!(
+        "  {:<12}  {:>10}  {:>8}  {:<24}  most changed tensor",
+        "version",
+        "rel_l2",
+        "changed",
+        "message"
+    );
+    for v in versions {
+        let msg: String = nshard_core::escape_path(first_line(&v.message))
+            .chars()
+            .take(24)
+            .collect();
+        let (rel, changed, most) = match &v.unavailable {
+            Some(why) => ("-".to_string(), "-".to_string(), format!("({why})")),
+            None => {
+                let mut most = v
+                    .most_changed
+                    .as_ref()
+                    .map(|m| {
+                        let r = m
+                            .rel_l2
+                            .map(|r| format!("{r:.3e}"))
+                            .unwrap_or_else(|| format!("old norm 0, l2 {:.2e}", m.l2));
+                        format!("{} ({r})", m.name)
+                    })
+                    .unwrap_or_else(|| "-".into());
+                if v.non_finite > 0 {
+                    most += &format!("  !! {} NaN/Inf", v.non_finite);
+                }
+                (
+                    v.rel_l2
+                        .map(|r| format!("{r:.3e}"))
+                        .unwrap_or_else(|| "-".into()),
+                    format!("{}/{}", v.changed_tensors, v.tensors_total),
+                    most,
+                )
+            }
+        };
+        out!(
+            "  {:<12}  {rel:>10}  {changed:>8}  {msg:<24}  {most}",
+            v.version.short()
+        );
     }
     Ok(())
 }

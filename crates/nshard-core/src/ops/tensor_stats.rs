@@ -1,0 +1,470 @@
+//! How much each tensor changed between two versions (`nshard diff --stats`, `log --stats`).
+//!
+//! For a float tensor (bf16, fp16, fp32, fp64, fp8 e4m3/e5m2) both versions' bytes are streamed
+//! side by side in windows and every element pair is compared: `changed_elements` counts pairs
+//! whose bits differ; `l2` = ‖new − old‖, `rel_l2` = ‖new − old‖ / ‖old‖ (none when ‖old‖ is 0)
+//! and `max_abs` = max |new − old| are computed in f64 over the pairs where both values are
+//! finite; `non_finite` counts the new side's NaN and ±Inf values. A quantized GGUF tensor is
+//! compared block by block (`changed_blocks` of `blocks`): its values are not decoded.
+//!
+//! Memory is bounded by the window (two buffers of [`WINDOW`] bytes) plus what the sources cache
+//! (one chunk each for a stored version), whatever the tensor's size.
+
+use std::io;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+
+use crate::formats::Source;
+use crate::manifest::TensorEntry;
+
+/// Bytes read from each side at a time.
+const WINDOW: usize = 1 << 20;
+
+/// Figures for a float tensor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FloatStats {
+    /// Elements whose bits differ.
+    pub changed_elements: u64,
+    /// Elements in the tensor.
+    pub elements: u64,
+    /// ‖new − old‖ / ‖old‖ over the pairs where both are finite; `None` when ‖old‖ is 0.
+    pub rel_l2: Option<f64>,
+    /// ‖new − old‖ over the pairs where both are finite.
+    pub l2: f64,
+    /// The largest |new − old| over the pairs where both are finite.
+    pub max_abs: f64,
+    /// NaN and ±Inf values in the new version.
+    pub non_finite: u64,
+    /// ‖old‖² over the pairs where both are finite (for whole-model figures).
+    #[serde(skip)]
+    pub old_sq: f64,
+    /// ‖new‖² over the pairs where both are finite.
+    #[serde(skip)]
+    pub new_sq: f64,
+    /// Whether every pair was finite (then `old_sq` and `new_sq` are the sides' whole norms).
+    #[serde(skip)]
+    pub all_finite: bool,
+}
+
+/// Figures for a quantized tensor: changed blocks only, its values are not decoded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BlockStats {
+    /// Blocks whose bytes differ.
+    pub changed_blocks: u64,
+    /// Blocks in the tensor.
+    pub blocks: u64,
+    /// Elements per block.
+    pub block_elements: u64,
+}
+
+/// How much one tensor changed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum TensorStats {
+    /// A float tensor.
+    Float(FloatStats),
+    /// A quantized tensor.
+    Blocks(BlockStats),
+}
+
+impl TensorStats {
+    /// The figure tables are sorted by, largest first: `rel_l2`, or for a tensor whose old norm
+    /// is 0 its `l2`, or for a quantized one its share of changed blocks. Non-finite values
+    /// sort above everything.
+    pub fn rank(&self) -> f64 {
+        match self {
+            TensorStats::Float(f) if f.non_finite > 0 => f64::INFINITY,
+            TensorStats::Float(f) => f.rel_l2.unwrap_or(f.l2),
+            TensorStats::Blocks(b) if b.blocks == 0 => 0.0,
+            TensorStats::Blocks(b) => b.changed_blocks as f64 / b.blocks as f64,
+        }
+    }
+}
+
+/// Element types whose values are decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Elem {
+    Bf16,
+    F16,
+    F32,
+    F64,
+    F8E4M3,
+    F8E5M2,
+}
+
+impl Elem {
+    fn of(dtype: &str) -> Option<Self> {
+        Some(match dtype {
+            "BF16" => Elem::Bf16,
+            "F16" => Elem::F16,
+            "F32" => Elem::F32,
+            "F64" => Elem::F64,
+            "F8_E4M3" => Elem::F8E4M3,
+            "F8_E5M2" => Elem::F8E5M2,
+            _ => return None,
+        })
+    }
+
+    fn width(self) -> usize {
+        match self {
+            Elem::F8E4M3 | Elem::F8E5M2 => 1,
+            Elem::Bf16 | Elem::F16 => 2,
+            Elem::F32 => 4,
+            Elem::F64 => 8,
+        }
+    }
+}
+
+/// Whether figures can be computed for tensors of `dtype`.
+pub fn has_stats(dtype: &str) -> bool {
+    Elem::of(dtype).is_some() || quantized(dtype).is_some()
+}
+
+/// A quantized GGUF type's (elements, bytes) per block.
+fn quantized(dtype: &str) -> Option<(u64, u64)> {
+    crate::formats::gguf::ggml_type_by_name(dtype).filter(|(elems, _)| *elems > 1)
+}
+
+/// IEEE half to f64.
+fn f16_value(h: u16) -> f64 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = i32::from((h >> 10) & 0x1f);
+    let mant = f64::from(h & 0x3ff);
+    sign * match exp {
+        0 => mant * 2f64.powi(-24),
+        31 if mant == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        _ => (1.0 + mant / 1024.0) * 2f64.powi(exp - 15),
+    }
+}
+
+/// Every half's value, built once (512 KiB).
+fn f16_table() -> &'static [f64] {
+    static T: OnceLock<Vec<f64>> = OnceLock::new();
+    T.get_or_init(|| (0..=u16::MAX).map(f16_value).collect())
+}
+
+/// fp8 e4m3 (the "fn" variant of safetensors and PyTorch: no infinities, NaN at S.1111.111).
+fn f8_e4m3_value(b: u8) -> f64 {
+    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
+    let exp = i32::from((b >> 3) & 0xf);
+    let mant = f64::from(b & 7);
+    sign * match exp {
+        0 => mant / 8.0 * 2f64.powi(-6),
+        15 if mant == 7.0 => f64::NAN,
+        _ => (1.0 + mant / 8.0) * 2f64.powi(exp - 7),
+    }
+}
+
+/// fp8 e5m2 (IEEE-like: infinities and NaNs at exponent 31).
+fn f8_e5m2_value(b: u8) -> f64 {
+    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
+    let exp = i32::from((b >> 2) & 0x1f);
+    let mant = f64::from(b & 3);
+    sign * match exp {
+        0 => mant / 4.0 * 2f64.powi(-14),
+        31 if mant == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        _ => (1.0 + mant / 4.0) * 2f64.powi(exp - 15),
+    }
+}
+
+/// Running sums for one tensor; each window is summed on its own first, then added (better
+/// accuracy than one running sum over hundreds of millions of elements).
+#[derive(Default)]
+struct Acc {
+    changed: u64,
+    elements: u64,
+    diff_sq: f64,
+    old_sq: f64,
+    new_sq: f64,
+    max_abs: f64,
+    non_finite: u64,
+    excluded: u64,
+}
+
+impl Acc {
+    /// Adds the pairs of one window: raw bits and values of each element.
+    fn window(&mut self, pairs: impl Iterator<Item = ((u64, f64), (u64, f64))>) {
+        let (mut d2, mut o2, mut n2) = (0.0f64, 0.0f64, 0.0f64);
+        for ((ab, a), (bb, b)) in pairs {
+            self.elements += 1;
+            self.changed += u64::from(ab != bb);
+            if !b.is_finite() {
+                self.non_finite += 1;
+            }
+            if !a.is_finite() || !b.is_finite() {
+                self.excluded += 1;
+            } else {
+                let d = b - a;
+                d2 += d * d;
+                o2 += a * a;
+                n2 += b * b;
+                self.max_abs = self.max_abs.max(d.abs());
+            }
+        }
+        self.diff_sq += d2;
+        self.old_sq += o2;
+        self.new_sq += n2;
+    }
+
+    fn finish(self) -> FloatStats {
+        let l2 = self.diff_sq.sqrt();
+        FloatStats {
+            changed_elements: self.changed,
+            elements: self.elements,
+            rel_l2: (self.old_sq > 0.0).then(|| l2 / self.old_sq.sqrt()),
+            l2,
+            max_abs: self.max_abs,
+            non_finite: self.non_finite,
+            old_sq: self.old_sq,
+            new_sq: self.new_sq,
+            all_finite: self.excluded == 0,
+        }
+    }
+}
+
+/// Decodes the elements of `buf`: (bits, value) each.
+fn decode(e: Elem, buf: &[u8]) -> impl Iterator<Item = (u64, f64)> + '_ {
+    let half = f16_table();
+    buf.chunks_exact(e.width()).map(move |c| match e {
+        Elem::Bf16 => {
+            let bits = u16::from_le_bytes([c[0], c[1]]);
+            (
+                u64::from(bits),
+                f64::from(f32::from_bits(u32::from(bits) << 16)),
+            )
+        }
+        Elem::F16 => {
+            let bits = u16::from_le_bytes([c[0], c[1]]);
+            (u64::from(bits), half[usize::from(bits)])
+        }
+        Elem::F32 => {
+            let bits = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            (u64::from(bits), f64::from(f32::from_bits(bits)))
+        }
+        Elem::F64 => {
+            let bits = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            (bits, f64::from_bits(bits))
+        }
+        Elem::F8E4M3 => (u64::from(c[0]), f8_e4m3_value(c[0])),
+        Elem::F8E5M2 => (u64::from(c[0]), f8_e5m2_value(c[0])),
+    })
+}
+
+/// Calls `each` with successive windows of `size` bytes from `offset` in both sources, windows a
+/// multiple of `unit` bytes long.
+fn windows(
+    (old, old_at): (&mut dyn Source, u64),
+    (new, new_at): (&mut dyn Source, u64),
+    size: u64,
+    unit: usize,
+    mut each: impl FnMut(&[u8], &[u8]),
+) -> io::Result<()> {
+    let step = (WINDOW / unit).max(1) * unit;
+    let first = usize::try_from(size).unwrap_or(usize::MAX).min(step);
+    let (mut a, mut b) = (vec![0u8; first], vec![0u8; first]);
+    let mut done = 0u64;
+    while done < size {
+        let n = usize::try_from(size - done).unwrap_or(usize::MAX).min(step);
+        old.read_at(old_at + done, &mut a[..n])?;
+        new.read_at(new_at + done, &mut b[..n])?;
+        each(&a[..n], &b[..n]);
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// How much tensor `n` of the new side differs from tensor `o` of the old side (same dtype and
+/// size). `None` for a dtype without figures.
+pub(crate) fn compare(
+    old: &mut dyn Source,
+    o: &TensorEntry,
+    new: &mut dyn Source,
+    n: &TensorEntry,
+) -> io::Result<Option<TensorStats>> {
+    if o.size != n.size || o.dtype != n.dtype {
+        return Ok(None);
+    }
+    if let Some(e) = Elem::of(&n.dtype) {
+        let mut acc = Acc::default();
+        windows(
+            (old, o.offset),
+            (new, n.offset),
+            n.size,
+            e.width(),
+            |a, b| acc.window(decode(e, a).zip(decode(e, b))),
+        )?;
+        return Ok(Some(TensorStats::Float(acc.finish())));
+    }
+    let Some((block_elements, block_bytes)) = quantized(&n.dtype) else {
+        return Ok(None);
+    };
+    let bb = block_bytes as usize;
+    let mut changed_blocks = 0;
+    windows((old, o.offset), (new, n.offset), n.size, bb, |a, b| {
+        changed_blocks += a
+            .chunks(bb)
+            .zip(b.chunks(bb))
+            .filter(|(x, y)| x != y)
+            .count() as u64;
+    })?;
+    Ok(Some(TensorStats::Blocks(BlockStats {
+        changed_blocks,
+        blocks: n.size.div_ceil(block_bytes),
+        block_elements,
+    })))
+}
+
+/// ‖t‖² over the finite elements of a float tensor (`None` for other dtypes): the old-side norm
+/// of a tensor that did not change, for whole-model figures.
+pub(crate) fn sum_sq(src: &mut dyn Source, t: &TensorEntry) -> io::Result<Option<f64>> {
+    let Some(e) = Elem::of(&t.dtype) else {
+        return Ok(None);
+    };
+    let step = (WINDOW / e.width()) * e.width();
+    let mut buf = vec![0u8; usize::try_from(t.size).unwrap_or(usize::MAX).min(step)];
+    let (mut total, mut done) = (0.0f64, 0u64);
+    while done < t.size {
+        let n = usize::try_from(t.size - done)
+            .unwrap_or(usize::MAX)
+            .min(step);
+        src.read_at(t.offset + done, &mut buf[..n])?;
+        total += decode(e, &buf[..n])
+            .map(|(_, v)| if v.is_finite() { v * v } else { 0.0 })
+            .sum::<f64>();
+        done += n as u64;
+    }
+    Ok(Some(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::ObjectId;
+
+    fn entry(dtype: &str, offset: u64, size: u64) -> TensorEntry {
+        TensorEntry {
+            name: "t".into(),
+            dtype: dtype.into(),
+            shape: vec![size],
+            offset,
+            size,
+            sha256: ObjectId::of(b""),
+            digest: Default::default(),
+        }
+    }
+
+    fn f32s(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn f32_figures_and_non_finite_values() {
+        let old = f32s(&[3.0, 4.0, 1.0, 2.0, 0.0]);
+        let new = f32s(&[3.0, 4.0, 1.5, f32::NAN, 0.0]);
+        let (o, n) = (entry("F32", 0, 20), entry("F32", 0, 20));
+        let s = compare(&mut old.as_slice(), &o, &mut new.as_slice(), &n)
+            .expect("reads")
+            .expect("figures");
+        let TensorStats::Float(f) = s else {
+            panic!("float")
+        };
+        assert_eq!((f.changed_elements, f.elements, f.non_finite), (2, 5, 1));
+        // Finite pairs: old (3, 4, 1, 0) has norm sqrt(26); the difference is 0.5.
+        assert!((f.rel_l2.expect("ok") - 0.5 / 26f64.sqrt()).abs() < 1e-12);
+        assert_eq!((f.l2, f.max_abs), (0.5, 0.5));
+        assert_eq!(s_rank(&TensorStats::Float(f)), f64::INFINITY);
+    }
+
+    fn s_rank(s: &TensorStats) -> f64 {
+        s.rank()
+    }
+
+    #[test]
+    fn zero_old_norm_gives_no_relative_change() {
+        let old = vec![0u8; 8];
+        let new: Vec<u8> = [1.0f32, -2.0]
+            .iter()
+            .flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes())
+            .chain([0, 0, 0, 0])
+            .collect();
+        let (o, n) = (entry("BF16", 0, 8), entry("BF16", 0, 8));
+        let s = compare(&mut old.as_slice(), &o, &mut new.as_slice(), &n)
+            .expect("reads")
+            .expect("figures");
+        let TensorStats::Float(f) = s else {
+            panic!("float")
+        };
+        assert_eq!(f.rel_l2, None);
+        assert!((f.l2 - 5f64.sqrt()).abs() < 1e-12);
+        assert_eq!((f.max_abs, f.changed_elements), (2.0, 2));
+    }
+
+    #[test]
+    fn small_float_formats_decode() {
+        assert_eq!(f16_value(0x3c00), 1.0);
+        assert_eq!(f16_value(0xc000), -2.0);
+        assert_eq!(f16_value(0x0001), 2f64.powi(-24));
+        assert!(f16_value(0x7c00).is_infinite() && f16_value(0x7e00).is_nan());
+        assert_eq!(f8_e4m3_value(0x38), 1.0);
+        assert_eq!(f8_e4m3_value(0x7e), 448.0);
+        assert!(f8_e4m3_value(0x7f).is_nan());
+        assert_eq!(f8_e5m2_value(0x3c), 1.0);
+        assert_eq!(f8_e5m2_value(0x7b), 57344.0);
+        assert!(f8_e5m2_value(0x7c).is_infinite() && f8_e5m2_value(0x7d).is_nan());
+    }
+
+    #[test]
+    fn quantized_tensors_count_changed_blocks() {
+        // Q8_0: 32 elements in 34 bytes; three blocks, the middle one changed.
+        let old = vec![0u8; 102];
+        let mut new = old.clone();
+        new[40] = 1;
+        let (o, n) = (entry("Q8_0", 0, 102), entry("Q8_0", 0, 102));
+        let s = compare(&mut old.as_slice(), &o, &mut new.as_slice(), &n).expect("ok");
+        assert_eq!(
+            s,
+            Some(TensorStats::Blocks(BlockStats {
+                changed_blocks: 1,
+                blocks: 3,
+                block_elements: 32
+            }))
+        );
+        assert_eq!(
+            compare(
+                &mut old.as_slice(),
+                &entry("I32", 0, 100),
+                &mut new.as_slice(),
+                &entry("I32", 0, 100)
+            )
+            .expect("ok"),
+            None
+        );
+    }
+
+    #[test]
+    fn windows_cover_tensors_larger_than_a_window() {
+        let n = WINDOW / 4 * 3 + 5;
+        let old: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let mut new = old.clone();
+        new[n - 1] += 1.0;
+        new[0] = -1.0;
+        let (ob, nb) = (f32s(&old), f32s(&new));
+        let (o, t) = (
+            entry("F32", 0, ob.len() as u64),
+            entry("F32", 0, nb.len() as u64),
+        );
+        let Some(TensorStats::Float(f)) =
+            compare(&mut ob.as_slice(), &o, &mut nb.as_slice(), &t).expect("ok")
+        else {
+            panic!("float")
+        };
+        assert_eq!((f.changed_elements, f.elements), (2, n as u64));
+        assert_eq!(f.max_abs, 1.0);
+        let sq = sum_sq(&mut ob.as_slice(), &o).expect("ok").expect("ok");
+        assert!((sq - f.old_sq).abs() <= 1e-9 * sq);
+    }
+}
