@@ -33,7 +33,9 @@ pub fn hint(e: &Error) -> Option<String> {
             RepoError::HistoryUnreadable { .. } => {
                 "run `nshard verify`, or `nshard gc --only-current` to keep only the current versions".into()
             }
-            RepoError::ChunksMissing { .. } => "run `nshard pull` first".into(),
+            RepoError::ChunksMissing { .. } => {
+                "run `nshard pull` first (`nshard pull --all-versions` for older versions)".into()
+            }
             RepoError::NotTracked { path, reason } => {
                 let p = path.display();
                 match reason {

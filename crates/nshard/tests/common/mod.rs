@@ -4,6 +4,7 @@
 pub mod checkpoints;
 pub mod failpoints;
 pub mod proxy;
+pub mod python;
 pub mod s3;
 pub mod serve;
 pub mod wire;
