@@ -500,3 +500,91 @@ fn html_reports_refuse_what_they_cannot_draw() {
     let err = repo.fails(&["diff", "--stats", "--tensor", "[", "data.bin"]);
     assert!(err.contains("invalid tensor pattern"), "{err}");
 }
+
+/// Peak resident memory of `nshard ARGS` in `dir` (the child's `ru_maxrss`, read by Python's
+/// `resource` module after it exits), in bytes.
+fn peak_rss_of(dir: &Path, args: &[&str]) -> u64 {
+    let code = "import resource, subprocess, sys\n\
+                r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n\
+                assert r.returncode == 0, r.returncode\n\
+                print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
+    let out = Command::new(python())
+        .current_dir(dir)
+        .env(
+            "XDG_CONFIG_HOME",
+            std::env::temp_dir().join("nshard-tests-no-user-config"),
+        )
+        .args(["-c", code, env!("CARGO_BIN_EXE_nshard")])
+        .args(args)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "nshard {args:?} under the RSS probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kib: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("ru_maxrss");
+    kib * 1024
+}
+
+#[test]
+fn stats_stream_both_versions_in_bounded_memory() {
+    // Two versions of a 128 MiB bf16 file (16 tensors of 4 M elements), every weight moved: the
+    // figures read all of both, yet hold only a window of each at a time.
+    let repo = TestRepo::new();
+    let write = |seed: u32| {
+        let code = "import numpy as np, json, struct, sys\n\
+                    rng = np.random.default_rng(1)\n\
+                    n, k = 4 << 20, 16\n\
+                    base = rng.integers(0x3c00, 0x3f80, size=n, dtype=np.uint16)\n\
+                    h = {f'model.layers.{i}.mlp.weight': {'dtype': 'BF16', 'shape': [n], 'data_offsets': [2*n*i, 2*n*(i+1)]} for i in range(k)}\n\
+                    hb = json.dumps(h).encode(); hb += b' ' * ((8 - len(hb) % 8) % 8)\n\
+                    step = int(sys.argv[2])\n\
+                    with open(sys.argv[1], 'wb') as f:\n\
+                    \x20   f.write(struct.pack('<Q', len(hb)) + hb)\n\
+                    \x20   for i in range(k):\n\
+                    \x20       f.write((base + np.uint16(step * (i + 1))).tobytes())";
+        let st = Command::new(python())
+            .args(["-c", code])
+            .arg(repo.join("big.safetensors"))
+            .arg(seed.to_string())
+            .status()
+            .expect("python");
+        assert!(st.success());
+    };
+    let config = repo.join(".shard/config.toml");
+    let mut c = std::fs::read_to_string(&config).expect("config");
+    c.insert_str(0, "delta = false\n");
+    std::fs::write(&config, c).expect("config");
+    write(0);
+    repo.ok(&["track", "big.safetensors"]);
+    repo.ok(&["commit", "-m", "one"]);
+    write(1);
+    repo.ok(&["commit", "-m", "two"]);
+    let v = version_of(&repo, "big.safetensors");
+    let peak = peak_rss_of(
+        repo.path(),
+        &["diff", "--stats", "--json", "--to", &v, "big.safetensors"],
+    );
+    eprintln!(
+        "diff --stats of two 128 MiB versions: peak RSS {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak < 200 << 20,
+        "diff --stats of two 128 MiB versions peaked at {} MiB",
+        peak >> 20
+    );
+    let d = repo.json(&["diff", "--stats", "--to", &v, "big.safetensors"]);
+    let entries = d["tensors"]["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 16);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["changed_elements"] == 4 << 20
+                && e["rel_l2"].as_f64().is_some_and(|r| r > 0.0))
+    );
+}
