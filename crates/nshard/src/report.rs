@@ -16,7 +16,7 @@ const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}\
 .meta{color:#555;margin:2px 0}.flag{color:#b00000;font-weight:bold}\
 table{border-collapse:collapse;font-size:13px}th,td{padding:3px 8px;border-bottom:1px solid #e4e4e4;text-align:left}\
-th{cursor:pointer;background:#f6f6f6;position:sticky;top:0}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+th{cursor:pointer;background:#f6f6f6;position:sticky;top:0}td.d{white-space:nowrap}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
 svg text{font:11px system-ui,sans-serif;fill:#333}.scroll{overflow-x:auto}\
 .version{margin:16px 0 4px;font-weight:600}code{font-size:12px}";
 
@@ -363,6 +363,10 @@ fn rank(e: &TensorChange) -> f64 {
 
 /// The heat map (or bars) of one set of tensors.
 fn picture(tensors: &[&TensorChange], scale: Scale, id: &str, small: bool) -> String {
+    // Columns in the order the file holds the tensors (the same in every version).
+    let mut tensors = tensors.to_vec();
+    tensors.sort_by_key(|e| e.index);
+    let tensors = &tensors[..];
     let mut rows: BTreeMap<(String, u64), usize> = BTreeMap::new();
     let mut cols: Vec<String> = Vec::new();
     let mut placed = Vec::new();
@@ -619,7 +623,7 @@ pub fn log_report(path: &str, versions: &[VersionChange]) -> String {
             .unwrap_or_default();
         let _ = write!(
             body,
-            "<tr><td data-v=\"{id}\"><code>{id}</code></td><td data-v=\"{ts}\">{ts}</td><td data-v=\"{m}\">{m}</td>\
+            "<tr><td data-v=\"{id}\"><code>{id}</code></td><td class=\"d\" data-v=\"{ts}\">{ts}</td><td data-v=\"{m}\">{m}</td>\
 <td class=\"n\" data-v=\"{}\">{}</td><td class=\"n\" data-v=\"{}\">{} of {}</td><td data-v=\"{mc}\">{mc}</td>\
 <td class=\"n{}\" data-v=\"{nf}\">{nf}</td></tr>",
             v.rel_l2.unwrap_or(-1.0),

@@ -137,6 +137,9 @@ pub struct TensorChange {
     /// Why a changed tensor has no figures (with `stats`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats_note: Option<String>,
+    /// Its position in its side's file (the new side's; the old side's for a removed tensor).
+    #[serde(skip)]
+    pub index: usize,
 }
 
 /// Tensor-level changes.
@@ -554,8 +557,9 @@ pub(super) fn tensor_diff(
         ..TensorDiff::default()
     };
     let (mut changed, mut retyped, mut added) = (Vec::new(), Vec::new(), Vec::new());
-    for t in new {
+    for (index, t) in new.iter().enumerate() {
         let entry = |change, o: Option<&TensorEntry>| TensorChange {
+            index,
             name: t.name.clone(),
             change,
             from_dtype: o.map(|o| o.dtype.clone()),
@@ -594,11 +598,13 @@ pub(super) fn tensor_diff(
     }
     let removed = old
         .iter()
-        .filter(|o| !new_names.contains(o.name.as_str()))
-        .map(|o| {
+        .enumerate()
+        .filter(|(_, o)| !new_names.contains(o.name.as_str()))
+        .map(|(index, o)| {
             d.removed += 1;
             d.removed_bytes += o.size;
             TensorChange {
+                index,
                 name: o.name.clone(),
                 change: TensorChangeKind::Removed,
                 from_dtype: Some(o.dtype.clone()),
