@@ -167,7 +167,12 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
         }
         match d {
             Ok(d) if a.json => diffs.push(d),
-            Ok(Diff::File(d)) => print_diff(&d)?,
+            Ok(Diff::File(d)) => {
+                print_diff(&d)?;
+                if let Some(g) = &a.tensor {
+                    out!("(only tensors matching {g:?} are listed)");
+                }
+            }
             Ok(Diff::Unit(st)) => super::dirs::print_status(&st, usize::MAX)?,
             Err(e) if single => return Err(e.into()),
             Err(e) => {
