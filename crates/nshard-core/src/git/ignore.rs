@@ -65,13 +65,14 @@ impl Repo {
             Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(Error::io("reading", path)(e)),
         };
-        // Files and units whose manifests git versions stay ignored whatever the config says (a
-        // clone whose owner committed only the manifests, an entry untracked later): a line that
-        // keeps their data out of git is never dropped.
+        // Files and units whose manifests git versions, or that have a manifest in the work tree
+        // git would add, stay ignored whatever the config says (a clone whose owner committed only
+        // the manifests, an entry untracked later): a line that keeps their data out of git is
+        // never dropped while its manifest is there (`nshard rm --cached` removes both).
         let mut units = self.config().dirs.clone();
         let mut files = Vec::new();
         let in_git = if self.is_git_repo() {
-            self.git_tree()?.manifests_in_index()?
+            self.git_tree()?.manifests_in_index_or_worktree()?
         } else {
             Vec::new()
         };

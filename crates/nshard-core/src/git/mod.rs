@@ -114,11 +114,20 @@ impl GitTree {
         Ok(!self.run(&["ls-files", "-z", "--", &spec])?.is_empty())
     }
 
-    /// The manifests (`*.shard.json`) in the index, relative to the NeuroShard root: the files git
-    /// versions with NeuroShard, whatever the config tracks.
-    pub fn manifests_in_index(&self) -> Result<Vec<String>> {
+    /// The manifests in the index, and those in the work tree that git does not ignore (written
+    /// but not yet added): the files versioned with NeuroShard as far as `git add -A` can see,
+    /// whatever the config tracks. Relative to the NeuroShard root.
+    pub fn manifests_in_index_or_worktree(&self) -> Result<Vec<String>> {
         let spec = format!(":(top){}*.shard.json", self.prefix);
-        let out = self.run(&["ls-files", "-z", "--", &spec])?;
+        let out = self.run(&[
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "--",
+            &spec,
+        ])?;
         Ok(self.under_root(&out))
     }
 

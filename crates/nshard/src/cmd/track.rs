@@ -92,6 +92,22 @@ pub fn run_untrack(ctx: &Ctx, a: UntrackArgs) -> Result<ExitCode> {
     let mut repo = ctx.repo()?;
     let changes = repo.untrack(&ctx.cwd, &a.paths)?;
     print(&changes, a.json)?;
+    // A committed file keeps its manifest, so its data stays out of git (`.gitignore` keeps its
+    // line while the manifest is there).
+    if !a.json {
+        for c in &changes {
+            if let TrackChange::Removed { entry } = c {
+                let p = repo
+                    .root()
+                    .join(format!("{entry}{}", nshard_core::format::MANIFEST_SUFFIX));
+                if p.is_file() {
+                    per_file!(
+                        "{entry} keeps its manifest, so its data stays out of git; `nshard rm --cached {entry}` stops versioning it"
+                    );
+                }
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
