@@ -27,6 +27,9 @@ pub struct Cli {
     /// Quiet: no progress bars and no per-file lines (summaries and errors still print).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Colour the output: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: output::ColorWhen,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -116,13 +119,18 @@ fn report(e: anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "error: {}", output::inert(&e.to_string()));
+    let _ = write!(
+        err,
+        "{} {}",
+        output::Paint::Bad.err("error:"),
+        output::inert(&e.to_string())
+    );
     for cause in e.chain().skip(1) {
         let _ = write!(err, "\n  caused by: {}", output::inert(&cause.to_string()));
     }
     let _ = writeln!(err);
     if let Some(h) = hints::hint_chain(&e) {
-        let _ = writeln!(err, "hint: {h}");
+        let _ = writeln!(err, "{} {h}", output::Paint::Hint.err("hint:"));
     }
     ExitCode::FAILURE
 }

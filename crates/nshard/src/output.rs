@@ -34,6 +34,7 @@ impl Ctx {
             None => here,
         };
         QUIET.store(cli.quiet, Ordering::Relaxed);
+        set_color(cli.color);
         Ok(Self {
             cwd,
             quiet: cli.quiet,
@@ -128,6 +129,88 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// When to colour output (`--color`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless `NO_COLOR` is set (or `TERM` is `dumb`).
+    #[default]
+    Auto,
+    /// Always, even into a pipe or file.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Whether stdout (bit 0) and stderr (bit 1) are coloured; set once by [`Ctx::new`].
+static COLOR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+fn set_color(when: ColorWhen) {
+    use std::io::IsTerminal;
+    let auto_ok = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+    let bits = match when {
+        ColorWhen::Never => 0,
+        ColorWhen::Always => 3,
+        ColorWhen::Auto if !auto_ok => 0,
+        ColorWhen::Auto => {
+            u8::from(std::io::stdout().is_terminal())
+                | (u8::from(std::io::stderr().is_terminal()) << 1)
+        }
+    };
+    COLOR.store(bits, Ordering::Relaxed);
+}
+
+/// Colours of the output.
+#[derive(Clone, Copy)]
+pub enum Paint {
+    /// Errors, and states that need action (missing data, conflicts, invalid manifests).
+    Bad,
+    /// Warnings, and states that differ from what was committed.
+    Warn,
+    /// New things.
+    Good,
+    /// Hints.
+    Hint,
+}
+
+impl Paint {
+    fn code(self) -> &'static str {
+        match self {
+            Paint::Bad => "\x1b[1;31m",
+            Paint::Warn => "\x1b[33m",
+            Paint::Good => "\x1b[32m",
+            Paint::Hint => "\x1b[36m",
+        }
+    }
+
+    /// `text` in this colour, when stdout is coloured.
+    pub fn out(self, text: &str) -> String {
+        self.paint(text, 1)
+    }
+
+    /// `text` in this colour, when stderr is coloured.
+    pub fn err(self, text: &str) -> String {
+        self.paint(text, 2)
+    }
+
+    fn paint(self, text: &str, bit: u8) -> String {
+        if COLOR.load(Ordering::Relaxed) & bit == 0 {
+            return text.to_string();
+        }
+        format!("{}{text}\x1b[0m", self.code())
+    }
+}
+
+/// `error: MESSAGE` on stderr (coloured on a terminal).
+pub fn error_line(msg: &str) {
+    eprintln!("{} {msg}", Paint::Bad.err("error:"));
+}
+
+/// `hint: MESSAGE` on stderr.
+pub fn hint_line(msg: &str) {
+    eprintln!("{} {msg}", Paint::Hint.err("hint:"));
+}
+
 /// Prints a per-file error to stderr, and what to do about it.
 pub fn file_error(path: &impl std::fmt::Display, e: &nshard_core::Error) {
     // Errors that name the file already are not prefixed with it a second time.
@@ -137,9 +220,9 @@ pub fn file_error(path: &impl std::fmt::Display, e: &nshard_core::Error) {
     } else {
         format!("{p}: {m}")
     };
-    eprintln!("error: {}", inert(&line));
+    error_line(&inert(&line));
     if let Some(h) = crate::hints::hint(e) {
-        eprintln!("hint: {h}");
+        hint_line(&h);
     }
 }
 

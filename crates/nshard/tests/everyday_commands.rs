@@ -267,3 +267,46 @@ fn doctor_reports_the_setup_and_what_is_wrong() {
         "{text}"
     );
 }
+
+/// Terminal manners (issue 23, case 9): `--color always` colours states and errors, `never` and a
+/// pipe (`auto`) do not, `NO_COLOR` turns `auto` off; the man page's synopsis names `-C`'s value.
+#[test]
+fn colour_follows_the_flag_and_no_color_and_the_man_synopsis_names_values() {
+    let repo = TestRepo::new();
+    repo.write("a.bin", &common::random_bytes(20_000, 1));
+    repo.ok(&["track", "a.bin"]);
+    repo.ok(&["commit", "-m", "one"]);
+    repo.write("a.bin", &common::random_bytes(20_000, 2));
+    let run = |args: &[&str], no_color: bool| {
+        let mut c = common::nshard(repo.path());
+        c.env_remove("NO_COLOR");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        }
+        c.args(args).output().expect("runs")
+    };
+    let always = run(&["--color", "always", "status"], false);
+    let text = String::from_utf8_lossy(&always.stdout);
+    assert!(text.contains("\x1b[33mmodified"), "{text:?}");
+    for (args, no_color) in [
+        (&["--color", "never", "status"][..], false),
+        (&["status"][..], false),
+        (&["--color", "auto", "status"][..], true),
+    ] {
+        let out = run(args, no_color);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("modified") && !text.contains('\x1b'),
+            "{args:?}: {text:?}"
+        );
+    }
+    let err = run(&["--color", "always", "checkout", "nope.bin"], false);
+    let text = String::from_utf8_lossy(&err.stderr);
+    assert!(text.starts_with("\x1b[1;31merror:"), "{text:?}");
+    let err = run(&["--color", "never", "checkout", "nope.bin"], false);
+    assert!(String::from_utf8_lossy(&err.stderr).starts_with("error: "));
+
+    let man = repo.ok(&["man"]);
+    assert!(man.contains("[\\fB\\-C\\fR \\fIDIR\\fR]"), "{man}");
+    assert!(!man.contains("[\\fB\\-C \\fR]"), "{man}");
+}

@@ -165,6 +165,10 @@ pub trait Source {
     fn size(&self) -> u64;
     /// Fills `buf` from `offset`.
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Up to `max` bytes from `offset`, without copying where the source holds them already (a
+    /// stored version returns the rest of the chunk it has loaded, which may be fewer); at least
+    /// one byte when `max` > 0 and `offset` is inside the file.
+    fn view(&mut self, offset: u64, max: usize) -> io::Result<&[u8]>;
 }
 
 impl Source for &[u8] {
@@ -184,18 +188,32 @@ impl Source for &[u8] {
             None => Err(io::ErrorKind::UnexpectedEof.into()),
         }
     }
+    fn view(&mut self, offset: u64, max: usize) -> io::Result<&[u8]> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let rest = self.get(start..).ok_or(io::ErrorKind::UnexpectedEof)?;
+        if rest.is_empty() && max > 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(&rest[..rest.len().min(max)])
+    }
 }
 
 /// An open file of a known size, read with positioned reads (the file position is not used).
 pub struct FileSource<'a> {
     file: &'a File,
     size: u64,
+    /// What [`Source::view`] returned last.
+    buf: Vec<u8>,
 }
 
 impl<'a> FileSource<'a> {
     /// `file`, which is `size` bytes long.
     pub fn new(file: &'a File, size: u64) -> Self {
-        Self { file, size }
+        Self {
+            file,
+            size,
+            buf: Vec::new(),
+        }
     }
 }
 
@@ -209,7 +227,22 @@ impl Source for FileSource<'_> {
         }
         crate::fsutil::read_exact_at(self.file, buf, offset)
     }
+    fn view(&mut self, offset: u64, max: usize) -> io::Result<&[u8]> {
+        let n = usize::try_from(self.size.saturating_sub(offset))
+            .unwrap_or(usize::MAX)
+            .min(max)
+            .min(VIEW_WINDOW);
+        if n == 0 && max > 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf.resize(n, 0);
+        crate::fsutil::read_exact_at(self.file, &mut self.buf, offset)?;
+        Ok(&self.buf)
+    }
 }
+
+/// The most [`FileSource::view`] reads at a time.
+const VIEW_WINDOW: usize = 4 << 20;
 
 /// Reads `len` bytes at `offset` into a new buffer, after checking that they are inside the file
 /// (so the allocation is never sized by a header alone).

@@ -435,6 +435,20 @@ impl Bytes<'_> {
         out
     }
 
+    /// The offsets of the chunks that start inside `offset..offset + size` (none for the working
+    /// file).
+    fn chunk_starts(&self, offset: u64, size: u64) -> impl Iterator<Item = u64> + '_ {
+        let chunks = match self {
+            Bytes::Stored(_, m) => &m.chunks[..],
+            Bytes::File(..) => &[],
+        };
+        let first = chunks.partition_point(|c| c.offset <= offset);
+        chunks[first..]
+            .iter()
+            .take_while(move |c| c.offset < offset + size)
+            .map(|c| c.offset)
+    }
+
     /// Names this side in errors.
     fn describe(&self, path: &RepoPath) -> std::path::PathBuf {
         match self {
@@ -492,16 +506,44 @@ impl Repo {
                 }));
             }
         }
-        let figures: Vec<Result<Option<TensorStats>>> = todo
+        // Tasks of one chunk of the new side each (a tensor is often one chunk, a large one
+        // many): both cores stay busy to the end, and each task's sources load each chunk once.
+        let mut tasks = Vec::new();
+        for (k, (_, _, n)) in todo.iter().enumerate() {
+            let unit = tensor_stats::unit_of(&n.dtype).unwrap_or(1).max(1);
+            let mut cuts: Vec<u64> = new
+                .chunk_starts(n.offset, n.size)
+                .map(|c| (c - n.offset) / unit * unit)
+                .filter(|c| *c > 0 && *c < n.size)
+                .collect();
+            cuts.dedup();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([n.size]) {
+                if c > at {
+                    tasks.push((k, at, c - at));
+                    at = c;
+                }
+            }
+        }
+        let parts: Vec<Result<Option<tensor_stats::Partial>>> = tasks
             .par_iter()
-            .map(|(_, o, n)| {
+            .map(|(k, at, len)| {
+                let (_, o, n) = todo[*k];
                 let (mut a, mut b) = (old.source(store), new.source(store));
-                tensor_stats::compare(&mut *a, o, &mut *b, n)
+                tensor_stats::compare_part(&mut *a, o, &mut *b, n, (*at, *len))
                     .map_err(|e| Error::io("reading", new.describe(path).join(&n.name))(e))
             })
             .collect();
-        for ((i, _, _), f) in todo.iter().zip(figures) {
-            d.entries[*i].stats = f?;
+        let mut merged: Vec<Option<tensor_stats::Partial>> = todo.iter().map(|_| None).collect();
+        for ((k, _, _), part) in tasks.iter().zip(parts) {
+            match (&mut merged[*k], part?) {
+                (Some(m), Some(p)) => m.merge(p),
+                (slot @ None, p) => *slot = p,
+                (Some(_), None) => {}
+            }
+        }
+        for ((i, _, n), m) in todo.iter().zip(merged) {
+            d.entries[*i].stats = m.and_then(|m| m.finish(n));
         }
         Ok(())
     }

@@ -186,7 +186,7 @@ fn f8_e5m2_value(b: u8) -> f64 {
 /// Running sums for one tensor; each window is summed on its own first, then added (better
 /// accuracy than one running sum over hundreds of millions of elements).
 #[derive(Default)]
-struct Acc {
+pub(crate) struct Acc {
     changed: u64,
     elements: u64,
     diff_sq: f64,
@@ -199,7 +199,7 @@ struct Acc {
 
 /// Lanes of independent sums in the element loop (more additions in flight; the compiler turns
 /// the branch-free body into vector code).
-const LANES: usize = 4;
+const LANES: usize = 8;
 
 /// An element type's decoder: `W` bytes to (bits, value).
 trait Decode<const W: usize>: Copy {
@@ -215,6 +215,7 @@ impl<const W: usize, F: Fn(&[u8]) -> (u64, f64) + Copy> Decode<W> for F {
 
 impl Acc {
     /// Adds the element pairs of one window (`a` old, `b` new, whole elements of `W` bytes).
+    /// Branch-free over fixed groups of [`LANES`] elements, so that it compiles to vector code.
     #[inline(always)]
     fn window<const W: usize>(&mut self, a: &[u8], b: &[u8], dec: impl Decode<W>) {
         let mut d2 = [0.0f64; LANES];
@@ -224,25 +225,25 @@ impl Acc {
         let mut changed = [0u64; LANES];
         let mut non_finite = [0u64; LANES];
         let mut excluded = [0u64; LANES];
-        let mut one = |l: usize, x: &[u8], y: &[u8]| {
-            let (xb, xv) = dec.get(x);
-            let (yb, yv) = dec.get(y);
-            changed[l] += u64::from(xb != yb);
-            non_finite[l] += u64::from(!yv.is_finite());
-            let both = xv.is_finite() & yv.is_finite();
-            excluded[l] += u64::from(!both);
-            let (xv, yv) = if both { (xv, yv) } else { (0.0, 0.0) };
-            let d = yv - xv;
-            d2[l] += d * d;
-            o2[l] += xv * xv;
-            n2[l] += yv * yv;
-            mx[l] = mx[l].max(d.abs());
-        };
         let step = W * LANES;
         let (mut xs, mut ys) = (a.chunks_exact(step), b.chunks_exact(step));
         for (x, y) in (&mut xs).zip(&mut ys) {
+            let x: &[u8] = &x[..step];
+            let y: &[u8] = &y[..step];
             for l in 0..LANES {
-                one(l, &x[l * W..(l + 1) * W], &y[l * W..(l + 1) * W]);
+                let (xb, xv) = dec.get(&x[l * W..l * W + W]);
+                let (yb, yv) = dec.get(&y[l * W..l * W + W]);
+                changed[l] += u64::from(xb != yb);
+                non_finite[l] += u64::from(!yv.is_finite());
+                let both = xv.is_finite() & yv.is_finite();
+                excluded[l] += u64::from(!both);
+                let xv = if both { xv } else { 0.0 };
+                let yv = if both { yv } else { 0.0 };
+                let d = yv - xv;
+                d2[l] += d * d;
+                o2[l] += xv * xv;
+                n2[l] += yv * yv;
+                mx[l] = if d.abs() > mx[l] { d.abs() } else { mx[l] };
             }
         }
         for (x, y) in xs
@@ -250,7 +251,19 @@ impl Acc {
             .chunks_exact(W)
             .zip(ys.remainder().chunks_exact(W))
         {
-            one(0, x, y);
+            let (xb, xv) = dec.get(x);
+            let (yb, yv) = dec.get(y);
+            changed[0] += u64::from(xb != yb);
+            non_finite[0] += u64::from(!yv.is_finite());
+            if xv.is_finite() && yv.is_finite() {
+                let d = yv - xv;
+                d2[0] += d * d;
+                o2[0] += xv * xv;
+                n2[0] += yv * yv;
+                mx[0] = mx[0].max(d.abs());
+            } else {
+                excluded[0] += 1;
+            }
         }
         self.elements += (a.len().min(b.len()) / W) as u64;
         self.changed += changed.iter().sum::<u64>();
@@ -346,8 +359,9 @@ fn decode(e: Elem, buf: &[u8]) -> impl Iterator<Item = (u64, f64)> + '_ {
     })
 }
 
-/// Calls `each` with successive windows of `size` bytes from `offset` in both sources, windows a
-/// multiple of `unit` bytes long.
+/// Calls `each` with successive runs of `size` bytes from `offset` in both sources, each run a
+/// multiple of `unit` bytes long: slices of the chunks the sources hold, not copies, except for a
+/// unit that straddles two chunks, which is copied.
 fn windows(
     (old, old_at): (&mut dyn Source, u64),
     (new, new_at): (&mut dyn Source, u64),
@@ -355,59 +369,130 @@ fn windows(
     unit: usize,
     mut each: impl FnMut(&[u8], &[u8]),
 ) -> io::Result<()> {
-    let step = (WINDOW / unit).max(1) * unit;
-    let first = usize::try_from(size).unwrap_or(usize::MAX).min(step);
-    let (mut a, mut b) = (vec![0u8; first], vec![0u8; first]);
+    let (mut a_tmp, mut b_tmp) = (Vec::new(), Vec::new());
     let mut done = 0u64;
     while done < size {
-        let n = usize::try_from(size - done).unwrap_or(usize::MAX).min(step);
-        old.read_at(old_at + done, &mut a[..n])?;
-        new.read_at(new_at + done, &mut b[..n])?;
-        each(&a[..n], &b[..n]);
-        done += n as u64;
+        let want = usize::try_from(size - done).unwrap_or(usize::MAX);
+        let n = {
+            let a = old.view(old_at + done, want)?;
+            let b = new.view(new_at + done, a.len())?;
+            let n = a.len().min(b.len()) / unit * unit;
+            if n > 0 {
+                each(&a[..n], &b[..n]);
+            }
+            n
+        };
+        if n > 0 {
+            done += n as u64;
+            continue;
+        }
+        let k = unit.min(want);
+        a_tmp.resize(k, 0);
+        b_tmp.resize(k, 0);
+        old.read_at(old_at + done, &mut a_tmp)?;
+        new.read_at(new_at + done, &mut b_tmp)?;
+        each(&a_tmp, &b_tmp);
+        done += k as u64;
     }
     Ok(())
 }
 
+/// What a part of a tensor contributes (see [`compare_part`]).
+pub(crate) enum Partial {
+    /// Float figures so far.
+    Float(Acc),
+    /// Changed blocks so far.
+    Blocks(u64),
+}
+
+impl Partial {
+    /// Adds `other` (a later part of the same tensor).
+    pub(crate) fn merge(&mut self, other: Partial) {
+        match (self, other) {
+            (Partial::Float(a), Partial::Float(b)) => {
+                a.changed += b.changed;
+                a.elements += b.elements;
+                a.diff_sq += b.diff_sq;
+                a.old_sq += b.old_sq;
+                a.new_sq += b.new_sq;
+                a.max_abs = a.max_abs.max(b.max_abs);
+                a.non_finite += b.non_finite;
+                a.excluded += b.excluded;
+            }
+            (Partial::Blocks(a), Partial::Blocks(b)) => *a += b,
+            _ => {}
+        }
+    }
+
+    /// The figures of tensor `n`, all of whose parts were merged.
+    pub(crate) fn finish(self, n: &TensorEntry) -> Option<TensorStats> {
+        match self {
+            Partial::Float(acc) => Some(TensorStats::Float(acc.finish())),
+            Partial::Blocks(changed_blocks) => {
+                let (block_elements, block_bytes) = quantized(&n.dtype)?;
+                Some(TensorStats::Blocks(BlockStats {
+                    changed_blocks,
+                    blocks: n.size.div_ceil(block_bytes),
+                    block_elements,
+                }))
+            }
+        }
+    }
+}
+
+/// The bytes a part of a tensor of `dtype` must be a multiple of (element or block), for a dtype
+/// with figures.
+pub(crate) fn unit_of(dtype: &str) -> Option<u64> {
+    Elem::of(dtype)
+        .map(|e| e.width() as u64)
+        .or_else(|| quantized(dtype).map(|(_, b)| b))
+}
+
+/// Compares `len` bytes of tensor `o` (old side) and `n` (new side) from `at` bytes into each;
+/// `at` and `len` are multiples of [`unit_of`]. `None` for a dtype without figures.
+pub(crate) fn compare_part(
+    old: &mut dyn Source,
+    o: &TensorEntry,
+    new: &mut dyn Source,
+    n: &TensorEntry,
+    (at, len): (u64, u64),
+) -> io::Result<Option<Partial>> {
+    if o.size != n.size || o.dtype != n.dtype {
+        return Ok(None);
+    }
+    let (oa, na) = (o.offset + at, n.offset + at);
+    if let Some(e) = Elem::of(&n.dtype) {
+        let mut acc = Acc::default();
+        windows((old, oa), (new, na), len, e.width(), |a, b| {
+            acc.window_of(e, a, b)
+        })?;
+        return Ok(Some(Partial::Float(acc)));
+    }
+    let Some((_, block_bytes)) = quantized(&n.dtype) else {
+        return Ok(None);
+    };
+    let bb = block_bytes as usize;
+    let mut changed = 0;
+    windows((old, oa), (new, na), len, bb, |a, b| {
+        changed += a
+            .chunks(bb)
+            .zip(b.chunks(bb))
+            .filter(|(x, y)| x != y)
+            .count() as u64;
+    })?;
+    Ok(Some(Partial::Blocks(changed)))
+}
+
 /// How much tensor `n` of the new side differs from tensor `o` of the old side (same dtype and
-/// size). `None` for a dtype without figures.
+/// size), in one pass. `None` for a dtype without figures.
+#[cfg(test)]
 pub(crate) fn compare(
     old: &mut dyn Source,
     o: &TensorEntry,
     new: &mut dyn Source,
     n: &TensorEntry,
 ) -> io::Result<Option<TensorStats>> {
-    if o.size != n.size || o.dtype != n.dtype {
-        return Ok(None);
-    }
-    if let Some(e) = Elem::of(&n.dtype) {
-        let mut acc = Acc::default();
-        windows(
-            (old, o.offset),
-            (new, n.offset),
-            n.size,
-            e.width(),
-            |a, b| acc.window_of(e, a, b),
-        )?;
-        return Ok(Some(TensorStats::Float(acc.finish())));
-    }
-    let Some((block_elements, block_bytes)) = quantized(&n.dtype) else {
-        return Ok(None);
-    };
-    let bb = block_bytes as usize;
-    let mut changed_blocks = 0;
-    windows((old, o.offset), (new, n.offset), n.size, bb, |a, b| {
-        changed_blocks += a
-            .chunks(bb)
-            .zip(b.chunks(bb))
-            .filter(|(x, y)| x != y)
-            .count() as u64;
-    })?;
-    Ok(Some(TensorStats::Blocks(BlockStats {
-        changed_blocks,
-        blocks: n.size.div_ceil(block_bytes),
-        block_elements,
-    })))
+    Ok(compare_part(old, o, new, n, (0, n.size))?.and_then(|p| p.finish(n)))
 }
 
 /// ‖t‖² over the finite elements of a float tensor (`None` for other dtypes): the old-side norm
@@ -534,6 +619,64 @@ mod tests {
             )
             .expect("ok"),
             None
+        );
+    }
+
+    /// A source that hands out pieces of at most `piece` bytes, like chunks whose boundaries fall
+    /// inside elements.
+    struct Choppy<'a>(&'a [u8], usize);
+
+    impl Source for Choppy<'_> {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            self.0.read_at(offset, buf)
+        }
+        fn view(&mut self, offset: u64, max: usize) -> io::Result<&[u8]> {
+            let piece = self.1 - (offset as usize % self.1);
+            let rest = self
+                .0
+                .get(offset as usize..)
+                .ok_or(io::ErrorKind::UnexpectedEof)?;
+            Ok(&rest[..rest.len().min(max).min(piece)])
+        }
+    }
+
+    #[test]
+    fn elements_and_blocks_across_piece_boundaries_count_once() {
+        let old: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5).collect();
+        let mut new = old.clone();
+        for i in (0..1000).step_by(7) {
+            new[i] += 1.0;
+        }
+        let (ob, nb) = (f32s(&old), f32s(&new));
+        let e = entry("F32", 0, ob.len() as u64);
+        let whole = compare(&mut ob.as_slice(), &e, &mut nb.as_slice(), &e)
+            .expect("reads")
+            .expect("figures");
+        for (pa, pb) in [(7, 5), (3, 13), (4, 4), (1, 9)] {
+            let chopped = compare(&mut Choppy(&ob, pa), &e, &mut Choppy(&nb, pb), &e)
+                .expect("reads")
+                .expect("figures");
+            assert_eq!(chopped, whole, "pieces of {pa} and {pb} bytes");
+        }
+        // Q8_0 blocks (34 bytes) across pieces of 10 and 16 bytes.
+        let old = vec![0u8; 34 * 9];
+        let mut new = old.clone();
+        new[34 * 4 + 33] = 1;
+        new[34 * 8] = 2;
+        let q = entry("Q8_0", 0, old.len() as u64);
+        let s = compare(&mut Choppy(&old, 10), &q, &mut Choppy(&new, 16), &q)
+            .expect("reads")
+            .expect("figures");
+        assert_eq!(
+            s,
+            TensorStats::Blocks(BlockStats {
+                changed_blocks: 2,
+                blocks: 9,
+                block_elements: 32
+            })
         );
     }
 

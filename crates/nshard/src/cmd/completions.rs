@@ -88,5 +88,28 @@ fn render(cmd: &clap::Command) -> Result<Vec<u8>> {
     clap_mangen::Man::new(cmd.clone())
         .render(&mut page)
         .context("cannot render the man page")?;
-    Ok(page)
+    Ok(with_short_values(cmd, page))
+}
+
+/// clap_mangen leaves the value out of the synopsis of an option that has only a short name
+/// (`[-C ]`); this puts it back (`[-C DIR]`).
+fn with_short_values(cmd: &clap::Command, page: Vec<u8>) -> Vec<u8> {
+    let Ok(mut text) = String::from_utf8(page.clone()) else {
+        return page;
+    };
+    for arg in cmd.get_arguments() {
+        let (Some(short), None, Some(names)) =
+            (arg.get_short(), arg.get_long(), arg.get_value_names())
+        else {
+            continue;
+        };
+        let Some(value) = names.first() else {
+            continue;
+        };
+        text = text.replace(
+            &format!("[\\fB\\-{short} \\fR]"),
+            &format!("[\\fB\\-{short}\\fR \\fI{value}\\fR]"),
+        );
+    }
+    text.into_bytes()
 }

@@ -306,7 +306,10 @@ fn print_figures(entries: &[TensorChange]) -> Result<()> {
         })
         .sum();
     if bad > 0 {
-        out!("warning: {bad} NaN/Inf values in the new version (marked !!)");
+        out!(
+            "{} {bad} NaN/Inf values in the new version (marked !!)",
+            crate::output::Paint::Warn.out("warning:")
+        );
     }
     out!(
         "  {:>10}  {:>10}  {:>8}  {:<width$}  dtype [shape]",

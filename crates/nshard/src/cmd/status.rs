@@ -10,7 +10,7 @@ use nshard_core::{FileState, FileStatus, Status, VersionOrder};
 
 use super::remote::{label, runtime};
 use crate::out;
-use crate::output::{count, print_json, Ctx};
+use crate::output::{count, print_json, Ctx, Paint};
 
 /// Show the state of every tracked file (or of the files, directories and quoted globs given).
 ///
@@ -203,14 +203,27 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             ),
             None => String::new(),
         };
+        // Padded before it is coloured, so the columns stay aligned.
+        let padded = format!("{label:<13}");
+        let label = match label {
+            "unchanged" => padded,
+            "new" => Paint::Good.out(&padded),
+            "modified" | "outdated" => Paint::Warn.out(&padded),
+            _ => Paint::Bad.out(&padded),
+        };
         out!(
-            "{label:<13} {:<40} {v}{hint}{untracked}{on_remote}",
+            "{label} {:<40} {v}{hint}{untracked}{on_remote}",
             s.path // Display escapes control and invisible characters.
         );
     }
     for r in &refused {
         // Both fields are escaped already.
-        out!("{:<13} {:<40} ({})", "invalid", r.path, r.reason);
+        out!(
+            "{} {:<40} ({})",
+            Paint::Bad.out(&format!("{:<13}", "invalid")),
+            r.path,
+            r.reason
+        );
     }
     if let Some(r) = remote {
         let checked: Vec<_> = st
