@@ -83,7 +83,7 @@ impl Repo {
             let Ok(p) = crate::path::RepoPath::parse(data) else {
                 continue;
             };
-            if self.is_tracked(&p) || units.iter().any(|u| u == data) {
+            if self.tracked_by_config(&p) || units.iter().any(|u| u == data) {
                 continue;
             }
             if p.to_path(self.root()).is_dir() {

@@ -114,20 +114,25 @@ impl GitTree {
         Ok(!self.run(&["ls-files", "-z", "--", &spec])?.is_empty())
     }
 
+    /// The manifests (`*.shard.json`) in the index, relative to the NeuroShard root.
+    pub fn manifests_in_index(&self) -> Result<Vec<String>> {
+        self.manifests_listed(&["--cached"])
+    }
+
     /// The manifests in the index, and those in the work tree that git does not ignore (written
     /// but not yet added): the files versioned with NeuroShard as far as `git add -A` can see,
     /// whatever the config tracks. Relative to the NeuroShard root.
     pub fn manifests_in_index_or_worktree(&self) -> Result<Vec<String>> {
+        self.manifests_listed(&["--cached", "--others", "--exclude-standard"])
+    }
+
+    /// `git ls-files -z WHICH… -- *.shard.json` under the root, relative to it.
+    fn manifests_listed(&self, which: &[&str]) -> Result<Vec<String>> {
         let spec = format!(":(top){}*.shard.json", self.prefix);
-        let out = self.run(&[
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-            "--",
-            &spec,
-        ])?;
+        let mut args = vec!["ls-files", "-z"];
+        args.extend_from_slice(which);
+        args.extend(["--", spec.as_str()]);
+        let out = self.run(&args)?;
         Ok(self.under_root(&out))
     }
 

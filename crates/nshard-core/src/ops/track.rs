@@ -137,13 +137,48 @@ impl Repo {
                 }
             }
         }
+        // A file whose manifest is in git is tracked, whatever the config says (a clone whose
+        // owner committed only the manifests, an entry untracked later).
+        for p in self.files_in_git() {
+            let abs = p.to_path(&self.root);
+            if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_file()) || replaced(p) {
+                out.push(p.clone());
+            }
+        }
         out.sort();
         out.dedup();
         Ok(out)
     }
 
-    /// Whether `p` is matched by a tracked entry.
+    /// The data files whose manifests are in git's index (none outside git, or when git cannot
+    /// be asked). Directory units are left out: the config decides those.
+    pub(crate) fn files_in_git(&self) -> &[RepoPath] {
+        self.in_git.get_or_init(|| {
+            if !self.is_git_repo() {
+                return Vec::new();
+            }
+            let Ok(tree) = self.git_tree() else {
+                return Vec::new();
+            };
+            let units = &self.config.dirs;
+            tree.manifests_in_index()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|m| m.strip_suffix(crate::path::MANIFEST_SUFFIX))
+                .filter(|d| !units.iter().any(|u| u == d))
+                .filter_map(|d| RepoPath::parse(d).ok())
+                .filter(|p| !p.to_path(&self.root).is_dir())
+                .collect()
+        })
+    }
+
+    /// Whether `p` is matched by a tracked entry, or its manifest is in git.
     pub fn is_tracked(&self, p: &RepoPath) -> bool {
+        self.tracked_by_config(p) || self.files_in_git().contains(p)
+    }
+
+    /// Whether `p` is matched by a tracked entry of the config.
+    pub(crate) fn tracked_by_config(&self, p: &RepoPath) -> bool {
         self.config
             .track
             .iter()

@@ -50,6 +50,9 @@ pub struct Repo {
     /// The user's own config file, when the caller named one ([`Repo::with_user_config`]).
     pub(crate) user: Option<UserConfig>,
     pub(crate) store: LocalStore,
+    /// The data files whose manifests are in git's index (read once, when first needed): they
+    /// are tracked whatever the config says.
+    pub(crate) in_git: std::sync::OnceLock<Vec<RepoPath>>,
 }
 
 /// A lock on the repository, released on drop.
@@ -132,6 +135,7 @@ impl Repo {
             local,
             user: None,
             store,
+            in_git: std::sync::OnceLock::new(),
         })
     }
 
