@@ -134,6 +134,11 @@ impl AtomicFile {
         self.tmp.as_file_mut()
     }
 
+    /// The destination.
+    pub fn dest_path(&self) -> &Path {
+        &self.dest
+    }
+
     /// fsyncs the data, renames it over the destination and fsyncs the directory.
     pub fn commit(self) -> Result<()> {
         let dest = self.dest;
@@ -532,6 +537,215 @@ pub fn prepare_safe_destination(root: &Path, rel: &RepoPath) -> Result<PathBuf> 
         }
     }
     Ok(cur)
+}
+
+/// A destination inside the repository whose directory is held open: opened from the root one
+/// component at a time without following symlinks (creating missing directories on the way), so
+/// that the write and the rename that follow happen in that directory even if a component is
+/// swapped for a symlink meanwhile (see [`AtomicAt`]).
+pub struct SafeDest {
+    /// The absolute path, for messages and for later reads.
+    pub path: PathBuf,
+    #[cfg(unix)]
+    dir: std::os::fd::OwnedFd,
+    #[cfg(unix)]
+    name: String,
+}
+
+/// [`prepare_safe_destination`]'s checks, keeping the destination's directory open.
+pub fn open_safe_destination(root: &Path, rel: &RepoPath) -> Result<SafeDest> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{mkdirat, openat, statat, AtFlags, FileType, Mode, OFlags, CWD};
+        let unsafe_path = |p: &Path, reason| {
+            Error::Manifest(ManifestError::UnsafePath {
+                path: p.display().to_string(),
+                reason,
+            })
+        };
+        let dir_flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::RDONLY;
+        let mut dir = openat(CWD, root, dir_flags, Mode::empty())
+            .map_err(|e| Error::io("opening", root)(e.into()))?;
+        let comps: Vec<&str> = rel.as_str().split('/').collect();
+        let mut cur = root.to_path_buf();
+        for (i, c) in comps.iter().enumerate() {
+            cur.push(c);
+            if i + 1 == comps.len() {
+                match statat(&dir, *c, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                        FileType::Symlink => {
+                            return Err(unsafe_path(
+                                &cur,
+                                "is a symlink; nshard never writes through symlinks",
+                            ))
+                        }
+                        FileType::RegularFile => {}
+                        _ => return Err(unsafe_path(&cur, "exists and is not a regular file")),
+                    },
+                    Err(rustix::io::Errno::NOENT) => {}
+                    Err(e) => return Err(Error::io("inspecting", &cur)(e.into())),
+                }
+                return Ok(SafeDest {
+                    path: cur,
+                    dir,
+                    name: (*c).to_string(),
+                });
+            }
+            let next = match openat(&dir, *c, dir_flags, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOENT) => {
+                    match mkdirat(&dir, *c, Mode::from_raw_mode(0o777)) {
+                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                        Err(e) => return Err(Error::io("creating directory", &cur)(e.into())),
+                    }
+                    openat(&dir, *c, dir_flags, Mode::empty()).map_err(|e| match e {
+                        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => unsafe_path(
+                            &cur,
+                            "is a symlink or not a directory; nshard never writes through symlinks",
+                        ),
+                        e => Error::io("opening", &cur)(e.into()),
+                    })?
+                }
+                Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+                    return Err(unsafe_path(
+                        &cur,
+                        "is a symlink or not a directory; nshard never writes through symlinks",
+                    ))
+                }
+                Err(e) => return Err(Error::io("opening", &cur)(e.into())),
+            };
+            dir = next;
+        }
+        Err(unsafe_path(root, "is not a path inside the repository"))
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(SafeDest {
+            path: prepare_safe_destination(root, rel)?,
+        })
+    }
+}
+
+/// A file written to a temporary beside its [`SafeDest`] and renamed over it, both relative to
+/// the destination's open directory (never by path): the atomic write of a checkout. The
+/// temporary is removed if the write is dropped before [`AtomicAt::commit`].
+pub struct AtomicAt {
+    #[cfg(unix)]
+    dest: SafeDest,
+    #[cfg(unix)]
+    tmp_name: String,
+    #[cfg(unix)]
+    file: File,
+    #[cfg(unix)]
+    committed: bool,
+    #[cfg(not(unix))]
+    inner: AtomicFile,
+}
+
+impl AtomicAt {
+    /// Starts writing `dest`: keeps the replaced file's permission bits (never setuid, setgid or
+    /// sticky), else 0666 less the umask, as [`AtomicFile`] does.
+    pub fn create(dest: SafeDest) -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use rustix::fs::{openat, statat, AtFlags, Mode, OFlags};
+            let mode = statat(&dest.dir, dest.name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_or(0o666, |st| st.st_mode & 0o777);
+            let flags =
+                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            for attempt in 0..64u32 {
+                let tmp_name =
+                    format!("{TMP_PREFIX}{:x}-{:x}-{attempt}", std::process::id(), stamp);
+                match openat(
+                    &dest.dir,
+                    tmp_name.as_str(),
+                    flags,
+                    Mode::from_raw_mode(mode),
+                ) {
+                    Ok(fd) => {
+                        return Ok(Self {
+                            dest,
+                            tmp_name,
+                            file: File::from(fd),
+                            committed: false,
+                        })
+                    }
+                    Err(rustix::io::Errno::EXIST) => continue,
+                    Err(e) => {
+                        return Err(Error::io("creating a temporary file beside", &dest.path)(
+                            e.into(),
+                        ))
+                    }
+                }
+            }
+            Err(Error::io("creating a temporary file beside", &dest.path)(
+                io::ErrorKind::AlreadyExists.into(),
+            ))
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {
+                inner: AtomicFile::create(&dest.path)?,
+            })
+        }
+    }
+
+    /// The open temporary file.
+    pub fn file(&mut self) -> &mut File {
+        #[cfg(unix)]
+        {
+            &mut self.file
+        }
+        #[cfg(not(unix))]
+        {
+            self.inner.file()
+        }
+    }
+
+    /// fsyncs the data, renames it over the destination within its directory and fsyncs the
+    /// directory. Returns the written file's metadata (read from the open file, not the path).
+    pub fn commit(mut self) -> Result<fs::Metadata> {
+        #[cfg(unix)]
+        {
+            let path = self.dest.path.clone();
+            self.file.sync_all().map_err(Error::io("syncing", &path))?;
+            crate::crash_point!("atomic-before-rename");
+            rustix::fs::renameat(
+                &self.dest.dir,
+                self.tmp_name.as_str(),
+                &self.dest.dir,
+                self.dest.name.as_str(),
+            )
+            .map_err(|e| Error::io("renaming into place", &path)(e.into()))?;
+            self.committed = true;
+            // After the rename, which moves the file's ctime.
+            let md = self.file.metadata().map_err(Error::io("reading", &path))?;
+            rustix::fs::fsync(&self.dest.dir).map_err(|e| Error::io("syncing", &path)(e.into()))?;
+            Ok(md)
+        }
+        #[cfg(not(unix))]
+        {
+            let path = self.inner.dest_path().to_path_buf();
+            self.inner.commit()?;
+            fs::symlink_metadata(&path).map_err(Error::io("reading", &path))
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for AtomicAt {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = rustix::fs::unlinkat(
+                &self.dest.dir,
+                self.tmp_name.as_str(),
+                rustix::fs::AtFlags::empty(),
+            );
+        }
+    }
 }
 
 /// Streams a regular file (never through a symlink or into a FIFO, see [`open_regular`]) through

@@ -2,7 +2,8 @@
 //!
 //! `NSHARD_FAILPOINTS=name[@N][,…]` makes the process stop for good the N-th time (default: the
 //! first) it reaches the crash point `name`, after printing `nshard-failpoint: name reached` on
-//! stderr; the test then kills it with SIGKILL, exactly as a crash or `kill -9` would.
+//! stderr; the test then kills it with SIGKILL, exactly as a crash or `kill -9` would. With
+//! `NSHARD_FAILPOINT_RESUME=FILE` it goes on instead once FILE exists (a race made deterministic).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +28,16 @@ pub fn setup() {
                 let _ = writeln!(err, "nshard-failpoint: {label} reached");
                 let _ = err.flush();
                 drop(err);
+                // With NSHARD_FAILPOINT_RESUME=FILE the process goes on once FILE exists (a test
+                // changes the world under it first); at most two minutes.
+                if let Some(resume) = std::env::var_os("NSHARD_FAILPOINT_RESUME") {
+                    let resume = std::path::PathBuf::from(resume);
+                    let until = std::time::Instant::now() + Duration::from_secs(120);
+                    while !resume.exists() && std::time::Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    return;
+                }
                 loop {
                     std::thread::sleep(Duration::from_secs(3600));
                 }

@@ -361,3 +361,45 @@ fn a_huge_answer_from_a_server_is_refused_not_buffered() {
     assert!(err.contains("larger than"), "{err}");
     server.join().expect("server thread");
 }
+
+/// Case 1: a parent directory swapped for a symlink to a directory outside the repository after
+/// checkout checked the path, but before it wrote (the checkout is held at that moment and goes on
+/// once the swap is done): nothing lands outside. The write and the rename happen in the directory
+/// checkout opened (now renamed aside inside the repository), never through the new symlink.
+#[cfg(unix)]
+#[test]
+fn checkout_never_writes_outside_when_a_directory_is_swapped_for_a_symlink() {
+    use common::failpoints::{spawn_resumable, wait_at_point};
+    let repo = TestRepo::new();
+    std::fs::create_dir_all(repo.join("m")).expect("mkdir");
+    let data = common::random_bytes(200_000, 7);
+    repo.write("m/model.bin", &data);
+    repo.ok(&["track", "m/model.bin"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    std::fs::remove_file(repo.join("m/model.bin")).expect("rm");
+    let outside = tempfile::tempdir().expect("outside");
+    let resume = repo.join("resume");
+    let (mut child, lines) = spawn_resumable(
+        repo.path(),
+        &["checkout", "m/model.bin"],
+        "checkout-before-write",
+        &resume,
+    );
+    wait_at_point(&mut child, &lines, "checkout");
+    std::fs::rename(repo.join("m"), repo.join("m.real")).expect("move m aside");
+    std::os::unix::fs::symlink(outside.path(), repo.join("m")).expect("plant symlink");
+    std::fs::write(&resume, b"").expect("resume");
+    let st = child.wait().expect("wait");
+    let left: Vec<_> = std::fs::read_dir(outside.path())
+        .expect("read outside")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "checkout wrote outside the repository: {left:?} ({st})"
+    );
+    // It wrote into the directory it had opened, under its new name.
+    assert!(st.success(), "{st}");
+    assert_eq!(repo.read("m.real/model.bin"), data);
+}

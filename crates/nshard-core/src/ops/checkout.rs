@@ -15,7 +15,7 @@ use crate::dirunit::{DirCheckout, DirCheckoutOptions};
 use crate::error::{Corruption, Error, Result};
 use crate::error::{RepoError, StoreError};
 use crate::fsutil::hash_file;
-use crate::fsutil::{self, AtomicFile};
+use crate::fsutil::{self, AtomicAt};
 use crate::id::{Hasher, ObjectId};
 use crate::manifest::Manifest;
 use crate::path::RepoPath;
@@ -142,7 +142,10 @@ impl Repo {
                 (self.version_manifest(&wt, path, &v)?, v)
             }
         };
-        let dest = fsutil::prepare_safe_destination(self.root(), path)?;
+        // The destination's directory is held open from here on: a component swapped for a
+        // symlink meanwhile cannot redirect the write (issue 26, case 1).
+        let safe = fsutil::open_safe_destination(self.root(), path)?;
+        let dest = safe.path.clone();
         if let Ok(md) = fs::symlink_metadata(&dest) {
             let (known, observed) = match cache.fresh(path.as_str(), &md) {
                 Some(e) => (e.sha256, e.observed_ns),
@@ -171,10 +174,10 @@ impl Repo {
             }));
         }
         opts.progress.start(path.as_str(), target.size);
-        let written = self.rebuild(&target, &dest, opts.progress);
+        let written = self.rebuild(&target, safe, opts.progress);
         opts.progress.finish();
-        written?;
-        let md = fs::symlink_metadata(&dest).map_err(Error::io("reading", &dest))?;
+        // The written file's own metadata, not the path's (which may no longer lead to it).
+        let md = written?;
         cache.set(
             path.as_str(),
             // Observed after the rename: nobody else can have written the file before (it had a
@@ -189,9 +192,17 @@ impl Repo {
     }
 
     /// Writes `m`'s content to `dest` atomically, verifying every chunk and the whole file.
-    fn rebuild(&self, m: &Manifest, dest: &std::path::Path, progress: &dyn Progress) -> Result<()> {
+    fn rebuild(
+        &self,
+        m: &Manifest,
+        safe: fsutil::SafeDest,
+        progress: &dyn Progress,
+    ) -> Result<fs::Metadata> {
+        let dest_path = safe.path.clone();
+        let dest = dest_path.as_path();
         remove_stale_temporaries(dest);
-        let mut out = AtomicFile::create(dest)?;
+        crate::crash_point!("checkout-before-write");
+        let mut out = AtomicAt::create(safe)?;
         // Decoders take chunks round-robin (decoder k: chunks k, k + n, k + 2n, …), each into its
         // own short queue, and the writer below takes them from the queues in the same order: file
         // order without a reordering buffer, memory bounded by the queues, no batch barrier.

@@ -43,7 +43,30 @@ pub fn failpoint_bin() -> &'static Path {
 
 /// Starts the failpoint binary with `args` in `dir`, stopping at the `nth` hit of `point`.
 pub fn spawn_at(dir: &Path, args: &[&str], point: &str) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(failpoint_bin())
+    spawn_with(dir, args, point, None)
+}
+
+/// Like [`spawn_at`], but the command goes on from `point` once the file `resume` exists.
+pub fn spawn_resumable(
+    dir: &Path,
+    args: &[&str],
+    point: &str,
+    resume: &Path,
+) -> (Child, mpsc::Receiver<String>) {
+    spawn_with(dir, args, point, Some(resume))
+}
+
+fn spawn_with(
+    dir: &Path,
+    args: &[&str],
+    point: &str,
+    resume: Option<&Path>,
+) -> (Child, mpsc::Receiver<String>) {
+    let mut cmd = Command::new(failpoint_bin());
+    if let Some(r) = resume {
+        cmd.env("NSHARD_FAILPOINT_RESUME", r);
+    }
+    let mut child = cmd
         .args(args)
         .current_dir(dir)
         .env("NSHARD_FAILPOINTS", point)
