@@ -186,55 +186,116 @@ impl AtomicFile {
 /// Many files written atomically together: each goes to a temporary file beside its
 /// destination, then one filesystem sync makes them all durable, then each is renamed into place
 /// and each directory is synced once. For writing thousands of files at once (a directory unit's
-/// checkout), where an fsync per file would dominate. The temporaries are closed while they wait
-/// (only their paths are kept), so a batch never holds a descriptor per file; dropping a batch
-/// before [`AtomicBatch::commit`] removes them.
-#[derive(Default)]
+/// checkout), where an fsync per file would dominate. The temporaries are closed while they wait,
+/// so a batch never holds a descriptor per file; dropping a batch before
+/// [`AtomicBatch::commit`] removes them.
+///
+/// Every step happens relative to a directory opened from the repository root without
+/// following symlinks ([`open_safe_destination`]): the temporary is created in it, and at commit
+/// the directory is opened the same way again and must be the same directory (device and inode)
+/// before the rename. A directory swapped for a symlink meanwhile makes the commit fail; nothing
+/// is written, renamed or removed outside the repository.
 pub struct AtomicBatch {
-    pending: Vec<(tempfile::TempPath, PathBuf)>,
+    root: PathBuf,
+    pending: Vec<BatchEntry>,
+}
+
+struct BatchEntry {
+    rel: RepoPath,
+    tmp_name: String,
+    dest: PathBuf,
+    /// The directory's (device, inode) when the temporary was created.
+    dir_id: (u64, u64),
+}
+
+#[cfg(unix)]
+fn dir_id(dir: &impl std::os::fd::AsFd) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::fstat(dir)?;
+    Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
 impl AtomicBatch {
-    /// An empty batch.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty batch for files under `root` (the repository).
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            pending: Vec::new(),
+        }
     }
 
-    /// A temporary file beside `dest` (whose directory must exist), created with `mode` on Unix.
-    /// Write it, then hand it back with [`AtomicBatch::add`].
-    pub fn temp_for(dest: &Path, mode: u32) -> Result<NamedTempFile> {
-        let dir = parent_dir(dest);
-        let mut b = tempfile::Builder::new();
-        b.prefix(TMP_PREFIX);
+    /// A temporary file beside `rel`'s destination (missing directories are created, never
+    /// through a symlink), created with `mode` on Unix, to be renamed over it at
+    /// [`AtomicBatch::commit`]. Returns the file to write and the destination's path.
+    pub fn create(&mut self, rel: &RepoPath, mode: u32) -> Result<(File, PathBuf)> {
+        let safe = open_safe_destination(&self.root, rel)?;
+        crate::crash_point!("batch-before-temp");
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            b.permissions(fs::Permissions::from_mode(mode));
+            let (file, tmp_name) = create_temp_in(&safe, Some(mode))?;
+            let id = dir_id(&safe.dir).map_err(Error::io("inspecting", &safe.path))?;
+            self.pending.push(BatchEntry {
+                rel: rel.clone(),
+                tmp_name,
+                dest: safe.path.clone(),
+                dir_id: id,
+            });
+            Ok((file, safe.path))
         }
         #[cfg(not(unix))]
-        let _ = mode;
-        b.tempfile_in(dir)
-            .map_err(Error::io("creating a temporary file in", dir))
+        {
+            let _ = mode;
+            let dir = parent_dir(&safe.path);
+            let tmp = tempfile::Builder::new()
+                .prefix(TMP_PREFIX)
+                .tempfile_in(dir)
+                .map_err(Error::io("creating a temporary file in", dir))?;
+            let (file, path) = tmp.keep().map_err(|e| Error::io("keeping", dir)(e.error))?;
+            let tmp_name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.pending.push(BatchEntry {
+                rel: rel.clone(),
+                tmp_name,
+                dest: safe.path.clone(),
+                dir_id: (0, 0),
+            });
+            Ok((file, safe.path))
+        }
     }
 
-    /// Adds a written temporary file as the pending content of `dest`.
-    pub fn add(&mut self, tmp: NamedTempFile, dest: PathBuf) {
-        self.pending.push((tmp.into_temp_path(), dest));
+    /// The destination's directory opened again, checked to be the one the temporary was
+    /// created in.
+    #[cfg(unix)]
+    fn reopen(&self, e: &BatchEntry) -> Result<SafeDest> {
+        let safe = open_safe_destination(&self.root, &e.rel)?;
+        let id = dir_id(&safe.dir).map_err(Error::io("inspecting", &safe.path))?;
+        if id != e.dir_id {
+            return Err(Error::Manifest(ManifestError::UnsafePath {
+                path: safe.path.display().to_string(),
+                reason: "its directory was replaced while it was being checked out",
+            }));
+        }
+        Ok(safe)
     }
 
     /// Makes every file durable (one `syncfs` of the filesystem holding `fs_dir` on Linux, an
     /// fsync per file elsewhere), renames each into place in the order added, calling
-    /// `renamed(i, dest)` after the `i`th, and returns the directories to fsync once the caller
-    /// is done changing them (see [`sync_dir`]).
+    /// `renamed(i, dest, metadata)` after the `i`th (the metadata read from the renamed file,
+    /// not through its path), and returns the directories to fsync once the caller is done
+    /// changing them (see [`sync_dir`]).
     pub fn commit(
-        self,
+        mut self,
         fs_dir: &Path,
-        mut renamed: impl FnMut(usize, &Path) -> Result<()>,
+        mut renamed: impl FnMut(usize, &Path, &fs::Metadata) -> Result<()>,
     ) -> Result<std::collections::BTreeSet<PathBuf>> {
         let mut dirs = std::collections::BTreeSet::new();
-        if self.pending.is_empty() {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
             return Ok(dirs);
         }
+        // Until renamed, a temporary stays in `self.pending` so that an error removes it.
+        self.pending = pending;
         #[cfg(target_os = "linux")]
         {
             let f = File::open(fs_dir).map_err(Error::io("opening directory", fs_dir))?;
@@ -244,19 +305,110 @@ impl AtomicBatch {
         #[cfg(not(target_os = "linux"))]
         {
             let _ = fs_dir;
-            for (tmp, dest) in &self.pending {
-                let f = File::open(tmp).map_err(Error::io("opening", dest))?;
-                f.sync_all().map_err(Error::io("syncing", dest))?;
+            for e in &self.pending {
+                let tmp = parent_dir(&e.dest).join(&e.tmp_name);
+                let f = File::open(&tmp).map_err(Error::io("opening", &e.dest))?;
+                f.sync_all().map_err(Error::io("syncing", &e.dest))?;
             }
         }
         crate::crash_point!("batch-before-rename");
-        for (i, (tmp, dest)) in self.pending.into_iter().enumerate() {
-            tmp.persist(&dest)
-                .map_err(|e| Error::io("renaming into place", &dest)(e.error))?;
-            renamed(i, &dest)?;
-            dirs.insert(parent_dir(&dest).to_path_buf());
+        let pending = std::mem::take(&mut self.pending);
+        let mut rest = pending.into_iter().enumerate();
+        while let Some((i, e)) = rest.next() {
+            let done = self.rename_one(&e);
+            if let Err(err) = done {
+                // Put back what is left (this one included) for Drop to remove.
+                self.pending.push(e);
+                self.pending.extend(rest.map(|(_, e)| e));
+                return Err(err);
+            }
+            let md = done.expect("checked");
+            renamed(i, &e.dest, &md)?;
+            dirs.insert(parent_dir(&e.dest).to_path_buf());
         }
         Ok(dirs)
+    }
+
+    /// Renames one temporary over its destination; the renamed file's metadata.
+    fn rename_one(&self, e: &BatchEntry) -> Result<fs::Metadata> {
+        #[cfg(unix)]
+        {
+            use rustix::fs::{openat, renameat, Mode, OFlags};
+            let safe = self.reopen(e)?;
+            renameat(
+                &safe.dir,
+                e.tmp_name.as_str(),
+                &safe.dir,
+                safe.name.as_str(),
+            )
+            .map_err(|err| Error::io("renaming into place", &e.dest)(err.into()))?;
+            let fd = openat(
+                &safe.dir,
+                safe.name.as_str(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+                Mode::empty(),
+            )
+            .map_err(|err| Error::io("inspecting", &e.dest)(err.into()))?;
+            File::from(fd)
+                .metadata()
+                .map_err(Error::io("inspecting", &e.dest))
+        }
+        #[cfg(not(unix))]
+        {
+            let tmp = parent_dir(&e.dest).join(&e.tmp_name);
+            fs::rename(&tmp, &e.dest).map_err(Error::io("renaming into place", &e.dest))?;
+            fs::symlink_metadata(&e.dest).map_err(Error::io("inspecting", &e.dest))
+        }
+    }
+}
+
+impl Drop for AtomicBatch {
+    fn drop(&mut self) {
+        for e in std::mem::take(&mut self.pending) {
+            #[cfg(unix)]
+            if let Ok(safe) = self.reopen(&e) {
+                let _ = rustix::fs::unlinkat(
+                    &safe.dir,
+                    e.tmp_name.as_str(),
+                    rustix::fs::AtFlags::empty(),
+                );
+            }
+            #[cfg(not(unix))]
+            let _ = fs::remove_file(parent_dir(&e.dest).join(&e.tmp_name));
+        }
+    }
+}
+
+/// Writes `data` to `rel` under `root` atomically, in its directory opened without following
+/// symlinks ([`open_safe_destination`], [`AtomicAt`]).
+pub fn write_atomic_in(root: &Path, rel: &RepoPath, data: &[u8]) -> Result<()> {
+    let safe = open_safe_destination(root, rel)?;
+    let path = safe.path.clone();
+    let mut out = AtomicAt::create(safe)?;
+    out.file()
+        .write_all(data)
+        .map_err(Error::io("writing", &path))?;
+    out.commit().map(|_| ())
+}
+
+/// Removes the regular file `rel` under `root`, relative to its directory opened without
+/// following symlinks (a missing file is not an error).
+pub fn remove_file_in(root: &Path, rel: &RepoPath) -> Result<()> {
+    let safe = open_safe_destination(root, rel)?;
+    #[cfg(unix)]
+    {
+        match rustix::fs::unlinkat(&safe.dir, safe.name.as_str(), rustix::fs::AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::io("removing", &safe.path)(e.into())),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match fs::remove_file(&safe.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("removing", &safe.path)(e)),
+        }
     }
 }
 
@@ -626,6 +778,44 @@ pub fn open_safe_destination(root: &Path, rel: &RepoPath) -> Result<SafeDest> {
     }
 }
 
+/// A new temporary file in `dest`'s directory, with `mode` or else the replaced file's
+/// permission bits (never setuid, setgid or sticky; 0666 less the umask when there is none).
+/// Returns it and its name.
+#[cfg(unix)]
+fn create_temp_in(dest: &SafeDest, mode: Option<u32>) -> Result<(File, String)> {
+    use rustix::fs::{openat, statat, AtFlags, Mode, OFlags};
+    let mode = mode.unwrap_or_else(|| {
+        statat(&dest.dir, dest.name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_or(0o666, |st| st.st_mode & 0o777)
+    });
+    let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    for _ in 0..64 {
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp_name = format!("{TMP_PREFIX}{:x}-{stamp:x}-{seq:x}", std::process::id());
+        match openat(
+            &dest.dir,
+            tmp_name.as_str(),
+            flags,
+            Mode::from_raw_mode(mode),
+        ) {
+            Ok(fd) => return Ok((File::from(fd), tmp_name)),
+            Err(rustix::io::Errno::EXIST) => continue,
+            Err(e) => {
+                return Err(Error::io("creating a temporary file beside", &dest.path)(
+                    e.into(),
+                ))
+            }
+        }
+    }
+    Err(Error::io("creating a temporary file beside", &dest.path)(
+        io::ErrorKind::AlreadyExists.into(),
+    ))
+}
+
 /// A file written to a temporary beside its [`SafeDest`] and renamed over it, both relative to
 /// the destination's open directory (never by path): the atomic write of a checkout. The
 /// temporary is removed if the write is dropped before [`AtomicAt::commit`].
@@ -648,42 +838,13 @@ impl AtomicAt {
     pub fn create(dest: SafeDest) -> Result<Self> {
         #[cfg(unix)]
         {
-            use rustix::fs::{openat, statat, AtFlags, Mode, OFlags};
-            let mode = statat(&dest.dir, dest.name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                .map_or(0o666, |st| st.st_mode & 0o777);
-            let flags =
-                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            for attempt in 0..64u32 {
-                let tmp_name =
-                    format!("{TMP_PREFIX}{:x}-{:x}-{attempt}", std::process::id(), stamp);
-                match openat(
-                    &dest.dir,
-                    tmp_name.as_str(),
-                    flags,
-                    Mode::from_raw_mode(mode),
-                ) {
-                    Ok(fd) => {
-                        return Ok(Self {
-                            dest,
-                            tmp_name,
-                            file: File::from(fd),
-                            committed: false,
-                        })
-                    }
-                    Err(rustix::io::Errno::EXIST) => continue,
-                    Err(e) => {
-                        return Err(Error::io("creating a temporary file beside", &dest.path)(
-                            e.into(),
-                        ))
-                    }
-                }
-            }
-            Err(Error::io("creating a temporary file beside", &dest.path)(
-                io::ErrorKind::AlreadyExists.into(),
-            ))
+            let (file, tmp_name) = create_temp_in(&dest, None)?;
+            Ok(Self {
+                dest,
+                tmp_name,
+                file,
+                committed: false,
+            })
         }
         #[cfg(not(unix))]
         {

@@ -1,5 +1,5 @@
 //! Issue 26 (hardening, round three): the cases fixed so far, each end to end with the real
-//! binary. The rest of the issue's cases are still open.
+//! binary.
 
 mod common;
 
@@ -402,4 +402,42 @@ fn checkout_never_writes_outside_when_a_directory_is_swapped_for_a_symlink() {
     // It wrote into the directory it had opened, under its new name.
     assert!(st.success(), "{st}");
     assert_eq!(repo.read("m.real/model.bin"), data);
+}
+
+/// Case 1 for directory units: a subdirectory swapped for a symlink to a directory outside the
+/// repository, once after its path was checked but before the temporary file was created in it,
+/// once after the files were written, before they are renamed into place: checkout refuses the
+/// swapped directory, and nothing is written or renamed outside.
+#[cfg(unix)]
+#[test]
+fn unit_checkout_never_writes_into_a_directory_swapped_for_a_symlink() {
+    use common::failpoints::{spawn_resumable, wait_at_point};
+    for point in ["batch-before-temp", "batch-before-rename"] {
+        let repo = TestRepo::new();
+        std::fs::create_dir_all(repo.join("data/sub")).expect("mkdir");
+        repo.write("data/sub/a.txt", b"alpha");
+        repo.write("data/b.txt", b"beta");
+        repo.ok(&["track", "--dir", "data"]);
+        repo.ok(&["commit", "-m", "v1"]);
+        std::fs::remove_file(repo.join("data/sub/a.txt")).expect("rm");
+        let outside = tempfile::tempdir().expect("outside");
+        let resume = repo.join("resume");
+        let (mut child, lines) =
+            spawn_resumable(repo.path(), &["checkout", "data"], point, &resume);
+        wait_at_point(&mut child, &lines, point);
+        std::fs::rename(repo.join("data/sub"), repo.join("sub.real")).expect("move aside");
+        std::os::unix::fs::symlink(outside.path(), repo.join("data/sub")).expect("plant symlink");
+        std::fs::write(&resume, b"").expect("resume");
+        let st = child.wait().expect("wait");
+        let left: Vec<_> = std::fs::read_dir(outside.path())
+            .expect("read outside")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{point}: checkout wrote outside the repository: {left:?} ({st})"
+        );
+        assert!(!st.success(), "{point}: the swap must be refused: {st}");
+    }
 }

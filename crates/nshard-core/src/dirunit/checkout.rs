@@ -196,7 +196,7 @@ impl Repo {
         opts.progress.start(unit.as_str(), total);
         // Pack by pack, so that each pack is read once.
         let mut by_pack: BTreeMap<u32, Vec<&FileEntry>> = BTreeMap::new();
-        let mut batch = fsutil::AtomicBatch::new();
+        let mut batch = fsutil::AtomicBatch::new(self.root());
         let mut staged: Vec<Staged> = Vec::with_capacity(todo.len());
         for e in &todo {
             match e.pack {
@@ -218,16 +218,17 @@ impl Repo {
         }
         opts.progress.finish();
         // One sync for every file written, then the renames.
-        let mut dirs = batch.commit(&unit.to_path(self.root()), |i, dest| {
-            let md = std::fs::symlink_metadata(dest).map_err(Error::io("inspecting", dest))?;
+        let mut dirs = batch.commit(&unit.to_path(self.root()), |i, _, md| {
             out.written += 1;
             out.bytes += md.len();
             let p = &staged[i];
-            cache.set(&p.full, StatEntry::new(&md, p.sha, version, observed));
+            cache.set(&p.full, StatEntry::new(md, p.sha, version, observed));
             Ok(())
         })?;
         for f in extra {
-            std::fs::remove_file(&f.abs).map_err(Error::io("removing", &f.abs))?;
+            // Relative to its directory opened without following symlinks, as the writes.
+            let rel = RepoPath::parse(&format!("{}/{}", unit.as_str(), f.rel))?;
+            fsutil::remove_file_in(self.root(), &rel)?;
             out.removed += 1;
             dirs.extend(f.abs.parent().map(PathBuf::from));
         }
@@ -247,7 +248,7 @@ impl Repo {
         e: &FileEntry,
         batch: &mut fsutil::AtomicBatch,
     ) -> Result<Staged> {
-        let (mut tmp, dest, full) = self.temp_for(unit, e)?;
+        let (mut tmp, dest, full) = self.temp_for(unit, e, batch)?;
         let mut h = Hasher::new();
         let mut n = 0u64;
         if let Location::Chunks(c) = l.location(e) {
@@ -260,7 +261,6 @@ impl Repo {
         }
         let sha = h.finish();
         check(&dest, e, sha, n)?;
-        batch.add(tmp, dest);
         Ok(Staged { full, sha })
     }
 
@@ -273,11 +273,10 @@ impl Repo {
         bytes: &[u8],
         batch: &mut fsutil::AtomicBatch,
     ) -> Result<Staged> {
-        let (mut tmp, dest, full) = self.temp_for(unit, e)?;
+        let (mut tmp, dest, full) = self.temp_for(unit, e, batch)?;
         let sha = ObjectId::of(bytes);
         check(&dest, e, sha, bytes.len() as u64)?;
         tmp.write_all(bytes).map_err(Error::io("writing", &dest))?;
-        batch.add(tmp, dest);
         Ok(Staged { full, sha })
     }
 
@@ -287,11 +286,11 @@ impl Repo {
         &self,
         unit: &RepoPath,
         e: &FileEntry,
-    ) -> Result<(tempfile::NamedTempFile, PathBuf, String)> {
+        batch: &mut fsutil::AtomicBatch,
+    ) -> Result<(std::fs::File, PathBuf, String)> {
         let full = format!("{}/{}", unit.as_str(), e.path);
         let rp = RepoPath::parse(&full)?;
-        let dest = fsutil::prepare_safe_destination(self.root(), &rp)?;
-        let tmp = fsutil::AtomicBatch::temp_for(&dest, if e.exec { 0o755 } else { 0o644 })?;
+        let (tmp, dest) = batch.create(&rp, if e.exec { 0o755 } else { 0o644 })?;
         Ok((tmp, dest, full))
     }
 }

@@ -287,8 +287,7 @@ impl Repo {
             stored_bytes += menc.len() as u64;
         }
         crate::crash_point!("dir-commit-before-manifest");
-        let mabs = fsutil::prepare_safe_destination(self.root(), &unit.manifest_path())?;
-        fsutil::write_atomic(&mabs, &bytes)?;
+        fsutil::write_atomic_in(self.root(), &unit.manifest_path(), &bytes)?;
         for (path, mut e) in stat_updates {
             e.version = version;
             cache.set(&path, e);

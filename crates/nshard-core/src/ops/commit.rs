@@ -192,8 +192,7 @@ impl Repo {
         self.store().put_trusted(&version, &enc)?;
         crate::crash_point!("commit-before-manifest");
         let mpath = path.manifest_path();
-        let mabs = fsutil::prepare_safe_destination(self.root(), &mpath)?;
-        fsutil::write_atomic(&mabs, &bytes)?;
+        fsutil::write_atomic_in(self.root(), &mpath, &bytes)?;
         cache.set(
             path.as_str(),
             StatEntry::new(md1, stored.sha256, version, observed),

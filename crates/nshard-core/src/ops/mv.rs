@@ -79,8 +79,7 @@ impl Repo {
         // file without one.
         let enc = Encoder::new().encode(&bytes, DataHint::Unknown);
         self.store().put_trusted(&version, &enc)?;
-        let mabs = fsutil::prepare_safe_destination(self.root(), &to.manifest_path())?;
-        fsutil::write_atomic(&mabs, &bytes)?;
+        fsutil::write_atomic_in(self.root(), &to.manifest_path(), &bytes)?;
         let src_abs = fsutil::existing_file_in(self.root(), &from).ok();
         let data_moved = match src_abs {
             Some(s) => {
