@@ -132,3 +132,62 @@ fn gc_keeps_temporary_files_younger_than_the_grace_period() {
     assert_eq!(g["temp_files_deleted"], 1, "{g}");
     assert!(!young.exists());
 }
+
+/// docs/git.md: gc keeps what `FETCH_HEAD`, `MERGE_HEAD` or another worktree names (issue 26,
+/// untested documented behaviours); once that is gone, the version is garbage.
+#[test]
+fn gc_keeps_versions_named_by_fetch_head_merge_head_or_a_worktree() {
+    for kind in ["FETCH_HEAD", "MERGE_HEAD", "worktree"] {
+        let (r, side, chunks) = repo_with_a_dangling_version();
+        git(r.path(), &["reflog", "expire", "--expire=now", "--all"]);
+        let wt = r.path().with_extension("wt");
+        match kind {
+            "FETCH_HEAD" => std::fs::write(
+                r.join(".git/FETCH_HEAD"),
+                format!("{side}\t\tbranch 'side' of ../elsewhere\n"),
+            )
+            .expect("FETCH_HEAD"),
+            "MERGE_HEAD" => {
+                std::fs::write(r.join(".git/MERGE_HEAD"), format!("{side}\n")).expect("MERGE_HEAD")
+            }
+            _ => {
+                // Without the hooks: the new worktree has no local store to check out from.
+                git(
+                    r.path(),
+                    &[
+                        "-c",
+                        "core.hooksPath=/dev/null",
+                        "worktree",
+                        "add",
+                        "-q",
+                        "--detach",
+                        wt.to_str().expect("utf8"),
+                        &side,
+                    ],
+                );
+            }
+        }
+        let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+        assert!(
+            all_present(&r, &chunks),
+            "{kind}: its objects were deleted: {g}"
+        );
+        match kind {
+            "FETCH_HEAD" | "MERGE_HEAD" => {
+                std::fs::remove_file(r.join(".git").join(kind)).expect("remove")
+            }
+            _ => {
+                git(
+                    r.path(),
+                    &["worktree", "remove", "--force", wt.to_str().expect("utf8")],
+                );
+                git(r.path(), &["reflog", "expire", "--expire=now", "--all"]);
+            }
+        }
+        let g = r.json(&["gc", "--only-current", "--grace", "0"]);
+        assert!(
+            chunks.iter().all(|id| !object_path(&r, id).exists()),
+            "{kind}: kept after it was gone: {g}"
+        );
+    }
+}

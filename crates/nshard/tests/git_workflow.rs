@@ -560,3 +560,70 @@ fn hooks_move_data_through_a_real_server() {
     assert!(out.contains(&server.url), "{out}");
     assert_eq!(git(&w.p("origin.git"), &["rev-parse", "main"]), tip_before);
 }
+
+/// docs/git.md: with no data remote configured, pre-push warns that the data was not sent and
+/// lets the git push through (issue 26, untested documented behaviours); once a remote is
+/// added, the next push sends the data.
+#[test]
+fn pre_push_without_a_data_remote_warns_and_lets_the_push_through() {
+    let w = World::new();
+    let a = w.clone("a");
+    ok(&a, &["init"]);
+    fs::write(a.join(".shard/config.toml"), CONFIG).expect("config");
+    ok(&a, &["git-init"]);
+    fs::create_dir_all(a.join("models")).expect("models");
+    ok(&a, &["track", "models/"]);
+    commit(&a, "models/m.bin", &model(41), "v1");
+    let (pushed, text) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{text}");
+    assert!(
+        text.contains("no default data remote is configured") && text.contains("was not sent"),
+        "{text}"
+    );
+    assert_eq!(w.store_objects(), 0);
+    ok(&a, &["remote", "add", "data", &w.store()]);
+    commit(&a, "models/m.bin", &model(42), "v2");
+    let (pushed, text) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{text}");
+    assert!(w.store_objects() > 0, "{text}");
+}
+
+/// docs/git.md: post-rewrite checks out what a rewrite changed (issue 26, untested documented
+/// behaviours). An amend that takes a file's (or a directory unit's) manifest back to the earlier
+/// version leaves the work tree holding that version's data.
+#[test]
+fn post_rewrite_checks_out_files_and_units_an_amend_changed() {
+    let w = World::new();
+    let a = w.owner();
+    let v1 = model(51);
+    commit(&a, "models/m.bin", &v1, "v1");
+    fs::create_dir_all(a.join("data")).expect("data");
+    fs::write(a.join("data/x.txt"), b"unit v1").expect("x");
+    ok(&a, &["track", "--dir", "data"]);
+    ok(&a, &["commit", "-m", "unit v1"]);
+    git(&a, &["add", "-A"]);
+    git(&a, &["commit", "-q", "-m", "unit v1"]);
+    let file_v1 = fs::read(a.join("models/m.bin.shard.json")).expect("manifest");
+    let unit_v1 = fs::read(a.join("data.shard.json")).expect("unit manifest");
+    commit(&a, "models/m.bin", &fine_tune(&v1, 3, 52), "v2");
+    fs::write(a.join("data/x.txt"), b"unit v2").expect("x");
+    ok(&a, &["commit", "-m", "unit v2"]);
+    git(&a, &["add", "-A"]);
+    git(&a, &["commit", "-q", "-m", "unit v2"]);
+    // Amend the last commit so that it holds the v1 manifests again.
+    fs::write(a.join("models/m.bin.shard.json"), &file_v1).expect("manifest");
+    fs::write(a.join("data.shard.json"), &unit_v1).expect("unit manifest");
+    git(&a, &["add", "models/m.bin.shard.json", "data.shard.json"]);
+    let (ok_amend, text) = git_try(&a, &["commit", "-q", "--amend", "-m", "back to v1"]);
+    assert!(ok_amend, "{text}");
+    assert_eq!(
+        fs::read(a.join("models/m.bin")).expect("m.bin"),
+        v1,
+        "{text}"
+    );
+    assert_eq!(
+        fs::read(a.join("data/x.txt")).expect("x"),
+        b"unit v1",
+        "{text}"
+    );
+}

@@ -466,3 +466,108 @@ fn store_stopped_mid_push_then_restarted() {
     );
     common::ok(&b, &["checkout", "models/m.bin.shard.json"]);
 }
+
+/// docs/s3.md: a store that answers conditional writes with 501 is remembered and gets a HEAD
+/// then a plain PUT; the push completes and a second push sends nothing (issue 26, untested
+/// documented behaviours). The 501s come from a proxy in front of SeaweedFS.
+#[test]
+fn a_store_without_conditional_writes_gets_head_then_put() {
+    let Some(env) = S3Env::get() else { return };
+    let upstream = env
+        .endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let proxy = common::proxy::FaultProxy::start(&upstream, &[]);
+    proxy.refuse_conditional_writes();
+    let url = env.fresh_url("no-conditional");
+    let d = tempfile::tempdir().expect("tmp");
+    let a = d.path().join("a");
+    committed_repo(&a, 3 << 20, 61);
+    let (success, out, err) = run(
+        &a,
+        &env,
+        &["push", "--remote", &url, "--json"],
+        &[("AWS_ENDPOINT_URL", proxy.url.as_str())],
+    );
+    assert!(success, "{err}\n{out}");
+    assert!(
+        proxy.conditional_writes_refused() >= 1,
+        "no conditional write was tried"
+    );
+    assert_eq!(bucket_objects(&env, &url).len(), chunk_count(&a) + 1);
+    let (success, out, err) = run(
+        &a,
+        &env,
+        &["push", "--remote", &url, "--json"],
+        &[("AWS_ENDPOINT_URL", proxy.url.as_str())],
+    );
+    assert!(success, "{err}");
+    let again: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(num(&again, "objects"), 0, "{again}");
+}
+
+/// docs/s3.md: without `AWS_ACCESS_KEY_ID`, the key comes from `~/.aws/credentials` (the
+/// `default` profile, or `AWS_PROFILE`'s); variables win over the files (issue 26, untested
+/// documented behaviours).
+#[test]
+fn aws_profile_supplies_the_key_and_variables_win_over_the_files() {
+    let Some(env) = S3Env::get() else { return };
+    let url = env.fresh_url("profile");
+    let d = tempfile::tempdir().expect("tmp");
+    let a = d.path().join("a");
+    committed_repo(&a, 1 << 20, 62);
+    let home = d.path().join("home");
+    fs::create_dir_all(home.join(".aws")).expect("mkdir");
+    fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = wrong-secret-in-default\n\n\
+             [ml]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            env.key_id, env.key_id, env.secret
+        ),
+    )
+    .expect("credentials");
+    let push = |vars: &[(&str, &str)]| {
+        let mut c = nshard(&a);
+        c.args(["push", "--remote", &url]);
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_CONFIG_FILE",
+        ] {
+            c.env_remove(k);
+        }
+        c.env("HOME", &home)
+            .env("AWS_ENDPOINT_URL", &env.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ALLOW_HTTP", "true")
+            // No instance metadata service here: fail fast instead of probing for it.
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let out = c.output().expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The default profile's key is wrong: refused.
+    let (success, err) = push(&[]);
+    assert!(!success && err.contains("access denied"), "{err}");
+    assert!(!err.contains("wrong-secret-in-default"), "{err}");
+    // AWS_PROFILE picks the right one.
+    let (success, err) = push(&[("AWS_PROFILE", "ml")]);
+    assert!(success, "{err}");
+    // Variables win over the profile.
+    let (success, err) = push(&[
+        ("AWS_PROFILE", "ml"),
+        ("AWS_ACCESS_KEY_ID", &env.key_id),
+        ("AWS_SECRET_ACCESS_KEY", "wrong-secret-in-the-environment"),
+    ]);
+    assert!(!success && err.contains("access denied"), "{err}");
+}

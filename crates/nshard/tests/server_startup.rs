@@ -203,3 +203,45 @@ fn a_default_store_created_in_a_project_stays_out_of_git() {
     child.wait().expect("reap");
     assert!(!status.contains("nshard-store"), "{status}");
 }
+
+/// docs/server.md: without `--insecure-allow-anonymous-write` a request without a token cannot
+/// write (tokens given), with it anyone can; a token file other users can read is warned about
+/// at start-up, a private one is not (issue 26, untested documented behaviours).
+#[cfg(unix)]
+#[test]
+fn anonymous_write_needs_its_flag_and_a_readable_token_file_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().expect("tmp");
+    let tokens = d.path().join("tokens");
+    std::fs::write(&tokens, format!("write:{WRITE}\n")).expect("tokens");
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let t = tokens.to_str().expect("utf8");
+    let (id, _, enc) = object(5_000, 21);
+    let s = Served::start(&d.path().join("store"), &["--tokens", t], &[]);
+    let log = eventually("the start-up warning", || {
+        let log = s.log();
+        log.contains("readable by other users").then_some(log)
+    });
+    assert!(log.contains("chmod 600"), "{log}");
+    let r = client()
+        .put(s.at(&format!("/v1/objects/{id}")))
+        .body(enc.clone())
+        .send()
+        .expect("PUT");
+    expect_error(r, StatusCode::UNAUTHORIZED, "unauthorized");
+    drop(s);
+
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let s = Served::start(
+        &d.path().join("store2"),
+        &["--tokens", t, "--insecure-allow-anonymous-write"],
+        &[],
+    );
+    let r = client()
+        .put(s.at(&format!("/v1/objects/{id}")))
+        .body(enc)
+        .send()
+        .expect("PUT");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(!s.log().contains("readable by other users"), "{}", s.log());
+}

@@ -30,6 +30,10 @@ struct State {
     budget: Mutex<Option<usize>>,
     /// Faults applied so far.
     served: AtomicUsize,
+    /// Answer conditional writes (`If-None-Match`) with 501, as a store without them does.
+    refuse_conditional: AtomicBool,
+    /// Conditional writes refused so far.
+    refused: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -51,6 +55,8 @@ impl FaultProxy {
             plan: Mutex::new(plan.iter().copied().collect()),
             budget: Mutex::new(None),
             served: AtomicUsize::new(0),
+            refuse_conditional: AtomicBool::new(false),
+            refused: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         let st = Arc::clone(&state);
@@ -75,6 +81,17 @@ impl FaultProxy {
     /// connection (a network that goes down mid-transfer).
     pub fn cut_all_after(&self, bytes: usize) {
         *self.state.budget.lock().expect("lock") = Some(bytes);
+    }
+
+    /// From now on, answers every request carrying `If-None-Match` with `501 Not Implemented`
+    /// (an S3-compatible store without conditional writes) and relays the others.
+    pub fn refuse_conditional_writes(&self) {
+        self.state.refuse_conditional.store(true, Ordering::SeqCst);
+    }
+
+    /// How many conditional writes were refused.
+    pub fn conditional_writes_refused(&self) -> usize {
+        self.state.refused.load(Ordering::SeqCst)
     }
 
     /// How many planned faults were applied.
@@ -152,6 +169,27 @@ fn relay(st: &State, client: TcpStream, limit: Option<usize>) {
     let Some(request) = read_request(&client) else {
         return;
     };
+    if st.refuse_conditional.load(Ordering::SeqCst) {
+        let head_end = request
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(request.len());
+        let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+        if head.lines().any(|l| l.starts_with("if-none-match:")) {
+            st.refused.fetch_add(1, Ordering::SeqCst);
+            let body =
+                "<Error><Code>NotImplemented</Code><Message>conditional writes</Message></Error>";
+            let resp = format!(
+                "HTTP/1.1 501 Not Implemented\r\ncontent-type: application/xml\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut c = &client;
+            let _ = c.write_all(resp.as_bytes());
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+    }
     let Ok(up) = TcpStream::connect(&st.upstream) else {
         return;
     };
