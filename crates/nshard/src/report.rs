@@ -552,13 +552,7 @@ pub fn diff_report(d: &FileDiff, from: &str, to: &str, summary: &str) -> String 
         Some(t) => {
             let tensors = all_tensors(&t.entries, &t.unchanged_tensors);
             let scale = Scale::over(tensors.iter().filter_map(|e| e.stats.as_ref()));
-            let bad: u64 = tensors
-                .iter()
-                .filter_map(|e| match &e.stats {
-                    Some(TensorStats::Float(f)) => Some(f.non_finite),
-                    _ => None,
-                })
-                .sum();
+            let bad: u64 = tensors.iter().map(|e| e.non_finite()).sum();
             if bad > 0 {
                 let _ = write!(
                     body,

@@ -362,6 +362,19 @@ fn a_huge_answer_from_a_server_is_refused_not_buffered() {
     server.join().expect("server thread");
 }
 
+/// Fails when anything was written into `dir` (outside the repository).
+fn assert_nothing_in(dir: &std::path::Path, what: &str) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .expect("read outside")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{what}: wrote outside the repository: {left:?}"
+    );
+}
+
 /// Case 1: a parent directory swapped for a symlink to a directory outside the repository after
 /// checkout checked the path, but before it wrote (the checkout is held at that moment and goes on
 /// once the swap is done): nothing lands outside. The write and the rename happen in the directory
@@ -390,15 +403,7 @@ fn checkout_never_writes_outside_when_a_directory_is_swapped_for_a_symlink() {
     std::os::unix::fs::symlink(outside.path(), repo.join("m")).expect("plant symlink");
     std::fs::write(&resume, b"").expect("resume");
     let st = child.wait().expect("wait");
-    let left: Vec<_> = std::fs::read_dir(outside.path())
-        .expect("read outside")
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(
-        left.is_empty(),
-        "checkout wrote outside the repository: {left:?} ({st})"
-    );
+    assert_nothing_in(outside.path(), &format!("checkout ({st})"));
     // It wrote into the directory it had opened, under its new name.
     assert!(st.success(), "{st}");
     assert_eq!(repo.read("m.real/model.bin"), data);
@@ -429,15 +434,7 @@ fn unit_checkout_never_writes_into_a_directory_swapped_for_a_symlink() {
         std::os::unix::fs::symlink(outside.path(), repo.join("data/sub")).expect("plant symlink");
         std::fs::write(&resume, b"").expect("resume");
         let st = child.wait().expect("wait");
-        let left: Vec<_> = std::fs::read_dir(outside.path())
-            .expect("read outside")
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert!(
-            left.is_empty(),
-            "{point}: checkout wrote outside the repository: {left:?} ({st})"
-        );
+        assert_nothing_in(outside.path(), &format!("{point} ({st})"));
         assert!(!st.success(), "{point}: the swap must be refused: {st}");
     }
 }

@@ -142,6 +142,16 @@ pub struct TensorChange {
     pub index: usize,
 }
 
+impl TensorChange {
+    /// NaN and ±Inf values in the new side, when it has float figures.
+    pub fn non_finite(&self) -> u64 {
+        match &self.stats {
+            Some(TensorStats::Float(f)) => f.non_finite,
+            _ => 0,
+        }
+    }
+}
+
 /// Tensor-level changes.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct TensorDiff {

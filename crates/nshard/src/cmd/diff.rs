@@ -141,12 +141,7 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
     if a.html.is_some() && targets.len() != 1 {
         anyhow::bail!("--html writes the report of one file: name exactly one model file");
     }
-    let glob = a
-        .tensor
-        .as_deref()
-        .map(TensorGlob::new)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let glob = tensor_glob(a.tensor.as_deref())?;
     let stats = a.stats || a.html.is_some();
     let bar = ctx.progress(a.json);
     let mut diffs = Vec::new();
@@ -285,6 +280,14 @@ fn print_diff(d: &FileDiff) -> Result<()> {
     Ok(())
 }
 
+/// `--tensor GLOB`, parsed.
+pub fn tensor_glob(pattern: Option<&str>) -> Result<Option<TensorGlob>> {
+    pattern
+        .map(TensorGlob::new)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+}
+
 /// The changed tensors with their figures, most changed first; then the tensors without figures.
 fn print_figures(entries: &[TensorChange]) -> Result<()> {
     let mut with: Vec<&TensorChange> = entries.iter().filter(|e| e.stats.is_some()).collect();
@@ -298,13 +301,7 @@ fn print_figures(entries: &[TensorChange]) -> Result<()> {
         .max()
         .unwrap_or(0)
         .min(60);
-    let bad: u64 = with
-        .iter()
-        .filter_map(|e| match &e.stats {
-            Some(TensorStats::Float(f)) => Some(f.non_finite),
-            _ => None,
-        })
-        .sum();
+    let bad: u64 = with.iter().map(|e| e.non_finite()).sum();
     if bad > 0 {
         out!(
             "{} {bad} NaN/Inf values in the new version (marked !!)",

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use nshard_core::{History, LogState, Repo, Target, TensorGlob, VersionChange};
+use nshard_core::{History, LogState, Repo, Target, VersionChange};
 
 use crate::out;
 use crate::output::{bytes, print_json, Ctx};
@@ -222,12 +222,7 @@ fn run_stats(repo: &Repo, targets: &[Target], a: &LogArgs) -> Result<ExitCode> {
     let [Target::File(path)] = targets else {
         anyhow::bail!("--stats and --html follow one model file's history: name exactly one file");
     };
-    let glob = a
-        .tensor
-        .as_deref()
-        .map(TensorGlob::new)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let glob = super::diff::tensor_glob(a.tensor.as_deref())?;
     let versions = repo.log_stats(path, glob.as_ref())?;
     if let Some(file) = &a.html {
         let html = crate::report::log_report(path.as_str(), &versions);
