@@ -225,17 +225,9 @@ fn version_of(repo: &TestRepo, file: &str) -> String {
 fn stats_need_the_old_data_and_say_how_to_get_it() {
     let (repo, _) = repo_with(2);
     let f = "f32.safetensors";
-    let chunks = |m: &Value| -> Vec<String> {
-        m["chunks"]
-            .as_array()
-            .expect("chunks")
-            .iter()
-            .map(|c| c["id"].as_str().expect("id").to_string())
-            .collect()
-    };
-    let old = chunks(&repo.manifest(f));
+    let old = repo.chunk_ids(f);
     repo.ok(&["commit", "-m", "step 2"]);
-    let new = chunks(&repo.manifest(f));
+    let new = repo.chunk_ids(f);
     // The older version's own chunks are gone (as in a clone that pulled only the newest
     // version's data): no figures, a clear error naming the command that fetches them, and
     // nothing half-printed as figures.

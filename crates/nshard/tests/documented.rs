@@ -90,17 +90,6 @@ fn one_chunk_is_one_chunk_not_1_chunks() {
     assert!(out.contains("blocks: 0 of 1 chunk reused"), "{out}");
 }
 
-fn manifest_chunks(repo: &TestRepo, file: &str) -> Vec<String> {
-    let m: serde_json::Value =
-        serde_json::from_slice(&repo.read(&format!("{file}.shard.json"))).expect("manifest");
-    m["chunks"]
-        .as_array()
-        .expect("chunks")
-        .iter()
-        .map(|c| c["id"].as_str().expect("id").to_string())
-        .collect()
-}
-
 /// `**` in a quoted glob crosses directories; `.git/` is refused like `.shard/`; `--json`.
 #[test]
 fn track_double_star_and_refusals() {
@@ -141,7 +130,7 @@ fn untrack_leaves_data_manifests_and_objects() {
     repo.ok(&["track", "a.bin"]);
     repo.ok(&["commit", "-m", "v1"]);
     let manifest = repo.read("a.bin.shard.json");
-    let chunks = manifest_chunks(&repo, "a.bin");
+    let chunks = repo.chunk_ids("a.bin");
     let u = repo.json(&["untrack", "a.bin"]);
     assert_eq!(
         u,

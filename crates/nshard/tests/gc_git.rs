@@ -10,17 +10,6 @@ use std::time::{Duration, SystemTime};
 use common::{git, random_bytes, TestRepo};
 use history_support::*;
 
-fn manifest_chunks(r: &TestRepo, file: &str) -> Vec<String> {
-    let m: serde_json::Value =
-        serde_json::from_slice(&r.read(&format!("{file}.shard.json"))).expect("manifest");
-    m["chunks"]
-        .as_array()
-        .expect("chunks")
-        .iter()
-        .map(|c| c["id"].as_str().expect("id").to_string())
-        .collect()
-}
-
 /// A git repository on `main` with a committed v1 of `a.bin`, and a commit holding another
 /// version of it (no chunk in common) that no branch names. Returns the repo, that commit and its
 /// version's chunk ids.
@@ -38,7 +27,7 @@ fn repo_with_a_dangling_version() -> (TestRepo, String, Vec<String>) {
     commit(&r, "v2");
     git(r.path(), &["commit", "-q", "-am", "v2"]);
     let side = git(r.path(), &["rev-parse", "HEAD"]).trim().to_string();
-    let chunks = manifest_chunks(&r, "a.bin");
+    let chunks = r.chunk_ids("a.bin");
     git(r.path(), &["checkout", "-q", "main"]);
     git(r.path(), &["branch", "-q", "-D", "side"]);
     r.ok(&["checkout"]);

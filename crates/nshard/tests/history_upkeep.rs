@@ -13,17 +13,6 @@ use history_support::*;
 /// 4 KiB fixed blocks: many objects from little data.
 const FIXED_4K: &str = "[chunking]\nalgorithm = \"fixed\"\nsize = 4096\n";
 
-fn manifest_chunks(r: &TestRepo, file: &str) -> Vec<String> {
-    let m: serde_json::Value =
-        serde_json::from_slice(&r.read(&format!("{file}.shard.json"))).expect("manifest");
-    m["chunks"]
-        .as_array()
-        .expect("chunks")
-        .iter()
-        .map(|c| c["id"].as_str().expect("id").to_string())
-        .collect()
-}
-
 /// Two versions of `a.bin` (the second shares half its chunks with the first).
 fn two_versions(chunking: &str, size: usize) -> (TestRepo, String, String) {
     let r = repo_with(chunking);
@@ -58,7 +47,7 @@ fn verify_passes_on_a_healthy_repository() {
 #[test]
 fn verify_reports_a_corrupted_object() {
     let (r, _, v2) = two_versions(SMALL_CDC, 300_000);
-    let id = manifest_chunks(&r, "a.bin")[1].clone();
+    let id = r.chunk_ids("a.bin")[1].clone();
     let p = object_path(&r, &id);
     let mut bytes = std::fs::read(&p).expect("read");
     let last = bytes.len() - 1;
@@ -91,7 +80,7 @@ fn verify_reports_a_corrupted_object() {
 #[test]
 fn verify_reports_a_truncated_object() {
     let (r, _, _) = two_versions(SMALL_CDC, 300_000);
-    let id = manifest_chunks(&r, "a.bin").last().expect("chunk").clone();
+    let id = r.chunk_ids("a.bin").last().expect("chunk").clone();
     let p = object_path(&r, &id);
     let len = std::fs::metadata(&p).expect("md").len();
     let f = std::fs::OpenOptions::new()
@@ -113,7 +102,7 @@ fn verify_reports_a_truncated_object() {
 #[test]
 fn verify_reports_a_missing_object() {
     let (r, _, v2) = two_versions(SMALL_CDC, 300_000);
-    let id = manifest_chunks(&r, "a.bin")[0].clone();
+    let id = r.chunk_ids("a.bin")[0].clone();
     std::fs::remove_file(object_path(&r, &id)).expect("rm");
     let v = r.json_exit(&["verify"], 1);
     assert_eq!(v["ok"], false, "{v}");
@@ -200,7 +189,7 @@ fn gc_deletes_unreferenced_objects_and_keeps_history_by_default() {
     r.write("b.bin", &random_bytes(200_000, 7));
     r.ok(&["track", "b.bin"]);
     commit(&r, "b");
-    let b_chunks = manifest_chunks(&r, "b.bin");
+    let b_chunks = r.chunk_ids("b.bin");
     r.ok(&["untrack", "b.bin"]);
     std::fs::remove_file(r.join("b.bin.shard.json")).expect("rm manifest");
     let before = count_objects(&r);
@@ -266,7 +255,7 @@ fn gc_keeps_what_other_git_branches_and_the_index_reference() {
     r.write("a.bin", &v2);
     commit(&r, "v2");
     git(r.path(), &["commit", "-q", "-am", "v2"]);
-    let exp_chunks = manifest_chunks(&r, "a.bin");
+    let exp_chunks = r.chunk_ids("a.bin");
     git(r.path(), &["checkout", "-q", "main"]);
     r.ok(&["checkout"]);
     assert_eq!(r.read("a.bin"), v1);
@@ -286,7 +275,7 @@ fn gc_keeps_what_other_git_branches_and_the_index_reference() {
     let v3 = random_bytes(300_000, 13);
     r.write("a.bin", &v3);
     commit(&r, "v3");
-    let staged_chunks = manifest_chunks(&r, "a.bin");
+    let staged_chunks = r.chunk_ids("a.bin");
     git(r.path(), &["add", "a.bin.shard.json"]);
     let head_manifest = git(r.path(), &["show", "HEAD:a.bin.shard.json"]);
     r.write("a.bin.shard.json", head_manifest.as_bytes());
@@ -301,7 +290,7 @@ fn gc_keeps_what_other_git_branches_and_the_index_reference() {
     for seed in [14, 15] {
         r.write("a.bin", &random_bytes(300_000, seed));
         commit(&r, "to be stashed");
-        stashed.extend(manifest_chunks(&r, "a.bin"));
+        stashed.extend(r.chunk_ids("a.bin"));
         git(r.path(), &["stash", "-q"]);
     }
     r.ok(&["checkout", "--force"]);
@@ -355,7 +344,7 @@ fn gc_works_in_a_git_repository_without_commits() {
     assert_eq!(g["files"], 1, "{g}");
     // Staged, then replaced in the work tree by a newer version: the staged one is kept.
     git(r.path(), &["add", "a.bin.shard.json"]);
-    let staged = manifest_chunks(&r, "a.bin");
+    let staged = r.chunk_ids("a.bin");
     r.write("a.bin", &random_bytes(200_000, 22));
     commit(&r, "v2");
     let g = r.json(&["gc", "--only-current", "--grace", "0"]);
@@ -452,7 +441,8 @@ fn gc_killed_mid_way_leaves_a_consistent_store() {
     // Nothing referenced was lost; the store verifies; the file can be rebuilt.
     let v = r.json(&["verify"]);
     assert_eq!(v["ok"], true, "first problem: {}", v["problems"][0]);
-    assert!(manifest_chunks(&r, "a.bin")
+    assert!(r
+        .chunk_ids("a.bin")
         .iter()
         .all(|id| object_path(&r, id).exists()));
     // The old version's manifest went first, so history simply ends (no half-deleted version).

@@ -127,23 +127,58 @@ fn quantized(dtype: &str) -> Option<(u64, u64)> {
     crate::formats::gguf::ggml_type_by_name(dtype).filter(|(elems, _)| *elems > 1)
 }
 
-/// IEEE half to f64.
-fn f16_value(h: u16) -> f64 {
-    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
-    let exp = i32::from((h >> 10) & 0x1f);
-    let mant = f64::from(h & 0x3ff);
-    sign * match exp {
-        0 => mant * 2f64.powi(-24),
-        31 if mant == 0.0 => f64::INFINITY,
-        31 => f64::NAN,
-        _ => (1.0 + mant / 1024.0) * 2f64.powi(exp - 15),
+/// A small float format: exponent and mantissa widths, and whether the all-ones exponent holds
+/// infinities and NaNs (IEEE, fp16 and fp8 e5m2) or only one NaN, at all ones (fp8 e4m3 "fn").
+#[derive(Clone, Copy)]
+struct SmallFloat {
+    exp_bits: u32,
+    mant_bits: u32,
+    ieee: bool,
+}
+
+const F16: SmallFloat = SmallFloat {
+    exp_bits: 5,
+    mant_bits: 10,
+    ieee: true,
+};
+const F8_E4M3: SmallFloat = SmallFloat {
+    exp_bits: 4,
+    mant_bits: 3,
+    ieee: false,
+};
+const F8_E5M2: SmallFloat = SmallFloat {
+    exp_bits: 5,
+    mant_bits: 2,
+    ieee: true,
+};
+
+impl SmallFloat {
+    /// The value of `bits` in this format.
+    fn value(self, bits: u32) -> f64 {
+        let sign = if bits >> (self.exp_bits + self.mant_bits) & 1 != 0 {
+            -1.0
+        } else {
+            1.0
+        };
+        let max_exp = (1u32 << self.exp_bits) - 1;
+        let mant_max = 1u32 << self.mant_bits;
+        let exp = (bits >> self.mant_bits) & max_exp;
+        let mant = bits & (mant_max - 1);
+        let bias = (1i32 << (self.exp_bits - 1)) - 1;
+        let m = f64::from(mant) / f64::from(mant_max);
+        sign * match exp {
+            0 => m * 2f64.powi(1 - bias),
+            e if e == max_exp && self.ieee && mant == 0 => f64::INFINITY,
+            e if e == max_exp && (self.ieee || mant == mant_max - 1) => f64::NAN,
+            e => (1.0 + m) * 2f64.powi(e as i32 - bias),
+        }
     }
 }
 
 /// Every half's value, built once (512 KiB).
 fn f16_table() -> &'static [f64] {
     static T: OnceLock<Vec<f64>> = OnceLock::new();
-    T.get_or_init(|| (0..=u16::MAX).map(f16_value).collect())
+    T.get_or_init(|| (0..=u32::from(u16::MAX)).map(|h| F16.value(h)).collect())
 }
 
 /// Every fp8 value of one kind (e5m2 when `e5m2`, else e4m3), built once.
@@ -151,36 +186,11 @@ fn f8_table(e5m2: bool) -> &'static [f64; 256] {
     static T: OnceLock<[[f64; 256]; 2]> = OnceLock::new();
     let t = T.get_or_init(|| {
         [
-            std::array::from_fn(|i| f8_e4m3_value(i as u8)),
-            std::array::from_fn(|i| f8_e5m2_value(i as u8)),
+            std::array::from_fn(|i| F8_E4M3.value(i as u32)),
+            std::array::from_fn(|i| F8_E5M2.value(i as u32)),
         ]
     });
     &t[usize::from(e5m2)]
-}
-
-/// fp8 e4m3 (the "fn" variant of safetensors and PyTorch: no infinities, NaN at S.1111.111).
-fn f8_e4m3_value(b: u8) -> f64 {
-    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
-    let exp = i32::from((b >> 3) & 0xf);
-    let mant = f64::from(b & 7);
-    sign * match exp {
-        0 => mant / 8.0 * 2f64.powi(-6),
-        15 if mant == 7.0 => f64::NAN,
-        _ => (1.0 + mant / 8.0) * 2f64.powi(exp - 7),
-    }
-}
-
-/// fp8 e5m2 (IEEE-like: infinities and NaNs at exponent 31).
-fn f8_e5m2_value(b: u8) -> f64 {
-    let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
-    let exp = i32::from((b >> 2) & 0x1f);
-    let mant = f64::from(b & 3);
-    sign * match exp {
-        0 => mant / 4.0 * 2f64.powi(-14),
-        31 if mant == 0.0 => f64::INFINITY,
-        31 => f64::NAN,
-        _ => (1.0 + mant / 4.0) * 2f64.powi(exp - 15),
-    }
 }
 
 /// Running sums for one tensor; each window is summed on its own first, then added (better
@@ -329,34 +339,6 @@ impl Acc {
             all_finite: self.excluded == 0,
         }
     }
-}
-
-/// Decodes the elements of `buf`: (bits, value) each.
-fn decode(e: Elem, buf: &[u8]) -> impl Iterator<Item = (u64, f64)> + '_ {
-    let half = f16_table();
-    buf.chunks_exact(e.width()).map(move |c| match e {
-        Elem::Bf16 => {
-            let bits = u16::from_le_bytes([c[0], c[1]]);
-            (
-                u64::from(bits),
-                f64::from(f32::from_bits(u32::from(bits) << 16)),
-            )
-        }
-        Elem::F16 => {
-            let bits = u16::from_le_bytes([c[0], c[1]]);
-            (u64::from(bits), half[usize::from(bits)])
-        }
-        Elem::F32 => {
-            let bits = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            (u64::from(bits), f64::from(f32::from_bits(bits)))
-        }
-        Elem::F64 => {
-            let bits = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            (bits, f64::from_bits(bits))
-        }
-        Elem::F8E4M3 => (u64::from(c[0]), f8_e4m3_value(c[0])),
-        Elem::F8E5M2 => (u64::from(c[0]), f8_e5m2_value(c[0])),
-    })
 }
 
 /// Calls `each` with successive runs of `size` bytes from `offset` in both sources, each run a
@@ -509,9 +491,10 @@ pub(crate) fn sum_sq(src: &mut dyn Source, t: &TensorEntry) -> io::Result<Option
             .unwrap_or(usize::MAX)
             .min(step);
         src.read_at(t.offset + done, &mut buf[..n])?;
-        total += decode(e, &buf[..n])
-            .map(|(_, v)| if v.is_finite() { v * v } else { 0.0 })
-            .sum::<f64>();
+        // The tensor against itself: ‖old‖² over its finite elements.
+        let mut acc = Acc::default();
+        acc.window_of(e, &buf[..n], &buf[..n]);
+        total += acc.old_sq;
         done += n as u64;
     }
     Ok(Some(total))
@@ -582,16 +565,18 @@ mod tests {
 
     #[test]
     fn small_float_formats_decode() {
-        assert_eq!(f16_value(0x3c00), 1.0);
-        assert_eq!(f16_value(0xc000), -2.0);
-        assert_eq!(f16_value(0x0001), 2f64.powi(-24));
-        assert!(f16_value(0x7c00).is_infinite() && f16_value(0x7e00).is_nan());
-        assert_eq!(f8_e4m3_value(0x38), 1.0);
-        assert_eq!(f8_e4m3_value(0x7e), 448.0);
-        assert!(f8_e4m3_value(0x7f).is_nan());
-        assert_eq!(f8_e5m2_value(0x3c), 1.0);
-        assert_eq!(f8_e5m2_value(0x7b), 57344.0);
-        assert!(f8_e5m2_value(0x7c).is_infinite() && f8_e5m2_value(0x7d).is_nan());
+        assert_eq!(F16.value(0x3c00), 1.0);
+        assert_eq!(F16.value(0xc000), -2.0);
+        assert_eq!(F16.value(0x0001), 2f64.powi(-24));
+        assert!(F16.value(0x7c00).is_infinite() && F16.value(0x7e00).is_nan());
+        assert_eq!(F8_E4M3.value(0x38), 1.0);
+        assert_eq!(F8_E4M3.value(0x7e), 448.0);
+        assert_eq!(F8_E4M3.value(0x01), 2f64.powi(-9));
+        assert!(F8_E4M3.value(0x7f).is_nan() && F8_E4M3.value(0xff).is_nan());
+        assert_eq!(F8_E5M2.value(0x3c), 1.0);
+        assert_eq!(F8_E5M2.value(0x7b), 57344.0);
+        assert!(F8_E5M2.value(0x7c).is_infinite() && F8_E5M2.value(0x7d).is_nan());
+        assert_eq!(F8_E5M2.value(0xfc), f64::NEG_INFINITY);
     }
 
     #[test]

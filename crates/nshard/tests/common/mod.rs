@@ -89,6 +89,16 @@ impl TestRepo {
         serde_json::from_slice(&self.read(&format!("{rel}.shard.json"))).expect("manifest json")
     }
 
+    /// The chunk ids of the work-tree manifest of `rel`, in file order.
+    pub fn chunk_ids(&self, rel: &str) -> Vec<String> {
+        self.manifest(rel)["chunks"]
+            .as_array()
+            .expect("chunks")
+            .iter()
+            .map(|c| c["id"].as_str().expect("id").to_string())
+            .collect()
+    }
+
     /// Where the local store keeps the object `id` (64 hex characters).
     pub fn object_path(&self, id: &str) -> PathBuf {
         self.join(&format!(".shard/objects/{}/{}", &id[..2], &id[2..]))
