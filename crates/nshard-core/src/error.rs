@@ -436,6 +436,23 @@ pub enum RemoteError {
         /// The absent objects.
         missing: Vec<ObjectId>,
     },
+    /// A version is gone from the remote because its retention policy pruned it (not corruption).
+    #[error("{subject} was pruned from the remote {remote} by retention ({}); it cannot be pulled from there", pruned_when(*pruned))]
+    Pruned {
+        /// The remote's URL.
+        remote: String,
+        /// The file and version.
+        subject: String,
+        /// When it was pruned (seconds since the epoch).
+        pruned: u64,
+    },
+}
+
+/// "on 2026-12-05" for a time in seconds since the epoch.
+fn pruned_when(secs: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs as i64)
+        .map(|t| format!("`nshard remote gc --keep-last`, on {}", t.date()))
+        .unwrap_or_else(|_| "`nshard remote gc --keep-last`".into())
 }
 
 /// Reading git, and installing hooks.

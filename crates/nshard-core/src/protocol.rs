@@ -9,9 +9,18 @@
 //! | `GET` | [`object_path`] | → the encoded object |
 //! | `PUT` | [`object_path`] | the encoded object → [`PutResponse`] |
 //! | `POST` | [`verify_path`] | → [`ObjectCheck`]: the server hashes its own copy (offered when [`Health::features`] lists [`FEATURE_VERIFY`]) |
+//! | `GET` | [`RECORDS`] | → [`RecordList`] (read scope) |
+//! | `GET` | [`record_path`] | → the record's bytes, or 404 with code [`NO_SUCH_RECORD`] (read scope) |
+//! | `PUT` | [`record_path`] (without the writer) | the record's bytes → [`RecordPut`], 201; 409 when the name exists (write scope; the server sets the writer) |
+//! | `POST` | [`DELETE_RECORDS`] | [`DeleteRecords`] → [`Deleted`] (admin scope) |
+//! | `GET` | [`OBJECTS`]`?after=ID&limit=N` | → [`ObjectPage`] (admin scope) |
+//! | `POST` | [`DELETE_OBJECTS`] | [`DeleteObjects`] → [`Deleted`] (admin scope) |
 //!
 //! Every error answer has an [`ErrorBody`]. A `GET` of an object the server finds corrupt in its
 //! store is answered 500 with code [`CORRUPT_OBJECT`] (the server moves the copy aside).
+//!
+//! Record names travel as strings (`SPACE/KEY/STAMP.WRITER`, see
+//! [`RecordName`](crate::backend::RecordName)); each side parses them before use.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,8 +51,48 @@ pub fn verify_path(id: &ObjectId) -> String {
     format!("/v1/objects/{id}/verify")
 }
 
+/// Path of the record listing (and the prefix of every record's path).
+pub const RECORDS: &str = "/v1/records";
+
+/// Route pattern of one record (axum's syntax): `GET` names it with its writer
+/// (`SPACE/KEY/STAMP.WRITER`), `PUT` without (`SPACE/KEY/STAMP`: the server sets the writer).
+/// The whole rest of the path is the name, so that a name with too many or too few segments is
+/// refused as a name (400), not as an unknown endpoint.
+pub const RECORD_ROUTE: &str = "/v1/records/{*name}";
+
+/// Path of record `name` (`SPACE/KEY/STAMP.WRITER` to read it, `SPACE/KEY/STAMP` to write it).
+/// Names are checked by their parser before they get here: no character in them needs escaping.
+pub fn record_path(name: &str) -> String {
+    format!("{RECORDS}/{name}")
+}
+
+/// Path of the batched record deletion (admin scope).
+pub const DELETE_RECORDS: &str = "/v1/records/delete";
+
+/// Path of the object listing (admin scope), paged: `?after=<id>&limit=<n>`.
+pub const OBJECTS: &str = "/v1/objects";
+
+/// The most (and default) objects in one page of [`OBJECTS`].
+pub const OBJECT_PAGE_LIMIT: usize = 10_000;
+
+/// Path of one page of the object listing: the objects after `after` (from the first when
+/// `None`), at most `limit`.
+pub fn objects_page_path(after: Option<&ObjectId>, limit: usize) -> String {
+    match after {
+        Some(id) => format!("{OBJECTS}?after={id}&limit={limit}"),
+        None => format!("{OBJECTS}?limit={limit}"),
+    }
+}
+
+/// Path of the batched object deletion (admin scope).
+pub const DELETE_OBJECTS: &str = "/v1/objects/delete";
+
 /// The [`Health::features`] entry of a server that answers [`verify_path`].
 pub const FEATURE_VERIFY: &str = "verify";
+
+/// The error code of a 404 for a record the server does not have (any other 404, such as an
+/// older server's "no such endpoint", is not "no such record").
+pub const NO_SUCH_RECORD: &str = "no_such_record";
 
 /// The error code of a `GET` answer for an object the server found corrupt in its store.
 pub const CORRUPT_OBJECT: &str = "corrupt_object";
@@ -134,6 +183,64 @@ pub struct PutResponse {
     pub stored: bool,
 }
 
+/// Answer of [`RECORDS`]: every record name on the server, sorted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordList {
+    /// `SPACE/KEY/STAMP.WRITER` names.
+    pub records: Vec<String>,
+}
+
+/// Answer of a record `PUT` (201).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordPut {
+    /// The name as stored (`SPACE/KEY/STAMP.WRITER`, the writer set by the server).
+    pub name: String,
+}
+
+/// One object of an [`ObjectPage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedObject {
+    /// Its id.
+    pub id: ObjectId,
+    /// Its stored (encoded) size.
+    pub size: u64,
+    /// When it was stored (seconds since the epoch; 0 when the store cannot say).
+    pub modified: u64,
+}
+
+/// Answer of [`OBJECTS`]: a page of objects in id order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectPage {
+    /// Objects with ids after the page's `after`, ascending.
+    pub objects: Vec<ListedObject>,
+    /// Where the next page starts (its `after`), or null after the last page.
+    pub next: Option<ObjectId>,
+}
+
+/// Body of [`DELETE_OBJECTS`]: at most [`DELETE_BATCH`](crate::backend::DELETE_BATCH) ids.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteObjects {
+    /// Object ids (64 lowercase hex characters each).
+    pub ids: Vec<String>,
+}
+
+/// Body of [`DELETE_RECORDS`]: at most [`DELETE_BATCH`](crate::backend::DELETE_BATCH) names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRecords {
+    /// `SPACE/KEY/STAMP.WRITER` names.
+    pub names: Vec<String>,
+}
+
+/// Answer of a deletion: how many ids or names it covered (absent ones count too: deleting is
+/// idempotent).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deleted {
+    /// Ids or names processed.
+    pub deleted: usize,
+}
+
 /// What a store found when it checked its copy of an object: the answer of [`verify_path`], and
 /// what [`Store::check_object`](crate::Store::check_object) returns for every backend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,5 +301,13 @@ mod tests {
         let id = ObjectId::of(b"x");
         assert_eq!(object_path(&id), OBJECT_ROUTE.replace("{id}", &id.to_hex()));
         assert_eq!(verify_path(&id), VERIFY_ROUTE.replace("{id}", &id.to_hex()));
+        assert_eq!(
+            record_path("s/k/n"),
+            RECORD_ROUTE.replace("{*name}", "s/k/n")
+        );
+        assert_eq!(
+            objects_page_path(Some(&id), 5),
+            format!("{OBJECTS}?after={}&limit=5", id.to_hex())
+        );
     }
 }

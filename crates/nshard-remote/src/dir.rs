@@ -17,7 +17,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use nshard_core::backend::{
-    create_dir_all, write_file_once, AtomicFile, LocalStore, StagedUpload, StoreAdmin,
+    create_dir_all, read_limited, write_file_once, AtomicFile, LocalStore, RecordName,
+    StagedUpload, StoreAdmin, StoredObject, MAX_RECORD_BYTES,
 };
 use nshard_core::format::{decode_verified, MAX_OBJECT_SIZE};
 use nshard_core::RemoteError;
@@ -140,6 +141,81 @@ impl DirStore {
         f.commit_if_absent()
     }
 
+    /// Where record `name` lives: `DIR/records/SPACE/KEY/STAMP.WRITER`.
+    fn record_path(&self, name: &RecordName) -> PathBuf {
+        self.root.join("records").join(name.to_string())
+    }
+
+    fn put_record_blocking(&self, name: &RecordName, bytes: &[u8]) -> Result<RecordName> {
+        let name = name.clone();
+        let dest = self.record_path(&name);
+        create_dir_all(dest.parent().expect("records live in a directory"))?;
+        create_dir_all(self.store.tmp_dir())?;
+        let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
+        write_file_once(f.file(), bytes).map_err(Error::io("writing", &dest))?;
+        if f.commit_if_absent()? {
+            Ok(name)
+        } else {
+            Err(Error::Remote(RemoteError::Failed {
+                remote: self.root.display().to_string(),
+                kind: RemoteFailure::Refused,
+                reason: format!("record {name} exists already"),
+            }))
+        }
+    }
+
+    /// Every record name (strict: any unreadable directory is an error; foreign files are skipped).
+    fn list_records_blocking(&self) -> Result<Vec<RecordName>> {
+        let top = self.root.join("records");
+        let mut out = Vec::new();
+        for space in read_dir_strict(&top)? {
+            for key in read_dir_strict(&top.join(&space))? {
+                for file in read_dir_strict(&top.join(&space).join(&key))? {
+                    out.extend(RecordName::parse(&format!("{space}/{key}/{file}")));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every object with its size and modification time (strict, like the record listing).
+    fn list_objects_blocking(&self) -> Result<Vec<StoredObject>> {
+        let top = self.root.join("objects");
+        let mut out = Vec::new();
+        for fan in read_dir_strict(&top)? {
+            if fan.len() != 2 {
+                continue;
+            }
+            let dir = top.join(&fan);
+            for rest in read_dir_strict(&dir)? {
+                let hex = format!("{fan}{rest}");
+                let Some(id) = ObjectId::parse(&hex).ok().filter(|id| id.to_hex() == hex) else {
+                    continue;
+                };
+                let path = dir.join(&rest);
+                let md = match fs::symlink_metadata(&path) {
+                    Ok(md) => md,
+                    // Deleted since the directory was read.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io("reading", &path)(e)),
+                };
+                let modified = md
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs());
+                out.push(StoredObject {
+                    id,
+                    size: md.len(),
+                    modified,
+                });
+            }
+        }
+        out.sort_by_key(|o| o.id);
+        Ok(out)
+    }
+
     /// Removes temporary files older than `age` from `tmp/` (best effort: a file another writer is
     /// still using is never that old, and a failure here must not fail an upload).
     fn sweep_stale_tmp(&self, age: Duration) {
@@ -163,6 +239,24 @@ impl DirStore {
             }
         }
     }
+}
+
+/// The names in directory `dir` (none when it does not exist); any other failure is an error, so
+/// that gc never reads an unreadable directory as an empty one.
+fn read_dir_strict(dir: &Path) -> Result<Vec<String>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("listing", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(Error::io("listing", dir))?;
+        if let Ok(name) = ent.file_name().into_string() {
+            out.push(name);
+        }
+    }
+    Ok(out)
 }
 
 /// Runs blocking filesystem work on a clone of `remote` on tokio's blocking pool.
@@ -221,6 +315,52 @@ impl Store for DirStore {
 
     fn admin(&self) -> Option<&dyn StoreAdmin> {
         Some(self)
+    }
+
+    async fn put_record(&self, name: &RecordName, bytes: Vec<u8>) -> Result<RecordName> {
+        let name = name.clone();
+        blocking(self, move |s| s.put_record_blocking(&name, &bytes)).await
+    }
+
+    async fn list_records(&self) -> Result<Vec<RecordName>> {
+        blocking(self, |s| s.list_records_blocking()).await
+    }
+
+    async fn get_record(&self, name: &RecordName) -> Result<Option<Vec<u8>>> {
+        let path = self.record_path(name);
+        blocking(self, move |_| match read_limited(&path, MAX_RECORD_BYTES) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("reading", &path)(e)),
+        })
+        .await
+    }
+
+    async fn list_objects(&self) -> Result<Vec<StoredObject>> {
+        blocking(self, |s| s.list_objects_blocking()).await
+    }
+
+    async fn delete_objects(&self, ids: &[ObjectId]) -> Result<()> {
+        let ids = ids.to_vec();
+        blocking(self, move |s| {
+            ids.iter().try_for_each(|id| s.store.delete(id))
+        })
+        .await
+    }
+
+    async fn delete_records(&self, names: &[RecordName]) -> Result<()> {
+        let paths: Vec<PathBuf> = names.iter().map(|n| self.record_path(n)).collect();
+        blocking(self, move |_| {
+            for p in &paths {
+                match fs::remove_file(p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("deleting", p)(e)),
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -10,6 +10,9 @@
 //!   token, an object the server rejects, a bad request) fail at once with the server's message.
 //! - The bearer token is sent in the `Authorization` header only; it is never part of a URL, an
 //!   error message or a `Debug` output.
+//! - Records are sent without their writer (`SPACE/KEY/STAMP`): the server names the writer after
+//!   the token. Listing and deleting objects and deleting records need a token with the server's
+//!   admin scope; a 403 there says so.
 
 use std::fmt;
 use std::time::Duration;
@@ -17,10 +20,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::{header, Client, Response, StatusCode};
 
-use nshard_core::backend::{ObjectCheck, MISSING_BATCH};
+use nshard_core::backend::{
+    ObjectCheck, RecordName, StoredObject, DELETE_BATCH, MAX_RECORD_BYTES, MISSING_BATCH,
+};
 use nshard_core::format::MAX_OBJECT_SIZE;
 use nshard_core::protocol::{
-    self, ErrorBody, Health, MissingRequest, MissingResponse, CORRUPT_OBJECT, PROTOCOL_VERSION,
+    self, DeleteObjects, DeleteRecords, Deleted, ErrorBody, Health, MissingRequest,
+    MissingResponse, ObjectPage, RecordList, RecordPut, CORRUPT_OBJECT, NO_SUCH_RECORD,
+    OBJECT_PAGE_LIMIT, PROTOCOL_VERSION,
 };
 use nshard_core::{Corruption, Error, ObjectId, RemoteFailure, Result, Retry, Store};
 
@@ -60,6 +67,14 @@ fn foreign_message(text: &str) -> String {
 const SMALL_ANSWER_CAP: usize = 64 * 1024;
 /// Most bytes of an error answer kept for the message.
 const ERROR_BODY_CAP: usize = 64 * 1024;
+/// Largest record listing read (about 1.5 million names of at most 84 bytes in JSON).
+const RECORD_LIST_CAP: usize = 128 << 20;
+/// Largest page of the object listing read ([`OBJECT_PAGE_LIMIT`] entries of at most about 130
+/// bytes in JSON, with room to spare).
+const OBJECT_PAGE_CAP: usize = SMALL_ANSWER_CAP + OBJECT_PAGE_LIMIT * 200;
+/// Most pages an object listing follows (a billion objects): a server whose listing never ends
+/// gets an error, not an endless loop.
+const MAX_OBJECT_PAGES: usize = 100_000;
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -305,6 +320,115 @@ impl HttpStore {
         }
     }
 
+    /// Like [`HttpStore::check`] for the record and admin routes: a 404 or 405 means a server
+    /// without them (an older `nshard serve`), and a 403 on an admin route (`admin`) says which
+    /// token is needed.
+    async fn check_records(&self, resp: Response, what: &str, admin: bool) -> Result<Response> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = self.error_text(resp).await;
+        Err(self.records_error(status, &text, what, admin))
+    }
+
+    /// The error for a non-success answer of a record or admin route (see
+    /// [`HttpStore::check_records`]).
+    fn records_error(&self, status: StatusCode, text: &str, what: &str, admin: bool) -> Error {
+        let e = self.status_error(status, text, what);
+        let Error::Remote(RemoteError::Failed {
+            remote,
+            kind,
+            reason,
+        }) = e
+        else {
+            return e;
+        };
+        let (kind, hint) = match status {
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => (
+                RemoteFailure::Incompatible,
+                "hint: the server does not store records (an `nshard serve` older than this nshard?): upgrade it".to_string(),
+            ),
+            StatusCode::FORBIDDEN if admin => (
+                kind,
+                format!(
+                    "hint: this needs a token with the admin scope (the server's token file: admin:<token>); store one with `nshard login {}`",
+                    self.base
+                ),
+            ),
+            _ => {
+                return Error::Remote(RemoteError::Failed {
+                    remote,
+                    kind,
+                    reason,
+                })
+            }
+        };
+        Error::Remote(RemoteError::Failed {
+            remote,
+            kind,
+            reason: format!("{reason}\n{hint}"),
+        })
+    }
+
+    /// A JSON answer of at most `cap` bytes, read with `parse` (`|b| serde_json::from_slice(b)`).
+    /// One that does not parse is transient, like every other bad answer of this client (a proxy
+    /// in between may have cut it).
+    async fn json_answer<T>(
+        &self,
+        resp: Response,
+        cap: usize,
+        what: &str,
+        parse: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+    ) -> Result<T> {
+        let body = self.body_capped(resp, cap, what).await?;
+        parse(&body).map_err(|e| {
+            Error::Remote(RemoteError::Transient {
+                remote: self.base.clone(),
+                reason: format!("{what}: bad answer: {e}"),
+            })
+        })
+    }
+
+    /// A permanent error for an answer that breaks the protocol.
+    fn incompatible(&self, reason: String) -> Error {
+        Error::Remote(RemoteError::Failed {
+            remote: self.base.clone(),
+            kind: RemoteFailure::Incompatible,
+            reason,
+        })
+    }
+
+    /// One page of the object listing: the objects after `after`, and where the next page starts.
+    async fn objects_page(&self, after: Option<&ObjectId>) -> Result<ObjectPage> {
+        let what = "listing objects";
+        let url = self.url(&protocol::objects_page_path(after, OBJECT_PAGE_LIMIT));
+        let resp = self.send(self.client.get(url)).await?;
+        let resp = self.check_records(resp, what, true).await?;
+        let page: ObjectPage = self
+            .json_answer(resp, OBJECT_PAGE_CAP, what, |b| serde_json::from_slice(b))
+            .await?;
+        // Ascending, after `after`, and `next` past them all: the listing makes progress and
+        // lists no object twice.
+        let mut last = after.copied();
+        for o in &page.objects {
+            if last.is_some_and(|l| o.id <= l) {
+                return Err(
+                    self.incompatible(format!("{what}: the server listed {} out of order", o.id))
+                );
+            }
+            last = Some(o.id);
+        }
+        if let Some(next) = page.next {
+            if last.is_some_and(|l| next < l) || after.is_some_and(|a| next <= *a) {
+                return Err(self.incompatible(format!(
+                    "{what}: the server's next page ({next}) does not follow its last one"
+                )));
+            }
+        }
+        Ok(page)
+    }
+
     async fn missing_batch(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
         let body = MissingRequest {
             ids: ids.iter().map(ObjectId::to_hex).collect(),
@@ -458,6 +582,151 @@ impl Store for HttpStore {
             }));
         }
         Ok(out)
+    }
+
+    async fn put_record(&self, name: &RecordName, bytes: Vec<u8>) -> Result<RecordName> {
+        let what = format!("storing record {}", name.unwritten());
+        if bytes.len() as u64 > MAX_RECORD_BYTES {
+            return Err(Error::Remote(RemoteError::Failed {
+                remote: self.base.clone(),
+                kind: RemoteFailure::Refused,
+                reason: format!(
+                    "{what}: {} bytes is over the {MAX_RECORD_BYTES}-byte limit of records",
+                    bytes.len()
+                ),
+            }));
+        }
+        let req = self
+            .client
+            .put(self.url(&protocol::record_path(&name.unwritten())))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes);
+        let resp = self.send(req).await?;
+        // Only admin tokens write into gc's own spaces.
+        let resp = self.check_records(resp, &what, name.is_reserved()).await?;
+        let put: RecordPut = self
+            .json_answer(resp, SMALL_ANSWER_CAP, &what, |b| serde_json::from_slice(b))
+            .await?;
+        match RecordName::parse(&put.name) {
+            Some(stored) if stored.unwritten() == name.unwritten() => Ok(stored),
+            _ => Err(self.incompatible(format!(
+                "{what}: the server answered with the name {:?}",
+                put.name.chars().take(120).collect::<String>()
+            ))),
+        }
+    }
+
+    async fn list_records(&self) -> Result<Vec<RecordName>> {
+        let what = "listing records";
+        let resp = self
+            .send(self.client.get(self.url(protocol::RECORDS)))
+            .await?;
+        let resp = self.check_records(resp, what, false).await?;
+        let list: RecordList = self
+            .json_answer(resp, RECORD_LIST_CAP, what, |b| serde_json::from_slice(b))
+            .await?;
+        // A name this client cannot read is an error, never skipped: gc must see every root.
+        let mut names = list
+            .records
+            .iter()
+            .map(|n| {
+                RecordName::parse(n).ok_or_else(|| {
+                    self.incompatible(format!(
+                        "{what}: the server listed an invalid record name {:?}",
+                        n.chars().take(120).collect::<String>()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        names.sort();
+        Ok(names)
+    }
+
+    async fn get_record(&self, name: &RecordName) -> Result<Option<Vec<u8>>> {
+        let what = format!("reading record {name}");
+        let url = self.url(&protocol::record_path(&name.to_string()));
+        let resp = self.send(self.client.get(url)).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = self.error_text(resp).await;
+            // Only the server's own "no such record" is an absent record: an older server's
+            // "no such endpoint" is not.
+            if status == StatusCode::NOT_FOUND
+                && serde_json::from_str::<ErrorBody>(&text).is_ok_and(|b| b.code == NO_SUCH_RECORD)
+            {
+                return Ok(None);
+            }
+            return Err(self.records_error(status, &text, &what, false));
+        }
+        let declared = resp.content_length();
+        let bytes = self
+            .body_capped(resp, MAX_RECORD_BYTES as usize, &what)
+            .await?;
+        if declared.is_some_and(|n| n != bytes.len() as u64) {
+            return Err(Error::Remote(RemoteError::Transient {
+                remote: self.base.clone(),
+                reason: format!("{what}: the answer ended early"),
+            }));
+        }
+        Ok(Some(bytes))
+    }
+
+    async fn list_objects(&self) -> Result<Vec<StoredObject>> {
+        let mut out = Vec::new();
+        let mut after: Option<ObjectId> = None;
+        for _ in 0..MAX_OBJECT_PAGES {
+            let page = self.objects_page(after.as_ref()).await?;
+            out.extend(page.objects.iter().map(|o| StoredObject {
+                id: o.id,
+                size: o.size,
+                modified: o.modified,
+            }));
+            match page.next {
+                None => return Ok(out),
+                Some(next) => after = Some(next),
+            }
+        }
+        Err(self.incompatible(format!(
+            "listing objects: the listing did not end after {MAX_OBJECT_PAGES} pages"
+        )))
+    }
+
+    async fn delete_objects(&self, ids: &[ObjectId]) -> Result<()> {
+        for batch in ids.chunks(DELETE_BATCH) {
+            let what = format!("deleting {} objects", batch.len());
+            let body = DeleteObjects {
+                ids: batch.iter().map(ObjectId::to_hex).collect(),
+            };
+            let req = self
+                .client
+                .post(self.url(protocol::DELETE_OBJECTS))
+                .json(&body);
+            let resp = self.send(req).await?;
+            let resp = self.check_records(resp, &what, true).await?;
+            let _: Deleted = self
+                .json_answer(resp, SMALL_ANSWER_CAP, &what, |b| serde_json::from_slice(b))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_records(&self, names: &[RecordName]) -> Result<()> {
+        for batch in names.chunks(DELETE_BATCH) {
+            let what = format!("deleting {} records", batch.len());
+            let body = DeleteRecords {
+                names: batch.iter().map(RecordName::to_string).collect(),
+            };
+            let req = self
+                .client
+                .post(self.url(protocol::DELETE_RECORDS))
+                .json(&body);
+            let resp = self.send(req).await?;
+            let resp = self.check_records(resp, &what, true).await?;
+            let _: Deleted = self
+                .json_answer(resp, SMALL_ANSWER_CAP, &what, |b| serde_json::from_slice(b))
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -9,6 +9,12 @@
 //! | `GET` | `/v1/objects/{id}` | the encoded object (verified before it is sent) |
 //! | `PUT` | `/v1/objects/{id}` | body: the encoded object; decoded and hashed before it becomes visible |
 //! | `POST` | `/v1/objects/{id}/verify` | the server hashes its copy: `{"state": "intact" \| "corrupt" \| "missing", …}` |
+//! | `GET` | `/v1/records` | `{"records":[…]}`: every record name, sorted |
+//! | `GET` | `/v1/records/{space}/{key}/{stamp.writer}` | the record's bytes, or 404 |
+//! | `PUT` | `/v1/records/{space}/{key}/{stamp}` | body: the record; stored under the token's writer name: 201 `{"name":…}`, 409 when it exists; gc's own spaces need the admin scope |
+//! | `GET` | `/v1/objects?after={id}&limit={n}` | admin: a page of `{"objects":[{"id","size","modified"}…],"next":…}` |
+//! | `POST` | `/v1/objects/delete` | admin: `{"ids":[…]}` → `{"deleted":n}` (at most 1000) |
+//! | `POST` | `/v1/records/delete` | admin: `{"names":[…]}` → `{"deleted":n}` (at most 1000) |
 //! | `GET` | `/metrics` | Prometheus text |
 //!
 //! Errors are JSON: `{"error": "<message>", "code": "<code>"}` with a 4xx/5xx status.
@@ -65,7 +71,7 @@ use tower_http::timeout::{TimeoutBody, TimeoutLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-pub use auth::{AccessPolicy, Scope, TokenError, Tokens};
+pub use auth::{Access, AccessPolicy, Scope, TokenError, Tokens};
 pub use error::{AppError, ServeError};
 use metrics::Metrics;
 
@@ -287,7 +293,29 @@ pub fn app(state: Arc<AppState>) -> Router {
             protocol::MISSING,
             post(missing).fallback(method_not_allowed),
         )
+        // Static segments win over `{id}`: `/v1/objects/missing` and `/v1/objects/delete` are
+        // never taken for object ids.
+        .route(
+            protocol::OBJECTS,
+            get(list_objects).fallback(method_not_allowed),
+        )
+        .route(
+            protocol::DELETE_OBJECTS,
+            post(delete_objects).fallback(method_not_allowed),
+        )
         .route(protocol::OBJECT_ROUTE, objects)
+        .route(
+            protocol::RECORDS,
+            get(list_records).fallback(method_not_allowed),
+        )
+        .route(
+            protocol::DELETE_RECORDS,
+            post(delete_records).fallback(method_not_allowed),
+        )
+        .route(
+            protocol::RECORD_ROUTE,
+            get(get_record).put(put_record).fallback(method_not_allowed),
+        )
         .route(
             protocol::VERIFY_ROUTE,
             post(verify_object).fallback(method_not_allowed),

@@ -21,6 +21,12 @@ pub struct Metrics {
     pub objects_rejected: AtomicU64,
     /// Stored objects found corrupt when read (each moved aside where the store can).
     pub objects_corrupt: AtomicU64,
+    /// Records written to the store.
+    pub records_stored: AtomicU64,
+    /// Objects named in admin deletions (absent ones included).
+    pub objects_deleted: AtomicU64,
+    /// Records named in admin deletions (absent ones included).
+    pub records_deleted: AtomicU64,
     /// Client connections open now (a gauge).
     pub connections: AtomicU64,
     /// Connections closed at the connection cap to make room for a new one (each had waited
@@ -87,6 +93,21 @@ impl Metrics {
                 "Stored objects found corrupt when read (moved aside to corrupt/ where the store can).",
                 &self.objects_corrupt,
             ),
+            (
+                "nshard_records_stored_total",
+                "Records written to the store.",
+                &self.records_stored,
+            ),
+            (
+                "nshard_objects_deleted_total",
+                "Objects named in admin deletions (absent ones included).",
+                &self.objects_deleted,
+            ),
+            (
+                "nshard_records_deleted_total",
+                "Records named in admin deletions (absent ones included).",
+                &self.records_deleted,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(
@@ -144,6 +165,7 @@ mod tests {
         m.request("/v1/objects/{id}", "PUT", 201);
         m.request("we\"ird", "GET", 404);
         Metrics::add(&m.bytes_in, 10);
+        Metrics::add(&m.objects_deleted, 7);
         m.downloads_waiting.fetch_add(5, Ordering::Relaxed);
         let t = m.render(3, 2);
         assert!(t.contains(
@@ -151,6 +173,8 @@ mod tests {
         ));
         assert!(t.contains("route=\"we\\\"ird\""));
         assert!(t.contains("nshard_received_bytes_total 10"));
+        assert!(t.contains("nshard_objects_deleted_total 7"));
+        assert!(t.contains("nshard_records_stored_total 0"));
         assert!(t.contains("nshard_uploads_in_flight 3"));
         assert!(t.contains("nshard_downloads_in_flight 2"));
         assert!(t.contains("nshard_downloads_waiting 5"));

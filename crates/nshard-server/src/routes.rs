@@ -5,42 +5,65 @@
 //! is parsed strictly. Uploads stream to a staging file (see [`crate::upload`]), are verified from
 //! it with bounded memory, and only then go into the store's put-if-absent; a body that does not
 //! hash to its id leaves nothing behind.
+//!
+//! Records (gc's roots, see [`nshard_core::backend::RecordName`]) are named by the client but
+//! written under the writer name of the caller's token ([`Access::writer`]), never one the client
+//! chose; only admin tokens write into gc's own spaces, list objects or delete anything.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
+use nshard_core::backend::{RecordName, DELETE_BATCH, MAX_RECORD_BYTES};
 use nshard_core::format::MAX_OBJECT_SIZE;
-use nshard_core::{Error as CoreError, ObjectId, StoreError};
+use nshard_core::{Error as CoreError, ObjectId, RemoteError, RemoteFailure, StoreError};
 
-use crate::auth::{Denied, Scope};
+use crate::auth::{Access, Denied, Scope};
 use crate::body::{body_too_large, declared_length, drain, DRAIN_MAX_BYTES};
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::AppState;
 use nshard_core::protocol::{
-    self, Health, HealthLimits, MissingRequest, MissingResponse, ObjectCheck, PutResponse,
+    self, DeleteObjects, DeleteRecords, Deleted, Health, HealthLimits, ListedObject,
+    MissingRequest, MissingResponse, ObjectCheck, ObjectPage, PutResponse, RecordList, RecordPut,
 };
 
-fn authorize(state: &AppState, headers: &HeaderMap, need: Scope) -> Result<(), AppError> {
+/// Checks the request's token against `need`; says who the caller is.
+fn authorize(state: &AppState, headers: &HeaderMap, need: Scope) -> Result<Access, AppError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    state.policy.check(value, need).map_err(|d| match d {
+    state.policy.access(value, need).map_err(|d| match d {
         Denied::Unauthenticated(why) => {
             AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", why)
         }
-        Denied::Forbidden => AppError::new(
+        Denied::Forbidden {
+            need: Scope::Admin,
+            have,
+        } => needs_admin(&format!("this token has {} scope", have.name())),
+        Denied::Forbidden { have, .. } => AppError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "this token has read scope; uploading needs a write token",
+            format!(
+                "this token has {} scope; uploading needs a write token",
+                have.name()
+            ),
         ),
     })
+}
+
+/// 403 for a request only an admin token may make.
+fn needs_admin(what: &str) -> AppError {
+    AppError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("{what}; this request needs a token with the admin scope (the server's token file: admin:<token>)"),
+    )
 }
 
 /// Parses a path or body id: exactly 64 lowercase hex characters.
@@ -63,6 +86,24 @@ fn parse_id(s: &str) -> Result<ObjectId, AppError> {
 fn path_id(p: Result<Path<String>, PathRejection>) -> Result<ObjectId, AppError> {
     let Path(s) = p.map_err(|e| AppError::bad_request("invalid_id", e.body_text()))?;
     parse_id(&s)
+}
+
+/// The 429 for an upload (of an object or a record) beyond the server's limit. The body is read
+/// (and discarded, within bounds) first, as for a 413: a refusal sent while the client is still
+/// sending reaches it as "broken pipe" or a closed connection, not as the 429 that tells it to
+/// retry.
+async fn too_many_uploads(state: &AppState, body: Body) -> AppError {
+    let drained = drain(body, DRAIN_MAX_BYTES).await;
+    let mut e = AppError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_uploads",
+        format!(
+            "the server is already receiving {} uploads; retry shortly",
+            state.limits.max_concurrent_uploads
+        ),
+    );
+    e.retry_after = Some(1);
+    e.closing_unless(drained)
 }
 
 /// Reads a body of at most `limit` bytes (see [`declared_length`]); a body that ends early or
@@ -285,20 +326,7 @@ pub async fn put_object(
     authorize(&state, &headers, Scope::Write)?;
     let id = path_id(id)?;
     let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
-        // Read (and discard, within bounds) the body first, as for a 413: a refusal sent while
-        // the client is still sending reaches it as "broken pipe" or a closed connection, not
-        // as the 429 that tells it to retry.
-        let drained = drain(body, DRAIN_MAX_BYTES).await;
-        let mut e = AppError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_uploads",
-            format!(
-                "the server is already receiving {} uploads; retry shortly",
-                state.limits.max_concurrent_uploads
-            ),
-        );
-        e.retry_after = Some(1);
-        return Err(e.closing_unless(drained));
+        return Err(too_many_uploads(&state, body).await);
     };
     let staged = crate::upload::receive(
         &headers,
@@ -461,6 +489,301 @@ fn store_error(what: &str, e: &CoreError) -> AppError {
     } else {
         AppError::internal(what, e)
     }
+}
+
+/// A record name from a request path (`SPACE/KEY/STAMP.WRITER`, or `SPACE/KEY/STAMP` when
+/// `written` is false): anything its parser refuses (`..`, uppercase, other spaces or lengths) is
+/// a 400 before the store is touched.
+fn path_record(
+    p: Result<Path<String>, PathRejection>,
+    written: bool,
+) -> Result<RecordName, AppError> {
+    let Path(name) = p.map_err(|e| AppError::bad_request("invalid_record_name", e.body_text()))?;
+    parse_record(&name, written)
+}
+
+/// Parses a record name from a path or a body (see [`path_record`]).
+fn parse_record(s: &str, written: bool) -> Result<RecordName, AppError> {
+    let parsed = if written {
+        RecordName::parse(s)
+    } else {
+        RecordName::parse_unwritten(s)
+    };
+    parsed.ok_or_else(|| {
+        let shown: String = s.chars().take(120).collect();
+        let form = if written {
+            "SPACE/KEY/STAMP.WRITER"
+        } else {
+            "SPACE/KEY/STAMP (the server adds the writer)"
+        };
+        AppError::bad_request(
+            "invalid_record_name",
+            format!("invalid record name {shown:?}: expected {form}"),
+        )
+    })
+}
+
+/// `GET /v1/records`: every record name, sorted (read scope).
+pub async fn list_records(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<RecordList>, AppError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let names = state
+        .store
+        .list_records()
+        .await
+        .map_err(|e| store_error("listing records", &e))?;
+    let mut records: Vec<String> = names.iter().map(RecordName::to_string).collect();
+    records.sort();
+    Ok(Json(RecordList { records }))
+}
+
+/// `GET /v1/records/SPACE/KEY/STAMP.WRITER`: the record's bytes, or 404 (read scope).
+pub async fn get_record(
+    State(state): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    authorize(&state, &headers, Scope::Read)?;
+    let name = path_record(p, true)?;
+    // A record (up to MAX_RECORD_BYTES) is held in memory until it is sent, like a download.
+    let permit = {
+        let _waiting = Waiting::on(&state.metrics.downloads_waiting);
+        state
+            .downloads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| AppError::internal("waiting for a download slot", &e))?
+    };
+    let bytes = match state.store.get_record(&name).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return Err(AppError::new(
+                StatusCode::NOT_FOUND,
+                protocol::NO_SUCH_RECORD,
+                format!("record {name} is not on this server"),
+            ))
+        }
+        Err(e) => return Err(store_error(&format!("reading record {name}"), &e)),
+    };
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(bytes.len())),
+        ],
+        body_holding(bytes, permit),
+    )
+        .into_response())
+}
+
+/// `PUT /v1/records/SPACE/KEY/STAMP`: stores the body (at most [`MAX_RECORD_BYTES`]) as a
+/// new record written by the caller ([`Access::writer`]); 201 with the stored name, 409 when that
+/// name exists. Write scope; gc's own spaces need the admin scope.
+pub async fn put_record(
+    State(state): State<Arc<AppState>>,
+    p: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
+    let access = authorize(&state, &headers, Scope::Write)?;
+    let name = path_record(p, false)?;
+    if name.is_reserved() && access.scope < Scope::Admin {
+        let drained = drain(body, DRAIN_MAX_BYTES).await;
+        return Err(needs_admin(&format!(
+            "records in {} are gc's own and written by admins only",
+            name.space()
+        ))
+        .closing_unless(drained));
+    }
+    let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
+        return Err(too_many_uploads(&state, body).await);
+    };
+    let bytes = read_body(&headers, body, MAX_RECORD_BYTES).await?;
+    let name = name
+        .with_writer(access.writer())
+        .expect("access writer names are valid record writers");
+    match state.store.put_record(&name, bytes).await {
+        Ok(stored) if stored == name => {
+            Metrics::add(&state.metrics.records_stored, 1);
+            Ok((
+                StatusCode::CREATED,
+                Json(RecordPut {
+                    name: stored.to_string(),
+                }),
+            )
+                .into_response())
+        }
+        Ok(stored) => {
+            // The store wrote another name (a writer of its own choosing): the record must not
+            // count as that writer's, so it goes again (best effort; logged either way).
+            let undone = state
+                .store
+                .delete_records(std::slice::from_ref(&stored))
+                .await;
+            Err(AppError::internal(
+                &format!("storing record {name}"),
+                &format!(
+                    "the store wrote it as {stored} (removed again: {})",
+                    undone.is_ok()
+                ),
+            ))
+        }
+        Err(CoreError::Remote(RemoteError::Failed {
+            kind: RemoteFailure::Refused,
+            ..
+        })) => Err(AppError::new(
+            StatusCode::CONFLICT,
+            "record_exists",
+            format!("record {name} exists already (records are never replaced: write a new one)"),
+        )),
+        Err(e) => Err(store_error(&format!("storing record {name}"), &e)),
+    }
+}
+
+/// The query of `GET /v1/objects`.
+#[derive(Debug, serde::Deserialize)]
+pub struct PageQuery {
+    /// Only objects with ids after this one.
+    after: Option<String>,
+    /// At most this many objects (default and most: [`protocol::OBJECT_PAGE_LIMIT`]).
+    limit: Option<String>,
+}
+
+/// `GET /v1/objects?after=<id>&limit=<n>`: a page of objects in id order, with where the next
+/// page starts (admin scope). Each page lists the store anew: no state is kept between pages, so
+/// a listing sees objects added or deleted while it runs as any store listing would.
+pub async fn list_objects(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<ObjectPage>, AppError> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let Query(q) = query.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let after = q.after.as_deref().map(parse_id).transpose()?;
+    let limit = match q.limit.as_deref() {
+        None => protocol::OBJECT_PAGE_LIMIT,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if n > 0 => n.min(protocol::OBJECT_PAGE_LIMIT),
+            _ => {
+                return Err(AppError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "limit must be a number from 1 to {}",
+                        protocol::OBJECT_PAGE_LIMIT
+                    ),
+                ))
+            }
+        },
+    };
+    let mut all = state
+        .store
+        .list_objects()
+        .await
+        .map_err(|e| store_error("listing objects", &e))?;
+    all.sort_unstable_by_key(|o| o.id);
+    let start = after.map_or(0, |a| all.partition_point(|o| o.id <= a));
+    let end = start.saturating_add(limit).min(all.len());
+    let objects: Vec<ListedObject> = all[start..end]
+        .iter()
+        .map(|o| ListedObject {
+            id: o.id,
+            size: o.size,
+            modified: o.modified,
+        })
+        .collect();
+    let next = (end < all.len())
+        .then(|| objects.last().map(|o| o.id))
+        .flatten();
+    Ok(Json(ObjectPage { objects, next }))
+}
+
+/// The body limit of a deletion: [`DELETE_BATCH`] entries of at most `entry` bytes each, plus
+/// room for whitespace.
+fn delete_body_limit(entry: u64) -> u64 {
+    DELETE_BATCH as u64 * entry + 4096
+}
+
+/// A deletion of more than [`DELETE_BATCH`] entries.
+fn batch_too_large(n: usize, what: &str) -> AppError {
+    AppError::bad_request(
+        "batch_too_large",
+        format!("a deletion of {n} {what} is over the limit of {DELETE_BATCH}; split it"),
+    )
+}
+
+/// `POST /v1/objects/delete` `{"ids": […]}`: deletes up to [`DELETE_BATCH`] objects (absent ones
+/// are no error) and answers `{"deleted": n}` (admin scope).
+pub async fn delete_objects(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Deleted>, AppError> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let bytes = read_body(&headers, body, delete_body_limit(80)).await?;
+    let req: DeleteObjects = serde_json::from_slice(&bytes).map_err(|e| {
+        AppError::bad_request(
+            "malformed_json",
+            format!("body is not {{\"ids\": [\"<64 hex>\", …]}}: {e}"),
+        )
+    })?;
+    if req.ids.len() > DELETE_BATCH {
+        return Err(batch_too_large(req.ids.len(), "ids"));
+    }
+    let ids = req
+        .ids
+        .iter()
+        .map(|s| parse_id(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    state
+        .store
+        .delete_objects(&ids)
+        .await
+        .map_err(|e| store_error("deleting objects", &e))?;
+    Metrics::add(&state.metrics.objects_deleted, ids.len() as u64);
+    tracing::info!("deleted {} object(s)", ids.len());
+    Ok(Json(Deleted { deleted: ids.len() }))
+}
+
+/// `POST /v1/records/delete` `{"names": […]}`: deletes up to [`DELETE_BATCH`] records (absent
+/// ones are no error) and answers `{"deleted": n}` (admin scope).
+pub async fn delete_records(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Deleted>, AppError> {
+    authorize(&state, &headers, Scope::Admin)?;
+    // A name is at most 79 characters (`_retention/KEY/STAMP.w…`); quotes, a comma and spaces.
+    let bytes = read_body(&headers, body, delete_body_limit(100)).await?;
+    let req: DeleteRecords = serde_json::from_slice(&bytes).map_err(|e| {
+        AppError::bad_request(
+            "malformed_json",
+            format!("body is not {{\"names\": [\"SPACE/KEY/STAMP.WRITER\", …]}}: {e}"),
+        )
+    })?;
+    if req.names.len() > DELETE_BATCH {
+        return Err(batch_too_large(req.names.len(), "names"));
+    }
+    let names = req
+        .names
+        .iter()
+        .map(|s| parse_record(s, true))
+        .collect::<Result<Vec<_>, _>>()?;
+    state
+        .store
+        .delete_records(&names)
+        .await
+        .map_err(|e| store_error("deleting records", &e))?;
+    Metrics::add(&state.metrics.records_deleted, names.len() as u64);
+    tracing::info!("deleted {} record(s)", names.len());
+    Ok(Json(Deleted {
+        deleted: names.len(),
+    }))
 }
 
 /// `GET /metrics`.

@@ -94,6 +94,10 @@ pub enum Reach {
         /// The git remote's name as git passed it (a name, or a URL when none was configured).
         remote: String,
     },
+    /// Every commit reachable from these commits (a ref's history, for its root record).
+    History(Vec<String>),
+    /// These commits' own trees, without their history (a ref's tip versions).
+    Tips(Vec<String>),
 }
 
 impl GitTree {
@@ -147,6 +151,15 @@ impl GitTree {
                 }
                 revs.extend(self.commit_id("HEAD"));
                 if revs.is_empty() {
+                    return Ok(None);
+                }
+            }
+            Reach::History(ids) | Reach::Tips(ids) => {
+                if matches!(reach, Reach::Tips(_)) {
+                    revs.push("--no-walk".into());
+                }
+                revs.extend(ids.iter().filter_map(|id| self.commit_id(id)));
+                if revs.iter().all(|r| r.starts_with("--")) {
                     return Ok(None);
                 }
             }

@@ -15,6 +15,7 @@
 //! `file:///srv/models`), an HTTP server (`http://host:8000`, `https://…`) or an S3 bucket
 //! (`s3://bucket/prefix`); `nshard_remote::open` turns a parsed URL into a store.
 
+pub mod records;
 mod url;
 
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ use crate::id::ObjectId;
 pub use crate::protocol::ObjectCheck;
 use crate::staged::StagedUpload;
 
+pub use records::{RecordName, StoredObject};
 pub(crate) use url::redacted;
 pub use url::RemoteUrl;
 
@@ -86,7 +88,35 @@ pub trait Store: Send + Sync {
     fn admin(&self) -> Option<&dyn StoreAdmin> {
         None
     }
+
+    /// Stores record `name` with `bytes` (at most [`records::MAX_RECORD_BYTES`]), never
+    /// replacing one of the same name. Returns the name as stored: a directory or a bucket keeps
+    /// the writer part as given (who writes there has full rights; clients name themselves
+    /// `admin`), a server sets it from the token (see [`records`]).
+    async fn put_record(&self, name: &RecordName, bytes: Vec<u8>) -> Result<RecordName>;
+
+    /// Every record name on the store, sorted. A listing that fails is an error, never an empty
+    /// answer.
+    async fn list_records(&self) -> Result<Vec<RecordName>>;
+
+    /// The bytes of record `name`, `None` when it does not exist.
+    async fn get_record(&self, name: &RecordName) -> Result<Option<Vec<u8>>>;
+
+    /// Every object with its size and age, for gc (an admin operation on a server). A listing
+    /// that fails is an error, never a partial answer.
+    async fn list_objects(&self) -> Result<Vec<StoredObject>>;
+
+    /// Deletes objects (absent ones are no error), for gc (an admin operation on a server); at
+    /// most [`DELETE_BATCH`] per call.
+    async fn delete_objects(&self, ids: &[ObjectId]) -> Result<()>;
+
+    /// Deletes records (absent ones are no error), for gc (an admin operation on a server); at
+    /// most [`DELETE_BATCH`] per call.
+    async fn delete_records(&self, names: &[RecordName]) -> Result<()>;
 }
+
+/// The most ids or names one delete call takes (S3's DeleteObjects limit).
+pub const DELETE_BATCH: usize = 1000;
 
 /// [`Store::check_object`] by downloading the object and verifying it here.
 pub async fn check_by_download<S: Store + ?Sized>(store: &S, id: &ObjectId) -> Result<ObjectCheck> {

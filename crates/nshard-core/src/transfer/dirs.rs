@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{engine, FilePlan, PullOptions, PushPlan, TransferStats};
+use super::{engine, FilePlan, PullOptions, PushPlan, TransferOptions, TransferStats};
 use crate::dirunit::{
     is_delta, DirManifest, DirVersionBytes, ListingDelta, MAX_CHAIN, MAX_DIR_MANIFEST, MAX_LISTING,
 };
@@ -105,6 +105,7 @@ pub(super) fn plan_push(
             versions: versions.len(),
             chunks: objects.len(),
             history_stops_at: stops,
+            pruned: 0,
         },
         versions,
     ))
@@ -112,19 +113,45 @@ pub(super) fn plan_push(
 
 /// Makes sure the local store has object `id` (a manifest or listing), fetching it from the
 /// remote; `false` when neither has it.
-async fn ensure_local(
+pub(super) async fn ensure_local(
     repo: &Repo,
     remote: &Arc<dyn Store>,
     id: ObjectId,
     max: u64,
-    opts: &PullOptions<'_>,
+    transfer: &TransferOptions<'_>,
     stats: &mut TransferStats,
 ) -> Result<bool> {
     if repo.store().has(&id) {
         return Ok(true);
     }
-    let got = engine::fetch_one(repo.store(), remote, id, max, &opts.transfer, stats).await?;
+    let got = engine::fetch_one(repo.store(), remote, id, max, transfer, stats).await?;
     Ok(got.is_some())
+}
+
+/// Makes sure the local store has the listing of `m` and each base of a delta listing down to
+/// the full one (one more than the bound, so that an over-long chain is refused by name when it
+/// is read), fetching them from the remote. Returns their ids, or the first one neither has.
+pub(super) async fn ensure_listings(
+    repo: &Repo,
+    remote: &Arc<dyn Store>,
+    m: &DirManifest,
+    transfer: &TransferOptions<'_>,
+    stats: &mut TransferStats,
+) -> Result<std::result::Result<Vec<ObjectId>, ObjectId>> {
+    let mut at = m.listing;
+    let mut listings = Vec::new();
+    for _ in 0..=MAX_CHAIN {
+        listings.push(at);
+        if !ensure_local(repo, remote, at, MAX_LISTING, transfer, stats).await? {
+            return Ok(Err(at));
+        }
+        let bytes = repo.store().get(&at, MAX_LISTING)?;
+        if !is_delta(&bytes) {
+            break;
+        }
+        at = ListingDelta::parse(&bytes, &format!("listing {at}"))?.base;
+    }
+    Ok(Ok(listings))
 }
 
 /// For one unit (or the subtree `sub` of it): the plan and the objects to pull (id → size).
@@ -150,7 +177,7 @@ pub(super) async fn plan_pull(
         if chain.len() > 1_000_000 || chain.iter().any(|(c, _)| *c == v) {
             break;
         }
-        if !ensure_local(repo, remote, v, MAX_DIR_MANIFEST, opts, stats).await? {
+        if !ensure_local(repo, remote, v, MAX_DIR_MANIFEST, &opts.transfer, stats).await? {
             stops = Some(v);
             break;
         }
@@ -160,25 +187,16 @@ pub(super) async fn plan_pull(
     }
     let mut wanted: HashMap<ObjectId, u64> = HashMap::new();
     for (v, m) in &chain {
-        // The listing, and each base of a delta listing down to the full one (one more than the
-        // bound, so that an over-long chain is refused by name when it is read).
-        let mut at = m.listing;
-        let mut listings = Vec::new();
-        for _ in 0..=MAX_CHAIN {
-            listings.push(at);
-            if !ensure_local(repo, remote, at, MAX_LISTING, opts, stats).await? {
+        let listings = match ensure_listings(repo, remote, m, &opts.transfer, stats).await? {
+            Ok(l) => l,
+            Err(at) => {
                 return Err(Error::Remote(RemoteError::Lacks {
                     remote: remote.display_url(),
                     subject: format!("{unit} (listing of version {})", v.short()),
                     missing: vec![at],
-                }));
+                }))
             }
-            let bytes = repo.store().get(&at, MAX_LISTING)?;
-            if !is_delta(&bytes) {
-                break;
-            }
-            at = ListingDelta::parse(&bytes, &format!("listing {at}"))?.base;
-        }
+        };
         let sub = if *v == d.version { sub } else { None };
         let objects = repo.dir_objects(m, sub)?.unwrap_or_default();
         for (id, size) in objects {
@@ -194,6 +212,7 @@ pub(super) async fn plan_pull(
             versions: chain.len(),
             chunks: wanted.len(),
             history_stops_at: stops,
+            pruned: 0,
         },
         wanted,
     ))

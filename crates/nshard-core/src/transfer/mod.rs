@@ -12,14 +12,20 @@
 mod check;
 mod dirs;
 mod engine;
+mod remote_gc;
 mod repair;
+mod roots;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use check::check_remote;
 
+pub use remote_gc::{
+    remote_gc, GcCandidate, GcState, GcWhy, RemoteGcOptions, RemoteGcReport, RetentionChange,
+};
 pub use repair::{verify_remote, RemoteVerifyReport, Unrepaired};
+pub use roots::{pruned_versions, read_retention};
 
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
@@ -79,6 +85,14 @@ pub struct FilePlan {
     /// have it (the history beyond it is not there to send).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history_stops_at: Option<ObjectId>,
+    /// Versions left out because retention pruned them from the remote (push only; sent with
+    /// `include_pruned`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pruned: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The result for one file.
@@ -116,6 +130,8 @@ pub struct PushOptions<'a> {
     pub scope: PushScope,
     /// Also push every earlier version reachable through the manifests' parents.
     pub all_versions: bool,
+    /// Also push versions that retention pruned from the remote.
+    pub include_pruned: bool,
     /// How to move objects.
     pub transfer: TransferOptions<'a>,
 }
@@ -142,6 +158,10 @@ pub struct TransferReport {
     pub files: Vec<FileTransfer>,
     /// Totals.
     pub stats: TransferStats,
+    /// Root records written on the remote (push; see `nshard remote gc`).
+    pub records: usize,
+    /// Things the user should know that did not fail the transfer.
+    pub notes: Vec<String>,
 }
 
 /// Of `ids`, those `remote` lacks: the batched `missing` question, with retries.
@@ -297,6 +317,25 @@ pub async fn push(
         let r = roots.and_then(|roots| dirs::plan_push(repo, &roots, opts.all_versions));
         planned.push((path, r));
     }
+    let mut notes = Vec::new();
+    let (pruned, gc_active) = match roots::gc_state(remote).await {
+        Ok(s) => s,
+        Err(e) => {
+            notes.push(format!(
+                "could not read the remote's records ({e}); retention is not applied to this push"
+            ));
+            (HashMap::new(), false)
+        }
+    };
+    if !opts.include_pruned && !pruned.is_empty() {
+        for (_, r) in planned.iter_mut() {
+            if let Ok((plan, versions)) = r {
+                let before = versions.len();
+                versions.retain(|(v, _)| !pruned.contains_key(v));
+                plan.pruned = before - versions.len();
+            }
+        }
+    }
     let mut all: Vec<ObjectId> = Vec::new();
     let mut seen = HashSet::new();
     for (_, r) in &planned {
@@ -354,16 +393,119 @@ pub async fn push(
         });
         files.push(FileTransfer { path, result });
     }
-    let stats = engine::push_groups(
-        local,
-        remote,
-        &[data, manifests],
-        &missing,
+    let relied_on: Vec<ObjectId> = data
+        .iter()
+        .chain(&manifests)
+        .filter(|id| !missing.contains(id))
+        .copied()
+        .collect();
+    let groups = [data, manifests];
+    let mut stats =
+        engine::push_groups(local, remote, &groups, &missing, stats, &opts.transfer).await?;
+    let mut records = 0;
+    if !opts.transfer.dry_run {
+        match record_push(repo, remote, opts).await {
+            Ok(n) => records = n,
+            Err(e) => notes.push(format!(
+                "the data went, but the remote did not take the push's root record ({e}): \
+                 `nshard remote gc` counts these versions as unrecorded and leaves them alone"
+            )),
+        }
+        if gc_active && !relied_on.is_empty() {
+            // gc runs on this remote: an object this push found there (and did not send) may have
+            // been deleted by a run that listed the records before this push's record landed.
+            // Send whatever vanished.
+            let vanished = engine::remote_missing(
+                remote,
+                &relied_on,
+                &opts.transfer.retry,
+                &mut stats,
+                opts.transfer.progress,
+            )
+            .await?;
+            if !vanished.is_empty() {
+                let again: Vec<Vec<ObjectId>> = groups
+                    .iter()
+                    .map(|g| {
+                        g.iter()
+                            .filter(|id| vanished.contains(id))
+                            .copied()
+                            .collect()
+                    })
+                    .collect();
+                stats =
+                    engine::push_groups(local, remote, &again, &vanished, stats, &opts.transfer)
+                        .await?;
+            }
+        }
+    }
+    Ok(TransferReport {
+        files,
         stats,
-        &opts.transfer,
-    )
-    .await?;
-    Ok(TransferReport { files, stats })
+        records,
+        notes,
+    })
+}
+
+/// Writes the root records of a push: one per ref a `git push` updates; for a plain push, one
+/// for this clone's work tree (`clone/<id>`, or `worktree` outside git). Refs are recorded only
+/// by `git push`, so a clone's stale branch never stands for the git remote's.
+async fn record_push(
+    repo: &Repo,
+    remote: &Arc<dyn Store>,
+    opts: &PushOptions<'_>,
+) -> Result<usize> {
+    let tree = GitTree::find(repo.root()).filter(|_| repo.is_git_repo());
+    let (repository, refs) = match (&opts.scope, tree) {
+        (PushScope::Current, _) => return Ok(0),
+        (
+            PushScope::GitPush {
+                updates,
+                remote: git_remote,
+            },
+            Some(t),
+        ) => (
+            roots::repository_of(repo, Some(git_remote)),
+            roots::records_for_updates(&t, updates)?,
+        ),
+        (_, Some(t)) => {
+            let versions = worktree_versions(repo)?;
+            let r = roots::RefRoots {
+                refname: format!("clone/{}", t.clone_id()?),
+                commit: None,
+                tips: versions.clone(),
+                versions,
+            };
+            (roots::repository_of(repo, None), vec![r])
+        }
+        (_, None) => {
+            let versions = worktree_versions(repo)?;
+            let r = roots::RefRoots {
+                refname: roots::WORKTREE_REF.into(),
+                commit: None,
+                tips: versions.clone(),
+                versions,
+            };
+            (roots::repository_of(repo, None), vec![r])
+        }
+    };
+    roots::write_records(remote, &repository, refs, &opts.transfer.retry).await
+}
+
+/// The versions every manifest in the work tree names (files and units).
+fn worktree_versions(repo: &Repo) -> Result<Vec<ObjectId>> {
+    let mut out = Vec::new();
+    for path in repo.scan_worktree()?.1 {
+        if let Ok(Some(wt)) = repo.read_worktree_manifest(&path) {
+            out.push(wt.version);
+        }
+    }
+    for u in repo.dir_units()? {
+        if let Ok(Some(d)) = repo.read_dir_manifest(&u) {
+            out.push(d.version);
+        }
+    }
+    Ok(out)
 }
 
 /// A file's push plan and its versions to send (oldest first), each with its distinct chunks.
@@ -419,6 +561,7 @@ fn plan_push(repo: &Repo, roots: &[WorktreeManifest], all_versions: bool) -> Res
         versions: versions.len(),
         chunks: chunks.len(),
         history_stops_at: stops,
+        pruned: 0,
     };
     Ok((plan, versions))
 }
@@ -510,6 +653,21 @@ pub async fn pull(
     } else {
         engine::pull_objects(local, remote, &wanted, &opts.transfer, &mut stats).await?;
     }
+    // A version the remote lacks may have been pruned by retention: say so rather than call it
+    // missing data.
+    let mut notes = Vec::new();
+    let any_lacking = planned.iter().any(|(_, r)| {
+        r.as_ref()
+            .is_ok_and(|(_, c)| c.keys().any(|id| absent.contains(id)))
+    });
+    let pruned = if any_lacking {
+        pruned_versions(remote).await.unwrap_or_else(|e| {
+            notes.push(format!("could not read the remote's retention policy: {e}"));
+            HashMap::new()
+        })
+    } else {
+        HashMap::new()
+    };
     let files = planned
         .into_iter()
         .map(|(path, r)| {
@@ -522,6 +680,13 @@ pub async fn pull(
                 if lacking.is_empty() {
                     return Ok(plan);
                 }
+                if let Some(p) = pruned.get(&plan.version) {
+                    return Err(Error::Remote(RemoteError::Pruned {
+                        remote: remote.display_url(),
+                        subject: format!("{path} (version {})", plan.version.short()),
+                        pruned: p.pruned,
+                    }));
+                }
                 lacking.sort();
                 Err(Error::Remote(RemoteError::Lacks {
                     remote: remote.display_url(),
@@ -532,7 +697,12 @@ pub async fn pull(
             FileTransfer { path, result }
         })
         .collect();
-    Ok(TransferReport { files, stats })
+    Ok(TransferReport {
+        files,
+        stats,
+        records: 0,
+        notes,
+    })
 }
 
 /// A file's pull plan and the chunks it needs (id → size).
@@ -612,6 +782,7 @@ async fn plan_pull(
             versions: selected.len(),
             chunks: chunks.len(),
             history_stops_at: if opts.version.is_some() { None } else { stops },
+            pruned: 0,
         },
         chunks,
     ))

@@ -48,7 +48,9 @@ pub use missing::{MissingStrategy, RequestCounts};
 #[cfg(feature = "testing")]
 pub use missing::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 
-use nshard_core::backend::{blocking, read_exact_at, StagedUpload, StoreAdmin};
+use nshard_core::backend::{
+    blocking, read_exact_at, RecordName, StagedUpload, StoreAdmin, StoredObject, MAX_RECORD_BYTES,
+};
 use nshard_core::format::{decode_verified, max_encoded_len, MAX_OBJECT_SIZE};
 use nshard_core::{Corruption, Error, ObjectId, RemoteFailure, Result, Store};
 
@@ -160,6 +162,30 @@ impl S3Store {
     fn key(&self, id: &ObjectId) -> KeyPath {
         let h = id.to_hex();
         KeyPath::from(format!("{}/{}/{}", self.objects, &h[..2], &h[2..]))
+    }
+
+    /// `PREFIX/records` (or `records`).
+    fn records_prefix(&self) -> String {
+        let root = self.objects.strip_suffix("objects").unwrap_or_default();
+        format!("{root}records")
+    }
+
+    /// The key of record `name`.
+    fn record_key(&self, name: &RecordName) -> KeyPath {
+        KeyPath::from(format!("{}/{name}", self.records_prefix()))
+    }
+
+    /// Deletes `keys` with batched DeleteObjects requests (absent keys are no error).
+    async fn delete_keys(&self, keys: Vec<KeyPath>, what: &str) -> Result<()> {
+        let stream = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
+        let mut results = self.store.delete_stream(stream);
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error(what, e)),
+            }
+        }
+        Ok(())
     }
 
     /// The object a key names (`PREFIX/objects/ab/cdef…`), or `None` for any other key.
@@ -442,6 +468,110 @@ impl Store for S3Store {
 
     fn admin(&self) -> Option<&dyn StoreAdmin> {
         Some(self)
+    }
+
+    async fn put_record(&self, name: &RecordName, bytes: Vec<u8>) -> Result<RecordName> {
+        let name = name.clone();
+        let what = format!("storing record {name}");
+        let key = self.record_key(&name);
+        let mode = if self.conditional.load(Ordering::Relaxed) {
+            PutMode::Create
+        } else {
+            // Names carry a nanosecond stamp and a random part: an overwrite cannot happen
+            // between honest writers, and a store without conditional writes cannot do better.
+            PutMode::Overwrite
+        };
+        let opts = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&key, PutPayload::from(bytes.clone()), opts)
+            .await
+        {
+            Ok(_) => Ok(name),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Err(Error::Remote(nshard_core::RemoteError::Failed {
+                    remote: self.url.clone(),
+                    kind: RemoteFailure::Refused,
+                    reason: format!("record {name} exists already"),
+                }))
+            }
+            Err(e) if chain(&e).contains("501") => {
+                self.conditional.store(false, Ordering::Relaxed);
+                self.store
+                    .put(&key, PutPayload::from(bytes))
+                    .await
+                    .map_err(|e| self.error(&what, e))?;
+                Ok(name)
+            }
+            Err(e) => Err(self.error(&what, e)),
+        }
+    }
+
+    async fn list_records(&self) -> Result<Vec<RecordName>> {
+        let prefix = self.records_prefix();
+        let mut keys = self.store.list(Some(&KeyPath::from(prefix.as_str())));
+        let mut out = Vec::new();
+        while let Some(meta) = keys.next().await {
+            let meta = meta.map_err(|e| self.error("listing records", e))?;
+            let key = meta.location.as_ref();
+            if let Some(rest) = key
+                .strip_prefix(prefix.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                out.extend(RecordName::parse(rest));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn get_record(&self, name: &RecordName) -> Result<Option<Vec<u8>>> {
+        let what = format!("reading record {name}");
+        let r = match self.store.get(&self.record_key(name)).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error(&what, e)),
+        };
+        if r.meta.size > MAX_RECORD_BYTES {
+            return Err(Error::Remote(nshard_core::RemoteError::Failed {
+                remote: self.url.clone(),
+                kind: RemoteFailure::Other,
+                reason: format!("record {name} is larger than {MAX_RECORD_BYTES} bytes"),
+            }));
+        }
+        let bytes = r.bytes().await.map_err(|e| self.error(&what, e))?;
+        Ok(Some(bytes.to_vec()))
+    }
+
+    async fn list_objects(&self) -> Result<Vec<StoredObject>> {
+        let prefix = KeyPath::from(self.objects.as_str());
+        let mut keys = self.store.list(Some(&prefix));
+        let mut out = Vec::new();
+        while let Some(meta) = keys.next().await {
+            let meta = meta.map_err(|e| self.error("listing objects", e))?;
+            if let Some(id) = self.id_of_key(meta.location.as_ref()) {
+                out.push(StoredObject {
+                    id,
+                    size: meta.size,
+                    modified: meta.last_modified.timestamp().max(0) as u64,
+                });
+            }
+        }
+        out.sort_by_key(|o| o.id);
+        Ok(out)
+    }
+
+    async fn delete_objects(&self, ids: &[ObjectId]) -> Result<()> {
+        let keys = ids.iter().map(|id| self.key(id)).collect();
+        self.delete_keys(keys, "deleting objects").await
+    }
+
+    async fn delete_records(&self, names: &[RecordName]) -> Result<()> {
+        let keys = names.iter().map(|n| self.record_key(n)).collect();
+        self.delete_keys(keys, "deleting records").await
     }
 }
 

@@ -149,6 +149,7 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
                     remote: git_remote,
                 },
                 all_versions: false,
+                include_pruned: false,
                 transfer: TransferOptions {
                     jobs: nshard_core::transfer::DEFAULT_JOBS.into(),
                     retry: Retry::default(),
@@ -183,6 +184,9 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
             label(&resolved)
         );
         return Ok(ExitCode::FAILURE);
+    }
+    for n in &report.notes {
+        eprintln!("nshard: note: {n}");
     }
     let s = &report.stats;
     if !report.files.is_empty() && !ctx.quiet {

@@ -15,6 +15,7 @@ pub mod login;
 pub mod pull;
 pub mod push;
 pub mod remote;
+pub mod remote_gc;
 pub mod serve;
 pub mod status;
 pub mod track;

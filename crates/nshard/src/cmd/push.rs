@@ -39,6 +39,10 @@ pub struct PushArgs {
     /// Also push every earlier version in the files' histories (that the local store holds).
     #[arg(long)]
     pub all_versions: bool,
+    /// Also push versions that the remote's retention policy pruned (`nshard remote gc
+    /// --keep-last`); by default they are left out.
+    #[arg(long)]
+    pub include_pruned: bool,
     /// Objects uploaded at once.
     #[arg(long, short, default_value_t = DEFAULT_JOBS, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: u16,
@@ -70,6 +74,7 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
                 filter,
                 scope,
                 all_versions: a.all_versions,
+                include_pruned: a.include_pruned,
                 transfer: TransferOptions {
                     jobs: a.jobs.into(),
                     retry: Retry::default(),
@@ -80,6 +85,9 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
         )
         .await?;
         let elapsed = started.elapsed();
+        for n in &report.notes {
+            eprintln!("nshard: note: {n}");
+        }
         let s = &report.stats;
         let failed;
         if a.json {
@@ -104,6 +112,15 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
             );
             if s.retries > 0 {
                 out!("{} transient failures were retried", s.retries);
+            }
+            let pruned: usize = report
+                .files
+                .iter()
+                .filter_map(|f| f.result.as_ref().ok())
+                .map(|p| p.pruned)
+                .sum();
+            if pruned > 0 {
+                out!("left out {pruned} version(s) the remote's retention pruned (--include-pruned sends them)");
             }
         }
         Ok(if failed > 0 {

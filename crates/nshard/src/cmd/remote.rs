@@ -44,6 +44,8 @@ pub enum RemoteCommand {
     Default(DefaultArgs),
     /// Remove a remote from its config file (its data is left alone).
     Remove(RemoveArgs),
+    /// Delete from a remote what no live version needs (two-phase, safe with concurrent pushes).
+    Gc(super::remote_gc::GcArgs),
 }
 
 /// Which config file to write.
@@ -127,8 +129,12 @@ pub struct RemoveArgs {
 }
 
 pub fn run(ctx: &Ctx, a: RemoteArgs) -> Result<ExitCode> {
+    if let RemoteCommand::Gc(a) = a.command {
+        return super::remote_gc::run(ctx, a);
+    }
     let mut repo = ctx.repo()?;
     match a.command {
+        RemoteCommand::Gc(_) => unreachable!("handled above"),
         RemoteCommand::Add(a) => {
             let name = RemoteName::parse(&a.name)?;
             let level = a.level.level().unwrap_or(ConfigLevel::Shared);

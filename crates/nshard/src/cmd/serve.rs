@@ -207,13 +207,14 @@ async fn serve(config: ServerConfig, addr: SocketAddr) -> Result<()> {
             "no tokens: anyone who can connect may read and write".to_string()
         }
         (_, anon) => format!(
-            "{} write token(s), {} read token(s); without a token: {}",
+            "{} admin token(s), {} write token(s), {} read token(s); without a token: {}",
+            p.tokens.count(Scope::Admin),
             p.tokens.count(Scope::Write),
             p.tokens.count(Scope::Read),
             match anon {
                 None => "nothing",
                 Some(Scope::Read) => "read",
-                Some(Scope::Write) => "read and write",
+                Some(Scope::Write | Scope::Admin) => "read and write",
             }
         ),
     };

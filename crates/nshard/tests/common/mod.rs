@@ -3,6 +3,7 @@
 
 pub mod checkpoints;
 pub mod failpoints;
+pub mod gc_world;
 pub mod proxy;
 pub mod python;
 pub mod s3;

@@ -1,0 +1,785 @@
+//! `nshard remote gc`: delete from a remote what no live version needs.
+//!
+//! What is live is decided by the remote's root records ([`crate::remote::records`]), never by
+//! one clone: the versions the current records name, with their parent chains, minus what a
+//! retention policy prunes. Objects that only superseded records (a rewound or deleted ref) or
+//! pruned versions needed are garbage; objects no record ever covered are "unrecorded" and only
+//! deleted when asked.
+//!
+//! Deleting is two-phase, so that a concurrent push that relied on an object being present (it
+//! skipped the upload) is never betrayed: a run marks garbage (the marks live on the remote), and
+//! only a later run deletes what is still garbage, was marked at least the grace period ago and
+//! was stored at least that long ago. Every listing and read happens before anything is deleted;
+//! any error aborts the run with nothing deleted. Deletion goes version by version: a version's
+//! manifest object first, then the objects only it used, so a crash never leaves a version that
+//! looks present but is half gone; a rerun finishes the job.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{dirs, roots, TransferOptions, TransferStats};
+use crate::dirunit::{DirManifest, MAX_DIR_MANIFEST};
+use crate::error::{Error, GitError, RemoteError, RemoteFailure, Result};
+use crate::git::GitTree;
+use crate::id::ObjectId;
+use crate::manifest::{is_dir_manifest, Manifest, MAX_MANIFEST_BYTES};
+use crate::remote::records::{
+    now_secs, repository_id, supersede, Marks, PrunedVersion, RecordName, RetentionRecord,
+    RootRecord, ADMIN_WRITER, GC_SPACE, RETENTION_FORMAT, RETENTION_SPACE, SINGLE_KEY,
+};
+use crate::remote::{Store, DELETE_BATCH};
+use crate::repo::Repo;
+
+/// What a run does to the retention policy recorded on the remote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetentionChange {
+    /// Apply the recorded policy (none: keep every version).
+    Keep,
+    /// Keep only the newest N versions of each file (besides tips), and record that.
+    KeepLast(u32),
+    /// Remove the policy: keep every version again.
+    KeepAll,
+}
+
+/// Options of [`remote_gc`].
+pub struct RemoteGcOptions<'a> {
+    /// Work everything out and change nothing on the remote.
+    pub dry_run: bool,
+    /// Seconds an object must have been stored, and marked as garbage, before it is deleted.
+    pub grace: u64,
+    /// Retention.
+    pub retention: RetentionChange,
+    /// Also delete objects no record covers (pushed by an nshard without records).
+    pub include_unrecorded: bool,
+    /// First bring this repository's records up to date with its git remote's refs.
+    pub refresh: bool,
+    /// How to fetch manifests (retries, progress).
+    pub transfer: TransferOptions<'a>,
+}
+
+/// Why an object is not live.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum GcWhy {
+    /// Only versions that no current record keeps (a rewound or deleted ref) used it.
+    Dropped {
+        /// The file or unit.
+        path: String,
+        /// One version that used it.
+        version: ObjectId,
+    },
+    /// Only versions pruned by retention used it.
+    Pruned {
+        /// The file or unit.
+        path: String,
+        /// One version that used it.
+        version: ObjectId,
+    },
+    /// An earlier run found it unused (and a crash or a grace period kept it), and no live
+    /// version needs it now.
+    Marked,
+    /// No record ever named a version that uses it.
+    Unrecorded,
+}
+
+/// What happens to a garbage object in this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum GcState {
+    /// Deleted.
+    Deleted,
+    /// Would be deleted (dry run).
+    WouldDelete,
+    /// Marked: deleted by a run after `until` (seconds since the epoch) if still garbage.
+    Waiting {
+        /// When the grace period is over.
+        until: u64,
+    },
+}
+
+/// One garbage object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GcCandidate {
+    /// The object.
+    pub id: ObjectId,
+    /// Its stored size.
+    pub size: u64,
+    /// Why it is garbage.
+    pub why: GcWhy,
+    /// What this run does with it.
+    #[serde(flatten)]
+    pub state: GcState,
+}
+
+/// What a run found and did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RemoteGcReport {
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// Root records on the remote (after a refresh).
+    pub records: usize,
+    /// Of those, superseded by newer ones.
+    pub superseded_records: usize,
+    /// Superseded records deleted (everything only they named is gone).
+    pub deleted_records: usize,
+    /// Refs whose records were refreshed from the git remote (`ref: what`).
+    pub refreshed: Vec<String>,
+    /// Versions kept.
+    pub live_versions: usize,
+    /// Objects kept (on the remote).
+    pub live_objects: usize,
+    /// Their stored bytes.
+    pub live_bytes: u64,
+    /// Versions named by records that neither the remote nor this clone has (their objects, if
+    /// any, count as unrecorded).
+    pub absent_versions: usize,
+    /// Objects deleted (or that would be, in a dry run).
+    pub freed_objects: usize,
+    /// Their stored bytes.
+    pub freed_bytes: u64,
+    /// Garbage objects waiting for their grace period.
+    pub waiting_objects: usize,
+    /// Their stored bytes.
+    pub waiting_bytes: u64,
+    /// Objects no record covers, left alone (without `include_unrecorded`).
+    pub unrecorded_objects: usize,
+    /// Their stored bytes.
+    pub unrecorded_bytes: u64,
+    /// The retention policy in force after this run.
+    pub keep_last: Option<u32>,
+    /// Versions pruned by retention in this run.
+    pub pruned: Vec<PrunedVersion>,
+    /// Every garbage object, with why and what happened to it.
+    pub candidates: Vec<GcCandidate>,
+    /// Requests made to the remote for listings and deletes.
+    pub requests: u64,
+}
+
+/// One version as gc sees it.
+struct Node {
+    path: String,
+    timestamp: String,
+    parent: Option<ObjectId>,
+    /// The objects it needs besides its own manifest object.
+    objects: Vec<ObjectId>,
+}
+
+/// Versions read so far (`None`: on neither the remote nor here).
+type Graph = HashMap<ObjectId, Option<Node>>;
+
+/// Runs gc on `remote` from `repo` (which refreshes its own records and caches the manifests it
+/// reads).
+pub async fn remote_gc(
+    repo: &Repo,
+    remote: &Arc<dyn Store>,
+    opts: &RemoteGcOptions<'_>,
+) -> Result<RemoteGcReport> {
+    let now = now_secs();
+    let mut report = RemoteGcReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let retry = &opts.transfer.retry;
+    let mut stats = TransferStats::default();
+
+    // 1. Records (refreshed first from the git remote when asked).
+    let mut names = retried(retry, || remote.list_records()).await?;
+    report.requests += 1;
+    let mut virtual_records: HashMap<RecordName, RootRecord> = HashMap::new();
+    if opts.refresh {
+        let fresh = refresh(repo, remote, &names, opts, &mut report).await?;
+        for (name, record) in fresh {
+            names.push(name.clone());
+            virtual_records.insert(name, record);
+        }
+    }
+    let root_names: Vec<RecordName> = names.iter().filter(|n| !n.is_reserved()).cloned().collect();
+    let (current, superseded) = supersede(&root_names);
+    report.records = root_names.len();
+    report.superseded_records = superseded.len();
+    let mut records: HashMap<RecordName, RootRecord> = HashMap::new();
+    for name in current.iter().chain(&superseded) {
+        let r = match virtual_records.remove(name) {
+            Some(r) => r,
+            None => read_root(remote, name, retry).await?,
+        };
+        records.insert(name.clone(), r);
+    }
+    let newest_in = |space: &str| {
+        names
+            .iter()
+            .filter(|n| n.space() == space)
+            .max_by_key(|n| n.nanos())
+            .cloned()
+    };
+    let old_retention = match newest_in(RETENTION_SPACE) {
+        Some(n) => match retried(retry, || remote.get_record(&n)).await? {
+            Some(b) => Some(RetentionRecord::parse(&b, &n)?),
+            None => return Err(changed_under_us(remote)),
+        },
+        None => None,
+    };
+    let marks = match newest_in(GC_SPACE) {
+        Some(n) => match retried(retry, || remote.get_record(&n)).await? {
+            Some(b) => Marks::parse(&b, &n)?,
+            None => return Err(changed_under_us(remote)),
+        },
+        None => Marks::default(),
+    };
+
+    // 2. What is live: the current records' versions and their parents.
+    let mut graph: Graph = HashMap::new();
+    let mut live_roots: Vec<ObjectId> = Vec::new();
+    let mut tips: HashSet<ObjectId> = HashSet::new();
+    for n in &current {
+        let r = &records[n];
+        live_roots.extend(r.versions.iter().chain(&r.tips).copied());
+        tips.extend(r.tips.iter().copied());
+    }
+    expand(
+        repo,
+        remote,
+        &live_roots,
+        &mut graph,
+        &opts.transfer,
+        &mut stats,
+    )
+    .await?;
+    let live_versions = reach(&graph, &live_roots);
+
+    // 3. Retention.
+    let keep_last = match opts.retention {
+        RetentionChange::Keep => old_retention.as_ref().and_then(|r| r.keep_last),
+        RetentionChange::KeepLast(n) => Some(n),
+        RetentionChange::KeepAll => None,
+    };
+    report.keep_last = keep_last;
+    let mut pruned: HashMap<ObjectId, PrunedVersion> = match (&old_retention, opts.retention) {
+        (Some(r), RetentionChange::Keep | RetentionChange::KeepLast(_)) => {
+            r.pruned.iter().map(|p| (p.version, p.clone())).collect()
+        }
+        _ => HashMap::new(),
+    };
+    if let Some(n) = keep_last {
+        let mut by_path: HashMap<&str, Vec<(&str, usize, ObjectId)>> = HashMap::new();
+        let mut generations: HashMap<ObjectId, usize> = HashMap::new();
+        for v in &live_versions {
+            if let Some(Some(node)) = graph.get(v) {
+                let generation = generation(&graph, *v, &mut generations);
+                by_path
+                    .entry(&node.path)
+                    .or_default()
+                    .push((&node.timestamp, generation, *v));
+            }
+        }
+        for (path, mut versions) in by_path {
+            // Newest first: by time (RFC 3339 UTC timestamps sort as text), then, for versions
+            // made within one second, by how many ancestors they have; ties by id.
+            versions.sort_by(|a, b| b.cmp(a));
+            for (_, _, v) in versions.into_iter().skip(n as usize) {
+                if !tips.contains(&v) && !pruned.contains_key(&v) {
+                    let p = PrunedVersion {
+                        version: v,
+                        path: path.to_string(),
+                        pruned: now,
+                    };
+                    report.pruned.push(p.clone());
+                    pruned.insert(v, p);
+                }
+            }
+        }
+    }
+    pruned.retain(|v, _| !tips.contains(v));
+    report
+        .pruned
+        .sort_by(|a, b| (&a.path, &a.version).cmp(&(&b.path, &b.version)));
+    let kept: HashSet<ObjectId> = live_versions
+        .iter()
+        .filter(|v| !pruned.contains_key(v))
+        .copied()
+        .collect();
+    let mut live_objects: HashSet<ObjectId> = HashSet::new();
+    for v in &kept {
+        live_objects.insert(*v);
+        match graph.get(v) {
+            Some(Some(node)) => live_objects.extend(node.objects.iter().copied()),
+            _ => report.absent_versions += 1,
+        }
+    }
+    report.live_versions = kept.len() - report.absent_versions;
+
+    // 4. What only superseded records or pruned versions needed.
+    let mut dropped_roots: Vec<ObjectId> = Vec::new();
+    for n in &superseded {
+        dropped_roots.extend(records[n].versions.iter().copied());
+    }
+    dropped_roots.retain(|v| !kept.contains(v));
+    dropped_roots.extend(pruned.keys().copied());
+    expand(
+        repo,
+        remote,
+        &dropped_roots,
+        &mut graph,
+        &opts.transfer,
+        &mut stats,
+    )
+    .await?;
+    let mut garbage: HashMap<ObjectId, GcWhy> = HashMap::new();
+    let mut dropped_versions: HashSet<ObjectId> = HashSet::new();
+    for v in reach(&graph, &dropped_roots) {
+        if kept.contains(&v) {
+            continue;
+        }
+        dropped_versions.insert(v);
+        let Some(Some(node)) = graph.get(&v) else {
+            continue;
+        };
+        let why = if pruned.contains_key(&v) {
+            GcWhy::Pruned {
+                path: node.path.clone(),
+                version: v,
+            }
+        } else {
+            GcWhy::Dropped {
+                path: node.path.clone(),
+                version: v,
+            }
+        };
+        for id in std::iter::once(&v).chain(&node.objects) {
+            if !live_objects.contains(id) {
+                garbage.entry(*id).or_insert_with(|| why.clone());
+            }
+        }
+    }
+
+    // 5. What the remote holds.
+    let listed = retried(retry, || remote.list_objects()).await?;
+    report.requests += 1 + listed.len() as u64 / 1000;
+    let mut new_marks = Marks::default();
+    let mut delete: Vec<(ObjectId, u64)> = Vec::new();
+    for o in &listed {
+        if live_objects.contains(&o.id) {
+            report.live_objects += 1;
+            report.live_bytes += o.size;
+            continue;
+        }
+        let why = garbage
+            .remove(&o.id)
+            .unwrap_or(if marks.at.contains_key(&o.id) {
+                GcWhy::Marked
+            } else {
+                GcWhy::Unrecorded
+            });
+        if why == GcWhy::Unrecorded && !opts.include_unrecorded {
+            report.unrecorded_objects += 1;
+            report.unrecorded_bytes += o.size;
+            continue;
+        }
+        let marked = marks.at.get(&o.id).copied().unwrap_or(now).min(now);
+        let until = marked.max(o.modified).saturating_add(opts.grace);
+        let state = if now < until {
+            new_marks.at.insert(o.id, marked);
+            report.waiting_objects += 1;
+            report.waiting_bytes += o.size;
+            GcState::Waiting { until }
+        } else {
+            // Marked too: should this run stop half-way, the next one knows it was garbage even
+            // if it can no longer tell which version used it.
+            new_marks.at.insert(o.id, marked);
+            delete.push((o.id, o.size));
+            report.freed_objects += 1;
+            report.freed_bytes += o.size;
+            if opts.dry_run {
+                GcState::WouldDelete
+            } else {
+                GcState::Deleted
+            }
+        };
+        report.candidates.push(GcCandidate {
+            id: o.id,
+            size: o.size,
+            why,
+            state,
+        });
+    }
+
+    // Superseded records that can go once this run's deletions are done: nothing they alone
+    // named is still waiting.
+    let deleting: HashSet<ObjectId> = delete.iter().map(|(id, _)| *id).collect();
+    let waiting: HashSet<ObjectId> = new_marks
+        .at
+        .keys()
+        .filter(|id| !deleting.contains(id))
+        .copied()
+        .collect();
+    let mut retire: Vec<RecordName> = Vec::new();
+    for n in &superseded {
+        let roots: Vec<ObjectId> = records[n]
+            .versions
+            .iter()
+            .filter(|v| !kept.contains(v))
+            .copied()
+            .collect();
+        let pending = reach(&graph, &roots).into_iter().any(|v| {
+            waiting.contains(&v)
+                || matches!(graph.get(&v), Some(Some(node)) if node.objects.iter().any(|o| waiting.contains(o)))
+        });
+        if !pending {
+            retire.push(n.clone());
+        }
+    }
+    report.deleted_records = retire.len();
+    if opts.dry_run {
+        return Ok(report);
+    }
+
+    // 6. Write the new state, then delete: versions' manifest objects first, then the rest.
+    let retention_changed = match &old_retention {
+        None => keep_last.is_some() || !pruned.is_empty(),
+        Some(r) => r.keep_last != keep_last || r.pruned.len() != pruned.len(),
+    };
+    if retention_changed {
+        let mut list: Vec<PrunedVersion> = pruned.into_values().collect();
+        list.sort_by(|a, b| (&a.path, &a.version).cmp(&(&b.path, &b.version)));
+        let record = RetentionRecord {
+            format: RETENTION_FORMAT.into(),
+            keep_last,
+            pruned: list,
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|e| encode_error(remote, &e))?;
+        put_record(remote, RETENTION_SPACE, bytes, retry).await?;
+    }
+    put_record(remote, GC_SPACE, new_marks.to_bytes(), retry).await?;
+    let old_state: Vec<RecordName> = names
+        .iter()
+        .filter(|n| {
+            (n.space() == GC_SPACE || (retention_changed && n.space() == RETENTION_SPACE))
+                && !virtual_records.contains_key(n)
+        })
+        .cloned()
+        .collect();
+    // Versions' manifest objects first (a version is then gone as a whole, never half), then
+    // the objects only they used.
+    let (manifests, rest): (Vec<ObjectId>, Vec<ObjectId>) = delete
+        .iter()
+        .map(|(id, _)| *id)
+        .partition(|id| dropped_versions.contains(id));
+    let mut seen: HashSet<RecordName> = names.iter().cloned().collect();
+    let mut spared: HashSet<ObjectId> = HashSet::new();
+    let batches = manifests.chunks(DELETE_BATCH).map(|b| (b, false)).chain(
+        rest.chunks(DELETE_BATCH)
+            .enumerate()
+            .map(|(i, b)| (b, i == 0)),
+    );
+    for (batch, first_of_rest) in batches {
+        if first_of_rest && !manifests.is_empty() {
+            crate::crash_point!("remote-gc-between-deletes");
+        }
+        crate::crash_point!("remote-gc-before-delete");
+        // A push that finished since the listing may rely on what this batch would delete (it
+        // skipped uploading objects the remote had): its record says so; spare those.
+        let fresh: Vec<RecordName> = retried(retry, || remote.list_records())
+            .await?
+            .into_iter()
+            .filter(|n| !n.is_reserved() && !seen.contains(n))
+            .collect();
+        report.requests += 1;
+        if !fresh.is_empty() {
+            let mut roots = Vec::new();
+            for n in &fresh {
+                let r = read_root(remote, n, retry).await?;
+                roots.extend(r.versions.iter().chain(&r.tips).copied());
+                seen.insert(n.clone());
+            }
+            expand(repo, remote, &roots, &mut graph, &opts.transfer, &mut stats).await?;
+            for v in reach(&graph, &roots) {
+                spared.insert(v);
+                if let Some(Some(node)) = graph.get(&v) {
+                    spared.extend(node.objects.iter().copied());
+                }
+            }
+        }
+        let ids: Vec<ObjectId> = batch
+            .iter()
+            .filter(|id| !spared.contains(id))
+            .copied()
+            .collect();
+        retried(retry, || remote.delete_objects(&ids)).await?;
+        report.requests += 1;
+    }
+    if !spared.is_empty() {
+        // What a concurrent push turned out to need was not deleted: count it as live.
+        for c in report.candidates.iter_mut() {
+            if spared.contains(&c.id) && c.state == GcState::Deleted {
+                report.freed_objects -= 1;
+                report.freed_bytes -= c.size;
+                report.live_objects += 1;
+                report.live_bytes += c.size;
+            }
+        }
+        report.candidates.retain(|c| !spared.contains(&c.id));
+        // Records that named what was spared stay, in case they are the ones a later run needs.
+        retire.clear();
+        report.deleted_records = 0;
+    }
+    for batch in retire
+        .chunks(DELETE_BATCH)
+        .chain(old_state.chunks(DELETE_BATCH))
+    {
+        retried(retry, || remote.delete_records(batch)).await?;
+        report.requests += 1;
+    }
+    Ok(report)
+}
+
+/// Runs `op` with the transfer's retries.
+async fn retried<T, F, Fut>(retry: &crate::retry::Retry, op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    retry.run(op).await.0
+}
+
+async fn read_root(
+    remote: &Arc<dyn Store>,
+    name: &RecordName,
+    retry: &crate::retry::Retry,
+) -> Result<RootRecord> {
+    match retried(retry, || remote.get_record(name)).await? {
+        Some(b) => RootRecord::parse(&b, name),
+        None => Err(changed_under_us(remote)),
+    }
+}
+
+async fn put_record(
+    remote: &Arc<dyn Store>,
+    space: &str,
+    bytes: Vec<u8>,
+    retry: &crate::retry::Retry,
+) -> Result<RecordName> {
+    let name = RecordName::new(space, SINGLE_KEY);
+    retried(retry, || remote.put_record(&name, bytes.clone())).await
+}
+
+fn changed_under_us(remote: &Arc<dyn Store>) -> Error {
+    Error::Remote(RemoteError::Failed {
+        remote: remote.display_url(),
+        kind: RemoteFailure::Other,
+        reason: "a record vanished while gc read it (another gc running?); nothing was deleted, run it again".into(),
+    })
+}
+
+fn encode_error(remote: &Arc<dyn Store>, e: &serde_json::Error) -> Error {
+    Error::Remote(RemoteError::Failed {
+        remote: remote.display_url(),
+        kind: RemoteFailure::Other,
+        reason: format!("cannot encode a record: {e}"),
+    })
+}
+
+/// How many versions `v`'s parent chain holds (itself included), memoised in `known`.
+fn generation(graph: &Graph, v: ObjectId, known: &mut HashMap<ObjectId, usize>) -> usize {
+    let mut path = Vec::new();
+    let mut on_path = HashSet::new();
+    let mut at = Some(v);
+    let mut base = 0;
+    while let Some(x) = at {
+        if let Some(g) = known.get(&x) {
+            base = *g;
+            break;
+        }
+        if !on_path.insert(x) {
+            break;
+        }
+        path.push(x);
+        at = graph
+            .get(&x)
+            .and_then(|n| n.as_ref())
+            .and_then(|n| n.parent);
+    }
+    for (i, x) in path.iter().rev().enumerate() {
+        known.insert(*x, base + i + 1);
+    }
+    known.get(&v).copied().unwrap_or(base)
+}
+
+/// Every version reachable from `roots` through parents, as far as `graph` knows them.
+fn reach(graph: &Graph, roots: &[ObjectId]) -> Vec<ObjectId> {
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    let mut out = Vec::new();
+    for r in roots {
+        let mut at = Some(*r);
+        while let Some(v) = at {
+            if !seen.insert(v) {
+                break;
+            }
+            out.push(v);
+            at = graph
+                .get(&v)
+                .and_then(|n| n.as_ref())
+                .and_then(|n| n.parent);
+        }
+    }
+    out
+}
+
+/// Reads every version reachable from `roots` (through parents) into `graph`, fetching manifest
+/// and listing objects from the remote when this clone lacks them.
+async fn expand(
+    repo: &Repo,
+    remote: &Arc<dyn Store>,
+    roots: &[ObjectId],
+    graph: &mut Graph,
+    transfer: &TransferOptions<'_>,
+    stats: &mut TransferStats,
+) -> Result<()> {
+    let mut stack: Vec<ObjectId> = roots.to_vec();
+    let mut budget = 10_000_000usize;
+    while let Some(v) = stack.pop() {
+        if graph.contains_key(&v) {
+            continue;
+        }
+        budget = budget.saturating_sub(1);
+        if budget == 0 {
+            break;
+        }
+        let node = load_node(repo, remote, v, transfer, stats).await?;
+        if let Some(p) = node.as_ref().and_then(|n| n.parent) {
+            stack.push(p);
+        }
+        graph.insert(v, node);
+    }
+    Ok(())
+}
+
+/// Version `v` (a file's or a unit's), or `None` when neither the remote nor here has it.
+async fn load_node(
+    repo: &Repo,
+    remote: &Arc<dyn Store>,
+    v: ObjectId,
+    transfer: &TransferOptions<'_>,
+    stats: &mut TransferStats,
+) -> Result<Option<Node>> {
+    let max = MAX_MANIFEST_BYTES.max(MAX_DIR_MANIFEST);
+    if !dirs::ensure_local(repo, remote, v, max, transfer, stats).await? {
+        return Ok(None);
+    }
+    let bytes = repo.store().get(&v, max)?;
+    let source = format!("object {v}");
+    if is_dir_manifest(&bytes) {
+        let m = DirManifest::parse(&bytes, Path::new(&source), None)?;
+        let mut objects = match dirs::ensure_listings(repo, remote, &m, transfer, stats).await? {
+            Ok(l) => l,
+            // The listing is lost: what the version used cannot be known; its objects count
+            // as unrecorded (kept unless asked).
+            Err(_) => return Ok(None),
+        };
+        if let Some(objs) = repo.dir_objects(&m, None)? {
+            objects.extend(objs.into_iter().map(|(id, _)| id));
+        }
+        Ok(Some(Node {
+            path: m.path.as_str().to_string(),
+            timestamp: m.version.timestamp.clone(),
+            parent: m.version.parent,
+            objects,
+        }))
+    } else {
+        let m = Manifest::parse(&bytes, Path::new(&source), None)?;
+        Ok(Some(Node {
+            path: m.path.as_str().to_string(),
+            timestamp: m.version.timestamp.clone(),
+            parent: m.version.parent,
+            objects: m.chunks.iter().map(|c| c.id).collect(),
+        }))
+    }
+}
+
+/// Brings this repository's records up to date with its git remote's refs: a ref the git remote
+/// no longer has gets a record of no versions, a ref that moved (to a commit this clone has) a
+/// record of its new history. Written as admin records unless `dry_run` (then only returned).
+async fn refresh(
+    repo: &Repo,
+    remote: &Arc<dyn Store>,
+    names: &[RecordName],
+    opts: &RemoteGcOptions<'_>,
+    report: &mut RemoteGcReport,
+) -> Result<Vec<(RecordName, RootRecord)>> {
+    let Some(tree) = GitTree::find(repo.root()).filter(|_| repo.is_git_repo()) else {
+        return Ok(Vec::new());
+    };
+    let Some(git_remote) = tree.default_remote() else {
+        return Ok(Vec::new());
+    };
+    let repository = roots::repository_of(repo, Some(&git_remote));
+    let space = repository_id(&repository);
+    let mine: Vec<RecordName> = names
+        .iter()
+        .filter(|n| n.space() == space)
+        .cloned()
+        .collect();
+    if mine.is_empty() {
+        return Ok(Vec::new());
+    }
+    let refs = tree.ls_remote(&git_remote).map_err(|e| {
+        Error::Git(GitError::Command(format!(
+            "cannot read the refs of git remote {git_remote:?} to refresh this repository's records ({e}); \
+             nothing was deleted (use --no-refresh to go by the records as they are)"
+        )))
+    })?;
+    let (current, _) = supersede(&mine);
+    let mut out = Vec::new();
+    for name in current {
+        let r = read_root(remote, &name, &opts.transfer.retry).await?;
+        if !r.refname.starts_with("refs/") {
+            continue;
+        }
+        let now_at = refs.get(&r.refname);
+        if now_at == r.commit.as_ref() {
+            continue;
+        }
+        let roots = match now_at {
+            None => tree.ref_roots(&r.refname, None)?,
+            Some(c) if tree.commit_id(c).is_some() => tree.ref_roots(&r.refname, Some(c))?,
+            Some(c) => {
+                report.refreshed.push(format!(
+                    "{}: moved to {} on the git remote, which this clone lacks (git fetch, then run gc again); kept as recorded",
+                    r.refname,
+                    &c[..c.len().min(12)]
+                ));
+                continue;
+            }
+        };
+        report.refreshed.push(match now_at {
+            None => format!("{}: deleted on the git remote", r.refname),
+            Some(c) => format!("{}: now at {}", r.refname, &c[..c.len().min(12)]),
+        });
+        let record = RootRecord {
+            format: crate::remote::records::RECORD_FORMAT.into(),
+            repository: repository.clone(),
+            refname: roots.refname,
+            commit: roots.commit,
+            created: now_secs(),
+            tips: roots.tips,
+            versions: roots.versions,
+        };
+        let key = crate::remote::records::ref_key(&record.refname);
+        let name = if opts.dry_run {
+            RecordName::new(&space, &key)
+                .with_writer(ADMIN_WRITER)
+                .expect("admin is a writer name")
+        } else {
+            let bytes = serde_json::to_vec(&record).map_err(|e| encode_error(remote, &e))?;
+            let name = RecordName::new(&space, &key);
+            retried(&opts.transfer.retry, || {
+                remote.put_record(&name, bytes.clone())
+            })
+            .await?
+        };
+        out.push((name, record));
+    }
+    Ok(out)
+}

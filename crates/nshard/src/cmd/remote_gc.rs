@@ -1,0 +1,219 @@
+//! `nshard remote gc`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use nshard_core::transfer::{
+    GcState, GcWhy, RemoteGcOptions, RetentionChange, TransferOptions, DEFAULT_JOBS,
+};
+use nshard_core::Retry;
+
+use super::remote::{label, objects, runtime};
+use crate::out;
+use crate::output::{print_json, Ctx};
+
+/// Delete from a remote every object that no live version needs.
+///
+/// What is live is decided by the remote, not by this clone: every push leaves a root record on
+/// the remote (which repository, which ref, which versions), and gc keeps the union of the
+/// current records of every repository that pushes there, with each version's history (its
+/// parent versions), minus what a retention policy prunes. What only superseded records named (a
+/// branch reset and force-pushed, a deleted branch) is garbage. Data no record covers (pushed by
+/// an nshard without records) is reported and left alone unless --include-unrecorded.
+///
+/// Deleting is two-phase and never races a push: a run marks garbage, and a later run deletes
+/// what is still garbage once it was marked, and stored, at least --grace ago (default 24h). Any
+/// listing or read error stops the run before anything is deleted. Run from a git repository, gc
+/// first brings that repository's records up to date with its git remote's branches and tags
+/// (`git ls-remote`; --no-refresh skips that). On `nshard serve` it needs a token with the admin
+/// scope.
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// The remote: a name or URL (default: the default remote).
+    pub remote: Option<String>,
+    /// Show what would be deleted and why; change nothing on the remote.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// How long garbage must have been marked, and stored, before it is deleted: `24h`, `30m`,
+    /// `7d`, `90s`, or `0` (delete at once: for a remote only you push to).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub grace: u64,
+    /// Keep only the N newest versions of each file (plus the versions branch and tag tips name),
+    /// and record this policy on the remote so later runs and pushes follow it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "keep_all")]
+    pub keep_last: Option<u32>,
+    /// Remove a recorded --keep-last policy: keep every version again.
+    #[arg(long)]
+    pub keep_all: bool,
+    /// Also delete objects that no record covers.
+    #[arg(long)]
+    pub include_unrecorded: bool,
+    /// Do not refresh this repository's records from its git remote first.
+    #[arg(long)]
+    pub no_refresh: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Seconds in `24h`, `30m`, `7d`, `90s`, `0`.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 24h, 30m, 7d, 90s, 0)"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h, d or w")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    let retention = match (a.keep_last, a.keep_all) {
+        (Some(n), _) => RetentionChange::KeepLast(n),
+        (None, true) => RetentionChange::KeepAll,
+        (None, false) => RetentionChange::Keep,
+    };
+    if a.keep_all && a.keep_last.is_some() {
+        bail!("--keep-last and --keep-all contradict each other");
+    }
+    runtime()?.block_on(async {
+        let (resolved, store) = super::remote::open(&repo, ctx, a.remote.as_deref()).await?;
+        let bar = ctx.progress(true);
+        let report = nshard_core::transfer::remote_gc(
+            &repo,
+            &store,
+            &RemoteGcOptions {
+                dry_run: a.dry_run,
+                grace: a.grace,
+                retention,
+                include_unrecorded: a.include_unrecorded,
+                refresh: !a.no_refresh,
+                transfer: TransferOptions {
+                    jobs: DEFAULT_JOBS.into(),
+                    retry: Retry::default(),
+                    progress: &bar,
+                    dry_run: false,
+                },
+            },
+        )
+        .await?;
+        if a.json {
+            print_json(&report)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        out!("gc of {}", label(&resolved));
+        for r in &report.refreshed {
+            out!("refreshed {r}");
+        }
+        for p in &report.pruned {
+            out!(
+                "{} {}: version {} (retention: keep the last {})",
+                if a.dry_run { "would prune" } else { "pruned" },
+                p.path,
+                p.version.short(),
+                report.keep_last.unwrap_or(0)
+            );
+        }
+        if a.dry_run {
+            for c in &report.candidates {
+                let why = match &c.why {
+                    GcWhy::Dropped { path, version } => {
+                        format!("{path} version {}, no longer named by any ref", version.short())
+                    }
+                    GcWhy::Pruned { path, version } => {
+                        format!("{path} version {}, pruned by retention", version.short())
+                    }
+                    GcWhy::Marked => "found unused by an earlier run".into(),
+                    GcWhy::Unrecorded => "no record names it".into(),
+                };
+                let state = match c.state {
+                    GcState::Waiting { until } => format!("marked; deletable after {}", when(until)),
+                    _ => "would delete".into(),
+                };
+                out!("  {} {}  {state}: {why}", c.id.short(), crate::output::bytes(c.size));
+            }
+        }
+        out!(
+            "kept {} of {} live version{}",
+            objects(report.live_objects, report.live_bytes),
+            report.live_versions,
+            if report.live_versions == 1 { "" } else { "s" }
+        );
+        out!(
+            "{} {}",
+            if a.dry_run { "would free" } else { "freed" },
+            objects(report.freed_objects, report.freed_bytes)
+        );
+        if report.waiting_objects > 0 {
+            out!(
+                "marked {} as garbage: deleted by a run after the grace period ({}) if still unused",
+                objects(report.waiting_objects, report.waiting_bytes),
+                duration_words(a.grace)
+            );
+        }
+        if report.unrecorded_objects > 0 {
+            out!(
+                "left {} that no record covers (pushed by an older nshard?); --include-unrecorded deletes them",
+                objects(report.unrecorded_objects, report.unrecorded_bytes)
+            );
+        }
+        if report.absent_versions > 0 {
+            out!(
+                "{} version(s) named in git history are on neither the remote nor here",
+                report.absent_versions
+            );
+        }
+        if report.deleted_records > 0 && !a.dry_run {
+            out!("retired {} superseded record(s)", report.deleted_records);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `24h`, `90m`, `45s`.
+fn duration_words(secs: u64) -> String {
+    match secs {
+        0 => "none".into(),
+        s if s % 86_400 == 0 && s > 86_400 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// `2026-12-06 19:50 UTC`.
+fn when(secs: u64) -> String {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs as i64) else {
+        return secs.to_string();
+    };
+    format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(0));
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("24h"), Ok(86_400));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert!(parse_duration("3x").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("99999999999999999999w").is_err());
+    }
+}

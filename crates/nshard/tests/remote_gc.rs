@@ -1,0 +1,428 @@
+//! `nshard remote gc` end to end with real git: versions pushed with git, a branch rewound and
+//! force-pushed, two repositories sharing one data remote, a concurrent push racing gc, a
+//! listing error, a crash mid-sweep, and retention. Directory remotes here; `nshard serve` and
+//! S3 in `remote_gc_backends.rs`.
+
+mod common;
+
+use std::fs;
+
+use common::failpoints::{kill_at_point, spawn_at, spawn_resumable, wait_at_point};
+use common::gc_world::{fine_tune, model, version_objects, GcWorld};
+use common::s3::S3Env;
+use common::serve::Served;
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const WRITE: &str = "write-token-0123456789abcdef";
+const READ: &str = "read-token-0123456789abcdef";
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A world whose data remote is `nshard serve` with admin, write and read tokens: the clones
+/// push with the write token, gc runs with the admin token.
+fn served_world() -> GcWorld {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("served");
+    fs::create_dir(&store).expect("store");
+    let tokens = format!("admin:{ADMIN},write:{WRITE},read:{READ}");
+    let served = Served::start(&store, &[], &[("NSHARD_SERVE_TOKENS", &tokens)]);
+    let url = served.at("");
+    GcWorld::with(
+        tmp,
+        url,
+        env(&[("NSHARD_TOKEN", WRITE)]),
+        env(&[("NSHARD_TOKEN", ADMIN)]),
+        Some(served),
+    )
+}
+
+/// A world whose data remote is a fresh prefix of the S3 test server (`None`, and the test is
+/// skipped, outside CI when none runs).
+fn s3_world() -> Option<GcWorld> {
+    let s3 = S3Env::get()?;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    Some(GcWorld::with(
+        tmp,
+        s3.fresh_url("remote-gc"),
+        s3.vars(),
+        s3.vars(),
+        None,
+    ))
+}
+
+#[test]
+fn a_force_pushed_away_version_is_freed_and_the_rest_still_pulls() {
+    force_push_then_gc(&GcWorld::dir());
+}
+
+#[test]
+fn a_force_pushed_away_version_is_freed_on_a_server() {
+    let w = served_world();
+    force_push_then_gc(&w);
+}
+
+#[test]
+fn a_force_pushed_away_version_is_freed_on_s3() {
+    if let Some(w) = s3_world() {
+        force_push_then_gc(&w);
+    }
+}
+
+#[test]
+fn only_an_admin_token_runs_gc_on_a_server() {
+    let w = served_world();
+    let (a, _) = w.three_versions();
+    w.rewind(&a);
+    let before = w.object_ids();
+    for token in [WRITE, READ] {
+        let err = w
+            .nshard(&a)
+            .env("NSHARD_TOKEN", token)
+            .args(["remote", "gc", "data", "--grace", "0"])
+            .output()
+            .expect("runs");
+        assert!(!err.status.success());
+        let msg = String::from_utf8_lossy(&err.stderr);
+        assert!(msg.contains("admin"), "{msg}");
+        assert_eq!(w.object_ids(), before, "nothing deleted with a {token}");
+    }
+    let done = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(done["freed_objects"], 3, "{done:#}");
+}
+
+/// v1..v3 pushed with git, v3 dropped by a reset and a force-push: a dry run lists v3's objects
+/// and deletes nothing; gc with no grace frees exactly them; a fresh clone still gets v1 and v2.
+fn force_push_then_gc(w: &GcWorld) {
+    let (a, [v1, v2, _]) = w.three_versions();
+    let (v3_manifest, v3_chunks) = version_objects(&a, "HEAD");
+    w.rewind(&a);
+    let before = w.object_ids();
+    // Only v3's manifest and its two new chunks are v3's alone.
+    let v3_only: Vec<&String> = std::iter::once(&v3_manifest)
+        .chain(&v3_chunks[..2])
+        .collect();
+
+    let dry = w.gc(&a, &["--dry-run", "--grace", "0"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["freed_objects"], 3, "{dry:#}");
+    let mut listed: Vec<&str> = dry["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(|c| {
+            assert_eq!(c["state"], "would-delete", "{c}");
+            assert_eq!(c["why"]["kind"], "dropped", "{c}");
+            assert_eq!(c["why"]["path"], "models/m.bin", "{c}");
+            c["id"].as_str().expect("id")
+        })
+        .collect();
+    listed.sort();
+    let mut expected: Vec<&str> = v3_only.iter().map(|s| s.as_str()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert_eq!(w.object_ids(), before, "a dry run deletes nothing");
+    let out = w
+        .gc_cmd(&a)
+        .args(["remote", "gc", "data", "--dry-run", "--grace", "0"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("would free 3 objects"), "{text}");
+    assert!(text.contains("no longer named by any ref"), "{text}");
+
+    let done = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(done["freed_objects"], 3, "{done:#}");
+    for id in &v3_only {
+        assert!(!w.has_object(id), "{id} of v3 is gone");
+    }
+    assert_eq!(w.object_ids().len(), before.len() - 3);
+    // Superseded records went with it: one record for main, plus gc's marks.
+    assert_eq!(done["deleted_records"], 3, "{done:#}");
+    let again = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(again["freed_objects"], 0, "{again:#}");
+    assert_eq!(again["records"], 1, "{again:#}");
+
+    // A fresh clone still gets v2, and v1 by checking out its commit.
+    let b = w.colleague("b");
+    assert_eq!(fs::read(b.join("models/m.bin")).expect("v2"), v2);
+    w.git(&b, &["checkout", "-q", "HEAD~1"]);
+    assert_eq!(fs::read(b.join("models/m.bin")).expect("v1"), v1);
+}
+
+#[test]
+fn the_default_grace_marks_first_and_a_later_run_deletes() {
+    let w = GcWorld::dir();
+    let (a, _) = w.three_versions();
+    w.rewind(&a);
+    let before = w.object_ids();
+    let first = w.gc(&a, &[]);
+    assert_eq!(first["freed_objects"], 0, "{first:#}");
+    assert_eq!(first["waiting_objects"], 3, "{first:#}");
+    assert_eq!(w.object_ids(), before);
+    let text = w.ok(&a, &["remote", "gc", "data"]);
+    assert!(text.contains("marked 3 objects"), "{text}");
+    assert_eq!(w.object_ids(), before, "still within the grace period");
+    // Marked over a second ago, stored over a second ago: a run with a 1 s grace deletes.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let later = w.gc(&a, &["--grace", "1s"]);
+    assert_eq!(later["freed_objects"], 3, "{later:#}");
+    assert_eq!(w.object_ids().len(), before.len() - 3);
+}
+
+#[test]
+fn a_push_that_relies_on_garbage_while_gc_runs_keeps_it() {
+    let w = GcWorld::dir();
+    let (a, [_, _, v3]) = w.three_versions();
+    // A colleague has v3 (cloned before the rewind) and builds v4 on it, not yet in git.
+    let b = w.colleague("b");
+    w.rewind(&a);
+    let (v3_manifest, v3_chunks) = version_objects(&b, "HEAD");
+    let v4 = fine_tune(&v3, 1, 4);
+    fs::write(b.join("models/m.bin"), &v4).expect("v4");
+    w.ok(&b, &["commit", "-m", "v4, on top of v3"]);
+
+    // gc decides v3's objects are garbage and stops before deleting...
+    let resume = w.p("resume");
+    let (mut child, lines) = spawn_resumable(
+        &a,
+        &["remote", "gc", "data", "--grace", "0", "--json"],
+        "remote-gc-before-delete",
+        &resume,
+    );
+    wait_at_point(&mut child, &lines, "remote gc");
+    // ...while the colleague pushes v4: v3's chunks are on the remote, so only v4's new chunk
+    // and manifest travel, and the push's record names v4 (whose parent is v3).
+    let pushed = w.json(&b, &["push", "--remote", "data"]);
+    assert_eq!(pushed["objects"], 2, "{pushed:#}");
+    fs::write(&resume, b"go").expect("resume");
+    let out = child.wait_with_output().expect("gc finishes");
+    assert!(out.status.success());
+    let text: String = lines.iter().collect::<Vec<_>>().join("\n");
+    let json = &text[text.find('{').expect("json")..=text.rfind('}').expect("json")];
+    let report: serde_json::Value = serde_json::from_str(json).expect("gc's json report");
+    assert_eq!(report["freed_objects"], 0, "{report:#}");
+    assert!(w.has_object(&v3_manifest));
+    for c in &v3_chunks {
+        assert!(w.has_object(c), "v3 chunk {c} kept for v4");
+    }
+    // And later runs keep them too: v4's record names its history.
+    let later = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(later["freed_objects"], 0, "{later:#}");
+    // The colleague's v4 comes back whole from the remote.
+    let c = w.colleague("c");
+    fs::copy(
+        b.join("models/m.bin.shard.json"),
+        c.join("models/m.bin.shard.json"),
+    )
+    .expect("hand over the manifest");
+    w.ok(&c, &["pull", "--remote", "data"]);
+    w.ok(&c, &["checkout", "--force", "models/m.bin"]);
+    assert_eq!(fs::read(c.join("models/m.bin")).expect("v4"), v4);
+}
+
+#[test]
+fn two_repositories_sharing_a_remote_never_lose_each_others_data() {
+    let w = GcWorld::dir();
+    w.git(
+        &w.root,
+        &["init", "-q", "--bare", "-b", "main", "other.git"],
+    );
+    let (a, _) = w.three_versions();
+    let x = w.owner_of("other.git", "x");
+    let other = fine_tune(&model(9), 3, 10);
+    w.commit_push(&x, &model(9), "x1");
+    w.commit_push(&x, &other, "x2");
+    let (xm, xc) = version_objects(&x, "HEAD");
+    let (xm1, xc1) = version_objects(&x, "HEAD~1");
+    w.rewind(&a);
+    let report = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(report["freed_objects"], 3, "{report:#}");
+    for id in [xm, xm1].iter().chain(&xc).chain(&xc1) {
+        assert!(w.has_object(id), "the other repository's {id} is kept");
+    }
+    // And the other way round.
+    let report = w.gc(&x, &["--grace", "0"]);
+    assert_eq!(report["freed_objects"], 0, "{report:#}");
+    let b = w.colleague("b");
+    w.ok(&b, &["verify"]);
+}
+
+#[test]
+fn a_listing_error_deletes_nothing() {
+    let w = GcWorld::dir();
+    let (a, _) = w.three_versions();
+    w.rewind(&a);
+    let before = w.object_ids();
+    // A fan-out "directory" that cannot be listed.
+    fs::write(w.p("store/objects/zz"), b"not a directory").expect("plant");
+    let err = w
+        .nshard(&a)
+        .args(["remote", "gc", "data", "--grace", "0"])
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&err);
+    assert!(err.contains("listing"), "{err}");
+    fs::remove_file(w.p("store/objects/zz")).expect("unplant");
+    assert_eq!(w.object_ids(), before, "nothing deleted");
+    // Records are listed strictly too.
+    fs::create_dir_all(w.p("store/records")).expect("records");
+    let space = fs::read_dir(w.p("store/records"))
+        .expect("records")
+        .flatten()
+        .next()
+        .expect("a space")
+        .path();
+    fs::write(space.join("ffffffffffffffff"), b"not a directory").expect("plant");
+    w.nshard(&a)
+        .args(["remote", "gc", "data", "--grace", "0"])
+        .assert()
+        .failure();
+    assert_eq!(w.object_ids(), before, "nothing deleted");
+}
+
+#[test]
+fn a_gc_killed_mid_sweep_is_finished_by_the_next_run() {
+    let w = GcWorld::dir();
+    let (a, [_, v2, _]) = w.three_versions();
+    let (v3_manifest, v3_chunks) = version_objects(&a, "HEAD");
+    w.rewind(&a);
+    let before = w.object_ids();
+    let (child, lines) = spawn_at(
+        &a,
+        &["remote", "gc", "data", "--grace", "0"],
+        "remote-gc-between-deletes",
+    );
+    kill_at_point(child, &lines, "remote gc");
+    // The version went first, as a whole; its chunks are still there.
+    assert!(!w.has_object(&v3_manifest));
+    assert!(v3_chunks[..2].iter().all(|c| w.has_object(c)));
+    // A clone that never had v3 finishes the job (gc's marks remember what was garbage).
+    let b = w.colleague("b");
+    let report = w.gc(&b, &["--grace", "0"]);
+    assert_eq!(report["freed_objects"], 2, "{report:#}");
+    assert_eq!(w.object_ids().len(), before.len() - 3);
+    let c = w.colleague("c");
+    assert_eq!(fs::read(c.join("models/m.bin")).expect("v2"), v2);
+}
+
+#[test]
+fn keep_last_prunes_old_versions_and_says_so_on_pull() {
+    keep_last_then_pull(&GcWorld::dir());
+}
+
+#[test]
+fn keep_last_on_a_server() {
+    keep_last_then_pull(&served_world());
+}
+
+#[test]
+fn keep_last_on_s3() {
+    if let Some(w) = s3_world() {
+        keep_last_then_pull(&w);
+    }
+}
+
+/// `--keep-last 1` frees v1 and v2; a pull of v1 says it was pruned; pushes leave pruned
+/// versions out unless asked; the policy stays until `--keep-all`.
+fn keep_last_then_pull(w: &GcWorld) {
+    let (a, [_, _, v3]) = w.three_versions();
+    let before = w.object_ids();
+    let report = w.gc(&a, &["--keep-last", "1", "--grace", "0"]);
+    // v1 and v2 go: each one's manifest and the two chunks no later version kept.
+    assert_eq!(report["freed_objects"], 6, "{report:#}");
+    assert_eq!(report["pruned"].as_array().expect("pruned").len(), 2);
+    assert_eq!(report["keep_last"], 1);
+    assert_eq!(w.object_ids().len(), before.len() - 6);
+    // The newest version is whole.
+    let b = w.colleague("b");
+    assert_eq!(fs::read(b.join("models/m.bin")).expect("v3"), v3);
+    // An old one is reported as pruned, not as corruption.
+    w.git(
+        &b,
+        &["checkout", "-q", "HEAD~2", "--", "models/m.bin.shard.json"],
+    );
+    let err = w
+        .nshard(&b)
+        .args(["pull", "models/m.bin"])
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&err);
+    assert!(err.contains("pruned from the remote"), "{err}");
+    assert!(err.contains("retention"), "{err}");
+    assert!(!err.contains("corrupt"), "{err}");
+    // A plain push leaves the pruned versions out; asked, it sends them.
+    let pushed = w.ok(&a, &["push", "--remote", "data"]);
+    assert!(pushed.contains("left out 2 version(s)"), "{pushed}");
+    assert_eq!(w.object_ids().len(), before.len() - 6);
+    let forced = w.json(&a, &["push", "--remote", "data", "--include-pruned"]);
+    assert_eq!(forced["objects"], 6, "{forced:#}");
+    // The policy is recorded: a plain run prunes them again.
+    let again = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(again["keep_last"], 1);
+    assert_eq!(again["freed_objects"], 6, "{again:#}");
+    // --keep-all lifts it.
+    let all = w.gc(&a, &["--keep-all", "--grace", "0"]);
+    assert_eq!(all["keep_last"], serde_json::Value::Null);
+    w.json(&a, &["push", "--remote", "data"]);
+    assert_eq!(w.object_ids().len(), before.len());
+}
+
+#[test]
+fn records_name_a_repository_the_same_way_from_every_clone() {
+    let w = GcWorld::dir();
+    let (a, _) = w.three_versions();
+    let b = w.colleague("b");
+    fs::write(b.join("models/m.bin"), fine_tune(&model(1), 1, 7)).expect("b's version");
+    w.ok(&b, &["commit", "-m", "b"]);
+    w.git(&b, &["add", "-A"]);
+    w.git(&b, &["commit", "-q", "-m", "b"]);
+    w.git(&b, &["push", "-q", "origin", "HEAD:main"]);
+    // One repository, one space, one current record for main.
+    let spaces: Vec<_> = fs::read_dir(w.p("store/records"))
+        .expect("records")
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('_'))
+        .collect();
+    assert_eq!(spaces.len(), 1);
+    let r = w.gc(&a, &["--dry-run", "--grace", "0"]);
+    assert_eq!(r["records"], 4, "{r:#}");
+    assert_eq!(r["superseded_records"], 3, "{r:#}");
+    assert_eq!(r["freed_objects"], 0, "{r:#}");
+}
+
+#[test]
+fn a_branch_deleted_on_the_git_remote_is_dropped_by_the_refresh() {
+    let w = GcWorld::dir();
+    let a = w.owner_of("origin.git", "a");
+    w.commit_push(&a, &model(1), "v1");
+    w.git(&a, &["checkout", "-q", "-b", "experiment"]);
+    w.commit_push(&a, &fine_tune(&model(1), 2, 5), "experiment");
+    w.git(&a, &["checkout", "-q", "main"]);
+    // Deleted on the git remote behind nshard's back (a web UI, another tool).
+    w.git(&w.p("origin.git"), &["branch", "-D", "experiment"]);
+    w.git(&a, &["branch", "-D", "experiment"]);
+    let r = w.gc(&a, &["--grace", "0"]);
+    let refreshed = r["refreshed"].as_array().expect("refreshed");
+    assert!(
+        refreshed.iter().any(|x| x
+            .as_str()
+            .unwrap_or("")
+            .contains("refs/heads/experiment: deleted")),
+        "{r:#}"
+    );
+    assert_eq!(r["freed_objects"], 3, "{r:#}");
+    let kept = w.gc(&a, &["--grace", "0", "--no-refresh"]);
+    assert_eq!(kept["freed_objects"], 0, "{kept:#}");
+}
