@@ -4,6 +4,7 @@
 //! samples), so benchmark figures can be reproduced anywhere.
 
 mod dataset;
+mod fill;
 mod model;
 mod mutate;
 mod rng;
@@ -104,6 +105,26 @@ enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Put N small, distinct, valid encoded objects on a remote (a directory, `http(s)://`,
+    /// `s3://bucket/prefix`), for gc and listing benchmarks. No record names them. S3 settings
+    /// come from the AWS_* variables, an HTTP token from NSHARD_TOKEN.
+    FillRemote {
+        /// The remote URL.
+        #[arg(long)]
+        url: String,
+        /// How many objects.
+        #[arg(long)]
+        objects: u64,
+        /// Raw bytes per object (before encoding; at least 8).
+        #[arg(long, value_parser = parse_size, default_value = "100")]
+        size: u64,
+        /// Puts in flight at once.
+        #[arg(long, default_value_t = 32)]
+        jobs: usize,
+        /// Random seed (objects of different seeds are distinct).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -202,6 +223,19 @@ fn main() -> Result<()> {
             };
             return sim::run(params, codec, &files);
         }
+        Cmd::FillRemote {
+            url,
+            objects,
+            size,
+            jobs,
+            seed,
+        } => fill::run(&fill::Fill {
+            url,
+            objects,
+            size: usize::try_from(size).context("--size too large")?,
+            jobs,
+            seed,
+        })?,
         Cmd::Model {
             size,
             dtype,

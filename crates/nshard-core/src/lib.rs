@@ -149,7 +149,7 @@ pub mod backend {
         MAX_RECORD_BYTES,
     };
     pub use crate::remote::{
-        check_by_download, ObjectCheck, StoreAdmin, DELETE_BATCH, MISSING_BATCH,
+        check_by_download, page_of, ObjectCheck, StoreAdmin, DELETE_BATCH, MISSING_BATCH,
     };
     pub use crate::staged::{verify_file as verify_staged_file, StagedUpload};
     pub use crate::store::{write_file_once, LocalStore, StagedObject};

@@ -187,7 +187,49 @@ impl DirStore {
             if fan.len() != 2 {
                 continue;
             }
-            let dir = top.join(&fan);
+            self.list_fan(&top, &fan, &mut out)?;
+        }
+        out.sort_by_key(|o| o.id);
+        Ok(out)
+    }
+
+    /// A page of objects after `after`, read fan-out directory by fan-out directory from the one
+    /// `after` is in.
+    fn list_objects_page_blocking(
+        &self,
+        after: Option<ObjectId>,
+        limit: usize,
+    ) -> Result<(Vec<StoredObject>, bool)> {
+        let top = self.root.join("objects");
+        let mut fans: Vec<String> = read_dir_strict(&top)?
+            .into_iter()
+            .filter(|f| f.len() == 2)
+            .collect();
+        fans.sort();
+        let from = after.map(|a| a.to_hex()[..2].to_string());
+        let mut out = Vec::new();
+        for fan in fans
+            .iter()
+            .filter(|f| from.as_ref().is_none_or(|s| *f >= s))
+        {
+            let mut here = Vec::new();
+            self.list_fan(&top, fan, &mut here)?;
+            here.sort_by_key(|o| o.id);
+            here.retain(|o| after.is_none_or(|a| o.id > a));
+            out.extend(here);
+            if out.len() > limit {
+                break;
+            }
+        }
+        let more = out.len() > limit;
+        out.truncate(limit);
+        Ok((out, more))
+    }
+
+    /// The objects of fan-out directory `fan`, appended to `out`.
+    fn list_fan(&self, top: &Path, fan: &str, out: &mut Vec<StoredObject>) -> Result<()> {
+        {
+            let dir = top.join(fan);
             for rest in read_dir_strict(&dir)? {
                 let hex = format!("{fan}{rest}");
                 let Some(id) = ObjectId::parse(&hex).ok().filter(|id| id.to_hex() == hex) else {
@@ -212,8 +254,7 @@ impl DirStore {
                 });
             }
         }
-        out.sort_by_key(|o| o.id);
-        Ok(out)
+        Ok(())
     }
 
     /// Removes temporary files older than `age` from `tmp/` (best effort: a file another writer is
@@ -338,6 +379,14 @@ impl Store for DirStore {
 
     async fn list_objects(&self) -> Result<Vec<StoredObject>> {
         blocking(self, |s| s.list_objects_blocking()).await
+    }
+
+    async fn list_objects_page(
+        &self,
+        after: Option<ObjectId>,
+        limit: usize,
+    ) -> Result<(Vec<StoredObject>, bool)> {
+        blocking(self, move |s| s.list_objects_page_blocking(after, limit)).await
     }
 
     async fn delete_objects(&self, ids: &[ObjectId]) -> Result<()> {

@@ -681,15 +681,12 @@ pub async fn list_objects(
             }
         },
     };
-    let mut all = state
+    let (page, more) = state
         .store
-        .list_objects()
+        .list_objects_page(after, limit)
         .await
         .map_err(|e| store_error("listing objects", &e))?;
-    all.sort_unstable_by_key(|o| o.id);
-    let start = after.map_or(0, |a| all.partition_point(|o| o.id <= a));
-    let end = start.saturating_add(limit).min(all.len());
-    let objects: Vec<ListedObject> = all[start..end]
+    let objects: Vec<ListedObject> = page
         .iter()
         .map(|o| ListedObject {
             id: o.id,
@@ -697,9 +694,7 @@ pub async fn list_objects(
             modified: o.modified,
         })
         .collect();
-    let next = (end < all.len())
-        .then(|| objects.last().map(|o| o.id))
-        .flatten();
+    let next = more.then(|| objects.last().map(|o| o.id)).flatten();
     Ok(Json(ObjectPage { objects, next }))
 }
 

@@ -254,6 +254,40 @@ fn two_repositories_sharing_a_remote_never_lose_each_others_data() {
 }
 
 #[test]
+fn an_admin_retires_a_deleted_forks_records() {
+    let w = GcWorld::dir();
+    w.git(&w.root, &["init", "-q", "--bare", "-b", "main", "fork.git"]);
+    let (a, _) = w.three_versions();
+    let f = w.owner_of("fork.git", "fork");
+    w.commit_push(&f, &model(20), "fork's own model");
+    let before = w.object_ids();
+    // The fork's records are listed under its identity.
+    let out = w.ok(&a, &["remote", "gc", "data", "--dry-run", "--grace", "0"]);
+    let fork_line = out
+        .lines()
+        .find(|l| l.contains("record") && l.contains("fork"))
+        .unwrap_or_else(|| panic!("the fork's record is listed: {out}"));
+    let identity = fork_line.split_whitespace().nth(1).expect("identity");
+    let err = w.fails(
+        &a,
+        &[
+            "remote",
+            "gc",
+            "data",
+            "--forget-repository",
+            "example.com/nothing",
+        ],
+    );
+    assert!(err.contains("no records of example.com/nothing"), "{err}");
+    let r = w.gc(&a, &["--grace", "0", "--forget-repository", identity]);
+    // The fork's model (16 chunks and its manifest) goes; the origin's data stays.
+    assert_eq!(r["freed_objects"], 17, "{r:#}");
+    assert_eq!(w.object_ids().len(), before.len() - 17);
+    let b = w.colleague("b");
+    w.ok(&b, &["verify"]);
+}
+
+#[test]
 fn a_listing_error_deletes_nothing() {
     let w = GcWorld::dir();
     let (a, _) = w.three_versions();

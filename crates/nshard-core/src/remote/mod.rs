@@ -89,10 +89,10 @@ pub trait Store: Send + Sync {
         None
     }
 
-    /// Stores record `name` with `bytes` (at most [`records::MAX_RECORD_BYTES`]), never
+    /// Stores record `name` with `bytes` (at most 64 MiB), never
     /// replacing one of the same name. Returns the name as stored: a directory or a bucket keeps
     /// the writer part as given (who writes there has full rights; clients name themselves
-    /// `admin`), a server sets it from the token (see [`records`]).
+    /// `admin`), a server sets it from the token (see docs/storage.md, *Root records*).
     async fn put_record(&self, name: &RecordName, bytes: Vec<u8>) -> Result<RecordName>;
 
     /// Every record name on the store, sorted. A listing that fails is an error, never an empty
@@ -106,6 +106,19 @@ pub trait Store: Send + Sync {
     /// that fails is an error, never a partial answer.
     async fn list_objects(&self) -> Result<Vec<StoredObject>>;
 
+    /// Up to `limit` objects whose ids come after `after`, in id order, and whether more follow
+    /// (what a server answers a page request with). The default lists everything and slices;
+    /// backends that can start a listing at a key override it.
+    async fn list_objects_page(
+        &self,
+        after: Option<ObjectId>,
+        limit: usize,
+    ) -> Result<(Vec<StoredObject>, bool)> {
+        let mut all = self.list_objects().await?;
+        all.sort_unstable_by_key(|o| o.id);
+        Ok(page_of(all, after, limit))
+    }
+
     /// Deletes objects (absent ones are no error), for gc (an admin operation on a server); at
     /// most [`DELETE_BATCH`] per call.
     async fn delete_objects(&self, ids: &[ObjectId]) -> Result<()>;
@@ -113,6 +126,18 @@ pub trait Store: Send + Sync {
     /// Deletes records (absent ones are no error), for gc (an admin operation on a server); at
     /// most [`DELETE_BATCH`] per call.
     async fn delete_records(&self, names: &[RecordName]) -> Result<()>;
+}
+
+/// The page of sorted `all` after `after`: at most `limit` objects, and whether more follow.
+pub fn page_of(
+    all: Vec<StoredObject>,
+    after: Option<ObjectId>,
+    limit: usize,
+) -> (Vec<StoredObject>, bool) {
+    let start = after.map_or(0, |a| all.partition_point(|o| o.id <= a));
+    let end = start.saturating_add(limit).min(all.len());
+    let more = end < all.len();
+    (all[start..end].to_vec(), more)
 }
 
 /// The most ids or names one delete call takes (S3's DeleteObjects limit).

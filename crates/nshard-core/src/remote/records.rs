@@ -234,9 +234,9 @@ pub fn repository_id(name: &str) -> String {
 /// A root record: one ref of one repository, and every version it needs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootRecord {
-    /// [`RECORD_FORMAT`].
+    /// `neuroshard.record/1`.
     pub format: String,
-    /// The repository ([`repository_name`]).
+    /// The repository (its git remote's URL made comparable, or `local:<path>`).
     pub repository: String,
     /// The ref (`refs/heads/main`), as the git remote names it.
     #[serde(rename = "ref")]
@@ -276,7 +276,7 @@ pub struct PrunedVersion {
 /// The retention policy recorded on a remote, and what it pruned.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionRecord {
-    /// [`RETENTION_FORMAT`].
+    /// `neuroshard.retention/1`.
     pub format: String,
     /// Versions kept per file (besides tips).
     pub keep_last: Option<u32>,

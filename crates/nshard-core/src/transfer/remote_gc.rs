@@ -28,7 +28,7 @@ use crate::id::ObjectId;
 use crate::manifest::{is_dir_manifest, Manifest, MAX_MANIFEST_BYTES};
 use crate::remote::records::{
     now_secs, repository_id, supersede, Marks, PrunedVersion, RecordName, RetentionRecord,
-    RootRecord, ADMIN_WRITER, GC_SPACE, RETENTION_FORMAT, RETENTION_SPACE, SINGLE_KEY,
+    RootRecord, GC_SPACE, RETENTION_FORMAT, RETENTION_SPACE, SINGLE_KEY,
 };
 use crate::remote::{Store, DELETE_BATCH};
 use crate::repo::Repo;
@@ -56,6 +56,9 @@ pub struct RemoteGcOptions<'a> {
     pub include_unrecorded: bool,
     /// First bring this repository's records up to date with its git remote's refs.
     pub refresh: bool,
+    /// Repositories (identities as records name them, or their 16-hex-digit record spaces)
+    /// whose refs stop counting: a deleted fork's, a retired project's.
+    pub forget: Vec<String>,
     /// How to fetch manifests (retries, progress).
     pub transfer: TransferOptions<'a>,
 }
@@ -114,9 +117,29 @@ pub struct GcCandidate {
     pub state: GcState,
 }
 
+/// One root record, as a run found it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordSummary {
+    /// Its name on the remote.
+    pub name: String,
+    /// The repository.
+    pub repository: String,
+    /// The ref (or `clone/<id>`, `worktree`).
+    #[serde(rename = "ref")]
+    pub refname: String,
+    /// The commit it names.
+    pub commit: Option<String>,
+    /// How many versions it names.
+    pub versions: usize,
+    /// Whether it counts (not superseded).
+    pub current: bool,
+}
+
 /// What a run found and did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RemoteGcReport {
+    /// The root records (after a refresh), current ones first.
+    pub record_list: Vec<RecordSummary>,
     /// Nothing was changed.
     pub dry_run: bool,
     /// Root records on the remote (after a refresh).
@@ -196,6 +219,13 @@ pub async fn remote_gc(
             virtual_records.insert(name, record);
         }
     }
+    if !opts.forget.is_empty() {
+        let forgotten = forget(remote, &names, &virtual_records, opts, &mut report).await?;
+        for (name, record) in forgotten {
+            names.push(name.clone());
+            virtual_records.insert(name, record);
+        }
+    }
     let root_names: Vec<RecordName> = names.iter().filter(|n| !n.is_reserved()).cloned().collect();
     let (current, superseded) = supersede(&root_names);
     report.records = root_names.len();
@@ -206,6 +236,14 @@ pub async fn remote_gc(
             Some(r) => r,
             None => read_root(remote, name, retry).await?,
         };
+        report.record_list.push(RecordSummary {
+            name: name.to_string(),
+            repository: r.repository.clone(),
+            refname: r.refname.clone(),
+            commit: r.commit.clone(),
+            versions: r.versions.len(),
+            current: current.binary_search(name).is_ok(),
+        });
         records.insert(name.clone(), r);
     }
     let newest_in = |space: &str| {
@@ -767,18 +805,88 @@ async fn refresh(
             versions: roots.versions,
         };
         let key = crate::remote::records::ref_key(&record.refname);
-        let name = if opts.dry_run {
-            RecordName::new(&space, &key)
-                .with_writer(ADMIN_WRITER)
-                .expect("admin is a writer name")
-        } else {
-            let bytes = serde_json::to_vec(&record).map_err(|e| encode_error(remote, &e))?;
-            let name = RecordName::new(&space, &key);
-            retried(&opts.transfer.retry, || {
-                remote.put_record(&name, bytes.clone())
-            })
-            .await?
+        let name = record_now(remote, &space, &key, &record, opts).await?;
+        out.push((name, record));
+    }
+    Ok(out)
+}
+
+/// Writes `record` as a new admin record in `space` about `key` (in a dry run, only names it).
+async fn record_now(
+    remote: &Arc<dyn Store>,
+    space: &str,
+    key: &str,
+    record: &RootRecord,
+    opts: &RemoteGcOptions<'_>,
+) -> Result<RecordName> {
+    let name = RecordName::new(space, key);
+    if opts.dry_run {
+        return Ok(name);
+    }
+    let bytes = serde_json::to_vec(record).map_err(|e| encode_error(remote, &e))?;
+    retried(&opts.transfer.retry, || {
+        remote.put_record(&name, bytes.clone())
+    })
+    .await
+}
+
+/// Records, for every current ref record of the repositories in `opts.forget`, that the ref
+/// names nothing any more (an admin record: it supersedes every writer's).
+async fn forget(
+    remote: &Arc<dyn Store>,
+    names: &[RecordName],
+    known: &HashMap<RecordName, RootRecord>,
+    opts: &RemoteGcOptions<'_>,
+    report: &mut RemoteGcReport,
+) -> Result<Vec<(RecordName, RootRecord)>> {
+    let spaces: HashSet<String> = opts
+        .forget
+        .iter()
+        .map(|f| {
+            if f.len() == 16 && f.bytes().all(|b| b.is_ascii_hexdigit()) {
+                f.to_ascii_lowercase()
+            } else {
+                repository_id(f)
+            }
+        })
+        .collect();
+    let roots: Vec<RecordName> = names
+        .iter()
+        .filter(|n| !n.is_reserved() && spaces.contains(n.space()))
+        .cloned()
+        .collect();
+    if roots.is_empty() {
+        return Err(Error::Remote(RemoteError::Failed {
+            remote: remote.display_url(),
+            kind: RemoteFailure::NotFound,
+            reason: format!(
+                "no records of {} on this remote (`nshard remote gc --dry-run` lists the repositories it has)",
+                opts.forget.join(", ")
+            ),
+        }));
+    }
+    let (current, _) = supersede(&roots);
+    let mut out = Vec::new();
+    for n in current {
+        let r = match known.get(&n) {
+            Some(r) => r.clone(),
+            None => read_root(remote, &n, &opts.transfer.retry).await?,
         };
+        if r.versions.is_empty() && r.tips.is_empty() {
+            continue;
+        }
+        let record = RootRecord {
+            commit: None,
+            created: now_secs(),
+            tips: Vec::new(),
+            versions: Vec::new(),
+            ..r
+        };
+        report.refreshed.push(format!(
+            "{} {}: forgotten",
+            record.repository, record.refname
+        ));
+        let name = record_now(remote, n.space(), n.key(), &record, opts).await?;
         out.push((name, record));
     }
     Ok(out)

@@ -564,6 +564,37 @@ impl Store for S3Store {
         Ok(out)
     }
 
+    async fn list_objects_page(
+        &self,
+        after: Option<ObjectId>,
+        limit: usize,
+    ) -> Result<(Vec<StoredObject>, bool)> {
+        // Keys sort as ids do (`PREFIX/objects/ab/cdef…`): start the listing after `after`'s key.
+        let prefix = KeyPath::from(self.objects.as_str());
+        let mut keys = match after {
+            Some(a) => self.store.list_with_offset(Some(&prefix), &self.key(&a)),
+            None => self.store.list(Some(&prefix)),
+        };
+        let mut out = Vec::new();
+        while let Some(meta) = keys.next().await {
+            let meta = meta.map_err(|e| self.error("listing objects", e))?;
+            if let Some(id) = self.id_of_key(meta.location.as_ref()) {
+                if after.is_some_and(|a| id <= a) {
+                    continue;
+                }
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(StoredObject {
+                    id,
+                    size: meta.size,
+                    modified: meta.last_modified.timestamp().max(0) as u64,
+                });
+            }
+        }
+        Ok((out, false))
+    }
+
     async fn delete_objects(&self, ids: &[ObjectId]) -> Result<()> {
         let keys = ids.iter().map(|id| self.key(id)).collect();
         self.delete_keys(keys, "deleting objects").await

@@ -52,6 +52,11 @@ pub struct GcArgs {
     /// Do not refresh this repository's records from its git remote first.
     #[arg(long)]
     pub no_refresh: bool,
+    /// Stop keeping what a repository's refs name (a deleted fork, a retired project): its
+    /// identity as `--dry-run` lists it (e.g. `github.com/org/model`), or its record space.
+    /// Repeatable.
+    #[arg(long, value_name = "REPOSITORY")]
+    pub forget_repository: Vec<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -101,6 +106,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
                 retention,
                 include_unrecorded: a.include_unrecorded,
                 refresh: !a.no_refresh,
+                forget: a.forget_repository.clone(),
                 transfer: TransferOptions {
                     jobs: DEFAULT_JOBS.into(),
                     retry: Retry::default(),
@@ -128,6 +134,16 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             );
         }
         if a.dry_run {
+            for r in report.record_list.iter().filter(|r| r.current) {
+                out!(
+                    "  record  {}  {}  {}  {} version{}",
+                    r.repository,
+                    r.refname,
+                    r.commit.as_deref().map_or("-", |c| &c[..c.len().min(12)]),
+                    r.versions,
+                    if r.versions == 1 { "" } else { "s" }
+                );
+            }
             for c in &report.candidates {
                 let why = match &c.why {
                     GcWhy::Dropped { path, version } => {
