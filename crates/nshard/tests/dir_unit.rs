@@ -213,7 +213,10 @@ fn a_server_sees_packs_and_a_subtree_pull_fetches_only_its_packs() {
     let puts: u64 = server
         .metrics()
         .lines()
-        .filter(|l| l.starts_with("nshard_http_requests_total") && l.contains("method=\"PUT\""))
+        .filter(|l| {
+            l.starts_with("nshard_http_requests_total{route=\"/v1/objects/{id}\"")
+                && l.contains("method=\"PUT\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(puts, objects as u64, "{}", server.metrics());

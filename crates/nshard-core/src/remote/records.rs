@@ -249,6 +249,11 @@ pub struct RootRecord {
     pub tips: Vec<ObjectId>,
     /// Every version named by a manifest in the ref's history (the tips included).
     pub versions: Vec<ObjectId>,
+    /// Written by a `pre-push` hook for an update git may still refuse (not a fast-forward, or
+    /// a deletion): `versions` then also holds what the ref named before, and gc's refresh
+    /// replaces the record once the git remote shows where the ref went.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
 }
 
 impl RootRecord {

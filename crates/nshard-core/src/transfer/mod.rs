@@ -318,7 +318,8 @@ pub async fn push(
         planned.push((path, r));
     }
     let mut notes = Vec::new();
-    let (pruned, gc_active) = match roots::gc_state(remote).await {
+    let (state, state_retries) = opts.transfer.retry.run(|| roots::gc_state(remote)).await;
+    let (pruned, gc_active) = match state {
         Ok(s) => s,
         Err(e) => {
             notes.push(format!(
@@ -351,7 +352,10 @@ pub async fn push(
             }
         }
     }
-    let mut stats = TransferStats::default();
+    let mut stats = TransferStats {
+        retries: state_retries,
+        ..TransferStats::default()
+    };
     let missing = engine::remote_missing(
         remote,
         &all,
@@ -475,6 +479,7 @@ async fn record_push(
                 commit: None,
                 tips: versions.clone(),
                 versions,
+                provisional: false,
             };
             (roots::repository_of(repo, None), vec![r])
         }
@@ -485,6 +490,7 @@ async fn record_push(
                 commit: None,
                 tips: versions.clone(),
                 versions,
+                provisional: false,
             };
             (roots::repository_of(repo, None), vec![r])
         }

@@ -776,7 +776,7 @@ async fn refresh(
             continue;
         }
         let now_at = refs.get(&r.refname);
-        if now_at == r.commit.as_ref() {
+        if now_at == r.commit.as_ref() && !r.provisional {
             continue;
         }
         let roots = match now_at {
@@ -793,6 +793,9 @@ async fn refresh(
         };
         report.refreshed.push(match now_at {
             None => format!("{}: deleted on the git remote", r.refname),
+            Some(c) if Some(c) == r.commit.as_ref() => {
+                format!("{}: confirmed at {}", r.refname, &c[..c.len().min(12)])
+            }
             Some(c) => format!("{}: now at {}", r.refname, &c[..c.len().min(12)]),
         });
         let record = RootRecord {
@@ -803,6 +806,7 @@ async fn refresh(
             created: now_secs(),
             tips: roots.tips,
             versions: roots.versions,
+            provisional: false,
         };
         let key = crate::remote::records::ref_key(&record.refname);
         let name = record_now(remote, &space, &key, &record, opts).await?;
@@ -880,6 +884,7 @@ async fn forget(
             created: now_secs(),
             tips: Vec::new(),
             versions: Vec::new(),
+            provisional: false,
             ..r
         };
         report.refreshed.push(format!(

@@ -22,6 +22,7 @@ pub(crate) struct RefRoots {
     pub commit: Option<String>,
     pub tips: Vec<ObjectId>,
     pub versions: Vec<ObjectId>,
+    pub provisional: bool,
 }
 
 /// The ref name a plain push outside git records the work tree's versions under.
@@ -77,7 +78,13 @@ impl GitTree {
             commit: commit.map(str::to_string),
             tips,
             versions,
+            provisional: false,
         })
+    }
+
+    /// Whether commit `a` is an ancestor of (or is) commit `b`.
+    pub(crate) fn is_ancestor(&self, a: &str, b: &str) -> bool {
+        self.run(&["merge-base", "--is-ancestor", a, b]).is_ok()
     }
 
     /// The URL of git remote `remote` (a configured name, or already a URL or path as git passes
@@ -156,14 +163,36 @@ pub(crate) fn repository_of(repo: &Repo, git_remote: Option<&str>) -> String {
 
 /// The records a `git push` with `updates` should leave (one per ref; a deletion records no
 /// versions).
+///
+/// A fast-forward or a new ref is recorded as it will be. An update git may still refuse (not a
+/// fast-forward: a force-push, or a push git rejects because the remote moved; a deletion) is
+/// recorded *provisionally*, keeping what the ref named before too, until gc's refresh sees where
+/// the git remote's ref went. An update over a commit this clone does not have (git refuses it
+/// unless forced) records nothing: the ref's record stays as it was.
 pub(crate) fn records_for_updates(tree: &GitTree, updates: &[RefUpdate]) -> Result<Vec<RefRoots>> {
-    updates
-        .iter()
-        .map(|u| {
-            let deleted = u.local_id.bytes().all(|b| b == b'0');
-            tree.ref_roots(&u.remote_ref, (!deleted).then_some(u.local_id.as_str()))
-        })
-        .collect()
+    let zero = |id: &str| id.bytes().all(|b| b == b'0');
+    let mut out = Vec::new();
+    for u in updates {
+        let new = (!zero(&u.local_id)).then_some(u.local_id.as_str());
+        let old = (!zero(&u.remote_id)).then_some(u.remote_id.as_str());
+        let mut r = tree.ref_roots(&u.remote_ref, new)?;
+        if let Some(old) = old {
+            if tree.commit_id(old).is_none() {
+                continue;
+            }
+            if !new.is_some_and(|n| tree.is_ancestor(old, n)) {
+                let before = tree.ref_roots(&u.remote_ref, Some(old))?;
+                for v in before.versions {
+                    if !r.versions.contains(&v) {
+                        r.versions.push(v);
+                    }
+                }
+                r.provisional = true;
+            }
+        }
+        out.push(r);
+    }
+    Ok(out)
 }
 
 /// Writes one root record per ref. Returns how many were written.
@@ -184,6 +213,7 @@ pub(crate) async fn write_records(
             created: now_secs(),
             tips: r.tips,
             versions: r.versions,
+            provisional: r.provisional,
         };
         let bytes = serde_json::to_vec(&record).map_err(|e| {
             Error::Remote(RemoteError::Failed {
