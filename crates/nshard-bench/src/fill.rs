@@ -116,7 +116,7 @@ async fn fill(f: &Fill) -> Result<serde_json::Value> {
         .buffer_unordered(f.jobs.max(1));
     while puts.try_next().await?.is_some() {
         done += 1;
-        if done % step == 0 || last.elapsed() >= Duration::from_secs(10) {
+        if done.is_multiple_of(step) || last.elapsed() >= Duration::from_secs(10) {
             last = Instant::now();
             let s = t0.elapsed().as_secs_f64();
             eprintln!(
