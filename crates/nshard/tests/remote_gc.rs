@@ -227,6 +227,34 @@ fn a_push_that_relies_on_garbage_while_gc_runs_keeps_it() {
 }
 
 #[test]
+fn a_version_pushed_outside_git_survives_the_default_grace() {
+    let w = GcWorld::dir();
+    let (a, [_, _, v3]) = w.three_versions();
+    // A colleague pushes a version no commit names, and no record either (`--current`).
+    let b = w.colleague("b");
+    let v4 = fine_tune(&v3, 1, 40);
+    fs::write(b.join("models/m.bin"), &v4).expect("v4");
+    w.ok(&b, &["commit", "-m", "v4, not in git"]);
+    let pushed = w.json(&b, &["push", "--current"]);
+    assert_eq!(pushed["objects"], 2, "{pushed:#}");
+    // Even a run told to delete unrecorded data keeps it for the grace period.
+    let r = w.gc(&a, &["--include-unrecorded"]);
+    assert_eq!(r["freed_objects"], 0, "{r:#}");
+    assert_eq!(r["waiting_objects"], 2, "{r:#}");
+    let kept = w.gc(&a, &[]);
+    assert_eq!(kept["unrecorded_objects"], 2, "{kept:#}");
+    let c = w.colleague("c");
+    fs::copy(
+        b.join("models/m.bin.shard.json"),
+        c.join("models/m.bin.shard.json"),
+    )
+    .expect("hand over the manifest");
+    w.ok(&c, &["pull"]);
+    w.ok(&c, &["checkout", "--force", "models/m.bin"]);
+    assert_eq!(fs::read(c.join("models/m.bin")).expect("v4"), v4);
+}
+
+#[test]
 fn two_repositories_sharing_a_remote_never_lose_each_others_data() {
     let w = GcWorld::dir();
     w.git(

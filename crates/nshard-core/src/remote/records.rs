@@ -358,11 +358,15 @@ pub struct StoredObject {
 }
 
 /// gc's marks: when each unreferenced object was first seen unreferenced (seconds since the
-/// epoch). Binary: the magic line, then 40 bytes per object (id, then the time, little-endian).
+/// epoch), and whether no record ever covered it (marked by a run with `--include-unrecorded`,
+/// which later runs honour only when asked again). Binary: the magic line, then 41 bytes per
+/// object (id, the time little-endian, 1 for unrecorded else 0).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Marks {
     /// Object → first marked.
     pub at: HashMap<ObjectId, u64>,
+    /// The marked objects no record covered.
+    pub unrecorded: std::collections::HashSet<ObjectId>,
 }
 
 const MARKS_MAGIC: &[u8] = b"neuroshard.gc-marks/1\n";
@@ -372,11 +376,12 @@ impl Marks {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut ids: Vec<(&ObjectId, &u64)> = self.at.iter().collect();
         ids.sort();
-        let mut out = Vec::with_capacity(MARKS_MAGIC.len() + ids.len() * 40);
+        let mut out = Vec::with_capacity(MARKS_MAGIC.len() + ids.len() * 41);
         out.extend_from_slice(MARKS_MAGIC);
         for (id, t) in ids {
             out.extend_from_slice(id.as_bytes());
             out.extend_from_slice(&t.to_le_bytes());
+            out.push(u8::from(self.unrecorded.contains(id)));
         }
         out
     }
@@ -385,17 +390,24 @@ impl Marks {
     pub fn parse(bytes: &[u8], name: &RecordName) -> Result<Marks> {
         let body = bytes
             .strip_prefix(MARKS_MAGIC)
-            .filter(|b| b.len() % 40 == 0)
+            .filter(|b| b.len() % 41 == 0)
             .ok_or_else(|| bad_record(name, "not gc marks"))?;
-        let mut at = HashMap::with_capacity(body.len() / 40);
-        for e in body.chunks_exact(40) {
+        let mut marks = Marks {
+            at: HashMap::with_capacity(body.len() / 41),
+            unrecorded: Default::default(),
+        };
+        for e in body.chunks_exact(41) {
             let mut id = [0u8; 32];
             id.copy_from_slice(&e[..32]);
             let mut t = [0u8; 8];
-            t.copy_from_slice(&e[32..]);
-            at.insert(ObjectId::from_digest(id), u64::from_le_bytes(t));
+            t.copy_from_slice(&e[32..40]);
+            let id = ObjectId::from_digest(id);
+            marks.at.insert(id, u64::from_le_bytes(t));
+            if e[40] == 1 {
+                marks.unrecorded.insert(id);
+            }
         }
-        Ok(Marks { at })
+        Ok(marks)
     }
 }
 
@@ -487,6 +499,7 @@ mod tests {
         let mut m = Marks::default();
         m.at.insert(ObjectId::of(b"a"), 7);
         m.at.insert(ObjectId::of(b"b"), 9);
+        m.unrecorded.insert(ObjectId::of(b"b"));
         let n = RecordName::new(GC_SPACE, SINGLE_KEY);
         assert_eq!(Marks::parse(&m.to_bytes(), &n).expect("parse"), m);
         assert!(Marks::parse(b"junk", &n).is_err());

@@ -404,13 +404,13 @@ pub async fn remote_gc(
             report.live_bytes += o.size;
             continue;
         }
-        let why = garbage
-            .remove(&o.id)
-            .unwrap_or(if marks.at.contains_key(&o.id) {
+        let why = garbage.remove(&o.id).unwrap_or(
+            if marks.at.contains_key(&o.id) && !marks.unrecorded.contains(&o.id) {
                 GcWhy::Marked
             } else {
                 GcWhy::Unrecorded
-            });
+            },
+        );
         if why == GcWhy::Unrecorded && !opts.include_unrecorded {
             report.unrecorded_objects += 1;
             report.unrecorded_bytes += o.size;
@@ -418,6 +418,9 @@ pub async fn remote_gc(
         }
         let marked = marks.at.get(&o.id).copied().unwrap_or(now).min(now);
         let until = marked.max(o.modified).saturating_add(opts.grace);
+        if why == GcWhy::Unrecorded {
+            new_marks.unrecorded.insert(o.id);
+        }
         let state = if now < until {
             new_marks.at.insert(o.id, marked);
             report.waiting_objects += 1;
