@@ -778,6 +778,16 @@ pub fn open_safe_destination(root: &Path, rel: &RepoPath) -> Result<SafeDest> {
     }
 }
 
+/// `mode` (permission bits only) with the execute bits set where its read bits are, or cleared.
+pub fn exec_mode(mode: u32, executable: bool) -> u32 {
+    let mode = mode & 0o777;
+    if executable {
+        mode | ((mode & 0o444) >> 2)
+    } else {
+        mode & !0o111
+    }
+}
+
 /// A new temporary file in `dest`'s directory, with `mode` or else the replaced file's
 /// permission bits (never setuid, setgid or sticky; 0666 less the umask when there is none).
 /// Returns it and its name.
@@ -833,6 +843,29 @@ pub struct AtomicAt {
 }
 
 impl AtomicAt {
+    /// Like [`AtomicAt::create`], with the execute bits set (where the read bits are) or
+    /// cleared as `executable` says: the mode a checkout of a version gives its file.
+    pub fn create_for_version(dest: SafeDest, executable: bool) -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use rustix::fs::{statat, AtFlags};
+            let base = statat(&dest.dir, dest.name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_or(0o666, |st| st.st_mode & 0o777);
+            let (file, tmp_name) = create_temp_in(&dest, Some(exec_mode(base, executable)))?;
+            Ok(Self {
+                dest,
+                tmp_name,
+                file,
+                committed: false,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = executable;
+            Self::create(dest)
+        }
+    }
+
     /// Starts writing `dest`: keeps the replaced file's permission bits (never setuid, setgid or
     /// sticky), else 0666 less the umask, as [`AtomicFile`] does.
     pub fn create(dest: SafeDest) -> Result<Self> {

@@ -114,8 +114,43 @@ fn checkout_never_creates_a_setuid_file() {
     assert_eq!(repo.read("m/model.bin"), data);
     let mode = std::fs::metadata(&path).expect("md").permissions().mode();
     assert_eq!(mode & 0o7000, 0, "checkout created mode {mode:o}");
-    // The permission bits of the replaced file are kept (less the umask, as for any new file).
-    assert_eq!(mode & 0o700, 0o700, "the owner's bits are kept: {mode:o}");
+    // The read and write bits of the replaced file are kept (less the umask, as for any new
+    // file); the execute bits come from the version, which was not executable.
+    assert_eq!(mode & 0o700, 0o600, "the owner's bits: {mode:o}");
+}
+
+/// Case 4, the rest: a single file's execute bit is recorded at commit (as git's 100755) and
+/// checkout gives each version the bit it recorded, on a new file and on one it replaces.
+#[cfg(unix)]
+#[test]
+fn checkout_gives_each_version_its_recorded_execute_bit() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = TestRepo::new();
+    let path = repo.join("run.bin");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("md").permissions().mode();
+    std::fs::write(&path, common::random_bytes(200_000, 3)).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    repo.ok(&["track", "run.bin"]);
+    repo.ok(&["commit", "-m", "executable"]);
+    assert_eq!(repo.manifest("run.bin")["executable"], true);
+    let v1 = repo.json(&["log", "run.bin"])[0]["version"]
+        .as_str()
+        .expect("v1")
+        .to_string();
+    // Only the mode changes: that is a new version, as in git.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = repo.ok(&["commit", "-m", "not executable"]);
+    assert!(out.contains("committed version"), "{out}");
+    assert!(repo.manifest("run.bin").get("executable").is_none());
+    repo.ok(&["checkout", "run.bin", "--version", &v1[..12]]);
+    assert_eq!(mode(&path) & 0o111, 0o111, "{:o}", mode(&path));
+    repo.ok(&["checkout", "run.bin"]);
+    assert_eq!(mode(&path) & 0o111, 0, "{:o}", mode(&path));
+    // A file checked out where there was none gets the version's bit too.
+    std::fs::remove_file(&path).expect("rm");
+    repo.ok(&["checkout", "run.bin", "--version", &v1[..12], "--force"]);
+    assert_eq!(mode(&path) & 0o100, 0o100, "{:o}", mode(&path));
+    assert_eq!(mode(&path) & 0o7000, 0, "{:o}", mode(&path));
 }
 
 /// Case 9: a NeuroShard repository under a directory whose name holds a line break: git cannot

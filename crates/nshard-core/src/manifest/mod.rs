@@ -91,6 +91,10 @@ pub struct Manifest {
     /// The tensors, in file order, when the file parsed as a model format at commit time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tensors: Option<Vec<TensorEntry>>,
+    /// Whether the file was executable (any execute bit set) when committed: checkout sets or
+    /// clears the execute bits from it, as git does with its 100755 mode. Absent means false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub executable: bool,
 }
 
 /// A manifest found where `expected`'s manifest belongs must describe `expected` (a manifest
@@ -293,6 +297,7 @@ mod tests {
                 parent: None,
             },
             tensors: None,
+            executable: false,
         }
     }
 

@@ -156,6 +156,7 @@ impl Repo {
                 }
             };
             if known == target.sha256 {
+                let md = fix_exec_bits(&dest, md, target.executable)?;
                 cache.set(path.as_str(), StatEntry::new(&md, known, version, observed));
                 return Ok(CheckoutOutcome::UpToDate { version });
             }
@@ -202,7 +203,7 @@ impl Repo {
         let dest = dest_path.as_path();
         remove_stale_temporaries(dest);
         crate::crash_point!("checkout-before-write");
-        let mut out = AtomicAt::create(safe)?;
+        let mut out = AtomicAt::create_for_version(safe, m.executable)?;
         // Decoders take chunks round-robin (decoder k: chunks k, k + n, k + 2n, …), each into its
         // own short queue, and the writer below takes them from the queues in the same order: file
         // order without a reordering buffer, memory bounded by the queues, no batch barrier.
@@ -399,4 +400,27 @@ fn remove_stale_temporaries(dest: &std::path::Path) {
             let _ = fs::remove_file(e.path());
         }
     }
+}
+
+/// The content of `dest` is right: makes its execute bits what the version says (a regular
+/// file only), and returns its metadata as it is then.
+fn fix_exec_bits(
+    dest: &std::path::Path,
+    md: fs::Metadata,
+    executable: bool,
+) -> Result<fs::Metadata> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = md.permissions().mode();
+        let want = fsutil::exec_mode(mode, executable);
+        if md.is_file() && want != mode & 0o777 {
+            let f = fsutil::open_regular(dest).map_err(Error::io("opening", dest))?;
+            f.set_permissions(fs::Permissions::from_mode(want))
+                .map_err(Error::io("setting the mode of", dest))?;
+            return f.metadata().map_err(Error::io("reading", dest));
+        }
+    }
+    let _ = (dest, executable);
+    Ok(md)
 }

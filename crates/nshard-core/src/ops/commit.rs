@@ -136,7 +136,10 @@ impl Repo {
         if let (Some(entry), Some(p)) = (cache.fresh(path.as_str(), &md0), &parent) {
             // Unchanged, unless the store lost some of its chunks (gc'd, or quarantined as
             // corrupt): then the file is read again, which re-stores them.
-            if entry.sha256 == p.manifest.sha256 && self.missing_chunks(&p.manifest).is_empty() {
+            if entry.sha256 == p.manifest.sha256
+                && p.manifest.executable == crate::dirunit::is_exec(&md0)
+                && self.missing_chunks(&p.manifest).is_empty()
+            {
                 return Ok(CommitOutcome::Unchanged { version: p.version });
             }
             outdated(&entry.sha256, cache)?;
@@ -156,7 +159,10 @@ impl Repo {
         let md1 = &stored.metadata;
         outdated(&stored.sha256, cache)?;
         if let Some(p) = &parent {
-            if p.manifest.sha256 == stored.sha256 && p.manifest.chunks == stored.chunks {
+            if p.manifest.sha256 == stored.sha256
+                && p.manifest.chunks == stored.chunks
+                && p.manifest.executable == crate::dirunit::is_exec(md1)
+            {
                 cache.set(
                     path.as_str(),
                     StatEntry::new(md1, stored.sha256, p.version, observed),
@@ -177,6 +183,7 @@ impl Repo {
                 parent: parent.as_ref().map(|p| p.version),
             },
             tensors: stored.tensors.ok(),
+            executable: crate::dirunit::is_exec(md1),
         };
         manifest.format = manifest.needed_format().to_string();
         let mut bytes = manifest.to_bytes();
