@@ -320,6 +320,27 @@ impl HttpStore {
         }
     }
 
+    /// Posts one batch of a deletion (an admin route) and reads its `{"deleted": n}` answer.
+    async fn post_deletion(
+        &self,
+        path: &str,
+        what: &str,
+        body: serde_json::Result<Vec<u8>>,
+    ) -> Result<()> {
+        let body = body.map_err(|e| self.incompatible(format!("{what}: {e}")))?;
+        let req = self
+            .client
+            .post(self.url(path))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let resp = self.send(req).await?;
+        let resp = self.check_records(resp, what, true).await?;
+        let _: Deleted = self
+            .json_answer(resp, SMALL_ANSWER_CAP, what, |b| serde_json::from_slice(b))
+            .await?;
+        Ok(())
+    }
+
     /// Like [`HttpStore::check`] for the record and admin routes: a 404 or 405 means a server
     /// without them (an older `nshard serve`), and a 403 on an admin route (`admin`) says which
     /// token is needed.
@@ -708,18 +729,11 @@ impl Store for HttpStore {
 
     async fn delete_objects(&self, ids: &[ObjectId]) -> Result<()> {
         for batch in ids.chunks(DELETE_BATCH) {
-            let what = format!("deleting {} objects", batch.len());
             let body = DeleteObjects {
                 ids: batch.iter().map(ObjectId::to_hex).collect(),
             };
-            let req = self
-                .client
-                .post(self.url(protocol::DELETE_OBJECTS))
-                .json(&body);
-            let resp = self.send(req).await?;
-            let resp = self.check_records(resp, &what, true).await?;
-            let _: Deleted = self
-                .json_answer(resp, SMALL_ANSWER_CAP, &what, |b| serde_json::from_slice(b))
+            let what = format!("deleting {} objects", batch.len());
+            self.post_deletion(protocol::DELETE_OBJECTS, &what, serde_json::to_vec(&body))
                 .await?;
         }
         Ok(())
@@ -727,18 +741,11 @@ impl Store for HttpStore {
 
     async fn delete_records(&self, names: &[RecordName]) -> Result<()> {
         for batch in names.chunks(DELETE_BATCH) {
-            let what = format!("deleting {} records", batch.len());
             let body = DeleteRecords {
                 names: batch.iter().map(RecordName::to_string).collect(),
             };
-            let req = self
-                .client
-                .post(self.url(protocol::DELETE_RECORDS))
-                .json(&body);
-            let resp = self.send(req).await?;
-            let resp = self.check_records(resp, &what, true).await?;
-            let _: Deleted = self
-                .json_answer(resp, SMALL_ANSWER_CAP, &what, |b| serde_json::from_slice(b))
+            let what = format!("deleting {} records", batch.len());
+            self.post_deletion(protocol::DELETE_RECORDS, &what, serde_json::to_vec(&body))
                 .await?;
         }
         Ok(())

@@ -637,15 +637,17 @@ fn generation(graph: &Graph, v: ObjectId, known: &mut HashMap<ObjectId, usize>) 
             break;
         }
         path.push(x);
-        at = graph
-            .get(&x)
-            .and_then(|n| n.as_ref())
-            .and_then(|n| n.parent);
+        at = parent_in(graph, &x);
     }
     for (i, x) in path.iter().rev().enumerate() {
         known.insert(*x, base + i + 1);
     }
     known.get(&v).copied().unwrap_or(base)
+}
+
+/// The parent of version `v`, as far as `graph` knows it.
+fn parent_in(graph: &Graph, v: &ObjectId) -> Option<ObjectId> {
+    graph.get(v).and_then(|n| n.as_ref()).and_then(|n| n.parent)
 }
 
 /// Every version reachable from `roots` through parents, as far as `graph` knows them.
@@ -659,10 +661,7 @@ fn reach(graph: &Graph, roots: &[ObjectId]) -> Vec<ObjectId> {
                 break;
             }
             out.push(v);
-            at = graph
-                .get(&v)
-                .and_then(|n| n.as_ref())
-                .and_then(|n| n.parent);
+            at = parent_in(graph, &v);
         }
     }
     out
