@@ -15,14 +15,16 @@
 #      a dry run after it (which reads the marks the deleting run left). Target: peak RSS ≤ 300 MiB
 #      at 1 million.
 #
-# Usage: bench/remote_gc.sh [S3_OBJECTS] [DIR_OBJECTS]   (defaults 100000 and 1000000; the full run
-# takes about 10 minutes on 2 cores and needs ~4.5 GB of disk for the directory remote)
+# Usage: bench/remote_gc.sh [S3_OBJECTS] [DIR_OBJECTS]   (defaults 100000 and 1000000; about 15
+# minutes on 2 cores, 4 of them `aws s3 rm`; about 10 GB of RAM in /dev/shm for the directory
+# remote and its copy, or as much disk, see (b) below)
 # Starts SeaweedFS with .ci/seaweedfs.sh when nothing answers on its S3 port (127.0.0.1:9013, or
 # NSHARD_SEAWEEDFS_PORT) and stops it at the end. Installs the AWS CLI (awscli 1.x from PyPI) into a
 # virtual environment, target/bench-awscli (AWSCLI_VENV), when it is not there. Environment:
-# BENCH_DIR (work directory, default: a fresh temp dir, removed at the end), the NSHARD_SEAWEEDFS_*
-# variables of .ci/seaweedfs.sh, NSHARD and GEN (paths to release builds of nshard and nshard-gen:
-# when both are set they are used and nothing is built).
+# BENCH_DIR (work directory, default: a fresh temp dir, removed at the end), REMOTE_GC_DIR (where
+# the directory remote of (b) goes), the NSHARD_SEAWEEDFS_* variables of .ci/seaweedfs.sh, NSHARD
+# and GEN (paths to release builds of nshard and nshard-gen: when both are set they are used and
+# nothing is built).
 # Needs jq, python3 and GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +62,7 @@ P="gc-bench-$(date +%Y%m%d-%H%M%S)-$$"
 at_exit "'$AWS' --endpoint-url '$AWS_ENDPOINT_URL' s3 rm --recursive --quiet 's3://$B/$P' >/dev/null 2>&1"
 cd "$W"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+PSI0=$(sed -n 's/^some //p' /proc/pressure/cpu 2>/dev/null | cut -d' ' -f1-3)
 T_START=$(now)
 
 # A freshly started SeaweedFS answers before its bucket exists: wait for it (an empty fill opens
@@ -147,11 +150,15 @@ counts() { python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(
 total() { jq '[.[]] | add // 0' <<<"$1"; }
 count_of() { jq --arg k "$2" '.[$k] // 0' <<<"$1"; }
 
-# The plain S3 client's fewest-requests deletion: ListObjectsV2 pages, DeleteObjects of 1000 keys.
+# The plain S3 client (the AWS CLI's botocore) deleting with the fewest requests: ListObjectsV2 pages, DeleteObjects of 1000 keys.
 cat >batch_delete.py <<'EOF'
-import os, sys, botocore.session
+import os, sys
+try:
+    from botocore import session  # older awscli 1.x: botocore is a package of its own
+except ImportError:
+    from awscli.botocore import session  # awscli >= 1.44 carries its own copy
 bucket, prefix = sys.argv[1], sys.argv[2]
-s3 = botocore.session.get_session().create_client(
+s3 = session.get_session().create_client(
     "s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name=os.environ["AWS_REGION"])
 deleted, batch = 0, []
 def flush():
@@ -171,26 +178,27 @@ flush()
 print(deleted)
 EOF
 
-# measure VAR CMD…: runs CMD (stdout to VAR.out) under GNU time: VAR (wall seconds) and VAR_rss
-# (peak RSS, MiB).
+# measure VAR CMD…: runs CMD (stdout to VAR.out) under GNU time: VAR (wall seconds), VAR_rss
+# (peak RSS, MiB: `time -v`'s "Maximum resident set size") and VAR_cpu (user + system seconds).
 measure() {
   local var="$1"
   shift
   sync
-  /usr/bin/time -f "%e %M" -o "$var.time" "$@" >"$var.out"
+  /usr/bin/time -f "%e %M %U %S" -o "$var.time" "$@" >"$var.out"
   printf -v "$var" '%s' "$(awk '{ print $1 }' "$var.time")"
   printf -v "${var}_rss" '%s' "$(awk '{ printf "%.1f", $2 / 1024 }' "$var.time")"
+  printf -v "${var}_cpu" '%s' "$(awk '{ printf "%.2f", $3 + $4 }' "$var.time")"
 }
 fill() { # URL N: fills and prints the summary line
   "$GEN" fill-remote --url "$1" --objects "$2" --jobs 64 2>>fill.log
 }
-listed() { # s3://… prefix: how many keys the AWS CLI lists under it
-  "$AWS" --endpoint-url "$AWS_ENDPOINT_URL" s3 ls --recursive "$1" | wc -l
+listed() { # s3://… prefix: how many keys the AWS CLI lists under it (it fails when none)
+  { "$AWS" --endpoint-url "$AWS_ENDPOINT_URL" s3 ls --recursive "$1" || true; } | wc -l
 }
 
 mkdir repo
 (cd repo && "$NSHARD" -q init >/dev/null)
-gc() { "$NSHARD" -C "$W/repo" remote gc "$@"; }
+GC=("$NSHARD" -C "$W/repo" remote gc)
 
 echo "== (a) S3 on SeaweedFS: $S3_N objects per prefix, s3://$B/$P-*"
 for p in gc count awsrm batch; do
@@ -198,9 +206,9 @@ for p in gc count awsrm batch; do
 done
 echo "   fill count-awsrm: $(fill "s3://$B/$P-count-awsrm" "$COUNT_N")"
 
-measure GC_LIST gc "s3://$B/$P-gc" --dry-run --include-unrecorded --grace 0 --json
+measure GC_LIST "${GC[@]}" "s3://$B/$P-gc" --dry-run --include-unrecorded --grace 0 --json
 measure AWS_LS "$AWS" --endpoint-url "$AWS_ENDPOINT_URL" s3 ls --recursive "s3://$B/$P-awsrm/"
-measure GC_DEL gc "s3://$B/$P-gc" --include-unrecorded --grace 0 --json
+measure GC_DEL "${GC[@]}" "s3://$B/$P-gc" --include-unrecorded --grace 0 --json
 measure AWS_RM "$AWS" --endpoint-url "$AWS_ENDPOINT_URL" s3 rm --recursive --quiet "s3://$B/$P-awsrm/"
 measure BATCH "$AWSCLI_VENV/bin/python" batch_delete.py "$B" "$P-batch/"
 AWS_LS_KEYS=$(wc -l <AWS_LS.out)
@@ -215,69 +223,102 @@ GC_DEL_REQ=$(jq .requests GC_DEL.out)
 # The same runs through the counting proxy, on the second prefix (`aws s3 rm` on a small one: it
 # sends one DELETE per object).
 counts >/dev/null
-AWS_ENDPOINT_URL="$PROXY" gc "s3://$B/$P-count" --dry-run --include-unrecorded --grace 0 --json >count-list.json
+AWS_ENDPOINT_URL="$PROXY" "${GC[@]}" "s3://$B/$P-count" --dry-run --include-unrecorded --grace 0 --json >count-list.json
 N_GC_LIST=$(counts)
-AWS_ENDPOINT_URL="$PROXY" gc "s3://$B/$P-count" --include-unrecorded --grace 0 --json >count-del.json
+AWS_ENDPOINT_URL="$PROXY" "${GC[@]}" "s3://$B/$P-count" --include-unrecorded --grace 0 --json >count-del.json
 N_GC_DEL=$(counts)
 "$AWS" --endpoint-url "$PROXY" s3 ls --recursive "s3://$B/$P-count-awsrm/" >/dev/null
 N_AWS_LS=$(counts)
 "$AWS" --endpoint-url "$PROXY" s3 rm --recursive --quiet "s3://$B/$P-count-awsrm/"
 N_AWS_RM=$(counts)
 
-# (b) Memory on a directory remote.
-echo "== (b) directory remote: $DIR_N1 then $DIR_N objects"
-echo "   fill: $(fill "$W/dirremote" "$DIR_N1")"
-measure DIR1_LIST gc "$W/dirremote" --dry-run --include-unrecorded --grace 0
-echo "   fill: $(fill "$W/dirremote" "$DIR_N")"
-DISK=$(du -sh dirremote | cut -f1)
-measure DIR_LIST gc "$W/dirremote" --dry-run --include-unrecorded --grace 0
-measure DIR_DEL gc "$W/dirremote" --include-unrecorded --grace 0
-measure DIR_AFTER gc "$W/dirremote" --dry-run --include-unrecorded --grace 0
-LEFT_DIR=$(find dirremote/objects -type f | wc -l)
-MARKS_BYTES=$(find dirremote -path '*gc*' -type f -printf '%s\n' 2>/dev/null | sort -n | tail -1)
+# (b) Memory on a directory remote. On a disk, deleting a million small files costs what the
+# filesystem makes it cost (0.5 ms a file on an ext4 mounted with `discard`: 9 minutes for gc and
+# as much for the reference), and gc's memory does not depend on it: the remote and its copy go to
+# a tmpfs (/dev/shm) when there is room for both (about 10 KiB per object), else to the work
+# directory. REMOTE_GC_DIR chooses the place.
+D="${REMOTE_GC_DIR:-}"
+if [[ -z "$D" ]]; then
+  need_kb=$((DIR_N * 10))
+  shm_kb=$(df --output=avail -k /dev/shm 2>/dev/null | tail -1 || echo 0)
+  mem_kb=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
+  if [[ "$(stat -f -c %T /dev/shm 2>/dev/null)" == tmpfs && "${shm_kb:-0}" -gt "$need_kb" \
+        && "$mem_kb" -gt $((need_kb + 4 * 1024 * 1024)) ]]; then
+    D=$(mktemp -d /dev/shm/nshard-bench-remote-gc.XXXXXX)
+    at_exit "rm -rf '$D'"
+  else
+    D="$W"
+  fi
+fi
+DIR_FS=$(stat -f -c %T "$D")
+echo "== (b) directory remote in $D ($DIR_FS): $DIR_N1 then $DIR_N objects"
+echo "   fill: $(fill "$D/dirremote" "$DIR_N1")"
+measure DIR1_LIST "${GC[@]}" "$D/dirremote" --dry-run --include-unrecorded --grace 0
+echo "   fill: $(fill "$D/dirremote" "$DIR_N")"
+DISK=$(du -sh "$D/dirremote" | cut -f1)
+# References: `find` reading every object's size and time (what gc's listing of a directory
+# remote does), and `find -delete` of a copy of the objects (a real copy: unlinking the last link
+# of a file costs far more than unlinking a hard link, on a filesystem mounted with `discard`).
+measure DIR_FIND find "$D/dirremote/objects" -type f -printf '%s %T@\n'
+cp -a "$D/dirremote/objects" "$D/objects-copy"
+measure DIR_FIND_DEL find "$D/objects-copy" -type f -delete
+rm -rf "$D/objects-copy"
+measure DIR_LIST "${GC[@]}" "$D/dirremote" --dry-run --include-unrecorded --grace 0
+measure DIR_DEL "${GC[@]}" "$D/dirremote" --include-unrecorded --grace 0
+measure DIR_AFTER "${GC[@]}" "$D/dirremote" --dry-run --include-unrecorded --grace 0
+LEFT_DIR=$(find "$D/dirremote/objects" -type f | wc -l)
+MARKS_BYTES=$(find "$D/dirremote/records" -path '*_gc*' -type f -printf '%s\n' 2>/dev/null | sort -n | tail -1)
+rm -rf "$D/dirremote"
 freed_line() { grep -E '^(would free|freed) ' "$1" | head -1; }
 
 T_END=$(now)
-per100k() { awk -v n="$1" -v N="$S3_N" 'BEGIN { printf "%.1f", n * 100000 / N }'; }
+per100k() { awk -v n="$1" -v N="$S3_N" 'BEGIN { printf "%.0f", n * 100000 / N }'; }
 cost1m() { # counts JSON, price of a DeleteObjects request -> dollars for 1 million objects
   jq -r --argjson n "$S3_N" --argjson list "$PRICE_LIST" --argjson get "$PRICE_GET" --argjson del "$2" '
     ((.LIST // 0) + (.PUT // 0) + (.POST // 0)) * $list + ((.GET // 0) + (.HEAD // 0)) * $get
     + (.DeleteObjects // 0) * $del | . * 1000000 / $n | . * 10000 | round / 10000' <<<"$1"
 }
+v() { printf '%s' "${!1}"; }
+row() { # label VAR objects [vs reference]: wall seconds, CPU seconds, peak RSS (MiB)
+  printf '%-34s %8s %8s %8s %9s   %s\n' "$1" "$(v "$2")" "$(v "${2}_cpu")" "$(v "${2}_rss")" "$3" "${4:-}"
+}
+nth() { freed_line "$1" | awk -v i="$2" '{ print $i }'; }
 PAGES=$(((S3_N + 999) / 1000))
 
 cat <<EOF
 
-== (a) results: $S3_N objects on SeaweedFS, wall seconds, peak RSS
-step                          seconds   RSS MiB  keys/objects   x reference
-gc --dry-run (list)           $(printf '%8s %9s %13s' "$GC_LIST" "$GC_LIST_rss" "$GC_LIST_FREED")   $(ratio "$GC_LIST" "$AWS_LS") x aws s3 ls
-aws s3 ls --recursive         $(printf '%8s %9s %13s' "$AWS_LS" "-" "$AWS_LS_KEYS")
-gc (list + delete)            $(printf '%8s %9s %13s' "$GC_DEL" "$GC_DEL_rss" "$GC_DEL_FREED")   $(ratio "$GC_DEL" "$AWS_RM") x aws s3 rm, $(ratio "$GC_DEL" "$BATCH") x list+DeleteObjects
-aws s3 rm --recursive         $(printf '%8s %9s %13s' "$AWS_RM" "-" "$S3_N")
-botocore list+DeleteObjects   $(printf '%8s %9s %13s' "$BATCH" "-" "$(cat BATCH.out)")
+== (a) results: $S3_N objects on SeaweedFS (wall and CPU seconds, peak RSS)
+step                                seconds    CPU s  RSS MiB   objects   vs same-run reference
+$(row "gc --dry-run (list)" GC_LIST "$GC_LIST_FREED" "$(ratio "$GC_LIST" "$AWS_LS") x aws s3 ls")
+$(row "aws s3 ls --recursive" AWS_LS "$AWS_LS_KEYS")
+$(row "gc (list + delete)" GC_DEL "$GC_DEL_FREED" "$(ratio "$GC_DEL" "$AWS_RM") x aws s3 rm, $(ratio "$GC_DEL" "$BATCH") x list+DeleteObjects")
+$(row "aws s3 rm --recursive" AWS_RM "$S3_N")
+$(row "botocore list+DeleteObjects" BATCH "$(cat BATCH.out)")
 left after: gc $LEFT_GC objects, aws s3 rm $LEFT_AWS keys, list+DeleteObjects $LEFT_BATCH keys
 
-== S3 requests (counted by the proxy; $S3_N objects unless noted; $PAGES list pages of 1000 keys expected)
-gc --dry-run             $N_GC_LIST = $(total "$N_GC_LIST") requests; report's "requests": $GC_LIST_REQ
-gc (list + delete)       $N_GC_DEL = $(total "$N_GC_DEL") requests; report's "requests": $GC_DEL_REQ
+== S3 requests, counted by the proxy ($S3_N objects unless noted; $PAGES list pages of 1000 keys expected)
+gc --dry-run             $N_GC_LIST = $(total "$N_GC_LIST") requests; the report's "requests": $GC_LIST_REQ
+gc (list + delete)       $N_GC_DEL = $(total "$N_GC_DEL") requests; the report's "requests": $GC_DEL_REQ
 aws s3 ls --recursive    $N_AWS_LS = $(total "$N_AWS_LS") requests
 aws s3 rm --recursive    $N_AWS_RM = $(total "$N_AWS_RM") requests for $COUNT_N objects
-per 100 000 objects: gc --dry-run $(per100k "$(total "$N_GC_LIST")"), gc $(per100k "$(total "$N_GC_DEL")") (LIST $(per100k "$(count_of "$N_GC_DEL" LIST)"), DeleteObjects $(per100k "$(count_of "$N_GC_DEL" DeleteObjects)"), PUT $(per100k "$(count_of "$N_GC_DEL" PUT)")); aws s3 rm $(awk -v n="$(total "$N_AWS_RM")" -v c="$COUNT_N" 'BEGIN { printf "%.0f", n * 100000 / c }')
-cost of gc for 1 000 000 objects at AWS S3 Standard prices (LIST/PUT/POST \$0.005 per 1000, GET \$0.0004 per 1000):
-  DeleteObjects free (as DELETE): \$$(cost1m "$N_GC_DEL" 0)   DeleteObjects billed as a POST: \$$(cost1m "$N_GC_DEL" "$PRICE_LIST")
-  dry run: \$$(cost1m "$N_GC_LIST" 0)
+per 100 000 objects: gc --dry-run $(per100k "$(total "$N_GC_LIST")"); gc $(per100k "$(total "$N_GC_DEL")") (LIST $(per100k "$(count_of "$N_GC_DEL" LIST)"), DeleteObjects $(per100k "$(count_of "$N_GC_DEL" DeleteObjects)"), PUT $(per100k "$(count_of "$N_GC_DEL" PUT)")); aws s3 rm $(awk -v n="$(total "$N_AWS_RM")" -v c="$COUNT_N" 'BEGIN { printf "%.0f", n * 100000 / c }')
+gc of 1 000 000 objects at AWS S3 Standard request prices (LIST/PUT/POST \$0.005, GET/HEAD \$0.0004 per 1000), scaled from $S3_N:
+  \$$(cost1m "$N_GC_DEL" 0) with DeleteObjects free (as DELETE is), \$$(cost1m "$N_GC_DEL" "$PRICE_LIST") if it is billed as a POST; a dry run \$$(cost1m "$N_GC_LIST" 0)
 
-== (b) results: directory remote ($DISK on disk at $DIR_N objects), wall seconds, peak RSS
-step                                   seconds   RSS MiB
-gc --dry-run, $DIR_N1 objects    $(printf '%12s %9s' "$DIR1_LIST" "$DIR1_LIST_rss")   $(freed_line DIR1_LIST.out)
-gc --dry-run, $DIR_N objects    $(printf '%12s %9s' "$DIR_LIST" "$DIR_LIST_rss")   $(freed_line DIR_LIST.out)
-gc (delete), $DIR_N objects     $(printf '%12s %9s' "$DIR_DEL" "$DIR_DEL_rss")   $(freed_line DIR_DEL.out)
-gc --dry-run after the delete         $(printf '%9s %9s' "$DIR_AFTER" "$DIR_AFTER_rss")   $(freed_line DIR_AFTER.out)
-dry run, bytes per object between the two sizes: $(awk -v a="$DIR1_LIST_rss" -v b="$DIR_LIST_rss" -v n="$((DIR_N - DIR_N1))" 'BEGIN { printf "%.0f", (b - a) * 1048576 / n }')
+== (b) results: directory remote on $DIR_FS, $DISK at $DIR_N objects (wall and CPU seconds, peak RSS)
+step                                seconds    CPU s  RSS MiB   objects   vs same-run reference
+$(row "gc --dry-run, $DIR_N1" DIR1_LIST "$(nth DIR1_LIST.out 3)")
+$(row "gc --dry-run, $DIR_N" DIR_LIST "$(nth DIR_LIST.out 3)" "$(ratio "$DIR_LIST" "$DIR_FIND") x find -printf")
+$(row "gc (delete), $DIR_N" DIR_DEL "$(nth DIR_DEL.out 2)" "$(ratio "$DIR_DEL" "$DIR_FIND_DEL") x find -delete")
+$(row "gc --dry-run after the delete" DIR_AFTER "$(nth DIR_AFTER.out 3)")
+$(row "find -printf '%s %T@'" DIR_FIND "$(wc -l <DIR_FIND.out)")
+$(row "find -delete (a copy)" DIR_FIND_DEL "$DIR_N")
+dry run, bytes per object between $DIR_N1 and $DIR_N: $(awk -v a="$DIR1_LIST_rss" -v b="$DIR_LIST_rss" -v n="$((DIR_N - DIR_N1))" 'BEGIN { printf "%.0f", (b - a) * 1048576 / n }')
 target: peak RSS <= 300 MiB at $DIR_N objects: dry run $DIR_LIST_rss MiB, delete $DIR_DEL_rss MiB
 objects left after the delete: $LEFT_DIR; largest gc marks record: ${MARKS_BYTES:-none} bytes
 
 load average: $LOAD0 before, $(cut -d' ' -f1-3 /proc/loadavg) after, on $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1))
-$("$NSHARD" --version); $("$AWS" --version 2>&1); $("$NSHARD_TEST_WEED" version 2>&1 | head -1)
+CPU pressure (some avg10/60/300): ${PSI0:-?} before, $(sed -n 's/^some //p' /proc/pressure/cpu 2>/dev/null | cut -d' ' -f1-3) after
+$("$NSHARD" --version); $("$AWS" --version 2>&1); SeaweedFS $("$NSHARD_TEST_WEED" version 2>&1 | head -1)
 run time: $(secs "$T_START" "$T_END") s
 EOF

@@ -357,57 +357,94 @@ pub struct StoredObject {
     pub modified: u64,
 }
 
-/// gc's marks: when each unreferenced object was first seen unreferenced (seconds since the
+/// One mark: when an unreferenced object was first seen unreferenced (seconds since the
 /// epoch), and whether no record ever covered it (marked by a run with `--include-unrecorded`,
-/// which later runs honour only when asked again). Binary: the magic line, then 41 bytes per
-/// object (id, the time little-endian, 1 for unrecorded else 0).
+/// which later runs honour only when asked again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    /// The object.
+    pub id: ObjectId,
+    /// When it was first marked.
+    pub at: u64,
+    /// Whether no record covered it.
+    pub unrecorded: bool,
+}
+
+/// gc's marks, sorted by id. Stored as one or more records in the `_gc` space sharing a stamp
+/// (at most [`MARKS_PER_RECORD`] each, so no record outgrows [`MAX_RECORD_BYTES`]), each the
+/// magic line then 41 bytes per mark (id, time little-endian, 1 for unrecorded else 0).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Marks {
-    /// Object → first marked.
-    pub at: HashMap<ObjectId, u64>,
-    /// The marked objects no record covered.
-    pub unrecorded: std::collections::HashSet<ObjectId>,
+    /// The marks, sorted by id.
+    pub entries: Vec<Mark>,
 }
+
+/// Marks per record: 20.5 MB.
+pub const MARKS_PER_RECORD: usize = 500_000;
 
 const MARKS_MAGIC: &[u8] = b"neuroshard.gc-marks/1\n";
 
 impl Marks {
-    /// The stored form.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut ids: Vec<(&ObjectId, &u64)> = self.at.iter().collect();
-        ids.sort();
-        let mut out = Vec::with_capacity(MARKS_MAGIC.len() + ids.len() * 41);
+    /// The mark of `id`.
+    pub fn get(&self, id: &ObjectId) -> Option<&Mark> {
+        self.entries
+            .binary_search_by_key(id, |m| m.id)
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    /// The stored form of `part` (a slice of the sorted entries).
+    pub fn part_bytes(part: &[Mark]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(MARKS_MAGIC.len() + part.len() * 41);
         out.extend_from_slice(MARKS_MAGIC);
-        for (id, t) in ids {
-            out.extend_from_slice(id.as_bytes());
-            out.extend_from_slice(&t.to_le_bytes());
-            out.push(u8::from(self.unrecorded.contains(id)));
+        for m in part {
+            out.extend_from_slice(m.id.as_bytes());
+            out.extend_from_slice(&m.at.to_le_bytes());
+            out.push(u8::from(m.unrecorded));
         }
         out
     }
 
-    /// Parses marks read from a remote.
-    pub fn parse(bytes: &[u8], name: &RecordName) -> Result<Marks> {
+    /// Parses one stored part read from a remote, appending its marks.
+    pub fn parse_part(&mut self, bytes: &[u8], name: &RecordName) -> Result<()> {
         let body = bytes
             .strip_prefix(MARKS_MAGIC)
             .filter(|b| b.len() % 41 == 0)
             .ok_or_else(|| bad_record(name, "not gc marks"))?;
-        let mut marks = Marks {
-            at: HashMap::with_capacity(body.len() / 41),
-            unrecorded: Default::default(),
-        };
+        self.entries.reserve(body.len() / 41);
         for e in body.chunks_exact(41) {
             let mut id = [0u8; 32];
             id.copy_from_slice(&e[..32]);
             let mut t = [0u8; 8];
             t.copy_from_slice(&e[32..40]);
-            let id = ObjectId::from_digest(id);
-            marks.at.insert(id, u64::from_le_bytes(t));
-            if e[40] == 1 {
-                marks.unrecorded.insert(id);
-            }
+            self.entries.push(Mark {
+                id: ObjectId::from_digest(id),
+                at: u64::from_le_bytes(t),
+                unrecorded: e[40] == 1,
+            });
         }
-        Ok(marks)
+        Ok(())
+    }
+
+    /// Sorts the entries by id (after parsing parts).
+    pub fn sort(&mut self) {
+        self.entries.sort_unstable_by_key(|m| m.id);
+        self.entries.dedup_by_key(|m| m.id);
+    }
+}
+
+impl RecordName {
+    /// A name with the same space, stamp and writer about another key (the parts of one state).
+    pub fn with_key(&self, key: &str) -> Option<RecordName> {
+        is_hex16(key).then(|| RecordName {
+            key: key.to_string(),
+            ..self.clone()
+        })
+    }
+
+    /// The stamp (time and random part).
+    pub fn stamp(&self) -> &str {
+        &self.stamp
     }
 }
 
@@ -496,12 +533,23 @@ mod tests {
 
     #[test]
     fn marks_round_trip() {
-        let mut m = Marks::default();
-        m.at.insert(ObjectId::of(b"a"), 7);
-        m.at.insert(ObjectId::of(b"b"), 9);
-        m.unrecorded.insert(ObjectId::of(b"b"));
+        let mark = |seed: &[u8], at, unrecorded| Mark {
+            id: ObjectId::of(seed),
+            at,
+            unrecorded,
+        };
+        let mut m = Marks {
+            entries: vec![mark(b"a", 7, false), mark(b"b", 9, true)],
+        };
+        m.sort();
         let n = RecordName::new(GC_SPACE, SINGLE_KEY);
-        assert_eq!(Marks::parse(&m.to_bytes(), &n).expect("parse"), m);
-        assert!(Marks::parse(b"junk", &n).is_err());
+        let mut back = Marks::default();
+        back.parse_part(&Marks::part_bytes(&m.entries), &n)
+            .expect("parse");
+        back.sort();
+        assert_eq!(back, m);
+        assert_eq!(back.get(&ObjectId::of(b"b")).map(|x| x.at), Some(9));
+        assert!(back.get(&ObjectId::of(b"c")).is_none());
+        assert!(Marks::default().parse_part(b"junk", &n).is_err());
     }
 }

@@ -27,8 +27,8 @@ use crate::git::GitTree;
 use crate::id::ObjectId;
 use crate::manifest::{is_dir_manifest, Manifest, MAX_MANIFEST_BYTES};
 use crate::remote::records::{
-    now_secs, repository_id, supersede, Marks, PrunedVersion, RecordName, RetentionRecord,
-    RootRecord, GC_SPACE, RETENTION_FORMAT, RETENTION_SPACE, SINGLE_KEY,
+    now_secs, repository_id, supersede, Mark, Marks, PrunedVersion, RecordName, RetentionRecord,
+    RootRecord, GC_SPACE, MARKS_PER_RECORD, RETENTION_FORMAT, RETENTION_SPACE, SINGLE_KEY,
 };
 use crate::remote::{Store, DELETE_BATCH};
 use crate::repo::Repo;
@@ -175,8 +175,10 @@ pub struct RemoteGcReport {
     pub keep_last: Option<u32>,
     /// Versions pruned by retention in this run.
     pub pruned: Vec<PrunedVersion>,
-    /// Every garbage object, with why and what happened to it.
+    /// Garbage objects, with why and what happened to each (the first [`MAX_CANDIDATES`]).
     pub candidates: Vec<GcCandidate>,
+    /// Garbage objects left out of `candidates`.
+    pub candidates_omitted: usize,
     /// Requests made to the remote for listings and deletes.
     pub requests: u64,
 }
@@ -260,13 +262,7 @@ pub async fn remote_gc(
         },
         None => None,
     };
-    let marks = match newest_in(GC_SPACE) {
-        Some(n) => match retried(retry, || remote.get_record(&n)).await? {
-            Some(b) => Marks::parse(&b, &n)?,
-            None => return Err(changed_under_us(remote)),
-        },
-        None => Marks::default(),
-    };
+    let marks = read_marks(remote, &names, retry).await?;
 
     // 2. What is live: the current records' versions and their parents.
     let mut graph: Graph = HashMap::new();
@@ -396,7 +392,9 @@ pub async fn remote_gc(
     // 5. What the remote holds.
     let listed = retried(retry, || remote.list_objects()).await?;
     report.requests += 1 + listed.len() as u64 / 1000;
+    // The listing is sorted by id, so these are too.
     let mut new_marks = Marks::default();
+    let mut waiting: Vec<ObjectId> = Vec::new();
     let mut delete: Vec<(ObjectId, u64)> = Vec::new();
     for o in &listed {
         if live_objects.contains(&o.id) {
@@ -404,32 +402,34 @@ pub async fn remote_gc(
             report.live_bytes += o.size;
             continue;
         }
-        let why = garbage.remove(&o.id).unwrap_or(
-            if marks.at.contains_key(&o.id) && !marks.unrecorded.contains(&o.id) {
+        let old_mark = marks.get(&o.id);
+        let why = garbage
+            .remove(&o.id)
+            .unwrap_or(if old_mark.is_some_and(|m| !m.unrecorded) {
                 GcWhy::Marked
             } else {
                 GcWhy::Unrecorded
-            },
-        );
+            });
         if why == GcWhy::Unrecorded && !opts.include_unrecorded {
             report.unrecorded_objects += 1;
             report.unrecorded_bytes += o.size;
             continue;
         }
-        let marked = marks.at.get(&o.id).copied().unwrap_or(now).min(now);
+        let marked = old_mark.map_or(now, |m| m.at).min(now);
         let until = marked.max(o.modified).saturating_add(opts.grace);
-        if why == GcWhy::Unrecorded {
-            new_marks.unrecorded.insert(o.id);
-        }
+        // Marked whether it waits or goes now: should this run stop half-way, the next one
+        // knows it was garbage even if it can no longer tell which version used it.
+        new_marks.entries.push(Mark {
+            id: o.id,
+            at: marked,
+            unrecorded: why == GcWhy::Unrecorded,
+        });
         let state = if now < until {
-            new_marks.at.insert(o.id, marked);
+            waiting.push(o.id);
             report.waiting_objects += 1;
             report.waiting_bytes += o.size;
             GcState::Waiting { until }
         } else {
-            // Marked too: should this run stop half-way, the next one knows it was garbage even
-            // if it can no longer tell which version used it.
-            new_marks.at.insert(o.id, marked);
             delete.push((o.id, o.size));
             report.freed_objects += 1;
             report.freed_bytes += o.size;
@@ -439,23 +439,22 @@ pub async fn remote_gc(
                 GcState::Deleted
             }
         };
-        report.candidates.push(GcCandidate {
-            id: o.id,
-            size: o.size,
-            why,
-            state,
-        });
+        if report.candidates.len() < MAX_CANDIDATES {
+            report.candidates.push(GcCandidate {
+                id: o.id,
+                size: o.size,
+                why,
+                state,
+            });
+        } else {
+            report.candidates_omitted += 1;
+        }
     }
+    drop(listed);
 
     // Superseded records that can go once this run's deletions are done: nothing they alone
     // named is still waiting.
-    let deleting: HashSet<ObjectId> = delete.iter().map(|(id, _)| *id).collect();
-    let waiting: HashSet<ObjectId> = new_marks
-        .at
-        .keys()
-        .filter(|id| !deleting.contains(id))
-        .copied()
-        .collect();
+    let is_waiting = |id: &ObjectId| waiting.binary_search(id).is_ok();
     let mut retire: Vec<RecordName> = Vec::new();
     for n in &superseded {
         let roots: Vec<ObjectId> = records[n]
@@ -465,8 +464,8 @@ pub async fn remote_gc(
             .copied()
             .collect();
         let pending = reach(&graph, &roots).into_iter().any(|v| {
-            waiting.contains(&v)
-                || matches!(graph.get(&v), Some(Some(node)) if node.objects.iter().any(|o| waiting.contains(o)))
+            is_waiting(&v)
+                || matches!(graph.get(&v), Some(Some(node)) if node.objects.iter().any(is_waiting))
         });
         if !pending {
             retire.push(n.clone());
@@ -493,7 +492,7 @@ pub async fn remote_gc(
         let bytes = serde_json::to_vec(&record).map_err(|e| encode_error(remote, &e))?;
         put_record(remote, RETENTION_SPACE, bytes, retry).await?;
     }
-    put_record(remote, GC_SPACE, new_marks.to_bytes(), retry).await?;
+    let marks_written = write_marks(remote, &new_marks.entries, retry).await?;
     let old_state: Vec<RecordName> = names
         .iter()
         .filter(|n| {
@@ -553,12 +552,12 @@ pub async fn remote_gc(
     }
     if !spared.is_empty() {
         // What a concurrent push turned out to need was not deleted: count it as live.
-        for c in report.candidates.iter_mut() {
-            if spared.contains(&c.id) && c.state == GcState::Deleted {
+        for (id, size) in &delete {
+            if spared.contains(id) {
                 report.freed_objects -= 1;
-                report.freed_bytes -= c.size;
+                report.freed_bytes -= size;
                 report.live_objects += 1;
-                report.live_bytes += c.size;
+                report.live_bytes += size;
             }
         }
         report.candidates.retain(|c| !spared.contains(&c.id));
@@ -566,14 +565,76 @@ pub async fn remote_gc(
         retire.clear();
         report.deleted_records = 0;
     }
+    // The deletions are done: the marks keep only what waits (the set written before the
+    // deletions, which also named what went, is retired with the older ones).
+    let mut done_state = old_state;
+    if !delete.is_empty() {
+        new_marks.entries.retain(|m| is_waiting(&m.id));
+        write_marks(remote, &new_marks.entries, retry).await?;
+        done_state.extend(marks_written);
+    }
     for batch in retire
         .chunks(DELETE_BATCH)
-        .chain(old_state.chunks(DELETE_BATCH))
+        .chain(done_state.chunks(DELETE_BATCH))
     {
         retried(retry, || remote.delete_records(batch)).await?;
         report.requests += 1;
     }
     Ok(report)
+}
+
+/// The report lists at most this many garbage objects (the counts cover them all).
+pub const MAX_CANDIDATES: usize = 10_000;
+
+/// The newest marks on the remote: every part of the newest stamp in the `_gc` space.
+async fn read_marks(
+    remote: &Arc<dyn Store>,
+    names: &[RecordName],
+    retry: &crate::retry::Retry,
+) -> Result<Marks> {
+    let mut marks = Marks::default();
+    let Some(newest) = names
+        .iter()
+        .filter(|n| n.space() == GC_SPACE)
+        .max_by_key(|n| (n.nanos(), n.stamp().to_string()))
+    else {
+        return Ok(marks);
+    };
+    for n in names
+        .iter()
+        .filter(|n| n.space() == GC_SPACE && n.stamp() == newest.stamp())
+    {
+        match retried(retry, || remote.get_record(n)).await? {
+            Some(b) => marks.parse_part(&b, n)?,
+            None => return Err(changed_under_us(remote)),
+        }
+    }
+    marks.sort();
+    Ok(marks)
+}
+
+/// Writes `entries` (sorted) as one set of marks: parts of at most [`MARKS_PER_RECORD`] sharing
+/// one stamp (one empty part when there are none). Returns the names written.
+async fn write_marks(
+    remote: &Arc<dyn Store>,
+    entries: &[Mark],
+    retry: &crate::retry::Retry,
+) -> Result<Vec<RecordName>> {
+    let first = RecordName::new(GC_SPACE, SINGLE_KEY);
+    let mut written = Vec::new();
+    let parts: Vec<&[Mark]> = if entries.is_empty() {
+        vec![&[]]
+    } else {
+        entries.chunks(MARKS_PER_RECORD).collect()
+    };
+    for (i, part) in parts.into_iter().enumerate() {
+        let name = first
+            .with_key(&format!("{i:016x}"))
+            .expect("a 16-hex-digit key");
+        let bytes = Marks::part_bytes(part);
+        written.push(retried(retry, || remote.put_record(&name, bytes.clone())).await?);
+    }
+    Ok(written)
 }
 
 /// Runs `op` with the transfer's retries.

@@ -162,6 +162,9 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
                 out!("  {} {}  {state}: {why}", c.id.short(), crate::output::bytes(c.size));
             }
         }
+        if a.dry_run && report.candidates_omitted > 0 {
+            out!("  … and {} more (the totals below count them)", report.candidates_omitted);
+        }
         out!(
             "kept {} of {} live version{}",
             objects(report.live_objects, report.live_bytes),

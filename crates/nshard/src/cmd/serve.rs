@@ -66,8 +66,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_concurrent_uploads as u64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_uploads: u64,
-    /// Downloads held in memory at the same time; more wait for a turn. Peak memory for
-    /// downloads is about N × 2 × the largest object served (4 MiB chunks by default).
+    /// Downloads held in memory at the same time; more wait for a turn. Each holds its object
+    /// (and, while it is verified, the decoded bytes) until it is sent: memory for downloads is
+    /// a few times N × the largest object served (4 MiB chunks by default).
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_concurrent_downloads as u64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_downloads: u64,
@@ -95,6 +96,22 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+}
+
+/// Threads of the runtime's blocking pool, where the server reads, verifies, stages and fsyncs
+/// objects: one per core for the CPU-bound work (hashing, decoding) and one per commit slot, so
+/// that reads and verifications go on while every commit waits in fsync.
+///
+/// tokio's default (up to 512) starts a thread per blocking task in flight: 30 to 60 in
+/// `bench/load.sh`'s mix. glibc's allocator gives each thread that allocates an arena of its own
+/// (up to 8 per core) and, once an object buffer has been freed, keeps up to twice its size free
+/// at the top of every arena (16 MiB for a 4 MiB chunk, whose read buffer is 8 MiB) besides the
+/// holes between live buffers: resident memory grew with the number of threads that ever held an
+/// object, not with the objects held. The work is bounded already (download and commit slots)
+/// and CPU-bound beyond a thread per core, so more threads add no throughput.
+fn blocking_threads(commits: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    cores + commits.max(1)
 }
 
 /// File descriptors kept free of connections: the listener, logs, store files being read or
@@ -176,9 +193,11 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
             ..Limits::default()
         },
     };
+    let blocking = blocking_threads(config.limits.max_concurrent_commits);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("nshard-serve")
+        .max_blocking_threads(blocking)
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(serve(config, addr))?;
