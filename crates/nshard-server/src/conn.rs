@@ -35,6 +35,15 @@ use tokio::time::Sleep;
 
 use crate::{AppState, Limits};
 
+/// Most bytes a connection buffers on either side: what hyper reads ahead of the handler (a
+/// request head, or body bytes not yet taken) and what it queues for the socket (response frames).
+/// hyper's default (~400 KiB) is sized for throughput on few connections; here hundreds of
+/// connections may be open and each one's buffers, once grown, come back to the allocator in
+/// pieces it does not return to the system. 64 KiB keeps a body read and a response write at one
+/// system call per 64 KiB (uploads and downloads run as fast on loopback in `bench/load.sh`) and
+/// is far above any request head the protocol needs.
+pub(crate) const CONN_BUF_MAX: usize = 64 << 10;
+
 /// How long the loop pauses after `accept` fails (out of file descriptors, …) before trying again,
 /// so that a persistent failure does not spin a core.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -53,6 +62,7 @@ pub(crate) async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_buf_size(CONN_BUF_MAX)
         .keep_alive(true);
     tokio::pin!(shutdown);
     let conns = Arc::new(Conns::default());

@@ -90,7 +90,10 @@ pub struct Limits {
     pub max_concurrent_commits: usize,
     /// Downloads held in memory at the same time (each holds its object, and while it is verified
     /// the decoded bytes too, until it is sent); more wait for a turn. Bounds the server's memory
-    /// whatever the number of readers.
+    /// whatever the number of readers. The default (6) keeps two cores busy verifying and sending
+    /// with room to spare; each slot is a few times the object size in memory (the read buffer,
+    /// the decoded copy, the allocator's slack around both), which is most of a busy server's
+    /// resident memory.
     pub max_concurrent_downloads: usize,
     /// A connection that has not sent a complete request head this long after the server started
     /// waiting for one (a new connection, or an idle keep-alive one) is closed.
@@ -116,7 +119,7 @@ impl Default for Limits {
             max_batch: nshard_core::backend::MISSING_BATCH,
             max_concurrent_uploads: 64,
             max_concurrent_commits: 4,
-            max_concurrent_downloads: 16,
+            max_concurrent_downloads: 6,
             header_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(15 * 60),

@@ -99,19 +99,20 @@ pub struct ServeArgs {
 }
 
 /// Threads of the runtime's blocking pool, where the server reads, verifies, stages and fsyncs
-/// objects: one per core for the CPU-bound work (hashing, decoding) and one per commit slot, so
-/// that reads and verifications go on while every commit waits in fsync.
+/// objects: two per core (the CPU-bound work, hashing and decoding, and the staging writes and
+/// reads beside it) and one per commit slot, so that reads go on while every commit waits in
+/// fsync: 8 on 2 cores.
 ///
 /// tokio's default (up to 512) starts a thread per blocking task in flight: 30 to 60 in
 /// `bench/load.sh`'s mix. glibc's allocator gives each thread that allocates an arena of its own
 /// (up to 8 per core) and, once an object buffer has been freed, keeps up to twice its size free
-/// at the top of every arena (16 MiB for a 4 MiB chunk, whose read buffer is 8 MiB) besides the
-/// holes between live buffers: resident memory grew with the number of threads that ever held an
-/// object, not with the objects held. The work is bounded already (download and commit slots)
-/// and CPU-bound beyond a thread per core, so more threads add no throughput.
+/// at the top of every arena (16 MiB after a 4 MiB object, whose read buffer is 8 MiB) besides
+/// the holes between live buffers: resident memory grew with the number of threads that ever held
+/// an object, not with the objects held. The work is bounded already (download and commit slots)
+/// and CPU-bound beyond a thread or two per core, so more threads add no throughput.
 fn blocking_threads(commits: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    cores + commits.max(1)
+    2 * cores + commits.max(1)
 }
 
 /// File descriptors kept free of connections: the listener, logs, store files being read or
