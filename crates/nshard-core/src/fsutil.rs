@@ -231,7 +231,7 @@ impl AtomicBatch {
         crate::crash_point!("batch-before-temp");
         #[cfg(unix)]
         {
-            let (file, tmp_name) = create_temp_in(&safe, Some(mode))?;
+            let (file, tmp_name) = create_temp_in(&safe, mode)?;
             let id = dir_id(&safe.dir).map_err(Error::io("inspecting", &safe.path))?;
             self.pending.push(BatchEntry {
                 rel: rel.clone(),
@@ -788,16 +788,11 @@ pub fn exec_mode(mode: u32, executable: bool) -> u32 {
     }
 }
 
-/// A new temporary file in `dest`'s directory, with `mode` or else the replaced file's
-/// permission bits (never setuid, setgid or sticky; 0666 less the umask when there is none).
-/// Returns it and its name.
+/// A new temporary file in `dest`'s directory, created with `mode` (less the umask). Returns it
+/// and its name.
 #[cfg(unix)]
-fn create_temp_in(dest: &SafeDest, mode: Option<u32>) -> Result<(File, String)> {
-    use rustix::fs::{openat, statat, AtFlags, Mode, OFlags};
-    let mode = mode.unwrap_or_else(|| {
-        statat(&dest.dir, dest.name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_or(0o666, |st| st.st_mode & 0o777)
-    });
+fn create_temp_in(dest: &SafeDest, mode: u32) -> Result<(File, String)> {
+    use rustix::fs::{openat, Mode, OFlags};
     let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -846,32 +841,24 @@ impl AtomicAt {
     /// Like [`AtomicAt::create`], with the execute bits set (where the read bits are) or
     /// cleared as `executable` says: the mode a checkout of a version gives its file.
     pub fn create_for_version(dest: SafeDest, executable: bool) -> Result<Self> {
-        #[cfg(unix)]
-        {
-            use rustix::fs::{statat, AtFlags};
-            let base = statat(&dest.dir, dest.name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                .map_or(0o666, |st| st.st_mode & 0o777);
-            let (file, tmp_name) = create_temp_in(&dest, Some(exec_mode(base, executable)))?;
-            Ok(Self {
-                dest,
-                tmp_name,
-                file,
-                committed: false,
-            })
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = executable;
-            Self::create(dest)
-        }
+        Self::create_with(dest, |mode| exec_mode(mode, executable))
     }
 
     /// Starts writing `dest`: keeps the replaced file's permission bits (never setuid, setgid or
     /// sticky), else 0666 less the umask, as [`AtomicFile`] does.
     pub fn create(dest: SafeDest) -> Result<Self> {
+        Self::create_with(dest, |mode| mode)
+    }
+
+    /// Starts writing `dest` with the mode `adjust` makes of the replaced file's permission bits
+    /// (0666 when there is none; the umask applies).
+    fn create_with(dest: SafeDest, adjust: impl FnOnce(u32) -> u32) -> Result<Self> {
         #[cfg(unix)]
         {
-            let (file, tmp_name) = create_temp_in(&dest, None)?;
+            use rustix::fs::{statat, AtFlags};
+            let base = statat(&dest.dir, dest.name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_or(0o666, |st| st.st_mode & 0o777);
+            let (file, tmp_name) = create_temp_in(&dest, adjust(base))?;
             Ok(Self {
                 dest,
                 tmp_name,
@@ -881,6 +868,7 @@ impl AtomicAt {
         }
         #[cfg(not(unix))]
         {
+            let _ = adjust;
             Ok(Self {
                 inner: AtomicFile::create(&dest.path)?,
             })
