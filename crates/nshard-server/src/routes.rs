@@ -712,6 +712,28 @@ fn batch_too_large(n: usize, what: &str) -> AppError {
     )
 }
 
+/// The entries of a deletion request (admin scope): a JSON body of at most [`DELETE_BATCH`]
+/// entries of at most `entry` bytes each, shaped as `shape` says, each parsed with `parse`.
+async fn deletion_entries<T: serde::de::DeserializeOwned, E>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    (entry, shape, what): (u64, &str, &str),
+    entries: impl FnOnce(T) -> Vec<String>,
+    parse: impl Fn(&str) -> Result<E, AppError>,
+) -> Result<Vec<E>, AppError> {
+    authorize(state, headers, Scope::Admin)?;
+    let bytes = read_body(headers, body, delete_body_limit(entry)).await?;
+    let req: T = serde_json::from_slice(&bytes).map_err(|e| {
+        AppError::bad_request("malformed_json", format!("body is not {shape}: {e}"))
+    })?;
+    let list = entries(req);
+    if list.len() > DELETE_BATCH {
+        return Err(batch_too_large(list.len(), what));
+    }
+    list.iter().map(|s| parse(s)).collect()
+}
+
 /// `POST /v1/objects/delete` `{"ids": […]}`: deletes up to [`DELETE_BATCH`] objects (absent ones
 /// are no error) and answers `{"deleted": n}` (admin scope).
 pub async fn delete_objects(
@@ -719,22 +741,16 @@ pub async fn delete_objects(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Deleted>, AppError> {
-    authorize(&state, &headers, Scope::Admin)?;
-    let bytes = read_body(&headers, body, delete_body_limit(80)).await?;
-    let req: DeleteObjects = serde_json::from_slice(&bytes).map_err(|e| {
-        AppError::bad_request(
-            "malformed_json",
-            format!("body is not {{\"ids\": [\"<64 hex>\", …]}}: {e}"),
-        )
-    })?;
-    if req.ids.len() > DELETE_BATCH {
-        return Err(batch_too_large(req.ids.len(), "ids"));
-    }
-    let ids = req
-        .ids
-        .iter()
-        .map(|s| parse_id(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let shape = (80, "{\"ids\": [\"<64 hex>\", …]}", "ids");
+    let ids = deletion_entries(
+        &state,
+        &headers,
+        body,
+        shape,
+        |r: DeleteObjects| r.ids,
+        parse_id,
+    )
+    .await?;
     state
         .store
         .delete_objects(&ids)
@@ -752,23 +768,17 @@ pub async fn delete_records(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Deleted>, AppError> {
-    authorize(&state, &headers, Scope::Admin)?;
     // A name is at most 79 characters (`_retention/KEY/STAMP.w…`); quotes, a comma and spaces.
-    let bytes = read_body(&headers, body, delete_body_limit(100)).await?;
-    let req: DeleteRecords = serde_json::from_slice(&bytes).map_err(|e| {
-        AppError::bad_request(
-            "malformed_json",
-            format!("body is not {{\"names\": [\"SPACE/KEY/STAMP.WRITER\", …]}}: {e}"),
-        )
-    })?;
-    if req.names.len() > DELETE_BATCH {
-        return Err(batch_too_large(req.names.len(), "names"));
-    }
-    let names = req
-        .names
-        .iter()
-        .map(|s| parse_record(s, true))
-        .collect::<Result<Vec<_>, _>>()?;
+    let shape = (100, "{\"names\": [\"SPACE/KEY/STAMP.WRITER\", …]}", "names");
+    let names = deletion_entries(
+        &state,
+        &headers,
+        body,
+        shape,
+        |r: DeleteRecords| r.names,
+        |s| parse_record(s, true),
+    )
+    .await?;
     state
         .store
         .delete_records(&names)
