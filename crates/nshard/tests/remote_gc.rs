@@ -215,15 +215,7 @@ fn a_push_that_relies_on_garbage_while_gc_runs_keeps_it() {
     let later = w.gc(&a, &["--grace", "0"]);
     assert_eq!(later["freed_objects"], 0, "{later:#}");
     // The colleague's v4 comes back whole from the remote.
-    let c = w.colleague("c");
-    fs::copy(
-        b.join("models/m.bin.shard.json"),
-        c.join("models/m.bin.shard.json"),
-    )
-    .expect("hand over the manifest");
-    w.ok(&c, &["pull", "--remote", "data"]);
-    w.ok(&c, &["checkout", "--force", "models/m.bin"]);
-    assert_eq!(fs::read(c.join("models/m.bin")).expect("v4"), v4);
+    assert_eq!(w.rebuild_elsewhere(&b, "c"), v4);
 }
 
 #[test]
@@ -243,15 +235,7 @@ fn a_version_pushed_outside_git_survives_the_default_grace() {
     assert_eq!(r["waiting_objects"], 2, "{r:#}");
     let kept = w.gc(&a, &[]);
     assert_eq!(kept["unrecorded_objects"], 2, "{kept:#}");
-    let c = w.colleague("c");
-    fs::copy(
-        b.join("models/m.bin.shard.json"),
-        c.join("models/m.bin.shard.json"),
-    )
-    .expect("hand over the manifest");
-    w.ok(&c, &["pull"]);
-    w.ok(&c, &["checkout", "--force", "models/m.bin"]);
-    assert_eq!(fs::read(c.join("models/m.bin")).expect("v4"), v4);
+    assert_eq!(w.rebuild_elsewhere(&b, "c"), v4);
 }
 
 #[test]

@@ -187,6 +187,20 @@ impl GcWorld {
         b
     }
 
+    /// `models/m.bin` as the manifest in clone `from` names it, rebuilt from the remote alone in
+    /// a fresh clone `name` (the manifest handed over, then pull and checkout).
+    pub fn rebuild_elsewhere(&self, from: &Path, name: &str) -> Vec<u8> {
+        let c = self.colleague(name);
+        fs::copy(
+            from.join("models/m.bin.shard.json"),
+            c.join("models/m.bin.shard.json"),
+        )
+        .expect("hand over the manifest");
+        self.ok(&c, &["pull"]);
+        self.ok(&c, &["checkout", "--force", "models/m.bin"]);
+        fs::read(c.join("models/m.bin")).expect("rebuilt file")
+    }
+
     /// Commits `data` as `models/m.bin` with nshard and git, and pushes with git (the hook sends
     /// the data and the root record).
     pub fn commit_push(&self, dir: &Path, data: &[u8], msg: &str) {
