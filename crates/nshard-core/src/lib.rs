@@ -82,6 +82,7 @@ pub use ops::{
     RemoteCheck, Removed, Selection, SideKind, Status, Target, TensorChange, TensorChangeKind,
     TensorDiff, TrackChange, TrackMode, Unpushed, VerifyOptions, VerifyReport, VersionOrder,
 };
+pub use ops::{LfsImportOptions, LfsImportReport, LfsImportedFile, LfsImportedVersion};
 pub use path::RepoPath;
 pub use portable::{escape as escape_path, neutralize as neutralize_path};
 pub use repo::{PathFilter, Repo};

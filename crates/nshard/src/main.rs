@@ -64,6 +64,7 @@ pub enum Command {
     Verify(cmd::verify::VerifyArgs),
     Doctor(cmd::doctor::DoctorArgs),
     Serve(cmd::serve::ServeArgs),
+    Lfs(cmd::lfs::LfsArgs),
     #[command(hide = true)]
     Hook(cmd::hook::HookArgs),
     Completions(cmd::completions::CompletionsArgs),
@@ -100,6 +101,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(&ctx, a),
         Command::Doctor(a) => cmd::doctor::run(&ctx, a),
         Command::Serve(a) => cmd::serve::run(&ctx, a),
+        Command::Lfs(a) => cmd::lfs::run(&ctx, a),
         Command::Hook(a) => cmd::hook::run(&ctx, a),
         Command::Completions(a) => cmd::completions::run_completions(&ctx, a),
         Command::Man(a) => cmd::completions::run_man(&ctx, a),

@@ -8,6 +8,7 @@
 
 pub(crate) mod hooks;
 pub(crate) mod ignore;
+pub mod lfs;
 pub(crate) mod refs;
 
 use std::io::{BufRead, BufReader, Read, Write};

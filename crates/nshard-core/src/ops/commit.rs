@@ -170,39 +170,22 @@ impl Repo {
                 return Ok(CommitOutcome::Unchanged { version: p.version });
             }
         }
-        let mut manifest = Manifest {
-            format: String::new(),
-            path: path.clone(),
-            size: stored.size,
-            sha256: stored.sha256,
-            chunking: stored.chunking,
-            chunks: stored.chunks,
-            version: VersionInfo {
-                message: message.to_string(),
-                timestamp: Manifest::now_timestamp(),
-                parent: parent.as_ref().map(|p| p.version),
-            },
-            tensors: stored.tensors.ok(),
-            executable: crate::dirunit::is_exec(md1),
+        let version_info = VersionInfo {
+            message: message.to_string(),
+            timestamp: Manifest::now_timestamp(),
+            parent: parent.as_ref().map(|p| p.version),
         };
-        manifest.format = manifest.needed_format().to_string();
-        let mut bytes = manifest.to_bytes();
-        if bytes.len() as u64 > MAX_MANIFEST_BYTES && manifest.tensors.take().is_some() {
-            // A tensor table too large for a manifest is left out rather than making it unreadable.
-            manifest.format = manifest.needed_format().to_string();
-            bytes = manifest.to_bytes();
-        }
-        let version = ObjectId::of(&bytes);
-        // The manifest object is stored before the work-tree manifest names it: a crash in between
-        // leaves an unreferenced object, never a manifest pointing at nothing.
-        let enc = Encoder::new().encode(&bytes, DataHint::Unknown);
-        self.store().put_trusted(&version, &enc)?;
+        let chunks_new = stored.chunks_new;
+        let (new_bytes, stored_bytes) = (stored.new_bytes, stored.stored_bytes);
+        let md1 = stored.metadata.clone();
+        let exec = crate::dirunit::is_exec(&md1);
+        let (manifest, bytes, version) = self.store_version(path, stored, version_info, exec)?;
         crate::crash_point!("commit-before-manifest");
         let mpath = path.manifest_path();
         fsutil::write_atomic_in(self.root(), &mpath, &bytes)?;
         cache.set(
             path.as_str(),
-            StatEntry::new(md1, stored.sha256, version, observed),
+            StatEntry::new(&md1, manifest.sha256, version, observed),
         );
         // The previous version becomes deltas of this one (this one stays whole). Only an
         // encoding changes, never an id: a crash anywhere here loses nothing.
@@ -214,15 +197,48 @@ impl Repo {
         Ok(CommitOutcome::Committed {
             version,
             parent: manifest.version.parent,
-            size: stored.size,
+            size: manifest.size,
             chunks_total: total,
-            chunks_new: stored.chunks_new,
-            chunks_reused: total - stored.chunks_new,
-            new_bytes: stored.new_bytes,
-            stored_bytes: stored.stored_bytes,
+            chunks_new,
+            chunks_reused: total - chunks_new,
+            new_bytes,
+            stored_bytes,
             delta_chunks: deltas.chunks,
             delta_bytes_before: deltas.bytes_before,
             delta_bytes_after: deltas.bytes_after,
         })
+    }
+
+    /// Builds the manifest of a version of `path` from what ingest read, and stores its manifest
+    /// object (before anything names it). Returns the manifest, its bytes and the version id.
+    pub(crate) fn store_version(
+        &self,
+        path: &RepoPath,
+        stored: ingest::Ingested,
+        version: VersionInfo,
+        executable: bool,
+    ) -> Result<(Manifest, Vec<u8>, ObjectId)> {
+        let mut manifest = Manifest {
+            format: String::new(),
+            path: path.clone(),
+            size: stored.size,
+            sha256: stored.sha256,
+            chunking: stored.chunking,
+            chunks: stored.chunks,
+            version,
+            tensors: stored.tensors.ok(),
+            executable,
+        };
+        manifest.format = manifest.needed_format().to_string();
+        let mut bytes = manifest.to_bytes();
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES && manifest.tensors.take().is_some() {
+            // A tensor table too large for a manifest is left out rather than making it unreadable.
+            manifest.format = manifest.needed_format().to_string();
+            bytes = manifest.to_bytes();
+        }
+        let id = ObjectId::of(&bytes);
+        let enc = Encoder::new().encode(&bytes, DataHint::Unknown);
+        self.store().put_trusted(&id, &enc)?;
+        Ok((manifest, bytes, id))
     }
 }

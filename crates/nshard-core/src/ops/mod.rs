@@ -8,6 +8,7 @@ mod diff;
 mod gc;
 mod history;
 mod history_stats;
+mod lfs_import;
 mod mv;
 mod status;
 mod stored;
@@ -26,6 +27,7 @@ pub use diff::{
 pub use gc::{GcItem, GcMode, GcOptions, GcReason, GcReport, MissingCheck, Unpushed};
 pub use history::{History, HistoryNode, LogEntry, LogState, MAX_HISTORY};
 pub use history_stats::{MostChanged, VersionChange};
+pub use lfs_import::{LfsImportOptions, LfsImportReport, LfsImportedFile, LfsImportedVersion};
 pub use mv::{Moved, Removed};
 pub use status::{FileState, FileStatus, RemoteCheck, Status, VersionOrder};
 pub use target::{Selection, Target};

@@ -37,6 +37,11 @@ pub const MAX_RECORD_BYTES: u64 = 64 << 20;
 pub const GC_SPACE: &str = "_gc";
 /// The space of the retention policy.
 pub const RETENTION_SPACE: &str = "_retention";
+/// The space of git-lfs objects stored by `nshard lfs agent` (any writer may add to it: every
+/// record there is checked against the oid it claims before it is used).
+pub const LFS_SPACE: &str = "_lfs";
+/// The format tag of an LFS record.
+pub const LFS_FORMAT: &str = "neuroshard.lfs/1";
 /// The key of the single subject in gc's own spaces.
 pub const SINGLE_KEY: &str = "0000000000000000";
 /// The writer name of records written with full rights.
@@ -60,7 +65,7 @@ fn is_hex16(s: &str) -> bool {
 }
 
 fn valid_space(s: &str) -> bool {
-    is_hex16(s) || s == GC_SPACE || s == RETENTION_SPACE
+    is_hex16(s) || s == GC_SPACE || s == RETENTION_SPACE || s == LFS_SPACE
 }
 
 fn valid_stamp(s: &str) -> bool {
@@ -157,7 +162,17 @@ impl RecordName {
 
     /// Whether it lies in one of gc's own spaces (only admins write there).
     pub fn is_reserved(&self) -> bool {
-        self.space.starts_with('_')
+        self.space == GC_SPACE || self.space == RETENTION_SPACE
+    }
+
+    /// Whether it is a repository's root record (not gc's, not an LFS object's).
+    pub fn is_root(&self) -> bool {
+        is_hex16(&self.space)
+    }
+
+    /// Whether it maps a git-lfs object to its stored version ([`LfsRecord`]).
+    pub fn is_lfs(&self) -> bool {
+        self.space == LFS_SPACE
     }
 }
 
@@ -262,6 +277,41 @@ impl RootRecord {
         let r: RootRecord = parse_json(bytes, name)?;
         if r.format != RECORD_FORMAT {
             return Err(bad_record(name, &unknown_format(&r.format)));
+        }
+        Ok(r)
+    }
+}
+
+/// The key of the LFS records of `oid` (its first 16 hex digits; the record names the whole oid).
+pub fn lfs_key(oid: &ObjectId) -> String {
+    oid.to_hex()[..16].to_string()
+}
+
+/// An LFS record: git-lfs object `oid` (the SHA-256 of the file) is stored as the file version
+/// `version` (a manifest object on the same remote, naming the chunks). Anyone may write one, so
+/// a reader trusts it only once the file it rebuilds hashes to `oid`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LfsRecord {
+    /// `neuroshard.lfs/1`.
+    pub format: String,
+    /// The LFS oid (SHA-256 of the file's bytes).
+    pub oid: ObjectId,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// The manifest object that rebuilds the file.
+    pub version: ObjectId,
+}
+
+impl LfsRecord {
+    /// Parses and checks an LFS record read from a remote.
+    pub fn parse(bytes: &[u8], name: &RecordName) -> Result<LfsRecord> {
+        let r: LfsRecord = parse_json(bytes, name)?;
+        if r.format != LFS_FORMAT {
+            return Err(bad_record(name, &unknown_format(&r.format)));
+        }
+        if name.key() != lfs_key(&r.oid) {
+            return Err(bad_record(name, "names another object than its key"));
         }
         Ok(r)
     }

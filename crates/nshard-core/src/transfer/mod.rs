@@ -12,6 +12,7 @@
 mod check;
 mod dirs;
 mod engine;
+mod lfs;
 mod remote_gc;
 mod repair;
 mod roots;
@@ -20,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use check::check_remote;
+pub use lfs::{lfs_download, lfs_prepare, lfs_push, LfsFetched, LfsPushed, LfsVersion};
 
 pub use remote_gc::{
     remote_gc, GcCandidate, GcState, GcWhy, RemoteGcOptions, RemoteGcReport, RetentionChange,

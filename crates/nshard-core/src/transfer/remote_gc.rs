@@ -27,8 +27,9 @@ use crate::git::GitTree;
 use crate::id::ObjectId;
 use crate::manifest::{is_dir_manifest, Manifest, MAX_MANIFEST_BYTES};
 use crate::remote::records::{
-    now_secs, repository_id, supersede, Mark, Marks, PrunedVersion, RecordName, RetentionRecord,
-    RootRecord, GC_SPACE, MARKS_PER_RECORD, RETENTION_FORMAT, RETENTION_SPACE, SINGLE_KEY,
+    now_secs, repository_id, supersede, LfsRecord, Mark, Marks, PrunedVersion, RecordName,
+    RetentionRecord, RootRecord, GC_SPACE, MARKS_PER_RECORD, RETENTION_FORMAT, RETENTION_SPACE,
+    SINGLE_KEY,
 };
 use crate::remote::{Store, DELETE_BATCH};
 use crate::repo::Repo;
@@ -228,7 +229,7 @@ pub async fn remote_gc(
             virtual_records.insert(name, record);
         }
     }
-    let root_names: Vec<RecordName> = names.iter().filter(|n| !n.is_reserved()).cloned().collect();
+    let root_names: Vec<RecordName> = names.iter().filter(|n| n.is_root()).cloned().collect();
     let (current, superseded) = supersede(&root_names);
     report.records = root_names.len();
     report.superseded_records = superseded.len();
@@ -273,6 +274,10 @@ pub async fn remote_gc(
         live_roots.extend(r.versions.iter().chain(&r.tips).copied());
         tips.extend(r.tips.iter().copied());
     }
+    // Every git-lfs object stored by `nshard lfs agent` stays.
+    let lfs_names: Vec<RecordName> = names.iter().filter(|n| n.is_lfs()).cloned().collect();
+    live_roots.extend(lfs_versions(remote, &lfs_names, retry).await?);
+    report.requests += lfs_names.len() as u64;
     expand(
         repo,
         remote,
@@ -524,11 +529,14 @@ pub async fn remote_gc(
         let fresh: Vec<RecordName> = retried(retry, || remote.list_records())
             .await?
             .into_iter()
-            .filter(|n| !n.is_reserved() && !seen.contains(n))
+            .filter(|n| (n.is_root() || n.is_lfs()) && !seen.contains(n))
             .collect();
         report.requests += 1;
         if !fresh.is_empty() {
-            let mut roots = Vec::new();
+            let (lfs, fresh): (Vec<RecordName>, Vec<RecordName>) =
+                fresh.into_iter().partition(|n| n.is_lfs());
+            let mut roots = lfs_versions(remote, &lfs, retry).await?;
+            seen.extend(lfs);
             for n in &fresh {
                 let r = read_root(remote, n, retry).await?;
                 roots.extend(r.versions.iter().chain(&r.tips).copied());
@@ -655,6 +663,24 @@ async fn read_root(
         Some(b) => RootRecord::parse(&b, name),
         None => Err(changed_under_us(remote)),
     }
+}
+
+/// The versions the LFS records `names` map git-lfs objects to. A record that does not parse
+/// names nothing (anyone may write one; readers check what it rebuilds anyway).
+async fn lfs_versions(
+    remote: &Arc<dyn Store>,
+    names: &[RecordName],
+    retry: &crate::retry::Retry,
+) -> Result<Vec<ObjectId>> {
+    let mut out = Vec::new();
+    for n in names {
+        if let Some(b) = retried(retry, || remote.get_record(n)).await? {
+            if let Ok(r) = LfsRecord::parse(&b, n) {
+                out.push(r.version);
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn put_record(
@@ -919,7 +945,7 @@ async fn forget(
         .collect();
     let roots: Vec<RecordName> = names
         .iter()
-        .filter(|n| !n.is_reserved() && spaces.contains(n.space()))
+        .filter(|n| n.is_root() && spaces.contains(n.space()))
         .cloned()
         .collect();
     if roots.is_empty() {

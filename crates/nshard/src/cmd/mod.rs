@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod gc;
 pub mod hook;
 pub mod init;
+pub mod lfs;
 pub mod log;
 pub mod login;
 pub mod pull;
