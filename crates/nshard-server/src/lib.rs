@@ -324,6 +324,14 @@ pub fn app(state: Arc<AppState>) -> Router {
             post(verify_object).fallback(method_not_allowed),
         )
         .route("/metrics", get(metrics).fallback(method_not_allowed))
+        .route(
+            "/lfs/objects/batch",
+            post(lfs_batch).fallback(method_not_allowed),
+        )
+        .route(
+            "/lfs/locks/verify",
+            post(lfs_locks_verify).fallback(method_not_allowed),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), count_request))
         .fallback(not_found)
         .layer(

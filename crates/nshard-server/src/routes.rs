@@ -828,3 +828,74 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
         format!("{method} is not supported on {}", uri.path()),
     )
 }
+
+/// The largest git-lfs batch request read (a batch names at most a few hundred objects).
+const LFS_BATCH_LIMIT: u64 = 1 << 20;
+
+#[derive(serde::Deserialize)]
+struct LfsBatchObject {
+    oid: String,
+    #[serde(default)]
+    size: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct LfsBatchRequest {
+    #[serde(default)]
+    objects: Vec<LfsBatchObject>,
+}
+
+fn lfs_json(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.git-lfs+json"),
+    );
+    r
+}
+
+/// `POST /lfs/objects/batch`: git-lfs's batch API, for a clone that reaches this server
+/// without `nshard lfs agent` (its `.lfsconfig` names the server as `lfs.url`). The server stores
+/// LFS objects as chunks, which plain git-lfs cannot read, so every object is answered with an
+/// error that says how to install the agent.
+pub async fn lfs_batch(headers: HeaderMap, body: Body) -> Result<Response, AppError> {
+    let bytes = read_body(&headers, body, LFS_BATCH_LIMIT).await?;
+    let req: LfsBatchRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        AppError::bad_request("bad_request", format!("not a git-lfs batch request: {e}"))
+    })?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or("this-server");
+    let message = format!(
+        "this object is stored by NeuroShard, which plain git-lfs cannot read: install the agent \
+         in this clone with `nshard lfs install --remote http://{host}` (https:// if the server \
+         is behind TLS), then run `git lfs pull`"
+    );
+    let objects: Vec<serde_json::Value> = req
+        .objects
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "oid": o.oid,
+                "size": o.size,
+                "error": {"code": 422, "message": message},
+            })
+        })
+        .collect();
+    Ok(lfs_json(
+        StatusCode::OK,
+        serde_json::json!({"transfer": "basic", "objects": objects}),
+    ))
+}
+
+/// `POST /lfs/locks/verify`: no locks here (git-lfs asks before a push and would otherwise
+/// warn on every push).
+pub async fn lfs_locks_verify(headers: HeaderMap, body: Body) -> Result<Response, AppError> {
+    read_body(&headers, body, LFS_BATCH_LIMIT).await?;
+    Ok(lfs_json(
+        StatusCode::OK,
+        serde_json::json!({"ours": [], "theirs": []}),
+    ))
+}

@@ -538,6 +538,14 @@ pub fn agent_config(top: &Path) -> Result<Option<(String, String)>> {
     Ok(path.map(|p| (p, args)))
 }
 
+/// Writes `lfs.url = URL` into the clone's `.lfsconfig` (the file git-lfs reads from the
+/// repository, so every clone sees it) and stages it.
+pub fn write_lfsconfig(top: &Path, url: &str) -> Result<()> {
+    git(top, &["config", "--file", ".lfsconfig", "lfs.url", url])?;
+    git(top, &["add", "--", ".lfsconfig"])?;
+    Ok(())
+}
+
 /// Removes `paths` (relative to `top`) from git's index (the work-tree files stay) and stages
 /// `add` (the files the import wrote).
 pub fn stage_import(top: &Path, removed: &[String], add: &[String]) -> Result<()> {

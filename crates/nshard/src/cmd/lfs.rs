@@ -11,7 +11,9 @@ use clap::{Args, Subcommand};
 use nshard_core::git::lfs as gitlfs;
 use nshard_core::git::GitTree;
 use nshard_core::transfer::{lfs_download, lfs_prepare, lfs_push, TransferOptions, DEFAULT_JOBS};
-use nshard_core::{LfsImportOptions, ObjectId, Progress, Repo, RepoError, Retry, Store};
+use nshard_core::{
+    LfsImportOptions, ObjectId, Progress, RemoteError, Repo, RepoError, Retry, Store,
+};
 
 use super::remote::runtime;
 use crate::output::{print_json, Ctx};
@@ -85,6 +87,11 @@ pub struct InstallArgs {
     /// when git-lfs starts the agent).
     #[arg(long, short, value_name = "REMOTE")]
     pub remote: Option<String>,
+    /// Also point git-lfs's API at the remote in `.lfsconfig` (staged, for every clone): a
+    /// clone without the agent then gets, with git-lfs's error, the server's hint naming
+    /// `nshard lfs install`. Only for an `nshard serve` remote (http:// or https://).
+    #[arg(long)]
+    pub write_lfsconfig: bool,
 }
 
 /// Stop git-lfs in this clone from using `nshard lfs agent` (removes what `install` set).
@@ -255,7 +262,18 @@ fn run_install(ctx: &Ctx, a: InstallArgs) -> Result<ExitCode> {
         args.push_str(" --remote ");
         args.push_str(&quote_arg(r));
     }
+    let lfs_url = match (&resolved.url, a.write_lfsconfig) {
+        (nshard_core::RemoteUrl::Http(u), true) => Some(format!("{u}/lfs")),
+        (_, true) => anyhow::bail!(
+            "--write-lfsconfig needs an `nshard serve` remote (http:// or https://): only a \
+             server can answer a clone without the agent"
+        ),
+        _ => None,
+    };
     gitlfs::install_agent(&tree.top, &exe.display().to_string(), &args)?;
+    if let Some(u) = &lfs_url {
+        gitlfs::write_lfsconfig(&tree.top, u)?;
+    }
     out!(
         "git-lfs in this clone now stores objects through nshard on {}",
         super::remote::label(&resolved)
@@ -265,6 +283,9 @@ fn run_install(ctx: &Ctx, a: InstallArgs) -> Result<ExitCode> {
         "(set in {}; `nshard lfs uninstall` undoes it)",
         tree.top.join(".git/config").display()
     );
+    if let Some(u) = &lfs_url {
+        out!("wrote lfs.url = {u} to .lfsconfig and staged it: commit it, so that a clone without the agent is told to run `nshard lfs install`");
+    }
     let filters = std::process::Command::new("git")
         .args(["config", "--get", "filter.lfs.process"])
         .current_dir(&tree.top)
@@ -318,10 +339,19 @@ fn describe(e: &anyhow::Error) -> String {
         m.push_str(": ");
         m.push_str(&c.to_string());
     }
-    if let Some(h) = crate::hints::hint_chain(e) {
-        m.push_str(" (hint: ");
-        m.push_str(&h);
-        m.push(')');
+    let lost = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<nshard_core::Error>(),
+            Some(nshard_core::Error::Store(
+                nshard_core::StoreError::CorruptObject { .. }
+            )) | Some(nshard_core::Error::Remote(RemoteError::Lacks { .. }))
+        )
+    });
+    if lost {
+        m.push_str(
+            " (hint: a clone that has the file restores it with `git lfs push --all origin`, \
+             the agent installed)",
+        );
     }
     m.replace('\n', " ")
 }
@@ -459,6 +489,8 @@ fn start_agent(ctx: &Ctx, a: &AgentArgs) -> Result<Agent> {
     let rt = runtime()?;
     let store = rt.block_on(async {
         let (_, store) = super::remote::open(&repo, ctx, a.remote.as_deref()).await?;
+        // Unreachable or refusing: said once at init, not once per object.
+        store.health().await?;
         anyhow::Ok(store)
     })?;
     Ok(Agent { repo, store, rt })
