@@ -177,7 +177,7 @@ fn import_with_history_keeps_the_file_and_every_version() {
     let Some(w) = World::new("import_with_history_keeps_the_file_and_every_version") else {
         return;
     };
-    let (_bare, work) = w.lfs_clone("repo");
+    let (bare, work) = w.lfs_clone("repo");
     let (v1, v2) = two_versions();
     std::fs::write(work.join("model.safetensors"), &v1).expect("writes the file");
     std::fs::write(
@@ -268,6 +268,50 @@ fn import_with_history_keeps_the_file_and_every_version() {
     w.git(&work, &["add", "vocab.bin"]);
     w.git(&work, &["commit", "-qm", "vocab"]);
     assert!(w.lfs_files(&work).contains("vocab.bin"));
+
+    // One `git push` runs both pre-push hooks: git-lfs's (chained) sends the .bin files to the
+    // LFS store, NeuroShard's sends the model's versions to its remote.
+    let store = w.path("ns-store");
+    std::fs::create_dir_all(&store).expect("creates the directory");
+    w.ns(
+        &work,
+        &[
+            "remote",
+            "add",
+            "origin",
+            store.to_str().expect("UTF-8 path"),
+        ],
+    );
+    w.git(&work, &["commit", "-qam", "the NeuroShard remote"]);
+    w.git(&work, &["push", "-q", "origin", "main"]);
+    let lfs_objects: Vec<String> = common::walk(&bare.join("lfs/objects"))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    let vocab = nshard_core::ObjectId::of(b"new LFS data").to_hex();
+    assert!(
+        lfs_objects.iter().any(|p| p.ends_with(&vocab)),
+        "{lfs_objects:?}"
+    );
+    let clone = w.path("colleague");
+    w.git(
+        &w.root,
+        &[
+            "clone",
+            "-q",
+            bare.to_str().expect("UTF-8 path"),
+            clone.to_str().expect("UTF-8 path"),
+        ],
+    );
+    w.ns(&clone, &["pull", "--checkout"]);
+    assert_eq!(
+        std::fs::read(clone.join("model.safetensors")).expect("reads the file"),
+        v2
+    );
+    assert_eq!(
+        std::fs::read(clone.join("vocab.bin")).expect("reads the file"),
+        b"new LFS data"
+    );
 }
 
 #[test]
