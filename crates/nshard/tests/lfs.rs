@@ -55,6 +55,13 @@ impl World {
         self.root.join(rel)
     }
 
+    /// A new, empty directory `rel` (a NeuroShard directory remote).
+    fn new_dir(&self, rel: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(&p).expect("creates the directory");
+        p
+    }
+
     fn env(&self, c: &mut Command) {
         c.env("HOME", &self.home)
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -150,6 +157,36 @@ impl World {
         (bare, work)
     }
 
+    /// A clone of `bare` named `name` that holds pointer files only (`GIT_LFS_SKIP_SMUDGE=1`).
+    fn pointer_clone(&self, bare: &Path, name: &str) -> PathBuf {
+        let clone = self.path(name);
+        let r = self.git_ran(
+            &self.root,
+            &[
+                "clone",
+                "-q",
+                bare.to_str().expect("UTF-8 path"),
+                clone.to_str().expect("UTF-8 path"),
+            ],
+            &[("GIT_LFS_SKIP_SMUDGE", "1")],
+        );
+        assert!(r.ok, "git clone: {}", r.stderr);
+        clone
+    }
+
+    /// `nshard lfs install --remote REMOTE` in `dir`.
+    fn install(&self, dir: &Path, remote: &Path) -> String {
+        self.ns(
+            dir,
+            &[
+                "lfs",
+                "install",
+                "--remote",
+                remote.to_str().expect("UTF-8 path"),
+            ],
+        )
+    }
+
     fn lfs_files(&self, dir: &Path) -> String {
         self.git(dir, &["lfs", "ls-files", "--name-only"])
     }
@@ -166,6 +203,10 @@ fn two_versions() -> (Vec<u8>, Vec<u8>) {
         *b = b.wrapping_add((i % 7) as u8 + 1);
     }
     (v1, v2)
+}
+
+fn read(p: impl AsRef<Path>) -> Vec<u8> {
+    std::fs::read(p.as_ref()).expect("reads the file")
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -195,10 +236,7 @@ fn import_with_history_keeps_the_file_and_every_version() {
     w.ns(&work, &["git-init"]);
     let out = w.ns(&work, &["lfs", "import", "--history", "model.safetensors"]);
     assert!(out.contains("imported 2 versions"), "{out}");
-    assert_eq!(
-        std::fs::read(work.join("model.safetensors")).expect("reads the file"),
-        v2
-    );
+    assert_eq!(read(work.join("model.safetensors")), v2);
 
     // Ready for one commit: the manifest (and config files) staged, the data out of git.
     let staged = w.git(&work, &["diff", "--cached", "--name-status"]);
@@ -258,10 +296,7 @@ fn import_with_history_keeps_the_file_and_every_version() {
             "--force",
         ],
     );
-    assert_eq!(
-        std::fs::read(work.join("model.safetensors")).expect("reads the file"),
-        v1
-    );
+    assert_eq!(read(work.join("model.safetensors")), v1);
 
     // Other LFS patterns still work: a new .bin goes to LFS.
     std::fs::write(work.join("vocab.bin"), b"new LFS data").expect("writes the file");
@@ -271,8 +306,7 @@ fn import_with_history_keeps_the_file_and_every_version() {
 
     // One `git push` runs both pre-push hooks: git-lfs's (chained) sends the .bin files to the
     // LFS store, NeuroShard's sends the model's versions to its remote.
-    let store = w.path("ns-store");
-    std::fs::create_dir_all(&store).expect("creates the directory");
+    let store = w.new_dir("ns-store");
     w.ns(
         &work,
         &[
@@ -304,14 +338,8 @@ fn import_with_history_keeps_the_file_and_every_version() {
         ],
     );
     w.ns(&clone, &["pull", "--checkout"]);
-    assert_eq!(
-        std::fs::read(clone.join("model.safetensors")).expect("reads the file"),
-        v2
-    );
-    assert_eq!(
-        std::fs::read(clone.join("vocab.bin")).expect("reads the file"),
-        b"new LFS data"
-    );
+    assert_eq!(read(clone.join("model.safetensors")), v2);
+    assert_eq!(read(clone.join("vocab.bin")), b"new LFS data");
 }
 
 #[test]
@@ -330,18 +358,7 @@ fn import_fetches_objects_that_are_not_local_and_drops_them_again() {
     w.git(&work, &["push", "-q", "origin", "main"]);
 
     // A clone that has pointers only.
-    let clone = w.path("clone");
-    let r = w.git_ran(
-        &w.root,
-        &[
-            "clone",
-            "-q",
-            bare.to_str().expect("UTF-8 path"),
-            clone.to_str().expect("UTF-8 path"),
-        ],
-        &[("GIT_LFS_SKIP_SMUDGE", "1")],
-    );
-    assert!(r.ok, "{}", r.stderr);
+    let clone = w.pointer_clone(&bare, "clone");
     assert!(std::fs::read(clone.join("model.safetensors"))
         .expect("reads the file")
         .starts_with(b"version https://git-lfs"));
@@ -352,10 +369,7 @@ fn import_fetches_objects_that_are_not_local_and_drops_them_again() {
 
     let out = w.ns(&clone, &["lfs", "import", "--history"]);
     assert!(out.contains("fetched 2 LFS object(s)"), "{out}");
-    assert_eq!(
-        std::fs::read(clone.join("model.safetensors")).expect("reads the file"),
-        v2
-    );
+    assert_eq!(read(clone.join("model.safetensors")), v2);
     let objects = clone.join(".git/lfs/objects");
     assert_eq!(
         common::walk(&objects).len(),
@@ -387,7 +401,7 @@ fn import_refuses_an_object_that_does_not_match_its_pointer() {
         .join(&oid[..2])
         .join(&oid[2..4])
         .join(&oid);
-    let mut bad = std::fs::read(&obj).expect("reads the file");
+    let mut bad = read(&obj);
     bad[5000] ^= 0xff;
     let mut perms = std::fs::metadata(&obj)
         .expect("file metadata")
@@ -396,7 +410,7 @@ fn import_refuses_an_object_that_does_not_match_its_pointer() {
     perms.set_readonly(false);
     std::fs::set_permissions(&obj, perms).expect("file metadata");
     std::fs::write(&obj, &bad).expect("writes the file");
-    let attrs = std::fs::read(work.join(".gitattributes")).expect("reads the file");
+    let attrs = read(work.join(".gitattributes"));
 
     w.ns(&work, &["init"]);
     let err = w.ns_fails(&work, &["lfs", "import", "--history"]);
@@ -404,10 +418,7 @@ fn import_refuses_an_object_that_does_not_match_its_pointer() {
     assert!(err.contains("hash"), "{err}");
     // Nothing written: no manifest, nothing tracked, attributes and index as they were.
     assert!(!work.join("model.safetensors.shard.json").exists());
-    assert_eq!(
-        std::fs::read(work.join(".gitattributes")).expect("reads the file"),
-        attrs
-    );
+    assert_eq!(read(work.join(".gitattributes")), attrs);
     assert_eq!(
         w.git(&work, &["status", "--porcelain", "--untracked-files=no"]),
         ""
@@ -417,10 +428,7 @@ fn import_refuses_an_object_that_does_not_match_its_pointer() {
         .contains("model.safetensors"));
     // The current version alone imports fine.
     w.ns(&work, &["lfs", "import"]);
-    assert_eq!(
-        std::fs::read(work.join("model.safetensors")).expect("reads the file"),
-        v2
-    );
+    assert_eq!(read(work.join("model.safetensors")), v2);
 }
 
 /// Pushes two versions with the agent to `remote`; a fresh pointer-only clone with the agent
@@ -447,29 +455,12 @@ fn agent_round_trip(w: &World, remote: &str, remote_dir: &Path, extra: &[&str]) 
         "git-lfs stored objects in the git remote itself"
     );
 
-    let clone = w.path("agent-clone");
-    let r = w.git_ran(
-        &w.root,
-        &[
-            "clone",
-            "-q",
-            bare.to_str().expect("UTF-8 path"),
-            clone.to_str().expect("UTF-8 path"),
-        ],
-        &[("GIT_LFS_SKIP_SMUDGE", "1")],
-    );
-    assert!(r.ok, "{}", r.stderr);
+    let clone = w.pointer_clone(&bare, "agent-clone");
     w.ns(&clone, &["lfs", "install", "--remote", remote]);
     w.git(&clone, &["lfs", "pull"]);
-    assert_eq!(
-        std::fs::read(clone.join("model.safetensors")).expect("reads the file"),
-        v2
-    );
+    assert_eq!(read(clone.join("model.safetensors")), v2);
     w.git(&clone, &["checkout", "-q", "HEAD~1"]);
-    assert_eq!(
-        std::fs::read(clone.join("model.safetensors")).expect("reads the file"),
-        v1
-    );
+    assert_eq!(read(clone.join("model.safetensors")), v1);
     (after1 - before, after2 - after1)
 }
 
@@ -479,8 +470,7 @@ fn agent_pushes_changed_chunks_only_and_pulls_byte_identical_files_on_a_director
     else {
         return;
     };
-    let store = w.path("store");
-    std::fs::create_dir_all(&store).expect("creates the directory");
+    let store = w.new_dir("store");
     let (first, second) = agent_round_trip(&w, store.to_str().expect("UTF-8 path"), &store, &[]);
     let changed = 2 * 500_000u64;
     assert!(first > changed, "v1 added {first}");
@@ -504,46 +494,13 @@ fn agent_pushes_changed_chunks_only_and_pulls_byte_identical_files_on_a_director
         ],
     );
     assert_eq!(common::walk(&store.join("objects")).len(), objects, "{out}");
-    let again = w.path("after-gc");
-    let r = w.git_ran(
-        &w.root,
-        &[
-            "clone",
-            "-q",
-            w.path("agent.git").to_str().expect("UTF-8 path"),
-            again.to_str().expect("UTF-8 path"),
-        ],
-        &[("GIT_LFS_SKIP_SMUDGE", "1")],
-    );
-    assert!(r.ok);
-    w.ns(
-        &again,
-        &[
-            "lfs",
-            "install",
-            "--remote",
-            store.to_str().expect("UTF-8 path"),
-        ],
-    );
+    let again = w.pointer_clone(&w.path("agent.git"), "after-gc");
+    w.install(&again, &store);
     w.git(&again, &["lfs", "pull"]);
-    assert_eq!(
-        std::fs::read(again.join("model.safetensors")).expect("reads the file"),
-        two_versions().1
-    );
+    assert_eq!(read(again.join("model.safetensors")), two_versions().1);
 
     // Uninstalled, a pointer-only clone gets git-lfs's own error, and the pointer stays.
-    let clone = w.path("plain-clone");
-    let r = w.git_ran(
-        &w.root,
-        &[
-            "clone",
-            "-q",
-            w.path("agent.git").to_str().expect("UTF-8 path"),
-            clone.to_str().expect("UTF-8 path"),
-        ],
-        &[("GIT_LFS_SKIP_SMUDGE", "1")],
-    );
-    assert!(r.ok);
+    let clone = w.pointer_clone(&w.path("agent.git"), "plain-clone");
     let r = w.git_ran(&clone, &["lfs", "pull"], &[]);
     assert!(!r.ok, "git lfs pull found the objects without the agent");
     assert!(std::fs::read(clone.join("model.safetensors"))
@@ -559,25 +516,13 @@ fn agent_works_with_nshard_serve() {
     let Some(w) = World::new("agent_works_with_nshard_serve") else {
         return;
     };
-    let store = w.path("served");
-    std::fs::create_dir_all(&store).expect("creates the directory");
+    let store = w.new_dir("served");
     let served = Served::start(&store, &["--insecure-allow-anonymous-write"], &[]);
     let (first, second) = agent_round_trip(&w, &served.url, &store, &["--write-lfsconfig"]);
     assert!(second < first / 2, "v2 added {second}, v1 {first}");
 
     // `.lfsconfig` sends a clone without the agent to the server, which says what to run.
-    let clone = w.path("plain-clone");
-    let r = w.git_ran(
-        &w.root,
-        &[
-            "clone",
-            "-q",
-            w.path("agent.git").to_str().expect("UTF-8 path"),
-            clone.to_str().expect("UTF-8 path"),
-        ],
-        &[("GIT_LFS_SKIP_SMUDGE", "1")],
-    );
-    assert!(r.ok, "{}", r.stderr);
+    let clone = w.pointer_clone(&w.path("agent.git"), "plain-clone");
     let r = w.git_ran(&clone, &["lfs", "pull"], &[]);
     assert!(!r.ok, "git lfs pull found the objects without the agent");
     let hint = format!("nshard lfs install --remote {}", served.url);
@@ -604,18 +549,9 @@ fn a_corrupt_chunk_fails_that_object_with_a_clear_error_and_keeps_the_pointer() 
     let Some(w) = World::new("a_corrupt_chunk_fails_that_object") else {
         return;
     };
-    let store = w.path("store");
-    std::fs::create_dir_all(&store).expect("creates the directory");
+    let store = w.new_dir("store");
     let (bare, work) = w.lfs_clone("repo");
-    w.ns(
-        &work,
-        &[
-            "lfs",
-            "install",
-            "--remote",
-            store.to_str().expect("UTF-8 path"),
-        ],
-    );
+    w.install(&work, &store);
     let (v1, _) = two_versions();
     std::fs::write(work.join("model.safetensors"), &v1).expect("writes the file");
     std::fs::write(work.join("small.bin"), b"a second object, intact").expect("writes the file");
@@ -628,42 +564,20 @@ fn a_corrupt_chunk_fails_that_object_with_a_clear_error_and_keeps_the_pointer() 
         .max_by_key(|(_, n)| *n)
         .expect("the remote has objects");
     let p = store.join("objects").join(&largest);
-    let mut b = std::fs::read(&p).expect("reads the file");
+    let mut b = read(&p);
     let n = b.len();
     b[n / 2] ^= 0x55;
     std::fs::write(&p, &b).expect("writes the file");
 
-    let clone = w.path("clone");
-    let r = w.git_ran(
-        &w.root,
-        &[
-            "clone",
-            "-q",
-            bare.to_str().expect("UTF-8 path"),
-            clone.to_str().expect("UTF-8 path"),
-        ],
-        &[("GIT_LFS_SKIP_SMUDGE", "1")],
-    );
-    assert!(r.ok);
-    w.ns(
-        &clone,
-        &[
-            "lfs",
-            "install",
-            "--remote",
-            store.to_str().expect("UTF-8 path"),
-        ],
-    );
+    let clone = w.pointer_clone(&bare, "clone");
+    w.install(&clone, &store);
     let r = w.git_ran(&clone, &["lfs", "pull"], &[]);
     assert!(!r.ok, "git lfs pull succeeded over a corrupt chunk");
     assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
     assert!(std::fs::read(clone.join("model.safetensors"))
         .expect("reads the file")
         .starts_with(b"version https://git-lfs"));
-    assert_eq!(
-        std::fs::read(clone.join("small.bin")).expect("reads the file"),
-        b"a second object, intact"
-    );
+    assert_eq!(read(clone.join("small.bin")), b"a second object, intact");
     // What the error's hint says: a clone that has the file restores it.
     assert!(
         r.stderr.contains("git lfs push --all origin"),
@@ -672,10 +586,7 @@ fn a_corrupt_chunk_fails_that_object_with_a_clear_error_and_keeps_the_pointer() 
     );
     w.git(&work, &["lfs", "push", "--all", "origin"]);
     w.git(&clone, &["lfs", "pull"]);
-    assert_eq!(
-        std::fs::read(clone.join("model.safetensors")).expect("reads the file"),
-        v1
-    );
+    assert_eq!(read(clone.join("model.safetensors")), v1);
 }
 
 #[test]
@@ -683,18 +594,9 @@ fn a_planted_record_neither_blocks_the_right_one_nor_serves_a_wrong_file() {
     let Some(w) = World::new("a_planted_record") else {
         return;
     };
-    let store = w.path("store");
-    std::fs::create_dir_all(&store).expect("creates the directory");
+    let store = w.new_dir("store");
     let (bare, work) = w.lfs_clone("repo");
-    w.ns(
-        &work,
-        &[
-            "lfs",
-            "install",
-            "--remote",
-            store.to_str().expect("UTF-8 path"),
-        ],
-    );
+    w.install(&work, &store);
     let (v1, v2) = two_versions();
     // v2 pushed first: its manifest is what the planted record will name.
     std::fs::write(work.join("model.safetensors"), &v2).expect("writes the file");
@@ -732,32 +634,10 @@ fn a_planted_record_neither_blocks_the_right_one_nor_serves_a_wrong_file() {
         "the right record was not added"
     );
 
-    let clone = w.path("clone");
-    let r = w.git_ran(
-        &w.root,
-        &[
-            "clone",
-            "-q",
-            bare.to_str().expect("UTF-8 path"),
-            clone.to_str().expect("UTF-8 path"),
-        ],
-        &[("GIT_LFS_SKIP_SMUDGE", "1")],
-    );
-    assert!(r.ok);
-    w.ns(
-        &clone,
-        &[
-            "lfs",
-            "install",
-            "--remote",
-            store.to_str().expect("UTF-8 path"),
-        ],
-    );
+    let clone = w.pointer_clone(&bare, "clone");
+    w.install(&clone, &store);
     w.git(&clone, &["lfs", "pull"]);
-    assert_eq!(
-        std::fs::read(clone.join("model.safetensors")).expect("reads the file"),
-        v1
-    );
+    assert_eq!(read(clone.join("model.safetensors")), v1);
 }
 
 #[test]
@@ -765,8 +645,7 @@ fn the_agent_answers_protocol_errors_per_object_and_never_hangs() {
     let Some(w) = World::new("the_agent_answers_protocol_errors_per_object") else {
         return;
     };
-    let store = w.path("store");
-    std::fs::create_dir_all(&store).expect("creates the directory");
+    let store = w.new_dir("store");
     let (_bare, work) = w.lfs_clone("repo");
     w.ns(&work, &["init"]);
     let oid = "0".repeat(64);
