@@ -89,7 +89,21 @@ fn lfs_problem(msg: String) -> Error {
     Error::Git(GitError::Command(msg))
 }
 
-/// A version to import and where its bytes are.
+/// One file to import.
+struct Import {
+    path: RepoPath,
+    /// The path relative to the top of the git work tree.
+    git_path: String,
+    /// Its versions, oldest first (the last is the index's).
+    planned: Vec<Planned>,
+    not_pointers: usize,
+    /// The index's pointer.
+    index: LfsPointer,
+    /// Whether the work-tree file holds the index's version (else it is checked out).
+    worktree_holds: bool,
+}
+
+/// A version to import.
 struct Planned {
     pointer: LfsPointer,
     commit: Option<String>,
@@ -144,7 +158,7 @@ impl Repo {
             return Err(lfs_problem(what));
         }
         // Everything is checked before anything is written.
-        let mut files: Vec<(RepoPath, String, Vec<Planned>, usize)> = Vec::new();
+        let mut files: Vec<Import> = Vec::new();
         for f in &found {
             let Some(rel) = f.path.strip_prefix(tree.prefix.as_str()) else {
                 continue;
@@ -157,7 +171,7 @@ impl Repo {
                 )));
             }
             let abs = path.to_path(self.root());
-            check_worktree(&abs, &f.pointer, &path)?;
+            let holds = worktree_holds(&abs, &f.pointer, &path)?;
             let (mut planned, other) = if opts.history {
                 let (hist, other) = lfs::lfs_history(&top, &f.path)?;
                 let planned: Vec<Planned> = hist
@@ -181,21 +195,25 @@ impl Repo {
                     timestamp: Manifest::now_timestamp(),
                 });
             }
-            files.push((path, f.path.clone(), planned, other));
+            files.push(Import {
+                path,
+                git_path: f.path.clone(),
+                planned,
+                not_pointers: other,
+                index: f.pointer,
+                worktree_holds: holds,
+            });
         }
-        files.sort_by(|a, b| a.0.cmp(&b.0));
+        files.sort_by(|a, b| a.path.cmp(&b.path));
 
         // The manifests are written once every version of every file is stored: an import that
         // fails half-way leaves only objects nothing names (gc removes them), and can be rerun.
         let lock = self.lock(true)?;
         let mut manifests_bytes = Vec::new();
-        for (path, git_path, planned, other) in &files {
-            let (imported, bytes) = self.import_one(&top, path, git_path, planned, opts)?;
-            report.files.push(LfsImportedFile {
-                not_pointers: *other,
-                ..imported
-            });
-            manifests_bytes.push((path.manifest_path(), bytes));
+        for f in &files {
+            let (imported, bytes) = self.import_one(&top, f, opts)?;
+            report.files.push(imported);
+            manifests_bytes.push((f.path.manifest_path(), bytes));
         }
         for (mpath, bytes) in &manifests_bytes {
             fsutil::write_atomic_in(self.root(), mpath, bytes)?;
@@ -203,32 +221,27 @@ impl Repo {
         drop(lock);
 
         // Track the files, then check out those the work tree held only as pointers.
-        let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+        let names: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         self.track(self.root().to_path_buf().as_path(), &names)?;
-        for (path, _, _, _) in &files {
-            let abs = path.to_path(self.root());
-            let md = std::fs::symlink_metadata(&abs).ok();
-            let newest = files_newest(&report, path);
-            if md.map(|m| m.len()) != Some(newest.size) || hash(&abs)? != newest.oid {
-                let checked = self.checkout(
-                    &[Target::File(path.clone())],
-                    &CheckoutOptions {
-                        version: None,
-                        force: true,
-                        progress: opts.progress,
-                    },
-                )?;
-                for c in checked {
-                    c.result?;
-                }
+        for f in files.iter().filter(|f| !f.worktree_holds) {
+            let checked = self.checkout(
+                &[Target::File(f.path.clone())],
+                &CheckoutOptions {
+                    version: None,
+                    force: true,
+                    progress: opts.progress,
+                },
+            )?;
+            for c in checked {
+                c.result?;
             }
         }
 
         // Git: LFS stops routing them, the index takes the manifests.
-        let git_paths: Vec<String> = files.iter().map(|f| f.1.clone()).collect();
+        let git_paths: Vec<String> = files.iter().map(|f| f.git_path.clone()).collect();
         let manifests: Vec<String> = files
             .iter()
-            .map(|f| format!("{}{}", tree.prefix, f.0.manifest_path()))
+            .map(|f| format!("{}{}", tree.prefix, f.path.manifest_path()))
             .collect();
         let AttrChange {
             files: attr_files,
@@ -253,31 +266,30 @@ impl Repo {
         Ok(report)
     }
 
-    /// Imports `planned` as the versions of `path`, oldest first; returns what was imported.
+    /// Imports the planned versions of one file, oldest first; returns what was imported and
+    /// the newest version's manifest.
     fn import_one(
         &self,
         top: &Path,
-        path: &RepoPath,
-        git_path: &str,
-        planned: &[Planned],
+        f: &Import,
         opts: &LfsImportOptions<'_>,
     ) -> Result<(LfsImportedFile, Vec<u8>)> {
+        let (path, git_path) = (&f.path, f.git_path.as_str());
         let abs = path.to_path(self.root());
         let mut out = LfsImportedFile {
             path: path.clone(),
             versions: Vec::new(),
             fetched: 0,
-            not_pointers: 0,
+            not_pointers: f.not_pointers,
         };
         let mut parent: Option<(Manifest, ObjectId)> = None;
         let mut final_bytes = Vec::new();
-        for p in planned {
+        for p in &f.planned {
             let oid = p.pointer.oid;
             let object = lfs::lfs_object_path(top, &oid)?;
-            // The work tree's copy serves for the index's version when git-lfs has none.
-            let worktree_has_it = p.commit.is_none()
-                && std::fs::metadata(&abs).is_ok_and(|m| m.len() == p.pointer.size)
-                && hash(&abs)? == oid;
+            // The work tree's copy (verified when the import was planned) serves for the index's
+            // version when git-lfs has none.
+            let worktree_has_it = f.worktree_holds && p.pointer == f.index;
             let mut fetched = false;
             let source = if object.is_file() {
                 object.clone()
@@ -294,9 +306,9 @@ impl Repo {
             } else {
                 return Err(not_local(git_path, &oid, p.commit.as_deref()));
             };
-            // Verified before anything of it is written.
+            // Verified before anything of it is written (the work tree's copy was, when planned).
             let md = std::fs::metadata(&source).map_err(Error::io("reading", &source))?;
-            let actual = hash(&source)?;
+            let actual = if source == abs { oid } else { hash(&source)? };
             if actual != oid || md.len() != p.pointer.size {
                 return Err(Error::Repo(RepoError::FileHashMismatch {
                     path: source.clone(),
@@ -359,15 +371,6 @@ fn hash(p: &Path) -> Result<ObjectId> {
     fsutil::hash_file(p).map_err(Error::io("reading", p))
 }
 
-fn files_newest<'r>(report: &'r LfsImportReport, path: &RepoPath) -> &'r LfsImportedVersion {
-    report
-        .files
-        .iter()
-        .find(|f| &f.path == path)
-        .and_then(|f| f.versions.last())
-        .expect("every imported file has a version")
-}
-
 fn not_local(git_path: &str, oid: &ObjectId, commit: Option<&str>) -> Error {
     let rev = commit.unwrap_or("HEAD");
     lfs_problem(format!(
@@ -379,11 +382,12 @@ fn not_local(git_path: &str, oid: &ObjectId, commit: Option<&str>) -> Error {
     ))
 }
 
-/// The work-tree file must be the index's version: its pointer (not checked out by git-lfs) or
-/// the content the pointer names. Anything else holds changes git has not seen.
-fn check_worktree(abs: &Path, pointer: &LfsPointer, path: &RepoPath) -> Result<()> {
+/// Whether the work-tree file holds the content the index's pointer names (`false`: it holds the
+/// pointer itself, not checked out by git-lfs, or is missing). Anything else holds changes git
+/// has not seen, and is refused.
+fn worktree_holds(abs: &Path, pointer: &LfsPointer, path: &RepoPath) -> Result<bool> {
     let Ok(md) = std::fs::symlink_metadata(abs) else {
-        return Ok(());
+        return Ok(false);
     };
     if !md.is_file() {
         return Err(lfs_problem(format!(
@@ -393,11 +397,11 @@ fn check_worktree(abs: &Path, pointer: &LfsPointer, path: &RepoPath) -> Result<(
     if md.len() <= lfs::MAX_POINTER_BYTES {
         let b = std::fs::read(abs).map_err(Error::io("reading", abs))?;
         if LfsPointer::parse(&b) == Some(*pointer) {
-            return Ok(());
+            return Ok(false);
         }
     }
     if md.len() == pointer.size && hash(abs)? == pointer.oid {
-        return Ok(());
+        return Ok(true);
     }
     Err(lfs_problem(format!(
         "{path} has changes git has not seen (it is neither its LFS pointer nor the file it \
