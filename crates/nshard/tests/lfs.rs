@@ -433,7 +433,13 @@ fn import_refuses_an_object_that_does_not_match_its_pointer() {
 
 /// Pushes two versions with the agent to `remote`; a fresh pointer-only clone with the agent
 /// gets the file by `git lfs pull`. Returns the remote's growth for each version.
-fn agent_round_trip(w: &World, remote: &str, remote_dir: &Path, extra: &[&str]) -> (u64, u64) {
+fn agent_round_trip(
+    w: &World,
+    remote: &str,
+    remote_dir: Option<&Path>,
+    extra: &[&str],
+) -> (u64, u64) {
+    let dir_bytes = |d: Option<&Path>| d.map_or(0, dir_bytes);
     let (bare, work) = w.lfs_clone("agent");
     let mut install = vec!["lfs", "install", "--remote", remote];
     install.extend_from_slice(extra);
@@ -471,7 +477,8 @@ fn agent_pushes_changed_chunks_only_and_pulls_byte_identical_files_on_a_director
         return;
     };
     let store = w.new_dir("store");
-    let (first, second) = agent_round_trip(&w, store.to_str().expect("UTF-8 path"), &store, &[]);
+    let (first, second) =
+        agent_round_trip(&w, store.to_str().expect("UTF-8 path"), Some(&store), &[]);
     let changed = 2 * 500_000u64;
     assert!(first > changed, "v1 added {first}");
     assert!(
@@ -518,7 +525,7 @@ fn agent_works_with_nshard_serve() {
     };
     let store = w.new_dir("served");
     let served = Served::start(&store, &["--insecure-allow-anonymous-write"], &[]);
-    let (first, second) = agent_round_trip(&w, &served.url, &store, &["--write-lfsconfig"]);
+    let (first, second) = agent_round_trip(&w, &served.url, Some(&store), &["--write-lfsconfig"]);
     assert!(second < first / 2, "v2 added {second}, v1 {first}");
 
     // `.lfsconfig` sends a clone without the agent to the server, which says what to run.
@@ -542,6 +549,17 @@ fn agent_works_with_nshard_serve() {
         ],
     );
     assert!(err.contains("nshard serve"), "{err}");
+}
+
+#[test]
+fn agent_works_with_s3() {
+    let Some(w) = World::new("agent_works_with_s3") else {
+        return;
+    };
+    let Some(s3) = common::s3::S3Env::get() else {
+        return;
+    };
+    agent_round_trip(&w, &s3.fresh_url("lfs-agent"), None, &[]);
 }
 
 #[test]
