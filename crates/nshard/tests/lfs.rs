@@ -343,6 +343,63 @@ fn import_with_history_keeps_the_file_and_every_version() {
 }
 
 #[test]
+fn import_narrows_attributes_to_the_imported_files_only() {
+    let Some(w) = World::new("import_narrows_attributes_to_the_imported_files_only") else {
+        return;
+    };
+    let (_bare, work) = w.lfs_clone("repo");
+    // A `git lfs track` line naming one file (with a space and glob characters), and a deeper
+    // .gitattributes whose pattern wins over the top one's.
+    w.git(&work, &["lfs", "track", "--filename", "my w[1].ckpt"]);
+    std::fs::create_dir_all(work.join("models")).expect("creates the directory");
+    std::fs::write(
+        work.join("models/.gitattributes"),
+        "*.pt filter=lfs diff=lfs merge=lfs -text\n",
+    )
+    .expect("writes the file");
+    for (name, data) in [
+        ("my w[1].ckpt", &b"one"[..]),
+        ("models/a.pt", b"two"),
+        ("models/b.pt", b"three"),
+    ] {
+        std::fs::write(work.join(name), data).expect("writes the file");
+    }
+    w.git(&work, &["add", "-A"]);
+    w.git(&work, &["commit", "-qm", "lfs files"]);
+    assert_eq!(
+        w.lfs_files(&work).lines().count(),
+        3,
+        "{}",
+        w.lfs_files(&work)
+    );
+    w.ns(&work, &["init"]);
+    w.ns(&work, &["lfs", "import", "my w[1].ckpt", "models/a.pt"]);
+    let attr = |p: &str| w.git(&work, &["check-attr", "filter", "--", p]);
+    assert!(
+        attr("my w[1].ckpt").ends_with(": unspecified\n"),
+        "{}",
+        attr("my w[1].ckpt")
+    );
+    assert!(
+        attr("models/a.pt").ends_with(": unspecified\n"),
+        "{}",
+        attr("models/a.pt")
+    );
+    assert!(attr("models/a.pt.shard.json").ends_with(": unspecified\n"));
+    assert!(
+        attr("models/b.pt").ends_with(": lfs\n"),
+        "{}",
+        attr("models/b.pt")
+    );
+    let top = String::from_utf8(read(work.join(".gitattributes"))).expect("UTF-8");
+    assert!(!top.contains("ckpt"), "the track line stayed: {top}");
+    w.git(&work, &["commit", "-qm", "import"]);
+    let lfs = w.lfs_files(&work);
+    assert_eq!(lfs.trim(), "models/b.pt", "{lfs}");
+    assert_eq!(read(work.join("my w[1].ckpt")), b"one");
+}
+
+#[test]
 fn import_fetches_objects_that_are_not_local_and_drops_them_again() {
     let Some(w) = World::new("import_fetches_objects_that_are_not_local_and_drops_them_again")
     else {

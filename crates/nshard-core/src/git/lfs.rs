@@ -196,8 +196,12 @@ fn read_pointers(top: &Path, names: &[String]) -> Result<Vec<Option<LfsPointer>>
 /// stored with LFS (`filter=lfs` and a pointer blob), and those with `filter=lfs` whose blob is
 /// the file itself (added while git-lfs was not installed).
 pub fn lfs_files(top: &Path, pathspecs: &[String]) -> Result<(Vec<LfsFile>, Vec<String>)> {
+    let literal: Vec<String> = pathspecs
+        .iter()
+        .map(|p| format!(":(top,literal){p}"))
+        .collect();
     let mut args = vec!["ls-files", "-s", "-z", "--"];
-    args.extend(pathspecs.iter().map(String::as_str));
+    args.extend(literal.iter().map(String::as_str));
     let out = git(top, &args)?;
     let mut entries: Vec<(String, String)> = Vec::new();
     for rec in out.split(|&b| b == 0).filter(|r| !r.is_empty()) {
@@ -245,7 +249,7 @@ pub fn lfs_history(top: &Path, path: &str) -> Result<(Vec<LfsHistoryVersion>, us
             "--format=%H%x00%aI%x00%B%x1e",
             "HEAD",
             "--",
-            path,
+            &format!(":(top,literal){path}"),
         ],
     )?;
     let mut commits: Vec<(String, String, String)> = Vec::new();
@@ -435,34 +439,55 @@ pub fn stop_lfs_for(top: &Path, paths: &[String], also: &[String]) -> Result<Att
         }
     }
     let all: Vec<String> = paths.iter().chain(also).cloned().collect();
+    // Exceptions go to the top `.gitattributes`; where a deeper one still wins, to the one in
+    // the file's own directory (which every other attributes file in the tree gives way to).
     let still = still_lfs(top, &all)?;
-    if !still.is_empty() {
-        let root = top.join(".gitattributes");
-        let mut content = std::fs::read_to_string(&root).unwrap_or_default();
-        if !content.is_empty() && !content.ends_with('\n') {
-            content.push('\n');
-        }
-        for p in &still {
-            let line = format!("{} !filter !diff !merge !text", attr_pattern(p));
-            content.push_str(&line);
-            content.push('\n');
-            change.added.push(format!(".gitattributes: {line}"));
-        }
-        fsutil::write_atomic(&root, content.as_bytes())?;
-        if !change.files.iter().any(|f| f == ".gitattributes") {
-            change.files.push(".gitattributes".into());
-        }
-    }
-    // A deeper attributes file (or `.git/info/attributes`) may still win over the top one.
+    except(top, &still, false, &mut change)?;
+    let still = still_lfs(top, &all)?;
+    except(top, &still, true, &mut change)?;
     let left = still_lfs(top, &all)?;
     if !left.is_empty() {
         return Err(git_error(
-            "git still routes these through LFS after the top .gitattributes excepted them \
-             (a deeper .gitattributes or .git/info/attributes sets filter=lfs; remove that line)",
+            "git still routes these through LFS after .gitattributes excepted them \
+             (.git/info/attributes sets filter=lfs for them; remove that line)",
             left.join(", "),
         ));
     }
     Ok(change)
+}
+
+/// Appends a line excepting each of `paths` from LFS to the top `.gitattributes`, or (`own_dir`)
+/// to the one in each path's directory.
+fn except(top: &Path, paths: &[String], own_dir: bool, change: &mut AttrChange) -> Result<()> {
+    let mut by_file: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for p in paths {
+        let (dir, name) = match p.rsplit_once('/') {
+            Some((d, n)) if own_dir => (format!("{d}/"), n.to_string()),
+            _ => (String::new(), p.clone()),
+        };
+        by_file
+            .entry(format!("{dir}.gitattributes"))
+            .or_default()
+            .push(name);
+    }
+    for (af, names) in by_file {
+        let abs = top.join(&af);
+        let mut content = std::fs::read_to_string(&abs).unwrap_or_default();
+        if !content.is_empty() && !content.ends_with('\n') {
+            content.push('\n');
+        }
+        for n in names {
+            let line = format!("{} !filter !diff !merge !text", attr_pattern(&n));
+            content.push_str(&line);
+            content.push('\n');
+            change.added.push(format!("{af}: {line}"));
+        }
+        fsutil::write_atomic(&abs, content.as_bytes())?;
+        if !change.files.contains(&af) {
+            change.files.push(af);
+        }
+    }
+    Ok(())
 }
 
 fn still_lfs(top: &Path, paths: &[String]) -> Result<Vec<String>> {

@@ -539,6 +539,8 @@ fn download(ag: &Agent, req: &Request, progress: &AgentProgress<'_>) -> Result<P
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     ));
+    // gc (which takes the lock exclusively) never removes the file while it is written.
+    let _lock = ag.repo.lock(false)?;
     ag.rt.block_on(lfs_download(
         &ag.repo,
         &ag.store,
