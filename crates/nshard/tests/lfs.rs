@@ -570,7 +570,11 @@ fn agent_pushes_changed_chunks_only_and_pulls_byte_identical_files_on_a_director
     assert!(std::fs::read(clone.join("model.safetensors"))
         .expect("reads the file")
         .starts_with(b"version https://git-lfs"));
+    let doctor = w.ns_ran(&w.path("agent-clone"), &["doctor"]).stdout;
+    assert!(doctor.contains("ok   git-lfs agent: "), "{doctor}");
     w.ns(&w.path("agent-clone"), &["lfs", "uninstall"]);
+    let doctor = w.ns_ran(&w.path("agent-clone"), &["doctor"]).stdout;
+    assert!(doctor.contains("git-lfs agent: not installed"), "{doctor}");
     let cfg = w.git(&w.path("agent-clone"), &["config", "--local", "-l"]);
     assert!(!cfg.contains("customtransfer"), "{cfg}");
 }

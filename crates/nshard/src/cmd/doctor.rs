@@ -176,6 +176,21 @@ fn repo_checks(ctx: &Ctx, repo: &Repo, checks: &mut Vec<Check>) {
     } else {
         push("git hooks", true, "not a git repository".into());
     }
+    // git-lfs's transfer agent, where `nshard lfs install` set it.
+    if let Some(tree) = GitTree::find(repo.root()) {
+        match nshard_core::git::lfs::agent_config(&tree.top) {
+            Ok(Some((path, args))) if std::path::Path::new(&path).is_file() => {
+                push("git-lfs agent", true, format!("{path} {args}"))
+            }
+            Ok(Some((path, _))) => push(
+                "git-lfs agent",
+                false,
+                format!("{path} does not exist (moved?): run `nshard lfs install` again"),
+            ),
+            Ok(None) => push("git-lfs agent", true, "not installed".into()),
+            Err(e) => push("git-lfs agent", false, e.to_string()),
+        }
+    }
     // The local store.
     match repo.store().list() {
         Ok(ids) => {
