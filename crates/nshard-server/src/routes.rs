@@ -261,18 +261,7 @@ pub async fn get_object(
         Err(e) => return Err(AppError::internal(&format!("reading object {id}"), &e)),
     };
     Metrics::add(&state.metrics.bytes_out, enc.len() as u64);
-    Ok((
-        StatusCode::OK,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            ),
-            (header::CONTENT_LENGTH, HeaderValue::from(enc.len())),
-        ],
-        body_holding(enc, permit),
-    )
-        .into_response())
+    Ok(octet_stream(enc, permit))
 }
 
 /// Counts one request in a gauge for as long as it lives (also when the request is dropped while
@@ -294,6 +283,23 @@ impl Drop for Waiting<'_> {
 
 /// Bytes per frame of a download's body.
 const SEND_FRAME: usize = 64 << 10;
+
+/// A 200 answer carrying `data` as `application/octet-stream` ([`body_holding`]: the download
+/// slot `permit` is held until the last frame is taken).
+fn octet_stream(data: Vec<u8>, permit: tokio::sync::OwnedSemaphorePermit) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(data.len())),
+        ],
+        body_holding(data, permit),
+    )
+        .into_response()
+}
 
 /// A body of `data` sent in frames of [`SEND_FRAME`] bytes, each a copy: the connection's write
 /// buffer then holds a few small frames, never the whole object, and `data` and `permit` are
@@ -568,18 +574,7 @@ pub async fn get_record(
         }
         Err(e) => return Err(store_error(&format!("reading record {name}"), &e)),
     };
-    Ok((
-        StatusCode::OK,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            ),
-            (header::CONTENT_LENGTH, HeaderValue::from(bytes.len())),
-        ],
-        body_holding(bytes, permit),
-    )
-        .into_response())
+    Ok(octet_stream(bytes, permit))
 }
 
 /// `PUT /v1/records/SPACE/KEY/STAMP`: stores the body (at most [`MAX_RECORD_BYTES`]) as a
