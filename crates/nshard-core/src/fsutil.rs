@@ -931,19 +931,22 @@ impl Drop for AtomicAt {
 }
 
 /// Streams a regular file (never through a symlink or into a FIFO, see [`open_regular`]) through
-/// SHA-256.
-pub fn hash_file(path: &Path) -> io::Result<crate::id::ObjectId> {
+/// SHA-256; an error names the file.
+pub fn hash_file(path: &Path) -> Result<crate::id::ObjectId> {
     use std::io::Read;
-    let mut f = open_regular(path)?;
-    let mut h = crate::id::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(h.finish());
+    let read = || -> io::Result<crate::id::ObjectId> {
+        let mut f = open_regular(path)?;
+        let mut h = crate::id::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(h.finish());
+            }
+            h.update(&buf[..n]);
         }
-        h.update(&buf[..n]);
-    }
+    };
+    read().map_err(Error::io("reading", path))
 }
 
 #[cfg(test)]

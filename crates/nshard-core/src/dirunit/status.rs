@@ -80,7 +80,7 @@ pub struct DirStatus {
 
 /// SHA-256 of a found file's content.
 pub(super) fn hash_found(f: &Found) -> Result<ObjectId> {
-    fsutil::hash_file(&f.abs).map_err(Error::io("reading", &f.abs))
+    fsutil::hash_file(&f.abs)
 }
 
 impl Repo {

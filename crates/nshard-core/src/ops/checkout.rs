@@ -151,7 +151,7 @@ impl Repo {
                 Some(e) => (e.sha256, e.observed_ns),
                 None => {
                     let observed = now_ns();
-                    let sha = hash_file(&dest).map_err(Error::io("reading", &dest))?;
+                    let sha = hash_file(&dest)?;
                     (sha, observed)
                 }
             };

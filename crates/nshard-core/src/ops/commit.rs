@@ -145,17 +145,7 @@ impl Repo {
             outdated(&entry.sha256, cache)?;
         }
         let observed = now_ns();
-        let stored = ingest::ingest_file(
-            &abs,
-            &ingest::Options {
-                params: Params::ByKind(self.config().chunking),
-                store: Some(self.store()),
-                progress,
-                label: path.as_str(),
-                trust_ctime: self.trust_ctime(),
-                sync_dirs: true,
-            },
-        )?;
+        let stored = self.ingest_into_store(&abs, path.as_str(), progress)?;
         let md1 = &stored.metadata;
         outdated(&stored.sha256, cache)?;
         if let Some(p) = &parent {
@@ -207,6 +197,27 @@ impl Repo {
             delta_bytes_before: deltas.bytes_before,
             delta_bytes_after: deltas.bytes_after,
         })
+    }
+
+    /// Reads `abs` through the ingest pipeline with the repository's chunking, storing the chunks
+    /// the local store lacks (progress under `label`).
+    pub(crate) fn ingest_into_store(
+        &self,
+        abs: &std::path::Path,
+        label: &str,
+        progress: &dyn Progress,
+    ) -> Result<ingest::Ingested> {
+        ingest::ingest_file(
+            abs,
+            &ingest::Options {
+                params: Params::ByKind(self.config().chunking),
+                store: Some(self.store()),
+                progress,
+                label,
+                trust_ctime: self.trust_ctime(),
+                sync_dirs: true,
+            },
+        )
     }
 
     /// Builds the manifest of a version of `path` from what ingest read, and stores its manifest

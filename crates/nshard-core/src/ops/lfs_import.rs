@@ -15,12 +15,10 @@ use std::path::Path;
 use super::target::Target;
 use super::CheckoutOptions;
 use crate::error::{Error, GitError, RepoError, Result};
-use crate::formats::plan::Params;
 use crate::fsutil;
 use crate::git::lfs::{self, AttrChange, LfsPointer};
 use crate::git::GitTree;
 use crate::id::ObjectId;
-use crate::ingest;
 use crate::manifest::{Manifest, VersionInfo};
 use crate::path::RepoPath;
 use crate::progress::Progress;
@@ -308,7 +306,11 @@ impl Repo {
             };
             // Verified before anything of it is written (the work tree's copy was, when planned).
             let md = std::fs::metadata(&source).map_err(Error::io("reading", &source))?;
-            let actual = if source == abs { oid } else { hash(&source)? };
+            let actual = if source == abs {
+                oid
+            } else {
+                fsutil::hash_file(&source)?
+            };
             if actual != oid || md.len() != p.pointer.size {
                 return Err(Error::Repo(RepoError::FileHashMismatch {
                     path: source.clone(),
@@ -316,17 +318,7 @@ impl Repo {
                     actual,
                 }));
             }
-            let stored = ingest::ingest_file(
-                &source,
-                &ingest::Options {
-                    params: Params::ByKind(self.config().chunking),
-                    store: Some(self.store()),
-                    progress: opts.progress,
-                    label: path.as_str(),
-                    trust_ctime: self.trust_ctime(),
-                    sync_dirs: true,
-                },
-            )?;
+            let stored = self.ingest_into_store(&source, path.as_str(), opts.progress)?;
             if stored.sha256 != oid {
                 return Err(Error::Repo(RepoError::FileHashMismatch {
                     path: source.clone(),
@@ -367,10 +359,6 @@ impl Repo {
     }
 }
 
-fn hash(p: &Path) -> Result<ObjectId> {
-    fsutil::hash_file(p).map_err(Error::io("reading", p))
-}
-
 fn not_local(git_path: &str, oid: &ObjectId, commit: Option<&str>) -> Error {
     let rev = commit.unwrap_or("HEAD");
     lfs_problem(format!(
@@ -400,7 +388,7 @@ fn worktree_holds(abs: &Path, pointer: &LfsPointer, path: &RepoPath) -> Result<b
             return Ok(false);
         }
     }
-    if md.len() == pointer.size && hash(abs)? == pointer.oid {
+    if md.len() == pointer.size && fsutil::hash_file(abs)? == pointer.oid {
         return Ok(true);
     }
     Err(lfs_problem(format!(

@@ -154,7 +154,7 @@ impl Repo {
         let _lock = self.lock(true)?;
         let abs = fsutil::existing_file_in(self.root(), &p).ok();
         if let (Some(a), false, false) = (&abs, keep_file, force) {
-            let same = fsutil::hash_file(a).map_err(Error::io("reading", a))? == wt.manifest.sha256;
+            let same = fsutil::hash_file(a)? == wt.manifest.sha256;
             if !same {
                 return Err(Error::Repo(RepoError::WouldOverwrite(p.as_str().into())));
             }

@@ -207,7 +207,7 @@ impl Repo {
             None => {
                 let observed = now_ns();
                 hashed_at = Some(observed);
-                let sha = crate::fsutil::hash_file(&abs).map_err(Error::io("reading", &abs))?;
+                let sha = crate::fsutil::hash_file(&abs)?;
                 if sha == wt.manifest.sha256 {
                     cache.set(
                         path.as_str(),

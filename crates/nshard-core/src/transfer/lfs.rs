@@ -21,9 +21,7 @@ use std::sync::Arc;
 use super::engine::{fetch_one, pull_objects, push_groups, remote_missing};
 use super::{TransferOptions, TransferStats};
 use crate::error::{Error, RemoteError, RemoteFailure, Result};
-use crate::formats::plan::Params;
 use crate::id::{Hasher, ObjectId};
-use crate::ingest;
 use crate::manifest::{Manifest, VersionInfo, MAX_MANIFEST_BYTES};
 use crate::path::RepoPath;
 use crate::progress::Progress;
@@ -68,17 +66,7 @@ pub fn lfs_prepare(
     let _lock = repo.lock(false)?;
     let label = format!("lfs/{}", oid.to_hex());
     let path = RepoPath::parse(&label)?;
-    let stored = ingest::ingest_file(
-        file,
-        &ingest::Options {
-            params: Params::ByKind(repo.config().chunking),
-            store: Some(repo.store()),
-            progress,
-            label: &label,
-            trust_ctime: repo.trust_ctime(),
-            sync_dirs: true,
-        },
-    )?;
+    let stored = repo.ingest_into_store(file, &label, progress)?;
     if stored.sha256 != oid || stored.size != size {
         return Err(Error::Repo(crate::error::RepoError::FileHashMismatch {
             path: file.to_path_buf(),
