@@ -59,16 +59,23 @@ impl Ctx {
                 if !tree.has_manifests().unwrap_or(false) {
                     return Err(e.into());
                 }
-                let repo = Repo::init_for_clone(&tree.top)?;
-                repo.exclude_local_store()?;
+                let repo = self.create_local_store(&tree)?;
                 eprintln!(
                     "nshard: no NeuroShard repository here yet; created the local store in {}",
                     repo.shard_dir().display()
                 );
-                Ok(repo.with_user_config(self.user_config.clone())?)
+                Ok(repo)
             }
             r => Ok(r?.with_user_config(self.user_config.clone())?),
         }
+    }
+
+    /// Creates a clone's local store at the top of its git work tree, kept out of git through
+    /// `.git/info/exclude`, and opens the repository there.
+    pub fn create_local_store(&self, tree: &GitTree) -> Result<Repo> {
+        let repo = Repo::init_for_clone(&tree.top)?;
+        repo.exclude_local_store()?;
+        Ok(repo.with_user_config(self.user_config.clone())?)
     }
 
     /// A progress sink: a bar on a terminal, nothing with `-q`, `--json` or when stderr is not a TTY.

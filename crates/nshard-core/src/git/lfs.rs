@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use super::{git, git_command, git_error, read_blobs, text};
+use super::{git, git_command, git_error, git_fed, read_blobs, text};
 use crate::error::Result;
 use crate::fsutil;
 use crate::id::ObjectId;
@@ -97,7 +97,7 @@ pub fn check_attr(top: &Path, attr: &str, paths: &[String]) -> Result<Vec<String
         .iter()
         .flat_map(|p| p.bytes().chain(std::iter::once(0)))
         .collect();
-    let out = run_with_input(top, &["check-attr", "-z", "--stdin", attr], input)?;
+    let out = git_fed(top, &["check-attr", "-z", "--stdin", attr], Some(input))?;
     // `path NUL attr NUL value NUL`, in order.
     let fields: Vec<&[u8]> = out.split(|&b| b == 0).collect();
     let mut values = Vec::with_capacity(paths.len());
@@ -113,32 +113,6 @@ pub fn check_attr(top: &Path, attr: &str, paths: &[String]) -> Result<Vec<String
     Ok(values)
 }
 
-fn run_with_input(top: &Path, args: &[&str], input: Vec<u8>) -> Result<Vec<u8>> {
-    use std::io::Write;
-    let mut child = git_command()
-        .arg("-C")
-        .arg(top)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| git_error("could not run `git` (is it installed?)", e))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child
-        .wait_with_output()
-        .map_err(|e| git_error(&format!("`git {}`", args.join(" ")), e))?;
-    let _ = writer.join();
-    if !out.status.success() {
-        return Err(git_error(
-            &format!("`git {}` failed", args.join(" ")),
-            String::from_utf8_lossy(&out.stderr).trim(),
-        ));
-    }
-    Ok(out.stdout)
-}
-
 /// `(kind, size)` of each object name (`id`, `commit:path`), `None` when git has none.
 fn object_sizes(top: &Path, names: &[String]) -> Result<Vec<Option<(String, u64)>>> {
     if names.is_empty() {
@@ -148,18 +122,16 @@ fn object_sizes(top: &Path, names: &[String]) -> Result<Vec<Option<(String, u64)
         .iter()
         .flat_map(|n| format!("{n}\n").into_bytes())
         .collect();
-    let out = run_with_input(top, &["cat-file", "--batch-check"], input)?;
+    let out = git_fed(top, &["cat-file", "--batch-check"], Some(input))?;
     let text = String::from_utf8_lossy(&out);
     let mut res = Vec::with_capacity(names.len());
     for line in text.lines().take(names.len()) {
         let f: Vec<&str> = line.rsplitn(3, ' ').collect();
         // `<id> <kind> <size>`, or `<name> missing`.
-        match f.as_slice() {
-            [size, kind, _] if size.parse::<u64>().is_ok() => {
-                res.push(Some((kind.to_string(), size.parse().unwrap_or(0))))
-            }
-            _ => res.push(None),
-        }
+        res.push(match f.as_slice() {
+            [size, kind, _] => size.parse::<u64>().ok().map(|n| (kind.to_string(), n)),
+            _ => None,
+        });
     }
     if res.len() != names.len() {
         return Err(git_error(
@@ -173,21 +145,23 @@ fn object_sizes(top: &Path, names: &[String]) -> Result<Vec<Option<(String, u64)
 /// Reads the blobs `names` that are small enough to be pointers and parses them: `None` for
 /// anything that is not a pointer (a large or missing object, a file stored in git itself).
 fn read_pointers(top: &Path, names: &[String]) -> Result<Vec<Option<LfsPointer>>> {
-    let sizes = object_sizes(top, names)?;
-    let small: Vec<&str> = names
+    let small: Vec<bool> = object_sizes(top, names)?
         .iter()
-        .zip(&sizes)
-        .filter(|(_, s)| matches!(s, Some((k, n)) if k == "blob" && *n <= MAX_POINTER_BYTES))
+        .map(|s| matches!(s, Some((k, n)) if k == "blob" && *n <= MAX_POINTER_BYTES))
+        .collect();
+    let wanted: Vec<&str> = names
+        .iter()
+        .zip(&small)
+        .filter(|(_, &s)| s)
         .map(|(n, _)| n.as_str())
         .collect();
-    let mut blobs = read_blobs(top, &small)?.into_iter();
-    Ok(sizes
+    let mut blobs = read_blobs(top, &wanted)?.into_iter();
+    Ok(small
         .iter()
-        .map(|s| match s {
-            Some((k, n)) if k == "blob" && *n <= MAX_POINTER_BYTES => {
-                blobs.next().flatten().and_then(|b| LfsPointer::parse(&b))
-            }
-            _ => None,
+        .map(|&s| {
+            s.then(|| blobs.next().flatten())
+                .flatten()
+                .and_then(|b| LfsPointer::parse(&b))
         })
         .collect())
 }
@@ -520,6 +494,11 @@ pub fn install_agent(top: &Path, program: &str, args: &str) -> Result<()> {
         ],
     )?;
     Ok(())
+}
+
+/// Whether git-lfs's filters are set up (`git lfs install`, usually once per user).
+pub fn filters_installed(top: &Path) -> bool {
+    git(top, &["config", "--get", "filter.lfs.process"]).is_ok()
 }
 
 /// Undoes [`install_agent`]; returns whether anything was set.

@@ -45,13 +45,35 @@ pub(crate) fn git_command() -> Command {
 /// Runs `git -C dir args…` and returns its standard output; a failure is an error naming the
 /// command and what git said.
 pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>> {
-    let out = git_command()
+    git_fed(dir, args, None)
+}
+
+/// [`git`] with `input` on its standard input (written from a thread: git answers while it
+/// reads, and both pipes have limited buffers); no input: standard input is empty.
+pub(crate) fn git_fed(dir: &Path, args: &[&str], input: Option<Vec<u8>>) -> Result<Vec<u8>> {
+    let mut child = git_command()
         .arg("-C")
         .arg(dir)
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| git_error("could not run `git` (is it installed?)", e))?;
+    let writer = input.map(|input| {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        std::thread::spawn(move || stdin.write_all(&input))
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| git_error(&format!("`git {}`", args.join(" ")), e))?;
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
     if !out.status.success() {
         return Err(git_error(
             &format!("`git {}` failed", args.join(" ")),

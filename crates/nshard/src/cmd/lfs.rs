@@ -226,16 +226,10 @@ fn agent_repo(ctx: &Ctx) -> Result<Repo> {
         Err(e) if is_not_a_repo(&e) => {
             let tree =
                 GitTree::find(&ctx.cwd).context("not in a git work tree: git-lfs runs in one")?;
-            let repo = Repo::init_for_clone(&tree.top)?;
-            repo.exclude_local_store()?;
-            Ok(repo.with_user_config(ctx_user_config(ctx))?)
+            ctx.create_local_store(&tree)
         }
         r => r,
     }
-}
-
-fn ctx_user_config(ctx: &Ctx) -> Option<PathBuf> {
-    ctx.user_config.clone()
 }
 
 fn quote_arg(s: &str) -> String {
@@ -286,11 +280,7 @@ fn run_install(ctx: &Ctx, a: InstallArgs) -> Result<ExitCode> {
     if let Some(u) = &lfs_url {
         out!("wrote lfs.url = {u} to .lfsconfig and staged it: commit it, so that a clone without the agent is told to run `nshard lfs install`");
     }
-    let filters = std::process::Command::new("git")
-        .args(["config", "--get", "filter.lfs.process"])
-        .current_dir(&tree.top)
-        .output();
-    if !filters.is_ok_and(|o| o.status.success()) {
+    if !gitlfs::filters_installed(&tree.top) {
         out!("note: git-lfs's filters are not set up for your user: run `git lfs install` once");
     }
     Ok(ExitCode::SUCCESS)
