@@ -307,15 +307,7 @@ fn a_listing_error_deletes_nothing() {
     let before = w.object_ids();
     // A fan-out "directory" that cannot be listed.
     fs::write(w.p("store/objects/zz"), b"not a directory").expect("plant");
-    let err = w
-        .nshard(&a)
-        .args(["remote", "gc", "data", "--grace", "0"])
-        .assert()
-        .failure()
-        .get_output()
-        .stderr
-        .clone();
-    let err = String::from_utf8_lossy(&err);
+    let err = w.fails(&a, &["remote", "gc", "data", "--grace", "0"]);
     assert!(err.contains("listing"), "{err}");
     fs::remove_file(w.p("store/objects/zz")).expect("unplant");
     assert_eq!(w.object_ids(), before, "nothing deleted");
@@ -328,10 +320,7 @@ fn a_listing_error_deletes_nothing() {
         .expect("a space")
         .path();
     fs::write(space.join("ffffffffffffffff"), b"not a directory").expect("plant");
-    w.nshard(&a)
-        .args(["remote", "gc", "data", "--grace", "0"])
-        .assert()
-        .failure();
+    w.fails(&a, &["remote", "gc", "data", "--grace", "0"]);
     assert_eq!(w.object_ids(), before, "nothing deleted");
 }
 
@@ -396,15 +385,7 @@ fn keep_last_then_pull(w: &GcWorld) {
         &b,
         &["checkout", "-q", "HEAD~2", "--", "models/m.bin.shard.json"],
     );
-    let err = w
-        .nshard(&b)
-        .args(["pull", "models/m.bin"])
-        .assert()
-        .failure()
-        .get_output()
-        .stderr
-        .clone();
-    let err = String::from_utf8_lossy(&err);
+    let err = w.fails(&b, &["pull", "models/m.bin"]);
     assert!(err.contains("pruned from the remote"), "{err}");
     assert!(err.contains("retention"), "{err}");
     assert!(!err.contains("corrupt"), "{err}");
