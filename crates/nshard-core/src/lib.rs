@@ -74,6 +74,7 @@ pub use dirunit::{
 };
 pub use id::ObjectId;
 pub use manifest::BlockDiff;
+pub use ops::RepackReport;
 pub use ops::{BlockStats, FloatStats, MostChanged, TensorGlob, TensorStats, VersionChange};
 pub use ops::{
     Checked, CheckoutOptions, CheckoutOutcome, CommitOptions, CommitOutcome, Diff, DiffOptions,

@@ -32,6 +32,9 @@ pub enum CommitOutcome {
         delta_bytes_before: u64,
         /// Their stored size as deltas.
         delta_bytes_after: u64,
+        /// The previous version waits to be re-encoded as deltas of this one (by a background
+        /// `nshard repack`, the default); the three `delta_*` counts are then 0.
+        delta_pending: bool,
     },
     /// A new version of a directory unit was recorded.
     DirCommitted(DirCommit),

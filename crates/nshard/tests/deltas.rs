@@ -64,8 +64,9 @@ fn chunks(manifest: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Commits every version of `files` to `repo` (tracked as `model.safetensors`); returns the
-/// version ids and each commit's JSON.
+/// Commits every version of `files` to `repo` (tracked as `model.safetensors`), then runs
+/// `nshard repack` (which waits for the background re-encoding); returns the version ids and
+/// each commit's JSON.
 fn commit_all(repo: &TestRepo, files: &[Vec<u8>]) -> (Vec<String>, Vec<serde_json::Value>) {
     let (mut versions, mut outs) = (Vec::new(), Vec::new());
     for (k, f) in files.iter().enumerate() {
@@ -77,6 +78,7 @@ fn commit_all(repo: &TestRepo, files: &[Vec<u8>]) -> (Vec<String>, Vec<serde_jso
         versions.push(v[0]["version"].as_str().expect("version").to_string());
         outs.push(v[0].clone());
     }
+    repo.ok(&["repack"]);
     (versions, outs)
 }
 
@@ -84,7 +86,10 @@ fn commit_all(repo: &TestRepo, files: &[Vec<u8>]) -> (Vec<String>, Vec<serde_jso
 fn twenty_versions_are_deltas_within_the_bound_and_check_out_in_any_order() {
     let files = series(20);
     let repo = TestRepo::new();
+    // Re-encoded by commit itself, so each commit's JSON says what it did.
+    repo.config_line("delta_background = false");
     let (versions, outs) = commit_all(&repo, &files);
+    assert!(outs.iter().all(|o| o["delta_pending"] == false), "{outs:?}");
     // From the second commit on, the previous version went in as deltas, and the store grew by
     // far less than a version stored whole; except where the chain reached the bound (8): that
     // version stays whole (a keyframe), and the next chain starts after it.
@@ -127,6 +132,55 @@ fn twenty_versions_are_deltas_within_the_bound_and_check_out_in_any_order() {
         3usize, 19, 0, 11, 8, 17, 1, 9, 12, 5, 18, 2, 10, 4, 16, 6, 15, 7, 14, 13,
     ];
     for k in order {
+        repo.ok(&[
+            "checkout",
+            "model.safetensors",
+            "--version",
+            &versions[k],
+            "--force",
+        ]);
+        assert!(repo.read("model.safetensors") == files[k], "version {k}");
+    }
+    repo.ok(&["verify", "--all-versions"]);
+}
+
+/// The default: commit returns with the previous version queued, a background `nshard repack`
+/// re-encodes it, and `nshard repack` waits for that and finishes the queue. The store ends up
+/// exactly as when commit re-encodes before returning (same deltas, same bases, same bound),
+/// however the background runs interleave with the commits.
+#[test]
+fn background_repack_ends_where_commit_time_deltas_end() {
+    let files = series(12);
+    let sync = TestRepo::new();
+    sync.config_line("delta_background = false");
+    commit_all(&sync, &files);
+    let repo = TestRepo::new();
+    let (versions, outs) = commit_all(&repo, &files);
+    for o in outs.iter().skip(1) {
+        assert_eq!(o["delta_pending"], true, "{o}");
+        assert_eq!(o["delta_chunks"], 0, "{o}");
+    }
+    // commit_all ran `repack`, which waited for the background runs and emptied the queue.
+    let again = repo.json(&["repack"]);
+    assert_eq!(again["versions"], 0, "{again}");
+    let queue = repo.join(".shard/deltas/queue");
+    assert_eq!(fs::read_dir(&queue).expect("queue").count(), 0);
+    // The chunks' encodings match (manifest objects differ: they hold commit times).
+    let (want, got) = (
+        encodings(&sync.join(".shard/objects")),
+        encodings(&repo.join(".shard/objects")),
+    );
+    let common = |m: &HashMap<String, Option<String>>, other: &HashMap<String, Option<String>>| {
+        m.iter()
+            .filter(|(k, _)| other.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<HashMap<_, _>>()
+    };
+    assert_eq!(common(&got, &want), common(&want, &got));
+    let deltas = |m: &HashMap<String, Option<String>>| m.values().filter(|b| b.is_some()).count();
+    assert_eq!(deltas(&common(&got, &want)), deltas(&got));
+    assert!(deltas(&got) > 10, "{got:?}");
+    for k in [0usize, 5, 11, 3] {
         repo.ok(&[
             "checkout",
             "model.safetensors",

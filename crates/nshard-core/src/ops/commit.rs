@@ -6,6 +6,7 @@
 
 use std::fs;
 
+use super::deltas::DeltaReport;
 use super::target::{Selection, Target};
 use crate::codec::{DataHint, Encoder};
 use crate::error::RepoError;
@@ -177,12 +178,24 @@ impl Repo {
             path.as_str(),
             StatEntry::new(&md1, manifest.sha256, version, observed),
         );
-        // The previous version becomes deltas of this one (this one stays whole). Only an
-        // encoding changes, never an id: a crash anywhere here loses nothing.
-        let deltas = match &parent {
-            Some(p) => self.encode_parent_as_deltas(&manifest, &p.manifest, progress),
-            None => Default::default(),
+        // The previous version becomes deltas of this one (this one stays whole): queued, then
+        // re-encoded now or by a background `nshard repack`. Only an encoding changes, never an
+        // id: a crash anywhere here loses nothing (a queued pair is redone by the next repack).
+        let queued = match &parent {
+            Some(p) => self
+                .queue_deltas((&version, &manifest), (&p.version, &p.manifest))
+                .unwrap_or(false),
+            None => false,
         };
+        let mut delta_pending = queued && self.config().delta_background();
+        let mut deltas = DeltaReport::default();
+        if queued && !delta_pending {
+            match self.repack_reporting(progress, Some(&version)) {
+                Ok((_, mine)) => deltas = mine,
+                // Deltas only save space: the pair stays queued for the next repack.
+                Err(_) => delta_pending = true,
+            }
+        }
         let total = manifest.chunks.len();
         Ok(CommitOutcome::Committed {
             version,
@@ -196,6 +209,7 @@ impl Repo {
             delta_chunks: deltas.chunks,
             delta_bytes_before: deltas.bytes_before,
             delta_bytes_after: deltas.bytes_after,
+            delta_pending,
         })
     }
 

@@ -7,14 +7,25 @@
 //! chunk is re-encoded only while the chain of deltas through it stays within `delta_depth`
 //! (otherwise it stays whole, a keyframe). Objects keep their ids (the SHA-256 of the raw chunk),
 //! so manifests, dedup and every check are unchanged; only the stored encoding differs.
+//!
+//! Commit does not wait for the re-encoding: it stores the new version whole, queues the pair
+//! (`.shard/deltas/queue/`, one small file each, written atomically) and, by default, leaves it
+//! to a background `nshard repack` (`delta_background = false` does it before commit returns).
+//! [`Repo::repack`] works through the queue oldest first under `.shard/deltas/lock`, which it
+//! holds instead of the repository lock: commits, checkouts and pulls go on beside it (a chunk's
+//! two encodings decode to the same bytes and replace each other atomically); gc, which deletes
+//! objects, takes that lock too.
 
 use std::collections::HashMap;
+use std::fs;
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 
 use crate::codec::{self, DataHint};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::formats::plan::hint_for_dtype;
+use crate::fsutil;
 use crate::id::ObjectId;
 use crate::manifest::{ChunkRef, Manifest};
 use crate::progress::Progress;
@@ -30,6 +41,37 @@ pub(crate) struct DeltaReport {
     pub bytes_before: u64,
     /// Their stored size after (as deltas).
     pub bytes_after: u64,
+}
+
+impl DeltaReport {
+    fn add(&mut self, o: DeltaReport) {
+        self.chunks += o.chunks;
+        self.bytes_before += o.bytes_before;
+        self.bytes_after += o.bytes_after;
+    }
+}
+
+/// What [`Repo::repack`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RepackReport {
+    /// Versions whose previous version was re-encoded (queued pairs worked through).
+    pub versions: usize,
+    /// Chunks now stored as deltas.
+    pub delta_chunks: usize,
+    /// Their stored size before (standalone).
+    pub delta_bytes_before: u64,
+    /// Their stored size as deltas.
+    pub delta_bytes_after: u64,
+    /// Queued pairs dropped because a version is no longer in the store (gc'd).
+    pub skipped: usize,
+}
+
+/// A queued pair: the new version and the one before it, whose chunks become deltas.
+#[derive(Clone, Debug)]
+struct Queued {
+    file: PathBuf,
+    new: ObjectId,
+    parent: ObjectId,
 }
 
 /// One candidate: the old chunk, the new chunk at the same place, and their element width.
@@ -126,6 +168,125 @@ fn pairs(new: &Manifest, old: &Manifest) -> Vec<Pair> {
 }
 
 impl Repo {
+    fn delta_queue_dir(&self) -> PathBuf {
+        self.shard_dir().join("deltas").join("queue")
+    }
+
+    /// Queues the re-encoding of `parent`'s chunks as deltas of `new`'s when they have chunks at
+    /// the same place (float tensors). Returns whether anything was queued.
+    pub(crate) fn queue_deltas(
+        &self,
+        (nv, new): (&ObjectId, &Manifest),
+        (pv, parent): (&ObjectId, &Manifest),
+    ) -> Result<bool> {
+        if self.config().delta_depth() == 0 || pairs(new, parent).is_empty() {
+            return Ok(false);
+        }
+        let dir = self.delta_queue_dir();
+        fsutil::create_dir_all(&dir)?;
+        // Named by time, so a listing sorts oldest first (chains are ranked in commit order).
+        let name = format!(
+            "{:024}-{}",
+            crate::repo::statcache::now_ns().max(0),
+            nv.to_hex()
+        );
+        fsutil::write_atomic(&dir.join(name), format!("{}\n", pv.to_hex()).as_bytes())?;
+        Ok(true)
+    }
+
+    /// How many versions wait for their previous version to be re-encoded.
+    pub fn pending_deltas(&self) -> usize {
+        self.read_queue().map(|q| q.len()).unwrap_or(0)
+    }
+
+    fn read_queue(&self) -> Result<Vec<Queued>> {
+        let dir = self.delta_queue_dir();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("reading", &dir)(e)),
+        };
+        let mut out = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(Error::io("reading", &dir))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            // Temporary files of an interrupted write, and anything else, are not entries.
+            let Some((_, new)) = name.split_once('-') else {
+                continue;
+            };
+            let Ok(new) = ObjectId::parse(new) else {
+                continue;
+            };
+            let parent = fsutil::read_limited(&ent.path(), 256)
+                .ok()
+                .and_then(|b| ObjectId::parse(String::from_utf8_lossy(&b).trim()).ok());
+            match parent {
+                Some(parent) => out.push(Queued {
+                    file: ent.path(),
+                    new,
+                    parent,
+                }),
+                // Unreadable or damaged: nothing to do for it (deltas only save space).
+                None => {
+                    let _ = fs::remove_file(ent.path());
+                }
+            }
+        }
+        out.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok(out)
+    }
+
+    /// Works through the queue of versions whose previous version waits to be re-encoded as
+    /// deltas (oldest first, including pairs queued while it runs). Waits for a repack already
+    /// running. Never takes the repository lock. With `only`, returns that version's own report
+    /// too (commit with `delta_background = false`).
+    pub fn repack(&self, progress: &dyn Progress) -> Result<RepackReport> {
+        Ok(self.repack_reporting(progress, None)?.0)
+    }
+
+    pub(crate) fn repack_reporting(
+        &self,
+        progress: &dyn Progress,
+        only: Option<&ObjectId>,
+    ) -> Result<(RepackReport, DeltaReport)> {
+        let _lock = self.deltas_lock(true)?;
+        let mut report = RepackReport::default();
+        let mut mine = DeltaReport::default();
+        let mut done: Vec<PathBuf> = Vec::new();
+        loop {
+            let queue: Vec<Queued> = self
+                .read_queue()?
+                .into_iter()
+                .filter(|q| !done.contains(&q.file))
+                .collect();
+            if queue.is_empty() {
+                break;
+            }
+            for q in queue {
+                match (self.load_version(&q.new), self.load_version(&q.parent)) {
+                    (Ok(new), Ok(parent)) => {
+                        let r = self.encode_parent_as_deltas(&new, &parent, progress);
+                        report.versions += 1;
+                        report.delta_chunks += r.chunks;
+                        report.delta_bytes_before += r.bytes_before;
+                        report.delta_bytes_after += r.bytes_after;
+                        if only == Some(&q.new) {
+                            mine.add(r);
+                        }
+                    }
+                    _ => report.skipped += 1,
+                }
+                match fs::remove_file(&q.file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("removing", &q.file)(e)),
+                }
+                done.push(q.file);
+            }
+        }
+        Ok((report, mine))
+    }
+
     /// Re-encodes the chunks of `parent` (the previous version) as deltas of the chunks of `new`
     /// at the same place, where that is smaller and keeps chains within the configured depth.
     /// `grandparent` (the version before `parent`, when in the store) tells how long the chain

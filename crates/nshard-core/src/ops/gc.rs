@@ -254,9 +254,11 @@ impl Repo {
         Ok(roots)
     }
 
-    /// Deletes objects nothing needs. Takes the repository lock exclusively.
+    /// Deletes objects nothing needs. Takes the repository lock exclusively, and the deltas lock
+    /// (waits for a background repack: it may be encoding against an object gc would delete).
     pub fn gc(&self, opts: &GcOptions<'_>) -> Result<GcReport> {
         let _lock = self.lock(true)?;
+        let _deltas = self.deltas_lock(true)?;
         let mut report = GcReport {
             dry_run: opts.dry_run,
             ..GcReport::default()

@@ -207,6 +207,8 @@ impl Repo {
         // The manifests are written once every version of every file is stored: an import that
         // fails half-way leaves only objects nothing names (gc removes them), and can be rerun.
         let lock = self.lock(true)?;
+        // Older versions are re-encoded as deltas as they are imported, in order.
+        let _deltas = self.deltas_lock(true)?;
         let mut manifests_bytes = Vec::new();
         for f in &files {
             let (imported, bytes) = self.import_one(&top, f, opts)?;

@@ -20,6 +20,7 @@ mod verify;
 pub use crate::outcome::CommitOutcome;
 pub use checkout::{Checked, CheckoutOptions, CheckoutOutcome};
 pub use commit::{CommitOptions, FileCommit};
+pub use deltas::RepackReport;
 pub use diff::{
     Diff, DiffOptions, DiffSide, FileDiff, SideKind, TensorChange, TensorChangeKind, TensorDiff,
     TensorGlob,

@@ -59,6 +59,11 @@ pub struct Config {
     /// deltas per chunk; deeper chains store old versions smaller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta_depth: Option<u8>,
+    /// `true` (default): commit returns once the new version is stored and the previous version
+    /// is re-encoded as deltas by a background `nshard repack`; `false`: commit does it before
+    /// returning (docs/storage.md, "Deltas").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_background: Option<bool>,
     /// Configured remotes.
     #[serde(default, rename = "remote", skip_serializing_if = "Vec::is_empty")]
     pub remotes: Vec<RemoteConfig>,
@@ -222,6 +227,12 @@ impl Config {
         } else {
             self.delta_depth.unwrap_or(DEFAULT_DELTA_DEPTH)
         }
+    }
+
+    /// Whether commit leaves the re-encoding of the previous version to a background
+    /// `nshard repack` (the default) instead of doing it before it returns.
+    pub fn delta_background(&self) -> bool {
+        self.delta_background != Some(false)
     }
 
     /// Reads and validates `path`.

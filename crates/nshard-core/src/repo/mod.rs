@@ -61,6 +61,29 @@ pub struct RepoLock {
     _file: File,
 }
 
+/// Locks `p` (created when missing) with `flock`: shared or exclusive; blocking, or `None` when
+/// `wait` is false and another process holds it.
+fn lock_file(p: &Path, exclusive: bool, wait: bool) -> Result<Option<RepoLock>> {
+    use fs2::FileExt;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .map_err(Error::io("opening lock", p))?;
+    let r = match (exclusive, wait) {
+        (true, true) => FileExt::lock_exclusive(&f),
+        (false, true) => FileExt::lock_shared(&f),
+        (true, false) => FileExt::try_lock_exclusive(&f),
+        (false, false) => FileExt::try_lock_shared(&f),
+    };
+    match r {
+        Ok(()) => Ok(Some(RepoLock { _file: f })),
+        Err(e) if !wait && e.kind() == fs2::lock_contended_error().kind() => Ok(None),
+        Err(e) => Err(Error::io("locking", p)(e)),
+    }
+}
+
 impl Repo {
     /// Creates `.shard/` in `dir` (idempotent). Returns the repo and whether it was newly created.
     pub fn init(dir: &Path) -> Result<(Repo, bool)> {
@@ -187,21 +210,17 @@ impl Repo {
     /// Takes the repository lock: exclusive for commands that write manifests or delete objects
     /// (commit, checkout, gc), shared for those that only add objects (pull). Blocks until free.
     pub fn lock(&self, exclusive: bool) -> Result<RepoLock> {
-        use fs2::FileExt;
-        let p = self.dot.join("lock");
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(Error::io("opening lock", &p))?;
-        let r = if exclusive {
-            f.lock_exclusive()
-        } else {
-            f.lock_shared()
-        };
-        r.map_err(Error::io("locking", &p))?;
-        Ok(RepoLock { _file: f })
+        lock_file(&self.dot.join("lock"), exclusive, true).map(|l| l.expect("a blocking lock"))
+    }
+
+    /// Takes the lock that serialises re-encoding old versions as deltas (`.shard/deltas/lock`),
+    /// exclusively: held by `repack` and by whatever deletes objects (gc), never together with a
+    /// wait for the repository lock, so a background repack never holds up a commit. `wait =
+    /// false` returns `None` when another process holds it.
+    pub(crate) fn deltas_lock(&self, wait: bool) -> Result<Option<RepoLock>> {
+        let dir = self.dot.join("deltas");
+        fsutil::create_dir_all(&dir)?;
+        lock_file(&dir.join("lock"), true, wait)
     }
 
     /// Turns a path the user typed (relative to `cwd`, or absolute) into a repository path,

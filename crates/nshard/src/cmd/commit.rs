@@ -54,6 +54,19 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
         },
     )?;
     let failed = results.iter().filter(|r| r.result.is_err()).count();
+    let pending = results.iter().any(|r| {
+        matches!(
+            r.result,
+            Ok(CommitOutcome::Committed {
+                delta_pending: true,
+                ..
+            })
+        )
+    });
+    // Re-encoding the previous versions as deltas runs after commit returns (the repository
+    // lock is released: it never holds up the next command). If it cannot start, it is left
+    // queued for the next commit or `nshard repack`.
+    let background = pending && super::repack::spawn_background(repo.root());
     if a.json {
         let rows: Vec<JsonFile> = results
             .iter()
@@ -100,6 +113,7 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                     delta_chunks,
                     delta_bytes_before,
                     delta_bytes_after,
+                    delta_pending,
                     ..
                 }) => {
                     committed += 1;
@@ -115,6 +129,16 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                         bytes(*stored_bytes),
                         pct(size - new_bytes, *size)
                     );
+                    if *delta_pending {
+                        per_file!(
+                            "  previous version: {}",
+                            if background {
+                                "being re-encoded as deltas of this one in the background (`nshard repack` waits for it)"
+                            } else {
+                                "queued to be re-encoded as deltas of this one (`nshard repack`)"
+                            }
+                        );
+                    }
                     if *delta_chunks > 0 {
                         per_file!(
                             "  previous version re-stored as deltas of this one: {} from {} to {}",

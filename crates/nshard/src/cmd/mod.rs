@@ -17,6 +17,7 @@ pub mod pull;
 pub mod push;
 pub mod remote;
 pub mod remote_gc;
+pub mod repack;
 pub mod serve;
 pub mod status;
 pub mod track;

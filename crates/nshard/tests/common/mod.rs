@@ -125,6 +125,14 @@ impl TestRepo {
         self.dir.path()
     }
 
+    /// Puts `line` (a top-level setting, e.g. `delta_background = false`) at the top of
+    /// `.shard/config.toml`.
+    pub fn config_line(&self, line: &str) {
+        let cfg = self.join(".shard/config.toml");
+        let text = std::fs::read_to_string(&cfg).expect("config");
+        std::fs::write(&cfg, format!("{line}\n{text}")).expect("write config");
+    }
+
     pub fn join(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }

@@ -1,0 +1,95 @@
+//! `nshard repack`, and the background repack `nshard commit` starts.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::out;
+use crate::output::{bytes, count, print_json, Ctx};
+
+/// Re-encode older versions of models as deltas of the versions after them.
+///
+/// `nshard commit` stores a new version of a model whole and queues its previous version, whose
+/// float tensors are then re-encoded as deltas of the new one (usually a fraction of their
+/// size). By default a background `nshard repack`, started by commit, does that while you work;
+/// with `delta_background = false` in `.shard/config.toml` commit does it before returning.
+///
+/// This command works through whatever is still queued (after a background repack was
+/// interrupted, or to wait for one: it waits for a repack already running, then finishes the
+/// queue) and says what it saved. Safe beside other nshard commands: it never holds the
+/// repository lock, objects keep their ids, and each chunk's new encoding replaces the old one
+/// atomically only after it was decoded back and checked.
+#[derive(Args, Debug)]
+pub struct RepackArgs {
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Run as commit's background job: no output, errors go to `.shard/deltas/repack.log`.
+    #[arg(long, hide = true)]
+    pub background: bool,
+}
+
+pub fn run(ctx: &Ctx, a: RepackArgs) -> Result<ExitCode> {
+    let repo = ctx.repo()?;
+    if a.background {
+        let log = repo.shard_dir().join("deltas").join("repack.log");
+        let res = repo.repack(&nshard_core::NoProgress);
+        // One line about the last background run; best effort (nobody waits for it).
+        let line = match &res {
+            Ok(r) => format!(
+                "repacked {} version(s): {} chunk(s) {} -> {} bytes\n",
+                r.versions, r.delta_chunks, r.delta_bytes_before, r.delta_bytes_after
+            ),
+            Err(e) => format!("error: {e}\n"),
+        };
+        let _ = fs::write(log, line);
+        return Ok(if res.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    let bar = ctx.progress(a.json);
+    let r = repo.repack(&bar)?;
+    if a.json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if r.versions == 0 {
+        out!("nothing to repack: no version waits to be re-encoded as deltas");
+    } else {
+        out!(
+            "re-encoded the previous version of {} as deltas: {} from {} to {}",
+            count(r.versions as u64, "version"),
+            count(r.delta_chunks as u64, "chunk"),
+            bytes(r.delta_bytes_before),
+            bytes(r.delta_bytes_after)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `nshard repack --background` in `root`, detached (own process group and session, no
+/// terminal, stdio on /dev/null), and does not wait for it. Returns whether it started.
+pub fn spawn_background(root: &Path) -> bool {
+    let Ok(exe) = std::env::current_exe() else {
+        return false;
+    };
+    let mut cmd = Command::new(exe);
+    cmd.args(["repack", "--background"])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own process group: a Ctrl-C meant for the shell's next command, or the terminal
+        // closing, does not stop it half-way (which would lose nothing, only leave work queued).
+        cmd.process_group(0);
+    }
+    cmd.spawn().is_ok()
+}
