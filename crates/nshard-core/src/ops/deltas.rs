@@ -199,6 +199,11 @@ impl Repo {
         self.read_queue().map(|q| q.len()).unwrap_or(0)
     }
 
+    /// Whether a repack (commit's background one, or `nshard repack`) is running now.
+    pub fn repack_running(&self) -> bool {
+        matches!(self.deltas_lock(false), Ok(None))
+    }
+
     fn read_queue(&self) -> Result<Vec<Queued>> {
         let dir = self.delta_queue_dir();
         let rd = match fs::read_dir(&dir) {

@@ -11,7 +11,7 @@ use nshard_remote::OpenOptions;
 use super::awsenv::s3_options;
 use super::remote::{env_tokens, runtime};
 use crate::out;
-use crate::output::{bytes, print_json, Ctx};
+use crate::output::{bytes, count, print_json, Ctx};
 
 /// Check this setup: the binary, the repository and its config files, the remotes (each asked for
 /// its health), the git hooks, and the local store.
@@ -205,6 +205,31 @@ fn repo_checks(ctx: &Ctx, repo: &Repo, checks: &mut Vec<Check>) {
             );
         }
         Err(e) => push("local store", false, e.to_string()),
+    }
+    // Older versions waiting to be re-encoded as deltas, and how the last background run ended.
+    let pending = repo.pending_deltas();
+    let last = std::fs::read_to_string(repo.shard_dir().join("deltas").join("repack.log"))
+        .unwrap_or_default();
+    if let Some(err) = last.trim().strip_prefix("error: ") {
+        push(
+            "deltas",
+            false,
+            format!("the last background repack failed: {err} (run `nshard repack` to retry)"),
+        );
+    } else if pending > 0 {
+        let state = if repo.repack_running() {
+            "a repack is running"
+        } else {
+            "run `nshard repack`"
+        };
+        push(
+            "deltas",
+            true,
+            format!(
+                "{} queued for re-encoding ({state})",
+                count(pending as u64, "version")
+            ),
+        );
     }
     let corrupt = std::fs::read_dir(repo.shard_dir().join("corrupt"))
         .map(|d| d.count())
