@@ -121,20 +121,29 @@ new_repo() {
     mv .shard/config.toml.new .shard/config.toml
   done
 }
-# commit_file SRC MSG : copies SRC over the work file and commits it; sets T (wall s), G (growth
-# of .shard/objects), J (the file's `commit --json` row). The file is tracked on first use.
+# commit_file SRC MSG : copies SRC over the work file and commits it, then runs `nshard repack`
+# (which waits for the background re-encoding commit started, and finishes the queue); sets T
+# (wall s of the commit), RT (wall s of the repack), G (growth of .shard/objects after both), J
+# (the file's `commit --json` row, its delta_* counts plus what repack did). The file is tracked
+# on first use.
 commit_file() {
   cp "$1" "$F"
   [ -e "$F.tracked" ] || { "$NSHARD" track "$F" >/dev/null; : >"$F.tracked"; }
-  local before t0 t1
+  local before t0 t1 t2
   before=$(objects)
   sync
   t0=$(now)
   "$NSHARD" commit --json -m "$2" >"$W/commit.json"
   t1=$(now)
+  "$NSHARD" repack --json >"$W/repack.json"
+  t2=$(now)
   T=$(secs "$t0" "$t1")
+  RT=$(secs "$t1" "$t2")
   G=$(($(objects) - before))
-  J=$(jq -c '.[0]' "$W/commit.json")
+  J=$(jq -c -s '.[0][0] + {delta_chunks: (.[0][0].delta_chunks + .[1].delta_chunks),
+      delta_bytes_before: (.[0][0].delta_bytes_before + .[1].delta_bytes_before),
+      delta_bytes_after: (.[0][0].delta_bytes_after + .[1].delta_bytes_after)}' \
+      "$W/commit.json" "$W/repack.json")
 }
 version_id() { sha256sum "$F.shard.json" | cut -c1-64; }
 # time_checkout ID N : best of N (work file removed, checkout --force, sync) into T; the result
@@ -275,18 +284,28 @@ for dt in $DTYPES; do
   log "[$dt] commit timings"
   SRC="$W/st-$dt/step_$(printf %04d $((TIME_AT * 10))).safetensors"
   best_sha "$SRC"; rec "$dt.sha" "$T"
-  for mode in on off; do
-    best=""
+  # on: the default (commit returns, the re-encoding runs in the background; the repack after
+  # it is timed apart); sync: delta_background = false; off: delta = false.
+  for mode in on sync off; do
+    best="" best_rt=""
     for ((r = 0; r < REPS; r++)); do
       cd "$W"; rm -rf timed; cp -a "tpl-$dt" timed; cd timed
-      if [ $mode = off ]; then
-        { echo 'delta = false'; cat .shard/config.toml; } >.shard/config.toml.new
+      line=""
+      [ $mode = off ] && line='delta = false'
+      [ $mode = sync ] && line='delta_background = false'
+      if [ -n "$line" ]; then
+        { echo "$line"; cat .shard/config.toml; } >.shard/config.toml.new
         mv .shard/config.toml.new .shard/config.toml
       fi
       commit_file "$SRC" "timed"
       if [ -z "$best" ] || lt "$T" "$best"; then best=$T; fi
+      if [ -z "$best_rt" ] || lt "$RT" "$best_rt"; then best_rt=$RT; fi
     done
-    rec "$dt.commit$([ $mode = off ] && echo _off || true)" "$best"
+    case $mode in
+      on) rec "$dt.commit" "$best"; rec "$dt.repack" "$best_rt" ;;
+      sync) rec "$dt.commit_sync" "$best" ;;
+      off) rec "$dt.commit_off" "$best" ;;
+    esac
     rec "$dt.commit_$mode.json" "$J"
   done
   cd "$W"; rm -rf timed "tpl-$dt"
@@ -337,7 +356,8 @@ if [ "$BIG" = 1 ]; then
     log "[big] commit v$v"
     cp "$W/big/v$v.safetensors" "$F"
     rss_run "big.c$v" "$NSHARD" commit --json -m "v$v"
-    rec "big.c$v.deltas" "$(jq -r '.[0] | "\(.delta_chunks) chunks: \(.delta_bytes_before) → \(.delta_bytes_after) B"' "$W/rss.out")"
+    rss_run "big.r$v" "$NSHARD" repack --json
+    rec "big.r$v.deltas" "$(jq -r '"\(.delta_chunks) chunks: \(.delta_bytes_before) → \(.delta_bytes_after) B"' "$W/rss.out")"
     cp "$F.shard.json" "$W/big-man-$v.json"
     bigids+=("$(version_id)")
   done

@@ -163,7 +163,7 @@ fn background_repack_ends_where_commit_time_deltas_end() {
     // commit_all ran `repack`, which waited for the background runs and emptied the queue.
     let again = repo.json(&["repack"]);
     assert_eq!(again["versions"], 0, "{again}");
-    let queue = repo.join(".shard/deltas/queue");
+    let queue = repo.join(".shard/cache/deltas/queue");
     assert_eq!(fs::read_dir(&queue).expect("queue").count(), 0);
     // The chunks' encodings match (manifest objects differ: they hold commit times).
     let (want, got) = (

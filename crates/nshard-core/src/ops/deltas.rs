@@ -9,9 +9,9 @@
 //! so manifests, dedup and every check are unchanged; only the stored encoding differs.
 //!
 //! Commit does not wait for the re-encoding: it stores the new version whole, queues the pair
-//! (`.shard/deltas/queue/`, one small file each, written atomically) and, by default, leaves it
+//! (`.shard/cache/deltas/queue/`, one small file each, written atomically) and, by default, leaves it
 //! to a background `nshard repack` (`delta_background = false` does it before commit returns).
-//! [`Repo::repack`] works through the queue oldest first under `.shard/deltas/lock`, which it
+//! [`Repo::repack`] works through the queue oldest first under `.shard/cache/deltas/lock`, which it
 //! holds instead of the repository lock: commits, checkouts and pulls go on beside it (a chunk's
 //! two encodings decode to the same bytes and replace each other atomically); gc, which deletes
 //! objects, takes that lock too.
@@ -169,7 +169,7 @@ fn pairs(new: &Manifest, old: &Manifest) -> Vec<Pair> {
 
 impl Repo {
     fn delta_queue_dir(&self) -> PathBuf {
-        self.shard_dir().join("deltas").join("queue")
+        self.deltas_dir().join("queue")
     }
 
     /// Queues the re-encoding of `parent`'s chunks as deltas of `new`'s when they have chunks at

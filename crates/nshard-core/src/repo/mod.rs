@@ -213,12 +213,20 @@ impl Repo {
         lock_file(&self.dot.join("lock"), exclusive, true).map(|l| l.expect("a blocking lock"))
     }
 
-    /// Takes the lock that serialises re-encoding old versions as deltas (`.shard/deltas/lock`),
+    /// `.shard/cache/deltas`: the queue of versions waiting for their previous version to be
+    /// re-encoded as deltas, the lock that serialises that work, and the last background run's
+    /// log. Local to this machine (`.shard/cache/` is never committed); losing it loses no data,
+    /// only space (the queued versions stay whole).
+    pub fn deltas_dir(&self) -> PathBuf {
+        self.dot.join("cache").join("deltas")
+    }
+
+    /// Takes the lock that serialises re-encoding old versions as deltas (`deltas_dir()/lock`),
     /// exclusively: held by `repack` and by whatever deletes objects (gc), never together with a
     /// wait for the repository lock, so a background repack never holds up a commit. `wait =
     /// false` returns `None` when another process holds it.
     pub(crate) fn deltas_lock(&self, wait: bool) -> Result<Option<RepoLock>> {
-        let dir = self.dot.join("deltas");
+        let dir = self.deltas_dir();
         fsutil::create_dir_all(&dir)?;
         lock_file(&dir.join("lock"), true, wait)
     }

@@ -208,8 +208,7 @@ fn repo_checks(ctx: &Ctx, repo: &Repo, checks: &mut Vec<Check>) {
     }
     // Older versions waiting to be re-encoded as deltas, and how the last background run ended.
     let pending = repo.pending_deltas();
-    let last = std::fs::read_to_string(repo.shard_dir().join("deltas").join("repack.log"))
-        .unwrap_or_default();
+    let last = std::fs::read_to_string(repo.deltas_dir().join("repack.log")).unwrap_or_default();
     if let Some(err) = last.trim().strip_prefix("error: ") {
         push(
             "deltas",

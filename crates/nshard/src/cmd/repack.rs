@@ -27,7 +27,7 @@ pub struct RepackArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Run as commit's background job: no output, errors go to `.shard/deltas/repack.log`.
+    /// Run as commit's background job: no output, errors go to `.shard/cache/deltas/repack.log`.
     #[arg(long, hide = true)]
     pub background: bool,
 }
@@ -35,7 +35,7 @@ pub struct RepackArgs {
 pub fn run(ctx: &Ctx, a: RepackArgs) -> Result<ExitCode> {
     let repo = ctx.repo()?;
     if a.background {
-        let log = repo.shard_dir().join("deltas").join("repack.log");
+        let log = repo.deltas_dir().join("repack.log");
         let res = repo.repack(&nshard_core::NoProgress);
         // One line about the last background run; best effort (nobody waits for it).
         let line = match &res {
