@@ -42,6 +42,7 @@ cp ../v1.safetensors model.safetensors
 V1=$(sha256sum model.safetensors.shard.json | cut -c1-64)
 cp ../v2.safetensors model.safetensors
 "$NSHARD" commit -q -m v2 >/dev/null
+"$NSHARD" repack -q >/dev/null   # v1 re-encoded as deltas (commit leaves it to the background)
 V2=$(sha256sum model.safetensors.shard.json | cut -c1-64)
 
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
