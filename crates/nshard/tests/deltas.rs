@@ -84,19 +84,22 @@ fn commit_all(repo: &TestRepo, files: &[Vec<u8>]) -> (Vec<String>, Vec<serde_jso
 
 #[test]
 fn twenty_versions_are_deltas_within_the_bound_and_check_out_in_any_order() {
-    let files = series(20);
+    let files = series(22);
     let repo = TestRepo::new();
     // Re-encoded by commit itself, so each commit's JSON says what it did.
     repo.config_line("delta_background = false");
     let (versions, outs) = commit_all(&repo, &files);
     assert!(outs.iter().all(|o| o["delta_pending"] == false), "{outs:?}");
     // From the second commit on, the previous version went in as deltas, and the store grew by
-    // far less than a version stored whole; except where the chain reached the bound (8): that
-    // version stays whole (a keyframe), and the next chain starts after it.
+    // far less than a version stored whole; except where the chain from version to version
+    // reached its bound (6 with the default depth 8): that version stays whole (a keyframe, v6,
+    // at the commit of v7), and the next chain starts after it. At the next keyframe (v13, at
+    // the commit of v14) the keyframe before it becomes a delta of it; so does v13 of v20 at the
+    // commit of v21, which brings the longest chain to the bound: v0 … v6 → v13 → v20.
     let keyframes: Vec<usize> = (1..outs.len())
         .filter(|&k| outs[k]["delta_chunks"] == 0)
         .collect();
-    assert_eq!(keyframes, vec![9, 18]);
+    assert_eq!(keyframes, vec![7]);
     for (k, o) in outs.iter().enumerate().skip(1) {
         if keyframes.contains(&k) {
             continue;
@@ -122,14 +125,22 @@ fn twenty_versions_are_deltas_within_the_bound_and_check_out_in_any_order() {
     }
     let depths: Vec<usize> = enc.keys().map(|id| depth(&enc, id)).collect();
     assert_eq!(depths.iter().max(), Some(&8), "{depths:?}");
-    // log shows what each version costs in the store, not raw bytes.
+    // log shows what each version costs in the store, not raw bytes (newest first): a delta a
+    // fraction of the newest version (whole); the last keyframe (step 20) whole until the next
+    // keyframe comes; the keyframes before it (steps 13 and 6) deltas of the next keyframe.
     let log = repo.json(&["log", "model.safetensors"]);
     let entries = log.as_array().expect("log");
-    let cost = |e: &serde_json::Value| e["stored_bytes"].as_u64().expect("stored_bytes");
-    assert!(cost(&entries[1]) * 3 < cost(&entries[0]), "{log}");
+    let cost = |k: usize| entries[k]["stored_bytes"].as_u64().expect("stored_bytes");
+    assert_eq!(entries[1]["message"], "step 20");
+    assert!(cost(2) * 3 < cost(0), "{log}");
+    assert!(cost(1) * 10 > cost(0) * 9, "{log}");
+    for (k, step) in [(8, "step 13"), (15, "step 6")] {
+        assert_eq!(entries[k]["message"], step);
+        assert!(cost(k) * 3 < cost(0), "{log}");
+    }
     // Every version, in an order that jumps around the chains.
     let order = [
-        3usize, 19, 0, 11, 8, 17, 1, 9, 12, 5, 18, 2, 10, 4, 16, 6, 15, 7, 14, 13,
+        3usize, 19, 0, 11, 8, 17, 1, 21, 9, 12, 5, 18, 2, 10, 20, 4, 16, 6, 15, 7, 14, 13,
     ];
     for k in order {
         repo.ok(&[

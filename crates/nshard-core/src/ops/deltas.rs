@@ -294,9 +294,13 @@ impl Repo {
 
     /// Re-encodes the chunks of `parent` (the previous version) as deltas of the chunks of `new`
     /// at the same place, where that is smaller and keeps chains within the configured depth.
-    /// `grandparent` (the version before `parent`, when in the store) tells how long the chain
-    /// below each old chunk already is. Errors reading or writing a chunk stop nothing: that
-    /// chunk stays as it was (deltas only save space).
+    ///
+    /// Chains from one version to the next stop `delta_depth / 4` short of the bound; the
+    /// version where such a chain stops stays whole, a keyframe. When the next keyframe appears,
+    /// the one before it is re-encoded as a delta of it (a longer step, typically several times
+    /// smaller than the keyframe stored whole), within the full bound: so only every few
+    /// keyframes one stays whole. Errors reading or writing a chunk stop nothing: that chunk
+    /// stays as it was (deltas only save space).
     pub(crate) fn encode_parent_as_deltas(
         &self,
         new: &Manifest,
@@ -307,18 +311,79 @@ impl Repo {
         if depth == 0 {
             return DeltaReport::default();
         }
-        let candidates = pairs(new, parent);
+        let jumps = depth / 4;
+        let linear = depth - jumps;
+        let mut report = self.encode_against(new, parent, linear, 0, progress);
+        if jumps == 0 || report.chunks > 0 || pairs(new, parent).is_empty() {
+            return report;
+        }
+        // `parent` stays whole: a keyframe. The keyframe before it, if still whole, becomes a
+        // delta of it; the chain below that one counts the jump that may already end at it.
+        if let Step::Keyframe(prev) = self.walk_back(parent) {
+            let into_prev = match self.walk_back(&prev) {
+                Step::JumpedInto(rank) => rank,
+                _ => 0,
+            };
+            report.add(self.encode_against(parent, &prev, depth, into_prev, progress));
+        }
+        report
+    }
+
+    /// Follows the chain of deltas from `top` back through the versions before it (each a delta
+    /// of the next), judging each version by one representative chunk, to the version where the
+    /// chain starts: a keyframe still whole, or one already re-encoded as a jump into `top`.
+    fn walk_back(&self, top: &Manifest) -> Step {
+        let store = self.store();
+        let mut next = top.clone();
+        for _ in 0..=crate::codec::MAX_CHAIN {
+            let Some(cur) = next.version.parent.and_then(|v| self.load_version(&v).ok()) else {
+                return Step::Start;
+            };
+            let Some(p) = pairs(&next, &cur).into_iter().next() else {
+                return Step::Start;
+            };
+            match store.delta_base(&p.old) {
+                Ok(Some((base, _))) if base == p.new => next = cur,
+                Ok(Some((base, rank))) => {
+                    let into_top = pairs(top, &cur)
+                        .into_iter()
+                        .any(|q| q.old == p.old && q.new == base);
+                    return if into_top {
+                        Step::JumpedInto(rank)
+                    } else {
+                        Step::Start
+                    };
+                }
+                Ok(None) => return Step::Keyframe(Box::new(cur)),
+                Err(_) => return Step::Start,
+            }
+        }
+        Step::Start
+    }
+
+    /// Re-encodes the chunks of `old` as deltas of `new`'s at the same place, keeping every
+    /// chain through them within `bound`. The rank below each old chunk comes from the version
+    /// before `old` (its chain of deltas ends there), and is at least `at_least`.
+    fn encode_against(
+        &self,
+        new: &Manifest,
+        old: &Manifest,
+        bound: u8,
+        at_least: u8,
+        progress: &dyn Progress,
+    ) -> DeltaReport {
+        let candidates = pairs(new, old);
         if candidates.is_empty() {
             return DeltaReport::default();
         }
         // The rank below each old chunk: how many deltas already end at it (from the version
-        // before it, re-encoded when `parent` was committed).
-        let below: HashMap<ObjectId, u8> = parent
+        // before it, re-encoded when `old` was committed).
+        let below: HashMap<ObjectId, u8> = old
             .version
             .parent
             .and_then(|gp| self.load_version(&gp).ok())
             .map(|gp| {
-                pairs(parent, &gp)
+                pairs(old, &gp)
                     .into_iter()
                     .filter_map(|p| match self.store().delta_base(&p.old) {
                         Ok(Some((base, rank))) if base == p.new => Some((p.new, rank)),
@@ -337,7 +402,8 @@ impl Repo {
             candidates
                 .par_iter()
                 .map(|p| {
-                    let r = encode_one(store, p, below.get(&p.old).copied().unwrap_or(0), depth);
+                    let below = below.get(&p.old).copied().unwrap_or(0).max(at_least);
+                    let r = encode_one(store, p, below, bound);
                     progress.advance(p.size);
                     r.unwrap_or(None)
                 })
@@ -356,6 +422,16 @@ impl Repo {
         }
         report
     }
+}
+
+/// Where the chain of deltas ending at a version starts (see [`Repo::walk_back`]).
+enum Step {
+    /// At a version still stored whole (not the first of the file's history).
+    Keyframe(Box<Manifest>),
+    /// At a keyframe already re-encoded as a delta of the version walked from, with this rank.
+    JumpedInto(u8),
+    /// At the file's first version, or somewhere the walk cannot judge.
+    Start,
 }
 
 /// Re-encodes `p.old` against `p.new` if it is stored whole, the chain stays within `depth`, and
