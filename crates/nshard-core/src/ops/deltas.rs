@@ -314,11 +314,14 @@ impl Repo {
         let jumps = depth / 4;
         let linear = depth - jumps;
         let mut report = self.encode_against(new, parent, linear, 0, progress);
-        if jumps == 0 || report.chunks > 0 || pairs(new, parent).is_empty() {
+        // `parent` is a keyframe when its largest chunk stayed whole (small ones may never pay).
+        let keyframe = representative(new, parent)
+            .is_some_and(|p| matches!(self.store().delta_base(&p.old), Ok(None)));
+        if jumps == 0 || !keyframe {
             return report;
         }
-        // `parent` stays whole: a keyframe. The keyframe before it, if still whole, becomes a
-        // delta of it; the chain below that one counts the jump that may already end at it.
+        // The keyframe before it, if still whole, becomes a delta of it; the chain below that
+        // one counts the jump that may already end at it.
         if let Step::Keyframe(prev) = self.walk_back(parent) {
             let into_prev = match self.walk_back(&prev) {
                 Step::JumpedInto(rank) => rank,
@@ -339,7 +342,7 @@ impl Repo {
             let Some(cur) = next.version.parent.and_then(|v| self.load_version(&v).ok()) else {
                 return Step::Start;
             };
-            let Some(p) = pairs(&next, &cur).into_iter().next() else {
+            let Some(p) = representative(&next, &cur) else {
                 return Step::Start;
             };
             match store.delta_base(&p.old) {
@@ -422,6 +425,12 @@ impl Repo {
         }
         report
     }
+}
+
+/// The pair that stands for a version when chains are followed: its largest chunk (the ones
+/// deltas are made for; a small one may never pay and stay whole anywhere in a chain).
+fn representative(new: &Manifest, old: &Manifest) -> Option<Pair> {
+    pairs(new, old).into_iter().max_by_key(|p| (p.size, p.old))
 }
 
 /// Where the chain of deltas ending at a version starts (see [`Repo::walk_back`]).

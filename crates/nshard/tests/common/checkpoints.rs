@@ -36,8 +36,13 @@ fn bf16(x: f32) -> [u8; 2] {
 /// `count` checkpoints of one "training run" as bf16 safetensors files: weights ~ N(0, 0.02), and
 /// every step moves each weight by a small relative amount (most bf16 values stay the same).
 pub fn series(count: usize) -> Vec<Vec<u8>> {
+    series_of(count, &TENSORS)
+}
+
+/// Like [`series`], with these tensors (name, element count), in this order.
+pub fn series_of(count: usize, tensors: &[(&str, usize)]) -> Vec<Vec<u8>> {
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
-    let mut w: Vec<Vec<f32>> = TENSORS
+    let mut w: Vec<Vec<f32>> = tensors
         .iter()
         .map(|(_, n)| (0..*n).map(|_| 0.02 * rng.normal()).collect())
         .collect();
@@ -45,7 +50,7 @@ pub fn series(count: usize) -> Vec<Vec<u8>> {
     for _ in 0..count {
         let mut header = String::from("{");
         let mut off = 0;
-        for (k, (name, n)) in TENSORS.iter().enumerate() {
+        for (k, (name, n)) in tensors.iter().enumerate() {
             if k > 0 {
                 header.push(',');
             }
