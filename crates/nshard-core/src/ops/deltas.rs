@@ -243,12 +243,13 @@ impl Repo {
 
     /// Works through the queue of versions whose previous version waits to be re-encoded as
     /// deltas (oldest first, including pairs queued while it runs). Waits for a repack already
-    /// running. Never takes the repository lock. With `only`, returns that version's own report
-    /// too (commit with `delta_background = false`).
+    /// running. Never takes the repository lock.
     pub fn repack(&self, progress: &dyn Progress) -> Result<RepackReport> {
         Ok(self.repack_reporting(progress, None)?.0)
     }
 
+    /// [`Repo::repack`], also returning what it did for the version `only` (commit with
+    /// `delta_background = false` reports its own previous version).
     pub(crate) fn repack_reporting(
         &self,
         progress: &dyn Progress,
