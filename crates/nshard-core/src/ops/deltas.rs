@@ -62,16 +62,17 @@ pub struct RepackReport {
     pub delta_bytes_before: u64,
     /// Their stored size as deltas.
     pub delta_bytes_after: u64,
-    /// Queued pairs dropped because a version is no longer in the store (gc'd).
+    /// Queued pairs dropped: a version no longer in the store (gc'd), or a damaged entry.
     pub skipped: usize,
 }
 
-/// A queued pair: the new version and the one before it, whose chunks become deltas.
+/// A queued pair: the new version and the one before it, whose chunks become deltas (`None`:
+/// the entry is unreadable or damaged, nothing to do for it).
 #[derive(Clone, Debug)]
 struct Queued {
     file: PathBuf,
     new: ObjectId,
-    parent: ObjectId,
+    parent: Option<ObjectId>,
 }
 
 /// One candidate: the old chunk, the new chunk at the same place, and their element width.
@@ -225,17 +226,11 @@ impl Repo {
             let parent = fsutil::read_limited(&ent.path(), 256)
                 .ok()
                 .and_then(|b| ObjectId::parse(String::from_utf8_lossy(&b).trim()).ok());
-            match parent {
-                Some(parent) => out.push(Queued {
-                    file: ent.path(),
-                    new,
-                    parent,
-                }),
-                // Unreadable or damaged: nothing to do for it (deltas only save space).
-                None => {
-                    let _ = fs::remove_file(ent.path());
-                }
-            }
+            out.push(Queued {
+                file: ent.path(),
+                new,
+                parent,
+            });
         }
         out.sort_by(|a, b| a.file.cmp(&b.file));
         Ok(out)
@@ -256,7 +251,8 @@ impl Repo {
         only: Option<&ObjectId>,
     ) -> Result<(RepackReport, DeltaReport)> {
         let _lock = self.deltas_lock(true)?;
-        let mut report = RepackReport::default();
+        let (mut versions, mut skipped) = (0, 0);
+        let mut total = DeltaReport::default();
         let mut mine = DeltaReport::default();
         let mut done: Vec<PathBuf> = Vec::new();
         loop {
@@ -269,18 +265,24 @@ impl Repo {
                 break;
             }
             for q in queue {
-                match (self.load_version(&q.new), self.load_version(&q.parent)) {
-                    (Ok(new), Ok(parent)) => {
+                // A damaged entry, or a version no longer in the store (gc'd): nothing to do
+                // (deltas only save space).
+                let versions_of = |parent: &ObjectId| {
+                    Some((
+                        self.load_version(&q.new).ok()?,
+                        self.load_version(parent).ok()?,
+                    ))
+                };
+                match q.parent.as_ref().and_then(versions_of) {
+                    Some((new, parent)) => {
                         let r = self.encode_parent_as_deltas(&new, &parent, progress);
-                        report.versions += 1;
-                        report.delta_chunks += r.chunks;
-                        report.delta_bytes_before += r.bytes_before;
-                        report.delta_bytes_after += r.bytes_after;
+                        versions += 1;
+                        total.add(r);
                         if only == Some(&q.new) {
                             mine.add(r);
                         }
                     }
-                    _ => report.skipped += 1,
+                    None => skipped += 1,
                 }
                 match fs::remove_file(&q.file) {
                     Ok(()) => {}
@@ -290,6 +292,13 @@ impl Repo {
                 done.push(q.file);
             }
         }
+        let report = RepackReport {
+            versions,
+            delta_chunks: total.chunks,
+            delta_bytes_before: total.bytes_before,
+            delta_bytes_after: total.bytes_after,
+            skipped,
+        };
         Ok((report, mine))
     }
 
