@@ -233,16 +233,14 @@ fn delta_false_stores_every_version_whole() {
     let files = series(3);
     let repo = TestRepo::new();
     repo.ok(&["init"]);
-    let cfg = repo.join(".shard/config.toml");
-    let text = fs::read_to_string(&cfg).expect("config");
-    fs::write(&cfg, format!("delta = false\n{text}")).expect("write config");
+    repo.config_line("delta = false");
     let (_, outs) = commit_all(&repo, &files);
     assert_eq!(outs[2]["delta_chunks"], 0, "{}", outs[2]);
     assert!(encodings(&repo.join(".shard/objects"))
         .values()
         .all(Option::is_none));
     // A depth out of range is refused with the setting named.
-    fs::write(&cfg, format!("delta_depth = 0\n{text}")).expect("write config");
+    repo.config_line("delta_depth = 0");
     let err = repo.fails(&["status"]);
     assert!(err.contains("delta_depth"), "{err}");
 }

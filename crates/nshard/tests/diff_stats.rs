@@ -551,10 +551,7 @@ fn stats_stream_both_versions_in_bounded_memory() {
             .expect("python");
         assert!(st.success());
     };
-    let config = repo.join(".shard/config.toml");
-    let mut c = std::fs::read_to_string(&config).expect("config");
-    c.insert_str(0, "delta = false\n");
-    std::fs::write(&config, c).expect("config");
+    repo.config_line("delta = false");
     write(0);
     repo.ok(&["track", "big.safetensors"]);
     repo.ok(&["commit", "-m", "one"]);

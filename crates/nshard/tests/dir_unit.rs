@@ -350,9 +350,7 @@ fn conversion_both_ways_and_the_threshold() {
     assert_eq!(read_tree(repo.path(), "small").len(), 24);
 
     // `track DIR` makes a unit once the directory holds dir_threshold files.
-    let cfg = repo.join(".shard/config.toml");
-    let text = std::fs::read_to_string(&cfg).expect("config");
-    std::fs::write(&cfg, format!("dir_threshold = 10\n{text}")).expect("config");
+    repo.config_line("dir_threshold = 10");
     write_dataset(repo.path(), "many", 10, 50, 4);
     write_dataset(repo.path(), "few", 9, 50, 5);
     repo.ok(&["track", "many", "few"]);

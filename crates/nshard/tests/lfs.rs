@@ -116,6 +116,14 @@ impl World {
         r.stdout
     }
 
+    /// `git add -A`, `git commit -m MSG` and `git push origin main` (git-lfs's pre-push hook
+    /// sends the LFS objects through whatever agent the clone has).
+    fn commit_and_push(&self, dir: &Path, msg: &str) {
+        self.git(dir, &["add", "-A"]);
+        self.git(dir, &["commit", "-qm", msg]);
+        self.git(dir, &["push", "-q", "origin", "main"]);
+    }
+
     fn ns_ran(&self, dir: &Path, args: &[&str]) -> Ran {
         self.run(dir, &nshard_bin(), args, &[])
     }
@@ -510,8 +518,7 @@ fn agent_round_trip(
     w.git(&work, &["push", "-q", "origin", "main"]);
     let after1 = dir_bytes(remote_dir);
     std::fs::write(work.join("model.safetensors"), &v2).expect("writes the file");
-    w.git(&work, &["commit", "-qam", "v2"]);
-    w.git(&work, &["push", "-q", "origin", "main"]);
+    w.commit_and_push(&work, "v2");
     let after2 = dir_bytes(remote_dir);
     assert!(
         !bare.join("lfs").exists(),
@@ -634,9 +641,7 @@ fn a_corrupt_chunk_fails_that_object_with_a_clear_error_and_keeps_the_pointer() 
     let (v1, _) = two_versions();
     std::fs::write(work.join("model.safetensors"), &v1).expect("writes the file");
     std::fs::write(work.join("small.bin"), b"a second object, intact").expect("writes the file");
-    w.git(&work, &["add", "-A"]);
-    w.git(&work, &["commit", "-qm", "v1"]);
-    w.git(&work, &["push", "-q", "origin", "main"]);
+    w.commit_and_push(&work, "v1");
     // Damage the largest object on the remote (a chunk of the model).
     let (largest, _) = common::walk(&store.join("objects"))
         .into_iter()
@@ -679,9 +684,7 @@ fn a_planted_record_neither_blocks_the_right_one_nor_serves_a_wrong_file() {
     let (v1, v2) = two_versions();
     // v2 pushed first: its manifest is what the planted record will name.
     std::fs::write(work.join("model.safetensors"), &v2).expect("writes the file");
-    w.git(&work, &["add", "-A"]);
-    w.git(&work, &["commit", "-qm", "decoy"]);
-    w.git(&work, &["push", "-q", "origin", "main"]);
+    w.commit_and_push(&work, "decoy");
     let records = store.join("records/_lfs");
     let decoy = common::walk(&records);
     assert_eq!(decoy.len(), 1, "{decoy:?}");
@@ -705,8 +708,7 @@ fn a_planted_record_neither_blocks_the_right_one_nor_serves_a_wrong_file() {
     )
     .expect("test step");
     std::fs::write(work.join("model.safetensors"), &v1).expect("writes the file");
-    w.git(&work, &["commit", "-qam", "v1"]);
-    w.git(&work, &["push", "-q", "origin", "main"]);
+    w.commit_and_push(&work, "v1");
     assert_eq!(
         common::walk(&dir).len(),
         2,
