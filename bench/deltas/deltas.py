@@ -151,7 +151,7 @@ def cmd_chains(a):
         p = os.path.join(a.objects, oid[:2], oid[2:])
         with open(p, "rb") as f:
             h = f.read(48)
-        if len(h) == 48 and h[:4] == b"NSOB" and h[4] == 2 and h[5] == 3:
+        if len(h) == 48 and h[:4] == b"NSOB" and h[4] in (2, 3) and h[5] == 3:
             return h[16:48].hex()
         return None
 

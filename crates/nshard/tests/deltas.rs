@@ -24,8 +24,8 @@ fn encodings(objects: &Path) -> HashMap<String, Option<String>> {
         let p = Path::new(&path);
         let name = |q: &Path| q.file_name().expect("name").to_string_lossy().into_owned();
         let id = format!("{}{}", name(p.parent().expect("fan-out")), name(p));
-        let base =
-            (bytes.len() >= 48 && bytes[4] == 2 && bytes[5] == 3).then(|| hex(&bytes[16..48]));
+        let base = (bytes.len() >= 48 && matches!(bytes[4], 2 | 3) && bytes[5] == 3)
+            .then(|| hex(&bytes[16..48]));
         out.insert(id, base);
     }
     out

@@ -7,31 +7,36 @@
 //!    order-preserving integers (`x ^ MAG` when the sign bit is set), take the wrapping difference
 //!    new − base (the distance in ulps) and zigzag it, so small moves either way are small numbers.
 //! 2. Split the results into byte planes (plane `k` holds byte `k` of every element).
-//! 3. Code every plane with static rANS (the `constriction` crate, 12-bit tables) whose table is
+//! 3. Code every plane with static rANS (12-bit tables, four interleaved states) whose table is
 //!    chosen by the *base's* exponent byte `(base >> (bits − 9)) & 0xFF`: the decoder has the base,
 //!    so the context costs nothing, and an update of a given size is many ulps for small weights
 //!    and none for large ones. A plane where rANS saves little over zstd (nearly all zeros, or
-//!    nearly random) is coded with zstd, several times faster; one neither shrinks is stored raw.
+//!    nearly random) is coded with zstd, faster still; one neither shrinks is stored raw.
 //!
 //! ```text
-//! header (48 bytes): b"NSOB", format version 2, codec 3, element width (2 or 4), rank,
+//! header (48 bytes): b"NSOB", format version 3, codec 3, element width (2 or 4), rank,
 //!                    raw length (u64 LE), base object id (32 bytes)
 //! payload:           varint T, then T bytes: zstd frame of the tables
-//!                    per plane k in 0..width: mode (0 raw, 1 rANS, 2 zstd), varint length, bytes
+//!                    per plane k in 0..width: mode (0 raw, 2 zstd, 3 rANS), varint length, bytes
 //!                    the raw_len % width tail bytes, XOR the base's
 //! tables:            per rANS plane: a 32-byte bitmap of the contexts present, then per present
 //!                    context: the largest symbol m (1 byte) and m+1 varint frequencies summing to
 //!                    4096 (a single frequency of 4096: every symbol of that context is m)
+//! rANS plane:        the four final states (u32 LE), then 16-bit words (LE) in reading order;
+//!                    symbol i is coded by state i % 4 (states in [2^16, 2^32), one word moved
+//!                    when a state leaves that range); decoding ends with every state at 2^16
 //! ```
+//!
+//! Format version 2 (the first delta format) differs only in its rANS planes: mode 1, one state,
+//! the `constriction` crate's `SmallAnsCoder` stream. Readers still decode it; writers no longer
+//! produce it (four states decode about twice as fast).
 //!
 //! `rank` is how many deltas the chain ending at this object held when it was written (this one
 //! included); writers use it to bound chains, readers ignore it and bound chains themselves.
 
-use constriction::stream::model::{
-    SmallContiguousCategoricalEntropyModel, SmallContiguousLookupDecoderModel,
-};
+use constriction::stream::model::SmallContiguousLookupDecoderModel;
 use constriction::stream::stack::SmallAnsCoder;
-use constriction::stream::{Decode, Encode};
+use constriction::stream::Decode;
 
 use crate::id::ObjectId;
 
@@ -39,7 +44,9 @@ use crate::id::ObjectId;
 pub const DELTA_HEADER_LEN: usize = 48;
 /// Format version written in delta objects (plain objects stay at version 1, readable by every
 /// nshard).
-pub const DELTA_FORMAT_VERSION: u8 = 2;
+pub const DELTA_FORMAT_VERSION: u8 = 3;
+/// The first delta format (one rANS state a plane): still read, no longer written.
+pub(crate) const DELTA_V2: u8 = 2;
 /// Codec byte of delta objects.
 pub(crate) const DELTA_CODEC: u8 = 3;
 /// The longest chain of deltas a reader follows from an object to its standalone ancestor.
@@ -212,6 +219,149 @@ fn normalise(counts: &[u32], f: &mut [u32; 256]) -> usize {
     max
 }
 
+/// Interleaved states of a rANS-coded plane (mode 3): symbol `i` is coded by state `i % 4`, so
+/// a decoder works on four independent dependency chains at once (about twice the speed of one).
+const RANS4_STATES: usize = 4;
+/// Lower bound of a normalised rANS state; states live in `[RANS_L, 2^32)` and move 16-bit words.
+const RANS_L: u32 = 1 << 16;
+
+/// Codes `plane` (symbol `i` under context `ctx[i]`) with four interleaved static rANS states.
+/// `tab[c << 8 | s]` holds the frequency of symbol `s` in context `c` (12-bit, summing to
+/// [`TOTAL`]) in its low 16 bits and the cumulative frequency below it in the high ones; a context
+/// whose frequency is [`TOTAL`] has one symbol and costs nothing. Output: the four final states
+/// (u32 LE), then the 16-bit words (LE) in the order the decoder reads them.
+fn rans4_encode(plane: &[u8], ctx: &[u8], tab: &[u32]) -> Vec<u8> {
+    let mut st = [RANS_L; RANS4_STATES];
+    let mut words: Vec<u16> = Vec::with_capacity(plane.len() / 4);
+    for (i, (&sym, &c)) in plane.iter().zip(ctx).enumerate().rev() {
+        let e = tab[usize::from(c) << 8 | usize::from(sym)];
+        let f = e & 0xFFFF;
+        if f >= TOTAL || f == 0 {
+            // A one-symbol context (no information), or never (every coded symbol has f >= 1).
+            continue;
+        }
+        let x = &mut st[i % RANS4_STATES];
+        if *x >= f << (32 - PRECISION) {
+            words.push(*x as u16);
+            *x >>= 16;
+        }
+        *x = ((*x / f) << PRECISION) + *x % f + (e >> 16);
+    }
+    let mut out = Vec::with_capacity(4 * RANS4_STATES + 2 * words.len());
+    for x in st {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    for w in words.iter().rev() {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// The decoding table of one plane's contexts: 4096 entries per context present, each
+/// `symbol | (frequency − 1) << 8 | cumulative << 20`, and the table index of each context.
+struct Rans4Tables {
+    lut: Vec<u32>,
+    /// `slot[c]`: where context `c`'s 4096 entries start in `lut`, or past its end (no table).
+    slot: [usize; 256],
+}
+
+impl Rans4Tables {
+    /// Reads one plane's tables (bitmap, then per context present: largest symbol and
+    /// frequencies), refusing any that does not sum to [`TOTAL`].
+    fn read(tr: &mut Reader<'_>) -> Result<Self, String> {
+        let bitmap = tr.take(32)?;
+        let present = (0..256).filter(|c| bitmap[c >> 3] >> (c & 7) & 1 == 1);
+        let count = present.clone().count();
+        let mut lut = vec![0u32; count << PRECISION];
+        let mut slot = [lut.len(); 256];
+        let mut f = [0u32; 256];
+        for (k, c) in present.enumerate() {
+            let max = usize::from(tr.byte()?);
+            for x in &mut f[..=max] {
+                *x = u32::try_from(tr.varint()?)
+                    .ok()
+                    .filter(|&x| x <= TOTAL)
+                    .ok_or("frequency too large")?;
+            }
+            let entries = &mut lut[k << PRECISION..(k + 1) << PRECISION];
+            if f[max] == TOTAL {
+                // One symbol: the state does not move (frequency TOTAL, cumulative 0).
+                entries.fill(max as u32 | (TOTAL - 1) << 8);
+            } else {
+                if f[..=max].contains(&0) || f[..=max].iter().sum::<u32>() != TOTAL {
+                    return Err(format!("context {c} has an invalid frequency table"));
+                }
+                let mut cum = 0u32;
+                for (sym, &fs) in f[..=max].iter().enumerate() {
+                    let e = sym as u32 | (fs - 1) << 8 | cum << 20;
+                    entries[cum as usize..(cum + fs) as usize].fill(e);
+                    cum += fs;
+                }
+            }
+            slot[c] = k << PRECISION;
+        }
+        Ok(Self { lut, slot })
+    }
+}
+
+/// Decodes a mode-3 plane of `ctx.len()` symbols (see [`rans4_encode`]).
+fn rans4_decode(src: &[u8], ctx: &[u8], t: &Rans4Tables) -> Result<Vec<u8>, String> {
+    let states = 4 * RANS4_STATES;
+    if src.len() < states || !(src.len() - states).is_multiple_of(2) {
+        return Err("coded plane has a malformed length".into());
+    }
+    let mut st = [0u32; RANS4_STATES];
+    for (x, b) in st.iter_mut().zip(src.chunks_exact(4)) {
+        *x = u32::from_le_bytes(b.try_into().expect("4 bytes"));
+    }
+    let words: Vec<u16> = src[states..]
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let mut pos = 0usize;
+    let mut out = vec![0u8; ctx.len()];
+    let mask = TOTAL - 1;
+    // One symbol: the table entry under the state's low bits gives the symbol, its frequency
+    // and cumulative frequency; the state then drops those bits and refills from the words.
+    // Any u32 state keeps the arithmetic in range (frequency × (x >> 12) + slot ≤ 2^32 − 1).
+    macro_rules! step {
+        ($x:expr, $c:expr, $o:expr) => {{
+            let e = *t
+                .lut
+                .get(t.slot[usize::from($c)] + ($x & mask) as usize)
+                .ok_or_else(|| format!("no table for context {}", $c))?;
+            *$o = e as u8;
+            $x = ((e >> 8 & mask) + 1) * ($x >> PRECISION) + ($x & mask) - (e >> 20);
+            if $x < RANS_L {
+                $x = $x << 16 | u32::from(words.get(pos).copied().unwrap_or(0));
+                pos += 1;
+            }
+        }};
+    }
+    let [mut x0, mut x1, mut x2, mut x3] = st;
+    let mut quads = out.chunks_exact_mut(RANS4_STATES);
+    let mut cs = ctx.chunks_exact(RANS4_STATES);
+    for (o, c) in (&mut quads).zip(&mut cs) {
+        step!(x0, c[0], &mut o[0]);
+        step!(x1, c[1], &mut o[1]);
+        step!(x2, c[2], &mut o[2]);
+        step!(x3, c[3], &mut o[3]);
+    }
+    let mut rest = [&mut x0, &mut x1, &mut x2, &mut x3];
+    for ((o, &c), x) in quads
+        .into_remainder()
+        .iter_mut()
+        .zip(cs.remainder())
+        .zip(&mut rest)
+    {
+        step!(**x, c, o);
+    }
+    if pos != words.len() || [x0, x1, x2, x3] != [RANS_L; RANS4_STATES] {
+        return Err("coded plane does not end where its symbols do".into());
+    }
+    Ok(out)
+}
+
 /// Encodes `new` against `base` (same length, a whole number of `width`-byte elements or a
 /// tail). Returns the full object (header included), or `None` when the chunk is too small or the
 /// width is not 2 or 4. The caller keeps the delta only if it is smaller than the chunk stored
@@ -261,6 +411,8 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
     let mut body = Vec::new();
     let mut hist = vec![0u32; 65536];
     let mut f = [0u32; 256];
+    // Per (context, symbol): frequency | cumulative frequency << 16.
+    let mut enc_tab = vec![0u32; 65536];
     for plane in &planes {
         hist.iter_mut().for_each(|h| *h = 0);
         for (&s, &c) in plane.iter().zip(&ctx) {
@@ -274,9 +426,7 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
             }
         }
         tables.extend_from_slice(&bitmap);
-        let mut models: Vec<Option<SmallContiguousCategoricalEntropyModel>> = vec![None; 256];
         let mut bits = 0.0f64;
-        let mut bad = false;
         for c in (0..256).filter(|c| bitmap[c >> 3] >> (c & 7) & 1 == 1) {
             let counts = &hist[c << 8..(c + 1) << 8];
             let max = normalise(counts, &mut f);
@@ -284,70 +434,36 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
             for &x in &f[..=max] {
                 put_varint(&mut tables, u64::from(x));
             }
-            if f[max] != TOTAL {
-                for s in 0..=max {
-                    if counts[s] > 0 {
-                        bits += f64::from(counts[s]) * (PRECISION as f64 - f64::from(f[s]).log2());
-                    }
+            let mut cum = 0u32;
+            for sym in 0..=max {
+                if counts[sym] > 0 && f[max] != TOTAL {
+                    bits += f64::from(counts[sym]) * (PRECISION as f64 - f64::from(f[sym]).log2());
                 }
-                models[c] =
-                    SmallContiguousCategoricalEntropyModel::from_nonzero_fixed_point_probabilities(
-                        f[..=max].iter().map(|&x| x as u16),
-                        false,
-                    )
-                    .ok();
-                bad |= models[c].is_none();
+                enc_tab[c << 8 | sym] = f[sym] | cum << 16;
+                cum += f[sym];
             }
         }
         let table_len = tables.len() - mark;
-        let rans_est = bits / 8.0 + table_len as f64 + 16.0;
-        // zstd (Huffman literals, runs) is several times faster than the rANS coder, to encode
-        // and to decode: it codes the plane unless rANS saves at least 15 % of zstd's size and
-        // 1/64 of the plane (a bf16 low plane: 0.77 bit a symbol against zstd's 1+). A plane
-        // neither shrinks is stored raw. (`bad`: a table the model refused; never expected, the
-        // frequencies are valid by construction, but then rANS is not used.)
+        let rans_est = bits / 8.0 + table_len as f64 + RANS4_STATES as f64;
+        // zstd (Huffman literals, runs) is faster than the rANS coder, to encode and to decode:
+        // it codes the plane unless rANS saves at least 15 % of zstd's size and 1/64 of the plane
+        // (a bf16 low plane: 0.77 bit a symbol against zstd's 1+). A plane neither shrinks is
+        // stored raw.
         let z = zstd::bulk::compress(plane, 1).unwrap_or_default();
         let zlen = if z.is_empty() { n } else { z.len().min(n) };
-        let rans_pays =
-            !bad && (zlen as f64 - rans_est) > (0.15 * zlen as f64).max(n as f64 / 64.0);
-        if !rans_pays {
+        let rans_pays = (zlen as f64 - rans_est) > (0.15 * zlen as f64).max(n as f64 / 64.0);
+        if rans_pays {
+            body.push(3);
+            let coded = rans4_encode(plane, &ctx, &enc_tab);
+            put_varint(&mut body, coded.len() as u64);
+            body.extend_from_slice(&coded);
+        } else {
             tables.truncate(mark);
             if zlen < n {
                 body.push(2);
                 put_varint(&mut body, z.len() as u64);
                 body.extend_from_slice(&z);
             } else {
-                body.push(0);
-                put_varint(&mut body, n as u64);
-                body.extend_from_slice(plane);
-            }
-            continue;
-        }
-        let mut coder = SmallAnsCoder::new();
-        let mut ok = true;
-        for i in (0..n).rev() {
-            if let Some(m) = &models[usize::from(ctx[i])] {
-                if coder.encode_symbol(usize::from(plane[i]), m).is_err() {
-                    ok = false;
-                    break;
-                }
-            }
-        }
-        let words = if ok {
-            coder.into_compressed().ok()
-        } else {
-            None
-        };
-        match words {
-            Some(words) => {
-                body.push(1);
-                put_varint(&mut body, 2 * words.len() as u64);
-                for wd in words {
-                    body.extend_from_slice(&wd.to_le_bytes());
-                }
-            }
-            None => {
-                tables.truncate(mark);
                 body.push(0);
                 put_varint(&mut body, n as u64);
                 body.extend_from_slice(plane);
@@ -369,15 +485,20 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
 /// Decodes the payload of a delta object (`payload` follows the 48-byte header) against the base's
 /// raw bytes. The caller checked that `base.len()` is the declared raw length and will hash the
 /// result. Errors describe what is malformed.
-pub(crate) fn decode_delta(payload: &[u8], width: u8, base: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn decode_delta(
+    payload: &[u8],
+    version: u8,
+    width: u8,
+    base: &[u8],
+) -> Result<Vec<u8>, String> {
     match width {
-        2 => decode_planes::<u16>(payload, base),
-        4 => decode_planes::<u32>(payload, base),
+        2 => decode_planes::<u16>(payload, version, base),
+        4 => decode_planes::<u32>(payload, version, base),
         w => Err(format!("element width {w} is not 2 or 4")),
     }
 }
 
-fn decode_planes<T: Elem>(payload: &[u8], base: &[u8]) -> Result<Vec<u8>, String> {
+fn decode_planes<T: Elem>(payload: &[u8], version: u8, base: &[u8]) -> Result<Vec<u8>, String> {
     let w = T::W;
     let n = base.len() / w;
     let mut r = Reader { b: payload, pos: 0 };
@@ -409,8 +530,13 @@ fn decode_planes<T: Elem>(payload: &[u8], base: &[u8]) -> Result<Vec<u8>, String
                 }
                 planes.push(src.to_vec());
             }
-            1 => planes
-                .push(decode_plane(src, &ctx, &mut tr).map_err(|e| format!("plane {k}: {e}"))?),
+            1 if version == DELTA_V2 => planes
+                .push(decode_plane_v2(src, &ctx, &mut tr).map_err(|e| format!("plane {k}: {e}"))?),
+            3 if version == DELTA_FORMAT_VERSION => planes.push(
+                Rans4Tables::read(&mut tr)
+                    .and_then(|t| rans4_decode(src, &ctx, &t))
+                    .map_err(|e| format!("plane {k}: {e}"))?,
+            ),
             2 => {
                 let mut plane = Vec::with_capacity(n);
                 zstd::bulk::Decompressor::new()
@@ -456,7 +582,9 @@ fn decode_planes<T: Elem>(payload: &[u8], base: &[u8]) -> Result<Vec<u8>, String
     Ok(out)
 }
 
-fn decode_plane(src: &[u8], ctx: &[u8], tr: &mut Reader<'_>) -> Result<Vec<u8>, String> {
+/// Decodes a mode-1 plane of a version-2 object (one rANS state, the `constriction` crate's
+/// `SmallAnsCoder` stream), as the nshard that introduced deltas wrote them.
+fn decode_plane_v2(src: &[u8], ctx: &[u8], tr: &mut Reader<'_>) -> Result<Vec<u8>, String> {
     let bitmap = tr.take(32)?;
     let mut fixed = [None::<u8>; 256];
     let mut models: Vec<Option<SmallContiguousLookupDecoderModel>> = vec![None; 256];
@@ -590,7 +718,7 @@ mod tests {
         );
     }
 
-    /// The mode of each plane of a delta object (0 raw, 1 rANS, 2 zstd).
+    /// The mode of each plane of a delta object (0 raw, 2 zstd, 3 rANS; 1 in version 2).
     fn plane_modes(enc: &[u8], width: usize) -> Vec<u8> {
         let mut r = Reader {
             b: &enc[DELTA_HEADER_LEN..],
@@ -614,12 +742,12 @@ mod tests {
     fn each_plane_gets_the_coder_that_pays() {
         let (a, b) = series(1 << 18, 7, 0.001);
         let enc = roundtrip(&bf16(&b), &bf16(&a), 2);
-        assert_eq!(plane_modes(&enc, 2), vec![1, 2]);
+        assert_eq!(plane_modes(&enc, 2), vec![3, 2]);
         let enc = roundtrip(&fp32(&b), &fp32(&a), 4);
         let modes = plane_modes(&enc, 4);
         assert_eq!(modes[0], 0, "{modes:?}");
         assert_eq!(modes[3], 2, "{modes:?}");
-        assert!(modes.contains(&1), "{modes:?}");
+        assert!(modes.contains(&3), "{modes:?}");
     }
 
     #[test]
@@ -673,7 +801,7 @@ mod tests {
         let (a, b) = series(2048, 5, 0.01);
         let (ba, bb) = (bf16(&a), bf16(&b));
         let enc = roundtrip(&bb, &ba, 2);
-        assert_eq!(&enc[..8], b"NSOB\x02\x03\x02\x01");
+        assert_eq!(&enc[..8], b"NSOB\x03\x03\x02\x01");
         assert_eq!(enc[8..16], (bb.len() as u64).to_le_bytes());
         assert_eq!(&enc[16..48], ObjectId::of(&ba).as_bytes());
         assert_eq!(
@@ -683,7 +811,39 @@ mod tests {
             enc.len()
         );
     }
-    const GOLDEN_BF16: &str = "6e199b75bfb52447deaf1e248f63a96c1d1c5a374efc9cfb216a7a32ac4435ce";
+    const GOLDEN_BF16: &str = "6fafec350838386754ec9aec3fe31db25467fee00a94acc134476a0b5e5a4d05";
+
+    /// Version-2 delta objects (one rANS state a plane, written by the nshard that introduced
+    /// deltas) keep decoding: fixtures written by that encoder from the inputs below.
+    #[test]
+    fn version_2_objects_still_decode() {
+        let (a, b) = series(1 << 15, 7, 0.001);
+        let (c, d) = series(1 << 14, 7, 0.001);
+        for (width, base, new, fixture) in [
+            (
+                2,
+                bf16(&a),
+                bf16(&b),
+                &include_bytes!("testdata/delta-v2-bf16.bin")[..],
+            ),
+            (
+                4,
+                fp32(&c),
+                fp32(&d),
+                &include_bytes!("testdata/delta-v2-fp32.bin")[..],
+            ),
+        ] {
+            assert_eq!(&fixture[..6], b"NSOB\x02\x03");
+            assert!(plane_modes(fixture, width).contains(&1), "a v2 rANS plane");
+            let out = decode_against(&ObjectId::of(&new), fixture, &base, 1 << 30).expect("v2");
+            assert_eq!(out, new);
+            // A version-2 object never holds a version-3 plane, nor the reverse.
+            let mut v3 = fixture.to_vec();
+            v3[4] = 3;
+            let err = decode_against(&ObjectId::of(&new), &v3, &base, 1 << 30).expect_err("mode");
+            assert!(err.to_string().contains("unknown mode 1"), "{err}");
+        }
+    }
 
     #[test]
     fn wrong_base_size_is_refused() {

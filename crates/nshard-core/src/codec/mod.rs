@@ -129,7 +129,7 @@ pub fn parse_header(id: &ObjectId, enc: &[u8]) -> Result<Header> {
         (FORMAT_VERSION, c, p) => {
             return Err(corrupt(format!("unknown codec {c} (parameter {p})")))
         }
-        (DELTA_FORMAT_VERSION, delta::DELTA_CODEC, w @ (2 | 4)) => {
+        (DELTA_FORMAT_VERSION | delta::DELTA_V2, delta::DELTA_CODEC, w @ (2 | 4)) => {
             if enc.len() < DELTA_HEADER_LEN {
                 return Err(corrupt(format!(
                     "truncated: {} bytes, shorter than the {DELTA_HEADER_LEN}-byte delta header",
@@ -150,7 +150,7 @@ pub fn parse_header(id: &ObjectId, enc: &[u8]) -> Result<Header> {
                 base,
             }
         }
-        (DELTA_FORMAT_VERSION, delta::DELTA_CODEC, w) => {
+        (DELTA_FORMAT_VERSION | delta::DELTA_V2, delta::DELTA_CODEC, w) => {
             return Err(corrupt(format!(
                 "delta of element width {w} (only 2 and 4)"
             )))
@@ -230,7 +230,7 @@ pub fn decode_against(
             ),
         ));
     }
-    decode_delta(&enc[DELTA_HEADER_LEN..], width, base_raw)
+    decode_delta(&enc[DELTA_HEADER_LEN..], enc[4], width, base_raw)
         .map_err(|reason| Error::corrupt(*id, Corruption::Undecodable, reason))
 }
 
