@@ -399,13 +399,32 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
     let n = new.len() / w;
     let mut planes = vec![vec![0u8; n]; w];
     let mut ctx = vec![0u8; n];
-    for (i, (c, p)) in new.chunks_exact(w).zip(base.chunks_exact(w)).enumerate() {
+    let elems = new.chunks_exact(w).zip(base.chunks_exact(w)).zip(&mut ctx);
+    // One loop per width with the planes as fixed slices (no per-element inner loop).
+    let z = |(c, p): (&[u8], &[u8]), x: &mut u8| {
         let p = T::load(p);
-        let z = T::forward(T::load(c), p);
-        ctx[i] = T::context(p);
-        for (k, plane) in planes.iter_mut().enumerate() {
-            plane[i] = (z >> (8 * k)) as u8;
+        *x = T::context(p);
+        T::forward(T::load(c), p)
+    };
+    match planes.as_mut_slice() {
+        [a, b] => {
+            for (((e, x), pa), pb) in elems.zip(a.iter_mut()).zip(b.iter_mut()) {
+                let z = z(e, x);
+                (*pa, *pb) = (z as u8, (z >> 8) as u8);
+            }
         }
+        [a, b, c, d] => {
+            let planes = a
+                .iter_mut()
+                .zip(b.iter_mut())
+                .zip(c.iter_mut())
+                .zip(d.iter_mut());
+            for ((e, x), (((pa, pb), pc), pd)) in elems.zip(planes) {
+                let z = z(e, x);
+                (*pa, *pb, *pc, *pd) = (z as u8, (z >> 8) as u8, (z >> 16) as u8, (z >> 24) as u8);
+            }
+        }
+        _ => unreachable!("encode_delta takes widths 2 and 4 only"),
     }
     let mut tables = Vec::new();
     let mut body = Vec::new();
@@ -565,16 +584,21 @@ fn decode_planes<T: Elem>(payload: &[u8], version: u8, base: &[u8]) -> Result<Ve
         ));
     }
     let mut out = vec![0u8; base.len()];
-    for (i, (o, p)) in out
-        .chunks_exact_mut(w)
-        .zip(base.chunks_exact(w))
-        .enumerate()
-    {
-        let mut z = 0u32;
-        for (k, plane) in planes.iter().enumerate() {
-            z |= u32::from(plane[i]) << (8 * k);
+    let elems = out.chunks_exact_mut(w).zip(base.chunks_exact(w));
+    // One loop per width with the planes as fixed slices (no per-element inner loop).
+    match planes.as_slice() {
+        [a, b] => {
+            for (((o, p), &x), &y) in elems.zip(a).zip(b) {
+                T::inverse(u32::from(x) | u32::from(y) << 8, T::load(p)).store(o);
+            }
         }
-        T::inverse(z, T::load(p)).store(o);
+        [a, b, c, d] => {
+            for (((((o, p), &x), &y), &z), &v) in elems.zip(a).zip(b).zip(c).zip(d) {
+                let z = u32::from(x) | u32::from(y) << 8 | u32::from(z) << 16 | u32::from(v) << 24;
+                T::inverse(z, T::load(p)).store(o);
+            }
+        }
+        _ => return Err(format!("{} planes for element width {w}", planes.len())),
     }
     for ((o, &t), &b) in out[n * w..].iter_mut().zip(tail).zip(&base[n * w..]) {
         *o = t ^ b;
@@ -891,5 +915,47 @@ mod tests {
             let cut = at % enc.len();
             let _ = decode_against(&ObjectId::of(&bb), &enc[..cut], &ba, 1 << 30);
         }
+
+        /// The same for an object with a rANS plane, damaged in its coded bytes (states, words)
+        /// or in its tables (decompressed, one byte changed, compressed again): never a panic,
+        /// never an out-of-range state, never more or fewer bytes than declared.
+        #[test]
+        fn damaged_rans_planes_are_errors(at: usize, byte: u8, in_tables: bool) {
+            let (base, new, enc) = rans_object();
+            let mut enc = enc.clone();
+            if in_tables {
+                let mut r = Reader { b: &enc[DELTA_HEADER_LEN..], pos: 0 };
+                let tlen = r.varint().expect("tables") as usize;
+                let start = DELTA_HEADER_LEN + r.pos;
+                let mut tables = zstd::bulk::decompress(&enc[start..start + tlen], MAX_TABLES)
+                    .expect("tables");
+                let at = at % tables.len();
+                tables[at] = byte;
+                let z = zstd::bulk::compress(&tables, 1).expect("zstd");
+                let mut out = enc[..DELTA_HEADER_LEN].to_vec();
+                put_varint(&mut out, z.len() as u64);
+                out.extend_from_slice(&z);
+                out.extend_from_slice(&enc[start + tlen..]);
+                enc = out;
+            } else {
+                let at = DELTA_HEADER_LEN + at % (enc.len() - DELTA_HEADER_LEN);
+                enc[at] = byte;
+            }
+            if let Ok(out) = decode_against(&ObjectId::of(new), &enc, base, 1 << 30) {
+                prop_assert!(out.len() == new.len());
+            }
+        }
+    }
+
+    /// A bf16 delta whose low plane is rANS-coded (base, new, object), built once.
+    fn rans_object() -> &'static (Vec<u8>, Vec<u8>, Vec<u8>) {
+        static OBJ: std::sync::OnceLock<(Vec<u8>, Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+        OBJ.get_or_init(|| {
+            let (a, b) = series(1 << 15, 7, 0.001);
+            let (ba, bb) = (bf16(&a), bf16(&b));
+            let enc = encode_delta(&bb, &ba, &ObjectId::of(&ba), 2, 1).expect("enc");
+            assert_eq!(plane_modes(&enc, 2)[0], 3, "a rANS plane");
+            (ba, bb, enc)
+        })
     }
 }
