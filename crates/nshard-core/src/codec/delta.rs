@@ -257,11 +257,12 @@ fn rans4_encode(plane: &[u8], ctx: &[u8], tab: &[u32]) -> Vec<u8> {
     out
 }
 
-/// The decoding table of one plane's contexts: 4096 entries per context present, each
-/// `symbol | (frequency − 1) << 8 | cumulative << 20`, and the table index of each context.
+/// The decoding table of one plane's contexts: 4096 entries per context present (and one table
+/// for the absent ones), each `symbol | (frequency − 1) << 8 | cumulative << 20`, and where each
+/// context's table starts.
 struct Rans4Tables {
     lut: Vec<u32>,
-    /// `slot[c]`: where context `c`'s 4096 entries start in `lut`, or past its end (no table).
+    /// `slot[c]`: where context `c`'s 4096 entries start in `lut`.
     slot: [usize; 256],
 }
 
@@ -272,8 +273,12 @@ impl Rans4Tables {
         let bitmap = tr.take(32)?;
         let present = (0..256).filter(|c| bitmap[c >> 3] >> (c & 7) & 1 == 1);
         let count = present.clone().count();
-        let mut lut = vec![0u32; count << PRECISION];
-        let mut slot = [lut.len(); 256];
+        // One more table, last: where contexts without a table point. Its entries leave the state
+        // as it is (frequency TOTAL) and give symbol 0, so a hostile object that uses such a
+        // context decodes to bytes the caller's hash check refuses, without a branch per symbol.
+        let mut lut = vec![0u32; (count + 1) << PRECISION];
+        lut[count << PRECISION..].fill((TOTAL - 1) << 8);
+        let mut slot = [count << PRECISION; 256];
         let mut f = [0u32; 256];
         for (k, c) in present.enumerate() {
             let max = usize::from(tr.byte()?);
@@ -321,15 +326,14 @@ fn rans4_decode(src: &[u8], ctx: &[u8], t: &Rans4Tables) -> Result<Vec<u8>, Stri
     let mut pos = 0usize;
     let mut out = vec![0u8; ctx.len()];
     let mask = TOTAL - 1;
+    let (lut, slot) = (t.lut.as_slice(), &t.slot);
     // One symbol: the table entry under the state's low bits gives the symbol, its frequency
     // and cumulative frequency; the state then drops those bits and refills from the words.
     // Any u32 state keeps the arithmetic in range (frequency × (x >> 12) + slot ≤ 2^32 − 1).
     macro_rules! step {
         ($x:expr, $c:expr, $o:expr) => {{
-            let e = *t
-                .lut
-                .get(t.slot[usize::from($c)] + ($x & mask) as usize)
-                .ok_or_else(|| format!("no table for context {}", $c))?;
+            // In range: every slot starts a whole table of TOTAL entries.
+            let e = lut[slot[usize::from($c)] + ($x & mask) as usize];
             *$o = e as u8;
             $x = ((e >> 8 & mask) + 1) * ($x >> PRECISION) + ($x & mask) - (e >> 20);
             if $x < RANS_L {
