@@ -488,7 +488,10 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let f = open_regular(path)?;
-    let mut buf = Vec::new();
+    // Sized from the file (within the limit): one allocation and a few large reads, not a buffer
+    // doubling from a few bytes (each step a copy and fresh pages for multi-MiB objects).
+    let size = f.metadata().map_or(0, |m| m.len()).min(limit);
+    let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     f.take(limit + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > limit {
         return Err(io::Error::new(
