@@ -147,7 +147,13 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-5)
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--every", type=int, default=10,
+                    help="save a checkpoint every this many recorded steps")
+    ap.add_argument("--until", type=int, default=200,
+                    help="... up to this step (and step 400 when --steps reaches it)")
     a = ap.parse_args()
+    if a.until > a.steps:
+        ap.error("--until must not exceed --steps")
 
     rng = np.random.default_rng(a.seed)
     params = init_params(rng)
@@ -160,7 +166,7 @@ def main():
     n_params = sum(p.size for p in params.values())
     print(f"model {DIMS}: {n_params/1e6:.2f} M parameters; AdamW wd 0.01; batch {a.batch}")
     opt = AdamW(params)
-    save_at = set(range(0, 201, 10)) | {400}
+    save_at = set(range(0, a.until + 1, a.every)) | ({400} if a.steps >= 400 else set())
     t0 = time.time()
     total = a.pre_steps + a.steps
     for it in range(total + 1):

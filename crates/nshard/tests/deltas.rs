@@ -102,13 +102,15 @@ fn check_out(repo: &TestRepo, versions: &[String], files: &[Vec<u8>], order: &[u
 fn twenty_versions_are_deltas_within_the_bound_and_check_out_in_any_order() {
     let files = series(22);
     let repo = TestRepo::new();
-    // Re-encoded by commit itself, so each commit's JSON says what it did.
+    // Re-encoded by commit itself, so each commit's JSON says what it did; a bound of 8 (the
+    // default is 16) so that 22 versions reach it.
     repo.config_line("delta_background = false");
+    repo.config_line("delta_depth = 8");
     let (versions, outs) = commit_all(&repo, &files);
     assert!(outs.iter().all(|o| o["delta_pending"] == false), "{outs:?}");
     // From the second commit on, the previous version went in as deltas, and the store grew by
     // far less than a version stored whole; except where the chain from version to version
-    // reached its bound (6 with the default depth 8): that version stays whole (a keyframe, v6,
+    // reached its bound (6 with depth 8): that version stays whole (a keyframe, v6,
     // at the commit of v7), and the next chain starts after it. At the next keyframe (v13, at
     // the commit of v14) the keyframe before it becomes a delta of it; so does v13 of v20 at the
     // commit of v21, which brings the longest chain to the bound: v0 … v6 → v13 → v20.
@@ -127,7 +129,7 @@ fn twenty_versions_are_deltas_within_the_bound_and_check_out_in_any_order() {
         let after = o["delta_bytes_after"].as_u64().expect("after");
         assert!(after * 3 < before, "{o}");
     }
-    // The newest version is stored whole; no chain is longer than the default bound (8), and
+    // The newest version is stored whole; no chain is longer than the bound (8), and
     // the bound is reached: some versions stay whole as keyframes.
     let enc = encodings(&repo.join(".shard/objects"));
     let newest = repo.manifest("model.safetensors");
@@ -214,11 +216,12 @@ fn keyframes_are_found_past_a_small_first_tensor() {
         ],
     );
     let repo = TestRepo::new();
+    repo.config_line("delta_depth = 8");
     let (versions, _) = commit_all(&repo, &files);
     let log = repo.json(&["log", "model.safetensors"]);
     let entries = log.as_array().expect("log");
     let cost = |k: usize| entries[k]["stored_bytes"].as_u64().expect("stored_bytes");
-    // Newest first: step 14 whole, step 13 the newest keyframe (whole), step 6 the keyframe
+    // With depth 8, newest first: step 14 whole, step 13 the newest keyframe (whole), step 6 the keyframe
     // before it, now a delta of step 13: a longer step than step 5's (a delta of step 6), so
     // it costs more (a chain merely extended to the bound would make them alike).
     assert_eq!(entries[8]["message"], "step 6");

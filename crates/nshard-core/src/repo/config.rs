@@ -69,8 +69,10 @@ pub struct Config {
     pub remotes: Vec<RemoteConfig>,
 }
 
-/// Default for `delta_depth` (chosen by measurement: docs/storage.md, "Deltas").
-pub const DEFAULT_DELTA_DEPTH: u8 = 8;
+/// Default for `delta_depth` (chosen by measurement: docs/storage.md, "Deltas"): on a long
+/// checkpoint series, 16 stores a version in 0.92× (bf16) / 0.96× (fp32) of z4ai's delta where 8
+/// takes 1.29× / 0.99×, for a deepest checkout of 7.3× the newest instead of 4.3×.
+pub const DEFAULT_DELTA_DEPTH: u8 = 16;
 /// Largest accepted `delta_depth`.
 pub const MAX_DELTA_DEPTH: u8 = 32;
 
