@@ -24,7 +24,8 @@
 //!                    4096 (a single frequency of 4096: every symbol of that context is m)
 //! rANS plane:        the four final states (u32 LE), then 16-bit words (LE) in reading order;
 //!                    symbol i is coded by state i % 4 (states in [2^16, 2^32), one word moved
-//!                    when a state leaves that range); decoding ends with every state at 2^16
+//!                    when a state leaves that range); a symbol of a one-symbol context is not
+//!                    coded (no state change, no word); decoding ends with every state at 2^16
 //! ```
 //!
 //! Format version 2 (the first delta format) differs only in its rANS planes: mode 1, one state,
@@ -236,8 +237,10 @@ fn rans4_encode(plane: &[u8], ctx: &[u8], tab: &[u32]) -> Vec<u8> {
     for (i, (&sym, &c)) in plane.iter().zip(ctx).enumerate().rev() {
         let e = tab[usize::from(c) << 8 | usize::from(sym)];
         let f = e & 0xFFFF;
+        debug_assert!(f != 0, "a coded symbol has a frequency of at least 1");
         if f >= TOTAL || f == 0 {
-            // A one-symbol context (no information), or never (every coded symbol has f >= 1).
+            // A one-symbol context: not coded (no state change, no word). (`f == 0` never
+            // happens; were it to, the check that the delta decodes back would refuse it.)
             continue;
         }
         let x = &mut st[i % RANS4_STATES];
@@ -329,7 +332,8 @@ fn rans4_decode(src: &[u8], ctx: &[u8], t: &Rans4Tables) -> Result<Vec<u8>, Stri
     let (lut, slot) = (t.lut.as_slice(), &t.slot);
     // One symbol: the table entry under the state's low bits gives the symbol, its frequency
     // and cumulative frequency; the state then drops those bits and refills from the words.
-    // Any u32 state keeps the arithmetic in range (frequency × (x >> 12) + slot ≤ 2^32 − 1).
+    // Any u32 state keeps the arithmetic in range: frequency × (x >> 12) + (x & 4095) − cum
+    // ≤ 4096 × (2^20 − 1) + 4095 = 2^32 − 1, and the entry under (x & 4095) has cum ≤ x & 4095.
     macro_rules! step {
         ($x:expr, $c:expr, $o:expr) => {{
             // In range: every slot starts a whole table of TOTAL entries.
@@ -467,7 +471,7 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
             }
         }
         let table_len = tables.len() - mark;
-        let rans_est = bits / 8.0 + table_len as f64 + RANS4_STATES as f64;
+        let rans_est = bits / 8.0 + table_len as f64 + (4 * RANS4_STATES) as f64;
         // zstd (Huffman literals, runs) is faster than the rANS coder, to encode and to decode:
         // it codes the plane unless rANS saves at least 15 % of zstd's size and 1/64 of the plane
         // (a bf16 low plane: 0.77 bit a symbol against zstd's 1+). A plane neither shrinks is
@@ -833,12 +837,85 @@ mod tests {
         assert_eq!(enc[8..16], (bb.len() as u64).to_le_bytes());
         assert_eq!(&enc[16..48], ObjectId::of(&ba).as_bytes());
         assert_eq!(
+            plane_modes(&enc, 2),
+            vec![2, 2],
+            "zstd planes (small chunk)"
+        );
+        assert_eq!(
             ObjectId::of(&enc).to_hex(),
             GOLDEN_BF16,
             "the delta encoding of a fixed input changed ({} bytes)",
             enc.len()
         );
     }
+    /// The same for an object whose low plane is rANS-coded (pins the four-state stream).
+    #[test]
+    fn golden_rans_object() {
+        let (_, _, enc) = rans_object();
+        assert_eq!(&enc[..8], b"NSOB\x03\x03\x02\x01");
+        assert_eq!(
+            ObjectId::of(enc).to_hex(),
+            GOLDEN_RANS,
+            "the delta encoding of a fixed input changed ({} bytes)",
+            enc.len()
+        );
+    }
+    const GOLDEN_RANS: &str = "e14594a9b336fbb61a790bf6bb5d466bedf49dce02d71230d130d2ca1b775674";
+
+    /// The coder alone, on every length up to 9 and a few odd ones (the states take symbols in
+    /// turn; the last quad is partial), mixing a context of four symbols with a one-symbol
+    /// context (not coded); and any initial states decode to an error or the declared length.
+    #[test]
+    fn rans4_round_trips_every_length() {
+        let f = [1000u32, 2000, 1000, 96];
+        let mut tab = vec![0u32; 65536];
+        let mut cum = 0;
+        for (s, &x) in f.iter().enumerate() {
+            tab[s] = x | cum << 16;
+            cum += x;
+        }
+        tab[1 << 8 | 7] = TOTAL;
+        let mut tables = vec![0u8; 32];
+        tables[0] = 0b11;
+        tables.push(3);
+        for x in f {
+            put_varint(&mut tables, u64::from(x));
+        }
+        tables.push(7);
+        for _ in 0..7 {
+            put_varint(&mut tables, 0);
+        }
+        put_varint(&mut tables, u64::from(TOTAL));
+        let t = Rans4Tables::read(&mut Reader { b: &tables, pos: 0 }).expect("tables");
+        let mut r = Rng(5);
+        for n in (0..10).chain([31, 1001, 4099]) {
+            let ctx: Vec<u8> = (0..n).map(|_| u8::from(r.unit() < 0.3)).collect();
+            let plane: Vec<u8> = ctx
+                .iter()
+                .map(|&c| {
+                    if c == 1 {
+                        7
+                    } else {
+                        (r.unit() * 4.0) as u8 % 4
+                    }
+                })
+                .collect();
+            let enc = rans4_encode(&plane, &ctx, &tab);
+            assert_eq!(
+                rans4_decode(&enc, &ctx, &t).expect("decodes"),
+                plane,
+                "n = {n}"
+            );
+            for x in [0u32, 1, 0xFFFF, u32::MAX] {
+                let mut bad = enc.clone();
+                bad[..4].copy_from_slice(&x.to_le_bytes());
+                if let Ok(out) = rans4_decode(&bad, &ctx, &t) {
+                    assert_eq!(out.len(), n);
+                }
+            }
+        }
+    }
+
     const GOLDEN_BF16: &str = "6fafec350838386754ec9aec3fe31db25467fee00a94acc134476a0b5e5a4d05";
 
     /// Version-2 delta objects (one rANS state a plane, written by the nshard that introduced
@@ -865,12 +942,17 @@ mod tests {
             assert!(plane_modes(fixture, width).contains(&1), "a v2 rANS plane");
             let out = decode_against(&ObjectId::of(&new), fixture, &base, 1 << 30).expect("v2");
             assert_eq!(out, new);
-            // A version-2 object never holds a version-3 plane, nor the reverse.
+            // A version-3 object never holds a version-2 plane (nor the reverse: below).
             let mut v3 = fixture.to_vec();
             v3[4] = 3;
             let err = decode_against(&ObjectId::of(&new), &v3, &base, 1 << 30).expect_err("mode");
             assert!(err.to_string().contains("unknown mode 1"), "{err}");
         }
+        let (base, new, enc) = rans_object();
+        let mut v2 = enc.clone();
+        v2[4] = 2;
+        let err = decode_against(&ObjectId::of(new), &v2, base, 1 << 30).expect_err("mode");
+        assert!(err.to_string().contains("unknown mode 3"), "{err}");
     }
 
     #[test]
@@ -922,7 +1004,7 @@ mod tests {
 
         /// The same for an object with a rANS plane, damaged in its coded bytes (states, words)
         /// or in its tables (decompressed, one byte changed, compressed again): never a panic,
-        /// never an out-of-range state, never more or fewer bytes than declared.
+        /// and any object that decodes has the declared length.
         #[test]
         fn damaged_rans_planes_are_errors(at: usize, byte: u8, in_tables: bool) {
             let (base, new, enc) = rans_object();
