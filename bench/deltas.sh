@@ -67,14 +67,7 @@ NSHARD=$(realpath "$NSHARD")
 for tool in openssl jq; do
   command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
 done
-if [ -z "${PY:-}" ]; then
-  PY="$BENCH_TARGET/deltas-venv/bin/python"
-  if ! "$PY" -c "import numpy, zstandard, z4ai" 2>/dev/null; then
-    [ -x "$PY" ] || python3 -m venv "$BENCH_TARGET/deltas-venv"
-    "$PY" -m pip install -q numpy zstandard z4ai==0.2.0
-  fi
-fi
-"$PY" -c "import numpy, zstandard, z4ai" || { echo "$PY lacks numpy/zstandard/z4ai" >&2; exit 1; }
+deltas_python
 HELPER="$ROOT/bench/deltas/deltas.py"
 
 bench_workdir deltas

@@ -8,6 +8,8 @@
 #   now / secs START END / ratio A B timestamps, elapsed seconds, A / B with two decimals
 #   timed VAR CMD…                   syncs, runs CMD (stdout to "$W/VAR.out"), stores its wall
 #                                    time in seconds in VAR
+#   deltas_python                    sets PY (unless given): a Python with numpy, zstandard and
+#                                    z4ai 0.2.0 (a venv under the target directory, made once)
 #   gen_checkpoint SIZE              v1.safetensors (bf16, SIZE) and v2.safetensors (5 % of the
 #                                    tensors changed) in the current directory, the generator's
 #                                    reports in gen1.json and gen2.json; sets BYTES (v1's size)
@@ -59,4 +61,15 @@ gen_checkpoint() {
   "$GEN" model --size "$1" --dtype bf16 --seed 1 -o v1.safetensors >gen1.json
   "$GEN" mutate --kind tensors:5% --seed 2 --from v1.safetensors -o v2.safetensors >gen2.json
   BYTES=$(stat -c %s v1.safetensors)
+}
+
+deltas_python() {
+  if [ -z "${PY:-}" ]; then
+    PY="$BENCH_TARGET/deltas-venv/bin/python"
+    if ! "$PY" -c "import numpy, zstandard, z4ai" 2>/dev/null; then
+      [ -x "$PY" ] || python3 -m venv "$BENCH_TARGET/deltas-venv"
+      "$PY" -m pip install -q numpy zstandard z4ai==0.2.0
+    fi
+  fi
+  "$PY" -c "import numpy, zstandard, z4ai" || { echo "$PY lacks numpy/zstandard/z4ai" >&2; exit 1; }
 }
