@@ -257,51 +257,94 @@ impl LocalStore {
     }
 
     /// Reads `id`, following delta objects down to the standalone object they build on (at most
-    /// [`codec::MAX_CHAIN`] deltas), then applies the deltas upward. Memory: the encoded chain
-    /// plus two raw chunks.
+    /// [`codec::MAX_CHAIN`] deltas, by their headers), then applies the deltas upward, reading
+    /// each one when its turn comes. Memory: two encoded objects and two raw chunks, whatever
+    /// the depth. A chain that changes while it is read (a repack re-encodes one of its objects
+    /// as a delta; each object changes at most once) is walked again.
     fn resolve(&self, id: &ObjectId, max_raw_len: u64, verify: Verify) -> Result<Vec<u8>> {
+        for _ in 0..=codec::MAX_CHAIN {
+            if let Some(raw) = self.resolve_once(id, max_raw_len, verify)? {
+                return Ok(raw);
+            }
+        }
+        Err(Error::corrupt(
+            *id,
+            Corruption::BadChain,
+            "its chain of deltas kept changing while it was read",
+        ))
+    }
+
+    /// One attempt of [`LocalStore::resolve`]: `None` when an object of the chain was
+    /// re-encoded between the walk down and the way up.
+    fn resolve_once(
+        &self,
+        id: &ObjectId,
+        max_raw_len: u64,
+        verify: Verify,
+    ) -> Result<Option<Vec<u8>>> {
         let enc = self.read_bounded(id, max_raw_len)?;
         let h = codec::parse_header(id, &enc)?;
         let Codec::Delta { base, .. } = h.codec else {
             return match verify {
                 Verify::No => codec::decode(id, &enc, max_raw_len),
                 _ => codec::decode_verified(id, &enc, max_raw_len),
-            };
+            }
+            .map(Some);
         };
         codec::check_raw_len(id, &h, max_raw_len)?;
         let raw_len = h.raw_len;
-        let mut chain = vec![(*id, enc)];
+        // Down by the headers: `chain[k + 1]` is the base of `chain[k]`; the last one is
+        // standalone.
+        let mut chain = vec![*id];
         let mut base = base;
-        let bottom = loop {
-            let top = chain.last().map(|(c, _)| *c).expect("chain starts with id");
-            if chain.iter().any(|(c, _)| *c == base) || chain.len() >= codec::MAX_CHAIN {
+        loop {
+            let top = *chain.last().expect("chain starts with id");
+            if chain.contains(&base) || chain.len() >= codec::MAX_CHAIN {
                 return Err(bad_chain(id, &base, chain.len()));
             }
-            let enc = match self.read_bounded(&base, raw_len) {
+            chain.push(base);
+            match self.delta_base(&base) {
                 Err(Error::Store(StoreError::ObjectMissing(_))) => {
                     return Err(Error::Store(StoreError::BaseMissing { id: top, base }))
                 }
-                r => r?,
-            };
-            match codec::parse_header(&base, &enc)?.codec {
-                Codec::Delta { base: next, .. } => {
-                    chain.push((base, enc));
-                    base = next;
-                }
-                _ if verify == Verify::EachLevel => {
-                    break codec::decode_verified(&base, &enc, raw_len)?
-                }
-                _ => break codec::decode(&base, &enc, raw_len)?,
+                Err(e) => return Err(e),
+                Ok(Some((next, _))) => base = next,
+                Ok(None) => break,
             }
+        }
+        let read = |k: usize| match self.read_bounded(&chain[k], raw_len) {
+            Err(Error::Store(StoreError::ObjectMissing(_))) => {
+                Err(Error::Store(StoreError::BaseMissing {
+                    id: chain[k - 1],
+                    base: chain[k],
+                }))
+            }
+            r => r,
         };
-        let mut raw = bottom;
-        for (cid, cenc) in chain.iter().rev() {
+        let bottom = chain.len() - 1;
+        let benc = read(bottom)?;
+        let mut raw = match codec::parse_header(&chain[bottom], &benc)?.codec {
+            Codec::Delta { .. } => return Ok(None),
+            _ if verify == Verify::EachLevel => {
+                codec::decode_verified(&chain[bottom], &benc, raw_len)?
+            }
+            _ => codec::decode(&chain[bottom], &benc, raw_len)?,
+        };
+        drop(benc);
+        for k in (0..bottom).rev() {
+            let cenc = if k == 0 { None } else { Some(read(k)?) };
+            let cenc = cenc.as_deref().unwrap_or(&enc);
+            let cid = &chain[k];
+            match codec::parse_header(cid, cenc)?.codec {
+                Codec::Delta { base, .. } if base == chain[k + 1] => {}
+                _ => return Ok(None),
+            }
             raw = match codec::decode_against(cid, cenc, &raw, max_raw_len) {
                 Ok(r) => r,
                 // A damaged base can make a good delta undecodable (its contexts come from the
                 // base): check every level to name the object at fault, never the delta by default.
                 Err(_) if verify != Verify::EachLevel => {
-                    return self.resolve(id, max_raw_len, Verify::EachLevel)
+                    return self.resolve(id, max_raw_len, Verify::EachLevel).map(Some)
                 }
                 Err(e) => return Err(e),
             };
@@ -311,9 +354,9 @@ impl LocalStore {
         }
         if verify == Verify::Result && ObjectId::of(&raw) != *id {
             // Name the object that is damaged, not every delta built on it.
-            return self.resolve(id, max_raw_len, Verify::EachLevel);
+            return self.resolve(id, max_raw_len, Verify::EachLevel).map(Some);
         }
-        Ok(raw)
+        Ok(Some(raw))
     }
 
     /// Moves a corrupt object out of the way (to `corrupt/` beside `objects/`, kept for
