@@ -7,7 +7,7 @@
 # `delta_depth`, against z4ai 0.2.0 `compress_delta` of each version against its parent measured
 # in the same run.
 #
-#   bench/deltas_long.sh                              # bf16 and fp32, depths 8 12 16 (~15 min)
+#   bench/deltas_long.sh                              # bf16 and fp32, depths 8 12 16 (~8 min)
 #   NSHARD=/path/to/nshard PY=/path/to/python bench/deltas_long.sh
 #   DATA=/tmp/delta-long bench/deltas_long.sh         # reuse a `train.py --steps 640 --until 640` output
 #   DTYPES=bf16 DEPTHS="8 16" bench/deltas_long.sh    # quicker
