@@ -296,17 +296,7 @@ fn remote_round_trip(url: &str, envs: &[(String, String)]) {
     assert!(fresh.read("model.safetensors") == files[5]);
     let all = clone();
     run(&all, &["pull", "--remote", url, "--all-versions"]);
-    for k in [0usize, 4, 2, 5, 1, 3] {
-        all.ok(&[
-            "checkout",
-            "model.safetensors",
-            "--version",
-            &versions[k],
-            "--force",
-        ]);
-        assert!(all.read("model.safetensors") == files[k], "version {k}");
-    }
-    all.ok(&["verify", "--all-versions"]);
+    check_out(&all, &versions, &files, &[0, 4, 2, 5, 1, 3]);
 }
 
 #[test]

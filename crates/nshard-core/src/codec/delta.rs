@@ -273,25 +273,20 @@ impl Rans4Tables {
     /// Reads one plane's tables (bitmap, then per context present: largest symbol and
     /// frequencies), refusing any that does not sum to [`TOTAL`].
     fn read(tr: &mut Reader<'_>) -> Result<Self, String> {
-        let bitmap = tr.take(32)?;
-        let present = (0..256).filter(|c| bitmap[c >> 3] >> (c & 7) & 1 == 1);
-        let count = present.clone().count();
-        // One more table, last: where contexts without a table point. Its entries leave the state
-        // as it is (frequency TOTAL) and give symbol 0, so a hostile object that uses such a
-        // context decodes to bytes the caller's hash check refuses, without a branch per symbol.
-        let mut lut = vec![0u32; (count + 1) << PRECISION];
-        lut[count << PRECISION..].fill((TOTAL - 1) << 8);
-        let mut slot = [count << PRECISION; 256];
+        let mut lut = Vec::new();
+        let mut slot = [usize::MAX; 256];
         let mut f = [0u32; 256];
-        for (k, c) in present.enumerate() {
-            let max = usize::from(tr.byte()?);
-            for x in &mut f[..=max] {
-                *x = u32::try_from(tr.varint()?)
+        read_tables(tr, |c, freqs| {
+            let max = freqs.len() - 1;
+            for (x, &v) in f.iter_mut().zip(freqs) {
+                *x = u32::try_from(v)
                     .ok()
                     .filter(|&x| x <= TOTAL)
                     .ok_or("frequency too large")?;
             }
-            let entries = &mut lut[k << PRECISION..(k + 1) << PRECISION];
+            slot[c] = lut.len();
+            lut.resize(lut.len() + (1 << PRECISION), 0);
+            let entries = &mut lut[slot[c]..slot[c] + (1 << PRECISION)];
             if f[max] == TOTAL {
                 // One symbol: the state does not move (frequency TOTAL, cumulative 0).
                 entries.fill(max as u32 | (TOTAL - 1) << 8);
@@ -306,10 +301,36 @@ impl Rans4Tables {
                     cum += fs;
                 }
             }
-            slot[c] = k << PRECISION;
+            Ok(())
+        })?;
+        // One more table, last: where contexts without a table point. Its entries leave the state
+        // as it is (frequency TOTAL) and give symbol 0, so a hostile object that uses such a
+        // context decodes to bytes the caller's hash check refuses, without a branch per symbol.
+        let absent = lut.len();
+        lut.resize(absent + (1 << PRECISION), (TOTAL - 1) << 8);
+        for s in slot.iter_mut().filter(|s| **s == usize::MAX) {
+            *s = absent;
         }
         Ok(Self { lut, slot })
     }
+}
+
+/// Reads one rANS plane's tables (see the format above): for each context present in the
+/// bitmap, in order, calls `each(context, frequencies of the symbols 0 ..= largest, as read)`.
+fn read_tables(
+    tr: &mut Reader<'_>,
+    mut each: impl FnMut(usize, &[u64]) -> Result<(), String>,
+) -> Result<(), String> {
+    let bitmap = tr.take(32)?;
+    let mut f = [0u64; 256];
+    for c in (0..256).filter(|c| bitmap[c >> 3] >> (c & 7) & 1 == 1) {
+        let max = usize::from(tr.byte()?);
+        for x in &mut f[..=max] {
+            *x = tr.varint()?;
+        }
+        each(c, &f[..=max])?;
+    }
+    Ok(())
 }
 
 /// Decodes a mode-3 plane of `ctx.len()` symbols (see [`rans4_encode`]).
@@ -617,16 +638,14 @@ fn decode_planes<T: Elem>(payload: &[u8], version: u8, base: &[u8]) -> Result<Ve
 /// Decodes a mode-1 plane of a version-2 object (one rANS state, the `constriction` crate's
 /// `SmallAnsCoder` stream), as the nshard that introduced deltas wrote them.
 fn decode_plane_v2(src: &[u8], ctx: &[u8], tr: &mut Reader<'_>) -> Result<Vec<u8>, String> {
-    let bitmap = tr.take(32)?;
     let mut fixed = [None::<u8>; 256];
     let mut models: Vec<Option<SmallContiguousLookupDecoderModel>> = vec![None; 256];
-    for c in (0..256).filter(|c| bitmap[c >> 3] >> (c & 7) & 1 == 1) {
-        let max = usize::from(tr.byte()?);
-        let mut f = Vec::with_capacity(max + 1);
-        for _ in 0..=max {
-            let x = tr.varint()?;
-            f.push(u16::try_from(x).map_err(|_| "frequency too large")?);
-        }
+    read_tables(tr, |c, freqs| {
+        let max = freqs.len() - 1;
+        let f = freqs
+            .iter()
+            .map(|&x| u16::try_from(x).map_err(|_| "frequency too large"))
+            .collect::<Result<Vec<u16>, _>>()?;
         if f[max] as u32 == TOTAL {
             fixed[c] = Some(max as u8);
         } else {
@@ -638,7 +657,8 @@ fn decode_plane_v2(src: &[u8], ctx: &[u8], tr: &mut Reader<'_>) -> Result<Vec<u8
                 .map_err(|()| format!("context {c} has an invalid frequency table"))?,
             );
         }
-    }
+        Ok(())
+    })?;
     if !src.len().is_multiple_of(2) {
         return Err("coded plane has an odd length".into());
     }
