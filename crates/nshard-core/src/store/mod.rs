@@ -219,19 +219,46 @@ impl LocalStore {
 
     /// The objects `id` is built on, nearest first, down to the standalone one (empty for a
     /// standalone object), following headers only. Errors on a chain that is broken, cyclic or
-    /// longer than [`codec::MAX_CHAIN`].
+    /// longer than [`codec::MAX_CHAIN`] deltas.
     pub fn bases(&self, id: &ObjectId) -> Result<Vec<ObjectId>> {
-        let mut seen = vec![*id];
-        let mut cur = *id;
-        while let Some((base, _)) = self.delta_base(&cur)? {
-            if seen.contains(&base) || seen.len() > codec::MAX_CHAIN {
-                return Err(bad_chain(id, &base, seen.len()));
+        let mut chain = match self.delta_base(id)? {
+            Some((base, _)) => self.walk_chain(id, base)?,
+            None => return Ok(Vec::new()),
+        };
+        chain.remove(0);
+        Ok(chain)
+    }
+
+    /// The chain of the delta object `id` whose header names `base`: `id`, then each object's
+    /// base in turn (read from headers only), ending at the standalone one. At most
+    /// [`codec::MAX_CHAIN`] deltas; a cycle, a longer chain or a missing base is an error.
+    fn walk_chain(&self, id: &ObjectId, base: ObjectId) -> Result<Vec<ObjectId>> {
+        let mut chain = vec![*id];
+        let mut base = base;
+        loop {
+            // `chain` holds the deltas found so far; `base` would be one more object.
+            if chain.contains(&base) {
+                let reason = format!("its chain of deltas runs in a cycle through {base}");
+                return Err(Error::corrupt(*id, Corruption::BadChain, reason));
             }
-            seen.push(base);
-            cur = base;
+            if chain.len() > codec::MAX_CHAIN {
+                let reason = format!(
+                    "its chain of deltas is longer than {} deltas",
+                    codec::MAX_CHAIN
+                );
+                return Err(Error::corrupt(*id, Corruption::BadChain, reason));
+            }
+            let top = *chain.last().expect("chain starts with id");
+            chain.push(base);
+            match self.delta_base(&base) {
+                Err(Error::Store(StoreError::ObjectMissing(_))) => {
+                    return Err(Error::Store(StoreError::BaseMissing { id: top, base }))
+                }
+                Err(e) => return Err(e),
+                Ok(Some((next, _))) => base = next,
+                Ok(None) => return Ok(chain),
+            }
         }
-        seen.remove(0);
-        Ok(seen)
     }
 
     /// How many deltas lie between `id` and its standalone ancestor (0 for a standalone object):
@@ -295,23 +322,7 @@ impl LocalStore {
         let raw_len = h.raw_len;
         // Down by the headers: `chain[k + 1]` is the base of `chain[k]`; the last one is
         // standalone.
-        let mut chain = vec![*id];
-        let mut base = base;
-        loop {
-            let top = *chain.last().expect("chain starts with id");
-            if chain.contains(&base) || chain.len() >= codec::MAX_CHAIN {
-                return Err(bad_chain(id, &base, chain.len()));
-            }
-            chain.push(base);
-            match self.delta_base(&base) {
-                Err(Error::Store(StoreError::ObjectMissing(_))) => {
-                    return Err(Error::Store(StoreError::BaseMissing { id: top, base }))
-                }
-                Err(e) => return Err(e),
-                Ok(Some((next, _))) => base = next,
-                Ok(None) => break,
-            }
-        }
+        let chain = self.walk_chain(id, base)?;
         let read = |k: usize| match self.read_bounded(&chain[k], raw_len) {
             Err(Error::Store(StoreError::ObjectMissing(_))) => {
                 Err(Error::Store(StoreError::BaseMissing {
@@ -494,18 +505,6 @@ fn check_hash(id: &ObjectId, raw: &[u8]) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn bad_chain(id: &ObjectId, base: &ObjectId, len: usize) -> Error {
-    let reason = if len >= codec::MAX_CHAIN {
-        format!(
-            "its chain of deltas is longer than {} objects",
-            codec::MAX_CHAIN
-        )
-    } else {
-        format!("its chain of deltas runs in a cycle through {base}")
-    };
-    Error::corrupt(*id, Corruption::BadChain, reason)
 }
 
 /// An object written to the store's temporary directory, not yet visible.
@@ -724,15 +723,22 @@ mod tests {
             "{err}"
         );
         assert!(s.is_corrupt(&ids[0]));
-        // A chain longer than any reader follows.
+        // A chain longer than any reader follows (65 deltas), and one at the bound (64): the
+        // walk by headers and the reader agree.
         let (_d2, s) = store();
         let vs = versions(codec::MAX_CHAIN + 2);
         let ids = chain(&s, &vs);
-        assert!(s
-            .get(&ids[0], 1 << 20)
-            .expect_err("long")
-            .to_string()
-            .contains("longer"));
+        for err in [
+            s.get(&ids[0], 1 << 20).expect_err("long"),
+            s.chain_depth(&ids[0]).expect_err("long"),
+        ] {
+            assert!(err.to_string().contains("longer than 64 deltas"), "{err}");
+        }
+        assert_eq!(s.get(&ids[1], 1 << 20).expect("at the bound"), vs[1]);
+        assert_eq!(
+            s.chain_depth(&ids[1]).expect("at the bound"),
+            codec::MAX_CHAIN
+        );
         assert_eq!(s.get(&ids[2], 1 << 20).expect("within bound"), vs[2]);
     }
 
