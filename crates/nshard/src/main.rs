@@ -14,6 +14,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: each chunk's buffers are fresh memory, and glibc maps
+/// large ones anew each time (a page fault per 4 KiB); see docs/benchmarks.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// NeuroShard: version large model files and datasets as deduplicated, compressed chunks.
 ///
 /// Small JSON manifests (`<file>.shard.json`) go into git; the chunk data lives in the local store

@@ -531,22 +531,25 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Decodes the payload of a delta object (`payload` follows the 48-byte header) against the base's
-/// raw bytes. The caller checked that `base.len()` is the declared raw length and will hash the
-/// result. Errors describe what is malformed.
+/// raw bytes in `buf`, which it turns into the object's raw bytes in place (no buffer of the
+/// chunk's size is allocated for the result). The caller checked that `buf.len()` is the declared
+/// raw length and will hash the result. Errors describe what is malformed; on an error `buf` still
+/// holds the base.
 pub(crate) fn decode_delta(
     payload: &[u8],
     version: u8,
     width: u8,
-    base: &[u8],
-) -> Result<Vec<u8>, String> {
+    buf: &mut [u8],
+) -> Result<(), String> {
     match width {
-        2 => decode_planes::<u16>(payload, version, base),
-        4 => decode_planes::<u32>(payload, version, base),
+        2 => decode_planes::<u16>(payload, version, buf),
+        4 => decode_planes::<u32>(payload, version, buf),
         w => Err(format!("element width {w} is not 2 or 4")),
     }
 }
 
-fn decode_planes<T: Elem>(payload: &[u8], version: u8, base: &[u8]) -> Result<Vec<u8>, String> {
+fn decode_planes<T: Elem>(payload: &[u8], version: u8, buf: &mut [u8]) -> Result<(), String> {
+    let base: &[u8] = buf;
     let w = T::W;
     let n = base.len() / w;
     let mut r = Reader { b: payload, pos: 0 };
@@ -612,27 +615,27 @@ fn decode_planes<T: Elem>(payload: &[u8], version: u8, base: &[u8]) -> Result<Ve
             base.len() - n * w
         ));
     }
-    let mut out = vec![0u8; base.len()];
-    let elems = out.chunks_exact_mut(w).zip(base.chunks_exact(w));
+    // From here on nothing fails: the base's bytes become the result's, element by element.
+    let elems = buf.chunks_exact_mut(w);
     // One loop per width with the planes as fixed slices (no per-element inner loop).
     match planes.as_slice() {
         [a, b] => {
-            for (((o, p), &x), &y) in elems.zip(a).zip(b) {
-                T::inverse(u32::from(x) | u32::from(y) << 8, T::load(p)).store(o);
+            for ((o, &x), &y) in elems.zip(a).zip(b) {
+                T::inverse(u32::from(x) | u32::from(y) << 8, T::load(o)).store(o);
             }
         }
         [a, b, c, d] => {
-            for (((((o, p), &x), &y), &z), &v) in elems.zip(a).zip(b).zip(c).zip(d) {
+            for ((((o, &x), &y), &z), &v) in elems.zip(a).zip(b).zip(c).zip(d) {
                 let z = u32::from(x) | u32::from(y) << 8 | u32::from(z) << 16 | u32::from(v) << 24;
-                T::inverse(z, T::load(p)).store(o);
+                T::inverse(z, T::load(o)).store(o);
             }
         }
         _ => return Err(format!("{} planes for element width {w}", planes.len())),
     }
-    for ((o, &t), &b) in out[n * w..].iter_mut().zip(tail).zip(&base[n * w..]) {
-        *o = t ^ b;
+    for (o, &t) in buf[n * w..].iter_mut().zip(tail) {
+        *o ^= t;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes a mode-1 plane of a version-2 object (one rANS state, the `constriction` crate's

@@ -214,23 +214,38 @@ pub fn decode_against(
     base_raw: &[u8],
     max_raw_len: u64,
 ) -> Result<Vec<u8>> {
+    let mut raw = base_raw.to_vec();
+    decode_against_in_place(id, enc, &mut raw, max_raw_len)?;
+    Ok(raw)
+}
+
+/// [`decode_against`] with the base's raw bytes in `raw`, turned into the object's in place (a
+/// reader going up a chain keeps one raw buffer). A standalone `enc` replaces them. On an error
+/// `raw` may hold either.
+pub fn decode_against_in_place(
+    id: &ObjectId,
+    enc: &[u8],
+    raw: &mut Vec<u8>,
+    max_raw_len: u64,
+) -> Result<()> {
     let h = parse_header(id, enc)?;
     check_raw_len(id, &h, max_raw_len)?;
     let Codec::Delta { width, base, .. } = h.codec else {
-        return decode(id, enc, max_raw_len);
+        *raw = decode(id, enc, max_raw_len)?;
+        return Ok(());
     };
-    if base_raw.len() as u64 != h.raw_len {
+    if raw.len() as u64 != h.raw_len {
         return Err(Error::corrupt(
             *id,
             Corruption::BadChain,
             format!(
                 "is a delta of {} bytes against {base}, which holds {} bytes",
                 h.raw_len,
-                base_raw.len()
+                raw.len()
             ),
         ));
     }
-    decode_delta(&enc[DELTA_HEADER_LEN..], enc[4], width, base_raw)
+    decode_delta(&enc[DELTA_HEADER_LEN..], enc[4], width, raw)
         .map_err(|reason| Error::corrupt(*id, Corruption::Undecodable, reason))
 }
 

@@ -483,8 +483,10 @@ fn encode_one(store: &LocalStore, p: &Pair, below: u8, depth: u8) -> Result<Opti
     if enc.len() as u64 + before / 32 >= before {
         return Ok(None);
     }
-    // Never replace what decodes without doubt by something that might not.
-    let back = codec::decode_against(&p.old, &enc, &new, p.size)?;
+    // Never replace what decodes without doubt by something that might not (decoded in the new
+    // chunk's buffer, which is not needed any more).
+    let mut back = new;
+    codec::decode_against_in_place(&p.old, &enc, &mut back, p.size)?;
     if ObjectId::of(&back) != p.old {
         return Ok(None);
     }

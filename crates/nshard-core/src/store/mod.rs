@@ -350,8 +350,8 @@ impl LocalStore {
                 Codec::Delta { base, .. } if base == chain[k + 1] => {}
                 _ => return Ok(None),
             }
-            raw = match codec::decode_against(cid, cenc, &raw, max_raw_len) {
-                Ok(r) => r,
+            match codec::decode_against_in_place(cid, cenc, &mut raw, max_raw_len) {
+                Ok(()) => {}
                 // A damaged base can make a good delta undecodable (its contexts come from the
                 // base): check every level to name the object at fault, never the delta by default.
                 Err(_) if verify != Verify::EachLevel => {
@@ -427,8 +427,8 @@ impl LocalStore {
                     codec: Codec::Delta { base, .. },
                     ..
                 }) => match self.get(&base, max) {
-                    Ok(b) => codec::decode_against(id, &enc, &b, max)
-                        .and_then(|raw| check_hash(id, &raw)),
+                    Ok(mut raw) => codec::decode_against_in_place(id, &enc, &mut raw, max)
+                        .and_then(|()| check_hash(id, &raw)),
                     Err(_) => return false,
                 },
                 Ok(_) => codec::decode_verified(id, &enc, max).map(|_| ()),
