@@ -272,8 +272,8 @@ struct Rans4Tables {
 impl Rans4Tables {
     /// Reads one plane's tables (bitmap, then per context present: largest symbol and
     /// frequencies), refusing any that does not sum to [`TOTAL`].
-    fn read(tr: &mut Reader<'_>) -> Result<Self, String> {
-        let mut lut = Vec::new();
+    fn read(tr: &mut Reader<'_>, mut lut: Vec<u32>) -> Result<Self, String> {
+        lut.clear();
         let mut slot = [usize::MAX; 256];
         let mut f = [0u32; 256];
         read_tables(tr, |c, freqs| {
@@ -334,7 +334,13 @@ fn read_tables(
 }
 
 /// Decodes a mode-3 plane of `ctx.len()` symbols (see [`rans4_encode`]).
-fn rans4_decode(src: &[u8], ctx: &[u8], t: &Rans4Tables) -> Result<Vec<u8>, String> {
+fn rans4_decode(
+    src: &[u8],
+    ctx: &[u8],
+    t: &Rans4Tables,
+    words: &mut Vec<u16>,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     let states = 4 * RANS4_STATES;
     if src.len() < states || !(src.len() - states).is_multiple_of(2) {
         return Err("coded plane has a malformed length".into());
@@ -343,12 +349,16 @@ fn rans4_decode(src: &[u8], ctx: &[u8], t: &Rans4Tables) -> Result<Vec<u8>, Stri
     for (x, b) in st.iter_mut().zip(src.chunks_exact(4)) {
         *x = u32::from_le_bytes(b.try_into().expect("4 bytes"));
     }
-    let words: Vec<u16> = src[states..]
-        .chunks_exact(2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
-        .collect();
+    words.clear();
+    words.extend(
+        src[states..]
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]])),
+    );
+    let words = words.as_slice();
     let mut pos = 0usize;
-    let mut out = vec![0u8; ctx.len()];
+    out.clear();
+    out.resize(ctx.len(), 0);
     let mask = TOTAL - 1;
     let (lut, slot) = (t.lut.as_slice(), &t.slot);
     // One symbol: the table entry under the state's low bits gives the symbol, its frequency
@@ -388,7 +398,7 @@ fn rans4_decode(src: &[u8], ctx: &[u8], t: &Rans4Tables) -> Result<Vec<u8>, Stri
     if pos != words.len() || [x0, x1, x2, x3] != [RANS_L; RANS4_STATES] {
         return Err("coded plane does not end where its symbols do".into());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Encodes `new` against `base` (same length, a whole number of `width`-byte elements or a
@@ -530,6 +540,18 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
     out.extend(new[tail..].iter().zip(&base[tail..]).map(|(a, b)| a ^ b));
 }
 
+/// The buffers a delta decoder needs besides the chunk itself (contexts, decoded planes, rANS
+/// tables and words, the decompressed table section), kept from one decode to the next: a reader
+/// going up a chain of deltas reuses them at every level instead of allocating them afresh.
+#[derive(Default)]
+pub struct DeltaScratch {
+    ctx: Vec<u8>,
+    planes: [Vec<u8>; 4],
+    lut: Vec<u32>,
+    words: Vec<u16>,
+    tables: Vec<u8>,
+}
+
 /// Decodes the payload of a delta object (`payload` follows the 48-byte header) against the base's
 /// raw bytes in `buf`, which it turns into the object's raw bytes in place (no buffer of the
 /// chunk's size is allocated for the result). The caller checked that `buf.len()` is the declared
@@ -540,37 +562,40 @@ pub(crate) fn decode_delta(
     version: u8,
     width: u8,
     buf: &mut [u8],
+    scratch: &mut DeltaScratch,
 ) -> Result<(), String> {
     match width {
-        2 => decode_planes::<u16>(payload, version, buf),
-        4 => decode_planes::<u32>(payload, version, buf),
+        2 => decode_planes::<u16>(payload, version, buf, scratch),
+        4 => decode_planes::<u32>(payload, version, buf, scratch),
         w => Err(format!("element width {w} is not 2 or 4")),
     }
 }
 
-fn decode_planes<T: Elem>(payload: &[u8], version: u8, buf: &mut [u8]) -> Result<(), String> {
+fn decode_planes<T: Elem>(
+    payload: &[u8],
+    version: u8,
+    buf: &mut [u8],
+    scratch: &mut DeltaScratch,
+) -> Result<(), String> {
     let base: &[u8] = buf;
     let w = T::W;
     let n = base.len() / w;
     let mut r = Reader { b: payload, pos: 0 };
     let tlen = usize::try_from(r.varint()?).map_err(|_| "table length overflows")?;
     let tz = r.take(tlen).map_err(|e| format!("tables: {e}"))?;
-    let tables = if tlen == 0 {
-        Vec::new()
-    } else {
-        let mut t = Vec::with_capacity(MAX_TABLES);
+    let tables = &mut scratch.tables;
+    tables.clear();
+    if tlen != 0 {
+        tables.reserve(MAX_TABLES);
         zstd::bulk::Decompressor::new()
-            .and_then(|mut d| d.decompress_to_buffer(tz, &mut t))
+            .and_then(|mut d| d.decompress_to_buffer(tz, tables))
             .map_err(|e| format!("tables do not decode: {e}"))?;
-        t
-    };
-    let mut tr = Reader { b: &tables, pos: 0 };
-    let ctx: Vec<u8> = base
-        .chunks_exact(w)
-        .map(|p| T::context(T::load(p)))
-        .collect();
-    let mut planes: Vec<Vec<u8>> = Vec::with_capacity(w);
-    for k in 0..w {
+    }
+    let mut tr = Reader { b: tables, pos: 0 };
+    let ctx = &mut scratch.ctx;
+    ctx.clear();
+    ctx.extend(base.chunks_exact(w).map(|p| T::context(T::load(p))));
+    for (k, plane) in scratch.planes[..w].iter_mut().enumerate() {
         let mode = r.byte().map_err(|e| format!("plane {k}: {e}"))?;
         let len = usize::try_from(r.varint()?).map_err(|_| "plane length overflows")?;
         let src = r.take(len).map_err(|e| format!("plane {k}: {e}"))?;
@@ -579,19 +604,25 @@ fn decode_planes<T: Elem>(payload: &[u8], version: u8, buf: &mut [u8]) -> Result
                 if src.len() != n {
                     return Err(format!("raw plane {k} holds {} bytes, expected {n}", len));
                 }
-                planes.push(src.to_vec());
+                plane.clear();
+                plane.extend_from_slice(src);
             }
-            1 if version == DELTA_V2 => planes
-                .push(decode_plane_v2(src, &ctx, &mut tr).map_err(|e| format!("plane {k}: {e}"))?),
-            3 if version == DELTA_FORMAT_VERSION => planes.push(
-                Rans4Tables::read(&mut tr)
-                    .and_then(|t| rans4_decode(src, &ctx, &t))
-                    .map_err(|e| format!("plane {k}: {e}"))?,
-            ),
+            1 if version == DELTA_V2 => {
+                *plane =
+                    decode_plane_v2(src, ctx, &mut tr).map_err(|e| format!("plane {k}: {e}"))?
+            }
+            3 if version == DELTA_FORMAT_VERSION => {
+                let t = Rans4Tables::read(&mut tr, std::mem::take(&mut scratch.lut))
+                    .map_err(|e| format!("plane {k}: {e}"))?;
+                let r = rans4_decode(src, ctx, &t, &mut scratch.words, plane);
+                scratch.lut = t.lut;
+                r.map_err(|e| format!("plane {k}: {e}"))?;
+            }
             2 => {
-                let mut plane = Vec::with_capacity(n);
+                plane.clear();
+                plane.reserve(n);
                 zstd::bulk::Decompressor::new()
-                    .and_then(|mut d| d.decompress_to_buffer(src, &mut plane))
+                    .and_then(|mut d| d.decompress_to_buffer(src, plane))
                     .map_err(|e| format!("plane {k}: zstd: {e}"))?;
                 if plane.len() != n {
                     return Err(format!(
@@ -599,7 +630,6 @@ fn decode_planes<T: Elem>(payload: &[u8], version: u8, buf: &mut [u8]) -> Result
                         plane.len()
                     ));
                 }
-                planes.push(plane);
             }
             m => return Err(format!("plane {k} has unknown mode {m}")),
         }
@@ -618,7 +648,7 @@ fn decode_planes<T: Elem>(payload: &[u8], version: u8, buf: &mut [u8]) -> Result
     // From here on nothing fails: the base's bytes become the result's, element by element.
     let elems = buf.chunks_exact_mut(w);
     // One loop per width with the planes as fixed slices (no per-element inner loop).
-    match planes.as_slice() {
+    match &scratch.planes[..w] {
         [a, b] => {
             for ((o, &x), &y) in elems.zip(a).zip(b) {
                 T::inverse(u32::from(x) | u32::from(y) << 8, T::load(o)).store(o);
@@ -630,7 +660,7 @@ fn decode_planes<T: Elem>(payload: &[u8], version: u8, buf: &mut [u8]) -> Result
                 T::inverse(z, T::load(o)).store(o);
             }
         }
-        _ => return Err(format!("{} planes for element width {w}", planes.len())),
+        _ => return Err(format!("{w} planes for element width {w}")),
     }
     for (o, &t) in buf[n * w..].iter_mut().zip(tail) {
         *o ^= t;
@@ -909,9 +939,10 @@ mod tests {
             put_varint(&mut tables, 0);
         }
         put_varint(&mut tables, u64::from(TOTAL));
-        let t = Rans4Tables::read(&mut Reader { b: &tables, pos: 0 }).expect("tables");
+        let t = Rans4Tables::read(&mut Reader { b: &tables, pos: 0 }, Vec::new()).expect("tables");
         let mut r = Rng(5);
-        for n in (0..10).chain([31, 1001, 4099]) {
+        let (mut words, mut out) = (Vec::new(), Vec::new());
+        for n in (0..10).chain([31, 1001, 4099, 7, 0]) {
             let ctx: Vec<u8> = (0..n).map(|_| u8::from(r.unit() < 0.3)).collect();
             let plane: Vec<u8> = ctx
                 .iter()
@@ -924,18 +955,49 @@ mod tests {
                 })
                 .collect();
             let enc = rans4_encode(&plane, &ctx, &tab);
-            assert_eq!(
-                rans4_decode(&enc, &ctx, &t).expect("decodes"),
-                plane,
-                "n = {n}"
-            );
+            // The buffers hold the previous length's output: a decode overwrites them whole.
+            rans4_decode(&enc, &ctx, &t, &mut words, &mut out).expect("decodes");
+            assert_eq!(out, plane, "n = {n}");
             for x in [0u32, 1, 0xFFFF, u32::MAX] {
                 let mut bad = enc.clone();
                 bad[..4].copy_from_slice(&x.to_le_bytes());
-                if let Ok(out) = rans4_decode(&bad, &ctx, &t) {
+                if rans4_decode(&bad, &ctx, &t, &mut words, &mut out).is_ok() {
                     assert_eq!(out.len(), n);
                 }
             }
+        }
+    }
+
+    /// One scratch serves objects of any width and size in turn (a reader keeps one per chain;
+    /// nothing of an earlier object may leak into the next), and a failed decode leaves the base.
+    #[test]
+    fn one_scratch_decodes_objects_of_any_width_and_size() {
+        let mut scratch = DeltaScratch::default();
+        let cases = [
+            (5000usize, 2u8, 1u64),
+            (70_000, 4, 2),
+            (1500, 2, 3),
+            (3000, 4, 4),
+        ];
+        for (n, width, seed) in cases {
+            let (a, b) = series(n, seed, 0.01);
+            let (new, base) = if width == 2 {
+                (bf16(&b), bf16(&a))
+            } else {
+                (fp32(&b), fp32(&a))
+            };
+            let id = ObjectId::of(&new);
+            let enc = encode_delta(&new, &base, &ObjectId::of(&base), width, 1).expect("encodes");
+            let mut raw = base.clone();
+            crate::codec::decode_against_in_place(&id, &enc, &mut raw, 1 << 30, &mut scratch)
+                .expect("decodes");
+            assert_eq!(raw, new, "n = {n}, width {width}");
+            // A truncated object is refused and the base stays as it was.
+            let mut raw = base.clone();
+            let cut = &enc[..enc.len() - 3];
+            crate::codec::decode_against_in_place(&id, cut, &mut raw, 1 << 30, &mut scratch)
+                .expect_err("truncated");
+            assert_eq!(raw, base);
         }
     }
 

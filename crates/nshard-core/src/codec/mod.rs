@@ -33,7 +33,7 @@ mod delta;
 mod encode;
 
 pub(crate) use delta::decode_delta;
-pub use delta::{encode_delta, DELTA_FORMAT_VERSION, DELTA_HEADER_LEN, MAX_CHAIN};
+pub use delta::{encode_delta, DeltaScratch, DELTA_FORMAT_VERSION, DELTA_HEADER_LEN, MAX_CHAIN};
 pub use encode::{DataHint, Encoder};
 
 /// Magic bytes at the start of every encoded object.
@@ -215,18 +215,19 @@ pub fn decode_against(
     max_raw_len: u64,
 ) -> Result<Vec<u8>> {
     let mut raw = base_raw.to_vec();
-    decode_against_in_place(id, enc, &mut raw, max_raw_len)?;
+    decode_against_in_place(id, enc, &mut raw, max_raw_len, &mut DeltaScratch::default())?;
     Ok(raw)
 }
 
-/// [`decode_against`] with the base's raw bytes in `raw`, turned into the object's in place (a
-/// reader going up a chain keeps one raw buffer). A standalone `enc` replaces them. On an error
-/// `raw` may hold either.
+/// [`decode_against`] with the base's raw bytes in `raw`, turned into the object's in place, and
+/// the decoder's other buffers in `scratch` (a reader going up a chain keeps one raw buffer and
+/// one scratch). A standalone `enc` replaces them. On an error `raw` may hold either.
 pub fn decode_against_in_place(
     id: &ObjectId,
     enc: &[u8],
     raw: &mut Vec<u8>,
     max_raw_len: u64,
+    scratch: &mut DeltaScratch,
 ) -> Result<()> {
     let h = parse_header(id, enc)?;
     check_raw_len(id, &h, max_raw_len)?;
@@ -245,7 +246,7 @@ pub fn decode_against_in_place(
             ),
         ));
     }
-    decode_delta(&enc[DELTA_HEADER_LEN..], enc[4], width, raw)
+    decode_delta(&enc[DELTA_HEADER_LEN..], enc[4], width, raw, scratch)
         .map_err(|reason| Error::corrupt(*id, Corruption::Undecodable, reason))
 }
 

@@ -342,6 +342,7 @@ impl LocalStore {
             _ => codec::decode(&chain[bottom], &benc, raw_len)?,
         };
         drop(benc);
+        let mut scratch = codec::DeltaScratch::default();
         for k in (0..bottom).rev() {
             let cenc = if k == 0 { None } else { Some(read(k)?) };
             let cenc = cenc.as_deref().unwrap_or(&enc);
@@ -350,7 +351,7 @@ impl LocalStore {
                 Codec::Delta { base, .. } if base == chain[k + 1] => {}
                 _ => return Ok(None),
             }
-            match codec::decode_against_in_place(cid, cenc, &mut raw, max_raw_len) {
+            match codec::decode_against_in_place(cid, cenc, &mut raw, max_raw_len, &mut scratch) {
                 Ok(()) => {}
                 // A damaged base can make a good delta undecodable (its contexts come from the
                 // base): check every level to name the object at fault, never the delta by default.
@@ -427,8 +428,11 @@ impl LocalStore {
                     codec: Codec::Delta { base, .. },
                     ..
                 }) => match self.get(&base, max) {
-                    Ok(mut raw) => codec::decode_against_in_place(id, &enc, &mut raw, max)
-                        .and_then(|()| check_hash(id, &raw)),
+                    Ok(mut raw) => {
+                        let scratch = &mut codec::DeltaScratch::default();
+                        codec::decode_against_in_place(id, &enc, &mut raw, max, scratch)
+                            .and_then(|()| check_hash(id, &raw))
+                    }
                     Err(_) => return false,
                 },
                 Ok(_) => codec::decode_verified(id, &enc, max).map(|_| ()),
