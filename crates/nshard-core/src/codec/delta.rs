@@ -590,6 +590,10 @@ fn decode_planes<T: Elem>(
         zstd::bulk::Decompressor::new()
             .and_then(|mut d| d.decompress_to_buffer(tz, tables))
             .map_err(|e| format!("tables do not decode: {e}"))?;
+        // The buffer's capacity bounds decompression; it may exceed what was reserved.
+        if tables.len() > MAX_TABLES {
+            return Err(format!("tables decode to more than {MAX_TABLES} bytes"));
+        }
     }
     let mut tr = Reader { b: tables, pos: 0 };
     let ctx = &mut scratch.ctx;
@@ -660,7 +664,7 @@ fn decode_planes<T: Elem>(
                 T::inverse(z, T::load(o)).store(o);
             }
         }
-        _ => return Err(format!("{w} planes for element width {w}")),
+        _ => unreachable!("elements are 2 or 4 bytes wide"),
     }
     for (o, &t) in buf[n * w..].iter_mut().zip(tail) {
         *o ^= t;

@@ -221,7 +221,7 @@ pub fn decode_against(
 
 /// [`decode_against`] with the base's raw bytes in `raw`, turned into the object's in place, and
 /// the decoder's other buffers in `scratch` (a reader going up a chain keeps one raw buffer and
-/// one scratch). A standalone `enc` replaces them. On an error `raw` may hold either.
+/// one scratch). A standalone `enc` replaces `raw`. On an error `raw` still holds the base.
 pub fn decode_against_in_place(
     id: &ObjectId,
     enc: &[u8],

@@ -285,8 +285,8 @@ impl LocalStore {
 
     /// Reads `id`, following delta objects down to the standalone object they build on (at most
     /// [`codec::MAX_CHAIN`] deltas, by their headers), then applies the deltas upward, reading
-    /// each one when its turn comes. Memory: two encoded objects and two raw chunks, whatever
-    /// the depth. A chain that changes while it is read (a repack re-encodes one of its objects
+    /// each one when its turn comes. Memory: two encoded objects, one raw chunk decoded in place
+    /// and the decoder's scratch (about one more chunk), whatever the depth. A chain that changes while it is read (a repack re-encodes one of its objects
     /// as a delta; each object changes at most once) is walked again.
     fn resolve(&self, id: &ObjectId, max_raw_len: u64, verify: Verify) -> Result<Vec<u8>> {
         for _ in 0..=codec::MAX_CHAIN {
@@ -652,11 +652,17 @@ mod tests {
         assert!(s.is_corrupt(&ids[2]));
         assert!(s.quarantine_if_corrupt(&ids[2]).expect("q"));
         assert!(!s.quarantine_if_corrupt(&ids[0]).expect("q"));
-        // Now the base is missing: the error names it.
-        let err = s.get(&ids[0], 1 << 20).expect_err("missing base");
-        assert!(
-            matches!(err, Error::Store(StoreError::BaseMissing { id, base }) if id == ids[1] && base == ids[2])
-        );
+        // Now the base is missing: the error names it, and the delta that needs it, whether the
+        // chain is read or only walked.
+        for err in [
+            s.get(&ids[0], 1 << 20).expect_err("missing base"),
+            s.chain_depth(&ids[0]).expect_err("missing base"),
+        ] {
+            assert!(
+                matches!(err, Error::Store(StoreError::BaseMissing { id, base }) if id == ids[1] && base == ids[2]),
+                "{err}"
+            );
+        }
     }
 
     /// Whatever the damage to a base does to the deltas on it (wrong bytes, or a delta that no
