@@ -4,7 +4,7 @@
 # each written as a safetensors file), against references measured in the same run: z4ai 0.2.0
 # `compress` / `compress_delta`, `zstd -3`, `openssl dgst -sha256`, `cp FILE x && sync`.
 #
-#   bench/deltas.sh                                     # everything, ~8 min on 2 cores (+ build)
+#   bench/deltas.sh                                     # everything, ~5 min on 2 cores (+ build)
 #   NSHARD=/path/to/nshard bench/deltas.sh              # use that binary (default: cargo build --release)
 #   NSHARD_REV=e9533b8 NSHARD=… bench/deltas.sh         # what the report says that binary was built from
 #   PY=/path/to/python bench/deltas.sh                  # a Python with numpy, zstandard, z4ai
