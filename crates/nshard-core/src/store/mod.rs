@@ -250,13 +250,9 @@ impl LocalStore {
             }
             let top = *chain.last().expect("chain starts with id");
             chain.push(base);
-            match self.delta_base(&base) {
-                Err(Error::Store(StoreError::ObjectMissing(_))) => {
-                    return Err(Error::Store(StoreError::BaseMissing { id: top, base }))
-                }
-                Err(e) => return Err(e),
-                Ok(Some((next, _))) => base = next,
-                Ok(None) => return Ok(chain),
+            match as_base_of(&top, &base, self.delta_base(&base))? {
+                Some((next, _)) => base = next,
+                None => return Ok(chain),
             }
         }
     }
@@ -286,8 +282,9 @@ impl LocalStore {
     /// Reads `id`, following delta objects down to the standalone object they build on (at most
     /// [`codec::MAX_CHAIN`] deltas, by their headers), then applies the deltas upward, reading
     /// each one when its turn comes. Memory: two encoded objects, one raw chunk decoded in place
-    /// and the decoder's scratch (about one more chunk), whatever the depth. A chain that changes while it is read (a repack re-encodes one of its objects
-    /// as a delta; each object changes at most once) is walked again.
+    /// and the decoder's scratch (about one more chunk), whatever the depth. A chain that changes
+    /// while it is read (a repack re-encodes one of its objects as a delta; each object changes
+    /// at most once) is walked again.
     fn resolve(&self, id: &ObjectId, max_raw_len: u64, verify: Verify) -> Result<Vec<u8>> {
         for _ in 0..=codec::MAX_CHAIN {
             if let Some(raw) = self.resolve_once(id, max_raw_len, verify)? {
@@ -323,14 +320,12 @@ impl LocalStore {
         // Down by the headers: `chain[k + 1]` is the base of `chain[k]`; the last one is
         // standalone.
         let chain = self.walk_chain(id, base)?;
-        let read = |k: usize| match self.read_bounded(&chain[k], raw_len) {
-            Err(Error::Store(StoreError::ObjectMissing(_))) => {
-                Err(Error::Store(StoreError::BaseMissing {
-                    id: chain[k - 1],
-                    base: chain[k],
-                }))
-            }
-            r => r,
+        let read = |k: usize| {
+            as_base_of(
+                &chain[k - 1],
+                &chain[k],
+                self.read_bounded(&chain[k], raw_len),
+            )
         };
         let bottom = chain.len() - 1;
         let benc = read(bottom)?;
@@ -497,6 +492,20 @@ enum Verify {
     Result,
     /// Every object of the chain (to name the damaged one).
     EachLevel,
+}
+
+/// `r`, a read of `base` on behalf of the delta `id`, with "object missing" said as what it is:
+/// the base that `id` needs is missing.
+fn as_base_of<T>(id: &ObjectId, base: &ObjectId, r: Result<T>) -> Result<T> {
+    match r {
+        Err(Error::Store(StoreError::ObjectMissing(_))) => {
+            Err(Error::Store(StoreError::BaseMissing {
+                id: *id,
+                base: *base,
+            }))
+        }
+        r => r,
+    }
 }
 
 fn check_hash(id: &ObjectId, raw: &[u8]) -> Result<()> {
