@@ -95,20 +95,34 @@ pub fn unique(name: &str) -> String {
     format!("{name}-{}-{nanos}", std::process::id())
 }
 
-/// A free loopback TCP port `p` such that `p + 10000` (SeaweedFS's gRPC port) is free too.
-fn free_port_pair() -> u16 {
+/// Five free loopback TCP ports `p` such that each `p + 10000` (SeaweedFS's gRPC port for it) is
+/// free too, all ten distinct: every port stays bound until all are chosen. Another process can
+/// still take one before SeaweedFS binds it; [`OwnSeaweed::start`] then tries other ports.
+fn free_ports() -> [u16; 5] {
+    let mut held = Vec::new();
+    let mut ports = [0u16; 5];
+    let mut found = 0;
     for _ in 0..200 {
+        if found == ports.len() {
+            return ports;
+        }
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let p = l.local_addr().expect("addr").port();
         if !(20000..=55000).contains(&p) {
             continue;
         }
-        if TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
-            return p;
+        if let Ok(grpc) = TcpListener::bind(("127.0.0.1", p + 10000)) {
+            held.extend([l, grpc]);
+            ports[found] = p;
+            found += 1;
         }
     }
-    panic!("no free port pair found");
+    assert_eq!(found, ports.len(), "no five free port pairs found");
+    ports
 }
+
+/// How many sets of ports [`OwnSeaweed::start`] tries when SeaweedFS finds one taken.
+const PORT_ATTEMPTS: usize = 3;
 
 /// A SeaweedFS instance of a test's own (`weed mini` on free ports, data in a directory the test
 /// owns), for tests that stop and restart the store. Killed when dropped.
@@ -130,33 +144,62 @@ impl OwnSeaweed {
             return unavailable("NSHARD_TEST_WEED (the weed binary) is not set");
         };
         let env = S3Env::get()?;
-        let ports = [(); 5].map(|_| free_port_pair());
         let mut s = OwnSeaweed {
             child: None,
             weed,
             dir: dir.to_path_buf(),
-            ports,
-            endpoint: format!("http://127.0.0.1:{}", ports[0]),
+            ports: [0; 5],
+            endpoint: String::new(),
             env: S3Env {
-                endpoint: format!("http://127.0.0.1:{}", ports[0]),
                 bucket: bucket.to_string(),
                 ..env
             },
         };
-        s.restart();
-        Some(s)
+        // Ports are chosen free, but a process elsewhere on the machine (an outgoing connection
+        // takes an ephemeral port) can bind one first: then SeaweedFS says so and other ports
+        // are tried. A restart keeps its ports (clients know the endpoint).
+        for attempt in 1..=PORT_ATTEMPTS {
+            s.ports = free_ports();
+            s.endpoint = format!("http://127.0.0.1:{}", s.ports[0]);
+            s.env.endpoint = s.endpoint.clone();
+            match s.launch() {
+                Ok(()) => return Some(s),
+                Err(Launch::PortTaken(_)) if attempt < PORT_ATTEMPTS => continue,
+                Err(Launch::PortTaken(log) | Launch::Failed(log)) => {
+                    panic!("SeaweedFS did not start; log:\n{log}")
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
-    /// Starts the process (again) and waits until its S3 port answers.
+    /// Starts the process again (after [`OwnSeaweed::stop`]) on the same ports and waits until
+    /// its S3 port answers.
     pub fn restart(&mut self) {
+        if let Err(Launch::PortTaken(log) | Launch::Failed(log)) = self.launch() {
+            panic!("SeaweedFS did not start; log:\n{log}");
+        }
+    }
+
+    /// Starts the process and waits until its S3 port answers, or until it fails: a port taken
+    /// by someone else (SeaweedFS says so in its log, then it is stopped), an exit, or
+    /// [`START_TIMEOUT`].
+    fn launch(&mut self) -> Result<(), Launch> {
         assert!(self.child.is_none(), "already running");
         std::fs::create_dir_all(&self.dir).expect("mkdir");
         let [s3, master, volume, filer, admin] = self.ports;
+        let log_path = self.dir.with_extension("log");
         let log = std::fs::File::options()
             .create(true)
             .append(true)
-            .open(self.dir.with_extension("log"))
+            .open(&log_path)
             .expect("log");
+        // What this launch logs: the file also holds earlier ones.
+        let log_from = log.metadata().map_or(0, |m| m.len() as usize);
+        let this_log = || {
+            let all = std::fs::read(&log_path).unwrap_or_default();
+            String::from_utf8_lossy(all.get(log_from..).unwrap_or_default()).into_owned()
+        };
         let child = Command::new(&self.weed)
             .arg("mini")
             .arg(format!("-dir={}", self.dir.display()))
@@ -189,13 +232,28 @@ impl OwnSeaweed {
         loop {
             // Any HTTP answer (403 without a signature) means the S3 gateway is up.
             if reqwest::blocking::get(&url).is_ok() {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "SeaweedFS did not start within {START_TIMEOUT:?}; log:\n{}",
-                std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
-            );
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            let log = this_log();
+            if log.contains("Port allocation failed") || log.contains("address already in use") {
+                self.stop();
+                return Err(Launch::PortTaken(log));
+            }
+            if exited {
+                // Reaped already: nothing to signal (its pid may belong to another process now).
+                self.child = None;
+                return Err(Launch::Failed(format!("(weed exited)\n{log}")));
+            }
+            if Instant::now() >= deadline {
+                self.stop();
+                return Err(Launch::Failed(format!(
+                    "(no answer within {START_TIMEOUT:?})\n{log}"
+                )));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -217,6 +275,12 @@ impl OwnSeaweed {
             let _ = c.wait();
         }
     }
+}
+
+/// Why [`OwnSeaweed::launch`] failed, with what the process logged.
+enum Launch {
+    PortTaken(String),
+    Failed(String),
 }
 
 impl Drop for OwnSeaweed {
