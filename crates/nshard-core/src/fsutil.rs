@@ -486,20 +486,29 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 /// Reads a whole regular file (see [`open_regular`]: never a symlink, FIFO or device),
 /// refusing files over `limit` bytes.
 pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    read_limited_into(path, limit, &mut buf)?;
+    Ok(buf)
+}
+
+/// [`read_limited`] into `buf` (its old contents replaced; a reader of many files keeps one
+/// buffer instead of fresh memory for each).
+pub fn read_limited_into(path: &Path, limit: u64, buf: &mut Vec<u8>) -> io::Result<()> {
     use std::io::Read;
     let f = open_regular(path)?;
     // Sized from the file (within the limit): one allocation and a few large reads, not a buffer
     // doubling from a few bytes (each step a copy and fresh pages for multi-MiB objects).
     let size = f.metadata().map_or(0, |m| m.len()).min(limit);
-    let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    f.take(limit + 1).read_to_end(&mut buf)?;
+    buf.clear();
+    buf.reserve(usize::try_from(size).unwrap_or(0));
+    f.take(limit + 1).read_to_end(buf)?;
     if buf.len() as u64 > limit {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("larger than the {limit}-byte limit"),
         ));
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// What a non-regular file is, as an error.

@@ -540,16 +540,43 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
     out.extend(new[tail..].iter().zip(&base[tail..]).map(|(a, b)| a ^ b));
 }
 
-/// The buffers a delta decoder needs besides the chunk itself (contexts, decoded planes, rANS
-/// tables and words, the decompressed table section), kept from one decode to the next: a reader
-/// going up a chain of deltas reuses them at every level instead of allocating them afresh.
+/// The buffers a decoder needs besides the chunk itself (for deltas: contexts, decoded planes,
+/// rANS tables and words, the decompressed table section; for byte-grouped objects: the planes;
+/// for both: a zstd decompression context), kept from one decode to the next: a reader going up
+/// a chain of deltas, or through the chunks of a file, reuses them instead of allocating (and
+/// page-faulting in) fresh memory for every object.
 #[derive(Default)]
-pub struct DeltaScratch {
+pub struct DecodeScratch {
     ctx: Vec<u8>,
     planes: [Vec<u8>; 4],
     lut: Vec<u32>,
     words: Vec<u16>,
     tables: Vec<u8>,
+    /// The byte planes of a byte-grouped object, back to back.
+    grouped: Vec<u8>,
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl DecodeScratch {
+    /// The plane buffer of byte-grouped objects and the zstd context slot (see [`zstd_context`]).
+    pub(super) fn grouped_and_zstd(
+        &mut self,
+    ) -> (&mut Vec<u8>, &mut Option<zstd::bulk::Decompressor<'static>>) {
+        (&mut self.grouped, &mut self.zstd)
+    }
+}
+
+/// The zstd decompression context in `slot`, made on first use.
+pub(super) fn zstd_context<'a>(
+    slot: &'a mut Option<zstd::bulk::Decompressor<'static>>,
+) -> Result<&'a mut zstd::bulk::Decompressor<'static>, String> {
+    if slot.is_none() {
+        *slot = Some(
+            zstd::bulk::Decompressor::new()
+                .map_err(|e| format!("zstd decompression context: {e}"))?,
+        );
+    }
+    Ok(slot.as_mut().expect("made above"))
 }
 
 /// Decodes the payload of a delta object (`payload` follows the 48-byte header) against the base's
@@ -562,7 +589,7 @@ pub(crate) fn decode_delta(
     version: u8,
     width: u8,
     buf: &mut [u8],
-    scratch: &mut DeltaScratch,
+    scratch: &mut DecodeScratch,
 ) -> Result<(), String> {
     match width {
         2 => decode_planes::<u16>(payload, version, buf, scratch),
@@ -575,7 +602,7 @@ fn decode_planes<T: Elem>(
     payload: &[u8],
     version: u8,
     buf: &mut [u8],
-    scratch: &mut DeltaScratch,
+    scratch: &mut DecodeScratch,
 ) -> Result<(), String> {
     let base: &[u8] = buf;
     let w = T::W;
@@ -587,8 +614,8 @@ fn decode_planes<T: Elem>(
     tables.clear();
     if tlen != 0 {
         tables.reserve(MAX_TABLES);
-        zstd::bulk::Decompressor::new()
-            .and_then(|mut d| d.decompress_to_buffer(tz, tables))
+        zstd_context(&mut scratch.zstd)?
+            .decompress_to_buffer(tz, tables)
             .map_err(|e| format!("tables do not decode: {e}"))?;
         // The buffer's capacity bounds decompression; it may exceed what was reserved.
         if tables.len() > MAX_TABLES {
@@ -625,8 +652,8 @@ fn decode_planes<T: Elem>(
             2 => {
                 plane.clear();
                 plane.reserve(n);
-                zstd::bulk::Decompressor::new()
-                    .and_then(|mut d| d.decompress_to_buffer(src, plane))
+                zstd_context(&mut scratch.zstd)?
+                    .decompress_to_buffer(src, plane)
                     .map_err(|e| format!("plane {k}: zstd: {e}"))?;
                 if plane.len() != n {
                     return Err(format!(
@@ -976,7 +1003,7 @@ mod tests {
     /// nothing of an earlier object may leak into the next), and a failed decode leaves the base.
     #[test]
     fn one_scratch_decodes_objects_of_any_width_and_size() {
-        let mut scratch = DeltaScratch::default();
+        let mut scratch = DecodeScratch::default();
         let cases = [
             (5000usize, 2u8, 1u64),
             (70_000, 4, 2),

@@ -33,7 +33,7 @@ mod delta;
 mod encode;
 
 pub(crate) use delta::decode_delta;
-pub use delta::{encode_delta, DeltaScratch, DELTA_FORMAT_VERSION, DELTA_HEADER_LEN, MAX_CHAIN};
+pub use delta::{encode_delta, DecodeScratch, DELTA_FORMAT_VERSION, DELTA_HEADER_LEN, MAX_CHAIN};
 pub use encode::{DataHint, Encoder};
 
 /// Magic bytes at the start of every encoded object.
@@ -182,12 +182,34 @@ pub(crate) fn check_raw_len(id: &ObjectId, h: &Header, max_raw_len: u64) -> Resu
 /// Decodes an encoded object, producing at most `max_raw_len` bytes (and never more than
 /// [`MAX_OBJECT_SIZE`]). Does not check the hash: see [`decode_verified`].
 pub fn decode(id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    decode_into(
+        id,
+        enc,
+        max_raw_len,
+        &mut out,
+        &mut DecodeScratch::default(),
+    )?;
+    Ok(out)
+}
+
+/// [`decode`] into `out` (its old contents replaced), with the decoder's buffers in `scratch`:
+/// a reader that decodes many objects keeps one of each, so that no object costs fresh memory
+/// (first touches of fresh pages cost more CPU than decoding them). A delta object is refused
+/// with [`StoreError::DeltaNeedsBase`].
+pub fn decode_into(
+    id: &ObjectId,
+    enc: &[u8],
+    max_raw_len: u64,
+    out: &mut Vec<u8>,
+    scratch: &mut DecodeScratch,
+) -> Result<()> {
     let h = parse_header(id, enc)?;
     let corrupt = |reason: String| Error::corrupt(*id, Corruption::Undecodable, reason);
     check_raw_len(id, &h, max_raw_len)?;
     let raw_len = h.raw_len as usize;
     let payload = &enc[HEADER_LEN..];
-    let out = match h.codec {
+    match h.codec {
         Codec::Raw => {
             if payload.len() != raw_len {
                 return Err(corrupt(format!(
@@ -195,15 +217,22 @@ pub fn decode(id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<Vec<u8>> {
                     payload.len()
                 )));
             }
-            payload.to_vec()
+            out.clear();
+            out.extend_from_slice(payload);
         }
-        Codec::Zstd => unzstd(payload, raw_len).map_err(corrupt)?,
-        Codec::ByteGrouped(w) => ungroup(payload, raw_len, w as usize).map_err(corrupt)?,
+        Codec::Zstd => {
+            out.resize(raw_len, 0);
+            let d = delta::zstd_context(scratch.grouped_and_zstd().1).map_err(corrupt)?;
+            unzstd_into(d, payload, out).map_err(corrupt)?;
+        }
+        Codec::ByteGrouped(w) => {
+            ungroup(payload, raw_len, w as usize, out, scratch).map_err(corrupt)?
+        }
         Codec::Delta { base, .. } => {
             return Err(Error::Store(StoreError::DeltaNeedsBase { id: *id, base }))
         }
-    };
-    Ok(out)
+    }
+    Ok(())
 }
 
 /// Decodes a delta object against its base's raw bytes (see [`Codec::Delta`]); does not check the
@@ -215,7 +244,13 @@ pub fn decode_against(
     max_raw_len: u64,
 ) -> Result<Vec<u8>> {
     let mut raw = base_raw.to_vec();
-    decode_against_in_place(id, enc, &mut raw, max_raw_len, &mut DeltaScratch::default())?;
+    decode_against_in_place(
+        id,
+        enc,
+        &mut raw,
+        max_raw_len,
+        &mut DecodeScratch::default(),
+    )?;
     Ok(raw)
 }
 
@@ -227,7 +262,7 @@ pub fn decode_against_in_place(
     enc: &[u8],
     raw: &mut Vec<u8>,
     max_raw_len: u64,
-    scratch: &mut DeltaScratch,
+    scratch: &mut DecodeScratch,
 ) -> Result<()> {
     let h = parse_header(id, enc)?;
     check_raw_len(id, &h, max_raw_len)?;
@@ -264,27 +299,28 @@ pub fn decode_verified(id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<Ve
     Ok(raw)
 }
 
-fn unzstd(payload: &[u8], raw_len: usize) -> std::result::Result<Vec<u8>, String> {
-    // The output buffer's capacity bounds decompression: a frame that inflates beyond the declared
-    // length is an error, not an allocation.
-    let mut out = Vec::with_capacity(raw_len);
-    zstd::bulk::Decompressor::new()
-        .and_then(|mut d| d.decompress_to_buffer(payload, &mut out))
-        .map_err(|e| {
-            format!("zstd payload does not decode to the declared {raw_len} bytes: {e}")
-        })?;
-    if out.len() != raw_len {
+/// Decompresses one zstd frame into `out`, which must decode to exactly `out.len()` bytes. The
+/// slice bounds decompression: a frame that inflates beyond it is an error, not an allocation.
+fn unzstd_into(
+    d: &mut zstd::bulk::Decompressor<'static>,
+    payload: &[u8],
+    out: &mut [u8],
+) -> std::result::Result<(), String> {
+    let want = out.len();
+    let got = d
+        .decompress_to_buffer(payload, out)
+        .map_err(|e| format!("zstd payload does not decode to the declared {want} bytes: {e}"))?;
+    if got != want {
         return Err(format!(
-            "zstd payload decodes to {} bytes, header says {raw_len}",
-            out.len()
+            "zstd payload decodes to {got} bytes, header says {want}"
         ));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Writes element `i`'s byte `k` from `planes[k][i]`: the inverse of splitting into byte planes.
 /// One pass over the output for the common widths (the compiler vectorises these loops).
-fn interleave(out: &mut [u8], planes: &[std::borrow::Cow<'_, [u8]>]) {
+fn interleave(out: &mut [u8], planes: &[&[u8]]) {
     match planes {
         [a, b] => {
             for ((d, &x), &y) in out.chunks_exact_mut(2).zip(a.iter()).zip(b.iter()) {
@@ -308,9 +344,20 @@ fn interleave(out: &mut [u8], planes: &[std::borrow::Cow<'_, [u8]>]) {
     }
 }
 
-fn ungroup(payload: &[u8], raw_len: usize, w: usize) -> std::result::Result<Vec<u8>, String> {
+/// Decodes a byte-grouped payload into `out`: zstd planes into the scratch's plane buffer, raw
+/// ones read where they lie, then one interleaving pass.
+fn ungroup(
+    payload: &[u8],
+    raw_len: usize,
+    w: usize,
+    out: &mut Vec<u8>,
+    scratch: &mut DecodeScratch,
+) -> std::result::Result<(), String> {
     let n = raw_len / w;
-    let mut planes: Vec<std::borrow::Cow<'_, [u8]>> = Vec::with_capacity(w);
+    let (grouped, zstd) = scratch.grouped_and_zstd();
+    grouped.resize(n * w, 0);
+    // Where each plane is: `Some(range)` in the payload (raw), `None` in the plane buffer.
+    let mut raw_at: Vec<Option<std::ops::Range<usize>>> = Vec::with_capacity(w);
     let mut pos = 0usize;
     for k in 0..w {
         if payload.len() < pos + 9 {
@@ -324,25 +371,19 @@ fn ungroup(payload: &[u8], raw_len: usize, w: usize) -> std::result::Result<Vec<
             .checked_add(len)
             .filter(|&e| e <= payload.len())
             .ok_or_else(|| format!("plane {k} runs past the end of the object"))?;
-        let data = &payload[pos..end];
-        pos = end;
-        let plane: std::borrow::Cow<'_, [u8]> = match pc {
-            0 => data.into(),
-            1 => unzstd(data, n)
-                .map_err(|e| format!("plane {k}: {e}"))?
-                .into(),
+        match pc {
+            0 if len == n => raw_at.push(Some(pos..end)),
+            0 => return Err(format!("plane {k} holds {len} bytes, expected {n}")),
+            1 => {
+                let d = delta::zstd_context(zstd)?;
+                unzstd_into(d, &payload[pos..end], &mut grouped[k * n..(k + 1) * n])
+                    .map_err(|e| format!("plane {k}: {e}"))?;
+                raw_at.push(None);
+            }
             c => return Err(format!("plane {k} has unknown codec {c}")),
-        };
-        if plane.len() != n {
-            return Err(format!(
-                "plane {k} holds {} bytes, expected {n}",
-                plane.len()
-            ));
         }
-        planes.push(plane);
+        pos = end;
     }
-    let mut out = vec![0u8; raw_len];
-    interleave(&mut out[..n * w], &planes);
     let tail = &payload[pos..];
     if tail.len() != raw_len - n * w {
         return Err(format!(
@@ -351,8 +392,18 @@ fn ungroup(payload: &[u8], raw_len: usize, w: usize) -> std::result::Result<Vec<
             raw_len - n * w
         ));
     }
+    let planes: Vec<&[u8]> = raw_at
+        .iter()
+        .enumerate()
+        .map(|(k, r)| match r {
+            Some(r) => &payload[r.clone()],
+            None => &grouped[k * n..(k + 1) * n],
+        })
+        .collect();
+    out.resize(raw_len, 0);
+    interleave(&mut out[..n * w], &planes);
     out[n * w..].copy_from_slice(tail);
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -381,6 +432,51 @@ mod tests {
         let id = ObjectId::of(raw);
         let enc = Encoder::new().encode(raw, hint);
         decode_verified(&id, &enc, raw.len() as u64).expect("decodes")
+    }
+
+    /// One scratch and one output buffer decode objects of every codec and of any size, larger
+    /// then smaller, exactly as fresh buffers do; a bad object between them is refused and the
+    /// next one decodes.
+    #[test]
+    fn one_scratch_and_buffer_decode_objects_of_every_codec_in_turn() {
+        let weights4: Vec<u8> = bf16_weights(40_000, 9).repeat(2);
+        let objects: Vec<(Vec<u8>, DataHint)> = vec![
+            (bf16_weights(50_000, 3), DataHint::Float(2)),
+            (vec![7u8; 100_000], DataHint::Unknown),
+            (bf16_weights(3_001, 4), DataHint::Float(2)),
+            (weights4, DataHint::Float(4)),
+            (
+                (0..5_000u32)
+                    .map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[2])
+                    .collect(),
+                DataHint::Unknown,
+            ),
+            (bf16_weights(2_500, 5)[..4_999].to_vec(), DataHint::Float(2)),
+            (Vec::new(), DataHint::Unknown),
+        ];
+        let mut scratch = DecodeScratch::default();
+        let mut out = vec![0xAAu8; 7];
+        let mut codecs = Vec::new();
+        for (raw, hint) in &objects {
+            let id = ObjectId::of(raw);
+            let enc = Encoder::new().encode(raw, *hint);
+            codecs.push(parse_header(&id, &enc).expect("header").codec);
+            decode_into(&id, &enc, raw.len() as u64, &mut out, &mut scratch).expect("decodes");
+            assert!(out == *raw, "{:?} of {} bytes", codecs.last(), raw.len());
+            // A truncated object is an error; the scratch still serves the next one.
+            if enc.len() > HEADER_LEN + 20 {
+                let cut = &enc[..enc.len() - 10];
+                assert!(decode_into(&id, cut, raw.len() as u64, &mut out, &mut scratch).is_err());
+            }
+        }
+        for c in [
+            Codec::Raw,
+            Codec::Zstd,
+            Codec::ByteGrouped(2),
+            Codec::ByteGrouped(4),
+        ] {
+            assert!(codecs.contains(&c), "{c:?} not covered: {codecs:?}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::path::RepoPath;
 use crate::progress::Progress;
 use crate::repo::statcache::{now_ns, StatCache, StatEntry};
 use crate::repo::Repo;
-use crate::store::{DirectBuf, DirectWriter};
+use crate::store::{DirectBuf, DirectWriter, ReadScratch};
 
 /// Options of a checkout.
 pub struct CheckoutOptions<'a> {
@@ -75,6 +75,23 @@ const WRITE_WINDOW: usize = 8 * 1024 * 1024;
 const DECODE_QUEUE: usize = 2;
 /// Decoded chunks queued for the whole-file hash thread and for the write thread.
 const HASH_QUEUE: usize = 4;
+/// Chunk buffers per decoder thread, reused from chunk to chunk (see [`Pooled`]).
+const BUFFERS_PER_DECODER: usize = 3;
+
+/// A decoded chunk in a decoder's buffer, which goes back to that decoder when the last holder
+/// (the hash or the write thread) drops it.
+struct Pooled {
+    buf: Vec<u8>,
+    home: mpsc::SyncSender<Vec<u8>>,
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        // Never full (the decoder has at most BUFFERS_PER_DECODER buffers); a decoder that has
+        // stopped no longer wants it.
+        let _ = self.home.try_send(std::mem::take(&mut self.buf));
+    }
+}
 
 impl Repo {
     /// Checks out `targets`: the units, then the files. Takes the repository lock.
@@ -211,11 +228,27 @@ impl Repo {
         let written: Result<ObjectId> = std::thread::scope(|s| {
             let mut queues = Vec::with_capacity(decoders);
             for k in 0..decoders {
-                let (tx, rx) = mpsc::sync_channel::<Result<Vec<u8>>>(DECODE_QUEUE);
+                let (tx, rx) = mpsc::sync_channel::<Result<Pooled>>(DECODE_QUEUE);
                 queues.push(rx);
+                // The decoder's own chunk buffers: each comes back when the hash and write
+                // threads are done with it, so a checkout touches fresh memory for a few chunks,
+                // not for the whole file.
+                let (home, pool) = mpsc::sync_channel::<Vec<u8>>(BUFFERS_PER_DECODER);
+                for _ in 0..BUFFERS_PER_DECODER {
+                    let _ = home.try_send(Vec::new());
+                }
                 s.spawn(move || {
+                    let mut scratch = ReadScratch::default();
                     for c in m.chunks.iter().skip(k).step_by(decoders) {
-                        let d = self.load_chunk(c);
+                        // Never fails: this thread holds a sender, and every buffer handed out
+                        // comes back when it is dropped.
+                        let Ok(mut buf) = pool.recv() else { return };
+                        let d = self
+                            .load_chunk_into(c, &mut buf, &mut scratch)
+                            .map(|()| Pooled {
+                                buf,
+                                home: home.clone(),
+                            });
                         let stop = d.is_err();
                         if tx.send(d).is_err() || stop {
                             return;
@@ -232,15 +265,15 @@ impl Repo {
             let file: &fs::File = out.file();
             // The whole-file hash and the writing each run on their own thread; this one hands
             // them the decoded chunks in order.
-            let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
+            let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Pooled>>(HASH_QUEUE);
             let hasher = s.spawn(move || {
                 let mut h = Hasher::new();
                 for data in hash_rx {
-                    h.update(&data);
+                    h.update(&data.buf);
                 }
                 h.finish()
             });
-            let (write_tx, write_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
+            let (write_tx, write_rx) = mpsc::sync_channel::<Arc<Pooled>>(HASH_QUEUE);
             let writer = s.spawn(move || write_sequentially(file, m.size, write_rx));
             let mut failed = None;
             for d in rx {
@@ -251,7 +284,7 @@ impl Repo {
                         break;
                     }
                 };
-                let n = data.len() as u64;
+                let n = data.buf.len() as u64;
                 if hash_tx.send(Arc::clone(&data)).is_err() || write_tx.send(data).is_err() {
                     break;
                 }
@@ -300,13 +333,13 @@ impl Repo {
 fn write_sequentially(
     file: &fs::File,
     size: u64,
-    rx: mpsc::Receiver<Arc<Vec<u8>>>,
+    rx: mpsc::Receiver<Arc<Pooled>>,
 ) -> std::result::Result<(), (&'static str, std::io::Error)> {
     let mut dbuf = DirectBuf::with_window(WRITE_WINDOW);
     let mut writer = DirectWriter::new(file, &mut dbuf, WRITE_WINDOW, size);
     if writer.is_direct() {
         for data in rx {
-            writer.write_all(&data).map_err(|e| ("writing", e))?;
+            writer.write_all(&data.buf).map_err(|e| ("writing", e))?;
         }
         return writer.finish().map(|_| ()).map_err(|e| ("writing", e));
     }
@@ -327,11 +360,11 @@ fn write_sequentially(
         let mut unflushed = 0u64;
         let mut wrote = Ok(());
         for data in rx {
-            if let Err(e) = writer.write_all(&data) {
+            if let Err(e) = writer.write_all(&data.buf) {
                 wrote = Err(("writing", e));
                 break;
             }
-            unflushed += data.len() as u64;
+            unflushed += data.buf.len() as u64;
             if unflushed >= FLUSH_EVERY {
                 // Skipped when the previous flush is still running.
                 let _ = flush_tx.try_send(());
@@ -347,21 +380,25 @@ fn write_sequentially(
 }
 
 impl Repo {
-    /// Reads and decodes one chunk for checkout, without hashing it: chunks are hashed once, as
-    /// part of the whole file (see `rebuild`).
-    fn load_chunk(&self, c: &crate::manifest::ChunkRef) -> Result<Vec<u8>> {
-        let data = self
-            .store()
-            .get_unverified(&c.id, c.size)
+    /// Reads and decodes one chunk for checkout into `buf`, without hashing it: chunks are hashed
+    /// once, as part of the whole file (see `rebuild`).
+    fn load_chunk_into(
+        &self,
+        c: &crate::manifest::ChunkRef,
+        buf: &mut Vec<u8>,
+        scratch: &mut ReadScratch,
+    ) -> Result<()> {
+        self.store()
+            .get_unverified_into(&c.id, c.size, buf, scratch)
             .map_err(|e| self.quarantine_if_corrupt(e))?;
-        if data.len() as u64 != c.size {
+        if buf.len() as u64 != c.size {
             return Err(Error::corrupt(
                 c.id,
                 Corruption::WrongSize,
-                format!("holds {} bytes, the manifest says {}", data.len(), c.size),
+                format!("holds {} bytes, the manifest says {}", buf.len(), c.size),
             ));
         }
-        Ok(data)
+        Ok(())
     }
 
     /// Moves an object that is corrupt by itself out of the store (see `LocalStore::quarantine`)

@@ -128,6 +128,13 @@ impl LocalStore {
     /// shared directory remote may hold planted files) and refusing files larger than any valid
     /// encoding of `max_raw_len` raw bytes, so a hostile store cannot exhaust memory.
     fn read_bounded(&self, id: &ObjectId, max_raw_len: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_bounded_into(id, max_raw_len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`LocalStore::read_bounded`] into `buf` (its old contents replaced).
+    fn read_bounded_into(&self, id: &ObjectId, max_raw_len: u64, buf: &mut Vec<u8>) -> Result<()> {
         let p = self.path_of(id);
         let not_found = |e: io::Error| {
             if e.kind() == io::ErrorKind::NotFound {
@@ -155,7 +162,7 @@ impl LocalStore {
                 ),
             ));
         }
-        crate::fsutil::read_limited(&p, limit).map_err(|e| {
+        crate::fsutil::read_limited_into(&p, limit, buf).map_err(|e| {
             if e.kind() == io::ErrorKind::InvalidData {
                 Error::corrupt(
                     *id,
@@ -174,6 +181,18 @@ impl LocalStore {
     /// is decoded through its chain of bases.
     pub fn get_unverified(&self, id: &ObjectId, max_raw_len: u64) -> Result<Vec<u8>> {
         self.resolve(id, max_raw_len, Verify::No)
+    }
+
+    /// [`LocalStore::get_unverified`] into `out` (its old contents replaced), with the reader's
+    /// buffers in `scratch`: a caller reading many objects keeps one of each per thread.
+    pub fn get_unverified_into(
+        &self,
+        id: &ObjectId,
+        max_raw_len: u64,
+        out: &mut Vec<u8>,
+        scratch: &mut ReadScratch,
+    ) -> Result<()> {
+        self.resolve_into(id, max_raw_len, Verify::No, out, scratch)
     }
 
     /// Reads, decodes and verifies `id`, producing at most `max_raw_len` bytes. A delta object is
@@ -286,9 +305,29 @@ impl LocalStore {
     /// while it is read (a repack re-encodes one of its objects as a delta; each object changes
     /// at most once) is walked again.
     fn resolve(&self, id: &ObjectId, max_raw_len: u64, verify: Verify) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.resolve_into(
+            id,
+            max_raw_len,
+            verify,
+            &mut out,
+            &mut ReadScratch::default(),
+        )?;
+        Ok(out)
+    }
+
+    /// [`LocalStore::resolve`] into `out`, with the reader's buffers in `scratch`.
+    fn resolve_into(
+        &self,
+        id: &ObjectId,
+        max_raw_len: u64,
+        verify: Verify,
+        out: &mut Vec<u8>,
+        scratch: &mut ReadScratch,
+    ) -> Result<()> {
         for _ in 0..=codec::MAX_CHAIN {
-            if let Some(raw) = self.resolve_once(id, max_raw_len, verify)? {
-                return Ok(raw);
+            if self.resolve_once(id, max_raw_len, verify, out, scratch)? {
+                return Ok(());
             }
         }
         Err(Error::corrupt(
@@ -298,72 +337,83 @@ impl LocalStore {
         ))
     }
 
-    /// One attempt of [`LocalStore::resolve`]: `None` when an object of the chain was
+    /// One attempt of [`LocalStore::resolve_into`]: `false` when an object of the chain was
     /// re-encoded between the walk down and the way up.
     fn resolve_once(
         &self,
         id: &ObjectId,
         max_raw_len: u64,
         verify: Verify,
-    ) -> Result<Option<Vec<u8>>> {
-        let enc = self.read_bounded(id, max_raw_len)?;
-        let h = codec::parse_header(id, &enc)?;
+        raw: &mut Vec<u8>,
+        scratch: &mut ReadScratch,
+    ) -> Result<bool> {
+        let ReadScratch {
+            top,
+            level,
+            codec: dec,
+        } = scratch;
+        self.read_bounded_into(id, max_raw_len, top)?;
+        let h = codec::parse_header(id, top)?;
         let Codec::Delta { base, .. } = h.codec else {
-            return match verify {
-                Verify::No => codec::decode(id, &enc, max_raw_len),
-                _ => codec::decode_verified(id, &enc, max_raw_len),
+            codec::decode_into(id, top, max_raw_len, raw, dec)?;
+            if verify != Verify::No {
+                check_hash(id, raw)?;
             }
-            .map(Some);
+            return Ok(true);
         };
         codec::check_raw_len(id, &h, max_raw_len)?;
         let raw_len = h.raw_len;
         // Down by the headers: `chain[k + 1]` is the base of `chain[k]`; the last one is
         // standalone.
         let chain = self.walk_chain(id, base)?;
-        let read = |k: usize| {
+        let read = |k: usize, buf: &mut Vec<u8>| {
             as_base_of(
                 &chain[k - 1],
                 &chain[k],
-                self.read_bounded(&chain[k], raw_len),
+                self.read_bounded_into(&chain[k], raw_len, buf),
             )
         };
         let bottom = chain.len() - 1;
-        let benc = read(bottom)?;
-        let mut raw = match codec::parse_header(&chain[bottom], &benc)?.codec {
-            Codec::Delta { .. } => return Ok(None),
-            _ if verify == Verify::EachLevel => {
-                codec::decode_verified(&chain[bottom], &benc, raw_len)?
-            }
-            _ => codec::decode(&chain[bottom], &benc, raw_len)?,
-        };
-        drop(benc);
-        let mut scratch = codec::DeltaScratch::default();
+        read(bottom, level)?;
+        if let Codec::Delta { .. } = codec::parse_header(&chain[bottom], level)?.codec {
+            return Ok(false);
+        }
+        codec::decode_into(&chain[bottom], level, raw_len, raw, dec)?;
+        if verify == Verify::EachLevel {
+            check_hash(&chain[bottom], raw)?;
+        }
         for k in (0..bottom).rev() {
-            let cenc = if k == 0 { None } else { Some(read(k)?) };
-            let cenc = cenc.as_deref().unwrap_or(&enc);
+            if k != 0 {
+                read(k, level)?;
+            }
+            let cenc: &[u8] = if k == 0 { top } else { level };
             let cid = &chain[k];
             match codec::parse_header(cid, cenc)?.codec {
                 Codec::Delta { base, .. } if base == chain[k + 1] => {}
-                _ => return Ok(None),
+                _ => return Ok(false),
             }
-            match codec::decode_against_in_place(cid, cenc, &mut raw, max_raw_len, &mut scratch) {
+            match codec::decode_against_in_place(cid, cenc, raw, max_raw_len, dec) {
                 Ok(()) => {}
                 // A damaged base can make a good delta undecodable (its contexts come from the
                 // base): check every level to name the object at fault, never the delta by default.
                 Err(_) if verify != Verify::EachLevel => {
-                    return self.resolve(id, max_raw_len, Verify::EachLevel).map(Some)
+                    return self
+                        .resolve_into(id, max_raw_len, Verify::EachLevel, raw, scratch)
+                        .map(|()| true)
                 }
                 Err(e) => return Err(e),
             };
             if verify == Verify::EachLevel {
-                check_hash(cid, &raw)?;
+                check_hash(cid, raw)?;
             }
         }
-        if verify == Verify::Result && ObjectId::of(&raw) != *id {
+        if verify == Verify::Result && ObjectId::of(raw) != *id {
             // Name the object that is damaged, not every delta built on it.
-            return self.resolve(id, max_raw_len, Verify::EachLevel).map(Some);
+            return self
+                .resolve_into(id, max_raw_len, Verify::EachLevel, raw, scratch)
+                .map(|()| true);
         }
-        Ok(Some(raw))
+        Ok(true)
     }
 
     /// Moves a corrupt object out of the way (to `corrupt/` beside `objects/`, kept for
@@ -424,7 +474,7 @@ impl LocalStore {
                     ..
                 }) => match self.get(&base, max) {
                     Ok(mut raw) => {
-                        let scratch = &mut codec::DeltaScratch::default();
+                        let scratch = &mut codec::DecodeScratch::default();
                         codec::decode_against_in_place(id, &enc, &mut raw, max, scratch)
                             .and_then(|()| check_hash(id, &raw))
                     }
@@ -492,6 +542,17 @@ enum Verify {
     Result,
     /// Every object of the chain (to name the damaged one).
     EachLevel,
+}
+
+/// The buffers a reader of the store keeps from one object to the next (the encoded bytes of the
+/// object asked for and of a chain level, the decoder's buffers): one per reading thread, so that
+/// a checkout's chunks do not each cost fresh memory (first touches of fresh pages cost more CPU
+/// than decoding them).
+#[derive(Default)]
+pub struct ReadScratch {
+    top: Vec<u8>,
+    level: Vec<u8>,
+    codec: codec::DecodeScratch,
 }
 
 /// `r`, a read of `base` on behalf of the delta `id`, with "object missing" said as what it is:
@@ -639,6 +700,38 @@ mod tests {
             "{err}"
         );
         assert!(s.put_verified(&ObjectId::of(b"x"), &enc, 1 << 20).is_err());
+    }
+
+    /// One reader's buffers serve chunks of chains of any depth and standalone ones in any order,
+    /// and a missing object between them.
+    #[test]
+    fn one_read_scratch_serves_chains_and_standalone_objects() {
+        let (_d, s) = store();
+        let vs = versions(4);
+        let ids = chain(&s, &vs);
+        let other = b"a standalone object that is no float at all".repeat(100);
+        let other_id = put(&s, &other);
+        let mut scratch = ReadScratch::default();
+        let mut out = Vec::new();
+        for &k in &[0usize, 3, 1, 2, 0] {
+            s.get_unverified_into(&ids[k], 1 << 20, &mut out, &mut scratch)
+                .expect("reads");
+            assert!(out == vs[k], "version {k}");
+            s.get_unverified_into(&other_id, 1 << 20, &mut out, &mut scratch)
+                .expect("reads");
+            assert_eq!(out, other);
+        }
+        let missing = ObjectId::of(b"never stored");
+        let err = s
+            .get_unverified_into(&missing, 1 << 20, &mut out, &mut scratch)
+            .expect_err("missing");
+        assert!(
+            matches!(err, Error::Store(StoreError::ObjectMissing(_))),
+            "{err}"
+        );
+        s.get_unverified_into(&ids[0], 1 << 20, &mut out, &mut scratch)
+            .expect("reads");
+        assert!(out == vs[0]);
     }
 
     #[test]
