@@ -553,17 +553,9 @@ pub struct DecodeScratch {
     words: Vec<u16>,
     tables: Vec<u8>,
     /// The byte planes of a byte-grouped object, back to back.
-    grouped: Vec<u8>,
-    zstd: Option<zstd::bulk::Decompressor<'static>>,
-}
-
-impl DecodeScratch {
-    /// The plane buffer of byte-grouped objects and the zstd context slot (see [`zstd_context`]).
-    pub(super) fn grouped_and_zstd(
-        &mut self,
-    ) -> (&mut Vec<u8>, &mut Option<zstd::bulk::Decompressor<'static>>) {
-        (&mut self.grouped, &mut self.zstd)
-    }
+    pub(super) grouped: Vec<u8>,
+    /// The zstd decompression context, made on first use (see [`zstd_context`]).
+    pub(super) zstd: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 /// The zstd decompression context in `slot`, made on first use.

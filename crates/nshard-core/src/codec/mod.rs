@@ -222,7 +222,7 @@ pub fn decode_into(
         }
         Codec::Zstd => {
             out.resize(raw_len, 0);
-            let d = delta::zstd_context(scratch.grouped_and_zstd().1).map_err(corrupt)?;
+            let d = delta::zstd_context(&mut scratch.zstd).map_err(corrupt)?;
             unzstd_into(d, payload, out).map_err(corrupt)?;
         }
         Codec::ByteGrouped(w) => {
@@ -354,7 +354,7 @@ fn ungroup(
     scratch: &mut DecodeScratch,
 ) -> std::result::Result<(), String> {
     let n = raw_len / w;
-    let (grouped, zstd) = scratch.grouped_and_zstd();
+    let (grouped, zstd) = (&mut scratch.grouped, &mut scratch.zstd);
     grouped.resize(n * w, 0);
     // Where each plane is: `Some(range)` in the payload (raw), `None` in the plane buffer.
     let mut raw_at: Vec<Option<std::ops::Range<usize>>> = Vec::with_capacity(w);
