@@ -1,30 +1,60 @@
-//! Measures the object encoder on a safetensors file's data cut into 4 MiB pieces.
+//! Measures the object encoder and decoder on a safetensors file's data (or raw tensor bytes) cut into 4 MiB pieces:
+//! `cargo run --release -p nshard-bench --example codec_probe -- FILE WIDTH` prints, per
+//! encoding, the stored size and the encode and decode speed, beside SHA-256 of the same bytes.
 use std::time::Instant;
 
-use nshard_core::format::{DataHint, Encoder};
+use nshard_core::format::{decode_into, DataHint, DecodeScratch, Encoder};
+use nshard_core::ObjectId;
+
+fn best_of(runs: usize, mut f: impl FnMut()) -> f64 {
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::MAX, f64::min)
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let data = std::fs::read(&args[1]).expect("read");
     let w: u8 = args[2].parse().expect("w");
-    let hl = u64::from_le_bytes(data[..8].try_into().expect("8")) as usize + 8;
+    // A safetensors file's tensor data, or a file of raw tensor bytes.
+    let hl = u64::from_le_bytes(data[..8].try_into().expect("8"))
+        .checked_add(8)
+        .filter(|&h| h < data.len() as u64 && data.get(8) == Some(&b'{'))
+        .map_or(0, |h| h as usize);
     let body = &data[hl..hl + (256 << 20).min(data.len() - hl)];
+    let gb = body.len() as f64 / 1e9;
+    let sha = best_of(5, || {
+        for c in body.chunks(4 << 20) {
+            std::hint::black_box(ObjectId::of(c));
+        }
+    });
+    println!("sha256: {:.2} GB/s", gb / sha);
     let mut enc = Encoder::new();
     for hint in [DataHint::Unknown, DataHint::Float(w)] {
-        let mut best = f64::MAX;
-        let mut tot = 0;
-        for _ in 0..3 {
-            let t = Instant::now();
-            tot = 0;
-            for c in body.chunks(4 << 20) {
-                tot += enc.encode(c, hint).len();
+        let mut objects = Vec::new();
+        let t_enc = best_of(3, || {
+            objects = body.chunks(4 << 20).map(|c| enc.encode(c, hint)).collect();
+        });
+        let tot: usize = objects.iter().map(Vec::len).sum();
+        let ids: Vec<ObjectId> = body.chunks(4 << 20).map(ObjectId::of).collect();
+        let mut out = Vec::new();
+        let mut scratch = DecodeScratch::default();
+        let t_dec = best_of(5, || {
+            for (id, o) in ids.iter().zip(&objects) {
+                decode_into(id, o, 1 << 30, &mut out, &mut scratch).expect("decodes");
             }
-            best = best.min(t.elapsed().as_secs_f64());
-        }
+        });
         println!(
-            "{hint:?}: {:.3} of raw at {:.2} GB/s",
+            "{hint:?}: {:.4} of raw, encode {:.2} GB/s ({:.2}x sha256), decode {:.2} GB/s ({:.2}x sha256)",
             tot as f64 / body.len() as f64,
-            body.len() as f64 / 1e9 / best
+            gb / t_enc,
+            t_enc / sha,
+            gb / t_dec,
+            t_dec / sha,
         );
     }
 }

@@ -108,10 +108,12 @@ pub mod format {
         DEFAULT_MAX as DEFAULT_MAX_CHUNK, DEFAULT_MIN as DEFAULT_MIN_CHUNK,
     };
     pub use crate::codec::{
-        decode, decode_against, decode_verified, encode_delta, max_encoded_len, parse_header,
-        Codec, DataHint, Encoder, Header as ObjectHeader, DELTA_FORMAT_VERSION, DELTA_HEADER_LEN,
+        decode, decode_against, decode_into, decode_verified, encode_delta, max_encoded_len,
+        parse_header, Codec, DataHint, DecodeScratch, Encoder, Header as ObjectHeader,
+        DELTA_FORMAT_VERSION, DELTA_HEADER_LEN, FLOAT_FORMAT_VERSION,
         FORMAT_VERSION as OBJECT_FORMAT_VERSION, HEADER_LEN as OBJECT_HEADER_LEN,
-        MAGIC as OBJECT_MAGIC, MAX_CHAIN as MAX_DELTA_CHAIN, MAX_OBJECT_SIZE, ZSTD_LEVEL,
+        MAGIC as OBJECT_MAGIC, MAX_CHAIN as MAX_DELTA_CHAIN, MAX_FLOAT_OBJECT, MAX_OBJECT_SIZE,
+        ZSTD_LEVEL,
     };
     pub use crate::dirunit::{
         is_delta, is_dir_manifest, DirManifest, DirVersionBytes, FileEntry as ListingEntry,

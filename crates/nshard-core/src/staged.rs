@@ -83,6 +83,18 @@ impl StagedUpload {
     pub fn verify(&self, id: &ObjectId, max_raw_len: u64) -> Result<()> {
         verify_file(id, self.file(), self.len, max_raw_len, self.path())
     }
+
+    /// The object format version in the staged object's header, `None` when the bytes do not
+    /// start with an object header (left to [`StagedUpload::verify`] to refuse).
+    pub fn format_version(&self) -> Result<Option<u8>> {
+        if self.len < HEADER_LEN as u64 {
+            return Ok(None);
+        }
+        let mut head = [0u8; HEADER_LEN];
+        crate::fsutil::read_exact_at(self.file(), &mut head, 0)
+            .map_err(|e| Error::io("reading", self.path())(e))?;
+        Ok((&head[..4] == codec::MAGIC).then_some(head[4]))
+    }
 }
 
 /// A section `[pos, end)` of a file, read with positioned reads (several sections of one file can
@@ -150,6 +162,27 @@ pub fn verify_file(
         }
         Codec::ByteGrouped(w) => {
             verify_grouped(file, len, h.raw_len, w as usize, &mut hasher, &corrupt)?;
+        }
+        Codec::FloatPlanes(_) => {
+            // The rANS plane decodes as a whole: in memory, which the size bound keeps to a
+            // chunk (nshard writes float objects of at most MAX_FLOAT_OBJECT bytes).
+            let limit = codec::max_encoded_len(codec::MAX_FLOAT_OBJECT);
+            if h.raw_len > codec::MAX_FLOAT_OBJECT || len > limit {
+                return Err(Error::corrupt(
+                    *id,
+                    Corruption::TooLarge,
+                    format!(
+                        "a float object of {} bytes ({len} encoded) is larger than any nshard writes",
+                        h.raw_len
+                    ),
+                ));
+            }
+            let mut enc = vec![0u8; len as usize];
+            crate::fsutil::read_exact_at(file, &mut enc, 0).map_err(io_err)?;
+            let mut raw = Vec::new();
+            let scratch = &mut codec::DecodeScratch::default();
+            codec::decode_into(id, &enc, max_raw_len, &mut raw, scratch)?;
+            hasher.update(&raw);
         }
         Codec::Delta { base, .. } => {
             return Err(Error::Store(StoreError::DeltaNeedsBase { id: *id, base }));

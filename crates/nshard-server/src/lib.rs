@@ -109,6 +109,10 @@ pub struct Limits {
     /// Connections open at once; beyond this the server stops accepting until one closes. The
     /// binary keeps it below the file-descriptor limit.
     pub max_connections: usize,
+    /// The newest object format stored: uploads of float objects (format 4) are refused below 4,
+    /// and clients re-send them in format 1, which every nshard reads (1 keeps a store that
+    /// clients older than float objects can pull from).
+    pub max_object_format: u8,
 }
 
 impl Default for Limits {
@@ -125,6 +129,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(15 * 60),
             send_idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            max_object_format: nshard_core::format::FLOAT_FORMAT_VERSION,
         }
     }
 }

@@ -342,6 +342,21 @@ pub async fn put_object(
     )
     .await?;
     let len = staged.len();
+    let max_format = state.limits.max_object_format;
+    match staged.format_version() {
+        Ok(Some(v)) if v >= nshard_core::format::FLOAT_FORMAT_VERSION && v > max_format => {
+            Metrics::add(&state.metrics.objects_rejected, 1);
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "object_rejected",
+                format!(
+                    "object {id} refused, nothing was stored: it is in object format {v}, and this server stores formats up to {max_format} (--max-object-format); nshard clients re-send such objects in format 1"
+                ),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Err(store_error(&format!("reading upload {id}"), &e)),
+    }
     // Verifying and storing hold memory and CPU: a few at a time, whatever the number of uploads.
     let _commit = state
         .commits

@@ -315,6 +315,62 @@ fn nshard_serve_round_trip() {
     remote_round_trip(&server.url, &[]);
 }
 
+/// How many objects of each format version a store holds.
+fn formats(objects: &Path) -> HashMap<u8, usize> {
+    let mut out = HashMap::new();
+    for (path, _) in common::walk(objects) {
+        let bytes = fs::read(&path).expect("read object");
+        *out.entry(bytes[4]).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Chunks of float tensors stored on their own are float objects (format 4) locally and on a
+/// default server; a server started with `--max-object-format 1` (as an older server refuses
+/// them) gets the same chunks in format 1, push says so, and clones pull and check out every
+/// version from it.
+#[test]
+fn float_objects_go_to_servers_that_store_them_and_format_1_to_those_that_do_not() {
+    let files = series(3);
+    let origin = TestRepo::new();
+    let (versions, _) = commit_all(&origin, &files);
+    let local = formats(&origin.join(".shard/objects"));
+    assert!(local.get(&4).copied().unwrap_or(0) > 0, "{local:?}");
+
+    let d = tempfile::tempdir().expect("tmp");
+    let pinned = Served::start(&d.path().join("old"), &["--max-object-format", "1"], &[]);
+    let out = origin.ok(&["push", "--remote", &pinned.url, "--all-versions"]);
+    assert!(out.contains("in object format 1"), "{out}");
+    let old = formats(&d.path().join("old/objects"));
+    assert!(
+        !old.contains_key(&4) && old.get(&1).copied().unwrap_or(0) > 0,
+        "{old:?}"
+    );
+    let clone = TestRepo::new();
+    clone.ok(&["init"]);
+    fs::copy(
+        origin.join("model.safetensors.shard.json"),
+        clone.join("model.safetensors.shard.json"),
+    )
+    .expect("copy manifest");
+    clone.ok(&["pull", "--remote", &pinned.url, "--all-versions"]);
+    check_out(&clone, &versions, &files, &[2, 0, 1]);
+    clone.ok(&["verify", "--remote", &pinned.url]);
+
+    let open = Served::start(&d.path().join("new"), &[], &[]);
+    let out = origin.ok(&["push", "--remote", &open.url, "--all-versions"]);
+    assert!(!out.contains("object format 1"), "{out}");
+    // Deltas (format 3) travel re-encoded on their own: as float objects too.
+    let new = formats(&d.path().join("new/objects"));
+    let n = |m: &HashMap<u8, usize>, v: u8| m.get(&v).copied().unwrap_or(0);
+    assert_eq!(
+        n(&new, 4),
+        n(&local, 4) + n(&local, 3),
+        "{new:?} vs {local:?}"
+    );
+    assert_eq!(n(&new, 1), n(&local, 1), "{new:?} vs {local:?}");
+}
+
 #[test]
 fn s3_round_trip() {
     let Some(env) = S3Env::get() else { return };

@@ -132,7 +132,7 @@ impl Ordered for u32 {
 elem!(u16, i16);
 elem!(u32, i32);
 
-fn put_varint(v: &mut Vec<u8>, mut x: u64) {
+pub(super) fn put_varint(v: &mut Vec<u8>, mut x: u64) {
     while x >= 0x80 {
         v.push(x as u8 | 0x80);
         x >>= 7;
@@ -141,18 +141,18 @@ fn put_varint(v: &mut Vec<u8>, mut x: u64) {
 }
 
 /// A bounds-checked reader over a byte slice (everything it reads may be hostile).
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
+pub(super) struct Reader<'a> {
+    pub(super) b: &'a [u8],
+    pub(super) pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn byte(&mut self) -> Result<u8, String> {
+    pub(super) fn byte(&mut self) -> Result<u8, String> {
         let v = *self.b.get(self.pos).ok_or("truncated")?;
         self.pos += 1;
         Ok(v)
     }
-    fn varint(&mut self) -> Result<u64, String> {
+    pub(super) fn varint(&mut self) -> Result<u64, String> {
         let mut x = 0u64;
         for shift in (0..64).step_by(7) {
             let c = self.byte()?;
@@ -163,7 +163,7 @@ impl<'a> Reader<'a> {
         }
         Err("varint too long".into())
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self
             .pos
             .checked_add(n)
@@ -549,8 +549,10 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
 pub struct DecodeScratch {
     ctx: Vec<u8>,
     planes: [Vec<u8>; 4],
-    lut: Vec<u32>,
-    words: Vec<u16>,
+    /// rANS decoding tables (delta planes; a float object's exponent plane).
+    pub(super) lut: Vec<u32>,
+    /// rANS words (delta planes; a float object's exponent plane).
+    pub(super) words: Vec<u16>,
     tables: Vec<u8>,
     /// The byte planes of a byte-grouped object, back to back.
     pub(super) grouped: Vec<u8>,

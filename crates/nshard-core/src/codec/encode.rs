@@ -1,5 +1,6 @@
 //! The encoder: chooses, per object, the smallest of raw, zstd and byte-grouped planes.
 
+use super::floats::{FloatEncoder, MAX_FLOAT_OBJECT, MIN_FLOAT_OBJECT};
 use super::{header, Codec, MIN_SAVING_DIVISOR, ZSTD_LEVEL};
 
 /// What the encoder knows about a chunk's bytes (from the tensor under it).
@@ -24,6 +25,7 @@ pub struct Encoder {
     planes: zstd::bulk::Compressor<'static>,
     scratch: Vec<u8>,
     plane: Vec<u8>,
+    floats: FloatEncoder,
 }
 
 /// Planes whose sampled order-0 entropy is above this many bits per byte are stored without even
@@ -83,6 +85,7 @@ impl Encoder {
             planes: plane_compressor(),
             scratch: Vec::new(),
             plane: Vec::new(),
+            floats: FloatEncoder::default(),
         }
     }
 
@@ -96,10 +99,31 @@ impl Encoder {
     }
 
     /// Encodes `raw` into a fresh buffer (header + payload), choosing the codec from `hint`:
-    /// 2- and 4-byte floats are split into byte planes (only the planes that pay are compressed),
-    /// 1-byte floats are entropy-coded as one plane, anything else gets level-1 zstd. Whatever
-    /// does not pay is stored raw.
+    /// 2- and 4-byte floats become float objects (the exponent plane rANS-coded, see the
+    /// `floats` module; chunks under 4 KiB or over [`MAX_FLOAT_OBJECT`] are split into byte
+    /// planes, only the planes that pay compressed), 1-byte floats are entropy-coded as one plane,
+    /// anything else gets level-1 zstd. Whatever does not pay is stored raw.
     pub fn encode(&mut self, raw: &[u8], hint: DataHint) -> Vec<u8> {
+        match hint {
+            DataHint::Float(w @ (2 | 4))
+                if raw.len() >= MIN_FLOAT_OBJECT && raw.len() as u64 <= MAX_FLOAT_OBJECT =>
+            {
+                let planes = &mut self.planes;
+                self.floats
+                    .encode(raw, w, |p, out| compress(planes, out, p))
+                    .unwrap_or_else(|| raw_object(raw))
+            }
+            DataHint::Float(w @ (2 | 4)) if raw.len() >= 4096 => self.encode_grouped(raw, w),
+            DataHint::Float(1) => self.encode_single_plane(raw),
+            _ => self.encode_plain(raw),
+        }
+    }
+
+    /// [`Encoder::encode`] in object format 1, which every nshard reads: float chunks become
+    /// byte-grouped objects instead of float objects (format 4). For a remote whose server
+    /// refuses newer formats (an older `nshard serve`, or one started with
+    /// `--max-object-format 1`).
+    pub fn encode_format1(&mut self, raw: &[u8], hint: DataHint) -> Vec<u8> {
         match hint {
             DataHint::Float(w @ (2 | 4)) if raw.len() >= 4096 => self.encode_grouped(raw, w),
             DataHint::Float(1) => self.encode_single_plane(raw),
@@ -129,7 +153,7 @@ impl Encoder {
         }
     }
 
-    fn encode_grouped(&mut self, raw: &[u8], w: u8) -> Vec<u8> {
+    pub(super) fn encode_grouped(&mut self, raw: &[u8], w: u8) -> Vec<u8> {
         let width = w as usize;
         let n = raw.len() / width;
         let mut planes = std::mem::take(&mut self.plane);

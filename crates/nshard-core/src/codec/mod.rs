@@ -11,9 +11,10 @@
 //! 16      ..    payload
 //! ```
 //!
-//! Delta objects (format version 2, codec 3) add the base's object id after those 16 bytes and
-//! decode only together with the base's raw bytes: see the `delta` module. Plain objects stay at
-//! version 1, so stores without deltas remain readable by every nshard.
+//! Delta objects (format versions 2 and 3, codec 3) add the base's object id after those 16 bytes
+//! and decode only together with the base's raw bytes: see the `delta` module. Float objects
+//! (format version 4, codec 4) store chunks of float tensors on their own: see the `floats`
+//! module. Other objects stay at version 1, readable by every nshard.
 //!
 //! Byte-grouped payload: for an element width `w`, the first `raw_len / w * w` bytes are split into
 //! `w` planes (plane `k` holds byte `k` of every element), then the `raw_len % w` tail bytes. Each
@@ -31,10 +32,13 @@ use crate::id::ObjectId;
 
 mod delta;
 mod encode;
+mod floats;
+mod lanes;
 
 pub(crate) use delta::decode_delta;
 pub use delta::{encode_delta, DecodeScratch, DELTA_FORMAT_VERSION, DELTA_HEADER_LEN, MAX_CHAIN};
 pub use encode::{DataHint, Encoder};
+pub use floats::{FLOAT_FORMAT_VERSION, MAX_FLOAT_OBJECT};
 
 /// Magic bytes at the start of every encoded object.
 pub const MAGIC: &[u8; 4] = b"NSOB";
@@ -61,6 +65,9 @@ pub enum Codec {
     Zstd,
     /// Split into byte planes of this element width, each plane raw or zstd.
     ByteGrouped(u8),
+    /// Floats of this element width rotated so that the exponent fills the top byte plane, which
+    /// is rANS-coded (see the `floats` module).
+    FloatPlanes(u8),
     /// A delta of floats of this element width against the object `base` (see the `delta`
     /// module). `rank` is the chain length its writer recorded.
     Delta {
@@ -86,6 +93,7 @@ pub(crate) fn header(codec: Codec, raw_len: usize, payload: usize) -> Vec<u8> {
         Codec::Zstd => (1, 0),
         Codec::ByteGrouped(w) => (2, w),
         Codec::Delta { .. } => unreachable!("delta headers are written by encode_delta"),
+        Codec::FloatPlanes(_) => unreachable!("float headers are written by the float encoder"),
     };
     let mut h = Vec::with_capacity(HEADER_LEN + payload);
     h.extend_from_slice(MAGIC);
@@ -128,6 +136,13 @@ pub fn parse_header(id: &ObjectId, enc: &[u8]) -> Result<Header> {
         (FORMAT_VERSION, 2, w @ (2 | 4)) => Codec::ByteGrouped(w),
         (FORMAT_VERSION, c, p) => {
             return Err(corrupt(format!("unknown codec {c} (parameter {p})")))
+        }
+        (FLOAT_FORMAT_VERSION, floats::FLOAT_CODEC, w @ (2 | 4)) => Codec::FloatPlanes(w),
+        (FLOAT_FORMAT_VERSION, c, p) => {
+            return Err(corrupt(format!(
+            "float object with codec {c} and element width {p} (only codec {} and widths 2 and 4)",
+            floats::FLOAT_CODEC
+        )))
         }
         (DELTA_FORMAT_VERSION | delta::DELTA_V2, delta::DELTA_CODEC, w @ (2 | 4)) => {
             if enc.len() < DELTA_HEADER_LEN {
@@ -227,6 +242,19 @@ pub fn decode_into(
         }
         Codec::ByteGrouped(w) => {
             ungroup(payload, raw_len, w as usize, out, scratch).map_err(corrupt)?
+        }
+        Codec::FloatPlanes(w) => {
+            if h.raw_len > MAX_FLOAT_OBJECT {
+                return Err(Error::corrupt(
+                    *id,
+                    Corruption::TooLarge,
+                    format!(
+                        "a float object of {} bytes is larger than any nshard writes ({MAX_FLOAT_OBJECT})",
+                        h.raw_len
+                    ),
+                ));
+            }
+            floats::decode(payload, raw_len, w, out, scratch).map_err(corrupt)?
         }
         Codec::Delta { base, .. } => {
             return Err(Error::Store(StoreError::DeltaNeedsBase { id: *id, base }))
@@ -457,9 +485,17 @@ mod tests {
         let mut scratch = DecodeScratch::default();
         let mut out = vec![0xAAu8; 7];
         let mut codecs = Vec::new();
-        for (raw, hint) in &objects {
+        // Each float object also byte-grouped (what float chunks under 4 KiB and over
+        // MAX_FLOAT_OBJECT become).
+        let encoded = objects.iter().flat_map(|(raw, hint)| {
+            let mut e = vec![(raw, Encoder::new().encode(raw, *hint))];
+            if let DataHint::Float(w @ (2 | 4)) = hint {
+                e.push((raw, Encoder::new().encode_grouped(raw, *w)));
+            }
+            e
+        });
+        for (raw, enc) in encoded {
             let id = ObjectId::of(raw);
-            let enc = Encoder::new().encode(raw, *hint);
             codecs.push(parse_header(&id, &enc).expect("header").codec);
             decode_into(&id, &enc, raw.len() as u64, &mut out, &mut scratch).expect("decodes");
             assert!(out == *raw, "{:?} of {} bytes", codecs.last(), raw.len());
@@ -474,6 +510,8 @@ mod tests {
             Codec::Zstd,
             Codec::ByteGrouped(2),
             Codec::ByteGrouped(4),
+            Codec::FloatPlanes(2),
+            Codec::FloatPlanes(4),
         ] {
             assert!(codecs.contains(&c), "{c:?} not covered: {codecs:?}");
         }
@@ -571,27 +609,89 @@ mod tests {
         out
     }
 
-    /// Golden codec choices: float weights are byte-grouped, the exponent plane compressed and the
-    /// mantissa plane stored raw without a zstd attempt; the result beats plain zstd.
+    /// The modes of a float object's planes, top plane first.
+    fn float_plane_modes(enc: &[u8]) -> Vec<u8> {
+        let mut r = delta::Reader {
+            b: &enc[HEADER_LEN..],
+            pos: 0,
+        };
+        (0..enc[6])
+            .map(|_| {
+                let mode = r.byte().expect("mode");
+                let len = r.varint().expect("length") as usize;
+                r.take(len).expect("plane");
+                mode
+            })
+            .collect()
+    }
+
+    /// Golden codec choices: float weights become float objects, the exponent plane (after the
+    /// rotation) zstd-coded and the mantissa plane stored raw without a zstd attempt; that beats
+    /// byte planes with zstd (what float chunks under 4 KiB and over MAX_FLOAT_OBJECT still
+    /// become) and plain zstd by far.
     #[test]
     fn golden_codec_choice_for_bf16_weights() {
         let raw = bf16_weights(1 << 20, 42);
         let enc = Encoder::new().encode(&raw, DataHint::Float(2));
         let h = parse_header(&ObjectId::of(&raw), &enc).expect("hdr");
-        assert_eq!(h.codec, Codec::ByteGrouped(2));
-        assert_eq!(plane_codecs(&enc), vec![0, 1]);
-        let plain = Encoder::new().encode(&raw, DataHint::Unknown);
-        assert!(enc.len() < plain.len(), "{} vs {}", enc.len(), plain.len());
+        assert_eq!(h.codec, Codec::FloatPlanes(2));
+        assert_eq!(float_plane_modes(&enc), vec![1, 0]);
+        let grouped = Encoder::new().encode_grouped(&raw, 2);
+        assert_eq!(plane_codecs(&grouped), vec![0, 1]);
         assert!(
-            (enc.len() as f64) < 0.70 * raw.len() as f64,
-            "{}",
-            enc.len()
+            enc.len() + raw.len() * 3 / 1000 < grouped.len(),
+            "float {} vs grouped {}",
+            enc.len(),
+            grouped.len()
+        );
+        let plain = Encoder::new().encode(&raw, DataHint::Unknown);
+        assert!(
+            (enc.len() as f64) < 0.70 * raw.len() as f64 && enc.len() < plain.len(),
+            "{} vs {}",
+            enc.len(),
+            plain.len()
         );
         assert_eq!(roundtrip(&raw, DataHint::Float(2)), raw);
-        // The mantissa plane is judged incompressible from a sample.
-        let (lo, hi): (Vec<u8>, Vec<u8>) = raw.chunks_exact(2).map(|e| (e[0], e[1])).unzip();
+        // The mantissa plane (7 mantissa bits and the sign after the rotation) is judged
+        // incompressible from a sample; the exponent plane is not.
+        let (lo, hi): (Vec<u8>, Vec<u8>) = raw
+            .chunks_exact(2)
+            .map(|e| {
+                let [a, b] = u16::from_le_bytes([e[0], e[1]])
+                    .rotate_left(1)
+                    .to_le_bytes();
+                (a, b)
+            })
+            .unzip();
         assert!(sampled_entropy(&lo) > RAW_ENTROPY_BITS);
         assert!(sampled_entropy(&hi) < 4.0);
+    }
+
+    /// A pruned tensor (seven weights in eight zero): every plane is mostly one symbol, which costs
+    /// Huffman codes a bit a symbol; its planes are rANS-coded, well under zstd's size.
+    #[test]
+    fn pruned_weights_get_rans_planes() {
+        let mut raw = bf16_weights(1 << 20, 7);
+        for (i, e) in raw.chunks_exact_mut(2).enumerate() {
+            if (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61 != 0 {
+                e.fill(0);
+            }
+        }
+        let enc = Encoder::new().encode(&raw, DataHint::Float(2));
+        let id = ObjectId::of(&raw);
+        assert_eq!(
+            parse_header(&id, &enc).expect("hdr").codec,
+            Codec::FloatPlanes(2)
+        );
+        assert_eq!(float_plane_modes(&enc), vec![2, 2]);
+        let grouped = Encoder::new().encode_grouped(&raw, 2);
+        assert!(
+            enc.len() * 10 < grouped.len() * 9,
+            "{} vs {}",
+            enc.len(),
+            grouped.len()
+        );
+        assert_eq!(decode_verified(&id, &enc, 1 << 22).expect("decodes"), raw);
     }
 
     #[test]

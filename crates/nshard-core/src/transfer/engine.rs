@@ -42,18 +42,19 @@ pub(super) async fn remote_missing(
     Ok(out)
 }
 
-/// Runs `work` for every id with at most `jobs` at once. `work` returns the bytes moved; `done` is
+/// Runs `work` for every id with at most `jobs` at once. `work` returns what it moved; `done` is
 /// called as each finishes. On the first permanent error no new work starts; work in flight is
 /// awaited, then the error is returned.
-async fn bounded<F, Fut>(
+async fn bounded<F, Fut, T>(
     ids: Vec<ObjectId>,
     jobs: usize,
     work: F,
-    mut done: impl FnMut(ObjectId, u64, u64),
+    mut done: impl FnMut(ObjectId, T, u64),
 ) -> Result<()>
 where
     F: Fn(ObjectId) -> Fut,
-    Fut: Future<Output = (Result<u64>, u64)> + Send + 'static,
+    Fut: Future<Output = (Result<T>, u64)> + Send + 'static,
+    T: Send + 'static,
 {
     let mut set = JoinSet::new();
     let mut queue = ids.into_iter();
@@ -150,20 +151,45 @@ pub(super) async fn push_groups(
                             let local = local.clone();
                             let remote = Arc::clone(&remote);
                             async move {
+                                let l = local.clone();
                                 let enc = local_io(move || {
-                                    local.get_standalone(&id, &mut crate::codec::Encoder::new())
+                                    l.get_standalone(&id, &mut crate::codec::Encoder::new())
                                 })
                                 .await?;
+                                let float = match crate::codec::parse_header(&id, &enc)?.codec {
+                                    crate::codec::Codec::FloatPlanes(w) => Some(w),
+                                    _ => None,
+                                };
                                 let n = enc.len() as u64;
-                                remote.put(&id, enc).await?;
-                                Ok(n)
+                                match (remote.put(&id, enc).await, float) {
+                                    (Ok(_), _) => Ok((n, false)),
+                                    (Err(e), Some(w)) if refuses_format(&e) => {
+                                        // A server that does not store float objects (older
+                                        // than them, or pinned to format 1): the same chunk in
+                                        // the format every nshard reads.
+                                        let enc = local_io(move || {
+                                            let raw =
+                                                local.get(&id, crate::codec::MAX_OBJECT_SIZE)?;
+                                            Ok(crate::codec::Encoder::new().encode_format1(
+                                                &raw,
+                                                crate::codec::DataHint::Float(w),
+                                            ))
+                                        })
+                                        .await?;
+                                        let n = enc.len() as u64;
+                                        remote.put(&id, enc).await?;
+                                        Ok((n, true))
+                                    }
+                                    (Err(e), _) => Err(e),
+                                }
                             }
                         })
                         .await
                 }
             },
-            |_, n, retries| {
+            |_, (n, older), retries| {
                 stats.objects += 1;
+                stats.older_format += usize::from(older);
                 stats.bytes += n;
                 stats.retries += retries;
                 opts.progress.advance(n);
@@ -177,6 +203,17 @@ pub(super) async fn push_groups(
     }
     opts.progress.finish();
     result.map(|()| stats)
+}
+
+/// Whether `e` is a server's refusal of an object's format: an `nshard serve` older than the
+/// format answers "unsupported object format", one started with `--max-object-format` names the
+/// option; both as a refusal (422) of the upload.
+fn refuses_format(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Remote(RemoteError::Failed { kind: crate::error::RemoteFailure::Refused, reason, .. })
+            if reason.contains("unsupported object format") || reason.contains("--max-object-format")
+    )
 }
 
 /// Downloads `wanted` (id → the most raw bytes it may decode to), verifying each object before it

@@ -72,6 +72,9 @@ pub struct TransferStats {
     pub skipped_bytes: u64,
     /// Requests that failed transiently and were retried.
     pub retries: u64,
+    /// Objects sent in object format 1 because the remote's server refused the newer format
+    /// they are stored in locally (push only).
+    pub older_format: usize,
 }
 
 /// What a push or pull did for one file.

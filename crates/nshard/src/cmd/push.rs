@@ -113,6 +113,12 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
             if s.retries > 0 {
                 out!("{} transient failures were retried", s.retries);
             }
+            if s.older_format > 0 {
+                out!(
+                    "the server does not store float objects (object format 4): sent {} chunk(s) in object format 1, readable by every nshard and about 1 % larger (see docs/server.md)",
+                    s.older_format
+                );
+            }
             let pruned: usize = report
                 .files
                 .iter()

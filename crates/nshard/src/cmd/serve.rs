@@ -96,6 +96,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// Newest object format to store. 4 (the default) stores float objects, the smallest
+    /// encoding of tensor chunks, which nshard clients older than them cannot read; 1 refuses
+    /// them, and clients then send those chunks in format 1 (about 1 % larger), so that every
+    /// nshard can pull from this server.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_object_format,
+          value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub max_object_format: u8,
 }
 
 /// Threads of the runtime's blocking pool, where the server reads, verifies, stages and fsyncs
@@ -191,6 +198,7 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
             request_timeout: Duration::from_secs(a.request_timeout),
             send_idle_timeout: Duration::from_secs(a.send_timeout),
             max_connections: connection_cap(a.max_connections) as usize,
+            max_object_format: a.max_object_format,
             ..Limits::default()
         },
     };
