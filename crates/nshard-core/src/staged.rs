@@ -4,6 +4,9 @@
 //!
 //! Verification streams: the payload is decoded in blocks and hashed as it goes, so checking an
 //! object of any size takes a few MiB (one zstd window per byte plane), not the object's size.
+//! Float objects (format 4, at most 16 MiB of raw bytes) are the exception: they are decoded in
+//! memory, which takes up to about four times the chunk (the encoded object, its planes, the
+//! decoded chunk, rANS words).
 //! The result is the same as [`codec::decode_verified`] for every object this crate's encoder
 //! writes; zstd frames are refused above a window of 2^[`MAX_WINDOW_LOG`] bytes (the encoder's
 //! level-1 frames use at most 2^19), which bounds what a hostile upload can make the server hold.
@@ -164,15 +167,15 @@ pub fn verify_file(
             verify_grouped(file, len, h.raw_len, w as usize, &mut hasher, &corrupt)?;
         }
         Codec::FloatPlanes(_) => {
-            // The rANS plane decodes as a whole: in memory, which the size bound keeps to a
-            // chunk (nshard writes float objects of at most MAX_FLOAT_OBJECT bytes).
-            let limit = codec::max_encoded_len(codec::MAX_FLOAT_OBJECT);
-            if h.raw_len > codec::MAX_FLOAT_OBJECT || len > limit {
+            // Decoded in memory (a rANS plane decodes as a whole), which the size bounds keep
+            // to a chunk: at most MAX_FLOAT_OBJECT raw bytes, encoded in at most about as many.
+            codec::check_float_len(id, &h)?;
+            if len > codec::max_encoded_len(h.raw_len) {
                 return Err(Error::corrupt(
                     *id,
                     Corruption::TooLarge,
                     format!(
-                        "a float object of {} bytes ({len} encoded) is larger than any nshard writes",
+                        "a float object of {} bytes is {len} bytes encoded, more than it can take",
                         h.raw_len
                     ),
                 ));
@@ -343,9 +346,15 @@ mod tests {
     }
 
     /// Streaming verification agrees with the in-memory decoder on every codec and on damage.
+    /// The streamed check and the in-memory decode agree on `raw` encoded by today's encoder and
+    /// in format 1 (float objects and byte-grouped ones), with byte `flip` damaged.
     fn agrees(raw: &[u8], hint: DataHint, flip: Option<usize>) {
+        agrees_on(raw, Encoder::new().encode(raw, hint), flip);
+        agrees_on(raw, Encoder::new().encode_format1(raw, hint), flip);
+    }
+
+    fn agrees_on(raw: &[u8], mut enc: Vec<u8>, flip: Option<usize>) {
         let id = ObjectId::of(raw);
-        let mut enc = Encoder::new().encode(raw, hint);
         if let Some(i) = flip {
             let i = i % enc.len();
             enc[i] ^= 0x20;

@@ -356,6 +356,25 @@ fn float_objects_go_to_servers_that_store_them_and_format_1_to_those_that_do_not
     clone.ok(&["pull", "--remote", &pinned.url, "--all-versions"]);
     check_out(&clone, &versions, &files, &[2, 0, 1]);
     clone.ok(&["verify", "--remote", &pinned.url]);
+    // A damaged copy on that server is repaired from a local float object: in format 1 too.
+    let path = chunks(&origin.manifest("model.safetensors"))
+        .iter()
+        .map(|c| d.path().join("old/objects").join(&c[..2]).join(&c[2..]))
+        .find(|p| fs::read(p).expect("read")[4..6] == [1, 2])
+        .expect("a byte-grouped chunk of the newest version on the server");
+    let mut bytes = fs::read(&path).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    fs::write(&path, &bytes).expect("damage");
+    let v = origin.json(&["verify", "--remote", &pinned.url]);
+    assert_eq!(v["repaired"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(fs::read(&path).expect("repaired")[4..6], [1, 2]);
+    origin.ok(&["verify", "--remote", &pinned.url]);
 
     let open = Served::start(&d.path().join("new"), &[], &[]);
     let out = origin.ok(&["push", "--remote", &open.url, "--all-versions"]);

@@ -549,9 +549,9 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
 pub struct DecodeScratch {
     ctx: Vec<u8>,
     planes: [Vec<u8>; 4],
-    /// rANS decoding tables (delta planes; a float object's exponent plane).
+    /// rANS decoding tables (delta planes; a float object's rANS planes).
     pub(super) lut: Vec<u32>,
-    /// rANS words (delta planes; a float object's exponent plane).
+    /// rANS words (delta planes; a float object's rANS planes).
     pub(super) words: Vec<u16>,
     tables: Vec<u8>,
     /// The byte planes of a byte-grouped object, back to back.

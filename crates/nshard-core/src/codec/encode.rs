@@ -1,4 +1,5 @@
-//! The encoder: chooses, per object, the smallest of raw, zstd and byte-grouped planes.
+//! The encoder: chooses, per object, the smallest of raw, zstd, byte-grouped planes and float
+//! objects (rotated planes, see the `floats` module).
 
 use super::floats::{FloatEncoder, MAX_FLOAT_OBJECT, MIN_FLOAT_OBJECT};
 use super::{header, Codec, MIN_SAVING_DIVISOR, ZSTD_LEVEL};
@@ -99,10 +100,10 @@ impl Encoder {
     }
 
     /// Encodes `raw` into a fresh buffer (header + payload), choosing the codec from `hint`:
-    /// 2- and 4-byte floats become float objects (the exponent plane rANS-coded, see the
-    /// `floats` module; chunks under 4 KiB or over [`MAX_FLOAT_OBJECT`] are split into byte
-    /// planes, only the planes that pay compressed), 1-byte floats are entropy-coded as one plane,
-    /// anything else gets level-1 zstd. Whatever does not pay is stored raw.
+    /// 2- and 4-byte floats become float objects (rotated byte planes, see the `floats` module;
+    /// chunks over [`MAX_FLOAT_OBJECT`] are split into plain byte planes, only the planes that
+    /// pay compressed), 1-byte floats are entropy-coded as one plane, anything else (float
+    /// chunks under 4 KiB too) gets level-1 zstd. Whatever does not pay is stored raw.
     pub fn encode(&mut self, raw: &[u8], hint: DataHint) -> Vec<u8> {
         match hint {
             DataHint::Float(w @ (2 | 4))
@@ -113,7 +114,9 @@ impl Encoder {
                     .encode(raw, w, |p, out| compress(planes, out, p))
                     .unwrap_or_else(|| raw_object(raw))
             }
-            DataHint::Float(w @ (2 | 4)) if raw.len() >= 4096 => self.encode_grouped(raw, w),
+            DataHint::Float(w @ (2 | 4)) if raw.len() >= MIN_FLOAT_OBJECT => {
+                self.encode_grouped(raw, w)
+            }
             DataHint::Float(1) => self.encode_single_plane(raw),
             _ => self.encode_plain(raw),
         }
@@ -125,7 +128,9 @@ impl Encoder {
     /// `--max-object-format 1`).
     pub fn encode_format1(&mut self, raw: &[u8], hint: DataHint) -> Vec<u8> {
         match hint {
-            DataHint::Float(w @ (2 | 4)) if raw.len() >= 4096 => self.encode_grouped(raw, w),
+            DataHint::Float(w @ (2 | 4)) if raw.len() >= MIN_FLOAT_OBJECT => {
+                self.encode_grouped(raw, w)
+            }
             DataHint::Float(1) => self.encode_single_plane(raw),
             _ => self.encode_plain(raw),
         }

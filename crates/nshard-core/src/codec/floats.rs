@@ -24,8 +24,9 @@
 //!                    the raw_len % width tail bytes, raw
 //! ```
 //!
-//! Format version 4 is newer than nshard 0.2: older binaries answer "unsupported object format:
-//! upgrade nshard" for these objects (never "corrupt") and read every other object.
+//! Format version 4 is new: nshard binaries from before it answer "unsupported object format:
+//! upgrade nshard" for these objects (never "corrupt") and read every other object. A server that
+//! refuses them gets the chunk in format 1 instead (see `transfer::engine::put_standalone`).
 
 use super::delta::{put_varint, zstd_context, DecodeScratch, Reader};
 use super::encode::{sampled_entropy, RAW_ENTROPY_BITS};
@@ -39,7 +40,7 @@ pub(crate) const FLOAT_CODEC: u8 = 4;
 /// stay byte-grouped. A float object decodes in memory, so a server verifying an upload holds at
 /// most this much for it.
 pub const MAX_FLOAT_OBJECT: u64 = 16 << 20;
-/// Smaller float chunks stay byte-grouped (the lanes' states and table would not pay).
+/// Smaller float chunks get plain zstd, as they did before float objects.
 pub(crate) const MIN_FLOAT_OBJECT: usize = 4096;
 
 const RAW: u8 = 0;

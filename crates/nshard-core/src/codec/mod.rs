@@ -3,8 +3,8 @@
 //! ```text
 //! offset  size  field
 //! 0       4     magic  b"NSOB"
-//! 4       1     format version (1)
-//! 5       1     codec: 0 raw, 1 zstd, 2 byte-grouped
+//! 4       1     format version (1; 2 and 3 delta objects, 4 float objects: below)
+//! 5       1     codec: 0 raw, 1 zstd, 2 byte-grouped (version 1); 3 delta; 4 float
 //! 6       1     codec parameter (byte-grouped: element width 2 or 4; otherwise 0)
 //! 7       1     reserved (0)
 //! 8       8     raw length, little endian
@@ -65,8 +65,8 @@ pub enum Codec {
     Zstd,
     /// Split into byte planes of this element width, each plane raw or zstd.
     ByteGrouped(u8),
-    /// Floats of this element width rotated so that the exponent fills the top byte plane, which
-    /// is rANS-coded (see the `floats` module).
+    /// Floats of this element width rotated so that the exponent fills the top byte plane, each
+    /// plane raw, zstd or rANS (see the `floats` module).
     FloatPlanes(u8),
     /// A delta of floats of this element width against the object `base` (see the `delta`
     /// module). `rank` is the chain length its writer recorded.
@@ -138,12 +138,6 @@ pub fn parse_header(id: &ObjectId, enc: &[u8]) -> Result<Header> {
             return Err(corrupt(format!("unknown codec {c} (parameter {p})")))
         }
         (FLOAT_FORMAT_VERSION, floats::FLOAT_CODEC, w @ (2 | 4)) => Codec::FloatPlanes(w),
-        (FLOAT_FORMAT_VERSION, c, p) => {
-            return Err(corrupt(format!(
-            "float object with codec {c} and element width {p} (only codec {} and widths 2 and 4)",
-            floats::FLOAT_CODEC
-        )))
-        }
         (DELTA_FORMAT_VERSION | delta::DELTA_V2, delta::DELTA_CODEC, w @ (2 | 4)) => {
             if enc.len() < DELTA_HEADER_LEN {
                 return Err(corrupt(format!(
@@ -190,6 +184,20 @@ pub(crate) fn check_raw_len(id: &ObjectId, h: &Header, max_raw_len: u64) -> Resu
                 h.raw_len
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Refuses a float object larger than [`MAX_FLOAT_OBJECT`], which this nshard never writes and
+/// decodes only in memory, as "unsupported" (a newer nshard may write larger ones: never
+/// "corrupt", never moved aside).
+pub(crate) fn check_float_len(id: &ObjectId, h: &Header) -> Result<()> {
+    if h.raw_len > MAX_FLOAT_OBJECT {
+        return Err(Error::Store(StoreError::UnsupportedFormat {
+            id: *id,
+            version: FLOAT_FORMAT_VERSION,
+            codec: floats::FLOAT_CODEC,
+        }));
     }
     Ok(())
 }
@@ -244,16 +252,7 @@ pub fn decode_into(
             ungroup(payload, raw_len, w as usize, out, scratch).map_err(corrupt)?
         }
         Codec::FloatPlanes(w) => {
-            if h.raw_len > MAX_FLOAT_OBJECT {
-                return Err(Error::corrupt(
-                    *id,
-                    Corruption::TooLarge,
-                    format!(
-                        "a float object of {} bytes is larger than any nshard writes ({MAX_FLOAT_OBJECT})",
-                        h.raw_len
-                    ),
-                ));
-            }
+            check_float_len(id, &h)?;
             floats::decode(payload, raw_len, w, out, scratch).map_err(corrupt)?
         }
         Codec::Delta { base, .. } => {
@@ -485,8 +484,8 @@ mod tests {
         let mut scratch = DecodeScratch::default();
         let mut out = vec![0xAAu8; 7];
         let mut codecs = Vec::new();
-        // Each float object also byte-grouped (what float chunks under 4 KiB and over
-        // MAX_FLOAT_OBJECT become).
+        // Each float object also byte-grouped (what float chunks over MAX_FLOAT_OBJECT
+        // become).
         let encoded = objects.iter().flat_map(|(raw, hint)| {
             let mut e = vec![(raw, Encoder::new().encode(raw, *hint))];
             if let DataHint::Float(w @ (2 | 4)) = hint {
@@ -627,8 +626,7 @@ mod tests {
 
     /// Golden codec choices: float weights become float objects, the exponent plane (after the
     /// rotation) zstd-coded and the mantissa plane stored raw without a zstd attempt; that beats
-    /// byte planes with zstd (what float chunks under 4 KiB and over MAX_FLOAT_OBJECT still
-    /// become) and plain zstd by far.
+    /// byte planes with zstd (what float chunks over MAX_FLOAT_OBJECT still become) and plain zstd by far.
     #[test]
     fn golden_codec_choice_for_bf16_weights() {
         let raw = bf16_weights(1 << 20, 42);
@@ -711,7 +709,13 @@ mod tests {
     #[test]
     fn hand_built_grouped_objects_decode() {
         let raw = bf16_weights(4096, 9);
-        let current = Encoder::new().encode(&raw, DataHint::Float(2));
+        let current = Encoder::new().encode_format1(&raw, DataHint::Float(2));
+        assert_eq!(
+            parse_header(&ObjectId::of(&raw), &current)
+                .expect("hdr")
+                .codec,
+            Codec::ByteGrouped(2)
+        );
         let (lo, hi): (Vec<u8>, Vec<u8>) = raw.chunks_exact(2).map(|e| (e[0], e[1])).unzip();
         for (c0, c1) in [(0u8, 0u8), (0, 1), (1, 1), (1, 0)] {
             let mut enc = header(Codec::ByteGrouped(2), raw.len(), 0);
@@ -746,7 +750,10 @@ mod tests {
         #[test]
         fn grouped_roundtrips_low_entropy(len in 4096usize..30_000, w in prop_oneof![Just(2u8), Just(4u8)], seed: u8) {
             let raw: Vec<u8> = (0..len).map(|i| if i % w as usize == 0 { seed } else { (i * 31 % 251) as u8 }).collect();
-            prop_assert_eq!(roundtrip(&raw, DataHint::Float(w)), raw);
+            prop_assert_eq!(roundtrip(&raw, DataHint::Float(w)), raw.clone());
+            let id = ObjectId::of(&raw);
+            let grouped = Encoder::new().encode_format1(&raw, DataHint::Float(w));
+            prop_assert_eq!(decode_verified(&id, &grouped, len as u64).expect("decodes"), raw);
         }
     }
 }

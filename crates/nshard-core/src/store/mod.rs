@@ -215,6 +215,25 @@ impl LocalStore {
         }
     }
 
+    /// [`LocalStore::get_standalone`] in object format 1, which every nshard reads: a float
+    /// object or a delta is decoded (and verified) and encoded anew with
+    /// [`Encoder::encode_format1`]; returns whether it was. For remotes whose server refuses
+    /// float objects.
+    pub fn get_standalone_format1(
+        &self,
+        id: &ObjectId,
+        encoder: &mut Encoder,
+    ) -> Result<(Vec<u8>, bool)> {
+        let enc = self.get_encoded(id)?;
+        match codec::parse_header(id, &enc)?.codec {
+            Codec::Delta { width, .. } | Codec::FloatPlanes(width) => {
+                let raw = self.get(id, codec::MAX_OBJECT_SIZE)?;
+                Ok((encoder.encode_format1(&raw, DataHint::Float(width)), true))
+            }
+            _ => Ok((enc, false)),
+        }
+    }
+
     /// How `id` is stored: `Some((base, rank))` for a delta object, `None` for a standalone one.
     /// Reads only the header.
     pub fn delta_base(&self, id: &ObjectId) -> Result<Option<(ObjectId, u8)>> {

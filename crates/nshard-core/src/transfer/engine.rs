@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
@@ -132,6 +133,8 @@ pub(super) async fn push_groups(
         .start(&format!("push to {}", remote.display_url()), total);
     let mut sent = HashSet::new();
     let mut result = Ok(());
+    // Set once the remote refuses a float object: the rest go in format 1 straight away.
+    let format1 = Arc::new(AtomicBool::new(false));
     for g in groups {
         let todo: Vec<ObjectId> = g
             .iter()
@@ -145,44 +148,14 @@ pub(super) async fn push_groups(
             |id| {
                 let local = local.clone();
                 let remote = Arc::clone(remote);
+                let format1 = Arc::clone(&format1);
                 async move {
                     retry
                         .run(|| {
                             let local = local.clone();
                             let remote = Arc::clone(&remote);
-                            async move {
-                                let l = local.clone();
-                                let enc = local_io(move || {
-                                    l.get_standalone(&id, &mut crate::codec::Encoder::new())
-                                })
-                                .await?;
-                                let float = match crate::codec::parse_header(&id, &enc)?.codec {
-                                    crate::codec::Codec::FloatPlanes(w) => Some(w),
-                                    _ => None,
-                                };
-                                let n = enc.len() as u64;
-                                match (remote.put(&id, enc).await, float) {
-                                    (Ok(_), _) => Ok((n, false)),
-                                    (Err(e), Some(w)) if refuses_format(&e) => {
-                                        // A server that does not store float objects (older
-                                        // than them, or pinned to format 1): the same chunk in
-                                        // the format every nshard reads.
-                                        let enc = local_io(move || {
-                                            let raw =
-                                                local.get(&id, crate::codec::MAX_OBJECT_SIZE)?;
-                                            Ok(crate::codec::Encoder::new().encode_format1(
-                                                &raw,
-                                                crate::codec::DataHint::Float(w),
-                                            ))
-                                        })
-                                        .await?;
-                                        let n = enc.len() as u64;
-                                        remote.put(&id, enc).await?;
-                                        Ok((n, true))
-                                    }
-                                    (Err(e), _) => Err(e),
-                                }
-                            }
+                            let format1 = Arc::clone(&format1);
+                            async move { put_standalone(&local, &remote, id, &format1).await }
                         })
                         .await
                 }
@@ -205,10 +178,52 @@ pub(super) async fn push_groups(
     result.map(|()| stats)
 }
 
+/// Uploads `id` as a standalone object (see [`LocalStore::get_standalone`]); returns the bytes
+/// sent and whether they went in object format 1 in place of a float object. A remote whose
+/// server refuses float objects ([`refuses_format`]) gets the chunk again in format 1, and so do
+/// all later uploads that share `format1`.
+pub(super) async fn put_standalone(
+    local: &LocalStore,
+    remote: &Arc<dyn Store>,
+    id: ObjectId,
+    format1: &AtomicBool,
+) -> Result<(u64, bool)> {
+    let older = format1.load(Ordering::Relaxed);
+    let l = local.clone();
+    let (enc, reencoded) = local_io(move || standalone(&l, &id, older)).await?;
+    let n = enc.len() as u64;
+    match remote.put(&id, enc).await {
+        Ok(_) => Ok((n, reencoded)),
+        Err(e) if !older && refuses_format(&e) => {
+            let l = local.clone();
+            let (enc, reencoded) = local_io(move || standalone(&l, &id, true)).await?;
+            if !reencoded {
+                // Not a float object: the refusal stands.
+                return Err(e);
+            }
+            format1.store(true, Ordering::Relaxed);
+            let n = enc.len() as u64;
+            remote.put(&id, enc).await?;
+            Ok((n, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `id`'s standalone encoding, in object format 1 when `format1` (and whether that re-encoded it).
+fn standalone(local: &LocalStore, id: &ObjectId, format1: bool) -> Result<(Vec<u8>, bool)> {
+    let encoder = &mut crate::codec::Encoder::new();
+    if format1 {
+        local.get_standalone_format1(id, encoder)
+    } else {
+        Ok((local.get_standalone(id, encoder)?, false))
+    }
+}
+
 /// Whether `e` is a server's refusal of an object's format: an `nshard serve` older than the
 /// format answers "unsupported object format", one started with `--max-object-format` names the
 /// option; both as a refusal (422) of the upload.
-fn refuses_format(e: &Error) -> bool {
+pub(super) fn refuses_format(e: &Error) -> bool {
     matches!(
         e,
         Error::Remote(RemoteError::Failed { kind: crate::error::RemoteFailure::Refused, reason, .. })

@@ -201,8 +201,21 @@ async fn check_one(
             ))
         }
     };
-    let (put, n) = retry.run(|| remote.put(&id, enc.clone())).await;
+    let (mut put, n) = retry.run(|| remote.put(&id, enc.clone())).await;
     *retries += n;
+    if matches!(&put, Err(e) if super::engine::refuses_format(e)) {
+        // A server that does not store float objects: the chunk in format 1.
+        let local_ = local.clone();
+        let older = blocking("local store", move || {
+            local_.get_standalone_format1(&id, &mut codec::Encoder::new())
+        })
+        .await?;
+        if let Ok((enc, true)) = older {
+            let (again, n) = retry.run(|| remote.put(&id, enc.clone())).await;
+            *retries += n;
+            put = again;
+        }
+    }
     match put {
         Ok(true) => Ok(Outcome::Repaired(len)),
         Ok(false) => Ok(Outcome::Unrepaired(

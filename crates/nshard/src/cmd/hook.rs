@@ -189,6 +189,9 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
         eprintln!("nshard: note: {n}");
     }
     let s = &report.stats;
+    if let Some(note) = super::push::older_format_note(s.older_format) {
+        eprintln!("nshard: note: {note}");
+    }
     if !report.files.is_empty() && !ctx.quiet {
         eprintln!(
             "nshard: data of {} file(s) is on {}: sent {}, {} already there",

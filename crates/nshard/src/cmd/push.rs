@@ -113,11 +113,8 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
             if s.retries > 0 {
                 out!("{} transient failures were retried", s.retries);
             }
-            if s.older_format > 0 {
-                out!(
-                    "the server does not store float objects (object format 4): sent {} chunk(s) in object format 1, readable by every nshard and about 1 % larger (see docs/server.md)",
-                    s.older_format
-                );
+            if let Some(note) = older_format_note(s.older_format) {
+                out!("{note}");
             }
             let pruned: usize = report
                 .files
@@ -134,5 +131,14 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
         } else {
             ExitCode::SUCCESS
         })
+    })
+}
+
+/// What push says when the server refused float objects and `n` chunks went in format 1.
+pub(crate) fn older_format_note(n: usize) -> Option<String> {
+    (n > 0).then(|| {
+        format!(
+            "the server does not store float objects (object format 4): sent {n} chunk(s) in object format 1, readable by every nshard and up to 1.5 % larger (see docs/server.md)"
+        )
     })
 }

@@ -98,10 +98,11 @@ pub struct ServeArgs {
     pub max_connections: u64,
     /// Newest object format to store. 4 (the default) stores float objects, the smallest
     /// encoding of tensor chunks, which nshard clients older than them cannot read; 1 refuses
-    /// them, and clients then send those chunks in format 1 (about 1 % larger), so that every
+    /// them, and clients then send those chunks in format 1 (up to 1.5 % larger), so that every
     /// nshard can pull from this server.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_object_format,
-          value_parser = clap::value_parser!(u8).range(1..=4))]
+          value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["1", "4"]),
+              |s: String| if s == "1" { 1u8 } else { 4 }))]
     pub max_object_format: u8,
 }
 
