@@ -90,6 +90,11 @@ pub const DELETE_OBJECTS: &str = "/v1/objects/delete";
 /// The [`Health::features`] entry of a server that answers [`verify_path`].
 pub const FEATURE_VERIFY: &str = "verify";
 
+/// The [`Health::features`] entry of a server that stores float objects (object format 4).
+/// Clients send a server without it (older, or started with `--max-object-format 1`) those chunks
+/// in format 1.
+pub const FEATURE_FLOAT_OBJECTS: &str = "float-objects";
+
 /// The error code of a 404 for a record the server does not have (any other 404, such as an
 /// older server's "no such endpoint", is not "no such record").
 pub const NO_SUCH_RECORD: &str = "no_such_record";

@@ -101,6 +101,8 @@ pub struct HttpStore {
     max_object_bytes: u64,
     /// The server hashes its own copies on request (`POST /v1/objects/{id}/verify`).
     verifies: bool,
+    /// The server stores float objects (object format 4).
+    float_objects: bool,
 }
 
 impl HttpStore {
@@ -128,6 +130,7 @@ impl HttpStore {
             max_batch: MISSING_BATCH,
             max_object_bytes: MAX_OBJECT_SIZE + 4096,
             verifies: false,
+            float_objects: false,
         };
         // A busy or restarting server at connect time is retried like any other request.
         let (resp, _) = Retry::default()
@@ -165,6 +168,10 @@ impl HttpStore {
             .features
             .iter()
             .any(|f| f == protocol::FEATURE_VERIFY);
+        store.float_objects = health
+            .features
+            .iter()
+            .any(|f| f == protocol::FEATURE_FLOAT_OBJECTS);
         if let Some(l) = health.limits {
             if let Some(b) = l.max_batch.filter(|&b| b > 0) {
                 store.max_batch = b.min(MISSING_BATCH);
@@ -477,6 +484,10 @@ impl HttpStore {
 impl Store for HttpStore {
     fn display_url(&self) -> String {
         self.base.clone()
+    }
+
+    fn stores_float_objects(&self) -> bool {
+        self.float_objects
     }
 
     async fn health(&self) -> Result<()> {

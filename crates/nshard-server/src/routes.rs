@@ -143,7 +143,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8
 
 /// `GET /v1/health`: liveness, protocol version and limits (no token needed).
 pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    Json(Health::new(
+    let mut h = Health::new(
         concat!("nshard/", env!("CARGO_PKG_VERSION")).to_string(),
         HealthLimits::new(
             state.limits.max_object_bytes,
@@ -151,7 +151,12 @@ pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             state.limits.max_concurrent_uploads,
         ),
         state.policy.anonymous.map(|s| s.name().to_string()),
-    ))
+    );
+    if state.limits.max_object_format >= nshard_core::format::FLOAT_FORMAT_VERSION {
+        h.features
+            .push(nshard_core::protocol::FEATURE_FLOAT_OBJECTS.into());
+    }
+    Json(h)
 }
 
 /// `POST /v1/objects/missing`.

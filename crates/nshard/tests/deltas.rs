@@ -13,7 +13,7 @@ use std::path::Path;
 
 use common::checkpoints::series;
 use common::s3::S3Env;
-use common::serve::Served;
+use common::serve::{metric_value, Served};
 use common::{git, TestRepo};
 
 /// The stored encoding of every object in a store: `Some(base)` for a delta.
@@ -326,9 +326,9 @@ fn formats(objects: &Path) -> HashMap<u8, usize> {
 }
 
 /// Chunks of float tensors stored on their own are float objects (format 4) locally and on a
-/// default server; a server started with `--max-object-format 1` (as an older server refuses
-/// them) gets the same chunks in format 1, push says so, and clones pull and check out every
-/// version from it.
+/// default server; a server started with `--max-object-format 1` does not announce them, so it
+/// gets the same chunks in format 1 without refusing any upload, push says so, clones pull and
+/// check out every version from it, and a damaged copy there is repaired in format 1.
 #[test]
 fn float_objects_go_to_servers_that_store_them_and_format_1_to_those_that_do_not() {
     let files = series(3);
@@ -346,6 +346,8 @@ fn float_objects_go_to_servers_that_store_them_and_format_1_to_those_that_do_not
         !old.contains_key(&4) && old.get(&1).copied().unwrap_or(0) > 0,
         "{old:?}"
     );
+    let refused = metric_value(&pinned.metrics(), "nshard_objects_rejected_total");
+    assert_eq!(refused, Some(0), "uploads refused by the pinned server");
     let clone = TestRepo::new();
     clone.ok(&["init"]);
     fs::copy(

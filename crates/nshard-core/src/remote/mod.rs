@@ -55,6 +55,12 @@ pub trait Store: Send + Sync {
         MISSING_BATCH
     }
 
+    /// Whether the store keeps float objects (object format 4) as they are sent. A store that
+    /// does not (a server older than them, or one told not to) gets those chunks in format 1.
+    fn stores_float_objects(&self) -> bool {
+        true
+    }
+
     /// The encoded size of `id`, or `None` when the store does not have it.
     async fn size(&self, id: &ObjectId) -> Result<Option<u64>>;
 

@@ -133,8 +133,9 @@ pub(super) async fn push_groups(
         .start(&format!("push to {}", remote.display_url()), total);
     let mut sent = HashSet::new();
     let mut result = Ok(());
-    // Set once the remote refuses a float object: the rest go in format 1 straight away.
-    let format1 = Arc::new(AtomicBool::new(false));
+    // Format 1 for a server that does not announce float objects, or once a remote refuses one
+    // (a server from before the announcement): the rest go in format 1 straight away.
+    let format1 = Arc::new(AtomicBool::new(!remote.stores_float_objects()));
     for g in groups {
         let todo: Vec<ObjectId> = g
             .iter()
@@ -178,10 +179,11 @@ pub(super) async fn push_groups(
     result.map(|()| stats)
 }
 
-/// Uploads `id` as a standalone object (see [`LocalStore::get_standalone`]); returns the bytes
-/// sent and whether they went in object format 1 in place of a float object. A remote whose
-/// server refuses float objects ([`refuses_format`]) gets the chunk again in format 1, and so do
-/// all later uploads that share `format1`.
+/// Uploads `id` as a standalone object (see [`LocalStore::get_standalone`]), in object format 1
+/// when `format1` is set (a server that does not announce float objects); returns the bytes
+/// sent and whether they went in format 1 in place of a float object. A server that refuses a
+/// float object without having said so ([`refuses_format`]: one older than the announcement)
+/// gets the chunk again in format 1, and `format1` is set for the uploads after it.
 pub(super) async fn put_standalone(
     local: &LocalStore,
     remote: &Arc<dyn Store>,

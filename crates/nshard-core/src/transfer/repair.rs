@@ -186,8 +186,14 @@ async fn check_one(
     // Moved aside where the remote can (the server did so already when it answered).
     let found = corrupt_on_remote(remote, id, Corruption::RemoteCopy, reason).await;
     let local_ = local.clone();
+    let format1 = !remote.stores_float_objects();
     let good = blocking("local store", move || {
-        let enc = local_.get_standalone(&id, &mut codec::Encoder::new())?;
+        let encoder = &mut codec::Encoder::new();
+        let enc = if format1 {
+            local_.get_standalone_format1(&id, encoder)?.0
+        } else {
+            local_.get_standalone(&id, encoder)?
+        };
         codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE)?;
         Ok::<_, Error>(enc)
     })
@@ -204,7 +210,8 @@ async fn check_one(
     let (mut put, n) = retry.run(|| remote.put(&id, enc.clone())).await;
     *retries += n;
     if matches!(&put, Err(e) if super::engine::refuses_format(e)) {
-        // A server that does not store float objects: the chunk in format 1.
+        // A server that does not store float objects and did not say so (older than the
+        // announcement): the chunk in format 1.
         let local_ = local.clone();
         let older = blocking("local store", move || {
             local_.get_standalone_format1(&id, &mut codec::Encoder::new())
