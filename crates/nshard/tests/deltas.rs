@@ -392,6 +392,44 @@ fn float_objects_go_to_servers_that_store_them_and_format_1_to_those_that_do_not
     assert_eq!(n(&new, 1), n(&local, 1), "{new:?} vs {local:?}");
 }
 
+/// A server that announced float objects and then refuses one (restarted with
+/// `--max-object-format 1` after the client connected) gets that chunk again in format 1, and the
+/// rest of the push in format 1 straight away: one refusal, and the push succeeds.
+#[test]
+fn a_float_object_refused_after_all_is_sent_again_in_format_1() {
+    let files = series(2);
+    let origin = TestRepo::new();
+    let (versions, _) = commit_all(&origin, &files);
+    let d = tempfile::tempdir().expect("tmp");
+    let pinned = Served::start(&d.path().join("store"), &["--max-object-format", "1"], &[]);
+    let proxy = common::proxy::FaultProxy::start(&pinned.addr, &[]);
+    proxy.answer_health_with(
+        r#"{"status":"ok","protocol":1,"server":"nshard/test","features":["verify","float-objects"]}"#,
+    );
+    let out = origin.ok(&[
+        "push",
+        "--remote",
+        &proxy.url,
+        "--all-versions",
+        "--jobs",
+        "1",
+    ]);
+    assert!(out.contains("in object format 1"), "{out}");
+    let refused = metric_value(&pinned.metrics(), "nshard_objects_rejected_total");
+    assert_eq!(refused, Some(1), "{out}");
+    let stored = formats(&d.path().join("store/objects"));
+    assert!(!stored.contains_key(&4), "{stored:?}");
+    let clone = TestRepo::new();
+    clone.ok(&["init"]);
+    fs::copy(
+        origin.join("model.safetensors.shard.json"),
+        clone.join("model.safetensors.shard.json"),
+    )
+    .expect("copy manifest");
+    clone.ok(&["pull", "--remote", &pinned.url, "--all-versions"]);
+    check_out(&clone, &versions, &files, &[1, 0]);
+}
+
 #[test]
 fn s3_round_trip() {
     let Some(env) = S3Env::get() else { return };

@@ -34,6 +34,9 @@ struct State {
     refuse_conditional: AtomicBool,
     /// Conditional writes refused so far.
     refused: AtomicUsize,
+    /// The body to answer `GET /v1/health` with instead of the server's (a server of another
+    /// version).
+    health: Mutex<Option<String>>,
     stop: AtomicBool,
 }
 
@@ -57,6 +60,7 @@ impl FaultProxy {
             served: AtomicUsize::new(0),
             refuse_conditional: AtomicBool::new(false),
             refused: AtomicUsize::new(0),
+            health: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
         let st = Arc::clone(&state);
@@ -87,6 +91,12 @@ impl FaultProxy {
     /// (an S3-compatible store without conditional writes) and relays the others.
     pub fn refuse_conditional_writes(&self) {
         self.state.refuse_conditional.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on, answers `GET /v1/health` with `body` (JSON) and relays the other requests:
+    /// the server then looks like one of another version.
+    pub fn answer_health_with(&self, body: &str) {
+        *self.state.health.lock().expect("lock") = Some(body.to_string());
     }
 
     /// How many conditional writes were refused.
@@ -169,6 +179,19 @@ fn relay(st: &State, client: TcpStream, limit: Option<usize>) {
     let Some(request) = read_request(&client) else {
         return;
     };
+    if let Some(body) = st.health.lock().expect("lock").clone() {
+        if request.starts_with(b"GET /v1/health ") {
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut c = &client;
+            let _ = c.write_all(resp.as_bytes());
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+    }
     if st.refuse_conditional.load(Ordering::SeqCst) {
         let head_end = request
             .windows(4)
