@@ -248,6 +248,19 @@ fn delta_false_stores_every_version_whole() {
     assert!(err.contains("delta_depth"), "{err}");
 }
 
+/// A fresh repository holding `origin`'s manifest of `model.safetensors` and no objects (what a
+/// git clone of it has before `nshard pull`).
+fn clone_of(origin: &TestRepo) -> TestRepo {
+    let c = TestRepo::new();
+    c.ok(&["init"]);
+    fs::copy(
+        origin.join("model.safetensors.shard.json"),
+        c.join("model.safetensors.shard.json"),
+    )
+    .expect("copy manifest");
+    c
+}
+
 /// Pushes a series to `url`, then pulls into fresh clones: the newest version alone (costing
 /// what it costs stored on its own), then every version.
 fn remote_round_trip(url: &str, envs: &[(String, String)]) {
@@ -275,16 +288,7 @@ fn remote_round_trip(url: &str, envs: &[(String, String)]) {
         .iter()
         .map(|c| fs::metadata(origin.object_path(c)).expect("object").len())
         .sum();
-    let clone = || {
-        let c = TestRepo::new();
-        c.ok(&["init"]);
-        fs::copy(
-            origin.join("model.safetensors.shard.json"),
-            c.join("model.safetensors.shard.json"),
-        )
-        .expect("copy manifest");
-        c
-    };
+    let clone = || clone_of(&origin);
     let fresh = clone();
     let pulled = run(&fresh, &["pull", "--remote", url]);
     let bytes = pulled["bytes"].as_u64().expect("bytes");
@@ -348,13 +352,7 @@ fn float_objects_go_to_servers_that_store_them_and_format_1_to_those_that_do_not
     );
     let refused = metric_value(&pinned.metrics(), "nshard_objects_rejected_total");
     assert_eq!(refused, Some(0), "uploads refused by the pinned server");
-    let clone = TestRepo::new();
-    clone.ok(&["init"]);
-    fs::copy(
-        origin.join("model.safetensors.shard.json"),
-        clone.join("model.safetensors.shard.json"),
-    )
-    .expect("copy manifest");
+    let clone = clone_of(&origin);
     clone.ok(&["pull", "--remote", &pinned.url, "--all-versions"]);
     check_out(&clone, &versions, &files, &[2, 0, 1]);
     clone.ok(&["verify", "--remote", &pinned.url]);
@@ -419,13 +417,7 @@ fn a_float_object_refused_after_all_is_sent_again_in_format_1() {
     assert_eq!(refused, Some(1), "{out}");
     let stored = formats(&d.path().join("store/objects"));
     assert!(!stored.contains_key(&4), "{stored:?}");
-    let clone = TestRepo::new();
-    clone.ok(&["init"]);
-    fs::copy(
-        origin.join("model.safetensors.shard.json"),
-        clone.join("model.safetensors.shard.json"),
-    )
-    .expect("copy manifest");
+    let clone = clone_of(&origin);
     clone.ok(&["pull", "--remote", &pinned.url, "--all-versions"]);
     check_out(&clone, &versions, &files, &[1, 0]);
 }

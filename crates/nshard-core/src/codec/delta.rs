@@ -195,7 +195,14 @@ fn normalise(counts: &[u32], f: &mut [u32; 256]) -> usize {
         f[s] = v;
         sum += i64::from(v);
     }
-    let mut diff = i64::from(TOTAL) - sum;
+    settle(f, counts, max, i64::from(TOTAL) - sum);
+    max
+}
+
+/// Brings frequencies that rounding left `diff` short of [`TOTAL`] (or over it, `diff < 0`) to
+/// exactly [`TOTAL`], one step at a time on the symbols of `0..=max` that occur, most frequent
+/// first (where a step costs least); no frequency goes below 1.
+pub(super) fn settle(f: &mut [u32; 256], counts: &[u32], max: usize, mut diff: i64) {
     let mut order: Vec<usize> = (0..=max).filter(|&s| counts[s] > 0).collect();
     order.sort_unstable_by(|&a, &b| counts[b].cmp(&counts[a]));
     while diff != 0 {
@@ -217,7 +224,6 @@ fn normalise(counts: &[u32], f: &mut [u32; 256]) -> usize {
             break;
         }
     }
-    max
 }
 
 /// Interleaved states of a rANS-coded plane (mode 3): symbol `i` is coded by state `i % 4`, so

@@ -20,7 +20,7 @@
 //! `x = f[s] · (x >> 12) + slot − cum[s]`; a state below 2^15 then takes the next word of its
 //! lane (`x = x << 16 | word`). Every lane ends at 2^15 with its stream used up exactly.
 
-use super::delta::{put_varint, Reader};
+use super::delta::{put_varint, settle, Reader};
 
 /// Lanes (independent states with a stream each).
 pub(super) const LANES: usize = 4;
@@ -52,30 +52,7 @@ fn normalise(counts: &[u32; 256], f: &mut [u32; 256]) -> usize {
             sum += v as i64;
         }
     }
-    // Rounding leaves the sum a little off TOTAL: move it one step at a time on the most frequent
-    // symbols, where a step costs least.
-    let mut diff = i64::from(TOTAL) - sum;
-    let mut order: Vec<usize> = (0..=max).filter(|&s| counts[s] > 0).collect();
-    order.sort_unstable_by(|&a, &b| counts[b].cmp(&counts[a]));
-    while diff != 0 {
-        let before = diff;
-        for &s in &order {
-            if diff > 0 {
-                f[s] += 1;
-                diff -= 1;
-            } else if diff < 0 && f[s] > 1 {
-                f[s] -= 1;
-                diff += 1;
-            }
-            if diff == 0 {
-                break;
-            }
-        }
-        if diff == before {
-            // Cannot happen (at most 256 symbols of at least 1 each in 4096), but never loop.
-            break;
-        }
-    }
+    settle(f, counts, max, i64::from(TOTAL) - sum);
     max
 }
 

@@ -173,6 +173,18 @@ fn read_request(mut c: &TcpStream) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Answers the request on `client` with `status` and `body` itself, then closes.
+fn answer(client: &TcpStream, status: &str, content_type: &str, body: &str) {
+    let resp = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut c = client;
+    let _ = c.write_all(resp.as_bytes());
+    let _ = client.shutdown(Shutdown::Both);
+}
+
 /// Relays one request to upstream and its response (until the server closes) back, cutting the
 /// response after `limit` bytes or when the proxy's budget runs out.
 fn relay(st: &State, client: TcpStream, limit: Option<usize>) {
@@ -181,14 +193,7 @@ fn relay(st: &State, client: TcpStream, limit: Option<usize>) {
     };
     if let Some(body) = st.health.lock().expect("lock").clone() {
         if request.starts_with(b"GET /v1/health ") {
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let mut c = &client;
-            let _ = c.write_all(resp.as_bytes());
-            let _ = client.shutdown(Shutdown::Both);
+            answer(&client, "200 OK", "application/json", &body);
             return;
         }
     }
@@ -202,14 +207,7 @@ fn relay(st: &State, client: TcpStream, limit: Option<usize>) {
             st.refused.fetch_add(1, Ordering::SeqCst);
             let body =
                 "<Error><Code>NotImplemented</Code><Message>conditional writes</Message></Error>";
-            let resp = format!(
-                "HTTP/1.1 501 Not Implemented\r\ncontent-type: application/xml\r\n\
-                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let mut c = &client;
-            let _ = c.write_all(resp.as_bytes());
-            let _ = client.shutdown(Shutdown::Both);
+            answer(&client, "501 Not Implemented", "application/xml", body);
             return;
         }
     }
