@@ -114,11 +114,7 @@ impl Encoder {
                     .encode(raw, w, |p, out| compress(planes, out, p))
                     .unwrap_or_else(|| raw_object(raw))
             }
-            DataHint::Float(w @ (2 | 4)) if raw.len() >= MIN_FLOAT_OBJECT => {
-                self.encode_grouped(raw, w)
-            }
-            DataHint::Float(1) => self.encode_single_plane(raw),
-            _ => self.encode_plain(raw),
+            _ => self.encode_format1(raw, hint),
         }
     }
 

@@ -213,7 +213,11 @@ pub(super) async fn put_standalone(
 }
 
 /// `id`'s standalone encoding, in object format 1 when `format1` (and whether that re-encoded it).
-fn standalone(local: &LocalStore, id: &ObjectId, format1: bool) -> Result<(Vec<u8>, bool)> {
+pub(super) fn standalone(
+    local: &LocalStore,
+    id: &ObjectId,
+    format1: bool,
+) -> Result<(Vec<u8>, bool)> {
     let encoder = &mut crate::codec::Encoder::new();
     if format1 {
         local.get_standalone_format1(id, encoder)

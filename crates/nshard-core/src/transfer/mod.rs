@@ -72,8 +72,8 @@ pub struct TransferStats {
     pub skipped_bytes: u64,
     /// Requests that failed transiently and were retried.
     pub retries: u64,
-    /// Objects sent in object format 1 because the remote's server refused the newer format
-    /// they are stored in locally (push only).
+    /// Objects sent in object format 1 in place of float objects (format 4), because the
+    /// remote's server does not announce them or refused one (push only).
     pub older_format: usize,
 }
 

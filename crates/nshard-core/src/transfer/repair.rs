@@ -188,12 +188,7 @@ async fn check_one(
     let local_ = local.clone();
     let format1 = !remote.stores_float_objects();
     let good = blocking("local store", move || {
-        let encoder = &mut codec::Encoder::new();
-        let enc = if format1 {
-            local_.get_standalone_format1(&id, encoder)?.0
-        } else {
-            local_.get_standalone(&id, encoder)?
-        };
+        let (enc, _) = super::engine::standalone(&local_, &id, format1)?;
         codec::decode_verified(&id, &enc, MAX_OBJECT_SIZE)?;
         Ok::<_, Error>(enc)
     })
@@ -214,7 +209,7 @@ async fn check_one(
         // announcement): the chunk in format 1.
         let local_ = local.clone();
         let older = blocking("local store", move || {
-            local_.get_standalone_format1(&id, &mut codec::Encoder::new())
+            super::engine::standalone(&local_, &id, true)
         })
         .await?;
         if let Ok((enc, true)) = older {
