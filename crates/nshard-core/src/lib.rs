@@ -108,9 +108,9 @@ pub mod format {
         DEFAULT_MAX as DEFAULT_MAX_CHUNK, DEFAULT_MIN as DEFAULT_MIN_CHUNK,
     };
     pub use crate::codec::{
-        decode, decode_against, decode_into, decode_verified, encode_delta, max_encoded_len,
-        parse_header, Codec, DataHint, DecodeScratch, Encoder, Header as ObjectHeader,
-        DELTA_FORMAT_VERSION, DELTA_HEADER_LEN, FLOAT_FORMAT_VERSION,
+        decode, decode_against, decode_against_in_place, decode_into, decode_verified,
+        encode_delta, max_encoded_len, parse_header, Codec, DataHint, DecodeScratch, Encoder,
+        Header as ObjectHeader, DELTA_FORMAT_VERSION, DELTA_HEADER_LEN, FLOAT_FORMAT_VERSION,
         FORMAT_VERSION as OBJECT_FORMAT_VERSION, HEADER_LEN as OBJECT_HEADER_LEN,
         MAGIC as OBJECT_MAGIC, MAX_CHAIN as MAX_DELTA_CHAIN, MAX_FLOAT_OBJECT, MAX_OBJECT_SIZE,
         ZSTD_LEVEL,

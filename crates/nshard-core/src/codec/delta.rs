@@ -269,6 +269,7 @@ fn rans4_encode(plane: &[u8], ctx: &[u8], tab: &[u32]) -> Vec<u8> {
 /// The decoding table of one plane's contexts: 4096 entries per context present (and one table
 /// for the absent ones), each `symbol | (frequency − 1) << 8 | cumulative << 20`, and where each
 /// context's table starts.
+#[derive(Clone)]
 struct Rans4Tables {
     lut: Vec<u32>,
     /// `slot[c]`: where context `c`'s 4096 entries start in `lut`.
@@ -339,72 +340,106 @@ fn read_tables(
     Ok(())
 }
 
-/// Decodes a mode-3 plane of `ctx.len()` symbols (see [`rans4_encode`]).
-fn rans4_decode(
-    src: &[u8],
-    ctx: &[u8],
-    t: &Rans4Tables,
-    words: &mut Vec<u16>,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    let states = 4 * RANS4_STATES;
-    if src.len() < states || !(src.len() - states).is_multiple_of(2) {
-        return Err("coded plane has a malformed length".into());
+/// A mode-3 plane being decoded (see [`rans4_encode`]), a block of symbols at a time: its four
+/// states, its 16-bit words (read in place from the object) and its tables.
+struct Rans4Stream<'a> {
+    x: [u32; RANS4_STATES],
+    /// The words, two bytes each (LE), in reading order.
+    words: &'a [u8],
+    /// The next word to read.
+    pos: usize,
+    t: Rans4Tables,
+}
+
+impl<'a> Rans4Stream<'a> {
+    fn new(src: &'a [u8], t: Rans4Tables) -> Result<Self, String> {
+        let states = 4 * RANS4_STATES;
+        if src.len() < states || !(src.len() - states).is_multiple_of(2) {
+            return Err("coded plane has a malformed length".into());
+        }
+        let mut x = [0u32; RANS4_STATES];
+        for (x, b) in x.iter_mut().zip(src.chunks_exact(4)) {
+            *x = u32::from_le_bytes(b.try_into().expect("4 bytes"));
+        }
+        Ok(Self {
+            x,
+            words: &src[states..],
+            pos: 0,
+            t,
+        })
     }
-    let mut st = [0u32; RANS4_STATES];
-    for (x, b) in st.iter_mut().zip(src.chunks_exact(4)) {
-        *x = u32::from_le_bytes(b.try_into().expect("4 bytes"));
+
+    /// Decodes the next `ctx.len()` symbols into `out` (as long as `ctx`). Every call but the last
+    /// of a plane must take a multiple of four symbols (symbol `i` of the plane is state `i % 4`'s).
+    /// Never fails: a malformed plane decodes to some bytes, and [`Rans4Stream::finish`] says so.
+    fn decode(&mut self, ctx: &[u8], out: &mut [u8]) {
+        let mask = TOTAL - 1;
+        let (lut, slot, words) = (self.t.lut.as_slice(), &self.t.slot, self.words);
+        let mut pos = self.pos;
+        // One symbol: the table entry under the state's low bits gives the symbol, its frequency
+        // and cumulative frequency; the state then drops those bits and refills from the words
+        // (a word past the end reads as 0, and `finish` refuses the plane).
+        // Any u32 state keeps the arithmetic in range: frequency × (x >> 12) + (x & 4095) − cum
+        // ≤ 4096 × (2^20 − 1) + 4095 = 2^32 − 1, and the entry under (x & 4095) has cum ≤ x & 4095.
+        macro_rules! step {
+            ($x:expr, $c:expr, $o:expr) => {{
+                // In range: every slot starts a whole table of TOTAL entries.
+                let e = lut[slot[usize::from($c)] + ($x & mask) as usize];
+                *$o = e as u8;
+                $x = ((e >> 8 & mask) + 1) * ($x >> PRECISION) + ($x & mask) - (e >> 20);
+                if $x < RANS_L {
+                    let w = match words.get(2 * pos..2 * pos + 2) {
+                        Some(b) => u16::from_le_bytes([b[0], b[1]]),
+                        None => 0,
+                    };
+                    $x = $x << 16 | u32::from(w);
+                    pos += 1;
+                }
+            }};
+        }
+        let [mut x0, mut x1, mut x2, mut x3] = self.x;
+        let mut quads = out.chunks_exact_mut(RANS4_STATES);
+        let mut cs = ctx.chunks_exact(RANS4_STATES);
+        for (o, c) in (&mut quads).zip(&mut cs) {
+            step!(x0, c[0], &mut o[0]);
+            step!(x1, c[1], &mut o[1]);
+            step!(x2, c[2], &mut o[2]);
+            step!(x3, c[3], &mut o[3]);
+        }
+        let mut rest = [&mut x0, &mut x1, &mut x2, &mut x3];
+        for ((o, &c), x) in quads
+            .into_remainder()
+            .iter_mut()
+            .zip(cs.remainder())
+            .zip(&mut rest)
+        {
+            step!(**x, c, o);
+        }
+        self.x = [x0, x1, x2, x3];
+        self.pos = pos;
     }
-    words.clear();
-    words.extend(
-        src[states..]
-            .chunks_exact(2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]])),
-    );
-    let words = words.as_slice();
-    let mut pos = 0usize;
+
+    /// Whether the plane ended where its symbols do (every word read, every state back at its
+    /// start); gives back the tables' buffer either way.
+    fn finish(self) -> (Result<(), String>, Vec<u32>) {
+        let ok = 2 * self.pos == self.words.len() && self.x == [RANS_L; RANS4_STATES];
+        let r = if ok {
+            Ok(())
+        } else {
+            Err("coded plane does not end where its symbols do".into())
+        };
+        (r, self.t.lut)
+    }
+}
+
+/// Decodes a whole mode-3 plane of `ctx.len()` symbols into `out` (see [`rans4_encode`]).
+#[cfg(test)]
+fn rans4_decode(src: &[u8], ctx: &[u8], t: Rans4Tables, out: &mut Vec<u8>) -> Result<(), String> {
+    let mut s = Rans4Stream::new(src, t)?;
     out.clear();
     out.resize(ctx.len(), 0);
-    let mask = TOTAL - 1;
-    let (lut, slot) = (t.lut.as_slice(), &t.slot);
-    // One symbol: the table entry under the state's low bits gives the symbol, its frequency
-    // and cumulative frequency; the state then drops those bits and refills from the words.
-    // Any u32 state keeps the arithmetic in range: frequency × (x >> 12) + (x & 4095) − cum
-    // ≤ 4096 × (2^20 − 1) + 4095 = 2^32 − 1, and the entry under (x & 4095) has cum ≤ x & 4095.
-    macro_rules! step {
-        ($x:expr, $c:expr, $o:expr) => {{
-            // In range: every slot starts a whole table of TOTAL entries.
-            let e = lut[slot[usize::from($c)] + ($x & mask) as usize];
-            *$o = e as u8;
-            $x = ((e >> 8 & mask) + 1) * ($x >> PRECISION) + ($x & mask) - (e >> 20);
-            if $x < RANS_L {
-                $x = $x << 16 | u32::from(words.get(pos).copied().unwrap_or(0));
-                pos += 1;
-            }
-        }};
-    }
-    let [mut x0, mut x1, mut x2, mut x3] = st;
-    let mut quads = out.chunks_exact_mut(RANS4_STATES);
-    let mut cs = ctx.chunks_exact(RANS4_STATES);
-    for (o, c) in (&mut quads).zip(&mut cs) {
-        step!(x0, c[0], &mut o[0]);
-        step!(x1, c[1], &mut o[1]);
-        step!(x2, c[2], &mut o[2]);
-        step!(x3, c[3], &mut o[3]);
-    }
-    let mut rest = [&mut x0, &mut x1, &mut x2, &mut x3];
-    for ((o, &c), x) in quads
-        .into_remainder()
-        .iter_mut()
-        .zip(cs.remainder())
-        .zip(&mut rest)
-    {
-        step!(**x, c, o);
-    }
-    if pos != words.len() || [x0, x1, x2, x3] != [RANS_L; RANS4_STATES] {
-        return Err("coded plane does not end where its symbols do".into());
-    }
-    Ok(())
+    s.decode(ctx, out);
+    s.finish().0
 }
 
 /// Encodes `new` against `base` (same length, a whole number of `width`-byte elements or a
@@ -546,18 +581,24 @@ fn encode_planes<T: Elem>(new: &[u8], base: &[u8], out: &mut Vec<u8>) {
     out.extend(new[tail..].iter().zip(&base[tail..]).map(|(a, b)| a ^ b));
 }
 
-/// The buffers a decoder needs besides the chunk itself (for deltas: contexts, decoded planes,
-/// rANS tables and words, the decompressed table section; for byte-grouped objects: the planes;
-/// for both: a zstd decompression context), kept from one decode to the next: a reader going up
-/// a chain of deltas, or through the chunks of a file, reuses them instead of allocating (and
-/// page-faulting in) fresh memory for every object.
+/// The buffers a decoder needs besides the chunk itself (for deltas: the zstd-coded planes, a
+/// block of contexts and of rANS-decoded symbols, rANS tables, the decompressed table section;
+/// for byte-grouped objects: the planes; for both: a zstd decompression context), kept from one
+/// decode to the next: a reader going up a chain of deltas, or through the chunks of a file,
+/// reuses them instead of allocating (and page-faulting in) fresh memory for every object.
 #[derive(Default)]
 pub struct DecodeScratch {
+    /// The contexts of a whole chunk (version-2 planes only).
     ctx: Vec<u8>,
+    /// Whole decoded planes: zstd-coded delta planes, version-2 rANS planes.
     planes: [Vec<u8>; 4],
-    /// rANS decoding tables (delta planes; a float object's rANS planes).
+    /// One block of contexts, then one block of symbols per rANS plane.
+    block: Vec<u8>,
+    /// The decoding tables of a delta's rANS planes, one per plane.
+    luts: [Vec<u32>; 4],
+    /// rANS decoding tables (a float object's rANS planes).
     pub(super) lut: Vec<u32>,
-    /// rANS words (delta planes; a float object's rANS planes).
+    /// rANS words (a float object's rANS planes).
     pub(super) words: Vec<u16>,
     tables: Vec<u8>,
     /// The byte planes of a byte-grouped object, back to back.
@@ -582,8 +623,10 @@ pub(super) fn zstd_context<'a>(
 /// Decodes the payload of a delta object (`payload` follows the 48-byte header) against the base's
 /// raw bytes in `buf`, which it turns into the object's raw bytes in place (no buffer of the
 /// chunk's size is allocated for the result). The caller checked that `buf.len()` is the declared
-/// raw length and will hash the result. Errors describe what is malformed; on an error `buf` still
-/// holds the base.
+/// raw length and will hash the result. Errors describe what is malformed; on an error `buf` holds
+/// the base, except after a rANS-coded plane that turns out malformed only at its end (found after
+/// the blocks before it were decoded): then it holds partly decoded bytes, and a caller that goes
+/// on reads the base again.
 pub(crate) fn decode_delta(
     payload: &[u8],
     version: u8,
@@ -598,23 +641,44 @@ pub(crate) fn decode_delta(
     }
 }
 
+/// Elements a delta decodes at a time: contexts, rANS-decoded symbols and the result's bytes
+/// of one block stay in the CPU's caches (a multiple of the rANS states).
+const BLOCK: usize = 8192;
+
+/// Where a delta's plane `k` comes from while its blocks are decoded.
+enum PlaneSource<'a> {
+    /// Stored raw: the object's own bytes.
+    Raw(&'a [u8]),
+    /// Decoded whole beforehand into `DecodeScratch::planes[k]` (zstd; version-2 rANS).
+    Whole,
+    /// rANS-coded: decoded a block at a time (boxed: its context table is 2 KiB).
+    Rans(Box<Rans4Stream<'a>>),
+}
+
 fn decode_planes<T: Elem>(
     payload: &[u8],
     version: u8,
     buf: &mut [u8],
     scratch: &mut DecodeScratch,
 ) -> Result<(), String> {
-    let base: &[u8] = buf;
     let w = T::W;
-    let n = base.len() / w;
+    let n = buf.len() / w;
     let mut r = Reader { b: payload, pos: 0 };
     let tlen = usize::try_from(r.varint()?).map_err(|_| "table length overflows")?;
     let tz = r.take(tlen).map_err(|e| format!("tables: {e}"))?;
-    let tables = &mut scratch.tables;
+    let DecodeScratch {
+        ctx,
+        planes,
+        block,
+        luts,
+        tables,
+        zstd,
+        ..
+    } = scratch;
     tables.clear();
     if tlen != 0 {
         tables.reserve(MAX_TABLES);
-        zstd_context(&mut scratch.zstd)?
+        zstd_context(zstd)?
             .decompress_to_buffer(tz, tables)
             .map_err(|e| format!("tables do not decode: {e}"))?;
         // The buffer's capacity bounds decompression; it may exceed what was reserved.
@@ -623,36 +687,42 @@ fn decode_planes<T: Elem>(
         }
     }
     let mut tr = Reader { b: tables, pos: 0 };
-    let ctx = &mut scratch.ctx;
-    ctx.clear();
-    ctx.extend(base.chunks_exact(w).map(|p| T::context(T::load(p))));
-    for (k, plane) in scratch.planes[..w].iter_mut().enumerate() {
+    // Every plane is read and checked (lengths, tables, whole-plane decodes) before the first
+    // byte of the base changes.
+    let mut sources = Vec::with_capacity(w);
+    let mut have_ctx = false;
+    for (k, plane) in planes[..w].iter_mut().enumerate() {
         let mode = r.byte().map_err(|e| format!("plane {k}: {e}"))?;
         let len = usize::try_from(r.varint()?).map_err(|_| "plane length overflows")?;
         let src = r.take(len).map_err(|e| format!("plane {k}: {e}"))?;
-        match mode {
+        sources.push(match mode {
             0 => {
                 if src.len() != n {
                     return Err(format!("raw plane {k} holds {} bytes, expected {n}", len));
                 }
-                plane.clear();
-                plane.extend_from_slice(src);
+                PlaneSource::Raw(src)
             }
             1 if version == DELTA_V2 => {
+                if !have_ctx {
+                    ctx.clear();
+                    ctx.extend(buf.chunks_exact(w).map(|p| T::context(T::load(p))));
+                    have_ctx = true;
+                }
                 *plane =
-                    decode_plane_v2(src, ctx, &mut tr).map_err(|e| format!("plane {k}: {e}"))?
+                    decode_plane_v2(src, ctx, &mut tr).map_err(|e| format!("plane {k}: {e}"))?;
+                PlaneSource::Whole
             }
             3 if version == DELTA_FORMAT_VERSION => {
-                let t = Rans4Tables::read(&mut tr, std::mem::take(&mut scratch.lut))
+                let t = Rans4Tables::read(&mut tr, std::mem::take(&mut luts[k]))
                     .map_err(|e| format!("plane {k}: {e}"))?;
-                let r = rans4_decode(src, ctx, &t, &mut scratch.words, plane);
-                scratch.lut = t.lut;
-                r.map_err(|e| format!("plane {k}: {e}"))?;
+                PlaneSource::Rans(Box::new(
+                    Rans4Stream::new(src, t).map_err(|e| format!("plane {k}: {e}"))?,
+                ))
             }
             2 => {
                 plane.clear();
                 plane.reserve(n);
-                zstd_context(&mut scratch.zstd)?
+                zstd_context(zstd)?
                     .decompress_to_buffer(src, plane)
                     .map_err(|e| format!("plane {k}: zstd: {e}"))?;
                 if plane.len() != n {
@@ -661,38 +731,82 @@ fn decode_planes<T: Elem>(
                         plane.len()
                     ));
                 }
+                PlaneSource::Whole
             }
             m => return Err(format!("plane {k} has unknown mode {m}")),
-        }
+        });
     }
+    ctx.clear();
     if tr.pos != tables.len() {
         return Err("tables hold more than the planes use".into());
     }
     let tail = r.take(payload.len() - r.pos)?;
-    if tail.len() != base.len() - n * w {
+    if tail.len() != buf.len() - n * w {
         return Err(format!(
             "tail is {} bytes, expected {}",
             tail.len(),
-            base.len() - n * w
+            buf.len() - n * w
         ));
     }
-    // From here on nothing fails: the base's bytes become the result's, element by element.
-    let elems = buf.chunks_exact_mut(w);
-    // One loop per width with the planes as fixed slices (no per-element inner loop).
-    match &scratch.planes[..w] {
-        [a, b] => {
-            for ((o, &x), &y) in elems.zip(a).zip(b) {
-                T::inverse(u32::from(x) | u32::from(y) << 8, T::load(o)).store(o);
+    // Block by block, the base's bytes become the result's: the contexts of the block (from the
+    // base, before it changes), its rANS symbols, then the elements. A rANS plane that turns out
+    // malformed is found at its end, when the base has partly changed.
+    let coded = sources
+        .iter()
+        .filter(|s| matches!(s, PlaneSource::Rans(_)))
+        .count();
+    block.resize(BLOCK * (1 + coded), 0);
+    let (bctx, bsym) = block.split_at_mut(BLOCK);
+    for (b, elems) in buf[..n * w].chunks_mut(BLOCK * w).enumerate() {
+        let (at, m) = (b * BLOCK, elems.len() / w);
+        let bctx = &mut bctx[..m];
+        if coded > 0 {
+            for (c, p) in bctx.iter_mut().zip(elems.chunks_exact(w)) {
+                *c = T::context(T::load(p));
             }
         }
-        [a, b, c, d] => {
-            for ((((o, &x), &y), &z), &v) in elems.zip(a).zip(b).zip(c).zip(d) {
-                let z = u32::from(x) | u32::from(y) << 8 | u32::from(z) << 16 | u32::from(v) << 24;
-                T::inverse(z, T::load(o)).store(o);
-            }
+        let mut syms = bsym.chunks_mut(BLOCK);
+        let mut cur: [&[u8]; 4] = [&[]; 4];
+        for ((k, src), slot) in sources.iter_mut().enumerate().zip(cur.iter_mut()) {
+            *slot = match src {
+                PlaneSource::Raw(p) => &p[at..at + m],
+                PlaneSource::Whole => &planes[k][at..at + m],
+                PlaneSource::Rans(s) => {
+                    let out = &mut syms.next().expect("one block per rANS plane")[..m];
+                    s.decode(bctx, out);
+                    out
+                }
+            };
         }
-        _ => unreachable!("elements are 2 or 4 bytes wide"),
+        let elems = elems.chunks_exact_mut(w);
+        // One loop per width with the planes as fixed slices (no per-element inner loop).
+        match &cur[..w] {
+            [a, b] => {
+                for ((o, &x), &y) in elems.zip(*a).zip(*b) {
+                    T::inverse(u32::from(x) | u32::from(y) << 8, T::load(o)).store(o);
+                }
+            }
+            [a, b, c, d] => {
+                for ((((o, &x), &y), &z), &v) in elems.zip(*a).zip(*b).zip(*c).zip(*d) {
+                    let z =
+                        u32::from(x) | u32::from(y) << 8 | u32::from(z) << 16 | u32::from(v) << 24;
+                    T::inverse(z, T::load(o)).store(o);
+                }
+            }
+            _ => unreachable!("elements are 2 or 4 bytes wide"),
+        }
     }
+    let mut ended = Ok(());
+    for (k, src) in sources.into_iter().enumerate() {
+        if let PlaneSource::Rans(s) = src {
+            let (r, lut) = s.finish();
+            luts[k] = lut;
+            if ended.is_ok() {
+                ended = r.map_err(|e| format!("plane {k}: {e}"));
+            }
+        }
+    }
+    ended?;
     for (o, &t) in buf[n * w..].iter_mut().zip(tail) {
         *o ^= t;
     }
@@ -972,7 +1086,7 @@ mod tests {
         put_varint(&mut tables, u64::from(TOTAL));
         let t = Rans4Tables::read(&mut Reader { b: &tables, pos: 0 }, Vec::new()).expect("tables");
         let mut r = Rng(5);
-        let (mut words, mut out) = (Vec::new(), Vec::new());
+        let mut out = Vec::new();
         for n in (0..10).chain([31, 1001, 4099, 7, 0]) {
             let ctx: Vec<u8> = (0..n).map(|_| u8::from(r.unit() < 0.3)).collect();
             let plane: Vec<u8> = ctx
@@ -987,12 +1101,12 @@ mod tests {
                 .collect();
             let enc = rans4_encode(&plane, &ctx, &tab);
             // The buffers hold the previous length's output: a decode overwrites them whole.
-            rans4_decode(&enc, &ctx, &t, &mut words, &mut out).expect("decodes");
+            rans4_decode(&enc, &ctx, t.clone(), &mut out).expect("decodes");
             assert_eq!(out, plane, "n = {n}");
             for x in [0u32, 1, 0xFFFF, u32::MAX] {
                 let mut bad = enc.clone();
                 bad[..4].copy_from_slice(&x.to_le_bytes());
-                if rans4_decode(&bad, &ctx, &t, &mut words, &mut out).is_ok() {
+                if rans4_decode(&bad, &ctx, t.clone(), &mut out).is_ok() {
                     assert_eq!(out.len(), n);
                 }
             }
@@ -1000,7 +1114,8 @@ mod tests {
     }
 
     /// One scratch serves objects of any width and size in turn (a reader keeps one per chain;
-    /// nothing of an earlier object may leak into the next), and a failed decode leaves the base.
+    /// nothing of an earlier object may leak into the next), and a truncated object is refused
+    /// before the base changes.
     #[test]
     fn one_scratch_decodes_objects_of_any_width_and_size() {
         let mut scratch = DecodeScratch::default();
@@ -1030,6 +1145,72 @@ mod tests {
                 .expect_err("truncated");
             assert_eq!(raw, base);
         }
+    }
+
+    /// Deltas decode a block of elements at a time: chunks of every length around the block size
+    /// (rANS planes end mid-block, the last block is short, a tail byte follows) decode exactly,
+    /// with one scratch; a rANS plane damaged in its last word is found at its end and refused.
+    #[test]
+    fn chunks_around_the_block_size_decode_exactly() {
+        let mut scratch = DecodeScratch::default();
+        for (width, n) in [2u8, 4].into_iter().flat_map(|w| {
+            [
+                4 * BLOCK - 1,
+                4 * BLOCK,
+                4 * BLOCK + 1,
+                4 * BLOCK + 6,
+                5 * BLOCK + 7,
+            ]
+            .map(|n| (w, n))
+        }) {
+            let (a, b) = series(n, n as u64 + u64::from(width), 0.001);
+            let (mut new, mut base) = if width == 2 {
+                (bf16(&b), bf16(&a))
+            } else {
+                (fp32(&b), fp32(&a))
+            };
+            new.push(7);
+            base.push(5);
+            let id = ObjectId::of(&new);
+            let enc = encode_delta(&new, &base, &ObjectId::of(&base), width, 1).expect("encodes");
+            assert!(
+                plane_modes(&enc, usize::from(width)).contains(&3),
+                "a rANS plane (width {width}, {n} elements)"
+            );
+            let mut raw = base.clone();
+            crate::codec::decode_against_in_place(&id, &enc, &mut raw, 1 << 30, &mut scratch)
+                .expect("decodes");
+            assert_eq!(raw, new, "width {width}, {n} elements");
+            // The first rANS plane's last word, flipped: every block decodes, the end check fails.
+            let last = last_rans_word(&enc, usize::from(width));
+            let mut bad = enc.clone();
+            bad[last] ^= 0x5A;
+            let mut raw = base.clone();
+            let err =
+                crate::codec::decode_against_in_place(&id, &bad, &mut raw, 1 << 30, &mut scratch)
+                    .expect_err("a damaged rANS plane");
+            assert!(err.to_string().contains("does not end"), "{err}");
+        }
+    }
+
+    /// The offset in `enc` of the last byte of the first rANS plane's words.
+    fn last_rans_word(enc: &[u8], width: usize) -> usize {
+        let mut r = Reader {
+            b: &enc[DELTA_HEADER_LEN..],
+            pos: 0,
+        };
+        let tlen = r.varint().expect("tables") as usize;
+        r.take(tlen).expect("tables");
+        for _ in 0..width {
+            let mode = r.byte().expect("mode");
+            let len = r.varint().expect("length") as usize;
+            let start = r.pos;
+            r.take(len).expect("plane");
+            if mode == 3 && len > 4 * RANS4_STATES {
+                return DELTA_HEADER_LEN + start + len - 1;
+            }
+        }
+        panic!("no rANS plane with words");
     }
 
     const GOLDEN_BF16: &str = "6fafec350838386754ec9aec3fe31db25467fee00a94acc134476a0b5e5a4d05";

@@ -283,7 +283,8 @@ pub fn decode_against(
 
 /// [`decode_against`] with the base's raw bytes in `raw`, turned into the object's in place, and
 /// the decoder's other buffers in `scratch` (a reader going up a chain keeps one raw buffer and
-/// one scratch). A standalone `enc` replaces `raw`. On an error `raw` still holds the base.
+/// one scratch). A standalone `enc` replaces `raw`. On an error `raw` holds the base, or partly
+/// decoded bytes when a rANS-coded plane is found malformed at its end (see `delta::decode_delta`).
 pub fn decode_against_in_place(
     id: &ObjectId,
     enc: &[u8],
