@@ -312,6 +312,84 @@ fn directory_remote_gets_standalone_objects_and_fresh_clones_pay_for_one_version
         .all(Option::is_none));
 }
 
+/// Bytes of every file under `dir`.
+fn store_bytes(dir: &Path) -> u64 {
+    common::walk(dir).iter().map(|(_, len)| *len).sum()
+}
+
+/// A colleague who pulls each new version as it is pushed, and one who pulls the whole history
+/// at once, end with a store the size of the committer's: the versions before those received
+/// become deltas of them, as after a commit. Every version still checks out; pulling again
+/// queues nothing; with `delta = false` nothing is re-encoded.
+#[test]
+fn pulled_versions_make_the_versions_before_them_deltas_as_commits_do() {
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8");
+    let files = series(6);
+    let origin = TestRepo::new();
+    let colleague = TestRepo::new();
+    colleague.ok(&["init"]);
+    let plain = TestRepo::new();
+    plain.ok(&["init"]);
+    plain.write(".shard/config.toml", b"delta = false\n");
+    let mut versions = Vec::new();
+    for (k, f) in files.iter().enumerate() {
+        origin.write("model.safetensors", f);
+        if k == 0 {
+            origin.ok(&["track", "model.safetensors"]);
+        }
+        let c = origin.json(&["commit", "-m", &format!("step {k}")]);
+        versions.push(c[0]["version"].as_str().expect("version").to_string());
+        origin.ok(&["push", "--remote", url]);
+        for repo in [&colleague, &plain] {
+            fs::copy(
+                origin.join("model.safetensors.shard.json"),
+                repo.join("model.safetensors.shard.json"),
+            )
+            .expect("copy manifest");
+        }
+        let pulled = colleague.json(&["pull", "--remote", url]);
+        assert_eq!(
+            pulled["deltas_queued"],
+            u64::from(k > 0),
+            "pull {k}: {pulled}"
+        );
+        colleague.ok(&["repack"]);
+        let again = colleague.json(&["pull", "--remote", url]);
+        assert_eq!(again["deltas_queued"], 0, "pull {k} again: {again}");
+        let pulled = plain.json(&["pull", "--remote", url]);
+        assert_eq!(pulled["deltas_queued"], 0, "delta = false: {pulled}");
+    }
+    origin.ok(&["repack"]);
+    let size = |r: &TestRepo| store_bytes(&r.join(".shard/objects"));
+    let (mine, theirs, whole) = (size(&origin), size(&colleague), size(&plain));
+    assert!(
+        theirs as f64 <= 1.02 * mine as f64,
+        "pulled one by one the store takes {theirs} bytes, the committer's {mine}"
+    );
+    assert!(
+        (theirs as f64) < 0.5 * whole as f64,
+        "deltas: {theirs} bytes; every version whole: {whole}"
+    );
+    let deltas = encodings(&colleague.join(".shard/objects"));
+    assert!(
+        deltas.values().any(Option::is_some),
+        "the colleague has deltas"
+    );
+    check_out(&colleague, &versions, &files, &[0, 3, 5, 1, 4, 2]);
+    // The whole history at once: every version but the newest is queued, oldest first.
+    let all = clone_of(&origin);
+    let pulled = all.json(&["pull", "--remote", url, "--all-versions"]);
+    assert_eq!(pulled["deltas_queued"], 5, "{pulled}");
+    all.ok(&["repack"]);
+    let at_once = size(&all);
+    assert!(
+        at_once as f64 <= 1.02 * mine as f64,
+        "pulled at once the store takes {at_once} bytes, the committer's {mine}"
+    );
+    check_out(&all, &versions, &files, &[5, 0, 2, 4, 1, 3]);
+}
+
 #[test]
 fn nshard_serve_round_trip() {
     let d = tempfile::tempdir().expect("tmp");

@@ -185,14 +185,69 @@ impl Repo {
         }
         let dir = self.delta_queue_dir();
         fsutil::create_dir_all(&dir)?;
-        // Named by time, so a listing sorts oldest first (chains are ranked in commit order).
-        let name = format!(
-            "{:024}-{}",
-            crate::repo::statcache::now_ns().max(0),
-            nv.to_hex()
-        );
+        // Named by time, so a listing sorts oldest first (chains are ranked in commit order);
+        // never the same time twice in one process (a pull queues several pairs at once).
+        static LAST: std::sync::Mutex<i128> = std::sync::Mutex::new(0);
+        let at = {
+            let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+            *last = crate::repo::statcache::now_ns().max(*last + 1);
+            *last
+        };
+        let name = format!("{:024}-{}", at.max(0), nv.to_hex());
         fsutil::write_atomic(&dir.join(name), format!("{}\n", pv.to_hex()).as_bytes())?;
         Ok(true)
+    }
+
+    /// After a pull: queues the re-encoding of the versions before the `count` versions of a file
+    /// it received (newest first from `newest`, following parents), so that a store filled by
+    /// pulls keeps a series the way the committer's store does: each version whose parent is
+    /// here, complete and still stored whole, makes that parent deltas of it. Only versions of
+    /// which this pull `received` a chunk count (pulling again queues nothing), and a parent
+    /// already re-encoded is skipped. Pairs are queued oldest first (as commits would have
+    /// queued them). Returns how many pairs were queued.
+    pub(crate) fn queue_pulled_deltas(
+        &self,
+        newest: ObjectId,
+        count: usize,
+        received: &dyn Fn(&ObjectId) -> bool,
+    ) -> Result<usize> {
+        if self.config().delta_depth() == 0 {
+            return Ok(0);
+        }
+        let store = self.store();
+        let mut pairs_found = Vec::new();
+        let mut next = Some(newest);
+        for _ in 0..count.min(crate::codec::MAX_CHAIN * 1024) {
+            let Some(v) = next else { break };
+            let Ok(new) = self.load_version(&v) else {
+                break;
+            };
+            next = new.version.parent;
+            let Some(pv) = new.version.parent else { break };
+            if !new.chunks.iter().any(|c| received(&c.id)) {
+                continue;
+            }
+            let Ok(parent) = self.load_version(&pv) else {
+                break;
+            };
+            if parent.chunks.iter().any(|c| !store.has(&c.id)) {
+                continue;
+            }
+            // Judged by the largest pair of chunks: still whole means not re-encoded yet.
+            match representative(&new, &parent) {
+                Some(p) if matches!(store.delta_base(&p.old), Ok(None)) => {
+                    pairs_found.push((v, new, pv, parent));
+                }
+                _ => {}
+            }
+        }
+        let mut queued = 0;
+        for (v, new, pv, parent) in pairs_found.iter().rev() {
+            if self.queue_deltas((v, new), (pv, parent))? {
+                queued += 1;
+            }
+        }
+        Ok(queued)
     }
 
     /// How many versions wait for their previous version to be re-encoded.

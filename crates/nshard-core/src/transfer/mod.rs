@@ -75,6 +75,9 @@ pub struct TransferStats {
     /// Objects sent in object format 1 in place of float objects (format 4), because the
     /// remote's server does not announce them or refused one (push only).
     pub older_format: usize,
+    /// Older local versions queued to be re-encoded as deltas of versions received (pull only;
+    /// `nshard repack` does it, by default in the background as after a commit).
+    pub deltas_queued: usize,
 }
 
 /// What a push or pull did for one file.
@@ -622,6 +625,7 @@ pub async fn pull(
         let r = plan_pull(repo, remote, &path, opts, &mut stats).await;
         planned.push((path, r));
     }
+    let dir_count = dir_targets.len();
     for (unit, sub) in dir_targets {
         let r = dirs::plan_pull(repo, remote, &unit, sub.as_deref(), opts, &mut stats).await;
         let shown = match &sub {
@@ -679,7 +683,8 @@ pub async fn pull(
     } else {
         HashMap::new()
     };
-    let files = planned
+    let file_count = planned.len() - dir_count;
+    let files: Vec<FileTransfer> = planned
         .into_iter()
         .map(|(path, r)| {
             let result = r.and_then(|(plan, chunks)| {
@@ -708,6 +713,22 @@ pub async fn pull(
             FileTransfer { path, result }
         })
         .collect();
+    // The versions before those received become deltas of them, as after a commit (files only:
+    // directory units keep their own encoding).
+    if !opts.transfer.dry_run {
+        for f in &files[..file_count] {
+            if let Ok(plan) = &f.result {
+                let received = |id: &ObjectId| wanted.contains_key(id);
+                match repo.queue_pulled_deltas(plan.version, plan.versions, &received) {
+                    Ok(n) => stats.deltas_queued += n,
+                    Err(e) => notes.push(format!(
+                        "{}: older versions stay stored whole (queuing their re-encoding failed: {e})",
+                        f.path
+                    )),
+                }
+            }
+        }
+    }
     Ok(TransferReport {
         files,
         stats,

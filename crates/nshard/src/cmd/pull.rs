@@ -18,6 +18,11 @@ use crate::output::{print_json, Ctx};
 /// lacks. Every object is verified (decoded and re-hashed) as it arrives; nothing bad is kept.
 /// Then `nshard checkout` rebuilds the files (or pass --checkout). An interrupted pull resumes by
 /// running it again.
+///
+/// As after a commit, the local versions before those received become deltas of them (a
+/// background `nshard repack` re-encodes them; `delta_background = false` does it before pull
+/// returns, `delta = false` not at all), so a store filled by pulls stays as small as the
+/// committer's.
 #[derive(Args, Debug)]
 pub struct PullArgs {
     /// Data files, manifests (`x.shard.json`), directories or quoted globs; default: every file.
@@ -87,6 +92,16 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
         anyhow::Ok((resolved, report))
     })?;
     let elapsed = started.elapsed();
+    // The versions before those received become deltas of them, as after a commit: in the
+    // background by default (the repository lock is released), else before pull returns.
+    let mut repacked = None;
+    let background = report.stats.deltas_queued > 0
+        && if repo.config().delta_background() {
+            super::repack::spawn_background(repo.root())
+        } else {
+            repacked = Some(repo.repack(&bar));
+            false
+        };
     let s = &report.stats;
     let mut failed = report.files.iter().filter(|f| f.result.is_err()).count();
     let source = format!("{}", resolved.url);
@@ -111,6 +126,27 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
         );
         if s.retries > 0 {
             out!("{} transient failures were retried", s.retries);
+        }
+        if s.deltas_queued > 0 {
+            let n = s.deltas_queued;
+            let versions = if n == 1 { "version" } else { "versions" };
+            match &repacked {
+                _ if background => out!(
+                    "{n} older {versions} being re-encoded as deltas of the pulled ones in the background (`nshard repack` waits for it)"
+                ),
+                Some(Ok(r)) => out!(
+                    "{n} older {versions} re-encoded as deltas of the pulled ones: {} chunk(s), {} -> {}",
+                    r.delta_chunks,
+                    crate::output::bytes(r.delta_bytes_before),
+                    crate::output::bytes(r.delta_bytes_after)
+                ),
+                Some(Err(e)) => out!(
+                    "{n} older {versions} stay stored whole for now ({e}); `nshard repack` re-encodes them"
+                ),
+                None => out!(
+                    "{n} older {versions} queued to be re-encoded as deltas; run `nshard repack`"
+                ),
+            }
         }
     }
     if a.checkout {
