@@ -390,6 +390,77 @@ fn pulled_versions_make_the_versions_before_them_deltas_as_commits_do() {
     check_out(&all, &versions, &files, &[5, 0, 2, 4, 1, 3]);
 }
 
+/// The same through git: a colleague whose `git pull` brings each new manifest gets the data from
+/// the post-merge hook, and the hook re-encodes the version before it as deltas too (here before
+/// it returns: the colleague set `delta_background = false`).
+#[test]
+fn git_pull_hooks_make_the_version_before_deltas() {
+    let d = tempfile::tempdir().expect("tmp");
+    let store = d.path().join("store");
+    fs::create_dir_all(&store).expect("mkdir");
+    let owner = d.path().join("owner");
+    fs::create_dir_all(&owner).expect("mkdir");
+    git(&owner, &["init", "-q"]);
+    common::ok(&owner, &["init"]);
+    common::ok(&owner, &["git-init"]);
+    common::ok(
+        &owner,
+        &["remote", "add", "origin", store.to_str().expect("utf8")],
+    );
+    let clone = d.path().join("clone");
+    let files = series(4);
+    for (k, f) in files.iter().enumerate() {
+        fs::write(owner.join("model.safetensors"), f).expect("write");
+        if k == 0 {
+            common::ok(&owner, &["track", "model.safetensors"]);
+        }
+        common::ok(&owner, &["commit", "-m", &format!("step {k}")]);
+        common::ok(&owner, &["push"]);
+        git(&owner, &["add", "-A"]);
+        git(&owner, &["commit", "-qm", &format!("step {k}")]);
+        if k == 0 {
+            git(
+                d.path(),
+                &["clone", "-q", owner.to_str().expect("utf8"), "clone"],
+            );
+            common::ok(&clone, &["git-init"]);
+            common::ok(&clone, &["pull", "--checkout"]);
+            let config = clone.join(".shard/config.toml");
+            let shared = fs::read_to_string(&config).expect("config");
+            fs::write(&config, format!("delta_background = false\n{shared}")).expect("write");
+        } else {
+            let before = deltas_in(&clone);
+            git(&clone, &["pull", "-q", "--no-rebase", "origin", "HEAD"]);
+            assert!(
+                deltas_in(&clone) > before,
+                "the hook re-encoded step {} as deltas",
+                k - 1
+            );
+        }
+        assert!(
+            fs::read(clone.join("model.safetensors")).expect("model") == *f,
+            "step {k} checked out by the hook"
+        );
+    }
+    common::ok(&owner, &["repack"]);
+    common::ok(&clone, &["repack"]);
+    let size = |r: &Path| store_bytes(&r.join(".shard/objects"));
+    let (mine, theirs) = (size(&owner), size(&clone));
+    assert!(
+        theirs as f64 <= 1.02 * mine as f64,
+        "after git pulls the store takes {theirs} bytes, the committer's {mine}"
+    );
+    common::ok(&clone, &["verify", "--all-versions"]);
+}
+
+/// How many objects of the repository at `dir` are deltas.
+fn deltas_in(dir: &Path) -> usize {
+    encodings(&dir.join(".shard/objects"))
+        .values()
+        .filter(|b| b.is_some())
+        .count()
+}
+
 #[test]
 fn nshard_serve_round_trip() {
     let d = tempfile::tempdir().expect("tmp");

@@ -221,10 +221,12 @@ fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
         .cloned()
         .collect();
     let mut unavailable = BTreeSet::new();
+    let mut deltas_queued = 0;
     if !need.is_empty() {
-        let (lacking, pull_failed) = pull_missing(ctx, repo, &bar, &need)?;
+        let (lacking, pull_failed, queued) = pull_missing(ctx, repo, &bar, &need)?;
         unavailable = lacking;
         failed |= pull_failed;
+        deltas_queued = queued;
     }
     let ready: Vec<Target> = targets
         .into_iter()
@@ -270,6 +272,13 @@ fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
             }
         }
     }
+    // As after `nshard pull`: the versions before those received become deltas of them.
+    let after = super::repack::after_pull(repo, deltas_queued, &bar);
+    if let super::repack::AfterPull::Done(Err(_)) | super::repack::AfterPull::Waiting = after {
+        if let Some(line) = super::repack::after_pull_line(deltas_queued, &after) {
+            eprintln!("nshard: {line}");
+        }
+    }
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -278,14 +287,15 @@ fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
 }
 
 /// Pulls from the default remote what the local store lacks for `targets`, for a hook. Returns
-/// the paths whose data could not be had and whether anything failed; a missing default remote
-/// is a failure that names `nshard pull --remote`.
+/// the paths whose data could not be had, whether anything failed, and how many older versions
+/// the pull queued to become deltas; a missing default remote is a failure that names
+/// `nshard pull --remote`.
 fn pull_missing(
     ctx: &Ctx,
     repo: &Repo,
     progress: &dyn Progress,
     targets: &[Target],
-) -> Result<(BTreeSet<RepoPath>, bool)> {
+) -> Result<(BTreeSet<RepoPath>, bool, usize)> {
     let all: BTreeSet<RepoPath> = targets.iter().map(|t| t.path().clone()).collect();
     let (mut paths, mut dirs) = (Vec::new(), Vec::new());
     for t in targets {
@@ -301,7 +311,7 @@ fn pull_missing(
                  and no default remote is configured; run `nshard pull --checkout --remote URL`",
                 all.len()
             );
-            Ok((all, true))
+            Ok((all, true, 0))
         }
         Err(e) => Err(e.into()),
         Ok(_) => {
@@ -341,11 +351,11 @@ fn pull_missing(
                         }
                     }
                     let failed = !lacking.is_empty();
-                    Ok((lacking, failed))
+                    Ok((lacking, failed, report.stats.deltas_queued))
                 }
                 Err(e) => {
                     eprintln!("nshard: could not pull the changed files' data: {e:#}");
-                    Ok((all, true))
+                    Ok((all, true, 0))
                 }
             }
         }

@@ -92,16 +92,6 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
         anyhow::Ok((resolved, report))
     })?;
     let elapsed = started.elapsed();
-    // The versions before those received become deltas of them, as after a commit: in the
-    // background by default (the repository lock is released), else before pull returns.
-    let mut repacked = None;
-    let background = report.stats.deltas_queued > 0
-        && if repo.config().delta_background() {
-            super::repack::spawn_background(repo.root())
-        } else {
-            repacked = Some(repo.repack(&bar));
-            false
-        };
     let s = &report.stats;
     let mut failed = report.files.iter().filter(|f| f.result.is_err()).count();
     let source = format!("{}", resolved.url);
@@ -126,27 +116,6 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
         );
         if s.retries > 0 {
             out!("{} transient failures were retried", s.retries);
-        }
-        if s.deltas_queued > 0 {
-            let n = s.deltas_queued;
-            let versions = if n == 1 { "version" } else { "versions" };
-            match &repacked {
-                _ if background => out!(
-                    "{n} older {versions} being re-encoded as deltas of the pulled ones in the background (`nshard repack` waits for it)"
-                ),
-                Some(Ok(r)) => out!(
-                    "{n} older {versions} re-encoded as deltas of the pulled ones: {} chunk(s), {} -> {}",
-                    r.delta_chunks,
-                    crate::output::bytes(r.delta_bytes_before),
-                    crate::output::bytes(r.delta_bytes_after)
-                ),
-                Some(Err(e)) => out!(
-                    "{n} older {versions} stay stored whole for now ({e}); `nshard repack` re-encodes them"
-                ),
-                None => out!(
-                    "{n} older {versions} queued to be re-encoded as deltas; run `nshard repack`"
-                ),
-            }
         }
     }
     if a.checkout {
@@ -202,6 +171,14 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
             })?;
         } else {
             super::checkout::print_human(&results)?;
+        }
+    }
+    // The versions before those received become deltas of them, as after a commit (after the
+    // checkout, so the two do not compete).
+    let after = super::repack::after_pull(&repo, s.deltas_queued, &bar);
+    if !a.json {
+        if let Some(line) = super::repack::after_pull_line(s.deltas_queued, &after) {
+            out!("{line}");
         }
     }
     Ok(if failed > 0 {

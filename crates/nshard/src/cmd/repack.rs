@@ -72,6 +72,60 @@ pub fn run(ctx: &Ctx, a: RepackArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What became of the older versions a pull queued to become deltas of the versions received.
+pub enum AfterPull {
+    /// Nothing was queued.
+    Nothing,
+    /// A background `nshard repack` is re-encoding them.
+    Background,
+    /// Re-encoded before returning (`delta_background = false`), or why not.
+    Done(nshard_core::Result<nshard_core::RepackReport>),
+    /// The background repack could not start: they wait for the next `nshard repack` or commit.
+    Waiting,
+}
+
+/// Starts the re-encoding of what a pull queued (`queued` pairs): as after a commit, in the
+/// background unless `delta_background = false`. Call it after any checkout that follows the
+/// pull, so the two do not compete.
+pub fn after_pull(
+    repo: &nshard_core::Repo,
+    queued: usize,
+    progress: &dyn nshard_core::Progress,
+) -> AfterPull {
+    if queued == 0 {
+        AfterPull::Nothing
+    } else if !repo.config().delta_background() {
+        AfterPull::Done(repo.repack(progress))
+    } else if spawn_background(repo.root()) {
+        AfterPull::Background
+    } else {
+        AfterPull::Waiting
+    }
+}
+
+/// The line `nshard pull` prints about [`AfterPull`] (`queued` versions).
+pub fn after_pull_line(queued: usize, after: &AfterPull) -> Option<String> {
+    let versions = count(queued as u64, "older version");
+    Some(match after {
+        AfterPull::Nothing => return None,
+        AfterPull::Background => format!(
+            "{versions} being re-encoded as deltas of the pulled ones in the background (`nshard repack` waits for it)"
+        ),
+        AfterPull::Done(Ok(r)) => format!(
+            "{versions} re-encoded as deltas of the pulled ones: {} from {} to {}",
+            count(r.delta_chunks as u64, "chunk"),
+            bytes(r.delta_bytes_before),
+            bytes(r.delta_bytes_after)
+        ),
+        AfterPull::Done(Err(e)) => {
+            format!("{versions} stay stored whole for now ({e}); `nshard repack` re-encodes them")
+        }
+        AfterPull::Waiting => {
+            format!("{versions} queued to be re-encoded as deltas; run `nshard repack`")
+        }
+    })
+}
+
 /// Starts `nshard repack --background` in `root`, detached (own process group and session, no
 /// terminal, stdio on /dev/null), and does not wait for it. Returns whether it started.
 pub fn spawn_background(root: &Path) -> bool {
