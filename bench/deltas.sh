@@ -268,7 +268,21 @@ for dt in $DTYPES; do
   rec "$dt.deep.step" "$(grep -P "^$dt\\.s\\.deep\\.step\t" "$RES" | cut -f2)"
   rec "$dt.deep.depth" "$(grep -P "^$dt\\.s\\.deep\\.depth\t" "$RES" | cut -f2)"
   best_cp "$NEW_SRC"; rec "$dt.cp" "$T"
-  cd "$W"; rm -rf "repo-$dt-s"
+
+  # a clone filled by pulls: every version pushed to a directory remote, then pulled into a
+  # fresh repository with --all-versions; its repack re-encodes them as the commits did
+  log "[$dt] a clone that pulls every version"
+  rm -rf "$W/remote-$dt"; mkdir -p "$W/remote-$dt"
+  "$NSHARD" push --remote "$W/remote-$dt" --all-versions -q >/dev/null
+  local_man="$W/man-$dt-s-$(($(echo "$STEPS" | wc -w) - 1)).json"
+  new_repo "repo-$dt-pulled"
+  cp "$local_man" "$F.shard.json"
+  "$NSHARD" pull --remote "$W/remote-$dt" --all-versions --json >"$W/pulled-$dt.json"
+  rec "$dt.pulled.queued" "$(jq '.deltas_queued // 0' "$W/pulled-$dt.json")"
+  t0=$(now); "$NSHARD" repack >/dev/null; t1=$(now)
+  rec "$dt.pulled.repack" "$(secs "$t0" "$t1")"
+  rec "$dt.pulled.total" "$(objects)"
+  cd "$W"; rm -rf "repo-$dt-s" "repo-$dt-pulled" "$W/remote-$dt"
 
   # far apart
   log "[$dt] far apart: $FAR_FROM -> $FAR_TO"

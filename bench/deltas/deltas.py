@@ -252,7 +252,7 @@ def cmd_report(a):
     p("| | " + " | ".join(dtypes) + " |")
     p("| --- |" + " ---: |" * len(dtypes))
     rows = {k: [] for k in ("size", "first", "grow_mean", "grow_med", "d_mean",
-                            "d_med", "z3", "total", "total_ref", "total_off", "far", "far_z4",
+                            "d_med", "z3", "total", "total_ref", "total_off", "pulled", "far", "far_z4",
                             "far_z3", "cover", "codec", "never", "check")}
     for dt in dtypes:
         ref = json.load(open(os.path.join(a.work, f"refs-{dt}.json")))
@@ -278,6 +278,13 @@ def cmd_report(a):
         rows["z3"].append(f"{pct(gm, size)} vs {pct(z3m, size)}: **{x(gm, z3m)}**")
         rows["total"].append(f"{mib(total)} = {pct(total, n * size)} of {n} files")
         rows["total_ref"].append(f"{mib(total)} vs {mib(z4_total)}: **{x(total, z4_total)}**")
+        if has(f"{dt}.pulled.total"):
+            pt = f(f"{dt}.pulled.total")
+            rows["pulled"].append(f"{mib(pt)} vs {mib(total)}: **{x(pt, total)}** "
+                                  f"({int(f(f'{dt}.pulled.queued'))} versions queued, repack "
+                                  f"{f(f'{dt}.pulled.repack'):.2f} s)")
+        else:
+            rows["pulled"].append("—")
         if has(f"{dt}.d.off.total"):
             off = f(f"{dt}.d.off.total")
             rows["total_off"].append(f"{mib(total)} vs {mib(off)}: **{x(total, off)}**")
@@ -326,6 +333,8 @@ def cmd_report(a):
         "total": "store after 21 versions",
         "total_ref": "store after 21 versions vs Σ z4ai `compress` of the 21 versions",
         "total_off": "store after 21 versions vs the same with `delta = false`",
+        "pulled": "a fresh clone's store after `pull --all-versions` from a directory remote and"
+                  " its `nshard repack` vs the committer's store",
         "far": f"far apart: growth of {R['far_to']} on top of {R['far_from']} (% of file)",
         "far_z4": f"far apart vs z4ai `compress_delta({R['far_to']}, {R['far_from']})`",
         "far_z3": f"far apart vs `zstd -3` of step {R['far_to']}",

@@ -1,31 +1,18 @@
 //! Measures the object encoder and decoder on a safetensors file's data (or raw tensor bytes) cut into 4 MiB pieces:
 //! `cargo run --release -p nshard-bench --example codec_probe -- FILE WIDTH` prints, per
 //! encoding, the stored size and the encode and decode speed, beside SHA-256 of the same bytes.
-use std::time::Instant;
+mod common;
 
+use common::{best_of, tensor_data};
 use nshard_core::format::{decode_into, DataHint, DecodeScratch, Encoder};
 use nshard_core::ObjectId;
-
-fn best_of(runs: usize, mut f: impl FnMut()) -> f64 {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::MAX, f64::min)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let data = std::fs::read(&args[1]).expect("read");
     let w: u8 = args[2].parse().expect("w");
-    // A safetensors file's tensor data, or a file of raw tensor bytes.
-    let hl = u64::from_le_bytes(data[..8].try_into().expect("8"))
-        .checked_add(8)
-        .filter(|&h| h < data.len() as u64 && data.get(8) == Some(&b'{'))
-        .map_or(0, |h| h as usize);
-    let body = &data[hl..hl + (256 << 20).min(data.len() - hl)];
+    let body = tensor_data(&data);
+    let body = &body[..(256 << 20).min(body.len())];
     let gb = body.len() as f64 / 1e9;
     let sha = best_of(5, || {
         for c in body.chunks(4 << 20) {

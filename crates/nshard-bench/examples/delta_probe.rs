@@ -3,29 +3,11 @@
 //! encodes each piece of OLD against the piece of NEW at the same place (as a repack does) and
 //! prints the stored size and the decode speed (one chain level: the base's bytes turned into the
 //! older version's in place), beside SHA-256 and a copy of the same bytes.
-use std::time::Instant;
+mod common;
 
+use common::{best_of, tensor_data};
 use nshard_core::format::{decode_against_in_place, encode_delta, DecodeScratch};
 use nshard_core::ObjectId;
-
-fn best_of(runs: usize, mut f: impl FnMut()) -> f64 {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::MAX, f64::min)
-}
-
-/// A safetensors file's tensor data, or the whole file.
-fn body(data: &[u8]) -> &[u8] {
-    let hl = u64::from_le_bytes(data[..8].try_into().expect("8"))
-        .checked_add(8)
-        .filter(|&h| h < data.len() as u64 && data.get(8) == Some(&b'{'))
-        .map_or(0, |h| h as usize);
-    &data[hl..]
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -34,7 +16,7 @@ fn main() {
         std::fs::read(&args[2]).expect("new"),
     );
     let w: u8 = args[3].parse().expect("width");
-    let (old, new) = (body(&old), body(&new));
+    let (old, new) = (tensor_data(&old), tensor_data(&new));
     let n = old.len().min(new.len()) / usize::from(w) * usize::from(w);
     let (old, new) = (&old[..n], &new[..n]);
     let gb = n as f64 / 1e9;
