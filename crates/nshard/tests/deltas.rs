@@ -320,7 +320,7 @@ fn store_bytes(dir: &Path) -> u64 {
 /// A colleague who pulls each new version as it is pushed, and one who pulls the whole history
 /// at once, end with a store the size of the committer's: the versions before those received
 /// become deltas of them, as after a commit. Every version still checks out; pulling again
-/// queues nothing; with `delta = false` nothing is re-encoded.
+/// queues nothing; with `delta = false` nothing is re-encoded, until `repack --all-versions`.
 #[test]
 fn pulled_versions_make_the_versions_before_them_deltas_as_commits_do() {
     let remote = tempfile::tempdir().expect("tmp");
@@ -388,6 +388,19 @@ fn pulled_versions_make_the_versions_before_them_deltas_as_commits_do() {
         "pulled at once the store takes {at_once} bytes, the committer's {mine}"
     );
     check_out(&all, &versions, &files, &[5, 0, 2, 4, 1, 3]);
+    // A store filled while deltas were off (or by an nshard whose pulls did not re-encode):
+    // `repack --all-versions` catches up, and a second run finds nothing more to re-encode.
+    plain.write(".shard/config.toml", b"");
+    let r = plain.json(&["repack", "--all-versions"]);
+    assert_eq!(r["versions"], 5, "{r}");
+    let caught_up = size(&plain);
+    assert!(
+        caught_up as f64 <= 1.02 * mine as f64,
+        "after repack --all-versions the store takes {caught_up} bytes, the committer's {mine}"
+    );
+    let again = plain.json(&["repack", "--all-versions"]);
+    assert_eq!(again["delta_chunks"], 0, "{again}");
+    check_out(&plain, &versions, &files, &[1, 5, 0, 3]);
 }
 
 /// The same through git: a colleague whose `git pull` brings each new manifest gets the data from

@@ -250,6 +250,20 @@ impl Repo {
         Ok(queued)
     }
 
+    /// Queues, for every file whose manifest is in the work tree, each version of its history
+    /// whose parent is here, complete and still stored whole (a store filled by pulls before they
+    /// re-encoded anything, or where deltas were turned on late): what `nshard repack
+    /// --all-versions` catches up on. Returns how many pairs were queued.
+    pub fn queue_history_deltas(&self) -> Result<usize> {
+        let mut queued = 0;
+        for path in self.scan_worktree()?.1 {
+            if let Some(wt) = self.read_worktree_manifest(&path)? {
+                queued += self.queue_pulled_deltas(wt.version, usize::MAX, &|_| true)?;
+            }
+        }
+        Ok(queued)
+    }
+
     /// How many versions wait for their previous version to be re-encoded.
     pub fn pending_deltas(&self) -> usize {
         self.read_queue().map(|q| q.len()).unwrap_or(0)

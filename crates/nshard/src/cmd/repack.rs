@@ -22,8 +22,17 @@ use crate::output::{bytes, count, print_json, Ctx};
 /// queue) and says what it saved. Safe beside other nshard commands: it never holds the
 /// repository lock, objects keep their ids, and each chunk's new encoding replaces the old one
 /// atomically only after it was decoded back and checked.
+///
+/// `nshard pull` and the git hooks re-encode the versions before those they receive the same way.
+/// With --all-versions, this command first looks through the history of every file for versions
+/// still stored whole though the version after them is here (a store filled by pulls of an nshard
+/// that did not do that yet, or deltas turned on late) and re-encodes those too.
 #[derive(Args, Debug)]
 pub struct RepackArgs {
+    /// Also re-encode every older version of the work tree's files that is stored whole though
+    /// the version after it is here.
+    #[arg(long)]
+    pub all_versions: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -53,6 +62,19 @@ pub fn run(ctx: &Ctx, a: RepackArgs) -> Result<ExitCode> {
         });
     }
     let bar = ctx.progress(a.json);
+    let found = if a.all_versions {
+        repo.queue_history_deltas()?
+    } else {
+        0
+    };
+    if found > 0 && !a.json {
+        out!(
+            "{} stored whole though the version after {} is here: looking at {}",
+            count(found as u64, "older version"),
+            if found == 1 { "it" } else { "them" },
+            if found == 1 { "it" } else { "them" }
+        );
+    }
     let r = repo.repack(&bar)?;
     if a.json {
         print_json(&r)?;
@@ -60,6 +82,11 @@ pub fn run(ctx: &Ctx, a: RepackArgs) -> Result<ExitCode> {
     }
     if r.versions == 0 {
         out!("nothing to repack: no version waits to be re-encoded as deltas");
+    } else if r.delta_chunks == 0 {
+        out!(
+            "nothing re-encoded for {}: keyframes stay whole (chains stay within `delta_depth`), as do chunks a delta would not make smaller",
+            count(r.versions as u64, "version")
+        );
     } else {
         out!(
             "re-encoded the previous version of {} as deltas: {} from {} to {}",
