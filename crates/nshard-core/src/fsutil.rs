@@ -452,7 +452,28 @@ pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()>
 /// itself refuses symlinks and does not wait for a FIFO's writer (`O_NOFOLLOW | O_NONBLOCK`), then
 /// `fstat` on the open descriptor must show a regular file, the same one `lstat` saw.
 /// A refusal is an [`io::ErrorKind::InvalidInput`] error naming what was found.
+///
+/// A name that another regular file replaced between the `lstat` and the open (a writer putting a
+/// new version in place with a rename, as a repack re-encoding an object does) is checked again
+/// from the start, a few times: each attempt gives the same guarantees.
 pub fn open_regular(path: &Path) -> io::Result<File> {
+    for _ in 0..OPEN_ATTEMPTS {
+        if let Some(f) = open_regular_once(path)? {
+            return Ok(f);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "was replaced while it was being opened; not reading it",
+    ))
+}
+
+/// Attempts of [`open_regular`] when the name keeps being replaced by another regular file.
+const OPEN_ATTEMPTS: usize = 8;
+
+/// One attempt of [`open_regular`]: `None` when the name now holds another regular file than the
+/// one `lstat` saw.
+fn open_regular_once(path: &Path) -> io::Result<Option<File>> {
     let md = fs::symlink_metadata(path)?;
     if !md.is_file() {
         return Err(not_regular(&md));
@@ -467,6 +488,12 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     }
     let f = oo.open(path)?;
     let md2 = f.metadata()?;
+    if !md2.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "was replaced while it was being opened; not reading it",
+        ));
+    }
     #[cfg(unix)]
     let same = {
         use std::os::unix::fs::MetadataExt;
@@ -474,13 +501,7 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     };
     #[cfg(not(unix))]
     let same = true;
-    if !md2.is_file() || !same {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "was replaced while it was being opened; not reading it",
-        ));
-    }
-    Ok(f)
+    Ok(same.then_some(f))
 }
 
 /// Reads a whole regular file (see [`open_regular`]: never a symlink, FIFO or device),
@@ -979,6 +1000,39 @@ mod tests {
         }
         assert_eq!(fs::read(&p).expect("read"), b"two");
         assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1);
+    }
+
+    /// A file that a writer keeps replacing with renames (as a repack re-encodes objects) is
+    /// always read whole, one version or another, never refused as swapped.
+    #[test]
+    fn open_regular_reads_a_file_replaced_by_renames() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("object");
+        let versions: Vec<Vec<u8>> = (0..4u8).map(|k| vec![k; 64 * 1024]).collect();
+        write_atomic(&p, &versions[0]).expect("write");
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let started = std::time::Instant::now();
+                let mut k = 0;
+                while !stop.load(Ordering::Relaxed)
+                    && started.elapsed() < std::time::Duration::from_secs(10)
+                {
+                    k = (k + 1) % versions.len();
+                    // Written beside and renamed over it (no fsync: many renames a second).
+                    let tmp = dir.path().join("object.tmp");
+                    fs::write(&tmp, &versions[k]).expect("write");
+                    fs::rename(&tmp, &p).expect("replace");
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+            });
+            for _ in 0..2000 {
+                let got = read_limited(&p, 1 << 20).expect("read while replaced");
+                assert!(versions.contains(&got), "a whole version");
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
     }
 
     #[cfg(unix)]
