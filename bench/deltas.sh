@@ -274,9 +274,9 @@ for dt in $DTYPES; do
   log "[$dt] a clone that pulls every version"
   rm -rf "$W/remote-$dt"; mkdir -p "$W/remote-$dt"
   "$NSHARD" push --remote "$W/remote-$dt" --all-versions -q >/dev/null
-  local_man="$W/man-$dt-s-$(($(echo "$STEPS" | wc -w) - 1)).json"
+  cp "$F.shard.json" "$W/newest-$dt.json"   # the manifest a clone gets from git
   new_repo "repo-$dt-pulled"
-  cp "$local_man" "$F.shard.json"
+  cp "$W/newest-$dt.json" "$F.shard.json"
   "$NSHARD" pull --remote "$W/remote-$dt" --all-versions --json >"$W/pulled-$dt.json"
   rec "$dt.pulled.queued" "$(jq '.deltas_queued // 0' "$W/pulled-$dt.json")"
   t0=$(now); "$NSHARD" repack >/dev/null; t1=$(now)

@@ -462,10 +462,15 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
             return Ok(f);
         }
     }
-    Err(io::Error::new(
+    Err(replaced())
+}
+
+/// The refusal of a name that no longer holds the regular file `lstat` saw.
+fn replaced() -> io::Error {
+    io::Error::new(
         io::ErrorKind::InvalidInput,
         "was replaced while it was being opened; not reading it",
-    ))
+    )
 }
 
 /// Attempts of [`open_regular`] when the name keeps being replaced by another regular file.
@@ -489,10 +494,7 @@ fn open_regular_once(path: &Path) -> io::Result<Option<File>> {
     let f = oo.open(path)?;
     let md2 = f.metadata()?;
     if !md2.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "was replaced while it was being opened; not reading it",
-        ));
+        return Err(replaced());
     }
     #[cfg(unix)]
     let same = {

@@ -70,16 +70,31 @@ fn chunks(manifest: &serde_json::Value) -> Vec<String> {
 fn commit_all(repo: &TestRepo, files: &[Vec<u8>]) -> (Vec<String>, Vec<serde_json::Value>) {
     let (mut versions, mut outs) = (Vec::new(), Vec::new());
     for (k, f) in files.iter().enumerate() {
-        repo.write("model.safetensors", f);
-        if k == 0 {
-            repo.ok(&["track", "model.safetensors"]);
-        }
-        let v = repo.json(&["commit", "-m", &format!("step {k}")]);
-        versions.push(v[0]["version"].as_str().expect("version").to_string());
-        outs.push(v[0].clone());
+        let v = commit_step(repo, k, f);
+        versions.push(v["version"].as_str().expect("version").to_string());
+        outs.push(v);
     }
     repo.ok(&["repack"]);
     (versions, outs)
+}
+
+/// Writes step `k` of a series as `model.safetensors` (tracked at step 0) and commits it;
+/// returns the commit's JSON row.
+fn commit_step(repo: &TestRepo, k: usize, f: &[u8]) -> serde_json::Value {
+    repo.write("model.safetensors", f);
+    if k == 0 {
+        repo.ok(&["track", "model.safetensors"]);
+    }
+    repo.json(&["commit", "-m", &format!("step {k}")])[0].clone()
+}
+
+/// Copies `from`'s manifest of `model.safetensors` into `to` (what git would bring).
+fn copy_manifest(from: &TestRepo, to: &TestRepo) {
+    fs::copy(
+        from.join("model.safetensors.shard.json"),
+        to.join("model.safetensors.shard.json"),
+    )
+    .expect("copy manifest");
 }
 
 /// Checks out `order`'s versions one after another (each must come back byte for byte), then
@@ -253,11 +268,7 @@ fn delta_false_stores_every_version_whole() {
 fn clone_of(origin: &TestRepo) -> TestRepo {
     let c = TestRepo::new();
     c.ok(&["init"]);
-    fs::copy(
-        origin.join("model.safetensors.shard.json"),
-        c.join("model.safetensors.shard.json"),
-    )
-    .expect("copy manifest");
+    copy_manifest(origin, &c);
     c
 }
 
@@ -334,19 +345,11 @@ fn pulled_versions_make_the_versions_before_them_deltas_as_commits_do() {
     plain.write(".shard/config.toml", b"delta = false\n");
     let mut versions = Vec::new();
     for (k, f) in files.iter().enumerate() {
-        origin.write("model.safetensors", f);
-        if k == 0 {
-            origin.ok(&["track", "model.safetensors"]);
-        }
-        let c = origin.json(&["commit", "-m", &format!("step {k}")]);
-        versions.push(c[0]["version"].as_str().expect("version").to_string());
+        let c = commit_step(&origin, k, f);
+        versions.push(c["version"].as_str().expect("version").to_string());
         origin.ok(&["push", "--remote", url]);
         for repo in [&colleague, &plain] {
-            fs::copy(
-                origin.join("model.safetensors.shard.json"),
-                repo.join("model.safetensors.shard.json"),
-            )
-            .expect("copy manifest");
+            copy_manifest(&origin, repo);
         }
         let pulled = colleague.json(&["pull", "--remote", url]);
         assert_eq!(

@@ -269,7 +269,7 @@ fn rans4_encode(plane: &[u8], ctx: &[u8], tab: &[u32]) -> Vec<u8> {
 /// The decoding table of one plane's contexts: 4096 entries per context present (and one table
 /// for the absent ones), each `symbol | (frequency − 1) << 8 | cumulative << 20`, and where each
 /// context's table starts.
-#[derive(Clone)]
+#[cfg_attr(test, derive(Clone))]
 struct Rans4Tables {
     lut: Vec<u32>,
     /// `slot[c]`: where context `c`'s 4096 entries start in `lut`.
@@ -594,10 +594,9 @@ pub struct DecodeScratch {
     planes: [Vec<u8>; 4],
     /// One block of contexts, then one block of symbols per rANS plane.
     block: Vec<u8>,
-    /// The decoding tables of a delta's rANS planes, one per plane.
-    luts: [Vec<u32>; 4],
-    /// rANS decoding tables (a float object's rANS planes).
-    pub(super) lut: Vec<u32>,
+    /// rANS decoding tables, one per plane of a delta (a float object's lanes-coded planes,
+    /// decoded one after another, use the first).
+    pub(super) luts: [Vec<u32>; 4],
     /// rANS words (a float object's rANS planes).
     pub(super) words: Vec<u16>,
     tables: Vec<u8>,
@@ -736,7 +735,6 @@ fn decode_planes<T: Elem>(
             m => return Err(format!("plane {k} has unknown mode {m}")),
         });
     }
-    ctx.clear();
     if tr.pos != tables.len() {
         return Err("tables hold more than the planes use".into());
     }
@@ -950,6 +948,11 @@ mod tests {
 
     /// The mode of each plane of a delta object (0 raw, 2 zstd, 3 rANS; 1 in version 2).
     fn plane_modes(enc: &[u8], width: usize) -> Vec<u8> {
+        planes_of(enc, width).into_iter().map(|(m, _)| m).collect()
+    }
+
+    /// Each plane's mode and where its coded bytes lie in `enc`.
+    fn planes_of(enc: &[u8], width: usize) -> Vec<(u8, std::ops::Range<usize>)> {
         let mut r = Reader {
             b: &enc[DELTA_HEADER_LEN..],
             pos: 0,
@@ -960,8 +963,9 @@ mod tests {
             .map(|_| {
                 let mode = r.byte().expect("mode");
                 let len = r.varint().expect("len") as usize;
+                let start = DELTA_HEADER_LEN + r.pos;
                 r.take(len).expect("plane");
-                mode
+                (mode, start..start + len)
             })
             .collect()
     }
@@ -1195,22 +1199,11 @@ mod tests {
 
     /// The offset in `enc` of the last byte of the first rANS plane's words.
     fn last_rans_word(enc: &[u8], width: usize) -> usize {
-        let mut r = Reader {
-            b: &enc[DELTA_HEADER_LEN..],
-            pos: 0,
-        };
-        let tlen = r.varint().expect("tables") as usize;
-        r.take(tlen).expect("tables");
-        for _ in 0..width {
-            let mode = r.byte().expect("mode");
-            let len = r.varint().expect("length") as usize;
-            let start = r.pos;
-            r.take(len).expect("plane");
-            if mode == 3 && len > 4 * RANS4_STATES {
-                return DELTA_HEADER_LEN + start + len - 1;
-            }
-        }
-        panic!("no rANS plane with words");
+        planes_of(enc, width)
+            .into_iter()
+            .find(|(mode, at)| *mode == 3 && at.len() > 4 * RANS4_STATES)
+            .map(|(_, at)| at.end - 1)
+            .expect("a rANS plane with words")
     }
 
     const GOLDEN_BF16: &str = "6fafec350838386754ec9aec3fe31db25467fee00a94acc134476a0b5e5a4d05";

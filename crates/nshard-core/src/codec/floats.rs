@@ -208,7 +208,7 @@ pub(super) fn decode(
                 }
             }
             LANES => {
-                lanes::decode(bytes, dst, &mut scratch.lut, &mut scratch.words)
+                lanes::decode(bytes, dst, &mut scratch.luts[0], &mut scratch.words)
                     .map_err(|e| format!("plane {k}: {e}"))?;
             }
             m => return Err(format!("plane {k} has unknown mode {m}")),

@@ -233,12 +233,8 @@ impl Repo {
             if parent.chunks.iter().any(|c| !store.has(&c.id)) {
                 continue;
             }
-            // Judged by the largest pair of chunks: still whole means not re-encoded yet.
-            match representative(&new, &parent) {
-                Some(p) if matches!(store.delta_base(&p.old), Ok(None)) => {
-                    pairs_found.push((v, new, pv, parent));
-                }
-                _ => {}
+            if self.stored_whole(&new, &parent) {
+                pairs_found.push((v, new, pv, parent));
             }
         }
         let mut queued = 0;
@@ -262,6 +258,13 @@ impl Repo {
             }
         }
         Ok(queued)
+    }
+
+    /// Whether `old` is still stored whole where it pairs with `new`, judged by its largest
+    /// chunk (the one deltas are made for; a small one may never pay and stay whole anywhere).
+    fn stored_whole(&self, new: &Manifest, old: &Manifest) -> bool {
+        representative(new, old)
+            .is_some_and(|p| matches!(self.store().delta_base(&p.old), Ok(None)))
     }
 
     /// How many versions wait for their previous version to be re-encoded.
@@ -394,8 +397,7 @@ impl Repo {
         let linear = depth - jumps;
         let mut report = self.encode_against(new, parent, linear, 0, progress);
         // `parent` is a keyframe when its largest chunk stayed whole (small ones may never pay).
-        let keyframe = representative(new, parent)
-            .is_some_and(|p| matches!(self.store().delta_base(&p.old), Ok(None)));
+        let keyframe = self.stored_whole(new, parent);
         if jumps == 0 || !keyframe {
             return report;
         }

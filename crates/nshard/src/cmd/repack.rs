@@ -68,11 +68,10 @@ pub fn run(ctx: &Ctx, a: RepackArgs) -> Result<ExitCode> {
         0
     };
     if found > 0 && !a.json {
+        let them = if found == 1 { "it" } else { "them" };
         out!(
-            "{} stored whole though the version after {} is here: looking at {}",
-            count(found as u64, "older version"),
-            if found == 1 { "it" } else { "them" },
-            if found == 1 { "it" } else { "them" }
+            "{} stored whole though the version after {them} is here: looking at {them}",
+            count(found as u64, "older version")
         );
     }
     let r = repo.repack(&bar)?;
