@@ -166,7 +166,7 @@ pub fn verify_file(
         Codec::ByteGrouped(w) => {
             verify_grouped(file, len, h.raw_len, w as usize, &mut hasher, &corrupt)?;
         }
-        Codec::FloatPlanes(_) => {
+        Codec::FloatPlanes(_) | Codec::FloatFields(_) => {
             // Decoded in memory (a rANS plane decodes as a whole), which the size bounds keep
             // to a chunk: at most MAX_FLOAT_OBJECT raw bytes, encoded in at most about as many.
             codec::check_float_len(id, &h)?;

@@ -118,6 +118,14 @@ impl Encoder {
         }
     }
 
+    /// A float object of rotated planes (codec 4) even where [`Encoder::encode`] would fold fields.
+    #[cfg(test)]
+    pub(crate) fn encode_rotated_planes(&mut self, raw: &[u8], w: u8) -> Option<Vec<u8>> {
+        let planes = &mut self.planes;
+        self.floats
+            .encode_as(raw, w, |p, out| compress(planes, out, p), false)
+    }
+
     /// [`Encoder::encode`] in object format 1, which every nshard reads: float chunks become
     /// byte-grouped objects instead of float objects (format 4). For a remote whose server
     /// refuses newer formats (an older `nshard serve`, or one started with

@@ -226,7 +226,7 @@ impl LocalStore {
     ) -> Result<(Vec<u8>, bool)> {
         let enc = self.get_encoded(id)?;
         match codec::parse_header(id, &enc)?.codec {
-            Codec::Delta { width, .. } | Codec::FloatPlanes(width) => {
+            Codec::Delta { width, .. } | Codec::FloatPlanes(width) | Codec::FloatFields(width) => {
                 let raw = self.get(id, codec::MAX_OBJECT_SIZE)?;
                 Ok((encoder.encode_format1(&raw, DataHint::Float(width)), true))
             }
