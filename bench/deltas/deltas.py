@@ -220,8 +220,8 @@ def cmd_report(a):
     def mib(x):
         return f"{x / 2**20:.1f} MiB"
 
-    def x(a_, b_):
-        return f"{a_ / b_:.2f}×"
+    def x(a_, b_, digits=2):
+        return f"{a_ / b_:.{digits}f}×"
 
     dtypes = R["dtypes"].split()
     steps = [int(s) for s in R["steps"].split()]
@@ -267,7 +267,7 @@ def cmd_report(a):
         total = f(f"{dt}.s.total")
         z4_total = sum(ref["compress"][str(s)] for s in steps)
         rows["size"].append(f"{mib(size)} ({int(size)} B)")
-        rows["first"].append(f"{pct(first, size)} vs {pct(z4_first, size)}: **{x(first, z4_first)}**")
+        rows["first"].append(f"{pct(first, size)} vs {pct(z4_first, size)}: **{x(first, z4_first, 3)}**")
         gm, gd = statistics.mean(later), statistics.median(later)
         dm, dd = statistics.mean(dz), statistics.median(dz)
         rows["grow_mean"].append(f"{pct(gm, size)} vs {pct(dm, size)}: **{x(gm, dm)}**")

@@ -521,9 +521,13 @@ pub fn read_limited_into(path: &Path, limit: u64, buf: &mut Vec<u8>) -> io::Resu
     let f = open_regular(path)?;
     // Sized from the file (within the limit): one allocation and a few large reads, not a buffer
     // doubling from a few bytes (each step a copy and fresh pages for multi-MiB objects).
-    let size = f.metadata().map_or(0, |m| m.len()).min(limit);
+    let size = usize::try_from(f.metadata().map_or(0, |m| m.len()).min(limit)).unwrap_or(0);
     buf.clear();
-    buf.reserve(usize::try_from(size).unwrap_or(0));
+    if buf.capacity() < size {
+        // A fresh buffer: growing this one would copy its stale bytes into the new pages.
+        *buf = Vec::new();
+        buf.reserve_exact(size);
+    }
     f.take(limit + 1).read_to_end(buf)?;
     if buf.len() as u64 > limit {
         return Err(io::Error::new(

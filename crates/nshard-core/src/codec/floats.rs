@@ -339,27 +339,21 @@ pub(super) fn decode(
     }
     let n = raw_len / width;
     let mut r = Reader { b: payload, pos: 0 };
-    let decoded = &mut scratch.grouped;
-    decoded.resize(n * width, 0);
-    // Where each plane is: in the payload (stored raw) or in `decoded`.
-    let mut at: [Option<std::ops::Range<usize>>; 4] = Default::default();
+    let mut planes = Planes::new(&mut scratch.grouped, n * width);
+    let mut at: [PlaneAt; 4] = Default::default();
     for k in (0..width).rev() {
-        let dst = &mut decoded[k * n..(k + 1) * n];
-        at[k] = read_plane(
+        at[k] = planes.read(
             &mut r,
             k,
-            dst,
+            n,
             &mut scratch.zstd,
             &mut scratch.luts[0],
             &mut scratch.words,
         )?;
     }
     let tail = tail_of(payload, &r, raw_len - n * width)?;
-    let plane = |k: usize| match &at[k] {
-        Some(range) => &payload[range.clone()],
-        None => &decoded[k * n..(k + 1) * n],
-    };
-    out.resize(raw_len, 0);
+    let plane = |k: usize| planes.get(payload, &at[k]);
+    super::overwrite_len(out, raw_len);
     match width {
         2 => {
             let elems = out[..n * 2].chunks_exact_mut(2);
@@ -381,36 +375,79 @@ pub(super) fn decode(
     Ok(())
 }
 
-/// Reads plane `k` (mode, length, bytes) of `dst.len()` decoded bytes at `r`: decodes it into
-/// `dst`, or returns where it lies in the payload when it is stored raw.
-fn read_plane(
-    r: &mut Reader<'_>,
-    k: usize,
-    dst: &mut [u8],
-    zstd: &mut Option<zstd::bulk::Decompressor<'static>>,
-    lut: &mut Vec<u32>,
-    words: &mut Vec<u16>,
-) -> Result<Option<std::ops::Range<usize>>, String> {
-    let n = dst.len();
-    let mode = r.byte()?;
-    let len = usize::try_from(r.varint()?).map_err(|_| "plane length too large")?;
-    let start = r.pos;
-    let bytes = r.take(len)?;
-    match mode {
-        RAW if len == n => return Ok(Some(start..start + len)),
-        RAW => return Err(format!("raw plane {k} is {len} bytes, expected {n}")),
-        ZSTD => {
-            let got = zstd_context(zstd)?
-                .decompress_to_buffer(bytes, dst)
-                .map_err(|e| format!("plane {k}: zstd: {e}"))?;
-            if got != n {
-                return Err(format!("zstd plane {k} is {got} bytes, expected {n}"));
-            }
+/// Where a plane of a float object is: in the payload (stored raw) or in the decoded planes.
+#[derive(Clone, Default)]
+enum PlaneAt {
+    #[default]
+    None,
+    Payload(std::ops::Range<usize>),
+    Decoded(std::ops::Range<usize>),
+}
+
+/// The planes of one object that had to be decoded, back to back in a reused buffer: a plane
+/// stored raw is read where it lies, so its bytes are never copied nor its room touched.
+struct Planes<'a> {
+    buf: &'a mut Vec<u8>,
+    used: usize,
+}
+
+impl<'a> Planes<'a> {
+    /// Room for at most `most` decoded bytes, without copying what `buf` held.
+    fn new(buf: &'a mut Vec<u8>, most: usize) -> Self {
+        if buf.capacity() < most {
+            *buf = Vec::new();
+            buf.reserve_exact(most);
         }
-        LANES => lanes::decode(bytes, dst, lut, words).map_err(|e| format!("plane {k}: {e}"))?,
-        m => return Err(format!("plane {k} has unknown mode {m}")),
+        Planes { buf, used: 0 }
     }
-    Ok(None)
+
+    /// Reads plane `k` (mode, length, bytes) of `n` decoded bytes at `r`: decodes it after the
+    /// planes decoded before, or notes where it lies in the payload when it is stored raw.
+    fn read(
+        &mut self,
+        r: &mut Reader<'_>,
+        k: usize,
+        n: usize,
+        zstd: &mut Option<zstd::bulk::Decompressor<'static>>,
+        lut: &mut Vec<u32>,
+        words: &mut Vec<u16>,
+    ) -> Result<PlaneAt, String> {
+        let mode = r.byte()?;
+        let len = usize::try_from(r.varint()?).map_err(|_| "plane length too large")?;
+        let start = r.pos;
+        let bytes = r.take(len)?;
+        let at = self.used..self.used + n;
+        if mode != RAW && self.buf.len() < at.end {
+            // Only bytes never used before are zeroed.
+            self.buf.resize(at.end, 0);
+        }
+        match mode {
+            RAW if len == n => return Ok(PlaneAt::Payload(start..start + len)),
+            RAW => return Err(format!("raw plane {k} is {len} bytes, expected {n}")),
+            ZSTD => {
+                let got = zstd_context(zstd)?
+                    .decompress_to_buffer(bytes, &mut self.buf[at.clone()])
+                    .map_err(|e| format!("plane {k}: zstd: {e}"))?;
+                if got != n {
+                    return Err(format!("zstd plane {k} is {got} bytes, expected {n}"));
+                }
+            }
+            LANES => lanes::decode(bytes, &mut self.buf[at.clone()], lut, words)
+                .map_err(|e| format!("plane {k}: {e}"))?,
+            m => return Err(format!("plane {k} has unknown mode {m}")),
+        }
+        self.used = at.end;
+        Ok(PlaneAt::Decoded(at))
+    }
+
+    /// The bytes of a plane read by [`Planes::read`].
+    fn get<'p>(&'p self, payload: &'p [u8], at: &PlaneAt) -> &'p [u8] {
+        match at {
+            PlaneAt::Payload(r) => &payload[r.clone()],
+            PlaneAt::Decoded(r) => &self.buf[r.clone()],
+            PlaneAt::None => &[],
+        }
+    }
 }
 
 /// The tail bytes after the planes read by `r`, which must be `want` bytes.
@@ -435,15 +472,13 @@ pub(super) fn decode_fields(
     let mut r = Reader { b: payload, pos: 0 };
     let tmin = u16::from(r.byte()?);
     let rlen = residue_len(n);
-    let decoded = &mut scratch.grouped;
-    decoded.resize(n + rlen, 0);
-    let (dsym, dres) = decoded.split_at_mut(n);
+    let mut planes = Planes::new(&mut scratch.grouped, n + rlen);
     let (zstd, lut, words) = (&mut scratch.zstd, &mut scratch.luts[0], &mut scratch.words);
-    let at_sym = read_plane(&mut r, 1, dsym, zstd, lut, words)?;
-    let at_res = read_plane(&mut r, 0, dres, zstd, lut, words)?;
+    let at_sym = planes.read(&mut r, 1, n, zstd, lut, words)?;
+    let at_res = planes.read(&mut r, 0, rlen, zstd, lut, words)?;
     let tail = tail_of(payload, &r, raw_len - n * 2)?;
-    let syms = at_sym.map_or(&*dsym, |range| &payload[range]);
-    let res = at_res.map_or(&*dres, |range| &payload[range]);
+    let syms = planes.get(payload, &at_sym);
+    let res = planes.get(payload, &at_res);
     // A top byte above 255 cannot come from the encoder.
     let top = syms.iter().fold(0u8, |a, &s| a.max(s)) >> FOLD;
     if tmin + u16::from(top) > 255 {
@@ -454,7 +489,7 @@ pub(super) fn decode_fields(
     if res[res.len() - m % 4..].iter().any(|&r| r > RESIDUE_MASK) {
         return Err("a residue has more than six bits".into());
     }
-    out.resize(raw_len, 0);
+    super::overwrite_len(out, raw_len);
     let blocks = out[..n * 2].chunks_mut(2 * RESIDUE_BLOCK);
     let mut res_at = 0;
     for (k, o) in blocks.enumerate() {

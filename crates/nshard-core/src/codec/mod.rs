@@ -214,6 +214,17 @@ pub(crate) fn check_float_len(id: &ObjectId, h: &Header) -> Result<()> {
     Ok(())
 }
 
+/// Makes `buf` `len` bytes long for the caller to overwrite whole: a buffer that must grow is
+/// replaced rather than reallocated (which would copy its old bytes into fresh pages), and bytes
+/// it already holds are not zeroed again.
+pub(crate) fn overwrite_len(buf: &mut Vec<u8>, len: usize) {
+    if buf.capacity() < len {
+        *buf = Vec::new();
+        buf.reserve_exact(len);
+    }
+    buf.resize(len, 0);
+}
+
 /// Decodes an encoded object, producing at most `max_raw_len` bytes (and never more than
 /// [`MAX_OBJECT_SIZE`]). Does not check the hash: see [`decode_verified`].
 pub fn decode(id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<Vec<u8>> {
@@ -256,7 +267,7 @@ pub fn decode_into(
             out.extend_from_slice(payload);
         }
         Codec::Zstd => {
-            out.resize(raw_len, 0);
+            overwrite_len(out, raw_len);
             let d = delta::zstd_context(&mut scratch.zstd).map_err(corrupt)?;
             unzstd_into(d, payload, out).map_err(corrupt)?;
         }
@@ -444,7 +455,7 @@ fn ungroup(
             None => &grouped[k * n..(k + 1) * n],
         })
         .collect();
-    out.resize(raw_len, 0);
+    overwrite_len(out, raw_len);
     interleave(&mut out[..n * w], &planes);
     out[n * w..].copy_from_slice(tail);
     Ok(())
