@@ -391,6 +391,28 @@ fn pulled_versions_make_the_versions_before_them_deltas_as_commits_do() {
         "pulled at once the store takes {at_once} bytes, the committer's {mine}"
     );
     check_out(&all, &versions, &files, &[5, 0, 2, 4, 1, 3]);
+    // Older versions pulled one at a time into a clone that has the newest: each becomes deltas
+    // of the version after it, which is here (its parent is not).
+    let back = clone_of(&origin);
+    let pulled = back.json(&["pull", "--remote", url]);
+    assert_eq!(pulled["deltas_queued"], 0, "{pulled}");
+    let newest_only = size(&back);
+    for k in [4, 3] {
+        let pulled = back.json(&["pull", "--remote", url, "--version", &versions[k]]);
+        assert_eq!(
+            pulled["deltas_queued"], 1,
+            "pull --version of step {k}: {pulled}"
+        );
+        back.ok(&["repack"]);
+        let again = back.json(&["pull", "--remote", url, "--version", &versions[k]]);
+        assert_eq!(again["deltas_queued"], 0, "step {k} again: {again}");
+    }
+    let grown = size(&back) - newest_only;
+    assert!(
+        (grown as f64) < 0.5 * newest_only as f64,
+        "two older versions added {grown} bytes to a store of {newest_only} (the newest alone)"
+    );
+    check_out(&back, &versions, &files, &[3, 5, 4]);
     // A store filled while deltas were off (or by an nshard whose pulls did not re-encode):
     // `repack --all-versions` catches up, and a second run finds nothing more to re-encode.
     plain.write(".shard/config.toml", b"");

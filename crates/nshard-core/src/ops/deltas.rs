@@ -203,12 +203,15 @@ impl Repo {
     /// pulls keeps a series the way the committer's store does: each version whose parent is
     /// here, complete and still stored whole, makes that parent deltas of it. Only versions of
     /// which this pull `received` a chunk count (pulling again queues nothing), and a parent
-    /// already re-encoded is skipped. Pairs are queued oldest first (as commits would have
+    /// already re-encoded is skipped. When `newest` is older than the work tree's version `tip`
+    /// (`pull --version`), the version after it in `tip`'s history, if here and complete, makes
+    /// `newest` deltas of it in turn. Pairs are queued oldest first (as commits would have
     /// queued them). Returns how many pairs were queued.
     pub(crate) fn queue_pulled_deltas(
         &self,
         newest: ObjectId,
         count: usize,
+        tip: Option<ObjectId>,
         received: &dyn Fn(&ObjectId) -> bool,
     ) -> Result<usize> {
         if self.config().delta_depth() == 0 {
@@ -237,13 +240,51 @@ impl Repo {
                 pairs_found.push((v, new, pv, parent));
             }
         }
+        pairs_found.reverse();
+        if let Some(pair) = tip
+            .filter(|t| *t != newest)
+            .and_then(|t| self.pulled_child_pair(t, newest, received))
+        {
+            pairs_found.push(pair);
+        }
         let mut queued = 0;
-        for (v, new, pv, parent) in pairs_found.iter().rev() {
+        for (v, new, pv, parent) in &pairs_found {
             if self.queue_deltas((v, new), (pv, parent))? {
                 queued += 1;
             }
         }
         Ok(queued)
+    }
+
+    /// The pair that makes the pulled version `old` deltas of the version after it in `tip`'s
+    /// history: `None` when `old` is not an ancestor of `tip`, got no chunk from this pull, or is
+    /// not complete and stored whole, or when the version after it is not complete here.
+    fn pulled_child_pair(
+        &self,
+        tip: ObjectId,
+        old: ObjectId,
+        received: &dyn Fn(&ObjectId) -> bool,
+    ) -> Option<(ObjectId, Manifest, ObjectId, Manifest)> {
+        let store = self.store();
+        let mut v = tip;
+        for _ in 0..crate::codec::MAX_CHAIN * 1024 {
+            let child = self.load_version(&v).ok()?;
+            match child.version.parent {
+                Some(p) if p == old => {
+                    let older = self.load_version(&old).ok()?;
+                    let complete = |m: &Manifest| m.chunks.iter().all(|c| store.has(&c.id));
+                    let fresh = older.chunks.iter().any(|c| received(&c.id));
+                    let pairs = fresh
+                        && complete(&child)
+                        && complete(&older)
+                        && self.stored_whole(&child, &older);
+                    return pairs.then_some((v, child, old, older));
+                }
+                Some(p) => v = p,
+                None => return None,
+            }
+        }
+        None
     }
 
     /// Queues, for every file whose manifest is in the work tree, each version of its history
@@ -254,7 +295,7 @@ impl Repo {
         let mut queued = 0;
         for path in self.scan_worktree()?.1 {
             if let Some(wt) = self.read_worktree_manifest(&path)? {
-                queued += self.queue_pulled_deltas(wt.version, usize::MAX, &|_| true)?;
+                queued += self.queue_pulled_deltas(wt.version, usize::MAX, None, &|_| true)?;
             }
         }
         Ok(queued)

@@ -719,7 +719,12 @@ pub async fn pull(
         for f in &files[..file_count] {
             if let Ok(plan) = &f.result {
                 let received = |id: &ObjectId| wanted.contains_key(id);
-                match repo.queue_pulled_deltas(plan.version, plan.versions, &received) {
+                let tip = repo
+                    .read_worktree_manifest(&f.path)
+                    .ok()
+                    .flatten()
+                    .map(|w| w.version);
+                match repo.queue_pulled_deltas(plan.version, plan.versions, tip, &received) {
                     Ok(n) => stats.deltas_queued += n,
                     Err(e) => notes.push(format!(
                         "{}: older versions stay stored whole (queuing their re-encoding failed: {e})",
