@@ -131,23 +131,13 @@ impl FloatEncoder {
                 return self.encode_fields(raw, n, tmin, zstd);
             }
         }
-        let mut out = Vec::with_capacity(super::HEADER_LEN + raw.len() / 2 + 64);
-        out.extend_from_slice(super::MAGIC);
-        out.extend_from_slice(&[FLOAT_FORMAT_VERSION, FLOAT_CODEC, w, 0]);
-        out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
-        let mut any = false;
-        for k in (0..width).rev() {
-            let plane = &self.planes[k * n..(k + 1) * n];
-            let mode = code_plane(plane, &mut zstd, &mut self.lanes, &mut self.scratch);
-            any |= mode != RAW;
-            put_plane(
-                &mut out,
-                mode,
-                if mode == RAW { plane } else { &self.scratch },
-            );
-        }
-        out.extend_from_slice(&raw[n * width..]);
-        any.then_some(out)
+        let planes: Vec<&[u8]> = (0..width)
+            .rev()
+            .map(|k| &self.planes[k * n..(k + 1) * n])
+            .collect();
+        let head = [FLOAT_CODEC, w, 0];
+        let coder = (&mut self.lanes, &mut self.scratch);
+        write_object(raw, head, &[], &planes, n * width, &mut zstd, coder)
     }
 }
 
@@ -167,24 +157,46 @@ impl FloatEncoder {
         for (t, &l) in hi.iter_mut().zip(lo.iter()) {
             *t = (*t - tmin) << FOLD | l >> RESIDUE_BITS;
         }
-        let mut out = Vec::with_capacity(super::HEADER_LEN + raw.len() / 2 + 128);
-        out.extend_from_slice(super::MAGIC);
-        out.extend_from_slice(&[FLOAT_FORMAT_VERSION, FIELDS_CODEC, 2, FOLD]);
-        out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
-        out.push(tmin);
-        let mut any = false;
-        for plane in [&*hi, &self.packed[..]] {
-            let mode = code_plane(plane, &mut zstd, &mut self.lanes, &mut self.scratch);
-            any |= mode != RAW;
-            put_plane(
-                &mut out,
-                mode,
-                if mode == RAW { plane } else { &self.scratch },
-            );
-        }
-        out.extend_from_slice(&raw[n * 2..]);
-        any.then_some(out)
+        let head = [FIELDS_CODEC, 2, FOLD];
+        let coder = (&mut self.lanes, &mut self.scratch);
+        write_object(
+            raw,
+            head,
+            &[tmin],
+            &[hi, &self.packed],
+            n * 2,
+            &mut zstd,
+            coder,
+        )
     }
+}
+
+/// A float object: the header (`head`: codec, element width, codec parameter), `prefix`, each
+/// of `planes` coded by [`code_plane`] with the lanes coder and scratch of `coder`, then the
+/// bytes of `raw` after the first `body`. `None` when no plane gets smaller than raw.
+fn write_object(
+    raw: &[u8],
+    head: [u8; 3],
+    prefix: &[u8],
+    planes: &[&[u8]],
+    body: usize,
+    zstd: &mut impl FnMut(&[u8], &mut Vec<u8>) -> bool,
+    (lanes, scratch): (&mut LaneEncoder, &mut Vec<u8>),
+) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(super::HEADER_LEN + raw.len() / 2 + 128);
+    out.extend_from_slice(super::MAGIC);
+    out.push(FLOAT_FORMAT_VERSION);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
+    out.extend_from_slice(prefix);
+    let mut any = false;
+    for &plane in planes {
+        let mode = code_plane(plane, zstd, lanes, scratch);
+        any |= mode != RAW;
+        put_plane(&mut out, mode, if mode == RAW { plane } else { scratch });
+    }
+    out.extend_from_slice(&raw[body..]);
+    any.then_some(out)
 }
 
 /// The smallest top byte of `top` when every one is less than [`TOP_SPAN`] above it.

@@ -605,8 +605,8 @@ mod tests {
         assert!(decode(&id, &bad, 1 << 20).is_err());
     }
 
-    /// bf16-like values: normal(0, 0.02) via a sum of uniforms, rounded to bf16.
-    fn bf16_weights(n: usize, seed: u64) -> Vec<u8> {
+    /// `n` draws of normal(0, 1), as the sum of twelve uniforms minus six (xorshift from `seed`).
+    fn normals(n: usize, seed: u64) -> impl Iterator<Item = f64> {
         let mut x = seed | 1;
         let mut next = move || {
             x ^= x << 13;
@@ -614,9 +614,13 @@ mod tests {
             x ^= x << 17;
             (x >> 11) as f64 / (1u64 << 53) as f64
         };
+        (0..n).map(move |_| (0..12).map(|_| next()).sum::<f64>() - 6.0)
+    }
+
+    /// bf16-like values: normal(0, 0.02), rounded to bf16.
+    fn bf16_weights(n: usize, seed: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(2 * n);
-        for _ in 0..n {
-            let z: f64 = (0..12).map(|_| next()).sum::<f64>() - 6.0;
+        for z in normals(n, seed) {
             let bits = ((0.02 * z) as f32).to_bits();
             out.extend_from_slice(
                 &((bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16).to_le_bytes(),
@@ -629,16 +633,8 @@ mod tests {
     /// top bytes (five exponent bits, three mantissa bits) take more values than folded fields
     /// allow.
     fn fp16_weights(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        };
         let mut out = Vec::with_capacity(2 * n);
-        for _ in 0..n {
-            let z: f64 = (0..12).map(|_| next()).sum::<f64>() - 6.0;
+        for z in normals(n, seed) {
             let b = (z as f32).to_bits();
             let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
             let h = if exp <= 0 {
