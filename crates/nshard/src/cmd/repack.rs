@@ -135,10 +135,10 @@ pub fn after_pull_line(queued: usize, after: &AfterPull) -> Option<String> {
     Some(match after {
         AfterPull::Nothing => return None,
         AfterPull::Background => format!(
-            "{versions} being re-encoded as deltas of the pulled ones in the background (`nshard repack` waits for it)"
+            "{versions} being re-encoded as deltas of newer versions in the background (`nshard repack` waits for it)"
         ),
         AfterPull::Done(Ok(r)) => format!(
-            "{versions} re-encoded as deltas of the pulled ones: {} from {} to {}",
+            "{versions} re-encoded as deltas of newer versions: {} from {} to {}",
             count(r.delta_chunks as u64, "chunk"),
             bytes(r.delta_bytes_before),
             bytes(r.delta_bytes_after)
