@@ -527,6 +527,12 @@ fn float_objects_go_to_servers_that_store_them_and_format_1_to_those_that_do_not
     let (versions, _) = commit_all(&origin, &files);
     let local = formats(&origin.join(".shard/objects"));
     assert!(local.get(&4).copied().unwrap_or(0) > 0, "{local:?}");
+    // bf16 weights: the folded-field form of float objects (codec 5).
+    let folded = common::walk(&origin.join(".shard/objects"))
+        .into_iter()
+        .filter(|(path, _)| fs::read(path).expect("read object")[4..6] == [4, 5])
+        .count();
+    assert!(folded > 0, "no float object with folded fields: {local:?}");
 
     let d = tempfile::tempdir().expect("tmp");
     let pinned = Served::start(&d.path().join("old"), &["--max-object-format", "1"], &[]);
