@@ -428,6 +428,62 @@ fn pulled_versions_make_the_versions_before_them_deltas_as_commits_do() {
     check_out(&plain, &versions, &files, &[1, 5, 0, 3]);
 }
 
+/// Older versions pulled one at a time go below the chain already here (a version pulled with
+/// `--version` becomes deltas of the one after it); a later commit that re-encodes the newest
+/// version counts those chains, so none outgrows `delta_depth`.
+#[test]
+fn versions_pulled_below_a_chain_keep_later_chains_within_the_depth() {
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8");
+    let files = series(5);
+    let origin = TestRepo::new();
+    let mut versions = Vec::new();
+    for (k, f) in files[..4].iter().enumerate() {
+        versions.push(
+            commit_step(&origin, k, f)["version"]
+                .as_str()
+                .expect("v")
+                .to_string(),
+        );
+        origin.ok(&["push", "--remote", url]);
+    }
+    let back = clone_of(&origin);
+    back.write(
+        ".shard/config.toml",
+        b"delta_depth = 2\ndelta_background = false\n",
+    );
+    back.ok(&["pull", "--remote", url]);
+    for k in [2, 1] {
+        let pulled = back.json(&["pull", "--remote", url, "--version", &versions[k]]);
+        assert_eq!(pulled["deltas_queued"], 1, "step {k}: {pulled}");
+    }
+    let depth_of = |enc: &HashMap<String, Option<String>>, id: &String| {
+        let (mut d, mut cur) = (0, id.clone());
+        while let Some(Some(base)) = enc.get(&cur) {
+            d += 1;
+            cur = base.clone();
+            assert!(d <= 64, "a cycle through {id}");
+        }
+        d
+    };
+    let deepest = |r: &TestRepo| {
+        let enc = encodings(&r.join(".shard/objects"));
+        enc.keys().map(|id| depth_of(&enc, id)).max().unwrap_or(0)
+    };
+    assert_eq!(deepest(&back), 2, "steps 1 and 2 are deltas below step 3");
+    back.write("model.safetensors", &files[4]);
+    back.ok(&["track", "model.safetensors"]);
+    let c = commit_step(&back, 4, &files[4]);
+    versions.push(c["version"].as_str().expect("committed").to_string());
+    back.ok(&["repack"]);
+    assert_eq!(
+        deepest(&back),
+        2,
+        "step 3 stays whole: as a delta of step 4 it would make step 1's chain 3 deep"
+    );
+    check_out(&back, &versions, &files, &[1, 4, 2, 3]);
+}
+
 /// The same through git: a colleague whose `git pull` brings each new manifest gets the data from
 /// the post-merge hook, and the hook re-encodes the version before it as deltas too (here before
 /// it returns: the colleague set `delta_background = false`).

@@ -487,8 +487,9 @@ impl Repo {
     }
 
     /// Re-encodes the chunks of `old` as deltas of `new`'s at the same place, keeping every
-    /// chain through them within `bound`. The rank below each old chunk comes from the version
-    /// before `old` (its chain of deltas ends there), and is at least `at_least`.
+    /// chain through them within `bound`. The rank below each old chunk comes from the versions
+    /// before `old` whose chains of deltas end there (see [`Repo::ranks_below`]), and is at
+    /// least `at_least`.
     fn encode_against(
         &self,
         new: &Manifest,
@@ -501,22 +502,7 @@ impl Repo {
         if candidates.is_empty() {
             return DeltaReport::default();
         }
-        // The rank below each old chunk: how many deltas already end at it (from the version
-        // before it, re-encoded when `old` was committed).
-        let below: HashMap<ObjectId, u8> = old
-            .version
-            .parent
-            .and_then(|gp| self.load_version(&gp).ok())
-            .map(|gp| {
-                pairs(old, &gp)
-                    .into_iter()
-                    .filter_map(|p| match self.store().delta_base(&p.old) {
-                        Ok(Some((base, rank))) if base == p.new => Some((p.new, rank)),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let below = self.ranks_below(old);
         let total: u64 = candidates.iter().map(|p| p.size).sum();
         progress.start("deltas of the previous version", total);
         let store = self.store();
@@ -546,6 +532,49 @@ impl Repo {
             report.bytes_after += after;
         }
         report
+    }
+}
+
+impl Repo {
+    /// How many deltas already end at each chunk of `top`, following the chunks at the same
+    /// place back through the versions before it while each is a delta of the next version's.
+    /// A delta's rank counts the deltas that ended at it when it was written (itself
+    /// included), so `k − 1 + rank` deltas end at `top` through the one `k` versions back. The
+    /// version just before usually tells it all (commits add deltas at the top of a chain), but
+    /// a version pulled later (`pull --version`) is re-encoded below the others, which keep
+    /// their ranks.
+    fn ranks_below(&self, top: &Manifest) -> HashMap<ObjectId, u8> {
+        let store = self.store();
+        let mut below: HashMap<ObjectId, u8> = HashMap::new();
+        // Chunk of the current version → the chunk of `top` its chain ends at.
+        let mut ends: HashMap<ObjectId, ObjectId> =
+            top.chunks.iter().map(|c| (c.id, c.id)).collect();
+        let mut cur = top.clone();
+        for k in 1..=crate::codec::MAX_CHAIN {
+            let Some(prev) = cur.version.parent.and_then(|v| self.load_version(&v).ok()) else {
+                break;
+            };
+            let mut next = HashMap::new();
+            for p in pairs(&cur, &prev) {
+                let Some(&end) = ends.get(&p.new) else {
+                    continue;
+                };
+                if let Ok(Some((base, rank))) = store.delta_base(&p.old) {
+                    if base == p.new {
+                        let through = (k - 1 + usize::from(rank)).min(usize::from(u8::MAX)) as u8;
+                        let r = below.entry(end).or_insert(0);
+                        *r = (*r).max(through);
+                        next.insert(p.old, end);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            ends = next;
+            cur = prev;
+        }
+        below
     }
 }
 
