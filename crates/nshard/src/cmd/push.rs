@@ -138,7 +138,7 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
 pub(crate) fn older_format_note(n: usize) -> Option<String> {
     (n > 0).then(|| {
         format!(
-            "the server does not store float objects (object format 4): sent {n} chunk(s) in object format 1, readable by every nshard and up to 1.5 % larger (see docs/server.md)"
+            "the server does not store this nshard's float objects (object format 4): sent {n} chunk(s) in object format 1, readable by every nshard and up to 1.5 % larger (see docs/server.md)"
         )
     })
 }
