@@ -139,9 +139,7 @@ impl FloatEncoder {
         let coder = (&mut self.lanes, &mut self.scratch);
         write_object(raw, head, &[], &planes, n * width, &mut zstd, coder)
     }
-}
 
-impl FloatEncoder {
     /// Encodes `raw` (2-byte elements, split rotated into `self.planes`: `n` low bytes, then `n`
     /// top bytes, all within [`TOP_SPAN`] of `tmin`) as a float object with folded fields; see
     /// "Folded fields" in the module documentation.
@@ -406,10 +404,7 @@ struct Planes<'a> {
 impl<'a> Planes<'a> {
     /// Room for at most `most` decoded bytes, without copying what `buf` held.
     fn new(buf: &'a mut Vec<u8>, most: usize) -> Self {
-        if buf.capacity() < most {
-            *buf = Vec::new();
-            buf.reserve_exact(most);
-        }
+        super::reserve_fresh(buf, most);
         Planes { buf, used: 0 }
     }
 

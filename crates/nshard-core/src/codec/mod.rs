@@ -214,14 +214,20 @@ pub(crate) fn check_float_len(id: &ObjectId, h: &Header) -> Result<()> {
     Ok(())
 }
 
-/// Makes `buf` `len` bytes long for the caller to overwrite whole: a buffer that must grow is
-/// replaced rather than reallocated (which would copy its old bytes into fresh pages), and bytes
-/// it already holds are not zeroed again.
-pub(crate) fn overwrite_len(buf: &mut Vec<u8>, len: usize) {
+/// Gives `buf` room for `len` bytes, dropping what it holds if it must grow: a buffer too small
+/// is replaced rather than reallocated, which would copy its stale bytes into fresh pages (for
+/// reused multi-MiB buffers, costlier than the data they are about to hold).
+pub(crate) fn reserve_fresh(buf: &mut Vec<u8>, len: usize) {
     if buf.capacity() < len {
         *buf = Vec::new();
         buf.reserve_exact(len);
     }
+}
+
+/// Makes `buf` `len` bytes long for the caller to overwrite whole: a buffer that must grow is
+/// replaced (see [`reserve_fresh`]), and bytes it already holds are not zeroed again.
+pub(crate) fn overwrite_len(buf: &mut Vec<u8>, len: usize) {
+    reserve_fresh(buf, len);
     buf.resize(len, 0);
 }
 

@@ -533,9 +533,7 @@ impl Repo {
         }
         report
     }
-}
 
-impl Repo {
     /// How many deltas already end at each chunk of `top`, following the chunks at the same
     /// place back through the versions before it while each is a delta of the next version's.
     /// A delta's rank counts the deltas that ended at it when it was written (itself

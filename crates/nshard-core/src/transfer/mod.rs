@@ -719,10 +719,11 @@ pub async fn pull(
         for f in &files[..file_count] {
             if let Ok(plan) = &f.result {
                 let received = |id: &ObjectId| wanted.contains_key(id);
-                let tip = repo
-                    .read_worktree_manifest(&f.path)
-                    .ok()
-                    .flatten()
+                // Without `--version` the pulled version is the work tree's.
+                let tip = opts
+                    .version
+                    .as_ref()
+                    .and_then(|_| repo.read_worktree_manifest(&f.path).ok().flatten())
                     .map(|w| w.version);
                 match repo.queue_pulled_deltas(plan.version, plan.versions, tip, &received) {
                     Ok(n) => stats.deltas_queued += n,
