@@ -356,11 +356,18 @@ impl Recycler {
 
     /// A buffer of exactly `n` bytes with unspecified contents (old bytes are not cleared: the
     /// caller overwrites them all).
+    /// A buffer too small to hold `n` bytes is dropped rather than grown: growing copies its
+    /// old bytes into new pages, and a fresh zeroed allocation maps pages the kernel zeroes
+    /// anyway, faulted in only as the reader fills them.
     fn take(&self, n: usize) -> Vec<u8> {
         let reused = self.0.lock().ok().and_then(|mut p| p.pop());
-        let mut buf = reused.unwrap_or_default();
-        buf.resize(n, 0);
-        buf
+        match reused {
+            Some(mut buf) if buf.capacity() >= n => {
+                buf.resize(n, 0);
+                buf
+            }
+            _ => vec![0; n],
+        }
     }
 }
 
@@ -444,8 +451,13 @@ impl<R: Read> ChunkReader<R> {
             self.buf.copy_within(self.pos..self.filled, 0);
             self.filled -= self.pos;
             self.pos = 0;
+            // Read no further than the segments cut here need: bytes of a fixed-block segment
+            // after them are read straight into their chunks' buffers, so reading them here
+            // would copy them (and fault in pages for them) twice.
+            let want = (self.filled as u64).saturating_add(self.cut_bytes_ahead());
+            let end = usize::try_from(want).map_or(self.buf.len(), |w| w.min(self.buf.len()));
             let n = loop {
-                match self.reader.read(&mut self.buf[self.filled..]) {
+                match self.reader.read(&mut self.buf[self.filled..end]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
@@ -456,6 +468,21 @@ impl<R: Read> ChunkReader<R> {
                 self.eof = true;
             }
         }
+    }
+
+    /// The bytes from the reader's position to the end of the run of segments cut by the
+    /// algorithm that starts at the current one (`u64::MAX` when it runs to the end of the file).
+    fn cut_bytes_ahead(&self) -> u64 {
+        let mut ahead = 0u64;
+        let mut pos = self.seg_pos + (self.filled - self.pos) as u64;
+        for seg in self.segments[self.seg_idx..]
+            .iter()
+            .take_while(|s| !s.blocks)
+        {
+            ahead = ahead.saturating_add(seg.len.saturating_sub(pos));
+            pos = 0;
+        }
+        ahead
     }
 
     /// The next fixed block of `seg` (the current segment): the bytes already buffered, the rest

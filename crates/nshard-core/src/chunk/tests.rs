@@ -183,3 +183,58 @@ fn buffers_of_dropped_chunks_are_reused() {
     assert_eq!(kept.data, data[64 * 1024..128 * 1024]);
     assert!(joined == data[128 * 1024..], "bytes differ");
 }
+
+/// A reader that records how many bytes each read call may fill.
+struct Offered<'a>(&'a [u8], Vec<usize>);
+impl Read for Offered<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.1.push(out.len());
+        let n = self.0.len().min(out.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+/// A header cut by the algorithm in front of fixed-block segments is read on its own: the
+/// blocks' bytes go straight into their chunks' buffers, never through the read buffer first
+/// (which faulted in and copied the whole file twice), and the chunks are the same.
+#[test]
+fn blocks_after_a_header_are_not_read_through_the_buffer() {
+    let data = seeded(3 << 20, 5);
+    let p = ChunkParams::Fixed {
+        size: 1 << 20,
+        layout: LayoutMode::None,
+    };
+    let block = |len| Segment {
+        len,
+        hint: DataHint::Float(2),
+        blocks: true,
+    };
+    let segments = vec![
+        Segment::new(1000, DataHint::Unknown),
+        block((2 << 20) - 1000),
+        Segment::new(500, DataHint::Unknown),
+        Segment::new(700, DataHint::Unknown),
+        block(1 << 20),
+    ];
+    let mut r = ChunkReader::new(Offered(&data, Vec::new()), Cutter::new(p), segments);
+    let mut lens = Vec::new();
+    let mut joined = Vec::new();
+    while let Some(c) = r.next_chunk().expect("read") {
+        lens.push(c.data.len());
+        joined.extend_from_slice(&c.data);
+    }
+    assert!(joined == data, "bytes differ");
+    assert_eq!(lens.iter().sum::<usize>(), data.len());
+    let offered = &r.reader.1;
+    assert_eq!(offered[0], 1000, "the header's read: {offered:?}");
+    assert!(
+        offered.contains(&1200),
+        "the two cut segments between the blocks are read together: {offered:?}"
+    );
+    assert!(
+        offered.iter().all(|&n| n <= 1 << 20),
+        "a read went past the cut segments: {offered:?}"
+    );
+}

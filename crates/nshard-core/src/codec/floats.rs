@@ -181,7 +181,11 @@ fn write_object(
     zstd: &mut impl FnMut(&[u8], &mut Vec<u8>) -> bool,
     (lanes, scratch): (&mut LaneEncoder, &mut Vec<u8>),
 ) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(super::HEADER_LEN + raw.len() / 2 + 128);
+    // Room for the largest object kept (every plane but one coded smaller than raw, so never
+    // more than the raw bytes plus the framing): growing it would copy it into new pages, while
+    // room reserved and never written is never faulted in.
+    let framing = super::HEADER_LEN + prefix.len() + planes.len() * 11 + 128;
+    let mut out = Vec::with_capacity(framing + raw.len());
     out.extend_from_slice(super::MAGIC);
     out.push(FLOAT_FORMAT_VERSION);
     out.extend_from_slice(&head);

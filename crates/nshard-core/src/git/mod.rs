@@ -97,17 +97,33 @@ pub struct GitTree {
     pub prefix: String,
 }
 
+/// Git's output of one value, without the line's end.
+fn one_line(out: Vec<u8>) -> String {
+    String::from_utf8_lossy(&out)
+        .trim_end_matches('\n')
+        .to_string()
+}
+
 impl GitTree {
     /// The git work tree containing `dir`, or `None` when `dir` is not inside one (or git is not
     /// installed).
     pub fn find(dir: &Path) -> Option<GitTree> {
-        let top = git(dir, &["rev-parse", "--show-toplevel"]).ok()?;
-        let top = PathBuf::from(String::from_utf8_lossy(&top).trim_end_matches('\n'));
-        let prefix = git(dir, &["rev-parse", "--show-prefix"]).ok()?;
-        let prefix = String::from_utf8_lossy(&prefix)
-            .trim_end_matches('\n')
-            .to_string();
-        Some(GitTree { top, prefix })
+        // One git process for both (each costs a millisecond or two): a line each, the prefix
+        // line empty at the top. A path with a newline in it is asked for on its own.
+        let out = git(dir, &["rev-parse", "--show-toplevel", "--show-prefix"]).ok()?;
+        let out = String::from_utf8_lossy(&out);
+        let lines: Vec<&str> = out.split('\n').collect();
+        let (top, prefix) = match lines[..] {
+            [top, prefix, ""] if !top.is_empty() => (top.to_string(), prefix.to_string()),
+            _ => (
+                one_line(git(dir, &["rev-parse", "--show-toplevel"]).ok()?),
+                one_line(git(dir, &["rev-parse", "--show-prefix"]).ok()?),
+            ),
+        };
+        Some(GitTree {
+            top: PathBuf::from(top),
+            prefix,
+        })
     }
 
     /// Runs git in the work tree's top directory.
@@ -321,7 +337,9 @@ impl crate::repo::Repo {
         if !self.is_git_repo() {
             return Err(Error::Git(GitError::NotAGitRepo(self.root().to_path_buf())));
         }
-        GitTree::find(self.root())
+        self.git_tree
+            .get_or_init(|| GitTree::find(self.root()))
+            .clone()
             .ok_or_else(|| Error::Git(GitError::NotAGitRepo(self.root().to_path_buf())))
     }
 }

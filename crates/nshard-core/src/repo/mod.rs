@@ -53,6 +53,8 @@ pub struct Repo {
     /// The data files whose manifests are in git's index (read once, when first needed): they
     /// are tracked whatever the config says.
     pub(crate) in_git: std::sync::OnceLock<Vec<RepoPath>>,
+    /// The git work tree holding the repository (asked of git once, when first needed).
+    pub(crate) git_tree: std::sync::OnceLock<Option<crate::git::GitTree>>,
 }
 
 /// A lock on the repository, released on drop.
@@ -159,6 +161,7 @@ impl Repo {
             user: None,
             store,
             in_git: std::sync::OnceLock::new(),
+            git_tree: std::sync::OnceLock::new(),
         })
     }
 

@@ -26,6 +26,10 @@ pub const ALIGN: usize = 4096;
 /// it saves.
 const MIN_DIRECT: usize = 64 * 1024;
 
+/// Largest window [`write_file`] copies unaligned data through: the syncers' buffers stay this
+/// size whatever the objects' sizes (each a few MiB to fault in otherwise).
+const WRITE_WINDOW: usize = 1 << 20;
+
 /// A reusable buffer for [`DirectWriter`]: keep one per thread so windows are allocated once.
 #[derive(Default)]
 pub struct DirectBuf {
@@ -94,6 +98,16 @@ impl<'a> DirectWriter<'a> {
                 // out then): the rest goes straight to the file, in order.
                 return self.write_buffered(data);
             }
+            if self.len == 0 && data.as_ptr().align_offset(ALIGN) == 0 {
+                // Aligned already (large allocations usually are): written in place, whole
+                // blocks at a time, without a copy through the window.
+                let n = data.len() / ALIGN * ALIGN;
+                if n > 0 {
+                    self.write_in_place(&data[..n])?;
+                    data = &data[n..];
+                    continue;
+                }
+            }
             let n = data.len().min(self.cap - self.len);
             let at = self.start + self.len;
             self.buf.mem[at..at + n].copy_from_slice(&data[..n]);
@@ -134,29 +148,32 @@ impl<'a> DirectWriter<'a> {
     /// while `direct`.
     fn flush_window(&mut self, n: usize) -> io::Result<()> {
         let window = &self.buf.mem[self.start..self.start + n];
-        #[cfg(test)]
-        let written =
-            tests::inject_einval().map_or_else(|| write_all_at(self.file, window, self.pos), Err);
-        #[cfg(not(test))]
-        let written = write_all_at(self.file, window, self.pos);
-        match written {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                // The filesystem took O_DIRECT at open but refuses this write (alignment rules
-                // stricter than ALIGN): write the window again through the page cache.
-                self.direct = false;
-                set_direct(self.file, false);
-                let keep = self.len.min(n);
-                let data = &self.buf.mem[self.start..self.start + keep];
-                write_all_at(self.file, data, self.pos)?;
-                self.pos += keep as u64;
-                self.len = 0;
-                return Ok(());
-            }
-            Err(e) => return Err(e),
+        if !direct_write(self.file, window, self.pos)? {
+            // The filesystem took O_DIRECT at open but refuses this write (alignment rules
+            // stricter than ALIGN): write the window again through the page cache.
+            self.direct = false;
+            set_direct(self.file, false);
+            let keep = self.len.min(n);
+            let data = &self.buf.mem[self.start..self.start + keep];
+            write_all_at(self.file, data, self.pos)?;
+            self.pos += keep as u64;
+            self.len = 0;
+            return Ok(());
         }
         self.pos += n as u64;
         self.len = 0;
+        Ok(())
+    }
+
+    /// Writes `data` (at an aligned address, a multiple of ALIGN long) at `pos` with the window
+    /// empty. Only called while `direct`; a refused write goes through the page cache.
+    fn write_in_place(&mut self, data: &[u8]) -> io::Result<()> {
+        if !direct_write(self.file, data, self.pos)? {
+            self.direct = false;
+            set_direct(self.file, false);
+            write_all_at(self.file, data, self.pos)?;
+        }
+        self.pos += data.len() as u64;
         Ok(())
     }
 
@@ -168,6 +185,21 @@ impl<'a> DirectWriter<'a> {
         write_all_at(self.file, data, self.pos)?;
         self.pos += data.len() as u64;
         Ok(())
+    }
+}
+
+/// A direct write of `data` at `offset`: `false` when the filesystem refuses it (`EINVAL`:
+/// alignment rules stricter than [`ALIGN`]; a refused write may have partly landed, and is
+/// written again by the caller).
+fn direct_write(file: &File, data: &[u8], offset: u64) -> io::Result<bool> {
+    #[cfg(test)]
+    let written = tests::inject_einval().map_or_else(|| write_all_at(file, data, offset), Err);
+    #[cfg(not(test))]
+    let written = write_all_at(file, data, offset);
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -216,7 +248,14 @@ pub fn write_file(file: &File, data: &[u8], buf: &mut DirectBuf) -> io::Result<(
     if data.len() < MIN_DIRECT {
         return write_all_at(file, data, 0);
     }
-    let mut w = DirectWriter::new(file, buf, data.len(), data.len() as u64);
+    // The window takes only what is not written in place: all of `data` when it is not
+    // aligned, at most a block otherwise (the tail).
+    let window = if data.as_ptr().align_offset(ALIGN) == 0 {
+        ALIGN
+    } else {
+        data.len().min(WRITE_WINDOW)
+    };
+    let mut w = DirectWriter::new(file, buf, window, data.len() as u64);
     w.write_all(data)?;
     w.finish().map(|_| ())
 }
@@ -301,8 +340,11 @@ mod tests {
         else {
             return;
         };
-        // Five full 64 KiB windows and a padded tail: six direct writes.
-        let data = pattern((5 << 16) + 777);
+        // Five full 64 KiB windows and a padded tail: six direct writes (the data is not aligned,
+        // so it goes through the window).
+        let n = (5 << 16) + 777;
+        let (backing, start) = aligned_pattern(n + 1);
+        let data = &backing[start + 1..start + 1 + n];
         for fail_after in 0..7 {
             for piece in [1000usize, 65_536, 100_003, data.len()] {
                 EINVAL_AFTER.with(|c| c.set(Some(fail_after)));
@@ -334,6 +376,47 @@ mod tests {
 
     fn pattern(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 31 + i / 4099) as u8).collect()
+    }
+
+    /// A pattern with room for `n` bytes from an [`ALIGN`]-aligned start, and that start.
+    fn aligned_pattern(n: usize) -> (Vec<u8>, usize) {
+        let backing = pattern(n + ALIGN);
+        let start = backing.as_ptr().align_offset(ALIGN);
+        (backing, start)
+    }
+
+    /// Data at an aligned address is written in place (the window takes only the tail), and a
+    /// refusal of the in-place write or of the tail keeps every byte in order.
+    #[test]
+    fn aligned_data_is_written_in_place_and_survives_a_refusal() {
+        let Some(d) = direct_dir("aligned_data_is_written_in_place_and_survives_a_refusal") else {
+            return;
+        };
+        let n = (3 << 20) + 777;
+        let (backing, start) = aligned_pattern(n);
+        let data = &backing[start..start + n];
+        for fail_after in [None, Some(0), Some(1)] {
+            EINVAL_AFTER.with(|c| c.set(fail_after));
+            EINVAL_COUNT.with(|c| c.set(0));
+            let path = d.path().join(format!("f{fail_after:?}"));
+            let file = File::create(&path).expect("create");
+            let mut buf = DirectBuf::default();
+            write_file(&file, data, &mut buf).expect("write");
+            EINVAL_AFTER.with(|c| c.set(None));
+            assert!(
+                buf.mem.len() <= 2 * ALIGN,
+                "aligned data was copied through a window of {} bytes",
+                buf.mem.len()
+            );
+            assert_eq!(
+                EINVAL_COUNT.with(Cell::get),
+                usize::from(fail_after.is_some()),
+                "refused after {fail_after:?} writes"
+            );
+            drop(file);
+            let got = std::fs::read(&path).expect("read");
+            assert!(got == data, "refused after {fail_after:?}: content differs");
+        }
     }
 
     /// Writes files of `sizes` through windows of `window` bytes and reads them back; `direct`:

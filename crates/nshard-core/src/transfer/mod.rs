@@ -32,7 +32,7 @@ pub use roots::{pruned_versions, read_retention};
 use crate::codec::{DataHint, Encoder};
 use crate::error::{Error, Result};
 use crate::error::{LookupProblem, ManifestError, RemoteError, RepoError, StoreError};
-use crate::git::{GitTree, Reach, RefUpdate};
+use crate::git::{Reach, RefUpdate};
 use crate::id::ObjectId;
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::path::RepoPath;
@@ -256,7 +256,7 @@ fn push_roots(
             remote: remote.clone(),
         },
     };
-    let Some(tree) = GitTree::find(repo.root()).filter(|_| repo.is_git_repo()) else {
+    let Some(tree) = repo.git_tree().ok() else {
         return Ok(roots);
     };
     let mut seen: HashSet<ObjectId> = HashSet::new();
@@ -467,7 +467,7 @@ async fn record_push(
     remote: &Arc<dyn Store>,
     opts: &PushOptions<'_>,
 ) -> Result<usize> {
-    let tree = GitTree::find(repo.root()).filter(|_| repo.is_git_repo());
+    let tree = repo.git_tree().ok();
     let (repository, refs) = match (&opts.scope, tree) {
         (PushScope::Current, _) => return Ok(0),
         (

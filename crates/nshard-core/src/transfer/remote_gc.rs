@@ -23,7 +23,6 @@ use serde::Serialize;
 use super::{dirs, roots, TransferOptions, TransferStats};
 use crate::dirunit::{DirManifest, MAX_DIR_MANIFEST};
 use crate::error::{Error, GitError, RemoteError, RemoteFailure, Result};
-use crate::git::GitTree;
 use crate::id::ObjectId;
 use crate::manifest::{is_dir_manifest, Manifest, MAX_MANIFEST_BYTES};
 use crate::remote::records::{
@@ -835,7 +834,7 @@ async fn refresh(
     opts: &RemoteGcOptions<'_>,
     report: &mut RemoteGcReport,
 ) -> Result<Vec<(RecordName, RootRecord)>> {
-    let Some(tree) = GitTree::find(repo.root()).filter(|_| repo.is_git_repo()) else {
+    let Some(tree) = repo.git_tree().ok() else {
         return Ok(Vec::new());
     };
     let Some(git_remote) = tree.default_remote() else {

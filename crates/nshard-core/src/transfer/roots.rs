@@ -151,7 +151,7 @@ impl GitTree {
 /// The repository a clone belongs to, as records name it: the URL of git remote `git_remote`
 /// (or of the default one), or the local path when there is none.
 pub(crate) fn repository_of(repo: &Repo, git_remote: Option<&str>) -> String {
-    let tree = GitTree::find(repo.root()).filter(|_| repo.is_git_repo());
+    let tree = repo.git_tree().ok();
     let url = tree.as_ref().and_then(|t| {
         let name = git_remote
             .map(str::to_string)
