@@ -357,8 +357,9 @@ impl Recycler {
     /// A buffer of exactly `n` bytes with unspecified contents (old bytes are not cleared: the
     /// caller overwrites them all).
     /// A buffer too small to hold `n` bytes is dropped rather than grown: growing copies its
-    /// old bytes into new pages, and a fresh zeroed allocation maps pages the kernel zeroes
-    /// anyway, faulted in only as the reader fills them.
+    /// old bytes into new pages. A fresh buffer is allocated zeroed: where the allocator maps
+    /// fresh pages for it (large buffers), the kernel's zero pages are faulted in only as the
+    /// reader fills them, with no extra pass to clear them.
     fn take(&self, n: usize) -> Vec<u8> {
         let reused = self.0.lock().ok().and_then(|mut p| p.pop());
         match reused {

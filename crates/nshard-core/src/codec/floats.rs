@@ -181,9 +181,10 @@ fn write_object(
     zstd: &mut impl FnMut(&[u8], &mut Vec<u8>) -> bool,
     (lanes, scratch): (&mut LaneEncoder, &mut Vec<u8>),
 ) -> Option<Vec<u8>> {
-    // Room for the largest object kept (every plane but one coded smaller than raw, so never
-    // more than the raw bytes plus the framing): growing it would copy it into new pages, while
-    // room reserved and never written is never faulted in.
+    // Room for the largest object possible (a plane is coded only where that is smaller than
+    // its raw bytes, and the planes and tail together are the raw bytes: never more than those
+    // plus the framing). Growing it would copy it into new pages, while room reserved and never
+    // written is never faulted in.
     let framing = super::HEADER_LEN + prefix.len() + planes.len() * 11 + 128;
     let mut out = Vec::with_capacity(framing + raw.len());
     out.extend_from_slice(super::MAGIC);

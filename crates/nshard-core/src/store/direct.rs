@@ -8,8 +8,10 @@
 //! aligned buffer of ours.
 //!
 //! `O_DIRECT` needs the memory address, the file offset and the length of each write to be
-//! multiples of the device's block size; [`ALIGN`] (4096) covers every common device. Bytes are
-//! gathered in an aligned window and written a window at a time; the last, partial block is
+//! multiples of the device's block size; [`ALIGN`] (4096) covers every common device. Data that
+//! starts at an aligned address while nothing waits in the window (with mimalloc, which the
+//! `nshard` binary uses, large allocations do) is written in place, whole blocks at a time; other
+//! bytes are gathered in an aligned window and written a window at a time; the last, partial block is
 //! zero-padded and the file is then truncated to its real length. Where `O_DIRECT` cannot be set
 //! (tmpfs, some network filesystems, non-Linux systems) or a direct write is refused, the writer
 //! falls back to ordinary buffered writes for the rest of the file: slower, never wrong.
@@ -99,8 +101,8 @@ impl<'a> DirectWriter<'a> {
                 return self.write_buffered(data);
             }
             if self.len == 0 && data.as_ptr().align_offset(ALIGN) == 0 {
-                // Aligned already (large allocations usually are): written in place, whole
-                // blocks at a time, without a copy through the window.
+                // Aligned already (mimalloc's large allocations are; glibc's are not): written in
+                // place, whole blocks at a time, without a copy through the window.
                 let n = data.len() / ALIGN * ALIGN;
                 if n > 0 {
                     self.write_in_place(&data[..n])?;
@@ -277,11 +279,15 @@ mod tests {
         static EINVAL_COUNT: Cell<usize> = const { Cell::new(0) };
         /// Whether setting O_DIRECT is refused, as on a filesystem without direct I/O.
         static REFUSE_DIRECT: Cell<bool> = const { Cell::new(false) };
+        /// Direct writes tried so far (refused ones included).
+        static DIRECT_TRIED: Cell<usize> = const { Cell::new(0) };
     }
 
-    /// Fault injection for [`DirectWriter::flush_window`]: a filesystem that takes O_DIRECT at
-    /// open but refuses a later write (alignment stricter than ALIGN).
+    /// Fault injection for every direct write ([`direct_write`]: window flushes and writes in
+    /// place): a filesystem that takes O_DIRECT at open but refuses a later write (alignment
+    /// stricter than ALIGN). Counts the writes tried.
     pub(super) fn inject_einval() -> Option<io::Error> {
+        DIRECT_TRIED.with(|n| n.set(n.get() + 1));
         EINVAL_AFTER.with(|c| match c.get() {
             Some(0) => {
                 EINVAL_COUNT.with(|n| n.set(n.get() + 1));
@@ -395,9 +401,12 @@ mod tests {
         let n = (3 << 20) + 777;
         let (backing, start) = aligned_pattern(n);
         let data = &backing[start..start + n];
-        for fail_after in [None, Some(0), Some(1)] {
+        // In place: the aligned blocks in one direct write, then the padded tail (two writes);
+        // a refusal turns the rest buffered.
+        for (fail_after, tried) in [(None, 2), (Some(0), 1), (Some(1), 2)] {
             EINVAL_AFTER.with(|c| c.set(fail_after));
             EINVAL_COUNT.with(|c| c.set(0));
+            DIRECT_TRIED.with(|c| c.set(0));
             let path = d.path().join(format!("f{fail_after:?}"));
             let file = File::create(&path).expect("create");
             let mut buf = DirectBuf::default();
@@ -413,10 +422,66 @@ mod tests {
                 usize::from(fail_after.is_some()),
                 "refused after {fail_after:?} writes"
             );
+            assert_eq!(
+                DIRECT_TRIED.with(Cell::get),
+                tried,
+                "direct writes tried, refused after {fail_after:?}"
+            );
             drop(file);
             let got = std::fs::read(&path).expect("read");
             assert!(got == data, "refused after {fail_after:?}: content differs");
         }
+    }
+
+    /// A writer fed pieces that start aligned and unaligned, with the window empty or not,
+    /// keeps every byte in order, whichever of its direct writes is refused.
+    #[test]
+    fn pieces_aligned_or_not_keep_every_byte_in_order() {
+        let Some(d) = direct_dir("pieces_aligned_or_not_keep_every_byte_in_order") else {
+            return;
+        };
+        let n = 300_000;
+        let (backing, start) = aligned_pattern(n);
+        let data = &backing[start..start + n];
+        // In place (3 blocks), in place then 904 bytes to the window, unaligned through the
+        // window, an aligned start with the window not empty (copied), the rest.
+        let cuts = [
+            0,
+            3 * ALIGN,
+            3 * ALIGN + 5000,
+            40_000,
+            16 * ALIGN,
+            200_001,
+            n,
+        ];
+        let mut tried_without_refusal = None;
+        for fail_after in (0..12).map(Some).chain([None]) {
+            EINVAL_AFTER.with(|c| c.set(fail_after));
+            DIRECT_TRIED.with(|c| c.set(0));
+            let path = d.path().join(format!("p{fail_after:?}"));
+            let file = File::create(&path).expect("create");
+            let mut buf = DirectBuf::default();
+            let mut w = DirectWriter::new(&file, &mut buf, 1 << 16, n as u64);
+            assert!(w.is_direct(), "O_DIRECT was not in use to begin with");
+            for piece in cuts.windows(2) {
+                w.write_all(&data[piece[0]..piece[1]]).expect("write");
+            }
+            assert_eq!(w.finish().expect("finish"), n as u64);
+            EINVAL_AFTER.with(|c| c.set(None));
+            if fail_after.is_none() {
+                tried_without_refusal = Some(DIRECT_TRIED.with(Cell::get));
+            }
+            drop(file);
+            let got = std::fs::read(&path).expect("read");
+            assert!(
+                got == data,
+                "refused after {fail_after:?} writes: content differs"
+            );
+        }
+        // In place 3 blocks, in place 1 block, a full window, in place 28 blocks, a full window,
+        // in place 9 blocks (the window's end fell on an aligned byte), the padded tail; through
+        // the window alone it would be 4 windows and the tail.
+        assert_eq!(tried_without_refusal, Some(7), "direct writes");
     }
 
     /// Writes files of `sizes` through windows of `window` bytes and reads them back; `direct`:
