@@ -201,9 +201,10 @@ impl Repo {
     /// After a pull: queues the re-encoding of the versions before the `count` versions of a file
     /// it received (newest first from `newest`, following parents), so that a store filled by
     /// pulls keeps a series the way the committer's store does: each version whose parent is
-    /// here, complete and still stored whole, makes that parent deltas of it. Only versions of
-    /// which this pull `received` a chunk count (pulling again queues nothing), and a parent
-    /// already re-encoded is skipped. When `newest` is older than the work tree's version `tip`
+    /// here, complete and still stored whole, makes that parent deltas of it. Only pairs of which
+    /// this pull `received` a chunk of either version count (pulling again queues nothing; a
+    /// version pulled earlier pairs with its parent when that one comes), and a parent already
+    /// re-encoded is skipped. When `newest` is older than the work tree's version `tip`
     /// (`pull --version`), the version after it in `tip`'s history, if here and complete, makes
     /// `newest` deltas of it in turn. Pairs are queued oldest first (as commits would have
     /// queued them). Returns how many pairs were queued.
@@ -227,13 +228,17 @@ impl Repo {
             };
             next = new.version.parent;
             let Some(pv) = new.version.parent else { break };
-            if !new.chunks.iter().any(|c| received(&c.id)) {
-                continue;
-            }
             let Ok(parent) = self.load_version(&pv) else {
                 break;
             };
-            if parent.chunks.iter().any(|c| !store.has(&c.id)) {
+            // The pair is new when this pull brought either side: a version whose parent comes
+            // in a later pull (the newest pulled first, the history after it) pairs then.
+            let fresh = |m: &Manifest| m.chunks.iter().any(|c| received(&c.id));
+            if !fresh(&new) && !fresh(&parent) {
+                continue;
+            }
+            let complete = |m: &Manifest| m.chunks.iter().all(|c| store.has(&c.id));
+            if !complete(&parent) || !complete(&new) {
                 continue;
             }
             if self.stored_whole(&new, &parent) {
