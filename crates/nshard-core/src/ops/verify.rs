@@ -42,8 +42,12 @@ pub struct VerifyOptions<'a> {
 pub enum ProblemKind {
     /// An object does not decode, or its bytes do not hash to its id.
     CorruptObject,
-    /// An object a current version needs is not in the store.
+    /// An object a current version needs is not in the store, or a chunk of an older version
+    /// was moved aside as corrupt.
     MissingObject,
+    /// A delta object whose base (a chunk of a newer version) is not in the store: the object
+    /// is intact, the version cannot be rebuilt until the base is back.
+    MissingBase,
     /// A chunk decodes to a different length than the manifest says.
     SizeMismatch,
     /// All chunks are fine but together they do not hash to the manifest's whole-file SHA-256.
@@ -150,6 +154,17 @@ impl Checker<'_> {
                 };
                 Some((ProblemKind::CorruptObject, detail))
             }
+            Err(Error::Store(StoreError::BaseMissing { base, .. })) => Some((
+                ProblemKind::MissingBase,
+                format!(
+                    "stored as a delta of {base}, which is not in the local store{}: `nshard pull` fetches it (`nshard pull --all-versions` when it is a chunk of a version the work tree does not name)",
+                    if self.repo.store().was_set_aside(base) {
+                        " (it was moved aside to .shard/corrupt/ as corrupt)"
+                    } else {
+                        ""
+                    }
+                ),
+            )),
             Err(e) => Some((ProblemKind::CorruptObject, e.to_string())),
         };
         if !matches!(r, Err(Error::Store(StoreError::ObjectMissing(_)))) {
@@ -449,7 +464,24 @@ impl Repo {
                 continue;
             }
             ck.report.versions_checked += 1;
-            let missing = self.missing_chunks(m).len();
+            let missing = self.missing_chunks(m);
+            // A chunk moved aside as corrupt is lost here, not merely never fetched: a problem
+            // until a good copy is back.
+            if let Some(lost) = missing.iter().find(|id| self.store().was_set_aside(id)) {
+                ck.problem(
+                    ProblemKind::MissingObject,
+                    path,
+                    *v,
+                    Some(*lost),
+                    format!(
+                        "moved aside to .shard/corrupt/ as corrupt ({} of the version's chunks are not in the local store): `nshard pull --version {}` fetches a good copy",
+                        missing.len(),
+                        v.short()
+                    ),
+                );
+                continue;
+            }
+            let missing = missing.len();
             if missing > 0 {
                 ck.report.history_notes.push(HistoryNote {
                     file: path.clone(),

@@ -471,6 +471,14 @@ impl LocalStore {
         }
     }
 
+    /// Whether a copy of `id` was moved aside as corrupt (see [`LocalStore::set_aside`]) and is
+    /// still kept in `corrupt/`: a chunk missing for that reason was lost here, not never fetched.
+    pub fn was_set_aside(&self, id: &ObjectId) -> bool {
+        self.objects
+            .parent()
+            .is_some_and(|p| fs::symlink_metadata(p.join("corrupt").join(id.to_hex())).is_ok())
+    }
+
     /// Moves `id` aside (see [`LocalStore::set_aside`]) if the stored copy fails verification by
     /// itself; a good copy, or none, stays as it is. Returns whether it was moved.
     pub fn quarantine_if_corrupt(&self, id: &ObjectId) -> Result<bool> {

@@ -99,6 +99,7 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<ExitCode> {
         let kind = match p.kind {
             ProblemKind::CorruptObject => "corrupt object",
             ProblemKind::MissingObject => "missing object",
+            ProblemKind::MissingBase => "missing delta base",
             ProblemKind::SizeMismatch => "wrong chunk size",
             ProblemKind::FileHashMismatch => "file hash mismatch",
             ProblemKind::TensorHashMismatch => "tensor hash mismatch",
