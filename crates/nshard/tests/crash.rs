@@ -328,3 +328,44 @@ fn kill_9_while_deltas_are_written_loses_nothing() {
         assert!(&repo.read("model.safetensors") == want, "version {v}");
     }
 }
+
+/// A kill -9 while gc stores a kept version's chunks whole again (their bases belong to versions
+/// git no longer names): every kept version still checks out byte for byte, and the next gc
+/// finishes the work and frees the deleted versions' chunks.
+#[test]
+fn kill_9_while_gc_stores_kept_chunks_whole_loses_nothing() {
+    let files = common::checkpoints::series(4);
+    let repo = TestRepo::new();
+    common::git(repo.path(), &["init", "-q"]);
+    for (k, f) in files.iter().enumerate() {
+        repo.write("model.safetensors", f);
+        if k == 0 {
+            repo.ok(&["track", "model.safetensors"]);
+        }
+        repo.ok(&["commit", "-m", &format!("v{k}")]);
+        common::git(repo.path(), &["add", "-A"]);
+        common::git(repo.path(), &["commit", "-qm", &format!("v{k}")]);
+    }
+    repo.ok(&["repack"]);
+    // Back to v1: v2 and v3 leave git's history, and v1's chunks are deltas of v2's.
+    common::git(repo.path(), &["reset", "-q", "--hard", "HEAD~2"]);
+    common::git(repo.path(), &["update-ref", "-d", "ORIG_HEAD"]);
+    common::git(repo.path(), &["reflog", "expire", "--expire=now", "--all"]);
+    let gc = ["gc", "--include-unpushed", "--grace", "0"];
+    crash(repo.path(), &gc, "gc-before-restore-whole@2");
+    repo.ok(&["verify"]);
+    let check = |k: usize| {
+        repo.ok(&["checkout", "model.safetensors", "--force"]);
+        assert!(repo.read("model.safetensors") == files[k], "v{k}");
+    };
+    check(1);
+    let r = repo.json(&gc);
+    assert!(r["objects_restored_whole"].as_u64() > Some(0), "{r}");
+    assert!(r["objects_deleted"].as_u64() > Some(0), "{r}");
+    repo.ok(&["verify", "--all-versions"]);
+    check(1);
+    let log = repo.json(&["log", "model.safetensors"]);
+    let v0 = log[1]["version"].as_str().expect("v0").to_string();
+    repo.ok(&["checkout", "model.safetensors", "--version", &v0, "--force"]);
+    assert!(repo.read("model.safetensors") == files[0], "v0");
+}

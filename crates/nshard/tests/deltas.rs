@@ -710,15 +710,18 @@ fn gc_keeps_the_bases_that_kept_versions_need() {
     let files = series(6);
     let repo = TestRepo::new();
     git(repo.path(), &["init", "-q"]);
+    let mut ids = Vec::new();
     for (k, f) in files.iter().enumerate() {
         repo.write("model.safetensors", f);
         if k == 0 {
             repo.ok(&["track", "model.safetensors"]);
         }
         repo.ok(&["commit", "-m", &format!("v{k}")]);
+        ids.push(chunks(&repo.manifest("model.safetensors")));
         git(repo.path(), &["add", "-A"]);
         git(repo.path(), &["commit", "-qm", &format!("v{k}")]);
     }
+    repo.ok(&["repack"]);
     // Keep v2 on a branch, make the main line hold only v5: v3 and v4 leave git's history, but
     // v2's chunks are deltas of v3's, which are deltas of v4's.
     git(repo.path(), &["branch", "old", "HEAD~3"]);
@@ -731,11 +734,45 @@ fn gc_keeps_the_bases_that_kept_versions_need() {
             .output();
     }
     git(repo.path(), &["reflog", "expire", "--expire=now", "--all"]);
-    let report = repo.json(&["gc", "--only-current", "--include-unpushed", "--grace", "0"]);
+    let objects = repo.join(".shard/objects");
+    let before = encodings(&objects);
+    let gc = ["gc", "--only-current", "--include-unpushed", "--grace", "0"];
+    let dry = repo.json(&[&gc[..], &["--dry-run"]].concat());
+    assert!(
+        dry["objects_restored_whole"].as_u64().expect("restored") > 0,
+        "v2's chunks are deltas of v3's: {dry}"
+    );
+    assert_eq!(encodings(&objects), before, "a dry run changes nothing");
+    let report = repo.json(&gc);
     assert!(
         report["objects_deleted"].as_u64().expect("deleted") > 0,
         "{report}"
     );
+    assert_eq!(
+        report["objects_restored_whole"], dry["objects_restored_whole"],
+        "{report}"
+    );
+    // v2's chunks are whole again, so v3's and v4's go (those not in v2 or v5): nothing of a
+    // deleted version stays as a base, and a second gc has nothing left to free.
+    let after = encodings(&objects);
+    for id in &ids[2] {
+        assert_eq!(
+            after.get(id),
+            Some(&None),
+            "v2's chunk {id} is stored whole"
+        );
+    }
+    for id in ids[3].iter().chain(&ids[4]) {
+        if !ids[2].contains(id) && !ids[5].contains(id) {
+            assert!(
+                !after.contains_key(id),
+                "chunk {id} of a deleted version stayed"
+            );
+        }
+    }
+    let again = repo.json(&gc);
+    assert_eq!(again["objects_deleted"], 0, "{again}");
+    assert_eq!(again["objects_restored_whole"], 0, "{again}");
     repo.ok(&["verify"]);
     git(repo.path(), &["checkout", "-q", "old"]);
     repo.ok(&["checkout", "model.safetensors", "--force"]);

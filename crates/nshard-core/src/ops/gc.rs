@@ -161,6 +161,11 @@ pub struct GcReport {
     pub temp_files_deleted: usize,
     /// Their size.
     pub temp_bytes_deleted: u64,
+    /// Kept chunks stored as deltas of objects gc deletes, stored whole again first (or that
+    /// would be).
+    pub objects_restored_whole: usize,
+    /// Their new size on disk (0 in a dry run).
+    pub bytes_restored_whole: u64,
     /// Every object deleted (or that would be), with the reason.
     pub deleted: Vec<GcItem>,
 }
@@ -397,7 +402,45 @@ impl Repo {
             }
             doomed.push((id, md.len()));
         }
-        let bases = self.delta_bases_of(&protected)?;
+        // Kept chunks stored as deltas of objects that go (a version reset away, its chunks the
+        // bases of the versions kept) are stored whole again first: otherwise every base of
+        // every deleted newer version would stay, and the version now newest would be read
+        // through them.
+        // (Objects that stay for another reason, unpushed or recent, keep their bases anyway.)
+        let others: Vec<ObjectId> = protected
+            .iter()
+            .filter(|id| !keep.contains(*id))
+            .copied()
+            .collect();
+        let staying = self.delta_bases_of(&others, &HashSet::new())?;
+        let going: HashSet<ObjectId> = doomed
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !staying.contains(id))
+            .collect();
+        let mut whole: HashSet<ObjectId> = HashSet::new();
+        let mut encoder = crate::codec::Encoder::new();
+        let mut kept_sorted: Vec<&ObjectId> = keep.iter().collect();
+        kept_sorted.sort();
+        for id in kept_sorted {
+            let Ok(Some((base, _))) = self.store().delta_base(id) else {
+                continue;
+            };
+            if !going.contains(&base) {
+                continue;
+            }
+            if opts.dry_run {
+                whole.insert(*id);
+                continue;
+            }
+            // A chain that cannot be read is left as it is (its bases stay); verify names it.
+            if let Ok(Some(size)) = self.store().restore_whole(id, &mut encoder) {
+                whole.insert(*id);
+                report.bytes_restored_whole += size;
+            }
+        }
+        report.objects_restored_whole = whole.len();
+        let bases = self.delta_bases_of(&protected, &whole)?;
         for (id, len) in doomed {
             if bases.contains(&id) {
                 report.objects_referenced += 1;
@@ -426,16 +469,22 @@ impl Repo {
         Ok(report)
     }
 
-    /// Temporary files of writers killed mid-write. Under the exclusive lock no writer of this
-    /// repository is running; the grace period covers writers that do not lock.
     /// Every object the delta objects among `ids` are built on, through their whole chains: gc
     /// deletes none of them. An object whose format this nshard does not read may be a delta
-    /// too, so it stops gc rather than risk its base.
-    fn delta_bases_of(&self, ids: &[ObjectId]) -> Result<HashSet<ObjectId>> {
+    /// too, so it stops gc rather than risk its base. Objects in `whole` count as standalone
+    /// (in a dry run, those a real run would store whole).
+    fn delta_bases_of(
+        &self,
+        ids: &[ObjectId],
+        whole: &HashSet<ObjectId>,
+    ) -> Result<HashSet<ObjectId>> {
         let mut bases = HashSet::new();
         for id in ids {
             let mut cur = *id;
             for _ in 0..crate::codec::MAX_CHAIN {
+                if whole.contains(&cur) {
+                    break;
+                }
                 match self.store().delta_base(&cur) {
                     Ok(Some((base, _))) if bases.insert(base) => cur = base,
                     Err(e @ Error::Store(StoreError::UnsupportedFormat { .. })) => return Err(e),
@@ -446,6 +495,8 @@ impl Repo {
         Ok(bases)
     }
 
+    /// Temporary files of writers killed mid-write. Under the exclusive lock no writer of this
+    /// repository is running; the grace period covers writers that do not lock.
     fn remove_stale_temp_files(
         &self,
         opts: &GcOptions<'_>,

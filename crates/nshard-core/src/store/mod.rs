@@ -317,6 +317,23 @@ impl LocalStore {
         Ok(true)
     }
 
+    /// Replaces the delta encoding of `id` with a standalone one (its bytes decoded through its
+    /// chain, verified, and encoded anew with `encoder`), so that the objects below it are no
+    /// longer needed for it. Atomic: a reader sees either encoding. Returns the new encoding's
+    /// size, `None` when `id` is not stored as a delta.
+    pub fn restore_whole(&self, id: &ObjectId, encoder: &mut Encoder) -> Result<Option<u64>> {
+        if !matches!(self.delta_base(id), Ok(Some(_))) {
+            return Ok(None);
+        }
+        let enc = self.get_standalone(id, encoder)?;
+        let dest = self.path_of(id);
+        let mut file = AtomicFile::create_in(&self.tmp, &dest)?;
+        io::Write::write_all(file.file(), &enc).map_err(Error::io("writing object", &dest))?;
+        crate::crash_point!("gc-before-restore-whole");
+        file.commit()?;
+        Ok(Some(enc.len() as u64))
+    }
+
     /// Reads `id`, following delta objects down to the standalone object they build on (at most
     /// [`codec::MAX_CHAIN`] deltas, by their headers), then applies the deltas upward, reading
     /// each one when its turn comes. Memory: two encoded objects, one raw chunk decoded in place

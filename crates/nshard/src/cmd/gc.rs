@@ -110,8 +110,8 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
     };
     let from_git = if r.git_versions > 0 {
         format!(
-            " and {} found only in git (history, other branches, tags, reflogs, the stash, the index)",
-            count(r.git_versions as u64, "more version")
+            ", {} of them found only in git (history, other branches, tags, reflogs, the stash, the index)",
+            r.git_versions
         )
     } else {
         String::new()
@@ -134,6 +134,14 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             "deleted {}, freed {}",
             count(r.objects_deleted as u64, "unreferenced object"),
             bytes(r.bytes_deleted)
+        );
+    }
+    if r.objects_restored_whole > 0 {
+        out!(
+            "{} {} of kept versions whole again: {} deltas of deleted versions' chunks",
+            if a.dry_run { "would store" } else { "stored" },
+            count(r.objects_restored_whole as u64, "chunk"),
+            if a.dry_run { "they are" } else { "they were" }
         );
     }
     if a.dry_run {
