@@ -369,9 +369,15 @@ fn gc_keeps_unreferenced_objects_younger_than_the_grace_period() {
     assert_eq!(count_objects(&r), before);
     let out = r.ok(&["gc"]);
     assert!(
-        out.contains("younger than the 60-minute grace period"),
+        out.contains("younger than the grace period (1h; `--grace 0` deletes them)"),
         "{out}"
     );
+    // A duration as remote gc takes it; a bare number stays minutes.
+    let g = r.json(&["gc", "--grace", "2h"]);
+    assert_eq!(g["objects_recent"].as_u64(), Some(before as u64), "{g}");
+    let g = r.json(&["gc", "--grace", "0s"]);
+    assert_eq!(g["objects_deleted"].as_u64(), Some(before as u64), "{g}");
+    r.fails(&["gc", "--grace", "5x"]);
 }
 
 #[test]

@@ -63,7 +63,8 @@ pub const DEFAULT_JOBS: u16 = 8;
 pub struct TransferStats {
     /// Objects sent (push) or received (pull).
     pub objects: usize,
-    /// Their encoded bytes: what actually travelled.
+    /// Their encoded bytes: what actually travelled (in a pull's dry run, the chunks' raw sizes
+    /// from the manifests; in a push's, their encoded sizes as stored locally).
     pub bytes: u64,
     /// Objects not sent because the destination already had them.
     pub skipped: usize,

@@ -15,6 +15,12 @@ use crate::{out, per_file};
 /// Cuts each changed file into chunks, stores the chunks the
 /// store lacks (compressed), and writes `<file>.shard.json`. Unchanged files are skipped without
 /// being reread. Then `git add` the manifests and `git commit`.
+///
+/// Model checkpoints (safetensors, PyTorch, GGUF) form a series: the new version is stored whole
+/// and the version before it is re-stored as deltas of it by a background `nshard repack`, so an
+/// older checkpoint costs only what changed (`delta = false` in .shard/config.toml turns this
+/// off; `delta_background = false` does it before commit returns). `nshard log` shows what each
+/// version costs in the store.
 #[derive(Args, Debug)]
 pub struct CommitArgs {
     /// The version message.

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use nshard_core::Retry;
 use nshard_core::{GcMode, GcOptions, GcReason, Unpushed};
 
+use super::remote_gc::{duration_words, parse_duration};
 use crate::out;
 use crate::output::{bytes, count, print_json, Ctx};
 use nshard_core::RemoteError;
@@ -47,12 +48,25 @@ pub struct GcArgs {
     /// The remote asked which objects are pushed (a name or URL); default: the default remote.
     #[arg(long, short, value_name = "REMOTE")]
     pub remote: Option<String>,
-    /// Never delete objects or temporary files modified less than this many minutes ago.
-    #[arg(long, value_name = "MINUTES", default_value_t = 60)]
+    /// Never delete objects or temporary files modified less than this long ago: minutes (`60`,
+    /// `0`) or a duration (`90s`, `30m`, `2h`, `1d`).
+    #[arg(long, value_name = "MINUTES", default_value = "60", value_parser = parse_grace)]
     pub grace: u64,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Seconds in `--grace`: a bare number is minutes (as it always was), else a duration.
+fn parse_grace(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
+        let m: u64 = t.parse().map_err(|_| format!("{s:?} is too long"))?;
+        return m
+            .checked_mul(60)
+            .ok_or_else(|| format!("{s:?} is too long"));
+    }
+    parse_duration(t)
 }
 
 pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
@@ -62,7 +76,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
     } else {
         GcMode::KeepHistory
     };
-    let grace = Duration::from_secs(a.grace.saturating_mul(60));
+    let grace = Duration::from_secs(a.grace);
     // The remote that says which objects are safe elsewhere; only asked when versions are dropped.
     let resolved = match repo.resolve_remote(a.remote.as_deref(), &ctx.cwd) {
         Ok(r) => Some(r),
@@ -184,11 +198,10 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
     }
     if r.objects_recent > 0 {
         out!(
-            "kept {} ({}) younger than the {}-minute grace period \
-             (`--grace 0` deletes them)",
+            "kept {} ({}) younger than the grace period ({}; `--grace 0` deletes them)",
             count(r.objects_recent as u64, "unreferenced object"),
             bytes(r.bytes_recent),
-            a.grace
+            duration_words(a.grace)
         );
     }
     if r.temp_files_deleted > 0 {

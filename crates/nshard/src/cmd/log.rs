@@ -16,8 +16,11 @@ use crate::output::{bytes, print_json, Ctx};
 /// manifest, a directory or a quoted glob. --json prints an array of entries for a single named
 /// file, else an object mapping each file to its entries.
 ///
-/// Each line: version id, date, size, the bytes the version added to the store (chunks its
-/// parent did not have), and the message's first line. History is walked
+/// Each line: version id, date, size, what the version adds to the local store as stored now
+/// (its chunks the parent does not have, compressed, and as deltas where they are: an older
+/// checkpoint of a series costs its deltas), and the message's first line; `+N raw` when its
+/// chunks are not local (the raw bytes its parent does not have), `+?` when its parent is not
+/// local. History is walked
 /// through the manifests in the local store; where an older version is not there (not pulled, or
 /// removed by `nshard gc --only-current`) the log says so and stops.
 ///

@@ -12,7 +12,7 @@ use nshard_core::{CheckoutOptions, Target};
 
 use super::remote::{label, objects, print_files, runtime, secs, JsonReport};
 use crate::out;
-use crate::output::{print_json, Ctx};
+use crate::output::{bytes, print_json, Ctx};
 
 /// Download from a remote the chunks that the manifests in the work tree need and the local store
 /// lacks. Every object is verified (decoded and re-hashed) as it arrives; nothing bad is kept.
@@ -103,14 +103,19 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
         if report.files.is_empty() {
             out!("no manifests to pull for (get them with `git pull` first)");
         }
+        // A dry run knows the chunks' sizes from the manifests, not what they take on the remote.
+        let received = if a.dry_run {
+            format!(
+                "dry run: would receive {} object{} ({} of chunk data before compression)",
+                s.objects,
+                if s.objects == 1 { "" } else { "s" },
+                bytes(s.bytes)
+            )
+        } else {
+            format!("received {}", objects(s.objects, s.bytes))
+        };
         out!(
-            "{} {}; {} already present locally; {}",
-            if a.dry_run {
-                "dry run: would receive"
-            } else {
-                "received"
-            },
-            objects(s.objects, s.bytes),
+            "{received}; {} already present locally; {}",
             objects(s.skipped, s.skipped_bytes),
             secs(elapsed)
         );

@@ -63,7 +63,7 @@ pub struct GcArgs {
 }
 
 /// Seconds in `24h`, `30m`, `7d`, `90s`, `0`.
-fn parse_duration(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
@@ -203,7 +203,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
 }
 
 /// `24h`, `90m`, `45s`.
-fn duration_words(secs: u64) -> String {
+pub(crate) fn duration_words(secs: u64) -> String {
     match secs {
         0 => "none".into(),
         s if s % 86_400 == 0 && s > 86_400 => format!("{}d", s / 86_400),
