@@ -212,6 +212,15 @@ pub enum LookupProblem {
     /// The version is deeper in `subject`'s history than a pull follows.
     #[error("is too deep in the history of {0} to pull")]
     TooDeep(String),
+    /// A pull walked `subject`'s history through the remote and found no such version before
+    /// the history stopped at `at`, a version neither the local store nor the remote has.
+    #[error("matches no version in the history of {subject} as far as the remote has it (its history stops at version {}, which neither the local store nor the remote has)", .at.short())]
+    BeyondRemoteHistory {
+        /// The file.
+        subject: String,
+        /// The first version the walk could not fetch.
+        at: ObjectId,
+    },
 }
 
 /// The repository, its work tree, config and version history.

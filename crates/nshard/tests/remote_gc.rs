@@ -389,6 +389,29 @@ fn keep_last_then_pull(w: &GcWorld) {
     assert!(err.contains("pruned from the remote"), "{err}");
     assert!(err.contains("retention"), "{err}");
     assert!(!err.contains("corrupt"), "{err}");
+    // `pull --version` of a pruned version, from the newest, says the same (the history walk
+    // through the remote stops at the pruned v2).
+    w.git(
+        &b,
+        &["checkout", "-q", "HEAD", "--", "models/m.bin.shard.json"],
+    );
+    let log = w.json(&a, &["log", "models/m.bin"]);
+    let v1 = log[2]["version"].as_str().expect("v1")[..12].to_string();
+    let err = w.fails(&b, &["pull", "models/m.bin", "--version", &v1]);
+    assert!(
+        err.contains(&format!("(version {v1}) was pruned from the remote")),
+        "{err}"
+    );
+    assert!(
+        err.contains("retention") && !err.contains("--all-versions"),
+        "{err}"
+    );
+    // A prefix of no version: the history from v2 back was pruned.
+    let err = w.fails(&b, &["pull", "models/m.bin", "--version", "0000ffff"]);
+    assert!(
+        err.contains("its history from version") && err.contains("retention"),
+        "{err}"
+    );
     // A plain push leaves the pruned versions out; asked, it sends them.
     let pushed = w.ok(&a, &["push", "--remote", "data"]);
     assert!(pushed.contains("left out 2 version(s)"), "{pushed}");

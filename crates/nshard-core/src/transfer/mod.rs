@@ -747,6 +747,43 @@ pub async fn pull(
 /// A file's pull plan and the chunks it needs (id → size).
 type PullPlan = (FilePlan, HashMap<ObjectId, u64>);
 
+/// Why `pull --version PREFIX` of `path` found nothing before the history walk stopped at `stop`:
+/// the version was pruned from the remote by retention (the retention record names it, or the
+/// version where the history stops), else the history as far as the remote has it.
+async fn beyond_history(
+    remote: &Arc<dyn Store>,
+    path: &RepoPath,
+    prefix: &str,
+    stop: ObjectId,
+) -> Error {
+    if let Ok(pruned) = pruned_versions(remote).await {
+        let p = prefix.to_ascii_lowercase();
+        let named = pruned.iter().find(|(v, _)| v.to_hex().starts_with(&p));
+        let (what, when) = match (named, pruned.get(&stop)) {
+            (Some((v, pv)), _) => (format!("version {}", v.short()), pv.pruned),
+            (None, Some(pv)) => (
+                format!("its history from version {} back", stop.short()),
+                pv.pruned,
+            ),
+            (None, None) => (String::new(), 0),
+        };
+        if !what.is_empty() {
+            return Error::Remote(RemoteError::Pruned {
+                remote: remote.display_url(),
+                subject: format!("{path} ({what})"),
+                pruned: when,
+            });
+        }
+    }
+    Error::Repo(RepoError::VersionLookup {
+        prefix: prefix.to_string(),
+        problem: LookupProblem::BeyondRemoteHistory {
+            subject: path.to_string(),
+            at: stop,
+        },
+    })
+}
+
 /// For one file: which versions to pull (fetching manifest objects from the remote as the history
 /// walk needs them) and the chunks they use.
 async fn plan_pull(
@@ -793,13 +830,35 @@ async fn plan_pull(
     }
     let selected: Vec<(ObjectId, Manifest)> = match &opts.version {
         Some(prefix) => {
-            let v = repo.find_version(&wt, prefix)?;
-            let (_, m) = chain.into_iter().find(|(c, _)| *c == v).ok_or_else(|| {
-                Error::Repo(RepoError::VersionLookup {
-                    prefix: prefix.clone(),
-                    problem: LookupProblem::TooDeep(path.to_string()),
-                })
-            })?;
+            let found = repo
+                .find_version(&wt, prefix)
+                .map(|v| chain.iter().position(|(c, _)| *c == v));
+            let no_match = |e: &Error| {
+                matches!(
+                    e,
+                    Error::Repo(RepoError::VersionLookup {
+                        problem: LookupProblem::NoMatch { .. },
+                        ..
+                    })
+                )
+            };
+            let at = match (found, stops) {
+                (Ok(Some(at)), _) => at,
+                (Err(e), _) if !no_match(&e) => return Err(e),
+                // The walk stopped short of it: a version the remote no longer has (pruned by
+                // retention, most likely) or never had.
+                (_, Some(stop)) => {
+                    return Err(beyond_history(remote, path, prefix, stop).await);
+                }
+                (Err(e), None) => return Err(e),
+                (Ok(None), None) => {
+                    return Err(Error::Repo(RepoError::VersionLookup {
+                        prefix: prefix.clone(),
+                        problem: LookupProblem::TooDeep(path.to_string()),
+                    }))
+                }
+            };
+            let (v, m) = chain.swap_remove(at);
             if m.path != *path {
                 return Err(Error::Manifest(ManifestError::InvalidManifest {
                     path: format!("object {v}").into(),
