@@ -338,8 +338,9 @@ impl crate::repo::Repo {
             return Err(Error::Git(GitError::NotAGitRepo(self.root().to_path_buf())));
         }
         self.git_tree
-            .get_or_init(|| GitTree::find(self.root()))
+            .get_or_init(|| GitTree::find(self.root()).map(|t| (t.top, t.prefix)))
             .clone()
+            .map(|(top, prefix)| GitTree { top, prefix })
             .ok_or_else(|| Error::Git(GitError::NotAGitRepo(self.root().to_path_buf())))
     }
 }

@@ -53,8 +53,9 @@ pub struct Repo {
     /// The data files whose manifests are in git's index (read once, when first needed): they
     /// are tracked whatever the config says.
     pub(crate) in_git: std::sync::OnceLock<Vec<RepoPath>>,
-    /// The git work tree holding the repository (asked of git once, when first needed).
-    pub(crate) git_tree: std::sync::OnceLock<Option<crate::git::GitTree>>,
+    /// The git work tree holding the repository, as its top directory and the repository's
+    /// prefix in it (asked of git once, when first needed; see `Repo::git_tree`).
+    pub(crate) git_tree: std::sync::OnceLock<Option<(PathBuf, String)>>,
 }
 
 /// A lock on the repository, released on drop.
