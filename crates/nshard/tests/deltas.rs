@@ -413,33 +413,24 @@ fn pulled_versions_make_the_versions_before_them_deltas_as_commits_do() {
         "two older versions added {grown} bytes to a store of {newest_only} (the newest alone)"
     );
     check_out(&back, &versions, &files, &[3, 5, 4]);
-    // The rest of the history later: the versions pulled before pair with the parents that
-    // come now (step 3 with step 2), and the store ends as the committer's.
-    let pulled = back.json(&["pull", "--remote", url, "--all-versions"]);
-    assert_eq!(
-        pulled["deltas_queued"], 3,
-        "the rest of the history: {pulled}"
-    );
-    back.ok(&["repack"]);
-    let filled = size(&back);
-    assert!(
-        filled as f64 <= 1.02 * mine as f64,
-        "newest, two older versions, then the rest: {filled} bytes, the committer's {mine}"
-    );
-    // The newest first, the whole history in a later pull: the newest pairs with its parent too.
+    // The rest of the history in a later pull queues `queued` pairs, and the store ends as the
+    // committer's.
+    let history_later = |repo: &TestRepo, queued: u64, what: &str| {
+        let pulled = repo.json(&["pull", "--remote", url, "--all-versions"]);
+        assert_eq!(pulled["deltas_queued"], queued, "{what}: {pulled}");
+        repo.ok(&["repack"]);
+        let got = size(repo);
+        assert!(
+            got as f64 <= 1.02 * mine as f64,
+            "{what}: {got} bytes, the committer's {mine}"
+        );
+    };
+    // The versions pulled before pair with the parents that come now (step 3 with step 2).
+    history_later(&back, 3, "newest, two older versions, then the rest");
+    // The newest first, the whole history later: the newest pairs with its parent too.
     let late = clone_of(&origin);
     late.ok(&["pull", "--remote", url]);
-    let pulled = late.json(&["pull", "--remote", url, "--all-versions"]);
-    assert_eq!(
-        pulled["deltas_queued"], 5,
-        "history after the newest: {pulled}"
-    );
-    late.ok(&["repack"]);
-    let later = size(&late);
-    assert!(
-        later as f64 <= 1.02 * mine as f64,
-        "newest first, history later: {later} bytes, the committer's {mine}"
-    );
+    history_later(&late, 5, "newest first, history later");
     check_out(&late, &versions, &files, &[0, 5, 2]);
     // A store filled while deltas were off (or by an nshard whose pulls did not re-encode):
     // `repack --all-versions` catches up, and a second run finds nothing more to re-encode.
