@@ -168,6 +168,11 @@ fn pairs(new: &Manifest, old: &Manifest) -> Vec<Pair> {
     out
 }
 
+/// Whether a pull `received` a chunk of `m`.
+fn any_received(m: &Manifest, received: &dyn Fn(&ObjectId) -> bool) -> bool {
+    m.chunks.iter().any(|c| received(&c.id))
+}
+
 impl Repo {
     fn delta_queue_dir(&self) -> PathBuf {
         self.deltas_dir().join("queue")
@@ -218,7 +223,6 @@ impl Repo {
         if self.config().delta_depth() == 0 {
             return Ok(0);
         }
-        let store = self.store();
         let mut pairs_found = Vec::new();
         let mut next = Some(newest);
         for _ in 0..count.min(crate::codec::MAX_CHAIN * 1024) {
@@ -233,12 +237,10 @@ impl Repo {
             };
             // The pair is new when this pull brought either side: a version whose parent comes
             // in a later pull (the newest pulled first, the history after it) pairs then.
-            let fresh = |m: &Manifest| m.chunks.iter().any(|c| received(&c.id));
-            if !fresh(&new) && !fresh(&parent) {
+            if !any_received(&new, received) && !any_received(&parent, received) {
                 continue;
             }
-            let complete = |m: &Manifest| m.chunks.iter().all(|c| store.has(&c.id));
-            if !complete(&parent) || !complete(&new) {
+            if !self.has_all_chunks(&parent) || !self.has_all_chunks(&new) {
                 continue;
             }
             if self.stored_whole(&new, &parent) {
@@ -270,18 +272,15 @@ impl Repo {
         old: ObjectId,
         received: &dyn Fn(&ObjectId) -> bool,
     ) -> Option<(ObjectId, Manifest, ObjectId, Manifest)> {
-        let store = self.store();
         let mut v = tip;
         for _ in 0..crate::codec::MAX_CHAIN * 1024 {
             let child = self.load_version(&v).ok()?;
             match child.version.parent {
                 Some(p) if p == old => {
                     let older = self.load_version(&old).ok()?;
-                    let complete = |m: &Manifest| m.chunks.iter().all(|c| store.has(&c.id));
-                    let fresh = older.chunks.iter().any(|c| received(&c.id));
-                    let pairs = fresh
-                        && complete(&child)
-                        && complete(&older)
+                    let pairs = any_received(&older, received)
+                        && self.has_all_chunks(&child)
+                        && self.has_all_chunks(&older)
                         && self.stored_whole(&child, &older);
                     return pairs.then_some((v, child, old, older));
                 }

@@ -380,7 +380,8 @@ impl Repo {
         };
         // Sort the candidates first: an object that stays (unpushed, recent) keeps its delta base.
         let mut doomed: Vec<(ObjectId, u64)> = Vec::new();
-        let mut protected: Vec<ObjectId> = keep.iter().copied().collect();
+        // Unreferenced objects that stay all the same.
+        let mut staying: Vec<ObjectId> = Vec::new();
         for id in order {
             let p = self.store().path_of(&id);
             let md = match fs::symlink_metadata(&p) {
@@ -391,13 +392,13 @@ impl Repo {
             if unpushed.contains(&id) {
                 report.objects_unpushed += 1;
                 report.bytes_unpushed += md.len();
-                protected.push(id);
+                staying.push(id);
                 continue;
             }
             if young(&md) {
                 report.objects_recent += 1;
                 report.bytes_recent += md.len();
-                protected.push(id);
+                staying.push(id);
                 continue;
             }
             doomed.push((id, md.len()));
@@ -407,16 +408,11 @@ impl Repo {
         // every deleted newer version would stay, and the version now newest would be read
         // through them.
         // (Objects that stay for another reason, unpushed or recent, keep their bases anyway.)
-        let others: Vec<ObjectId> = protected
-            .iter()
-            .filter(|id| !keep.contains(*id))
-            .copied()
-            .collect();
-        let staying = self.delta_bases_of(&others, &HashSet::new())?;
+        let their_bases = self.delta_bases_of(&staying, &HashSet::new())?;
         let going: HashSet<ObjectId> = doomed
             .iter()
             .map(|(id, _)| *id)
-            .filter(|id| !staying.contains(id))
+            .filter(|id| !their_bases.contains(id))
             .collect();
         let mut whole: HashSet<ObjectId> = HashSet::new();
         let mut encoder = crate::codec::Encoder::new();
@@ -440,6 +436,7 @@ impl Repo {
             }
         }
         report.objects_restored_whole = whole.len();
+        let protected: Vec<ObjectId> = keep.iter().copied().chain(staying).collect();
         let bases = self.delta_bases_of(&protected, &whole)?;
         for (id, len) in doomed {
             if bases.contains(&id) {

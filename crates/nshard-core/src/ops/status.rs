@@ -106,6 +106,11 @@ pub struct RemoteCheck {
 }
 
 impl Repo {
+    /// Whether the local store holds every chunk of `m` (the version is complete here).
+    pub(crate) fn has_all_chunks(&self, m: &Manifest) -> bool {
+        m.chunks.iter().all(|c| self.store().has(&c.id))
+    }
+
     /// The chunks of `m` that the local store lacks.
     pub fn missing_chunks(&self, m: &Manifest) -> Vec<ObjectId> {
         let mut seen = std::collections::HashSet::new();

@@ -153,8 +153,7 @@ impl<'a> DirectWriter<'a> {
         if !direct_write(self.file, window, self.pos)? {
             // The filesystem took O_DIRECT at open but refuses this write (alignment rules
             // stricter than ALIGN): write the window again through the page cache.
-            self.direct = false;
-            set_direct(self.file, false);
+            self.go_buffered();
             let keep = self.len.min(n);
             let data = &self.buf.mem[self.start..self.start + keep];
             write_all_at(self.file, data, self.pos)?;
@@ -171,12 +170,17 @@ impl<'a> DirectWriter<'a> {
     /// empty. Only called while `direct`; a refused write goes through the page cache.
     fn write_in_place(&mut self, data: &[u8]) -> io::Result<()> {
         if !direct_write(self.file, data, self.pos)? {
-            self.direct = false;
-            set_direct(self.file, false);
+            self.go_buffered();
             write_all_at(self.file, data, self.pos)?;
         }
         self.pos += data.len() as u64;
         Ok(())
+    }
+
+    /// After a refused direct write: the rest of the file goes through the page cache.
+    fn go_buffered(&mut self) {
+        self.direct = false;
+        set_direct(self.file, false);
     }
 
     fn write_buffered(&mut self, data: &[u8]) -> io::Result<()> {

@@ -306,15 +306,22 @@ impl LocalStore {
     /// either encoding, both decode to the same bytes. Returns whether it was replaced (`false`
     /// when `id` is gone or no longer standalone).
     pub fn replace_with_delta(&self, id: &ObjectId, delta: &[u8]) -> Result<bool> {
-        let dest = self.path_of(id);
         if !matches!(self.delta_base(id), Ok(None)) {
             return Ok(false);
         }
-        let mut file = AtomicFile::create_in(&self.tmp, &dest)?;
-        io::Write::write_all(file.file(), delta).map_err(Error::io("writing object", &dest))?;
+        let file = self.replacement(id, delta)?;
         crate::crash_point!("delta-before-replace");
         file.commit()?;
         Ok(true)
+    }
+
+    /// A temporary file holding `enc`, another encoding of `id`, that replaces the stored one
+    /// atomically when committed.
+    fn replacement(&self, id: &ObjectId, enc: &[u8]) -> Result<AtomicFile> {
+        let dest = self.path_of(id);
+        let mut file = AtomicFile::create_in(&self.tmp, &dest)?;
+        io::Write::write_all(file.file(), enc).map_err(Error::io("writing object", &dest))?;
+        Ok(file)
     }
 
     /// Replaces the delta encoding of `id` with a standalone one (its bytes decoded through its
@@ -326,9 +333,7 @@ impl LocalStore {
             return Ok(None);
         }
         let enc = self.get_standalone(id, encoder)?;
-        let dest = self.path_of(id);
-        let mut file = AtomicFile::create_in(&self.tmp, &dest)?;
-        io::Write::write_all(file.file(), &enc).map_err(Error::io("writing object", &dest))?;
+        let file = self.replacement(id, &enc)?;
         crate::crash_point!("gc-before-restore-whole");
         file.commit()?;
         Ok(Some(enc.len() as u64))
@@ -467,12 +472,11 @@ impl LocalStore {
     /// be written in its place.
     pub fn set_aside(&self, id: &ObjectId) -> Result<Option<PathBuf>> {
         let src = self.path_of(id);
-        let Some(parent) = self.objects.parent() else {
+        let Some(dir) = self.corrupt_dir() else {
             return Err(Error::io("moving aside", &src)(io::Error::other(
                 "the object directory has no parent to hold corrupt/",
             )));
         };
-        let dir = parent.join("corrupt");
         fsutil::create_dir_all(&dir)?;
         let mut dest = dir.join(id.to_hex());
         if fs::symlink_metadata(&dest).is_ok() {
@@ -491,9 +495,13 @@ impl LocalStore {
     /// Whether a copy of `id` was moved aside as corrupt (see [`LocalStore::set_aside`]) and is
     /// still kept in `corrupt/`: a chunk missing for that reason was lost here, not never fetched.
     pub fn was_set_aside(&self, id: &ObjectId) -> bool {
-        self.objects
-            .parent()
-            .is_some_and(|p| fs::symlink_metadata(p.join("corrupt").join(id.to_hex())).is_ok())
+        self.corrupt_dir()
+            .is_some_and(|d| fs::symlink_metadata(d.join(id.to_hex())).is_ok())
+    }
+
+    /// `corrupt/` beside `objects/`, where objects found corrupt are kept.
+    fn corrupt_dir(&self) -> Option<PathBuf> {
+        self.objects.parent().map(|p| p.join("corrupt"))
     }
 
     /// Moves `id` aside (see [`LocalStore::set_aside`]) if the stored copy fails verification by

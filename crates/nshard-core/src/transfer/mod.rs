@@ -529,7 +529,6 @@ type PushPlan = (FilePlan, Vec<(ObjectId, Vec<ObjectId>)>);
 /// For one file: the plan and, per version (its roots and, with `all_versions`, their ancestors
 /// that the local store holds), the chunk ids.
 fn plan_push(repo: &Repo, roots: &[WorktreeManifest], all_versions: bool) -> Result<PushPlan> {
-    let local = repo.store();
     let mut versions: Vec<(ObjectId, Vec<ObjectId>)> = Vec::new();
     let mut chunks: HashSet<ObjectId> = HashSet::new();
     let mut listed: HashSet<ObjectId> = HashSet::new();
@@ -553,7 +552,7 @@ fn plan_push(repo: &Repo, roots: &[WorktreeManifest], all_versions: bool) -> Res
                 }
                 Err(e) => return Err(e),
             };
-            if m.chunks.iter().any(|c| !local.has(&c.id)) {
+            if !repo.has_all_chunks(&m) {
                 stops.get_or_insert(v);
                 break;
             }

@@ -61,10 +61,7 @@ pub struct GcArgs {
 fn parse_grace(s: &str) -> Result<u64, String> {
     let t = s.trim();
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
-        let m: u64 = t.parse().map_err(|_| format!("{s:?} is too long"))?;
-        return m
-            .checked_mul(60)
-            .ok_or_else(|| format!("{s:?} is too long"));
+        return parse_duration(&format!("{t}m"));
     }
     parse_duration(t)
 }

@@ -12,7 +12,7 @@ use nshard_core::{CheckoutOptions, Target};
 
 use super::remote::{label, objects, print_files, runtime, secs, JsonReport};
 use crate::out;
-use crate::output::{bytes, print_json, Ctx};
+use crate::output::{bytes, count, print_json, Ctx};
 
 /// Download from a remote the chunks that the manifests in the work tree need and the local store
 /// lacks. Every object is verified (decoded and re-hashed) as it arrives; nothing bad is kept.
@@ -106,9 +106,8 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
         // A dry run knows the chunks' sizes from the manifests, not what they take on the remote.
         let received = if a.dry_run {
             format!(
-                "dry run: would receive {} object{} ({} of chunk data before compression)",
-                s.objects,
-                if s.objects == 1 { "" } else { "s" },
+                "dry run: would receive {} ({} of chunk data before compression)",
+                count(s.objects as u64, "object"),
                 bytes(s.bytes)
             )
         } else {
