@@ -148,12 +148,14 @@ pub mod backend {
         create_dir_all, open_regular, read_exact_at, read_limited, sync_dir, write_atomic,
         write_atomic_private, AtomicFile,
     };
+    pub use crate::remote::deltas::{check_delta_header, holds, resolve, verify_delta};
     pub use crate::remote::records::{
         Marks, RecordName, RootRecord, StoredObject, ADMIN_WRITER, ANONYMOUS_WRITER,
         MAX_RECORD_BYTES,
     };
     pub use crate::remote::{
-        check_by_download, page_of, ObjectCheck, StoreAdmin, DELETE_BATCH, MISSING_BATCH,
+        check_by_download, page_of, DeltaName, ObjectCheck, StoreAdmin, StoredDelta, DELETE_BATCH,
+        MISSING_BATCH,
     };
     pub use crate::staged::{verify_file as verify_staged_file, StagedUpload};
     pub use crate::store::{write_file_once, LocalStore, StagedObject};

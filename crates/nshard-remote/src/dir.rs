@@ -17,10 +17,11 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use nshard_core::backend::{
-    create_dir_all, read_limited, write_file_once, AtomicFile, LocalStore, RecordName,
-    StagedUpload, StoreAdmin, StoredObject, MAX_RECORD_BYTES,
+    create_dir_all, open_regular, read_limited, verify_delta, write_file_once, AtomicFile,
+    DeltaName, LocalStore, RecordName, StagedUpload, StoreAdmin, StoredDelta, StoredObject,
+    MAX_RECORD_BYTES,
 };
-use nshard_core::format::{decode_verified, MAX_OBJECT_SIZE};
+use nshard_core::format::{decode_verified, max_encoded_len, MAX_OBJECT_SIZE};
 use nshard_core::RemoteError;
 use nshard_core::{Error, ObjectId, RemoteFailure, Result, Store};
 
@@ -141,6 +142,92 @@ impl DirStore {
         f.commit_if_absent()
     }
 
+    /// Where delta `name` lives: `DIR/deltas/ab/<id>.<base>` (`ab` the id's first two hex digits).
+    fn delta_path(&self, name: &DeltaName) -> PathBuf {
+        let key = name.key();
+        self.root.join("deltas").join(&key[..2]).join(key)
+    }
+
+    /// Stores a delta the caller verified, if absent (blocking); read-only like objects.
+    fn put_delta_blocking(&self, name: &DeltaName, encoded: &[u8]) -> Result<bool> {
+        let dest = self.delta_path(name);
+        if fs::symlink_metadata(&dest).is_ok() {
+            return Ok(false);
+        }
+        create_dir_all(dest.parent().expect("deltas live in a fan-out directory"))?;
+        create_dir_all(self.store.tmp_dir())?;
+        let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
+        write_file_once(f.file(), encoded).map_err(Error::io("writing", &dest))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.file()
+                .set_permissions(fs::Permissions::from_mode(0o444))
+                .map_err(Error::io("setting permissions of", &dest))?;
+        }
+        f.commit_if_absent()
+    }
+
+    /// The bytes of delta `name`: a regular file no larger than any encoding can be.
+    fn get_delta_blocking(&self, name: &DeltaName) -> Result<Vec<u8>> {
+        let path = self.delta_path(name);
+        let missing = || Error::Store(nshard_core::StoreError::ObjectMissing(name.id));
+        match open_regular(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+            Err(e) => return Err(Error::io("reading", &path)(e)),
+        }
+        match read_limited(&path, max_encoded_len(MAX_OBJECT_SIZE)) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
+            Err(e) => Err(Error::io("reading", &path)(e)),
+        }
+    }
+
+    /// The deltas of `ids` (one directory read per fan-out directory asked about).
+    fn deltas_of_blocking(&self, ids: &[ObjectId]) -> Result<Vec<DeltaName>> {
+        let wanted: std::collections::HashSet<ObjectId> = ids.iter().copied().collect();
+        let mut fans: Vec<String> = ids.iter().map(|id| id.to_hex()[..2].to_string()).collect();
+        fans.sort();
+        fans.dedup();
+        let top = self.root.join("deltas");
+        let mut out = Vec::new();
+        for fan in fans {
+            for file in read_dir_strict(&top.join(&fan))? {
+                out.extend(
+                    DeltaName::parse(&file).filter(|n| wanted.contains(&n.id) && n.key() == file),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every delta with its size and modification time (strict, like the object listing).
+    fn list_deltas_blocking(&self) -> Result<Vec<StoredDelta>> {
+        let top = self.root.join("deltas");
+        let mut out = Vec::new();
+        for fan in read_dir_strict(&top)? {
+            for file in read_dir_strict(&top.join(&fan))? {
+                let Some(name) = DeltaName::parse(&file).filter(|n| n.key() == file) else {
+                    continue;
+                };
+                let path = top.join(&fan).join(&file);
+                let md = match fs::symlink_metadata(&path) {
+                    Ok(md) => md,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io("reading", &path)(e)),
+                };
+                out.push(StoredDelta {
+                    name,
+                    size: md.len(),
+                    modified: modified_secs(&md),
+                });
+            }
+        }
+        out.sort_by_key(|d| d.name);
+        Ok(out)
+    }
+
     /// Where record `name` lives: `DIR/records/SPACE/KEY/STAMP.WRITER`.
     fn record_path(&self, name: &RecordName) -> PathBuf {
         self.root.join("records").join(name.to_string())
@@ -242,15 +329,10 @@ impl DirStore {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(Error::io("reading", &path)(e)),
                 };
-                let modified = md
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_secs());
                 out.push(StoredObject {
                     id,
                     size: md.len(),
-                    modified,
+                    modified: modified_secs(&md),
                 });
             }
         }
@@ -280,6 +362,26 @@ impl DirStore {
             }
         }
     }
+}
+
+/// When a file was last modified, in seconds since the epoch (0 when the filesystem cannot say).
+fn modified_secs(md: &fs::Metadata) -> u64 {
+    md.modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Deletes `paths`; absent ones are no error.
+fn remove_files(paths: &[PathBuf]) -> Result<()> {
+    for p in paths {
+        match fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("deleting", p)(e)),
+        }
+    }
+    Ok(())
 }
 
 /// The names in directory `dir` (none when it does not exist); any other failure is an error, so
@@ -399,17 +501,40 @@ impl Store for DirStore {
 
     async fn delete_records(&self, names: &[RecordName]) -> Result<()> {
         let paths: Vec<PathBuf> = names.iter().map(|n| self.record_path(n)).collect();
-        blocking(self, move |_| {
-            for p in &paths {
-                match fs::remove_file(p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("deleting", p)(e)),
-                }
-            }
-            Ok(())
-        })
-        .await
+        blocking(self, move |_| remove_files(&paths)).await
+    }
+
+    fn stores_deltas(&self) -> bool {
+        true
+    }
+
+    async fn put_delta(&self, name: &DeltaName, encoded: Vec<u8>) -> Result<bool> {
+        let name = *name;
+        let path = self.delta_path(&name);
+        if blocking(self, move |_| Ok(fs::symlink_metadata(&path).is_ok())).await? {
+            return Ok(false);
+        }
+        verify_delta(self, &name, &encoded).await?;
+        blocking(self, move |s| s.put_delta_blocking(&name, &encoded)).await
+    }
+
+    async fn get_delta(&self, name: &DeltaName) -> Result<Vec<u8>> {
+        let name = *name;
+        blocking(self, move |s| s.get_delta_blocking(&name)).await
+    }
+
+    async fn deltas_of(&self, ids: &[ObjectId]) -> Result<Vec<DeltaName>> {
+        let ids = ids.to_vec();
+        blocking(self, move |s| s.deltas_of_blocking(&ids)).await
+    }
+
+    async fn list_deltas(&self) -> Result<Vec<StoredDelta>> {
+        blocking(self, |s| s.list_deltas_blocking()).await
+    }
+
+    async fn delete_deltas(&self, names: &[DeltaName]) -> Result<()> {
+        let paths: Vec<PathBuf> = names.iter().map(|n| self.delta_path(n)).collect();
+        blocking(self, move |_| remove_files(&paths)).await
     }
 }
 

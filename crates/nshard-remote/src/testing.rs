@@ -187,6 +187,162 @@ pub async fn contract(store: Arc<dyn Store>, seed: u64) {
         "{name}: exactly one racing writer stores the object"
     );
     assert!(store.get(&c).await.expect("get c") == ec, "{name}");
+
+    if store.stores_deltas() {
+        delta_contract(&store, seed).await;
+    }
+}
+
+/// `raw` with a few bytes changed (`step` apart) and its id: a close successor for deltas.
+fn successor(raw: &[u8], step: usize, salt: u8) -> (ObjectId, Vec<u8>) {
+    let mut next = raw.to_vec();
+    for i in (0..next.len()).step_by(step) {
+        next[i] ^= salt | 1;
+    }
+    (ObjectId::of(&next), next)
+}
+
+/// The delta encodings a store keeps beside whole objects (`deltas/<id>.<base>`): stored once,
+/// found by id, resolved through a chain; a delta without its base, naming another base, or not
+/// a delta at all is refused for good with nothing visible. Run by [`contract`] on every store
+/// that says it keeps them.
+pub async fn delta_contract(store: &Arc<dyn Store>, seed: u64) {
+    use nshard_core::backend::{resolve, DeltaName};
+    let name = store.display_url();
+    let raw_a = random_bytes(300_000, seed.wrapping_mul(13).wrapping_add(1));
+    let a = ObjectId::of(&raw_a);
+    let enc_a = Encoder::new().encode(&raw_a, DataHint::Unknown);
+    store.put(&a, enc_a).await.expect("put a");
+    // x: a delta of a; y: a delta of x (held only as a delta), z: a delta of a nobody holds.
+    let (x, raw_x) = successor(&raw_a, 997, 2);
+    let (y, raw_y) = successor(&raw_x, 1009, 4);
+    let dx = encode_delta(&raw_x, &raw_a, &a, 2, 1).expect("delta x");
+    let dy = encode_delta(&raw_y, &raw_x, &x, 2, 2).expect("delta y");
+    let nx = DeltaName { id: x, base: a };
+    let ny = DeltaName { id: y, base: x };
+    assert!(
+        store
+            .deltas_of(&[x, y])
+            .await
+            .expect("deltas_of")
+            .is_empty(),
+        "{name}"
+    );
+    assert!(
+        matches!(store.get_delta(&nx).await, Err(Error::Store(StoreError::ObjectMissing(id))) if id == x),
+        "{name}: get of an absent delta"
+    );
+
+    // Bases first: y before x is refused, naming the base it lacks; nothing becomes visible.
+    let err = store.put_delta(&ny, dy.clone()).await.expect_err("no base");
+    assert!(!err.is_transient(), "{name}: {err}");
+    assert!(
+        matches!(&err, Error::Store(StoreError::BaseMissing { id, base }) if *id == y && *base == x),
+        "{name}: {err:?}"
+    );
+    assert!(
+        store.put_delta(&nx, dx.clone()).await.expect("put x"),
+        "{name}"
+    );
+    assert!(
+        !store.put_delta(&nx, dx.clone()).await.expect("re-put x"),
+        "{name}: a re-put writes nothing"
+    );
+    assert!(
+        store.put_delta(&ny, dy.clone()).await.expect("put y"),
+        "{name}"
+    );
+    assert!(store.get_delta(&nx).await.expect("get x") == dx, "{name}");
+    let mut found = store.deltas_of(&[y, a, x]).await.expect("deltas_of");
+    found.sort();
+    let mut want = vec![nx, ny];
+    want.sort();
+    assert_eq!(found, want, "{name}");
+    assert_eq!(
+        store.missing(&[x, y]).await.expect("missing"),
+        vec![x, y],
+        "{name}: a delta is not a whole object"
+    );
+    assert!(
+        resolve(store.as_ref(), &y, MAX_OBJECT_SIZE, &[])
+            .await
+            .expect("resolve y")
+            == raw_y,
+        "{name}: y resolves through x to a"
+    );
+
+    // Refused for good, nothing visible: a header naming another base, a standalone object, a
+    // delta of itself.
+    let (w, raw_w) = successor(&raw_a, 389, 8);
+    let dw = encode_delta(&raw_w, &raw_a, &a, 2, 1).expect("delta w");
+    let wrong_base = DeltaName { id: w, base: x };
+    let err = store
+        .put_delta(&wrong_base, dw.clone())
+        .await
+        .expect_err("other base");
+    assert!(!err.is_transient(), "{name}: {err}");
+    let whole_w = Encoder::new().encode(&raw_w, DataHint::Unknown);
+    let as_delta = DeltaName { id: w, base: a };
+    let err = store
+        .put_delta(&as_delta, whole_w)
+        .await
+        .expect_err("standalone");
+    assert!(!err.is_transient(), "{name}: {err}");
+    let own = DeltaName { id: a, base: a };
+    let err = store
+        .put_delta(&own, dx.clone())
+        .await
+        .expect_err("own base");
+    assert!(!err.is_transient(), "{name}: {err}");
+    assert!(
+        store
+            .deltas_of(&[w, a])
+            .await
+            .expect("deltas_of")
+            .is_empty(),
+        "{name}: refused deltas leave nothing visible"
+    );
+    // A delta that does not decode to its id: refused on upload, or (where the store cannot read
+    // the base: S3) refused by every reader that resolves it.
+    let liar = DeltaName {
+        id: ObjectId::of(format!("not what it decodes to {seed}").as_bytes()),
+        base: a,
+    };
+    match store.put_delta(&liar, dw.clone()).await {
+        Err(e) => assert!(!e.is_transient(), "{name}: {e}"),
+        Ok(_) => {
+            let err = resolve(store.as_ref(), &liar.id, MAX_OBJECT_SIZE, &[])
+                .await
+                .expect_err("a lying delta");
+            assert!(
+                matches!(err, Error::Store(StoreError::CorruptObject { .. })),
+                "{name}: {err:?}"
+            );
+            store.delete_deltas(&[liar]).await.expect("delete liar");
+        }
+    }
+
+    // Listing and deleting, for gc.
+    let listed: Vec<_> = store
+        .list_deltas()
+        .await
+        .expect("list_deltas")
+        .into_iter()
+        .filter(|d| d.name == nx || d.name == ny)
+        .collect();
+    assert_eq!(listed.len(), 2, "{name}: {listed:?}");
+    let sx = listed.iter().find(|d| d.name == nx).expect("x listed");
+    assert_eq!(sx.size, dx.len() as u64, "{name}");
+    store.delete_deltas(&[ny]).await.expect("delete y");
+    store
+        .delete_deltas(&[ny])
+        .await
+        .expect("deleting an absent delta");
+    assert_eq!(
+        store.deltas_of(&[x, y]).await.expect("deltas_of"),
+        vec![nx],
+        "{name}"
+    );
 }
 
 /// The listing and deleting capability: lists exactly the objects put (among `expect_listed`,

@@ -28,6 +28,7 @@ async fn directory_remote_passes_the_contract() {
     let store = nshard_remote::open(&url, &OpenOptions::default())
         .await
         .expect("open");
+    assert!(store.stores_deltas(), "a directory keeps delta encodings");
     contract(store.clone(), 1).await;
     admin_contract(store, 1).await;
 }

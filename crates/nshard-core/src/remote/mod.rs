@@ -15,6 +15,7 @@
 //! `file:///srv/models`), an HTTP server (`http://host:8000`, `https://…`) or an S3 bucket
 //! (`s3://bucket/prefix`); `nshard_remote::open` turns a parsed URL into a store.
 
+pub mod deltas;
 pub mod records;
 mod url;
 
@@ -25,6 +26,7 @@ use crate::id::ObjectId;
 pub use crate::protocol::ObjectCheck;
 use crate::staged::StagedUpload;
 
+pub use deltas::{DeltaName, StoredDelta};
 pub use records::{RecordName, StoredObject};
 pub(crate) use url::redacted;
 pub use url::RemoteUrl;
@@ -132,6 +134,52 @@ pub trait Store: Send + Sync {
     /// Deletes records (absent ones are no error), for gc (an admin operation on a server); at
     /// most [`DELETE_BATCH`] per call.
     async fn delete_records(&self, names: &[RecordName]) -> Result<()>;
+
+    /// Whether the store keeps delta encodings beside whole objects ([`DeltaName`]:
+    /// `deltas/<id>.<base>`, see [`deltas`]). The other delta methods fail on a store that does
+    /// not (a server older than them).
+    fn stores_deltas(&self) -> bool {
+        false
+    }
+
+    /// Stores `encoded`, a delta object (format 3) whose header names `name.base`, as
+    /// `name` if absent, and returns whether this call wrote it. The store never holds a delta
+    /// without its base: one whose base it holds neither whole nor as a delta is refused with
+    /// [`StoreError::BaseMissing`](crate::error::StoreError::BaseMissing), permanently. A store
+    /// that can read the base verifies the delta against it first ([`deltas::verify_delta`]: a
+    /// directory, a server); an S3 bucket checks the header and the base's presence, and readers
+    /// verify what they resolve.
+    async fn put_delta(&self, name: &DeltaName, encoded: Vec<u8>) -> Result<bool> {
+        let _ = (name, encoded);
+        Err(deltas::unsupported(&self.display_url()))
+    }
+
+    /// The bytes of the delta `name` ([`StoreError::ObjectMissing`](crate::error::StoreError::ObjectMissing)
+    /// of `name.id` when absent). Callers verify them before use.
+    async fn get_delta(&self, name: &DeltaName) -> Result<Vec<u8>> {
+        let _ = name;
+        Err(deltas::unsupported(&self.display_url()))
+    }
+
+    /// The delta encodings the store holds of any of `ids` (any order; none for an id it holds
+    /// none of). At most [`Store::missing_batch_size`] ids per call.
+    async fn deltas_of(&self, ids: &[ObjectId]) -> Result<Vec<DeltaName>> {
+        let _ = ids;
+        Err(deltas::unsupported(&self.display_url()))
+    }
+
+    /// Every delta encoding with its size and age, for gc (an admin operation on a server). A
+    /// listing that fails is an error, never a partial answer.
+    async fn list_deltas(&self) -> Result<Vec<StoredDelta>> {
+        Err(deltas::unsupported(&self.display_url()))
+    }
+
+    /// Deletes delta encodings (absent ones are no error), for gc; at most [`DELETE_BATCH`] per
+    /// call.
+    async fn delete_deltas(&self, names: &[DeltaName]) -> Result<()> {
+        let _ = names;
+        Err(deltas::unsupported(&self.display_url()))
+    }
 }
 
 /// The page of sorted `all` after `after`: at most `limit` objects, and whether more follow.

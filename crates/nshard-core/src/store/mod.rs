@@ -621,7 +621,7 @@ fn as_base_of<T>(id: &ObjectId, base: &ObjectId, r: Result<T>) -> Result<T> {
     }
 }
 
-fn check_hash(id: &ObjectId, raw: &[u8]) -> Result<()> {
+pub(crate) fn check_hash(id: &ObjectId, raw: &[u8]) -> Result<()> {
     let actual = ObjectId::of(raw);
     if actual != *id {
         return Err(Error::corrupt(

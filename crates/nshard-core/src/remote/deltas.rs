@@ -1,0 +1,212 @@
+//! Delta encodings on remotes.
+//!
+//! A remote keeps an object's first upload under its id for ever (objects are immutable: a cache
+//! or a CDN may hold them). Another encoding of the same bytes, a delta against another object,
+//! gets a stored name of its own, `deltas/<id>.<base>` ([`DeltaName`]): written once, never
+//! replaced, removed only by `nshard remote gc`. A store holds a delta only while it holds its
+//! base (whole, or as a delta of its own), so every chain on a remote ends in a whole object.
+//!
+//! Readers resolve an object the store holds only as deltas ([`resolve`]): down the chain by
+//! names (at most [`MAX_CHAIN`] deltas, no cycle), then up, downloading one delta at a time and
+//! checking each level's hash, so a bad link is named as itself.
+
+use std::fmt;
+
+use crate::codec::{self, Codec, DecodeScratch, MAX_CHAIN};
+use crate::error::{Corruption, Error, Result, StoreError};
+use crate::id::ObjectId;
+use crate::store::check_hash;
+
+use super::Store;
+
+/// The stored name of a delta encoding: object `id` encoded against object `base`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeltaName {
+    /// The object the delta decodes to.
+    pub id: ObjectId,
+    /// The object it is decoded against.
+    pub base: ObjectId,
+}
+
+impl DeltaName {
+    /// `<id>.<base>` in hex: the file or key name under `deltas/`.
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.id.to_hex(), self.base.to_hex())
+    }
+
+    /// The name in a key written by [`DeltaName::key`]; `None` for anything else.
+    pub fn parse(key: &str) -> Option<DeltaName> {
+        let (id, base) = key.split_once('.')?;
+        let name = DeltaName {
+            id: ObjectId::parse(id).ok()?,
+            base: ObjectId::parse(base).ok()?,
+        };
+        (name.id != name.base).then_some(name)
+    }
+}
+
+impl fmt::Display for DeltaName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (a delta against {})", self.id, self.base)
+    }
+}
+
+/// A delta encoding as a store lists it for gc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredDelta {
+    /// Its name.
+    pub name: DeltaName,
+    /// Its stored size.
+    pub size: u64,
+    /// When it was stored (seconds since the epoch; 0 when the store cannot say).
+    pub modified: u64,
+}
+
+/// The error for a store that keeps no delta encodings.
+pub(crate) fn unsupported(store: &str) -> Error {
+    Error::Remote(crate::error::RemoteError::Failed {
+        remote: store.to_string(),
+        kind: crate::error::RemoteFailure::Refused,
+        reason: "this store keeps no delta encodings".into(),
+    })
+}
+
+/// Checks the header of `enc`, uploaded as `name`: a delta object (format 3) naming `name.base`,
+/// of at most `max_raw_len` bytes. Returns its raw length.
+pub fn check_delta_header(name: &DeltaName, enc: &[u8], max_raw_len: u64) -> Result<u64> {
+    let h = codec::parse_header(&name.id, enc)?;
+    match h.codec {
+        Codec::Delta { base, .. } if base == name.base => {}
+        Codec::Delta { base, .. } => {
+            return Err(Error::corrupt(
+                name.id,
+                Corruption::BadChain,
+                format!(
+                    "was uploaded as a delta against {}, but is one against {base}",
+                    name.base
+                ),
+            ))
+        }
+        _ => {
+            return Err(Error::corrupt(
+                name.id,
+                Corruption::BadChain,
+                "was uploaded as a delta but is a standalone object",
+            ))
+        }
+    }
+    if name.id == name.base {
+        return Err(Error::corrupt(
+            name.id,
+            Corruption::BadChain,
+            "is a delta against itself",
+        ));
+    }
+    codec::check_raw_len(&name.id, &h, max_raw_len)?;
+    Ok(h.raw_len)
+}
+
+/// Verifies `enc`, uploaded to `store` as `name`: its header ([`check_delta_header`]), then its
+/// bytes decoded against the base as `store` holds it ([`resolve`]) must hash to `name.id`. A base
+/// the store lacks is [`StoreError::BaseMissing`].
+pub async fn verify_delta(store: &dyn Store, name: &DeltaName, enc: &[u8]) -> Result<()> {
+    let raw_len = check_delta_header(name, enc, codec::MAX_OBJECT_SIZE)?;
+    let mut raw = match resolve(store, &name.base, raw_len, &[name.id]).await {
+        Err(Error::Store(StoreError::ObjectMissing(b))) if b == name.base => {
+            return Err(Error::Store(StoreError::BaseMissing {
+                id: name.id,
+                base: name.base,
+            }))
+        }
+        r => r?,
+    };
+    let id = name.id;
+    let enc = enc.to_vec();
+    crate::blocking::blocking(store.display_url(), move || {
+        codec::decode_against_in_place(
+            &id,
+            &enc,
+            &mut raw,
+            codec::MAX_OBJECT_SIZE,
+            &mut DecodeScratch::default(),
+        )?;
+        check_hash(&id, &raw)
+    })
+    .await?
+}
+
+/// Whether `store` holds `id`, whole or as a delta (by names only: nothing is downloaded).
+pub async fn holds(store: &dyn Store, id: &ObjectId) -> Result<bool> {
+    if store.missing(&[*id]).await?.is_empty() {
+        return Ok(true);
+    }
+    Ok(store.stores_deltas() && !store.deltas_of(&[*id]).await?.is_empty())
+}
+
+/// The raw bytes of `id` as `store` holds it, verified: whole, or through a chain of its delta
+/// encodings (at most [`MAX_CHAIN`] deltas, none of them `id` itself or one of `above`, the
+/// objects a caller builds on this one). [`StoreError::ObjectMissing`] when the store holds `id`
+/// neither way; a chain that breaks below `id` names the missing base ([`StoreError::BaseMissing`]).
+pub async fn resolve(
+    store: &dyn Store,
+    id: &ObjectId,
+    max_raw_len: u64,
+    above: &[ObjectId],
+) -> Result<Vec<u8>> {
+    // Down by names: `chain[k]` is built on `chain[k + 1]`; the last one is held whole.
+    let mut chain: Vec<DeltaName> = Vec::new();
+    let mut cur = *id;
+    loop {
+        if store.missing(&[cur]).await?.is_empty() {
+            break;
+        }
+        let seen = |b: &ObjectId| b == id || above.contains(b) || chain.iter().any(|d| d.id == *b);
+        let options = if store.stores_deltas() {
+            store.deltas_of(&[cur]).await?
+        } else {
+            Vec::new()
+        };
+        let Some(next) = options.into_iter().find(|d| d.id == cur && !seen(&d.base)) else {
+            return Err(match chain.last() {
+                None => Error::Store(StoreError::ObjectMissing(cur)),
+                Some(d) => Error::Store(StoreError::BaseMissing {
+                    id: d.id,
+                    base: cur,
+                }),
+            });
+        };
+        if chain.len() >= MAX_CHAIN {
+            return Err(Error::corrupt(
+                *id,
+                Corruption::BadChain,
+                format!("its chain of deltas on the remote is longer than {MAX_CHAIN} deltas"),
+            ));
+        }
+        chain.push(next);
+        cur = next.base;
+    }
+    let bottom = cur;
+    let enc = store.get(&bottom).await?;
+    let url = store.display_url();
+    let mut raw = crate::blocking::blocking(url.clone(), move || {
+        codec::decode_verified(&bottom, &enc, max_raw_len)
+    })
+    .await??;
+    let mut scratch = DecodeScratch::default();
+    for d in chain.iter().rev() {
+        let enc = store.get_delta(d).await?;
+        let d = *d;
+        let (r, back, s) = crate::blocking::blocking(url.clone(), move || {
+            let r = check_delta_header(&d, &enc, max_raw_len).and_then(|_| {
+                codec::decode_against_in_place(&d.id, &enc, &mut raw, max_raw_len, &mut scratch)
+            });
+            let r = r.and_then(|()| check_hash(&d.id, &raw));
+            (r, raw, scratch)
+        })
+        .await?;
+        r?;
+        raw = back;
+        scratch = s;
+    }
+    Ok(raw)
+}
