@@ -292,7 +292,13 @@ fn remote_round_trip(url: &str, envs: &[(String, String)]) {
     let files = series(6);
     let origin = TestRepo::new();
     let (versions, _) = commit_all(&origin, &files);
-    run(&origin, &["push", "--remote", url, "--all-versions"]);
+    let pushed = run(&origin, &["push", "--remote", url, "--all-versions"]);
+    assert!(pushed["deltas"].as_u64().expect("deltas") > 0, "{pushed}");
+    assert!(
+        pushed["bytes"].as_u64().expect("bytes") as f64
+            <= 1.05 * store_bytes(&origin.path().join(".shard/objects")) as f64,
+        "the older versions go as deltas, as stored locally: {pushed}"
+    );
     let newest = origin.manifest("model.safetensors");
     // What the newest version takes stored on its own (it is standalone in the origin).
     let alone: u64 = chunks(&newest)
@@ -310,8 +316,22 @@ fn remote_round_trip(url: &str, envs: &[(String, String)]) {
     fresh.ok(&["checkout"]);
     assert!(fresh.read("model.safetensors") == files[5]);
     let all = clone();
-    run(&all, &["pull", "--remote", url, "--all-versions"]);
+    let pulled = run(&all, &["pull", "--remote", url, "--all-versions"]);
+    assert!(pulled["deltas"].as_u64().expect("deltas") > 0, "{pulled}");
     check_out(&all, &versions, &files, &[0, 4, 2, 5, 1, 3]);
+    // Every version at the cost of what changed, on the remote and in the clone alike.
+    let origin_bytes = store_bytes(&origin.path().join(".shard/objects"));
+    let all_bytes = store_bytes(&all.path().join(".shard/objects"));
+    assert!(
+        all_bytes as f64 <= 1.05 * origin_bytes as f64,
+        "{all_bytes} vs {origin_bytes}"
+    );
+    // One older version alone comes through the newer ones it is a delta of.
+    let one = clone();
+    one.ok(&["pull", "--remote", url, "--version", &versions[2]]);
+    one.ok(&["checkout", "model.safetensors", "--version", &versions[2]]);
+    assert!(one.read("model.safetensors") == files[2]);
+    one.ok(&["verify"]);
 }
 
 #[test]
@@ -321,6 +341,7 @@ fn directory_remote_gets_standalone_objects_and_fresh_clones_pay_for_one_version
     assert!(encodings(&remote.path().join("objects"))
         .values()
         .all(Option::is_none));
+    assert!(!common::walk(&remote.path().join("deltas")).is_empty());
 }
 
 /// Bytes of every file under `dir`.

@@ -46,7 +46,7 @@ pub(super) async fn remote_missing(
 /// Runs `work` for every id with at most `jobs` at once. `work` returns what it moved; `done` is
 /// called as each finishes. On the first permanent error no new work starts; work in flight is
 /// awaited, then the error is returned.
-async fn bounded<F, Fut, T>(
+pub(super) async fn bounded<F, Fut, T>(
     ids: Vec<ObjectId>,
     jobs: usize,
     work: F,
@@ -93,7 +93,7 @@ where
 }
 
 /// Runs blocking local-store work off the async threads.
-async fn local_io<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(super) async fn local_io<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     blocking("local store", f).await?
 }
 

@@ -10,6 +10,7 @@
 //! nothing half-written exists.
 
 mod check;
+mod deltas;
 mod dirs;
 mod engine;
 mod lfs;
@@ -79,6 +80,8 @@ pub struct TransferStats {
     /// Older local versions queued to be re-encoded as deltas of versions received (pull only;
     /// `nshard repack` does it, by default in the background as after a commit).
     pub deltas_queued: usize,
+    /// Of `objects`, those sent or received as deltas (to and from a remote that keeps them).
+    pub deltas: usize,
 }
 
 /// What a push or pull did for one file.
@@ -412,9 +415,38 @@ pub async fn push(
         .filter(|id| !missing.contains(id))
         .copied()
         .collect();
+    // Chunks stored locally as deltas go as deltas where the remote keeps them (see `deltas`).
+    let delta_plan = if remote.stores_deltas() && remote.stores_float_objects() {
+        let older = older_chunks(repo, &manifests);
+        deltas::plan_push(
+            local,
+            remote,
+            &dedup(data.clone()),
+            &missing,
+            &older,
+            &opts.transfer.retry,
+            &mut stats,
+        )
+        .await?
+    } else {
+        deltas::PushDeltas::default()
+    };
+    data.retain(|id| !delta_plan.instead.contains(id));
+    let stats =
+        engine::push_groups(local, remote, &[data.clone()], &missing, stats, &opts.transfer)
+            .await?;
+    let mut stats = stats;
+    deltas::push(local, remote, &delta_plan, &mut stats, &opts.transfer).await?;
+    let mut stats = engine::push_groups(
+        local,
+        remote,
+        &[manifests.clone()],
+        &missing,
+        stats,
+        &opts.transfer,
+    )
+    .await?;
     let groups = [data, manifests];
-    let mut stats =
-        engine::push_groups(local, remote, &groups, &missing, stats, &opts.transfer).await?;
     let mut records = 0;
     if !opts.transfer.dry_run {
         match record_push(repo, remote, opts).await {
@@ -505,6 +537,27 @@ async fn record_push(
         }
     };
     roots::write_records(remote, &repository, refs, &opts.transfer.retry).await
+}
+
+/// The chunks of the two versions before each of `versions` (where a commit's re-encoding puts
+/// deltas of the pushed versions' chunks), other than `versions` themselves. Best effort: a version
+/// the local store does not have, or that is not a file's, adds nothing.
+fn older_chunks(repo: &Repo, versions: &[ObjectId]) -> Vec<ObjectId> {
+    let pushed: HashSet<ObjectId> = versions.iter().copied().collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for v in versions {
+        let mut next = repo.load_version(v).ok().and_then(|m| m.version.parent);
+        for _ in 0..2 {
+            let Some(p) = next.filter(|p| !pushed.contains(p) && seen.insert(*p)) else {
+                break;
+            };
+            let Ok(m) = repo.load_version(&p) else { break };
+            out.extend(m.chunks.iter().map(|c| c.id));
+            next = m.version.parent;
+        }
+    }
+    dedup(out)
 }
 
 /// The versions every manifest in the work tree names (files and units).
@@ -661,13 +714,55 @@ pub async fn pull(
         opts.transfer.progress,
     )
     .await?;
+    let mut absent = absent;
+    // What the remote holds only as deltas comes through them (bases first).
+    let lacking_whole: HashMap<ObjectId, u64> = wanted
+        .iter()
+        .filter(|(id, _)| absent.contains(id))
+        .map(|(id, n)| (*id, *n))
+        .collect();
     wanted.retain(|id, _| !absent.contains(id));
-    if opts.transfer.dry_run {
-        stats.objects = wanted.len();
-        stats.bytes = wanted.values().sum();
+    let via_deltas = if remote.stores_deltas() && !lacking_whole.is_empty() {
+        let coming: HashSet<ObjectId> = wanted.keys().copied().collect();
+        deltas::plan_pull(
+            local,
+            remote,
+            &lacking_whole,
+            &coming,
+            &opts.transfer.retry,
+            &mut stats,
+        )
+        .await?
     } else {
-        engine::pull_objects(local, remote, &wanted, &opts.transfer, &mut stats).await?;
+        deltas::PullDeltas::default()
+    };
+    for id in via_deltas.ids() {
+        absent.remove(&id);
     }
+    let mut whole = wanted.clone();
+    whole.extend(via_deltas.bases.iter().map(|(id, n)| (*id, *n)));
+    if opts.transfer.dry_run {
+        stats.objects = whole.len() + via_deltas.levels.iter().map(Vec::len).sum::<usize>();
+        stats.bytes = whole.values().sum::<u64>()
+            + via_deltas
+                .levels
+                .iter()
+                .flatten()
+                .map(|d| lacking_whole.get(&d.id).copied().unwrap_or(0))
+                .sum::<u64>();
+    } else {
+        engine::pull_objects(local, remote, &whole, &opts.transfer, &mut stats).await?;
+        deltas::pull(
+            local,
+            remote,
+            &via_deltas,
+            &lacking_whole,
+            &opts.transfer,
+            &mut stats,
+        )
+        .await?;
+    }
+    let received_ids: HashSet<ObjectId> = whole.keys().copied().chain(via_deltas.ids()).collect();
     // A version the remote lacks may have been pruned by retention: say so rather than call it
     // missing data.
     let mut notes = Vec::new();
@@ -718,7 +813,7 @@ pub async fn pull(
     if !opts.transfer.dry_run {
         for f in &files[..file_count] {
             if let Ok(plan) = &f.result {
-                let received = |id: &ObjectId| wanted.contains_key(id);
+                let received = |id: &ObjectId| received_ids.contains(id);
                 // Without `--version` the pulled version is the work tree's.
                 let tip = opts
                     .version
