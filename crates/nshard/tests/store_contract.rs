@@ -105,6 +105,7 @@ async fn s3_remote_passes_the_contract() {
         .await
         .expect("open");
     assert_eq!(store.display_url(), url.to_string());
+    assert!(store.stores_deltas(), "an S3 remote keeps delta encodings");
     contract(store.clone(), 3).await;
     admin_contract(store, 3).await;
 }

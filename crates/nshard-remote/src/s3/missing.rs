@@ -71,6 +71,8 @@ pub struct RequestCounts {
     /// Pages of fan-out directory listings made by `missing` queries (a page holds up to
     /// [`KEYS_PER_PAGE`] keys; an empty directory takes one).
     pub list_pages: u64,
+    /// Pages of the listings `deltas_of` queries make (at least one per id asked about).
+    pub delta_list_pages: u64,
 }
 
 impl S3Store {
@@ -79,6 +81,7 @@ impl S3Store {
         RequestCounts {
             heads: self.heads.load(Ordering::Relaxed),
             list_pages: self.list_pages.load(Ordering::Relaxed),
+            delta_list_pages: self.delta_list_pages.load(Ordering::Relaxed),
         }
     }
 

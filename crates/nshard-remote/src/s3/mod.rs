@@ -15,6 +15,8 @@
 //!   touches when that takes fewer requests (see [`MissingStrategy`]); answers in request order.
 //! - **Reads** are bounded by the largest valid object and verified by the caller, as for every
 //!   remote.
+//! - **Delta encodings** live under `PREFIX/deltas/ab/<id>.<base>` (module `deltas`): written like
+//!   objects once their header and the presence of their base are checked; readers verify them.
 //! - **Errors.** A refused key or a missing bucket is permanent and says what to check; dropped
 //!   connections, timeouts, 5xx and throttling are [`RemoteError::Transient`](nshard_core::RemoteError::Transient) for the transfer
 //!   engine to retry. `object_store` makes no retries of its own, so that one policy
@@ -41,6 +43,7 @@ use object_store::{
     WriteMultipart,
 };
 
+mod deltas;
 mod missing;
 
 use missing::S3_MISSING_BATCH;
@@ -49,7 +52,8 @@ pub use missing::{MissingStrategy, RequestCounts};
 pub use missing::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 
 use nshard_core::backend::{
-    blocking, read_exact_at, RecordName, StagedUpload, StoreAdmin, StoredObject, MAX_RECORD_BYTES,
+    blocking, read_exact_at, DeltaName, RecordName, StagedUpload, StoreAdmin, StoredDelta,
+    StoredObject, MAX_RECORD_BYTES,
 };
 use nshard_core::format::{decode_verified, max_encoded_len, MAX_OBJECT_SIZE};
 use nshard_core::{Corruption, Error, ObjectId, RemoteFailure, Result, Store};
@@ -95,6 +99,8 @@ pub struct S3Store {
     heads: AtomicU64,
     /// Listing pages made by `missing` queries.
     list_pages: AtomicU64,
+    /// Listing pages made by `deltas_of` queries.
+    delta_list_pages: AtomicU64,
 }
 
 impl S3Store {
@@ -155,6 +161,7 @@ impl S3Store {
             conditional: AtomicBool::new(true),
             heads: AtomicU64::new(0),
             list_pages: AtomicU64::new(0),
+            delta_list_pages: AtomicU64::new(0),
         })
     }
 
@@ -251,38 +258,50 @@ impl S3Store {
 
     /// HEAD of `id`: its size, or `None`.
     async fn head(&self, id: &ObjectId) -> Result<Option<u64>> {
+        self.head_key(&self.key(id), &format!("looking up {id}"))
+            .await
+    }
+
+    /// HEAD of `key` (an object's or a delta's): its size, or `None`. Counted in
+    /// [`RequestCounts::heads`].
+    async fn head_key(&self, key: &KeyPath, what: &str) -> Result<Option<u64>> {
         self.heads.fetch_add(1, Ordering::Relaxed);
-        match self.store.head(&self.key(id)).await {
+        match self.store.head(key).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.error(&format!("looking up {id}"), e)),
+            Err(e) => Err(self.error(what, e)),
         }
     }
 
-    /// Uploads the `len` bytes of `id` in parts (after checking that it is absent), taking part
+    /// Uploads the `len` bytes of `key` in parts (after checking that it is absent), taking part
     /// `n` bytes at `offset` from `part(offset, n)`, [`PART_CONCURRENCY`] parts in flight. On any
     /// error the upload is aborted: S3 shows a multipart object only once it is complete.
-    async fn put_multipart<F, Fut>(&self, id: &ObjectId, len: u64, mut part: F) -> Result<bool>
+    async fn put_multipart<F, Fut>(
+        &self,
+        key: &KeyPath,
+        what: &str,
+        len: u64,
+        mut part: F,
+    ) -> Result<bool>
     where
         F: FnMut(u64, usize) -> Fut,
         Fut: Future<Output = Result<Bytes>>,
     {
-        if self.head(id).await?.is_some() {
+        if self.head_key(key, what).await?.is_some() {
             return Ok(false);
         }
-        let what = format!("uploading {id}");
         let upload = self
             .store
-            .put_multipart(&self.key(id))
+            .put_multipart(key)
             .await
-            .map_err(|e| self.error(&what, e))?;
+            .map_err(|e| self.error(what, e))?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut offset = 0u64;
         while offset < len {
             let n = (len - offset).min(PART_SIZE as u64) as usize;
             let next = match w.wait_for_capacity(PART_CONCURRENCY).await {
                 Ok(()) => part(offset, n).await,
-                Err(e) => Err(self.error(&what, e)),
+                Err(e) => Err(self.error(what, e)),
             };
             match next {
                 Ok(bytes) => w.put(bytes),
@@ -293,23 +312,28 @@ impl S3Store {
             }
             offset += n as u64;
         }
-        w.finish().await.map_err(|e| self.error(&what, e))?;
+        w.finish().await.map_err(|e| self.error(what, e))?;
         Ok(true)
     }
 
     /// Uploads `data` for `id` unless present; returns whether this call wrote it.
     async fn put_if_absent(&self, id: &ObjectId, data: Bytes) -> Result<bool> {
+        self.put_key_if_absent(&self.key(id), &format!("uploading {id}"), data)
+            .await
+    }
+
+    /// Uploads `data` as `key` (an object's or a delta's) unless present; returns whether this
+    /// call wrote it.
+    async fn put_key_if_absent(&self, key: &KeyPath, what: &str, data: Bytes) -> Result<bool> {
         if data.len() > MULTIPART_THRESHOLD {
             let whole = data.clone();
             return self
-                .put_multipart(id, data.len() as u64, |offset, n| {
+                .put_multipart(key, what, data.len() as u64, |offset, n| {
                     let o = offset as usize;
                     futures::future::ready(Ok(whole.slice(o..o + n)))
                 })
                 .await;
         }
-        let what = format!("uploading {id}");
-        let key = self.key(id);
         if self.conditional.load(Ordering::Relaxed) {
             let opts = PutOptions {
                 mode: PutMode::Create,
@@ -317,7 +341,7 @@ impl S3Store {
             };
             match self
                 .store
-                .put_opts(&key, PutPayload::from_bytes(data.clone()), opts)
+                .put_opts(key, PutPayload::from_bytes(data.clone()), opts)
                 .await
             {
                 Ok(_) => return Ok(true),
@@ -326,17 +350,62 @@ impl S3Store {
                     // No conditional writes here: fall back to HEAD + PUT from now on.
                     self.conditional.store(false, Ordering::Relaxed);
                 }
-                Err(e) => return Err(self.error(&what, e)),
+                Err(e) => return Err(self.error(what, e)),
             }
         }
-        if self.head(id).await?.is_some() {
+        if self.head_key(key, what).await?.is_some() {
             return Ok(false);
         }
         self.store
-            .put(&key, PutPayload::from_bytes(data))
+            .put(key, PutPayload::from_bytes(data))
             .await
-            .map_err(|e| self.error(&what, e))?;
+            .map_err(|e| self.error(what, e))?;
         Ok(true)
+    }
+
+    /// The bytes of `key` (an encoding of `id`), `None` when absent, refused past the largest
+    /// encoding an object can have: a corrupt or hostile bucket cannot make a reader buffer more.
+    /// `of` names what the key holds in the error (`""` for the whole object).
+    async fn read_capped(
+        &self,
+        key: &KeyPath,
+        id: &ObjectId,
+        of: &str,
+        what: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        let r = match self.store.get(key).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error(what, e)),
+        };
+        let limit = max_encoded_len(MAX_OBJECT_SIZE);
+        if r.meta.size > limit {
+            return Err(Error::Store(StoreError::CorruptObject {
+                id: *id,
+                kind: Corruption::TooLarge,
+                reason: format!(
+                    "{of}{} bytes in {}, more than any encoding of it can take",
+                    r.meta.size, self.url
+                ),
+            }));
+        }
+        let mut out = Vec::with_capacity(r.meta.size as usize);
+        let mut stream = r.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.error(what, e))?;
+            if (out.len() + chunk.len()) as u64 > limit {
+                return Err(Error::Store(StoreError::CorruptObject {
+                    id: *id,
+                    kind: Corruption::TooLarge,
+                    reason: format!(
+                        "{of}grew past its size limit while being read from {}",
+                        self.url
+                    ),
+                }));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(Some(out))
     }
 }
 
@@ -419,8 +488,11 @@ impl Store for S3Store {
         let staged = Arc::new(staged);
         let len = staged.len();
         if len as usize > MULTIPART_THRESHOLD {
+            let what = format!("uploading {id}");
             return self
-                .put_multipart(id, len, |offset, n| read_at(&staged, offset, n))
+                .put_multipart(&self.key(id), &what, len, |offset, n| {
+                    read_at(&staged, offset, n)
+                })
                 .await;
         }
         let data = read_at(&staged, 0, len as usize).await?;
@@ -429,41 +501,9 @@ impl Store for S3Store {
 
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
         let what = format!("downloading {id}");
-        let r = match self.store.get(&self.key(id)).await {
-            Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::Store(StoreError::ObjectMissing(*id)))
-            }
-            Err(e) => return Err(self.error(&what, e)),
-        };
-        let limit = max_encoded_len(MAX_OBJECT_SIZE);
-        if r.meta.size > limit {
-            return Err(Error::Store(StoreError::CorruptObject {
-                id: *id,
-                kind: Corruption::TooLarge,
-                reason: format!(
-                    "{} bytes in {}, more than any encoding of it can take",
-                    r.meta.size, self.url
-                ),
-            }));
-        }
-        let mut out = Vec::with_capacity(r.meta.size as usize);
-        let mut stream = r.into_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.error(&what, e))?;
-            if (out.len() + chunk.len()) as u64 > limit {
-                return Err(Error::Store(StoreError::CorruptObject {
-                    id: *id,
-                    kind: Corruption::TooLarge,
-                    reason: format!(
-                        "grew past its size limit while being read from {}",
-                        self.url
-                    ),
-                }));
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out)
+        self.read_capped(&self.key(id), id, "", &what)
+            .await?
+            .ok_or(Error::Store(StoreError::ObjectMissing(*id)))
     }
 
     fn admin(&self) -> Option<&dyn StoreAdmin> {
@@ -603,6 +643,31 @@ impl Store for S3Store {
     async fn delete_records(&self, names: &[RecordName]) -> Result<()> {
         let keys = names.iter().map(|n| self.record_key(n)).collect();
         self.delete_keys(keys, "deleting records").await
+    }
+
+    fn stores_deltas(&self) -> bool {
+        true
+    }
+
+    async fn put_delta(&self, name: &DeltaName, encoded: Vec<u8>) -> Result<bool> {
+        self.put_delta_checked(name, encoded).await
+    }
+
+    async fn get_delta(&self, name: &DeltaName) -> Result<Vec<u8>> {
+        self.get_delta_capped(name).await
+    }
+
+    async fn deltas_of(&self, ids: &[ObjectId]) -> Result<Vec<DeltaName>> {
+        self.list_deltas_of(ids).await
+    }
+
+    async fn list_deltas(&self) -> Result<Vec<StoredDelta>> {
+        self.list_all_deltas().await
+    }
+
+    async fn delete_deltas(&self, names: &[DeltaName]) -> Result<()> {
+        let keys = names.iter().map(|n| self.delta_key(n)).collect();
+        self.delete_keys(keys, "deleting delta encodings").await
     }
 }
 
