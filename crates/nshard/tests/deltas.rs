@@ -964,3 +964,64 @@ fn verify_tells_a_lost_base_from_damaged_deltas_and_keeps_reporting_lost_chunks(
     repo.ok(&["verify"]);
     check_out(&repo, &versions, &files, &[0, 3, 1]);
 }
+
+/// The training loop: commit and push after each checkpoint. The remote first holds every
+/// version whole (each push sends the newest whole, and the deltas of the one before); `remote
+/// gc` then lets the deltas stand for the whole copies, and the remote costs what the local store
+/// costs. A fresh clone still pays for one version, gets every version through the deltas, and
+/// a second gc frees nothing.
+#[test]
+fn remote_gc_lets_pushed_deltas_stand_for_whole_versions() {
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8");
+    let files = series(6);
+    let origin = TestRepo::new();
+    let mut versions = Vec::new();
+    for (k, f) in files.iter().enumerate() {
+        let m = commit_step(&origin, k, f);
+        versions.push(m["version"].as_str().expect("version").to_string());
+        // The re-encoding of the version before is done before the push (the next push sends
+        // what a pending one leaves).
+        origin.ok(&["repack"]);
+        origin.ok(&["push", "--remote", url]);
+    }
+    let local = store_bytes(&origin.path().join(".shard/objects"));
+    let before = store_bytes(remote.path());
+    assert!(
+        before as f64 > 2.0 * local as f64,
+        "every version went whole: {before} vs {local}"
+    );
+    let dry = origin.json(&["remote", "gc", url, "--grace", "0", "--dry-run"]);
+    assert!(dry["superseded_objects"].as_u64().expect("n") > 0, "{dry}");
+    assert_eq!(
+        store_bytes(remote.path()),
+        before,
+        "a dry run changes nothing"
+    );
+    let gc = origin.json(&["remote", "gc", url, "--grace", "0"]);
+    assert_eq!(gc["freed_objects"], 0, "{gc}");
+    let after = store_bytes(remote.path());
+    assert!(
+        after as f64 <= 1.1 * local as f64,
+        "after gc the remote takes {after} bytes, the local store {local}: {gc}"
+    );
+    let again = origin.json(&["remote", "gc", url, "--grace", "0"]);
+    assert_eq!(again["superseded_objects"], 0, "{again}");
+    assert_eq!(store_bytes(remote.path()), after);
+    // The newest version alone costs what it costs stored on its own.
+    let newest = origin.manifest("model.safetensors");
+    let alone: u64 = chunks(&newest)
+        .iter()
+        .map(|c| fs::metadata(origin.object_path(c)).expect("object").len())
+        .sum();
+    let fresh = clone_of(&origin);
+    let pulled = fresh.json(&["pull", "--remote", url]);
+    assert!(
+        pulled["bytes"].as_u64().expect("bytes") as f64 <= 1.3 * alone as f64,
+        "{pulled} vs {alone}"
+    );
+    let all = clone_of(&origin);
+    all.ok(&["pull", "--remote", url, "--all-versions"]);
+    check_out(&all, &versions, &files, &[0, 5, 1, 4, 2, 3]);
+    all.ok(&["verify", "--remote", url]);
+}

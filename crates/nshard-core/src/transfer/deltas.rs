@@ -125,9 +125,13 @@ pub(super) async fn plan_push(
             id: *id,
             base: *base,
         };
-        !existing.contains(&name)
-            && !(lacks_whole(id) && !sending.contains(id))
-            && !(held_as_delta.contains(id) && !lacks_whole(id))
+        let whole_there = !lacks_whole(id);
+        // Sent already; or a chunk outside this push the remote lacks whole (its version is
+        // not being sent); or one held whole that a delta holds already.
+        let needless = existing.contains(&name)
+            || (!whole_there && !sending.contains(id))
+            || (whole_there && held_as_delta.contains(id));
+        !needless
     });
     // Chunks the remote lacks whole and holds as a delta already need neither.
     let mut instead: HashSet<ObjectId> = send
@@ -206,10 +210,8 @@ pub(super) async fn push(
         stats.bytes += total;
         return Ok(());
     }
-    opts.progress.start(
-        &format!("push deltas to {}", remote.display_url()),
-        total,
-    );
+    opts.progress
+        .start(&format!("push deltas to {}", remote.display_url()), total);
     let mut result = Ok(());
     for level in &plan.levels {
         let names: HashMap<ObjectId, DeltaName> = level.iter().map(|d| (d.id, *d)).collect();
@@ -356,7 +358,8 @@ pub(super) async fn plan_pull(
     left.sort();
     let mut levels = Vec::new();
     while !left.is_empty() && levels.len() <= MAX_CHAIN {
-        let (now, later): (Vec<_>, Vec<_>) = left.into_iter().partition(|d| ready(&d.base, &placed));
+        let (now, later): (Vec<_>, Vec<_>) =
+            left.into_iter().partition(|d| ready(&d.base, &placed));
         left = later;
         if now.is_empty() {
             break;
@@ -381,8 +384,7 @@ pub(super) async fn pull(
     stats: &mut TransferStats,
 ) -> Result<()> {
     let url = remote.display_url();
-    opts.progress
-        .start(&format!("pull deltas from {url}"), 0);
+    opts.progress.start(&format!("pull deltas from {url}"), 0);
     let mut result = Ok(());
     for level in &plan.levels {
         let names: HashMap<ObjectId, DeltaName> = level.iter().map(|d| (d.id, *d)).collect();
@@ -403,8 +405,7 @@ pub(super) async fn pull(
                         Err(e) => return (Err(e), retries),
                     };
                     let n = enc.len() as u64;
-                    let stored =
-                        local_io(move || store_delta(&local, &name, &enc, max_raw)).await;
+                    let stored = local_io(move || store_delta(&local, &name, &enc, max_raw)).await;
                     let r = match stored {
                         Ok(()) => Ok(n),
                         Err(Error::Store(StoreError::CorruptObject { id, kind, reason })) => {
@@ -440,7 +441,13 @@ fn store_delta(local: &LocalStore, name: &DeltaName, enc: &[u8], max_raw: u64) -
     }
     crate::remote::deltas::check_delta_header(name, enc, max_raw)?;
     let mut raw = local.get(&name.base, max_raw)?;
-    codec::decode_against_in_place(&name.id, enc, &mut raw, max_raw, &mut DecodeScratch::default())?;
+    codec::decode_against_in_place(
+        &name.id,
+        enc,
+        &mut raw,
+        max_raw,
+        &mut DecodeScratch::default(),
+    )?;
     crate::store::check_hash(&name.id, &raw)?;
     if local.chain_depth(&name.base)? + 1 < MAX_CHAIN {
         local.put_trusted(&name.id, enc)?;
@@ -452,4 +459,247 @@ fn store_delta(local: &LocalStore, name: &DeltaName, enc: &[u8], max_raw: u64) -
         local.put_trusted(&name.id, &Encoder::new().encode(&raw, hint))?;
     }
     Ok(())
+}
+
+/// The longest chain of deltas `nshard remote gc` builds on a remote when it lets deltas stand
+/// for whole objects (a local store's default `delta_depth`).
+pub(super) const REMOTE_DEPTH: usize = 16;
+
+/// How gc keeps what a remote holds of the objects it must keep ([`choose_encodings`]).
+#[derive(Debug, Default)]
+pub(super) struct Encodings {
+    /// Kept objects whose whole copy goes: a kept delta holds each, its chain ending in a kept
+    /// whole object within [`REMOTE_DEPTH`] deltas.
+    pub whole_superseded: Vec<ObjectId>,
+    /// Deltas of kept objects that no kept chain uses.
+    pub deltas_superseded: Vec<DeltaName>,
+    /// Objects kept only as the base of a kept delta (beyond the live ones).
+    pub bases: HashSet<ObjectId>,
+    /// Deltas kept.
+    pub deltas_kept: usize,
+}
+
+/// Chooses, for each of `live` the remote holds (`whole`: the ids it holds whole, with when they
+/// were stored; `deltas`: its delta encodings by id), one way to keep it: whole, or a delta whose
+/// chain ends in a kept whole object. Objects held whole with no delta are kept whole; the others
+/// become deltas where a chain of at most [`REMOTE_DEPTH`] deltas reaches a whole one, else stay
+/// whole; an object held only as deltas keeps one whose chain resolves, its bases kept with it
+/// (even those no live version names). Only what has `settled` (stored longer ago than the grace
+/// period) is deleted or relied on to delete something else; an object with no chain that
+/// resolves keeps everything it has.
+pub(super) fn choose_encodings(
+    live: &HashSet<ObjectId>,
+    whole: &HashMap<ObjectId, u64>,
+    deltas: &HashMap<ObjectId, Vec<crate::remote::StoredDelta>>,
+    settled: impl Fn(u64) -> bool,
+) -> Encodings {
+    let mut out = Encodings::default();
+    let mut need: Vec<ObjectId> = live
+        .iter()
+        .filter(|id| whole.contains_key(id) || deltas.contains_key(id))
+        .copied()
+        .collect();
+    need.sort();
+    let mut needed: HashSet<ObjectId> = need.iter().copied().collect();
+    // id → (chosen delta or whole, deltas between it and a whole object).
+    let mut chosen: HashMap<ObjectId, (Option<DeltaName>, usize)> = HashMap::new();
+    let options = |id: &ObjectId| -> Vec<crate::remote::StoredDelta> {
+        let mut v = deltas.get(id).cloned().unwrap_or_default();
+        v.sort_by_key(|d| d.name);
+        v
+    };
+    // Whole objects nothing else can stand for are the anchors.
+    for id in &need {
+        if whole.contains_key(id) && !options(id).iter().any(|d| settled(d.modified)) {
+            chosen.insert(*id, (None, 0));
+        }
+    }
+    for _ in 0..need.len().saturating_add(2).min(1 << 20) {
+        // Grow chains on what is chosen, one level at a time.
+        loop {
+            let mut grew = false;
+            for id in &need {
+                if chosen.contains_key(id) {
+                    continue;
+                }
+                let relied_on = whole.contains_key(id);
+                let pick = options(id).into_iter().find_map(|d| {
+                    let (_, depth) = chosen.get(&d.name.base)?;
+                    (*depth < REMOTE_DEPTH && (!relied_on || settled(d.modified)))
+                        .then_some((d.name, depth + 1))
+                });
+                if let Some((name, depth)) = pick {
+                    chosen.insert(*id, (Some(name), depth));
+                    grew = true;
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        // What is left and held whole stays whole, the top of each chain first (a delta of an
+        // object also left can grow on it next; in a cycle, the lowest id stays whole); that
+        // may let more chains grow.
+        let left: HashSet<ObjectId> = need
+            .iter()
+            .filter(|id| !chosen.contains_key(id) && whole.contains_key(id))
+            .copied()
+            .collect();
+        let on_left = |id: &ObjectId, below: bool| {
+            options(id).iter().any(|d| {
+                settled(d.modified) && left.contains(&d.name.base) && (!below || d.name.base < *id)
+            })
+        };
+        let mut anchors: Vec<ObjectId> = left
+            .iter()
+            .filter(|id| !on_left(id, false))
+            .copied()
+            .collect();
+        if anchors.is_empty() {
+            anchors = left
+                .iter()
+                .filter(|id| !on_left(id, true))
+                .copied()
+                .collect();
+        }
+        if !anchors.is_empty() {
+            for id in anchors {
+                chosen.insert(id, (None, 0));
+            }
+            continue;
+        }
+        // Held only as deltas of objects outside the set: their bases are needed too.
+        let mut added = false;
+        for id in need.clone() {
+            if chosen.contains_key(&id) {
+                continue;
+            }
+            for d in options(&id) {
+                let b = d.name.base;
+                if !needed.contains(&b) && (whole.contains_key(&b) || deltas.contains_key(&b)) {
+                    needed.insert(b);
+                    need.push(b);
+                    out.bases.insert(b);
+                    added = true;
+                }
+            }
+        }
+        if !added {
+            break;
+        }
+    }
+    for id in &need {
+        let all = options(id);
+        match chosen.get(id) {
+            Some((Some(name), _)) => {
+                out.deltas_kept += 1;
+                if whole.get(id).is_some_and(|m| settled(*m)) {
+                    out.whole_superseded.push(*id);
+                }
+                out.deltas_superseded.extend(
+                    all.iter()
+                        .filter(|d| d.name != *name && settled(d.modified))
+                        .map(|d| d.name),
+                );
+            }
+            Some((None, _)) => out
+                .deltas_superseded
+                .extend(all.iter().filter(|d| settled(d.modified)).map(|d| d.name)),
+            // No chain resolves: keep everything it has.
+            None => out.deltas_kept += all.len(),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::StoredDelta;
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId::of(&[n])
+    }
+
+    fn delta(i: u8, b: u8, modified: u64) -> StoredDelta {
+        StoredDelta {
+            name: DeltaName {
+                id: id(i),
+                base: id(b),
+            },
+            size: 10,
+            modified,
+        }
+    }
+
+    fn by_id(list: &[StoredDelta]) -> HashMap<ObjectId, Vec<StoredDelta>> {
+        let mut m: HashMap<ObjectId, Vec<StoredDelta>> = HashMap::new();
+        for d in list {
+            m.entry(d.name.id).or_default().push(*d);
+        }
+        m
+    }
+
+    #[test]
+    fn a_reverse_chain_keeps_the_newest_whole_and_the_rest_as_deltas() {
+        // 1 → 2 → 3 (3 the newest), all held whole too.
+        let live: HashSet<ObjectId> = [1, 2, 3].map(id).into_iter().collect();
+        let whole: HashMap<ObjectId, u64> = [1, 2, 3].map(|n| (id(n), 0)).into_iter().collect();
+        let e = choose_encodings(
+            &live,
+            &whole,
+            &by_id(&[delta(1, 2, 0), delta(2, 3, 0)]),
+            |_| true,
+        );
+        let mut gone = e.whole_superseded.clone();
+        gone.sort();
+        let mut want = vec![id(1), id(2)];
+        want.sort();
+        assert_eq!(gone, want);
+        assert_eq!(e.deltas_kept, 2);
+        assert!(e.deltas_superseded.is_empty() && e.bases.is_empty());
+    }
+
+    #[test]
+    fn unsettled_deltas_stand_for_nothing_yet_and_cycles_keep_one_whole() {
+        let live: HashSet<ObjectId> = [1, 2].map(id).into_iter().collect();
+        let whole: HashMap<ObjectId, u64> = [1, 2].map(|n| (id(n), 0)).into_iter().collect();
+        // A delta pushed a moment ago: the whole copy stays, and so does the delta.
+        let e = choose_encodings(&live, &whole, &by_id(&[delta(1, 2, 100)]), |m| m < 50);
+        assert!(e.whole_superseded.is_empty() && e.deltas_superseded.is_empty());
+        // 1 and 2 deltas of each other: one stays whole, the other a delta of it.
+        let e = choose_encodings(
+            &live,
+            &whole,
+            &by_id(&[delta(1, 2, 0), delta(2, 1, 0)]),
+            |_| true,
+        );
+        assert_eq!(e.whole_superseded.len(), 1);
+        assert_eq!(e.deltas_superseded.len(), 1);
+    }
+
+    #[test]
+    fn bases_outside_the_live_set_are_kept_and_chains_stop_at_the_bound() {
+        // 1 is held only as a delta of 2, which no live version names.
+        let live: HashSet<ObjectId> = [id(1)].into_iter().collect();
+        let whole: HashMap<ObjectId, u64> = [(id(2), 0)].into_iter().collect();
+        let e = choose_encodings(&live, &whole, &by_id(&[delta(1, 2, 0)]), |_| true);
+        assert!(e.bases.contains(&id(2)));
+        assert!(e.whole_superseded.is_empty());
+        // A chain longer than the bound: the object at the bound stays whole.
+        let n = REMOTE_DEPTH as u8 + 3;
+        let live: HashSet<ObjectId> = (1..=n).map(id).collect();
+        let whole: HashMap<ObjectId, u64> = (1..=n).map(|k| (id(k), 0)).collect();
+        let chain: Vec<StoredDelta> = (1..n).map(|k| delta(k, k + 1, 0)).collect();
+        let e = choose_encodings(&live, &whole, &by_id(&chain), |_| true);
+        assert_eq!(e.whole_superseded.len(), n as usize - 2);
+        // A delta whose base is gone keeps the object whole (nothing it has is deleted).
+        let e = choose_encodings(
+            &[id(1)].into_iter().collect(),
+            &[(id(1), 0)].into_iter().collect(),
+            &by_id(&[delta(1, 9, 0)]),
+            |_| true,
+        );
+        assert!(e.whole_superseded.is_empty());
+    }
 }

@@ -432,9 +432,15 @@ pub async fn push(
         deltas::PushDeltas::default()
     };
     data.retain(|id| !delta_plan.instead.contains(id));
-    let stats =
-        engine::push_groups(local, remote, &[data.clone()], &missing, stats, &opts.transfer)
-            .await?;
+    let stats = engine::push_groups(
+        local,
+        remote,
+        &[data.clone()],
+        &missing,
+        stats,
+        &opts.transfer,
+    )
+    .await?;
     let mut stats = stats;
     deltas::push(local, remote, &delta_plan, &mut stats, &opts.transfer).await?;
     let mut stats = engine::push_groups(

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{dirs, roots, TransferOptions, TransferStats};
+use super::{deltas, dirs, roots, TransferOptions, TransferStats};
 use crate::dirunit::{DirManifest, MAX_DIR_MANIFEST};
 use crate::error::{Error, GitError, RemoteError, RemoteFailure, Result};
 use crate::id::ObjectId;
@@ -30,7 +30,7 @@ use crate::remote::records::{
     RetentionRecord, RootRecord, GC_SPACE, MARKS_PER_RECORD, RETENTION_FORMAT, RETENTION_SPACE,
     SINGLE_KEY,
 };
-use crate::remote::{Store, DELETE_BATCH};
+use crate::remote::{DeltaName, Store, StoredDelta, StoredObject, DELETE_BATCH};
 use crate::repo::Repo;
 
 /// What a run does to the retention policy recorded on the remote.
@@ -181,6 +181,13 @@ pub struct RemoteGcReport {
     pub candidates_omitted: usize,
     /// Requests made to the remote for listings and deletes.
     pub requests: u64,
+    /// Delta encodings kept (on a remote that keeps them; included in `live_objects`' bytes).
+    pub live_deltas: usize,
+    /// Whole objects deleted (or that would be) because a kept delta holds the same bytes, and
+    /// delta encodings no kept chain uses: the versions stay, stored smaller.
+    pub superseded_objects: usize,
+    /// Their stored bytes.
+    pub superseded_bytes: u64,
 }
 
 /// One version as gc sees it.
@@ -393,9 +400,57 @@ pub async fn remote_gc(
         }
     }
 
-    // 5. What the remote holds.
-    let listed = retried(retry, || remote.list_objects()).await?;
+    // 5. What the remote holds: whole objects and, where it keeps them, delta encodings (an id
+    // held either way counts as one object, its deltas' bytes with it).
+    let mut listed = retried(retry, || remote.list_objects()).await?;
     report.requests += 1 + listed.len() as u64 / 1000;
+    let mut deltas_by_id: HashMap<ObjectId, Vec<StoredDelta>> = HashMap::new();
+    let mut encodings = deltas::Encodings::default();
+    if remote.stores_deltas() {
+        let stored = retried(retry, || remote.list_deltas()).await?;
+        report.requests += 1 + stored.len() as u64 / 1000;
+        for d in stored {
+            deltas_by_id.entry(d.name.id).or_default().push(d);
+        }
+        let whole: HashMap<ObjectId, u64> = listed.iter().map(|o| (o.id, o.modified)).collect();
+        encodings = deltas::choose_encodings(&live_objects, &whole, &deltas_by_id, |m| {
+            now >= m.saturating_add(opts.grace)
+        });
+        live_objects.extend(encodings.bases.iter().copied());
+        report.live_deltas = encodings.deltas_kept;
+        let sizes: HashMap<ObjectId, u64> = listed.iter().map(|o| (o.id, o.size)).collect();
+        let gone: HashSet<DeltaName> = encodings.deltas_superseded.iter().copied().collect();
+        for id in &encodings.whole_superseded {
+            report.superseded_objects += 1;
+            report.superseded_bytes += sizes.get(id).copied().unwrap_or(0);
+        }
+        for d in deltas_by_id.values().flatten() {
+            if gone.contains(&d.name) {
+                report.superseded_objects += 1;
+                report.superseded_bytes += d.size;
+            }
+        }
+        // The stored bytes of a kept object count what it keeps.
+        let dropped_whole: HashSet<ObjectId> = encodings.whole_superseded.iter().copied().collect();
+        let mut merged: HashMap<ObjectId, StoredObject> =
+            listed.into_iter().map(|o| (o.id, o)).collect();
+        for (id, list) in &deltas_by_id {
+            let e = merged.entry(*id).or_insert(StoredObject {
+                id: *id,
+                size: 0,
+                modified: 0,
+            });
+            if dropped_whole.contains(id) {
+                e.size = 0;
+            }
+            for d in list.iter().filter(|d| !gone.contains(&d.name)) {
+                e.size += d.size;
+                e.modified = e.modified.max(d.modified);
+            }
+        }
+        listed = merged.into_values().collect();
+        listed.sort_unstable_by_key(|o| o.id);
+    }
     // The listing is sorted by id, so these are too.
     let mut new_marks = Marks::default();
     let mut waiting: Vec<ObjectId> = Vec::new();
@@ -555,6 +610,27 @@ pub async fn remote_gc(
             .copied()
             .collect();
         retried(retry, || remote.delete_objects(&ids)).await?;
+        report.requests += 1;
+        let names: Vec<DeltaName> = ids
+            .iter()
+            .filter_map(|id| deltas_by_id.get(id))
+            .flatten()
+            .map(|d| d.name)
+            .collect();
+        for batch in names.chunks(DELETE_BATCH) {
+            retried(retry, || remote.delete_deltas(batch)).await?;
+            report.requests += 1;
+        }
+    }
+    // Encodings superseded by kept deltas: unused deltas first, then whole copies (a version
+    // stays readable throughout: every kept chain is in place).
+    for batch in encodings.deltas_superseded.chunks(DELETE_BATCH) {
+        crate::crash_point!("remote-gc-before-delta-delete");
+        retried(retry, || remote.delete_deltas(batch)).await?;
+        report.requests += 1;
+    }
+    for batch in encodings.whole_superseded.chunks(DELETE_BATCH) {
+        retried(retry, || remote.delete_objects(batch)).await?;
         report.requests += 1;
     }
     if !spared.is_empty() {

@@ -176,6 +176,13 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             if a.dry_run { "would free" } else { "freed" },
             objects(report.freed_objects, report.freed_bytes)
         );
+        if report.superseded_objects > 0 {
+            out!(
+                "{} {} that kept deltas make redundant (whole copies of versions now stored as deltas, and deltas no version reads through)",
+                if a.dry_run { "would free" } else { "freed" },
+                objects(report.superseded_objects, report.superseded_bytes)
+            );
+        }
         if report.waiting_objects > 0 {
             out!(
                 "marked {} as garbage: deleted by a run after the grace period ({}) if still unused",
