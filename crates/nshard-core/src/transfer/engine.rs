@@ -93,7 +93,9 @@ where
 }
 
 /// Runs blocking local-store work off the async threads.
-pub(super) async fn local_io<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(super) async fn local_io<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     blocking("local store", f).await?
 }
 
