@@ -975,16 +975,7 @@ fn remote_gc_lets_pushed_deltas_stand_for_whole_versions() {
     let remote = tempfile::tempdir().expect("tmp");
     let url = remote.path().to_str().expect("utf8");
     let files = series(6);
-    let origin = TestRepo::new();
-    let mut versions = Vec::new();
-    for (k, f) in files.iter().enumerate() {
-        let m = commit_step(&origin, k, f);
-        versions.push(m["version"].as_str().expect("version").to_string());
-        // The re-encoding of the version before is done before the push (the next push sends
-        // what a pending one leaves).
-        origin.ok(&["repack"]);
-        origin.ok(&["push", "--remote", url]);
-    }
+    let (origin, versions) = train_and_push(&files, url);
     let local = store_bytes(&origin.path().join(".shard/objects"));
     let before = store_bytes(remote.path());
     assert!(
@@ -1024,4 +1015,63 @@ fn remote_gc_lets_pushed_deltas_stand_for_whole_versions() {
     all.ok(&["pull", "--remote", url, "--all-versions"]);
     check_out(&all, &versions, &files, &[0, 5, 1, 4, 2, 3]);
     all.ok(&["verify", "--remote", url]);
+}
+
+/// Commits `files` one by one into a fresh repository, pushing each to `url` after the version
+/// before it is re-encoded (the training loop); returns the repository and the version ids.
+fn train_and_push(files: &[Vec<u8>], url: &str) -> (TestRepo, Vec<String>) {
+    let origin = TestRepo::new();
+    let mut versions = Vec::new();
+    for (k, f) in files.iter().enumerate() {
+        let m = commit_step(&origin, k, f);
+        versions.push(m["version"].as_str().expect("version").to_string());
+        origin.ok(&["repack"]);
+        origin.ok(&["push", "--remote", url]);
+    }
+    (origin, versions)
+}
+
+/// A delta damaged on the remote (after gc made it the only copy of an older version's chunk):
+/// pull refuses it with nothing stored, `verify --remote --all-versions` finds it and stores a
+/// whole copy beside it, and later gcs keep that whole copy (the delta fails the check gc makes
+/// before it deletes a whole copy).
+#[test]
+fn a_bad_delta_on_a_remote_is_refused_found_by_verify_and_never_stands_for_a_whole_copy() {
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8");
+    let files = series(3);
+    let (origin, versions) = train_and_push(&files, url);
+    origin.ok(&["remote", "gc", url, "--grace", "0"]);
+    let list = common::walk(&remote.path().join("deltas"));
+    assert!(!list.is_empty());
+    let (bad, _) = &list[0];
+    let mut bytes = fs::read(bad).expect("delta");
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x55;
+    let mut perm = fs::metadata(bad).expect("md").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    fs::set_permissions(bad, perm).expect("chmod");
+    fs::write(bad, &bytes).expect("damage");
+
+    let fresh = clone_of(&origin);
+    let err = fresh.fails(&["pull", "--remote", url, "--all-versions"]);
+    assert!(err.contains("corrupt"), "{err}");
+    let v = origin.json(&["verify", "--remote", url, "--all-versions"]);
+    let corrupt = v["corrupt"].as_array().expect("corrupt").len();
+    assert!(corrupt >= 1, "{v}");
+    assert_eq!(
+        v["repaired"].as_array().expect("repaired").len(),
+        corrupt,
+        "{v}"
+    );
+    origin.ok(&["verify", "--remote", url, "--all-versions"]);
+    fresh.ok(&["pull", "--remote", url, "--all-versions"]);
+    check_out(&fresh, &versions, &files, &[0, 2, 1]);
+    let gc = origin.json(&["remote", "gc", url, "--grace", "0"]);
+    assert!(
+        !gc["bad_deltas"].as_array().expect("bad").is_empty(),
+        "{gc}"
+    );
+    origin.ok(&["verify", "--remote", url, "--all-versions"]);
 }

@@ -468,9 +468,9 @@ pub(super) const REMOTE_DEPTH: usize = 16;
 /// How gc keeps what a remote holds of the objects it must keep ([`choose_encodings`]).
 #[derive(Debug, Default)]
 pub(super) struct Encodings {
-    /// Kept objects whose whole copy goes: a kept delta holds each, its chain ending in a kept
-    /// whole object within [`REMOTE_DEPTH`] deltas.
-    pub whole_superseded: Vec<ObjectId>,
+    /// Kept objects whose whole copy goes, with the kept delta that holds each (its chain
+    /// ending in a kept whole object within [`REMOTE_DEPTH`] deltas).
+    pub whole_superseded: Vec<(ObjectId, DeltaName)>,
     /// Deltas of kept objects that no kept chain uses.
     pub deltas_superseded: Vec<DeltaName>,
     /// Objects kept only as the base of a kept delta (beyond the live ones).
@@ -594,7 +594,7 @@ pub(super) fn choose_encodings(
             Some((Some(name), _)) => {
                 out.deltas_kept += 1;
                 if whole.get(id).is_some_and(|m| settled(*m)) {
-                    out.whole_superseded.push(*id);
+                    out.whole_superseded.push((*id, *name));
                 }
                 out.deltas_superseded.extend(
                     all.iter()
@@ -651,7 +651,7 @@ mod tests {
             &by_id(&[delta(1, 2, 0), delta(2, 3, 0)]),
             |_| true,
         );
-        let mut gone = e.whole_superseded.clone();
+        let mut gone: Vec<ObjectId> = e.whole_superseded.iter().map(|(i, _)| *i).collect();
         gone.sort();
         let mut want = vec![id(1), id(2)];
         want.sort();

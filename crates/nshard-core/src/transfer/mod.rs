@@ -748,7 +748,8 @@ pub async fn pull(
     let mut whole = wanted.clone();
     whole.extend(via_deltas.bases.iter().map(|(id, n)| (*id, *n)));
     if opts.transfer.dry_run {
-        stats.objects = whole.len() + via_deltas.levels.iter().map(Vec::len).sum::<usize>();
+        stats.deltas = via_deltas.levels.iter().map(Vec::len).sum::<usize>();
+        stats.objects = whole.len() + stats.deltas;
         stats.bytes = whole.values().sum::<u64>()
             + via_deltas
                 .levels

@@ -188,6 +188,9 @@ pub struct RemoteGcReport {
     pub superseded_objects: usize,
     /// Their stored bytes.
     pub superseded_bytes: u64,
+    /// Deltas that failed their check before the whole copy they stand for was deleted (the
+    /// whole copy stays), with why.
+    pub bad_deltas: Vec<String>,
 }
 
 /// One version as gc sees it.
@@ -406,6 +409,7 @@ pub async fn remote_gc(
     report.requests += 1 + listed.len() as u64 / 1000;
     let mut deltas_by_id: HashMap<ObjectId, Vec<StoredDelta>> = HashMap::new();
     let mut encodings = deltas::Encodings::default();
+    let mut whole_sizes: HashMap<ObjectId, u64> = HashMap::new();
     if remote.stores_deltas() {
         let stored = retried(retry, || remote.list_deltas()).await?;
         report.requests += 1 + stored.len() as u64 / 1000;
@@ -418,9 +422,10 @@ pub async fn remote_gc(
         });
         live_objects.extend(encodings.bases.iter().copied());
         report.live_deltas = encodings.deltas_kept;
-        let sizes: HashMap<ObjectId, u64> = listed.iter().map(|o| (o.id, o.size)).collect();
+        whole_sizes = listed.iter().map(|o| (o.id, o.size)).collect();
+        let sizes = &whole_sizes;
         let gone: HashSet<DeltaName> = encodings.deltas_superseded.iter().copied().collect();
-        for id in &encodings.whole_superseded {
+        for (id, _) in &encodings.whole_superseded {
             report.superseded_objects += 1;
             report.superseded_bytes += sizes.get(id).copied().unwrap_or(0);
         }
@@ -431,7 +436,11 @@ pub async fn remote_gc(
             }
         }
         // The stored bytes of a kept object count what it keeps.
-        let dropped_whole: HashSet<ObjectId> = encodings.whole_superseded.iter().copied().collect();
+        let dropped_whole: HashSet<ObjectId> = encodings
+            .whole_superseded
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
         let mut merged: HashMap<ObjectId, StoredObject> =
             listed.into_iter().map(|o| (o.id, o)).collect();
         for (id, list) in &deltas_by_id {
@@ -629,7 +638,27 @@ pub async fn remote_gc(
         retried(retry, || remote.delete_deltas(batch)).await?;
         report.requests += 1;
     }
-    for batch in encodings.whole_superseded.chunks(DELETE_BATCH) {
+    // A whole copy goes only once the delta standing for it is checked: decoded against its
+    // base as the remote holds it, it hashes to the object's id (each link of a chain so).
+    let mut verified: Vec<ObjectId> = Vec::new();
+    for (id, name) in &encodings.whole_superseded {
+        let checked = async {
+            let enc = retried(retry, || remote.get_delta(name)).await?;
+            crate::remote::deltas::verify_delta(remote.as_ref(), name, &enc).await
+        };
+        match checked.await {
+            Ok(()) => verified.push(*id),
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                report.superseded_objects -= 1;
+                report.superseded_bytes = report
+                    .superseded_bytes
+                    .saturating_sub(whole_sizes.get(id).copied().unwrap_or(0));
+                report.bad_deltas.push(format!("{}: {e}", name.key()));
+            }
+        }
+    }
+    for batch in verified.chunks(DELETE_BATCH) {
         retried(retry, || remote.delete_objects(batch)).await?;
         report.requests += 1;
     }

@@ -68,10 +68,13 @@ enum Outcome {
 /// Checks `remote`'s copies of every object the work tree's current versions need, repairing
 /// corrupt ones from the local store. Files whose manifest cannot be read are skipped (`nshard
 /// status` and `nshard verify` report them).
+/// With `all_versions`, also every older version of each file whose manifest the local store
+/// has (as far back as it goes).
 pub async fn verify_remote(
     repo: &Repo,
     remote: &Arc<dyn Store>,
     opts: &TransferOptions<'_>,
+    all_versions: bool,
 ) -> Result<RemoteVerifyReport> {
     let _lock = repo.lock(false)?;
     let local = repo.store().clone();
@@ -83,6 +86,14 @@ pub async fn verify_remote(
         };
         let chunks = wt.manifest.chunks.iter().map(|c| c.id);
         ids.extend(chunks.chain([wt.version]).filter(|id| seen.insert(*id)));
+        let mut next = wt.manifest.version.parent.filter(|_| all_versions);
+        let mut walked = HashSet::new();
+        while let Some(v) = next.filter(|v| walked.insert(*v) && walked.len() <= 1_000_000) {
+            let Ok(m) = repo.load_version(&v) else { break };
+            let chunks = m.chunks.iter().map(|c| c.id);
+            ids.extend(chunks.chain([v]).filter(|id| seen.insert(*id)));
+            next = m.version.parent;
+        }
     }
     let mut stats = TransferStats::default();
     let absent = remote_missing(remote, &ids, &opts.retry, &mut stats, opts.progress).await?;
@@ -90,9 +101,12 @@ pub async fn verify_remote(
         retries: stats.retries,
         ..RemoteVerifyReport::default()
     };
+    // On a remote that keeps deltas, an object it lacks whole may be held as one: checked by
+    // resolving its chain.
+    let deltas = remote.stores_deltas();
     let todo: Vec<ObjectId> = ids
         .iter()
-        .filter(|id| !absent.contains(id))
+        .filter(|id| deltas || !absent.contains(id))
         .copied()
         .collect();
     let total = todo.iter().filter_map(|id| local.encoded_size(id)).sum();
@@ -105,9 +119,10 @@ pub async fn verify_remote(
         while first_err.is_none() && set.len() < opts.jobs.max(1) {
             let Some(id) = queue.next() else { break };
             let (remote, local, retry) = (Arc::clone(remote), local.clone(), opts.retry);
+            let whole = !absent.contains(&id);
             set.spawn(async move {
                 let mut retries = 0;
-                let r = check_one(&remote, &local, id, &retry, &mut retries).await;
+                let r = check_one(&remote, &local, id, whole, &retry, &mut retries).await;
                 (id, r, retries)
             });
         }
@@ -155,7 +170,9 @@ pub async fn verify_remote(
     if let Some(e) = first_err {
         return Err(e);
     }
-    report.missing.extend(absent);
+    if !deltas {
+        report.missing.extend(absent);
+    }
     for list in [
         &mut report.corrupt,
         &mut report.repaired,
@@ -168,23 +185,49 @@ pub async fn verify_remote(
     Ok(report)
 }
 
-/// Downloads and verifies one object; repairs it when it is corrupt.
+/// Downloads and verifies one object (`whole`: the remote holds it whole; else through its
+/// deltas); repairs it when it is corrupt.
 async fn check_one(
     remote: &Arc<dyn Store>,
     local: &LocalStore,
     id: ObjectId,
+    whole: bool,
     retry: &Retry,
     retries: &mut u64,
 ) -> Result<Outcome> {
-    let (checked, n) = retry.run(|| remote.check_object(&id)).await;
-    *retries += n;
-    let (len, reason) = match checked? {
-        ObjectCheck::Intact { size } => return Ok(Outcome::Good(size)),
-        ObjectCheck::Missing => return Ok(Outcome::Missing),
-        ObjectCheck::Corrupt { reason, .. } => (local.encoded_size(&id).unwrap_or(0), reason),
+    let len = local.encoded_size(&id).unwrap_or(0);
+    let found = if whole {
+        let (checked, n) = retry.run(|| remote.check_object(&id)).await;
+        *retries += n;
+        let reason = match checked? {
+            ObjectCheck::Intact { size } => return Ok(Outcome::Good(size)),
+            ObjectCheck::Missing => return Ok(Outcome::Missing),
+            ObjectCheck::Corrupt { reason, .. } => reason,
+        };
+        // Moved aside where the remote can (the server did so already when it answered).
+        corrupt_on_remote(remote, id, Corruption::RemoteCopy, reason).await
+    } else {
+        let (resolved, n) = retry
+            .run(|| crate::remote::deltas::resolve(remote.as_ref(), &id, MAX_OBJECT_SIZE, &[]))
+            .await;
+        *retries += n;
+        match resolved {
+            Ok(_) => return Ok(Outcome::Good(len)),
+            Err(Error::Store(
+                crate::error::StoreError::ObjectMissing(_)
+                | crate::error::StoreError::BaseMissing { .. },
+            )) => return Ok(Outcome::Missing),
+            // A delta of its chain is bad: a whole copy uploaded beside it repairs the object.
+            Err(e @ Error::Store(crate::error::StoreError::CorruptObject { .. })) => {
+                Error::Remote(RemoteError::Failed {
+                    remote: remote.display_url(),
+                    kind: crate::error::RemoteFailure::Other,
+                    reason: format!("its chain of deltas does not resolve: {e}"),
+                })
+            }
+            Err(e) => return Err(e),
+        }
     };
-    // Moved aside where the remote can (the server did so already when it answered).
-    let found = corrupt_on_remote(remote, id, Corruption::RemoteCopy, reason).await;
     let local_ = local.clone();
     let format1 = !remote.stores_float_objects();
     let good = blocking("local store", move || {

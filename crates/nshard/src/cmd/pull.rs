@@ -118,6 +118,13 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
             objects(s.skipped, s.skipped_bytes),
             secs(elapsed)
         );
+        if s.deltas > 0 {
+            out!(
+                "{} of them {} as deltas of newer chunks, decoded and verified against them",
+                s.deltas,
+                if a.dry_run { "would come" } else { "came" }
+            );
+        }
         if s.retries > 0 {
             out!("{} transient failures were retried", s.retries);
         }

@@ -110,6 +110,12 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
                 objects(s.skipped, s.skipped_bytes),
                 secs(elapsed)
             );
+            if s.deltas > 0 {
+                out!(
+                    "{} of them as deltas of newer chunks (older versions, at the cost of what changed)",
+                    s.deltas
+                );
+            }
             if s.retries > 0 {
                 out!("{} transient failures were retried", s.retries);
             }

@@ -183,6 +183,9 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
                 objects(report.superseded_objects, report.superseded_bytes)
             );
         }
+        for bad in &report.bad_deltas {
+            eprintln!("nshard: warning: kept the whole copy a delta was to stand for: the delta fails its check ({bad}); `nshard verify --remote` reports the versions it holds");
+        }
         if report.waiting_objects > 0 {
             out!(
                 "marked {} as garbage: deleted by a run after the grace period ({}) if still unused",

@@ -21,15 +21,18 @@ use crate::output::{bytes, count, print_json, Ctx};
 /// Older versions whose data is not local (not pulled, or removed by `nshard gc --only-current`)
 /// are noted, not errors.
 ///
-/// With --remote, checks the remote's copies instead: every object the current versions need is
-/// verified (by an `nshard serve` itself, else by downloading it); a corrupt one is moved aside on
-/// the remote and replaced by the local copy (verified first). Objects the remote lacks are
+/// With --remote, checks the remote's copies instead: every object the current versions need
+/// (with --all-versions, also every older version the local store has) is verified (by an
+/// `nshard serve` itself, else by downloading it; an object the remote holds as a delta by
+/// resolving its chain there); a corrupt one is moved aside on the remote and replaced by the
+/// local copy (verified first; for a bad delta, a whole copy is stored beside it). Objects the remote lacks are
 /// reported (`nshard push` sends them); the exit status is non-zero while any is missing or
 /// still corrupt.
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// Also rebuild and hash every older version whose data is local (reads each in full).
-    #[arg(long, conflicts_with = "remote")]
+    /// Also rebuild and hash every older version whose data is local (reads each in full); with
+    /// --remote, also check the remote's copies of every older version the local store has.
+    #[arg(long)]
     pub all_versions: bool,
     /// Check and repair this remote's copies of the current versions (a remote name or URL).
     #[arg(long, short, value_name = "REMOTE")]
@@ -146,7 +149,7 @@ fn run_remote(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitCode> {
             progress: &bar,
             dry_run: false,
         };
-        let r = verify_remote(&repo, &store, &opts).await?;
+        let r = verify_remote(&repo, &store, &opts, a.all_versions).await?;
         anyhow::Ok((resolved, r))
     })?;
     let code = if r.ok {
@@ -172,7 +175,7 @@ fn run_remote(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitCode> {
         r.missing.len()
     );
     for id in &r.repaired {
-        out!("repaired: object {id} (the corrupt copy was moved aside and replaced by the local one)");
+        out!("repaired: object {id} (a good copy from the local store replaced the corrupt one)");
     }
     for u in &r.unrepaired {
         out!("error: corrupt object {}: {}", u.id, u.reason);
@@ -190,7 +193,14 @@ fn run_remote(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitCode> {
         out!("{} transient failures were retried", r.retries);
     }
     if r.ok {
-        out!("ok: the remote's copies of the current versions are intact");
+        out!(
+            "ok: the remote's copies of the {} are intact",
+            if a.all_versions {
+                "versions checked"
+            } else {
+                "current versions"
+            }
+        );
     }
     Ok(code)
 }
