@@ -369,3 +369,51 @@ fn kill_9_while_gc_stores_kept_chunks_whole_loses_nothing() {
     repo.ok(&["checkout", "model.safetensors", "--version", &v0, "--force"]);
     assert!(repo.read("model.safetensors") == files[0], "v0");
 }
+
+/// A kill -9 while push sends deltas to a directory remote, and while remote gc deletes the
+/// whole copies deltas stand for: the remote never holds a delta without its base, the next push
+/// and gc finish the work, and a fresh clone gets every version back byte for byte.
+#[test]
+fn kill_9_while_deltas_go_to_a_remote_or_replace_whole_copies_loses_nothing() {
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8");
+    let files = common::checkpoints::series(4);
+    let repo = TestRepo::new();
+    repo.config_line("delta_background = false");
+    let mut versions = Vec::new();
+    for (k, f) in files.iter().enumerate() {
+        repo.write("model.safetensors", f);
+        if k == 0 {
+            repo.ok(&["track", "model.safetensors"]);
+        }
+        let c = repo.json(&["commit", "-m", &format!("v{k}")]);
+        versions.push(c[0]["version"].as_str().expect("version").to_string());
+        if k == 2 {
+            crash(
+                repo.path(),
+                &["push", "--remote", url],
+                "push-before-delta@2",
+            );
+        }
+        repo.ok(&["push", "--remote", url]);
+    }
+    crash(
+        repo.path(),
+        &["remote", "gc", url, "--grace", "0"],
+        "remote-gc-before-whole-delete",
+    );
+    let gc = repo.json(&["remote", "gc", url, "--grace", "0"]);
+    assert!(gc["superseded_objects"].as_u64() > Some(0), "{gc}");
+    repo.ok(&["verify", "--remote", url, "--all-versions"]);
+    let fresh = TestRepo::new();
+    std::fs::copy(
+        repo.join("model.safetensors.shard.json"),
+        fresh.join("model.safetensors.shard.json"),
+    )
+    .expect("copy manifest");
+    fresh.ok(&["pull", "--remote", url, "--all-versions"]);
+    for (v, want) in versions.iter().zip(&files) {
+        fresh.ok(&["checkout", "model.safetensors", "--version", v, "--force"]);
+        assert!(&fresh.read("model.safetensors") == want, "version {v}");
+    }
+}

@@ -230,6 +230,7 @@ pub(super) async fn push(
                         Err(e) => return (Err(e), 0),
                     };
                     let n = enc.len() as u64;
+                    crate::crash_point!("push-before-delta");
                     let (r, retries) = retry.run(|| remote.put_delta(&name, enc.clone())).await;
                     (r.map(|_| n), retries)
                 }

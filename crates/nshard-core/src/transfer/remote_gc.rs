@@ -659,6 +659,7 @@ pub async fn remote_gc(
         }
     }
     for batch in verified.chunks(DELETE_BATCH) {
+        crate::crash_point!("remote-gc-before-whole-delete");
         retried(retry, || remote.delete_objects(batch)).await?;
         report.requests += 1;
     }
