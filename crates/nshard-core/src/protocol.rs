@@ -15,12 +15,18 @@
 //! | `POST` | [`DELETE_RECORDS`] | [`DeleteRecords`] → [`Deleted`] (admin scope) |
 //! | `GET` | [`OBJECTS`]`?after=ID&limit=N` | → [`ObjectPage`] (admin scope) |
 //! | `POST` | [`DELETE_OBJECTS`] | [`DeleteObjects`] → [`Deleted`] (admin scope) |
+//! | `PUT` | [`delta_path`] | a delta object (format 3) → [`DeltaPut`]: 201 written, 200 there already; 422 with code [`BASE_MISSING`] when the server lacks its base (write scope; offered when [`Health::features`] lists [`FEATURE_DELTAS`]) |
+//! | `GET` | [`delta_path`] | → the delta's bytes, or 404 (read scope) |
+//! | `POST` | [`DELTAS_OF`] | [`DeltasOfRequest`] → [`DeltasOfResponse`] (read scope) |
+//! | `GET` | [`DELTAS`]`?after=NAME&limit=N` | → [`DeltaPage`] (admin scope) |
+//! | `POST` | [`DELETE_DELTAS`] | [`DeleteDeltas`] → [`Deleted`] (admin scope) |
 //!
 //! Every error answer has an [`ErrorBody`]. A `GET` of an object the server finds corrupt in its
 //! store is answered 500 with code [`CORRUPT_OBJECT`] (the server moves the copy aside).
 //!
 //! Record names travel as strings (`SPACE/KEY/STAMP.WRITER`, see
-//! [`RecordName`](crate::backend::RecordName)); each side parses them before use.
+//! [`RecordName`](crate::backend::RecordName)), and so do delta names (`<id hex>.<base hex>`, see
+//! [`DeltaName`](crate::backend::DeltaName)); each side parses them before use.
 
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +93,37 @@ pub fn objects_page_path(after: Option<&ObjectId>, limit: usize) -> String {
 /// Path of the batched object deletion (admin scope).
 pub const DELETE_OBJECTS: &str = "/v1/objects/delete";
 
+/// Path of the delta listing (admin scope), paged: `?after=<id>.<base>&limit=<n>`; also the
+/// prefix of every delta's path.
+pub const DELTAS: &str = "/v1/deltas";
+
+/// Route pattern of one delta encoding (axum's syntax): `{name}` is `<id hex>.<base hex>`.
+pub const DELTA_ROUTE: &str = "/v1/deltas/{name}";
+
+/// Path of the delta encoding `key` (`<id hex>.<base hex>`, as
+/// [`DeltaName::key`](crate::backend::DeltaName::key) writes it).
+pub fn delta_path(key: &str) -> String {
+    format!("{DELTAS}/{key}")
+}
+
+/// Path of the batched "which delta encodings do you hold of these ids" query (read scope).
+pub const DELTAS_OF: &str = "/v1/deltas/of";
+
+/// Path of the batched delta deletion (admin scope).
+pub const DELETE_DELTAS: &str = "/v1/deltas/delete";
+
+/// The most (and default) deltas in one page of [`DELTAS`].
+pub const DELTA_PAGE_LIMIT: usize = 10_000;
+
+/// Path of one page of the delta listing: the deltas whose names (`<id>.<base>`) come after
+/// `after` (from the first when `None`), at most `limit`.
+pub fn deltas_page_path(after: Option<&str>, limit: usize) -> String {
+    match after {
+        Some(key) => format!("{DELTAS}?after={key}&limit={limit}"),
+        None => format!("{DELTAS}?limit={limit}"),
+    }
+}
+
 /// The [`Health::features`] entry of a server that answers [`verify_path`].
 pub const FEATURE_VERIFY: &str = "verify";
 
@@ -94,6 +131,16 @@ pub const FEATURE_VERIFY: &str = "verify";
 /// Clients send a server without it (older, or started with `--max-object-format 1`) those chunks
 /// in format 1.
 pub const FEATURE_FLOAT_OBJECTS: &str = "float-objects";
+
+/// The [`Health::features`] entry of a server that keeps delta encodings beside whole objects
+/// (the delta routes: [`delta_path`], [`DELTAS_OF`], [`DELTAS`], [`DELETE_DELTAS`]). A server
+/// without it (older, over a store that keeps none, or started with a `--max-object-format`
+/// below the delta format, 3) refuses delta uploads.
+pub const FEATURE_DELTAS: &str = "deltas";
+
+/// The error code of a delta upload refused because the server holds its base neither whole nor
+/// as a delta (the client sends the base first).
+pub const BASE_MISSING: &str = "base_missing";
 
 /// The error code of a 404 for a record the server does not have (any other 404, such as an
 /// older server's "no such endpoint", is not "no such record").
@@ -246,6 +293,60 @@ pub struct Deleted {
     pub deleted: usize,
 }
 
+/// Answer of a successful delta `PUT` ([`delta_path`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeltaPut {
+    /// The delta's name (`<id>.<base>`).
+    pub name: String,
+    /// `true` when this upload wrote the delta (201), `false` when it was already there (200).
+    pub stored: bool,
+}
+
+/// Body of [`DELTAS_OF`]: at most the server's `max_batch` ids. The server checks each id
+/// itself, so that a bad one gets an error naming it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltasOfRequest {
+    /// Object ids (64 lowercase hex characters each).
+    pub ids: Vec<String>,
+}
+
+/// Answer of [`DELTAS_OF`]: the delta encodings the server holds of the requested ids (any
+/// order; none for an id it holds none of).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeltasOfResponse {
+    /// `<id>.<base>` names.
+    pub deltas: Vec<String>,
+}
+
+/// One delta encoding of a [`DeltaPage`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedDelta {
+    /// Its name (`<id>.<base>`).
+    pub name: String,
+    /// Its stored size.
+    pub size: u64,
+    /// When it was stored (seconds since the epoch; 0 when the store cannot say).
+    pub modified: u64,
+}
+
+/// Answer of [`DELTAS`]: a page of delta encodings in name order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeltaPage {
+    /// Deltas whose names come after the page's `after`, ascending.
+    pub deltas: Vec<ListedDelta>,
+    /// Where the next page starts (its `after`), or null after the last page.
+    pub next: Option<String>,
+}
+
+/// Body of [`DELETE_DELTAS`]: at most [`DELETE_BATCH`](crate::backend::DELETE_BATCH) names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteDeltas {
+    /// `<id>.<base>` names.
+    pub names: Vec<String>,
+}
+
 /// What a store found when it checked its copy of an object: the answer of [`verify_path`], and
 /// what [`Store::check_object`](crate::Store::check_object) returns for every backend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,5 +415,12 @@ mod tests {
             objects_page_path(Some(&id), 5),
             format!("{OBJECTS}?after={}&limit=5", id.to_hex())
         );
+        let key = format!("{}.{}", id.to_hex(), ObjectId::of(b"y").to_hex());
+        assert_eq!(delta_path(&key), DELTA_ROUTE.replace("{name}", &key));
+        assert_eq!(
+            deltas_page_path(Some(&key), 7),
+            format!("{DELTAS}?after={key}&limit=7")
+        );
+        assert_eq!(deltas_page_path(None, 7), format!("{DELTAS}?limit=7"));
     }
 }

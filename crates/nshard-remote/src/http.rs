@@ -13,6 +13,10 @@
 //! - Records are sent without their writer (`SPACE/KEY/STAMP`): the server names the writer after
 //!   the token. Listing and deleting objects and deleting records need a token with the server's
 //!   admin scope; a 403 there says so.
+//! - Delta encodings (`/v1/deltas/…`, see [`deltas`]) are used only with a server that announces
+//!   them in its health answer.
+
+mod deltas;
 
 use std::fmt;
 use std::time::Duration;
@@ -21,7 +25,8 @@ use async_trait::async_trait;
 use reqwest::{header, Client, Response, StatusCode};
 
 use nshard_core::backend::{
-    ObjectCheck, RecordName, StoredObject, DELETE_BATCH, MAX_RECORD_BYTES, MISSING_BATCH,
+    DeltaName, ObjectCheck, RecordName, StoredDelta, StoredObject, DELETE_BATCH, MAX_RECORD_BYTES,
+    MISSING_BATCH,
 };
 use nshard_core::format::MAX_OBJECT_SIZE;
 use nshard_core::protocol::{
@@ -103,6 +108,8 @@ pub struct HttpStore {
     verifies: bool,
     /// The server stores float objects (object format 4).
     float_objects: bool,
+    /// The server keeps delta encodings (`/v1/deltas/…`).
+    deltas: bool,
 }
 
 impl HttpStore {
@@ -131,6 +138,7 @@ impl HttpStore {
             max_object_bytes: MAX_OBJECT_SIZE + 4096,
             verifies: false,
             float_objects: false,
+            deltas: false,
         };
         // A busy or restarting server at connect time is retried like any other request.
         let (resp, _) = Retry::default()
@@ -172,6 +180,10 @@ impl HttpStore {
             .features
             .iter()
             .any(|f| f == protocol::FEATURE_FLOAT_OBJECTS);
+        store.deltas = health
+            .features
+            .iter()
+            .any(|f| f == protocol::FEATURE_DELTAS);
         if let Some(l) = health.limits {
             if let Some(b) = l.max_batch.filter(|&b| b > 0) {
                 store.max_batch = b.min(MISSING_BATCH);
@@ -457,6 +469,62 @@ impl HttpStore {
         Ok(page)
     }
 
+    /// The encoded bytes at `url` (object or delta encoding `subject`, decoding to `id`): a 404
+    /// is [`StoreError::ObjectMissing`], a copy the server found corrupt a corruption of `id`
+    /// (not worth a retry), a body over the server's object limit refused.
+    async fn download(
+        &self,
+        url: String,
+        id: &ObjectId,
+        what: &str,
+        subject: &str,
+    ) -> Result<Vec<u8>> {
+        let resp = self.send(self.client.get(url)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Err(Error::Store(StoreError::ObjectMissing(*id)));
+        }
+        if resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
+            // Not worth a retry when the server found its copy corrupt (it moved it aside).
+            let status = resp.status();
+            let text = self.error_text(resp).await;
+            return Err(match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(b) if b.code == CORRUPT_OBJECT => Error::corrupt(
+                    *id,
+                    Corruption::RemoteCopy,
+                    format!("the server says: {}", b.error),
+                ),
+                _ => self.status_error(status, &text, what),
+            });
+        }
+        let mut resp = self.check(resp, what).await?;
+        let limit = self.max_object_bytes;
+        let too_big = || {
+            Error::Remote(RemoteError::Failed {
+                remote: self.base.clone(),
+                kind: RemoteFailure::Refused,
+                reason: format!("{subject} is larger than the {limit}-byte limit"),
+            })
+        };
+        let declared = resp.content_length();
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_big());
+        }
+        let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e))? {
+            if (out.len() + chunk.len()) as u64 > limit {
+                return Err(too_big());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        if declared.is_some_and(|n| n != out.len() as u64) {
+            return Err(Error::Remote(RemoteError::Transient {
+                remote: self.base.clone(),
+                reason: format!("download of {subject} ended early"),
+            }));
+        }
+        Ok(out)
+    }
+
     async fn missing_batch(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>> {
         let body = MissingRequest {
             ids: ids.iter().map(ObjectId::to_hex).collect(),
@@ -569,51 +637,9 @@ impl Store for HttpStore {
     }
 
     async fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
-        let resp = self.send(self.client.get(self.object_url(id))).await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Err(Error::Store(StoreError::ObjectMissing(*id)));
-        }
         let what = format!("downloading {id}");
-        if resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
-            // Not worth a retry when the server found its copy corrupt (it moved it aside).
-            let status = resp.status();
-            let text = self.error_text(resp).await;
-            return Err(match serde_json::from_str::<ErrorBody>(&text) {
-                Ok(b) if b.code == CORRUPT_OBJECT => Error::corrupt(
-                    *id,
-                    Corruption::RemoteCopy,
-                    format!("the server says: {}", b.error),
-                ),
-                _ => self.status_error(status, &text, &what),
-            });
-        }
-        let mut resp = self.check(resp, &what).await?;
-        let limit = self.max_object_bytes;
-        let too_big = || {
-            Error::Remote(RemoteError::Failed {
-                remote: self.base.clone(),
-                kind: RemoteFailure::Refused,
-                reason: format!("object {id} is larger than the {limit}-byte limit"),
-            })
-        };
-        let declared = resp.content_length();
-        if declared.is_some_and(|n| n > limit) {
-            return Err(too_big());
-        }
-        let mut out = Vec::with_capacity(declared.unwrap_or(0) as usize);
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e))? {
-            if (out.len() + chunk.len()) as u64 > limit {
-                return Err(too_big());
-            }
-            out.extend_from_slice(&chunk);
-        }
-        if declared.is_some_and(|n| n != out.len() as u64) {
-            return Err(Error::Remote(RemoteError::Transient {
-                remote: self.base.clone(),
-                reason: format!("download of {id} ended early"),
-            }));
-        }
-        Ok(out)
+        self.download(self.object_url(id), id, &what, &format!("object {id}"))
+            .await
     }
 
     async fn put_record(&self, name: &RecordName, bytes: Vec<u8>) -> Result<RecordName> {
@@ -748,6 +774,30 @@ impl Store for HttpStore {
                 .await?;
         }
         Ok(())
+    }
+
+    fn stores_deltas(&self) -> bool {
+        self.deltas
+    }
+
+    async fn put_delta(&self, name: &DeltaName, encoded: Vec<u8>) -> Result<bool> {
+        self.upload_delta(name, encoded).await
+    }
+
+    async fn get_delta(&self, name: &DeltaName) -> Result<Vec<u8>> {
+        self.download_delta(name).await
+    }
+
+    async fn deltas_of(&self, ids: &[ObjectId]) -> Result<Vec<DeltaName>> {
+        self.ask_deltas_of(ids).await
+    }
+
+    async fn list_deltas(&self) -> Result<Vec<StoredDelta>> {
+        self.list_all_deltas().await
+    }
+
+    async fn delete_deltas(&self, names: &[DeltaName]) -> Result<()> {
+        self.delete_some_deltas(names).await
     }
 
     async fn delete_records(&self, names: &[RecordName]) -> Result<()> {

@@ -15,6 +15,11 @@
 //! | `GET` | `/v1/objects?after={id}&limit={n}` | admin: a page of `{"objects":[{"id","size","modified"}…],"next":…}` |
 //! | `POST` | `/v1/objects/delete` | admin: `{"ids":[…]}` → `{"deleted":n}` (at most 1000) |
 //! | `POST` | `/v1/records/delete` | admin: `{"names":[…]}` → `{"deleted":n}` (at most 1000) |
+//! | `PUT` | `/v1/deltas/{id}.{base}` | body: a delta object; verified against the stored base before it becomes visible (422 `base_missing` without it) |
+//! | `GET` | `/v1/deltas/{id}.{base}` | the delta's bytes, or 404 |
+//! | `POST` | `/v1/deltas/of` | `{"ids":[…]}` → `{"deltas":["<id>.<base>",…]}` (bounded batch) |
+//! | `GET` | `/v1/deltas?after={id}.{base}&limit={n}` | admin: a page of `{"deltas":[{"name","size","modified"}…],"next":…}` |
+//! | `POST` | `/v1/deltas/delete` | admin: `{"names":[…]}` → `{"deleted":n}` (at most 1000) |
 //! | `GET` | `/metrics` | Prometheus text |
 //!
 //! Errors are JSON: `{"error": "<message>", "code": "<code>"}` with a 4xx/5xx status.
@@ -111,7 +116,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// The newest object format stored: uploads of float objects (format 4) are refused below 4,
     /// and clients re-send them in format 1, which every nshard reads (1 keeps a store that
-    /// clients older than float objects can pull from).
+    /// clients older than float objects can pull from). Below the delta format (3) the server
+    /// keeps no delta encodings either: it does not announce them and refuses their uploads.
     pub max_object_format: u8,
 }
 
@@ -212,6 +218,9 @@ pub struct AppState {
     pub downloads: Arc<Semaphore>,
     /// Where uploads are staged.
     pub staging: PathBuf,
+    /// The store verifies a delta against its base itself before storing it (a directory does,
+    /// in [`Store::put_delta`]); for the others (S3) the server verifies it first.
+    pub store_verifies_deltas: bool,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
 }
@@ -272,6 +281,7 @@ impl AppState {
             }
         }
         nshard_core::backend::create_dir_all(&staging).map_err(bad)?;
+        let store_verifies_deltas = matches!(store, RemoteUrl::Dir(_));
         let store = nshard_remote::open(store, options).await.map_err(bad)?;
         Ok(Self {
             store,
@@ -281,6 +291,7 @@ impl AppState {
             commits: Semaphore::new(limits.max_concurrent_commits.max(1)),
             downloads: Arc::new(Semaphore::new(limits.max_concurrent_downloads.max(1))),
             staging,
+            store_verifies_deltas,
             metrics: Metrics::default(),
         })
     }
@@ -327,6 +338,25 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(
             protocol::VERIFY_ROUTE,
             post(verify_object).fallback(method_not_allowed),
+        )
+        // As for objects, the static `/v1/deltas/of` and `/v1/deltas/delete` win over `{name}`.
+        .route(
+            protocol::DELTAS,
+            get(deltas::list_deltas).fallback(method_not_allowed),
+        )
+        .route(
+            protocol::DELTAS_OF,
+            post(deltas::deltas_of).fallback(method_not_allowed),
+        )
+        .route(
+            protocol::DELETE_DELTAS,
+            post(deltas::delete_deltas).fallback(method_not_allowed),
+        )
+        .route(
+            protocol::DELTA_ROUTE,
+            get(deltas::get_delta)
+                .put(deltas::put_delta)
+                .fallback(method_not_allowed),
         )
         .route("/metrics", get(metrics).fallback(method_not_allowed))
         .route(

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub objects_deleted: AtomicU64,
     /// Records named in admin deletions (absent ones included).
     pub records_deleted: AtomicU64,
+    /// Delta encodings written to the store (new ones only).
+    pub deltas_stored: AtomicU64,
+    /// Delta encodings named in admin deletions (absent ones included).
+    pub deltas_deleted: AtomicU64,
     /// Client connections open now (a gauge).
     pub connections: AtomicU64,
     /// Connections closed at the connection cap to make room for a new one (each had waited
@@ -108,6 +112,16 @@ impl Metrics {
                 "Records named in admin deletions (absent ones included).",
                 &self.records_deleted,
             ),
+            (
+                "nshard_deltas_stored_total",
+                "New delta encodings written to the store.",
+                &self.deltas_stored,
+            ),
+            (
+                "nshard_deltas_deleted_total",
+                "Delta encodings named in admin deletions (absent ones included).",
+                &self.deltas_deleted,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(
@@ -163,6 +177,7 @@ mod tests {
         let m = Metrics::default();
         m.request("/v1/objects/{id}", "PUT", 201);
         m.request("/v1/objects/{id}", "PUT", 201);
+        m.request("/v1/deltas/{name}", "PUT", 422);
         m.request("we\"ird", "GET", 404);
         Metrics::add(&m.bytes_in, 10);
         Metrics::add(&m.objects_deleted, 7);
@@ -171,10 +186,16 @@ mod tests {
         assert!(t.contains(
             "nshard_http_requests_total{route=\"/v1/objects/{id}\",method=\"PUT\",status=\"201\"} 2"
         ));
+        assert!(t.contains(
+            "nshard_http_requests_total{route=\"/v1/deltas/{name}\",method=\"PUT\",status=\"422\"} 1"
+        ));
         assert!(t.contains("route=\"we\\\"ird\""));
         assert!(t.contains("nshard_received_bytes_total 10"));
         assert!(t.contains("nshard_objects_deleted_total 7"));
         assert!(t.contains("nshard_records_stored_total 0"));
+        Metrics::add(&m.deltas_stored, 2);
+        assert!(m.render(0, 0).contains("nshard_deltas_stored_total 2"));
+        assert!(t.contains("nshard_deltas_deleted_total 0"));
         assert!(t.contains("nshard_uploads_in_flight 3"));
         assert!(t.contains("nshard_downloads_in_flight 2"));
         assert!(t.contains("nshard_downloads_waiting 5"));

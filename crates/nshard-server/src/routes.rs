@@ -9,6 +9,10 @@
 //! Records (gc's roots, see [`nshard_core::backend::RecordName`]) are named by the client but
 //! written under the writer name of the caller's token ([`Access::writer`]), never one the client
 //! chose; only admin tokens write into gc's own spaces, list objects or delete anything.
+//!
+//! The routes of delta encodings kept beside whole objects are in [`deltas`].
+
+pub mod deltas;
 
 use std::sync::Arc;
 
@@ -156,7 +160,41 @@ pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         h.features
             .push(nshard_core::protocol::FEATURE_FLOAT_OBJECTS.into());
     }
+    if deltas::deltas_kept(&state) {
+        h.features.push(protocol::FEATURE_DELTAS.into());
+    }
     Json(h)
+}
+
+/// The ids of a batch query (`{"ids": […]}`, read with `ids`): at most the server's
+/// `max_batch` (more: 413), each parsed before the store is asked.
+async fn id_batch<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    ids: impl FnOnce(T) -> Vec<String>,
+) -> Result<Vec<ObjectId>, AppError> {
+    // 64 hex characters, quotes and a comma per id, plus room for whitespace.
+    let limit = state.limits.max_batch as u64 * 80 + 4096;
+    let bytes = read_body(headers, body, limit).await?;
+    let req: T = serde_json::from_slice(&bytes).map_err(|e| {
+        AppError::bad_request(
+            "malformed_json",
+            format!("body is not {{\"ids\": [\"<64 hex>\", …]}}: {e}"),
+        )
+    })?;
+    let ids = ids(req);
+    if ids.len() > state.limits.max_batch {
+        return Err(AppError::too_large(
+            "batch_too_large",
+            format!(
+                "batch of {} ids is over the server's limit of {}; split it",
+                ids.len(),
+                state.limits.max_batch
+            ),
+        ));
+    }
+    ids.iter().map(|s| parse_id(s)).collect()
 }
 
 /// `POST /v1/objects/missing`.
@@ -166,30 +204,7 @@ pub async fn missing(
     body: Body,
 ) -> Result<Json<MissingResponse>, AppError> {
     authorize(&state, &headers, Scope::Read)?;
-    // 64 hex characters, quotes and a comma per id, plus room for whitespace.
-    let limit = state.limits.max_batch as u64 * 80 + 4096;
-    let bytes = read_body(&headers, body, limit).await?;
-    let req: MissingRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        AppError::bad_request(
-            "malformed_json",
-            format!("body is not {{\"ids\": [\"<64 hex>\", …]}}: {e}"),
-        )
-    })?;
-    if req.ids.len() > state.limits.max_batch {
-        return Err(AppError::too_large(
-            "batch_too_large",
-            format!(
-                "batch of {} ids is over the server's limit of {}; split it",
-                req.ids.len(),
-                state.limits.max_batch
-            ),
-        ));
-    }
-    let ids = req
-        .ids
-        .iter()
-        .map(|s| parse_id(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ids = id_batch(&state, &headers, body, |r: MissingRequest| r.ids).await?;
     let missing = state
         .store
         .missing(&ids)
@@ -232,15 +247,7 @@ pub async fn get_object(
     authorize(&state, &headers, Scope::Read)?;
     let id = path_id(id)?;
     // Wait for a turn: the object is held in memory from here until its body is sent.
-    let permit = {
-        let _waiting = Waiting::on(&state.metrics.downloads_waiting);
-        state
-            .downloads
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| AppError::internal("waiting for a download slot", &e))?
-    };
+    let permit = download_slot(&state).await?;
     let enc = match state.store.get(&id).await {
         Ok(enc) => enc,
         Err(CoreError::Store(StoreError::ObjectMissing(_))) => {
@@ -284,6 +291,18 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Waits for a download slot ([`Limits::max_concurrent_downloads`](crate::Limits)): what a
+/// download holds from reading its bytes until they are sent.
+async fn download_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
+    let _waiting = Waiting::on(&state.metrics.downloads_waiting);
+    state
+        .downloads
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| AppError::internal("waiting for a download slot", &e))
 }
 
 /// Bytes per frame of a download's body.
@@ -574,15 +593,7 @@ pub async fn get_record(
     authorize(&state, &headers, Scope::Read)?;
     let name = path_record(p, true)?;
     // A record (up to MAX_RECORD_BYTES) is held in memory until it is sent, like a download.
-    let permit = {
-        let _waiting = Waiting::on(&state.metrics.downloads_waiting);
-        state
-            .downloads
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| AppError::internal("waiting for a download slot", &e))?
-    };
+    let permit = download_slot(&state).await?;
     let bytes = match state.store.get_record(&name).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
@@ -661,13 +672,29 @@ pub async fn put_record(
     }
 }
 
-/// The query of `GET /v1/objects`.
+/// The query of `GET /v1/objects` and `GET /v1/deltas`.
 #[derive(Debug, serde::Deserialize)]
 pub struct PageQuery {
-    /// Only objects with ids after this one.
+    /// Only objects with ids (deltas with names) after this one.
     after: Option<String>,
-    /// At most this many objects (default and most: [`protocol::OBJECT_PAGE_LIMIT`]).
+    /// At most this many entries (default and most: [`protocol::OBJECT_PAGE_LIMIT`],
+    /// [`protocol::DELTA_PAGE_LIMIT`]).
     limit: Option<String>,
+}
+
+/// The `limit` of a page query: `most` when absent, at most `most`; anything but a number from 1
+/// up is a 400.
+fn page_limit(limit: Option<&str>, most: usize) -> Result<usize, AppError> {
+    match limit {
+        None => Ok(most),
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n.min(most)),
+            _ => Err(AppError::bad_request(
+                "invalid_query",
+                format!("limit must be a number from 1 to {most}"),
+            )),
+        },
+    }
 }
 
 /// `GET /v1/objects?after=<id>&limit=<n>`: a page of objects in id order, with where the next
@@ -681,21 +708,7 @@ pub async fn list_objects(
     authorize(&state, &headers, Scope::Admin)?;
     let Query(q) = query.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
     let after = q.after.as_deref().map(parse_id).transpose()?;
-    let limit = match q.limit.as_deref() {
-        None => protocol::OBJECT_PAGE_LIMIT,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if n > 0 => n.min(protocol::OBJECT_PAGE_LIMIT),
-            _ => {
-                return Err(AppError::bad_request(
-                    "invalid_query",
-                    format!(
-                        "limit must be a number from 1 to {}",
-                        protocol::OBJECT_PAGE_LIMIT
-                    ),
-                ))
-            }
-        },
-    };
+    let limit = page_limit(q.limit.as_deref(), protocol::OBJECT_PAGE_LIMIT)?;
     let (page, more) = state
         .store
         .list_objects_page(after, limit)

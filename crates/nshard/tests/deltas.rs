@@ -668,13 +668,17 @@ fn float_objects_go_to_servers_that_store_them_and_format_1_to_those_that_do_not
     let open = Served::start(&d.path().join("new"), &[], &[]);
     let out = origin.ok(&["push", "--remote", &open.url, "--all-versions"]);
     assert!(!out.contains("object format 1"), "{out}");
-    // Deltas (format 3) travel re-encoded on their own: as float objects too.
+    // Deltas (format 3) travel as deltas to a server that keeps them (`deltas/`, never among
+    // its objects), or re-encoded on their own as float objects: one or the other for each.
     let new = formats(&d.path().join("new/objects"));
+    let sent_as_deltas = common::walk(&d.path().join("new/deltas")).len();
     let n = |m: &HashMap<u8, usize>, v: u8| m.get(&v).copied().unwrap_or(0);
+    assert!(sent_as_deltas > 0, "{new:?} vs {local:?}");
+    assert_eq!(n(&new, 3), 0, "{new:?}");
     assert_eq!(
-        n(&new, 4),
+        n(&new, 4) + sent_as_deltas,
         n(&local, 4) + n(&local, 3),
-        "{new:?} vs {local:?}"
+        "{new:?} and {sent_as_deltas} deltas vs {local:?}"
     );
     assert_eq!(n(&new, 1), n(&local, 1), "{new:?} vs {local:?}");
 }

@@ -264,7 +264,7 @@ fn server_verify_endpoint_hashes_its_copy_and_needs_a_read_token() {
         .expect("json");
     assert_eq!(
         health["features"],
-        serde_json::json!(["verify", "float-objects"]),
+        serde_json::json!(["verify", "float-objects", "deltas"]),
         "{health}"
     );
     let (id, enc) = nshard_remote::testing::object(100_000, 31);

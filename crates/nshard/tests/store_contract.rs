@@ -36,11 +36,16 @@ async fn directory_remote_passes_the_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_remote_passes_the_contract() {
     const TOKEN: &str = "contract-write-token-0123456789";
+    // The delta part of the contract lists and deletes deltas, as gc does: admin routes.
+    const ADMIN: &str = "contract-admin-token-0123456789";
     let d = tempfile::tempdir().expect("tmp");
     let server = Served::start(
         &d.path().join("store"),
         &["--max-batch", "300"],
-        &[("NSHARD_SERVE_TOKENS", &format!("write:{TOKEN}"))],
+        &[(
+            "NSHARD_SERVE_TOKENS",
+            &format!("write:{TOKEN},admin:{ADMIN}"),
+        )],
     );
     let url = RemoteUrl::parse(&server.url, d.path()).expect("url");
     let opts = OpenOptions {
@@ -50,7 +55,29 @@ async fn http_remote_passes_the_contract() {
     let store = nshard_remote::open(&url, &opts).await.expect("open");
     assert_eq!(store.display_url(), server.url);
     assert!(!format!("{opts:?}").contains(TOKEN));
-    contract(store.clone(), 2).await;
+    assert!(
+        store.stores_deltas(),
+        "a server over a directory keeps delta encodings"
+    );
+    let admin_opts = OpenOptions {
+        token: Some(ADMIN.into()),
+        ..Default::default()
+    };
+    let admin = nshard_remote::open(&url, &admin_opts).await.expect("open");
+    contract(admin, 2).await;
+    // A write token may upload deltas and ask for them, but not list or delete them.
+    let err = store.list_deltas().await.expect_err("admin only");
+    assert!(
+        matches!(
+            err,
+            nshard_core::Error::Remote(RemoteError::Failed {
+                kind: nshard_core::RemoteFailure::Forbidden,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("admin"), "{err}");
     assert!(
         store.admin().is_none(),
         "the HTTP protocol has no listing or deleting"
@@ -125,24 +152,39 @@ async fn server_backed_by_s3_passes_the_contract() {
     let bucket_url = env.fresh_url("serve-contract");
     let vars = env.vars();
     let envs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // The delta part of the contract lists and deletes deltas, as gc does: admin routes.
+    const ADMIN: &str = "contract-admin-token-0123456789";
+    let tokens = format!("admin:{ADMIN}");
+    let mut envs = envs;
+    envs.push(("NSHARD_SERVE_TOKENS", &tokens));
     let server = Served::start_store(&d.path().join("server"), &bucket_url, &[], &envs);
     let url = RemoteUrl::parse(&server.url, d.path()).expect("url");
-    let store = nshard_remote::open(&url, &OpenOptions::default())
-        .await
-        .expect("open");
-    contract(store, 4).await;
-    // What the server stored is in the bucket, under the same layout an s3:// remote uses.
+    let opts = OpenOptions {
+        token: Some(ADMIN.into()),
+        ..Default::default()
+    };
+    let store = nshard_remote::open(&url, &opts).await.expect("open");
     let direct = nshard_remote::open(
         &RemoteUrl::parse(&bucket_url, d.path()).expect("url"),
         &s3_options(&env),
     )
     .await
     .expect("open bucket");
+    assert!(
+        store.stores_deltas(),
+        "a server over a bucket keeps delta encodings"
+    );
+    contract(store.clone(), 4).await;
+    // What the server stored is in the bucket, under the same layout an s3:// remote uses.
     let listed = direct
         .admin()
         .expect("S3 lists")
         .list()
         .await
         .expect("list");
-    assert_eq!(listed.len(), 4, "the contract's four objects: {listed:?}");
+    assert_eq!(
+        listed.len(),
+        5,
+        "the contract's four objects and the base of its deltas: {listed:?}"
+    );
 }

@@ -1,0 +1,475 @@
+//! Delta encodings over protocol v1 against the real server on a 127.0.0.1 port: stored only
+//! after they are verified against their base as the store holds it, refused naming the base when
+//! it lacks it and naming the object when the bytes lie, written by write tokens only, listed and
+//! deleted by admins, and neither announced nor taken by a server whose `--max-object-format` is
+//! below the delta format.
+
+mod common;
+
+use common::*;
+
+use nshard_core::format::{encode_delta, DataHint, Encoder};
+use nshard_core::ObjectId;
+use reqwest::blocking::Response;
+use reqwest::StatusCode;
+
+const ADMIN: &str = "admin-token-for-tests-0123456789";
+
+/// A server over `DIR/store` with a write, a read and an admin token, and `max_object_format`.
+fn token_server(max_object_format: u8) -> (tempfile::TempDir, TestServer) {
+    let d = tempfile::tempdir().expect("tmp");
+    let mut c = config(&d.path().join("store"));
+    c.tokens = tokens(&format!("write:{WRITE}\nread:{READ}\nadmin:{ADMIN}\n"));
+    c.limits.max_object_format = max_object_format;
+    let s = TestServer::start_with(c);
+    (d, s)
+}
+
+/// `raw` with a few bytes changed (`step` apart): a close successor, and its id.
+fn successor(raw: &[u8], step: usize, salt: u8) -> (ObjectId, Vec<u8>) {
+    let mut next = raw.to_vec();
+    for i in (0..next.len()).step_by(step) {
+        next[i] ^= salt | 1;
+    }
+    (ObjectId::of(&next), next)
+}
+
+/// A base object (`id`, raw, encoded) and a delta of a successor against it (`id`, raw, delta).
+struct Family {
+    base: ObjectId,
+    raw_base: Vec<u8>,
+    enc_base: Vec<u8>,
+    x: ObjectId,
+    raw_x: Vec<u8>,
+    dx: Vec<u8>,
+}
+
+fn family(seed: u64) -> Family {
+    let raw_base = random_bytes(200_000, seed);
+    let base = ObjectId::of(&raw_base);
+    let enc_base = Encoder::new().encode(&raw_base, DataHint::Unknown);
+    let (x, raw_x) = successor(&raw_base, 997, 2);
+    let dx = encode_delta(&raw_x, &raw_base, &base, 2, 1).expect("a delta");
+    Family {
+        base,
+        raw_base,
+        enc_base,
+        x,
+        raw_x,
+        dx,
+    }
+}
+
+fn key(id: &ObjectId, base: &ObjectId) -> String {
+    format!("{}.{}", id.to_hex(), base.to_hex())
+}
+
+fn with(req: reqwest::blocking::RequestBuilder, token: Option<&str>) -> Response {
+    match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    }
+    .send()
+    .expect("request")
+}
+
+fn put_delta(s: &TestServer, token: Option<&str>, name: &str, body: Vec<u8>) -> Response {
+    with(
+        client().put(s.at(&format!("/v1/deltas/{name}"))).body(body),
+        token,
+    )
+}
+
+fn get_delta(s: &TestServer, token: Option<&str>, name: &str) -> Response {
+    with(client().get(s.at(&format!("/v1/deltas/{name}"))), token)
+}
+
+fn deltas_of(s: &TestServer, token: Option<&str>, ids: &[ObjectId]) -> Vec<String> {
+    let ids: Vec<String> = ids.iter().map(ObjectId::to_hex).collect();
+    let r = with(
+        client()
+            .post(s.at("/v1/deltas/of"))
+            .json(&serde_json::json!({ "ids": ids })),
+        token,
+    );
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = r.json().expect("json");
+    let mut names: Vec<String> = v["deltas"]
+        .as_array()
+        .expect("deltas")
+        .iter()
+        .map(|n| n.as_str().expect("a name").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn put_object(s: &TestServer, id: &ObjectId, enc: Vec<u8>) {
+    let r = with(
+        client().put(s.at(&format!("/v1/objects/{id}"))).body(enc),
+        Some(WRITE),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+fn features(s: &TestServer) -> Vec<String> {
+    let h: serde_json::Value = client()
+        .get(s.at("/v1/health"))
+        .send()
+        .expect("health")
+        .json()
+        .expect("json");
+    h["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| f.as_str().expect("a feature").to_string())
+        .collect()
+}
+
+/// Files under the store's `deltas/`.
+fn delta_files(s: &TestServer) -> Vec<std::path::PathBuf> {
+    walkdir(&s.store.join("deltas"))
+}
+
+#[test]
+fn deltas_round_trip_and_are_listed_and_deleted_by_admins() {
+    let (_d, s) = token_server(4);
+    assert!(features(&s).contains(&"deltas".to_string()));
+    let f = family(1);
+    put_object(&s, &f.base, f.enc_base.clone());
+    let name = key(&f.x, &f.base);
+    let r = put_delta(&s, Some(WRITE), &name, f.dx.clone());
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: serde_json::Value = r.json().expect("json");
+    assert_eq!(v, serde_json::json!({"name": name, "stored": true}));
+    // Re-uploading is a cheap success that writes nothing.
+    let r = put_delta(&s, Some(WRITE), &name, f.dx.clone());
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<serde_json::Value>().expect("json")["stored"],
+        false
+    );
+    assert_eq!(delta_files(&s).len(), 1);
+
+    let r = get_delta(&s, Some(READ), &name);
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = r.bytes().expect("body");
+    assert_eq!(&got[..], &f.dx[..]);
+    let mut raw = f.raw_base.clone();
+    nshard_core::format::decode_against_in_place(
+        &f.x,
+        &got,
+        &mut raw,
+        1 << 30,
+        &mut Default::default(),
+    )
+    .expect("decodes");
+    assert!(raw == f.raw_x);
+    let absent = key(&ObjectId::of(b"nobody"), &f.base);
+    expect_error(
+        get_delta(&s, Some(READ), &absent),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_eq!(
+        deltas_of(&s, Some(READ), &[f.base, f.x, ObjectId::of(b"nobody")]),
+        vec![name.clone()]
+    );
+    // A delta is not a whole object.
+    let m: serde_json::Value = with(
+        client()
+            .post(s.at("/v1/objects/missing"))
+            .json(&serde_json::json!({ "ids": [f.x.to_hex()] })),
+        Some(READ),
+    )
+    .json()
+    .expect("json");
+    assert_eq!(m["missing"], serde_json::json!([f.x.to_hex()]));
+
+    // A second delta (of the first), then the admin listing a page at a time.
+    let (y, raw_y) = successor(&f.raw_x, 1009, 4);
+    let dy = encode_delta(&raw_y, &f.raw_x, &f.x, 2, 2).expect("a delta");
+    let name_y = key(&y, &f.x);
+    assert_eq!(
+        put_delta(&s, Some(WRITE), &name_y, dy.clone()).status(),
+        StatusCode::CREATED
+    );
+    let mut want = [name.clone(), name_y.clone()];
+    want.sort();
+    for token in [Some(WRITE), Some(READ)] {
+        let msg = expect_error(
+            with(client().get(s.at("/v1/deltas")), token),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        );
+        assert!(msg.contains("admin"), "{msg}");
+    }
+    let page: serde_json::Value = with(client().get(s.at("/v1/deltas?limit=1")), Some(ADMIN))
+        .json()
+        .expect("json");
+    assert_eq!(page["deltas"].as_array().expect("deltas").len(), 1);
+    assert_eq!(page["deltas"][0]["name"], want[0]);
+    assert!(page["deltas"][0]["modified"].as_u64().expect("modified") > 0);
+    assert_eq!(page["next"], want[0]);
+    let size = |n: &str| if n == name { f.dx.len() } else { dy.len() };
+    assert_eq!(page["deltas"][0]["size"], size(&want[0]));
+    let page: serde_json::Value = with(
+        client().get(s.at(&format!("/v1/deltas?after={}&limit=1", want[0]))),
+        Some(ADMIN),
+    )
+    .json()
+    .expect("json");
+    assert_eq!(page["deltas"][0]["name"], want[1]);
+    assert_eq!(page["deltas"][0]["size"], size(&want[1]));
+    assert_eq!(page["next"], serde_json::Value::Null);
+    expect_error(
+        with(client().get(s.at("/v1/deltas?after=../x")), Some(ADMIN)),
+        StatusCode::BAD_REQUEST,
+        "invalid_delta_name",
+    );
+
+    // Deleting: admins only, absent names are no error.
+    let body = serde_json::json!({ "names": [name_y, absent] });
+    expect_error(
+        with(
+            client().post(s.at("/v1/deltas/delete")).json(&body),
+            Some(WRITE),
+        ),
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let r = with(
+        client().post(s.at("/v1/deltas/delete")).json(&body),
+        Some(ADMIN),
+    );
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<serde_json::Value>().expect("json"),
+        serde_json::json!({"deleted": 2})
+    );
+    assert_eq!(deltas_of(&s, Some(READ), &[f.x, y]), vec![name.clone()]);
+
+    let metrics = with(client().get(s.at("/metrics")), Some(READ))
+        .text()
+        .expect("metrics");
+    assert_eq!(
+        metric_value(&metrics, "nshard_deltas_stored_total"),
+        Some(2)
+    );
+    assert_eq!(
+        metric_value(&metrics, "nshard_deltas_deleted_total"),
+        Some(2)
+    );
+    for route in [
+        r#"route="/v1/deltas/{name}",method="PUT",status="201""#,
+        r#"route="/v1/deltas/{name}",method="GET",status="200""#,
+        r#"route="/v1/deltas/of",method="POST",status="200""#,
+        r#"route="/v1/deltas",method="GET",status="200""#,
+        r#"route="/v1/deltas/delete",method="POST",status="200""#,
+    ] {
+        assert!(metrics.contains(route), "{route}:\n{metrics}");
+    }
+}
+
+#[test]
+fn a_delta_without_its_base_is_refused_naming_the_base() {
+    let (_d, s) = token_server(4);
+    let f = family(2);
+    // The base was never uploaded.
+    let name = key(&f.x, &f.base);
+    let msg = expect_error(
+        put_delta(&s, Some(WRITE), &name, f.dx.clone()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "base_missing",
+    );
+    assert!(msg.contains(&f.base.to_hex()), "{msg}");
+    assert!(delta_files(&s).is_empty(), "{:?}", delta_files(&s));
+    assert!(deltas_of(&s, Some(READ), &[f.x]).is_empty());
+    // Once the base is there, the same upload goes through.
+    put_object(&s, &f.base, f.enc_base.clone());
+    assert_eq!(
+        put_delta(&s, Some(WRITE), &name, f.dx.clone()).status(),
+        StatusCode::CREATED
+    );
+}
+
+#[test]
+fn a_delta_that_does_not_decode_to_its_id_is_refused_and_nothing_is_visible() {
+    let (_d, s) = token_server(4);
+    let f = family(3);
+    put_object(&s, &f.base, f.enc_base.clone());
+    let liar = ObjectId::of(b"not what the delta decodes to");
+    let other = ObjectId::of(b"some other base");
+    let whole_x = Encoder::new().encode(&f.raw_x, DataHint::Unknown);
+    for (name, body, id) in [
+        // Bytes that decode to another id.
+        (key(&liar, &f.base), f.dx.clone(), liar),
+        // A header naming another base than the name does.
+        (key(&f.x, &other), f.dx.clone(), f.x),
+        // A standalone object, not a delta.
+        (key(&f.x, &f.base), whole_x, f.x),
+        // Not an object at all.
+        (key(&f.x, &f.base), b"garbage".to_vec(), f.x),
+        // Cut short.
+        (key(&f.x, &f.base), f.dx[..f.dx.len() / 2].to_vec(), f.x),
+    ] {
+        let msg = expect_error(
+            put_delta(&s, Some(WRITE), &name, body),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "object_rejected",
+        );
+        assert!(msg.contains(&id.to_hex()), "{msg}");
+        assert!(msg.contains("nothing was stored"), "{msg}");
+    }
+    assert!(delta_files(&s).is_empty(), "{:?}", delta_files(&s));
+    assert!(deltas_of(&s, Some(READ), &[f.x, liar]).is_empty());
+    expect_error(
+        get_delta(&s, Some(READ), &key(&liar, &f.base)),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    // Names that are not two different lowercase ids are refused before the store is touched.
+    for bad in [
+        key(&f.base, &f.base),
+        key(&f.x, &f.base).to_uppercase(),
+        f.x.to_hex(),
+        format!("{}.x", f.x.to_hex()),
+    ] {
+        expect_error(
+            put_delta(&s, Some(WRITE), &bad, f.dx.clone()),
+            StatusCode::BAD_REQUEST,
+            "invalid_delta_name",
+        );
+    }
+    let metrics = with(client().get(s.at("/metrics")), Some(READ))
+        .text()
+        .expect("metrics");
+    assert_eq!(
+        metric_value(&metrics, "nshard_objects_rejected_total"),
+        Some(5)
+    );
+    assert_eq!(
+        metric_value(&metrics, "nshard_deltas_stored_total"),
+        Some(0)
+    );
+}
+
+#[test]
+fn only_write_tokens_put_deltas() {
+    let (_d, s) = token_server(4);
+    let f = family(4);
+    put_object(&s, &f.base, f.enc_base.clone());
+    let name = key(&f.x, &f.base);
+    let msg = expect_error(
+        put_delta(&s, Some(READ), &name, f.dx.clone()),
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert!(msg.contains("write"), "{msg}");
+    expect_error(
+        put_delta(&s, None, &name, f.dx.clone()),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert!(delta_files(&s).is_empty());
+    // Reading needs a token too, a read token will do.
+    expect_error(
+        get_delta(&s, None, &name),
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    expect_error(
+        get_delta(&s, Some(READ), &name),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_eq!(
+        put_delta(&s, Some(ADMIN), &name, f.dx.clone()).status(),
+        StatusCode::CREATED,
+        "admin includes write"
+    );
+}
+
+#[test]
+fn a_server_below_the_delta_format_neither_announces_nor_takes_deltas() {
+    let (_d, s) = token_server(1);
+    let features = features(&s);
+    assert!(!features.contains(&"deltas".to_string()), "{features:?}");
+    let f = family(5);
+    put_object(&s, &f.base, f.enc_base.clone());
+    let msg = expect_error(
+        put_delta(&s, Some(WRITE), &key(&f.x, &f.base), f.dx.clone()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "object_rejected",
+    );
+    assert!(msg.contains(&f.x.to_hex()), "{msg}");
+    assert!(msg.contains("object format 3"), "{msg}");
+    assert!(msg.contains("--max-object-format"), "{msg}");
+    assert!(delta_files(&s).is_empty());
+
+    // The client sees no deltas there and does not ask.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let opts = nshard_remote::OpenOptions {
+            token: Some(WRITE.into()),
+            ..Default::default()
+        };
+        let store = nshard_remote::HttpStore::connect(&s.url, &opts)
+            .await
+            .expect("connect");
+        use nshard_core::Store;
+        assert!(!store.stores_deltas());
+        let name = nshard_core::backend::DeltaName {
+            id: f.x,
+            base: f.base,
+        };
+        let err = store.put_delta(&name, f.dx.clone()).await.expect_err("no");
+        assert!(!err.is_transient(), "{err}");
+    });
+}
+
+#[test]
+fn batch_queries_of_deltas_are_bounded_and_checked() {
+    let d = tempfile::tempdir().expect("tmp");
+    let mut c = config(&d.path().join("store"));
+    c.limits.max_batch = 5;
+    let s = TestServer::start_with(c);
+    let ids: Vec<String> = (0..6u8).map(|i| ObjectId::of(&[i]).to_hex()).collect();
+    expect_error(
+        client()
+            .post(s.at("/v1/deltas/of"))
+            .json(&serde_json::json!({ "ids": ids }))
+            .send()
+            .expect("send"),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "batch_too_large",
+    );
+    expect_error(
+        client()
+            .post(s.at("/v1/deltas/of"))
+            .json(&serde_json::json!({ "ids": ["../../etc"] }))
+            .send()
+            .expect("send"),
+        StatusCode::BAD_REQUEST,
+        "invalid_id",
+    );
+    expect_error(
+        client()
+            .post(s.at("/v1/deltas/of"))
+            .body("{\"names\": []}")
+            .send()
+            .expect("send"),
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    );
+    // A GET of the static route is not taken for a delta name.
+    expect_error(
+        client().get(s.at("/v1/deltas/of")).send().expect("send"),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+}
