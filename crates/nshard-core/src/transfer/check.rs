@@ -48,14 +48,22 @@ pub async fn check_remote(
         }
         needs.push(ids);
     }
-    let missing = remote_missing(
+    let mut stats = TransferStats::default();
+    let mut missing = remote_missing(
         remote,
         &all,
         retry,
-        &mut TransferStats::default(),
+        &mut stats,
         &crate::progress::NoProgress,
     )
     .await?;
+    if remote.stores_deltas() && !missing.is_empty() {
+        // Held as deltas is held.
+        let ids: Vec<ObjectId> = missing.iter().copied().collect();
+        for d in super::deltas::remote_deltas(remote, &ids, retry, &mut stats).await? {
+            missing.remove(&d.id);
+        }
+    }
     for (s, ids) in statuses.iter_mut().zip(needs) {
         s.remote = ids.map(|ids| RemoteCheck {
             objects: ids.len(),

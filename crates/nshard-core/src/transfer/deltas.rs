@@ -82,7 +82,13 @@ pub(super) async fn plan_push(
             }
         }
     }
-    if cands.is_empty() {
+    // Chunks the remote lacks whole may be held as deltas already (pushed from another clone).
+    let lacking: Vec<ObjectId> = send
+        .iter()
+        .filter(|id| missing.contains(id))
+        .copied()
+        .collect();
+    if cands.is_empty() && lacking.is_empty() {
         return Ok(PushDeltas::default());
     }
     // Which of them, and of their bases, the remote holds whole or as deltas already.
@@ -112,6 +118,7 @@ pub(super) async fn plan_push(
     };
     let mut asked: Vec<ObjectId> = cands.keys().copied().collect();
     asked.extend(cands.values().copied());
+    asked.extend(lacking);
     asked.sort();
     asked.dedup();
     let existing = remote_deltas(remote, &asked, retry, stats).await?;
@@ -251,6 +258,49 @@ pub(super) async fn push(
     }
     opts.progress.finish();
     result
+}
+
+/// Fetches `wanted` (id → the most raw bytes it may decode to; all absent locally) from `remote`:
+/// whole where it holds them whole, else through its deltas (bases first). `absent` are the ids
+/// it lacks whole (asked beforehand). Returns the ids it holds neither way, and the ids received
+/// (with a dry run, counted in `stats` and none moved).
+pub(super) async fn fetch(
+    local: &LocalStore,
+    remote: &Arc<dyn Store>,
+    mut wanted: HashMap<ObjectId, u64>,
+    mut absent: HashSet<ObjectId>,
+    opts: &TransferOptions<'_>,
+    stats: &mut TransferStats,
+) -> Result<(HashSet<ObjectId>, HashSet<ObjectId>)> {
+    let lacking_whole: HashMap<ObjectId, u64> = wanted
+        .iter()
+        .filter(|(id, _)| absent.contains(id))
+        .map(|(id, n)| (*id, *n))
+        .collect();
+    wanted.retain(|id, _| !absent.contains(id));
+    let coming: HashSet<ObjectId> = wanted.keys().copied().collect();
+    let via = plan_pull(local, remote, &lacking_whole, &coming, &opts.retry, stats).await?;
+    for id in via.ids() {
+        absent.remove(&id);
+    }
+    let mut whole = wanted;
+    whole.extend(via.bases.iter().map(|(id, n)| (*id, *n)));
+    if opts.dry_run {
+        stats.deltas = via.levels.iter().map(Vec::len).sum::<usize>();
+        stats.objects = whole.len() + stats.deltas;
+        stats.bytes = whole.values().sum::<u64>()
+            + via
+                .levels
+                .iter()
+                .flatten()
+                .map(|d| lacking_whole.get(&d.id).copied().unwrap_or(0))
+                .sum::<u64>();
+    } else {
+        super::engine::pull_objects(local, remote, &whole, opts, stats).await?;
+        pull(local, remote, &via, &lacking_whole, opts, stats).await?;
+    }
+    let received = whole.keys().copied().chain(via.ids()).collect();
+    Ok((absent, received))
 }
 
 /// What a pull fetches through deltas: bases fetched whole first, then deltas level by level.

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::engine::{fetch_one, pull_objects, push_groups, remote_missing};
+use super::engine::{fetch_one, push_groups, remote_missing};
 use super::{TransferOptions, TransferStats};
 use crate::error::{Error, RemoteError, RemoteFailure, Result};
 use crate::id::{Hasher, ObjectId};
@@ -294,6 +294,8 @@ async fn try_record(
         let mut ids: Vec<ObjectId> = wanted.keys().copied().collect();
         ids.sort_unstable();
         let lacking = remote_missing(remote, &ids, &opts.retry, stats, opts.progress).await?;
+        let (lacking, _) =
+            super::deltas::fetch(local, remote, wanted, lacking, opts, stats).await?;
         if !lacking.is_empty() {
             let mut lacking: Vec<ObjectId> = lacking.into_iter().collect();
             lacking.sort_unstable();
@@ -303,7 +305,6 @@ async fn try_record(
                 missing: lacking,
             }));
         }
-        pull_objects(local, remote, &wanted, opts, stats).await?;
     }
     let store = local.clone();
     let dest: PathBuf = dest.to_path_buf();

@@ -720,56 +720,8 @@ pub async fn pull(
         opts.transfer.progress,
     )
     .await?;
-    let mut absent = absent;
-    // What the remote holds only as deltas comes through them (bases first).
-    let lacking_whole: HashMap<ObjectId, u64> = wanted
-        .iter()
-        .filter(|(id, _)| absent.contains(id))
-        .map(|(id, n)| (*id, *n))
-        .collect();
-    wanted.retain(|id, _| !absent.contains(id));
-    let via_deltas = if remote.stores_deltas() && !lacking_whole.is_empty() {
-        let coming: HashSet<ObjectId> = wanted.keys().copied().collect();
-        deltas::plan_pull(
-            local,
-            remote,
-            &lacking_whole,
-            &coming,
-            &opts.transfer.retry,
-            &mut stats,
-        )
-        .await?
-    } else {
-        deltas::PullDeltas::default()
-    };
-    for id in via_deltas.ids() {
-        absent.remove(&id);
-    }
-    let mut whole = wanted.clone();
-    whole.extend(via_deltas.bases.iter().map(|(id, n)| (*id, *n)));
-    if opts.transfer.dry_run {
-        stats.deltas = via_deltas.levels.iter().map(Vec::len).sum::<usize>();
-        stats.objects = whole.len() + stats.deltas;
-        stats.bytes = whole.values().sum::<u64>()
-            + via_deltas
-                .levels
-                .iter()
-                .flatten()
-                .map(|d| lacking_whole.get(&d.id).copied().unwrap_or(0))
-                .sum::<u64>();
-    } else {
-        engine::pull_objects(local, remote, &whole, &opts.transfer, &mut stats).await?;
-        deltas::pull(
-            local,
-            remote,
-            &via_deltas,
-            &lacking_whole,
-            &opts.transfer,
-            &mut stats,
-        )
-        .await?;
-    }
-    let received_ids: HashSet<ObjectId> = whole.keys().copied().chain(via_deltas.ids()).collect();
+    let (absent, received_ids) =
+        deltas::fetch(local, remote, wanted, absent, &opts.transfer, &mut stats).await?;
     // A version the remote lacks may have been pruned by retention: say so rather than call it
     // missing data.
     let mut notes = Vec::new();
