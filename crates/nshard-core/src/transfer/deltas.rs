@@ -140,11 +140,14 @@ pub(super) async fn plan_push(
             || (whole_there && held_as_delta.contains(id));
         !needless
     });
-    // Chunks the remote lacks whole and holds as a delta already need neither.
-    let mut instead: HashSet<ObjectId> = send
+    // A chunk stands on a delta in place of its whole copy only where the base is a chunk of
+    // the versions this push sends: their root record names it, so a gc running meanwhile keeps
+    // it (a base of another version could be garbage that such a gc is deleting).
+    // Chunks the remote lacks whole and holds as such a delta already need neither.
+    let mut instead: HashSet<ObjectId> = existing
         .iter()
-        .filter(|id| missing.contains(id) && held_as_delta.contains(id))
-        .copied()
+        .filter(|d| missing.contains(&d.id) && sending.contains(&d.id) && sending.contains(&d.base))
+        .map(|d| d.id)
         .collect();
     cands.retain(|id, _| !instead.contains(id));
 
@@ -154,12 +157,13 @@ pub(super) async fn plan_push(
     let mut levels: Vec<Vec<DeltaName>>;
     let mut whole_after_all: HashSet<ObjectId> = HashSet::new();
     loop {
-        let held = |b: &ObjectId, placed: &HashSet<ObjectId>| {
-            placed.contains(b)
+        let held = |id: &ObjectId, b: &ObjectId, placed: &HashSet<ObjectId>| {
+            (placed.contains(b)
                 || held_as_delta.contains(b)
                 || whole_after_all.contains(b)
                 || !lacks_whole(b)
-                || (sending.contains(b) && !cands.contains_key(b))
+                || (sending.contains(b) && !cands.contains_key(b)))
+                && (!lacks_whole(id) || sending.contains(b))
         };
         levels = Vec::new();
         let mut placed: HashSet<ObjectId> = HashSet::new();
@@ -171,7 +175,7 @@ pub(super) async fn plan_push(
         left.sort();
         while !left.is_empty() && levels.len() < MAX_CHAIN {
             let (now, later): (Vec<_>, Vec<_>) =
-                left.into_iter().partition(|(_, b)| held(b, &placed));
+                left.into_iter().partition(|(id, b)| held(id, b, &placed));
             left = later;
             if now.is_empty() {
                 break;
