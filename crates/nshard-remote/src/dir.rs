@@ -88,22 +88,27 @@ impl DirStore {
         if !self.swept.swap(true, Ordering::Relaxed) {
             self.sweep_stale_tmp(STALE_TMP_AGE);
         }
-        let dest = self.store.path_of(id);
-        let fan = dest
-            .parent()
-            .expect("object paths have a fan-out directory");
-        create_dir_all(fan)?;
+        self.write_once(&self.store.path_of(id), encoded)
+    }
+
+    /// Writes `bytes` at `dest` (in a fan-out directory) if absent, through a temporary file in
+    /// `tmp/`: returns whether this call wrote it. Objects and deltas are immutable and the
+    /// directory may be shared between users: readable by all (the temporary file starts out
+    /// private to its creator), writable by none.
+    fn write_once(&self, dest: &Path, bytes: &[u8]) -> Result<bool> {
+        create_dir_all(
+            dest.parent()
+                .expect("stored files live in a fan-out directory"),
+        )?;
         create_dir_all(self.store.tmp_dir())?;
-        let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
-        write_file_once(f.file(), encoded).map_err(Error::io("writing", &dest))?;
-        // Objects are immutable and the directory may be shared between users: readable by all
-        // (the temporary file starts out private to its creator), writable by none.
+        let mut f = AtomicFile::create_in(self.store.tmp_dir(), dest)?;
+        write_file_once(f.file(), bytes).map_err(Error::io("writing", dest))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             f.file()
                 .set_permissions(fs::Permissions::from_mode(0o444))
-                .map_err(Error::io("setting permissions of", &dest))?;
+                .map_err(Error::io("setting permissions of", dest))?;
         }
         f.commit_if_absent()
     }
@@ -148,24 +153,13 @@ impl DirStore {
         self.root.join("deltas").join(&key[..2]).join(key)
     }
 
-    /// Stores a delta the caller verified, if absent (blocking); read-only like objects.
+    /// Stores a delta the caller verified, if absent (blocking).
     fn put_delta_blocking(&self, name: &DeltaName, encoded: &[u8]) -> Result<bool> {
         let dest = self.delta_path(name);
         if fs::symlink_metadata(&dest).is_ok() {
             return Ok(false);
         }
-        create_dir_all(dest.parent().expect("deltas live in a fan-out directory"))?;
-        create_dir_all(self.store.tmp_dir())?;
-        let mut f = AtomicFile::create_in(self.store.tmp_dir(), &dest)?;
-        write_file_once(f.file(), encoded).map_err(Error::io("writing", &dest))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            f.file()
-                .set_permissions(fs::Permissions::from_mode(0o444))
-                .map_err(Error::io("setting permissions of", &dest))?;
-        }
-        f.commit_if_absent()
+        self.write_once(&dest, encoded)
     }
 
     /// The bytes of delta `name`: a regular file no larger than any encoding can be.

@@ -221,31 +221,49 @@ pub(super) async fn push(
         stats.bytes += total;
         return Ok(());
     }
-    opts.progress
-        .start(&format!("push deltas to {}", remote.display_url()), total);
+    let what = format!("push deltas to {}", remote.display_url());
+    let retry = opts.retry;
+    by_levels(&plan.levels, &what, total, opts, stats, |name| {
+        let local = local.clone();
+        let remote = Arc::clone(remote);
+        async move {
+            let enc = match local_io(move || local.get_encoded(&name.id)).await {
+                Ok(e) => e,
+                Err(e) => return (Err(e), 0),
+            };
+            let n = enc.len() as u64;
+            crate::crash_point!("push-before-delta");
+            let (r, retries) = retry.run(|| remote.put_delta(&name, enc.clone())).await;
+            (r.map(|_| n), retries)
+        }
+    })
+    .await
+}
+
+/// Runs `work` on every delta of `levels`, a level once the ones before it are done (at most
+/// `opts.jobs` at once), counting what each moved (`work`'s bytes and retries) as a delta in
+/// `stats`, with progress under `what` (of `total` bytes).
+async fn by_levels<F, Fut>(
+    levels: &[Vec<DeltaName>],
+    what: &str,
+    total: u64,
+    opts: &TransferOptions<'_>,
+    stats: &mut TransferStats,
+    work: F,
+) -> Result<()>
+where
+    F: Fn(DeltaName) -> Fut,
+    Fut: std::future::Future<Output = (Result<u64>, u64)> + Send + 'static,
+{
+    opts.progress.start(what, total);
     let mut result = Ok(());
-    for level in &plan.levels {
+    for level in levels {
         let names: HashMap<ObjectId, DeltaName> = level.iter().map(|d| (d.id, *d)).collect();
         let ids: Vec<ObjectId> = names.keys().copied().collect();
-        let retry = opts.retry;
         let r = bounded(
             ids,
             opts.jobs,
-            |id| {
-                let local = local.clone();
-                let remote = Arc::clone(remote);
-                let name = names[&id];
-                async move {
-                    let enc = match local_io(move || local.get_encoded(&name.id)).await {
-                        Ok(e) => e,
-                        Err(e) => return (Err(e), 0),
-                    };
-                    let n = enc.len() as u64;
-                    crate::crash_point!("push-before-delta");
-                    let (r, retries) = retry.run(|| remote.put_delta(&name, enc.clone())).await;
-                    (r.map(|_| n), retries)
-                }
-            },
+            |id| work(names[&id]),
             |_, n, retries| {
                 stats.objects += 1;
                 stats.deltas += 1;
@@ -438,55 +456,34 @@ pub(super) async fn pull(
     opts: &TransferOptions<'_>,
     stats: &mut TransferStats,
 ) -> Result<()> {
-    let url = remote.display_url();
-    opts.progress.start(&format!("pull deltas from {url}"), 0);
-    let mut result = Ok(());
-    for level in &plan.levels {
-        let names: HashMap<ObjectId, DeltaName> = level.iter().map(|d| (d.id, *d)).collect();
-        let ids: Vec<ObjectId> = names.keys().copied().collect();
-        let retry = opts.retry;
-        let r = bounded(
-            ids,
-            opts.jobs,
-            |id| {
-                let local = local.clone();
-                let remote = Arc::clone(remote);
-                let name = names[&id];
-                let max_raw = bounds.get(&id).copied().unwrap_or(codec::MAX_OBJECT_SIZE);
-                async move {
-                    let (enc, retries) = retry.run(|| remote.get_delta(&name)).await;
-                    let enc = match enc {
-                        Ok(e) => e,
-                        Err(e) => return (Err(e), retries),
-                    };
-                    let n = enc.len() as u64;
-                    let stored = local_io(move || store_delta(&local, &name, &enc, max_raw)).await;
-                    let r = match stored {
-                        Ok(()) => Ok(n),
-                        Err(Error::Store(StoreError::CorruptObject { id, kind, reason })) => {
-                            Err(corrupt_on_remote(&remote, id, kind, reason).await)
-                        }
-                        Err(e) => Err(e),
-                    };
-                    (r, retries)
+    let what = format!("pull deltas from {}", remote.display_url());
+    let retry = opts.retry;
+    by_levels(&plan.levels, &what, 0, opts, stats, |name| {
+        let local = local.clone();
+        let remote = Arc::clone(remote);
+        let max_raw = bounds
+            .get(&name.id)
+            .copied()
+            .unwrap_or(codec::MAX_OBJECT_SIZE);
+        async move {
+            let (enc, retries) = retry.run(|| remote.get_delta(&name)).await;
+            let enc = match enc {
+                Ok(e) => e,
+                Err(e) => return (Err(e), retries),
+            };
+            let n = enc.len() as u64;
+            let stored = local_io(move || store_delta(&local, &name, &enc, max_raw)).await;
+            let r = match stored {
+                Ok(()) => Ok(n),
+                Err(Error::Store(StoreError::CorruptObject { id, kind, reason })) => {
+                    Err(corrupt_on_remote(&remote, id, kind, reason).await)
                 }
-            },
-            |_, n, retries| {
-                stats.objects += 1;
-                stats.deltas += 1;
-                stats.bytes += n;
-                stats.retries += retries;
-                opts.progress.advance(n);
-            },
-        )
-        .await;
-        if r.is_err() {
-            result = r;
-            break;
+                Err(e) => Err(e),
+            };
+            (r, retries)
         }
-    }
-    opts.progress.finish();
-    result
+    })
+    .await
 }
 
 /// Verifies the delta `name` (bytes `enc`) against its base in the local store and stores it.
