@@ -203,7 +203,7 @@ impl LocalStore {
 
     /// The encoded bytes of `id` as a standalone object: the stored bytes when `id` is stored on
     /// its own, else its raw bytes (decoded through its chain and verified) encoded anew with
-    /// `encoder`. Remotes hold standalone objects only; push sends these.
+    /// `encoder`. A remote's `objects/` holds standalone objects only; push sends these there.
     pub fn get_standalone(&self, id: &ObjectId, encoder: &mut Encoder) -> Result<Vec<u8>> {
         let enc = self.get_encoded(id)?;
         match codec::parse_header(id, &enc)?.codec {

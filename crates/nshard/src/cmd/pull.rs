@@ -17,7 +17,8 @@ use crate::output::{bytes, count, print_json, Ctx};
 /// Download from a remote the chunks that the manifests in the work tree need and the local store
 /// lacks. Every object is verified (decoded and re-hashed) as it arrives; nothing bad is kept.
 /// Then `nshard checkout` rebuilds the files (or pass --checkout). An interrupted pull resumes by
-/// running it again.
+/// running it again. A chunk the remote holds only as a delta (an older version of a checkpoint
+/// series) comes as that delta, after the newer chunks it is built on.
 ///
 /// As after a commit, the local versions before those received become deltas of them (a
 /// background `nshard repack` re-encodes them; `delta_background = false` does it before pull

@@ -25,6 +25,10 @@ use crate::output::{print_json, Ctx};
 /// chunks before the manifests that name them, and transient failures are retried with backoff.
 /// The remote verifies every object before it becomes visible. An interrupted push resumes by
 /// running it again.
+///
+/// Older versions of a checkpoint series, stored locally as deltas of the next version, go as
+/// those deltas (after their bases) to a remote that keeps them; so do the deltas of the version
+/// before each pushed one, which lets `nshard remote gc` drop its whole copy there.
 #[derive(Args, Debug)]
 pub struct PushArgs {
     /// Data files, manifests (`x.shard.json`), directories or quoted globs; default: every file.

@@ -28,6 +28,10 @@ use crate::output::{print_json, Ctx};
 /// first brings that repository's records up to date with its git remote's branches and tags
 /// (`git ls-remote`; --no-refresh skips that). On `nshard serve` it needs a token with the admin
 /// scope.
+///
+/// Where push left deltas of older versions beside their whole copies, gc keeps one encoding of
+/// each object it keeps: a delta whose chain reaches a kept whole object, once stored --grace ago
+/// and checked against its base, stands for the whole copy, which is deleted.
 #[derive(Args, Debug)]
 pub struct GcArgs {
     /// The remote: a name or URL (default: the default remote).
