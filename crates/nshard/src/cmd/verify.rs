@@ -93,8 +93,8 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<ExitCode> {
     }
     if r.unreferenced_objects > 0 {
         out!(
-            "note: {} ({}); `nshard gc` removes them",
-            count(r.unreferenced_objects as u64, "unreferenced object"),
+            "note: {} ({}) that no version in the work tree's histories uses; `nshard gc` removes those no git commit names either (`nshard gc --dry-run` lists them)",
+            count(r.unreferenced_objects as u64, "object"),
             bytes(r.unreferenced_bytes)
         );
     }
