@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::s3::{MissingStrategy, RequestCounts, S3Store};
-pub use crate::s3::{KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
+pub use crate::s3::{DELTA_PAGE_IN_LISTS, KEYS_PER_PAGE, LIST_CONCURRENCY, LIST_PAGE_IN_HEADS};
 use nshard_core::backend::StoreAdmin;
 use nshard_core::format::{decode_verified, encode_delta, DataHint, Encoder, MAX_OBJECT_SIZE};
 use nshard_core::StoreError;
@@ -534,5 +534,194 @@ pub async fn s3_missing_paths(store: Arc<S3Store>, seed: u64) {
         delta(c4, c5),
         (few.len() as u64, 2),
         "{name}: an over-full directory falls back to HEADs after a bounded listing"
+    );
+}
+
+/// `count` close successors of `base` (a 2,048-byte object, id `base_id`) whose ids all start
+/// with byte `fan`, each with its delta against `base`: (name, raw bytes, encoded delta).
+pub fn deltas_in_fan(
+    fan: u8,
+    count: usize,
+    base: &[u8],
+    base_id: &ObjectId,
+) -> Vec<(nshard_core::backend::DeltaName, Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::with_capacity(count);
+    let mut next = base.to_vec();
+    let mut i = 0u64;
+    while out.len() < count {
+        i += 1;
+        for (b, (o, t)) in next.iter_mut().zip(base.iter().zip(i.to_le_bytes())) {
+            *b = o ^ t;
+        }
+        let id = ObjectId::of(&next);
+        if id.as_bytes()[0] == fan {
+            let enc = encode_delta(&next, base, base_id, 2, 1).expect("1,024 2-byte elements");
+            let name = nshard_core::backend::DeltaName { id, base: *base_id };
+            out.push((name, next.clone(), enc));
+        }
+    }
+    out
+}
+
+/// S3's two ways of answering `deltas_of`, a listing of `deltas/ab/<id>.` per id and listings of
+/// whole fan-out directories `deltas/ab/`: both give exactly the deltas stored for the ids asked
+/// about (every base of an id), directory listings page past [`KEYS_PER_PAGE`] keys, a large batch
+/// takes far fewer requests than one per id, a small one takes one per id, and a directory fuller
+/// than its ids can pay for falls back to one per id. `store` must be a fresh prefix.
+pub async fn s3_delta_paths(store: Arc<S3Store>, seed: u64) {
+    use nshard_core::backend::DeltaName;
+    use std::collections::HashSet;
+    let name = store.display_url();
+    let w = DELTA_PAGE_IN_LISTS;
+    assert!(w >= 2, "a lone id is never worth a directory listing");
+    let full = (seed.wrapping_mul(41) % 256) as u8;
+    let (other, empty) = (full.wrapping_add(128), full.wrapping_add(64));
+    let lone: Vec<u8> = (1..=3).map(|k| full.wrapping_add(k)).collect();
+
+    // Two bases; a directory of more than a page of deltas of the first, a few deltas in
+    // another directory, one of whose ids also has a delta against the second base.
+    let mut enc = Encoder::new();
+    let raw_a = random_bytes(2048, seed.wrapping_mul(17).wrapping_add(3));
+    let raw_b = random_bytes(2048, seed.wrapping_mul(19).wrapping_add(5));
+    let (a, b) = (ObjectId::of(&raw_a), ObjectId::of(&raw_b));
+    for (id, raw) in [(a, &raw_a), (b, &raw_b)] {
+        let fresh = store
+            .put(&id, enc.encode(raw, DataHint::Unknown))
+            .await
+            .expect("put base");
+        assert!(fresh, "{name}: a fresh prefix");
+    }
+    let in_full = deltas_in_fan(full, KEYS_PER_PAGE + 10, &raw_a, &a);
+    let in_other = deltas_in_fan(other, 3, &raw_a, &a);
+    let (twice, raw_twice, _) = &in_other[0];
+    let against_b = DeltaName {
+        id: twice.id,
+        base: b,
+    };
+    let delta_b = encode_delta(raw_twice, &raw_b, &b, 2, 1).expect("delta against b");
+    let uploads: Vec<(DeltaName, Vec<u8>)> = in_full
+        .iter()
+        .chain(&in_other)
+        .map(|(n, _, d)| (*n, d.clone()))
+        .chain([(against_b, delta_b)])
+        .collect();
+    let puts: Vec<bool> = futures::stream::iter(uploads.clone())
+        .map(|(n, d)| {
+            let s = Arc::clone(&store);
+            async move { s.put_delta(&n, d).await }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await
+        .expect("put deltas");
+    assert!(puts.iter().all(|fresh| *fresh), "{name}: a fresh prefix");
+    let stored: Vec<DeltaName> = uploads.iter().map(|(n, _)| *n).collect();
+    let names_of = |ids: &[ObjectId]| -> Vec<DeltaName> {
+        let ids: HashSet<ObjectId> = ids.iter().copied().collect();
+        let mut v: Vec<DeltaName> = stored
+            .iter()
+            .copied()
+            .filter(|n| ids.contains(&n.id))
+            .collect();
+        v.sort();
+        v
+    };
+    let pages =
+        |before: RequestCounts| store.request_counts().delta_list_pages - before.delta_list_pages;
+    let full_ids: Vec<ObjectId> = in_full.iter().map(|(n, _, _)| n.id).collect();
+    let other_ids: Vec<ObjectId> = in_other.iter().map(|(n, _, _)| n.id).collect();
+
+    // A large batch: every id with deltas, ids without in the full directory, enough in
+    // `other` and `empty` to list them (one page each), lone ids in three more directories,
+    // and a duplicate.
+    let mut batch: Vec<ObjectId> = full_ids.clone();
+    batch.extend(absent_in_fan(full, 100, seed));
+    batch.extend(&other_ids);
+    batch.extend(absent_in_fan(other, 2 * w, seed));
+    batch.extend(absent_in_fan(empty, 2 * w, seed));
+    for fan in &lone {
+        batch.extend(absent_in_fan(*fan, 1, seed));
+    }
+    batch.push(full_ids[7]);
+    let distinct: Vec<ObjectId> = {
+        let mut seen = HashSet::new();
+        batch
+            .iter()
+            .copied()
+            .filter(|id| seen.insert(*id))
+            .collect()
+    };
+    let want = names_of(&batch);
+    assert_eq!(
+        want.len(),
+        stored.len(),
+        "{name}: the batch covers every delta"
+    );
+
+    let c0 = store.request_counts();
+    let mut listed = store.deltas_of(&batch).await.expect("deltas_of, listings");
+    listed.sort();
+    let by_listing = pages(c0);
+    assert!(listed == want, "{name}: directory listings answer right");
+    assert_eq!(
+        by_listing,
+        2 + 1 + 1 + lone.len() as u64,
+        "{name}: two pages for the full directory, one each for `other` and `empty`, one listing per lone id"
+    );
+
+    // The same ids asked about one at a time: one listing each, the same answer.
+    let c1 = store.request_counts();
+    let one_by_one: Vec<Vec<DeltaName>> = futures::stream::iter(distinct.clone())
+        .map(|id| {
+            let s = Arc::clone(&store);
+            async move { s.deltas_of(&[id]).await }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await
+        .expect("deltas_of, one id");
+    let by_id = pages(c1);
+    let mut one_by_one: Vec<DeltaName> = one_by_one.into_iter().flatten().collect();
+    one_by_one.sort();
+    assert!(
+        one_by_one == want,
+        "{name}: listings of one id answer right"
+    );
+    assert_eq!(by_id, distinct.len() as u64, "{name}: one listing per id");
+    assert!(
+        by_listing * 100 < by_id,
+        "{name}: {by_listing} pages for the batch, {by_id} one id at a time"
+    );
+
+    // A small batch (fewer than `w` ids in each directory): one listing per id.
+    let small: Vec<ObjectId> = full_ids[..w - 1]
+        .iter()
+        .chain(&other_ids[..other_ids.len().min(w - 1)])
+        .copied()
+        .chain(absent_in_fan(empty, w - 1, seed))
+        .collect();
+    let c2 = store.request_counts();
+    let mut found = store.deltas_of(&small).await.expect("deltas_of, small");
+    found.sort();
+    assert!(
+        found == names_of(&small),
+        "{name}: a small batch answers right"
+    );
+    assert_eq!(pages(c2), small.len() as u64, "{name}: one listing per id");
+
+    // Enough ids in the full directory to try a listing, too few to pay for its two pages: the
+    // listing is abandoned after its one-page budget and those ids are listed one by one.
+    let few = &full_ids[100..100 + w];
+    let c3 = store.request_counts();
+    let mut found = store.deltas_of(few).await.expect("deltas_of, few");
+    found.sort();
+    assert!(
+        found == names_of(few),
+        "{name}: an abandoned listing answers right"
+    );
+    assert_eq!(
+        pages(c3),
+        2 + w as u64,
+        "{name}: an over-full directory falls back to one listing per id after a bounded listing"
     );
 }

@@ -9,7 +9,7 @@ use common::serve::Served;
 use nshard_core::ObjectId;
 use nshard_core::RemoteError;
 use nshard_core::RemoteUrl;
-use nshard_remote::testing::{admin_contract, contract, s3_missing_paths};
+use nshard_remote::testing::{admin_contract, contract, s3_delta_paths, s3_missing_paths};
 use nshard_remote::{OpenOptions, S3Options, S3Store};
 
 fn s3_options(env: &S3Env) -> OpenOptions {
@@ -143,6 +143,14 @@ async fn s3_missing_heads_or_lists_by_the_batch() {
     let prefix = common::s3::unique("missing-paths");
     let store = S3Store::open(&env.bucket, &prefix, &s3_options(&env).s3).expect("open");
     s3_missing_paths(std::sync::Arc::new(store), 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_deltas_of_lists_or_asks_by_the_batch() {
+    let Some(env) = S3Env::get() else { return };
+    let prefix = common::s3::unique("delta-paths");
+    let store = S3Store::open(&env.bucket, &prefix, &s3_options(&env).s3).expect("open");
+    s3_delta_paths(std::sync::Arc::new(store), 6).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,9 +21,14 @@
 //! A first push of a large checkpoint to an empty or small prefix is the case this is for: the
 //! 23,850 objects of a 100 GB checkpoint (93 per directory) take 256 listing pages instead of
 //! 23,850 HEADs while the prefix holds fewer than about 200,000 objects.
+//!
+//! The rule is not tied to objects: [`S3Store::plan`] takes a [`FanOut`] (which root's fan-out
+//! directories, what a listed key gives, what a page costs in the one-id requests it replaces)
+//! and also serves `deltas_of` (module `deltas`), whose one-id requests are listings of
+//! `deltas/ab/<id>.`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as KeyPath;
@@ -71,8 +76,47 @@ pub struct RequestCounts {
     /// Pages of fan-out directory listings made by `missing` queries (a page holds up to
     /// [`KEYS_PER_PAGE`] keys; an empty directory takes one).
     pub list_pages: u64,
-    /// Pages of the listings `deltas_of` queries make (at least one per id asked about).
+    /// Pages of the listings `deltas_of` queries make: of `deltas/ab/<id>.` for an id asked about
+    /// one at a time, of a whole fan-out directory `deltas/ab/` for a large batch.
     pub delta_list_pages: u64,
+}
+
+/// Keys spread over the 256 fan-out directories of one root (`PREFIX/objects/ab/…`,
+/// `PREFIX/deltas/ab/…`): what a listing of them keeps, and what a page of it is worth.
+pub(super) struct FanOut<'a, T> {
+    /// The directory holding the fan-out directories (`PREFIX/objects`, `PREFIX/deltas`).
+    pub(super) root: String,
+    /// What a listed key gives, or `None` for a key to pass over (not of this kind, or not
+    /// about an id of the batch).
+    pub(super) keep: &'a (dyn Fn(&str) -> Option<T> + Sync),
+    /// Where the listing pages are counted.
+    pub(super) pages: &'a AtomicU64,
+    /// What one listing page costs, in the one-id requests it replaces (at least 1).
+    pub(super) page_cost: usize,
+}
+
+/// What [`S3Store::plan`] settled: what the directories it listed to the end gave, and the ids
+/// left to ask about one at a time.
+pub(super) struct Planned<T> {
+    /// What [`FanOut::keep`] kept of the directories listed.
+    pub(super) found: Vec<T>,
+    /// The ids of the directories not listed, or abandoned over budget.
+    pub(super) one_by_one: Vec<ObjectId>,
+}
+
+/// A fan-out directory listed to the end: how many keys it holds, and what was kept of them.
+struct Listed<T> {
+    keys: usize,
+    kept: Vec<T>,
+}
+
+/// `ids` by fan-out directory (their first byte), in batch order.
+pub(super) fn by_fan(ids: &[ObjectId]) -> BTreeMap<u8, Vec<ObjectId>> {
+    let mut by_fan: BTreeMap<u8, Vec<ObjectId>> = BTreeMap::new();
+    for id in ids {
+        by_fan.entry(id.as_bytes()[0]).or_default().push(*id);
+    }
+    by_fan
 }
 
 impl S3Store {
@@ -91,26 +135,39 @@ impl S3Store {
         ids: &[ObjectId],
         how: MissingStrategy,
     ) -> Result<Vec<ObjectId>> {
-        let mut by_fan: BTreeMap<u8, Vec<ObjectId>> = BTreeMap::new();
-        for id in ids {
-            by_fan.entry(id.as_bytes()[0]).or_default().push(*id);
-        }
-        let mut present: HashSet<ObjectId> = HashSet::new();
-        let mut to_head: Vec<ObjectId> = Vec::new();
-        match how {
-            MissingStrategy::Head => to_head.extend(ids.iter().copied()),
+        let by_fan = by_fan(ids);
+        let asked: HashSet<ObjectId> = ids.iter().copied().collect();
+        let keep = |key: &str| self.id_of_key(key).filter(|id| asked.contains(id));
+        let fans = FanOut {
+            root: self.objects.clone(),
+            keep: &keep,
+            pages: &self.list_pages,
+            page_cost: LIST_PAGE_IN_HEADS,
+        };
+        let Planned { found, one_by_one } = match how {
+            MissingStrategy::Head => Planned {
+                found: Vec::new(),
+                one_by_one: ids.to_vec(),
+            },
             MissingStrategy::List => {
-                let fans: Vec<(u8, Option<usize>)> = by_fan.keys().map(|f| (*f, None)).collect();
-                for (fan, found) in self.list_fans(fans).await? {
-                    let found = found.expect("an unbounded listing always completes");
-                    present.extend(by_fan[&fan].iter().filter(|id| found.contains(id)));
+                let every = by_fan.keys().map(|f| (*f, None)).collect();
+                let found = self
+                    .list_fans(&fans, every)
+                    .await?
+                    .into_iter()
+                    .flat_map(|(_, listed)| {
+                        listed.expect("an unbounded listing always completes").kept
+                    })
+                    .collect();
+                Planned {
+                    found,
+                    one_by_one: Vec::new(),
                 }
             }
-            MissingStrategy::Auto => {
-                self.plan(&by_fan, &mut present, &mut to_head).await?;
-            }
-        }
-        let headed: Vec<(ObjectId, bool)> = futures::stream::iter(to_head)
+            MissingStrategy::Auto => self.plan(&fans, &by_fan).await?,
+        };
+        let mut present: HashSet<ObjectId> = found.into_iter().collect();
+        let headed: Vec<(ObjectId, bool)> = futures::stream::iter(one_by_one)
             .map(|id| async move { Ok::<_, Error>((id, self.head(&id).await?.is_some())) })
             .buffer_unordered(HEAD_CONCURRENCY)
             .try_collect()
@@ -123,101 +180,108 @@ impl S3Store {
             .collect())
     }
 
-    /// The module's rule: lists what pays, leaves the rest in `to_head`.
-    async fn plan(
+    /// The module's rule, with a page worth `fans.page_cost` one-id requests: lists the
+    /// directories of `by_fan` where that pays, leaves the ids of the others to the caller.
+    pub(super) async fn plan<T: Send>(
         &self,
+        fans: &FanOut<'_, T>,
         by_fan: &BTreeMap<u8, Vec<ObjectId>>,
-        present: &mut HashSet<ObjectId>,
-        to_head: &mut Vec<ObjectId>,
-    ) -> Result<()> {
+    ) -> Result<Planned<T>> {
+        let cost = fans.page_cost.max(1);
         let mut candidates: Vec<(u8, usize)> = by_fan
             .iter()
             .map(|(fan, ids)| (*fan, ids.len()))
-            .filter(|(_, n)| *n >= LIST_PAGE_IN_HEADS)
+            .filter(|(_, n)| *n >= cost)
             .collect();
         // Most ids first; the fan byte breaks ties so the plan is deterministic.
         candidates.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let listed_fans: HashSet<u8> = candidates.iter().map(|(f, _)| *f).collect();
-        for (fan, ids) in by_fan {
-            if !listed_fans.contains(fan) {
-                to_head.extend(ids.iter().copied());
-            }
-        }
+        let mut out = Planned {
+            found: Vec::new(),
+            one_by_one: by_fan
+                .iter()
+                .filter(|(fan, _)| !listed_fans.contains(fan))
+                .flat_map(|(_, ids)| ids.iter().copied())
+                .collect(),
+        };
         let Some(&(probe, n)) = candidates.first() else {
-            return Ok(());
+            return Ok(out);
         };
-        let mut take =
-            |fan: u8, found: Option<HashSet<ObjectId>>, to_head: &mut Vec<ObjectId>| match found {
-                Some(found) => present.extend(by_fan[&fan].iter().filter(|id| found.contains(id))),
-                None => to_head.extend(by_fan[&fan].iter().copied()),
-            };
-        let mut first = self
-            .list_fans(vec![(probe, Some(n / LIST_PAGE_IN_HEADS))])
-            .await?;
-        let (_, found) = first.pop().expect("one listing asked, one answered");
-        let Some(keys) = found.as_ref().map(HashSet::len) else {
+        let mut first = self.list_fans(fans, vec![(probe, Some(n / cost))]).await?;
+        let (_, listed) = first.pop().expect("one listing asked, one answered");
+        let Some(Listed { keys, kept }) = listed else {
             // Fuller than the directory with the most ids can pay for: so is every other one.
-            take(probe, None, to_head);
-            for (fan, _) in &candidates[1..] {
-                to_head.extend(by_fan[fan].iter().copied());
+            for (fan, _) in &candidates {
+                out.one_by_one.extend(by_fan[fan].iter().copied());
             }
-            return Ok(());
+            return Ok(out);
         };
-        take(probe, found, to_head);
+        out.found.extend(kept);
         // The others are expected to hold about as many keys (a quarter more, for the spread).
         let expected_pages = (keys + keys / 4).div_ceil(KEYS_PER_PAGE).max(1);
         let mut lists = Vec::new();
         for &(fan, n) in &candidates[1..] {
-            if n >= expected_pages * LIST_PAGE_IN_HEADS {
-                lists.push((fan, Some(n / LIST_PAGE_IN_HEADS)));
+            if n >= expected_pages * cost {
+                lists.push((fan, Some(n / cost)));
             } else {
-                to_head.extend(by_fan[&fan].iter().copied());
+                out.one_by_one.extend(by_fan[&fan].iter().copied());
             }
         }
-        for (fan, found) in self.list_fans(lists).await? {
-            take(fan, found, to_head);
+        for (fan, listed) in self.list_fans(fans, lists).await? {
+            match listed {
+                Some(listed) => out.found.extend(listed.kept),
+                None => out.one_by_one.extend(by_fan[&fan].iter().copied()),
+            }
         }
-        Ok(())
+        Ok(out)
     }
 
-    /// Lists fan-out directories, [`LIST_CONCURRENCY`] at once: for each, the ids it holds, or
+    /// Lists fan-out directories, [`LIST_CONCURRENCY`] at once: for each, what it holds, or
     /// `None` when it took more than its page budget (then it was abandoned).
-    async fn list_fans(
+    async fn list_fans<T: Send>(
         &self,
-        fans: Vec<(u8, Option<usize>)>,
-    ) -> Result<Vec<(u8, Option<HashSet<ObjectId>>)>> {
-        futures::stream::iter(fans)
-            .map(|(fan, budget)| async move { Ok((fan, self.list_fan(fan, budget).await?)) })
+        fans: &FanOut<'_, T>,
+        which: Vec<(u8, Option<usize>)>,
+    ) -> Result<Vec<(u8, Option<Listed<T>>)>> {
+        futures::stream::iter(which)
+            .map(|(fan, budget)| async move { Ok((fan, self.list_fan(fans, fan, budget).await?)) })
             .buffer_unordered(LIST_CONCURRENCY)
             .try_collect()
             .await
     }
 
-    /// The ids in fan-out directory `fan`, or `None` once the listing passes `budget` pages.
-    async fn list_fan(&self, fan: u8, budget: Option<usize>) -> Result<Option<HashSet<ObjectId>>> {
-        let prefix = KeyPath::from(format!("{}/{fan:02x}", self.objects));
-        let mut keys = self.store.list(Some(&prefix));
-        let mut found = HashSet::new();
-        let mut seen = 0usize;
+    /// Fan-out directory `fan` listed page after page (strict: a failed page is an error), or
+    /// `None` once the listing passes `budget` pages.
+    async fn list_fan<T: Send>(
+        &self,
+        fans: &FanOut<'_, T>,
+        fan: u8,
+        budget: Option<usize>,
+    ) -> Result<Option<Listed<T>>> {
+        let prefix = KeyPath::from(format!("{}/{fan:02x}", fans.root));
+        let mut listing = self.store.list(Some(&prefix));
+        let mut kept = Vec::new();
+        let mut keys = 0usize;
         let mut pages = 1u64;
         let what = format!("listing {prefix}/");
         let out = loop {
-            let Some(meta) = keys.next().await else {
-                break Some(found);
+            let Some(meta) = listing.next().await else {
+                break Ok(Some(Listed { keys, kept }));
             };
-            let meta = meta.map_err(|e| self.error(&what, e))?;
-            seen += 1;
-            if seen > KEYS_PER_PAGE && seen % KEYS_PER_PAGE == 1 {
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(e) => break Err(self.error(&what, e)),
+            };
+            keys += 1;
+            if keys > KEYS_PER_PAGE && keys % KEYS_PER_PAGE == 1 {
                 pages += 1;
                 if budget.is_some_and(|b| pages as usize > b) {
-                    break None;
+                    break Ok(None);
                 }
             }
-            if let Some(id) = self.id_of_key(meta.location.as_ref()) {
-                found.insert(id);
-            }
+            kept.extend((fans.keep)(meta.location.as_ref()));
         };
-        self.list_pages.fetch_add(pages, Ordering::Relaxed);
-        Ok(out)
+        fans.pages.fetch_add(pages, Ordering::Relaxed);
+        out
     }
 }

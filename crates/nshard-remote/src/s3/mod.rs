@@ -46,6 +46,8 @@ use object_store::{
 mod deltas;
 mod missing;
 
+#[cfg(feature = "testing")]
+pub use deltas::DELTA_PAGE_IN_LISTS;
 use missing::S3_MISSING_BATCH;
 pub use missing::{MissingStrategy, RequestCounts};
 #[cfg(feature = "testing")]
