@@ -23,7 +23,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::BodyExt;
-use nshard_core::backend::{RecordName, DELETE_BATCH, MAX_RECORD_BYTES};
+use nshard_core::backend::{RecordName, StagedUpload, DELETE_BATCH, MAX_RECORD_BYTES};
 use nshard_core::format::MAX_OBJECT_SIZE;
 use nshard_core::{Error as CoreError, ObjectId, RemoteError, RemoteFailure, StoreError};
 
@@ -346,6 +346,101 @@ fn body_holding(data: Vec<u8>, permit: tokio::sync::OwnedSemaphorePermit) -> Bod
     ))
 }
 
+/// What an upload carries, as [`receive_upload`] checks it and refusals name it: an object, or
+/// a delta encoding (see [`deltas::put_delta`]).
+struct Upload<'a> {
+    /// `object`, `delta`.
+    kind: &'static str,
+    /// Its name in the protocol: an id, `<id>.<base>`.
+    name: &'a (dyn std::fmt::Display + Sync),
+    /// The oldest object format held to `--max-object-format` (0: every format); older ones are
+    /// left to verification, which refuses what it cannot read.
+    checked_from: u8,
+    /// What nshard clients do with such an upload in a format newer than the server stores.
+    clients_then: &'static str,
+}
+
+impl<'a> Upload<'a> {
+    /// An object: only formats from float objects up are held to `--max-object-format` (the
+    /// formats it can exclude; a delta sent as an object fails verification as one).
+    fn object(id: &'a ObjectId) -> Self {
+        Upload {
+            kind: "object",
+            name: id,
+            checked_from: nshard_core::format::FLOAT_FORMAT_VERSION,
+            clients_then: "nshard clients re-send such objects in format 1",
+        }
+    }
+}
+
+impl std::fmt::Display for Upload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.name)
+    }
+}
+
+/// A 422 `object_rejected` for an upload (counted): nothing was stored, `why` says why.
+fn rejected(state: &AppState, upload: &Upload<'_>, why: &dyn std::fmt::Display) -> AppError {
+    Metrics::add(&state.metrics.objects_rejected, 1);
+    AppError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "object_rejected",
+        format!("{upload} refused, nothing was stored: {why}"),
+    )
+}
+
+/// The prologue of an upload, once its caller is authorized and its path parsed: an upload slot
+/// (none free: 429), the body streamed to a staging file (see [`crate::upload::receive`]: 413,
+/// 400), and its object format held to the server's `--max-object-format` (newer: 422
+/// `object_rejected`). Returns the staged body and the slot, which the upload holds until it ends.
+async fn receive_upload(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    upload: &Upload<'_>,
+) -> Result<(StagedUpload, tokio::sync::OwnedSemaphorePermit), AppError> {
+    let Ok(slot) = state.uploads.clone().try_acquire_owned() else {
+        return Err(too_many_uploads(state, body).await);
+    };
+    let staged = crate::upload::receive(
+        headers,
+        body,
+        state.limits.max_object_bytes,
+        state.staging.clone(),
+    )
+    .await?;
+    let max_format = state.limits.max_object_format;
+    match staged.format_version() {
+        Ok(Some(v)) if v >= upload.checked_from && v > max_format => Err(rejected(
+            state,
+            upload,
+            &format!(
+                "it is in object format {v}, and this server stores formats up to {max_format} (--max-object-format); {}",
+                upload.clients_then
+            ),
+        )),
+        Ok(_) => Ok((staged, slot)),
+        Err(e) => Err(store_error(&format!("reading upload {}", upload.name), &e)),
+    }
+}
+
+/// The answer to an upload of `len` bytes that went through, counted (in `stored_counter` when
+/// it wrote): 201 when it wrote, 200 when the store had it already.
+fn upload_status(
+    state: &AppState,
+    len: u64,
+    stored: bool,
+    stored_counter: &std::sync::atomic::AtomicU64,
+) -> StatusCode {
+    Metrics::add(&state.metrics.bytes_in, len);
+    if stored {
+        Metrics::add(stored_counter, 1);
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// `PUT /v1/objects/{id}`: verify, then store if absent. 201 when written, 200 when already there.
 pub async fn put_object(
     State(state): State<Arc<AppState>>,
@@ -355,32 +450,9 @@ pub async fn put_object(
 ) -> Result<Response, AppError> {
     authorize(&state, &headers, Scope::Write)?;
     let id = path_id(id)?;
-    let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
-        return Err(too_many_uploads(&state, body).await);
-    };
-    let staged = crate::upload::receive(
-        &headers,
-        body,
-        state.limits.max_object_bytes,
-        state.staging.clone(),
-    )
-    .await?;
+    let upload = Upload::object(&id);
+    let (staged, _slot) = receive_upload(&state, &headers, body, &upload).await?;
     let len = staged.len();
-    let max_format = state.limits.max_object_format;
-    match staged.format_version() {
-        Ok(Some(v)) if v >= nshard_core::format::FLOAT_FORMAT_VERSION && v > max_format => {
-            Metrics::add(&state.metrics.objects_rejected, 1);
-            return Err(AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "object_rejected",
-                format!(
-                    "object {id} refused, nothing was stored: it is in object format {v}, and this server stores formats up to {max_format} (--max-object-format); nshard clients re-send such objects in format 1"
-                ),
-            ));
-        }
-        Ok(_) => {}
-        Err(e) => return Err(store_error(&format!("reading upload {id}"), &e)),
-    }
     // Verifying and storing hold memory and CPU: a few at a time, whatever the number of uploads.
     let _commit = state
         .commits
@@ -409,24 +481,11 @@ pub async fn put_object(
     };
     match result {
         Ok(stored) => {
-            Metrics::add(&state.metrics.bytes_in, len);
-            if stored {
-                Metrics::add(&state.metrics.objects_stored, 1);
-            }
-            let status = if stored {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
+            let status = upload_status(&state, len, stored, &state.metrics.objects_stored);
             Ok((status, Json(PutResponse { id, stored })).into_response())
         }
         Err(CoreError::Store(StoreError::CorruptObject { reason, .. })) => {
-            Metrics::add(&state.metrics.objects_rejected, 1);
-            Err(AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "object_rejected",
-                format!("object {id} refused, nothing was stored: {reason}"),
-            ))
+            Err(rejected(&state, &upload, &reason))
         }
         Err(
             e @ CoreError::Store(
@@ -434,12 +493,7 @@ pub async fn put_object(
             ),
         ) => {
             // Not damage: an encoding this server does not store (a delta) or read (a newer format).
-            Metrics::add(&state.metrics.objects_rejected, 1);
-            Err(AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "object_rejected",
-                format!("object {id} refused, nothing was stored: {e}"),
-            ))
+            Err(rejected(&state, &upload, &e))
         }
         Err(e) => Err(store_error(&format!("storing object {id}"), &e)),
     }

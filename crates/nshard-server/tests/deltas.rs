@@ -17,12 +17,10 @@ const ADMIN: &str = "admin-token-for-tests-0123456789";
 
 /// A server over `DIR/store` with a write, a read and an admin token, and `max_object_format`.
 fn token_server(max_object_format: u8) -> (tempfile::TempDir, TestServer) {
-    let d = tempfile::tempdir().expect("tmp");
-    let mut c = config(&d.path().join("store"));
-    c.tokens = tokens(&format!("write:{WRITE}\nread:{READ}\nadmin:{ADMIN}\n"));
-    c.limits.max_object_format = max_object_format;
-    let s = TestServer::start_with(c);
-    (d, s)
+    server_with(|c| {
+        c.tokens = tokens(&format!("write:{WRITE}\nread:{READ}\nadmin:{ADMIN}\n"));
+        c.limits.max_object_format = max_object_format;
+    })
 }
 
 /// `raw` with a few bytes changed (`step` apart): a close successor, and its id.
@@ -84,14 +82,15 @@ fn get_delta(s: &TestServer, token: Option<&str>, name: &str) -> Response {
     with(client().get(s.at(&format!("/v1/deltas/{name}"))), token)
 }
 
+/// `POST /v1/deltas/of` with the JSON `body`.
+fn ask_deltas_of(s: &TestServer, token: Option<&str>, body: &serde_json::Value) -> Response {
+    with(client().post(s.at("/v1/deltas/of")).json(body), token)
+}
+
+/// The delta encodings the server holds of `ids`, sorted.
 fn deltas_of(s: &TestServer, token: Option<&str>, ids: &[ObjectId]) -> Vec<String> {
     let ids: Vec<String> = ids.iter().map(ObjectId::to_hex).collect();
-    let r = with(
-        client()
-            .post(s.at("/v1/deltas/of"))
-            .json(&serde_json::json!({ "ids": ids })),
-        token,
-    );
+    let r = ask_deltas_of(s, token, &serde_json::json!({ "ids": ids }));
     assert_eq!(r.status(), StatusCode::OK);
     let v: serde_json::Value = r.json().expect("json");
     let mut names: Vec<String> = v["deltas"]
@@ -112,14 +111,25 @@ fn put_object(s: &TestServer, id: &ObjectId, enc: Vec<u8>) {
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
+/// `GET /v1/deltas` with `query` (`?after=…&limit=…`, or nothing).
+fn list_deltas(s: &TestServer, token: Option<&str>, query: &str) -> Response {
+    with(client().get(s.at(&format!("/v1/deltas{query}"))), token)
+}
+
+/// `POST /v1/deltas/delete` with the JSON `body`.
+fn delete_deltas(s: &TestServer, token: Option<&str>, body: &serde_json::Value) -> Response {
+    with(client().post(s.at("/v1/deltas/delete")).json(body), token)
+}
+
+/// `GET /metrics` with a read token.
+fn metrics(s: &TestServer) -> String {
+    with(client().get(s.at("/metrics")), Some(READ))
+        .text()
+        .expect("metrics")
+}
+
 fn features(s: &TestServer) -> Vec<String> {
-    let h: serde_json::Value = client()
-        .get(s.at("/v1/health"))
-        .send()
-        .expect("health")
-        .json()
-        .expect("json");
-    h["features"]
+    s.health()["features"]
         .as_array()
         .expect("features")
         .iter()
@@ -199,13 +209,13 @@ fn deltas_round_trip_and_are_listed_and_deleted_by_admins() {
     want.sort();
     for token in [Some(WRITE), Some(READ)] {
         let msg = expect_error(
-            with(client().get(s.at("/v1/deltas")), token),
+            list_deltas(&s, token, ""),
             StatusCode::FORBIDDEN,
             "forbidden",
         );
         assert!(msg.contains("admin"), "{msg}");
     }
-    let page: serde_json::Value = with(client().get(s.at("/v1/deltas?limit=1")), Some(ADMIN))
+    let page: serde_json::Value = list_deltas(&s, Some(ADMIN), "?limit=1")
         .json()
         .expect("json");
     assert_eq!(page["deltas"].as_array().expect("deltas").len(), 1);
@@ -214,17 +224,15 @@ fn deltas_round_trip_and_are_listed_and_deleted_by_admins() {
     assert_eq!(page["next"], want[0]);
     let size = |n: &str| if n == name { f.dx.len() } else { dy.len() };
     assert_eq!(page["deltas"][0]["size"], size(&want[0]));
-    let page: serde_json::Value = with(
-        client().get(s.at(&format!("/v1/deltas?after={}&limit=1", want[0]))),
-        Some(ADMIN),
-    )
-    .json()
-    .expect("json");
+    let page: serde_json::Value =
+        list_deltas(&s, Some(ADMIN), &format!("?after={}&limit=1", want[0]))
+            .json()
+            .expect("json");
     assert_eq!(page["deltas"][0]["name"], want[1]);
     assert_eq!(page["deltas"][0]["size"], size(&want[1]));
     assert_eq!(page["next"], serde_json::Value::Null);
     expect_error(
-        with(client().get(s.at("/v1/deltas?after=../x")), Some(ADMIN)),
+        list_deltas(&s, Some(ADMIN), "?after=../x"),
         StatusCode::BAD_REQUEST,
         "invalid_delta_name",
     );
@@ -232,17 +240,11 @@ fn deltas_round_trip_and_are_listed_and_deleted_by_admins() {
     // Deleting: admins only, absent names are no error.
     let body = serde_json::json!({ "names": [name_y, absent] });
     expect_error(
-        with(
-            client().post(s.at("/v1/deltas/delete")).json(&body),
-            Some(WRITE),
-        ),
+        delete_deltas(&s, Some(WRITE), &body),
         StatusCode::FORBIDDEN,
         "forbidden",
     );
-    let r = with(
-        client().post(s.at("/v1/deltas/delete")).json(&body),
-        Some(ADMIN),
-    );
+    let r = delete_deltas(&s, Some(ADMIN), &body);
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         r.json::<serde_json::Value>().expect("json"),
@@ -250,16 +252,13 @@ fn deltas_round_trip_and_are_listed_and_deleted_by_admins() {
     );
     assert_eq!(deltas_of(&s, Some(READ), &[f.x, y]), vec![name.clone()]);
 
-    let metrics = with(client().get(s.at("/metrics")), Some(READ))
-        .text()
-        .expect("metrics");
-    assert_eq!(
-        metric_value(&metrics, "nshard_deltas_stored_total"),
-        Some(2)
-    );
-    assert_eq!(
-        metric_value(&metrics, "nshard_deltas_deleted_total"),
-        Some(2)
+    let metrics = metrics(&s);
+    assert_counters(
+        &metrics,
+        &[
+            ("nshard_deltas_stored_total", 2),
+            ("nshard_deltas_deleted_total", 2),
+        ],
     );
     for route in [
         r#"route="/v1/deltas/{name}",method="PUT",status="201""#,
@@ -342,16 +341,12 @@ fn a_delta_that_does_not_decode_to_its_id_is_refused_and_nothing_is_visible() {
             "invalid_delta_name",
         );
     }
-    let metrics = with(client().get(s.at("/metrics")), Some(READ))
-        .text()
-        .expect("metrics");
-    assert_eq!(
-        metric_value(&metrics, "nshard_objects_rejected_total"),
-        Some(5)
-    );
-    assert_eq!(
-        metric_value(&metrics, "nshard_deltas_stored_total"),
-        Some(0)
+    assert_counters(
+        &metrics(&s),
+        &[
+            ("nshard_objects_rejected_total", 5),
+            ("nshard_deltas_stored_total", 0),
+        ],
     );
 }
 
@@ -434,38 +429,27 @@ fn a_server_below_the_delta_format_neither_announces_nor_takes_deltas() {
 
 #[test]
 fn batch_queries_of_deltas_are_bounded_and_checked() {
-    let d = tempfile::tempdir().expect("tmp");
-    let mut c = config(&d.path().join("store"));
-    c.limits.max_batch = 5;
-    let s = TestServer::start_with(c);
+    let (_d, s) = server_with(|c| c.limits.max_batch = 5);
     let ids: Vec<String> = (0..6u8).map(|i| ObjectId::of(&[i]).to_hex()).collect();
-    expect_error(
-        client()
-            .post(s.at("/v1/deltas/of"))
-            .json(&serde_json::json!({ "ids": ids }))
-            .send()
-            .expect("send"),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "batch_too_large",
-    );
-    expect_error(
-        client()
-            .post(s.at("/v1/deltas/of"))
-            .json(&serde_json::json!({ "ids": ["../../etc"] }))
-            .send()
-            .expect("send"),
-        StatusCode::BAD_REQUEST,
-        "invalid_id",
-    );
-    expect_error(
-        client()
-            .post(s.at("/v1/deltas/of"))
-            .body("{\"names\": []}")
-            .send()
-            .expect("send"),
-        StatusCode::BAD_REQUEST,
-        "malformed_json",
-    );
+    for (body, status, code) in [
+        (
+            serde_json::json!({ "ids": ids }),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+        ),
+        (
+            serde_json::json!({ "ids": ["../../etc"] }),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            serde_json::json!({ "names": [] }),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+    ] {
+        expect_error(ask_deltas_of(&s, None, &body), status, code);
+    }
     // A GET of the static route is not taken for a delta name.
     expect_error(
         client().get(s.at("/v1/deltas/of")).send().expect("send"),

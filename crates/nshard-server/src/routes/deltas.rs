@@ -28,7 +28,7 @@ use nshard_core::{Error as CoreError, StoreError};
 
 use super::{
     authorize, deletion_entries, download_slot, id_batch, move_aside, octet_stream, page_limit,
-    store_error, too_many_uploads, PageQuery,
+    receive_upload, rejected, store_error, upload_status, PageQuery, Upload,
 };
 use crate::auth::Scope;
 use crate::error::AppError;
@@ -72,16 +72,6 @@ fn path_delta(p: Result<Path<String>, PathRejection>) -> Result<DeltaName, AppEr
     parse_delta_name(&s)
 }
 
-/// A 422 `object_rejected` for the upload of `name`: nothing was stored.
-fn rejected(state: &AppState, name: &DeltaName, why: &dyn std::fmt::Display) -> AppError {
-    Metrics::add(&state.metrics.objects_rejected, 1);
-    AppError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "object_rejected",
-        format!("delta {} refused, nothing was stored: {why}", name.key()),
-    )
-}
-
 /// `PUT /v1/deltas/{id}.{base}`: verify against the base as the store holds it, then store if
 /// absent. 201 when written, 200 when already there; 422 [`protocol::BASE_MISSING`] when the
 /// store holds the base neither whole nor as a delta, 422 `object_rejected` when the body is not a
@@ -94,35 +84,20 @@ pub async fn put_delta(
 ) -> Result<Response, AppError> {
     authorize(&state, &headers, Scope::Write)?;
     let name = path_delta(p)?;
-    let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
-        return Err(too_many_uploads(&state, body).await);
+    let key = name.key();
+    // Unlike an object, a delta is held to `--max-object-format` whatever its format.
+    let upload = Upload {
+        kind: "delta",
+        name: &key,
+        checked_from: 0,
+        clients_then: "nshard clients send such objects whole",
     };
-    let staged = crate::upload::receive(
-        &headers,
-        body,
-        state.limits.max_object_bytes,
-        state.staging.clone(),
-    )
-    .await?;
+    let (staged, _slot) = receive_upload(&state, &headers, body, &upload).await?;
     let len = staged.len();
-    let max_format = state.limits.max_object_format;
-    match staged.format_version() {
-        Ok(Some(v)) if v > max_format => {
-            return Err(rejected(
-                &state,
-                &name,
-                &format!(
-                    "it is in object format {v}, and this server stores formats up to {max_format} (--max-object-format); nshard clients send such objects whole"
-                ),
-            ));
-        }
-        Ok(_) => {}
-        Err(e) => return Err(store_error(&format!("reading upload {}", name.key()), &e)),
-    }
     if !deltas_kept(&state) {
         return Err(rejected(
             &state,
-            &name,
+            &upload,
             &"this server's store keeps no delta encodings; nshard clients send such objects whole",
         ));
     }
@@ -144,19 +119,8 @@ pub async fn put_delta(
     };
     match result {
         Ok(stored) => {
-            Metrics::add(&state.metrics.bytes_in, len);
-            if stored {
-                Metrics::add(&state.metrics.deltas_stored, 1);
-            }
-            let status = if stored {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            let put = DeltaPut {
-                name: name.key(),
-                stored,
-            };
+            let status = upload_status(&state, len, stored, &state.metrics.deltas_stored);
+            let put = DeltaPut { name: key, stored };
             Ok((status, Json(put)).into_response())
         }
         Err(CoreError::Store(StoreError::BaseMissing { id, base })) => {
@@ -172,12 +136,12 @@ pub async fn put_delta(
             Err(AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 protocol::BASE_MISSING,
-                format!("delta {} refused, nothing was stored: {why}", name.key()),
+                format!("{upload} refused, nothing was stored: {why}"),
             ))
         }
         Err(CoreError::Store(StoreError::CorruptObject { id, reason, .. })) => {
             if id == name.id {
-                return Err(rejected(&state, &name, &reason));
+                return Err(rejected(&state, &upload, &reason));
             }
             // The base (or a link of its chain) is corrupt in the store, not the upload: moved
             // aside where the store can, so that a retry finds the base missing and says so.
@@ -190,16 +154,13 @@ pub async fn put_delta(
             Err(AppError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 protocol::CORRUPT_OBJECT,
-                format!(
-                    "delta {} not stored: its base on this server is corrupt at {id}{then}",
-                    name.key()
-                ),
+                format!("{upload} not stored: its base on this server is corrupt at {id}{then}"),
             ))
         }
         Err(e @ CoreError::Store(StoreError::UnsupportedFormat { .. })) => {
-            Err(rejected(&state, &name, &e))
+            Err(rejected(&state, &upload, &e))
         }
-        Err(e) => Err(store_error(&format!("storing delta {}", name.key()), &e)),
+        Err(e) => Err(store_error(&format!("storing {upload}"), &e)),
     }
 }
 

@@ -121,6 +121,16 @@ impl TestServer {
         }
     }
 
+    /// `GET /v1/health` (no token needed): its JSON.
+    pub fn health(&self) -> serde_json::Value {
+        client()
+            .get(self.at("/v1/health"))
+            .send()
+            .expect("health")
+            .json()
+            .expect("health JSON")
+    }
+
     /// `GET /metrics` (anonymous).
     pub fn metrics(&self) -> String {
         client()
@@ -186,8 +196,16 @@ impl Write for Log {
 
 /// A temp dir and a server with the defaults over `DIR/store`.
 pub fn dev_server() -> (tempfile::TempDir, TestServer) {
+    server_with(|_| {})
+}
+
+/// A temp dir and a server over `DIR/store` with the defaults as `edit` changes them (tokens,
+/// limits).
+pub fn server_with(edit: impl FnOnce(&mut ServerConfig)) -> (tempfile::TempDir, TestServer) {
     let d = tempfile::tempdir().expect("tmp");
-    let s = TestServer::start(&d.path().join("store"));
+    let mut c = config(&d.path().join("store"));
+    edit(&mut c);
+    let s = TestServer::start_with(c);
     (d, s)
 }
 

@@ -42,6 +42,13 @@ pub fn metric_value(text: &str, name: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// Asserts unlabelled metrics in Prometheus text: each `(name, value)` of `want`.
+pub fn assert_counters(text: &str, want: &[(&str, u64)]) {
+    for &(name, value) in want {
+        assert_eq!(metric_value(text, name), Some(value), "{name}:\n{text}");
+    }
+}
+
 /// A raw HTTP/1.1 connection for requests no well-behaved client would send.
 pub fn raw_connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect");
