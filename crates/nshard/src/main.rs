@@ -53,22 +53,11 @@ pub enum Command {
     Checkout(cmd::checkout::CheckoutArgs),
     /// Manage remotes (add, list, set-url, default, remove) at the user, shared or local level.
     Remote(cmd::remote::RemoteArgs),
-    /// Upload committed versions to a remote (only what it lacks).
-    ///
-    /// Remotes hold every chunk stored on its own: a chunk kept locally as a delta of a newer
-    /// version is sent whole, so a remote grows by a whole (compressed) version per version
-    /// pushed; `nshard remote gc` with a retention policy prunes old ones.
     Push(cmd::push::PushArgs),
     /// Store a token for a server (bound to its scheme, host and port).
     Login(cmd::login::LoginArgs),
     /// Remove the token stored for a server.
     Logout(cmd::login::LogoutArgs),
-    /// Download what the manifests need from a remote (only what the local store lacks).
-    ///
-    /// Every object is verified as it arrives. Chunks come whole; the versions before those
-    /// received are then re-stored as deltas of them by a background `nshard repack`, as after
-    /// a commit (`--json` says how many were queued), so a store filled by pulls ends the size
-    /// of the committer's.
     #[command(visible_alias = "fetch")]
     Pull(cmd::pull::PullArgs),
     LsFiles(cmd::status::LsFilesArgs),

@@ -14,16 +14,17 @@ use super::remote::{label, objects, print_files, runtime, secs, JsonReport};
 use crate::out;
 use crate::output::{bytes, count, print_json, Ctx};
 
-/// Download from a remote the chunks that the manifests in the work tree need and the local store
-/// lacks. Every object is verified (decoded and re-hashed) as it arrives; nothing bad is kept.
+/// Download from a remote what the work tree's manifests need and the local store lacks.
+///
+/// Every object is verified (decoded and re-hashed) as it arrives; nothing bad is kept.
 /// Then `nshard checkout` rebuilds the files (or pass --checkout). An interrupted pull resumes by
 /// running it again. A chunk the remote holds only as a delta (an older version of a checkpoint
 /// series) comes as that delta, after the newer chunks it is built on.
 ///
-/// As after a commit, the local versions before those received become deltas of them (a
-/// background `nshard repack` re-encodes them; `delta_background = false` does it before pull
-/// returns, `delta = false` not at all), so a store filled by pulls stays as small as the
-/// committer's.
+/// As after a commit, the local versions before those received whole become deltas of them (a
+/// background `nshard repack` re-encodes them, `--json` says how many were queued;
+/// `delta_background = false` does it before pull returns, `delta = false` not at all), so a
+/// store filled by pulls stays as small as the committer's.
 #[derive(Args, Debug)]
 pub struct PullArgs {
     /// Data files, manifests (`x.shard.json`), directories or quoted globs; default: every file.

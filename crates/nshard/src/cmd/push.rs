@@ -13,8 +13,7 @@ use super::remote::{label, objects, print_files, runtime, secs, JsonReport};
 use crate::out;
 use crate::output::{print_json, Ctx};
 
-/// Upload the chunks and manifests of the committed versions to a remote, sending only the objects
-/// the remote does not have yet.
+/// Upload committed versions to a remote (only the objects it lacks).
 ///
 /// By default it sends the work tree's versions and, in a git repository, every version named by a
 /// manifest in any commit reachable from local branches, tags or HEAD, so a clone can check out

@@ -44,7 +44,6 @@ pub enum RemoteCommand {
     Default(DefaultArgs),
     /// Remove a remote from its config file (its data is left alone).
     Remove(RemoveArgs),
-    /// Delete from a remote what no live version needs (two-phase, safe with concurrent pushes).
     Gc(super::remote_gc::GcArgs),
 }
 
