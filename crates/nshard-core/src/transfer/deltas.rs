@@ -445,9 +445,11 @@ pub(super) async fn plan_pull(
     Ok(plan)
 }
 
-/// Fetches the planned deltas, level after level, each verified against its base as the local
-/// store holds it before it is stored (as a delta, or whole where the local chain would grow past
-/// [`MAX_CHAIN`]).
+/// Fetches the planned deltas, each verified against its base before it is stored (as a delta,
+/// or whole where the local chain would grow past [`MAX_CHAIN`]). A chain goes in one task, from
+/// the delta built on an object already here upward, each delta decoded against the bytes just
+/// produced for its base (never by re-reading the chain below it): at most `opts.jobs` chains at
+/// once.
 pub(super) async fn pull(
     local: &LocalStore,
     remote: &Arc<dyn Store>,
@@ -456,43 +458,93 @@ pub(super) async fn pull(
     opts: &TransferOptions<'_>,
     stats: &mut TransferStats,
 ) -> Result<()> {
-    let what = format!("pull deltas from {}", remote.display_url());
+    let mut above: HashMap<ObjectId, Vec<DeltaName>> = HashMap::new();
+    for d in plan.levels.iter().skip(1).flatten() {
+        above.entry(d.base).or_default().push(*d);
+    }
+    let above = Arc::new(above);
+    let bounds = Arc::new(bounds.clone());
+    let roots: HashMap<ObjectId, DeltaName> = plan
+        .levels
+        .first()
+        .map(|l| l.iter().map(|d| (d.id, *d)).collect())
+        .unwrap_or_default();
+    let ids: Vec<ObjectId> = roots.keys().copied().collect();
     let retry = opts.retry;
-    by_levels(&plan.levels, &what, 0, opts, stats, |name| {
-        let local = local.clone();
-        let remote = Arc::clone(remote);
-        let max_raw = bounds
-            .get(&name.id)
-            .copied()
-            .unwrap_or(codec::MAX_OBJECT_SIZE);
-        async move {
-            let (enc, retries) = retry.run(|| remote.get_delta(&name)).await;
-            let enc = match enc {
-                Ok(e) => e,
-                Err(e) => return (Err(e), retries),
-            };
-            let n = enc.len() as u64;
-            let stored = local_io(move || store_delta(&local, &name, &enc, max_raw)).await;
-            let r = match stored {
-                Ok(()) => Ok(n),
-                Err(Error::Store(StoreError::CorruptObject { id, kind, reason })) => {
-                    Err(corrupt_on_remote(&remote, id, kind, reason).await)
+    opts.progress
+        .start(&format!("pull deltas from {}", remote.display_url()), 0);
+    let r = bounded(
+        ids,
+        opts.jobs,
+        |id| {
+            let (local, remote) = (local.clone(), Arc::clone(remote));
+            let (above, bounds) = (Arc::clone(&above), Arc::clone(&bounds));
+            let root = roots[&id];
+            async move {
+                let (mut count, mut bytes, mut retries) = (0usize, 0u64, 0u64);
+                let mut todo: Vec<(DeltaName, Option<Arc<Vec<u8>>>)> = vec![(root, None)];
+                while let Some((name, base)) = todo.pop() {
+                    let (enc, n) = retry.run(|| remote.get_delta(&name)).await;
+                    retries += n;
+                    let enc = match enc {
+                        Ok(e) => e,
+                        Err(e) => return (Err(e), retries),
+                    };
+                    bytes += enc.len() as u64;
+                    let max_raw = bounds
+                        .get(&name.id)
+                        .copied()
+                        .unwrap_or(codec::MAX_OBJECT_SIZE);
+                    let l = local.clone();
+                    let stored =
+                        local_io(move || store_delta(&l, &name, &enc, max_raw, base)).await;
+                    let raw = match stored {
+                        Ok(raw) => Arc::new(raw),
+                        Err(Error::Store(StoreError::CorruptObject { id, kind, reason })) => {
+                            let e = corrupt_on_remote(&remote, id, kind, reason).await;
+                            return (Err(e), retries);
+                        }
+                        Err(e) => return (Err(e), retries),
+                    };
+                    count += 1;
+                    for d in above.get(&name.id).into_iter().flatten() {
+                        todo.push((*d, Some(Arc::clone(&raw))));
+                    }
                 }
-                Err(e) => Err(e),
-            };
-            (r, retries)
-        }
-    })
-    .await
+                (Ok((count, bytes)), retries)
+            }
+        },
+        |_, (count, n), retries| {
+            stats.objects += count;
+            stats.deltas += count;
+            stats.bytes += n;
+            stats.retries += retries;
+            opts.progress.advance(n);
+        },
+    )
+    .await;
+    opts.progress.finish();
+    r
 }
 
-/// Verifies the delta `name` (bytes `enc`) against its base in the local store and stores it.
-fn store_delta(local: &LocalStore, name: &DeltaName, enc: &[u8], max_raw: u64) -> Result<()> {
+/// Verifies the delta `name` (bytes `enc`) against its base and stores it; returns its raw
+/// bytes. `base`: the base's bytes when the caller has them (verified), else they are read from
+/// the local store.
+fn store_delta(
+    local: &LocalStore,
+    name: &DeltaName,
+    enc: &[u8],
+    max_raw: u64,
+    base: Option<Arc<Vec<u8>>>,
+) -> Result<Vec<u8>> {
     if local.has(&name.id) {
-        return Ok(());
+        return local.get(&name.id, max_raw);
     }
     crate::remote::deltas::check_delta_header(name, enc, max_raw)?;
-    let mut raw = local.get(&name.base, max_raw)?;
+    let mut raw = match base {
+        Some(b) => Arc::try_unwrap(b).unwrap_or_else(|shared| shared.as_ref().clone()),
+        None => local.get(&name.base, max_raw)?,
+    };
     codec::decode_against_in_place(
         &name.id,
         enc,
@@ -510,7 +562,7 @@ fn store_delta(local: &LocalStore, name: &DeltaName, enc: &[u8], max_raw: u64) -
         };
         local.put_trusted(&name.id, &Encoder::new().encode(&raw, hint))?;
     }
-    Ok(())
+    Ok(raw)
 }
 
 /// The longest chain of deltas `nshard remote gc` builds on a remote when it lets deltas stand
