@@ -127,8 +127,8 @@ pub(super) async fn push_groups(
     }
     if opts.dry_run {
         let would: HashSet<&ObjectId> = all.iter().filter(|id| missing.contains(id)).collect();
-        stats.objects = would.len();
-        stats.bytes = total;
+        stats.objects += would.len();
+        stats.bytes += total;
         return Ok(stats);
     }
     opts.progress
