@@ -15,12 +15,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::engine::{bounded, corrupt_on_remote, local_io};
+use super::engine::{bounded, corrupt_on_remote, local_io, remote_missing};
 use super::{TransferOptions, TransferStats};
 use crate::codec::{self, DecodeScratch, Encoder, MAX_CHAIN};
 use crate::error::{Error, Result, StoreError};
 use crate::id::ObjectId;
-use crate::remote::{DeltaName, Store};
+use crate::progress::NoProgress;
+use crate::remote::{DeltaName, Store, StoredObject};
 use crate::retry::Retry;
 use crate::store::LocalStore;
 
@@ -99,15 +100,7 @@ pub(super) async fn plan_push(
     }
     unknown.sort();
     unknown.dedup();
-    let absent: HashSet<ObjectId> = {
-        let mut out = HashSet::new();
-        for batch in unknown.chunks(remote.missing_batch_size().max(1)) {
-            let (r, n) = retry.run(|| remote.missing(batch)).await;
-            stats.retries += n;
-            out.extend(r?);
-        }
-        out
-    };
+    let absent = remote_missing(remote, &unknown, retry, stats, &NoProgress).await?;
     let asked_whole: HashSet<ObjectId> = unknown.iter().copied().collect();
     let lacks_whole = |id: &ObjectId| {
         if sending.contains(id) {
@@ -165,35 +158,31 @@ pub(super) async fn plan_push(
                 || (sending.contains(b) && !cands.contains_key(b)))
                 && (!lacks_whole(id) || sending.contains(b))
         };
-        levels = Vec::new();
-        let mut placed: HashSet<ObjectId> = HashSet::new();
-        let mut left: Vec<(ObjectId, ObjectId)> = cands
+        let candidates: Vec<DeltaName> = cands
             .iter()
             .filter(|(id, _)| !whole_after_all.contains(*id))
-            .map(|(i, b)| (*i, *b))
+            .map(|(id, base)| DeltaName {
+                id: *id,
+                base: *base,
+            })
             .collect();
-        left.sort();
-        while !left.is_empty() && levels.len() < MAX_CHAIN {
-            let (now, later): (Vec<_>, Vec<_>) =
-                left.into_iter().partition(|(id, b)| held(id, b, &placed));
-            left = later;
-            if now.is_empty() {
-                break;
-            }
-            placed.extend(now.iter().map(|(id, _)| *id));
-            levels.push(
-                now.into_iter()
-                    .map(|(id, base)| DeltaName { id, base })
-                    .collect(),
-            );
-        }
+        let (placed, left) = in_levels(candidates, MAX_CHAIN, |d, placed| {
+            held(&d.id, &d.base, placed)
+        });
+        levels = placed;
         let stuck: Vec<ObjectId> = left
             .iter()
-            .map(|(id, _)| *id)
+            .map(|d| d.id)
             .filter(|id| lacks_whole(id))
             .collect();
         if stuck.is_empty() {
-            instead.extend(placed.iter().filter(|id| lacks_whole(id)));
+            instead.extend(
+                levels
+                    .iter()
+                    .flatten()
+                    .map(|d| d.id)
+                    .filter(|id| lacks_whole(id)),
+            );
             break;
         }
         whole_after_all.extend(stuck);
@@ -401,12 +390,7 @@ pub(super) async fn plan_pull(
         next_bases.dedup();
         next_bases.retain(|b| !chosen.contains_key(b) && !plan.bases.contains_key(b));
         // Bases the remote holds whole are fetched whole; the others are walked further.
-        let mut whole_absent = HashSet::new();
-        for batch in next_bases.chunks(remote.missing_batch_size().max(1)) {
-            let (r, n) = retry.run(|| remote.missing(batch)).await;
-            stats.retries += n;
-            whole_absent.extend(r?);
-        }
+        let whole_absent = remote_missing(remote, &next_bases, retry, stats, &NoProgress).await?;
         ask = Vec::new();
         for b in next_bases {
             if whole_absent.contains(&b) {
@@ -422,17 +406,30 @@ pub(super) async fn plan_pull(
     let ready = |b: &ObjectId, placed: &HashSet<ObjectId>| {
         local.has(b) || coming.contains(b) || plan.bases.contains_key(b) || placed.contains(b)
     };
-    let mut placed = HashSet::new();
-    let mut left: Vec<DeltaName> = chosen
+    let left: Vec<DeltaName> = chosen
         .values()
         .filter(|d| !dead.contains(&d.id))
         .copied()
         .collect();
+    // Bases planned whole for a chain that stays out are still fetched (only a broken chain on
+    // the remote leaves one).
+    (plan.levels, _) = in_levels(left, MAX_CHAIN + 1, |d, placed| ready(&d.base, placed));
+    Ok(plan)
+}
+
+/// Sorts `left` into levels (at most `max_levels`): a delta goes in the first level where
+/// `ready(delta, ids placed in the levels before)` holds. Returns the levels and what never became
+/// ready (a chain through a cycle, a base that never comes, or one too deep).
+fn in_levels(
+    mut left: Vec<DeltaName>,
+    max_levels: usize,
+    ready: impl Fn(&DeltaName, &HashSet<ObjectId>) -> bool,
+) -> (Vec<Vec<DeltaName>>, Vec<DeltaName>) {
     left.sort();
-    let mut levels = Vec::new();
-    while !left.is_empty() && levels.len() <= MAX_CHAIN {
-        let (now, later): (Vec<_>, Vec<_>) =
-            left.into_iter().partition(|d| ready(&d.base, &placed));
+    let mut levels: Vec<Vec<DeltaName>> = Vec::new();
+    let mut placed: HashSet<ObjectId> = HashSet::new();
+    while !left.is_empty() && levels.len() < max_levels {
+        let (now, later): (Vec<_>, Vec<_>) = left.into_iter().partition(|d| ready(d, &placed));
         left = later;
         if now.is_empty() {
             break;
@@ -440,9 +437,7 @@ pub(super) async fn plan_pull(
         placed.extend(now.iter().map(|d| d.id));
         levels.push(now);
     }
-    plan.levels = levels;
-    // Bases fetched whole only for chains that stay out are not needed.
-    Ok(plan)
+    (levels, left)
 }
 
 /// Fetches the planned deltas, each verified against its base before it is stored (as a delta,
@@ -583,8 +578,8 @@ pub(super) struct Encodings {
     pub deltas_kept: usize,
 }
 
-/// Chooses, for each of `live` the remote holds (`whole`: the ids it holds whole, with when they
-/// were stored; `deltas`: its delta encodings by id), one way to keep it: whole, or a delta whose
+/// Chooses, for each of `live` the remote holds (`whole`: the objects it holds whole, as listed;
+/// `deltas`: its delta encodings by id), one way to keep it: whole, or a delta whose
 /// chain ends in a kept whole object. Objects held whole with no delta are kept whole; the others
 /// become deltas where a chain of at most [`REMOTE_DEPTH`] deltas reaches a whole one, else stay
 /// whole; an object held only as deltas keeps one whose chain resolves, its bases kept with it
@@ -593,7 +588,7 @@ pub(super) struct Encodings {
 /// resolves keeps everything it has.
 pub(super) fn choose_encodings(
     live: &HashSet<ObjectId>,
-    whole: &HashMap<ObjectId, u64>,
+    whole: &HashMap<ObjectId, StoredObject>,
     deltas: &HashMap<ObjectId, Vec<crate::remote::StoredDelta>>,
     settled: impl Fn(u64) -> bool,
 ) -> Encodings {
@@ -697,7 +692,7 @@ pub(super) fn choose_encodings(
         match chosen.get(id) {
             Some((Some(name), _)) => {
                 out.deltas_kept += 1;
-                if whole.get(id).is_some_and(|m| settled(*m)) {
+                if whole.get(id).is_some_and(|o| settled(o.modified)) {
                     out.whole_superseded.push((*id, *name));
                 }
                 out.deltas_superseded.extend(
@@ -736,6 +731,20 @@ mod tests {
         }
     }
 
+    /// Objects `ns` held whole, stored at time 0.
+    fn held_whole(ns: impl IntoIterator<Item = u8>) -> HashMap<ObjectId, StoredObject> {
+        ns.into_iter()
+            .map(|n| {
+                let o = StoredObject {
+                    id: id(n),
+                    size: 10,
+                    modified: 0,
+                };
+                (o.id, o)
+            })
+            .collect()
+    }
+
     fn by_id(list: &[StoredDelta]) -> HashMap<ObjectId, Vec<StoredDelta>> {
         let mut m: HashMap<ObjectId, Vec<StoredDelta>> = HashMap::new();
         for d in list {
@@ -748,7 +757,7 @@ mod tests {
     fn a_reverse_chain_keeps_the_newest_whole_and_the_rest_as_deltas() {
         // 1 → 2 → 3 (3 the newest), all held whole too.
         let live: HashSet<ObjectId> = [1, 2, 3].map(id).into_iter().collect();
-        let whole: HashMap<ObjectId, u64> = [1, 2, 3].map(|n| (id(n), 0)).into_iter().collect();
+        let whole = held_whole([1, 2, 3]);
         let e = choose_encodings(
             &live,
             &whole,
@@ -767,7 +776,7 @@ mod tests {
     #[test]
     fn unsettled_deltas_stand_for_nothing_yet_and_cycles_keep_one_whole() {
         let live: HashSet<ObjectId> = [1, 2].map(id).into_iter().collect();
-        let whole: HashMap<ObjectId, u64> = [1, 2].map(|n| (id(n), 0)).into_iter().collect();
+        let whole = held_whole([1, 2]);
         // A delta pushed a moment ago: the whole copy stays, and so does the delta.
         let e = choose_encodings(&live, &whole, &by_id(&[delta(1, 2, 100)]), |m| m < 50);
         assert!(e.whole_superseded.is_empty() && e.deltas_superseded.is_empty());
@@ -786,21 +795,21 @@ mod tests {
     fn bases_outside_the_live_set_are_kept_and_chains_stop_at_the_bound() {
         // 1 is held only as a delta of 2, which no live version names.
         let live: HashSet<ObjectId> = [id(1)].into_iter().collect();
-        let whole: HashMap<ObjectId, u64> = [(id(2), 0)].into_iter().collect();
+        let whole = held_whole([2]);
         let e = choose_encodings(&live, &whole, &by_id(&[delta(1, 2, 0)]), |_| true);
         assert!(e.bases.contains(&id(2)));
         assert!(e.whole_superseded.is_empty());
         // A chain longer than the bound: the object at the bound stays whole.
         let n = REMOTE_DEPTH as u8 + 3;
         let live: HashSet<ObjectId> = (1..=n).map(id).collect();
-        let whole: HashMap<ObjectId, u64> = (1..=n).map(|k| (id(k), 0)).collect();
+        let whole = held_whole(1..=n);
         let chain: Vec<StoredDelta> = (1..n).map(|k| delta(k, k + 1, 0)).collect();
         let e = choose_encodings(&live, &whole, &by_id(&chain), |_| true);
         assert_eq!(e.whole_superseded.len(), n as usize - 2);
         // A delta whose base is gone keeps the object whole (nothing it has is deleted).
         let e = choose_encodings(
             &[id(1)].into_iter().collect(),
-            &[(id(1), 0)].into_iter().collect(),
+            &held_whole([1]),
             &by_id(&[delta(1, 9, 0)]),
             |_| true,
         );

@@ -432,27 +432,14 @@ pub async fn push(
         deltas::PushDeltas::default()
     };
     data.retain(|id| !delta_plan.instead.contains(id));
-    let stats = engine::push_groups(
-        local,
-        remote,
-        &[data.clone()],
-        &missing,
-        stats,
-        &opts.transfer,
-    )
-    .await?;
-    let mut stats = stats;
-    deltas::push(local, remote, &delta_plan, &mut stats, &opts.transfer).await?;
-    let mut stats = engine::push_groups(
-        local,
-        remote,
-        &[manifests.clone()],
-        &missing,
-        stats,
-        &opts.transfer,
-    )
-    .await?;
+    // Chunks whole, then deltas (their bases are among those chunks or on the remote), then the
+    // manifests that name them.
     let groups = [data, manifests];
+    let mut stats =
+        engine::push_groups(local, remote, &groups[..1], &missing, stats, &opts.transfer).await?;
+    deltas::push(local, remote, &delta_plan, &mut stats, &opts.transfer).await?;
+    let mut stats =
+        engine::push_groups(local, remote, &groups[1..], &missing, stats, &opts.transfer).await?;
     let mut records = 0;
     if !opts.transfer.dry_run {
         match record_push(repo, remote, opts).await {

@@ -409,25 +409,26 @@ pub async fn remote_gc(
     report.requests += 1 + listed.len() as u64 / 1000;
     let mut deltas_by_id: HashMap<ObjectId, Vec<StoredDelta>> = HashMap::new();
     let mut encodings = deltas::Encodings::default();
-    let mut whole_sizes: HashMap<ObjectId, u64> = HashMap::new();
+    // The objects held whole, by id.
+    let mut whole: HashMap<ObjectId, StoredObject> = HashMap::new();
+    let whole_size =
+        |whole: &HashMap<ObjectId, StoredObject>, id| whole.get(id).map_or(0, |o| o.size);
     if remote.stores_deltas() {
         let stored = retried(retry, || remote.list_deltas()).await?;
         report.requests += 1 + stored.len() as u64 / 1000;
         for d in stored {
             deltas_by_id.entry(d.name.id).or_default().push(d);
         }
-        let whole: HashMap<ObjectId, u64> = listed.iter().map(|o| (o.id, o.modified)).collect();
+        whole = listed.iter().map(|o| (o.id, *o)).collect();
         encodings = deltas::choose_encodings(&live_objects, &whole, &deltas_by_id, |m| {
             now >= m.saturating_add(opts.grace)
         });
         live_objects.extend(encodings.bases.iter().copied());
         report.live_deltas = encodings.deltas_kept;
-        whole_sizes = listed.iter().map(|o| (o.id, o.size)).collect();
-        let sizes = &whole_sizes;
         let gone: HashSet<DeltaName> = encodings.deltas_superseded.iter().copied().collect();
         for (id, _) in &encodings.whole_superseded {
             report.superseded_objects += 1;
-            report.superseded_bytes += sizes.get(id).copied().unwrap_or(0);
+            report.superseded_bytes += whole_size(&whole, id);
         }
         for d in deltas_by_id.values().flatten() {
             if gone.contains(&d.name) {
@@ -441,8 +442,7 @@ pub async fn remote_gc(
             .iter()
             .map(|(id, _)| *id)
             .collect();
-        let mut merged: HashMap<ObjectId, StoredObject> =
-            listed.into_iter().map(|o| (o.id, o)).collect();
+        let mut merged = whole.clone();
         for (id, list) in &deltas_by_id {
             let e = merged.entry(*id).or_insert(StoredObject {
                 id: *id,
@@ -653,7 +653,7 @@ pub async fn remote_gc(
                 report.superseded_objects -= 1;
                 report.superseded_bytes = report
                     .superseded_bytes
-                    .saturating_sub(whole_sizes.get(id).copied().unwrap_or(0));
+                    .saturating_sub(whole_size(&whole, id));
                 report.bad_deltas.push(format!("{}: {e}", name.key()));
             }
         }
