@@ -370,9 +370,10 @@ fn kill_9_while_gc_stores_kept_chunks_whole_loses_nothing() {
     assert!(repo.read("model.safetensors") == files[0], "v0");
 }
 
-/// A kill -9 while push sends deltas to a directory remote, and while remote gc deletes the
-/// whole copies deltas stand for: the remote never holds a delta without its base, the next push
-/// and gc finish the work, and a fresh clone gets every version back byte for byte.
+/// A kill -9 while push sends deltas to a directory remote, while remote gc uploads deltas of
+/// versions the remote holds whole, and while it deletes the whole copies deltas stand for: the
+/// remote never holds a delta without its base, the next push and gc finish the work, and a fresh
+/// clone gets every version back byte for byte.
 #[test]
 fn kill_9_while_deltas_go_to_a_remote_or_replace_whole_copies_loses_nothing() {
     let remote = tempfile::tempdir().expect("tmp");
@@ -388,15 +389,24 @@ fn kill_9_while_deltas_go_to_a_remote_or_replace_whole_copies_loses_nothing() {
         }
         let c = repo.json(&["commit", "-m", &format!("v{k}")]);
         versions.push(c[0]["version"].as_str().expect("version").to_string());
-        if k == 2 {
-            crash(
-                repo.path(),
-                &["push", "--remote", url],
-                "push-before-delta@2",
-            );
+        // v0 and v1 go whole, one push each; v2 goes with v3, as a delta of it.
+        if k < 2 {
+            repo.ok(&["push", "--remote", url]);
         }
-        repo.ok(&["push", "--remote", url]);
     }
+    // gc uploads v0's delta (its base, v1, is on the remote whole).
+    crash(
+        repo.path(),
+        &["remote", "gc", url, "--grace", "0"],
+        "push-before-delta",
+    );
+    crash(
+        repo.path(),
+        &["push", "--remote", url, "--all-versions"],
+        "push-before-delta",
+    );
+    let pushed = repo.json(&["push", "--remote", url, "--all-versions"]);
+    assert!(pushed["deltas"].as_u64() > Some(0), "{pushed}");
     crash(
         repo.path(),
         &["remote", "gc", url, "--grace", "0"],

@@ -272,23 +272,26 @@ fn clone_of(origin: &TestRepo) -> TestRepo {
     c
 }
 
+/// `nshard ARGS --json` in `repo` with `envs` set; its output, parsed (it must succeed).
+fn run_with(repo: &TestRepo, envs: &[(String, String)], args: &[&str]) -> serde_json::Value {
+    let mut c = common::nshard(repo.path());
+    c.args(args).arg("--json");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "nshard {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
 /// Pushes a series to `url`, then pulls into fresh clones: the newest version alone (costing
 /// what it costs stored on its own), then every version.
 fn remote_round_trip(url: &str, envs: &[(String, String)]) {
-    let run = |repo: &TestRepo, args: &[&str]| -> serde_json::Value {
-        let mut c = common::nshard(repo.path());
-        c.args(args).arg("--json");
-        for (k, v) in envs {
-            c.env(k, v);
-        }
-        let out = c.output().expect("runs");
-        assert!(
-            out.status.success(),
-            "nshard {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("json")
-    };
+    let run = |repo: &TestRepo, args: &[&str]| run_with(repo, envs, args);
     let files = series(6);
     let origin = TestRepo::new();
     let (versions, _) = commit_all(&origin, &files);
@@ -334,6 +337,35 @@ fn remote_round_trip(url: &str, envs: &[(String, String)]) {
     one.ok(&["verify"]);
 }
 
+/// The training loop against `url` (`envs` carry a token that may run gc): a push after each
+/// commit (every version whole), then `remote gc` uploads the deltas of the older versions and
+/// lets them stand for the whole copies; a fresh clone gets every version through them.
+fn gc_round_trip(url: &str, envs: &[(String, String)]) {
+    let run = |repo: &TestRepo, args: &[&str]| run_with(repo, envs, args);
+    let files = series(4);
+    let trainer = TestRepo::new();
+    let mut versions = Vec::new();
+    for (k, f) in files.iter().enumerate() {
+        let m = commit_step(&trainer, k, f);
+        versions.push(m["version"].as_str().expect("version").to_string());
+        trainer.ok(&["repack"]);
+        let pushed = run(&trainer, &["push", "--remote", url]);
+        assert_eq!(pushed["deltas"], 0, "{pushed}");
+    }
+    let gc = run(&trainer, &["remote", "gc", url, "--grace", "0"]);
+    assert!(gc["uploaded_deltas"].as_u64() > Some(0), "{gc}");
+    assert!(gc["superseded_objects"].as_u64() > Some(0), "{gc}");
+    assert_eq!(gc["bad_deltas"], serde_json::json!([]), "{gc}");
+    let again = run(&trainer, &["remote", "gc", url, "--grace", "0"]);
+    assert_eq!(again["uploaded_deltas"], 0, "{again}");
+    assert_eq!(again["superseded_objects"], 0, "{again}");
+    let all = clone_of(&trainer);
+    let pulled = run(&all, &["pull", "--remote", url, "--all-versions"]);
+    assert!(pulled["deltas"].as_u64() > Some(0), "{pulled}");
+    check_out(&all, &versions, &files, &[0, 3, 1, 2]);
+    run(&all, &["verify", "--remote", url]);
+}
+
 #[test]
 fn directory_remote_gets_standalone_objects_and_fresh_clones_pay_for_one_version() {
     let remote = tempfile::tempdir().expect("tmp");
@@ -342,6 +374,8 @@ fn directory_remote_gets_standalone_objects_and_fresh_clones_pay_for_one_version
         .values()
         .all(Option::is_none));
     assert!(!common::walk(&remote.path().join("deltas")).is_empty());
+    let trained = tempfile::tempdir().expect("tmp");
+    gc_round_trip(trained.path().to_str().expect("utf8"), &[]);
 }
 
 /// Bytes of every file under `dir`.
@@ -600,6 +634,17 @@ fn nshard_serve_round_trip() {
     let d = tempfile::tempdir().expect("tmp");
     let server = Served::start(&d.path().join("store"), &[], &[]);
     remote_round_trip(&server.url, &[]);
+    let tokens = "admin:gc-round-trip-admin-token";
+    let guarded = Served::start(
+        &d.path().join("guarded"),
+        &[],
+        &[("NSHARD_SERVE_TOKENS", tokens)],
+    );
+    let admin = [(
+        "NSHARD_TOKEN".to_string(),
+        "gc-round-trip-admin-token".to_string(),
+    )];
+    gc_round_trip(&guarded.url, &admin);
 }
 
 /// How many objects of each format version a store holds.
@@ -719,6 +764,7 @@ fn a_float_object_refused_after_all_is_sent_again_in_format_1() {
 fn s3_round_trip() {
     let Some(env) = S3Env::get() else { return };
     remote_round_trip(&env.fresh_url("deltas"), &env.vars());
+    gc_round_trip(&env.fresh_url("deltas-gc"), &env.vars());
 }
 
 #[test]
@@ -970,10 +1016,11 @@ fn verify_tells_a_lost_base_from_damaged_deltas_and_keeps_reporting_lost_chunks(
 }
 
 /// The training loop: commit and push after each checkpoint. The remote first holds every
-/// version whole (each push sends the newest whole, and the deltas of the one before); `remote
-/// gc` then lets the deltas stand for the whole copies, and the remote costs what the local store
-/// costs. A fresh clone still pays for one version, gets every version through the deltas, and
-/// a second gc frees nothing.
+/// version whole and no delta (each push sends the newest whole: a remote where gc never runs
+/// costs what it cost before deltas); `remote gc` uploads this clone's deltas of the older versions
+/// and lets them stand for the whole copies, and the remote costs what the local store costs. A
+/// fresh clone still pays for one version, gets every version through the deltas, and a second gc
+/// uploads and frees nothing.
 #[test]
 fn remote_gc_lets_pushed_deltas_stand_for_whole_versions() {
     let remote = tempfile::tempdir().expect("tmp");
@@ -986,8 +1033,14 @@ fn remote_gc_lets_pushed_deltas_stand_for_whole_versions() {
         before as f64 > 2.0 * local as f64,
         "every version went whole: {before} vs {local}"
     );
+    let deltas_dir = remote.path().join("deltas");
+    assert!(
+        !deltas_dir.exists() || store_bytes(&deltas_dir) == 0,
+        "no delta yet"
+    );
     let dry = origin.json(&["remote", "gc", url, "--grace", "0", "--dry-run"]);
     assert!(dry["superseded_objects"].as_u64().expect("n") > 0, "{dry}");
+    assert!(dry["uploaded_deltas"].as_u64().expect("n") > 0, "{dry}");
     assert_eq!(
         store_bytes(remote.path()),
         before,
@@ -995,6 +1048,8 @@ fn remote_gc_lets_pushed_deltas_stand_for_whole_versions() {
     );
     let gc = origin.json(&["remote", "gc", url, "--grace", "0"]);
     assert_eq!(gc["freed_objects"], 0, "{gc}");
+    assert_eq!(gc["uploaded_deltas"], dry["uploaded_deltas"], "{gc}");
+    assert_eq!(gc["superseded_objects"], dry["superseded_objects"], "{gc}");
     let after = store_bytes(remote.path());
     assert!(
         after as f64 <= 1.1 * local as f64,
@@ -1002,6 +1057,7 @@ fn remote_gc_lets_pushed_deltas_stand_for_whole_versions() {
     );
     let again = origin.json(&["remote", "gc", url, "--grace", "0"]);
     assert_eq!(again["superseded_objects"], 0, "{again}");
+    assert_eq!(again["uploaded_deltas"], 0, "{again}");
     assert_eq!(store_bytes(remote.path()), after);
     // The newest version alone costs what it costs stored on its own.
     let newest = origin.manifest("model.safetensors");
@@ -1019,6 +1075,38 @@ fn remote_gc_lets_pushed_deltas_stand_for_whole_versions() {
     all.ok(&["pull", "--remote", url, "--all-versions"]);
     check_out(&all, &versions, &files, &[0, 5, 1, 4, 2, 3]);
     all.ok(&["verify", "--remote", url]);
+}
+
+/// gc uploads the deltas of older versions from a clone that has them; with a grace period they
+/// stand for the whole copies only in a later run. A clone that pulled the newest version alone
+/// has no delta to offer: its gc uploads and supersedes nothing, and loses nothing.
+#[test]
+fn remote_gc_uploads_deltas_that_stand_for_whole_copies_after_the_grace_period() {
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8");
+    let files = series(3);
+    let (origin, versions) = train_and_push(&files, url);
+    let newest_only = clone_of(&origin);
+    newest_only.ok(&["pull", "--remote", url]);
+    let gc = newest_only.json(&["remote", "gc", url, "--grace", "0"]);
+    assert_eq!(gc["uploaded_deltas"], 0, "{gc}");
+    assert_eq!(gc["superseded_objects"], 0, "{gc}");
+
+    let before = store_bytes(remote.path());
+    let text = origin.ok(&["remote", "gc", url, "--grace", "1h"]);
+    assert!(
+        text.contains("of older versions the remote held only whole: a run after the grace period (1h) lets them stand for those whole copies"),
+        "{text}"
+    );
+    assert!(!text.contains("make redundant"), "{text}");
+    assert!(store_bytes(remote.path()) > before, "the deltas went up");
+    let later = origin.json(&["remote", "gc", url, "--grace", "0"]);
+    assert_eq!(later["uploaded_deltas"], 0, "{later}");
+    assert!(later["superseded_objects"].as_u64() > Some(0), "{later}");
+    assert!(store_bytes(remote.path()) < before, "the whole copies went");
+    let fresh = clone_of(&origin);
+    fresh.ok(&["pull", "--remote", url, "--all-versions"]);
+    check_out(&fresh, &versions, &files, &[0, 2, 1]);
 }
 
 /// Commits `files` one by one into a fresh repository, pushing each to `url` after the version

@@ -4,9 +4,9 @@
 //! Push sends a chunk the local store holds as a delta as that delta (`deltas/<id>.<base>` on the
 //! remote) wherever the remote will hold its base: already, or sent earlier in the same push
 //! (whole objects first, then deltas level by level, each level's bases before it). A chunk whose
-//! base the remote will not hold goes whole, as before. Push also sends the deltas of chunks the
-//! remote holds whole, for the versions just before the pushed ones (where a commit's re-encoding
-//! puts them), so that `nshard remote gc` can drop those whole copies.
+//! base the remote will not hold goes whole, as before. Chunks of older versions the remote holds
+//! whole get their deltas from `nshard remote gc` ([`plan_offer`]), which can then drop those
+//! whole copies; a remote where gc never runs holds each version whole, as it did before deltas.
 //!
 //! Pull fetches a chunk the remote holds only as deltas through them: the bases it lacks first
 //! (whole where the remote has them whole), then the deltas upward, each verified against its base
@@ -21,7 +21,7 @@ use crate::codec::{self, DecodeScratch, Encoder, MAX_CHAIN};
 use crate::error::{Error, Result, StoreError};
 use crate::id::ObjectId;
 use crate::progress::NoProgress;
-use crate::remote::{DeltaName, Store, StoredObject};
+use crate::remote::{DeltaName, Store, StoredDelta, StoredObject};
 use crate::retry::Retry;
 use crate::store::LocalStore;
 
@@ -57,13 +57,12 @@ pub(super) async fn remote_deltas(
 }
 
 /// Plans the deltas of a push. `send` are the chunks the push sends or relies on (`missing`: those
-/// the remote lacks whole), `older` chunks of the versions just before the pushed ones.
+/// the remote lacks whole).
 pub(super) async fn plan_push(
     local: &LocalStore,
     remote: &Arc<dyn Store>,
     send: &[ObjectId],
     missing: &HashSet<ObjectId>,
-    older: &[ObjectId],
     retry: &Retry,
     stats: &mut TransferStats,
 ) -> Result<PushDeltas> {
@@ -72,15 +71,12 @@ pub(super) async fn plan_push(
     let sending: HashSet<ObjectId> = send.iter().copied().collect();
     let mut cands: HashMap<ObjectId, ObjectId> = HashMap::new();
     let mut unknown: Vec<ObjectId> = Vec::new();
-    for id in send.iter().chain(older) {
+    for id in send {
         if cands.contains_key(id) {
             continue;
         }
         if let Ok(Some((base, _))) = local.delta_base(id) {
             cands.insert(*id, base);
-            if !sending.contains(id) {
-                unknown.push(*id);
-            }
         }
     }
     // Chunks the remote lacks whole may be held as deltas already (pushed from another clone).
@@ -190,6 +186,47 @@ pub(super) async fn plan_push(
     Ok(PushDeltas { levels, instead })
 }
 
+/// Plans the deltas `nshard remote gc` uploads from the local store: of the live objects the
+/// remote holds whole and as no delta, those the local store holds as a delta of another live
+/// object the remote holds (whole or as a delta). One level: every base is on the remote already.
+/// Best effort: an object this clone lacks, or holds whole, adds nothing.
+pub(super) fn plan_offer(
+    local: &LocalStore,
+    live: &HashSet<ObjectId>,
+    whole: &HashMap<ObjectId, StoredObject>,
+    held_as_delta: &HashMap<ObjectId, Vec<StoredDelta>>,
+) -> PushDeltas {
+    let held = |id: &ObjectId| whole.contains_key(id) || held_as_delta.contains_key(id);
+    let mut level: Vec<DeltaName> = whole
+        .keys()
+        .filter(|id| live.contains(id) && !held_as_delta.contains_key(id))
+        .filter_map(|id| match local.delta_base(id) {
+            Ok(Some((base, _))) if live.contains(&base) && held(&base) => {
+                Some(DeltaName { id: *id, base })
+            }
+            _ => None,
+        })
+        .collect();
+    level.sort_unstable_by_key(|d| d.id);
+    PushDeltas {
+        levels: if level.is_empty() {
+            vec![]
+        } else {
+            vec![level]
+        },
+        instead: HashSet::new(),
+    }
+}
+
+/// The stored bytes of the planned deltas (as the local store holds them).
+pub(super) fn planned_bytes(local: &LocalStore, plan: &PushDeltas) -> u64 {
+    plan.levels
+        .iter()
+        .flatten()
+        .filter_map(|d| local.encoded_size(&d.id))
+        .sum()
+}
+
 /// Uploads the planned deltas, level after level.
 pub(super) async fn push(
     local: &LocalStore,
@@ -198,12 +235,7 @@ pub(super) async fn push(
     stats: &mut TransferStats,
     opts: &TransferOptions<'_>,
 ) -> Result<()> {
-    let total: u64 = plan
-        .levels
-        .iter()
-        .flatten()
-        .filter_map(|d| local.encoded_size(&d.id))
-        .sum();
+    let total = planned_bytes(local, plan);
     if opts.dry_run {
         stats.objects += plan.count();
         stats.deltas += plan.count();

@@ -417,13 +417,11 @@ pub async fn push(
         .collect();
     // Chunks stored locally as deltas go as deltas where the remote keeps them (see `deltas`).
     let delta_plan = if remote.stores_deltas() && remote.stores_float_objects() {
-        let older = older_chunks(repo, &manifests);
         deltas::plan_push(
             local,
             remote,
             &dedup(data.clone()),
             &missing,
-            &older,
             &opts.transfer.retry,
             &mut stats,
         )
@@ -530,27 +528,6 @@ async fn record_push(
         }
     };
     roots::write_records(remote, &repository, refs, &opts.transfer.retry).await
-}
-
-/// The chunks of the two versions before each of `versions` (where a commit's re-encoding puts
-/// deltas of the pushed versions' chunks), other than `versions` themselves. Best effort: a version
-/// the local store does not have, or that is not a file's, adds nothing.
-fn older_chunks(repo: &Repo, versions: &[ObjectId]) -> Vec<ObjectId> {
-    let pushed: HashSet<ObjectId> = versions.iter().copied().collect();
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for v in versions {
-        let mut next = repo.load_version(v).ok().and_then(|m| m.version.parent);
-        for _ in 0..2 {
-            let Some(p) = next.filter(|p| !pushed.contains(p) && seen.insert(*p)) else {
-                break;
-            };
-            let Ok(m) = repo.load_version(&p) else { break };
-            out.extend(m.chunks.iter().map(|c| c.id));
-            next = m.version.parent;
-        }
-    }
-    dedup(out)
 }
 
 /// The versions every manifest in the work tree names (files and units).

@@ -191,6 +191,12 @@ pub struct RemoteGcReport {
     /// Deltas that failed their check before the whole copy they stand for was deleted (the
     /// whole copy stays), with why.
     pub bad_deltas: Vec<String>,
+    /// Deltas uploaded from this clone's store (or that would be, in a dry run): of live objects
+    /// the remote held only whole, each against another live object it holds. They stand for
+    /// those whole copies once stored `grace` ago (in this run with a grace of 0).
+    pub uploaded_deltas: usize,
+    /// Their stored bytes.
+    pub uploaded_delta_bytes: u64,
 }
 
 /// One version as gc sees it.
@@ -420,6 +426,25 @@ pub async fn remote_gc(
             deltas_by_id.entry(d.name.id).or_default().push(d);
         }
         whole = listed.iter().map(|o| (o.id, *o)).collect();
+        // Deltas this clone holds of live objects the remote holds only whole go up first (a
+        // push sends versions whole, so a remote where gc never runs stays as it was before
+        // deltas): like those pushed, they stand for the whole copies once settled.
+        let offer = deltas::plan_offer(repo.store(), &live_objects, &whole, &deltas_by_id);
+        report.uploaded_deltas = offer.count();
+        report.uploaded_delta_bytes = deltas::planned_bytes(repo.store(), &offer);
+        if !opts.dry_run && offer.count() > 0 {
+            deltas::push(repo.store(), remote, &offer, &mut stats, &opts.transfer).await?;
+            report.requests += offer.count() as u64;
+        }
+        // A dry run counts them as uploaded too, so that it says what a run would free.
+        for d in offer.levels.into_iter().flatten() {
+            let size = repo.store().encoded_size(&d.id).unwrap_or(0);
+            deltas_by_id.entry(d.id).or_default().push(StoredDelta {
+                name: d,
+                size,
+                modified: now,
+            });
+        }
         encodings = deltas::choose_encodings(&live_objects, &whole, &deltas_by_id, |m| {
             now >= m.saturating_add(opts.grace)
         });

@@ -29,9 +29,12 @@ use crate::output::{print_json, Ctx};
 /// (`git ls-remote`; --no-refresh skips that). On `nshard serve` it needs a token with the admin
 /// scope.
 ///
-/// Where push left deltas of older versions beside their whole copies, gc keeps one encoding of
-/// each object it keeps: a delta whose chain reaches a kept whole object, once stored --grace ago
-/// and checked against its base, stands for the whole copy, which is deleted.
+/// Older versions of a checkpoint series: push sends each new version whole, so a remote holds
+/// every version whole until gc runs. gc uploads the deltas this clone's store holds of older
+/// versions the remote holds only whole (run it from a clone that has the history: the one that
+/// commits, or one after `pull --all-versions`), and keeps one encoding of each object it keeps:
+/// a delta whose chain reaches a kept whole object, once stored --grace ago and checked against
+/// its base, stands for the whole copy, which is deleted.
 #[derive(Args, Debug)]
 pub struct GcArgs {
     /// The remote: a name or URL (default: the default remote).
@@ -180,6 +183,23 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             if a.dry_run { "would free" } else { "freed" },
             objects(report.freed_objects, report.freed_bytes)
         );
+        if report.uploaded_deltas > 0 {
+            let settle = if a.grace == 0 {
+                "they stand for those whole copies from this run on".to_string()
+            } else {
+                format!(
+                    "a run after the grace period ({}) lets them stand for those whole copies",
+                    duration_words(a.grace)
+                )
+            };
+            out!(
+                "{} {} delta{} ({}) from this clone's store, of older versions the remote held only whole: {settle}",
+                if a.dry_run { "would upload" } else { "uploaded" },
+                report.uploaded_deltas,
+                if report.uploaded_deltas == 1 { "" } else { "s" },
+                crate::output::bytes(report.uploaded_delta_bytes)
+            );
+        }
         if report.superseded_objects > 0 {
             out!(
                 "{} {} that kept deltas make redundant (whole copies of versions now stored as deltas, and deltas no version reads through)",
