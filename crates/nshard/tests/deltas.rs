@@ -1022,7 +1022,7 @@ fn verify_tells_a_lost_base_from_damaged_deltas_and_keeps_reporting_lost_chunks(
 /// fresh clone still pays for one version, gets every version through the deltas, and a second gc
 /// uploads and frees nothing.
 #[test]
-fn remote_gc_lets_pushed_deltas_stand_for_whole_versions() {
+fn remote_gc_uploads_deltas_and_the_remote_costs_what_the_local_store_costs() {
     let remote = tempfile::tempdir().expect("tmp");
     let url = remote.path().to_str().expect("utf8");
     let files = series(6);
