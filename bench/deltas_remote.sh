@@ -17,7 +17,8 @@
 #      for each step the file is copied over the tracked one, then `nshard commit`, `nshard repack`
 #      (waits for the background re-encoding) and `nshard push --remote R`. After each push: the
 #      local store (`.shard/objects`) and the remote (`R/objects` + `R/deltas`), sums of file sizes.
-#   2. `nshard remote gc R --grace 0 --json` (superseded_objects, superseded_bytes), the remote
+#   2. `nshard remote gc R --grace 0 --json` (uploaded_deltas, uploaded_delta_bytes: the origin's
+#      deltas of older versions; superseded_objects, superseded_bytes; its wall time), the remote
 #      after it; a second gc, which must delete nothing.
 #   3. the reference without remote deltas: `R/objects` alone before gc (every version whole: what
 #      a remote that keeps no deltas holds after the same pushes).
@@ -203,7 +204,10 @@ for DT in $DTYPES; do
 
   # 2. remote gc, twice
   log "[$DT] remote gc --grace 0, twice"
-  "$NSHARD" remote gc "$R" --grace 0 --json >"$W/gc1-$DT.json"
+  g0=$(now); "$NSHARD" remote gc "$R" --grace 0 --json >"$W/gc1-$DT.json"; g1=$(now)
+  GC_S=$(secs "$g0" "$g1")
+  UP_N=$(jq '.uploaded_deltas' "$W/gc1-$DT.json")
+  UP_B=$(jq '.uploaded_delta_bytes' "$W/gc1-$DT.json")
   AFTER=$(remote_bytes "$R")
   AFTER_OBJ=$(bytes_in "$R/objects")
   AFTER_DELTAS=$(bytes_in "$R/deltas")
@@ -214,9 +218,9 @@ for DT in $DTYPES; do
   BAD=$(jq '.bad_deltas | length' "$W/gc1-$DT.json")
   "$NSHARD" remote gc "$R" --grace 0 --json >"$W/gc2-$DT.json"
   AFTER2=$(remote_bytes "$R")
-  GC2=$(jq -r '"\(.superseded_objects) superseded, \(.freed_objects) freed"' "$W/gc2-$DT.json")
+  GC2=$(jq -r '"\(.uploaded_deltas) uploaded, \(.superseded_objects) superseded, \(.freed_objects) freed"' "$W/gc2-$DT.json")
   GC2_OK=yes
-  if [ "$(jq '.superseded_objects + .freed_objects' "$W/gc2-$DT.json")" != 0 ] || [ "$AFTER2" != "$AFTER" ]; then
+  if [ "$(jq '.superseded_objects + .freed_objects + .uploaded_deltas' "$W/gc2-$DT.json")" != 0 ] || [ "$AFTER2" != "$AFTER" ]; then
     GC2_OK="**no**"
   fi
   find "$R" -type f -printf '%s %P\n' | sort -k2 >"$W/remote-files-$DT.txt"
@@ -262,6 +266,7 @@ for DT in $DTYPES; do
     row "remote before gc (objects + deltas)" "$BEFORE" "$(mib "$BEFORE"): objects $(mib "$OBJONLY") + deltas $(mib "$DELTAS_BEFORE")"
     row "remote objects only (without remote deltas)" "$OBJONLY" "$(mib "$OBJONLY") = **$(ratio "$OBJONLY" "$LOCAL")×** the local store"
     row "remote after gc" "$AFTER" "$(mib "$AFTER"): objects $(mib "$AFTER_OBJ") + deltas $(mib "$AFTER_DELTAS"); records $RECORDS B"
+    row "gc: uploaded from the origin's store" "$UP_B" "$UP_N deltas, $(mib "$UP_B"); the whole run $(printf %.2f "$GC_S") s"
     row "gc: superseded" "$SUP_B" "$SUP_N objects, $(mib "$SUP_B"); $FREED_N freed, $BAD bad deltas"
     row "second gc deletes nothing" "$AFTER2" "$GC2_OK ($GC2)"
     row "**remote after gc / local store**" "" "**$(ratio "$AFTER" "$LOCAL")×**"
