@@ -183,8 +183,9 @@ pub fn verify_file(
             let mut enc = vec![0u8; len as usize];
             crate::fsutil::read_exact_at(file, &mut enc, 0).map_err(io_err)?;
             let mut raw = Vec::new();
-            let scratch = &mut codec::DecodeScratch::default();
-            codec::decode_into(id, &enc, max_raw_len, &mut raw, scratch)?;
+            codec::with_pooled_scratch(|scratch| {
+                codec::decode_into(id, &enc, max_raw_len, &mut raw, scratch)
+            })?;
             hasher.update(&raw);
         }
         Codec::Delta { base, .. } => {

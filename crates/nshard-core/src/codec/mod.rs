@@ -36,7 +36,10 @@ mod floats;
 mod lanes;
 
 pub(crate) use delta::decode_delta;
-pub use delta::{encode_delta, DecodeScratch, DELTA_FORMAT_VERSION, DELTA_HEADER_LEN, MAX_CHAIN};
+pub use delta::{
+    encode_delta, with_pooled_scratch, DecodeScratch, DELTA_FORMAT_VERSION, DELTA_HEADER_LEN,
+    MAX_CHAIN,
+};
 pub use encode::{DataHint, Encoder};
 pub use floats::{FLOAT_FORMAT_VERSION, MAX_FLOAT_OBJECT};
 
@@ -235,13 +238,7 @@ pub(crate) fn overwrite_len(buf: &mut Vec<u8>, len: usize) {
 /// [`MAX_OBJECT_SIZE`]). Does not check the hash: see [`decode_verified`].
 pub fn decode(id: &ObjectId, enc: &[u8], max_raw_len: u64) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    decode_into(
-        id,
-        enc,
-        max_raw_len,
-        &mut out,
-        &mut DecodeScratch::default(),
-    )?;
+    with_pooled_scratch(|scratch| decode_into(id, enc, max_raw_len, &mut out, scratch))?;
     Ok(out)
 }
 
@@ -304,13 +301,9 @@ pub fn decode_against(
     max_raw_len: u64,
 ) -> Result<Vec<u8>> {
     let mut raw = base_raw.to_vec();
-    decode_against_in_place(
-        id,
-        enc,
-        &mut raw,
-        max_raw_len,
-        &mut DecodeScratch::default(),
-    )?;
+    with_pooled_scratch(|scratch| {
+        decode_against_in_place(id, enc, &mut raw, max_raw_len, scratch)
+    })?;
     Ok(raw)
 }
 

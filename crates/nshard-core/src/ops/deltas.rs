@@ -629,8 +629,9 @@ fn encode_one(store: &LocalStore, p: &Pair, below: u8, depth: u8) -> Result<Opti
     // Never replace what decodes without doubt by something that might not (decoded in the new
     // chunk's buffer, which is not needed any more).
     let mut back = new;
-    let scratch = &mut codec::DecodeScratch::default();
-    codec::decode_against_in_place(&p.old, &enc, &mut back, p.size, scratch)?;
+    codec::with_pooled_scratch(|scratch| {
+        codec::decode_against_in_place(&p.old, &enc, &mut back, p.size, scratch)
+    })?;
     if ObjectId::of(&back) != p.old {
         return Ok(None);
     }

@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use crate::codec::{self, Codec, DecodeScratch, MAX_CHAIN};
+use crate::codec::{self, Codec, MAX_CHAIN};
 use crate::error::{Corruption, Error, Result, StoreError};
 use crate::id::ObjectId;
 use crate::store::check_hash;
@@ -123,13 +123,9 @@ pub async fn verify_delta(store: &dyn Store, name: &DeltaName, enc: &[u8]) -> Re
     let id = name.id;
     let enc = enc.to_vec();
     crate::blocking::blocking(store.display_url(), move || {
-        codec::decode_against_in_place(
-            &id,
-            &enc,
-            &mut raw,
-            codec::MAX_OBJECT_SIZE,
-            &mut DecodeScratch::default(),
-        )?;
+        codec::with_pooled_scratch(|scratch| {
+            codec::decode_against_in_place(&id, &enc, &mut raw, codec::MAX_OBJECT_SIZE, scratch)
+        })?;
         check_hash(&id, &raw)
     })
     .await?
@@ -192,21 +188,21 @@ pub async fn resolve(
         codec::decode_verified(&bottom, &enc, max_raw_len)
     })
     .await??;
-    let mut scratch = DecodeScratch::default();
     for d in chain.iter().rev() {
         let enc = store.get_delta(d).await?;
         let d = *d;
-        let (r, back, s) = crate::blocking::blocking(url.clone(), move || {
+        let (r, back) = crate::blocking::blocking(url.clone(), move || {
             let r = check_delta_header(&d, &enc, max_raw_len).and_then(|_| {
-                codec::decode_against_in_place(&d.id, &enc, &mut raw, max_raw_len, &mut scratch)
+                codec::with_pooled_scratch(|scratch| {
+                    codec::decode_against_in_place(&d.id, &enc, &mut raw, max_raw_len, scratch)
+                })
             });
             let r = r.and_then(|()| check_hash(&d.id, &raw));
-            (r, raw, scratch)
+            (r, raw)
         })
         .await?;
         r?;
         raw = back;
-        scratch = s;
     }
     Ok(raw)
 }

@@ -525,11 +525,10 @@ impl LocalStore {
                     codec: Codec::Delta { base, .. },
                     ..
                 }) => match self.get(&base, max) {
-                    Ok(mut raw) => {
-                        let scratch = &mut codec::DecodeScratch::default();
+                    Ok(mut raw) => codec::with_pooled_scratch(|scratch| {
                         codec::decode_against_in_place(id, &enc, &mut raw, max, scratch)
-                            .and_then(|()| check_hash(id, &raw))
-                    }
+                    })
+                    .and_then(|()| check_hash(id, &raw)),
                     Err(_) => return false,
                 },
                 Ok(_) => codec::decode_verified(id, &enc, max).map(|_| ()),

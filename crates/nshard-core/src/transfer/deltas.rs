@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::engine::{bounded, corrupt_on_remote, local_io, remote_missing};
 use super::{TransferOptions, TransferStats};
-use crate::codec::{self, DecodeScratch, Encoder, MAX_CHAIN};
+use crate::codec::{self, Encoder, MAX_CHAIN};
 use crate::error::{Error, Result, StoreError};
 use crate::id::ObjectId;
 use crate::progress::NoProgress;
@@ -572,13 +572,9 @@ fn store_delta(
         Some(b) => Arc::try_unwrap(b).unwrap_or_else(|shared| shared.as_ref().clone()),
         None => local.get(&name.base, max_raw)?,
     };
-    codec::decode_against_in_place(
-        &name.id,
-        enc,
-        &mut raw,
-        max_raw,
-        &mut DecodeScratch::default(),
-    )?;
+    codec::with_pooled_scratch(|scratch| {
+        codec::decode_against_in_place(&name.id, enc, &mut raw, max_raw, scratch)
+    })?;
     crate::store::check_hash(&name.id, &raw)?;
     if local.chain_depth(&name.base)? + 1 < MAX_CHAIN {
         local.put_trusted(&name.id, enc)?;

@@ -665,21 +665,50 @@ pub async fn remote_gc(
     }
     // A whole copy goes only once the delta standing for it is checked: decoded against its
     // base as the remote holds it, it hashes to the object's id (each link of a chain so).
+    // Checked `jobs` at a time; a transient failure stops the run before any whole copy goes.
+    let standing: Arc<HashMap<ObjectId, DeltaName>> =
+        Arc::new(encodings.whole_superseded.iter().copied().collect());
+    let mut outcomes: Vec<(ObjectId, Option<String>)> = Vec::new();
+    super::engine::bounded(
+        encodings
+            .whole_superseded
+            .iter()
+            .map(|(id, _)| *id)
+            .collect(),
+        opts.transfer.jobs,
+        |id| {
+            let remote = Arc::clone(remote);
+            let standing = Arc::clone(&standing);
+            let retry = *retry;
+            async move {
+                let Some(name) = standing.get(&id).copied() else {
+                    return (Ok(Some(format!("{id}: no delta was planned for it"))), 0);
+                };
+                let checked = async {
+                    let enc = retried(&retry, || remote.get_delta(&name)).await?;
+                    crate::remote::deltas::verify_delta(remote.as_ref(), &name, &enc).await
+                };
+                match checked.await {
+                    Ok(()) => (Ok(None), 0),
+                    Err(e) if e.is_transient() => (Err(e), 0),
+                    Err(e) => (Ok(Some(format!("{}: {e}", name.key()))), 0),
+                }
+            }
+        },
+        |id, outcome, _| outcomes.push((id, outcome)),
+    )
+    .await?;
+    outcomes.sort_unstable_by_key(|(id, _)| *id);
     let mut verified: Vec<ObjectId> = Vec::new();
-    for (id, name) in &encodings.whole_superseded {
-        let checked = async {
-            let enc = retried(retry, || remote.get_delta(name)).await?;
-            crate::remote::deltas::verify_delta(remote.as_ref(), name, &enc).await
-        };
-        match checked.await {
-            Ok(()) => verified.push(*id),
-            Err(e) if e.is_transient() => return Err(e),
-            Err(e) => {
+    for (id, outcome) in outcomes {
+        match outcome {
+            None => verified.push(id),
+            Some(bad) => {
                 report.superseded_objects -= 1;
                 report.superseded_bytes = report
                     .superseded_bytes
-                    .saturating_sub(whole_size(&whole, id));
-                report.bad_deltas.push(format!("{}: {e}", name.key()));
+                    .saturating_sub(whole.get(&id).map_or(0, |o| o.size));
+                report.bad_deltas.push(bad);
             }
         }
     }
