@@ -148,7 +148,9 @@ pub mod backend {
         create_dir_all, open_regular, read_exact_at, read_limited, sync_dir, write_atomic,
         write_atomic_private, AtomicFile,
     };
-    pub use crate::remote::deltas::{check_delta_header, holds, resolve, verify_delta};
+    pub use crate::remote::deltas::{
+        check_delta_header, holds, resolve, resolve_standalone, verify_delta,
+    };
     pub use crate::remote::records::{
         Marks, RecordName, RootRecord, StoredObject, ADMIN_WRITER, ANONYMOUS_WRITER,
         MAX_RECORD_BYTES,

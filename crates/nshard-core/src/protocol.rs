@@ -138,6 +138,13 @@ pub const FEATURE_FLOAT_OBJECTS: &str = "float-objects";
 /// below the delta format, 3) refuses delta uploads.
 pub const FEATURE_DELTAS: &str = "deltas";
 
+/// The request header (value `1`) with which a client says it reads delta encodings itself
+/// (every nshard since remote deltas sends it). A request without it comes from an older client,
+/// which reads `objects/` only: for it the server counts an object held only as deltas as present
+/// in `missing` answers, and `GET /v1/objects/{id}` resolves the chain and sends the object
+/// encoded on its own.
+pub const DELTAS_HEADER: &str = "x-nshard-deltas";
+
 /// The error code of a delta upload refused because the server holds its base neither whole nor
 /// as a delta (the client sends the base first).
 pub const BASE_MISSING: &str = "base_missing";

@@ -117,8 +117,15 @@ impl HttpStore {
     /// checks that it speaks protocol v1.
     pub async fn connect(base: &str, opts: &OpenOptions) -> Result<HttpStore> {
         crate::install_tls_provider();
+        // Every request says this client reads delta encodings itself (see DELTAS_HEADER).
+        let mut headers = header::HeaderMap::new();
+        headers.insert(
+            protocol::DELTAS_HEADER,
+            header::HeaderValue::from_static("1"),
+        );
         let client = Client::builder()
             .user_agent(concat!("nshard/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
             .tcp_nodelay(true)

@@ -205,12 +205,48 @@ pub async fn missing(
 ) -> Result<Json<MissingResponse>, AppError> {
     authorize(&state, &headers, Scope::Read)?;
     let ids = id_batch(&state, &headers, body, |r: MissingRequest| r.ids).await?;
-    let missing = state
+    let mut missing = state
         .store
         .missing(&ids)
         .await
         .map_err(|e| store_error("missing query", &e))?;
+    if !missing.is_empty() && for_whole_reader(&state, &headers) {
+        // An older client reads objects held only as deltas through `get_object`.
+        let held: std::collections::HashSet<ObjectId> = state
+            .store
+            .deltas_of(&missing)
+            .await
+            .map_err(|e| store_error("missing query", &e))?
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        missing.retain(|id| !held.contains(id));
+    }
     Ok(Json(MissingResponse { missing }))
+}
+
+/// Whether the request comes from a client that reads whole objects only (one from before remote
+/// deltas: it sends no [`protocol::DELTAS_HEADER`]) while this server keeps deltas.
+fn for_whole_reader(state: &AppState, headers: &HeaderMap) -> bool {
+    deltas::deltas_kept(state) && !headers.contains_key(protocol::DELTAS_HEADER)
+}
+
+/// `id`, held only as deltas, resolved and encoded on its own for an older client (see
+/// [`for_whole_reader`]): at most the server's object format; 404 when no delta holds it either.
+async fn standalone_for_whole_reader(state: &AppState, id: &ObjectId) -> Result<Vec<u8>, AppError> {
+    let floats = state.limits.max_object_format >= nshard_core::format::FLOAT_FORMAT_VERSION;
+    match nshard_core::backend::resolve_standalone(state.store.as_ref(), id, floats).await {
+        Ok(enc) => Ok(enc),
+        Err(CoreError::Store(StoreError::ObjectMissing(_) | StoreError::BaseMissing { .. })) => {
+            Err(AppError::not_found(format!(
+                "object {id} is not on this server"
+            )))
+        }
+        Err(e) => Err(AppError::internal(
+            &format!("resolving object {id} through its deltas"),
+            &e,
+        )),
+    }
 }
 
 /// `HEAD /v1/objects/{id}`: 200 with the encoded length, or 404.
@@ -250,6 +286,14 @@ pub async fn get_object(
     let permit = download_slot(&state).await?;
     let enc = match state.store.get(&id).await {
         Ok(enc) => enc,
+        Err(CoreError::Store(StoreError::ObjectMissing(_)))
+            if for_whole_reader(&state, &headers) =>
+        {
+            // Verified level by level while it was resolved.
+            let enc = standalone_for_whole_reader(&state, &id).await?;
+            Metrics::add(&state.metrics.bytes_out, enc.len() as u64);
+            return Ok(octet_stream(enc, permit));
+        }
         Err(CoreError::Store(StoreError::ObjectMissing(_))) => {
             return Err(AppError::not_found(format!(
                 "object {id} is not on this server"

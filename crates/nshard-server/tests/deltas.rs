@@ -186,16 +186,32 @@ fn deltas_round_trip_and_are_listed_and_deleted_by_admins() {
         deltas_of(&s, Some(READ), &[f.base, f.x, ObjectId::of(b"nobody")]),
         vec![name.clone()]
     );
-    // A delta is not a whole object.
-    let m: serde_json::Value = with(
-        client()
+    // To a client that reads deltas (it says so in a header), a delta is not a whole object; to
+    // one from before remote deltas (no header) the object is there, and a GET sends it whole.
+    let ask_missing = |knows: bool| -> serde_json::Value {
+        let mut req = client()
             .post(s.at("/v1/objects/missing"))
-            .json(&serde_json::json!({ "ids": [f.x.to_hex()] })),
-        Some(READ),
-    )
-    .json()
-    .expect("json");
-    assert_eq!(m["missing"], serde_json::json!([f.x.to_hex()]));
+            .json(&serde_json::json!({ "ids": [f.x.to_hex()] }));
+        if knows {
+            req = req.header(nshard_core::protocol::DELTAS_HEADER, "1");
+        }
+        with(req, Some(READ)).json().expect("json")
+    };
+    assert_eq!(
+        ask_missing(true)["missing"],
+        serde_json::json!([f.x.to_hex()])
+    );
+    assert_eq!(ask_missing(false)["missing"], serde_json::json!([]));
+    let object = s.at(&format!("/v1/objects/{}", f.x));
+    let whole = with(client().get(&object), Some(READ));
+    assert_eq!(whole.status(), StatusCode::OK);
+    let enc = whole.bytes().expect("body");
+    let raw = nshard_core::format::decode_verified(&f.x, &enc, 1 << 30).expect("whole");
+    assert!(raw == f.raw_x);
+    let knows = client()
+        .get(&object)
+        .header(nshard_core::protocol::DELTAS_HEADER, "1");
+    assert_eq!(with(knows, Some(READ)).status(), StatusCode::NOT_FOUND);
 
     // A second delta (of the first), then the admin listing a page at a time.
     let (y, raw_y) = successor(&f.raw_x, 1009, 4);

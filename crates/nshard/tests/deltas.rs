@@ -647,6 +647,108 @@ fn nshard_serve_round_trip() {
     gc_round_trip(&guarded.url, &admin);
 }
 
+/// A client from before remote deltas reads `objects/` only and sends no `x-nshard-deltas`
+/// header. After gc has replaced whole copies of older versions by deltas, `nshard serve` still
+/// answers it as before: the objects count as present, and a GET resolves the chain and sends the
+/// object encoded on its own (it decodes and hashes to its id). This nshard, which sends the
+/// header, is answered by what the store holds and pulls the deltas.
+#[test]
+fn nshard_serve_gives_clients_from_before_remote_deltas_whole_objects() {
+    let d = tempfile::tempdir().expect("tmp");
+    let root = d.path().join("store");
+    let token = "old-client-admin-token";
+    let server = Served::start(
+        &root,
+        &[],
+        &[("NSHARD_SERVE_TOKENS", &format!("admin:{token}"))],
+    );
+    let admin = [("NSHARD_TOKEN".to_string(), token.to_string())];
+    let files = series(3);
+    let trainer = TestRepo::new();
+    let mut versions = Vec::new();
+    for (k, f) in files.iter().enumerate() {
+        let m = commit_step(&trainer, k, f);
+        versions.push(m["version"].as_str().expect("version").to_string());
+        trainer.ok(&["repack"]);
+        run_with(&trainer, &admin, &["push", "--remote", &server.url]);
+    }
+    let gc = run_with(
+        &trainer,
+        &admin,
+        &["remote", "gc", &server.url, "--grace", "0"],
+    );
+    assert!(gc["superseded_objects"].as_u64() > Some(0), "{gc}");
+    let whole = nshard_core::backend::LocalStore::at(root.join("objects"), root.join("tmp"));
+    let mut only_deltas: Vec<String> = common::walk(&root.join("deltas"))
+        .iter()
+        .filter_map(|(p, _)| {
+            Path::new(p)
+                .file_name()?
+                .to_str()?
+                .split('.')
+                .next()
+                .map(String::from)
+        })
+        .filter(|id| !whole.has(&nshard_core::ObjectId::parse(id).expect("id")))
+        .collect();
+    only_deltas.sort();
+    only_deltas.dedup();
+    assert!(!only_deltas.is_empty(), "gc left every object whole");
+
+    nshard_remote::install_tls_provider();
+    let client = reqwest::blocking::Client::new();
+    let missing = |knows: bool| -> Vec<String> {
+        let mut req = client
+            .post(format!("{}/v1/objects/missing", server.url))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "ids": only_deltas }));
+        if knows {
+            req = req.header("x-nshard-deltas", "1");
+        }
+        let v: serde_json::Value = req.send().expect("missing").json().expect("json");
+        let mut ids: Vec<String> = v["missing"]
+            .as_array()
+            .expect("missing")
+            .iter()
+            .map(|x| x.as_str().expect("id").to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(
+        missing(false).is_empty(),
+        "an older client sees them present"
+    );
+    assert_eq!(
+        missing(true),
+        only_deltas,
+        "this nshard sees what is stored whole"
+    );
+    for id in &only_deltas {
+        let url = format!("{}/v1/objects/{id}", server.url);
+        let old = client.get(&url).bearer_auth(token).send().expect("get");
+        assert_eq!(old.status(), reqwest::StatusCode::OK, "{id}");
+        let enc = old.bytes().expect("body");
+        let oid = nshard_core::ObjectId::parse(id).expect("id");
+        nshard_core::format::decode_verified(&oid, &enc, 1 << 30).expect("a whole object");
+        let new = client
+            .get(&url)
+            .bearer_auth(token)
+            .header("x-nshard-deltas", "1")
+            .send()
+            .expect("get");
+        assert_eq!(new.status(), reqwest::StatusCode::NOT_FOUND, "{id}");
+    }
+    let all = clone_of(&trainer);
+    let pulled = run_with(
+        &all,
+        &admin,
+        &["pull", "--remote", &server.url, "--all-versions"],
+    );
+    assert!(pulled["deltas"].as_u64() > Some(0), "{pulled}");
+    check_out(&all, &versions, &files, &[0, 2, 1]);
+}
+
 /// How many objects of each format version a store holds.
 fn formats(objects: &Path) -> HashMap<u8, usize> {
     let mut out = HashMap::new();

@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use crate::codec::{self, Codec, MAX_CHAIN};
+use crate::codec::{self, Codec, DataHint, Encoder, MAX_CHAIN};
 use crate::error::{Corruption, Error, Result, StoreError};
 use crate::id::ObjectId;
 use crate::store::check_hash;
@@ -205,4 +205,37 @@ pub async fn resolve(
         raw = back;
     }
     Ok(raw)
+}
+
+/// `id` encoded on its own from what `store` holds of it only as deltas, for a reader of whole
+/// objects (a client from before remote deltas): resolved and verified as [`resolve`] does, then
+/// encoded as a float object where `float_objects`, else in format 1 (the floats' byte planes,
+/// zstd). [`StoreError::ObjectMissing`] when `store` holds no delta of `id`.
+pub async fn resolve_standalone(
+    store: &dyn Store,
+    id: &ObjectId,
+    float_objects: bool,
+) -> Result<Vec<u8>> {
+    let Some(top) = store
+        .deltas_of(&[*id])
+        .await?
+        .into_iter()
+        .find(|d| d.id == *id)
+    else {
+        return Err(Error::Store(StoreError::ObjectMissing(*id)));
+    };
+    let hint = match codec::parse_header(id, &store.get_delta(&top).await?)?.codec {
+        Codec::Delta { width, .. } => DataHint::Float(width),
+        _ => DataHint::Unknown,
+    };
+    let raw = resolve(store, id, codec::MAX_OBJECT_SIZE, &[]).await?;
+    crate::blocking::blocking(store.display_url(), move || {
+        let mut e = Encoder::new();
+        if float_objects {
+            e.encode(&raw, hint)
+        } else {
+            e.encode_format1(&raw, hint)
+        }
+    })
+    .await
 }
