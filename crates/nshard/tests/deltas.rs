@@ -1194,6 +1194,15 @@ fn remote_gc_uploads_deltas_that_stand_for_whole_copies_after_the_grace_period()
     assert_eq!(gc["uploaded_deltas"], 0, "{gc}");
     assert_eq!(gc["superseded_objects"], 0, "{gc}");
 
+    // A push of the whole history sends no delta beside the whole copies the remote has.
+    let objects = store_bytes(&remote.path().join("objects"));
+    let again = origin.json(&["push", "--remote", url, "--all-versions"]);
+    assert_eq!(again["deltas"], 0, "{again}");
+    assert_eq!(again["objects"], 0, "{again}");
+    assert_eq!(store_bytes(&remote.path().join("objects")), objects);
+    assert!(
+        !remote.path().join("deltas").exists() || store_bytes(&remote.path().join("deltas")) == 0
+    );
     let before = store_bytes(remote.path());
     let text = origin.ok(&["remote", "gc", url, "--grace", "1h"]);
     assert!(

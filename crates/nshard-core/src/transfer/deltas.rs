@@ -1,8 +1,8 @@
 //! Delta encodings between the local store and a remote that keeps them
 //! ([`Store::stores_deltas`]).
 //!
-//! Push sends a chunk the local store holds as a delta as that delta (`deltas/<id>.<base>` on the
-//! remote) wherever the remote will hold its base: already, or sent earlier in the same push
+//! Push sends a chunk the remote lacks and the local store holds as a delta as that delta
+//! (`deltas/<id>.<base>` on the remote) wherever the remote will hold its base: already, or sent earlier in the same push
 //! (whole objects first, then deltas level by level, each level's bases before it). A chunk whose
 //! base the remote will not hold goes whole, as before. Chunks of older versions the remote holds
 //! whole get their deltas from `nshard remote gc` ([`plan_offer`]), which can then drop those
@@ -66,12 +66,13 @@ pub(super) async fn plan_push(
     retry: &Retry,
     stats: &mut TransferStats,
 ) -> Result<PushDeltas> {
-    // Chunks stored locally as deltas: those the remote lacks whole (sent as a delta in place of
-    // whole where it can be) and those it holds whole (a delta beside it lets gc drop it).
+    // Chunks stored locally as deltas that the remote lacks whole: sent as a delta in place of
+    // whole where they can be. (One the remote holds whole gets no delta from a push: a remote
+    // where gc never runs keeps each version whole; gc uploads the deltas it lets stand.)
     let sending: HashSet<ObjectId> = send.iter().copied().collect();
     let mut cands: HashMap<ObjectId, ObjectId> = HashMap::new();
     let mut unknown: Vec<ObjectId> = Vec::new();
-    for id in send {
+    for id in send.iter().filter(|id| missing.contains(id)) {
         if cands.contains_key(id) {
             continue;
         }
@@ -114,20 +115,12 @@ pub(super) async fn plan_push(
     let held_as_delta: HashSet<ObjectId> = existing.iter().map(|d| d.id).collect();
     let existing: HashSet<DeltaName> = existing.into_iter().collect();
 
-    // A chunk the remote lacks whole and not already held as a delta, outside this push, is left
-    // alone (its version is not being sent).
+    // Deltas the remote holds already are not sent again.
     cands.retain(|id, base| {
-        let name = DeltaName {
+        !existing.contains(&DeltaName {
             id: *id,
             base: *base,
-        };
-        let whole_there = !lacks_whole(id);
-        // Sent already; or a chunk outside this push the remote lacks whole (its version is
-        // not being sent); or one held whole that a delta holds already.
-        let needless = existing.contains(&name)
-            || (!whole_there && !sending.contains(id))
-            || (whole_there && held_as_delta.contains(id));
-        !needless
+        })
     });
     // A chunk stands on a delta in place of its whole copy only where the base is a chunk of
     // the versions this push sends: their root record names it, so a gc running meanwhile keeps
@@ -242,7 +235,7 @@ pub(super) async fn push(
         stats.bytes += total;
         return Ok(());
     }
-    let what = format!("push deltas to {}", remote.display_url());
+    let what = format!("deltas to {}", remote.display_url());
     let retry = opts.retry;
     by_levels(&plan.levels, &what, total, opts, stats, |name| {
         let local = local.clone();
