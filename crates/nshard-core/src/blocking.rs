@@ -25,9 +25,69 @@ pub async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Decode turns taken now, process-wide (see [`decode_slot`]).
+static DECODING: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+/// Signalled when a turn ends.
+static TURN_ENDED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// How many decode turns may run at once: one per core.
+fn decode_turns() -> usize {
+    static TURNS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *TURNS.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// A turn to decode (and hash) an object on a blocking thread, waiting for one if every core has
+/// one already. Transfers run `--jobs` at once for the network's sake, but decoding is CPU work,
+/// and each decode holds a chunk's raw bytes and a decoder's buffers: more at once than cores
+/// adds memory, not speed. The turn ends when the value is dropped. Take it on a blocking thread
+/// only, and never a second one while holding one.
+pub fn decode_slot() -> DecodeSlot {
+    let mut taken = DECODING.lock().unwrap_or_else(|e| e.into_inner());
+    while *taken >= decode_turns() {
+        taken = TURN_ENDED.wait(taken).unwrap_or_else(|e| e.into_inner());
+    }
+    *taken += 1;
+    DecodeSlot(())
+}
+
+/// A turn of [`decode_slot`], given back when dropped.
+pub struct DecodeSlot(());
+
+impl Drop for DecodeSlot {
+    fn drop(&mut self) {
+        let mut taken = DECODING.lock().unwrap_or_else(|e| e.into_inner());
+        *taken = taken.saturating_sub(1);
+        drop(taken);
+        TURN_ENDED.notify_one();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// At most one decode turn per core runs at once, however many threads ask.
+    #[test]
+    fn decode_turns_are_bounded_by_the_cores() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let now = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..(decode_turns() * 3 + 2) {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let _turn = decode_slot();
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        let most = most.load(Ordering::SeqCst);
+        assert!(most >= 1 && most <= decode_turns(), "{most}");
+    }
 
     #[tokio::test]
     async fn returns_the_value_and_resumes_panics() {

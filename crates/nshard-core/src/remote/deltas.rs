@@ -123,6 +123,7 @@ pub async fn verify_delta(store: &dyn Store, name: &DeltaName, enc: &[u8]) -> Re
     let id = name.id;
     let enc = enc.to_vec();
     crate::blocking::blocking(store.display_url(), move || {
+        let _turn = crate::blocking::decode_slot();
         codec::with_pooled_scratch(|scratch| {
             codec::decode_against_in_place(&id, &enc, &mut raw, codec::MAX_OBJECT_SIZE, scratch)
         })?;
@@ -185,6 +186,7 @@ pub async fn resolve(
     let enc = store.get(&bottom).await?;
     let url = store.display_url();
     let mut raw = crate::blocking::blocking(url.clone(), move || {
+        let _turn = crate::blocking::decode_slot();
         codec::decode_verified(&bottom, &enc, max_raw_len)
     })
     .await??;
@@ -192,6 +194,7 @@ pub async fn resolve(
         let enc = store.get_delta(d).await?;
         let d = *d;
         let (r, back) = crate::blocking::blocking(url.clone(), move || {
+            let _turn = crate::blocking::decode_slot();
             let r = check_delta_header(&d, &enc, max_raw_len).and_then(|_| {
                 codec::with_pooled_scratch(|scratch| {
                     codec::decode_against_in_place(&d.id, &enc, &mut raw, max_raw_len, scratch)
@@ -230,6 +233,7 @@ pub async fn resolve_standalone(
     };
     let raw = resolve(store, id, codec::MAX_OBJECT_SIZE, &[]).await?;
     crate::blocking::blocking(store.display_url(), move || {
+        let _turn = crate::blocking::decode_slot();
         let mut e = Encoder::new();
         if float_objects {
             e.encode(&raw, hint)

@@ -557,6 +557,7 @@ fn store_delta(
     max_raw: u64,
     base: Option<Arc<Vec<u8>>>,
 ) -> Result<Vec<u8>> {
+    let turn = crate::blocking::decode_slot();
     if local.has(&name.id) {
         return local.get(&name.id, max_raw);
     }
@@ -569,6 +570,8 @@ fn store_delta(
         codec::decode_against_in_place(&name.id, enc, &mut raw, max_raw, scratch)
     })?;
     crate::store::check_hash(&name.id, &raw)?;
+    // Storing it is disk work, not a core's.
+    drop(turn);
     if local.chain_depth(&name.base)? + 1 < MAX_CHAIN {
         local.put_trusted(&name.id, enc)?;
     } else {

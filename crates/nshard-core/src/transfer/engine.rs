@@ -285,7 +285,11 @@ pub(super) async fn pull_objects(
                     Err(e) => return (Err(e), retries),
                 };
                 let n = enc.len() as u64;
-                let stored = local_io(move || local.put_verified(&id, &enc, max_raw)).await;
+                let stored = local_io(move || {
+                    let _turn = crate::blocking::decode_slot();
+                    local.put_verified(&id, &enc, max_raw)
+                })
+                .await;
                 let r = match stored {
                     Ok(_) => Ok(n),
                     Err(Error::Store(StoreError::CorruptObject { id, kind, reason })) => {
