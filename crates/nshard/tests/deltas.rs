@@ -343,15 +343,7 @@ fn remote_round_trip(url: &str, envs: &[(String, String)]) {
 fn gc_round_trip(url: &str, envs: &[(String, String)]) {
     let run = |repo: &TestRepo, args: &[&str]| run_with(repo, envs, args);
     let files = series(4);
-    let trainer = TestRepo::new();
-    let mut versions = Vec::new();
-    for (k, f) in files.iter().enumerate() {
-        let m = commit_step(&trainer, k, f);
-        versions.push(m["version"].as_str().expect("version").to_string());
-        trainer.ok(&["repack"]);
-        let pushed = run(&trainer, &["push", "--remote", url]);
-        assert_eq!(pushed["deltas"], 0, "{pushed}");
-    }
+    let (trainer, versions) = train_and_push_with(&files, url, envs);
     let gc = run(&trainer, &["remote", "gc", url, "--grace", "0"]);
     assert!(gc["uploaded_deltas"].as_u64() > Some(0), "{gc}");
     assert!(gc["superseded_objects"].as_u64() > Some(0), "{gc}");
@@ -664,14 +656,7 @@ fn nshard_serve_gives_clients_from_before_remote_deltas_whole_objects() {
     );
     let admin = [("NSHARD_TOKEN".to_string(), token.to_string())];
     let files = series(3);
-    let trainer = TestRepo::new();
-    let mut versions = Vec::new();
-    for (k, f) in files.iter().enumerate() {
-        let m = commit_step(&trainer, k, f);
-        versions.push(m["version"].as_str().expect("version").to_string());
-        trainer.ok(&["repack"]);
-        run_with(&trainer, &admin, &["push", "--remote", &server.url]);
-    }
+    let (trainer, versions) = train_and_push_with(&files, &server.url, &admin);
     let gc = run_with(
         &trainer,
         &admin,
@@ -1223,13 +1208,24 @@ fn remote_gc_uploads_deltas_that_stand_for_whole_copies_after_the_grace_period()
 /// Commits `files` one by one into a fresh repository, pushing each to `url` after the version
 /// before it is re-encoded (the training loop); returns the repository and the version ids.
 fn train_and_push(files: &[Vec<u8>], url: &str) -> (TestRepo, Vec<String>) {
+    train_and_push_with(files, url, &[])
+}
+
+/// [`train_and_push`] with `envs` set for the pushes (a token); each push sends its version
+/// whole and no delta.
+fn train_and_push_with(
+    files: &[Vec<u8>],
+    url: &str,
+    envs: &[(String, String)],
+) -> (TestRepo, Vec<String>) {
     let origin = TestRepo::new();
     let mut versions = Vec::new();
     for (k, f) in files.iter().enumerate() {
         let m = commit_step(&origin, k, f);
         versions.push(m["version"].as_str().expect("version").to_string());
         origin.ok(&["repack"]);
-        origin.ok(&["push", "--remote", url]);
+        let pushed = run_with(&origin, envs, &["push", "--remote", url]);
+        assert_eq!(pushed["deltas"], 0, "{pushed}");
     }
     (origin, versions)
 }
