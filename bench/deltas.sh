@@ -56,13 +56,7 @@ FAR_TO=400
 TIME_AT=10   # the version index whose commit is timed (step 100), on top of versions 0 … 9
 START=$(now)
 
-BUILT=0
-if [ -z "${NSHARD:-}" ]; then
-  bench_build
-  BUILT=1
-fi
-NSHARD=$(realpath "$NSHARD")
-[ -x "$NSHARD" ] || { echo "no nshard binary at $NSHARD" >&2; exit 1; }
+bench_nshard
 [ -x /usr/bin/time ] || { echo "/usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
 for tool in openssl jq; do
   command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
@@ -87,13 +81,7 @@ rec far_from "$FAR_FROM"
 rec far_to "$FAR_TO"
 rec time_at "$TIME_AT"
 rec nshard_version "$("$NSHARD" --version 2>/dev/null || echo unknown)"
-if [ -n "${NSHARD_REV:-}" ]; then
-  rec git "$NSHARD_REV"
-elif [ "$BUILT" = 1 ]; then
-  rec git "built from $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
-else
-  rec git "binary given by NSHARD"
-fi
+rec git "$NSHARD_FROM"
 rec z4ai "$("$PY" -c 'import z4ai; print(z4ai.__version__)')"
 rec machine "$(uname -m), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo), $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 

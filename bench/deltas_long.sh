@@ -37,10 +37,7 @@ RESULTS=${RESULTS-$ROOT/bench/deltas/LONG.md}
 STEPS=$(seq 0 10 $UNTIL | xargs)
 START=$(now)
 
-if [ -z "${NSHARD:-}" ]; then
-  bench_build
-fi
-NSHARD=$(realpath "$NSHARD")
+bench_nshard
 for tool in openssl jq; do
   command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
 done

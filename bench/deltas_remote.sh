@@ -56,24 +56,11 @@ NEWEST=200
 ALONE_MAX=1.3
 START=$(now)
 
-BUILT=0
-if [ -z "${NSHARD:-}" ]; then
-  # shellcheck disable=SC2119 # no extra cargo arguments
-  bench_build
-  BUILT=1
-fi
-NSHARD=$(realpath "$NSHARD")
-[ -x "$NSHARD" ] || { echo "no nshard binary at $NSHARD" >&2; exit 1; }
+bench_nshard
 command -v jq >/dev/null || { echo "jq is missing" >&2; exit 1; }
 deltas_python
 HELPER="$ROOT/bench/deltas/deltas.py"
-if [ -n "${NSHARD_REV:-}" ]; then
-  REV=$NSHARD_REV
-elif [ "$BUILT" = 1 ]; then
-  REV="built from $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
-else
-  REV="binary given by NSHARD"
-fi
+REV=$NSHARD_FROM
 
 bench_workdir deltas-remote
 export XDG_CONFIG_HOME="$W/xdg"   # no user config (remotes, settings) leaks into the run

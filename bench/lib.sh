@@ -2,6 +2,10 @@
 #
 #   bench_build [EXTRA_CARGO_ARGS…]  release build of nshard and nshard-gen; sets NSHARD and GEN
 #                                    (honours CARGO_TARGET_DIR)
+#   bench_nshard                     the binary to measure: $NSHARD when given, else bench_build's;
+#                                    made absolute and checked; sets NSHARD_FROM (what it was
+#                                    built from: $NSHARD_REV, the checkout's `git describe`, or
+#                                    "binary given by NSHARD")
 #   bench_workdir NAME               sets W: $BENCH_DIR when given (kept), else a fresh temp dir
 #                                    removed at exit
 #   at_exit 'COMMAND'                runs COMMAND at exit (last registered runs first)
@@ -30,6 +34,18 @@ bench_build() {
   (cd "$BENCH_ROOT" && cargo build --release -q -p nshard -p nshard-bench "$@")
   NSHARD="$BENCH_TARGET/release/nshard"
   GEN="$BENCH_TARGET/release/nshard-gen"
+}
+
+bench_nshard() {
+  if [ -n "${NSHARD:-}" ]; then
+    NSHARD_FROM=${NSHARD_REV:-binary given by NSHARD}
+  else
+    # shellcheck disable=SC2119 # no extra cargo arguments
+    bench_build
+    NSHARD_FROM=${NSHARD_REV:-built from $(git -C "$BENCH_ROOT" describe --always --dirty 2>/dev/null || echo unknown)}
+  fi
+  NSHARD=$(realpath "$NSHARD")
+  [ -x "$NSHARD" ] || { echo "no nshard binary at $NSHARD" >&2; exit 1; }
 }
 
 bench_workdir() {
