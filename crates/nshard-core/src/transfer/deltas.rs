@@ -70,26 +70,23 @@ pub(super) async fn plan_push(
     // whole where they can be. (One the remote holds whole gets no delta from a push: a remote
     // where gc never runs keeps each version whole; gc uploads the deltas it lets stand.)
     let sending: HashSet<ObjectId> = send.iter().copied().collect();
-    let mut cands: HashMap<ObjectId, ObjectId> = HashMap::new();
-    let mut unknown: Vec<ObjectId> = Vec::new();
-    for id in send.iter().filter(|id| missing.contains(id)) {
-        if cands.contains_key(id) {
-            continue;
-        }
-        if let Ok(Some((base, _))) = local.delta_base(id) {
-            cands.insert(*id, base);
-        }
-    }
-    // Chunks the remote lacks whole may be held as deltas already (pushed from another clone).
     let lacking: Vec<ObjectId> = send
         .iter()
         .filter(|id| missing.contains(id))
         .copied()
         .collect();
-    if cands.is_empty() && lacking.is_empty() {
+    if lacking.is_empty() {
         return Ok(PushDeltas::default());
     }
-    // Which of them, and of their bases, the remote holds whole or as deltas already.
+    let mut cands: HashMap<ObjectId, ObjectId> = HashMap::new();
+    for id in &lacking {
+        if let Ok(Some((base, _))) = local.delta_base(id) {
+            cands.insert(*id, base);
+        }
+    }
+    // Which of their bases the remote holds whole, and which of them and their bases it holds as
+    // deltas already (chunks it lacks whole may have been pushed as deltas from another clone).
+    let mut unknown: Vec<ObjectId> = Vec::new();
     for base in cands.values() {
         if !sending.contains(base) && !cands.contains_key(base) {
             unknown.push(*base);
@@ -106,8 +103,7 @@ pub(super) async fn plan_push(
             !asked_whole.contains(id) || absent.contains(id)
         }
     };
-    let mut asked: Vec<ObjectId> = cands.keys().copied().collect();
-    asked.extend(cands.values().copied());
+    let mut asked: Vec<ObjectId> = cands.values().copied().collect();
     asked.extend(lacking);
     asked.sort();
     asked.dedup();
@@ -212,7 +208,7 @@ pub(super) fn plan_offer(
 }
 
 /// The stored bytes of the planned deltas (as the local store holds them).
-pub(super) fn planned_bytes(local: &LocalStore, plan: &PushDeltas) -> u64 {
+fn planned_bytes(local: &LocalStore, plan: &PushDeltas) -> u64 {
     plan.levels
         .iter()
         .flatten()

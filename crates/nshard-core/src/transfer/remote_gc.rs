@@ -417,8 +417,6 @@ pub async fn remote_gc(
     let mut encodings = deltas::Encodings::default();
     // The objects held whole, by id.
     let mut whole: HashMap<ObjectId, StoredObject> = HashMap::new();
-    let whole_size =
-        |whole: &HashMap<ObjectId, StoredObject>, id| whole.get(id).map_or(0, |o| o.size);
     if remote.stores_deltas() {
         let stored = retried(retry, || remote.list_deltas()).await?;
         report.requests += 1 + stored.len() as u64 / 1000;
@@ -431,7 +429,6 @@ pub async fn remote_gc(
         // deltas): like those pushed, they stand for the whole copies once settled.
         let offer = deltas::plan_offer(repo.store(), &live_objects, &whole, &deltas_by_id);
         report.uploaded_deltas = offer.count();
-        report.uploaded_delta_bytes = deltas::planned_bytes(repo.store(), &offer);
         if !opts.dry_run && offer.count() > 0 {
             deltas::push(repo.store(), remote, &offer, &mut stats, &opts.transfer).await?;
             report.requests += offer.count() as u64;
@@ -439,6 +436,7 @@ pub async fn remote_gc(
         // A dry run counts them as uploaded too, so that it says what a run would free.
         for d in offer.levels.into_iter().flatten() {
             let size = repo.store().encoded_size(&d.id).unwrap_or(0);
+            report.uploaded_delta_bytes += size;
             deltas_by_id.entry(d.id).or_default().push(StoredDelta {
                 name: d,
                 size,
@@ -707,7 +705,7 @@ pub async fn remote_gc(
                 report.superseded_objects -= 1;
                 report.superseded_bytes = report
                     .superseded_bytes
-                    .saturating_sub(whole.get(&id).map_or(0, |o| o.size));
+                    .saturating_sub(whole_size(&whole, &id));
                 report.bad_deltas.push(bad);
             }
         }
@@ -748,6 +746,11 @@ pub async fn remote_gc(
         report.requests += 1;
     }
     Ok(report)
+}
+
+/// The stored size of `id` held whole (0 when it is not).
+fn whole_size(whole: &HashMap<ObjectId, StoredObject>, id: &ObjectId) -> u64 {
+    whole.get(id).map_or(0, |o| o.size)
 }
 
 /// The report lists at most this many garbage objects (the counts cover them all).
