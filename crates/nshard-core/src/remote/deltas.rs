@@ -150,6 +150,17 @@ pub async fn resolve(
     max_raw_len: u64,
     above: &[ObjectId],
 ) -> Result<Vec<u8>> {
+    Ok(resolve_chain(store, id, max_raw_len, above).await?.0)
+}
+
+/// [`resolve`], with the element width the delta encoding `id` names (`None` when the store
+/// holds `id` whole).
+async fn resolve_chain(
+    store: &dyn Store,
+    id: &ObjectId,
+    max_raw_len: u64,
+    above: &[ObjectId],
+) -> Result<(Vec<u8>, Option<u8>)> {
     // Down by names: `chain[k]` is built on `chain[k + 1]`; the last one is held whole.
     let mut chain: Vec<DeltaName> = Vec::new();
     let mut cur = *id;
@@ -190,6 +201,7 @@ pub async fn resolve(
         codec::decode_verified(&bottom, &enc, max_raw_len)
     })
     .await??;
+    let mut width = None;
     for d in chain.iter().rev() {
         let enc = store.get_delta(d).await?;
         let d = *d;
@@ -201,37 +213,36 @@ pub async fn resolve(
                 })
             });
             let r = r.and_then(|()| check_hash(&d.id, &raw));
-            (r, raw)
+            let width = match codec::parse_header(&d.id, &enc).map(|h| h.codec) {
+                Ok(Codec::Delta { width, .. }) => Some(width),
+                _ => None,
+            };
+            (r.map(|()| width), raw)
         })
         .await?;
-        r?;
+        width = r?;
         raw = back;
     }
-    Ok(raw)
+    Ok((raw, width))
 }
 
 /// `id` encoded on its own from what `store` holds of it only as deltas, for a reader of whole
 /// objects (a client from before remote deltas): resolved and verified as [`resolve`] does, then
 /// encoded as a float object where `float_objects`, else in format 1 (the floats' byte planes,
-/// zstd). [`StoreError::ObjectMissing`] when `store` holds no delta of `id`.
+/// zstd); the stored object where `store` holds it whole after all. [`StoreError::ObjectMissing`]
+/// when `store` holds it neither way.
 pub async fn resolve_standalone(
     store: &dyn Store,
     id: &ObjectId,
     float_objects: bool,
 ) -> Result<Vec<u8>> {
-    let Some(top) = store
-        .deltas_of(&[*id])
-        .await?
-        .into_iter()
-        .find(|d| d.id == *id)
-    else {
-        return Err(Error::Store(StoreError::ObjectMissing(*id)));
+    let (raw, width) = resolve_chain(store, id, codec::MAX_OBJECT_SIZE, &[]).await?;
+    // Held whole after all (uploaded whole since the caller looked): served as it is stored,
+    // as every whole object is.
+    let Some(width) = width else {
+        return store.get(id).await;
     };
-    let hint = match codec::parse_header(id, &store.get_delta(&top).await?)?.codec {
-        Codec::Delta { width, .. } => DataHint::Float(width),
-        _ => DataHint::Unknown,
-    };
-    let raw = resolve(store, id, codec::MAX_OBJECT_SIZE, &[]).await?;
+    let hint = DataHint::Float(width);
     crate::blocking::blocking(store.display_url(), move || {
         let _turn = crate::blocking::decode_slot();
         let mut e = Encoder::new();
