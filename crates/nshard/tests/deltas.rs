@@ -1205,6 +1205,78 @@ fn remote_gc_uploads_deltas_that_stand_for_whole_copies_after_the_grace_period()
     check_out(&fresh, &versions, &files, &[0, 2, 1]);
 }
 
+/// A delta the remote refuses (here: its base is damaged there, so it does not decode to its id
+/// against it) does not stop `remote gc`: the others go up and stand for their whole copies, the
+/// refused one is named (JSON `refused_deltas`, a warning in text) and the whole copy it was to
+/// stand for stays.
+#[test]
+fn remote_gc_goes_on_past_a_delta_the_remote_refuses() {
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8");
+    let files = series(3);
+    let (origin, _) = train_and_push(&files, url);
+    // A local delta whose base is whole here (a chunk of the newest version): damage that base
+    // on the remote.
+    let local = encodings(&origin.path().join(".shard/objects"));
+    let (id, base) = local
+        .iter()
+        .find_map(|(id, b)| match b {
+            Some(b) if local.get(b) == Some(&None) => Some((id.clone(), b.clone())),
+            _ => None,
+        })
+        .expect("a delta of a whole object");
+    let on_remote = remote
+        .path()
+        .join(format!("objects/{}/{}", &base[..2], &base[2..]));
+    let mut bytes = fs::read(&on_remote).expect("base on the remote");
+    let at = bytes.len() - 5;
+    bytes[at] ^= 0x33;
+    let mut perm = fs::metadata(&on_remote).expect("md").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    fs::set_permissions(&on_remote, perm).expect("chmod");
+    fs::write(&on_remote, &bytes).expect("damage");
+
+    let gc = origin.json(&["remote", "gc", url, "--grace", "0"]);
+    let refused: Vec<String> = gc["refused_deltas"]
+        .as_array()
+        .expect("refused_deltas")
+        .iter()
+        .map(|r| r.as_str().expect("text").to_string())
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.starts_with(&format!("{id}.{base}"))),
+        "{gc}"
+    );
+    assert!(gc["uploaded_deltas"].as_u64() > Some(0), "{gc}");
+    assert!(gc["superseded_objects"].as_u64() > Some(0), "{gc}");
+    assert!(
+        remote
+            .path()
+            .join(format!("objects/{}/{}", &id[..2], &id[2..]))
+            .exists(),
+        "the whole copy the refused delta was to stand for stays"
+    );
+    assert!(!remote
+        .path()
+        .join(format!("deltas/{}/{id}.{base}", &id[..2]))
+        .exists());
+    // In text, a warning names it (offered again: the base is still damaged).
+    let out = common::nshard(origin.path())
+        .args(["remote", "gc", url, "--grace", "0"])
+        .output()
+        .expect("run nshard");
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("did not upload a delta, so the whole copy it was to stand for stays")
+            && err.contains(&id),
+        "{err}"
+    );
+}
+
 /// Commits `files` one by one into a fresh repository, pushing each to `url` after the version
 /// before it is re-encoded (the training loop); returns the repository and the version ids.
 fn train_and_push(files: &[Vec<u8>], url: &str) -> (TestRepo, Vec<String>) {

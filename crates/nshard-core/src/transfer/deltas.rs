@@ -207,6 +207,92 @@ pub(super) fn plan_offer(
     }
 }
 
+/// Of `offer` (deltas [`plan_offer`] found), those that would stand for their objects once
+/// everything the remote holds has settled ([`choose_encodings`]): a chain within
+/// [`REMOTE_DEPTH`], not the other half of a cycle with a delta the remote holds. Any other
+/// would be uploaded only to be deleted as superseded, and offered again by the next run.
+pub(super) fn would_stand(
+    offer: Vec<DeltaName>,
+    live: &HashSet<ObjectId>,
+    whole: &HashMap<ObjectId, StoredObject>,
+    held_as_delta: &HashMap<ObjectId, Vec<StoredDelta>>,
+) -> Vec<DeltaName> {
+    if offer.is_empty() {
+        return offer;
+    }
+    let mut trial = held_as_delta.clone();
+    for d in &offer {
+        trial.entry(d.id).or_default().push(StoredDelta {
+            name: *d,
+            size: 0,
+            modified: 0,
+        });
+    }
+    let would = choose_encodings(live, whole, &trial, |_| true);
+    offer
+        .into_iter()
+        .filter(|d| would.chosen.contains(d))
+        .collect()
+}
+
+/// Uploads the deltas `nshard remote gc` offers (one level, see [`plan_offer`]), best effort:
+/// one the remote refuses (its base turned out broken there, the local copy was re-encoded
+/// meanwhile…) or that fails to upload is left out and returned with why, and the rest go on;
+/// the whole copy it would have stood for simply stays. Returns the deltas uploaded and those
+/// that were not.
+pub(super) async fn push_offer(
+    local: &LocalStore,
+    remote: &Arc<dyn Store>,
+    offer: &[DeltaName],
+    stats: &mut TransferStats,
+    opts: &TransferOptions<'_>,
+) -> Result<(Vec<DeltaName>, Vec<(DeltaName, String)>)> {
+    let names: HashMap<ObjectId, DeltaName> = offer.iter().map(|d| (d.id, *d)).collect();
+    let total = offer.iter().filter_map(|d| local.encoded_size(&d.id)).sum();
+    let what = format!("deltas to {}", remote.display_url());
+    opts.progress.start(&what, total);
+    let retry = opts.retry;
+    let (mut sent, mut failed) = (Vec::new(), Vec::new());
+    let r = bounded(
+        names.keys().copied().collect(),
+        opts.jobs,
+        |id| {
+            let local = local.clone();
+            let remote = Arc::clone(remote);
+            let name = names[&id];
+            async move {
+                let enc = match local_io(move || local.get_encoded(&name.id)).await {
+                    Ok(e) => e,
+                    Err(e) => return (Ok(Err(e)), 0),
+                };
+                let n = enc.len() as u64;
+                crate::crash_point!("push-before-delta");
+                let (r, retries) = retry.run(|| remote.put_delta(&name, enc.clone())).await;
+                (Ok(r.map(|_| n)), retries)
+            }
+        },
+        |id, r: Result<u64>, retries| {
+            stats.retries += retries;
+            match r {
+                Ok(n) => {
+                    stats.objects += 1;
+                    stats.deltas += 1;
+                    stats.bytes += n;
+                    opts.progress.advance(n);
+                    sent.push(names[&id]);
+                }
+                Err(e) => failed.push((names[&id], e.to_string())),
+            }
+        },
+    )
+    .await;
+    opts.progress.finish();
+    r?;
+    sent.sort_unstable();
+    failed.sort_unstable_by_key(|(d, _)| *d);
+    Ok((sent, failed))
+}
+
 /// The stored bytes of the planned deltas (as the local store holds them).
 fn planned_bytes(local: &LocalStore, plan: &PushDeltas) -> u64 {
     plan.levels
@@ -596,6 +682,8 @@ pub(super) struct Encodings {
     pub bases: HashSet<ObjectId>,
     /// Deltas kept.
     pub deltas_kept: usize,
+    /// The deltas chosen to stand for their objects (those of `whole_superseded` among them).
+    pub chosen: HashSet<DeltaName>,
 }
 
 /// Chooses, for each of `live` the remote holds (`whole`: the objects it holds whole, as listed;
@@ -712,6 +800,7 @@ pub(super) fn choose_encodings(
         match chosen.get(id) {
             Some((Some(name), _)) => {
                 out.deltas_kept += 1;
+                out.chosen.insert(*name);
                 if whole.get(id).is_some_and(|o| settled(o.modified)) {
                     out.whole_superseded.push((*id, *name));
                 }
@@ -771,6 +860,65 @@ mod tests {
             m.entry(d.name.id).or_default().push(*d);
         }
         m
+    }
+
+    /// gc offers only deltas that would stand: a chain of 20 objects held whole, each offered as
+    /// a delta of the next, gets the deltas within the depth bound (one object stays whole as
+    /// the anchor of the rest); a delta closing a cycle with one the remote holds is not offered.
+    #[test]
+    fn gc_offers_only_deltas_that_would_stand() {
+        let n = 20u8;
+        let live: HashSet<ObjectId> = (1..=n).map(id).collect();
+        let whole = held_whole(1..=n);
+        let offer: Vec<DeltaName> = (1..n)
+            .map(|i| DeltaName {
+                id: id(i),
+                base: id(i + 1),
+            })
+            .collect();
+        let kept = would_stand(offer.clone(), &live, &whole, &HashMap::new());
+        assert_eq!(
+            kept.len(),
+            REMOTE_DEPTH + (n as usize - 1 - REMOTE_DEPTH - 1)
+        );
+        assert!(kept.iter().all(|d| offer.contains(d)));
+        let e = choose_encodings(
+            &live,
+            &whole,
+            &kept
+                .iter()
+                .map(|d| (d.id, vec![delta_named(*d, 0)]))
+                .collect(),
+            |_| true,
+        );
+        assert_eq!(e.chosen.len(), kept.len(), "every delta offered stands");
+
+        // The remote holds 2 as a delta of 1; 1 as a delta of 2 would close a cycle.
+        let live: HashSet<ObjectId> = [1, 2].map(id).into_iter().collect();
+        let whole = held_whole([1, 2]);
+        let held: HashMap<ObjectId, Vec<StoredDelta>> = [(id(2), vec![delta(2, 1, 0)])].into();
+        let back = DeltaName {
+            id: id(1),
+            base: id(2),
+        };
+        let kept = would_stand(vec![back], &live, &whole, &held);
+        let e = choose_encodings(&live, &whole, &held, |_| true);
+        assert_eq!(e.chosen.len(), 1, "one of the pair stands");
+        assert_eq!(
+            kept.is_empty(),
+            e.chosen.contains(&DeltaName {
+                id: id(2),
+                base: id(1)
+            })
+        );
+    }
+
+    fn delta_named(name: DeltaName, modified: u64) -> StoredDelta {
+        StoredDelta {
+            name,
+            size: 10,
+            modified,
+        }
     }
 
     #[test]

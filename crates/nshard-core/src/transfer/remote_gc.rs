@@ -197,6 +197,22 @@ pub struct RemoteGcReport {
     pub uploaded_deltas: usize,
     /// Their stored bytes.
     pub uploaded_delta_bytes: u64,
+    /// Deltas this clone offered that the remote refused or that failed to upload, with why
+    /// (the whole copies they were to stand for stay).
+    pub refused_deltas: Vec<String>,
+}
+
+/// Adds to `spared` the bases of the delta encodings of what it holds, and theirs, down to
+/// objects held whole.
+fn spare_bases(spared: &mut HashSet<ObjectId>, deltas_by_id: &HashMap<ObjectId, Vec<StoredDelta>>) {
+    let mut todo: Vec<ObjectId> = spared.iter().copied().collect();
+    while let Some(id) = todo.pop() {
+        for d in deltas_by_id.get(&id).into_iter().flatten() {
+            if spared.insert(d.name.base) {
+                todo.push(d.name.base);
+            }
+        }
+    }
 }
 
 /// One version as gc sees it.
@@ -427,14 +443,29 @@ pub async fn remote_gc(
         // Deltas this clone holds of live objects the remote holds only whole go up first (a
         // push sends versions whole, so a remote where gc never runs stays as it was before
         // deltas): like those pushed, they stand for the whole copies once settled.
-        let offer = deltas::plan_offer(repo.store(), &live_objects, &whole, &deltas_by_id);
-        report.uploaded_deltas = offer.count();
-        if !opts.dry_run && offer.count() > 0 {
-            deltas::push(repo.store(), remote, &offer, &mut stats, &opts.transfer).await?;
-            report.requests += offer.count() as u64;
-        }
-        // A dry run counts them as uploaded too, so that it says what a run would free.
-        for d in offer.levels.into_iter().flatten() {
+        let offer: Vec<DeltaName> =
+            deltas::plan_offer(repo.store(), &live_objects, &whole, &deltas_by_id)
+                .levels
+                .into_iter()
+                .flatten()
+                .collect();
+        let offer = deltas::would_stand(offer, &live_objects, &whole, &deltas_by_id);
+        // A dry run counts them as uploaded, so that it says what a run would free.
+        let uploaded = if opts.dry_run || offer.is_empty() {
+            offer
+        } else {
+            let (sent, refused) =
+                deltas::push_offer(repo.store(), remote, &offer, &mut stats, &opts.transfer)
+                    .await?;
+            report.requests += (sent.len() + refused.len()) as u64;
+            report.refused_deltas = refused
+                .into_iter()
+                .map(|(d, why)| format!("{}: {why}", d.key()))
+                .collect();
+            sent
+        };
+        report.uploaded_deltas = uploaded.len();
+        for d in uploaded {
             let size = repo.store().encoded_size(&d.id).unwrap_or(0);
             report.uploaded_delta_bytes += size;
             deltas_by_id.entry(d.id).or_default().push(StoredDelta {
@@ -600,6 +631,9 @@ pub async fn remote_gc(
         .partition(|id| dropped_versions.contains(id));
     let mut seen: HashSet<RecordName> = names.iter().cloned().collect();
     let mut spared: HashSet<ObjectId> = HashSet::new();
+    // What was left undeleted because it was spared (some of `spared` may have gone in a batch
+    // before a push needed it).
+    let mut kept_back: HashSet<ObjectId> = HashSet::new();
     let batches = manifests.chunks(DELETE_BATCH).map(|b| (b, false)).chain(
         rest.chunks(DELETE_BATCH)
             .enumerate()
@@ -635,12 +669,13 @@ pub async fn remote_gc(
                     spared.extend(node.objects.iter().copied());
                 }
             }
+            // An object the push found on the remote only as deltas (a client from before
+            // remote deltas counts those as present) needs the bases of its chains too.
+            spare_bases(&mut spared, &deltas_by_id);
         }
-        let ids: Vec<ObjectId> = batch
-            .iter()
-            .filter(|id| !spared.contains(id))
-            .copied()
-            .collect();
+        let (ids, held): (Vec<ObjectId>, Vec<ObjectId>) =
+            batch.iter().partition(|id| !spared.contains(id));
+        kept_back.extend(held);
         retried(retry, || remote.delete_objects(&ids)).await?;
         report.requests += 1;
         let names: Vec<DeltaName> = ids
@@ -718,14 +753,14 @@ pub async fn remote_gc(
     if !spared.is_empty() {
         // What a concurrent push turned out to need was not deleted: count it as live.
         for (id, size) in &delete {
-            if spared.contains(id) {
+            if kept_back.contains(id) {
                 report.freed_objects -= 1;
                 report.freed_bytes -= size;
                 report.live_objects += 1;
                 report.live_bytes += size;
             }
         }
-        report.candidates.retain(|c| !spared.contains(&c.id));
+        report.candidates.retain(|c| !kept_back.contains(&c.id));
         // Records that named what was spared stay, in case they are the ones a later run needs.
         retire.clear();
         report.deleted_records = 0;
@@ -1146,4 +1181,40 @@ async fn forget(
         out.push((name, record));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId::of(&[n])
+    }
+
+    fn held(i: u8, base: u8) -> (ObjectId, Vec<StoredDelta>) {
+        let name = DeltaName {
+            id: id(i),
+            base: id(base),
+        };
+        (
+            id(i),
+            vec![StoredDelta {
+                name,
+                size: 1,
+                modified: 0,
+            }],
+        )
+    }
+
+    /// What a push relied on keeps the chains it is held through: 1 is a delta of 2, a delta
+    /// of 3 (held whole); 4 is a delta of 5, which nothing spared needs.
+    #[test]
+    fn sparing_an_object_spares_the_bases_of_its_deltas() {
+        let deltas: HashMap<ObjectId, Vec<StoredDelta>> =
+            [held(1, 2), held(2, 3), held(4, 5)].into_iter().collect();
+        let mut spared: HashSet<ObjectId> = [id(1), id(9)].into_iter().collect();
+        spare_bases(&mut spared, &deltas);
+        let want: HashSet<ObjectId> = [1, 2, 3, 9].map(id).into_iter().collect();
+        assert_eq!(spared, want);
+    }
 }

@@ -32,9 +32,10 @@ use crate::output::{print_json, Ctx};
 /// Older versions of a checkpoint series: push sends each new version whole, so a remote holds
 /// every version whole until gc runs. gc uploads the deltas this clone's store holds of older
 /// versions the remote holds only whole (run it from a clone that has the history: the one that
-/// commits, or one after `pull --all-versions`), and keeps one encoding of each object it keeps:
-/// a delta whose chain reaches a kept whole object, once stored --grace ago and checked against
-/// its base, stands for the whole copy, which is deleted.
+/// commits, or one after `pull --all-versions`; one the remote refuses is skipped with a
+/// warning), and keeps one encoding of each object it keeps: a delta whose chain reaches a kept
+/// whole object, once stored --grace ago and checked against its base, stands for the whole
+/// copy, which is deleted.
 #[derive(Args, Debug)]
 pub struct GcArgs {
     /// The remote: a name or URL (default: the default remote).
@@ -199,6 +200,9 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
                 if report.uploaded_deltas == 1 { "" } else { "s" },
                 crate::output::bytes(report.uploaded_delta_bytes)
             );
+        }
+        for refused in &report.refused_deltas {
+            eprintln!("nshard: warning: did not upload a delta, so the whole copy it was to stand for stays: {refused}");
         }
         if report.superseded_objects > 0 {
             out!(
