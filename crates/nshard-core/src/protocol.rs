@@ -134,9 +134,16 @@ pub const FEATURE_FLOAT_OBJECTS: &str = "float-objects";
 
 /// The [`Health::features`] entry of a server that keeps delta encodings beside whole objects
 /// (the delta routes: [`delta_path`], [`DELTAS_OF`], [`DELTAS`], [`DELETE_DELTAS`]). A server
-/// without it (older, over a store that keeps none, or started with a `--max-object-format`
-/// below the delta format, 3) refuses delta uploads.
+/// without it (older, or over a store that keeps none) has no delta routes; one that also lists
+/// [`FEATURE_DELTAS_FROZEN`] serves, lists and deletes the deltas it holds but takes no new ones.
 pub const FEATURE_DELTAS: &str = "deltas";
+
+/// The [`Health::features`] entry, beside [`FEATURE_DELTAS`], of a server whose
+/// `--max-object-format` is below the delta format (3): it refuses delta uploads, and clients
+/// keep the whole copies it holds (no delta is let stand for one), so that its store stays
+/// readable by nshard binaries older than deltas. The deltas it already holds are served and
+/// their bases kept like anywhere else.
+pub const FEATURE_DELTAS_FROZEN: &str = "deltas-frozen";
 
 /// The request header (value `1`) with which a client says it reads delta encodings itself
 /// (every nshard since remote deltas sends it). A request without it comes from an older client,

@@ -110,6 +110,8 @@ pub struct HttpStore {
     float_objects: bool,
     /// The server keeps delta encodings (`/v1/deltas/…`).
     deltas: bool,
+    /// The server holds deltas but takes no new ones ([`protocol::FEATURE_DELTAS_FROZEN`]).
+    deltas_frozen: bool,
 }
 
 impl HttpStore {
@@ -146,6 +148,7 @@ impl HttpStore {
             verifies: false,
             float_objects: false,
             deltas: false,
+            deltas_frozen: false,
         };
         // A busy or restarting server at connect time is retried like any other request.
         let (resp, _) = Retry::default()
@@ -191,6 +194,10 @@ impl HttpStore {
             .features
             .iter()
             .any(|f| f == protocol::FEATURE_DELTAS);
+        store.deltas_frozen = health
+            .features
+            .iter()
+            .any(|f| f == protocol::FEATURE_DELTAS_FROZEN);
         if let Some(l) = health.limits {
             if let Some(b) = l.max_batch.filter(|&b| b > 0) {
                 store.max_batch = b.min(MISSING_BATCH);
@@ -785,6 +792,10 @@ impl Store for HttpStore {
 
     fn stores_deltas(&self) -> bool {
         self.deltas
+    }
+
+    fn takes_deltas(&self) -> bool {
+        self.deltas && !self.deltas_frozen
     }
 
     async fn put_delta(&self, name: &DeltaName, encoded: Vec<u8>) -> Result<bool> {

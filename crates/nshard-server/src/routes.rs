@@ -162,6 +162,9 @@ pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }
     if deltas::deltas_kept(&state) {
         h.features.push(protocol::FEATURE_DELTAS.into());
+        if !deltas::takes_deltas(&state) {
+            h.features.push(protocol::FEATURE_DELTAS_FROZEN.into());
+        }
     }
     Json(h)
 }
@@ -877,6 +880,30 @@ pub async fn delete_objects(
         parse_id,
     )
     .await?;
+    if for_whole_reader(&state, &headers) {
+        // A client from before remote deltas (its `remote gc`) does not know that an object may
+        // be the base of a delta: deleting one would leave the delta without its base.
+        let bases: std::collections::HashSet<ObjectId> = state
+            .store
+            .list_deltas()
+            .await
+            .map_err(|e| store_error("listing deltas", &e))?
+            .into_iter()
+            .map(|d| d.name.base)
+            .collect();
+        if let Some(base) = ids.iter().find(|id| bases.contains(id)) {
+            return Err(AppError::new(
+                StatusCode::CONFLICT,
+                "upgrade_required",
+                format!(
+                    "object {base} is the base of a delta encoding this server keeps, which this \
+                     client does not know about (it sends no {} header): upgrade nshard to \
+                     delete objects here",
+                    protocol::DELTAS_HEADER
+                ),
+            ));
+        }
+    }
     state
         .store
         .delete_objects(&ids)

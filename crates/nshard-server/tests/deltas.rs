@@ -1,8 +1,8 @@
 //! Delta encodings over protocol v1 against the real server on a 127.0.0.1 port: stored only
 //! after they are verified against their base as the store holds it, refused naming the base when
 //! it lacks it and naming the object when the bytes lie, written by write tokens only, listed and
-//! deleted by admins, and neither announced nor taken by a server whose `--max-object-format` is
-//! below the delta format.
+//! deleted by admins, served but not taken by a server whose `--max-object-format` is below the
+//! delta format, and never deleted from under a delta by a client that does not know deltas.
 
 mod common;
 
@@ -402,24 +402,62 @@ fn only_write_tokens_put_deltas() {
     );
 }
 
+/// A server whose `--max-object-format` is below the delta format takes no new delta (422 naming
+/// the format) and says so (`deltas-frozen` beside `deltas`), but serves the deltas its store
+/// already holds (here from a run at the default format), so that clients keep their bases: the
+/// client sees deltas it reads and does not add. A client from before remote deltas gets such an
+/// object resolved, in format 1.
 #[test]
-fn a_server_below_the_delta_format_neither_announces_nor_takes_deltas() {
-    let (_d, s) = token_server(1);
-    let features = features(&s);
-    assert!(!features.contains(&"deltas".to_string()), "{features:?}");
+fn a_server_below_the_delta_format_takes_no_deltas_but_serves_those_it_holds() {
+    let (d, before) = token_server(4);
     let f = family(5);
-    put_object(&s, &f.base, f.enc_base.clone());
+    put_object(&before, &f.base, f.enc_base.clone());
+    let held = key(&f.x, &f.base);
+    assert_eq!(
+        put_delta(&before, Some(WRITE), &held, f.dx.clone()).status(),
+        StatusCode::CREATED
+    );
+    drop(before);
+    let mut c = config(&d.path().join("store"));
+    c.tokens = tokens(&format!("write:{WRITE}\nread:{READ}\nadmin:{ADMIN}\n"));
+    c.limits.max_object_format = 1;
+    let s = TestServer::start_with(c);
+
+    let features = features(&s);
+    assert!(features.contains(&"deltas".to_string()), "{features:?}");
+    assert!(
+        features.contains(&"deltas-frozen".to_string()),
+        "{features:?}"
+    );
+    let (y, raw_y) = successor(&f.raw_x, 1009, 4);
+    let dy = encode_delta(&raw_y, &f.raw_x, &f.x, 2, 2).expect("a delta");
     let msg = expect_error(
-        put_delta(&s, Some(WRITE), &key(&f.x, &f.base), f.dx.clone()),
+        put_delta(&s, Some(WRITE), &key(&y, &f.x), dy.clone()),
         StatusCode::UNPROCESSABLE_ENTITY,
         "object_rejected",
     );
-    assert!(msg.contains(&f.x.to_hex()), "{msg}");
+    assert!(msg.contains(&y.to_hex()), "{msg}");
     assert!(msg.contains("object format 3"), "{msg}");
     assert!(msg.contains("--max-object-format"), "{msg}");
-    assert!(delta_files(&s).is_empty());
+    assert_eq!(delta_files(&s).len(), 1, "only the delta held before");
 
-    // The client sees no deltas there and does not ask.
+    // What it holds is listed and served.
+    assert_eq!(deltas_of(&s, Some(READ), &[f.x]), vec![held.clone()]);
+    let got = get_delta(&s, Some(READ), &held);
+    assert_eq!(got.status(), StatusCode::OK);
+    assert!(got.bytes().expect("body").as_ref() == f.dx.as_slice());
+    // A client from before remote deltas gets the object resolved, in format 1.
+    let whole = with(
+        client().get(s.at(&format!("/v1/objects/{}", f.x))),
+        Some(READ),
+    );
+    assert_eq!(whole.status(), StatusCode::OK);
+    let enc = whole.bytes().expect("body");
+    assert_eq!(enc[4], 1, "object format 1");
+    let raw = nshard_core::format::decode_verified(&f.x, &enc, 1 << 30).expect("whole");
+    assert!(raw == f.raw_x);
+
+    // The client reads those deltas and adds none.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -433,14 +471,59 @@ fn a_server_below_the_delta_format_neither_announces_nor_takes_deltas() {
             .await
             .expect("connect");
         use nshard_core::Store;
-        assert!(!store.stores_deltas());
-        let name = nshard_core::backend::DeltaName {
-            id: f.x,
-            base: f.base,
-        };
-        let err = store.put_delta(&name, f.dx.clone()).await.expect_err("no");
+        assert!(store.stores_deltas());
+        assert!(!store.takes_deltas());
+        let name = nshard_core::backend::DeltaName { id: y, base: f.x };
+        let err = store.put_delta(&name, dy.clone()).await.expect_err("no");
         assert!(!err.is_transient(), "{err}");
+        let of = store.deltas_of(&[f.x]).await.expect("deltas of");
+        assert_eq!(of.len(), 1);
     });
+}
+
+/// A client from before remote deltas (no `x-nshard-deltas` header) may not delete an object
+/// that is the base of a delta the server keeps: its `remote gc` does not know the delta needs
+/// it (409 `upgrade_required`, naming the object). Other objects it may delete, and a client
+/// that sends the header may delete the base (its gc deletes the delta with it).
+#[test]
+fn clients_from_before_remote_deltas_cannot_delete_the_base_of_a_delta() {
+    let (_d, s) = token_server(4);
+    let f = family(6);
+    put_object(&s, &f.base, f.enc_base.clone());
+    assert_eq!(
+        put_delta(&s, Some(WRITE), &key(&f.x, &f.base), f.dx.clone()).status(),
+        StatusCode::CREATED
+    );
+    let other = random_bytes(5000, 61);
+    let other_id = ObjectId::of(&other);
+    put_object(
+        &s,
+        &other_id,
+        Encoder::new().encode(&other, DataHint::Unknown),
+    );
+    let delete = |ids: &[ObjectId], header: bool| {
+        let ids: Vec<String> = ids.iter().map(ObjectId::to_hex).collect();
+        let mut req = client()
+            .post(s.at("/v1/objects/delete"))
+            .json(&serde_json::json!({ "ids": ids }));
+        if header {
+            req = req.header(nshard_core::protocol::DELTAS_HEADER, "1");
+        }
+        with(req, Some(ADMIN))
+    };
+    let msg = expect_error(
+        delete(&[other_id, f.base], false),
+        StatusCode::CONFLICT,
+        "upgrade_required",
+    );
+    assert!(msg.contains(&f.base.to_hex()), "{msg}");
+    assert!(msg.contains("upgrade nshard"), "{msg}");
+    let status =
+        |id: &ObjectId| with(client().get(s.at(&format!("/v1/objects/{id}"))), Some(READ)).status();
+    assert_eq!(status(&other_id), StatusCode::OK, "nothing deleted");
+    assert_eq!(delete(&[other_id], false).status(), StatusCode::OK);
+    assert_eq!(status(&other_id), StatusCode::NOT_FOUND);
+    assert_eq!(delete(&[f.base], true).status(), StatusCode::OK);
 }
 
 #[test]

@@ -639,6 +639,61 @@ fn nshard_serve_round_trip() {
     gc_round_trip(&guarded.url, &admin);
 }
 
+/// A server restarted with `--max-object-format 1` over a store where gc let deltas stand for
+/// older versions still serves those deltas (it lists `deltas-frozen` beside `deltas`): clients
+/// pull every version through them, its gc keeps them and their bases and uploads and frees
+/// nothing, and a push sends a new version whole in format 1.
+#[test]
+fn a_server_pinned_below_the_delta_format_keeps_serving_the_deltas_it_holds() {
+    let d = tempfile::tempdir().expect("tmp");
+    let root = d.path().join("store");
+    let token = "pinned-admin-token";
+    let tokens = format!("admin:{token}");
+    let admin = [("NSHARD_TOKEN".to_string(), token.to_string())];
+    let files = series(4);
+    let (trainer, mut versions) = {
+        let server = Served::start(&root, &[], &[("NSHARD_SERVE_TOKENS", &tokens)]);
+        let (trainer, versions) = train_and_push_with(&files[..3], &server.url, &admin);
+        let gc = run_with(
+            &trainer,
+            &admin,
+            &["remote", "gc", &server.url, "--grace", "0"],
+        );
+        assert!(gc["superseded_objects"].as_u64() > Some(0), "{gc}");
+        (trainer, versions)
+    };
+    let pinned = Served::start(
+        &root,
+        &["--max-object-format", "1"],
+        &[("NSHARD_SERVE_TOKENS", &tokens)],
+    );
+    let url = pinned.url.as_str();
+    let remote_deltas = || common::walk(&root.join("deltas")).len();
+    let held = remote_deltas();
+    assert!(held > 0);
+    let gc = run_with(&trainer, &admin, &["remote", "gc", url, "--grace", "0"]);
+    assert_eq!(gc["uploaded_deltas"], 0, "{gc}");
+    assert_eq!(gc["superseded_objects"], 0, "{gc}");
+    assert_eq!(gc["freed_objects"], 0, "{gc}");
+    assert!(gc["live_deltas"].as_u64() > Some(0), "{gc}");
+    assert_eq!(remote_deltas(), held);
+
+    let m = commit_step(&trainer, 3, &files[3]);
+    versions.push(m["version"].as_str().expect("version").to_string());
+    trainer.ok(&["repack"]);
+    let pushed = run_with(&trainer, &admin, &["push", "--remote", url]);
+    assert_eq!(pushed["deltas"], 0, "{pushed}");
+    assert!(pushed["older_format"].as_u64() > Some(0), "{pushed}");
+    let later = run_with(&trainer, &admin, &["remote", "gc", url, "--grace", "0"]);
+    assert_eq!(later["uploaded_deltas"], 0, "{later}");
+    assert_eq!(later["superseded_objects"], 0, "{later}");
+
+    let all = clone_of(&trainer);
+    let pulled = run_with(&all, &admin, &["pull", "--remote", url, "--all-versions"]);
+    assert!(pulled["deltas"].as_u64() > Some(0), "{pulled}");
+    check_out(&all, &versions, &files, &[0, 3, 1, 2]);
+}
+
 /// A client from before remote deltas reads `objects/` only and sends no `x-nshard-deltas`
 /// header. After gc has replaced whole copies of older versions by deltas, `nshard serve` still
 /// answers it as before: the objects count as present, and a GET resolves the chain and sends the

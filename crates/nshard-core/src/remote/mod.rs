@@ -142,6 +142,13 @@ pub trait Store: Send + Sync {
         false
     }
 
+    /// Whether the store takes new delta encodings and lets them stand for whole copies (`remote
+    /// gc`). A store that holds deltas but does not (`nshard serve` with a `--max-object-format`
+    /// below the delta format) still serves and lists those it has, and gc keeps their bases.
+    fn takes_deltas(&self) -> bool {
+        self.stores_deltas()
+    }
+
     /// Stores `encoded`, a delta object (format 3) whose header names `name.base`, as
     /// `name` if absent, and returns whether this call wrote it. The store never holds a delta
     /// without its base: one whose base it holds neither whole nor as a delta is refused with

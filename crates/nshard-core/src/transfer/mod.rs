@@ -416,7 +416,7 @@ pub async fn push(
         .copied()
         .collect();
     // Chunks stored locally as deltas go as deltas where the remote keeps them (see `deltas`).
-    let delta_plan = if remote.stores_deltas() && remote.stores_float_objects() {
+    let delta_plan = if remote.takes_deltas() && remote.stores_float_objects() {
         deltas::plan_push(
             local,
             remote,

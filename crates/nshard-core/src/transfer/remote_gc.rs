@@ -443,12 +443,18 @@ pub async fn remote_gc(
         // Deltas this clone holds of live objects the remote holds only whole go up first (a
         // push sends versions whole, so a remote where gc never runs stays as it was before
         // deltas): like those pushed, they stand for the whole copies once settled.
-        let offer: Vec<DeltaName> =
+        // A remote that holds deltas but takes no new ones (a server kept readable by nshard
+        // binaries older than deltas) gets none, and keeps its whole copies.
+        let takes = remote.takes_deltas();
+        let offer: Vec<DeltaName> = if takes {
             deltas::plan_offer(repo.store(), &live_objects, &whole, &deltas_by_id)
                 .levels
                 .into_iter()
                 .flatten()
-                .collect();
+                .collect()
+        } else {
+            Vec::new()
+        };
         let offer = deltas::would_stand(offer, &live_objects, &whole, &deltas_by_id);
         // A dry run counts them as uploaded, so that it says what a run would free.
         let uploaded = if opts.dry_run || offer.is_empty() {
@@ -475,7 +481,7 @@ pub async fn remote_gc(
             });
         }
         encodings = deltas::choose_encodings(&live_objects, &whole, &deltas_by_id, |m| {
-            now >= m.saturating_add(opts.grace)
+            takes && now >= m.saturating_add(opts.grace)
         });
         live_objects.extend(encodings.bases.iter().copied());
         report.live_deltas = encodings.deltas_kept;

@@ -1,7 +1,9 @@
 //! The delta routes: encodings of an object against another one, kept beside whole objects
 //! (`deltas/<id>.<base>` in the store, see [`DeltaName`]). Offered when the server's store keeps
-//! them and its `--max-object-format` reaches the delta format (3); `/v1/health` then lists
-//! [`protocol::FEATURE_DELTAS`].
+//! them; `/v1/health` then lists [`protocol::FEATURE_DELTAS`]. Uploads are taken when its
+//! `--max-object-format` reaches the delta format (3); below it, `/v1/health` also lists
+//! [`protocol::FEATURE_DELTAS_FROZEN`] and the deltas the store holds are served, listed and
+//! deleted, never added to.
 //!
 //! An upload travels like an object's (the same body limit, staging file, upload and commit slots
 //! and timeouts) and is verified against its base as the store holds it before it becomes
@@ -35,10 +37,16 @@ use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::AppState;
 
-/// Whether the server keeps delta encodings (and announces them): its store does, and its
-/// `--max-object-format` reaches the delta format.
+/// Whether the server keeps delta encodings (and announces them): its store does. Whatever its
+/// `--max-object-format`, it serves those it holds (see [`takes_deltas`]).
 pub fn deltas_kept(state: &AppState) -> bool {
-    state.store.stores_deltas() && state.limits.max_object_format >= DELTA_FORMAT_VERSION
+    state.store.stores_deltas()
+}
+
+/// Whether the server takes new delta encodings: it keeps them and its `--max-object-format`
+/// reaches the delta format (below it, `/v1/health` lists [`protocol::FEATURE_DELTAS_FROZEN`]).
+pub fn takes_deltas(state: &AppState) -> bool {
+    deltas_kept(state) && state.limits.max_object_format >= DELTA_FORMAT_VERSION
 }
 
 /// The 404 of a delta route on a server whose store keeps no delta encodings (an S3 store of a
@@ -94,7 +102,7 @@ pub async fn put_delta(
     };
     let (staged, _slot) = receive_upload(&state, &headers, body, &upload).await?;
     let len = staged.len();
-    if !deltas_kept(&state) {
+    if !takes_deltas(&state) {
         return Err(rejected(
             &state,
             &upload,
