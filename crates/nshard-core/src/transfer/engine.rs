@@ -285,9 +285,14 @@ pub(super) async fn pull_objects(
                     Err(e) => return (Err(e), retries),
                 };
                 let n = enc.len() as u64;
+                // The decode and hash take a turn of the cores; the write and fsync after them
+                // do not (they wait on the disk, and the decoded bytes are gone by then).
                 let stored = local_io(move || {
-                    let _turn = crate::blocking::decode_slot();
-                    local.put_verified(&id, &enc, max_raw)
+                    {
+                        let _turn = crate::blocking::decode_slot();
+                        crate::codec::decode_verified(&id, &enc, max_raw)?;
+                    }
+                    local.put_trusted(&id, &enc)
                 })
                 .await;
                 let r = match stored {
