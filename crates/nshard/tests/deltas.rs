@@ -1283,14 +1283,7 @@ fn remote_gc_goes_on_past_a_delta_the_remote_refuses() {
     let on_remote = remote
         .path()
         .join(format!("objects/{}/{}", &base[..2], &base[2..]));
-    let mut bytes = fs::read(&on_remote).expect("base on the remote");
-    let at = bytes.len() - 5;
-    bytes[at] ^= 0x33;
-    let mut perm = fs::metadata(&on_remote).expect("md").permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    fs::set_permissions(&on_remote, perm).expect("chmod");
-    fs::write(&on_remote, &bytes).expect("damage");
+    damage_file(&on_remote, 5);
 
     let gc = origin.json(&["remote", "gc", url, "--grace", "0"]);
     let refused: Vec<String> = gc["refused_deltas"]
@@ -1332,6 +1325,19 @@ fn remote_gc_goes_on_past_a_delta_the_remote_refuses() {
     );
 }
 
+/// Flips bits of the byte `from_end` bytes before the end of the file at `p` (a store's object
+/// or delta, read-only as stores leave them).
+fn damage_file(p: &Path, from_end: usize) {
+    let mut bytes = fs::read(p).expect("read the file to damage");
+    let at = bytes.len() - from_end;
+    bytes[at] ^= 0x55;
+    let mut perm = fs::metadata(p).expect("md").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    fs::set_permissions(p, perm).expect("chmod");
+    fs::write(p, &bytes).expect("damage");
+}
+
 /// Commits `files` one by one into a fresh repository, pushing each to `url` after the version
 /// before it is re-encoded (the training loop); returns the repository and the version ids.
 fn train_and_push(files: &[Vec<u8>], url: &str) -> (TestRepo, Vec<String>) {
@@ -1371,14 +1377,7 @@ fn a_bad_delta_on_a_remote_is_refused_found_by_verify_and_never_stands_for_a_who
     let list = common::walk(&remote.path().join("deltas"));
     assert!(!list.is_empty());
     let (bad, _) = &list[0];
-    let mut bytes = fs::read(bad).expect("delta");
-    let at = bytes.len() - 3;
-    bytes[at] ^= 0x55;
-    let mut perm = fs::metadata(bad).expect("md").permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    fs::set_permissions(bad, perm).expect("chmod");
-    fs::write(bad, &bytes).expect("damage");
+    damage_file(Path::new(bad), 3);
 
     let fresh = clone_of(&origin);
     let err = fresh.fails(&["pull", "--remote", url, "--all-versions"]);
