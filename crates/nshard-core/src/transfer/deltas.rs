@@ -207,15 +207,18 @@ pub(super) fn plan_offer(
     }
 }
 
-/// Of `offer` (deltas [`plan_offer`] found), those that would stand for their objects once
-/// everything the remote holds has settled ([`choose_encodings`]): a chain within
-/// [`REMOTE_DEPTH`], not the other half of a cycle with a delta the remote holds. Any other
-/// would be uploaded only to be deleted as superseded, and offered again by the next run.
+/// Of `offer` (deltas [`plan_offer`] found), those that would stand for their objects: this run
+/// ([`choose_encodings`] with `settled`, the offered deltas stored `now`) lets what it can
+/// stand and deletes what that makes redundant, and a later run, once everything left has
+/// settled, still chooses them: a chain within [`REMOTE_DEPTH`], not the other half of a cycle
+/// with a delta the remote holds. Any other would be uploaded only to be deleted as superseded.
 pub(super) fn would_stand(
     offer: Vec<DeltaName>,
     live: &HashSet<ObjectId>,
     whole: &HashMap<ObjectId, StoredObject>,
     held_as_delta: &HashMap<ObjectId, Vec<StoredDelta>>,
+    now: u64,
+    settled: impl Fn(u64) -> bool,
 ) -> Vec<DeltaName> {
     if offer.is_empty() {
         return offer;
@@ -225,21 +228,31 @@ pub(super) fn would_stand(
         trial.entry(d.id).or_default().push(StoredDelta {
             name: *d,
             size: 0,
-            modified: 0,
+            modified: now,
         });
     }
-    let would = choose_encodings(live, whole, &trial, |_| true);
+    let first = choose_encodings(live, whole, &trial, settled);
+    let mut whole_after = whole.clone();
+    for (id, _) in &first.whole_superseded {
+        whole_after.remove(id);
+    }
+    let gone: HashSet<DeltaName> = first.deltas_superseded.iter().copied().collect();
+    for list in trial.values_mut() {
+        list.retain(|d| !gone.contains(&d.name));
+    }
+    trial.retain(|_, list| !list.is_empty());
+    let later = choose_encodings(live, &whole_after, &trial, |_| true);
     offer
         .into_iter()
-        .filter(|d| would.chosen.contains(d))
+        .filter(|d| later.chosen.contains(d))
         .collect()
 }
 
 /// Uploads the deltas `nshard remote gc` offers (one level, see [`plan_offer`]), best effort:
 /// one the remote refuses (its base turned out broken there, the local copy was re-encoded
-/// meanwhile…) or that fails to upload is left out and returned with why, and the rest go on;
-/// the whole copy it would have stood for simply stays. Returns the deltas uploaded and those
-/// that were not.
+/// meanwhile…) is left out and returned with why, and the rest go on; the whole copy it would
+/// have stood for simply stays. A transient failure (the remote unreachable after the retries)
+/// stops the upload with an error. Returns the deltas uploaded and those refused.
 pub(super) async fn push_offer(
     local: &LocalStore,
     remote: &Arc<dyn Store>,
@@ -268,7 +281,12 @@ pub(super) async fn push_offer(
                 let n = enc.len() as u64;
                 crate::crash_point!("push-before-delta");
                 let (r, retries) = retry.run(|| remote.put_delta(&name, enc.clone())).await;
-                (Ok(r.map(|_| n)), retries)
+                match r {
+                    // The remote is unreachable (after the retries): the run stops here, before
+                    // it deletes anything, as for any listing or check that fails so.
+                    Err(e) if e.is_transient() => (Err(e), retries),
+                    r => (Ok(r.map(|_| n)), retries),
+                }
             }
         },
         |id, r: Result<u64>, retries| {
@@ -817,6 +835,23 @@ pub(super) fn choose_encodings(
             None => out.deltas_kept += all.len(),
         }
     }
+    // A delta kept without being chosen (stored within the grace period, or on a remote that
+    // lets no delta stand) keeps its base too, and the bases below it: a delta is never left
+    // without its base, whatever version the base belongs to.
+    let superseded: HashSet<DeltaName> = out.deltas_superseded.iter().copied().collect();
+    let mut todo: Vec<ObjectId> = need
+        .iter()
+        .flat_map(&options)
+        .filter(|d| !superseded.contains(&d.name))
+        .map(|d| d.name.base)
+        .collect();
+    while let Some(b) = todo.pop() {
+        if needed.contains(&b) || !out.bases.insert(b) {
+            continue;
+        }
+        // Not among the objects chosen for: everything it has stays, its deltas' bases too.
+        todo.extend(options(&b).iter().map(|d| d.name.base));
+    }
     out
 }
 
@@ -876,7 +911,7 @@ mod tests {
                 base: id(i + 1),
             })
             .collect();
-        let kept = would_stand(offer.clone(), &live, &whole, &HashMap::new());
+        let kept = would_stand(offer.clone(), &live, &whole, &HashMap::new(), 0, |_| true);
         assert_eq!(
             kept.len(),
             REMOTE_DEPTH + (n as usize - 1 - REMOTE_DEPTH - 1)
@@ -901,7 +936,7 @@ mod tests {
             id: id(1),
             base: id(2),
         };
-        let kept = would_stand(vec![back], &live, &whole, &held);
+        let kept = would_stand(vec![back], &live, &whole, &held, 0, |_| true);
         let e = choose_encodings(&live, &whole, &held, |_| true);
         assert_eq!(e.chosen.len(), 1, "one of the pair stands");
         assert_eq!(
@@ -911,6 +946,35 @@ mod tests {
                 base: id(1)
             })
         );
+
+        // With a grace period, whichever way the ids fall: the remote holds `b` as a settled
+        // delta of `x`; `x` against `b` (uploaded now, unsettled) would let this run delete
+        // `b`'s whole copy, after which a later run keeps `x` whole and deletes the upload.
+        let (b, x) = if id(1) < id(2) { (1, 2) } else { (2, 1) };
+        let held: HashMap<ObjectId, Vec<StoredDelta>> = [(id(b), vec![delta(b, x, 0)])].into();
+        let back = DeltaName {
+            id: id(x),
+            base: id(b),
+        };
+        let now = 1000;
+        let kept = would_stand(vec![back], &live, &whole, &held, now, |m| now >= m + 100);
+        assert!(kept.is_empty(), "{kept:?}");
+    }
+
+    /// A delta that stays without standing for its object (stored within the grace period, or
+    /// on a remote that lets none stand) keeps its base, and the bases below it, even where no
+    /// kept version names them.
+    #[test]
+    fn deltas_kept_without_standing_keep_their_bases() {
+        // 1 (live, held whole) also has a delta against 2 (no live version names it), which
+        // is held only as a delta of 3 (held whole, not live either).
+        let live: HashSet<ObjectId> = [id(1)].into_iter().collect();
+        let whole = held_whole([1, 3]);
+        let held: HashMap<ObjectId, Vec<StoredDelta>> =
+            [(id(1), vec![delta(1, 2, 0)]), (id(2), vec![delta(2, 3, 0)])].into();
+        let e = choose_encodings(&live, &whole, &held, |_| false);
+        let want: HashSet<ObjectId> = [id(2), id(3)].into_iter().collect();
+        assert_eq!(e.bases, want, "{e:?}");
     }
 
     fn delta_named(name: DeltaName, modified: u64) -> StoredDelta {

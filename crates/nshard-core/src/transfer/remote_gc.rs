@@ -455,7 +455,8 @@ pub async fn remote_gc(
         } else {
             Vec::new()
         };
-        let offer = deltas::would_stand(offer, &live_objects, &whole, &deltas_by_id);
+        let settled = |m: u64| now >= m.saturating_add(opts.grace);
+        let offer = deltas::would_stand(offer, &live_objects, &whole, &deltas_by_id, now, settled);
         // A dry run counts them as uploaded, so that it says what a run would free.
         let uploaded = if opts.dry_run || offer.is_empty() {
             offer
@@ -481,7 +482,7 @@ pub async fn remote_gc(
             });
         }
         encodings = deltas::choose_encodings(&live_objects, &whole, &deltas_by_id, |m| {
-            takes && now >= m.saturating_add(opts.grace)
+            takes && settled(m)
         });
         live_objects.extend(encodings.bases.iter().copied());
         report.live_deltas = encodings.deltas_kept;
