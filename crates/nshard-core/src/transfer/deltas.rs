@@ -212,8 +212,11 @@ pub(super) fn plan_offer(
 /// stand and deletes what that makes redundant, and a later run, once everything left has
 /// settled, still chooses them: a chain within [`REMOTE_DEPTH`], not the other half of a cycle
 /// with a delta the remote holds. Any other would be uploaded only to be deleted as superseded.
+/// Nor one that would put an object the remote holds only as deltas out of reach: a delta of an
+/// object others are deltas of deepens their chains, and past the bound they would resolve no
+/// more (each run in a training loop would add a level); that object stays whole, a keyframe.
 pub(super) fn would_stand(
-    offer: Vec<DeltaName>,
+    mut offer: Vec<DeltaName>,
     live: &HashSet<ObjectId>,
     whole: &HashMap<ObjectId, StoredObject>,
     held_as_delta: &HashMap<ObjectId, Vec<StoredDelta>>,
@@ -223,29 +226,49 @@ pub(super) fn would_stand(
     if offer.is_empty() {
         return offer;
     }
-    let mut trial = held_as_delta.clone();
-    for d in &offer {
-        trial.entry(d.id).or_default().push(StoredDelta {
-            name: *d,
-            size: 0,
-            modified: now,
-        });
+    let before = choose_encodings(live, whole, held_as_delta, |_| true).unresolved;
+    // Each round drops at least one offered delta, or ends.
+    for _ in 0..=offer.len() {
+        let mut trial = held_as_delta.clone();
+        for d in &offer {
+            trial.entry(d.id).or_default().push(StoredDelta {
+                name: *d,
+                size: 0,
+                modified: now,
+            });
+        }
+        let first = choose_encodings(live, whole, &trial, &settled);
+        let mut whole_after = whole.clone();
+        for (id, _) in &first.whole_superseded {
+            whole_after.remove(id);
+        }
+        let gone: HashSet<DeltaName> = first.deltas_superseded.iter().copied().collect();
+        for list in trial.values_mut() {
+            list.retain(|d| !gone.contains(&d.name));
+        }
+        trial.retain(|_, list| !list.is_empty());
+        let later = choose_encodings(live, &whole_after, &trial, |_| true);
+        // Objects that resolve now and would not: the offered deltas below them (of their
+        // bases, down their chains) go.
+        let mut todo: Vec<ObjectId> = later.unresolved.difference(&before).copied().collect();
+        let mut below: HashSet<ObjectId> = HashSet::new();
+        while let Some(o) = todo.pop() {
+            for d in trial.get(&o).into_iter().flatten() {
+                if below.insert(d.name.base) {
+                    todo.push(d.name.base);
+                }
+            }
+        }
+        let count = offer.len();
+        if !below.is_empty() {
+            offer.retain(|d| !below.contains(&d.id));
+        }
+        if below.is_empty() || offer.len() == count {
+            offer.retain(|d| later.chosen.contains(d));
+            return offer;
+        }
     }
-    let first = choose_encodings(live, whole, &trial, settled);
-    let mut whole_after = whole.clone();
-    for (id, _) in &first.whole_superseded {
-        whole_after.remove(id);
-    }
-    let gone: HashSet<DeltaName> = first.deltas_superseded.iter().copied().collect();
-    for list in trial.values_mut() {
-        list.retain(|d| !gone.contains(&d.name));
-    }
-    trial.retain(|_, list| !list.is_empty());
-    let later = choose_encodings(live, &whole_after, &trial, |_| true);
-    offer
-        .into_iter()
-        .filter(|d| later.chosen.contains(d))
-        .collect()
+    Vec::new()
 }
 
 /// Uploads the deltas `nshard remote gc` offers (one level, see [`plan_offer`]), best effort:
@@ -702,6 +725,9 @@ pub(super) struct Encodings {
     pub deltas_kept: usize,
     /// The deltas chosen to stand for their objects (those of `whole_superseded` among them).
     pub chosen: HashSet<DeltaName>,
+    /// Objects held only as deltas none of whose chains reaches a kept whole object within
+    /// [`REMOTE_DEPTH`] deltas (kept with everything they have).
+    pub unresolved: HashSet<ObjectId>,
 }
 
 /// Chooses, for each of `live` the remote holds (`whole`: the objects it holds whole, as listed;
@@ -832,7 +858,10 @@ pub(super) fn choose_encodings(
                 .deltas_superseded
                 .extend(all.iter().filter(|d| settled(d.modified)).map(|d| d.name)),
             // No chain resolves: keep everything it has.
-            None => out.deltas_kept += all.len(),
+            None => {
+                out.deltas_kept += all.len();
+                out.unresolved.insert(*id);
+            }
         }
     }
     // A delta kept without being chosen (stored within the grace period, or on a remote that
@@ -959,6 +988,35 @@ mod tests {
         let now = 1000;
         let kept = would_stand(vec![back], &live, &whole, &held, now, |m| now >= m + 100);
         assert!(kept.is_empty(), "{kept:?}");
+    }
+
+    /// Each gc of a training loop offers the version before the newest as a delta of it. Where
+    /// the remote holds a chain of the older versions only as deltas of that one, the offer
+    /// deepens their chains: at the bound, it is not made (that version stays whole, a
+    /// keyframe), so the chain's oldest object still resolves; below it, it is.
+    #[test]
+    fn gc_offers_no_delta_that_puts_a_chain_past_the_bound() {
+        let offer = vec![DeltaName {
+            id: id(17),
+            base: id(18),
+        }];
+        for (from, fits) in [(1u8, false), (10, true)] {
+            // `from` … 16 held only as deltas, each of the next; 17 and 18 whole.
+            let live: HashSet<ObjectId> = (from..=18).map(id).collect();
+            let whole = held_whole([17, 18]);
+            let held: HashMap<ObjectId, Vec<StoredDelta>> = (from..=16)
+                .map(|i| (id(i), vec![delta(i, i + 1, 0)]))
+                .collect();
+            assert!(choose_encodings(&live, &whole, &held, |_| true)
+                .unresolved
+                .is_empty());
+            for grace in [0, 100] {
+                let kept = would_stand(offer.clone(), &live, &whole, &held, 1000, |m| {
+                    1000 >= m + grace
+                });
+                assert_eq!(kept.len(), usize::from(fits), "from {from}, grace {grace}");
+            }
+        }
     }
 
     /// A delta that stays without standing for its object (stored within the grace period, or
