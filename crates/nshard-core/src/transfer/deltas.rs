@@ -250,15 +250,7 @@ pub(super) fn would_stand(
         let later = choose_encodings(live, &whole_after, &trial, |_| true);
         // Objects that resolve now and would not: the offered deltas below them (of their
         // bases, down their chains) go.
-        let mut todo: Vec<ObjectId> = later.unresolved.difference(&before).copied().collect();
-        let mut below: HashSet<ObjectId> = HashSet::new();
-        while let Some(o) = todo.pop() {
-            for d in trial.get(&o).into_iter().flatten() {
-                if below.insert(d.name.base) {
-                    todo.push(d.name.base);
-                }
-            }
-        }
+        let below = bases_below(later.unresolved.difference(&before).copied(), &trial);
         let count = offer.len();
         if !below.is_empty() {
             offer.retain(|d| !below.contains(&d.id));
@@ -269,6 +261,24 @@ pub(super) fn would_stand(
         }
     }
     Vec::new()
+}
+
+/// The bases of the deltas of `from` in `deltas` (an id's delta encodings), theirs, and so on
+/// down every chain.
+pub(super) fn bases_below(
+    from: impl IntoIterator<Item = ObjectId>,
+    deltas: &HashMap<ObjectId, Vec<StoredDelta>>,
+) -> HashSet<ObjectId> {
+    let mut below: HashSet<ObjectId> = HashSet::new();
+    let mut todo: Vec<ObjectId> = from.into_iter().collect();
+    while let Some(o) = todo.pop() {
+        for d in deltas.get(&o).into_iter().flatten() {
+            if below.insert(d.name.base) {
+                todo.push(d.name.base);
+            }
+        }
+    }
+    below
 }
 
 /// Uploads the deltas `nshard remote gc` offers (one level, see [`plan_offer`]), best effort:
@@ -293,22 +303,13 @@ pub(super) async fn push_offer(
         names.keys().copied().collect(),
         opts.jobs,
         |id| {
-            let local = local.clone();
-            let remote = Arc::clone(remote);
-            let name = names[&id];
+            let upload = upload_delta(local.clone(), Arc::clone(remote), names[&id], retry);
             async move {
-                let enc = match local_io(move || local.get_encoded(&name.id)).await {
-                    Ok(e) => e,
-                    Err(e) => return (Ok(Err(e)), 0),
-                };
-                let n = enc.len() as u64;
-                crate::crash_point!("push-before-delta");
-                let (r, retries) = retry.run(|| remote.put_delta(&name, enc.clone())).await;
-                match r {
+                match upload.await {
                     // The remote is unreachable (after the retries): the run stops here, before
                     // it deletes anything, as for any listing or check that fails so.
-                    Err(e) if e.is_transient() => (Err(e), retries),
-                    r => (Ok(r.map(|_| n)), retries),
+                    (Err(e), retries) if e.is_transient() => (Err(e), retries),
+                    (r, retries) => (Ok(r), retries),
                 }
             }
         },
@@ -361,20 +362,27 @@ pub(super) async fn push(
     let what = format!("deltas to {}", remote.display_url());
     let retry = opts.retry;
     by_levels(&plan.levels, &what, total, opts, stats, |name| {
-        let local = local.clone();
-        let remote = Arc::clone(remote);
-        async move {
-            let enc = match local_io(move || local.get_encoded(&name.id)).await {
-                Ok(e) => e,
-                Err(e) => return (Err(e), 0),
-            };
-            let n = enc.len() as u64;
-            crate::crash_point!("push-before-delta");
-            let (r, retries) = retry.run(|| remote.put_delta(&name, enc.clone())).await;
-            (r.map(|_| n), retries)
-        }
+        upload_delta(local.clone(), Arc::clone(remote), name, retry)
     })
     .await
+}
+
+/// Uploads the local store's encoding of `name.id` (a delta against `name.base`) as `name`:
+/// the bytes sent, and the retries it took.
+async fn upload_delta(
+    local: LocalStore,
+    remote: Arc<dyn Store>,
+    name: DeltaName,
+    retry: Retry,
+) -> (Result<u64>, u64) {
+    let enc = match local_io(move || local.get_encoded(&name.id)).await {
+        Ok(e) => e,
+        Err(e) => return (Err(e), 0),
+    };
+    let n = enc.len() as u64;
+    crate::crash_point!("push-before-delta");
+    let (r, retries) = retry.run(|| remote.put_delta(&name, enc.clone())).await;
+    (r.map(|_| n), retries)
 }
 
 /// Runs `work` on every delta of `levels`, a level once the ones before it are done (at most

@@ -202,19 +202,6 @@ pub struct RemoteGcReport {
     pub refused_deltas: Vec<String>,
 }
 
-/// Adds to `spared` the bases of the delta encodings of what it holds, and theirs, down to
-/// objects held whole.
-fn spare_bases(spared: &mut HashSet<ObjectId>, deltas_by_id: &HashMap<ObjectId, Vec<StoredDelta>>) {
-    let mut todo: Vec<ObjectId> = spared.iter().copied().collect();
-    while let Some(id) = todo.pop() {
-        for d in deltas_by_id.get(&id).into_iter().flatten() {
-            if spared.insert(d.name.base) {
-                todo.push(d.name.base);
-            }
-        }
-    }
-}
-
 /// One version as gc sees it.
 struct Node {
     path: String,
@@ -678,7 +665,8 @@ pub async fn remote_gc(
             }
             // An object the push found on the remote only as deltas (a client from before
             // remote deltas counts those as present) needs the bases of its chains too.
-            spare_bases(&mut spared, &deltas_by_id);
+            let bases = deltas::bases_below(spared.iter().copied(), &deltas_by_id);
+            spared.extend(bases);
         }
         let (ids, held): (Vec<ObjectId>, Vec<ObjectId>) =
             batch.iter().partition(|id| !spared.contains(id));
@@ -1220,7 +1208,8 @@ mod tests {
         let deltas: HashMap<ObjectId, Vec<StoredDelta>> =
             [held(1, 2), held(2, 3), held(4, 5)].into_iter().collect();
         let mut spared: HashSet<ObjectId> = [id(1), id(9)].into_iter().collect();
-        spare_bases(&mut spared, &deltas);
+        let bases = deltas::bases_below(spared.iter().copied(), &deltas);
+        spared.extend(bases);
         let want: HashSet<ObjectId> = [1, 2, 3, 9].map(id).into_iter().collect();
         assert_eq!(spared, want);
     }
