@@ -313,10 +313,11 @@ fn a_listing_error_deletes_nothing() {
     assert_eq!(w.object_ids(), before, "nothing deleted");
     // Records are listed strictly too.
     fs::create_dir_all(w.p("store/records")).expect("records");
+    // A repository's space (gc's own holds a directory of that name: its lock's).
     let space = fs::read_dir(w.p("store/records"))
         .expect("records")
         .flatten()
-        .next()
+        .find(|e| !e.file_name().to_string_lossy().starts_with('_'))
         .expect("a space")
         .path();
     fs::write(space.join("ffffffffffffffff"), b"not a directory").expect("plant");
@@ -475,4 +476,205 @@ fn a_branch_deleted_on_the_git_remote_is_dropped_by_the_refresh() {
     assert_eq!(r["freed_objects"], 3, "{r:#}");
     let kept = w.gc(&a, &["--grace", "0", "--no-refresh"]);
     assert_eq!(kept["freed_objects"], 0, "{kept:#}");
+}
+
+/// The lock record a run on another machine would write, stamped `age_secs` ago.
+fn foreign_lock(w: &GcWorld, age_secs: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let stamp = now - u128::from(age_secs) * 1_000_000_000;
+    let body = serde_json::json!({
+        "format": "neuroshard.gc-lock/1",
+        "host": "elsewhere",
+        "place": "another machine",
+        "pid": 4242,
+        "started": (stamp / 1_000_000_000) as u64,
+    });
+    w.put_record(
+        &format!("_gc/ffffffffffffffff/{stamp:020}-0000abcd"),
+        body.to_string().as_bytes(),
+    );
+}
+
+fn lock_records(w: &GcWorld) -> Vec<String> {
+    w.record_names()
+        .into_iter()
+        .filter(|n| n.starts_with("_gc/ffffffffffffffff/"))
+        .collect()
+}
+
+#[test]
+fn one_gc_at_a_time_changes_a_remote() {
+    let w = GcWorld::dir();
+    let (a, _) = w.three_versions();
+    w.rewind(&a);
+    let before = w.object_ids();
+    // A run holds the lock (stopped right after taking it)...
+    let resume = w.p("resume");
+    let (mut child, lines) = spawn_resumable(
+        &a,
+        &["remote", "gc", "data", "--grace", "0", "--json"],
+        "remote-gc-locked",
+        &resume,
+    );
+    wait_at_point(&mut child, &lines, "remote gc");
+    assert_eq!(lock_records(&w).len(), 1);
+    // ...so a second one stops with nothing changed, naming it.
+    let out = w
+        .gc_cmd(&a)
+        .args(["remote", "gc", "data", "--grace", "0"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("another `nshard remote gc` is running on it")
+            && err.contains(&format!("pid {}", child.id()))
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(w.object_ids(), before);
+    // A dry run takes no lock.
+    let dry = w.gc(&a, &["--dry-run", "--grace", "0"]);
+    assert_eq!(dry["freed_objects"], 3, "{dry:#}");
+    // The first run finishes, and lets go of the lock.
+    fs::write(&resume, b"go").expect("resume");
+    let out = child.wait_with_output().expect("gc finishes");
+    assert!(out.status.success());
+    assert_eq!(w.object_ids().len(), before.len() - 3);
+    assert!(lock_records(&w).is_empty(), "{:?}", w.record_names());
+    let again = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(again["freed_objects"], 0, "{again:#}");
+    assert!(lock_records(&w).is_empty());
+}
+
+#[test]
+fn the_gc_lock_of_a_run_that_is_gone_is_taken_over() {
+    let w = GcWorld::dir();
+    let (a, _) = w.three_versions();
+    w.rewind(&a);
+    let before = w.object_ids();
+    // Killed while holding the lock on this machine: the next run takes it over at once.
+    let (child, lines) = spawn_at(
+        &a,
+        &["remote", "gc", "data", "--grace", "0"],
+        "remote-gc-locked",
+    );
+    kill_at_point(child, &lines, "remote gc");
+    assert_eq!(lock_records(&w).len(), 1);
+    let text = w.ok(&a, &["remote", "gc", "data", "--grace", "0"]);
+    assert!(
+        text.contains("removed the gc lock of a run that is gone")
+            && text.contains("died on this machine"),
+        "{text}"
+    );
+    assert_eq!(w.object_ids().len(), before.len() - 3);
+    assert!(lock_records(&w).is_empty());
+
+    // A fresh lock of a run on another machine counts...
+    let before = w.object_ids();
+    foreign_lock(&w, 5);
+    let err = w.fails(&a, &["remote", "gc", "data", "--grace", "0"]);
+    assert!(
+        err.contains("another `nshard remote gc` is running on it (host elsewhere, pid 4242")
+            && err.contains("--break-lock"),
+        "{err}"
+    );
+    assert_eq!(w.object_ids(), before);
+    assert_eq!(lock_records(&w).len(), 1, "the other run's lock stays");
+    // ...until --break-lock (which a dry run has no use for).
+    let err = w.fails(&a, &["remote", "gc", "data", "--dry-run", "--break-lock"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let text = w.ok(&a, &["remote", "gc", "data", "--break-lock"]);
+    assert!(
+        text.contains("removed the gc lock of a run that is gone")
+            && text.contains("removed by --break-lock (host elsewhere, pid 4242"),
+        "{text}"
+    );
+    assert!(lock_records(&w).is_empty());
+    // One not refreshed for 30 minutes stops counting by itself.
+    foreign_lock(&w, 31 * 60);
+    let text = w.ok(&a, &["remote", "gc", "data"]);
+    assert!(
+        text.contains("has not refreshed it for 31 minutes"),
+        "{text}"
+    );
+    assert!(lock_records(&w).is_empty());
+}
+
+#[test]
+fn the_gc_lock_holds_on_nshard_serve() {
+    let w = served_world();
+    let a = a_lock_of_another_machine_counts_until_broken(&w);
+    // A write token may not write gc's records (gc needs the admin scope anyway).
+    let err = w.fails(&a, &["remote", "gc", "data", "--grace", "0"]);
+    assert!(!err.contains("another `nshard remote gc`"), "{err}");
+}
+
+#[test]
+fn the_gc_lock_holds_on_s3() {
+    let Some(w) = s3_world() else {
+        return;
+    };
+    a_lock_of_another_machine_counts_until_broken(&w);
+}
+
+/// A foreign lock stops gc on the world's remote, `--break-lock` removes it, and the run leaves
+/// none behind. Returns the clone.
+fn a_lock_of_another_machine_counts_until_broken(w: &GcWorld) -> std::path::PathBuf {
+    let (a, _) = w.three_versions();
+    w.rewind(&a);
+    let before = w.object_ids();
+    foreign_lock(w, 5);
+    let out = w
+        .gc_cmd(&a)
+        .args(["remote", "gc", "data", "--grace", "0"])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("host elsewhere, pid 4242"), "{err}");
+    assert_eq!(w.object_ids(), before);
+    let r = w.gc(&a, &["--grace", "0", "--break-lock"]);
+    assert_eq!(
+        r["removed_locks"].as_array().map(Vec::len),
+        Some(1),
+        "{r:#}"
+    );
+    assert_eq!(r["freed_objects"], 3, "{r:#}");
+    assert!(lock_records(w).is_empty(), "{:?}", w.record_names());
+    a
+}
+
+#[test]
+fn a_gc_whose_lock_was_broken_deletes_nothing() {
+    let w = GcWorld::dir();
+    let (a, _) = w.three_versions();
+    w.rewind(&a);
+    let before = w.object_ids();
+    let resume = w.p("resume");
+    let (mut child, lines) = spawn_resumable(
+        &a,
+        &["remote", "gc", "data", "--grace", "0"],
+        "remote-gc-locked",
+        &resume,
+    );
+    wait_at_point(&mut child, &lines, "remote gc");
+    // Someone elsewhere judged the run dead and broke its lock (`--break-lock`).
+    let locks = lock_records(&w);
+    assert_eq!(locks.len(), 1);
+    let path = w.p(&format!("store/records/{}", locks[0]));
+    fs::remove_file(&path).expect("break the lock");
+    fs::write(&resume, b"go").expect("resume");
+    let out = child.wait_with_output().expect("gc finishes");
+    assert!(!out.status.success());
+    let text: String = lines.iter().collect::<Vec<_>>().join("\n");
+    assert!(
+        text.contains("this gc's lock was removed by another run")
+            && text.contains("stopped before deleting"),
+        "{text}"
+    );
+    assert_eq!(w.object_ids(), before, "nothing deleted");
 }

@@ -13,6 +13,7 @@ mod check;
 mod deltas;
 mod dirs;
 mod engine;
+mod gc_lock;
 mod lfs;
 mod remote_gc;
 mod repair;

@@ -12,7 +12,8 @@
 //! was stored at least that long ago. Every listing and read happens before anything is deleted;
 //! any error aborts the run with nothing deleted. Deletion goes version by version: a version's
 //! manifest object first, then the objects only it used, so a crash never leaves a version that
-//! looks present but is half gone; a rerun finishes the job.
+//! looks present but is half gone; a rerun finishes the job. One run at a time changes a remote:
+//! every run but a dry run holds the remote's gc lock ([`super::gc_lock`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::gc_lock::{is_lock, GcLock};
 use super::{deltas, dirs, roots, TransferOptions, TransferStats};
 use crate::dirunit::{DirManifest, MAX_DIR_MANIFEST};
 use crate::error::{Error, GitError, RemoteError, RemoteFailure, Result};
@@ -59,6 +61,9 @@ pub struct RemoteGcOptions<'a> {
     /// Repositories (identities as records name them, or their 16-hex-digit record spaces)
     /// whose refs stop counting: a deleted fork's, a retired project's.
     pub forget: Vec<String>,
+    /// Remove the gc lock of every other run first, whoever holds it (for a run known to have
+    /// died on another machine).
+    pub break_lock: bool,
     /// How to fetch manifests (retries, progress).
     pub transfer: TransferOptions<'a>,
 }
@@ -200,6 +205,9 @@ pub struct RemoteGcReport {
     /// Deltas this clone offered that the remote refused or that failed to upload, with why
     /// (the whole copies they were to stand for stay).
     pub refused_deltas: Vec<String>,
+    /// gc locks of runs that were gone (or broken with `break_lock`), removed by this run, with
+    /// why.
+    pub removed_locks: Vec<String>,
 }
 
 /// One version as gc sees it.
@@ -215,11 +223,34 @@ struct Node {
 type Graph = HashMap<ObjectId, Option<Node>>;
 
 /// Runs gc on `remote` from `repo` (which refreshes its own records and caches the manifests it
-/// reads).
+/// reads). A run that may change the remote holds its gc lock throughout ([`GcLock`]); a dry run
+/// takes none.
 pub async fn remote_gc(
     repo: &Repo,
     remote: &Arc<dyn Store>,
     opts: &RemoteGcOptions<'_>,
+) -> Result<RemoteGcReport> {
+    if opts.dry_run {
+        return run(repo, remote, opts, None).await;
+    }
+    let lock = GcLock::acquire(remote, opts.transfer.retry, opts.break_lock).await?;
+    crate::crash_point!("remote-gc-locked");
+    let result = run(repo, remote, opts, Some(&lock)).await;
+    let removed = lock.removed.clone();
+    let released = lock.release().await;
+    let mut report = result?;
+    // A lock record left behind (the remote failed just now) stops counting after a while:
+    // the run itself is done.
+    released?;
+    report.removed_locks = removed;
+    Ok(report)
+}
+
+async fn run(
+    repo: &Repo,
+    remote: &Arc<dyn Store>,
+    opts: &RemoteGcOptions<'_>,
+    lock: Option<&GcLock>,
 ) -> Result<RemoteGcReport> {
     let now = now_secs();
     let mut report = RemoteGcReport {
@@ -588,9 +619,12 @@ pub async fn remote_gc(
         }
     }
     report.deleted_records = retire.len();
-    if opts.dry_run {
+    let Some(lock) = lock.filter(|_| !opts.dry_run) else {
         return Ok(report);
-    }
+    };
+    // Nothing has changed on the remote but the deltas offered (which change nothing a reader
+    // sees): make sure no other run took over meanwhile.
+    lock.confirm().await?;
 
     // 6. Write the new state, then delete: versions' manifest objects first, then the rest.
     let retention_changed = match &old_retention {
@@ -612,7 +646,8 @@ pub async fn remote_gc(
     let old_state: Vec<RecordName> = names
         .iter()
         .filter(|n| {
-            (n.space() == GC_SPACE || (retention_changed && n.space() == RETENTION_SPACE))
+            ((n.space() == GC_SPACE && !is_lock(n))
+                || (retention_changed && n.space() == RETENTION_SPACE))
                 && !virtual_records.contains_key(n)
         })
         .cloned()
@@ -638,6 +673,7 @@ pub async fn remote_gc(
             crate::crash_point!("remote-gc-between-deletes");
         }
         crate::crash_point!("remote-gc-before-delete");
+        lock.check()?;
         // A push that finished since the listing may rely on what this batch would delete (it
         // skipped uploading objects the remote had): its record says so; spare those.
         let fresh: Vec<RecordName> = retried(retry, || remote.list_records())
@@ -688,6 +724,7 @@ pub async fn remote_gc(
     // stays readable throughout: every kept chain is in place).
     for batch in encodings.deltas_superseded.chunks(DELETE_BATCH) {
         crate::crash_point!("remote-gc-before-delta-delete");
+        lock.check()?;
         retried(retry, || remote.delete_deltas(batch)).await?;
         report.requests += 1;
     }
@@ -742,6 +779,7 @@ pub async fn remote_gc(
     }
     for batch in verified.chunks(DELETE_BATCH) {
         crate::crash_point!("remote-gc-before-whole-delete");
+        lock.check()?;
         retried(retry, || remote.delete_objects(batch)).await?;
         report.requests += 1;
     }
@@ -795,14 +833,14 @@ async fn read_marks(
     let mut marks = Marks::default();
     let Some(newest) = names
         .iter()
-        .filter(|n| n.space() == GC_SPACE)
+        .filter(|n| n.space() == GC_SPACE && !is_lock(n))
         .max_by_key(|n| (n.nanos(), n.stamp().to_string()))
     else {
         return Ok(marks);
     };
     for n in names
         .iter()
-        .filter(|n| n.space() == GC_SPACE && n.stamp() == newest.stamp())
+        .filter(|n| n.space() == GC_SPACE && !is_lock(n) && n.stamp() == newest.stamp())
     {
         match retried(retry, || remote.get_record(n)).await? {
             Some(b) => marks.parse_part(&b, n)?,

@@ -36,6 +36,11 @@ use crate::output::{print_json, Ctx};
 /// warning), and keeps one encoding of each object it keeps: a delta whose chain reaches a kept
 /// whole object, once stored --grace ago and checked against its base, stands for the whole
 /// copy, which is deleted.
+///
+/// One gc at a time changes a remote: a run takes the remote's gc lock (a record there), and a
+/// second run meanwhile stops with nothing changed, naming the first (`--dry-run` takes no
+/// lock). The lock of a run that died stops counting: at once on the machine it ran on, after
+/// 30 minutes without a refresh elsewhere; `--break-lock` removes it now.
 #[derive(Args, Debug)]
 pub struct GcArgs {
     /// The remote: a name or URL (default: the default remote).
@@ -65,6 +70,11 @@ pub struct GcArgs {
     /// Repeatable.
     #[arg(long, value_name = "REPOSITORY")]
     pub forget_repository: Vec<String>,
+    /// Remove the gc lock another run holds on the remote before taking it: only for a run
+    /// known to have died (killed on another machine less than 30 minutes ago). Two runs at once
+    /// can delete data the other relies on.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub break_lock: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -115,6 +125,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
                 include_unrecorded: a.include_unrecorded,
                 refresh: !a.no_refresh,
                 forget: a.forget_repository.clone(),
+                break_lock: a.break_lock,
                 transfer: TransferOptions {
                     jobs: DEFAULT_JOBS.into(),
                     retry: Retry::default(),
@@ -129,6 +140,9 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         out!("gc of {}", label(&resolved));
+        for l in &report.removed_locks {
+            out!("removed the gc lock of a run that is gone: {l}");
+        }
         for r in &report.refreshed {
             out!("refreshed {r}");
         }

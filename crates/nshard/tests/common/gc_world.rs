@@ -251,6 +251,27 @@ impl GcWorld {
         ids
     }
 
+    /// Writes record `unwritten` (`SPACE/KEY/STAMP`) with `bytes` on the remote, as an admin.
+    pub fn put_record(&self, unwritten: &str, bytes: &[u8]) {
+        let name =
+            nshard_core::backend::RecordName::parse_unwritten(unwritten).expect("a record name");
+        let store = self.store();
+        runtime()
+            .block_on(store.put_record(&name, bytes.to_vec()))
+            .expect("put record");
+    }
+
+    /// Every record name on the remote, as text.
+    pub fn record_names(&self) -> Vec<String> {
+        let store = self.store();
+        runtime()
+            .block_on(store.list_records())
+            .expect("list records")
+            .into_iter()
+            .map(|n| n.to_string())
+            .collect()
+    }
+
     pub fn has_object(&self, id: &str) -> bool {
         let id = ObjectId::parse(id).expect("id");
         let store = self.store();
