@@ -74,9 +74,14 @@ pub(crate) fn unsupported(store: &str) -> Error {
 /// Checks the header of `enc`, uploaded as `name`: a delta object (format 3) naming `name.base`,
 /// of at most `max_raw_len` bytes. Returns its raw length.
 pub fn check_delta_header(name: &DeltaName, enc: &[u8], max_raw_len: u64) -> Result<u64> {
+    checked_header(name, enc, max_raw_len).map(|(raw_len, _)| raw_len)
+}
+
+/// [`check_delta_header`], with the element width the delta names.
+fn checked_header(name: &DeltaName, enc: &[u8], max_raw_len: u64) -> Result<(u64, u8)> {
     let h = codec::parse_header(&name.id, enc)?;
-    match h.codec {
-        Codec::Delta { base, .. } if base == name.base => {}
+    let width = match h.codec {
+        Codec::Delta { base, width, .. } if base == name.base => width,
         Codec::Delta { base, .. } => {
             return Err(Error::corrupt(
                 name.id,
@@ -94,7 +99,7 @@ pub fn check_delta_header(name: &DeltaName, enc: &[u8], max_raw_len: u64) -> Res
                 "was uploaded as a delta but is a standalone object",
             ))
         }
-    }
+    };
     if name.id == name.base {
         return Err(Error::corrupt(
             name.id,
@@ -103,7 +108,7 @@ pub fn check_delta_header(name: &DeltaName, enc: &[u8], max_raw_len: u64) -> Res
         ));
     }
     codec::check_raw_len(&name.id, &h, max_raw_len)?;
-    Ok(h.raw_len)
+    Ok((h.raw_len, width))
 }
 
 /// Verifies `enc`, uploaded to `store` as `name`: its header ([`check_delta_header`]), then its
@@ -161,39 +166,7 @@ async fn resolve_chain(
     max_raw_len: u64,
     above: &[ObjectId],
 ) -> Result<(Vec<u8>, Option<u8>)> {
-    // Down by names: `chain[k]` is built on `chain[k + 1]`; the last one is held whole.
-    let mut chain: Vec<DeltaName> = Vec::new();
-    let mut cur = *id;
-    loop {
-        if store.missing(&[cur]).await?.is_empty() {
-            break;
-        }
-        let seen = |b: &ObjectId| b == id || above.contains(b) || chain.iter().any(|d| d.id == *b);
-        let options = if store.stores_deltas() {
-            store.deltas_of(&[cur]).await?
-        } else {
-            Vec::new()
-        };
-        let Some(next) = options.into_iter().find(|d| d.id == cur && !seen(&d.base)) else {
-            return Err(match chain.last() {
-                None => Error::Store(StoreError::ObjectMissing(cur)),
-                Some(d) => Error::Store(StoreError::BaseMissing {
-                    id: d.id,
-                    base: cur,
-                }),
-            });
-        };
-        if chain.len() >= MAX_CHAIN {
-            return Err(Error::corrupt(
-                *id,
-                Corruption::BadChain,
-                format!("its chain of deltas on the remote is longer than {MAX_CHAIN} deltas"),
-            ));
-        }
-        chain.push(next);
-        cur = next.base;
-    }
-    let bottom = cur;
+    let (chain, bottom) = find_chain(store, id, above).await?;
     let enc = store.get(&bottom).await?;
     let url = store.display_url();
     let mut raw = crate::blocking::blocking(url.clone(), move || {
@@ -207,23 +180,98 @@ async fn resolve_chain(
         let d = *d;
         let (r, back) = crate::blocking::blocking(url.clone(), move || {
             let _turn = crate::blocking::decode_slot();
-            let r = check_delta_header(&d, &enc, max_raw_len).and_then(|_| {
+            let r = checked_header(&d, &enc, max_raw_len).and_then(|(_, width)| {
                 codec::with_pooled_scratch(|scratch| {
                     codec::decode_against_in_place(&d.id, &enc, &mut raw, max_raw_len, scratch)
-                })
+                })?;
+                check_hash(&d.id, &raw)?;
+                Ok(Some(width))
             });
-            let r = r.and_then(|()| check_hash(&d.id, &raw));
-            let width = match codec::parse_header(&d.id, &enc).map(|h| h.codec) {
-                Ok(Codec::Delta { width, .. }) => Some(width),
-                _ => None,
-            };
-            (r.map(|()| width), raw)
+            (r, raw)
         })
         .await?;
         width = r?;
         raw = back;
     }
     Ok((raw, width))
+}
+
+/// The most lookups (one `missing` and one `deltas_of` each) [`find_chain`] makes: enough to try
+/// every option of a damaged remote's short chains, bounded for a hostile one.
+const MAX_LOOKUPS: usize = 4 * MAX_CHAIN;
+
+/// The chain `store` holds `id` through, by names: `chain[k]` is built on `chain[k + 1]`, the
+/// last on `bottom`, held whole (an empty chain when `id` is held whole). Where an object has
+/// several deltas, the first whose chain reaches a whole object within [`MAX_CHAIN`] deltas,
+/// with no cycle and none of `above`, is taken: a delta whose base is gone (a remote damaged by
+/// hand, or by an older gc) is passed over for another.
+async fn find_chain(
+    store: &dyn Store,
+    id: &ObjectId,
+    above: &[ObjectId],
+) -> Result<(Vec<DeltaName>, ObjectId)> {
+    // The path tried so far: each object with its delta options and the next one to try.
+    let mut path: Vec<(ObjectId, Vec<DeltaName>, usize)> = Vec::new();
+    let mut cur = *id;
+    let mut lookups = 0;
+    // Why the first dead end was one, for the error when no chain reaches a whole object.
+    let mut dead_end: Option<Error> = None;
+    loop {
+        if store.missing(&[cur]).await?.is_empty() {
+            let chain = path.iter().map(|(_, opts, next)| opts[next - 1]).collect();
+            return Ok((chain, cur));
+        }
+        lookups += 1;
+        let on_path = |b: &ObjectId| b == id || above.contains(b) || path.iter().any(|p| p.0 == *b);
+        let options: Vec<DeltaName> = if store.stores_deltas() {
+            store.deltas_of(&[cur]).await?
+        } else {
+            Vec::new()
+        }
+        .into_iter()
+        .filter(|d| d.id == cur && !on_path(&d.base))
+        .collect();
+        if options.is_empty() {
+            dead_end.get_or_insert_with(|| match path.last() {
+                None => Error::Store(StoreError::ObjectMissing(cur)),
+                Some((below, _, _)) => Error::Store(StoreError::BaseMissing {
+                    id: *below,
+                    base: cur,
+                }),
+            });
+        } else if path.len() >= MAX_CHAIN {
+            dead_end.get_or_insert_with(|| {
+                Error::corrupt(
+                    *id,
+                    Corruption::BadChain,
+                    format!("its chain of deltas on the remote is longer than {MAX_CHAIN} deltas"),
+                )
+            });
+        } else {
+            path.push((cur, options, 0));
+        }
+        // The next option: of the deepest object that has one left.
+        loop {
+            let Some((_, opts, next)) = path.last_mut() else {
+                return Err(dead_end.unwrap_or(Error::Store(StoreError::ObjectMissing(*id))));
+            };
+            if *next < opts.len() && lookups < MAX_LOOKUPS {
+                cur = opts[*next].base;
+                *next += 1;
+                break;
+            }
+            if lookups >= MAX_LOOKUPS {
+                return Err(dead_end.unwrap_or_else(|| {
+                    Error::corrupt(
+                        *id,
+                        Corruption::BadChain,
+                        "its deltas on the remote branch too much to follow",
+                    )
+                }));
+            }
+            path.pop();
+        }
+    }
 }
 
 /// `id` encoded on its own from what `store` holds of it only as deltas, for a reader of whole
