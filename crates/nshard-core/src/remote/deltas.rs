@@ -196,15 +196,16 @@ async fn resolve_chain(
     Ok((raw, width))
 }
 
-/// The most lookups (one `missing` and one `deltas_of` each) [`find_chain`] makes: enough to try
-/// every option of a damaged remote's short chains, bounded for a hostile one.
-const MAX_LOOKUPS: usize = 4 * MAX_CHAIN;
+/// The most objects [`find_chain`] looks up (a `missing` and a `deltas_of` each): the longest
+/// chain, and 16 dead ends beside it.
+const MAX_LOOKUPS: usize = MAX_CHAIN + 16;
 
 /// The chain `store` holds `id` through, by names: `chain[k]` is built on `chain[k + 1]`, the
 /// last on `bottom`, held whole (an empty chain when `id` is held whole). Where an object has
-/// several deltas, the first whose chain reaches a whole object within [`MAX_CHAIN`] deltas,
-/// with no cycle and none of `above`, is taken: a delta whose base is gone (a remote damaged by
-/// hand, or by an older gc) is passed over for another.
+/// several deltas, those whose base is held whole are tried first, and the first whose chain
+/// reaches a whole object within [`MAX_CHAIN`] deltas, with no cycle and none of `above`, is
+/// taken: a delta whose base is gone (a remote damaged by hand, or by an older gc) is passed
+/// over for another.
 async fn find_chain(
     store: &dyn Store,
     id: &ObjectId,
@@ -216,21 +217,32 @@ async fn find_chain(
     let mut lookups = 0;
     // Why the first dead end was one, for the error when no chain reaches a whole object.
     let mut dead_end: Option<Error> = None;
+    // Objects held neither whole nor as a delta: a dead end by whatever path.
+    let mut absent: Vec<ObjectId> = Vec::new();
     loop {
-        if store.missing(&[cur]).await?.is_empty() {
+        if !absent.contains(&cur) && store.missing(&[cur]).await?.is_empty() {
             let chain = path.iter().map(|(_, opts, next)| opts[next - 1]).collect();
             return Ok((chain, cur));
         }
         lookups += 1;
         let on_path = |b: &ObjectId| b == id || above.contains(b) || path.iter().any(|p| p.0 == *b);
-        let options: Vec<DeltaName> = if store.stores_deltas() {
-            store.deltas_of(&[cur]).await?
-        } else {
+        let listed = if absent.contains(&cur) || !store.stores_deltas() {
             Vec::new()
+        } else {
+            store.deltas_of(&[cur]).await?
+        };
+        if !listed.iter().any(|d| d.id == cur) {
+            absent.push(cur);
         }
-        .into_iter()
-        .filter(|d| d.id == cur && !on_path(&d.base))
-        .collect();
+        let mut options: Vec<DeltaName> = listed
+            .into_iter()
+            .filter(|d| d.id == cur && !on_path(&d.base))
+            .collect();
+        if options.len() > 1 {
+            let bases: Vec<ObjectId> = options.iter().map(|d| d.base).collect();
+            let lacking = store.missing(&bases).await?;
+            options.sort_by_key(|d| lacking.contains(&d.base));
+        }
         if options.is_empty() {
             dead_end.get_or_insert_with(|| match path.last() {
                 None => Error::Store(StoreError::ObjectMissing(cur)),

@@ -22,7 +22,7 @@
 //! lock record at once, for a run known to be dead elsewhere.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -85,7 +85,7 @@ impl LockBody {
             host,
             place,
             pid: std::process::id(),
-            started: now_nanos().div_euclid(1_000_000_000) as u64,
+            started: now_secs(),
         }
     }
 
@@ -94,14 +94,7 @@ impl LockBody {
         if self.place.is_empty() || self.place != me.place || self.pid == me.pid {
             return false;
         }
-        match std::fs::read_to_string(Path::new("/proc").join(self.pid.to_string()).join("stat")) {
-            // The state follows the command name in parentheses: a zombie is gone too.
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next())
-                .is_some_and(|state| state == 'Z' || state == 'X'),
-            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        }
+        process_is_gone(self.pid)
     }
 
     fn describe(&self) -> String {
@@ -112,6 +105,39 @@ impl LockBody {
             utc(self.started)
         )
     }
+}
+
+/// Whether no process `pid` runs in this pid namespace: `kill(pid, 0)` finds none (a process of
+/// another user answers "not permitted": it runs), or it is a zombie.
+#[cfg(unix)]
+fn process_is_gone(pid: u32) -> bool {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(p) {
+        Err(e) if e == rustix::io::Errno::SRCH => true,
+        Err(_) => false,
+        // A zombie (killed, not yet reaped) is gone too: its state follows the command name.
+        Ok(()) => std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.trim_start().chars().next())
+            })
+            .is_some_and(|state| state == 'Z' || state == 'X'),
+    }
+}
+
+#[cfg(not(unix))]
+fn process_is_gone(_pid: u32) -> bool {
+    false
+}
+
+fn now_secs() -> u64 {
+    (now_nanos() / 1_000_000_000) as u64
 }
 
 fn now_nanos() -> u128 {
@@ -177,10 +203,12 @@ impl Found {
 pub struct GcLock {
     remote: Arc<dyn Store>,
     retry: Retry,
-    /// The newest record of this run (the refresher moves it).
-    current: Arc<tokio::sync::Mutex<RecordName>>,
+    /// This run's records, the newest last (the refresher adds one and removes the older).
+    own: Arc<tokio::sync::Mutex<Vec<RecordName>>>,
     /// Set when this run's record vanished: another run broke the lock.
     lost: Arc<AtomicBool>,
+    /// When this run's newest record was written (seconds since the epoch, this clock).
+    refreshed: Arc<AtomicU64>,
     refresher: tokio::task::JoinHandle<()>,
     /// Tells the refresher to stop (between its turns, never half-way through one).
     stop: tokio::sync::oneshot::Sender<()>,
@@ -215,30 +243,35 @@ impl GcLock {
                 tokio::time::sleep(backoff(attempt)).await;
                 continue;
             }
-            let own = RecordName::new(GC_SPACE, LOCK_KEY);
-            let own = retry
-                .run(|| remote.put_record(&own, body.clone()))
-                .await
-                .0?;
+            let own = put_own(remote, &retry, &body).await?;
             crate::crash_point!("remote-gc-lock-written");
-            let (_, live) = others(remote, &retry, &me, now_nanos(), false, Some(&own)).await?;
+            let live = match others(remote, &retry, &me, now_nanos(), false, Some(&own)).await {
+                Ok((_, live)) => live,
+                Err(e) => {
+                    let _ = remote.delete_records(std::slice::from_ref(&own)).await;
+                    return Err(e);
+                }
+            };
             if live.is_empty() {
-                let current = Arc::new(tokio::sync::Mutex::new(own));
+                let own = Arc::new(tokio::sync::Mutex::new(vec![own]));
                 let lost = Arc::new(AtomicBool::new(false));
+                let refreshed = Arc::new(AtomicU64::new(now_secs()));
                 let (stop, stopped) = tokio::sync::oneshot::channel();
                 let refresher = tokio::spawn(refresh(
                     Arc::clone(remote),
                     retry,
                     body,
-                    Arc::clone(&current),
+                    Arc::clone(&own),
                     Arc::clone(&lost),
+                    Arc::clone(&refreshed),
                     stopped,
                 ));
                 return Ok(GcLock {
                     remote: Arc::clone(remote),
                     retry,
-                    current,
+                    own,
                     lost,
+                    refreshed,
                     refresher,
                     stop,
                     removed,
@@ -257,55 +290,76 @@ impl GcLock {
         }
     }
 
-    /// Fails when this run no longer holds the lock (another run broke it): checked before
-    /// anything is deleted.
+    /// Fails when this run no longer holds the lock (another run broke it, or it could not be
+    /// refreshed for so long that other runs may judge it gone): checked before every batch of
+    /// deletions (one request).
     pub async fn confirm(&self) -> Result<()> {
-        let current = self.current.lock().await.clone();
-        let present = self
-            .retry
-            .run(|| self.remote.get_record(&current))
-            .await
-            .0?
-            .is_some();
+        let current = self.own.lock().await.last().cloned();
+        let present = match current {
+            Some(name) => self
+                .retry
+                .run(|| self.remote.get_record(&name))
+                .await
+                .0?
+                .is_some(),
+            None => false,
+        };
         if !present {
             self.lost.store(true, Ordering::SeqCst);
         }
-        self.check()
-    }
-
-    /// Fails when the refresher found this run's record gone (no request).
-    pub fn check(&self) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {
             return Err(failed(
                 &self.remote,
                 "this gc's lock was removed by another run (`--break-lock`, or it judged this run dead): stopped before deleting more; run gc again".into(),
             ));
         }
+        let since = now_secs().saturating_sub(self.refreshed.load(Ordering::SeqCst));
+        if since + REFRESH.as_secs() * 2 > STALE.as_secs() {
+            return Err(failed(
+                &self.remote,
+                format!("this gc could not refresh its lock for {since} s (the remote failing, or this machine suspended), so other runs may take it: stopped before deleting more; run gc again"),
+            ));
+        }
         Ok(())
     }
 
-    /// Stops refreshing and removes this run's lock record.
+    /// Stops refreshing and removes this run's lock records.
     pub async fn release(self) -> Result<()> {
         // The refresher finishes a turn it is in (a new record written, the old one removed),
-        // then stops; what it leaves is the one record to remove.
+        // then stops; what it leaves are the records to remove.
         let _ = self.stop.send(());
         let _ = self.refresher.await;
-        let current = self.current.lock().await.clone();
-        self.retry
-            .run(|| self.remote.delete_records(std::slice::from_ref(&current)))
-            .await
-            .0
+        let own = self.own.lock().await.clone();
+        self.retry.run(|| self.remote.delete_records(&own)).await.0
     }
 }
 
-/// Writes a fresh record every [`REFRESH`] and removes the one before, until aborted; stops (and
-/// sets `lost`) when this run's record is gone.
+/// Writes a lock record of this run. A retried write that had landed before is this run's own
+/// record (a store that cannot tell answers "exists already").
+async fn put_own(remote: &Arc<dyn Store>, retry: &Retry, body: &[u8]) -> Result<RecordName> {
+    let name = RecordName::new(GC_SPACE, LOCK_KEY);
+    match retry
+        .run(|| remote.put_record(&name, body.to_vec()))
+        .await
+        .0
+    {
+        Ok(n) => Ok(n),
+        Err(e) => match remote.get_record(&name).await {
+            Ok(Some(b)) if b == body => Ok(name),
+            _ => Err(e),
+        },
+    }
+}
+
+/// Writes a fresh record every [`REFRESH`] and removes the ones before, until told to stop; stops
+/// (and sets `lost`) when this run's record is gone.
 async fn refresh(
     remote: Arc<dyn Store>,
     retry: Retry,
     body: Vec<u8>,
-    current: Arc<tokio::sync::Mutex<RecordName>>,
+    own: Arc<tokio::sync::Mutex<Vec<RecordName>>>,
     lost: Arc<AtomicBool>,
+    refreshed: Arc<AtomicU64>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
@@ -313,29 +367,34 @@ async fn refresh(
             _ = tokio::time::sleep(REFRESH) => {}
             _ = &mut stopped => return,
         }
-        let mut cur = current.lock().await;
-        match retry.run(|| remote.get_record(&cur)).await.0 {
+        let mut names = own.lock().await;
+        // A failed refresh is tried again at the next turn (gc stops before deleting more once
+        // the record is close to stopping counting).
+        let Ok(fresh) = put_own(&remote, &retry, &body).await else {
+            continue;
+        };
+        names.push(fresh);
+        // Written first, checked after: a run that broke the lock before the fresh record
+        // existed removed the one before it.
+        let Some(old) = names.len().checked_sub(2).map(|i| names[i].clone()) else {
+            continue;
+        };
+        match retry.run(|| remote.get_record(&old)).await.0 {
             Ok(Some(_)) => {}
             Ok(None) => {
                 lost.store(true, Ordering::SeqCst);
+                let _ = remote.delete_records(&names).await;
+                names.clear();
                 return;
             }
-            // A failed refresh is tried again at the next turn; the record stays valid for
-            // `STALE`, six turns.
             Err(_) => continue,
         }
-        let fresh = RecordName::new(GC_SPACE, LOCK_KEY);
-        let Ok(fresh) = retry
-            .run(|| remote.put_record(&fresh, body.clone()))
-            .await
-            .0
-        else {
-            continue;
-        };
-        let old = std::mem::replace(&mut *cur, fresh);
-        let _ = retry
-            .run(|| remote.delete_records(std::slice::from_ref(&old)))
-            .await;
+        refreshed.store(now_secs(), Ordering::SeqCst);
+        let keep = names.len() - 1;
+        let older: Vec<RecordName> = names[..keep].to_vec();
+        if retry.run(|| remote.delete_records(&older)).await.0.is_ok() {
+            names.drain(..keep);
+        }
     }
 }
 
@@ -355,12 +414,12 @@ async fn others(
         if Some(&name) == own {
             continue;
         }
-        let Some(bytes) = retry.run(|| remote.get_record(&name)).await.0? else {
-            continue; // removed meanwhile: its run let go
-        };
-        let body = (bytes.len() <= MAX_LOCK_BYTES)
-            .then(|| serde_json::from_slice::<LockBody>(&bytes).ok())
-            .flatten()
+        // A record removed since the listing counts: its run may have let go, or may have
+        // replaced it with a fresher one this listing missed.
+        let bytes = retry.run(|| remote.get_record(&name)).await.0?;
+        let body = bytes
+            .filter(|b| b.len() <= MAX_LOCK_BYTES)
+            .and_then(|b| serde_json::from_slice::<LockBody>(&b).ok())
             .filter(|b| b.format == LOCK_FORMAT);
         let found = Found { name, body };
         if break_all {
@@ -440,7 +499,7 @@ mod tests {
             let b = LockBody { pid, ..me.clone() };
             assert!(found(now, Some(b)).gone(&me, now).is_none());
         }
-        let dead = (2..u32::MAX)
+        let dead = (2..=i32::MAX as u32)
             .rev()
             .step_by(7919)
             .find(|p| !Path::new("/proc").join(p.to_string()).exists())

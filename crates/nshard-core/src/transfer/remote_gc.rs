@@ -208,6 +208,9 @@ pub struct RemoteGcReport {
     /// gc locks of runs that were gone (or broken with `break_lock`), removed by this run, with
     /// why.
     pub removed_locks: Vec<String>,
+    /// Why this run could not remove its own gc lock at the end (`None`: it did, or it took
+    /// none). Other runs wait until it stops counting, or use `break_lock`.
+    pub lock_left: Option<String>,
 }
 
 /// One version as gc sees it.
@@ -239,10 +242,10 @@ pub async fn remote_gc(
     let removed = lock.removed.clone();
     let released = lock.release().await;
     let mut report = result?;
-    // A lock record left behind (the remote failed just now) stops counting after a while:
-    // the run itself is done.
-    released?;
     report.removed_locks = removed;
+    // The run itself is done: a lock record it could not remove (the remote failing just now)
+    // is said, and stops counting by itself.
+    report.lock_left = released.err().map(|e| e.to_string());
     Ok(report)
 }
 
@@ -673,7 +676,7 @@ async fn run(
             crate::crash_point!("remote-gc-between-deletes");
         }
         crate::crash_point!("remote-gc-before-delete");
-        lock.check()?;
+        lock.confirm().await?;
         // A push that finished since the listing may rely on what this batch would delete (it
         // skipped uploading objects the remote had): its record says so; spare those.
         let fresh: Vec<RecordName> = retried(retry, || remote.list_records())
@@ -724,7 +727,7 @@ async fn run(
     // stays readable throughout: every kept chain is in place).
     for batch in encodings.deltas_superseded.chunks(DELETE_BATCH) {
         crate::crash_point!("remote-gc-before-delta-delete");
-        lock.check()?;
+        lock.confirm().await?;
         retried(retry, || remote.delete_deltas(batch)).await?;
         report.requests += 1;
     }
@@ -779,7 +782,7 @@ async fn run(
     }
     for batch in verified.chunks(DELETE_BATCH) {
         crate::crash_point!("remote-gc-before-whole-delete");
-        lock.check()?;
+        lock.confirm().await?;
         retried(retry, || remote.delete_objects(batch)).await?;
         report.requests += 1;
     }

@@ -135,6 +135,9 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             },
         )
         .await?;
+        if let Some(why) = &report.lock_left {
+            eprintln!("nshard: warning: could not remove this run's gc lock from the remote ({why}): other runs wait until it stops counting (30 minutes after this run's last refresh), or `nshard remote gc --break-lock`");
+        }
         if a.json {
             print_json(&report)?;
             return Ok(ExitCode::SUCCESS);
