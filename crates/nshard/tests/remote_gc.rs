@@ -7,7 +7,9 @@ mod common;
 
 use std::fs;
 
-use common::failpoints::{kill_at_point, spawn_at, spawn_resumable, wait_at_point};
+use common::failpoints::{
+    kill_at_point, spawn_at, spawn_resumable, spawn_resumable_with, wait_at_point,
+};
 use common::gc_world::{fine_tune, model, version_objects, GcWorld};
 use common::s3::S3Env;
 use common::serve::Served;
@@ -684,4 +686,52 @@ fn a_gc_whose_lock_was_broken_deletes_nothing() {
         "{text}"
     );
     assert_eq!(w.object_ids(), before, "nothing deleted");
+}
+
+#[test]
+fn a_gc_refreshes_its_lock_while_it_runs() {
+    let w = GcWorld::dir();
+    let (a, _) = w.three_versions();
+    w.rewind(&a);
+    let before = w.object_ids();
+    // A run held at its first deletion, its lock refreshed every 100 ms (5 minutes outside the
+    // crash-test build).
+    let resume = w.p("resume");
+    let (mut child, lines) = spawn_resumable_with(
+        &a,
+        &["remote", "gc", "data", "--grace", "0"],
+        "remote-gc-before-delete",
+        &resume,
+        &[("NSHARD_TEST_GC_LOCK_REFRESH_MS", "100")],
+    );
+    wait_at_point(&mut child, &lines, "remote gc");
+    let first = lock_records(&w);
+    assert!(!first.is_empty());
+    // The record is replaced by fresher ones, and the older ones go (at most two at a moment:
+    // the fresh one is written before the one before is removed).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let now = loop {
+        let now = lock_records(&w);
+        if !now.is_empty() && now.iter().all(|n| !first.contains(n)) {
+            break now;
+        }
+        assert!(now.len() <= 2, "{now:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was not refreshed: {now:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(now.len() <= 2, "{now:?}");
+    // Another run still finds it held.
+    let err = w.fails(&a, &["remote", "gc", "data", "--grace", "0"]);
+    assert!(
+        err.contains("another `nshard remote gc` is running on it"),
+        "{err}"
+    );
+    fs::write(&resume, b"go").expect("resume");
+    let out = child.wait_with_output().expect("gc finishes");
+    assert!(out.status.success());
+    assert_eq!(w.object_ids().len(), before.len() - 3);
+    assert!(lock_records(&w).is_empty(), "{:?}", w.record_names());
 }

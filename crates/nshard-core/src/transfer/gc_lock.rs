@@ -42,6 +42,19 @@ pub const LOCK_FORMAT: &str = "neuroshard.gc-lock/1";
 pub const REFRESH: Duration = Duration::from_secs(5 * 60);
 /// How long a lock record counts without a fresher one.
 pub const STALE: Duration = Duration::from_secs(30 * 60);
+/// How often the refresher turns: [`REFRESH`], or in the crash-test build
+/// `NSHARD_TEST_GC_LOCK_REFRESH_MS` (so that a test sees a refresh happen).
+fn refresh_every() -> Duration {
+    #[cfg(feature = "failpoints")]
+    if let Some(ms) = std::env::var("NSHARD_TEST_GC_LOCK_REFRESH_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        return Duration::from_millis(ms.max(10));
+    }
+    REFRESH
+}
+
 /// Attempts at taking the lock when another run is taking it at the same moment.
 const ATTEMPTS: u32 = 4;
 /// The largest lock record read (they are about 200 bytes).
@@ -364,7 +377,7 @@ async fn refresh(
 ) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(REFRESH) => {}
+            _ = tokio::time::sleep(refresh_every()) => {}
             _ = &mut stopped => return,
         }
         let mut names = own.lock().await;

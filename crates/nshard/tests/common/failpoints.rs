@@ -43,7 +43,7 @@ pub fn failpoint_bin() -> &'static Path {
 
 /// Starts the failpoint binary with `args` in `dir`, stopping at the `nth` hit of `point`.
 pub fn spawn_at(dir: &Path, args: &[&str], point: &str) -> (Child, mpsc::Receiver<String>) {
-    spawn_with(dir, args, point, None)
+    spawn_with(dir, args, point, None, &[])
 }
 
 /// Like [`spawn_at`], but the command goes on from `point` once the file `resume` exists.
@@ -53,7 +53,18 @@ pub fn spawn_resumable(
     point: &str,
     resume: &Path,
 ) -> (Child, mpsc::Receiver<String>) {
-    spawn_with(dir, args, point, Some(resume))
+    spawn_with(dir, args, point, Some(resume), &[])
+}
+
+/// [`spawn_resumable`] with more environment variables.
+pub fn spawn_resumable_with(
+    dir: &Path,
+    args: &[&str],
+    point: &str,
+    resume: &Path,
+    envs: &[(&str, &str)],
+) -> (Child, mpsc::Receiver<String>) {
+    spawn_with(dir, args, point, Some(resume), envs)
 }
 
 fn spawn_with(
@@ -61,8 +72,10 @@ fn spawn_with(
     args: &[&str],
     point: &str,
     resume: Option<&Path>,
+    envs: &[(&str, &str)],
 ) -> (Child, mpsc::Receiver<String>) {
     let mut cmd = Command::new(failpoint_bin());
+    cmd.envs(envs.iter().copied());
     if let Some(r) = resume {
         cmd.env("NSHARD_FAILPOINT_RESUME", r);
     }
