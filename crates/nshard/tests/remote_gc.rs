@@ -483,6 +483,35 @@ fn a_branch_deleted_on_the_git_remote_is_dropped_by_the_refresh() {
     assert_eq!(kept["freed_objects"], 0, "{kept:#}");
 }
 
+/// A clone with garbage on the world's directory remote (v3 rewound away), and a `remote gc
+/// --grace 0` held at `point` until the returned file exists: (clone, the remote's objects
+/// before, the run, its output, the file).
+fn held_gc(
+    w: &GcWorld,
+    point: &str,
+    envs: &[(&str, &str)],
+) -> (
+    std::path::PathBuf,
+    Vec<String>,
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::path::PathBuf,
+) {
+    let (a, _) = w.three_versions();
+    w.rewind(&a);
+    let before = w.object_ids();
+    let resume = w.p("resume");
+    let (mut child, lines) = spawn_resumable_with(
+        &a,
+        &["remote", "gc", "data", "--grace", "0"],
+        point,
+        &resume,
+        envs,
+    );
+    wait_at_point(&mut child, &lines, "remote gc");
+    (a, before, child, lines, resume)
+}
+
 /// The lock record a run on another machine would write, stamped `age_secs` ago.
 fn foreign_lock(w: &GcWorld, age_secs: u64) {
     let now = std::time::SystemTime::now()
@@ -513,18 +542,8 @@ fn lock_records(w: &GcWorld) -> Vec<String> {
 #[test]
 fn one_gc_at_a_time_changes_a_remote() {
     let w = GcWorld::dir();
-    let (a, _) = w.three_versions();
-    w.rewind(&a);
-    let before = w.object_ids();
     // A run holds the lock (stopped right after taking it)...
-    let resume = w.p("resume");
-    let (mut child, lines) = spawn_resumable(
-        &a,
-        &["remote", "gc", "data", "--grace", "0", "--json"],
-        "remote-gc-locked",
-        &resume,
-    );
-    wait_at_point(&mut child, &lines, "remote gc");
+    let (a, before, child, _lines, resume) = held_gc(&w, "remote-gc-locked", &[]);
     assert_eq!(lock_records(&w).len(), 1);
     // ...so a second one stops with nothing changed, naming it.
     let out = w
@@ -660,17 +679,7 @@ fn a_lock_of_another_machine_counts_until_broken(w: &GcWorld) -> std::path::Path
 #[test]
 fn a_gc_whose_lock_was_broken_deletes_nothing() {
     let w = GcWorld::dir();
-    let (a, _) = w.three_versions();
-    w.rewind(&a);
-    let before = w.object_ids();
-    let resume = w.p("resume");
-    let (mut child, lines) = spawn_resumable(
-        &a,
-        &["remote", "gc", "data", "--grace", "0"],
-        "remote-gc-locked",
-        &resume,
-    );
-    wait_at_point(&mut child, &lines, "remote gc");
+    let (_, before, child, lines, resume) = held_gc(&w, "remote-gc-locked", &[]);
     // Someone elsewhere judged the run dead and broke its lock (`--break-lock`).
     let locks = lock_records(&w);
     assert_eq!(locks.len(), 1);
@@ -691,20 +700,13 @@ fn a_gc_whose_lock_was_broken_deletes_nothing() {
 #[test]
 fn a_gc_refreshes_its_lock_while_it_runs() {
     let w = GcWorld::dir();
-    let (a, _) = w.three_versions();
-    w.rewind(&a);
-    let before = w.object_ids();
     // A run held at its first deletion, its lock refreshed every 100 ms (5 minutes outside the
     // crash-test build).
-    let resume = w.p("resume");
-    let (mut child, lines) = spawn_resumable_with(
-        &a,
-        &["remote", "gc", "data", "--grace", "0"],
+    let (a, before, child, _lines, resume) = held_gc(
+        &w,
         "remote-gc-before-delete",
-        &resume,
         &[("NSHARD_TEST_GC_LOCK_REFRESH_MS", "100")],
     );
-    wait_at_point(&mut child, &lines, "remote gc");
     let first = lock_records(&w);
     assert!(!first.is_empty());
     // The record is replaced by fresher ones, and the older ones go (at most two at a moment:
