@@ -546,13 +546,7 @@ fn one_gc_at_a_time_changes_a_remote() {
     let (a, before, child, _lines, resume) = held_gc(&w, "remote-gc-locked", &[]);
     assert_eq!(lock_records(&w).len(), 1);
     // ...so a second one stops with nothing changed, naming it.
-    let out = w
-        .gc_cmd(&a)
-        .args(["remote", "gc", "data", "--grace", "0"])
-        .output()
-        .expect("runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = w.gc_fails(&a);
     assert!(
         err.contains("another `nshard remote gc` is running on it")
             && err.contains(&format!("pid {}", child.id()))
@@ -577,16 +571,10 @@ fn one_gc_at_a_time_changes_a_remote() {
 #[test]
 fn the_gc_lock_of_a_run_that_is_gone_is_taken_over() {
     let w = GcWorld::dir();
-    let (a, _) = w.three_versions();
-    w.rewind(&a);
-    let before = w.object_ids();
     // Killed while holding the lock on this machine: the next run takes it over at once.
-    let (child, lines) = spawn_at(
-        &a,
-        &["remote", "gc", "data", "--grace", "0"],
-        "remote-gc-locked",
-    );
-    kill_at_point(child, &lines, "remote gc");
+    let (a, before, mut child, _lines, _) = held_gc(&w, "remote-gc-locked", &[]);
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
     assert_eq!(lock_records(&w).len(), 1);
     let text = w.ok(&a, &["remote", "gc", "data", "--grace", "0"]);
     assert!(
@@ -656,13 +644,7 @@ fn a_lock_of_another_machine_counts_until_broken(w: &GcWorld) -> std::path::Path
     w.rewind(&a);
     let before = w.object_ids();
     foreign_lock(w, 5);
-    let out = w
-        .gc_cmd(&a)
-        .args(["remote", "gc", "data", "--grace", "0"])
-        .output()
-        .expect("runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let err = w.gc_fails(&a);
     assert!(err.contains("host elsewhere, pid 4242"), "{err}");
     assert_eq!(w.object_ids(), before);
     let r = w.gc(&a, &["--grace", "0", "--break-lock"]);

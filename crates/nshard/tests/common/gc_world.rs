@@ -133,6 +133,17 @@ impl GcWorld {
         serde_json::from_slice(&out.stdout).expect("json")
     }
 
+    /// `nshard remote gc data --grace 0` with gc's credentials, which must fail; its stderr.
+    pub fn gc_fails(&self, dir: &Path) -> String {
+        let out = self
+            .gc_cmd(dir)
+            .args(["remote", "gc", "data", "--grace", "0"])
+            .output()
+            .expect("runs");
+        assert!(!out.status.success(), "remote gc succeeded: {}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// `nshard` in `dir` with gc's credentials.
     pub fn gc_cmd(&self, dir: &Path) -> assert_cmd::Command {
         let mut c = self.nshard(dir);
