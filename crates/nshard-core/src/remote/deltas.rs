@@ -267,11 +267,6 @@ async fn find_chain(
             let Some((_, opts, next)) = path.last_mut() else {
                 return Err(dead_end.unwrap_or(Error::Store(StoreError::ObjectMissing(*id))));
             };
-            if *next < opts.len() && lookups < MAX_LOOKUPS {
-                cur = opts[*next].base;
-                *next += 1;
-                break;
-            }
             if lookups >= MAX_LOOKUPS {
                 return Err(dead_end.unwrap_or_else(|| {
                     Error::corrupt(
@@ -280,6 +275,11 @@ async fn find_chain(
                         "its deltas on the remote branch too much to follow",
                     )
                 }));
+            }
+            if *next < opts.len() {
+                cur = opts[*next].base;
+                *next += 1;
+                break;
             }
             path.pop();
         }

@@ -12,8 +12,8 @@
 //! removes its own and backs off, and tries again a few times before it gives up. A store whose
 //! listing shows every record written before it (a directory, `nshard serve`, S3) makes this
 //! exclusive: of two runs, the one that lists second sees the other's record. While it runs, the
-//! holder writes a fresh record every [`REFRESH`] and removes its older one; before it deletes
-//! anything it checks its record is still there, and stops if another run broke the lock.
+//! holder writes a fresh record every [`REFRESH`] and removes its older one; before every batch
+//! of deletions it checks its record is still there and was refreshed lately, and stops if not.
 //!
 //! A lock record stops counting when its run is gone: one written on this machine by a process
 //! that no longer runs (same kernel boot, same pid namespace), and one not refreshed for
@@ -28,9 +28,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, RemoteError, RemoteFailure, Result};
+use crate::error::{Error, RemoteFailure, Result};
 use crate::id::ObjectId;
-use crate::remote::records::{RecordName, GC_SPACE};
+use crate::remote::records::{now_secs, RecordName, GC_SPACE};
 use crate::remote::Store;
 use crate::retry::Retry;
 
@@ -149,10 +149,6 @@ fn process_is_gone(_pid: u32) -> bool {
     false
 }
 
-fn now_secs() -> u64 {
-    (now_nanos() / 1_000_000_000) as u64
-}
-
 fn now_nanos() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -175,6 +171,11 @@ pub fn is_lock(name: &RecordName) -> bool {
     name.space() == GC_SPACE && name.key() == LOCK_KEY
 }
 
+/// Whether `name` is a part of gc's marks: a record of its space that is not a lock.
+pub fn is_mark(name: &RecordName) -> bool {
+    name.space() == GC_SPACE && name.key() != LOCK_KEY
+}
+
 /// A lock record of another run, as found.
 struct Found {
     name: RecordName,
@@ -193,9 +194,7 @@ impl Found {
         (age > STALE.as_nanos()).then(|| {
             format!(
                 "its run ({}) has not refreshed it for {} minutes",
-                self.body
-                    .as_ref()
-                    .map_or_else(|| "unreadable record".into(), LockBody::describe),
+                self.who(),
                 age / 60_000_000_000
             )
         })
@@ -203,25 +202,34 @@ impl Found {
 
     fn holder(&self, now: u128) -> String {
         let age = now.saturating_sub(self.name.nanos()) / 1_000_000_000;
-        format!(
-            "{}; refreshed {age} s ago",
-            self.body
-                .as_ref()
-                .map_or_else(|| "an unreadable lock record".into(), LockBody::describe)
-        )
+        format!("{}; refreshed {age} s ago", self.who())
     }
+
+    /// Its run, as the record describes it.
+    fn who(&self) -> String {
+        self.body
+            .as_ref()
+            .map_or_else(|| "an unreadable lock record".into(), LockBody::describe)
+    }
+}
+
+/// What the holder and its refresher share.
+struct Held {
+    remote: Arc<dyn Store>,
+    retry: Retry,
+    /// The body of this run's records.
+    body: Vec<u8>,
+    /// This run's records, the newest last (the refresher adds one and removes the older).
+    own: tokio::sync::Mutex<Vec<RecordName>>,
+    /// Set when this run's record vanished: another run broke the lock.
+    lost: AtomicBool,
+    /// When this run's newest record was written (seconds since the epoch, this clock).
+    refreshed: AtomicU64,
 }
 
 /// The lock, held: refreshed in the background until [`GcLock::release`].
 pub struct GcLock {
-    remote: Arc<dyn Store>,
-    retry: Retry,
-    /// This run's records, the newest last (the refresher adds one and removes the older).
-    own: Arc<tokio::sync::Mutex<Vec<RecordName>>>,
-    /// Set when this run's record vanished: another run broke the lock.
-    lost: Arc<AtomicBool>,
-    /// When this run's newest record was written (seconds since the epoch, this clock).
-    refreshed: Arc<AtomicU64>,
+    held: Arc<Held>,
     refresher: tokio::task::JoinHandle<()>,
     /// Tells the refresher to stop (between its turns, never half-way through one).
     stop: tokio::sync::oneshot::Sender<()>,
@@ -239,9 +247,8 @@ impl GcLock {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let now = now_nanos();
             let break_all = break_lock && attempt == 1;
-            let (gone, live) = others(remote, &retry, &me, now, break_all, None).await?;
+            let (gone, mut live) = others(remote, &retry, &me, break_all, None).await?;
             for (f, why) in &gone {
                 retry
                     .run(|| remote.delete_records(std::slice::from_ref(&f.name)))
@@ -249,53 +256,41 @@ impl GcLock {
                     .0?;
                 removed.push(format!("{}: {why}", f.name));
             }
-            if let Some(holder) = live.first() {
-                if attempt >= ATTEMPTS {
-                    return Err(locked(remote, &holder.holder(now)));
-                }
-                tokio::time::sleep(backoff(attempt)).await;
-                continue;
-            }
-            let own = put_own(remote, &retry, &body).await?;
-            crate::crash_point!("remote-gc-lock-written");
-            let live = match others(remote, &retry, &me, now_nanos(), false, Some(&own)).await {
-                Ok((_, live)) => live,
-                Err(e) => {
-                    let _ = remote.delete_records(std::slice::from_ref(&own)).await;
-                    return Err(e);
-                }
-            };
             if live.is_empty() {
-                let own = Arc::new(tokio::sync::Mutex::new(vec![own]));
-                let lost = Arc::new(AtomicBool::new(false));
-                let refreshed = Arc::new(AtomicU64::new(now_secs()));
-                let (stop, stopped) = tokio::sync::oneshot::channel();
-                let refresher = tokio::spawn(refresh(
-                    Arc::clone(remote),
-                    retry,
-                    body,
-                    Arc::clone(&own),
-                    Arc::clone(&lost),
-                    Arc::clone(&refreshed),
-                    stopped,
-                ));
-                return Ok(GcLock {
-                    remote: Arc::clone(remote),
-                    retry,
-                    own,
-                    lost,
-                    refreshed,
-                    refresher,
-                    stop,
-                    removed,
-                });
+                let own = put_own(remote, &retry, &body).await?;
+                crate::crash_point!("remote-gc-lock-written");
+                live = match others(remote, &retry, &me, false, Some(&own)).await {
+                    Ok((_, live)) => live,
+                    Err(e) => {
+                        let _ = remote.delete_records(std::slice::from_ref(&own)).await;
+                        return Err(e);
+                    }
+                };
+                if live.is_empty() {
+                    let held = Arc::new(Held {
+                        remote: Arc::clone(remote),
+                        retry,
+                        body,
+                        own: tokio::sync::Mutex::new(vec![own]),
+                        lost: AtomicBool::new(false),
+                        refreshed: AtomicU64::new(now_secs()),
+                    });
+                    let (stop, stopped) = tokio::sync::oneshot::channel();
+                    let refresher = tokio::spawn(refresh(Arc::clone(&held), stopped));
+                    return Ok(GcLock {
+                        held,
+                        refresher,
+                        stop,
+                        removed,
+                    });
+                }
+                // Another run is taking it at this very moment: both step back, and try again
+                // after a pause of their own.
+                retry
+                    .run(|| remote.delete_records(std::slice::from_ref(&own)))
+                    .await
+                    .0?;
             }
-            // Another run is taking it at this very moment: both step back, and try again after
-            // a pause of their own.
-            retry
-                .run(|| remote.delete_records(std::slice::from_ref(&own)))
-                .await
-                .0?;
             if attempt >= ATTEMPTS {
                 return Err(locked(remote, &live[0].holder(now_nanos())));
             }
@@ -307,29 +302,30 @@ impl GcLock {
     /// refreshed for so long that other runs may judge it gone): checked before every batch of
     /// deletions (one request).
     pub async fn confirm(&self) -> Result<()> {
-        let current = self.own.lock().await.last().cloned();
+        let h = &self.held;
+        let current = h.own.lock().await.last().cloned();
         let present = match current {
-            Some(name) => self
+            Some(name) => h
                 .retry
-                .run(|| self.remote.get_record(&name))
+                .run(|| h.remote.get_record(&name))
                 .await
                 .0?
                 .is_some(),
             None => false,
         };
         if !present {
-            self.lost.store(true, Ordering::SeqCst);
+            h.lost.store(true, Ordering::SeqCst);
         }
-        if self.lost.load(Ordering::SeqCst) {
+        if h.lost.load(Ordering::SeqCst) {
             return Err(failed(
-                &self.remote,
+                &h.remote,
                 "this gc's lock was removed by another run (`--break-lock`, or it judged this run dead): stopped before deleting more; run gc again".into(),
             ));
         }
-        let since = now_secs().saturating_sub(self.refreshed.load(Ordering::SeqCst));
+        let since = now_secs().saturating_sub(h.refreshed.load(Ordering::SeqCst));
         if since + REFRESH.as_secs() * 2 > STALE.as_secs() {
             return Err(failed(
-                &self.remote,
+                &h.remote,
                 format!("this gc could not refresh its lock for {since} s (the remote failing, or this machine suspended), so other runs may take it: stopped before deleting more; run gc again"),
             ));
         }
@@ -342,8 +338,9 @@ impl GcLock {
         // then stops; what it leaves are the records to remove.
         let _ = self.stop.send(());
         let _ = self.refresher.await;
-        let own = self.own.lock().await.clone();
-        self.retry.run(|| self.remote.delete_records(&own)).await.0
+        let h = &self.held;
+        let own = h.own.lock().await.clone();
+        h.retry.run(|| h.remote.delete_records(&own)).await.0
     }
 }
 
@@ -366,24 +363,17 @@ async fn put_own(remote: &Arc<dyn Store>, retry: &Retry, body: &[u8]) -> Result<
 
 /// Writes a fresh record every [`REFRESH`] and removes the ones before, until told to stop; stops
 /// (and sets `lost`) when this run's record is gone.
-async fn refresh(
-    remote: Arc<dyn Store>,
-    retry: Retry,
-    body: Vec<u8>,
-    own: Arc<tokio::sync::Mutex<Vec<RecordName>>>,
-    lost: Arc<AtomicBool>,
-    refreshed: Arc<AtomicU64>,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
-) {
+async fn refresh(h: Arc<Held>, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+    let (remote, retry) = (&h.remote, &h.retry);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(refresh_every()) => {}
             _ = &mut stopped => return,
         }
-        let mut names = own.lock().await;
+        let mut names = h.own.lock().await;
         // A failed refresh is tried again at the next turn (gc stops before deleting more once
         // the record is close to stopping counting).
-        let Ok(fresh) = put_own(&remote, &retry, &body).await else {
+        let Ok(fresh) = put_own(remote, retry, &h.body).await else {
             continue;
         };
         names.push(fresh);
@@ -395,14 +385,14 @@ async fn refresh(
         match retry.run(|| remote.get_record(&old)).await.0 {
             Ok(Some(_)) => {}
             Ok(None) => {
-                lost.store(true, Ordering::SeqCst);
+                h.lost.store(true, Ordering::SeqCst);
                 let _ = remote.delete_records(&names).await;
                 names.clear();
                 return;
             }
             Err(_) => continue,
         }
-        refreshed.store(now_secs(), Ordering::SeqCst);
+        h.refreshed.store(now_secs(), Ordering::SeqCst);
         let keep = names.len() - 1;
         let older: Vec<RecordName> = names[..keep].to_vec();
         if retry.run(|| remote.delete_records(&older)).await.0.is_ok() {
@@ -417,11 +407,11 @@ async fn others(
     remote: &Arc<dyn Store>,
     retry: &Retry,
     me: &LockBody,
-    now: u128,
     break_all: bool,
     own: Option<&RecordName>,
 ) -> Result<(Vec<(Found, String)>, Vec<Found>)> {
     let names = retry.run(|| remote.list_records()).await.0?;
+    let now = now_nanos();
     let (mut gone, mut live) = (Vec::new(), Vec::new());
     for name in names.into_iter().filter(is_lock) {
         if Some(&name) == own {
@@ -465,11 +455,7 @@ fn locked(remote: &Arc<dyn Store>, holder: &str) -> Error {
 }
 
 fn failed(remote: &Arc<dyn Store>, reason: String) -> Error {
-    Error::Remote(RemoteError::Failed {
-        remote: remote.display_url(),
-        kind: RemoteFailure::Other,
-        reason,
-    })
+    Error::remote(remote.display_url(), RemoteFailure::Other, reason)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use check::check_remote;
+pub use gc_lock::STALE as GC_LOCK_STALE;
 pub use lfs::{lfs_download, lfs_prepare, lfs_push, LfsFetched, LfsPushed, LfsVersion};
 
 pub use remote_gc::{

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::gc_lock::{is_lock, GcLock};
+use super::gc_lock::{is_mark, GcLock};
 use super::{deltas, dirs, roots, TransferOptions, TransferStats};
 use crate::dirunit::{DirManifest, MAX_DIR_MANIFEST};
 use crate::error::{Error, GitError, RemoteError, RemoteFailure, Result};
@@ -622,7 +622,7 @@ async fn run(
         }
     }
     report.deleted_records = retire.len();
-    let Some(lock) = lock.filter(|_| !opts.dry_run) else {
+    let Some(lock) = lock else {
         return Ok(report);
     };
     // Nothing has changed on the remote but the deltas offered (which change nothing a reader
@@ -649,8 +649,7 @@ async fn run(
     let old_state: Vec<RecordName> = names
         .iter()
         .filter(|n| {
-            ((n.space() == GC_SPACE && !is_lock(n))
-                || (retention_changed && n.space() == RETENTION_SPACE))
+            (is_mark(n) || (retention_changed && n.space() == RETENTION_SPACE))
                 && !virtual_records.contains_key(n)
         })
         .cloned()
@@ -836,14 +835,14 @@ async fn read_marks(
     let mut marks = Marks::default();
     let Some(newest) = names
         .iter()
-        .filter(|n| n.space() == GC_SPACE && !is_lock(n))
+        .filter(|n| is_mark(n))
         .max_by_key(|n| (n.nanos(), n.stamp().to_string()))
     else {
         return Ok(marks);
     };
     for n in names
         .iter()
-        .filter(|n| n.space() == GC_SPACE && !is_lock(n) && n.stamp() == newest.stamp())
+        .filter(|n| is_mark(n) && n.stamp() == newest.stamp())
     {
         match retried(retry, || remote.get_record(n)).await? {
             Some(b) => marks.parse_part(&b, n)?,

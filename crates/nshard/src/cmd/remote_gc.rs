@@ -136,7 +136,10 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
         )
         .await?;
         if let Some(why) = &report.lock_left {
-            eprintln!("nshard: warning: could not remove this run's gc lock from the remote ({why}): other runs wait until it stops counting (30 minutes after this run's last refresh), or `nshard remote gc --break-lock`");
+            eprintln!(
+                "nshard: warning: could not remove this run's gc lock from the remote ({why}): other runs wait until it stops counting ({} minutes after this run's last refresh), or `nshard remote gc --break-lock`",
+                nshard_core::transfer::GC_LOCK_STALE.as_secs() / 60
+            );
         }
         if a.json {
             print_json(&report)?;
