@@ -524,10 +524,10 @@ pub fn read_limited_into(path: &Path, limit: u64, buf: &mut Vec<u8>) -> io::Resu
     let size = usize::try_from(f.metadata().map_or(0, |m| m.len()).min(limit)).unwrap_or(0);
     buf.clear();
     if buf.capacity() < size {
-        // A fresh buffer: growing this one would copy its stale bytes into the new pages (the
-        // codec layer's `reserve_fresh` does the same for decoded chunks).
-        *buf = Vec::new();
-        buf.reserve_exact(size);
+        // Another buffer (pooled, else fresh): growing this one would copy its stale bytes into
+        // the new pages (the codec layer's `reserve_fresh` does the same for decoded chunks).
+        let old = std::mem::replace(buf, crate::buffers::take(size));
+        crate::buffers::give(old);
     }
     f.take(limit + 1).read_to_end(buf)?;
     if buf.len() as u64 > limit {

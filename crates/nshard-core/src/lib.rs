@@ -45,6 +45,7 @@ macro_rules! crash_point {
 pub(crate) use crash_point;
 
 mod blocking;
+mod buffers;
 mod chunk;
 mod codec;
 mod dirunit;

@@ -608,7 +608,7 @@ pub struct DecodeScratch {
 
 impl DecodeScratch {
     /// Bytes its buffers hold on to.
-    fn retained(&self) -> usize {
+    pub(crate) fn retained(&self) -> usize {
         let planes: usize = self.planes.iter().map(Vec::capacity).sum();
         let luts: usize = self.luts.iter().map(|l| l.capacity() * 4).sum();
         self.ctx.capacity()

@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+use crate::buffers;
 use crate::codec::{self, Codec, DataHint, Encoder, MAX_CHAIN};
 use crate::error::{Corruption, Error, Result, StoreError};
 use crate::id::ObjectId;
@@ -132,7 +133,9 @@ pub async fn verify_delta(store: &dyn Store, name: &DeltaName, enc: &[u8]) -> Re
         codec::with_pooled_scratch(|scratch| {
             codec::decode_against_in_place(&id, &enc, &mut raw, codec::MAX_OBJECT_SIZE, scratch)
         })?;
-        check_hash(&id, &raw)
+        let checked = check_hash(&id, &raw);
+        buffers::give(raw);
+        checked
     })
     .await?
 }
@@ -171,7 +174,13 @@ async fn resolve_chain(
     let url = store.display_url();
     let mut raw = crate::blocking::blocking(url.clone(), move || {
         let _turn = crate::blocking::decode_slot();
-        codec::decode_verified(&bottom, &enc, max_raw_len)
+        let mut raw = buffers::take(codec::parse_header(&bottom, &enc)?.raw_len as usize);
+        codec::with_pooled_scratch(|s| {
+            codec::decode_into(&bottom, &enc, max_raw_len, &mut raw, s)
+        })?;
+        buffers::give(enc);
+        check_hash(&bottom, &raw)?;
+        Ok::<_, Error>(raw)
     })
     .await??;
     let mut width = None;
@@ -187,6 +196,7 @@ async fn resolve_chain(
                 check_hash(&d.id, &raw)?;
                 Ok(Some(width))
             });
+            buffers::give(enc);
             (r, raw)
         })
         .await?;

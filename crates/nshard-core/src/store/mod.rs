@@ -347,13 +347,9 @@ impl LocalStore {
     /// at most once) is walked again.
     fn resolve(&self, id: &ObjectId, max_raw_len: u64, verify: Verify) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.resolve_into(
-            id,
-            max_raw_len,
-            verify,
-            &mut out,
-            &mut ReadScratch::default(),
-        )?;
+        ReadScratch::pooled(|scratch| {
+            self.resolve_into(id, max_raw_len, verify, &mut out, scratch)
+        })?;
         Ok(out)
     }
 
@@ -604,6 +600,35 @@ pub struct ReadScratch {
     top: Vec<u8>,
     level: Vec<u8>,
     codec: codec::DecodeScratch,
+}
+
+/// Readers' buffers kept between one-off reads (see [`ReadScratch::pooled`]).
+static READ_SCRATCHES: std::sync::Mutex<Vec<ReadScratch>> = std::sync::Mutex::new(Vec::new());
+
+/// How many [`ReadScratch`]es the pool keeps, and the most each may hold on to.
+const POOLED_READ_SCRATCHES: usize = 4;
+const MAX_POOLED_READ_SCRATCH: usize = 48 << 20;
+
+impl ReadScratch {
+    /// Runs `f` with a reader's buffers taken from a small process-wide pool and given back
+    /// after: one-off reads on whichever thread (a remote store's reads and checks, a pull's
+    /// bases, the re-encoding's round trips) reuse buffers instead of touching fresh memory
+    /// for every object, which costs more CPU than decoding it, and memory the allocator keeps
+    /// for the thread that freed it.
+    pub fn pooled<R>(f: impl FnOnce(&mut ReadScratch) -> R) -> R {
+        let taken = READ_SCRATCHES.lock().ok().and_then(|mut pool| pool.pop());
+        let mut scratch = taken.unwrap_or_default();
+        let r = f(&mut scratch);
+        let held = scratch.top.capacity() + scratch.level.capacity() + scratch.codec.retained();
+        if held <= MAX_POOLED_READ_SCRATCH {
+            if let Ok(mut pool) = READ_SCRATCHES.lock() {
+                if pool.len() < POOLED_READ_SCRATCHES {
+                    pool.push(scratch);
+                }
+            }
+        }
+        r
+    }
 }
 
 /// `r`, a read of `base` on behalf of the delta `id`, with "object missing" said as what it is:
