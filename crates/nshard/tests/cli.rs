@@ -201,3 +201,24 @@ fn neuroshard_runs_nshard() {
     }
     assert!(d.path().join(".shard/config.toml").is_file());
 }
+
+/// `--grace` with a bare number means minutes to `nshard gc` (as it always did); `remote gc`,
+/// which deletes from a shared remote, refuses it instead of reading it 60 times shorter.
+#[test]
+fn a_grace_period_without_a_unit_is_refused_by_remote_gc() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let remote = d.path().join("remote");
+    std::fs::create_dir(&remote).expect("remote dir");
+    let url = remote.to_str().expect("utf-8 path");
+    let err = fails(d.path(), &["remote", "gc", url, "--grace", "90"]);
+    assert!(err.contains("has no unit") && err.contains("90m"), "{err}");
+    assert!(
+        std::fs::read_dir(&remote)
+            .expect("remote dir")
+            .next()
+            .is_none(),
+        "nothing was written to the remote"
+    );
+    let help = ok(d.path(), &["remote", "gc", "--help"]);
+    assert!(help.contains("A bare number is refused"), "{help}");
+}

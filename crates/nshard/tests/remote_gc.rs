@@ -383,6 +383,13 @@ fn keep_last_then_pull(w: &GcWorld) {
     assert_eq!(report["pruned"].as_array().expect("pruned").len(), 2);
     assert_eq!(report["keep_last"], 1);
     assert_eq!(w.object_ids().len(), before.len() - 6);
+    // `verify --remote --all-versions` does not look there for what retention pruned.
+    let verified = w.ok(&a, &["verify", "--remote", "data", "--all-versions"]);
+    assert!(
+        verified.contains("0 missing")
+            && verified.contains("left out 2 older version(s) the remote's retention pruned"),
+        "{verified}"
+    );
     // The newest version is whole.
     let b = w.colleague("b");
     assert_eq!(fs::read(b.join("models/m.bin")).expect("v3"), v3);
@@ -418,6 +425,23 @@ fn keep_last_then_pull(w: &GcWorld) {
         err.contains("its history from version") && err.contains("retention"),
         "{err}"
     );
+    // `pull --all-versions` leaves out pruned versions whose manifests this clone holds (from
+    // a pull of one of them) but whose data is gone, instead of failing the newest version.
+    w.git(
+        &b,
+        &["checkout", "-q", "HEAD~1", "--", "models/m.bin.shard.json"],
+    );
+    w.fails(&b, &["pull", "models/m.bin"]);
+    w.git(
+        &b,
+        &["checkout", "-q", "HEAD", "--", "models/m.bin.shard.json"],
+    );
+    let all = w.ok(&b, &["pull", "--all-versions"]);
+    assert!(
+        all.contains("left out 2 older version(s) the remote's retention pruned"),
+        "{all}"
+    );
+    assert_eq!(fs::read(b.join("models/m.bin")).expect("v3"), v3);
     // A plain push leaves the pruned versions out; asked, it sends them.
     let pushed = w.ok(&a, &["push", "--remote", "data"]);
     assert!(pushed.contains("left out 2 version(s)"), "{pushed}");

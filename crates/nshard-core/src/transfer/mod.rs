@@ -40,6 +40,7 @@ use crate::id::ObjectId;
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::path::RepoPath;
 use crate::progress::Progress;
+use crate::remote::records::PrunedVersion;
 use crate::remote::Store;
 use crate::repo::{PathFilter, Repo, WorktreeManifest};
 use crate::retry::Retry;
@@ -99,8 +100,8 @@ pub struct FilePlan {
     /// have it (the history beyond it is not there to send).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history_stops_at: Option<ObjectId>,
-    /// Versions left out because retention pruned them from the remote (push only; sent with
-    /// `include_pruned`).
+    /// Versions left out because retention pruned them from the remote (push: sent with
+    /// `include_pruned`; pull `--all-versions`: those whose data this store lacks).
     #[serde(skip_serializing_if = "is_zero")]
     pub pruned: usize,
 }
@@ -644,10 +645,21 @@ pub async fn pull(
         return Err(Error::Repo(RepoError::VersionNeedsOneTarget));
     }
     let mut stats = TransferStats::default();
+    let mut notes = Vec::new();
+    // Versions retention pruned from the remote: `--all-versions` leaves out those this store
+    // lacks data of (their manifests may be here, from git or an earlier pull).
+    let mut pruned = if opts.all_versions && opts.version.is_none() {
+        pruned_versions(remote).await.unwrap_or_else(|e| {
+            notes.push(format!("could not read the remote's retention policy: {e}"));
+            HashMap::new()
+        })
+    } else {
+        HashMap::new()
+    };
     // Per file: the plan and the chunks it needs (id → size).
     let mut planned: Vec<(RepoPath, Result<PullPlan>)> = Vec::new();
     for path in paths {
-        let r = plan_pull(repo, remote, &path, opts, &mut stats).await;
+        let r = plan_pull(repo, remote, &path, opts, &pruned, &mut stats).await;
         planned.push((path, r));
     }
     let dir_count = dir_targets.len();
@@ -690,19 +702,16 @@ pub async fn pull(
         deltas::fetch(local, remote, wanted, absent, &opts.transfer, &mut stats).await?;
     // A version the remote lacks may have been pruned by retention: say so rather than call it
     // missing data.
-    let mut notes = Vec::new();
     let any_lacking = planned.iter().any(|(_, r)| {
         r.as_ref()
             .is_ok_and(|(_, c)| c.keys().any(|id| absent.contains(id)))
     });
-    let pruned = if any_lacking {
-        pruned_versions(remote).await.unwrap_or_else(|e| {
+    if any_lacking && pruned.is_empty() && !(opts.all_versions && opts.version.is_none()) {
+        pruned = pruned_versions(remote).await.unwrap_or_else(|e| {
             notes.push(format!("could not read the remote's retention policy: {e}"));
             HashMap::new()
-        })
-    } else {
-        HashMap::new()
-    };
+        });
+    }
     let file_count = planned.len() - dir_count;
     let files: Vec<FileTransfer> = planned
         .into_iter()
@@ -810,6 +819,7 @@ async fn plan_pull(
     remote: &Arc<dyn Store>,
     path: &RepoPath,
     opts: &PullOptions<'_>,
+    pruned: &HashMap<ObjectId, PrunedVersion>,
     stats: &mut TransferStats,
 ) -> Result<PullPlan> {
     let wt = worktree_manifest(repo, path, opts.transfer.dry_run)?;
@@ -889,6 +899,20 @@ async fn plan_pull(
         None if opts.all_versions => chain,
         None => chain.into_iter().take(1).collect(),
     };
+    // Older versions retention pruned from the remote are left out unless this store holds
+    // their data already (the work tree's version is always planned: a pull of it says when
+    // it was pruned).
+    let before = selected.len();
+    let local = repo.store();
+    let selected: Vec<(ObjectId, Manifest)> = selected
+        .into_iter()
+        .enumerate()
+        .filter(|(k, (v, m))| {
+            *k == 0 || !pruned.contains_key(v) || m.chunks.iter().all(|c| local.has(&c.id))
+        })
+        .map(|(_, vm)| vm)
+        .collect();
+    let left_out = before - selected.len();
     let mut chunks = HashMap::new();
     for (_, m) in &selected {
         chunk_sizes(m, &mut chunks);
@@ -899,7 +923,7 @@ async fn plan_pull(
             versions: selected.len(),
             chunks: chunks.len(),
             history_stops_at: if opts.version.is_some() { None } else { stops },
-            pruned: 0,
+            pruned: left_out,
         },
         chunks,
     ))

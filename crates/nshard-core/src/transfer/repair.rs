@@ -53,8 +53,15 @@ pub struct RemoteVerifyReport {
     pub unrepaired: Vec<Unrepaired>,
     /// Objects the current versions need that the remote does not have (`nshard push` sends them).
     pub missing: Vec<ObjectId>,
+    /// With `all_versions`: older versions left out because the remote's retention pruned them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pruned_versions: usize,
     /// Requests that failed transiently and were retried.
     pub retries: u64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What became of one object.
@@ -78,6 +85,14 @@ pub async fn verify_remote(
 ) -> Result<RemoteVerifyReport> {
     let _lock = repo.lock(false)?;
     let local = repo.store().clone();
+    // Older versions retention pruned from the remote are not looked for there.
+    let pruned = if all_versions {
+        let (p, _) = opts.retry.run(|| super::pruned_versions(remote)).await;
+        p?
+    } else {
+        Default::default()
+    };
+    let mut pruned_seen = HashSet::new();
     let mut ids = Vec::new();
     let mut seen = HashSet::new();
     for path in repo.scan_worktree()?.1 {
@@ -90,15 +105,20 @@ pub async fn verify_remote(
         let mut walked = HashSet::new();
         while let Some(v) = next.filter(|v| walked.insert(*v) && walked.len() <= 1_000_000) {
             let Ok(m) = repo.load_version(&v) else { break };
+            next = m.version.parent;
+            if pruned.contains_key(&v) {
+                pruned_seen.insert(v);
+                continue;
+            }
             let chunks = m.chunks.iter().map(|c| c.id);
             ids.extend(chunks.chain([v]).filter(|id| seen.insert(*id)));
-            next = m.version.parent;
         }
     }
     let mut stats = TransferStats::default();
     let absent = remote_missing(remote, &ids, &opts.retry, &mut stats, opts.progress).await?;
     let mut report = RemoteVerifyReport {
         retries: stats.retries,
+        pruned_versions: pruned_seen.len(),
         ..RemoteVerifyReport::default()
     };
     // On a remote that keeps deltas, an object it lacks whole may be held as one: checked by

@@ -130,6 +130,10 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
         if s.retries > 0 {
             out!("{} transient failures were retried", s.retries);
         }
+        let pruned = super::remote::pruned_total(&report.files);
+        if pruned > 0 {
+            out!("left out {pruned} older version(s) the remote's retention pruned: their data is no longer there");
+        }
     }
     if a.checkout {
         // What was pulled completely: a file by its own entry, a unit by any of its entries.

@@ -125,12 +125,7 @@ pub fn run(ctx: &Ctx, a: PushArgs) -> Result<ExitCode> {
             if let Some(note) = older_format_note(s.older_format) {
                 out!("{note}");
             }
-            let pruned: usize = report
-                .files
-                .iter()
-                .filter_map(|f| f.result.as_ref().ok())
-                .map(|p| p.pruned)
-                .sum();
+            let pruned = super::remote::pruned_total(&report.files);
             if pruned > 0 {
                 out!("left out {pruned} version(s) the remote's retention pruned (--include-pruned sends them)");
             }

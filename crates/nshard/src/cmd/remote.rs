@@ -353,6 +353,15 @@ pub fn print_files(files: &[FileTransfer], source: &str) -> Result<usize> {
     Ok(failed)
 }
 
+/// The versions the files' plans left out because the remote's retention pruned them.
+pub fn pruned_total(files: &[FileTransfer]) -> usize {
+    files
+        .iter()
+        .filter_map(|f| f.result.as_ref().ok())
+        .map(|p| p.pruned)
+        .sum()
+}
+
 /// `12 objects (48.0 MiB)`.
 pub fn objects(n: usize, b: u64) -> String {
     let s = if n == 1 { "" } else { "s" };

@@ -48,8 +48,9 @@ pub struct GcArgs {
     /// Show what would be deleted and why; change nothing on the remote.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
-    /// How long garbage must have been marked, and stored, before it is deleted: `24h`, `30m`,
-    /// `7d`, `90s`, or `0` (delete at once: for a remote only you push to).
+    /// How long garbage must have been marked, and stored, before it is deleted: a number with
+    /// its unit (`24h`, `30m`, `7d`, `90s`; s, m, h, d or w), or `0` (delete at once: for a
+    /// remote only you push to). A bare number is refused (`nshard gc` reads it as minutes).
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
     pub grace: u64,
     /// Keep only the N newest versions of each file (plus the versions branch and tag tips name),
@@ -85,6 +86,13 @@ pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
+        // A bare number would be read 60 times apart by `gc --grace` (minutes) and here:
+        // refused, so that no grace period is shorter than meant.
+        None if !s.is_empty() && s.bytes().any(|b| b != b'0') => {
+            return Err(format!(
+                "{s:?} has no unit: write {s}s, {s}m, {s}h or {s}d (`0` deletes at once)"
+            ))
+        }
         None => (s, "s"),
     };
     let n: u64 = num
@@ -287,6 +295,8 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("0"), Ok(0));
         assert_eq!(parse_duration("90s"), Ok(90));
+        let bare = parse_duration("90").expect_err("a bare number has no unit");
+        assert!(bare.contains("90m"), "{bare}");
         assert_eq!(parse_duration("24h"), Ok(86_400));
         assert_eq!(parse_duration("7d"), Ok(604_800));
         assert!(parse_duration("3x").is_err());

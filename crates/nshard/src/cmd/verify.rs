@@ -189,6 +189,12 @@ fn run_remote(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitCode> {
             count(r.missing.len() as u64, "object")
         );
     }
+    if r.pruned_versions > 0 {
+        out!(
+            "left out {} older version(s) the remote's retention pruned (`nshard remote gc --keep-last`)",
+            r.pruned_versions
+        );
+    }
     if r.retries > 0 {
         out!("{} transient failures were retried", r.retries);
     }
