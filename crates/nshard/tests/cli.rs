@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::fs;
+
 use common::{fails, git, nshard, ok, random_bytes, TestRepo};
 
 #[test]
@@ -221,4 +223,48 @@ fn a_grace_period_without_a_unit_is_refused_by_remote_gc() {
     );
     let help = ok(d.path(), &["remote", "gc", "--help"]);
     assert!(help.contains("A bare number is refused"), "{help}");
+}
+
+/// `nshard log --json | head`: a reader that stops early is not an error (as for text output).
+#[test]
+fn json_into_a_closed_pipe_is_not_an_error() {
+    let (r, _) = TestRepo::committed(10_000);
+    for args in [
+        &["log", "--json"][..],
+        &["status", "--json"][..],
+        &["log"][..],
+    ] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("nshard"))
+            .current_dir(r.path())
+            .env("NO_COLOR", "1")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn nshard");
+        // The reading end is closed before nshard writes: its first write fails with EPIPE.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("nshard ran");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(!err.contains("error"), "{args:?}: {err}");
+    }
+}
+
+/// A version whose data was never pulled: the error says what to run.
+#[test]
+fn checkout_of_a_version_not_pulled_says_how_to_get_it() {
+    let (r, _) = TestRepo::committed(10_000);
+    let log = r.json(&["log", "m/model.bin"]);
+    let v1 = log[0]["version"].as_str().expect("version")[..12].to_string();
+    // Its manifest object gone from the store, as in a clone that never pulled it.
+    fs::remove_file(r.object_path(log[0]["version"].as_str().expect("version")))
+        .expect("remove the manifest object");
+    r.write("m/model.bin", &random_bytes(10_000, 9));
+    r.ok(&["commit", "-m", "v2"]);
+    let err = r.fails(&["checkout", "m/model.bin", "--version", &v1, "--force"]);
+    assert!(
+        err.contains("hint:") && err.contains("nshard pull"),
+        "{err}"
+    );
 }

@@ -26,8 +26,10 @@ use crate::output::{print_json, Ctx};
 /// running it again.
 ///
 /// Older versions of a checkpoint series, stored locally as deltas of the next version, go as
-/// those deltas (after their bases) to a remote that keeps them; so do the deltas of the version
-/// before each pushed one, which lets `nshard remote gc` drop its whole copy there.
+/// those deltas (after their bases) to a remote that keeps them (`--all-versions`, or a first
+/// push of a history). The newest version always goes whole, so in the training loop (commit,
+/// push, commit, push) the remote holds each version whole until `nshard remote gc` uploads the
+/// deltas of the older ones and drops their whole copies.
 #[derive(Args, Debug)]
 pub struct PushArgs {
     /// Data files, manifests (`x.shard.json`), directories or quoted globs; default: every file.

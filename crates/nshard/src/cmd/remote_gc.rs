@@ -192,7 +192,7 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
                     GcWhy::Unrecorded => "no record names it".into(),
                 };
                 let state = match c.state {
-                    GcState::Waiting { until } => format!("marked; deletable after {}", when(until)),
+                    GcState::Waiting { until } => format!("garbage; deletable after {}", when(until)),
                     _ => "would delete".into(),
                 };
                 out!("  {} {}  {state}: {why}", c.id.short(), crate::output::bytes(c.size));
@@ -244,7 +244,8 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
         }
         if report.waiting_objects > 0 {
             out!(
-                "marked {} as garbage: deleted by a run after the grace period ({}) if still unused",
+                "{} {} as garbage: deleted by a run after the grace period ({}) if still unused",
+                if a.dry_run { "would mark" } else { "marked" },
                 objects(report.waiting_objects, report.waiting_bytes),
                 duration_words(a.grace)
             );

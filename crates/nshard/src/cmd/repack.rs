@@ -79,7 +79,9 @@ pub fn run(ctx: &Ctx, a: RepackArgs) -> Result<ExitCode> {
         print_json(&r)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if r.versions == 0 {
+    if r.versions == 0 && repo.config().delta == Some(false) {
+        out!("nothing to repack: deltas are off (`delta = false` in .shard/config.toml)");
+    } else if r.versions == 0 {
         out!("nothing to repack: no version waits to be re-encoded as deltas");
     } else if r.delta_chunks == 0 {
         out!(

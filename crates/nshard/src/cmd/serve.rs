@@ -26,9 +26,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Clients push to and pull from it with `--remote http://HOST:PORT`.
 ///
 /// Without tokens the server only listens on loopback, where anyone on this machine may read and
-/// write. To serve other machines give tokens: a file with one `read:TOKEN` or `write:TOKEN` per line
-/// (`--tokens`), and/or the same entries in NSHARD_SERVE_TOKENS. Clients send them with
-/// NSHARD_TOKEN. For TLS, put the server behind a reverse proxy (see docs/server.md).
+/// write. To serve other machines give tokens: a file with one `read:TOKEN`, `write:TOKEN` or
+/// `admin:TOKEN` per line (`--tokens`), and/or the same entries in NSHARD_SERVE_TOKENS. Clients
+/// send them with NSHARD_TOKEN (or `nshard login`). `nshard remote gc` needs an admin token. For TLS, put the server behind a reverse proxy (see docs/server.md).
 ///
 /// Logs go to stderr (RUST_LOG=debug for more); SIGINT/SIGTERM stop accepting connections and let
 /// requests in flight finish.
@@ -46,7 +46,8 @@ pub struct ServeArgs {
         default_value = "nshard-store"
     )]
     pub store: String,
-    /// Token file: one `read:TOKEN` or `write:TOKEN` per line, `#` comments.
+    /// Token file: one `read:TOKEN`, `write:TOKEN` or `admin:TOKEN` per line (each scope
+    /// includes the ones before it), `#` comments.
     #[arg(long, value_name = "FILE")]
     pub tokens: Option<PathBuf>,
     /// Let requests without a token read (for a public, read-only mirror).
