@@ -86,6 +86,12 @@ pub fn hint(e: &Error) -> Option<String> {
             let f = path.display();
             format!("keep one side with `git checkout --theirs {f}` (or `--ours`) and `git add {f}`, then run `nshard checkout`")
         }
+        // Damaged on a remote (nothing was stored here): a pull again would get the same copy.
+        Error::Store(StoreError::CorruptObject { reason, .. })
+            if reason.contains("(as received from ") =>
+        {
+            "the remote's copy is damaged: `nshard verify --remote` from a clone that holds this version uploads a good one".into()
+        }
         Error::Store(StoreError::CorruptObject { .. }) => {
             "`nshard pull` fetches a good copy, or `nshard commit` re-stores it from an intact file".into()
         }

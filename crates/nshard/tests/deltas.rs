@@ -1364,9 +1364,10 @@ fn train_and_push_with(
 }
 
 /// A delta damaged on the remote (after gc made it the only copy of an older version's chunk):
-/// pull refuses it with nothing stored, `verify --remote --all-versions` finds it and stores a
-/// whole copy beside it, and later gcs keep that whole copy (the delta fails the check gc makes
-/// before it deletes a whole copy).
+/// pull refuses it with nothing stored and a hint that does not send the user back to pull,
+/// `verify --remote --all-versions` finds it and stores a whole copy beside it, and the next gc
+/// keeps that whole copy (the delta fails the check gc makes before it deletes a whole copy)
+/// and deletes the damaged delta, so later runs are clean.
 #[test]
 fn a_bad_delta_on_a_remote_is_refused_found_by_verify_and_never_stands_for_a_whole_copy() {
     let remote = tempfile::tempdir().expect("tmp");
@@ -1382,6 +1383,10 @@ fn a_bad_delta_on_a_remote_is_refused_found_by_verify_and_never_stands_for_a_who
     let fresh = clone_of(&origin);
     let err = fresh.fails(&["pull", "--remote", url, "--all-versions"]);
     assert!(err.contains("corrupt"), "{err}");
+    assert!(
+        err.contains("hint: the remote's copy is damaged") && err.contains("verify --remote"),
+        "{err}"
+    );
     let v = origin.json(&["verify", "--remote", url, "--all-versions"]);
     let corrupt = v["corrupt"].as_array().expect("corrupt").len();
     assert!(corrupt >= 1, "{v}");
@@ -1398,5 +1403,13 @@ fn a_bad_delta_on_a_remote_is_refused_found_by_verify_and_never_stands_for_a_who
         !gc["bad_deltas"].as_array().expect("bad").is_empty(),
         "{gc}"
     );
+    assert!(gc["removed_bad_deltas"].as_u64() >= Some(1), "{gc}");
+    assert!(!Path::new(bad).exists(), "the damaged delta was deleted");
     origin.ok(&["verify", "--remote", url, "--all-versions"]);
+    let again = origin.json(&["remote", "gc", url, "--grace", "0"]);
+    assert_eq!(again["bad_deltas"], serde_json::json!([]), "{again}");
+    assert_eq!(again["removed_bad_deltas"], 0, "{again}");
+    let fresh = clone_of(&origin);
+    fresh.ok(&["pull", "--remote", url, "--all-versions"]);
+    check_out(&fresh, &versions, &files, &[2, 0, 1]);
 }

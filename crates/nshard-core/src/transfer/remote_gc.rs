@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::gc_lock::{is_mark, GcLock};
 use super::{deltas, dirs, roots, TransferOptions, TransferStats};
 use crate::dirunit::{DirManifest, MAX_DIR_MANIFEST};
-use crate::error::{Error, GitError, RemoteError, RemoteFailure, Result};
+use crate::error::{Error, GitError, RemoteError, RemoteFailure, Result, StoreError};
 use crate::id::ObjectId;
 use crate::manifest::{is_dir_manifest, Manifest, MAX_MANIFEST_BYTES};
 use crate::remote::records::{
@@ -196,6 +196,9 @@ pub struct RemoteGcReport {
     /// Deltas that failed their check before the whole copy they stand for was deleted (the
     /// whole copy stays), with why.
     pub bad_deltas: Vec<String>,
+    /// Of those, the ones deleted: they do not decode to their object (damaged, or built on a
+    /// damaged base), and the whole copy they were to stand for stays, so nothing reads them.
+    pub removed_bad_deltas: usize,
     /// Deltas uploaded from this clone's store (or that would be, in a dry run): of live objects
     /// the remote held only whole, each against another live object it holds. They stand for
     /// those whole copies once stored `grace` ago (in this run with a grace of 0).
@@ -735,7 +738,7 @@ async fn run(
     // Checked `jobs` at a time; a transient failure stops the run before any whole copy goes.
     let standing: Arc<HashMap<ObjectId, DeltaName>> =
         Arc::new(encodings.whole_superseded.iter().copied().collect());
-    let mut outcomes: Vec<(ObjectId, Option<String>)> = Vec::new();
+    let mut outcomes: Vec<(ObjectId, Option<(String, bool)>)> = Vec::new();
     super::engine::bounded(
         encodings
             .whole_superseded
@@ -749,7 +752,10 @@ async fn run(
             let retry = *retry;
             async move {
                 let Some(name) = standing.get(&id).copied() else {
-                    return (Ok(Some(format!("{id}: no delta was planned for it"))), 0);
+                    return (
+                        Ok(Some((format!("{id}: no delta was planned for it"), false))),
+                        0,
+                    );
                 };
                 let checked = async {
                     let enc = retried(&retry, || remote.get_delta(&name)).await?;
@@ -758,7 +764,10 @@ async fn run(
                 match checked.await {
                     Ok(()) => (Ok(None), 0),
                     Err(e) if e.is_transient() => (Err(e), 0),
-                    Err(e) => (Ok(Some(format!("{}: {e}", name.key()))), 0),
+                    Err(e) => {
+                        let corrupt = matches!(e, Error::Store(StoreError::CorruptObject { .. }));
+                        (Ok(Some((format!("{}: {e}", name.key()), corrupt))), 0)
+                    }
                 }
             }
         },
@@ -767,17 +776,27 @@ async fn run(
     .await?;
     outcomes.sort_unstable_by_key(|(id, _)| *id);
     let mut verified: Vec<ObjectId> = Vec::new();
+    // Deltas that do not decode to their object: the whole copy stays, so nothing reads them,
+    // and a later run would only check them again.
+    let mut damaged: Vec<DeltaName> = Vec::new();
     for (id, outcome) in outcomes {
         match outcome {
             None => verified.push(id),
-            Some(bad) => {
+            Some((bad, corrupt)) => {
                 report.superseded_objects -= 1;
                 report.superseded_bytes = report
                     .superseded_bytes
                     .saturating_sub(whole_size(&whole, &id));
                 report.bad_deltas.push(bad);
+                damaged.extend(standing.get(&id).filter(|_| corrupt));
             }
         }
+    }
+    for batch in damaged.chunks(DELETE_BATCH) {
+        lock.confirm().await?;
+        retried(retry, || remote.delete_deltas(batch)).await?;
+        report.requests += 1;
+        report.removed_bad_deltas += batch.len();
     }
     for batch in verified.chunks(DELETE_BATCH) {
         crate::crash_point!("remote-gc-before-whole-delete");

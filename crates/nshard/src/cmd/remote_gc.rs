@@ -240,7 +240,14 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             );
         }
         for bad in &report.bad_deltas {
-            eprintln!("nshard: warning: kept the whole copy a delta was to stand for: the delta fails its check ({bad}); `nshard verify --remote` reports the versions it holds");
+            eprintln!("nshard: warning: kept the whole copy a delta was to stand for: the delta fails its check ({bad})");
+        }
+        if report.removed_bad_deltas > 0 {
+            out!(
+                "deleted {} that fail{} their check: the whole copies they were to stand for stay",
+                crate::output::count(report.removed_bad_deltas as u64, "delta"),
+                if report.removed_bad_deltas == 1 { "s" } else { "" }
+            );
         }
         if report.waiting_objects > 0 {
             out!(
