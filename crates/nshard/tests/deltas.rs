@@ -1413,3 +1413,44 @@ fn a_bad_delta_on_a_remote_is_refused_found_by_verify_and_never_stands_for_a_who
     fresh.ok(&["pull", "--remote", url, "--all-versions"]);
     check_out(&fresh, &versions, &files, &[2, 0, 1]);
 }
+
+/// A revert (`checkout --version OLD`, then `commit --force`) makes a new version out of chunks
+/// stored as deltas of the version it replaces: repack stores them whole again, so the newest
+/// version reads no deltas, and the version it replaces becomes deltas of it, with no cycle.
+#[test]
+fn a_reverted_version_is_stored_whole_and_the_one_it_replaces_becomes_deltas_of_it() {
+    let files = series(4);
+    let repo = TestRepo::new();
+    let (versions, _) = commit_all(&repo, &files);
+    let objects = repo.join(".shard/objects");
+    let replaced = chunks(&repo.manifest("model.safetensors"));
+    repo.ok(&[
+        "checkout",
+        "model.safetensors",
+        "--version",
+        &versions[1],
+        "--force",
+    ]);
+    let before = encodings(&objects);
+    repo.ok(&["commit", "--force", "-m", "revert to step 1"]);
+    let reverted = chunks(&repo.manifest("model.safetensors"));
+    assert!(
+        reverted.iter().any(|c| depth(&before, c) > 0),
+        "step 1's chunks were deltas before the revert"
+    );
+    repo.ok(&["repack"]);
+    let after = encodings(&objects);
+    for c in &reverted {
+        assert_eq!(
+            depth(&after, c),
+            0,
+            "chunk {c} of the newest version is whole"
+        );
+    }
+    // The version it replaced (step 3) went to deltas of it where that pays.
+    assert!(
+        replaced.iter().any(|c| depth(&after, c) > 0),
+        "step 3 became deltas of the reverted version"
+    );
+    check_out(&repo, &versions, &files, &[3, 0, 2, 1]);
+}

@@ -16,13 +16,13 @@
 //! two encodings decode to the same bytes and replace each other atomically); gc, which deletes
 //! objects, takes that lock too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use crate::codec::{self, DataHint};
+use crate::codec::{self, DataHint, Encoder};
 use crate::error::{Error, Result};
 use crate::formats::plan::hint_for_dtype;
 use crate::fsutil;
@@ -392,6 +392,9 @@ impl Repo {
                 };
                 match q.parent.as_ref().and_then(versions_of) {
                     Some((new, parent)) => {
+                        if self.is_worktree_version(&new, &q.new) {
+                            self.store_whole(&new);
+                        }
                         let r = self.encode_parent_as_deltas(&new, &parent, progress);
                         versions += 1;
                         total.add(r);
@@ -417,6 +420,27 @@ impl Repo {
             skipped,
         };
         Ok((report, mine))
+    }
+
+    /// Whether `v` (whose manifest is `m`) is the version the work tree's manifest names.
+    fn is_worktree_version(&self, m: &Manifest, v: &ObjectId) -> bool {
+        self.read_worktree_manifest(&m.path)
+            .ok()
+            .flatten()
+            .is_some_and(|w| w.version == *v)
+    }
+
+    /// Stores the chunks of `newest` that are deltas whole again. A version that reuses older
+    /// chunks (a revert: `checkout --version OLD`, then `commit --force`) finds them stored as
+    /// deltas of the version it replaces; whole, the newest version reads no deltas, as after
+    /// any commit, and the version it replaces can become deltas of it. The chunks built on
+    /// them only get shorter chains. Errors leave a chunk as it was (it stays readable).
+    fn store_whole(&self, newest: &Manifest) {
+        let mut encoder = Encoder::new();
+        let mut seen = HashSet::new();
+        for c in newest.chunks.iter().filter(|c| seen.insert(c.id)) {
+            let _ = self.store().restore_whole(&c.id, &mut encoder);
+        }
     }
 
     /// Re-encodes the chunks of `parent` (the previous version) as deltas of the chunks of `new`
