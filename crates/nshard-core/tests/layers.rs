@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     // Identities and the vocabulary every layer shares.
     &["portable", "progress", "id"],
     &["error", "protocol"],
-    &["path", "retry", "blocking"],
+    &["path", "retry", "blocking", "buffers"],
     // Bytes: files, objects, chunks, the local store, the remote contract, file formats.
     &["fsutil", "codec"],
     &["chunk", "store", "staged"],
