@@ -743,3 +743,48 @@ fn a_gc_refreshes_its_lock_while_it_runs() {
     assert_eq!(w.object_ids().len(), before.len() - 3);
     assert!(lock_records(&w).is_empty(), "{:?}", w.record_names());
 }
+
+/// A version a tag keeps among versions `--keep-last` pruned: gc keeps it on the remote as
+/// deltas whose bases are chunks of pruned versions (kept as bases). A later plain push relies
+/// on those chains instead of sending the version whole again (which the next gc would delete
+/// again, on every round), and the version still pulls and checks out.
+#[test]
+fn a_tagged_version_among_pruned_ones_is_not_sent_whole_again() {
+    let w = GcWorld::dir();
+    let a = w.owner_of("origin.git", "a");
+    // Format-aware chunking (the world's fixed chunks pair no tensors).
+    let config = fs::read_to_string(a.join(".shard/config.toml")).expect("config");
+    let kept: Vec<&str> = config
+        .lines()
+        .filter(|l| {
+            !l.starts_with("[chunking]") && !l.starts_with("algorithm") && !l.starts_with("size")
+        })
+        .collect();
+    fs::write(a.join(".shard/config.toml"), kept.join("\n") + "\n").expect("config");
+    let files = common::checkpoints::series(6);
+    for (k, f) in files.iter().enumerate() {
+        w.commit_push(&a, f, &format!("step {k}"));
+        w.ok(&a, &["repack"]);
+        if k == 1 {
+            w.git(&a, &["tag", "keep"]);
+            w.git(&a, &["push", "-q", "origin", "keep"]);
+        }
+    }
+    // Every older version goes to deltas on the remote, then retention prunes all but the
+    // two newest and the tagged one, whose chain runs through the pruned step 2.
+    let all = w.gc(&a, &["--grace", "0"]);
+    assert!(all["uploaded_deltas"].as_u64() > Some(0), "{all:#}");
+    let gc = w.gc(&a, &["--keep-last", "2", "--grace", "0"]);
+    assert_eq!(gc["pruned"].as_array().expect("pruned").len(), 3, "{gc:#}");
+    let again = w.json(&a, &["push", "--remote", "data"]);
+    assert_eq!(again["objects"], 0, "nothing is sent again: {again:#}");
+    let later = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(later["superseded_objects"], 0, "{later:#}");
+    assert_eq!(later["uploaded_deltas"], 0, "{later:#}");
+    // The tagged version still comes back whole in a fresh clone.
+    let b = w.colleague("b");
+    w.git(&b, &["checkout", "-q", "keep"]);
+    w.ok(&b, &["pull"]);
+    w.ok(&b, &["checkout", "--force", "models/m.bin"]);
+    assert!(fs::read(b.join("models/m.bin")).expect("step 1") == files[1]);
+}

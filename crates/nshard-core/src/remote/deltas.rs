@@ -206,6 +206,17 @@ async fn resolve_chain(
     Ok((raw, width))
 }
 
+/// Whether `store` holds `id` whole or through a chain of its deltas that a reader takes (the
+/// search [`resolve`] makes, by names: nothing is downloaded). A remote's failure is an error;
+/// an object held neither way, or through no chain that resolves, is `false`.
+pub async fn resolves(store: &dyn Store, id: &ObjectId) -> Result<bool> {
+    match find_chain(store, id, &[]).await {
+        Ok(_) => Ok(true),
+        Err(e @ Error::Remote(_)) => Err(e),
+        Err(_) => Ok(false),
+    }
+}
+
 /// The most objects [`find_chain`] looks up (a `missing` and a `deltas_of` each): the longest
 /// chain, and 16 dead ends beside it.
 const MAX_LOOKUPS: usize = MAX_CHAIN + 16;

@@ -31,6 +31,9 @@ use crate::store::LocalStore;
 pub(super) struct PushDeltas {
     pub levels: Vec<Vec<DeltaName>>,
     pub instead: HashSet<ObjectId>,
+    /// Of `instead`, chunks the remote holds as deltas whose chains run through objects outside
+    /// the push: checked again at its end where gc runs (see [`resolving`]).
+    pub relied: Vec<ObjectId>,
 }
 
 impl PushDeltas {
@@ -63,9 +66,10 @@ pub(super) async fn plan_push(
     remote: &Arc<dyn Store>,
     send: &[ObjectId],
     missing: &HashSet<ObjectId>,
-    retry: &Retry,
+    opts: &TransferOptions<'_>,
     stats: &mut TransferStats,
 ) -> Result<PushDeltas> {
+    let retry = &opts.retry;
     // Chunks stored locally as deltas that the remote lacks whole: sent as a delta in place of
     // whole where they can be. (One the remote holds whole gets no delta from a push: a remote
     // where gc never runs keeps each version whole; gc uploads the deltas it lets stand.)
@@ -127,6 +131,29 @@ pub(super) async fn plan_push(
         .filter(|d| missing.contains(&d.id) && sending.contains(&d.id) && sending.contains(&d.base))
         .map(|d| d.id)
         .collect();
+    // Chunks held as deltas whose bases are outside the push (a version a tag keeps among
+    // versions retention pruned: gc kept their chunks as bases): relied on where a reader's
+    // chain reaches a whole object, rather than sent whole by every push and deleted again by
+    // the next gc. A gc running meanwhile could change such a chain, so the push checks them
+    // again at its end where gc runs, as it does the whole objects it relied on.
+    let mut outside: Vec<ObjectId> = existing
+        .iter()
+        .filter(|d| missing.contains(&d.id) && sending.contains(&d.id) && !instead.contains(&d.id))
+        .map(|d| d.id)
+        .collect();
+    outside.sort();
+    outside.dedup();
+    let relied: Vec<ObjectId> = if outside.len() <= MAX_RELIED {
+        let mut r: Vec<ObjectId> = resolving(remote, outside, opts, stats)
+            .await?
+            .into_iter()
+            .collect();
+        r.sort();
+        r
+    } else {
+        Vec::new()
+    };
+    instead.extend(relied.iter().copied());
     cands.retain(|id, _| !instead.contains(id));
 
     // Levels: a delta goes once its base is held (whole before this push, sent whole by it, or as
@@ -172,7 +199,47 @@ pub(super) async fn plan_push(
         }
         whole_after_all.extend(stuck);
     }
-    Ok(PushDeltas { levels, instead })
+    Ok(PushDeltas {
+        levels,
+        instead,
+        relied,
+    })
+}
+
+/// The most chunks held as deltas through objects outside a push that the push checks (each a
+/// search through its chain, by names); past that, they are sent whole.
+const MAX_RELIED: usize = 4096;
+
+/// Of `ids`, those `remote` holds whole or through a chain of deltas a reader takes (by names),
+/// `opts.jobs` at a time.
+pub(super) async fn resolving(
+    remote: &Arc<dyn Store>,
+    ids: Vec<ObjectId>,
+    opts: &TransferOptions<'_>,
+    stats: &mut TransferStats,
+) -> Result<HashSet<ObjectId>> {
+    let retry = opts.retry;
+    let mut out = HashSet::new();
+    bounded(
+        ids,
+        opts.jobs,
+        |id| {
+            let remote = Arc::clone(remote);
+            async move {
+                retry
+                    .run(|| crate::remote::deltas::resolves(remote.as_ref(), &id))
+                    .await
+            }
+        },
+        |id, held, retries| {
+            stats.retries += retries;
+            if held {
+                out.insert(id);
+            }
+        },
+    )
+    .await?;
+    Ok(out)
 }
 
 /// Plans the deltas `nshard remote gc` uploads from the local store: of the live objects the
@@ -204,6 +271,7 @@ pub(super) fn plan_offer(
             vec![level]
         },
         instead: HashSet::new(),
+        relied: Vec::new(),
     }
 }
 

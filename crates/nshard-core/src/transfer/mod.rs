@@ -425,7 +425,7 @@ pub async fn push(
             remote,
             &dedup(data.clone()),
             &missing,
-            &opts.transfer.retry,
+            &opts.transfer,
             &mut stats,
         )
         .await?
@@ -475,6 +475,28 @@ pub async fn push(
                 stats =
                     engine::push_groups(local, remote, &again, &vanished, stats, &opts.transfer)
                         .await?;
+            }
+        }
+        if gc_active && !delta_plan.relied.is_empty() {
+            // The same for chunks relied on as deltas through objects outside this push: any
+            // whose chain no longer resolves goes whole.
+            let still = deltas::resolving(
+                remote,
+                delta_plan.relied.clone(),
+                &opts.transfer,
+                &mut stats,
+            )
+            .await?;
+            let gone: HashSet<ObjectId> = delta_plan
+                .relied
+                .iter()
+                .filter(|id| !still.contains(id))
+                .copied()
+                .collect();
+            if !gone.is_empty() {
+                let again = vec![gone.iter().copied().collect::<Vec<_>>()];
+                stats = engine::push_groups(local, remote, &again, &gone, stats, &opts.transfer)
+                    .await?;
             }
         }
     }
