@@ -457,6 +457,21 @@ fn keep_last_then_pull(w: &GcWorld) {
     assert_eq!(all["keep_last"], serde_json::Value::Null);
     w.json(&a, &["push", "--remote", "data"]);
     assert_eq!(w.object_ids().len(), before.len());
+    // Raising the bound keeps again the versions within it: the next push sends them.
+    w.gc(&a, &["--keep-last", "1", "--grace", "0"]);
+    assert_eq!(w.object_ids().len(), before.len() - 6);
+    let raised = w.gc(&a, &["--keep-last", "2", "--grace", "0"]);
+    assert_eq!(
+        raised["unpruned"].as_array().expect("unpruned").len(),
+        1,
+        "{raised:#}"
+    );
+    assert_eq!(raised["pruned"], serde_json::json!([]), "{raised:#}");
+    let pushed = w.json(&a, &["push", "--remote", "data"]);
+    assert_eq!(pushed["objects"], 3, "v2's manifest and chunks: {pushed:#}");
+    assert_eq!(w.object_ids().len(), before.len() - 3);
+    let stays = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(stays["freed_objects"], 0, "{stays:#}");
 }
 
 #[test]

@@ -180,6 +180,9 @@ pub struct RemoteGcReport {
     pub keep_last: Option<u32>,
     /// Versions pruned by retention in this run.
     pub pruned: Vec<PrunedVersion>,
+    /// Versions pruned earlier that are within the newest `keep_last` again (the bound was
+    /// raised): no longer pruned, so the next push that has them sends them.
+    pub unpruned: Vec<PrunedVersion>,
     /// Garbage objects, with why and what happened to each (the first [`MAX_CANDIDATES`]).
     pub candidates: Vec<GcCandidate>,
     /// Garbage objects left out of `candidates`.
@@ -373,6 +376,11 @@ async fn run(
             // Newest first: by time (RFC 3339 UTC timestamps sort as text), then, for versions
             // made within one second, by how many ancestors they have; ties by id.
             versions.sort_by(|a, b| b.cmp(a));
+            for (_, _, v) in versions.iter().take(n as usize) {
+                if let Some(p) = pruned.remove(v) {
+                    report.unpruned.push(p);
+                }
+            }
             for (_, _, v) in versions.into_iter().skip(n as usize) {
                 if !tips.contains(&v) && !pruned.contains_key(&v) {
                     let p = PrunedVersion {
@@ -387,9 +395,9 @@ async fn run(
         }
     }
     pruned.retain(|v, _| !tips.contains(v));
-    report
-        .pruned
-        .sort_by(|a, b| (&a.path, &a.version).cmp(&(&b.path, &b.version)));
+    for list in [&mut report.pruned, &mut report.unpruned] {
+        list.sort_by(|a, b| (&a.path, &a.version).cmp(&(&b.path, &b.version)));
+    }
     let kept: HashSet<ObjectId> = live_versions
         .iter()
         .filter(|v| !pruned.contains_key(v))

@@ -54,7 +54,8 @@ pub struct GcArgs {
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
     pub grace: u64,
     /// Keep only the N newest versions of each file (plus the versions branch and tag tips name),
-    /// and record this policy on the remote so later runs and pushes follow it.
+    /// and record this policy on the remote so later runs and pushes follow it. A larger N than
+    /// before keeps again the pruned versions within it (the next push that has them sends them).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "keep_all")]
     pub keep_last: Option<u32>,
     /// Remove a recorded --keep-last policy: keep every version again.
@@ -164,6 +165,15 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             out!(
                 "{} {}: version {} (retention: keep the last {})",
                 if a.dry_run { "would prune" } else { "pruned" },
+                p.path,
+                p.version.short(),
+                report.keep_last.unwrap_or(0)
+            );
+        }
+        for p in &report.unpruned {
+            out!(
+                "{} {}: version {} (within the last {} again: the next push that has it sends it)",
+                if a.dry_run { "would keep again" } else { "kept again" },
                 p.path,
                 p.version.short(),
                 report.keep_last.unwrap_or(0)
