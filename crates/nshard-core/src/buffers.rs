@@ -1,5 +1,6 @@
-//! A small process-wide pool of object-sized byte buffers, for work that reads and decodes objects
-//! one at a time on whichever thread is free (a remote's chains of deltas resolved by `remote gc`,
+//! Small process-wide pools of object-sized byte buffers (and, with [`Pool`], of decoders' and
+//! readers' scratch), for work that reads and decodes objects one at a time on whichever thread
+//! is free (a remote's chains of deltas resolved by `remote gc`,
 //! a pull or a server; a directory remote's reads).
 //!
 //! Without it each such object costs fresh buffers: fresh pages, whose first touches cost more
@@ -60,6 +61,53 @@ pub(crate) fn give(mut buf: Vec<u8>) {
         if held + cap <= POOL_BYTES {
             pool.push(buf);
         }
+    }
+}
+
+/// A small process-wide pool of reusable values (a decoder's or a reader's buffers): work done
+/// one object at a time on whichever thread is free takes one and gives it back, instead of
+/// touching fresh memory for every object.
+pub(crate) struct Pool<T> {
+    items: Mutex<Vec<T>>,
+    /// How many values the pool keeps.
+    keep: usize,
+    /// The most bytes a kept value may hold on to (one grown by an unusually large object is
+    /// dropped).
+    max_held: usize,
+}
+
+impl<T: Default> Pool<T> {
+    pub(crate) const fn new(keep: usize, max_held: usize) -> Self {
+        Pool {
+            items: Mutex::new(Vec::new()),
+            keep,
+            max_held,
+        }
+    }
+
+    /// Runs `f` with a value from the pool (a new one when it is empty) and keeps the value
+    /// after, unless the pool is full or `held(value)` is more than the pool keeps.
+    pub(crate) fn with<R>(&self, held: impl Fn(&T) -> usize, f: impl FnOnce(&mut T) -> R) -> R {
+        let taken = self.items.lock().ok().and_then(|mut pool| pool.pop());
+        let mut value = taken.unwrap_or_default();
+        let r = f(&mut value);
+        if held(&value) <= self.max_held {
+            if let Ok(mut pool) = self.items.lock() {
+                if pool.len() < self.keep {
+                    pool.push(value);
+                }
+            }
+        }
+        r
+    }
+
+    /// What each kept value holds on to, as `held` measures it.
+    #[cfg(test)]
+    pub(crate) fn kept(&self, held: impl Fn(&T) -> usize) -> Vec<usize> {
+        self.items
+            .lock()
+            .map(|pool| pool.iter().map(held).collect())
+            .unwrap_or_default()
     }
 }
 

@@ -39,6 +39,7 @@ use constriction::stream::model::SmallContiguousLookupDecoderModel;
 use constriction::stream::stack::SmallAnsCoder;
 use constriction::stream::Decode;
 
+use crate::buffers::Pool;
 use crate::id::ObjectId;
 
 /// Header length of a delta object (the common 16 bytes and the base id).
@@ -621,32 +622,21 @@ impl DecodeScratch {
     }
 }
 
-/// Scratches kept between one-off decodes (see [`with_pooled_scratch`]).
-static SCRATCHES: std::sync::Mutex<Vec<DecodeScratch>> = std::sync::Mutex::new(Vec::new());
-
 /// How many scratches the pool keeps.
 const POOLED_SCRATCHES: usize = 4;
 
 /// The most a pooled scratch may hold on to (one grown by an unusually large object is dropped).
 const MAX_POOLED_BYTES: usize = 24 << 20;
 
+/// Scratches kept between one-off decodes (see [`with_pooled_scratch`]).
+static SCRATCHES: Pool<DecodeScratch> = Pool::new(POOLED_SCRATCHES, MAX_POOLED_BYTES);
+
 /// Runs `f` with a decoder scratch taken from a small process-wide pool and given back after:
 /// decodes made one object at a time on whichever thread (a pull's deltas, gc's and a remote's
 /// checks, the re-encoding's round trips) reuse buffers (rANS tables take up to 4 MiB a plane)
 /// instead of page-faulting in fresh memory every time, which costs more CPU than the decoding.
-/// At most [`POOLED_SCRATCHES`] of at most [`MAX_POOLED_BYTES`] each stay allocated.
 pub fn with_pooled_scratch<R>(f: impl FnOnce(&mut DecodeScratch) -> R) -> R {
-    let taken = SCRATCHES.lock().ok().and_then(|mut pool| pool.pop());
-    let mut scratch = taken.unwrap_or_default();
-    let r = f(&mut scratch);
-    if scratch.retained() <= MAX_POOLED_BYTES {
-        if let Ok(mut pool) = SCRATCHES.lock() {
-            if pool.len() < POOLED_SCRATCHES {
-                pool.push(scratch);
-            }
-        }
-    }
-    r
+    SCRATCHES.with(DecodeScratch::retained, f)
 }
 
 /// The zstd decompression context in `slot`, made on first use.
@@ -1194,9 +1184,9 @@ mod tests {
                 assert_eq!(pooled, objects[k].2);
             }
         }
-        let pool = SCRATCHES.lock().expect("pool");
-        assert!(pool.len() <= POOLED_SCRATCHES);
-        assert!(pool.iter().all(|s| s.retained() <= MAX_POOLED_BYTES));
+        let kept = SCRATCHES.kept(DecodeScratch::retained);
+        assert!(kept.len() <= POOLED_SCRATCHES);
+        assert!(kept.iter().all(|&held| held <= MAX_POOLED_BYTES));
     }
 
     /// One scratch serves objects of any width and size in turn (a reader keeps one per chain;

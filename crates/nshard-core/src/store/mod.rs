@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::buffers::Pool;
 use crate::codec::{self, Codec, DataHint, Encoder};
 use crate::error::StoreError;
 use crate::error::{Corruption, Error, Result};
@@ -602,12 +603,9 @@ pub struct ReadScratch {
     codec: codec::DecodeScratch,
 }
 
-/// Readers' buffers kept between one-off reads (see [`ReadScratch::pooled`]).
-static READ_SCRATCHES: std::sync::Mutex<Vec<ReadScratch>> = std::sync::Mutex::new(Vec::new());
-
-/// How many [`ReadScratch`]es the pool keeps, and the most each may hold on to.
-const POOLED_READ_SCRATCHES: usize = 4;
-const MAX_POOLED_READ_SCRATCH: usize = 48 << 20;
+/// Readers' buffers kept between one-off reads (see [`ReadScratch::pooled`]): at most 4, of at
+/// most 48 MiB each.
+static READ_SCRATCHES: Pool<ReadScratch> = Pool::new(4, 48 << 20);
 
 impl ReadScratch {
     /// Runs `f` with a reader's buffers taken from a small process-wide pool and given back
@@ -616,18 +614,10 @@ impl ReadScratch {
     /// for every object, which costs more CPU than decoding it, and memory the allocator keeps
     /// for the thread that freed it.
     pub fn pooled<R>(f: impl FnOnce(&mut ReadScratch) -> R) -> R {
-        let taken = READ_SCRATCHES.lock().ok().and_then(|mut pool| pool.pop());
-        let mut scratch = taken.unwrap_or_default();
-        let r = f(&mut scratch);
-        let held = scratch.top.capacity() + scratch.level.capacity() + scratch.codec.retained();
-        if held <= MAX_POOLED_READ_SCRATCH {
-            if let Ok(mut pool) = READ_SCRATCHES.lock() {
-                if pool.len() < POOLED_READ_SCRATCHES {
-                    pool.push(scratch);
-                }
-            }
-        }
-        r
+        READ_SCRATCHES.with(
+            |s| s.top.capacity() + s.level.capacity() + s.codec.retained(),
+            f,
+        )
     }
 }
 
