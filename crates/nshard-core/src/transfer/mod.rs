@@ -669,12 +669,11 @@ pub async fn pull(
     let mut stats = TransferStats::default();
     let mut notes = Vec::new();
     // Versions retention pruned from the remote: `--all-versions` leaves out those this store
-    // lacks data of (their manifests may be here, from git or an earlier pull).
-    let mut pruned = if opts.all_versions && opts.version.is_none() {
-        pruned_versions(remote).await.unwrap_or_else(|e| {
-            notes.push(format!("could not read the remote's retention policy: {e}"));
-            HashMap::new()
-        })
+    // lacks data of (their manifests may be here, from git or an earlier pull); other pulls read
+    // them only when the remote lacks something (below).
+    let whole_histories = opts.all_versions && opts.version.is_none();
+    let mut pruned = if whole_histories {
+        retention_or_note(remote, &mut notes).await
     } else {
         HashMap::new()
     };
@@ -728,11 +727,8 @@ pub async fn pull(
         r.as_ref()
             .is_ok_and(|(_, c)| c.keys().any(|id| absent.contains(id)))
     });
-    if any_lacking && pruned.is_empty() && !(opts.all_versions && opts.version.is_none()) {
-        pruned = pruned_versions(remote).await.unwrap_or_else(|e| {
-            notes.push(format!("could not read the remote's retention policy: {e}"));
-            HashMap::new()
-        });
+    if any_lacking && !whole_histories {
+        pruned = retention_or_note(remote, &mut notes).await;
     }
     let file_count = planned.len() - dir_count;
     let files: Vec<FileTransfer> = planned
@@ -791,6 +787,18 @@ pub async fn pull(
         stats,
         records: 0,
         notes,
+    })
+}
+
+/// The versions the remote's retention pruned; when its record cannot be read, none, with a note
+/// saying so.
+async fn retention_or_note(
+    remote: &Arc<dyn Store>,
+    notes: &mut Vec<String>,
+) -> HashMap<ObjectId, PrunedVersion> {
+    pruned_versions(remote).await.unwrap_or_else(|e| {
+        notes.push(format!("could not read the remote's retention policy: {e}"));
+        HashMap::new()
     })
 }
 

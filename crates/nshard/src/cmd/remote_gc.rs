@@ -161,23 +161,23 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
         for r in &report.refreshed {
             out!("refreshed {r}");
         }
-        for p in &report.pruned {
-            out!(
-                "{} {}: version {} (retention: keep the last {})",
-                if a.dry_run { "would prune" } else { "pruned" },
-                p.path,
-                p.version.short(),
-                report.keep_last.unwrap_or(0)
-            );
-        }
-        for p in &report.unpruned {
-            out!(
-                "{} {}: version {} (within the last {} again: the next push that has it sends it)",
-                if a.dry_run { "would keep again" } else { "kept again" },
-                p.path,
-                p.version.short(),
-                report.keep_last.unwrap_or(0)
-            );
+        let n = report.keep_last.unwrap_or(0);
+        for (list, [did, would], why) in [
+            (
+                &report.pruned,
+                ["pruned", "would prune"],
+                format!("retention: keep the last {n}"),
+            ),
+            (
+                &report.unpruned,
+                ["kept again", "would keep again"],
+                format!("within the last {n} again: the next push that has it sends it"),
+            ),
+        ] {
+            for p in list {
+                let verb = if a.dry_run { would } else { did };
+                out!("{verb} {}: version {} ({why})", p.path, p.version.short());
+            }
         }
         if a.dry_run {
             for r in report.record_list.iter().filter(|r| r.current) {
