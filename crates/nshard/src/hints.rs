@@ -96,7 +96,7 @@ pub fn hint(e: &Error) -> Option<String> {
             "`nshard pull` fetches a good copy, or `nshard commit` re-stores it from an intact file".into()
         }
         Error::Store(StoreError::ObjectMissing(_)) => {
-            "`nshard pull` fetches what the current versions need; `nshard pull FILE --version ID` an older version, `nshard pull --all-versions` every one".into()
+            "`nshard pull` fetches what the current versions need; `nshard pull FILE --version ID` an older version (or says that the remote's retention pruned it), `nshard pull --all-versions` every one".into()
         }
         Error::Store(StoreError::BaseMissing { .. }) => {
             "the base is a chunk of a newer version: `nshard pull --all-versions` fetches it".into()

@@ -295,6 +295,10 @@ pub(crate) fn find_in_history(
     while let Some(v) = next {
         if v.to_hex().starts_with(&p) {
             matches.push(v);
+            // A whole id names one version: nothing further back can make it ambiguous.
+            if p.len() == 64 {
+                break;
+            }
         }
         seen += 1;
         if seen > 1_000_000 {
@@ -320,5 +324,57 @@ pub(crate) fn find_in_history(
             unreachable,
         })),
         many => Err(lookup(LookupProblem::Ambiguous(many.to_vec()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    /// A history of `n` versions, newest first, as ids of their index.
+    fn history(n: u8) -> Vec<ObjectId> {
+        (0..n).map(|i| ObjectId::of(&[i])).collect()
+    }
+
+    /// Looks `prefix` up in `h` (newest first); returns the result and how many parents were
+    /// read.
+    fn find(h: &[ObjectId], prefix: &str) -> (Result<ObjectId>, usize) {
+        let reads = Cell::new(0);
+        let r = find_in_history(prefix, (h[0], h.get(1).copied()), "f", |v| {
+            reads.set(reads.get() + 1);
+            let i = h
+                .iter()
+                .position(|x| x == v)
+                .expect("a version of the history");
+            Ok(h.get(i + 1).copied())
+        });
+        (r, reads.get())
+    }
+
+    #[test]
+    fn a_whole_id_stops_the_walk_where_it_matches() {
+        let h = history(30);
+        let (found, reads) = find(&h, &h[3].to_hex());
+        assert_eq!(found.expect("found"), h[3]);
+        // Versions 0 … 3 visited: the parents of 1 and 2 read, nothing beyond.
+        assert_eq!(reads, 2);
+    }
+
+    #[test]
+    fn a_prefix_walks_the_whole_history_to_rule_out_another_match() {
+        let h = history(30);
+        let (found, reads) = find(&h, &h[3].to_hex()[..12]);
+        assert_eq!(found.expect("found"), h[3]);
+        assert_eq!(reads, 29);
+        let (none, _) = find(&h, &ObjectId::of(b"elsewhere").to_hex());
+        assert!(matches!(
+            none,
+            Err(Error::Repo(RepoError::VersionLookup {
+                problem: LookupProblem::NoMatch { .. },
+                ..
+            }))
+        ));
     }
 }
