@@ -767,15 +767,7 @@ fn a_gc_refreshes_its_lock_while_it_runs() {
 fn a_tagged_version_among_pruned_ones_is_not_sent_whole_again() {
     let w = GcWorld::dir();
     let a = w.owner_of("origin.git", "a");
-    // Format-aware chunking (the world's fixed chunks pair no tensors).
-    let config = fs::read_to_string(a.join(".shard/config.toml")).expect("config");
-    let kept: Vec<&str> = config
-        .lines()
-        .filter(|l| {
-            !l.starts_with("[chunking]") && !l.starts_with("algorithm") && !l.starts_with("size")
-        })
-        .collect();
-    fs::write(a.join(".shard/config.toml"), kept.join("\n") + "\n").expect("config");
+    format_aware_chunking(&a);
     let files = common::checkpoints::series(6);
     for (k, f) in files.iter().enumerate() {
         w.commit_push(&a, f, &format!("step {k}"));
@@ -802,4 +794,131 @@ fn a_tagged_version_among_pruned_ones_is_not_sent_whole_again() {
     w.ok(&b, &["pull"]);
     w.ok(&b, &["checkout", "--force", "models/m.bin"]);
     assert!(fs::read(b.join("models/m.bin")).expect("step 1") == files[1]);
+}
+
+/// A clone that pulled one older version but not the versions before it: the remote holds those
+/// only as deltas (after a gc there), and the clone's push relies on them rather than failing
+/// because neither the clone nor the remote holds them whole.
+#[test]
+fn a_push_relies_on_older_versions_the_remote_holds_only_as_deltas() {
+    let w = GcWorld::dir();
+    let (a, b, _) = steps_as_deltas_and_a_branch_at_step_1(&w, &["pull", "--checkout"]);
+    let pushed = w.json(&b, &["push", "--remote", "data"]);
+    assert_eq!(pushed["objects"], 0, "{pushed:#}");
+    assert!(
+        pushed["files"][0]["error"].is_null(),
+        "nothing is missing: {pushed:#}"
+    );
+    // Nothing changed on the remote: a gc finds nothing to do.
+    let later = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(later["freed_objects"], 0, "{later:#}");
+    assert_eq!(later["uploaded_deltas"], 0, "{later:#}");
+}
+
+/// A push that relies on a chain of deltas on the remote (a chunk stored there only as a delta of
+/// a chunk outside the push) while a gc run deletes that chain before the push's record lands:
+/// the push checks its chains again once its record is written and sends whole what no longer
+/// resolves, so the version it recorded still comes back from the remote alone.
+#[test]
+fn a_push_whose_delta_chain_gc_deletes_meanwhile_sends_the_chunks_whole() {
+    use common::failpoints::spawn_resumable;
+    let w = GcWorld::dir();
+    // A colleague holds step 1's data and step 0's.
+    let (a, b, files) =
+        steps_as_deltas_and_a_branch_at_step_1(&w, &["pull", "--all-versions", "--checkout"]);
+    w.ok(&b, &["repack"]);
+    assert!(fs::read(b.join("models/m.bin")).expect("step 1") == files[1]);
+    let (_, step1_chunks) = version_objects(&b, "HEAD");
+    let (_, step0_chunks) = version_objects(&b, "HEAD~1");
+    let log = w.json(&b, &["log", "models/m.bin"]);
+    let step0 = log[1]["version"].as_str().expect("step 0").to_string();
+    // The colleague's push finds step 1 on the remote (its chunks through chains that end in
+    // step 2's) and stops before writing its record...
+    let resume = w.p("resume");
+    let (mut child, lines) = spawn_resumable(
+        &b,
+        &["push", "--remote", "data", "--json"],
+        "push-before-record",
+        &resume,
+    );
+    wait_at_point(&mut child, &lines, "push");
+    // ...while main is replaced by a history without the model and a gc deletes every step: no
+    // record names them yet.
+    w.git(&a, &["checkout", "-q", "--orphan", "fresh"]);
+    w.git(&a, &["rm", "-q", "--cached", "models/m.bin.shard.json"]);
+    w.git(&a, &["commit", "-q", "-m", "a new start"]);
+    w.git(&a, &["push", "-q", "-f", "origin", "fresh:main"]);
+    let gc = w.gc(&a, &["--grace", "0"]);
+    assert!(gc["freed_objects"].as_u64() > Some(0), "{gc:#}");
+    let gone: Vec<&String> = step1_chunks.iter().filter(|c| !w.has_object(c)).collect();
+    assert!(
+        !gone.is_empty(),
+        "step 1's chunks were deleted as garbage: {gc:#}"
+    );
+    // The push goes on: its record lands, and what it relied on goes again.
+    fs::write(&resume, b"go").expect("resume");
+    let out = child.wait_with_output().expect("push finishes");
+    let text: String = lines.try_iter().collect::<Vec<_>>().join("\n");
+    assert!(out.status.success(), "{text}");
+    for c in step1_chunks.iter().chain(&step0_chunks) {
+        assert!(w.has_object(c), "chunk {c} sent again whole: {text}");
+    }
+    // Steps 1 and 0 come back from the remote alone (in clones of a main that no longer has the
+    // model: the colleague hands the manifest over), also after a later gc.
+    let rebuild = |name: &str| {
+        let c = w.colleague(name);
+        fs::create_dir_all(c.join("models")).expect("models");
+        fs::copy(
+            b.join("models/m.bin.shard.json"),
+            c.join("models/m.bin.shard.json"),
+        )
+        .expect("hand over the manifest");
+        w.ok(&c, &["pull", "--checkout"]);
+        assert!(fs::read(c.join("models/m.bin")).expect("step 1") == files[1]);
+        c
+    };
+    rebuild("c");
+    let later = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(later["freed_objects"], 0, "{later:#}");
+    let d = rebuild("d");
+    w.ok(&d, &["pull", "models/m.bin", "--version", &step0]);
+    w.ok(
+        &d,
+        &["checkout", "models/m.bin", "--version", &step0, "--force"],
+    );
+    assert!(fs::read(d.join("models/m.bin")).expect("step 0") == files[0]);
+}
+
+/// Format-aware chunking in clone `a` (the world's fixed chunks pair no tensors).
+fn format_aware_chunking(a: &std::path::Path) {
+    let config = fs::read_to_string(a.join(".shard/config.toml")).expect("config");
+    let kept: Vec<&str> = config
+        .lines()
+        .filter(|l| {
+            !l.starts_with("[chunking]") && !l.starts_with("algorithm") && !l.starts_with("size")
+        })
+        .collect();
+    fs::write(a.join(".shard/config.toml"), kept.join("\n") + "\n").expect("config");
+}
+
+/// Four steps of a checkpoint series pushed from clone `a`, the older ones made deltas on the
+/// remote by a gc (step 1's chunks become deltas of step 2's), and a colleague's clone `b` on a
+/// local branch at step 1, pulled with `pull`: (a, b, the steps).
+fn steps_as_deltas_and_a_branch_at_step_1(
+    w: &GcWorld,
+    pull: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf, Vec<Vec<u8>>) {
+    let a = w.owner_of("origin.git", "a");
+    format_aware_chunking(&a);
+    let files = common::checkpoints::series(4);
+    for (k, f) in files.iter().enumerate() {
+        w.commit_push(&a, f, &format!("step {k}"));
+        w.ok(&a, &["repack"]);
+    }
+    let all = w.gc(&a, &["--grace", "0"]);
+    assert!(all["uploaded_deltas"].as_u64() > Some(0), "{all:#}");
+    let b = w.colleague("b");
+    w.git(&b, &["checkout", "-q", "-b", "old", "HEAD~2"]);
+    w.ok(&b, pull);
+    (a, b, files)
 }

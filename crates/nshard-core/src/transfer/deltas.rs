@@ -34,6 +34,10 @@ pub(super) struct PushDeltas {
     /// Of `instead`, chunks the remote holds as deltas whose chains run through objects outside
     /// the push: checked again at its end where gc runs (see [`resolving`]).
     pub relied: Vec<ObjectId>,
+    /// The deltas the remote holds already that `instead` stands on, with bases among the
+    /// push's chunks: checked again at its end where gc runs (a run that listed the records
+    /// before this push's landed may have deleted them), as the whole objects it relied on are.
+    pub held: Vec<DeltaName>,
 }
 
 impl PushDeltas {
@@ -126,11 +130,13 @@ pub(super) async fn plan_push(
     // the versions this push sends: their root record names it, so a gc running meanwhile keeps
     // it (a base of another version could be garbage that such a gc is deleting).
     // Chunks the remote lacks whole and holds as such a delta already need neither.
-    let mut instead: HashSet<ObjectId> = existing
+    let mut held: Vec<DeltaName> = existing
         .iter()
         .filter(|d| missing.contains(&d.id) && sending.contains(&d.id) && sending.contains(&d.base))
-        .map(|d| d.id)
+        .copied()
         .collect();
+    held.sort();
+    let mut instead: HashSet<ObjectId> = held.iter().map(|d| d.id).collect();
     // Chunks held as deltas whose bases are outside the push (a version a tag keeps among
     // versions retention pruned: gc kept their chunks as bases): relied on where a reader's
     // chain reaches a whole object, rather than sent whole by every push and deleted again by
@@ -203,6 +209,7 @@ pub(super) async fn plan_push(
         levels,
         instead,
         relied,
+        held,
     })
 }
 
@@ -272,6 +279,7 @@ pub(super) fn plan_offer(
         },
         instead: HashSet::new(),
         relied: Vec::new(),
+        held: Vec::new(),
     }
 }
 

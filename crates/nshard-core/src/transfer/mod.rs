@@ -379,6 +379,19 @@ pub async fn push(
         opts.transfer.progress,
     )
     .await?;
+    // Chunks neither here nor whole on the remote may be there as deltas (older versions after
+    // a gc there, in a clone that pulled only some of them): the push relies on their chains as
+    // it does on the whole objects it finds, and sends what it has.
+    let absent_here: Vec<ObjectId> = all
+        .iter()
+        .filter(|id| missing.contains(id) && !local.has(id))
+        .copied()
+        .collect();
+    let via_deltas: HashSet<ObjectId> = if remote.stores_deltas() && !absent_here.is_empty() {
+        deltas::resolving(remote, absent_here, &opts.transfer, &mut stats).await?
+    } else {
+        HashSet::new()
+    };
     let mut data: Vec<ObjectId> = Vec::new();
     let mut manifests: Vec<ObjectId> = Vec::new();
     let mut files = Vec::new();
@@ -388,7 +401,7 @@ pub async fn push(
             for (v, chunks) in &versions {
                 let absent: Vec<ObjectId> = chunks
                     .iter()
-                    .filter(|id| missing.contains(id) && !local.has(id))
+                    .filter(|id| missing.contains(id) && !local.has(id) && !via_deltas.contains(id))
                     .copied()
                     .collect();
                 if absent.is_empty() {
@@ -402,9 +415,9 @@ pub async fn push(
                 Ok(plan)
             } else {
                 Err(Error::Remote(RemoteError::Lacks {
-                    remote: "the local store".into(),
+                    remote: remote.display_url(),
                     subject: format!(
-                        "{path} (the remote lacks them too: pull them first from where they were pushed, or commit the file again)"
+                        "{path} (the local store lacks them too: pull them first from where they were pushed, or commit the file again)"
                     ),
                     missing: dedup(lacking),
                 }))
@@ -432,6 +445,15 @@ pub async fn push(
     } else {
         deltas::PushDeltas::default()
     };
+    let mut delta_plan = delta_plan;
+    // What only the remote's chains hold is never sent (this clone has no copy to send), and is
+    // checked again at the end like the other chains relied on.
+    for id in &via_deltas {
+        delta_plan.instead.insert(*id);
+        if !delta_plan.relied.contains(id) {
+            delta_plan.relied.push(*id);
+        }
+    }
     data.retain(|id| !delta_plan.instead.contains(id));
     // Chunks whole, then deltas (their bases are among those chunks or on the remote), then the
     // manifests that name them.
@@ -443,6 +465,7 @@ pub async fn push(
         engine::push_groups(local, remote, &groups[1..], &missing, stats, &opts.transfer).await?;
     let mut records = 0;
     if !opts.transfer.dry_run {
+        crate::crash_point!("push-before-record");
         match record_push(repo, remote, opts).await {
             Ok(n) => records = n,
             Err(e) => notes.push(format!(
@@ -477,26 +500,50 @@ pub async fn push(
                         .await?;
             }
         }
-        if gc_active && !delta_plan.relied.is_empty() {
-            // The same for chunks relied on as deltas through objects outside this push: any
-            // whose chain no longer resolves goes whole.
-            let still = deltas::resolving(
-                remote,
-                delta_plan.relied.clone(),
-                &opts.transfer,
-                &mut stats,
-            )
-            .await?;
-            let gone: HashSet<ObjectId> = delta_plan
-                .relied
-                .iter()
-                .filter(|id| !still.contains(id))
-                .copied()
-                .collect();
-            if !gone.is_empty() {
-                let again = vec![gone.iter().copied().collect::<Vec<_>>()];
+        if gc_active && (!delta_plan.relied.is_empty() || !delta_plan.held.is_empty()) {
+            // The same for the chunks the push stands on as deltas the remote held: any whose
+            // chain no longer resolves (through objects outside the push) or whose delta is gone
+            // (with its base in the push, checked above or sent) goes whole.
+            let mut gone: HashSet<ObjectId> = HashSet::new();
+            if !delta_plan.relied.is_empty() {
+                let still = deltas::resolving(
+                    remote,
+                    delta_plan.relied.clone(),
+                    &opts.transfer,
+                    &mut stats,
+                )
+                .await?;
+                gone.extend(delta_plan.relied.iter().filter(|id| !still.contains(id)));
+            }
+            if !delta_plan.held.is_empty() {
+                let ids = dedup(delta_plan.held.iter().map(|d| d.id).collect());
+                let now: HashSet<crate::remote::DeltaName> =
+                    deltas::remote_deltas(remote, &ids, &opts.transfer.retry, &mut stats)
+                        .await?
+                        .into_iter()
+                        .collect();
+                gone.extend(
+                    delta_plan
+                        .held
+                        .iter()
+                        .filter(|d| !now.contains(d))
+                        .map(|d| d.id),
+                );
+            }
+            let (here, mut lost): (Vec<ObjectId>, Vec<ObjectId>) =
+                gone.iter().partition(|id| local.has(id));
+            if !here.is_empty() {
+                let again = vec![here];
                 stats = engine::push_groups(local, remote, &again, &gone, stats, &opts.transfer)
                     .await?;
+            }
+            if !lost.is_empty() {
+                lost.sort();
+                return Err(Error::Remote(RemoteError::Lacks {
+                    remote: remote.display_url(),
+                    subject: "this push (a `nshard remote gc` deleted them while it ran, and this clone has no copy to send: push again from a clone that holds them)".into(),
+                    missing: lost,
+                }));
             }
         }
     }
