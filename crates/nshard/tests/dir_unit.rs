@@ -428,3 +428,50 @@ fn the_walk_of_a_unit_refuses_links_and_unsafe_names_and_skips_temporaries() {
         assert!(err.contains("regular files only"), "{err}");
     }
 }
+
+/// A unit checked out in part (`nshard checkout data/part3/` in a fresh clone): the other files
+/// are not checked out, not removed, and a commit keeps them; a file nshard wrote here and that
+/// was deleted is a removal.
+#[test]
+fn a_unit_checked_out_in_part_keeps_the_other_files() {
+    let (repo, files) = dataset_repo(40, 512);
+    repo.ok(&["commit", "-m", "v1"]);
+    let remote = tempfile::tempdir().expect("remote");
+    let url = remote.path().to_str().expect("utf8").to_string();
+    repo.ok(&["push", "--remote", &url]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "data"]);
+    let clone = tempfile::tempdir().expect("clone");
+    git(
+        clone.path(),
+        &["clone", "-q", repo.path().to_str().expect("utf8"), "b"],
+    );
+    let b = clone.path().join("b");
+    ok(&b, &["pull", "data/part3", "--remote", &url]);
+    ok(&b, &["checkout", "data/part3/"]);
+    let st = common::json(&b, &["status"]);
+    assert_eq!(st[0]["state"], "unchanged", "{st}");
+    assert_eq!(st[0]["not_checked_out"], 36, "{st}");
+    let text = ok(&b, &["status"]);
+    assert!(
+        text.contains("4 files unchanged; 36 files not checked out: `nshard checkout data/`"),
+        "{text}"
+    );
+    let same = ok(&b, &["commit", "-m", "nothing changed"]);
+    assert!(same.contains("unchanged"), "{same}");
+    // A file checked out here and then deleted is removed; the others stay as committed.
+    std::fs::remove_file(b.join("data/part3/f00003.json")).expect("delete");
+    let st = common::json(&b, &["status"]);
+    assert_eq!(st[0]["state"], "modified", "{st}");
+    assert_eq!(st[0]["changes"].as_array().map(Vec::len), Some(1), "{st}");
+    assert_eq!(st[0]["changes"][0]["kind"], "removed", "{st}");
+    let committed = ok(&b, &["commit", "-m", "drop one file"]);
+    assert!(
+        committed.contains("39 files: 0 added, 1 removed"),
+        "{committed}"
+    );
+    ok(&b, &["pull", "--remote", &url, "--checkout"]);
+    let mut want = files.clone();
+    want.remove("data/part3/f00003.json");
+    assert_eq!(read_tree(&b, "data"), want);
+}

@@ -3,7 +3,7 @@
 //! the `ingest` pipeline; the listing, then the manifest object, then the work-tree manifest are
 //! written last, so a crash leaves the old version or the new one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use super::pack::PackWriter;
@@ -201,6 +201,24 @@ impl Repo {
                 },
                 loc,
             ));
+        }
+        // A committed file that is not here and that nshard never wrote or saw here (a part of
+        // the unit never checked out, e.g. after `nshard checkout data/val/`) was not removed:
+        // it stays as committed. A file nshard wrote or committed here and that is gone was.
+        let here: HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
+        let mut carried = false;
+        for o in prev.iter().flat_map(|l| l.files.iter()) {
+            if !here.contains(o.path.as_str())
+                && cache
+                    .get(&format!("{}/{}", unit.as_str(), o.path))
+                    .is_none()
+            {
+                entries.push((o.clone(), prev_loc(o)));
+                carried = true;
+            }
+        }
+        if carried {
+            entries.sort_by(|a, b| a.0.path.as_bytes().cmp(b.0.path.as_bytes()));
         }
         packer.flush()?;
         // The fan-out directories of the large files' chunks, each once, before the listing can

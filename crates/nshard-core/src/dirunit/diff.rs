@@ -75,6 +75,7 @@ impl Repo {
                 DirState::Modified
             },
             files: new_l.select(sub).count(),
+            not_checked_out: 0,
             changes,
         })
     }

@@ -74,6 +74,11 @@ pub struct DirStatus {
     pub state: DirState,
     /// Files in the committed listing (under `sub`).
     pub files: usize,
+    /// Of those, files that are not in the work tree and that nshard never wrote or committed
+    /// here (a part of the unit not checked out, e.g. after `nshard checkout data/val/`): not a
+    /// change, and a commit keeps them as they are. A file nshard wrote or committed here that is
+    /// gone is `removed`.
+    pub not_checked_out: usize,
     /// The differences, in path order.
     pub changes: Vec<DirChange>,
 }
@@ -107,6 +112,7 @@ impl Repo {
             to: None,
             state: DirState::Unchanged,
             files: 0,
+            not_checked_out: 0,
             changes: Vec::new(),
         };
         let listing = match &d {
@@ -155,6 +161,14 @@ impl Repo {
             match order {
                 std::cmp::Ordering::Less => {
                     let e = c.next().expect("peeked");
+                    key.clear();
+                    key.push_str(unit.as_str());
+                    key.push('/');
+                    key.push_str(&e.path);
+                    if cache.get(&key).is_none() {
+                        st.not_checked_out += 1;
+                        continue;
+                    }
                     st.changes.push(DirChange {
                         path: e.path.clone(),
                         kind: DirChangeKind::Removed,

@@ -21,10 +21,22 @@ pub fn print_status(s: &DirStatus, limit: usize) -> Result<()> {
         None => format!("{}/", s.path),
     };
     let count_of = |k: DirChangeKind| s.changes.iter().filter(|c| c.kind == k).count();
+    // Files never checked out here: not changes (a commit keeps them as committed).
+    let absent = if s.not_checked_out > 0 {
+        format!(
+            "; {} not checked out: `nshard checkout {label}` writes them",
+            count(s.not_checked_out as u64, "file")
+        )
+    } else {
+        String::new()
+    };
     let hint = match s.state {
-        DirState::Unchanged => format!("  ({} unchanged)", count(s.files as u64, "file")),
+        DirState::Unchanged => format!(
+            "  ({} unchanged{absent})",
+            count((s.files - s.not_checked_out) as u64, "file")
+        ),
         DirState::Modified => format!(
-            "  ({} added, {} removed, {} modified{})",
+            "  ({} added, {} removed, {} modified{}{absent})",
             count_of(DirChangeKind::Added),
             count_of(DirChangeKind::Removed),
             count_of(DirChangeKind::Modified),
