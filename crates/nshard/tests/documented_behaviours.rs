@@ -116,6 +116,14 @@ fn diff_without_a_path_shows_what_changed() {
     assert_eq!(paths, vec!["b.bin"], "{d}");
     let out = repo.ok(&["diff"]);
     assert!(out.contains("b.bin") && !out.contains("a.bin"), "{out}");
+    // A file holding an older committed version differs from its committed version too.
+    repo.ok(&["commit", "-m", "v2"]);
+    let log = repo.json(&["log", "b.bin"]);
+    let v1 = log[1]["version"].as_str().expect("v1").to_string();
+    repo.ok(&["checkout", "b.bin", "--version", &v1]);
+    let d = repo.json(&["diff"]);
+    assert_eq!(d.as_array().map(Vec::len), Some(1), "{d}");
+    assert_eq!(d[0]["path"], "b.bin", "{d}");
     // Versions need one named target.
     let err = repo.fails(&["diff", "--from", "abcd"]);
     assert!(!err.is_empty());

@@ -20,7 +20,8 @@ use nshard_core::RepoError;
 ///
 /// FILE may be a data file, its manifest, a directory or a quoted glob; each selected file or unit
 /// is compared in turn. Without FILE, like `git diff`: every tracked file and unit that differs
-/// from its committed version. --json prints one object for a single named file, else an array.
+/// from its committed version (edited, or holding an older version after `checkout --version`).
+/// --json prints one object for a single named file, else an array.
 ///
 /// Block level: chunks reused, new and dropped, and the share of the file that changed. Tensor
 /// level (safetensors, PyTorch zip checkpoints, GGUF): tensors changed, re-typed or reshaped,
@@ -117,7 +118,8 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
     let mut targets = repo.targets(&sel)?;
     if a.files.is_empty() {
         // Like `git diff`: every tracked file and unit whose work tree differs from what was
-        // committed, known from the stat cache without reading unchanged files.
+        // committed (edited, or holding another committed version), known from the stat cache
+        // without reading unchanged files.
         if a.from.is_some() || a.to.is_some() {
             return Err(nshard_core::Error::Repo(RepoError::VersionNeedsOneTarget).into());
         }
@@ -125,7 +127,11 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
             .status_of(&sel)?
             .into_iter()
             .filter_map(|s| match s {
-                Status::File(f) if f.state == FileState::Modified => Some(f.path.to_string()),
+                Status::File(f)
+                    if matches!(f.state, FileState::Modified | FileState::Outdated { .. }) =>
+                {
+                    Some(f.path.to_string())
+                }
                 Status::Unit(u) if u.state == DirState::Modified => Some(format!("{}/", u.path)),
                 _ => None,
             })
