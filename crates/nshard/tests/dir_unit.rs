@@ -475,3 +475,40 @@ fn a_unit_checked_out_in_part_keeps_the_other_files() {
     want.remove("data/part3/f00003.json");
     assert_eq!(read_tree(&b, "data"), want);
 }
+
+/// `status --remote` checks directory units too: a unit that was never pushed is reported as
+/// lacking, and once pushed, on the remote.
+#[test]
+fn status_remote_checks_units() {
+    let (repo, _) = dataset_repo(30, 512);
+    repo.write("m.bin", &random_bytes(100_000, 5));
+    repo.ok(&["track", "m.bin"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    let remote = tempfile::tempdir().expect("remote");
+    let url = remote.path().to_str().expect("utf8").to_string();
+    repo.ok(&["push", "m.bin", "--remote", &url]);
+    let st = repo.json(&["status", "--remote", &url]);
+    let unit = st
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["path"] == "data")
+        .expect("the unit's row");
+    assert!(unit["remote"]["missing_objects"].as_u64() > Some(0), "{st}");
+    let text = repo.ok(&["status", "--remote", &url]);
+    assert!(text.contains("lacks 1 of 2 committed versions"), "{text}");
+    repo.ok(&["push", "--remote", &url]);
+    let st = repo.json(&["status", "--remote", &url]);
+    let unit = st
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["path"] == "data")
+        .expect("the unit's row");
+    assert_eq!(unit["remote"]["missing_objects"], 0, "{st}");
+    let text = repo.ok(&["status", "--remote", &url]);
+    assert!(
+        text.contains("has every committed version (1 file, 1 directory unit)"),
+        "{text}"
+    );
+}

@@ -81,6 +81,9 @@ pub struct DirStatus {
     pub not_checked_out: usize,
     /// The differences, in path order.
     pub changes: Vec<DirChange>,
+    /// What a remote has of the committed version (`nshard status --remote`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<crate::ops::RemoteCheck>,
 }
 
 /// SHA-256 of a found file's content.
@@ -114,6 +117,7 @@ impl Repo {
             files: 0,
             not_checked_out: 0,
             changes: Vec::new(),
+            remote: None,
         };
         let listing = match &d {
             None => None,

@@ -8,38 +8,50 @@ use super::engine::remote_missing;
 use super::TransferStats;
 use crate::error::Result;
 use crate::id::ObjectId;
-use crate::ops::{FileStatus, RemoteCheck, Status};
+use crate::ops::{RemoteCheck, Status};
 use crate::remote::Store;
 use crate::repo::Repo;
 use crate::retry::Retry;
 
 /// Fills in [`FileStatus::remote`] for every file with a readable committed version: how many of
-/// the objects it needs (its manifest object and its distinct chunks) `remote` lacks.
+/// the objects it needs (its manifest object and its distinct chunks) `remote` lacks; and
+/// [`crate::DirStatus::remote`] for every committed directory unit (its manifest object, listing
+/// objects, packs and chunks; the listing alone when it is not in the local store).
 pub async fn check_remote(
     repo: &Repo,
     statuses: &mut [Status],
     remote: &Arc<dyn Store>,
     retry: &Retry,
 ) -> Result<()> {
-    let mut statuses: Vec<&mut FileStatus> = statuses
-        .iter_mut()
-        .filter_map(|s| match s {
-            Status::File(f) => Some(f),
-            _ => None,
-        })
-        .collect();
     let mut needs: Vec<Option<Vec<ObjectId>>> = Vec::with_capacity(statuses.len());
     let mut all = Vec::new();
     let mut seen = HashSet::new();
     for s in statuses.iter() {
-        let wt = match s.version {
-            Some(_) => repo.read_worktree_manifest(&s.path).ok().flatten(),
-            None => None,
+        let ids = match s {
+            Status::File(f) => {
+                let wt = match f.version {
+                    Some(_) => repo.read_worktree_manifest(&f.path).ok().flatten(),
+                    None => None,
+                };
+                wt.map(|wt| {
+                    std::iter::once(wt.version)
+                        .chain(wt.manifest.chunks.iter().map(|c| c.id))
+                        .collect::<Vec<_>>()
+                })
+            }
+            Status::Unit(u) if u.version.is_some() => match repo.read_dir_manifest(&u.path)? {
+                Some(d) => Some(
+                    std::iter::once(d.version)
+                        .chain(super::dirs::version_objects(repo, &d.manifest)?)
+                        .collect(),
+                ),
+                None => None,
+            },
+            _ => None,
         };
-        let ids = wt.map(|wt| {
+        let ids = ids.map(|ids| {
             let mut mine = HashSet::new();
-            std::iter::once(wt.version)
-                .chain(wt.manifest.chunks.iter().map(|c| c.id))
+            ids.into_iter()
                 .filter(|id| mine.insert(*id))
                 .collect::<Vec<_>>()
         });
@@ -65,10 +77,14 @@ pub async fn check_remote(
         }
     }
     for (s, ids) in statuses.iter_mut().zip(needs) {
-        s.remote = ids.map(|ids| RemoteCheck {
+        let check = ids.map(|ids| RemoteCheck {
             objects: ids.len(),
             missing_objects: ids.iter().filter(|id| missing.contains(id)).count(),
         });
+        match s {
+            Status::File(f) => f.remote = check,
+            Status::Unit(u) => u.remote = check,
+        }
     }
     Ok(())
 }

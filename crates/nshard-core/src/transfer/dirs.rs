@@ -54,7 +54,7 @@ pub(super) fn add_git_root(
 /// The objects of one version besides its manifest: the listing and, when the listing is local,
 /// its packs and chunks (when it is not, only the listing id: the remote has the rest if it has
 /// the listing, which push checks).
-fn version_objects(repo: &Repo, m: &DirManifest) -> Result<Vec<ObjectId>> {
+pub(super) fn version_objects(repo: &Repo, m: &DirManifest) -> Result<Vec<ObjectId>> {
     Ok(match repo.dir_objects(m, None)? {
         Some(objs) => objs.into_iter().map(|(id, _)| id).collect(),
         None => vec![m.listing],

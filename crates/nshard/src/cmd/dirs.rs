@@ -56,7 +56,12 @@ pub fn print_status(s: &DirStatus, limit: usize) -> Result<()> {
         ),
         _ => "  (listing not in the local store: run `nshard pull`)".to_string(),
     };
-    out!("{:<13} {:<40} {v}{hint}", dir_state_label(s.state), label);
+    let on_remote = on_remote(s.remote.as_ref());
+    out!(
+        "{:<13} {:<40} {v}{hint}{on_remote}",
+        dir_state_label(s.state),
+        label
+    );
     for c in s.changes.iter().take(limit) {
         let what = match c.kind {
             DirChangeKind::Added => "added",
@@ -120,5 +125,17 @@ fn dir_state_label(s: DirState) -> &'static str {
         DirState::NotCheckedOut => "not-checked-out",
         DirState::NotPulled => "not-pulled",
         _ => "other",
+    }
+}
+
+/// The status line's note on what `status --remote` found of a committed version.
+pub fn on_remote(check: Option<&nshard_core::RemoteCheck>) -> String {
+    match check {
+        Some(c) if c.missing_objects == 0 => "  [on the remote]".to_string(),
+        Some(c) => format!(
+            "  [remote lacks {} of {} objects]",
+            c.missing_objects, c.objects
+        ),
+        None => String::new(),
     }
 }

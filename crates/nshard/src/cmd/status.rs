@@ -195,14 +195,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
         } else {
             "  [manifest only, not tracked]"
         };
-        let on_remote = match &s.remote {
-            Some(c) if c.missing_objects == 0 => "  [on the remote]".to_string(),
-            Some(c) => format!(
-                "  [remote lacks {} of {} objects]",
-                c.missing_objects, c.objects
-            ),
-            None => String::new(),
-        };
+        let on_remote = super::dirs::on_remote(s.remote.as_ref());
         // Padded before it is coloured, so the columns stay aligned.
         let padded = format!("{label:<13}");
         let label = match label {
@@ -230,16 +223,25 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             .iter()
             .filter_map(|s| match s {
                 Status::File(f) => f.remote,
-                _ => None,
+                Status::Unit(u) => u.remote,
             })
             .collect();
+        let units = st
+            .iter()
+            .filter(|s| matches!(s, Status::Unit(u) if u.remote.is_some()))
+            .count();
         let lacking = checked.iter().filter(|c| c.missing_objects > 0).count();
         if lacking == 0 {
-            out!(
-                "remote {} has every committed version ({})",
-                label(&r),
+            let what = if units > 0 {
+                format!(
+                    "{}, {}",
+                    count((checked.len() - units) as u64, "file"),
+                    count(units as u64, "directory unit")
+                )
+            } else {
                 count(checked.len() as u64, "file")
-            );
+            };
+            out!("remote {} has every committed version ({what})", label(&r));
         } else {
             out!(
                 "remote {} lacks {lacking} of {} committed versions: run `nshard push`",
