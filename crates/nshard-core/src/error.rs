@@ -315,6 +315,14 @@ pub enum RepoError {
         /// Which names, and why.
         reason: String,
     },
+    /// A command for single tracked files was given a directory unit or a path inside one.
+    #[error("{path} {reason}")]
+    InUnit {
+        /// The path given.
+        path: String,
+        /// Which unit, and what to do instead.
+        reason: String,
+    },
     /// Chunks a file needs are not in the local store.
     #[error("{path}: {count} of its chunks are not in the local store (first: {first})")]
     ChunksMissing {

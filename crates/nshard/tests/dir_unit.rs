@@ -512,3 +512,45 @@ fn status_remote_checks_units() {
         "{text}"
     );
 }
+
+/// `mv` and `rm` work on single tracked files: given a unit, or a path inside one (either end of
+/// a move), they say so and change nothing.
+#[test]
+fn mv_and_rm_refuse_units_and_paths_inside_them() {
+    let (repo, files) = dataset_repo(20, 256);
+    repo.write("m.bin", &random_bytes(50_000, 6));
+    repo.ok(&["track", "m.bin"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    let manifest = repo.read("m.bin.shard.json");
+    for (args, want) in [
+        (vec!["mv", "data/", "dataset/"], "data is a directory unit"),
+        (
+            vec!["mv", "m.bin", "data/part1/m.bin"],
+            "data/part1/m.bin is inside the directory unit data/",
+        ),
+        (
+            vec!["mv", "data/part1/f00001.json", "f.json"],
+            "is inside the directory unit data/",
+        ),
+        (vec!["rm", "data"], "`nshard untrack data/`"),
+        (vec!["rm", "--cached", "data"], "is a directory unit"),
+        (
+            vec!["rm", "data/part1/f00001.json"],
+            "is inside the directory unit data/",
+        ),
+    ] {
+        let err = repo.fails(&args);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("unknown format"), "{args:?}: {err}");
+    }
+    assert!(repo.read("m.bin.shard.json") == manifest);
+    assert_eq!(read_tree(repo.path(), "data"), files);
+    let st = repo.json(&["status"]);
+    assert!(
+        st.as_array()
+            .expect("rows")
+            .iter()
+            .all(|r| r["state"] == "unchanged"),
+        "{st}"
+    );
+}

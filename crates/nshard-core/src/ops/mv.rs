@@ -41,6 +41,27 @@ impl Repo {
     ) -> Result<Moved> {
         let from = self.resolve_user_path(cwd, src)?;
         let to = self.resolve_user_path(cwd, dst)?;
+        let units = self.dir_units()?;
+        if let Some((u, sub)) = self.unit_of(&units, &from) {
+            let reason = match sub {
+                None => "is a directory unit: `nshard mv` renames single tracked files".to_string(),
+                Some(_) => format!(
+                    "is inside the directory unit {u}/: its files are versioned by the unit's listing (rename it with your shell, then `nshard commit`)"
+                ),
+            };
+            return Err(Error::Repo(RepoError::InUnit {
+                path: from.to_string(),
+                reason,
+            }));
+        }
+        if let Some((u, _)) = self.unit_of(&units, &to) {
+            return Err(Error::Repo(RepoError::InUnit {
+                path: to.to_string(),
+                reason: format!(
+                    "is inside the directory unit {u}/: files there are versioned by the unit's listing, not by manifests of their own (copy the file there with your shell, then `nshard commit` the unit)"
+                ),
+            }));
+        }
         let _lock = self.lock(true)?;
         let wt = self.read_worktree_manifest(&from)?.ok_or_else(|| {
             Error::Repo(RepoError::NotTracked {
@@ -145,6 +166,20 @@ impl Repo {
         force: bool,
     ) -> Result<Removed> {
         let p = self.resolve_user_path(cwd, path)?;
+        if let Some((u, sub)) = self.unit_of(&self.dir_units()?, &p) {
+            let reason = match sub {
+                None => format!(
+                    "is a directory unit: `nshard rm` removes single committed files (`nshard untrack {u}/` stops versioning the unit)"
+                ),
+                Some(_) => format!(
+                    "is inside the directory unit {u}/: delete it with your shell, then `nshard commit` the unit"
+                ),
+            };
+            return Err(Error::Repo(RepoError::InUnit {
+                path: p.to_string(),
+                reason,
+            }));
+        }
         let wt = self.read_worktree_manifest(&p)?.ok_or_else(|| {
             Error::Repo(RepoError::NotTracked {
                 path: path.to_path_buf(),
