@@ -73,6 +73,7 @@ pub mod transfer;
 pub use dirunit::{
     DirChange, DirChangeKind, DirCheckout, DirCommit, DirState, DirStatus, DirVersion,
 };
+pub use fsutil::normalize_lexically;
 pub use id::ObjectId;
 pub use manifest::BlockDiff;
 pub use ops::RepackReport;

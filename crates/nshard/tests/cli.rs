@@ -268,3 +268,27 @@ fn checkout_of_a_version_not_pulled_says_how_to_get_it() {
         "{err}"
     );
 }
+
+/// `status --remote` takes a directory remote outside the repository as a relative path (as
+/// push and pull do), and still tells a path inside the repository from a remote.
+#[test]
+fn status_remote_takes_a_relative_directory_outside_the_repository() {
+    let (r, _) = TestRepo::committed(10_000);
+    // A remote beside the repository's root (which is a fresh temporary directory).
+    let name = format!(
+        "{}-remote",
+        r.path().file_name().and_then(|n| n.to_str()).expect("name")
+    );
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let beside = Removed(r.path().parent().expect("parent").join(&name));
+    fs::create_dir_all(&beside.0).expect("a remote beside the repository");
+    let out = r.ok(&["status", "--remote", &format!("../{name}")]);
+    assert!(out.contains("lacks 1 of 1 committed versions"), "{out}");
+    let err = r.fails(&["status", "--remote", "m/model.bin"]);
+    assert!(err.contains("is a path in the repository"), "{err}");
+}

@@ -800,3 +800,31 @@ fn the_agent_answers_protocol_errors_per_object_and_never_hangs() {
     .expect("a line");
     assert!(first["error"]["message"].as_str().is_some(), "{first}");
 }
+
+/// git-lfs starts the agent from the directory it runs in: a directory remote given to
+/// `lfs install` as a relative path is stored absolute, so `git lfs pull` works from a
+/// subdirectory too.
+#[test]
+fn a_relative_remote_path_works_from_a_subdirectory() {
+    let Some(w) = World::new("a_relative_remote_path_works_from_a_subdirectory") else {
+        return;
+    };
+    let store = w.new_dir("store");
+    let (_, work) = w.lfs_clone("repo");
+    w.ns(&work, &["lfs", "install", "--remote", "../store"]);
+    let args = w.git(
+        &work,
+        &["config", "--get", "lfs.customtransfer.nshard.args"],
+    );
+    assert!(args.contains(store.to_str().expect("UTF-8 path")), "{args}");
+    let (v1, _) = two_versions();
+    std::fs::write(work.join("model.safetensors"), &v1).expect("writes the file");
+    w.commit_and_push(&work, "v1");
+    std::fs::remove_dir_all(work.join(".git/lfs/objects")).expect("drops git-lfs's copies");
+    std::fs::remove_file(work.join("model.safetensors")).expect("removes the file");
+    let sub = work.join("sub");
+    std::fs::create_dir_all(&sub).expect("creates the directory");
+    let r = w.git_ran(&sub, &["lfs", "pull"], &[]);
+    assert!(r.ok, "git lfs pull from a subdirectory: {}", r.stderr);
+    assert!(read(work.join("model.safetensors")) == v1);
+}

@@ -253,8 +253,14 @@ fn run_install(ctx: &Ctx, a: InstallArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot tell where this nshard binary is")?;
     let mut args = String::from("lfs agent");
     if let Some(r) = &a.remote {
+        // git-lfs starts the agent from whatever directory it runs in: a directory remote
+        // given as a relative path is stored absolute (a configured name or a URL as given).
+        let r = match (&resolved.name, &resolved.url) {
+            (None, nshard_core::RemoteUrl::Dir(p)) => p.display().to_string(),
+            _ => r.clone(),
+        };
         args.push_str(" --remote ");
-        args.push_str(&quote_arg(r));
+        args.push_str(&quote_arg(&r));
     }
     let lfs_url = match (&resolved.url, a.write_lfsconfig) {
         (nshard_core::RemoteUrl::Http(u), true) => Some(format!("{u}/lfs")),

@@ -59,7 +59,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
             let arg = Some(arg.as_str()).filter(|s| !s.is_empty());
             if let Some(v) = arg {
                 // `status --remote models/x.bin` most likely meant a path, not a remote.
-                let p = ctx.cwd.join(v);
+                let p = nshard_core::normalize_lexically(&ctx.cwd.join(v));
                 if !repo.remotes().iter().any(|e| e.name == v)
                     && !v.contains("://")
                     && p.starts_with(repo.root())
