@@ -84,7 +84,7 @@ pub fn hint(e: &Error) -> Option<String> {
         Error::Git(GitError::NotAGitRepo(_)) => "run `git init` first".into(),
         Error::Manifest(ManifestError::ConflictMarkers(path)) => {
             let f = path.display();
-            format!("keep one side with `git checkout --theirs {f}` (or `--ours`) and `git add {f}`, then run `nshard checkout`")
+            format!("keep one side with `git checkout --theirs {f}` (or `--ours`) and `git add {f}`, then run `nshard checkout` (`nshard pull --checkout` if that side's data is not here)")
         }
         // Damaged on a remote (nothing was stored here): a pull again would get the same copy.
         Error::Store(StoreError::CorruptObject { reason, .. })

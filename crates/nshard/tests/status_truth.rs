@@ -138,7 +138,7 @@ fn a_manifest_with_conflict_markers_is_conflicted() {
     assert!(
         human.contains("git checkout --theirs m.bin.shard.json")
             && human.contains("--ours")
-            && human.contains("nshard checkout"),
+            && human.contains("then `nshard checkout`, or `nshard pull --checkout`"),
         "{human}"
     );
     assert!(!human.contains("not valid JSON"), "{human}");
@@ -212,4 +212,56 @@ fn status_remote_reports_versions_the_remote_lacks() {
     drop(server);
     let err = common::fails(&r, &["status", "--remote"]);
     assert!(err.contains("remote"), "{err}");
+}
+
+/// Two sides that change different chunks of the same version: git merges those hunks and
+/// conflicts only on the header (hash, message, timestamp), so the sides rebuilt from the
+/// markers name no real version. Status names the versions each side committed (git's index
+/// holds them exactly), and the way out fetches what the kept side needs.
+#[test]
+fn conflict_sides_are_the_versions_each_side_committed() {
+    let d = tempfile::tempdir().expect("tmp");
+    let r = d.path().join("r");
+    git_repo(&r);
+    fs::write(
+        r.join(".shard/config.toml"),
+        "[chunking]\nalgorithm = \"fixed\"\nsize = 65536\n",
+    )
+    .expect("fixed chunks, so that an edit changes one chunk line");
+    let base = random_bytes(16 * 65536, 41);
+    let commit = |data: &[u8], msg: &str| {
+        fs::write(r.join("m.bin"), data).expect("write");
+        common::ok(&r, &["track", "m.bin"]);
+        common::ok(&r, &["commit", "-m", msg]);
+        git(&r, &["add", "-A"]);
+        git(&r, &["commit", "-q", "-m", msg]);
+        ObjectId::of(&fs::read(r.join("m.bin.shard.json")).expect("manifest")).to_hex()
+    };
+    commit(&base, "base");
+    git(&r, &["checkout", "-q", "-b", "theirs"]);
+    let mut theirs = base.clone();
+    theirs[..65536].copy_from_slice(&random_bytes(65536, 42));
+    let id_theirs = commit(&theirs, "theirs: first chunk");
+    git(&r, &["checkout", "-q", "main"]);
+    common::ok(&r, &["checkout", "--force"]);
+    let mut ours = base.clone();
+    let n = ours.len();
+    ours[n - 65536..].copy_from_slice(&random_bytes(65536, 43));
+    let id_ours = commit(&ours, "ours: last chunk");
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+        .args(["merge", "-q", "theirs"])
+        .current_dir(&r)
+        .output()
+        .expect("git merge");
+    assert!(!out.status.success(), "the manifests conflict");
+    let st = common::json(&r, &["status"]);
+    assert_eq!(st[0]["state"], "conflicted", "{st}");
+    assert_eq!(st[0]["ours"], id_ours.as_str(), "{st}");
+    assert_eq!(st[0]["theirs"], id_theirs.as_str(), "{st}");
+    let human = common::ok(&r, &["status"]);
+    assert!(
+        human.contains("or `nshard pull --checkout` if that side's data is not here"),
+        "{human}"
+    );
 }

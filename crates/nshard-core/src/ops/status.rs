@@ -37,7 +37,8 @@ pub enum FileState {
         data_present: bool,
     },
     /// The manifest holds git conflict markers (a merge of two versions): take one side with `git
-    /// checkout --theirs/--ours FILE.shard.json`, then `nshard checkout`.
+    /// checkout --theirs/--ours FILE.shard.json`, then `nshard checkout` (`nshard pull --checkout`
+    /// if that side's data is not in the local store).
     Conflicted {
         /// The version on our side of the conflict, when that side is a valid manifest.
         ours: Option<ObjectId>,
@@ -323,6 +324,15 @@ impl Repo {
         let mpath = path.manifest_path().to_path(self.root());
         let bytes = crate::fsutil::read_limited(&mpath, 2 * MAX_MANIFEST_BYTES + 4096).ok()?;
         let (ours, theirs) = conflict_sides(&bytes)?;
+        // The exact sides from git's index (stages 2 and 3) while the merge is unresolved: the
+        // sides rebuilt from the markers also hold the other side's merged hunks, so their ids
+        // may name no version.
+        let rel = path.manifest_path();
+        let stage = |n: u8| crate::git::git(self.root(), &["show", &format!(":{n}:./{rel}")]).ok();
+        let (ours, theirs) = match (stage(2), stage(3)) {
+            (Some(o), Some(t)) => (o, t),
+            _ => (ours, theirs),
+        };
         let version = |side: Vec<u8>| {
             Manifest::parse(&side, &mpath, Some(path))
                 .ok()

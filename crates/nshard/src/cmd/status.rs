@@ -158,7 +158,7 @@ pub fn run(ctx: &Ctx, a: StatusArgs) -> Result<ExitCode> {
                 (
                     "conflicted",
                     format!(
-                        "  (manifest has git conflict markers: ours {}, theirs {}; keep one with `git checkout --theirs {m}` or `git checkout --ours {m}`, `git add {m}`, then `nshard checkout`)",
+                        "  (manifest has git conflict markers: ours {}, theirs {}; keep one with `git checkout --theirs {m}` or `git checkout --ours {m}`, `git add {m}`, then `nshard checkout`, or `nshard pull --checkout` if that side's data is not here)",
                         side(ours),
                         side(theirs)
                     ),
