@@ -83,7 +83,8 @@ pub use ops::{
     DiffSide, FileCommit, FileDiff, FileState, FileStatus, GcItem, GcMode, GcOptions, GcReason,
     GcReport, History, HistoryNote, LogEntry, LogState, MissingCheck, Moved, Problem, ProblemKind,
     RemoteCheck, Removed, Selection, SideKind, Status, Target, TensorChange, TensorChangeKind,
-    TensorDiff, TrackChange, TrackMode, Unpushed, VerifyOptions, VerifyReport, VersionOrder,
+    TensorDiff, TrackChange, TrackMode, Unpushed, Unversioned, VerifyOptions, VerifyReport,
+    VersionOrder,
 };
 pub use ops::{LfsImportOptions, LfsImportReport, LfsImportedFile, LfsImportedVersion};
 pub use path::RepoPath;

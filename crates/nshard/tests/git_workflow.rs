@@ -627,3 +627,47 @@ fn post_rewrite_checks_out_files_and_units_an_amend_changed() {
         "{text}"
     );
 }
+
+/// A manifest removed through git (a colleague's `nshard rm`, or a checkout of a commit from
+/// before the file was versioned): the hooks delete the data file when it holds exactly the
+/// removed version, as git deletes a file removed upstream, and keep a file with other content;
+/// checking out a commit that has the manifest brings the file back.
+#[test]
+fn a_manifest_removed_through_git_takes_its_unchanged_file_along() {
+    use common::gc_world::GcWorld;
+    let w = GcWorld::dir();
+    let (a, [_, _, v3]) = w.three_versions();
+    let b = w.colleague("b");
+    let model = b.join("models/m.bin");
+    assert!(fs::read(&model).expect("v3") == v3);
+    // The owner stops versioning the model.
+    w.ok(&a, &["rm", "models/m.bin"]);
+    w.git(&a, &["add", "-A"]);
+    w.git(&a, &["commit", "-q", "-m", "drop the model"]);
+    w.git(&a, &["push", "-q", "origin", "HEAD"]);
+    // The colleague's pull takes the file away: no "new" file left for the next commit.
+    w.git(&b, &["pull", "-q"]);
+    assert!(!model.exists(), "the unchanged file went with its manifest");
+    let st = w.json(&b, &["status"]);
+    assert_eq!(st, serde_json::json!([]), "{st}");
+    // Back to a commit that versions it, and forward again.
+    w.git(&b, &["checkout", "-q", "HEAD~1"]);
+    assert!(fs::read(&model).expect("v3 back") == v3);
+    w.git(&b, &["checkout", "-q", "-"]);
+    assert!(!model.exists());
+    // A file with other content is kept, and the hook says so.
+    w.git(&b, &["checkout", "-q", "HEAD~1"]);
+    fs::write(&model, b"edited, not committed").expect("edit");
+    let out = std::process::Command::new("git")
+        .args(["checkout", "-q", "-"])
+        .current_dir(&b)
+        .output()
+        .expect("git checkout");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("models/m.bin: git removed its manifest, but the file holds other content"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&model).expect("kept"), b"edited, not committed");
+}

@@ -187,6 +187,39 @@ impl GitTree {
             .collect()
     }
 
+    /// The manifests (`*.shard.json`, paths relative to the NeuroShard root) that `from` has and
+    /// `to` does not, each with its bytes in `from` (at most `max` bytes; a larger one is left
+    /// out: it cannot be a valid manifest).
+    pub fn deleted_manifests(
+        &self,
+        from: &str,
+        to: &str,
+        max: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let spec = format!("{}*.shard.json", self.prefix);
+        let args = [
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "--diff-filter=D",
+            "-z",
+            from,
+            to,
+            "--",
+            &spec,
+        ];
+        let out = self.run(&args)?;
+        let mut found = Vec::new();
+        for rel in self.under_root(&out) {
+            let spec = format!("{from}:{}{rel}", self.prefix);
+            let size = one_line(self.run(&["cat-file", "-s", &spec])?);
+            if size.parse::<usize>().is_ok_and(|n| n <= max) {
+                found.push((rel, self.run(&["cat-file", "blob", &spec])?));
+            }
+        }
+        Ok(found)
+    }
+
     /// The manifests (`*.shard.json`, paths relative to the NeuroShard root) that differ between
     /// two commits. Cheap: git compares trees, no file is read.
     pub fn changed_manifests(&self, from: &str, to: &str) -> Result<Vec<String>> {

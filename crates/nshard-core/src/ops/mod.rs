@@ -29,7 +29,7 @@ pub use gc::{GcItem, GcMode, GcOptions, GcReason, GcReport, MissingCheck, Unpush
 pub use history::{History, HistoryNode, LogEntry, LogState, MAX_HISTORY};
 pub use history_stats::{MostChanged, VersionChange};
 pub use lfs_import::{LfsImportOptions, LfsImportReport, LfsImportedFile, LfsImportedVersion};
-pub use mv::{Moved, Removed};
+pub use mv::{Moved, Removed, Unversioned};
 pub use status::{FileState, FileStatus, RemoteCheck, Status, VersionOrder};
 pub use target::{Selection, Target};
 pub use tensor_stats::{BlockStats, FloatStats, TensorStats};

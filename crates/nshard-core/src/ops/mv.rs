@@ -221,3 +221,51 @@ impl Repo {
         })
     }
 }
+
+/// What became of a data file whose manifest a git operation deleted (see
+/// [`Repo::remove_unversioned`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unversioned {
+    /// It held exactly the version the deleted manifest named: deleted, as git deletes a file
+    /// removed upstream that has no local changes (the version stays in the store and on
+    /// remotes until gc).
+    Deleted,
+    /// It holds other content: kept, no longer versioned.
+    KeptChanged,
+    /// Nothing to do: no data file, a manifest there again, or not a file's manifest.
+    Untouched,
+}
+
+impl Repo {
+    /// After a git operation (checkout, merge, rebase) deleted the manifest `manifest` (its bytes
+    /// in the commit before were `old`): deletes the data file when it holds exactly the version
+    /// that manifest named, and keeps a file with other content. Takes the lock.
+    pub fn remove_unversioned(&self, manifest: &RepoPath, old: &[u8]) -> Result<Unversioned> {
+        let Some(data) = manifest.data_path_of_manifest() else {
+            return Ok(Unversioned::Untouched);
+        };
+        let mpath = manifest.to_path(self.root());
+        if fs::symlink_metadata(&mpath).is_ok() {
+            return Ok(Unversioned::Untouched);
+        }
+        let Ok(m) = Manifest::parse(old, &mpath, Some(&data)) else {
+            return Ok(Unversioned::Untouched);
+        };
+        let _lock = self.lock(true)?;
+        let Ok(abs) = fsutil::existing_file_in(self.root(), &data) else {
+            return Ok(Unversioned::Untouched);
+        };
+        let md = fs::symlink_metadata(&abs).map_err(Error::io("reading", &abs))?;
+        let cache = self.stat_cache();
+        let same = match cache.fresh(data.as_str(), &md) {
+            Some(e) => e.sha256 == m.sha256,
+            None => md.len() == m.size && fsutil::hash_file(&abs)? == m.sha256,
+        };
+        if !same {
+            return Ok(Unversioned::KeptChanged);
+        }
+        fs::remove_file(&abs).map_err(Error::io("removing", &abs))?;
+        Ok(Unversioned::Deleted)
+    }
+}

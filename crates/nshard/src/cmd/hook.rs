@@ -10,7 +10,7 @@ use nshard_core::git::RefUpdate;
 use nshard_core::transfer::{PullOptions, PushOptions, PushScope, TransferOptions};
 use nshard_core::Error;
 use nshard_core::RepoPath;
-use nshard_core::{CheckoutOptions, CheckoutOutcome, PathFilter, Repo, Target};
+use nshard_core::{CheckoutOptions, CheckoutOutcome, PathFilter, Repo, Target, Unversioned};
 use nshard_core::{Progress, Retry};
 
 use super::remote::{label, objects, runtime};
@@ -79,14 +79,18 @@ pub fn run(ctx: &Ctx, a: HookArgs) -> Result<ExitCode> {
                 previous
             };
             let changed = tree.changed_manifests(&from, &new)?;
-            sync(ctx, &repo, changed)
+            let deleted = tree.deleted_manifests(&from, &new, MAX_DELETED)?;
+            sync(ctx, &repo, changed, deleted)
         }
         Hook::PostMerge { .. } => {
-            let changed = match tree.commit_id("ORIG_HEAD") {
-                Some(orig) => tree.changed_manifests(&orig, "HEAD")?,
-                None => all_manifests(&repo)?,
+            let (changed, deleted) = match tree.commit_id("ORIG_HEAD") {
+                Some(orig) => (
+                    tree.changed_manifests(&orig, "HEAD")?,
+                    tree.deleted_manifests(&orig, "HEAD", MAX_DELETED)?,
+                ),
+                None => (all_manifests(&repo)?, Vec::new()),
             };
-            sync(ctx, &repo, changed)
+            sync(ctx, &repo, changed, deleted)
         }
         Hook::PostRewrite { .. } => {
             let mut input = String::new();
@@ -100,10 +104,12 @@ pub fn run(ctx: &Ctx, a: HookArgs) -> Result<ExitCode> {
                     changed.extend(tree.changed_manifests(old, new)?);
                 }
             }
+            let mut deleted = Vec::new();
             if let Some(orig) = tree.commit_id("ORIG_HEAD") {
                 changed.extend(tree.changed_manifests(&orig, "HEAD")?);
+                deleted = tree.deleted_manifests(&orig, "HEAD", MAX_DELETED)?;
             }
-            sync(ctx, &repo, changed.into_iter().collect())
+            sync(ctx, &repo, changed.into_iter().collect(), deleted)
         }
     }
 }
@@ -204,10 +210,20 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The largest deleted manifest read back from git (as a file manifest may be).
+const MAX_DELETED: usize = nshard_core::format::MAX_MANIFEST_BYTES as usize;
+
 /// Pulls the data the changed manifests need and checks their files and directory units out,
-/// keeping uncommitted changes. `manifests` are manifest paths relative to the repository root;
-/// a manifest the checkout deleted leaves its data alone.
-fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
+/// keeping uncommitted changes. `manifests` are manifest paths relative to the repository root.
+/// For each file manifest the git operation deleted (`deleted`: path and its bytes before), the
+/// data file goes too when it holds exactly that version, as git deletes a file removed
+/// upstream; a file with other content stays, and the hook says so.
+fn sync(
+    ctx: &Ctx,
+    repo: &Repo,
+    manifests: Vec<String>,
+    deleted: Vec<(String, Vec<u8>)>,
+) -> Result<ExitCode> {
     let targets: Vec<Target> = manifests
         .iter()
         .filter_map(|m| RepoPath::parse(m).ok())
@@ -269,6 +285,27 @@ fn sync(ctx: &Ctx, repo: &Repo, manifests: Vec<String>) -> Result<ExitCode> {
             Err(e) => {
                 failed = true;
                 eprintln!("nshard: {label}: {e}");
+            }
+        }
+    }
+    for (m, old) in deleted {
+        let Ok(mp) = RepoPath::parse(&m) else {
+            continue;
+        };
+        let Some(data) = mp.data_path_of_manifest() else {
+            continue;
+        };
+        match repo.remove_unversioned(&mp, &old) {
+            Ok(Unversioned::Deleted) if !ctx.quiet => {
+                eprintln!("nshard: {data}: removed (git removed its manifest)")
+            }
+            Ok(Unversioned::KeptChanged) => eprintln!(
+                "nshard: {data}: git removed its manifest, but the file holds other content:                  kept, no longer versioned (delete it, or `nshard commit` it to version it again)"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                failed = true;
+                eprintln!("nshard: {data}: {e}");
             }
         }
     }
