@@ -100,3 +100,58 @@ fn the_post_checkout_hook_moves_a_unit_with_git() {
     assert_eq!(read_tree(&b, "data"), mine, "{out}");
     assert!(out.contains("uncommitted changes"), "{out}");
 }
+
+/// A checkout of a commit from before the unit existed takes the unit's files away (as git
+/// takes away the files a commit does not have), so `git add -A` cannot stage the dataset into
+/// git; a file with other content stays; checking out the unit's commit brings them back.
+#[test]
+fn a_checkout_from_before_the_unit_takes_its_files_away() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = tmp.path().join("a");
+    fs::create_dir(&a).expect("a");
+    git(&a, &["init", "-q", "-b", "main"]);
+    git(&a, &["config", "user.name", "NeuroShard Test"]);
+    git(&a, &["config", "user.email", "test@example.com"]);
+    ok(&a, &["init"]);
+    ok(&a, &["git-init"]);
+    write(&a, "README", b"before the dataset\n");
+    git(&a, &["add", "-A"]);
+    git(&a, &["commit", "-q", "-m", "no dataset yet"]);
+    for i in 0..30 {
+        write(
+            &a,
+            &format!("data/p{}/f{i:03}.bin", i % 3),
+            &random_bytes(2000, i),
+        );
+    }
+    ok(&a, &["track", "--dir", "data"]);
+    ok(&a, &["commit", "-m", "dataset"]);
+    git(&a, &["add", "-A"]);
+    git(&a, &["commit", "-q", "-m", "dataset"]);
+    let files = read_tree(&a, "data");
+
+    let (done, text) = git_try(&a, &["checkout", "-q", "HEAD~1"]);
+    assert!(done, "{text}");
+    assert!(text.contains("data/: removed 30 file(s)"), "{text}");
+    assert!(!a.join("data").exists(), "{text}");
+    let (_, staged) = git_try(&a, &["add", "-A", "--dry-run"]);
+    assert!(!staged.contains("data/"), "{staged}");
+
+    let (done, text) = git_try(&a, &["checkout", "-q", "main"]);
+    assert!(done, "{text}");
+    assert_eq!(read_tree(&a, "data"), files);
+
+    // An edited file stays (the rest goes), and the hook says so.
+    write(&a, "data/p0/f000.bin", b"edited");
+    let (done, text) = git_try(&a, &["checkout", "-q", "HEAD~1"]);
+    assert!(done, "{text}");
+    assert!(
+        text.contains("removed 29 file(s)") && text.contains("kept 1 file(s) with other content"),
+        "{text}"
+    );
+    assert_eq!(
+        fs::read(a.join("data/p0/f000.bin")).expect("kept"),
+        b"edited"
+    );
+    assert!(!a.join("data/p1").exists());
+}

@@ -306,3 +306,62 @@ fn check(dest: &std::path::Path, e: &FileEntry, sha: ObjectId, len: u64) -> Resu
     }
     Ok(())
 }
+
+impl Repo {
+    /// After a git operation deleted the manifest of unit `unit` (its bytes in the commit before
+    /// were `old`): deletes the unit's files that hold exactly the content its listing names
+    /// (known from the stat cache, else hashed), then the directories that leaves empty. Files
+    /// with other content, and files the listing does not name, stay. Returns (removed, kept);
+    /// `None` when `old` is not the unit's manifest, its manifest is back in the work tree, or
+    /// its listing is not in the local store (then nothing is touched). The caller holds the
+    /// repository lock.
+    pub(crate) fn remove_unversioned_unit(
+        &self,
+        unit: &RepoPath,
+        old: &[u8],
+    ) -> Result<Option<(usize, usize)>> {
+        let mpath = unit.manifest_path().to_path(self.root());
+        if std::fs::symlink_metadata(&mpath).is_ok() {
+            return Ok(None);
+        }
+        let Ok(m) = super::DirManifest::parse(old, &mpath, Some(unit)) else {
+            return Ok(None);
+        };
+        let listing = match self.load_listing(&m) {
+            Ok(l) => l,
+            Err(Error::Store(StoreError::ObjectMissing(_))) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let listed: HashMap<&str, &FileEntry> =
+            listing.files.iter().map(|e| (e.path.as_str(), e)).collect();
+        let cache = self.stat_cache();
+        let (mut removed, mut kept) = (0, 0);
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        for f in super::walk_unit(self.root(), unit)? {
+            let full = format!("{}/{}", unit.as_str(), f.rel);
+            let same = match listed.get(f.rel.as_str()) {
+                None => false,
+                Some(e) => match cache.fresh(&full, &f.md) {
+                    Some(c) => c.sha256 == e.sha256,
+                    None => f.md.len() == e.size && super::status::hash_found(&f)? == e.sha256,
+                },
+            };
+            if !same {
+                kept += 1;
+                continue;
+            }
+            fsutil::remove_file_in(self.root(), &RepoPath::parse(&full)?)?;
+            removed += 1;
+            let mut d = f.abs.parent();
+            while let Some(p) = d.filter(|p| p.starts_with(unit.to_path(self.root()))) {
+                dirs.insert(p.to_path_buf());
+                d = p.parent();
+            }
+        }
+        // Deepest first; a directory that still holds something stays.
+        for d in dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+        Ok(Some((removed, kept)))
+    }
+}

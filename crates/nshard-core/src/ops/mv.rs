@@ -233,6 +233,14 @@ pub enum Unversioned {
     Deleted,
     /// It holds other content: kept, no longer versioned.
     KeptChanged,
+    /// A directory unit's manifest: its files that held the listed content were deleted, the
+    /// others kept.
+    Unit {
+        /// Files deleted.
+        removed: usize,
+        /// Files kept (other content, or not in the listing).
+        kept: usize,
+    },
     /// Nothing to do: no data file, a manifest there again, or not a file's manifest.
     Untouched,
 }
@@ -240,7 +248,8 @@ pub enum Unversioned {
 impl Repo {
     /// After a git operation (checkout, merge, rebase) deleted the manifest `manifest` (its bytes
     /// in the commit before were `old`): deletes the data file when it holds exactly the version
-    /// that manifest named, and keeps a file with other content. Takes the lock.
+    /// that manifest named, and keeps a file with other content; for a directory unit's manifest,
+    /// the same file by file (see `remove_unversioned_unit`). Takes the lock.
     pub fn remove_unversioned(&self, manifest: &RepoPath, old: &[u8]) -> Result<Unversioned> {
         let Some(data) = manifest.data_path_of_manifest() else {
             return Ok(Unversioned::Untouched);
@@ -250,7 +259,11 @@ impl Repo {
             return Ok(Unversioned::Untouched);
         }
         let Ok(m) = Manifest::parse(old, &mpath, Some(&data)) else {
-            return Ok(Unversioned::Untouched);
+            let _lock = self.lock(true)?;
+            return Ok(match self.remove_unversioned_unit(&data, old)? {
+                Some((removed, kept)) => Unversioned::Unit { removed, kept },
+                None => Unversioned::Untouched,
+            });
         };
         let _lock = self.lock(true)?;
         let Ok(abs) = fsutil::existing_file_in(self.root(), &data) else {

@@ -299,6 +299,18 @@ fn sync(
             Ok(Unversioned::Deleted) if !ctx.quiet => {
                 eprintln!("nshard: {data}: removed (git removed its manifest)")
             }
+            Ok(Unversioned::Unit { removed, kept }) if !ctx.quiet || kept > 0 => {
+                let also = if kept > 0 {
+                    format!(
+                        "; kept {kept} file(s) with other content or not in its listing (no longer versioned)"
+                    )
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "nshard: {data}/: removed {removed} file(s) (git removed the unit's manifest){also}"
+                )
+            }
             Ok(Unversioned::KeptChanged) => eprintln!(
                 "nshard: {data}: git removed its manifest, but the file holds other content:                  kept, no longer versioned (delete it, or `nshard commit` it to version it again)"
             ),
