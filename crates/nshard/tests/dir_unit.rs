@@ -225,14 +225,7 @@ fn a_server_sees_packs_and_a_subtree_pull_fetches_only_its_packs() {
         Some(objects as u64)
     );
 
-    git(repo.path(), &["add", "-A"]);
-    git(repo.path(), &["commit", "-q", "-m", "data"]);
-    let clone = tempfile::tempdir().expect("clone");
-    git(
-        clone.path(),
-        &["clone", "-q", repo.path().to_str().expect("utf8"), "b"],
-    );
-    let b = clone.path().join("b");
+    let (_clone, b) = git_commit_and_clone(&repo);
     ok(&b, &["pull", "data/part3", "--remote", &server.url]);
     let fetched = count_objects(&b.join(".shard"));
     // The manifest, the listing and the packs holding part3 (a tenth of the data): not all.
@@ -439,14 +432,7 @@ fn a_unit_checked_out_in_part_keeps_the_other_files() {
     let remote = tempfile::tempdir().expect("remote");
     let url = remote.path().to_str().expect("utf8").to_string();
     repo.ok(&["push", "--remote", &url]);
-    git(repo.path(), &["add", "-A"]);
-    git(repo.path(), &["commit", "-q", "-m", "data"]);
-    let clone = tempfile::tempdir().expect("clone");
-    git(
-        clone.path(),
-        &["clone", "-q", repo.path().to_str().expect("utf8"), "b"],
-    );
-    let b = clone.path().join("b");
+    let (_clone, b) = git_commit_and_clone(&repo);
     ok(&b, &["pull", "data/part3", "--remote", &url]);
     ok(&b, &["checkout", "data/part3/"]);
     let st = common::json(&b, &["status"]);
@@ -487,25 +473,16 @@ fn status_remote_checks_units() {
     let remote = tempfile::tempdir().expect("remote");
     let url = remote.path().to_str().expect("utf8").to_string();
     repo.ok(&["push", "m.bin", "--remote", &url]);
-    let st = repo.json(&["status", "--remote", &url]);
-    let unit = st
-        .as_array()
-        .expect("rows")
-        .iter()
-        .find(|r| r["path"] == "data")
-        .expect("the unit's row");
-    assert!(unit["remote"]["missing_objects"].as_u64() > Some(0), "{st}");
+    let unit = unit_row(&repo.json(&["status", "--remote", &url]));
+    assert!(
+        unit["remote"]["missing_objects"].as_u64() > Some(0),
+        "{unit}"
+    );
     let text = repo.ok(&["status", "--remote", &url]);
     assert!(text.contains("lacks 1 of 2 committed versions"), "{text}");
     repo.ok(&["push", "--remote", &url]);
-    let st = repo.json(&["status", "--remote", &url]);
-    let unit = st
-        .as_array()
-        .expect("rows")
-        .iter()
-        .find(|r| r["path"] == "data")
-        .expect("the unit's row");
-    assert_eq!(unit["remote"]["missing_objects"], 0, "{st}");
+    let unit = unit_row(&repo.json(&["status", "--remote", &url]));
+    assert_eq!(unit["remote"]["missing_objects"], 0, "{unit}");
     let text = repo.ok(&["status", "--remote", &url]);
     assert!(
         text.contains("has every committed version (1 file, 1 directory unit)"),
@@ -553,4 +530,28 @@ fn mv_and_rm_refuse_units_and_paths_inside_them() {
             .all(|r| r["state"] == "unchanged"),
         "{st}"
     );
+}
+
+/// Commits everything in `repo` with git and clones it: (the clone's temporary directory, the
+/// clone `b` in it).
+fn git_commit_and_clone(repo: &TestRepo) -> (tempfile::TempDir, std::path::PathBuf) {
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "data"]);
+    let clone = tempfile::tempdir().expect("clone");
+    git(
+        clone.path(),
+        &["clone", "-q", repo.path().to_str().expect("utf8"), "b"],
+    );
+    let b = clone.path().join("b");
+    (clone, b)
+}
+
+/// The row of unit `data` in `status --json` output.
+fn unit_row(st: &serde_json::Value) -> serde_json::Value {
+    st.as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["path"] == "data")
+        .expect("the unit's row")
+        .clone()
 }

@@ -114,13 +114,7 @@ fn a_manifest_with_conflict_markers_is_conflicted() {
     git(&r, &["checkout", "-q", "main"]);
     common::ok(&r, &["checkout", "--force"]);
     let (v_ours, id_ours) = version(&r, 3, "ours");
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
-        .args(["merge", "-q", "theirs"])
-        .current_dir(&r)
-        .output()
-        .expect("git merge");
-    assert!(!out.status.success(), "the manifests conflict");
+    merge_conflicting_theirs(&r);
     let text = fs::read_to_string(r.join("m.bin.shard.json")).expect("manifest");
     assert!(text.contains("<<<<<<<"), "{text}");
 
@@ -248,13 +242,7 @@ fn conflict_sides_are_the_versions_each_side_committed() {
     let n = ours.len();
     ours[n - 65536..].copy_from_slice(&random_bytes(65536, 43));
     let id_ours = commit(&ours, "ours: last chunk");
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
-        .args(["merge", "-q", "theirs"])
-        .current_dir(&r)
-        .output()
-        .expect("git merge");
-    assert!(!out.status.success(), "the manifests conflict");
+    merge_conflicting_theirs(&r);
     let st = common::json(&r, &["status"]);
     assert_eq!(st[0]["state"], "conflicted", "{st}");
     assert_eq!(st[0]["ours"], id_ours.as_str(), "{st}");
@@ -264,4 +252,15 @@ fn conflict_sides_are_the_versions_each_side_committed() {
         human.contains("or `nshard pull --checkout` if that side's data is not here"),
         "{human}"
     );
+}
+
+/// `git merge theirs` in `r`, which must stop on conflicting manifests.
+fn merge_conflicting_theirs(r: &Path) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+        .args(["merge", "-q", "theirs"])
+        .current_dir(r)
+        .output()
+        .expect("git merge");
+    assert!(!out.status.success(), "the manifests conflict");
 }
