@@ -671,3 +671,34 @@ fn a_manifest_removed_through_git_takes_its_unchanged_file_along() {
     );
     assert_eq!(fs::read(&model).expect("kept"), b"edited, not committed");
 }
+
+/// A version committed with nshard but named by no git commit (two `nshard commit`s, one `git
+/// commit`): the push sends it too, so the remote's history has no gap and a clone's `pull
+/// --all-versions` reaches every older version.
+#[test]
+fn a_version_between_git_commits_is_pushed_so_the_history_has_no_gap() {
+    use common::gc_world::{fine_tune, model, GcWorld};
+    let w = GcWorld::dir();
+    let a = w.owner_of("origin.git", "a");
+    let v0 = model(1);
+    let v1 = fine_tune(&v0, 2, 2);
+    let v2 = fine_tune(&v1, 2, 3);
+    w.commit_push(&a, &v0, "v0");
+    fs::write(a.join("models/m.bin"), &v1).expect("v1");
+    w.ok(&a, &["commit", "-m", "v1, never in git"]);
+    w.commit_push(&a, &v2, "v2");
+    let b = w.colleague("b");
+    w.ok(&b, &["pull", "--all-versions"]);
+    let log = w.json(&b, &["log", "models/m.bin"]);
+    let versions: Vec<&str> = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter_map(|e| e["version"].as_str())
+        .collect();
+    assert_eq!(versions.len(), 3, "{log:#}");
+    for (v, want) in versions.iter().zip([&v2, &v1, &v0]) {
+        w.ok(&b, &["checkout", "models/m.bin", "--version", v, "--force"]);
+        assert!(&fs::read(b.join("models/m.bin")).expect("checked out") == want);
+    }
+}

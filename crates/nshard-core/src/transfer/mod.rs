@@ -333,6 +333,7 @@ pub async fn push(
         planned.push((path, r));
     }
     let mut notes = Vec::new();
+    let mut state_retries_extra = 0;
     let (state, state_retries) = opts.transfer.retry.run(|| roots::gc_state(remote)).await;
     let (pruned, gc_active) = match state {
         Ok(s) => s,
@@ -343,6 +344,16 @@ pub async fn push(
             (HashMap::new(), false)
         }
     };
+    if !matches!(opts.scope, PushScope::Current) && !opts.all_versions {
+        let (gaps, retries) =
+            fill_history_gaps(repo, remote, &mut planned, &pruned, &opts.transfer).await?;
+        notes.extend((gaps > 0).then(|| {
+            format!(
+                "also sending {gaps} version(s) committed with nshard between the ones git names, so that the remote's history has no gap"
+            )
+        }));
+        state_retries_extra = retries;
+    }
     if !opts.include_pruned && !pruned.is_empty() {
         for (_, r) in planned.iter_mut() {
             if let Ok((plan, versions)) = r {
@@ -368,7 +379,7 @@ pub async fn push(
         }
     }
     let mut stats = TransferStats {
-        retries: state_retries,
+        retries: state_retries + state_retries_extra,
         ..TransferStats::default()
     };
     let missing = engine::remote_missing(
@@ -673,6 +684,124 @@ fn plan_push(repo: &Repo, roots: &[WorktreeManifest], all_versions: bool) -> Res
         pruned: 0,
     };
     Ok((plan, versions))
+}
+
+/// The most versions of one file a push walks back through to close a gap in the history.
+const MAX_GAP: usize = 10_000;
+
+/// Versions below one a push plans (nearest first) that may fill a gap in the remote's history.
+struct GapChain {
+    /// The file's index in the plan.
+    file: usize,
+    /// The index of the version they lead to in the file's list.
+    at: usize,
+    /// The ancestors, nearest first, with their chunks.
+    chain: Vec<(ObjectId, Vec<ObjectId>)>,
+    /// Whether the walk ended at another version the push sends.
+    anchored: bool,
+}
+
+/// Adds to each file's plan the versions between the ones it sends and their nearest ancestor
+/// that the plan has or the remote holds: versions committed with nshard but named by no git
+/// commit (a `nshard commit` without a `git commit`). Without them the remote's history would
+/// stop at the gap, and a clone could not reach the older versions beyond it. The walk stops at a
+/// version this store lacks (or lacks chunks of), a pruned one, or after [`MAX_GAP`] versions;
+/// versions that lead to no version the remote holds or the push sends are not added.
+/// Returns how many versions were added, and the retries of the one batched question.
+async fn fill_history_gaps<P>(
+    repo: &Repo,
+    remote: &Arc<dyn Store>,
+    planned: &mut [(RepoPath, Result<PushPlan>)],
+    pruned: &HashMap<ObjectId, P>,
+    transfer: &TransferOptions<'_>,
+) -> Result<(usize, u64)> {
+    // Per file: chains of candidate ancestors (nearest first), each below one planned version,
+    // and whether the walk ended at another planned version.
+    let mut chains: Vec<GapChain> = Vec::new();
+    for (i, (_, r)) in planned.iter().enumerate() {
+        let Ok((_, versions)) = r else { continue };
+        let sent: HashSet<ObjectId> = versions.iter().map(|(v, _)| *v).collect();
+        let mut seen = HashSet::new();
+        for (k, (v, _)) in versions.iter().enumerate() {
+            let Ok(m) = repo.load_version(v) else {
+                continue;
+            };
+            let mut chain = Vec::new();
+            let mut next = m.version.parent;
+            let mut anchored = false;
+            while let Some(p) = next {
+                if sent.contains(&p) {
+                    anchored = true;
+                    break;
+                }
+                if pruned.contains_key(&p) || !seen.insert(p) {
+                    break;
+                }
+                if chain.len() >= MAX_GAP {
+                    break;
+                }
+                let Ok(pm) = repo.load_version(&p) else { break };
+                if !repo.has_all_chunks(&pm) {
+                    break;
+                }
+                chain.push((p, dedup(pm.chunks.iter().map(|c| c.id).collect())));
+                next = pm.version.parent;
+            }
+            if !chain.is_empty() {
+                chains.push(GapChain {
+                    file: i,
+                    at: k,
+                    chain,
+                    anchored,
+                });
+            }
+        }
+    }
+    if chains.is_empty() {
+        return Ok((0, 0));
+    }
+    let asked: Vec<ObjectId> = chains
+        .iter()
+        .flat_map(|g| g.chain.iter().map(|(v, _)| *v))
+        .collect();
+    let mut stats = TransferStats::default();
+    let absent = engine::remote_missing(
+        remote,
+        &asked,
+        &transfer.retry,
+        &mut stats,
+        &crate::progress::NoProgress,
+    )
+    .await?;
+    let mut added = 0;
+    // Later insertions first, so that the indices of earlier ones stay valid.
+    for g in chains.into_iter().rev() {
+        let whole = g.chain.len();
+        let gap: Vec<(ObjectId, Vec<ObjectId>)> = g
+            .chain
+            .into_iter()
+            .take_while(|(v, _)| absent.contains(v))
+            .collect();
+        // A gap lies between two known versions: one the remote holds (where the run of absent
+        // ones stops) or one this push sends. History that leads nowhere known stays behind, as
+        // without `--all-versions` it always did.
+        let closed = gap.len() < whole || g.anchored;
+        if gap.is_empty() || !closed {
+            continue;
+        }
+        let (i, k) = (g.file, g.at);
+        if let (_, Ok((plan, versions))) = &mut planned[i] {
+            added += gap.len();
+            // Oldest first, before the version they lead to.
+            for g in gap.into_iter() {
+                versions.insert(k, g);
+            }
+            plan.versions = versions.len();
+            let chunks: HashSet<&ObjectId> = versions.iter().flat_map(|(_, c)| c).collect();
+            plan.chunks = chunks.len();
+        }
+    }
+    Ok((added, stats.retries))
 }
 
 fn dedup(mut ids: Vec<ObjectId>) -> Vec<ObjectId> {
