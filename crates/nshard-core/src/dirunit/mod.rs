@@ -32,7 +32,7 @@ pub use checkout::{DirCheckout, DirCheckoutOptions};
 pub use delta::{is_delta, ListingDelta, Resolved, DELTA_FORMAT, MAX_CHAIN};
 pub use history::DirVersion;
 pub use listing::{FileEntry, Listing, Location, PackRef, LISTING_FORMAT, MAX_DIR_FILES};
-pub use status::{DirChange, DirChangeKind, DirState, DirStatus};
+pub use status::{DirChange, DirChangeKind, DirState, DirStatus, RemoteCheck};
 
 pub use crate::manifest::{is_dir_manifest, DIR_FORMAT};
 /// Files smaller than this go into packs (the smallest chunk a large file is cut into is 1 MiB,

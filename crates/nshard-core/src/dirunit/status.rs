@@ -57,6 +57,16 @@ pub enum DirState {
     NotPulled,
 }
 
+/// What a remote has of one committed version (`nshard status --remote`): its manifest object and
+/// the objects it needs (a file's distinct chunks; a unit's listing, packs and chunks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteCheck {
+    /// Objects the version needs (manifest included).
+    pub objects: usize,
+    /// How many of them the remote lacks.
+    pub missing_objects: usize,
+}
+
 /// The state of a directory unit (or of a subtree of it).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct DirStatus {
@@ -83,7 +93,7 @@ pub struct DirStatus {
     pub changes: Vec<DirChange>,
     /// What a remote has of the committed version (`nshard status --remote`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub remote: Option<crate::ops::RemoteCheck>,
+    pub remote: Option<RemoteCheck>,
 }
 
 /// SHA-256 of a found file's content.

@@ -97,14 +97,7 @@ pub struct FileStatus {
     pub remote: Option<RemoteCheck>,
 }
 
-/// What a remote has of one committed version: its manifest object and its distinct chunks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct RemoteCheck {
-    /// Objects the version needs (manifest + distinct chunks).
-    pub objects: usize,
-    /// How many of them the remote lacks.
-    pub missing_objects: usize,
-}
+pub use crate::dirunit::RemoteCheck;
 
 impl Repo {
     /// Whether the local store holds every chunk of `m` (the version is complete here).
