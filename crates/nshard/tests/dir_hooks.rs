@@ -141,17 +141,72 @@ fn a_checkout_from_before_the_unit_takes_its_files_away() {
     assert!(done, "{text}");
     assert_eq!(read_tree(&a, "data"), files);
 
-    // An edited file stays (the rest goes), and the hook says so.
+    // With an edited file the whole unit stays (as a checkout of a unit with changes leaves
+    // it), so that going back finds it complete; the hook names the file.
     write(&a, "data/p0/f000.bin", b"edited");
     let (done, text) = git_try(&a, &["checkout", "-q", "HEAD~1"]);
     assert!(done, "{text}");
     assert!(
-        text.contains("removed 29 file(s)") && text.contains("kept 1 file(s) with other content"),
+        text.contains("1 of its files hold other content (data/p0/f000.bin)")
+            && text.contains("the directory is kept as it is"),
         "{text}"
     );
+    let mut edited = files.clone();
+    edited.insert("data/p0/f000.bin".into(), b"edited".to_vec());
+    assert_eq!(read_tree(&a, "data"), edited);
+    let (done, text) = git_try(&a, &["checkout", "-q", "main"]);
+    assert!(done, "{text}");
+    assert_eq!(read_tree(&a, "data"), edited);
+    let st = common::json(&a, &["status", "data"]);
+    assert_eq!(st[0]["changes"].as_array().map(Vec::len), Some(1), "{st}");
+}
+
+/// A dataset converted from a unit to single files and back through git: every file stays in
+/// the work tree (the other form's manifests version it), and the per-file manifests reach git.
+#[test]
+fn converting_a_unit_to_single_files_keeps_every_file_across_checkouts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = tmp.path().join("a");
+    fs::create_dir(&a).expect("a");
+    git(&a, &["init", "-q", "-b", "main"]);
+    git(&a, &["config", "user.name", "NeuroShard Test"]);
+    git(&a, &["config", "user.email", "test@example.com"]);
+    ok(&a, &["init"]);
+    ok(&a, &["git-init"]);
+    for i in 0..12 {
+        write(
+            &a,
+            &format!("data/p{}/f{i:03}.bin", i % 3),
+            &random_bytes(1500, i),
+        );
+    }
+    ok(&a, &["track", "--dir", "data"]);
+    ok(&a, &["commit", "-m", "as a unit"]);
+    git(&a, &["add", "-A"]);
+    git(&a, &["commit", "-q", "-m", "as a unit"]);
+    let files = read_tree(&a, "data");
+    ok(&a, &["track", "--files", "data/"]);
+    ok(&a, &["commit", "-m", "file by file"]);
+    git(&a, &["add", "-A"]);
+    git(&a, &["commit", "-q", "-m", "file by file"]);
+    let in_git = git(&a, &["ls-files", "data"]);
     assert_eq!(
-        fs::read(a.join("data/p0/f000.bin")).expect("kept"),
-        b"edited"
+        in_git.lines().count(),
+        12,
+        "the per-file manifests are in git: {in_git}"
     );
-    assert!(!a.join("data/p1").exists());
+    assert!(
+        in_git.lines().all(|l| l.ends_with(".shard.json")),
+        "{in_git}"
+    );
+    for rev in ["HEAD~1", "main", "HEAD~1", "main"] {
+        let (done, text) = git_try(&a, &["checkout", "-q", rev]);
+        assert!(done, "{text}");
+        let mut now = read_tree(&a, "data");
+        now.retain(|k, _| !k.ends_with(".shard.json"));
+        let names: Vec<&String> = now.keys().collect();
+        assert!(now == files, "after checking out {rev}: {names:?} {text}");
+        let (_, staged) = git_try(&a, &["add", "-A", "--dry-run"]);
+        assert!(!staged.contains(".bin'"), "{staged}");
+    }
 }

@@ -307,11 +307,45 @@ fn check(dest: &std::path::Path, e: &FileEntry, sha: ObjectId, len: u64) -> Resu
     Ok(())
 }
 
+/// What became of a data file whose manifest a git operation deleted (see
+/// [`Repo::remove_unversioned`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unversioned {
+    /// It held exactly the version the deleted manifest named: deleted, as git deletes a file
+    /// removed upstream that has no local changes (the version stays in the store and on
+    /// remotes until gc).
+    Deleted,
+    /// It holds other content: kept, no longer versioned.
+    KeptChanged,
+    /// A directory unit's manifest: its files that held the listed content were deleted; files
+    /// its listing does not name stay.
+    Unit {
+        /// Files deleted.
+        removed: usize,
+        /// Files kept because the listing does not name them.
+        unlisted: usize,
+    },
+    /// A directory unit's manifest, and some of its listed files hold other content: the whole
+    /// unit stays as it is (as a checkout of a unit with changes leaves it whole), so that going
+    /// back finds it complete.
+    UnitKept {
+        /// The edited files (up to a few, relative to the repository root).
+        changed: Vec<String>,
+        /// How many files are edited in all.
+        count: usize,
+    },
+    /// Nothing to do: no data file, a manifest there again, or not a file's manifest.
+    Untouched,
+}
+
 impl Repo {
     /// After a git operation deleted the manifest of unit `unit` (its bytes in the commit before
     /// were `old`): deletes the unit's files that hold exactly the content its listing names
     /// (known from the stat cache, else hashed), then the directories that leaves empty. Files
-    /// with other content, and files the listing does not name, stay. Returns (removed, kept);
+    /// the listing does not name stay, and so do files another manifest of the work tree
+    /// versions (a unit converted to single files). When a listed file holds other content,
+    /// nothing is deleted (the unit stays whole, as a checkout of a unit with changes leaves it).
     /// `None` when `old` is not the unit's manifest, its manifest is back in the work tree, or
     /// its listing is not in the local store (then nothing is touched). The caller holds the
     /// repository lock.
@@ -319,7 +353,7 @@ impl Repo {
         &self,
         unit: &RepoPath,
         old: &[u8],
-    ) -> Result<Option<(usize, usize)>> {
+    ) -> Result<Option<Unversioned>> {
         let mpath = unit.manifest_path().to_path(self.root());
         if std::fs::symlink_metadata(&mpath).is_ok() {
             return Ok(None);
@@ -334,26 +368,44 @@ impl Repo {
         };
         let listed: HashMap<&str, &FileEntry> =
             listing.files.iter().map(|e| (e.path.as_str(), e)).collect();
-        let cache = self.stat_cache();
-        let (mut removed, mut kept) = (0, 0);
-        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut cache = self.stat_cache();
+        let mut unlisted = 0;
+        let mut changed: Vec<String> = Vec::new();
+        let mut doomed: Vec<(String, PathBuf)> = Vec::new();
         for f in super::walk_unit(self.root(), unit)? {
             let full = format!("{}/{}", unit.as_str(), f.rel);
-            let same = match listed.get(f.rel.as_str()) {
-                None => false,
-                Some(e) => match cache.fresh(&full, &f.md) {
-                    Some(c) => c.sha256 == e.sha256,
-                    None => f.md.len() == e.size && super::status::hash_found(&f)? == e.sha256,
-                },
+            let Some(e) = listed.get(f.rel.as_str()) else {
+                unlisted += 1;
+                continue;
             };
-            if !same {
-                kept += 1;
+            let mut own = f.abs.clone().into_os_string();
+            own.push(crate::path::MANIFEST_SUFFIX);
+            if std::fs::symlink_metadata(&own).is_ok() {
+                // Versioned by a manifest of its own now.
                 continue;
             }
-            fsutil::remove_file_in(self.root(), &RepoPath::parse(&full)?)?;
-            removed += 1;
-            let mut d = f.abs.parent();
-            while let Some(p) = d.filter(|p| p.starts_with(unit.to_path(self.root()))) {
+            let same = match cache.fresh(&full, &f.md) {
+                Some(c) => c.sha256 == e.sha256,
+                None => f.md.len() == e.size && super::status::hash_found(&f)? == e.sha256,
+            };
+            if same {
+                doomed.push((full, f.abs));
+            } else {
+                changed.push(full);
+            }
+        }
+        if !changed.is_empty() {
+            let count = changed.len();
+            changed.truncate(3);
+            return Ok(Some(Unversioned::UnitKept { changed, count }));
+        }
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        let top = unit.to_path(self.root());
+        for (full, abs) in &doomed {
+            fsutil::remove_file_in(self.root(), &RepoPath::parse(full)?)?;
+            cache.remove(full);
+            let mut d = abs.parent();
+            while let Some(p) = d.filter(|p| p.starts_with(&top)) {
                 dirs.insert(p.to_path_buf());
                 d = p.parent();
             }
@@ -362,6 +414,10 @@ impl Repo {
         for d in dirs.iter().rev() {
             let _ = std::fs::remove_dir(d);
         }
-        Ok(Some((removed, kept)))
+        cache.save()?;
+        Ok(Some(Unversioned::Unit {
+            removed: doomed.len(),
+            unlisted,
+        }))
     }
 }

@@ -28,7 +28,7 @@ mod pack;
 mod status;
 
 pub use crate::outcome::DirCommit;
-pub use checkout::{DirCheckout, DirCheckoutOptions};
+pub use checkout::{DirCheckout, DirCheckoutOptions, Unversioned};
 pub use delta::{is_delta, ListingDelta, Resolved, DELTA_FORMAT, MAX_CHAIN};
 pub use history::DirVersion;
 pub use listing::{FileEntry, Listing, Location, PackRef, LISTING_FORMAT, MAX_DIR_FILES};

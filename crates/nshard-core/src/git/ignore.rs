@@ -86,6 +86,13 @@ impl Repo {
             if self.tracked_by_config(&p) || units.iter().any(|u| u == data) {
                 continue;
             }
+            // A unit converted to single files (`track --files DIR`): the directory's entry keeps
+            // its data out of git and lets the new per-file manifests in, which the unit's line
+            // (the whole directory) would hide from git.
+            let dir_entry = format!("{data}/");
+            if self.config().track.contains(&dir_entry) {
+                continue;
+            }
             if p.to_path(self.root()).is_dir() {
                 units.push(data.to_string());
             } else {

@@ -222,28 +222,7 @@ impl Repo {
     }
 }
 
-/// What became of a data file whose manifest a git operation deleted (see
-/// [`Repo::remove_unversioned`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Unversioned {
-    /// It held exactly the version the deleted manifest named: deleted, as git deletes a file
-    /// removed upstream that has no local changes (the version stays in the store and on
-    /// remotes until gc).
-    Deleted,
-    /// It holds other content: kept, no longer versioned.
-    KeptChanged,
-    /// A directory unit's manifest: its files that held the listed content were deleted, the
-    /// others kept.
-    Unit {
-        /// Files deleted.
-        removed: usize,
-        /// Files kept (other content, or not in the listing).
-        kept: usize,
-    },
-    /// Nothing to do: no data file, a manifest there again, or not a file's manifest.
-    Untouched,
-}
+pub use crate::dirunit::Unversioned;
 
 impl Repo {
     /// After a git operation (checkout, merge, rebase) deleted the manifest `manifest` (its bytes
@@ -261,16 +240,20 @@ impl Repo {
         let Ok(m) = Manifest::parse(old, &mpath, Some(&data)) else {
             let _lock = self.lock(true)?;
             return Ok(match self.remove_unversioned_unit(&data, old)? {
-                Some((removed, kept)) => Unversioned::Unit { removed, kept },
+                Some(u) => u,
                 None => Unversioned::Untouched,
             });
         };
+        // Still versioned, by a directory unit of the new tree (a dataset converted to a unit).
+        if self.unit_of(&self.dir_units()?, &data).is_some() {
+            return Ok(Unversioned::Untouched);
+        }
         let _lock = self.lock(true)?;
         let Ok(abs) = fsutil::existing_file_in(self.root(), &data) else {
             return Ok(Unversioned::Untouched);
         };
         let md = fs::symlink_metadata(&abs).map_err(Error::io("reading", &abs))?;
-        let cache = self.stat_cache();
+        let mut cache = self.stat_cache();
         let same = match cache.fresh(data.as_str(), &md) {
             Some(e) => e.sha256 == m.sha256,
             None => md.len() == m.size && fsutil::hash_file(&abs)? == m.sha256,
@@ -279,6 +262,8 @@ impl Repo {
             return Ok(Unversioned::KeptChanged);
         }
         fs::remove_file(&abs).map_err(Error::io("removing", &abs))?;
+        cache.remove(data.as_str());
+        cache.save()?;
         Ok(Unversioned::Deleted)
     }
 }

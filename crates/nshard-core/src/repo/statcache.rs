@@ -95,6 +95,14 @@ impl StatCache {
         self.dirty = true;
     }
 
+    /// Forgets `path` (a file nshard deleted: it is no longer here, and was not removed by the
+    /// user).
+    pub fn remove(&mut self, path: &str) {
+        if self.entries.remove(path).is_some() {
+            self.dirty = true;
+        }
+    }
+
     /// Moves `from`'s entry to `to` (a renamed file keeps its stat), recording `version` as what
     /// it holds.
     pub fn rename(&mut self, from: &str, to: &str, version: crate::id::ObjectId) {

@@ -299,11 +299,12 @@ fn sync(
             Ok(Unversioned::Deleted) if !ctx.quiet => {
                 eprintln!("nshard: {data}: removed (git removed its manifest)")
             }
-            Ok(Unversioned::Unit { removed, kept }) if !ctx.quiet || kept > 0 => {
-                let also = if kept > 0 {
-                    format!(
-                        "; kept {kept} file(s) with other content or not in its listing (no longer versioned)"
-                    )
+            Ok(Unversioned::KeptChanged) => eprintln!(
+                "nshard: {data}: git removed its manifest, but the file holds other content: kept, no longer versioned (delete it, or `nshard commit` it to version it again)"
+            ),
+            Ok(Unversioned::Unit { removed, unlisted }) if !ctx.quiet && removed + unlisted > 0 => {
+                let also = if unlisted > 0 {
+                    format!("; kept {unlisted} file(s) its listing does not name")
                 } else {
                     String::new()
                 };
@@ -311,9 +312,17 @@ fn sync(
                     "nshard: {data}/: removed {removed} file(s) (git removed the unit's manifest){also}"
                 )
             }
-            Ok(Unversioned::KeptChanged) => eprintln!(
-                "nshard: {data}: git removed its manifest, but the file holds other content:                  kept, no longer versioned (delete it, or `nshard commit` it to version it again)"
-            ),
+            Ok(Unversioned::UnitKept { changed, count }) => {
+                let more = if count > changed.len() {
+                    format!(" and {} more", count - changed.len())
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "nshard: {data}/: git removed the unit's manifest, but {count} of its files hold other content ({}{more}): the directory is kept as it is, no longer versioned",
+                    changed.join(", ")
+                )
+            }
             Ok(_) => {}
             Err(e) => {
                 failed = true;
