@@ -210,3 +210,50 @@ fn converting_a_unit_to_single_files_keeps_every_file_across_checkouts() {
         assert!(!staged.contains(".bin'"), "{staged}");
     }
 }
+
+/// A unit version committed with nshard but in no git commit: `git push` sends it too, so a
+/// clone's `pull --all-versions` reaches the versions before it.
+#[test]
+fn a_unit_version_between_git_commits_is_pushed_so_the_history_has_no_gap() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    git(root, &["init", "-q", "--bare", "-b", "main", "origin.git"]);
+    fs::create_dir(root.join("store")).expect("store");
+    let store = root.join("store").display().to_string();
+    let a = clone(root, "a");
+    ok(&a, &["init"]);
+    ok(&a, &["git-init"]);
+    ok(&a, &["remote", "add", "origin", &store]);
+    for i in 0..9 {
+        write(
+            &a,
+            &format!("data/p{}/f{i}.bin", i % 3),
+            &random_bytes(800, i),
+        );
+    }
+    ok(&a, &["track", "--dir", "data"]);
+    ok(&a, &["commit", "-m", "u1"]);
+    git(&a, &["add", "-A"]);
+    git(&a, &["commit", "-q", "-m", "u1"]);
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    write(&a, "data/p0/f0.bin", b"u2");
+    ok(&a, &["commit", "-m", "u2, never in git"]);
+    write(&a, "data/p1/f1.bin", b"u3");
+    ok(&a, &["commit", "-m", "u3"]);
+    git(&a, &["commit", "-q", "-am", "u3"]);
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    assert!(out.contains("also sending 1 version(s)"), "{out}");
+
+    let b = clone(root, "b");
+    ok(&b, &["pull", "--all-versions"]);
+    let log = common::json(&b, &["log", "data"]);
+    let messages: Vec<&str> = log["data"]
+        .as_array()
+        .expect("the unit's versions")
+        .iter()
+        .filter_map(|e| e["manifest"]["version"]["message"].as_str())
+        .collect();
+    assert_eq!(messages, ["u3", "u2, never in git", "u1"], "{log:#}");
+}

@@ -689,6 +689,29 @@ fn plan_push(repo: &Repo, roots: &[WorktreeManifest], all_versions: bool) -> Res
 /// The most versions of one file a push walks back through to close a gap in the history.
 const MAX_GAP: usize = 10_000;
 
+/// Version `v` of a file or a directory unit as this store holds it: its parent and the objects
+/// it needs besides its manifest object (a file's chunks; a unit's listing, packs and chunks).
+/// `None` when the store lacks its manifest or any of those objects.
+fn version_here(repo: &Repo, v: &ObjectId) -> Option<(Option<ObjectId>, Vec<ObjectId>)> {
+    if let Ok(m) = repo.load_version(v) {
+        return repo.has_all_chunks(&m).then(|| {
+            (
+                m.version.parent,
+                dedup(m.chunks.iter().map(|c| c.id).collect()),
+            )
+        });
+    }
+    let m = repo.load_dir_version(v).ok()?;
+    let objects = repo.dir_objects(&m, None).ok()??;
+    let store = repo.store();
+    objects.iter().all(|(id, _)| store.has(id)).then(|| {
+        (
+            m.version.parent,
+            dedup(objects.into_iter().map(|(id, _)| id).collect()),
+        )
+    })
+}
+
 /// Versions below one a push plans (nearest first) that may fill a gap in the remote's history.
 struct GapChain {
     /// The file's index in the plan.
@@ -723,11 +746,11 @@ async fn fill_history_gaps<P>(
         let sent: HashSet<ObjectId> = versions.iter().map(|(v, _)| *v).collect();
         let mut seen = HashSet::new();
         for (k, (v, _)) in versions.iter().enumerate() {
-            let Ok(m) = repo.load_version(v) else {
+            let Some((parent, _)) = version_here(repo, v) else {
                 continue;
             };
             let mut chain = Vec::new();
-            let mut next = m.version.parent;
+            let mut next = parent;
             let mut anchored = false;
             while let Some(p) = next {
                 if sent.contains(&p) {
@@ -740,12 +763,11 @@ async fn fill_history_gaps<P>(
                 if chain.len() >= MAX_GAP {
                     break;
                 }
-                let Ok(pm) = repo.load_version(&p) else { break };
-                if !repo.has_all_chunks(&pm) {
+                let Some((parent, objects)) = version_here(repo, &p) else {
                     break;
-                }
-                chain.push((p, dedup(pm.chunks.iter().map(|c| c.id).collect())));
-                next = pm.version.parent;
+                };
+                chain.push((p, objects));
+                next = parent;
             }
             if !chain.is_empty() {
                 chains.push(GapChain {
