@@ -38,29 +38,25 @@ fn clone(root: &Path, name: &str) -> std::path::PathBuf {
     d
 }
 
-#[test]
-fn the_post_checkout_hook_moves_a_unit_with_git() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path();
+/// A bare `origin.git` and a directory data remote `store` in `root`, and the owner's clone `a`
+/// with nshard, its hooks and the remote `origin`.
+fn owner(root: &Path) -> std::path::PathBuf {
     git(root, &["init", "-q", "--bare", "-b", "main", "origin.git"]);
     fs::create_dir(root.join("store")).expect("store");
     let store = root.join("store").display().to_string();
-
     let a = clone(root, "a");
     ok(&a, &["init"]);
     ok(&a, &["git-init"]);
     ok(&a, &["remote", "add", "origin", &store]);
-    for i in 0..60 {
-        write(
-            &a,
-            &format!("data/p{}/f{i:03}.bin", i % 3),
-            &random_bytes(3000, i),
-        );
-    }
-    ok(&a, &["track", "--dir", "data"]);
-    ok(&a, &["commit", "-m", "v1"]);
-    git(&a, &["add", "-A"]);
-    git(&a, &["commit", "-q", "-m", "v1"]);
+    a
+}
+
+#[test]
+fn the_post_checkout_hook_moves_a_unit_with_git() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let a = owner(root);
+    unit_committed(&a, 60, 3000, "v1");
     let v1 = read_tree(&a, "data");
     for i in [3u64, 17, 42] {
         write(
@@ -107,27 +103,11 @@ fn the_post_checkout_hook_moves_a_unit_with_git() {
 #[test]
 fn a_checkout_from_before_the_unit_takes_its_files_away() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let a = tmp.path().join("a");
-    fs::create_dir(&a).expect("a");
-    git(&a, &["init", "-q", "-b", "main"]);
-    git(&a, &["config", "user.name", "NeuroShard Test"]);
-    git(&a, &["config", "user.email", "test@example.com"]);
-    ok(&a, &["init"]);
-    ok(&a, &["git-init"]);
+    let a = owner(tmp.path());
     write(&a, "README", b"before the dataset\n");
     git(&a, &["add", "-A"]);
     git(&a, &["commit", "-q", "-m", "no dataset yet"]);
-    for i in 0..30 {
-        write(
-            &a,
-            &format!("data/p{}/f{i:03}.bin", i % 3),
-            &random_bytes(2000, i),
-        );
-    }
-    ok(&a, &["track", "--dir", "data"]);
-    ok(&a, &["commit", "-m", "dataset"]);
-    git(&a, &["add", "-A"]);
-    git(&a, &["commit", "-q", "-m", "dataset"]);
+    unit_committed(&a, 30, 2000, "dataset");
     let files = read_tree(&a, "data");
 
     let (done, text) = git_try(&a, &["checkout", "-q", "HEAD~1"]);
@@ -166,24 +146,8 @@ fn a_checkout_from_before_the_unit_takes_its_files_away() {
 #[test]
 fn converting_a_unit_to_single_files_keeps_every_file_across_checkouts() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let a = tmp.path().join("a");
-    fs::create_dir(&a).expect("a");
-    git(&a, &["init", "-q", "-b", "main"]);
-    git(&a, &["config", "user.name", "NeuroShard Test"]);
-    git(&a, &["config", "user.email", "test@example.com"]);
-    ok(&a, &["init"]);
-    ok(&a, &["git-init"]);
-    for i in 0..12 {
-        write(
-            &a,
-            &format!("data/p{}/f{i:03}.bin", i % 3),
-            &random_bytes(1500, i),
-        );
-    }
-    ok(&a, &["track", "--dir", "data"]);
-    ok(&a, &["commit", "-m", "as a unit"]);
-    git(&a, &["add", "-A"]);
-    git(&a, &["commit", "-q", "-m", "as a unit"]);
+    let a = owner(tmp.path());
+    unit_committed(&a, 12, 1500, "as a unit");
     let files = read_tree(&a, "data");
     ok(&a, &["track", "--files", "data/"]);
     ok(&a, &["commit", "-m", "file by file"]);
@@ -217,29 +181,13 @@ fn converting_a_unit_to_single_files_keeps_every_file_across_checkouts() {
 fn a_unit_version_between_git_commits_is_pushed_so_the_history_has_no_gap() {
     let tmp = tempfile::tempdir().expect("tmp");
     let root = tmp.path();
-    git(root, &["init", "-q", "--bare", "-b", "main", "origin.git"]);
-    fs::create_dir(root.join("store")).expect("store");
-    let store = root.join("store").display().to_string();
-    let a = clone(root, "a");
-    ok(&a, &["init"]);
-    ok(&a, &["git-init"]);
-    ok(&a, &["remote", "add", "origin", &store]);
-    for i in 0..9 {
-        write(
-            &a,
-            &format!("data/p{}/f{i}.bin", i % 3),
-            &random_bytes(800, i),
-        );
-    }
-    ok(&a, &["track", "--dir", "data"]);
-    ok(&a, &["commit", "-m", "u1"]);
-    git(&a, &["add", "-A"]);
-    git(&a, &["commit", "-q", "-m", "u1"]);
+    let a = owner(root);
+    unit_committed(&a, 9, 800, "u1");
     let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
     assert!(pushed, "{out}");
-    write(&a, "data/p0/f0.bin", b"u2");
+    write(&a, "data/p0/f000.bin", b"u2");
     ok(&a, &["commit", "-m", "u2, never in git"]);
-    write(&a, "data/p1/f1.bin", b"u3");
+    write(&a, "data/p1/f001.bin", b"u3");
     ok(&a, &["commit", "-m", "u3"]);
     git(&a, &["commit", "-q", "-am", "u3"]);
     let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
@@ -256,4 +204,20 @@ fn a_unit_version_between_git_commits_is_pushed_so_the_history_has_no_gap() {
         .filter_map(|e| e["manifest"]["version"]["message"].as_str())
         .collect();
     assert_eq!(messages, ["u3", "u2, never in git", "u1"], "{log:#}");
+}
+
+/// Writes `n` files of `len` random bytes under `a/data/` (in three subdirectories), tracks
+/// `data` as a unit and commits it with nshard and git as `msg`.
+fn unit_committed(a: &Path, n: u64, len: usize, msg: &str) {
+    for i in 0..n {
+        write(
+            a,
+            &format!("data/p{}/f{i:03}.bin", i % 3),
+            &random_bytes(len, i),
+        );
+    }
+    ok(a, &["track", "--dir", "data"]);
+    ok(a, &["commit", "-m", msg]);
+    git(a, &["add", "-A"]);
+    git(a, &["commit", "-q", "-m", msg]);
 }
