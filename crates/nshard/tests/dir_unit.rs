@@ -555,3 +555,38 @@ fn unit_row(st: &serde_json::Value) -> serde_json::Value {
         .expect("the unit's row")
         .clone()
 }
+
+/// Files whose manifests are in git, converted to a unit: the commit removes their manifests
+/// (git then stages their deletion) and commits them neither as files nor again later.
+#[test]
+fn files_in_git_converted_to_a_unit_are_committed_only_by_the_unit() {
+    let repo = TestRepo::new();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    repo.ok(&["git-init", "--no-hooks"]);
+    let files = write_dataset(repo.path(), "small", 12, 100, 3);
+    repo.ok(&["track", "--files", "small"]);
+    repo.ok(&["commit", "-m", "per file"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "per file"]);
+    repo.ok(&["track", "--dir", "small"]);
+    let c = repo.json(&["commit", "-m", "unit"]);
+    let rows = c.as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "the unit only: {c:#}");
+    assert_eq!(rows[0]["converted"], 12, "{c:#}");
+    assert!(!repo.join("small/part0/f00000.json.shard.json").exists());
+    let again = repo.json(&["commit", "-m", "again"]);
+    assert!(
+        again
+            .as_array()
+            .expect("rows")
+            .iter()
+            .all(|r| r["result"] == "unchanged"),
+        "{again:#}"
+    );
+    git(repo.path(), &["add", "-A"]);
+    let staged = git(repo.path(), &["diff", "--cached", "--name-status"]);
+    let deleted = staged.lines().filter(|l| l.starts_with('D')).count();
+    assert_eq!(deleted, 12, "{staged}");
+    assert!(staged.contains("A\tsmall.shard.json"), "{staged}");
+    assert_eq!(read_tree(repo.path(), "small"), files);
+}

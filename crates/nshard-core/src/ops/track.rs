@@ -138,11 +138,19 @@ impl Repo {
             }
         }
         // A file whose manifest is in git is tracked, whatever the config says (a clone whose
-        // owner committed only the manifests, an entry untracked later).
-        for p in self.files_in_git() {
-            let abs = p.to_path(&self.root);
-            if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_file()) || replaced(p) {
-                out.push(p.clone());
+        // owner committed only the manifests, an entry untracked later), unless a directory
+        // unit now versions it (files converted to a unit: their manifests leave git with the
+        // next git commit).
+        let in_git = self.files_in_git();
+        if !in_git.is_empty() {
+            let units = self.dir_units()?;
+            for p in in_git {
+                let abs = p.to_path(&self.root);
+                if (fs::symlink_metadata(&abs).is_ok_and(|m| m.is_file()) || replaced(p))
+                    && self.unit_of(&units, p).is_none()
+                {
+                    out.push(p.clone());
+                }
             }
         }
         out.sort();
