@@ -16,7 +16,7 @@ use crate::fsutil;
 use crate::id::{Hasher, ObjectId};
 use crate::path::RepoPath;
 use crate::progress::Progress;
-use crate::repo::statcache::{now_ns, StatEntry};
+use crate::repo::statcache::{now_ns, StatCache, StatEntry};
 use crate::repo::Repo;
 
 /// Options of a directory checkout.
@@ -346,18 +346,16 @@ impl Repo {
     /// the listing does not name stay, and so do files another manifest of the work tree
     /// versions (a unit converted to single files). When a listed file holds other content,
     /// nothing is deleted (the unit stays whole, as a checkout of a unit with changes leaves it).
-    /// `None` when `old` is not the unit's manifest, its manifest is back in the work tree, or
-    /// its listing is not in the local store (then nothing is touched). The caller holds the
-    /// repository lock.
+    /// `None` when `old` is not the unit's manifest or its listing is not in the local store
+    /// (then nothing is touched). The caller checked that the manifest is gone from the work
+    /// tree, holds the repository lock and saves `cache`.
     pub(crate) fn remove_unversioned_unit(
         &self,
         unit: &RepoPath,
         old: &[u8],
+        cache: &mut StatCache,
     ) -> Result<Option<Unversioned>> {
         let mpath = unit.manifest_path().to_path(self.root());
-        if std::fs::symlink_metadata(&mpath).is_ok() {
-            return Ok(None);
-        }
         let Ok(m) = super::DirManifest::parse(old, &mpath, Some(unit)) else {
             return Ok(None);
         };
@@ -368,7 +366,6 @@ impl Repo {
         };
         let listed: HashMap<&str, &FileEntry> =
             listing.files.iter().map(|e| (e.path.as_str(), e)).collect();
-        let mut cache = self.stat_cache();
         let mut unlisted = 0;
         let mut changed: Vec<String> = Vec::new();
         let mut doomed: Vec<(String, PathBuf)> = Vec::new();
@@ -384,11 +381,7 @@ impl Repo {
                 // Versioned by a manifest of its own now.
                 continue;
             }
-            let same = match cache.fresh(&full, &f.md) {
-                Some(c) => c.sha256 == e.sha256,
-                None => f.md.len() == e.size && super::status::hash_found(&f)? == e.sha256,
-            };
-            if same {
+            if cache.holds(&full, &f.abs, &f.md, &e.sha256, e.size)? {
                 doomed.push((full, f.abs));
             } else {
                 changed.push(full);
@@ -414,7 +407,6 @@ impl Repo {
         for d in dirs.iter().rev() {
             let _ = std::fs::remove_dir(d);
         }
-        cache.save()?;
         Ok(Some(Unversioned::Unit {
             removed: doomed.len(),
             unlisted,

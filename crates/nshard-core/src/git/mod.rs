@@ -188,18 +188,15 @@ impl GitTree {
     }
 
     /// The manifests (`*.shard.json`, paths relative to the NeuroShard root) that `from` has and
-    /// `to` does not, each with its bytes in `from` (at most `max` bytes; a larger one is left
-    /// out: it cannot be a valid manifest).
-    pub fn deleted_manifests(
-        &self,
-        from: &str,
-        to: &str,
-        max: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>> {
+    /// `to` does not, each with its bytes in `from`: one `git diff` names them and their blobs,
+    /// one `git cat-file --batch` reads them ([`read_blobs`]: a blob over the manifest size limit
+    /// is an error).
+    pub fn deleted_manifests(&self, from: &str, to: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let spec = format!("{}*.shard.json", self.prefix);
         let args = [
             "diff",
-            "--name-only",
+            "--raw",
+            "--no-abbrev",
             "--no-renames",
             "--diff-filter=D",
             "-z",
@@ -209,15 +206,25 @@ impl GitTree {
             &spec,
         ];
         let out = self.run(&args)?;
-        let mut found = Vec::new();
-        for rel in self.under_root(&out) {
-            let spec = format!("{from}:{}{rel}", self.prefix);
-            let size = one_line(self.run(&["cat-file", "-s", &spec])?);
-            if size.parse::<usize>().is_ok_and(|n| n <= max) {
-                found.push((rel, self.run(&["cat-file", "blob", &spec])?));
+        // `-z` raw output: `:<mode> <mode> <old blob> <new blob> D`, NUL, the path, NUL.
+        let fields: Vec<&[u8]> = out.split(|&b| b == 0).collect();
+        let mut found: Vec<(String, String)> = Vec::new();
+        for pair in fields.chunks_exact(2) {
+            let meta = String::from_utf8_lossy(pair[0]);
+            let Some(blob) = meta.split(' ').nth(2) else {
+                continue;
+            };
+            if let Some(rel) = self.under_root(pair[1]).pop() {
+                found.push((rel, blob.to_string()));
             }
         }
-        Ok(found)
+        let ids: Vec<&str> = found.iter().map(|(_, b)| b.as_str()).collect();
+        let blobs = read_blobs(&self.top, &ids)?;
+        Ok(found
+            .into_iter()
+            .zip(blobs)
+            .filter_map(|((rel, _), bytes)| Some((rel, bytes?)))
+            .collect())
     }
 
     /// The manifests (`*.shard.json`, paths relative to the NeuroShard root) that differ between

@@ -10,6 +10,7 @@ use crate::fsutil;
 use crate::id::ObjectId;
 use crate::manifest::{Manifest, VersionInfo};
 use crate::path::RepoPath;
+use crate::repo::statcache::StatCache;
 use crate::repo::Repo;
 
 /// What `mv` did.
@@ -225,45 +226,61 @@ impl Repo {
 pub use crate::dirunit::Unversioned;
 
 impl Repo {
-    /// After a git operation (checkout, merge, rebase) deleted the manifest `manifest` (its bytes
-    /// in the commit before were `old`): deletes the data file when it holds exactly the version
-    /// that manifest named, and keeps a file with other content; for a directory unit's manifest,
-    /// the same file by file (see `remove_unversioned_unit`). Takes the lock.
-    pub fn remove_unversioned(&self, manifest: &RepoPath, old: &[u8]) -> Result<Unversioned> {
-        let Some(data) = manifest.data_path_of_manifest() else {
-            return Ok(Unversioned::Untouched);
-        };
+    /// After a git operation (checkout, merge, rebase) deleted the manifests `deleted` (each with
+    /// its bytes in the commit before): deletes each data file that holds exactly the version its
+    /// manifest named, and keeps a file with other content; for a directory unit's manifest, the
+    /// same file by file (see `remove_unversioned_unit`). One lock, one read of the stat cache
+    /// and of the units for the whole batch. Returns each data path with what became of it.
+    pub fn remove_unversioned(
+        &self,
+        deleted: &[(RepoPath, Vec<u8>)],
+    ) -> Result<Vec<(RepoPath, Result<Unversioned>)>> {
+        let _lock = self.lock(true)?;
+        let units = self.dir_units()?;
+        let mut cache = self.stat_cache();
+        let mut out = Vec::new();
+        for (manifest, old) in deleted {
+            let Some(data) = manifest.data_path_of_manifest() else {
+                continue;
+            };
+            let r = self.remove_one_unversioned(manifest, &data, old, &units, &mut cache);
+            out.push((data, r));
+        }
+        cache.save()?;
+        Ok(out)
+    }
+
+    /// One manifest of [`Repo::remove_unversioned`].
+    fn remove_one_unversioned(
+        &self,
+        manifest: &RepoPath,
+        data: &RepoPath,
+        old: &[u8],
+        units: &[RepoPath],
+        cache: &mut StatCache,
+    ) -> Result<Unversioned> {
         let mpath = manifest.to_path(self.root());
         if fs::symlink_metadata(&mpath).is_ok() {
             return Ok(Unversioned::Untouched);
         }
-        let Ok(m) = Manifest::parse(old, &mpath, Some(&data)) else {
-            let _lock = self.lock(true)?;
-            return Ok(match self.remove_unversioned_unit(&data, old)? {
-                Some(u) => u,
-                None => Unversioned::Untouched,
-            });
+        let Ok(m) = Manifest::parse(old, &mpath, Some(data)) else {
+            return Ok(self
+                .remove_unversioned_unit(data, old, cache)?
+                .unwrap_or(Unversioned::Untouched));
         };
         // Still versioned, by a directory unit of the new tree (a dataset converted to a unit).
-        if self.unit_of(&self.dir_units()?, &data).is_some() {
+        if self.unit_of(units, data).is_some() {
             return Ok(Unversioned::Untouched);
         }
-        let _lock = self.lock(true)?;
-        let Ok(abs) = fsutil::existing_file_in(self.root(), &data) else {
+        let Ok(abs) = fsutil::existing_file_in(self.root(), data) else {
             return Ok(Unversioned::Untouched);
         };
         let md = fs::symlink_metadata(&abs).map_err(Error::io("reading", &abs))?;
-        let mut cache = self.stat_cache();
-        let same = match cache.fresh(data.as_str(), &md) {
-            Some(e) => e.sha256 == m.sha256,
-            None => md.len() == m.size && fsutil::hash_file(&abs)? == m.sha256,
-        };
-        if !same {
+        if !cache.holds(data.as_str(), &abs, &md, &m.sha256, m.size)? {
             return Ok(Unversioned::KeptChanged);
         }
         fs::remove_file(&abs).map_err(Error::io("removing", &abs))?;
         cache.remove(data.as_str());
-        cache.save()?;
         Ok(Unversioned::Deleted)
     }
 }

@@ -141,20 +141,28 @@ impl Repo {
         // owner committed only the manifests, an entry untracked later), unless a directory
         // unit now versions it (files converted to a unit: their manifests leave git with the
         // next git commit).
-        let in_git = self.files_in_git();
-        if !in_git.is_empty() {
-            let units = self.dir_units()?;
-            for p in in_git {
-                let abs = p.to_path(&self.root);
-                if (fs::symlink_metadata(&abs).is_ok_and(|m| m.is_file()) || replaced(p))
-                    && self.unit_of(&units, p).is_none()
-                {
-                    out.push(p.clone());
-                }
-            }
-        }
         out.sort();
         out.dedup();
+        let extra: Vec<&RepoPath> = self
+            .files_in_git()
+            .iter()
+            .filter(|p| out.binary_search(p).is_err())
+            .filter(|p| {
+                fs::symlink_metadata(p.to_path(&self.root)).is_ok_and(|m| m.is_file())
+                    || replaced(p)
+            })
+            .collect();
+        // Only files the entries did not match need the units (a walk of the work tree).
+        if !extra.is_empty() {
+            let units = self.dir_units()?;
+            out.extend(
+                extra
+                    .into_iter()
+                    .filter(|p| self.unit_of(&units, p).is_none())
+                    .cloned(),
+            );
+            out.sort();
+        }
         Ok(out)
     }
 

@@ -95,6 +95,22 @@ impl StatCache {
         self.dirty = true;
     }
 
+    /// Whether the file `path` (at `abs`, with metadata `md`) holds the content `sha256` of
+    /// `size` bytes: by its entry when the stat still matches, else by hashing the file.
+    pub fn holds(
+        &self,
+        path: &str,
+        abs: &Path,
+        md: &Metadata,
+        sha256: &ObjectId,
+        size: u64,
+    ) -> Result<bool> {
+        Ok(match self.fresh(path, md) {
+            Some(e) => e.sha256 == *sha256,
+            None => md.len() == size && fsutil::hash_file(abs)? == *sha256,
+        })
+    }
+
     /// Forgets `path` (a file nshard deleted: it is no longer here, and was not removed by the
     /// user).
     pub fn remove(&mut self, path: &str) {

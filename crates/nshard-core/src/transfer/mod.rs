@@ -443,7 +443,7 @@ pub async fn push(
         .copied()
         .collect();
     // Chunks stored locally as deltas go as deltas where the remote keeps them (see `deltas`).
-    let delta_plan = if remote.takes_deltas() && remote.stores_float_objects() {
+    let mut delta_plan = if remote.takes_deltas() && remote.stores_float_objects() {
         deltas::plan_push(
             local,
             remote,
@@ -456,7 +456,6 @@ pub async fn push(
     } else {
         deltas::PushDeltas::default()
     };
-    let mut delta_plan = delta_plan;
     // What only the remote's chains hold is never sent (this clone has no copy to send), and is
     // checked again at the end like the other chains relied on.
     for id in &via_deltas {

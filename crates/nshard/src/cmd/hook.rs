@@ -79,14 +79,14 @@ pub fn run(ctx: &Ctx, a: HookArgs) -> Result<ExitCode> {
                 previous
             };
             let changed = tree.changed_manifests(&from, &new)?;
-            let deleted = tree.deleted_manifests(&from, &new, MAX_DELETED)?;
+            let deleted = tree.deleted_manifests(&from, &new)?;
             sync(ctx, &repo, changed, deleted)
         }
         Hook::PostMerge { .. } => {
             let (changed, deleted) = match tree.commit_id("ORIG_HEAD") {
                 Some(orig) => (
                     tree.changed_manifests(&orig, "HEAD")?,
-                    tree.deleted_manifests(&orig, "HEAD", MAX_DELETED)?,
+                    tree.deleted_manifests(&orig, "HEAD")?,
                 ),
                 None => (all_manifests(&repo)?, Vec::new()),
             };
@@ -107,7 +107,7 @@ pub fn run(ctx: &Ctx, a: HookArgs) -> Result<ExitCode> {
             let mut deleted = Vec::new();
             if let Some(orig) = tree.commit_id("ORIG_HEAD") {
                 changed.extend(tree.changed_manifests(&orig, "HEAD")?);
-                deleted = tree.deleted_manifests(&orig, "HEAD", MAX_DELETED)?;
+                deleted = tree.deleted_manifests(&orig, "HEAD")?;
             }
             sync(ctx, &repo, changed.into_iter().collect(), deleted)
         }
@@ -210,9 +210,6 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The largest deleted manifest read back from git (as a file manifest may be).
-const MAX_DELETED: usize = nshard_core::format::MAX_MANIFEST_BYTES as usize;
-
 /// Pulls the data the changed manifests need and checks their files and directory units out,
 /// keeping uncommitted changes. `manifests` are manifest paths relative to the repository root.
 /// For each file manifest the git operation deleted (`deleted`: path and its bytes before), the
@@ -288,14 +285,21 @@ fn sync(
             }
         }
     }
-    for (m, old) in deleted {
-        let Ok(mp) = RepoPath::parse(&m) else {
-            continue;
-        };
-        let Some(data) = mp.data_path_of_manifest() else {
-            continue;
-        };
-        match repo.remove_unversioned(&mp, &old) {
+    let deleted: Vec<(RepoPath, Vec<u8>)> = deleted
+        .into_iter()
+        .filter_map(|(m, old)| Some((RepoPath::parse(&m).ok()?, old)))
+        .collect();
+    let removals = if deleted.is_empty() {
+        Vec::new()
+    } else {
+        repo.remove_unversioned(&deleted).unwrap_or_else(|e| {
+            failed = true;
+            eprintln!("nshard: {e}");
+            Vec::new()
+        })
+    };
+    for (data, r) in removals {
+        match r {
             Ok(Unversioned::Deleted) if !ctx.quiet => {
                 eprintln!("nshard: {data}: removed (git removed its manifest)")
             }
