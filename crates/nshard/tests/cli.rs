@@ -292,3 +292,18 @@ fn status_remote_takes_a_relative_directory_outside_the_repository() {
     let err = r.fails(&["status", "--remote", "m/model.bin"]);
     assert!(err.contains("is a path in the repository"), "{err}");
 }
+
+#[test]
+fn git_init_run_twice_says_the_gitignore_is_up_to_date() {
+    let d = tempfile::tempdir().expect("tempdir");
+    git(d.path(), &["init", "-q"]);
+    ok(d.path(), &["init"]);
+    fs::remove_file(d.path().join(".gitignore")).expect("rm .gitignore");
+    let first = ok(d.path(), &["git-init"]);
+    assert!(first.contains("Updated "), "{first}");
+    let before = fs::read(d.path().join(".gitignore")).expect("gitignore");
+    let second = ok(d.path(), &["git-init"]);
+    assert!(!second.contains("Updated "), "{second}");
+    assert!(second.contains(".gitignore is up to date"), "{second}");
+    assert_eq!(fs::read(d.path().join(".gitignore")).expect("read"), before);
+}

@@ -495,6 +495,19 @@ fn html_reports_refuse_what_they_cannot_draw() {
     );
     let err = repo.fails(&["diff", "--stats", "--tensor", "[", "data.bin"]);
     assert!(err.contains("invalid tensor pattern"), "{err}");
+    // A directory unit has no tensors: the flags are not silently dropped.
+    repo.write("set/a.json", b"{}");
+    repo.ok(&["track", "--dir", "set"]);
+    repo.ok(&["commit", "-m", "set"]);
+    repo.write("set/a.json", b"{\"k\": 1}");
+    let out = repo.ok(&["diff", "--stats", "set"]);
+    assert!(out.contains("modified  set/a.json"), "{out}");
+    assert!(
+        out.contains("--stats and --tensor look inside model files"),
+        "{out}"
+    );
+    let err = repo.fails(&["diff", "--html", html.to_str().expect("utf-8"), "set"]);
+    assert!(err.contains("for a directory unit use --json"), "{err}");
 }
 
 /// Peak resident memory of `nshard ARGS` in `dir` (the child's `ru_maxrss`, read by Python's

@@ -590,3 +590,75 @@ fn files_in_git_converted_to_a_unit_are_committed_only_by_the_unit() {
     assert!(staged.contains("A\tsmall.shard.json"), "{staged}");
     assert_eq!(read_tree(repo.path(), "small"), files);
 }
+
+/// `nshard commit PATH` inside a unit records only that file or subdirectory, as
+/// `git commit PATH` does; the unit's other changes stay uncommitted. Without the committed
+/// listing (a clone that never pulled the unit) it says how to get it.
+#[test]
+fn committing_a_path_inside_a_unit_records_only_that_path() {
+    let (repo, files) = dataset_repo(30, 256);
+    repo.ok(&["commit", "-m", "v1"]);
+    let changed = |st: &serde_json::Value| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = unit_row(st)["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .map(|c| {
+                (
+                    format!("data/{}", c["path"].as_str().expect("path")),
+                    c["kind"].as_str().expect("kind").to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let pair = |p: &str, k: &str| (p.to_string(), k.to_string());
+    let (a, b, gone) = (
+        "data/part1/f00001.json",
+        "data/part2/f00002.json",
+        "data/part3/f00003.json",
+    );
+    repo.write(a, b"edited a");
+    repo.write(b, b"edited b");
+    std::fs::remove_file(repo.join(gone)).expect("rm");
+    repo.write("data/part1/new.json", b"new");
+    let out = repo.ok(&["commit", a, "-m", "only a"]);
+    assert!(out.contains("0 added, 0 removed, 1 modified"), "{out}");
+    assert_eq!(
+        changed(&repo.json(&["status"])),
+        vec![
+            pair("data/part1/new.json", "added"),
+            pair(b, "modified"),
+            pair(gone, "removed"),
+        ]
+    );
+    // A subdirectory, from inside it: its new file goes in, the rest still waits.
+    let out = common::ok(&repo.join("data/part1"), &["commit", ".", "-m", "part1"]);
+    assert!(out.contains("1 added, 0 removed, 0 modified"), "{out}");
+    // A removed file can be named.
+    let out = repo.ok(&["commit", gone, "-m", "drop"]);
+    assert!(out.contains("0 added, 1 removed, 0 modified"), "{out}");
+    assert_eq!(changed(&repo.json(&["status"])), vec![pair(b, "modified")]);
+    // What was committed is exactly that: the work tree back at the unit's version differs
+    // from the files first written only where the commits said.
+    repo.write(b, &files[b]);
+    let st = repo.json(&["status"]);
+    assert_eq!(unit_row(&st)["state"], "unchanged", "{st}");
+    let mut want = files.clone();
+    want.insert(a.to_string(), b"edited a".to_vec());
+    want.insert("data/part1/new.json".to_string(), b"new".to_vec());
+    want.remove(gone);
+    let remote = tempfile::tempdir().expect("remote");
+    let url = remote.path().to_str().expect("utf8").to_string();
+    repo.ok(&["push", "--remote", &url]);
+    let (_clone, c) = git_commit_and_clone(&repo);
+    // Without the unit's listing, part of it cannot be committed.
+    std::fs::create_dir_all(c.join("data/part1")).expect("mkdir");
+    std::fs::write(c.join(a), b"edited in the clone").expect("write");
+    let err = common::fails(&c, &["commit", a, "-m", "x"]);
+    assert!(err.contains("`nshard pull data/`"), "{err}");
+    std::fs::remove_file(c.join(a)).expect("rm");
+    ok(&c, &["pull", "--remote", &url, "--checkout"]);
+    assert_eq!(read_tree(&c, "data"), want);
+}

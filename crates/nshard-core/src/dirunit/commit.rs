@@ -57,10 +57,13 @@ fn listing_object(
 }
 
 impl Repo {
-    /// Commits the directory unit `unit`. The caller holds the repository lock and saves `cache`.
+    /// Commits the directory unit `unit`, or only the paths in `only` (relative to the unit; a
+    /// file or a directory): every other file keeps its committed version, as `git commit PATH`
+    /// does. The caller holds the repository lock and saves `cache`.
     pub(crate) fn commit_dir(
         &self,
         unit: &RepoPath,
+        only: Option<&[String]>,
         message: &str,
         cache: &mut StatCache,
         progress: &dyn Progress,
@@ -76,6 +79,24 @@ impl Repo {
             None => None,
         };
         let prev: Option<&Listing> = prev_chain.as_ref().map(|r| &r.listing);
+        if let (Some(only), Some(_), None) = (only, &parent, prev) {
+            return Err(Error::Repo(RepoError::InUnit {
+                path: format!("{unit}/{}", crate::portable::escape(&only.join(", "))),
+                reason: format!(
+                    "is part of {unit}/, whose committed listing is not in the local store: \
+                     `nshard pull {unit}/` fetches it (then commit part of the unit), or \
+                     `nshard commit {unit}/` commits all of it"
+                ),
+            }));
+        }
+        // Whether a path of the unit is one the commit records (all of them without `only`).
+        let inside = |rel: &str| {
+            only.is_none_or(|subs| {
+                subs.iter().any(|s| {
+                    rel == s || (rel.starts_with(s.as_str()) && rel.as_bytes()[s.len()] == b'/')
+                })
+            })
+        };
         let mut temps = Vec::new();
         let found = walk_unit_with(self.root(), unit, &mut temps)?;
         remove_temps(&temps);
@@ -120,6 +141,14 @@ impl Repo {
         for f in &found {
             let full = format!("{}/{}", unit.as_str(), f.rel);
             let old = prev_by_path.get(f.rel.as_str()).copied();
+            if !inside(&f.rel) {
+                // Not named: stays as committed (a new file stays out).
+                if let Some(o) = old {
+                    entries.push((o.clone(), prev_loc(o)));
+                }
+                progress.advance(f.md.len());
+                continue;
+            }
             let exec = is_exec(&f.md);
             if let (Some(c), Some(o)) = (cache.fresh(&full, &f.md), old) {
                 if c.sha256 == o.sha256 && o.size == f.md.len() {
@@ -209,9 +238,10 @@ impl Repo {
         let mut carried = false;
         for o in prev.iter().flat_map(|l| l.files.iter()) {
             if !here.contains(o.path.as_str())
-                && cache
-                    .get(&format!("{}/{}", unit.as_str(), o.path))
-                    .is_none()
+                && (!inside(&o.path)
+                    || cache
+                        .get(&format!("{}/{}", unit.as_str(), o.path))
+                        .is_none())
             {
                 entries.push((o.clone(), prev_loc(o)));
                 carried = true;

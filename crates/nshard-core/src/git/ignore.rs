@@ -57,8 +57,9 @@ pub(crate) fn patterns(entry: &str) -> Vec<String> {
 
 impl Repo {
     /// Rewrites the managed block of `<root>/.gitignore` from the tracked entries (atomically,
-    /// only when it changed). Lines outside the block are kept as they are.
-    pub fn sync_gitignore(&self) -> Result<()> {
+    /// only when it changed). Lines outside the block are kept as they are. Returns whether the
+    /// file changed.
+    pub fn sync_gitignore(&self) -> Result<bool> {
         let path = self.root().join(".gitignore");
         let old = match fs::read_to_string(&path) {
             Ok(s) => s,
@@ -100,10 +101,11 @@ impl Repo {
             }
         }
         let new = rewrite_block(&old, &self.config().track, &units, &files);
-        if new != old {
-            fsutil::write_atomic(&path, new.as_bytes())?;
+        if new == old {
+            return Ok(false);
         }
-        Ok(())
+        fsutil::write_atomic(&path, new.as_bytes())?;
+        Ok(true)
     }
 }
 

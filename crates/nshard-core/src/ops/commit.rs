@@ -4,6 +4,7 @@
 //! which files to read (the stat cache), refuses stale files, and writes the manifest object and
 //! the work-tree manifest once every chunk is durable.
 
+use std::collections::BTreeMap;
 use std::fs;
 
 use super::deltas::DeltaReport;
@@ -59,10 +60,20 @@ impl Repo {
         // Units are committed when the config tracks them (`untrack` stops that; a manifest
         // alone is not enough, as for files).
         let configured = |u: &RepoPath| self.config().dirs.iter().any(|d| d == u.as_str());
-        let mut unit_targets = Vec::new();
+        // Each unit with the paths inside it to commit (`None`: all of it), as `git commit PATH`
+        // records only the paths named.
+        let mut unit_targets: BTreeMap<RepoPath, Option<Vec<String>>> = BTreeMap::new();
         for t in sel.units() {
             match t {
-                Target::Unit { unit, .. } if configured(unit) => unit_targets.push(unit.clone()),
+                Target::Unit { unit, sub } if configured(unit) => {
+                    let only = unit_targets
+                        .entry(unit.clone())
+                        .or_insert_with(|| Some(Vec::new()));
+                    match (only.as_mut(), sub) {
+                        (Some(subs), Some(sub)) => subs.push(sub.clone()),
+                        _ => *only = None,
+                    }
+                }
                 Target::Unit { unit, .. } if !sel.is_everything() => {
                     return Err(Error::Repo(RepoError::NotTracked {
                         path: unit.as_str().into(),
@@ -72,8 +83,6 @@ impl Repo {
                 _ => {}
             }
         }
-        unit_targets.sort();
-        unit_targets.dedup();
         let mut targets: Vec<RepoPath> = self
             .tracked_files()?
             .into_iter()
@@ -92,8 +101,9 @@ impl Repo {
         }
         let mut cache = self.stat_cache();
         let mut out = Vec::new();
-        for unit in unit_targets {
-            let result = self.commit_dir(&unit, &message, &mut cache, opts.progress);
+        for (unit, only) in unit_targets {
+            let result =
+                self.commit_dir(&unit, only.as_deref(), &message, &mut cache, opts.progress);
             out.push(FileCommit { path: unit, result });
             cache.save()?;
         }

@@ -26,7 +26,9 @@ pub struct CommitArgs {
     /// The version message.
     #[arg(short, long)]
     pub message: String,
-    /// Only these tracked files (default: all tracked files).
+    /// Only these tracked files (default: all tracked files). A path inside a directory unit
+    /// commits only that file or subdirectory of it; the unit's other files keep their committed
+    /// version, as with `git commit PATH`.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Also commit files that hold an older committed version than their manifest (after

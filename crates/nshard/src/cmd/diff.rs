@@ -174,7 +174,15 @@ pub fn run(ctx: &Ctx, a: DiffArgs) -> Result<ExitCode> {
                     out!("(only tensors matching {g:?} are listed)");
                 }
             }
-            Ok(Diff::Unit(st)) => super::dirs::print_status(&st, usize::MAX)?,
+            Ok(Diff::Unit(st)) => {
+                super::dirs::print_status(&st, usize::MAX)?;
+                if a.stats || a.tensor.is_some() {
+                    out!(
+                        "(--stats and --tensor look inside model files; a directory unit lists \
+                         its files added, removed and modified)"
+                    );
+                }
+            }
             Err(e) if single => return Err(e.into()),
             Err(e) => {
                 failed = true;

@@ -67,11 +67,18 @@ pub fn run_git(ctx: &Ctx, a: GitInitArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    repo.sync_gitignore()?;
-    out!(
-        "Updated {}: .shard/objects, cache, tmp and tracked data are ignored;",
-        repo.root().join(".gitignore").display()
-    );
+    let gitignore = repo.root().join(".gitignore");
+    if repo.sync_gitignore()? {
+        out!(
+            "Updated {}: .shard/objects, cache, tmp and tracked data are ignored;",
+            gitignore.display()
+        );
+    } else {
+        out!(
+            "{} is up to date: .shard/objects, cache, tmp and tracked data are ignored;",
+            gitignore.display()
+        );
+    }
     out!("commit .shard/config.toml, .gitignore and the *.shard.json manifests to git.");
     if a.no_hooks {
         return Ok(ExitCode::SUCCESS);
