@@ -221,3 +221,67 @@ fn unit_committed(a: &Path, n: u64, len: usize, msg: &str) {
     git(a, &["add", "-A"]);
     git(a, &["commit", "-q", "-m", msg]);
 }
+
+/// A clone that checked out only part of a unit (`nshard checkout data/p1/`) keeps only that part
+/// across branch switches and pulls: the hooks fetch and write that part of each version, never
+/// the rest, until `nshard checkout data/` asks for all of it.
+#[test]
+fn a_unit_checked_out_in_part_stays_in_part_across_git_checkouts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let a = owner(root);
+    unit_committed(&a, 30, 3000, "v1");
+    let v1 = read_tree(&a, "data");
+    write(&a, "data/p1/f001.bin", &random_bytes(3000, 501));
+    write(&a, "data/p1/added.bin", &random_bytes(700, 502));
+    write(&a, "data/p2/f002.bin", &random_bytes(3000, 503));
+    ok(&a, &["commit", "-m", "v2"]);
+    git(&a, &["add", "-A"]);
+    git(&a, &["commit", "-q", "-m", "v2"]);
+    let v2 = read_tree(&a, "data");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let part = |tree: &std::collections::BTreeMap<String, Vec<u8>>| {
+        tree.iter()
+            .filter(|(k, _)| k.starts_with("data/p1/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let objects = |d: &Path| common::walk(&d.join(".shard/objects")).len();
+    // Compares file lists first, so that a failure prints names, not bytes.
+    let same = |got: std::collections::BTreeMap<String, Vec<u8>>,
+                want: &std::collections::BTreeMap<String, Vec<u8>>,
+                out: &str| {
+        let names =
+            |t: &std::collections::BTreeMap<String, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(names(&got), names(want), "{out}");
+        assert!(got == *want, "same files, other bytes: {out}");
+    };
+
+    let b = clone(root, "b");
+    ok(&b, &["git-init"]);
+    ok(&b, &["pull", "data/p1/"]);
+    ok(&b, &["checkout", "data/p1/"]);
+    same(read_tree(&b, "data"), &part(&v2), "");
+    let pulled = objects(&b);
+    let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
+    assert!(moved, "{out}");
+    same(read_tree(&b, "data"), &part(&v1), &out);
+    assert!(out.contains("data/p1/: checked out version"), "{out}");
+    let (moved, out) = git_try(&b, &["checkout", "-q", "main"]);
+    assert!(moved, "{out}");
+    same(read_tree(&b, "data"), &part(&v2), &out);
+    let st = common::json(&b, &["status"]);
+    assert_eq!(st[0]["state"], "unchanged", "{st}");
+    // Only p1's packs of v1 came: far fewer objects than the other two parts hold.
+    let all = objects(&a);
+    assert!(objects(&b) - pulled < all / 2, "{} {all}", objects(&b));
+
+    // Asked for whole, the unit is whole from then on.
+    ok(&b, &["pull", "data/"]);
+    ok(&b, &["checkout", "data/"]);
+    same(read_tree(&b, "data"), &v2, "");
+    let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
+    assert!(moved, "{out}");
+    same(read_tree(&b, "data"), &v1, &out);
+}

@@ -19,6 +19,39 @@ use crate::progress::Progress;
 use crate::repo::statcache::{now_ns, StatCache, StatEntry};
 use crate::repo::Repo;
 
+impl Repo {
+    /// The parts of `unit` this clone has checked out, judged against the unit's version
+    /// `before` (its manifest bytes before a git checkout, merge or rebase changed it). `None`
+    /// when that is all of it or none of it, or when `before` cannot be read here: then the
+    /// whole unit follows git. Otherwise the directories (relative to the unit) holding a file of
+    /// `before` that is in the work tree or that nshard wrote or committed here, files at the
+    /// unit's top by themselves, with nested directories left to their ancestors: what `nshard
+    /// checkout data/val/` asked for, so that the git hooks keep the rest out.
+    pub fn checked_out_parts(&self, unit: &RepoPath, before: &[u8]) -> Option<Vec<String>> {
+        let m = super::DirManifest::parse(before, unit.as_str().as_ref(), Some(unit)).ok()?;
+        let listing = self.load_listing(&m).ok()?;
+        let cache = self.stat_cache();
+        let dir = unit.to_path(self.root());
+        let mut parts = BTreeSet::new();
+        let mut absent = false;
+        for f in &listing.files {
+            let here = cache.get(&format!("{unit}/{}", f.path)).is_some()
+                || std::fs::symlink_metadata(dir.join(&f.path)).is_ok();
+            if !here {
+                absent = true;
+                continue;
+            }
+            let part = f.path.rsplit_once('/').map_or(f.path.as_str(), |(d, _)| d);
+            parts.insert(part.to_string());
+        }
+        if !absent || parts.is_empty() {
+            return None;
+        }
+        let has_ancestor = |p: &str| p.match_indices('/').any(|(i, _)| parts.contains(&p[..i]));
+        Some(parts.iter().filter(|p| !has_ancestor(p)).cloned().collect())
+    }
+}
+
 /// Options of a directory checkout.
 pub struct DirCheckoutOptions<'a> {
     /// Only this subtree (relative to the unit).

@@ -227,6 +227,23 @@ impl GitTree {
             .collect())
     }
 
+    /// The bytes of each file at commit `rev` (`paths` relative to the NeuroShard root), `None`
+    /// where `rev` has no such file: one `git cat-file --batch` reads them all. Meant for
+    /// manifests (a file over the manifest size limit is an error).
+    pub fn files_at(&self, rev: &str, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        // cat-file reads one name a line: a path with a line break cannot be asked for.
+        let names: Vec<Option<String>> = paths
+            .iter()
+            .map(|p| (!p.contains(['\n', '\r'])).then(|| format!("{rev}:{}{p}", self.prefix)))
+            .collect();
+        let asked: Vec<&str> = names.iter().flatten().map(String::as_str).collect();
+        let mut got = read_blobs(&self.top, &asked)?.into_iter();
+        Ok(names
+            .iter()
+            .map(|n| n.as_ref().and_then(|_| got.next().flatten()))
+            .collect())
+    }
+
     /// The manifests (`*.shard.json`, paths relative to the NeuroShard root) that differ between
     /// two commits. Cheap: git compares trees, no file is read.
     pub fn changed_manifests(&self, from: &str, to: &str) -> Result<Vec<String>> {
@@ -270,6 +287,11 @@ pub(crate) fn read_blobs(top: &Path, ids: &[&str]) -> Result<Vec<Option<Vec<u8>>
         if reader.read_line(&mut header).unwrap_or(0) == 0 {
             failure = Some(format!("no answer for blob {id}"));
             break;
+        }
+        if header.trim_end().ends_with(" missing") {
+            // A `rev:path` name that does not exist (git's answer for an absent object).
+            out.push(None);
+            continue;
         }
         let fields: Vec<&str> = header.trim_end().split(' ').collect();
         let (kind, size) = match fields.as_slice() {

@@ -80,17 +80,18 @@ pub fn run(ctx: &Ctx, a: HookArgs) -> Result<ExitCode> {
             };
             let changed = tree.changed_manifests(&from, &new)?;
             let deleted = tree.deleted_manifests(&from, &new)?;
-            sync(ctx, &repo, changed, deleted)
+            sync(ctx, &repo, changed, deleted, Some(&from))
         }
         Hook::PostMerge { .. } => {
-            let (changed, deleted) = match tree.commit_id("ORIG_HEAD") {
+            let orig = tree.commit_id("ORIG_HEAD");
+            let (changed, deleted) = match &orig {
                 Some(orig) => (
-                    tree.changed_manifests(&orig, "HEAD")?,
-                    tree.deleted_manifests(&orig, "HEAD")?,
+                    tree.changed_manifests(orig, "HEAD")?,
+                    tree.deleted_manifests(orig, "HEAD")?,
                 ),
                 None => (all_manifests(&repo)?, Vec::new()),
             };
-            sync(ctx, &repo, changed, deleted)
+            sync(ctx, &repo, changed, deleted, orig.as_deref())
         }
         Hook::PostRewrite { .. } => {
             let mut input = String::new();
@@ -105,11 +106,18 @@ pub fn run(ctx: &Ctx, a: HookArgs) -> Result<ExitCode> {
                 }
             }
             let mut deleted = Vec::new();
-            if let Some(orig) = tree.commit_id("ORIG_HEAD") {
-                changed.extend(tree.changed_manifests(&orig, "HEAD")?);
-                deleted = tree.deleted_manifests(&orig, "HEAD")?;
+            let orig = tree.commit_id("ORIG_HEAD");
+            if let Some(orig) = &orig {
+                changed.extend(tree.changed_manifests(orig, "HEAD")?);
+                deleted = tree.deleted_manifests(orig, "HEAD")?;
             }
-            sync(ctx, &repo, changed.into_iter().collect(), deleted)
+            sync(
+                ctx,
+                &repo,
+                changed.into_iter().collect(),
+                deleted,
+                orig.as_deref(),
+            )
         }
     }
 }
@@ -210,22 +218,69 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `targets` with each directory unit this clone has checked out only in part (judged against
+/// its version at commit `before`) replaced by the parts it has, e.g. `data/val/` after `nshard
+/// checkout data/val/`, so that a branch switch or a pull does not fetch and write the rest.
+fn in_checked_out_parts(repo: &Repo, targets: Vec<Target>, before: Option<&str>) -> Vec<Target> {
+    let (Some(before), Ok(tree)) = (before, repo.git_tree()) else {
+        return targets;
+    };
+    let units: Vec<String> = targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Unit { unit, sub: None } => Some(unit.manifest_path().to_string()),
+            _ => None,
+        })
+        .collect();
+    if units.is_empty() {
+        return targets;
+    }
+    let Ok(old) = tree.files_at(before, &units) else {
+        return targets;
+    };
+    let mut old = old.into_iter();
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        let parts = match &t {
+            Target::Unit { unit, sub: None } => old
+                .next()
+                .flatten()
+                .and_then(|bytes| repo.checked_out_parts(unit, &bytes)),
+            _ => None,
+        };
+        match (parts, t) {
+            (Some(parts), Target::Unit { unit, .. }) => {
+                out.extend(parts.into_iter().map(|p| Target::Unit {
+                    unit: unit.clone(),
+                    sub: Some(p),
+                }))
+            }
+            (_, t) => out.push(t),
+        }
+    }
+    out
+}
+
 /// Pulls the data the changed manifests need and checks their files and directory units out,
 /// keeping uncommitted changes. `manifests` are manifest paths relative to the repository root.
 /// For each file manifest the git operation deleted (`deleted`: path and its bytes before), the
 /// data file goes too when it holds exactly that version, as git deletes a file removed
-/// upstream; a file with other content stays, and the hook says so.
+/// upstream; a file with other content stays, and the hook says so. A directory unit this clone
+/// has checked out only in part (as of commit `before`) stays in part: only those parts are
+/// pulled and checked out.
 fn sync(
     ctx: &Ctx,
     repo: &Repo,
     manifests: Vec<String>,
     deleted: Vec<(String, Vec<u8>)>,
+    before: Option<&str>,
 ) -> Result<ExitCode> {
     let targets: Vec<Target> = manifests
         .iter()
         .filter_map(|m| RepoPath::parse(m).ok())
         .filter_map(|m| repo.target_of_manifest(&m))
         .collect();
+    let targets = in_checked_out_parts(repo, targets, before);
     let mut failed = false;
     let bar = ctx.progress(false);
     let need: Vec<Target> = targets
