@@ -922,3 +922,57 @@ fn steps_as_deltas_and_a_branch_at_step_1(
     w.ok(&b, pull);
     (a, b, files)
 }
+
+/// Branches and tags that reach the git remote without nshard's hook (a release made in a web
+/// UI, a push from a clone without `nshard git-init`) are found by gc's refresh: what their tips
+/// name survives retention. A ref at a commit this clone lacks holds retention back until the
+/// clone has fetched it.
+#[test]
+fn retention_keeps_what_refs_made_without_the_hooks_name() {
+    let w = GcWorld::dir();
+    let (a, [v1, _, _]) = w.three_versions();
+    let version_at = |rev: &str| version_objects(&a, rev).0;
+    let (old, middle) = (version_at("main~2"), version_at("main~1"));
+    // v1 tagged on the git remote itself.
+    w.git(&w.p("origin.git"), &["tag", "release", "main~2"]);
+    // A tag pushed from a clone without the hooks, at a commit `a` has not fetched.
+    w.git(&w.root, &["clone", "-q", "origin.git", "c"]);
+    let c = w.p("c");
+    w.git(&c, &["commit", "-q", "--allow-empty", "-m", "code only"]);
+    w.git(&c, &["push", "-q", "origin", "HEAD:refs/tags/unseen"]);
+
+    let held = w.gc(&a, &["--keep-last", "1", "--grace", "0"]);
+    assert_eq!(held["pruned"], serde_json::json!([]), "{held:#}");
+    assert_eq!(
+        held["unknown_refs"],
+        serde_json::json!(["refs/tags/unseen"]),
+        "{held:#}"
+    );
+    let text = held["refreshed"].to_string();
+    assert!(text.contains("which this clone lacks"), "{held:#}");
+    assert!(
+        text.contains("refs/tags/release: at ") && text.contains("which no push recorded"),
+        "{held:#}"
+    );
+
+    w.git(&a, &["fetch", "-q", "--tags", "origin"]);
+    let gc = w.gc(&a, &["--keep-last", "1", "--grace", "0"]);
+    let pruned: Vec<&str> = gc["pruned"]
+        .as_array()
+        .expect("pruned")
+        .iter()
+        .map(|p| p["version"].as_str().expect("id"))
+        .collect();
+    assert_eq!(pruned, vec![middle.as_str()], "{gc:#}");
+    assert_eq!(gc["unknown_refs"], serde_json::json!([]), "{gc:#}");
+    // The records the refresh wrote keep the tagged version without a refresh too.
+    let later = w.gc(&a, &["--grace", "0", "--no-refresh"]);
+    assert_eq!(later["freed_objects"], 0, "{later:#}");
+    assert_eq!(later["pruned"], serde_json::json!([]), "{later:#}");
+    assert!(!gc.to_string().contains(&old), "{gc:#}");
+    let b = w.colleague("b");
+    w.git(&b, &["checkout", "-q", "release"]);
+    w.ok(&b, &["pull"]);
+    w.ok(&b, &["checkout", "--force", "models/m.bin"]);
+    assert!(fs::read(b.join("models/m.bin")).expect("v1") == v1);
+}

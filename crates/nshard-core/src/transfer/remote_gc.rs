@@ -155,6 +155,10 @@ pub struct RemoteGcReport {
     pub deleted_records: usize,
     /// Refs whose records were refreshed from the git remote (`ref: what`).
     pub refreshed: Vec<String>,
+    /// Refs of the git remote that no record names, at commits this clone lacks: what they need
+    /// cannot be known, so retention prunes nothing new in this run (`git fetch`, then run gc
+    /// again).
+    pub unknown_refs: Vec<String>,
     /// Versions kept.
     pub live_versions: usize,
     /// Objects kept (on the remote).
@@ -382,7 +386,8 @@ async fn run(
                 }
             }
             for (_, _, v) in versions.into_iter().skip(n as usize) {
-                if !tips.contains(&v) && !pruned.contains_key(&v) {
+                if report.unknown_refs.is_empty() && !tips.contains(&v) && !pruned.contains_key(&v)
+                {
                     let p = PrunedVersion {
                         version: v,
                         path: path.to_string(),
@@ -1118,8 +1123,10 @@ async fn refresh(
     })?;
     let (current, _) = supersede(&mine);
     let mut out = Vec::new();
+    let mut recorded: HashSet<String> = HashSet::new();
     for name in current {
         let r = read_root(remote, &name, &opts.transfer.retry).await?;
+        recorded.insert(r.refname.clone());
         if !r.refname.starts_with("refs/") {
             continue;
         }
@@ -1146,6 +1153,45 @@ async fn refresh(
             }
             Some(c) => format!("{}: now at {}", r.refname, &c[..c.len().min(12)]),
         });
+        let record = RootRecord {
+            format: crate::remote::records::RECORD_FORMAT.into(),
+            repository: repository.clone(),
+            refname: roots.refname,
+            commit: roots.commit,
+            created: now_secs(),
+            tips: roots.tips,
+            versions: roots.versions,
+            provisional: false,
+        };
+        let key = crate::remote::records::ref_key(&record.refname);
+        let name = record_now(remote, &space, &key, &record, opts).await?;
+        out.push((name, record));
+    }
+    // Branches and tags that reached the git remote without a hook (made in a web UI, pushed
+    // from a clone without `nshard git-init`): no push recorded them, yet retention must keep
+    // what their tips name.
+    let mut unrecorded: Vec<(&String, &String)> = refs
+        .iter()
+        .filter(|(name, _)| !recorded.contains(*name))
+        .collect();
+    unrecorded.sort();
+    for (refname, commit) in unrecorded {
+        let short = &commit[..commit.len().min(12)];
+        if tree.commit_id(commit).is_none() {
+            report.refreshed.push(format!(
+                "{refname}: at {short} on the git remote, which this clone lacks (git fetch, then \
+                 run gc again); retention prunes nothing new until then"
+            ));
+            report.unknown_refs.push(refname.clone());
+            continue;
+        }
+        let roots = tree.ref_roots(refname, Some(commit))?;
+        if roots.tips.is_empty() && roots.versions.is_empty() {
+            continue; // no NeuroShard data at that commit
+        }
+        report
+            .refreshed
+            .push(format!("{refname}: at {short} on the git remote, which no push recorded: what it names is kept"));
         let record = RootRecord {
             format: crate::remote::records::RECORD_FORMAT.into(),
             repository: repository.clone(),
@@ -1236,7 +1282,7 @@ async fn forget(
             ..r
         };
         report.refreshed.push(format!(
-            "{} {}: forgotten",
+            "{} {}: forgotten (what only it named is no longer kept)",
             record.repository, record.refname
         ));
         let name = record_now(remote, n.space(), n.key(), &record, opts).await?;

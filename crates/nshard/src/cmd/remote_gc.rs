@@ -159,7 +159,11 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             out!("removed the gc lock of a run that is gone: {l}");
         }
         for r in &report.refreshed {
-            out!("refreshed {r}");
+            if a.dry_run {
+                out!("would refresh {r}");
+            } else {
+                out!("refreshed {r}");
+            }
         }
         let n = report.keep_last.unwrap_or(0);
         for (list, [did, would], why) in [
