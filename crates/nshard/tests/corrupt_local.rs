@@ -48,3 +48,55 @@ fn verify_moves_a_corrupt_object_aside_and_pull_fetches_a_good_copy() {
     repo.ok(&["checkout"]);
     assert!(repo.read("m/model.bin") == data);
 }
+
+/// A push that meets a corrupt local object the remote lacks moves it aside (never sends it),
+/// so the way out its hint gives works: `commit` of the intact file stores the chunk again, and
+/// the next push sends it.
+#[test]
+fn push_moves_a_corrupt_object_aside_so_commit_can_store_it_again() {
+    let remote = tempfile::tempdir().expect("tmp");
+    corrupt_then_push(remote.path().to_str().expect("utf8"));
+}
+
+/// The same through `nshard serve`, which refuses the corrupt upload with its own error.
+#[test]
+fn push_to_a_server_moves_a_corrupt_object_aside() {
+    let store = tempfile::tempdir().expect("tmp");
+    let served = common::serve::Served::start(store.path(), &[], &[]);
+    corrupt_then_push(&served.at(""));
+}
+
+fn corrupt_then_push(url: &str) {
+    let (repo, _) = TestRepo::committed(3 << 20);
+    let url = url.to_string();
+    repo.ok(&["push", "--remote", &url]);
+    let data = common::random_bytes(3 << 20, 77);
+    repo.write("m/model.bin", &data);
+    repo.ok(&["commit", "-m", "v2"]);
+    let m = repo.manifest("m/model.bin");
+    let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
+    let p = repo.object_path(&id);
+    let mut bytes = fs::read(&p).expect("object");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    fs::write(&p, &bytes).expect("corrupt it");
+
+    let err = repo.fails(&["push", "--remote", &url]);
+    assert!(
+        err.contains(&id[..12]) && err.contains("moved to .shard/corrupt/"),
+        "{err}"
+    );
+    assert!(!p.exists(), "the corrupt copy is still in the store");
+    repo.ok(&["commit", "-m", "v2 again"]);
+    assert!(p.exists(), "commit did not store the chunk again");
+    repo.ok(&["push", "--remote", &url]);
+    let clone = TestRepo::new();
+    fs::create_dir_all(clone.join("m")).expect("mkdir");
+    fs::copy(
+        repo.join("m/model.bin.shard.json"),
+        clone.join("m/model.bin.shard.json"),
+    )
+    .expect("manifest");
+    clone.ok(&["pull", "--remote", &url, "--checkout"]);
+    assert!(clone.read("m/model.bin") == data);
+}

@@ -12,8 +12,8 @@ use std::sync::{mpsc, Arc};
 
 use super::target::Target;
 use crate::dirunit::{DirCheckout, DirCheckoutOptions};
+use crate::error::RepoError;
 use crate::error::{Corruption, Error, Result};
-use crate::error::{RepoError, StoreError};
 use crate::fsutil::hash_file;
 use crate::fsutil::{self, AtomicAt};
 use crate::id::{Hasher, ObjectId};
@@ -406,19 +406,7 @@ impl Repo {
     /// Moves an object that is corrupt by itself out of the store (see `LocalStore::quarantine`)
     /// and says so in the error; other errors pass through.
     fn quarantine_if_corrupt(&self, e: Error) -> Error {
-        match e {
-            Error::Store(StoreError::CorruptObject { id, kind, reason })
-                if self.store().is_corrupt(&id) =>
-            {
-                let reason = if self.store().quarantine(&id) {
-                    format!("{reason} (moved to .shard/corrupt/)")
-                } else {
-                    reason
-                };
-                Error::Store(StoreError::CorruptObject { id, kind, reason })
-            }
-            e => e,
-        }
+        self.store().quarantine_on(e)
     }
 }
 

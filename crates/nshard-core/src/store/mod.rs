@@ -489,6 +489,26 @@ impl LocalStore {
         }
     }
 
+    /// `e`, after moving its object aside when `e` says a stored object is corrupt and the object
+    /// fails verification by itself (see [`LocalStore::quarantine`]); the reason then says where
+    /// it went, so that `pull` or `commit` can put a good copy in its place. Other errors pass
+    /// through.
+    pub fn quarantine_on(&self, e: Error) -> Error {
+        match e {
+            Error::Store(StoreError::CorruptObject { id, kind, reason })
+                if self.is_corrupt(&id) =>
+            {
+                let reason = if self.quarantine(&id) {
+                    format!("{reason} (moved to .shard/corrupt/)")
+                } else {
+                    reason
+                };
+                Error::Store(StoreError::CorruptObject { id, kind, reason })
+            }
+            e => e,
+        }
+    }
+
     /// Whether a copy of `id` was moved aside as corrupt (see [`LocalStore::set_aside`]) and is
     /// still kept in `corrupt/`: a chunk missing for that reason was lost here, not never fetched.
     pub fn was_set_aside(&self, id: &ObjectId) -> bool {

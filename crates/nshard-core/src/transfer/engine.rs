@@ -194,13 +194,19 @@ pub(super) async fn put_standalone(
 ) -> Result<(u64, bool)> {
     let older = format1.load(Ordering::Relaxed);
     let l = local.clone();
-    let (enc, reencoded) = local_io(move || standalone(&l, &id, older)).await?;
+    // A corrupt local copy is moved aside, as checkout and verify do: `commit` of the file then
+    // stores it again (it reads the chunk as missing), or `pull` fetches a good copy.
+    let (enc, reencoded) = local_io(move || standalone(&l, &id, older))
+        .await
+        .map_err(|e| local.quarantine_on(e))?;
     let n = enc.len() as u64;
     match remote.put(&id, enc).await {
         Ok(_) => Ok((n, reencoded)),
         Err(e) if !older && refuses_format(&e) => {
             let l = local.clone();
-            let (enc, reencoded) = local_io(move || standalone(&l, &id, true)).await?;
+            let (enc, reencoded) = local_io(move || standalone(&l, &id, true))
+                .await
+                .map_err(|e| local.quarantine_on(e))?;
             if !reencoded {
                 // Not a float object: the refusal stands.
                 return Err(e);
@@ -210,7 +216,19 @@ pub(super) async fn put_standalone(
             remote.put(&id, enc).await?;
             Ok((n, true))
         }
-        Err(e) => Err(e),
+        // The remote verified what it was sent and refused it: if the local copy is corrupt, that
+        // is the error, and the copy goes aside as above.
+        Err(e) => Err(corrupt_here(local, id).await.unwrap_or(e)),
+    }
+}
+
+/// The error for the local copy of `id` when it fails verification (after moving it aside, see
+/// [`LocalStore::quarantine_on`]); `None` when it reads correctly.
+async fn corrupt_here(local: &LocalStore, id: ObjectId) -> Option<Error> {
+    let l = local.clone();
+    match local_io(move || l.get(&id, crate::codec::MAX_OBJECT_SIZE)).await {
+        Err(e @ Error::Store(StoreError::CorruptObject { .. })) => Some(local.quarantine_on(e)),
+        _ => None,
     }
 }
 
