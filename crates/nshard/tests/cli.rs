@@ -307,3 +307,25 @@ fn git_init_run_twice_says_the_gitignore_is_up_to_date() {
     assert!(second.contains(".gitignore is up to date"), "{second}");
     assert_eq!(fs::read(d.path().join(".gitignore")).expect("read"), before);
 }
+
+#[test]
+fn verify_remote_all_versions_points_at_push_all_versions() {
+    let (r, _) = TestRepo::committed(200_000);
+    r.write("m/model.bin", &random_bytes(200_000, 9));
+    r.ok(&["commit", "-m", "v2"]);
+    let remote = tempfile::tempdir().expect("remote");
+    let url = remote.path().to_str().expect("utf8").to_string();
+    r.ok(&["push", "--remote", &url]);
+    let out = nshard(r.path())
+        .args(["verify", "--remote", &url, "--all-versions"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("`nshard push --all-versions` sends the"),
+        "{text}"
+    );
+    r.ok(&["push", "--remote", &url, "--all-versions"]);
+    r.ok(&["verify", "--remote", &url, "--all-versions"]);
+}

@@ -976,3 +976,41 @@ fn retention_keeps_what_refs_made_without_the_hooks_name() {
     w.ok(&b, &["checkout", "--force", "models/m.bin"]);
     assert!(fs::read(b.join("models/m.bin")).expect("v1") == v1);
 }
+
+/// `verify --remote --all-versions` on a remote holding older versions as deltas: a corrupt
+/// whole object that deltas are built on is repaired, and the objects held through it are then
+/// found, not reported missing (they read as missing only while it was aside).
+#[test]
+fn verify_remote_repairs_a_delta_base_and_then_finds_what_stands_on_it() {
+    let w = GcWorld::dir();
+    let (a, _, _) = steps_as_deltas_and_a_branch_at_step_1(&w, &["pull"]);
+    let store = w.p("store");
+    let deltas = common::walk(&store.join("deltas"));
+    let base = deltas
+        .iter()
+        .filter_map(|(rel, _)| rel.rsplit('/').next()?.split_once('.').map(|(_, b)| b))
+        .find(|b| store.join("objects").join(&b[..2]).join(&b[2..]).is_file())
+        .unwrap_or_else(|| panic!("no delta with a whole base: {deltas:?}"))
+        .to_string();
+    let p = store.join("objects").join(&base[..2]).join(&base[2..]);
+    let mut bytes = fs::read(&p).expect("base");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    fs::write(&p, &bytes).expect("corrupt the base");
+
+    let out = w
+        .nshard(&a)
+        .args(["verify", "--remote", "data", "--all-versions", "--json"])
+        .output()
+        .expect("runs");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(out.status.success(), "{r:#}");
+    // Objects checked through the base while it was still in place are repaired too (whole
+    // copies beside their deltas); none may read as missing.
+    let repaired = r["repaired"].as_array().expect("repaired");
+    assert!(repaired.iter().any(|x| x == base.as_str()), "{r:#}");
+    assert_eq!(r["missing"], serde_json::json!([]), "{r:#}");
+    let again = w.json(&a, &["verify", "--remote", "data", "--all-versions"]);
+    assert_eq!(again["corrupt"], serde_json::json!([]), "{again:#}");
+    assert_eq!(again["missing"], serde_json::json!([]), "{again:#}");
+}

@@ -162,34 +162,34 @@ pub async fn verify_remote(
         };
         report.retries += retries;
         match r {
-            Ok(Outcome::Good(n)) => {
-                report.checked += 1;
-                report.bytes_checked += n;
-                opts.progress.advance(n);
-            }
-            Ok(Outcome::Missing) => report.missing.push(id),
-            Ok(Outcome::Repaired(n)) => {
-                report.checked += 1;
-                report.bytes_checked += n;
-                report.corrupt.push(id);
-                report.repaired.push(id);
-                opts.progress.advance(n);
-            }
-            Ok(Outcome::Unrepaired(n, reason)) => {
-                report.checked += 1;
-                report.bytes_checked += n;
-                report.corrupt.push(id);
-                report.unrepaired.push(Unrepaired { id, reason });
-            }
+            Ok(outcome) => tally(&mut report, id, outcome, opts),
             Err(e) => {
                 first_err.get_or_insert(e);
             }
         }
     }
-    opts.progress.finish();
     if let Some(e) = first_err {
+        opts.progress.finish();
         return Err(e);
     }
+    // An object held as deltas whose chain ran through a corrupt object this run repaired read
+    // as missing while that object was aside: checked again now.
+    if deltas && !report.repaired.is_empty() {
+        for id in std::mem::take(&mut report.missing) {
+            let mut retries = 0;
+            let whole = !absent.contains(&id);
+            let r = check_one(remote, &local, id, whole, &opts.retry, &mut retries).await;
+            report.retries += retries;
+            match r {
+                Ok(outcome) => tally(&mut report, id, outcome, opts),
+                Err(e) => {
+                    opts.progress.finish();
+                    return Err(e);
+                }
+            }
+        }
+    }
+    opts.progress.finish();
     if !deltas {
         report.missing.extend(absent);
     }
@@ -203,6 +203,36 @@ pub async fn verify_remote(
     report.unrepaired.sort_by_key(|u| u.id);
     report.ok = report.unrepaired.is_empty() && report.missing.is_empty();
     Ok(report)
+}
+
+/// Counts what checking `id` found.
+fn tally(
+    report: &mut RemoteVerifyReport,
+    id: ObjectId,
+    outcome: Outcome,
+    opts: &TransferOptions<'_>,
+) {
+    match outcome {
+        Outcome::Good(n) => {
+            report.checked += 1;
+            report.bytes_checked += n;
+            opts.progress.advance(n);
+        }
+        Outcome::Missing => report.missing.push(id),
+        Outcome::Repaired(n) => {
+            report.checked += 1;
+            report.bytes_checked += n;
+            report.corrupt.push(id);
+            report.repaired.push(id);
+            opts.progress.advance(n);
+        }
+        Outcome::Unrepaired(n, reason) => {
+            report.checked += 1;
+            report.bytes_checked += n;
+            report.corrupt.push(id);
+            report.unrepaired.push(Unrepaired { id, reason });
+        }
+    }
 }
 
 /// Downloads and verifies one object (`whole`: the remote holds it whole; else through its

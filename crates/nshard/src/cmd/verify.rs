@@ -184,8 +184,14 @@ fn run_remote(ctx: &Ctx, a: &VerifyArgs) -> Result<ExitCode> {
         out!("missing: object {id}");
     }
     if !r.missing.is_empty() {
+        // Older versions are sent only by `push --all-versions`.
+        let push = if a.all_versions {
+            "nshard push --all-versions"
+        } else {
+            "nshard push"
+        };
         out!(
-            "hint: `nshard push` sends the {} the remote lacks",
+            "hint: `{push}` sends the {} the remote lacks",
             count(r.missing.len() as u64, "object")
         );
     }
