@@ -221,6 +221,7 @@ fn doctor_reports_the_setup_and_what_is_wrong() {
         "origin",
         store.path().to_str().expect("utf8"),
     ]);
+    repo.ok(&["push"]);
     let checks = repo.json(&["doctor"]);
     let find = |v: &serde_json::Value, what: &str| {
         v.as_array()
@@ -265,6 +266,61 @@ fn doctor_reports_the_setup_and_what_is_wrong() {
     assert!(
         text.contains("FAIL git hooks") && text.contains("nshard git-init"),
         "{text}"
+    );
+    // Once a good copy is back, the copy moved aside is no longer a problem.
+    repo.ok(&["pull", "--remote", "origin"]);
+    let checks = repo.json_exit(&["doctor"], 1);
+    let corrupt = find(&checks, "corrupt objects");
+    assert_eq!(corrupt["ok"], true, "{checks}");
+    assert!(
+        corrupt["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("good copies are back")),
+        "{checks}"
+    );
+}
+
+/// `doctor` checks that a server accepts this setup's token (its health check needs none): a
+/// missing or wrong token fails the check.
+#[test]
+fn doctor_fails_a_server_that_refuses_the_token() {
+    let store = tempfile::tempdir().expect("tmp");
+    let served = common::serve::Served::start(
+        store.path(),
+        &[],
+        &[("NSHARD_SERVE_TOKENS", "write:doctor-token-0123456789abcdef")],
+    );
+    let repo = TestRepo::new();
+    repo.ok(&["remote", "add", "--local", "srv", &served.at("")]);
+    let doctor = |token: Option<&str>| {
+        let mut c = common::nshard(repo.path());
+        c.args(["doctor", "--json"]);
+        if let Some(t) = token {
+            c.env("NSHARD_TOKEN", t);
+        }
+        let out = c.output().expect("runs");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v.as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| {
+                c["what"]
+                    .as_str()
+                    .is_some_and(|w| w.starts_with("remote srv"))
+            })
+            .expect("the remote's check")
+            .clone()
+    };
+    let none = doctor(None);
+    assert_eq!(none["ok"], false, "{none}");
+    let wrong = doctor(Some("wrong-token-0123456789abcdef"));
+    assert_eq!(wrong["ok"], false, "{wrong}");
+    assert!(wrong["detail"].to_string().contains("token"), "{wrong}");
+    let right = doctor(Some("doctor-token-0123456789abcdef"));
+    assert_eq!(right["ok"], true, "{right}");
+    assert!(
+        right["detail"].to_string().contains("token is accepted"),
+        "{right}"
     );
 }
 

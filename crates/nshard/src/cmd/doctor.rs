@@ -14,11 +14,11 @@ use crate::out;
 use crate::output::{bytes, count, print_json, Ctx};
 
 /// Check this setup: the binary, the repository and its config files, the remotes (each asked for
-/// its health), the git hooks, and the local store.
+/// its health, then one read with this setup's token), the git hooks, and the local store.
 ///
 /// Like `git lfs env` and `dvc doctor`: what to paste into a bug report, and what is wrong. Exits
-/// with status 1 when a check fails (a remote that does not answer, a hook missing in a git
-/// repository, objects moved aside as corrupt).
+/// with status 1 when a check fails (a remote that does not answer or refuses the token, a hook
+/// missing in a git repository, objects moved aside as corrupt with no good copy back yet).
 #[derive(Args, Debug)]
 pub struct DoctorArgs {
     /// Print the result as JSON.
@@ -128,11 +128,17 @@ fn repo_checks(ctx: &Ctx, repo: &Repo, checks: &mut Vec<Check>) {
                     token: repo.token_for(&res, &env_tokens(&res)),
                     s3: s3_options(),
                 };
+                let token = opts.token.is_some();
                 runtime()?.block_on(async {
                     tokio::time::timeout(std::time::Duration::from_secs(10), async {
                         let store = nshard_remote::open(&res.url, &opts).await?;
                         store.health().await?;
-                        Ok::<_, nshard_core::Error>(())
+                        // The health check needs no credentials: one read that does (asking
+                        // about an object no one stores) finds a missing or refused token.
+                        store
+                            .missing(&[nshard_core::ObjectId::of(b"nshard doctor")])
+                            .await?;
+                        Ok::<_, nshard_core::Error>(token)
                     })
                     .await
                     .map_err(|_| anyhow::anyhow!("no answer within 10 s"))?
@@ -140,7 +146,12 @@ fn repo_checks(ctx: &Ctx, repo: &Repo, checks: &mut Vec<Check>) {
                 })
             });
         match result {
-            Ok(()) => push(&what, true, format!("{} reachable", r.url)),
+            Ok(true) => push(
+                &what,
+                true,
+                format!("{} reachable; its token is accepted for reading", r.url),
+            ),
+            Ok(false) => push(&what, true, format!("{} reachable and readable", r.url)),
             Err(e) => push(&what, false, format!("{}: {e}", r.url)),
         }
     }
@@ -230,16 +241,36 @@ fn repo_checks(ctx: &Ctx, repo: &Repo, checks: &mut Vec<Check>) {
             ),
         );
     }
-    let corrupt = std::fs::read_dir(repo.shard_dir().join("corrupt"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    if corrupt > 0 {
+    // Copies moved aside as corrupt: a problem while the store has no good copy in their place.
+    let dir = repo.shard_dir().join("corrupt");
+    let (mut replaced, mut lacking) = (0usize, 0usize);
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let id = name
+            .to_str()
+            .and_then(|n| n.get(..64))
+            .and_then(|h| nshard_core::ObjectId::parse(h).ok());
+        match id {
+            Some(id) if repo.store().has(&id) && !repo.store().is_corrupt(&id) => replaced += 1,
+            _ => lacking += 1,
+        }
+    }
+    if lacking > 0 {
         push(
             "corrupt objects",
             false,
             format!(
-                "{corrupt} moved aside to {} (`nshard verify`, then `nshard pull` fetches good copies)",
-                repo.shard_dir().join("corrupt").display()
+                "{lacking} moved aside to {} with no good copy in the store yet (`nshard verify`, then `nshard pull` fetches good copies)",
+                dir.display()
+            ),
+        );
+    } else if replaced > 0 {
+        push(
+            "corrupt objects",
+            true,
+            format!(
+                "{replaced} moved aside to {} earlier; good copies are back in the store (the copies there can be deleted)",
+                dir.display()
             ),
         );
     }
