@@ -1014,3 +1014,40 @@ fn verify_remote_repairs_a_delta_base_and_then_finds_what_stands_on_it() {
     assert_eq!(again["corrupt"], serde_json::json!([]), "{again:#}");
     assert_eq!(again["missing"], serde_json::json!([]), "{again:#}");
 }
+
+/// `nshard gc --only-current` counts an older version the remote holds only as deltas as pushed:
+/// its local copy goes in one run (not kept as "not on the remote"), and it comes back from the
+/// remote.
+#[test]
+fn local_gc_counts_versions_the_remote_holds_as_deltas_as_pushed() {
+    let w = GcWorld::dir();
+    let a = w.owner_of("origin.git", "a");
+    format_aware_chunking(&a);
+    let files = common::checkpoints::series(4);
+    // Steps 1 and 2 are nshard commits between git commits: no git commit names them.
+    for (k, f) in files.iter().enumerate() {
+        if k == 0 || k == 3 {
+            w.commit_push(&a, f, &format!("step {k}"));
+        } else {
+            fs::write(a.join("models/m.bin"), f).expect("write");
+            w.ok(&a, &["commit", "-m", &format!("step {k}")]);
+        }
+        w.ok(&a, &["repack"]);
+    }
+    let all = w.gc(&a, &["--grace", "0"]);
+    assert!(all["uploaded_deltas"].as_u64() > Some(0), "{all:#}");
+    let r = w.json(&a, &["gc", "--only-current", "--grace", "0"]);
+    assert_eq!(r["objects_unpushed"], 0, "{r:#}");
+    assert!(r["objects_deleted"].as_u64() > Some(0), "{r:#}");
+    let again = w.json(&a, &["gc", "--only-current", "--grace", "0"]);
+    assert_eq!(again["objects_deleted"], 0, "{again:#}");
+    w.ok(&a, &["pull", "--all-versions"]);
+    w.ok(&a, &["verify", "--all-versions"]);
+    let log = w.json(&a, &["log", "models/m.bin"]);
+    let step1 = log[2]["version"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{log:#}"))
+        .to_string();
+    w.ok(&a, &["checkout", "--version", &step1, "models/m.bin"]);
+    assert!(fs::read(a.join("models/m.bin")).expect("step 1") == files[1]);
+}

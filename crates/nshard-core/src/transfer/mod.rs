@@ -179,14 +179,29 @@ pub struct TransferReport {
     pub notes: Vec<String>,
 }
 
-/// Of `ids`, those `remote` lacks: the batched `missing` question, with retries.
+/// Of `ids`, those `remote` lacks: the batched `missing` question, with retries; on a remote
+/// that keeps deltas, an object it holds only as one (`remote gc` re-encoded older versions) is
+/// not lacking when its chain reaches a whole object.
 pub async fn remote_lacks(
     remote: &Arc<dyn Store>,
     ids: &[ObjectId],
     retry: &Retry,
 ) -> Result<HashSet<ObjectId>> {
     let mut stats = TransferStats::default();
-    engine::remote_missing(remote, ids, retry, &mut stats, &crate::progress::NoProgress).await
+    let progress = &crate::progress::NoProgress;
+    let mut lacking = engine::remote_missing(remote, ids, retry, &mut stats, progress).await?;
+    if remote.stores_deltas() && !lacking.is_empty() {
+        let opts = TransferOptions {
+            jobs: DEFAULT_JOBS.into(),
+            retry: *retry,
+            progress,
+            dry_run: false,
+        };
+        let held =
+            deltas::resolving(remote, lacking.iter().copied().collect(), &opts, &mut stats).await?;
+        lacking.retain(|id| !held.contains(id));
+    }
+    Ok(lacking)
 }
 
 /// Distinct chunk ids of `m` with their sizes.
