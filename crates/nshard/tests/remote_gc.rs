@@ -1051,3 +1051,20 @@ fn local_gc_counts_versions_the_remote_holds_as_deltas_as_pushed() {
     w.ok(&a, &["checkout", "--version", &step1, "models/m.bin"]);
     assert!(fs::read(a.join("models/m.bin")).expect("step 1") == files[1]);
 }
+
+/// `pull --all-versions` in a fresh clone after retention pruned older versions says they were
+/// pruned, not that the history is missing from the remote.
+#[test]
+fn pull_all_versions_names_versions_retention_pruned() {
+    let w = GcWorld::dir();
+    let (a, _) = w.three_versions();
+    let gc = w.gc(&a, &["--keep-last", "1", "--grace", "0"]);
+    assert_eq!(gc["pruned"].as_array().map(Vec::len), Some(2), "{gc:#}");
+    let b = w.colleague("b");
+    let out = w.ok(&b, &["pull", "--all-versions"]);
+    assert!(
+        out.contains("left out 2 older version(s) the remote's retention pruned"),
+        "{out}"
+    );
+    assert!(!out.contains("not included"), "{out}");
+}

@@ -1099,6 +1099,7 @@ async fn plan_pull(
         next = m.version.parent;
         chain.push((v, m));
     }
+    let planned: HashSet<ObjectId> = chain.iter().map(|(v, _)| *v).collect();
     let selected: Vec<(ObjectId, Manifest)> = match &opts.version {
         Some(prefix) => {
             let found = repo
@@ -1154,7 +1155,19 @@ async fn plan_pull(
         })
         .map(|(_, vm)| vm)
         .collect();
-    let left_out = before - selected.len();
+    let mut left_out = before - selected.len();
+    // A walk that stopped at a version retention pruned (its manifest went with it) did not
+    // stop at a gap: the versions pruned from this file's history are left out, as retention
+    // meant.
+    let mut stops = if opts.version.is_some() { None } else { stops };
+    if let Some(stop) = stops.filter(|s| pruned.contains_key(s)) {
+        left_out += pruned
+            .values()
+            .filter(|p| p.path == path.as_str() && !planned.contains(&p.version))
+            .count()
+            .max(usize::from(!planned.contains(&stop)));
+        stops = None;
+    }
     let mut chunks = HashMap::new();
     for (_, m) in &selected {
         chunk_sizes(m, &mut chunks);
@@ -1164,7 +1177,7 @@ async fn plan_pull(
             version: selected[0].0,
             versions: selected.len(),
             chunks: chunks.len(),
-            history_stops_at: if opts.version.is_some() { None } else { stops },
+            history_stops_at: stops,
             pruned: left_out,
         },
         chunks,
