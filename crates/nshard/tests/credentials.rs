@@ -317,7 +317,7 @@ fn login_binds_a_token_to_one_origin() {
     let (ok, out) = run(
         r.path(),
         home.path(),
-        &["login", &team.url, "--token-stdin"],
+        &["login", &team.url, "--token-stdin", "--no-check"],
         &[],
         "stored-team-token\n",
     );
@@ -336,7 +336,7 @@ fn login_binds_a_token_to_one_origin() {
     let (ok, out) = run(
         r.path(),
         home.path(),
-        &["login", "origin", "--token-stdin"],
+        &["login", "origin", "--token-stdin", "--no-check"],
         &[],
         "stored-team-token-2",
     );
@@ -347,7 +347,7 @@ fn login_binds_a_token_to_one_origin() {
     let (ok, out) = run(
         r.path(),
         home.path(),
-        &["login", &other.url, "--token-stdin"],
+        &["login", &other.url, "--token-stdin", "--no-check"],
         &[],
         "stored-other-token",
     );
@@ -386,6 +386,55 @@ fn login_binds_a_token_to_one_origin() {
     assert!(team.seen().iter().all(Option::is_none), "{:?}", team.seen());
     let (ok, out) = run(r.path(), home.path(), &["logout", &team.url], &[], "");
     assert!(ok && out.contains("no token"), "{out}");
+    // Without --no-check the server is asked first: this one refuses every token, so nothing
+    // is stored.
+    let (ok, out) = run(
+        r.path(),
+        home.path(),
+        &["login", &team.url, "--token-stdin"],
+        &[],
+        "refused-team-token",
+    );
+    assert!(!ok && out.contains("did not accept the token"), "{out}");
+    assert!(out.contains("nothing was stored"), "{out}");
+    let cfg = std::fs::read_to_string(&user_file).expect("user file");
+    assert!(!cfg.contains("refused-team-token"), "{cfg}");
+}
+
+/// `login` asks a real server whether it accepts the token: a wrong one stores nothing and the
+/// token stored before stays; a right one is stored.
+#[test]
+fn login_checks_the_token_with_the_server() {
+    let store = tempfile::tempdir().expect("store");
+    let served = common::serve::Served::start(
+        store.path(),
+        &[],
+        &[("NSHARD_SERVE_TOKENS", "write:good-token-0123456789abcdef")],
+    );
+    let url = served.at("");
+    let home = tempfile::tempdir().expect("home");
+    let d = tempfile::tempdir().expect("dir");
+    let login = |token: &str| {
+        run(
+            d.path(),
+            home.path(),
+            &["login", &url, "--token-stdin"],
+            &[],
+            token,
+        )
+    };
+    let (ok, out) = login("good-token-0123456789abcdef");
+    assert!(ok && out.contains("stored the token"), "{out}");
+    let (ok, out) = login("wrong-token-0123456789abcdef");
+    assert!(!ok && out.contains("did not accept the token"), "{out}");
+    let (ok, out) = login("short");
+    assert!(!ok && out.contains("nothing was stored"), "{out}");
+    let cfg = std::fs::read_to_string(home.path().join("nshard/config.toml")).expect("user file");
+    assert!(cfg.contains("good-token-0123456789abcdef"), "{cfg}");
+    assert!(
+        !cfg.contains("wrong-token") && !cfg.contains("short"),
+        "{cfg}"
+    );
 }
 
 #[test]

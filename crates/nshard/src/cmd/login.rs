@@ -28,6 +28,11 @@ pub struct LoginArgs {
     /// Read the token from standard input (e.g. `echo "$TOKEN" | nshard login URL --token-stdin`).
     #[arg(long)]
     pub token_stdin: bool,
+    /// Store the token without asking the server whether it accepts it (a server that cannot be
+    /// reached now). By default a token the server refuses, or a server that does not answer,
+    /// stores nothing and keeps the token stored before.
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 /// Remove the token stored for a server.
@@ -86,7 +91,10 @@ fn read_token(origin: &Origin, from_stdin: bool) -> Result<String> {
 pub fn run_login(ctx: &Ctx, a: LoginArgs) -> Result<ExitCode> {
     let origin = origin(ctx, &a.url)?;
     let mut user = user_config(ctx)?;
-    let token = read_token(&origin, a.token_stdin)?;
+    let token = nshard_core::config::validate_token(&read_token(&origin, a.token_stdin)?)?;
+    if !a.no_check {
+        check_token(ctx, &origin, &token)?;
+    }
     let replaced = user.login(&origin, &token)?;
     if origin.is_cleartext() {
         eprintln!(
@@ -96,6 +104,35 @@ pub fn run_login(ctx: &Ctx, a: LoginArgs) -> Result<ExitCode> {
     let verb = if replaced { "replaced" } else { "stored" };
     out!("{verb} the token for {origin} in {}", user.path().display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the server at `origin` one question that needs a token (which objects of one it lacks):
+/// an error when it refuses `token` or does not answer within 10 s.
+fn check_token(ctx: &Ctx, origin: &Origin, token: &str) -> Result<()> {
+    let url = RemoteUrl::parse(&origin.to_string(), &ctx.cwd)?;
+    let opts = nshard_remote::OpenOptions {
+        token: Some(token.to_string()),
+        s3: super::awsenv::s3_options(),
+    };
+    let asked = super::remote::runtime()?.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let store = nshard_remote::open(&url, &opts).await?;
+            store
+                .missing(&[nshard_core::ObjectId::of(b"nshard login")])
+                .await?;
+            Ok::<_, nshard_core::Error>(())
+        })
+        .await
+    });
+    match asked {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => bail!(
+            "{origin} did not accept the token: {e}\nnothing was stored (a token stored before stays); `--no-check` stores it without asking"
+        ),
+        Err(_) => bail!(
+            "{origin} did not answer within 10 s: nothing was stored; `--no-check` stores the token without asking"
+        ),
+    }
 }
 
 pub fn run_logout(ctx: &Ctx, a: LogoutArgs) -> Result<ExitCode> {
