@@ -662,3 +662,33 @@ fn committing_a_path_inside_a_unit_records_only_that_path() {
     ok(&c, &["pull", "--remote", &url, "--checkout"]);
     assert_eq!(read_tree(&c, "data"), want);
 }
+
+/// A clone that never pulled a unit cannot know which files its committed version holds: a plain
+/// commit leaves the unit as committed (it used to commit an empty version, which colleagues'
+/// hooks then applied as a deletion), and a commit of files written there is refused with the way
+/// out.
+#[test]
+fn a_unit_not_pulled_is_never_committed_without_its_files() {
+    let (repo, _) = dataset_repo(20, 256);
+    repo.ok(&["commit", "-m", "v1"]);
+    let (_clone, c) = git_commit_and_clone(&repo);
+    let manifest = std::fs::read(c.join("data.shard.json")).expect("manifest");
+    let out = ok(&c, &["commit", "-m", "nothing here"]);
+    assert!(out.contains("unchanged"), "{out}");
+    assert_eq!(
+        std::fs::read(c.join("data.shard.json")).expect("manifest"),
+        manifest
+    );
+    std::fs::create_dir_all(c.join("data/part9")).expect("mkdir");
+    std::fs::write(c.join("data/part9/new.json"), b"{}").expect("write");
+    let err = common::fails(&c, &["commit", "-m", "one new file"]);
+    assert!(
+        err.contains("committed listing is not in the local store")
+            && err.contains("`nshard pull data/`"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(c.join("data.shard.json")).expect("manifest"),
+        manifest
+    );
+}

@@ -69,26 +69,16 @@ impl Repo {
         progress: &dyn Progress,
     ) -> Result<CommitOutcome> {
         let parent = self.read_dir_manifest(unit)?;
+        // `None` with a parent: the committed listing is not here (not pulled).
         let prev_chain: Option<Resolved> = match &parent {
             Some(p) => match self.load_listing_chain(&p.manifest) {
                 Ok(r) => Some(r),
-                // Not pulled: every file is read again.
                 Err(Error::Store(StoreError::ObjectMissing(_))) => None,
                 Err(e) => return Err(e),
             },
             None => None,
         };
         let prev: Option<&Listing> = prev_chain.as_ref().map(|r| &r.listing);
-        if let (Some(only), Some(_), None) = (only, &parent, prev) {
-            return Err(Error::Repo(RepoError::InUnit {
-                path: format!("{unit}/{}", crate::portable::escape(&only.join(", "))),
-                reason: format!(
-                    "is part of {unit}/, whose committed listing is not in the local store: \
-                     `nshard pull {unit}/` fetches it (then commit part of the unit), or \
-                     `nshard commit {unit}/` commits all of it"
-                ),
-            }));
-        }
         // Whether a path of the unit is one the commit records (all of them without `only`).
         let inside = |rel: &str| {
             only.is_none_or(|subs| {
@@ -107,6 +97,30 @@ impl Repo {
                 reason,
             })
         })?;
+        if let (Some(p), None) = (&parent, &prev_chain) {
+            // Not pulled: nothing here to commit is the unit as committed; anything else cannot
+            // be committed, since which files the committed version holds cannot be known (a
+            // new version would drop every file not in the work tree, and colleagues' hooks
+            // would apply that as a deletion).
+            if found.is_empty() {
+                return Ok(CommitOutcome::Unchanged { version: p.version });
+            }
+            let what = match only {
+                Some(subs) => format!(
+                    "{unit}/{} is part of {unit}/, whose",
+                    crate::portable::escape(&subs.join(", "))
+                ),
+                None => format!("{unit}/: its"),
+            };
+            return Err(Error::Repo(RepoError::InUnit {
+                path: what,
+                reason: format!(
+                    "committed listing is not in the local store, so a new version could not \
+                     keep the files it does not see: `nshard pull {unit}/` fetches the listing \
+                     (and the data), then commit"
+                ),
+            }));
+        }
         if found.is_empty() && parent.is_none() {
             return Err(Error::Repo(RepoError::NotTracked {
                 path: unit.as_str().into(),
