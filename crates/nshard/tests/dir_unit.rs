@@ -692,3 +692,37 @@ fn a_unit_not_pulled_is_never_committed_without_its_files() {
         manifest
     );
 }
+
+/// In a clone that checked out part of a unit, a file written where a directory of the part not
+/// checked out is cannot be committed beside it: the listing would be one readers refuse. The
+/// commit says why and writes nothing.
+#[test]
+fn a_commit_that_would_clash_with_files_kept_as_committed_is_refused() {
+    let (repo, _) = dataset_repo(20, 256);
+    repo.ok(&["commit", "-m", "v1"]);
+    let remote = tempfile::tempdir().expect("remote");
+    let url = remote.path().to_str().expect("utf8").to_string();
+    repo.ok(&["push", "--remote", &url]);
+    let (_clone, c) = git_commit_and_clone(&repo);
+    ok(&c, &["pull", "data/part1/", "--remote", &url]);
+    ok(&c, &["checkout", "data/part1/"]);
+    let manifest = std::fs::read(c.join("data.shard.json")).expect("manifest");
+    std::fs::write(c.join("data/part2"), b"a file where a directory is").expect("write");
+    for args in [
+        vec!["commit", "-m", "clash"],
+        vec!["commit", "-m", "clash", "data/part2"],
+    ] {
+        let err = common::fails(&c, &args);
+        assert!(
+            err.contains("is a file and also a directory of") && err.contains("keeps"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(c.join("data.shard.json")).expect("manifest"),
+            manifest
+        );
+    }
+    std::fs::remove_file(c.join("data/part2")).expect("rm");
+    let st = common::json(&c, &["status"]);
+    assert_eq!(st[0]["state"], "unchanged", "{st}");
+}

@@ -263,6 +263,20 @@ impl Repo {
         }
         if carried {
             entries.sort_by(|a, b| a.0.path.as_bytes().cmp(b.0.path.as_bytes()));
+            // Files kept as committed beside the ones read here: together they must still be a
+            // listing readers take (a file here where a kept file's directory is, or the other
+            // way round, is not).
+            super::listing::check_names(entries.iter().map(|(e, _)| e.path.as_str())).map_err(
+                |reason| {
+                    Error::Repo(RepoError::UnitNames {
+                        unit: unit.to_string(),
+                        reason: format!(
+                            "{reason} (with the files of the committed version not checked out \
+                             or not named here, which the new version keeps)"
+                        ),
+                    })
+                },
+            )?;
         }
         packer.flush()?;
         // The fan-out directories of the large files' chunks, each once, before the listing can
