@@ -100,3 +100,40 @@ fn corrupt_then_push(url: &str) {
     clone.ok(&["pull", "--remote", &url, "--checkout"]);
     assert!(clone.read("m/model.bin") == data);
 }
+
+/// A pack of a directory unit found corrupt by push is moved aside; `commit` reads the files
+/// whose committed bytes were in it again and stores them anew, and the next push sends them.
+#[test]
+fn a_corrupt_pack_of_a_unit_is_stored_again_by_commit() {
+    let repo = TestRepo::new();
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..5u64 {
+        let rel = format!("data/f{i}");
+        let bytes = common::random_bytes(5000, 100 + i);
+        repo.write(&rel, &bytes);
+        files.insert(rel, bytes);
+    }
+    repo.ok(&["track", "--dir", "data"]);
+    repo.ok(&["commit", "-m", "v1"]);
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8").to_string();
+    // The largest object is the pack.
+    let (pack, _) = common::walk(&repo.join(".shard/objects"))
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .expect("objects");
+    let p = std::path::PathBuf::from(pack);
+    let mut bytes = fs::read(&p).expect("pack");
+    bytes[1000] ^= 0x55;
+    fs::write(&p, &bytes).expect("corrupt it");
+
+    let err = repo.fails(&["push", "--remote", &url]);
+    assert!(err.contains("moved to .shard/corrupt/"), "{err}");
+    repo.ok(&["commit", "-m", "store the files again"]);
+    repo.ok(&["push", "--remote", &url]);
+    repo.ok(&["verify"]);
+    let clone = TestRepo::new();
+    fs::copy(repo.join("data.shard.json"), clone.join("data.shard.json")).expect("manifest");
+    clone.ok(&["pull", "--remote", &url, "--checkout"]);
+    assert!(common::read_tree(clone.path(), "data") == files);
+}

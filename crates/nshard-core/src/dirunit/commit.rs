@@ -144,6 +144,17 @@ impl Repo {
             }
         };
         let store = self.store();
+        // Whether the objects a location names are in the local store (a pack or chunk moved
+        // aside as corrupt, or deleted, is not): a file whose committed bytes are not here is
+        // read again and stored anew, as a commit of a single file re-stores its chunks.
+        let mut packs_here: HashMap<ObjectId, bool> = HashMap::new();
+        let mut here = |loc: &Loc| -> bool {
+            match loc {
+                Loc::Pack(p, _) => *packs_here.entry(p.id).or_insert_with(|| store.has(&p.id)),
+                Loc::Chunks(c) => c.iter().all(|(id, _)| store.has(id)),
+                Loc::Empty | Loc::NewPack(..) => true,
+            }
+        };
         let mut packer = PackWriter::new(store);
         let mut entries: Vec<(FileEntry, Loc)> = Vec::with_capacity(found.len());
         let mut stat_updates: Vec<(String, StatEntry)> = Vec::new();
@@ -165,10 +176,10 @@ impl Repo {
             }
             let exec = is_exec(&f.md);
             if let (Some(c), Some(o)) = (cache.fresh(&full, &f.md), old) {
-                if c.sha256 == o.sha256 && o.size == f.md.len() {
+                let loc = prev_loc(o);
+                if c.sha256 == o.sha256 && o.size == f.md.len() && here(&loc) {
                     let mut e = o.clone();
                     e.exec = exec;
-                    let loc = prev_loc(o);
                     entries.push((e, loc));
                     progress.advance(f.md.len());
                     continue;
@@ -190,8 +201,13 @@ impl Repo {
                     return Err(Error::Repo(RepoError::FileChangedDuringRead(f.abs.clone())));
                 }
                 let sha = ObjectId::of(&data);
-                let loc = match (old.filter(|o| o.sha256 == sha), by_sha.get(&sha)) {
-                    (Some(o), _) => prev_loc(o),
+                let kept = old
+                    .filter(|o| o.sha256 == sha)
+                    .map(prev_loc)
+                    .filter(|l| here(l));
+                let elsewhere = by_sha.get(&sha).filter(|l| here(l));
+                let loc = match (kept, elsewhere) {
+                    (Some(l), _) => l,
                     (None, Some(Loc::Pack(p, off))) => Loc::Pack(*p, *off),
                     (None, Some(Loc::NewPack(s, off))) => Loc::NewPack(*s, *off),
                     _ if data.is_empty() => Loc::Empty,
