@@ -636,6 +636,9 @@ fn committing_a_path_inside_a_unit_records_only_that_path() {
     // A subdirectory, from inside it: its new file goes in, the rest still waits.
     let out = common::ok(&repo.join("data/part1"), &["commit", ".", "-m", "part1"]);
     assert!(out.contains("1 added, 0 removed, 0 modified"), "{out}");
+    // A path that matches nothing is an error, as for `git commit PATH`.
+    let err = repo.fails(&["commit", "data/part1/typo.json", "-m", "typo"]);
+    assert!(err.contains("matches no file of data/"), "{err}");
     // A removed file can be named.
     let out = repo.ok(&["commit", gone, "-m", "drop"]);
     assert!(out.contains("0 added, 1 removed, 0 modified"), "{out}");

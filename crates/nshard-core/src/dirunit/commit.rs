@@ -56,6 +56,12 @@ fn listing_object(
     })
 }
 
+/// Whether unit path `rel` is `sub` or inside the directory `sub`.
+fn is_under(rel: &str, sub: &str) -> bool {
+    rel.strip_prefix(sub)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 impl Repo {
     /// Commits the directory unit `unit`, or only the paths in `only` (relative to the unit; a
     /// file or a directory): every other file keeps its committed version, as `git commit PATH`
@@ -80,13 +86,7 @@ impl Repo {
         };
         let prev: Option<&Listing> = prev_chain.as_ref().map(|r| &r.listing);
         // Whether a path of the unit is one the commit records (all of them without `only`).
-        let inside = |rel: &str| {
-            only.is_none_or(|subs| {
-                subs.iter().any(|s| {
-                    rel == s || (rel.starts_with(s.as_str()) && rel.as_bytes()[s.len()] == b'/')
-                })
-            })
-        };
+        let inside = |rel: &str| only.is_none_or(|subs| subs.iter().any(|s| is_under(rel, s)));
         let mut temps = Vec::new();
         let found = walk_unit_with(self.root(), unit, &mut temps)?;
         remove_temps(&temps);
@@ -131,6 +131,20 @@ impl Repo {
             .iter()
             .flat_map(|l| l.files.iter().map(|f| (f.path.as_str(), f)))
             .collect();
+        // A path named that matches no file, here or committed (a typo), is an error, as for
+        // `git commit PATH`: committing nothing in silence would look like success.
+        for sub in only.into_iter().flatten() {
+            if !found.iter().any(|f| is_under(&f.rel, sub))
+                && !prev_by_path.keys().any(|r| is_under(r, sub))
+            {
+                return Err(Error::Repo(RepoError::InUnit {
+                    path: format!("{unit}/{}", crate::portable::escape(sub)),
+                    reason: format!(
+                        "matches no file of {unit}/, in the work tree or in its committed version"
+                    ),
+                }));
+            }
+        }
         // Content already stored under some path (earlier version or this one): stored once.
         let mut by_sha: HashMap<ObjectId, Loc> = HashMap::new();
         let prev_loc = |f: &FileEntry| -> Loc {
