@@ -955,6 +955,22 @@ fn retention_keeps_what_refs_made_without_the_hooks_name() {
         "{held:#}"
     );
 
+    // A tag of a blob (a key, as git.git has) names no version and holds nothing back.
+    let origin = w.p("origin.git");
+    let key = std::process::Command::new("git")
+        .args(["hash-object", "-w", "--stdin"])
+        .current_dir(&origin)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(b"a key\n")?;
+            c.wait_with_output()
+        })
+        .expect("git hash-object");
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_string();
+    w.git(&origin, &["tag", "key", &key]);
     w.git(&a, &["fetch", "-q", "--tags", "origin"]);
     let gc = w.gc(&a, &["--keep-last", "1", "--grace", "0"]);
     let pruned: Vec<&str> = gc["pruned"]
@@ -975,6 +991,20 @@ fn retention_keeps_what_refs_made_without_the_hooks_name() {
     w.ok(&b, &["pull"]);
     w.ok(&b, &["checkout", "--force", "models/m.bin"]);
     assert!(fs::read(b.join("models/m.bin")).expect("v1") == v1);
+    // The git remote moved (records are kept under its old URL): gc says it checked no refs.
+    w.git(
+        &w.root,
+        &["clone", "-q", "--bare", "origin.git", "moved.git"],
+    );
+    let moved = w.p("moved.git").display().to_string();
+    w.git(&a, &["remote", "set-url", "origin", &moved]);
+    let r = w.gc(&a, &["--grace", "0", "--dry-run"]);
+    assert!(
+        r["refreshed"]
+            .to_string()
+            .contains("no records of this repository on the remote"),
+        "{r:#}"
+    );
 }
 
 /// `verify --remote --all-versions` on a remote holding older versions as deltas: a corrupt

@@ -1113,6 +1113,13 @@ async fn refresh(
         .cloned()
         .collect();
     if mine.is_empty() {
+        // Records are kept per repository, named by its git remote's URL: none under this one
+        // (no push from a clone of it reached this remote, or the URL changed since), so its
+        // refs cannot be compared, and refs made without the hook are not known.
+        report.refreshed.push(format!(
+            "{repository}: no records of this repository on the remote, so its git remote's refs \
+             were not checked (a git push with the hooks records them)"
+        ));
         return Ok(Vec::new());
     }
     let refs = tree.ls_remote(&git_remote).map_err(|e| {
@@ -1177,6 +1184,9 @@ async fn refresh(
     unrecorded.sort();
     for (refname, commit) in unrecorded {
         let short = &commit[..commit.len().min(12)];
+        if tree.commit_id(commit).is_none() && tree.run(&["cat-file", "-e", commit]).is_ok() {
+            continue; // a tag of a blob or tree (a key, a file): it names no version
+        }
         if tree.commit_id(commit).is_none() {
             report.refreshed.push(format!(
                 "{refname}: at {short} on the git remote, which this clone lacks (git fetch, then \
