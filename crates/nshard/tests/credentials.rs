@@ -427,8 +427,18 @@ fn login_checks_the_token_with_the_server() {
     assert!(ok && out.contains("stored the token"), "{out}");
     let (ok, out) = login("wrong-token-0123456789abcdef");
     assert!(!ok && out.contains("did not accept the token"), "{out}");
+    assert!(!out.contains("hint: check the token stored"), "{out}");
     let (ok, out) = login("short");
     assert!(!ok && out.contains("nothing was stored"), "{out}");
+    // Nothing answering is not a refusal.
+    let (ok, out) = run(
+        d.path(),
+        home.path(),
+        &["login", "http://127.0.0.1:9", "--token-stdin"],
+        &[],
+        "some-token-0123456789abcdef",
+    );
+    assert!(!ok && out.contains("could not ask"), "{out}");
     let cfg = std::fs::read_to_string(home.path().join("nshard/config.toml")).expect("user file");
     assert!(cfg.contains("good-token-0123456789abcdef"), "{cfg}");
     assert!(

@@ -267,8 +267,10 @@ fn doctor_reports_the_setup_and_what_is_wrong() {
         text.contains("FAIL git hooks") && text.contains("nshard git-init"),
         "{text}"
     );
-    // Once a good copy is back, the copy moved aside is no longer a problem.
+    // Once a good copy is back, the copy moved aside is no longer a problem (nor is a note
+    // someone left beside it).
     repo.ok(&["pull", "--remote", "origin"]);
+    fs::write(repo.join(".shard/corrupt/notes.txt"), b"seen on Monday").expect("note");
     let checks = repo.json_exit(&["doctor"], 1);
     let corrupt = find(&checks, "corrupt objects");
     assert_eq!(corrupt["ok"], true, "{checks}");

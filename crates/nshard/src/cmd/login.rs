@@ -124,10 +124,30 @@ fn check_token(ctx: &Ctx, origin: &Origin, token: &str) -> Result<()> {
         })
         .await
     });
+    let refused = |e: &nshard_core::Error| {
+        matches!(
+            e,
+            nshard_core::Error::Remote(RemoteError::Failed {
+                kind: nshard_core::RemoteFailure::Unauthorized
+                    | nshard_core::RemoteFailure::Forbidden,
+                ..
+            })
+        )
+    };
     match asked {
         Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if refused(&e) => {
+            // The remote's own hint is about a stored token; this one came from the user.
+            let text = e.to_string();
+            let why = text.split("\nhint:").next().unwrap_or(&text);
+            bail!(
+                "{origin} did not accept the token, so nothing was stored (a token stored before \
+                 stays; `--no-check` stores it without asking): {why}"
+            )
+        }
         Ok(Err(e)) => bail!(
-            "{origin} did not accept the token: {e}\nnothing was stored (a token stored before stays); `--no-check` stores it without asking"
+            "could not ask {origin} whether it accepts the token, so nothing was stored (a token \
+             stored before stays; `--no-check` stores it without asking): {e}"
         ),
         Err(_) => bail!(
             "{origin} did not answer within 10 s: nothing was stored; `--no-check` stores the token without asking"
