@@ -285,3 +285,33 @@ fn a_unit_checked_out_in_part_stays_in_part_across_git_checkouts() {
     assert!(moved, "{out}");
     same(read_tree(&b, "data"), &v1, &out);
 }
+
+/// A file of a unit deleted here and not committed is an uncommitted change like an edit: the
+/// hooks leave the unit as it is rather than bring the file back.
+#[test]
+fn the_hooks_keep_an_uncommitted_removal_in_a_unit() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let a = owner(root);
+    unit_committed(&a, 12, 1000, "v1");
+    write(&a, "data/p1/f001.bin", &random_bytes(1000, 900));
+    ok(&a, &["commit", "-m", "v2"]);
+    git(&a, &["commit", "-q", "-am", "v2"]);
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let b = clone(root, "b");
+    ok(&b, &["pull", "--checkout"]);
+    ok(&b, &["git-init"]);
+    fs::remove_file(b.join("data/p0/f000.bin")).expect("rm");
+    let mine = read_tree(&b, "data");
+    let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
+    assert!(moved, "{out}");
+    assert!(
+        out.contains("has uncommitted changes (data/p0/f000.bin removed)"),
+        "{out}"
+    );
+    assert!(read_tree(&b, "data") == mine, "{out}");
+    // `checkout --force` takes the manifest's version, the file included.
+    ok(&b, &["checkout", "--force", "data/"]);
+    assert!(b.join("data/p0/f000.bin").exists());
+}

@@ -52,6 +52,30 @@ impl Repo {
     }
 }
 
+impl Repo {
+    /// The files of `unit` (under `sub`, relative to the unit) that nshard wrote or committed here
+    /// and that are gone from the work tree: removals not committed yet, which a checkout of
+    /// another version (the git hooks') must not undo. Paths relative to the repository.
+    pub fn uncommitted_removals(&self, unit: &RepoPath, sub: Option<&str>) -> Vec<String> {
+        let prefix = match sub {
+            Some(s) => format!("{unit}/{s}"),
+            None => format!("{unit}/"),
+        };
+        let cache = self.stat_cache();
+        cache
+            .paths_under(&prefix)
+            .filter(|p| {
+                // `data/val` must not take in `data/valid/`.
+                p.len() == prefix.len()
+                    || prefix.ends_with('/')
+                    || p.as_bytes().get(prefix.len()) == Some(&b'/')
+            })
+            .filter(|p| std::fs::symlink_metadata(self.root().join(p)).is_err())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 /// Options of a directory checkout.
 pub struct DirCheckoutOptions<'a> {
     /// Only this subtree (relative to the unit).
@@ -262,6 +286,8 @@ impl Repo {
             // Relative to its directory opened without following symlinks, as the writes.
             let rel = RepoPath::parse(&format!("{}/{}", unit.as_str(), f.rel))?;
             fsutil::remove_file_in(self.root(), &rel)?;
+            // nshard took it away: not a removal of the user's to keep.
+            cache.remove(rel.as_str());
             out.removed += 1;
             dirs.extend(f.abs.parent().map(PathBuf::from));
         }

@@ -281,6 +281,34 @@ fn sync(
         .filter_map(|m| repo.target_of_manifest(&m))
         .collect();
     let targets = in_checked_out_parts(repo, targets, before);
+    // A unit with files deleted here and not committed keeps that change, as one with edited
+    // files does (the checkout below leaves those alone as a whole).
+    let targets: Vec<Target> = targets
+        .into_iter()
+        .filter(|t| {
+            let Target::Unit { unit, sub } = t else {
+                return true;
+            };
+            let gone = repo.uncommitted_removals(unit, sub.as_deref());
+            if let Some(first) = gone.first() {
+                if !ctx.quiet {
+                    let more = match gone.len() {
+                        1 => String::new(),
+                        n => format!(" and {} more", n - 1),
+                    };
+                    eprintln!(
+                        "nshard: {}: has uncommitted changes ({first} removed{more}), left as it \
+                         is; `nshard commit` keeps them, `nshard checkout --force {}` replaces \
+                         them with the manifest's version",
+                        t.label(),
+                        t.label()
+                    );
+                }
+                return false;
+            }
+            true
+        })
+        .collect();
     let mut failed = false;
     let bar = ctx.progress(false);
     let need: Vec<Target> = targets
