@@ -300,3 +300,22 @@ fn log_shows_missing_parent_without_failing() {
     let out = r.ok(&["verify"]);
     assert!(out.contains("history from version"), "{out}");
 }
+
+/// `log` counts what a version added to the store against every older version, not only its
+/// parent: a version that goes back to earlier content adds nothing.
+#[test]
+fn log_counts_a_return_to_earlier_content_as_adding_nothing() {
+    let (repo, v1) = common::TestRepo::committed(300_000);
+    repo.write("m/model.bin", &common::random_bytes(300_000, 8));
+    repo.ok(&["commit", "-m", "v2"]);
+    repo.write("m/model.bin", &v1);
+    repo.ok(&["commit", "-m", "back to v1"]);
+    let log = repo.json(&["log", "m/model.bin"]);
+    assert_eq!(log[0]["message"], "back to v1", "{log:#}");
+    assert_eq!(log[0]["new_bytes"], 0, "{log:#}");
+    assert_eq!(log[0]["stored_bytes"], 0, "{log:#}");
+    assert_eq!(log[1]["new_bytes"], 300_000, "{log:#}");
+    let text = repo.ok(&["log", "m/model.bin"]);
+    let first = text.lines().next().expect("a line");
+    assert!(first.contains("+0 B"), "{text}");
+}

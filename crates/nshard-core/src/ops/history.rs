@@ -86,7 +86,8 @@ pub enum LogState {
         tensors: Option<usize>,
         /// The parent version, if any.
         parent: Option<ObjectId>,
-        /// Bytes of the chunks the parent does not have (`None` when the parent is not local).
+        /// Bytes of the distinct chunks no older version in the local store has (`None` when the
+        /// parent is not local).
         new_bytes: Option<u64>,
         /// What those chunks take in the local store as stored now (compressed, and as deltas
         /// where they are): what the version costs. `None` when the parent or some of the chunks
@@ -157,6 +158,15 @@ impl Repo {
     pub fn log(&self, path: &RepoPath) -> Result<Vec<LogEntry>> {
         let wt = self.require_manifest(path)?;
         let nodes = self.history(&wt)?;
+        // Each version's chunks that no older version here has: a chunk that comes back from a
+        // grandparent (a tensor reverted) costs nothing again.
+        let mut older: HashSet<ObjectId> = HashSet::new();
+        let mut added: Vec<Vec<&crate::manifest::ChunkRef>> = vec![Vec::new(); nodes.len()];
+        for (i, node) in nodes.iter().enumerate().rev() {
+            if let HistoryNode::Present { manifest: m, .. } = node {
+                added[i] = m.chunks.iter().filter(|c| older.insert(c.id)).collect();
+            }
+        }
         let mut out = Vec::with_capacity(nodes.len());
         for (i, node) in nodes.iter().enumerate() {
             let state = match node {
@@ -168,9 +178,10 @@ impl Repo {
                         }
                         _ => None,
                     };
-                    let new_bytes = parent.map(|p| new_bytes(p, m));
-                    let stored_bytes = parent.and_then(|p| {
-                        new_chunks(p, m)
+                    let new_bytes = parent.map(|_| added[i].iter().map(|c| c.size).sum());
+                    let stored_bytes = parent.and_then(|_| {
+                        added[i]
+                            .iter()
                             .map(|c| self.store().encoded_size(&c.id))
                             .sum::<Option<u64>>()
                     });
@@ -198,22 +209,6 @@ impl Repo {
         }
         Ok(out)
     }
-}
-
-/// Bytes of `m`'s distinct chunks that `parent` does not have: what the version added to the store.
-pub(crate) fn new_bytes(parent: Option<&Manifest>, m: &Manifest) -> u64 {
-    new_chunks(parent, m).map(|c| c.size).sum()
-}
-
-/// `m`'s distinct chunks that `parent` does not have.
-fn new_chunks<'a>(
-    parent: Option<&Manifest>,
-    m: &'a Manifest,
-) -> impl Iterator<Item = &'a crate::manifest::ChunkRef> {
-    let mut seen: HashSet<ObjectId> = parent
-        .map(|p| p.chunks.iter().map(|c| c.id).collect())
-        .unwrap_or_default();
-    m.chunks.iter().filter(move |c| seen.insert(c.id))
 }
 
 /// The versions of one target, newest first.

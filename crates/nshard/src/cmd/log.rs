@@ -17,9 +17,9 @@ use crate::output::{bytes, print_json, Ctx};
 /// file, else an object mapping each file to its entries.
 ///
 /// Each line: version id, date, size, what the version adds to the local store as stored now
-/// (its chunks the parent does not have, compressed, and as deltas where they are: an older
+/// (its chunks no older version has, compressed, and as deltas where they are: an older
 /// checkpoint of a series costs its deltas), and the message's first line; `+N raw` when its
-/// chunks are not local (the raw bytes its parent does not have), `+?` when its parent is not
+/// chunks are not local (the raw bytes no older version has), `+?` when its parent is not
 /// local. History is walked
 /// through the manifests in the local store; where an older version is not there (not pulled, or
 /// removed by `nshard gc --only-current`) the log says so and stops.
