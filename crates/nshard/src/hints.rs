@@ -90,7 +90,7 @@ pub fn hint(e: &Error) -> Option<String> {
         Error::Store(StoreError::CorruptObject { reason, .. })
             if reason.contains("(as received from ") =>
         {
-            "the remote's copy is damaged: `nshard verify --remote` from a clone that holds this version uploads a good one".into()
+            "the remote's copy is damaged: `nshard verify --remote` lists every damaged object there, and run from a clone that holds this version uploads good copies".into()
         }
         Error::Store(StoreError::CorruptObject { .. }) => {
             "`nshard pull` fetches a good copy, or `nshard commit` re-stores it from an intact file".into()
