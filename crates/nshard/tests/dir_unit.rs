@@ -729,3 +729,23 @@ fn a_commit_that_would_clash_with_files_kept_as_committed_is_refused() {
     let st = common::json(&c, &["status"]);
     assert_eq!(st[0]["state"], "unchanged", "{st}");
 }
+
+/// A file of a unit named by itself is checked out like a directory of it: an edit there is an
+/// uncommitted change, never overwritten without --force, and `status` of it sees the edit.
+#[test]
+fn a_file_of_a_unit_named_alone_keeps_its_edits() {
+    let (repo, files) = dataset_repo(10, 256);
+    repo.ok(&["commit", "-m", "v1"]);
+    let f = "data/part1/f00001.json";
+    repo.write(f, b"my edit");
+    let st = repo.json(&["status", f]);
+    assert_eq!(st[0]["state"], "modified", "{st}");
+    let err = repo.fails(&["checkout", f]);
+    assert!(
+        err.contains("local changes that are not committed"),
+        "{err}"
+    );
+    assert_eq!(repo.read(f), b"my edit");
+    repo.ok(&["checkout", "--force", f]);
+    assert_eq!(repo.read(f), files[f]);
+}

@@ -147,7 +147,10 @@ impl Repo {
         let sub = opts.sub.as_deref();
         let in_sub = |rel: &str| match sub {
             None => true,
-            Some(s) => rel.starts_with(s) && rel.as_bytes().get(s.len()) == Some(&b'/'),
+            // A file named by itself (`nshard checkout data/README.md`) or a directory.
+            Some(s) => {
+                rel == s || (rel.starts_with(s) && rel.as_bytes().get(s.len()) == Some(&b'/'))
+            }
         };
         let mut temps = Vec::new();
         let found: Vec<Found> = walk_unit_with(self.root(), unit, &mut temps)?

@@ -142,7 +142,10 @@ impl Repo {
         };
         let in_sub = |rel: &str| match sub {
             None => true,
-            Some(s) => rel.starts_with(s) && rel.as_bytes().get(s.len()) == Some(&b'/'),
+            // A file named by itself (`nshard checkout data/README.md`) or a directory.
+            Some(s) => {
+                rel == s || (rel.starts_with(s) && rel.as_bytes().get(s.len()) == Some(&b'/'))
+            }
         };
         let found: Vec<Found> = walk_unit(self.root(), unit)?
             .into_iter()
