@@ -314,4 +314,19 @@ fn the_hooks_keep_an_uncommitted_removal_in_a_unit() {
     // `checkout --force` takes the manifest's version, the file included.
     ok(&b, &["checkout", "--force", "data/"]);
     assert!(b.join("data/p0/f000.bin").exists());
+    // A removal committed is no longer in the way: the hooks follow git again.
+    let (moved, out) = git_try(&b, &["checkout", "-q", "main"]);
+    assert!(moved, "{out}");
+    fs::remove_file(b.join("data/p0/f000.bin")).expect("rm");
+    ok(&b, &["commit", "-m", "drop f000"]);
+    git(&b, &["config", "user.name", "NeuroShard Test"]);
+    git(&b, &["commit", "-q", "-am", "drop f000"]);
+    let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~2"]);
+    assert!(moved, "{out}");
+    assert!(!out.contains("uncommitted"), "{out}");
+    assert!(b.join("data/p0/f000.bin").exists(), "{out}");
+    let (moved, out) = git_try(&b, &["checkout", "-q", "main"]);
+    assert!(moved, "{out}");
+    assert!(!out.contains("uncommitted"), "{out}");
+    assert!(!b.join("data/p0/f000.bin").exists(), "{out}");
 }

@@ -19,59 +19,84 @@ use crate::progress::Progress;
 use crate::repo::statcache::{now_ns, StatCache, StatEntry};
 use crate::repo::Repo;
 
-impl Repo {
-    /// The parts of `unit` this clone has checked out, judged against the unit's version
-    /// `before` (its manifest bytes before a git checkout, merge or rebase changed it). `None`
-    /// when that is all of it or none of it, or when `before` cannot be read here: then the
-    /// whole unit follows git. Otherwise the directories (relative to the unit) holding a file of
-    /// `before` that is in the work tree or that nshard wrote or committed here, files at the
-    /// unit's top by themselves, with nested directories left to their ancestors: what `nshard
-    /// checkout data/val/` asked for, so that the git hooks keep the rest out.
-    pub fn checked_out_parts(&self, unit: &RepoPath, before: &[u8]) -> Option<Vec<String>> {
-        let m = super::DirManifest::parse(before, unit.as_str().as_ref(), Some(unit)).ok()?;
-        let listing = self.load_listing(&m).ok()?;
-        let cache = self.stat_cache();
-        let dir = unit.to_path(self.root());
-        let mut parts = BTreeSet::new();
-        let mut absent = false;
-        for f in &listing.files {
-            let here = cache.get(&format!("{unit}/{}", f.path)).is_some()
-                || std::fs::symlink_metadata(dir.join(&f.path)).is_ok();
-            if !here {
-                absent = true;
-                continue;
-            }
-            let part = f.path.rsplit_once('/').map_or(f.path.as_str(), |(d, _)| d);
-            parts.insert(part.to_string());
-        }
-        if !absent || parts.is_empty() {
-            return None;
-        }
-        let has_ancestor = |p: &str| p.match_indices('/').any(|(i, _)| parts.contains(&p[..i]));
-        Some(parts.iter().filter(|p| !has_ancestor(p)).cloned().collect())
-    }
-}
+/// The parts of each unit `nshard checkout` (or `pull --checkout`) was asked for in this clone,
+/// kept in `.shard/cache/parts.json`: unit → paths inside it. A unit without an entry is whole.
+type Parts = BTreeMap<String, BTreeSet<String>>;
 
 impl Repo {
-    /// The files of `unit` (under `sub`, relative to the unit) that nshard wrote or committed here
-    /// and that are gone from the work tree: removals not committed yet, which a checkout of
-    /// another version (the git hooks') must not undo. Paths relative to the repository.
-    pub fn uncommitted_removals(&self, unit: &RepoPath, sub: Option<&str>) -> Vec<String> {
-        let prefix = match sub {
-            Some(s) => format!("{unit}/{s}"),
-            None => format!("{unit}/"),
+    fn parts_path(&self) -> PathBuf {
+        self.shard_dir().join("cache").join("parts.json")
+    }
+
+    fn load_parts(&self) -> Parts {
+        std::fs::read(self.parts_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The parts of `unit` (paths relative to it) this clone checked out by name, as `nshard
+    /// checkout data/val/` asked: `None` when the unit was checked out whole (or the record is
+    /// gone), so that the git hooks keep a unit checked out in part in part.
+    pub fn checked_out_parts(&self, unit: &RepoPath) -> Option<Vec<String>> {
+        self.load_parts()
+            .remove(unit.as_str())
+            .map(|s| s.into_iter().collect())
+            .filter(|v: &Vec<String>| !v.is_empty())
+    }
+
+    /// Records that `sub` of `unit` (relative to it) was checked out by name, or, with `None`,
+    /// that all of it was (which forgets its parts). Best effort: the record only narrows what
+    /// the hooks write; without it they write the whole unit.
+    pub fn record_checkout(&self, unit: &RepoPath, sub: Option<&str>) {
+        let mut parts = self.load_parts();
+        let before = parts.clone();
+        match sub {
+            None => {
+                parts.remove(unit.as_str());
+            }
+            Some(s) => {
+                let set = parts.entry(unit.to_string()).or_default();
+                let under = |p: &str, dir: &str| {
+                    p.strip_prefix(dir)
+                        .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+                };
+                if !set.iter().any(|k| under(s, k)) {
+                    set.retain(|k| !under(k, s));
+                    set.insert(s.to_string());
+                }
+            }
+        }
+        if parts != before {
+            if let Ok(bytes) = serde_json::to_vec(&parts) {
+                let _ = fsutil::write_atomic(&self.parts_path(), &bytes);
+            }
+        }
+    }
+
+    /// The files of `unit` (under `sub`, relative to the unit) that its version `before` (the
+    /// manifest bytes before a git operation changed it) lists, that nshard wrote or committed
+    /// here, and that are gone from the work tree: removals not committed yet, which a checkout
+    /// of another version (the git hooks') must not undo. Paths relative to the repository;
+    /// none when `before` cannot be read here.
+    pub fn uncommitted_removals(
+        &self,
+        unit: &RepoPath,
+        sub: Option<&str>,
+        before: &[u8],
+    ) -> Vec<String> {
+        let Ok(m) = super::DirManifest::parse(before, unit.as_str().as_ref(), Some(unit)) else {
+            return Vec::new();
+        };
+        let Ok(listing) = self.load_listing(&m) else {
+            return Vec::new();
         };
         let cache = self.stat_cache();
-        cache
-            .paths_under(&prefix)
-            .filter(|p| {
-                // `data/val` must not take in `data/valid/`.
-                p.len() == prefix.len()
-                    || prefix.ends_with('/')
-                    || p.as_bytes().get(prefix.len()) == Some(&b'/')
-            })
+        listing
+            .select(sub)
+            .map(|f| format!("{unit}/{}", f.path))
+            .filter(|p| cache.get(p).is_some())
             .filter(|p| std::fs::symlink_metadata(self.root().join(p)).is_err())
-            .map(str::to_string)
             .collect()
     }
 }

@@ -113,6 +113,10 @@ impl Repo {
                         progress: opts.progress,
                     },
                 );
+                if result.is_ok() {
+                    // What the git hooks write of this unit from now on: this part, or all.
+                    self.record_checkout(unit, sub.as_deref());
+                }
                 out.push(Checked {
                     target: t.clone(),
                     result: result.map(CheckoutOutcome::Unit),

@@ -89,17 +89,6 @@ impl StatCache {
         self.entries.get(path)
     }
 
-    /// The paths with an entry that start with `prefix`, in order.
-    pub fn paths_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .map(|(k, _)| k.as_str())
-            .take_while(move |k| k.starts_with(prefix))
-    }
-
     /// Records that `path` with `stat` holds `version`'s content.
     pub fn set(&mut self, path: &str, entry: StatEntry) {
         self.entries.insert(path.to_string(), entry);

@@ -218,34 +218,14 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `targets` with each directory unit this clone has checked out only in part (judged against
-/// its version at commit `before`) replaced by the parts it has, e.g. `data/val/` after `nshard
-/// checkout data/val/`, so that a branch switch or a pull does not fetch and write the rest.
-fn in_checked_out_parts(repo: &Repo, targets: Vec<Target>, before: Option<&str>) -> Vec<Target> {
-    let (Some(before), Ok(tree)) = (before, repo.git_tree()) else {
-        return targets;
-    };
-    let units: Vec<String> = targets
-        .iter()
-        .filter_map(|t| match t {
-            Target::Unit { unit, sub: None } => Some(unit.manifest_path().to_string()),
-            _ => None,
-        })
-        .collect();
-    if units.is_empty() {
-        return targets;
-    }
-    let Ok(old) = tree.files_at(before, &units) else {
-        return targets;
-    };
-    let mut old = old.into_iter();
+/// `targets` with each directory unit this clone has checked out only in part (`nshard checkout
+/// data/val/`, recorded by [`Repo::record_checkout`]) replaced by those parts, so that a branch
+/// switch or a pull does not fetch and write the rest.
+fn in_checked_out_parts(repo: &Repo, targets: Vec<Target>) -> Vec<Target> {
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
         let parts = match &t {
-            Target::Unit { unit, sub: None } => old
-                .next()
-                .flatten()
-                .and_then(|bytes| repo.checked_out_parts(unit, &bytes)),
+            Target::Unit { unit, sub: None } => repo.checked_out_parts(unit),
             _ => None,
         };
         match (parts, t) {
@@ -256,6 +236,40 @@ fn in_checked_out_parts(repo: &Repo, targets: Vec<Target>, before: Option<&str>)
                 }))
             }
             (_, t) => out.push(t),
+        }
+    }
+    out
+}
+
+/// Of `targets`, the units with files deleted here and not committed (judged against each unit's
+/// version at commit `before`), each with the first of those files and how many there are.
+fn with_uncommitted_removals(
+    repo: &Repo,
+    targets: &[Target],
+    before: Option<&str>,
+) -> Vec<(Target, String, usize)> {
+    let units: Vec<&Target> = targets
+        .iter()
+        .filter(|t| matches!(t, Target::Unit { .. }))
+        .collect();
+    let (Some(before), Ok(tree), false) = (before, repo.git_tree(), units.is_empty()) else {
+        return Vec::new();
+    };
+    let paths: Vec<String> = units
+        .iter()
+        .map(|t| t.path().manifest_path().to_string())
+        .collect();
+    let Ok(old) = tree.files_at(before, &paths) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (t, bytes) in units.into_iter().zip(old) {
+        let (Target::Unit { unit, sub }, Some(bytes)) = (t, bytes) else {
+            continue;
+        };
+        let gone = repo.uncommitted_removals(unit, sub.as_deref(), &bytes);
+        if let Some(first) = gone.first() {
+            out.push((t.clone(), first.clone(), gone.len()));
         }
     }
     out
@@ -280,34 +294,27 @@ fn sync(
         .filter_map(|m| RepoPath::parse(m).ok())
         .filter_map(|m| repo.target_of_manifest(&m))
         .collect();
-    let targets = in_checked_out_parts(repo, targets, before);
+    let targets = in_checked_out_parts(repo, targets);
     // A unit with files deleted here and not committed keeps that change, as one with edited
     // files does (the checkout below leaves those alone as a whole).
+    let kept = with_uncommitted_removals(repo, &targets, before);
+    for (t, first, n) in &kept {
+        if !ctx.quiet {
+            let more = match n {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            };
+            let label = t.label();
+            eprintln!(
+                "nshard: {label}: has uncommitted changes ({first} removed{more}), left as it is; \
+                 `nshard commit` keeps them, `nshard checkout --force {label}` replaces them \
+                 with the manifest's version"
+            );
+        }
+    }
     let targets: Vec<Target> = targets
         .into_iter()
-        .filter(|t| {
-            let Target::Unit { unit, sub } = t else {
-                return true;
-            };
-            let gone = repo.uncommitted_removals(unit, sub.as_deref());
-            if let Some(first) = gone.first() {
-                if !ctx.quiet {
-                    let more = match gone.len() {
-                        1 => String::new(),
-                        n => format!(" and {} more", n - 1),
-                    };
-                    eprintln!(
-                        "nshard: {}: has uncommitted changes ({first} removed{more}), left as it \
-                         is; `nshard commit` keeps them, `nshard checkout --force {}` replaces \
-                         them with the manifest's version",
-                        t.label(),
-                        t.label()
-                    );
-                }
-                return false;
-            }
-            true
-        })
+        .filter(|t| !kept.iter().any(|(k, _, _)| k == t))
         .collect();
     let mut failed = false;
     let bar = ctx.progress(false);
