@@ -56,12 +56,6 @@ fn listing_object(
     })
 }
 
-/// Whether unit path `rel` is `sub` or inside the directory `sub`.
-fn is_under(rel: &str, sub: &str) -> bool {
-    rel.strip_prefix(sub)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
 impl Repo {
     /// Commits the directory unit `unit`, or only the paths in `only` (relative to the unit; a
     /// file or a directory): every other file keeps its committed version, as `git commit PATH`
@@ -86,7 +80,14 @@ impl Repo {
         };
         let prev: Option<&Listing> = prev_chain.as_ref().map(|r| &r.listing);
         // Whether a path of the unit is one the commit records (all of them without `only`).
-        let inside = |rel: &str| only.is_none_or(|subs| subs.iter().any(|s| is_under(rel, s)));
+        // Looked up by each ancestor of a path, so that many paths named stay linear.
+        let named: Option<HashSet<&str>> =
+            only.map(|subs| subs.iter().map(String::as_str).collect());
+        let inside = |rel: &str| {
+            named.as_ref().is_none_or(|set| {
+                set.contains(rel) || rel.match_indices('/').any(|(i, _)| set.contains(&rel[..i]))
+            })
+        };
         let mut temps = Vec::new();
         let found = walk_unit_with(self.root(), unit, &mut temps)?;
         remove_temps(&temps);
@@ -133,10 +134,22 @@ impl Repo {
             .collect();
         // A path named that matches no file, here or committed (a typo), is an error, as for
         // `git commit PATH`: committing nothing in silence would look like success.
+        let known: std::collections::BTreeSet<&str> = found
+            .iter()
+            .map(|f| f.rel.as_str())
+            .chain(prev_by_path.keys().copied())
+            .collect();
         for sub in only.into_iter().flatten() {
-            if !found.iter().any(|f| is_under(&f.rel, sub))
-                && !prev_by_path.keys().any(|r| is_under(r, sub))
-            {
+            // `sub` itself, or the first path after `sub/` inside it.
+            let dir = format!("{sub}/");
+            let inner = known
+                .range::<&str, _>((
+                    std::ops::Bound::Included(dir.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .next()
+                .is_some_and(|p| p.starts_with(&dir));
+            if !known.contains(sub.as_str()) && !inner {
                 return Err(Error::Repo(RepoError::InUnit {
                     path: format!("{unit}/{}", crate::portable::escape(sub)),
                     reason: format!(

@@ -237,7 +237,7 @@ impl GitTree {
             .map(|p| (!p.contains(['\n', '\r'])).then(|| format!("{rev}:{}{p}", self.prefix)))
             .collect();
         let asked: Vec<&str> = names.iter().flatten().map(String::as_str).collect();
-        let mut got = read_blobs(&self.top, &asked)?.into_iter();
+        let mut got = read_blobs_or_absent(&self.top, &asked, true)?.into_iter();
         Ok(names
             .iter()
             .map(|n| n.as_ref().and_then(|_| got.next().flatten()))
@@ -259,6 +259,12 @@ impl GitTree {
 /// (a tree or commit named like a manifest) yields `None`. A blob over the manifest size limit is
 /// an error: it cannot be a valid manifest, and gc must not guess what it references.
 pub(crate) fn read_blobs(top: &Path, ids: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+    read_blobs_or_absent(top, ids, false)
+}
+
+/// [`read_blobs`]; with `absent_ok`, a name git does not find (`rev:path` of a file that commit
+/// lacks) yields `None` instead of an error.
+fn read_blobs_or_absent(top: &Path, ids: &[&str], absent_ok: bool) -> Result<Vec<Option<Vec<u8>>>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -288,7 +294,7 @@ pub(crate) fn read_blobs(top: &Path, ids: &[&str]) -> Result<Vec<Option<Vec<u8>>
             failure = Some(format!("no answer for blob {id}"));
             break;
         }
-        if header.trim_end().ends_with(" missing") {
+        if absent_ok && header.trim_end().ends_with(" missing") {
             // A `rev:path` name that does not exist (git's answer for an absent object).
             out.push(None);
             continue;

@@ -179,6 +179,9 @@ pub struct TransferReport {
     pub notes: Vec<String>,
 }
 
+/// The most objects [`remote_lacks`] looks for among a remote's deltas.
+const MAX_DELTA_LOOKUPS: usize = 4096;
+
 /// Of `ids`, those `remote` lacks: the batched `missing` question, with retries; on a remote
 /// that keeps deltas, an object it holds only as one (`remote gc` re-encoded older versions) is
 /// not lacking when its chain reaches a whole object.
@@ -197,8 +200,10 @@ pub async fn remote_lacks(
             progress,
             dry_run: false,
         };
-        let held =
-            deltas::resolving(remote, lacking.iter().copied().collect(), &opts, &mut stats).await?;
+        // Each costs a search through its chain: bounded, past which objects count as lacking
+        // (kept: the safe side for gc, the only caller).
+        let asked: Vec<ObjectId> = lacking.iter().copied().take(MAX_DELTA_LOOKUPS).collect();
+        let held = deltas::resolving(remote, asked, &opts, &mut stats).await?;
         lacking.retain(|id| !held.contains(id));
     }
     Ok(lacking)

@@ -1189,8 +1189,8 @@ async fn refresh(
         }
         if tree.commit_id(commit).is_none() {
             report.refreshed.push(format!(
-                "{refname}: at {short} on the git remote, which this clone lacks (git fetch, then \
-                 run gc again); retention prunes nothing new until then"
+                "{refname}: at {short} on the git remote, which this clone lacks (`git fetch \
+                 --tags`, then run gc again); retention prunes nothing new until then"
             ));
             report.unknown_refs.push(refname.clone());
             continue;

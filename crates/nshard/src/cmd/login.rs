@@ -93,7 +93,7 @@ pub fn run_login(ctx: &Ctx, a: LoginArgs) -> Result<ExitCode> {
     let mut user = user_config(ctx)?;
     let token = nshard_core::config::validate_token(&read_token(&origin, a.token_stdin)?)?;
     if !a.no_check {
-        check_token(ctx, &origin, &token)?;
+        check_token(&origin, &where_(ctx, &a.url)?, &token)?;
     }
     let replaced = user.login(&origin, &token)?;
     if origin.is_cleartext() {
@@ -106,17 +106,27 @@ pub fn run_login(ctx: &Ctx, a: LoginArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks the server at `origin` one question that needs a token (which objects of one it lacks):
-/// an error when it refuses `token` or does not answer within 10 s.
-fn check_token(ctx: &Ctx, origin: &Origin, token: &str) -> Result<()> {
-    let url = RemoteUrl::parse(&origin.to_string(), &ctx.cwd)?;
+/// The server's URL as given (with its path: a server mounted under one), or the configured
+/// remote's of that name.
+fn where_(ctx: &Ctx, arg: &str) -> Result<RemoteUrl> {
+    if RemoteUrl::looks_like_location(arg) {
+        return Ok(RemoteUrl::parse(arg, &ctx.cwd)?);
+    }
+    let repo =
+        Repo::discover(&ctx.cwd).and_then(|r| r.with_user_config(ctx.user_config.clone()))?;
+    Ok(repo.resolve_remote(Some(arg), &ctx.cwd)?.url)
+}
+
+/// Asks the server at `url` (of `origin`) one question that needs a token (which objects of one
+/// it lacks): an error when it refuses `token` or does not answer within 10 s.
+fn check_token(origin: &Origin, url: &RemoteUrl, token: &str) -> Result<()> {
     let opts = nshard_remote::OpenOptions {
         token: Some(token.to_string()),
         s3: super::awsenv::s3_options(),
     };
     let asked = super::remote::runtime()?.block_on(async {
         tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            let store = nshard_remote::open(&url, &opts).await?;
+            let store = nshard_remote::open(url, &opts).await?;
             store
                 .missing(&[nshard_core::ObjectId::of(b"nshard login")])
                 .await?;
