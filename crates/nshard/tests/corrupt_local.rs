@@ -8,6 +8,14 @@ use std::fs;
 
 use common::TestRepo;
 
+/// Flips the bits of one byte of the stored object at `p` (the last one by default).
+fn flip_byte(p: &std::path::Path, at: Option<usize>) {
+    let mut bytes = fs::read(p).expect("object");
+    let at = at.unwrap_or(bytes.len() - 1);
+    bytes[at] ^= 0x55;
+    fs::write(p, &bytes).expect("corrupt it");
+}
+
 #[test]
 fn verify_moves_a_corrupt_object_aside_and_pull_fetches_a_good_copy() {
     let (repo, data) = TestRepo::committed(3 << 20);
@@ -17,10 +25,7 @@ fn verify_moves_a_corrupt_object_aside_and_pull_fetches_a_good_copy() {
     let m = repo.manifest("m/model.bin");
     let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
     let p = repo.object_path(&id);
-    let mut bytes = fs::read(&p).expect("object");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x55;
-    fs::write(&p, &bytes).expect("corrupt it");
+    flip_byte(&p, None);
 
     let v = repo.json_exit(&["verify"], 1);
     let problems = v["problems"].as_array().expect("problems");
@@ -76,10 +81,7 @@ fn corrupt_then_push(url: &str) {
     let m = repo.manifest("m/model.bin");
     let id = m["chunks"][0]["id"].as_str().expect("id").to_string();
     let p = repo.object_path(&id);
-    let mut bytes = fs::read(&p).expect("object");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x55;
-    fs::write(&p, &bytes).expect("corrupt it");
+    flip_byte(&p, None);
 
     let err = repo.fails(&["push", "--remote", &url]);
     assert!(
@@ -122,10 +124,7 @@ fn a_corrupt_pack_of_a_unit_is_stored_again_by_commit() {
         .into_iter()
         .max_by_key(|(_, n)| *n)
         .expect("objects");
-    let p = std::path::PathBuf::from(pack);
-    let mut bytes = fs::read(&p).expect("pack");
-    bytes[1000] ^= 0x55;
-    fs::write(&p, &bytes).expect("corrupt it");
+    flip_byte(std::path::Path::new(&pack), Some(1000));
 
     let err = repo.fails(&["push", "--remote", &url]);
     assert!(err.contains("moved to .shard/corrupt/"), "{err}");

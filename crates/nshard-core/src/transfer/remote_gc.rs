@@ -1160,19 +1160,7 @@ async fn refresh(
             }
             Some(c) => format!("{}: now at {}", r.refname, &c[..c.len().min(12)]),
         });
-        let record = RootRecord {
-            format: crate::remote::records::RECORD_FORMAT.into(),
-            repository: repository.clone(),
-            refname: roots.refname,
-            commit: roots.commit,
-            created: now_secs(),
-            tips: roots.tips,
-            versions: roots.versions,
-            provisional: false,
-        };
-        let key = crate::remote::records::ref_key(&record.refname);
-        let name = record_now(remote, &space, &key, &record, opts).await?;
-        out.push((name, record));
+        out.push(record_ref(remote, &space, &repository, roots, opts).await?);
     }
     // Branches and tags that reached the git remote without a hook (made in a web UI, pushed
     // from a clone without `nshard git-init`): no push recorded them, yet retention must keep
@@ -1202,21 +1190,32 @@ async fn refresh(
         report
             .refreshed
             .push(format!("{refname}: at {short} on the git remote, which no push recorded: what it names is kept"));
-        let record = RootRecord {
-            format: crate::remote::records::RECORD_FORMAT.into(),
-            repository: repository.clone(),
-            refname: roots.refname,
-            commit: roots.commit,
-            created: now_secs(),
-            tips: roots.tips,
-            versions: roots.versions,
-            provisional: false,
-        };
-        let key = crate::remote::records::ref_key(&record.refname);
-        let name = record_now(remote, &space, &key, &record, opts).await?;
-        out.push((name, record));
+        out.push(record_ref(remote, &space, &repository, roots, opts).await?);
     }
     Ok(out)
+}
+
+/// Writes the admin record of ref `roots` of `repository` in `space` (in a dry run, only names it).
+async fn record_ref(
+    remote: &Arc<dyn Store>,
+    space: &str,
+    repository: &str,
+    roots: roots::RefRoots,
+    opts: &RemoteGcOptions<'_>,
+) -> Result<(RecordName, RootRecord)> {
+    let record = RootRecord {
+        format: crate::remote::records::RECORD_FORMAT.into(),
+        repository: repository.to_string(),
+        refname: roots.refname,
+        commit: roots.commit,
+        created: now_secs(),
+        tips: roots.tips,
+        versions: roots.versions,
+        provisional: false,
+    };
+    let key = crate::remote::records::ref_key(&record.refname);
+    let name = record_now(remote, space, &key, &record, opts).await?;
+    Ok((name, record))
 }
 
 /// Writes `record` as a new admin record in `space` about `key` (in a dry run, only names it).
