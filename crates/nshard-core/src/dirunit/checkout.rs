@@ -314,8 +314,6 @@ impl Repo {
             // Relative to its directory opened without following symlinks, as the writes.
             let rel = RepoPath::parse(&format!("{}/{}", unit.as_str(), f.rel))?;
             fsutil::remove_file_in(self.root(), &rel)?;
-            // nshard took it away: not a removal of the user's to keep.
-            cache.remove(rel.as_str());
             out.removed += 1;
             dirs.extend(f.abs.parent().map(PathBuf::from));
         }

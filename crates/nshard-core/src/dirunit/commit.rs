@@ -411,12 +411,6 @@ impl Repo {
             e.version = version;
             cache.set(&path, e);
         }
-        // Files whose removal this version records: no longer nshard's to track here (a stale
-        // entry would read as a removal still to commit).
-        let now: HashSet<&str> = listing.files.iter().map(|f| f.path.as_str()).collect();
-        for gone in prev_by_path.keys().filter(|p| !now.contains(*p)) {
-            cache.remove(&format!("{}/{gone}", unit.as_str()));
-        }
         let converted = self.remove_file_manifests_in(unit)?;
         Ok(CommitOutcome::DirCommitted(DirCommit {
             version,
