@@ -57,10 +57,7 @@ impl Repo {
             }
             Some(s) => {
                 let set = parts.entry(unit.to_string()).or_default();
-                let under = |p: &str, dir: &str| {
-                    p.strip_prefix(dir)
-                        .is_some_and(|r| r.is_empty() || r.starts_with('/'))
-                };
+                let under = |p: &str, dir: &str| super::listing::in_subtree(p, Some(dir));
                 if !set.iter().any(|k| under(s, k)) {
                     set.retain(|k| !under(k, s));
                     set.insert(s.to_string());
@@ -170,13 +167,7 @@ impl Repo {
             r => r?,
         };
         let sub = opts.sub.as_deref();
-        let in_sub = |rel: &str| match sub {
-            None => true,
-            // A file named by itself (`nshard checkout data/README.md`) or a directory.
-            Some(s) => {
-                rel == s || (rel.starts_with(s) && rel.as_bytes().get(s.len()) == Some(&b'/'))
-            }
-        };
+        let in_sub = |rel: &str| super::listing::in_subtree(rel, sub);
         let mut temps = Vec::new();
         let found: Vec<Found> = walk_unit_with(self.root(), unit, &mut temps)?
             .into_iter()

@@ -302,13 +302,7 @@ impl Listing {
 
     /// The files under `sub` (a path relative to the unit, without trailing slash), or all.
     pub fn select<'a>(&'a self, sub: Option<&'a str>) -> impl Iterator<Item = &'a FileEntry> + 'a {
-        self.files.iter().filter(move |f| match sub {
-            None => true,
-            Some(s) => {
-                f.path == s
-                    || (f.path.starts_with(s) && f.path.as_bytes().get(s.len()) == Some(&b'/'))
-            }
-        })
+        self.files.iter().filter(move |f| in_subtree(&f.path, sub))
     }
 
     /// Every object the files under `sub` need, with its raw size: packs and chunks, each once.
@@ -350,6 +344,15 @@ pub(super) fn parse_bounded<T: serde::de::DeserializeOwned>(
         ));
     }
     serde_json::from_slice(bytes).map_err(|e| format!("not {noun}: {e}"))
+}
+
+/// Whether unit path `path` is under `sub` (a file named by itself, or a directory; all of
+/// them with `None`).
+pub(crate) fn in_subtree(path: &str, sub: Option<&str>) -> bool {
+    sub.is_none_or(|s| {
+        path.strip_prefix(s)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 /// Whether the file names of a unit (relative paths, any order) can be committed: no two the

@@ -140,13 +140,7 @@ impl Repo {
                 Err(e) => return Err(e),
             },
         };
-        let in_sub = |rel: &str| match sub {
-            None => true,
-            // A file named by itself (`nshard checkout data/README.md`) or a directory.
-            Some(s) => {
-                rel == s || (rel.starts_with(s) && rel.as_bytes().get(s.len()) == Some(&b'/'))
-            }
-        };
+        let in_sub = |rel: &str| super::listing::in_subtree(rel, sub);
         let found: Vec<Found> = walk_unit(self.root(), unit)?
             .into_iter()
             .filter(|f| in_sub(&f.rel))
