@@ -156,8 +156,8 @@ pub struct RemoteGcReport {
     /// Refs whose records were refreshed from the git remote (`ref: what`).
     pub refreshed: Vec<String>,
     /// Refs of the git remote that no record names, at commits this clone lacks: what they need
-    /// cannot be known, so retention prunes nothing new in this run (`git fetch`, then run gc
-    /// again).
+    /// cannot be known, so retention prunes nothing new in this run (`git fetch --tags`, then run
+    /// gc again).
     pub unknown_refs: Vec<String>,
     /// Versions kept.
     pub live_versions: usize,
@@ -1172,10 +1172,10 @@ async fn refresh(
     unrecorded.sort();
     for (refname, commit) in unrecorded {
         let short = &commit[..commit.len().min(12)];
-        if tree.commit_id(commit).is_none() && tree.run(&["cat-file", "-e", commit]).is_ok() {
-            continue; // a tag of a blob or tree (a key, a file): it names no version
-        }
         if tree.commit_id(commit).is_none() {
+            if tree.run(&["cat-file", "-e", commit]).is_ok() {
+                continue; // a tag of a blob or tree (a key, a file): it names no version
+            }
             report.refreshed.push(format!(
                 "{refname}: at {short} on the git remote, which this clone lacks (`git fetch \
                  --tags`, then run gc again); retention prunes nothing new until then"
