@@ -314,7 +314,7 @@ impl Repo {
             for c in m.chunks.iter().filter(|c| seen.insert(c.id)) {
                 self.store()
                     .get(&c.id, c.size)
-                    .map_err(|e| self.quarantine_if_corrupt(e))?;
+                    .map_err(|e| self.store().quarantine_on(e))?;
             }
             return Err(Error::Repo(RepoError::FileHashMismatch {
                 path: dest.to_path_buf(),
@@ -396,7 +396,7 @@ impl Repo {
     ) -> Result<()> {
         self.store()
             .get_unverified_into(&c.id, c.size, buf, scratch)
-            .map_err(|e| self.quarantine_if_corrupt(e))?;
+            .map_err(|e| self.store().quarantine_on(e))?;
         if buf.len() as u64 != c.size {
             return Err(Error::corrupt(
                 c.id,
@@ -405,12 +405,6 @@ impl Repo {
             ));
         }
         Ok(())
-    }
-
-    /// Moves an object that is corrupt by itself out of the store (see `LocalStore::quarantine`)
-    /// and says so in the error; other errors pass through.
-    fn quarantine_if_corrupt(&self, e: Error) -> Error {
-        self.store().quarantine_on(e)
     }
 }
 

@@ -218,6 +218,15 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says that `label` was not checked out because of its uncommitted changes (`which`, e.g.
+/// ` (data/x removed)`), and how `arg` can be replaced all the same.
+fn left_as_it_is(label: &str, which: &str, arg: &str) {
+    eprintln!(
+        "nshard: {label}: has uncommitted changes{which}, left as it is; `nshard commit` keeps \
+         them, `nshard checkout --force {arg}` replaces them with the manifest's version"
+    );
+}
+
 /// `targets` with each directory unit this clone has checked out only in part (`nshard checkout
 /// data/val/`, recorded by [`Repo::record_checkout`]) replaced by those parts, so that a branch
 /// switch or a pull does not fetch and write the rest.
@@ -305,11 +314,7 @@ fn sync(
                 n => format!(" and {} more", n - 1),
             };
             let label = t.label();
-            eprintln!(
-                "nshard: {label}: has uncommitted changes ({first} removed{more}), left as it is; \
-                 `nshard commit` keeps them, `nshard checkout --force {label}` replaces them \
-                 with the manifest's version"
-            );
+            left_as_it_is(&label, &format!(" ({first} removed{more})"), &label);
         }
     }
     let targets: Vec<Target> = targets
@@ -363,11 +368,7 @@ fn sync(
                     Target::File(p) => (String::new(), p.manifest_path().to_string()),
                     Target::Unit { .. } => (format!(" ({})", what.display()), label.clone()),
                 };
-                eprintln!(
-                    "nshard: {label}: has uncommitted changes{which}, left as it is; `nshard \
-                     commit` keeps them, `nshard checkout --force {arg}` replaces them with the \
-                     manifest's version"
-                )
+                left_as_it_is(&label, &which, &arg)
             }
             Err(e) => {
                 failed = true;
