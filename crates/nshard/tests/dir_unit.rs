@@ -429,12 +429,7 @@ fn the_walk_of_a_unit_refuses_links_and_unsafe_names_and_skips_temporaries() {
 fn a_unit_checked_out_in_part_keeps_the_other_files() {
     let (repo, files) = dataset_repo(40, 512);
     repo.ok(&["commit", "-m", "v1"]);
-    let remote = tempfile::tempdir().expect("remote");
-    let url = remote.path().to_str().expect("utf8").to_string();
-    repo.ok(&["push", "--remote", &url]);
-    let (_clone, b) = git_commit_and_clone(&repo);
-    ok(&b, &["pull", "data/part3", "--remote", &url]);
-    ok(&b, &["checkout", "data/part3/"]);
+    let (_remote, url, _clone, b) = clone_with_part_checked_out(&repo, "data/part3/");
     let st = common::json(&b, &["status"]);
     assert_eq!(st[0]["state"], "unchanged", "{st}");
     assert_eq!(st[0]["not_checked_out"], 36, "{st}");
@@ -544,6 +539,26 @@ fn git_commit_and_clone(repo: &TestRepo) -> (tempfile::TempDir, std::path::PathB
     );
     let b = clone.path().join("b");
     (clone, b)
+}
+
+/// `repo` pushed to a fresh directory remote and cloned with git, the clone holding only `part`
+/// of the unit (pulled and checked out): (the remote, its URL, the clone's directory, the clone).
+fn clone_with_part_checked_out(
+    repo: &TestRepo,
+    part: &str,
+) -> (
+    tempfile::TempDir,
+    String,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let remote = tempfile::tempdir().expect("remote");
+    let url = remote.path().to_str().expect("utf8").to_string();
+    repo.ok(&["push", "--remote", &url]);
+    let (clone, b) = git_commit_and_clone(repo);
+    ok(&b, &["pull", part, "--remote", &url]);
+    ok(&b, &["checkout", part]);
+    (remote, url, clone, b)
 }
 
 /// The row of unit `data` in `status --json` output.
@@ -703,12 +718,7 @@ fn a_unit_not_pulled_is_never_committed_without_its_files() {
 fn a_commit_that_would_clash_with_files_kept_as_committed_is_refused() {
     let (repo, _) = dataset_repo(20, 256);
     repo.ok(&["commit", "-m", "v1"]);
-    let remote = tempfile::tempdir().expect("remote");
-    let url = remote.path().to_str().expect("utf8").to_string();
-    repo.ok(&["push", "--remote", &url]);
-    let (_clone, c) = git_commit_and_clone(&repo);
-    ok(&c, &["pull", "data/part1/", "--remote", &url]);
-    ok(&c, &["checkout", "data/part1/"]);
+    let (_remote, _url, _clone, c) = clone_with_part_checked_out(&repo, "data/part1/");
     let manifest = std::fs::read(c.join("data.shard.json")).expect("manifest");
     std::fs::write(c.join("data/part2"), b"a file where a directory is").expect("write");
     for args in [
