@@ -759,3 +759,34 @@ fn a_file_of_a_unit_named_alone_keeps_its_edits() {
     repo.ok(&["checkout", "--force", f]);
     assert_eq!(repo.read(f), files[f]);
 }
+
+/// A file of a unit whose execute bit changes, and nothing else: status and diff show it
+/// modified, commit counts it as modified (the listing records the bit), and `diff --from` the
+/// version before names it, as git shows a mode change.
+#[cfg(unix)]
+#[test]
+fn a_mode_change_in_a_unit_is_a_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let (repo, _) = dataset_repo(20, 500);
+    repo.ok(&["commit", "-m", "v1"]);
+    let path = repo.join("data/part3/f00003.json");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let row = unit_row(&repo.json(&["status"]));
+    assert_eq!(row["state"], "modified", "{row:#}");
+    let d = repo.json(&["diff", "data/"]);
+    let changes = d[0]["changes"].as_array().expect("changes");
+    assert_eq!(changes.len(), 1, "{d:#}");
+    assert_eq!(changes[0]["path"], "part3/f00003.json", "{d:#}");
+    assert_eq!(changes[0]["kind"], "modified", "{d:#}");
+    let c = &repo.json(&["commit", "-m", "v2"])[0];
+    assert_eq!(c["modified"], 1, "{c}");
+    assert_eq!(unit_row(&repo.json(&["status"]))["state"], "unchanged");
+    let v1 = repo.json(&["log", "data/"])["data"][1]["version"]
+        .as_str()
+        .expect("v1")
+        .to_string();
+    let d = repo.json(&["diff", "data/", "--from", &v1]);
+    let changes = d[0]["changes"].as_array().expect("changes");
+    assert_eq!(changes.len(), 1, "{d:#}");
+    assert_eq!(changes[0]["kind"], "modified", "{d:#}");
+}

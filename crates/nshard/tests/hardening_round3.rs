@@ -137,11 +137,13 @@ fn checkout_gives_each_version_its_recorded_execute_bit() {
         .as_str()
         .expect("v1")
         .to_string();
-    // Only the mode changes: that is a new version, as in git.
+    // Only the mode changes: that is a new version, as in git, and status says so first.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert_eq!(repo.json(&["status"])[0]["state"], "modified");
     let out = repo.ok(&["commit", "-m", "not executable"]);
     assert!(out.contains("committed version"), "{out}");
     assert!(repo.manifest("run.bin").get("executable").is_none());
+    assert_eq!(repo.json(&["status"])[0]["state"], "unchanged");
     repo.ok(&["checkout", "run.bin", "--version", &v1[..12]]);
     assert_eq!(mode(&path) & 0o111, 0o111, "{:o}", mode(&path));
     repo.ok(&["checkout", "run.bin"]);

@@ -206,7 +206,11 @@ impl Repo {
                 let loc = prev_loc(o);
                 if c.sha256 == o.sha256 && o.size == f.md.len() && here(&loc) {
                     let mut e = o.clone();
-                    e.exec = exec;
+                    if e.exec != exec {
+                        // The same bytes with another mode: a change, as in git.
+                        modified += 1;
+                        e.exec = exec;
+                    }
                     entries.push((e, loc));
                     progress.advance(f.md.len());
                     continue;
@@ -267,7 +271,7 @@ impl Repo {
             progress.advance(size);
             match old {
                 None => added += 1,
-                Some(o) if o.sha256 != sha => modified += 1,
+                Some(o) if o.sha256 != sha || o.exec != exec => modified += 1,
                 Some(_) => {}
             }
             if let Loc::Pack(p, off) = &loc {

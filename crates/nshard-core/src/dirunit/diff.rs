@@ -173,7 +173,7 @@ fn compare_listings(old: &Listing, new: &Listing, sub: Option<&str>) -> Vec<DirC
             }
             std::cmp::Ordering::Equal => {
                 let (a, b) = (o.next().expect("peeked"), n.next().expect("peeked"));
-                if a.sha256 == b.sha256 {
+                if a.sha256 == b.sha256 && a.exec == b.exec {
                     continue;
                 }
                 let mut c = change(&b.path, DirChangeKind::Modified, b.size, Some(a.size));

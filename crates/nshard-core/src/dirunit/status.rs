@@ -216,7 +216,7 @@ impl Repo {
                             sha == e.sha256
                         }
                     };
-                    if !same {
+                    if !same || e.exec != super::is_exec(&g.md) {
                         st.changes.push(DirChange {
                             path: e.path.clone(),
                             kind: DirChangeKind::Modified,

@@ -242,6 +242,10 @@ impl Repo {
             }
             .with_version(v));
         }
+        if wt.manifest.executable != crate::dirunit::is_exec(&md) {
+            // Same bytes, another mode: `commit` records it as a new version, as git does.
+            return Ok((FileState::Modified, v));
+        }
         let missing = self.missing_chunks(&wt.manifest).len();
         if missing > 0 {
             return Ok((
