@@ -38,11 +38,19 @@ pub enum CommitOutcome {
     },
     /// A new version of a directory unit was recorded.
     DirCommitted(DirCommit),
-    /// The file matches its committed version; nothing was written.
+    /// The file matches its committed version; no new version was recorded.
     Unchanged {
         /// The current version id.
         version: ObjectId,
+        /// Chunks of it the local store had lost (gc'd, or moved aside as corrupt) and that were
+        /// stored again from the file.
+        #[serde(skip_serializing_if = "is_zero")]
+        restored: usize,
     },
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What a directory commit recorded.

@@ -89,8 +89,13 @@ fn corrupt_then_push(url: &str) {
         "{err}"
     );
     assert!(!p.exists(), "the corrupt copy is still in the store");
-    repo.ok(&["commit", "-m", "v2 again"]);
+    let out = repo.ok(&["commit", "-m", "v2 again"]);
     assert!(p.exists(), "commit did not store the chunk again");
+    // The version is unchanged, and commit says what it stored again.
+    assert!(
+        out.contains("unchanged") && out.contains("stored again 1 chunk the store had lost"),
+        "{out}"
+    );
     repo.ok(&["push", "--remote", &url]);
     let clone = TestRepo::new();
     fs::create_dir_all(clone.join("m")).expect("mkdir");

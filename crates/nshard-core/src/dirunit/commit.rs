@@ -104,7 +104,10 @@ impl Repo {
             // new version would drop every file not in the work tree, and colleagues' hooks
             // would apply that as a deletion).
             if found.is_empty() {
-                return Ok(CommitOutcome::Unchanged { version: p.version });
+                return Ok(CommitOutcome::Unchanged {
+                    version: p.version,
+                    restored: 0,
+                });
             }
             let what = match only {
                 Some(subs) => format!(
@@ -373,7 +376,10 @@ impl Repo {
                 )?;
             }
             self.store_dir_manifest_object(p)?;
-            return Ok(CommitOutcome::Unchanged { version: p.version });
+            return Ok(CommitOutcome::Unchanged {
+                version: p.version,
+                restored: 0,
+            });
         }
         let (lbytes, listing_id) = listing_object(
             parent.as_ref(),

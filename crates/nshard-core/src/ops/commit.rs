@@ -151,7 +151,10 @@ impl Repo {
                 && p.manifest.executable == crate::dirunit::is_exec(&md0)
                 && self.missing_chunks(&p.manifest).is_empty()
             {
-                return Ok(CommitOutcome::Unchanged { version: p.version });
+                return Ok(CommitOutcome::Unchanged {
+                    version: p.version,
+                    restored: 0,
+                });
             }
             outdated(&entry.sha256, cache)?;
         }
@@ -168,7 +171,10 @@ impl Repo {
                     path.as_str(),
                     StatEntry::new(md1, stored.sha256, p.version, observed),
                 );
-                return Ok(CommitOutcome::Unchanged { version: p.version });
+                return Ok(CommitOutcome::Unchanged {
+                    version: p.version,
+                    restored: stored.chunks_new,
+                });
             }
         }
         let version_info = VersionInfo {

@@ -188,9 +188,18 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                         );
                     }
                 }
-                Ok(CommitOutcome::Unchanged { version }) => {
+                Ok(CommitOutcome::Unchanged { version, restored }) => {
                     unchanged += 1;
-                    per_file!("{}: unchanged (version {})", r.path, version.short());
+                    if *restored > 0 {
+                        per_file!(
+                            "{}: unchanged (version {}); stored again {} the store had lost",
+                            r.path,
+                            version.short(),
+                            count(*restored as u64, "chunk")
+                        );
+                    } else {
+                        per_file!("{}: unchanged (version {})", r.path, version.short());
+                    }
                 }
                 Ok(other) => per_file!("{}: {other:?}", r.path),
                 Err(e) => file_error(&r.path, e),
