@@ -133,7 +133,17 @@ fn a_corrupt_pack_of_a_unit_is_stored_again_by_commit() {
 
     let err = repo.fails(&["push", "--remote", &url]);
     assert!(err.contains("moved to .shard/corrupt/"), "{err}");
+    // Status says what is missing, and how to get it back, instead of "unchanged".
+    let st = repo.json(&["status"]);
+    assert_eq!(st[0]["state"], "data-missing", "{st:#}");
+    assert_eq!(st[0]["missing_objects"], 1, "{st:#}");
+    let out = repo.ok(&["status"]);
+    assert!(
+        out.contains("1 pack or chunk not in the local store"),
+        "{out}"
+    );
     repo.ok(&["commit", "-m", "store the files again"]);
+    assert_eq!(repo.json(&["status"])[0]["state"], "unchanged");
     repo.ok(&["push", "--remote", &url]);
     repo.ok(&["verify"]);
     let clone = TestRepo::new();

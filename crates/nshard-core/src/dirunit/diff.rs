@@ -77,6 +77,7 @@ impl Repo {
             files: new_l.select(sub).count(),
             not_checked_out: 0,
             changes,
+            missing_objects: 0,
             remote: None,
         })
     }

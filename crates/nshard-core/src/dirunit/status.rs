@@ -55,6 +55,10 @@ pub enum DirState {
     NotCheckedOut,
     /// The listing is not in the local store.
     NotPulled,
+    /// The files match the committed listing, but the local store lacks some of the packs or
+    /// chunks they are kept in (gc'd, or moved aside as corrupt): `nshard pull`, or `nshard
+    /// commit`, which stores them again from the files.
+    DataMissing,
 }
 
 /// What a remote has of one committed version (`nshard status --remote`): its manifest object and
@@ -91,9 +95,16 @@ pub struct DirStatus {
     pub not_checked_out: usize,
     /// The differences, in path order.
     pub changes: Vec<DirChange>,
+    /// With [`DirState::DataMissing`]: how many packs and chunks the local store lacks.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub missing_objects: usize,
     /// What a remote has of the committed version (`nshard status --remote`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteCheck>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// SHA-256 of a found file's content.
@@ -127,6 +138,7 @@ impl Repo {
             files: 0,
             not_checked_out: 0,
             changes: Vec::new(),
+            missing_objects: 0,
             remote: None,
         };
         let listing = match &d {
@@ -232,6 +244,16 @@ impl Repo {
             st.state = DirState::New;
         } else if !st.changes.is_empty() {
             st.state = DirState::Modified;
+        } else {
+            let store = self.store();
+            st.missing_objects = l
+                .objects(sub)
+                .iter()
+                .filter(|(id, _)| !store.has(id))
+                .count();
+            if st.missing_objects > 0 {
+                st.state = DirState::DataMissing;
+            }
         }
         // The cache is an optimisation: failing to save it must not fail status.
         let _ = cache.save();

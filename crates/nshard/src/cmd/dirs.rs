@@ -54,6 +54,10 @@ pub fn print_status(s: &DirStatus, limit: usize) -> Result<()> {
             "  ({} not in the work tree: run `nshard checkout {label}`)",
             count(s.files as u64, "file")
         ),
+        DirState::DataMissing => format!(
+            "  ({} not in the local store: run `nshard pull`, or `nshard commit` to store them again from the files)",
+            count(s.missing_objects as u64, "pack or chunk")
+        ),
         _ => "  (listing not in the local store: run `nshard pull`)".to_string(),
     };
     let on_remote = on_remote(s.remote.as_ref());
@@ -124,6 +128,7 @@ fn dir_state_label(s: DirState) -> &'static str {
         DirState::New => "new",
         DirState::NotCheckedOut => "not-checked-out",
         DirState::NotPulled => "not-pulled",
+        DirState::DataMissing => "data-missing",
         _ => "other",
     }
 }
