@@ -266,6 +266,25 @@ pub enum RepoError {
         /// How the file's version relates to the manifest's.
         file_is: VersionOrder,
     },
+    /// A file was edited from another committed version than its manifest names (a `git pull` or
+    /// branch switch brought a new manifest while the edits kept the file): committing it would
+    /// record the edits on top of the manifest's version and silently undo that version's changes.
+    #[error("{path} was edited from version {}, {} the version its manifest names now ({}): committing it would undo the changes of {}", edited_from.short(), match file_is {
+        VersionOrder::Older => "older than",
+        VersionOrder::Newer => "newer than",
+        VersionOrder::Unrelated => "which is not in the history of",
+    }, manifest_version.short(), manifest_version.short())]
+    // Never raised for `Newer`: a file edited from a newer version holds the manifest's changes.
+    EditedFromOther {
+        /// The data file.
+        path: String,
+        /// The version the file held before it was edited.
+        edited_from: ObjectId,
+        /// The version its manifest names.
+        manifest_version: ObjectId,
+        /// How the edited version relates to the manifest's.
+        file_is: VersionOrder,
+    },
     /// `--version`, `--from` or `--to` was given for several files or units at once.
     #[error("a version belongs to one file's or one directory's history: name exactly one file or directory")]
     VersionNeedsOneTarget,

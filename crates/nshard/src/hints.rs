@@ -23,6 +23,15 @@ pub fn hint(e: &Error) -> Option<String> {
                     _ => format!("run `nshard checkout` to make the file match the manifest, or `nshard commit --force` to record its content as a new version on top of {m}"),
                 }
             }
+            RepoError::EditedFromOther {
+                path,
+                edited_from,
+                manifest_version,
+                ..
+            } => {
+                let (f, m) = (edited_from.short(), manifest_version.short());
+                format!("`nshard diff {path} --from {f} --to {m}` shows what {m} changed; carry those changes into your file (or merge them) and `nshard commit --force`, or `nshard commit --force` to record your file as it is on top of {m}")
+            }
             RepoError::FileChangedDuringRead(_) => {
                 "run `nshard commit` again once the file is stable".into()
             }

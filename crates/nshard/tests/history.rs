@@ -309,7 +309,9 @@ fn log_counts_a_return_to_earlier_content_as_adding_nothing() {
     repo.write("m/model.bin", &common::random_bytes(300_000, 8));
     repo.ok(&["commit", "-m", "v2"]);
     repo.write("m/model.bin", &v1);
-    repo.ok(&["commit", "-m", "back to v1"]);
+    // Going back to an older version's bytes is a revert: it takes --force.
+    repo.fails(&["commit", "-m", "back to v1"]);
+    repo.ok(&["commit", "-m", "back to v1", "--force"]);
     let log = repo.json(&["log", "m/model.bin"]);
     assert_eq!(log[0]["message"], "back to v1", "{log:#}");
     assert_eq!(log[0]["new_bytes"], 0, "{log:#}");

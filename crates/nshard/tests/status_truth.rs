@@ -264,3 +264,51 @@ fn merge_conflicting_theirs(r: &Path) {
         .expect("git merge");
     assert!(!out.status.success(), "the manifests conflict");
 }
+
+/// A file edited from another version than its manifest names now (a `git pull` or branch
+/// switch moved the manifest while the edits kept the file) is refused by commit: recording it
+/// on top of the manifest's version would silently undo that version's changes. The same for an
+/// older version copied back by hand, which status has not seen: a revert takes `--force`.
+#[test]
+fn commit_refuses_edits_made_from_another_version_and_old_content_copied_back() {
+    let d = tempfile::tempdir().expect("tmp");
+    let r = d.path().join("r");
+    git_repo(&r);
+    let (v1, id1) = version(&r, 1, "v1");
+    version(&r, 2, "v2");
+
+    // Edited from v2 after `git checkout` of the commit naming v1: the edits hold v1's
+    // changes (v2 descends from it), so nothing is undone and the commit goes ahead.
+    git(&r, &["checkout", "-q", "HEAD~1"]);
+    fs::write(r.join("m.bin"), random_bytes(300_000, 3)).expect("edit");
+    common::ok(&r, &["commit", "-m", "edited"]);
+    git(&r, &["checkout", "-q", "-f", "main"]);
+    common::ok(&r, &["checkout", "--force"]);
+    common::ok(&r, &["commit", "-m", "edited v2"]);
+
+    // Edited from v1 while the manifest names the newest version (as after a colleague's push
+    // came in with `git pull`): refused, and --force records it.
+    let log = common::json(&r, &["log", "m.bin"]);
+    let newest = log[0]["version"].as_str().expect("v3").to_string();
+    common::ok(&r, &["checkout", "m.bin", "--version", &id1[..12]]);
+    let mut edited = v1.clone();
+    edited[10] ^= 1;
+    fs::write(r.join("m.bin"), &edited).expect("edit");
+    let text = common::fails(&r, &["commit", "-m", "edited v1"]);
+    assert!(
+        text.contains(&format!("was edited from version {}", &id1[..12]))
+            && text.contains("older than")
+            && text.contains(&newest[..12]),
+        "{text}"
+    );
+    common::ok(&r, &["commit", "-m", "edited v1", "--force"]);
+
+    // v1's bytes copied back by hand, status never run: a revert, refused without --force.
+    fs::write(r.join("m.bin"), &v1).expect("copy back");
+    let text = common::fails(&r, &["commit", "-m", "copied back"]);
+    assert!(
+        text.contains(&format!("holds version {}", &id1[..12])) && text.contains("older than"),
+        "{text}"
+    );
+    common::ok(&r, &["commit", "-m", "copied back", "--force"]);
+}

@@ -10,9 +10,9 @@ use std::fs;
 use super::deltas::DeltaReport;
 use super::target::{Selection, Target};
 use crate::codec::{DataHint, Encoder};
-use crate::error::RepoError;
 use crate::error::Untracked;
 use crate::error::{Error, Result};
+use crate::error::{RepoError, VersionOrder};
 use crate::formats::plan::Params;
 use crate::fsutil;
 use crate::id::ObjectId;
@@ -131,14 +131,32 @@ impl Repo {
         let abs = fsutil::existing_file_in(self.root(), path)?;
         let md0 = fs::symlink_metadata(&abs).map_err(Error::io("reading", &abs))?;
         let parent = self.read_worktree_manifest(path)?;
+        // The stat cache records the version the file last held (written or committed by nshard,
+        // or recognised by status). When that is not the manifest's version, the file holds an
+        // older or newer version than the manifest names, or was edited from one.
         let outdated = |sha: &ObjectId, cache: &StatCache| -> Result<()> {
             match (cache.get(path.as_str()), &parent) {
-                (Some(e), Some(p)) if !opts.force && e.sha256 == *sha && e.version != p.version => {
-                    Err(Error::Repo(RepoError::Outdated {
-                        path: path.to_string(),
-                        file_version: e.version,
-                        manifest_version: p.version,
-                        file_is: self.version_order(p, &e.version)?,
+                (Some(e), Some(p)) if !opts.force && e.version != p.version => {
+                    let file_is = self.version_order(p, &e.version)?;
+                    Err(Error::Repo(if e.sha256 == *sha {
+                        RepoError::Outdated {
+                            path: path.to_string(),
+                            file_version: e.version,
+                            manifest_version: p.version,
+                            file_is,
+                        }
+                    } else if *sha == p.manifest.sha256 || file_is == VersionOrder::Newer {
+                        // Edited into the manifest's own content, or edited from a version
+                        // that already holds the manifest's changes (after `git checkout` of
+                        // an older commit): nothing of the manifest's version is undone.
+                        return Ok(());
+                    } else {
+                        RepoError::EditedFromOther {
+                            path: path.to_string(),
+                            edited_from: e.version,
+                            manifest_version: p.version,
+                            file_is,
+                        }
                     }))
                 }
                 _ => Ok(()),
@@ -162,6 +180,32 @@ impl Repo {
         let stored = self.ingest_into_store(&abs, path.as_str(), progress)?;
         let md1 = &stored.metadata;
         outdated(&stored.sha256, cache)?;
+        if let Some(p) = parent
+            .as_ref()
+            .filter(|p| p.manifest.sha256 != stored.sha256)
+        {
+            // An older version copied back by hand (the cache has no record of it): a revert,
+            // which takes --force, as when nshard itself wrote it. A history that cannot be read
+            // does not stop the commit.
+            let older = self.history(p).ok().and_then(|h| {
+                h.iter().skip(1).find_map(|n| match n {
+                    super::HistoryNode::Present { version, manifest }
+                        if manifest.sha256 == stored.sha256 =>
+                    {
+                        Some(*version)
+                    }
+                    _ => None,
+                })
+            });
+            if let (Some(older), false) = (older, opts.force) {
+                return Err(Error::Repo(RepoError::Outdated {
+                    path: path.to_string(),
+                    file_version: older,
+                    manifest_version: p.version,
+                    file_is: VersionOrder::Older,
+                }));
+            }
+        }
         if let Some(p) = &parent {
             if p.manifest.sha256 == stored.sha256
                 && p.manifest.chunks == stored.chunks
@@ -206,6 +250,10 @@ impl Repo {
         let mut delta_pending = queued && self.config().delta_background();
         let mut deltas = DeltaReport::default();
         if queued && !delta_pending {
+            // The re-encoding takes a while: the record of what the file holds is saved first,
+            // so that a kill meanwhile does not leave it naming the previous version (the next
+            // commit would take the file for one edited from that version).
+            cache.save()?;
             match self.repack_reporting(progress, Some(&version)) {
                 Ok((_, mine)) => deltas = mine,
                 // Deltas only save space: the pair stays queued for the next repack.
