@@ -1454,3 +1454,52 @@ fn a_reverted_version_is_stored_whole_and_the_one_it_replaces_becomes_deltas_of_
     );
     check_out(&repo, &versions, &files, &[3, 0, 2, 1]);
 }
+
+/// A tensor that a step leaves unchanged (frozen for a step, as in training), and a version that
+/// changes only the file's mode, keep the same chunk in two versions in a row. Chains must be
+/// counted through that chunk (and through the keyframes' jumps that end below later deltas),
+/// or they outgrow `delta_depth` and, once past 64 deltas, no reader follows them.
+#[cfg(unix)]
+#[test]
+fn chains_stay_within_the_depth_when_chunks_repeat_between_versions() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = series(30);
+    // Step k keeps layers.0.weight (the first tensor, 1.4 MB) of step k - 1 every third step.
+    let hlen = u64::from_le_bytes(files[0][..8].try_into().expect("8 bytes")) as usize;
+    let first = 8 + hlen..8 + hlen + 1_400_000;
+    for k in 1..files.len() {
+        if k % 3 == 0 {
+            let kept = files[k - 1][first.clone()].to_vec();
+            files[k][first.clone()].copy_from_slice(&kept);
+        }
+    }
+    let repo = TestRepo::new();
+    repo.config_line("delta_depth = 4");
+    repo.config_line("delta_background = false");
+    let mut versions = Vec::new();
+    for (k, f) in files.iter().enumerate() {
+        let v = commit_step(&repo, k, f);
+        versions.push(v["version"].as_str().expect("version").to_string());
+        if k == 14 {
+            // A version that changes only the mode: every chunk repeats.
+            let p = repo.join("model.safetensors");
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+            let v = repo.json(&["commit", "-m", "mode"])[0].clone();
+            assert_eq!(v["result"], "committed", "{v}");
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+    }
+    repo.ok(&["repack"]);
+    let enc = encodings(&repo.join(".shard/objects"));
+    let deepest = enc.keys().map(|id| depth(&enc, id)).max().unwrap_or(0);
+    assert!(
+        enc.values().filter(|b| b.is_some()).count() > 20,
+        "the series is stored as deltas"
+    );
+    assert!(
+        deepest <= 4,
+        "a chain of {deepest} deltas with delta_depth = 4"
+    );
+    let order: Vec<usize> = (0..files.len()).rev().collect();
+    check_out(&repo, &versions, &files, &order);
+}

@@ -89,6 +89,13 @@ struct Pair {
 /// holding several whole small tensors of one float width pairs with the parent's chunk holding
 /// the same tensors, of the same sizes, laid out alike.
 fn pairs(new: &Manifest, old: &Manifest) -> Vec<Pair> {
+    aligned(new, old, false)
+}
+
+/// Like [`pairs`], and with `same`, also the places where both versions hold the same chunk (a
+/// tensor a step did not change, a version that changed only the file's mode): following chains
+/// back through versions, such a place is the same object, not a break in the chain.
+fn aligned(new: &Manifest, old: &Manifest, same: bool) -> Vec<Pair> {
     let (Some(nt), Some(ot)) = (&new.tensors, &old.tensors) else {
         return Vec::new();
     };
@@ -156,7 +163,7 @@ fn pairs(new: &Manifest, old: &Manifest) -> Vec<Pair> {
             continue;
         }
         match old_at.get(&(o_first + rel)) {
-            Some(o) if o.size == c.size && o.id != c.id => out.push(Pair {
+            Some(o) if o.size == c.size && (same || o.id != c.id) => out.push(Pair {
                 old: o.id,
                 new: c.id,
                 size: c.size,
@@ -493,7 +500,13 @@ impl Repo {
                 return Step::Start;
             };
             let Some(p) = representative(&next, &cur) else {
-                return Step::Start;
+                if aligned(&next, &cur, true).is_empty() {
+                    return Step::Start;
+                }
+                // Nothing changed at any place deltas are made for (a mode change, a frozen
+                // model): the chain goes on through the version before.
+                next = cur;
+                continue;
             };
             match store.delta_base(&p.old) {
                 Ok(Some((base, _))) if base == p.new => next = cur,
@@ -562,47 +575,62 @@ impl Repo {
         report
     }
 
-    /// How many deltas already end at each chunk of `top`, following the chunks at the same
-    /// place back through the versions before it while each is a delta of the next version's.
-    /// A delta's rank counts the deltas that ended at it when it was written (itself
-    /// included), so `k − 1 + rank` deltas end at `top` through the one `k` versions back. The
-    /// version just before usually tells it all (commits add deltas at the top of a chain), but
-    /// a version pulled later (`pull --version`) is re-encoded below the others, which keep
-    /// their ranks.
+    /// How many deltas already end at each chunk of `top`: the longest chain of deltas that
+    /// ends there, found by following the chunks at the same place back through the versions
+    /// before it. A chunk joins a chain when it is the same object as a chunk already in it (a
+    /// tensor a step did not change) or a delta of one, whether of the next version's chunk (a
+    /// linear step) or of a chunk further up (a keyframe's jump into a later keyframe, which may
+    /// sit below a chunk that later became a delta itself). A delta's rank counts the deltas
+    /// that ended at its base through it when it was written, itself included; the chunks below
+    /// it that the walk reaches count again, so a rank written before more deltas were added
+    /// below (a version pulled later, a jump) is corrected by them.
     fn ranks_below(&self, top: &Manifest) -> HashMap<ObjectId, u8> {
         let store = self.store();
         let mut below: HashMap<ObjectId, u8> = HashMap::new();
-        // Chunk of the current version → the chunk of `top` its chain ends at.
-        let mut ends: HashMap<ObjectId, ObjectId> =
-            top.chunks.iter().map(|c| (c.id, c.id)).collect();
+        // Every chunk found in a chain → the chunk of `top` the chain ends at, and how many
+        // deltas lie between them.
+        let mut known: HashMap<ObjectId, (ObjectId, usize)> =
+            top.chunks.iter().map(|c| (c.id, (c.id, 0))).collect();
         let mut cur = top.clone();
-        for k in 1..=crate::codec::MAX_CHAIN {
+        // The walk stops after `MAX_CHAIN` versions in a row that add nothing to any chain (no
+        // jump spans more, as `delta_depth` is at most 32), or after `MAX_RANK_WALK` versions.
+        let (mut idle, mut steps) = (0, 0);
+        while idle < crate::codec::MAX_CHAIN && steps < MAX_RANK_WALK {
+            steps += 1;
             let Some(prev) = cur.version.parent.and_then(|v| self.load_version(&v).ok()) else {
                 break;
             };
-            let mut next = HashMap::new();
-            for p in pairs(&cur, &prev) {
-                let Some(&end) = ends.get(&p.new) else {
+            let mut active = false;
+            for p in aligned(&cur, &prev, true) {
+                if known.contains_key(&p.old) {
+                    // The same object as a chunk already in a chain.
+                    active = true;
+                    continue;
+                }
+                let Ok(Some((base, rank))) = store.delta_base(&p.old) else {
                     continue;
                 };
-                if let Ok(Some((base, rank))) = store.delta_base(&p.old) {
-                    if base == p.new {
-                        let through = (k - 1 + usize::from(rank)).min(usize::from(u8::MAX)) as u8;
-                        let r = below.entry(end).or_insert(0);
-                        *r = (*r).max(through);
-                        next.insert(p.old, end);
-                    }
-                }
+                let Some(&(end, d)) = known.get(&base) else {
+                    continue;
+                };
+                let through = (d + usize::from(rank)).min(usize::from(u8::MAX)) as u8;
+                let r = below.entry(end).or_insert(0);
+                *r = (*r).max(through);
+                known.insert(p.old, (end, d + 1));
+                active = true;
             }
-            if next.is_empty() {
-                break;
-            }
-            ends = next;
+            idle = if active { 0 } else { idle + 1 };
             cur = prev;
         }
         below
     }
 }
+
+/// How many versions back [`Repo::ranks_below`] follows chains at most, counting the versions
+/// where a chunk stayed the same (a frozen tensor keeps the walk going). A chain it misses
+/// below that lies at most `delta_depth` (≤ 32) deltas deep, so even then no chain reaches
+/// the 64 deltas a reader follows.
+const MAX_RANK_WALK: usize = 256;
 
 /// The pair that stands for a version when chains are followed: its largest chunk (the ones
 /// deltas are made for; a small one may never pay and stay whole anywhere in a chain).
