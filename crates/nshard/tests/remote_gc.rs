@@ -1098,3 +1098,55 @@ fn pull_all_versions_names_versions_retention_pruned() {
     );
     assert!(!out.contains("not included"), "{out}");
 }
+
+/// Two repositories push a file of the same name to one remote: `--keep-last N` keeps N versions
+/// of it in each, not N in all (the newer repository's versions used to push the older one's out,
+/// down to its tip).
+#[test]
+fn keep_last_counts_the_versions_of_each_repository_apart() {
+    let w = GcWorld::dir();
+    w.git(
+        &w.root,
+        &["init", "-q", "--bare", "-b", "main", "other.git"],
+    );
+    let a = w.owner_of("origin.git", "a");
+    let b = w.owner_of("other.git", "b");
+    let mut a_versions = Vec::new();
+    let mut b_versions = Vec::new();
+    for (k, dir) in [&a, &a, &a, &b, &b, &b].into_iter().enumerate() {
+        w.commit_push(dir, &model(100 + k as u64), &format!("v{k}"));
+        let v = w.json(dir, &["log", "models/m.bin"])[0]["version"]
+            .as_str()
+            .expect("version")
+            .to_string();
+        if k < 3 {
+            a_versions.push(v);
+        } else {
+            b_versions.push(v);
+        }
+    }
+    let report = w.gc(&a, &["--keep-last", "2", "--grace", "0"]);
+    let mut pruned: Vec<String> = report["pruned"]
+        .as_array()
+        .expect("pruned")
+        .iter()
+        .map(|p| p["version"].as_str().expect("version").to_string())
+        .collect();
+    pruned.sort();
+    let mut want = vec![a_versions[0].clone(), b_versions[0].clone()];
+    want.sort();
+    assert_eq!(pruned, want, "{report:#}");
+    // Each repository's two newest versions still come back from the remote.
+    for (dir, versions) in [(&a, &a_versions), (&b, &b_versions)] {
+        let out = w.ok(dir, &["verify", "--remote", "data", "--all-versions"]);
+        assert!(
+            out.contains("0 missing") && out.contains("left out 1 older version(s)"),
+            "{out}"
+        );
+        assert!(
+            !w.has_object(&versions[0]),
+            "the oldest version's manifest is freed"
+        );
+        assert!(w.has_object(&versions[1]) && w.has_object(&versions[2]));
+    }
+}

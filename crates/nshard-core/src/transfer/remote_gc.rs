@@ -15,7 +15,7 @@
 //! looks present but is half gone; a rerun finishes the job. One run at a time changes a remote:
 //! every run but a dry run holds the remote's gc lock ([`super::gc_lock`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -338,7 +338,8 @@ async fn run(
     }
     // Every git-lfs object stored by `nshard lfs agent` stays.
     let lfs_names: Vec<RecordName> = names.iter().filter(|n| n.is_lfs()).cloned().collect();
-    live_roots.extend(lfs_versions(remote, &lfs_names, retry).await?);
+    let lfs_roots = lfs_versions(remote, &lfs_names, retry).await?;
+    live_roots.extend(lfs_roots.iter().copied());
     report.requests += lfs_names.len() as u64;
     expand(
         repo,
@@ -365,37 +366,62 @@ async fn run(
         _ => HashMap::new(),
     };
     if let Some(n) = keep_last {
-        let mut by_path: HashMap<&str, Vec<(&str, usize, ObjectId)>> = HashMap::new();
+        // The newest N versions of each file in each repository: repositories sharing a remote
+        // (forks, projects with files of the same name) each keep their own N. A version that
+        // several reach (a fork's shared history) is kept when any of them keeps it.
+        let mut roots_of: BTreeMap<&str, Vec<ObjectId>> = BTreeMap::new();
+        for name in &current {
+            let r = &records[name];
+            roots_of
+                .entry(r.repository.as_str())
+                .or_default()
+                .extend(r.versions.iter().chain(&r.tips).copied());
+        }
+        // Versions an LFS record names (and their history) are never pruned.
+        let never: HashSet<ObjectId> = reach(&graph, &lfs_roots).into_iter().collect();
         let mut generations: HashMap<ObjectId, usize> = HashMap::new();
-        for v in &live_versions {
-            if let Some(Some(node)) = graph.get(v) {
-                let generation = generation(&graph, *v, &mut generations);
-                by_path
-                    .entry(&node.path)
-                    .or_default()
-                    .push((&node.timestamp, generation, *v));
+        let mut within: HashSet<ObjectId> = HashSet::new();
+        let mut beyond: BTreeMap<ObjectId, &str> = BTreeMap::new();
+        for roots in roots_of.values() {
+            let mut by_path: HashMap<&str, Vec<(&str, usize, ObjectId)>> = HashMap::new();
+            for v in reach(&graph, roots) {
+                if let Some(Some(node)) = graph.get(&v) {
+                    let generation = generation(&graph, v, &mut generations);
+                    by_path
+                        .entry(&node.path)
+                        .or_default()
+                        .push((&node.timestamp, generation, v));
+                }
+            }
+            for (path, mut versions) in by_path {
+                // Newest first: by time (RFC 3339 UTC timestamps sort as text), then, for
+                // versions made within one second, by how many ancestors they have; ties by id.
+                versions.sort_by(|a, b| b.cmp(a));
+                within.extend(versions.iter().take(n as usize).map(|(_, _, v)| *v));
+                for (_, _, v) in versions.into_iter().skip(n as usize) {
+                    beyond.insert(v, path);
+                }
             }
         }
-        for (path, mut versions) in by_path {
-            // Newest first: by time (RFC 3339 UTC timestamps sort as text), then, for versions
-            // made within one second, by how many ancestors they have; ties by id.
-            versions.sort_by(|a, b| b.cmp(a));
-            for (_, _, v) in versions.iter().take(n as usize) {
-                if let Some(p) = pruned.remove(v) {
-                    report.unpruned.push(p);
-                }
+        for v in &within {
+            if let Some(p) = pruned.remove(v) {
+                report.unpruned.push(p);
             }
-            for (_, _, v) in versions.into_iter().skip(n as usize) {
-                if report.unknown_refs.is_empty() && !tips.contains(&v) && !pruned.contains_key(&v)
-                {
-                    let p = PrunedVersion {
-                        version: v,
-                        path: path.to_string(),
-                        pruned: now,
-                    };
-                    report.pruned.push(p.clone());
-                    pruned.insert(v, p);
-                }
+        }
+        for (v, path) in beyond {
+            if report.unknown_refs.is_empty()
+                && !within.contains(&v)
+                && !never.contains(&v)
+                && !tips.contains(&v)
+                && !pruned.contains_key(&v)
+            {
+                let p = PrunedVersion {
+                    version: v,
+                    path: path.to_string(),
+                    pruned: now,
+                };
+                report.pruned.push(p.clone());
+                pruned.insert(v, p);
             }
         }
     }
