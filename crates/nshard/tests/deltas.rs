@@ -1503,3 +1503,31 @@ fn chains_stay_within_the_depth_when_chunks_repeat_between_versions() {
     let order: Vec<usize> = (0..files.len()).rev().collect();
     check_out(&repo, &versions, &files, &order);
 }
+
+/// A damaged delta object found by push (the remote checks a delta against its base and refuses
+/// it) is moved aside, as a damaged whole object is: `pull` then fetches a good copy, and the
+/// next push goes through. Before, every push (and so every `git push`) failed on it for good.
+#[test]
+fn push_moves_a_damaged_delta_aside_so_pull_can_repair_it() {
+    let files = series(3);
+    let repo = TestRepo::new();
+    repo.config_line("delta_background = false");
+    commit_all(&repo, &files);
+    let good = tempfile::tempdir().expect("tmp");
+    let good_url = good.path().to_str().expect("utf8");
+    repo.ok(&["push", "--remote", good_url, "--all-versions"]);
+    let (delta, _) = some_delta(&encodings(&repo.join(".shard/objects")));
+    damage(&repo, &delta);
+
+    let fresh = tempfile::tempdir().expect("tmp");
+    let fresh_url = fresh.path().to_str().expect("utf8");
+    let err = repo.fails(&["push", "--remote", fresh_url, "--all-versions"]);
+    assert!(
+        err.contains(&delta[..12]) && err.contains("moved to .shard/corrupt/"),
+        "{err}"
+    );
+    assert!(repo.join(".shard/corrupt").join(&delta).exists());
+    repo.ok(&["pull", "--remote", good_url, "--all-versions"]);
+    repo.ok(&["push", "--remote", fresh_url, "--all-versions"]);
+    repo.ok(&["verify", "--all-versions"]);
+}

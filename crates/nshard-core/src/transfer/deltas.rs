@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::engine::{bounded, corrupt_on_remote, local_io, remote_missing};
+use super::engine::{bounded, corrupt_here, corrupt_on_remote, local_io, remote_missing};
 use super::{TransferOptions, TransferStats};
 use crate::codec::{self, Encoder, MAX_CHAIN};
 use crate::error::{Error, Result, StoreError};
@@ -451,14 +451,24 @@ async fn upload_delta(
     name: DeltaName,
     retry: Retry,
 ) -> (Result<u64>, u64) {
-    let enc = match local_io(move || local.get_encoded(&name.id)).await {
+    let l = local.clone();
+    let enc = match local_io(move || l.get_encoded(&name.id)).await {
         Ok(e) => e,
         Err(e) => return (Err(e), 0),
     };
     let n = enc.len() as u64;
     crate::crash_point!("push-before-delta");
     let (r, retries) = retry.run(|| remote.put_delta(&name, enc.clone())).await;
-    (r.map(|_| n), retries)
+    match r {
+        Ok(_) => (Ok(n), retries),
+        // The remote checked the delta against its base and refused it: if the local copy is
+        // damaged, that is the error, and the copy is moved aside (as push does with a whole
+        // object), so that `pull` fetches a good one and the next push goes through.
+        Err(e) => (
+            Err(corrupt_here(&local, name.id).await.unwrap_or(e)),
+            retries,
+        ),
+    }
 }
 
 /// Runs `work` on every delta of `levels`, a level once the ones before it are done (at most

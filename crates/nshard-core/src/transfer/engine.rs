@@ -224,7 +224,7 @@ pub(super) async fn put_standalone(
 
 /// The error for the local copy of `id` when it fails verification (after moving it aside, see
 /// [`LocalStore::quarantine_on`]); `None` when it reads correctly.
-async fn corrupt_here(local: &LocalStore, id: ObjectId) -> Option<Error> {
+pub(super) async fn corrupt_here(local: &LocalStore, id: ObjectId) -> Option<Error> {
     let l = local.clone();
     match local_io(move || l.get(&id, crate::codec::MAX_OBJECT_SIZE)).await {
         Err(e @ Error::Store(StoreError::CorruptObject { .. })) => Some(local.quarantine_on(e)),
