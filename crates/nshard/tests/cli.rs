@@ -329,3 +329,30 @@ fn verify_remote_all_versions_points_at_push_all_versions() {
     r.ok(&["push", "--remote", &url, "--all-versions"]);
     r.ok(&["verify", "--remote", &url, "--all-versions"]);
 }
+
+/// On a commit from before NeuroShard was set up, git removes `.shard/.gitignore` from the work
+/// tree; the local store must still stay out of `git add -A` (git-init also writes the clone's
+/// own `.git/info/exclude`).
+#[test]
+fn the_store_stays_out_of_git_on_commits_from_before_nshard() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let r = d.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    fs::write(r.join("train.py"), "print('hi')\n").expect("write");
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-q", "-m", "code"]);
+    ok(r, &["init"]);
+    ok(r, &["git-init", "--no-hooks"]);
+    fs::write(r.join("model.bin"), random_bytes(100_000, 4)).expect("write");
+    ok(r, &["track", "model.bin"]);
+    ok(r, &["commit", "-m", "model"]);
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-q", "-m", "model"]);
+    git(r, &["checkout", "-q", "HEAD~1"]);
+    assert!(!r.join(".shard/.gitignore").exists());
+    let st = git(r, &["status", "--porcelain", "-uall"]);
+    assert!(
+        !st.contains(".shard/objects") && !st.contains(".shard/lock") && !st.contains("cache/"),
+        "{st}"
+    );
+}

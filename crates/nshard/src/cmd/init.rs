@@ -68,6 +68,9 @@ pub fn run_git(ctx: &Ctx, a: GitInitArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let gitignore = repo.root().join(".gitignore");
+    // The store stays out of git also on commits from before nshard was set up (where git
+    // removes .shard/.gitignore from the work tree): the clone's own .git/info/exclude.
+    repo.exclude_local_store()?;
     if repo.sync_gitignore()? {
         out!(
             "Updated {}: .shard/objects, cache, tmp and tracked data are ignored;",
