@@ -244,6 +244,8 @@ fn import_with_history_keeps_the_file_and_every_version() {
     w.ns(&work, &["git-init"]);
     let out = w.ns(&work, &["lfs", "import", "--history", "model.safetensors"]);
     assert!(out.contains("imported 2 versions"), "{out}");
+    // git names only the newest version: the output says how the history reaches the remote.
+    assert!(out.contains("`nshard push --all-versions`"), "{out}");
     assert_eq!(read(work.join("model.safetensors")), v2);
 
     // Ready for one commit: the manifest (and config files) staged, the data out of git.

@@ -208,6 +208,11 @@ fn run_import(ctx: &Ctx, a: ImportArgs) -> Result<ExitCode> {
             }
         );
     }
+    if report.files.iter().any(|f| f.versions.len() > 1) {
+        // Only the newest version of each file is named by a git commit; `git push` (its hook)
+        // and a plain `nshard push` send what git names.
+        out!("then: `nshard push --all-versions` sends the imported history to the data remote (`git push` sends only the newest version of each file); `nshard verify --remote --all-versions` checks it is all there");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
