@@ -6,7 +6,7 @@ mod common;
 
 use std::fs;
 
-use common::{fails, git, nshard, ok, random_bytes, TestRepo};
+use common::{fails, git, json, nshard, ok, random_bytes, TestRepo};
 
 #[test]
 fn add_is_an_alias_of_track() {
@@ -355,4 +355,35 @@ fn the_store_stays_out_of_git_on_commits_from_before_nshard() {
         !st.contains(".shard/objects") && !st.contains(".shard/lock") && !st.contains("cache/"),
         "{st}"
     );
+}
+
+/// A file whose name holds glob characters (`ckpt[1].bin`) is tracked as that file, not as the
+/// pattern its name reads as (which matched `ckpt1.bin` and let the real file into git).
+#[test]
+fn a_file_named_like_a_glob_is_tracked_as_itself() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let r = d.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    ok(r, &["init"]);
+    ok(r, &["git-init", "--no-hooks"]);
+    fs::write(r.join("ckpt[1].bin"), random_bytes(50_000, 1)).expect("write");
+    fs::write(r.join("ckpt1.bin"), b"not a checkpoint").expect("write");
+    ok(r, &["track", "ckpt[1].bin"]);
+    let st = json(r, &["status"]);
+    let paths: Vec<&str> = st
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|s| s["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(paths, ["ckpt[1].bin"], "{st:#}");
+    ok(r, &["commit", "-m", "v1"]);
+    assert!(r.join("ckpt[1].bin.shard.json").exists());
+    let added = git(r, &["add", "-A", "--dry-run"]);
+    assert!(!added.contains("'ckpt[1].bin'"), "{added}");
+    assert!(added.contains("'ckpt1.bin'"), "{added}");
+    assert_eq!(json(r, &["status", "ckpt[1].bin"])[0]["state"], "unchanged");
+    ok(r, &["untrack", "ckpt[1].bin"]);
+    let cfg = fs::read_to_string(r.join(".shard/config.toml")).expect("config");
+    assert!(cfg.contains("track = []"), "{cfg}");
 }

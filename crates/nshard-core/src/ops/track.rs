@@ -217,7 +217,8 @@ impl Repo {
                 "is a NeuroShard manifest; track the data file it describes",
             ));
         }
-        if is_glob(rel.as_str()) {
+        let literal = is_glob(rel.as_str()) && self.names_a_path(&rel);
+        if is_glob(rel.as_str()) && !literal {
             GlobBuilder::new(rel.as_str())
                 .literal_separator(true)
                 .build()
@@ -245,8 +246,15 @@ impl Repo {
         })?;
         if md.file_type().is_symlink() {
             Err(refuse("is a symlink; track the file it points to"))
+        } else if md.is_dir() && literal {
+            Err(refuse(
+                "is a directory whose name holds *, ?, [, { or }: rename it, or track a glob matching its files",
+            ))
         } else if md.is_dir() {
             Ok(format!("{}/", rel.as_str()))
+        } else if md.is_file() && literal {
+            // The file itself, not what its name read as a glob would match.
+            Ok(crate::repo::escape_glob(rel.as_str()))
         } else if md.is_file() {
             Ok(rel.as_str().to_string())
         } else {
@@ -358,7 +366,12 @@ impl Repo {
         for a in args {
             let a = a.as_ref();
             let rel = self.resolve_user_path(cwd, a)?;
-            let candidates = [rel.as_str().to_string(), format!("{}/", rel.as_str())];
+            // A file whose name holds glob characters is tracked by an escaped entry.
+            let candidates = [
+                rel.as_str().to_string(),
+                format!("{}/", rel.as_str()),
+                crate::repo::escape_glob(rel.as_str()),
+            ];
             if let Some(i) = cfg.dirs.iter().position(|u| u == rel.as_str()) {
                 cfg.dirs.remove(i);
                 out.push(TrackChange::Removed {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub use config::{Config, ConfigLevel, PersonalConfig, RemoteConfig, StoredCredential};
 pub use credentials::{choose_token, validate_token, EnvTokens, Origin, UserConfig};
 pub use remotes::{RemoteEntry, RemoteName, RemoteSource, RemovedRemote, ResolvedRemote};
-pub use select::{is_glob, PathFilter};
+pub use select::{escape_glob, is_glob, PathFilter};
 pub(crate) use worktree::find_in_history;
 pub use worktree::{RefusedManifest, WorktreeManifest};
 

@@ -83,7 +83,7 @@ impl Repo {
                 return Ok(PathFilter::all());
             }
             let p = self.resolve_user_path(cwd, a)?;
-            if is_glob(p.as_str()) {
+            if is_glob(p.as_str()) && !self.names_a_path(&p) {
                 let pattern = p
                     .as_str()
                     .strip_suffix(crate::manifest::MANIFEST_SUFFIX)
@@ -138,4 +138,32 @@ impl Repo {
 /// Whether a tracked entry is a glob pattern rather than a path.
 pub fn is_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
+}
+
+/// A glob pattern that matches exactly the path `s` (for a file whose name holds `*`, `?`,
+/// `[`, `{` or `}`: each goes in a character class of its own, which globset and git's
+/// `.gitignore` both read as that character).
+pub fn escape_glob(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '*' | '?' | '[' | '{' | '}' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Repo {
+    /// Whether `p` names a file or directory of the work tree, or a file whose manifest is
+    /// there: an argument that does is taken as that path, even when it looks like a glob
+    /// (`ckpt[1].bin`).
+    pub(crate) fn names_a_path(&self, p: &RepoPath) -> bool {
+        std::fs::symlink_metadata(p.to_path(self.root())).is_ok()
+            || std::fs::symlink_metadata(p.manifest_path().to_path(self.root())).is_ok()
+    }
 }
