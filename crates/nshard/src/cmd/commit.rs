@@ -154,12 +154,12 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                             bytes(*delta_bytes_before),
                             bytes(*delta_bytes_after)
                         );
+                        let (grew, shrank) =
+                            (stored_bytes + delta_bytes_after, *delta_bytes_before);
                         per_file!(
-                            "  the store grew by {}",
-                            bytes(
-                                (stored_bytes + delta_bytes_after)
-                                    .saturating_sub(*delta_bytes_before)
-                            )
+                            "  the store {} by {}",
+                            if grew >= shrank { "grew" } else { "shrank" },
+                            bytes(grew.abs_diff(shrank))
                         );
                     }
                 }

@@ -258,9 +258,19 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
         }
         if report.removed_bad_deltas > 0 {
             out!(
-                "deleted {} that fail{} their check: the whole copies they were to stand for stay",
+                "deleted {} {}: the whole {} to stand for {}",
                 crate::output::count(report.removed_bad_deltas as u64, "delta"),
-                if report.removed_bad_deltas == 1 { "s" } else { "" }
+                if report.removed_bad_deltas == 1 {
+                    "that fails its check"
+                } else {
+                    "that fail their check"
+                },
+                if report.removed_bad_deltas == 1 {
+                    "copy it was"
+                } else {
+                    "copies they were"
+                },
+                if report.removed_bad_deltas == 1 { "stays" } else { "stay" }
             );
         }
         if report.waiting_objects > 0 {

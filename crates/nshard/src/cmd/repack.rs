@@ -139,6 +139,10 @@ pub fn after_pull_line(queued: usize, after: &AfterPull) -> Option<String> {
         AfterPull::Background => format!(
             "{versions} being re-encoded as deltas of newer versions in the background (`nshard repack` waits for it)"
         ),
+        AfterPull::Done(Ok(r)) if r.delta_chunks == 0 => format!(
+            "{versions} checked for deltas of newer versions: no chunk of {} is smaller as a delta",
+            if queued == 1 { "it" } else { "them" }
+        ),
         AfterPull::Done(Ok(r)) => format!(
             "{versions} re-encoded as deltas of newer versions: {} from {} to {}",
             count(r.delta_chunks as u64, "chunk"),
