@@ -592,19 +592,26 @@ impl Repo {
         let mut known: HashMap<ObjectId, (ObjectId, usize)> =
             top.chunks.iter().map(|c| (c.id, (c.id, 0))).collect();
         let mut cur = top.clone();
-        // The walk stops after `MAX_CHAIN` versions in a row that add nothing to any chain (no
-        // jump spans more, as `delta_depth` is at most 32), or after `MAX_RANK_WALK` versions.
+        // The walk stops after `MAX_IDLE` versions in a row that link no delta into a chain (no
+        // jump between keyframes spans more), or after `MAX_RANK_WALK` versions. Where it stops
+        // early, a chunk that still runs on into the versions below (unchanged there) may have
+        // chains below it the walk did not see: its chain counts as full, so it stays whole
+        // (a little space, never a chain past the bound).
         let (mut idle, mut steps) = (0, 0);
-        while idle < crate::codec::MAX_CHAIN && steps < MAX_RANK_WALK {
+        let mut running: HashSet<ObjectId> = HashSet::new();
+        let mut ended = false;
+        while idle < MAX_IDLE && steps < MAX_RANK_WALK {
             steps += 1;
             let Some(prev) = cur.version.parent.and_then(|v| self.load_version(&v).ok()) else {
+                ended = true;
                 break;
             };
             let mut active = false;
+            running.clear();
             for p in aligned(&cur, &prev, true) {
-                if known.contains_key(&p.old) {
+                if let Some(&(end, _)) = known.get(&p.old) {
                     // The same object as a chunk already in a chain.
-                    active = true;
+                    running.insert(end);
                     continue;
                 }
                 let Ok(Some((base, rank))) = store.delta_base(&p.old) else {
@@ -622,15 +629,21 @@ impl Repo {
             idle = if active { 0 } else { idle + 1 };
             cur = prev;
         }
+        if !ended {
+            for end in running {
+                below.insert(end, u8::MAX);
+            }
+        }
         below
     }
 }
 
-/// How many versions back [`Repo::ranks_below`] follows chains at most, counting the versions
-/// where a chunk stayed the same (a frozen tensor keeps the walk going). A chain it misses
-/// below that lies at most `delta_depth` (≤ 32) deltas deep, so even then no chain reaches
-/// the 64 deltas a reader follows.
+/// How many versions back [`Repo::ranks_below`] follows chains at most.
 const MAX_RANK_WALK: usize = 256;
+
+/// How many versions in a row without a delta into a chain end [`Repo::ranks_below`]'s walk: a
+/// keyframe's jump into the next one spans fewer versions than the largest `delta_depth` (32).
+const MAX_IDLE: usize = 33;
 
 /// The pair that stands for a version when chains are followed: its largest chunk (the ones
 /// deltas are made for; a small one may never pay and stay whole anywhere in a chain).
