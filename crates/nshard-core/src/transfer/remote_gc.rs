@@ -365,6 +365,9 @@ async fn run(
         }
         _ => HashMap::new(),
     };
+    // Versions an LFS record names (and their history) are never pruned; one an earlier run
+    // listed as pruned is kept again.
+    let never: HashSet<ObjectId> = reach(&graph, &lfs_roots).into_iter().collect();
     if let Some(n) = keep_last {
         // The newest N versions of each file in each repository: repositories sharing a remote
         // (forks, projects with files of the same name) each keep their own N. A version that
@@ -377,8 +380,6 @@ async fn run(
                 .or_default()
                 .extend(r.versions.iter().chain(&r.tips).copied());
         }
-        // Versions an LFS record names (and their history) are never pruned.
-        let never: HashSet<ObjectId> = reach(&graph, &lfs_roots).into_iter().collect();
         let mut generations: HashMap<ObjectId, usize> = HashMap::new();
         let mut within: HashSet<ObjectId> = HashSet::new();
         let mut beyond: BTreeMap<ObjectId, &str> = BTreeMap::new();
@@ -426,6 +427,16 @@ async fn run(
         }
     }
     pruned.retain(|v, _| !tips.contains(v));
+    let lfs_kept: Vec<ObjectId> = pruned
+        .keys()
+        .filter(|v| never.contains(v))
+        .copied()
+        .collect();
+    for v in lfs_kept {
+        if let Some(p) = pruned.remove(&v) {
+            report.unpruned.push(p);
+        }
+    }
     for list in [&mut report.pruned, &mut report.unpruned] {
         list.sort_by(|a, b| (&a.path, &a.version).cmp(&(&b.path, &b.version)));
     }
