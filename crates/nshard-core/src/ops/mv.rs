@@ -115,13 +115,25 @@ impl Repo {
         fs::remove_file(&old_manifest).map_err(Error::io("removing", &old_manifest))?;
         // Tracked entries: an exact entry follows the file; otherwise the new path gets one when
         // nothing matches it.
+        // A name with glob characters is written escaped, so the entry names only that file.
+        let entry_of = |p: &RepoPath| {
+            if crate::repo::is_glob(p.as_str()) {
+                crate::repo::escape_glob(p.as_str())
+            } else {
+                p.as_str().to_string()
+            }
+        };
         let mut cfg = self.config().clone();
-        if let Some(e) = cfg.track.iter_mut().find(|e| e.as_str() == from.as_str()) {
-            *e = to.as_str().to_string();
+        if let Some(e) = cfg
+            .track
+            .iter_mut()
+            .find(|e| e.as_str() == from.as_str() || **e == entry_of(&from))
+        {
+            *e = entry_of(&to);
         }
         self.save_config(cfg.clone())?;
         if !self.is_tracked(&to) {
-            cfg.track.push(to.as_str().to_string());
+            cfg.track.push(entry_of(&to));
             self.save_config(cfg)?;
         }
         // The stat cache entry moves with the file (same inode after a rename).
@@ -206,7 +218,8 @@ impl Repo {
         };
         let mut cfg = self.config().clone();
         let before = cfg.track.len();
-        cfg.track.retain(|e| e.as_str() != p.as_str());
+        cfg.track
+            .retain(|e| e.as_str() != p.as_str() && *e != crate::repo::escape_glob(p.as_str()));
         let untracked = cfg.track.len() != before;
         if untracked {
             self.save_config(cfg)?;
