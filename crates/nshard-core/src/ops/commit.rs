@@ -137,27 +137,31 @@ impl Repo {
         let outdated = |sha: &ObjectId, cache: &StatCache| -> Result<()> {
             match (cache.get(path.as_str()), &parent) {
                 (Some(e), Some(p)) if !opts.force && e.version != p.version => {
-                    let file_is = self.version_order(p, &e.version)?;
-                    Err(Error::Repo(if e.sha256 == *sha {
-                        RepoError::Outdated {
+                    if e.sha256 == *sha {
+                        return Err(Error::Repo(RepoError::Outdated {
                             path: path.to_string(),
                             file_version: e.version,
                             manifest_version: p.version,
-                            file_is,
-                        }
-                    } else if *sha == p.manifest.sha256 || file_is == VersionOrder::Newer {
-                        // Edited into the manifest's own content, or edited from a version
-                        // that already holds the manifest's changes (after `git checkout` of
-                        // an older commit): nothing of the manifest's version is undone.
+                            file_is: self.version_order(p, &e.version)?,
+                        }));
+                    }
+                    if *sha == p.manifest.sha256 {
+                        // Edited into the manifest's own content: nothing is undone.
                         return Ok(());
-                    } else {
-                        RepoError::EditedFromOther {
+                    }
+                    // Refused only where the manifest's version is proven newer than the one
+                    // the edits started from (that one is in its history): committing would
+                    // undo it. Edits from a newer version hold the manifest's changes, and an
+                    // order that cannot be told (history not here) refuses nothing.
+                    match self.version_order(p, &e.version) {
+                        Ok(VersionOrder::Older) => Err(Error::Repo(RepoError::EditedFromOther {
                             path: path.to_string(),
                             edited_from: e.version,
                             manifest_version: p.version,
-                            file_is,
-                        }
-                    }))
+                            file_is: VersionOrder::Older,
+                        })),
+                        _ => Ok(()),
+                    }
                 }
                 _ => Ok(()),
             }
@@ -187,17 +191,16 @@ impl Repo {
             // An older version copied back by hand (the cache has no record of it): a revert,
             // which takes --force, as when nshard itself wrote it. A history that cannot be read
             // does not stop the commit.
-            let older = self.history(p).ok().and_then(|h| {
-                h.iter().skip(1).find_map(|n| match n {
-                    super::HistoryNode::Present { version, manifest }
-                        if manifest.sha256 == stored.sha256 =>
-                    {
-                        Some(*version)
-                    }
-                    _ => None,
-                })
-            });
-            if let (Some(older), false) = (older, opts.force) {
+            let older = (!opts.force)
+                .then(|| self.ancestor_with_sha(p, &stored.sha256))
+                .flatten();
+            if let Some(older) = older {
+                // Recorded as holding that version (its chunks are stored now), as status
+                // records it: `nshard checkout`, which the hint names, then replaces it.
+                cache.set(
+                    path.as_str(),
+                    StatEntry::new(md1, stored.sha256, older, observed),
+                );
                 return Err(Error::Repo(RepoError::Outdated {
                     path: path.to_string(),
                     file_version: older,
@@ -275,6 +278,28 @@ impl Repo {
             delta_bytes_after: deltas.bytes_after,
             delta_pending,
         })
+    }
+
+    /// The nearest earlier version of `p` (by its chain of parents in the local store) whose
+    /// content hashes to `sha`; `None` when there is none or the chain cannot be read.
+    fn ancestor_with_sha(
+        &self,
+        p: &crate::repo::WorktreeManifest,
+        sha: &ObjectId,
+    ) -> Option<ObjectId> {
+        let mut next = p.manifest.version.parent;
+        let mut seen = std::collections::HashSet::new();
+        while let Some(v) = next {
+            if !seen.insert(v) || seen.len() > super::MAX_HISTORY {
+                return None;
+            }
+            let m = self.load_version(&v).ok()?;
+            if m.sha256 == *sha {
+                return Some(v);
+            }
+            next = m.version.parent;
+        }
+        None
     }
 
     /// Reads `abs` through the ingest pipeline with the repository's chunking, storing the chunks

@@ -223,7 +223,9 @@ fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
 fn left_as_it_is(label: &str, which: &str, arg: &str) {
     eprintln!(
         "nshard: {label}: has uncommitted changes{which}, left as it is; `nshard commit` keeps \
-         them, `nshard checkout --force {arg}` replaces them with the manifest's version"
+         them (when the version git brought is newer than the one they were made on, it first \
+         asks you to carry that version's changes in, so as not to undo them), `nshard checkout \
+         --force {arg}` replaces them with the manifest's version"
     );
 }
 
