@@ -1,6 +1,8 @@
 //! Status and diff of a directory unit: which files were added, removed or modified since the
 //! committed listing. A file whose stat matches the stat cache is not read.
 
+use std::collections::HashSet;
+
 use super::{walk_unit, Found, Listing};
 use crate::error::StoreError;
 use crate::error::{Error, Result};
@@ -173,6 +175,8 @@ impl Repo {
         // Both lists are in bytewise path order: one merge finds what was added, removed or
         // may have changed, without a map of either.
         let mut key = String::new();
+        // Committed files present and unchanged: their packs and chunks must be in the store.
+        let mut present: Vec<&super::FileEntry> = Vec::new();
         let (mut c, mut f) = (committed.iter().peekable(), found.iter().peekable());
         loop {
             let order = match (c.peek(), f.peek()) {
@@ -236,6 +240,8 @@ impl Repo {
                             old_size: Some(e.size),
                             blocks: None,
                         });
+                    } else {
+                        present.push(e);
                     }
                 }
             }
@@ -245,12 +251,21 @@ impl Repo {
         } else if !st.changes.is_empty() {
             st.state = DirState::Modified;
         } else {
+            // Only the files here: a part never checked out may never have been pulled.
             let store = self.store();
-            st.missing_objects = l
-                .objects(sub)
-                .iter()
-                .filter(|(id, _)| !store.has(id))
-                .count();
+            let mut needed: HashSet<ObjectId> = HashSet::new();
+            for e in present {
+                match l.location(e) {
+                    super::listing::Location::Pack { pack, .. } => {
+                        needed.insert(pack.id);
+                    }
+                    super::listing::Location::Chunks(c) => {
+                        needed.extend(c.iter().map(|(id, _)| *id));
+                    }
+                    super::listing::Location::Empty => {}
+                }
+            }
+            st.missing_objects = needed.iter().filter(|id| !store.has(id)).count();
             if st.missing_objects > 0 {
                 st.state = DirState::DataMissing;
             }
