@@ -830,3 +830,37 @@ fn a_relative_remote_path_works_from_a_subdirectory() {
     assert!(r.ok, "git lfs pull from a subdirectory: {}", r.stderr);
     assert!(read(work.join("model.safetensors")) == v1);
 }
+
+/// The file an import finds already in the work tree is recorded as holding the version it
+/// became: after importing on two branches, switching between them checks out each branch's
+/// version (before, the hook took the file for uncommitted changes and left the other branch's
+/// bytes under this branch's manifest).
+#[test]
+fn imported_files_follow_branch_switches() {
+    let Some(w) = World::new("imported_files_follow_branch_switches") else {
+        return;
+    };
+    let (_bare, work) = w.lfs_clone("repo");
+    let (v1, v2) = two_versions();
+    std::fs::write(work.join("model.safetensors"), &v1).expect("writes the file");
+    w.git(&work, &["add", "-A"]);
+    w.git(&work, &["commit", "-qm", "v1"]);
+    w.git(&work, &["checkout", "-qb", "exp"]);
+    std::fs::write(work.join("model.safetensors"), &v2).expect("writes the file");
+    w.git(&work, &["commit", "-qam", "v2"]);
+    w.git(&work, &["checkout", "-q", "main"]);
+    w.ns(&work, &["init"]);
+    w.ns(&work, &["git-init"]);
+    w.ns(&work, &["lfs", "import"]);
+    w.git(&work, &["commit", "-qm", "move to nshard"]);
+    w.git(&work, &["checkout", "-q", "exp"]);
+    assert_eq!(read(work.join("model.safetensors")), v2);
+    w.ns(&work, &["lfs", "import"]);
+    w.git(&work, &["commit", "-qm", "move to nshard"]);
+    let r = w.git_ran(&work, &["checkout", "-q", "main"], &[]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(!r.stderr.contains("uncommitted changes"), "{}", r.stderr);
+    assert_eq!(read(work.join("model.safetensors")), v1);
+    w.git(&work, &["checkout", "-q", "exp"]);
+    assert_eq!(read(work.join("model.safetensors")), v2);
+}

@@ -99,6 +99,9 @@ struct Import {
     index: LfsPointer,
     /// Whether the work-tree file holds the index's version (else it is checked out).
     worktree_holds: bool,
+    /// When it does: its metadata before it was hashed, and when that was (so that the stat
+    /// cache can record it as the newest version, unless it changed since).
+    worktree_seen: Option<(std::fs::Metadata, i128)>,
 }
 
 /// A version to import.
@@ -169,7 +172,15 @@ impl Repo {
                 )));
             }
             let abs = path.to_path(self.root());
+            let seen = (
+                std::fs::symlink_metadata(&abs).ok(),
+                crate::repo::statcache::now_ns(),
+            );
             let holds = worktree_holds(&abs, &f.pointer, &path)?;
+            let worktree_seen = match seen {
+                (Some(md), at) if holds => Some((md, at)),
+                _ => None,
+            };
             let (mut planned, other) = if opts.history {
                 let (hist, other) = lfs::lfs_history(&top, &f.path)?;
                 let planned: Vec<Planned> = hist
@@ -200,6 +211,7 @@ impl Repo {
                 not_pointers: other,
                 index: f.pointer,
                 worktree_holds: holds,
+                worktree_seen,
             });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -223,6 +235,33 @@ impl Repo {
         // Track the files, then check out those the work tree held only as pointers.
         let names: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         self.track(self.root().to_path_buf().as_path(), &names)?;
+        // A work-tree file that already holds the newest version is recorded as holding it, as
+        // commit records what it read: a later `git checkout` (its hook) then knows the file is
+        // clean and replaces it, instead of taking it for uncommitted changes.
+        let mut cache = self.stat_cache();
+        for (f, imported) in files.iter().zip(&report.files) {
+            let (Some((before, seen)), Some(newest)) = (&f.worktree_seen, imported.versions.last())
+            else {
+                continue;
+            };
+            let abs = f.path.to_path(self.root());
+            if let Ok(md) = std::fs::symlink_metadata(&abs) {
+                let same =
+                    fsutil::StatKey::of(&md).same(&fsutil::StatKey::of(before), self.trust_ctime());
+                if same {
+                    cache.set(
+                        f.path.as_str(),
+                        crate::repo::statcache::StatEntry::new(
+                            &md,
+                            f.index.oid,
+                            newest.version,
+                            *seen,
+                        ),
+                    );
+                }
+            }
+        }
+        cache.save()?;
         for f in files.iter().filter(|f| !f.worktree_holds) {
             let checked = self.checkout(
                 &[Target::File(f.path.clone())],
