@@ -44,6 +44,9 @@ pub struct FileCommit {
     pub result: Result<CommitOutcome>,
 }
 
+/// How many versions back commit looks for an older version's bytes copied back by hand.
+const COPY_BACK_WALK: usize = 1000;
+
 impl Repo {
     /// Commits what `sel` selects: every tracked file and unit when it is everything, else the
     /// units and tracked files it names (a named file or unit that is not tracked is an error).
@@ -280,8 +283,10 @@ impl Repo {
         })
     }
 
-    /// The nearest earlier version of `p` (by its chain of parents in the local store) whose
-    /// content hashes to `sha`; `None` when there is none or the chain cannot be read.
+    /// The nearest earlier version of `p` (by its chain of parents in the local store, at most
+    /// [`COPY_BACK_WALK`] versions back, so that a long series does not make every commit read
+    /// its whole history) whose content hashes to `sha`; `None` when there is none or the chain
+    /// cannot be read.
     fn ancestor_with_sha(
         &self,
         p: &crate::repo::WorktreeManifest,
@@ -290,7 +295,7 @@ impl Repo {
         let mut next = p.manifest.version.parent;
         let mut seen = std::collections::HashSet::new();
         while let Some(v) = next {
-            if !seen.insert(v) || seen.len() > super::MAX_HISTORY {
+            if !seen.insert(v) || seen.len() > COPY_BACK_WALK {
                 return None;
             }
             let m = self.load_version(&v).ok()?;
