@@ -702,3 +702,41 @@ fn a_version_between_git_commits_is_pushed_so_the_history_has_no_gap() {
         assert!(&fs::read(b.join("models/m.bin")).expect("checked out") == want);
     }
 }
+
+/// A checkout of a commit from before a file moved to NeuroShard: git versions the file itself
+/// there and writes it; the post-checkout hook leaves it to git, even where its bytes equal the
+/// version the removed manifest named (before, the hook deleted the file git had just written).
+#[test]
+fn a_commit_from_before_the_move_keeps_the_file_git_writes() {
+    let d = tempfile::tempdir().expect("tmp");
+    let r = d.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    let data = common::random_bytes(200_000, 7);
+    fs::write(r.join("model.bin"), &data).expect("write");
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-q", "-m", "model in git"]);
+    ok(r, &["init"]);
+    ok(r, &["git-init"]);
+    git(r, &["rm", "-q", "--cached", "model.bin"]);
+    ok(r, &["track", "model.bin"]);
+    ok(r, &["commit", "-m", "moved"]);
+    git(r, &["add", "-A"]);
+    git(r, &["commit", "-q", "-m", "moved to nshard"]);
+    let out = std::process::Command::new("git")
+        .args(["checkout", "-q", "HEAD~1"])
+        .current_dir(r)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("left to git"), "{err}");
+    assert_eq!(fs::read(r.join("model.bin")).expect("git's file"), data);
+    assert_eq!(
+        git(r, &["status", "--porcelain", "--untracked-files=no"]),
+        ""
+    );
+    // And back: the manifest returns and the file is versioned by nshard again.
+    git(r, &["checkout", "-q", "main"]);
+    assert_eq!(fs::read(r.join("model.bin")).expect("the file"), data);
+    assert_eq!(common::json(r, &["status"])[0]["state"], "unchanged");
+}

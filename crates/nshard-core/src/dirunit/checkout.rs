@@ -413,6 +413,9 @@ pub enum Unversioned {
     },
     /// Nothing to do: no data file, a manifest there again, or not a file's manifest.
     Untouched,
+    /// git versions the file itself in the new tree (a commit from before it moved to
+    /// NeuroShard, or from Git LFS): git wrote it, and it stays git's.
+    InGit,
 }
 
 impl Repo {

@@ -288,6 +288,16 @@ impl Repo {
         let Ok(abs) = fsutil::existing_file_in(self.root(), data) else {
             return Ok(Unversioned::Untouched);
         };
+        // The file is in git's index now: git itself versions (and just wrote) it here.
+        if crate::git::git(
+            self.root(),
+            &["ls-files", "--error-unmatch", "--", data.as_str()],
+        )
+        .is_ok()
+        {
+            cache.remove(data.as_str());
+            return Ok(Unversioned::InGit);
+        }
         let md = fs::symlink_metadata(&abs).map_err(Error::io("reading", &abs))?;
         if !cache.holds(data.as_str(), &abs, &md, &m.sha256, m.size)? {
             return Ok(Unversioned::KeptChanged);

@@ -396,6 +396,9 @@ fn sync(
             Ok(Unversioned::Deleted) if !ctx.quiet => {
                 eprintln!("nshard: {data}: removed (git removed its manifest)")
             }
+            Ok(Unversioned::InGit) if !ctx.quiet => eprintln!(
+                "nshard: {data}: git removed its manifest and versions the file itself at this commit (from before it moved to NeuroShard): left to git"
+            ),
             Ok(Unversioned::KeptChanged) => eprintln!(
                 "nshard: {data}: git removed its manifest, but the file holds other content: kept, no longer versioned (delete it, or `nshard commit` it to version it again)"
             ),
