@@ -307,9 +307,17 @@ impl Listing {
 
     /// Every object the files under `sub` need, with its raw size: packs and chunks, each once.
     pub fn objects(&self, sub: Option<&str>) -> Vec<(ObjectId, u64)> {
+        self.objects_of(self.select(sub))
+    }
+
+    /// Every object `files` (entries of this listing) need, with its raw size, each once.
+    pub fn objects_of<'a>(
+        &'a self,
+        files: impl IntoIterator<Item = &'a FileEntry>,
+    ) -> Vec<(ObjectId, u64)> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for f in self.select(sub) {
+        for f in files {
             match self.location(f) {
                 Location::Empty => {}
                 Location::Pack { pack, .. } => {

@@ -1,8 +1,6 @@
 //! Status and diff of a directory unit: which files were added, removed or modified since the
 //! committed listing. A file whose stat matches the stat cache is not read.
 
-use std::collections::HashSet;
-
 use super::{walk_unit, Found, Listing};
 use crate::error::StoreError;
 use crate::error::{Error, Result};
@@ -253,19 +251,11 @@ impl Repo {
         } else {
             // Only the files here: a part never checked out may never have been pulled.
             let store = self.store();
-            let mut needed: HashSet<ObjectId> = HashSet::new();
-            for e in present {
-                match l.location(e) {
-                    super::listing::Location::Pack { pack, .. } => {
-                        needed.insert(pack.id);
-                    }
-                    super::listing::Location::Chunks(c) => {
-                        needed.extend(c.iter().map(|(id, _)| *id));
-                    }
-                    super::listing::Location::Empty => {}
-                }
-            }
-            st.missing_objects = needed.iter().filter(|id| !store.has(id)).count();
+            st.missing_objects = l
+                .objects_of(present)
+                .iter()
+                .filter(|(id, _)| !store.has(id))
+                .count();
             if st.missing_objects > 0 {
                 st.state = DirState::DataMissing;
             }

@@ -115,14 +115,9 @@ impl Repo {
         fs::remove_file(&old_manifest).map_err(Error::io("removing", &old_manifest))?;
         // Tracked entries: an exact entry follows the file; otherwise the new path gets one when
         // nothing matches it.
-        // A name with glob characters is written escaped, so the entry names only that file.
-        let entry_of = |p: &RepoPath| {
-            if crate::repo::is_glob(p.as_str()) {
-                crate::repo::escape_glob(p.as_str())
-            } else {
-                p.as_str().to_string()
-            }
-        };
+        // A name with glob characters is written escaped (any other name as it is), so the entry
+        // names only that file.
+        let entry_of = |p: &RepoPath| crate::repo::escape_glob(p.as_str());
         let mut cfg = self.config().clone();
         if let Some(e) = cfg
             .track
