@@ -330,3 +330,90 @@ fn the_hooks_keep_an_uncommitted_removal_in_a_unit() {
     assert!(!out.contains("uncommitted"), "{out}");
     assert!(!b.join("data/p0/f000.bin").exists(), "{out}");
 }
+
+/// The colleague flow with a unit: B edits one file while A pushes a version that changed
+/// another; `git pull` leaves B's unit as it is (it has edits). Committing it as it is would
+/// take A's change back, since the other file still holds the version before it: commit refuses
+/// and names the file; `nshard checkout` of that file brings A's change in, and the commit then
+/// holds both. A file that both changed is refused as edited from the older version, and
+/// `--force` commits it.
+#[test]
+fn a_unit_commit_never_undoes_a_colleagues_version() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let a = owner(root);
+    unit_committed(&a, 6, 1000, "v1");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let b = clone(root, "b");
+    ok(&b, &["pull", "--checkout"]);
+    ok(&b, &["git-init"]);
+
+    // A changes f001 and pushes v2; B edits f000 meanwhile and pulls.
+    write(&a, "data/p1/f001.bin", b"A's change");
+    ok(&a, &["commit", "-m", "v2"]);
+    git(&a, &["commit", "-q", "-am", "v2"]);
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    write(&b, "data/p0/f000.bin", b"B's change");
+    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert!(pulled, "{out}");
+    assert!(out.contains("uncommitted changes"), "{out}");
+    assert_eq!(
+        fs::read(b.join("data/p1/f001.bin")).expect("read"),
+        random_bytes(1000, 1)
+    );
+
+    let text = common::fails(&b, &["commit", "-m", "B's edit"]);
+    assert!(
+        text.contains("data/p1/f001.bin holds version") && text.contains("older than"),
+        "{text}"
+    );
+    ok(&b, &["checkout", "data/p1/f001.bin"]);
+    ok(&b, &["commit", "-m", "B's edit"]);
+    let tree = read_tree(&b, "data");
+    assert_eq!(tree["data/p1/f001.bin"], b"A's change");
+    assert_eq!(tree["data/p0/f000.bin"], b"B's change");
+    git(&b, &["commit", "-q", "-am", "B's edit"]);
+
+    // Both change f002: B's edit started from the version before A's.
+    let (pushed, out) = git_try(&b, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let (pulled, out) = git_try(&a, &["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert!(pulled, "{out}");
+    write(&a, "data/p2/f002.bin", b"A again");
+    ok(&a, &["commit", "-m", "v4"]);
+    git(&a, &["commit", "-q", "-am", "v4"]);
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    write(&b, "data/p2/f002.bin", b"B again");
+    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert!(pulled, "{out}");
+    let text = common::fails(&b, &["commit", "-m", "B again"]);
+    assert!(
+        text.contains("data/p2/f002.bin was edited from version") && text.contains("--force"),
+        "{text}"
+    );
+    ok(&b, &["commit", "-m", "B again", "--force"]);
+    assert_eq!(read_tree(&b, "data")["data/p2/f002.bin"], b"B again");
+
+    // An older version restored with `checkout --version`: committing it is a revert.
+    let log = common::json(&b, &["log", "data/"]);
+    let first = log["data"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|v| v["version"].as_str())
+        .expect("first version")
+        .to_string();
+    ok(&b, &["checkout", "data/", "--version", &first[..12]]);
+    let text = common::fails(&b, &["commit", "-m", "revert"]);
+    assert!(
+        text.contains(&format!("holds version {}", &first[..12])) && text.contains("a revert"),
+        "{text}"
+    );
+    ok(&b, &["commit", "-m", "revert", "--force"]);
+    assert_eq!(
+        read_tree(&b, "data")["data/p2/f002.bin"],
+        random_bytes(1000, 2)
+    );
+}

@@ -105,8 +105,7 @@ impl Repo {
         let mut cache = self.stat_cache();
         let mut out = Vec::new();
         for (unit, only) in unit_targets {
-            let result =
-                self.commit_dir(&unit, only.as_deref(), &message, &mut cache, opts.progress);
+            let result = self.commit_dir(&unit, only.as_deref(), &message, &mut cache, opts);
             out.push(FileCommit { path: unit, result });
             cache.save()?;
         }
