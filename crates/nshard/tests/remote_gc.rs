@@ -1150,3 +1150,86 @@ fn keep_last_counts_the_versions_of_each_repository_apart() {
         assert!(w.has_object(&versions[1]) && w.has_object(&versions[2]));
     }
 }
+
+/// An older step committed again as the newest version (a revert) after a gc made its chunks
+/// deltas on the remote: the push finds them there and sends nothing, so the remote holds the
+/// branch's newest version only as deltas. The next gc stores them whole again from the
+/// committer's store (and keeps them whole), so a fresh clone pulls the newest version without a
+/// chain, and the older steps still come back.
+#[test]
+fn the_newest_version_is_whole_on_the_remote_again_after_a_revert() {
+    revert_then_gc(&GcWorld::dir());
+}
+
+#[test]
+fn the_newest_version_is_whole_again_after_a_revert_on_a_server() {
+    revert_then_gc(&served_world());
+}
+
+#[test]
+fn the_newest_version_is_whole_again_after_a_revert_on_s3() {
+    if let Some(w) = s3_world() {
+        revert_then_gc(&w);
+    }
+}
+
+fn revert_then_gc(w: &GcWorld) {
+    let a = w.owner_of("origin.git", "a");
+    format_aware_chunking(&a);
+    let files = common::checkpoints::series(4);
+    for (k, f) in files.iter().enumerate() {
+        w.commit_push(&a, f, &format!("step {k}"));
+        w.ok(&a, &["repack"]);
+    }
+    let first = w.gc(&a, &["--grace", "0"]);
+    assert!(first["uploaded_deltas"].as_u64() > Some(0), "{first:#}");
+    let (_, step1_chunks) = version_objects(&a, "HEAD~2");
+    let as_deltas: Vec<&String> = step1_chunks.iter().filter(|c| !w.has_object(c)).collect();
+    assert!(
+        !as_deltas.is_empty(),
+        "step 1 is stored as deltas: {first:#}"
+    );
+
+    // Step 1's content committed again as the newest version, pushed with git.
+    fs::write(a.join("models/m.bin"), &files[1]).expect("write");
+    w.ok(&a, &["commit", "--force", "-m", "back to step 1"]);
+    w.git(&a, &["commit", "-q", "-am", "back to step 1"]);
+    w.git(&a, &["push", "-q", "origin", "HEAD"]);
+    let (_, newest) = version_objects(&a, "HEAD");
+    assert!(
+        newest.iter().any(|c| !w.has_object(c)),
+        "held only as deltas"
+    );
+
+    let gc = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(
+        gc["whole_again"].as_u64(),
+        Some(as_deltas.len() as u64),
+        "{gc:#}"
+    );
+    for c in &newest {
+        assert!(
+            w.has_object(c),
+            "chunk {c} of the newest version is whole: {gc:#}"
+        );
+    }
+    // It stays whole: the next run finds nothing to change.
+    let later = w.gc(&a, &["--grace", "0"]);
+    assert_eq!(later["whole_again"], 0, "{later:#}");
+    assert_eq!(later["superseded_objects"], 0, "{later:#}");
+    for c in &newest {
+        assert!(w.has_object(c), "chunk {c} stays whole: {later:#}");
+    }
+
+    // A fresh clone pulls the newest version alone, with no delta; the older steps still resolve.
+    w.git(&w.root, &["clone", "-q", "origin.git", "c"]);
+    let c = w.p("c");
+    w.ok(
+        &c,
+        &["remote", "add", "data", &w.url, "--local", "--default"],
+    );
+    let pulled = w.json(&c, &["pull", "--checkout"]);
+    assert_eq!(pulled["deltas"], 0, "{pulled:#}");
+    assert!(fs::read(c.join("models/m.bin")).expect("newest") == files[1]);
+    w.ok(&a, &["verify", "--remote", "data", "--all-versions"]);
+}

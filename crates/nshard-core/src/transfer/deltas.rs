@@ -15,7 +15,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::engine::{bounded, corrupt_here, corrupt_on_remote, local_io, remote_missing};
+use super::engine::{
+    bounded, corrupt_here, corrupt_on_remote, local_io, put_standalone, remote_missing,
+};
 use super::{TransferOptions, TransferStats};
 use crate::codec::{self, Encoder, MAX_CHAIN};
 use crate::error::{Error, Result, StoreError};
@@ -24,6 +26,7 @@ use crate::progress::NoProgress;
 use crate::remote::{DeltaName, Store, StoredDelta, StoredObject};
 use crate::retry::Retry;
 use crate::store::LocalStore;
+use std::sync::atomic::AtomicBool;
 
 /// What a push sends as deltas: level by level (each level's bases are held by the remote once
 /// the levels before it are sent), and the chunks that go as a delta in place of whole.
@@ -291,18 +294,48 @@ pub(super) fn plan_offer(
 /// Nor one that would put an object the remote holds only as deltas out of reach: a delta of an
 /// object others are deltas of deepens their chains, and past the bound they would resolve no
 /// more (each run in a training loop would add a level); that object stays whole, a keyframe.
+/// Without `whole_only` (see [`choose_encodings_keeping`]).
+#[cfg(test)]
 pub(super) fn would_stand(
-    mut offer: Vec<DeltaName>,
+    offer: Vec<DeltaName>,
     live: &HashSet<ObjectId>,
     whole: &HashMap<ObjectId, StoredObject>,
     held_as_delta: &HashMap<ObjectId, Vec<StoredDelta>>,
     now: u64,
     settled: impl Fn(u64) -> bool,
 ) -> Vec<DeltaName> {
+    would_stand_keeping(
+        offer,
+        live,
+        whole,
+        held_as_delta,
+        &HashSet::new(),
+        now,
+        settled,
+    )
+}
+
+/// [`would_stand`] where the objects of `whole_only` held whole stay whole.
+pub(super) fn would_stand_keeping(
+    mut offer: Vec<DeltaName>,
+    live: &HashSet<ObjectId>,
+    whole: &HashMap<ObjectId, StoredObject>,
+    held_as_delta: &HashMap<ObjectId, Vec<StoredDelta>>,
+    whole_only: &HashSet<ObjectId>,
+    now: u64,
+    settled: impl Fn(u64) -> bool,
+) -> Vec<DeltaName> {
+    offer.retain(|d| !(whole_only.contains(&d.id) && whole.contains_key(&d.id)));
     if offer.is_empty() {
         return offer;
     }
-    let before = choose_encodings(live, whole, held_as_delta, |_| true).unresolved;
+    let choose_encodings = |live: &HashSet<ObjectId>,
+                            whole: &HashMap<ObjectId, StoredObject>,
+                            deltas: &HashMap<ObjectId, Vec<StoredDelta>>,
+                            settled: &dyn Fn(u64) -> bool| {
+        choose_encodings_keeping(live, whole, deltas, whole_only, settled)
+    };
+    let before = choose_encodings(live, whole, held_as_delta, &|_| true).unresolved;
     // Each round drops at least one offered delta, or ends.
     for _ in 0..=offer.len() {
         let mut trial = held_as_delta.clone();
@@ -323,7 +356,7 @@ pub(super) fn would_stand(
             list.retain(|d| !gone.contains(&d.name));
         }
         trial.retain(|_, list| !list.is_empty());
-        let later = choose_encodings(live, &whole_after, &trial, |_| true);
+        let later = choose_encodings(live, &whole_after, &trial, &|_| true);
         // Objects that resolve now and would not: the offered deltas below them (of their
         // bases, down their chains) go.
         let below = bases_below(later.unresolved.difference(&before).copied(), &trial);
@@ -409,6 +442,55 @@ pub(super) async fn push_offer(
     sent.sort_unstable();
     failed.sort_unstable_by_key(|(d, _)| *d);
     Ok((sent, failed))
+}
+
+/// Uploads each of `ids` whole from `local` (`opts.jobs` at a time), as a push sends an object;
+/// returns each with the bytes sent. Any failure stops it (after the retries).
+pub(super) async fn push_whole(
+    local: &LocalStore,
+    remote: &Arc<dyn Store>,
+    ids: &[ObjectId],
+    stats: &mut TransferStats,
+    opts: &TransferOptions<'_>,
+) -> Result<Vec<(ObjectId, u64)>> {
+    let total = ids.iter().filter_map(|id| local.encoded_size(id)).sum();
+    opts.progress.start(
+        &format!("newest versions whole to {}", remote.display_url()),
+        total,
+    );
+    let retry = opts.retry;
+    let format1 = Arc::new(AtomicBool::new(!remote.stores_float_objects()));
+    let mut sent = Vec::with_capacity(ids.len());
+    let r = bounded(
+        ids.to_vec(),
+        opts.jobs,
+        |id| {
+            let (local, remote, format1) =
+                (local.clone(), Arc::clone(remote), Arc::clone(&format1));
+            async move {
+                retry
+                    .run(|| {
+                        let (local, remote, format1) =
+                            (local.clone(), Arc::clone(&remote), Arc::clone(&format1));
+                        async move { put_standalone(&local, &remote, id, &format1).await }
+                    })
+                    .await
+            }
+        },
+        |id, (n, older), retries| {
+            stats.objects += 1;
+            stats.older_format += usize::from(older);
+            stats.bytes += n;
+            stats.retries += retries;
+            opts.progress.advance(n);
+            sent.push((id, n));
+        },
+    )
+    .await;
+    opts.progress.finish();
+    r?;
+    sent.sort_unstable();
+    Ok(sent)
 }
 
 /// The stored bytes of the planned deltas (as the local store holds them).
@@ -832,10 +914,24 @@ pub(super) struct Encodings {
 /// (even those no live version names). Only what has `settled` (stored longer ago than the grace
 /// period) is deleted or relied on to delete something else; an object with no chain that
 /// resolves keeps everything it has.
+#[cfg(test)]
 pub(super) fn choose_encodings(
     live: &HashSet<ObjectId>,
     whole: &HashMap<ObjectId, StoredObject>,
     deltas: &HashMap<ObjectId, Vec<crate::remote::StoredDelta>>,
+    settled: impl Fn(u64) -> bool,
+) -> Encodings {
+    choose_encodings_keeping(live, whole, deltas, &HashSet::new(), settled)
+}
+
+/// [`choose_encodings`] where each object of `whole_only` the remote holds whole is kept whole
+/// (an anchor), whatever deltas it has: the objects of the versions branches name now, so that
+/// pulling the newest version reads no chain.
+pub(super) fn choose_encodings_keeping(
+    live: &HashSet<ObjectId>,
+    whole: &HashMap<ObjectId, StoredObject>,
+    deltas: &HashMap<ObjectId, Vec<crate::remote::StoredDelta>>,
+    whole_only: &HashSet<ObjectId>,
     settled: impl Fn(u64) -> bool,
 ) -> Encodings {
     let mut out = Encodings::default();
@@ -855,7 +951,9 @@ pub(super) fn choose_encodings(
     };
     // Whole objects nothing else can stand for are the anchors.
     for id in &need {
-        if whole.contains_key(id) && !options(id).iter().any(|d| settled(d.modified)) {
+        if whole.contains_key(id)
+            && (whole_only.contains(id) || !options(id).iter().any(|d| settled(d.modified)))
+        {
             chosen.insert(*id, (None, 0));
         }
     }

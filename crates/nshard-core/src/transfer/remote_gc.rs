@@ -212,6 +212,16 @@ pub struct RemoteGcReport {
     pub uploaded_deltas: usize,
     /// Their stored bytes.
     pub uploaded_delta_bytes: u64,
+    /// Objects of the versions branches (and clones' work trees) name now that the remote held
+    /// only as deltas (an older version committed again after a gc made it deltas), uploaded
+    /// whole from this clone's store (or that would be, in a dry run), so that a clone pulling
+    /// the newest version reads no chain. Those objects stay whole from then on.
+    pub whole_again: usize,
+    /// Their stored bytes.
+    pub whole_again_bytes: u64,
+    /// Such objects this clone's store lacks: they stay deltas on the remote until a run from a
+    /// clone that has them.
+    pub whole_again_lacking: usize,
     /// Deltas this clone offered that the remote refused or that failed to upload, with why
     /// (the whole copies they were to stand for stay).
     pub refused_deltas: Vec<String>,
@@ -454,6 +464,21 @@ async fn run(
         }
     }
     report.live_versions = kept.len() - report.absent_versions;
+    // The objects of the versions branches and clones' work trees name now (not tags: a tag of
+    // every checkpoint would keep every checkpoint whole): kept whole on a remote that keeps
+    // deltas, so that pulling a branch's newest version reads no chain.
+    let mut head_objects: HashSet<ObjectId> = HashSet::new();
+    for n in &current {
+        let r = &records[n];
+        if r.refname.starts_with("refs/tags/") {
+            continue;
+        }
+        for v in &r.tips {
+            if let Some(Some(node)) = graph.get(v) {
+                head_objects.extend(node.objects.iter().copied());
+            }
+        }
+    }
 
     // 4. What only superseded records or pruned versions needed.
     let mut dropped_roots: Vec<ObjectId> = Vec::new();
@@ -514,6 +539,40 @@ async fn run(
             deltas_by_id.entry(d.name.id).or_default().push(d);
         }
         whole = listed.iter().map(|o| (o.id, *o)).collect();
+        // Objects of the newest versions held only as deltas (an older version committed again
+        // after a gc made it deltas) go up whole first, from this clone's store.
+        let mut again: Vec<ObjectId> = head_objects
+            .iter()
+            .filter(|id| !whole.contains_key(id) && deltas_by_id.contains_key(id))
+            .copied()
+            .collect();
+        again.sort_unstable();
+        let (have, lacking): (Vec<ObjectId>, Vec<ObjectId>) =
+            again.into_iter().partition(|id| repo.store().has(id));
+        report.whole_again_lacking = lacking.len();
+        if opts.dry_run {
+            report.whole_again = have.len();
+            report.whole_again_bytes = have
+                .iter()
+                .filter_map(|id| repo.store().encoded_size(id))
+                .sum();
+        } else if !have.is_empty() {
+            let sent =
+                deltas::push_whole(repo.store(), remote, &have, &mut stats, &opts.transfer).await?;
+            report.requests += sent.len() as u64;
+            for (id, size) in sent {
+                report.whole_again += 1;
+                report.whole_again_bytes += size;
+                whole.insert(
+                    id,
+                    StoredObject {
+                        id,
+                        size,
+                        modified: now,
+                    },
+                );
+            }
+        }
         // Deltas this clone holds of live objects the remote holds only whole go up first (a
         // push sends versions whole, so a remote where gc never runs stays as it was before
         // deltas): like those pushed, they stand for the whole copies once settled.
@@ -530,7 +589,15 @@ async fn run(
             Vec::new()
         };
         let settled = |m: u64| now >= m.saturating_add(opts.grace);
-        let offer = deltas::would_stand(offer, &live_objects, &whole, &deltas_by_id, now, settled);
+        let offer = deltas::would_stand_keeping(
+            offer,
+            &live_objects,
+            &whole,
+            &deltas_by_id,
+            &head_objects,
+            now,
+            settled,
+        );
         // A dry run counts them as uploaded, so that it says what a run would free.
         let uploaded = if opts.dry_run || offer.is_empty() {
             offer
@@ -555,9 +622,13 @@ async fn run(
                 modified: now,
             });
         }
-        encodings = deltas::choose_encodings(&live_objects, &whole, &deltas_by_id, |m| {
-            takes && settled(m)
-        });
+        encodings = deltas::choose_encodings_keeping(
+            &live_objects,
+            &whole,
+            &deltas_by_id,
+            &head_objects,
+            |m| takes && settled(m),
+        );
         live_objects.extend(encodings.bases.iter().copied());
         report.live_deltas = encodings.deltas_kept;
         let gone: HashSet<DeltaName> = encodings.deltas_superseded.iter().copied().collect();

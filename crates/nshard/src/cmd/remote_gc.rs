@@ -226,6 +226,19 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
             if a.dry_run { "would free" } else { "freed" },
             objects(report.freed_objects, report.freed_bytes)
         );
+        if report.whole_again > 0 {
+            out!(
+                "{} {} whole from this clone's store: chunks of the newest versions the remote held only as deltas (an older version committed again), so that pulling them reads no chain",
+                if a.dry_run { "would upload" } else { "uploaded" },
+                objects(report.whole_again, report.whole_again_bytes)
+            );
+        }
+        if report.whole_again_lacking > 0 {
+            eprintln!(
+                "nshard: warning: {} chunk(s) of the newest versions are held on the remote only as deltas and this clone lacks them: run `nshard remote gc` from the clone that committed them to store them whole there",
+                report.whole_again_lacking
+            );
+        }
         if report.uploaded_deltas > 0 {
             let settle = if a.grace == 0 {
                 "they stand for those whole copies from this run on".to_string()
