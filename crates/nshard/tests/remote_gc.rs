@@ -813,6 +813,9 @@ fn a_push_relies_on_older_versions_the_remote_holds_only_as_deltas() {
     let later = w.gc(&a, &["--grace", "0"]);
     assert_eq!(later["freed_objects"], 0, "{later:#}");
     assert_eq!(later["uploaded_deltas"], 0, "{later:#}");
+    // Step 1 is not the newest of its history (step 2 descends from it): it stays deltas.
+    assert_eq!(later["whole_again"], 0, "{later:#}");
+    assert_eq!(later["superseded_objects"], 0, "{later:#}");
 }
 
 /// A push that relies on a chain of deltas on the remote (a chunk stored there only as a delta of

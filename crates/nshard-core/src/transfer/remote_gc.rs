@@ -212,8 +212,8 @@ pub struct RemoteGcReport {
     pub uploaded_deltas: usize,
     /// Their stored bytes.
     pub uploaded_delta_bytes: u64,
-    /// Objects of the versions branches (and clones' work trees) name now that the remote held
-    /// only as deltas (an older version committed again after a gc made it deltas), uploaded
+    /// Objects of the newest versions (named by a ref or a clone's work tree, with no kept
+    /// version descending from them) that the remote held only as deltas (an older version committed again after a gc made it deltas), uploaded
     /// whole from this clone's store (or that would be, in a dry run), so that a clone pulling
     /// the newest version reads no chain. Those objects stay whole from then on.
     pub whole_again: usize,
@@ -464,16 +464,20 @@ async fn run(
         }
     }
     report.live_versions = kept.len() - report.absent_versions;
-    // The objects of the versions branches and clones' work trees name now (not tags: a tag of
-    // every checkpoint would keep every checkpoint whole): kept whole on a remote that keeps
-    // deltas, so that pulling a branch's newest version reads no chain.
+    // The objects of the newest versions: those a ref or a clone's work tree names now and that
+    // no kept version descends from (a branch's head, a version committed again as the newest;
+    // not a tag or a checkout of an older step). Kept whole on a remote that keeps deltas, so
+    // that pulling a branch's newest version reads no chain.
+    let parents: HashSet<ObjectId> = kept
+        .iter()
+        .filter_map(|v| match graph.get(v) {
+            Some(Some(node)) => node.parent,
+            _ => None,
+        })
+        .collect();
     let mut head_objects: HashSet<ObjectId> = HashSet::new();
     for n in &current {
-        let r = &records[n];
-        if r.refname.starts_with("refs/tags/") {
-            continue;
-        }
-        for v in &r.tips {
+        for v in records[n].tips.iter().filter(|v| !parents.contains(v)) {
             if let Some(Some(node)) = graph.get(v) {
                 head_objects.extend(node.objects.iter().copied());
             }
