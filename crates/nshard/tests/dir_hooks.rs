@@ -364,6 +364,20 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
         random_bytes(1000, 1)
     );
 
+    // status names the file and says why before commit refuses it.
+    let st = common::json(&b, &["status"]);
+    let changes = st[0]["changes"].as_array().expect("changes");
+    let older: Vec<&str> = changes
+        .iter()
+        .filter(|c| c["from_older"].is_string())
+        .map(|c| c["path"].as_str().expect("path"))
+        .collect();
+    assert_eq!(older, ["p1/f001.bin"], "{st:#}");
+    let text = common::ok(&b, &["status"]);
+    assert!(
+        text.contains("1 file of them from an older version"),
+        "{text}"
+    );
     let text = common::fails(&b, &["commit", "-m", "B's edit"]);
     assert!(
         text.contains("data/p1/f001.bin holds version") && text.contains("older than"),

@@ -449,8 +449,8 @@ impl Repo {
     /// listing `l`): a file (among those `inside` the commit) that last held, or was edited from,
     /// an older version of the unit than `p` (as after a `git pull` whose hook left the unit
     /// alone because of edits, or `nshard checkout DIR --version`), where `p` changed that file
-    /// since. Its content would go into the new version on top of `p` and silently take back what
-    /// `p` changed. Only a version proven older (in `p`'s history in the local store) refuses.
+    /// since (see [`Repo::files_from_older`]). Its content would go into the new version on top
+    /// of `p` and silently take back what `p` changed.
     fn refuse_undoing(
         &self,
         unit: &RepoPath,
@@ -460,23 +460,6 @@ impl Repo {
         inside: &dyn Fn(&str) -> bool,
         cache: &StatCache,
     ) -> Result<()> {
-        let committed: HashMap<&str, &ObjectId> = l
-            .files
-            .iter()
-            .map(|f| (f.path.as_str(), &f.sha256))
-            .collect();
-        // The versions before `p`, read once and only when a file needs them.
-        let mut older: Option<HashSet<ObjectId>> = None;
-        let mut is_older = |v: &ObjectId| -> Result<bool> {
-            if older.is_none() {
-                let h = self.dir_history(p)?;
-                older = Some(h.iter().skip(1).map(|n| n.version).collect());
-            }
-            Ok(older.as_ref().is_some_and(|o| o.contains(v)))
-        };
-        // (path, version it came from) of the first file holding an older version's bytes and
-        // of the first one edited from it; how many files in all.
-        let (mut stale, mut edited, mut count) = (None, None, 0usize);
         let on_disk: HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
         let removed = l
             .files
@@ -484,47 +467,29 @@ impl Repo {
             .filter(|e| !on_disk.contains(e.path.as_str()))
             .map(|e| (e.path.as_str(), None));
         let present = found.iter().map(|f| (f.rel.as_str(), Some(f)));
-        for (rel, f) in present.chain(removed) {
-            let full = format!("{}/{rel}", unit.as_str());
-            let Some(c) = cache.get(&full) else { continue };
-            // Unchanged by `p` since the version the file last held: nothing to undo.
-            if !inside(rel) || c.version == p.version || committed.get(rel) == Some(&&c.sha256) {
-                continue;
-            }
-            let holds = match f {
-                // Removed here: undoes `p`'s change to it.
-                None => None,
-                Some(f) if cache.fresh(&full, &f.md).is_some() => Some(c.sha256),
-                Some(f) => Some(super::status::hash_found(f)?),
-            };
-            // Edited into `p`'s own content: nothing is undone.
-            if holds.is_some() && holds.as_ref() == committed.get(rel).copied() {
-                continue;
-            }
-            if !is_older(&c.version)? {
-                continue;
-            }
-            count += 1;
-            if holds == Some(c.sha256) {
-                stale.get_or_insert((full, c.version));
-            } else {
-                edited.get_or_insert((full, c.version));
-            }
-        }
-        let more = |path: String| match count {
+        let older = self.files_from_older(
+            unit,
+            p,
+            l,
+            present.chain(removed).filter(|(rel, _)| inside(rel)),
+            cache,
+        )?;
+        let more = |path: String| match older.len() {
             0 | 1 => path,
             n => format!("{path} (and {} more file(s) of {unit}/)", n - 1),
         };
-        match (edited, stale) {
-            (Some((path, from)), _) => Err(Error::Repo(RepoError::EditedFromOther {
-                path: more(path),
-                edited_from: from,
+        let full = |o: &super::status::FromOlder| format!("{}/{}", unit.as_str(), o.rel);
+        // An edited file first: its hint (diff, carry the changes in) covers the others too.
+        match (older.iter().find(|o| o.edited), older.first()) {
+            (Some(o), _) => Err(Error::Repo(RepoError::EditedFromOther {
+                path: more(full(o)),
+                edited_from: o.version,
                 manifest_version: p.version,
                 file_is: crate::error::VersionOrder::Older,
             })),
-            (None, Some((path, from))) => Err(Error::Repo(RepoError::Outdated {
-                path: more(path),
-                file_version: from,
+            (None, Some(o)) => Err(Error::Repo(RepoError::Outdated {
+                path: more(full(o)),
+                file_version: o.version,
                 manifest_version: p.version,
                 file_is: crate::error::VersionOrder::Older,
             })),

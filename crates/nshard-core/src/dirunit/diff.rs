@@ -153,6 +153,7 @@ fn compare_listings(old: &Listing, new: &Listing, sub: Option<&str>) -> Vec<DirC
         size,
         old_size,
         blocks: None,
+        from_older: None,
     };
     let mut out = Vec::new();
     let (mut o, mut n) = (old.select(sub).peekable(), new.select(sub).peekable());

@@ -38,6 +38,11 @@ pub struct DirChange {
     /// with the committed ones; only `diff` computes them (it reads the file).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocks: Option<crate::manifest::BlockDiff>,
+    /// In `status`: the older version of the unit this file holds, or was edited from (or
+    /// removed from), where the unit's committed version changed it since. `commit` refuses it
+    /// without `--force`, since it would take that change back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_older: Option<ObjectId>,
 }
 
 /// The state of a directory unit, named like a file's state where they mean the same.
@@ -107,17 +112,102 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// A file of a unit that holds, or was edited from, an older version of the unit than its
+/// manifest names, where that version changed the file since (see [`Repo::files_from_older`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FromOlder {
+    /// Path relative to the unit.
+    pub rel: String,
+    /// The older version of the unit the file last held.
+    pub version: ObjectId,
+    /// Edited since (or removed); `false`: it holds that version's bytes as they were.
+    pub edited: bool,
+}
+
 /// SHA-256 of a found file's content.
 pub(super) fn hash_found(f: &Found) -> Result<ObjectId> {
     fsutil::hash_file(&f.abs)
 }
 
 impl Repo {
+    /// Of `files` (paths relative to `unit`, each with its file or `None` when it is not in the
+    /// work tree), those that last held, or were edited from, an older version of the unit than
+    /// `p` (with listing `l`) where `p` changed them since: the stat cache records the version
+    /// each file last held. A file edited into `p`'s own content changes nothing. Only a version
+    /// `p`'s history in the local store proves older counts (read once, and only when a file
+    /// needs it): a history that is not here counts nothing.
+    pub(crate) fn files_from_older<'a>(
+        &self,
+        unit: &RepoPath,
+        p: &super::DirVersionBytes,
+        l: &Listing,
+        files: impl Iterator<Item = (&'a str, Option<&'a Found>)>,
+        cache: &crate::repo::statcache::StatCache,
+    ) -> Result<Vec<FromOlder>> {
+        let committed: std::collections::HashMap<&str, &ObjectId> = l
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), &f.sha256))
+            .collect();
+        let mut older: Option<std::collections::HashSet<ObjectId>> = None;
+        let mut out = Vec::new();
+        for (rel, f) in files {
+            let full = format!("{}/{rel}", unit.as_str());
+            let Some(c) = cache.get(&full) else { continue };
+            // Unchanged by `p` since the version the file last held: nothing to undo.
+            if c.version == p.version || committed.get(rel) == Some(&&c.sha256) {
+                continue;
+            }
+            let holds = match f {
+                None => None,
+                Some(f) if cache.fresh(&full, &f.md).is_some() => Some(c.sha256),
+                Some(f) => Some(hash_found(f)?),
+            };
+            if holds.is_some() && holds.as_ref() == committed.get(rel).copied() {
+                continue;
+            }
+            if older.is_none() {
+                let h = self.dir_history(p)?;
+                older = Some(h.iter().skip(1).map(|n| n.version).collect());
+            }
+            if older.as_ref().is_some_and(|o| o.contains(&c.version)) {
+                out.push(FromOlder {
+                    rel: rel.to_string(),
+                    version: c.version,
+                    edited: holds != Some(c.sha256),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Compares the unit's files (under `sub`) with its committed listing. Files whose stat
     /// changed are hashed; the stat cache is refreshed for those that turn out unchanged.
     pub fn dir_status(&self, unit: &RepoPath, sub: Option<&str>) -> Result<DirStatus> {
         let d = self.read_dir_manifest(unit)?;
-        self.dir_status_against(unit, sub, d.map(|d| (d.version, d.manifest)))
+        let mut st = self.dir_status_against(
+            unit,
+            sub,
+            d.as_ref().map(|d| (d.version, d.manifest.clone())),
+        )?;
+        if let (Some(d), DirState::Modified) = (&d, st.state) {
+            // Which of the changes would take back a newer version's changes.
+            let l = self.load_listing(&d.manifest)?;
+            let found: Vec<Found> = walk_unit(self.root(), unit)?;
+            let by_rel: std::collections::HashMap<&str, &Found> =
+                found.iter().map(|f| (f.rel.as_str(), f)).collect();
+            let changed = st
+                .changes
+                .iter()
+                .map(|c| (c.path.as_str(), by_rel.get(c.path.as_str()).copied()));
+            let older = self.files_from_older(unit, d, &l, changed, &self.stat_cache())?;
+            let older: std::collections::HashMap<&str, ObjectId> =
+                older.iter().map(|o| (o.rel.as_str(), o.version)).collect();
+            for c in &mut st.changes {
+                c.from_older = older.get(c.path.as_str()).copied();
+            }
+        }
+        Ok(st)
     }
 
     /// Compares the unit's files (under `sub`) with the listing of `base` (a version and its
@@ -200,6 +290,7 @@ impl Repo {
                         size: e.size,
                         old_size: None,
                         blocks: None,
+                        from_older: None,
                     });
                 }
                 std::cmp::Ordering::Greater => {
@@ -210,6 +301,7 @@ impl Repo {
                         size: g.md.len(),
                         old_size: None,
                         blocks: None,
+                        from_older: None,
                     });
                 }
                 std::cmp::Ordering::Equal => {
@@ -237,6 +329,7 @@ impl Repo {
                             size: g.md.len(),
                             old_size: Some(e.size),
                             blocks: None,
+                            from_older: None,
                         });
                     } else {
                         present.push(e);

@@ -40,10 +40,13 @@ pub fn print_status(s: &DirStatus, limit: usize) -> Result<()> {
             count_of(DirChangeKind::Added),
             count_of(DirChangeKind::Removed),
             count_of(DirChangeKind::Modified),
-            if s.to.is_some() {
-                ""
-            } else {
-                ": run `nshard commit`"
+            match (s.to, s.changes.iter().filter(|c| c.from_older.is_some()).count()) {
+                (Some(_), _) => String::new(),
+                (None, 0) => ": run `nshard commit`".to_string(),
+                (None, n) => format!(
+                    ": {} of them from an older version of {label}; committing would take back the newer version's changes to them (`nshard checkout` those, or carry the changes in and `nshard commit --force`)",
+                    count(n as u64, "file")
+                ),
             }
         ),
         DirState::New => format!(
@@ -76,6 +79,9 @@ pub fn print_status(s: &DirStatus, limit: usize) -> Result<()> {
             Some(old) if old != c.size => format!("{} -> {}", bytes(old), bytes(c.size)),
             _ => bytes(c.size),
         };
+        if let Some(v) = &c.from_older {
+            size += &format!("; from version {}, older than the unit's", v.short());
+        }
         if let Some(b) = &c.blocks {
             size += &format!(
                 "; {} of {} blocks reused, {} new",
