@@ -44,9 +44,6 @@ pub struct FileCommit {
     pub result: Result<CommitOutcome>,
 }
 
-/// How many versions back commit looks for an older version's bytes copied back by hand.
-const COPY_BACK_WALK: usize = 1000;
-
 impl Repo {
     /// Commits what `sel` selects: every tracked file and unit when it is everything, else the
     /// units and tracked files it names (a named file or unit that is not tracked is an error).
@@ -194,7 +191,7 @@ impl Repo {
             // which takes --force, as when nshard itself wrote it. A history that cannot be read
             // does not stop the commit.
             let older = (!opts.force)
-                .then(|| self.ancestor_with_sha(p, &stored.sha256))
+                .then(|| self.ancestor_where(p, |m| m.sha256 == stored.sha256))
                 .flatten();
             if let Some(older) = older {
                 // Recorded as holding that version (its chunks are stored now), as status
@@ -280,30 +277,6 @@ impl Repo {
             delta_bytes_after: deltas.bytes_after,
             delta_pending,
         })
-    }
-
-    /// The nearest earlier version of `p` (by its chain of parents in the local store, at most
-    /// [`COPY_BACK_WALK`] versions back, so that a long series does not make every commit read
-    /// its whole history) whose content hashes to `sha`; `None` when there is none or the chain
-    /// cannot be read.
-    fn ancestor_with_sha(
-        &self,
-        p: &crate::repo::WorktreeManifest,
-        sha: &ObjectId,
-    ) -> Option<ObjectId> {
-        let mut next = p.manifest.version.parent;
-        let mut seen = std::collections::HashSet::new();
-        while let Some(v) = next {
-            if !seen.insert(v) || seen.len() > COPY_BACK_WALK {
-                return None;
-            }
-            let m = self.load_version(&v).ok()?;
-            if m.sha256 == *sha {
-                return Some(v);
-            }
-            next = m.version.parent;
-        }
-        None
     }
 
     /// Reads `abs` through the ingest pipeline with the repository's chunking, storing the chunks

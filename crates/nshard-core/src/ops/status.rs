@@ -5,7 +5,7 @@ use std::fs;
 use std::collections::HashSet;
 
 use super::target::{Selection, Target};
-use super::{HistoryNode, MAX_HISTORY};
+use super::MAX_HISTORY;
 use crate::dirunit::DirStatus;
 use crate::error::{Error, Result};
 use crate::error::{ManifestError, StoreError};
@@ -98,6 +98,10 @@ pub struct FileStatus {
 }
 
 pub use crate::dirunit::RemoteCheck;
+
+/// How many versions back `status` and `commit` look for an older version's bytes copied back
+/// by hand.
+const ANCESTOR_WALK: usize = 1000;
 
 impl Repo {
     /// Whether the local store holds every chunk of `m` (the version is complete here).
@@ -225,7 +229,9 @@ impl Repo {
                 // that in the cache lets `nshard checkout` replace it (its content is safe in the
                 // store) instead of refusing to overwrite "local changes".
                 _ => {
-                    let found = self.ancestor_with_content(&wt, &sha)?;
+                    let found = self.ancestor_where(&wt, |m| {
+                        m.sha256 == sha && self.missing_chunks(m).is_empty()
+                    });
                     if let (Some(version), Some(observed)) = (found, hashed_at) {
                         cache.set(path.as_str(), StatEntry::new(&md, sha, version, observed));
                     }
@@ -298,21 +304,28 @@ impl Repo {
         Ok(VersionOrder::Unrelated)
     }
 
-    /// The earlier version of `wt` (in its chain of parents) whose content hash is `sha` and whose
-    /// chunks are all in the local store, if any.
-    fn ancestor_with_content(
+    /// The nearest earlier version of `wt` (by its chain of parents in the local store, at most
+    /// [`ANCESTOR_WALK`] versions back, so that a long series does not make every commit or
+    /// status read its whole history) whose manifest `pred` accepts; `None` when there is none
+    /// or the chain cannot be read further.
+    pub(crate) fn ancestor_where(
         &self,
         wt: &WorktreeManifest,
-        sha: &ObjectId,
-    ) -> Result<Option<ObjectId>> {
-        Ok(self.history(wt)?.iter().skip(1).find_map(|n| match n {
-            HistoryNode::Present { version, manifest }
-                if manifest.sha256 == *sha && self.missing_chunks(manifest).is_empty() =>
-            {
-                Some(*version)
+        pred: impl Fn(&Manifest) -> bool,
+    ) -> Option<ObjectId> {
+        let mut next = wt.manifest.version.parent;
+        let mut seen = HashSet::new();
+        while let Some(v) = next {
+            if !seen.insert(v) || seen.len() > ANCESTOR_WALK {
+                return None;
             }
-            _ => None,
-        }))
+            let m = self.load_version(&v).ok()?;
+            if pred(&m) {
+                return Some(v);
+            }
+            next = m.version.parent;
+        }
+        None
     }
 
     /// `Conflicted` when the manifest of `path` holds git conflict markers; the two sides' version
