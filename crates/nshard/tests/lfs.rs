@@ -418,6 +418,12 @@ fn import_fetches_objects_that_are_not_local_and_drops_them_again() {
     let (bare, work) = w.lfs_clone("origin");
     let (v1, v2) = two_versions();
     std::fs::write(work.join("model.safetensors"), &v1).expect("writes the file");
+    // A name git-lfs's --include would read as a list and a pattern.
+    let odd = "run,2 [b].safetensors";
+    let mut other = v1.clone();
+    let last = other.len() - 1;
+    other[last] ^= 1;
+    std::fs::write(work.join(odd), &other).expect("writes the file");
     w.git(&work, &["add", "-A"]);
     w.git(&work, &["commit", "-qm", "v1"]);
     std::fs::write(work.join("model.safetensors"), &v2).expect("writes the file");
@@ -430,11 +436,20 @@ fn import_fetches_objects_that_are_not_local_and_drops_them_again() {
         .expect("reads the file")
         .starts_with(b"version https://git-lfs"));
     w.ns(&clone, &["init"]);
-    let err = w.ns_fails(&clone, &["lfs", "import", "--history", "--no-fetch"]);
+    let err = w.ns_fails(
+        &clone,
+        &[
+            "lfs",
+            "import",
+            "model.safetensors",
+            "--history",
+            "--no-fetch",
+        ],
+    );
     assert!(err.contains("git lfs fetch"), "{err}");
     assert!(!clone.join("model.safetensors.shard.json").exists());
 
-    let out = w.ns(&clone, &["lfs", "import", "--history"]);
+    let out = w.ns(&clone, &["lfs", "import", "model.safetensors", "--history"]);
     assert!(out.contains("fetched 2 LFS object(s)"), "{out}");
     assert_eq!(read(clone.join("model.safetensors")), v2);
     let objects = clone.join(".git/lfs/objects");
@@ -446,6 +461,22 @@ fn import_fetches_objects_that_are_not_local_and_drops_them_again() {
     );
     let log = w.ns(&clone, &["log", "model.safetensors"]);
     assert!(log.contains("v1") && log.contains("v2"), "{log}");
+
+    // A name git-lfs's --include would read as a list and a pattern: fetched by the import, and
+    // the command its --no-fetch error names fetches it as written.
+    let err = w.ns_fails(&clone, &["lfs", "import", odd, "--no-fetch"]);
+    let cmd = err
+        .split('`')
+        .find(|s| s.starts_with("git lfs fetch origin"))
+        .expect("names a command");
+    assert!(cmd.contains("'--include=run?2 ?b?.safetensors'"), "{err}");
+    let fetch = w.run(&clone, Path::new("sh"), &["-c", cmd], &[]);
+    assert!(fetch.ok, "{cmd}: {}", fetch.stderr);
+    assert_eq!(common::walk(&objects).len(), 1, "{cmd}");
+    std::fs::remove_dir_all(&objects).expect("drop it again");
+    let out = w.ns(&clone, &["lfs", "import", odd]);
+    assert!(out.contains("fetched 1 LFS object(s)"), "{out}");
+    assert_eq!(read(clone.join(odd)), other);
 }
 
 #[test]

@@ -298,7 +298,14 @@ pub fn lfs_fetch(top: &Path, commits: &[String], paths: &[String]) -> Result<()>
         .map(text)
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "origin".to_string());
-    let include = format!("--include={}", paths.join(","));
+    let include = format!(
+        "--include={}",
+        paths
+            .iter()
+            .map(|p| include_pattern(p))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let mut cmd = git_command();
     cmd.arg("-C")
         .arg(top)
@@ -316,6 +323,18 @@ pub fn lfs_fetch(top: &Path, commits: &[String], paths: &[String]) -> Result<()>
         ));
     }
     Ok(())
+}
+
+/// `path` as a `git lfs fetch --include` pattern: git-lfs splits the list at commas and reads
+/// `*`, `?`, `[`, `]` and backslashes as pattern syntax, so each of those stands as `?` (any one
+/// character): the pattern matches the file, and at most other names of the same shape.
+pub fn include_pattern(path: &str) -> String {
+    path.chars()
+        .map(|c| match c {
+            ',' | '*' | '?' | '[' | ']' | '\\' => '?',
+            c => c,
+        })
+        .collect()
 }
 
 /// How to write `path` (relative to the attributes file's directory) as an anchored
