@@ -254,7 +254,7 @@ pub enum RepoError {
     #[error("{path} holds version {}, {} the version its manifest names ({})", file_version.short(), match file_is {
         VersionOrder::Older => "older than",
         VersionOrder::Newer => "newer than",
-        VersionOrder::Unrelated => "which is not in the history of",
+        VersionOrder::Unrelated => "which is not in the local history of",
     }, manifest_version.short())]
     Outdated {
         /// The data file.
@@ -272,7 +272,7 @@ pub enum RepoError {
     #[error("{path} was edited from version {}, {} the version its manifest names now ({}): committing it would undo the changes of {}", edited_from.short(), match file_is {
         VersionOrder::Older => "older than",
         VersionOrder::Newer => "newer than",
-        VersionOrder::Unrelated => "which is not in the history of",
+        VersionOrder::Unrelated => "which is not in the local history of",
     }, manifest_version.short(), manifest_version.short())]
     // Never raised for `Newer`: a file edited from a newer version holds the manifest's changes.
     EditedFromOther {
@@ -285,6 +285,11 @@ pub enum RepoError {
         /// How the edited version relates to the manifest's.
         file_is: VersionOrder,
     },
+    /// Files of a directory unit hold, or were edited from, an older version of the unit than its
+    /// manifest names (or one its local history does not reach), where that version changed
+    /// them since: committing them would take those changes back.
+    #[error("{}", unit_from_older(&.0.unit, &.0.stale, &.0.edited, &.0.from, &.0.manifest_version, .0.order))]
+    UnitFromOlder(Box<FromOlderFiles>),
     /// `--version`, `--from` or `--to` was given for several files or units at once.
     #[error("a version belongs to one file's or one directory's history: name exactly one file or directory")]
     VersionNeedsOneTarget,
@@ -485,6 +490,53 @@ pub enum RemoteError {
 }
 
 /// "on 2026-12-05" for a time in seconds since the epoch.
+/// The files of [`RepoError::UnitFromOlder`].
+#[derive(Debug)]
+pub struct FromOlderFiles {
+    /// The unit's directory.
+    pub unit: String,
+    /// Files (paths from the repository root) that hold that version's bytes as they were.
+    pub stale: Vec<String>,
+    /// Files edited from it, or removed.
+    pub edited: Vec<String>,
+    /// The version the first of them last held.
+    pub from: ObjectId,
+    /// The version the unit's manifest names.
+    pub manifest_version: ObjectId,
+    /// How `from` relates to it: older, or not in the local history (`Unrelated`).
+    pub order: VersionOrder,
+}
+
+/// The message of [`RepoError::UnitFromOlder`].
+fn unit_from_older(
+    unit: &str,
+    stale: &[String],
+    edited: &[String],
+    from: &ObjectId,
+    manifest: &ObjectId,
+    order: VersionOrder,
+) -> String {
+    let (m, n) = (manifest.short(), stale.len() + edited.len());
+    let how = match order {
+        VersionOrder::Older => "older than",
+        _ => "which the local history does not show to be newer than",
+    };
+    let mut named: Vec<String> = stale
+        .iter()
+        .map(|p| format!("{p} (holds its bytes)"))
+        .chain(edited.iter().map(|p| format!("{p} (edited from it)")))
+        .take(5)
+        .collect();
+    if n > named.len() {
+        named.push(format!("and {} more", n - named.len()));
+    }
+    format!(
+        "{n} file(s) of {unit}/ hold or were edited from its version {}, {how} the version its manifest names ({m}), which changed them: committing them would take those changes back: {}",
+        from.short(),
+        named.join(", ")
+    )
+}
+
 fn pruned_when(secs: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs as i64)
         .map(|t| format!("`nshard remote gc --keep-last`, on {}", t.date()))

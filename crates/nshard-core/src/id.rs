@@ -23,7 +23,7 @@ impl ObjectId {
     }
 
     /// Wraps a finished SHA-256 digest.
-    pub fn from_digest(digest: [u8; 32]) -> Self {
+    pub const fn from_digest(digest: [u8; 32]) -> Self {
         Self(digest)
     }
 

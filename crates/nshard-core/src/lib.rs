@@ -97,8 +97,8 @@ pub use retry::Retry;
 
 // Progress and errors.
 pub use error::{
-    Corruption, Error, GitError, LookupProblem, ManifestError, RemoteError, RemoteFailure,
-    RepoError, Result, StoreError, Untracked,
+    Corruption, Error, FromOlderFiles, GitError, LookupProblem, ManifestError, RemoteError,
+    RemoteFailure, RepoError, Result, StoreError, Untracked,
 };
 pub use progress::{NoProgress, Progress};
 

@@ -27,10 +27,59 @@ pub fn hint(e: &Error) -> Option<String> {
                 path,
                 edited_from,
                 manifest_version,
-                ..
+                file_is,
             } => {
                 let (f, m) = (edited_from.short(), manifest_version.short());
-                format!("`nshard diff {path} --from {f} --to {m}` shows what {m} changed; carry those changes into your file (or merge them) and `nshard commit --force`, or `nshard commit --force` to record your file as it is on top of {m}")
+                let pull = if *file_is == VersionOrder::Older {
+                    String::new()
+                } else {
+                    format!("`nshard pull {path} --all-versions` brings the versions in between; then ")
+                };
+                format!("{pull}`nshard diff {path} --from {f} --to {m}` shows what {m} changed; carry those changes into your file (or merge them) and `nshard commit --force`, or `nshard commit --force` to record your file as it is on top of {m}")
+            }
+            RepoError::UnitFromOlder(files) => {
+                let nshard_core::FromOlderFiles {
+                    unit,
+                    stale,
+                    edited,
+                    from,
+                    manifest_version,
+                    order,
+                } = files.as_ref();
+                let (f, m) = (from.short(), manifest_version.short());
+                let mut steps = Vec::new();
+                if *order != VersionOrder::Older {
+                    steps.push(format!(
+                        "`nshard pull {unit}/ --all-versions` brings the versions in between"
+                    ));
+                }
+                if !stale.is_empty() {
+                    let words: Vec<String> = stale
+                        .iter()
+                        .take(10)
+                        .map(|p| nshard_core::escape_path(p).to_string())
+                        .collect();
+                    let more = if stale.len() > 10 {
+                        format!(" (and {} more: `nshard status {unit}/` lists them)", stale.len() - 10)
+                    } else {
+                        String::new()
+                    };
+                    steps.push(format!(
+                        "`nshard checkout {}`{more} brings the files you did not edit up to date",
+                        words.join(" ")
+                    ));
+                }
+                if !edited.is_empty() {
+                    steps.push(format!(
+                        "`nshard diff {unit}/ --from {f} --to {m}` shows what {m} changed: carry that into the edited files, then `nshard commit --force`"
+                    ));
+                } else {
+                    steps.push(
+                        "`nshard commit --force` records the files as they are (a revert of those changes)"
+                            .to_string(),
+                    );
+                }
+                steps.join("; ")
             }
             RepoError::FileChangedDuringRead(_) => {
                 "run `nshard commit` again once the file is stable".into()

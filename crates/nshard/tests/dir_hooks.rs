@@ -380,10 +380,15 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
     );
     let text = common::fails(&b, &["commit", "-m", "B's edit"]);
     assert!(
-        text.contains("data/p1/f001.bin holds version") && text.contains("older than"),
+        text.contains("data/p1/f001.bin (holds its bytes)")
+            && text.contains("older than")
+            && text.contains("`nshard checkout data/p1/f001.bin`"),
         "{text}"
     );
     ok(&b, &["checkout", "data/p1/f001.bin"]);
+    // Checking out that one file leaves the unit whole for the hooks.
+    let parts = fs::read_to_string(b.join(".shard/cache/parts.json")).unwrap_or_default();
+    assert!(!parts.contains("data"), "{parts}");
     ok(&b, &["commit", "-m", "B's edit"]);
     let tree = read_tree(&b, "data");
     assert_eq!(tree["data/p1/f001.bin"], b"A's change");
@@ -405,13 +410,54 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
     assert!(pulled, "{out}");
     let text = common::fails(&b, &["commit", "-m", "B again"]);
     assert!(
-        text.contains("data/p2/f002.bin was edited from version") && text.contains("--force"),
+        text.contains("data/p2/f002.bin (edited from it)")
+            && text.contains("nshard diff data/ --from")
+            && text.contains("--force"),
         "{text}"
     );
     ok(&b, &["commit", "-m", "B again", "--force"]);
     assert_eq!(read_tree(&b, "data")["data/p2/f002.bin"], b"B again");
+    git(&b, &["commit", "-q", "-am", "B again"]);
+    let (pushed, out) = git_try(&b, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+
+    // A commits two versions before B pulls: the one in between is not in B's store, and the
+    // files B did not touch still hold the version before both.
+    let (pulled, out) = git_try(&a, &["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert!(pulled, "{out}");
+    write(&a, "data/p0/f003.bin", b"A, first");
+    ok(&a, &["commit", "-m", "v6"]);
+    git(&a, &["commit", "-q", "-am", "v6"]);
+    write(&a, "data/p1/f004.bin", b"A, second");
+    ok(&a, &["commit", "-m", "v7"]);
+    git(&a, &["commit", "-q", "-am", "v7"]);
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    write(&b, "data/p2/f005.bin", b"B's third");
+    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert!(pulled, "{out}");
+    let text = common::fails(&b, &["commit", "-m", "B's third"]);
+    assert!(
+        text.contains("data/p0/f003.bin (holds its bytes)")
+            && text.contains("data/p1/f004.bin (holds its bytes)")
+            && text.contains("--all-versions"),
+        "{text}"
+    );
+    ok(&b, &["checkout", "data/p0/f003.bin", "data/p1/f004.bin"]);
+    ok(&b, &["commit", "-m", "B's third"]);
+    let tree = read_tree(&b, "data");
+    assert_eq!(tree["data/p0/f003.bin"], b"A, first");
+    assert_eq!(tree["data/p1/f004.bin"], b"A, second");
+    assert_eq!(tree["data/p2/f005.bin"], b"B's third");
+
+    // A file removed in one version and created again later is new, not an old file's edit.
+    fs::remove_file(b.join("data/p0/f000.bin")).expect("rm");
+    ok(&b, &["commit", "-m", "drop f000"]);
+    write(&b, "data/p0/f000.bin", b"a new f000");
+    ok(&b, &["commit", "-m", "f000 again"]);
 
     // An older version restored with `checkout --version`: committing it is a revert.
+    ok(&b, &["pull", "data/", "--all-versions"]);
     let log = common::json(&b, &["log", "data/"]);
     let first = log["data"]
         .as_array()
@@ -422,7 +468,7 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
     ok(&b, &["checkout", "data/", "--version", &first[..12]]);
     let text = common::fails(&b, &["commit", "-m", "revert"]);
     assert!(
-        text.contains(&format!("holds version {}", &first[..12])) && text.contains("a revert"),
+        text.contains(&format!("its version {}", &first[..12])) && text.contains("a revert"),
         "{text}"
     );
     ok(&b, &["commit", "-m", "revert", "--force"]);

@@ -740,3 +740,43 @@ fn a_commit_from_before_the_move_keeps_the_file_git_writes() {
     assert_eq!(fs::read(r.join("model.bin")).expect("the file"), data);
     assert_eq!(common::json(r, &["status"])[0]["state"], "unchanged");
 }
+
+/// A colleague commits two versions before this clone pulls, so the version in between is not
+/// in this clone's store: edits made from the version before both are still refused (the local
+/// history cannot show them newer), with the way to bring the history in.
+#[test]
+fn edits_from_a_version_two_commits_back_are_refused_without_the_history() {
+    let w = World::new();
+    let a = w.owner();
+    let v1 = model(1);
+    commit(&a, "models/m.bin", &v1, "v1");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let b = w.clone("b");
+    ok(&b, &["pull", "--checkout"]);
+    ok(&b, &["git-init"]);
+
+    let v2 = fine_tune(&v1, 2, 2);
+    commit(&a, "models/m.bin", &v2, "v2");
+    commit(&a, "models/m.bin", &fine_tune(&v2, 1, 3), "v3");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let mut mine = v1.clone();
+    mine[1 << 19] ^= 1;
+    fs::write(b.join("models/m.bin"), &mine).expect("edit");
+    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert!(pulled, "{out}");
+    assert_eq!(
+        fs::read(b.join("models/m.bin")).expect("kept"),
+        mine,
+        "{out}"
+    );
+    let text = common::fails(&b, &["commit", "-m", "mine"]);
+    assert!(
+        text.contains("was edited from version")
+            && text.contains("not in the local history of")
+            && text.contains("--all-versions"),
+        "{text}"
+    );
+    ok(&b, &["commit", "-m", "mine", "--force"]);
+}

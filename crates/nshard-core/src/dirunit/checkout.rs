@@ -55,6 +55,16 @@ impl Repo {
             None => {
                 parts.remove(unit.as_str());
             }
+            // A unit checked out whole here (files outside `s` are in the work tree) stays
+            // whole: checking out one part of it again (a file restored, the files a commit
+            // refused brought up to date) must not narrow what the hooks write.
+            Some(s)
+                if !parts.contains_key(unit.as_str())
+                    && super::walk_unit(self.root(), unit).is_ok_and(|found| {
+                        found
+                            .iter()
+                            .any(|f| !super::listing::in_subtree(&f.rel, Some(s)))
+                    }) => {}
             Some(s) => {
                 let set = parts.entry(unit.to_string()).or_default();
                 let under = |p: &str, dir: &str| super::listing::in_subtree(p, Some(dir));
@@ -191,7 +201,17 @@ impl Repo {
             match on_disk.get(e.path.as_str()) {
                 None => todo.push(e),
                 Some(f) => match cache.fresh(&full, &f.md) {
-                    Some(c) if c.sha256 == e.sha256 => out.up_to_date += 1,
+                    Some(c) if c.sha256 == e.sha256 => {
+                        // It holds this version's bytes: recorded as holding this version (an
+                        // entry may name an older one, or a file's own version from before the
+                        // directory became a unit), which commit's check of edits relies on.
+                        if c.version != version {
+                            let mut c = c.clone();
+                            c.version = version;
+                            cache.set(&full, c);
+                        }
+                        out.up_to_date += 1
+                    }
                     // Holds content nshard wrote or committed: safe to replace.
                     Some(_) => todo.push(e),
                     None => {
@@ -305,6 +325,12 @@ impl Repo {
             // Relative to its directory opened without following symlinks, as the writes.
             let rel = RepoPath::parse(&format!("{}/{}", unit.as_str(), f.rel))?;
             fsutil::remove_file_in(self.root(), &rel)?;
+            // Absent from this version (see [`StatEntry::ABSENT`]).
+            if let Some(e) = cache.get(rel.as_str()) {
+                let mut e = e.clone();
+                (e.sha256, e.version) = (StatEntry::ABSENT, version);
+                cache.set(rel.as_str(), e);
+            }
             out.removed += 1;
             dirs.extend(f.abs.parent().map(PathBuf::from));
         }

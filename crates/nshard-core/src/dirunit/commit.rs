@@ -58,16 +58,17 @@ fn listing_object(
 impl Repo {
     /// Commits the directory unit `unit`, or only the paths in `only` (relative to the unit; a
     /// file or a directory): every other file keeps its committed version, as `git commit PATH`
-    /// does. The caller holds the repository lock and saves `cache`.
+    /// does; `force` commits files that would take back a newer version's changes (see
+    /// [`Repo::files_from_older`]). The caller holds the repository lock and saves `cache`.
     pub(crate) fn commit_dir(
         &self,
         unit: &RepoPath,
         only: Option<&[String]>,
         message: &str,
         cache: &mut StatCache,
-        opts: &crate::ops::CommitOptions<'_>,
+        force: bool,
+        progress: &dyn crate::progress::Progress,
     ) -> Result<CommitOutcome> {
-        let progress = opts.progress;
         let parent = self.read_dir_manifest(unit)?;
         // `None` with a parent: the committed listing is not here (not pulled).
         let prev_chain: Option<Resolved> = match &parent {
@@ -161,7 +162,7 @@ impl Repo {
                 }));
             }
         }
-        if let (Some(p), Some(l), false) = (&parent, prev, opts.force) {
+        if let (Some(p), Some(l), false) = (&parent, prev, force) {
             self.refuse_undoing(unit, p, l, &found, &inside, cache)?;
         }
         // Content already stored under some path (earlier version or this one): stored once.
@@ -211,6 +212,9 @@ impl Repo {
             if let (Some(c), Some(o)) = (cache.fresh(&full, &f.md), old) {
                 let loc = prev_loc(o);
                 if c.sha256 == o.sha256 && o.size == f.md.len() && here(&loc) {
+                    // Recorded as holding the version this commit makes (or keeps), as the files
+                    // it reads are: commit's check of edits reads that version.
+                    stat_updates.push((full.clone(), c.clone()));
                     let mut e = o.clone();
                     if e.exec != exec {
                         // The same bytes with another mode: a change, as in git.
@@ -424,6 +428,18 @@ impl Repo {
             e.version = version;
             cache.set(&path, e);
         }
+        // Files this version no longer has are recorded as absent from it, so that a file
+        // created again at that path later is new, not an edit of the old one (and `diff` of an
+        // older version still counts them removed, not never checked out).
+        let now_listed: HashSet<&str> = listing.files.iter().map(|f| f.path.as_str()).collect();
+        for gone in prev_by_path.keys().filter(|p| !now_listed.contains(*p)) {
+            let key = format!("{}/{gone}", unit.as_str());
+            if let Some(e) = cache.get(&key) {
+                let mut e = e.clone();
+                (e.sha256, e.version) = (StatEntry::ABSENT, version);
+                cache.set(&key, e);
+            }
+        }
         let converted = self.remove_file_manifests_in(unit)?;
         Ok(CommitOutcome::DirCommitted(DirCommit {
             version,
@@ -442,9 +458,6 @@ impl Repo {
         }))
     }
 
-    /// Removes the per-file manifests inside `unit` (left from before the directory became a
-    /// unit): the unit's listing now versions those files. Only valid file manifests are
-    /// removed; git and the store still hold them.
     /// Refuses a commit that would undo the changes of the unit's committed version `p` (with
     /// listing `l`): a file (among those `inside` the commit) that last held, or was edited from,
     /// an older version of the unit than `p` (as after a `git pull` whose hook left the unit
@@ -474,29 +487,25 @@ impl Repo {
             present.chain(removed).filter(|(rel, _)| inside(rel)),
             cache,
         )?;
-        let more = |path: String| match older.len() {
-            0 | 1 => path,
-            n => format!("{path} (and {} more file(s) of {unit}/)", n - 1),
+        let Some(first) = older.first() else {
+            return Ok(());
         };
         let full = |o: &super::status::FromOlder| format!("{}/{}", unit.as_str(), o.rel);
-        // An edited file first: its hint (diff, carry the changes in) covers the others too.
-        match (older.iter().find(|o| o.edited), older.first()) {
-            (Some(o), _) => Err(Error::Repo(RepoError::EditedFromOther {
-                path: more(full(o)),
-                edited_from: o.version,
+        Err(Error::Repo(RepoError::UnitFromOlder(Box::new(
+            crate::error::FromOlderFiles {
+                unit: unit.to_string(),
+                stale: older.iter().filter(|o| !o.edited).map(full).collect(),
+                edited: older.iter().filter(|o| o.edited).map(full).collect(),
+                from: first.version,
                 manifest_version: p.version,
-                file_is: crate::error::VersionOrder::Older,
-            })),
-            (None, Some(o)) => Err(Error::Repo(RepoError::Outdated {
-                path: more(full(o)),
-                file_version: o.version,
-                manifest_version: p.version,
-                file_is: crate::error::VersionOrder::Older,
-            })),
-            (None, None) => Ok(()),
-        }
+                order: first.order,
+            },
+        ))))
     }
 
+    /// Removes the per-file manifests inside `unit` (left from before the directory became a
+    /// unit): the unit's listing now versions those files. Only valid file manifests are
+    /// removed; git and the store still hold them.
     fn remove_file_manifests_in(&self, unit: &RepoPath) -> Result<usize> {
         let dir = unit.to_path(self.root());
         let mut n = 0;

@@ -3,7 +3,7 @@
 
 use super::{walk_unit, Found, Listing};
 use crate::error::StoreError;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, VersionOrder};
 use crate::fsutil;
 use crate::id::ObjectId;
 use crate::path::RepoPath;
@@ -118,11 +118,16 @@ fn is_zero(n: &usize) -> bool {
 pub(crate) struct FromOlder {
     /// Path relative to the unit.
     pub rel: String,
-    /// The older version of the unit the file last held.
+    /// The version of the unit the file last held.
     pub version: ObjectId,
     /// Edited since (or removed); `false`: it holds that version's bytes as they were.
     pub edited: bool,
+    /// `Older`, or `Unrelated` when the local history cannot tell.
+    pub order: VersionOrder,
 }
+
+/// How far back the walks of a unit's history go when commit and status check edits.
+const ORDER_WALK: usize = 100_000;
 
 /// SHA-256 of a found file's content.
 pub(super) fn hash_found(f: &Found) -> Result<ObjectId> {
@@ -131,11 +136,13 @@ pub(super) fn hash_found(f: &Found) -> Result<ObjectId> {
 
 impl Repo {
     /// Of `files` (paths relative to `unit`, each with its file or `None` when it is not in the
-    /// work tree), those that last held, or were edited from, an older version of the unit than
-    /// `p` (with listing `l`) where `p` changed them since: the stat cache records the version
-    /// each file last held. A file edited into `p`'s own content changes nothing. Only a version
-    /// `p`'s history in the local store proves older counts (read once, and only when a file
-    /// needs it): a history that is not here counts nothing.
+    /// work tree), those whose content would take back a change the unit's version `p` (with
+    /// listing `l`) made: the stat cache records the version of the unit each file last held,
+    /// and `p` holds other bytes for that file than it held then. Such a file is counted unless
+    /// that version is proven newer than `p` (after `git checkout` of an older commit it holds
+    /// `p`'s changes): one that holds the old bytes as they were always, one edited from them
+    /// when the version is in `p`'s history or that history is not all here (a colleague's
+    /// versions in between not pulled). A file edited into `p`'s own content changes nothing.
     pub(crate) fn files_from_older<'a>(
         &self,
         unit: &RepoPath,
@@ -149,13 +156,18 @@ impl Repo {
             .iter()
             .map(|f| (f.path.as_str(), &f.sha256))
             .collect();
-        let mut older: Option<std::collections::HashSet<ObjectId>> = None;
+        // `p`'s ancestors as far as the local store has them, and whether that reached the
+        // first version; read once, and only when a file needs them.
+        let mut history: Option<(std::collections::HashSet<ObjectId>, bool)> = None;
+        let mut newer: std::collections::HashMap<ObjectId, bool> = std::collections::HashMap::new();
         let mut out = Vec::new();
         for (rel, f) in files {
             let full = format!("{}/{rel}", unit.as_str());
             let Some(c) = cache.get(&full) else { continue };
-            // Unchanged by `p` since the version the file last held: nothing to undo.
-            if c.version == p.version || committed.get(rel) == Some(&&c.sha256) {
+            // Unchanged by `p` since the version the file last held (or was absent from, see
+            // `StatEntry::ABSENT`): nothing to undo.
+            let held = (c.sha256 != StatEntry::ABSENT).then_some(&c.sha256);
+            if c.version == p.version || committed.get(rel).copied() == held {
                 continue;
             }
             let holds = match f {
@@ -166,19 +178,52 @@ impl Repo {
             if holds.is_some() && holds.as_ref() == committed.get(rel).copied() {
                 continue;
             }
-            if older.is_none() {
-                let h = self.dir_history(p)?;
-                older = Some(h.iter().skip(1).map(|n| n.version).collect());
+            let (older, complete) =
+                history.get_or_insert_with(|| self.unit_ancestors(p.manifest.version.parent));
+            let order = if older.contains(&c.version) {
+                VersionOrder::Older
+            } else if *newer
+                .entry(c.version)
+                .or_insert_with(|| self.unit_ancestors(Some(c.version)).0.contains(&p.version))
+            {
+                continue;
+            } else {
+                VersionOrder::Unrelated
+            };
+            let edited = holds != Some(c.sha256);
+            if order == VersionOrder::Unrelated && edited && *complete {
+                // Edits of a history proven apart from `p`'s: nothing tells what they undo.
+                continue;
             }
-            if older.as_ref().is_some_and(|o| o.contains(&c.version)) {
-                out.push(FromOlder {
-                    rel: rel.to_string(),
-                    version: c.version,
-                    edited: holds != Some(c.sha256),
-                });
-            }
+            out.push(FromOlder {
+                rel: rel.to_string(),
+                version: c.version,
+                edited,
+                order,
+            });
         }
         Ok(out)
+    }
+
+    /// The unit versions from `first` down its parents, as far as the local store has them (at
+    /// most [`ORDER_WALK`]; a manifest that is missing or unreadable ends the walk), and whether
+    /// the walk reached a first version.
+    fn unit_ancestors(
+        &self,
+        first: Option<ObjectId>,
+    ) -> (std::collections::HashSet<ObjectId>, bool) {
+        let mut seen = std::collections::HashSet::new();
+        let mut next = first;
+        while let Some(v) = next {
+            if seen.len() >= ORDER_WALK || !seen.insert(v) {
+                return (seen, false);
+            }
+            match self.load_dir_version(&v) {
+                Ok(m) => next = m.version.parent,
+                Err(_) => return (seen, false),
+            }
+        }
+        (seen, true)
     }
 
     /// Compares the unit's files (under `sub`) with its committed listing. Files whose stat
@@ -190,7 +235,13 @@ impl Repo {
             sub,
             d.as_ref().map(|d| (d.version, d.manifest.clone())),
         )?;
-        if let (Some(d), DirState::Modified) = (&d, st.state) {
+        let cache = self.stat_cache();
+        let candidates = st.changes.iter().any(|c| {
+            cache
+                .get(&format!("{}/{}", unit.as_str(), c.path))
+                .is_some_and(|e| d.as_ref().is_some_and(|d| e.version != d.version))
+        });
+        if let (Some(d), DirState::Modified, true) = (&d, st.state, candidates) {
             // Which of the changes would take back a newer version's changes.
             let l = self.load_listing(&d.manifest)?;
             let found: Vec<Found> = walk_unit(self.root(), unit)?;
@@ -200,7 +251,7 @@ impl Repo {
                 .changes
                 .iter()
                 .map(|c| (c.path.as_str(), by_rel.get(c.path.as_str()).copied()));
-            let older = self.files_from_older(unit, d, &l, changed, &self.stat_cache())?;
+            let older = self.files_from_older(unit, d, &l, changed, &cache)?;
             let older: std::collections::HashMap<&str, ObjectId> =
                 older.iter().map(|o| (o.rel.as_str(), o.version)).collect();
             for c in &mut st.changes {

@@ -102,7 +102,14 @@ impl Repo {
         let mut cache = self.stat_cache();
         let mut out = Vec::new();
         for (unit, only) in unit_targets {
-            let result = self.commit_dir(&unit, only.as_deref(), &message, &mut cache, opts);
+            let result = self.commit_dir(
+                &unit,
+                only.as_deref(),
+                &message,
+                &mut cache,
+                opts.force,
+                opts.progress,
+            );
             out.push(FileCommit { path: unit, result });
             cache.save()?;
         }
@@ -148,17 +155,25 @@ impl Repo {
                         // Edited into the manifest's own content: nothing is undone.
                         return Ok(());
                     }
-                    // Refused only where the manifest's version is proven newer than the one
-                    // the edits started from (that one is in its history): committing would
-                    // undo it. Edits from a newer version hold the manifest's changes, and an
-                    // order that cannot be told (history not here) refuses nothing.
-                    match self.version_order(p, &e.version) {
-                        Ok(VersionOrder::Older) => Err(Error::Repo(RepoError::EditedFromOther {
+                    // Refused where the manifest's version is proven newer than the one the
+                    // edits started from (that one is in its history): committing would undo
+                    // it; and where the local history does not reach that far (a colleague's
+                    // versions in between were never pulled), so it cannot tell. Edits from a
+                    // newer version hold the manifest's changes, and edits of a history proven
+                    // apart (all of it here) undo nothing of it.
+                    let refuse = |file_is| {
+                        Err(Error::Repo(RepoError::EditedFromOther {
                             path: path.to_string(),
                             edited_from: e.version,
                             manifest_version: p.version,
-                            file_is: VersionOrder::Older,
-                        })),
+                            file_is,
+                        }))
+                    };
+                    match self.version_order(p, &e.version)? {
+                        VersionOrder::Older => refuse(VersionOrder::Older),
+                        VersionOrder::Unrelated if !self.history_complete(p)? => {
+                            refuse(VersionOrder::Unrelated)
+                        }
                         _ => Ok(()),
                     }
                 }

@@ -304,6 +304,14 @@ impl Repo {
         Ok(VersionOrder::Unrelated)
     }
 
+    /// Whether the local store holds all of `wt`'s history, back to its first version.
+    pub(crate) fn history_complete(&self, wt: &WorktreeManifest) -> Result<bool> {
+        Ok(matches!(
+            self.history(wt)?.last(),
+            Some(super::HistoryNode::Present { manifest, .. }) if manifest.version.parent.is_none()
+        ))
+    }
+
     /// The nearest earlier version of `wt` (by its chain of parents in the local store, at most
     /// [`ANCESTOR_WALK`] versions back, so that a long series does not make every commit or
     /// status read its whole history) whose manifest `pred` accepts; `None` when there is none

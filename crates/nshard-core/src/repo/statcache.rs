@@ -31,6 +31,11 @@ pub struct StatEntry {
 }
 
 impl StatEntry {
+    /// The content hash an entry holds for a file a version of its directory unit no longer has
+    /// (removed by a commit or a checkout of that version): no file hashes to it, and commit's
+    /// check of edits reads "absent at `version`" from it.
+    pub const ABSENT: ObjectId = ObjectId::from_digest([0; 32]);
+
     /// An entry for a file with metadata `md` whose content (hashing to `sha256`, the content of
     /// `version`) was observed starting at `observed_ns` (see [`now_ns`]).
     pub fn new(md: &Metadata, sha256: ObjectId, version: ObjectId, observed_ns: i128) -> Self {

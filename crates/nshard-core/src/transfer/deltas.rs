@@ -1046,6 +1046,14 @@ pub(super) fn choose_encodings_keeping(
                         .map(|d| d.name),
                 );
             }
+            // A whole copy kept for `whole_only` supersedes its deltas once it has settled
+            // itself (one uploaded by this run has not: a reader may still be on its deltas).
+            Some((None, _))
+                if whole_only.contains(id)
+                    && !whole.get(id).is_some_and(|o| settled(o.modified)) =>
+            {
+                out.deltas_kept += all.len();
+            }
             Some((None, _)) => out
                 .deltas_superseded
                 .extend(all.iter().filter(|d| settled(d.modified)).map(|d| d.name)),

@@ -555,11 +555,21 @@ async fn run(
             again.into_iter().partition(|id| repo.store().has(id));
         report.whole_again_lacking = lacking.len();
         if opts.dry_run {
-            report.whole_again = have.len();
-            report.whole_again_bytes = have
-                .iter()
-                .filter_map(|id| repo.store().encoded_size(id))
-                .sum();
+            // Counted as uploaded (at the size the local copy has), so that the dry run says
+            // what a run would keep and free.
+            for id in have {
+                let size = repo.store().encoded_size(&id).unwrap_or(0);
+                report.whole_again += 1;
+                report.whole_again_bytes += size;
+                whole.insert(
+                    id,
+                    StoredObject {
+                        id,
+                        size,
+                        modified: now,
+                    },
+                );
+            }
         } else if !have.is_empty() {
             let sent =
                 deltas::push_whole(repo.store(), remote, &have, &mut stats, &opts.transfer).await?;
@@ -753,8 +763,8 @@ async fn run(
     let Some(lock) = lock else {
         return Ok(report);
     };
-    // Nothing has changed on the remote but the deltas offered (which change nothing a reader
-    // sees): make sure no other run took over meanwhile.
+    // Nothing has changed on the remote but the deltas offered and the whole copies uploaded
+    // (which change nothing a reader sees): make sure no other run took over meanwhile.
     lock.confirm().await?;
 
     // 6. Write the new state, then delete: versions' manifest objects first, then the rest.

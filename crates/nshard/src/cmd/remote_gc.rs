@@ -228,14 +228,14 @@ pub fn run(ctx: &Ctx, a: GcArgs) -> Result<ExitCode> {
         );
         if report.whole_again > 0 {
             out!(
-                "{} {} whole from this clone's store: chunks of the newest versions the remote held only as deltas (an older version committed again), so that pulling them reads no chain",
+                "{} {} whole from this clone's store: objects of the newest versions the remote held only as deltas (an older version committed again), so that pulling them reads no chain",
                 if a.dry_run { "would upload" } else { "uploaded" },
                 objects(report.whole_again, report.whole_again_bytes)
             );
         }
         if report.whole_again_lacking > 0 {
             eprintln!(
-                "nshard: warning: {} chunk(s) of the newest versions are held on the remote only as deltas and this clone lacks them: run `nshard remote gc` from the clone that committed them to store them whole there",
+                "nshard: warning: {} object(s) of the newest versions are held on the remote only as deltas and this clone lacks them: run `nshard remote gc` from a clone that has them (the one that committed them, or one after `nshard pull`) to store them whole there",
                 report.whole_again_lacking
             );
         }
