@@ -477,3 +477,41 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
         random_bytes(1000, 2)
     );
 }
+
+/// A unit kept as it is by `git pull` because a file was deleted here still gets the new
+/// version's listing: `status` compares with it, and `commit` refuses the file the colleague
+/// changed rather than failing on a listing that is not here.
+#[test]
+fn a_unit_kept_for_a_removal_still_gets_the_new_listing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let a = owner(root);
+    unit_committed(&a, 6, 1000, "v1");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let b = clone(root, "b");
+    ok(&b, &["pull", "--checkout"]);
+    ok(&b, &["git-init"]);
+    write(&a, "data/p1/f001.bin", b"A's change");
+    ok(&a, &["commit", "-m", "v2"]);
+    git(&a, &["commit", "-q", "-am", "v2"]);
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+
+    fs::remove_file(b.join("data/p0/f000.bin")).expect("rm");
+    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert!(pulled, "{out}");
+    assert!(out.contains("f000.bin removed"), "{out}");
+    let st = common::json(&b, &["status"]);
+    assert_eq!(st[0]["state"], "modified", "{st:#}");
+    let text = common::fails(&b, &["commit", "-m", "drop f000"]);
+    assert!(
+        text.contains("data/p1/f001.bin (holds its bytes)"),
+        "{text}"
+    );
+    ok(&b, &["checkout", "data/p1/f001.bin"]);
+    ok(&b, &["commit", "-m", "drop f000"]);
+    let tree = read_tree(&b, "data");
+    assert_eq!(tree["data/p1/f001.bin"], b"A's change");
+    assert!(!tree.contains_key("data/p0/f000.bin"));
+}

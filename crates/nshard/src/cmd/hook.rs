@@ -319,17 +319,20 @@ fn sync(
             left_as_it_is(&label, &format!(" ({first} removed{more})"), &label);
         }
     }
+    // The data of every changed manifest is pulled, that of units kept as they are included
+    // (their new listing is what `status` and `commit` compare the kept files with); only the
+    // others are checked out.
+    let need: Vec<Target> = targets
+        .iter()
+        .filter(|t| repo.has_data(t) == Some(false))
+        .cloned()
+        .collect();
     let targets: Vec<Target> = targets
         .into_iter()
         .filter(|t| !kept.iter().any(|(k, _, _)| k == t))
         .collect();
     let mut failed = false;
     let bar = ctx.progress(false);
-    let need: Vec<Target> = targets
-        .iter()
-        .filter(|t| repo.has_data(t) == Some(false))
-        .cloned()
-        .collect();
     let mut unavailable = BTreeSet::new();
     let mut deltas_queued = 0;
     if !need.is_empty() {
