@@ -88,7 +88,7 @@ pub use ops::{
 };
 pub use ops::{LfsImportOptions, LfsImportReport, LfsImportedFile, LfsImportedVersion};
 pub use path::RepoPath;
-pub use portable::{escape as escape_path, neutralize as neutralize_path};
+pub use portable::{escape as escape_path, neutralize as neutralize_path, shell_word};
 pub use repo::{PathFilter, Repo};
 
 // Remotes: the contract every store honours, and how one is named.

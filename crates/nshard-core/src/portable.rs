@@ -156,6 +156,16 @@ fn is_invisible(ch: char) -> bool {
         )
 }
 
+/// `s` as one word for a POSIX shell: as it is when that is safe, else in single quotes.
+pub fn shell_word(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_=./,:@%+".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,7 +57,7 @@ pub fn hint(e: &Error) -> Option<String> {
                     let words: Vec<String> = stale
                         .iter()
                         .take(10)
-                        .map(|p| nshard_core::escape_path(p).to_string())
+                        .map(|p| nshard_core::shell_word(&nshard_core::escape_path(p)))
                         .collect();
                     let more = if stale.len() > 10 {
                         format!(" (and {} more: `nshard status {unit}/` lists them)", stale.len() - 10)

@@ -515,3 +515,43 @@ fn a_unit_kept_for_a_removal_still_gets_the_new_listing() {
     assert_eq!(tree["data/p1/f001.bin"], b"A's change");
     assert!(!tree.contains_key("data/p0/f000.bin"));
 }
+
+/// Both commit the unit on their own lines and B merges A's line, taking A's manifest: B's own
+/// committed file is B's change, not one to take back, so commit refuses only the file A
+/// changed (still at the version both started from); checking that one out, the commit holds
+/// both changes.
+#[test]
+fn a_merge_of_two_lines_of_a_unit_refuses_only_what_the_other_line_changed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let a = owner(root);
+    unit_committed(&a, 6, 1000, "v1");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let b = clone(root, "b");
+    ok(&b, &["pull", "--checkout"]);
+    ok(&b, &["git-init"]);
+    write(&a, "data/p1/f001.bin", b"A's change");
+    ok(&a, &["commit", "-m", "A"]);
+    git(&a, &["commit", "-q", "-am", "A"]);
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    write(&b, "data/p2/f002.bin", b"B's change");
+    ok(&b, &["commit", "-m", "B"]);
+    git(&b, &["commit", "-q", "-am", "B"]);
+
+    let (merged, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert!(!merged, "the manifests conflict: {out}");
+    git(&b, &["checkout", "--theirs", "data.shard.json"]);
+    ok(&b, &["pull", "data/"]);
+    let text = common::fails(&b, &["commit", "-m", "merge"]);
+    assert!(
+        text.contains("1 file(s) of data/") && text.contains("data/p1/f001.bin (holds its bytes)"),
+        "{text}"
+    );
+    ok(&b, &["checkout", "data/p1/f001.bin"]);
+    ok(&b, &["commit", "-m", "merge"]);
+    let tree = read_tree(&b, "data");
+    assert_eq!(tree["data/p1/f001.bin"], b"A's change");
+    assert_eq!(tree["data/p2/f002.bin"], b"B's change");
+}

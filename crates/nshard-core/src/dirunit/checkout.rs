@@ -184,6 +184,16 @@ impl Repo {
             .filter(|f| in_sub(&f.rel))
             .collect();
         remove_temps(&temps);
+        // A part named that matches nothing, in this version or here (a typo), is an error,
+        // as for `git checkout PATH`: writing nothing in silence would look like success.
+        if let Some(s) = sub.filter(|_| found.is_empty()) {
+            if listing.select(Some(s)).next().is_none() {
+                return Err(Error::Repo(RepoError::InUnit {
+                    path: format!("{unit}/{}", crate::portable::escape(s)),
+                    reason: format!("matches no file of {unit}/ in version {}", version.short()),
+                }));
+            }
+        }
         let on_disk: HashMap<&str, &Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
         let mut cache = self.stat_cache();
         let mut out = DirCheckout {

@@ -126,6 +126,16 @@ pub(crate) struct FromOlder {
     pub order: VersionOrder,
 }
 
+/// Where a version of a unit stands against the one its manifest names (see
+/// [`Repo::place_version`]).
+#[derive(Clone)]
+enum Place {
+    Newer,
+    /// On another line of history; the file hashes of the version where the two parted.
+    Apart(std::rc::Rc<std::collections::HashMap<String, ObjectId>>),
+    Unknown,
+}
+
 /// How far back the walks of a unit's history go when commit and status check edits.
 const ORDER_WALK: usize = 100_000;
 
@@ -159,7 +169,8 @@ impl Repo {
         // `p`'s ancestors as far as the local store has them, and whether that reached the
         // first version; read once, and only when a file needs them.
         let mut history: Option<(std::collections::HashSet<ObjectId>, bool)> = None;
-        let mut newer: std::collections::HashMap<ObjectId, bool> = std::collections::HashMap::new();
+        let mut placed: std::collections::HashMap<ObjectId, Place> =
+            std::collections::HashMap::new();
         let mut out = Vec::new();
         for (rel, f) in files {
             let full = format!("{}/{rel}", unit.as_str());
@@ -178,23 +189,28 @@ impl Repo {
             if holds.is_some() && holds.as_ref() == committed.get(rel).copied() {
                 continue;
             }
-            let (older, complete) =
+            let (older, _) =
                 history.get_or_insert_with(|| self.unit_ancestors(p.manifest.version.parent));
             let order = if older.contains(&c.version) {
                 VersionOrder::Older
-            } else if *newer
-                .entry(c.version)
-                .or_insert_with(|| self.unit_ancestors(Some(c.version)).0.contains(&p.version))
-            {
-                continue;
             } else {
-                VersionOrder::Unrelated
+                let place = match placed.get(&c.version) {
+                    Some(place) => place.clone(),
+                    None => {
+                        let place = self.place_version(&c.version, p, older);
+                        placed.insert(c.version, place.clone());
+                        place
+                    }
+                };
+                match place {
+                    Place::Newer => continue,
+                    // Another line of history (a merge): only a file `p`'s line changed since
+                    // the two parted is at stake; one only this line changed is its own change.
+                    Place::Apart(base) if base.get(rel) == committed.get(rel).copied() => continue,
+                    Place::Apart(_) | Place::Unknown => VersionOrder::Unrelated,
+                }
             };
             let edited = holds != Some(c.sha256);
-            if order == VersionOrder::Unrelated && edited && *complete {
-                // Edits of a history proven apart from `p`'s: nothing tells what they undo.
-                continue;
-            }
             out.push(FromOlder {
                 rel: rel.to_string(),
                 version: c.version,
@@ -203,6 +219,49 @@ impl Repo {
             });
         }
         Ok(out)
+    }
+
+    /// Where version `v` of a unit stands against `p`, which is not `v` and whose earlier
+    /// versions (as far as the local store has them) are `p_older`: newer (`p` is among its
+    /// ancestors), apart (on another line: its nearest ancestor that is one of `p`'s, with that
+    /// version's file hashes), or unknown (the local store does not have enough of either
+    /// history).
+    fn place_version(
+        &self,
+        v: &ObjectId,
+        p: &super::DirVersionBytes,
+        p_older: &std::collections::HashSet<ObjectId>,
+    ) -> Place {
+        let mut seen = std::collections::HashSet::new();
+        let mut next = Some(*v);
+        while let Some(id) = next {
+            if id == p.version {
+                return Place::Newer;
+            }
+            if p_older.contains(&id) {
+                let files = self
+                    .load_dir_version(&id)
+                    .and_then(|m| self.load_listing(&m))
+                    .map(|l| {
+                        l.files
+                            .into_iter()
+                            .map(|f| (f.path, f.sha256))
+                            .collect::<std::collections::HashMap<String, ObjectId>>()
+                    });
+                return match files {
+                    Ok(files) => Place::Apart(std::rc::Rc::new(files)),
+                    Err(_) => Place::Unknown,
+                };
+            }
+            if seen.len() >= ORDER_WALK || !seen.insert(id) {
+                return Place::Unknown;
+            }
+            next = match self.load_dir_version(&id) {
+                Ok(m) => m.version.parent,
+                Err(_) => None,
+            };
+        }
+        Place::Unknown
     }
 
     /// The unit versions from `first` down its parents, as far as the local store has them (at

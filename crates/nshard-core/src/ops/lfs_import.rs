@@ -402,7 +402,7 @@ impl Repo {
 
 fn not_local(git_path: &str, oid: &ObjectId, commit: Option<&str>) -> Error {
     let rev = commit.unwrap_or("HEAD");
-    let include = shell_word(&format!(
+    let include = crate::portable::shell_word(&format!(
         "--include={}",
         crate::git::lfs::include_pattern(git_path)
     ));
@@ -413,16 +413,6 @@ fn not_local(git_path: &str, oid: &ObjectId, commit: Option<&str>) -> Error {
         &rev[..rev.len().min(12)],
         oid.to_hex()
     ))
-}
-
-/// `s` as one word for a POSIX shell: as it is when that is safe, else in single quotes.
-fn shell_word(s: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "-_=./,:@%+".contains(c);
-    if !s.is_empty() && s.chars().all(safe) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 /// Whether the work-tree file holds the content the index's pointer names (`false`: it holds the

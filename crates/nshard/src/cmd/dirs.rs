@@ -80,7 +80,10 @@ pub fn print_status(s: &DirStatus, limit: usize) -> Result<()> {
             _ => bytes(c.size),
         };
         if let Some(v) = &c.from_older {
-            size += &format!("; from version {}, older than the unit's", v.short());
+            size += &format!(
+                "; holds or was edited from version {}, which the unit's version changed",
+                v.short()
+            );
         }
         if let Some(b) = &c.blocks {
             size += &format!(
