@@ -288,7 +288,7 @@ pub enum RepoError {
     /// Files of a directory unit hold, or were edited from, an older version of the unit than its
     /// manifest names (or one its local history does not reach), where that version changed
     /// them since: committing them would take those changes back.
-    #[error("{}", unit_from_older(&.0.unit, &.0.stale, &.0.edited, &.0.from, &.0.manifest_version, .0.order))]
+    #[error("{}", unit_from_older(.0))]
     UnitFromOlder(Box<FromOlderFiles>),
     /// `--version`, `--from` or `--to` was given for several files or units at once.
     #[error("a version belongs to one file's or one directory's history: name exactly one file or directory")]
@@ -495,44 +495,51 @@ pub enum RemoteError {
 pub struct FromOlderFiles {
     /// The unit's directory.
     pub unit: String,
-    /// Files (paths from the repository root) that hold that version's bytes as they were.
-    pub stale: Vec<String>,
-    /// Files edited from it, or removed.
-    pub edited: Vec<String>,
-    /// The version the first of them last held.
-    pub from: ObjectId,
+    /// Files (paths from the repository root) that hold the bytes of the version they last held
+    /// as they were, with that version.
+    pub stale: Vec<(String, ObjectId)>,
+    /// Files edited from (or removed since) the version they last held, with that version.
+    pub edited: Vec<(String, ObjectId)>,
+    /// Files created here where the unit's version has another file.
+    pub created: Vec<String>,
     /// The version the unit's manifest names.
     pub manifest_version: ObjectId,
-    /// How `from` relates to it: older, or not in the local history (`Unrelated`).
-    pub order: VersionOrder,
+    /// Whether the local history leaves some of those versions unplaced (not shown older than
+    /// the manifest's: versions in between not pulled, or another line of history).
+    pub unplaced: bool,
 }
 
 /// The message of [`RepoError::UnitFromOlder`].
-fn unit_from_older(
-    unit: &str,
-    stale: &[String],
-    edited: &[String],
-    from: &ObjectId,
-    manifest: &ObjectId,
-    order: VersionOrder,
-) -> String {
-    let (m, n) = (manifest.short(), stale.len() + edited.len());
-    let how = match order {
-        VersionOrder::Older => "older than",
-        _ => "which the local history does not show to be newer than",
-    };
-    let mut named: Vec<String> = stale
+fn unit_from_older(f: &FromOlderFiles) -> String {
+    let m = f.manifest_version.short();
+    let n = f.stale.len() + f.edited.len() + f.created.len();
+    let mut named: Vec<String> = f
+        .stale
         .iter()
-        .map(|p| format!("{p} (holds its bytes)"))
-        .chain(edited.iter().map(|p| format!("{p} (edited from it)")))
+        .map(|(p, v)| format!("{p} (holds the bytes of version {})", v.short()))
+        .chain(
+            f.edited
+                .iter()
+                .map(|(p, v)| format!("{p} (edited from version {})", v.short())),
+        )
+        .chain(
+            f.created
+                .iter()
+                .map(|p| format!("{p} (created here; {m} has another file there)")),
+        )
         .take(5)
         .collect();
     if n > named.len() {
         named.push(format!("and {} more", n - named.len()));
     }
+    let unplaced = if f.unplaced {
+        format!(" (the local history does not show all those versions older than {m}: the versions in between may not be here, or they are on another line of history)")
+    } else {
+        String::new()
+    };
     format!(
-        "{n} file(s) of {unit}/ hold or were edited from its version {}, {how} the version its manifest names ({m}), which changed them: committing them would take those changes back: {}",
-        from.short(),
+        "{n} file(s) of {}/ would take back what its version {m} changed: {}{unplaced}",
+        f.unit,
         named.join(", ")
     )
 }

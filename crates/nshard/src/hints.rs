@@ -42,13 +42,13 @@ pub fn hint(e: &Error) -> Option<String> {
                     unit,
                     stale,
                     edited,
-                    from,
+                    created,
                     manifest_version,
-                    order,
+                    unplaced,
                 } = files.as_ref();
-                let (f, m) = (from.short(), manifest_version.short());
+                let m = manifest_version.short();
                 let mut steps = Vec::new();
-                if *order != VersionOrder::Older {
+                if *unplaced {
                     steps.push(format!(
                         "`nshard pull {unit}/ --all-versions` brings the versions in between"
                     ));
@@ -57,10 +57,13 @@ pub fn hint(e: &Error) -> Option<String> {
                     let words: Vec<String> = stale
                         .iter()
                         .take(10)
-                        .map(|p| nshard_core::shell_word(&nshard_core::escape_path(p)))
+                        .map(|(p, _)| nshard_core::shell_word(&nshard_core::escape_path(p)))
                         .collect();
                     let more = if stale.len() > 10 {
-                        format!(" (and {} more: `nshard status {unit}/` lists them)", stale.len() - 10)
+                        format!(
+                            " (and {} more: `nshard status {unit}/` lists them)",
+                            stale.len() - 10
+                        )
                     } else {
                         String::new()
                     };
@@ -69,11 +72,18 @@ pub fn hint(e: &Error) -> Option<String> {
                         words.join(" ")
                     ));
                 }
-                if !edited.is_empty() {
+                if let Some((_, from)) = edited.first() {
                     steps.push(format!(
-                        "`nshard diff {unit}/ --from {f} --to {m}` shows what {m} changed: carry that into the edited files, then `nshard commit --force`"
+                        "`nshard diff {unit}/ --from {} --to {m}` shows what {m} changed: carry that into the edited files, then `nshard commit --force`",
+                        from.short()
                     ));
-                } else {
+                }
+                if !created.is_empty() {
+                    steps.push(format!(
+                        "move the files created here aside and `nshard checkout` them to see {m}'s, then merge and `nshard commit --force`"
+                    ));
+                }
+                if edited.is_empty() && created.is_empty() {
                     steps.push(
                         "`nshard commit --force` records the files as they are (a revert of those changes)"
                             .to_string(),

@@ -374,14 +374,11 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
         .collect();
     assert_eq!(older, ["p1/f001.bin"], "{st:#}");
     let text = common::ok(&b, &["status"]);
-    assert!(
-        text.contains("1 file of them from an older version"),
-        "{text}"
-    );
+    assert!(text.contains("1 file of them would take back"), "{text}");
     let text = common::fails(&b, &["commit", "-m", "B's edit"]);
     assert!(
-        text.contains("data/p1/f001.bin (holds its bytes)")
-            && text.contains("older than")
+        text.contains("data/p1/f001.bin (holds the bytes of version")
+            && text.contains("would take back what its version")
             && text.contains("`nshard checkout data/p1/f001.bin`"),
         "{text}"
     );
@@ -410,7 +407,7 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
     assert!(pulled, "{out}");
     let text = common::fails(&b, &["commit", "-m", "B again"]);
     assert!(
-        text.contains("data/p2/f002.bin (edited from it)")
+        text.contains("data/p2/f002.bin (edited from version")
             && text.contains("nshard diff data/ --from")
             && text.contains("--force"),
         "{text}"
@@ -438,8 +435,8 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
     assert!(pulled, "{out}");
     let text = common::fails(&b, &["commit", "-m", "B's third"]);
     assert!(
-        text.contains("data/p0/f003.bin (holds its bytes)")
-            && text.contains("data/p1/f004.bin (holds its bytes)")
+        text.contains("data/p0/f003.bin (holds the bytes of version")
+            && text.contains("data/p1/f004.bin (holds the bytes of version")
             && text.contains("--all-versions"),
         "{text}"
     );
@@ -468,7 +465,8 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
     ok(&b, &["checkout", "data/", "--version", &first[..12]]);
     let text = common::fails(&b, &["commit", "-m", "revert"]);
     assert!(
-        text.contains(&format!("its version {}", &first[..12])) && text.contains("a revert"),
+        text.contains(&format!("holds the bytes of version {}", &first[..12]))
+            && text.contains("a revert"),
         "{text}"
     );
     ok(&b, &["commit", "-m", "revert", "--force"]);
@@ -506,7 +504,7 @@ fn a_unit_kept_for_a_removal_still_gets_the_new_listing() {
     assert_eq!(st[0]["state"], "modified", "{st:#}");
     let text = common::fails(&b, &["commit", "-m", "drop f000"]);
     assert!(
-        text.contains("data/p1/f001.bin (holds its bytes)"),
+        text.contains("data/p1/f001.bin (holds the bytes of version"),
         "{text}"
     );
     ok(&b, &["checkout", "data/p1/f001.bin"]);
@@ -546,7 +544,8 @@ fn a_merge_of_two_lines_of_a_unit_refuses_only_what_the_other_line_changed() {
     ok(&b, &["pull", "data/"]);
     let text = common::fails(&b, &["commit", "-m", "merge"]);
     assert!(
-        text.contains("1 file(s) of data/") && text.contains("data/p1/f001.bin (holds its bytes)"),
+        text.contains("1 file(s) of data/")
+            && text.contains("data/p1/f001.bin (holds the bytes of version"),
         "{text}"
     );
     ok(&b, &["checkout", "data/p1/f001.bin"]);
@@ -554,4 +553,42 @@ fn a_merge_of_two_lines_of_a_unit_refuses_only_what_the_other_line_changed() {
     let tree = read_tree(&b, "data");
     assert_eq!(tree["data/p1/f001.bin"], b"A's change");
     assert_eq!(tree["data/p2/f002.bin"], b"B's change");
+}
+
+/// Both add a file at the same path: B's, created here, is not based on A's, which B's commit
+/// would replace: status marks it and commit refuses it.
+#[test]
+fn a_file_both_add_at_one_path_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let a = owner(root);
+    unit_committed(&a, 6, 1000, "v1");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let b = clone(root, "b");
+    ok(&b, &["pull", "--checkout"]);
+    ok(&b, &["git-init"]);
+    write(&a, "data/p0/new.bin", b"A's new file");
+    ok(&a, &["commit", "-m", "v2"]);
+    git(&a, &["add", "-A"]);
+    git(&a, &["commit", "-q", "-m", "v2"]);
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    write(&b, "data/p0/new.bin", b"B's new file");
+    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert!(pulled, "{out}");
+    let st = common::json(&b, &["status"]);
+    let marked: Vec<&serde_json::Value> = st[0]["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|c| c["created_over"] == true)
+        .collect();
+    assert_eq!(marked.len(), 1, "{st:#}");
+    let text = common::fails(&b, &["commit", "-m", "B"]);
+    assert!(
+        text.contains("data/p0/new.bin (created here;") && text.contains("move the files"),
+        "{text}"
+    );
+    ok(&b, &["commit", "-m", "B", "--force"]);
 }

@@ -487,18 +487,29 @@ impl Repo {
             present.chain(removed).filter(|(rel, _)| inside(rel)),
             cache,
         )?;
-        let Some(first) = older.first() else {
+        if older.is_empty() {
             return Ok(());
-        };
+        }
         let full = |o: &super::status::FromOlder| format!("{}/{}", unit.as_str(), o.rel);
+        let with_version = |o: &super::status::FromOlder| (full(o), o.version);
         Err(Error::Repo(RepoError::UnitFromOlder(Box::new(
             crate::error::FromOlderFiles {
                 unit: unit.to_string(),
-                stale: older.iter().filter(|o| !o.edited).map(full).collect(),
-                edited: older.iter().filter(|o| o.edited).map(full).collect(),
-                from: first.version,
+                stale: older
+                    .iter()
+                    .filter(|o| !o.edited)
+                    .map(with_version)
+                    .collect(),
+                edited: older
+                    .iter()
+                    .filter(|o| o.edited && !o.created)
+                    .map(with_version)
+                    .collect(),
+                created: older.iter().filter(|o| o.created).map(full).collect(),
                 manifest_version: p.version,
-                order: first.order,
+                unplaced: older
+                    .iter()
+                    .any(|o| !o.created && o.order != crate::error::VersionOrder::Older),
             },
         ))))
     }

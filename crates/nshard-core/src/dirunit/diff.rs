@@ -154,6 +154,7 @@ fn compare_listings(old: &Listing, new: &Listing, sub: Option<&str>) -> Vec<DirC
         old_size,
         blocks: None,
         from_older: None,
+        created_over: false,
     };
     let mut out = Vec::new();
     let (mut o, mut n) = (old.select(sub).peekable(), new.select(sub).peekable());

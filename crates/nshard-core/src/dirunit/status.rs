@@ -43,6 +43,10 @@ pub struct DirChange {
     /// without `--force`, since it would take that change back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from_older: Option<ObjectId>,
+    /// In `status`: created here (nshard never wrote or committed it) where the unit's version
+    /// has another file, which committing would replace. `commit` refuses it without `--force`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub created_over: bool,
 }
 
 /// The state of a directory unit, named like a file's state where they mean the same.
@@ -124,6 +128,9 @@ pub(crate) struct FromOlder {
     pub edited: bool,
     /// `Older`, or `Unrelated` when the local history cannot tell.
     pub order: VersionOrder,
+    /// Created here (nshard never wrote or committed it) where `p` has another file: `version`
+    /// is then `p`'s.
+    pub created: bool,
 }
 
 /// Where a version of a unit stands against the one its manifest names (see
@@ -174,7 +181,23 @@ impl Repo {
         let mut out = Vec::new();
         for (rel, f) in files {
             let full = format!("{}/{rel}", unit.as_str());
-            let Some(c) = cache.get(&full) else { continue };
+            let Some(c) = cache.get(&full) else {
+                // Never written or committed here, where `p` has a file (a colleague added one
+                // at the same path, or a part of the unit never checked out): not based on
+                // `p`'s file, which committing would replace.
+                if let (Some(f), Some(theirs)) = (f, committed.get(rel)) {
+                    if hash_found(f)? != **theirs {
+                        out.push(FromOlder {
+                            rel: rel.to_string(),
+                            version: p.version,
+                            edited: true,
+                            order: VersionOrder::Unrelated,
+                            created: true,
+                        });
+                    }
+                }
+                continue;
+            };
             // Unchanged by `p` since the version the file last held (or was absent from, see
             // `StatEntry::ABSENT`): nothing to undo.
             let held = (c.sha256 != StatEntry::ABSENT).then_some(&c.sha256);
@@ -216,6 +239,7 @@ impl Repo {
                 version: c.version,
                 edited,
                 order,
+                created: false,
             });
         }
         Ok(out)
@@ -295,11 +319,13 @@ impl Repo {
             d.as_ref().map(|d| (d.version, d.manifest.clone())),
         )?;
         let cache = self.stat_cache();
-        let candidates = st.changes.iter().any(|c| {
-            cache
-                .get(&format!("{}/{}", unit.as_str(), c.path))
-                .is_some_and(|e| d.as_ref().is_some_and(|d| e.version != d.version))
-        });
+        let candidates =
+            st.changes.iter().any(
+                |c| match cache.get(&format!("{}/{}", unit.as_str(), c.path)) {
+                    Some(e) => d.as_ref().is_some_and(|d| e.version != d.version),
+                    None => c.kind == DirChangeKind::Modified,
+                },
+            );
         if let (Some(d), DirState::Modified, true) = (&d, st.state, candidates) {
             // Which of the changes would take back a newer version's changes.
             let l = self.load_listing(&d.manifest)?;
@@ -311,10 +337,13 @@ impl Repo {
                 .iter()
                 .map(|c| (c.path.as_str(), by_rel.get(c.path.as_str()).copied()));
             let older = self.files_from_older(unit, d, &l, changed, &cache)?;
-            let older: std::collections::HashMap<&str, ObjectId> =
-                older.iter().map(|o| (o.rel.as_str(), o.version)).collect();
+            let older: std::collections::HashMap<&str, &FromOlder> =
+                older.iter().map(|o| (o.rel.as_str(), o)).collect();
             for c in &mut st.changes {
-                c.from_older = older.get(c.path.as_str()).copied();
+                if let Some(o) = older.get(c.path.as_str()) {
+                    c.created_over = o.created;
+                    c.from_older = (!o.created).then_some(o.version);
+                }
             }
         }
         Ok(st)
@@ -401,6 +430,7 @@ impl Repo {
                         old_size: None,
                         blocks: None,
                         from_older: None,
+                        created_over: false,
                     });
                 }
                 std::cmp::Ordering::Greater => {
@@ -412,6 +442,7 @@ impl Repo {
                         old_size: None,
                         blocks: None,
                         from_older: None,
+                        created_over: false,
                     });
                 }
                 std::cmp::Ordering::Equal => {
@@ -440,6 +471,7 @@ impl Repo {
                             old_size: Some(e.size),
                             blocks: None,
                             from_older: None,
+                            created_over: false,
                         });
                     } else {
                         present.push(e);

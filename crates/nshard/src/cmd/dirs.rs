@@ -40,11 +40,17 @@ pub fn print_status(s: &DirStatus, limit: usize) -> Result<()> {
             count_of(DirChangeKind::Added),
             count_of(DirChangeKind::Removed),
             count_of(DirChangeKind::Modified),
-            match (s.to, s.changes.iter().filter(|c| c.from_older.is_some()).count()) {
+            match (
+                s.to,
+                s.changes
+                    .iter()
+                    .filter(|c| c.from_older.is_some() || c.created_over)
+                    .count(),
+            ) {
                 (Some(_), _) => String::new(),
                 (None, 0) => ": run `nshard commit`".to_string(),
                 (None, n) => format!(
-                    ": {} of them from an older version of {label}; committing would take back the newer version's changes to them (`nshard checkout` those, or carry the changes in and `nshard commit --force`)",
+                    ": {} of them would take back what the unit's version changed (`nshard checkout` those you did not edit; carry its changes into the others, then `nshard commit --force`)",
                     count(n as u64, "file")
                 ),
             }
@@ -79,6 +85,9 @@ pub fn print_status(s: &DirStatus, limit: usize) -> Result<()> {
             Some(old) if old != c.size => format!("{} -> {}", bytes(old), bytes(c.size)),
             _ => bytes(c.size),
         };
+        if c.created_over {
+            size += "; created here, where the unit's version has another file";
+        }
         if let Some(v) = &c.from_older {
             size += &format!(
                 "; holds or was edited from version {}, which the unit's version changed",
