@@ -592,3 +592,28 @@ fn a_file_both_add_at_one_path_is_refused() {
     );
     ok(&b, &["commit", "-m", "B", "--force"]);
 }
+
+/// Files nshard never wrote here are not taken for a colleague's: a clone that regenerates the
+/// unit without checking it out commits, and so does one whose stat cache was deleted.
+#[test]
+fn files_written_without_nshard_commit_as_before() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let a = owner(root);
+    unit_committed(&a, 6, 1000, "v1");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let c = clone(root, "c");
+    ok(&c, &["pull", "data/"]);
+    for i in 0..6u64 {
+        write(
+            &c,
+            &format!("data/p{}/f{i:03}.bin", i % 3),
+            &random_bytes(1000, 500 + i),
+        );
+    }
+    ok(&c, &["commit", "-m", "regenerated"]);
+    fs::remove_dir_all(a.join(".shard/cache")).expect("rm cache");
+    write(&a, "data/p1/f001.bin", b"edited after the cache went");
+    ok(&a, &["commit", "-m", "edit"]);
+}

@@ -55,16 +55,11 @@ impl Repo {
             None => {
                 parts.remove(unit.as_str());
             }
-            // A unit checked out whole here (files outside `s` are in the work tree) stays
-            // whole: checking out one part of it again (a file restored, the files a commit
-            // refused brought up to date) must not narrow what the hooks write.
-            Some(s)
-                if !parts.contains_key(unit.as_str())
-                    && super::walk_unit(self.root(), unit).is_ok_and(|found| {
-                        found
-                            .iter()
-                            .any(|f| !super::listing::in_subtree(&f.rel, Some(s)))
-                    }) => {}
+            // A unit checked out whole here (files nshard wrote or committed outside `s` are in
+            // the work tree) stays whole: checking out one part of it again (a file restored,
+            // the files a commit refused brought up to date) must not narrow what the hooks
+            // write.
+            Some(s) if !parts.contains_key(unit.as_str()) && self.holds_outside(unit, s) => {}
             Some(s) => {
                 let set = parts.entry(unit.to_string()).or_default();
                 let under = |p: &str, dir: &str| super::listing::in_subtree(p, Some(dir));
@@ -79,6 +74,18 @@ impl Repo {
                 let _ = fsutil::write_atomic(&self.parts_path(), &bytes);
             }
         }
+    }
+
+    /// Whether a file of `unit` outside its part `sub` that nshard wrote or committed (one the
+    /// stat cache knows) is in the work tree.
+    fn holds_outside(&self, unit: &RepoPath, sub: &str) -> bool {
+        let cache = self.stat_cache();
+        super::walk_unit(self.root(), unit).is_ok_and(|found| {
+            found.iter().any(|f| {
+                !super::listing::in_subtree(&f.rel, Some(sub))
+                    && cache.get(&format!("{}/{}", unit.as_str(), f.rel)).is_some()
+            })
+        })
     }
 
     /// The files of `unit` (under `sub`, relative to the unit) that its version `before` (the
@@ -184,16 +191,6 @@ impl Repo {
             .filter(|f| in_sub(&f.rel))
             .collect();
         remove_temps(&temps);
-        // A part named that matches nothing, in this version or here (a typo), is an error,
-        // as for `git checkout PATH`: writing nothing in silence would look like success.
-        if let Some(s) = sub.filter(|_| found.is_empty()) {
-            if listing.select(Some(s)).next().is_none() {
-                return Err(Error::Repo(RepoError::InUnit {
-                    path: format!("{unit}/{}", crate::portable::escape(s)),
-                    reason: format!("matches no file of {unit}/ in version {}", version.short()),
-                }));
-            }
-        }
         let on_disk: HashMap<&str, &Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
         let mut cache = self.stat_cache();
         let mut out = DirCheckout {

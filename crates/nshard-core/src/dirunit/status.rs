@@ -168,33 +168,63 @@ impl Repo {
         files: impl Iterator<Item = (&'a str, Option<&'a Found>)>,
         cache: &crate::repo::statcache::StatCache,
     ) -> Result<Vec<FromOlder>> {
-        let committed: std::collections::HashMap<&str, &ObjectId> = l
+        use std::collections::{HashMap, HashSet};
+        let committed: HashMap<&str, &ObjectId> = l
             .files
             .iter()
             .map(|f| (f.path.as_str(), &f.sha256))
             .collect();
-        // `p`'s ancestors as far as the local store has them, and whether that reached the
-        // first version; read once, and only when a file needs them.
-        let mut history: Option<(std::collections::HashSet<ObjectId>, bool)> = None;
-        let mut placed: std::collections::HashMap<ObjectId, Place> =
-            std::collections::HashMap::new();
+        // `p`'s ancestors as far as the local store has them, nearest first; read once, and
+        // only when a file needs them.
+        let mut history: Option<(Vec<ObjectId>, HashSet<ObjectId>)> = None;
+        let ancestors = |history: &mut Option<(Vec<ObjectId>, HashSet<ObjectId>)>| {
+            if history.is_none() {
+                let order = self.unit_ancestors(p.manifest.version.parent);
+                let set = order.iter().copied().collect();
+                *history = Some((order, set));
+            }
+        };
+        let mut placed: HashMap<ObjectId, Place> = HashMap::new();
+        // The paths of the version of the unit this clone last held (the nearest of `p`'s
+        // ancestors its files' records name), for files created here; `None` inside: no record
+        // places it.
+        let mut here_before: Option<Option<HashSet<String>>> = None;
         let mut out = Vec::new();
         for (rel, f) in files {
             let full = format!("{}/{rel}", unit.as_str());
             let Some(c) = cache.get(&full) else {
-                // Never written or committed here, where `p` has a file (a colleague added one
-                // at the same path, or a part of the unit never checked out): not based on
-                // `p`'s file, which committing would replace.
-                if let (Some(f), Some(theirs)) = (f, committed.get(rel)) {
-                    if hash_found(f)? != **theirs {
-                        out.push(FromOlder {
-                            rel: rel.to_string(),
-                            version: p.version,
-                            edited: true,
-                            order: VersionOrder::Unrelated,
-                            created: true,
-                        });
-                    }
+                // Never written or committed here, where `p` has a file that the version this
+                // clone last held did not have (a colleague added one at the same path): not
+                // based on `p`'s file, which committing would replace. Without a record that
+                // places this clone (a fresh clone, a removed cache) nothing tells.
+                let (Some(f), Some(theirs)) = (f, committed.get(rel)) else {
+                    continue;
+                };
+                let before = here_before.get_or_insert_with(|| {
+                    ancestors(&mut history);
+                    let (order, _) = history.as_ref()?;
+                    let held: HashSet<ObjectId> = l
+                        .files
+                        .iter()
+                        .filter_map(|e| cache.get(&format!("{}/{}", unit.as_str(), e.path)))
+                        .map(|e| e.version)
+                        .collect();
+                    let v = order.iter().find(|v| held.contains(v))?;
+                    let listing = self
+                        .load_dir_version(v)
+                        .and_then(|m| self.load_listing(&m))
+                        .ok()?;
+                    Some(listing.files.into_iter().map(|e| e.path).collect())
+                });
+                let added_since = before.as_ref().is_some_and(|paths| !paths.contains(rel));
+                if added_since && hash_found(f)? != **theirs {
+                    out.push(FromOlder {
+                        rel: rel.to_string(),
+                        version: p.version,
+                        edited: true,
+                        order: VersionOrder::Unrelated,
+                        created: true,
+                    });
                 }
                 continue;
             };
@@ -212,20 +242,14 @@ impl Repo {
             if holds.is_some() && holds.as_ref() == committed.get(rel).copied() {
                 continue;
             }
-            let (older, _) =
-                history.get_or_insert_with(|| self.unit_ancestors(p.manifest.version.parent));
+            ancestors(&mut history);
+            let Some((_, older)) = history.as_ref() else {
+                continue;
+            };
             let order = if older.contains(&c.version) {
                 VersionOrder::Older
             } else {
-                let place = match placed.get(&c.version) {
-                    Some(place) => place.clone(),
-                    None => {
-                        let place = self.place_version(&c.version, p, older);
-                        placed.insert(c.version, place.clone());
-                        place
-                    }
-                };
-                match place {
+                match self.place_version(&c.version, p, older, &mut placed) {
                     Place::Newer => continue,
                     // Another line of history (a merge): only a file `p`'s line changed since
                     // the two parted is at stake; one only this line changed is its own change.
@@ -249,18 +273,27 @@ impl Repo {
     /// versions (as far as the local store has them) are `p_older`: newer (`p` is among its
     /// ancestors), apart (on another line: its nearest ancestor that is one of `p`'s, with that
     /// version's file hashes), or unknown (the local store does not have enough of either
-    /// history).
+    /// history). Every version a walk passes shares its answer: `placed` keeps them, so a walk
+    /// stops where an earlier one went, and each base listing is read once.
     fn place_version(
         &self,
         v: &ObjectId,
         p: &super::DirVersionBytes,
         p_older: &std::collections::HashSet<ObjectId>,
+        placed: &mut std::collections::HashMap<ObjectId, Place>,
     ) -> Place {
+        let mut walked = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut next = Some(*v);
-        while let Some(id) = next {
+        let place = loop {
+            let Some(id) = next else {
+                break Place::Unknown;
+            };
+            if let Some(known) = placed.get(&id) {
+                break known.clone();
+            }
             if id == p.version {
-                return Place::Newer;
+                break Place::Newer;
             }
             if p_older.contains(&id) {
                 let files = self
@@ -272,41 +305,44 @@ impl Repo {
                             .map(|f| (f.path, f.sha256))
                             .collect::<std::collections::HashMap<String, ObjectId>>()
                     });
-                return match files {
+                break match files {
                     Ok(files) => Place::Apart(std::rc::Rc::new(files)),
                     Err(_) => Place::Unknown,
                 };
             }
-            if seen.len() >= ORDER_WALK || !seen.insert(id) {
-                return Place::Unknown;
+            if walked.len() >= ORDER_WALK || !seen.insert(id) {
+                break Place::Unknown;
             }
+            walked.push(id);
             next = match self.load_dir_version(&id) {
                 Ok(m) => m.version.parent,
                 Err(_) => None,
             };
+        };
+        for id in walked {
+            placed.insert(id, place.clone());
         }
-        Place::Unknown
+        place
     }
 
-    /// The unit versions from `first` down its parents, as far as the local store has them (at
-    /// most [`ORDER_WALK`]; a manifest that is missing or unreadable ends the walk), and whether
-    /// the walk reached a first version.
-    fn unit_ancestors(
-        &self,
-        first: Option<ObjectId>,
-    ) -> (std::collections::HashSet<ObjectId>, bool) {
+    /// The unit versions from `first` down its parents, nearest first, as far as the local
+    /// store has them (at most [`ORDER_WALK`]; a manifest that is missing or unreadable, or a
+    /// cycle, ends the walk).
+    fn unit_ancestors(&self, first: Option<ObjectId>) -> Vec<ObjectId> {
         let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
         let mut next = first;
         while let Some(v) = next {
-            if seen.len() >= ORDER_WALK || !seen.insert(v) {
-                return (seen, false);
+            if out.len() >= ORDER_WALK || !seen.insert(v) {
+                break;
             }
-            match self.load_dir_version(&v) {
-                Ok(m) => next = m.version.parent,
-                Err(_) => return (seen, false),
-            }
+            out.push(v);
+            next = match self.load_dir_version(&v) {
+                Ok(m) => m.version.parent,
+                Err(_) => None,
+            };
         }
-        (seen, true)
+        out
     }
 
     /// Compares the unit's files (under `sub`) with its committed listing. Files whose stat
@@ -458,6 +494,12 @@ impl Repo {
                             let observed = now_ns();
                             let sha = hash_found(g)?;
                             if let (Some(v), true) = (st.version, sha == e.sha256) {
+                                // The same bytes as recorded keep the version recorded: the
+                                // version the clone last held, which commit's check reads.
+                                let v = cache
+                                    .get(&key)
+                                    .filter(|c| c.sha256 == sha)
+                                    .map_or(v, |c| c.version);
                                 cache.set(&key, StatEntry::new(&g.md, sha, v, observed));
                             }
                             sha == e.sha256
