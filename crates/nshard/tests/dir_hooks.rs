@@ -222,6 +222,36 @@ fn unit_committed(a: &Path, n: u64, len: usize, msg: &str) {
     git(a, &["commit", "-q", "-m", msg]);
 }
 
+/// The owner's clone `a` with a unit of six files committed and pushed as v1, and a colleague's
+/// clone `b` with it checked out and the hooks installed.
+fn owner_and_colleague(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let a = owner(root);
+    unit_committed(&a, 6, 1000, "v1");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let b = clone(root, "b");
+    ok(&b, &["pull", "--checkout"]);
+    ok(&b, &["git-init"]);
+    (a, b)
+}
+
+/// Commits the unit in clone `dir` with nshard and git as `msg`, and pushes it (the hook sends
+/// the data).
+fn commit_and_push(dir: &Path, msg: &str) {
+    ok(dir, &["commit", "-m", msg]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", msg]);
+    let (pushed, out) = git_try(dir, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+}
+
+/// `git pull` in clone `dir` (the hooks run); what it printed.
+fn pull(dir: &Path) -> String {
+    let (pulled, out) = git_try(dir, &["pull", "-q", "--no-rebase", "origin", "main"]);
+    assert!(pulled, "{out}");
+    out
+}
+
 /// A clone that checked out only part of a unit (`nshard checkout data/p1/`) keeps only that part
 /// across branch switches and pulls: the hooks fetch and write that part of each version, never
 /// the rest, until `nshard checkout data/` asks for all of it.
@@ -340,24 +370,13 @@ fn the_hooks_keep_an_uncommitted_removal_in_a_unit() {
 #[test]
 fn a_unit_commit_never_undoes_a_colleagues_version() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path();
-    let a = owner(root);
-    unit_committed(&a, 6, 1000, "v1");
-    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
-    let b = clone(root, "b");
-    ok(&b, &["pull", "--checkout"]);
-    ok(&b, &["git-init"]);
+    let (a, b) = owner_and_colleague(tmp.path());
 
     // A changes f001 and pushes v2; B edits f000 meanwhile and pulls.
     write(&a, "data/p1/f001.bin", b"A's change");
-    ok(&a, &["commit", "-m", "v2"]);
-    git(&a, &["commit", "-q", "-am", "v2"]);
-    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
+    commit_and_push(&a, "v2");
     write(&b, "data/p0/f000.bin", b"B's change");
-    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
-    assert!(pulled, "{out}");
+    let out = pull(&b);
     assert!(out.contains("uncommitted changes"), "{out}");
     assert_eq!(
         fs::read(b.join("data/p1/f001.bin")).expect("read"),
@@ -395,16 +414,11 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
     // Both change f002: B's edit started from the version before A's.
     let (pushed, out) = git_try(&b, &["push", "-q", "origin", "main"]);
     assert!(pushed, "{out}");
-    let (pulled, out) = git_try(&a, &["pull", "-q", "--no-rebase", "origin", "main"]);
-    assert!(pulled, "{out}");
+    pull(&a);
     write(&a, "data/p2/f002.bin", b"A again");
-    ok(&a, &["commit", "-m", "v4"]);
-    git(&a, &["commit", "-q", "-am", "v4"]);
-    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
+    commit_and_push(&a, "v4");
     write(&b, "data/p2/f002.bin", b"B again");
-    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
-    assert!(pulled, "{out}");
+    pull(&b);
     let text = common::fails(&b, &["commit", "-m", "B again"]);
     assert!(
         text.contains("data/p2/f002.bin (edited from version")
@@ -420,19 +434,14 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
 
     // A commits two versions before B pulls: the one in between is not in B's store, and the
     // files B did not touch still hold the version before both.
-    let (pulled, out) = git_try(&a, &["pull", "-q", "--no-rebase", "origin", "main"]);
-    assert!(pulled, "{out}");
+    pull(&a);
     write(&a, "data/p0/f003.bin", b"A, first");
     ok(&a, &["commit", "-m", "v6"]);
     git(&a, &["commit", "-q", "-am", "v6"]);
     write(&a, "data/p1/f004.bin", b"A, second");
-    ok(&a, &["commit", "-m", "v7"]);
-    git(&a, &["commit", "-q", "-am", "v7"]);
-    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
+    commit_and_push(&a, "v7");
     write(&b, "data/p2/f005.bin", b"B's third");
-    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
-    assert!(pulled, "{out}");
+    pull(&b);
     let text = common::fails(&b, &["commit", "-m", "B's third"]);
     assert!(
         text.contains("data/p0/f003.bin (holds the bytes of version")
@@ -482,23 +491,12 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
 #[test]
 fn a_unit_kept_for_a_removal_still_gets_the_new_listing() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path();
-    let a = owner(root);
-    unit_committed(&a, 6, 1000, "v1");
-    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
-    let b = clone(root, "b");
-    ok(&b, &["pull", "--checkout"]);
-    ok(&b, &["git-init"]);
+    let (a, b) = owner_and_colleague(tmp.path());
     write(&a, "data/p1/f001.bin", b"A's change");
-    ok(&a, &["commit", "-m", "v2"]);
-    git(&a, &["commit", "-q", "-am", "v2"]);
-    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
+    commit_and_push(&a, "v2");
 
     fs::remove_file(b.join("data/p0/f000.bin")).expect("rm");
-    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
-    assert!(pulled, "{out}");
+    let out = pull(&b);
     assert!(out.contains("f000.bin removed"), "{out}");
     let st = common::json(&b, &["status"]);
     assert_eq!(st[0]["state"], "modified", "{st:#}");
@@ -521,19 +519,9 @@ fn a_unit_kept_for_a_removal_still_gets_the_new_listing() {
 #[test]
 fn a_merge_of_two_lines_of_a_unit_refuses_only_what_the_other_line_changed() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path();
-    let a = owner(root);
-    unit_committed(&a, 6, 1000, "v1");
-    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
-    let b = clone(root, "b");
-    ok(&b, &["pull", "--checkout"]);
-    ok(&b, &["git-init"]);
+    let (a, b) = owner_and_colleague(tmp.path());
     write(&a, "data/p1/f001.bin", b"A's change");
-    ok(&a, &["commit", "-m", "A"]);
-    git(&a, &["commit", "-q", "-am", "A"]);
-    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
+    commit_and_push(&a, "A");
     write(&b, "data/p2/f002.bin", b"B's change");
     ok(&b, &["commit", "-m", "B"]);
     git(&b, &["commit", "-q", "-am", "B"]);
@@ -560,23 +548,11 @@ fn a_merge_of_two_lines_of_a_unit_refuses_only_what_the_other_line_changed() {
 #[test]
 fn a_file_both_add_at_one_path_is_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let root = tmp.path();
-    let a = owner(root);
-    unit_committed(&a, 6, 1000, "v1");
-    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
-    let b = clone(root, "b");
-    ok(&b, &["pull", "--checkout"]);
-    ok(&b, &["git-init"]);
+    let (a, b) = owner_and_colleague(tmp.path());
     write(&a, "data/p0/new.bin", b"A's new file");
-    ok(&a, &["commit", "-m", "v2"]);
-    git(&a, &["add", "-A"]);
-    git(&a, &["commit", "-q", "-m", "v2"]);
-    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
+    commit_and_push(&a, "v2");
     write(&b, "data/p0/new.bin", b"B's new file");
-    let (pulled, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
-    assert!(pulled, "{out}");
+    pull(&b);
     let st = common::json(&b, &["status"]);
     let marked: Vec<&serde_json::Value> = st[0]["changes"]
         .as_array()

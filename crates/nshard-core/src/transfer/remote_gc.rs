@@ -554,38 +554,31 @@ async fn run(
         let (have, lacking): (Vec<ObjectId>, Vec<ObjectId>) =
             again.into_iter().partition(|id| repo.store().has(id));
         report.whole_again_lacking = lacking.len();
-        if opts.dry_run {
+        let sent: Vec<(ObjectId, u64)> = if opts.dry_run {
             // Counted as uploaded (at the size the local copy has), so that the dry run says
             // what a run would keep and free.
-            for id in have {
-                let size = repo.store().encoded_size(&id).unwrap_or(0);
-                report.whole_again += 1;
-                report.whole_again_bytes += size;
-                whole.insert(
-                    id,
-                    StoredObject {
-                        id,
-                        size,
-                        modified: now,
-                    },
-                );
-            }
-        } else if !have.is_empty() {
+            have.iter()
+                .map(|id| (*id, repo.store().encoded_size(id).unwrap_or(0)))
+                .collect()
+        } else if have.is_empty() {
+            Vec::new()
+        } else {
             let sent =
                 deltas::push_whole(repo.store(), remote, &have, &mut stats, &opts.transfer).await?;
             report.requests += sent.len() as u64;
-            for (id, size) in sent {
-                report.whole_again += 1;
-                report.whole_again_bytes += size;
-                whole.insert(
+            sent
+        };
+        for (id, size) in sent {
+            report.whole_again += 1;
+            report.whole_again_bytes += size;
+            whole.insert(
+                id,
+                StoredObject {
                     id,
-                    StoredObject {
-                        id,
-                        size,
-                        modified: now,
-                    },
-                );
-            }
+                    size,
+                    modified: now,
+                },
+            );
         }
         // Deltas this clone holds of live objects the remote holds only whole go up first (a
         // push sends versions whole, so a remote where gc never runs stays as it was before
