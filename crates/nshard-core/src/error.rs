@@ -339,6 +339,17 @@ pub enum RepoError {
         /// Which names, and why.
         reason: String,
     },
+    /// A part of a directory unit named for checkout matches no file of the version checked out
+    /// and none in the work tree (a typo, or a part that version does not have).
+    #[error("{path} matches no file of {unit}/ in its version {}", version.short())]
+    NoSuchPart {
+        /// The part, from the repository root.
+        path: String,
+        /// The unit.
+        unit: String,
+        /// The version checked out.
+        version: ObjectId,
+    },
     /// A command for single tracked files was given a directory unit or a path inside one.
     #[error("{path} {reason}")]
     InUnit {

@@ -593,3 +593,35 @@ fn files_written_without_nshard_commit_as_before() {
     write(&a, "data/p1/f001.bin", b"edited after the cache went");
     ok(&a, &["commit", "-m", "edit"]);
 }
+
+/// A part of a unit this clone checked out by name that a later version no longer has: the
+/// hooks write nothing there and the git command succeeds.
+#[test]
+fn a_checked_out_part_removed_upstream_is_nothing_to_write() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    let a = owner(root);
+    unit_committed(&a, 6, 1000, "v1");
+    let (pushed, out) = git_try(&a, &["push", "-q", "origin", "main"]);
+    assert!(pushed, "{out}");
+    let b = clone(root, "b");
+    ok(&b, &["pull", "data/p1/", "--checkout"]);
+    ok(&b, &["git-init"]);
+    assert!(b.join("data/p1/f001.bin").exists());
+    fs::remove_dir_all(a.join("data/p1")).expect("rm p1");
+    write(&a, "data/p0/f000.bin", b"A's change");
+    commit_and_push(&a, "v2 without p1");
+    pull(&b);
+    assert!(!b.join("data/p1").exists() || read_tree(&b, "data/p1").is_empty());
+    // Later versions without it: nothing to write, no error, and git checkout succeeds.
+    write(&a, "data/p2/f002.bin", b"A again");
+    commit_and_push(&a, "v3");
+    let out = pull(&b);
+    assert!(!out.contains("matches no file"), "{out}");
+    let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
+    assert!(moved && !out.contains("matches no file"), "{out}");
+    assert!(
+        !b.join("data/p0").exists(),
+        "only the part checked out is written"
+    );
+}

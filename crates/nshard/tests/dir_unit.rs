@@ -758,6 +758,9 @@ fn a_file_of_a_unit_named_alone_keeps_its_edits() {
     assert_eq!(repo.read(f), b"my edit");
     repo.ok(&["checkout", "--force", f]);
     assert_eq!(repo.read(f), files[f]);
+    // A path of the unit that matches nothing (a typo) is an error, not "0 files written".
+    let err = repo.fails(&["checkout", "data/part1/f00001.jsno"]);
+    assert!(err.contains("matches no file of data/"), "{err}");
 }
 
 /// A file of a unit whose execute bit changes, and nothing else: status and diff show it

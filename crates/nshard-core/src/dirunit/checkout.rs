@@ -191,6 +191,18 @@ impl Repo {
             .filter(|f| in_sub(&f.rel))
             .collect();
         remove_temps(&temps);
+        // A part named that matches nothing, in this version or here (a typo), is an error, as
+        // for `git checkout PATH`: writing nothing in silence would look like success (and the
+        // part would be recorded for the hooks).
+        if let Some(s) = sub.filter(|_| found.is_empty()) {
+            if listing.select(Some(s)).next().is_none() {
+                return Err(Error::Repo(RepoError::NoSuchPart {
+                    path: format!("{unit}/{}", crate::portable::escape(s)),
+                    unit: unit.to_string(),
+                    version,
+                }));
+            }
+        }
         let on_disk: HashMap<&str, &Found> = found.iter().map(|f| (f.rel.as_str(), f)).collect();
         let mut cache = self.stat_cache();
         let mut out = DirCheckout {

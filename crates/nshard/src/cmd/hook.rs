@@ -375,6 +375,9 @@ fn sync(
                 };
                 left_as_it_is(&label, &which, &arg)
             }
+            // A part this clone checked out that the new version no longer has: nothing to
+            // write there.
+            Err(Error::Repo(RepoError::NoSuchPart { .. })) => {}
             Err(e) => {
                 failed = true;
                 eprintln!("nshard: {label}: {e}");
