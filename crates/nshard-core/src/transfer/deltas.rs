@@ -15,9 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::engine::{
-    bounded, corrupt_here, corrupt_on_remote, local_io, put_standalone, remote_missing,
-};
+use super::engine::{bounded, corrupt_here, corrupt_on_remote, local_io, put_each, remote_missing};
 use super::{TransferOptions, TransferStats};
 use crate::codec::{self, Encoder, MAX_CHAIN};
 use crate::error::{Error, Result, StoreError};
@@ -458,33 +456,16 @@ pub(super) async fn push_whole(
         &format!("newest versions whole to {}", remote.display_url()),
         total,
     );
-    let retry = opts.retry;
     let format1 = Arc::new(AtomicBool::new(!remote.stores_float_objects()));
     let mut sent = Vec::with_capacity(ids.len());
-    let r = bounded(
+    let r = put_each(
+        local,
+        remote,
         ids.to_vec(),
-        opts.jobs,
-        |id| {
-            let (local, remote, format1) =
-                (local.clone(), Arc::clone(remote), Arc::clone(&format1));
-            async move {
-                retry
-                    .run(|| {
-                        let (local, remote, format1) =
-                            (local.clone(), Arc::clone(&remote), Arc::clone(&format1));
-                        async move { put_standalone(&local, &remote, id, &format1).await }
-                    })
-                    .await
-            }
-        },
-        |id, (n, older), retries| {
-            stats.objects += 1;
-            stats.older_format += usize::from(older);
-            stats.bytes += n;
-            stats.retries += retries;
-            opts.progress.advance(n);
-            sent.push((id, n));
-        },
+        &format1,
+        stats,
+        opts,
+        |id, n| sent.push((id, n)),
     )
     .await;
     opts.progress.finish();

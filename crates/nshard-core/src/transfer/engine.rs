@@ -144,34 +144,7 @@ pub(super) async fn push_groups(
             .copied()
             .filter(|id| missing.contains(id) && sent.insert(*id))
             .collect();
-        let retry = opts.retry;
-        let r = bounded(
-            todo,
-            opts.jobs,
-            |id| {
-                let local = local.clone();
-                let remote = Arc::clone(remote);
-                let format1 = Arc::clone(&format1);
-                async move {
-                    retry
-                        .run(|| {
-                            let local = local.clone();
-                            let remote = Arc::clone(&remote);
-                            let format1 = Arc::clone(&format1);
-                            async move { put_standalone(&local, &remote, id, &format1).await }
-                        })
-                        .await
-                }
-            },
-            |_, (n, older), retries| {
-                stats.objects += 1;
-                stats.older_format += usize::from(older);
-                stats.bytes += n;
-                stats.retries += retries;
-                opts.progress.advance(n);
-            },
-        )
-        .await;
+        let r = put_each(local, remote, todo, &format1, &mut stats, opts, |_, _| {}).await;
         if r.is_err() {
             result = r;
             break;
@@ -179,6 +152,49 @@ pub(super) async fn push_groups(
     }
     opts.progress.finish();
     result.map(|()| stats)
+}
+
+/// Uploads each of `ids` as a standalone object ([`put_standalone`], `opts.jobs` at a time,
+/// each with retries), counting them in `stats` and the progress; `sent` hears of each object
+/// uploaded with the bytes sent. Stops at the first failure.
+pub(super) async fn put_each(
+    local: &LocalStore,
+    remote: &Arc<dyn Store>,
+    ids: Vec<ObjectId>,
+    format1: &Arc<AtomicBool>,
+    stats: &mut TransferStats,
+    opts: &TransferOptions<'_>,
+    mut sent: impl FnMut(ObjectId, u64),
+) -> Result<()> {
+    let retry = opts.retry;
+    bounded(
+        ids,
+        opts.jobs,
+        |id| {
+            let local = local.clone();
+            let remote = Arc::clone(remote);
+            let format1 = Arc::clone(format1);
+            async move {
+                retry
+                    .run(|| {
+                        let local = local.clone();
+                        let remote = Arc::clone(&remote);
+                        let format1 = Arc::clone(&format1);
+                        async move { put_standalone(&local, &remote, id, &format1).await }
+                    })
+                    .await
+            }
+        },
+        |id, (n, older), retries| {
+            stats.objects += 1;
+            stats.older_format += usize::from(older);
+            stats.bytes += n;
+            stats.retries += retries;
+            opts.progress.advance(n);
+            sent(id, n);
+        },
+    )
+    .await
 }
 
 /// Uploads `id` as a standalone object (see [`LocalStore::get_standalone`]), in object format 1
