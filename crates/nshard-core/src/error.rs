@@ -509,8 +509,10 @@ pub struct FromOlderFiles {
     /// Files (paths from the repository root) that hold the bytes of the version they last held
     /// as they were, with that version.
     pub stale: Vec<(String, ObjectId)>,
-    /// Files edited from (or removed since) the version they last held, with that version.
+    /// Files edited from the version they last held, with that version.
     pub edited: Vec<(String, ObjectId)>,
+    /// Files removed here since the version they last held, with that version.
+    pub removed: Vec<(String, ObjectId)>,
     /// Files created here where the unit's version has another file.
     pub created: Vec<String>,
     /// The version the unit's manifest names.
@@ -523,7 +525,7 @@ pub struct FromOlderFiles {
 /// The message of [`RepoError::UnitFromOlder`].
 fn unit_from_older(f: &FromOlderFiles) -> String {
     let m = f.manifest_version.short();
-    let n = f.stale.len() + f.edited.len() + f.created.len();
+    let n = f.stale.len() + f.edited.len() + f.removed.len() + f.created.len();
     let mut named: Vec<String> = f
         .stale
         .iter()
@@ -532,6 +534,11 @@ fn unit_from_older(f: &FromOlderFiles) -> String {
             f.edited
                 .iter()
                 .map(|(p, v)| format!("{p} (edited from version {})", v.short())),
+        )
+        .chain(
+            f.removed
+                .iter()
+                .map(|(p, v)| format!("{p} (removed here from version {})", v.short())),
         )
         .chain(
             f.created

@@ -42,6 +42,7 @@ pub fn hint(e: &Error) -> Option<String> {
                     unit,
                     stale,
                     edited,
+                    removed,
                     created,
                     manifest_version,
                     unplaced,
@@ -78,12 +79,22 @@ pub fn hint(e: &Error) -> Option<String> {
                         from.short()
                     ));
                 }
+                if let Some((first, _)) = removed.first() {
+                    let more = match removed.len() {
+                        1 => String::new(),
+                        n => format!(" (and the {} other removed files)", n - 1),
+                    };
+                    steps.push(format!(
+                        "`nshard checkout {}`{more} brings back {m}'s file you removed; to remove it all the same, `nshard commit --force`",
+                        nshard_core::shell_word(&nshard_core::escape_path(first))
+                    ));
+                }
                 if !created.is_empty() {
                     steps.push(format!(
                         "move the files created here aside and `nshard checkout` them to see {m}'s, then merge and `nshard commit --force`"
                     ));
                 }
-                if edited.is_empty() && created.is_empty() {
+                if edited.is_empty() && created.is_empty() && removed.is_empty() {
                     steps.push(
                         "`nshard commit --force` records the files as they are (a revert of those changes)"
                             .to_string(),

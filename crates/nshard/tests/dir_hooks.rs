@@ -88,13 +88,41 @@ fn the_post_checkout_hook_moves_a_unit_with_git() {
     assert!(moved, "{out}");
     assert_eq!(read_tree(&b, "data"), v2, "{out}");
 
-    // An uncommitted change is never overwritten: the unit is left as it is, with a message.
+    // An edit of a file the two versions agree on carries over, as git carries a change to a
+    // file the two commits agree on: the rest of the unit moves.
     write(&b, "data/p0/f000.bin", b"my own work");
+    let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
+    assert!(moved, "{out}");
+    let mut expected = v1.clone();
+    expected.insert("data/p0/f000.bin".into(), b"my own work".to_vec());
+    assert_eq!(read_tree(&b, "data"), expected, "{out}");
+    assert!(
+        out.contains("kept your edits to 1 file (data/p0/f000.bin)"),
+        "{out}"
+    );
+    let st = common::json(&b, &["status"]);
+    assert_eq!(st[0]["state"], "modified", "{st:#}");
+    let changes = st[0]["changes"].as_array().expect("changes");
+    assert_eq!(changes.len(), 1, "{st:#}");
+    assert_eq!(changes[0]["path"], "p0/f000.bin", "{st:#}");
+    assert!(changes[0]["from_older"].is_null(), "{st:#}");
+    let (moved, out) = git_try(&b, &["checkout", "-q", "main"]);
+    assert!(moved, "{out}");
+    let mut expected = v2.clone();
+    expected.insert("data/p0/f000.bin".into(), b"my own work".to_vec());
+    assert_eq!(read_tree(&b, "data"), expected, "{out}");
+
+    // An uncommitted change is never overwritten: where the version git moves to has other
+    // bytes for an edited file, the unit is left as it is, with a message.
+    write(&b, "data/p0/f003.bin", b"more of my work");
     let mine = read_tree(&b, "data");
     let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
     assert!(moved, "{out}");
     assert_eq!(read_tree(&b, "data"), mine, "{out}");
-    assert!(out.contains("uncommitted changes"), "{out}");
+    assert!(
+        out.contains("has uncommitted changes (data/p0/f003.bin)"),
+        "{out}"
+    );
 }
 
 /// A checkout of a commit from before the unit existed takes the unit's files away (as git
@@ -317,7 +345,8 @@ fn a_unit_checked_out_in_part_stays_in_part_across_git_checkouts() {
 }
 
 /// A file of a unit deleted here and not committed is an uncommitted change like an edit: the
-/// hooks leave the unit as it is rather than bring the file back.
+/// hooks keep it deleted where the version git moves to holds the bytes it held, and leave the
+/// unit as it is rather than bring the file back where that version changed it.
 #[test]
 fn the_hooks_keep_an_uncommitted_removal_in_a_unit() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -332,17 +361,41 @@ fn the_hooks_keep_an_uncommitted_removal_in_a_unit() {
     let b = clone(root, "b");
     ok(&b, &["pull", "--checkout"]);
     ok(&b, &["git-init"]);
-    fs::remove_file(b.join("data/p0/f000.bin")).expect("rm");
+    let v2 = read_tree(&b, "data");
+    fs::remove_file(b.join("data/p1/f001.bin")).expect("rm");
     let mine = read_tree(&b, "data");
     let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
     assert!(moved, "{out}");
     assert!(
-        out.contains("has uncommitted changes (data/p0/f000.bin removed)"),
+        out.contains("has uncommitted changes (data/p1/f001.bin removed)"),
         "{out}"
     );
     assert!(read_tree(&b, "data") == mine, "{out}");
     // `checkout --force` takes the manifest's version, the file included.
     ok(&b, &["checkout", "--force", "data/"]);
+    assert!(b.join("data/p1/f001.bin").exists());
+    let (moved, out) = git_try(&b, &["checkout", "-q", "main"]);
+    assert!(moved, "{out}");
+    assert!(read_tree(&b, "data") == v2, "{out}");
+
+    // A file both versions hold alike stays removed, and the rest of the unit moves.
+    fs::remove_file(b.join("data/p0/f000.bin")).expect("rm");
+    let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
+    assert!(moved, "{out}");
+    assert!(
+        out.contains("kept 1 file removed (data/p0/f000.bin)") && !out.contains("uncommitted"),
+        "{out}"
+    );
+    let tree = read_tree(&b, "data");
+    assert!(!tree.contains_key("data/p0/f000.bin"), "{out}");
+    assert_eq!(tree["data/p1/f001.bin"], random_bytes(1000, 1), "{out}");
+    let (moved, out) = git_try(&b, &["checkout", "-q", "main"]);
+    assert!(moved, "{out}");
+    let tree = read_tree(&b, "data");
+    assert!(!tree.contains_key("data/p0/f000.bin"), "{out}");
+    assert_eq!(tree["data/p1/f001.bin"], random_bytes(1000, 900), "{out}");
+    // `nshard checkout` brings a deleted file back.
+    ok(&b, &["checkout", "data/"]);
     assert!(b.join("data/p0/f000.bin").exists());
     // A removal committed is no longer in the way: the hooks follow git again.
     let (moved, out) = git_try(&b, &["checkout", "-q", "main"]);
@@ -362,99 +415,117 @@ fn the_hooks_keep_an_uncommitted_removal_in_a_unit() {
 }
 
 /// The colleague flow with a unit: B edits one file while A pushes a version that changed
-/// another; `git pull` leaves B's unit as it is (it has edits). Committing it as it is would
-/// take A's change back, since the other file still holds the version before it: commit refuses
-/// and names the file; `nshard checkout` of that file brings A's change in, and the commit then
-/// holds both. A file that both changed is refused as edited from the older version, and
-/// `--force` commits it.
+/// another; `git pull` brings A's file in and keeps B's edit, and the commit holds both. When
+/// both changed one file, `git pull` leaves B's unit as it is; committing it as it is would take
+/// A's changes back, since A's other files still hold the version before: commit refuses and
+/// names them; `nshard checkout` of those brings A's changes in, and the file both changed is
+/// refused as edited from the older version until `--force` commits it.
 #[test]
 fn a_unit_commit_never_undoes_a_colleagues_version() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (a, b) = owner_and_colleague(tmp.path());
 
-    // A changes f001 and pushes v2; B edits f000 meanwhile and pulls.
+    // A changes f001 and pushes v2; B edits f000 meanwhile and pulls: v2 has the bytes B's
+    // edit started from, so the hook brings A's file in and keeps B's edit, as `git pull`
+    // does, and the commit holds both.
     write(&a, "data/p1/f001.bin", b"A's change");
     commit_and_push(&a, "v2");
     write(&b, "data/p0/f000.bin", b"B's change");
     let out = pull(&b);
-    assert!(out.contains("uncommitted changes"), "{out}");
-    assert_eq!(
-        fs::read(b.join("data/p1/f001.bin")).expect("read"),
-        random_bytes(1000, 1)
+    assert!(
+        out.contains("kept your edits to 1 file (data/p0/f000.bin)"),
+        "{out}"
     );
-
-    // status names the file and says why before commit refuses it.
+    assert!(!out.contains("uncommitted changes"), "{out}");
     let st = common::json(&b, &["status"]);
     let changes = st[0]["changes"].as_array().expect("changes");
-    let older: Vec<&str> = changes
-        .iter()
-        .filter(|c| c["from_older"].is_string())
-        .map(|c| c["path"].as_str().expect("path"))
-        .collect();
-    assert_eq!(older, ["p1/f001.bin"], "{st:#}");
-    let text = common::ok(&b, &["status"]);
-    assert!(text.contains("1 file of them would take back"), "{text}");
-    let text = common::fails(&b, &["commit", "-m", "B's edit"]);
-    assert!(
-        text.contains("data/p1/f001.bin (holds the bytes of version")
-            && text.contains("would take back what its version")
-            && text.contains("`nshard checkout data/p1/f001.bin`"),
-        "{text}"
-    );
-    ok(&b, &["checkout", "data/p1/f001.bin"]);
-    // Checking out that one file leaves the unit whole for the hooks.
-    let parts = fs::read_to_string(b.join(".shard/cache/parts.json")).unwrap_or_default();
-    assert!(!parts.contains("data"), "{parts}");
+    assert_eq!(changes.len(), 1, "{st:#}");
+    assert!(changes[0]["from_older"].is_null(), "{st:#}");
     ok(&b, &["commit", "-m", "B's edit"]);
     let tree = read_tree(&b, "data");
     assert_eq!(tree["data/p1/f001.bin"], b"A's change");
     assert_eq!(tree["data/p0/f000.bin"], b"B's change");
     git(&b, &["commit", "-q", "-am", "B's edit"]);
-
-    // Both change f002: B's edit started from the version before A's.
     let (pushed, out) = git_try(&b, &["push", "-q", "origin", "main"]);
     assert!(pushed, "{out}");
+
+    // Both change f002 and A also f005: B's edit started from the version before A's, so the
+    // hook leaves the unit as it is, and f005 still holds that version too. status names both
+    // files and says why before commit refuses them.
     pull(&a);
     write(&a, "data/p2/f002.bin", b"A again");
+    write(&a, "data/p2/f005.bin", b"A's f005");
     commit_and_push(&a, "v4");
     write(&b, "data/p2/f002.bin", b"B again");
-    pull(&b);
+    let out = pull(&b);
+    assert!(
+        out.contains("has uncommitted changes (data/p2/f002.bin)"),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(b.join("data/p2/f005.bin")).expect("read"),
+        random_bytes(1000, 5)
+    );
+    let st = common::json(&b, &["status"]);
+    let changes = st[0]["changes"].as_array().expect("changes");
+    let mut older: Vec<&str> = changes
+        .iter()
+        .filter(|c| c["from_older"].is_string())
+        .map(|c| c["path"].as_str().expect("path"))
+        .collect();
+    older.sort();
+    assert_eq!(older, ["p2/f002.bin", "p2/f005.bin"], "{st:#}");
+    let text = common::ok(&b, &["status"]);
+    assert!(text.contains("2 files of them would take back"), "{text}");
     let text = common::fails(&b, &["commit", "-m", "B again"]);
     assert!(
-        text.contains("data/p2/f002.bin (edited from version")
+        text.contains("data/p2/f005.bin (holds the bytes of version")
+            && text.contains("data/p2/f002.bin (edited from version")
+            && text.contains("would take back what its version")
+            && text.contains("`nshard checkout data/p2/f005.bin`")
             && text.contains("nshard diff data/ --from")
             && text.contains("--force"),
         "{text}"
     );
+    ok(&b, &["checkout", "data/p2/f005.bin"]);
+    // Checking out that one file leaves the unit whole for the hooks.
+    let parts = fs::read_to_string(b.join(".shard/cache/parts.json")).unwrap_or_default();
+    assert!(!parts.contains("data"), "{parts}");
+    let text = common::fails(&b, &["commit", "-m", "B again"]);
+    assert!(
+        text.contains("data/p2/f002.bin (edited from version") && !text.contains("f005"),
+        "{text}"
+    );
     ok(&b, &["commit", "-m", "B again", "--force"]);
-    assert_eq!(read_tree(&b, "data")["data/p2/f002.bin"], b"B again");
+    let tree = read_tree(&b, "data");
+    assert_eq!(tree["data/p2/f002.bin"], b"B again");
+    assert_eq!(tree["data/p2/f005.bin"], b"A's f005");
     git(&b, &["commit", "-q", "-am", "B again"]);
     let (pushed, out) = git_try(&b, &["push", "-q", "origin", "main"]);
     assert!(pushed, "{out}");
 
-    // A commits two versions before B pulls: the one in between is not in B's store, and the
-    // files B did not touch still hold the version before both.
+    // A commits two versions before B pulls, and B edits the file the second one changed: the
+    // version in between is not in B's store, and f003 still holds the version before both.
     pull(&a);
     write(&a, "data/p0/f003.bin", b"A, first");
     ok(&a, &["commit", "-m", "v6"]);
     git(&a, &["commit", "-q", "-am", "v6"]);
     write(&a, "data/p1/f004.bin", b"A, second");
     commit_and_push(&a, "v7");
-    write(&b, "data/p2/f005.bin", b"B's third");
+    write(&b, "data/p1/f004.bin", b"B's third");
     pull(&b);
     let text = common::fails(&b, &["commit", "-m", "B's third"]);
     assert!(
         text.contains("data/p0/f003.bin (holds the bytes of version")
-            && text.contains("data/p1/f004.bin (holds the bytes of version")
+            && text.contains("data/p1/f004.bin (edited from version")
             && text.contains("--all-versions"),
         "{text}"
     );
-    ok(&b, &["checkout", "data/p0/f003.bin", "data/p1/f004.bin"]);
-    ok(&b, &["commit", "-m", "B's third"]);
+    ok(&b, &["checkout", "data/p0/f003.bin"]);
+    ok(&b, &["commit", "-m", "B's third", "--force"]);
     let tree = read_tree(&b, "data");
     assert_eq!(tree["data/p0/f003.bin"], b"A, first");
-    assert_eq!(tree["data/p1/f004.bin"], b"A, second");
-    assert_eq!(tree["data/p2/f005.bin"], b"B's third");
+    assert_eq!(tree["data/p1/f004.bin"], b"B's third");
 
     // A file removed in one version and created again later is new, not an old file's edit.
     fs::remove_file(b.join("data/p0/f000.bin")).expect("rm");
@@ -485,7 +556,7 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
     );
 }
 
-/// A unit kept as it is by `git pull` because a file was deleted here still gets the new
+/// A unit kept as it is by `git pull` because a file deleted here was changed upstream still gets the new
 /// version's listing: `status` compares with it, and `commit` refuses the file the colleague
 /// changed rather than failing on a listing that is not here.
 #[test]
@@ -493,11 +564,12 @@ fn a_unit_kept_for_a_removal_still_gets_the_new_listing() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (a, b) = owner_and_colleague(tmp.path());
     write(&a, "data/p1/f001.bin", b"A's change");
+    write(&a, "data/p0/f000.bin", b"A's other change");
     commit_and_push(&a, "v2");
 
     fs::remove_file(b.join("data/p0/f000.bin")).expect("rm");
     let out = pull(&b);
-    assert!(out.contains("f000.bin removed"), "{out}");
+    assert!(out.contains("(data/p0/f000.bin removed)"), "{out}");
     let st = common::json(&b, &["status"]);
     assert_eq!(st[0]["state"], "modified", "{st:#}");
     let text = common::fails(&b, &["commit", "-m", "drop f000"]);
@@ -506,7 +578,15 @@ fn a_unit_kept_for_a_removal_still_gets_the_new_listing() {
         "{text}"
     );
     ok(&b, &["checkout", "data/p1/f001.bin"]);
-    ok(&b, &["commit", "-m", "drop f000"]);
+    // Removing the file A changed would take A's change back too: named, and `--force` does it.
+    let text = common::fails(&b, &["commit", "-m", "drop f000"]);
+    assert!(
+        text.contains("data/p0/f000.bin (removed here from version")
+            && text.contains("`nshard checkout data/p0/f000.bin` brings back")
+            && !text.contains("f001"),
+        "{text}"
+    );
+    ok(&b, &["commit", "-m", "drop f000", "--force"]);
     let tree = read_tree(&b, "data");
     assert_eq!(tree["data/p1/f001.bin"], b"A's change");
     assert!(!tree.contains_key("data/p0/f000.bin"));

@@ -763,6 +763,60 @@ fn a_file_of_a_unit_named_alone_keeps_its_edits() {
     assert!(err.contains("matches no file of data/"), "{err}");
 }
 
+/// `checkout --version` of another version carries over an edit of a file the two versions
+/// hold alike, as `git checkout` does, and writes the rest; an edit of a file the versions hold
+/// differently refuses the whole checkout with nothing written; checking out the version an
+/// edit was made on is a restore, which takes `--force`.
+#[test]
+fn a_checkout_of_another_version_carries_edits_over() {
+    let (repo, files) = dataset_repo(10, 256);
+    repo.ok(&["commit", "-m", "v1"]);
+    let (x, y) = ("data/part0/f00000.json", "data/part1/f00001.json");
+    repo.write(x, b"x in v2");
+    repo.ok(&["commit", "-m", "v2"]);
+    let v1 = repo.json(&["log", "data/"])["data"][1]["version"]
+        .as_str()
+        .expect("v1")
+        .to_string();
+
+    repo.write(y, b"my edit");
+    let err = repo.fails(&["checkout", "data/"]);
+    assert!(
+        err.contains("data/part1/f00001.json has local changes"),
+        "{err}"
+    );
+    let out = repo.json(&["checkout", "data/", "--version", &v1[..12]]);
+    let c = &out[0]["outcome"];
+    assert_eq!(c["written"], 1, "{out:#}");
+    assert_eq!(c["edits_kept"], serde_json::json!([y]), "{out:#}");
+    assert_eq!(repo.read(x), files[x]);
+    assert_eq!(repo.read(y), b"my edit");
+    // The edit now counts as made on v1: checking v1 out again is a restore.
+    let err = repo.fails(&["checkout", "data/", "--version", &v1[..12]]);
+    assert!(err.contains("has local changes"), "{err}");
+
+    // Back to v2 with x edited too: v2 holds other bytes for x, so nothing is written.
+    repo.write(x, b"my x");
+    let err = repo.fails(&["checkout", "data/"]);
+    assert!(
+        err.contains("data/part0/f00000.json has local changes"),
+        "{err}"
+    );
+    assert_eq!(repo.read(x), b"my x");
+    assert_eq!(repo.read(y), b"my edit");
+    // Without the edit of x, the move to v2 writes x and keeps y's edit, saying so.
+    repo.write(x, &files[x]);
+    let text = repo.ok(&["checkout", "data/"]);
+    assert!(
+        text.contains("kept your edits to 1 file (data/part1/f00001.json)"),
+        "{text}"
+    );
+    assert_eq!(repo.read(x), b"x in v2");
+    assert_eq!(repo.read(y), b"my edit");
+    repo.ok(&["checkout", "--force", "data/"]);
+    assert_eq!(repo.read(y), files[y]);
+}
+
 /// A file of a unit whose execute bit changes, and nothing else: status and diff show it
 /// modified, commit counts it as modified (the listing records the bit), and `diff --from` the
 /// version before names it, as git shows a mode change.

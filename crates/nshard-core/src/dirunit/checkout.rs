@@ -4,7 +4,7 @@
 //! directory or through a symlink; files with uncommitted changes are never overwritten without
 //! `force`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -124,6 +124,8 @@ pub struct DirCheckoutOptions<'a> {
     pub version: Option<String>,
     /// Overwrite (and remove) files with uncommitted changes.
     pub force: bool,
+    /// Removals not committed to keep (see [`crate::CheckoutOptions::keep_removed`]).
+    pub keep_removed: &'a [String],
     /// Progress (bytes written).
     pub progress: &'a dyn Progress,
 }
@@ -141,8 +143,15 @@ pub struct DirCheckout {
     pub up_to_date: usize,
     /// Files removed (not in this version, and holding committed content).
     pub removed: usize,
-    /// Files not in this version left in place (never committed: they may be new work).
+    /// Files not in this version left in place (never committed, or edited: they may be new
+    /// work).
     pub kept: usize,
+    /// Edited files left as they are because this version holds, at their path, the bytes they
+    /// were edited from (relative to the repository root): the edits carry over.
+    pub edits_kept: Vec<String>,
+    /// Files removed here and not committed that stay removed, this version holding the bytes
+    /// they held (relative to the repository root).
+    pub removals_kept: Vec<String>,
 }
 
 /// A file staged in the batch: where it goes in the unit and its content's hash.
@@ -212,12 +221,34 @@ impl Repo {
             up_to_date: 0,
             removed: 0,
             kept: 0,
+            edits_kept: Vec::new(),
+            removals_kept: Vec::new(),
         };
         let mut todo: Vec<&FileEntry> = Vec::new();
         let mut conflicts: Vec<String> = Vec::new();
+        let keep_removed: HashSet<&str> = match opts.force {
+            true => HashSet::new(),
+            false => opts.keep_removed.iter().map(String::as_str).collect(),
+        };
         for e in listing.select(sub) {
             let full = format!("{}/{}", unit.as_str(), e.path);
             match on_disk.get(e.path.as_str()) {
+                None if keep_removed.contains(full.as_str()) => match cache.get(&full) {
+                    // This version holds the bytes removed: the removal carries over, recorded
+                    // as made on this version.
+                    Some(c) if c.sha256 == e.sha256 => {
+                        if c.version != version {
+                            let mut c = c.clone();
+                            c.version = version;
+                            cache.set(&full, c);
+                        }
+                        out.removals_kept.push(full);
+                    }
+                    _ => {
+                        conflicts.push(format!("{full} removed"));
+                        todo.push(e);
+                    }
+                },
                 None => todo.push(e),
                 Some(f) => match cache.fresh(&full, &f.md) {
                     Some(c) if c.sha256 == e.sha256 => {
@@ -240,11 +271,34 @@ impl Repo {
                             cache.set(&full, StatEntry::new(&f.md, sha, version, observed));
                             out.up_to_date += 1;
                         } else {
-                            // Content nshard committed or wrote at this path is safe to replace.
-                            if cache.get(&full).is_none_or(|c| c.sha256 != sha) {
-                                conflicts.push(full);
+                            match cache.get(&full) {
+                                // Content nshard committed or wrote at this path is safe to
+                                // replace.
+                                Some(c) if c.sha256 == sha => todo.push(e),
+                                // Edited on another version from the bytes this one has at
+                                // the path: moving to this version does not change the file,
+                                // so the edit is carried over (as `git checkout` carries a
+                                // change to a file the two commits agree on), recorded as made
+                                // on this version. An edit made on this version stays in the
+                                // way: checking out the version it was made on is a request to
+                                // restore the file, which takes `--force`.
+                                Some(c)
+                                    if c.sha256 == e.sha256
+                                        && c.version != version
+                                        && !opts.force =>
+                                {
+                                    let mut c = c.clone();
+                                    c.version = version;
+                                    cache.set(&full, c);
+                                    out.edits_kept.push(full);
+                                }
+                                // Edited (or created here) where this version has other bytes:
+                                // replacing it would lose the edit.
+                                _ => {
+                                    conflicts.push(full);
+                                    todo.push(e);
+                                }
                             }
-                            todo.push(e);
                         }
                     }
                 },

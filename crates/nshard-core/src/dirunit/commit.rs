@@ -502,7 +502,12 @@ impl Repo {
                     .collect(),
                 edited: older
                     .iter()
-                    .filter(|o| o.edited && !o.created)
+                    .filter(|o| o.edited && !o.created && on_disk.contains(o.rel.as_str()))
+                    .map(with_version)
+                    .collect(),
+                removed: older
+                    .iter()
+                    .filter(|o| !on_disk.contains(o.rel.as_str()))
                     .map(with_version)
                     .collect(),
                 created: older.iter().filter(|o| o.created).map(full).collect(),

@@ -31,6 +31,12 @@ pub struct CheckoutOptions<'a> {
     pub version: Option<String>,
     /// Overwrite files with uncommitted changes.
     pub force: bool,
+    /// Files of directory units removed here and not committed (relative to the repository
+    /// root; see [`Repo::uncommitted_removals`]): each stays removed where the version checked
+    /// out holds the bytes it held, as git carries a deletion over a checkout; where the version
+    /// holds other bytes, the unit is refused as for an edit. Files not named are written again
+    /// (bringing a deleted file back is what `nshard checkout` is for).
+    pub keep_removed: &'a [String],
     /// Progress sink.
     pub progress: &'a dyn Progress,
 }
@@ -110,6 +116,7 @@ impl Repo {
                         sub: sub.clone(),
                         version: opts.version.clone(),
                         force: opts.force,
+                        keep_removed: opts.keep_removed,
                         progress: opts.progress,
                     },
                 );

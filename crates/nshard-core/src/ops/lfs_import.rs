@@ -268,6 +268,7 @@ impl Repo {
                 &CheckoutOptions {
                     version: None,
                     force: true,
+                    keep_removed: &[],
                     progress: opts.progress,
                 },
             )?;

@@ -16,6 +16,11 @@ use crate::{out, per_file};
 /// before atomically replacing the file. Refuses to overwrite uncommitted changes without --force.
 /// With --version, restores an older version of the file (the manifest stays at the latest version,
 /// so `nshard status` shows the file outdated; `nshard commit --force` records the revert).
+///
+/// In a tracked directory, a file you edited on another version than the one checked out stays
+/// as you left it where this version holds the bytes you edited (the edit carries over, as with
+/// `git checkout`), and the other files are written; where this version holds other bytes there,
+/// nothing is written.
 #[derive(Args, Debug)]
 pub struct CheckoutArgs {
     /// Data files, manifests (`x.shard.json`), directories or quoted globs; default: every file.
@@ -42,6 +47,7 @@ pub fn run(ctx: &Ctx, a: CheckoutArgs) -> Result<ExitCode> {
         &CheckoutOptions {
             version: a.version,
             force: a.force,
+            keep_removed: &[],
             progress: &bar,
         },
     )?;

@@ -130,12 +130,44 @@ pub fn print_checkout(label: &str, c: &DirCheckout) -> Result<()> {
     }
     if c.kept > 0 {
         line.push_str(&format!(
-            ", {} not in this version left in place (never committed)",
+            ", {} not in this version left in place (never committed, or edited)",
             count(c.kept as u64, "file")
         ));
     }
+    line.push_str(&changes_kept(c));
     per_file!("{line}");
     Ok(())
+}
+
+/// `; kept your edits to …` and `; kept … removed` for the uncommitted changes a unit checkout
+/// carried over (empty when none).
+pub fn changes_kept(c: &DirCheckout) -> String {
+    let list = |paths: &[String]| {
+        let more = match paths.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        format!("{}{more}", nshard_core::escape_path(&paths[0]))
+    };
+    let mut out = String::new();
+    if !c.edits_kept.is_empty() {
+        out.push_str(&format!(
+            "; kept your edits to {} ({})",
+            count(c.edits_kept.len() as u64, "file"),
+            list(&c.edits_kept)
+        ));
+    }
+    if !c.removals_kept.is_empty() {
+        out.push_str(&format!(
+            "; kept {} removed ({})",
+            count(c.removals_kept.len() as u64, "file"),
+            list(&c.removals_kept)
+        ));
+    }
+    if !out.is_empty() {
+        out.push_str(": this version has the bytes they held before your changes (`nshard checkout --force PATH` puts back this version's)");
+    }
+    out
 }
 
 /// A unit's state as `status` prints it (the same words as `--json`).

@@ -252,13 +252,10 @@ fn in_checked_out_parts(repo: &Repo, targets: Vec<Target>) -> Vec<Target> {
     out
 }
 
-/// Of `targets`, the units with files deleted here and not committed (judged against each unit's
-/// version at commit `before`), each with the first of those files and how many there are.
-fn with_uncommitted_removals(
-    repo: &Repo,
-    targets: &[Target],
-    before: Option<&str>,
-) -> Vec<(Target, String, usize)> {
+/// The files of the units in `targets` deleted here and not committed (judged against each
+/// unit's version at commit `before`; relative to the repository root): the checkout keeps them
+/// removed, or leaves the unit as it is where the new version changed them.
+fn uncommitted_removals(repo: &Repo, targets: &[Target], before: Option<&str>) -> Vec<String> {
     let units: Vec<&Target> = targets
         .iter()
         .filter(|t| matches!(t, Target::Unit { .. }))
@@ -275,12 +272,8 @@ fn with_uncommitted_removals(
     };
     let mut out = Vec::new();
     for (t, bytes) in units.into_iter().zip(old) {
-        let (Target::Unit { unit, sub }, Some(bytes)) = (t, bytes) else {
-            continue;
-        };
-        let gone = repo.uncommitted_removals(unit, sub.as_deref(), &bytes);
-        if let Some(first) = gone.first() {
-            out.push((t.clone(), first.clone(), gone.len()));
+        if let (Target::Unit { unit, sub }, Some(bytes)) = (t, bytes) {
+            out.extend(repo.uncommitted_removals(unit, sub.as_deref(), &bytes));
         }
     }
     out
@@ -306,30 +299,14 @@ fn sync(
         .filter_map(|m| repo.target_of_manifest(&m))
         .collect();
     let targets = in_checked_out_parts(repo, targets);
-    // A unit with files deleted here and not committed keeps that change, as one with edited
-    // files does (the checkout below leaves those alone as a whole).
-    let kept = with_uncommitted_removals(repo, &targets, before);
-    for (t, first, n) in &kept {
-        if !ctx.quiet {
-            let more = match n {
-                1 => String::new(),
-                n => format!(" and {} more", n - 1),
-            };
-            let label = t.label();
-            left_as_it_is(&label, &format!(" ({first} removed{more})"), &label);
-        }
-    }
-    // The data of every changed manifest is pulled, that of units kept as they are included
-    // (their new listing is what `status` and `commit` compare the kept files with); only the
-    // others are checked out.
+    // Files of units deleted here and not committed stay deleted, as edits stay edited.
+    let removed = uncommitted_removals(repo, &targets, before);
+    // The data of every changed manifest is pulled, that of units the checkout leaves as they
+    // are included (their new listing is what `status` and `commit` compare the kept files with).
     let need: Vec<Target> = targets
         .iter()
         .filter(|t| repo.has_data(t) == Some(false))
         .cloned()
-        .collect();
-    let targets: Vec<Target> = targets
-        .into_iter()
-        .filter(|t| !kept.iter().any(|(k, _, _)| k == t))
         .collect();
     let mut failed = false;
     let bar = ctx.progress(false);
@@ -350,6 +327,7 @@ fn sync(
         &CheckoutOptions {
             version: None,
             force: false,
+            keep_removed: &removed,
             progress: &bar,
         },
     )?;
@@ -359,12 +337,19 @@ fn sync(
             Ok(CheckoutOutcome::Written { version, .. }) if !ctx.quiet => {
                 eprintln!("nshard: {label}: checked out version {}", version.short())
             }
-            Ok(CheckoutOutcome::Unit(c)) if !ctx.quiet && (c.written > 0 || c.removed > 0) => {
+            Ok(CheckoutOutcome::Unit(c))
+                if !ctx.quiet
+                    && (c.written > 0
+                        || c.removed > 0
+                        || !c.edits_kept.is_empty()
+                        || !c.removals_kept.is_empty()) =>
+            {
                 eprintln!(
-                    "nshard: {label}: checked out version {} ({} written, {} removed)",
+                    "nshard: {label}: checked out version {} ({} written, {} removed){}",
                     c.version.short(),
                     c.written,
-                    c.removed
+                    c.removed,
+                    super::dirs::changes_kept(&c)
                 )
             }
             Ok(_) => {}

@@ -157,6 +157,7 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
                 &CheckoutOptions {
                     version: a.version.clone(),
                     force: false,
+                    keep_removed: &[],
                     progress: &bar,
                 },
             )?
