@@ -487,6 +487,16 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
             && text.contains("--force"),
         "{text}"
     );
+    // `--json` names the same files, with the versions and the hint.
+    let j = common::json_exit(&b, &["commit", "-m", "B again"], 1);
+    let f = &j[0]["from_older"];
+    assert_eq!(f["stale"][0]["path"], "data/p2/f005.bin", "{j:#}");
+    assert_eq!(f["edited"][0]["path"], "data/p2/f002.bin", "{j:#}");
+    assert_eq!(f["stale"][0]["version"], f["edited"][0]["version"], "{j:#}");
+    assert_ne!(f["stale"][0]["version"], f["manifest_version"], "{j:#}");
+    assert_eq!(f["unplaced"], false, "{j:#}");
+    let hint = j[0]["hint"].as_str().expect("hint");
+    assert!(hint.contains("`nshard checkout data/p2/f005.bin`"), "{j:#}");
     ok(&b, &["checkout", "data/p2/f005.bin"]);
     // Checking out that one file leaves the unit whole for the hooks.
     let parts = fs::read_to_string(b.join(".shard/cache/parts.json")).unwrap_or_default();
@@ -585,6 +595,11 @@ fn a_unit_kept_for_a_removal_still_gets_the_new_listing() {
             && text.contains("`nshard checkout data/p0/f000.bin` brings back")
             && !text.contains("f001"),
         "{text}"
+    );
+    let j = common::json_exit(&b, &["commit", "-m", "drop f000"], 1);
+    assert_eq!(
+        j[0]["from_older"]["removed"][0]["path"], "data/p0/f000.bin",
+        "{j:#}"
     );
     ok(&b, &["commit", "-m", "drop f000", "--force"]);
     let tree = read_tree(&b, "data");

@@ -778,5 +778,14 @@ fn edits_from_a_version_two_commits_back_are_refused_without_the_history() {
             && text.contains("--all-versions"),
         "{text}"
     );
+    let j = common::json_exit(&b, &["commit", "-m", "mine"], 1);
+    assert_eq!(j[0]["from_older"]["order"], "unrelated", "{j:#}");
+    assert!(j[0]["from_older"]["edited_from"].is_string(), "{j:#}");
+    assert!(
+        j[0]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("--all-versions")),
+        "{j:#}"
+    );
     ok(&b, &["commit", "-m", "mine", "--force"]);
 }

@@ -47,6 +47,55 @@ struct JsonFile<'a> {
     #[serde(flatten)]
     outcome: Option<&'a CommitOutcome>,
     error: Option<String>,
+    /// What to do about the error, as the text output's `hint:` line says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+    /// For a commit refused because it would take back a newer version's changes: the files and
+    /// versions at stake (see [`from_older_json`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_older: Option<serde_json::Value>,
+}
+
+/// The files and versions of a commit refused because it would take back what a newer version
+/// changed, for `--json`: `manifest_version`, and for a file `edited_from` and `order`; for a
+/// unit `stale`, `edited` and `removed` (each `{path, version}`), `created` (paths) and
+/// `unplaced`.
+fn from_older_json(e: &nshard_core::Error) -> Option<serde_json::Value> {
+    use nshard_core::{Error, RepoError, VersionOrder};
+    let Error::Repo(r) = e else { return None };
+    let order = |o: &VersionOrder| match o {
+        VersionOrder::Older => "older",
+        VersionOrder::Newer => "newer",
+        _ => "unrelated",
+    };
+    match r {
+        RepoError::EditedFromOther {
+            edited_from,
+            manifest_version,
+            file_is,
+            ..
+        } => Some(serde_json::json!({
+            "edited_from": edited_from,
+            "manifest_version": manifest_version,
+            "order": order(file_is),
+        })),
+        RepoError::UnitFromOlder(f) => {
+            let files = |v: &[(String, nshard_core::ObjectId)]| {
+                v.iter()
+                    .map(|(p, id)| serde_json::json!({"path": p, "version": id}))
+                    .collect::<Vec<_>>()
+            };
+            Some(serde_json::json!({
+                "manifest_version": f.manifest_version,
+                "stale": files(&f.stale),
+                "edited": files(&f.edited),
+                "removed": files(&f.removed),
+                "created": f.created,
+                "unplaced": f.unplaced,
+            }))
+        }
+        _ => None,
+    }
 }
 
 pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
@@ -82,6 +131,8 @@ pub fn run(ctx: &Ctx, a: CommitArgs) -> Result<ExitCode> {
                 path: r.path.as_str(),
                 outcome: r.result.as_ref().ok(),
                 error: r.result.as_ref().err().map(|e| e.to_string()),
+                hint: r.result.as_ref().err().and_then(crate::hints::hint),
+                from_older: r.result.as_ref().err().and_then(from_older_json),
             })
             .collect();
         print_json(&rows)?;
