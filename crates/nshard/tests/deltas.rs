@@ -1531,3 +1531,80 @@ fn push_moves_a_damaged_delta_aside_so_pull_can_repair_it() {
     repo.ok(&["push", "--remote", fresh_url, "--all-versions"]);
     repo.ok(&["verify", "--all-versions"]);
 }
+
+/// A delta whose base id was damaged on disk names a base no version has, so no pull would fetch
+/// it; likewise two deltas planted as each other's base. `pull --all-versions` (what the
+/// checkout's hint names) fetches such chunks again from the remote, keeping the local copies in
+/// `.shard/corrupt/`; from a remote that lacks them it puts the copies back where they were.
+#[test]
+fn a_pull_fetches_again_chunks_whose_chain_cannot_be_read() {
+    let remote = tempfile::tempdir().expect("tmp");
+    let url = remote.path().to_str().expect("utf8");
+    let files = series(3);
+    let repo = TestRepo::new();
+    let (versions, _) = commit_all(&repo, &files);
+    repo.ok(&["push", "--remote", url, "--all-versions"]);
+    let enc = encodings(&repo.join(".shard/objects"));
+    let (delta, _) = some_delta(&enc);
+    let p = repo.object_path(&delta);
+    let good = fs::read(&p).expect("delta");
+    let mut bad = good.clone();
+    bad[20] ^= 0x01;
+    fs::write(&p, &bad).expect("plant");
+    let v0 = &versions[0];
+    let err = repo.fails(&["checkout", "model.safetensors", "--version", v0, "--force"]);
+    assert!(
+        err.contains("missing from the store") && err.contains("--all-versions"),
+        "{err}"
+    );
+    assert!(repo.read("model.safetensors") == files[2]);
+
+    // From a remote that lacks it: an error naming it, and the local copy stays in place.
+    let empty = tempfile::tempdir().expect("tmp");
+    let other = empty.path().to_str().expect("utf8");
+    let err = repo.fails(&["pull", "--all-versions", "--remote", other]);
+    assert!(err.contains(&delta[..12]), "{err}");
+    assert_eq!(fs::read(&p).expect("put back"), bad);
+    assert!(!repo.join(".shard/corrupt").join(&delta).exists());
+
+    let out = pull_stderr(&repo, url);
+    assert!(
+        out.contains("chain cannot be read") && out.contains(&delta[..12]),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(repo.join(".shard/corrupt").join(&delta)).expect("kept"),
+        bad
+    );
+    repo.ok(&["checkout", "model.safetensors", "--version", v0, "--force"]);
+    assert!(repo.read("model.safetensors") == files[0]);
+    repo.ok(&["verify"]);
+
+    // Two deltas planted as each other's base.
+    repo.ok(&["checkout", "model.safetensors", "--force"]);
+    let enc = encodings(&repo.join(".shard/objects"));
+    let (a, b) = some_delta(&enc);
+    let (pa, pb) = (repo.object_path(&a), repo.object_path(&b));
+    let a_id = nshard_core::ObjectId::parse(&a).expect("id");
+    let mut b_as_delta = fs::read(&pa).expect("a");
+    b_as_delta[16..48].copy_from_slice(&a_id.as_bytes()[..]);
+    fs::write(&pb, &b_as_delta).expect("plant");
+    let err = repo.fails(&["checkout", "model.safetensors", "--version", v0, "--force"]);
+    assert!(err.contains("cycle"), "{err}");
+    let out = pull_stderr(&repo, url);
+    assert!(out.contains("chain cannot be read"), "{out}");
+    repo.ok(&["checkout", "model.safetensors", "--version", v0, "--force"]);
+    assert!(repo.read("model.safetensors") == files[0]);
+    repo.ok(&["verify"]);
+}
+
+/// `nshard pull --all-versions --remote URL`, asserting success; its stderr (notes go there).
+fn pull_stderr(repo: &TestRepo, url: &str) -> String {
+    let out = common::nshard(repo.path())
+        .args(["pull", "--all-versions", "--remote", url])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    err
+}

@@ -509,6 +509,20 @@ impl LocalStore {
         }
     }
 
+    /// Puts back `from`, a copy of `id` that [`LocalStore::set_aside`] moved there, unless the
+    /// store holds `id` again meanwhile (then `from` stays where it is).
+    pub fn put_back(&self, id: &ObjectId, from: &Path) -> Result<()> {
+        let dest = self.path_of(id);
+        if fs::symlink_metadata(&dest).is_ok() {
+            return Ok(());
+        }
+        fs::rename(from, &dest).map_err(Error::io("putting back", &dest))?;
+        if let Some(dir) = dest.parent() {
+            fsutil::sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
     /// Whether a copy of `id` was moved aside as corrupt (see [`LocalStore::set_aside`]) and is
     /// still kept in `corrupt/`: a chunk missing for that reason was lost here, not never fetched.
     pub fn was_set_aside(&self, id: &ObjectId) -> bool {

@@ -924,6 +924,33 @@ pub async fn pull(
             }
         }
     }
+    // A pull of older versions (which are stored as deltas) also fetches again the chunks here
+    // whose chain of deltas cannot be read: their local copy is moved aside first, and put back
+    // when the remote cannot provide them.
+    let mut moved_aside = Vec::new();
+    if opts.all_versions || opts.version.is_some() {
+        let sizes: HashMap<ObjectId, u64> = planned
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .flat_map(|(_, chunks)| chunks.iter().map(|(id, n)| (*id, *n)))
+            .collect();
+        let broken = broken_chains(local, &present, &wanted);
+        if !broken.is_empty() {
+            notes.push(broken_note(&broken, opts.transfer.dry_run));
+        }
+        for id in broken {
+            if !opts.transfer.dry_run {
+                match local.set_aside(&id) {
+                    Ok(Some(path)) => moved_aside.push((id, path)),
+                    Ok(None) => {}
+                    // Left as it is: the pull goes on without it.
+                    Err(_) => continue,
+                }
+            }
+            present.remove(&id);
+            wanted.insert(id, sizes.get(&id).copied().unwrap_or(0));
+        }
+    }
     stats.skipped = present.len();
     stats.skipped_bytes = present.iter().filter_map(|id| local.encoded_size(id)).sum();
     let mut ids: Vec<ObjectId> = wanted.keys().copied().collect();
@@ -936,8 +963,14 @@ pub async fn pull(
         opts.transfer.progress,
     )
     .await?;
-    let (absent, received_ids) =
-        deltas::fetch(local, remote, wanted, absent, &opts.transfer, &mut stats).await?;
+    let fetched = deltas::fetch(local, remote, wanted, absent, &opts.transfer, &mut stats).await;
+    // What the remote could not provide again goes back where it was.
+    for (id, path) in moved_aside {
+        if !local.has(&id) {
+            local.put_back(&id, &path)?;
+        }
+    }
+    let (absent, received_ids) = fetched?;
     // A version the remote lacks may have been pruned by retention: say so rather than call it
     // missing data.
     let any_lacking = planned.iter().any(|(_, r)| {
@@ -1005,6 +1038,56 @@ pub async fn pull(
         records: 0,
         notes,
     })
+}
+
+/// Of the chunks `present` here, those stored as deltas that break a chain: the one whose base is
+/// missing (and not among the `wanted` objects this pull fetches), or one whose chain runs in a
+/// cycle or past the bound. A base id damaged on disk leaves such a delta for good: no version names that
+/// base, so no pull would fetch it. Objects in a format this binary does not know are not broken.
+fn broken_chains(
+    local: &crate::store::LocalStore,
+    present: &HashSet<ObjectId>,
+    wanted: &HashMap<ObjectId, u64>,
+) -> Vec<ObjectId> {
+    let mut out: Vec<ObjectId> = present
+        .iter()
+        .filter_map(|id| match local.bases(id) {
+            // The object whose base is missing (the deltas above it are intact).
+            Err(Error::Store(StoreError::BaseMissing { id: at, base }))
+                if !wanted.contains_key(&base) && present.contains(&at) =>
+            {
+                Some(at)
+            }
+            Err(Error::Store(StoreError::CorruptObject {
+                kind: crate::error::Corruption::BadChain,
+                ..
+            })) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The note for chunks fetched again because their chain of deltas cannot be read here.
+fn broken_note(broken: &[ObjectId], dry_run: bool) -> String {
+    let more = match broken.len() {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    let (verb, kept) = match dry_run {
+        true => ("would be fetched", ""),
+        false => (
+            "fetched",
+            "; the local copies are kept in .shard/corrupt/, or put back where the remote lacks the object",
+        ),
+    };
+    format!(
+        "{} chunk(s) stored here as deltas whose chain cannot be read (a base missing, or a chain that runs in a cycle: {}{more}) {verb} again from the remote{kept}",
+        broken.len(),
+        broken[0].short()
+    )
 }
 
 /// The versions the remote's retention pruned; when its record cannot be read, none, with a note

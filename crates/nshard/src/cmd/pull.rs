@@ -94,6 +94,9 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
         anyhow::Ok((resolved, report))
     })?;
     let elapsed = started.elapsed();
+    for n in &report.notes {
+        eprintln!("nshard: note: {n}");
+    }
     let s = &report.stats;
     let mut failed = report.files.iter().filter(|f| f.result.is_err()).count();
     let source = format!("{}", resolved.url);
