@@ -582,6 +582,11 @@ fn a_unit_kept_for_a_removal_still_gets_the_new_listing() {
     assert!(out.contains("(data/p0/f000.bin removed)"), "{out}");
     let st = common::json(&b, &["status"]);
     assert_eq!(st[0]["state"], "modified", "{st:#}");
+    let text = common::ok(&b, &["status"]);
+    assert!(
+        text.contains("data/p0/f000.bin  (16 B; removed here from version"),
+        "{text}"
+    );
     let text = common::fails(&b, &["commit", "-m", "drop f000"]);
     assert!(
         text.contains("data/p1/f001.bin (holds the bytes of version"),
@@ -719,4 +724,44 @@ fn a_checked_out_part_removed_upstream_is_nothing_to_write() {
         !b.join("data/p0").exists(),
         "only the part checked out is written"
     );
+}
+
+/// A file the hook removed with a version that dropped it, and that a later version adds again
+/// while `git pull` leaves the unit as it is (an edit in the way), was never here at that version:
+/// `status` counts it not checked out, not removed, and a commit keeps it as committed rather
+/// than drop the colleague's file.
+#[test]
+fn a_file_added_again_upstream_is_not_removed_by_the_next_commit() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = owner_and_colleague(tmp.path());
+    fs::remove_file(a.join("data/p0/f003.bin")).expect("rm");
+    commit_and_push(&a, "v2: drop f003");
+    let out = pull(&b);
+    assert!(!b.join("data/p0/f003.bin").exists(), "{out}");
+
+    write(&a, "data/p0/f003.bin", b"f003 again");
+    write(&a, "data/p2/f002.bin", b"A's f002");
+    commit_and_push(&a, "v3: f003 again");
+    write(&b, "data/p2/f002.bin", b"B's f002");
+    let out = pull(&b);
+    assert!(
+        out.contains("has uncommitted changes (data/p2/f002.bin)"),
+        "{out}"
+    );
+    assert!(!b.join("data/p0/f003.bin").exists(), "{out}");
+
+    let st = common::json(&b, &["status"]);
+    assert_eq!(st[0]["not_checked_out"], 1, "{st:#}");
+    let changes = st[0]["changes"].as_array().expect("changes");
+    assert!(changes.iter().all(|c| c["path"] != "p0/f003.bin"), "{st:#}");
+    let text = common::fails(&b, &["commit", "-m", "B's f002"]);
+    assert!(
+        text.contains("data/p2/f002.bin (edited from version") && !text.contains("f003"),
+        "{text}"
+    );
+    ok(&b, &["commit", "-m", "B's f002", "--force"]);
+    ok(&b, &["checkout", "data/"]);
+    let tree = read_tree(&b, "data");
+    assert_eq!(tree["data/p0/f003.bin"], b"f003 again");
+    assert_eq!(tree["data/p2/f002.bin"], b"B's f002");
 }

@@ -108,8 +108,9 @@ impl Repo {
         let cache = self.stat_cache();
         listing
             .select(sub)
-            .map(|f| format!("{unit}/{}", f.path))
-            .filter(|p| cache.get(p).is_some())
+            .map(|f| format!("{}/{}", unit.as_str(), f.path))
+            // Recorded as absent from the version it last saw: never here, not removed.
+            .filter(|p| cache.get(p).is_some_and(|c| c.sha256 != StatEntry::ABSENT))
             .filter(|p| std::fs::symlink_metadata(self.root().join(p)).is_err())
             .collect()
     }
@@ -502,7 +503,7 @@ pub enum Unversioned {
         unlisted: usize,
     },
     /// A directory unit's manifest, and some of its listed files hold other content: the whole
-    /// unit stays as it is (as a checkout of a unit with changes leaves it whole), so that going
+    /// unit stays as it is (as git refuses to remove a file with changes), so that going
     /// back finds it complete.
     UnitKept {
         /// The edited files (up to a few, relative to the repository root).
@@ -523,7 +524,7 @@ impl Repo {
     /// (known from the stat cache, else hashed), then the directories that leaves empty. Files
     /// the listing does not name stay, and so do files another manifest of the work tree
     /// versions (a unit converted to single files). When a listed file holds other content,
-    /// nothing is deleted (the unit stays whole, as a checkout of a unit with changes leaves it).
+    /// nothing is deleted (the unit stays whole, as git refuses to remove a file with changes).
     /// `None` when `old` is not the unit's manifest or its listing is not in the local store
     /// (then nothing is touched). The caller checked that the manifest is gone from the work
     /// tree, holds the repository lock and saves `cache`.

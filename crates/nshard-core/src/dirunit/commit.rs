@@ -303,8 +303,10 @@ impl Repo {
             ));
         }
         // A committed file that is not here and that nshard never wrote or saw here (a part of
-        // the unit never checked out, e.g. after `nshard checkout data/val/`) was not removed:
-        // it stays as committed. A file nshard wrote or committed here and that is gone was.
+        // the unit never checked out, e.g. after `nshard checkout data/val/`, or one recorded as
+        // absent from the version the clone last held, which a later version added) was not
+        // removed: it stays as committed. A file nshard wrote or committed here and that is gone
+        // was.
         let here: HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
         let mut carried = false;
         for o in prev.iter().flat_map(|l| l.files.iter()) {
@@ -312,7 +314,7 @@ impl Repo {
                 && (!inside(&o.path)
                     || cache
                         .get(&format!("{}/{}", unit.as_str(), o.path))
-                        .is_none())
+                        .is_none_or(|c| c.sha256 == StatEntry::ABSENT))
             {
                 entries.push((o.clone(), prev_loc(o)));
                 carried = true;
@@ -507,7 +509,7 @@ impl Repo {
                     .collect(),
                 removed: older
                     .iter()
-                    .filter(|o| !on_disk.contains(o.rel.as_str()))
+                    .filter(|o| o.edited && !on_disk.contains(o.rel.as_str()))
                     .map(with_version)
                     .collect(),
                 created: older.iter().filter(|o| o.created).map(full).collect(),

@@ -228,6 +228,11 @@ impl Repo {
                 }
                 continue;
             };
+            // Absent here and from the version it last saw: not checked out since, and commit
+            // keeps it as committed.
+            if f.is_none() && c.sha256 == StatEntry::ABSENT {
+                continue;
+            }
             // Unchanged by `p` since the version the file last held (or was absent from, see
             // `StatEntry::ABSENT`): nothing to undo.
             let held = (c.sha256 != StatEntry::ABSENT).then_some(&c.sha256);
@@ -455,7 +460,12 @@ impl Repo {
                     key.push_str(unit.as_str());
                     key.push('/');
                     key.push_str(&e.path);
-                    if cache.get(&key).is_none() {
+                    // Never written here, or recorded as absent from the version it last saw
+                    // (a version that added it since has not been checked out).
+                    if cache
+                        .get(&key)
+                        .is_none_or(|c| c.sha256 == StatEntry::ABSENT)
+                    {
                         st.not_checked_out += 1;
                         continue;
                     }

@@ -89,10 +89,16 @@ pub fn print_status(s: &DirStatus, limit: usize) -> Result<()> {
             size += "; created here, where the unit's version has another file";
         }
         if let Some(v) = &c.from_older {
-            size += &format!(
-                "; holds or was edited from version {}, which the unit's version changed",
-                v.short()
-            );
+            size += &match c.kind {
+                DirChangeKind::Removed => format!(
+                    "; removed here from version {}, which the unit's version changed",
+                    v.short()
+                ),
+                _ => format!(
+                    "; holds or was edited from version {}, which the unit's version changed",
+                    v.short()
+                ),
+            };
         }
         if let Some(b) = &c.blocks {
             size += &format!(
@@ -165,7 +171,7 @@ pub fn changes_kept(c: &DirCheckout) -> String {
         ));
     }
     if !out.is_empty() {
-        out.push_str(": this version has the bytes they held before your changes (`nshard checkout --force PATH` puts back this version's)");
+        out.push_str(": this version has the bytes they held before your changes (`nshard checkout --force PATH` replaces an edit with the manifest's version, `nshard checkout PATH` brings a removed file back)");
     }
     out
 }
