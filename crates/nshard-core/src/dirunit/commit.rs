@@ -309,13 +309,19 @@ impl Repo {
         // was.
         let here: HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
         let mut carried = false;
+        let mut absent_memo = None;
         for o in prev.iter().flat_map(|l| l.files.iter()) {
-            if !here.contains(o.path.as_str())
-                && (!inside(&o.path)
-                    || cache
-                        .get(&format!("{}/{}", unit.as_str(), o.path))
-                        .is_none_or(|c| c.sha256 == StatEntry::ABSENT))
-            {
+            let unseen = |memo: &mut Option<HashSet<ObjectId>>| match (
+                cache.get(&format!("{}/{}", unit.as_str(), o.path)),
+                &parent,
+            ) {
+                (None, _) => true,
+                (Some(c), Some(p)) if c.sha256 == StatEntry::ABSENT => {
+                    self.added_since_absent(p.version, c.version, memo)
+                }
+                _ => false,
+            };
+            if !here.contains(o.path.as_str()) && (!inside(&o.path) || unseen(&mut absent_memo)) {
                 entries.push((o.clone(), prev_loc(o)));
                 carried = true;
             }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result, VersionOrder};
 use crate::fsutil;
 use crate::id::ObjectId;
 use crate::path::RepoPath;
-use crate::repo::statcache::{now_ns, StatEntry};
+use crate::repo::statcache::{now_ns, StatCache, StatEntry};
 use crate::repo::Repo;
 
 /// How a file differs from the committed listing.
@@ -189,6 +189,7 @@ impl Repo {
         // ancestors its files' records name), for files created here; `None` inside: no record
         // places it.
         let mut here_before: Option<Option<HashSet<String>>> = None;
+        let mut absent_memo = None;
         let mut out = Vec::new();
         for (rel, f) in files {
             let full = format!("{}/{rel}", unit.as_str());
@@ -228,9 +229,12 @@ impl Repo {
                 }
                 continue;
             };
-            // Absent here and from the version it last saw: not checked out since, and commit
-            // keeps it as committed.
-            if f.is_none() && c.sha256 == StatEntry::ABSENT {
+            // Absent here and from an older version it last saw: not checked out since, and
+            // commit keeps it as committed.
+            if f.is_none()
+                && c.sha256 == StatEntry::ABSENT
+                && self.added_since_absent(p.version, c.version, &mut absent_memo)
+            {
                 continue;
             }
             // Unchanged by `p` since the version the file last held (or was absent from, see
@@ -350,16 +354,36 @@ impl Repo {
         out
     }
 
+    /// Whether a file recorded as absent from version `absent_at` of a unit (see
+    /// [`StatEntry::ABSENT`]) and listed by version `base` was never here at `base`: `absent_at`
+    /// is one of `base`'s ancestors, so `base` added the file since (a version the clone has not
+    /// checked out). Otherwise (a newer version removed it, or the history cannot tell) it counts
+    /// as removed. `memo` keeps `base`'s ancestors between calls.
+    pub(super) fn added_since_absent(
+        &self,
+        base: ObjectId,
+        absent_at: ObjectId,
+        memo: &mut Option<std::collections::HashSet<ObjectId>>,
+    ) -> bool {
+        memo.get_or_insert_with(|| {
+            let parent = self
+                .load_dir_version(&base)
+                .ok()
+                .and_then(|m| m.version.parent);
+            self.unit_ancestors(parent).into_iter().collect()
+        })
+        .contains(&absent_at)
+    }
+
     /// Compares the unit's files (under `sub`) with its committed listing. Files whose stat
     /// changed are hashed; the stat cache is refreshed for those that turn out unchanged.
     pub fn dir_status(&self, unit: &RepoPath, sub: Option<&str>) -> Result<DirStatus> {
         let d = self.read_dir_manifest(unit)?;
-        let mut st = self.dir_status_against(
+        let (mut st, listing, found, cache) = self.dir_status_read(
             unit,
             sub,
             d.as_ref().map(|d| (d.version, d.manifest.clone())),
         )?;
-        let cache = self.stat_cache();
         let candidates =
             st.changes.iter().any(
                 |c| match cache.get(&format!("{}/{}", unit.as_str(), c.path)) {
@@ -367,17 +391,16 @@ impl Repo {
                     None => c.kind == DirChangeKind::Modified,
                 },
             );
-        if let (Some(d), DirState::Modified, true) = (&d, st.state, candidates) {
-            // Which of the changes would take back a newer version's changes.
-            let l = self.load_listing(&d.manifest)?;
-            let found: Vec<Found> = walk_unit(self.root(), unit)?;
+        if let (Some(d), DirState::Modified, true, Some(l)) = (&d, st.state, candidates, &listing) {
+            // Which of the changes would take back a newer version's changes (the listing and
+            // the walk of the comparison serve again).
             let by_rel: std::collections::HashMap<&str, &Found> =
                 found.iter().map(|f| (f.rel.as_str(), f)).collect();
             let changed = st
                 .changes
                 .iter()
                 .map(|c| (c.path.as_str(), by_rel.get(c.path.as_str()).copied()));
-            let older = self.files_from_older(unit, d, &l, changed, &cache)?;
+            let older = self.files_from_older(unit, d, l, changed, &cache)?;
             let older: std::collections::HashMap<&str, &FromOlder> =
                 older.iter().map(|o| (o.rel.as_str(), o)).collect();
             for c in &mut st.changes {
@@ -398,6 +421,17 @@ impl Repo {
         sub: Option<&str>,
         base: Option<(ObjectId, super::DirManifest)>,
     ) -> Result<DirStatus> {
+        Ok(self.dir_status_read(unit, sub, base)?.0)
+    }
+
+    /// [`Repo::dir_status_against`], with what it read: the listing of `base` (when it has
+    /// one and it is here), the unit's files under `sub` and the stat cache.
+    fn dir_status_read(
+        &self,
+        unit: &RepoPath,
+        sub: Option<&str>,
+        base: Option<(ObjectId, super::DirManifest)>,
+    ) -> Result<(DirStatus, Option<Listing>, Vec<Found>, StatCache)> {
         let d = base;
         let mut st = DirStatus {
             path: unit.clone(),
@@ -417,7 +451,7 @@ impl Repo {
                 Ok(l) => Some(l),
                 Err(Error::Store(StoreError::ObjectMissing(_))) => {
                     st.state = DirState::NotPulled;
-                    return Ok(st);
+                    return Ok((st, None, Vec::new(), self.stat_cache()));
                 }
                 Err(e) => return Err(e),
             },
@@ -437,7 +471,7 @@ impl Repo {
         st.files = committed.len();
         if found.is_empty() && !committed.is_empty() {
             st.state = DirState::NotCheckedOut;
-            return Ok(st);
+            return Ok((st, listing, found, self.stat_cache()));
         }
         let mut cache = self.stat_cache();
         // Both lists are in bytewise path order: one merge finds what was added, removed or
@@ -445,6 +479,7 @@ impl Repo {
         let mut key = String::new();
         // Committed files present and unchanged: their packs and chunks must be in the store.
         let mut present: Vec<&super::FileEntry> = Vec::new();
+        let mut ancestors = None;
         let (mut c, mut f) = (committed.iter().peekable(), found.iter().peekable());
         loop {
             let order = match (c.peek(), f.peek()) {
@@ -460,12 +495,16 @@ impl Repo {
                     key.push_str(unit.as_str());
                     key.push('/');
                     key.push_str(&e.path);
-                    // Never written here, or recorded as absent from the version it last saw
-                    // (a version that added it since has not been checked out).
-                    if cache
-                        .get(&key)
-                        .is_none_or(|c| c.sha256 == StatEntry::ABSENT)
-                    {
+                    // Never written here, or recorded as absent from an older version (this one
+                    // added it since and has not been checked out).
+                    let unseen = match (cache.get(&key), st.version) {
+                        (None, _) => true,
+                        (Some(c), Some(v)) if c.sha256 == StatEntry::ABSENT => {
+                            self.added_since_absent(v, c.version, &mut ancestors)
+                        }
+                        _ => false,
+                    };
+                    if unseen {
                         st.not_checked_out += 1;
                         continue;
                     }
@@ -549,6 +588,6 @@ impl Repo {
         }
         // The cache is an optimisation: failing to save it must not fail status.
         let _ = cache.save();
-        Ok(st)
+        Ok((st, listing, found, cache))
     }
 }
