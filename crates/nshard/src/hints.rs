@@ -73,10 +73,27 @@ pub fn hint(e: &Error) -> Option<String> {
                         words.join(" ")
                     ));
                 }
-                if let Some((_, from)) = edited.first() {
+                // One diff per version the edited files were made on (usually one).
+                let mut froms: Vec<nshard_core::ObjectId> = Vec::new();
+                for (_, from) in edited {
+                    if !froms.contains(from) {
+                        froms.push(*from);
+                    }
+                }
+                if !froms.is_empty() {
+                    let diffs: Vec<String> = froms
+                        .iter()
+                        .take(3)
+                        .map(|f| format!("`nshard diff {unit}/ --from {} --to {m}`", f.short()))
+                        .collect();
+                    let (shows, more) = match froms.len() {
+                        1 => ("shows", String::new()),
+                        n if n <= 3 => ("show", String::new()),
+                        n => ("show", format!(" (and {} more versions)", n - 3)),
+                    };
                     steps.push(format!(
-                        "`nshard diff {unit}/ --from {} --to {m}` shows what {m} changed: carry that into the edited files, then `nshard commit --force`",
-                        from.short()
+                        "{}{more} {shows} what {m} changed: carry that into the edited files, then `nshard commit --force`",
+                        diffs.join(", ")
                     ));
                 }
                 if let Some((first, _)) = removed.first() {

@@ -765,3 +765,42 @@ fn a_file_added_again_upstream_is_not_removed_by_the_next_commit() {
     assert_eq!(tree["data/p0/f003.bin"], b"f003 again");
     assert_eq!(tree["data/p2/f002.bin"], b"B's f002");
 }
+
+/// Edited files made on different versions of a unit: the commit's hint names one `diff` per
+/// version they were made on, each of which works as printed.
+#[test]
+fn the_hint_names_a_diff_per_version_the_edits_were_made_on() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = owner_and_colleague(tmp.path());
+    write(&a, "data/p0/f000.bin", b"A's f000");
+    write(&a, "data/p1/f001.bin", b"A's f001");
+    commit_and_push(&a, "v2");
+    write(&b, "data/p0/f000.bin", b"B's f000");
+    let out = pull(&b);
+    assert!(out.contains("has uncommitted changes"), "{out}");
+    // f001 brought to v2 alone, then edited there.
+    ok(&b, &["checkout", "data/p1/f001.bin"]);
+    write(&b, "data/p1/f001.bin", b"B's f001");
+    write(&a, "data/p1/f001.bin", b"A's f001 again");
+    commit_and_push(&a, "v3");
+    pull(&b);
+    let j = common::json_exit(&b, &["commit", "-m", "B"], 1);
+    let edited = j[0]["from_older"]["edited"].as_array().expect("edited");
+    assert_eq!(edited.len(), 2, "{j:#}");
+    assert_ne!(edited[0]["version"], edited[1]["version"], "{j:#}");
+    let hint = j[0]["hint"].as_str().expect("hint");
+    let mut diffs = 0;
+    for part in hint
+        .split('`')
+        .filter(|p| p.starts_with("nshard diff data/ --from"))
+    {
+        let args: Vec<&str> = part.split(' ').skip(1).collect();
+        ok(&b, &args);
+        diffs += 1;
+    }
+    assert_eq!(diffs, 2, "{hint}");
+    for e in edited {
+        let v = e["version"].as_str().expect("version");
+        assert!(hint.contains(&format!("--from {}", &v[..12])), "{hint}");
+    }
+}
