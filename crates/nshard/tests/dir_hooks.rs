@@ -804,3 +804,26 @@ fn the_hint_names_a_diff_per_version_the_edits_were_made_on() {
         assert!(hint.contains(&format!("--from {}", &v[..12])), "{hint}");
     }
 }
+
+/// An edit is not carried over a version that changed the file's execute bit (carrying it
+/// would take the colleague's mode change back): the unit is left as it is.
+#[cfg(unix)]
+#[test]
+fn an_edit_is_not_carried_over_a_mode_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = owner_and_colleague(tmp.path());
+    let f = a.join("data/p1/f001.bin");
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o755)).expect("chmod");
+    commit_and_push(&a, "v2: f001 executable");
+    write(&b, "data/p1/f001.bin", b"B's f001");
+    let out = pull(&b);
+    assert!(
+        out.contains("has uncommitted changes (data/p1/f001.bin)"),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(b.join("data/p1/f001.bin")).expect("read"),
+        b"B's f001"
+    );
+}

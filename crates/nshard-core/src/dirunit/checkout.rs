@@ -282,10 +282,13 @@ impl Repo {
                                 // change to a file the two commits agree on), recorded as made
                                 // on this version. An edit made on this version stays in the
                                 // way: checking out the version it was made on is a request to
-                                // restore the file, which takes `--force`.
+                                // restore the file, which takes `--force`. So does a file
+                                // whose execute bit this version has otherwise (the version
+                                // changed its mode, which a carried edit would take back).
                                 Some(c)
                                     if c.sha256 == e.sha256
                                         && c.version != version
+                                        && super::is_exec(&f.md) == e.exec
                                         && !opts.force =>
                                 {
                                     let mut c = c.clone();
