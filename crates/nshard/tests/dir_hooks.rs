@@ -827,3 +827,40 @@ fn an_edit_is_not_carried_over_a_mode_change() {
         b"B's f001"
     );
 }
+
+/// An edit carried into an older version by a partial `checkout --version` carries on when git
+/// moves the whole unit to that version (the hooks never take an edit for a request to restore
+/// the file), and so does a whole `checkout --version` of it.
+#[test]
+fn an_edit_carried_into_a_version_carries_on_when_git_moves_there() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = owner_and_colleague(tmp.path());
+    write(&a, "data/p1/f001.bin", b"A's f001");
+    commit_and_push(&a, "v2");
+    pull(&b);
+    let log = common::json(&b, &["log", "data/"]);
+    let v1 = log["data"][1]["version"].as_str().expect("v1").to_string();
+    write(&b, "data/p2/f002.bin", b"B's f002");
+    let text = ok(&b, &["checkout", "data/p2/", "--version", &v1[..12]]);
+    assert!(text.contains("kept your edits to 1 file"), "{text}");
+
+    let (moved, out) = git_try(&b, &["checkout", "-q", "HEAD~1"]);
+    assert!(moved, "{out}");
+    assert!(
+        out.contains("kept your edits to 1 file (data/p2/f002.bin)")
+            && !out.contains("uncommitted"),
+        "{out}"
+    );
+    let tree = read_tree(&b, "data");
+    assert_eq!(tree["data/p1/f001.bin"], random_bytes(1000, 1), "{out}");
+    assert_eq!(tree["data/p2/f002.bin"], b"B's f002", "{out}");
+    ok(&b, &["checkout", "data/", "--version", &v1[..12]]);
+    let (moved, out) = git_try(&b, &["checkout", "-q", "main"]);
+    assert!(moved, "{out}");
+    let tree = read_tree(&b, "data");
+    assert_eq!(tree["data/p1/f001.bin"], b"A's f001", "{out}");
+    assert_eq!(tree["data/p2/f002.bin"], b"B's f002", "{out}");
+    // By hand, without `--version`, the edit is in the way of the version it was made on.
+    let err = common::fails(&b, &["checkout", "data/"]);
+    assert!(err.contains("has local changes"), "{err}");
+}

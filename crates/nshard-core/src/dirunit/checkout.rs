@@ -127,6 +127,8 @@ pub struct DirCheckoutOptions<'a> {
     pub force: bool,
     /// Removals not committed to keep (see [`crate::CheckoutOptions::keep_removed`]).
     pub keep_removed: &'a [String],
+    /// See [`crate::CheckoutOptions::restore`].
+    pub restore: bool,
     /// Progress (bytes written).
     pub progress: &'a dyn Progress,
 }
@@ -280,14 +282,14 @@ impl Repo {
                                 // the path: moving to this version does not change the file,
                                 // so the edit is carried over (as `git checkout` carries a
                                 // change to a file the two commits agree on), recorded as made
-                                // on this version. An edit made on this version stays in the
-                                // way: checking out the version it was made on is a request to
-                                // restore the file, which takes `--force`. So does a file
+                                // on this version. In a restore (see `restore`), an edit made
+                                // on this version stays in the way: that asks for the file's
+                                // committed bytes back, which takes `--force`. So does a file
                                 // whose execute bit this version has otherwise (the version
                                 // changed its mode, which a carried edit would take back).
                                 Some(c)
                                     if c.sha256 == e.sha256
-                                        && c.version != version
+                                        && (c.version != version || !opts.restore)
                                         && super::is_exec(&f.md) == e.exec
                                         && !opts.force =>
                                 {

@@ -37,6 +37,11 @@ pub struct CheckoutOptions<'a> {
     /// holds other bytes, the unit is refused as for an edit. Files not named are written again
     /// (bringing a deleted file back is what `nshard checkout` is for).
     pub keep_removed: &'a [String],
+    /// A request to put the version's bytes back (`nshard checkout` without `--version`): in a
+    /// directory unit, a file edited on the very version checked out is in the way (`--force`
+    /// replaces it). Otherwise (the git hooks, `pull --checkout`, `--version`) such an edit
+    /// stays, as every edit does where the version holds the bytes it was made from.
+    pub restore: bool,
     /// Progress sink.
     pub progress: &'a dyn Progress,
 }
@@ -117,6 +122,7 @@ impl Repo {
                         version: opts.version.clone(),
                         force: opts.force,
                         keep_removed: opts.keep_removed,
+                        restore: opts.restore,
                         progress: opts.progress,
                     },
                 );

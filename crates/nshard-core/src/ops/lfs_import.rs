@@ -269,6 +269,7 @@ impl Repo {
                     version: None,
                     force: true,
                     keep_removed: &[],
+                    restore: false,
                     progress: opts.progress,
                 },
             )?;

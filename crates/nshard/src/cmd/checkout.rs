@@ -17,10 +17,11 @@ use crate::{out, per_file};
 /// With --version, restores an older version of the file (the manifest stays at the latest version,
 /// so `nshard status` shows the file outdated; `nshard commit --force` records the revert).
 ///
-/// In a tracked directory, a file you edited on another version than the one checked out stays
-/// as you left it where this version holds the bytes you edited (the edit carries over, as with
-/// `git checkout`), and the other files are written; where this version holds other bytes there,
-/// nothing is written.
+/// In a tracked directory, an edited file stays as you left it where the version checked out
+/// holds the bytes you edited from (the edit carries over, as with `git checkout`), and the other
+/// files are written; where that version holds other bytes there, nothing is written. Without
+/// --version, an edit made on the manifest's version itself is in the way: --force puts the
+/// committed bytes back.
 #[derive(Args, Debug)]
 pub struct CheckoutArgs {
     /// Data files, manifests (`x.shard.json`), directories or quoted globs; default: every file.
@@ -45,6 +46,7 @@ pub fn run(ctx: &Ctx, a: CheckoutArgs) -> Result<ExitCode> {
     let results = repo.checkout(
         &targets,
         &CheckoutOptions {
+            restore: a.version.is_none(),
             version: a.version,
             force: a.force,
             keep_removed: &[],

@@ -328,6 +328,7 @@ fn sync(
             version: None,
             force: false,
             keep_removed: &removed,
+            restore: false,
             progress: &bar,
         },
     )?;

@@ -161,6 +161,7 @@ pub fn run(ctx: &Ctx, a: PullArgs) -> Result<ExitCode> {
                     version: a.version.clone(),
                     force: false,
                     keep_removed: &[],
+                    restore: false,
                     progress: &bar,
                 },
             )?
