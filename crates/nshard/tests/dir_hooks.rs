@@ -628,6 +628,14 @@ fn a_merge_of_two_lines_of_a_unit_refuses_only_what_the_other_line_changed() {
 
     let (merged, out) = git_try(&b, &["pull", "-q", "--no-rebase", "origin", "main"]);
     assert!(!merged, "the manifests conflict: {out}");
+    // status names the unfinished merge, not a JSON syntax error.
+    let out = common::nshard(&b).args(["status"]).output().expect("runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("git conflict markers"), "{text}");
     git(&b, &["checkout", "--theirs", "data.shard.json"]);
     ok(&b, &["pull", "data/"]);
     let text = common::fails(&b, &["commit", "-m", "merge"]);

@@ -98,8 +98,13 @@ impl DirManifest {
                 bytes.len()
             )));
         }
-        let m: DirManifest =
-            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not valid: {e}")))?;
+        let m: DirManifest = serde_json::from_slice(bytes).map_err(|e| {
+            if crate::manifest::has_conflict_markers(bytes) {
+                Error::Manifest(ManifestError::ConflictMarkers(source.to_path_buf()))
+            } else {
+                invalid(format!("not valid: {e}"))
+            }
+        })?;
         if m.format != DIR_FORMAT {
             return Err(invalid(format!(
                 "not a directory manifest ({:?})",

@@ -260,7 +260,7 @@ impl Manifest {
 }
 
 /// Whether `bytes` has a line opening a git conflict (`<<<<<<<`).
-fn has_conflict_markers(bytes: &[u8]) -> bool {
+pub(crate) fn has_conflict_markers(bytes: &[u8]) -> bool {
     bytes
         .split(|&b| b == b'\n')
         .any(|l| l.starts_with(b"<<<<<<<") && matches!(l.get(7), None | Some(b' ' | b'\r')))
