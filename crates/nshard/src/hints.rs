@@ -123,7 +123,7 @@ pub fn hint(e: &Error) -> Option<String> {
                 "run `nshard commit` again once the file is stable".into()
             }
             RepoError::WouldOverwrite(_) => {
-                "`nshard commit` keeps the changes; use --force to overwrite them".into()
+                "`nshard commit` keeps the changes (`nshard status` marks any it would refuse as taking back a newer version's); `--force` overwrites them".into()
             }
             RepoError::NothingSelected => "`nshard status` lists the files".into(),
             RepoError::HistoryUnreadable { .. } => {
