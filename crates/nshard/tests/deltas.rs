@@ -1534,7 +1534,7 @@ fn push_moves_a_damaged_delta_aside_so_pull_can_repair_it() {
 
 /// A delta whose base id was damaged on disk names a base no version has, so no pull would fetch
 /// it; likewise two deltas planted as each other's base. `pull --all-versions` (what the
-/// checkout's hint names) fetches such chunks again from the remote, keeping the local copies in
+/// checkout's hint names) or `pull --version` fetches such chunks again from the remote, keeping the local copies in
 /// `.shard/corrupt/`; from a remote that lacks them it puts the copies back where they were.
 #[test]
 fn a_pull_fetches_again_chunks_whose_chain_cannot_be_read() {
@@ -1567,7 +1567,11 @@ fn a_pull_fetches_again_chunks_whose_chain_cannot_be_read() {
     assert_eq!(fs::read(&p).expect("put back"), bad);
     assert!(!repo.join(".shard/corrupt").join(&delta).exists());
 
-    let out = pull_stderr(&repo, url);
+    // `pull --version` of the version that needs it does it too.
+    let out = pull_stderr(
+        &repo,
+        &["model.safetensors", "--version", v0, "--remote", url],
+    );
     assert!(
         out.contains("chain cannot be read") && out.contains(&delta[..12]),
         "{out}"
@@ -1591,17 +1595,18 @@ fn a_pull_fetches_again_chunks_whose_chain_cannot_be_read() {
     fs::write(&pb, &b_as_delta).expect("plant");
     let err = repo.fails(&["checkout", "model.safetensors", "--version", v0, "--force"]);
     assert!(err.contains("cycle"), "{err}");
-    let out = pull_stderr(&repo, url);
+    let out = pull_stderr(&repo, &["--all-versions", "--remote", url]);
     assert!(out.contains("chain cannot be read"), "{out}");
     repo.ok(&["checkout", "model.safetensors", "--version", v0, "--force"]);
     assert!(repo.read("model.safetensors") == files[0]);
     repo.ok(&["verify"]);
 }
 
-/// `nshard pull --all-versions --remote URL`, asserting success; its stderr (notes go there).
-fn pull_stderr(repo: &TestRepo, url: &str) -> String {
+/// `nshard pull ARGS…`, asserting success; its stderr (notes go there).
+fn pull_stderr(repo: &TestRepo, args: &[&str]) -> String {
     let out = common::nshard(repo.path())
-        .args(["pull", "--all-versions", "--remote", url])
+        .arg("pull")
+        .args(args)
         .output()
         .expect("runs");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -311,7 +311,7 @@ impl Repo {
         let mut carried = false;
         let mut absent_memo = None;
         for o in prev.iter().flat_map(|l| l.files.iter()) {
-            let unseen = |memo: &mut Option<HashSet<ObjectId>>| match (
+            let unseen = |memo: &mut Option<super::status::AncestorWalk>| match (
                 cache.get(&format!("{}/{}", unit.as_str(), o.path)),
                 &parent,
             ) {

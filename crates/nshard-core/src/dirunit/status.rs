@@ -133,6 +133,12 @@ pub(crate) struct FromOlder {
     pub created: bool,
 }
 
+/// The ancestors of a unit version walked so far (see [`Repo::added_since_absent`]).
+pub(super) struct AncestorWalk {
+    seen: std::collections::HashSet<ObjectId>,
+    next: Option<ObjectId>,
+}
+
 /// Where a version of a unit stands against the one its manifest names (see
 /// [`Repo::place_version`]).
 #[derive(Clone)]
@@ -358,21 +364,34 @@ impl Repo {
     /// [`StatEntry::ABSENT`]) and listed by version `base` was never here at `base`: `absent_at`
     /// is one of `base`'s ancestors, so `base` added the file since (a version the clone has not
     /// checked out). Otherwise (a newer version removed it, or the history cannot tell) it counts
-    /// as removed. `memo` keeps `base`'s ancestors between calls.
+    /// as removed. `walk` keeps `base`'s ancestors between calls and goes down only as far as a
+    /// call needs (at most [`ORDER_WALK`] versions).
     pub(super) fn added_since_absent(
         &self,
         base: ObjectId,
         absent_at: ObjectId,
-        memo: &mut Option<std::collections::HashSet<ObjectId>>,
+        walk: &mut Option<AncestorWalk>,
     ) -> bool {
-        memo.get_or_insert_with(|| {
-            let parent = self
+        let w = walk.get_or_insert_with(|| AncestorWalk {
+            seen: std::collections::HashSet::new(),
+            next: self
                 .load_dir_version(&base)
                 .ok()
+                .and_then(|m| m.version.parent),
+        });
+        while !w.seen.contains(&absent_at) {
+            let Some(v) = w.next.take() else {
+                return false;
+            };
+            if w.seen.len() >= ORDER_WALK || !w.seen.insert(v) {
+                return false;
+            }
+            w.next = self
+                .load_dir_version(&v)
+                .ok()
                 .and_then(|m| m.version.parent);
-            self.unit_ancestors(parent).into_iter().collect()
-        })
-        .contains(&absent_at)
+        }
+        true
     }
 
     /// Compares the unit's files (under `sub`) with its committed listing. Files whose stat

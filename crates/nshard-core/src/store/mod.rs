@@ -513,14 +513,16 @@ impl LocalStore {
     /// store holds `id` again meanwhile (then `from` stays where it is).
     pub fn put_back(&self, id: &ObjectId, from: &Path) -> Result<()> {
         let dest = self.path_of(id);
-        if fs::symlink_metadata(&dest).is_ok() {
-            return Ok(());
+        // A link never replaces a copy another writer put there meanwhile.
+        match fs::hard_link(from, &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(Error::io("putting back", &dest)(e)),
         }
-        fs::rename(from, &dest).map_err(Error::io("putting back", &dest))?;
         if let Some(dir) = dest.parent() {
             fsutil::sync_dir(dir)?;
         }
-        Ok(())
+        fs::remove_file(from).map_err(Error::io("putting back", from))
     }
 
     /// Whether a copy of `id` was moved aside as corrupt (see [`LocalStore::set_aside`]) and is

@@ -925,30 +925,23 @@ pub async fn pull(
         }
     }
     // A pull of older versions (which are stored as deltas) also fetches again the chunks here
-    // whose chain of deltas cannot be read: their local copy is moved aside first, and put back
-    // when the remote cannot provide them.
-    let mut moved_aside = Vec::new();
+    // whose chain of deltas cannot be read: their local copy is moved aside just before the
+    // fetch (once the remote answered), and put back whatever way the pull ends unless a good
+    // copy came.
+    let mut broken = Vec::new();
     if opts.all_versions || opts.version.is_some() {
         let sizes: HashMap<ObjectId, u64> = planned
             .iter()
             .filter_map(|(_, r)| r.as_ref().ok())
             .flat_map(|(_, chunks)| chunks.iter().map(|(id, n)| (*id, *n)))
             .collect();
-        let broken = broken_chains(local, &present, &wanted);
+        broken = broken_chains(local, &present, &wanted);
         if !broken.is_empty() {
             notes.push(broken_note(&broken, opts.transfer.dry_run));
         }
-        for id in broken {
-            if !opts.transfer.dry_run {
-                match local.set_aside(&id) {
-                    Ok(Some(path)) => moved_aside.push((id, path)),
-                    Ok(None) => {}
-                    // Left as it is: the pull goes on without it.
-                    Err(_) => continue,
-                }
-            }
-            present.remove(&id);
-            wanted.insert(id, sizes.get(&id).copied().unwrap_or(0));
+        for id in &broken {
+            present.remove(id);
+            wanted.insert(*id, sizes.get(id).copied().unwrap_or(0));
         }
     }
     stats.skipped = present.len();
@@ -963,14 +956,22 @@ pub async fn pull(
         opts.transfer.progress,
     )
     .await?;
-    let fetched = deltas::fetch(local, remote, wanted, absent, &opts.transfer, &mut stats).await;
-    // What the remote could not provide again goes back where it was.
-    for (id, path) in moved_aside {
-        if !local.has(&id) {
-            local.put_back(&id, &path)?;
+    let mut aside = PutBack {
+        local,
+        moved: Vec::new(),
+    };
+    if !opts.transfer.dry_run {
+        for id in broken {
+            // One that cannot be moved stays as it is; the pull goes on without it.
+            if let Ok(Some(path)) = local.set_aside(&id) {
+                aside.moved.push((id, path));
+            }
         }
     }
+    let fetched = deltas::fetch(local, remote, wanted, absent, &opts.transfer, &mut stats).await;
+    let put_back = aside.finish();
     let (absent, received_ids) = fetched?;
+    put_back?;
     // A version the remote lacks may have been pruned by retention: say so rather than call it
     // missing data.
     let any_lacking = planned.iter().any(|(_, r)| {
@@ -1040,31 +1041,87 @@ pub async fn pull(
     })
 }
 
+/// Objects moved aside for a pull to fetch again: each one the store still lacks is put back
+/// when the pull ends, by [`PutBack::finish`] or, on an early return or a panic, on drop. (A
+/// process killed meanwhile leaves them in `.shard/corrupt/`: they were unreadable here.)
+struct PutBack<'a> {
+    local: &'a crate::store::LocalStore,
+    moved: Vec<(ObjectId, std::path::PathBuf)>,
+}
+
+impl PutBack<'_> {
+    /// Puts back every object the store lacks; the first error, after trying them all.
+    fn finish(mut self) -> Result<()> {
+        let mut first = None;
+        for (id, path) in std::mem::take(&mut self.moved) {
+            if let Err(e) = self.local.put_back(&id, &path) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for PutBack<'_> {
+    fn drop(&mut self) {
+        for (id, path) in std::mem::take(&mut self.moved) {
+            let _ = self.local.put_back(&id, &path);
+        }
+    }
+}
+
 /// Of the chunks `present` here, those stored as deltas that break a chain: the one whose base is
-/// missing (and not among the `wanted` objects this pull fetches), or one whose chain runs in a
-/// cycle or past the bound. A base id damaged on disk leaves such a delta for good: no version names that
-/// base, so no pull would fetch it. Objects in a format this binary does not know are not broken.
+/// missing (and not among the `wanted` objects this pull fetches; the chunk asked for when that
+/// one is not a chunk of the pulled versions), or one whose chain runs in a cycle or past the
+/// bound. A base id damaged on disk leaves such a delta for good: no version names that base, so
+/// no pull would fetch it. Objects in a format this binary does not know, or unreadable ones, are
+/// left to the checks that read them. Each object's header is read once: chunks share chains.
 fn broken_chains(
     local: &crate::store::LocalStore,
     present: &HashSet<ObjectId>,
     wanted: &HashMap<ObjectId, u64>,
 ) -> Vec<ObjectId> {
-    let mut out: Vec<ObjectId> = present
-        .iter()
-        .filter_map(|id| match local.bases(id) {
-            // The object whose base is missing (the deltas above it are intact).
-            Err(Error::Store(StoreError::BaseMissing { id: at, base }))
-                if !wanted.contains_key(&base) && present.contains(&at) =>
-            {
-                Some(at)
+    // Object → the object its chain breaks at (`None`: it reads, or is left alone).
+    let mut verdict: HashMap<ObjectId, Option<ObjectId>> = HashMap::new();
+    let mut out = Vec::new();
+    for id in present {
+        let mut walked: Vec<ObjectId> = Vec::new();
+        let mut cur = *id;
+        let found = loop {
+            if let Some(v) = verdict.get(&cur) {
+                break *v;
             }
-            Err(Error::Store(StoreError::CorruptObject {
-                kind: crate::error::Corruption::BadChain,
-                ..
-            })) => Some(*id),
-            _ => None,
-        })
-        .collect();
+            if walked.contains(&cur) || walked.len() > crate::codec::MAX_CHAIN {
+                // A cycle or an overlong chain: each chunk on it is fetched again (no verdict
+                // is shared, so that every one of them is).
+                walked.clear();
+                break Some(*id);
+            }
+            match local.delta_base(&cur) {
+                Ok(Some((base, _))) => {
+                    walked.push(cur);
+                    if !local.has(&base) && !wanted.contains_key(&base) {
+                        if present.contains(&cur) {
+                            break Some(cur);
+                        }
+                        // Not a chunk this pull fetches: each chunk built on it is fetched
+                        // again instead (no verdict shared).
+                        walked.clear();
+                        break Some(*id);
+                    }
+                    if !local.has(&base) {
+                        break None;
+                    }
+                    cur = base;
+                }
+                Ok(None) | Err(_) => break None,
+            }
+        };
+        for w in walked {
+            verdict.insert(w, found);
+        }
+        out.extend(found);
+    }
     out.sort();
     out.dedup();
     out
