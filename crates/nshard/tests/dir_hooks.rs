@@ -813,8 +813,8 @@ fn the_hint_names_a_diff_per_version_the_edits_were_made_on() {
     }
 }
 
-/// An edit is not carried over a version that changed the file's execute bit (carrying it
-/// would take the colleague's mode change back): the unit is left as it is.
+/// An edit, or a deletion, is not carried over a version that changed the file's execute bit
+/// (carrying it would take the colleague's mode change back): the unit is left as it is.
 #[cfg(unix)]
 #[test]
 fn an_edit_is_not_carried_over_a_mode_change() {
@@ -834,6 +834,19 @@ fn an_edit_is_not_carried_over_a_mode_change() {
         fs::read(b.join("data/p1/f001.bin")).expect("read"),
         b"B's f001"
     );
+
+    // Nor a deletion.
+    ok(&b, &["checkout", "--force", "data/"]);
+    let f = a.join("data/p2/f002.bin");
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o755)).expect("chmod");
+    commit_and_push(&a, "v3: f002 executable");
+    fs::remove_file(b.join("data/p2/f002.bin")).expect("rm");
+    let out = pull(&b);
+    assert!(
+        out.contains("has uncommitted changes (data/p2/f002.bin removed)"),
+        "{out}"
+    );
+    assert!(!b.join("data/p2/f002.bin").exists(), "{out}");
 }
 
 /// An edit carried into an older version by a partial `checkout --version` carries on when git
@@ -871,4 +884,43 @@ fn an_edit_carried_into_a_version_carries_on_when_git_moves_there() {
     // By hand, without `--version`, the edit is in the way of the version it was made on.
     let err = common::fails(&b, &["checkout", "data/"]);
     assert!(err.contains("has local changes"), "{err}");
+}
+
+/// A post-merge hook that git gives no commit before (no `ORIG_HEAD`) still keeps a file
+/// deleted here, judged against the version the work tree's manifest names.
+#[test]
+fn a_removal_is_kept_by_a_hook_without_the_commit_before() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = owner_and_colleague(tmp.path());
+    write(&a, "data/p1/f001.bin", b"A's change");
+    commit_and_push(&a, "v2");
+    fs::remove_file(b.join("data/p0/f000.bin")).expect("rm");
+    // The merge without hooks, then the hook by hand with no ORIG_HEAD.
+    git(
+        &b,
+        &[
+            "-c",
+            "core.hooksPath=/nonexistent",
+            "pull",
+            "-q",
+            "origin",
+            "main",
+        ],
+    );
+    let _ = fs::remove_file(b.join(".git/ORIG_HEAD"));
+    let out = common::nshard(&b)
+        .args(["hook", "post-merge", "0"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("kept 1 file removed (data/p0/f000.bin)"),
+        "{text}"
+    );
+    assert!(!b.join("data/p0/f000.bin").exists(), "{text}");
+    assert_eq!(
+        fs::read(b.join("data/p1/f001.bin")).expect("read"),
+        b"A's change"
+    );
 }

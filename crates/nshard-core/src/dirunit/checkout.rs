@@ -4,7 +4,7 @@
 //! directory or through a symlink; files with uncommitted changes are never overwritten without
 //! `force`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -98,7 +98,7 @@ impl Repo {
         unit: &RepoPath,
         sub: Option<&str>,
         before: &[u8],
-    ) -> Vec<String> {
+    ) -> Vec<(String, bool)> {
         let Ok(m) = super::DirManifest::parse(before, unit.as_str().as_ref(), Some(unit)) else {
             return Vec::new();
         };
@@ -108,10 +108,10 @@ impl Repo {
         let cache = self.stat_cache();
         listing
             .select(sub)
-            .map(|f| format!("{}/{}", unit.as_str(), f.path))
+            .map(|f| (format!("{}/{}", unit.as_str(), f.path), f.exec))
             // Recorded as absent from the version it last saw: never here, not removed.
-            .filter(|p| cache.get(p).is_some_and(|c| c.sha256 != StatEntry::ABSENT))
-            .filter(|p| std::fs::symlink_metadata(self.root().join(p)).is_err())
+            .filter(|(p, _)| cache.get(p).is_some_and(|c| c.sha256 != StatEntry::ABSENT))
+            .filter(|(p, _)| std::fs::symlink_metadata(self.root().join(p)).is_err())
             .collect()
     }
 }
@@ -126,7 +126,7 @@ pub struct DirCheckoutOptions<'a> {
     /// Overwrite (and remove) files with uncommitted changes.
     pub force: bool,
     /// Removals not committed to keep (see [`crate::CheckoutOptions::keep_removed`]).
-    pub keep_removed: &'a [String],
+    pub keep_removed: &'a [(String, bool)],
     /// See [`crate::CheckoutOptions::restore`].
     pub restore: bool,
     /// Progress (bytes written).
@@ -229,17 +229,24 @@ impl Repo {
         };
         let mut todo: Vec<&FileEntry> = Vec::new();
         let mut conflicts: Vec<String> = Vec::new();
-        let keep_removed: HashSet<&str> = match opts.force {
-            true => HashSet::new(),
-            false => opts.keep_removed.iter().map(String::as_str).collect(),
+        let keep_removed: HashMap<&str, bool> = match opts.force {
+            true => HashMap::new(),
+            false => opts
+                .keep_removed
+                .iter()
+                .map(|(p, x)| (p.as_str(), *x))
+                .collect(),
         };
         for e in listing.select(sub) {
             let full = format!("{}/{}", unit.as_str(), e.path);
             match on_disk.get(e.path.as_str()) {
-                None if keep_removed.contains(full.as_str()) => match cache.get(&full) {
-                    // This version holds the bytes removed: the removal carries over, recorded
-                    // as made on this version.
-                    Some(c) if c.sha256 == e.sha256 => {
+                None if keep_removed.contains_key(full.as_str()) => match cache.get(&full) {
+                    // This version holds the bytes removed, with the same execute bit: the
+                    // removal carries over, recorded as made on this version.
+                    Some(c)
+                        if c.sha256 == e.sha256
+                            && keep_removed.get(full.as_str()) == Some(&e.exec) =>
+                    {
                         if c.version != version {
                             let mut c = c.clone();
                             c.version = version;

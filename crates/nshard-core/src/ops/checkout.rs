@@ -32,11 +32,12 @@ pub struct CheckoutOptions<'a> {
     /// Overwrite files with uncommitted changes.
     pub force: bool,
     /// Files of directory units removed here and not committed (relative to the repository
-    /// root; see [`Repo::uncommitted_removals`]): each stays removed where the version checked
-    /// out holds the bytes it held, as git carries a deletion over a checkout; where the version
-    /// holds other bytes, the unit is refused as for an edit. Files not named are written again
-    /// (bringing a deleted file back is what `nshard checkout` is for).
-    pub keep_removed: &'a [String],
+    /// root, with the execute bit they had; see [`Repo::uncommitted_removals`]): each stays
+    /// removed where the version checked out holds the bytes and the mode it had, as git
+    /// carries a deletion over a checkout; where the version holds other bytes or another mode,
+    /// the unit is refused as for an edit. Files not named are written again (bringing a
+    /// deleted file back is what `nshard checkout` is for).
+    pub keep_removed: &'a [(String, bool)],
     /// A request to put the version's bytes back (`nshard checkout` without `--version`): in a
     /// directory unit, a file edited on the very version checked out is in the way (`--force`
     /// replaces it). Otherwise (the git hooks, `pull --checkout`, `--version`) such an edit

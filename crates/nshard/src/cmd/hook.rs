@@ -123,12 +123,20 @@ pub fn run(ctx: &Ctx, a: HookArgs) -> Result<ExitCode> {
 }
 
 fn all_manifests(repo: &Repo) -> Result<Vec<String>> {
-    Ok(repo
+    let mut out: Vec<String> = repo
         .scan_worktree()?
         .1
         .iter()
         .map(|p| p.manifest_path().as_str().to_string())
-        .collect())
+        .collect();
+    // Directory units too, those whose manifest is here.
+    for u in repo.dir_units()? {
+        let m = u.manifest_path();
+        if repo.root().join(m.as_str()).is_file() && !out.contains(&m.as_str().to_string()) {
+            out.push(m.as_str().to_string());
+        }
+    }
+    Ok(out)
 }
 
 fn pre_push(ctx: &Ctx, repo: &Repo, git_remote: String) -> Result<ExitCode> {
@@ -253,22 +261,34 @@ fn in_checked_out_parts(repo: &Repo, targets: Vec<Target>) -> Vec<Target> {
 }
 
 /// The files of the units in `targets` deleted here and not committed (judged against each
-/// unit's version at commit `before`; relative to the repository root): the checkout keeps them
+/// unit's version at commit `before`, else, when git gave no commit before, against the version
+/// the work tree's manifest names now; relative to the repository root): the checkout keeps them
 /// removed, or leaves the unit as it is where the new version changed them.
-fn uncommitted_removals(repo: &Repo, targets: &[Target], before: Option<&str>) -> Vec<String> {
+fn uncommitted_removals(
+    repo: &Repo,
+    targets: &[Target],
+    before: Option<&str>,
+) -> Vec<(String, bool)> {
     let units: Vec<&Target> = targets
         .iter()
         .filter(|t| matches!(t, Target::Unit { .. }))
         .collect();
-    let (Some(before), Ok(tree), false) = (before, repo.git_tree(), units.is_empty()) else {
+    if units.is_empty() {
         return Vec::new();
-    };
+    }
     let paths: Vec<String> = units
         .iter()
         .map(|t| t.path().manifest_path().to_string())
         .collect();
-    let Ok(old) = tree.files_at(before, &paths) else {
-        return Vec::new();
+    let old: Vec<Option<Vec<u8>>> = match before {
+        Some(before) => match repo.git_tree().and_then(|t| t.files_at(before, &paths)) {
+            Ok(old) => old,
+            Err(_) => return Vec::new(),
+        },
+        None => paths
+            .iter()
+            .map(|p| std::fs::read(repo.root().join(p)).ok())
+            .collect(),
     };
     let mut out = Vec::new();
     for (t, bytes) in units.into_iter().zip(old) {
@@ -299,8 +319,6 @@ fn sync(
         .filter_map(|m| repo.target_of_manifest(&m))
         .collect();
     let targets = in_checked_out_parts(repo, targets);
-    // Files of units deleted here and not committed stay deleted, as edits stay edited.
-    let removed = uncommitted_removals(repo, &targets, before);
     // The data of every changed manifest is pulled, that of units the checkout leaves as they
     // are included (their new listing is what `status` and `commit` compare the kept files with).
     let need: Vec<Target> = targets
@@ -322,6 +340,9 @@ fn sync(
         .into_iter()
         .filter(|t| !unavailable.contains(t.path()))
         .collect();
+    // Files of units deleted here and not committed stay deleted, as edits stay edited (judged
+    // once the listings are here).
+    let removed = uncommitted_removals(repo, &ready, before);
     let results = repo.checkout(
         &ready,
         &CheckoutOptions {
