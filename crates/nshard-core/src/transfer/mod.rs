@@ -935,13 +935,14 @@ pub async fn pull(
             .filter_map(|(_, r)| r.as_ref().ok())
             .flat_map(|(_, chunks)| chunks.iter().map(|(id, n)| (*id, *n)))
             .collect();
-        broken = broken_chains(local, &present, &wanted);
-        if !broken.is_empty() {
+        let found = broken_chains(local, &present, &wanted, &sizes);
+        if !found.is_empty() {
+            broken = found.iter().map(|(id, _)| *id).collect();
             notes.push(broken_note(&broken, opts.transfer.dry_run));
         }
-        for id in &broken {
-            present.remove(id);
-            wanted.insert(*id, sizes.get(id).copied().unwrap_or(0));
+        for (id, size) in found {
+            present.remove(&id);
+            wanted.insert(id, size);
         }
     }
     stats.skipped = present.len();
@@ -1070,17 +1071,19 @@ impl Drop for PutBack<'_> {
     }
 }
 
-/// Of the chunks `present` here, those stored as deltas that break a chain: the one whose base is
-/// missing (and not among the `wanted` objects this pull fetches; the chunk asked for when that
-/// one is not a chunk of the pulled versions), or one whose chain runs in a cycle or past the
-/// bound. A base id damaged on disk leaves such a delta for good: no version names that base, so
-/// no pull would fetch it. Objects in a format this binary does not know, or unreadable ones, are
-/// left to the checks that read them. Each object's header is read once: chunks share chains.
+/// For the chunks `present` here, the objects stored as deltas that break their chains, with
+/// their raw size bound (a delta and its base have the size of the chunk built on them): the
+/// one whose base is missing (and not among the `wanted` objects this pull fetches; a chunk of
+/// another version may be one), or a chunk whose chain runs in a cycle or past the bound. A base
+/// id damaged on disk leaves such a delta for good: no version names that base, so no pull would
+/// fetch it. Objects in a format this binary does not know, or unreadable ones, are left to the
+/// checks that read them. Each object's header is read once: chunks share chains.
 fn broken_chains(
     local: &crate::store::LocalStore,
     present: &HashSet<ObjectId>,
     wanted: &HashMap<ObjectId, u64>,
-) -> Vec<ObjectId> {
+    sizes: &HashMap<ObjectId, u64>,
+) -> Vec<(ObjectId, u64)> {
     // Object → the object its chain breaks at (`None`: it reads, or is left alone).
     let mut verdict: HashMap<ObjectId, Option<ObjectId>> = HashMap::new();
     let mut out = Vec::new();
@@ -1101,13 +1104,7 @@ fn broken_chains(
                 Ok(Some((base, _))) => {
                     walked.push(cur);
                     if !local.has(&base) && !wanted.contains_key(&base) {
-                        if present.contains(&cur) {
-                            break Some(cur);
-                        }
-                        // Not a chunk this pull fetches: each chunk built on it is fetched
-                        // again instead (no verdict shared).
-                        walked.clear();
-                        break Some(*id);
+                        break Some(cur);
                     }
                     if !local.has(&base) {
                         break None;
@@ -1120,10 +1117,11 @@ fn broken_chains(
         for w in walked {
             verdict.insert(w, found);
         }
-        out.extend(found);
+        let size = |at: &ObjectId| sizes.get(at).or(sizes.get(id)).copied().unwrap_or(0);
+        out.extend(found.map(|at| (at, size(&at))));
     }
     out.sort();
-    out.dedup();
+    out.dedup_by_key(|(at, _)| *at);
     out
 }
 
