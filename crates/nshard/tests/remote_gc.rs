@@ -1196,6 +1196,9 @@ fn revert_then_gc(w: &GcWorld) {
     // Step 1's content committed again as the newest version, pushed with git.
     fs::write(a.join("models/m.bin"), &files[1]).expect("write");
     w.ok(&a, &["commit", "--force", "-m", "back to step 1"]);
+    // The commit's background re-encoding done, so that both gc runs below see the same local
+    // deltas (a second run would otherwise upload what the first one ran beside).
+    w.ok(&a, &["repack"]);
     w.git(&a, &["commit", "-q", "-am", "back to step 1"]);
     w.git(&a, &["push", "-q", "origin", "HEAD"]);
     let (_, newest) = version_objects(&a, "HEAD");
