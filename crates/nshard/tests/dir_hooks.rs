@@ -267,6 +267,11 @@ fn owner_and_colleague(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) 
 /// the data).
 fn commit_and_push(dir: &Path, msg: &str) {
     ok(dir, &["commit", "-m", msg]);
+    git_commit_and_push(dir, msg);
+}
+
+/// `git commit` of the work tree in clone `dir` (the manifests nshard wrote), then `git push`.
+fn git_commit_and_push(dir: &Path, msg: &str) {
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-q", "-m", msg]);
     let (pushed, out) = git_try(dir, &["push", "-q", "origin", "main"]);
@@ -441,13 +446,10 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
     let changes = st[0]["changes"].as_array().expect("changes");
     assert_eq!(changes.len(), 1, "{st:#}");
     assert!(changes[0]["from_older"].is_null(), "{st:#}");
-    ok(&b, &["commit", "-m", "B's edit"]);
+    commit_and_push(&b, "B's edit");
     let tree = read_tree(&b, "data");
     assert_eq!(tree["data/p1/f001.bin"], b"A's change");
     assert_eq!(tree["data/p0/f000.bin"], b"B's change");
-    git(&b, &["commit", "-q", "-am", "B's edit"]);
-    let (pushed, out) = git_try(&b, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
 
     // Both change f002 and A also f005: B's edit started from the version before A's, so the
     // hook leaves the unit as it is, and f005 still holds that version too. status names both
@@ -510,9 +512,7 @@ fn a_unit_commit_never_undoes_a_colleagues_version() {
     let tree = read_tree(&b, "data");
     assert_eq!(tree["data/p2/f002.bin"], b"B again");
     assert_eq!(tree["data/p2/f005.bin"], b"A's f005");
-    git(&b, &["commit", "-q", "-am", "B again"]);
-    let (pushed, out) = git_try(&b, &["push", "-q", "origin", "main"]);
-    assert!(pushed, "{out}");
+    git_commit_and_push(&b, "B again");
 
     // A commits two versions before B pulls, and B edits the file the second one changed: the
     // version in between is not in B's store, and f003 still holds the version before both.

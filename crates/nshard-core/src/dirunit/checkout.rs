@@ -247,11 +247,7 @@ impl Repo {
                         if c.sha256 == e.sha256
                             && keep_removed.get(full.as_str()) == Some(&e.exec) =>
                     {
-                        if c.version != version {
-                            let mut c = c.clone();
-                            c.version = version;
-                            cache.set(&full, c);
-                        }
+                        cache.set_version(&full, version);
                         out.removals_kept.push(full);
                     }
                     _ => {
@@ -265,11 +261,7 @@ impl Repo {
                         // It holds this version's bytes: recorded as holding this version (an
                         // entry may name an older one, or a file's own version from before the
                         // directory became a unit), which commit's check of edits relies on.
-                        if c.version != version {
-                            let mut c = c.clone();
-                            c.version = version;
-                            cache.set(&full, c);
-                        }
+                        cache.set_version(&full, version);
                         out.up_to_date += 1
                     }
                     // Holds content nshard wrote or committed: safe to replace.
@@ -300,9 +292,7 @@ impl Repo {
                                         && super::is_exec(&f.md) == e.exec
                                         && !opts.force =>
                                 {
-                                    let mut c = c.clone();
-                                    c.version = version;
-                                    cache.set(&full, c);
+                                    cache.set_version(&full, version);
                                     out.edits_kept.push(full);
                                 }
                                 // Edited (or created here) where this version has other bytes:

@@ -311,15 +311,12 @@ impl Repo {
         let mut carried = false;
         let mut absent_memo = None;
         for o in prev.iter().flat_map(|l| l.files.iter()) {
-            let unseen = |memo: &mut Option<super::status::AncestorWalk>| match (
-                cache.get(&format!("{}/{}", unit.as_str(), o.path)),
-                &parent,
-            ) {
-                (None, _) => true,
-                (Some(c), Some(p)) if c.sha256 == StatEntry::ABSENT => {
-                    self.added_since_absent(p.version, c.version, memo)
+            let unseen = |memo: &mut Option<super::status::AncestorWalk>| {
+                let entry = cache.get(&format!("{}/{}", unit.as_str(), o.path));
+                match &parent {
+                    Some(p) => self.never_here(entry, p.version, memo),
+                    None => entry.is_none(),
                 }
-                _ => false,
             };
             if !here.contains(o.path.as_str()) && (!inside(&o.path) || unseen(&mut absent_memo)) {
                 entries.push((o.clone(), prev_loc(o)));

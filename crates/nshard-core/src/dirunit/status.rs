@@ -133,7 +133,7 @@ pub(crate) struct FromOlder {
     pub created: bool,
 }
 
-/// The ancestors of a unit version walked so far (see [`Repo::added_since_absent`]).
+/// The ancestors of a unit version walked so far (see [`Repo::never_here`]).
 pub(super) struct AncestorWalk {
     seen: std::collections::HashSet<ObjectId>,
     next: Option<ObjectId>,
@@ -237,10 +237,7 @@ impl Repo {
             };
             // Absent here and from an older version it last saw: not checked out since, and
             // commit keeps it as committed.
-            if f.is_none()
-                && c.sha256 == StatEntry::ABSENT
-                && self.added_since_absent(p.version, c.version, &mut absent_memo)
-            {
+            if f.is_none() && self.never_here(Some(c), p.version, &mut absent_memo) {
                 continue;
             }
             // Unchanged by `p` since the version the file last held (or was absent from, see
@@ -360,13 +357,29 @@ impl Repo {
         out
     }
 
-    /// Whether a file recorded as absent from version `absent_at` of a unit (see
-    /// [`StatEntry::ABSENT`]) and listed by version `base` was never here at `base`: `absent_at`
-    /// is one of `base`'s ancestors, so `base` added the file since (a version the clone has not
-    /// checked out). Otherwise (a newer version removed it, or the history cannot tell) it counts
-    /// as removed. `walk` keeps `base`'s ancestors between calls and goes down only as far as a
-    /// call needs (at most [`ORDER_WALK`] versions).
-    pub(super) fn added_since_absent(
+    /// Whether a file that `base` (a version of a unit) lists and that is not in the work tree
+    /// was never here at `base`, with `entry` its stat-cache record: nshard never wrote it, or
+    /// recorded it absent from a version that is one of `base`'s ancestors (`base` added it
+    /// since, and has not been checked out). Otherwise it was removed here; so is a file a newer
+    /// version removed, or one the history cannot place. `walk` keeps `base`'s ancestors between
+    /// calls and goes down only as far as a call needs (at most [`ORDER_WALK`] versions).
+    pub(super) fn never_here(
+        &self,
+        entry: Option<&StatEntry>,
+        base: ObjectId,
+        walk: &mut Option<AncestorWalk>,
+    ) -> bool {
+        match entry {
+            None => true,
+            Some(c) if c.sha256 == StatEntry::ABSENT => {
+                self.added_since_absent(base, c.version, walk)
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Whether `absent_at` is one of `base`'s ancestors (see [`Repo::never_here`]).
+    fn added_since_absent(
         &self,
         base: ObjectId,
         absent_at: ObjectId,
@@ -516,12 +529,10 @@ impl Repo {
                     key.push_str(&e.path);
                     // Never written here, or recorded as absent from an older version (this one
                     // added it since and has not been checked out).
-                    let unseen = match (cache.get(&key), st.version) {
-                        (None, _) => true,
-                        (Some(c), Some(v)) if c.sha256 == StatEntry::ABSENT => {
-                            self.added_since_absent(v, c.version, &mut ancestors)
-                        }
-                        _ => false,
+                    let entry = cache.get(&key);
+                    let unseen = match st.version {
+                        Some(v) => self.never_here(entry, v, &mut ancestors),
+                        None => entry.is_none(),
                     };
                     if unseen {
                         st.not_checked_out += 1;

@@ -124,6 +124,16 @@ impl StatCache {
         }
     }
 
+    /// Records `path`'s entry (if any) as holding `version`: its bytes are that version's too.
+    pub fn set_version(&mut self, path: &str, version: crate::id::ObjectId) {
+        if let Some(e) = self.entries.get_mut(path) {
+            if e.version != version {
+                e.version = version;
+                self.dirty = true;
+            }
+        }
+    }
+
     /// Moves `from`'s entry to `to` (a renamed file keeps its stat), recording `version` as what
     /// it holds.
     pub fn rename(&mut self, from: &str, to: &str, version: crate::id::ObjectId) {

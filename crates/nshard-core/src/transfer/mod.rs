@@ -1053,6 +1053,10 @@ struct PutBack<'a> {
 impl PutBack<'_> {
     /// Puts back every object the store lacks; the first error, after trying them all.
     fn finish(mut self) -> Result<()> {
+        self.put_all()
+    }
+
+    fn put_all(&mut self) -> Result<()> {
         let mut first = None;
         for (id, path) in std::mem::take(&mut self.moved) {
             if let Err(e) = self.local.put_back(&id, &path) {
@@ -1065,9 +1069,7 @@ impl PutBack<'_> {
 
 impl Drop for PutBack<'_> {
     fn drop(&mut self) {
-        for (id, path) in std::mem::take(&mut self.moved) {
-            let _ = self.local.put_back(&id, &path);
-        }
+        let _ = self.put_all();
     }
 }
 
